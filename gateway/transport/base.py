@@ -1,0 +1,107 @@
+"""The transport contract: moves bytes and reports outcomes, nothing more.
+
+Two implementations: ``rabbit.RabbitTransport`` (pika, the real broker) and
+``memory.MemoryTransport`` (in-process, for unit tests). Transport never
+decides who may see what; that is policy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+def routing_key(recipient: str, message_type: str, sender: str) -> str:
+    """``<recipient>.<message type>.<sender>`` (DESIGN.md, Transport)."""
+    return f"{recipient}.{message_type}.{sender}"
+
+
+def inbox_queue(code: str) -> str:
+    return f"caf.inbox.{code}"
+
+
+def parking_queue(code: str) -> str:
+    return f"caf.parking.{code}"
+
+
+def escalation_queue(code: str) -> str:
+    return f"caf.escalation.{code}"
+
+
+REGIONAL_ESCALATION_QUEUE = "caf.escalation.regional"
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One message to publish, persistent and mandatory."""
+
+    routing_key: str
+    body: bytes
+    message_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    exchange: str | None = None  # None: the main exchange (caf.exchange)
+
+
+class PublishOutcome(StrEnum):
+    CONFIRMED = "CONFIRMED"  # the broker took responsibility (ack)
+    RETURNED = "RETURNED"  # mandatory: no queue was bound for the routing key
+    NACKED = "NACKED"  # the broker refused it; transient, publish again
+    FAILED = "FAILED"  # connection lost before a confirm; publish again
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    message_id: str
+    outcome: PublishOutcome
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message taken from a queue, not yet settled."""
+
+    queue: str
+    routing_key: str
+    body: bytes
+    message_id: str | None
+    headers: Mapping[str, object]
+    delivery_count: int  # 0 on first delivery; counted by the broker
+    tag: int
+
+
+class Verdict(StrEnum):
+    ACK = "ACK"  # recorded durably; remove from the queue
+    RETRY = "RETRY"  # transient failure; broker retries with backoff
+    PARK = "PARK"  # permanent failure or budget spent; to the parking queue
+
+
+@dataclass(frozen=True)
+class Disposition:
+    verdict: Verdict
+    reason: str | None = None
+
+
+BatchHandler = Callable[[Sequence[Delivery]], Sequence[Disposition]]
+
+
+class Transport(Protocol):
+    """What services need from a message broker."""
+
+    def declare(self, hosted: Sequence[str]) -> None:
+        """Declare exchanges and the queues of the hosted authorities (idempotent)."""
+
+    def publish(self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0) -> list[PublishResult]:
+        """Publish with confirms pipelined; one result per message, same order."""
+
+    def consume(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
+        """Deliver batches to ``handler`` until ``stop`` is set; settle by its verdicts.
+
+        RETRY re-queues through the broker's delay queues with exponential
+        backoff; after the retry budget (or the quorum queue's delivery
+        limit) the message is parked with its reason.
+        """
+
+    def close(self) -> None: ...
