@@ -1,0 +1,240 @@
+"""Signing identities of hosted authorities: private keys and certificates.
+
+Each authority hosted by a gateway has ``<keys_dir>/<code>/key.pem`` (ECDSA
+P-256, mode 0600, in a 0700 directory) and ``<keys_dir>/<code>/cert.pem``, a
+self-signed X.509 certificate whose subject carries the authority's name
+(CN), ``O=cafgw`` and the LA code as ``serialNumber``, so that a regional CA
+mode can tie a certificate to an authority by its subject.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from gateway.errors import ConfigError
+
+__all__ = [
+    "Identity",
+    "PrivateKey",
+    "ensure_identity",
+    "generate_identity",
+    "la_code_of",
+    "load_certificate",
+    "load_certificates",
+    "load_private_key",
+]
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+KEY_FILE = "key.pem"
+CERT_FILE = "cert.pem"
+# Certificates are back-dated a little so that a peer whose clock runs
+# slightly behind does not see a brand-new certificate as not yet valid.
+_BACKDATE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Where an authority's private key and certificate live."""
+
+    code: str
+    key_path: Path
+    cert_path: Path
+
+
+def generate_identity(
+    code: str,
+    name: str,
+    keys_dir: Path,
+    *,
+    valid_days: int = 825,
+    now: datetime | None = None,
+    force: bool = False,
+) -> Identity:
+    """Create a new P-256 key and self-signed certificate for authority ``code``.
+
+    Refuses to replace an existing key unless ``force`` is true: a lost key
+    means peers must re-pin the new certificate.
+    """
+    identity = _identity(code, keys_dir)
+    if identity.key_path.exists() and not force:
+        raise ConfigError(
+            f"{identity.key_path}: a key already exists for {code}; "
+            "pass force=True (cafgw keys --force) to replace it"
+        )
+    key = ec.generate_private_key(ec.SECP256R1())
+    _make_private_dir(identity.key_path.parent)
+    _write_private(identity.key_path, _key_pem(key))
+    _write_public(identity.cert_path, _certificate_pem(key, code, name, valid_days, now))
+    return identity
+
+
+def ensure_identity(
+    code: str,
+    name: str,
+    keys_dir: Path,
+    *,
+    valid_days: int = 825,
+    now: datetime | None = None,
+) -> Identity:
+    """Return the identity of ``code``, creating key and certificate only if missing.
+
+    A key without a certificate gets a new certificate for the same key; a
+    certificate without its key is an error (the key was lost or moved).
+    """
+    identity = _identity(code, keys_dir)
+    has_key, has_cert = identity.key_path.exists(), identity.cert_path.exists()
+    if has_key and has_cert:
+        return identity
+    if has_cert:
+        raise ConfigError(
+            f"{identity.cert_path} exists but {identity.key_path} is missing; restore the "
+            "key, or create a new identity with cafgw keys --force and re-pin it at every peer"
+        )
+    if not has_key:
+        return generate_identity(code, name, keys_dir, valid_days=valid_days, now=now)
+    key = load_private_key(identity.key_path)
+    _write_public(identity.cert_path, _certificate_pem(key, code, name, valid_days, now))
+    return identity
+
+
+def load_private_key(path: Path) -> PrivateKey:
+    """Read an unencrypted PEM private key (ECDSA or RSA)."""
+    return parse_private_key(_read(path), str(path))
+
+
+def parse_private_key(pem: bytes, source: str = "private key") -> PrivateKey:
+    """Parse PEM bytes into an ECDSA or RSA private key."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{source}: not a readable unencrypted PEM private key") from exc
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
+        raise ConfigError(f"{source}: RSA keys must have at least 2048 bits")
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise ConfigError(f"{source}: only ECDSA and RSA keys are supported")
+    return key
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    """Read the first X.509 certificate of a PEM file."""
+    return load_certificates(path)[0]
+
+
+def load_certificates(path: Path) -> tuple[x509.Certificate, ...]:
+    """Read every X.509 certificate of a PEM file (a file may hold several)."""
+    try:
+        certs = x509.load_pem_x509_certificates(_read(path))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a readable PEM certificate") from exc
+    return tuple(certs)
+
+
+def la_code_of(cert: x509.Certificate) -> str | None:
+    """The LA code in a certificate subject (``serialNumber``), if any."""
+    values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    if not values:
+        return None
+    value = values[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def _identity(code: str, keys_dir: Path) -> Identity:
+    # The code becomes a directory name: nothing that could climb out of keys_dir.
+    if not (code.isascii() and code.isalnum()):
+        raise ConfigError(f"LA code {code!r} must be ASCII letters and digits only")
+    folder = keys_dir / code
+    return Identity(code=code, key_path=folder / KEY_FILE, cert_path=folder / CERT_FILE)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _certificate_pem(
+    key: PrivateKey, code: str, name: str, valid_days: int, now: datetime | None
+) -> bytes:
+    start = (now or datetime.now(UTC)) - _BACKDATE
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cafgw"),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, code),
+        ]
+    )
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
+        .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _make_private_dir(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask and ignored if it exists
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    # Written to a fresh 0600 file and renamed, so the key is never readable
+    # by others, not even for a moment, and a crash leaves the old key intact.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
