@@ -127,6 +127,7 @@ class Settings(_Frozen):
     database: DatabaseSettings = DatabaseSettings()
     hosted: tuple[str, ...] = ()
     keys_dir: Path = Path("var/keys")
+    api_keys_file: Path = Path("var/api-keys.json")
     authorities_file: Path = Path("authorities.yaml")
     adapters_dir: Path = Path("adapters")
     api: ApiSettings = ApiSettings()
@@ -248,6 +249,7 @@ def load_settings(
     return settings.model_copy(
         update={
             "keys_dir": _under(root, settings.keys_dir),
+            "api_keys_file": _under(root, settings.api_keys_file),
             "adapters_dir": _under(config_dir, settings.adapters_dir),
             "database": DatabaseSettings(url=_sqlite_under(root, settings.database.url)),
         }

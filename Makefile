@@ -1,0 +1,47 @@
+# cafgw: make run (the demo gateway) and make test (the whole suite) on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all run test test-fast lint bench fuzz system-deps broker-check clean
+
+all: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+system-deps:
+	@scripts/ensure-system-deps.sh
+
+broker-check:
+	@scripts/check-broker.sh
+
+run: $(STAMP) system-deps broker-check
+	$(BIN)/cafgw run --demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway adapters tests bench
+	$(BIN)/mypy
+
+# Tests that disrupt the broker (marked serial) run alone, after the rest.
+test: $(STAMP) system-deps broker-check lint
+	$(BIN)/pytest -m "not serial" -q -p no:cacheprovider
+	$(BIN)/pytest -m serial -q -p no:cacheprovider; rc=$$?; [ $$rc -eq 0 -o $$rc -eq 5 ]
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not integration and not serial" -q
+
+bench: $(STAMP) broker-check
+	$(BIN)/python -m bench.run
+
+fuzz: $(STAMP)
+	CAFGW_FUZZ_SECONDS=$${CAFGW_FUZZ_SECONDS:-300} $(BIN)/pytest -m fuzz -q
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

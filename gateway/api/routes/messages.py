@@ -1,0 +1,76 @@
+"""/v1/messages: submit local exports or canonical XML; read status histories."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
+from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
+from gateway.errors import MalformedInputError, NotFoundError
+from gateway.ledger.status import Status
+from gateway.services import outbound
+
+router = APIRouter(prefix="/v1/messages", tags=["messages"])
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise MalformedInputError(f"request body is {declared} bytes; the limit is {limit}")
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > limit:
+            raise MalformedInputError(f"request body exceeds the limit of {limit} bytes")
+    return bytes(data)
+
+
+@router.post("", status_code=202, response_model=SubmitOut | RecordOut)
+async def submit(
+    request: Request,
+    gw: GatewayDep,
+    authority: AuthorityDep,
+    adapter: Annotated[
+        str | None, Query(description="local format adapter, e.g. dudley-csv")
+    ] = None,
+    source: Annotated[str, Query(max_length=200)] = "upload",
+) -> SubmitOut | RecordOut:
+    """Accept a local export (with ``adapter``) or one canonical XML envelope.
+
+    Everything accepted is in the ledger before this answers.
+    """
+    if adapter is not None:
+        data = await _body(request, MAX_UPLOAD_BYTES)
+        report = outbound.submit_local(gw, authority, adapter, io.BytesIO(data), source)
+        return SubmitOut.of(report)
+    data = await _body(request, gw.settings.limits.max_message_bytes)
+    return RecordOut.of(outbound.submit_envelope(gw, authority, data))
+
+
+@router.get("/{message_id}", response_model=list[MessageOut])
+def status(message_id: str, gw: GatewayDep, who: CallerDep) -> list[MessageOut]:
+    """Status history of a message, for the caller's authority (an admin sees all)."""
+    records = gw.ledger.find(message_id=message_id[:64])
+    visible = [r for r in records if who.may_see(r.authority)]
+    if not visible:
+        raise NotFoundError(f"message {message_id} not found")
+    return [MessageOut.of(r) for r in visible]
+
+
+@router.get("", response_model=list[MessageOut])
+def listing(
+    gw: GatewayDep,
+    authority: AuthorityDep,
+    status: Annotated[Status | None, Query()] = None,
+    since: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[MessageOut]:
+    """The authority's messages, newest first."""
+    records = gw.ledger.find(authority=authority, status=status, since=since, limit=limit)
+    return [MessageOut.of(r) for r in records]

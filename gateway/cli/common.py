@@ -1,0 +1,46 @@
+"""Shared CLI plumbing: settings once per invocation, errors as one clear line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from gateway.errors import CafgwError
+from gateway.settings import Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ConfigOption = typer.Option(None, "--config", help="configuration directory (default: ./config)")
+
+
+def settings_from(config: Path | None) -> Settings:
+    return load_settings(config)
+
+
+def friendly(fn: Callable[P, R]) -> Callable[P, R]:
+    """Report a CafgwError as one line on stderr with exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except CafgwError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

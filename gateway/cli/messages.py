@@ -1,0 +1,132 @@
+"""``cafgw send``, ``status`` and ``messages``: the ledger from the command line."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gateway.cli.common import ConfigOption, console, err_console, friendly, print_json, settings_from
+from gateway.context import build
+from gateway.ledger.status import Status
+from gateway.ledger.store import Ledger
+from gateway.runtime import check_broker, open_transport
+from gateway.services import delivery, outbound
+
+
+@friendly
+def send(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False),
+    authority: str = typer.Option(..., "--authority", help="the sending authority (hosted here)"),
+    adapter: str = typer.Option(..., "--adapter"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Convert a local export and send every record that may leave; report each one."""
+    settings = settings_from(config)
+    check_broker(settings.broker.url)
+    gw = build(settings, open_transport(settings))
+    try:
+        gw.transport.declare(gw.hosted)
+        errors = 0
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed} records"),
+            TextColumn("{task.fields[rate]:.0f} rec/s"),
+            TextColumn("[red]{task.fields[errors]} errors"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(f"converting {file.name}", total=None, rate=0.0, errors=0)
+            started = time.monotonic()
+
+            def tick(outcome: outbound.RecordOutcome) -> None:
+                nonlocal errors
+                errors += outcome.status == Status.REJECTED
+                done = progress.tasks[task].completed + 1
+                rate = done / max(time.monotonic() - started, 1e-6)
+                progress.update(task, completed=done, rate=rate, errors=errors)
+
+            with file.open("rb") as stream:
+                report = outbound.submit_local(gw, authority, adapter, stream, file.name, tick)
+        for o in report.outcomes:
+            if o.status == Status.REJECTED:
+                for reason in o.reasons:
+                    err_console.print(reason, markup=False, highlight=False)
+        published = 0
+        while True:
+            summary = delivery.publish_outbox(gw)
+            published += summary.confirmed
+            if summary.confirmed == 0:
+                break
+        console.print(
+            f"{file.name}: {report.queued} queued to send, {report.held} held locally, "
+            f"{report.rejected} rejected; {published} messages published",
+            highlight=False,
+        )
+        if report.rejected:
+            raise typer.Exit(1)
+    finally:
+        gw.transport.close()
+
+
+def _table(records: list, title: str) -> Table:  # type: ignore[type-arg]
+    table = Table(title=title)
+    for col in ("message id", "dir", "authority", "from", "to", "type", "status", "reason"):
+        table.add_column(col)
+    for r in records:
+        table.add_row(
+            r.message_id, r.direction.value[:3], r.authority, r.sender, r.recipient,
+            r.message_type, r.status.value, (r.reason or "")[:60],
+        )
+    return table
+
+
+@friendly
+def status(
+    message_id: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Status history of a message (every copy this gateway holds)."""
+    settings = settings_from(config)
+    records = Ledger.open(settings.database.url).find(message_id=message_id)
+    if not records:
+        err_console.print(f"message {message_id} not found")
+        raise typer.Exit(1)
+    if as_json:
+        from gateway.api.schemas import MessageOut
+
+        print_json([MessageOut.of(r).model_dump(mode="json") for r in records])
+        return
+    for r in records:
+        console.print(f"{r.direction.value} {r.sender} -> {r.recipient} {r.message_type} (held by {r.authority})")
+        for h in r.history:
+            console.print(f"  {h.at.isoformat()}  {h.status.value:<16} {h.reason or ''}", highlight=False)
+
+
+@friendly
+def messages(
+    status_: Status | None = typer.Option(None, "--status"),
+    authority: str | None = typer.Option(None, "--authority"),
+    since: datetime | None = typer.Option(None, "--since"),
+    limit: int = typer.Option(100, "--limit"),
+    as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """List messages in the ledger, newest first."""
+    settings = settings_from(config)
+    records = Ledger.open(settings.database.url).find(
+        authority=authority, status=status_, since=since, limit=limit, with_history=False
+    )
+    if as_json:
+        from gateway.api.schemas import MessageOut
+
+        print_json([MessageOut.of(r).model_dump(mode="json") for r in records])
+        return
+    console.print(_table(records, f"{len(records)} messages"))

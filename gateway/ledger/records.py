@@ -1,0 +1,110 @@
+"""Frozen records that the ledger takes in and hands out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.ledger.status import Direction, Status
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to record, outbound (authority = sender) or inbound (= recipient)."""
+
+    message_id: str
+    direction: Direction
+    authority: str
+    sender: str
+    recipient: str
+    message_type: str
+    correlation_id: str
+    legal_basis: str
+    statuses: tuple[tuple[Status, str | None], ...]
+    case_ref: str | None = None
+    purpose: str | None = None
+    digest: str | None = None
+    body: bytes | None = None
+    receipt_due: bool = False
+    child_key: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    status: Status
+    at: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    pk: int
+    message_id: str
+    direction: Direction
+    authority: str
+    sender: str
+    recipient: str
+    message_type: str
+    correlation_id: str
+    case_ref: str | None
+    legal_basis: str
+    purpose: str | None
+    status: Status
+    reason: str | None
+    digest: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None
+    restricted: bool
+    history: tuple[HistoryEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """An outbound message ready to publish (its exact signed bytes)."""
+
+    pk: int
+    message_id: str
+    sender: str
+    recipient: str
+    message_type: str
+    body: bytes
+    attempts: int
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    pk: int
+    message_id: str
+    sender: str
+    recipient: str
+    message_type: str
+    correlation_id: str
+    status: Status
+    received_at: datetime
+    body: bytes
+    restricted: bool
+
+
+@dataclass(frozen=True)
+class ReceiptDue:
+    """An inbound message whose receipt has not been sent yet."""
+
+    pk: int
+    authority: str
+    sender: str
+    message_id: str
+    digest: str
+    status: Status
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class InboundSeen:
+    """What the ledger already knows of an inbound (sender, message id)."""
+
+    pk: int
+    digest: str | None
+    status: Status
+    receipt_message_id: str | None

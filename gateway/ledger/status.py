@@ -1,0 +1,51 @@
+"""The status vocabulary of the ledger (DESIGN.md, Ledger)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Direction(StrEnum):
+    OUTBOUND = "OUTBOUND"
+    INBOUND = "INBOUND"
+
+
+class Status(StrEnum):
+    # outbound: ACCEPTED -> SIGNED -> SENT -> DELIVERED -> ACKNOWLEDGED
+    ACCEPTED = "ACCEPTED"
+    SIGNED = "SIGNED"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    ACKNOWLEDGED = "ACKNOWLEDGED"
+    HELD_LOCAL = "HELD_LOCAL"
+    RETRYING = "RETRYING"
+    REJECTED = "REJECTED"
+    DEAD_LETTERED = "DEAD_LETTERED"
+    REPLAYED = "REPLAYED"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    # inbound: RECEIVED -> VERIFIED -> DELIVERED_LOCAL -> ACKNOWLEDGED
+    RECEIVED = "RECEIVED"
+    VERIFIED = "VERIFIED"
+    DELIVERED_LOCAL = "DELIVERED_LOCAL"
+    QUARANTINED = "QUARANTINED"
+    DUPLICATE = "DUPLICATE"
+
+
+# Outbound rows in these states are waiting for the sender loop to publish them.
+OUTBOX_STATES = frozenset({Status.SIGNED, Status.RETRYING, Status.REPLAYED})
+# Outbound rows in these states are waiting for the recipient gateway's receipt.
+AWAITING_RECEIPT = frozenset({Status.SENT})
+# Inbound rows in these states are in the recipient's inbox, not yet acknowledged.
+IN_INBOX = frozenset({Status.VERIFIED, Status.DELIVERED_LOCAL})
+# Final states: nothing more will happen to the message by itself.
+FINAL_STATES = frozenset(
+    {
+        Status.DELIVERED,
+        Status.ACKNOWLEDGED,
+        Status.HELD_LOCAL,
+        Status.REJECTED,
+        Status.DEAD_LETTERED,
+        Status.QUARANTINED,
+        Status.UNDELIVERABLE,
+    }
+)

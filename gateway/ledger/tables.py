@@ -1,0 +1,86 @@
+"""Ledger tables (SQLAlchemy Core): the same code on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# One row per message per hosted authority and direction. For outbound rows
+# `authority` is the sender, for inbound rows the recipient. `body` holds the
+# exact signed bytes: re-sends use the same bytes, so the same digest.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("authority", String(3), nullable=False),
+    Column("sender", String(16), nullable=False),
+    Column("recipient", String(16), nullable=False),
+    Column("message_type", String(32), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+    Column("case_ref", String(64)),
+    Column("legal_basis", String(32), nullable=False),
+    Column("purpose", String(32)),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("digest", String(64)),
+    Column("body", LargeBinary),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("receipt_due", Boolean, nullable=False, default=False),
+    Column("receipt_message_id", String(36)),
+    Column("child_key", String(64)),
+    Column("restricted", Boolean, nullable=False, default=False),
+    # The same id with another digest is kept as a separate (quarantined) row.
+    UniqueConstraint("direction", "authority", "sender", "message_id", "digest", name="uq_message"),
+)
+Index("ix_messages_outbox", messages.c.direction, messages.c.status, messages.c.next_attempt_at)
+Index("ix_messages_inbox", messages.c.authority, messages.c.direction, messages.c.status)
+Index("ix_messages_receipt_due", messages.c.receipt_due)
+Index("ix_messages_correlation", messages.c.correlation_id)
+
+history = Table(
+    "status_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_pk", Integer, ForeignKey("messages.id"), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text),
+)
+
+# Append-only, hash-chained: each entry's hash covers its content and the
+# previous entry's hash, so an altered or deleted entry breaks the chain.
+audit = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("authority", String(3), nullable=False),
+    Column("counterparty", String(3)),
+    Column("legal_basis", String(32)),
+    Column("message_id", String(36)),
+    Column("digest", String(64)),
+    Column("detail", Text),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)

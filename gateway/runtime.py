@@ -1,0 +1,75 @@
+"""Starting the real thing: broker check, transport, gateway, worker, HTTP server."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from gateway.api.app import create_app
+from gateway.api.auth import ApiKeys
+from gateway.context import Gateway, build
+from gateway.errors import BrokerUnavailableError
+from gateway.settings import Settings
+from gateway.transport.base import Transport
+from gateway.worker import Worker
+
+log = logging.getLogger(__name__)
+
+START_HINT = "start it with: rabbitmq-server -detached"
+
+
+def check_broker(url: str, timeout_s: float = 3.0) -> None:
+    """Fail fast, with the fix, when nothing answers at the broker address."""
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 5672
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return
+    except OSError as exc:
+        raise BrokerUnavailableError(
+            f"RabbitMQ is not answering at {host}:{port} ({exc.strerror or exc}); {START_HINT}"
+        ) from exc
+
+
+def open_transport(settings: Settings) -> Transport:
+    from gateway.transport.rabbit import RabbitTransport
+
+    return RabbitTransport.from_settings(settings)
+
+
+def open_gateway(settings: Settings, *, create_keys: bool = False) -> Gateway:
+    check_broker(settings.broker.url)
+    return build(settings, open_transport(settings), create_keys=create_keys)
+
+
+@dataclass
+class Running:
+    gw: Gateway
+    worker: Worker
+
+    def close(self) -> None:
+        self.worker.close()
+        self.gw.transport.close()
+        self.worker.consumer_transport.close()
+
+
+def start_worker(gw: Gateway) -> Running:
+    worker = Worker(gw, open_transport(gw.settings))
+    worker.start()
+    return Running(gw, worker)
+
+
+def serve(running: Running, api_keys: ApiKeys, ready: threading.Event | None = None) -> None:
+    """Serve the HTTP API until interrupted (blocking)."""
+    import uvicorn
+
+    settings = running.gw.settings
+    app = create_app(running.gw, api_keys)
+    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning")
+    server = uvicorn.Server(config)
+    if ready is not None:
+        ready.set()
+    server.run()

@@ -1,0 +1,101 @@
+"""The sender side of delivery: publish the outbox, re-send what got no receipt.
+
+The ledger is the outbox. A message leaves the outbox only when the broker
+confirmed it; one the broker could not route, refused, or lost with the
+connection stays (or returns) and is published again. A message with no
+signed receipt by its deadline is re-sent with the same id and bytes until
+its budget is spent, then dead-lettered with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from gateway.context import Gateway
+from gateway.ledger.status import Status
+from gateway.transport.base import OutgoingMessage, PublishOutcome, routing_key
+
+
+@dataclass(frozen=True)
+class PublishSummary:
+    confirmed: int = 0
+    returned: int = 0
+    failed: int = 0
+
+
+def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
+    """Publish up to ``limit`` outbox messages of the hosted authorities."""
+    items = gw.ledger.outbox(limit, senders=gw.hosted)
+    if not items:
+        return PublishSummary()
+    outgoing = [
+        OutgoingMessage(
+            routing_key=routing_key(i.recipient, i.message_type, i.sender),
+            body=i.body,
+            message_id=i.message_id,
+            headers={"x-cafgw-sender": i.sender},
+        )
+        for i in items
+    ]
+    results = gw.transport.publish(outgoing)
+    now = gw.clock()
+    confirmed_receipts: list[int] = []
+    confirmed_by_deadline: dict[float, list[int]] = {}
+    returned: list[tuple[int, str]] = []
+    failed = 0
+    for item, result in zip(items, results, strict=True):
+        if result.outcome == PublishOutcome.CONFIRMED:
+            if item.message_type == "Receipt":
+                confirmed_receipts.append(item.pk)
+            else:
+                deadline = gw.settings.delivery_for(item.sender).receipt_deadline_s
+                confirmed_by_deadline.setdefault(deadline, []).append(item.pk)
+        elif result.outcome == PublishOutcome.RETURNED:
+            returned.append((item.pk, result.reason or "no queue is bound for the recipient"))
+        else:
+            failed += 1
+    gw.ledger.mark_sent(confirmed_receipts, None)
+    for deadline, pks in confirmed_by_deadline.items():
+        gw.ledger.mark_sent(pks, now + timedelta(seconds=deadline))
+    for pk, reason in returned:
+        # Unroutable: the recipient's queue does not exist (yet). Count it as a
+        # send attempt so that the re-send budget bounds it.
+        gw.ledger.mark_sent(
+            [pk],
+            now + timedelta(seconds=gw.settings.delivery.receipt_deadline_s),
+            reason=f"returned by the broker: {reason}",
+        )
+    return PublishSummary(
+        sum(len(p) for p in confirmed_by_deadline.values()) + len(confirmed_receipts),
+        len(returned),
+        failed,
+    )
+
+
+def resend_overdue(gw: Gateway, limit: int = 500) -> int:
+    """Re-queue sent messages whose receipt is overdue, or dead-letter them; returns count."""
+    now = gw.clock()
+    overdue = gw.ledger.receipt_overdue(now, limit)
+    changed = 0
+    for record in overdue:
+        if record.authority not in gw.hosted:
+            continue
+        delivery = gw.settings.delivery_for(record.authority)
+        if record.attempts > delivery.resend_budget:
+            gw.ledger.transition(
+                [record.pk],
+                Status.DEAD_LETTERED,
+                f"no receipt from {record.recipient} after {record.attempts} sends "
+                f"({delivery.receipt_deadline_s:.0f} s each)",
+                next_attempt_at=None,
+            )
+        else:
+            gw.ledger.transition(
+                [record.pk],
+                Status.RETRYING,
+                f"no receipt from {record.recipient} within {delivery.receipt_deadline_s:.0f} s; "
+                f"re-sending (send {record.attempts + 1})",
+            )
+        changed += 1
+    return changed

@@ -1,0 +1,51 @@
+"""Signed receipts, sent only after the messages they cover are durably recorded.
+
+One receipt covers every message a sender is owed a receipt for (each id
+with its digest), signed once; it travels through the outbox like any
+other message, so it too survives a crash and is re-sent when asked.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from gateway.context import Gateway
+from gateway.ledger.records import ReceiptDue
+from gateway.ledger.status import Status
+from gateway.model import LegalBasis, Receipt, ReceiptItem, ReceiptOutcome
+from gateway.services.signing import new_envelope, signed_message
+
+MAX_ITEMS = 500
+
+
+def _item(due: ReceiptDue) -> ReceiptItem:
+    if due.status == Status.QUARANTINED:
+        return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.REJECTED, due.reason)
+    return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.ACCEPTED)
+
+
+def send_receipts(gw: Gateway, limit: int = 5000) -> int:
+    """Queue one signed receipt per (hosted authority, sender); returns messages covered."""
+    due = [d for d in gw.ledger.receipts_due(limit) if d.authority in gw.hosted]
+    groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
+    for d in due:
+        if d.sender in gw.settings.directory:
+            groups[(d.authority, d.sender)].append(d)
+    covered = 0
+    for (authority, sender), items in groups.items():
+        for start in range(0, len(items), MAX_ITEMS):
+            chunk = items[start : start + MAX_ITEMS]
+            env = new_envelope(
+                gw.clock,
+                sender=authority,
+                recipient=sender,
+                body=Receipt(tuple(_item(d) for d in chunk)),
+                correlation=chunk[0].message_id,
+                legal_basis=LegalBasis.NO_PERSONAL_DATA,
+            )
+            message = signed_message(gw, env)
+            with gw.ledger.transaction() as conn:
+                gw.ledger.record([message], conn)
+                gw.ledger.mark_receipted([d.pk for d in chunk], env.header.message_id, conn)
+            covered += len(chunk)
+    return covered

@@ -1,0 +1,92 @@
+"""The gateway's background work: consume inboxes, publish the outbox,
+send receipts, re-send what got no receipt. Each loop runs in its own
+thread (pika connections are per thread) until ``stop`` is set; a loop that
+fails logs the error and carries on after a pause, so one bad turn never
+stops delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from gateway.context import Gateway
+from gateway.errors import CafgwError
+from gateway.services import delivery, inbound, receipts
+from gateway.transport.base import Delivery, Disposition, Transport, inbox_queue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    gw: Gateway
+    consumer_transport: Transport
+    idle_s: float = 0.05
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def _handle(self, batch: Sequence[Delivery]) -> Sequence[Disposition]:
+        by_queue: dict[str, list[int]] = {}
+        for index, d in enumerate(batch):
+            by_queue.setdefault(d.queue, []).append(index)
+        out: list[Disposition | None] = [None] * len(batch)
+        for queue, indexes in by_queue.items():
+            authority = queue.rsplit(".", 1)[-1]
+            results = inbound.handle_batch(self.gw, authority, [batch[i] for i in indexes])
+            for i, r in zip(indexes, results, strict=True):
+                out[i] = r
+        return [d for d in out if d is not None]
+
+    def _loop(self, name: str, step: Callable[[], int]) -> None:
+        while not self.stop.is_set():
+            try:
+                busy = step()
+            except CafgwError as exc:
+                log.warning("%s: %s", name, exc)
+                busy = 0
+                self.stop.wait(1.0)
+            except Exception:
+                log.exception("%s failed; carrying on", name)
+                busy = 0
+                self.stop.wait(1.0)
+            if not busy:
+                self.stop.wait(self.idle_s)
+
+    def _consume(self) -> None:
+        queues = [inbox_queue(code) for code in self.gw.hosted]
+        while not self.stop.is_set():
+            try:
+                self.consumer_transport.consume(queues, self._handle, self.stop)
+            except CafgwError as exc:
+                log.warning("consumer: %s; reconnecting", exc)
+                self.stop.wait(1.0)
+
+    def start(self) -> None:
+        self.gw.transport.declare(self.gw.hosted)
+        loops: list[tuple[str, Callable[[], None]]] = [
+            ("consumer", self._consume),
+            (
+                "sender",
+                lambda: self._loop("sender", lambda: delivery.publish_outbox(self.gw).confirmed),
+            ),
+            ("receipts", lambda: self._loop("receipts", lambda: receipts.send_receipts(self.gw))),
+            ("resender", lambda: self._loop("resender", self._resend)),
+        ]
+        for name, target in loops:
+            thread = threading.Thread(target=target, name=f"cafgw-{name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _resend(self) -> int:
+        changed = delivery.resend_overdue(self.gw)
+        time.sleep(0.5)
+        return changed
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout_s)

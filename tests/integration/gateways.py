@@ -1,0 +1,64 @@
+"""Real gateways for integration tests: settings, keys, worker threads."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from gateway.context import Gateway, build
+from gateway.envelope.keys import ensure_identity
+from gateway.settings import Settings, load_settings
+from gateway.transport.rabbit import RabbitTransport
+from gateway.worker import Worker
+
+ROOT = Path(__file__).resolve().parents[2]
+ALL = ("330", "332", "333", "334", "335", "336")
+
+
+def make_settings(
+    tmp_path: Path, hosted: tuple[str, ...], ledger_url: str, amqp_url: str, **extra: Any
+) -> Settings:
+    """The project's config with this test's broker, ledger and keys."""
+    settings = load_settings(
+        ROOT / "config",
+        env={},
+        overrides={
+            "hosted": list(hosted),
+            "broker": {"url": amqp_url, "prefetch": 200},
+            "database": {"url": ledger_url},
+            "keys_dir": str(tmp_path / "keys"),
+            "api_keys_file": str(tmp_path / "api-keys.json"),
+            **extra,
+        },
+    )
+    for code in ALL:
+        ensure_identity(code, settings.directory.get(code).name, settings.keys_dir)
+    return settings
+
+
+@contextmanager
+def running(settings: Settings, clock: Callable[[], Any] | None = None) -> Iterator[Gateway]:
+    """A gateway with its worker threads, stopped and closed afterwards."""
+    kwargs = {"clock": clock} if clock is not None else {}
+    gw = build(settings, RabbitTransport.from_settings(settings), **kwargs)
+    worker = Worker(gw, RabbitTransport.from_settings(settings))
+    worker.start()
+    try:
+        yield gw
+    finally:
+        worker.close()
+        gw.transport.close()
+        worker.consumer_transport.close()
+        gw.ledger.engine.dispose()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
