@@ -531,15 +531,7 @@ class Receipt:
     items: tuple[ReceiptItem, ...]
 
 
-Body = (
-    Assessment
-    | ConsentChange
-    | Notification
-    | Dispute
-    | IssueLogEntry
-    | Evaluation
-    | Receipt
-)
+Body = Assessment | ConsentChange | Notification | Dispute | IssueLogEntry | Evaluation | Receipt
 
 BODY_TYPE: dict[type, MessageType] = {
     Assessment: MessageType.ASSESSMENT,
@@ -588,6 +580,4 @@ class Envelope:
     def __post_init__(self) -> None:
         expected = BODY_TYPE[type(self.body)]
         if expected != self.header.message_type:
-            raise ValueError(
-                f"header says {self.header.message_type} but body is {expected}"
-            )
+            raise ValueError(f"header says {self.header.message_type} but body is {expected}")

@@ -8,12 +8,15 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+import uvicorn
+
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway, build
 from gateway.errors import BrokerUnavailableError
 from gateway.settings import Settings
 from gateway.transport.base import Transport
+from gateway.transport.rabbit import RabbitTransport
 from gateway.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -35,8 +38,6 @@ def check_broker(url: str, timeout_s: float = 3.0) -> None:
 
 
 def open_transport(settings: Settings) -> Transport:
-    from gateway.transport.rabbit import RabbitTransport
-
     return RabbitTransport.from_settings(settings)
 
 
@@ -64,11 +65,11 @@ def start_worker(gw: Gateway) -> Running:
 
 def serve(running: Running, api_keys: ApiKeys, ready: threading.Event | None = None) -> None:
     """Serve the HTTP API until interrupted (blocking)."""
-    import uvicorn
-
     settings = running.gw.settings
     app = create_app(running.gw, api_keys)
-    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning")
+    config = uvicorn.Config(
+        app, host=settings.api.host, port=settings.api.port, log_level="warning"
+    )
     server = uvicorn.Server(config)
     if ready is not None:
         ready.set()

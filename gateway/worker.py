@@ -7,12 +7,14 @@ stops delivery.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from gateway import features
 from gateway.context import Gateway
 from gateway.errors import CafgwError
 from gateway.services import delivery, inbound, receipts
@@ -76,6 +78,10 @@ class Worker:
             ("receipts", lambda: self._loop("receipts", lambda: receipts.send_receipts(self.gw))),
             ("resender", lambda: self._loop("resender", self._resend)),
         ]
+        features.load()
+        for name, job in features.PERIODIC.items():
+            step = functools.partial(job, self.gw)
+            loops.append((name, functools.partial(self._loop, name, step)))
         for name, target in loops:
             thread = threading.Thread(target=target, name=f"cafgw-{name}", daemon=True)
             thread.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from lxml import etree
 
 from adapters.base import Converted
 from gateway.cli.common import ConfigOption, console, err_console, friendly, settings_from
@@ -15,11 +16,9 @@ from gateway.envelope.schema import SchemaValidator
 from gateway.envelope.signing import Signer, Verifier
 from gateway.envelope.trust import TrustStore
 from gateway.errors import CafgwError
-from gateway.services.signing import correlation_id, new_envelope
 from gateway.ledger.store import utc_now
 from gateway.model import LegalBasis
-
-from lxml import etree
+from gateway.services.signing import correlation_id, new_envelope
 
 
 def convert(
@@ -46,7 +45,13 @@ def _convert(file: Path, adapter_name: str, out: Path, config: Path | None) -> N
             if isinstance(result, Converted):
                 good += 1
                 case = result.assessment.case_ref
-                sender = adapter.authority or (result.assessment.initiator.la_code if result.assessment.initiator else None) or "000"
+                sender = (
+                    adapter.authority
+                    or (
+                        result.assessment.initiator.la_code if result.assessment.initiator else None
+                    )
+                    or "000"
+                )
                 env = new_envelope(
                     utc_now,
                     sender=sender,
@@ -57,10 +62,22 @@ def _convert(file: Path, adapter_name: str, out: Path, config: Path | None) -> N
                     consent_ref=f"{sender}/{case}/consent",
                 )
                 target = out / f"{_safe(case)}.xml"
-                target.write_bytes(etree.tostring(envelope_to_element(env), xml_declaration=True, encoding="UTF-8", pretty_print=True))
+                target.write_bytes(
+                    etree.tostring(
+                        envelope_to_element(env),
+                        xml_declaration=True,
+                        encoding="UTF-8",
+                        pretty_print=True,
+                    )
+                )
                 if result.consent is not None:
                     (out / f"{_safe(case)}.consent.xml").write_bytes(
-                        etree.tostring(body_to_element(result.consent), xml_declaration=True, encoding="UTF-8", pretty_print=True)
+                        etree.tostring(
+                            body_to_element(result.consent),
+                            xml_declaration=True,
+                            encoding="UTF-8",
+                            pretty_print=True,
+                        )
                     )
             else:
                 bad += 1
@@ -101,9 +118,15 @@ def _sign(file: Path, authority: str, out: Path | None, config: Path | None) -> 
     settings = settings_from(config)
     key_dir = settings.keys_dir / authority
     if not (key_dir / "key.pem").exists():
-        raise CafgwError(f"no key for {authority} in {key_dir}; run: cafgw keys init --authority {authority}")
+        raise CafgwError(
+            f"no key for {authority} in {key_dir}; run: cafgw keys init --authority {authority}"
+        )
     signer = Signer.from_files(key_dir / "key.pem", key_dir / "cert.pem")
-    root = xmlsafe.parse(file.read_bytes(), max_bytes=settings.limits.max_message_bytes, max_depth=settings.limits.max_xml_depth)
+    root = xmlsafe.parse(
+        file.read_bytes(),
+        max_bytes=settings.limits.max_message_bytes,
+        max_depth=settings.limits.max_xml_depth,
+    )
     data = signer.sign(root)
     if out is None:
         typer.echo(data.decode("utf-8"))
@@ -130,8 +153,7 @@ def verify(
         err_console.print(f"{file}: NOT VALID: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     console.print(
-        f"{file}: valid — message {verified.message_id} signed by {verified.sender}, digest {verified.digest}",
+        f"{file}: valid — message {verified.message_id} signed by {verified.sender}, "
+        f"digest {verified.digest}",
         highlight=False,
     )
-
-

@@ -10,8 +10,12 @@ from gateway.api.auth import ApiKeys
 from gateway.cli.common import ConfigOption, console, friendly, settings_from
 from gateway.envelope.keys import generate_identity
 
-keys_app = typer.Typer(help="Signing keys and certificates of hosted authorities.", no_args_is_help=True)
-api_keys_app = typer.Typer(help="API keys for local systems and administrators.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Signing keys and certificates of hosted authorities.", no_args_is_help=True
+)
+api_keys_app = typer.Typer(
+    help="API keys for local systems and administrators.", no_args_is_help=True
+)
 
 
 @keys_app.command("init")
@@ -25,7 +29,8 @@ def init(
     settings = settings_from(config)
     entry = settings.directory.get(authority)
     identity = generate_identity(authority, entry.name, settings.keys_dir, force=force)
-    console.print(f"key: {identity.key_path} (mode 600)\ncertificate: {identity.cert_path}", highlight=False)
+    console.print(f"key: {identity.key_path} (mode 600)", highlight=False)
+    console.print(f"certificate: {identity.cert_path}", highlight=False)
 
 
 @api_keys_app.command("issue")
@@ -41,5 +46,7 @@ def issue(
         if authority is None:
             raise typer.BadParameter("give --authority CODE or --admin")
         settings.directory.get(authority)
-    key = ApiKeys(settings.api_keys_file).issue(None if admin else authority, "admin" if admin else "authority")
+    key = ApiKeys(settings.api_keys_file).issue(
+        None if admin else authority, "admin" if admin else "authority"
+    )
     typer.echo(key)

@@ -10,7 +10,15 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gateway.cli.common import ConfigOption, console, err_console, friendly, print_json, settings_from
+from gateway.api.schemas import MessageOut
+from gateway.cli.common import (
+    ConfigOption,
+    console,
+    err_console,
+    friendly,
+    print_json,
+    settings_from,
+)
 from gateway.context import build
 from gateway.ledger.status import Status
 from gateway.ledger.store import Ledger
@@ -81,8 +89,14 @@ def _table(records: list, title: str) -> Table:  # type: ignore[type-arg]
         table.add_column(col)
     for r in records:
         table.add_row(
-            r.message_id, r.direction.value[:3], r.authority, r.sender, r.recipient,
-            r.message_type, r.status.value, (r.reason or "")[:60],
+            r.message_id,
+            r.direction.value[:3],
+            r.authority,
+            r.sender,
+            r.recipient,
+            r.message_type,
+            r.status.value,
+            (r.reason or "")[:60],
         )
     return table
 
@@ -100,14 +114,17 @@ def status(
         err_console.print(f"message {message_id} not found")
         raise typer.Exit(1)
     if as_json:
-        from gateway.api.schemas import MessageOut
-
         print_json([MessageOut.of(r).model_dump(mode="json") for r in records])
         return
     for r in records:
-        console.print(f"{r.direction.value} {r.sender} -> {r.recipient} {r.message_type} (held by {r.authority})")
+        console.print(
+            f"{r.direction.value} {r.sender} -> {r.recipient} {r.message_type} "
+            f"(held by {r.authority})"
+        )
         for h in r.history:
-            console.print(f"  {h.at.isoformat()}  {h.status.value:<16} {h.reason or ''}", highlight=False)
+            console.print(
+                f"  {h.at.isoformat()}  {h.status.value:<16} {h.reason or ''}", highlight=False
+            )
 
 
 @friendly
@@ -125,8 +142,6 @@ def messages(
         authority=authority, status=status_, since=since, limit=limit, with_history=False
     )
     if as_json:
-        from gateway.api.schemas import MessageOut
-
         print_json([MessageOut.of(r).model_dump(mode="json") for r in records])
         return
     console.print(_table(records, f"{len(records)} messages"))

@@ -86,6 +86,7 @@ def run(
         )
         if demo:
             creds = _demo_credentials(gw, keys)
+            creds_path = settings.api_keys_file.parent / "demo-credentials.json"
             _feed_demo(running, settings.config_dir.parent)
             console.print(
                 f"\n[bold]Where to look[/bold]\n"
@@ -95,7 +96,7 @@ def run(
                 f"    curl -H 'Authorization: Bearer {creds['336']}' {base}/v1/inbox\n"
                 f"  a message's history:  .venv/bin/cafgw status MESSAGE_ID\n"
                 f"  all messages:         .venv/bin/cafgw messages\n"
-                f"  API keys of the demo authorities: {settings.api_keys_file.parent / 'demo-credentials.json'}\n"
+                f"  API keys of the demo authorities: {creds_path}\n"
                 f"Press Ctrl+C to stop."
             )
         serve(running, keys)

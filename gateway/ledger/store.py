@@ -91,6 +91,9 @@ class Ledger:
         return ledger
 
     def create_schema(self) -> None:
+        from gateway import features  # noqa: PLC0415 - features add their tables to the metadata
+
+        features.load()
         with self.transaction() as conn:
             metadata.create_all(conn)
 

@@ -22,11 +22,12 @@ from lxml import etree
 from gateway.context import Gateway
 from gateway.envelope.codec import element_to_envelope
 from gateway.envelope.signing import Verified
-from gateway.errors import CafgwError, LedgerError, SchemaError
+from gateway.errors import CafgwError, LedgerError, PolicyRefusal, SchemaError
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.model import Envelope, MessageType, Receipt, ReceiptOutcome
 from gateway.policy.child import child_key
+from gateway.services import apply
 from gateway.services.signing import digest
 from gateway.transport.base import Delivery, Disposition, Verdict
 
@@ -105,8 +106,8 @@ def _check(gw: Gateway, authority: str, delivery: Delivery) -> _Good | _Bad:
     parts = delivery.routing_key.split(".")
     if len(parts) == 3 and (parts[0] != authority or parts[2] != header.sender):
         return _Bad(
-            f"routing key {delivery.routing_key!r} does not match the signed sender {header.sender} "
-            f"and recipient {authority} (forged routing)",
+            f"routing key {delivery.routing_key!r} does not match the signed sender "
+            f"{header.sender} and recipient {authority} (forged routing)",
             sender,
             message_id,
             mtype,
@@ -125,7 +126,10 @@ def _window_problem(gw: Gateway, env: Envelope) -> str | None:
             f"created-at {created.isoformat()} is more than {limits.future_skew_s} s in the future"
         )
     if created < now - timedelta(seconds=limits.max_age_s):
-        return f"created-at {created.isoformat()} is older than {limits.max_age_s} s (stale or replayed)"
+        return (
+            f"created-at {created.isoformat()} is older than {limits.max_age_s} s "
+            "(stale or replayed)"
+        )
     return None
 
 
@@ -195,7 +199,8 @@ def handle_batch(gw: Gateway, authority: str, deliveries: Sequence[Delivery]) ->
                             _quarantine(
                                 authority,
                                 _Bad(
-                                    "message id already used with a different digest (forgery or replay)",
+                                    "message id already used with a different digest "
+                                    "(forgery or replay)",
                                     key[0],
                                     key[1],
                                     item.env.header.message_type.value,
@@ -225,6 +230,23 @@ def handle_batch(gw: Gateway, authority: str, deliveries: Sequence[Delivery]) ->
                                 item.env.header.message_type.value,
                                 item.verified.digest,
                                 False,
+                            ),
+                        )
+                    )
+                    continue
+                try:
+                    apply.apply(gw, authority, item.env, conn)
+                except PolicyRefusal as refusal:
+                    new.append(
+                        _quarantine(
+                            authority,
+                            _Bad(
+                                f"policy {refusal}",
+                                key[0],
+                                key[1],
+                                item.env.header.message_type.value,
+                                item.verified.digest,
+                                True,
                             ),
                         )
                     )

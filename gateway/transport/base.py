@@ -93,7 +93,9 @@ class Transport(Protocol):
     def declare(self, hosted: Sequence[str]) -> None:
         """Declare exchanges and the queues of the hosted authorities (idempotent)."""
 
-    def publish(self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0) -> list[PublishResult]:
+    def publish(
+        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+    ) -> list[PublishResult]:
         """Publish with confirms pipelined; one result per message, same order."""
 
     def consume(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
