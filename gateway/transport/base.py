@@ -106,4 +106,13 @@ class Transport(Protocol):
         limit) the message is parked with its reason.
         """
 
+    def peek_parked(self, code: str, limit: int = 100) -> list[Delivery]:
+        """The first ``limit`` messages parked for authority ``code``, left in place.
+
+        ``retry.parked_reason(delivery.headers)`` says why each was parked.
+        """
+
+    def replay_parked(self, code: str, message_id: str | None = None) -> int:
+        """Move parked messages of ``code`` (all, or one id) back to its inbox; how many."""
+
     def close(self) -> None: ...

@@ -1,0 +1,213 @@
+"""Consuming lanes in batches and settling each delivery by its verdict.
+
+Runs in the calling thread on its own BlockingConnection (pika is not
+thread-safe). Deliveries are collected until ``batch_max`` arrived, the
+connection stayed idle for ``idle_s`` or the oldest waited ``max_wait_s``;
+the handler's dispositions then decide:
+
+- ACK: acked (one ``multiple`` ack for the whole batch where possible);
+- RETRY: a copy goes to the lane's delay queue for the next attempt, or to
+  parking once the budget is spent;
+- PARK: a copy goes to parking with the reason.
+
+A copy is published with a confirm on this channel *before* the original
+is acked, so a crash between the two duplicates and never loses. A handler
+that raises gets the whole batch nacked with requeue: the quorum queue
+counts the delivery and parks the message at its delivery limit.
+
+The handler must return within about twice the heartbeat (60 s by default);
+pika does not answer heartbeats while it runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pika.exceptions
+
+from gateway.errors import BrokerUnavailableError, TransportError
+from gateway.transport import wire
+from gateway.transport.base import BatchHandler, Delivery, Disposition, Verdict
+from gateway.transport.reconnect import (
+    PIKA_ERRORS,
+    ReconnectPolicy,
+    describe,
+    open_blocking,
+    with_reconnect,
+)
+from gateway.transport.retry import RetryPolicy, copy_for
+from gateway.transport.topology import Lane, Topology
+
+log = logging.getLogger(__name__)
+
+# Channel errors that mean the topology is wrong, not that the broker hiccuped.
+PERMANENT_REPLY_CODES = frozenset({403, 404, 406})
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How deliveries are grouped for the handler."""
+
+    prefetch: int = 200
+    batch_max: int = 100
+    idle_s: float = 0.02
+    max_wait_s: float = 0.25
+
+
+class BatchConsumer:
+    """Consume ``queues`` until ``stop`` is set, reconnecting after connection loss."""
+
+    def __init__(
+        self,
+        params: Any,
+        topology: Topology,
+        policy_for: Callable[[str], RetryPolicy],
+        reconnect: ReconnectPolicy,
+        batching: Batching,
+    ) -> None:
+        self._params = params
+        self._topology = topology
+        self._policy_for = policy_for
+        self._reconnect = reconnect
+        self._batching = batching
+        self._rng = random.Random()  # noqa: S311 — jitter, not secrets
+
+    def run(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
+        lanes = {q: self._topology.lane(q) for q in queues}
+        connected_once = False
+        while not stop.is_set():
+            try:
+                conn = with_reconnect(
+                    lambda: open_blocking(self._params),
+                    self._params,
+                    self._reconnect,
+                    stop=stop,
+                    forever=connected_once,  # after a loss, keep trying until stopped
+                )
+            except BrokerUnavailableError:
+                if stop.is_set():
+                    return
+                raise
+            connected_once = True
+            try:
+                self._session(conn, lanes, handler, stop)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code in PERMANENT_REPLY_CODES:
+                    raise TransportError(
+                        f"consuming {list(lanes)}: {describe(exc)}; run declare() first"
+                    ) from exc
+                log.warning("consumer channel closed (%s); reconnecting", describe(exc))
+            except PIKA_ERRORS as exc:
+                log.warning("consumer lost its connection (%s); reconnecting", describe(exc))
+            finally:
+                _close_quietly(conn)
+
+    def _session(
+        self, conn: Any, lanes: Mapping[str, Lane], handler: BatchHandler, stop: threading.Event
+    ) -> None:
+        b = self._batching
+        channel = conn.channel()
+        channel.basic_qos(prefetch_count=b.prefetch)
+        channel.confirm_delivery()  # retry and park copies are confirmed before the ack
+        buffer: list[Delivery] = []
+        tags = [
+            channel.basic_consume(queue, functools.partial(_collect, buffer, queue))
+            for queue in lanes
+        ]
+        oldest = 0.0
+        while not stop.is_set():
+            before = len(buffer)
+            conn.process_data_events(time_limit=b.idle_s)
+            now = time.monotonic()
+            if before == 0 and buffer:
+                oldest = now
+            if buffer and (
+                len(buffer) >= b.batch_max or len(buffer) == before or now - oldest >= b.max_wait_s
+            ):
+                self._settle(channel, lanes, buffer[: b.batch_max], handler)
+                del buffer[: b.batch_max]
+                oldest = now
+        # Stopping: no more deliveries (pika nacks the undispatched ones), settle the rest.
+        for tag in tags:
+            channel.basic_cancel(tag)
+        while buffer:
+            self._settle(channel, lanes, buffer[: b.batch_max], handler)
+            del buffer[: b.batch_max]
+        channel.close()
+
+    def _settle(
+        self, channel: Any, lanes: Mapping[str, Lane], batch: list[Delivery], handler: BatchHandler
+    ) -> None:
+        try:
+            dispositions = list(handler(batch))
+            if len(dispositions) != len(batch):
+                raise TransportError(
+                    f"handler returned {len(dispositions)} dispositions for {len(batch)} deliveries"
+                )
+        except Exception:
+            # Why catch everything: a handler bug must not stop the consumer. The
+            # quorum queue counts these returns and parks at the delivery limit.
+            log.exception("handler failed; %d deliveries returned to the queue", len(batch))
+            channel.basic_nack(delivery_tag=batch[-1].tag, multiple=True, requeue=True)
+            return
+        unsettled: set[int] = set()
+        for delivery, disposition in zip(batch, dispositions, strict=True):
+            if disposition.verdict is not Verdict.ACK and not self._copy(
+                channel, lanes[delivery.queue], delivery, disposition
+            ):
+                unsettled.add(delivery.tag)
+        if not unsettled:
+            # Every earlier delivery is settled, so this acks exactly the batch.
+            channel.basic_ack(delivery_tag=batch[-1].tag, multiple=True)
+            return
+        for delivery in batch:
+            if delivery.tag in unsettled:
+                channel.basic_nack(delivery_tag=delivery.tag, requeue=True)
+            else:
+                channel.basic_ack(delivery_tag=delivery.tag)
+
+    def _copy(self, channel: Any, lane: Lane, delivery: Delivery, disposition: Disposition) -> bool:
+        """Publish the retry or park copy; True once the broker confirmed it."""
+        policy = self._policy_for(lane.code)
+        copy = copy_for(policy, disposition, delivery.headers, delivery.routing_key, lane.queue)
+        if copy.park:
+            exchange, key, expiration = self._topology.parking_exchange, lane.parking, None
+        else:
+            exchange, key = self._topology.retry_exchange, lane.retry_queue(copy.step)
+            expiration = policy.jittered_ms(copy.step, self._rng)
+        try:
+            # The channel is in confirm mode: this returns once the broker confirmed.
+            channel.basic_publish(
+                exchange,
+                key,
+                delivery.body,
+                wire.properties(delivery.message_id, copy.headers, expiration),
+                mandatory=True,
+            )
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            log.error(
+                "copy of %s to %s not confirmed (%s)", delivery.message_id, key, describe(exc)
+            )
+            return False
+        return True
+
+
+def _collect(
+    buffer: list[Delivery], queue: str, _ch: Any, method: Any, props: Any, body: bytes
+) -> None:
+    buffer.append(wire.to_delivery(queue, method, props, body))
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        if conn.is_open:
+            conn.close()
+    except PIKA_ERRORS:
+        pass  # already gone; the broker requeues whatever was unacked

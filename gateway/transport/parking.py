@@ -1,0 +1,76 @@
+"""Looking into a parking queue and replaying what is parked there.
+
+Each call runs on a short-lived BlockingConnection that the caller opened
+(the admin API calls these from request threads); pika's exceptions pass
+through to the caller, which translates them. Peeking takes messages with basic.get
+and returns them all unsettled at the end, so the queue is unchanged.
+Replay sends a copy back to the inbox through the requeue exchange, with
+its attempt count reset, and acks the parked message only after the
+broker confirmed the copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.transport import wire
+from gateway.transport.base import Delivery
+from gateway.transport.retry import ATTEMPT_HEADER, REASON_HEADER, copy_headers
+from gateway.transport.topology import Lane, Topology
+
+
+def _take(channel: Any, queue: str, limit: int) -> list[Delivery]:
+    """Up to ``limit`` messages, left unacked (so basic.get cannot repeat one)."""
+    taken: list[Delivery] = []
+    while len(taken) < limit:
+        method, properties, body = channel.basic_get(queue, auto_ack=False)
+        if method is None:
+            break
+        taken.append(wire.to_delivery(queue, method, properties, body))
+    return taken
+
+
+def _give_back(channel: Any, unsettled: list[Delivery]) -> None:
+    if unsettled:
+        # multiple=True returns every still-unacked message up to this one.
+        channel.basic_nack(delivery_tag=unsettled[-1].tag, multiple=True, requeue=True)
+
+
+def peek(conn: Any, lane: Lane, limit: int) -> list[Delivery]:
+    """The first ``limit`` parked messages of ``lane``, left in place."""
+    channel = conn.channel()
+    taken = _take(channel, lane.parking, limit)
+    _give_back(channel, taken)
+    channel.close()
+    return taken
+
+
+def replay(conn: Any, topology: Topology, lane: Lane, message_id: str | None) -> int:
+    """Move parked messages of ``lane`` (all, or those with ``message_id``) to its queue.
+
+    Returns how many were moved.
+    """
+    channel = conn.channel()
+    channel.confirm_delivery()
+    # Take at most what is there now, so that nothing is looked at twice.
+    depth = int(channel.queue_declare(lane.parking, passive=True).method.message_count)
+    taken = _take(channel, lane.parking, depth)
+    kept: list[Delivery] = []
+    for delivery in taken:
+        if message_id is not None and delivery.message_id != message_id:
+            kept.append(delivery)
+            continue
+        headers = copy_headers(delivery.headers, delivery.routing_key, {ATTEMPT_HEADER: 0})
+        headers.pop(REASON_HEADER, None)
+        # Confirmed (or UnroutableError/NackError raised) before the next line runs.
+        channel.basic_publish(
+            topology.requeue_exchange,
+            lane.queue,
+            delivery.body,
+            wire.properties(delivery.message_id, headers),
+            mandatory=True,
+        )
+        channel.basic_ack(delivery_tag=delivery.tag)
+    _give_back(channel, kept)
+    channel.close()
+    return len(taken) - len(kept)

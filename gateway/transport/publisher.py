@@ -1,0 +1,252 @@
+"""Publishing with pipelined publisher confirms.
+
+pika's BlockingChannel waits for each confirm in turn; here a
+SelectConnection runs in its own IO thread, every message of a batch is
+sent at once, and the broker's acks and nacks (``multiple`` included) are
+matched back to messages by delivery tag. A mandatory message that no
+queue takes comes back as basic.return before its ack and is reported
+RETURNED. A connection lost mid-batch leaves the unconfirmed messages
+FAILED; the next call reconnects.
+
+All pika calls happen on the IO thread (pika is not thread-safe); callers
+hand work over with ``add_callback_threadsafe`` and wait on an event.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pika.exceptions
+import pika.spec
+
+from gateway.errors import TransportError
+from gateway.transport import wire
+from gateway.transport.base import OutgoingMessage, PublishOutcome, PublishResult
+from gateway.transport.reconnect import (
+    PIKA_ERRORS,
+    ReconnectPolicy,
+    describe,
+    translate,
+    with_reconnect,
+)
+
+CHUNK = 200  # messages encoded per turn of the IO loop
+
+
+class _Batch:
+    """The messages of one ``publish`` call and their outcomes so far."""
+
+    def __init__(self, messages: Sequence[OutgoingMessage]) -> None:
+        self.messages = messages
+        self.results: list[PublishResult | None] = [None] * len(messages)
+        self.open = len(messages)
+        self.done = threading.Event()
+        self._lock = threading.Lock()  # the IO thread and a timed-out caller may both settle
+
+    def settle(self, index: int, outcome: PublishOutcome, reason: str | None = None) -> None:
+        with self._lock:
+            if self.results[index] is not None:
+                return
+            self.results[index] = PublishResult(self.messages[index].message_id, outcome, reason)
+            self.open -= 1
+            if self.open == 0:
+                self.done.set()
+
+    def fail_rest(self, reason: str) -> None:
+        for index in range(len(self.messages)):
+            self.settle(index, PublishOutcome.FAILED, reason)
+
+    def outcomes(self) -> list[PublishResult]:
+        return [r for r in self.results if r is not None]
+
+
+class _Link:
+    """One SelectConnection, its confirming channel and its IO thread."""
+
+    def __init__(self, params: Any, default_exchange: str) -> None:
+        self.params = params
+        self.default_exchange = default_exchange
+        self.ready = threading.Event()
+        self.closed = False
+        self.error: BaseException | None = None
+        self.conn: Any = None
+        self.channel: Any = None
+        self.last_tag = 0
+        self.inflight: dict[int, tuple[_Batch, int]] = {}  # delivery tag -> (batch, index)
+        self.returned: dict[str, str] = {}  # message id -> why it came back
+        self.thread = threading.Thread(target=self._run, name="cafgw-publisher", daemon=True)
+
+    # -- caller side ---------------------------------------------------------
+    def start(self, timeout_s: float) -> None:
+        self.thread.start()
+        if not self.ready.wait(timeout_s):
+            self.call(self.close_soon)
+            raise TransportError(f"RabbitMQ at {self.params.host}: no channel within {timeout_s} s")
+        if self.channel is None or self.closed:
+            if self.error is None:
+                raise TransportError(f"RabbitMQ at {self.params.host}: closed while opening")
+            raise translate(self.error, self.params) from self.error
+
+    def call(self, fn: Callable[[], None]) -> bool:
+        if self.closed or self.conn is None:
+            return False
+        try:
+            self.conn.ioloop.add_callback_threadsafe(fn)
+        except (pika.exceptions.AMQPError, OSError, RuntimeError):
+            return False
+        return True
+
+    # -- IO thread -----------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self.conn = pika.SelectConnection(
+                self.params,
+                on_open_callback=lambda conn: conn.channel(on_open_callback=self._on_channel),
+                on_open_error_callback=self._on_open_error,
+                on_close_callback=self._on_closed,
+            )
+            self.conn.ioloop.start()
+        except PIKA_ERRORS as exc:
+            self.error = exc
+        finally:
+            self._fail_inflight("publisher connection ended")
+            self.closed = True
+            self.ready.set()
+
+    def _on_channel(self, channel: Any) -> None:
+        self.channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self.ready.set())
+
+    def _on_open_error(self, conn: Any, exc: BaseException) -> None:
+        self.error = exc
+        conn.ioloop.stop()
+
+    def _on_closed(self, conn: Any, exc: BaseException) -> None:
+        self.error = exc
+        self._fail_inflight(f"connection lost before confirm ({describe(exc)})")
+        self.closed = True
+        conn.ioloop.stop()
+
+    def _on_channel_closed(self, _channel: Any, exc: BaseException) -> None:
+        # A channel error (e.g. an exchange that does not exist) ends the link;
+        # the next publish opens a fresh one.
+        self.error = exc
+        self.closed = True  # so that the next publish starts a new link at once
+        self._fail_inflight(f"channel closed before confirm ({describe(exc)})")
+        self.close_soon()
+
+    def close_soon(self) -> None:
+        if self.conn is not None and not (self.conn.is_closing or self.conn.is_closed):
+            self.conn.close()
+
+    def _fail_inflight(self, reason: str) -> None:
+        inflight, self.inflight = self.inflight, {}
+        for batch, index in inflight.values():
+            batch.settle(index, PublishOutcome.FAILED, reason)
+
+    def send(self, batch: _Batch, start: int = 0) -> None:
+        if self.closed or self.channel is None or not self.channel.is_open:
+            self.closed = True
+            batch.fail_rest("publisher channel is not open")
+            return
+        if batch.done.is_set():
+            return  # abandoned after a timeout
+        end = min(start + CHUNK, len(batch.messages))
+        for index in range(start, end):
+            message = batch.messages[index]
+            properties = wire.properties(message.message_id, message.headers)
+            try:
+                self.channel.basic_publish(
+                    message.exchange or self.default_exchange,
+                    message.routing_key,
+                    message.body,
+                    properties,
+                    mandatory=True,
+                )
+            except PIKA_ERRORS as exc:
+                batch.fail_rest(f"publish failed ({describe(exc)})")
+                return
+            self.last_tag += 1
+            self.inflight[self.last_tag] = (batch, index)
+        if end < len(batch.messages):
+            # Yield to the IO loop between chunks, so the broker gets the first
+            # messages (and confirms come back) while the rest are still encoded.
+            self.conn.ioloop.call_later(0, lambda: self.send(batch, end))
+
+    def abandon(self, batch: _Batch, reason: str) -> None:
+        for tag in [t for t, (b, _) in self.inflight.items() if b is batch]:
+            del self.inflight[tag]
+        batch.fail_rest(reason)
+
+    def _on_return(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
+        self.returned[str(properties.message_id)] = (
+            f"{method.reply_code} {method.reply_text}: no queue is bound to "
+            f"{method.routing_key!r} on exchange {method.exchange!r}"
+        )
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        last = int(method.delivery_tag)
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        if method.multiple:
+            tags = list(itertools.takewhile(lambda t: t <= last, self.inflight))
+        else:
+            tags = [last] if last in self.inflight else []
+        for tag in tags:
+            batch, index = self.inflight.pop(tag)
+            returned = self.returned.pop(batch.messages[index].message_id, None)
+            if returned is not None:
+                batch.settle(index, PublishOutcome.RETURNED, returned)
+            elif acked:
+                batch.settle(index, PublishOutcome.CONFIRMED)
+            else:
+                batch.settle(index, PublishOutcome.NACKED, "the broker nacked the message")
+
+
+class AsyncPublisher:
+    """Thread-safe publisher; one IO thread, reconnected on the next call after a loss."""
+
+    def __init__(self, params: Any, default_exchange: str, policy: ReconnectPolicy) -> None:
+        self._params = params
+        self._default_exchange = default_exchange
+        self._policy = policy
+        self._lock = threading.Lock()
+        self._link: _Link | None = None
+
+    def _open_link(self) -> _Link:
+        with self._lock:
+            if self._link is None or self._link.closed:
+                self._link = with_reconnect(self._start_link, self._params, self._policy)
+            return self._link
+
+    def _start_link(self) -> _Link:
+        link = _Link(self._params, self._default_exchange)
+        link.start(self._policy.socket_timeout_s + 5)
+        return link
+
+    def publish(self, messages: Sequence[OutgoingMessage], timeout_s: float) -> list[PublishResult]:
+        """Publish all, wait for every confirm; one result per message, same order."""
+        if not messages:
+            return []
+        link = self._open_link()
+        batch = _Batch(messages)
+        if not link.call(lambda: link.send(batch)):
+            batch.fail_rest("publisher connection is closed")
+        if not batch.done.wait(timeout_s):
+            reason = f"no confirm within {timeout_s} s"
+            link.call(lambda: link.abandon(batch, reason))
+            if not batch.done.wait(2.0):
+                batch.fail_rest(reason)  # the IO thread is gone or stuck
+        return batch.outcomes()
+
+    def close(self) -> None:
+        with self._lock:
+            link, self._link = self._link, None
+        if link is not None:
+            link.call(link.close_soon)
+            link.thread.join(timeout=5)

@@ -1,0 +1,161 @@
+"""The Transport on a real RabbitMQ broker (pika).
+
+A facade over the pieces that each hold one concept: ``topology`` (names
+and declarations), ``publisher`` (pipelined confirms), ``consumer``
+(batches and settlement), ``parking`` (peek and replay), ``retry``
+(message-level policy) and ``reconnect`` (connection-level retry and the
+mapping of pika's exceptions).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import pika.exceptions
+
+from gateway.errors import ConfigError, TransportError
+from gateway.settings import BrokerSettings, Settings
+from gateway.transport import parking
+from gateway.transport.base import BatchHandler, Delivery, OutgoingMessage, PublishResult
+from gateway.transport.consumer import BatchConsumer, Batching
+from gateway.transport.publisher import AsyncPublisher
+from gateway.transport.reconnect import (
+    PIKA_ERRORS,
+    ReconnectPolicy,
+    describe,
+    open_blocking,
+    parameters,
+    translate,
+    with_reconnect,
+)
+from gateway.transport.retry import RetryPolicy
+from gateway.transport.topology import Plan, Topology, plan
+
+T = TypeVar("T")
+
+
+def topology_for(broker: BrokerSettings) -> Topology:
+    """The topology whose exchange names are the ones in the broker settings."""
+    prefix = broker.exchange.removesuffix(".exchange")
+    topology = Topology(prefix)
+    if (topology.exchange, topology.escalation_exchange) != (
+        broker.exchange,
+        broker.escalation_exchange,
+    ):
+        raise ConfigError(
+            f"broker.exchange {broker.exchange!r} and broker.escalation_exchange "
+            f"{broker.escalation_exchange!r} must share a prefix: "
+            "'<prefix>.exchange' and '<prefix>.escalation'"
+        )
+    return topology
+
+
+class RabbitTransport:
+    """Transport over RabbitMQ: quorum inboxes, broker-side retry, parking."""
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        *,
+        retry: RetryPolicy | None = None,
+        retry_overrides: Mapping[str, RetryPolicy] | None = None,
+        topology: Topology | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        batching: Batching | None = None,
+    ) -> None:
+        self._retry = retry or RetryPolicy()
+        self._overrides = dict(retry_overrides or {})
+        self.topology = topology or topology_for(broker)
+        self._reconnect = reconnect or ReconnectPolicy()
+        self._batching = batching or Batching(
+            prefetch=broker.prefetch, batch_max=max(1, broker.prefetch // 2)
+        )
+        self._params = parameters(broker.url, self._reconnect)
+        self._publisher = AsyncPublisher(self._params, self.topology.exchange, self._reconnect)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RabbitTransport:
+        """The transport described by the gateway settings (per-authority retry included)."""
+        return cls(
+            settings.broker,
+            retry=RetryPolicy.from_delivery(settings.delivery),
+            retry_overrides={
+                code: RetryPolicy.from_delivery(d)
+                for code, d in settings.delivery_overrides.items()
+            },
+        )
+
+    def policy_for(self, code: str) -> RetryPolicy:
+        return self._overrides.get(code, self._retry)
+
+    def declare(self, hosted: Sequence[str]) -> None:
+        """Declare exchanges and the lanes of the hosted authorities (idempotent)."""
+        self._admin(
+            "declaring the topology",
+            lambda conn: _apply(conn, plan(self.topology, hosted, self.policy_for)),
+        )
+
+    def publish(
+        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+    ) -> list[PublishResult]:
+        """Publish with pipelined confirms; one result per message, same order."""
+        return self._publisher.publish(messages, timeout_s)
+
+    def consume(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
+        """Deliver batches to ``handler`` until ``stop`` is set, reconnecting after losses."""
+        consumer = BatchConsumer(
+            self._params, self.topology, self.policy_for, self._reconnect, self._batching
+        )
+        consumer.run(queues, handler, stop)
+
+    def peek_parked(self, code: str, limit: int = 100) -> list[Delivery]:
+        """The first ``limit`` messages parked for authority ``code``, left in place."""
+        lane = self.topology.lane(self.topology.inbox(code))
+        return self._admin(f"peeking {lane.parking}", lambda conn: parking.peek(conn, lane, limit))
+
+    def replay_parked(self, code: str, message_id: str | None = None) -> int:
+        """Move parked messages of ``code`` (all, or one message id) back to its inbox."""
+        lane = self.topology.lane(self.topology.inbox(code))
+        return self._admin(
+            f"replaying {lane.parking}",
+            lambda conn: parking.replay(conn, self.topology, lane, message_id),
+        )
+
+    def close(self) -> None:
+        self._publisher.close()
+
+    def _admin(self, action: str, work: Callable[[Any], T]) -> T:
+        conn = with_reconnect(lambda: open_blocking(self._params), self._params, self._reconnect)
+        try:
+            return work(conn)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            hint = ""
+            if exc.reply_code == 406:
+                hint = (
+                    "; a queue exists with other arguments (retry steps or delivery limit "
+                    "changed?): delete it with rabbitmqctl delete_queue, or align the settings"
+                )
+            elif exc.reply_code == 404:
+                hint = "; run declare() for the hosted authorities first"
+            raise TransportError(f"{action}: {describe(exc)}{hint}") from exc
+        except PIKA_ERRORS as exc:
+            raise TransportError(f"{action}: {translate(exc, self._params)}") from exc
+        finally:
+            try:
+                if conn.is_open:
+                    conn.close()
+            except PIKA_ERRORS:
+                pass  # already closed by the broker
+
+
+def _apply(conn: Any, p: Plan) -> None:
+    channel = conn.channel()
+    for exchange in p.exchanges:
+        channel.exchange_declare(exchange.name, exchange_type=exchange.kind, durable=True)
+    for queue in p.queues:
+        channel.queue_declare(queue.name, durable=True, arguments=dict(queue.arguments) or None)
+    for binding in p.bindings:
+        channel.queue_bind(binding.queue, binding.exchange, routing_key=binding.key)
+    channel.close()

@@ -1,0 +1,145 @@
+"""Connection-level retry and the one place pika's exceptions become ours.
+
+Connecting is retried with exponential backoff and jitter (tenacity); a
+broker that still does not answer after the budget is reported as
+``BrokerUnavailableError`` with what to do. Authentication and vhost access
+refusals are not transient and are raised at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pika
+import pika.exceptions
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+
+from gateway.errors import BrokerUnavailableError, TransportError
+
+T = TypeVar("T")
+
+# Everything pika raises derives from AMQPError; sockets raise OSError.
+PIKA_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, OSError)
+
+
+class ConnectionRefused(TransportError):
+    """The broker answered but refused us (credentials, vhost); retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """Backoff for (re)connecting: ``attempts`` tries, delays doubling up to ``max_s``."""
+
+    attempts: int = 6
+    initial_s: float = 0.2
+    max_s: float = 5.0
+    jitter_s: float = 0.5
+    heartbeat_s: int = 30
+    socket_timeout_s: float = 5.0
+
+
+def parameters(url: str, policy: ReconnectPolicy) -> Any:
+    """pika connection parameters for ``url``: one attempt each, heartbeats on."""
+    params = pika.URLParameters(url)
+    params.connection_attempts = 1
+    params.heartbeat = policy.heartbeat_s
+    params.socket_timeout = policy.socket_timeout_s
+    params.blocked_connection_timeout = 60
+    return params
+
+
+def where(params: Any) -> str:
+    return f"{params.host}:{params.port}"
+
+
+def describe(exc: BaseException) -> str:
+    """A pika exception as one readable line (pika's own str() is often empty)."""
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text}"
+
+
+def translate(exc: BaseException, params: Any) -> TransportError:
+    """Map a pika or socket exception to the cafgw tree (call with ``raise ... from exc``)."""
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(
+        exc,
+        pika.exceptions.ProbableAuthenticationError
+        | pika.exceptions.AuthenticationError
+        | pika.exceptions.ProbableAccessDeniedError,
+    ):
+        return ConnectionRefused(
+            f"RabbitMQ at {where(params)} refused the login to vhost {params.virtual_host!r} "
+            f"({describe(exc)}); check the broker url's user, password and vhost permissions"
+        )
+    return TransportError(f"RabbitMQ at {where(params)}: {describe(exc)}")
+
+
+def unavailable(params: Any, cause: BaseException) -> BrokerUnavailableError:
+    return BrokerUnavailableError(
+        f"RabbitMQ is not answering at {where(params)} — start it with: "
+        f"rabbitmq-server -detached ({describe(cause)})"
+    )
+
+
+def with_reconnect(
+    connect: Callable[[], T],
+    params: Any,
+    policy: ReconnectPolicy,
+    stop: threading.Event | None = None,
+    forever: bool = False,
+) -> T:
+    """Call ``connect`` until it succeeds, backing off between tries.
+
+    ``connect`` raises TransportError for a transient failure. After the
+    budget (or, when ``forever``, once ``stop`` is set) BrokerUnavailableError
+    is raised; ConnectionRefused is raised at once.
+    """
+    stop_rule: stop_base = stop_after_attempt(policy.attempts)
+    if stop is not None:
+        stopped = stop_when_event_set(stop)
+        stop_rule = stopped if forever else stop_rule | stopped
+
+    def pause(seconds: float) -> None:
+        # Waiting on the stop event lets a consumer that is told to stop give up at once.
+        if stop is None:
+            time.sleep(seconds)
+        else:
+            stop.wait(seconds)
+
+    retrying = Retrying(
+        stop=stop_rule,
+        wait=wait_exponential_jitter(
+            multiplier=policy.initial_s, max=policy.max_s, jitter=policy.jitter_s
+        ),
+        retry=retry_if_exception_type(TransportError)
+        & retry_if_not_exception_type(ConnectionRefused),
+        reraise=True,
+        sleep=pause,
+    )
+    try:
+        return retrying(connect)
+    except ConnectionRefused:
+        raise
+    except TransportError as exc:
+        raise unavailable(params, exc) from exc
+
+
+def open_blocking(params: Any) -> Any:
+    """One try at a BlockingConnection; TransportError when it fails."""
+    try:
+        return pika.BlockingConnection(params)
+    except PIKA_ERRORS as exc:
+        raise translate(exc, params) from exc

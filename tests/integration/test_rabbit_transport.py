@@ -1,0 +1,334 @@
+"""The RabbitMQ transport against the real broker, each test on a vhost of its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+from rabbit_fixtures import (  # noqa: F401 — fixtures are found by name
+    Vhost,
+    close_connections,
+    queue_depths,
+    rabbit_url,
+    rabbit_vhost,
+    rabbitmqctl,
+)
+
+from gateway.errors import BrokerUnavailableError, TransportError
+from gateway.settings import BrokerSettings
+from gateway.transport.base import (
+    Delivery,
+    Disposition,
+    OutgoingMessage,
+    PublishOutcome,
+    Verdict,
+    routing_key,
+)
+from gateway.transport.rabbit import RabbitTransport
+from gateway.transport.reconnect import ReconnectPolicy
+from gateway.transport.retry import ATTEMPT_HEADER, REASON_HEADER, RetryPolicy, parked_reason
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+FAST_RETRY = RetryPolicy(budget=2, backoff_s=(0.05, 0.1), delivery_limit=2)
+INBOX = "caf.inbox.332"
+
+
+def message(n: int, recipient: str = "332", size: int = 64) -> OutgoingMessage:
+    return OutgoingMessage(
+        routing_key=routing_key(recipient, "Assessment", "333"),
+        body=f"{n:08d}".encode().ljust(size, b"."),
+        message_id=f"m-{n}",
+        headers={"x-cafgw-sender": "333"},
+    )
+
+
+@pytest.fixture
+def transport(rabbit_url: str) -> Iterator[RabbitTransport]:  # noqa: F811
+    t = RabbitTransport(BrokerSettings(url=rabbit_url, prefetch=200), retry=FAST_RETRY)
+    t.declare(["332"])  # one authority (and the regional queue): quorum queues are slow to create
+    yield t
+    t.close()
+
+
+def consume_until(
+    t: RabbitTransport,
+    verdict: Callable[[Delivery], Disposition],
+    done: Callable[[list[Delivery]], bool],
+    queues: Sequence[str] = (INBOX,),
+    during: Callable[[list[Delivery]], None] | None = None,
+    within_s: float = 30,
+) -> list[Delivery]:
+    """Consume in a thread, recording every delivery, until ``done`` says so."""
+    seen: list[Delivery] = []
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def handler(batch: Sequence[Delivery]) -> list[Disposition]:
+        seen.extend(batch)
+        if done(seen):
+            stop.set()  # before the verdicts: a verdict may raise
+        return [verdict(d) for d in batch]
+
+    def run() -> None:
+        try:
+            t.consume(queues, handler, stop)
+        except BaseException as exc:
+            failure.append(exc)
+            raise
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + within_s
+    while worker.is_alive() and time.monotonic() < deadline:
+        if during is not None:
+            during(seen)
+        worker.join(0.05)
+    stop.set()
+    worker.join(10)
+    assert not failure, failure
+    assert done(seen), f"gave up after {within_s} s with {len(seen)} deliveries"
+    return seen
+
+
+def wait_for(check: Callable[[], bool], within_s: float = 10) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def ack(_d: Delivery) -> Disposition:
+    return Disposition(Verdict.ACK)
+
+
+def test_five_thousand_messages_are_confirmed_with_pipelined_confirms_and_all_consumable(
+    transport: RabbitTransport,
+) -> None:
+    messages = [message(n, size=2048) for n in range(5000)]
+    started = time.perf_counter()
+    results = transport.publish(messages)
+    elapsed = time.perf_counter() - started
+    print(f"published {len(messages)} x 2 KB with confirms: {len(messages) / elapsed:.0f} msgs/s")
+    assert [r.message_id for r in results] == [m.message_id for m in messages]
+    assert {r.outcome for r in results} == {PublishOutcome.CONFIRMED}
+    seen = consume_until(transport, ack, lambda s: len({d.message_id for d in s}) >= 5000)
+    assert {d.message_id for d in seen} == {m.message_id for m in messages}
+    assert seen[0].routing_key == "332.Assessment.333"
+    assert seen[0].headers["x-cafgw-sender"] == "333"
+
+
+def test_an_unroutable_message_is_reported_returned(transport: RabbitTransport) -> None:
+    results = transport.publish([message(1), message(2, recipient="999"), message(3)])
+    assert [r.outcome for r in results] == [
+        PublishOutcome.CONFIRMED,
+        PublishOutcome.RETURNED,
+        PublishOutcome.CONFIRMED,
+    ]
+    assert "NO_ROUTE" in (results[1].reason or "")
+
+
+def test_a_publish_to_a_missing_exchange_fails_and_the_next_publish_works(
+    transport: RabbitTransport,
+) -> None:
+    missing = OutgoingMessage("332.Assessment.333", b"x", "m-x", exchange="no.such.exchange")
+    assert transport.publish([missing])[0].outcome is PublishOutcome.FAILED
+    assert transport.publish([message(1)])[0].outcome is PublishOutcome.CONFIRMED
+
+
+def test_escalations_reach_the_authority_and_the_regional_queues(
+    transport: RabbitTransport,
+) -> None:
+    esc = transport.topology.escalation_exchange
+    results = transport.publish(
+        [
+            OutgoingMessage("332.Dispute.333", b"d", "e-1", exchange=esc),
+            OutgoingMessage("regional.Dispute.333", b"d", "e-2", exchange=esc),
+        ]
+    )
+    assert {r.outcome for r in results} == {PublishOutcome.CONFIRMED}
+    queues = [transport.topology.escalation("332"), transport.topology.escalation("regional")]
+    seen = consume_until(transport, ack, lambda s: len(s) >= 2, queues=queues)
+    assert sorted((d.queue, d.message_id) for d in seen) == [
+        ("caf.escalation.332", "e-1"),
+        ("caf.escalation.regional", "e-2"),
+    ]
+
+
+def test_a_retry_goes_through_the_delay_queue_and_comes_back_with_attempt_one(
+    transport: RabbitTransport,
+) -> None:
+    transport.publish([message(1)])
+    arrived: list[float] = []
+
+    def verdict(d: Delivery) -> Disposition:
+        arrived.append(time.monotonic())
+        if ATTEMPT_HEADER in d.headers:
+            return Disposition(Verdict.ACK)
+        return Disposition(Verdict.RETRY, "ledger busy")
+
+    first, second = consume_until(transport, verdict, lambda s: len(s) >= 2)
+    assert ATTEMPT_HEADER not in first.headers
+    assert second.headers[ATTEMPT_HEADER] == 1
+    assert second.headers[REASON_HEADER] == "ledger busy"
+    assert (second.message_id, second.body) == (first.message_id, first.body)
+    assert second.routing_key == "332.Assessment.333"
+    assert arrived[1] - arrived[0] >= 0.05 * (1 - FAST_RETRY.jitter) - 0.005
+
+
+def test_a_message_is_parked_with_the_reason_after_the_retry_budget(
+    transport: RabbitTransport,
+) -> None:
+    transport.publish([message(1)])
+    seen = consume_until(
+        transport, lambda d: Disposition(Verdict.RETRY, "ledger busy"), lambda s: len(s) >= 3
+    )
+    assert [d.headers.get(ATTEMPT_HEADER) for d in seen] == [None, 1, 2]
+    wait_for(lambda: len(transport.peek_parked("332")) == 1)
+    (parked,) = transport.peek_parked("332")
+    assert parked_reason(parked.headers) == "retry budget of 2 spent: ledger busy"
+    assert parked.message_id == "m-1"
+    assert parked.routing_key == "332.Assessment.333"
+
+
+def test_a_park_verdict_parks_at_once_and_peeking_leaves_it_there(
+    transport: RabbitTransport,
+) -> None:
+    transport.publish([message(1), message(2)])
+    consume_until(
+        transport, lambda d: Disposition(Verdict.PARK, "bad signature"), lambda s: len(s) >= 2
+    )
+    wait_for(lambda: len(transport.peek_parked("332")) == 2)
+    parked = transport.peek_parked("332", limit=10)
+    assert [p.message_id for p in parked] == ["m-1", "m-2"]
+    assert {parked_reason(p.headers) for p in parked} == {"bad signature"}
+
+
+def test_a_consumer_that_never_settles_ends_parked_by_the_delivery_limit(
+    transport: RabbitTransport,
+) -> None:
+    transport.publish([message(1)])
+
+    def verdict(d: Delivery) -> Disposition:
+        raise RuntimeError("the consumer dies before it settles")
+
+    seen = consume_until(transport, verdict, lambda s: len(s) >= FAST_RETRY.delivery_limit + 1)
+    assert [d.delivery_count for d in seen] == [0, 1, 2]
+    wait_for(lambda: len(transport.peek_parked("332")) == 1)
+    (parked,) = transport.peek_parked("332")
+    assert "delivery limit" in parked_reason(parked.headers)
+    assert parked.routing_key == "332.Assessment.333"
+
+
+def test_replay_moves_a_parked_message_back_to_the_inbox_with_attempt_zero(
+    transport: RabbitTransport,
+) -> None:
+    transport.publish([message(1), message(2)])
+    consume_until(transport, lambda d: Disposition(Verdict.PARK, "policy"), lambda s: len(s) >= 2)
+    wait_for(lambda: len(transport.peek_parked("332")) == 2)
+    assert transport.replay_parked("332", "m-2") == 1
+    assert [p.message_id for p in transport.peek_parked("332")] == ["m-1"]
+    (back,) = consume_until(transport, ack, lambda s: len(s) >= 1)
+    assert (back.message_id, back.body) == ("m-2", message(2).body)
+    assert back.headers[ATTEMPT_HEADER] == 0
+    assert REASON_HEADER not in back.headers
+    assert back.routing_key == "332.Assessment.333"
+    assert transport.replay_parked("332") == 1
+
+
+def test_publishing_from_several_threads_at_once_confirms_every_message(
+    transport: RabbitTransport,
+) -> None:
+    results: dict[int, list[PublishOutcome]] = {}
+
+    def publish(k: int) -> None:
+        batch = [message(k * 1000 + n) for n in range(500)]
+        results[k] = [r.outcome for r in transport.publish(batch)]
+
+    threads = [threading.Thread(target=publish, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == [0, 1, 2, 3]
+    assert all(outcomes == [PublishOutcome.CONFIRMED] * 500 for outcomes in results.values())
+
+
+def test_consuming_a_queue_that_was_never_declared_says_to_declare_first(
+    rabbit_url: str,  # noqa: F811
+) -> None:
+    t = RabbitTransport(BrokerSettings(url=rabbit_url))
+    with pytest.raises(TransportError, match="declare"):
+        t.consume(["caf.inbox.404"], lambda batch: [], threading.Event())
+
+
+def test_an_unreachable_broker_is_reported_with_what_to_do() -> None:
+    t = RabbitTransport(
+        BrokerSettings(url="amqp://guest:guest@127.0.0.1:1/%2F"),
+        reconnect=ReconnectPolicy(attempts=2, initial_s=0.01, max_s=0.02, jitter_s=0.01),
+    )
+    with pytest.raises(BrokerUnavailableError, match="rabbitmq-server -detached"):
+        t.publish([message(1)])
+
+
+@pytest.mark.serial
+def test_the_consumer_reconnects_after_the_broker_closes_its_connections_and_loses_nothing(
+    transport: RabbitTransport,
+    rabbit_vhost: Vhost,  # noqa: F811
+) -> None:
+    total = 2000
+    assert {r.outcome for r in transport.publish([message(n) for n in range(total)])} == {
+        PublishOutcome.CONFIRMED
+    }
+    closed = threading.Event()
+
+    def slow_ack(_d: Delivery) -> Disposition:
+        time.sleep(0.001)  # keep the stream going while the connection is cut
+        return Disposition(Verdict.ACK)
+
+    def cut_once(seen: list[Delivery]) -> None:
+        if len(seen) >= 300 and not closed.is_set():
+            closed.set()
+            close_connections(rabbit_vhost.name)
+
+    seen = consume_until(
+        transport, slow_ack, lambda s: len({d.message_id for d in s}) >= total, during=cut_once
+    )
+    assert closed.is_set()
+    assert {d.message_id for d in seen} == {f"m-{n}" for n in range(total)}
+    # The publisher's connection was closed too; the next call reconnects.
+    time.sleep(0.2)
+    again = transport.publish([message(total)]) + transport.publish([message(total + 1)])
+    assert again[-1].outcome is PublishOutcome.CONFIRMED
+    wait_for(lambda: queue_depths(rabbit_vhost.name).get(INBOX, 0) >= 1)
+
+
+@pytest.mark.serial
+@pytest.mark.timeout(120)
+def test_the_consumer_survives_a_broker_restart_and_loses_nothing(
+    transport: RabbitTransport,
+) -> None:
+    total = 200
+    transport.publish([message(n) for n in range(total)])
+    stopped = threading.Event()
+
+    def stop_broker_once(_d: Delivery) -> Disposition:
+        if not stopped.is_set():
+            # The broker goes away while this batch is in the handler, so its acks
+            # fail; it comes back a second later.
+            stopped.set()
+            rabbitmqctl("stop_app")
+            threading.Timer(1.0, lambda: rabbitmqctl("start_app")).start()
+        return Disposition(Verdict.ACK)
+
+    seen = consume_until(
+        transport,
+        stop_broker_once,
+        lambda s: len({d.message_id for d in s}) >= total,
+        within_s=90,
+    )
+    rabbitmqctl("await_startup")
+    assert {d.message_id for d in seen} == {f"m-{n}" for n in range(total)}
+    assert len(seen) > total  # the batch in hand during the restart came again
