@@ -1,7 +1,10 @@
-"""Adapter registry: adapter name -> module that builds it from its mapping.
+"""Adapter registry: adapter name -> how to build it from its mapping.
 
-Each adapter module exposes ``create(mapping_path, known_authorities)``;
-its mapping and code lists live in ``config/adapters/<name>.yaml``.
+The three built-in adapters have a module each, exposing
+``create(mapping_path, known_authorities)``. Any other
+``config/adapters/<name>.yaml`` with a ``kind:`` key (``csv`` or ``json``)
+is a declarative mapping that ``adapters.generic`` turns into an adapter,
+so an administrator adds an authority with a YAML file and no code.
 """
 
 from __future__ import annotations
@@ -10,28 +13,59 @@ import importlib
 from collections.abc import Iterable
 from pathlib import Path
 
+import yaml
+
 from adapters.base import Adapter
-from gateway.errors import UnknownAdapterError
+from adapters.generic_mapping import KINDS
+from gateway.errors import MappingError, UnknownAdapterError
 
 MODULES: dict[str, str] = {
     "dudley-csv": "adapters.dudley_csv",
     "wolverhampton-json": "adapters.wolverhampton_json",
     "sandwell-xml": "adapters.sandwell_xml",
 }
+GENERIC = "adapters.generic"
 
 
 def names() -> list[str]:
+    """The built-in adapters."""
     return sorted(MODULES)
+
+
+def is_generic(path: Path) -> bool:
+    """Whether ``path`` is a declarative mapping (has a top-level ``kind`` key)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise MappingError(f"{path}: cannot read the mapping: {exc}") from exc
+    return isinstance(data, dict) and "kind" in data
+
+
+def discover(adapters_dir: Path) -> list[str]:
+    """Adapter names with a mapping in ``adapters_dir``: built-ins and ``kind:`` mappings."""
+    found = [name for name in names() if (adapters_dir / f"{name}.yaml").exists()]
+    for path in sorted(adapters_dir.glob("*.yaml")):
+        if path.stem not in MODULES and is_generic(path):
+            found.append(path.stem)
+    return sorted(found)
 
 
 def create(name: str, adapters_dir: Path, known_authorities: Iterable[str]) -> Adapter:
     """Build the adapter ``name`` from ``adapters_dir/<name>.yaml``."""
-    try:
-        module_name = MODULES[name]
-    except KeyError:
-        raise UnknownAdapterError(
-            f"no adapter named {name!r}; known adapters: {', '.join(names())}"
-        ) from None
+    path = adapters_dir / f"{name}.yaml"
+    module_name = MODULES.get(name)
+    if module_name is None:
+        if not path.exists() or not is_generic(path):
+            known = ", ".join(discover(adapters_dir)) if adapters_dir.is_dir() else ""
+            raise UnknownAdapterError(
+                f"no adapter named {name!r}; known adapters: {known or ', '.join(names())}"
+            )
+        module_name = GENERIC
     module = importlib.import_module(module_name)
-    adapter: Adapter = module.create(adapters_dir / f"{name}.yaml", frozenset(known_authorities))
+    adapter: Adapter = module.create(path, frozenset(known_authorities))
     return adapter
+
+
+def kinds() -> tuple[str, ...]:
+    """The ``kind:`` values a declarative mapping may have."""
+    return KINDS

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 from adapters import registry
 from adapters.base import Adapter
@@ -25,7 +26,12 @@ from gateway.transport.base import Transport
 
 @dataclass
 class AdapterSet:
-    """The adapters in force; replaced whole on reload so readers never see half."""
+    """The adapters in force; replaced whole on reload so readers never see half.
+
+    ``by_name`` is only ever rebound to a new, complete mapping (one
+    assignment), so a request that took it keeps a consistent set even while
+    an administrator reloads.
+    """
 
     by_name: Mapping[str, Adapter] = field(default_factory=dict)
 
@@ -37,6 +43,10 @@ class AdapterSet:
             raise UnknownAdapterError(
                 f"no adapter named {name!r}; known adapters: {known}"
             ) from None
+
+    def replace(self, fresh: AdapterSet) -> None:
+        """Put every adapter of ``fresh`` in force at once (the old set is dropped whole)."""
+        self.by_name = MappingProxyType(dict(fresh.by_name))
 
 
 @dataclass(frozen=True)
@@ -66,14 +76,18 @@ class Gateway:
 
 
 def load_adapters(settings: Settings) -> AdapterSet:
-    """Every registered adapter whose mapping file exists."""
+    """Every adapter with a mapping in ``adapters_dir``: the built-ins and ``kind:`` mappings.
+
+    Any invalid mapping raises ``MappingError`` naming the file and key, so a
+    reload either builds the whole set or changes nothing.
+    """
     found = {}
-    for name in registry.names():
-        if (settings.adapters_dir / f"{name}.yaml").exists():
+    if settings.adapters_dir.is_dir():
+        for name in registry.discover(settings.adapters_dir):
             found[name] = registry.create(
                 name, settings.adapters_dir, settings.directory.authorities
             )
-    return AdapterSet(found)
+    return AdapterSet(MappingProxyType(found))
 
 
 def build(
@@ -98,7 +112,9 @@ def build(
                 f"create one with: cafgw keys init --authority {code}"
             )
         signers[code] = Signer.from_files(key_path, cert_path)
-    trust = TrustStore.from_directory(settings.directory, settings.keys_dir)
+    trust = TrustStore.from_directory(
+        settings.directory, settings.keys_dir, regional_ca=settings.trust.regional_ca
+    )
     verifier = Verifier(
         trust,
         max_bytes=settings.limits.max_message_bytes,

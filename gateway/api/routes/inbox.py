@@ -2,45 +2,84 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from gateway.api.deps import AuthorityDep, GatewayDep
 from gateway.api.schemas import AckOut, InboxItemOut
 from gateway.errors import NotFoundError
 from gateway.ledger.status import Status
+from gateway.services import local_format
 
 router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
 
 
-@router.get("", response_model=list[InboxItemOut])
+class InboxFormat(StrEnum):
+    CANONICAL = "canonical"
+    LOCAL = "local"
+
+
+class InboxLocalItemOut(InboxItemOut):
+    """An inbox item; with ``format=local`` also the exact local bytes and any note."""
+
+    format: str = InboxFormat.CANONICAL.value
+    content_base64: str | None = None
+    note: str | None = None
+
+
+@router.get("", response_model=list[InboxLocalItemOut])
 def inbox(
     gw: GatewayDep,
     authority: AuthorityDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[InboxItemOut]:
+    format: Annotated[InboxFormat, Query()] = InboxFormat.CANONICAL,
+) -> list[InboxLocalItemOut]:
     """Messages received for the caller that its local system has not acknowledged.
 
-    Each is served as the signed canonical XML; acknowledge it with
-    ``POST /v1/inbox/{message_id}/ack`` once the local system has it.
+    Each is served as the signed canonical XML, or with ``format=local`` an
+    Assessment is written in the authority's own format (its ``adapter`` in
+    ``authorities.yaml``; ``content`` as text, ``content_base64`` the exact
+    bytes); other messages stay canonical XML with a ``note``. Acknowledge
+    each with ``POST /v1/inbox/{message_id}/ack`` once the local system has it.
     """
+    adapter = None
+    if format is InboxFormat.LOCAL:
+        adapter = local_format.adapter_of(gw, authority)
+        if adapter is None:
+            raise HTTPException(
+                422,
+                f"authority {authority} has no adapter in authorities.yaml "
+                f"(authorities.{authority}.adapter), so it has no local format; "
+                "use format=canonical",
+            )
     items = gw.ledger.inbox(authority, limit)
     fresh = [i.pk for i in items if i.status == Status.VERIFIED]
     gw.ledger.transition(fresh, Status.DELIVERED_LOCAL, "served to the local system (pull)")
-    return [
-        InboxItemOut(
-            message_id=i.message_id,
-            sender=i.sender,
-            message_type=i.message_type,
-            correlation_id=i.correlation_id,
-            status=Status.DELIVERED_LOCAL.value if i.status == Status.VERIFIED else i.status.value,
-            received_at=i.received_at,
-            content_type="application/xml",
-            content=i.body.decode("utf-8"),
+    out = []
+    for i in items:
+        served = Status.DELIVERED_LOCAL if i.status == Status.VERIFIED else i.status
+        if adapter is None:
+            form = local_format.LocalForm(False, "application/xml", i.body.decode("utf-8"))
+        else:
+            form = local_format.render(gw, adapter, i.message_type, i.body)
+        out.append(
+            InboxLocalItemOut(
+                message_id=i.message_id,
+                sender=i.sender,
+                message_type=i.message_type,
+                correlation_id=i.correlation_id,
+                status=served.value,
+                received_at=i.received_at,
+                content_type=form.content_type,
+                content=form.content,
+                format=(InboxFormat.LOCAL if form.local else InboxFormat.CANONICAL).value,
+                content_base64=form.content_base64,
+                note=form.note,
+            )
         )
-        for i in items
-    ]
+    return out
 
 
 @router.post("/{message_id}/ack", response_model=AckOut)
