@@ -21,6 +21,8 @@ MAX_ITEMS = 500
 def _item(due: ReceiptDue) -> ReceiptItem:
     if due.status == Status.QUARANTINED:
         return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.REJECTED, due.reason)
+    if due.status == Status.UNDELIVERABLE:
+        return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.UNDELIVERABLE, due.reason)
     return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.ACCEPTED)
 
 

@@ -1,0 +1,107 @@
+"""/v1/admin/dead-letters: dead letters of every kind, listed and replayed (admin only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict
+
+from gateway.api.auth import Caller
+from gateway.api.deps import AdminDep, GatewayDep
+from gateway.context import Gateway
+from gateway.errors import NotFoundError
+from gateway.services import dead_letters
+
+router = APIRouter(prefix="/v1/admin/dead-letters", tags=["admin"])
+
+CodeQuery = Annotated[str | None, Query(pattern=r"^[0-9]{3}$", description="LA code")]
+# The person behind the admin key, recorded as given in the audit entry.
+RequestedBy = Annotated[
+    str | None, Query(max_length=64, pattern=r"^[\w .@-]+$", alias="requested_by")
+]
+
+
+class DeadLetterOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message_id: str
+    kind: str
+    authority: str
+    sender: str
+    recipient: str
+    message_type: str
+    reason: str | None
+    attempts: int
+    dead_lettered_at: datetime | None
+
+    @classmethod
+    def of(cls, d: dead_letters.DeadLetter) -> DeadLetterOut:
+        return cls(
+            message_id=d.message_id,
+            kind=d.kind.value,
+            authority=d.authority,
+            sender=d.sender,
+            recipient=d.recipient,
+            message_type=d.message_type,
+            reason=d.reason,
+            attempts=d.attempts,
+            dead_lettered_at=d.dead_lettered_at,
+        )
+
+
+class ReplayedOut(BaseModel):
+    message_id: str
+    authority: str
+    kind: str
+    status: str
+
+
+def _hosted(gw: Gateway, authority: str | None) -> tuple[str, ...]:
+    if authority is None:
+        return gw.hosted
+    if authority not in gw.hosted:
+        raise NotFoundError(f"authority {authority} is not hosted by this gateway")
+    return (authority,)
+
+
+def _actor(who: Caller, requested_by: str | None) -> str:
+    base = f"{who.role} via API" + (f" ({who.authority})" if who.authority else "")
+    return f"{requested_by} ({base})" if requested_by else base
+
+
+@router.get("", response_model=list[DeadLetterOut])
+def listing(
+    gw: GatewayDep,
+    _who: AdminDep,
+    authority: CodeQuery = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[DeadLetterOut]:
+    """Dead letters with their kind, reason and attempts (every hosted authority by default)."""
+    return [
+        DeadLetterOut.of(d)
+        for code in _hosted(gw, authority)
+        for d in dead_letters.list_dead_letters(gw, code, limit)
+    ]
+
+
+@router.post("/{message_id}/replay", response_model=ReplayedOut)
+def replay(
+    message_id: str,
+    gw: GatewayDep,
+    who: AdminDep,
+    authority: CodeQuery = None,
+    requested_by: RequestedBy = None,
+) -> ReplayedOut:
+    """Replay one dead letter: same message id, failure count reset, REPLAYED recorded."""
+    message_id = message_id[:64]
+    code = authority or dead_letters.authority_of(gw, message_id)
+    _hosted(gw, code)
+    done = dead_letters.replay(gw, code, message_id, actor=_actor(who, requested_by))
+    return ReplayedOut(
+        message_id=done.message_id,
+        authority=done.authority,
+        kind=done.kind.value,
+        status=done.status.value,
+    )

@@ -1,0 +1,43 @@
+"""The local acknowledgement deadline: tell the sender when the local system never took it.
+
+A received message that the recipient's local system has not acknowledged
+within ``delivery.local_ack_deadline_s`` of its arrival (default 5 days;
+per authority under ``authority_delivery`` in ``config/gateway.yaml``) is
+recorded ``UNDELIVERABLE`` and owed a receipt: the receipt loop then sends
+the sender a signed Receipt item with outcome ``UNDELIVERABLE``, and the
+sender's ledger shows the message as ``UNDELIVERABLE``. Once reported, the
+message is no longer handed over or served by the inbox.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from gateway.connectors import state
+from gateway.context import Gateway
+from gateway.ledger.status import Status
+
+BATCH = 500
+
+
+def report_unacknowledged(gw: Gateway, limit: int = BATCH) -> int:
+    """Mark overdue unacknowledged messages UNDELIVERABLE (receipt due); how many."""
+    now = gw.clock()
+    reported = 0
+    for code in gw.hosted:
+        deadline_s = gw.settings.delivery_for(code).local_ack_deadline_s
+        pks = state.unacknowledged_before(
+            gw.ledger, code, now - timedelta(seconds=deadline_s), limit
+        )
+        if not pks:
+            continue
+        reported += state.move_all(
+            gw.ledger,
+            pks,
+            state.UNACKNOWLEDGED,
+            Status.UNDELIVERABLE,
+            f"the local system of {code} did not acknowledge it within {deadline_s:.0f} s",
+            receipt_due=True,
+            next_attempt_at=None,
+        )
+    return reported

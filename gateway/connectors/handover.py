@@ -1,0 +1,159 @@
+"""Handing verified inbound messages to push connectors (webhook, file drop).
+
+Each turn takes, per authority with a push connector, the waiting messages
+whose next attempt is due (oldest first), hands them over one by one and
+records the outcomes in one transaction:
+
+- TAKEN (webhook 2xx): ``DELIVERED_LOCAL`` then ``ACKNOWLEDGED``;
+- PLACED (file staged): ``DELIVERED_LOCAL``, then the connector publishes it;
+- REFUSED (permanent, e.g. HTTP 400): ``DEAD_LETTERED`` with the reason;
+  replay it with ``cafgw dead-letters replay``;
+- RETRY (endpoint down, 5xx, 408, 429, no directory): the turn stops for that
+  authority and its waiting messages wait for the next backoff step
+  (``delivery.local_retry_backoff_s``, the last step repeating) until the
+  local system answers again or the acknowledgement deadline passes.
+
+A crash after a handover and before it was recorded hands the message over
+again: a webhook POST repeats with the same ``Idempotency-Key``; a file is
+staged again under the same hidden name and published once (``filedrop``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+
+from gateway.connectors import registry, state
+from gateway.connectors.base import Connector, Handover, LocalMessage, Outcome
+from gateway.context import Gateway
+from gateway.errors import CafgwError
+from gateway.ledger.status import Status
+from gateway.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+TURN = 100  # messages per authority per turn (and per ledger transaction)
+SWEEP = 2000  # placed messages looked at per authority when checking what was taken
+JITTER = 0.2  # up to this share is taken off a backoff step, so retries spread out
+
+_rng = random.Random()  # noqa: S311 - jitter, not secrets
+
+
+def backoff_s(delivery: DeliverySettings, failures: int) -> float:
+    """The pause after the ``failures``-th failed attempt in a row (1-based), before jitter."""
+    steps = delivery.local_retry_backoff_s
+    return float(steps[min(max(failures, 1), len(steps)) - 1])
+
+
+def deliver_pending(gw: Gateway, limit: int = TURN) -> int:
+    """One turn for every hosted authority with a push connector; messages settled."""
+    settled = 0
+    for code in registry.pushing(gw.settings):
+        items = state.due(gw.ledger, code, gw.clock(), limit)
+        if not items:
+            continue
+        try:
+            connector = registry.connector_for(gw.settings, code)
+        except CafgwError as exc:
+            # One authority's broken connector must not hold up the others.
+            log.error("local delivery for %s: %s", code, exc)
+            continue
+        try:
+            settled += _hand_over(gw, code, connector, items)
+        finally:
+            connector.close()
+    return settled
+
+
+def _hand_over(gw: Gateway, code: str, connector: Connector, items: list[LocalMessage]) -> int:
+    done: list[tuple[LocalMessage, Handover]] = []
+    failed: tuple[LocalMessage, Handover] | None = None
+    for item in items:
+        handover = connector.deliver(item)
+        if handover.outcome is Outcome.RETRY:
+            failed = (item, handover)
+            break
+        done.append((item, handover))
+    to_publish: list[str] = []
+    ledger = gw.ledger
+    with ledger.transaction() as conn:
+        for item, handover in done:
+            reason = handover.reason
+            if handover.outcome is Outcome.REFUSED:
+                state.move(
+                    ledger,
+                    conn,
+                    item.pk,
+                    state.WAITING,
+                    Status.DEAD_LETTERED,
+                    f"refused by the local system: {reason}",
+                    attempts=item.attempts + 1,
+                    next_attempt_at=None,
+                )
+                log.warning("local system of %s refused %s: %s", code, item.message_id, reason)
+                continue
+            moved = state.move(
+                ledger,
+                conn,
+                item.pk,
+                state.WAITING,
+                Status.DELIVERED_LOCAL,
+                f"handed to the local system ({connector.kind}): {reason}",
+                next_attempt_at=None,
+            )
+            if moved and handover.outcome is Outcome.TAKEN:
+                state.move(
+                    ledger,
+                    conn,
+                    item.pk,
+                    {Status.DELIVERED_LOCAL},
+                    Status.ACKNOWLEDGED,
+                    f"the local system took it ({connector.kind})",
+                )
+            elif moved:
+                to_publish.append(item.message_id)
+        if failed is not None:
+            item, handover = failed
+            pause = backoff_s(gw.settings.delivery_for(code), item.attempts + 1)
+            pause *= 1 - _rng.random() * JITTER
+            until = gw.clock() + timedelta(seconds=pause)
+            state.defer(ledger, conn, code, item, until, f"handover failed: {handover.reason}")
+    connector.publish(to_publish)
+    if failed is not None:
+        log.warning(
+            "local system of %s unavailable (%s); next try in about %.0f s",
+            code,
+            failed[1].reason,
+            backoff_s(gw.settings.delivery_for(code), failed[0].attempts + 1),
+        )
+    return len(done)
+
+
+def sweep_taken(gw: Gateway, limit: int = SWEEP) -> int:
+    """Publish what a crash left staged, and acknowledge what local systems took away."""
+    acknowledged = 0
+    for code in registry.pushing(gw.settings):
+        rows = state.placed(gw.ledger, code, limit)
+        if not rows:
+            continue
+        try:
+            connector = registry.connector_for(gw.settings, code)
+        except CafgwError as exc:
+            log.error("local delivery for %s: %s", code, exc)
+            continue
+        try:
+            ids = [message_id for _, message_id in rows]
+            connector.publish(ids)
+            taken = connector.taken(ids)
+        finally:
+            connector.close()
+        pks = [pk for pk, message_id in rows if message_id in taken]
+        acknowledged += state.move_all(
+            gw.ledger,
+            pks,
+            {Status.DELIVERED_LOCAL},
+            Status.ACKNOWLEDGED,
+            f"taken by the local system ({connector.kind})",
+        )
+    return acknowledged

@@ -1,0 +1,168 @@
+"""Each received message's handover state, kept on its inbound row in the ledger.
+
+``status`` (VERIFIED or REPLAYED: waiting; DELIVERED_LOCAL: placed for the
+local system; ACKNOWLEDGED: taken; DEAD_LETTERED: refused; UNDELIVERABLE:
+deadline passed), ``attempts`` (failed handovers), ``next_attempt_at`` (not
+before) and ``reason`` (the last failure). A restart picks up exactly where
+the ledger says. Every status change is guarded by the status it expects,
+so the handover loop, the deadline job and the pull API never undo each
+other's work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
+
+from gateway.connectors.base import LocalMessage
+from gateway.ledger.status import Direction, Status
+from gateway.ledger.store import Ledger
+from gateway.ledger.tables import history, messages
+
+# Waiting for a push connector to hand them over.
+WAITING = frozenset({Status.VERIFIED, Status.REPLAYED})
+# Not (yet) acknowledged by the local system: the deadline runs for these.
+UNACKNOWLEDGED = frozenset(
+    {Status.VERIFIED, Status.REPLAYED, Status.DELIVERED_LOCAL, Status.DEAD_LETTERED}
+)
+RECEIPT = "Receipt"
+
+
+def _inbound(authority: str) -> list[ColumnElement[bool]]:
+    return [
+        messages.c.direction == Direction.INBOUND.value,
+        messages.c.authority == authority,
+        messages.c.message_type != RECEIPT,
+    ]
+
+
+def due(ledger: Ledger, authority: str, now: datetime, limit: int) -> list[LocalMessage]:
+    """Messages of ``authority`` waiting for handover whose next attempt is due, oldest first."""
+    query = (
+        select(
+            messages.c.id,
+            messages.c.message_id,
+            messages.c.sender,
+            messages.c.message_type,
+            messages.c.body,
+            messages.c.attempts,
+        )
+        .where(
+            *_inbound(authority),
+            messages.c.status.in_([s.value for s in WAITING]),
+            or_(messages.c.next_attempt_at.is_(None), messages.c.next_attempt_at <= now),
+        )
+        .order_by(messages.c.id)
+        .limit(limit)
+    )
+    with ledger.transaction() as conn:
+        rows = conn.execute(query).all()
+    return [
+        LocalMessage(r[0], r[1], authority, r[2], r[3], bytes(r[4] or b""), int(r[5] or 0))
+        for r in rows
+    ]
+
+
+def move(
+    ledger: Ledger,
+    conn: Connection,
+    pk: int,
+    expected: Iterable[Status],
+    status: Status,
+    reason: str | None,
+    **values: object,
+) -> bool:
+    """``pk`` to ``status`` with a history entry, only if it is in ``expected``; True if moved."""
+    now = ledger.clock()
+    result = conn.execute(
+        update(messages)
+        .where(messages.c.id == pk, messages.c.status.in_([s.value for s in expected]))
+        .values(status=status.value, reason=reason, updated_at=now, **values)
+    )
+    if result.rowcount != 1:
+        return False
+    conn.execute(
+        insert(history).values(message_pk=pk, status=status.value, at=now, reason=reason)
+    )
+    return True
+
+
+def defer(
+    ledger: Ledger,
+    conn: Connection,
+    authority: str,
+    tried: LocalMessage,
+    until: datetime,
+    reason: str,
+) -> None:
+    """The local system failed ``tried``: nothing more for ``authority`` before ``until``.
+
+    The tried message counts the failed attempt; every other waiting message
+    of the authority waits as well, so that an endpoint that is down is asked
+    once per backoff step, not once per message.
+    """
+    waiting = [s.value for s in WAITING]
+    conn.execute(
+        update(messages)
+        .where(messages.c.id == tried.pk, messages.c.status.in_(waiting))
+        .values(attempts=messages.c.attempts + 1, next_attempt_at=until, reason=reason)
+    )
+    conn.execute(
+        update(messages)
+        .where(
+            *_inbound(authority),
+            messages.c.status.in_(waiting),
+            messages.c.id != tried.pk,
+            or_(messages.c.next_attempt_at.is_(None), messages.c.next_attempt_at < until),
+        )
+        .values(next_attempt_at=until)
+    )
+
+
+def placed(ledger: Ledger, authority: str, limit: int) -> list[tuple[int, str]]:
+    """``(pk, message id)`` of messages placed for ``authority``'s local system, oldest first."""
+    with ledger.transaction() as conn:
+        rows = conn.execute(
+            select(messages.c.id, messages.c.message_id)
+            .where(*_inbound(authority), messages.c.status == Status.DELIVERED_LOCAL.value)
+            .order_by(messages.c.id)
+            .limit(limit)
+        ).all()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def unacknowledged_before(
+    ledger: Ledger, authority: str, received_before: datetime, limit: int
+) -> list[int]:
+    """Messages of ``authority`` received before the cutoff and still not acknowledged."""
+    with ledger.transaction() as conn:
+        rows = conn.execute(
+            select(messages.c.id)
+            .where(
+                *_inbound(authority),
+                messages.c.status.in_([s.value for s in UNACKNOWLEDGED]),
+                messages.c.created_at <= received_before,
+            )
+            .order_by(messages.c.id)
+            .limit(limit)
+        ).all()
+    return [int(r[0]) for r in rows]
+
+
+def move_all(
+    ledger: Ledger,
+    pks: Sequence[int],
+    expected: Iterable[Status],
+    status: Status,
+    reason: str | None,
+    **values: object,
+) -> int:
+    """``move`` each of ``pks`` in one transaction; how many moved."""
+    wanted = frozenset(expected)
+    moved = 0
+    with ledger.transaction() as conn:
+        for pk in pks:
+            moved += move(ledger, conn, pk, wanted, status, reason, **values)
+    return moved

@@ -1,0 +1,296 @@
+"""Dead letters of every kind, listed with their reason and attempts, and replayed.
+
+Three kinds, one list:
+
+- ``OUTBOUND``: a sent message that got no signed receipt within its re-send
+  budget (ledger ``DEAD_LETTERED``). Replay moves it to ``REPLAYED`` with its
+  send count reset; the sender loop publishes the same id and bytes again
+  (the receiver deduplicates by id and digest).
+- ``PARKED``: a received message whose processing failed past the retry
+  budget, or whose consumer never settled it (``x-delivery-limit``); it sits
+  in the authority's parking queue on the broker. Replay moves it back to the
+  inbox with its attempt count reset and the same message id, and records
+  ``REPLAYED`` in the ledger (a ``parked_replays`` row, plus a history entry
+  on the message's own row when it has one).
+- ``LOCAL``: a received message that the local system refused for good
+  (a webhook answering 4xx; ledger ``DEAD_LETTERED`` on the inbound row).
+  Replay moves it to ``REPLAYED`` with its attempts reset; the handover loop
+  delivers it again.
+
+Every replay appends a ``REPLAY`` entry naming who asked to the audit log,
+in the same transaction as the ledger record.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Connection, insert, select
+
+from gateway.context import Gateway
+from gateway.errors import NotFoundError
+from gateway.ledger import audit
+from gateway.ledger.status import Direction, Status
+from gateway.ledger.tables import messages, parked_replays
+from gateway.transport.base import Delivery
+from gateway.transport.retry import attempt_of, original_routing_key, parked_reason
+
+log = logging.getLogger(__name__)
+
+PEEK_LIMIT = 1000  # parked messages looked at per authority when listing or replaying all
+
+
+class DeadLetterKind(StrEnum):
+    OUTBOUND = "OUTBOUND"  # sent; no receipt within the re-send budget
+    PARKED = "PARKED"  # received; processing failed past the retry budget (broker)
+    LOCAL = "LOCAL"  # received; refused by the local system
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    authority: str  # the hosted authority it belongs to (sender or recipient)
+    recipient: str
+    message_type: str
+    reason: str | None
+    attempts: int  # sends (OUTBOUND), processing tries (PARKED), handover tries (LOCAL)
+    dead_lettered_at: datetime | None  # None when the broker did not say
+    kind: DeadLetterKind = DeadLetterKind.OUTBOUND
+    sender: str = ""
+
+
+@dataclass(frozen=True)
+class Replayed:
+    message_id: str
+    authority: str
+    kind: DeadLetterKind
+    status: Status = Status.REPLAYED
+
+
+def _from_ledger(gw: Gateway, authority: str, limit: int) -> list[DeadLetter]:
+    records = gw.ledger.find(
+        authority=authority, status=Status.DEAD_LETTERED, limit=limit, with_history=False
+    )
+    return [
+        DeadLetter(
+            message_id=r.message_id,
+            authority=r.authority,
+            recipient=r.recipient,
+            message_type=r.message_type,
+            reason=r.reason,
+            attempts=r.attempts,
+            dead_lettered_at=r.updated_at,
+            kind=DeadLetterKind.OUTBOUND
+            if r.direction == Direction.OUTBOUND
+            else DeadLetterKind.LOCAL,
+            sender=r.sender,
+        )
+        for r in records
+    ]
+
+
+def parked_attempts(delivery: Delivery) -> int:
+    """Processing tries a parked message had: the original, its retries, unsettled returns."""
+    return 1 + attempt_of(delivery.headers) + max(0, delivery.delivery_count)
+
+
+def _parked_at(delivery: Delivery) -> datetime | None:
+    deaths = delivery.headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        when = deaths[0].get("time")
+        if isinstance(when, datetime):
+            return when
+    return None
+
+
+def _parked(gw: Gateway, authority: str, limit: int) -> list[DeadLetter]:
+    out = []
+    for d in gw.transport.peek_parked(authority, limit):
+        key = original_routing_key(d.headers, d.routing_key).split(".")
+        recipient, message_type, sender = key if len(key) == 3 else (authority, "?", "?")
+        out.append(
+            DeadLetter(
+                message_id=d.message_id or "?",
+                authority=authority,
+                recipient=recipient,
+                message_type=message_type,
+                reason=parked_reason(d.headers),
+                attempts=parked_attempts(d),
+                dead_lettered_at=_parked_at(d),
+                kind=DeadLetterKind.PARKED,
+                sender=sender,
+            )
+        )
+    return out
+
+
+def list_dead_letters(
+    gw: Gateway, authority: str, limit: int = 200, include_parked: bool = True
+) -> list[DeadLetter]:
+    """Dead letters of ``authority``: ledger ones newest first, then the parking queue's."""
+    found = _from_ledger(gw, authority, limit)
+    if include_parked and len(found) < limit:
+        found.extend(_parked(gw, authority, min(limit - len(found), PEEK_LIMIT)))
+    return found
+
+
+def _audit(
+    gw: Gateway,
+    conn: Connection,
+    actor: str,
+    authority: str,
+    counterparty: str | None,
+    message_id: str,
+    digest: str | None,
+    detail: str,
+) -> None:
+    audit.append(
+        gw.ledger,
+        [
+            audit.AuditEvent(
+                actor=actor,
+                action="REPLAY",
+                authority=authority,
+                counterparty=counterparty if counterparty and len(counterparty) <= 3 else None,
+                message_id=message_id,
+                digest=digest,
+                detail=detail,
+            )
+        ],
+        conn,
+    )
+
+
+def _replay_ledger(gw: Gateway, authority: str, message_id: str, actor: str) -> Replayed | None:
+    with gw.ledger.transaction() as conn:
+        row = conn.execute(
+            select(
+                messages.c.id,
+                messages.c.direction,
+                messages.c.sender,
+                messages.c.recipient,
+                messages.c.digest,
+            )
+            .where(
+                messages.c.authority == authority,
+                messages.c.message_id == message_id,
+                messages.c.status == Status.DEAD_LETTERED.value,
+            )
+            .with_for_update()
+        ).first()
+        if row is None:
+            return None
+        outbound = row[1] == Direction.OUTBOUND.value
+        gw.ledger.transition(
+            [row[0]],
+            Status.REPLAYED,
+            f"replayed by {actor}; failure count reset",
+            conn,
+            attempts=0,
+            next_attempt_at=None,
+        )
+        kind = DeadLetterKind.OUTBOUND if outbound else DeadLetterKind.LOCAL
+        _audit(
+            gw,
+            conn,
+            actor,
+            authority,
+            row[3] if outbound else row[2],
+            message_id,
+            row[4],
+            f"{kind.value.lower()} dead letter replayed",
+        )
+    return Replayed(message_id, authority, kind)
+
+
+class _NothingParked(Exception):
+    """Nothing was parked under the id: the replay record is rolled back."""
+
+
+def _replay_parked(
+    gw: Gateway, authority: str, message_id: str, actor: str, seen: DeadLetter | None
+) -> Replayed:
+    with gw.ledger.transaction() as conn:
+        now = gw.ledger.clock()
+        conn.execute(
+            insert(parked_replays).values(
+                authority=authority,
+                message_id=message_id[:64],
+                sender=seen.sender[:16] if seen else None,
+                message_type=seen.message_type[:32] if seen else None,
+                reason=seen.reason if seen else None,
+                attempts=seen.attempts if seen else 0,
+                status=Status.REPLAYED.value,
+                actor=actor[:128],
+                at=now,
+            )
+        )
+        rows = conn.execute(
+            select(messages.c.id, messages.c.digest).where(
+                messages.c.direction == Direction.INBOUND.value,
+                messages.c.authority == authority,
+                messages.c.message_id == message_id,
+            )
+        ).all()
+        for pk, _digest in rows:
+            gw.ledger.note(pk, Status.REPLAYED, f"parked copy replayed by {actor}", conn)
+        _audit(
+            gw,
+            conn,
+            actor,
+            authority,
+            seen.sender if seen else None,
+            message_id,
+            rows[0][1] if rows else None,
+            "parked message replayed to the inbox",
+        )
+        # Inside the transaction: if nothing was parked under this id, the
+        # record above is rolled back.
+        if gw.transport.replay_parked(authority, message_id) == 0:
+            raise _NothingParked
+    return Replayed(message_id, authority, DeadLetterKind.PARKED)
+
+
+def replay(gw: Gateway, authority: str, message_id: str, actor: str) -> Replayed:
+    """Replay the dead letter ``message_id`` of ``authority``, whatever its kind.
+
+    NotFoundError when ``authority`` has no such dead letter.
+    """
+    done = _replay_ledger(gw, authority, message_id, actor)
+    if done is not None:
+        return done
+    seen = next(
+        (p for p in _parked(gw, authority, PEEK_LIMIT) if p.message_id == message_id), None
+    )
+    try:
+        done = _replay_parked(gw, authority, message_id, actor, seen)
+    except _NothingParked:
+        done = None
+    if done is None:
+        raise NotFoundError(
+            f"message {message_id} of {authority} is not dead-lettered (nothing to replay)"
+        )
+    return done
+
+
+def replay_all(gw: Gateway, authority: str, actor: str) -> list[Replayed]:
+    """Replay every dead letter of ``authority`` (the parking queue up to PEEK_LIMIT)."""
+    done = []
+    for letter in list_dead_letters(gw, authority, limit=PEEK_LIMIT):
+        try:
+            done.append(replay(gw, authority, letter.message_id, actor))
+        except NotFoundError:
+            # Replayed meanwhile (by another admin, or with an earlier copy of it).
+            log.info("dead letter %s of %s already replayed", letter.message_id, authority)
+    return done
+
+
+def authority_of(gw: Gateway, message_id: str) -> str:
+    """The hosted authority holding dead letter ``message_id``; NotFoundError if none."""
+    for code in gw.hosted:
+        if any(d.message_id == message_id for d in list_dead_letters(gw, code, PEEK_LIMIT)):
+            return code
+    raise NotFoundError(f"no dead letter {message_id} in the hosted authorities")
