@@ -1,0 +1,66 @@
+"""``cafgw broker setup``: one RabbitMQ account per authority, least privilege."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import typer
+from rich.table import Table
+
+from gateway.cli.common import ConfigOption, console, friendly, settings_from
+from gateway.transport.accounts import PASSWORD_ENV, setup_accounts, username_for
+from gateway.transport.rabbit import RabbitTransport
+from gateway.transport.topology import REGIONAL
+
+broker_app = typer.Typer(help="Broker administration: per-authority accounts and permissions.")
+
+
+@broker_app.command("setup")
+@friendly
+def setup(
+    secrets_dir: Path = typer.Option(
+        Path("secrets/broker"),
+        "--secrets-dir",
+        help="where each authority's password is read from or created (<code>.password, 0600); "
+        f"{PASSWORD_ENV}<CODE> in the environment wins",
+    ),
+    authority: list[str] = typer.Option(
+        [], "--authority", help="LA code (repeatable); default: every authority in the directory"
+    ),
+    vhost: str | None = typer.Option(None, "--vhost", help="default: the vhost of broker.url"),
+    regional: bool = typer.Option(
+        True, "--regional/--no-regional", help="also an account that reads the regional queue"
+    ),
+    declare: bool = typer.Option(
+        True, "--declare/--no-declare", help="declare exchanges and queues (as broker.url's user)"
+    ),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Create or update the accounts; publishing is allowed only with routing keys
+    that name the authority itself as sender (RabbitMQ topic permissions)."""
+    settings = settings_from(config)
+    codes = list(authority) or sorted(settings.directory.authorities)
+    for code in codes:
+        settings.directory.get(code)
+    if vhost is None:
+        vhost = unquote(urlparse(settings.broker.url).path.lstrip("/")) or "/"
+    prefix = settings.broker.exchange.removesuffix(".exchange")
+    if declare:
+        transport = RabbitTransport(settings.broker)
+        try:
+            transport.declare(codes)
+        finally:
+            transport.close()
+    made = setup_accounts(
+        vhost, [*codes, *([REGIONAL] if regional else [])], secrets_dir, prefix=prefix
+    )
+    table = Table("authority", "user", "vhost", "password")
+    for code, creds in made.items():
+        where = f"{PASSWORD_ENV}{code.upper()} or {secrets_dir}/{code}.password"
+        table.add_row(code, username_for(code), creds.vhost, where)
+    console.print(table)
+    console.print(
+        "Give each gateway its own account in broker.url; the passwords are not shown.",
+        highlight=False,
+    )

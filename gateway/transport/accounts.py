@@ -1,0 +1,238 @@
+"""Per-authority RabbitMQ accounts: each authority publishes only as itself and
+reads only its own queues.
+
+For each authority code one user (``cafgw-<code>`` by default) with:
+
+- a password read from ``CAFGW_BROKER_PASSWORD_<CODE>`` or from
+  ``<secrets_dir>/<code>.password``, else generated there (mode 0600); the
+  secrets directory must not be a tracked part of a git work tree;
+- permissions (configure / write / read regular expressions on resource names):
+  configure only its own queues, write only the exchanges (to publish, and the
+  retry and parking copies its consumer makes), read only its own inbox,
+  escalation and parking queues;
+- topic permissions on ``<prefix>.exchange`` and ``<prefix>.escalation``: a
+  routing key ``<recipient>.<type>.<sender>`` is accepted only if ``<sender>``
+  is the authority itself, so a forged sender is refused by the broker
+  (channel closed with ACCESS_REFUSED).
+
+Passwords are passed to ``rabbitmqctl`` on standard input, never on its
+command line (which other users of the host can read). Exchanges and queues
+are declared by the administrator (``cafgw broker setup`` declares the
+topology), so no authority needs configure rights on the shared exchanges.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from gateway.errors import ConfigError, TransportError
+from gateway.transport.topology import REGIONAL
+
+PASSWORD_ENV = "CAFGW_BROKER_PASSWORD_"  # noqa: S105 - a variable name, not a secret
+_CODE = re.compile(r"^[0-9]{3}$")
+
+# (arguments, standard input) -> standard output; raises TransportError on failure.
+Runner = Callable[[Sequence[str], str | None], str]
+
+
+def rabbitmqctl(args: Sequence[str], stdin: str | None = None) -> str:
+    """Run ``rabbitmqctl`` (quiet) and return its output."""
+    try:
+        done = subprocess.run(
+            ["rabbitmqctl", "-q", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise TransportError(
+            "rabbitmqctl not found; run on the broker host (or install rabbitmq-server)"
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise TransportError(f"rabbitmqctl {args[0]} timed out") from exc
+    if done.returncode != 0:
+        raise TransportError(
+            f"rabbitmqctl {args[0]} failed ({done.returncode}): {done.stderr.strip()[:500]}"
+        )
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class BrokerCredentials:
+    """One authority's broker account; ``repr`` never shows the password."""
+
+    code: str
+    username: str
+    password: str = field(repr=False)
+    vhost: str
+
+    def url(self, host: str = "127.0.0.1", port: int = 5672) -> str:
+        """The amqp URL for this account (contains the password: do not log it)."""
+        return (
+            f"amqp://{quote(self.username, safe='')}:{quote(self.password, safe='')}"
+            f"@{host}:{port}/{quote(self.vhost, safe='')}"
+        )
+
+
+@dataclass(frozen=True)
+class Grants:
+    """What an account may do, as RabbitMQ regular expressions."""
+
+    configure: str
+    write: str
+    read: str
+    topic_write: Mapping[str, str]  # exchange -> routing keys it may publish
+    topic_read: Mapping[str, str]
+
+
+def grants_for(code: str, prefix: str = "caf") -> Grants:
+    """The least privileges that let authority ``code`` (or ``regional``) run its gateway."""
+    if not (_CODE.match(code) or code == REGIONAL):
+        raise ConfigError(
+            f"broker account: {code!r} is not an LA code (three digits) or 'regional'"
+        )
+    p = re.escape(prefix)
+    own = re.escape(code)
+    if code == REGIONAL:
+        lanes = rf"^{p}\.(escalation|parking\.escalation|retry\.escalation)\.{own}(\..+)?$"
+        return Grants(
+            configure=lanes,
+            write=rf"^{p}\.(retry|parking)$",
+            read=rf"^{p}\.(escalation|parking\.escalation)\.{own}$",
+            topic_write={f"{prefix}.exchange": "^$", f"{prefix}.escalation": "^$"},
+            topic_read={f"{prefix}.escalation": rf"^{own}\."},
+        )
+    lanes = (
+        rf"^{p}\.(inbox|escalation|parking|parking\.escalation|retry|retry\.escalation)"
+        rf"\.{own}(\..+)?$"
+    )
+    return Grants(
+        configure=lanes,
+        # Publishing: the two topic exchanges (topic permissions pin the sender), and
+        # the retry/parking exchanges its consumer copies unsettled deliveries to.
+        write=rf"^{p}\.(exchange|escalation|retry|parking)$",
+        read=rf"^{p}\.(inbox|escalation|parking|parking\.escalation)\.{own}$",
+        topic_write={
+            f"{prefix}.exchange": rf"^[0-9]{{3}}\.[A-Za-z]+\.{own}$",
+            f"{prefix}.escalation": rf"^([0-9]{{3}}|{REGIONAL})\.Dispute\.{own}$",
+        },
+        topic_read={
+            f"{prefix}.exchange": rf"^{own}\.",
+            f"{prefix}.escalation": rf"^{own}\.",
+        },
+    )
+
+
+def username_for(code: str, user_prefix: str = "cafgw-") -> str:
+    return f"{user_prefix}{code}"
+
+
+def _inside_tracked_tree(path: Path) -> bool:
+    """True when ``path`` lies in a git work tree and git does not ignore it."""
+    for parent in [path, *path.parents]:
+        if (parent / ".git").exists():
+            done = subprocess.run(
+                ["git", "-C", str(parent), "check-ignore", "-q", str(path)],
+                capture_output=True,
+                check=False,
+            )
+            return done.returncode != 0
+    return False
+
+
+def password_for(code: str, secrets_dir: Path, env: Mapping[str, str] | None = None) -> str:
+    """The account's password: environment, else the secrets file, else a new one saved there."""
+    env = os.environ if env is None else env
+    from_env = env.get(PASSWORD_ENV + code.upper())
+    if from_env:
+        return from_env
+    path = secrets_dir / f"{code}.password"
+    if path.exists():
+        text = path.read_text(encoding="utf-8").strip()
+        if not text:
+            raise ConfigError(f"{path}: the password file is empty")
+        return text
+    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    password = secrets.token_urlsafe(32)
+    # Created 0600 from the start: never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(password + "\n")
+    return password
+
+
+def _users(run: Runner) -> set[str]:
+    raw = run(["list_users", "--formatter", "json"], None)
+    return {u["user"] for u in json.loads(raw or "[]")}
+
+
+def _vhosts(run: Runner) -> set[str]:
+    raw = run(["list_vhosts", "--formatter", "json"], None)
+    return {v["name"] for v in json.loads(raw or "[]")}
+
+
+def setup_accounts(
+    vhost: str,
+    codes: Sequence[str],
+    secrets_dir: Path,
+    *,
+    prefix: str = "caf",
+    user_prefix: str = "cafgw-",
+    env: Mapping[str, str] | None = None,
+    run: Runner = rabbitmqctl,
+) -> dict[str, BrokerCredentials]:
+    """Create or update one account per code on ``vhost``; idempotent.
+
+    ``codes`` are LA codes, optionally ``regional`` for the regional group's
+    reader. Returns each code's credentials (passwords stay in ``secrets_dir``
+    or the environment; never write them anywhere else).
+    """
+    secrets_dir = secrets_dir.resolve()
+    if _inside_tracked_tree(secrets_dir):
+        raise ConfigError(
+            f"{secrets_dir}: broker passwords must not live in a tracked part of a git "
+            "repository; use a directory outside it or one git ignores (e.g. secrets/)"
+        )
+    plans = {code: grants_for(code, prefix) for code in codes}
+    if vhost not in _vhosts(run):
+        run(["add_vhost", vhost], None)
+    existing = _users(run)
+    made: dict[str, BrokerCredentials] = {}
+    for code, grants in plans.items():
+        user = username_for(code, user_prefix)
+        password = password_for(code, secrets_dir, env)
+        verb = "change_password" if user in existing else "add_user"
+        run([verb, user], password + "\n")
+        run(
+            ["set_permissions", "-p", vhost, user, grants.configure, grants.write, grants.read],
+            None,
+        )
+        for exchange, write in grants.topic_write.items():
+            read = grants.topic_read.get(exchange, "^$")
+            run(["set_topic_permissions", "-p", vhost, user, exchange, write, read], None)
+        made[code] = BrokerCredentials(code, user, password, vhost)
+    return made
+
+
+def remove_accounts(
+    codes: Sequence[str], *, user_prefix: str = "cafgw-", run: Runner = rabbitmqctl
+) -> int:
+    """Delete the accounts of ``codes`` that exist; how many were deleted."""
+    existing = _users(run)
+    removed = 0
+    for code in codes:
+        user = username_for(code, user_prefix)
+        if user in existing:
+            run(["delete_user", user], None)
+            removed += 1
+    return removed

@@ -1,0 +1,190 @@
+"""Per-authority RabbitMQ accounts on the real broker: an authority publishes
+only with routing keys naming itself as sender and reads only its own queues."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pika
+import pika.exceptions
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.settings import BrokerSettings
+from gateway.transport.accounts import (
+    BrokerCredentials,
+    grants_for,
+    remove_accounts,
+    setup_accounts,
+)
+from gateway.transport.rabbit import RabbitTransport
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+CODES = ("332", "336")
+
+
+@pytest.fixture(scope="module")
+def broker_vhost() -> Iterator[str]:
+    """One vhost for the module: rabbitmqctl is slow, so accounts are made once."""
+    name = f"cafgw-test-acc-{uuid.uuid4().hex[:12]}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
+    finally:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "delete_vhost", name], check=False, capture_output=True
+        )
+
+
+@pytest.fixture(scope="module")
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("broker-secrets")
+
+
+@pytest.fixture(scope="module")
+def accounts(broker_vhost: str, secrets_dir: Path) -> Iterator[dict[str, BrokerCredentials]]:
+    name = unquote(urlparse(broker_vhost).path.lstrip("/"))
+    transport = RabbitTransport(BrokerSettings(url=broker_vhost))
+    try:
+        transport.declare(CODES)  # the administrator declares the topology
+    finally:
+        transport.close()
+    user_prefix = f"cafgw-t{uuid.uuid4().hex[:8]}-"
+    made = setup_accounts(name, ["332", "regional"], secrets_dir, user_prefix=user_prefix, env={})
+    try:
+        yield made
+    finally:
+        remove_accounts(["332", "regional"], user_prefix=user_prefix)
+
+
+def _channel(creds: BrokerCredentials) -> pika.adapters.blocking_connection.BlockingChannel:
+    conn = pika.BlockingConnection(pika.URLParameters(creds.url()))
+    channel = conn.channel()
+    channel.confirm_delivery()
+    return channel
+
+
+def _publish(creds: BrokerCredentials, exchange: str, key: str) -> None:
+    channel = _channel(creds)
+    try:
+        channel.basic_publish(exchange, key, b"<Envelope/>", mandatory=True)
+    finally:
+        if channel.connection.is_open:
+            channel.connection.close()
+
+
+def test_an_authority_may_publish_escalations_that_name_itself_as_sender(
+    accounts: dict[str, BrokerCredentials],
+) -> None:
+    _publish(accounts["332"], "caf.escalation", "336.Dispute.332")
+    _publish(accounts["332"], "caf.escalation", "regional.Dispute.332")
+    _publish(accounts["332"], "caf.exchange", "336.Assessment.332")
+
+
+@pytest.mark.parametrize(
+    ("exchange", "key"),
+    [
+        ("caf.escalation", "336.Dispute.336"),  # pretends to be Wolverhampton
+        ("caf.escalation", "regional.Dispute.336"),
+        ("caf.escalation", "336.Dispute.332.extra"),
+        ("caf.exchange", "332.Assessment.336"),
+    ],
+)
+def test_a_forged_routing_key_is_refused_by_the_broker(
+    accounts: dict[str, BrokerCredentials], exchange: str, key: str
+) -> None:
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+        _publish(accounts["332"], exchange, key)
+    assert refused.value.reply_code == 403
+
+
+def test_an_authority_reads_only_its_own_queues(accounts: dict[str, BrokerCredentials]) -> None:
+    own = _channel(accounts["332"])
+    try:
+        own.basic_get("caf.escalation.332")
+        own.basic_get("caf.inbox.332")
+    finally:
+        own.connection.close()
+    for queue in ("caf.inbox.336", "caf.escalation.336", "caf.escalation.regional"):
+        other = _channel(accounts["332"])
+        try:
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+                other.basic_get(queue)
+            assert refused.value.reply_code == 403
+        finally:
+            if other.connection.is_open:
+                other.connection.close()
+    regional = _channel(accounts["regional"])
+    try:
+        regional.basic_get("caf.escalation.regional")
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+            regional.basic_publish("caf.escalation", "332.Dispute.332", b"x")
+    finally:
+        if regional.connection.is_open:
+            regional.connection.close()
+
+
+def test_an_authority_cannot_delete_the_shared_exchange(
+    accounts: dict[str, BrokerCredentials],
+) -> None:
+    channel = _channel(accounts["332"])
+    try:
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            channel.exchange_delete("caf.escalation")
+        assert refused.value.reply_code == 403
+    finally:
+        if channel.connection.is_open:
+            channel.connection.close()
+
+
+def test_passwords_stay_in_0600_files_and_survive_a_second_setup(
+    broker_vhost: str, secrets_dir: Path, accounts: dict[str, BrokerCredentials]
+) -> None:
+    path = secrets_dir / "332.password"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() == accounts["332"].password
+    assert accounts["332"].password not in repr(accounts["332"])
+    name = unquote(urlparse(broker_vhost).path.lstrip("/"))
+    user_prefix = accounts["332"].username.removesuffix("332")
+    again = setup_accounts(name, ["332"], secrets_dir, user_prefix=user_prefix, env={})
+    assert again["332"].password == accounts["332"].password
+    _publish(again["332"], "caf.escalation", "336.Dispute.332")
+
+
+def test_a_password_from_the_environment_wins_over_the_file(tmp_path: Path) -> None:
+    calls: list[tuple[list[str], str | None]] = []
+
+    def fake(args: object, stdin: str | None) -> str:
+        calls.append((list(args), stdin))  # type: ignore[call-overload]
+        return "[]"
+
+    made = setup_accounts(
+        "v", ["332"], tmp_path / "s", env={"CAFGW_BROKER_PASSWORD_332": "from-env"}, run=fake
+    )
+    assert made["332"].password == "from-env"
+    assert not (tmp_path / "s" / "332.password").exists()
+    # the password goes to rabbitmqctl on standard input, never on its command line
+    assert all("from-env" not in " ".join(args) for args, _ in calls)
+    assert ("from-env\n") in [stdin for _, stdin in calls]
+
+
+def test_secrets_inside_a_tracked_part_of_the_repository_are_refused() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    with pytest.raises(ConfigError, match="must not live in a tracked part"):
+        setup_accounts("v", ["332"], repo / "docs" / "broker-secrets", run=lambda a, s: "[]")
+
+
+def test_grants_refuse_a_code_that_is_not_an_authority() -> None:
+    with pytest.raises(ConfigError, match="not an LA code"):
+        grants_for("33.*")

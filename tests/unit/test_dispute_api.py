@@ -1,0 +1,176 @@
+"""The dispute and escalation API: parties act, the regional group reads its
+stage, everyone else gets 404 exactly as for a dispute that does not exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.api.app import create_app
+from gateway.api.auth import ApiKeys
+from gateway.context import Gateway
+from tests.dispute_helpers import Clock, drain, memory_gateway
+
+pytestmark = pytest.mark.timeout(60)
+
+NEW = {
+    "case_ref": "DUD-2026-00417",
+    "subject": "Who funds the housing options referral",
+    "asked": "The residence LA funds the housing options work.",
+    "raised_by": {
+        "name": "Karen Hale",
+        "role": "School nurse",
+        "organisation": "Dudley Public Health",
+        "line_manager": {"name": "Ruth Evans", "email": "ruth.evans@example.org"},
+    },
+    "against": {"name": "Imran Butt", "la_code": "336"},
+    "consent_ref": "DUD-2026-00417/consent/2026-09-02",
+}
+
+
+class Api:
+    def __init__(self, gw: Gateway) -> None:
+        keys = ApiKeys(gw.settings.api_keys_file)
+        self.keys = {
+            "332": keys.issue("332"),
+            "333": keys.issue("333"),
+            "336": keys.issue("336"),
+            "regional": keys.issue("regional"),
+            "admin": keys.issue(None, "admin"),
+        }
+        self.client = TestClient(create_app(gw, keys))
+
+    def call(self, who: str, method: str, path: str, **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.keys[who]}"}
+        return self.client.request(method, path, headers=headers, **kw)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Gateway, Api, Clock]:
+    clock = Clock()
+    gw = memory_gateway(tmp_path, hosted=("332", "333", "336"), clock=clock)
+    return gw, Api(gw), clock
+
+
+def test_a_party_raises_and_the_other_party_sees_the_same_dispute(
+    setup: tuple[Gateway, Api, Clock],
+) -> None:
+    gw, api, _ = setup
+    made = api.call("332", "POST", "/v1/disputes", json=NEW)
+    assert made.status_code == 201, made.text
+    dispute = made.json()
+    assert dispute["stage"] == "PRACTITIONERS" and dispute["view_of"] == "332"
+    assert dispute["against"]["line_manager"]["name"] == "Wolverhampton Early Help Service Manager"
+    drain(gw)
+    theirs = api.call("336", "GET", f"/v1/disputes/{dispute['dispute_id']}")
+    assert theirs.status_code == 200
+    assert theirs.json()["history"] == dispute["history"]
+    listed = api.call("336", "GET", "/v1/disputes", params={"stage": "PRACTITIONERS"}).json()
+    assert [d["dispute_id"] for d in listed] == [dispute["dispute_id"]]
+
+
+def test_another_authority_gets_404_like_a_dispute_that_does_not_exist(
+    setup: tuple[Gateway, Api, Clock],
+) -> None:
+    gw, api, _ = setup
+    dispute_id = api.call("332", "POST", "/v1/disputes", json=NEW).json()["dispute_id"]
+    drain(gw)
+    missing = api.call("333", "GET", "/v1/disputes/DSP-332-doesnotexist")
+    for method, path, body in [
+        ("GET", f"/v1/disputes/{dispute_id}", None),
+        ("POST", f"/v1/disputes/{dispute_id}/comment", {"by": "X", "text": "hello"}),
+        ("POST", f"/v1/disputes/{dispute_id}/escalate", {"by": "X", "reason": "why not"}),
+        ("POST", f"/v1/disputes/{dispute_id}/resolve", {"by": "X", "outcome": "mine"}),
+    ]:
+        got = api.call("333", method, path, json=body)
+        assert got.status_code == 404
+        assert got.json()["error"] == missing.json()["error"] == "NotFoundError"
+    assert api.call("333", "GET", "/v1/disputes").json() == []
+    assert api.call("333", "GET", "/v1/disputes", params={"authority": "332"}).status_code == 404
+
+
+def test_escalate_comment_and_resolve_through_the_api(setup: tuple[Gateway, Api, Clock]) -> None:
+    gw, api, _ = setup
+    dispute_id = api.call("332", "POST", "/v1/disputes", json=NEW).json()["dispute_id"]
+    drain(gw)
+    up = api.call(
+        "336",
+        "POST",
+        f"/v1/disputes/{dispute_id}/escalate",
+        json={"by": "Imran Butt", "reason": "the family moves next week"},
+    )
+    assert up.status_code == 200 and up.json()["stage"] == "COORDINATORS"
+    said = api.call(
+        "332", "POST", f"/v1/disputes/{dispute_id}/comment", json={"by": "K", "text": "ok"}
+    )
+    assert said.status_code == 200
+    done = api.call(
+        "332",
+        "POST",
+        f"/v1/disputes/{dispute_id}/resolve",
+        json={"by": "Dudley CAF Co-ordinator", "outcome": "Split funding 50/50."},
+    )
+    assert done.status_code == 200 and done.json()["resolved"] and done.json()["deadline"] is None
+    drain(gw)
+    again = api.call(
+        "336", "POST", f"/v1/disputes/{dispute_id}/resolve", json={"by": "I", "outcome": "x"}
+    )
+    assert again.status_code == 422 and again.json()["rule"] == "dispute.resolved"
+    final = api.call("336", "GET", f"/v1/disputes/{dispute_id}").json()
+    assert final["resolved"] and final["outcome"] == "Split funding 50/50."
+
+
+def test_the_regional_group_sees_only_disputes_that_reached_its_stage(
+    setup: tuple[Gateway, Api, Clock],
+) -> None:
+    gw, api, _ = setup
+    first = api.call("332", "POST", "/v1/disputes", json=NEW).json()["dispute_id"]
+    second = api.call("332", "POST", "/v1/disputes", json=NEW).json()["dispute_id"]
+    for step in ("now", "still no answer"):
+        api.call("332", "POST", f"/v1/disputes/{first}/escalate", json={"by": "K", "reason": step})
+        drain(gw)
+    assert api.call("regional", "GET", f"/v1/disputes/{second}").status_code == 404
+    seen = api.call("regional", "GET", f"/v1/disputes/{first}")
+    assert seen.status_code == 200 and seen.json()["stage"] == "REGIONAL_GROUP"
+    refused = api.call(
+        "regional", "POST", f"/v1/disputes/{first}/resolve", json={"by": "R", "outcome": "x"}
+    )
+    assert refused.status_code == 422
+    (esc,) = api.call("regional", "GET", "/v1/escalations").json()
+    assert esc["addressee_role"] == "REGIONAL_GROUP" and esc["dispute_id"] == first
+    assert "<Dispute>" in esc["content"] or ":Dispute" in esc["content"]
+    admin = api.call("admin", "GET", "/v1/disputes", params={"authority": "regional"}).json()
+    assert [d["dispute_id"] for d in admin] == [first]
+
+
+def test_line_managers_pull_and_acknowledge_escalations(setup: tuple[Gateway, Api, Clock]) -> None:
+    gw, api, _ = setup
+    dispute_id = api.call("332", "POST", "/v1/disputes", json=NEW).json()["dispute_id"]
+    for _ in range(3):
+        api.call(
+            "332", "POST", f"/v1/disputes/{dispute_id}/escalate", json={"by": "K", "reason": "r"}
+        )
+        drain(gw)
+    pulled = api.call("332", "GET", "/v1/escalations").json()
+    line = [e for e in pulled if e["addressee_role"] == "LINE_MANAGER"]
+    assert [e["addressee_name"] for e in line] == ["Ruth Evans"]
+    assert all(e["status"] == "DELIVERED" for e in pulled)
+    ack = api.call(
+        "332", "POST", f"/v1/escalations/{line[0]['escalation_id']}/ack", json={"by": "Ruth Evans"}
+    )
+    assert ack.status_code == 200 and ack.json()["status"] == "ACKNOWLEDGED"
+    assert (
+        api.call(
+            "336", "POST", f"/v1/escalations/{line[0]['escalation_id']}/ack", json={"by": "x"}
+        ).status_code
+        == 404
+    )
+    left = {e["escalation_id"] for e in api.call("332", "GET", "/v1/escalations").json()}
+    assert line[0]["escalation_id"] not in left
+    theirs = api.call("336", "GET", "/v1/escalations").json()
+    assert [e["addressee_name"] for e in theirs if e["addressee_role"] == "LINE_MANAGER"] == [
+        "Wolverhampton Early Help Service Manager"
+    ]
