@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from gateway import logging_setup
 from gateway.api.auth import ApiKeys
 from gateway.cli.common import ConfigOption, console, friendly, settings_from
 from gateway.context import Gateway
@@ -73,7 +73,7 @@ def run(
     verbose: bool = typer.Option(False, "--verbose"),
 ) -> None:
     """Run the gateway: consume inboxes, publish the outbox, serve the HTTP API."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    logging_setup.configure(verbose=verbose)
     settings = settings_from(config)
     gw = open_gateway(settings, create_keys=demo)
     running = start_worker(gw)

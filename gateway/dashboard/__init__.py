@@ -1,0 +1,1 @@
+"""The operations dashboard: a server-rendered page that refreshes itself from JSON."""

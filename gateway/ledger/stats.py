@@ -1,0 +1,130 @@
+"""Read-only ledger queries for monitoring: the dashboard and ``/metrics``.
+
+Kept apart from ``store.Ledger`` because nothing here changes state and
+every query is an aggregate or a bounded list, cheap enough to run on each
+scrape or dashboard refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, select
+
+from gateway.ledger.status import FINAL_STATES, Direction, Status
+from gateway.ledger.store import Ledger, _aware
+from gateway.ledger.tables import history, messages
+
+
+@dataclass(frozen=True)
+class TypeCount:
+    authority: str
+    direction: str
+    message_type: str
+    status: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One status history entry with what monitoring needs of its message."""
+
+    history_id: int
+    authority: str
+    direction: str
+    message_type: str
+    status: str
+    at: datetime
+    created_at: datetime
+
+
+def counts_by_type(ledger: Ledger, authorities: Sequence[str] | None = None) -> list[TypeCount]:
+    """Messages by (authority, direction, type, current status)."""
+    cols = (messages.c.authority, messages.c.direction, messages.c.message_type, messages.c.status)
+    query = select(*cols, func.count()).group_by(*cols)
+    if authorities is not None:
+        query = query.where(messages.c.authority.in_(list(authorities)))
+    with ledger.transaction() as conn:
+        rows = conn.execute(query).all()
+    return [TypeCount(a, d, t, s, int(n)) for a, d, t, s, n in rows]
+
+
+def transitions_after(
+    ledger: Ledger, after_id: int, statuses: Iterable[Status], limit: int = 5000
+) -> list[Transition]:
+    """History entries with id above ``after_id`` into one of ``statuses``, oldest first."""
+    query = (
+        select(
+            history.c.id,
+            messages.c.authority,
+            messages.c.direction,
+            messages.c.message_type,
+            history.c.status,
+            history.c.at,
+            messages.c.created_at,
+        )
+        .join(messages, messages.c.id == history.c.message_pk)
+        .where(history.c.id > after_id, history.c.status.in_([s.value for s in statuses]))
+        .order_by(history.c.id)
+        .limit(limit)
+    )
+    with ledger.transaction() as conn:
+        rows = conn.execute(query).all()
+    return [
+        Transition(int(i), a, d, t, s, _aware(at), _aware(created))
+        for i, a, d, t, s, at, created in rows
+    ]
+
+
+def transition_counts_since(
+    ledger: Ledger, since: datetime, authorities: Sequence[str] | None = None
+) -> dict[tuple[str, str], int]:
+    """How many messages entered each status since ``since``, by (authority, status)."""
+    query = (
+        select(messages.c.authority, history.c.status, func.count())
+        .join(messages, messages.c.id == history.c.message_pk)
+        .where(history.c.at >= since)
+        .group_by(messages.c.authority, history.c.status)
+    )
+    if authorities is not None:
+        query = query.where(messages.c.authority.in_(list(authorities)))
+    with ledger.transaction() as conn:
+        return {(a, s): int(n) for a, s, n in conn.execute(query).all()}
+
+
+def receipts_overdue(ledger: Ledger, now: datetime) -> dict[str, int]:
+    """Sent messages past their receipt deadline, by sending authority."""
+    query = (
+        select(messages.c.authority, func.count())
+        .where(
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.status == Status.SENT.value,
+            messages.c.next_attempt_at.is_not(None),
+            messages.c.next_attempt_at < now,
+        )
+        .group_by(messages.c.authority)
+    )
+    with ledger.transaction() as conn:
+        return {a: int(n) for a, n in conn.execute(query).all()}
+
+
+def unfinished_created_before(
+    ledger: Ledger, direction: Direction, authority: str, before: datetime
+) -> int:
+    """Messages of ``authority`` not in a final state, created before ``before``."""
+    waiting = [s.value for s in Status if s not in FINAL_STATES]
+    if direction == Direction.INBOUND:
+        # Received messages wait for the local system until acknowledged.
+        waiting = [Status.VERIFIED.value, Status.DELIVERED_LOCAL.value]
+    query = select(func.count()).where(
+        and_(
+            messages.c.direction == direction.value,
+            messages.c.authority == authority,
+            messages.c.status.in_(waiting),
+            messages.c.created_at < before,
+        )
+    )
+    with ledger.transaction() as conn:
+        return int(conn.execute(query).scalar_one())

@@ -1,0 +1,109 @@
+"""Helpers for the operations tests: a gateway on an in-memory transport with a
+temporary SQLite ledger and a settable clock, a fake broker probe, and a
+shortcut for putting messages into the ledger."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from gateway.context import Gateway, build
+from gateway.envelope.keys import ensure_identity
+from gateway.errors import TransportError
+from gateway.ledger.records import NewMessage
+from gateway.ledger.status import Direction, Status
+from gateway.ledger.store import Ledger
+from gateway.settings import load_settings
+from gateway.transport.memory import MemoryTransport
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Clock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class FakeProbe:
+    up: bool = True
+    depths: Mapping[str, int | None] = field(default_factory=dict)
+
+    def ping(self) -> None:
+        if not self.up:
+            raise TransportError("broker at 127.0.0.1:5672 not reachable: ConnectionRefused")
+
+    def queue_depths(self) -> Mapping[str, int | None]:
+        self.ping()
+        return self.depths
+
+
+def make_gateway(
+    tmp_path: Path,
+    hosted: tuple[str, ...] = ("332", "336"),
+    clock: Clock | None = None,
+    **overrides: Any,
+) -> Gateway:
+    clock = clock or Clock()
+    settings = load_settings(
+        ROOT / "config",
+        env={},
+        overrides={
+            "hosted": list(hosted),
+            "database": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+            "keys_dir": str(tmp_path / "keys"),
+            "api_keys_file": str(tmp_path / "api-keys.json"),
+            **overrides,
+        },
+    )
+    for code in hosted:
+        ensure_identity(code, settings.directory.get(code).name, settings.keys_dir, now=clock())
+    ledger = Ledger.open(settings.database.url, clock)
+    gw = build(settings, MemoryTransport(), ledger=ledger, clock=clock)
+    gw.transport.declare(hosted)  # as the worker does at start
+    return gw
+
+
+def put(
+    gw: Gateway,
+    authority: str,
+    counterparty: str,
+    *statuses: Status,
+    direction: Direction = Direction.OUTBOUND,
+    message_type: str = "Assessment",
+    reason: str | None = None,
+    legal_basis: str = "NO_PERSONAL_DATA",
+) -> tuple[str, int]:
+    """Record one message with ``statuses[0]`` and move it through the rest."""
+    message_id = str(uuid.uuid4())
+    outbound = direction == Direction.OUTBOUND
+    (pk,) = gw.ledger.record(
+        [
+            NewMessage(
+                message_id=message_id,
+                direction=direction,
+                authority=authority,
+                sender=authority if outbound else counterparty,
+                recipient=counterparty if outbound else authority,
+                message_type=message_type,
+                correlation_id=str(uuid.uuid4()),
+                legal_basis=legal_basis,
+                statuses=((statuses[0], None),),
+                digest=uuid.uuid4().hex * 2,
+                body=b"<Envelope/>",
+            )
+        ]
+    )
+    for status in statuses[1:]:
+        gw.ledger.transition([pk], status, reason)
+    return message_id, pk

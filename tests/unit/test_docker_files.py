@@ -1,0 +1,208 @@
+"""The Docker deployment files agree with each other and with the project
+(no Docker engine here: the files are read and cross-checked)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from gateway.settings import load_settings
+from gateway.transport.topology import Topology
+
+pytestmark = pytest.mark.timeout(30)
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+GATEWAYS = {"gw-332": "332", "gw-333": "333", "gw-336": "336"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    return data
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((DOCKER / "rabbitmq" / "definitions.json").read_text())
+    return data
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in service["environment"].items()}
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source (a relative path or a named volume)."""
+    found = {}
+    for entry in service.get("volumes", []):
+        source, target = entry.split(":")[:2]
+        found[target] = source
+    return found
+
+
+def test_compose_runs_rabbitmq_with_management_postgres_prometheus_and_three_gateways(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    assert set(services) == {"rabbitmq", "postgres", "prometheus", *GATEWAYS}
+    assert "management" in services["rabbitmq"]["image"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    for name in GATEWAYS:
+        assert services[name]["build"]["dockerfile"] == "docker/Dockerfile"
+        assert (DOCKER / services[name]["build"]["context"] / "docker/Dockerfile").is_file()
+
+
+def test_every_bind_mount_exists_and_every_named_volume_is_declared_and_used(
+    compose: dict[str, Any],
+) -> None:
+    declared = set(compose["volumes"])
+    used = set()
+    for name, service in compose["services"].items():
+        for target, source in mounts(service).items():
+            if source.startswith("."):
+                assert (DOCKER / source).exists(), f"{name}: {source} (for {target}) is missing"
+            else:
+                assert source in declared, f"{name}: volume {source} is not declared"
+                used.add(source)
+    assert declared == used
+
+
+def test_each_gateway_has_its_own_key_volume_broker_user_and_database(
+    compose: dict[str, Any],
+) -> None:
+    brokers, databases, keys = set(), set(), set()
+    for name, code in GATEWAYS.items():
+        service = compose["services"][name]
+        variables = env(service)
+        assert variables["LA_CODE"] == code
+        assert set(variables["LA_PEERS"].split()) == set(GATEWAYS.values()) - {code}
+        broker = urlparse(variables["CAFGW_BROKER__URL"])
+        database = urlparse(variables["CAFGW_DATABASE__URL"])
+        assert broker.username == f"cafgw-{code}" and broker.path == "/caf"
+        assert database.username == f"ledger_{code}" and database.path == f"/ledger_{code}"
+        brokers.add(broker.username)
+        databases.add(database.username)
+        keys.add(mounts(service)["/var/lib/cafgw/keys"])
+        assert mounts(service)["/var/lib/cafgw/keys"] == f"keys-{code}"
+    assert len(brokers) == len(databases) == len(keys) == 3
+
+
+def _rabbit_hash_matches(password: str, stored: str) -> bool:
+    raw = base64.b64decode(stored)
+    salt, digest = raw[:4], raw[4:]
+    return hashlib.sha256(salt + password.encode()).digest() == digest
+
+
+def test_broker_users_exist_with_the_passwords_compose_gives_the_gateways(
+    compose: dict[str, Any], definitions: dict[str, Any]
+) -> None:
+    users = {u["name"]: u for u in definitions["users"]}
+    for name in GATEWAYS:
+        url = urlparse(env(compose["services"][name])["CAFGW_BROKER__URL"])
+        user = users[url.username]
+        assert user["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+        assert _rabbit_hash_matches(url.password or "", user["password_hash"])
+        assert user["tags"] == []
+    assert "caf" in {v["name"] for v in definitions["vhosts"]}
+
+
+def test_ledger_roles_and_databases_match_the_gateways_urls(compose: dict[str, Any]) -> None:
+    sql = (DOCKER / "postgres" / "init.sql").read_text()
+    for name in GATEWAYS:
+        url = urlparse(env(compose["services"][name])["CAFGW_DATABASE__URL"])
+        assert f"CREATE ROLE {url.username} LOGIN PASSWORD '{url.password}';" in sql
+        assert f"CREATE DATABASE {url.path[1:]} OWNER {url.username};" in sql
+
+
+@pytest.mark.parametrize("code", sorted(GATEWAYS.values()))
+def test_a_broker_user_may_touch_only_its_own_queues_and_publish_only_as_itself(
+    definitions: dict[str, Any], code: str
+) -> None:
+    (perm,) = [p for p in definitions["permissions"] if p["user"] == f"cafgw-{code}"]
+    (topic,) = [p for p in definitions["topic_permissions"] if p["user"] == f"cafgw-{code}"]
+    other = next(c for c in GATEWAYS.values() if c != code)
+    t = Topology()
+    own = [
+        t.inbox(code),
+        t.parking(code),
+        t.escalation(code),
+        f"caf.retry.{code}.1",
+        t.exchange,
+        t.escalation_exchange,
+        t.retry_exchange,
+        t.requeue_exchange,
+        t.parking_exchange,
+        t.escalation("regional"),
+    ]
+    for kind in ("configure", "write", "read"):
+        pattern = re.compile(perm[kind])
+        for name in own:
+            assert pattern.search(name), f"{kind} should allow {name}"
+        for name in (t.inbox(other), t.parking(other), f"caf.retry.{other}.1"):
+            assert not pattern.search(name), f"{kind} should refuse {name}"
+    assert topic["exchange"] == t.exchange
+    assert re.search(topic["write"], f"{other}.Assessment.{code}")
+    assert not re.search(topic["write"], f"{other}.Assessment.{other}")
+
+
+@pytest.mark.parametrize("name", sorted(GATEWAYS))
+def test_each_gateway_config_loads_and_hosts_only_its_authority(
+    compose: dict[str, Any], name: str
+) -> None:
+    service = compose["services"][name]
+    code = GATEWAYS[name]
+    variables = env(service)
+    config_dir = Path(variables["CAFGW_CONFIG_DIR"])
+    source = mounts(service)[str(config_dir)]
+    settings = load_settings(DOCKER / source, env=variables)
+    assert settings.hosted == (code,)
+    assert settings.broker.url == variables["CAFGW_BROKER__URL"]
+    assert settings.api.host == "0.0.0.0"
+    assert str(settings.keys_dir) == "/var/lib/cafgw/keys"
+    # The region directory it reads is the one mounted beside its config.
+    assert mounts(service)[str(config_dir.parent / "authorities.yaml")] == (
+        "./config/authorities.yaml"
+    )
+    certs = mounts(service)["/var/lib/cafgw/certs"]
+    assert certs == "certs"
+    for peer in GATEWAYS.values():
+        pinned = settings.directory.get(peer).certificate
+        assert pinned == f"/var/lib/cafgw/certs/{peer}.pem"
+
+
+def test_the_dockerfile_copies_what_exists_and_runs_the_entrypoint() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    for line in text.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+    assert 'ENTRYPOINT ["cafgw-entrypoint"]' in text
+    entrypoint = DOCKER / "entrypoint.sh"
+    assert entrypoint.stat().st_mode & 0o111
+    assert "cafgw keys init" in entrypoint.read_text()
+
+
+def test_prometheus_scrapes_every_gateway_and_loads_the_alert_rules(
+    compose: dict[str, Any],
+) -> None:
+    config = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        t
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+        for t in group["targets"]
+    }
+    assert targets == {f"{name}:8080" for name in GATEWAYS}
+    service = mounts(compose["services"]["prometheus"])
+    for rule_file in config["rule_files"]:
+        assert (DOCKER / "prometheus" / rule_file).is_file()
+        assert f"/etc/prometheus/{rule_file}" in service

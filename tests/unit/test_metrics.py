@@ -1,0 +1,155 @@
+"""/metrics content: read from the ledger and the broker at scrape time."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from ops_helpers import Clock, FakeProbe, make_gateway, put
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway import metrics
+from gateway.ledger.status import Direction, Status
+from gateway.ledger.store import Ledger, make_engine
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def scrape(gw: object, probe: FakeProbe | None = None) -> dict[tuple[str, tuple], float]:  # type: ignore[type-arg]
+    registry = metrics.build_registry(gw, probe or FakeProbe())  # type: ignore[arg-type]
+    return parse(metrics.render(registry))
+
+
+def parse(text: bytes) -> dict[tuple[str, tuple], float]:  # type: ignore[type-arg]
+    found = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for s in family.samples:
+            found[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return found
+
+
+def labels(**kw: str) -> tuple:  # type: ignore[type-arg]
+    return tuple(sorted(kw.items()))
+
+
+def test_messages_are_counted_by_authority_direction_type_and_status(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path)
+    put(gw, "332", "336", Status.ACCEPTED, Status.SIGNED, Status.SENT, Status.DELIVERED)
+    put(gw, "332", "336", Status.ACCEPTED, Status.SIGNED, Status.SENT, Status.DELIVERED)
+    put(
+        gw,
+        "336",
+        "332",
+        Status.RECEIVED,
+        Status.VERIFIED,
+        direction=Direction.INBOUND,
+        message_type="Notification",
+    )
+    got = scrape(gw)
+    key = labels(
+        authority="332", direction="OUTBOUND", message_type="Assessment", status="DELIVERED"
+    )
+    assert got[("cafgw_messages", key)] == 2
+    key = labels(
+        authority="336", direction="INBOUND", message_type="Notification", status="VERIFIED"
+    )
+    assert got[("cafgw_messages", key)] == 1
+    assert got[("cafgw_ledger_up", ())] == 1
+
+
+def test_latency_histogram_measures_acceptance_to_signed_receipt(tmp_path: Path) -> None:
+    clock = Clock()
+    gw = make_gateway(tmp_path, clock=clock)
+    _, pk = put(gw, "332", "336", Status.ACCEPTED, Status.SIGNED, Status.SENT)
+    clock.advance(3)
+    gw.ledger.transition([pk], Status.DELIVERED, "receipt verified")
+    got = scrape(gw)
+    bucket = "cafgw_delivery_latency_seconds_bucket"
+    assert got[(bucket, labels(authority="332", le="2.5"))] == 0
+    assert got[(bucket, labels(authority="332", le="5.0"))] == 1
+    assert got[("cafgw_delivery_latency_seconds_sum", labels(authority="332"))] == 3
+    assert got[("cafgw_delivery_latency_seconds_count", labels(authority="332"))] == 1
+
+
+def test_retries_and_dead_letters_only_grow_and_a_new_collector_recounts_the_same(
+    tmp_path: Path,
+) -> None:
+    gw = make_gateway(tmp_path)
+    registry = metrics.build_registry(gw, FakeProbe())
+    _, pk = put(gw, "332", "333", Status.ACCEPTED, Status.SIGNED, Status.SENT, Status.RETRYING)
+    first = parse(metrics.render(registry))
+    assert first[("cafgw_retries_total", labels(authority="332"))] == 1
+    assert first[("cafgw_dead_letters_total", labels(authority="332"))] == 0
+    gw.ledger.transition([pk], Status.SENT)
+    gw.ledger.transition([pk], Status.RETRYING)
+    gw.ledger.transition([pk], Status.SENT)
+    gw.ledger.transition([pk], Status.DEAD_LETTERED, "no receipt from 333 after 3 sends")
+    second = parse(metrics.render(registry))
+    assert second[("cafgw_retries_total", labels(authority="332"))] == 2
+    assert second[("cafgw_dead_letters_total", labels(authority="332"))] == 1
+    # A restarted gateway reads the same history and reports the same totals.
+    assert scrape(gw)[("cafgw_retries_total", labels(authority="332"))] == 2
+
+
+def test_overdue_receipts_and_stuck_messages_follow_the_clock(tmp_path: Path) -> None:
+    clock = Clock()
+    gw = make_gateway(tmp_path, clock=clock)
+    _, pk = put(gw, "332", "336", Status.ACCEPTED, Status.SIGNED)
+    gw.ledger.mark_sent([pk], clock() + timedelta(seconds=60))
+    got = scrape(gw)
+    assert got[("cafgw_receipts_overdue", labels(authority="332"))] == 0
+    clock.advance(61)
+    got = scrape(gw)
+    assert got[("cafgw_receipts_overdue", labels(authority="332"))] == 1
+    assert got[("cafgw_messages_stuck", labels(authority="332", direction="OUTBOUND"))] == 0
+    clock.advance(gw.settings.delivery_for("332").worst_case_s())
+    got = scrape(gw)
+    assert got[("cafgw_messages_stuck", labels(authority="332", direction="OUTBOUND"))] == 1
+
+
+def test_an_unacknowledged_inbound_message_is_stuck_after_the_local_deadline(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    gw = make_gateway(tmp_path, clock=clock)
+    put(gw, "336", "332", Status.RECEIVED, Status.VERIFIED, direction=Direction.INBOUND)
+    clock.advance(gw.settings.delivery_for("336").local_ack_deadline_s + 1)
+    got = scrape(gw)
+    assert got[("cafgw_messages_stuck", labels(authority="336", direction="INBOUND"))] == 1
+
+
+def test_queue_depths_come_from_the_broker_and_a_missing_queue_is_left_out(
+    tmp_path: Path,
+) -> None:
+    gw = make_gateway(tmp_path)
+    got = scrape(gw, FakeProbe(depths={"caf.inbox.332": 7, "caf.parking.332": None}))
+    assert got[("cafgw_queue_messages", labels(queue="caf.inbox.332"))] == 7
+    assert ("cafgw_queue_messages", labels(queue="caf.parking.332")) not in got
+    assert got[("cafgw_broker_up", ())] == 1
+
+
+def test_an_unreachable_broker_is_reported_without_failing_the_scrape(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path)
+    got = scrape(gw, FakeProbe(up=False))
+    assert got[("cafgw_broker_up", ())] == 0
+    assert got[("cafgw_ledger_up", ())] == 1
+
+
+def test_an_unreachable_ledger_is_reported_without_failing_the_scrape(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path)
+    dead = Ledger(make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"), gw.clock)
+    got = scrape(replace(gw, ledger=dead))
+    assert got[("cafgw_ledger_up", ())] == 0
+    assert got[("cafgw_broker_up", ())] == 1
+
+
+def test_certificate_expiry_days_count_down_with_the_clock(tmp_path: Path) -> None:
+    clock = Clock()
+    gw = make_gateway(tmp_path, clock=clock)
+    before = scrape(gw)[("cafgw_certificate_expiry_seconds", labels(authority="336"))]
+    clock.advance(10 * 86400)
+    after = scrape(gw)[("cafgw_certificate_expiry_seconds", labels(authority="336"))]
+    assert before - after == pytest.approx(10 * 86400)
+    assert 800 * 86400 < before <= 825 * 86400
