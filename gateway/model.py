@@ -323,6 +323,8 @@ class PlanAction:
     owner_la: str | None = None
     due: date | None = None
     status: ActionStatus | None = None
+    # Where the action is delivered, when that is not the owner's own authority.
+    delivery_la: str | None = None
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,8 @@ def body_from_element(el: etree._Element) -> Body:
     tag = el.tag
     name = tag[len(NS) :] if isinstance(tag, str) and tag.startswith(NS) else ""
     reader = _READERS.get(name)
+    if reader is None and name == "EncryptedBody":
+        raise problem(el, "the body is encrypted: decrypt it (gateway.envelope.encryption) first")
     if reader is None:
         raise problem(el, "not a message body of " + NAMESPACE)
     return reader(el)

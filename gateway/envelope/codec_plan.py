@@ -79,6 +79,7 @@ def write_action(el: etree._Element, action: PlanAction) -> None:
     put(el, "OwnerLA", action.owner_la)
     put(el, "Due", fmt_date(action.due))
     put(el, "Status", None if action.status is None else str(action.status))
+    put(el, "DeliveryLA", action.delivery_la)
 
 
 def read_action(el: etree._Element) -> PlanAction:
@@ -98,6 +99,7 @@ def read_action(el: etree._Element) -> PlanAction:
         owner_la=f.opt_text("OwnerLA"),
         due=f.opt_conv("Due", parse_date),
         status=f.opt_enum("Status", ActionStatus),
+        delivery_la=f.opt_text("DeliveryLA"),
     )
     f.done()
     return action

@@ -1,19 +1,22 @@
-"""Who a converted local record may be sent to, and on what basis.
+"""Whether the consent in force covers one send: recipient and purpose.
 
 Consent is required, not a trigger: the practitioner names recipients and a
-purpose; each recipient gets the record only if the child's consent, at the
-moment of sending, covers sharing across the border with that authority.
-A record without such consent is held locally (``HELD_LOCAL``).
+purpose; each recipient gets personal data only if the child's consent, at
+the moment of sending, covers that purpose and names (or does not limit)
+that authority. Sends within the authority itself need SHARE_WITHIN_LA.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.model import ConsentRecord, ConsentScope, LegalBasis, Purpose
+from gateway.model import ConsentScope, LegalBasis, Purpose
+from gateway.policy.config import PolicySettings
+from gateway.policy.consent_register import LOCAL, Effective
 
 RULE_NO_CONSENT = "consent.not-given"
 RULE_NO_CROSS_BORDER = "consent.no-cross-border-scope"
+RULE_NO_SCOPE = "consent.scope-not-covered"
 RULE_NOT_NAMED = "consent.recipient-not-named"
 RULE_NO_RECIPIENTS = "sharing.no-recipients"
 
@@ -34,55 +37,50 @@ class Refusal:
     reason: str
     recipient: str | None = None
 
-
-@dataclass(frozen=True)
-class SharingDecision:
-    sends: tuple[SendPlan, ...]
-    held: Refusal | None
-    refused: tuple[Refusal, ...]
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.reason}"
 
 
-def consent_ref(sender: str, case_ref: str, consent: ConsentRecord) -> str:
-    """A reference to the consent a send relies on."""
-    when = consent.recorded_at.isoformat() if consent.recorded_at else "undated"
-    return f"{sender}/{case_ref}/consent/{when}"
-
-
-def decide(
+def covers(
+    consent: Effective,
+    policy: PolicySettings,
     sender: str,
-    case_ref: str,
-    consent: ConsentRecord | None,
-    requested: tuple[str, ...],
-    purpose: Purpose = Purpose.SHARE_CROSS_BORDER,
-) -> SharingDecision:
-    """Apply the consent rules to a practitioner's request to share."""
-    if consent is None or not consent.given:
-        return SharingDecision(
-            (), Refusal(RULE_NO_CONSENT, "consent to record and share was not given"), ()
-        )
+    recipient: str,
+    purpose: Purpose,
+) -> Refusal | None:
+    """None if ``consent`` covers sending to ``recipient`` for ``purpose``, else why not."""
+    if not consent.given:
+        return Refusal(RULE_NO_CONSENT, "consent to record and share was not given", recipient)
     active = consent.active_scopes()
-    if ConsentScope.SHARE_CROSS_BORDER not in active:
-        return SharingDecision(
-            (),
-            Refusal(RULE_NO_CROSS_BORDER, "consent does not cover sharing across the border"),
-            (),
+    if recipient == sender:
+        if ConsentScope.SHARE_WITHIN_LA in active:
+            return None
+        return Refusal(
+            RULE_NO_SCOPE, "consent does not cover sharing within the authority", recipient
         )
-    targets = [code for code in dict.fromkeys(requested) if code != sender]
-    if not targets:
-        return SharingDecision(
-            (), Refusal(RULE_NO_RECIPIENTS, "no other authority was named to share with"), ()
+    wanted = policy.scopes_for(purpose)
+    if not any(scope in active for scope in wanted):
+        rule = RULE_NO_CROSS_BORDER if ConsentScope.SHARE_CROSS_BORDER in wanted else RULE_NO_SCOPE
+        names = " or ".join(s.value for s in wanted)
+        return Refusal(rule, f"consent does not cover {purpose.value} ({names})", recipient)
+    named = set(consent.named_las)
+    entry = consent.entry
+    if entry is not None and entry.source != LOCAL:
+        named.add(entry.source)  # the authority that obtained the consent already holds the data
+    if consent.named_las and recipient not in named:
+        return Refusal(
+            RULE_NOT_NAMED,
+            f"consent names {', '.join(consent.named_las)}, not {recipient}",
+            recipient,
         )
-    ref = consent_ref(sender, case_ref, consent)
-    sends, refused = [], []
-    for code in targets:
-        if consent.named_las and code not in consent.named_las:
-            refused.append(
-                Refusal(
-                    RULE_NOT_NAMED,
-                    f"consent names {', '.join(consent.named_las)}, not {code}",
-                    code,
-                )
-            )
-            continue
-        sends.append(SendPlan(code, LegalBasis.CONSENT, purpose, ref))
-    return SharingDecision(tuple(sends), None, tuple(refused))
+    return None
+
+
+def plan_send(
+    consent: Effective, policy: PolicySettings, sender: str, recipient: str, purpose: Purpose
+) -> SendPlan | Refusal:
+    """A CONSENT-basis send plan, or the refusal."""
+    refusal = covers(consent, policy, sender, recipient, purpose)
+    if refusal is not None:
+        return refusal
+    return SendPlan(recipient, LegalBasis.CONSENT, purpose, consent.reference(sender))

@@ -1,0 +1,146 @@
+"""/v1/children/{ref}/consent and /v1/existence-queries: consent and existence checks."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.api.deps import AuthorityDep, GatewayDep
+from gateway.cases import views
+from gateway.errors import PolicyRefusal
+from gateway.model import Child, Identifier, Safeguarding
+from gateway.services import coordination
+
+router = APIRouter(tags=["consent"])
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ConsentEntryOut(_Out):
+    entry_id: int
+    source: str
+    action: str
+    given: bool
+    given_by: str | None
+    role: str | None
+    gillick_competent: bool
+    recorded_at: str | None
+    scopes: list[str]
+    named_las: list[str]
+    withdrawn: list[str]
+    entered_at: datetime
+
+
+class ConsentOut(_Out):
+    child_key: str
+    given: bool
+    decided_by_child: bool
+    active_scopes: list[str]
+    withdrawn_scopes: list[str]
+    named_las: list[str]
+    consent_ref: str | None
+    history: list[ConsentEntryOut]
+
+
+@router.get("/v1/children/{ref}/consent", response_model=ConsentOut)
+def consent(ref: str, gw: GatewayDep, authority: AuthorityDep) -> ConsentOut:
+    """The consent in force for a child (by child key, UPN, NHS number or case ref), with history.
+
+    A Gillick-competent child's own decision prevails over a parent's.
+    """
+    v = views.consent_of(gw, authority, ref[:200])
+    return ConsentOut(
+        child_key=v.child_key,
+        given=v.given,
+        decided_by_child=v.decided_by_child,
+        active_scopes=list(v.active_scopes),
+        withdrawn_scopes=list(v.withdrawn_scopes),
+        named_las=list(v.named_las),
+        consent_ref=v.consent_ref,
+        history=[
+            ConsentEntryOut(
+                entry_id=e.entry_id,
+                source=e.source,
+                action=e.action.value,
+                given=e.consent.given,
+                given_by=e.consent.given_by,
+                role=e.consent.role.value if e.consent.role else None,
+                gillick_competent=e.consent.gillick_competent,
+                recorded_at=e.consent.recorded_at.isoformat() if e.consent.recorded_at else None,
+                scopes=[s.value for s in e.consent.scopes],
+                named_las=list(e.consent.named_las),
+                withdrawn=[w.scope.value for w in e.consent.withdrawn],
+                entered_at=e.entered_at,
+            )
+            for e in v.history
+        ],
+    )
+
+
+class ExistenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: str = Field(pattern=r"^[0-9]{3}$")
+    given_name: str = Field(min_length=1, max_length=200)
+    family_name: str = Field(min_length=1, max_length=200)
+    date_of_birth: date | None = None
+    upn: str | None = Field(default=None, max_length=13)
+    nhs_number: str | None = Field(default=None, max_length=12)
+    safeguarding_approver: str | None = Field(default=None, max_length=200)
+    safeguarding_reason: str | None = Field(default=None, max_length=2000)
+
+
+class ExistenceOut(_Out):
+    message_id: str
+    recipient: str
+    status: str
+    answer: str | None = None
+    answered_at: datetime | None = None
+
+
+@router.post("/v1/existence-queries", status_code=202, response_model=ExistenceOut)
+def ask(body: ExistenceIn, gw: GatewayDep, authority: AuthorityDep) -> ExistenceOut:
+    """Ask another authority whether a CAF exists for a child: keyed hashes only.
+
+    Needs the child's consent for the check, or the safeguarding basis
+    (approver and reason). The answer is ``match=false``, or ``match=true``
+    with the holding coordinator's contact.
+    """
+    identifiers = []
+    if body.upn:
+        identifiers.append(Identifier("UPN", body.upn))
+    if body.nhs_number:
+        identifiers.append(Identifier("NHS", body.nhs_number))
+    child = Child(
+        body.given_name, body.family_name, body.date_of_birth, identifiers=tuple(identifiers)
+    )
+    safeguarding = None
+    if body.safeguarding_approver or body.safeguarding_reason:
+        if not (body.safeguarding_approver and body.safeguarding_reason):
+            raise PolicyRefusal(
+                "safeguarding.approval",
+                "the safeguarding basis needs a named approver and a reason",
+            )
+        safeguarding = Safeguarding(body.safeguarding_approver, body.safeguarding_reason)
+    sent = coordination.ask_existence(gw, authority, body.recipient, child, safeguarding)
+    return ExistenceOut(
+        message_id=sent.message_id, recipient=sent.recipient, status=sent.status.value
+    )
+
+
+@router.get("/v1/existence-queries/{message_id}", response_model=ExistenceOut)
+def answer(message_id: str, gw: GatewayDep, authority: AuthorityDep) -> ExistenceOut:
+    """The query and, once it has arrived, its answer."""
+    records = gw.ledger.find(message_id=message_id[:64], authority=authority, with_history=False)
+    found = views.existence_answer(gw, authority, message_id)
+    return ExistenceOut(
+        message_id=message_id,
+        recipient=records[0].recipient,
+        status=records[0].status.value,
+        answer=found[0] if found else None,
+        answered_at=found[1] if found else None,
+    )

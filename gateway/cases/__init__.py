@@ -1,0 +1,1 @@
+"""Case threads: who governs a case, its parties, lead professionals and notices."""

@@ -1,0 +1,73 @@
+"""Case-thread tables, on the ledger's metadata (created with the ledger)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from gateway.ledger.tables import metadata
+
+# One row per (authority, case thread): this authority's view of the case.
+case_threads = Table(
+    "case_threads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+    Column("case_ref", String(64)),
+    Column("child_key", String(64)),
+    Column("initiating_la", String(3)),
+    Column("residence_la", String(3)),
+    Column("governing_la", String(3)),
+    Column("governing_since", String(40)),
+    Column("inform_family", Boolean),
+    Column("plan_digest", String(64)),
+    Column("plan_consent_ref", String(200)),
+    Column("parties", Text, nullable=False, default="[]"),
+    Column("leads", Text, nullable=False, default="[]"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("authority", "correlation_id", name="uq_case_thread"),
+)
+
+# What happened on the thread: governing switches, notices sent and received,
+# evaluations. `notice_key` makes a notice idempotent across re-submissions.
+case_log = Table(
+    "case_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("counterparty", String(3)),
+    Column("message_id", String(64)),
+    Column("notice_key", String(200)),
+    Column("detail", Text),
+)
+Index("ix_case_log_thread", case_log.c.authority, case_log.c.correlation_id)
+Index("ix_case_log_notice", case_log.c.authority, case_log.c.notice_key)
+
+# Prior agreements for a practitioner to deliver a service outside their own
+# authority (practitioner, their line manager and the local CAF coordinator).
+service_agreements = Table(
+    "service_agreements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),
+    Column("practitioner_key", String(200), nullable=False),
+    Column("practitioner", String(200), nullable=False),
+    Column("delivery_la", String(3), nullable=False),
+    Column("line_manager", String(200), nullable=False),
+    Column("coordinator", String(200), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("authority", "practitioner_key", "delivery_la", name="uq_agreement"),
+)

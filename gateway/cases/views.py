@@ -1,0 +1,110 @@
+"""Read models for the API and CLI: consent, case threads, the issues log.
+
+An authority sees only its own register, threads and copy of the log.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.cases import store as cases
+from gateway.context import Gateway
+from gateway.errors import NotFoundError
+from gateway.ledger.records import MessageRecord
+from gateway.ledger.status import Direction
+from gateway.model import Child, Identifier
+from gateway.policy import consent_register
+from gateway.policy.child import child_key
+from gateway.policy.issues_log import LoggedIssue, listing
+
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+_UPN = re.compile(r"^[A-Z][0-9]{11}[0-9A-Z]$")
+_NHS = re.compile(r"^[0-9]{10}$")
+
+
+@dataclass(frozen=True)
+class ConsentView:
+    child_key: str
+    given: bool
+    decided_by_child: bool
+    active_scopes: tuple[str, ...]
+    withdrawn_scopes: tuple[str, ...]
+    named_las: tuple[str, ...]
+    consent_ref: str | None
+    history: tuple[consent_register.RegisterEntry, ...]
+
+
+@dataclass(frozen=True)
+class CaseView:
+    thread: cases.CaseThread
+    messages: tuple[MessageRecord, ...]
+
+
+def resolve_child(gw: Gateway, authority: str, ref: str) -> str:
+    """A child key from a child key, UPN, NHS number or one of the authority's case refs."""
+    compact = ref.replace(" ", "")
+    if _KEY.match(ref):
+        return ref
+    if _UPN.match(compact.upper()):
+        return child_key(Child("", "", identifiers=(Identifier("UPN", compact.upper()),)))
+    if _NHS.match(compact):
+        return child_key(Child("", "", identifiers=(Identifier("NHS", compact),)))
+    with gw.ledger.transaction() as conn:
+        thread = cases.find_by_case_ref(conn, authority, ref[:64])
+    if thread is None or thread.child_key is None:
+        raise NotFoundError(f"child {ref} not found")
+    return thread.child_key
+
+
+def consent_of(gw: Gateway, authority: str, ref: str) -> ConsentView:
+    """The consent in force for a child at ``authority`` and its history."""
+    key = resolve_child(gw, authority, ref)
+    with gw.ledger.transaction() as conn:
+        history = consent_register.entries(conn, authority, key)
+    if not history:
+        raise NotFoundError(f"child {ref} not found")
+    current = consent_register.effective(history)
+    return ConsentView(
+        child_key=key,
+        given=current.given,
+        decided_by_child=bool(current.entry and current.entry.by_competent_child),
+        active_scopes=tuple(sorted(s.value for s in current.active_scopes())),
+        withdrawn_scopes=tuple(sorted(s.value for s in current.withdrawn_scopes())),
+        named_las=current.named_las,
+        consent_ref=current.reference(authority),
+        history=tuple(history),
+    )
+
+
+def case_of(gw: Gateway, authority: str, correlation_id: str) -> CaseView:
+    """The case thread at ``authority`` with its log and messages."""
+    with gw.ledger.transaction() as conn:
+        thread = cases.get(conn, authority, correlation_id[:64], with_log=True)
+    if thread is None:
+        raise NotFoundError(f"case {correlation_id} not found")
+    records = gw.ledger.find(
+        authority=authority, correlation_id=thread.correlation_id, limit=1000, with_history=False
+    )
+    return CaseView(thread, tuple(r for r in records if r.message_type != "Receipt"))
+
+
+def issues_of(gw: Gateway, authority: str, limit: int = 500) -> list[LoggedIssue]:
+    with gw.ledger.transaction() as conn:
+        return listing(conn, authority, limit)
+
+
+def existence_answer(gw: Gateway, authority: str, query_id: str) -> tuple[str, datetime] | None:
+    """The answer (``match=...``) received for an existence query, if any yet."""
+    records = gw.ledger.find(
+        message_id=query_id[:64],
+        authority=authority,
+        direction=Direction.OUTBOUND,
+        with_history=False,
+    )
+    if not records or records[0].message_type != "Notification":
+        raise NotFoundError(f"existence query {query_id} not found")
+    with gw.ledger.transaction() as conn:
+        found = cases.logged(conn, authority, "NOTICE_RECEIVED:EXISTENCE_ANSWER", query_id[:64])
+    return None if found is None else (found.detail or "", found.at)

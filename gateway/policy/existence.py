@@ -1,0 +1,167 @@
+"""Existence queries: "does a CAF already exist for this child?" without
+revealing who the child is unless the other authority already knows.
+
+The question carries HMAC-SHA256 keyed hashes of the child's identifiers,
+with a regional key that only gateways hold (a secret file named in
+``config/policy.yaml``, never in the repository). A non-match answer is
+exactly ``match=false``; a match answers with the holding coordinator's
+contact, never the assessment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import Column, Connection, Index, Integer, String, Table, insert, select
+
+from gateway.errors import ConfigError
+from gateway.ledger.tables import metadata
+from gateway.model import Child, Detail, Notification, NotificationType
+from gateway.settings import Contact
+
+HASH_PREFIX = "hmac-sha256:"
+MIN_KEY_BYTES = 32
+
+existence_index = Table(
+    "existence_index",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),
+    Column("keyed_hash", String(64), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+)
+Index("ix_existence_hash", existence_index.c.authority, existence_index.c.keyed_hash)
+
+
+def read_key(path: Path) -> bytes:
+    """The regional key; refuses a missing, short or world-readable file."""
+    try:
+        data = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: the regional existence-query key file is missing; "
+            "create it with: cafgw existence init-key"
+        ) from None
+    if len(data) < MIN_KEY_BYTES:
+        raise ConfigError(f"{path}: the regional key must be at least {MIN_KEY_BYTES} bytes")
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"{path}: the regional key must not be readable by others (chmod 600)")
+    return data
+
+
+def create_key(path: Path) -> bool:
+    """Write a new random key at ``path`` (mode 600); False if one exists."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(secrets.token_hex(32) + "\n", encoding="ascii")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return True
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if c.isalnum())
+
+
+def identity_strings(child: Child) -> list[str]:
+    """The normalised identifiers a query may match on."""
+    found = []
+    upn = child.identifier("UPN")
+    if upn:
+        found.append(f"UPN:{upn.upper()}")
+    nhs = child.identifier("NHS")
+    if nhs:
+        found.append(f"NHS:{''.join(c for c in nhs if c.isdigit())}")
+    if child.date_of_birth:
+        found.append(
+            f"NAME_DOB:{_fold(child.given_name)}:{_fold(child.family_name)}:"
+            f"{child.date_of_birth.isoformat()}"
+        )
+    return found
+
+
+def keyed_hashes(key: bytes, child: Child) -> list[str]:
+    """HMAC-SHA256 of each normalised identifier, hex."""
+    return [
+        hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+        for text in identity_strings(child)
+    ]
+
+
+def index_child(
+    conn: Connection, authority: str, correlation_id: str, hashes: Iterable[str]
+) -> None:
+    """Remember that ``authority`` holds a CAF for the child with these hashes."""
+    for value in hashes:
+        known = conn.execute(
+            select(existence_index.c.id).where(
+                existence_index.c.authority == authority,
+                existence_index.c.keyed_hash == value,
+                existence_index.c.correlation_id == correlation_id,
+            )
+        ).first()
+        if known is None:
+            conn.execute(
+                insert(existence_index).values(
+                    authority=authority, keyed_hash=value, correlation_id=correlation_id
+                )
+            )
+
+
+def holds(conn: Connection, authority: str, hashes: Iterable[str]) -> bool:
+    wanted = list(hashes)
+    if not wanted:
+        return False
+    row = conn.execute(
+        select(existence_index.c.id).where(
+            existence_index.c.authority == authority,
+            existence_index.c.keyed_hash.in_(wanted),
+        )
+    ).first()
+    return row is not None
+
+
+def query_body(hashes: list[str]) -> Notification:
+    """The question: keyed hashes only, no identifiers, no case reference."""
+    return Notification(
+        type=NotificationType.EXISTENCE_QUERY,
+        case_ref=None,
+        summary="Does a Common Assessment exist for the child with these keyed identifiers?",
+        details=tuple(Detail("keyed_hash", HASH_PREFIX + h) for h in hashes),
+    )
+
+
+def hashes_in(query: Notification) -> list[str]:
+    return [
+        d.value[len(HASH_PREFIX) :]
+        for d in query.details
+        if d.name == "keyed_hash" and d.value.startswith(HASH_PREFIX)
+    ]
+
+
+def answer_body(match: bool, coordinator: Contact | None) -> Notification:
+    """``match=false`` and nothing else; or the holding coordinator's contact."""
+    if not match or coordinator is None:
+        return Notification(
+            type=NotificationType.EXISTENCE_ANSWER,
+            case_ref=None,
+            summary="match=false",
+            details=(Detail("match", "false"),),
+        )
+    details = [Detail("match", "true"), Detail("coordinator", coordinator.name)]
+    if coordinator.email:
+        details.append(Detail("coordinator_email", coordinator.email))
+    return Notification(
+        type=NotificationType.EXISTENCE_ANSWER,
+        case_ref=None,
+        summary="match=true",
+        details=tuple(details),
+    )

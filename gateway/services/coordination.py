@@ -1,0 +1,237 @@
+"""Coordinator actions outside a local export: existence queries, evaluations,
+out-of-area service agreements. Each send is judged against the consent
+register at the moment it is made, signed and recorded; a refusal is
+recorded as REJECTED with its rule and raised to the caller.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from gateway.cases import store as cases
+from gateway.context import Gateway
+from gateway.errors import NotFoundError, PolicyRefusal
+from gateway.ledger import audit
+from gateway.ledger.records import NewMessage
+from gateway.ledger.status import Direction, Status
+from gateway.model import (
+    Body,
+    Child,
+    Evaluation,
+    LegalBasis,
+    MessageType,
+    Purpose,
+    Safeguarding,
+)
+from gateway.policy import consent_register, existence, sharing
+from gateway.policy.child import child_key
+from gateway.policy.config import policy_of
+from gateway.services.signing import correlation_id, new_envelope, signed_message
+
+RULE_EXISTENCE_CONSENT = "consent.existence-check"
+RULE_EVALUATION_LEAD = "evaluation.not-lead-professional"
+
+
+@dataclass(frozen=True)
+class Sent:
+    message_id: str
+    recipient: str
+    status: Status
+    reason: str | None = None
+
+
+def _refused(
+    gw: Gateway,
+    authority: str,
+    recipient: str,
+    mtype: MessageType,
+    thread: str,
+    basis: LegalBasis,
+    purpose: Purpose,
+    refusal: sharing.Refusal | PolicyRefusal,
+    case_ref: str | None = None,
+) -> Sent:
+    message_id = str(uuid.uuid4())
+    gw.ledger.record(
+        [
+            NewMessage(
+                message_id=message_id,
+                direction=Direction.OUTBOUND,
+                authority=authority,
+                sender=authority,
+                recipient=recipient,
+                message_type=mtype.value,
+                correlation_id=thread,
+                legal_basis=basis.value,
+                purpose=purpose.value,
+                statuses=((Status.ACCEPTED, None), (Status.REJECTED, str(refusal))),
+                case_ref=case_ref,
+            )
+        ]
+    )
+    return Sent(message_id, recipient, Status.REJECTED, str(refusal))
+
+
+def _disclose(gw: Gateway, message: NewMessage, safeguarding: Safeguarding | None) -> None:
+    events = []
+    if message.legal_basis != LegalBasis.NO_PERSONAL_DATA.value:
+        events.append(
+            audit.AuditEvent(
+                "gateway",
+                "DISCLOSURE",
+                message.sender,
+                message.recipient,
+                message.legal_basis,
+                message.message_id,
+                message.digest,
+                f"{message.message_type} {message.case_ref or ''}".strip(),
+            )
+        )
+    if safeguarding is not None:
+        events.append(
+            audit.AuditEvent(
+                safeguarding.approver,
+                "SAFEGUARDING_OVERRIDE",
+                message.sender,
+                message.recipient,
+                LegalBasis.SAFEGUARDING.value,
+                message.message_id,
+                message.digest,
+                safeguarding.reason,
+            )
+        )
+    with gw.ledger.transaction() as conn:
+        gw.ledger.record([message], conn)
+        audit.append(gw.ledger, events, conn)
+
+
+def ask_existence(
+    gw: Gateway,
+    authority: str,
+    recipient: str,
+    child: Child,
+    safeguarding: Safeguarding | None = None,
+) -> Sent:
+    """Ask ``recipient`` whether it holds a CAF for ``child`` (keyed hashes only)."""
+    gw.signer(authority)
+    if recipient not in gw.settings.directory or recipient == authority:
+        raise PolicyRefusal(
+            "submit.recipient", f"{recipient} is not another authority in authorities.yaml"
+        )
+    policy = policy_of(gw.settings)
+    key = existence.read_key(policy.existence_key_file)
+    thread = correlation_id(authority, f"existence:{uuid.uuid4()}")
+    with gw.ledger.transaction() as conn:
+        consent = consent_register.effective(
+            consent_register.entries(conn, authority, child_key(child))
+        )
+    if safeguarding is None:
+        refusal = sharing.covers(consent, policy, authority, recipient, Purpose.EXISTENCE_CHECK)
+        if refusal is not None:
+            refusal = sharing.Refusal(RULE_EXISTENCE_CONSENT, refusal.reason, recipient)
+            _refused(
+                gw,
+                authority,
+                recipient,
+                MessageType.NOTIFICATION,
+                thread,
+                LegalBasis.CONSENT,
+                Purpose.EXISTENCE_CHECK,
+                refusal,
+            )
+            raise PolicyRefusal(refusal.rule, refusal.reason)
+        basis, consent_ref = LegalBasis.CONSENT, consent.reference(authority)
+    else:
+        basis, consent_ref = LegalBasis.SAFEGUARDING, None
+    env = new_envelope(
+        gw.clock,
+        sender=authority,
+        recipient=recipient,
+        body=existence.query_body(existence.keyed_hashes(key, child)),
+        correlation=thread,
+        legal_basis=basis,
+        purpose=Purpose.EXISTENCE_CHECK,
+        consent_ref=consent_ref,
+        safeguarding=safeguarding,
+    )
+    message = signed_message(gw, env)
+    _disclose(gw, message, safeguarding)
+    return Sent(message.message_id, recipient, Status.SIGNED)
+
+
+def send_evaluation(
+    gw: Gateway, authority: str, thread_id: str, evaluation: Evaluation
+) -> list[Sent]:
+    """The lead professional's evaluation, to the local coordinator and every authority involved."""
+    gw.signer(authority)
+    policy = policy_of(gw.settings)
+    with gw.ledger.transaction() as conn:
+        thread = cases.get(conn, authority, thread_id)
+        if thread is None:
+            raise NotFoundError(f"case {thread_id} not found")
+        consent = consent_register.effective(
+            consent_register.entries(conn, authority, thread.child_key or "")
+        )
+    if thread.governing_la and thread.governing_la != authority:
+        raise PolicyRefusal(
+            RULE_EVALUATION_LEAD,
+            f"the evaluation is sent by the lead professional's authority ({thread.governing_la})",
+        )
+    recipients = [authority, *sorted(p for p in thread.parties if p != authority)]
+    sent = []
+    for recipient in recipients:
+        refusal = sharing.covers(consent, policy, authority, recipient, Purpose.EVALUATION)
+        if refusal is not None:
+            sent.append(
+                _refused(
+                    gw,
+                    authority,
+                    recipient,
+                    MessageType.EVALUATION,
+                    thread_id,
+                    LegalBasis.CONSENT,
+                    Purpose.EVALUATION,
+                    refusal,
+                    thread.case_ref,
+                )
+            )
+            continue
+        body: Body = evaluation
+        env = new_envelope(
+            gw.clock,
+            sender=authority,
+            recipient=recipient,
+            body=body,
+            correlation=thread_id,
+            legal_basis=LegalBasis.CONSENT,
+            purpose=Purpose.EVALUATION,
+            consent_ref=consent.reference(authority),
+        )
+        message = signed_message(gw, env, case_ref=thread.case_ref, child_key=thread.child_key)
+        _disclose(gw, message, None)
+        sent.append(Sent(message.message_id, recipient, Status.SIGNED))
+    return sent
+
+
+def record_agreement(
+    gw: Gateway,
+    authority: str,
+    practitioner: str,
+    delivery_la: str,
+    line_manager: str,
+    coordinator: str,
+) -> None:
+    """Record a prior agreement to deliver a service outside the practitioner's area."""
+    if delivery_la not in gw.settings.directory:
+        raise PolicyRefusal("submit.recipient", f"{delivery_la} is not in authorities.yaml")
+    if not (practitioner.strip() and line_manager.strip() and coordinator.strip()):
+        raise PolicyRefusal(
+            "agreement.parties",
+            "a prior agreement names the practitioner, their line manager "
+            "and the local CAF coordinator",
+        )
+    with gw.ledger.transaction() as conn:
+        cases.add_agreement(
+            conn, authority, practitioner, delivery_la, line_manager, coordinator, gw.clock()
+        )
