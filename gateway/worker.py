@@ -68,7 +68,8 @@ class Worker:
                 self.stop.wait(1.0)
 
     def start(self) -> None:
-        self.gw.transport.declare(self.gw.hosted)
+        if self.gw.settings.broker.declare_topology:
+            self.gw.transport.declare(self.gw.hosted)
         loops: list[tuple[str, Callable[[], None]]] = [
             ("consumer", self._consume),
             (

@@ -38,7 +38,8 @@ def send(
     check_broker(settings.broker.url)
     gw = build(settings, open_transport(settings))
     try:
-        gw.transport.declare(gw.hosted)
+        if settings.broker.declare_topology:
+            gw.transport.declare(gw.hosted)
         errors = 0
         with Progress(
             TextColumn("{task.description}"),
@@ -73,8 +74,9 @@ def send(
             if summary.confirmed == 0:
                 break
         console.print(
-            f"{file.name}: {report.queued} queued to send, {report.held} held locally, "
-            f"{report.rejected} rejected; {published} messages published",
+            f"{file.name}: {report.queued} sent, {report.rejected} rejected, "
+            f"{report.held} skipped (held locally: no consent to share); "
+            f"{published} messages published",
             highlight=False,
         )
         if report.rejected:

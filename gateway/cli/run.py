@@ -14,6 +14,8 @@ from gateway.api.auth import ApiKeys
 from gateway.cli.common import ConfigOption, console, friendly, settings_from
 from gateway.context import Gateway
 from gateway.ledger.status import Direction, Status
+from gateway.policy import existence
+from gateway.policy.config import policy_of
 from gateway.runtime import Running, open_gateway, serve, start_worker
 from gateway.services import outbound
 
@@ -85,6 +87,9 @@ def run(
             f"ledger {settings.database.url}"
         )
         if demo:
+            # The regional existence-query key: in production every gateway is
+            # given the same secret file; the demo makes one on first run.
+            existence.create_key(policy_of(settings).existence_key_file)
             creds = _demo_credentials(gw, keys)
             creds_path = settings.api_keys_file.parent / "demo-credentials.json"
             _feed_demo(running, settings.config_dir.parent)

@@ -114,52 +114,60 @@ class Ledger:
     # --- writing ------------------------------------------------------------
 
     def record(self, items: Sequence[NewMessage], conn: Connection | None = None) -> list[int]:
-        """Insert messages with their initial status history; returns primary keys."""
+        """Insert messages with their initial status history; returns primary keys (in order).
+
+        One multi-row INSERT ... RETURNING for the messages and one for their
+        history, however many messages: a batch costs two statements, not 2n.
+        """
         if conn is None:
             with self.transaction() as c:
                 return self.record(items, c)
+        if not items:
+            return []
         now = self.clock()
-        pks: list[int] = []
+        rows = []
         for item in items:
             if not item.statuses:
                 raise LedgerError(f"message {item.message_id}: recorded without a status")
             last_status, last_reason = item.statuses[-1]
-            result = conn.execute(
-                insert(messages).values(
-                    message_id=item.message_id[:64],
-                    direction=item.direction.value,
-                    authority=item.authority,
-                    sender=item.sender[:16],
-                    recipient=item.recipient[:16],
-                    message_type=item.message_type[:32],
-                    correlation_id=item.correlation_id[:64],
-                    case_ref=item.case_ref,
-                    legal_basis=item.legal_basis[:32],
-                    purpose=item.purpose,
-                    status=last_status.value,
-                    reason=last_reason,
-                    digest=item.digest,
-                    body=item.body,
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                    receipt_due=item.receipt_due,
-                    child_key=item.child_key,
-                    restricted=False,
-                )
+            rows.append(
+                {
+                    "message_id": item.message_id[:64],
+                    "direction": item.direction.value,
+                    "authority": item.authority,
+                    "sender": item.sender[:16],
+                    "recipient": item.recipient[:16],
+                    "message_type": item.message_type[:32],
+                    "correlation_id": item.correlation_id[:64],
+                    "case_ref": item.case_ref,
+                    "legal_basis": item.legal_basis[:32],
+                    "purpose": item.purpose,
+                    "status": last_status.value,
+                    "reason": last_reason,
+                    "digest": item.digest,
+                    "body": item.body,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                    "receipt_due": item.receipt_due,
+                    "child_key": item.child_key,
+                    "restricted": False,
+                }
             )
-            inserted = result.inserted_primary_key
-            if inserted is None:
-                raise LedgerError(f"message {item.message_id}: no primary key returned")
-            pk = int(inserted[0])
-            pks.append(pk)
-            conn.execute(
-                insert(history),
-                [
-                    {"message_pk": pk, "status": s.value, "at": now, "reason": r}
-                    for s, r in item.statuses
-                ],
-            )
+        result = conn.execute(
+            insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows
+        )
+        pks = [int(r[0]) for r in result.all()]
+        if len(pks) != len(items):
+            raise LedgerError(f"recorded {len(items)} messages but got {len(pks)} primary keys")
+        conn.execute(
+            insert(history),
+            [
+                {"message_pk": pk, "status": st.value, "at": now, "reason": reason}
+                for pk, item in zip(pks, items, strict=True)
+                for st, reason in item.statuses
+            ],
+        )
         return pks
 
     def transition(
@@ -191,6 +199,50 @@ class Ledger:
                 for pk in pk_list
             ],
         )
+
+    def transition_from(
+        self,
+        pks: Iterable[int],
+        expected: Iterable[Status],
+        status: Status,
+        reason: str | None = None,
+        conn: Connection | None = None,
+        **values: Any,
+    ) -> list[int]:
+        """Like ``transition``, but only for rows whose status is still one of ``expected``.
+
+        The condition is part of the UPDATE, so a concurrent writer (a receipt
+        marking a row DELIVERED while the sender marks it SENT) cannot be
+        overwritten by a decision taken on a stale read. Returns the rows moved.
+        """
+        pk_list = list(pks)
+        if not pk_list:
+            return []
+        if conn is None:
+            with self.transaction() as c:
+                return self.transition_from(pk_list, expected, status, reason, c, **values)
+        now = self.clock()
+        moved = [
+            int(r[0])
+            for r in conn.execute(
+                update(messages)
+                .where(
+                    messages.c.id.in_(pk_list),
+                    messages.c.status.in_([s.value for s in expected]),
+                )
+                .values(status=status.value, reason=reason, updated_at=now, **values)
+                .returning(messages.c.id)
+            ).all()
+        ]
+        if moved:
+            conn.execute(
+                insert(history),
+                [
+                    {"message_pk": pk, "status": status.value, "at": now, "reason": reason}
+                    for pk in moved
+                ],
+            )
+        return moved
 
     def note(
         self, pk: int, status: Status, reason: str | None, conn: Connection | None = None
@@ -242,18 +294,21 @@ class Ledger:
     def mark_sent(
         self, pks: Sequence[int], next_attempt_at: datetime | None, reason: str | None = None
     ) -> None:
-        """Published and confirmed by the broker; now waiting for the receipt."""
+        """Published and confirmed by the broker; now waiting for the receipt.
+
+        Only rows still in the outbox change: the receipt may already have come
+        back (and marked the row DELIVERED) between the broker's confirm and now.
+        """
         if not pks:
             return
-        with self.transaction() as conn:
-            self.transition(
-                pks,
-                Status.SENT,
-                reason,
-                conn,
-                attempts=messages.c.attempts + 1,
-                next_attempt_at=next_attempt_at,
-            )
+        self.transition_from(
+            pks,
+            OUTBOX_STATES,
+            Status.SENT,
+            reason,
+            attempts=messages.c.attempts + 1,
+            next_attempt_at=next_attempt_at,
+        )
 
     def receipt_overdue(self, now: datetime, limit: int) -> list[MessageRecord]:
         """Sent messages whose receipt deadline has passed."""
@@ -277,25 +332,40 @@ class Ledger:
         """Apply receipt items ``(message_id, digest, status, reason)`` to ``authority``'s sends.
 
         Only an item whose digest equals the digest we sent counts; returns
-        how many messages changed.
+        how many messages changed. ACKNOWLEDGED and UNDELIVERABLE are final;
+        a DELIVERED message may still be reported UNDELIVERABLE later (the
+        recipient's local system never acknowledged it), nothing else moves it.
+        One read and one conditional update per outcome, however many items.
         """
+        if not receipted:
+            return 0
+        final = {Status.ACKNOWLEDGED, Status.UNDELIVERABLE}
         changed = 0
         with self.transaction() as conn:
-            for message_id, digest, status, reason in receipted:
-                row = conn.execute(
-                    select(messages.c.id, messages.c.status).where(
+            ids = list({m for m, _, _, _ in receipted})
+            rows: dict[tuple[str, str], int] = {}
+            for start in range(0, len(ids), 500):
+                for pk, message_id, digest in conn.execute(
+                    select(messages.c.id, messages.c.message_id, messages.c.digest).where(
                         messages.c.direction == Direction.OUTBOUND.value,
                         messages.c.authority == authority,
-                        messages.c.message_id == message_id,
-                        messages.c.digest == digest,
+                        messages.c.message_id.in_(ids[start : start + 500]),
                     )
-                ).first()
-                if row is None or row[1] in (Status.DELIVERED.value, Status.ACKNOWLEDGED.value):
-                    continue
-                if row[1] == status.value:
-                    continue
-                self.transition([row[0]], status, reason, conn, next_attempt_at=None)
-                changed += 1
+                ).all():
+                    rows[(message_id, digest)] = int(pk)
+            groups: dict[tuple[Status, str | None], list[int]] = {}
+            for message_id, digest, status, reason in receipted:
+                pk = rows.get((message_id, digest))
+                if pk is not None:
+                    groups.setdefault((status, reason), []).append(pk)
+            for (status, reason), pks in groups.items():
+                untouchable = final | {status}
+                if status != Status.UNDELIVERABLE:
+                    untouchable.add(Status.DELIVERED)
+                expected = [s for s in Status if s not in untouchable]
+                changed += len(
+                    self.transition_from(pks, expected, status, reason, conn, next_attempt_at=None)
+                )
         return changed
 
     # --- inbound ------------------------------------------------------------

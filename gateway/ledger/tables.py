@@ -84,3 +84,20 @@ audit = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# Replays of inbound messages the broker had parked (they usually have no row in
+# `messages`: they were never recorded). Which admin replayed which message, when.
+parked_replays = Table(
+    "parked_replays",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),
+    Column("message_id", String(64), nullable=False, index=True),
+    Column("sender", String(16)),
+    Column("message_type", String(32)),
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

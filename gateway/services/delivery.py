@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from gateway.context import Gateway
-from gateway.ledger.status import Status
+from gateway.ledger.status import AWAITING_RECEIPT, Status
 from gateway.transport.base import OutgoingMessage, PublishOutcome, routing_key
 
 
@@ -74,28 +74,42 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
 
 
 def resend_overdue(gw: Gateway, limit: int = 500) -> int:
-    """Re-queue sent messages whose receipt is overdue, or dead-letter them; returns count."""
+    """Re-queue sent messages whose receipt is overdue, or dead-letter them; returns count.
+
+    Each move is conditional on the row still being SENT: a receipt that
+    arrives between the read and the write wins, and the message stays
+    DELIVERED instead of being sent again.
+    """
     now = gw.clock()
     overdue = gw.ledger.receipt_overdue(now, limit)
-    changed = 0
+    dead: dict[str, list[int]] = {}
+    again: dict[str, list[int]] = {}
     for record in overdue:
         if record.authority not in gw.hosted:
             continue
         delivery = gw.settings.delivery_for(record.authority)
         if record.attempts > delivery.resend_budget:
-            gw.ledger.transition(
-                [record.pk],
-                Status.DEAD_LETTERED,
+            reason = (
                 f"no receipt from {record.recipient} after {record.attempts} sends "
-                f"({delivery.receipt_deadline_s:.0f} s each)",
-                next_attempt_at=None,
+                f"({delivery.receipt_deadline_s:.0f} s each)"
             )
+            dead.setdefault(reason, []).append(record.pk)
         else:
-            gw.ledger.transition(
-                [record.pk],
-                Status.RETRYING,
+            reason = (
                 f"no receipt from {record.recipient} within {delivery.receipt_deadline_s:.0f} s; "
-                f"re-sending (send {record.attempts + 1})",
+                f"re-sending (send {record.attempts + 1})"
             )
-        changed += 1
+            again.setdefault(reason, []).append(record.pk)
+    changed = 0
+    with gw.ledger.transaction() as conn:
+        for reason, pks in dead.items():
+            changed += len(
+                gw.ledger.transition_from(
+                    pks, AWAITING_RECEIPT, Status.DEAD_LETTERED, reason, conn, next_attempt_at=None
+                )
+            )
+        for reason, pks in again.items():
+            changed += len(
+                gw.ledger.transition_from(pks, AWAITING_RECEIPT, Status.RETRYING, reason, conn)
+            )
     return changed

@@ -12,17 +12,21 @@ retried); a ledger failure is transient (the broker retries the batch).
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from lxml import etree
 
 from gateway.context import Gateway
 from gateway.envelope.codec import element_to_envelope
+from gateway.envelope.encryption import DecryptionKeys, decrypt_envelope, is_encrypted
 from gateway.envelope.signing import Verified
-from gateway.errors import CafgwError, LedgerError, PolicyRefusal, SchemaError
+from gateway.errors import CafgwError, LedgerError, PolicyRefusal, SchemaError, SignatureError
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.model import Envelope, MessageType, Receipt, ReceiptOutcome
@@ -89,10 +93,21 @@ def _check(gw: Gateway, authority: str, delivery: Delivery) -> _Good | _Bad:
     found = verified.root.find(f"{NS}Header/{NS}MessageType")
     mtype = (found.text or "?").strip()[:32] if found is not None else "?"
     try:
-        gw.schema.validate(verified.root, message_id)
-        env = element_to_envelope(verified.root)
+        plain = _decrypted(gw, authority, verified)
+    except CafgwError as exc:
+        return _Bad(f"encryption: {exc}", sender, message_id, mtype, body_digest, True)
+    try:
+        gw.schema.validate(plain, message_id)
+        env = element_to_envelope(plain)
     except SchemaError as exc:
-        return _Bad(f"schema: {exc}", sender, message_id, mtype, body_digest, True)
+        # lxml quotes the offending value, which may be a child's name or
+        # identifier; the reason is logged, so the values are left out.
+        reason = _QUOTED.sub("'…'", str(exc))
+        return _Bad(f"schema: {reason}", sender, message_id, mtype, body_digest, True)
+    if plain is not verified.root:
+        # The ledger keeps the decrypted envelope for the local system; the
+        # digest (dedup, receipts) stays that of the signed bytes received.
+        raw = etree.tostring(plain, encoding="UTF-8", xml_declaration=True)
     header = env.header
     if header.recipient != authority:
         return _Bad(
@@ -115,6 +130,41 @@ def _check(gw: Gateway, authority: str, delivery: Delivery) -> _Good | _Bad:
             False,
         )
     return _Good(verified, env, raw)
+
+
+_QUOTED = re.compile(r"(?<=[Vv]alue )'[^']*'")
+
+
+def _decrypted(gw: Gateway, authority: str, verified: Verified) -> etree._Element:
+    """The verified envelope with its body decrypted; as it is when sent in clear.
+
+    Runs after the signature is verified (nothing unauthenticated is
+    decrypted) and before schema validation (the schema checks the plain body).
+    A pair configured for encryption may not fall back to clear text.
+    """
+    if not is_encrypted(verified.root):
+        if gw.settings.encryption.between(verified.sender, authority):
+            raise SignatureError(
+                f"encryption is on between {verified.sender} and {authority} "
+                "but the body arrived in clear"
+            )
+        return verified.root
+    folder = gw.settings.keys_dir / authority
+    stamp = tuple(
+        p.stat().st_mtime_ns for p in sorted(folder.glob("*.pem")) if p.is_file()
+    )
+    keys = _decryption_keys(gw.settings.keys_dir, authority, stamp)
+    limits = gw.settings.limits
+    return decrypt_envelope(
+        verified.root, keys, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _decryption_keys(keys_dir: Path, authority: str, _stamp: tuple[int, ...]) -> DecryptionKeys:
+    # Keyed on the files' modification times: a rotated key is picked up
+    # without a restart, and the PEM files are not re-read per message.
+    return DecryptionKeys.load(keys_dir, authority)
 
 
 def _window_problem(gw: Gateway, env: Envelope) -> str | None:
@@ -172,7 +222,38 @@ def _accept(authority: str, good: _Good) -> NewMessage:
 
 
 def handle_batch(gw: Gateway, authority: str, deliveries: Sequence[Delivery]) -> list[Disposition]:
-    """Process a batch from ``authority``'s inbox; one disposition per delivery."""
+    """Process a batch from ``authority``'s inbox; one disposition per delivery.
+
+    A message whose processing raises something unexpected (a bug, or a
+    poison message an applier cannot take) must not hold up the rest: the
+    batch, rolled back whole, is processed again one message at a time, and
+    only the one that fails again gets RETRY. The broker then retries it
+    with backoff and parks it once its budget is spent.
+    """
+    try:
+        return _handle_batch(gw, authority, deliveries)
+    except Exception as exc:  # why everything: isolating an unknown failure is the point
+        if len(deliveries) == 1:
+            # The exception text may quote message content; the type says enough.
+            log.error(
+                "processing %s for %s failed with %s; the broker will retry it",
+                deliveries[0].message_id,
+                authority,
+                type(exc).__name__,
+            )
+            return [Disposition(Verdict.RETRY, f"processing failed: {type(exc).__name__}")]
+        log.warning(
+            "a batch of %d for %s failed with %s; processing it one by one",
+            len(deliveries),
+            authority,
+            type(exc).__name__,
+        )
+        return [d for one in deliveries for d in handle_batch(gw, authority, [one])]
+
+
+def _handle_batch(
+    gw: Gateway, authority: str, deliveries: Sequence[Delivery]
+) -> list[Disposition]:
     checked = [_check(gw, authority, d) for d in deliveries]
     keys = [(c.verified.sender, c.verified.message_id) for c in checked if isinstance(c, _Good)]
     try:
@@ -283,8 +364,9 @@ def _requeue_receipt(gw: Gateway, authority: str, receipt_id: str) -> None:
     found = gw.ledger.find(
         message_id=receipt_id, authority=authority, direction=Direction.OUTBOUND, with_history=False
     )
-    for record in found:
-        if record.status == Status.SENT:
-            gw.ledger.transition(
-                [record.pk], Status.RETRYING, "sender re-sent a message this receipt covers"
-            )
+    gw.ledger.transition_from(
+        [r.pk for r in found],
+        (Status.SENT,),
+        Status.RETRYING,
+        "sender re-sent a message this receipt covers",
+    )

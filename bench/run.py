@@ -1,0 +1,437 @@
+"""``make bench``: raw RabbitMQ limit beside cafgw end to end, on a vhost of its own.
+
+Two measurements, side by side on the same broker:
+
+- **raw pika**: pipelined publisher confirms (``AsyncPublisher``, the code
+  the gateway publishes with) into a quorum queue, drained by a
+  BlockingConnection consumer with batched acks; same-size payloads (a
+  signed Assessment envelope). This is the transport's limit.
+- **cafgw**: canonical Assessment -> codec -> XMLDSig sign -> outbox
+  (sender gateway, worker threads in this process) -> RabbitMQ -> verify,
+  validate, dedup, record (receiver gateway, a ``cafgw run`` process) ->
+  batched signed receipt -> verified by the sender -> DELIVERED.
+  Latency is from the outbox insert to DELIVERED, both on this process's
+  clock, read from the sender's ledger.
+
+Each is run at offered rates of 100, 200 and 500 msgs/s (latency
+percentiles) and flat out for 10,000 messages (throughput); ``BENCH_FULL=1``
+adds a 100,000-message run. Peak RSS is reported per process. Results go
+to ``bench/results/<utc stamp>.json`` and a rich table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pika
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gateway.context import Gateway, build  # noqa: E402
+from gateway.envelope import xmlsafe  # noqa: E402
+from gateway.envelope.codec import element_to_envelope  # noqa: E402
+from gateway.ledger.records import NewMessage  # noqa: E402
+from gateway.ledger.status import Direction, Status  # noqa: E402
+from gateway.ledger.tables import history, messages  # noqa: E402
+from gateway.model import Envelope  # noqa: E402
+from gateway.services.signing import signed_message  # noqa: E402
+from gateway.transport.base import OutgoingMessage  # noqa: E402
+from gateway.transport.publisher import AsyncPublisher  # noqa: E402
+from gateway.transport.rabbit import RabbitTransport  # noqa: E402
+from gateway.transport.reconnect import ReconnectPolicy, parameters  # noqa: E402
+from gateway.worker import Worker  # noqa: E402
+from tests.integration.procs import GatewayProcess, free_port, write_config  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+EXAMPLE = ROOT / "schemas" / "examples" / "assessment.xml"
+SENDER, RECIPIENT = "332", "336"
+console = Console()
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    system: str
+    run: str  # "rate 200/s" or "flat out 10000"
+    messages: int
+    msgs_per_s: float
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    per_message_ms: float | None = None  # wall time per message in a flat-out run
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+def percentiles(latencies_s: list[float]) -> tuple[float, float, float]:
+    if len(latencies_s) < 2:
+        value = latencies_s[0] * 1000 if latencies_s else float("nan")
+        return value, value, value
+    q = statistics.quantiles(latencies_s, n=100, method="inclusive")
+    return q[49] * 1000, q[94] * 1000, q[98] * 1000
+
+
+def self_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def paced(count: int, rate: float | None, send: Callable[[int, int], None], chunk: int) -> None:
+    """Call ``send(start, n)`` for ``count`` items: at ``rate`` per second, or flat out."""
+    started = time.monotonic()
+    done = 0
+    while done < count:
+        if rate is None:
+            n = min(chunk, count - done)
+        else:
+            due = int((time.monotonic() - started) * rate) + 1
+            n = min(due - done, count - done)
+            if n <= 0:
+                time.sleep(0.002)
+                continue
+        send(done, n)
+        done += n
+
+
+# --- raw pika ---------------------------------------------------------------
+
+
+def raw_pika(url: str, payload: bytes, count: int, rate: float | None, label: str) -> Row:
+    """Publish ``count`` payloads with pipelined confirms; a consumer drains and timestamps."""
+    queue = f"bench.raw.{uuid.uuid4().hex[:8]}"
+    params = parameters(url, ReconnectPolicy())
+    setup = pika.BlockingConnection(params)
+    channel = setup.channel()
+    channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    setup.close()
+    sent_at: dict[str, float] = {}
+    received: dict[str, float] = {}
+    finished = threading.Event()
+
+    def consume() -> None:
+        conn = pika.BlockingConnection(params)
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=500)
+        pending = 0
+        last_tag = 0
+        for method, props, _body in ch.consume(queue, inactivity_timeout=0.05):
+            if method is None:
+                if pending:
+                    ch.basic_ack(last_tag, multiple=True)
+                    pending = 0
+                if len(received) >= count:
+                    break
+                continue
+            received[props.message_id] = time.perf_counter()
+            last_tag = method.delivery_tag
+            pending += 1
+            if pending >= 100:
+                ch.basic_ack(last_tag, multiple=True)
+                pending = 0
+        ch.cancel()
+        conn.close()
+        finished.set()
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    publisher = AsyncPublisher(params, "", ReconnectPolicy())
+
+    def send(start: int, n: int) -> None:
+        batch = []
+        for i in range(start, start + n):
+            mid = f"raw-{i}"
+            sent_at[mid] = time.perf_counter()
+            batch.append(OutgoingMessage(queue, payload, mid, exchange=""))
+        publisher.publish(batch, 60)
+
+    started = time.perf_counter()
+    paced(count, rate, send, chunk=500)
+    finished.wait(300)
+    elapsed = max(received.values()) - started if received else float("nan")
+    publisher.close()
+    lat = [received[m] - sent_at[m] for m in received]
+    p50, p95, p99 = percentiles(lat)
+    return Row(
+        "raw pika (confirms)",
+        label,
+        len(received),
+        len(received) / elapsed,
+        p50,
+        p95,
+        p99,
+        elapsed / max(1, len(received)) * 1000,
+        {"bench": self_rss_mb()},
+    )
+
+
+# --- cafgw end to end --------------------------------------------------------
+
+
+@dataclass
+class Rig:
+    """A sender gateway in this process and a receiver gateway process."""
+
+    sender: Gateway
+    worker: Worker
+    receiver: GatewayProcess
+    template: Envelope
+
+    def sign(self, n: int) -> list[NewMessage]:
+        out = []
+        for _ in range(n):
+            header = replace(
+                self.template.header,
+                message_id=str(uuid.uuid4()),
+                created_at=datetime.now(UTC).replace(microsecond=0),
+            )
+            out.append(signed_message(self.sender, Envelope(header, self.template.body)))
+        return out
+
+    def close(self) -> None:
+        self.worker.close()
+        self.sender.transport.close()
+        self.worker.consumer_transport.close()
+        self.receiver.stop()
+
+
+def open_rig(workdir: Path, url: str) -> Rig:
+    from gateway.envelope.keys import ensure_identity  # noqa: PLC0415
+    from gateway.settings import load_settings  # noqa: PLC0415
+
+    keys = workdir / "keys"
+    folders = {}
+    for name, code in (("receiver", RECIPIENT), ("sender", SENDER)):
+        folders[name] = write_config(
+            workdir / name,
+            hosted=(code,),
+            amqp_url=url,
+            ledger_url=f"sqlite:///{workdir / name / 'ledger.db'}",
+            keys_dir=keys,
+            port=free_port(),
+        )
+    settings = load_settings(folders["sender"], env={})
+    for code in (SENDER, RECIPIENT):
+        ensure_identity(code, settings.directory.get(code).name, keys)
+    receiver = GatewayProcess("receiver", folders["receiver"], 0, workdir / "receiver.log")
+    receiver.port = load_settings(folders["receiver"], env={}).api.port
+    receiver.start()
+    sender = build(settings, RabbitTransport.from_settings(settings))
+    worker = Worker(sender, RabbitTransport.from_settings(settings))
+    worker.start()
+    root = xmlsafe.parse(EXAMPLE.read_bytes(), max_bytes=1_000_000, max_depth=64)
+    template = element_to_envelope(root)
+    template = Envelope(replace(template.header, sender=SENDER, recipient=RECIPIENT), template.body)
+    return Rig(sender, worker, receiver, template)
+
+
+def delivered_times(gw: Gateway, since_pk: int) -> dict[int, tuple[datetime, datetime | None]]:
+    """For outbound rows after ``since_pk``: (outbox insert, DELIVERED) times."""
+    with gw.ledger.transaction() as conn:
+        created = {
+            pk: at
+            for pk, at in conn.execute(
+                select(messages.c.id, messages.c.created_at).where(
+                    messages.c.id > since_pk,
+                    messages.c.direction == Direction.OUTBOUND.value,
+                    messages.c.message_type != "Receipt",
+                )
+            ).all()
+        }
+        done = {
+            pk: at
+            for pk, at in conn.execute(
+                select(history.c.message_pk, history.c.at).where(
+                    history.c.message_pk > since_pk, history.c.status == Status.DELIVERED.value
+                )
+            ).all()
+        }
+    return {pk: (at, done.get(pk)) for pk, at in created.items()}
+
+
+def cafgw(rig: Rig, count: int, rate: float | None, label: str, timeout_s: float) -> Row:
+    gw = rig.sender
+    with gw.ledger.transaction() as conn:
+        since = conn.execute(select(messages.c.id).order_by(messages.c.id.desc())).first()
+    since_pk = int(since[0]) if since else 0
+    sign_s = 0.0
+
+    def send(_start: int, n: int) -> None:
+        nonlocal sign_s
+        t = time.perf_counter()
+        made = rig.sign(n)
+        sign_s += time.perf_counter() - t
+        with gw.ledger.transaction() as conn:
+            gw.ledger.record(made, conn)
+
+    started = time.monotonic()
+    paced(count, rate, send, chunk=200)
+    deadline = time.monotonic() + timeout_s
+    times: dict[int, tuple[datetime, datetime | None]] = {}
+    while time.monotonic() < deadline:
+        times = delivered_times(gw, since_pk)
+        if len(times) >= count and all(d is not None for _, d in times.values()):
+            break
+        time.sleep(0.5)
+    done = {pk: (c, d) for pk, (c, d) in times.items() if d is not None}
+    lat = [(d - c).total_seconds() for c, d in done.values()]
+    if done:
+        first = min(c for c, _ in done.values())
+        last = max(d for _, d in done.values())
+        elapsed = (last - first).total_seconds()
+    else:
+        elapsed = time.monotonic() - started
+    p50, p95, p99 = percentiles(lat)
+    return Row(
+        "cafgw end to end",
+        label,
+        len(done),
+        len(done) / elapsed if elapsed else float("nan"),
+        p50,
+        p95,
+        p99,
+        elapsed / max(1, len(done)) * 1000,
+        {
+            "sender+bench": self_rss_mb(),
+            "receiver": proc_rss_mb(rig.receiver.proc.pid) if rig.receiver.proc else float("nan"),
+        },
+        f"{len(done)}/{count} delivered; signing {sign_s / max(1, count) * 1000:.2f} ms/msg",
+    )
+
+
+# --- main --------------------------------------------------------------------
+
+
+def adapter_rows(records: int) -> list[dict[str, Any]]:
+    """Rows from ``bench.adapters_bench.measure(records)`` when that module exists."""
+    try:
+        module = importlib.import_module("bench.adapters_bench")
+    except ModuleNotFoundError:
+        return []
+    measured = module.measure(records)
+    return [dict(r) for r in measured]
+
+
+def render(rows: list[Row], adapters: list[dict[str, Any]]) -> None:
+    table = Table(title="cafgw bench (2 cores, one broker, own vhost)")
+    columns = ("system", "run", "msgs", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "ms/msg")
+    for col in (*columns, "peak RSS MB", "note"):
+        table.add_column(col)
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    for r in rows:
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in r.peak_rss_mb.items())
+        table.add_row(
+            r.system, r.run, str(r.messages), f"{r.msgs_per_s:.0f}", f(r.p50_ms), f(r.p95_ms),
+            f(r.p99_ms), f(r.per_message_ms), rss, r.note,
+        )
+    console.print(table)
+    if adapters:
+        at = Table(title="adapters (bench.adapters_bench)")
+        for key in adapters[0]:
+            at.add_column(str(key))
+        for a in adapters:
+            at.add_row(*(str(v) for v in a.values()))
+        console.print(at)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--count", type=int, default=10_000, help="flat-out run size")
+    parser.add_argument("--full", action="store_true", help="also 100,000 (or BENCH_FULL=1)")
+    parser.add_argument("--rates", default="100,200,500")
+    parser.add_argument("--rate-seconds", type=float, default=10.0)
+    parser.add_argument("--skip-raw", action="store_true")
+    parser.add_argument("--skip-cafgw", action="store_true")
+    parser.add_argument(
+        "--adapter-records", type=int, default=100_000, help="records per adapter export"
+    )
+    args = parser.parse_args(argv)
+    full = args.full or os.environ.get("BENCH_FULL") == "1"
+    rates = [float(r) for r in args.rates.split(",") if r]
+    sizes = [args.count] + ([100_000] if full else [])
+    vhost = f"cafgw-bench-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    rows: list[Row] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="cafgw-bench-") as tmp:
+            rig = open_rig(Path(tmp), url)
+            payload = rig.sign(1)[0].body or b""
+            try:
+                for rate in rates:
+                    n = int(rate * args.rate_seconds)
+                    if not args.skip_raw:
+                        rows.append(raw_pika(url, payload, n, rate, f"rate {rate:.0f}/s"))
+                    if not args.skip_cafgw:
+                        rows.append(cafgw(rig, n, rate, f"rate {rate:.0f}/s", 120))
+                    console.print(rows[-1])
+                for n in sizes:
+                    if not args.skip_raw:
+                        rows.append(raw_pika(url, payload, n, None, f"flat out {n}"))
+                    if not args.skip_cafgw:
+                        rows.append(cafgw(rig, n, None, f"flat out {n}", max(300, n / 20)))
+                    console.print(rows[-1])
+            finally:
+                rig.close()
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+    adapters = adapter_rows(args.adapter_records)
+    render(rows, adapters)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "when": stamp,
+                "cpus": os.cpu_count(),
+                "payload_bytes": len(payload),
+                "rows": [asdict(r) for r in rows],
+                "adapters": adapters,
+            },
+            indent=2,
+            default=str,
+        ),
+        encoding="utf-8",
+    )
+    console.print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
