@@ -106,5 +106,9 @@ class AccessDeniedError(CafgwError):
     """The caller is not authenticated or lacks the role for this action."""
 
 
+class ForbiddenError(AccessDeniedError):
+    """The caller is authenticated but lacks the role (HTTP 403)."""
+
+
 class UnknownAdapterError(CafgwError):
     """No adapter is registered under the given name."""

@@ -30,3 +30,6 @@ def load() -> None:
     """Import every feature module (idempotent)."""
     # Feature imports go here, one line each, e.g.:
     # import gateway.disputes.feature
+    import gateway.connectors.feature  # noqa: F401, PLC0415
+    import gateway.policy.feature  # noqa: F401, PLC0415
+    import gateway.disputes.feature  # noqa: F401, PLC0415

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -42,6 +43,18 @@ class ConnectorSettings(_Frozen):
     def _needs_target(self) -> ConnectorSettings:
         if self.kind == "webhook" and not self.url:
             raise ValueError("a webhook connector needs 'url'")
+        if self.kind == "webhook" and not self.hmac_secret_file:
+            # Secure by default: the local system must be able to tell our POSTs from forgeries.
+            raise ValueError(
+                "a webhook connector needs 'hmac_secret_file' (a file outside the repo)"
+            )
+        if self.kind == "webhook" and self.url:
+            parsed = urlparse(self.url)
+            loopback = parsed.hostname in ("127.0.0.1", "::1", "localhost")
+            if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+                raise ValueError(
+                    f"webhook url {self.url!r}: must be https (plain http only to 127.0.0.1)"
+                )
         if self.kind == "file" and not self.directory:
             raise ValueError("a file connector needs 'directory'")
         return self
@@ -85,6 +98,9 @@ class BrokerSettings(_Frozen):
     exchange: str = "caf.exchange"
     escalation_exchange: str = "caf.escalation"
     prefetch: int = Field(default=200, ge=1)
+    # False when the gateway connects with a per-authority account (cafgw broker
+    # setup), which may not declare exchanges: the administrator's setup did.
+    declare_topology: bool = True
 
 
 class DatabaseSettings(_Frozen):
@@ -109,6 +125,10 @@ class DeliverySettings(_Frozen):
     retry_budget: int = Field(default=5, ge=0)
     retry_backoff_s: tuple[float, ...] = (1, 5, 30, 120, 600)
     local_ack_deadline_s: float = Field(default=5 * 24 * 3600, gt=0)
+    # Local connectors (webhook, file drop): pause before handover try n+1 while the
+    # local system fails; the last step repeats until local_ack_deadline_s passes.
+    local_retry_backoff_s: tuple[float, ...] = Field(default=(1, 2, 5, 10, 30, 60), min_length=1)
+    local_timeout_s: float = Field(default=10, gt=0)
 
     def worst_case_s(self) -> float:
         """How long a message may keep being retried or re-sent at most."""
@@ -117,6 +137,74 @@ class DeliverySettings(_Frozen):
             * (self.retry_backoff_s[-1] if self.retry_backoff_s else 0)
         )
         return self.receipt_deadline_s * (self.resend_budget + 1) + backoff
+
+
+class TrustSettings(_Frozen):
+    """How peers' certificates are trusted (see ``gateway.envelope.trust``)."""
+
+    regional_ca: Path | None = None
+    """PEM file of a regional CA; a certificate it issued, with the sender's LA
+    code as the subject ``serialNumber``, is trusted for that sender."""
+    expiry_warning_days: int = Field(default=30, ge=1)
+
+
+class EncryptionSettings(_Frozen):
+    """End-to-end body encryption, switched on per pair of authorities."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    """Unordered pairs of LA codes whose messages carry an ``EncryptedBody``."""
+
+    def between(self, sender: str, recipient: str) -> bool:
+        """True when messages between these two authorities must be encrypted."""
+        return any({sender, recipient} == {a, b} for a, b in self.pairs)
+
+
+DISPUTE_STAGES = ("PRACTITIONERS", "COORDINATORS", "REGIONAL_GROUP", "LINE_MANAGERS")
+
+
+class DisputeSettings(_Frozen):
+    """The dispute escalation ladder: working days per stage, the regional stage on/off."""
+
+    # stage -> working days (England and Wales bank holidays excluded) before it escalates
+    working_days: Mapping[str, int] = Field(
+        default_factory=lambda: {
+            "PRACTITIONERS": 10,
+            "COORDINATORS": 10,
+            "REGIONAL_GROUP": 10,
+            "LINE_MANAGERS": 10,
+        }
+    )
+    regional_stage: bool = True
+    # a deadline falls at this local time (Europe/London) of its last working day
+    end_of_day: str = Field(default="17:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    timezone: str = "Europe/London"
+    # this gateway consumes the regional group's escalation queue (exactly one should)
+    consume_regional: bool = False
+    # a line manager who has not acknowledged an escalation is sent it again after this...
+    ack_deadline_s: float = Field(default=2 * 24 * 3600, gt=0)
+    # ...this many times; then the escalation is shown as overdue
+    resend_budget: int = Field(default=3, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_stages(cls, data: Any) -> Any:
+        # A stage left out of the YAML keeps its default rather than failing.
+        if isinstance(data, dict) and isinstance(data.get("working_days"), dict):
+            defaults = {stage: 10 for stage in DISPUTE_STAGES}
+            data = {**data, "working_days": {**defaults, **data["working_days"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _stages(self) -> DisputeSettings:
+        unknown = sorted(set(self.working_days) - set(DISPUTE_STAGES))
+        if unknown:
+            raise ValueError(
+                f"working_days: unknown stage(s) {unknown}; stages are {list(DISPUTE_STAGES)}"
+            )
+        for stage, days in self.working_days.items():
+            if days < 1:
+                raise ValueError(f"working_days.{stage}: must be at least 1 working day")
+        return self
 
 
 class Settings(_Frozen):
@@ -134,6 +222,9 @@ class Settings(_Frozen):
     limits: Limits = Limits()
     delivery: DeliverySettings = DeliverySettings()
     delivery_overrides: Mapping[str, DeliverySettings] = Field(default_factory=dict)
+    trust: TrustSettings = TrustSettings()
+    encryption: EncryptionSettings = EncryptionSettings()
+    disputes: DisputeSettings = DisputeSettings()
     directory: Directory
 
     def delivery_for(self, code: str) -> DeliverySettings:
@@ -144,6 +235,10 @@ class Settings(_Frozen):
         for code in self.hosted:
             if code not in self.directory:
                 raise ValueError(f"hosted: {code!r} is not in authorities.yaml")
+        for a, b in self.encryption.pairs:
+            for code in (a, b):
+                if code not in self.directory:
+                    raise ValueError(f"encryption.pairs: {code!r} is not in authorities.yaml")
         for code, delivery in {"default": self.delivery, **self.delivery_overrides}.items():
             if delivery.worst_case_s() >= self.limits.max_age_s:
                 raise ValueError(
@@ -235,6 +330,16 @@ def load_settings(
     directory_path = config_dir / data.get("authorities_file", "authorities.yaml")
     directory = load_directory(directory_path)
     overrides_raw = data.pop("authority_delivery", {}) or {}
+    if not isinstance(overrides_raw, dict):
+        raise ConfigError(f"{path}: authority_delivery: expected a mapping of LA code to settings")
+    # An authority's override changes only the keys it names; the rest come from `delivery`.
+    base_delivery = data.get("delivery") or {}
+    overrides_raw = {
+        str(code): {**base_delivery, **(entry or {})} for code, entry in overrides_raw.items()
+    }
+    for code in overrides_raw:
+        if code not in directory:
+            raise ConfigError(f"{path}: authority_delivery.{code}: not in authorities.yaml")
     try:
         settings = Settings.model_validate(
             {
@@ -251,6 +356,13 @@ def load_settings(
             "keys_dir": _under(root, settings.keys_dir),
             "api_keys_file": _under(root, settings.api_keys_file),
             "adapters_dir": _under(config_dir, settings.adapters_dir),
+            "trust": settings.trust.model_copy(
+                update={
+                    "regional_ca": _under(config_dir, settings.trust.regional_ca)
+                    if settings.trust.regional_ca
+                    else None
+                }
+            ),
             "database": DatabaseSettings(url=_sqlite_under(root, settings.database.url)),
         }
     )

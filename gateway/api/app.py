@@ -5,12 +5,26 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from gateway.api import deps
 from gateway.api.auth import ApiKeys
-from gateway.api.routes import health, inbox, messages
+from gateway.api.routes import (
+    admin_adapters,
+    admin_dead_letters,
+    dashboard,
+    health,
+    inbox,
+    messages,
+    ops,
+)
+from gateway.api.routes import cases as case_routes
+from gateway.api.routes import children as children_routes
+from gateway.api.routes import disputes as dispute_routes
+from gateway.api.routes import issues_log as issues_log_routes
 from gateway.context import Gateway
 from gateway.errors import (
     AccessDeniedError,
     CafgwError,
+    ForbiddenError,
     MalformedInputError,
     NotFoundError,
     PolicyRefusal,
@@ -21,6 +35,7 @@ from gateway.errors import (
 )
 
 STATUS_OF: list[tuple[type[CafgwError], int]] = [
+    (ForbiddenError, 403),
     (AccessDeniedError, 401),
     (NotFoundError, 404),
     (PolicyRefusal, 422),
@@ -47,15 +62,29 @@ def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
     )
     app.state.gateway = gw
     app.state.api_keys = api_keys
+    deps.install(app)  # before the routers: authentication, size limits, error docs
 
     @app.exception_handler(CafgwError)
     async def _cafgw_error(_request: Request, exc: CafgwError) -> JSONResponse:
         body: dict[str, object] = {"error": type(exc).__name__, "detail": str(exc)}
         if isinstance(exc, PolicyRefusal):
             body["rule"] = exc.rule
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AccessDeniedError) else None
+        unauthenticated = isinstance(exc, AccessDeniedError) and not isinstance(exc, ForbiddenError)
+        headers = {"WWW-Authenticate": "Bearer"} if unauthenticated else None
         return JSONResponse(body, status_code=_status(exc), headers=headers)
 
-    for router in (health.router, messages.router, inbox.router):
+    for router in (
+        health.router,
+        messages.router,
+        inbox.router,
+        ops.router,
+        dashboard.router,
+        dispute_routes.router,
+        admin_adapters.router,
+        admin_dead_letters.router,
+        children_routes.router,
+        case_routes.router,
+        issues_log_routes.router,
+    ):
         app.include_router(router)
     return app

@@ -1,14 +1,50 @@
-"""FastAPI dependencies: the gateway, the key store and the authenticated caller."""
+"""FastAPI dependencies: the gateway, the key store and the authenticated caller.
+
+Access rules live here so that every route gets them by default:
+:func:`install` puts :func:`authenticated` in front of every route of the
+application (only the paths in :data:`PUBLIC_PATHS` answer without a key)
+and documents the error answers on every operation. A route that needs the
+admin role asks for ``AdminDep``; a route about one authority's data asks
+for ``AuthorityDep`` (another authority's resource is a 404, never a 403
+that would confirm it exists).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.openapi.utils import get_openapi
 
 from gateway.api.auth import ApiKeys, Caller
+from gateway.api.limits import RequestSizeLimit
 from gateway.context import Gateway
-from gateway.errors import AccessDeniedError, NotFoundError
+from gateway.errors import ForbiddenError, NotFoundError
+
+PUBLIC_PATHS = frozenset(
+    {
+        "/healthz",  # liveness: says "ok", nothing else
+        "/readyz",  # readiness of ledger and broker, no data
+        "/metrics",  # aggregate counts for Prometheus; no identifiers, no message ids
+        "/",  # the dashboard shell; its script fetches /v1/dashboard with a key
+        "/dashboard/static/{name}",
+    }
+)
+"""Route paths that answer without an API key; everything else needs one."""
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "detail": {}},
+}
+_ERRORS = {
+    "400": "The request could not be read",
+    "401": "Missing or unknown API key",
+    "403": "The API key lacks the role this endpoint needs",
+    "404": "Not found, or not the caller's to see",
+    "413": "The request body is over the size limit",
+    "422": "The request or its content was refused",
+    "503": "The ledger or broker is unavailable; try again",
+}
 
 
 def gateway(request: Request) -> Gateway:
@@ -22,18 +58,37 @@ def api_keys(request: Request) -> ApiKeys:
 
 
 def caller(
+    request: Request,
     keys: Annotated[ApiKeys, Depends(api_keys)],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:
+    """The caller of an API key (``Authorization: Bearer <key>``), or 401."""
+    found: Caller | None = getattr(request.state, "caller", None)
+    if found is not None:
+        return found
     token = None
     if authorization and authorization.lower().startswith("bearer "):
         token = authorization[7:].strip()
-    return keys.authenticate(token)
+    who = keys.authenticate(token)
+    request.state.caller = who
+    return who
+
+
+def authenticated(
+    request: Request,
+    keys: Annotated[ApiKeys, Depends(api_keys)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    """Application-wide: a valid API key unless the route is public."""
+    route = request.scope.get("route")
+    if getattr(route, "path", None) in PUBLIC_PATHS:
+        return
+    caller(request, keys, authorization)
 
 
 def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
     if not who.is_admin:
-        raise AccessDeniedError("this endpoint needs the admin role")
+        raise ForbiddenError("this endpoint needs the admin role")
     return who
 
 
@@ -55,6 +110,57 @@ def acting_authority(
     if chosen not in gw.hosted:
         raise NotFoundError(f"authority {chosen} is not hosted by this gateway")
     return chosen
+
+
+def install(app: FastAPI) -> None:
+    """Authentication on every route, request size limits, documented error answers.
+
+    Call right after creating the app, before any router is included: the
+    application's dependencies are copied into each route when it is added.
+    """
+    app.router.dependencies.append(Depends(authenticated))
+    app.add_middleware(RequestSizeLimit)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            _document_errors(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_errors(schema: dict[str, Any]) -> None:
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["Error"] = _ERROR_SCHEMA
+    components.setdefault("securitySchemes", {})["apiKey"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A per-authority or admin API key (cafgw api-keys issue)",
+    }
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for code, text in _ERRORS.items():
+                error = {"$ref": "#/components/schemas/Error"}
+                found = responses.get(code)
+                media = (found or {}).get("content", {}).get("application/json")
+                if media is not None and "schema" in media:
+                    # FastAPI's own answer (e.g. 422 request validation) or ours.
+                    media["schema"] = {"anyOf": [media["schema"], error]}
+                    continue
+                responses[code] = {
+                    "description": text,
+                    "content": {"application/json": {"schema": error}},
+                }
+            if path not in PUBLIC_PATHS:
+                operation["security"] = [{"apiKey": []}]
 
 
 GatewayDep = Annotated[Gateway, Depends(gateway)]

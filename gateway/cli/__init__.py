@@ -5,7 +5,19 @@ from __future__ import annotations
 import typer
 
 from gateway.cli import documents, messages, run
+from gateway.cli.adapters import adapters_app
+from gateway.cli.audit import audit_app
+from gateway.cli.broker import broker_app
+from gateway.cli.dead_letters import dead_letters_app
+from gateway.cli.disputes import disputes_app
 from gateway.cli.keys import api_keys_app, keys_app
+from gateway.cli.policy import (
+    agreements_app,
+    cases_app,
+    consent_app,
+    existence_app,
+    issues_log_command,
+)
 
 app = typer.Typer(
     name="cafgw",
@@ -23,6 +35,16 @@ app.command("status")(messages.status)
 app.command("messages")(messages.messages)
 app.add_typer(keys_app, name="keys")
 app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(disputes_app, name="disputes")
+app.add_typer(broker_app, name="broker")
+app.add_typer(adapters_app, name="adapters")
+app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(consent_app, name="consent")
+app.add_typer(cases_app, name="cases")
+app.add_typer(existence_app, name="existence")
+app.add_typer(agreements_app, name="agreements")
+app.command("issues-log")(issues_log_command)
 
 
 def main() -> None:

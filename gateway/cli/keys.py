@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
 
 from gateway.api.auth import ApiKeys
 from gateway.cli.common import ConfigOption, console, friendly, settings_from
-from gateway.envelope.keys import generate_identity
+from gateway.envelope.keys import activate_rotation, generate_identity, stage_rotation
+from gateway.envelope.trust import TrustStore
+from gateway.errors import ConfigError
 
 keys_app = typer.Typer(
     help="Signing keys and certificates of hosted authorities.", no_args_is_help=True
@@ -31,6 +34,83 @@ def init(
     identity = generate_identity(authority, entry.name, settings.keys_dir, force=force)
     console.print(f"key: {identity.key_path} (mode 600)", highlight=False)
     console.print(f"certificate: {identity.cert_path}", highlight=False)
+
+
+@keys_app.command("rotate")
+@friendly
+def rotate(
+    authority: str = typer.Option(..., "--authority", help="DfE LA code"),
+    activate: bool = typer.Option(
+        False, "--activate", help="switch to the staged key (after peers pinned bundle.pem)"
+    ),
+    overlap_days: float | None = typer.Option(
+        None,
+        "--overlap-days",
+        help="how long the old certificate stays trusted after --activate "
+        "(default: limits.max_age_s, the longest a message may be in flight)",
+    ),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Rotate an authority's signing key without downtime, in two steps.
+
+    1. ``cafgw keys rotate --authority X`` stages a new key; give the printed
+       bundle (old + new certificate) to every peer to pin.
+    2. ``cafgw keys rotate --authority X --activate`` switches to the new key
+       (restart the gateway processes one at a time); the old certificate stays
+       trusted for the overlap so messages already signed with it still verify.
+    """
+    settings = settings_from(config)
+    entry = settings.directory.get(authority)
+    if not activate:
+        staged = stage_rotation(authority, entry.name, settings.keys_dir)
+        console.print(f"staged: {staged.new_cert_path}", highlight=False)
+        console.print(
+            f"peers pin: {staged.bundle_path}; then run: "
+            f"cafgw keys rotate --authority {authority} --activate",
+            highlight=False,
+        )
+        return
+    overlap_s = (
+        overlap_days * 86400 if overlap_days is not None else float(settings.limits.max_age_s)
+    )
+    in_flight_s = settings.delivery_for(authority).worst_case_s()
+    if overlap_s < in_flight_s:
+        raise ConfigError(
+            f"--overlap-days {overlap_s / 86400:g} is shorter than the retry budget of "
+            f"{authority} ({in_flight_s:.0f} s): re-sent messages signed with the old key "
+            "would be refused"
+        )
+    done = activate_rotation(authority, settings.keys_dir, overlap=timedelta(seconds=overlap_s))
+    console.print(f"active: {done.new_cert_path}", highlight=False)
+    console.print(
+        f"old certificate trusted until {done.previous_until:%Y-%m-%dT%H:%M:%SZ}; "
+        f"peers pin: {done.bundle_path}; restart the gateway processes one at a time",
+        highlight=False,
+    )
+
+
+@keys_app.command("expiry")
+@friendly
+def expiry(
+    days: int | None = typer.Option(None, "--days", help="warn this many days ahead"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """List trusted certificates that expire or retire soon (exit 1 if any)."""
+    settings = settings_from(config)
+    store = TrustStore.from_directory(
+        settings.directory, settings.keys_dir, regional_ca=settings.trust.regional_ca
+    )
+    warnings = store.expiring(datetime.now(UTC), days or settings.trust.expiry_warning_days)
+    for w in warnings:
+        what = "retires" if w.retiring else "expires"
+        console.print(
+            f"{w.authority}: {what} {w.ends_at:%Y-%m-%d} ({w.days_left} days) {w.subject} "
+            f"sha256:{w.fingerprint_hex[:16]}",
+            highlight=False,
+        )
+    if warnings:
+        raise typer.Exit(1)
+    console.print("no certificate expires soon", highlight=False)
 
 
 @api_keys_app.command("issue")

@@ -25,18 +25,29 @@ from gateway.errors import ConfigError
 __all__ = [
     "Identity",
     "PrivateKey",
+    "Rotation",
+    "activate_rotation",
     "ensure_identity",
     "generate_identity",
     "la_code_of",
     "load_certificate",
     "load_certificates",
     "load_private_key",
+    "stage_rotation",
 ]
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 KEY_FILE = "key.pem"
 CERT_FILE = "cert.pem"
+# Key rotation (see stage_rotation): the next identity waits beside the
+# current one; after activation the old certificate stays trusted until the
+# time in its ``.until`` sidecar. BUNDLE_FILE is what peers pin meanwhile.
+NEXT_KEY_FILE = "key-next.pem"
+NEXT_CERT_FILE = "cert-next.pem"
+PREVIOUS_CERT_FILE = "cert-previous.pem"
+PREVIOUS_KEY_FILE = "key-previous.pem"
+BUNDLE_FILE = "bundle.pem"
 # Certificates are back-dated a little so that a peer whose clock runs
 # slightly behind does not see a brand-new certificate as not yet valid.
 _BACKDATE = timedelta(minutes=5)
@@ -105,6 +116,86 @@ def ensure_identity(
     key = load_private_key(identity.key_path)
     _write_public(identity.cert_path, _certificate_pem(key, code, name, valid_days, now))
     return identity
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Where a key rotation left things."""
+
+    code: str
+    bundle_path: Path
+    """Certificates peers must pin (current and next, or new and previous)."""
+    new_cert_path: Path
+    previous_cert_path: Path | None
+    previous_until: datetime | None
+
+
+def stage_rotation(
+    code: str,
+    name: str,
+    keys_dir: Path,
+    *,
+    valid_days: int = 825,
+    now: datetime | None = None,
+) -> Rotation:
+    """Create the next key and certificate of ``code`` beside the current ones.
+
+    Nothing signs with the next key yet; ``bundle.pem`` (current + next) is
+    what peers pin before :func:`activate_rotation`, so that both verify
+    everywhere before the switch and no message is refused during it.
+    """
+    identity = _identity(code, keys_dir)
+    folder = identity.key_path.parent
+    if not (identity.key_path.exists() and identity.cert_path.exists()):
+        raise ConfigError(
+            f"{folder}: no current key and certificate for {code}; "
+            f"create them with: cafgw keys init --authority {code}"
+        )
+    key = ec.generate_private_key(ec.SECP256R1())
+    _write_private(folder / NEXT_KEY_FILE, _key_pem(key))
+    _write_public(folder / NEXT_CERT_FILE, _certificate_pem(key, code, name, valid_days, now))
+    bundle = (folder / CERT_FILE).read_bytes() + (folder / NEXT_CERT_FILE).read_bytes()
+    _write_public(folder / BUNDLE_FILE, bundle)
+    return Rotation(code, folder / BUNDLE_FILE, folder / NEXT_CERT_FILE, None, None)
+
+
+def activate_rotation(
+    code: str, keys_dir: Path, *, overlap: timedelta, now: datetime | None = None
+) -> Rotation:
+    """Switch ``code`` to its staged key; the old certificate stays trusted for ``overlap``.
+
+    Messages already signed with the old key (in flight, or re-sent with the
+    same bytes) keep verifying until the overlap ends.
+    """
+    identity = _identity(code, keys_dir)
+    folder = identity.key_path.parent
+    next_key, next_cert = folder / NEXT_KEY_FILE, folder / NEXT_CERT_FILE
+    if not (next_key.exists() and next_cert.exists()):
+        raise ConfigError(
+            f"{folder}: no staged key for {code}; run cafgw keys rotate --authority {code} first"
+        )
+    # The staged pair must belong together, or the gateway could not start.
+    staged = load_private_key(next_key).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    cert_key = load_certificate(next_cert).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if staged != cert_key:
+        raise ConfigError(f"{next_cert} does not belong to {next_key}; stage the rotation again")
+    until = (now or datetime.now(UTC)) + overlap
+    previous = folder / PREVIOUS_CERT_FILE
+    _write_public(previous, identity.cert_path.read_bytes())
+    _write_public(previous.with_suffix(".until"), until.isoformat().encode("ascii") + b"\n")
+    # The old key is kept (0600) for the overlap only to decrypt bodies
+    # encrypted to the old certificate while it was current; never to sign.
+    _write_private(folder / PREVIOUS_KEY_FILE, identity.key_path.read_bytes())
+    # Key first, then certificate: a crash in between leaves a key whose
+    # certificate is missing, which ensure_identity repairs for the same key.
+    os.replace(next_key, identity.key_path)
+    os.replace(next_cert, identity.cert_path)
+    _write_public(folder / BUNDLE_FILE, identity.cert_path.read_bytes() + previous.read_bytes())
+    return Rotation(code, folder / BUNDLE_FILE, identity.cert_path, previous, until)
 
 
 def load_private_key(path: Path) -> PrivateKey:

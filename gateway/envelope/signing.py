@@ -59,6 +59,13 @@ _ENVELOPED = SignatureConstructionMethod.enveloped.value
 _INCLUSIVE_NAMESPACES = "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces"
 _MAX_HEADER_CHARS = 100
 _SIGNATURE_PARTS = frozenset(f"{{{DS}}}{n}" for n in ("SignedInfo", "SignatureValue", "KeyInfo"))
+_SIGNED_INFO_PARTS = frozenset(
+    f"{{{DS}}}{n}" for n in ("CanonicalizationMethod", "SignatureMethod", "Reference")
+)
+_X509_DATA = f"{{{DS}}}X509Data"
+_X509_PARTS = frozenset(
+    f"{{{DS}}}{n}" for n in ("X509Certificate", "X509IssuerSerial", "X509SubjectName", "X509SKI")
+)
 
 
 class Signer:
@@ -148,27 +155,26 @@ class Verifier:
         message_id, sender = self._header(root, "unverified message")
         where = f"message {message_id} from {sender}"
         signature = _check_signature_shape(root, where)
-        try:
-            pinned = self._trust.certificates_for(sender)
-        except TrustError as exc:
-            raise TrustError(f"{where}: {exc}") from None
         now = self._clock()
-        current = [c for c in pinned if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
-        if not current:
-            windows = ", ".join(
-                f"{c.not_valid_before_utc:%Y-%m-%d}..{c.not_valid_after_utc:%Y-%m-%d}"
-                for c in pinned
-            )
-            raise TrustError(
-                f"{where}: no certificate pinned for {sender} is valid at "
-                f"{now:%Y-%m-%dT%H:%M:%SZ} (valid {windows}); pin the sender's current certificate"
-            )
         embedded = _embedded_certificate(signature)
+        candidates = self._trust.current_for(sender, now)
+        if embedded is not None and self._trust.issued_by_ca_for(sender, embedded, now):
+            # Vouched for by the regional CA for this LA code: trusted because
+            # the CA signed it, not because the message carries it.
+            candidates.append(embedded)
+        if not candidates:
+            raise TrustError(f"{where}: {self._no_certificate(sender, now)}")
+        foreign = None
         if embedded is not None:
-            # Try the pinned certificate that the message names first: with
-            # several pinned (rotation overlap) that saves a failed attempt.
-            current.sort(key=lambda c: c != embedded)
-        foreign = embedded if embedded is not None and embedded not in pinned else None
+            # Compared by key, not by certificate: a re-issued certificate for
+            # the same key is the same signer.
+            named = _spki(embedded.public_key())
+            # Try the certificate that the message names first: with several
+            # pinned (rotation overlap) that saves a failed attempt.
+            candidates.sort(key=lambda c: _spki(c.public_key()) != named)
+            if all(_spki(c.public_key()) != named for c in candidates):
+                foreign = embedded
+        current = candidates
         signed_root, cert = self._verify_pinned(root, current, foreign, sender, where, now)
         if self._header(signed_root, where) != (message_id, sender):
             raise SignatureError(f"{where}: the signed header differs from the one read")
@@ -178,6 +184,27 @@ class Verifier:
             message_id=message_id,
             digest=hashlib.sha256(data).hexdigest(),
             certificate=cert,
+        )
+
+    @property
+    def trust(self) -> TrustStore:
+        """The trust store this verifier consults (for expiry reports)."""
+        return self._trust
+
+    def _no_certificate(self, sender: str, now: datetime) -> str:
+        try:
+            pinned = self._trust.certificates_for(sender)
+        except TrustError as exc:
+            if self._trust.has_regional_ca:
+                return f"{exc}, and the regional CA issued no valid certificate in KeyInfo for it"
+            return str(exc)
+        windows = ", ".join(
+            f"{c.not_valid_before_utc:%Y-%m-%d}..{c.not_valid_after_utc:%Y-%m-%d}" for c in pinned
+        )
+        return (
+            f"no certificate pinned for {sender} is valid at {now:%Y-%m-%dT%H:%M:%SZ} "
+            f"(valid {windows}, or retired after a key rotation); pin the sender's current "
+            "certificate"
         )
 
     def _verify_pinned(
@@ -278,6 +305,11 @@ def _check_signature_shape(root: etree._Element, where: str) -> etree._Element:
     info = signature.find(f"{{{DS}}}SignedInfo")
     if info is None:
         raise SignatureError(f"{where}: ds:Signature has no SignedInfo")
+    for part in info:
+        if isinstance(part.tag, str) and part.tag not in _SIGNED_INFO_PARTS:
+            name = etree.QName(part).localname
+            raise SignatureError(f"{where}: {name} not allowed in ds:SignedInfo")
+    _check_key_info(signature, where)
     _expect_algorithm(info, "CanonicalizationMethod", {_EXC_C14N}, where)
     _expect_algorithm(info, "SignatureMethod", {m.value for m in SIGNATURE_METHODS}, where)
     references = info.findall(f"{{{DS}}}Reference")
@@ -300,6 +332,26 @@ def _check_signature_shape(root: etree._Element, where: str) -> etree._Element:
             raise SignatureError(f"{where}: unexpected content in transform {algorithm}")
     _expect_algorithm(reference, "DigestMethod", {d.value for d in DIGEST_ALGORITHMS}, where)
     return signature
+
+
+def _check_key_info(signature: etree._Element, where: str) -> None:
+    # KeyInfo may only name certificates: RetrievalMethod, KeyName or
+    # KeyValue would invite fetching or trusting a key the message supplies.
+    info = signature.find(f"{{{DS}}}KeyInfo")
+    if info is None:
+        return
+    for part in info:
+        if not isinstance(part.tag, str):
+            continue
+        if part.tag != _X509_DATA:
+            raise SignatureError(
+                f"{where}: {etree.QName(part).localname} not allowed in ds:KeyInfo"
+            )
+        for item in part:
+            if isinstance(item.tag, str) and item.tag not in _X509_PARTS:
+                raise SignatureError(
+                    f"{where}: {etree.QName(item).localname} not allowed in ds:X509Data"
+                )
 
 
 def _expect_algorithm(parent: etree._Element, name: str, allowed: set[str], where: str) -> None:

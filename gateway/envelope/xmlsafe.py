@@ -7,8 +7,9 @@ goes through :func:`parse` before anything else reads it. It refuses, with
 - documents larger than ``max_bytes`` (checked before the parser sees a byte);
 - any DOCTYPE, DTD or entity declaration (XXE, billion laughs), found by a
   byte scan before parsing and checked again on the parsed tree;
-- encodings other than UTF-8 / US-ASCII, so that the byte scan cannot be
-  dodged by re-encoding;
+- encodings other than UTF-8 / US-ASCII (declared, by byte-order mark, or
+  detected by libxml2 from the first bytes, e.g. EBCDIC), so that the byte
+  scan cannot be dodged by re-encoding;
 - processing instructions (nothing in the exchange uses them);
 - nesting deeper than ``max_depth`` (libxml2 already stops at 256 levels
   without ``huge_tree``, so a 100k-deep document cannot exhaust the stack);
@@ -41,6 +42,7 @@ _ALLOWED_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 # Byte patterns of UTF-16 / UTF-32 documents (with or without a BOM).
 _WIDE_PREFIXES = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00", b"\x00<", b"<\x00")
 _LIBXML_DEPTH_LIMIT = 256
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 _local = threading.local()
 
@@ -91,6 +93,12 @@ def parse(data: bytes, *, max_bytes: int, max_depth: int) -> etree._Element:
 def _check_encoding(data: bytes) -> None:
     if data.startswith(_WIDE_PREFIXES):
         raise UnsafeXmlError("only UTF-8 XML is accepted (found UTF-16 or UTF-32)")
+    # libxml2 also detects EBCDIC and other encodings from the first bytes;
+    # in those the byte scan below would read nothing. A UTF-8 document
+    # starts with '<' (after an optional BOM and white space).
+    body = data[len(_UTF8_BOM) :] if data.startswith(_UTF8_BOM) else data
+    if body.strip(b" \t\r\n") and not body.lstrip(b" \t\r\n").startswith(b"<"):
+        raise UnsafeXmlError("only UTF-8 XML is accepted (the document does not start with '<')")
     match = _XML_DECL.match(data)
     if match and match.group(1).decode("ascii").lower() not in _ALLOWED_ENCODINGS:
         raise UnsafeXmlError(
@@ -101,18 +109,24 @@ def _check_encoding(data: bytes) -> None:
 def _check_tree(root: etree._Element, max_depth: int) -> None:
     # Backstop for the byte scan: nothing DTD-shaped may have survived parsing.
     docinfo = root.getroottree().docinfo
-    if getattr(docinfo, "doctype", "") or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+    has_dtd = docinfo.internalDTD is not None or docinfo.externalDTD is not None
+    if getattr(docinfo, "doctype", "") or has_dtd:
         raise UnsafeXmlError("DOCTYPE not allowed")
     for node in root.getroottree().iter(etree.Entity, etree.ProcessingInstruction):
         if isinstance(node, etree._Entity):
             raise UnsafeXmlError(f"entity reference {node.text} not allowed")
-        raise UnsafeXmlError(f"processing instruction <?{node.target}?> not allowed")
+        raise UnsafeXmlError(f"processing instruction <?{_target(node)}?> not allowed")
     # Siblings of the root (comments, PIs before or after it) are not in iter().
     for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
         if isinstance(sibling, etree._ProcessingInstruction):
-            raise UnsafeXmlError(f"processing instruction <?{sibling.target}?> not allowed")
+            raise UnsafeXmlError(f"processing instruction <?{_target(sibling)}?> not allowed")
     if _too_deep(max_depth)(root):
         raise UnsafeXmlError(f"nesting deeper than {max_depth}")
+
+
+def _target(node: etree._Element) -> str:
+    target = getattr(node, "target", "?")
+    return target.decode("utf-8", "replace") if isinstance(target, bytes) else str(target)
 
 
 @lru_cache(maxsize=8)

@@ -1,8 +1,11 @@
 """Append-only, hash-chained audit log of disclosures and overrides.
 
 Each entry's hash is SHA-256 over its canonical JSON content and the
-previous entry's hash; ``verify`` recomputes the chain and reports the
-first entry that was altered, inserted or deleted.
+previous entry's hash; ``verify`` recomputes the chain and reports every
+entry that was altered, inserted or deleted. A chain alone cannot show that
+its newest entries were cut off, so ``verify`` also checks that every
+outbound message carrying personal data has its DISCLOSURE entry, and can
+compare the head with one recorded elsewhere (``cafgw audit head``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, and_, func, insert, select
 
+from gateway.ledger.status import Direction
 from gateway.ledger.store import Ledger, _aware
-from gateway.ledger.tables import audit
+from gateway.ledger.tables import audit, messages
 
 GENESIS = "0" * 64
 
@@ -125,14 +129,28 @@ def entries(ledger: Ledger, authority: str | None = None, limit: int = 1000) -> 
     ]
 
 
-def verify(ledger: Ledger) -> list[str]:
-    """Problems found in the chain (empty when intact)."""
+def head(ledger: Ledger) -> tuple[int, str] | None:
+    """The newest entry's (seq, hash), to keep outside the database as an anchor."""
+    with ledger.transaction() as conn:
+        last = conn.execute(
+            select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+        ).first()
+    return (int(last[0]), str(last[1])) if last else None
+
+
+def verify(ledger: Ledger, expect_head: tuple[int, str] | None = None) -> list[str]:
+    """Problems found in the chain (empty when intact).
+
+    ``expect_head`` is an anchor from ``head`` taken earlier: that entry must
+    still be there with that hash, which catches entries cut off the end.
+    """
     problems: list[str] = []
     prev = GENESIS
     expected_seq = 1
     with ledger.transaction() as conn:
         total = conn.execute(select(func.count()).select_from(audit)).scalar_one()
-    for entry in entries(ledger, limit=max(int(total), 1)):
+    chain = entries(ledger, limit=max(int(total), 1))
+    for entry in chain:
         if entry.seq != expected_seq:
             problems.append(f"audit entry {expected_seq} is missing (next is {entry.seq})")
         if entry.prev_hash != prev:
@@ -143,4 +161,35 @@ def verify(ledger: Ledger) -> list[str]:
             problems.append(f"audit entry {entry.seq}: content altered (hash mismatch)")
         prev = entry.hash
         expected_seq = entry.seq + 1
+    if expect_head is not None:
+        seq, digest = expect_head
+        found = next((e for e in chain if e.seq == seq), None)
+        if found is None:
+            problems.append(f"audit entry {seq} (the recorded head) is missing: entries were cut")
+        elif found.hash != digest:
+            problems.append(f"audit entry {seq} (the recorded head) has another hash")
+    problems.extend(_unaudited_disclosures(ledger, chain))
     return problems
+
+
+def _unaudited_disclosures(ledger: Ledger, chain: list[AuditEntry]) -> list[str]:
+    """Outbound messages with personal data whose DISCLOSURE entry is gone."""
+    audited = {
+        (e.event.message_id, e.event.digest) for e in chain if e.event.action == "DISCLOSURE"
+    }
+    query = select(messages.c.message_id, messages.c.digest, messages.c.authority).where(
+        and_(
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.legal_basis != "NO_PERSONAL_DATA",
+            messages.c.recipient != messages.c.authority,
+            messages.c.body.is_not(None),
+        )
+    )
+    with ledger.transaction() as conn:
+        rows = conn.execute(query).all()
+    return [
+        f"message {r.message_id} from {r.authority} disclosed personal data but has no "
+        "DISCLOSURE audit entry (entry deleted?)"
+        for r in rows
+        if (r.message_id, r.digest) not in audited
+    ]

@@ -7,8 +7,12 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+from cryptography import x509
+
 from gateway.context import Gateway
 from gateway.envelope.codec import envelope_to_element
+from gateway.envelope.encryption import encrypt_envelope
+from gateway.errors import ConfigError
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.model import (
@@ -62,6 +66,16 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _encryption_certificate(gw: Gateway, recipient: str) -> x509.Certificate:
+    """The recipient's pinned certificate to encrypt to: the newest one in force."""
+    current = gw.verifier.trust.current_for(recipient, gw.clock())
+    if not current:
+        raise ConfigError(
+            f"encryption is on for {recipient} but no certificate of it is pinned and valid"
+        )
+    return max(current, key=lambda c: c.not_valid_before_utc)
+
+
 def signed_message(
     gw: Gateway,
     env: Envelope,
@@ -69,9 +83,17 @@ def signed_message(
     case_ref: str | None = None,
     child_key: str | None = None,
 ) -> NewMessage:
-    """Sign ``env`` with its sender's key; the record goes ACCEPTED -> SIGNED."""
+    """Sign ``env`` with its sender's key; the record goes ACCEPTED -> SIGNED.
+
+    Where ``encryption.pairs`` names the sender and recipient, the body is
+    first encrypted to the recipient's certificate and the signature covers
+    the envelope holding the ciphertext.
+    """
     header = env.header
-    data = gw.signer(header.sender).sign(envelope_to_element(env))
+    root = envelope_to_element(env)
+    if gw.settings.encryption.between(header.sender, header.recipient):
+        encrypt_envelope(root, _encryption_certificate(gw, header.recipient))
+    data = gw.signer(header.sender).sign(root)
     return NewMessage(
         message_id=header.message_id,
         direction=Direction.OUTBOUND,

@@ -1,0 +1,120 @@
+"""Every hostile message of tests/data/attacks/ is quarantined with the right reason.
+
+Each corpus file is delivered through the real inbound path
+(``services.inbound.handle_batch``) of a gateway hosting Wolverhampton (336)
+on the in-memory transport and a temporary SQLite ledger, with the clock and
+trust store the corpus was made for (see ``make_corpus.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.context import Gateway
+from gateway.ledger.status import Direction, Status
+from gateway.services.inbound import handle_batch
+from gateway.transport.base import Delivery, Verdict, inbox_queue
+from tests.data.attacks import make_corpus
+from tests.unit.corpus_gateway import corpus_gateway
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "tests" / "data" / "attacks"
+MANIFEST = json.loads((CORPUS / "manifest.json").read_text(encoding="utf-8"))
+ATTACKS = [m for m in MANIFEST if m["name"] != "good"]
+BY_NAME = {m["name"]: m for m in MANIFEST}
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    """Wolverhampton's gateway, as the corpus expects it."""
+    gw = corpus_gateway(tmp_path)
+    try:
+        yield gw
+    finally:
+        gw.ledger.engine.dispose()
+
+
+def _deliver(gw: Gateway, entry: dict[str, object], tag: int = 1) -> None:
+    data = (CORPUS / str(entry["file"])).read_bytes()
+    inbox = str(entry["inbox"])
+    delivery = Delivery(
+        queue=inbox_queue(inbox),
+        routing_key=str(entry["routing_key"]),
+        body=data,
+        message_id=None,
+        headers={},
+        delivery_count=0,
+        tag=tag,
+    )
+    (disposition,) = handle_batch(gw, inbox, [delivery])
+    # Permanent problems are recorded, so the broker may forget the message.
+    assert disposition.verdict == Verdict.ACK
+
+
+def _inbound(gw: Gateway) -> list:  # type: ignore[type-arg]
+    return gw.ledger.find(authority="336", direction=Direction.INBOUND)
+
+
+def test_the_corpus_has_at_least_thirty_attacks_each_with_an_expected_reason() -> None:
+    assert len(ATTACKS) >= 30
+    assert all(m["expect"] for m in ATTACKS)
+    assert all((CORPUS / m["file"]).is_file() for m in MANIFEST)
+
+
+def test_the_committed_manifest_matches_the_generator() -> None:
+    # Signatures are randomised, so the files are not compared byte for byte;
+    # what each file is, where it goes and why it must fail must not drift.
+    generated = [
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(attack).items()}
+        for attack, _data in make_corpus.build().values()
+    ]
+    committed = [{k: v for k, v in m.items() if k != "file"} for m in MANIFEST]
+    assert committed == generated
+
+
+def test_the_genuine_control_message_is_accepted(gateway: Gateway) -> None:
+    _deliver(gateway, BY_NAME["good"])
+    (record,) = _inbound(gateway)
+    assert record.status == Status.VERIFIED
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[m["name"] for m in ATTACKS])
+def test_a_hostile_message_is_quarantined_with_its_reason(
+    gateway: Gateway, attack: dict[str, object]
+) -> None:
+    for name in attack["before"]:  # type: ignore[attr-defined]
+        _deliver(gateway, BY_NAME[name])
+    _deliver(gateway, attack, tag=2)
+    quarantined = [r for r in _inbound(gateway) if r.status == Status.QUARANTINED]
+    assert len(quarantined) == 1, [(r.status, r.reason) for r in _inbound(gateway)]
+    reason = quarantined[0].reason or ""
+    assert str(attack["expect"]) in reason, reason
+    # Nothing of it reaches the local system: only the control message may.
+    attack_bytes = (CORPUS / str(attack["file"])).read_bytes()
+    served = gateway.ledger.inbox("336", 100, include_restricted=True)
+    assert all(i.pk != quarantined[0].pk and i.body != attack_bytes for i in served)
+    assert len(served) == len(attack["before"])  # type: ignore[arg-type]
+
+
+def test_a_resent_message_is_a_counted_duplicate_not_a_second_delivery(
+    gateway: Gateway,
+) -> None:
+    _deliver(gateway, BY_NAME["good"])
+    _deliver(gateway, BY_NAME["good"], tag=2)
+    (record,) = _inbound(gateway)
+    assert record.status == Status.VERIFIED
+    assert [h.status for h in record.history].count(Status.DUPLICATE) == 1
+
+
+def test_quarantined_messages_are_counted_per_authority(gateway: Gateway) -> None:
+    names = ["tampered-body", "stale", "doctype"]
+    for tag, name in enumerate(names, start=1):
+        _deliver(gateway, BY_NAME[name], tag)
+    counts: Callable[[], dict[tuple[str, str, str], int]] = gateway.ledger.counts
+    assert counts()[("336", "INBOUND", "QUARANTINED")] == len(names)

@@ -1,0 +1,114 @@
+"""Fuzzing the inbound verifier and the whole inbound path: no crash, no hang.
+
+Whatever bytes arrive, ``Verifier.verify`` raises only cafgw errors, and
+``handle_batch`` records the message (quarantined) and acknowledges it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from gateway.context import Gateway
+from gateway.errors import CafgwError
+from gateway.ledger.status import Direction, Status
+from gateway.services.inbound import handle_batch
+from gateway.transport.base import Delivery, Verdict, inbox_queue
+from tests.unit.corpus_gateway import corpus_gateway
+from tests.unit.fuzz_support import FUZZ_SECONDS, fuzz_settings, mutated, run_for
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "attacks"
+GOOD = (CORPUS / "00-good.xml").read_bytes()
+SEEDS = [GOOD, *(p.read_bytes() for p in sorted(CORPUS.glob("*.xml"))[1:12])]
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(int(FUZZ_SECONDS * 4) + 60)]
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    gw = corpus_gateway(tmp_path)
+    try:
+        yield gw
+    finally:
+        gw.ledger.engine.dispose()
+
+
+def _bodies() -> st.SearchStrategy[bytes]:
+    return st.one_of(
+        st.binary(max_size=2048),
+        st.sampled_from(SEEDS).flatmap(mutated),
+    )
+
+
+def test_the_verifier_raises_only_cafgw_errors_on_any_input(gateway: Gateway) -> None:
+    accepted: list[bytes] = []
+
+    @given(data=_bodies())
+    @fuzz_settings
+    def target(data: bytes) -> None:
+        try:
+            verified = gateway.verifier.verify(data)
+        except CafgwError:
+            return
+        # Anything that verifies is what was signed: same sender and id as the genuine one.
+        assert verified.sender == "332"
+        accepted.append(data)
+
+    run_for(target)
+
+
+def test_the_inbound_path_records_and_acknowledges_any_input(gateway: Gateway) -> None:
+    tags = iter(range(1, 10**9))
+    delivered: set[bytes] = set()
+
+    @given(data=_bodies())
+    @fuzz_settings
+    def target(data: bytes) -> None:
+        # Exact repeats of a quarantined message are a known defect of their
+        # own (see the xfail test below); every other input must be recorded.
+        assume(data not in delivered)
+        delivered.add(data)
+        delivery = Delivery(
+            queue=inbox_queue("336"),
+            routing_key="336.Assessment.332",
+            body=data,
+            message_id=None,
+            headers={},
+            delivery_count=0,
+            tag=next(tags),
+        )
+        (disposition,) = handle_batch(gateway, "336", [delivery])
+        assert disposition.verdict == Verdict.ACK
+
+    run_for(target)
+    rows = gateway.ledger.find(authority="336", direction=Direction.INBOUND, limit=10_000)
+    assert rows  # something was recorded
+    assert all(r.status in (Status.QUARANTINED, Status.VERIFIED) for r in rows)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found by fuzzing: handle_batch records a repeated quarantined message again, "
+    "the ledger's unique key refuses it, and the batch is retried instead of acknowledged "
+    "(a poison message until parked); fix belongs in handle_batch",
+)
+def test_a_quarantined_message_delivered_again_is_acknowledged_not_retried(
+    gateway: Gateway,
+) -> None:
+    tampered = (CORPUS / "07-tampered-body.xml").read_bytes()
+    for tag in (1, 2):
+        delivery = Delivery(
+            queue=inbox_queue("336"),
+            routing_key="336.Assessment.332",
+            body=tampered,
+            message_id=None,
+            headers={},
+            delivery_count=0,
+            tag=tag,
+        )
+        (disposition,) = handle_batch(gateway, "336", [delivery])
+        assert disposition.verdict == Verdict.ACK
