@@ -55,7 +55,9 @@ def running(settings: Settings, clock: Callable[[], Any] | None = None) -> Itera
         gw.ledger.engine.dispose()
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
+def wait_for(
+    predicate: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

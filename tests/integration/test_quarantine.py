@@ -70,7 +70,9 @@ def test_a_bad_message_on_the_broker_is_quarantined_with_its_reason(
         expected = "signature"
     elif attack == "tampered-body":
         data = _signer(settings.keys_dir, "332").sign(envelope_to_element(env))
-        data = data.replace(b"A cross-border case was identified.", b"A cross-border case was IGNORED.")
+        data = data.replace(
+            b"A cross-border case was identified.", b"A cross-border case was IGNORED."
+        )
         expected = "signature"
     else:
         # Correctly signed by Dudley, but published as if Sandwell sent it.
@@ -85,4 +87,7 @@ def test_a_bad_message_on_the_broker_is_quarantined_with_its_reason(
         wait_for(lambda: bool(_quarantined(gw, env.header.message_id)), what="quarantine")
         (record,) = _quarantined(gw, env.header.message_id)
         assert expected in (record.reason or "")
-        assert all(i.message_id != env.header.message_id for i in gw.ledger.inbox("336", include_restricted=True))
+        assert all(
+            i.message_id != env.header.message_id
+            for i in gw.ledger.inbox("336", include_restricted=True)
+        )

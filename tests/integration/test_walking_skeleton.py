@@ -62,7 +62,8 @@ def test_dudley_row_1_reaches_wolverhampton_and_sandwell_and_is_delivered(
             mine = {
                 m
                 for m in row1.message_ids
-                if sender.ledger.find(message_id=m, direction=Direction.OUTBOUND)[0].recipient == code
+                if sender.ledger.find(message_id=m, direction=Direction.OUTBOUND)[0].recipient
+                == code
             }
             assert mine and mine <= received
             assert all(i.status == Status.VERIFIED for i in inbox if i.message_id in mine)
@@ -87,7 +88,8 @@ def test_dudley_row_3_without_consent_is_held_local_and_sent_nowhere(
         row1 = _row(report, "DUD-2026-00417")
         wait_for(
             lambda: all(
-                gw.ledger.find(message_id=m, direction=Direction.OUTBOUND)[0].status == Status.DELIVERED
+                gw.ledger.find(message_id=m, direction=Direction.OUTBOUND)[0].status
+                == Status.DELIVERED
                 for m in row1.message_ids
             ),
             what="row 1 delivered (so the inboxes have settled)",
@@ -125,7 +127,8 @@ def test_bad_dudley_row_is_rejected_with_every_problem_and_never_published(
         row1 = _row(report, "DUD-2026-00417")
         wait_for(
             lambda: all(
-                gw.ledger.find(message_id=m, direction=Direction.OUTBOUND)[0].status == Status.DELIVERED
+                gw.ledger.find(message_id=m, direction=Direction.OUTBOUND)[0].status
+                == Status.DELIVERED
                 for m in row1.message_ids
             ),
             what="row 1 delivered",
