@@ -28,8 +28,7 @@ def periodic(name: str) -> Callable[[Callable[[Gateway], int]], Callable[[Gatewa
 
 def load() -> None:
     """Import every feature module (idempotent)."""
-    # Feature imports go here, one line each, e.g.:
-    # import gateway.disputes.feature
-    import gateway.connectors.feature  # noqa: F401, PLC0415
+    # One line per feature; importing registers its tables, appliers and jobs.
+    import gateway.connectors.feature  # noqa: PLC0415
+    import gateway.disputes.feature  # noqa: PLC0415
     import gateway.policy.feature  # noqa: F401, PLC0415
-    import gateway.disputes.feature  # noqa: F401, PLC0415

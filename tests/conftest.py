@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,12 +32,12 @@ def vhost() -> Iterator[str]:
     try:
         yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
     finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "delete_vhost", name], check=False, capture_output=True
+        )
 
 
 def _pg_database() -> Iterator[str]:
-    import psycopg
-
     name = f"cafgw_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

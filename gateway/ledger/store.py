@@ -370,6 +370,24 @@ class Ledger:
 
     # --- inbound ------------------------------------------------------------
 
+    def inbound_rows(
+        self, authority: str, keys: Sequence[tuple[str, str, str | None]], conn: Connection
+    ) -> dict[tuple[str, str, str | None], int]:
+        """Primary keys of inbound rows (any status) by ``(sender, message_id, digest)``."""
+        if not keys:
+            return {}
+        wanted = set(keys)
+        rows = conn.execute(
+            select(
+                messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.id
+            ).where(
+                messages.c.direction == Direction.INBOUND.value,
+                messages.c.authority == authority,
+                messages.c.message_id.in_(list({m for _, m, _ in keys})),
+            )
+        ).all()
+        return {(s, m, d): pk for s, m, d, pk in rows if (s, m, d) in wanted}
+
     def seen_inbound(
         self, authority: str, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], InboundSeen]:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from lxml import etree
+from sqlalchemy import Connection
 
 from gateway.context import Gateway
 from gateway.envelope.codec import element_to_envelope
@@ -150,9 +151,7 @@ def _decrypted(gw: Gateway, authority: str, verified: Verified) -> etree._Elemen
             )
         return verified.root
     folder = gw.settings.keys_dir / authority
-    stamp = tuple(
-        p.stat().st_mtime_ns for p in sorted(folder.glob("*.pem")) if p.is_file()
-    )
+    stamp = tuple(p.stat().st_mtime_ns for p in sorted(folder.glob("*.pem")) if p.is_file())
     keys = _decryption_keys(gw.settings.keys_dir, authority, stamp)
     limits = gw.settings.limits
     return decrypt_envelope(
@@ -251,9 +250,7 @@ def handle_batch(gw: Gateway, authority: str, deliveries: Sequence[Delivery]) ->
         return [d for one in deliveries for d in handle_batch(gw, authority, [one])]
 
 
-def _handle_batch(
-    gw: Gateway, authority: str, deliveries: Sequence[Delivery]
-) -> list[Disposition]:
+def _handle_batch(gw: Gateway, authority: str, deliveries: Sequence[Delivery]) -> list[Disposition]:
     checked = [_check(gw, authority, d) for d in deliveries]
     keys = [(c.verified.sender, c.verified.message_id) for c in checked if isinstance(c, _Good)]
     try:
@@ -337,7 +334,7 @@ def _handle_batch(
                 if is_receipt:
                     assert isinstance(item.env.body, Receipt)
                     receipts.append((item.env, item.env.body))
-            gw.ledger.record(new, conn)
+            gw.ledger.record(_without_repeats(gw, authority, new, conn), conn)
         for receipt_id in resend_receipts:
             _requeue_receipt(gw, authority, receipt_id)
         for env, receipt in receipts:
@@ -357,6 +354,30 @@ def _handle_batch(
         log.error("ledger failed while recording a batch for %s: %s", authority, exc)
         return [Disposition(Verdict.RETRY, f"ledger: {exc}") for _ in deliveries]
     return [Disposition(Verdict.ACK) for _ in deliveries]
+
+
+def _without_repeats(
+    gw: Gateway, authority: str, new: list[NewMessage], conn: Connection
+) -> list[NewMessage]:
+    """Drop rows already recorded with the same (sender, id, digest), noting the repeat.
+
+    A peer that got no receipt re-sends the same bytes; a message quarantined
+    the first time is quarantined again, and the evidence row must not be
+    duplicated (nor may the unique key fail the whole batch). The first
+    decision on those bytes stands: the repeat is noted on the existing row.
+    """
+    keys = [(m.sender, m.message_id, m.digest) for m in new]
+    existing = gw.ledger.inbound_rows(authority, keys, conn)
+    kept: list[NewMessage] = []
+    seen: set[tuple[str, str, str | None]] = set()
+    for message, key in zip(new, keys, strict=True):
+        if key in existing:
+            last = message.statuses[-1][1] if message.statuses else None
+            gw.ledger.note(existing[key], Status.DUPLICATE, last or "received again", conn)
+        elif key not in seen:
+            kept.append(message)
+        seen.add(key)
+    return kept
 
 
 def _requeue_receipt(gw: Gateway, authority: str, receipt_id: str) -> None:
