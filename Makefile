@@ -31,6 +31,7 @@ lint: $(STAMP)
 
 # Tests that disrupt the broker (marked serial) run alone, after the rest.
 test: $(STAMP) system-deps broker-check lint
+	@scripts/ensure-broker-plugins.sh
 	$(BIN)/pytest -m "not serial" -q -p no:cacheprovider
 	$(BIN)/pytest -m serial -q -p no:cacheprovider; rc=$$?; [ $$rc -eq 0 -o $$rc -eq 5 ]
 

@@ -80,6 +80,15 @@ def _exports(folder: Path, count: int) -> list[tuple[str, str, Path]]:
     return out
 
 
+def _vm_hwm_kib() -> int:
+    """This process's peak RSS. Not ru_maxrss: Linux keeps that across fork and
+    exec, so a child would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _convert(adapters_dir: Path, adapter: str, path: Path) -> dict[str, float]:
     """Run in the child process: convert ``path`` and report count, time and peak RSS."""
     built = registry.create(adapter, adapters_dir, REGION)
@@ -92,7 +101,7 @@ def _convert(adapters_dir: Path, adapter: str, path: Path) -> dict[str, float]:
             else:
                 bad += 1
     seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
+    peak_kib = _vm_hwm_kib()
     return {"converted": good, "rejected": bad, "seconds": seconds, "peak_kib": peak_kib}
 
 

@@ -8,12 +8,43 @@ one import line.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from gateway.context import Gateway
+from gateway.transport.base import Delivery, Disposition
 
 # name -> job(gateway) -> amount of work done (0 when idle); run by the worker.
 PERIODIC: dict[str, Callable[[Gateway], int]] = {}
+
+
+@dataclass(frozen=True)
+class QueueConsumer:
+    """Queues a feature consumes for as long as the worker runs, and its handler."""
+
+    queues: Callable[[Gateway], Sequence[str]]
+    handle: Callable[[Gateway, Sequence[Delivery]], Sequence[Disposition]]
+
+
+# name -> consumer; the worker runs each in a thread of its own until it stops.
+CONSUMERS: dict[str, QueueConsumer] = {}
+
+
+def consumer(
+    name: str, queues: Callable[[Gateway], Sequence[str]]
+) -> Callable[
+    [Callable[[Gateway, Sequence[Delivery]], Sequence[Disposition]]],
+    Callable[[Gateway, Sequence[Delivery]], Sequence[Disposition]],
+]:
+    """Register a batch handler for queues the worker consumes continuously."""
+
+    def wrap(
+        fn: Callable[[Gateway, Sequence[Delivery]], Sequence[Disposition]],
+    ) -> Callable[[Gateway, Sequence[Delivery]], Sequence[Disposition]]:
+        CONSUMERS[name] = QueueConsumer(queues, fn)
+        return fn
+
+    return wrap
 
 
 def periodic(name: str) -> Callable[[Callable[[Gateway], int]], Callable[[Gateway], int]]:

@@ -67,6 +67,18 @@ class Worker:
                 log.warning("consumer: %s; reconnecting", exc)
                 self.stop.wait(1.0)
 
+    def _consume_feature(self, name: str, feature: features.QueueConsumer) -> None:
+        queues = feature.queues(self.gw)
+        if not queues:
+            return
+        handler = functools.partial(feature.handle, self.gw)
+        while not self.stop.is_set():
+            try:
+                self.consumer_transport.consume(queues, handler, self.stop)
+            except CafgwError as exc:
+                log.warning("%s: %s; reconnecting", name, exc)
+                self.stop.wait(1.0)
+
     def start(self) -> None:
         if self.gw.settings.broker.declare_topology:
             self.gw.transport.declare(self.gw.hosted)
@@ -83,6 +95,8 @@ class Worker:
         for name, job in features.PERIODIC.items():
             step = functools.partial(job, self.gw)
             loops.append((name, functools.partial(self._loop, name, step)))
+        for name, feature in features.CONSUMERS.items():
+            loops.append((name, functools.partial(self._consume_feature, name, feature)))
         for name, target in loops:
             thread = threading.Thread(target=target, name=f"cafgw-{name}", daemon=True)
             thread.start()

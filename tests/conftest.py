@@ -5,13 +5,13 @@ and its own database, and cleans them up."""
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from broker_admin import create_vhost, delete_vhost
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -23,18 +23,11 @@ PG_ADMIN_URL = os.environ.get("CAFGW_TEST_PG", "postgresql://127.0.0.1:5432/test
 def vhost() -> Iterator[str]:
     """A fresh RabbitMQ vhost with guest allowed; yields its amqp URL."""
     name = f"cafgw-test-{uuid.uuid4().hex[:12]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
+    create_vhost(name)
     try:
         yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
     finally:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "delete_vhost", name], check=False, capture_output=True
-        )
+        delete_vhost(name)
 
 
 def _pg_database() -> Iterator[str]:

@@ -43,20 +43,32 @@ class ApiKeys:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._by_hash: dict[str, Caller] = {}
+        self._stamp: tuple[int, int] | None = None
         self.reload()
 
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (info.st_mtime_ns, info.st_size)
+
     def reload(self) -> None:
-        if not self.path.exists():
-            self._by_hash = {}
+        """Read the key file again (keys issued by another process take effect)."""
+        stamp = self._file_stamp()
+        if stamp is None:
+            self._by_hash, self._stamp = {}, None
             return
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
-            self._by_hash = {h: Caller(v.get("authority"), v["role"]) for h, v in raw.items()}
+            by_hash = {h: Caller(v.get("authority"), v["role"]) for h, v in raw.items()}
         except (ValueError, KeyError, AttributeError) as exc:
             raise ConfigError(f"{self.path}: not a valid API key file: {exc}") from exc
+        self._by_hash, self._stamp = by_hash, stamp
 
     def issue(self, authority: str | None, role: Role = "authority") -> str:
         """Create a key, store its hash, and return the key (shown once)."""
+        self.reload()  # read-modify-write: keep keys another process issued meanwhile
         key = "cafgw_" + secrets.token_urlsafe(32)
         self._by_hash[_hash(key)] = Caller(authority, role)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,11 +77,15 @@ class ApiKeys:
         tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
         tmp.chmod(0o600)
         tmp.replace(self.path)
+        self._stamp = self._file_stamp()
         return key
 
     def authenticate(self, key: str | None) -> Caller:
         if not key:
             raise AccessDeniedError("missing API key (Authorization: Bearer <key>)")
+        if self._file_stamp() != self._stamp:
+            # `cafgw api-keys issue` on a running gateway needs no restart.
+            self.reload()
         # Looking up the key's hash reveals nothing about stored keys.
         caller = self._by_hash.get(_hash(key))
         if caller is None:

@@ -5,7 +5,6 @@ escalations)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 
@@ -18,7 +17,7 @@ from gateway.disputes.messages import parties
 from gateway.disputes.notices import publish_notices
 from gateway.disputes.store import merge
 from gateway.errors import PolicyRefusal
-from gateway.features import periodic
+from gateway.features import consumer, periodic
 from gateway.model import Dispute, Envelope, MessageType
 from gateway.services import apply
 from gateway.transport.base import Delivery, Disposition
@@ -27,9 +26,6 @@ from gateway.transport.topology import REGIONAL, Topology
 # The clock counts working days: a few checks a second are plenty, and keep an
 # idle gateway from polling its ledger twenty times a second.
 CLOCK_IDLE_S = 0.25
-# How long one turn of the escalation-queue job consumes before returning to
-# the worker loop (which calls it again); bounded so that the worker can stop.
-CONSUME_WINDOW_S = 2.0
 
 
 def apply_dispute(gw: Gateway, authority: str, env: Envelope, conn: Connection) -> None:
@@ -80,25 +76,7 @@ def run_clock(gw: Gateway) -> int:
     return done
 
 
-@periodic("disputes-escalation-queues")
-def consume_escalations(gw: Gateway) -> int:
-    """Record notices from the escalation queues for a bounded window; how many."""
-    queues = escalation_queues(gw)
-    if not queues:
-        return 0
-    stop = threading.Event()
-    handled = 0
-
-    def handle(batch: Sequence[Delivery]) -> Sequence[Disposition]:
-        nonlocal handled
-        handled += len(batch)
-        return escalations.handle_batch(gw, batch)
-
-    timer = threading.Timer(CONSUME_WINDOW_S, stop.set)
-    timer.daemon = True
-    timer.start()
-    try:
-        gw.transport.consume(queues, handle, stop)
-    finally:
-        timer.cancel()
-    return handled
+@consumer("disputes-escalation-queues", queues=escalation_queues)
+def consume_escalations(gw: Gateway, batch: Sequence[Delivery]) -> Sequence[Disposition]:
+    """Record notices from the hosted authorities' escalation queues."""
+    return escalations.handle_batch(gw, batch)

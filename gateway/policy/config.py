@@ -72,5 +72,11 @@ def load_policy(path: Path) -> PolicySettings:
 
 
 def policy_of(settings: Settings) -> PolicySettings:
-    """The policy settings next to ``settings``' configuration."""
-    return load_policy(settings.config_dir / FILE_NAME)
+    """The policy settings next to ``settings``' configuration (read once per file)."""
+    return _policy_at(settings.config_dir / FILE_NAME)
+
+
+@functools.lru_cache(maxsize=32)
+def _policy_at(path: Path) -> PolicySettings:
+    # Settings are read once, not per message: this is on the receiving hot path.
+    return load_policy(path)

@@ -10,6 +10,7 @@ contact, never the assessment.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -40,6 +41,16 @@ Index("ix_existence_hash", existence_index.c.authority, existence_index.c.keyed_
 
 def read_key(path: Path) -> bytes:
     """The regional key; refuses a missing, short or world-readable file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        info = None
+    # Re-read only when the file changed: this runs for every received assessment.
+    return _read_key(path, info.st_mtime_ns if info else None, info.st_mode if info else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_key(path: Path, _mtime_ns: int | None, _mode: int | None) -> bytes:
     try:
         data = path.read_bytes().strip()
     except FileNotFoundError:

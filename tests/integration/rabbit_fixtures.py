@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
+from broker_admin import create_vhost, delete_vhost
 
 AMQP_HOST = "127.0.0.1:5672"
 RABBITMQCTL = shutil.which("rabbitmqctl")
@@ -44,12 +45,11 @@ def rabbitmqctl(*args: str, timeout_s: float = 60) -> str:
 def temporary_vhost(prefix: str = "cafgw-test") -> Iterator[Vhost]:
     """A fresh vhost that guest may use fully; deleted on exit."""
     name = f"{prefix}-{uuid.uuid4().hex[:12]}"
-    rabbitmqctl("add_vhost", name)
+    create_vhost(name)
     try:
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
         yield Vhost(name, f"amqp://guest:guest@{AMQP_HOST}/{quote(name, safe='')}")
     finally:
-        rabbitmqctl("delete_vhost", name)
+        delete_vhost(name)
 
 
 def close_connections(vhost: str, why: str = "cafgw test: simulated connection loss") -> None:

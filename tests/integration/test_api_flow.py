@@ -109,3 +109,16 @@ def test_a_canonical_envelope_with_a_forged_sender_is_refused_with_the_rule(
         )
         assert response.status_code == 422
         assert response.json()["rule"] == "submit.sender"
+
+
+def test_a_key_issued_by_another_process_works_without_a_restart(
+    tmp_path: Path, vhost: str
+) -> None:
+    settings = make_settings(tmp_path, ("336",), f"sqlite:///{tmp_path / 'l.db'}", vhost)
+    served = ApiKeys(settings.api_keys_file)
+    with running(settings) as gw:
+        client = TestClient(create_app(gw, served))
+        # As `cafgw api-keys issue` would, from its own process: a separate store.
+        later = ApiKeys(settings.api_keys_file).issue("336")
+        assert client.get("/v1/inbox", headers=_auth(later)).status_code == 200
+        assert client.get("/v1/inbox", headers=_auth(later + "x")).status_code == 401

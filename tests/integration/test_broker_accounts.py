@@ -4,7 +4,6 @@ only with routing keys naming itself as sender and reads only its own queues."""
 from __future__ import annotations
 
 import stat
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from urllib.parse import unquote, urlparse
 import pika
 import pika.exceptions
 import pytest
+from broker_admin import create_vhost, delete_vhost
 
 from gateway.errors import ConfigError
 from gateway.settings import BrokerSettings
@@ -33,18 +33,11 @@ CODES = ("332", "336")
 def broker_vhost() -> Iterator[str]:
     """One vhost for the module: rabbitmqctl is slow, so accounts are made once."""
     name = f"cafgw-test-acc-{uuid.uuid4().hex[:12]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
+    create_vhost(name)
     try:
         yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
     finally:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "delete_vhost", name], check=False, capture_output=True
-        )
+        delete_vhost(name)
 
 
 @pytest.fixture(scope="module")

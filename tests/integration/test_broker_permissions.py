@@ -6,7 +6,6 @@ vhost, with user names unique to the test (RabbitMQ users are not per vhost).
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pika
 import pytest
+from broker_admin import create_vhost, delete_vhost
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError, ChannelClosedByBroker
 
@@ -47,12 +47,7 @@ def accounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Bro
     """
     tmp_path = tmp_path_factory.mktemp("accounts")
     name = f"cafgw-test-{uuid.uuid4().hex[:12]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
+    create_vhost(name)
     prefix = f"t{uuid.uuid4().hex[:8]}-"
     try:
         url = f"amqp://guest:guest@127.0.0.1:5672/{name}"
@@ -63,9 +58,7 @@ def accounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Bro
         yield setup_accounts(name, ["332", "336"], tmp_path / "secrets", user_prefix=prefix)
     finally:
         remove_accounts(["332", "336"], user_prefix=prefix)
-        subprocess.run(
-            ["rabbitmqctl", "-q", "delete_vhost", name], check=False, capture_output=True
-        )
+        delete_vhost(name)
 
 
 def _channel(creds: BrokerCredentials) -> tuple[pika.BlockingConnection, BlockingChannel]:
