@@ -11,6 +11,7 @@ direction, type, status), ``delivery_latency_seconds`` (accepted to signed
 receipt), ``retries_total``, ``dead_letters_total``, ``receipts_overdue``,
 ``messages_stuck``, ``queue_messages``, ``broker_up``, ``ledger_up``,
 ``disputes_open``, ``disputes_overdue``, ``certificate_expiry_seconds``,
+``pinned_certificate_expiry_seconds``,
 ``disk_free_bytes``, ``disk_free_ratio``.
 """
 
@@ -37,7 +38,7 @@ from gateway.errors import CafgwError
 from gateway.ledger import stats
 from gateway.ledger.status import Direction, Status
 from gateway.ops.broker import BrokerProbe
-from gateway.ops.certificates import hosted_certificates
+from gateway.ops.certificates import hosted_certificates, pinned_certificates
 from gateway.ops.disputes import open_disputes
 from gateway.ops.readiness import data_path, disk_space
 
@@ -205,6 +206,14 @@ class LedgerCollector(Collector):
         for cert in hosted_certificates(self.gw, now):
             expiry.add_metric([cert.authority], (cert.not_after - now).total_seconds())
         yield expiry
+        pinned = GaugeMetricFamily(
+            "cafgw_pinned_certificate_expiry_seconds",
+            "Seconds until the last certificate pinned for a peer authority expires",
+            labels=["authority"],
+        )
+        for cert in pinned_certificates(self.gw, now):
+            pinned.add_metric([cert.authority], (cert.not_after - now).total_seconds())
+        yield pinned
 
 
 class BrokerCollector(Collector):

@@ -21,7 +21,7 @@ from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ops import readiness
 from gateway.ops.broker import BrokerProbe
-from gateway.ops.certificates import hosted_certificates
+from gateway.ops.certificates import hosted_certificates, pinned_certificates
 from gateway.ops.disputes import DisputeLine, open_disputes
 from gateway.ops.redact import redact_text
 from gateway.transport.rabbit import topology_for
@@ -191,6 +191,19 @@ def _panels(
     return panels
 
 
+def _peer_certificate_warnings(gw: Gateway, now: datetime) -> list[HealthLine]:
+    """Peers whose pinned certificates end soon: their messages will be quarantined."""
+    return [
+        HealthLine(
+            f"certificate of {c.authority}",
+            False,
+            f"trust ends in {max(c.days_left, 0):.0f} days; pin its rotated certificate",
+        )
+        for c in pinned_certificates(gw, now)
+        if c.warning and c.authority not in gw.hosted
+    ]
+
+
 def build_view(gw: Gateway, who: Caller, probe: BrokerProbe) -> DashboardView:
     """The dashboard for ``who``: only the authorities it may see."""
     now = gw.clock()
@@ -211,7 +224,8 @@ def build_view(gw: Gateway, who: Caller, probe: BrokerProbe) -> DashboardView:
         generated_at=now,
         refresh_s=REFRESH_S,
         viewer=Viewer(who.role, who.authority),
-        health=[HealthLine(c.name, c.ok, c.detail) for c in ready.checks],
+        health=[HealthLine(c.name, c.ok, c.detail) for c in ready.checks]
+        + _peer_certificate_warnings(gw, now),
         authorities=_panels(gw, codes, now, probe),
         attention=attention,
         awaiting_receipt=sorted(awaiting, key=lambda m: (not m.overdue, m.deadline or now)),

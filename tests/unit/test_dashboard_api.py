@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from ops_helpers import FakeProbe, make_gateway, put
+from ops_helpers import Clock, FakeProbe, make_gateway, put
 
 from gateway.api.app import create_app
-from gateway.api.auth import ApiKeys
+from gateway.api.auth import ApiKeys, Caller
 from gateway.api.routes.ops import OpsState
 from gateway.context import Gateway
+from gateway.dashboard.view import build_view
+from gateway.envelope.keys import ensure_identity
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 
@@ -156,3 +158,13 @@ def test_a_rejected_records_values_are_hidden_but_its_fields_named(board: Board)
     assert "31/04/2014" not in line["reason"] and "(Q)" not in line["reason"]
     assert "export.csv:5:DOB: no such day (value hidden)" in line["reason"]
     assert "GENDER" in line["reason"]
+
+
+def test_a_peer_certificate_near_its_end_is_shown_as_a_health_warning(tmp_path: Path) -> None:
+    clock = Clock()
+    ensure_identity("333", "Sandwell", tmp_path / "keys", now=clock(), valid_days=20)
+    gw = make_gateway(tmp_path, clock=clock)
+    view = build_view(gw, Caller(None, "admin"), FakeProbe())
+    (line,) = [h for h in view.health if h.name == "certificate of 333"]
+    assert not line.ok and "trust ends in 20 days" in line.detail
+    assert not [h for h in view.health if h.name == "certificate of 332"]  # hosted: own panel

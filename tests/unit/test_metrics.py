@@ -11,6 +11,7 @@ from ops_helpers import Clock, FakeProbe, make_gateway, put
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import metrics
+from gateway.envelope.keys import ensure_identity
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger, make_engine
 
@@ -153,3 +154,22 @@ def test_certificate_expiry_days_count_down_with_the_clock(tmp_path: Path) -> No
     after = scrape(gw)[("cafgw_certificate_expiry_seconds", labels(authority="336"))]
     assert before - after == pytest.approx(10 * 86400)
     assert 800 * 86400 < before <= 825 * 86400
+
+
+def test_trust_in_every_peer_certificate_is_reported_with_its_expiry(tmp_path: Path) -> None:
+    clock = Clock()
+    # A peer (Sandwell) whose certificate this gateway pins but does not host.
+    ensure_identity("333", "Sandwell", tmp_path / "keys", now=clock())
+    gw = make_gateway(tmp_path, clock=clock)
+    got = scrape(gw)
+    pinned = {
+        dict(key[1])["authority"]: value
+        for key, value in got.items()
+        if key[0] == "cafgw_pinned_certificate_expiry_seconds"
+    }
+    assert set(pinned) == set(gw.verifier.trust.codes())
+    assert "333" in pinned and "333" not in gw.hosted
+    clock.advance(800 * 86400)
+    later = scrape(gw)[("cafgw_pinned_certificate_expiry_seconds", labels(authority="332"))]
+    assert later == pytest.approx(pinned["332"] - 800 * 86400)
+    assert later < 30 * 86400  # inside the warning window the alert rule watches
