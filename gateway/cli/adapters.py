@@ -7,7 +7,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from gateway.cli.common import ConfigOption, console, err_console, friendly, settings_from
+from gateway.cli.common import (
+    ConfigOption,
+    console,
+    err_console,
+    friendly,
+    print_json,
+    settings_from,
+)
 from gateway.context import load_adapters
 from gateway.errors import MappingError
 from gateway.services import adapter_admin
@@ -17,10 +24,21 @@ adapters_app = typer.Typer(help="Adapters: list them, validate a mapping file.")
 
 @adapters_app.command("list")
 @friendly
-def list_adapters(config: Path | None = ConfigOption) -> None:
+def list_adapters(
+    as_json: bool = typer.Option(False, "--json", help="JSON for scripts"),
+    config: Path | None = ConfigOption,
+) -> None:
     """Every adapter with a mapping in the adapters directory, with its version."""
     settings = settings_from(config)
     infos = adapter_admin.describe(load_adapters(settings))
+    if as_json:
+        print_json(
+            [
+                {"name": a.name, "version": a.version, "authority": a.authority, "kind": a.kind}
+                for a in infos
+            ]
+        )
+        return
     table = Table(title=f"{len(infos)} adapters in {settings.adapters_dir}")
     for column in ("name", "version", "authority", "kind"):
         table.add_column(column)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from gateway.api.auth import ApiKeys
-from gateway.cli.common import ConfigOption, console, friendly, settings_from
+from gateway.cli.common import ConfigOption, console, friendly, print_json, settings_from
 from gateway.envelope.keys import activate_rotation, generate_identity, stage_rotation
 from gateway.envelope.trust import TrustStore
 from gateway.errors import ConfigError
@@ -93,6 +93,7 @@ def rotate(
 @friendly
 def expiry(
     days: int | None = typer.Option(None, "--days", help="warn this many days ahead"),
+    as_json: bool = typer.Option(False, "--json", help="JSON for scripts"),
     config: Path | None = ConfigOption,
 ) -> None:
     """List trusted certificates that expire or retire soon (exit 1 if any)."""
@@ -101,6 +102,23 @@ def expiry(
         settings.directory, settings.keys_dir, regional_ca=settings.trust.regional_ca
     )
     warnings = store.expiring(datetime.now(UTC), days or settings.trust.expiry_warning_days)
+    if as_json:
+        print_json(
+            [
+                {
+                    "authority": w.authority,
+                    "ends_at": w.ends_at.isoformat(),
+                    "days_left": w.days_left,
+                    "retiring": w.retiring,
+                    "subject": w.subject,
+                    "fingerprint_sha256": w.fingerprint_hex,
+                }
+                for w in warnings
+            ]
+        )
+        if warnings:
+            raise typer.Exit(1)
+        return
     for w in warnings:
         what = "retires" if w.retiring else "expires"
         console.print(
