@@ -67,8 +67,13 @@ def serve(running: Running, api_keys: ApiKeys, ready: threading.Event | None = N
     """Serve the HTTP API until interrupted (blocking)."""
     settings = running.gw.settings
     app = create_app(running.gw, api_keys)
+    # log_config=None: uvicorn's records go through our JSON logging, not its own.
     config = uvicorn.Config(
-        app, host=settings.api.host, port=settings.api.port, log_level="warning"
+        app,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level="warning",
+        log_config=None,
     )
     server = uvicorn.Server(config)
     if ready is not None:

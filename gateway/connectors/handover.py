@@ -91,7 +91,13 @@ def _hand_over(gw: Gateway, code: str, connector: Connector, items: list[LocalMe
                     attempts=item.attempts + 1,
                     next_attempt_at=None,
                 )
-                log.warning("local system of %s refused %s: %s", code, item.message_id, reason)
+                log.warning(
+                    "local system of %s refused %s: %s",
+                    code,
+                    item.message_id,
+                    reason,
+                    extra={"message_id": item.message_id, "authority": code},
+                )
                 continue
             moved = state.move(
                 ledger,

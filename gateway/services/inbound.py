@@ -239,6 +239,7 @@ def handle_batch(gw: Gateway, authority: str, deliveries: Sequence[Delivery]) ->
                 deliveries[0].message_id,
                 authority,
                 type(exc).__name__,
+                extra={"message_id": deliveries[0].message_id, "authority": authority},
             )
             return [Disposition(Verdict.RETRY, f"processing failed: {type(exc).__name__}")]
         log.warning(
@@ -263,7 +264,11 @@ def _handle_batch(gw: Gateway, authority: str, deliveries: Sequence[Delivery]) -
             for item in checked:
                 if isinstance(item, _Bad):
                     log.warning(
-                        "quarantined %s from %s: %s", item.message_id, item.sender, item.reason
+                        "quarantined %s from %s: %s",
+                        item.message_id,
+                        item.sender,
+                        item.reason,
+                        extra={"message_id": item.message_id, "authority": authority},
                     )
                     new.append(_quarantine(authority, item))
                     continue
