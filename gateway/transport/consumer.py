@@ -58,7 +58,9 @@ class Batching:
     prefetch: int = 200
     batch_max: int = 100
     idle_s: float = 0.02
-    max_wait_s: float = 0.25
+    # Short: at a steady trickle a batch would otherwise wait this long to fill,
+    # and every hop of a message and its receipt pays it.
+    max_wait_s: float = 0.05
 
 
 class BatchConsumer:
