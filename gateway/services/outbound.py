@@ -54,6 +54,7 @@ from gateway.policy.issues_log import issues_log as issues_table
 from gateway.policy.issues_log import store as store_issue
 from gateway.policy.notifications import RULE_FAMILY
 from gateway.policy.plan import RULE_PLAN_CHANGE, plan_change_refusal
+from gateway.services import held
 from gateway.services.signing import correlation_id, digest, new_envelope, signed_message
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ def _converted(gw: Gateway, conn: Connection, authority: str, result: Converted)
         current = consent_register.effective(consent_register.entries(conn, authority, key))
         registered = consent_register.Registered(current, current, added=False)
     consent = registered.after
+    if registered.added and not registered.newly_withdrawn:
+        held.release_held(gw, conn, authority, key, consent)
     newly = registered.newly_withdrawn if registered.added else frozenset()
     withdrawal_to: tuple[str, ...] = ()
     if newly:
@@ -712,6 +715,8 @@ def _check_policy(gw: Gateway, conn: Connection, authority: str, env: Envelope) 
         )
         if registered.added and registered.newly_withdrawn:
             extra = _withdrawal_notices(gw, conn, authority, env, key, registered.after)
+        elif registered.added:
+            held.release_held(gw, conn, authority, key, registered.after)
     if (
         isinstance(body, Notification)
         and body.audience == Audience.FAMILY

@@ -294,3 +294,44 @@ def test_a_refusal_without_a_consent_date_is_still_recorded_in_the_register(
     assert [e.action for e in view.history] == [ConsentAction.REFUSED]
     gillick = views.consent_of(gw, "332", "DUD-2026-00418")  # row 2, by case reference
     assert gillick.given and gillick.decided_by_child
+
+
+def test_a_held_transfer_is_released_with_its_id_when_new_consent_covers_it(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    submit(gw, "336", "wolverhampton-json", _bytes(_episodes("EHM-77245")), "withdrawn.json")
+    pump(gw)
+    (held,) = [
+        r
+        for r in gw.ledger.find(authority="336", direction=Direction.OUTBOUND, limit=100)
+        if r.case_ref == "EHM-77245" and r.status == Status.HELD_LOCAL and r.recipient == "332"
+    ]
+    # The father gives consent again, naming Dudley, after the move.
+    renewed = _episodes("EHM-77245")
+    consent = renewed["episodes"][0]["consent"]
+    consent["recordedAt"] = "2026-10-01T10:00:00+01:00"
+    consent["withdrawn"] = []
+    renewed["episodes"][0]["events"] = [
+        e for e in renewed["episodes"][0]["events"] if e["type"] != "CONSENT_WITHDRAWN"
+    ]
+    submit(gw, "336", "wolverhampton-json", _bytes(renewed), "renewed.json")
+    pump(gw)
+    (released,) = gw.ledger.find(message_id=held.message_id, authority="336")
+    assert [h.status for h in released.history] == [
+        Status.ACCEPTED,
+        Status.HELD_LOCAL,
+        Status.SIGNED,
+        Status.SENT,
+        Status.DELIVERED,
+    ]
+    assert released.legal_basis == "CONSENT"
+    assert "released: consent now covers 332" in (released.history[2].reason or "")
+    (arrived,) = [
+        r
+        for r in gw.ledger.find(message_id=held.message_id, direction=Direction.INBOUND)
+        if r.authority == "332"
+    ]
+    envelope = envelope_of(gw, arrived)
+    assert envelope is not None
+    assert envelope.header.consent_ref == "336/EHM-77245/consent/2026-10-01T09:00:00+00:00"
