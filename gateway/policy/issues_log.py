@@ -34,6 +34,7 @@ from gateway.ledger.tables import metadata
 from gateway.model import Child, IssueKind, IssueLogEntry
 
 RULE_PERSONAL_DATA = "issues-log.personal-data"
+RULE_REPORTER = "issues-log.reporter"
 _NAMESPACE = uuid.UUID("2b7d1c0e-8a4f-4f35-9d0c-51b7e3c6a901")
 
 issues_log = Table(

@@ -34,6 +34,7 @@ from gateway.model import (
     Audience,
     ConsentChange,
     Envelope,
+    IssueLogEntry,
     LegalBasis,
     MessageType,
     Notification,
@@ -50,6 +51,7 @@ from gateway.policy.governing import (
     plan_digest,
     residence_la,
 )
+from gateway.policy.issues_log import RULE_REPORTER as RULE_ISSUE_REPORTER
 from gateway.policy.issues_log import issues_log as issues_table
 from gateway.policy.issues_log import store as store_issue
 from gateway.policy.notifications import RULE_FAMILY
@@ -604,7 +606,8 @@ def accept_envelope(gw: Gateway, authority: str, env: Envelope) -> RecordOutcome
                     )
                 )
             for m in extra:
-                events.append(_disclosure(m))
+                if m.legal_basis != LegalBasis.NO_PERSONAL_DATA.value:
+                    events.append(_disclosure(m))
             gw.ledger.record([message, *extra], conn)
             audit.append(gw.ledger, events, conn)
             if isinstance(env.body, Assessment) and personal:
@@ -691,6 +694,38 @@ def _check_submission(gw: Gateway, authority: str, env: Envelope) -> None:
         )
 
 
+def _issue_log_copies(
+    gw: Gateway, conn: Connection, authority: str, env: Envelope
+) -> list[NewMessage]:
+    """A submitted issues-log entry (a service gap or a cross-border risk) is kept in
+    the authority's own copy of the regional log and sent to every other authority,
+    as the regional log is maintained by all the region's coordinators."""
+    body = env.body
+    assert isinstance(body, IssueLogEntry)
+    if body.reported_by_la != authority:
+        raise PolicyRefusal(
+            RULE_ISSUE_REPORTER,
+            f"entry {body.entry_id} says it was reported by {body.reported_by_la}, "
+            f"but {authority} is submitting it",
+        )
+    store_issue(conn, authority, body, gw.clock(), None, env.header.message_id)
+    copies = []
+    for code in sorted(gw.settings.directory.authorities):
+        if code in (authority, env.header.recipient):
+            continue
+        copy = new_envelope(
+            gw.clock,
+            sender=authority,
+            recipient=code,
+            body=body,
+            correlation=env.header.correlation_id,
+            legal_basis=LegalBasis.NO_PERSONAL_DATA,
+            purpose=Purpose.COORDINATION,
+        )
+        copies.append(signed_message(gw, copy))
+    return copies
+
+
 def _check_policy(gw: Gateway, conn: Connection, authority: str, env: Envelope) -> list[NewMessage]:
     """The consent, plan, family and routing rules for an addressed envelope.
 
@@ -702,6 +737,8 @@ def _check_policy(gw: Gateway, conn: Connection, authority: str, env: Envelope) 
     extra: list[NewMessage] = []
     child = getattr(body, "child", None)
     key = child_key(child) if child is not None else (thread.child_key if thread else None)
+    if isinstance(body, IssueLogEntry):
+        extra = _issue_log_copies(gw, conn, authority, env)
     if isinstance(body, ConsentChange) and key is not None:
         registered = consent_register.record(
             conn,

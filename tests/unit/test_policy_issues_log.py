@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from adapters.base import Converted
 from gateway.cases import views
 from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
-from gateway.model import Child, IssueKind, IssueLogEntry
+from gateway.ledger.store import utc_now
+from gateway.model import Child, Envelope, IssueKind, IssueLogEntry, LegalBasis, Purpose
 from gateway.policy import issues_log
+from gateway.services import outbound
+from gateway.services.signing import new_envelope
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -103,3 +107,56 @@ def test_a_service_gap_naming_the_child_is_not_logged(tmp_path: Path) -> None:
     assert [r.split(":")[0] for o in refused for r in o.reasons] == ["issues-log.personal-data"]
     pump(gw)
     assert all(views.issues_of(gw, code) == [] for code in ALL)
+
+
+def _risk_envelope(
+    reporter: str, recipient: str, description: str, sender: str = "333"
+) -> Envelope:
+    entry = IssueLogEntry(
+        entry_id=f"{reporter}-RISK-2026-001",
+        kind=IssueKind.CROSS_BORDER_RISK,
+        reported_by_la=reporter,
+        concerns_la="335",
+        description=description,
+        raised_on=date(2026, 10, 20),
+    )
+    return new_envelope(
+        utc_now,
+        sender=sender,
+        recipient=recipient,
+        body=entry,
+        correlation=str(uuid.uuid4()),
+        legal_basis=LegalBasis.NO_PERSONAL_DATA,
+        purpose=Purpose.COORDINATION,
+    )
+
+
+def test_a_submitted_cross_border_risk_reaches_every_authoritys_copy_of_the_log(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    text = "Walsall family hub waiting list exceeds 12 weeks for out-of-area referrals"
+    outbound.accept_envelope(gw, "333", _risk_envelope("333", "334", text))
+    pump(gw)
+    for code in ALL:
+        risks = [
+            i for i in views.issues_of(gw, code) if i.entry.kind == IssueKind.CROSS_BORDER_RISK
+        ]
+        assert [(r.entry.description, r.received_from) for r in risks] == [
+            (text, None if code == "333" else "333")
+        ]
+
+
+def test_a_risk_entry_claiming_another_reporter_or_carrying_personal_data_is_refused(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    with pytest.raises(PolicyRefusal) as forged:
+        outbound.accept_envelope(gw, "333", _risk_envelope("336", "334", "Waiting lists"))
+    assert forged.value.rule == issues_log.RULE_REPORTER
+    with pytest.raises(PolicyRefusal) as personal:
+        outbound.accept_envelope(
+            gw, "333", _risk_envelope("333", "334", "Risk for the child with UPN L333200216031")
+        )
+    assert personal.value.rule == issues_log.RULE_PERSONAL_DATA
+    assert not views.issues_of(gw, "333")
