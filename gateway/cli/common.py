@@ -15,8 +15,10 @@ from rich.console import Console
 from gateway.errors import CafgwError
 from gateway.settings import Settings, load_settings
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped into a file or CI log, rich would assume 80 columns and fold tables
+# and file:row:column error lines; a wider page keeps each on one line.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 P = ParamSpec("P")
 R = TypeVar("R")
