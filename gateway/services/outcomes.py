@@ -1,0 +1,60 @@
+"""What happened to each record of a submission, and the audit entry of a disclosure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.ledger import audit
+from gateway.ledger.records import NewMessage
+from gateway.ledger.status import Status
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What happened to one record of a submission (or to the notices it caused)."""
+
+    record: str
+    case_ref: str | None
+    status: Status
+    message_ids: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+    kind: str = "record"  # "record", or "notices" for the notices a record caused
+
+
+@dataclass
+class SubmitReport:
+    source: str
+    outcomes: list[RecordOutcome] = field(default_factory=list)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for o in self.outcomes if o.status == status and o.kind == "record")
+
+    @property
+    def queued(self) -> int:
+        return self.count(Status.SIGNED)
+
+    @property
+    def held(self) -> int:
+        return self.count(Status.HELD_LOCAL)
+
+    @property
+    def rejected(self) -> int:
+        return self.count(Status.REJECTED)
+
+
+Progress = Callable[[RecordOutcome], None]
+
+
+def disclosure(message: NewMessage, actor: str = "gateway") -> audit.AuditEvent:
+    return audit.AuditEvent(
+        actor=actor,
+        action="DISCLOSURE",
+        authority=message.sender,
+        counterparty=message.recipient,
+        legal_basis=message.legal_basis,
+        message_id=message.message_id,
+        digest=message.digest,
+        detail=f"{message.message_type} {message.case_ref or ''}".strip(),
+    )
