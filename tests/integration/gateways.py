@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.context import Gateway, build
 from gateway.envelope.keys import ensure_identity
+from gateway.model import (
+    Audience,
+    Envelope,
+    Header,
+    LegalBasis,
+    MessageType,
+    Notification,
+    NotificationType,
+)
 from gateway.settings import Settings, load_settings
 from gateway.transport.rabbit import RabbitTransport
 from gateway.worker import Worker
@@ -64,3 +75,23 @@ def wait_for(
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def notification_envelope(sender: str, recipient: str) -> Envelope:
+    """A small, valid envelope with no personal data, for transport-level tests."""
+    header = Header(
+        message_id=str(uuid.uuid4()),
+        correlation_id=str(uuid.uuid4()),
+        message_type=MessageType.NOTIFICATION,
+        sender=sender,
+        recipient=recipient,
+        created_at=datetime.now(UTC).replace(microsecond=0),
+        legal_basis=LegalBasis.NO_PERSONAL_DATA,
+    )
+    body = Notification(
+        type=NotificationType.CROSS_BORDER_CASE_IDENTIFIED,
+        case_ref="DUD-2026-00417",
+        summary="A cross-border case was identified.",
+        audience=Audience.PROFESSIONAL,
+    )
+    return Envelope(header, body)

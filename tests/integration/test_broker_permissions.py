@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pika
@@ -20,19 +19,10 @@ from pika.exceptions import AMQPError, ChannelClosedByBroker
 from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.signing import Signer
 from gateway.ledger.status import Direction, Status
-from gateway.model import (
-    Audience,
-    Envelope,
-    Header,
-    LegalBasis,
-    MessageType,
-    Notification,
-    NotificationType,
-)
 from gateway.transport.accounts import BrokerCredentials, remove_accounts, setup_accounts
 from gateway.transport.base import inbox_queue
 from gateway.transport.rabbit import RabbitTransport
-from tests.integration.gateways import make_settings, running, wait_for
+from tests.integration.gateways import make_settings, notification_envelope, running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -139,25 +129,6 @@ def test_broker_passwords_are_not_shown_by_the_credentials(
     assert accounts["332"].password != accounts["336"].password
 
 
-def _notification(sender: str, recipient: str) -> Envelope:
-    header = Header(
-        message_id=str(uuid.uuid4()),
-        correlation_id=str(uuid.uuid4()),
-        message_type=MessageType.NOTIFICATION,
-        sender=sender,
-        recipient=recipient,
-        created_at=datetime.now(UTC).replace(microsecond=0),
-        legal_basis=LegalBasis.NO_PERSONAL_DATA,
-    )
-    body = Notification(
-        type=NotificationType.CROSS_BORDER_CASE_IDENTIFIED,
-        case_ref="DUD-2026-00417",
-        summary="A cross-border case was identified.",
-        audience=Audience.PROFESSIONAL,
-    )
-    return Envelope(header, body)
-
-
 def test_a_message_put_straight_onto_another_authoritys_queue_is_quarantined(
     tmp_path: Path, vhost: str
 ) -> None:
@@ -165,7 +136,7 @@ def test_a_message_put_straight_onto_another_authoritys_queue_is_quarantined(
     # Dudley signed for Sandwell lands in Wolverhampton's inbox, its routing
     # key naming 336 as recipient. The signed header, not the queue, decides.
     settings = make_settings(tmp_path, ("336",), f"sqlite:///{tmp_path / 'l.db'}", vhost)
-    env = _notification("332", "333")
+    env = notification_envelope("332", "333")
     signer = Signer.from_files(
         settings.keys_dir / "332" / "key.pem", settings.keys_dir / "332" / "cert.pem"
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,38 +9,10 @@ import pytest
 from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.signing import Signer
 from gateway.ledger.status import Direction, Status
-from gateway.model import (
-    Audience,
-    Envelope,
-    Header,
-    LegalBasis,
-    MessageType,
-    Notification,
-    NotificationType,
-)
 from gateway.transport.base import OutgoingMessage, PublishOutcome, routing_key
-from tests.integration.gateways import make_settings, running, wait_for
+from tests.integration.gateways import make_settings, notification_envelope, running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-def _notification(sender: str, recipient: str) -> Envelope:
-    header = Header(
-        message_id=str(uuid.uuid4()),
-        correlation_id=str(uuid.uuid4()),
-        message_type=MessageType.NOTIFICATION,
-        sender=sender,
-        recipient=recipient,
-        created_at=datetime.now(UTC).replace(microsecond=0),
-        legal_basis=LegalBasis.NO_PERSONAL_DATA,
-    )
-    body = Notification(
-        type=NotificationType.CROSS_BORDER_CASE_IDENTIFIED,
-        case_ref="DUD-2026-00417",
-        summary="A cross-border case was identified.",
-        audience=Audience.PROFESSIONAL,
-    )
-    return Envelope(header, body)
 
 
 def _signer(keys_dir: Path, code: str) -> Signer:
@@ -62,7 +32,7 @@ def test_a_bad_message_on_the_broker_is_quarantined_with_its_reason(
     tmp_path: Path, vhost: str, attack: str
 ) -> None:
     settings = make_settings(tmp_path, ("336",), f"sqlite:///{tmp_path / 'l.db'}", vhost)
-    env = _notification("332", "336")
+    env = notification_envelope("332", "336")
     key = routing_key("336", "Notification", "332")
     if attack == "wrong-signer":
         # Signed with Sandwell's key while the header claims Dudley.
