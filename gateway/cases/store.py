@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from gateway.cases.tables import case_log, case_threads, service_agreements
-from gateway.ledger.store import _aware
+from gateway.ledger.store import as_utc
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def get(
     log: tuple[LogEntry, ...] = ()
     if with_log:
         log = tuple(
-            LogEntry(_aware(r.at), r.kind, r.counterparty, r.message_id, r.detail)
+            LogEntry(as_utc(r.at), r.kind, r.counterparty, r.message_id, r.detail)
             for r in conn.execute(
                 select(case_log)
                 .where(
@@ -178,7 +178,7 @@ def logged(conn: Connection, authority: str, kind: str, message_id: str) -> LogE
     ).first()
     if r is None:
         return None
-    return LogEntry(_aware(r.at), r.kind, r.counterparty, r.message_id, r.detail)
+    return LogEntry(as_utc(r.at), r.kind, r.counterparty, r.message_id, r.detail)
 
 
 def notice_keys(conn: Connection, authority: str, correlation_id: str) -> set[str]:

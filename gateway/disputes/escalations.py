@@ -34,7 +34,7 @@ from gateway.disputes.messages import parties
 from gateway.disputes.tables import escalations
 from gateway.envelope.codec import element_to_envelope
 from gateway.errors import CafgwError, LedgerError, PolicyRefusal
-from gateway.ledger.store import _aware
+from gateway.ledger.store import as_utc
 from gateway.model import Dispute, DisputeStage, Envelope, MessageType
 from gateway.transport.base import Delivery, Disposition, Verdict
 from gateway.transport.topology import REGIONAL
@@ -243,9 +243,9 @@ def _view(row: object) -> EscalationView:
         addressee=Addressee(m["addressee_role"], m["addressee_name"], m["addressee_email"]),
         status=EscalationStatus(m["status"]),
         attempts=int(m["attempts"]),
-        received_at=_aware(m["received_at"]),
-        ack_due_at=_aware(m["ack_due_at"]),
-        acked_at=_aware(m["acked_at"]) if m["acked_at"] is not None else None,
+        received_at=as_utc(m["received_at"]),
+        ack_due_at=as_utc(m["ack_due_at"]),
+        acked_at=as_utc(m["acked_at"]) if m["acked_at"] is not None else None,
         acked_by=m["acked_by"],
         content=bytes(m["body"]),
     )

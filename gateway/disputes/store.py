@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from gateway.disputes import ladder
 from gateway.disputes.tables import dispute_events, disputes
 from gateway.errors import PolicyRefusal
-from gateway.ledger.store import _aware
+from gateway.ledger.store import as_utc
 from gateway.model import (
     Dispute,
     DisputeAction,
@@ -108,7 +108,7 @@ def _events(conn: Connection, pk: int) -> tuple[DisputeEvent, ...]:
     ).all()
     return tuple(
         DisputeEvent(
-            at=_aware(r.at),
+            at=as_utc(r.at),
             action=DisputeAction(r.action),
             by=r.by,
             stage=DisputeStage(r.stage),
@@ -131,7 +131,7 @@ def _to_stored(conn: Connection, row: object) -> StoredDispute:
         raised_by=party_from_json(get["raised_by"]),
         against=party_from_json(get["against"]),
         stage=DisputeStage(get["stage"]),
-        deadline=_aware(deadline) if deadline is not None else None,
+        deadline=as_utc(deadline) if deadline is not None else None,
         history=_events(conn, pk),
         outcome=get["outcome"],
         interim_arrangement=get["interim_arrangement"],
@@ -147,9 +147,9 @@ def _to_stored(conn: Connection, row: object) -> StoredDispute:
         correlation_id=get["correlation_id"],
         legal_basis=get["legal_basis"],
         consent_ref=get["consent_ref"],
-        created_at=_aware(get["created_at"]),
-        updated_at=_aware(get["updated_at"]),
-        resolved_at=_aware(resolved_at) if resolved_at is not None else None,
+        created_at=as_utc(get["created_at"]),
+        updated_at=as_utc(get["updated_at"]),
+        resolved_at=as_utc(resolved_at) if resolved_at is not None else None,
     )
 
 

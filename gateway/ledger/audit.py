@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, func, insert, select
 
 from gateway.ledger.status import Direction
-from gateway.ledger.store import Ledger, _aware
+from gateway.ledger.store import Ledger, as_utc
 from gateway.ledger.tables import audit, messages
 
 GENESIS = "0" * 64
@@ -49,7 +49,7 @@ def _entry_hash(seq: int, at: datetime, event: AuditEvent, prev_hash: str) -> st
     content = json.dumps(
         {
             "seq": seq,
-            "at": _aware(at).isoformat(),
+            "at": as_utc(at).isoformat(),
             "actor": event.actor,
             "action": event.action,
             "authority": event.authority,
@@ -111,7 +111,7 @@ def entries(ledger: Ledger, authority: str | None = None, limit: int = 1000) -> 
     return [
         AuditEntry(
             seq=r["seq"],
-            at=_aware(r["at"]),
+            at=as_utc(r["at"]),
             event=AuditEvent(
                 r["actor"],
                 r["action"],

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, select
 
 from gateway.ledger.status import FINAL_STATES, Direction, Status
-from gateway.ledger.store import Ledger, _aware
+from gateway.ledger.store import Ledger, as_utc
 from gateway.ledger.tables import history, messages
 
 
@@ -73,7 +73,7 @@ def transitions_after(
     with ledger.transaction() as conn:
         rows = conn.execute(query).all()
     return [
-        Transition(int(i), a, d, t, s, _aware(at), _aware(created))
+        Transition(int(i), a, d, t, s, as_utc(at), as_utc(created))
         for i, a, d, t, s, at, created in rows
     ]
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
     select,
 )
 
-from gateway.ledger.store import _aware
+from gateway.ledger.store import as_utc
 from gateway.ledger.tables import metadata
 from gateway.model import (
     ConsentAction,
@@ -188,7 +188,7 @@ def _entry(row: object) -> RegisterEntry:
         message_id=r["message_id"],
         action=ConsentAction(r["action"]),
         consent=consent,
-        entered_at=_aware(r["entered_at"]),
+        entered_at=as_utc(r["entered_at"]),
     )
 
 

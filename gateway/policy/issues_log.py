@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from gateway.errors import PolicyRefusal
-from gateway.ledger.store import _aware
+from gateway.ledger.store import as_utc
 from gateway.ledger.tables import metadata
 from gateway.model import Child, IssueKind, IssueLogEntry
 
@@ -160,7 +160,7 @@ def listing(conn: Connection, authority: str, limit: int = 500) -> list[LoggedIs
                 else date.fromisoformat(r.raised_on),
             ),
             r.received_from,
-            _aware(r.logged_at),
+            as_utc(r.logged_at),
         )
         for r in rows
     ]

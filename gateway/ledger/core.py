@@ -1,0 +1,311 @@
+"""The ledger's core: engine, transactions, recording messages and moving their status.
+
+SQLite in a file by default, PostgreSQL by URL, through the same SQLAlchemy
+Core code. Every write that changes a status also appends to the history,
+in the same transaction. SQLAlchemy errors are converted to LedgerError
+here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from gateway.errors import LedgerError
+from gateway.ledger.records import (
+    HistoryEntry,
+    MessageRecord,
+    NewMessage,
+)
+from gateway.ledger.status import Direction, Status
+from gateway.ledger.tables import history, messages, metadata
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (SQLite hands back naive ones)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings the ledger relies on (WAL and a busy timeout on SQLite)."""
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                # FULL: a committed transaction survives a power cut, not just a crash.
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            return engine
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise LedgerError(f"cannot open the ledger at {url}: {exc}") from exc
+
+
+class LedgerCore:
+    """Message records and their history: what every ledger query builds on."""
+
+    def __init__(self, engine: Engine, clock: Clock = utc_now) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    @classmethod
+    def open(cls, url: str, clock: Clock = utc_now) -> Self:
+        ledger = cls(make_engine(url), clock)
+        ledger.create_schema()
+        return ledger
+
+    def create_schema(self) -> None:
+        from gateway import features  # noqa: PLC0415 - features add their tables to the metadata
+
+        features.load()
+        with self.transaction() as conn:
+            metadata.create_all(conn)
+
+    def ping(self) -> None:
+        with self.transaction() as conn:
+            conn.execute(select(1))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError as exc:
+            raise LedgerError(f"ledger constraint violated: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"ledger unavailable: {exc}") from exc
+
+    # --- writing ------------------------------------------------------------
+
+    def record(self, items: Sequence[NewMessage], conn: Connection | None = None) -> list[int]:
+        """Insert messages with their initial status history; returns primary keys (in order).
+
+        One multi-row INSERT ... RETURNING for the messages and one for their
+        history, however many messages: a batch costs two statements, not 2n.
+        """
+        if conn is None:
+            with self.transaction() as c:
+                return self.record(items, c)
+        if not items:
+            return []
+        now = self.clock()
+        rows = []
+        for item in items:
+            if not item.statuses:
+                raise LedgerError(f"message {item.message_id}: recorded without a status")
+            last_status, last_reason = item.statuses[-1]
+            rows.append(
+                {
+                    "message_id": item.message_id[:64],
+                    "direction": item.direction.value,
+                    "authority": item.authority,
+                    "sender": item.sender[:16],
+                    "recipient": item.recipient[:16],
+                    "message_type": item.message_type[:32],
+                    "correlation_id": item.correlation_id[:64],
+                    "case_ref": item.case_ref,
+                    "legal_basis": item.legal_basis[:32],
+                    "purpose": item.purpose,
+                    "status": last_status.value,
+                    "reason": last_reason,
+                    "digest": item.digest,
+                    "body": item.body,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                    "receipt_due": item.receipt_due,
+                    "child_key": item.child_key,
+                    "restricted": False,
+                }
+            )
+        result = conn.execute(
+            insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows
+        )
+        pks = [int(r[0]) for r in result.all()]
+        if len(pks) != len(items):
+            raise LedgerError(f"recorded {len(items)} messages but got {len(pks)} primary keys")
+        conn.execute(
+            insert(history),
+            [
+                {"message_pk": pk, "status": st.value, "at": now, "reason": reason}
+                for pk, item in zip(pks, items, strict=True)
+                for st, reason in item.statuses
+            ],
+        )
+        return pks
+
+    def transition(
+        self,
+        pks: Iterable[int],
+        status: Status,
+        reason: str | None = None,
+        conn: Connection | None = None,
+        **values: Any,
+    ) -> None:
+        """Move messages to ``status`` (and set other columns), appending history."""
+        pk_list = list(pks)
+        if not pk_list:
+            return
+        if conn is None:
+            with self.transaction() as c:
+                self.transition(pk_list, status, reason, c, **values)
+                return
+        now = self.clock()
+        conn.execute(
+            update(messages)
+            .where(messages.c.id.in_(pk_list))
+            .values(status=status.value, reason=reason, updated_at=now, **values)
+        )
+        conn.execute(
+            insert(history),
+            [
+                {"message_pk": pk, "status": status.value, "at": now, "reason": reason}
+                for pk in pk_list
+            ],
+        )
+
+    def transition_from(
+        self,
+        pks: Iterable[int],
+        expected: Iterable[Status],
+        status: Status,
+        reason: str | None = None,
+        conn: Connection | None = None,
+        **values: Any,
+    ) -> list[int]:
+        """Like ``transition``, but only for rows whose status is still one of ``expected``.
+
+        The condition is part of the UPDATE, so a concurrent writer (a receipt
+        marking a row DELIVERED while the sender marks it SENT) cannot be
+        overwritten by a decision taken on a stale read. Returns the rows moved.
+        """
+        pk_list = list(pks)
+        if not pk_list:
+            return []
+        if conn is None:
+            with self.transaction() as c:
+                return self.transition_from(pk_list, expected, status, reason, c, **values)
+        now = self.clock()
+        moved = [
+            int(r[0])
+            for r in conn.execute(
+                update(messages)
+                .where(
+                    messages.c.id.in_(pk_list),
+                    messages.c.status.in_([s.value for s in expected]),
+                )
+                .values(status=status.value, reason=reason, updated_at=now, **values)
+                .returning(messages.c.id)
+            ).all()
+        ]
+        if moved:
+            conn.execute(
+                insert(history),
+                [
+                    {"message_pk": pk, "status": status.value, "at": now, "reason": reason}
+                    for pk in moved
+                ],
+            )
+        return moved
+
+    def note(
+        self, pk: int, status: Status, reason: str | None, conn: Connection | None = None
+    ) -> None:
+        """Append a history entry without changing the current status (e.g. DUPLICATE)."""
+        if conn is None:
+            with self.transaction() as c:
+                self.note(pk, status, reason, c)
+                return
+        conn.execute(
+            insert(history).values(
+                message_pk=pk, status=status.value, at=self.clock(), reason=reason
+            )
+        )
+
+    def set_receipt_due(self, pks: Sequence[int], conn: Connection) -> None:
+        if pks:
+            conn.execute(
+                update(messages).where(messages.c.id.in_(list(pks))).values(receipt_due=True)
+            )
+
+    @staticmethod
+    def _record_select() -> Any:
+        return select(
+            messages.c.id,
+            messages.c.message_id,
+            messages.c.direction,
+            messages.c.authority,
+            messages.c.sender,
+            messages.c.recipient,
+            messages.c.message_type,
+            messages.c.correlation_id,
+            messages.c.case_ref,
+            messages.c.legal_basis,
+            messages.c.purpose,
+            messages.c.status,
+            messages.c.reason,
+            messages.c.digest,
+            messages.c.attempts,
+            messages.c.created_at,
+            messages.c.updated_at,
+            messages.c.next_attempt_at,
+            messages.c.restricted,
+        )
+
+    @staticmethod
+    def _to_record(r: Any) -> MessageRecord:
+        return MessageRecord(
+            pk=r[0],
+            message_id=r[1],
+            direction=Direction(r[2]),
+            authority=r[3],
+            sender=r[4],
+            recipient=r[5],
+            message_type=r[6],
+            correlation_id=r[7],
+            case_ref=r[8],
+            legal_basis=r[9],
+            purpose=r[10],
+            status=Status(r[11]),
+            reason=r[12],
+            digest=r[13],
+            attempts=int(r[14] or 0),
+            created_at=as_utc(r[15]),
+            updated_at=as_utc(r[16]),
+            next_attempt_at=as_utc(r[17]) if r[17] else None,
+            restricted=bool(r[18]),
+        )
+
+
+def _with_history(record: MessageRecord, entries: tuple[HistoryEntry, ...]) -> MessageRecord:
+
+    return replace(record, history=entries)

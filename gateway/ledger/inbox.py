@@ -1,0 +1,172 @@
+"""The receiver's side of the ledger: duplicates, the inbox, acknowledgements and receipts owed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import (
+    Connection,
+    select,
+    update,
+)
+
+from gateway.ledger.core import LedgerCore, as_utc
+from gateway.ledger.records import (
+    InboundSeen,
+    InboxItem,
+    ReceiptDue,
+)
+from gateway.ledger.status import IN_INBOX, Direction, Status
+from gateway.ledger.tables import messages
+
+
+class InboundQueries(LedgerCore):
+    """Queries and moves of inbound messages."""
+
+    # --- inbound ------------------------------------------------------------
+
+    def inbound_rows(
+        self, authority: str, keys: Sequence[tuple[str, str, str | None]], conn: Connection
+    ) -> dict[tuple[str, str, str | None], int]:
+        """Primary keys of inbound rows (any status) by ``(sender, message_id, digest)``."""
+        if not keys:
+            return {}
+        wanted = set(keys)
+        rows = conn.execute(
+            select(
+                messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.id
+            ).where(
+                messages.c.direction == Direction.INBOUND.value,
+                messages.c.authority == authority,
+                messages.c.message_id.in_(list({m for _, m, _ in keys})),
+            )
+        ).all()
+        return {(s, m, d): pk for s, m, d, pk in rows if (s, m, d) in wanted}
+
+    def seen_inbound(
+        self, authority: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], InboundSeen]:
+        """What is already recorded for these ``(sender, message_id)`` pairs (not quarantined)."""
+        found: dict[tuple[str, str], InboundSeen] = {}
+        if not keys:
+            return found
+        ids = list({m for _, m in keys})
+        with self.transaction() as conn:
+            rows = conn.execute(
+                select(
+                    messages.c.sender,
+                    messages.c.message_id,
+                    messages.c.id,
+                    messages.c.digest,
+                    messages.c.status,
+                    messages.c.receipt_message_id,
+                ).where(
+                    messages.c.direction == Direction.INBOUND.value,
+                    messages.c.authority == authority,
+                    messages.c.message_id.in_(ids),
+                    messages.c.status != Status.QUARANTINED.value,
+                )
+            ).all()
+        wanted = set(keys)
+        for sender, message_id, pk, digest, status, receipt_id in rows:
+            if (sender, message_id) in wanted:
+                found[(sender, message_id)] = InboundSeen(pk, digest, Status(status), receipt_id)
+        return found
+
+    def inbox(
+        self, authority: str, limit: int = 100, include_restricted: bool = False
+    ) -> list[InboxItem]:
+        """Messages received for ``authority`` that its local system has not acknowledged."""
+        query = (
+            select(
+                messages.c.id,
+                messages.c.message_id,
+                messages.c.sender,
+                messages.c.recipient,
+                messages.c.message_type,
+                messages.c.correlation_id,
+                messages.c.status,
+                messages.c.created_at,
+                messages.c.body,
+                messages.c.restricted,
+            )
+            .where(
+                messages.c.direction == Direction.INBOUND.value,
+                messages.c.authority == authority,
+                messages.c.status.in_([s.value for s in IN_INBOX]),
+                messages.c.message_type != "Receipt",
+            )
+            .order_by(messages.c.id)
+            .limit(limit)
+        )
+        if not include_restricted:
+            query = query.where(messages.c.restricted.is_(False))
+        with self.transaction() as conn:
+            rows = conn.execute(query).all()
+        return [
+            InboxItem(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                Status(r[6]),
+                as_utc(r[7]),
+                bytes(r[8] or b""),
+                bool(r[9]),
+            )
+            for r in rows
+        ]
+
+    def acknowledge_local(self, authority: str, message_id: str) -> bool:
+        """The local system took the message; False if it is not in the inbox."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                select(messages.c.id).where(
+                    messages.c.direction == Direction.INBOUND.value,
+                    messages.c.authority == authority,
+                    messages.c.message_id == message_id,
+                    messages.c.status.in_([s.value for s in IN_INBOX]),
+                )
+            ).first()
+            if row is None:
+                return False
+            self.transition([row[0]], Status.ACKNOWLEDGED, "local system acknowledged", conn)
+            return True
+
+    def receipts_due(self, limit: int) -> list[ReceiptDue]:
+        with self.transaction() as conn:
+            rows = conn.execute(
+                select(
+                    messages.c.id,
+                    messages.c.authority,
+                    messages.c.sender,
+                    messages.c.message_id,
+                    messages.c.digest,
+                    messages.c.status,
+                    messages.c.reason,
+                )
+                .where(messages.c.receipt_due.is_(True))
+                .order_by(messages.c.id)
+                .limit(limit)
+            ).all()
+        return [ReceiptDue(r[0], r[1], r[2], r[3], r[4] or "", Status(r[5]), r[6]) for r in rows]
+
+    def mark_receipted(self, pks: Sequence[int], receipt_message_id: str, conn: Connection) -> None:
+        conn.execute(
+            update(messages)
+            .where(messages.c.id.in_(list(pks)))
+            .values(receipt_due=False, receipt_message_id=receipt_message_id)
+        )
+
+    def body_of(self, authority: str, direction: Direction, message_id: str) -> bytes | None:
+        with self.transaction() as conn:
+            row = conn.execute(
+                select(messages.c.body).where(
+                    messages.c.authority == authority,
+                    messages.c.direction == direction.value,
+                    messages.c.message_id == message_id,
+                )
+            ).first()
+        return None if row is None or row[0] is None else bytes(row[0])

@@ -1,0 +1,126 @@
+"""The sender's side of the ledger: the outbox, sends, receipt deadlines and receipts applied."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import (
+    select,
+)
+
+from gateway.ledger.core import LedgerCore
+from gateway.ledger.records import (
+    MessageRecord,
+    OutboxItem,
+)
+from gateway.ledger.status import OUTBOX_STATES, Direction, Status
+from gateway.ledger.tables import messages
+
+
+class OutboundQueries(LedgerCore):
+    """Queries and moves of outbound messages."""
+
+    # --- outbound -----------------------------------------------------------
+
+    def outbox(self, limit: int, senders: Sequence[str] | None = None) -> list[OutboxItem]:
+        """Signed outbound messages waiting to be published, oldest first."""
+        query = (
+            select(
+                messages.c.id,
+                messages.c.message_id,
+                messages.c.sender,
+                messages.c.recipient,
+                messages.c.message_type,
+                messages.c.body,
+                messages.c.attempts,
+            )
+            .where(
+                messages.c.direction == Direction.OUTBOUND.value,
+                messages.c.status.in_([s.value for s in OUTBOX_STATES]),
+            )
+            .order_by(messages.c.id)
+            .limit(limit)
+        )
+        if senders is not None:
+            query = query.where(messages.c.authority.in_(list(senders)))
+        with self.transaction() as conn:
+            rows = conn.execute(query).all()
+        return [OutboxItem(r[0], r[1], r[2], r[3], r[4], bytes(r[5] or b""), r[6]) for r in rows]
+
+    def mark_sent(
+        self, pks: Sequence[int], next_attempt_at: datetime | None, reason: str | None = None
+    ) -> None:
+        """Published and confirmed by the broker; now waiting for the receipt.
+
+        Only rows still in the outbox change: the receipt may already have come
+        back (and marked the row DELIVERED) between the broker's confirm and now.
+        """
+        if not pks:
+            return
+        self.transition_from(
+            pks,
+            OUTBOX_STATES,
+            Status.SENT,
+            reason,
+            attempts=messages.c.attempts + 1,
+            next_attempt_at=next_attempt_at,
+        )
+
+    def receipt_overdue(self, now: datetime, limit: int) -> list[MessageRecord]:
+        """Sent messages whose receipt deadline has passed."""
+        query = (
+            self._record_select()
+            .where(
+                messages.c.direction == Direction.OUTBOUND.value,
+                messages.c.status == Status.SENT.value,
+                messages.c.next_attempt_at.is_not(None),
+                messages.c.next_attempt_at <= now,
+            )
+            .order_by(messages.c.next_attempt_at)
+            .limit(limit)
+        )
+        with self.transaction() as conn:
+            return [self._to_record(r) for r in conn.execute(query).all()]
+
+    def mark_delivered(
+        self, authority: str, receipted: Sequence[tuple[str, str, Status, str | None]]
+    ) -> int:
+        """Apply receipt items ``(message_id, digest, status, reason)`` to ``authority``'s sends.
+
+        Only an item whose digest equals the digest we sent counts; returns
+        how many messages changed. ACKNOWLEDGED and UNDELIVERABLE are final;
+        a DELIVERED message may still be reported UNDELIVERABLE later (the
+        recipient's local system never acknowledged it), nothing else moves it.
+        One read and one conditional update per outcome, however many items.
+        """
+        if not receipted:
+            return 0
+        final = {Status.ACKNOWLEDGED, Status.UNDELIVERABLE}
+        changed = 0
+        with self.transaction() as conn:
+            ids = list({m for m, _, _, _ in receipted})
+            rows: dict[tuple[str, str], int] = {}
+            for start in range(0, len(ids), 500):
+                for pk, message_id, digest in conn.execute(
+                    select(messages.c.id, messages.c.message_id, messages.c.digest).where(
+                        messages.c.direction == Direction.OUTBOUND.value,
+                        messages.c.authority == authority,
+                        messages.c.message_id.in_(ids[start : start + 500]),
+                    )
+                ).all():
+                    rows[(message_id, digest)] = int(pk)
+            groups: dict[tuple[Status, str | None], list[int]] = {}
+            for message_id, digest, status, reason in receipted:
+                pk = rows.get((message_id, digest))
+                if pk is not None:
+                    groups.setdefault((status, reason), []).append(pk)
+            for (status, reason), pks in groups.items():
+                untouchable = final | {status}
+                if status != Status.UNDELIVERABLE:
+                    untouchable.add(Status.DELIVERED)
+                expected = [s for s in Status if s not in untouchable]
+                changed += len(
+                    self.transition_from(pks, expected, status, reason, conn, next_attempt_at=None)
+                )
+        return changed
