@@ -24,10 +24,18 @@ from lxml import etree
 from sqlalchemy import Connection
 
 from gateway.context import Gateway
+from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.envelope.encryption import DecryptionKeys, decrypt_envelope, is_encrypted
 from gateway.envelope.signing import Verified
-from gateway.errors import CafgwError, LedgerError, PolicyRefusal, SchemaError, SignatureError
+from gateway.errors import (
+    CafgwError,
+    LedgerError,
+    PolicyRefusal,
+    SchemaError,
+    SignatureError,
+    UnsafeXmlError,
+)
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.model import Envelope, MessageType, Receipt, ReceiptOutcome
@@ -65,21 +73,25 @@ class _Bad:
     signature_ok: bool  # the sender is proven: it may be told with a REJECTED receipt
 
 
-def _unverified_header(raw: bytes) -> tuple[str, str, str]:
-    """Best-effort sender, id and type for recording a message that failed checks."""
+def _unverified_header(gw: Gateway, raw: bytes) -> tuple[str, str, str]:
+    """Best-effort sender, id and type for recording a message that failed checks.
+
+    Parsed with the same hardened parser and limits as everything inbound:
+    a message refused for its DTD or size is recorded with "?" fields.
+    """
+    limits = gw.settings.limits
     try:
-        parser = etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+        root = xmlsafe.parse(
+            raw, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth
         )
-        root = etree.fromstring(raw[:200_000], parser)
-
-        def text(tag: str) -> str:
-            found = root.find(f"{NS}Header/{NS}{tag}")
-            return (found.text or "?").strip()[:64] if found is not None else "?"
-
-        return text("Sender"), text("MessageId"), text("MessageType")
-    except (etree.XMLSyntaxError, ValueError):
+    except UnsafeXmlError:
         return "?", "?", "?"
+
+    def text(tag: str) -> str:
+        found = root.find(f"{NS}Header/{NS}{tag}")
+        return (found.text or "?").strip()[:64] if found is not None else "?"
+
+    return text("Sender"), text("MessageId"), text("MessageType")
 
 
 def _check(gw: Gateway, authority: str, delivery: Delivery) -> _Good | _Bad:
@@ -88,7 +100,7 @@ def _check(gw: Gateway, authority: str, delivery: Delivery) -> _Good | _Bad:
     try:
         verified = gw.verifier.verify(raw)
     except CafgwError as exc:
-        sender, message_id, mtype = _unverified_header(raw)
+        sender, message_id, mtype = _unverified_header(gw, raw)
         return _Bad(f"signature: {exc}", sender, message_id, mtype, body_digest, False)
     sender, message_id = verified.sender, verified.message_id
     found = verified.root.find(f"{NS}Header/{NS}MessageType")
