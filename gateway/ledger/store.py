@@ -12,7 +12,6 @@ from datetime import datetime
 from sqlalchemy import (
     and_,
     func,
-    or_,
     select,
 )
 
@@ -87,23 +86,3 @@ class Ledger(OutboundQueries, InboundQueries):
             query = query.where(messages.c.updated_at >= since)
         with self.transaction() as conn:
             return {(a, d, s): int(n) for a, d, s, n in conn.execute(query).all()}
-
-    def recipients_of_child(self, authority: str, child_key: str) -> set[str]:
-        """Authorities that ``authority`` has already sent data about this child to."""
-        with self.transaction() as conn:
-            rows = conn.execute(
-                select(messages.c.recipient)
-                .where(
-                    messages.c.direction == Direction.OUTBOUND.value,
-                    messages.c.authority == authority,
-                    messages.c.child_key == child_key,
-                    or_(
-                        messages.c.status == Status.SENT.value,
-                        messages.c.status == Status.DELIVERED.value,
-                        messages.c.status == Status.ACKNOWLEDGED.value,
-                        messages.c.status == Status.RETRYING.value,
-                    ),
-                )
-                .distinct()
-            ).all()
-        return {r[0] for r in rows}
