@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -104,7 +103,9 @@ class Worker:
 
     def _resend(self) -> int:
         changed = delivery.resend_overdue(self.gw)
-        time.sleep(0.5)
+        # Receipt deadlines are seconds long: twice a second is plenty, and
+        # waiting on the stop event keeps shutdown prompt.
+        self.stop.wait(0.5)
         return changed
 
     def close(self, timeout_s: float = 10.0) -> None:
