@@ -1,10 +1,10 @@
 """Adapter registry: adapter name -> how to build it from its mapping.
 
-The three built-in adapters have a module each, exposing
-``create(mapping_path, known_authorities)``. Any other
+The three built-in adapters have a package each whose ``adapter`` module
+exposes ``create(mapping_path, known_authorities)``. Any other
 ``config/adapters/<name>.yaml`` with a ``kind:`` key (``csv`` or ``json``)
-is a declarative mapping that ``adapters.generic`` turns into an adapter,
-so an administrator adds an authority with a YAML file and no code.
+is a declarative mapping that ``adapters.generic.adapter`` turns into an
+adapter, so an administrator adds an authority with a YAML file and no code.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from pathlib import Path
 import yaml
 
 from adapters.base import Adapter
-from adapters.generic_mapping import KINDS
+from adapters.generic.mapping import KINDS
 from gateway.errors import MappingError, UnknownAdapterError
 
 MODULES: dict[str, str] = {
-    "dudley-csv": "adapters.dudley_csv",
-    "wolverhampton-json": "adapters.wolverhampton_json",
-    "sandwell-xml": "adapters.sandwell_xml",
+    "dudley-csv": "adapters.dudley.adapter",
+    "wolverhampton-json": "adapters.wolverhampton.adapter",
+    "sandwell-xml": "adapters.sandwell.adapter",
 }
-GENERIC = "adapters.generic"
+GENERIC = "adapters.generic.adapter"
 
 
 def names() -> list[str]:

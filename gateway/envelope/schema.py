@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from lxml import etree
 
-from gateway.envelope.codec_xml import path_of
+from gateway.envelope.codec.xml import path_of
 from gateway.errors import ConfigError, SchemaError
 from gateway.model import NAMESPACE
 

@@ -19,9 +19,10 @@ from typing import BinaryIO
 import yaml
 from lxml import etree
 
-from adapters import generic, registry
+from adapters import registry
 from adapters.base import Adapter, Converted
 from adapters.codelists import MappingFile
+from adapters.generic import adapter as generic
 from gateway.context import AdapterSet, Gateway, load_adapters
 from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.schema import SchemaValidator

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from adapters import sandwell_mapping, wolverhampton_mapping
 from adapters.codelists import FieldCoverage
+from adapters.sandwell import mapping as sandwell_mapping
+from adapters.wolverhampton import mapping as wolverhampton_mapping
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"

@@ -15,7 +15,7 @@ import yaml
 
 from adapters import registry
 from adapters.base import Converted, Rejected, Result
-from adapters.dudley_csv import DudleyCsvAdapter, create
+from adapters.dudley.adapter import DudleyCsvAdapter, create
 from gateway.errors import MalformedInputError, MappingError, RecordError
 from gateway.model import (
     CaseStatus,

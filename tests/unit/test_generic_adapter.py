@@ -14,7 +14,7 @@ import yaml
 
 from adapters import registry
 from adapters.base import Adapter, Converted, Rejected, Result
-from adapters.generic_fields import all_targets
+from adapters.generic.fields import all_targets
 from gateway.errors import MalformedInputError, MappingError, RecordError, UnknownAdapterError
 from gateway.model import (
     CaseStatus,

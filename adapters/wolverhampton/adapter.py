@@ -14,9 +14,9 @@ from typing import BinaryIO
 
 from adapters.base import Adapter, Result
 from adapters.json_stream import iter_export
-from adapters.wolverhampton_mapping import EhmSettings, ExportHeader, load_settings
-from adapters.wolverhampton_reader import convert_episode
-from adapters.wolverhampton_writer import write_export
+from adapters.wolverhampton.mapping import EhmSettings, ExportHeader, load_settings
+from adapters.wolverhampton.reader import convert_episode
+from adapters.wolverhampton.writer import write_export
 from gateway.errors import MalformedInputError
 from gateway.model import Assessment
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from adapters.base import Adapter
 from adapters.codelists import MappingFile, read_mapping_file
-from adapters.generic_csv import GenericCsvAdapter
-from adapters.generic_json import GenericJsonAdapter
-from adapters.generic_mapping import load_generic
+from adapters.generic.csv_adapter import GenericCsvAdapter
+from adapters.generic.json_adapter import GenericJsonAdapter
+from adapters.generic.mapping import load_generic
 from gateway.errors import MappingError
 
 

@@ -1,15 +1,15 @@
 """Codec of the parts of an ``Assessment`` about the plan and the team.
 
 Element assessments, SMART plan actions, lead professional periods and TAC
-meetings; ``codec_assessment`` puts them in place.
+meetings; ``assessment`` puts them in place.
 """
 
 from __future__ import annotations
 
 from lxml import etree
 
-from gateway.envelope.codec_parts import read_practitioner, write_practitioner
-from gateway.envelope.codec_xml import (
+from gateway.envelope.codec.parts import read_practitioner, write_practitioner
+from gateway.envelope.codec.xml import (
     Fields,
     attr,
     fmt_bool,

@@ -16,9 +16,9 @@ from typing import BinaryIO
 from lxml import etree
 
 from adapters.base import Adapter, Result
-from adapters.sandwell_mapping import FwiSettings, load_settings
-from adapters.sandwell_reader import FwiHeader, convert_form
-from adapters.sandwell_writer import write_export
+from adapters.sandwell.mapping import FwiSettings, load_settings
+from adapters.sandwell.reader import FwiHeader, convert_form
+from adapters.sandwell.writer import write_export
 from gateway.errors import MalformedInputError
 from gateway.model import Assessment
 

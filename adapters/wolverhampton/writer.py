@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 from adapters.codelists import CodeList, T
 from adapters.results import Encoder
-from adapters.wolverhampton_mapping import EhmSettings
+from adapters.wolverhampton.mapping import EhmSettings
 from gateway.model import (
     Assessment,
     CaseEvent,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from gateway.envelope.codec_parts import (
+from gateway.envelope.codec.parts import (
     read_carer,
     read_child,
     read_consent,
@@ -14,7 +14,7 @@ from gateway.envelope.codec_parts import (
     write_consent,
     write_practitioner,
 )
-from gateway.envelope.codec_plan import (
+from gateway.envelope.codec.plan import (
     read_action,
     read_element_assessment,
     read_lead_professional,
@@ -23,7 +23,7 @@ from gateway.envelope.codec_plan import (
     write_element_assessment,
     write_tac_meeting,
 )
-from gateway.envelope.codec_xml import (
+from gateway.envelope.codec.xml import (
     Fields,
     fmt_bool,
     fmt_date,

@@ -1,10 +1,8 @@
-"""Canonical model <-> XML of namespace ``urn:caf-exchange:1``.
+"""The ``Envelope``: its header, and which body codec reads or writes the body.
 
-The one place that knows how ``gateway.model`` looks as XML. Encoding builds
-lxml elements directly (hot path); decoding is strict: anything it cannot map
-onto the model raises ``SchemaError`` naming the element path. Decoding does
-not replace schema validation (``gateway.envelope.schema``): it checks
-structure and lexical forms, not every facet of the XSD.
+The public entry points of the codec (re-exported by ``gateway.envelope.codec``).
+A trailing ``ds:Signature`` is ignored when decoding; signing is
+``gateway.envelope.signing``'s business.
 """
 
 from __future__ import annotations
@@ -14,8 +12,8 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.envelope.codec_assessment import read_assessment, write_assessment
-from gateway.envelope.codec_bodies import (
+from gateway.envelope.codec.assessment import read_assessment, write_assessment
+from gateway.envelope.codec.bodies import (
     read_consent_change,
     read_evaluation,
     read_issue_log_entry,
@@ -27,8 +25,8 @@ from gateway.envelope.codec_bodies import (
     write_notification,
     write_receipt,
 )
-from gateway.envelope.codec_dispute import read_dispute, write_dispute
-from gateway.envelope.codec_xml import (
+from gateway.envelope.codec.dispute import read_dispute, write_dispute
+from gateway.envelope.codec.xml import (
     NS,
     Fields,
     parse_instant,
@@ -55,15 +53,6 @@ from gateway.model import (
     Purpose,
     Safeguarding,
 )
-
-__all__ = [
-    "body_from_element",
-    "body_to_element",
-    "element_to_envelope",
-    "envelope_to_bytes",
-    "envelope_to_element",
-    "header_from_element",
-]
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 # Default namespace, no prefix. Typed Any: lxml-stubs wrongly refuse a None key.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from adapters.fwi_dates import parse_fwi
-from adapters.sandwell_mapping import FwiSettings
-from adapters.xmlview import XmlView
+from adapters.sandwell.fwi_dates import parse_fwi
+from adapters.sandwell.mapping import FwiSettings
+from adapters.sandwell.xmlview import XmlView
 from gateway.model import (
     Address,
     Child,

@@ -15,8 +15,8 @@ from typing import Any
 
 from adapters.base import Result
 from adapters.checks import RecordCheck
-from adapters.generic_fields import GROUP_REQUIRED, REQUIRED, Kind
-from adapters.generic_mapping import ISO, FieldRule, GenericMapping
+from adapters.generic.fields import GROUP_REQUIRED, REQUIRED, Kind
+from adapters.generic.mapping import ISO, FieldRule, GenericMapping
 from adapters.results import to_result
 from gateway.identifiers import DateFormatError, date_format_label, parse_date
 from gateway.model import (

@@ -10,9 +10,9 @@ from lxml import etree
 from adapters.base import Result
 from adapters.checks import RecordCheck
 from adapters.results import to_result
-from adapters.sandwell_mapping import FwiSettings
-from adapters.sandwell_parts import read_consent, read_flags, read_subject
-from adapters.xmlview import XmlView
+from adapters.sandwell.mapping import FwiSettings
+from adapters.sandwell.parts import read_consent, read_flags, read_subject
+from adapters.sandwell.xmlview import XmlView
 from gateway.model import (
     Assessment,
     Attendee,

@@ -13,7 +13,7 @@ from datetime import date, datetime, tzinfo
 from lxml import etree
 
 from adapters.checks import RecordCheck
-from adapters.fwi_dates import parse_fwi
+from adapters.sandwell.fwi_dates import parse_fwi
 
 
 class XmlView:

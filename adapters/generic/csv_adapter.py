@@ -1,7 +1,7 @@
 """A CSV export described by a mapping alone (``kind: csv``), both directions.
 
 One row per record; repeated groups are numbered columns (``ACTION_{n}``).
-Rows are streamed with ``csv_source``; the header is checked first, so a
+Rows are streamed with ``adapters.csv_source``; the header is checked first, so a
 missing or unknown column is one ``MalformedInputError`` naming it.
 """
 
@@ -16,9 +16,9 @@ from typing import BinaryIO
 from adapters.base import Result
 from adapters.checks import RecordCheck
 from adapters.csv_source import CsvSource
-from adapters.generic_convert import Cell, RecordBuilder
-from adapters.generic_mapping import GROUP_MARK, FieldRule, GenericMapping
-from adapters.generic_render import LocalValue, Out, Renderer
+from adapters.generic.convert import Cell, RecordBuilder
+from adapters.generic.mapping import GROUP_MARK, FieldRule, GenericMapping
+from adapters.generic.render import LocalValue, Out, Renderer
 from adapters.results import Encoder
 from gateway.errors import FieldProblem, MalformedInputError
 from gateway.model import Assessment

@@ -7,10 +7,10 @@ from datetime import date
 
 from adapters.base import Rejected, Result
 from adapters.checks import RecordCheck
-from adapters.jsonview import JsonView
 from adapters.results import to_result
-from adapters.wolverhampton_mapping import EhmSettings, ExportHeader
-from adapters.wolverhampton_parts import (
+from adapters.wolverhampton.jsonview import JsonView
+from adapters.wolverhampton.mapping import EhmSettings, ExportHeader
+from adapters.wolverhampton.parts import (
     read_child,
     read_consent,
     read_events,

@@ -12,9 +12,9 @@ from datetime import date, datetime
 from lxml import etree
 
 from adapters.codelists import CodeList, T
-from adapters.fwi_dates import format_fwi
 from adapters.results import Encoder
-from adapters.sandwell_mapping import FwiSettings, Summary
+from adapters.sandwell.fwi_dates import format_fwi
+from adapters.sandwell.mapping import FwiSettings, Summary
 from gateway.model import Assessment, Child, ConsentRecord, ConsentScope, Practitioner
 
 

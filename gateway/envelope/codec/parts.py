@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from gateway.envelope.codec_xml import (
+from gateway.envelope.codec.xml import (
     NS,
     Fields,
     attr,

@@ -1,6 +1,6 @@
 """A canonical ``Assessment`` -> local values of a generic mapping (inbound direction).
 
-The inverse of ``generic_convert``: for every mapped field, the value the
+The inverse of ``convert``: for every mapped field, the value the
 local format holds, typed (text, flag, number or list) so that the CSV and
 JSON writers can spell it their own way. Canonical values the mapping has
 no local code for are collected by an ``Encoder``, so that ``write`` fails
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from adapters.generic_fields import Kind
-from adapters.generic_mapping import ISO, FieldRule, GenericMapping
+from adapters.generic.fields import Kind
+from adapters.generic.mapping import ISO, FieldRule, GenericMapping
 from adapters.results import Encoder
 from gateway.model import Assessment, ConsentRecord, Gender, PlanAction
 

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapters.codelists import CodeList, FieldCoverage, MappingFile, load_codelist
-from adapters.generic_fields import (
+from adapters.generic.fields import (
     CODE_LISTS,
     GROUP_REQUIRED,
     REQUIRED,

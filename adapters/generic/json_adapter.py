@@ -1,7 +1,7 @@
 """A JSON export described by a mapping alone (``kind: json``), both directions.
 
 The export is one object whose ``records`` key holds the record array;
-records are streamed one at a time (``json_stream``). Mapped paths are
+records are streamed one at a time (``adapters.json_stream``). Mapped paths are
 dotted, with ``[]`` for a list step (``episodes[].plan[].due``). A value
 at a path the mapping neither maps nor ignores rejects its record, naming
 the path: nothing is dropped silently.
@@ -15,9 +15,9 @@ from typing import Any, BinaryIO
 
 from adapters.base import Rejected, Result
 from adapters.checks import RecordCheck
-from adapters.generic_convert import Cell, RecordBuilder
-from adapters.generic_mapping import GenericMapping
-from adapters.generic_render import Renderer
+from adapters.generic.convert import Cell, RecordBuilder
+from adapters.generic.mapping import GenericMapping
+from adapters.generic.render import Renderer
 from adapters.json_stream import iter_export
 from adapters.results import Encoder
 from gateway.errors import FieldProblem, MalformedInputError

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from adapters.base import Converted, Rejected, Result
 from adapters.checks import RecordCheck
 from adapters.csv_source import CsvRow
-from adapters.dudley_mapping import ActionPart, DudleyMapping, Target
+from adapters.dudley.mapping import ActionPart, DudleyMapping, Target
 from gateway.identifiers import la_code_problem
 from gateway.model import (
     Address,

@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from adapters.dudley_mapping import ActionPart, DudleyMapping, Target
+from adapters.dudley.mapping import ActionPart, DudleyMapping, Target
 from adapters.results import Encoder
 from gateway.errors import FieldProblem
 from gateway.identifiers import format_date

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from lxml import etree
 
-from gateway.envelope.codec_parts import read_child, read_consent, write_child, write_consent
-from gateway.envelope.codec_xml import (
+from gateway.envelope.codec.parts import read_child, read_consent, write_child, write_consent
+from gateway.envelope.codec.xml import (
     Fields,
     attr,
     fmt_date,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from gateway.envelope.codec_xml import (
+from gateway.envelope.codec.xml import (
     Fields,
     fmt_bool,
     items,

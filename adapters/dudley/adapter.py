@@ -3,8 +3,8 @@
 A CSV file, one row per assessment, Windows-1252 and CRLF, ``dd/mm/yyyy``
 dates, ``Y``/``N`` flags, numbered ``ACTION_n`` groups. The mapping and
 code lists are in ``config/adapters/dudley-csv.yaml``; the pieces are
-``csv_source`` (streaming, decoding), ``dudley_mapping`` (the YAML),
-``dudley_rows`` (row -> canonical) and ``dudley_writer`` (canonical -> CSV).
+``adapters.csv_source`` (streaming, decoding), ``mapping`` (the YAML),
+``rows`` (row -> canonical) and ``writer`` (canonical -> CSV).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import BinaryIO
 
 from adapters.base import Result
 from adapters.csv_source import CsvSource
-from adapters.dudley_mapping import ActionPart, DudleyMapping, load_mapping
-from adapters.dudley_rows import RowConverter
-from adapters.dudley_writer import write_csv
+from adapters.dudley.mapping import ActionPart, DudleyMapping, load_mapping
+from adapters.dudley.rows import RowConverter
+from adapters.dudley.writer import write_csv
 from gateway.errors import MalformedInputError
 from gateway.model import Assessment
 

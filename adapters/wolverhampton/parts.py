@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from adapters.checks import RecordCheck
-from adapters.jsonview import JsonView
-from adapters.wolverhampton_mapping import EhmSettings
+from adapters.wolverhampton.jsonview import JsonView
+from adapters.wolverhampton.mapping import EhmSettings
 from gateway.model import (
     Address,
     CaseEvent,

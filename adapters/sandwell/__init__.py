@@ -1,0 +1,1 @@
+"""``sandwell-xml``: Sandwell's FWI form XML export (``adapter`` is the entry point)."""

@@ -1,0 +1,1 @@
+"""``wolverhampton-json``: Wolverhampton's Early Help Module JSON export (entry: ``adapter``)."""
