@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, func, insert, select
 
-from gateway.ledger.status import Direction
+from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger, as_utc
 from gateway.ledger.tables import audit, messages
 
@@ -173,7 +173,12 @@ def verify(ledger: Ledger, expect_head: tuple[int, str] | None = None) -> list[s
 
 
 def _unaudited_disclosures(ledger: Ledger, chain: list[AuditEntry]) -> list[str]:
-    """Outbound messages with personal data whose DISCLOSURE entry is gone."""
+    """Outbound messages with personal data whose DISCLOSURE entry is gone.
+
+    A HELD_LOCAL message never left (it waits for consent, unsent): it has a
+    body and a recipient but disclosed nothing, so it needs no entry. When it
+    is released it becomes SIGNED and gets its DISCLOSURE entry then.
+    """
     audited = {
         (e.event.message_id, e.event.digest) for e in chain if e.event.action == "DISCLOSURE"
     }
@@ -183,6 +188,7 @@ def _unaudited_disclosures(ledger: Ledger, chain: list[AuditEntry]) -> list[str]
             messages.c.legal_basis != "NO_PERSONAL_DATA",
             messages.c.recipient != messages.c.authority,
             messages.c.body.is_not(None),
+            messages.c.status != Status.HELD_LOCAL.value,
         )
     )
     with ledger.transaction() as conn:
