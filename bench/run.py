@@ -13,10 +13,11 @@ Two measurements, side by side on the same broker:
   Latency is from the outbox insert to DELIVERED, both on this process's
   clock, read from the sender's ledger.
 
-Each is run at offered rates of 100, 200 and 500 msgs/s (latency
+Each is run at offered rates of 50, 200 and 500 msgs/s (latency
 percentiles) and flat out for 10,000 messages (throughput); ``BENCH_FULL=1``
-adds a 100,000-message run. Peak RSS is reported per process. Results go
-to ``bench/results/<utc stamp>.json`` and a rich table.
+adds a 100,000-message run. Peak RSS is reported per process, and the CPU
+budget (``bench.cpu``): CPU ms per message by stage on each side, beside
+raw pika's. Results go to ``bench/results/<utc stamp>.json`` and rich tables.
 """
 
 from __future__ import annotations
@@ -48,11 +49,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import cpu  # noqa: E402
 from gateway.context import Gateway, build  # noqa: E402
+from gateway.cpu_budget import BUDGET  # noqa: E402
 from gateway.envelope import xmlsafe  # noqa: E402
 from gateway.envelope.codec import element_to_envelope  # noqa: E402
+from gateway.ledger.core import make_engine  # noqa: E402
 from gateway.ledger.records import NewMessage  # noqa: E402
 from gateway.ledger.status import Direction, Status  # noqa: E402
+from gateway.ledger.store import Ledger  # noqa: E402
 from gateway.ledger.tables import history, messages  # noqa: E402
 from gateway.model import Envelope  # noqa: E402
 from gateway.services.signing import signed_message  # noqa: E402
@@ -66,7 +71,7 @@ from tests.integration.procs import GatewayProcess, free_port, write_config  # n
 RESULTS = ROOT / "bench" / "results"
 EXAMPLE = ROOT / "schemas" / "examples" / "assessment.xml"
 SENDER, RECIPIENT = "332", "336"
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 @dataclass
@@ -83,6 +88,8 @@ class Row:
     per_message_ms: float | None = None  # wall time per message in a flat-out run
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    cpu_ms_per_msg: dict[str, dict[str, float]] = field(default_factory=dict)
+    """CPU budget: side -> stage -> ms per message (``bench.cpu``)."""
 
 
 def percentiles(latencies_s: list[float]) -> tuple[float, float, float]:
@@ -176,9 +183,12 @@ def raw_pika(url: str, payload: bytes, count: int, rate: float | None, label: st
             batch.append(OutgoingMessage(queue, payload, mid, exchange=""))
         publisher.publish(batch, 60)
 
+    broker = cpu.broker_pid()
+    cpu_before, broker_before = time.process_time(), cpu.proc_cpu_s(broker)
     started = time.perf_counter()
     paced(count, rate, send, chunk=500)
     finished.wait(300)
+    cpu_after, broker_after = time.process_time(), cpu.proc_cpu_s(broker)
     elapsed = max(received.values()) - started if received else float("nan")
     publisher.close()
     lat = [received[m] - sent_at[m] for m in received]
@@ -193,6 +203,9 @@ def raw_pika(url: str, payload: bytes, count: int, rate: float | None, label: st
         p99,
         elapsed / max(1, len(received)) * 1000,
         {"bench": self_rss_mb()},
+        cpu_ms_per_msg=cpu.client_budget(
+            cpu_before, cpu_after, broker_before, broker_after, len(received)
+        ),
     )
 
 
@@ -207,6 +220,8 @@ class Rig:
     worker: Worker
     receiver: GatewayProcess
     template: Envelope
+    reader: Ledger
+    """The sender's ledger on an engine of its own: the bench's reads stay out of the budget."""
 
     def sign(self, n: int) -> list[NewMessage]:
         out = []
@@ -224,6 +239,7 @@ class Rig:
         self.sender.transport.close()
         self.worker.consumer_transport.close()
         self.receiver.stop()
+        self.reader.engine.dispose()
 
 
 def open_rig(workdir: Path, url: str) -> Rig:
@@ -240,6 +256,7 @@ def open_rig(workdir: Path, url: str) -> Rig:
             ledger_url=f"sqlite:///{workdir / name / 'ledger.db'}",
             keys_dir=keys,
             port=free_port(),
+            gateway={"cpu_budget": True},
         )
     settings = load_settings(folders["sender"], env={})
     for code in (SENDER, RECIPIENT):
@@ -248,17 +265,20 @@ def open_rig(workdir: Path, url: str) -> Rig:
     receiver.port = load_settings(folders["receiver"], env={}).api.port
     receiver.start()
     sender = build(settings, RabbitTransport.from_settings(settings))
+    BUDGET.enable()
+    BUDGET.watch_engine(sender.ledger.engine)
     worker = Worker(sender, RabbitTransport.from_settings(settings))
     worker.start()
     root = xmlsafe.parse(EXAMPLE.read_bytes(), max_bytes=1_000_000, max_depth=64)
     template = element_to_envelope(root)
     template = Envelope(replace(template.header, sender=SENDER, recipient=RECIPIENT), template.body)
-    return Rig(sender, worker, receiver, template)
+    reader = Ledger(make_engine(settings.database.url), sender.clock)
+    return Rig(sender, worker, receiver, template, reader)
 
 
-def delivered_times(gw: Gateway, since_pk: int) -> dict[int, tuple[datetime, datetime | None]]:
+def delivered_times(ledger: Ledger, since_pk: int) -> dict[int, tuple[datetime, datetime | None]]:
     """For outbound rows after ``since_pk``: (outbox insert, DELIVERED) times."""
-    with gw.ledger.transaction() as conn:
+    with ledger.transaction() as conn:
         created = {
             pk: at
             for pk, at in conn.execute(
@@ -282,7 +302,7 @@ def delivered_times(gw: Gateway, since_pk: int) -> dict[int, tuple[datetime, dat
 
 def cafgw(rig: Rig, count: int, rate: float | None, label: str, timeout_s: float) -> Row:
     gw = rig.sender
-    with gw.ledger.transaction() as conn:
+    with rig.reader.transaction() as conn:
         since = conn.execute(select(messages.c.id).order_by(messages.c.id.desc())).first()
     since_pk = int(since[0]) if since else 0
     sign_s = 0.0
@@ -295,15 +315,19 @@ def cafgw(rig: Rig, count: int, rate: float | None, label: str, timeout_s: float
         with gw.ledger.transaction() as conn:
             gw.ledger.record(made, conn)
 
+    receiver_pid = rig.receiver.proc.pid if rig.receiver.proc else None
+    broker = cpu.broker_pid()
+    before = cpu.snapshot(rig.receiver.port, receiver_pid, broker, ending=False)
     started = time.monotonic()
     paced(count, rate, send, chunk=200)
     deadline = time.monotonic() + timeout_s
     times: dict[int, tuple[datetime, datetime | None]] = {}
     while time.monotonic() < deadline:
-        times = delivered_times(gw, since_pk)
+        times = delivered_times(rig.reader, since_pk)
         if len(times) >= count and all(d is not None for _, d in times.values()):
             break
         time.sleep(0.5)
+    after = cpu.snapshot(rig.receiver.port, receiver_pid, broker, ending=True)
     done = {pk: (c, d) for pk, (c, d) in times.items() if d is not None}
     lat = [(d - c).total_seconds() for c, d in done.values()]
     if done:
@@ -327,6 +351,7 @@ def cafgw(rig: Rig, count: int, rate: float | None, label: str, timeout_s: float
             "receiver": proc_rss_mb(rig.receiver.proc.pid) if rig.receiver.proc else float("nan"),
         },
         f"{len(done)}/{count} delivered; signing {sign_s / max(1, count) * 1000:.2f} ms/msg",
+        cpu.budget(before, after, len(done)),
     )
 
 
@@ -359,6 +384,18 @@ def render(rows: list[Row], adapters: list[dict[str, Any]]) -> None:
             f(r.p99_ms), f(r.per_message_ms), rss, r.note,
         )
     console.print(table)
+    raw_rows = {r.run: r for r in rows if r.system.startswith("raw pika")}
+    for r in rows:
+        if r.system == "cafgw end to end" and r.cpu_ms_per_msg:
+            raw = raw_rows.get(r.run)
+            console.print(
+                cpu.budget_table(
+                    r.run,
+                    r.cpu_ms_per_msg,
+                    raw.cpu_ms_per_msg if raw else None,
+                    (r.msgs_per_s, raw.msgs_per_s if raw else None),
+                )
+            )
     if adapters:
         at = Table(title="adapters (bench.adapters_bench)")
         for key in adapters[0]:
@@ -372,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--count", type=int, default=10_000, help="flat-out run size")
     parser.add_argument("--full", action="store_true", help="also 100,000 (or BENCH_FULL=1)")
-    parser.add_argument("--rates", default="100,200,500")
+    parser.add_argument("--rates", default="50,200,500")
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--skip-raw", action="store_true")
     parser.add_argument("--skip-cafgw", action="store_true")
@@ -410,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                 rig.close()
     finally:
         rabbitmqctl("delete_vhost", vhost)
-    adapters = adapter_rows(args.adapter_records)
+    adapters = adapter_rows(args.adapter_records) if args.adapter_records else []
     render(rows, adapters)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -12,7 +12,8 @@ receipt), ``retries_total``, ``dead_letters_total``, ``receipts_overdue``,
 ``messages_stuck``, ``queue_messages``, ``broker_up``, ``ledger_up``,
 ``disputes_open``, ``disputes_overdue``, ``certificate_expiry_seconds``,
 ``pinned_certificate_expiry_seconds``,
-``disk_free_bytes``, ``disk_free_ratio``.
+``disk_free_bytes``, ``disk_free_ratio``; with ``cpu_budget`` on,
+``stage_cpu_seconds_total`` and ``process_cpu_seconds_total`` (``gateway.cpu_budget``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from gateway.context import Gateway
+from gateway.cpu_budget import BUDGET, CpuBudgetCollector
 from gateway.errors import CafgwError
 from gateway.ledger import stats
 from gateway.ledger.status import Direction, Status
@@ -270,6 +272,7 @@ def build_registry(gw: Gateway, probe: BrokerProbe) -> CollectorRegistry:
     registry.register(LedgerCollector(gw))
     registry.register(BrokerCollector(probe))
     registry.register(DiskCollector(gw))
+    registry.register(CpuBudgetCollector(BUDGET))  # empty unless cpu_budget is on
     return registry
 
 

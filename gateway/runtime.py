@@ -13,6 +13,7 @@ import uvicorn
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway, build
+from gateway.cpu_budget import BUDGET
 from gateway.errors import BrokerUnavailableError
 from gateway.settings import Settings
 from gateway.transport.base import Transport
@@ -43,7 +44,11 @@ def open_transport(settings: Settings) -> Transport:
 
 def open_gateway(settings: Settings, *, create_keys: bool = False) -> Gateway:
     check_broker(settings.broker.url)
-    return build(settings, open_transport(settings), create_keys=create_keys)
+    gw = build(settings, open_transport(settings), create_keys=create_keys)
+    if settings.cpu_budget:
+        BUDGET.enable()
+        BUDGET.watch_engine(gw.ledger.engine)
+    return gw
 
 
 @dataclass

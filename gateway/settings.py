@@ -225,6 +225,8 @@ class Settings(_Frozen):
     trust: TrustSettings = TrustSettings()
     encryption: EncryptionSettings = EncryptionSettings()
     disputes: DisputeSettings = DisputeSettings()
+    cpu_budget: bool = False
+    """Per-stage CPU timers (``gateway.cpu_budget``, on /metrics); ``make bench`` turns them on."""
     directory: Directory
 
     def delivery_for(self, code: str) -> DeliverySettings:

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from lxml import etree
 
+from gateway.cpu_budget import BUDGET
 from gateway.envelope.codec.xml import path_of
 from gateway.errors import ConfigError, SchemaError
 from gateway.model import NAMESPACE
@@ -51,7 +52,9 @@ class SchemaValidator:
     def validate(self, root: etree._Element, message_id: str | None = None) -> None:
         """Raise SchemaError naming each problem (line, path, reason) unless ``root`` is valid."""
         schema = self._schema()
-        if schema.validate(root):
+        with BUDGET.timed("validate"):
+            valid = schema.validate(root)
+        if valid:
             return
         log = cast("Iterable[etree._LogEntry]", schema.error_log)
         problems = [_lxml_problem(root, e.line, e.path, e.message) for e in log]

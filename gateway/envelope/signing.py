@@ -32,6 +32,7 @@ from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidSignatu
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
+from gateway.cpu_budget import BUDGET
 from gateway.envelope import xmlsafe
 from gateway.envelope.keys import parse_private_key
 from gateway.envelope.trust import TrustStore
@@ -97,6 +98,7 @@ class Signer:
         except OSError as exc:
             raise ConfigError(f"{exc.filename}: cannot read ({exc.strerror})") from exc
 
+    @BUDGET.stage("sign")
     def sign(self, root: etree._Element) -> bytes:
         """Return ``root`` serialised (UTF-8) with an enveloped signature as last child."""
         # signxml signs "#<Id>" instead of the whole document when the root
@@ -149,9 +151,11 @@ class Verifier:
         self._clock = clock
         self._namespaces = namespaces
 
+    @BUDGET.stage("verify")
     def verify(self, data: bytes) -> Verified:
         """Verify ``data``; raise ``UnsafeXmlError``, ``TrustError`` or ``SignatureError``."""
-        root = xmlsafe.parse(data, max_bytes=self._max_bytes, max_depth=self._max_depth)
+        with BUDGET.timed("parse"):
+            root = xmlsafe.parse(data, max_bytes=self._max_bytes, max_depth=self._max_depth)
         message_id, sender = self._header(root, "unverified message")
         where = f"message {message_id} from {sender}"
         signature = _check_signature_shape(root, where)

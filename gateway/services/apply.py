@@ -14,6 +14,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection
 
 from gateway.context import Gateway
+from gateway.cpu_budget import BUDGET
 from gateway.model import Envelope, MessageType
 
 # (gateway, receiving authority, envelope, connection of the recording transaction)
@@ -28,5 +29,6 @@ def register(message_type: MessageType, applier: Applier) -> None:
 
 
 def apply(gw: Gateway, authority: str, env: Envelope, conn: Connection) -> None:
-    for applier in APPLIERS.get(env.header.message_type, []):
-        applier(gw, authority, env, conn)
+    with BUDGET.timed("appliers"):
+        for applier in APPLIERS.get(env.header.message_type, []):
+            applier(gw, authority, env, conn)

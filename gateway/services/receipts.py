@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from gateway.context import Gateway
+from gateway.cpu_budget import BUDGET
 from gateway.ledger.records import ReceiptDue
 from gateway.ledger.status import Status
 from gateway.model import LegalBasis, Receipt, ReceiptItem, ReceiptOutcome
@@ -28,6 +29,11 @@ def _item(due: ReceiptDue) -> ReceiptItem:
 
 def send_receipts(gw: Gateway, limit: int = 5000) -> int:
     """Queue one signed receipt per (hosted authority, sender); returns messages covered."""
+    with BUDGET.timed("receipt"):
+        return _send_receipts(gw, limit)
+
+
+def _send_receipts(gw: Gateway, limit: int) -> int:
     due = [d for d in gw.ledger.receipts_due(limit) if d.authority in gw.hosted]
     groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
     for d in due:

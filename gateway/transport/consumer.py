@@ -32,6 +32,7 @@ from typing import Any
 
 import pika.exceptions
 
+from gateway.cpu_budget import BUDGET
 from gateway.errors import BrokerUnavailableError, TransportError
 from gateway.transport import wire
 from gateway.transport.base import BatchHandler, Delivery, Disposition, Verdict
@@ -126,7 +127,8 @@ class BatchConsumer:
         oldest = 0.0
         while not stop.is_set():
             before = len(buffer)
-            conn.process_data_events(time_limit=b.idle_s)
+            with BUDGET.timed("pika"):
+                conn.process_data_events(time_limit=b.idle_s)
             now = time.monotonic()
             if before == 0 and buffer:
                 oldest = now
@@ -167,7 +169,8 @@ class BatchConsumer:
                 unsettled.add(delivery.tag)
         if not unsettled:
             # Every earlier delivery is settled, so this acks exactly the batch.
-            channel.basic_ack(delivery_tag=batch[-1].tag, multiple=True)
+            with BUDGET.timed("pika"):
+                channel.basic_ack(delivery_tag=batch[-1].tag, multiple=True)
             return
         for delivery in batch:
             if delivery.tag in unsettled:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pika.exceptions
 import pika.spec
 
+from gateway.cpu_budget import BUDGET
 from gateway.errors import TransportError
 from gateway.transport import wire
 from gateway.transport.base import OutgoingMessage, PublishOutcome, PublishResult
@@ -78,6 +80,9 @@ class _Link:
         self.inflight: dict[int, tuple[_Batch, int]] = {}  # delivery tag -> (batch, index)
         self.returned: dict[str, str] = {}  # message id -> why it came back
         self.thread = threading.Thread(target=self._run, name="cafgw-publisher", daemon=True)
+        self._cpu_clock: int | None = None
+        self._cpu_charged_s = 0.0
+        self._cpu_lock = threading.Lock()  # several callers may publish at once
 
     # -- caller side ---------------------------------------------------------
     def start(self, timeout_s: float) -> None:
@@ -99,8 +104,23 @@ class _Link:
             return False
         return True
 
+    def charge_cpu(self) -> None:
+        """Charge the IO thread's CPU since the last call to the ``pika`` stage."""
+        if self._cpu_clock is None:
+            return
+        with self._cpu_lock:
+            try:
+                now = time.clock_gettime(self._cpu_clock)
+            except OSError:
+                return  # the IO thread has ended
+            BUDGET.add("pika", now - self._cpu_charged_s)
+            self._cpu_charged_s = now
+
     # -- IO thread -----------------------------------------------------------
     def _run(self) -> None:
+        if BUDGET.enabled:
+            # All this thread does is pika's work: its whole CPU is the pika stage.
+            self._cpu_clock = time.pthread_getcpuclockid(threading.get_ident())
         try:
             self.conn = pika.SelectConnection(
                 self.params,
@@ -242,6 +262,8 @@ class AsyncPublisher:
             link.call(lambda: link.abandon(batch, reason))
             if not batch.done.wait(2.0):
                 batch.fail_rest(reason)  # the IO thread is gone or stuck
+        if BUDGET.enabled:
+            link.charge_cpu()
         return batch.outcomes()
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.cpu_budget import BUDGET
 from gateway.envelope.codec.assessment import read_assessment, write_assessment
 from gateway.envelope.codec.bodies import (
     read_consent_change,
@@ -74,6 +75,7 @@ _READERS: dict[str, Callable[[etree._Element], Body]] = {
 # --- encoding -------------------------------------------------------------------
 
 
+@BUDGET.stage("codec")
 def envelope_to_element(env: Envelope) -> etree._Element:
     """The unsigned ``Envelope`` element of a message."""
     root = etree.Element(NS + "Envelope", nsmap=_NSMAP)
@@ -141,6 +143,7 @@ def _write_header(el: etree._Element, h: Header) -> None:
 # --- decoding -------------------------------------------------------------------
 
 
+@BUDGET.stage("codec")
 def element_to_envelope(root: etree._Element) -> Envelope:
     """The message an ``Envelope`` element carries; a trailing ds:Signature is ignored."""
     header_el, body_el = _envelope_parts(root)
