@@ -62,4 +62,5 @@ def load() -> None:
     # One line per feature; importing registers its tables, appliers and jobs.
     import gateway.connectors.feature  # noqa: PLC0415
     import gateway.disputes.feature  # noqa: PLC0415
-    import gateway.policy.feature  # noqa: F401, PLC0415
+    import gateway.policy.feature  # noqa: PLC0415
+    import gateway.retention.feature  # noqa: F401, PLC0415

@@ -18,6 +18,7 @@ from gateway.cli.policy import (
     existence_app,
     issues_log_command,
 )
+from gateway.cli.retention import children_app, retention_app
 
 app = typer.Typer(
     name="cafgw",
@@ -45,6 +46,8 @@ app.add_typer(cases_app, name="cases")
 app.add_typer(existence_app, name="existence")
 app.add_typer(agreements_app, name="agreements")
 app.command("issues-log")(issues_log_command)
+app.add_typer(retention_app, name="retention")
+app.add_typer(children_app, name="children")
 
 
 def main() -> None:

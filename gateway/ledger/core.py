@@ -62,6 +62,8 @@ def make_engine(url: str) -> Engine:
                 # FULL: a committed transaction survives a power cut, not just a crash.
                 cur.execute("PRAGMA synchronous=FULL")
                 cur.execute("PRAGMA foreign_keys=ON")
+                # Erased personal data must not linger in freed pages (retention, erasure).
+                cur.execute("PRAGMA secure_delete=ON")
                 cur.close()
 
             return engine

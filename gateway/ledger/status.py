@@ -29,6 +29,10 @@ class Status(StrEnum):
     DELIVERED_LOCAL = "DELIVERED_LOCAL"
     QUARANTINED = "QUARANTINED"
     DUPLICATE = "DUPLICATE"
+    # taken out of the inbox before the local system had it (erasure, recall)
+    WITHDRAWN = "WITHDRAWN"
+    # a history note only: the body and personal data were erased, the tombstone stays
+    ERASED = "ERASED"
 
 
 # Outbound rows in these states are waiting for the sender loop to publish them.
@@ -47,5 +51,6 @@ FINAL_STATES = frozenset(
         Status.DEAD_LETTERED,
         Status.QUARANTINED,
         Status.UNDELIVERABLE,
+        Status.WITHDRAWN,
     }
 )

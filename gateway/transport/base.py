@@ -115,4 +115,7 @@ class Transport(Protocol):
     def replay_parked(self, code: str, message_id: str | None = None) -> int:
         """Move parked messages of ``code`` (all, or one id) back to its inbox; how many."""
 
+    def discard_parked(self, code: str, message_ids: Sequence[str]) -> int:
+        """Delete parked messages of ``code`` with these ids (erasure); how many went."""
+
     def close(self) -> None: ...

@@ -165,6 +165,17 @@ class MemoryTransport:
             self._cond.notify_all()
         return len(moving)
 
+    def discard_parked(self, code: str, message_ids: Sequence[str]) -> int:
+        """Delete parked messages of ``code`` with these ids (erasure); how many went."""
+        wanted = set(message_ids)
+        parking = self.topology.lane(self.topology.inbox(code)).parking
+        with self._cond:
+            parked = self._queues[parking]
+            going = [s for s in parked if s.message_id in wanted]
+            for stored in going:
+                parked.remove(stored)
+        return len(going)
+
     def depth(self, queue: str) -> int:
         """How many messages wait in ``queue`` (for tests)."""
         with self._cond:

@@ -74,3 +74,19 @@ def replay(conn: Any, topology: Topology, lane: Lane, message_id: str | None) ->
     _give_back(channel, kept)
     channel.close()
     return len(taken) - len(kept)
+
+
+def discard(conn: Any, lane: Lane, message_ids: frozenset[str]) -> int:
+    """Ack (delete) the parked messages of ``lane`` with these ids; how many went."""
+    channel = conn.channel()
+    depth = int(channel.queue_declare(lane.parking, passive=True).method.message_count)
+    taken = _take(channel, lane.parking, depth)
+    kept: list[Delivery] = []
+    for delivery in taken:
+        if delivery.message_id in message_ids:
+            channel.basic_ack(delivery_tag=delivery.tag)
+        else:
+            kept.append(delivery)
+    _give_back(channel, kept)
+    channel.close()
+    return len(taken) - len(kept)

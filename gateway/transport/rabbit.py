@@ -123,6 +123,14 @@ class RabbitTransport:
             lambda conn: parking.replay(conn, self.topology, lane, message_id),
         )
 
+    def discard_parked(self, code: str, message_ids: Sequence[str]) -> int:
+        """Delete parked messages of ``code`` with these ids (erasure); how many went."""
+        lane = self.topology.lane(self.topology.inbox(code))
+        return self._admin(
+            f"erasing from {lane.parking}",
+            lambda conn: parking.discard(conn, lane, frozenset(message_ids)),
+        )
+
     def close(self) -> None:
         self._publisher.close()
 

@@ -1,0 +1,182 @@
+"""Erasure on request: everything an authority holds about one child, now.
+
+The child is named by a child key, UPN, NHS number or one of the
+authority's case references. Every message about the child, and every
+message on the child's case threads, is erased as a retention purge would
+erase it (tombstones stay); the child's consent decisions lose their
+personal fields; parked dead letters about the child go from the broker.
+The ground is one of UK GDPR Art 17(1)(a)-(e) and the reference is the
+council's own request reference: neither may carry personal data, since
+both are kept and written to the audit log.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import Connection, and_, or_, select
+
+from gateway.cases.tables import case_threads
+from gateway.cases.views import resolve_child
+from gateway.context import Gateway
+from gateway.errors import NotFoundError, PolicyRefusal
+from gateway.ledger.store import as_utc
+from gateway.ledger.tables import messages
+from gateway.policy.disclosures import DISCLOSING, HAS_LEFT
+from gateway.retention import local_copies, purge
+from gateway.retention.local_copies import ParkedCopy
+from gateway.retention.plan import Due
+from gateway.retention.tables import tombstones
+
+RULE_REFERENCE = "erasure.reference"
+REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/._-]{0,63}$")
+
+
+class ErasureGround(StrEnum):
+    """Why the data must go: the grounds of UK GDPR Article 17(1) a council can meet."""
+
+    NO_LONGER_NECESSARY = "NO_LONGER_NECESSARY"
+    CONSENT_WITHDRAWN = "CONSENT_WITHDRAWN"
+    OBJECTION = "OBJECTION"
+    UNLAWFUL = "UNLAWFUL"
+    LEGAL_OBLIGATION = "LEGAL_OBLIGATION"
+
+
+ARTICLE = {
+    ErasureGround.NO_LONGER_NECESSARY: "UK GDPR Art 17(1)(a): no longer necessary",
+    ErasureGround.CONSENT_WITHDRAWN: "UK GDPR Art 17(1)(b): consent withdrawn",
+    ErasureGround.OBJECTION: "UK GDPR Art 17(1)(c): objection under Art 21(1)",
+    ErasureGround.UNLAWFUL: "UK GDPR Art 17(1)(d): unlawfully processed",
+    ErasureGround.LEGAL_OBLIGATION: "UK GDPR Art 17(1)(e): legal obligation to erase",
+}
+
+
+@dataclass(frozen=True)
+class ErasurePlan:
+    """Everything erasing one child at one authority touches."""
+
+    child_key: str
+    due: tuple[Due, ...]
+    threads: tuple[str, ...]
+    parked: tuple[ParkedCopy, ...]
+    # recipient -> ((message id, digest), ...) of the personal data sent to it
+    disclosed_to: dict[str, tuple[tuple[str, str], ...]]
+
+
+def _threads(conn: Connection, authority: str, key: str) -> set[str]:
+    found = {
+        r[0]
+        for r in conn.execute(
+            select(messages.c.correlation_id).where(
+                messages.c.authority == authority, messages.c.child_key == key
+            )
+        ).all()
+    }
+    found.update(
+        r[0]
+        for r in conn.execute(
+            select(case_threads.c.correlation_id).where(
+                case_threads.c.authority == authority, case_threads.c.child_key == key
+            )
+        ).all()
+    )
+    return found
+
+
+def _due(conn: Connection, authority: str, key: str, threads: set[str], rule: str) -> list[Due]:
+    rows = conn.execute(
+        select(messages)
+        .select_from(messages.outerjoin(tombstones, and_(tombstones.c.message_pk == messages.c.id)))
+        .where(
+            messages.c.authority == authority,
+            tombstones.c.id.is_(None),
+            messages.c.message_type != "Receipt",
+            or_(messages.c.child_key == key, messages.c.correlation_id.in_(sorted(threads))),
+        )
+        .order_by(messages.c.id)
+    ).all()
+    out = []
+    for r in rows:
+        m = r._mapping
+        now = as_utc(m["updated_at"])
+        out.append(
+            Due(
+                pk=int(m["id"]),
+                message_id=m["message_id"],
+                direction=m["direction"],
+                status=m["status"],
+                message_type=m["message_type"],
+                correlation_id=m["correlation_id"],
+                sender=m["sender"],
+                recipient=m["recipient"],
+                legal_basis=m["legal_basis"],
+                digest=m["digest"],
+                created_at=as_utc(m["created_at"]),
+                rule=rule,
+                days=0,
+                since="the request",
+                anchor_at=now,
+                due_at=now,
+                scrub_reasons=m["status"] == "REJECTED",
+            )
+        )
+    return out
+
+
+def _disclosed(due: list[Due], authority: str) -> dict[str, tuple[tuple[str, str], ...]]:
+    sent: dict[str, list[tuple[str, str]]] = {}
+    for d in due:
+        if (
+            d.direction == "OUTBOUND"
+            and d.recipient != authority
+            and d.legal_basis in DISCLOSING
+            and d.status in (*HAS_LEFT, "UNDELIVERABLE", "DEAD_LETTERED")
+            and d.digest
+        ):
+            sent.setdefault(d.recipient, []).append((d.message_id, d.digest))
+    return {r: tuple(v) for r, v in sorted(sent.items())}
+
+
+def plan_erasure(gw: Gateway, authority: str, ref: str, reference: str) -> ErasurePlan:
+    """What erasing the child ``ref`` at ``authority`` would erase (nothing changes)."""
+    gw.signer(authority)
+    if not REFERENCE.match(reference):
+        raise PolicyRefusal(
+            RULE_REFERENCE,
+            "the request reference must be the council's own reference (letters, digits, "
+            "/ . _ -; at most 64), never a name: it is kept and audited",
+        )
+    key = resolve_child(gw, authority, ref)
+    with gw.ledger.transaction() as conn:
+        threads = _threads(conn, authority, key)
+        due = _due(conn, authority, key, threads, f"erasure request {reference}")
+    parked = tuple(local_copies.parked_about(gw, authority, key))
+    if not due and not threads and not parked:
+        raise NotFoundError(f"child {ref} not found")
+    return ErasurePlan(key, tuple(due), tuple(sorted(threads)), parked, _disclosed(due, authority))
+
+
+def erase_child(
+    gw: Gateway,
+    authority: str,
+    ref: str,
+    *,
+    ground: ErasureGround,
+    reference: str,
+    actor: str,
+) -> purge.RunReport:
+    """Erase everything ``authority`` holds about the child ``ref``; the report."""
+    todo = plan_erasure(gw, authority, ref, reference)
+    return purge.erase(
+        gw,
+        authority,
+        todo.due,
+        kind="ERASURE",
+        actor=actor,
+        basis=f"{ARTICLE[ground]}; request {reference}",
+        parked=todo.parked,
+        threads=todo.threads,
+        children=(todo.child_key,),
+    )

@@ -1,0 +1,355 @@
+"""Erasing what is due: bodies and personal data go, a tombstone stays, a report says what.
+
+For each message: an inbound one still waiting for its local system is
+withdrawn from the inbox first (a drop file not yet taken is deleted); its
+body, case reference and child key are set to nothing (a rejected input's
+reasons too, they quote the wrong values); its status history gets an
+ERASED note; a tombstone records ids, digest, dates, parties, legal basis
+and the rule. Then every feature erases what it keeps about case threads
+none of whose messages is left and children no message refers to any more
+(``erasers``). One audit entry (counts only) and one run row record it all,
+in the same transaction. Status histories and the audit chain still verify:
+nothing chained is touched, and ``cafgw audit verify`` only asks for a
+DISCLOSURE entry where a body is still held.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from gateway.context import Gateway
+from gateway.ledger import audit
+from gateway.ledger.status import Direction, Status
+from gateway.ledger.tables import history, messages
+from gateway.retention import erasers, local_copies
+from gateway.retention.local_copies import ParkedCopy
+from gateway.retention.plan import Due
+from gateway.retention.tables import retention_runs, tombstones
+
+log = logging.getLogger(__name__)
+
+SCRUBBED = "[erased: the reasons quoted the values refused]"
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one purge or erasure did (or, dry, would do); counts and ids only."""
+
+    run_id: str
+    authority: str
+    kind: str  # RETENTION or ERASURE
+    actor: str
+    basis: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime
+    messages: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+    withdrawn: int = 0
+    local_files: int = 0
+    parked: int = 0
+    state: dict[str, int] = field(default_factory=dict)
+    message_ids: tuple[str, ...] = ()
+    more: bool = False
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "messages": self.messages,
+            "by_rule": self.by_rule,
+            "withdrawn_from_inbox": self.withdrawn,
+            "local_files": self.local_files,
+            "parked_dead_letters": self.parked,
+            **self.state,
+        }
+
+
+def _chunks(items: Sequence[int]) -> list[list[int]]:
+    return [list(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
+
+
+def _withdraw(gw: Gateway, conn: Connection, authority: str, due: Sequence[Due], why: str) -> int:
+    """Inbound messages not yet handed over leave the inbox before they are erased."""
+    inbound = [d for d in due if d.direction == Direction.INBOUND.value]
+    waiting = [d.pk for d in inbound if d.status in (Status.VERIFIED.value, Status.REPLAYED.value)]
+    placed = [
+        d.pk
+        for d in inbound
+        if d.status == Status.DELIVERED_LOCAL.value
+        and local_copies.still_dropped(gw.settings, authority, d.message_id)
+    ]
+    moved = gw.ledger.transition_from(
+        waiting + placed,
+        (Status.VERIFIED, Status.REPLAYED, Status.DELIVERED_LOCAL),
+        Status.WITHDRAWN,
+        f"withdrawn before the local system took it: {why}",
+        conn,
+        next_attempt_at=None,
+    )
+    return len(moved)
+
+
+def _erase_rows(
+    conn: Connection, authority: str, due: Sequence[Due], run_id: str, now: datetime
+) -> tuple[set[str], set[str]]:
+    """Erase the rows; returns the threads and child keys they were about."""
+    threads: set[str] = set()
+    children: set[str] = set()
+    by_pk = {d.pk: d for d in due}
+    for chunk in _chunks(list(by_pk)):
+        for thread, key in conn.execute(
+            select(messages.c.correlation_id, messages.c.child_key).where(messages.c.id.in_(chunk))
+        ).all():
+            threads.add(thread)
+            if key:
+                children.add(key)
+        conn.execute(
+            update(messages)
+            .where(messages.c.id.in_(chunk))
+            .values(body=None, case_ref=None, child_key=None)
+        )
+        scrub = [pk for pk in chunk if by_pk[pk].scrub_reasons]
+        if scrub:
+            conn.execute(update(messages).where(messages.c.id.in_(scrub)).values(reason=SCRUBBED))
+            conn.execute(
+                update(history)
+                .where(history.c.message_pk.in_(scrub), history.c.reason.is_not(None))
+                .values(reason=SCRUBBED)
+            )
+        conn.execute(
+            insert(history),
+            [
+                {
+                    "message_pk": pk,
+                    "status": Status.ERASED.value,
+                    "at": now,
+                    "reason": f"body and personal data erased ({by_pk[pk].rule}); "
+                    f"tombstone kept (run {run_id})",
+                }
+                for pk in chunk
+            ],
+        )
+        conn.execute(
+            insert(tombstones),
+            [
+                {
+                    "message_pk": d.pk,
+                    "authority": authority,
+                    "direction": d.direction,
+                    "message_id": d.message_id,
+                    "correlation_id": d.correlation_id,
+                    "message_type": d.message_type,
+                    "sender": d.sender,
+                    "recipient": d.recipient,
+                    "legal_basis": d.legal_basis,
+                    "status": d.status,
+                    "digest": d.digest,
+                    "created_at": d.created_at,
+                    "erased_at": now,
+                    "rule": d.rule[:120],
+                    "run_id": run_id,
+                }
+                for d in (by_pk[pk] for pk in chunk)
+            ],
+        )
+    return threads, children
+
+
+def _fully_erased(conn: Connection, authority: str, threads: Collection[str]) -> set[str]:
+    """Of ``threads``, those with no message of ``authority`` left un-erased."""
+    wanted = sorted(threads)
+    left: set[str] = set()
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        left.update(
+            r[0]
+            for r in conn.execute(
+                select(messages.c.correlation_id)
+                .select_from(
+                    messages.outerjoin(tombstones, and_(tombstones.c.message_pk == messages.c.id))
+                )
+                .where(
+                    messages.c.authority == authority,
+                    messages.c.correlation_id.in_(chunk),
+                    tombstones.c.id.is_(None),
+                )
+                .distinct()
+            ).all()
+        )
+    return set(wanted) - left
+
+
+def _unreferenced(conn: Connection, authority: str, children: Collection[str]) -> set[str]:
+    """Of ``children``, those no message of ``authority`` refers to any more."""
+    if not children:
+        return set()
+    still = {
+        r[0]
+        for r in conn.execute(
+            select(messages.c.child_key, func.count())
+            .where(messages.c.authority == authority, messages.c.child_key.in_(list(children)))
+            .group_by(messages.c.child_key)
+        ).all()
+    }
+    return set(children) - still
+
+
+def _tombstone_parked(
+    conn: Connection, authority: str, parked: Sequence[ParkedCopy], run_id: str, now: datetime
+) -> None:
+    if parked:
+        conn.execute(
+            insert(tombstones),
+            [
+                {
+                    "message_pk": None,
+                    "authority": authority,
+                    "direction": Direction.INBOUND.value,
+                    "message_id": p.message_id[:64],
+                    "correlation_id": None,
+                    "message_type": p.message_type,
+                    "sender": p.sender,
+                    "recipient": authority,
+                    "legal_basis": "?",
+                    "status": "PARKED",
+                    "digest": p.digest,
+                    "created_at": p.parked_at,
+                    "erased_at": now,
+                    "rule": "dead_letter_days (parked on the broker)",
+                    "run_id": run_id,
+                }
+                for p in parked
+            ],
+        )
+
+
+def erase(
+    gw: Gateway,
+    authority: str,
+    due: Sequence[Due],
+    *,
+    kind: str,
+    actor: str,
+    basis: str,
+    parked: Sequence[ParkedCopy] = (),
+    threads: Collection[str] = (),
+    children: Collection[str] = (),
+    more: bool = False,
+    notes: tuple[str, ...] = (),
+) -> RunReport:
+    """Erase ``due`` (and the parked copies, threads and children named) at ``authority``."""
+    run_id = str(uuid.uuid4())
+    started = gw.clock()
+    gone_parked = (
+        gw.transport.discard_parked(authority, [p.message_id for p in parked]) if parked else 0
+    )
+    with gw.ledger.transaction() as conn:
+        withdrawn = _withdraw(gw, conn, authority, due, basis)
+        touched, keys = _erase_rows(conn, authority, due, run_id, started)
+        done_threads = _fully_erased(conn, authority, touched) | set(threads)
+        done_children = _unreferenced(conn, authority, keys | set(children))
+        state: dict[str, int] = {}
+        for eraser in erasers.ERASERS:
+            for what, count in eraser(conn, authority, done_threads, done_children).items():
+                state[what] = state.get(what, 0) + count
+        _tombstone_parked(conn, authority, parked if gone_parked else (), run_id, started)
+        report = RunReport(
+            run_id=run_id,
+            authority=authority,
+            kind=kind,
+            actor=actor,
+            basis=basis,
+            dry_run=False,
+            started_at=started,
+            finished_at=gw.clock(),
+            messages=len(due),
+            by_rule=_by_rule(due),
+            withdrawn=withdrawn,
+            parked=gone_parked,
+            state=state,
+            message_ids=tuple(d.message_id for d in due),
+            more=more,
+            notes=notes,
+        )
+        if due or gone_parked or any(state.values()):
+            _record(gw, conn, report)
+    _compact(gw)
+    files = local_copies.remove_dropped(
+        gw.settings,
+        authority,
+        [d.message_id for d in due if d.direction == Direction.INBOUND.value],
+    )
+    if files:
+        report = replace(report, local_files=files)
+        with gw.ledger.transaction() as conn:
+            conn.execute(
+                update(retention_runs)
+                .where(retention_runs.c.run_id == run_id)
+                .values(summary=json.dumps(report.summary(), sort_keys=True))
+            )
+    if report.messages or report.parked:
+        log.info(
+            "%s run %s at %s erased %d messages, %d parked dead letters, %d local files",
+            kind.lower(),
+            run_id,
+            authority,
+            report.messages,
+            report.parked,
+            files,
+            extra={"authority": authority},
+        )
+    return report
+
+
+def _compact(gw: Gateway) -> None:
+    """SQLite keeps old page images in its write-ahead log: empty it, so erased values go.
+
+    (Freed pages are zeroed by ``PRAGMA secure_delete``; PostgreSQL needs a
+    VACUUM of the ledger's tables, see docs/data-protection.md.)
+    """
+    if gw.ledger.engine.dialect.name == "sqlite":
+        with gw.ledger.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _by_rule(due: Sequence[Due]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for d in due:
+        counts[d.rule] = counts.get(d.rule, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _record(gw: Gateway, conn: Connection, report: RunReport) -> None:
+    summary = json.dumps(report.summary(), sort_keys=True)
+    conn.execute(
+        insert(retention_runs).values(
+            run_id=report.run_id,
+            authority=report.authority,
+            kind=report.kind,
+            actor=report.actor[:128],
+            basis=report.basis,
+            started_at=report.started_at,
+            finished_at=report.finished_at,
+            summary=summary,
+        )
+    )
+    audit.append(
+        gw.ledger,
+        [
+            audit.AuditEvent(
+                actor=report.actor[:128],
+                action=report.kind,
+                authority=report.authority,
+                detail=f"run {report.run_id}: {summary}",
+            )
+        ],
+        conn,
+    )

@@ -1,0 +1,85 @@
+"""Retention runs: plan (a dry run) and apply, for one authority or every hosted one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from gateway.context import Gateway
+from gateway.errors import TransportError
+from gateway.retention import local_copies, purge
+from gateway.retention.config import retention_of
+from gateway.retention.local_copies import ParkedCopy
+from gateway.retention.plan import Plan, plan
+
+JOB_ACTOR = "retention job"
+BASIS = "UK GDPR Art 5(1)(e) storage limitation: retention period passed (config/retention.yaml)"
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    """What a run would erase at one authority now."""
+
+    plan: Plan
+    parked: tuple[ParkedCopy, ...]
+    notes: tuple[str, ...] = ()
+
+
+def planned(gw: Gateway, authority: str, limit: int | None = None) -> RetentionPlan:
+    """What is past its period at ``authority`` (nothing is changed)."""
+    gw.signer(authority)  # only hosted authorities have a ledger side here
+    rules = retention_of(gw.settings)
+    now = gw.clock()
+    with gw.ledger.transaction() as conn:
+        found = plan(conn, authority, rules, gw.settings.limits, now, limit)
+    cutoff = now - timedelta(days=rules.dead_letter_days)
+    try:
+        parked = tuple(local_copies.parked_before(gw, authority, cutoff))
+    except TransportError as exc:
+        # The ledger's part does not wait for the broker; the next run looks again.
+        return RetentionPlan(found, (), (f"parked dead letters not checked: {exc}",))
+    return RetentionPlan(found, parked)
+
+
+def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport:
+    """The report ``apply`` would give, without erasing anything."""
+    p = planned_run.plan
+    return purge.RunReport(
+        run_id="(dry run)",
+        authority=p.authority,
+        kind="RETENTION",
+        actor=JOB_ACTOR,
+        basis=BASIS,
+        dry_run=True,
+        started_at=started,
+        finished_at=started,
+        messages=len(p.due),
+        by_rule=p.by_rule(),
+        parked=len(planned_run.parked),
+        message_ids=tuple(d.message_id for d in p.due),
+        more=p.more,
+        notes=planned_run.notes,
+    )
+
+
+def apply(
+    gw: Gateway, authority: str, actor: str = JOB_ACTOR, limit: int | None = None
+) -> purge.RunReport:
+    """Erase what is past its period at ``authority``; the report of what was done."""
+    todo = planned(gw, authority, limit)
+    return purge.erase(
+        gw,
+        authority,
+        todo.plan.due,
+        kind="RETENTION",
+        actor=actor,
+        basis=BASIS,
+        parked=todo.parked,
+        more=todo.plan.more,
+        notes=todo.notes,
+    )
+
+
+def apply_all(gw: Gateway, actor: str = JOB_ACTOR) -> list[purge.RunReport]:
+    """One run for every hosted authority."""
+    return [apply(gw, code, actor) for code in gw.hosted]

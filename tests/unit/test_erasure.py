@@ -1,0 +1,135 @@
+"""Erasure on request: one child's data goes from the ledger, the inbox, file drops and
+the broker's parking queue; another child's stays; the reference may not be a name."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from local_systems import with_connector
+from policy_support import settings_for
+from retention_support import JAYDEN, SIOBHAN, Clock, dudley_shared, found_in, region
+
+from gateway.connectors import handover
+from gateway.errors import PolicyRefusal
+from gateway.ledger import audit
+from gateway.ledger.status import Direction, Status
+from gateway.policy import consent_register
+from gateway.retention import erasure
+from gateway.transport.base import (
+    Delivery,
+    Disposition,
+    OutgoingMessage,
+    Verdict,
+    inbox_queue,
+    routing_key,
+)
+from gateway.transport.memory import MemoryTransport
+
+pytestmark = pytest.mark.timeout(120)
+
+GROUND = erasure.ErasureGround.CONSENT_WITHDRAWN
+
+
+def test_erasing_a_child_everywhere_leaves_no_name_upn_or_postcode_and_keeps_the_others(
+    tmp_path: Path,
+) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    assert set(found_in(tmp_path, SIOBHAN)) == set(SIOBHAN)  # the check can find them
+    for code in ("332", "336", "333"):
+        report = erasure.erase_child(
+            gw, code, "J332412014017", ground=GROUND, reference="DPO/2026/118", actor="DPO"
+        )
+        assert report.messages >= 3 and report.state.get("case_threads") == 1, code
+    assert audit.verify(gw.ledger) == []
+    entries = [e for e in audit.entries(gw.ledger) if e.event.action == "ERASURE"]
+    assert len(entries) == 3 and all("DPO/2026/118" in (e.event.detail or "") for e in entries)
+    assert not any(n in (e.event.detail or "") for e in entries for n in SIOBHAN)
+    gw.ledger.engine.dispose()
+    assert found_in(tmp_path, SIOBHAN) == {}
+    assert set(found_in(tmp_path, JAYDEN)) == set(JAYDEN)
+
+
+def test_erasure_withdraws_what_the_local_system_has_not_taken_and_deletes_its_drop_file(
+    tmp_path: Path,
+) -> None:
+    drop = tmp_path / "drop-336"
+    drop.mkdir()
+    settings = with_connector(settings_for(tmp_path), "336", kind="file", directory=str(drop))
+    gw = region(tmp_path, Clock(), settings)
+    dudley_shared(gw)
+    handover.deliver_pending(gw)
+    dropped = sorted(p.name for p in drop.iterdir())
+    assert dropped and found_in(drop, SIOBHAN)
+    report = erasure.erase_child(
+        gw, "336", "J332412014017", ground=GROUND, reference="REQ-7", actor="DPO"
+    )
+    assert report.withdrawn == len(dropped) and report.local_files == len(dropped)
+    assert list(drop.iterdir()) == []
+    received = gw.ledger.find(authority="336", direction=Direction.INBOUND, limit=100)
+    withdrawn = [r for r in received if r.status == Status.WITHDRAWN]
+    assert len(withdrawn) == len(dropped)
+    assert all(r.history[-1].status == Status.ERASED for r in withdrawn)
+    handover.sweep_taken(gw)  # a deleted file is not mistaken for one the local system took
+    assert gw.ledger.find(authority="336", status=Status.ACKNOWLEDGED, limit=100) == []
+
+
+def test_erasure_deletes_a_parked_dead_letter_about_the_child(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    transport = gw.transport
+    assert isinstance(transport, MemoryTransport)
+    copy = next(
+        r
+        for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=100)
+        if r.recipient == "336" and r.message_type == "Assessment"
+    )
+    body = gw.ledger.body_of("332", Direction.OUTBOUND, copy.message_id)
+    assert body is not None
+    transport.publish(
+        [OutgoingMessage(routing_key("336", "Assessment", "332"), body, "parked-copy-1", {})]
+    )
+    stop = threading.Event()
+
+    def park(batch: Sequence[Delivery]) -> list[Disposition]:
+        stop.set()
+        return [Disposition(Verdict.PARK, "poison for the test")]
+
+    transport.consume([inbox_queue("336")], park, stop)
+    assert [d.message_id for d in transport.peek_parked("336")] == ["parked-copy-1"]
+    report = erasure.erase_child(
+        gw, "336", "J332412014017", ground=GROUND, reference="REQ-8", actor="DPO"
+    )
+    assert report.parked == 1
+    assert transport.peek_parked("336") == []
+
+
+def test_the_consent_register_keeps_the_decision_but_not_whose_it_was(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    key = erasure.plan_erasure(gw, "336", "J332412014017", "REQ-9").child_key
+    with gw.ledger.transaction() as conn:
+        before = consent_register.entries(conn, "336", key)
+    assert before and before[0].consent.given_by
+    erasure.erase_child(gw, "336", "J332412014017", ground=GROUND, reference="REQ-9", actor="DPO")
+    with gw.ledger.transaction() as conn:
+        assert consent_register.entries(conn, "336", key) == []
+        kept = consent_register.entries(conn, "336", "erased")
+    assert [e.action for e in kept] == [e.action for e in before]
+    assert all(e.consent.given_by is None and e.case_ref is None for e in kept)
+
+
+@pytest.mark.parametrize("reference", ["Mary O'Neill", "J332412014017 request", ""])
+def test_an_erasure_reference_that_could_be_a_name_is_refused(
+    tmp_path: Path, reference: str
+) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    with pytest.raises(PolicyRefusal) as refused:
+        erasure.erase_child(
+            gw, "336", "J332412014017", ground=GROUND, reference=reference, actor="DPO"
+        )
+    assert refused.value.rule == "erasure.reference"
