@@ -2,7 +2,7 @@
 
 Every error says what was wrong, where (file, row, field, message id) and,
 where it helps, what to do. Third-party exceptions (pika, lxml, sqlalchemy,
-signxml) are converted into these once, at the boundary that called them,
+python-xmlsec) are converted into these once, at the boundary that called them,
 with ``raise ... from exc``.
 """
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import xmlsec
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from lxml import etree
+from xmlsec import constants as xs
 
 from gateway.envelope.keys import Identity, generate_identity, load_private_key
 
@@ -114,4 +116,35 @@ def resign(doc: bytes, key_path: Path) -> bytes:
     value = signature.find(f"{{{DS}}}SignatureValue")
     assert value is not None
     value.text = b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big")).decode()
+    return bytes(etree.tostring(root, encoding="UTF-8", xml_declaration=True))
+
+
+def sign_with(
+    root: etree._Element,
+    key_pem: bytes,
+    *,
+    method: object = xs.TransformEcdsaSha256,
+    digest: object = xs.TransformSha256,
+    c14n: object = xs.TransformExclC14N,
+    cert_pem: bytes | None = None,
+) -> bytes:
+    """Sign ``root`` with libxmlsec1 directly, with any algorithms (SHA-1 included).
+
+    Our Signer refuses what attackers do not: this builds genuine signatures
+    with the algorithms the verifier must refuse.
+    """
+    signature = xmlsec.template.create(root, c14n, method, ns="ds")  # type: ignore[arg-type]
+    root.append(signature)
+    reference = xmlsec.template.add_reference(signature, digest, uri="")  # type: ignore[arg-type]
+    xmlsec.template.add_transform(reference, xs.TransformEnveloped)
+    xmlsec.template.add_transform(reference, xs.TransformExclC14N)
+    key = xmlsec.Key.from_memory(key_pem, xs.KeyDataFormatPem)
+    if cert_pem is not None:
+        key.load_cert_from_memory(cert_pem, xs.KeyDataFormatCertPem)
+        xmlsec.template.x509_data_add_certificate(
+            xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(signature))
+        )
+    ctx = xmlsec.SignatureContext()
+    ctx.key = key
+    ctx.sign(signature)
     return bytes(etree.tostring(root, encoding="UTF-8", xml_declaration=True))

@@ -100,8 +100,8 @@ def _queue_owner(queue: str) -> str:
     return queue.rsplit(".", 1)[-1]
 
 
-def _check(gw: Gateway, owner: str, delivery: Delivery) -> Envelope:
-    """The verified notice, or CafgwError saying why it must be parked."""
+def _check(gw: Gateway, owner: str, delivery: Delivery) -> tuple[Envelope, bytes]:
+    """The verified notice and its signed bytes, or CafgwError saying why it must be parked."""
     verified = gw.verifier.verify(delivery.body)
     gw.schema.validate(verified.root, verified.message_id)
     env = element_to_envelope(verified.root)
@@ -136,7 +136,7 @@ def _check(gw: Gateway, owner: str, delivery: Delivery) -> Envelope:
         raise PolicyRefusal(
             "escalation.window", f"created-at {header.created_at.isoformat()} is outside the window"
         )
-    return env
+    return env, verified.signed_bytes
 
 
 def close_for_dispute(conn: Connection, authority: str, dispute_id: str) -> None:
@@ -208,7 +208,7 @@ def handle_batch(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Dispositio
     for delivery in deliveries:
         owner = _queue_owner(delivery.queue)
         try:
-            env = _check(gw, owner, delivery)
+            env, signed = _check(gw, owner, delivery)
         except CafgwError as exc:
             log.warning(
                 "escalation notice %s on %s parked: %s", delivery.message_id, delivery.queue, exc
@@ -217,7 +217,7 @@ def handle_batch(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Dispositio
             continue
         try:
             with gw.ledger.transaction() as conn:
-                fresh = _record(gw, owner, env, delivery.body, conn)
+                fresh = _record(gw, owner, env, signed, conn)
         except PolicyRefusal as exc:
             out.append(Disposition(Verdict.PARK, str(exc)[:500]))
             continue

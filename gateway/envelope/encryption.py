@@ -183,6 +183,9 @@ def decrypt_envelope(
             "EncryptedBody does not decrypt (altered, or encrypted for another message)"
         ) from None
     body = xmlsafe.parse(plaintext, max_bytes=max_bytes, max_depth=max_depth)
+    # As for the clear envelope (verifying.py): a comment may split text, and
+    # nothing downstream should read a comment-split text differently.
+    etree.strip_tags(body, etree.Comment)
     if not str(body.tag).startswith(NS):
         raise SignatureError("the decrypted body is not of namespace " + NAMESPACE)
     copy.replace(encrypted, body)

@@ -50,8 +50,8 @@ _local = threading.local()
 def parser() -> etree.XMLParser:
     """The hardened lxml parser of the calling thread (created once per thread).
 
-    Safe for other libraries (signxml) to use when they re-parse a document
-    that :func:`parse` already accepted.
+    Safe for re-parsing a document (or part of one) that :func:`parse`
+    already accepted.
     """
     found: etree.XMLParser | None = getattr(_local, "parser", None)
     if found is None:

@@ -103,6 +103,7 @@ def _check(gw: Gateway, authority: str, delivery: Delivery) -> _Good | _Bad:
         sender, message_id, mtype = _unverified_header(gw, raw)
         return _Bad(f"signature: {exc}", sender, message_id, mtype, body_digest, False)
     sender, message_id = verified.sender, verified.message_id
+    raw = verified.signed_bytes  # act only on what was signed: no comments, canonical form
     found = verified.root.find(f"{NS}Header/{NS}MessageType")
     mtype = (found.text or "?").strip()[:32] if found is not None else "?"
     try:
@@ -222,7 +223,7 @@ def _accept(authority: str, good: _Good) -> NewMessage:
         message_type=header.message_type.value,
         correlation_id=header.correlation_id,
         legal_basis=header.legal_basis.value,
-        statuses=((Status.RECEIVED, None), (Status.VERIFIED, None)),
+        statuses=((Status.RECEIVED, None), (Status.VERIFIED, good.verified.note)),
         case_ref=getattr(good.env.body, "case_ref", None),
         purpose=header.purpose.value if header.purpose else None,
         digest=good.verified.digest,

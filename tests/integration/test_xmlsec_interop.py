@@ -105,3 +105,18 @@ def test_cafgw_verifies_a_document_xmlsec1_signed(tmp_path: Path, dudley: Author
     verified = Verifier(trust, max_bytes=2_000_000, max_depth=64).verify(out.read_bytes())
     assert verified.sender == "332"
     assert text_of(verified.root, "Assessment/Child/GivenName") == "Amelia"
+
+
+def test_xmlsec1_accepts_the_signed_bytes_a_receiver_keeps(
+    tmp_path: Path, signed_file: Path, dudley: Authority
+) -> None:
+    # What the receiver records and hands over (the canonical signed form,
+    # comments gone) is still a document any LA can check with xmlsec1.
+    tampered = signed_file.read_bytes().replace(b">Amelia<", b">Am<!--x-->elia<")
+    trust = TrustStore.from_mapping({"332": [load_certificate(dudley.identity.cert_path)]})
+    verified = Verifier(trust, max_bytes=2_000_000, max_depth=64).verify(tampered)
+    kept = tmp_path / "kept.xml"
+    kept.write_bytes(verified.signed_bytes)
+    assert b"<!--" not in verified.signed_bytes
+    result = xmlsec1("--verify", "--trusted-pem", dudley.identity.cert_path, kept)
+    assert result.returncode == 0, result.stderr

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from gateway.context import Gateway
+from gateway.envelope import xmlsafe
+from gateway.envelope.codec import element_to_envelope
 from gateway.ledger.status import Direction, Status
 from gateway.services.inbound import handle_batch
 from gateway.transport.base import Delivery, Verdict, inbox_queue
@@ -24,7 +26,8 @@ from tests.unit.corpus_gateway import corpus_gateway
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "data" / "attacks"
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text(encoding="utf-8"))
-ATTACKS = [m for m in MANIFEST if m["name"] != "good"]
+ATTACKS = [m for m in MANIFEST if m["name"] != "good" and m["outcome"] == "quarantined"]
+NORMALISED = [m for m in MANIFEST if m["outcome"] == "normalised"]
 BY_NAME = {m["name"]: m for m in MANIFEST}
 
 pytestmark = pytest.mark.timeout(60)
@@ -100,6 +103,30 @@ def test_a_hostile_message_is_quarantined_with_its_reason(
     served = gateway.ledger.inbox("336", 100, include_restricted=True)
     assert all(i.pk != quarantined[0].pk and i.body != attack_bytes for i in served)
     assert len(served) == len(attack["before"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("entry", NORMALISED, ids=[m["name"] for m in NORMALISED])
+def test_what_the_signature_does_not_cover_never_reaches_the_local_system(
+    gateway: Gateway, entry: dict[str, object]
+) -> None:
+    _deliver(gateway, entry)
+    (record,) = _inbound(gateway)
+    assert record.status == Status.VERIFIED
+    verified_note = next(h.reason for h in record.history if h.status == Status.VERIFIED)
+    if entry["expect"]:
+        assert str(entry["expect"]) in (verified_note or ""), verified_note
+    else:
+        assert verified_note is None
+    (served,) = gateway.ledger.inbox("336", 100, include_restricted=True)
+    received = (CORPUS / str(entry["file"])).read_bytes()
+    assert served.body != received
+    assert str(entry["intact"]).encode() in served.body
+    assert str(entry["absent"]).encode() not in served.body
+    for marker in (b"<!--", b"<![CDATA[", b"<?"):
+        assert marker not in served.body
+    # What is decoded is the signed text, whole.
+    env = element_to_envelope(xmlsafe.parse(served.body, max_bytes=10**6, max_depth=64))
+    assert env.header.sender == "332"
 
 
 def test_a_resent_message_is_a_counted_duplicate_not_a_second_delivery(

@@ -51,6 +51,22 @@ def test_the_body_is_replaced_by_ciphertext_and_decrypts_to_the_same_body(
         assert etree.tostring(got, method="c14n") == etree.tostring(want, method="c14n")
 
 
+def test_a_comment_the_sender_encrypted_into_a_text_does_not_cut_it(tmp_path: Path) -> None:
+    plain = _plain()
+    notes = plain.find(f"{NS}Assessment//{NS}Notes")
+    assert notes is not None and notes.text == "Asthma, missed appointments"
+    notes.text = "Asthma, "
+    notes.append(etree.Comment("x"))
+    notes[-1].tail = "missed appointments"
+    back = decrypt_envelope(
+        encrypt_envelope(plain, make_corpus.corpus_cert("336")), _keys(tmp_path), **LIMITS
+    )
+    got = back.find(f"{NS}Assessment//{NS}Notes")
+    assert got is not None
+    assert got.text == "Asthma, missed appointments"
+    assert len(got) == 0
+
+
 def test_a_changed_ciphertext_does_not_decrypt(tmp_path: Path) -> None:
     root = _encrypted()
     text = root.find(f"{NS}EncryptedBody/{NS}CipherText")

@@ -9,7 +9,10 @@ but not in what they test (``test_attack_corpus`` checks the manifest).
 
 Every entry names the inbox it is delivered to, the routing key, the
 substring the quarantine reason must contain, and messages to deliver first
-(for replays).
+(for replays). Entries whose ``outcome`` is ``normalised`` are accepted, but
+only in their signed form: ``expect`` is then what the VERIFIED history entry
+says was removed ("" for nothing), ``intact`` a text the local system must
+receive whole and ``absent`` one it must never receive.
 """
 
 from __future__ import annotations
@@ -108,6 +111,10 @@ class Attack:
     routing_key: str = "336.Assessment.332"
     before: tuple[str, ...] = ()
     """Corpus files delivered (and accepted) first."""
+    outcome: str = "quarantined"
+    """``quarantined``, or ``normalised``: accepted as the signed (canonical) form."""
+    intact: str = ""
+    absent: str = ""
 
 
 def q(path: str) -> str:
@@ -583,6 +590,79 @@ def build() -> dict[str, tuple[Attack, bytes]]:
             "encryption:",
         ),
         signed(root),
+    )
+
+    # --- act only on what was signed (issue 13, item 1) -------------------------
+    data = signed(message("comment-in-text"))
+    add(
+        Attack(
+            "comment-in-text",
+            "a comment inserted into signed text after signing (exclusive C14N does not "
+            "sign comments); a reader stopping at the comment would see 'Over'",
+            "comment(s) removed",
+            outcome="normalised",
+            intact="<Notes>Overcrowded flat</Notes>",
+            absent="<!--",
+        ),
+        text_replace(data, b"Overcrowded flat", b"Over<!--x-->crowded flat"),
+    )
+    data = signed(message("comment-in-sender"))
+    add(
+        Attack(
+            "comment-in-sender",
+            "a comment splitting the signed sender code",
+            "comment(s) removed",
+            outcome="normalised",
+            intact="<Sender>332</Sender>",
+            absent="<!--",
+        ),
+        text_replace(data, b"<Sender>332</Sender>", b"<Sender>33<!--6-->2</Sender>"),
+    )
+    data = signed(message("comment-hides-element"))
+    add(
+        Attack(
+            "comment-hides-element",
+            "a commented-out element added after signing, for a careless reader to find",
+            "comment(s) removed",
+            outcome="normalised",
+            intact="<Status>OPEN</Status>",
+            absent="CLOSED",
+        ),
+        text_replace(
+            data, b"<Status>OPEN</Status>", b"<Status>OPEN</Status><!--<Status>CLOSED</Status>-->"
+        ),
+    )
+    data = signed(message("cdata-text"))
+    add(
+        Attack(
+            "cdata-text",
+            "signed text re-wrapped in a CDATA section after signing (same text)",
+            "",
+            outcome="normalised",
+            intact="<Notes>Overcrowded flat</Notes>",
+            absent="CDATA",
+        ),
+        text_replace(data, b"Overcrowded flat", b"<![CDATA[Overcrowded flat]]>"),
+    )
+    data = signed(message("cdata-markup"))
+    add(
+        Attack(
+            "cdata-markup",
+            "markup smuggled into signed text inside a CDATA section",
+            "content altered",
+        ),
+        text_replace(
+            data, b"Overcrowded flat", b"<![CDATA[Overcrowded flat</Notes><Status>CLOSED]]>"
+        ),
+    )
+    data = signed(message("pi-in-body"))
+    add(
+        Attack(
+            "pi-in-body",
+            "a processing instruction inserted into signed text",
+            "processing instruction",
+        ),
+        text_replace(data, b"Overcrowded flat", b"Overcrowded<?cafgw hide?> flat"),
     )
     return corpus
 
