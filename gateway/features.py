@@ -62,5 +62,6 @@ def load() -> None:
     # One line per feature; importing registers its tables, appliers and jobs.
     import gateway.connectors.feature  # noqa: PLC0415
     import gateway.disputes.feature  # noqa: PLC0415
+    import gateway.lifecycle.feature  # noqa: PLC0415
     import gateway.policy.feature  # noqa: PLC0415
     import gateway.retention.feature  # noqa: F401, PLC0415

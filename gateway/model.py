@@ -25,6 +25,10 @@ class MessageType(StrEnum):
     ISSUE_LOG_ENTRY = "IssueLogEntry"
     EVALUATION = "Evaluation"
     RECEIPT = "Receipt"
+    RECALL = "Recall"
+    CORRECTION = "Correction"
+    ACCESS_NOTICE = "AccessNotice"
+    ERASURE_REQUEST = "ErasureRequest"
 
 
 class LegalBasis(StrEnum):
@@ -198,6 +202,8 @@ class NotificationType(StrEnum):
     OUT_OF_AREA_SERVICE = "OUT_OF_AREA_SERVICE"
     FAMILY_NOTICE = "FAMILY_NOTICE"
     UNDELIVERABLE = "UNDELIVERABLE"
+    # the recipient says a message was not for it ("not ours"): its sender recalls it
+    MISDIRECTED = "MISDIRECTED"
 
 
 class Audience(StrEnum):
@@ -229,6 +235,44 @@ class ReceiptOutcome(StrEnum):
     DUPLICATE = "DUPLICATE"
     REJECTED = "REJECTED"
     UNDELIVERABLE = "UNDELIVERABLE"
+
+
+class RecallReason(StrEnum):
+    """Why the sender takes a message back."""
+
+    MISDIRECTED = "MISDIRECTED"  # sent to an authority that is not a party
+    WRONG_CHILD = "WRONG_CHILD"  # about another child
+    NO_BASIS = "NO_BASIS"  # sent without consent or another legal basis
+    WRONG_CONTENT = "WRONG_CONTENT"  # not to be relied on; no correction follows
+    OTHER = "OTHER"
+
+
+class ErasureGround(StrEnum):
+    """Why personal data must be erased: the grounds of UK GDPR Article 17(1)(a)-(e)."""
+
+    NO_LONGER_NECESSARY = "NO_LONGER_NECESSARY"
+    CONSENT_WITHDRAWN = "CONSENT_WITHDRAWN"
+    OBJECTION = "OBJECTION"
+    UNLAWFUL = "UNLAWFUL"
+    LEGAL_OBLIGATION = "LEGAL_OBLIGATION"
+
+
+class AccessKind(StrEnum):
+    """How a received record was opened at the receiving authority."""
+
+    LOCAL_ACK = "LOCAL_ACK"  # its local system acknowledged (took) it
+    API_READ = "API_READ"  # a person read it through the gateway's API
+    LOCAL_DOWNLOAD = "LOCAL_DOWNLOAD"  # it was served in the local format
+
+
+class ActionTaken(StrEnum):
+    """What a receiving gateway did about a recall, correction or erasure notice."""
+
+    WITHDRAWN = "WITHDRAWN"  # taken out of the inbox before the local system had it
+    PASSED_ON = "PASSED_ON"  # the local system had it (HandedOverAt); the notice went to it
+    ERASED = "ERASED"  # erased here (tombstone kept)
+    NOT_HELD = "NOT_HELD"  # nothing of it is held here
+    REFUSED = "REFUSED"  # not acted on (Reason says why, e.g. not from the original's sender)
 
 
 # --- shared parts -----------------------------------------------------------
@@ -526,6 +570,9 @@ class ReceiptItem:
     digest: str
     outcome: ReceiptOutcome
     reason: str | None = None
+    # For a recall, correction or erasure notice: what was done about the original.
+    action: ActionTaken | None = None
+    handed_over_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -533,7 +580,74 @@ class Receipt:
     items: tuple[ReceiptItem, ...]
 
 
-Body = Assessment | ConsentChange | Notification | Dispute | IssueLogEntry | Evaluation | Receipt
+@dataclass(frozen=True)
+class MessageRef:
+    """One earlier message, by its id and the digest of its exact bytes."""
+
+    message_id: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Recall:
+    """The sender takes back a message it sent (only the original's sender may)."""
+
+    original: MessageRef
+    reason: RecallReason
+    explanation: str | None = None  # free text for the coordinator; no personal data
+    # A recall passed on by an authority that had forwarded the original: the recall it follows.
+    follows: MessageRef | None = None
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A corrected version that supersedes an earlier message (or an earlier correction)."""
+
+    original: MessageRef
+    explanation: str
+    replacement: Assessment | ConsentChange | Notification | Evaluation
+
+
+@dataclass(frozen=True)
+class AccessEvent:
+    """A received record was opened at the receiving authority."""
+
+    message_id: str
+    digest: str
+    at: datetime
+    kind: AccessKind
+    by: str | None = None  # a role or system, never a person's name
+
+
+@dataclass(frozen=True)
+class AccessNotice:
+    """Access events batched back to the sender of the records."""
+
+    events: tuple[AccessEvent, ...]
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    """The sender erased its copies of these messages and asks the recipient to erase its own."""
+
+    request_ref: str  # the sending council's request reference; never a name
+    ground: ErasureGround
+    messages: tuple[MessageRef, ...]
+
+
+Body = (
+    Assessment
+    | ConsentChange
+    | Notification
+    | Dispute
+    | IssueLogEntry
+    | Evaluation
+    | Receipt
+    | Recall
+    | Correction
+    | AccessNotice
+    | ErasureRequest
+)
 
 BODY_TYPE: dict[type, MessageType] = {
     Assessment: MessageType.ASSESSMENT,
@@ -543,6 +657,10 @@ BODY_TYPE: dict[type, MessageType] = {
     IssueLogEntry: MessageType.ISSUE_LOG_ENTRY,
     Evaluation: MessageType.EVALUATION,
     Receipt: MessageType.RECEIPT,
+    Recall: MessageType.RECALL,
+    Correction: MessageType.CORRECTION,
+    AccessNotice: MessageType.ACCESS_NOTICE,
+    ErasureRequest: MessageType.ERASURE_REQUEST,
 }
 
 

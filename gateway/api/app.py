@@ -20,6 +20,7 @@ from gateway.api.routes import cases as case_routes
 from gateway.api.routes import children as children_routes
 from gateway.api.routes import disputes as dispute_routes
 from gateway.api.routes import issues_log as issues_log_routes
+from gateway.api.routes import lifecycle as lifecycle_routes
 from gateway.context import Gateway
 from gateway.errors import (
     AccessDeniedError,
@@ -85,6 +86,7 @@ def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
         children_routes.router,
         case_routes.router,
         issues_log_routes.router,
+        lifecycle_routes.router,
     ):
         app.include_router(router)
     return app

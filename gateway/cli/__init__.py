@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import documents, messages, run
+from gateway.cli import documents, lifecycle, messages, run
 from gateway.cli.adapters import adapters_app
 from gateway.cli.audit import audit_app
 from gateway.cli.broker import broker_app
@@ -46,6 +46,10 @@ app.add_typer(cases_app, name="cases")
 app.add_typer(existence_app, name="existence")
 app.add_typer(agreements_app, name="agreements")
 app.command("issues-log")(issues_log_command)
+app.command("recall")(lifecycle.recall)
+app.command("correct")(lifecycle.correct)
+app.command("recalls")(lifecycle.recalls)
+app.command("not-ours")(lifecycle.not_ours_command)
 app.add_typer(retention_app, name="retention")
 app.add_typer(children_app, name="children")
 

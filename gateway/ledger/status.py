@@ -31,8 +31,11 @@ class Status(StrEnum):
     DUPLICATE = "DUPLICATE"
     # taken out of the inbox before the local system had it (erasure, recall)
     WITHDRAWN = "WITHDRAWN"
-    # a history note only: the body and personal data were erased, the tombstone stays
+    # history notes only: the body and personal data were erased, the tombstone stays;
+    # the sender recalled the message; a correction superseded it
     ERASED = "ERASED"
+    RECALLED = "RECALLED"
+    SUPERSEDED = "SUPERSEDED"
 
 
 # Outbound rows in these states are waiting for the sender loop to publish them.

@@ -13,10 +13,10 @@ both are kept and written to the audit log.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, insert, or_, select
 
 from gateway.cases.tables import case_threads
 from gateway.cases.views import resolve_child
@@ -24,24 +24,19 @@ from gateway.context import Gateway
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
+from gateway.lifecycle.tables import recalls
+from gateway.model import ErasureGround, ErasureRequest, LegalBasis, MessageRef
 from gateway.policy.disclosures import DISCLOSING, HAS_LEFT
 from gateway.retention import local_copies, purge
 from gateway.retention.local_copies import ParkedCopy
 from gateway.retention.plan import Due
 from gateway.retention.tables import tombstones
+from gateway.services.signing import new_envelope, signed_message
+
+__all__ = ["ARTICLE", "ErasureGround", "ErasurePlan", "erase_child", "plan_erasure"]
 
 RULE_REFERENCE = "erasure.reference"
 REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/._-]{0,63}$")
-
-
-class ErasureGround(StrEnum):
-    """Why the data must go: the grounds of UK GDPR Article 17(1) a council can meet."""
-
-    NO_LONGER_NECESSARY = "NO_LONGER_NECESSARY"
-    CONSENT_WITHDRAWN = "CONSENT_WITHDRAWN"
-    OBJECTION = "OBJECTION"
-    UNLAWFUL = "UNLAWFUL"
-    LEGAL_OBLIGATION = "LEGAL_OBLIGATION"
 
 
 ARTICLE = {
@@ -158,6 +153,46 @@ def plan_erasure(gw: Gateway, authority: str, ref: str, reference: str) -> Erasu
     return ErasurePlan(key, tuple(due), tuple(sorted(threads)), parked, _disclosed(due, authority))
 
 
+def _notices(
+    gw: Gateway,
+    authority: str,
+    todo: ErasurePlan,
+    ground: ErasureGround,
+    reference: str,
+    actor: str,
+) -> Callable[[Connection], dict[str, int]]:
+    """Queue one signed ErasureRequest per authority the child's data went to (Art 19)."""
+
+    def queue(conn: Connection) -> dict[str, int]:
+        for recipient, sent in todo.disclosed_to.items():
+            env = new_envelope(
+                gw.clock,
+                sender=authority,
+                recipient=recipient,
+                body=ErasureRequest(reference, ground, tuple(MessageRef(m, d) for m, d in sent)),
+                correlation=reference,
+                legal_basis=LegalBasis.NO_PERSONAL_DATA,
+            )
+            message = signed_message(gw, env)
+            gw.ledger.record([message], conn)
+            conn.execute(
+                insert(recalls).values(
+                    authority=authority,
+                    kind="ERASURE",
+                    message_id=env.header.message_id,
+                    original_id=reference,
+                    original_digest="",
+                    recipient=recipient,
+                    reason=ground.value,
+                    actor=actor[:128],
+                    requested_at=gw.clock(),
+                )
+            )
+        return {"erasure_notices": len(todo.disclosed_to)} if todo.disclosed_to else {}
+
+    return queue
+
+
 def erase_child(
     gw: Gateway,
     authority: str,
@@ -167,7 +202,8 @@ def erase_child(
     reference: str,
     actor: str,
 ) -> purge.RunReport:
-    """Erase everything ``authority`` holds about the child ``ref``; the report."""
+    """Erase everything ``authority`` holds about the child ``ref``, and ask every authority
+    its data was sent to to erase theirs (signed ErasureRequest); the report."""
     todo = plan_erasure(gw, authority, ref, reference)
     return purge.erase(
         gw,
@@ -179,4 +215,5 @@ def erase_child(
         parked=todo.parked,
         threads=todo.threads,
         children=(todo.child_key,),
+        also=_notices(gw, authority, todo, ground, reference, actor),
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -244,8 +244,13 @@ def erase(
     children: Collection[str] = (),
     more: bool = False,
     notes: tuple[str, ...] = (),
+    also: Callable[[Connection], dict[str, int]] | None = None,
 ) -> RunReport:
-    """Erase ``due`` (and the parked copies, threads and children named) at ``authority``."""
+    """Erase ``due`` (and the parked copies, threads and children named) at ``authority``.
+
+    ``also`` runs in the same transaction (e.g. queueing erasure notices) and
+    adds its counts to the report.
+    """
     run_id = str(uuid.uuid4())
     started = gw.clock()
     gone_parked = (
@@ -261,6 +266,8 @@ def erase(
             for what, count in eraser(conn, authority, done_threads, done_children).items():
                 state[what] = state.get(what, 0) + count
         _tombstone_parked(conn, authority, parked if gone_parked else (), run_id, started)
+        if also is not None:
+            state.update(also(conn))
         report = RunReport(
             run_id=run_id,
             authority=authority,

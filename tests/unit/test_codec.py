@@ -24,7 +24,11 @@ from gateway.envelope.schema import SchemaValidator
 from gateway.errors import SchemaError
 from gateway.model import (
     BODY_TYPE,
+    AccessEvent,
+    AccessKind,
+    AccessNotice,
     ActionStatus,
+    ActionTaken,
     Address,
     Assessment,
     Attendee,
@@ -38,6 +42,7 @@ from gateway.model import (
     ConsentRecord,
     ConsentRole,
     ConsentScope,
+    Correction,
     Detail,
     Dispute,
     DisputeAction,
@@ -47,6 +52,8 @@ from gateway.model import (
     Element,
     ElementAssessment,
     Envelope,
+    ErasureGround,
+    ErasureRequest,
     Evaluation,
     EventType,
     Flag,
@@ -59,6 +66,7 @@ from gateway.model import (
     LeadProfessionalPeriod,
     LegalBasis,
     LineManager,
+    MessageRef,
     MessageType,
     Notification,
     NotificationType,
@@ -67,6 +75,8 @@ from gateway.model import (
     Practitioner,
     PractitionerView,
     Purpose,
+    Recall,
+    RecallReason,
     Receipt,
     ReceiptItem,
     ReceiptOutcome,
@@ -280,15 +290,54 @@ PARTIES = st.builds(
     role=opt(NAME),
     organisation=opt(NAME),
 )
+CONSENT_CHANGES = st.builds(
+    ConsentChange,
+    case_ref=REF,
+    child=CHILDREN,
+    action=st.sampled_from(ConsentAction),
+    consent=CONSENTS,
+)
+REFS = st.builds(MessageRef, message_id=UUID, digest=DIGEST)
+LIFECYCLE = st.one_of(
+    st.builds(
+        Recall,
+        original=REFS,
+        reason=st.sampled_from(RecallReason),
+        explanation=opt(TEXT),
+        follows=opt(REFS),
+    ),
+    st.builds(
+        Correction,
+        original=REFS,
+        explanation=REQUIRED_TEXT,
+        replacement=st.one_of(ASSESSMENTS, CONSENT_CHANGES),
+    ),
+    st.builds(
+        AccessNotice,
+        events=st.lists(
+            st.builds(
+                AccessEvent,
+                message_id=UUID,
+                digest=DIGEST,
+                at=INSTANTS,
+                kind=st.sampled_from(AccessKind),
+                by=opt(NAME),
+            ),
+            min_size=1,
+            max_size=3,
+        ).map(tuple),
+    ),
+    st.builds(
+        ErasureRequest,
+        request_ref=REF,
+        ground=st.sampled_from(ErasureGround),
+        messages=st.lists(REFS, min_size=1, max_size=3).map(tuple),
+    ),
+)
 BODIES = st.one_of(
     ASSESSMENTS,
-    st.builds(
-        ConsentChange,
-        case_ref=REF,
-        child=CHILDREN,
-        action=st.sampled_from(ConsentAction),
-        consent=CONSENTS,
-    ),
+    CONSENT_CHANGES,
+    LIFECYCLE,
     st.builds(
         Notification,
         type=st.sampled_from(NotificationType),
@@ -351,6 +400,8 @@ BODIES = st.one_of(
                 digest=DIGEST,
                 outcome=st.sampled_from(ReceiptOutcome),
                 reason=opt(TEXT),
+                action=opt(st.sampled_from(ActionTaken)),
+                handed_over_at=opt(INSTANTS),
             ),
             min_size=1,
             max_size=3,

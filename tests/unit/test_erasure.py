@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 from local_systems import with_connector
-from policy_support import settings_for
+from policy_support import envelope_of, pump, settings_for
 from retention_support import JAYDEN, SIOBHAN, Clock, dudley_shared, found_in, region
 
 from gateway.connectors import handover
 from gateway.errors import PolicyRefusal
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
+from gateway.lifecycle import outcomes
+from gateway.model import ErasureRequest
 from gateway.policy import consent_register
 from gateway.retention import erasure
 from gateway.transport.base import (
@@ -133,3 +135,38 @@ def test_an_erasure_reference_that_could_be_a_name_is_refused(
             gw, "336", "J332412014017", ground=GROUND, reference=reference, actor="DPO"
         )
     assert refused.value.rule == "erasure.reference"
+
+
+def test_erasure_at_the_sender_asks_each_recipient_to_erase_by_signed_notice(
+    tmp_path: Path,
+) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    report = erasure.erase_child(
+        gw, "332", "J332412014017", ground=GROUND, reference="DPO/2026/120", actor="DPO"
+    )
+    assert report.state.get("erasure_notices") == 2
+    pump(gw)
+    with gw.ledger.transaction() as conn:
+        sent = outcomes.outcomes_of(conn, "332")
+    assert sorted((o.kind, o.recipient, o.outcome) for o in sent) == [
+        ("ERASURE", "333", "DELIVERED"),
+        ("ERASURE", "336", "DELIVERED"),
+    ]
+    for code in ("333", "336"):
+        [notice] = [
+            r
+            for r in gw.ledger.find(authority=code, direction=Direction.INBOUND, limit=200)
+            if r.message_type == "ErasureRequest"
+        ]
+        env = envelope_of(gw, notice)
+        assert env is not None and isinstance(env.body, ErasureRequest)
+        assert env.body.request_ref == "DPO/2026/120"
+        sent_there = {
+            r.message_id
+            for r in gw.ledger.find(authority=code, direction=Direction.INBOUND, limit=200)
+            if r.sender == "332" and r.legal_basis in ("CONSENT", "SAFEGUARDING")
+        }
+        assert {m.message_id for m in env.body.messages} == sent_there
+    gw.ledger.engine.dispose()
+    assert set(found_in(tmp_path, SIOBHAN)) == set(SIOBHAN)  # 333 and 336 still hold theirs

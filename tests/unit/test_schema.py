@@ -46,7 +46,7 @@ def test_schema_path_is_the_xsd_of_the_repository() -> None:
     assert XSD.is_file()
 
 
-def test_there_are_seven_examples() -> None:
+def test_there_is_an_example_of_every_body() -> None:
     assert {p.name for p in EXAMPLES} == {
         "assessment.xml",
         "consent-change.xml",
@@ -55,6 +55,10 @@ def test_there_are_seven_examples() -> None:
         "issue-log-entry.xml",
         "evaluation.xml",
         "receipt.xml",
+        "recall.xml",
+        "correction.xml",
+        "access-notice.xml",
+        "erasure-request.xml",
     }
 
 

@@ -15,11 +15,14 @@ from gateway.envelope.codec.xml import (
     fmt_date,
     items,
     parse_date,
+    parse_instant,
     put,
     put_attr,
+    put_instant,
     sub,
 )
 from gateway.model import (
+    ActionTaken,
     Audience,
     ConsentAction,
     ConsentChange,
@@ -177,6 +180,8 @@ def write_receipt(el: etree._Element, body: Receipt) -> None:
         put(iel, "Digest", item.digest)
         put(iel, "Outcome", str(item.outcome))
         put(iel, "Reason", item.reason)
+        put(iel, "Action", None if item.action is None else str(item.action))
+        put_instant(iel, "HandedOverAt", item.handed_over_at)
 
 
 def read_receipt(el: etree._Element) -> Receipt:
@@ -191,6 +196,8 @@ def _read_receipt_item(el: etree._Element) -> ReceiptItem:
         digest=f.text("Digest"),
         outcome=f.enum("Outcome", ReceiptOutcome),
         reason=f.opt_text("Reason"),
+        action=f.opt_enum("Action", ActionTaken),
+        handed_over_at=f.opt_conv("HandedOverAt", parse_instant),
     )
     f.done()
     return item

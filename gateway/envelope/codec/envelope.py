@@ -27,6 +27,16 @@ from gateway.envelope.codec.bodies import (
     write_receipt,
 )
 from gateway.envelope.codec.dispute import read_dispute, write_dispute
+from gateway.envelope.codec.lifecycle import (
+    read_access_notice,
+    read_correction,
+    read_erasure_request,
+    read_recall,
+    write_access_notice,
+    write_correction,
+    write_erasure_request,
+    write_recall,
+)
 from gateway.envelope.codec.xml import (
     NS,
     Fields,
@@ -40,11 +50,14 @@ from gateway.errors import SchemaError
 from gateway.model import (
     BODY_TYPE,
     NAMESPACE,
+    AccessNotice,
     Assessment,
     Body,
     ConsentChange,
+    Correction,
     Dispute,
     Envelope,
+    ErasureRequest,
     Evaluation,
     Header,
     IssueLogEntry,
@@ -52,6 +65,7 @@ from gateway.model import (
     MessageType,
     Notification,
     Purpose,
+    Recall,
     Safeguarding,
 )
 
@@ -69,6 +83,10 @@ _READERS: dict[str, Callable[[etree._Element], Body]] = {
     MessageType.ISSUE_LOG_ENTRY: read_issue_log_entry,
     MessageType.EVALUATION: read_evaluation,
     MessageType.RECEIPT: read_receipt,
+    MessageType.RECALL: read_recall,
+    MessageType.CORRECTION: read_correction,
+    MessageType.ACCESS_NOTICE: read_access_notice,
+    MessageType.ERASURE_REQUEST: read_erasure_request,
 }
 
 
@@ -117,6 +135,14 @@ def _write_body(el: etree._Element, body: Body) -> None:
         write_issue_log_entry(el, body)
     elif isinstance(body, Evaluation):
         write_evaluation(el, body)
+    elif isinstance(body, Recall):
+        write_recall(el, body)
+    elif isinstance(body, Correction):
+        write_correction(el, body)
+    elif isinstance(body, AccessNotice):
+        write_access_notice(el, body)
+    elif isinstance(body, ErasureRequest):
+        write_erasure_request(el, body)
     else:
         write_receipt(el, body)
 

@@ -1,0 +1,375 @@
+"""The sender's side: recall a message, or supersede it with a correction.
+
+Only a message this authority sent, to another authority, can be recalled
+or corrected. One not yet published is simply withdrawn from the outbox
+(nothing left, nothing to tell). Otherwise a signed ``Recall`` (no personal
+data) or ``Correction`` (the whole corrected body, on the original's legal
+basis, with consent judged now as for any send) goes to the recipient,
+the original's history says so, and the ``recalls`` table keeps it until
+the recipient's receipt proves what was done. Corrections chain: correcting
+a message that was already corrected corrects the latest version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from gateway.context import Gateway
+from gateway.envelope import xmlsafe
+from gateway.envelope.codec import header_from_element
+from gateway.errors import NotFoundError, PolicyRefusal
+from gateway.ledger import audit
+from gateway.ledger.status import OUTBOX_STATES, Direction, Status
+from gateway.ledger.tables import messages
+from gateway.lifecycle.tables import recalls
+from gateway.model import (
+    Assessment,
+    ConsentChange,
+    Correction,
+    Evaluation,
+    LegalBasis,
+    MessageRef,
+    Notification,
+    Purpose,
+    Recall,
+    RecallReason,
+)
+from gateway.policy import consent_register, sharing, special_category
+from gateway.policy.child import child_key
+from gateway.policy.config import policy_of
+from gateway.services.outcomes import disclosure
+from gateway.services.signing import new_envelope, signed_message
+
+RULE_NOT_RECALLABLE = "recall.not-recallable"
+RULE_ALREADY = "recall.already-recalled"
+RULE_NEVER_SENT = "recall.never-sent"
+RULE_NOT_SENT_YET = "correction.not-sent-yet"
+RULE_NPD_CHILD = "basis.no-personal-data-carries-child"
+NOT_RECALLABLE_TYPES = frozenset({"Receipt", "Recall", "AccessNotice", "ErasureRequest"})
+NEVER_LEFT = frozenset({Status.REJECTED, Status.QUARANTINED, Status.WITHDRAWN})
+UNSENT = frozenset({Status.ACCEPTED, Status.HELD_LOCAL, *OUTBOX_STATES})
+
+Replacement = Assessment | ConsentChange | Notification | Evaluation
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a recall or correction did: sent (SIGNED), or the original withdrawn locally."""
+
+    original_id: str
+    recipient: str
+    status: Status
+    message_id: str | None
+    detail: str
+
+
+def _original(conn: Connection, authority: str, message_id: str) -> Any:
+    row = conn.execute(
+        select(messages)
+        .where(
+            messages.c.authority == authority,
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.message_id == message_id[:64],
+        )
+        .order_by(messages.c.id.desc())
+    ).first()
+    if row is None:
+        raise NotFoundError(f"message {message_id} not found")
+    m = row._mapping
+    if m["recipient"] == authority or m["message_type"] in NOT_RECALLABLE_TYPES:
+        raise PolicyRefusal(
+            RULE_NOT_RECALLABLE,
+            f"message {message_id} is a {m['message_type']} to {m['recipient']}: only a message "
+            "sent to another authority can be recalled or corrected",
+        )
+    return m
+
+
+def _recalled(conn: Connection, authority: str, message_id: str) -> str | None:
+    row = conn.execute(
+        select(recalls.c.message_id).where(
+            recalls.c.authority == authority,
+            recalls.c.original_id == message_id,
+            recalls.c.kind == "RECALL",
+        )
+    ).first()
+    return None if row is None else str(row[0])
+
+
+def _remember(
+    conn: Connection,
+    gw: Gateway,
+    authority: str,
+    kind: str,
+    message_id: str,
+    original: Any,
+    reason: str,
+    actor: str,
+    **outcome: Any,
+) -> None:
+    conn.execute(
+        insert(recalls).values(
+            authority=authority,
+            kind=kind,
+            message_id=message_id,
+            original_id=original["message_id"],
+            original_digest=original["digest"] or "",
+            recipient=original["recipient"],
+            reason=reason,
+            actor=actor[:128],
+            requested_at=gw.clock(),
+            **outcome,
+        )
+    )
+
+
+def recall(
+    gw: Gateway,
+    authority: str,
+    message_id: str,
+    reason: RecallReason,
+    explanation: str | None = None,
+    actor: str = "gateway",
+    conn: Connection | None = None,
+) -> Sent:
+    """Recall ``authority``'s message ``message_id`` from its recipient."""
+    gw.signer(authority)
+    if conn is None:
+        with gw.ledger.transaction() as own:
+            return recall(gw, authority, message_id, reason, explanation, actor, own)
+    return _recall(gw, conn, authority, message_id, reason, explanation, actor)
+
+
+def _recall(
+    gw: Gateway,
+    conn: Connection,
+    authority: str,
+    message_id: str,
+    reason: RecallReason,
+    explanation: str | None,
+    actor: str,
+) -> Sent:
+    original = _original(conn, authority, message_id)
+    earlier = _recalled(conn, authority, original["message_id"])
+    if earlier is not None:
+        raise PolicyRefusal(
+            RULE_ALREADY, f"message {message_id} was already recalled (recall {earlier})"
+        )
+    status = Status(original["status"])
+    if status in NEVER_LEFT:
+        raise PolicyRefusal(
+            RULE_NEVER_SENT, f"message {message_id} is {status.value}: it never left"
+        )
+    why = f"recalled by {actor}: {reason.value}" + (f" ({explanation})" if explanation else "")
+    if status in UNSENT:
+        moved = gw.ledger.transition_from(
+            [original["id"]], UNSENT, Status.WITHDRAWN, f"{why}; withdrawn before sending", conn
+        )
+        if moved:
+            _remember(
+                conn, gw, authority, "RECALL", original["message_id"], original,
+                reason.value, actor, outcome="WITHDRAWN", action="WITHDRAWN",
+                outcome_reason="withdrawn from the outbox before it was sent",
+                outcome_at=gw.clock(),
+            )  # fmt: skip
+            return Sent(
+                original["message_id"], original["recipient"], Status.WITHDRAWN, None,
+                "withdrawn from the outbox before it was sent",
+            )  # fmt: skip
+    env = new_envelope(
+        gw.clock,
+        sender=authority,
+        recipient=original["recipient"],
+        body=Recall(
+            MessageRef(original["message_id"], original["digest"] or ""), reason, explanation
+        ),
+        correlation=original["correlation_id"],
+        legal_basis=LegalBasis.NO_PERSONAL_DATA,
+        in_reply_to=original["message_id"],
+    )
+    message = signed_message(
+        gw, env, case_ref=original["case_ref"], child_key=original["child_key"]
+    )
+    gw.ledger.record([message], conn)
+    gw.ledger.note(
+        original["id"], Status.RECALLED, f"{why}; recall {env.header.message_id} sent", conn
+    )
+    _remember(conn, gw, authority, "RECALL", env.header.message_id, original, reason.value, actor)
+    audit.append(
+        gw.ledger,
+        [
+            audit.AuditEvent(
+                actor=actor[:128],
+                action="RECALL",
+                authority=authority,
+                counterparty=original["recipient"],
+                legal_basis=LegalBasis.NO_PERSONAL_DATA.value,
+                message_id=env.header.message_id,
+                digest=message.digest,
+                detail=f"recall of {original['message_id']} ({reason.value})",
+            )
+        ],
+        conn,
+    )
+    return Sent(
+        original["message_id"],
+        original["recipient"],
+        Status.SIGNED,
+        env.header.message_id,
+        f"recall sent to {original['recipient']}",
+    )
+
+
+def _head(conn: Connection, authority: str, original: Any) -> Any:
+    """The latest version in a correction chain that starts at (or passes) ``original``."""
+    current = original
+    for _ in range(1000):
+        row = conn.execute(
+            select(recalls.c.message_id)
+            .where(
+                recalls.c.authority == authority,
+                recalls.c.original_id == current["message_id"],
+                recalls.c.kind == "CORRECTION",
+            )
+            .order_by(recalls.c.id.desc())
+        ).first()
+        if row is None:
+            return current
+        current = _original(conn, authority, str(row[0]))
+    raise PolicyRefusal("correction.chain", "the correction chain is too long")
+
+
+def _for_purpose(body: Replacement, purpose: Purpose | None, gw: Gateway) -> Replacement:
+    policy = policy_of(gw.settings)
+    if isinstance(body, Assessment):
+        return special_category.assessment_for(body, purpose, policy)
+    if isinstance(body, ConsentChange):
+        return special_category.consent_change_for(body, purpose, policy)
+    if isinstance(body, Notification):
+        return special_category.notification_for(body, purpose, policy)
+    return body
+
+
+def correct(
+    gw: Gateway,
+    authority: str,
+    message_id: str,
+    replacement: Replacement,
+    explanation: str,
+    actor: str = "gateway",
+) -> Sent:
+    """Send a correction superseding ``message_id`` (or the latest correction of it)."""
+    gw.signer(authority)
+    limits = gw.settings.limits
+    with gw.ledger.transaction() as conn:
+        first = _original(conn, authority, message_id)
+        head = _head(conn, authority, first)
+        for version in {first["message_id"], head["message_id"]}:
+            if _recalled(conn, authority, version) is not None:
+                raise PolicyRefusal(RULE_ALREADY, f"message {version} was recalled")
+        status = Status(head["status"])
+        queued_correction = head["message_type"] == "Correction" and status in OUTBOX_STATES
+        if (
+            status in NEVER_LEFT
+            or (status in UNSENT and not queued_correction)
+            or head["body"] is None
+        ):
+            raise PolicyRefusal(
+                RULE_NOT_SENT_YET,
+                f"message {head['message_id']} is {status.value}: only a message that was "
+                "sent can be corrected (recall one still queued, then send the right one)",
+            )
+        before = header_from_element(
+            xmlsafe.parse(
+                bytes(head["body"]),
+                max_bytes=limits.max_message_bytes,
+                max_depth=limits.max_xml_depth,
+            )
+        )
+        child = getattr(replacement, "child", None)
+        key = child_key(child) if child is not None else head["child_key"]
+        basis, consent_ref = before.legal_basis, before.consent_ref
+        if basis == LegalBasis.NO_PERSONAL_DATA and child is not None:
+            raise PolicyRefusal(
+                RULE_NPD_CHILD,
+                f"message {head['message_id']} carried no personal data; its correction may not",
+            )
+        if basis == LegalBasis.CONSENT and key is not None:
+            consent = consent_register.effective(consent_register.entries(conn, authority, key))
+            refusal = sharing.covers(
+                consent,
+                policy_of(gw.settings),
+                authority,
+                head["recipient"],
+                before.purpose or Purpose.SHARE_CROSS_BORDER,
+            )
+            if refusal is not None:
+                raise PolicyRefusal(refusal.rule, refusal.reason)
+            consent_ref = consent.reference(authority)
+        body = Correction(
+            MessageRef(head["message_id"], head["digest"] or ""),
+            explanation,
+            _for_purpose(replacement, before.purpose, gw),
+        )
+        env = new_envelope(
+            gw.clock,
+            sender=authority,
+            recipient=head["recipient"],
+            body=body,
+            correlation=head["correlation_id"],
+            legal_basis=basis,
+            purpose=before.purpose,
+            consent_ref=consent_ref,
+            safeguarding=before.safeguarding,
+            in_reply_to=head["message_id"],
+        )
+        personal = basis != LegalBasis.NO_PERSONAL_DATA
+        message = signed_message(
+            gw,
+            env,
+            case_ref=getattr(replacement, "case_ref", None) or head["case_ref"],
+            child_key=key if personal else None,
+        )
+        gw.ledger.record([message], conn)
+        gw.ledger.note(
+            head["id"],
+            Status.SUPERSEDED,
+            f"superseded by correction {env.header.message_id} ({actor})",
+            conn,
+        )
+        _remember(
+            conn, gw, authority, "CORRECTION", env.header.message_id, head, "CORRECTION", actor
+        )
+        events = [disclosure(message, actor[:128])] if personal else []
+        if before.safeguarding is not None:
+            events.append(
+                audit.AuditEvent(
+                    actor=before.safeguarding.approver,
+                    action="SAFEGUARDING_OVERRIDE",
+                    authority=authority,
+                    counterparty=head["recipient"],
+                    legal_basis=basis.value,
+                    message_id=env.header.message_id,
+                    digest=message.digest,
+                    detail=f"correction of {head['message_id']}, under its approval",
+                )
+            )
+        audit.append(gw.ledger, events, conn)
+    return Sent(
+        head["message_id"], head["recipient"], Status.SIGNED, env.header.message_id,
+        f"correction sent to {head['recipient']}"
+        + ("" if head["message_id"] == first["message_id"] else " (of the latest version)"),
+    )  # fmt: skip
+
+
+def replacement_of_body(body: object) -> Replacement:
+    """``body`` if a correction may carry it (Assessment, ConsentChange, Notification,
+    Evaluation)."""
+    if isinstance(body, Assessment | ConsentChange | Notification | Evaluation):
+        return body
+    raise PolicyRefusal(
+        "correction.body", f"a {type(body).__name__} cannot be the body of a correction"
+    )

@@ -1,0 +1,32 @@
+"""Recalls and corrections sent, with the outcome each recipient's receipt proved."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text, UniqueConstraint
+
+from gateway.ledger.tables import metadata
+
+# One row per recall or correction this authority sent (one recipient each).
+recalls = Table(
+    "recalls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),  # the sender of the original
+    Column("kind", String(16), nullable=False),  # RECALL or CORRECTION
+    Column("message_id", String(64), nullable=False),  # of the recall or correction
+    Column("original_id", String(64), nullable=False),
+    Column("original_digest", String(64), nullable=False),
+    Column("recipient", String(3), nullable=False),
+    Column("reason", String(32), nullable=False),  # RecallReason, or CORRECTION
+    Column("actor", String(128), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    # from the recipient's signed receipt for the recall or correction
+    Column("outcome", String(16)),  # DELIVERED, REJECTED, UNDELIVERABLE
+    Column("action", String(16)),  # ActionTaken
+    Column("handed_over_at", DateTime(timezone=True)),
+    Column("outcome_reason", Text),
+    Column("outcome_at", DateTime(timezone=True)),
+    Column("receipt_id", String(64)),
+    UniqueConstraint("authority", "message_id", name="uq_recall"),
+)
+Index("ix_recalls_original", recalls.c.authority, recalls.c.original_id)

@@ -1,0 +1,185 @@
+"""The sender's side of recall and correction: what may be recalled, what is sent, the
+outcome per recipient, correction chains, and "not ours" recalling automatically."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from policy_support import DUDLEY, envelope_of, pump, submit
+from retention_support import Clock, dudley_shared, region
+from sqlalchemy import update
+
+from gateway.context import Gateway
+from gateway.errors import NotFoundError, PolicyRefusal
+from gateway.ledger import audit
+from gateway.ledger.records import MessageRecord
+from gateway.ledger.status import Direction, Status
+from gateway.lifecycle import not_ours, outcomes, sender
+from gateway.model import (
+    Assessment,
+    Audience,
+    Correction,
+    Detail,
+    LegalBasis,
+    Notification,
+    NotificationType,
+    Recall,
+    RecallReason,
+)
+from gateway.policy.consent_register import consent_register
+from gateway.services.signing import new_envelope, signed_message
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _sent(gw: Gateway, recipient: str, message_type: str = "Assessment") -> MessageRecord:
+    return next(
+        r
+        for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=200)
+        if r.recipient == recipient and r.message_type == message_type
+    )
+
+
+def _outcomes(gw: Gateway, original: str) -> list[outcomes.RecallOutcome]:
+    with gw.ledger.transaction() as conn:
+        return outcomes.outcomes_of(conn, "332", original)
+
+
+def test_a_recall_goes_to_the_recipient_and_its_receipt_is_the_outcome(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    original = _sent(gw, "333")
+    done = sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, None, "Jo")
+    assert done.status == Status.SIGNED and done.recipient == "333"
+    pump(gw)
+    received = gw.ledger.find(message_id=done.message_id, authority="333")
+    assert received and received[0].direction == Direction.INBOUND
+    env = envelope_of(gw, received[0])
+    assert env is not None and isinstance(env.body, Recall)
+    assert env.body.original.digest == original.digest
+    assert env.header.legal_basis == LegalBasis.NO_PERSONAL_DATA
+    [outcome] = _outcomes(gw, original.message_id)
+    assert outcome.outcome == "DELIVERED" and outcome.recipient == "333"
+    notes = [h for h in _sent(gw, "333").history if h.status == Status.RECALLED]
+    assert len(notes) == 2 and "recall outcome at 333" in (notes[-1].reason or "")
+    assert audit.verify(gw.ledger) == []
+
+
+def test_a_message_still_queued_is_withdrawn_without_telling_anyone(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock())
+    submit(gw, "332", "dudley-csv", DUDLEY.read_bytes(), "x.csv")
+    queued = _sent(gw, "336")
+    assert queued.status == Status.SIGNED
+    done = sender.recall(gw, "332", queued.message_id, RecallReason.WRONG_CHILD, None, "Jo")
+    assert done.status == Status.WITHDRAWN and done.message_id is None
+    pump(gw)
+    assert _sent(gw, "336").status == Status.WITHDRAWN
+    assert gw.ledger.find(message_id=queued.message_id, authority="336") == []
+
+
+def test_only_the_sender_may_recall_and_only_once(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    original = _sent(gw, "336")
+    with pytest.raises(NotFoundError):
+        sender.recall(gw, "336", original.message_id, RecallReason.OTHER)
+    receipt = next(
+        r
+        for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=200)
+        if r.message_type == "Receipt"
+    )
+    with pytest.raises(PolicyRefusal, match=r"recall\.not-recallable"):
+        sender.recall(gw, "332", receipt.message_id, RecallReason.OTHER)
+    sender.recall(gw, "332", original.message_id, RecallReason.OTHER)
+    with pytest.raises(PolicyRefusal, match=r"recall\.already-recalled"):
+        sender.recall(gw, "332", original.message_id, RecallReason.OTHER)
+
+
+def test_corrections_chain_each_superseding_the_latest_version(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    original = _sent(gw, "336")
+    env = envelope_of(gw, original)
+    assert env is not None and isinstance(env.body, Assessment)
+    first = sender.correct(
+        gw, "332", original.message_id, replace(env.body, needs="Asthma review"), "needs", "Jo"
+    )
+    second = sender.correct(
+        gw, "332", original.message_id, replace(env.body, needs="GP review"), "again", "Jo"
+    )
+    assert first.original_id == original.message_id
+    assert second.original_id == first.message_id  # the chain: the latest version
+    pump(gw)
+    assert second.message_id is not None
+    [latest] = gw.ledger.find(message_id=second.message_id, authority="336")
+    got = envelope_of(gw, latest)
+    assert got is not None and isinstance(got.body, Correction)
+    assert got.body.original.message_id == first.message_id
+    assert isinstance(got.body.replacement, Assessment)
+    assert got.body.replacement.needs == "GP review"
+    assert got.header.legal_basis == LegalBasis.CONSENT and got.header.consent_ref
+    disclosed = {
+        e.event.message_id for e in audit.entries(gw.ledger) if e.event.action == "DISCLOSURE"
+    }
+    assert {first.message_id, second.message_id} <= disclosed
+    assert audit.verify(gw.ledger) == []
+    assert [o.kind for o in _outcomes(gw, first.message_id)] == ["CORRECTION"]
+
+
+def test_a_correction_is_refused_when_consent_no_longer_covers_the_recipient(
+    tmp_path: Path,
+) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    original = _sent(gw, "336")
+    env = envelope_of(gw, original)
+    assert env is not None and isinstance(env.body, Assessment)
+    with gw.ledger.transaction() as conn:
+        conn.execute(update(consent_register).values(given=False, action="WITHDRAWN"))
+    with pytest.raises(PolicyRefusal, match="consent"):
+        sender.correct(gw, "332", original.message_id, env.body, "fix", "Jo")
+
+
+def test_not_ours_at_the_recipient_recalls_the_message_at_its_sender(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    original = _sent(gw, "333")
+    done = not_ours.not_ours(gw, "333", original.message_id, "Sandwell coordinator")
+    assert done.sender == "332"
+    pump(gw)
+    [outcome] = _outcomes(gw, original.message_id)
+    assert outcome.kind == "RECALL" and outcome.reason == RecallReason.MISDIRECTED.value
+    assert outcome.actor == "not ours (333)"
+    [recall] = gw.ledger.find(message_id=outcome.message_id or "", authority="333")
+    assert recall.message_type == "Recall"
+
+
+def test_a_not_ours_notice_about_a_message_sent_to_someone_else_is_quarantined(
+    tmp_path: Path,
+) -> None:
+    gw = region(tmp_path, Clock())
+    dudley_shared(gw)
+    to_wolverhampton = _sent(gw, "336")
+    forged = new_envelope(
+        gw.clock,
+        sender="333",
+        recipient="332",
+        body=Notification(
+            NotificationType.MISDIRECTED,
+            None,
+            "Not ours",
+            Audience.PROFESSIONAL,
+            details=(Detail("digest", to_wolverhampton.digest or ""),),
+        ),
+        correlation=to_wolverhampton.correlation_id,
+        legal_basis=LegalBasis.NO_PERSONAL_DATA,
+        in_reply_to=to_wolverhampton.message_id,
+    )
+    gw.ledger.record([signed_message(gw, forged)])
+    pump(gw)
+    [got] = gw.ledger.find(message_id=forged.header.message_id, authority="332")
+    assert got.status == Status.QUARANTINED
+    assert "recall.not-ours-from-another-authority" in (got.reason or "")
+    assert _outcomes(gw, to_wolverhampton.message_id) == []
