@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml requirements.lock
 system-deps:
 	@scripts/ensure-system-deps.sh
 
-broker-check:
-	@scripts/check-broker.sh
+broker-check: $(STAMP)
+	@$(BIN)/cafgw broker check
 
 run: $(STAMP) system-deps broker-check
 	$(BIN)/cafgw run --demo

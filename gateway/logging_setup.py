@@ -132,3 +132,8 @@ def configure(verbose: bool = False, stream: TextIO | None = None) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # pika logs every failed connection attempt at ERROR with a traceback (hundreds
+    # of lines a minute while the broker is down); its errors reach cafgw as
+    # exceptions, and gateway.transport.link says once when the broker goes and comes
+    # back. --verbose shows pika's own account too.
+    logging.getLogger("pika").setLevel(logging.INFO if verbose else logging.CRITICAL)

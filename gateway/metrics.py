@@ -2,26 +2,28 @@
 
 Nothing is counted in the request path: every scrape asks the ledger (the
 source of truth shared by every gateway process) and the broker. Counters
-and the latency histogram are built from the status history incrementally,
-remembering the last history row seen, so each scrape reads only what is
-new and the values only ever grow (a restart recounts the same history).
+and the latency histogram are built from the status history incrementally
+(``gateway.ops.tally``), so each scrape reads only what is new and the
+values only ever grow (a restart recounts the same history).
 
-Metric names (all prefixed ``cafgw_``): ``messages`` (by authority,
-direction, type, status), ``delivery_latency_seconds`` (accepted to signed
-receipt), ``retries_total``, ``dead_letters_total``, ``receipts_overdue``,
-``messages_stuck``, ``queue_messages``, ``broker_up``, ``ledger_up``,
-``disputes_open``, ``disputes_overdue``, ``certificate_expiry_seconds``,
-``pinned_certificate_expiry_seconds``,
-``disk_free_bytes``, ``disk_free_ratio``; with ``cpu_budget`` on,
-``stage_cpu_seconds_total`` and ``process_cpu_seconds_total`` (``gateway.cpu_budget``).
+Metric names (all prefixed ``cafgw_``), listed with their labels in
+``docs/operations.md``: counters ``transitions_total`` (messages entering
+each status), ``retries_total``, ``dead_letters_total``,
+``handover_failures_total`` and the ``delivery_latency_seconds`` histogram;
+gauges ``messages`` (by current status), ``needs_human``,
+``handover_failing``, ``receipts_overdue``, ``messages_stuck``,
+``queue_messages``, ``broker_up``, ``ledger_up``, ``disputes_open``,
+``disputes_overdue``, ``certificate_expiry_seconds``,
+``pinned_certificate_expiry_seconds``, ``disk_free_bytes``,
+``disk_free_ratio``; with ``cpu_budget`` on, ``stage_cpu_seconds_total`` and
+``process_cpu_seconds_total`` (``gateway.cpu_budget``).
 """
 
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -39,68 +41,21 @@ from gateway.cpu_budget import BUDGET, CpuBudgetCollector
 from gateway.errors import CafgwError
 from gateway.ledger import stats
 from gateway.ledger.status import Direction, Status
+from gateway.ops import attention
 from gateway.ops.broker import BrokerProbe
 from gateway.ops.certificates import hosted_certificates, pinned_certificates
 from gateway.ops.disputes import open_disputes
 from gateway.ops.readiness import data_path, disk_space
-
-LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600)
-_COUNTED = (Status.DELIVERED, Status.RETRYING, Status.DEAD_LETTERED)
-
-
-@dataclass
-class _Latency:
-    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
-    total_s: float = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-        self.total_s += seconds
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for bound, n in zip((*LATENCY_BUCKETS_S, float("inf")), self.buckets, strict=True):
-            running += n
-            label: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
-            out.append((label, float(running)))
-        return out
-
-
-@dataclass
-class _History:
-    """What has been counted from the status history so far."""
-
-    last_id: int = 0
-    retries: dict[str, int] = field(default_factory=dict)
-    dead_letters: dict[str, int] = field(default_factory=dict)
-    latency: dict[str, _Latency] = field(default_factory=dict)
+from gateway.ops.tally import Tally, Totals
 
 
 class LedgerCollector(Collector):
-    """Message counts, latency, retries, dead letters, stuck messages, disputes, certificates."""
+    """Message counts, transitions, latency, what needs a human, disputes, certificates."""
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self._lock = threading.Lock()
-        self._history = _History()
-
-    def _catch_up(self) -> None:
-        h = self._history
-        while True:
-            batch = stats.transitions_after(self.gw.ledger, h.last_id, _COUNTED)
-            for t in batch:
-                if t.direction != Direction.OUTBOUND.value:
-                    continue
-                if t.status == Status.RETRYING.value:
-                    h.retries[t.authority] = h.retries.get(t.authority, 0) + 1
-                elif t.status == Status.DEAD_LETTERED.value:
-                    h.dead_letters[t.authority] = h.dead_letters.get(t.authority, 0) + 1
-                elif t.message_type != "Receipt":
-                    seconds = max(0.0, (t.at - t.created_at).total_seconds())
-                    h.latency.setdefault(t.authority, _Latency()).observe(seconds)
-            if not batch:
-                return
-            h.last_id = batch[-1].history_id
+        self._tally = Tally(gw.ledger)
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("cafgw_ledger_up", "1 if the ledger answered this scrape")
@@ -128,27 +83,9 @@ class LedgerCollector(Collector):
             messages.add_metric([c.authority, c.direction, c.message_type, c.status], c.count)
         yield messages
 
-        self._catch_up()
-        h = self._history
-        latency = HistogramMetricFamily(
-            "cafgw_delivery_latency_seconds",
-            "Time from acceptance to the recipient gateway's signed receipt",
-            labels=["authority"],
-        )
-        for code, lat in sorted(h.latency.items()):
-            latency.add_metric([code], lat.cumulative(), lat.total_s)
-        yield latency
-        retries = CounterMetricFamily(
-            "cafgw_retries", "Re-sends after a missing receipt", labels=["authority"]
-        )
-        dead = CounterMetricFamily(
-            "cafgw_dead_letters", "Messages dead-lettered after their budget", labels=["authority"]
-        )
-        for code in sorted(set(gw.hosted) | set(h.retries) | set(h.dead_letters)):
-            retries.add_metric([code], h.retries.get(code, 0))
-            dead.add_metric([code], h.dead_letters.get(code, 0))
-        yield retries
-        yield dead
+        totals = self._tally.catch_up(now)
+        yield from _counters(gw, totals)
+        yield from _attention(gw)
 
         overdue = stats.receipts_overdue(gw.ledger, now)
         receipts = GaugeMetricFamily(
@@ -216,6 +153,79 @@ class LedgerCollector(Collector):
         for cert in pinned_certificates(self.gw, now):
             pinned.add_metric([cert.authority], (cert.not_after - now).total_seconds())
         yield pinned
+
+
+def _counters(gw: Gateway, totals: Totals) -> Iterator[Metric]:
+    transitions = CounterMetricFamily(
+        "cafgw_transitions",
+        "Status changes: messages entering each status (rate() gives sends, deliveries, "
+        "failures per second)",
+        labels=["authority", "direction", "message_type", "status"],
+    )
+    for (code, direction, message_type, status), n in sorted(totals.transitions.items()):
+        transitions.add_metric([code, direction, message_type, status], n)
+    yield transitions
+
+    latency = HistogramMetricFamily(
+        "cafgw_delivery_latency_seconds",
+        "Time from acceptance to the recipient gateway's signed receipt",
+        labels=["authority"],
+    )
+    for code, lat in sorted(totals.latency.items()):
+        buckets = [(floatToGoString(b), float(n)) for b, n in lat.cumulative()]  # type: ignore[no-untyped-call]
+        latency.add_metric([code], buckets, lat.total_s)
+    yield latency
+
+    def outbound(status: Status) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for (code, direction, _type, st), n in totals.transitions.items():
+            if direction == Direction.OUTBOUND.value and st == status.value:
+                out[code] += n
+        return out
+
+    retried, dead = outbound(Status.RETRYING), outbound(Status.DEAD_LETTERED)
+    retries = CounterMetricFamily(
+        "cafgw_retries", "Re-sends after a missing receipt", labels=["authority"]
+    )
+    dead_letters = CounterMetricFamily(
+        "cafgw_dead_letters", "Messages dead-lettered after their budget", labels=["authority"]
+    )
+    failures = CounterMetricFamily(
+        "cafgw_handover_failures",
+        "Failed handovers to the local system (webhook or file drop); the message waits "
+        "and is tried again",
+        labels=["authority"],
+    )
+    for code in sorted(set(gw.hosted) | set(retried) | set(dead)):
+        retries.add_metric([code], retried[code])
+        dead_letters.add_metric([code], dead[code])
+    for code in sorted(set(gw.hosted) | set(totals.handover_failures)):
+        failures.add_metric([code], totals.handover_failures[code])
+    yield retries
+    yield dead_letters
+    yield failures
+
+
+def _attention(gw: Gateway) -> Iterator[Metric]:
+    found = attention.counts(gw.ledger, gw.hosted)
+    needs = GaugeMetricFamily(
+        "cafgw_needs_human",
+        "Messages waiting for a human, by why: DEAD_LETTERED, QUARANTINED, REJECTED, "
+        "UNDELIVERABLE (until replayed or dismissed), HANDOVER_FAILING (the local system keeps "
+        "failing), RETRYING",
+        labels=["authority", "need"],
+    )
+    failing = GaugeMetricFamily(
+        "cafgw_handover_failing",
+        "Received messages whose handover to the local system keeps failing",
+        labels=["authority"],
+    )
+    for code in gw.hosted:
+        for need in attention.Need:
+            needs.add_metric([code, need.value], found.get((code, need), 0))
+        failing.add_metric([code], found.get((code, attention.Need.HANDOVER_FAILING), 0))
+    yield needs
+    yield failing
 
 
 class BrokerCollector(Collector):

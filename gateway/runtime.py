@@ -17,12 +17,11 @@ from gateway.cpu_budget import BUDGET
 from gateway.errors import BrokerUnavailableError
 from gateway.settings import Settings
 from gateway.transport.base import Transport
+from gateway.transport.link import unreachable
 from gateway.transport.rabbit import RabbitTransport
 from gateway.worker import Worker
 
 log = logging.getLogger(__name__)
-
-START_HINT = "start it with: rabbitmq-server -detached"
 
 
 def check_broker(url: str, timeout_s: float = 3.0) -> None:
@@ -33,9 +32,7 @@ def check_broker(url: str, timeout_s: float = 3.0) -> None:
         with socket.create_connection((host, port), timeout=timeout_s):
             return
     except OSError as exc:
-        raise BrokerUnavailableError(
-            f"RabbitMQ is not answering at {host}:{port} ({exc.strerror or exc}); {START_HINT}"
-        ) from exc
+        raise BrokerUnavailableError(unreachable(host, port, exc.strerror or str(exc))) from exc
 
 
 def open_transport(settings: Settings) -> Transport:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from gateway import features
 from gateway.context import Gateway
-from gateway.errors import CafgwError
+from gateway.errors import BrokerUnavailableError, CafgwError
 from gateway.services import delivery, inbound, receipts
 from gateway.transport.base import Delivery, Disposition, Transport, inbox_queue
 
@@ -46,6 +46,11 @@ class Worker:
         while not self.stop.is_set():
             try:
                 busy = step()
+            except BrokerUnavailableError as exc:
+                # gateway.transport.link has said the broker is down, once.
+                log.debug("%s: %s", name, exc)
+                busy = 0
+                self.stop.wait(1.0)
             except CafgwError as exc:
                 log.warning("%s: %s", name, exc)
                 busy = 0
@@ -62,6 +67,9 @@ class Worker:
         while not self.stop.is_set():
             try:
                 self.consumer_transport.consume(queues, self._handle, self.stop)
+            except BrokerUnavailableError as exc:
+                log.debug("consumer: %s; reconnecting", exc)
+                self.stop.wait(1.0)
             except CafgwError as exc:
                 log.warning("consumer: %s; reconnecting", exc)
                 self.stop.wait(1.0)
@@ -74,6 +82,9 @@ class Worker:
         while not self.stop.is_set():
             try:
                 self.consumer_transport.consume(queues, handler, self.stop)
+            except BrokerUnavailableError as exc:
+                log.debug("%s: %s; reconnecting", name, exc)
+                self.stop.wait(1.0)
             except CafgwError as exc:
                 log.warning("%s: %s; reconnecting", name, exc)
                 self.stop.wait(1.0)

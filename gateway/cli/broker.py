@@ -9,11 +9,42 @@ import typer
 from rich.table import Table
 
 from gateway.cli.common import ConfigOption, console, friendly, settings_from
+from gateway.errors import BrokerUnavailableError, TransportError
+from gateway.runtime import check_broker
 from gateway.transport.accounts import PASSWORD_ENV, setup_accounts, username_for
 from gateway.transport.rabbit import RabbitTransport
+from gateway.transport.reconnect import (
+    ConnectionRefused,
+    ReconnectPolicy,
+    open_blocking,
+    parameters,
+    unavailable,
+    where,
+)
 from gateway.transport.topology import REGIONAL
 
-broker_app = typer.Typer(help="Broker administration: per-authority accounts and permissions.")
+broker_app = typer.Typer(
+    help="Broker administration: check the broker, per-authority accounts and permissions."
+)
+
+
+@broker_app.command("check")
+@friendly
+def check(config: Path | None = ConfigOption) -> None:
+    """Say whether RabbitMQ answers at broker.url (CAFGW_BROKER__URL wins) and accepts the login."""
+    settings = settings_from(config)
+    check_broker(settings.broker.url)
+    params = parameters(settings.broker.url, ReconnectPolicy())
+    try:
+        conn = open_blocking(params)
+    except ConnectionRefused as exc:
+        raise BrokerUnavailableError(str(exc)) from exc
+    except TransportError as exc:
+        raise BrokerUnavailableError(unavailable(params, exc).args[0]) from exc
+    conn.close()
+    console.print(
+        f"RabbitMQ answers at {where(params)}, vhost {params.virtual_host!r}", highlight=False
+    )
 
 
 @broker_app.command("setup")

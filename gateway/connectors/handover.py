@@ -24,6 +24,8 @@ import logging
 import random
 from datetime import timedelta
 
+from sqlalchemy import Connection
+
 from gateway.connectors import registry, state
 from gateway.connectors.base import Connector, Handover, LocalMessage, Outcome
 from gateway.context import Gateway
@@ -56,8 +58,11 @@ def deliver_pending(gw: Gateway, limit: int = TURN) -> int:
         try:
             connector = registry.connector_for(gw.settings, code)
         except CafgwError as exc:
-            # One authority's broken connector must not hold up the others.
+            # One authority's broken connector must not hold up the others; it is a
+            # failed handover like any other, so it shows and alerts.
             log.error("local delivery for %s: %s", code, exc)
+            with gw.ledger.transaction() as conn:
+                _defer(gw, conn, code, items[0], f"connector unusable: {exc}")
             continue
         try:
             settled += _hand_over(gw, code, connector, items)
@@ -121,10 +126,7 @@ def _hand_over(gw: Gateway, code: str, connector: Connector, items: list[LocalMe
                 to_publish.append(item.message_id)
         if failed is not None:
             item, handover = failed
-            pause = backoff_s(gw.settings.delivery_for(code), item.attempts + 1)
-            pause *= 1 - _rng.random() * JITTER
-            until = gw.clock() + timedelta(seconds=pause)
-            state.defer(ledger, conn, code, item, until, f"handover failed: {handover.reason}")
+            _defer(gw, conn, code, item, f"handover failed: {handover.reason}")
     connector.publish(to_publish)
     if failed is not None:
         log.warning(
@@ -134,6 +136,14 @@ def _hand_over(gw: Gateway, code: str, connector: Connector, items: list[LocalMe
             backoff_s(gw.settings.delivery_for(code), failed[0].attempts + 1),
         )
     return len(done)
+
+
+def _defer(gw: Gateway, conn: Connection, code: str, item: LocalMessage, reason: str) -> None:
+    """Record a failed handover of ``item``; ``code`` waits for the next backoff step."""
+    pause = backoff_s(gw.settings.delivery_for(code), item.attempts + 1)
+    pause *= 1 - _rng.random() * JITTER
+    until = gw.clock() + timedelta(seconds=pause)
+    state.defer(gw.ledger, conn, code, item, until, reason)
 
 
 def sweep_taken(gw: Gateway, limit: int = SWEEP) -> int:

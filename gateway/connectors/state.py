@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
 
 from gateway.connectors.base import LocalMessage
+from gateway.connectors.tables import handover_failures
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import history, messages
@@ -83,9 +84,7 @@ def move(
     )
     if result.rowcount != 1:
         return False
-    conn.execute(
-        insert(history).values(message_pk=pk, status=status.value, at=now, reason=reason)
-    )
+    conn.execute(insert(history).values(message_pk=pk, status=status.value, at=now, reason=reason))
     return True
 
 
@@ -99,16 +98,23 @@ def defer(
 ) -> None:
     """The local system failed ``tried``: nothing more for ``authority`` before ``until``.
 
-    The tried message counts the failed attempt; every other waiting message
-    of the authority waits as well, so that an endpoint that is down is asked
+    The tried message counts the failed attempt (and the failure is kept in
+    ``handover_failures`` for monitoring); every other waiting message of the
+    authority waits as well, so that an endpoint that is down is asked
     once per backoff step, not once per message.
     """
     waiting = [s.value for s in WAITING]
-    conn.execute(
+    tried_rows = conn.execute(
         update(messages)
         .where(messages.c.id == tried.pk, messages.c.status.in_(waiting))
         .values(attempts=messages.c.attempts + 1, next_attempt_at=until, reason=reason)
-    )
+    ).rowcount
+    if tried_rows:
+        conn.execute(
+            insert(handover_failures).values(
+                authority=authority, message_pk=tried.pk, at=ledger.clock(), reason=reason
+            )
+        )
     conn.execute(
         update(messages)
         .where(

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 
+from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import FINAL_STATES, Direction, Status
 from gateway.ledger.store import Ledger, as_utc
 from gateway.ledger.tables import history, messages
@@ -108,6 +109,51 @@ def receipts_overdue(ledger: Ledger, now: datetime) -> dict[str, int]:
     )
     with ledger.transaction() as conn:
         return {a: int(n) for a, n in conn.execute(query).all()}
+
+
+def awaiting_receipt_counts(ledger: Ledger, authorities: Sequence[str]) -> dict[str, int]:
+    """Messages sent and waiting for the recipient's receipt, by authority (receipts left out)."""
+    query = (
+        select(messages.c.authority, func.count())
+        .where(_awaiting_receipt(authorities))
+        .group_by(messages.c.authority)
+    )
+    with ledger.transaction() as conn:
+        return {a: int(n) for a, n in conn.execute(query).all()}
+
+
+def awaiting_receipt(ledger: Ledger, authorities: Sequence[str], limit: int) -> list[MessageRecord]:
+    """Messages waiting for a receipt, the soonest deadline first (receipts left out)."""
+    query = (
+        ledger._record_select()
+        .where(_awaiting_receipt(authorities))
+        .order_by(messages.c.next_attempt_at, messages.c.id)
+        .limit(limit)
+    )
+    with ledger.transaction() as conn:
+        return [ledger._to_record(r) for r in conn.execute(query).all()]
+
+
+def _awaiting_receipt(authorities: Sequence[str]) -> ColumnElement[bool]:
+    # A Receipt is sent once and answered by nothing: it never waits for one.
+    return and_(
+        messages.c.direction == Direction.OUTBOUND.value,
+        messages.c.authority.in_(list(authorities)),
+        messages.c.status == Status.SENT.value,
+        messages.c.message_type != "Receipt",
+    )
+
+
+def latest(ledger: Ledger, authorities: Sequence[str], limit: int) -> list[MessageRecord]:
+    """The most recently changed messages (receipts left out: they would crowd the rest)."""
+    query = (
+        ledger._record_select()
+        .where(messages.c.authority.in_(list(authorities)), messages.c.message_type != "Receipt")
+        .order_by(messages.c.updated_at.desc(), messages.c.id.desc())
+        .limit(limit)
+    )
+    with ledger.transaction() as conn:
+        return [ledger._to_record(r) for r in conn.execute(query).all()]
 
 
 def unfinished_created_before(

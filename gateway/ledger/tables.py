@@ -65,6 +65,8 @@ history = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("reason", Text),
 )
+# Monitoring reads the history by time (rates over the last hours).
+Index("ix_status_history_at", history.c.at)
 
 # Append-only, hash-chained: each entry's hash covers its content and the
 # previous entry's hash, so an altered or deleted entry breaks the chain.
@@ -99,5 +101,22 @@ parked_replays = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("status", String(16), nullable=False),
     Column("actor", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# A human looked at a message that needed one (a rejected record, a quarantined
+# or dead-lettered message) and took it off the "needs a human" list: who, why,
+# when, and the status it had then. The message, its status and its history are
+# left as they were; if it moves again later (a replay dead-lettered again), it
+# needs a human again.
+dismissals = Table(
+    "dismissals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_pk", Integer, ForeignKey("messages.id"), nullable=False, index=True),
+    Column("authority", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
 )

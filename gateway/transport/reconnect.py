@@ -27,6 +27,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from gateway.errors import BrokerUnavailableError, TransportError
+from gateway.transport.link import LINK, unreachable
 
 T = TypeVar("T")
 
@@ -88,10 +89,30 @@ def translate(exc: BaseException, params: Any) -> TransportError:
 
 
 def unavailable(params: Any, cause: BaseException) -> BrokerUnavailableError:
-    return BrokerUnavailableError(
-        f"RabbitMQ is not answering at {where(params)} — start it with: "
-        f"rabbitmq-server -detached ({describe(cause)})"
-    )
+    return BrokerUnavailableError(unreachable(params.host, int(params.port), cause_of(cause)))
+
+
+def cause_of(exc: BaseException) -> str:
+    """The socket error under pika's wrappers ("Connection refused"), else ``describe``."""
+    seen: list[BaseException] = [exc]
+    looked = 0
+    while seen and looked < 20:
+        found = seen.pop(0)
+        looked += 1
+        if isinstance(found, OSError) and found.strerror:
+            return found.strerror
+        if found.__cause__ is not None:
+            seen.append(found.__cause__)
+        seen.extend(a for a in found.args if isinstance(a, BaseException))
+        # pika's connection workflow keeps the socket error in `exception`/`exceptions`.
+        inner = getattr(found, "exception", None)
+        if isinstance(inner, BaseException):
+            seen.append(inner)
+        seen.extend(getattr(found, "exceptions", None) or ())
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    return describe(root)
 
 
 def with_reconnect(
@@ -129,8 +150,19 @@ def with_reconnect(
         reraise=True,
         sleep=pause,
     )
+    here = f"{where(params)} (vhost {params.virtual_host!r})"
+
+    def attempt() -> T:
+        try:
+            found = connect()
+        except TransportError as exc:
+            LINK.failed(here, cause_of(exc))
+            raise
+        LINK.succeeded(here)
+        return found
+
     try:
-        return retrying(connect)
+        return retrying(attempt)
     except ConnectionRefused:
         raise
     except TransportError as exc:

@@ -84,12 +84,9 @@ def test_promtool_accepts_the_alerting_rules() -> None:
 
 
 def test_alerts_fire_once_per_state_change_as_their_unit_tests_say() -> None:
-    result = promtool(
-        "test",
-        "rules",
-        str(PROMETHEUS / "alerts_test.yml"),
-        str(PROMETHEUS / "alerts_certificates_test.yml"),
-    )
+    tests = sorted(str(p) for p in PROMETHEUS.glob("alerts*_test.yml"))
+    assert len(tests) >= 3
+    result = promtool("test", "rules", *tests)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
 
 

@@ -93,7 +93,8 @@ def test_an_admin_sees_every_hosted_authority_and_what_needs_a_human(board: Boar
     assert line["reason"] == "no receipt from 334 after 6 sends"
     assert line["can_replay"] is True
     panel = next(a for a in view["authorities"] if a["code"] == "333")
-    assert panel["dead_lettered"] == 1
+    assert panel["needs_human"] == {"DEAD_LETTERED": 1}
+    assert panel["alert"] is True
     assert {h["name"] for h in view["health"]} == {"broker", "ledger", "disk", "keys"}
 
 

@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
 from gateway.errors import MalformedInputError, NotFoundError
 from gateway.ledger.status import Status
+from gateway.ops import attention
 from gateway.services import outbound
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
@@ -74,3 +76,37 @@ def listing(
     """The authority's messages, newest first."""
     records = gw.ledger.find(authority=authority, status=status, since=since, limit=limit)
     return [MessageOut.of(r) for r in records]
+
+
+class DismissIn(BaseModel):
+    """Why a message that needed a human is taken off the list, and who decided."""
+
+    reason: str = Field(min_length=3, max_length=attention.MAX_REASON_CHARS)
+    by: str = Field(min_length=2, max_length=64, pattern=r"^[\w .@'-]+$")
+
+
+class DismissedOut(BaseModel):
+    message_id: str
+    authority: str
+    status: str
+    actor: str
+
+
+@router.post("/{message_id}/dismiss", response_model=list[DismissedOut])
+def dismiss(
+    message_id: str, body: DismissIn, gw: GatewayDep, authority: AuthorityDep, who: CallerDep
+) -> list[DismissedOut]:
+    """Acknowledge a rejected, quarantined, dead-lettered or undeliverable message.
+
+    It leaves "needs a human" (and stops counting in ``cafgw_needs_human``)
+    until it changes status again; who and why are recorded, with an audit
+    entry. The message and its history are unchanged.
+    """
+    actor = f"{body.by} ({who.role}" + (f" {who.authority}" if who.authority else "") + ")"
+    done = attention.dismiss(gw.ledger, authority, message_id[:64], actor, body.reason)
+    return [
+        DismissedOut(
+            message_id=d.message_id, authority=d.authority, status=d.status.value, actor=d.actor
+        )
+        for d in done
+    ]

@@ -44,11 +44,12 @@
     f.className = bad ? "bad" : "";
   }
 
-  function fill(id, rows, makeRow) {
+  function fill(id, rows, makeRow, total) {
     const body = $(id);
     body.replaceChildren(...rows.map(makeRow));
     $(id + "-empty").hidden = rows.length > 0;
-    $(id + "-count").textContent = "(" + rows.length + ")";
+    const all = total === undefined ? rows.length : total;
+    $(id + "-count").textContent = "(" + all + (all > rows.length ? ", " + rows.length + " shown" : "") + ")";
   }
 
   function statusCell(status) {
@@ -79,14 +80,67 @@
     return button;
   }
 
+  function reasonCell(m) {
+    const td = el("td", undefined, "reason");
+    if (!m.reason) return td;
+    if (m.summary === m.reason) { td.textContent = m.reason; return td; }
+    const details = el("details");
+    details.appendChild(el("summary", m.summary));
+    details.appendChild(el("pre", m.reason));
+    td.appendChild(details);
+    return td;
+  }
+
+  function dismissButton(m) {
+    const button = el("button", "Dismiss");
+    button.type = "button";
+    button.dataset.messageId = m.message_id;
+    button.addEventListener("click", () => openDismiss(m));
+    return button;
+  }
+
+  function openDismiss(m) {
+    const dialog = $("dismiss-dialog");
+    $("dismiss-what").textContent = m.message_type + " " + m.message_id + " (" + m.status + ")";
+    $("dismiss-form").onsubmit = async (event) => {
+      event.preventDefault();
+      const by = $("dismiss-by").value.trim();
+      const reason = $("dismiss-reason").value.trim();
+      const res = await api("/v1/messages/" + encodeURIComponent(m.message_id) + "/dismiss?authority=" + m.authority, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ by: by, reason: reason }),
+      });
+      if (res.ok) {
+        dialog.close();
+        $("dismiss-reason").value = "";
+        flash("Dismissed " + m.message_id + " (" + m.status + "): recorded with your name and reason.");
+      } else {
+        const problem = await res.json().catch(() => ({}));
+        $("dismiss-error").textContent = "Not dismissed: " + detailOf(problem, res.status);
+        return;
+      }
+      refresh();
+    };
+    $("dismiss-error").textContent = "";
+    dialog.showModal();
+  }
+
+  function detailOf(problem, status) {
+    if (typeof problem.detail === "string") return problem.detail;
+    if (Array.isArray(problem.detail)) return problem.detail.map((d) => (d.loc || []).slice(-1)[0] + ": " + d.msg).join("; ");
+    return "HTTP " + status;
+  }
+
   function attentionRow(m) {
     const tr = el("tr");
     tr.dataset.messageId = m.message_id;
     tr.append(el("td", m.message_id, "id"), el("td", m.authority), el("td", m.direction.slice(0, 3)),
       el("td", m.message_type), el("td", m.counterparty), statusCell(m.status),
-      el("td", m.attempts), el("td", m.reason || ""), el("td", when(m.updated_at)));
+      el("td", m.attempts), reasonCell(m), el("td", when(m.updated_at)));
     const action = el("td");
     if (m.can_replay) action.appendChild(replayButton(m));
+    if (m.can_dismiss) action.appendChild(dismissButton(m));
     tr.appendChild(action);
     return tr;
   }
@@ -119,24 +173,32 @@
   function card(a) {
     const box = el("div", undefined, "card");
     box.dataset.authority = a.code;
-    if (a.dead_lettered || a.parked_inbound || a.receipts_overdue || a.certificate_warning) box.classList.add("alert");
+    if (a.alert) box.classList.add("alert");
     box.appendChild(el("h3", a.code + " " + a.name));
+    if (a.alerts.length) {
+      const ul = el("ul", undefined, "alerts");
+      a.alerts.forEach((text) => ul.appendChild(el("li", text)));
+      box.appendChild(ul);
+    }
     const dl = el("dl");
     const add = (label, value, cls) => { dl.append(el("dt", label), el("dd", value, cls)); };
-    add("sends in the last hour", a.sent_last_hour);
+    add("sent in the last hour", a.sent_last_hour);
+    add("delivered in the last hour", a.delivered_last_hour);
     add("received in the last hour", a.received_last_hour);
+    add("failures in the last hour", a.failing_last_hour, a.failing_last_hour ? "warn" : "");
     add("awaiting receipt", a.awaiting_receipt);
     add("receipts overdue", a.receipts_overdue, a.receipts_overdue ? "warn" : "");
-    add("retrying", a.retrying, a.retrying ? "warn" : "");
-    add("dead-lettered", a.dead_lettered, a.dead_lettered ? "warn" : "");
+    add("needs a human", a.needs_human_total, a.needs_human_total ? "warn" : "");
+    const h = a.handover;
+    add("local system (" + h.connector + ")", h.failing
+      ? "failing since " + when(h.failing_since) + ", " + h.waiting + " waiting"
+      : h.waiting + " waiting", h.failing ? "warn handover" : "handover");
     add("parked on the broker", a.parked_inbound === null ? "unknown" : a.parked_inbound,
       a.parked_inbound ? "warn" : "");
     const days = a.certificate_days_left === null ? "none" : Math.floor(a.certificate_days_left) + " days";
     add("certificate expires in", days, a.certificate_warning ? "warn" : "");
     box.appendChild(dl);
-    const summary = (counts) => Object.entries(counts).map(([s, n]) => s + " " + n).join(", ") || "none";
-    box.appendChild(el("div", "last hour: " + summary(a.last_hour), "statuses"));
-    box.appendChild(el("div", "last day: " + summary(a.last_day), "statuses"));
+    if (h.failing && h.last_error) box.appendChild(el("div", "last error: " + h.last_error, "statuses"));
     return box;
   }
 
@@ -150,8 +212,8 @@
       return li;
     }));
     $("authorities").replaceChildren(...view.authorities.map(card));
-    fill("attention", view.attention, attentionRow);
-    fill("awaiting", view.awaiting_receipt, awaitingRow);
+    fill("attention", view.attention, attentionRow, view.attention_total);
+    fill("awaiting", view.awaiting_receipt, awaitingRow, view.awaiting_receipt_total);
     fill("disputes", view.disputes, disputeRow);
     fill("recent", view.recent, recentRow);
   }
@@ -184,6 +246,7 @@
       refresh();
     });
     $("logout").addEventListener("click", () => signOut(""));
+    $("dismiss-cancel").addEventListener("click", () => $("dismiss-dialog").close());
     if (sessionStorage.getItem(KEY)) refresh();
   });
 })();

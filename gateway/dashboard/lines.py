@@ -1,0 +1,95 @@
+"""One message as the dashboard shows it: ids, types, authorities, status, a safe reason.
+
+Reasons pass through the redactor in case one quotes an identifier; a
+rejected record's reasons quote the offending values ("... (31/04/2014)"),
+which may be a child's data, so the dashboard names the field, not the value.
+A long reason (a record with many problems) is summarised on one line, the
+full list kept for when the row is opened.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.api.auth import Caller
+from gateway.ledger.records import MessageRecord
+from gateway.ledger.status import Direction, Status
+from gateway.ops import attention
+from gateway.ops.redact import redact_text
+
+_QUOTED_VALUE = re.compile(r" \([^()]*\)(?=\s|$)")
+# FILE:RECORD:FIELD: reason  (a FieldProblem, see gateway.errors)
+_PROBLEM = re.compile(r"^(?P<where>[^:\n]+:[^:\n]+):(?P<field>[^:\n]+): ")
+SUMMARY_CHARS = 160
+
+
+@dataclass(frozen=True)
+class MessageLine:
+    message_id: str
+    authority: str
+    direction: str
+    message_type: str
+    counterparty: str
+    status: str
+    need: str | None  # why it needs a human (gateway.ops.attention.Need), if it does
+    summary: str | None  # the reason on one line
+    reason: str | None  # the whole reason (redacted)
+    attempts: int
+    updated_at: datetime
+    deadline: datetime | None
+    overdue: bool
+    can_replay: bool
+    can_dismiss: bool
+
+
+def shown_reason(r: MessageRecord) -> str | None:
+    """The reason of ``r`` as the dashboard may show it."""
+    if not r.reason:
+        return None
+    reason = r.reason
+    if r.status == Status.REJECTED:
+        reason = _QUOTED_VALUE.sub(" (value hidden)", reason)
+    return redact_text(reason)
+
+
+def summarise(reason: str | None) -> str | None:
+    """One line: a record's problems as ``FILE:ROW: n problems (FIELD, FIELD, ...)``."""
+    if reason is None:
+        return None
+    lines = [line for line in reason.splitlines() if line.strip()]
+    found = [m for m in (_PROBLEM.match(line) for line in lines) if m]
+    if len(lines) > 1 and len(found) == len(lines):
+        wheres = {m["where"] for m in found}
+        fields = list(dict.fromkeys(m["field"] for m in found))
+        where = wheres.pop() if len(wheres) == 1 else f"{len(wheres)} records"
+        text = f"{where}: {len(lines)} problems ({', '.join(fields)})"
+    else:
+        text = " ".join(lines)
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1].rstrip() + "…"
+
+
+def line_of(r: MessageRecord, who: Caller, now: datetime) -> MessageLine:
+    outbound = r.direction == Direction.OUTBOUND
+    deadline = r.next_attempt_at if r.status == Status.SENT else None
+    need = attention.need_of(r.status, r.direction, r.attempts)
+    reason = shown_reason(r)
+    return MessageLine(
+        message_id=r.message_id,
+        authority=r.authority,
+        direction=r.direction.value,
+        message_type=r.message_type,
+        counterparty=r.recipient if outbound else r.sender,
+        status=r.status.value,
+        need=need.value if need else None,
+        summary=summarise(reason),
+        reason=reason,
+        attempts=r.attempts,
+        updated_at=r.updated_at,
+        deadline=deadline,
+        overdue=deadline is not None and deadline < now,
+        # Outbound dead letters are re-published, inbound ones handed over again.
+        can_replay=who.is_admin and r.status == Status.DEAD_LETTERED,
+        can_dismiss=who.may_see(r.authority) and r.status in attention.DISMISSABLE,
+    )

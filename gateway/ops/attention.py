@@ -1,0 +1,219 @@
+"""What needs a human, per authority: one definition for the dashboard, metrics and alerts.
+
+A message needs a human while it is in one of these states:
+
+- ``DEAD_LETTERED``: sent with no receipt after the whole budget, or refused
+  for good by the local system (replay it once the cause is fixed);
+- ``QUARANTINED``: a received message that failed verification, schema or
+  policy (a possible forgery or replay);
+- ``REJECTED``: a local record that could not be converted, or a send the
+  recipient refused;
+- ``UNDELIVERABLE``: the recipient's local system never acknowledged it;
+- ``HANDOVER_FAILING``: received and verified, but the webhook or file drop
+  keeps failing; the message waits and is retried (the local system must be
+  mended long before the acknowledgement deadline);
+- ``RETRYING``: re-sent after a missing receipt (moves on by itself, shown
+  so that a rising count is seen).
+
+A human may *dismiss* a message in a final state (who and why are recorded,
+with an audit entry); it then leaves the list until it changes status again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ColumnElement, and_, case, exists, func, insert, literal_column, or_, select
+
+from gateway.errors import NotFoundError
+from gateway.ledger import audit
+from gateway.ledger.core import as_utc
+from gateway.ledger.records import MessageRecord
+from gateway.ledger.status import Direction, Status
+from gateway.ledger.store import Ledger
+from gateway.ledger.tables import dismissals, messages
+
+
+class Need(StrEnum):
+    DEAD_LETTERED = "DEAD_LETTERED"
+    QUARANTINED = "QUARANTINED"
+    REJECTED = "REJECTED"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    HANDOVER_FAILING = "HANDOVER_FAILING"
+    RETRYING = "RETRYING"
+
+
+# Final states a human may take off the list; the others move on by themselves.
+DISMISSABLE = frozenset(
+    {Status.DEAD_LETTERED, Status.QUARANTINED, Status.REJECTED, Status.UNDELIVERABLE}
+)
+_BY_STATUS = (*DISMISSABLE, Status.RETRYING)
+# Received, verified, waiting for a push handover (see gateway.connectors.state).
+_WAITING = (Status.VERIFIED.value, Status.REPLAYED.value)
+MAX_REASON_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Dismissed:
+    message_id: str
+    authority: str
+    status: Status
+    actor: str
+
+
+def _not_dismissed() -> ColumnElement[bool]:
+    # A dismissal holds while the message keeps the status it was dismissed in.
+    return ~exists().where(
+        dismissals.c.message_pk == messages.c.id,
+        dismissals.c.status == messages.c.status,
+        dismissals.c.at >= messages.c.updated_at,
+    )
+
+
+def _handover_failing() -> ColumnElement[bool]:
+    return and_(
+        messages.c.direction == Direction.INBOUND.value,
+        messages.c.status.in_(_WAITING),
+        messages.c.attempts > 0,
+        messages.c.message_type != "Receipt",
+    )
+
+
+def _needing(codes: Sequence[str]) -> ColumnElement[bool]:
+    return and_(
+        messages.c.authority.in_(list(codes)),
+        or_(
+            and_(messages.c.status.in_([s.value for s in _BY_STATUS]), _not_dismissed()),
+            _handover_failing(),
+        ),
+    )
+
+
+def need_of(status: Status, direction: Direction, attempts: int) -> Need | None:
+    """Why a message in this state needs a human (None if it does not)."""
+    if status in _BY_STATUS:
+        return Need(status.value)
+    if direction == Direction.INBOUND and status.value in _WAITING and attempts > 0:
+        return Need.HANDOVER_FAILING
+    return None
+
+
+def counts(ledger: Ledger, codes: Sequence[str]) -> dict[tuple[str, Need], int]:
+    """Messages needing a human (not dismissed), by (authority, need)."""
+    # Written without bound parameters, so PostgreSQL sees one expression in both places.
+    tried = case(
+        (messages.c.attempts > literal_column("0"), literal_column("1")), else_=literal_column("0")
+    )
+    query = (
+        select(messages.c.authority, messages.c.direction, messages.c.status, tried, func.count())
+        .where(_needing(codes))
+        .group_by(messages.c.authority, messages.c.direction, messages.c.status, tried)
+    )
+    out: dict[tuple[str, Need], int] = {}
+    with ledger.transaction() as conn:
+        for code, direction, status, tried, n in conn.execute(query).all():
+            need = need_of(Status(status), Direction(direction), 1 if tried else 0)
+            if need is not None:
+                out[(code, need)] = out.get((code, need), 0) + int(n)
+    return out
+
+
+def records(ledger: Ledger, codes: Sequence[str], limit: int) -> list[MessageRecord]:
+    """Messages needing a human (not dismissed), most recently changed first."""
+    if not codes:
+        return []
+    query = (
+        ledger._record_select()
+        .where(_needing(codes))
+        .order_by(messages.c.updated_at.desc(), messages.c.id.desc())
+        .limit(limit)
+    )
+    with ledger.transaction() as conn:
+        return [ledger._to_record(r) for r in conn.execute(query).all()]
+
+
+def dismiss(
+    ledger: Ledger, authority: str, message_id: str, actor: str, reason: str
+) -> list[Dismissed]:
+    """Take ``authority``'s message off the list, recording who and why (and an audit entry).
+
+    NotFoundError if the authority has no such message in a dismissable state.
+    """
+    reason = reason.strip()[:MAX_REASON_CHARS]
+    if not reason:
+        raise NotFoundError("say why the message is dismissed (a reason is required)")
+    done: list[Dismissed] = []
+    with ledger.transaction() as conn:
+        rows = conn.execute(
+            select(
+                messages.c.id,
+                messages.c.status,
+                messages.c.direction,
+                messages.c.sender,
+                messages.c.recipient,
+                messages.c.digest,
+            ).where(
+                messages.c.authority == authority,
+                messages.c.message_id == message_id,
+                messages.c.status.in_([s.value for s in DISMISSABLE]),
+                _not_dismissed(),
+            )
+        ).all()
+        if not rows:
+            raise NotFoundError(
+                f"message {message_id} of {authority} is not waiting for a human "
+                "(only dead-lettered, quarantined, rejected or undeliverable messages "
+                "can be dismissed)"
+            )
+        now = ledger.clock()
+        events = []
+        for pk, status, direction, sender, recipient, digest in rows:
+            conn.execute(
+                insert(dismissals).values(
+                    message_pk=pk,
+                    authority=authority,
+                    status=status,
+                    actor=actor[:128],
+                    reason=reason,
+                    at=now,
+                )
+            )
+            counterparty = recipient if direction == Direction.OUTBOUND.value else sender
+            events.append(
+                audit.AuditEvent(
+                    actor=actor[:128],
+                    action="DISMISS",
+                    authority=authority,
+                    counterparty=counterparty if len(counterparty) == 3 else None,
+                    message_id=message_id,
+                    digest=digest,
+                    detail=f"{status} dismissed: {reason}",
+                )
+            )
+            done.append(Dismissed(message_id, authority, Status(status), actor))
+        audit.append(ledger, events, conn)
+    return done
+
+
+@dataclass(frozen=True)
+class Dismissal:
+    """Who took a message off the list, why, and in which status."""
+
+    status: Status
+    actor: str
+    reason: str
+    at: datetime
+
+
+def dismissals_of(ledger: Ledger, pk: int) -> list[Dismissal]:
+    """Every dismissal of the message row ``pk``, oldest first."""
+    with ledger.transaction() as conn:
+        rows = conn.execute(
+            select(dismissals.c.status, dismissals.c.actor, dismissals.c.reason, dismissals.c.at)
+            .where(dismissals.c.message_pk == pk)
+            .order_by(dismissals.c.id)
+        ).all()
+    return [Dismissal(Status(s), a, r, as_utc(at)) for s, a, r, at in rows]
