@@ -21,6 +21,7 @@ from gateway.api.routes import children as children_routes
 from gateway.api.routes import disputes as dispute_routes
 from gateway.api.routes import issues_log as issues_log_routes
 from gateway.api.routes import lifecycle as lifecycle_routes
+from gateway.api.routes import subject_access as subject_access_routes
 from gateway.context import Gateway
 from gateway.errors import (
     AccessDeniedError,
@@ -87,6 +88,7 @@ def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
         case_routes.router,
         issues_log_routes.router,
         lifecycle_routes.router,
+        subject_access_routes.router,
     ):
         app.include_router(router)
     return app

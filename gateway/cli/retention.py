@@ -8,17 +8,21 @@ every ``interval_s``). ``children erase`` erases one child on request.
 from __future__ import annotations
 
 import getpass
+import json
+import sys
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from gateway.cli.common import ConfigOption, console, friendly, print_json, settings_from
-from gateway.context import Gateway
+from gateway.context import Gateway, build
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.retention import erasure, service
 from gateway.retention.purge import RunReport
-from gateway.runtime import open_gateway
+from gateway.runtime import open_gateway, open_transport
+from gateway.subject_access import html, pdf
+from gateway.subject_access import report as subject_report
 
 retention_app = typer.Typer(
     help="Retention: erase personal data past its period, keep tombstones.",
@@ -134,6 +138,35 @@ def apply(
         return
     for report in reports:
         _print(report)
+
+
+@children_app.command("report")
+@friendly
+def report_command(
+    ref: str = typer.Argument(..., help="child key, UPN, NHS number or case reference"),
+    authority: str = typer.Option(..., "--authority", help="the authority answering"),
+    fmt: str = typer.Option("json", "--format", help="json, html or pdf"),
+    out: Path | None = typer.Option(None, "--out", help="write here (default: stdout)"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Subject-access report: every disclosure, consent decision, opening and recall."""
+    if fmt not in ("json", "html", "pdf"):
+        raise typer.BadParameter("--format must be json, html or pdf")
+    gw = build(settings_from(config), open_transport(settings_from(config)))
+    found = subject_report.build(gw, authority, ref)
+    if fmt == "pdf":
+        data = pdf.render_pdf(found)
+    elif fmt == "html":
+        data = html.render_html(found).encode("utf-8")
+    else:
+        data = (json.dumps(found.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    if out is None:
+        if fmt == "pdf":
+            raise typer.BadParameter("--format pdf needs --out FILE")
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    out.write_bytes(data)
+    console.print(f"report written to {out}", highlight=False)
 
 
 @children_app.command("erase")
