@@ -18,6 +18,7 @@ from gateway.context import Gateway
 from gateway.errors import BrokerUnavailableError, CafgwError
 from gateway.services import delivery, inbound, receipts
 from gateway.transport.base import Delivery, Disposition, Transport, inbox_queue
+from gateway.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,13 @@ class Worker:
     gw: Gateway
     consumer_transport: Transport
     idle_s: float = 0.05
+    # Loops woken by Wakeups (sender, receipts) look again after this long even
+    # unwoken: for work another process put in a shared ledger.
+    fallback_s: float = 0.25
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+    wakeups: Wakeups = field(default_factory=Wakeups)
+    _unwatch: list[Callable[[], None]] = field(default_factory=list)
 
     def _handle(self, batch: Sequence[Delivery]) -> Sequence[Disposition]:
         by_queue: dict[str, list[int]] = {}
@@ -40,10 +46,12 @@ class Worker:
             results = inbound.handle_batch(self.gw, authority, [batch[i] for i in indexes])
             for i, r in zip(indexes, results, strict=True):
                 out[i] = r
+        self.wakeups.notify("receipts")  # what was just recorded may be owed a receipt
         return [d for d in out if d is not None]
 
-    def _loop(self, name: str, step: Callable[[], int]) -> None:
+    def _loop(self, name: str, step: Callable[[], int], topic: str | None = None) -> None:
         while not self.stop.is_set():
+            seen = self.wakeups.generation(topic) if topic else 0
             try:
                 busy = step()
             except BrokerUnavailableError as exc:
@@ -59,7 +67,12 @@ class Worker:
                 log.exception("%s failed; carrying on", name)
                 busy = 0
                 self.stop.wait(1.0)
-            if not busy:
+            if busy:
+                continue
+            if topic:
+                # Asleep until there is work: no fixed wait between a message and its hop.
+                self.wakeups.wait(topic, seen, self.fallback_s)
+            else:
                 self.stop.wait(self.idle_s)
 
     def _consume(self) -> None:
@@ -92,13 +105,19 @@ class Worker:
     def start(self) -> None:
         if self.gw.settings.broker.declare_topology:
             self.gw.transport.declare(self.gw.hosted)
+        self._unwatch.append(self.wakeups.watch_outbox(self.gw.ledger.engine))
         loops: list[tuple[str, Callable[[], None]]] = [
             ("consumer", self._consume),
             (
                 "sender",
-                lambda: self._loop("sender", lambda: delivery.publish_outbox(self.gw).confirmed),
+                lambda: self._loop(
+                    "sender", lambda: delivery.publish_outbox(self.gw).confirmed, "outbox"
+                ),
             ),
-            ("receipts", lambda: self._loop("receipts", lambda: receipts.send_receipts(self.gw))),
+            (
+                "receipts",
+                lambda: self._loop("receipts", lambda: receipts.send_receipts(self.gw), "receipts"),
+            ),
             ("resender", lambda: self._loop("resender", self._resend)),
         ]
         features.load()
@@ -114,6 +133,8 @@ class Worker:
 
     def _resend(self) -> int:
         changed = delivery.resend_overdue(self.gw)
+        if changed:
+            self.wakeups.notify("outbox")  # RETRYING is back in the outbox
         # Receipt deadlines are seconds long: twice a second is plenty, and
         # waiting on the stop event keeps shutdown prompt.
         self.stop.wait(0.5)
@@ -121,5 +142,9 @@ class Worker:
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.stop.set()
+        self.wakeups.notify("outbox", "receipts")  # wake sleeping loops so they see stop
         for thread in self.threads:
             thread.join(timeout_s)
+        for unwatch in self._unwatch:
+            unwatch()
+        self._unwatch.clear()

@@ -1,9 +1,12 @@
 """Consuming lanes in batches and settling each delivery by its verdict.
 
 Runs in the calling thread on its own BlockingConnection (pika is not
-thread-safe). Deliveries are collected until ``batch_max`` arrived, the
-connection stayed idle for ``idle_s`` or the oldest waited ``max_wait_s``;
-the handler's dispositions then decide:
+thread-safe). Batches adapt to the load, with no fixed wait: the consumer
+blocks until something arrives, then takes whatever else has already
+arrived (a non-blocking read) and hands the batch over at once. While the
+handler works, further deliveries pile up in the prefetch window, so the
+next batch is as large as the backlog (up to ``batch_max``): one message at
+a trickle, full batches under load. The handler's dispositions then decide:
 
 - ACK: acked (one ``multiple`` ack for the whole batch where possible);
 - RETRY: a copy goes to the lane's delay queue for the next attempt, or to
@@ -25,7 +28,6 @@ import functools
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,10 +60,9 @@ class Batching:
 
     prefetch: int = 200
     batch_max: int = 100
-    idle_s: float = 0.02
-    # Short: at a steady trickle a batch would otherwise wait this long to fill,
-    # and every hop of a message and its receipt pays it.
-    max_wait_s: float = 0.05
+    # Longest a blocking wait for deliveries lasts before the loop looks at
+    # ``stop`` again; a delivery ends the wait at once, so it adds no latency.
+    wait_s: float = 0.25
 
 
 class BatchConsumer:
@@ -124,20 +125,12 @@ class BatchConsumer:
             channel.basic_consume(queue, functools.partial(_collect, buffer, queue))
             for queue in lanes
         ]
-        oldest = 0.0
         while not stop.is_set():
-            before = len(buffer)
             with BUDGET.timed("pika"):
-                conn.process_data_events(time_limit=b.idle_s)
-            now = time.monotonic()
-            if before == 0 and buffer:
-                oldest = now
-            if buffer and (
-                len(buffer) >= b.batch_max or len(buffer) == before or now - oldest >= b.max_wait_s
-            ):
+                gather(lambda limit: conn.process_data_events(time_limit=limit), buffer, b)
+            if buffer:
                 self._settle(channel, lanes, buffer[: b.batch_max], handler)
                 del buffer[: b.batch_max]
-                oldest = now
         # Stopping: no more deliveries (pika nacks the undispatched ones), settle the rest.
         for tag in tags:
             channel.basic_cancel(tag)
@@ -202,6 +195,22 @@ class BatchConsumer:
             )
             return False
         return True
+
+
+def gather(poll: Callable[[float], None], buffer: list[Delivery], batching: Batching) -> None:
+    """Fill ``buffer`` for the next batch, never waiting once there is something to hand over.
+
+    ``poll(limit)`` reads the connection, blocking up to ``limit`` seconds for
+    the first delivery (0: only what has already arrived). It blocks only
+    while ``buffer`` is empty; then it takes what is already there until a
+    read brings nothing new or the batch is full.
+    """
+    poll(0 if buffer else batching.wait_s)
+    while buffer and len(buffer) < batching.batch_max:
+        before = len(buffer)
+        poll(0)
+        if len(buffer) == before:
+            return
 
 
 def _collect(

@@ -1,0 +1,131 @@
+"""Batches that adapt to the load: no fixed wait at a trickle, full batches under a backlog.
+
+The consumer waits only while it has nothing to hand over; the worker's
+loops sleep until there is work (``Wakeups``) instead of polling.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from policy_support import memory_gateway
+from sqlalchemy import create_engine, text
+
+from gateway.ledger.status import Direction, Status
+from gateway.transport.base import Delivery
+from gateway.transport.consumer import Batching, gather
+from gateway.wakeups import Wakeups
+from gateway.worker import Worker
+from tests.local_systems import signed_inbound
+
+
+def _delivery(n: int) -> Delivery:
+    return Delivery("caf.inbox.336", "336.Assessment.332", b"x", f"m-{n}", {}, 0, n)
+
+
+class Socket:
+    """What each read of the connection brings: a script of arrivals per poll."""
+
+    def __init__(self, arrivals: list[int], buffer: list[Delivery]) -> None:
+        self.arrivals = arrivals
+        self.buffer = buffer
+        self.limits: list[float] = []
+
+    def poll(self, limit: float) -> None:
+        self.limits.append(limit)
+        count = self.arrivals.pop(0) if self.arrivals else 0
+        start = len(self.buffer)
+        self.buffer.extend(_delivery(start + i) for i in range(count))
+
+
+def test_a_lone_delivery_is_handed_over_after_one_read_that_does_not_wait() -> None:
+    buffer: list[Delivery] = []
+    socket = Socket([1, 0], buffer)
+    gather(socket.poll, buffer, Batching(batch_max=100, wait_s=0.25))
+    assert len(buffer) == 1
+    # One blocking read for the first delivery, then one that takes only what
+    # has already arrived: nothing waits for a batch to fill.
+    assert socket.limits == [0.25, 0]
+
+
+def test_what_already_arrived_joins_the_batch_up_to_its_size() -> None:
+    buffer: list[Delivery] = []
+    socket = Socket([3, 40, 40, 40, 40], buffer)
+    gather(socket.poll, buffer, Batching(batch_max=100, wait_s=0.25))
+    assert len(buffer) == 123  # reads stop once the batch is full; the rest waits its turn
+    assert socket.limits == [0.25, 0, 0, 0]
+
+
+def test_nothing_arriving_means_a_bounded_wait_and_an_empty_batch() -> None:
+    buffer: list[Delivery] = []
+    socket = Socket([], buffer)
+    gather(socket.poll, buffer, Batching(wait_s=0.25))
+    assert buffer == []
+    assert socket.limits == [0.25]
+
+
+def test_a_leftover_batch_is_not_made_to_wait() -> None:
+    buffer = [_delivery(n) for n in range(150)]
+    socket = Socket([], buffer)
+    gather(socket.poll, buffer, Batching(batch_max=100, wait_s=0.25))
+    assert socket.limits == [0]
+
+
+def test_a_wait_returns_at_once_once_its_topic_moved_on() -> None:
+    wakeups = Wakeups()
+    seen = wakeups.generation("outbox")
+    assert not wakeups.wait("outbox", seen, 0)
+    wakeups.notify("receipts")
+    assert not wakeups.wait("outbox", seen, 0)  # another topic does not wake it
+    wakeups.notify("outbox")
+    assert wakeups.wait("outbox", seen, 0)
+
+
+def test_a_committed_insert_into_messages_wakes_the_outbox_and_a_read_does_not(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE messages (id INTEGER PRIMARY KEY)"))
+    wakeups = Wakeups()
+    unwatch = wakeups.watch_outbox(engine)
+    before = wakeups.generation("outbox")
+    with engine.begin() as conn:
+        conn.execute(text("SELECT * FROM messages")).all()
+    assert wakeups.generation("outbox") == before
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO messages (id) VALUES (1)"))
+        assert wakeups.generation("outbox") == before  # not before the commit
+    assert wakeups.generation("outbox") == before + 1
+    unwatch()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO messages (id) VALUES (2)"))
+    assert wakeups.generation("outbox") == before + 1
+    engine.dispose()
+
+
+def test_a_message_travels_and_is_receipted_with_no_loop_polling(tmp_path: Path) -> None:
+    # The fallback poll is an hour: only the wakeups can move the message
+    # through sender, consumer, receipts and back within the test's timeout.
+    gw = memory_gateway(tmp_path, hosted=("332", "336"))
+    worker = Worker(gw, gw.transport, fallback_s=3600)
+    worker.start()
+    try:
+        sent = signed_inbound(gw, "332", "336", 3)
+        with gw.ledger.transaction() as conn:
+            gw.ledger.record(sent, conn)
+        ids = {m.message_id for m in sent}
+        statuses: dict[str, Any] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = gw.ledger.find(authority="332", direction=Direction.OUTBOUND)
+            statuses = {r.message_id: r.status for r in rows if r.message_id in ids}
+            if len(statuses) == 3 and set(statuses.values()) == {Status.DELIVERED}:
+                break
+            time.sleep(0.05)
+        assert set(statuses.values()) == {Status.DELIVERED}, statuses
+    finally:
+        worker.close()
+        gw.ledger.engine.dispose()
