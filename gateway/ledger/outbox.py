@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     select,
+    update,
 )
 
 from gateway.ledger.core import LedgerCore
@@ -16,6 +17,9 @@ from gateway.ledger.records import (
 )
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
+
+# A receipt came back for these (whatever it said).
+RECEIPTED = (Status.DELIVERED, Status.ACKNOWLEDGED, Status.REJECTED, Status.UNDELIVERABLE)
 
 
 class OutboundQueries(LedgerCore):
@@ -124,3 +128,42 @@ class OutboundQueries(LedgerCore):
                     self.transition_from(pks, expected, status, reason, conn, next_attempt_at=None)
                 )
         return changed
+
+    def latest_receipted_single_send(self, authority: str, recipient: str) -> int | None:
+        """The newest of ``authority``'s messages to ``recipient`` that was sent once and receipted.
+
+        Its key orders it in the outbox, so every message sent once with a
+        lower key went into the recipient's queue before it.
+        """
+        query = (
+            select(messages.c.id)
+            .where(
+                messages.c.direction == Direction.OUTBOUND.value,
+                messages.c.authority == authority,
+                messages.c.recipient == recipient,
+                messages.c.attempts == 1,
+                messages.c.status.in_([s.value for s in RECEIPTED]),
+            )
+            .order_by(messages.c.id.desc())
+            .limit(1)
+        )
+        with self.transaction() as conn:
+            found = conn.execute(query).first()
+        return int(found[0]) if found else None
+
+    def wait_longer_for_receipt(
+        self, pks: Sequence[int], until: datetime, reason: str
+    ) -> list[int]:
+        """Move the receipt deadline of still-SENT messages to ``until``; no send is counted."""
+        if not pks:
+            return []
+        with self.transaction() as conn:
+            return [
+                int(r[0])
+                for r in conn.execute(
+                    update(messages)
+                    .where(messages.c.id.in_(list(pks)), messages.c.status == Status.SENT.value)
+                    .values(next_attempt_at=until, reason=reason, updated_at=self.clock())
+                    .returning(messages.c.id)
+                ).all()
+            ]

@@ -4,7 +4,8 @@ The ledger is the outbox. A message leaves the outbox only when the broker
 confirmed it; one the broker could not route, refused, or lost with the
 connection stays (or returns) and is published again. A message with no
 signed receipt by its deadline is re-sent with the same id and bytes until
-its budget is spent, then dead-lettered with the reason.
+its budget is spent, then dead-lettered with the reason, unless the
+recipient's visible backlog explains the wait (``services.backlog``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import timedelta
 
 from gateway.context import Gateway
 from gateway.ledger.status import AWAITING_RECEIPT, Status
+from gateway.services.backlog import Action, decide_all
 from gateway.transport.base import OutgoingMessage, PublishOutcome, routing_key
 
 
@@ -81,25 +83,20 @@ def resend_overdue(gw: Gateway, limit: int = 500) -> int:
     DELIVERED instead of being sent again.
     """
     now = gw.clock()
-    overdue = gw.ledger.receipt_overdue(now, limit)
+    overdue = [r for r in gw.ledger.receipt_overdue(now, limit) if r.authority in gw.hosted]
     dead: dict[str, list[int]] = {}
     again: dict[str, list[int]] = {}
-    for record in overdue:
-        if record.authority not in gw.hosted:
-            continue
-        delivery = gw.settings.delivery_for(record.authority)
-        if record.attempts > delivery.resend_budget:
-            reason = (
-                f"no receipt from {record.recipient} after {record.attempts} sends "
-                f"({delivery.receipt_deadline_s:.0f} s each)"
-            )
-            dead.setdefault(reason, []).append(record.pk)
+    wait: dict[tuple[str, float], list[int]] = {}
+    for record, decision in zip(overdue, decide_all(gw, overdue), strict=True):
+        if decision.action is Action.DEAD:
+            dead.setdefault(decision.reason, []).append(record.pk)
+        elif decision.action is Action.RESEND:
+            again.setdefault(decision.reason, []).append(record.pk)
         else:
-            reason = (
-                f"no receipt from {record.recipient} within {delivery.receipt_deadline_s:.0f} s; "
-                f"re-sending (send {record.attempts + 1})"
-            )
-            again.setdefault(reason, []).append(record.pk)
+            deadline_s = gw.settings.delivery_for(record.authority).receipt_deadline_s
+            wait.setdefault((decision.reason, deadline_s), []).append(record.pk)
+    for (reason, deadline_s), pks in wait.items():
+        gw.ledger.wait_longer_for_receipt(pks, now + timedelta(seconds=deadline_s), reason)
     changed = 0
     with gw.ledger.transaction() as conn:
         for reason, pks in dead.items():

@@ -79,6 +79,16 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True)
+class InboxState:
+    """What any user of the broker can see of an authority's inbox (a passive declare)."""
+
+    exists: bool
+    waiting: int = 0
+    """Messages ready in the queue (not counting those delivered and not yet acked)."""
+    consumers: int = 0
+
+
+@dataclass(frozen=True)
 class Disposition:
     verdict: Verdict
     reason: str | None = None
@@ -110,6 +120,13 @@ class Transport(Protocol):
         """The first ``limit`` messages parked for authority ``code``, left in place.
 
         ``retry.parked_reason(delivery.headers)`` says why each was parked.
+        """
+
+    def inbox_states(self, codes: Sequence[str]) -> dict[str, InboxState]:
+        """How many messages wait in each authority's inbox, and how many consume it.
+
+        Needs no permission on those queues. Raises ``TransportError`` (or
+        ``BrokerUnavailableError``) when the broker cannot tell.
         """
 
     def replay_parked(self, code: str, message_id: str | None = None) -> int:

@@ -22,6 +22,7 @@ from gateway.transport.base import (
     BatchHandler,
     Delivery,
     Disposition,
+    InboxState,
     OutgoingMessage,
     PublishOutcome,
     PublishResult,
@@ -79,6 +80,7 @@ class MemoryTransport:
         self._exchanges: dict[str, str] = {}
         self._bindings: list[BindingSpec] = []
         self._queues: dict[str, deque[_Stored]] = {}
+        self._consumers: dict[str, int] = {}
         self._tags = itertools.count(1)
 
     def policy_for(self, code: str) -> RetryPolicy:
@@ -126,6 +128,19 @@ class MemoryTransport:
         """Deliver batches to ``handler`` until ``stop`` is set; settle by its verdicts."""
         self._check_available()
         lanes = {q: self.topology.lane(q) for q in queues}
+        with self._cond:
+            for q in lanes:
+                self._consumers[q] = self._consumers.get(q, 0) + 1
+        try:
+            self._consume(lanes, handler, stop)
+        finally:
+            with self._cond:
+                for q in lanes:
+                    self._consumers[q] -= 1
+
+    def _consume(
+        self, lanes: Mapping[str, Lane], handler: BatchHandler, stop: threading.Event
+    ) -> None:
         while not stop.is_set():
             taken = self._take(list(lanes), stop)
             if not taken:
@@ -175,6 +190,21 @@ class MemoryTransport:
             for stored in going:
                 parked.remove(stored)
         return len(going)
+
+    def inbox_states(self, codes: Sequence[str]) -> dict[str, InboxState]:
+        """Messages waiting in each authority's inbox and its consumers."""
+        self._check_available()
+        out = {}
+        with self._cond:
+            for code in codes:
+                queue = self.topology.inbox(code)
+                waiting = self._queues.get(queue)
+                out[code] = (
+                    InboxState(False)
+                    if waiting is None
+                    else InboxState(True, len(waiting), self._consumers.get(queue, 0))
+                )
+        return out
 
     def depth(self, queue: str) -> int:
         """How many messages wait in ``queue`` (for tests)."""

@@ -18,7 +18,13 @@ import pika.exceptions
 from gateway.errors import ConfigError, TransportError
 from gateway.settings import BrokerSettings, Settings
 from gateway.transport import parking
-from gateway.transport.base import BatchHandler, Delivery, OutgoingMessage, PublishResult
+from gateway.transport.base import (
+    BatchHandler,
+    Delivery,
+    InboxState,
+    OutgoingMessage,
+    PublishResult,
+)
 from gateway.transport.consumer import BatchConsumer, Batching
 from gateway.transport.publisher import AsyncPublisher
 from gateway.transport.reconnect import (
@@ -131,6 +137,12 @@ class RabbitTransport:
             lambda conn: parking.discard(conn, lane, frozenset(message_ids)),
         )
 
+    def inbox_states(self, codes: Sequence[str]) -> dict[str, InboxState]:
+        """Each inbox's ready messages and consumers, by passive declares (no permission needed)."""
+        return self._admin(
+            "looking at inboxes", lambda conn: _inbox_states(conn, self.topology, codes)
+        )
+
     def close(self) -> None:
         self._publisher.close()
 
@@ -156,6 +168,23 @@ class RabbitTransport:
                     conn.close()
             except PIKA_ERRORS:
                 pass  # already closed by the broker
+
+
+def _inbox_states(conn: Any, topology: Topology, codes: Sequence[str]) -> dict[str, InboxState]:
+    out = {}
+    channel = conn.channel()
+    for code in codes:
+        try:
+            found = channel.queue_declare(topology.inbox(code), passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:
+                raise
+            out[code] = InboxState(False)
+            channel = conn.channel()  # a refused declare closes the channel
+            continue
+        out[code] = InboxState(True, found.method.message_count, found.method.consumer_count)
+    channel.close()
+    return out
 
 
 def _apply(conn: Any, p: Plan) -> None:

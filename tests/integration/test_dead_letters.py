@@ -6,6 +6,8 @@ receipt is dead-lettered and replayed from the CLI."""
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from gateway.ledger.tables import parked_replays
 from gateway.model import Envelope, MessageType
 from gateway.services import apply
 from gateway.settings import Settings, load_settings
+from gateway.transport.base import Delivery, Disposition, Verdict, inbox_queue
 from gateway.transport.rabbit import RabbitTransport
 from tests.integration.gateways import ALL, make_settings, running, wait_for
 from tests.integration.procs import write_config
@@ -194,10 +197,23 @@ def test_sent_message_without_receipt_is_dead_lettered_listed_and_replayed_from_
         vhost,
         {"delivery": {"receipt_deadline_s": 0.5, "resend_budget": 1}},
     )
-    # The recipient's inbox exists but nobody consumes it: no receipt will come.
-    declarer = RabbitTransport.from_settings(sender_settings)
-    declarer.declare([RECIPIENT])
-    declarer.close()
+    # The recipient takes its inbox but never records or answers anything (a
+    # broken gateway): no receipt will come, and nothing waits in its inbox,
+    # so re-sending is right and, after the budget, so is the dead letter.
+    # (A message still waiting in the inbox is not re-sent: test_backlog_resend.)
+    black_hole = RabbitTransport.from_settings(sender_settings)
+    black_hole.declare([RECIPIENT])
+    swallowed: list[str] = []
+    stop_swallowing = threading.Event()
+
+    def swallow(batch: Sequence[Delivery]) -> list[Disposition]:
+        swallowed.extend(d.message_id or "?" for d in batch)
+        return [Disposition(Verdict.ACK) for _ in batch]
+
+    swallower = threading.Thread(
+        target=lambda: black_hole.consume([inbox_queue(RECIPIENT)], swallow, stop_swallowing)
+    )
+    swallower.start()
     with running(sender_settings) as sender:
         (message,) = signed_inbound(sender, SENDER, RECIPIENT, 1)
         sender.ledger.record([message])
@@ -207,7 +223,11 @@ def test_sent_message_without_receipt_is_dead_lettered_listed_and_replayed_from_
             return found
 
         wait_for(lambda: record().status == Status.DEAD_LETTERED, what="dead-lettered")
+        stop_swallowing.set()
+        swallower.join(30)
+        black_hole.close()
         assert record().attempts == 2
+        assert swallowed == [message.message_id] * 2
         client, auth = admin_client(sender)
         (listed,) = client.get("/v1/admin/dead-letters", headers=auth).json()
         assert (listed["message_id"], listed["kind"], listed["attempts"]) == (

@@ -120,6 +120,32 @@ def test_five_thousand_messages_are_confirmed_with_pipelined_confirms_and_all_co
     assert seen[0].headers["x-cafgw-sender"] == "333"
 
 
+def test_inbox_states_show_what_waits_who_consumes_and_what_does_not_exist(
+    transport: RabbitTransport,
+) -> None:
+    transport.publish([message(n) for n in range(3)])
+    wait_for(lambda: transport.inbox_states(["332"])["332"].waiting == 3)
+    stop = threading.Event()
+    hold = threading.Event()
+
+    def stall(batch: Sequence[Delivery]) -> list[Disposition]:
+        hold.set()
+        stop.wait(30)  # a stalled consumer: takes deliveries, settles nothing yet
+        return [ack(d) for d in batch]
+
+    consumer = threading.Thread(target=lambda: transport.consume([INBOX], stall, stop))
+    consumer.start()
+    try:
+        assert hold.wait(30)
+        states = transport.inbox_states(["332", "999"])
+        assert states["332"].exists and states["332"].consumers == 1
+        assert states["332"].waiting == 0  # delivered to the stalled consumer, not acked
+        assert not states["999"].exists
+    finally:
+        stop.set()
+        consumer.join(30)
+
+
 def test_an_unroutable_message_is_reported_returned(transport: RabbitTransport) -> None:
     results = transport.publish([message(1), message(2, recipient="999"), message(3)])
     assert [r.outcome for r in results] == [

@@ -1,0 +1,128 @@
+"""Whether a message with no receipt yet should be sent again: look at the recipient first.
+
+A fixed receipt deadline turns a recipient's backlog (a slow or stopped
+gateway, a broker outage) into waves of re-sends that only lengthen the
+queue, and, once the re-send budget is spent, into dead letters for
+messages that are safe in the recipient's inbox. So before re-sending, the
+sender looks at what it can see:
+
+1. older than ``limits.max_age_s``: the recipient would refuse it as stale,
+   so it is dead-lettered (a true dead letter);
+2. the recipient has receipted a later message of ours (sent once, after
+   this one): queues are first in, first out, so it has passed this one,
+   whose receipt is lost: re-send now, whatever its inbox holds;
+3. the broker cannot be asked: nothing can be sent anyway; wait another
+   deadline, no send counted;
+4. the recipient's inbox holds messages: this one is presumably among them
+   and a copy would only queue behind it; wait another deadline, no send
+   counted, however long the backlog lasts;
+5. otherwise (the inbox is empty or gone): re-send, or dead-letter once the
+   re-send budget is spent, as before.
+
+Only sends count towards the budget, so a backlog never ends in a false
+dead letter, and waiting costs the broker nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from gateway.context import Gateway
+from gateway.errors import TransportError
+from gateway.ledger.records import MessageRecord
+from gateway.settings import DeliverySettings
+from gateway.transport.base import InboxState
+
+log = logging.getLogger(__name__)
+
+
+class Action(StrEnum):
+    RESEND = "RESEND"
+    WAIT = "WAIT"
+    DEAD = "DEAD"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+
+
+def decide(
+    record: MessageRecord,
+    delivery: DeliverySettings,
+    *,
+    inbox: InboxState | None,
+    passed: bool,
+    now: datetime,
+    max_age_s: float,
+) -> Decision:
+    """What to do with ``record``, overdue at ``now``; ``inbox`` None: the broker did not answer."""
+    to = record.recipient
+    deadline = f"{delivery.receipt_deadline_s:.0f} s"
+    if record.created_at + timedelta(seconds=max_age_s) <= now:
+        return Decision(
+            Action.DEAD,
+            f"no receipt from {to} within limits.max_age_s ({max_age_s:.0f} s): "
+            "it would now be refused as stale",
+        )
+    if not passed:
+        if inbox is None:
+            return Decision(
+                Action.WAIT,
+                f"no receipt from {to} yet and the broker cannot be asked about its inbox; "
+                f"not re-sent, looking again in {deadline}",
+            )
+        if inbox.exists and inbox.waiting > 0:
+            return Decision(
+                Action.WAIT,
+                f"no receipt from {to} yet: its inbox holds {inbox.waiting} message(s) "
+                f"({inbox.consumers} consumer(s)), presumably this one among them; not re-sent, "
+                f"looking again in {deadline}",
+            )
+    if record.attempts > delivery.resend_budget:
+        return Decision(
+            Action.DEAD,
+            f"no receipt from {to} after {record.attempts} sends ({deadline} each)",
+        )
+    why = f"no receipt from {to} within {deadline}"
+    if passed:
+        why = f"{to} has receipted later messages"
+    return Decision(Action.RESEND, f"{why}; re-sending (send {record.attempts + 1})")
+
+
+def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
+    """A decision for each overdue record (of hosted authorities), one broker look per pass."""
+    now = gw.clock()
+    recipients = sorted({r.recipient for r in overdue})
+    states: dict[str, InboxState] | None
+    try:
+        states = gw.transport.inbox_states(recipients) if recipients else {}
+    except TransportError as exc:  # BrokerUnavailableError included
+        log.warning("cannot look at the recipients' inboxes (%s); nothing re-sent this time", exc)
+        states = None
+    latest = {
+        (r.authority, r.recipient): gw.ledger.latest_receipted_single_send(r.authority, r.recipient)
+        for r in overdue
+    }
+    return [
+        decide(
+            r,
+            gw.settings.delivery_for(r.authority),
+            inbox=None if states is None else states.get(r.recipient),
+            passed=_passed(r, latest[(r.authority, r.recipient)]),
+            now=now,
+            max_age_s=gw.settings.limits.max_age_s,
+        )
+        for r in overdue
+    ]
+
+
+def _passed(record: MessageRecord, latest_receipted: int | None) -> bool:
+    # Only a message sent once has its place in the queue fixed by its outbox
+    # order; a re-sent copy went in later than messages with higher keys.
+    return record.attempts == 1 and latest_receipted is not None and latest_receipted > record.pk

@@ -1,0 +1,189 @@
+"""The re-send deadline follows the recipient's visible backlog.
+
+No re-send waves, no false dead letters.
+
+Dudley (332) sends to Wolverhampton (336) on the in-memory transport, with a
+clock the test moves: no test here waits for real time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from policy_support import pump, settings_for
+
+from gateway.context import Gateway, build
+from gateway.ledger.records import MessageRecord
+from gateway.ledger.status import Direction, Status
+from gateway.services import delivery
+from gateway.transport.base import Delivery, Disposition, Verdict, inbox_queue
+from gateway.transport.memory import MemoryTransport
+from tests.local_systems import signed_inbound
+
+DEADLINE_S = 60
+BUDGET = 2
+INBOX = inbox_queue("336")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def gw(tmp_path: Path, clock: Clock) -> Iterator[Gateway]:
+    settings = settings_for(
+        tmp_path,
+        ("332", "336"),
+        delivery={"receipt_deadline_s": DEADLINE_S, "resend_budget": BUDGET},
+    )
+    transport = MemoryTransport()
+    gateway = build(settings, transport, clock=clock)
+    transport.declare(gateway.hosted)
+    yield gateway
+    gateway.ledger.engine.dispose()
+
+
+def transport_of(gw: Gateway) -> MemoryTransport:
+    assert isinstance(gw.transport, MemoryTransport)
+    return gw.transport
+
+
+def send(gw: Gateway, count: int = 1) -> list[str]:
+    messages = signed_inbound(gw, "332", "336", count)
+    with gw.ledger.transaction() as conn:
+        gw.ledger.record(messages, conn)
+    assert delivery.publish_outbox(gw).confirmed == count
+    return [m.message_id for m in messages]
+
+
+def record(gw: Gateway, message_id: str) -> MessageRecord:
+    (found,) = gw.ledger.find(message_id=message_id, direction=Direction.OUTBOUND)
+    return found
+
+
+def deadlines_pass(gw: Gateway, clock: Clock, times: int) -> None:
+    """Let the receipt deadline pass ``times`` times, running the re-send loop each time."""
+    for _ in range(times):
+        clock.advance(DEADLINE_S + 1)
+        delivery.resend_overdue(gw)
+        delivery.publish_outbox(gw)
+
+
+def swallow_inbox(gw: Gateway) -> int:
+    """A stalled recipient that takes its inbox and never records or answers it."""
+    transport = transport_of(gw)
+    taken = transport.depth(INBOX)
+    stop = threading.Event()
+
+    def drop(batch: Sequence[Delivery]) -> list[Disposition]:
+        if not transport.depth(INBOX):
+            stop.set()
+        return [Disposition(Verdict.ACK) for _ in batch]
+
+    if taken:
+        transport.consume([INBOX], drop, stop)
+    return taken
+
+
+def test_a_message_waiting_in_the_recipients_inbox_is_never_resent_nor_dead_lettered(
+    gw: Gateway, clock: Clock
+) -> None:
+    (message_id,) = send(gw)
+    deadlines_pass(gw, clock, BUDGET + 5)
+    waiting = record(gw, message_id)
+    assert waiting.status == Status.SENT
+    assert waiting.attempts == 1  # waiting is not a send
+    assert "its inbox holds 1 message(s) (0 consumer(s))" in (waiting.reason or "")
+    assert transport_of(gw).depth(INBOX) == 1  # no copies behind it
+    # The recipient comes back: the one copy is delivered and receipted.
+    pump(gw)
+    assert record(gw, message_id).status == Status.DELIVERED
+
+
+def test_a_backlog_of_others_messages_defers_without_extra_load(
+    gw: Gateway, clock: Clock
+) -> None:
+    ids = send(gw, 20)
+    deadlines_pass(gw, clock, BUDGET + 3)
+    rows = [record(gw, m) for m in ids]
+    assert {r.status for r in rows} == {Status.SENT}
+    assert {r.attempts for r in rows} == {1}
+    assert transport_of(gw).depth(INBOX) == 20
+
+
+def test_an_empty_inbox_means_the_receipt_is_lost_so_it_is_resent_then_dead_lettered(
+    gw: Gateway, clock: Clock
+) -> None:
+    (message_id,) = send(gw)
+    sends = 0
+    for _ in range(BUDGET + 2):
+        sends += swallow_inbox(gw)
+        deadlines_pass(gw, clock, 1)
+    dead = record(gw, message_id)
+    assert dead.status == Status.DEAD_LETTERED
+    assert sends == BUDGET + 1
+    assert f"after {BUDGET + 1} sends" in (dead.reason or "")
+
+
+def test_a_later_message_receipted_first_means_this_one_was_passed(
+    gw: Gateway, clock: Clock
+) -> None:
+    first, later = send(gw, 2)
+    send(gw, 5)  # still waiting in the inbox: a backlog
+    digest = record(gw, later).digest or ""
+    gw.ledger.mark_delivered("332", [(later, digest, Status.DELIVERED, "receipt")])
+    clock.advance(DEADLINE_S + 1)
+    delivery.resend_overdue(gw)
+    again = record(gw, first)
+    assert again.status == Status.RETRYING
+    assert "336 has receipted later messages" in (again.reason or "")
+    # The others are not behind anything receipted: they wait.
+    assert sum(1 for r in gw.ledger.find(authority="332") if r.status == Status.SENT) == 5
+
+
+def test_while_the_broker_cannot_be_asked_nothing_is_resent_or_dead_lettered(
+    gw: Gateway, clock: Clock
+) -> None:
+    (message_id,) = send(gw)
+    swallow_inbox(gw)  # not waiting in the inbox: it would be re-sent if the broker answered
+    transport_of(gw).available = False
+    for _ in range(BUDGET + 3):
+        clock.advance(DEADLINE_S + 1)
+        delivery.resend_overdue(gw)
+    waiting = record(gw, message_id)
+    assert (waiting.status, waiting.attempts) == (Status.SENT, 1)
+    assert "broker cannot be asked" in (waiting.reason or "")
+
+
+def test_a_message_older_than_max_age_is_dead_lettered_as_stale(
+    gw: Gateway, clock: Clock
+) -> None:
+    (message_id,) = send(gw)
+    clock.advance(gw.settings.limits.max_age_s + 1)
+    delivery.resend_overdue(gw)
+    dead = record(gw, message_id)
+    assert dead.status == Status.DEAD_LETTERED
+    assert "refused as stale" in (dead.reason or "")
+
+
+def test_inbox_states_show_waiting_messages_consumers_and_missing_queues(gw: Gateway) -> None:
+    send(gw, 3)
+    states = transport_of(gw).inbox_states(["336", "334"])
+    assert (states["336"].exists, states["336"].waiting, states["336"].consumers) == (True, 3, 0)
+    assert not states["334"].exists
