@@ -32,7 +32,7 @@ class ThreadState:
     correlation_id: str
     state: str  # a CaseStatus value or UNKNOWN
     closed_at: datetime | None
-    last_activity: datetime
+    last_activity: datetime  # when the newest message on the thread was recorded
 
 
 def _status_of(body: bytes | None, limits: Limits) -> str | None:
@@ -59,7 +59,7 @@ def thread_states(
         chunk = wanted[start : start + 500]
         activity = dict(
             conn.execute(
-                select(messages.c.correlation_id, func.max(messages.c.updated_at))
+                select(messages.c.correlation_id, func.max(messages.c.created_at))
                 .where(messages.c.authority == authority, messages.c.correlation_id.in_(chunk))
                 .group_by(messages.c.correlation_id)
             ).all()

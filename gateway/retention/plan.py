@@ -81,6 +81,7 @@ def _judge(
 ) -> Due | None:
     r = row._mapping  # type: ignore[attr-defined]
     updated = as_utc(r["updated_at"])
+    created = as_utc(r["created_at"])
     scrub = False
     if r["status"] in _STATUS_RULES:
         name, scrub = _STATUS_RULES[r["status"]]
@@ -92,9 +93,9 @@ def _judge(
         thread = states[r["correlation_id"]]
         days, rule = rules.case_days(thread.state, r["message_type"])
         if thread.closed_at is not None:
-            since, anchor = "the case was closed", max(thread.closed_at, updated)
+            since, anchor = "the case was closed", max(thread.closed_at, created)
         else:
-            since, anchor = "the last message on the case", max(thread.last_activity, updated)
+            since, anchor = "the last message on the case", max(thread.last_activity, created)
     else:
         days, rule, since, anchor = (
             rules.no_personal_data_days,
@@ -148,8 +149,8 @@ def plan(
 ) -> Plan:
     """Messages of ``authority`` past their retention period at ``now`` (oldest first)."""
     take = limit or rules.batch
-    # Every period counts from no earlier than a message's own last change, so
-    # nothing changed more recently than the shortest period can be due.
+    # Every period counts from no earlier than when the message was recorded, so
+    # nothing recorded more recently than the shortest period can be due.
     horizon = now - timedelta(days=_shortest(rules))
     query = (
         select(
@@ -170,7 +171,7 @@ def plan(
         .where(
             messages.c.authority == authority,
             tombstones.c.id.is_(None),
-            messages.c.updated_at <= horizon,
+            messages.c.created_at <= horizon,
         )
         .order_by(messages.c.id)
     )

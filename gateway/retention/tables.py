@@ -75,3 +75,13 @@ case_states = Table(
     Column("readable", Boolean, nullable=False, default=True),
     UniqueConstraint("authority", "correlation_id", name="uq_case_state"),
 )
+
+# When the periodic retention job runs next: shared by every gateway process on
+# this ledger, so a restart does not purge at once and two processes do not both run.
+schedule = Table(
+    "retention_schedule",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(32), nullable=False, unique=True),
+    Column("next_run_at", DateTime(timezone=True), nullable=False),
+)
