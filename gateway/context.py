@@ -19,6 +19,7 @@ from gateway.envelope.schema import SchemaValidator
 from gateway.envelope.signing import Signer, Verifier
 from gateway.envelope.trust import TrustStore
 from gateway.errors import ConfigError, UnknownAdapterError
+from gateway.ledger import audit_key
 from gateway.ledger.store import Ledger, utc_now
 from gateway.settings import Settings
 from gateway.transport.base import Transport
@@ -121,9 +122,13 @@ def build(
         max_depth=settings.limits.max_xml_depth,
         clock=clock,
     )
+    if ledger is None:
+        ledger = Ledger.open(settings.database.url, clock)
+    if settings.audit.keyed:
+        ledger.audit_key = audit_key.ensure(settings.keys_dir)
     return Gateway(
         settings=settings,
-        ledger=ledger or Ledger.open(settings.database.url, clock),
+        ledger=ledger,
         transport=transport,
         signers=signers,
         verifier=verifier,

@@ -110,5 +110,13 @@ class ForbiddenError(AccessDeniedError):
     """The caller is authenticated but lacks the role (HTTP 403)."""
 
 
+class RateLimitedError(AccessDeniedError):
+    """The caller's API key is over its request rate (HTTP 429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class UnknownAdapterError(CafgwError):
     """No adapter is registered under the given name."""

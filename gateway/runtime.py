@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import uvicorn
@@ -15,6 +16,8 @@ from gateway.api.auth import ApiKeys
 from gateway.context import Gateway, build
 from gateway.cpu_budget import BUDGET
 from gateway.errors import BrokerUnavailableError
+from gateway.policy.config import policy_of
+from gateway.private_files import tighten_tree
 from gateway.settings import Settings
 from gateway.transport.base import Transport
 from gateway.transport.link import unreachable
@@ -33,6 +36,33 @@ def check_broker(url: str, timeout_s: float = 3.0) -> None:
             return
     except OSError as exc:
         raise BrokerUnavailableError(unreachable(host, port, exc.strerror or str(exc))) from exc
+
+
+def state_dirs(settings: Settings) -> list[Path]:
+    """The directories holding the gateway's private state (``var/`` by default).
+
+    The ledger's directory (SQLite), the keys, the API key store and the
+    existence-query key; never the project root, the config directory or
+    the home directory, which may hold files meant to be shared.
+    """
+    candidates = [settings.keys_dir, settings.api_keys_file.parent]
+    url = settings.database.url
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        candidates.append(Path(url[len("sqlite:///") :]).parent)
+    candidates.append(policy_of(settings).existence_key_file.parent)
+    shared = {p.resolve() for p in (settings.config_dir.parent, settings.config_dir, Path.home())}
+    found: list[Path] = []
+    for folder in candidates:
+        resolved = folder.resolve()
+        if resolved not in shared and resolved not in found:
+            found.append(resolved)
+    return found
+
+
+def secure_state(settings: Settings) -> None:
+    """Make the gateway's state owner-only, however it was created (issue 13 item 7)."""
+    for folder in state_dirs(settings):
+        tighten_tree(folder)
 
 
 def open_transport(settings: Settings) -> Transport:

@@ -110,6 +110,8 @@ class DatabaseSettings(_Frozen):
 class ApiSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # requests per minute per API key (a key may carry its own: cafgw api-keys issue --rate)
+    rate_per_minute: int = Field(default=600, ge=1)
 
 
 class Limits(_Frozen):
@@ -157,6 +159,16 @@ class EncryptionSettings(_Frozen):
     def between(self, sender: str, recipient: str) -> bool:
         """True when messages between these two authorities must be encrypted."""
         return any({sender, recipient} == {a, b} for a, b in self.pairs)
+
+
+class AuditSettings(_Frozen):
+    """The audit chain (docs/security.md, Audit)."""
+
+    # HMAC-SHA256 under <keys_dir>/audit-chain.key (made on first start) instead of plain
+    # SHA-256, so write access to the database alone cannot recompute a rewritten chain.
+    keyed: bool = True
+    # How often the worker checks the chain against the heads peers hold (seconds).
+    anchor_check_s: float = Field(default=60, gt=0)
 
 
 DISPUTE_STAGES = ("PRACTITIONERS", "COORDINATORS", "REGIONAL_GROUP", "LINE_MANAGERS")
@@ -227,6 +239,7 @@ class Settings(_Frozen):
     disputes: DisputeSettings = DisputeSettings()
     cpu_budget: bool = False
     """Per-stage CPU timers (``gateway.cpu_budget``, on /metrics); ``make bench`` turns them on."""
+    audit: AuditSettings = AuditSettings()
     directory: Directory
 
     def delivery_for(self, code: str) -> DeliverySettings:

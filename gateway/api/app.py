@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from gateway.api import deps
 from gateway.api.auth import ApiKeys
+from gateway.api.rate_limit import KeyRateLimiter
 from gateway.api.routes import (
     admin_adapters,
     admin_dead_letters,
@@ -18,6 +19,7 @@ from gateway.api.routes import (
 )
 from gateway.api.routes import cases as case_routes
 from gateway.api.routes import children as children_routes
+from gateway.api.routes import disclosures as disclosure_routes
 from gateway.api.routes import disputes as dispute_routes
 from gateway.api.routes import issues_log as issues_log_routes
 from gateway.api.routes import lifecycle as lifecycle_routes
@@ -30,6 +32,7 @@ from gateway.errors import (
     MalformedInputError,
     NotFoundError,
     PolicyRefusal,
+    RateLimitedError,
     RecordError,
     SchemaError,
     UnknownAdapterError,
@@ -37,6 +40,7 @@ from gateway.errors import (
 )
 
 STATUS_OF: list[tuple[type[CafgwError], int]] = [
+    (RateLimitedError, 429),
     (ForbiddenError, 403),
     (AccessDeniedError, 401),
     (NotFoundError, 404),
@@ -64,6 +68,7 @@ def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
     )
     app.state.gateway = gw
     app.state.api_keys = api_keys
+    app.state.rate_limiter = KeyRateLimiter(gw.settings.api.rate_per_minute)
     deps.install(app)  # before the routers: authentication, size limits, error docs
 
     @app.exception_handler(CafgwError)
@@ -71,8 +76,11 @@ def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
         body: dict[str, object] = {"error": type(exc).__name__, "detail": str(exc)}
         if isinstance(exc, PolicyRefusal):
             body["rule"] = exc.rule
-        unauthenticated = isinstance(exc, AccessDeniedError) and not isinstance(exc, ForbiddenError)
-        headers = {"WWW-Authenticate": "Bearer"} if unauthenticated else None
+        headers: dict[str, str] | None = None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        elif isinstance(exc, AccessDeniedError) and not isinstance(exc, ForbiddenError):
+            headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse(body, status_code=_status(exc), headers=headers)
 
     for router in (
@@ -85,6 +93,7 @@ def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
         admin_adapters.router,
         admin_dead_letters.router,
         children_routes.router,
+        disclosure_routes.router,
         case_routes.router,
         issues_log_routes.router,
         lifecycle_routes.router,

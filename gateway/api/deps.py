@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 
 from gateway.api.auth import ApiKeys, Caller
 from gateway.api.limits import RequestSizeLimit
+from gateway.api.rate_limit import KeyRateLimiter
 from gateway.context import Gateway
 from gateway.errors import ForbiddenError, NotFoundError
 
@@ -43,6 +44,7 @@ _ERRORS = {
     "404": "Not found, or not the caller's to see",
     "413": "The request body is over the size limit",
     "422": "The request or its content was refused",
+    "429": "The API key is over its request rate; retry after Retry-After seconds",
     "503": "The ledger or broker is unavailable; try again",
 }
 
@@ -70,6 +72,8 @@ def caller(
     if authorization and authorization.lower().startswith("bearer "):
         token = authorization[7:].strip()
     who = keys.authenticate(token)
+    limiter: KeyRateLimiter = request.app.state.rate_limiter
+    limiter.hit(who)  # 429 with Retry-After past the key's budget
     request.state.caller = who
     return who
 

@@ -6,11 +6,12 @@ import typer
 
 from gateway.cli import documents, lifecycle, messages, run
 from gateway.cli.adapters import adapters_app
+from gateway.cli.api_keys import api_keys_app
 from gateway.cli.audit import audit_app
 from gateway.cli.broker import broker_app
 from gateway.cli.dead_letters import dead_letters_app
 from gateway.cli.disputes import disputes_app
-from gateway.cli.keys import api_keys_app, keys_app
+from gateway.cli.keys import keys_app
 from gateway.cli.policy import (
     agreements_app,
     cases_app,

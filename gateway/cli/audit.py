@@ -8,14 +8,15 @@ import typer
 
 from gateway.cli.common import ConfigOption, console, err_console, friendly, settings_from
 from gateway.errors import ConfigError
-from gateway.ledger import audit
+from gateway.ledger import audit, audit_key
 from gateway.ledger.store import Ledger
 
 audit_app = typer.Typer(help="The append-only audit log of disclosures.", no_args_is_help=True)
 
 
 def _ledger(config: Path | None) -> Ledger:
-    return Ledger.open(settings_from(config).database.url)
+    settings = settings_from(config)
+    return Ledger.open(settings.database.url, audit_key=audit_key.load(settings.keys_dir))
 
 
 def _anchor(text: str) -> tuple[int, str]:

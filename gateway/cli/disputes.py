@@ -184,5 +184,9 @@ def resolve(
 def regional_key(config: Path | None = ConfigOption) -> None:
     """Issue an API key for the regional coordinators group (shown once)."""
     settings = settings_from(config)
-    key = ApiKeys(settings.api_keys_file).issue(REGIONAL)
+    key = ApiKeys(settings.api_keys_file).issue(
+        REGIONAL,
+        holder=settings.directory.regional_group.name,
+        holder_role="regional coordinators group",
+    )
     console.print(key, highlight=False)

@@ -1,4 +1,4 @@
-"""``cafgw keys`` and ``cafgw api-keys``: signing identities and API keys."""
+"""``cafgw keys``: signing identities (API keys: ``gateway.cli.api_keys``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from gateway.api.auth import ApiKeys
 from gateway.cli.common import ConfigOption, console, friendly, print_json, settings_from
 from gateway.envelope.keys import activate_rotation, generate_identity, stage_rotation
 from gateway.envelope.trust import TrustStore
@@ -15,9 +14,6 @@ from gateway.errors import ConfigError
 
 keys_app = typer.Typer(
     help="Signing keys and certificates of hosted authorities.", no_args_is_help=True
-)
-api_keys_app = typer.Typer(
-    help="API keys for local systems and administrators.", no_args_is_help=True
 )
 
 
@@ -129,22 +125,3 @@ def expiry(
     if warnings:
         raise typer.Exit(1)
     console.print("no certificate expires soon", highlight=False)
-
-
-@api_keys_app.command("issue")
-@friendly
-def issue(
-    authority: str | None = typer.Option(None, "--authority", help="LA code the key acts for"),
-    admin: bool = typer.Option(False, "--admin", help="an administrator key"),
-    config: Path | None = ConfigOption,
-) -> None:
-    """Issue an API key; it is shown once and stored only as a hash."""
-    settings = settings_from(config)
-    if not admin:
-        if authority is None:
-            raise typer.BadParameter("give --authority CODE or --admin")
-        settings.directory.get(authority)
-    key = ApiKeys(settings.api_keys_file).issue(
-        None if admin else authority, "admin" if admin else "authority"
-    )
-    typer.echo(key)

@@ -16,8 +16,10 @@ from gateway.context import Gateway
 from gateway.ledger.status import Direction, Status
 from gateway.policy import existence
 from gateway.policy.config import policy_of
-from gateway.runtime import Running, open_gateway, serve, start_worker
+from gateway.private_files import write_private
+from gateway.runtime import Running, open_gateway, secure_state, serve, start_worker
 from gateway.services import outbound
+from gateway.services.outcomes import RecordOutcome
 
 DEMO_SAMPLE = ("332", "dudley-csv", "tests/data/dudley-332/caf-register-2026-09.csv")
 
@@ -27,11 +29,39 @@ def _demo_credentials(gw: Gateway, keys: ApiKeys) -> dict[str, str]:
     path = gw.settings.api_keys_file.parent / "demo-credentials.json"
     if path.exists():
         return dict(json.loads(path.read_text(encoding="utf-8")))
-    creds = {code: keys.issue(code) for code in gw.hosted}
-    creds["admin"] = keys.issue(None, "admin")
-    path.write_text(json.dumps(creds, indent=2), encoding="utf-8")
-    path.chmod(0o600)
+    creds = {
+        code: keys.issue(code, holder=f"demo user of {code}", holder_role="demo")
+        for code in gw.hosted
+    }
+    creds["admin"] = keys.issue(None, "admin", holder="demo administrator", holder_role="demo")
+    write_private(path, json.dumps(creds, indent=2))
     return creds
+
+
+def _read_key(path: Path, code: str) -> str:
+    """A shell snippet that reads one key from the credentials file (so it is never shown)."""
+    script = "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])"
+    return f"python3 -c '{script}' {path} {code}"
+
+
+def safe_reasons(outcome: RecordOutcome, source: str) -> str:
+    """Why a record was held or rejected, without the values it held.
+
+    A rejected record's problems quote the offending values (a UPN, an NHS
+    number, a date of birth, a postcode): the terminal, its scroll-back and
+    any log it is piped to must not hold them. Only the columns are named;
+    the full problems are in the ledger (``cafgw status MESSAGE_ID``, or
+    ``GET /v1/messages/{id}``).
+    """
+    if outcome.status != Status.REJECTED:
+        return "\n".join(outcome.reasons)
+    prefix = f"{source}:{outcome.record}:"
+    columns = dict.fromkeys(
+        r[len(prefix) :].split(":", 1)[0] for r in outcome.reasons if r.startswith(prefix)
+    )
+    where = ", ".join(columns) or "the record"
+    ids = " ".join(outcome.message_ids)
+    return f"{len(outcome.reasons)} problem(s) in {where}; details: cafgw status {ids}"
 
 
 def _feed_demo(running: Running, root: Path) -> None:
@@ -45,7 +75,7 @@ def _feed_demo(running: Running, root: Path) -> None:
     for col in ("row", "case", "outcome", "to", "why"):
         table.add_column(col)
     for o in report.outcomes:
-        why = "\n".join(o.reasons) if o.reasons else ""
+        why = safe_reasons(o, sample.name)
         table.add_row(o.record, o.case_ref or "-", o.status.value, ", ".join(o.recipients), why)
     console.print(table)
     sent_ids = [m for o in report.outcomes if o.status == Status.SIGNED for m in o.message_ids]
@@ -77,6 +107,7 @@ def run(
     """Run the gateway: consume inboxes, publish the outbox, serve the HTTP API."""
     logging_setup.configure(verbose=verbose)
     settings = settings_from(config)
+    secure_state(settings)
     gw = open_gateway(settings, create_keys=demo)
     running = start_worker(gw)
     keys = ApiKeys(settings.api_keys_file)
@@ -90,18 +121,21 @@ def run(
             # The regional existence-query key: in production every gateway is
             # given the same secret file; the demo makes one on first run.
             existence.create_key(policy_of(settings).existence_key_file)
-            creds = _demo_credentials(gw, keys)
+            _demo_credentials(gw, keys)
             creds_path = settings.api_keys_file.parent / "demo-credentials.json"
             _feed_demo(running, settings.config_dir.parent)
             console.print(
                 f"\n[bold]Where to look[/bold]\n"
                 f"  dashboard:  {base}/\n"
                 f"  API docs:   {base}/docs\n"
+                f"  API keys of the demo authorities: {creds_path} (mode 0600; "
+                "never printed)\n"
                 f"  inbox of Wolverhampton (336):\n"
-                f"    curl -H 'Authorization: Bearer {creds['336']}' {base}/v1/inbox\n"
-                f"  a message's history:  .venv/bin/cafgw status MESSAGE_ID\n"
+                f'    curl -H "Authorization: Bearer $({_read_key(creds_path, "336")})" '
+                f"{base}/v1/inbox\n"
+                f"  a message's history (rejected records: every problem by row and column):\n"
+                f"    .venv/bin/cafgw status MESSAGE_ID\n"
                 f"  all messages:         .venv/bin/cafgw messages\n"
-                f"  API keys of the demo authorities: {creds_path}\n"
                 f"Press Ctrl+C to stop."
             )
         serve(running, keys)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from gateway.errors import ConfigError
+from gateway.private_files import make_private_dir, write_private
 
 __all__ = [
     "Identity",
@@ -83,9 +84,9 @@ def generate_identity(
             "pass force=True (cafgw keys --force) to replace it"
         )
     key = ec.generate_private_key(ec.SECP256R1())
-    _make_private_dir(identity.key_path.parent)
-    _write_private(identity.key_path, _key_pem(key))
-    _write_public(identity.cert_path, _certificate_pem(key, code, name, valid_days, now))
+    make_private_dir(identity.key_path.parent, tighten_existing=True)
+    write_private(identity.key_path, _key_pem(key))
+    write_private(identity.cert_path, _certificate_pem(key, code, name, valid_days, now))
     return identity
 
 
@@ -114,7 +115,7 @@ def ensure_identity(
     if not has_key:
         return generate_identity(code, name, keys_dir, valid_days=valid_days, now=now)
     key = load_private_key(identity.key_path)
-    _write_public(identity.cert_path, _certificate_pem(key, code, name, valid_days, now))
+    write_private(identity.cert_path, _certificate_pem(key, code, name, valid_days, now))
     return identity
 
 
@@ -152,10 +153,10 @@ def stage_rotation(
             f"create them with: cafgw keys init --authority {code}"
         )
     key = ec.generate_private_key(ec.SECP256R1())
-    _write_private(folder / NEXT_KEY_FILE, _key_pem(key))
-    _write_public(folder / NEXT_CERT_FILE, _certificate_pem(key, code, name, valid_days, now))
+    write_private(folder / NEXT_KEY_FILE, _key_pem(key))
+    write_private(folder / NEXT_CERT_FILE, _certificate_pem(key, code, name, valid_days, now))
     bundle = (folder / CERT_FILE).read_bytes() + (folder / NEXT_CERT_FILE).read_bytes()
-    _write_public(folder / BUNDLE_FILE, bundle)
+    write_private(folder / BUNDLE_FILE, bundle)
     return Rotation(code, folder / BUNDLE_FILE, folder / NEXT_CERT_FILE, None, None)
 
 
@@ -185,16 +186,16 @@ def activate_rotation(
         raise ConfigError(f"{next_cert} does not belong to {next_key}; stage the rotation again")
     until = (now or datetime.now(UTC)) + overlap
     previous = folder / PREVIOUS_CERT_FILE
-    _write_public(previous, identity.cert_path.read_bytes())
-    _write_public(previous.with_suffix(".until"), until.isoformat().encode("ascii") + b"\n")
+    write_private(previous, identity.cert_path.read_bytes())
+    write_private(previous.with_suffix(".until"), until.isoformat().encode("ascii") + b"\n")
     # The old key is kept (0600) for the overlap only to decrypt bodies
     # encrypted to the old certificate while it was current; never to sign.
-    _write_private(folder / PREVIOUS_KEY_FILE, identity.key_path.read_bytes())
+    write_private(folder / PREVIOUS_KEY_FILE, identity.key_path.read_bytes())
     # Key first, then certificate: a crash in between leaves a key whose
     # certificate is missing, which ensure_identity repairs for the same key.
     os.replace(next_key, identity.key_path)
     os.replace(next_cert, identity.cert_path)
-    _write_public(folder / BUNDLE_FILE, identity.cert_path.read_bytes() + previous.read_bytes())
+    write_private(folder / BUNDLE_FILE, identity.cert_path.read_bytes() + previous.read_bytes())
     return Rotation(code, folder / BUNDLE_FILE, identity.cert_path, previous, until)
 
 
@@ -301,31 +302,3 @@ def _certificate_pem(
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _make_private_dir(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask and ignored if it exists
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    # Written to a fresh 0600 file and renamed, so the key is never readable
-    # by others, not even for a moment, and a crash leaves the old key intact.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)

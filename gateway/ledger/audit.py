@@ -1,39 +1,43 @@
-"""Append-only, hash-chained audit log of disclosures and overrides.
+"""Append-only, hash-chained audit log of disclosures, reads and overrides.
 
-Each entry's hash is SHA-256 over its canonical JSON content and the
-previous entry's hash; ``verify`` recomputes the chain and reports every
-entry that was altered, inserted or deleted. A chain alone cannot show that
-its newest entries were cut off, so ``verify`` also checks that every
-outbound message carrying personal data has its DISCLOSURE entry, and can
-compare the head with one recorded elsewhere (``cafgw audit head``).
+Each entry's hash covers its canonical JSON content and the previous
+entry's hash. With an audit key (``gateway.ledger.audit_key``) the hash is
+an HMAC-SHA256 under that key, so someone who can write the database but
+cannot read the key file cannot recompute a rewritten chain. A chain kept
+before the key existed stays plain up to an ``AUDIT_KEYED`` entry; every
+entry from there on is keyed. ``gateway.ledger.audit_verify`` checks the
+chain; ``gateway.ledger.audit_anchor`` checks it against the heads peers hold.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import Connection, func, insert, select
 
-from gateway.ledger.status import Direction, Status
+from gateway.errors import LedgerError
 from gateway.ledger.store import Ledger, as_utc
-from gateway.ledger.tables import audit, messages
+from gateway.ledger.tables import audit, audit_subjects
 
 GENESIS = "0" * 64
+KEYED_ACTION = "AUDIT_KEYED"
 
 
 @dataclass(frozen=True)
 class AuditEvent:
     actor: str
-    action: str  # DISCLOSURE, SAFEGUARDING_OVERRIDE, REPLAY, CONSENT_WITHDRAWAL, ...
+    action: str  # DISCLOSURE, READ, SAFEGUARDING_OVERRIDE, REPLAY, CONSENT_WITHDRAWAL, ...
     authority: str
     counterparty: str | None = None
     legal_basis: str | None = None
     message_id: str | None = None
     digest: str | None = None
     detail: str | None = None
+    child_key: str | None = None  # the child the entry is about, when there is one
 
 
 @dataclass(frozen=True)
@@ -45,48 +49,91 @@ class AuditEntry:
     hash: str
 
 
-def _entry_hash(seq: int, at: datetime, event: AuditEvent, prev_hash: str) -> str:
-    content = json.dumps(
-        {
-            "seq": seq,
-            "at": as_utc(at).isoformat(),
-            "actor": event.actor,
-            "action": event.action,
-            "authority": event.authority,
-            "counterparty": event.counterparty,
-            "legal_basis": event.legal_basis,
-            "message_id": event.message_id,
-            "digest": event.digest,
-            "detail": event.detail,
-            "prev": prev_hash,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
+def _content(seq: int, at: datetime, event: AuditEvent, prev_hash: str) -> bytes:
+    fields: dict[str, object] = {
+        "seq": seq,
+        "at": as_utc(at).isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "authority": event.authority,
+        "counterparty": event.counterparty,
+        "legal_basis": event.legal_basis,
+        "message_id": event.message_id,
+        "digest": event.digest,
+        "detail": event.detail,
+        "prev": prev_hash,
+    }
+    if event.child_key is not None:
+        # Only when present, so that entries written before the field existed
+        # keep their hashes.
+        fields["child"] = event.child_key
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _entry_hash(
+    seq: int, at: datetime, event: AuditEvent, prev_hash: str, key: bytes | None = None
+) -> str:
+    """SHA-256 of the entry's content, or HMAC-SHA256 under ``key``."""
+    data = _content(seq, at, event, prev_hash)
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def hashes_as(entry: AuditEntry, key: bytes | None) -> bool:
+    """True when ``entry``'s hash is the one ``key`` (None: plain SHA-256) gives."""
+    expected = _entry_hash(entry.seq, entry.at, entry.event, entry.prev_hash, key)
+    return hmac.compare_digest(expected, entry.hash)
+
+
+def _last(conn: Connection) -> AuditEntry | None:
+    row = (
+        conn.execute(
+            select(audit, audit_subjects.c.child_key)
+            .outerjoin(audit_subjects, audit_subjects.c.seq == audit.c.seq)
+            .order_by(audit.c.seq.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
     )
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+    return None if row is None else _entry(row)
 
 
 def append(ledger: Ledger, events: list[AuditEvent], conn: Connection) -> None:
-    """Append events in the caller's transaction (so they commit with what they record)."""
+    """Append events in the caller's transaction (so they commit with what they record).
+
+    With an audit key, the first append after the key appeared writes an
+    ``AUDIT_KEYED`` entry first. Without one, appending after a keyed entry
+    is refused: plain entries after keyed ones would read as a rewrite.
+    """
     if not events:
         return
     if conn.dialect.name == "postgresql":
         # Serialise appenders so two processes never fork the chain.
         conn.exec_driver_sql("LOCK TABLE audit_log IN EXCLUSIVE MODE")
-    last = conn.execute(
-        select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
-    ).first()
-    seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+    last = _last(conn)
+    key = ledger.audit_key
+    if last is not None and not hashes_as(last, key):
+        if key is None:
+            raise LedgerError(
+                f"audit entry {last.seq} is keyed (or altered): this process has no audit "
+                "key; open the ledger with the gateway's keys_dir (audit-chain.key)"
+            )
+        if hashes_as(last, None):
+            events = [keyed_marker(events[0].authority, key), *events]
+    seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
     now = ledger.clock()
     rows = []
+    subjects = []
     for event in events:
         seq += 1
-        digest = _entry_hash(seq, now, event, prev)
+        digest = _entry_hash(seq, now, event, prev, key)
         rows.append(
             {
                 "seq": seq,
                 "at": now,
-                "actor": event.actor,
+                "actor": event.actor[:128],
                 "action": event.action,
                 "authority": event.authority,
                 "counterparty": event.counterparty,
@@ -98,35 +145,77 @@ def append(ledger: Ledger, events: list[AuditEvent], conn: Connection) -> None:
                 "hash": digest,
             }
         )
+        if event.child_key is not None:
+            subjects.append({"seq": seq, "child_key": event.child_key})
         prev = digest
     conn.execute(insert(audit), rows)
+    if subjects:
+        conn.execute(insert(audit_subjects), subjects)
 
 
-def entries(ledger: Ledger, authority: str | None = None, limit: int = 1000) -> list[AuditEntry]:
-    query = select(audit).order_by(audit.c.seq).limit(limit)
+def keyed_marker(authority: str, key: bytes) -> AuditEvent:
+    """The entry that starts the keyed part of a chain (names the key by fingerprint)."""
+    fingerprint = hashlib.sha256(key).hexdigest()[:16]
+    return AuditEvent(
+        actor="gateway",
+        action=KEYED_ACTION,
+        authority=authority,
+        detail=f"entries from here on are HMAC-SHA256 under audit key sha256:{fingerprint}",
+    )
+
+
+def _entry(r: object) -> AuditEntry:
+    row = dict(r)  # type: ignore[call-overload]
+    return AuditEntry(
+        seq=row["seq"],
+        at=as_utc(row["at"]),
+        event=AuditEvent(
+            row["actor"],
+            row["action"],
+            row["authority"],
+            row["counterparty"],
+            row["legal_basis"],
+            row["message_id"],
+            row["digest"],
+            row["detail"],
+            row.get("child_key"),
+        ),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+def entries(
+    ledger: Ledger,
+    authority: str | None = None,
+    limit: int = 1000,
+    *,
+    after_seq: int = 0,
+) -> list[AuditEntry]:
+    """Entries in order of ``seq`` (after ``after_seq``), at most ``limit``."""
+    query = (
+        select(audit, audit_subjects.c.child_key)
+        .outerjoin(audit_subjects, audit_subjects.c.seq == audit.c.seq)
+        .where(audit.c.seq > after_seq)
+        .order_by(audit.c.seq)
+        .limit(limit)
+    )
     if authority is not None:
         query = query.where(audit.c.authority == authority)
     with ledger.transaction() as conn:
         rows = conn.execute(query).mappings().all()
-    return [
-        AuditEntry(
-            seq=r["seq"],
-            at=as_utc(r["at"]),
-            event=AuditEvent(
-                r["actor"],
-                r["action"],
-                r["authority"],
-                r["counterparty"],
-                r["legal_basis"],
-                r["message_id"],
-                r["digest"],
-                r["detail"],
-            ),
-            prev_hash=r["prev_hash"],
-            hash=r["hash"],
-        )
-        for r in rows
-    ]
+    return [_entry(r) for r in rows]
+
+
+def count(ledger: Ledger) -> int:
+    with ledger.transaction() as conn:
+        return int(conn.execute(select(func.count()).select_from(audit)).scalar_one())
+
+
+def entry_at(ledger: Ledger, seq: int) -> AuditEntry | None:
+    """The entry with sequence number ``seq``, if it is there."""
+    found = entries(ledger, limit=1, after_seq=seq - 1)
+    return found[0] if found and found[0].seq == seq else None
 
 
 def head(ledger: Ledger) -> tuple[int, str] | None:
@@ -139,63 +228,7 @@ def head(ledger: Ledger) -> tuple[int, str] | None:
 
 
 def verify(ledger: Ledger, expect_head: tuple[int, str] | None = None) -> list[str]:
-    """Problems found in the chain (empty when intact).
+    """Problems found in the chain (empty when intact); see ``audit_verify.verify``."""
+    from gateway.ledger import audit_verify  # noqa: PLC0415 - it builds on this module
 
-    ``expect_head`` is an anchor from ``head`` taken earlier: that entry must
-    still be there with that hash, which catches entries cut off the end.
-    """
-    problems: list[str] = []
-    prev = GENESIS
-    expected_seq = 1
-    with ledger.transaction() as conn:
-        total = conn.execute(select(func.count()).select_from(audit)).scalar_one()
-    chain = entries(ledger, limit=max(int(total), 1))
-    for entry in chain:
-        if entry.seq != expected_seq:
-            problems.append(f"audit entry {expected_seq} is missing (next is {entry.seq})")
-        if entry.prev_hash != prev:
-            problems.append(
-                f"audit entry {entry.seq}: previous hash does not match entry {entry.seq - 1}"
-            )
-        if _entry_hash(entry.seq, entry.at, entry.event, entry.prev_hash) != entry.hash:
-            problems.append(f"audit entry {entry.seq}: content altered (hash mismatch)")
-        prev = entry.hash
-        expected_seq = entry.seq + 1
-    if expect_head is not None:
-        seq, digest = expect_head
-        found = next((e for e in chain if e.seq == seq), None)
-        if found is None:
-            problems.append(f"audit entry {seq} (the recorded head) is missing: entries were cut")
-        elif found.hash != digest:
-            problems.append(f"audit entry {seq} (the recorded head) has another hash")
-    problems.extend(_unaudited_disclosures(ledger, chain))
-    return problems
-
-
-def _unaudited_disclosures(ledger: Ledger, chain: list[AuditEntry]) -> list[str]:
-    """Outbound messages with personal data whose DISCLOSURE entry is gone.
-
-    A HELD_LOCAL message never left (it waits for consent, unsent): it has a
-    body and a recipient but disclosed nothing, so it needs no entry. When it
-    is released it becomes SIGNED and gets its DISCLOSURE entry then.
-    """
-    audited = {
-        (e.event.message_id, e.event.digest) for e in chain if e.event.action == "DISCLOSURE"
-    }
-    query = select(messages.c.message_id, messages.c.digest, messages.c.authority).where(
-        and_(
-            messages.c.direction == Direction.OUTBOUND.value,
-            messages.c.legal_basis != "NO_PERSONAL_DATA",
-            messages.c.recipient != messages.c.authority,
-            messages.c.body.is_not(None),
-            messages.c.status != Status.HELD_LOCAL.value,
-        )
-    )
-    with ledger.transaction() as conn:
-        rows = conn.execute(query).all()
-    return [
-        f"message {r.message_id} from {r.authority} disclosed personal data but has no "
-        "DISCLOSURE audit entry (entry deleted?)"
-        for r in rows
-        if (r.message_id, r.digest) not in audited
-    ]
+    return audit_verify.verify(ledger, expect_head)

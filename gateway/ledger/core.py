@@ -34,6 +34,7 @@ from gateway.ledger.records import (
 )
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import history, messages, metadata
+from gateway.private_files import create_private_file, make_private_dir, tighten
 
 Clock = Callable[[], datetime]
 
@@ -50,7 +51,7 @@ def as_utc(value: datetime) -> datetime:
 def make_engine(url: str) -> Engine:
     """An engine with the settings the ledger relies on (WAL and a busy timeout on SQLite)."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(Path(url[len("sqlite:///") :]))
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -72,16 +73,33 @@ def make_engine(url: str) -> Engine:
         raise LedgerError(f"cannot open the ledger at {url}: {exc}") from exc
 
 
+def private_sqlite_file(path: Path) -> None:
+    """Create the SQLite ledger owner-only (0600 in a new 0700 directory).
+
+    It holds children's records. SQLite gives its ``-wal`` and ``-shm`` files
+    the mode of the database file, so creating that one 0600 before SQLite
+    does covers all three; files left by an older version are tightened.
+    """
+    make_private_dir(path.parent)
+    create_private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten(path.with_name(path.name + suffix))
+
+
 class LedgerCore:
     """Message records and their history: what every ledger query builds on."""
 
-    def __init__(self, engine: Engine, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock = utc_now, audit_key: bytes | None = None
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        # HMAC key of the audit chain (gateway.ledger.audit_key); None: plain SHA-256.
+        self.audit_key = audit_key
 
     @classmethod
-    def open(cls, url: str, clock: Clock = utc_now) -> Self:
-        ledger = cls(make_engine(url), clock)
+    def open(cls, url: str, clock: Clock = utc_now, audit_key: bytes | None = None) -> Self:
+        ledger = cls(make_engine(url), clock, audit_key)
         ledger.create_schema()
         return ledger
 

@@ -87,6 +87,16 @@ audit = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# The child an audit entry is about (reads and disclosures), for "who saw and who
+# received this child's data". A side table so that audit_log keeps its columns;
+# the entry's hash covers the child key too, so a changed row here is detected.
+audit_subjects = Table(
+    "audit_subjects",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("child_key", String(64), nullable=False, index=True),
+)
+
 # Replays of inbound messages the broker had parked (they usually have no row in
 # `messages`: they were never recorded). Which admin replayed which message, when.
 parked_replays = Table(

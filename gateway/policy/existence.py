@@ -23,6 +23,7 @@ from sqlalchemy import Column, Connection, Index, Integer, String, Table, insert
 from gateway.errors import ConfigError
 from gateway.ledger.tables import metadata
 from gateway.model import Child, Detail, Notification, NotificationType
+from gateway.private_files import write_private
 from gateway.settings import Contact
 
 HASH_PREFIX = "hmac-sha256:"
@@ -69,11 +70,7 @@ def create_key(path: Path) -> bool:
     """Write a new random key at ``path`` (mode 600); False if one exists."""
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(secrets.token_hex(32) + "\n", encoding="ascii")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private(path, secrets.token_hex(32) + "\n")
     return True
 
 

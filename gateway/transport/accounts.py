@@ -34,6 +34,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from gateway.errors import ConfigError, TransportError
+from gateway.private_files import make_private_dir
 from gateway.transport.topology import REGIONAL
 
 PASSWORD_ENV = "CAFGW_BROKER_PASSWORD_"  # noqa: S105 - a variable name, not a secret
@@ -162,7 +163,7 @@ def password_for(code: str, secrets_dir: Path, env: Mapping[str, str] | None = N
         if not text:
             raise ConfigError(f"{path}: the password file is empty")
         return text
-    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(secrets_dir, tighten_existing=True)
     password = secrets.token_urlsafe(32)
     # Created 0600 from the start: never readable by others, not even briefly.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

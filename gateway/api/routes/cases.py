@@ -8,10 +8,10 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import AuthorityDep, GatewayDep
+from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.cases import views
 from gateway.model import Evaluation, PractitionerView
-from gateway.services import coordination
+from gateway.services import access_log, coordination
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 
@@ -64,10 +64,12 @@ class CaseOut(_Out):
 
 
 @router.get("/{correlation_id}", response_model=CaseOut)
-def case(correlation_id: str, gw: GatewayDep, authority: AuthorityDep) -> CaseOut:
-    """This authority's view of a case thread."""
+def case(correlation_id: str, gw: GatewayDep, authority: AuthorityDep, who: CallerDep) -> CaseOut:
+    """This authority's view of a case thread (the read is audited, naming the key's holder)."""
     v = views.case_of(gw, authority, correlation_id)
     t = v.thread
+    read = access_log.Read(f"case {t.correlation_id}", child_key=t.child_key)
+    access_log.record(gw, authority, who.actor, [read])
     return CaseOut(
         correlation_id=t.correlation_id,
         case_ref=t.case_ref,

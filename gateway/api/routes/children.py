@@ -7,11 +7,11 @@ from datetime import date, datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import AuthorityDep, GatewayDep
+from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.cases import views
 from gateway.errors import PolicyRefusal
 from gateway.model import Child, Identifier, Safeguarding
-from gateway.services import coordination
+from gateway.services import access_log, coordination
 
 router = APIRouter(tags=["consent"])
 
@@ -47,12 +47,14 @@ class ConsentOut(_Out):
 
 
 @router.get("/v1/children/{ref}/consent", response_model=ConsentOut)
-def consent(ref: str, gw: GatewayDep, authority: AuthorityDep) -> ConsentOut:
+def consent(ref: str, gw: GatewayDep, authority: AuthorityDep, who: CallerDep) -> ConsentOut:
     """The consent in force for a child (by child key, UPN, NHS number or case ref), with history.
 
-    A Gillick-competent child's own decision prevails over a parent's.
+    A Gillick-competent child's own decision prevails over a parent's. The
+    read is audited, naming the API key's holder.
     """
     v = views.consent_of(gw, authority, ref[:200])
+    access_log.record(gw, authority, who.actor, [access_log.Read("consent", v.child_key)])
     return ConsentOut(
         child_key=v.child_key,
         given=v.given,

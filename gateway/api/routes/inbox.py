@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from gateway.api.deps import AuthorityDep, GatewayDep
+from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.api.schemas import AckOut, InboxItemOut
 from gateway.errors import NotFoundError
 from gateway.ledger.status import Status
-from gateway.services import local_format
+from gateway.services import access_log, local_format
 
 router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
 
@@ -33,6 +33,7 @@ class InboxLocalItemOut(InboxItemOut):
 def inbox(
     gw: GatewayDep,
     authority: AuthorityDep,
+    who: CallerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     format: Annotated[InboxFormat, Query()] = InboxFormat.CANONICAL,
 ) -> list[InboxLocalItemOut]:
@@ -55,6 +56,11 @@ def inbox(
                 "use format=canonical",
             )
     items = gw.ledger.inbox(authority, limit)
+    # Audited before anything is served: who read which child's record, in which form.
+    what = "inbox (local format)" if adapter is not None else "inbox"
+    access_log.record(
+        gw, authority, who.actor, access_log.inbox_reads(gw, authority, [i.pk for i in items], what)
+    )
     fresh = [i.pk for i in items if i.status == Status.VERIFIED]
     gw.ledger.transition(fresh, Status.DELIVERED_LOCAL, "served to the local system (pull)")
     out = []
