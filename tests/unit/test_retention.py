@@ -133,6 +133,7 @@ def test_the_audit_chain_verifies_after_a_purge_and_the_purge_is_audited_in_coun
     assert len(runs) == len([r for r in reports if r.messages])
     assert not any(n in (e.event.detail or "") for e in runs for n in SIOBHAN)
     monkeypatch.setenv("CAFGW_DATABASE__URL", settings.database.url)
+    monkeypatch.setenv("CAFGW_KEYS_DIR", str(settings.keys_dir))  # holds the audit key
     done = CliRunner().invoke(app, ["audit", "verify", "--config", str(settings.config_dir)])
     assert done.exit_code == 0, done.output
     assert "audit log intact" in done.output
