@@ -26,9 +26,7 @@ import argparse
 import importlib
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import cpu  # noqa: E402
+from bench import cpu, whole_path  # noqa: E402
+from bench.bench_support import proc_rss_mb, rabbit_vhost, self_rss_mb  # noqa: E402
 from gateway.context import Gateway, build  # noqa: E402
 from gateway.cpu_budget import BUDGET  # noqa: E402
 from gateway.envelope import xmlsafe  # noqa: E402
@@ -98,21 +97,6 @@ def percentiles(latencies_s: list[float]) -> tuple[float, float, float]:
         return value, value, value
     q = statistics.quantiles(latencies_s, n=100, method="inclusive")
     return q[49] * 1000, q[94] * 1000, q[98] * 1000
-
-
-def self_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def proc_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 def paced(count: int, rate: float | None, send: Callable[[int, int], None], chunk: int) -> None:
@@ -416,39 +400,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--adapter-records", type=int, default=100_000, help="records per adapter export"
     )
+    parser.add_argument(
+        "--path-records",
+        type=int,
+        default=10_000,
+        help="Dudley records for the user's whole path (bench.whole_path); 0 skips it",
+    )
     args = parser.parse_args(argv)
     full = args.full or os.environ.get("BENCH_FULL") == "1"
     rates = [float(r) for r in args.rates.split(",") if r]
     sizes = [args.count] + ([100_000] if full else [])
-    vhost = f"cafgw-bench-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    load_before = os.getloadavg()
     rows: list[Row] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="cafgw-bench-") as tmp:
-            rig = open_rig(Path(tmp), url)
-            payload = rig.sign(1)[0].body or b""
-            try:
-                for rate in rates:
-                    n = int(rate * args.rate_seconds)
-                    if not args.skip_raw:
-                        rows.append(raw_pika(url, payload, n, rate, f"rate {rate:.0f}/s"))
-                    if not args.skip_cafgw:
-                        rows.append(cafgw(rig, n, rate, f"rate {rate:.0f}/s", 120))
-                    console.print(rows[-1])
-                for n in sizes:
-                    if not args.skip_raw:
-                        rows.append(raw_pika(url, payload, n, None, f"flat out {n}"))
-                    if not args.skip_cafgw:
-                        rows.append(cafgw(rig, n, None, f"flat out {n}", max(300, n / 20)))
-                    console.print(rows[-1])
-            finally:
-                rig.close()
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
+    payload = b""
+    with rabbit_vhost() as url, tempfile.TemporaryDirectory(prefix="cafgw-bench-") as tmp:
+        rig = open_rig(Path(tmp), url)
+        payload = rig.sign(1)[0].body or b""
+        try:
+            for rate in rates:
+                n = int(rate * args.rate_seconds)
+                if not args.skip_raw:
+                    rows.append(raw_pika(url, payload, n, rate, f"rate {rate:.0f}/s"))
+                if not args.skip_cafgw:
+                    rows.append(cafgw(rig, n, rate, f"rate {rate:.0f}/s", 120))
+                console.print(rows[-1])
+            for n in sizes:
+                if not args.skip_raw:
+                    rows.append(raw_pika(url, payload, n, None, f"flat out {n}"))
+                if not args.skip_cafgw:
+                    rows.append(cafgw(rig, n, None, f"flat out {n}", max(300, n / 20)))
+                console.print(rows[-1])
+        finally:
+            rig.close()
+    path = whole_path.measure(args.path_records) if args.path_records else None
     adapters = adapter_rows(args.adapter_records) if args.adapter_records else []
     render(rows, adapters)
+    if path is not None:
+        console.print(whole_path.table(path))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"{stamp}.json"
@@ -457,8 +445,10 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "when": stamp,
                 "cpus": os.cpu_count(),
+                "load_average": {"start": load_before, "end": os.getloadavg()},
                 "payload_bytes": len(payload),
                 "rows": [asdict(r) for r in rows],
+                "whole_path": path,
                 "adapters": adapters,
             },
             indent=2,
