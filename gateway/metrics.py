@@ -12,7 +12,8 @@ each status), ``retries_total``, ``dead_letters_total``,
 ``handover_failures_total`` and the ``delivery_latency_seconds`` histogram;
 gauges ``messages`` (by current status), ``needs_human``,
 ``handover_failing``, ``receipts_overdue``, ``messages_stuck``,
-``queue_messages``, ``broker_up``, ``ledger_up``, ``disputes_open``,
+``queue_messages``, ``queue_messages_unacknowledged``, ``queue_consumers``,
+``broker_up``, ``ledger_up``, ``disputes_open``,
 ``disputes_overdue``, ``certificate_expiry_seconds``,
 ``pinned_certificate_expiry_seconds``, ``disk_free_bytes``,
 ``disk_free_ratio``; with ``cpu_budget`` on, ``stage_cpu_seconds_total`` and
@@ -229,7 +230,7 @@ def _attention(gw: Gateway) -> Iterator[Metric]:
 
 
 class BrokerCollector(Collector):
-    """Queue depths (passive declare) and whether the broker answered."""
+    """Queue figures (management API, else passive declare) and whether the broker answered."""
 
     def __init__(self, probe: BrokerProbe) -> None:
         self.probe = probe
@@ -237,20 +238,35 @@ class BrokerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("cafgw_broker_up", "1 if the broker answered this scrape")
         try:
-            depths = self.probe.queue_depths()
+            found = self.probe.queue_stats()
         except CafgwError:
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
         yield up
-        queue = GaugeMetricFamily(
+        ready = GaugeMetricFamily(
             "cafgw_queue_messages", "Messages ready in a queue", labels=["queue"]
         )
-        for name, depth in sorted(depths.items()):
-            if depth is not None:
-                queue.add_metric([name], depth)
-        yield queue
+        unacked = GaugeMetricFamily(
+            "cafgw_queue_messages_unacknowledged",
+            "Messages delivered to a consumer and not yet acknowledged (management API only)",
+            labels=["queue"],
+        )
+        consumers = GaugeMetricFamily(
+            "cafgw_queue_consumers", "Consumers of a queue", labels=["queue"]
+        )
+        for name, stats_ in sorted(found.items()):
+            if stats_ is None:
+                continue
+            ready.add_metric([name], stats_.ready)
+            if stats_.unacknowledged is not None:
+                unacked.add_metric([name], stats_.unacknowledged)
+            if stats_.consumers is not None:
+                consumers.add_metric([name], stats_.consumers)
+        yield ready
+        yield unacked
+        yield consumers
 
 
 class DiskCollector(Collector):

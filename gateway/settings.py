@@ -101,6 +101,10 @@ class BrokerSettings(_Frozen):
     # False when the gateway connects with a per-authority account (cafgw broker
     # setup), which may not declare exchanges: the administrator's setup did.
     declare_topology: bool = True
+    # RabbitMQ's management HTTP API, for queue figures on the dashboard and in
+    # /metrics (ready, unacknowledged, consumers). None: the broker host on port
+    # 15672 with the broker URL's credentials; "" turns it off (passive declares).
+    management_url: str | None = None
 
 
 class DatabaseSettings(_Frozen):

@@ -17,6 +17,7 @@ from gateway.errors import TransportError
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
+from gateway.ops.broker import QueueStats
 from gateway.settings import load_settings
 from gateway.transport.memory import MemoryTransport
 
@@ -38,14 +39,20 @@ class Clock:
 class FakeProbe:
     up: bool = True
     depths: Mapping[str, int | None] = field(default_factory=dict)
+    stats: Mapping[str, QueueStats | None] | None = None
 
     def ping(self) -> None:
         if not self.up:
             raise TransportError("broker at 127.0.0.1:5672 not reachable: ConnectionRefused")
 
-    def queue_depths(self) -> Mapping[str, int | None]:
+    def queue_stats(self) -> Mapping[str, QueueStats | None]:
         self.ping()
-        return self.depths
+        if self.stats is not None:
+            return self.stats
+        return {
+            name: None if n is None else QueueStats(name, n, None, None, "passive")
+            for name, n in self.depths.items()
+        }
 
 
 def make_gateway(

@@ -44,14 +44,18 @@ class MessageLine:
     can_dismiss: bool
 
 
-def shown_reason(r: MessageRecord) -> str | None:
-    """The reason of ``r`` as the dashboard may show it."""
-    if not r.reason:
+def safe_reason(status: Status, reason: str | None) -> str | None:
+    """A reason recorded with ``status``, as the dashboard may show it."""
+    if not reason:
         return None
-    reason = r.reason
-    if r.status == Status.REJECTED:
+    if status == Status.REJECTED:
         reason = _QUOTED_VALUE.sub(" (value hidden)", reason)
     return redact_text(reason)
+
+
+def shown_reason(r: MessageRecord) -> str | None:
+    """The reason of ``r`` as the dashboard may show it."""
+    return safe_reason(r.status, r.reason)
 
 
 def summarise(reason: str | None) -> str | None:

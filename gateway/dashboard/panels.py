@@ -26,10 +26,6 @@ _NEED_WORDS = {
     Need.QUARANTINED: ("quarantined message", "quarantined messages"),
     Need.REJECTED: ("rejected record or send", "rejected records or sends"),
     Need.UNDELIVERABLE: ("undeliverable message", "undeliverable messages"),
-    Need.HANDOVER_FAILING: (
-        "message the local system keeps refusing",
-        "messages the local system keeps refusing",
-    ),
 }
 
 

@@ -1,17 +1,23 @@
-"""A read-only look at the broker: is it reachable, how deep are the queues.
+"""A read-only look at the broker: is it reachable, how are the queues.
 
 Each call opens a short-lived connection (one attempt, short timeouts) so a
 scrape or a readiness check never waits behind the worker's connections and
-never hangs on a dead broker. Depths come from a passive ``queue.declare``,
-which changes nothing. pika's exceptions are converted here, once.
+never hangs on a dead broker. Queue figures come from RabbitMQ's management
+HTTP API when it answers (ready, unacknowledged and consumers per queue, as
+its UI shows them), else from a passive ``queue.declare``, which changes
+nothing and knows ready messages and consumers but not unacknowledged ones.
+pika's and httpx's exceptions are converted here, once.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote, unquote, urlparse
 
+import httpx
 import pika
 import pika.exceptions
 
@@ -24,23 +30,51 @@ _PIKA_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, OSEr
 _NOT_FOUND = 404
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """One queue as the broker reports it."""
+
+    name: str
+    ready: int
+    unacknowledged: int | None  # None: not known (passive declare)
+    consumers: int | None
+    source: str  # "management" (the HTTP API) or "passive" (queue.declare)
+
+
 class BrokerProbe(Protocol):
     """What operations need to know about the broker."""
 
     def ping(self) -> None:
         """Return if the broker accepts a connection; TransportError if not."""
 
-    def queue_depths(self) -> Mapping[str, int | None]:
-        """Ready messages per watched queue (None: the queue does not exist)."""
+    def queue_stats(self) -> Mapping[str, QueueStats | None]:
+        """Each watched queue (None: the queue does not exist); TransportError if unreachable."""
 
 
-@dataclass(frozen=True)
+def queue_depths(probe: BrokerProbe) -> dict[str, int | None]:
+    """Ready messages per watched queue (None: the queue does not exist)."""
+    return {name: s.ready if s else None for name, s in probe.queue_stats().items()}
+
+
+def management_base(amqp_url: str, configured: str | None) -> str | None:
+    """The management API's base URL: configured, or the AMQP host on port 15672."""
+    if configured is not None:
+        return configured.rstrip("/") or None
+    host = urlparse(amqp_url).hostname or "127.0.0.1"
+    return f"http://{host}:15672"
+
+
+@dataclass
 class RabbitProbe:
     """Probe a RabbitMQ broker at ``url`` for the queues named in ``queues``."""
 
     url: str
     queues: tuple[str, ...]
     timeout_s: float = 3.0
+    management_url: str | None = None
+    # After the management API failed, use passive declares for this long.
+    retry_management_s: float = 60.0
+    _management_down_until: float = field(default=0.0, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, timeout_s: float = 3.0) -> RabbitProbe:
@@ -49,7 +83,8 @@ class RabbitProbe:
         names: list[str] = []
         for code in settings.hosted:
             names += [topology.inbox(code), topology.parking(code)]
-        return cls(settings.broker.url, tuple(names), timeout_s)
+        base = management_base(settings.broker.url, settings.broker.management_url)
+        return cls(settings.broker.url, tuple(names), timeout_s, base)
 
     def _connect(self) -> Any:
         params = pika.URLParameters(self.url)
@@ -71,23 +106,63 @@ class RabbitProbe:
         conn = self._connect()
         _close(conn)
 
-    def queue_depths(self) -> Mapping[str, int | None]:
+    def queue_stats(self) -> Mapping[str, QueueStats | None]:
+        if self.management_url and time.monotonic() >= self._management_down_until:
+            try:
+                return self._from_management(self.management_url)
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                # Not enabled, not reachable or not allowed: the passive declare still works.
+                self._management_down_until = time.monotonic() + self.retry_management_s
         conn = self._connect()
         try:
-            return _depths(conn, self.queues)
+            return _passive(conn, self.queues)
         except _PIKA_ERRORS as exc:
             raise TransportError(f"reading queue depths: {type(exc).__name__} {exc}") from exc
         finally:
             _close(conn)
 
+    def _from_management(self, base: str) -> dict[str, QueueStats | None]:
+        parsed = urlparse(self.url)
+        vhost = unquote(parsed.path.lstrip("/")) or "/"
+        auth = (unquote(parsed.username or "guest"), unquote(parsed.password or "guest"))
+        answer = httpx.get(
+            f"{base}/api/queues/{quote(vhost, safe='')}",
+            params={"columns": "name,messages_ready,messages_unacknowledged,consumers"},
+            auth=auth,
+            timeout=min(self.timeout_s, 2.0),
+        )
+        answer.raise_for_status()
+        listed = {q["name"]: q for q in answer.json()}
+        found: dict[str, QueueStats | None] = {}
+        for name in self.queues:
+            q = listed.get(name)
+            found[name] = (
+                None
+                if q is None
+                else QueueStats(
+                    name,
+                    int(q.get("messages_ready") or 0),
+                    int(q.get("messages_unacknowledged") or 0),
+                    int(q.get("consumers") or 0),
+                    "management",
+                )
+            )
+        return found
 
-def _depths(conn: Any, queues: Sequence[str]) -> dict[str, int | None]:
-    found: dict[str, int | None] = {}
+
+def _passive(conn: Any, queues: Sequence[str]) -> dict[str, QueueStats | None]:
+    found: dict[str, QueueStats | None] = {}
     channel = conn.channel()
     for name in queues:
         try:
             result = channel.queue_declare(name, passive=True)
-            found[name] = int(result.method.message_count)
+            found[name] = QueueStats(
+                name,
+                int(result.method.message_count),
+                None,
+                int(result.method.consumer_count),
+                "passive",
+            )
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != _NOT_FOUND:
                 raise

@@ -173,3 +173,23 @@ def test_trust_in_every_peer_certificate_is_reported_with_its_expiry(tmp_path: P
     later = scrape(gw)[("cafgw_pinned_certificate_expiry_seconds", labels(authority="332"))]
     assert later == pytest.approx(pinned["332"] - 800 * 86400)
     assert later < 30 * 86400  # inside the warning window the alert rule watches
+
+
+def test_unacknowledged_and_consumer_counts_per_queue_are_exported_when_known(
+    tmp_path: Path,
+) -> None:
+    from gateway.ops.broker import QueueStats  # noqa: PLC0415
+
+    gw = make_gateway(tmp_path)
+    probe = FakeProbe(
+        stats={
+            "caf.inbox.332": QueueStats("caf.inbox.332", 4, 2, 1, "management"),
+            "caf.inbox.336": QueueStats("caf.inbox.336", 7, None, 0, "passive"),
+        }
+    )
+    got = scrape(gw, probe)
+    assert got[("cafgw_queue_messages", labels(queue="caf.inbox.332"))] == 4
+    assert got[("cafgw_queue_messages_unacknowledged", labels(queue="caf.inbox.332"))] == 2
+    assert got[("cafgw_queue_consumers", labels(queue="caf.inbox.332"))] == 1
+    assert ("cafgw_queue_messages_unacknowledged", labels(queue="caf.inbox.336")) not in got
+    assert got[("cafgw_queue_consumers", labels(queue="caf.inbox.336"))] == 0

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.auth import Caller
 from gateway.api.deps import AdminDep, GatewayDep
@@ -84,6 +84,44 @@ def listing(
         for code in _hosted(gw, authority)
         for d in dead_letters.list_dead_letters(gw, code, limit)
     ]
+
+
+class ReplayItem(BaseModel):
+    authority: str = Field(pattern=r"^[0-9]{3}$")
+    message_id: str = Field(min_length=1, max_length=64)
+
+
+class ReplayManyIn(BaseModel):
+    items: list[ReplayItem] = Field(min_length=1, max_length=500)
+    requested_by: str | None = Field(default=None, max_length=64, pattern=r"^[\w .@'-]+$")
+
+
+class ReplayOutcome(BaseModel):
+    authority: str
+    message_id: str
+    replayed: bool
+    status: str | None = None
+    detail: str | None = None
+
+
+@router.post("/replay", response_model=list[ReplayOutcome])
+def replay_many(body: ReplayManyIn, gw: GatewayDep, who: AdminDep) -> list[ReplayOutcome]:
+    """Replay several dead letters (each as the single replay does); an outcome per item.
+
+    One that cannot be replayed (not hosted, not dead-lettered any more) is
+    reported with why; the others are replayed all the same.
+    """
+    actor = _actor(who, body.requested_by)
+    out = []
+    for item in body.items:
+        try:
+            _hosted(gw, item.authority)
+            done = dead_letters.replay(gw, item.authority, item.message_id, actor=actor)
+        except NotFoundError as exc:
+            out.append(ReplayOutcome(**item.model_dump(), replayed=False, detail=str(exc)))
+            continue
+        out.append(ReplayOutcome(**item.model_dump(), replayed=True, status=done.status.value))
+    return out
 
 
 @router.post("/{message_id}/replay", response_model=ReplayedOut)

@@ -8,22 +8,29 @@ and may replay dead letters).
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import AdminDep, CallerDep, GatewayDep
 from gateway.api.routes.ops import OpsDep
-from gateway.dashboard.view import DashboardView, build_view
+from gateway.dashboard import browser
+from gateway.dashboard.view import DEFAULT_RANGE_S, RANGES_S, DashboardView, build_view
 from gateway.errors import NotFoundError
+from gateway.ledger.status import Direction, Status
+from gateway.model import MessageType
 from gateway.services import dead_letters
 
 HERE = Path(__file__).resolve().parents[2] / "dashboard"
 ASSETS = {
     "dashboard.js": "text/javascript",
+    "charts.js": "text/javascript",
+    "browser.js": "text/javascript",
     "dashboard.css": "text/css",
     "recalls.js": "text/javascript",  # the recall outcomes piece (docs/data-protection.md)
 }
@@ -62,7 +69,8 @@ class ReplayOut(BaseModel):
 def page() -> HTMLResponse:
     """The dashboard shell; its script fetches the data."""
     html = _templates.get_template("dashboard.html").render(
-        panels=("attention", "awaiting", "disputes", "recent")
+        statuses=[s.value for s in Status],
+        message_types=[t.value for t in MessageType],
     )
     return HTMLResponse(html, headers=SECURITY_HEADERS)
 
@@ -75,9 +83,72 @@ def asset(name: str) -> FileResponse:
 
 
 @router.get("/v1/dashboard", response_model=DashboardView)
-def dashboard(gw: GatewayDep, who: CallerDep, ops: OpsDep) -> DashboardView:
+def dashboard(
+    gw: GatewayDep,
+    who: CallerDep,
+    ops: OpsDep,
+    range_s: Annotated[
+        int, Query(alias="range", description=f"chart range in seconds: {sorted(RANGES_S)}")
+    ] = DEFAULT_RANGE_S,
+) -> DashboardView:
     """Delivery status for the caller's authorities (every hosted one for an admin)."""
-    return build_view(gw, who, ops.probe)
+    if range_s not in RANGES_S:
+        raise NotFoundError(f"no chart range {range_s}; ranges are {sorted(RANGES_S)}")
+    return build_view(gw, who, ops.probe, range_s)
+
+
+Code = Annotated[str | None, Query(pattern=r"^[0-9]{3}$")]
+Text = Annotated[str | None, Query(max_length=200)]
+
+
+@router.get("/v1/dashboard/messages", response_model=browser.Found)
+def browse(
+    gw: GatewayDep,
+    who: CallerDep,
+    authority: Code = None,
+    message_id: Text = None,
+    case_ref: Text = None,
+    child: Annotated[
+        str | None,
+        Query(max_length=200, description="UPN, NHS number, child key or case reference"),
+    ] = None,
+    status: Annotated[Status | None, Query()] = None,
+    direction: Annotated[Direction | None, Query()] = None,
+    message_type: Annotated[str | None, Query(max_length=32)] = None,
+    counterparty: Code = None,
+    created_from: Annotated[datetime | None, Query(alias="from")] = None,
+    created_to: Annotated[datetime | None, Query(alias="to")] = None,
+    receipts: bool = False,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> browser.Found:
+    """Search the caller's messages (an admin's: every hosted authority's), newest first.
+
+    ``child`` needs an authority's own key (403 for the admin role).
+    """
+    return browser.find(
+        gw,
+        who,
+        browser.Query(
+            authority=authority,
+            message_id=message_id,
+            case_ref=case_ref,
+            child=child,
+            status=status,
+            direction=direction,
+            message_type=message_type,
+            counterparty=counterparty,
+            created_from=created_from,
+            created_to=created_to,
+            include_receipts=receipts,
+            offset=offset,
+        ),
+    )
+
+
+@router.get("/v1/dashboard/messages/{message_id}", response_model=browser.Detail)
+def message_detail(message_id: str, gw: GatewayDep, who: CallerDep) -> browser.Detail:
+    """One message: every copy the caller may see, its status history and audit entries."""
+    return browser.detail(gw, who, message_id)
 
 
 @router.post("/v1/dashboard/replay", response_model=ReplayOut)

@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
-from gateway.errors import MalformedInputError, NotFoundError
-from gateway.ledger.status import Status
+from gateway.cases import views
+from gateway.errors import ForbiddenError, MalformedInputError, NotFoundError
+from gateway.ledger import search
+from gateway.ledger.status import Direction, Status
 from gateway.ops import attention
 from gateway.services import outbound
 
@@ -69,13 +71,52 @@ def status(message_id: str, gw: GatewayDep, who: CallerDep) -> list[MessageOut]:
 def listing(
     gw: GatewayDep,
     authority: AuthorityDep,
+    who: CallerDep,
     status: Annotated[Status | None, Query()] = None,
-    since: Annotated[datetime | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    since: Annotated[datetime | None, Query(description="changed at or after")] = None,
+    message_id: Annotated[str | None, Query(max_length=64, description="id or its start")] = None,
+    case_ref: Annotated[
+        str | None, Query(max_length=64, description="case reference or its start")
+    ] = None,
+    child: Annotated[
+        str | None,
+        Query(max_length=200, description="UPN, NHS number or child key (an authority's key only)"),
+    ] = None,
+    direction: Annotated[Direction | None, Query()] = None,
+    message_type: Annotated[str | None, Query(max_length=32)] = None,
+    counterparty: Annotated[str | None, Query(pattern=r"^[0-9]{3}$")] = None,
+    created_from: Annotated[datetime | None, Query(alias="from")] = None,
+    created_to: Annotated[datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[MessageOut]:
-    """The authority's messages, newest first."""
-    records = gw.ledger.find(authority=authority, status=status, since=since, limit=limit)
-    return [MessageOut.of(r) for r in records]
+    """The authority's messages matching every filter given, newest first, with history."""
+    child_key = None
+    if child:
+        if who.is_admin:
+            raise ForbiddenError("searching by child needs the authority's own key")
+        child_key = views.resolve_child(gw, authority, child.strip())
+    found = search.search(
+        gw.ledger,
+        search.Criteria(
+            authorities=(authority,),
+            message_id=message_id,
+            case_ref=case_ref,
+            child_key=child_key,
+            statuses=(status,) if status else (),
+            direction=direction,
+            message_type=message_type,
+            counterparty=counterparty,
+            created_from=created_from,
+            created_to=created_to,
+            updated_from=since,
+            include_receipts=True,
+            include_restricted=child_key is None,
+            limit=limit,
+            offset=offset,
+        ),
+    )
+    return [MessageOut.of(r) for r in search.with_history(gw.ledger, found)]
 
 
 class DismissIn(BaseModel):
