@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.envelope.keys import ensure_identity
-from gateway.ledger import audit
+from gateway.ledger import audit, audit_key
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
 from gateway.lifecycle import outcomes
@@ -149,8 +149,10 @@ def test_erasure_at_both_ends_leaves_nothing_of_the_child_in_var_and_the_audits_
             assert done.messages >= 2, code
         # What is left in the drop (the erasure notice itself) names no one.
         assert found_in(drop, SIOBHAN) == {}
+    keys = var / "keys"
     for name in ("dudley", "others"):
-        ledger = Ledger.open(f"sqlite:///{var / f'{name}.db'}")
+        # The gateways keep their audit chains keyed under <keys_dir>/audit-chain.key.
+        ledger = Ledger.open(f"sqlite:///{var / f'{name}.db'}", audit_key=audit_key.load(keys))
         try:
             assert audit.verify(ledger) == [], name
             withdrawn = ledger.find(status=Status.WITHDRAWN, direction=Direction.INBOUND)
@@ -158,6 +160,7 @@ def test_erasure_at_both_ends_leaves_nothing_of_the_child_in_var_and_the_audits_
         finally:
             ledger.engine.dispose()
     monkeypatch.setenv("CAFGW_DATABASE__URL", f"sqlite:///{var / 'others.db'}")
+    monkeypatch.setenv("CAFGW_KEYS_DIR", str(keys))
     done = CliRunner().invoke(app, ["audit", "verify", "--config", str(others.config_dir)])
     assert done.exit_code == 0, done.output
     assert (var / "log" / "gateways.log").stat().st_size > 0
