@@ -4,16 +4,24 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# openapi-python-client pins typer<0.28 (the gateway: 0.29), so it has an environment of its own.
+OPENAPI_VENV := $(VENV)/openapi-client
+OPENAPI_STAMP := $(OPENAPI_VENV)/.installed
 
 .PHONY: all run test test-fast lint bench fuzz system-deps broker-check clean
 
-all: $(STAMP)
+all: $(STAMP) $(OPENAPI_STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+$(OPENAPI_STAMP): requirements-openapi.lock | $(STAMP)
+	@test -x $(OPENAPI_VENV)/bin/python || $(PYTHON) -m venv $(OPENAPI_VENV)
+	$(OPENAPI_VENV)/bin/pip install -q -r requirements-openapi.lock
 	@touch $@
 
 system-deps:
@@ -30,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Tests that disrupt the broker (marked serial) run alone, after the rest.
-test: $(STAMP) system-deps broker-check lint
+test: $(STAMP) $(OPENAPI_STAMP) system-deps broker-check lint
 	@scripts/ensure-broker-plugins.sh
 	$(BIN)/pytest -m "not serial" -q -p no:cacheprovider
 	$(BIN)/pytest -m serial -q -p no:cacheprovider; rc=$$?; [ $$rc -eq 0 -o $$rc -eq 5 ]

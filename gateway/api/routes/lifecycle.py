@@ -42,7 +42,7 @@ class RecallIn(BaseModel):
     )
 
 
-class SentOut(_Out):
+class RecallSentOut(_Out):
     original_id: str
     recipient: str
     status: str
@@ -50,7 +50,7 @@ class SentOut(_Out):
     detail: str
 
     @classmethod
-    def of(cls, s: sender.Sent) -> SentOut:
+    def of(cls, s: sender.Sent) -> RecallSentOut:
         return cls(
             original_id=s.original_id,
             recipient=s.recipient,
@@ -107,17 +107,17 @@ def _actor(who: CallerDep) -> str:
     return f"API key of {who.authority or 'admin'}"
 
 
-@router.post("/v1/messages/{message_id}/recall", status_code=202, response_model=SentOut)
+@router.post("/v1/messages/{message_id}/recall", status_code=202, response_model=RecallSentOut)
 def recall(
     message_id: str, body: RecallIn, gw: GatewayDep, authority: AuthorityDep, who: CallerDep
-) -> SentOut:
+) -> RecallSentOut:
     """Recall a message this authority sent: withdrawn if still queued, else a signed Recall."""
-    return SentOut.of(
+    return RecallSentOut.of(
         sender.recall(gw, authority, message_id, body.reason, body.explanation, _actor(who))
     )
 
 
-@router.post("/v1/messages/{message_id}/correction", status_code=202, response_model=SentOut)
+@router.post("/v1/messages/{message_id}/correction", status_code=202, response_model=RecallSentOut)
 async def correction(
     message_id: str,
     request: Request,
@@ -125,7 +125,7 @@ async def correction(
     authority: AuthorityDep,
     who: CallerDep,
     explanation: Annotated[str, Query(min_length=1, max_length=500)],
-) -> SentOut:
+) -> RecallSentOut:
     """Supersede a message this authority sent with a corrected body (canonical XML)."""
     data = await request.body()
     limits = gw.settings.limits
@@ -134,7 +134,7 @@ async def correction(
     root = xmlsafe.parse(data, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth)
     gw.schema.validate(root)
     replacement = sender.replacement_of_body(body_from_element(root))
-    return SentOut.of(
+    return RecallSentOut.of(
         sender.correct(gw, authority, message_id, replacement, explanation, _actor(who))
     )
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -35,7 +38,35 @@ async def _body(request: Request, limit: int) -> bytes:
     return bytes(data)
 
 
-@router.post("", status_code=202, response_model=SubmitOut | RecordOut)
+# The body is read as a stream (an export may be 200 MB), so FastAPI cannot infer it:
+# it is declared here, so that a client generated from /openapi.json can send a file.
+SUBMIT_BODY = {
+    "required": True,
+    "description": (
+        "With `adapter`: the local export file exactly as the local system wrote it "
+        "(CSV, JSON or XML in the adapter's encoding). Without: one canonical XML envelope "
+        "(urn:caf-exchange:1), unsigned; the gateway signs it."
+    ),
+    # Any Content-Type is read the same way; one declared keeps generated clients simple.
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+_FILENAME = re.compile(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', re.IGNORECASE)
+
+
+def _source(request: Request, source: str | None) -> str:
+    """What errors call the file: ``source``, else the upload's file name, else "upload"."""
+    if source:
+        return source
+    found = _FILENAME.search(request.headers.get("content-disposition", ""))
+    return Path(unquote(found.group(1))).name[:200] if found else "upload"
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=SubmitOut | RecordOut,
+    openapi_extra={"requestBody": SUBMIT_BODY},
+)
 async def submit(
     request: Request,
     gw: GatewayDep,
@@ -43,12 +74,20 @@ async def submit(
     adapter: Annotated[
         str | None, Query(description="local format adapter, e.g. dudley-csv")
     ] = None,
-    source: Annotated[str, Query(max_length=200)] = "upload",
+    source: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="the file's name in error messages (FILE:ROW:FIELD); default: the "
+            "Content-Disposition file name, else 'upload'",
+        ),
+    ] = None,
 ) -> SubmitOut | RecordOut:
     """Accept a local export (with ``adapter``) or one canonical XML envelope.
 
     Everything accepted is in the ledger before this answers.
     """
+    source = _source(request, source)
     if adapter is not None:
         data = await _body(request, MAX_UPLOAD_BYTES)
         report = outbound.submit_local(gw, authority, adapter, io.BytesIO(data), source)
