@@ -362,3 +362,11 @@ def test_the_consumer_survives_a_broker_restart_and_loses_nothing(
     rabbitmqctl("await_startup")
     assert {d.message_id for d in seen} == {f"m-{n}" for n in range(total)}
     assert len(seen) > total  # the batch in hand during the restart came again
+
+
+def test_discarding_parked_messages_deletes_only_those_named(transport: RabbitTransport) -> None:
+    transport.publish([message(1), message(2), message(3)])
+    consume_until(transport, lambda d: Disposition(Verdict.PARK, "policy"), lambda s: len(s) >= 3)
+    wait_for(lambda: len(transport.peek_parked("332")) == 3)
+    assert transport.discard_parked("332", ["m-1", "m-3", "m-9"]) == 2
+    assert [p.message_id for p in transport.peek_parked("332")] == ["m-2"]
