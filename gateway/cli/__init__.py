@@ -55,5 +55,17 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(children_app, name="children")
 
 
+def _plain_help(typer_app: typer.Typer) -> None:
+    """Plain click help for every command: rich's panels cut words (and the choices of
+    an option) at 80 columns and show a flag as ``--json <bool>``, which takes no value."""
+    typer_app.rich_markup_mode = None
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_help(group.typer_instance)
+
+
+_plain_help(app)
+
+
 def main() -> None:
     app()

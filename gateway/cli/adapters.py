@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from gateway.cli.common import (
     ConfigOption,
     console,
     err_console,
     friendly,
+    new_table,
     print_json,
     settings_from,
 )
@@ -39,9 +39,10 @@ def list_adapters(
             ]
         )
         return
-    table = Table(title=f"{len(infos)} adapters in {settings.adapters_dir}")
-    for column in ("name", "version", "authority", "kind"):
-        table.add_column(column)
+    table = new_table(
+        *("name", "version", "authority", "kind"),
+        title=f"{len(infos)} adapters in {settings.adapters_dir}",
+    )
     for a in infos:
         table.add_row(a.name, a.version, a.authority or "", a.kind)
     console.print(table)

@@ -6,9 +6,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import typer
-from rich.table import Table
 
-from gateway.cli.common import ConfigOption, console, friendly, settings_from
+from gateway.cli.common import ConfigOption, console, friendly, new_table, settings_from
 from gateway.errors import BrokerUnavailableError, TransportError
 from gateway.runtime import check_broker
 from gateway.transport.accounts import PASSWORD_ENV, setup_accounts, username_for
@@ -86,7 +85,7 @@ def setup(
     made = setup_accounts(
         vhost, [*codes, *([REGIONAL] if regional else [])], secrets_dir, prefix=prefix
     )
-    table = Table("authority", "user", "vhost", "password")
+    table = new_table("authority", "user", "vhost", "password")
     for code, creds in made.items():
         where = f"{PASSWORD_ENV}{code.upper()} or {secrets_dir}/{code}.password"
         table.add_row(code, username_for(code), creds.vhost, where)

@@ -11,8 +11,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from gateway.errors import CafgwError
+from gateway.errors import CafgwError, ConfigError
 from gateway.settings import Settings, load_settings
 
 # Piped into a file or CI log, rich would assume 80 columns and fold tables
@@ -28,6 +29,31 @@ ConfigOption = typer.Option(None, "--config", help="configuration directory (def
 
 def settings_from(config: Path | None) -> Settings:
     return load_settings(config)
+
+
+def new_table(*headers: str, title: str | None = None) -> Table:
+    """A table whose cells wrap whole, never cut: a long word folds onto the next line."""
+    found = Table(title=title)
+    for header in headers:
+        found.add_column(header, overflow="fold")
+    return found
+
+
+def acting_authority(settings: Settings, given: str | None) -> str:
+    """The authority a command acts for: ``--authority``, or the only one this gateway hosts."""
+    if given is not None:
+        if given not in settings.hosted:
+            raise ConfigError(
+                f"authority {given} is not hosted by this gateway (hosted: "
+                f"{', '.join(settings.hosted) or 'none'}; see hosted: in config/gateway.yaml)"
+            )
+        return given
+    if len(settings.hosted) == 1:
+        return settings.hosted[0]
+    raise ConfigError(
+        f"this gateway hosts {', '.join(settings.hosted) or 'no authority'}: "
+        "say which one acts with --authority CODE"
+    )
 
 
 def friendly(fn: Callable[P, R]) -> Callable[P, R]:

@@ -10,13 +10,13 @@ import getpass
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from gateway.cli.common import (
     ConfigOption,
     console,
     err_console,
     friendly,
+    new_table,
     print_json,
     settings_from,
 )
@@ -80,9 +80,10 @@ def list_(
             ]
         )
         return
-    table = Table(title=f"{len(found)} dead letters")
-    for col in ("message id", "kind", "authority", "from", "to", "type", "attempts", "reason"):
-        table.add_column(col)
+    table = new_table(
+        *("message id", "kind", "authority", "from", "to", "type", "attempts", "reason"),
+        title=f"{len(found)} dead letters",
+    )
     for d in found:
         table.add_row(
             d.message_id,

@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from gateway.api.auth import ApiKeys
 from gateway.api.dispute_schemas import DisputeOut
-from gateway.cli.common import ConfigOption, console, friendly, print_json, settings_from
+from gateway.cli.common import ConfigOption, console, friendly, new_table, print_json, settings_from
 from gateway.context import Gateway, build
 from gateway.disputes import service
 from gateway.disputes.service import DisputeView, NewDispute, PartyInput
@@ -36,7 +35,7 @@ def _render(views: list[DisputeView], as_json: bool) -> None:
     if as_json:
         print_json([DisputeOut.of(v).model_dump(mode="json") for v in views])
         return
-    table = Table("dispute", "case", "with", "stage", "deadline", "state")
+    table = new_table("dispute", "case", "with", "stage", "deadline", "state")
     for v in views:
         other = service.counterpart(v) or f"{v.parties[0]}/{v.parties[1]}"
         state = "resolved" if v.resolved else ("OVERDUE" if v.overdue else "open")

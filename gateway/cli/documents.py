@@ -11,13 +11,13 @@ from adapters.base import Converted
 from gateway.cli.common import ConfigOption, console, err_console, friendly, settings_from
 from gateway.context import load_adapters
 from gateway.envelope import xmlsafe
-from gateway.envelope.codec import body_to_element, envelope_to_element
+from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.schema import SchemaValidator
 from gateway.envelope.signing import Signer, Verifier
 from gateway.envelope.trust import TrustStore
-from gateway.errors import CafgwError
+from gateway.errors import CafgwError, SchemaError
 from gateway.ledger.store import utc_now
-from gateway.model import LegalBasis
+from gateway.model import NAMESPACE, LegalBasis
 from gateway.services.signing import correlation_id, new_envelope
 
 
@@ -71,9 +71,20 @@ def _convert(file: Path, adapter_name: str, out: Path, config: Path | None) -> N
                     )
                 )
                 if result.consent is not None:
+                    # An envelope of its own, like the assessment's: each file can be
+                    # validated, signed and verified as it is.
+                    consent_env = new_envelope(
+                        utc_now,
+                        sender=sender,
+                        recipient=sender,
+                        body=result.consent,
+                        correlation=correlation_id(sender, case),
+                        legal_basis=LegalBasis.CONSENT,
+                        consent_ref=f"{sender}/{case}/consent",
+                    )
                     (out / f"{_safe(case)}.consent.xml").write_bytes(
                         etree.tostring(
-                            body_to_element(result.consent),
+                            envelope_to_element(consent_env),
                             xml_declaration=True,
                             encoding="UTF-8",
                             pretty_print=True,
@@ -127,6 +138,21 @@ def _sign(file: Path, authority: str, out: Path | None, config: Path | None) -> 
         max_bytes=settings.limits.max_message_bytes,
         max_depth=settings.limits.max_xml_depth,
     )
+    # Sign only what verify will accept: a whole, schema-valid Envelope sent by this authority.
+    if root.tag != f"{{{NAMESPACE}}}Envelope":
+        raise SchemaError(
+            [
+                f"{file}: the root element is {etree.QName(root).localname}, not Envelope; "
+                "only a whole canonical envelope can be signed (cafgw convert writes one per file)"
+            ]
+        )
+    SchemaValidator().validate(root)
+    sender = root.findtext(f"{{{NAMESPACE}}}Header/{{{NAMESPACE}}}Sender")
+    if sender != authority:
+        raise CafgwError(
+            f"{file}: the envelope's sender is {sender}, not {authority}; verify would refuse "
+            "a signature by another authority"
+        )
     data = signer.sign(root)
     if out is None:
         typer.echo(data.decode("utf-8"))

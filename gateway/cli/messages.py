@@ -10,15 +10,19 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gateway.api.schemas import MessageOut
+from gateway.api.schemas import MessageOut, SubmitOut
+from gateway.cli import reports
 from gateway.cli.common import (
     ConfigOption,
+    acting_authority,
     console,
     err_console,
     friendly,
+    new_table,
     print_json,
     settings_from,
 )
+from gateway.cli.reports import outcome_table
 from gateway.context import build
 from gateway.ledger.status import Status
 from gateway.ledger.store import Ledger
@@ -29,12 +33,16 @@ from gateway.services import delivery, outbound
 @friendly
 def send(
     file: Path = typer.Argument(..., exists=True, dir_okay=False),
-    authority: str = typer.Option(..., "--authority", help="the sending authority (hosted here)"),
+    authority: str | None = typer.Option(
+        None, "--authority", help="the sending authority (default: the only one hosted here)"
+    ),
     adapter: str = typer.Option(..., "--adapter"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     config: Path | None = ConfigOption,
 ) -> None:
     """Convert a local export and send every record that may leave; report each one."""
     settings = settings_from(config)
+    authority = acting_authority(settings, authority)
     check_broker(settings.broker.url)
     gw = build(settings, open_transport(settings))
     try:
@@ -63,22 +71,26 @@ def send(
 
             with file.open("rb") as stream:
                 report = outbound.submit_local(gw, authority, adapter, stream, file.name, tick)
-        for o in report.outcomes:
-            if o.status == Status.REJECTED:
-                for reason in o.reasons:
-                    err_console.print(reason, markup=False, highlight=False)
         published = 0
         while True:
             summary = delivery.publish_outbox(gw)
             published += summary.confirmed
             if summary.confirmed == 0:
                 break
-        console.print(
-            f"{file.name}: {report.queued} sent, {report.rejected} rejected, "
-            f"{report.held} skipped (held locally: no consent to share); "
-            f"{published} messages published",
-            highlight=False,
-        )
+        if as_json:
+            print_json(SubmitOut.of(report).model_dump(mode="json"))
+        else:
+            for o in report.outcomes:
+                if o.status == Status.REJECTED:
+                    for reason in o.reasons:
+                        err_console.print(reason, markup=False, highlight=False, soft_wrap=True)
+            console.print(outcome_table(report, f"{file.name}: what happened to each record"))
+            console.print(
+                f"{reports.summary(report)}; {published} messages published "
+                "(cafgw status MESSAGE_ID follows one)",
+                highlight=False,
+                soft_wrap=True,
+            )
         if report.rejected:
             raise typer.Exit(1)
     finally:
@@ -86,9 +98,9 @@ def send(
 
 
 def _table(records: list, title: str) -> Table:  # type: ignore[type-arg]
-    table = Table(title=title)
-    for col in ("message id", "dir", "authority", "from", "to", "type", "status", "reason"):
-        table.add_column(col)
+    table = new_table(
+        *("message id", "dir", "authority", "from", "to", "type", "status", "reason"), title=title
+    )
     for r in records:
         table.add_row(
             r.message_id,
@@ -98,7 +110,7 @@ def _table(records: list, title: str) -> Table:  # type: ignore[type-arg]
             r.recipient,
             r.message_type,
             r.status.value,
-            (r.reason or "")[:60],
+            r.reason or "",
         )
     return table
 

@@ -10,12 +10,20 @@ from datetime import date
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
+from gateway.cases import store as cases
 from gateway.cases import views
-from gateway.cli.common import ConfigOption, console, friendly, print_json, settings_from
+from gateway.cli.common import (
+    ConfigOption,
+    acting_authority,
+    console,
+    friendly,
+    new_table,
+    print_json,
+    settings_from,
+)
 from gateway.context import Gateway, build
-from gateway.errors import PolicyRefusal
+from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.model import Child, Evaluation, Identifier, Safeguarding
 from gateway.policy import existence
 from gateway.policy.config import policy_of
@@ -29,13 +37,34 @@ cases_app = typer.Typer(
 existence_app = typer.Typer(help="Existence queries with keyed hashes (and the regional key).")
 agreements_app = typer.Typer(help="Prior agreements to deliver services outside one's own area.")
 
-AuthorityOption = typer.Option(..., "--authority", help="the authority acting (hosted here)")
+AuthorityOption = typer.Option(
+    None, "--authority", help="the authority acting (default: the only one hosted here)"
+)
 JsonOption = typer.Option(False, "--json", help="print JSON")
 
 
 def _gateway(config: Path | None) -> Gateway:
     settings = settings_from(config)
     return build(settings, open_transport(settings))
+
+
+def _acting(config: Path | None, authority: str | None) -> tuple[Gateway, str]:
+    gw = _gateway(config)
+    return gw, acting_authority(gw.settings, authority)
+
+
+def _case(gw: Gateway, authority: str, ref: str) -> views.CaseView:
+    """A case thread by its correlation id or by the case reference it carries."""
+    try:
+        return views.case_of(gw, authority, ref)
+    except NotFoundError:
+        with gw.ledger.transaction() as conn:
+            thread = cases.find_by_case_ref(conn, authority, ref[:64])
+        if thread is None:
+            raise NotFoundError(
+                f"case {ref} not found at {authority} (neither a thread id nor a case reference)"
+            ) from None
+        return views.case_of(gw, authority, thread.correlation_id)
 
 
 def _refusal(exc: PolicyRefusal) -> typer.Exit:
@@ -47,12 +76,13 @@ def _refusal(exc: PolicyRefusal) -> typer.Exit:
 @friendly
 def consent_show(
     ref: str = typer.Argument(..., help="child key, UPN, NHS number or case reference"),
-    authority: str = AuthorityOption,
+    authority: str | None = AuthorityOption,
     as_json: bool = JsonOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """The consent in force for a child and every decision recorded."""
-    v = views.consent_of(_gateway(config), authority, ref)
+    gw, code = _acting(config, authority)
+    v = views.consent_of(gw, code, ref)
     if as_json:
         print_json(
             {
@@ -86,7 +116,7 @@ def consent_show(
         console.print(f"withdrawn: {', '.join(v.withdrawn_scopes)}", highlight=False)
     if v.named_las:
         console.print(f"named authorities: {', '.join(v.named_las)}", highlight=False)
-    table = Table("#", "source", "action", "role", "Gillick", "scopes", "withdrawn")
+    table = new_table("#", "source", "action", "role", "Gillick", "scopes", "withdrawn")
     for e in v.history:
         table.add_row(
             str(e.entry_id),
@@ -103,13 +133,16 @@ def consent_show(
 @cases_app.command("show")
 @friendly
 def cases_show(
-    correlation_id: str = typer.Argument(..., help="the case thread id (correlation id)"),
-    authority: str = AuthorityOption,
+    correlation_id: str = typer.Argument(
+        ..., help="the case thread id (correlation id) or the case reference"
+    ),
+    authority: str | None = AuthorityOption,
     as_json: bool = JsonOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """A case thread: who governs, parties, lead professionals, notices and messages."""
-    v = views.case_of(_gateway(config), authority, correlation_id)
+    gw, code = _acting(config, authority)
+    v = _case(gw, code, correlation_id)
     t = v.thread
     if as_json:
         print_json(
@@ -149,7 +182,7 @@ def cases_show(
             f"lead professional: {x.name} ({x.la_code}) from {x.since or '-'}; {views_note}",
             highlight=False,
         )
-    table = Table("at", "what", "with", "detail")
+    table = new_table("at", "what", "with", "detail")
     for e in t.log:
         table.add_row(
             e.at.isoformat(timespec="seconds"), e.kind, e.counterparty or "-", e.detail or ""
@@ -161,7 +194,7 @@ def cases_show(
 @friendly
 def cases_evaluate(
     correlation_id: str = typer.Argument(...),
-    authority: str = AuthorityOption,
+    authority: str | None = AuthorityOption,
     child_views: str = typer.Option(None, "--child-views"),
     family_views: str = typer.Option(None, "--family-views"),
     practitioner: list[str] = typer.Option([], "--practitioner", help="NAME|LA|VIEWS, repeatable"),
@@ -171,8 +204,8 @@ def cases_evaluate(
     """Send the lead professional's evaluation to the local and the involved coordinators."""
     from gateway.model import PractitionerView  # noqa: PLC0415
 
-    gw = _gateway(config)
-    v = views.case_of(gw, authority, correlation_id)
+    gw, authority = _acting(config, authority)
+    v = _case(gw, authority, correlation_id)
     views_in = []
     for spec in practitioner:
         name, la, text = [*spec.split("|", 2), "", ""][:3]
@@ -190,12 +223,13 @@ def cases_evaluate(
 
 @friendly
 def issues_log_command(
-    authority: str = AuthorityOption,
+    authority: str | None = AuthorityOption,
     as_json: bool = JsonOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """The regional issues log (service gaps, cross-border risks; no personal data)."""
-    found = views.issues_of(_gateway(config), authority)
+    gw, code = _acting(config, authority)
+    found = views.issues_of(gw, code)
     if as_json:
         print_json(
             [
@@ -204,7 +238,7 @@ def issues_log_command(
             ]
         )
         return
-    table = Table("entry", "kind", "reported by", "concerns", "raised", "description")
+    table = new_table("entry", "kind", "reported by", "concerns", "raised", "description")
     for i in found:
         e = i.entry
         table.add_row(
@@ -233,7 +267,7 @@ def existence_init_key(config: Path | None = ConfigOption) -> None:
 @friendly
 def existence_ask(
     recipient: str = typer.Argument(..., help="the authority to ask"),
-    authority: str = AuthorityOption,
+    authority: str | None = AuthorityOption,
     given_name: str = typer.Option(..., "--given-name"),
     family_name: str = typer.Option(..., "--family-name"),
     dob: str = typer.Option(None, "--dob", help="date of birth, YYYY-MM-DD"),
@@ -255,7 +289,7 @@ def existence_ask(
     safeguarding = Safeguarding(approver, reason) if approver and reason else None
     try:
         sent = coordination.ask_existence(
-            _gateway(config), authority, recipient, child, safeguarding
+            *_acting(config, authority), recipient, child, safeguarding
         )
     except PolicyRefusal as exc:
         raise _refusal(exc) from None
@@ -266,11 +300,11 @@ def existence_ask(
 @friendly
 def existence_show(
     message_id: str = typer.Argument(...),
-    authority: str = AuthorityOption,
+    authority: str | None = AuthorityOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """The answer to an existence query, once it has arrived."""
-    found = views.existence_answer(_gateway(config), authority, message_id)
+    found = views.existence_answer(*_acting(config, authority), message_id)
     console.print(found[0] if found else "no answer yet", highlight=False)
 
 
@@ -281,13 +315,13 @@ def agreements_add(
     delivery_la: str = typer.Option(..., "--delivery-la"),
     line_manager: str = typer.Option(..., "--line-manager"),
     coordinator: str = typer.Option(..., "--coordinator"),
-    authority: str = AuthorityOption,
+    authority: str | None = AuthorityOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """Record a prior agreement (practitioner, line manager, local CAF coordinator)."""
     try:
         coordination.record_agreement(
-            _gateway(config), authority, practitioner, delivery_la, line_manager, coordinator
+            *_acting(config, authority), practitioner, delivery_la, line_manager, coordinator
         )
     except PolicyRefusal as exc:
         raise _refusal(exc) from None

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from gateway import logging_setup
 from gateway.api.auth import ApiKeys
-from gateway.cli.common import ConfigOption, console, friendly, settings_from
+from gateway.cli.common import ConfigOption, console, friendly, new_table, settings_from
+from gateway.cli.reports import outcome_table, summary
 from gateway.context import Gateway
 from gateway.ledger.status import Direction, Status
 from gateway.policy import existence
@@ -19,7 +19,6 @@ from gateway.policy.config import policy_of
 from gateway.private_files import write_private
 from gateway.runtime import Running, open_gateway, secure_state, serve, start_worker
 from gateway.services import outbound
-from gateway.services.outcomes import RecordOutcome
 
 DEMO_SAMPLE = ("332", "dudley-csv", "tests/data/dudley-332/caf-register-2026-09.csv")
 
@@ -44,26 +43,6 @@ def _read_key(path: Path, code: str) -> str:
     return f"python3 -c '{script}' {path} {code}"
 
 
-def safe_reasons(outcome: RecordOutcome, source: str) -> str:
-    """Why a record was held or rejected, without the values it held.
-
-    A rejected record's problems quote the offending values (a UPN, an NHS
-    number, a date of birth, a postcode): the terminal, its scroll-back and
-    any log it is piped to must not hold them. Only the columns are named;
-    the full problems are in the ledger (``cafgw status MESSAGE_ID``, or
-    ``GET /v1/messages/{id}``).
-    """
-    if outcome.status != Status.REJECTED:
-        return "\n".join(outcome.reasons)
-    prefix = f"{source}:{outcome.record}:"
-    columns = dict.fromkeys(
-        r[len(prefix) :].split(":", 1)[0] for r in outcome.reasons if r.startswith(prefix)
-    )
-    where = ", ".join(columns) or "the record"
-    ids = " ".join(outcome.message_ids)
-    return f"{len(outcome.reasons)} problem(s) in {where}; details: cafgw status {ids}"
-
-
 def _feed_demo(running: Running, root: Path) -> None:
     gw = running.gw
     authority, adapter, relative = DEMO_SAMPLE
@@ -71,13 +50,8 @@ def _feed_demo(running: Running, root: Path) -> None:
     console.print(f"\n[bold]Feeding the Dudley sample[/bold] {sample} as {authority} ({adapter})")
     with sample.open("rb") as stream:
         report = outbound.submit_local(gw, authority, adapter, stream, sample.name)
-    table = Table(title="Dudley records")
-    for col in ("row", "case", "outcome", "to", "why"):
-        table.add_column(col)
-    for o in report.outcomes:
-        why = safe_reasons(o, sample.name)
-        table.add_row(o.record, o.case_ref or "-", o.status.value, ", ".join(o.recipients), why)
-    console.print(table)
+    console.print(outcome_table(report, "Dudley records"))
+    console.print(summary(report), highlight=False, soft_wrap=True)
     sent_ids = [m for o in report.outcomes if o.status == Status.SIGNED for m in o.message_ids]
     deadline = time.monotonic() + 15
     records = []
@@ -90,9 +64,9 @@ def _feed_demo(running: Running, root: Path) -> None:
         if records and all(r.status in (Status.DELIVERED, Status.REJECTED) for r in records):
             break
         time.sleep(0.2)
-    status_table = Table(title="Delivery of what was sent")
-    for col in ("message id", "type", "to", "status"):
-        status_table.add_column(col)
+    status_table = new_table(
+        *("message id", "type", "to", "status"), title="Delivery of what was sent"
+    )
     for r in records:
         status_table.add_row(r.message_id, r.message_type, r.recipient, r.status.value)
     console.print(status_table)
@@ -115,7 +89,16 @@ def run(
     try:
         console.print(
             f"cafgw hosting {', '.join(gw.hosted)} on {settings.broker.url.split('@')[-1]}, "
-            f"ledger {settings.database.url}"
+            f"ledger {settings.database.url}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(
+            f"API and dashboard on {base}/ (API docs {base}/docs); choose the port with "
+            "CAFGW_API__PORT, the broker with CAFGW_BROKER__URL, the ledger with "
+            "CAFGW_DATABASE__URL",
+            highlight=False,
+            soft_wrap=True,
         )
         if demo:
             # The regional existence-query key: in production every gateway is

@@ -80,8 +80,9 @@ def generate_identity(
     identity = _identity(code, keys_dir)
     if identity.key_path.exists() and not force:
         raise ConfigError(
-            f"{identity.key_path}: a key already exists for {code}; "
-            "pass force=True (cafgw keys --force) to replace it"
+            f"{identity.key_path}: a key already exists for {code}; to replace it (every "
+            f"peer must then pin the new certificate) run: cafgw keys init --authority {code} "
+            "--force, or to change keys without downtime: cafgw keys rotate"
         )
     key = ec.generate_private_key(ec.SECP256R1())
     make_private_dir(identity.key_path.parent, tighten_existing=True)
@@ -110,7 +111,8 @@ def ensure_identity(
     if has_cert:
         raise ConfigError(
             f"{identity.cert_path} exists but {identity.key_path} is missing; restore the "
-            "key, or create a new identity with cafgw keys --force and re-pin it at every peer"
+            f"key, or create a new identity with: cafgw keys init --authority {code} --force "
+            "(and re-pin it at every peer)"
         )
     if not has_key:
         return generate_identity(code, name, keys_dir, valid_days=valid_days, now=now)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.api.auth import ApiKeys
-from gateway.cli.run import safe_reasons
+from gateway.cli.reports import safe_reasons
 from gateway.ledger import audit_key
 from gateway.ledger.store import Ledger
 from gateway.policy import existence
