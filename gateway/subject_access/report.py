@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from gateway.cases.views import resolve_child
 from gateway.context import Gateway
@@ -27,7 +27,7 @@ from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import audit as audit_table
-from gateway.ledger.tables import history, messages
+from gateway.ledger.tables import audit_subjects, history, messages
 from gateway.lifecycle.outcomes import outcomes_of
 from gateway.model import AccessNotice, Child, LegalBasis, Notification
 from gateway.policy import consent_register
@@ -326,7 +326,7 @@ def _assemble(
                     accesses.append(
                         Access(at, _name(gw, authority), reason or status, r["message_id"])
                     )
-    accesses += _reads(gw, conn, authority, [r["message_id"] for r in rows])
+    accesses += _reads(gw, conn, authority, key, [r["message_id"] for r in rows])
     accesses += _notified_reads(gw, conn, authority, sent_ids)
     for outcome in (o for m in sent_ids for o in outcomes_of(conn, authority, m)):
         lifecycle.append(
@@ -377,28 +377,34 @@ def _decision(gw: Gateway, authority: str, e: consent_register.RegisterEntry) ->
     )
 
 
-def _reads(gw: Gateway, conn: Connection, authority: str, ids: list[str]) -> list[Access]:
-    """Reads of the child's records by people here, where the audit log records them."""
-    if not ids:
-        return []
-    found = []
-    for start in range(0, len(ids), 500):
-        for at, action, actor, message_id in conn.execute(
-            select(
-                audit_table.c.at,
-                audit_table.c.action,
-                audit_table.c.actor,
-                audit_table.c.message_id,
-            ).where(
-                audit_table.c.authority == authority,
-                audit_table.c.message_id.in_(ids[start : start + 500]),
-            )
-        ).all():
+def _reads(gw: Gateway, conn: Connection, authority: str, key: str, ids: list[str]) -> list[Access]:
+    """Reads of the child's records by people here, where the audit log records them:
+    entries about the child (its key) or one of its messages."""
+    found: dict[int, Access] = {}
+    query = (
+        select(
+            audit_table.c.seq,
+            audit_table.c.at,
+            audit_table.c.action,
+            audit_table.c.actor,
+            audit_table.c.message_id,
+            audit_table.c.detail,
+        )
+        .select_from(
+            audit_table.outerjoin(audit_subjects, audit_subjects.c.seq == audit_table.c.seq)
+        )
+        .where(audit_table.c.authority == authority)
+    )
+    chunks = [ids[i : i + 500] for i in range(0, len(ids), 500)] or [[]]
+    for chunk in chunks:
+        rows = conn.execute(
+            query.where(or_(audit_subjects.c.child_key == key, audit_table.c.message_id.in_(chunk)))
+        ).all()
+        for seq, at, action, actor, message_id, detail in rows:
             if any(word in action for word in READ_ACTIONS):
-                found.append(
-                    Access(as_utc(at), _name(gw, authority), f"{action} by {actor}", message_id)
-                )
-    return found
+                what = f"{action} by {actor}" + (f" ({detail})" if detail else "")
+                found[int(seq)] = Access(as_utc(at), _name(gw, authority), what, message_id or "")
+    return list(found.values())
 
 
 def _notified_reads(

@@ -164,3 +164,19 @@ def test_the_cli_writes_the_report_as_json_and_pdf(
     )  # fmt: skip
     assert done.exit_code == 0, done.output
     assert out.read_bytes().startswith(b"%PDF")
+
+
+def test_an_audited_read_of_the_childs_consent_is_an_opening_on_the_report(
+    setup: tuple,
+) -> None:
+    client, tokens, _ = setup
+    before = client.get(f"/v1/children/{KACPER_UPN}/report", headers=_auth(tokens["336"])).json()
+    assert (
+        client.get(f"/v1/children/{KACPER_UPN}/consent", headers=_auth(tokens["336"])).status_code
+        == 200
+    )
+    after = client.get(f"/v1/children/{KACPER_UPN}/report", headers=_auth(tokens["336"])).json()
+    new = [a for a in after["accesses"] if a not in before["accesses"]]
+    assert len(new) == 1 and new[0]["how"].startswith("READ by ") and "consent" in new[0]["how"]
+    siobhan = client.get(f"/v1/children/{SIOBHAN[1]}/report", headers=_auth(tokens["336"])).json()
+    assert not [a for a in siobhan["accesses"] if "consent" in a["how"]]
