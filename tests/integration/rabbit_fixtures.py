@@ -4,6 +4,11 @@ Each test gets a vhost of its own (``rabbitmqctl add_vhost`` plus
 permissions for guest), so tests cannot see each other's queues; the
 vhost is deleted afterwards, queues and messages with it. Import the
 fixtures (``rabbit_vhost``, ``rabbit_url``) from a conftest or a test module.
+
+``rabbitmqctl`` here talks to the machine's shared node, which every
+developer's tests use at once: it refuses commands that stop, restart,
+reset or cluster it, or cut connections beyond a vhost. Tests that need
+that get a node of their own: the ``private_broker`` fixture.
 """
 
 from __future__ import annotations
@@ -29,8 +34,53 @@ class Vhost:
     url: str  # amqp URL for guest on this vhost
 
 
+# Commands that take the shared node (or everyone's connections or publishers) down.
+DISRUPTIVE = frozenset(
+    {
+        "stop",
+        "shutdown",
+        "stop_app",
+        "start_app",
+        "reset",
+        "force_reset",
+        "force_boot",
+        "join_cluster",
+        "forget_cluster_node",
+        "change_cluster_node_type",
+        "update_cluster_nodes",
+        "rename_cluster_node",
+        "set_vm_memory_high_watermark",
+        "set_disk_free_limit",
+        "close_all_user_connections",
+        "eval",
+    }
+)
+_OPTIONS_WITH_VALUE = frozenset({"-n", "--node", "-t", "--timeout"})
+
+
+class SharedBrokerGuardError(RuntimeError):
+    """A test tried to disrupt the machine's shared RabbitMQ."""
+
+
+def refuse_disruptive(args: tuple[str, ...]) -> None:
+    """Raise unless ``rabbitmqctl *args`` leaves the shared node and others' connections alone."""
+    rest = list(args)
+    while rest and rest[0].startswith("-"):
+        rest = rest[2:] if rest[0] in _OPTIONS_WITH_VALUE else rest[1:]
+    command = rest[0] if rest else ""
+    scoped = command == "close_all_connections" and ("--vhost" in rest or "-p" in rest)
+    if command in DISRUPTIVE or (command == "close_all_connections" and not scoped):
+        raise SharedBrokerGuardError(
+            f"rabbitmqctl {' '.join(args)}: refused on the machine's shared RabbitMQ, "
+            "which every developer's tests use. A test that stops, restarts or resets a "
+            "broker uses a node of its own: the private_broker fixture "
+            "(tests/integration/private_broker.py); connections are closed per vhost."
+        )
+
+
 def rabbitmqctl(*args: str, timeout_s: float = 60) -> str:
-    """Run ``rabbitmqctl -q``; raise with its stderr when it fails."""
+    """Run ``rabbitmqctl -q`` on the shared node; raise with its stderr when it fails."""
+    refuse_disruptive(args)
     if RABBITMQCTL is None:
         pytest.skip("rabbitmqctl not found; integration tests need a local RabbitMQ")
     done = subprocess.run(

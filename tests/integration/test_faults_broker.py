@@ -2,7 +2,8 @@
 
 Two gateways (worker threads in this process) on a vhost of the test's
 own; 2,000 messages stream from Dudley (332) to Wolverhampton (336), whose
-local system pulls and acknowledges them.
+local system pulls and acknowledges them. The restart happens on a private
+RabbitMQ node (``private_broker``), never on the machine's shared one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from gateway.ledger.store import Ledger
 from tests.integration.faults import COUNT, Ends, stream_with_fault
 from tests.integration.gateways import make_settings, running
+from tests.integration.private_broker import PrivateBroker
 from tests.integration.procs import PullSystem, inbound_rows
 from tests.integration.rabbit_fixtures import rabbitmqctl
 
@@ -41,15 +43,15 @@ def _stream(tmp_path: Path, vhost: str, fault: object) -> None:
 
 @pytest.mark.serial
 def test_rabbitmq_restarted_mid_stream_loses_and_repeats_nothing(
-    tmp_path: Path, vhost: str
+    tmp_path: Path, private_broker: PrivateBroker, private_vhost: str
 ) -> None:
     def restart_broker() -> None:
-        rabbitmqctl("stop_app", timeout_s=120)
+        private_broker.stop_app()
         time.sleep(2)  # the gateways see the broker gone and back off
-        rabbitmqctl("start_app", timeout_s=120)
-        rabbitmqctl("await_startup", timeout_s=120)
+        private_broker.start_app()
+        private_broker.await_startup()
 
-    _stream(tmp_path, vhost, restart_broker)
+    _stream(tmp_path, private_vhost, restart_broker)
 
 
 def test_every_connection_closed_by_the_broker_mid_stream_loses_and_repeats_nothing(

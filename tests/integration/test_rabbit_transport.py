@@ -13,7 +13,6 @@ from rabbit_fixtures import (  # noqa: F401 — fixtures are found by name
     queue_depths,
     rabbit_url,
     rabbit_vhost,
-    rabbitmqctl,
 )
 
 from gateway.errors import BrokerUnavailableError, TransportError
@@ -29,6 +28,7 @@ from gateway.transport.base import (
 from gateway.transport.rabbit import RabbitTransport
 from gateway.transport.reconnect import ReconnectPolicy
 from gateway.transport.retry import ATTEMPT_HEADER, REASON_HEADER, RetryPolicy, parked_reason
+from tests.integration.private_broker import PrivateBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -45,12 +45,22 @@ def message(n: int, recipient: str = "332", size: int = 64) -> OutgoingMessage:
     )
 
 
-@pytest.fixture
-def transport(rabbit_url: str) -> Iterator[RabbitTransport]:  # noqa: F811
-    t = RabbitTransport(BrokerSettings(url=rabbit_url, prefetch=200), retry=FAST_RETRY)
+def declared_transport(url: str) -> Iterator[RabbitTransport]:
+    t = RabbitTransport(BrokerSettings(url=url, prefetch=200), retry=FAST_RETRY)
     t.declare(["332"])  # one authority (and the regional queue): quorum queues are slow to create
     yield t
     t.close()
+
+
+@pytest.fixture
+def transport(rabbit_url: str) -> Iterator[RabbitTransport]:  # noqa: F811
+    yield from declared_transport(rabbit_url)
+
+
+@pytest.fixture
+def private_transport(private_vhost: str) -> Iterator[RabbitTransport]:
+    """A transport on a vhost of the module's private node, which a test may restart."""
+    yield from declared_transport(private_vhost)
 
 
 def consume_until(
@@ -336,10 +346,11 @@ def test_the_consumer_reconnects_after_the_broker_closes_its_connections_and_los
 
 
 @pytest.mark.serial
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)  # booting the private node is part of it
 def test_the_consumer_survives_a_broker_restart_and_loses_nothing(
-    transport: RabbitTransport,
+    private_transport: RabbitTransport, private_broker: PrivateBroker
 ) -> None:
+    transport = private_transport
     total = 200
     transport.publish([message(n) for n in range(total)])
     stopped = threading.Event()
@@ -349,8 +360,8 @@ def test_the_consumer_survives_a_broker_restart_and_loses_nothing(
             # The broker goes away while this batch is in the handler, so its acks
             # fail; it comes back a second later.
             stopped.set()
-            rabbitmqctl("stop_app")
-            threading.Timer(1.0, lambda: rabbitmqctl("start_app")).start()
+            private_broker.stop_app()
+            threading.Timer(1.0, private_broker.start_app).start()
         return Disposition(Verdict.ACK)
 
     seen = consume_until(
@@ -359,7 +370,7 @@ def test_the_consumer_survives_a_broker_restart_and_loses_nothing(
         lambda s: len({d.message_id for d in s}) >= total,
         within_s=90,
     )
-    rabbitmqctl("await_startup")
+    private_broker.await_startup()
     assert {d.message_id for d in seen} == {f"m-{n}" for n in range(total)}
     assert len(seen) > total  # the batch in hand during the restart came again
 
