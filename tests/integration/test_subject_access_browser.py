@@ -15,11 +15,12 @@ from gateway.api.auth import ApiKeys
 from gateway.ledger.status import Direction, Status
 from gateway.services import outbound
 from tests.integration.gateways import make_settings, running, wait_for
-from tests.integration.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, OUTPUT, serving
+from tests.integration.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parents[2]
+OUTPUT = ROOT / "test-output"  # screenshots to look at; not committed
 DUDLEY = ROOT / "tests" / "data" / "dudley-332" / "caf-register-2026-09.csv"
 UPN = "J332412014017"
 # Jayden Clarke, Dudley's other child in the sample: never on Siobhán's report.
