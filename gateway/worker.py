@@ -46,7 +46,12 @@ class Worker:
             results = inbound.handle_batch(self.gw, authority, [batch[i] for i in indexes])
             for i, r in zip(indexes, results, strict=True):
                 out[i] = r
-        self.wakeups.notify("receipts")  # what was just recorded may be owed a receipt
+        if any(_routed_type(d) != "Receipt" for d in batch):
+            # What was just recorded may be owed a receipt (a receipt never is:
+            # waking the receipt loop for each batch of receipts cost the sender
+            # a query per batch). The routing key is only a hint here; the
+            # fallback look catches a mislabelled one.
+            self.wakeups.notify("receipts")
         return [d for d in out if d is not None]
 
     def _loop(self, name: str, step: Callable[[], int], topic: str | None = None) -> None:
@@ -148,3 +153,9 @@ class Worker:
         for unwatch in self._unwatch:
             unwatch()
         self._unwatch.clear()
+
+
+def _routed_type(delivery: Delivery) -> str:
+    """The message type the routing key names (``<recipient>.<type>.<sender>``)."""
+    parts = delivery.routing_key.split(".")
+    return parts[1] if len(parts) == 3 else ""
