@@ -21,7 +21,7 @@ from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.retention import erasure, service
 from gateway.retention.purge import RunReport
 from gateway.runtime import open_gateway, open_transport
-from gateway.subject_access import html, pdf
+from gateway.subject_access import html
 from gateway.subject_access import report as subject_report
 
 retention_app = typer.Typer(
@@ -155,6 +155,8 @@ def report_command(
     gw = build(settings_from(config), open_transport(settings_from(config)))
     found = subject_report.build(gw, authority, ref)
     if fmt == "pdf":
+        from gateway.subject_access import pdf  # noqa: PLC0415 - fpdf is heavy (~45 MB RSS)
+
         data = pdf.render_pdf(found)
     elif fmt == "html":
         data = html.render_html(found).encode("utf-8")
