@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -15,11 +17,15 @@ from gateway.cli.common import (
     print_json,
     settings_from,
 )
-from gateway.context import load_adapters
+from gateway.cli.reports import outcome_table
+from gateway.context import build, load_adapters
 from gateway.errors import MappingError
-from gateway.services import adapter_admin
+from gateway.runtime import open_transport
+from gateway.services import adapter_admin, preview
 
-adapters_app = typer.Typer(help="Adapters: list them, validate a mapping file.")
+adapters_app = typer.Typer(
+    help="Adapters: list them, validate a mapping, try one on an export, draft one from a sample."
+)
 
 
 @adapters_app.command("list")
@@ -74,4 +80,80 @@ def validate(
         f"({found.kind}, authority {found.authority})",
         highlight=False,
         soft_wrap=True,
+    )
+
+
+@adapters_app.command("dry-run")
+@friendly
+def dry_run(
+    export: Path = typer.Argument(..., exists=True, dir_okay=False, help="a local export"),
+    authority: str = typer.Option(..., "--authority", help="the authority that would send it"),
+    adapter: str | None = typer.Option(None, "--adapter", help="an adapter in force"),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", exists=True, dir_okay=False, help="a draft mapping, not installed"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="JSON for scripts"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Convert an export and show what sending it would do (sent where, held or refused
+    why), with an adapter in force or a draft mapping. Nothing is installed or kept."""
+    if (adapter is None) == (mapping is None):
+        raise MappingError("give either --adapter NAME (in force) or --mapping FILE (a draft)")
+    settings = settings_from(config)
+    gw = build(settings, open_transport(settings))
+    data = export.read_bytes()
+    with (
+        adapter_admin.draft_adapter(
+            mapping.read_text(encoding="utf-8"), str(mapping), settings.directory.authorities
+        )
+        if mapping is not None
+        else nullcontext(gw.adapters.get(str(adapter)))
+    ) as chosen:
+        converted = adapter_admin.dry_run(
+            chosen, authority, io.BytesIO(data), export.name, gw.schema, gw.clock
+        )
+        previewed = (
+            preview.preview(gw, chosen, authority, io.BytesIO(data), export.name)
+            if authority in gw.hosted
+            else None
+        )
+    if as_json:
+        print_json(
+            {
+                "converted": len(converted.records),
+                "rejected": converted.rejected,
+                "errors": converted.errors,
+                "policy": None
+                if previewed is None
+                else [
+                    {
+                        "record": o.record,
+                        "case_ref": o.case_ref,
+                        "kind": o.kind,
+                        "outcome": o.status.value,
+                        "recipients": list(o.recipients),
+                        "reasons": list(o.reasons),
+                    }
+                    for o in previewed.outcomes
+                ],
+            }
+        )
+        return
+    for problem in converted.errors:
+        err_console.print(problem, markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(converted.records)} records convert, {converted.rejected} rejected",
+        highlight=False,
+    )
+    if previewed is None:
+        console.print(
+            f"{authority} is not hosted here: what policy would do is shown only for a "
+            "hosted authority",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    console.print(outcome_table(previewed, f"if {authority} sent {export.name} now", kept=False))
+    console.print(
+        f"{preview.summary(previewed)}. Nothing was sent or kept.", highlight=False, soft_wrap=True
     )

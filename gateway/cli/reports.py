@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from rich.table import Table
 
 from gateway.ledger.status import Status
 from gateway.services.outcomes import RecordOutcome, SubmitReport
+from gateway.services.preview import summary
+
+__all__ = ["outcome_table", "safe_reasons", "summary"]
 
 _OUTCOME = {
     Status.SIGNED: "sent",
@@ -36,35 +37,22 @@ def safe_reasons(outcome: RecordOutcome, source: str) -> str:
     return f"{len(outcome.reasons)} problem(s) in {where}; details: cafgw status {ids}"
 
 
-def outcome_table(report: SubmitReport, title: str) -> Table:
-    """One row per record (and per record's notices): outcome, recipients, ids, why."""
+def outcome_table(report: SubmitReport, title: str, kept: bool = True) -> Table:
+    """One row per record (and per record's notices): outcome, recipients, ids, why.
+
+    ``kept=False`` for a preview: its message ids were never kept, so none are shown.
+    """
     table = Table(title=title)
-    for col in ("record", "case", "outcome", "to", "message ids", "why"):
-        table.add_column(col, overflow="fold" if col == "message ids" else "ellipsis")
+    columns = ("record", "case", "outcome", "to", *(("message ids",) if kept else ()), "why")
+    for col in columns:
+        table.add_column(col, overflow="fold")
     for o in report.outcomes:
-        table.add_row(
-            o.record,
-            o.case_ref or "-",
-            _OUTCOME.get(o.status, o.status.value),
-            ", ".join(o.recipients) or "-",
-            "\n".join(o.message_ids) or "-",
-            safe_reasons(o, report.source),
-        )
+        why = safe_reasons(o, report.source)
+        if not kept:
+            why = why.split("; details: cafgw status")[0]
+        row = [o.record, o.case_ref or "-", _OUTCOME.get(o.status, o.status.value)]
+        row.append(", ".join(o.recipients) or "-")
+        if kept:
+            row.append("\n".join(o.message_ids) or "-")
+        table.add_row(*row, why)
     return table
-
-
-def summary(report: SubmitReport) -> str:
-    """``N sent, N held (why: ...), N rejected`` over the records (not their notices)."""
-    records = [o for o in report.outcomes if o.kind == "record"]
-    held_why: Counter[str] = Counter()
-    for o in records:
-        if o.status == Status.HELD_LOCAL:
-            held_why.update(set(o.reasons) or {"no reason recorded"})
-    messages = sum(len(o.message_ids) for o in report.outcomes if o.status == Status.SIGNED)
-    held = f"{report.held} held locally"
-    if held_why:
-        held += " (" + "; ".join(f"{n}: {why}" for why, n in held_why.most_common()) + ")"
-    return (
-        f"{report.source}: {report.queued} sent ({messages} messages), {held}, "
-        f"{report.rejected} rejected"
-    )

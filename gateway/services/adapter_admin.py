@@ -10,7 +10,8 @@ file and key and the previous set stays in force.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +60,20 @@ def validate_mapping(text: str, source: str = "mapping") -> AdapterInfo:
     A mapping with ``kind:`` is declarative; one naming a built-in adapter
     (``name:`` or ``adapter:``) is checked by that adapter's own loader.
     """
+    with draft_adapter(text, source) as adapter:
+        return info(adapter)
+
+
+@contextmanager
+def draft_adapter(
+    text: str, source: str = "mapping", authorities: Mapping[str, object] | None = None
+) -> Iterator[Adapter]:
+    """The adapter a mapping file's text describes, without installing it.
+
+    ``MappingError`` names the first bad key. For a built-in adapter the text
+    lives in a temporary directory for as long as the adapter is used.
+    """
+    known = authorities or {}
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -66,7 +81,8 @@ def validate_mapping(text: str, source: str = "mapping") -> AdapterInfo:
     if not isinstance(data, dict):
         raise MappingError(f"{source}: a mapping file must be a YAML mapping")
     if "kind" in data:
-        return info(generic.from_mapping(MappingFile(Path(source), data), frozenset()))
+        yield generic.from_mapping(MappingFile(Path(source), data), frozenset(known))
+        return
     name = data.get("name") or data.get("adapter")
     if name not in registry.MODULES:
         raise MappingError(
@@ -78,9 +94,10 @@ def validate_mapping(text: str, source: str = "mapping") -> AdapterInfo:
         path = Path(tmp) / f"{name}.yaml"
         path.write_text(text, encoding="utf-8")
         try:
-            return info(registry.create(str(name), Path(tmp), ()))
+            adapter = registry.create(str(name), Path(tmp), known)
         except MappingError as exc:
             raise MappingError(str(exc).replace(str(path), source)) from None
+        yield adapter
 
 
 def reload(gw: Gateway) -> list[AdapterInfo]:

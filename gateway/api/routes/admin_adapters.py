@@ -10,13 +10,15 @@ import io
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, File, Query, UploadFile
 from fastapi.responses import JSONResponse
 
+from adapters.base import Adapter
 from gateway.api.deps import AdminDep, GatewayDep
+from gateway.context import Gateway
 from gateway.errors import MappingError
 from gateway.identifiers import la_code_problem
-from gateway.services import adapter_admin
+from gateway.services import adapter_admin, preview
 
 router = APIRouter(prefix="/v1/admin/adapters", tags=["admin"])
 
@@ -87,10 +89,16 @@ def dry_run(
         # before the authority is in the region directory.
         detail = f"authority: {problem}"
         return JSONResponse({"error": "BadAuthority", "detail": detail}, status_code=422)
+    return _dry_run(gw, gw.adapters.get(adapter), authority, body, source)
+
+
+def _dry_run(
+    gw: Gateway, adapter: Adapter, authority: str, body: bytes, source: str
+) -> dict[str, Any]:
     report = adapter_admin.dry_run(
-        gw.adapters.get(adapter), authority, io.BytesIO(body), source, gw.schema, gw.clock
+        adapter, authority, io.BytesIO(body), source, gw.schema, gw.clock
     )
-    return {
+    answer: dict[str, Any] = {
         "adapter": report.adapter,
         "source": report.source,
         "converted": len(report.records),
@@ -98,3 +106,63 @@ def dry_run(
         "records": [asdict(r) for r in report.records],
         "errors": report.errors,
     }
+    if authority not in gw.hosted:
+        answer["policy"] = {
+            "previewed": False,
+            "note": f"{authority} is not hosted here: what policy would do is previewed only "
+            "for a hosted authority (its consent register and key)",
+        }
+        return answer
+    previewed = preview.preview(gw, adapter, authority, io.BytesIO(body), source)
+    answer["policy"] = {
+        "previewed": True,
+        "summary": preview.summary(previewed),
+        "sent": previewed.queued,
+        "held": previewed.held,
+        "refused": previewed.rejected,
+        "outcomes": [
+            {
+                "record": o.record,
+                "case_ref": o.case_ref,
+                "kind": o.kind,
+                "outcome": o.status.value,
+                "recipients": list(o.recipients),
+                "reasons": list(o.reasons),
+            }
+            for o in previewed.outcomes
+        ],
+        "note": "nothing was kept: a real send gives new message ids, and a consent "
+        "recorded in between changes the outcome",
+    }
+    return answer
+
+
+@router.post("/draft/dry-run", response_model=None)
+async def draft_dry_run(
+    gw: GatewayDep,
+    _admin: AdminDep,
+    mapping: Annotated[UploadFile, File(description="the draft mapping (YAML)")],
+    export: Annotated[UploadFile, File(description="a local export to try it on")],
+    authority: Annotated[str, Query(pattern=r"^[0-9]{3}$")],
+) -> dict[str, Any] | JSONResponse:
+    """Try a draft mapping on an export without installing it: conversion and what policy
+    would do. Nothing is installed, signed, sent or recorded."""
+    text_bytes = await mapping.read(MAX_MAPPING_BYTES + 1)
+    body = await export.read(MAX_DRY_RUN_BYTES + 1)
+    if len(text_bytes) > MAX_MAPPING_BYTES:
+        return _too_large(MAX_MAPPING_BYTES)
+    if len(body) > MAX_DRY_RUN_BYTES:
+        return _too_large(MAX_DRY_RUN_BYTES)
+    if problem := la_code_problem(authority):
+        return JSONResponse(
+            {"error": "BadAuthority", "detail": f"authority: {problem}"}, status_code=422
+        )
+    name = mapping.filename or "mapping.yaml"
+    try:
+        text = text_bytes.decode("utf-8")
+        with adapter_admin.draft_adapter(text, name, gw.settings.directory.authorities) as draft:
+            return _dry_run(gw, draft, authority, body, export.filename or "upload")
+    except UnicodeDecodeError as exc:
+        return _refused(MappingError(f"{name}: not UTF-8 text (byte {exc.start})"))
+    except MappingError as exc:
+        return _refused(exc, valid=False)
