@@ -101,7 +101,7 @@ class RecordCheck:
         """A framework rating, 1 (no concern) to 4 (severe)."""
         if value is None:
             return None
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             value = int(value.strip())
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
             self.add(field, "rating must be a whole number from 1 to 4", str(value))

@@ -59,7 +59,6 @@ from gateway.ledger.status import Direction, Status  # noqa: E402
 from gateway.ledger.store import Ledger  # noqa: E402
 from gateway.ledger.tables import history, messages  # noqa: E402
 from gateway.model import Envelope  # noqa: E402
-from gateway.services.signing import signed_message  # noqa: E402
 from gateway.transport.base import OutgoingMessage  # noqa: E402
 from gateway.transport.publisher import AsyncPublisher  # noqa: E402
 from gateway.transport.rabbit import RabbitTransport  # noqa: E402
@@ -215,7 +214,7 @@ class Rig:
                 message_id=str(uuid.uuid4()),
                 created_at=datetime.now(UTC).replace(microsecond=0),
             )
-            out.append(signed_message(self.sender, Envelope(header, self.template.body)))
+            out.append(self.sender.outbox.sign(Envelope(header, self.template.body)))
         return out
 
     def close(self) -> None:

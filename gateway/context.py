@@ -1,13 +1,17 @@
-"""The assembled gateway: settings and the components built from them, once.
+"""The assembled gateway: settings, the components built from them, and the
+features it runs, once.
 
 Services take a ``Gateway`` and use its parts; nothing reads settings or
 opens connections at import time, so tests build a Gateway of their own
-(in-memory transport, a temporary ledger, a fixed clock).
+(in-memory transport, a temporary ledger, a fixed clock, the features they
+need). Features are handed to ``build`` as values (``gateway.features``
+lists the standard set); the ledger creates their tables, the receiving
+pipeline runs their appliers and the worker their jobs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -19,10 +23,14 @@ from gateway.envelope.schema import SchemaValidator
 from gateway.envelope.signing import Signer, Verifier
 from gateway.envelope.trust import TrustStore
 from gateway.errors import ConfigError, UnknownAdapterError
+from gateway.feature import Applier, Feature, Kit, appliers_by_type
 from gateway.ledger import audit_key
 from gateway.ledger.store import Ledger, utc_now
+from gateway.model import MessageType
+from gateway.outbox import Outbox
 from gateway.settings import Settings
 from gateway.transport.base import Transport
+from gateway.transport.topology import Topology, topology_for
 
 
 @dataclass
@@ -57,23 +65,38 @@ class Gateway:
     settings: Settings
     ledger: Ledger
     transport: Transport
-    signers: Mapping[str, Signer]
+    outbox: Outbox
     verifier: Verifier
     schema: SchemaValidator
     adapters: AdapterSet
+    topology: Topology
+    features: tuple[Feature, ...] = ()
     clock: Callable[[], datetime] = utc_now
+    appliers: Mapping[MessageType, tuple[Applier, ...]] = field(default_factory=dict)
 
     @property
     def hosted(self) -> tuple[str, ...]:
         return self.settings.hosted
 
+    @property
+    def signers(self) -> Mapping[str, Signer]:
+        return self.outbox.signers
+
     def signer(self, code: str) -> Signer:
-        try:
-            return self.signers[code]
-        except KeyError:
-            raise ConfigError(
-                f"authority {code} is not hosted by this gateway (no signing key)"
-            ) from None
+        return self.outbox.signer(code)
+
+    @property
+    def kit(self) -> Kit:
+        """This gateway, as the narrow interface features are typed against."""
+        return self
+
+    def consumed_queues(self) -> list[str]:
+        """Every queue this gateway consumes: the hosted inboxes, then the features' queues."""
+        queues = [self.topology.inbox(code) for code in self.hosted]
+        for feature in self.features:
+            if feature.queues is not None:
+                queues.extend(feature.queues(self.settings, self.topology))
+        return list(dict.fromkeys(queues))
 
 
 def load_adapters(settings: Settings) -> AdapterSet:
@@ -95,11 +118,22 @@ def build(
     settings: Settings,
     transport: Transport,
     *,
+    features: Sequence[Feature] | None = None,
     ledger: Ledger | None = None,
     clock: Callable[[], datetime] = utc_now,
     create_keys: bool = False,
+    trust: TrustStore | None = None,
 ) -> Gateway:
-    """Assemble a gateway; with ``create_keys`` missing keys of hosted authorities are made."""
+    """Assemble a gateway running ``features`` (the standard set when None).
+
+    With ``create_keys`` missing keys of hosted authorities are made. The
+    ledger (given or opened from the settings) gets the features' tables.
+    ``trust`` replaces the trust store built from the settings (tests).
+    """
+    if features is None:
+        from gateway.features import standard  # noqa: PLC0415 - the default set, when none given
+
+        features = standard()
     signers = {}
     for code in settings.hosted:
         authority = settings.directory.get(code)
@@ -113,7 +147,7 @@ def build(
                 f"create one with: cafgw keys init --authority {code}"
             )
         signers[code] = Signer.from_files(key_path, cert_path)
-    trust = TrustStore.from_directory(
+    trust = trust or TrustStore.from_directory(
         settings.directory, settings.keys_dir, regional_ca=settings.trust.regional_ca
     )
     verifier = Verifier(
@@ -122,17 +156,23 @@ def build(
         max_depth=settings.limits.max_xml_depth,
         clock=clock,
     )
+    tables = [t for f in features for t in f.tables]
     if ledger is None:
-        ledger = Ledger.open(settings.database.url, clock)
+        ledger = Ledger.open(settings.database.url, clock, schemas=tables)
+    else:
+        ledger.create_schema(tables)
     if settings.audit.keyed:
         ledger.audit_key = audit_key.ensure(settings.keys_dir)
     return Gateway(
         settings=settings,
         ledger=ledger,
         transport=transport,
-        signers=signers,
+        outbox=Outbox(ledger, signers, trust, settings.encryption, clock),
         verifier=verifier,
         schema=SchemaValidator(),
         adapters=load_adapters(settings),
+        topology=topology_for(settings.broker),
+        features=tuple(features),
         clock=clock,
+        appliers=appliers_by_type(features),
     )

@@ -1,8 +1,13 @@
-"""The gateway's background work: consume inboxes, publish the outbox,
-send receipts, re-send what got no receipt. Each loop runs in its own
-thread (pika connections are per thread) until ``stop`` is set; a loop that
-fails logs the error and carries on after a pause, so one bad turn never
-stops delivery.
+"""The gateway's background work: consume every queue through the one receiving
+pipeline, publish the outbox, send receipts, re-send what got no receipt, and
+run the features' jobs. Each loop runs in its own thread (pika connections
+are per thread) until ``stop`` is set; a loop that fails logs the error and
+carries on after a pause, so one bad turn never stops delivery. The sender
+and receipt loops sleep until there is work (``gateway.wakeups``).
+
+``run_round``/``run_until_idle`` run the same steps in turn, in the calling
+thread, until nothing moves: what tests on the in-memory transport use
+instead of threads.
 """
 
 from __future__ import annotations
@@ -13,14 +18,27 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway import features
 from gateway.context import Gateway
 from gateway.errors import BrokerUnavailableError, CafgwError
-from gateway.services import delivery, inbound, receipts
-from gateway.transport.base import Delivery, Disposition, Transport, inbox_queue
+from gateway.services import delivery, receipts, receiving
+from gateway.transport.base import Delivery, Disposition, Transport
 from gateway.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
+
+# Receipt deadlines are seconds long: looking twice a second is plenty.
+RESEND_PAUSE_S = 0.5
+
+
+@dataclass(frozen=True)
+class Step:
+    """One periodic step: returns the work done; when idle, waits ``idle_s`` or for
+    ``topic`` to be notified (then at most the worker's fallback period)."""
+
+    name: str
+    run: Callable[[], int]
+    idle_s: float
+    topic: str | None = None
 
 
 @dataclass
@@ -37,51 +55,63 @@ class Worker:
     _unwatch: list[Callable[[], None]] = field(default_factory=list)
 
     def _handle(self, batch: Sequence[Delivery]) -> Sequence[Disposition]:
-        by_queue: dict[str, list[int]] = {}
-        for index, d in enumerate(batch):
-            by_queue.setdefault(d.queue, []).append(index)
-        out: list[Disposition | None] = [None] * len(batch)
-        for queue, indexes in by_queue.items():
-            authority = queue.rsplit(".", 1)[-1]
-            results = inbound.handle_batch(self.gw, authority, [batch[i] for i in indexes])
-            for i, r in zip(indexes, results, strict=True):
-                out[i] = r
+        out = receiving.handle_batch(self.gw, batch)
         if any(_routed_type(d) != "Receipt" for d in batch):
             # What was just recorded may be owed a receipt (a receipt never is:
             # waking the receipt loop for each batch of receipts cost the sender
             # a query per batch). The routing key is only a hint here; the
             # fallback look catches a mislabelled one.
             self.wakeups.notify("receipts")
-        return [d for d in out if d is not None]
+        return out
 
-    def _loop(self, name: str, step: Callable[[], int], topic: str | None = None) -> None:
+    def _resend(self) -> int:
+        changed = delivery.resend_overdue(self.gw)
+        if changed:
+            self.wakeups.notify("outbox")  # RETRYING is back in the outbox
+        return changed
+
+    def steps(self) -> list[Step]:
+        """The core steps, then every feature's jobs."""
+        gw = self.gw
+        core = [
+            Step("sender", lambda: delivery.publish_outbox(gw).confirmed, self.idle_s, "outbox"),
+            Step("receipts", lambda: receipts.send_receipts(gw), self.idle_s, "receipts"),
+            Step("resender", self._resend, RESEND_PAUSE_S),
+        ]
+        kit = gw.kit
+        for feature in gw.features:
+            for job in feature.jobs:
+                core.append(Step(job.name, functools.partial(job.step, kit), job.idle_s))
+        return core
+
+    def _loop(self, step: Step) -> None:
         while not self.stop.is_set():
-            seen = self.wakeups.generation(topic) if topic else 0
+            seen = self.wakeups.generation(step.topic) if step.topic else 0
             try:
-                busy = step()
+                busy = step.run()
             except BrokerUnavailableError as exc:
                 # gateway.transport.link has said the broker is down, once.
-                log.debug("%s: %s", name, exc)
+                log.debug("%s: %s", step.name, exc)
                 busy = 0
                 self.stop.wait(1.0)
             except CafgwError as exc:
-                log.warning("%s: %s", name, exc)
+                log.warning("%s: %s", step.name, exc)
                 busy = 0
                 self.stop.wait(1.0)
             except Exception:
-                log.exception("%s failed; carrying on", name)
+                log.exception("%s failed; carrying on", step.name)
                 busy = 0
                 self.stop.wait(1.0)
             if busy:
                 continue
-            if topic:
+            if step.topic:
                 # Asleep until there is work: no fixed wait between a message and its hop.
-                self.wakeups.wait(topic, seen, self.fallback_s)
+                self.wakeups.wait(step.topic, seen, self.fallback_s)
             else:
-                self.stop.wait(self.idle_s)
+                self.stop.wait(step.idle_s)
 
     def _consume(self) -> None:
-        queues = [inbox_queue(code) for code in self.gw.hosted]
+        queues = self.gw.consumed_queues()
         while not self.stop.is_set():
             try:
                 self.consumer_transport.consume(queues, self._handle, self.stop)
@@ -92,58 +122,17 @@ class Worker:
                 log.warning("consumer: %s; reconnecting", exc)
                 self.stop.wait(1.0)
 
-    def _consume_feature(self, name: str, feature: features.QueueConsumer) -> None:
-        queues = feature.queues(self.gw)
-        if not queues:
-            return
-        handler = functools.partial(feature.handle, self.gw)
-        while not self.stop.is_set():
-            try:
-                self.consumer_transport.consume(queues, handler, self.stop)
-            except BrokerUnavailableError as exc:
-                log.debug("%s: %s; reconnecting", name, exc)
-                self.stop.wait(1.0)
-            except CafgwError as exc:
-                log.warning("%s: %s; reconnecting", name, exc)
-                self.stop.wait(1.0)
-
     def start(self) -> None:
         if self.gw.settings.broker.declare_topology:
             self.gw.transport.declare(self.gw.hosted)
         self._unwatch.append(self.wakeups.watch_outbox(self.gw.ledger.engine))
-        loops: list[tuple[str, Callable[[], None]]] = [
-            ("consumer", self._consume),
-            (
-                "sender",
-                lambda: self._loop(
-                    "sender", lambda: delivery.publish_outbox(self.gw).confirmed, "outbox"
-                ),
-            ),
-            (
-                "receipts",
-                lambda: self._loop("receipts", lambda: receipts.send_receipts(self.gw), "receipts"),
-            ),
-            ("resender", lambda: self._loop("resender", self._resend)),
-        ]
-        features.load()
-        for name, job in features.PERIODIC.items():
-            step = functools.partial(job, self.gw)
-            loops.append((name, functools.partial(self._loop, name, step)))
-        for name, feature in features.CONSUMERS.items():
-            loops.append((name, functools.partial(self._consume_feature, name, feature)))
+        loops: list[tuple[str, Callable[[], None]]] = [("consumer", self._consume)]
+        for step in self.steps():
+            loops.append((step.name, functools.partial(self._loop, step)))
         for name, target in loops:
             thread = threading.Thread(target=target, name=f"cafgw-{name}", daemon=True)
             thread.start()
             self.threads.append(thread)
-
-    def _resend(self) -> int:
-        changed = delivery.resend_overdue(self.gw)
-        if changed:
-            self.wakeups.notify("outbox")  # RETRYING is back in the outbox
-        # Receipt deadlines are seconds long: twice a second is plenty, and
-        # waiting on the stop event keeps shutdown prompt.
-        self.stop.wait(0.5)
-        return changed
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.stop.set()
@@ -153,6 +142,43 @@ class Worker:
         for unwatch in self._unwatch:
             unwatch()
         self._unwatch.clear()
+
+    def run_round(self) -> int:
+        """Run every step once and drain every consumed queue; the work done.
+
+        For the in-memory transport (its ``consume`` returns once ``stop`` is
+        set, which this does when the queues are empty).
+        """
+        moved = sum(step.run() for step in self.steps())
+        return moved + self._drain(self.gw.consumed_queues())
+
+    def run_until_idle(self, rounds: int = 50) -> int:
+        """``run_round`` until nothing moves; the rounds taken (raises if never idle)."""
+        for done in range(1, rounds + 1):
+            if not self.run_round():
+                return done
+        raise CafgwError(f"the gateway did not settle after {rounds} rounds")
+
+    def _drain(self, queues: Sequence[str]) -> int:
+        depth = getattr(self.consumer_transport, "depth", None)
+        if depth is None:
+            raise CafgwError("run_until_idle needs a transport that reports queue depth")
+        handled = 0
+        waiting = [q for q in queues if depth(q)]
+        if not waiting:
+            return 0
+        stop = threading.Event()
+
+        def handle(batch: Sequence[Delivery]) -> Sequence[Disposition]:
+            nonlocal handled
+            handled += len(batch)
+            result = self._handle(batch)
+            if not any(depth(q) for q in waiting):
+                stop.set()
+            return result
+
+        self.consumer_transport.consume(waiting, handle, stop)
+        return handled
 
 
 def _routed_type(delivery: Delivery) -> str:

@@ -31,7 +31,6 @@ from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.ledger.records import NewMessage
 from gateway.model import Envelope
-from gateway.services.signing import signed_message
 from gateway.settings import ConnectorSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,5 +159,7 @@ def signed_inbound(gw: Gateway, sender: str, recipient: str, count: int) -> list
             recipient=recipient,
             created_at=gw.clock().replace(microsecond=0),
         )
-        out.append(signed_message(gw, Envelope(header, template.body)))
+        # an issue-log entry is reported by the authority that sends it
+        body = replace(template.body, reported_by_la=sender)  # type: ignore[type-var]
+        out.append(gw.outbox.sign(Envelope(header, body)))
     return out

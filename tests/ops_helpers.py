@@ -7,32 +7,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.context import Gateway, build
-from gateway.envelope.keys import ensure_identity
+from support.clock import Clock
+from support.gateways import memory_gateway
+
+from gateway.context import Gateway
 from gateway.errors import TransportError
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
-from gateway.ledger.store import Ledger
 from gateway.ops.broker import QueueStats
-from gateway.settings import load_settings
-from gateway.transport.memory import MemoryTransport
 
 ROOT = Path(__file__).resolve().parents[1]
+OPS_START = datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
 
-
-class Clock:
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+__all__ = ["Clock"]
 
 
 @dataclass
@@ -61,24 +52,9 @@ def make_gateway(
     clock: Clock | None = None,
     **overrides: Any,
 ) -> Gateway:
-    clock = clock or Clock()
-    settings = load_settings(
-        ROOT / "config",
-        env={},
-        overrides={
-            "hosted": list(hosted),
-            "database": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
-            "keys_dir": str(tmp_path / "keys"),
-            "api_keys_file": str(tmp_path / "api-keys.json"),
-            **overrides,
-        },
-    )
-    for code in hosted:
-        ensure_identity(code, settings.directory.get(code).name, settings.keys_dir, now=clock())
-    ledger = Ledger.open(settings.database.url, clock)
-    gw = build(settings, MemoryTransport(), ledger=ledger, clock=clock)
-    gw.transport.declare(hosted)  # as the worker does at start
-    return gw
+    """A gateway hosting ``hosted`` on the in-memory transport, with the settable clock."""
+    clock = clock or Clock(OPS_START)
+    return memory_gateway(tmp_path, hosted, clock=clock, keys_for=hosted, **overrides)
 
 
 def put(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, insert, select, update
 
 from gateway.cases.tables import case_log, case_threads, service_agreements
 from gateway.ledger.store import as_utc
@@ -33,10 +33,12 @@ class LogEntry:
 
 @dataclass(frozen=True)
 class CaseThread:
-    """One authority's view of a case."""
+    """One authority's copy of a case: its own case (``owner == authority``) or
+    what another authority, the owner, said of its case."""
 
     authority: str
     correlation_id: str
+    owner: str = ""
     case_ref: str | None = None
     child_key: str | None = None
     initiating_la: str | None = None
@@ -44,6 +46,7 @@ class CaseThread:
     governing_la: str | None = None
     governing_since: str | None = None
     inform_family: bool | None = None
+    family_restricted_by: str | None = None
     plan_digest: str | None = None
     plan_consent_ref: str | None = None
     parties: tuple[str, ...] = ()
@@ -56,6 +59,7 @@ def _thread(row: Any, log: tuple[LogEntry, ...] = ()) -> CaseThread:
     return CaseThread(
         authority=r["authority"],
         correlation_id=r["correlation_id"],
+        owner=r["owner"],
         case_ref=r["case_ref"],
         child_key=r["child_key"],
         initiating_la=r["initiating_la"],
@@ -63,6 +67,7 @@ def _thread(row: Any, log: tuple[LogEntry, ...] = ()) -> CaseThread:
         governing_la=r["governing_la"],
         governing_since=r["governing_since"],
         inform_family=r["inform_family"],
+        family_restricted_by=r["family_restricted_by"],
         plan_digest=r["plan_digest"],
         plan_consent_ref=r["plan_consent_ref"],
         parties=tuple(json.loads(r["parties"] or "[]")),
@@ -99,17 +104,28 @@ def get(
 
 
 def find_by_case_ref(conn: Connection, authority: str, case_ref: str) -> CaseThread | None:
-    row = conn.execute(
-        select(case_threads).where(
-            case_threads.c.authority == authority, case_threads.c.case_ref == case_ref
-        )
-    ).first()
-    return None if row is None else _thread(row)
+    """``authority``'s own case of that reference, else a copy it keeps of another's."""
+    found = threads_where(conn, authority, case_threads.c.case_ref == case_ref)
+    own = [t for t in found if t.owner == authority]
+    return next(iter(own or found), None)
+
+
+def threads_where(
+    conn: Connection, authority: str, condition: ColumnElement[bool]
+) -> list[CaseThread]:
+    """``authority``'s threads matching ``condition`` (without their logs)."""
+    rows = conn.execute(
+        select(case_threads)
+        .where(case_threads.c.authority == authority, condition)
+        .order_by(case_threads.c.id)
+    ).all()
+    return [_thread(r) for r in rows]
 
 
 def save(conn: Connection, thread: CaseThread, now: datetime) -> None:
     """Insert or update ``thread`` (its log is written with ``log``)."""
     values = {
+        "owner": thread.owner or thread.authority,
         "case_ref": thread.case_ref,
         "child_key": thread.child_key,
         "initiating_la": thread.initiating_la,
@@ -117,6 +133,7 @@ def save(conn: Connection, thread: CaseThread, now: datetime) -> None:
         "governing_la": thread.governing_la,
         "governing_since": thread.governing_since,
         "inform_family": thread.inform_family,
+        "family_restricted_by": thread.family_restricted_by,
         "plan_digest": thread.plan_digest,
         "plan_consent_ref": thread.plan_consent_ref,
         "parties": json.dumps(sorted(set(thread.parties))),

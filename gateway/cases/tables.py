@@ -1,4 +1,4 @@
-"""Case-thread tables, on the ledger's metadata (created with the ledger)."""
+"""Case-thread tables, on a schema of their own (the ledger creates it with the feature)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 
-from gateway.ledger.tables import metadata
+metadata = MetaData()
 
 # One row per (authority, case thread): this authority's view of the case.
 case_threads = Table(
@@ -23,6 +24,8 @@ case_threads = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("authority", String(3), nullable=False),
     Column("correlation_id", String(64), nullable=False),
+    # the authority whose case it is (whose case system holds the reference)
+    Column("owner", String(3), nullable=False),
     Column("case_ref", String(64)),
     Column("child_key", String(64)),
     Column("initiating_la", String(3)),
@@ -30,6 +33,8 @@ case_threads = Table(
     Column("governing_la", String(3)),
     Column("governing_since", String(40)),
     Column("inform_family", Boolean),
+    # who said the family must not be told (only they, or the owner, may lift it)
+    Column("family_restricted_by", String(3)),
     Column("plan_digest", String(64)),
     Column("plan_consent_ref", String(200)),
     Column("parties", Text, nullable=False, default="[]"),
@@ -37,6 +42,7 @@ case_threads = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("authority", "correlation_id", name="uq_case_thread"),
 )
+Index("ix_case_threads_ref", case_threads.c.authority, case_threads.c.case_ref)
 
 # What happened on the thread: governing switches, notices sent and received,
 # evaluations. `notice_key` makes a notice idempotent across re-submissions.

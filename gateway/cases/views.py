@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.cases import store as cases
-from gateway.context import Gateway
+from gateway.crossborder import consent_store
+from gateway.crossborder.issues_store import LoggedIssue, listing
 from gateway.errors import NotFoundError
+from gateway.feature import Kit
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction
 from gateway.model import Child, Identifier
-from gateway.policy import consent_register
+from gateway.policy import consent as consent_rules
 from gateway.policy.child import child_key
-from gateway.policy.issues_log import LoggedIssue, listing
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 _UPN = re.compile(r"^[A-Z][0-9]{11}[0-9A-Z]$")
@@ -33,7 +34,7 @@ class ConsentView:
     withdrawn_scopes: tuple[str, ...]
     named_las: tuple[str, ...]
     consent_ref: str | None
-    history: tuple[consent_register.RegisterEntry, ...]
+    history: tuple[consent_rules.RegisterEntry, ...]
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class CaseView:
     messages: tuple[MessageRecord, ...]
 
 
-def resolve_child(gw: Gateway, authority: str, ref: str) -> str:
+def resolve_child(gw: Kit, authority: str, ref: str) -> str:
     """A child key from a child key, UPN, NHS number or one of the authority's case refs."""
     compact = ref.replace(" ", "")
     if _KEY.match(ref):
@@ -58,14 +59,14 @@ def resolve_child(gw: Gateway, authority: str, ref: str) -> str:
     return thread.child_key
 
 
-def consent_of(gw: Gateway, authority: str, ref: str) -> ConsentView:
+def consent_of(gw: Kit, authority: str, ref: str) -> ConsentView:
     """The consent in force for a child at ``authority`` and its history."""
     key = resolve_child(gw, authority, ref)
     with gw.ledger.transaction() as conn:
-        history = consent_register.entries(conn, authority, key)
+        history = consent_store.entries(conn, authority, key)
     if not history:
         raise NotFoundError(f"child {ref} not found")
-    current = consent_register.effective(history)
+    current = consent_rules.effective(history)
     return ConsentView(
         child_key=key,
         given=current.given,
@@ -78,7 +79,7 @@ def consent_of(gw: Gateway, authority: str, ref: str) -> ConsentView:
     )
 
 
-def case_of(gw: Gateway, authority: str, correlation_id: str) -> CaseView:
+def case_of(gw: Kit, authority: str, correlation_id: str) -> CaseView:
     """The case thread at ``authority`` with its log and messages."""
     with gw.ledger.transaction() as conn:
         thread = cases.get(conn, authority, correlation_id[:64], with_log=True)
@@ -90,12 +91,12 @@ def case_of(gw: Gateway, authority: str, correlation_id: str) -> CaseView:
     return CaseView(thread, tuple(r for r in records if r.message_type != "Receipt"))
 
 
-def issues_of(gw: Gateway, authority: str, limit: int = 500) -> list[LoggedIssue]:
+def issues_of(gw: Kit, authority: str, limit: int = 500) -> list[LoggedIssue]:
     with gw.ledger.transaction() as conn:
         return listing(conn, authority, limit)
 
 
-def existence_answer(gw: Gateway, authority: str, query_id: str) -> tuple[str, datetime] | None:
+def existence_answer(gw: Kit, authority: str, query_id: str) -> tuple[str, datetime] | None:
     """The answer (``match=...``) received for an existence query, if any yet."""
     records = gw.ledger.find(
         message_id=query_id[:64],

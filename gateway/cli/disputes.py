@@ -80,7 +80,7 @@ def list_(
     """Disputes of an authority (or the regional group), newest first."""
     gw = _gateway(config)
     views = service.list_disputes(
-        gw,
+        gw.kit,
         [authority],
         stage=stage,
         overdue=True if overdue else None,
@@ -98,7 +98,7 @@ def show(
     config: Path | None = ConfigOption,
 ) -> None:
     """One dispute with its history."""
-    _show(service.get_dispute(_gateway(config), authority, dispute_id), as_json)
+    _show(service.get_dispute(_gateway(config).kit, authority, dispute_id), as_json)
 
 
 @disputes_app.command("raise")
@@ -134,7 +134,7 @@ def raise_(
         consent_ref=consent_ref,
         no_personal_data=no_personal_data,
     )
-    _show(service.raise_dispute(_gateway(config), authority, request), as_json)
+    _show(service.raise_dispute(_gateway(config).kit, authority, request), as_json)
 
 
 @disputes_app.command("comment")
@@ -147,7 +147,7 @@ def comment(
     config: Path | None = ConfigOption,
 ) -> None:
     """Add a comment; the other party receives it."""
-    _show(service.comment(_gateway(config), authority, dispute_id, by, text), False)
+    _show(service.comment(_gateway(config).kit, authority, dispute_id, by, text), False)
 
 
 @disputes_app.command("escalate")
@@ -160,7 +160,7 @@ def escalate(
     config: Path | None = ConfigOption,
 ) -> None:
     """Escalate to the next stage now."""
-    _show(service.escalate(_gateway(config), authority, dispute_id, by, reason), False)
+    _show(service.escalate(_gateway(config).kit, authority, dispute_id, by, reason), False)
 
 
 @disputes_app.command("resolve")
@@ -174,7 +174,7 @@ def resolve(
     config: Path | None = ConfigOption,
 ) -> None:
     """Record the outcome; stops the clock and notifies both parties."""
-    view = service.resolve(_gateway(config), authority, dispute_id, by, outcome, interim)
+    view = service.resolve(_gateway(config).kit, authority, dispute_id, by, outcome, interim)
     _show(view, False)
 
 

@@ -8,6 +8,7 @@ import typer
 from lxml import etree
 
 from adapters.base import Converted
+from gateway.cases.identity import correlation_id
 from gateway.cli.common import ConfigOption, console, err_console, friendly, settings_from
 from gateway.context import load_adapters
 from gateway.envelope import xmlsafe
@@ -18,7 +19,7 @@ from gateway.envelope.trust import TrustStore
 from gateway.errors import CafgwError, SchemaError
 from gateway.ledger.store import utc_now
 from gateway.model import NAMESPACE, LegalBasis
-from gateway.services.signing import correlation_id, new_envelope
+from gateway.outbox import new_envelope
 
 
 def convert(

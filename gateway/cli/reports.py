@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from gateway.ledger.status import Status
-from gateway.services.outcomes import RecordOutcome, SubmitReport
+from gateway.services.outbound.outcomes import RecordOutcome, SubmitReport
 from gateway.services.preview import summary
 
 __all__ = ["outcome_table", "safe_reasons", "summary"]

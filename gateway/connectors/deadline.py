@@ -14,25 +14,25 @@ from __future__ import annotations
 from datetime import timedelta
 
 from gateway.connectors import state
-from gateway.context import Gateway
+from gateway.feature import Kit
 from gateway.ledger.status import Status
 
 BATCH = 500
 
 
-def report_unacknowledged(gw: Gateway, limit: int = BATCH) -> int:
+def report_unacknowledged(kit: Kit, limit: int = BATCH) -> int:
     """Mark overdue unacknowledged messages UNDELIVERABLE (receipt due); how many."""
-    now = gw.clock()
+    now = kit.clock()
     reported = 0
-    for code in gw.hosted:
-        deadline_s = gw.settings.delivery_for(code).local_ack_deadline_s
+    for code in kit.hosted:
+        deadline_s = kit.settings.delivery_for(code).local_ack_deadline_s
         pks = state.unacknowledged_before(
-            gw.ledger, code, now - timedelta(seconds=deadline_s), limit
+            kit.ledger, code, now - timedelta(seconds=deadline_s), limit
         )
         if not pks:
             continue
         reported += state.move_all(
-            gw.ledger,
+            kit.ledger,
             pks,
             state.UNACKNOWLEDGED,
             Status.UNDELIVERABLE,

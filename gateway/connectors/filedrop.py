@@ -89,9 +89,7 @@ class FileDropConnector:
             write_atomically(self.directory, staged_name(message.message_id), message.body)
         except OSError as exc:
             # Disk full, permissions, a share gone away: all may be mended.
-            return Handover(
-                Outcome.RETRY, f"writing into {self.directory}: {exc.strerror or exc}"
-            )
+            return Handover(Outcome.RETRY, f"writing into {self.directory}: {exc.strerror or exc}")
         return Handover(Outcome.PLACED, f"dropped into {self.directory}")
 
     def publish(self, message_ids: list[str]) -> None:
@@ -114,9 +112,7 @@ class FileDropConnector:
             return set()
         present = {entry.name for entry in os.scandir(self.directory)}
         return {
-            m
-            for m in message_ids
-            if file_name(m) not in present and staged_name(m) not in present
+            m for m in message_ids if file_name(m) not in present and staged_name(m) not in present
         }
 
     def close(self) -> None:

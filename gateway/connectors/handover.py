@@ -28,8 +28,8 @@ from sqlalchemy import Connection
 
 from gateway.connectors import registry, state
 from gateway.connectors.base import Connector, Handover, LocalMessage, Outcome
-from gateway.context import Gateway
 from gateway.errors import CafgwError
+from gateway.feature import Kit
 from gateway.ledger.status import Status
 from gateway.settings import DeliverySettings
 
@@ -48,30 +48,30 @@ def backoff_s(delivery: DeliverySettings, failures: int) -> float:
     return float(steps[min(max(failures, 1), len(steps)) - 1])
 
 
-def deliver_pending(gw: Gateway, limit: int = TURN) -> int:
+def deliver_pending(kit: Kit, limit: int = TURN) -> int:
     """One turn for every hosted authority with a push connector; messages settled."""
     settled = 0
-    for code in registry.pushing(gw.settings):
-        items = state.due(gw.ledger, code, gw.clock(), limit)
+    for code in registry.pushing(kit.settings):
+        items = state.due(kit.ledger, code, kit.clock(), limit)
         if not items:
             continue
         try:
-            connector = registry.connector_for(gw.settings, code)
+            connector = registry.connector_for(kit.settings, code)
         except CafgwError as exc:
             # One authority's broken connector must not hold up the others; it is a
             # failed handover like any other, so it shows and alerts.
             log.error("local delivery for %s: %s", code, exc)
-            with gw.ledger.transaction() as conn:
-                _defer(gw, conn, code, items[0], f"connector unusable: {exc}")
+            with kit.ledger.transaction() as conn:
+                _defer(kit, conn, code, items[0], f"connector unusable: {exc}")
             continue
         try:
-            settled += _hand_over(gw, code, connector, items)
+            settled += _hand_over(kit, code, connector, items)
         finally:
             connector.close()
     return settled
 
 
-def _hand_over(gw: Gateway, code: str, connector: Connector, items: list[LocalMessage]) -> int:
+def _hand_over(kit: Kit, code: str, connector: Connector, items: list[LocalMessage]) -> int:
     done: list[tuple[LocalMessage, Handover]] = []
     failed: tuple[LocalMessage, Handover] | None = None
     for item in items:
@@ -81,7 +81,7 @@ def _hand_over(gw: Gateway, code: str, connector: Connector, items: list[LocalMe
             break
         done.append((item, handover))
     to_publish: list[str] = []
-    ledger = gw.ledger
+    ledger = kit.ledger
     with ledger.transaction() as conn:
         for item, handover in done:
             reason = handover.reason
@@ -126,35 +126,35 @@ def _hand_over(gw: Gateway, code: str, connector: Connector, items: list[LocalMe
                 to_publish.append(item.message_id)
         if failed is not None:
             item, handover = failed
-            _defer(gw, conn, code, item, f"handover failed: {handover.reason}")
+            _defer(kit, conn, code, item, f"handover failed: {handover.reason}")
     connector.publish(to_publish)
     if failed is not None:
         log.warning(
             "local system of %s unavailable (%s); next try in about %.0f s",
             code,
             failed[1].reason,
-            backoff_s(gw.settings.delivery_for(code), failed[0].attempts + 1),
+            backoff_s(kit.settings.delivery_for(code), failed[0].attempts + 1),
         )
     return len(done)
 
 
-def _defer(gw: Gateway, conn: Connection, code: str, item: LocalMessage, reason: str) -> None:
+def _defer(kit: Kit, conn: Connection, code: str, item: LocalMessage, reason: str) -> None:
     """Record a failed handover of ``item``; ``code`` waits for the next backoff step."""
-    pause = backoff_s(gw.settings.delivery_for(code), item.attempts + 1)
+    pause = backoff_s(kit.settings.delivery_for(code), item.attempts + 1)
     pause *= 1 - _rng.random() * JITTER
-    until = gw.clock() + timedelta(seconds=pause)
-    state.defer(gw.ledger, conn, code, item, until, reason)
+    until = kit.clock() + timedelta(seconds=pause)
+    state.defer(kit.ledger, conn, code, item, until, reason)
 
 
-def sweep_taken(gw: Gateway, limit: int = SWEEP) -> int:
+def sweep_taken(kit: Kit, limit: int = SWEEP) -> int:
     """Publish what a crash left staged, and acknowledge what local systems took away."""
     acknowledged = 0
-    for code in registry.pushing(gw.settings):
-        rows = state.placed(gw.ledger, code, limit)
+    for code in registry.pushing(kit.settings):
+        rows = state.placed(kit.ledger, code, limit)
         if not rows:
             continue
         try:
-            connector = registry.connector_for(gw.settings, code)
+            connector = registry.connector_for(kit.settings, code)
         except CafgwError as exc:
             log.error("local delivery for %s: %s", code, exc)
             continue
@@ -166,7 +166,7 @@ def sweep_taken(gw: Gateway, limit: int = SWEEP) -> int:
             connector.close()
         pks = [pk for pk, message_id in rows if message_id in taken]
         acknowledged += state.move_all(
-            gw.ledger,
+            kit.ledger,
             pks,
             {Status.DELIVERED_LOCAL},
             Status.ACKNOWLEDGED,

@@ -61,9 +61,7 @@ def pushing(settings: Settings) -> tuple[str, ...]:
     )
 
 
-def connector_for(
-    settings: Settings, code: str, client: httpx.Client | None = None
-) -> Connector:
+def connector_for(settings: Settings, code: str, client: httpx.Client | None = None) -> Connector:
     """The connector of authority ``code``; ConfigError naming the authority if it is unusable."""
     cfg = settings.directory.get(code).connector
     if cfg.kind == "webhook":

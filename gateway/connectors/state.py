@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
 
 from gateway.connectors.base import LocalMessage
 from gateway.connectors.tables import handover_failures
-from gateway.ledger.status import Direction, Status
+from gateway.ledger.status import Direction, Route, Status
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import history, messages
 
@@ -32,10 +32,12 @@ RECEIPT = "Receipt"
 
 
 def _inbound(authority: str) -> list[ColumnElement[bool]]:
+    # Escalation notices reach people through the dispute feature, not the inbox.
     return [
         messages.c.direction == Direction.INBOUND.value,
         messages.c.authority == authority,
         messages.c.message_type != RECEIPT,
+        messages.c.route == Route.INBOX.value,
     ]
 
 

@@ -1,4 +1,4 @@
-"""Failed handovers to local systems, one row per failed attempt (on the ledger's metadata).
+"""Failed handovers to local systems, one row per failed attempt (the feature's own schema).
 
 A failed handover leaves the message waiting (``VERIFIED``) with its attempt
 count raised, which is a state, not an event: this table keeps the events, so
@@ -8,16 +8,16 @@ and say since when an authority's local system has been failing.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
 
-from gateway.ledger.tables import metadata
+metadata = MetaData()
 
 handover_failures = Table(
     "handover_failures",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("authority", String(3), nullable=False),
-    Column("message_pk", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("message_pk", Integer, nullable=False),  # messages.id of the failed handover
     Column("at", DateTime(timezone=True), nullable=False),
     Column("reason", Text),
 )

@@ -86,9 +86,7 @@ class WebhookConnector:
             answer = self._client.post(self.url, content=message.body, headers=headers)
         except httpx.HTTPError as exc:
             # Connection refused, timeout, reset: the local system is not there now.
-            return Handover(
-                Outcome.RETRY, f"webhook {self.url}: {type(exc).__name__}: {exc}"[:500]
-            )
+            return Handover(Outcome.RETRY, f"webhook {self.url}: {type(exc).__name__}: {exc}"[:500])
         outcome = outcome_of(answer.status_code)
         if outcome is Outcome.TAKEN:
             return Handover(Outcome.TAKEN, f"webhook {self.url} answered {answer.status_code}")

@@ -23,7 +23,7 @@ from gateway.ops.broker import BrokerProbe, QueueStats
 from gateway.ops.certificates import pinned_certificates
 from gateway.ops.disputes import DisputeLine, open_disputes
 from gateway.ops.flows import flows
-from gateway.transport.rabbit import topology_for
+from gateway.transport.topology import topology_for
 
 REFRESH_S = 5
 LIST_LIMIT = 50

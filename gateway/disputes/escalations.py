@@ -1,20 +1,19 @@
-"""The receiving side of escalation: from an escalation queue to the people addressed.
+"""Escalations: the record of a dispute notice addressed to a person.
 
-A notice taken from ``caf.escalation.<code>`` (or ``caf.escalation.regional``)
-is verified like any message (signature of a pinned party, schema, routing
-key naming the signed sender, created-at window), recorded as an escalation
-addressed to the right person, and only then acknowledged to the broker.
-Who is addressed follows the stage: the authority's CAF coordinator, the
-regional group, or the line manager of the party of that authority as
-recorded on the dispute (parties may be school or NHS staff).
+A notice received on ``caf.escalation.<code>`` (or ``caf.escalation.regional``)
+goes through the one receiving pipeline like every message; the dispute
+feature's applier (``disputes.receive``) then records it here, addressed to
+the right person: the authority's CAF coordinator, the regional group, or
+the line manager of the party of that authority as recorded on the dispute
+(parties may be school or NHS staff).
 
-Delivery to that person goes through the authority's connector: webhook or
-file drop through ``gateway.connectors`` where ``authorities.yaml`` says so,
-otherwise pull (``GET /v1/escalations`` + ``POST /v1/escalations/{id}/ack``,
-which works for every authority). An
-escalation not acknowledged by its deadline is offered again (the connector
-is called again), up to a budget; then it is OVERDUE, which the dashboard
-shows (``service.open_disputes``).
+Delivery to that person goes through the authority's connector
+(``disputes.handover``: webhook or file drop where ``authorities.yaml`` says
+so), and every escalation can be pulled (``GET /v1/escalations`` + ``POST
+/v1/escalations/{id}/ack``). An escalation not acknowledged by its deadline
+is offered again, up to a budget; then it is OVERDUE, which the dashboard
+shows. A resolved dispute's open escalations are CLOSED: nothing is left
+open, or re-sent, on a closed dispute.
 """
 
 from __future__ import annotations
@@ -24,19 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
 
 from sqlalchemy import Connection, and_, insert, select, update
 
-from gateway.context import Gateway
-from gateway.disputes import store
-from gateway.disputes.messages import parties
+from gateway.disputes import ladder
 from gateway.disputes.tables import escalations
-from gateway.envelope.codec import element_to_envelope
-from gateway.errors import CafgwError, LedgerError, PolicyRefusal
-from gateway.ledger.store import as_utc
-from gateway.model import Dispute, DisputeStage, Envelope, MessageType
-from gateway.transport.base import Delivery, Disposition, Verdict
+from gateway.ledger.store import Ledger, as_utc
+from gateway.model import Dispute, DisputeStage
+from gateway.settings import Settings
 from gateway.transport.topology import REGIONAL
 
 log = logging.getLogger(__name__)
@@ -69,7 +63,7 @@ class EscalationView:
     sender: str
     dispute_id: str
     stage: DisputeStage
-    kind: str  # ESCALATION or RESOLUTION
+    kind: str  # ESCALATION, RESOLUTION, or UPDATE (for the regional group)
     addressee: Addressee
     status: EscalationStatus
     attempts: int
@@ -80,9 +74,9 @@ class EscalationView:
     content: bytes  # the signed Dispute envelope as received
 
 
-def addressee_for(gw: Gateway, owner: str, body: Dispute) -> Addressee:
+def addressee_for(settings: Settings, owner: str, body: Dispute) -> Addressee:
     """Who at ``owner`` (an LA code or ``regional``) the notice is for."""
-    directory = gw.settings.directory
+    directory = settings.directory
     if owner == REGIONAL:
         group = directory.regional_group
         return Addressee("REGIONAL_GROUP", group.name, group.email)
@@ -94,49 +88,6 @@ def addressee_for(gw: Gateway, owner: str, body: Dispute) -> Addressee:
         return Addressee("PRACTITIONER", party.name, None)
     coordinator = directory.get(owner).coordinator
     return Addressee("COORDINATOR", coordinator.name, coordinator.email)
-
-
-def _queue_owner(queue: str) -> str:
-    return queue.rsplit(".", 1)[-1]
-
-
-def _check(gw: Gateway, owner: str, delivery: Delivery) -> tuple[Envelope, bytes]:
-    """The verified notice and its signed bytes, or CafgwError saying why it must be parked."""
-    verified = gw.verifier.verify(delivery.body)
-    gw.schema.validate(verified.root, verified.message_id)
-    env = element_to_envelope(verified.root)
-    header = env.header
-    if header.message_type is not MessageType.DISPUTE or not isinstance(env.body, Dispute):
-        raise PolicyRefusal("escalation.type", f"a {header.message_type} is not a dispute notice")
-    body = env.body
-    both = parties(body)
-    if header.sender not in both:
-        raise PolicyRefusal(
-            "escalation.sender", f"sender {header.sender} is not a party to {body.dispute_id}"
-        )
-    if owner != REGIONAL and (owner not in both or header.recipient != owner):
-        raise PolicyRefusal(
-            "escalation.recipient",
-            f"notice for {header.recipient} about a dispute of {both} reached the queue of {owner}",
-        )
-    if owner == REGIONAL and header.recipient not in both:
-        raise PolicyRefusal("escalation.recipient", f"recipient {header.recipient} is not a party")
-    expected = f"{owner}.{MessageType.DISPUTE.value}.{header.sender}"
-    if delivery.routing_key != expected:
-        raise PolicyRefusal(
-            "escalation.routing",
-            f"routing key {delivery.routing_key!r} does not match the signed sender "
-            f"(expected {expected!r})",
-        )
-    now = gw.clock()
-    limits = gw.settings.limits
-    if header.created_at > now + timedelta(seconds=limits.future_skew_s) or (
-        header.created_at < now - timedelta(seconds=limits.max_age_s)
-    ):
-        raise PolicyRefusal(
-            "escalation.window", f"created-at {header.created_at.isoformat()} is outside the window"
-        )
-    return env, verified.signed_bytes
 
 
 def close_for_dispute(conn: Connection, authority: str, dispute_id: str) -> None:
@@ -155,80 +106,88 @@ def close_for_dispute(conn: Connection, authority: str, dispute_id: str) -> None
     )
 
 
-def _record(gw: Gateway, owner: str, env: Envelope, raw: bytes, conn: Connection) -> bool:
-    """Record one verified notice; False if it was already recorded (a re-delivery)."""
-    header = env.header
-    assert isinstance(env.body, Dispute)
-    body = env.body
+def record(
+    conn: Connection,
+    settings: Settings,
+    owner: str,
+    *,
+    escalation_id: str,
+    sender: str,
+    body: Dispute,
+    content: bytes,
+    now: datetime,
+    closed: bool,
+) -> bool:
+    """Record one notice for ``owner``'s person; False if it was already recorded.
+
+    ``closed``: the dispute is already resolved in ``owner``'s copy, so an
+    escalation notice that arrives late is recorded CLOSED (nothing to act on,
+    nothing to re-send); a resolution notice is always recorded open, to be read.
+    """
     seen = conn.execute(
         select(escalations.c.id).where(
-            and_(escalations.c.authority == owner, escalations.c.escalation_id == header.message_id)
+            and_(escalations.c.authority == owner, escalations.c.escalation_id == escalation_id)
         )
     ).first()
     if seen is not None:
         return False
-    now = gw.clock()
-    merged = store.merge(
-        conn,
-        owner,
-        body,
-        correlation_id=header.correlation_id,
-        legal_basis=header.legal_basis.value,
-        consent_ref=header.consent_ref,
-        source=header.sender,
-        now=now,
+    person = addressee_for(settings, owner, body)
+    kind = _kind(owner, body)
+    _close_earlier(conn, owner, body)
+    status = (
+        EscalationStatus.CLOSED if closed and kind == "ESCALATION" else EscalationStatus.PENDING
     )
-    if merged.resolved_now:
-        close_for_dispute(conn, owner, body.dispute_id)
-    person = addressee_for(gw, owner, body)
     conn.execute(
         insert(escalations).values(
             authority=owner,
-            escalation_id=header.message_id,
-            sender=header.sender,
+            escalation_id=escalation_id,
+            sender=sender,
             dispute_id=body.dispute_id,
             stage=body.stage.value,
-            kind="RESOLUTION" if body.resolved else "ESCALATION",
+            kind=kind,
             addressee_role=person.role,
             addressee_name=person.name[:500],
             addressee_email=person.email,
-            body=raw,
-            status=EscalationStatus.PENDING.value,
+            body=content,
+            status=status.value,
             attempts=1,
             received_at=now,
-            ack_due_at=now + timedelta(seconds=gw.settings.disputes.ack_deadline_s),
+            ack_due_at=now + timedelta(seconds=settings.disputes.ack_deadline_s),
         )
     )
-    return True
+    return status is EscalationStatus.PENDING
 
 
-def handle_batch(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Disposition]:
-    """Record a batch from escalation queues; acknowledge only what is recorded."""
-    out: list[Disposition] = []
-    for delivery in deliveries:
-        owner = _queue_owner(delivery.queue)
-        try:
-            env, signed = _check(gw, owner, delivery)
-        except CafgwError as exc:
-            log.warning(
-                "escalation notice %s on %s parked: %s", delivery.message_id, delivery.queue, exc
+def _kind(owner: str, body: Dispute) -> str:
+    """RESOLUTION; ESCALATION when the stage addresses ``owner``'s people; else UPDATE
+    (the regional group told that a dispute it handled has moved on)."""
+    if body.resolved:
+        return "RESOLUTION"
+    if owner == REGIONAL and body.stage is not DisputeStage.REGIONAL_GROUP:
+        return "UPDATE"
+    return "ESCALATION"
+
+
+def _close_earlier(conn: Connection, owner: str, body: Dispute) -> None:
+    """Escalations of an earlier stage are superseded once the dispute has moved on."""
+    later = ladder.rank(body.stage)
+    earlier = [s.value for s in ladder.LADDER if ladder.rank(s) < later]
+    if body.resolved:
+        close_for_dispute(conn, owner, body.dispute_id)
+        return
+    conn.execute(
+        update(escalations)
+        .where(
+            and_(
+                escalations.c.authority == owner,
+                escalations.c.dispute_id == body.dispute_id,
+                escalations.c.kind == "ESCALATION",
+                escalations.c.stage.in_(earlier),
+                escalations.c.status.in_([s.value for s in OPEN_STATUSES]),
             )
-            out.append(Disposition(Verdict.PARK, str(exc)[:500]))
-            continue
-        try:
-            with gw.ledger.transaction() as conn:
-                fresh = _record(gw, owner, env, signed, conn)
-        except PolicyRefusal as exc:
-            out.append(Disposition(Verdict.PARK, str(exc)[:500]))
-            continue
-        except LedgerError as exc:
-            log.error("ledger failed recording escalation %s: %s", delivery.message_id, exc)
-            out.append(Disposition(Verdict.RETRY, f"ledger: {exc}"[:500]))
-            continue
-        if fresh:
-            connector_for(gw, owner).deliver(view_of_id(gw, owner, env.header.message_id))
-        out.append(Disposition(Verdict.ACK))
-    return out
+        )
+        .values(status=EscalationStatus.CLOSED.value)
+    )
 
 
 def _view(row: object) -> EscalationView:
@@ -251,8 +210,8 @@ def _view(row: object) -> EscalationView:
     )
 
 
-def view_of_id(gw: Gateway, authority: str, escalation_id: str) -> EscalationView:
-    with gw.ledger.transaction() as conn:
+def view_of_id(ledger: Ledger, authority: str, escalation_id: str) -> EscalationView:
+    with ledger.transaction() as conn:
         row = conn.execute(
             select(escalations).where(
                 and_(
@@ -264,8 +223,8 @@ def view_of_id(gw: Gateway, authority: str, escalation_id: str) -> EscalationVie
     return _view(row)
 
 
-def for_dispute(gw: Gateway, authority: str, dispute_id: str) -> list[EscalationView]:
-    with gw.ledger.transaction() as conn:
+def for_dispute(ledger: Ledger, authority: str, dispute_id: str) -> list[EscalationView]:
+    with ledger.transaction() as conn:
         rows = conn.execute(
             select(escalations)
             .where(
@@ -276,9 +235,9 @@ def for_dispute(gw: Gateway, authority: str, dispute_id: str) -> list[Escalation
     return [_view(r) for r in rows]
 
 
-def overdue_counts(gw: Gateway, authorities: Sequence[str]) -> dict[tuple[str, str], int]:
+def overdue_counts(ledger: Ledger, authorities: Sequence[str]) -> dict[tuple[str, str], int]:
     """(authority, dispute id) -> how many of its escalations there are overdue."""
-    with gw.ledger.transaction() as conn:
+    with ledger.transaction() as conn:
         rows = conn.execute(
             select(escalations.c.authority, escalations.c.dispute_id).where(
                 and_(
@@ -293,9 +252,9 @@ def overdue_counts(gw: Gateway, authorities: Sequence[str]) -> dict[tuple[str, s
     return counts
 
 
-def pull(gw: Gateway, authority: str, limit: int = 100) -> list[EscalationView]:
+def pull(ledger: Ledger, authority: str, limit: int = 100) -> list[EscalationView]:
     """Unacknowledged escalations for ``authority``; PENDING ones become DELIVERED."""
-    with gw.ledger.transaction() as conn:
+    with ledger.transaction() as conn:
         rows = conn.execute(
             select(escalations)
             .where(
@@ -323,19 +282,32 @@ def pull(gw: Gateway, authority: str, limit: int = 100) -> list[EscalationView]:
     return [
         v
         if v.status is not EscalationStatus.PENDING
-        else _with_status(v, EscalationStatus.DELIVERED)
+        else replace(v, status=EscalationStatus.DELIVERED)
         for v in views
     ]
 
 
-def _with_status(view: EscalationView, status: EscalationStatus) -> EscalationView:
-    return replace(view, status=status)
+def mark_delivered(ledger: Ledger, authority: str, escalation_id: str) -> None:
+    """A push connector handed the escalation over (PENDING -> DELIVERED)."""
+    with ledger.transaction() as conn:
+        conn.execute(
+            update(escalations)
+            .where(
+                and_(
+                    escalations.c.authority == authority,
+                    escalations.c.escalation_id == escalation_id,
+                    escalations.c.status == EscalationStatus.PENDING.value,
+                )
+            )
+            .values(status=EscalationStatus.DELIVERED.value)
+        )
 
 
-def acknowledge(gw: Gateway, authority: str, escalation_id: str, by: str) -> EscalationView | None:
+def acknowledge(
+    ledger: Ledger, authority: str, escalation_id: str, by: str, now: datetime
+) -> EscalationView | None:
     """The person addressed has the escalation; None if ``authority`` has no such one."""
-    now = gw.clock()
-    with gw.ledger.transaction() as conn:
+    with ledger.transaction() as conn:
         row = conn.execute(
             select(escalations).where(
                 and_(
@@ -352,16 +324,20 @@ def acknowledge(gw: Gateway, authority: str, escalation_id: str, by: str) -> Esc
                 .where(escalations.c.id == row.id)
                 .values(status=EscalationStatus.ACKNOWLEDGED.value, acked_at=now, acked_by=by[:500])
             )
-    return view_of_id(gw, authority, escalation_id)
+    return view_of_id(ledger, authority, escalation_id)
 
 
-def resend_due(gw: Gateway, now: datetime | None = None, limit: int = 200) -> int:
-    """Offer unacknowledged escalations again, or mark them OVERDUE after the budget."""
-    now = now or gw.clock()
-    settings = gw.settings.disputes
-    owners = list(gw.hosted) + ([REGIONAL] if settings.consume_regional else [])
-    changed = 0
-    with gw.ledger.transaction() as conn:
+@dataclass(frozen=True)
+class Due:
+    pk: int
+    authority: str
+    escalation_id: str
+    attempts: int
+
+
+def due(ledger: Ledger, owners: Sequence[str], now: datetime, limit: int) -> list[Due]:
+    """Open, unacknowledged escalations of ``owners`` whose acknowledgement deadline passed."""
+    with ledger.transaction() as conn:
         rows = conn.execute(
             select(
                 escalations.c.id,
@@ -371,7 +347,7 @@ def resend_due(gw: Gateway, now: datetime | None = None, limit: int = 200) -> in
             )
             .where(
                 and_(
-                    escalations.c.authority.in_(owners),
+                    escalations.c.authority.in_(list(owners)),
                     escalations.c.status.in_(
                         [EscalationStatus.PENDING.value, EscalationStatus.DELIVERED.value]
                     ),
@@ -380,127 +356,23 @@ def resend_due(gw: Gateway, now: datetime | None = None, limit: int = 200) -> in
             )
             .limit(limit)
         ).all()
-    resent: list[tuple[str, str]] = []
-    for row in rows:
-        over_budget = row.attempts > settings.resend_budget
-        values: dict[str, object] = (
-            {"status": EscalationStatus.OVERDUE.value}
-            if over_budget
-            else {
-                "status": EscalationStatus.PENDING.value,
-                "attempts": row.attempts + 1,
-                "ack_due_at": now + timedelta(seconds=settings.ack_deadline_s),
-            }
-        )
-        with gw.ledger.transaction() as conn:
-            won = conn.execute(
-                update(escalations)
-                .where(
-                    and_(
-                        escalations.c.id == row.id,
-                        escalations.c.attempts == row.attempts,
-                        escalations.c.status.in_(
-                            [EscalationStatus.PENDING.value, EscalationStatus.DELIVERED.value]
-                        ),
-                    )
-                )
-                .values(**values)
-            ).rowcount
-        if won == 1:
-            changed += 1
-            if over_budget:
-                log.warning(
-                    "escalation %s for %s is overdue: not acknowledged after %d attempts",
-                    row.escalation_id,
-                    row.authority,
-                    row.attempts,
-                )
-            else:
-                resent.append((row.authority, row.escalation_id))
-    for authority, escalation_id in resent:
-        connector_for(gw, authority).deliver(view_of_id(gw, authority, escalation_id))
-    return changed
+    return [Due(int(r.id), r.authority, r.escalation_id, int(r.attempts)) for r in rows]
 
 
-class EscalationConnector(Protocol):
-    def deliver(self, escalation: EscalationView) -> None:
-        """Hand the escalation to the authority's local system (or leave it to be pulled)."""
-
-
-class PullDelivery:
-    """Delivery by pull: the local system asks ``GET /v1/escalations``; nothing to push."""
-
-    def deliver(self, escalation: EscalationView) -> None:
-        """Nothing to do: the escalation waits in the ledger until pulled and acknowledged."""
-
-
-@dataclass(frozen=True)
-class PushDelivery:
-    """Delivery through the authority's webhook or file-drop connector (``gateway.connectors``).
-
-    A connector that took or placed the escalation marks it DELIVERED; one that
-    failed leaves it PENDING: it is offered again at its acknowledgement
-    deadline, and in any case it can still be pulled.
-    """
-
-    gw: Gateway
-
-    def deliver(self, escalation: EscalationView) -> None:
-        from gateway.connectors import base, registry  # noqa: PLC0415 - optional feature
-
-        try:
-            connector = registry.connector_for(self.gw.settings, escalation.authority)
-        except CafgwError as exc:
-            log.warning("escalation %s: connector unusable: %s", escalation.escalation_id, exc)
-            return
-        try:
-            handed = connector.deliver(
-                base.LocalMessage(
-                    pk=0,
-                    message_id=escalation.escalation_id,
-                    authority=escalation.authority,
-                    sender=escalation.sender,
-                    message_type=MessageType.DISPUTE.value,
-                    body=escalation.content,
-                    attempts=escalation.attempts - 1,
+def offer_again(ledger: Ledger, item: Due, values: dict[str, object]) -> bool:
+    """Move one due escalation (re-offered or OVERDUE) unless someone else did first."""
+    with ledger.transaction() as conn:
+        won = conn.execute(
+            update(escalations)
+            .where(
+                and_(
+                    escalations.c.id == item.pk,
+                    escalations.c.attempts == item.attempts,
+                    escalations.c.status.in_(
+                        [EscalationStatus.PENDING.value, EscalationStatus.DELIVERED.value]
+                    ),
                 )
             )
-            if handed.outcome is base.Outcome.PLACED:
-                connector.publish([escalation.escalation_id])
-        except CafgwError as exc:
-            log.warning("escalation %s: hand-over failed: %s", escalation.escalation_id, exc)
-            return
-        finally:
-            connector.close()
-        if handed.outcome in (base.Outcome.TAKEN, base.Outcome.PLACED):
-            with self.gw.ledger.transaction() as conn:
-                conn.execute(
-                    update(escalations)
-                    .where(
-                        and_(
-                            escalations.c.authority == escalation.authority,
-                            escalations.c.escalation_id == escalation.escalation_id,
-                            escalations.c.status == EscalationStatus.PENDING.value,
-                        )
-                    )
-                    .values(status=EscalationStatus.DELIVERED.value)
-                )
-        else:
-            log.warning(
-                "escalation %s not handed over (%s): %s",
-                escalation.escalation_id,
-                handed.outcome.value,
-                handed.reason or "no reason given",
-            )
-
-
-def connector_for(gw: Gateway, authority: str) -> EscalationConnector:
-    """How escalations reach ``authority``'s people: its connector in authorities.yaml
-    (webhook or file drop through ``gateway.connectors``), else pull. The regional
-    group always pulls. Whatever the connector, an escalation can also be pulled."""
-    if authority != REGIONAL and gw.settings.directory.get(authority).connector.kind in (
-        "webhook",
-        "file",
-    ):
-        return PushDelivery(gw)
-    return PullDelivery()
+            .values(**values)
+        ).rowcount
+    return bool(won == 1)

@@ -3,14 +3,16 @@
 Both parties' gateways exchange the dispute as a signed snapshot (parties,
 stage, deadline, the whole history, outcome) through the ordinary outbox, so
 both ledgers converge on the same history. An escalation or resolution also
-puts signed notices in the dispute notice outbox, one per escalation queue:
+queues signed notices in the same outbox, one per escalation queue (routed on
+the escalation exchange):
 
 - coordinators stage: both parties' authorities (``<code>.Dispute.<sender>``),
   for their CAF coordinators;
 - regional stage: the regional group's queue (``regional.Dispute.<sender>``);
 - line-managers stage: both parties' authorities, for each party's line manager;
-- resolution: both parties' authorities (and the regional group if the dispute
-  was at its stage).
+- resolution: both parties' authorities;
+- and, once the dispute has been at the regional stage, the regional group
+  hears of every later stage and of the resolution too.
 
 The routing key always ends with the acting authority's code, so the broker's
 topic permissions can refuse a forged sender (``gateway.transport.accounts``).
@@ -19,21 +21,16 @@ topic permissions can refuse a forged sender (``gateway.transport.accounts``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
-from gateway.context import Gateway
 from gateway.disputes.store import StoredDispute
-from gateway.disputes.tables import dispute_notices
-from gateway.envelope.codec import envelope_to_element
 from gateway.ledger import audit
-from gateway.model import Dispute, DisputeStage, Envelope, LegalBasis, MessageType, Purpose
-from gateway.services.signing import digest, new_envelope, signed_message
+from gateway.ledger.status import Route
+from gateway.model import Dispute, DisputeStage, Envelope, LegalBasis, Purpose
+from gateway.outbox import Outbox
 from gateway.transport.base import routing_key
 from gateway.transport.topology import REGIONAL
-
-TYPE = MessageType.DISPUTE.value
 
 
 def counterpart_of(body: Dispute, authority: str) -> str:
@@ -45,10 +42,9 @@ def parties(body: Dispute) -> tuple[str, str]:
     return body.raised_by.la_code, body.against.la_code
 
 
-def _envelope(gw: Gateway, stored: StoredDispute, sender: str, recipient: str) -> Envelope:
+def _envelope(outbox: Outbox, stored: StoredDispute, sender: str, recipient: str) -> Envelope:
     basis = LegalBasis(stored.legal_basis)
-    return new_envelope(
-        gw.clock,
+    return outbox.envelope(
         sender=sender,
         recipient=recipient,
         body=stored.dispute,
@@ -77,29 +73,39 @@ def _disclosure(
     )
 
 
-def send_to_counterpart(gw: Gateway, stored: StoredDispute, sender: str, conn: Connection) -> str:
-    """Queue the signed snapshot for the other party (the ordinary outbox); its id."""
+def send_to_counterpart(
+    outbox: Outbox, stored: StoredDispute, sender: str, conn: Connection
+) -> str:
+    """Queue the signed snapshot for the other party's inbox; its id."""
     recipient = counterpart_of(stored.dispute, sender)
-    env = _envelope(gw, stored, sender, recipient)
-    message = signed_message(gw, env, case_ref=stored.dispute.case_ref)
-    gw.ledger.record([message], conn)
+    message = outbox.sign(
+        _envelope(outbox, stored, sender, recipient), case_ref=stored.dispute.case_ref
+    )
     event = _disclosure(stored, sender, message.message_id, message.digest, recipient)
-    if event is not None:
-        audit.append(gw.ledger, [event], conn)
+    outbox.queue(conn, [message], [event] if event is not None else [])
     return message.message_id
 
 
-def notice_targets(body: Dispute) -> tuple[str, ...]:
-    """Which escalation queues hear of the dispute's current stage or resolution."""
+def notice_targets(body: Dispute, regional_involved: bool) -> tuple[str, ...]:
+    """Which escalation queues hear of the dispute's current stage or resolution.
+
+    The regional group, once a dispute has been at its stage, hears of every
+    later stage and of the resolution, so its copy ends as the parties' do.
+    """
     both = parties(body)
+    extra = (REGIONAL,) if regional_involved or body.stage is DisputeStage.REGIONAL_GROUP else ()
     if body.resolved:
-        extra = (REGIONAL,) if body.stage is DisputeStage.REGIONAL_GROUP else ()
         return both + extra
     if body.stage is DisputeStage.REGIONAL_GROUP:
         return (REGIONAL,)
     if body.stage in (DisputeStage.COORDINATORS, DisputeStage.LINE_MANAGERS):
-        return both
+        return both + extra
     return ()
+
+
+def regional_involved(body: Dispute) -> bool:
+    """Whether the dispute has been at the regional group's stage."""
+    return any(e.stage is DisputeStage.REGIONAL_GROUP for e in body.history)
 
 
 @dataclass(frozen=True)
@@ -109,33 +115,29 @@ class QueuedNotice:
 
 
 def queue_notices(
-    gw: Gateway, stored: StoredDispute, sender: str, conn: Connection, now: datetime
+    outbox: Outbox, stored: StoredDispute, sender: str, conn: Connection
 ) -> list[QueuedNotice]:
-    """Sign one notice per target queue and put them in the notice outbox."""
+    """Sign one notice per target escalation queue and queue them in the outbox."""
     queued: list[QueuedNotice] = []
+    signed = []
     events: list[audit.AuditEvent] = []
-    for target in notice_targets(stored.dispute):
+    body = stored.dispute
+    for target in notice_targets(body, regional_involved(body)):
         # The header names an LA; for the regional group's copy it is the other party.
-        recipient = counterpart_of(stored.dispute, sender) if target == REGIONAL else target
-        env = _envelope(gw, stored, sender, recipient)
-        data = gw.signer(sender).sign(envelope_to_element(env))
-        key = routing_key(target, TYPE, sender)
-        conn.execute(
-            insert(dispute_notices).values(
-                sender=sender,
-                dispute_id=stored.dispute.dispute_id,
-                message_id=env.header.message_id,
-                routing_key=key,
-                body=data,
-                created_at=now,
-                attempts=0,
-            )
+        recipient = counterpart_of(body, sender) if target == REGIONAL else target
+        message = outbox.sign(
+            _envelope(outbox, stored, sender, recipient),
+            case_ref=body.case_ref,
+            route=Route.ESCALATION,
+            route_to=target,
         )
-        queued.append(QueuedNotice(env.header.message_id, key))
+        signed.append(message)
+        queued.append(
+            QueuedNotice(message.message_id, routing_key(target, message.message_type, sender))
+        )
         if target != sender:
-            event = _disclosure(stored, sender, env.header.message_id, digest(data), target)
+            event = _disclosure(stored, sender, message.message_id, message.digest, target)
             if event is not None:
                 events.append(event)
-    if events:
-        audit.append(gw.ledger, events, conn)
+    outbox.queue(conn, signed, events)
     return queued

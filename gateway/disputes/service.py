@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
-from gateway.context import Gateway
+from gateway.cases.identity import correlation_id
 from gateway.disputes import escalations, ladder, store
 from gateway.disputes.calendar import WorkingCalendar
 from gateway.disputes.messages import counterpart_of, queue_notices, send_to_counterpart
 from gateway.disputes.store import StoredDispute
 from gateway.errors import NotFoundError, PolicyRefusal
+from gateway.feature import Kit
 from gateway.model import (
     Dispute,
     DisputeAction,
@@ -35,7 +36,6 @@ from gateway.model import (
     LegalBasis,
     LineManager,
 )
-from gateway.services.signing import correlation_id
 from gateway.transport.topology import REGIONAL
 
 CLOCK_ACTOR = "cafgw"
@@ -92,18 +92,18 @@ class DisputeView:
         return self.raised_by.la_code, self.against.la_code
 
 
-def _now(gw: Gateway, now: datetime | None = None) -> datetime:
-    return (now or gw.clock()).astimezone(UTC).replace(microsecond=0)
+def _now(kit: Kit, now: datetime | None = None) -> datetime:
+    return (now or kit.clock()).astimezone(UTC).replace(microsecond=0)
 
 
-def _calendar(gw: Gateway) -> WorkingCalendar:
-    return WorkingCalendar.from_settings(gw.settings.disputes)
+def _calendar(kit: Kit) -> WorkingCalendar:
+    return WorkingCalendar.from_settings(kit.settings.disputes)
 
 
-def stage_deadline(gw: Gateway, stage: DisputeStage, start: datetime) -> datetime:
+def stage_deadline(kit: Kit, stage: DisputeStage, start: datetime) -> datetime:
     """When ``stage``, entered at ``start``, escalates by itself."""
-    days = gw.settings.disputes.working_days[stage.value]
-    return _calendar(gw).deadline(start, days)
+    days = kit.settings.disputes.working_days[stage.value]
+    return _calendar(kit).deadline(start, days)
 
 
 def _view(stored: StoredDispute, overdue_escalations: int, now: datetime) -> DisputeView:
@@ -133,18 +133,18 @@ def _view(stored: StoredDispute, overdue_escalations: int, now: datetime) -> Dis
     )
 
 
-def _views(gw: Gateway, stored: Sequence[StoredDispute]) -> list[DisputeView]:
+def _views(kit: Kit, stored: Sequence[StoredDispute]) -> list[DisputeView]:
     owners = sorted({s.authority for s in stored})
-    overdue = escalations.overdue_counts(gw, owners) if owners else {}
-    now = _now(gw)
+    overdue = escalations.overdue_counts(kit.ledger, owners) if owners else {}
+    now = _now(kit)
     return [_view(s, overdue.get((s.authority, s.dispute.dispute_id), 0), now) for s in stored]
 
 
-def _party(gw: Gateway, given: PartyInput) -> DisputeParty:
+def _party(kit: Kit, given: PartyInput) -> DisputeParty:
     manager = given.line_manager
     if manager is None:
         # Authority teams report to the line manager named in authorities.yaml.
-        contact = gw.settings.directory.get(given.la_code).line_manager
+        contact = kit.settings.directory.get(given.la_code).line_manager
         manager = LineManager(name=contact.name, email=contact.email, role=contact.role)
     return DisputeParty(
         name=given.name,
@@ -155,8 +155,8 @@ def _party(gw: Gateway, given: PartyInput) -> DisputeParty:
     )
 
 
-def _hosted(gw: Gateway, authority: str) -> None:
-    if authority not in gw.hosted:
+def _hosted(kit: Kit, authority: str) -> None:
+    if authority not in kit.hosted:
         raise NotFoundError(f"authority {authority} is not hosted by this gateway")
 
 
@@ -172,9 +172,9 @@ def _required(value: str | None, name: str) -> str:
     return value.strip()
 
 
-def raise_dispute(gw: Gateway, authority: str, request: NewDispute) -> DisputeView:
+def raise_dispute(kit: Kit, authority: str, request: NewDispute) -> DisputeView:
     """Record a new dispute raised by a practitioner of ``authority`` and tell the other party."""
-    _hosted(gw, authority)
+    _hosted(kit, authority)
     if request.raised_by.la_code != authority:
         raise PolicyRefusal(
             "dispute.raised-by",
@@ -185,7 +185,7 @@ def raise_dispute(gw: Gateway, authority: str, request: NewDispute) -> DisputeVi
         raise PolicyRefusal(
             "dispute.counterpart", "a dispute is between practitioners of two different authorities"
         )
-    if other not in gw.settings.directory:
+    if other not in kit.settings.directory:
         raise PolicyRefusal("dispute.counterpart", f"authority {other} is not in authorities.yaml")
     if request.consent_ref:
         basis, consent = LegalBasis.CONSENT, request.consent_ref.strip()
@@ -197,21 +197,21 @@ def raise_dispute(gw: Gateway, authority: str, request: NewDispute) -> DisputeVi
             "give the consent reference the case is shared under (consent_ref), or state "
             "explicitly that the dispute carries no personal data (no_personal_data)",
         )
-    now = _now(gw)
-    raiser = _party(gw, request.raised_by)
+    now = _now(kit)
+    raiser = _party(kit, request.raised_by)
     body = Dispute(
         dispute_id=f"DSP-{authority}-{uuid.uuid4().hex[:16]}",
         case_ref=_required(request.case_ref, "case_ref"),
         subject=_required(request.subject, "subject"),
         asked=_required(request.asked, "asked"),
         raised_by=raiser,
-        against=_party(gw, request.against),
+        against=_party(kit, request.against),
         stage=DisputeStage.PRACTITIONERS,
-        deadline=stage_deadline(gw, DisputeStage.PRACTITIONERS, now),
+        deadline=stage_deadline(kit, DisputeStage.PRACTITIONERS, now),
         history=(_event(now, DisputeAction.RAISED, raiser.name, DisputeStage.PRACTITIONERS, None),),
         interim_arrangement=request.interim_arrangement,
     )
-    with gw.ledger.transaction() as conn:
+    with kit.ledger.transaction() as conn:
         store.insert_dispute(
             conn,
             authority,
@@ -224,13 +224,11 @@ def raise_dispute(gw: Gateway, authority: str, request: NewDispute) -> DisputeVi
         )
         stored = store.load(conn, authority, body.dispute_id)
         assert stored is not None
-        send_to_counterpart(gw, stored, authority, conn)
-    return _views(gw, [stored])[0]
+        send_to_counterpart(kit.outbox, stored, authority, conn)
+    return _views(kit, [stored])[0]
 
 
-def _open_for_action(
-    gw: Gateway, authority: str, dispute_id: str, conn: Connection
-) -> StoredDispute:
+def _open_for_action(kit: Kit, authority: str, dispute_id: str, conn: Connection) -> StoredDispute:
     stored = store.load(conn, authority, dispute_id, lock=True)
     if stored is None:
         raise NotFoundError(f"dispute {dispute_id} not found")
@@ -241,24 +239,24 @@ def _open_for_action(
     return stored
 
 
-def comment(gw: Gateway, authority: str, dispute_id: str, by: str, text: str) -> DisputeView:
+def comment(kit: Kit, authority: str, dispute_id: str, by: str, text: str) -> DisputeView:
     """Add a comment to an open dispute; the other party receives it."""
-    _hosted(gw, authority)
+    _hosted(kit, authority)
     by, text = _required(by, "by"), _required(text, "text")
-    now = _now(gw)
-    with gw.ledger.transaction() as conn:
-        stored = _open_for_action(gw, authority, dispute_id, conn)
+    now = _now(kit)
+    with kit.ledger.transaction() as conn:
+        stored = _open_for_action(kit, authority, dispute_id, conn)
         event = _event(now, DisputeAction.COMMENTED, by, stored.dispute.stage, text)
         store.add_events(conn, stored.pk, [event], authority)
         store.touch(conn, stored.pk, now)
         fresh = store.load(conn, authority, dispute_id)
         assert fresh is not None
-        send_to_counterpart(gw, fresh, authority, conn)
-    return _views(gw, [fresh])[0]
+        send_to_counterpart(kit.outbox, fresh, authority, conn)
+    return _views(kit, [fresh])[0]
 
 
 def _climb(
-    gw: Gateway,
+    kit: Kit,
     authority: str,
     stored: StoredDispute,
     by: str,
@@ -270,42 +268,42 @@ def _climb(
 ) -> StoredDispute | None:
     """One step up the ladder; None if another process moved it first."""
     old = stored.dispute.stage
-    new = ladder.next_stage(old, regional=gw.settings.disputes.regional_stage)
+    new = ladder.next_stage(old, regional=kit.settings.disputes.regional_stage)
     if new is None:
         raise PolicyRefusal(
             "dispute.top-stage",
             f"dispute {stored.dispute.dispute_id} is already with the line managers of both "
             "parties, the last stage",
         )
-    deadline = stage_deadline(gw, new, now)
+    deadline = stage_deadline(kit, new, now)
     if not store.advance(conn, stored.pk, old, new, deadline, now, only_if_due=only_if_due):
         return None
     event = _event(now, DisputeAction.ESCALATED, by, new, reason)
     store.add_events(conn, stored.pk, [event], authority)
     fresh = store.load(conn, authority, stored.dispute.dispute_id)
     assert fresh is not None
-    send_to_counterpart(gw, fresh, authority, conn)
-    queue_notices(gw, fresh, authority, conn, now)
+    send_to_counterpart(kit.outbox, fresh, authority, conn)
+    queue_notices(kit.outbox, fresh, authority, conn)
     return fresh
 
 
-def escalate(gw: Gateway, authority: str, dispute_id: str, by: str, reason: str) -> DisputeView:
+def escalate(kit: Kit, authority: str, dispute_id: str, by: str, reason: str) -> DisputeView:
     """Either party escalates an open dispute before its deadline, with a reason."""
-    _hosted(gw, authority)
+    _hosted(kit, authority)
     by, reason = _required(by, "by"), _required(reason, "reason")
-    now = _now(gw)
-    with gw.ledger.transaction() as conn:
-        stored = _open_for_action(gw, authority, dispute_id, conn)
-        fresh = _climb(gw, authority, stored, by, reason, now, conn, only_if_due=False)
+    now = _now(kit)
+    with kit.ledger.transaction() as conn:
+        stored = _open_for_action(kit, authority, dispute_id, conn)
+        fresh = _climb(kit, authority, stored, by, reason, now, conn, only_if_due=False)
         if fresh is None:
             raise PolicyRefusal(
                 "dispute.moved", f"dispute {dispute_id} changed meanwhile; look at it again"
             )
-    return _views(gw, [fresh])[0]
+    return _views(kit, [fresh])[0]
 
 
 def resolve(
-    gw: Gateway,
+    kit: Kit,
     authority: str,
     dispute_id: str,
     by: str,
@@ -314,11 +312,11 @@ def resolve(
 ) -> DisputeView:
     """Record the outcome (and any interim arrangement for the child), stop the clock,
     and notify both parties."""
-    _hosted(gw, authority)
+    _hosted(kit, authority)
     by, outcome = _required(by, "by"), _required(outcome, "outcome")
-    now = _now(gw)
-    with gw.ledger.transaction() as conn:
-        stored = _open_for_action(gw, authority, dispute_id, conn)
+    now = _now(kit)
+    with kit.ledger.transaction() as conn:
+        stored = _open_for_action(kit, authority, dispute_id, conn)
         interim = interim_arrangement or stored.dispute.interim_arrangement
         if not store.mark_resolved(conn, stored.pk, outcome, interim, now):
             raise PolicyRefusal("dispute.resolved", f"dispute {dispute_id} was already resolved")
@@ -327,43 +325,43 @@ def resolve(
         escalations.close_for_dispute(conn, authority, dispute_id)
         fresh = store.load(conn, authority, dispute_id)
         assert fresh is not None
-        send_to_counterpart(gw, fresh, authority, conn)
-        queue_notices(gw, fresh, authority, conn, now)
-    return _views(gw, [fresh])[0]
+        send_to_counterpart(kit.outbox, fresh, authority, conn)
+        queue_notices(kit.outbox, fresh, authority, conn)
+    return _views(kit, [fresh])[0]
 
 
-def escalate_due(gw: Gateway, now: datetime | None = None, limit: int = 100) -> int:
+def escalate_due(kit: Kit, now: datetime | None = None, limit: int = 100) -> int:
     """Escalate every open dispute owned here whose stage deadline has passed.
 
     Safe with several gateway processes on one ledger: the stage moves by a
     conditional update, so exactly one process escalates each dispute.
     """
-    moment = _now(gw, now)
-    with gw.ledger.transaction() as conn:
-        candidates = store.due(conn, gw.hosted, moment, limit)
+    moment = _now(kit, now)
+    with kit.ledger.transaction() as conn:
+        candidates = store.due(conn, kit.hosted, moment, limit)
     done = 0
     for pk, authority, dispute_id, stage in candidates:
-        with gw.ledger.transaction() as conn:
+        with kit.ledger.transaction() as conn:
             stored = store.load(conn, authority, dispute_id)
             if stored is None or stored.pk != pk or stored.dispute.stage is not stage:
                 continue
             reason = f"the {stage.value.lower().replace('_', ' ')} stage deadline passed"
-            if _climb(gw, authority, stored, CLOCK_ACTOR, reason, moment, conn, only_if_due=True):
+            if _climb(kit, authority, stored, CLOCK_ACTOR, reason, moment, conn, only_if_due=True):
                 done += 1
     return done
 
 
-def get_dispute(gw: Gateway, viewer: str, dispute_id: str) -> DisputeView:
+def get_dispute(kit: Kit, viewer: str, dispute_id: str) -> DisputeView:
     """``viewer``'s copy (an LA code or ``regional``); NotFoundError for anyone else."""
-    with gw.ledger.transaction() as conn:
+    with kit.ledger.transaction() as conn:
         stored = store.load(conn, viewer, dispute_id)
     if stored is None:
         raise NotFoundError(f"dispute {dispute_id} not found")
-    return _views(gw, [stored])[0]
+    return _views(kit, [stored])[0]
 
 
 def list_disputes(
-    gw: Gateway,
+    kit: Kit,
     viewers: Sequence[str] | None,
     *,
     stage: DisputeStage | None = None,
@@ -373,20 +371,20 @@ def list_disputes(
     limit: int = 500,
 ) -> list[DisputeView]:
     """Copies held for ``viewers`` (None: all, for an admin), filtered."""
-    with gw.ledger.transaction() as conn:
+    with kit.ledger.transaction() as conn:
         stored = store.load_many(
             conn, viewers, stage=stage, resolved=resolved, involving=involving, limit=limit
         )
-    views = _views(gw, stored)
+    views = _views(kit, stored)
     if overdue is not None:
         views = [v for v in views if v.overdue == overdue]
     return views
 
 
-def open_disputes(gw: Gateway, authority: str) -> list[DisputeView]:
+def open_disputes(kit: Kit, authority: str) -> list[DisputeView]:
     """Unresolved disputes of ``authority`` (an LA code or ``regional``), for the dashboard;
     ``overdue`` marks those whose escalation went unacknowledged or whose last stage passed."""
-    return list_disputes(gw, [authority], resolved=False)
+    return list_disputes(kit, [authority], resolved=False)
 
 
 def counterpart(view: DisputeView) -> str | None:

@@ -1,4 +1,4 @@
-"""Dispute tables, on the ledger's metadata (created with the ledger's schema).
+"""Dispute tables, on a schema of their own (the ledger creates it with the feature).
 
 Each hosted authority keeps its own copy of a dispute it is party to
 (``authority`` = that party's code; ``regional`` for the regional group's
@@ -17,13 +17,14 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 
-from gateway.ledger.tables import metadata
+metadata = MetaData()
 
 # The current state of a dispute as one party (or the regional group) knows it.
 disputes = Table(
@@ -71,25 +72,6 @@ dispute_events = Table(
     Column("source", String(16), nullable=False),
     UniqueConstraint("dispute_pk", "event_key", name="uq_dispute_event"),
 )
-
-# Escalation notices to publish on the escalation exchange (a transactional
-# outbox: written with the escalation, published by the worker, once).
-dispute_notices = Table(
-    "dispute_notices",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("sender", String(3), nullable=False),
-    Column("dispute_id", String(200), nullable=False),
-    Column("message_id", String(64), nullable=False, unique=True),
-    Column("routing_key", String(64), nullable=False),
-    Column("body", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("claimed_until", DateTime(timezone=True)),
-    Column("published_at", DateTime(timezone=True)),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("last_error", Text),
-)
-Index("ix_dispute_notices_due", dispute_notices.c.published_at, dispute_notices.c.sender)
 
 # Escalations received for an authority's (or the regional group's) people, until
 # they acknowledge them: the line managers' delivery record.

@@ -178,11 +178,15 @@ def activate_rotation(
             f"{folder}: no staged key for {code}; run cafgw keys rotate --authority {code} first"
         )
     # The staged pair must belong together, or the gateway could not start.
-    staged = load_private_key(next_key).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    staged = (
+        load_private_key(next_key)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    cert_key = load_certificate(next_cert).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    cert_key = (
+        load_certificate(next_cert)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     if staged != cert_key:
         raise ConfigError(f"{next_cert} does not belong to {next_key}; stage the rotation again")

@@ -18,6 +18,7 @@ from typing import Any, Self
 from sqlalchemy import (
     Connection,
     Engine,
+    MetaData,
     create_engine,
     event,
     insert,
@@ -32,7 +33,7 @@ from gateway.ledger.records import (
     MessageRecord,
     NewMessage,
 )
-from gateway.ledger.status import Direction, Status
+from gateway.ledger.status import Direction, Route, Status
 from gateway.ledger.tables import history, messages, metadata
 from gateway.private_files import create_private_file, make_private_dir, tighten
 
@@ -98,17 +99,23 @@ class LedgerCore:
         self.audit_key = audit_key
 
     @classmethod
-    def open(cls, url: str, clock: Clock = utc_now, audit_key: bytes | None = None) -> Self:
+    def open(
+        cls,
+        url: str,
+        clock: Clock = utc_now,
+        audit_key: bytes | None = None,
+        schemas: Sequence[MetaData] = (),
+    ) -> Self:
+        """The ledger at ``url``, with its own tables and those of ``schemas`` created."""
         ledger = cls(make_engine(url), clock, audit_key)
-        ledger.create_schema()
+        ledger.create_schema(schemas)
         return ledger
 
-    def create_schema(self) -> None:
-        from gateway import features  # noqa: PLC0415 - features add their tables to the metadata
-
-        features.load()
+    def create_schema(self, schemas: Sequence[MetaData] = ()) -> None:
+        """Create the ledger's tables and the given features' tables (idempotent)."""
         with self.transaction() as conn:
-            metadata.create_all(conn)
+            for schema in (metadata, *schemas):
+                schema.create_all(conn)
 
     def ping(self) -> None:
         with self.transaction() as conn:
@@ -165,6 +172,9 @@ class LedgerCore:
                     "receipt_due": item.receipt_due,
                     "child_key": item.child_key,
                     "restricted": False,
+                    "route": item.route.value,
+                    "route_to": item.route_to,
+                    "content_digest": item.content_digest,
                 }
             )
         result = conn.execute(
@@ -299,6 +309,8 @@ class LedgerCore:
             messages.c.updated_at,
             messages.c.next_attempt_at,
             messages.c.restricted,
+            messages.c.route,
+            messages.c.route_to,
         )
 
     @staticmethod
@@ -323,6 +335,8 @@ class LedgerCore:
             updated_at=as_utc(r[16]),
             next_attempt_at=as_utc(r[17]) if r[17] else None,
             restricted=bool(r[18]),
+            route=Route(r[19]),
+            route_to=r[20],
         )
 
 

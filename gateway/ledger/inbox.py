@@ -16,7 +16,7 @@ from gateway.ledger.records import (
     InboxItem,
     ReceiptDue,
 )
-from gateway.ledger.status import IN_INBOX, Direction, Status
+from gateway.ledger.status import IN_INBOX, Direction, Route, Status
 from gateway.ledger.tables import messages
 
 
@@ -73,6 +73,29 @@ class InboundQueries(LedgerCore):
                 found[(sender, message_id)] = InboundSeen(pk, digest, Status(status), receipt_id)
         return found
 
+    def same_content(
+        self, conn: Connection, authority: str, sender: str, digests: Sequence[str]
+    ) -> dict[str, str]:
+        """Content digest -> the id of an inbound message from ``sender`` that already
+        carried that content to ``authority`` (quarantined ones do not count)."""
+        if not digests:
+            return {}
+        rows = conn.execute(
+            select(messages.c.content_digest, messages.c.message_id)
+            .where(
+                messages.c.direction == Direction.INBOUND.value,
+                messages.c.authority == authority,
+                messages.c.sender == sender,
+                messages.c.content_digest.in_(list(set(digests))),
+                messages.c.status != Status.QUARANTINED.value,
+            )
+            .order_by(messages.c.id)
+        ).all()
+        found: dict[str, str] = {}
+        for content, message_id in rows:
+            found.setdefault(content, message_id)
+        return found
+
     def inbox(
         self, authority: str, limit: int = 100, include_restricted: bool = False
     ) -> list[InboxItem]:
@@ -95,6 +118,7 @@ class InboundQueries(LedgerCore):
                 messages.c.authority == authority,
                 messages.c.status.in_([s.value for s in IN_INBOX]),
                 messages.c.message_type != "Receipt",
+                messages.c.route == Route.INBOX.value,
             )
             .order_by(messages.c.id)
             .limit(limit)

@@ -5,17 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import (
-    select,
-    update,
-)
+from sqlalchemy import and_, or_, select, update
 
 from gateway.ledger.core import LedgerCore
 from gateway.ledger.records import (
     MessageRecord,
     OutboxItem,
 )
-from gateway.ledger.status import OUTBOX_STATES, Direction, Status
+from gateway.ledger.status import OUTBOX_STATES, Direction, Route, Status
 from gateway.ledger.tables import messages
 
 # A receipt came back for these (whatever it said).
@@ -27,30 +24,71 @@ class OutboundQueries(LedgerCore):
 
     # --- outbound -----------------------------------------------------------
 
-    def outbox(self, limit: int, senders: Sequence[str] | None = None) -> list[OutboxItem]:
-        """Signed outbound messages waiting to be published, oldest first."""
-        query = (
-            select(
-                messages.c.id,
-                messages.c.message_id,
-                messages.c.sender,
-                messages.c.recipient,
-                messages.c.message_type,
-                messages.c.body,
-                messages.c.attempts,
-            )
-            .where(
-                messages.c.direction == Direction.OUTBOUND.value,
-                messages.c.status.in_([s.value for s in OUTBOX_STATES]),
-            )
-            .order_by(messages.c.id)
-            .limit(limit)
+    def claim_outbox(
+        self,
+        limit: int,
+        senders: Sequence[str] | None,
+        now: datetime,
+        lease_until: datetime,
+    ) -> list[OutboxItem]:
+        """Claim up to ``limit`` signed messages waiting to be published, oldest first.
+
+        A claim is a lease (``claimed_until``) taken by a conditional update, so
+        two processes on one ledger (a running gateway and ``cafgw send``, or two
+        gateway processes) never publish the same row; a claim left by a process
+        that died lapses at ``lease_until`` and the row is published again.
+        """
+        free = or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)
+        waiting = and_(
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.status.in_([s.value for s in OUTBOX_STATES]),
+            free,
         )
+        query = select(messages.c.id).where(waiting).order_by(messages.c.id).limit(limit)
         if senders is not None:
             query = query.where(messages.c.authority.in_(list(senders)))
         with self.transaction() as conn:
-            rows = conn.execute(query).all()
-        return [OutboxItem(r[0], r[1], r[2], r[3], r[4], bytes(r[5] or b""), r[6]) for r in rows]
+            candidates = [int(r[0]) for r in conn.execute(query).all()]
+            if not candidates:
+                return []
+            won = {
+                int(r[0])
+                for r in conn.execute(
+                    update(messages)
+                    .where(messages.c.id.in_(candidates), waiting)
+                    .values(claimed_until=lease_until)
+                    .returning(messages.c.id)
+                ).all()
+            }
+            rows = conn.execute(
+                select(
+                    messages.c.id,
+                    messages.c.message_id,
+                    messages.c.sender,
+                    messages.c.recipient,
+                    messages.c.message_type,
+                    messages.c.body,
+                    messages.c.attempts,
+                    messages.c.route,
+                    messages.c.route_to,
+                )
+                .where(messages.c.id.in_(list(won)))
+                .order_by(messages.c.id)
+            ).all()
+        return [
+            OutboxItem(
+                r[0], r[1], r[2], r[3], r[4], bytes(r[5] or b""), r[6], Route(r[7]), r[8] or r[3]
+            )
+            for r in rows
+        ]
+
+    def release_claims(self, pks: Sequence[int]) -> None:
+        """Give claimed rows back to the outbox at once (their publish failed)."""
+        if pks:
+            with self.transaction() as conn:
+                conn.execute(
+                    update(messages).where(messages.c.id.in_(list(pks))).values(claimed_until=None)
+                )
 
     def mark_sent(
         self, pks: Sequence[int], next_attempt_at: datetime | None, reason: str | None = None
@@ -69,6 +107,7 @@ class OutboundQueries(LedgerCore):
             reason,
             attempts=messages.c.attempts + 1,
             next_attempt_at=next_attempt_at,
+            claimed_until=None,
         )
 
     def receipt_overdue(self, now: datetime, limit: int) -> list[MessageRecord]:
@@ -88,11 +127,16 @@ class OutboundQueries(LedgerCore):
             return [self._to_record(r) for r in conn.execute(query).all()]
 
     def mark_delivered(
-        self, authority: str, receipted: Sequence[tuple[str, str, Status, str | None]]
+        self,
+        authority: str,
+        receipted: Sequence[tuple[str, str, Status, str | None]],
+        receipt_from: str,
     ) -> int:
         """Apply receipt items ``(message_id, digest, status, reason)`` to ``authority``'s sends.
 
-        Only an item whose digest equals the digest we sent counts; returns
+        Only messages sent to ``receipt_from`` (the receipt's verified signer)
+        can be settled by its receipt, and only an item whose digest equals
+        the digest we sent counts; returns
         how many messages changed. ACKNOWLEDGED and UNDELIVERABLE are final;
         a DELIVERED message may still be reported UNDELIVERABLE later (the
         recipient's local system never acknowledged it), nothing else moves it.
@@ -110,6 +154,7 @@ class OutboundQueries(LedgerCore):
                     select(messages.c.id, messages.c.message_id, messages.c.digest).where(
                         messages.c.direction == Direction.OUTBOUND.value,
                         messages.c.authority == authority,
+                        messages.c.route_to == receipt_from,
                         messages.c.message_id.in_(ids[start : start + 500]),
                     )
                 ).all():

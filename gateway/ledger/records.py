@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.ledger.status import Direction, Status
+from gateway.ledger.status import Direction, Route, Status
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,13 @@ class NewMessage:
     body: bytes | None = None
     receipt_due: bool = False
     child_key: str | None = None
+    route: Route = Route.INBOX
+    # The owner of the queue it is published to / was consumed from: the
+    # recipient for an inbox, the LA or "regional" for an escalation queue.
+    route_to: str | None = None
+    # SHA-256 of the canonical body alone (no header): the same local record
+    # sent again has the same content digest, whatever its message id.
+    content_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,8 @@ class MessageRecord:
     updated_at: datetime
     next_attempt_at: datetime | None
     restricted: bool
+    route: Route = Route.INBOX
+    route_to: str | None = None
     history: tuple[HistoryEntry, ...] = ()
 
 
@@ -71,6 +80,8 @@ class OutboxItem:
     message_type: str
     body: bytes
     attempts: int
+    route: Route
+    route_to: str  # the queue owner it is routed to (the recipient, or "regional")
 
 
 @dataclass(frozen=True)

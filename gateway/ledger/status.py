@@ -57,3 +57,10 @@ FINAL_STATES = frozenset(
         Status.WITHDRAWN,
     }
 )
+
+
+class Route(StrEnum):
+    """Which exchange a message travels on, and so which queue it is consumed from."""
+
+    INBOX = "inbox"  # caf.exchange -> the recipient's inbox queue
+    ESCALATION = "escalation"  # caf.escalation -> an escalation queue (an LA's or regional)

@@ -28,7 +28,8 @@ messages = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("message_id", String(64), nullable=False),
     Column("direction", String(8), nullable=False),
-    Column("authority", String(3), nullable=False),
+    # a hosted LA, or "regional" for what the regional group's queue received
+    Column("authority", String(16), nullable=False),
     Column("sender", String(16), nullable=False),
     Column("recipient", String(16), nullable=False),
     Column("message_type", String(32), nullable=False),
@@ -48,6 +49,12 @@ messages = Table(
     Column("receipt_message_id", String(36)),
     Column("child_key", String(64)),
     Column("restricted", Boolean, nullable=False, default=False),
+    # inbox or escalation (gateway.ledger.status.Route), and the queue owner
+    Column("route", String(16), nullable=False, default="inbox"),
+    Column("route_to", String(16)),
+    Column("content_digest", String(64)),
+    # a publisher's lease on an outbox row, so two processes never publish it both
+    Column("claimed_until", DateTime(timezone=True)),
     # The same id with another digest is kept as a separate (quarantined) row.
     UniqueConstraint("direction", "authority", "sender", "message_id", "digest", name="uq_message"),
 )

@@ -11,41 +11,44 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
-from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
+from gateway.feature import ApplyContext, Effect, Feature, Received
 from gateway.ledger.status import Direction
 from gateway.ledger.tables import messages
-from gateway.lifecycle import outcomes, sender
-from gateway.lifecycle import tables as _tables  # noqa: F401 - tables join the ledger metadata
+from gateway.lifecycle import outcomes, sender, tables
 from gateway.model import (
-    Envelope,
     MessageType,
     Notification,
     NotificationType,
     RecallReason,
     Receipt,
 )
-from gateway.services import apply
 
 log = logging.getLogger(__name__)
 
 RULE_NOT_THE_RECIPIENT = "recall.not-ours-from-another-authority"
 
 
-def on_receipt(gw: Gateway, authority: str, env: Envelope, conn: Connection) -> None:
-    assert isinstance(env.body, Receipt)
-    outcomes.apply_receipt(
-        conn, authority, env.header.sender, env.header.message_id, env.body, gw.clock()
-    )
+def on_receipt(ctx: ApplyContext, msg: Received) -> Effect:
+    receipt = msg.env.body
+    assert isinstance(receipt, Receipt)
+
+    def effect() -> None:
+        outcomes.apply_receipt(
+            ctx.conn, msg.authority, msg.sender, msg.message_id, receipt, ctx.now
+        )
+
+    return effect
 
 
-def on_misdirected(gw: Gateway, authority: str, env: Envelope, conn: Connection) -> None:
-    body = env.body
+def on_misdirected(ctx: ApplyContext, msg: Received) -> Effect | None:
+    body = msg.env.body
     assert isinstance(body, Notification)
     if body.type != NotificationType.MISDIRECTED:
-        return
+        return None
+    env, conn, authority = msg.env, ctx.conn, msg.authority
     header = env.header
     original = header.in_reply_to
     sent_to = conn.execute(
@@ -61,20 +64,27 @@ def on_misdirected(gw: Gateway, authority: str, env: Envelope, conn: Connection)
             f"message {header.message_id}: {header.sender} says a message was not for it, "
             f"but {authority} did not send it that message",
         )
-    try:
-        sender.recall(
-            gw,
-            authority,
-            original,
-            RecallReason.MISDIRECTED,
-            f"{header.sender} said it was not theirs (notice {header.message_id})",
-            actor=f"not ours ({header.sender})",
-            conn=conn,
-        )
-    except PolicyRefusal as done:
-        # Already recalled, or it never left: nothing more to do; the notice is recorded.
-        log.info("not-ours notice %s: %s", header.message_id, done.rule)
+
+    def effect() -> None:
+        try:
+            sender.recall(
+                ctx.kit,
+                authority,
+                original,
+                RecallReason.MISDIRECTED,
+                f"{header.sender} said it was not theirs (notice {header.message_id})",
+                actor=f"not ours ({header.sender})",
+                conn=conn,
+            )
+        except PolicyRefusal as done:
+            # Already recalled, or it never left: nothing more to do; the notice is recorded.
+            log.info("not-ours notice %s: %s", header.message_id, done.rule)
+
+    return effect
 
 
-apply.register(MessageType.RECEIPT, on_receipt)
-apply.register(MessageType.NOTIFICATION, on_misdirected)
+FEATURE = Feature(
+    name="lifecycle",
+    tables=(tables.metadata,),
+    appliers={MessageType.RECEIPT: on_receipt, MessageType.NOTIFICATION: on_misdirected},
+)

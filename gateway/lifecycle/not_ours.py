@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from gateway.context import Gateway
 from gateway.errors import NotFoundError
+from gateway.feature import Kit
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.model import Audience, Detail, LegalBasis, Notification, NotificationType, Purpose
-from gateway.services.signing import new_envelope, signed_message
+from gateway.outbox import new_envelope
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,10 @@ class NotOurs:
     withdrawn: bool
 
 
-def not_ours(gw: Gateway, authority: str, message_id: str, actor: str) -> NotOurs:
+def not_ours(kit: Kit, authority: str, message_id: str, actor: str) -> NotOurs:
     """Tell the sender of ``message_id`` (received by ``authority``) that it was not ours."""
-    gw.signer(authority)
-    with gw.ledger.transaction() as conn:
+    kit.outbox.signer(authority)
+    with kit.ledger.transaction() as conn:
         row = conn.execute(
             select(messages).where(
                 messages.c.authority == authority,
@@ -46,7 +46,7 @@ def not_ours(gw: Gateway, authority: str, message_id: str, actor: str) -> NotOur
         if row is None:
             raise NotFoundError(f"message {message_id} not found")
         m = row._mapping
-        moved = gw.ledger.transition_from(
+        moved = kit.ledger.transition_from(
             [m["id"]],
             (Status.VERIFIED, Status.REPLAYED),
             Status.WITHDRAWN,
@@ -56,7 +56,7 @@ def not_ours(gw: Gateway, authority: str, message_id: str, actor: str) -> NotOur
         )
         conn.execute(update(messages).where(messages.c.id == m["id"]).values(restricted=True))
         env = new_envelope(
-            gw.clock,
+            kit.clock,
             sender=authority,
             recipient=m["sender"],
             body=Notification(
@@ -71,9 +71,9 @@ def not_ours(gw: Gateway, authority: str, message_id: str, actor: str) -> NotOur
             purpose=Purpose.COORDINATION,
             in_reply_to=m["message_id"],
         )
-        gw.ledger.record([signed_message(gw, env)], conn)
+        kit.ledger.record([kit.outbox.sign(env)], conn)
         if not moved:
-            gw.ledger.note(
+            kit.ledger.note(
                 m["id"],
                 Status(m["status"]),
                 f"not ours ({actor}): the sender was asked to recall it",

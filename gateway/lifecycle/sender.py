@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from gateway.context import Gateway
+from gateway.crossborder import consent_store
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import header_from_element
 from gateway.errors import NotFoundError, PolicyRefusal
+from gateway.feature import Kit
 from gateway.ledger import audit
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
@@ -37,11 +38,11 @@ from gateway.model import (
     Recall,
     RecallReason,
 )
-from gateway.policy import consent_register, sharing, special_category
+from gateway.outbox import disclosure, new_envelope
+from gateway.policy import consent as consent_rules
+from gateway.policy import sharing, special_category
 from gateway.policy.child import child_key
 from gateway.policy.config import policy_of
-from gateway.services.outcomes import disclosure
-from gateway.services.signing import new_envelope, signed_message
 
 RULE_NOT_RECALLABLE = "recall.not-recallable"
 RULE_ALREADY = "recall.already-recalled"
@@ -101,7 +102,7 @@ def _recalled(conn: Connection, authority: str, message_id: str) -> str | None:
 
 def _remember(
     conn: Connection,
-    gw: Gateway,
+    kit: Kit,
     authority: str,
     kind: str,
     message_id: str,
@@ -120,14 +121,14 @@ def _remember(
             recipient=original["recipient"],
             reason=reason,
             actor=actor[:128],
-            requested_at=gw.clock(),
+            requested_at=kit.clock(),
             **outcome,
         )
     )
 
 
 def recall(
-    gw: Gateway,
+    kit: Kit,
     authority: str,
     message_id: str,
     reason: RecallReason,
@@ -136,15 +137,15 @@ def recall(
     conn: Connection | None = None,
 ) -> Sent:
     """Recall ``authority``'s message ``message_id`` from its recipient."""
-    gw.signer(authority)
+    kit.outbox.signer(authority)
     if conn is None:
-        with gw.ledger.transaction() as own:
-            return recall(gw, authority, message_id, reason, explanation, actor, own)
-    return _recall(gw, conn, authority, message_id, reason, explanation, actor)
+        with kit.ledger.transaction() as own:
+            return recall(kit, authority, message_id, reason, explanation, actor, own)
+    return _recall(kit, conn, authority, message_id, reason, explanation, actor)
 
 
 def _recall(
-    gw: Gateway,
+    kit: Kit,
     conn: Connection,
     authority: str,
     message_id: str,
@@ -165,22 +166,22 @@ def _recall(
         )
     why = f"recalled by {actor}: {reason.value}" + (f" ({explanation})" if explanation else "")
     if status in UNSENT:
-        moved = gw.ledger.transition_from(
+        moved = kit.ledger.transition_from(
             [original["id"]], UNSENT, Status.WITHDRAWN, f"{why}; withdrawn before sending", conn
         )
         if moved:
             _remember(
-                conn, gw, authority, "RECALL", original["message_id"], original,
+                conn, kit, authority, "RECALL", original["message_id"], original,
                 reason.value, actor, outcome="WITHDRAWN", action="WITHDRAWN",
                 outcome_reason="withdrawn from the outbox before it was sent",
-                outcome_at=gw.clock(),
+                outcome_at=kit.clock(),
             )  # fmt: skip
             return Sent(
                 original["message_id"], original["recipient"], Status.WITHDRAWN, None,
                 "withdrawn from the outbox before it was sent",
             )  # fmt: skip
     env = new_envelope(
-        gw.clock,
+        kit.clock,
         sender=authority,
         recipient=original["recipient"],
         body=Recall(
@@ -190,16 +191,14 @@ def _recall(
         legal_basis=LegalBasis.NO_PERSONAL_DATA,
         in_reply_to=original["message_id"],
     )
-    message = signed_message(
-        gw, env, case_ref=original["case_ref"], child_key=original["child_key"]
-    )
-    gw.ledger.record([message], conn)
-    gw.ledger.note(
+    message = kit.outbox.sign(env, case_ref=original["case_ref"], child_key=original["child_key"])
+    kit.ledger.record([message], conn)
+    kit.ledger.note(
         original["id"], Status.RECALLED, f"{why}; recall {env.header.message_id} sent", conn
     )
-    _remember(conn, gw, authority, "RECALL", env.header.message_id, original, reason.value, actor)
+    _remember(conn, kit, authority, "RECALL", env.header.message_id, original, reason.value, actor)
     audit.append(
-        gw.ledger,
+        kit.ledger,
         [
             audit.AuditEvent(
                 actor=actor[:128],
@@ -242,8 +241,8 @@ def _head(conn: Connection, authority: str, original: Any) -> Any:
     raise PolicyRefusal("correction.chain", "the correction chain is too long")
 
 
-def _for_purpose(body: Replacement, purpose: Purpose | None, gw: Gateway) -> Replacement:
-    policy = policy_of(gw.settings)
+def _for_purpose(body: Replacement, purpose: Purpose | None, kit: Kit) -> Replacement:
+    policy = policy_of(kit.settings)
     if isinstance(body, Assessment):
         return special_category.assessment_for(body, purpose, policy)
     if isinstance(body, ConsentChange):
@@ -254,7 +253,7 @@ def _for_purpose(body: Replacement, purpose: Purpose | None, gw: Gateway) -> Rep
 
 
 def correct(
-    gw: Gateway,
+    kit: Kit,
     authority: str,
     message_id: str,
     replacement: Replacement,
@@ -262,9 +261,9 @@ def correct(
     actor: str = "gateway",
 ) -> Sent:
     """Send a correction superseding ``message_id`` (or the latest correction of it)."""
-    gw.signer(authority)
-    limits = gw.settings.limits
-    with gw.ledger.transaction() as conn:
+    kit.outbox.signer(authority)
+    limits = kit.settings.limits
+    with kit.ledger.transaction() as conn:
         first = _original(conn, authority, message_id)
         head = _head(conn, authority, first)
         for version in {first["message_id"], head["message_id"]}:
@@ -298,10 +297,10 @@ def correct(
                 f"message {head['message_id']} carried no personal data; its correction may not",
             )
         if basis == LegalBasis.CONSENT and key is not None:
-            consent = consent_register.effective(consent_register.entries(conn, authority, key))
+            consent = consent_rules.effective(consent_store.entries(conn, authority, key))
             refusal = sharing.covers(
                 consent,
-                policy_of(gw.settings),
+                policy_of(kit.settings),
                 authority,
                 head["recipient"],
                 before.purpose or Purpose.SHARE_CROSS_BORDER,
@@ -312,10 +311,10 @@ def correct(
         body = Correction(
             MessageRef(head["message_id"], head["digest"] or ""),
             explanation,
-            _for_purpose(replacement, before.purpose, gw),
+            _for_purpose(replacement, before.purpose, kit),
         )
         env = new_envelope(
-            gw.clock,
+            kit.clock,
             sender=authority,
             recipient=head["recipient"],
             body=body,
@@ -327,21 +326,20 @@ def correct(
             in_reply_to=head["message_id"],
         )
         personal = basis != LegalBasis.NO_PERSONAL_DATA
-        message = signed_message(
-            gw,
+        message = kit.outbox.sign(
             env,
             case_ref=getattr(replacement, "case_ref", None) or head["case_ref"],
             child_key=key if personal else None,
         )
-        gw.ledger.record([message], conn)
-        gw.ledger.note(
+        kit.ledger.record([message], conn)
+        kit.ledger.note(
             head["id"],
             Status.SUPERSEDED,
             f"superseded by correction {env.header.message_id} ({actor})",
             conn,
         )
         _remember(
-            conn, gw, authority, "CORRECTION", env.header.message_id, head, "CORRECTION", actor
+            conn, kit, authority, "CORRECTION", env.header.message_id, head, "CORRECTION", actor
         )
         events = [disclosure(message, actor[:128])] if personal else []
         if before.safeguarding is not None:
@@ -357,7 +355,7 @@ def correct(
                     detail=f"correction of {head['message_id']}, under its approval",
                 )
             )
-        audit.append(gw.ledger, events, conn)
+        audit.append(kit.ledger, events, conn)
     return Sent(
         head["message_id"], head["recipient"], Status.SIGNED, env.header.message_id,
         f"correction sent to {head['recipient']}"

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
-from gateway.ledger.tables import metadata
+metadata = MetaData()
 
 # One row per recall or correction this authority sent (one recipient each).
 recalls = Table(

@@ -23,7 +23,7 @@ import pika.exceptions
 
 from gateway.errors import TransportError
 from gateway.settings import Settings
-from gateway.transport.rabbit import topology_for
+from gateway.transport.topology import topology_for
 
 _PIKA_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, OSError)
 # A passive declare of a queue that does not exist closes the channel with 404.

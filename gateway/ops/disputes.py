@@ -34,7 +34,7 @@ def open_disputes(gw: Gateway, authorities: Sequence[str]) -> list[DisputeLine]:
             overdue=d.overdue,
         )
         for code in authorities
-        for d in service.open_disputes(gw, code)
+        for d in service.open_disputes(gw.kit, code)
     ]
     far = datetime.max.replace(tzinfo=gw.clock().tzinfo)
     return sorted(lines, key=lambda d: (not d.overdue, d.deadline or far))

@@ -15,29 +15,15 @@ import hashlib
 import hmac
 import secrets
 import unicodedata
-from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import Column, Connection, Index, Integer, String, Table, insert, select
-
 from gateway.errors import ConfigError
-from gateway.ledger.tables import metadata
 from gateway.model import Child, Detail, Notification, NotificationType
 from gateway.private_files import write_private
 from gateway.settings import Contact
 
 HASH_PREFIX = "hmac-sha256:"
 MIN_KEY_BYTES = 32
-
-existence_index = Table(
-    "existence_index",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("authority", String(3), nullable=False),
-    Column("keyed_hash", String(64), nullable=False),
-    Column("correlation_id", String(64), nullable=False),
-)
-Index("ix_existence_hash", existence_index.c.authority, existence_index.c.keyed_hash)
 
 
 def read_key(path: Path) -> bytes:
@@ -102,39 +88,6 @@ def keyed_hashes(key: bytes, child: Child) -> list[str]:
         hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
         for text in identity_strings(child)
     ]
-
-
-def index_child(
-    conn: Connection, authority: str, correlation_id: str, hashes: Iterable[str]
-) -> None:
-    """Remember that ``authority`` holds a CAF for the child with these hashes."""
-    for value in hashes:
-        known = conn.execute(
-            select(existence_index.c.id).where(
-                existence_index.c.authority == authority,
-                existence_index.c.keyed_hash == value,
-                existence_index.c.correlation_id == correlation_id,
-            )
-        ).first()
-        if known is None:
-            conn.execute(
-                insert(existence_index).values(
-                    authority=authority, keyed_hash=value, correlation_id=correlation_id
-                )
-            )
-
-
-def holds(conn: Connection, authority: str, hashes: Iterable[str]) -> bool:
-    wanted = list(hashes)
-    if not wanted:
-        return False
-    row = conn.execute(
-        select(existence_index.c.id).where(
-            existence_index.c.authority == authority,
-            existence_index.c.keyed_hash.in_(wanted),
-        )
-    ).first()
-    return row is not None
 
 
 def query_body(hashes: list[str]) -> Notification:

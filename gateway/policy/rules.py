@@ -16,6 +16,7 @@ Each rule quotes its source in docs/policy.md. In short:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -38,7 +39,7 @@ from gateway.model import (
 )
 from gateway.policy import issues_log, notifications, special_category
 from gateway.policy.config import PolicySettings
-from gateway.policy.consent_register import Effective
+from gateway.policy.consent import Effective
 from gateway.policy.governing import (
     Governing,
     family_language,
@@ -179,7 +180,11 @@ def _coverage(ctx: RecordContext, recipient: str, purpose: Purpose) -> Refusal |
 
 
 def _consent_id(ctx: RecordContext) -> str:
-    return str(ctx.consent.entry.entry_id) if ctx.consent.entry else "none"
+    """Names the decision in force (its content, not where it is stored)."""
+    entry = ctx.consent.entry
+    if entry is None:
+        return "none"
+    return hashlib.sha256(entry.fingerprint().encode("utf-8")).hexdigest()[:16]
 
 
 def _record(ctx: RecordContext, plan: RecordPlan, requested: tuple[str, ...]) -> None:

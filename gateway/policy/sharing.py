@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gateway.model import ConsentScope, LegalBasis, Purpose
 from gateway.policy.config import PolicySettings
-from gateway.policy.consent_register import LOCAL, Effective
+from gateway.policy.consent import LOCAL, Effective
 
 RULE_NO_CONSENT = "consent.not-given"
 RULE_NO_CROSS_BORDER = "consent.no-cross-border-scope"

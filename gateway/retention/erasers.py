@@ -14,9 +14,9 @@ from collections.abc import Callable, Collection
 from sqlalchemy import Connection, delete, select, update
 
 from gateway.cases.tables import case_log, case_threads
-from gateway.disputes.tables import dispute_events, dispute_notices, disputes, escalations
-from gateway.policy.consent_register import consent_register
-from gateway.policy.existence import existence_index
+from gateway.crossborder.consent_store import consent_register
+from gateway.crossborder.existence_store import existence_index
+from gateway.disputes.tables import dispute_events, disputes, escalations
 from gateway.retention.tables import case_states
 
 ERASED = "[erased]"
@@ -136,15 +136,8 @@ def dispute_records(
     conn.execute(
         update(dispute_events).where(dispute_events.c.dispute_pk.in_(pks)).values(text=None)
     )
-    conn.execute(
-        update(dispute_notices)
-        .where(
-            dispute_notices.c.sender == authority,
-            dispute_notices.c.dispute_id.in_(ids),
-            dispute_notices.c.published_at.is_not(None),
-        )
-        .values(body=b"")
-    )
+    # Escalation notices sent are messages (route escalation) of the thread: the
+    # purge of the thread's messages erases them with the rest.
     conn.execute(
         update(escalations)
         .where(escalations.c.authority == authority, escalations.c.dispute_id.in_(ids))

@@ -20,18 +20,18 @@ from sqlalchemy import Connection, and_, insert, or_, select
 
 from gateway.cases.tables import case_threads
 from gateway.cases.views import resolve_child
-from gateway.context import Gateway
 from gateway.errors import NotFoundError, PolicyRefusal
+from gateway.feature import Kit
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
 from gateway.lifecycle.tables import recalls
 from gateway.model import ErasureGround, ErasureRequest, LegalBasis, MessageRef
-from gateway.policy.disclosures import DISCLOSING, HAS_LEFT
+from gateway.outbox import new_envelope
 from gateway.retention import local_copies, purge
 from gateway.retention.local_copies import ParkedCopy
 from gateway.retention.plan import Due
 from gateway.retention.tables import tombstones
-from gateway.services.signing import new_envelope, signed_message
+from gateway.services.outbound.knowledge import DISCLOSING, HAS_LEFT
 
 __all__ = ["ARTICLE", "ErasureGround", "ErasurePlan", "erase_child", "plan_erasure"]
 
@@ -134,27 +134,27 @@ def _disclosed(due: list[Due], authority: str) -> dict[str, tuple[tuple[str, str
     return {r: tuple(v) for r, v in sorted(sent.items())}
 
 
-def plan_erasure(gw: Gateway, authority: str, ref: str, reference: str) -> ErasurePlan:
+def plan_erasure(kit: Kit, authority: str, ref: str, reference: str) -> ErasurePlan:
     """What erasing the child ``ref`` at ``authority`` would erase (nothing changes)."""
-    gw.signer(authority)
+    kit.outbox.signer(authority)
     if not REFERENCE.match(reference):
         raise PolicyRefusal(
             RULE_REFERENCE,
             "the request reference must be the council's own reference (letters, digits, "
             "/ . _ -; at most 64), never a name: it is kept and audited",
         )
-    key = resolve_child(gw, authority, ref)
-    with gw.ledger.transaction() as conn:
+    key = resolve_child(kit, authority, ref)
+    with kit.ledger.transaction() as conn:
         threads = _threads(conn, authority, key)
         due = _due(conn, authority, key, threads, f"erasure request {reference}")
-    parked = tuple(local_copies.parked_about(gw, authority, key))
+    parked = tuple(local_copies.parked_about(kit, authority, key))
     if not due and not threads and not parked:
         raise NotFoundError(f"child {ref} not found")
     return ErasurePlan(key, tuple(due), tuple(sorted(threads)), parked, _disclosed(due, authority))
 
 
 def _notices(
-    gw: Gateway,
+    kit: Kit,
     authority: str,
     todo: ErasurePlan,
     ground: ErasureGround,
@@ -166,15 +166,15 @@ def _notices(
     def queue(conn: Connection) -> dict[str, int]:
         for recipient, sent in todo.disclosed_to.items():
             env = new_envelope(
-                gw.clock,
+                kit.clock,
                 sender=authority,
                 recipient=recipient,
                 body=ErasureRequest(reference, ground, tuple(MessageRef(m, d) for m, d in sent)),
                 correlation=reference,
                 legal_basis=LegalBasis.NO_PERSONAL_DATA,
             )
-            message = signed_message(gw, env)
-            gw.ledger.record([message], conn)
+            message = kit.outbox.sign(env)
+            kit.ledger.record([message], conn)
             conn.execute(
                 insert(recalls).values(
                     authority=authority,
@@ -185,7 +185,7 @@ def _notices(
                     recipient=recipient,
                     reason=ground.value,
                     actor=actor[:128],
-                    requested_at=gw.clock(),
+                    requested_at=kit.clock(),
                 )
             )
         return {"erasure_notices": len(todo.disclosed_to)} if todo.disclosed_to else {}
@@ -194,7 +194,7 @@ def _notices(
 
 
 def erase_child(
-    gw: Gateway,
+    kit: Kit,
     authority: str,
     ref: str,
     *,
@@ -204,9 +204,9 @@ def erase_child(
 ) -> purge.RunReport:
     """Erase everything ``authority`` holds about the child ``ref``, and ask every authority
     its data was sent to to erase theirs (signed ErasureRequest); the report."""
-    todo = plan_erasure(gw, authority, ref, reference)
+    todo = plan_erasure(kit, authority, ref, reference)
     return purge.erase(
-        gw,
+        kit,
         authority,
         todo.due,
         kind="ERASURE",
@@ -215,5 +215,5 @@ def erase_child(
         parked=todo.parked,
         threads=todo.threads,
         children=(todo.child_key,),
-        also=_notices(gw, authority, todo, ground, reference, actor),
+        also=_notices(kit, authority, todo, ground, reference, actor),
     )

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from gateway.connectors import filedrop
 from gateway.connectors.registry import resolve
-from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
+from gateway.feature import Kit
 from gateway.policy.child import child_key
 from gateway.settings import Settings
 from gateway.transport.base import Delivery
@@ -104,23 +104,23 @@ def _copy(authority: str, delivery: Delivery) -> ParkedCopy:
     )
 
 
-def parked(gw: Gateway, authority: str) -> list[tuple[ParkedCopy, Delivery]]:
+def parked(kit: Kit, authority: str) -> list[tuple[ParkedCopy, Delivery]]:
     """Every parked message of ``authority`` (up to PEEK_LIMIT), left in place."""
-    return [(_copy(authority, d), d) for d in gw.transport.peek_parked(authority, PEEK_LIMIT)]
+    return [(_copy(authority, d), d) for d in kit.transport.peek_parked(authority, PEEK_LIMIT)]
 
 
-def parked_before(gw: Gateway, authority: str, cutoff: datetime) -> list[ParkedCopy]:
+def parked_before(kit: Kit, authority: str, cutoff: datetime) -> list[ParkedCopy]:
     """Parked messages of ``authority`` parked before ``cutoff`` (by the broker's x-death)."""
     return [
-        c for c, _ in parked(gw, authority) if c.parked_at is not None and c.parked_at <= cutoff
+        c for c, _ in parked(kit, authority) if c.parked_at is not None and c.parked_at <= cutoff
     ]
 
 
-def parked_about(gw: Gateway, authority: str, key: str) -> list[ParkedCopy]:
+def parked_about(kit: Kit, authority: str, key: str) -> list[ParkedCopy]:
     """Parked messages whose body (read, not trusted: they failed processing) is about ``key``."""
-    limits = gw.settings.limits
+    limits = kit.settings.limits
     found = []
-    for copy, delivery in parked(gw, authority):
+    for copy, delivery in parked(kit, authority):
         try:
             root = xmlsafe.parse(
                 delivery.body, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth

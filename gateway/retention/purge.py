@@ -24,7 +24,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
-from gateway.context import Gateway
+from gateway.feature import Kit
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import history, messages
@@ -76,7 +76,7 @@ def _chunks(items: Sequence[int]) -> list[list[int]]:
     return [list(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
 
 
-def _withdraw(gw: Gateway, conn: Connection, authority: str, due: Sequence[Due], why: str) -> int:
+def _withdraw(kit: Kit, conn: Connection, authority: str, due: Sequence[Due], why: str) -> int:
     """Inbound messages not yet handed over leave the inbox before they are erased."""
     inbound = [d for d in due if d.direction == Direction.INBOUND.value]
     waiting = [d.pk for d in inbound if d.status in (Status.VERIFIED.value, Status.REPLAYED.value)]
@@ -84,9 +84,9 @@ def _withdraw(gw: Gateway, conn: Connection, authority: str, due: Sequence[Due],
         d.pk
         for d in inbound
         if d.status == Status.DELIVERED_LOCAL.value
-        and local_copies.still_dropped(gw.settings, authority, d.message_id)
+        and local_copies.still_dropped(kit.settings, authority, d.message_id)
     ]
-    moved = gw.ledger.transition_from(
+    moved = kit.ledger.transition_from(
         waiting + placed,
         (Status.VERIFIED, Status.REPLAYED, Status.DELIVERED_LOCAL),
         Status.WITHDRAWN,
@@ -232,7 +232,7 @@ def _tombstone_parked(
 
 
 def erase(
-    gw: Gateway,
+    kit: Kit,
     authority: str,
     due: Sequence[Due],
     *,
@@ -252,12 +252,12 @@ def erase(
     adds its counts to the report.
     """
     run_id = str(uuid.uuid4())
-    started = gw.clock()
+    started = kit.clock()
     gone_parked = (
-        gw.transport.discard_parked(authority, [p.message_id for p in parked]) if parked else 0
+        kit.transport.discard_parked(authority, [p.message_id for p in parked]) if parked else 0
     )
-    with gw.ledger.transaction() as conn:
-        withdrawn = _withdraw(gw, conn, authority, due, basis)
+    with kit.ledger.transaction() as conn:
+        withdrawn = _withdraw(kit, conn, authority, due, basis)
         touched, keys = _erase_rows(conn, authority, due, run_id, started)
         done_threads = _fully_erased(conn, authority, touched) | set(threads)
         done_children = _unreferenced(conn, authority, keys | set(children))
@@ -276,7 +276,7 @@ def erase(
             basis=basis,
             dry_run=False,
             started_at=started,
-            finished_at=gw.clock(),
+            finished_at=kit.clock(),
             messages=len(due),
             by_rule=_by_rule(due),
             withdrawn=withdrawn,
@@ -287,16 +287,16 @@ def erase(
             notes=notes,
         )
         if due or gone_parked or any(state.values()):
-            _record(gw, conn, report)
-    _compact(gw)
+            _record(kit, conn, report)
+    _compact(kit)
     files = local_copies.remove_dropped(
-        gw.settings,
+        kit.settings,
         authority,
         [d.message_id for d in due if d.direction == Direction.INBOUND.value],
     )
     if files:
         report = replace(report, local_files=files)
-        with gw.ledger.transaction() as conn:
+        with kit.ledger.transaction() as conn:
             conn.execute(
                 update(retention_runs)
                 .where(retention_runs.c.run_id == run_id)
@@ -316,14 +316,14 @@ def erase(
     return report
 
 
-def _compact(gw: Gateway) -> None:
+def _compact(kit: Kit) -> None:
     """SQLite keeps old page images in its write-ahead log: empty it, so erased values go.
 
     (Freed pages are zeroed by ``PRAGMA secure_delete``; PostgreSQL needs a
     VACUUM of the ledger's tables, see docs/data-protection.md.)
     """
-    if gw.ledger.engine.dialect.name == "sqlite":
-        with gw.ledger.engine.connect() as conn:
+    if kit.ledger.engine.dialect.name == "sqlite":
+        with kit.ledger.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
@@ -334,7 +334,7 @@ def _by_rule(due: Sequence[Due]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _record(gw: Gateway, conn: Connection, report: RunReport) -> None:
+def _record(kit: Kit, conn: Connection, report: RunReport) -> None:
     summary = json.dumps(report.summary(), sort_keys=True)
     conn.execute(
         insert(retention_runs).values(
@@ -349,7 +349,7 @@ def _record(gw: Gateway, conn: Connection, report: RunReport) -> None:
         )
     )
     audit.append(
-        gw.ledger,
+        kit.ledger,
         [
             audit.AuditEvent(
                 actor=report.actor[:128],

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.context import Gateway
 from gateway.errors import TransportError
+from gateway.feature import Kit
 from gateway.retention import local_copies, purge
 from gateway.retention.config import retention_of
 from gateway.retention.local_copies import ParkedCopy
@@ -25,16 +25,16 @@ class RetentionPlan:
     notes: tuple[str, ...] = ()
 
 
-def planned(gw: Gateway, authority: str, limit: int | None = None) -> RetentionPlan:
+def planned(kit: Kit, authority: str, limit: int | None = None) -> RetentionPlan:
     """What is past its period at ``authority`` (nothing is changed)."""
-    gw.signer(authority)  # only hosted authorities have a ledger side here
-    rules = retention_of(gw.settings)
-    now = gw.clock()
-    with gw.ledger.transaction() as conn:
-        found = plan(conn, authority, rules, gw.settings.limits, now, limit)
+    kit.outbox.signer(authority)  # only hosted authorities have a ledger side here
+    rules = retention_of(kit.settings)
+    now = kit.clock()
+    with kit.ledger.transaction() as conn:
+        found = plan(conn, authority, rules, kit.settings.limits, now, limit)
     cutoff = now - timedelta(days=rules.dead_letter_days)
     try:
-        parked = tuple(local_copies.parked_before(gw, authority, cutoff))
+        parked = tuple(local_copies.parked_before(kit, authority, cutoff))
     except TransportError as exc:
         # The ledger's part does not wait for the broker; the next run looks again.
         return RetentionPlan(found, (), (f"parked dead letters not checked: {exc}",))
@@ -63,12 +63,12 @@ def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport
 
 
 def apply(
-    gw: Gateway, authority: str, actor: str = JOB_ACTOR, limit: int | None = None
+    kit: Kit, authority: str, actor: str = JOB_ACTOR, limit: int | None = None
 ) -> purge.RunReport:
     """Erase what is past its period at ``authority``; the report of what was done."""
-    todo = planned(gw, authority, limit)
+    todo = planned(kit, authority, limit)
     return purge.erase(
-        gw,
+        kit,
         authority,
         todo.plan.due,
         kind="RETENTION",
@@ -80,6 +80,6 @@ def apply(
     )
 
 
-def apply_all(gw: Gateway, actor: str = JOB_ACTOR) -> list[purge.RunReport]:
+def apply_all(kit: Kit, actor: str = JOB_ACTOR) -> list[purge.RunReport]:
     """One run for every hosted authority."""
-    return [apply(gw, code, actor) for code in gw.hosted]
+    return [apply(kit, code, actor) for code in kit.hosted]

@@ -1,4 +1,4 @@
-"""Retention tables, on the ledger's metadata (created with the ledger).
+"""Retention tables, on a schema of their own (the ledger creates it with the feature).
 
 Nothing here holds personal data: a tombstone names the message (ids,
 digest, dates, parties, legal basis) and why it was erased; a run says
@@ -11,16 +11,16 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 
-from gateway.ledger.tables import metadata
+metadata = MetaData()
 
 # One row per erased message (message_pk is None for a message that only existed
 # on the broker, e.g. a parked dead letter that was never recorded).
@@ -28,7 +28,7 @@ tombstones = Table(
     "tombstones",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("message_pk", Integer, ForeignKey("messages.id"), unique=True),
+    Column("message_pk", Integer, unique=True),  # messages.id of the erased message
     Column("authority", String(3), nullable=False),
     Column("direction", String(8), nullable=False),
     Column("message_id", String(64), nullable=False),

@@ -24,12 +24,13 @@ from adapters import registry
 from adapters.base import Adapter, Converted
 from adapters.codelists import MappingFile
 from adapters.generic import adapter as generic
+from gateway.cases.identity import correlation_id
 from gateway.context import AdapterSet, Gateway, load_adapters
 from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.schema import SchemaValidator
 from gateway.errors import FieldProblem, MappingError, SchemaError
 from gateway.model import LegalBasis
-from gateway.services.signing import correlation_id, new_envelope
+from gateway.outbox import new_envelope
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ import uuid
 from dataclasses import dataclass
 
 from gateway.cases import store as cases
+from gateway.cases.identity import correlation_id
 from gateway.context import Gateway
+from gateway.crossborder import consent_store
 from gateway.errors import NotFoundError, PolicyRefusal
-from gateway.ledger import audit
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.model import (
@@ -24,10 +25,11 @@ from gateway.model import (
     Purpose,
     Safeguarding,
 )
-from gateway.policy import consent_register, existence, sharing
+from gateway.outbox import disclosure, safeguarding_override
+from gateway.policy import consent as consent_rules
+from gateway.policy import existence, sharing
 from gateway.policy.child import child_key
 from gateway.policy.config import policy_of
-from gateway.services.signing import correlation_id, new_envelope, signed_message
 
 RULE_EXISTENCE_CONSENT = "consent.existence-check"
 RULE_EVALUATION_LEAD = "evaluation.not-lead-professional"
@@ -76,34 +78,11 @@ def _refused(
 def _disclose(gw: Gateway, message: NewMessage, safeguarding: Safeguarding | None) -> None:
     events = []
     if message.legal_basis != LegalBasis.NO_PERSONAL_DATA.value:
-        events.append(
-            audit.AuditEvent(
-                "gateway",
-                "DISCLOSURE",
-                message.sender,
-                message.recipient,
-                message.legal_basis,
-                message.message_id,
-                message.digest,
-                f"{message.message_type} {message.case_ref or ''}".strip(),
-            )
-        )
+        events.append(disclosure(message))
     if safeguarding is not None:
-        events.append(
-            audit.AuditEvent(
-                safeguarding.approver,
-                "SAFEGUARDING_OVERRIDE",
-                message.sender,
-                message.recipient,
-                LegalBasis.SAFEGUARDING.value,
-                message.message_id,
-                message.digest,
-                safeguarding.reason,
-            )
-        )
+        events.append(safeguarding_override(message, safeguarding))
     with gw.ledger.transaction() as conn:
-        gw.ledger.record([message], conn)
-        audit.append(gw.ledger, events, conn)
+        gw.outbox.queue(conn, [message], events)
 
 
 def ask_existence(
@@ -123,9 +102,7 @@ def ask_existence(
     key = existence.read_key(policy.existence_key_file)
     thread = correlation_id(authority, f"existence:{uuid.uuid4()}")
     with gw.ledger.transaction() as conn:
-        consent = consent_register.effective(
-            consent_register.entries(conn, authority, child_key(child))
-        )
+        consent = consent_rules.effective(consent_store.entries(conn, authority, child_key(child)))
     if safeguarding is None:
         refusal = sharing.covers(consent, policy, authority, recipient, Purpose.EXISTENCE_CHECK)
         if refusal is not None:
@@ -144,8 +121,7 @@ def ask_existence(
         basis, consent_ref = LegalBasis.CONSENT, consent.reference(authority)
     else:
         basis, consent_ref = LegalBasis.SAFEGUARDING, None
-    env = new_envelope(
-        gw.clock,
+    env = gw.outbox.envelope(
         sender=authority,
         recipient=recipient,
         body=existence.query_body(existence.keyed_hashes(key, child)),
@@ -155,7 +131,7 @@ def ask_existence(
         consent_ref=consent_ref,
         safeguarding=safeguarding,
     )
-    message = signed_message(gw, env)
+    message = gw.outbox.sign(env)
     _disclose(gw, message, safeguarding)
     return Sent(message.message_id, recipient, Status.SIGNED)
 
@@ -170,8 +146,10 @@ def send_evaluation(
         thread = cases.get(conn, authority, thread_id)
         if thread is None:
             raise NotFoundError(f"case {thread_id} not found")
-        consent = consent_register.effective(
-            consent_register.entries(conn, authority, thread.child_key or "")
+        consent = consent_rules.basis_for(
+            consent_store.entries(conn, authority, thread.child_key or ""),
+            thread.owner,
+            authority,
         )
     if thread.governing_la and thread.governing_la != authority:
         raise PolicyRefusal(
@@ -198,8 +176,7 @@ def send_evaluation(
             )
             continue
         body: Body = evaluation
-        env = new_envelope(
-            gw.clock,
+        env = gw.outbox.envelope(
             sender=authority,
             recipient=recipient,
             body=body,
@@ -208,7 +185,7 @@ def send_evaluation(
             purpose=Purpose.EVALUATION,
             consent_ref=consent.reference(authority),
         )
-        message = signed_message(gw, env, case_ref=thread.case_ref, child_key=thread.child_key)
+        message = gw.outbox.sign(env, case_ref=thread.case_ref, child_key=thread.child_key)
         _disclose(gw, message, None)
         sent.append(Sent(message.message_id, recipient, Status.SIGNED))
     return sent

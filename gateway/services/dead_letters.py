@@ -262,9 +262,7 @@ def replay(gw: Gateway, authority: str, message_id: str, actor: str) -> Replayed
     done = _replay_ledger(gw, authority, message_id, actor)
     if done is not None:
         return done
-    seen = next(
-        (p for p in _parked(gw, authority, PEEK_LIMIT) if p.message_id == message_id), None
-    )
+    seen = next((p for p in _parked(gw, authority, PEEK_LIMIT) if p.message_id == message_id), None)
     try:
         done = _replay_parked(gw, authority, message_id, actor, seen)
     except _NothingParked:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from gateway.context import Gateway
-from gateway.ledger.status import AWAITING_RECEIPT, Status
+from gateway.ledger.status import AWAITING_RECEIPT, Route, Status
 from gateway.services.backlog import Action, decide_all
 from gateway.transport.base import OutgoingMessage, PublishOutcome, routing_key
+from gateway.transport.topology import REGIONAL
 
 
 @dataclass(frozen=True)
@@ -26,38 +27,49 @@ class PublishSummary:
     failed: int = 0
 
 
+CLAIM_LEASE_S = 60.0
+
+
 def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
-    """Publish up to ``limit`` outbox messages of the hosted authorities."""
-    items = gw.ledger.outbox(limit, senders=gw.hosted)
+    """Claim and publish up to ``limit`` outbox messages of the hosted authorities.
+
+    Messages routed to an inbox travel on the main exchange, escalation
+    notices on the escalation exchange. A message with a receipt to wait for
+    (everything but receipts and notices for the regional group, who sign
+    none) gets its sender's receipt deadline.
+    """
+    now = gw.clock()
+    items = gw.ledger.claim_outbox(limit, gw.hosted, now, now + timedelta(seconds=CLAIM_LEASE_S))
     if not items:
         return PublishSummary()
+    escalation_exchange = gw.topology.escalation_exchange
     outgoing = [
         OutgoingMessage(
-            routing_key=routing_key(i.recipient, i.message_type, i.sender),
+            routing_key=routing_key(i.route_to, i.message_type, i.sender),
             body=i.body,
             message_id=i.message_id,
             headers={"x-cafgw-sender": i.sender},
+            exchange=escalation_exchange if i.route is Route.ESCALATION else None,
         )
         for i in items
     ]
     results = gw.transport.publish(outgoing)
-    now = gw.clock()
-    confirmed_receipts: list[int] = []
+    confirmed_unreceipted: list[int] = []
     confirmed_by_deadline: dict[float, list[int]] = {}
     returned: list[tuple[int, str]] = []
-    failed = 0
+    failed: list[int] = []
     for item, result in zip(items, results, strict=True):
         if result.outcome == PublishOutcome.CONFIRMED:
-            if item.message_type == "Receipt":
-                confirmed_receipts.append(item.pk)
+            if item.message_type == "Receipt" or item.route_to == REGIONAL:
+                confirmed_unreceipted.append(item.pk)
             else:
                 deadline = gw.settings.delivery_for(item.sender).receipt_deadline_s
                 confirmed_by_deadline.setdefault(deadline, []).append(item.pk)
         elif result.outcome == PublishOutcome.RETURNED:
             returned.append((item.pk, result.reason or "no queue is bound for the recipient"))
         else:
-            failed += 1
-    gw.ledger.mark_sent(confirmed_receipts, None)
+            failed.append(item.pk)
+    gw.ledger.mark_sent(confirmed_unreceipted, None)
     for deadline, pks in confirmed_by_deadline.items():
         gw.ledger.mark_sent(pks, now + timedelta(seconds=deadline))
     for pk, reason in returned:
@@ -68,10 +80,11 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
             now + timedelta(seconds=gw.settings.delivery.receipt_deadline_s),
             reason=f"returned by the broker: {reason}",
         )
+    gw.ledger.release_claims(failed)
     return PublishSummary(
-        sum(len(p) for p in confirmed_by_deadline.values()) + len(confirmed_receipts),
+        sum(len(p) for p in confirmed_by_deadline.values()) + len(confirmed_unreceipted),
         len(returned),
-        failed,
+        len(failed),
     )
 
 

@@ -30,7 +30,7 @@ from gateway.errors import LedgerError
 from gateway.ledger.status import Status
 from gateway.ledger.store import Ledger
 from gateway.services import outbound
-from gateway.services.outcomes import SubmitReport
+from gateway.services.outbound.outcomes import SubmitReport
 
 BATCH = 200
 
@@ -59,7 +59,8 @@ def preview(
     with gw.ledger.engine.connect() as conn:
         outer = conn.begin()
         try:
-            shadow = replace(gw, ledger=_Pinned(conn, gw.ledger))
+            pinned = _Pinned(conn, gw.ledger)
+            shadow = replace(gw, ledger=pinned, outbox=replace(gw.outbox, ledger=pinned))
             chunk: list[Result] = []
             for result in adapter.read(stream, source):
                 chunk.append(result)

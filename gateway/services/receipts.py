@@ -14,7 +14,6 @@ from gateway.cpu_budget import BUDGET
 from gateway.ledger.records import ReceiptDue
 from gateway.ledger.status import Status
 from gateway.model import LegalBasis, Receipt, ReceiptItem, ReceiptOutcome
-from gateway.services.signing import new_envelope, signed_message
 
 MAX_ITEMS = 500
 
@@ -24,6 +23,8 @@ def _item(due: ReceiptDue) -> ReceiptItem:
         return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.REJECTED, due.reason)
     if due.status == Status.UNDELIVERABLE:
         return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.UNDELIVERABLE, due.reason)
+    if due.status == Status.DUPLICATE:
+        return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.DUPLICATE, due.reason)
     return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.ACCEPTED)
 
 
@@ -43,15 +44,14 @@ def _send_receipts(gw: Gateway, limit: int) -> int:
     for (authority, sender), items in groups.items():
         for start in range(0, len(items), MAX_ITEMS):
             chunk = items[start : start + MAX_ITEMS]
-            env = new_envelope(
-                gw.clock,
+            env = gw.outbox.envelope(
                 sender=authority,
                 recipient=sender,
                 body=Receipt(tuple(_item(d) for d in chunk)),
                 correlation=chunk[0].message_id,
                 legal_basis=LegalBasis.NO_PERSONAL_DATA,
             )
-            message = signed_message(gw, env)
+            message = gw.outbox.sign(env)
             with gw.ledger.transaction() as conn:
                 gw.ledger.record([message], conn)
                 gw.ledger.mark_receipted([d.pk for d in chunk], env.header.message_id, conn)

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, or_, select
 
 from gateway.cases.views import resolve_child
 from gateway.context import Gateway
+from gateway.crossborder import consent_store
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.errors import CafgwError, NotFoundError
@@ -30,8 +31,7 @@ from gateway.ledger.tables import audit as audit_table
 from gateway.ledger.tables import audit_subjects, history, messages
 from gateway.lifecycle.outcomes import outcomes_of
 from gateway.model import AccessNotice, Child, LegalBasis, Notification
-from gateway.policy import consent_register
-from gateway.policy.consent_register import LOCAL
+from gateway.policy.consent import LOCAL, RegisterEntry
 from gateway.subject_access.fields import fields_of
 
 DISCLOSING = (
@@ -217,7 +217,7 @@ def build(gw: Gateway, authority: str, ref: str) -> SubjectAccessReport:
                 .order_by(messages.c.id)
             ).all()
         ]
-        decisions = consent_register.entries(conn, authority, key)
+        decisions = consent_store.entries(conn, authority, key)
         if not rows and not decisions:
             raise NotFoundError(f"child {ref} not found")
         hist = _histories(conn, [int(r["id"]) for r in rows])
@@ -245,7 +245,7 @@ def _assemble(
     key: str,
     rows: list[Any],
     hist: dict[int, list[tuple[str, datetime, str | None]]],
-    decisions: list[consent_register.RegisterEntry],
+    decisions: list[RegisterEntry],
 ) -> SubjectAccessReport:
     limits = gw.settings.limits
     children: list[Child] = []
@@ -361,7 +361,7 @@ def _assemble(
     )
 
 
-def _decision(gw: Gateway, authority: str, e: consent_register.RegisterEntry) -> ConsentDecision:
+def _decision(gw: Gateway, authority: str, e: RegisterEntry) -> ConsentDecision:
     c = e.consent
     return ConsentDecision(
         entered_at=e.entered_at,

@@ -19,21 +19,6 @@ def routing_key(recipient: str, message_type: str, sender: str) -> str:
     return f"{recipient}.{message_type}.{sender}"
 
 
-def inbox_queue(code: str) -> str:
-    return f"caf.inbox.{code}"
-
-
-def parking_queue(code: str) -> str:
-    return f"caf.parking.{code}"
-
-
-def escalation_queue(code: str) -> str:
-    return f"caf.escalation.{code}"
-
-
-REGIONAL_ESCALATION_QUEUE = "caf.escalation.regional"
-
-
 @dataclass(frozen=True)
 class OutgoingMessage:
     """One message to publish, persistent and mandatory."""

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pika.exceptions
 
-from gateway.errors import ConfigError, TransportError
+from gateway.errors import TransportError
 from gateway.settings import BrokerSettings, Settings
 from gateway.transport import parking
 from gateway.transport.base import (
@@ -37,25 +37,9 @@ from gateway.transport.reconnect import (
     with_reconnect,
 )
 from gateway.transport.retry import RetryPolicy
-from gateway.transport.topology import Plan, Topology, plan
+from gateway.transport.topology import Plan, Topology, plan, topology_for
 
 T = TypeVar("T")
-
-
-def topology_for(broker: BrokerSettings) -> Topology:
-    """The topology whose exchange names are the ones in the broker settings."""
-    prefix = broker.exchange.removesuffix(".exchange")
-    topology = Topology(prefix)
-    if (topology.exchange, topology.escalation_exchange) != (
-        broker.exchange,
-        broker.escalation_exchange,
-    ):
-        raise ConfigError(
-            f"broker.exchange {broker.exchange!r} and broker.escalation_exchange "
-            f"{broker.escalation_exchange!r} must share a prefix: "
-            "'<prefix>.exchange' and '<prefix>.escalation'"
-        )
-    return topology
 
 
 class RabbitTransport:

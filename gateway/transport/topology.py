@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.errors import TransportError
+from gateway.errors import ConfigError, TransportError
+from gateway.settings import BrokerSettings
 from gateway.transport.retry import RetryPolicy
 
 REGIONAL = "regional"
@@ -73,6 +74,17 @@ class Topology:
 
     def escalation(self, code: str) -> str:
         return f"{self.prefix}.escalation.{code}"
+
+    def consumed(self, queue: str) -> tuple[str, str]:
+        """``(kind, owner)`` of a consumed queue: ``("inbox", code)`` or
+        ``("escalation", code-or-regional)``; TransportError for other names."""
+        for kind in ("inbox", "escalation"):
+            head = f"{self.prefix}.{kind}."
+            if queue.startswith(head) and len(queue) > len(head):
+                return kind, queue[len(head) :]
+        raise TransportError(
+            f"queue {queue!r} is neither an inbox nor an escalation queue of prefix {self.prefix!r}"
+        )
 
     def lane(self, queue: str) -> Lane:
         """The lane of an inbox or escalation queue; TransportError for other names."""
@@ -176,3 +188,19 @@ def _lane_arguments(t: Topology, lane: Lane, policy: RetryPolicy) -> dict[str, o
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
+
+
+def topology_for(broker: BrokerSettings) -> Topology:
+    """The topology whose exchange names are the ones in the broker settings."""
+    prefix = broker.exchange.removesuffix(".exchange")
+    topology = Topology(prefix)
+    if (topology.exchange, topology.escalation_exchange) != (
+        broker.exchange,
+        broker.escalation_exchange,
+    ):
+        raise ConfigError(
+            f"broker.exchange {broker.exchange!r} and broker.escalation_exchange "
+            f"{broker.escalation_exchange!r} must share a prefix: "
+            "'<prefix>.exchange' and '<prefix>.escalation'"
+        )
+    return topology

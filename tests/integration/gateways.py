@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.context import Gateway, build
 from gateway.envelope.keys import ensure_identity
+from gateway.feature import Feature
 from gateway.model import (
     Audience,
     Envelope,
@@ -51,10 +52,15 @@ def make_settings(
 
 
 @contextmanager
-def running(settings: Settings, clock: Callable[[], Any] | None = None) -> Iterator[Gateway]:
-    """A gateway with its worker threads, stopped and closed afterwards."""
+def running(
+    settings: Settings,
+    clock: Callable[[], Any] | None = None,
+    features: Sequence[Feature] | None = None,
+) -> Iterator[Gateway]:
+    """A gateway (the standard features unless given) with its worker threads,
+    stopped and closed afterwards."""
     kwargs = {"clock": clock} if clock is not None else {}
-    gw = build(settings, RabbitTransport.from_settings(settings), **kwargs)
+    gw = build(settings, RabbitTransport.from_settings(settings), features=features, **kwargs)
     worker = Worker(gw, RabbitTransport.from_settings(settings))
     worker.start()
     try:

@@ -38,7 +38,6 @@ from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
 from gateway.model import Envelope
-from gateway.services.signing import signed_message
 from gateway.settings import Settings, load_settings
 from gateway.transport.memory import MemoryTransport
 
@@ -224,8 +223,9 @@ def signed_batch(
 ) -> list[NewMessage]:
     """``count`` distinct signed IssueLogEntry messages from ``sender`` to ``recipient``."""
     template = _template()
-    if description is not None:
-        template = Envelope(template.header, replace(template.body, description=description))  # type: ignore[type-var]
+    # an issue-log entry is reported by the authority that sends it
+    changes = {"reported_by_la": sender, **({"description": description} if description else {})}
+    template = Envelope(template.header, replace(template.body, **changes))  # type: ignore[type-var]
     out = []
     for _ in range(count):
         header = replace(
@@ -235,7 +235,7 @@ def signed_batch(
             recipient=recipient,
             created_at=datetime.now(UTC).replace(microsecond=0),
         )
-        out.append(signed_message(gw, Envelope(header, template.body)))
+        out.append(gw.outbox.sign(Envelope(header, template.body)))
     return out
 
 

@@ -20,8 +20,8 @@ from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.signing import Signer
 from gateway.ledger.status import Direction, Status
 from gateway.transport.accounts import BrokerCredentials, remove_accounts, setup_accounts
-from gateway.transport.base import inbox_queue
 from gateway.transport.rabbit import RabbitTransport
+from gateway.transport.topology import Topology
 from tests.integration.gateways import make_settings, notification_envelope, running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -89,13 +89,13 @@ def test_dudley_may_publish_as_itself_and_read_its_own_inbox(
 ) -> None:
     # The control: the refusals below are about whom, not about a broken account.
     assert _refused(_publish("336.Notification.332"), accounts["332"]) == 0
-    assert _refused(lambda ch: ch.basic_get(inbox_queue("332")), accounts["332"]) == 0
+    assert _refused(lambda ch: ch.basic_get(Topology().inbox("332")), accounts["332"]) == 0
 
 
 def test_dudley_cannot_consume_wolverhamptons_inbox(
     accounts: dict[str, BrokerCredentials],
 ) -> None:
-    queue = inbox_queue("336")
+    queue = Topology().inbox("336")
     assert _refused(lambda ch: ch.basic_get(queue), accounts["332"]) == ACCESS_REFUSED
     assert (
         _refused(lambda ch: ch.basic_consume(queue, lambda *a: None), accounts["332"])
@@ -106,11 +106,11 @@ def test_dudley_cannot_consume_wolverhamptons_inbox(
 def test_dudley_cannot_declare_or_bind_queues(accounts: dict[str, BrokerCredentials]) -> None:
     dudley = accounts["332"]
     assert _refused(lambda ch: ch.queue_declare("snoop.332"), dudley) == ACCESS_REFUSED
-    assert _refused(lambda ch: ch.queue_declare(inbox_queue("336") + ".copy"), dudley) == (
+    assert _refused(lambda ch: ch.queue_declare(Topology().inbox("336") + ".copy"), dudley) == (
         ACCESS_REFUSED
     )
     # Binding its own queue to everything addressed to Wolverhampton would leak 336's mail.
-    bind = lambda ch: ch.queue_bind(inbox_queue("332"), "caf.exchange", "336.#")  # noqa: E731
+    bind = lambda ch: ch.queue_bind(Topology().inbox("332"), "caf.exchange", "336.#")  # noqa: E731
     assert _refused(bind, dudley) == ACCESS_REFUSED
     assert _refused(lambda ch: ch.exchange_declare("evil", "fanout"), dudley) == ACCESS_REFUSED
 
@@ -148,7 +148,7 @@ def test_a_message_put_straight_onto_another_authoritys_queue_is_quarantined(
             channel.confirm_delivery()
             channel.basic_publish(
                 "",
-                inbox_queue("336"),
+                Topology().inbox("336"),
                 data,
                 pika.BasicProperties(delivery_mode=2, message_id=env.header.message_id),
                 mandatory=True,

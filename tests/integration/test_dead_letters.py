@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from local_systems import signed_inbound
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from gateway.api.app import create_app
@@ -23,14 +23,16 @@ from gateway.cli import app as cli
 from gateway.context import Gateway
 from gateway.envelope.keys import ensure_identity
 from gateway.errors import LedgerError
+from gateway.feature import ApplyContext, Feature, Received
+from gateway.features import standard
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import parked_replays
-from gateway.model import Envelope, MessageType
-from gateway.services import apply
+from gateway.model import MessageType
 from gateway.settings import Settings, load_settings
-from gateway.transport.base import Delivery, Disposition, Verdict, inbox_queue
+from gateway.transport.base import Delivery, Disposition, Verdict
 from gateway.transport.rabbit import RabbitTransport
+from gateway.transport.topology import Topology
 from tests.integration.gateways import ALL, make_settings, running, wait_for
 from tests.integration.procs import write_config
 
@@ -41,12 +43,16 @@ SENDER, RECIPIENT = "332", "336"
 POISONED: set[str] = set()
 
 
-def _poison(_gw: Gateway, _authority: str, env: Envelope, _conn: Connection) -> None:
-    if env.header.message_id in POISONED:
-        raise LedgerError(f"simulated failure while recording {env.header.message_id}")
+def _poison(_ctx: ApplyContext, msg: Received) -> None:
+    if msg.message_id in POISONED:
+        raise LedgerError(f"simulated failure while recording {msg.message_id}")
 
 
-apply.register(MessageType.ISSUE_LOG_ENTRY, _poison)
+# The receiver runs the standard features and this one, which fails on POISONED ids.
+POISONED_FEATURES = (
+    *standard(),
+    Feature("poison", appliers={MessageType.ISSUE_LOG_ENTRY: _poison}),
+)
 
 
 def config_dir(
@@ -96,7 +102,10 @@ def test_poison_message_is_parked_listed_with_reason_and_attempts_and_replayed_w
         },
     )
     sender_settings = make_settings(tmp_path, (SENDER,), f"sqlite:///{tmp_path / 's.db'}", vhost)
-    with running(receiver_settings) as receiver, running(sender_settings) as sender:
+    with (
+        running(receiver_settings, features=POISONED_FEATURES) as receiver,
+        running(sender_settings) as sender,
+    ):
         poison, good = signed_inbound(sender, SENDER, RECIPIENT, 2)
         POISONED.add(poison.message_id)
         try:
@@ -211,7 +220,7 @@ def test_sent_message_without_receipt_is_dead_lettered_listed_and_replayed_from_
         return [Disposition(Verdict.ACK) for _ in batch]
 
     swallower = threading.Thread(
-        target=lambda: black_hole.consume([inbox_queue(RECIPIENT)], swallow, stop_swallowing)
+        target=lambda: black_hole.consume([Topology().inbox(RECIPIENT)], swallow, stop_swallowing)
     )
     swallower.start()
     with running(sender_settings) as sender:
@@ -260,7 +269,7 @@ def test_sent_message_without_receipt_is_dead_lettered_listed_and_replayed_from_
         receiver_settings = make_settings(
             tmp_path, (RECIPIENT,), f"sqlite:///{tmp_path / 'r.db'}", vhost
         )
-        with running(receiver_settings) as receiver:
+        with running(receiver_settings, features=POISONED_FEATURES) as receiver:
             wait_for(lambda: record().status == Status.DELIVERED, what="delivered at last")
             copies = receiver.ledger.find(
                 message_id=message.message_id, direction=Direction.INBOUND

@@ -9,16 +9,14 @@ others reach the local system once each.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection
 
-from gateway.context import Gateway
+from gateway.feature import ApplyContext, Feature, Received
+from gateway.features import standard
 from gateway.ledger.store import Ledger
-from gateway.model import Envelope, IssueLogEntry, MessageType
-from gateway.services import apply
+from gateway.model import IssueLogEntry, MessageType
 from gateway.transport.retry import attempt_of, parked_reason
 from tests.integration.faults import COUNT, Ends, stream_with_fault
 from tests.integration.gateways import make_settings, running, wait_for
@@ -29,22 +27,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 POISON = "POISON: this entry makes its applier fail"
 
 
-def _fails_on_poison(_gw: Gateway, _authority: str, env: Envelope, _conn: Connection) -> None:
-    if isinstance(env.body, IssueLogEntry) and env.body.description == POISON:
+def _fails_on_poison(_ctx: ApplyContext, msg: Received) -> None:
+    body = msg.env.body
+    if isinstance(body, IssueLogEntry) and body.description == POISON:
         raise RuntimeError("simulated bug: this message can never be applied")
 
 
-@pytest.fixture
-def poison_applier() -> Iterator[None]:
-    apply.register(MessageType.ISSUE_LOG_ENTRY, _fails_on_poison)
-    try:
-        yield
-    finally:
-        apply.APPLIERS[MessageType.ISSUE_LOG_ENTRY].remove(_fails_on_poison)
+# The receiver runs the standard features and this one, whose applier has a bug.
+POISONED_FEATURES = (
+    *standard(),
+    Feature("poison", appliers={MessageType.ISSUE_LOG_ENTRY: _fails_on_poison}),
+)
 
 
 def test_poison_message_ends_in_parking_without_holding_up_the_others(
-    tmp_path: Path, vhost: str, poison_applier: None
+    tmp_path: Path, vhost: str
 ) -> None:
     delivery = {"retry_budget": 2, "retry_backoff_s": [0.5, 1.0], "receipt_deadline_s": 600}
     sender = make_settings(
@@ -60,7 +57,7 @@ def test_poison_message_ends_in_parking_without_holding_up_the_others(
         feed(gw, [message])
         poison_id.append(message.message_id)
 
-    with running(receiver) as rgw, running(sender):
+    with running(receiver, features=POISONED_FEATURES) as rgw, running(sender):
         local = PullSystem(Ledger.open(receiver_url), "336")
         outcome = stream_with_fault(Ends(sender), local, send_poison, trigger_at=COUNT // 10)
         wait_for(lambda: bool(rgw.transport.peek_parked("336")), 60, "the poison parked")

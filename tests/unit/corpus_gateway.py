@@ -10,11 +10,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from gateway.context import AdapterSet, Gateway
-from gateway.envelope.schema import SchemaValidator
-from gateway.envelope.signing import Verifier
+from gateway.context import Gateway, build
 from gateway.envelope.trust import TrustStore
-from gateway.ledger.store import Ledger
 from gateway.settings import load_settings
 from gateway.transport.memory import MemoryTransport
 from tests.data.attacks import make_corpus
@@ -64,18 +61,4 @@ def corpus_gateway(tmp_path: Path) -> Gateway:
     def clock() -> object:
         return make_corpus.NOW
 
-    limits = settings.limits
-    verifier = Verifier(
-        trust, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth, clock=clock
-    )  # type: ignore[arg-type]
-    ledger = Ledger.open(settings.database.url, clock)  # type: ignore[arg-type]
-    return Gateway(
-        settings=settings,
-        ledger=ledger,
-        transport=MemoryTransport(),
-        signers={},
-        verifier=verifier,
-        schema=SchemaValidator(),
-        adapters=AdapterSet(),
-        clock=clock,  # type: ignore[arg-type]
-    )
+    return build(settings, MemoryTransport(), clock=clock, trust=trust)  # type: ignore[arg-type]

@@ -18,8 +18,9 @@ from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.ledger.status import Direction, Status
-from gateway.services.inbound import handle_batch
-from gateway.transport.base import Delivery, Verdict, inbox_queue
+from gateway.services.receiving import handle_batch
+from gateway.transport.base import Delivery, Verdict
+from gateway.transport.topology import Topology
 from tests.data.attacks import make_corpus
 from tests.unit.corpus_gateway import corpus_gateway
 
@@ -47,7 +48,7 @@ def _deliver(gw: Gateway, entry: dict[str, object], tag: int = 1) -> None:
     data = (CORPUS / str(entry["file"])).read_bytes()
     inbox = str(entry["inbox"])
     delivery = Delivery(
-        queue=inbox_queue(inbox),
+        queue=Topology().inbox(inbox),
         routing_key=str(entry["routing_key"]),
         body=data,
         message_id=None,
@@ -55,7 +56,7 @@ def _deliver(gw: Gateway, entry: dict[str, object], tag: int = 1) -> None:
         delivery_count=0,
         tag=tag,
     )
-    (disposition,) = handle_batch(gw, inbox, [delivery])
+    (disposition,) = handle_batch(gw, [delivery])
     # Permanent problems are recorded, so the broker may forget the message.
     assert disposition.verdict == Verdict.ACK
 

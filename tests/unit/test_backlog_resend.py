@@ -20,13 +20,14 @@ from gateway.context import Gateway, build
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.services import delivery
-from gateway.transport.base import Delivery, Disposition, Verdict, inbox_queue
+from gateway.transport.base import Delivery, Disposition, Verdict
 from gateway.transport.memory import MemoryTransport
+from gateway.transport.topology import Topology
 from tests.local_systems import signed_inbound
 
 DEADLINE_S = 60
 BUDGET = 2
-INBOX = inbox_queue("336")
+INBOX = Topology().inbox("336")
 
 
 class Clock:
@@ -116,9 +117,7 @@ def test_a_message_waiting_in_the_recipients_inbox_is_never_resent_nor_dead_lett
     assert record(gw, message_id).status == Status.DELIVERED
 
 
-def test_a_backlog_of_others_messages_defers_without_extra_load(
-    gw: Gateway, clock: Clock
-) -> None:
+def test_a_backlog_of_others_messages_defers_without_extra_load(gw: Gateway, clock: Clock) -> None:
     ids = send(gw, 20)
     deadlines_pass(gw, clock, BUDGET + 3)
     rows = [record(gw, m) for m in ids]
@@ -171,9 +170,7 @@ def test_while_the_broker_cannot_be_asked_nothing_is_resent_or_dead_lettered(
     assert "broker cannot be asked" in (waiting.reason or "")
 
 
-def test_a_message_older_than_max_age_is_dead_lettered_as_stale(
-    gw: Gateway, clock: Clock
-) -> None:
+def test_a_message_older_than_max_age_is_dead_lettered_as_stale(gw: Gateway, clock: Clock) -> None:
     (message_id,) = send(gw)
     clock.advance(gw.settings.limits.max_age_s + 1)
     delivery.resend_overdue(gw)

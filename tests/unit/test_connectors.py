@@ -22,7 +22,7 @@ from gateway.connectors.webhook import WebhookConnector, signature
 from gateway.context import Gateway
 from gateway.errors import ConfigError
 from gateway.ledger.status import Direction, Status
-from gateway.services import dead_letters, inbound
+from gateway.services import dead_letters, receiving
 from gateway.transport.base import Delivery
 
 pytestmark = pytest.mark.timeout(60)
@@ -45,7 +45,7 @@ def receive(gw: Gateway, count: int) -> list[str]:
         )
         for n, m in enumerate(sent)
     ]
-    inbound.handle_batch(gw, RECIPIENT, deliveries)
+    receiving.handle_batch(gw, deliveries)
     ids = [m.message_id for m in sent]
     assert all(status_of(gw, m) == Status.VERIFIED for m in ids)
     return ids

@@ -14,9 +14,10 @@ from gateway.envelope import xmlsafe
 from gateway.envelope.encryption import DecryptionKeys, decrypt_envelope, encrypt_envelope
 from gateway.errors import SignatureError
 from gateway.ledger.status import Direction, Status
-from gateway.services.inbound import handle_batch
+from gateway.services.receiving import handle_batch
 from gateway.settings import EncryptionSettings
-from gateway.transport.base import Delivery, inbox_queue
+from gateway.transport.base import Delivery
+from gateway.transport.topology import Topology
 from tests.data.attacks import make_corpus
 from tests.unit.corpus_gateway import corpus_gateway, write_identity
 
@@ -101,8 +102,8 @@ def paired(tmp_path: Path) -> Iterator[Gateway]:
 
 
 def _deliver(gw: Gateway, data: bytes) -> list[object]:
-    delivery = Delivery(inbox_queue("336"), "336.Assessment.332", data, None, {}, 0, 1)
-    handle_batch(gw, "336", [delivery])
+    delivery = Delivery(Topology().inbox("336"), "336.Assessment.332", data, None, {}, 0, 1)
+    handle_batch(gw, [delivery])
     return gw.ledger.find(authority="336", direction=Direction.INBOUND)  # type: ignore[return-value]
 
 

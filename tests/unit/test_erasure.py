@@ -13,22 +13,22 @@ from policy_support import envelope_of, pump, settings_for
 from retention_support import JAYDEN, SIOBHAN, Clock, dudley_shared, found_in, region
 
 from gateway.connectors import handover
+from gateway.crossborder import consent_store
 from gateway.errors import PolicyRefusal
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 from gateway.lifecycle import outcomes
 from gateway.model import ErasureRequest
-from gateway.policy import consent_register
 from gateway.retention import erasure
 from gateway.transport.base import (
     Delivery,
     Disposition,
     OutgoingMessage,
     Verdict,
-    inbox_queue,
     routing_key,
 )
 from gateway.transport.memory import MemoryTransport
+from gateway.transport.topology import Topology
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,7 +100,7 @@ def test_erasure_deletes_a_parked_dead_letter_about_the_child(tmp_path: Path) ->
         stop.set()
         return [Disposition(Verdict.PARK, "poison for the test")]
 
-    transport.consume([inbox_queue("336")], park, stop)
+    transport.consume([Topology().inbox("336")], park, stop)
     assert [d.message_id for d in transport.peek_parked("336")] == ["parked-copy-1"]
     report = erasure.erase_child(
         gw, "336", "J332412014017", ground=GROUND, reference="REQ-8", actor="DPO"
@@ -114,12 +114,12 @@ def test_the_consent_register_keeps_the_decision_but_not_whose_it_was(tmp_path: 
     dudley_shared(gw)
     key = erasure.plan_erasure(gw, "336", "J332412014017", "REQ-9").child_key
     with gw.ledger.transaction() as conn:
-        before = consent_register.entries(conn, "336", key)
+        before = consent_store.entries(conn, "336", key)
     assert before and before[0].consent.given_by
     erasure.erase_child(gw, "336", "J332412014017", ground=GROUND, reference="REQ-9", actor="DPO")
     with gw.ledger.transaction() as conn:
-        assert consent_register.entries(conn, "336", key) == []
-        kept = consent_register.entries(conn, "336", "erased")
+        assert consent_store.entries(conn, "336", key) == []
+        kept = consent_store.entries(conn, "336", "erased")
     assert [e.action for e in kept] == [e.action for e in before]
     assert all(e.consent.given_by is None and e.case_ref is None for e in kept)
 

@@ -21,7 +21,7 @@ from gateway.context import Gateway
 from gateway.dashboard.view import build_view
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
-from gateway.services import inbound
+from gateway.services import receiving
 from gateway.transport.base import Delivery
 from tests.unit.test_metrics import labels, parse, scrape
 
@@ -33,9 +33,8 @@ ADMIN = Caller(None, "admin")
 
 def receive(gw: Gateway, count: int) -> list[str]:
     sent = signed_inbound(gw, SENDER, RECIPIENT, count)
-    inbound.handle_batch(
+    receiving.handle_batch(
         gw,
-        RECIPIENT,
         [
             Delivery(
                 queue=f"caf.inbox.{RECIPIENT}",

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from gateway.context import Gateway
 from gateway.errors import CafgwError
 from gateway.ledger.status import Direction, Status
-from gateway.services.inbound import handle_batch
-from gateway.transport.base import Delivery, Verdict, inbox_queue
+from gateway.services.receiving import handle_batch
+from gateway.transport.base import Delivery, Verdict
+from gateway.transport.topology import Topology
 from tests.unit.corpus_gateway import corpus_gateway
 from tests.unit.fuzz_support import FUZZ_SECONDS, fuzz_settings, mutated, run_for
 
@@ -68,7 +69,7 @@ def test_the_inbound_path_records_and_acknowledges_any_input(gateway: Gateway) -
     @fuzz_settings
     def target(data: bytes) -> None:
         delivery = Delivery(
-            queue=inbox_queue("336"),
+            queue=Topology().inbox("336"),
             routing_key="336.Assessment.332",
             body=data,
             message_id=None,
@@ -76,7 +77,7 @@ def test_the_inbound_path_records_and_acknowledges_any_input(gateway: Gateway) -
             delivery_count=0,
             tag=next(tags),
         )
-        (disposition,) = handle_batch(gateway, "336", [delivery])
+        (disposition,) = handle_batch(gateway, [delivery])
         assert disposition.verdict == Verdict.ACK
 
     run_for(target)
@@ -93,7 +94,7 @@ def test_a_quarantined_message_delivered_again_is_acknowledged_not_retried(
     tampered = (CORPUS / "07-tampered-body.xml").read_bytes()
     for tag in (1, 2):
         delivery = Delivery(
-            queue=inbox_queue("336"),
+            queue=Topology().inbox("336"),
             routing_key="336.Assessment.332",
             body=tampered,
             message_id=None,
@@ -101,7 +102,7 @@ def test_a_quarantined_message_delivered_again_is_acknowledged_not_retried(
             delivery_count=0,
             tag=tag,
         )
-        (disposition,) = handle_batch(gateway, "336", [delivery])
+        (disposition,) = handle_batch(gateway, [delivery])
         assert disposition.verdict == Verdict.ACK
     rows = gateway.ledger.find(authority="336", direction=Direction.INBOUND)
     (row,) = [r for r in rows if r.status == Status.QUARANTINED]

@@ -21,7 +21,7 @@ from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.ledger.status import Direction, Status
 from gateway.model import Receipt, ReceiptOutcome
-from gateway.services import inbound, receipts
+from gateway.services import receipts, receiving
 from gateway.transport.base import Delivery
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,13 +34,12 @@ def carry(gw: Gateway, sender: str, recipient: str, message_type: str) -> list[b
     """Move ``sender``'s waiting outbound messages of that type into ``recipient``'s inbound."""
     items = [
         i
-        for i in gw.ledger.outbox(1000, senders=[sender])
+        for i in gw.ledger.claim_outbox(1000, [sender], gw.clock(), gw.clock())
         if i.message_type == message_type and i.recipient == recipient
     ]
     gw.ledger.mark_sent([i.pk for i in items], None)
-    inbound.handle_batch(
+    receiving.handle_batch(
         gw,
-        recipient,
         [
             Delivery(
                 queue=f"caf.inbox.{recipient}",
@@ -147,7 +146,9 @@ def test_a_later_accepted_receipt_does_not_undo_undeliverable(tmp_path: Path) ->
     receipts.send_receipts(gw)
     carry(gw, RECIPIENT, SENDER, "Receipt")
     assert sender_status(gw, message_id) == Status.UNDELIVERABLE
-    gw.ledger.mark_delivered(SENDER, [(message_id, digest, Status.DELIVERED, "late copy")])
+    gw.ledger.mark_delivered(
+        SENDER, [(message_id, digest, Status.DELIVERED, "late copy")], RECIPIENT
+    )
     assert sender_status(gw, message_id) == Status.UNDELIVERABLE
 
 

@@ -15,15 +15,15 @@ from gateway.transport.base import (
     PublishOutcome,
     Transport,
     Verdict,
-    inbox_queue,
     routing_key,
 )
 from gateway.transport.memory import MemoryTransport, topic_matches
 from gateway.transport.retry import ATTEMPT_HEADER, RetryPolicy, parked_reason
+from gateway.transport.topology import Topology
 
 pytestmark = pytest.mark.timeout(30)
 
-INBOX = inbox_queue("332")
+INBOX = Topology().inbox("332")
 
 
 def message(n: int, recipient: str = "332") -> OutgoingMessage:
@@ -86,7 +86,7 @@ def test_published_messages_are_confirmed_and_land_in_the_recipients_inbox() -> 
     results = t.publish([message(1), message(2, recipient="333")])
     assert [r.outcome for r in results] == [PublishOutcome.CONFIRMED] * 2
     assert t.depth(INBOX) == 1
-    assert t.depth(inbox_queue("333")) == 1
+    assert t.depth(Topology().inbox("333")) == 1
 
 
 def test_a_message_no_queue_is_bound_for_is_returned() -> None:

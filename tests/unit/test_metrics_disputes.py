@@ -21,7 +21,7 @@ def test_an_open_dispute_shows_its_stage_and_deadline_and_follows_its_escalation
 ) -> None:
     clock = Clock()
     gw = make_gateway(tmp_path, clock=clock)
-    raised = service.raise_dispute(gw, "332", request(no_personal_data=True, consent_ref=None))
+    raised = service.raise_dispute(gw.kit, "332", request(no_personal_data=True, consent_ref=None))
     view = build_view(gw, Caller("332", "authority"), FakeProbe())
     (line,) = view.disputes
     assert (line.dispute_id, line.stage, line.overdue) == (
@@ -36,7 +36,7 @@ def test_an_open_dispute_shows_its_stage_and_deadline_and_follows_its_escalation
 
     assert raised.deadline is not None
     clock.now = raised.deadline + (raised.deadline - raised.created_at) * 4
-    service.escalate_due(gw)  # whatever the ladder does, nothing answers
+    service.escalate_due(gw.kit)  # whatever the ladder does, nothing answers
     view = build_view(gw, Caller("332", "authority"), FakeProbe())
     overdue = [d for d in view.disputes if d.overdue]
     print("AFTER", view.disputes)

@@ -13,7 +13,6 @@ from gateway.api.auth import ApiKeys
 from gateway.envelope.codec import envelope_to_bytes
 from gateway.ledger.status import Direction
 from gateway.model import LegalBasis, Purpose
-from gateway.services.signing import new_envelope
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,8 +87,7 @@ def test_a_submission_refused_by_policy_is_a_422_naming_the_rule_and_recorded_re
     ]
     env = envelope_of(gw, held)
     assert env is not None
-    attempt = new_envelope(
-        gw.clock,
+    attempt = gw.outbox.envelope(
         sender="336",
         recipient="332",
         body=env.body,

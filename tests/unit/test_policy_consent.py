@@ -22,13 +22,25 @@ from policy_support import (
 )
 
 from gateway.cases import views
+from gateway.crossborder import consent_store
+from gateway.crossborder.tables import metadata as policy_tables
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
-from gateway.model import ConsentAction, ConsentRecord, ConsentRole, ConsentScope, Purpose
-from gateway.policy import consent_register
+from gateway.model import (
+    Assessment,
+    ConsentAction,
+    ConsentChange,
+    ConsentRecord,
+    ConsentRole,
+    ConsentScope,
+    LegalBasis,
+    Purpose,
+)
+from gateway.outbox import new_envelope
+from gateway.policy import consent as consent_rules
 from gateway.policy.config import PolicySettings
 from gateway.policy.sharing import covers
-from gateway.services.signing import new_envelope, signed_message
+from gateway.services import outbound
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,79 +75,54 @@ def _before_withdrawal() -> dict[str, Any]:
     return data
 
 
+def _add(conn: Any, consent: ConsentRecord, action: ConsentAction, source: str = "LOCAL") -> None:
+    consent_store.add(
+        conn,
+        authority="332",
+        child_key="k",
+        case_ref="c",
+        consent=consent,
+        action=action,
+        source=source,
+        now=NOW,
+    )
+
+
 def test_a_gillick_competent_childs_decision_prevails_over_a_parents_and_both_are_kept(
     tmp_path: Path,
 ) -> None:
-    ledger = Ledger.open(f"sqlite:///{tmp_path / 'l.db'}")
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'l.db'}", schemas=[policy_tables])
     policy = PolicySettings()
     with ledger.transaction() as conn:
-        child = consent_register.record(
-            conn,
-            authority="332",
-            child_key="k",
-            case_ref="c",
-            consent=CHILD_NO,
-            action=ConsentAction.REFUSED,
-            source="LOCAL",
-            now=NOW,
-        )
-        parent = consent_register.record(
-            conn,
-            authority="332",
-            child_key="k",
-            case_ref="c",
-            consent=PARENT_YES,
-            action=ConsentAction.GIVEN,
-            source="LOCAL",
-            now=NOW,
-        )
-        history = consent_register.entries(conn, "332", "k")
-    assert child.added and parent.added
+        _add(conn, CHILD_NO, ConsentAction.REFUSED)
+        _add(conn, PARENT_YES, ConsentAction.GIVEN)
+        history = consent_store.entries(conn, "332", "k")
     assert [e.consent.role for e in history] == [ConsentRole.CHILD, ConsentRole.PARENT]
-    assert parent.after.entry is not None and parent.after.entry.by_competent_child
-    refusal = covers(parent.after, policy, "332", "336", Purpose.SHARE_CROSS_BORDER)
+    in_force = consent_rules.effective(history)
+    assert in_force.entry is not None and in_force.entry.by_competent_child
+    refusal = covers(in_force, policy, "332", "336", Purpose.SHARE_CROSS_BORDER)
     assert refusal is not None and refusal.rule == "consent.not-given"
 
 
 def test_a_parents_withdrawal_does_not_override_a_competent_childs_consent(tmp_path: Path) -> None:
-    ledger = Ledger.open(f"sqlite:///{tmp_path / 'l.db'}")
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'l.db'}", schemas=[policy_tables])
     child_yes = replace(PARENT_YES, role=ConsentRole.CHILD, gillick_competent=True)
     parent_no = replace(PARENT_YES, given=False)
     with ledger.transaction() as conn:
-        for consent, action in (
-            (child_yes, ConsentAction.GIVEN),
-            (parent_no, ConsentAction.WITHDRAWN),
-        ):
-            last = consent_register.record(
-                conn,
-                authority="332",
-                child_key="k",
-                case_ref="c",
-                consent=consent,
-                action=action,
-                source="LOCAL",
-                now=NOW,
-            )
-    assert covers(last.after, PolicySettings(), "332", "336", Purpose.SHARE_CROSS_BORDER) is None
-    refusal = covers(last.after, PolicySettings(), "332", "333", Purpose.SHARE_CROSS_BORDER)
+        _add(conn, child_yes, ConsentAction.GIVEN)
+        _add(conn, parent_no, ConsentAction.WITHDRAWN)
+        last = consent_rules.effective(consent_store.entries(conn, "332", "k"))
+    assert covers(last, PolicySettings(), "332", "336", Purpose.SHARE_CROSS_BORDER) is None
+    refusal = covers(last, PolicySettings(), "332", "333", Purpose.SHARE_CROSS_BORDER)
     assert refusal is not None and refusal.rule == "consent.recipient-not-named"
 
 
 def test_the_same_decision_from_the_same_source_is_recorded_once(tmp_path: Path) -> None:
-    ledger = Ledger.open(f"sqlite:///{tmp_path / 'l.db'}")
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'l.db'}", schemas=[policy_tables])
     with ledger.transaction() as conn:
         for _ in range(2):
-            consent_register.record(
-                conn,
-                authority="332",
-                child_key="k",
-                case_ref="c",
-                consent=PARENT_YES,
-                action=ConsentAction.GIVEN,
-                source="LOCAL",
-                now=NOW,
-            )
-        assert len(consent_register.entries(conn, "332", "k")) == 1
+            _add(conn, PARENT_YES, ConsentAction.GIVEN)
+        assert len(consent_store.entries(conn, "332", "k")) == 1
 
 
 def test_withdrawal_is_sent_to_past_recipients_who_restrict_the_childs_records(
@@ -262,8 +249,7 @@ def test_a_received_plan_changed_without_consent_is_refused_by_the_receiver(tmp_
     assert original is not None
     body = original.body
     changed = replace(body, actions=body.actions[:1])  # type: ignore[type-var]
-    env = new_envelope(
-        gw.clock,
+    env = gw.outbox.envelope(
         sender="336",
         recipient="335",
         body=changed,
@@ -272,7 +258,7 @@ def test_a_received_plan_changed_without_consent_is_refused_by_the_receiver(tmp_
         purpose=original.header.purpose,
         consent_ref=original.header.consent_ref,  # the old consent: not one for the change
     )
-    gw.ledger.record([signed_message(gw, env, case_ref="EHM-77120")])  # bypasses the sender's check
+    gw.ledger.record([gw.outbox.sign(env, case_ref="EHM-77120")])  # bypasses the sender's check
     pump(gw)
     (received,) = gw.ledger.find(
         message_id=env.header.message_id, authority="335", direction=Direction.INBOUND
@@ -296,10 +282,8 @@ def test_a_refusal_without_a_consent_date_is_still_recorded_in_the_register(
     assert gillick.given and gillick.decided_by_child
 
 
-def test_a_held_transfer_is_released_with_its_id_when_new_consent_covers_it(
-    tmp_path: Path,
-) -> None:
-    gw = memory_gateway(tmp_path)
+def _held_transfer(gw: Any) -> Any:
+    """EHM-77245 submitted after the withdrawal: the transfer to Dudley is held."""
     submit(gw, "336", "wolverhampton-json", _bytes(_episodes("EHM-77245")), "withdrawn.json")
     pump(gw)
     (held,) = [
@@ -307,7 +291,11 @@ def test_a_held_transfer_is_released_with_its_id_when_new_consent_covers_it(
         for r in gw.ledger.find(authority="336", direction=Direction.OUTBOUND, limit=100)
         if r.case_ref == "EHM-77245" and r.status == Status.HELD_LOCAL and r.recipient == "332"
     ]
-    # The father gives consent again, naming Dudley, after the move.
+    return held
+
+
+def _renewed_consent() -> dict[str, Any]:
+    """The father gives consent again, naming Dudley, after the move."""
     renewed = _episodes("EHM-77245")
     consent = renewed["episodes"][0]["consent"]
     consent["recordedAt"] = "2026-10-01T10:00:00+01:00"
@@ -315,7 +303,41 @@ def test_a_held_transfer_is_released_with_its_id_when_new_consent_covers_it(
     renewed["episodes"][0]["events"] = [
         e for e in renewed["episodes"][0]["events"] if e["type"] != "CONSENT_WITHDRAWN"
     ]
-    submit(gw, "336", "wolverhampton-json", _bytes(renewed), "renewed.json")
+    return renewed
+
+
+def _assessments_at_dudley(gw: Any) -> list[Any]:
+    return [
+        r
+        for r in gw.ledger.find(authority="332", direction=Direction.INBOUND, limit=200)
+        if r.case_ref == "EHM-77245" and r.message_type == "Assessment"
+    ]
+
+
+def test_a_held_transfer_is_released_with_its_id_when_a_consent_change_covers_it(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    held = _held_transfer(gw)
+    kept = envelope_of(gw, held)
+    assert kept is not None and isinstance(kept.body, Assessment)
+    record = _renewed_consent()["episodes"][0]["consent"]
+    renewed = replace(
+        kept.body.consent,
+        withdrawn=(),
+        recorded_at=datetime.fromisoformat(record["recordedAt"]).astimezone(UTC),
+    )
+    change = new_envelope(
+        gw.clock,
+        sender="336",
+        recipient="336",
+        body=ConsentChange(kept.body.case_ref, kept.body.child, ConsentAction.GIVEN, renewed),
+        correlation=kept.header.correlation_id,
+        legal_basis=LegalBasis.CONSENT,
+        consent_ref="336/EHM-77245/consent/renewed",
+        purpose=Purpose.SHARE_CROSS_BORDER,
+    )
+    outbound.accept_envelope(gw, "336", change)
     pump(gw)
     (released,) = gw.ledger.find(message_id=held.message_id, authority="336")
     assert [h.status for h in released.history] == [
@@ -327,11 +349,29 @@ def test_a_held_transfer_is_released_with_its_id_when_new_consent_covers_it(
     ]
     assert released.legal_basis == "CONSENT"
     assert "released: consent now covers 332" in (released.history[2].reason or "")
-    (arrived,) = [
-        r
-        for r in gw.ledger.find(message_id=held.message_id, direction=Direction.INBOUND)
-        if r.authority == "332"
-    ]
+    (arrived,) = _assessments_at_dudley(gw)
+    assert arrived.message_id == held.message_id
+    envelope = envelope_of(gw, arrived)
+    assert envelope is not None
+    assert envelope.header.consent_ref == "336/EHM-77245/consent/2026-10-01T09:00:00+00:00"
+
+
+def test_a_re_export_with_new_consent_sends_the_record_once_and_supersedes_the_held_copy(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    held = _held_transfer(gw)
+    report = submit(gw, "336", "wolverhampton-json", _bytes(_renewed_consent()), "renewed.json")
+    pump(gw)
+    (superseded,) = gw.ledger.find(message_id=held.message_id, authority="336")
+    assert superseded.status == Status.REJECTED
+    (record,) = [o for o in report.outcomes if o.kind == "record"]
+    assert record.status == Status.SIGNED and record.recipients == ("332",)
+    (arrived,) = _assessments_at_dudley(gw)  # the local record reaches Dudley once
+    assert arrived.message_id in record.message_ids
+    assert superseded.reason is not None and superseded.reason.startswith(
+        f"superseded by {arrived.message_id}"
+    )
     envelope = envelope_of(gw, arrived)
     assert envelope is not None
     assert envelope.header.consent_ref == "336/EHM-77245/consent/2026-10-01T09:00:00+00:00"

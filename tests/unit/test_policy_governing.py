@@ -134,15 +134,13 @@ def test_funding_requests_go_to_where_the_child_lives(
 
 def test_a_funding_problem_is_reported_to_the_initiating_authority_only(tmp_path: Path) -> None:
     from gateway.model import LegalBasis, Purpose  # noqa: PLC0415
-    from gateway.services.signing import new_envelope  # noqa: PLC0415
 
     gw = memory_gateway(tmp_path)
     _send(gw, _episode("EHM-77120"))
     pump(gw)
     thread_id = _thread(gw, "335", "EHM-77120")
     for recipient, refused in (("334", True), ("336", False)):
-        env = new_envelope(
-            gw.clock,
+        env = gw.outbox.envelope(
             sender="335",
             recipient=recipient,
             body=Notification(

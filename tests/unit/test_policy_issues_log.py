@@ -16,9 +16,9 @@ from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
 from gateway.ledger.store import utc_now
 from gateway.model import Child, Envelope, IssueKind, IssueLogEntry, LegalBasis, Purpose
+from gateway.outbox import new_envelope
 from gateway.policy import issues_log
 from gateway.services import outbound
-from gateway.services.signing import new_envelope
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,7 +13,6 @@ from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 from gateway.model import Audience, LegalBasis, Notification, NotificationType, Purpose
 from gateway.services import outbound
-from gateway.services.signing import new_envelope
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,8 +62,7 @@ def test_no_family_facing_notice_is_generated_anywhere_when_the_family_must_not_
             assert env.body.audience != Audience.FAMILY
     thread = next(r.correlation_id for r in everything if r.case_ref == "FWI-553977")
     for sender, recipient in (("333", "333"), ("333", "330")):
-        notice = new_envelope(
-            gw.clock,
+        notice = gw.outbox.envelope(
             sender=sender,
             recipient=recipient,
             body=Notification(
@@ -95,10 +93,8 @@ def test_birmingham_refuses_a_family_notice_for_a_referral_that_says_do_not_info
         for r in gw.ledger.find(authority="330", limit=50)
         if r.message_type == "Notification"
     )
-    from gateway.services.signing import signed_message  # noqa: PLC0415
 
-    notice = new_envelope(
-        gw.clock,
+    notice = gw.outbox.envelope(
         sender="333",
         recipient="330",
         body=Notification(
@@ -107,7 +103,7 @@ def test_birmingham_refuses_a_family_notice_for_a_referral_that_says_do_not_info
         correlation=thread,
         legal_basis=LegalBasis.NO_PERSONAL_DATA,
     )
-    gw.ledger.record([signed_message(gw, notice)])  # as if the sender had no such rule
+    gw.ledger.record([gw.outbox.sign(notice)])  # as if the sender had no such rule
     pump(gw)
     (received,) = gw.ledger.find(
         message_id=notice.header.message_id, authority="330", direction=Direction.INBOUND

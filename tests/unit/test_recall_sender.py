@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from gateway.policy.consent_register import consent_register
 from policy_support import DUDLEY, envelope_of, pump, submit
 from retention_support import Clock, dudley_shared, region
 from sqlalchemy import update
@@ -28,8 +29,7 @@ from gateway.model import (
     Recall,
     RecallReason,
 )
-from gateway.policy.consent_register import consent_register
-from gateway.services.signing import new_envelope, signed_message
+from gateway.outbox import new_envelope
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -177,7 +177,7 @@ def test_a_not_ours_notice_about_a_message_sent_to_someone_else_is_quarantined(
         legal_basis=LegalBasis.NO_PERSONAL_DATA,
         in_reply_to=to_wolverhampton.message_id,
     )
-    gw.ledger.record([signed_message(gw, forged)])
+    gw.ledger.record([gw.outbox.sign(forged)])
     pump(gw)
     [got] = gw.ledger.find(message_id=forged.header.message_id, authority="332")
     assert got.status == Status.QUARANTINED

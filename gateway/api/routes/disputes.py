@@ -80,7 +80,7 @@ def _actor(v: Viewer) -> str:
 def _find(gw: GatewayDep, v: Viewer, dispute_id: str) -> service.DisputeView:
     for holder in v.reads or (*gw.hosted, REGIONAL):
         try:
-            return service.get_dispute(gw, holder, dispute_id)
+            return service.get_dispute(gw.kit, holder, dispute_id)
         except NotFoundError:
             continue
     raise NotFoundError(f"dispute {dispute_id} not found")
@@ -90,7 +90,7 @@ def _find(gw: GatewayDep, v: Viewer, dispute_id: str) -> service.DisputeView:
 def raise_dispute(body: DisputeIn, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
     """Raise a dispute against another authority's practitioner or decision."""
     authority = _actor(v)
-    return DisputeOut.of(service.raise_dispute(gw, authority, body.to_new(authority)))
+    return DisputeOut.of(service.raise_dispute(gw.kit, authority, body.to_new(authority)))
 
 
 @router.get("/v1/disputes", response_model=list[DisputeOut])
@@ -107,7 +107,7 @@ def list_disputes(
 ) -> list[DisputeOut]:
     """Disputes the caller may see, newest first."""
     views = service.list_disputes(
-        gw,
+        gw.kit,
         v.reads,
         stage=stage,
         overdue=overdue,
@@ -126,14 +126,14 @@ def show_dispute(dispute_id: str, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
 @router.post("/v1/disputes/{dispute_id}/comment", response_model=DisputeOut)
 def comment(dispute_id: str, body: CommentIn, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
     _find(gw, v, dispute_id)  # 404 before anything else for a non-party
-    return DisputeOut.of(service.comment(gw, _actor(v), dispute_id, body.by, body.text))
+    return DisputeOut.of(service.comment(gw.kit, _actor(v), dispute_id, body.by, body.text))
 
 
 @router.post("/v1/disputes/{dispute_id}/escalate", response_model=DisputeOut)
 def escalate(dispute_id: str, body: EscalateIn, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
     """Escalate now, before the stage deadline, with a reason."""
     _find(gw, v, dispute_id)
-    return DisputeOut.of(service.escalate(gw, _actor(v), dispute_id, body.by, body.reason))
+    return DisputeOut.of(service.escalate(gw.kit, _actor(v), dispute_id, body.by, body.reason))
 
 
 @router.post("/v1/disputes/{dispute_id}/resolve", response_model=DisputeOut)
@@ -141,7 +141,9 @@ def resolve(dispute_id: str, body: ResolveIn, gw: GatewayDep, v: ViewerDep) -> D
     """Record the outcome and any interim arrangement; stops the clock, tells both parties."""
     _find(gw, v, dispute_id)
     return DisputeOut.of(
-        service.resolve(gw, _actor(v), dispute_id, body.by, body.outcome, body.interim_arrangement)
+        service.resolve(
+            gw.kit, _actor(v), dispute_id, body.by, body.outcome, body.interim_arrangement
+        )
     )
 
 
@@ -161,7 +163,7 @@ def pull_escalations(
     manager) and carries the signed Dispute; acknowledge it with
     ``POST /v1/escalations/{id}/ack`` once that person has it.
     """
-    return [EscalationOut.of(e) for e in escalations.pull(gw, _escalation_owner(v), limit)]
+    return [EscalationOut.of(e) for e in escalations.pull(gw.ledger, _escalation_owner(v), limit)]
 
 
 @router.post(
@@ -170,7 +172,9 @@ def pull_escalations(
 def acknowledge_escalation(
     escalation_id: str, body: AckEscalationIn, gw: GatewayDep, v: ViewerDep
 ) -> EscalationOut:
-    found = escalations.acknowledge(gw, _escalation_owner(v), escalation_id[:64], body.by)
+    found = escalations.acknowledge(
+        gw.ledger, _escalation_owner(v), escalation_id[:64], body.by, gw.clock()
+    )
     if found is None:
         raise NotFoundError(f"escalation {escalation_id} not found")
     return EscalationOut.of(found)

@@ -16,10 +16,9 @@ from typing import BinaryIO
 
 from adapters.base import Rejected, Result
 from gateway.context import Gateway
-from gateway.ledger import audit
-from gateway.services.envelopes_in import accept_envelope, submit_envelope
-from gateway.services.local_records import converted, rejected_record
-from gateway.services.outcomes import Progress, RecordOutcome, SubmitReport
+from gateway.services.outbound.envelopes import accept_envelope, submit_envelope
+from gateway.services.outbound.outcomes import Progress, RecordOutcome, SubmitReport
+from gateway.services.outbound.records import converted, rejected_record
 
 __all__ = [
     "RecordOutcome",
@@ -75,8 +74,7 @@ def submit_results(
                 outcomes.append(outcome)
                 continue
             made = converted(gw, conn, authority, result)
-            gw.ledger.record(made.messages, conn)
-            audit.append(gw.ledger, made.events, conn)
+            gw.outbox.queue(conn, made.messages, made.events)
             outcomes.extend(made.outcomes)
             notices.extend(made.notices)
     if progress is not None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.ledger import audit
-from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Status
 
 
@@ -45,16 +43,3 @@ class SubmitReport:
 
 
 Progress = Callable[[RecordOutcome], None]
-
-
-def disclosure(message: NewMessage, actor: str = "gateway") -> audit.AuditEvent:
-    return audit.AuditEvent(
-        actor=actor,
-        action="DISCLOSURE",
-        authority=message.sender,
-        counterparty=message.recipient,
-        legal_basis=message.legal_basis,
-        message_id=message.message_id,
-        digest=message.digest,
-        detail=f"{message.message_type} {message.case_ref or ''}".strip(),
-    )

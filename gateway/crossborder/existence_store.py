@@ -1,0 +1,56 @@
+"""The existence index's store: keyed hashes of the children an authority holds a CAF for.
+
+Only HMAC-keyed hashes of identifiers are kept (``policy.existence``), so
+the index answers "do we hold this child?" without holding who it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Column, Connection, Index, Integer, String, Table, insert, select
+
+from gateway.crossborder.tables import metadata
+
+existence_index = Table(
+    "existence_index",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),
+    Column("keyed_hash", String(64), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+)
+Index("ix_existence_hash", existence_index.c.authority, existence_index.c.keyed_hash)
+
+
+def index_child(
+    conn: Connection, authority: str, correlation_id: str, hashes: Iterable[str]
+) -> None:
+    """Remember that ``authority`` holds a CAF for the child with these hashes."""
+    for value in hashes:
+        known = conn.execute(
+            select(existence_index.c.id).where(
+                existence_index.c.authority == authority,
+                existence_index.c.keyed_hash == value,
+                existence_index.c.correlation_id == correlation_id,
+            )
+        ).first()
+        if known is None:
+            conn.execute(
+                insert(existence_index).values(
+                    authority=authority, keyed_hash=value, correlation_id=correlation_id
+                )
+            )
+
+
+def holds(conn: Connection, authority: str, hashes: Iterable[str]) -> bool:
+    wanted = list(hashes)
+    if not wanted:
+        return False
+    row = conn.execute(
+        select(existence_index.c.id).where(
+            existence_index.c.authority == authority,
+            existence_index.c.keyed_hash.in_(wanted),
+        )
+    ).first()
+    return row is not None

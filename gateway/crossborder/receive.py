@@ -1,0 +1,349 @@
+"""What received messages do to the receiver's case threads and registers.
+
+Every applier first finds the case the message is about
+(``cases.identity.place_received``: a message may name only its sender's
+own cases or a case whose owner made it a party) and judges the change
+against ``policy.sovereignty`` (reading only; a refusal names its rule and
+the message is quarantined with nothing changed); only then does its effect
+write. A received message is its sender's statement: consent it carries is
+recorded as that sender's, never as the receiver's own decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy import Connection, select, update
+
+from gateway.cases import store as cases
+from gateway.cases.identity import NotAParty, Placement, place_received
+from gateway.crossborder import consent_store, existence_store, issues_store
+from gateway.crossborder.threads import assessment_thread
+from gateway.errors import ConfigError, PolicyRefusal
+from gateway.feature import ApplyContext, Effect, Received
+from gateway.ledger.status import Direction
+from gateway.ledger.tables import messages
+from gateway.model import (
+    Assessment,
+    Audience,
+    Child,
+    ConsentAction,
+    ConsentChange,
+    Evaluation,
+    IssueLogEntry,
+    LegalBasis,
+    MessageType,
+    Notification,
+    NotificationType,
+    Purpose,
+)
+from gateway.policy import consent, existence, sharing, sovereignty
+from gateway.policy.child import child_key
+from gateway.policy.config import policy_of
+from gateway.policy.notifications import RULE_FAMILY
+
+RULE_EXISTENCE_BASIS = "existence.basis"
+
+
+def _place(ctx: ApplyContext, msg: Received, case_ref: str | None) -> Placement:
+    """The case the message is about, or a refusal if its sender has no standing in it."""
+    placed = place_received(
+        ctx.conn,
+        msg.authority,
+        msg.sender,
+        msg.env.header.correlation_id,
+        case_ref,
+        ctx.settings.directory.authorities,
+    )
+    if isinstance(placed, NotAParty):
+        raise PolicyRefusal(sovereignty.RULE_NOT_A_PARTY, f"message {msg.message_id}: {placed}")
+    return placed
+
+
+def index_child(ctx: ApplyContext, authority: str, thread: str, child: Child) -> None:
+    """Make a case findable by existence queries (keyed hashes only)."""
+    path = policy_of(ctx.settings).existence_key_file
+    if not path.exists():
+        return
+    try:
+        key = existence.read_key(path)
+    except ConfigError:
+        return
+    existence_store.index_child(ctx.conn, authority, thread, existence.keyed_hashes(key, child))
+
+
+def _log(ctx: ApplyContext, msg: Received, thread_id: str, kind: str, **fields: str | None) -> None:
+    cases.log(ctx.conn, msg.authority, thread_id, ctx.now, kind, **fields)
+
+
+def on_assessment(ctx: ApplyContext, msg: Received) -> Effect:
+    body = msg.env.body
+    assert isinstance(body, Assessment)
+    header = msg.env.header
+    place = _place(ctx, msg, body.case_ref)
+    thread, lines = assessment_thread(msg.authority, msg.sender, place, body, header)
+
+    def effect() -> None:
+        key = child_key(body.child)
+        if body.consent is not None:
+            consent_store.add(
+                ctx.conn,
+                authority=msg.authority,
+                child_key=key,
+                case_ref=body.case_ref,
+                consent=body.consent,
+                action=consent.action_of(body.consent),
+                source=msg.sender,
+                now=ctx.now,
+                message_id=msg.message_id,
+            )
+        cases.save(ctx.conn, thread, ctx.now)
+        for kind, counterparty, detail in lines:
+            _log(ctx, msg, thread.correlation_id, kind, counterparty=counterparty, detail=detail)
+        _log(
+            ctx,
+            msg,
+            thread.correlation_id,
+            "RECEIVED:Assessment",
+            counterparty=msg.sender,
+            message_id=msg.message_id,
+            detail=header.legal_basis.value,
+        )
+        index_child(ctx, msg.authority, thread.correlation_id, body.child)
+
+    return effect
+
+
+def on_consent_change(ctx: ApplyContext, msg: Received) -> Effect:
+    """Another authority's consent message: recorded as its statement. A withdrawal
+    restricts, at the receiver, only the records that sender disclosed."""
+    body = msg.env.body
+    assert isinstance(body, ConsentChange)
+    header = msg.env.header
+    place = _place(ctx, msg, body.case_ref)
+    key = child_key(body.child)
+    withdrawal = header.legal_basis == LegalBasis.CONSENT_WITHDRAWAL or body.action in (
+        ConsentAction.WITHDRAWN,
+        ConsentAction.REFUSED,
+    )
+
+    def effect() -> None:
+        consent_store.add(
+            ctx.conn,
+            authority=msg.authority,
+            child_key=key,
+            case_ref=body.case_ref,
+            consent=body.consent,
+            action=body.action,
+            source=msg.sender,
+            now=ctx.now,
+            message_id=msg.message_id,
+        )
+        if not withdrawal:
+            return
+        history = consent_store.entries(ctx.conn, msg.authority, key)
+        stated = consent.Effective(consent.latest(consent.from_source(history, msg.sender)))
+        still = sharing.covers(
+            stated, policy_of(ctx.settings), msg.sender, msg.authority, Purpose.SHARE_CROSS_BORDER
+        )
+        if still is None:
+            detail = "partial withdrawal; sharing with this authority is still covered"
+        else:
+            restricted = _restrict_from(ctx.conn, msg.authority, msg.sender, key)
+            detail = f"{restricted} record(s) from {msg.sender} restricted: {still.rule}"
+        _log(
+            ctx,
+            msg,
+            place.thread_id,
+            "CONSENT_WITHDRAWN",
+            counterparty=msg.sender,
+            message_id=msg.message_id,
+            detail=detail,
+        )
+
+    return effect
+
+
+def _restrict_from(conn: Connection, authority: str, sender: str, key: str) -> int:
+    """Restrict what ``sender`` disclosed to ``authority`` about the child; how many."""
+    done = conn.execute(
+        update(messages)
+        .where(
+            messages.c.direction == Direction.INBOUND.value,
+            messages.c.authority == authority,
+            messages.c.sender == sender,
+            messages.c.child_key == key,
+        )
+        .values(restricted=True)
+    )
+    return int(done.rowcount or 0)
+
+
+def on_notification(ctx: ApplyContext, msg: Received) -> Effect:
+    body = msg.env.body
+    assert isinstance(body, Notification)
+    header = msg.env.header
+    where = f"message {msg.message_id}"
+    if body.type == NotificationType.EXISTENCE_ANSWER:
+        return _existence_answer(ctx, msg, body)
+    place = _place(ctx, msg, body.case_ref)
+    thread, owner = place.thread, place.owner
+    if body.audience == Audience.FAMILY and thread is not None and thread.inform_family is False:
+        raise PolicyRefusal(
+            RULE_FAMILY,
+            f"{where}: the family must not be told about this case "
+            "(significant-harm decision); no family-facing notice is generated",
+        )
+    if body.type == NotificationType.EXISTENCE_QUERY and header.legal_basis not in (
+        LegalBasis.CONSENT,
+        LegalBasis.SAFEGUARDING,
+    ):
+        raise PolicyRefusal(
+            RULE_EXISTENCE_BASIS,
+            f"{where}: an existence query needs consent for the check or the safeguarding basis",
+        )
+    changed: cases.CaseThread | None = None
+    if body.type == NotificationType.SIGNIFICANT_HARM_REFERRAL:
+        inform = next((d.value for d in body.details if d.name == "inform_family"), "true")
+        if inform != "false":
+            sovereignty.check_family_lift(thread, owner, msg.sender, where)
+        base = thread or cases.CaseThread(
+            authority=msg.authority,
+            correlation_id=place.thread_id,
+            owner=owner,
+            case_ref=body.case_ref,
+            child_key=child_key(body.child) if body.child else None,
+            initiating_la=msg.sender,
+            parties=(msg.sender, msg.authority),
+        )
+        if inform == "false":
+            changed = replace(base, inform_family=False, family_restricted_by=msg.sender)
+        else:
+            changed = replace(base, inform_family=True, family_restricted_by=None)
+    to_la: str | None = None
+    if body.type in (
+        NotificationType.GOVERNING_AUTHORITY_CHANGED,
+        NotificationType.LEAD_PROFESSIONAL_ALLOCATED,
+    ):
+        what = (
+            "the governing authority"
+            if body.type == NotificationType.GOVERNING_AUTHORITY_CHANGED
+            else "the lead professional"
+        )
+        sovereignty.check_governance_change(thread, owner, msg.sender, what, where)
+        to_la = next((d.value for d in body.details if d.name == "to_la"), None)
+        if thread is not None and to_la and to_la != thread.governing_la:
+            changed = replace(thread, governing_la=to_la)
+
+    def effect() -> None:
+        if changed is not None:
+            cases.save(ctx.conn, changed, ctx.now)
+            if to_la and thread is not None:
+                _log(
+                    ctx,
+                    msg,
+                    place.thread_id,
+                    "GOVERNING_AUTHORITY_CHANGED",
+                    counterparty=to_la,
+                    detail=f"from {thread.governing_la} to {to_la} (said by {msg.sender})",
+                )
+        if body.type == NotificationType.EXISTENCE_QUERY:
+            _answer_existence(ctx, msg)
+        _log(
+            ctx,
+            msg,
+            place.thread_id,
+            f"NOTICE_RECEIVED:{body.type.value}",
+            counterparty=msg.sender,
+            message_id=msg.message_id,
+            detail=body.summary,
+        )
+
+    return effect
+
+
+def _existence_answer(ctx: ApplyContext, msg: Received, body: Notification) -> Effect:
+    """An answer is accepted only in reply to a query this authority sent its sender."""
+    asked = msg.env.header.in_reply_to
+    query = (
+        ctx.conn.execute(
+            select(messages.c.id).where(
+                messages.c.direction == Direction.OUTBOUND.value,
+                messages.c.authority == msg.authority,
+                messages.c.message_id == asked,
+                messages.c.recipient == msg.sender,
+                messages.c.message_type == MessageType.NOTIFICATION.value,
+            )
+        ).first()
+        if asked
+        else None
+    )
+    if query is None:
+        raise PolicyRefusal(
+            sovereignty.RULE_UNSOLICITED_ANSWER,
+            f"message {msg.message_id}: an existence answer from {msg.sender} that replies to "
+            f"no query {msg.authority} sent it",
+        )
+
+    def effect() -> None:
+        _log(
+            ctx,
+            msg,
+            msg.env.header.correlation_id,
+            f"NOTICE_RECEIVED:{body.type.value}",
+            counterparty=msg.sender,
+            message_id=asked,
+            detail="; ".join(f"{d.name}={d.value}" for d in body.details),
+        )
+
+    return effect
+
+
+def _answer_existence(ctx: ApplyContext, msg: Received) -> None:
+    header = msg.env.header
+    assert isinstance(msg.env.body, Notification)
+    authority = msg.authority
+    match = existence_store.holds(ctx.conn, authority, existence.hashes_in(msg.env.body))
+    coordinator = ctx.settings.directory.get(authority).coordinator if match else None
+    answer = ctx.outbox.envelope(
+        sender=authority,
+        recipient=header.sender,
+        body=existence.answer_body(match, coordinator),
+        correlation=header.correlation_id,
+        legal_basis=LegalBasis.NO_PERSONAL_DATA,
+        in_reply_to=header.message_id,
+    )
+    ctx.outbox.queue(ctx.conn, [ctx.outbox.sign(answer)])
+
+
+def on_evaluation(ctx: ApplyContext, msg: Received) -> Effect:
+    body = msg.env.body
+    assert isinstance(body, Evaluation)
+    place = _place(ctx, msg, body.case_ref)
+    views = len(body.practitioner_views)
+
+    def effect() -> None:
+        _log(
+            ctx,
+            msg,
+            place.thread_id,
+            "EVALUATION_RECEIVED",
+            counterparty=msg.sender,
+            message_id=msg.message_id,
+            detail=f"child views {'recorded' if body.child_views else 'missing'}; family views "
+            f"{'recorded' if body.family_views else 'missing'}; {views} practitioner views; "
+            f"cross-border impact: {body.cross_border_impact or 'not stated'}",
+        )
+
+    return effect
+
+
+def on_issue(ctx: ApplyContext, msg: Received) -> Effect:
+    body = msg.env.body
+    assert isinstance(body, IssueLogEntry)
+    sovereignty.check_reporter(body.reported_by_la, msg.sender, body.entry_id)
+
+    def effect() -> None:
+        issues_store.store(ctx.conn, msg.authority, body, ctx.now, msg.sender, msg.message_id)
+
+    return effect

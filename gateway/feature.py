@@ -1,0 +1,146 @@
+"""What a feature is: a value the assembly is handed, never a registry it fills.
+
+A feature (case threads, the cross-border policy registers, disputes, local
+delivery) declares its tables, what received messages of each type do to its
+state (appliers), the background jobs it needs and any extra queues it wants
+consumed. ``gateway.context.build(settings, transport, features=[...])``
+creates the tables, and the receiving pipeline and the worker run the rest.
+Features get narrow interfaces (``ApplyContext``, ``Kit``), never the
+whole assembled gateway, and nothing below them imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import Connection, MetaData
+
+from gateway.ledger.status import Route
+from gateway.ledger.store import Ledger
+from gateway.model import Envelope, MessageType
+from gateway.outbox import Outbox
+from gateway.settings import Settings
+from gateway.transport.base import Transport
+from gateway.transport.topology import Topology
+
+
+@dataclass(frozen=True)
+class Received:
+    """A received message that passed every check, as an applier sees it.
+
+    ``authority`` is whose copy it is: the hosted LA whose queue it came from,
+    or ``regional`` for the regional group's escalation queue. ``sender`` is
+    the verified signer (the header's sender, proven by its pinned
+    certificate and by the routing key the broker delivered it with).
+    """
+
+    authority: str
+    route: Route
+    env: Envelope
+    digest: str
+    body: bytes
+
+    @property
+    def sender(self) -> str:
+        return self.env.header.sender
+
+    @property
+    def message_id(self) -> str:
+        return self.env.header.message_id
+
+
+@dataclass
+class ApplyContext:
+    """What an applier may use: the recording transaction, the time, the
+    feature kit (settings, outbox for replies, ...), and a way to act after
+    the commit."""
+
+    conn: Connection
+    now: datetime
+    kit: Kit
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return self.kit.settings
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.kit.outbox
+
+    def later(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the transaction that recorded the message committed."""
+        self.after_commit.append(action)
+
+
+# What a received message does to a feature's state, decided but not yet done.
+Effect = Callable[[], None]
+
+# An applier judges one received message against the state its feature owns,
+# reading only: it raises PolicyRefusal (naming the rule) for a message its
+# sender may not make, which is then quarantined with nothing changed, or
+# returns the Effect that updates that state (or None when there is nothing to
+# do). The pipeline runs every applier's judgement first and only then the
+# effects, all in the transaction that records the message, so a refusal by
+# any feature leaves every feature's state as it was.
+Applier = Callable[[ApplyContext, Received], Effect | None]
+
+
+class Kit(Protocol):
+    """What a feature's jobs, appliers and own services may use (the assembled
+    gateway provides it; a feature sees only this, never the whole gateway)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def topology(self) -> Topology: ...
+
+    @property
+    def transport(self) -> Transport: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+    @property
+    def hosted(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class Job:
+    """A step the worker runs in a loop of its own; returns the work done (0 when idle)."""
+
+    name: str
+    step: Callable[[Kit], int]
+    idle_s: float = 0.05
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature, as a value."""
+
+    name: str
+    tables: Sequence[MetaData] = ()
+    appliers: Mapping[MessageType, Applier] = field(default_factory=dict)
+    jobs: Sequence[Job] = ()
+    # Queues consumed besides the hosted inboxes (their messages go through the
+    # same receiving pipeline), e.g. escalation queues.
+    queues: Callable[[Settings, Topology], Sequence[str]] | None = None
+
+
+def appliers_by_type(features: Sequence[Feature]) -> Mapping[MessageType, tuple[Applier, ...]]:
+    """Every feature's appliers, grouped by message type, in the features' order."""
+    found: dict[MessageType, list[Applier]] = {}
+    for feature in features:
+        for message_type, applier in feature.appliers.items():
+            found.setdefault(message_type, []).append(applier)
+    return {k: tuple(v) for k, v in found.items()}

@@ -1,0 +1,349 @@
+"""The one outbound decision for a local record: from what the sender knows to
+what it will do. Pure: ``services.outbound`` reads what is known (``Known``),
+calls ``decide_record`` and carries the decision out; nothing here reads or
+writes the ledger.
+
+A decision says: the consent decision to record (or why the export's consent
+is stale and the record refused); every message the record produces with its
+fate (``rules.plan_record``); which of them are identical to what was already
+sent (never sent twice); which held copies new consent releases and which a
+later export supersedes (a record is held or sent once per recipient, in its
+latest version); which queued sends a withdrawal stops; and the sender's own
+case thread as it now stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+
+from adapters.base import Converted
+from gateway.cases.store import CaseThread, LeadEntry
+from gateway.model import (
+    BODY_TYPE,
+    Assessment,
+    ConsentAction,
+    ConsentRecord,
+    IssueLogEntry,
+    LegalBasis,
+    MessageType,
+    Purpose,
+)
+from gateway.outbox import content_digest
+from gateway.policy import rules, sharing
+from gateway.policy.child import child_key
+from gateway.policy.config import PolicySettings
+from gateway.policy.consent import (
+    LOCAL,
+    Effective,
+    RegisterEntry,
+    Stale,
+    action_of,
+    effective,
+    is_repeat,
+    stale,
+)
+from gateway.policy.governing import allocated_lead, involved_las, plan_digest, residence_la
+from gateway.policy.plan import RULE_PLAN_CHANGE
+from gateway.settings import Directory
+
+# Bodies whose identical content is never sent twice to one recipient.
+RECORD_TYPES = frozenset({MessageType.ASSESSMENT, MessageType.CONSENT_CHANGE})
+
+
+@dataclass(frozen=True)
+class HeldCopy:
+    """A record kept HELD_LOCAL (it may not leave yet) with its intended recipient."""
+
+    pk: int
+    message_id: str
+    recipient: str
+    purpose: Purpose
+    case_ref: str | None
+
+
+@dataclass(frozen=True)
+class QueuedCopy:
+    """A disclosure of the child queued but not yet sent."""
+
+    pk: int
+    recipient: str
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the sending authority knows that bears on one record of one child."""
+
+    authority: str
+    directory: Directory
+    policy: PolicySettings
+    now: datetime
+    consent_history: tuple[RegisterEntry, ...]
+    thread: CaseThread | None
+    sent_notices: frozenset[str] = frozenset()
+    agreements: frozenset[tuple[str, str]] = frozenset()
+    known_issue_ids: frozenset[str] = frozenset()
+    past_recipients: tuple[str, ...] = ()
+    held: tuple[HeldCopy, ...] = ()
+    queued: tuple[QueuedCopy, ...] = ()
+    # (recipient, content digest) -> the message that already carried it
+    sent_content: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewConsent:
+    """A consent decision to add to the sender's own register."""
+
+    case_ref: str
+    consent: ConsentRecord
+    action: ConsentAction
+
+
+@dataclass(frozen=True)
+class Release:
+    """A held copy that the consent now in force lets go."""
+
+    held: HeldCopy
+    consent_ref: str | None
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """A case-log entry the decision makes (besides one per planned message)."""
+
+    kind: str
+    counterparty: str | None
+    detail: str
+
+
+@dataclass
+class RecordDecision:
+    consent: Effective
+    stale: Stale | None = None
+    new_consent: NewConsent | None = None
+    items: list[rules.Planned] = field(default_factory=list)
+    # index in ``items`` -> the message id that already carried identical content
+    already_sent: dict[int, str] = field(default_factory=dict)
+    releases: list[Release] = field(default_factory=list)
+    # held copies replaced by the item at that index (same case, same recipient)
+    superseded: list[tuple[HeldCopy, int]] = field(default_factory=list)
+    stops: list[QueuedCopy] = field(default_factory=list)
+    thread: CaseThread | None = None
+    log: list[LogLine] = field(default_factory=list)
+    issues: list[IssueLogEntry] = field(default_factory=list)
+
+
+def with_new(
+    history: tuple[RegisterEntry, ...], new: NewConsent, now: datetime
+) -> tuple[RegisterEntry, ...]:
+    """The history as it will be once ``new`` is recorded (for judging before writing)."""
+    entry = RegisterEntry(
+        entry_id=max((e.entry_id for e in history), default=0) + 1,
+        case_ref=new.case_ref,
+        source=LOCAL,
+        message_id=None,
+        action=new.action,
+        consent=new.consent,
+        entered_at=now,
+    )
+    return (*history, entry)
+
+
+def decide_record(known: Known, record: Converted, correlation_id: str) -> RecordDecision:
+    """Everything one converted local record leads to (see the module's docstring)."""
+    a = record.assessment
+    history = known.consent_history
+    before = effective(history)
+    submitted = a.consent or (record.consent.consent if record.consent else None)
+    new: NewConsent | None = None
+    if submitted is not None:
+        action = action_of(submitted)
+        too_old = stale(history, LOCAL, action, submitted)
+        if too_old is not None:
+            return RecordDecision(consent=before, stale=too_old)
+        if not is_repeat(history, LOCAL, action, submitted):
+            new = NewConsent(a.case_ref, submitted, action)
+            history = with_new(history, new, known.now)
+    after = effective(history)
+    newly = before.active_scopes() - after.active_scopes() if new is not None else frozenset()
+    decision = RecordDecision(consent=after, new_consent=new)
+    thread = known.thread
+    ctx = rules.RecordContext(
+        authority=known.authority,
+        directory=known.directory,
+        policy=known.policy,
+        assessment=a,
+        consent_change=record.consent,
+        requested=record.share_with,
+        purpose=record.purpose,
+        consent=after,
+        correlation_id=correlation_id,
+        today=known.now.date(),
+        newly_withdrawn=newly,
+        withdrawal_recipients=known.past_recipients if newly else (),
+        sent_notices=known.sent_notices,
+        agreements=known.agreements,
+        known_issue_ids=known.known_issue_ids,
+        inform_family=thread.inform_family if thread else None,
+    )
+    plan = rules.plan_record(ctx)
+    digest_now = plan_digest(a)
+    consent_ref = after.reference(known.authority)
+    items = plan.items
+    if (
+        thread is not None
+        and thread.plan_digest
+        and thread.plan_digest != digest_now
+        and consent_ref == thread.plan_consent_ref
+    ):
+        items = _refuse_plan_change(items)
+    decision.items = items
+    decision.issues = list(plan.issues)
+    _mark_already_sent(known, decision)
+    _supersede_and_release(known, decision, a.case_ref, new is not None and not newly)
+    if newly:
+        decision.stops = [
+            q
+            for q in known.queued
+            if sharing.covers(
+                after, known.policy, known.authority, q.recipient, Purpose.SHARE_CROSS_BORDER
+            )
+            is not None
+        ]
+    sent = any(
+        i.role == rules.Role.RECORD and i.sendable and n not in decision.already_sent
+        for n, i in enumerate(items)
+    )
+    decision.thread, decision.log = _thread(
+        known, correlation_id, record, plan, digest_now, consent_ref, sent=sent
+    )
+    return decision
+
+
+def _refuse_plan_change(items: list[rules.Planned]) -> list[rules.Planned]:
+    reason = (
+        "the plan (actions or lead professional) changed but the consent is the one the "
+        "previous plan relied on; it is the child's plan: record the consent for the change"
+    )
+    return [
+        replace(p, refusal=sharing.Refusal(RULE_PLAN_CHANGE, reason, p.recipient))
+        if p.role == rules.Role.RECORD and p.sendable
+        else p
+        for p in items
+    ]
+
+
+def _mark_already_sent(known: Known, decision: RecordDecision) -> None:
+    """Identical content already sent to a recipient is not sent to it again."""
+    for index, item in enumerate(decision.items):
+        if not item.sendable or item.role != rules.Role.RECORD:
+            continue
+        if BODY_TYPE[type(item.body)] not in RECORD_TYPES:
+            continue
+        earlier = known.sent_content.get((item.recipient, content_digest(item.body)))
+        if earlier is not None:
+            decision.already_sent[index] = earlier
+
+
+def _supersede_and_release(
+    known: Known, decision: RecordDecision, case_ref: str, consent_added: bool
+) -> None:
+    """A held copy is superseded by this record's own message for the same recipient
+    (sent or held again: the latest version is the one that counts); held copies
+    that are not superseded are released when new consent covers them."""
+    replaced: dict[str, int] = {}
+    for index, item in enumerate(decision.items):
+        if item.role == rules.Role.RECORD and BODY_TYPE[type(item.body)] == MessageType.ASSESSMENT:
+            replaced.setdefault(item.recipient, index)
+    for held in known.held:
+        if held.case_ref == case_ref and held.recipient in replaced:
+            decision.superseded.append((held, replaced[held.recipient]))
+            continue
+        if not consent_added or not decision.consent.given:
+            continue
+        if (
+            sharing.covers(
+                decision.consent, known.policy, known.authority, held.recipient, held.purpose
+            )
+            is None
+        ):
+            decision.releases.append(Release(held, decision.consent.reference(known.authority)))
+
+
+def _thread(
+    known: Known,
+    correlation_id: str,
+    record: Converted,
+    plan: rules.RecordPlan,
+    digest_now: str,
+    consent_ref: str | None,
+    *,
+    sent: bool,
+) -> tuple[CaseThread, list[LogLine]]:
+    """The sender's own case thread after this record, and the log lines it adds."""
+    a: Assessment = record.assessment
+    previous = known.thread
+    gov = plan.governing
+    leads = [
+        LeadEntry(
+            p.practitioner.name,
+            p.practitioner.la_code,
+            p.from_date.isoformat() if p.from_date else None,
+            a.child_views,
+        )
+        for p in a.lead_professionals
+    ]
+    lead, since = allocated_lead(a)
+    if lead is not None and all(x.name != lead.name for x in leads):
+        leads.append(
+            LeadEntry(lead.name, lead.la_code, since.isoformat() if since else None, a.child_views)
+        )
+    log: list[LogLine] = []
+    before = previous.governing_la if previous else gov.initiating_la
+    if before != gov.la:
+        log.append(
+            LogLine(
+                "GOVERNING_AUTHORITY_CHANGED", gov.la, f"from {before} to {gov.la}: {gov.reason}"
+            )
+        )
+    if plan.review_by is not None:
+        log.append(LogLine("CASE_TRANSFER", None, f"review by {_iso(plan.review_by)}"))
+    authority = known.authority
+    parties = set(involved_las(a, record.share_with, authority)) | {authority}
+    inform = (
+        plan.inform_family
+        if plan.inform_family is not None
+        else (previous.inform_family if previous else None)
+    )
+    thread = CaseThread(
+        authority=authority,
+        correlation_id=correlation_id,
+        owner=authority,
+        case_ref=a.case_ref,
+        child_key=child_key(a.child),
+        initiating_la=gov.initiating_la,
+        residence_la=residence_la(a),
+        governing_la=gov.la,
+        governing_since=gov.since.isoformat() if gov.since else None,
+        inform_family=inform,
+        family_restricted_by=(
+            authority
+            if plan.inform_family is False
+            else (previous.family_restricted_by if previous and inform is False else None)
+        ),
+        plan_digest=digest_now if sent else (previous.plan_digest if previous else None),
+        plan_consent_ref=consent_ref if sent else (previous.plan_consent_ref if previous else None),
+        parties=tuple(sorted(parties | set(previous.parties if previous else ()))),
+        leads=tuple(leads),
+    )
+    return thread, log
+
+
+def _iso(value: date) -> str:
+    return value.isoformat()
+
+
+def personal(item: rules.Planned) -> bool:
+    """Whether a planned message carries personal data."""
+    return item.legal_basis != LegalBasis.NO_PERSONAL_DATA

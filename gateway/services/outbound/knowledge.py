@@ -1,0 +1,111 @@
+"""What the sending authority knows, read from its ledger in one place, for the
+outbound decision (``policy.decision``) to judge. Nothing here decides."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, select
+
+from gateway.cases import store as cases
+from gateway.crossborder import consent_store
+from gateway.crossborder.issues_store import issues_log
+from gateway.ledger.status import OUTBOX_STATES, Direction, Status
+from gateway.ledger.tables import messages
+from gateway.model import LegalBasis, Purpose
+from gateway.policy.consent import RegisterEntry
+from gateway.policy.decision import HeldCopy, QueuedCopy
+
+DISCLOSING = (LegalBasis.CONSENT.value, LegalBasis.SAFEGUARDING.value)
+HAS_LEFT = (
+    Status.SENT.value,
+    Status.DELIVERED.value,
+    Status.ACKNOWLEDGED.value,
+    Status.RETRYING.value,
+)
+# Sent or on its way: identical content to the same recipient is not sent again.
+CARRIED = (*HAS_LEFT, Status.SIGNED.value, Status.REPLAYED.value)
+
+
+def past_recipients(conn: Connection, authority: str, child_key: str) -> tuple[str, ...]:
+    """Other authorities that ``authority`` has sent personal data about the child to."""
+    rows = conn.execute(
+        select(messages.c.recipient)
+        .where(
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.authority == authority,
+            messages.c.child_key == child_key,
+            messages.c.legal_basis.in_(DISCLOSING),
+            messages.c.status.in_(HAS_LEFT),
+            messages.c.recipient != authority,
+        )
+        .distinct()
+    ).all()
+    return tuple(sorted(r[0] for r in rows))
+
+
+def held_copies(conn: Connection, authority: str, child_key: str) -> tuple[HeldCopy, ...]:
+    """Records of the child held locally for another authority, oldest first."""
+    rows = conn.execute(
+        select(
+            messages.c.id,
+            messages.c.message_id,
+            messages.c.recipient,
+            messages.c.purpose,
+            messages.c.case_ref,
+        )
+        .where(
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.authority == authority,
+            messages.c.child_key == child_key,
+            messages.c.status == Status.HELD_LOCAL.value,
+            messages.c.recipient != authority,
+            messages.c.body.is_not(None),
+        )
+        .order_by(messages.c.id)
+    ).all()
+    return tuple(
+        HeldCopy(int(pk), mid, recipient, Purpose(p) if p else Purpose.SHARE_CROSS_BORDER, ref)
+        for pk, mid, recipient, p, ref in rows
+    )
+
+
+def queued_copies(conn: Connection, authority: str, child_key: str) -> tuple[QueuedCopy, ...]:
+    """Consent-based disclosures of the child queued but not yet sent."""
+    rows = conn.execute(
+        select(messages.c.id, messages.c.recipient).where(
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.authority == authority,
+            messages.c.child_key == child_key,
+            messages.c.legal_basis == LegalBasis.CONSENT.value,
+            messages.c.status.in_([s.value for s in OUTBOX_STATES]),
+        )
+    ).all()
+    return tuple(QueuedCopy(int(pk), recipient) for pk, recipient in rows)
+
+
+def sent_content(conn: Connection, authority: str, case_ref: str) -> dict[tuple[str, str], str]:
+    """(recipient, content digest) -> message id, for the case's records sent or on their way."""
+    rows = conn.execute(
+        select(messages.c.recipient, messages.c.content_digest, messages.c.message_id).where(
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.authority == authority,
+            messages.c.case_ref == case_ref,
+            messages.c.content_digest.is_not(None),
+            messages.c.status.in_(CARRIED),
+        )
+    ).all()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def known_issue_ids(conn: Connection, authority: str) -> frozenset[str]:
+    rows = conn.execute(
+        select(issues_log.c.entry_id).where(issues_log.c.authority == authority)
+    ).all()
+    return frozenset(r[0] for r in rows)
+
+
+def consent_history(conn: Connection, authority: str, child_key: str) -> tuple[RegisterEntry, ...]:
+    return tuple(consent_store.entries(conn, authority, child_key))
+
+
+def thread_notices(conn: Connection, authority: str, thread_id: str) -> frozenset[str]:
+    return frozenset(cases.notice_keys(conn, authority, thread_id))

@@ -1,0 +1,345 @@
+"""The one receiving pipeline: every queue's deliveries go through it.
+
+For each delivery, whatever the queue (a hosted authority's inbox, its
+escalation queue, the regional group's): the checks (``checks``), then the
+created-at window for a new id and deduplication by (sender, message id,
+digest), then the features' appliers, which judge what the sender may change
+(refusing with a rule's name) before anything is changed. The whole batch is
+recorded in one transaction and only then acknowledged to the broker.
+Refusals are quarantined (recorded with the reason, a REJECTED receipt owed
+where the sender is proven); a ledger failure is transient (the broker
+retries the batch). Receipts received settle the sender's own messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import Connection
+
+from gateway.context import Gateway
+from gateway.cpu_budget import BUDGET
+from gateway.errors import LedgerError, PolicyRefusal
+from gateway.feature import ApplyContext, Received
+from gateway.ledger.records import NewMessage
+from gateway.ledger.status import Direction, Route, Status
+from gateway.model import Envelope, MessageType, Receipt, ReceiptOutcome
+from gateway.outbox import content_digest
+from gateway.policy.child import child_key
+from gateway.services.receiving.checks import Passed, Refused, Source, check, source_of
+from gateway.transport.base import Delivery, Disposition, Verdict
+from gateway.transport.topology import REGIONAL
+
+log = logging.getLogger(__name__)
+
+# Local records: the same content from one sender reaches the local system once.
+RECORD_TYPES = frozenset(
+    {MessageType.ASSESSMENT, MessageType.CONSENT_CHANGE, MessageType.EVALUATION}
+)
+
+RECEIPT_STATUS = {
+    ReceiptOutcome.ACCEPTED: Status.DELIVERED,
+    ReceiptOutcome.DUPLICATE: Status.DELIVERED,
+    ReceiptOutcome.REJECTED: Status.REJECTED,
+    ReceiptOutcome.UNDELIVERABLE: Status.UNDELIVERABLE,
+}
+
+
+def handle_batch(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Disposition]:
+    """Process a batch from any consumed queues; one disposition per delivery, in order.
+
+    A message whose processing raises something unexpected (a bug, or a
+    poison message an applier cannot take) must not hold up the rest: the
+    batch, rolled back whole, is processed again one message at a time, and
+    only the one that fails again gets RETRY. The broker then retries it
+    with backoff and parks it once its budget is spent.
+    """
+    try:
+        return _handle(gw, deliveries)
+    except Exception as exc:  # why everything: isolating an unknown failure is the point
+        if len(deliveries) == 1:
+            # The exception text may quote message content; the type says enough.
+            log.error(
+                "processing %s from %s failed with %s; the broker will retry it",
+                deliveries[0].message_id,
+                deliveries[0].queue,
+                type(exc).__name__,
+                extra={"message_id": deliveries[0].message_id},
+            )
+            return [Disposition(Verdict.RETRY, f"processing failed: {type(exc).__name__}")]
+        log.warning(
+            "a batch of %d failed with %s; processing it one by one",
+            len(deliveries),
+            type(exc).__name__,
+        )
+        return [d for one in deliveries for d in handle_batch(gw, [one])]
+
+
+def _handle(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Disposition]:
+    by_source: dict[Source, list[int]] = {}
+    for index, delivery in enumerate(deliveries):
+        by_source.setdefault(source_of(gw, delivery), []).append(index)
+    out: list[Disposition | None] = [None] * len(deliveries)
+    for source, indexes in by_source.items():
+        results = _record(gw, source, [deliveries[i] for i in indexes])
+        for i, result in zip(indexes, results, strict=True):
+            out[i] = result
+    return [d for d in out if d is not None]
+
+
+def _record(gw: Gateway, source: Source, deliveries: Sequence[Delivery]) -> list[Disposition]:
+    checked = [check(gw, source, d) for d in deliveries]
+    owner = source.owner
+    keys = [(c.verified.sender, c.verified.message_id) for c in checked if isinstance(c, Passed)]
+    try:
+        seen = gw.ledger.seen_inbound(owner, keys)
+        receipts: list[tuple[Envelope, Receipt]] = []
+        resend_receipts: set[str] = set()
+        after_commit = []
+        with gw.ledger.transaction() as conn:
+            new: list[NewMessage] = []
+            fresh: dict[tuple[str, str], str] = {}
+            repeats: dict[tuple[str, str], str] = {}
+            for item in checked:
+                if isinstance(item, Refused):
+                    new.append(_quarantine(item))
+                    continue
+                key = (item.verified.sender, item.verified.message_id)
+                known = seen.get(key)
+                known_digest = known.digest if known else fresh.get(key)
+                is_receipt = item.env.header.message_type == MessageType.RECEIPT
+                if known_digest is not None:
+                    if known_digest != item.verified.digest:
+                        new.append(
+                            _quarantine(
+                                _refusal(
+                                    item,
+                                    "message id already used with a different digest "
+                                    "(forgery or replay)",
+                                    proven=False,
+                                )
+                            )
+                        )
+                        continue
+                    if known is not None:
+                        gw.ledger.note(known.pk, Status.DUPLICATE, "re-sent by the sender", conn)
+                        if known.receipt_message_id:
+                            resend_receipts.add(known.receipt_message_id)
+                    if is_receipt:
+                        assert isinstance(item.env.body, Receipt)
+                        receipts.append((item.env, item.env.body))
+                    continue
+                problem = _window_problem(gw, item.env)
+                if problem is not None:
+                    new.append(_quarantine(_refusal(item, problem, proven=False)))
+                    continue
+                content = _record_content(item)
+                if content is not None:
+                    earlier = repeats.get(
+                        (item.verified.sender, content)
+                    ) or gw.ledger.same_content(conn, owner, item.verified.sender, [content]).get(
+                        content
+                    )
+                    if earlier is not None:
+                        # The same local record again (re-exported, released and re-sent,
+                        # or sent under a new id): recorded and receipted, never handed
+                        # to the local system a second time.
+                        fresh[key] = item.verified.digest
+                        new.append(_accepted(item, content, same_as=earlier))
+                        continue
+                    repeats[(item.verified.sender, content)] = item.verified.message_id
+                ctx = ApplyContext(conn, gw.clock(), gw)
+                try:
+                    _apply(gw, ctx, item)
+                except PolicyRefusal as refusal:
+                    new.append(_quarantine(_refusal(item, f"policy {refusal}", proven=True)))
+                    continue
+                after_commit.extend(ctx.after_commit)
+                fresh[key] = item.verified.digest
+                new.append(_accepted(item, content))
+                if is_receipt:
+                    assert isinstance(item.env.body, Receipt)
+                    receipts.append((item.env, item.env.body))
+            gw.ledger.record(_without_repeats(gw, owner, new, conn), conn)
+        for receipt_id in resend_receipts:
+            _requeue_receipt(gw, owner, receipt_id)
+        for env, receipt in receipts:
+            gw.ledger.mark_delivered(
+                owner,
+                [
+                    (
+                        i.message_id,
+                        i.digest,
+                        RECEIPT_STATUS[i.outcome],
+                        i.reason or f"receipt {env.header.message_id}",
+                    )
+                    for i in receipt.items
+                ],
+                env.header.sender,
+            )
+    except LedgerError as exc:
+        log.error("ledger failed while recording a batch for %s: %s", owner, exc)
+        return [Disposition(Verdict.RETRY, f"ledger: {exc}") for _ in deliveries]
+    for action in after_commit:
+        try:
+            action()
+        except Exception:  # why everything: the message is recorded; a follow-up may not undo it
+            log.exception("an action after recording a message failed; it is retried later")
+    return [Disposition(Verdict.ACK) for _ in deliveries]
+
+
+def _apply(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
+    """Every feature judges first (any may refuse); only then does each change its state."""
+    received = Received(
+        authority=item.source.owner,
+        route=item.source.route,
+        env=item.env,
+        digest=item.verified.digest,
+        body=item.raw,
+    )
+    with BUDGET.timed("appliers"):
+        judged = [
+            applier(ctx, received) for applier in gw.appliers.get(item.env.header.message_type, ())
+        ]
+        for effect in judged:
+            if effect is not None:
+                effect()
+
+
+def _window_problem(gw: Gateway, env: Envelope) -> str | None:
+    now = gw.clock()
+    limits = gw.settings.limits
+    created = env.header.created_at
+    if created > now + timedelta(seconds=limits.future_skew_s):
+        return (
+            f"created-at {created.isoformat()} is more than {limits.future_skew_s} s in the future"
+        )
+    if created < now - timedelta(seconds=limits.max_age_s):
+        return (
+            f"created-at {created.isoformat()} is older than {limits.max_age_s} s "
+            "(stale or replayed)"
+        )
+    return None
+
+
+def _refusal(item: Passed, reason: str, *, proven: bool) -> Refused:
+    return Refused(
+        item.source,
+        reason,
+        item.verified.sender,
+        item.verified.message_id,
+        item.env.header.message_type.value,
+        item.verified.digest,
+        proven,
+    )
+
+
+def _quarantine(bad: Refused) -> NewMessage:
+    log.warning(
+        "quarantined %s from %s: %s",
+        bad.message_id,
+        bad.sender,
+        bad.reason,
+        extra={"message_id": bad.message_id, "authority": bad.source.owner},
+    )
+    owner = bad.source.owner
+    return NewMessage(
+        message_id=bad.message_id,
+        direction=Direction.INBOUND,
+        authority=owner,
+        sender=bad.sender,
+        recipient=owner,
+        message_type=bad.message_type,
+        correlation_id="?",
+        legal_basis="?",
+        statuses=((Status.RECEIVED, None), (Status.QUARANTINED, bad.reason)),
+        digest=bad.digest,
+        receipt_due=bad.signature_ok and owner != REGIONAL,
+        route=bad.source.route,
+        route_to=owner,
+    )
+
+
+def _record_content(item: Passed) -> str | None:
+    """The content digest of a local record (handed over once per sender), else None."""
+    if item.source.route is not Route.INBOX or item.env.header.message_type not in RECORD_TYPES:
+        return None
+    return content_digest(item.env.body)
+
+
+def _accepted(item: Passed, content: str | None, same_as: str | None = None) -> NewMessage:
+    header = item.env.header
+    child = getattr(item.env.body, "child", None)
+    owner = item.source.owner
+    statuses: tuple[tuple[Status, str | None], ...] = (
+        (Status.RECEIVED, None),
+        (Status.VERIFIED, item.verified.note),
+    )
+    if same_as is not None:
+        statuses = (
+            *statuses,
+            (
+                Status.DUPLICATE,
+                f"identical to {same_as}, already received from {header.sender}; "
+                "not handed to the local system again",
+            ),
+        )
+    return NewMessage(
+        message_id=header.message_id,
+        direction=Direction.INBOUND,
+        authority=owner,
+        sender=header.sender,
+        recipient=header.recipient,
+        message_type=header.message_type.value,
+        correlation_id=header.correlation_id,
+        legal_basis=header.legal_basis.value,
+        statuses=statuses,
+        case_ref=getattr(item.env.body, "case_ref", None),
+        purpose=header.purpose.value if header.purpose else None,
+        digest=item.verified.digest,
+        body=item.raw,
+        receipt_due=header.message_type != MessageType.RECEIPT and owner != REGIONAL,
+        child_key=child_key(child) if child is not None else None,
+        route=item.source.route,
+        route_to=owner,
+        content_digest=content,
+    )
+
+
+def _without_repeats(
+    gw: Gateway, authority: str, new: list[NewMessage], conn: Connection
+) -> list[NewMessage]:
+    """Drop rows already recorded with the same (sender, id, digest), noting the repeat.
+
+    A peer that got no receipt re-sends the same bytes; a message quarantined
+    the first time is quarantined again, and the evidence row must not be
+    duplicated (nor may the unique key fail the whole batch). The first
+    decision on those bytes stands: the repeat is noted on the existing row.
+    """
+    keys = [(m.sender, m.message_id, m.digest) for m in new]
+    existing = gw.ledger.inbound_rows(authority, keys, conn)
+    kept: list[NewMessage] = []
+    seen: set[tuple[str, str, str | None]] = set()
+    for message, key in zip(new, keys, strict=True):
+        if key in existing:
+            last = message.statuses[-1][1] if message.statuses else None
+            gw.ledger.note(existing[key], Status.DUPLICATE, last or "received again", conn)
+        elif key not in seen:
+            kept.append(message)
+        seen.add(key)
+    return kept
+
+
+def _requeue_receipt(gw: Gateway, authority: str, receipt_id: str) -> None:
+    """Answer a re-send with the original receipt (same id and bytes)."""
+    found = gw.ledger.find(
+        message_id=receipt_id, authority=authority, direction=Direction.OUTBOUND, with_history=False
+    )
+    gw.ledger.transition_from(
+        [r.pk for r in found],
+        (Status.SENT,),
+        Status.RETRYING,
+        "sender re-sent a message this receipt covers",
+    )
