@@ -146,7 +146,7 @@ def test_a_later_message_receipted_first_means_this_one_was_passed(
     first, later = send(gw, 2)
     send(gw, 5)  # still waiting in the inbox: a backlog
     digest = record(gw, later).digest or ""
-    gw.ledger.mark_delivered("332", [(later, digest, Status.DELIVERED, "receipt")])
+    gw.ledger.mark_delivered("332", [(later, digest, Status.DELIVERED, "receipt")], "336")
     clock.advance(DEADLINE_S + 1)
     delivery.resend_overdue(gw)
     again = record(gw, first)

@@ -7,12 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from gateway.policy.consent_register import consent_register
 from policy_support import DUDLEY, envelope_of, pump, submit
 from retention_support import Clock, dudley_shared, region
 from sqlalchemy import update
 
 from gateway.context import Gateway
+from gateway.crossborder.consent_store import consent_register
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.ledger import audit
 from gateway.ledger.records import MessageRecord
