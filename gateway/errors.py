@@ -118,5 +118,13 @@ class RateLimitedError(AccessDeniedError):
         self.retry_after_s = retry_after_s
 
 
+class AdapterNotYoursError(ForbiddenError):
+    """An authority tried to submit through an adapter that belongs to another (HTTP 403)."""
+
+
+class ConflictError(CafgwError):
+    """The request conflicts with an earlier one (e.g. an Idempotency-Key reused) (HTTP 409)."""
+
+
 class UnknownAdapterError(CafgwError):
     """No adapter is registered under the given name."""

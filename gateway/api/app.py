@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from gateway.api import deps
 from gateway.api.auth import ApiKeys
+from gateway.api.problems import problem
 from gateway.api.rate_limit import KeyRateLimiter
 from gateway.api.routes import (
     admin_adapters,
@@ -25,39 +26,7 @@ from gateway.api.routes import issues_log as issues_log_routes
 from gateway.api.routes import lifecycle as lifecycle_routes
 from gateway.api.routes import subject_access as subject_access_routes
 from gateway.context import Gateway
-from gateway.errors import (
-    AccessDeniedError,
-    CafgwError,
-    ForbiddenError,
-    MalformedInputError,
-    NotFoundError,
-    PolicyRefusal,
-    RateLimitedError,
-    RecordError,
-    SchemaError,
-    UnknownAdapterError,
-    UnsafeXmlError,
-)
-
-STATUS_OF: list[tuple[type[CafgwError], int]] = [
-    (RateLimitedError, 429),
-    (ForbiddenError, 403),
-    (AccessDeniedError, 401),
-    (NotFoundError, 404),
-    (PolicyRefusal, 422),
-    (SchemaError, 422),
-    (RecordError, 422),
-    (UnsafeXmlError, 400),
-    (MalformedInputError, 400),
-    (UnknownAdapterError, 400),
-]
-
-
-def _status(exc: CafgwError) -> int:
-    for kind, code in STATUS_OF:
-        if isinstance(exc, kind):
-            return code
-    return 503
+from gateway.errors import CafgwError
 
 
 def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
@@ -73,15 +42,8 @@ def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
 
     @app.exception_handler(CafgwError)
     async def _cafgw_error(_request: Request, exc: CafgwError) -> JSONResponse:
-        body: dict[str, object] = {"error": type(exc).__name__, "detail": str(exc)}
-        if isinstance(exc, PolicyRefusal):
-            body["rule"] = exc.rule
-        headers: dict[str, str] | None = None
-        if isinstance(exc, RateLimitedError):
-            headers = {"Retry-After": str(exc.retry_after_s)}
-        elif isinstance(exc, AccessDeniedError) and not isinstance(exc, ForbiddenError):
-            headers = {"WWW-Authenticate": "Bearer"}
-        return JSONResponse(body, status_code=_status(exc), headers=headers)
+        status_code, body, headers = problem(exc)
+        return JSONResponse(body, status_code=status_code, headers=headers)
 
     for router in (
         health.router,

@@ -23,7 +23,7 @@ from gateway.cli.common import (
     settings_from,
 )
 from gateway.cli.reports import outcome_table
-from gateway.context import build
+from gateway.context import build, load_adapters
 from gateway.ledger.status import Status
 from gateway.ledger.store import Ledger
 from gateway.runtime import check_broker, open_transport
@@ -43,6 +43,7 @@ def send(
     """Convert a local export and send every record that may leave; report each one."""
     settings = settings_from(config)
     authority = acting_authority(settings, authority)
+    outbound.own_adapter(load_adapters(settings), adapter, authority)  # before any connection
     check_broker(settings.broker.url)
     gw = build(settings, open_transport(settings))
     try:

@@ -137,3 +137,19 @@ dismissals = Table(
     Column("reason", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
 )
+
+# POST /v1/messages with an Idempotency-Key: the first answer, so that a local
+# system retrying after a lost answer gets that answer again, never a second
+# submission. ``status_code`` 0 while the first request is still being handled.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("request_digest", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("authority", "key", name="uq_idempotency_key"),
+)

@@ -9,17 +9,19 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
+from gateway.api.problems import problem
 from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
 from gateway.cases import views
-from gateway.errors import ForbiddenError, MalformedInputError, NotFoundError
+from gateway.errors import CafgwError, ForbiddenError, MalformedInputError, NotFoundError
 from gateway.ledger import search
 from gateway.ledger.status import Direction, Status
 from gateway.ops import attention
-from gateway.services import outbound
+from gateway.services import idempotency, outbound
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
@@ -82,18 +84,58 @@ async def submit(
             "Content-Disposition file name, else 'upload'",
         ),
     ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=200,
+            description="send the same key again after a lost answer: you get the first "
+            "answer, nothing is submitted twice (kept for seven days)",
+        ),
+    ] = None,
 ) -> SubmitOut | RecordOut:
     """Accept a local export (with ``adapter``) or one canonical XML envelope.
 
-    Everything accepted is in the ledger before this answers.
+    Everything accepted is in the ledger before this answers. With an
+    ``Idempotency-Key`` header, a repeat of the same request gets the first
+    answer again (``Idempotent-Replayed: true``) and submits nothing; the same
+    key with another request is a 409.
     """
     source = _source(request, source)
-    if adapter is not None:
-        data = await _body(request, MAX_UPLOAD_BYTES)
-        report = outbound.submit_local(gw, authority, adapter, io.BytesIO(data), source)
-        return SubmitOut.of(report)
-    data = await _body(request, gw.settings.limits.max_message_bytes)
-    return RecordOut.of(outbound.submit_envelope(gw, authority, data))
+    limit = MAX_UPLOAD_BYTES if adapter is not None else gw.settings.limits.max_message_bytes
+    data = await _body(request, limit)
+
+    def accept() -> SubmitOut | RecordOut:
+        if adapter is not None:
+            report = outbound.submit_local(gw, authority, adapter, io.BytesIO(data), source)
+            return SubmitOut.of(report)
+        return RecordOut.of(outbound.submit_envelope(gw, authority, data))
+
+    key = idempotency_key
+    if key is None:
+        return accept()
+    digest = idempotency.request_digest(adapter, source, data)
+    kept = idempotency.begin(gw.ledger, authority, key, digest, gw.clock())
+    if kept is not None:
+        return JSONResponse(  # type: ignore[return-value]
+            kept.body, status_code=kept.status_code, headers={"Idempotent-Replayed": "true"}
+        )
+    try:
+        answer = accept()
+    except CafgwError as exc:
+        status_code, body, _ = problem(exc)
+        if status_code < 500:  # an answer: kept, so a retry hears it again
+            idempotency.finish(gw.ledger, authority, key, idempotency.Answer(status_code, body))
+        else:
+            idempotency.release(gw.ledger, authority, key)
+        raise
+    except BaseException:
+        idempotency.release(gw.ledger, authority, key)
+        raise
+    idempotency.finish(
+        gw.ledger, authority, key, idempotency.Answer(202, answer.model_dump(mode="json"))
+    )
+    return answer
 
 
 @router.get("/{message_id}", response_model=list[MessageOut])

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from adapters.base import Rejected, Result
-from gateway.context import Gateway
+from adapters.base import Adapter, Rejected, Result
+from gateway.context import AdapterSet, Gateway
+from gateway.errors import AdapterNotYoursError
 from gateway.services.outbound.envelopes import accept_envelope, submit_envelope
 from gateway.services.outbound.outcomes import Progress, RecordOutcome, SubmitReport
 from gateway.services.outbound.records import converted, rejected_record
@@ -24,6 +25,7 @@ __all__ = [
     "RecordOutcome",
     "SubmitReport",
     "accept_envelope",
+    "own_adapter",
     "submit_envelope",
     "submit_local",
     "submit_results",
@@ -43,6 +45,18 @@ def _chunks(results: Iterator[Result], size: int) -> Iterator[list[Result]]:
         yield chunk
 
 
+def own_adapter(adapters: AdapterSet, adapter_name: str, authority: str) -> Adapter:
+    """The adapter ``adapter_name``, if it belongs to ``authority`` (its mapping says so)."""
+    adapter = adapters.get(adapter_name)
+    if adapter.authority != authority:
+        owner = adapter.authority or "no authority (add `authority:` to its mapping)"
+        raise AdapterNotYoursError(
+            f"adapter {adapter_name!r} belongs to {owner}, not {authority}: an authority "
+            "submits only its own exports, through its own adapter"
+        )
+    return adapter
+
+
 def submit_local(
     gw: Gateway,
     authority: str,
@@ -51,8 +65,12 @@ def submit_local(
     source: str,
     progress: Progress | None = None,
 ) -> SubmitReport:
-    """Convert a local export and accept every record (queued, held or rejected)."""
-    adapter = gw.adapters.get(adapter_name)
+    """Convert a local export and accept every record (queued, held or rejected).
+
+    An adapter belongs to the authority its mapping names (``authority:``): only
+    that authority may submit through it (AdapterNotYoursError, HTTP 403).
+    """
+    adapter = own_adapter(gw.adapters, adapter_name, authority)
     gw.signer(authority)  # fail early if this gateway does not host the authority
     report = SubmitReport(source)
     for chunk in _chunks(adapter.read(stream, source), BATCH):

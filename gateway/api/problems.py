@@ -1,0 +1,52 @@
+"""Errors as HTTP answers, in one place: the status, the JSON body, the headers."""
+
+from __future__ import annotations
+
+from gateway.errors import (
+    AccessDeniedError,
+    CafgwError,
+    ConflictError,
+    ForbiddenError,
+    MalformedInputError,
+    NotFoundError,
+    PolicyRefusal,
+    RateLimitedError,
+    RecordError,
+    SchemaError,
+    UnknownAdapterError,
+    UnsafeXmlError,
+)
+
+STATUS_OF: list[tuple[type[CafgwError], int]] = [
+    (RateLimitedError, 429),
+    (ForbiddenError, 403),
+    (ConflictError, 409),
+    (AccessDeniedError, 401),
+    (NotFoundError, 404),
+    (PolicyRefusal, 422),
+    (SchemaError, 422),
+    (RecordError, 422),
+    (UnsafeXmlError, 400),
+    (MalformedInputError, 400),
+    (UnknownAdapterError, 400),
+]
+
+
+def status_of(exc: CafgwError) -> int:
+    for kind, code in STATUS_OF:
+        if isinstance(exc, kind):
+            return code
+    return 503
+
+
+def problem(exc: CafgwError) -> tuple[int, dict[str, object], dict[str, str] | None]:
+    """The HTTP status, body and headers that answer ``exc``."""
+    body: dict[str, object] = {"error": type(exc).__name__, "detail": str(exc)}
+    if isinstance(exc, PolicyRefusal):
+        body["rule"] = exc.rule
+    headers: dict[str, str] | None = None
+    if isinstance(exc, RateLimitedError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    elif isinstance(exc, AccessDeniedError) and not isinstance(exc, ForbiddenError):
+        headers = {"WWW-Authenticate": "Bearer"}
+    return status_of(exc), body, headers
