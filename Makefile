@@ -36,6 +36,7 @@ run: $(STAMP) system-deps broker-check
 lint: $(STAMP)
 	$(BIN)/ruff check gateway adapters tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Tests that disrupt the broker (marked serial) run alone, after the rest.
 test: $(STAMP) $(OPENAPI_STAMP) system-deps broker-check lint

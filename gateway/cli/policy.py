@@ -12,7 +12,6 @@ from pathlib import Path
 import typer
 
 from gateway.cases import store as cases
-from gateway.cases import views
 from gateway.cli.common import (
     ConfigOption,
     acting_authority,
@@ -28,7 +27,7 @@ from gateway.model import Child, Evaluation, Identifier, Safeguarding
 from gateway.policy import existence
 from gateway.policy.config import policy_of
 from gateway.runtime import open_transport
-from gateway.services import coordination
+from gateway.services import coordination, views
 
 consent_app = typer.Typer(help="The consent register: the consent in force and its history.")
 cases_app = typer.Typer(

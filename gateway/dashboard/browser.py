@@ -18,8 +18,8 @@ from datetime import datetime
 from sqlalchemy import select
 
 from gateway.api.auth import Caller
-from gateway.cases import views
 from gateway.context import Gateway
+from gateway.crossborder.children import resolve_child
 from gateway.dashboard.lines import MessageLine, line_of, safe_reason
 from gateway.errors import ForbiddenError, NotFoundError
 from gateway.ledger import search
@@ -118,7 +118,7 @@ def find(gw: Gateway, who: Caller, q: Query) -> Found:
                 "searching by child needs the authority's own key: the admin role runs "
                 "the gateway and does not look children up"
             )
-        child_key = views.resolve_child(gw, who.authority, q.child.strip()[:200])
+        child_key = resolve_child(gw, who.authority, q.child.strip()[:200])
     records = search.search(
         gw.ledger,
         search.Criteria(

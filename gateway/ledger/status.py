@@ -44,6 +44,15 @@ OUTBOX_STATES = frozenset({Status.SIGNED, Status.RETRYING, Status.REPLAYED})
 AWAITING_RECEIPT = frozenset({Status.SENT})
 # Inbound rows in these states are in the recipient's inbox, not yet acknowledged.
 IN_INBOX = frozenset({Status.VERIFIED, Status.DELIVERED_LOCAL})
+# Outbound rows in these states have left this gateway (a disclosure was made).
+HAS_LEFT = (
+    Status.SENT.value,
+    Status.DELIVERED.value,
+    Status.ACKNOWLEDGED.value,
+    Status.RETRYING.value,
+)
+# Legal bases (values) under which a message carries personal data.
+DISCLOSING = ("CONSENT", "SAFEGUARDING")
 # Final states: nothing more will happen to the message by itself.
 FINAL_STATES = frozenset(
     {

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, insert, or_, select
 
 from gateway.cases.tables import case_threads
-from gateway.cases.views import resolve_child
+from gateway.crossborder.children import resolve_child
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.feature import Kit
+from gateway.ledger.status import DISCLOSING, HAS_LEFT
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
 from gateway.lifecycle.tables import recalls
@@ -31,7 +32,6 @@ from gateway.retention import local_copies, purge
 from gateway.retention.local_copies import ParkedCopy
 from gateway.retention.plan import Due
 from gateway.retention.tables import tombstones
-from gateway.services.outbound.knowledge import DISCLOSING, HAS_LEFT
 
 __all__ = ["ARTICLE", "ErasureGround", "ErasurePlan", "erase_child", "plan_erasure"]
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
-from gateway.cases.views import resolve_child
 from gateway.context import Gateway
 from gateway.crossborder import consent_store
+from gateway.crossborder.children import resolve_child
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.errors import CafgwError, NotFoundError

@@ -21,7 +21,6 @@ from policy_support import (
     submit,
 )
 
-from gateway.cases import views
 from gateway.crossborder import consent_store
 from gateway.crossborder.tables import metadata as policy_tables
 from gateway.ledger.status import Direction, Status
@@ -40,7 +39,7 @@ from gateway.outbox import new_envelope
 from gateway.policy import consent as consent_rules
 from gateway.policy.config import PolicySettings
 from gateway.policy.sharing import covers
-from gateway.services import outbound
+from gateway.services import outbound, views
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,12 +23,11 @@ from policy_support import (
 )
 
 from adapters.base import Converted
-from gateway.cases import views
 from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
 from gateway.ledger.status import Direction, Status
 from gateway.model import Evaluation, Notification, NotificationType, PractitionerView
-from gateway.services import coordination, outbound
+from gateway.services import coordination, outbound, views
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,14 +11,13 @@ import pytest
 from policy_support import ALL, DUDLEY, SANDWELL, WOLVERHAMPTON, memory_gateway, pump, submit
 
 from adapters.base import Converted
-from gateway.cases import views
 from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
 from gateway.ledger.store import utc_now
 from gateway.model import Child, Envelope, IssueKind, IssueLogEntry, LegalBasis, Purpose
 from gateway.outbox import new_envelope
 from gateway.policy import issues_log
-from gateway.services import outbound
+from gateway.services import outbound, views
 
 pytestmark = pytest.mark.timeout(120)
 

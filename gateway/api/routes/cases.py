@@ -9,9 +9,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
-from gateway.cases import views
 from gateway.model import Evaluation, PractitionerView
-from gateway.services import access_log, coordination
+from gateway.services import access_log, coordination, views
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 

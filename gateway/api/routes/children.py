@@ -8,10 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
-from gateway.cases import views
 from gateway.errors import PolicyRefusal
 from gateway.model import Child, Identifier, Safeguarding
-from gateway.services import access_log, coordination
+from gateway.services import access_log, coordination, views
 
 router = APIRouter(tags=["consent"])
 

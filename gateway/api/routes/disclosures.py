@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
-from gateway.cases import views
+from gateway.crossborder.children import resolve_child
 from gateway.services import access_log
 
 router = APIRouter(tags=["consent"])
@@ -55,7 +55,7 @@ def disclosures(
     audit chain. The child is named by child key, UPN, NHS number or case ref;
     this read is itself audited.
     """
-    key = views.resolve_child(gw, authority, ref[:200])
+    key = resolve_child(gw, authority, ref[:200])
     # Recorded before the answer is read, so the answer includes this read too.
     access_log.record(gw, authority, who.actor, [access_log.Read("disclosures", key)])
     found = access_log.disclosures(gw, authority, key, limit)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from gateway.api.deps import AuthorityDep, GatewayDep
-from gateway.cases import views
+from gateway.services import views
 
 router = APIRouter(prefix="/v1/issues-log", tags=["issues-log"])
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.api.problems import problem
 from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
-from gateway.cases import views
+from gateway.crossborder.children import resolve_child
 from gateway.errors import CafgwError, ForbiddenError, MalformedInputError, NotFoundError
 from gateway.ledger import search
 from gateway.ledger.status import Direction, Status
@@ -176,7 +176,7 @@ def listing(
     if child:
         if who.is_admin:
             raise ForbiddenError("searching by child needs the authority's own key")
-        child_key = views.resolve_child(gw, authority, child.strip())
+        child_key = resolve_child(gw, authority, child.strip())
     found = search.search(
         gw.ledger,
         search.Criteria(

@@ -8,19 +8,12 @@ from sqlalchemy import Connection, select
 from gateway.cases import store as cases
 from gateway.crossborder import consent_store
 from gateway.crossborder.issues_store import issues_log
-from gateway.ledger.status import OUTBOX_STATES, Direction, Status
+from gateway.ledger.status import DISCLOSING, HAS_LEFT, OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
 from gateway.model import LegalBasis, Purpose
 from gateway.policy.consent import RegisterEntry
 from gateway.policy.decision import HeldCopy, QueuedCopy
 
-DISCLOSING = (LegalBasis.CONSENT.value, LegalBasis.SAFEGUARDING.value)
-HAS_LEFT = (
-    Status.SENT.value,
-    Status.DELIVERED.value,
-    Status.ACKNOWLEDGED.value,
-    Status.RETRYING.value,
-)
 # Sent or on its way: identical content to the same recipient is not sent again.
 CARRIED = (*HAS_LEFT, Status.SIGNED.value, Status.REPLAYED.value)
 

@@ -5,24 +5,18 @@ An authority sees only its own register, threads and copy of the log.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.cases import store as cases
 from gateway.crossborder import consent_store
+from gateway.crossborder.children import resolve_child
 from gateway.crossborder.issues_store import LoggedIssue, listing
 from gateway.errors import NotFoundError
 from gateway.feature import Kit
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction
-from gateway.model import Child, Identifier
 from gateway.policy import consent as consent_rules
-from gateway.policy.child import child_key
-
-_KEY = re.compile(r"^[0-9a-f]{64}$")
-_UPN = re.compile(r"^[A-Z][0-9]{11}[0-9A-Z]$")
-_NHS = re.compile(r"^[0-9]{10}$")
 
 
 @dataclass(frozen=True)
@@ -41,22 +35,6 @@ class ConsentView:
 class CaseView:
     thread: cases.CaseThread
     messages: tuple[MessageRecord, ...]
-
-
-def resolve_child(gw: Kit, authority: str, ref: str) -> str:
-    """A child key from a child key, UPN, NHS number or one of the authority's case refs."""
-    compact = ref.replace(" ", "")
-    if _KEY.match(ref):
-        return ref
-    if _UPN.match(compact.upper()):
-        return child_key(Child("", "", identifiers=(Identifier("UPN", compact.upper()),)))
-    if _NHS.match(compact):
-        return child_key(Child("", "", identifiers=(Identifier("NHS", compact),)))
-    with gw.ledger.transaction() as conn:
-        thread = cases.find_by_case_ref(conn, authority, ref[:64])
-    if thread is None or thread.child_key is None:
-        raise NotFoundError(f"child {ref} not found")
-    return thread.child_key
 
 
 def consent_of(gw: Kit, authority: str, ref: str) -> ConsentView:
