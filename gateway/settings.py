@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.backoff import Backoff
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "CAFGW_"
@@ -136,6 +137,14 @@ class DeliverySettings(_Frozen):
     local_retry_backoff_s: tuple[float, ...] = Field(default=(1, 2, 5, 10, 30, 60), min_length=1)
     local_timeout_s: float = Field(default=10, gt=0)
 
+    def resend_backoff(self) -> Backoff:
+        """A send waits ``receipt_deadline_s`` for its receipt, ``resend_budget`` re-sends."""
+        return Backoff.constant(self.receipt_deadline_s, budget=self.resend_budget + 1)
+
+    def local_backoff(self) -> Backoff:
+        """Pauses between failed handovers to a local system (the last one repeats)."""
+        return Backoff(tuple(float(s) for s in self.local_retry_backoff_s), jitter=0.2)
+
     def worst_case_s(self) -> float:
         """How long a message may keep being retried or re-sent at most."""
         backoff = sum(self.retry_backoff_s[: self.retry_budget]) + (
@@ -200,6 +209,11 @@ class DisputeSettings(_Frozen):
     ack_deadline_s: float = Field(default=2 * 24 * 3600, gt=0)
     # ...this many times; then the escalation is shown as overdue
     resend_budget: int = Field(default=3, ge=0)
+
+    def escalation_backoff(self) -> Backoff:
+        """An escalation is offered, then again every ``ack_deadline_s``, ``resend_budget``
+        times, until someone acknowledges it."""
+        return Backoff.constant(self.ack_deadline_s, budget=self.resend_budget + 1)
 
     @model_validator(mode="before")
     @classmethod

@@ -21,7 +21,6 @@ staged again under the same hidden name and published once (``filedrop``).
 from __future__ import annotations
 
 import logging
-import random
 from datetime import timedelta
 
 from sqlalchemy import Connection
@@ -31,21 +30,12 @@ from gateway.connectors.base import Connector, Handover, LocalMessage, Outcome
 from gateway.errors import CafgwError
 from gateway.feature import Kit
 from gateway.ledger.status import Status
-from gateway.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 
 TURN = 100  # messages per authority per turn (and per ledger transaction)
 SWEEP = 2000  # placed messages looked at per authority when checking what was taken
-JITTER = 0.2  # up to this share is taken off a backoff step, so retries spread out
 
-_rng = random.Random()  # noqa: S311 - jitter, not secrets
-
-
-def backoff_s(delivery: DeliverySettings, failures: int) -> float:
-    """The pause after the ``failures``-th failed attempt in a row (1-based), before jitter."""
-    steps = delivery.local_retry_backoff_s
-    return float(steps[min(max(failures, 1), len(steps)) - 1])
 
 
 def deliver_pending(kit: Kit, limit: int = TURN) -> int:
@@ -133,15 +123,14 @@ def _hand_over(kit: Kit, code: str, connector: Connector, items: list[LocalMessa
             "local system of %s unavailable (%s); next try in about %.0f s",
             code,
             failed[1].reason,
-            backoff_s(kit.settings.delivery_for(code), failed[0].attempts + 1),
+            kit.settings.delivery_for(code).local_backoff().wait_s(failed[0].attempts + 1),
         )
     return len(done)
 
 
 def _defer(kit: Kit, conn: Connection, code: str, item: LocalMessage, reason: str) -> None:
     """Record a failed handover of ``item``; ``code`` waits for the next backoff step."""
-    pause = backoff_s(kit.settings.delivery_for(code), item.attempts + 1)
-    pause *= 1 - _rng.random() * JITTER
+    pause = kit.settings.delivery_for(code).local_backoff().jittered_s(item.attempts + 1)
     until = kit.clock() + timedelta(seconds=pause)
     state.defer(kit.ledger, conn, code, item, until, reason)
 

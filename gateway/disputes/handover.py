@@ -84,15 +84,16 @@ def resend_due(settings: Settings, ledger: Ledger, now: datetime, limit: int = 2
     owners = list(settings.hosted) + ([REGIONAL] if disputes.consume_regional else [])
     changed = 0
     offered: list[tuple[str, str]] = []
+    backoff = disputes.escalation_backoff()
     for item in escalations.due(ledger, owners, now, limit):
-        over_budget = item.attempts > disputes.resend_budget
+        over_budget = backoff.exhausted(item.attempts)
         values: dict[str, object] = (
             {"status": EscalationStatus.OVERDUE.value}
             if over_budget
             else {
                 "status": EscalationStatus.PENDING.value,
                 "attempts": item.attempts + 1,
-                "ack_due_at": now + timedelta(seconds=disputes.ack_deadline_s),
+                "ack_due_at": now + timedelta(seconds=backoff.wait_s(item.attempts + 1)),
             }
         )
         if not escalations.offer_again(ledger, item, values):

@@ -84,7 +84,7 @@ def decide(
                 f"({inbox.consumers} consumer(s)), presumably this one among them; not re-sent, "
                 f"looking again in {deadline}",
             )
-    if record.attempts > delivery.resend_budget:
+    if delivery.resend_backoff().exhausted(record.attempts):
         return Decision(
             Action.DEAD,
             f"no receipt from {to} after {record.attempts} sends ({deadline} each)",

@@ -8,6 +8,7 @@ refusals are not transient and are raised at once.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -17,15 +18,16 @@ from typing import Any, TypeVar
 import pika
 import pika.exceptions
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception_type,
     retry_if_not_exception_type,
     stop_after_attempt,
     stop_when_event_set,
-    wait_exponential_jitter,
 )
 from tenacity.stop import stop_base
 
+from gateway.backoff import Backoff
 from gateway.errors import BrokerUnavailableError, TransportError
 from gateway.transport.link import LINK, unreachable
 
@@ -41,7 +43,8 @@ class ConnectionRefused(TransportError):
 
 @dataclass(frozen=True)
 class ReconnectPolicy:
-    """Backoff for (re)connecting: ``attempts`` tries, delays doubling up to ``max_s``."""
+    """Backoff for (re)connecting: ``attempts`` tries, delays doubling up to ``max_s``,
+    each plus up to ``jitter_s`` at random."""
 
     attempts: int = 6
     initial_s: float = 0.2
@@ -49,6 +52,11 @@ class ReconnectPolicy:
     jitter_s: float = 0.5
     heartbeat_s: int = 30
     socket_timeout_s: float = 5.0
+
+    @property
+    def backoff(self) -> Backoff:
+        """The waits between tries (the one ``gateway.backoff.Backoff``)."""
+        return Backoff.exponential(self.initial_s, self.max_s, self.attempts)
 
 
 def parameters(url: str, policy: ReconnectPolicy) -> Any:
@@ -140,11 +148,14 @@ def with_reconnect(
         else:
             stop.wait(seconds)
 
+    backoff = policy.backoff
+
+    def wait(state: RetryCallState) -> float:
+        return backoff.wait_s(state.attempt_number) + random.uniform(0, policy.jitter_s)  # noqa: S311
+
     retrying = Retrying(
         stop=stop_rule,
-        wait=wait_exponential_jitter(
-            multiplier=policy.initial_s, max=policy.max_s, jitter=policy.jitter_s
-        ),
+        wait=wait,
         retry=retry_if_exception_type(TransportError)
         & retry_if_not_exception_type(ConnectionRefused),
         reraise=True,

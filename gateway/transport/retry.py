@@ -16,6 +16,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway.backoff import Backoff
 from gateway.settings import DeliverySettings
 from gateway.transport.base import Disposition, Verdict
 
@@ -68,6 +69,11 @@ class RetryPolicy:
         )
 
     @property
+    def backoff(self) -> Backoff:
+        """The waits between retries (the one ``gateway.backoff.Backoff``)."""
+        return Backoff(tuple(float(s) for s in self.backoff_s), self.jitter, self.budget)
+
+    @property
     def steps(self) -> int:
         """How many delay queues the policy needs (retries past the last reuse it)."""
         return min(self.budget, len(self.backoff_s))
@@ -77,12 +83,11 @@ class RetryPolicy:
         return max(1, min(attempt, self.steps))
 
     def delay_s(self, step: int) -> float:
-        return float(self.backoff_s[step - 1])
+        return self.backoff.wait_s(step)
 
     def jittered_ms(self, step: int, rng: random.Random) -> int:
         """Per-message expiry: the step's delay minus a random share (spreads a herd)."""
-        delay_ms = self.delay_s(step) * 1000
-        return max(1, int(delay_ms * (1 - rng.random() * self.jitter)))
+        return max(1, int(self.backoff.jittered_s(step, rng) * 1000))
 
     def next_attempt(self, attempt: int) -> int | None:
         """The attempt number of the next retry, or None when the budget is spent."""

@@ -377,7 +377,7 @@ def test_file_drop_staged_before_a_crash_is_published_exactly_once(tmp_path: Pat
 def test_backoff_steps_grow_and_the_last_one_repeats(tmp_path: Path) -> None:
     delivery = make_gateway(tmp_path).settings.delivery
     steps = delivery.local_retry_backoff_s
-    assert [handover.backoff_s(delivery, n) for n in range(1, len(steps) + 3)] == [
+    assert [delivery.local_backoff().wait_s(n) for n in range(1, len(steps) + 3)] == [
         *steps,
         steps[-1],
         steps[-1],
