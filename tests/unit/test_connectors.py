@@ -181,7 +181,8 @@ def test_webhook_failing_with_503_is_retried_with_exponential_backoff_then_deliv
             assert "503" in (oldest.reason or "")
             assert oldest.next_attempt_at is not None
             wait = (oldest.next_attempt_at - clock()).total_seconds()
-            assert step * (1 - handover.JITTER) <= wait <= step
+            jitter = gw.settings.delivery_for(RECIPIENT).local_backoff().jitter
+            assert step * (1 - jitter) <= wait <= step
             # Every other waiting message waits too: one POST per backoff step, not per message.
             assert all(record(gw, m).next_attempt_at == oldest.next_attempt_at for m in ids[1:])
             calls_before = len(server.snapshot()[0])
