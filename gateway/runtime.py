@@ -16,7 +16,6 @@ from gateway.api.auth import ApiKeys
 from gateway.context import Gateway, build
 from gateway.cpu_budget import BUDGET
 from gateway.errors import BrokerUnavailableError
-from gateway.policy.config import policy_of
 from gateway.private_files import tighten_tree
 from gateway.settings import Settings
 from gateway.transport.base import Transport
@@ -49,7 +48,7 @@ def state_dirs(settings: Settings) -> list[Path]:
     url = settings.database.url
     if url.startswith("sqlite:///") and ":memory:" not in url:
         candidates.append(Path(url[len("sqlite:///") :]).parent)
-    candidates.append(policy_of(settings).existence_key_file.parent)
+    candidates.append(settings.policy.existence_key_file.parent)
     shared = {p.resolve() for p in (settings.config_dir.parent, settings.config_dir, Path.home())}
     found: list[Path] = []
     for folder in candidates:

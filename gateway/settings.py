@@ -16,10 +16,18 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.backoff import Backoff
 from gateway.errors import ConfigError
+from gateway.model import CaseStatus, ConsentScope, MessageType, Purpose
 
 ENV_PREFIX = "CAFGW_"
 
@@ -237,6 +245,85 @@ class DisputeSettings(_Frozen):
         return self
 
 
+# --- the cross-border policy (config/policy.yaml) -----------------------------
+
+SpecialField = Literal["ethnicity", "religion", "health_notes"]
+
+
+class PolicySettings(BaseModel):
+    """The cross-border policy knobs (see docs/policy.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    purpose_scopes: Mapping[Purpose, tuple[ConsentScope, ...]] = Field(
+        default_factory=lambda: {p: (ConsentScope.SHARE_CROSS_BORDER,) for p in Purpose}
+    )
+    special_category: Mapping[Purpose, frozenset[SpecialField]] = Field(default_factory=dict)
+    review_after_days: int = Field(default=28, ge=1, le=365)
+    existence_key_file: Path = Path("var/secrets/regional-existence.key")
+
+    def scopes_for(self, purpose: Purpose) -> tuple[ConsentScope, ...]:
+        """Consent scopes any one of which covers ``purpose`` (cross-border)."""
+        return self.purpose_scopes.get(purpose, (ConsentScope.SHARE_CROSS_BORDER,))
+
+    def special_fields(self, purpose: Purpose | None) -> frozenset[SpecialField]:
+        if purpose is None:
+            return frozenset()
+        return self.special_category.get(purpose, frozenset())
+
+
+# --- retention (config/retention.yaml) ------------------------------------------
+
+UNKNOWN_STATE = "UNKNOWN"
+DEFAULT = "default"
+STATES = (*(s.value for s in CaseStatus), UNKNOWN_STATE)
+SIX_YEARS_DAYS = 6 * 365
+
+
+class RetentionSettings(BaseModel):
+    """How long each kind of message keeps its personal data (days)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    case_records: Mapping[str, Mapping[str, int]] = Field(
+        default_factory=lambda: {UNKNOWN_STATE: {DEFAULT: SIX_YEARS_DAYS}}
+    )
+    held_local_days: int = Field(default=90, ge=1)
+    rejected_days: int = Field(default=30, ge=1)
+    quarantined_days: int = Field(default=180, ge=1)
+    dead_letter_days: int = Field(default=90, ge=1)
+    no_personal_data_days: int = Field(default=SIX_YEARS_DAYS, ge=1)
+    interval_s: float = Field(default=3600, gt=0)
+    batch: int = Field(default=500, ge=1, le=10_000)
+
+    @field_validator("case_records")
+    @classmethod
+    def _known(cls, value: Mapping[str, Mapping[str, int]]) -> Mapping[str, Mapping[str, int]]:
+        types = {t.value for t in MessageType} | {DEFAULT}
+        for state, periods in value.items():
+            if state not in STATES:
+                raise ValueError(f"unknown case state {state!r}; states are {list(STATES)}")
+            for name, days in periods.items():
+                if name not in types:
+                    raise ValueError(
+                        f"{state}.{name}: unknown message type; use one of {sorted(types)}"
+                    )
+                if days < 1:
+                    raise ValueError(f"{state}.{name}: must be at least 1 day")
+        if DEFAULT not in value.get(UNKNOWN_STATE, {}):
+            raise ValueError(f"{UNKNOWN_STATE}.{DEFAULT} must be set (the fallback period)")
+        return value
+
+    def case_days(self, state: str, message_type: str) -> tuple[int, str]:
+        """Days a case record keeps its personal data, and the rule that says so."""
+        for where in (state, UNKNOWN_STATE):
+            periods = self.case_records.get(where, {})
+            for name in (message_type, DEFAULT):
+                if name in periods:
+                    return periods[name], f"case_records.{where}.{name}"
+        raise AssertionError("UNKNOWN.default is checked when the settings are read")
+
+
 class Settings(_Frozen):
     """Everything the gateway reads at start."""
 
@@ -258,6 +345,10 @@ class Settings(_Frozen):
     cpu_budget: bool = False
     """Per-stage CPU timers (``gateway.cpu_budget``, on /metrics); ``make bench`` turns them on."""
     audit: AuditSettings = AuditSettings()
+    policy: PolicySettings = PolicySettings()
+    """The cross-border policy, from ``policy.yaml`` beside ``gateway.yaml``."""
+    retention: RetentionSettings = RetentionSettings()
+    """Retention periods, from ``retention.yaml`` beside ``gateway.yaml``."""
     directory: Directory
 
     def delivery_for(self, code: str) -> DeliverySettings:
@@ -345,7 +436,8 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Read ``gateway.yaml`` and ``authorities.yaml`` from ``config_dir``.
+    """Read ``gateway.yaml``, ``authorities.yaml``, ``policy.yaml`` and ``retention.yaml``
+    from ``config_dir``: every setting, once, in one place.
 
     Relative paths in the settings are resolved against the project root
     (the parent of ``config_dir``).
@@ -356,6 +448,18 @@ def load_settings(
     config_dir = config_dir.resolve()
     path = config_dir / "gateway.yaml"
     data = _read_yaml(path)
+    for section, name, model in (
+        ("policy", "policy.yaml", PolicySettings),
+        ("retention", "retention.yaml", RetentionSettings),
+    ):
+        if section not in data and (config_dir / name).exists():
+            # Its own file, validated on its own so that an error names that file.
+            raw = _read_yaml(config_dir / name)
+            try:
+                model.model_validate(raw)
+            except ValidationError as exc:
+                raise ConfigError(_describe(exc, config_dir / name)) from exc
+            data[section] = raw
     _apply_env(data, env)
     for key, value in (overrides or {}).items():
         data[key] = value
@@ -397,6 +501,9 @@ def load_settings(
                 }
             ),
             "database": DatabaseSettings(url=_sqlite_under(root, settings.database.url)),
+            "policy": settings.policy.model_copy(
+                update={"existence_key_file": _under(root, settings.policy.existence_key_file)}
+            ),
         }
     )
 

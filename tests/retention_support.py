@@ -12,7 +12,7 @@ import yaml
 from policy_support import DUDLEY, pump, settings_for, submit
 
 from gateway.context import Gateway, build
-from gateway.settings import Settings
+from gateway.settings import RetentionSettings, Settings
 from gateway.transport.memory import MemoryTransport
 
 # Dudley row 1: Siobhán O’Neill, shared with Wolverhampton (336) and Sandwell (333).
@@ -34,12 +34,14 @@ class Clock:
         self.now = self.now + timedelta(**delta)
 
 
-def retention_yaml(settings: Settings, **values: Any) -> None:
-    """Write the test config's retention.yaml (the project's, with ``values`` changed)."""
+def retention_yaml(settings: Settings, **values: Any) -> Settings:
+    """Write the test config's retention.yaml (the project's, with ``values`` changed);
+    the settings as a gateway starting now reads them (settings are read once, at start)."""
     path = settings.config_dir / "retention.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data.update(values)
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return settings.model_copy(update={"retention": RetentionSettings.model_validate(data)})
 
 
 def region(tmp_path: Path, clock: Clock, settings: Settings | None = None) -> Gateway:

@@ -25,7 +25,6 @@ from gateway.context import Gateway, build
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.model import Child, Evaluation, Identifier, Safeguarding
 from gateway.policy import existence
-from gateway.policy.config import policy_of
 from gateway.runtime import open_transport
 from gateway.services import coordination, views
 
@@ -255,7 +254,7 @@ def issues_log_command(
 @friendly
 def existence_init_key(config: Path | None = ConfigOption) -> None:
     """Create the regional HMAC key file named in policy.yaml (never commit it)."""
-    path = policy_of(settings_from(config)).existence_key_file
+    path = settings_from(config).policy.existence_key_file
     made = existence.create_key(path)
     console.print(
         f"{'created' if made else 'kept the existing'} regional key at {path}", highlight=False

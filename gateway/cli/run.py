@@ -15,7 +15,6 @@ from gateway.cli.reports import outcome_table, summary
 from gateway.context import Gateway
 from gateway.ledger.status import Direction, Status
 from gateway.policy import existence
-from gateway.policy.config import policy_of
 from gateway.private_files import write_private
 from gateway.runtime import Running, open_gateway, secure_state, serve, start_worker
 from gateway.services import outbound
@@ -103,7 +102,7 @@ def run(
         if demo:
             # The regional existence-query key: in production every gateway is
             # given the same secret file; the demo makes one on first run.
-            existence.create_key(policy_of(settings).existence_key_file)
+            existence.create_key(settings.policy.existence_key_file)
             _demo_credentials(gw, keys)
             creds_path = settings.api_keys_file.parent / "demo-credentials.json"
             _feed_demo(running, settings.config_dir.parent)

@@ -39,7 +39,6 @@ from gateway.model import (
 )
 from gateway.policy import consent, existence, sharing, sovereignty
 from gateway.policy.child import child_key
-from gateway.policy.config import policy_of
 from gateway.policy.notifications import RULE_FAMILY
 
 RULE_EXISTENCE_BASIS = "existence.basis"
@@ -62,7 +61,7 @@ def _place(ctx: ApplyContext, msg: Received, case_ref: str | None) -> Placement:
 
 def index_child(ctx: ApplyContext, authority: str, thread: str, child: Child) -> None:
     """Make a case findable by existence queries (keyed hashes only)."""
-    path = policy_of(ctx.settings).existence_key_file
+    path = ctx.settings.policy.existence_key_file
     if not path.exists():
         return
     try:
@@ -144,7 +143,7 @@ def on_consent_change(ctx: ApplyContext, msg: Received) -> Effect:
         history = consent_store.entries(ctx.conn, msg.authority, key)
         stated = consent.Effective(consent.latest(consent.from_source(history, msg.sender)))
         still = sharing.covers(
-            stated, policy_of(ctx.settings), msg.sender, msg.authority, Purpose.SHARE_CROSS_BORDER
+            stated, ctx.settings.policy, msg.sender, msg.authority, Purpose.SHARE_CROSS_BORDER
         )
         if still is None:
             detail = "partial withdrawal; sharing with this authority is still covered"

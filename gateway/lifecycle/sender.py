@@ -42,7 +42,6 @@ from gateway.outbox import disclosure, new_envelope
 from gateway.policy import consent as consent_rules
 from gateway.policy import sharing, special_category
 from gateway.policy.child import child_key
-from gateway.policy.config import policy_of
 
 RULE_NOT_RECALLABLE = "recall.not-recallable"
 RULE_ALREADY = "recall.already-recalled"
@@ -242,7 +241,7 @@ def _head(conn: Connection, authority: str, original: Any) -> Any:
 
 
 def _for_purpose(body: Replacement, purpose: Purpose | None, kit: Kit) -> Replacement:
-    policy = policy_of(kit.settings)
+    policy = kit.settings.policy
     if isinstance(body, Assessment):
         return special_category.assessment_for(body, purpose, policy)
     if isinstance(body, ConsentChange):
@@ -300,7 +299,7 @@ def correct(
             consent = consent_rules.effective(consent_store.entries(conn, authority, key))
             refusal = sharing.covers(
                 consent,
-                policy_of(kit.settings),
+                kit.settings.policy,
                 authority,
                 head["recipient"],
                 before.purpose or Purpose.SHARE_CROSS_BORDER,

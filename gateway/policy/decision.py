@@ -33,7 +33,6 @@ from gateway.model import (
 from gateway.outbox import content_digest
 from gateway.policy import rules, sharing
 from gateway.policy.child import child_key
-from gateway.policy.config import PolicySettings
 from gateway.policy.consent import (
     LOCAL,
     Effective,
@@ -46,7 +45,7 @@ from gateway.policy.consent import (
 )
 from gateway.policy.governing import allocated_lead, involved_las, plan_digest, residence_la
 from gateway.policy.plan import RULE_PLAN_CHANGE
-from gateway.settings import Directory
+from gateway.settings import Directory, PolicySettings
 
 # Bodies whose identical content is never sent twice to one recipient.
 RECORD_TYPES = frozenset({MessageType.ASSESSMENT, MessageType.CONSENT_CHANGE})

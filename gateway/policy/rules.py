@@ -38,7 +38,6 @@ from gateway.model import (
     Safeguarding,
 )
 from gateway.policy import issues_log, notifications, special_category
-from gateway.policy.config import PolicySettings
 from gateway.policy.consent import Effective
 from gateway.policy.governing import (
     Governing,
@@ -58,7 +57,7 @@ from gateway.policy.sharing import (
     covers,
     plan_send,
 )
-from gateway.settings import Directory
+from gateway.settings import Directory, PolicySettings
 
 RULE_SAFEGUARDING_APPROVAL = "safeguarding.approval"
 RULE_SAFEGUARDING_NO_RECIPIENT = "safeguarding.no-recipient"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.model import ConsentScope, LegalBasis, Purpose
-from gateway.policy.config import PolicySettings
 from gateway.policy.consent import LOCAL, Effective
+from gateway.settings import PolicySettings
 
 RULE_NO_CONSENT = "consent.not-given"
 RULE_NO_CROSS_BORDER = "consent.no-cross-border-scope"

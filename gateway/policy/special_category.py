@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gateway.model import Assessment, Child, ConsentChange, Element, Notification, Purpose
-from gateway.policy.config import PolicySettings
+from gateway.settings import PolicySettings
 
 
 def child_for(child: Child, purpose: Purpose | None, policy: PolicySettings) -> Child:

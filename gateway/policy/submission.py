@@ -29,7 +29,6 @@ from gateway.model import (
     Purpose,
 )
 from gateway.policy import sharing
-from gateway.policy.config import PolicySettings
 from gateway.policy.consent import (
     LOCAL,
     RULE_STALE,
@@ -46,7 +45,7 @@ from gateway.policy.governing import plan_digest
 from gateway.policy.issues_log import RULE_REPORTER as RULE_ISSUE_REPORTER
 from gateway.policy.notifications import RULE_FAMILY
 from gateway.policy.plan import plan_change_refusal
-from gateway.settings import Directory
+from gateway.settings import Directory, PolicySettings
 
 RULE_NPD_CHILD = "basis.no-personal-data-carries-child"
 RULE_FUNDING_ROUTE = "funding.residence"

@@ -20,9 +20,8 @@ from gateway.errors import CafgwError
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
 from gateway.model import NAMESPACE, CaseStatus, MessageType
-from gateway.retention.config import UNKNOWN_STATE
 from gateway.retention.tables import case_states
-from gateway.settings import Limits
+from gateway.settings import UNKNOWN_STATE, Limits
 
 _STATUS = f"{{{NAMESPACE}}}Assessment/{{{NAMESPACE}}}Status"
 

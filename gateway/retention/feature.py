@@ -15,7 +15,6 @@ from sqlalchemy import insert, select, update
 from gateway.feature import Feature, Job, Kit
 from gateway.ledger.store import as_utc
 from gateway.retention import service
-from gateway.retention.config import retention_of
 from gateway.retention.tables import metadata, schedule
 
 JOB = "retention"
@@ -44,7 +43,7 @@ def _claim(kit: Kit, interval_s: float) -> bool:
 
 def run_retention(kit: Kit) -> int:
     """Erase what is past its retention period, once per ``interval_s``."""
-    interval = retention_of(kit.settings).interval_s
+    interval = kit.settings.retention.interval_s
     if not _claim(kit, interval):
         return 0
     reports = service.apply_all(kit)

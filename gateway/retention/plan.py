@@ -28,9 +28,8 @@ from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
 from gateway.model import LegalBasis
 from gateway.retention.cases import ThreadState, thread_states
-from gateway.retention.config import UNKNOWN_STATE, RetentionSettings
 from gateway.retention.tables import tombstones
-from gateway.settings import Limits
+from gateway.settings import UNKNOWN_STATE, Limits, RetentionSettings
 
 
 @dataclass(frozen=True)

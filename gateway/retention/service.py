@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from gateway.errors import TransportError
 from gateway.feature import Kit
 from gateway.retention import local_copies, purge
-from gateway.retention.config import retention_of
 from gateway.retention.local_copies import ParkedCopy
 from gateway.retention.plan import Plan, plan
 
@@ -28,7 +27,7 @@ class RetentionPlan:
 def planned(kit: Kit, authority: str, limit: int | None = None) -> RetentionPlan:
     """What is past its period at ``authority`` (nothing is changed)."""
     kit.outbox.signer(authority)  # only hosted authorities have a ledger side here
-    rules = retention_of(kit.settings)
+    rules = kit.settings.retention
     now = kit.clock()
     with kit.ledger.transaction() as conn:
         found = plan(conn, authority, rules, kit.settings.limits, now, limit)

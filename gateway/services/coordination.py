@@ -29,7 +29,6 @@ from gateway.outbox import disclosure, safeguarding_override
 from gateway.policy import consent as consent_rules
 from gateway.policy import existence, sharing
 from gateway.policy.child import child_key
-from gateway.policy.config import policy_of
 
 RULE_EXISTENCE_CONSENT = "consent.existence-check"
 RULE_EVALUATION_LEAD = "evaluation.not-lead-professional"
@@ -98,7 +97,7 @@ def ask_existence(
         raise PolicyRefusal(
             "submit.recipient", f"{recipient} is not another authority in authorities.yaml"
         )
-    policy = policy_of(gw.settings)
+    policy = gw.settings.policy
     key = existence.read_key(policy.existence_key_file)
     thread = correlation_id(authority, f"existence:{uuid.uuid4()}")
     with gw.ledger.transaction() as conn:
@@ -141,7 +140,7 @@ def send_evaluation(
 ) -> list[Sent]:
     """The lead professional's evaluation, to the local coordinator and every authority involved."""
     gw.signer(authority)
-    policy = policy_of(gw.settings)
+    policy = gw.settings.policy
     with gw.ledger.transaction() as conn:
         thread = cases.get(conn, authority, thread_id)
         if thread is None:

@@ -37,9 +37,9 @@ from gateway.model import (
 )
 from gateway.outbox import new_envelope
 from gateway.policy import consent as consent_rules
-from gateway.policy.config import PolicySettings
 from gateway.policy.sharing import covers
 from gateway.services import outbound, views
+from gateway.settings import PolicySettings
 
 pytestmark = pytest.mark.timeout(120)
 

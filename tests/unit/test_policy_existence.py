@@ -12,7 +12,6 @@ from gateway.errors import ConfigError, PolicyRefusal
 from gateway.ledger.status import Direction, Status
 from gateway.model import Child, Identifier, Notification, Safeguarding
 from gateway.policy import existence
-from gateway.policy.config import policy_of
 from gateway.services import coordination
 
 pytestmark = pytest.mark.timeout(120)
@@ -84,7 +83,7 @@ def test_the_query_carries_keyed_hashes_not_identifiers(tmp_path: Path) -> None:
     assert data is not None
     for value in ("J336203317005", "9990000042", "Kacper", "Nowak", "2012-07-09"):
         assert value.encode() not in data
-    key = existence.read_key(policy_of(gw.settings).existence_key_file)
+    key = existence.read_key(gw.settings.policy.existence_key_file)
     for digest in existence.keyed_hashes(key, KACPER):
         assert digest.encode() in data
 

@@ -90,9 +90,8 @@ def test_a_closed_case_is_kept_until_its_period_after_closing_then_erased_at_bot
     tmp_path: Path,
 ) -> None:
     clock = Clock()
-    settings = settings_for(tmp_path)
-    retention_yaml(
-        settings,
+    settings = retention_yaml(
+        settings_for(tmp_path),
         case_records={
             "CLOSED": {"default": 100},
             "OPEN": {"default": 1000},

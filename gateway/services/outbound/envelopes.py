@@ -29,7 +29,6 @@ from gateway.model import (
 )
 from gateway.outbox import disclosure, safeguarding_override
 from gateway.policy.child import child_key
-from gateway.policy.config import policy_of
 from gateway.policy.consent import LOCAL
 from gateway.policy.governing import plan_digest
 from gateway.policy.submission import EnvelopeDecision, Sending, decide_envelope
@@ -58,12 +57,12 @@ def sending(gw: Gateway, conn: Connection, authority: str, env: Envelope) -> Sen
     )
     if key is None:
         return Sending(
-            authority, gw.settings.directory, policy_of(gw.settings), gw.clock(), threads
+            authority, gw.settings.directory, gw.settings.policy, gw.clock(), threads
         )
     return Sending(
         authority=authority,
         directory=gw.settings.directory,
-        policy=policy_of(gw.settings),
+        policy=gw.settings.policy,
         now=gw.clock(),
         threads=threads,
         consent_history=knowledge.consent_history(conn, authority, key),

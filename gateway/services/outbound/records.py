@@ -26,7 +26,6 @@ from gateway.model import LegalBasis, MessageType, Notification
 from gateway.outbox import digest, disclosure, safeguarding_override
 from gateway.policy import rules
 from gateway.policy.child import child_key
-from gateway.policy.config import policy_of
 from gateway.policy.consent import LOCAL
 from gateway.policy.decision import Known, RecordDecision, decide_record
 from gateway.services.outbound import held, knowledge
@@ -69,7 +68,7 @@ def known_for(gw: Gateway, conn: Connection, authority: str, result: Converted) 
     return Known(
         authority=authority,
         directory=gw.settings.directory,
-        policy=policy_of(gw.settings),
+        policy=gw.settings.policy,
         now=gw.clock(),
         consent_history=knowledge.consent_history(conn, authority, key),
         thread=cases.get(conn, authority, thread_id),
