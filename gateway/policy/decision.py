@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import datetime
 
 from adapters.base import Converted
-from gateway.cases.store import CaseThread, LeadEntry
+from gateway.cases.store import CaseThread
 from gateway.model import (
     BODY_TYPE,
-    Assessment,
     ConsentAction,
     ConsentRecord,
     IssueLogEntry,
@@ -32,7 +31,6 @@ from gateway.model import (
 )
 from gateway.outbox import content_digest
 from gateway.policy import rules, sharing
-from gateway.policy.child import child_key
 from gateway.policy.consent import (
     LOCAL,
     Effective,
@@ -43,7 +41,8 @@ from gateway.policy.consent import (
     is_repeat,
     stale,
 )
-from gateway.policy.governing import allocated_lead, involved_las, plan_digest, residence_la
+from gateway.policy.governing import plan_digest
+from gateway.policy.own_thread import LogLine, thread_after
 from gateway.policy.plan import RULE_PLAN_CHANGE
 from gateway.settings import Directory, PolicySettings
 
@@ -105,15 +104,6 @@ class Release:
 
     held: HeldCopy
     consent_ref: str | None
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """A case-log entry the decision makes (besides one per planned message)."""
-
-    kind: str
-    counterparty: str | None
-    detail: str
 
 
 @dataclass
@@ -214,8 +204,15 @@ def decide_record(known: Known, record: Converted, correlation_id: str) -> Recor
         i.role == rules.Role.RECORD and i.sendable and n not in decision.already_sent
         for n, i in enumerate(items)
     )
-    decision.thread, decision.log = _thread(
-        known, correlation_id, record, plan, digest_now, consent_ref, sent=sent
+    decision.thread, decision.log = thread_after(
+        known.authority,
+        known.thread,
+        correlation_id,
+        record,
+        plan,
+        digest_now,
+        consent_ref,
+        sent=sent,
     )
     return decision
 
@@ -268,79 +265,6 @@ def _supersede_and_release(
             is None
         ):
             decision.releases.append(Release(held, decision.consent.reference(known.authority)))
-
-
-def _thread(
-    known: Known,
-    correlation_id: str,
-    record: Converted,
-    plan: rules.RecordPlan,
-    digest_now: str,
-    consent_ref: str | None,
-    *,
-    sent: bool,
-) -> tuple[CaseThread, list[LogLine]]:
-    """The sender's own case thread after this record, and the log lines it adds."""
-    a: Assessment = record.assessment
-    previous = known.thread
-    gov = plan.governing
-    leads = [
-        LeadEntry(
-            p.practitioner.name,
-            p.practitioner.la_code,
-            p.from_date.isoformat() if p.from_date else None,
-            a.child_views,
-        )
-        for p in a.lead_professionals
-    ]
-    lead, since = allocated_lead(a)
-    if lead is not None and all(x.name != lead.name for x in leads):
-        leads.append(
-            LeadEntry(lead.name, lead.la_code, since.isoformat() if since else None, a.child_views)
-        )
-    log: list[LogLine] = []
-    before = previous.governing_la if previous else gov.initiating_la
-    if before != gov.la:
-        log.append(
-            LogLine(
-                "GOVERNING_AUTHORITY_CHANGED", gov.la, f"from {before} to {gov.la}: {gov.reason}"
-            )
-        )
-    if plan.review_by is not None:
-        log.append(LogLine("CASE_TRANSFER", None, f"review by {_iso(plan.review_by)}"))
-    authority = known.authority
-    parties = set(involved_las(a, record.share_with, authority)) | {authority}
-    inform = (
-        plan.inform_family
-        if plan.inform_family is not None
-        else (previous.inform_family if previous else None)
-    )
-    thread = CaseThread(
-        authority=authority,
-        correlation_id=correlation_id,
-        owner=authority,
-        case_ref=a.case_ref,
-        child_key=child_key(a.child),
-        initiating_la=gov.initiating_la,
-        residence_la=residence_la(a),
-        governing_la=gov.la,
-        governing_since=gov.since.isoformat() if gov.since else None,
-        inform_family=inform,
-        family_restricted_by=(
-            authority
-            if plan.inform_family is False
-            else (previous.family_restricted_by if previous and inform is False else None)
-        ),
-        plan_digest=digest_now if sent else (previous.plan_digest if previous else None),
-        plan_consent_ref=consent_ref if sent else (previous.plan_consent_ref if previous else None),
-        parties=tuple(sorted(parties | set(previous.parties if previous else ()))),
-        leads=tuple(leads),
-    )
-    return thread, log
-
-
-def _iso(value: date) -> str:
-    return value.isoformat()
 
 
 def personal(item: rules.Planned) -> bool:
