@@ -108,8 +108,15 @@ def place_received(
     for thread in _by_preference(candidates, sender, holder):
         if is_party(thread, sender):
             return Placement(thread.owner, thread.correlation_id, thread.case_ref, thread)
-    own_id = correlation_id(sender, case_ref) if case_ref else thread_id
-    return Placement(sender, own_id, case_ref, get(conn, holder, own_id))
+    if case_ref:
+        own_id = correlation_id(sender, case_ref)
+        return Placement(sender, own_id, case_ref, get(conn, holder, own_id))
+    # No case reference: the thread id is all the message names. A thread of that
+    # id the sender has no standing in stays out of its reach, however it got it.
+    existing = get(conn, holder, thread_id)
+    if existing is not None and not is_party(existing, sender):
+        return NotAParty(existing.owner, existing.case_ref, sender)
+    return Placement(sender, thread_id, None, existing)
 
 
 def _by_preference(threads: list[CaseThread], sender: str, holder: str) -> list[CaseThread]:

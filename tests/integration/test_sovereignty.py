@@ -145,7 +145,7 @@ def _decoy() -> Assessment:
 
 
 def _notice(
-    r: Region, kind: NotificationType, case_ref: str, details: tuple[Detail, ...] = ()
+    r: Region, kind: NotificationType, case_ref: str | None, details: tuple[Detail, ...] = ()
 ) -> Notification:
     return Notification(kind, case_ref, f"{kind.value} (from Wolverhampton)", details=details)
 
@@ -189,6 +189,21 @@ ATTACKS: dict[str, tuple[Callable[[Region], object], str]] = {
             basis=LegalBasis.NO_PERSONAL_DATA,
         ),
         "thread.governing-authority",
+    ),
+    "a governing-authority change without a case reference, naming Dudley's thread id": (
+        lambda r: r.envelope(
+            "336",
+            "332",
+            _notice(
+                r,
+                NotificationType.GOVERNING_AUTHORITY_CHANGED,
+                None,
+                (Detail("to_la", "336"),),
+            ),
+            correlation=r.thread_id("332", HELD),
+            basis=LegalBasis.NO_PERSONAL_DATA,
+        ),
+        "case.not-a-party",
     ),
     "a lead-professional allocation on a case it does not govern": (
         lambda r: r.envelope(
