@@ -59,11 +59,20 @@ def dudley_shared(gw: Gateway, csv: bytes | None = None) -> None:
 
 
 def found_in(folder: Path, needles: tuple[str, ...]) -> dict[str, list[str]]:
-    """Which of ``needles`` occur (as UTF-8 or Latin-1 bytes) in which files under ``folder``."""
-    hits: dict[str, list[str]] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        for needle in needles:
-            if needle.encode("utf-8") in data or needle.encode("latin-1") in data:
-                hits.setdefault(needle, []).append(str(path.relative_to(folder)))
-    return hits
+    """Which of ``needles`` occur (as UTF-8 or Latin-1 bytes) in which files under ``folder``.
+
+    A running gateway stages files and renames them into place; when one vanishes
+    mid-scan the whole folder is scanned again, so its new name is read too.
+    """
+    for _ in range(20):
+        hits: dict[str, list[str]] = {}
+        try:
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                data = path.read_bytes()
+                for needle in needles:
+                    if needle.encode("utf-8") in data or needle.encode("latin-1") in data:
+                        hits.setdefault(needle, []).append(str(path.relative_to(folder)))
+        except FileNotFoundError:
+            continue
+        return hits
+    raise AssertionError(f"files under {folder} kept vanishing while being read")
