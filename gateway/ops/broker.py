@@ -6,28 +6,23 @@ never hangs on a dead broker. Queue figures come from RabbitMQ's management
 HTTP API when it answers (ready, unacknowledged and consumers per queue, as
 its UI shows them), else from a passive ``queue.declare``, which changes
 nothing and knows ready messages and consumers but not unacknowledged ones.
-pika's and httpx's exceptions are converted here, once.
+The AMQP side lives in ``gateway.transport.probe`` (pika's exceptions are
+mapped there, with the rest of the transport's); httpx's are handled here.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote, unquote, urlparse
 
 import httpx
-import pika
-import pika.exceptions
 
-from gateway.errors import TransportError
 from gateway.settings import Settings
+from gateway.transport import probe
 from gateway.transport.topology import topology_for
-
-_PIKA_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, OSError)
-# A passive declare of a queue that does not exist closes the channel with 404.
-_NOT_FOUND = 404
 
 
 @dataclass(frozen=True)
@@ -86,25 +81,8 @@ class RabbitProbe:
         base = management_base(settings.broker.url, settings.broker.management_url)
         return cls(settings.broker.url, tuple(names), timeout_s, base)
 
-    def _connect(self) -> Any:
-        params = pika.URLParameters(self.url)
-        params.connection_attempts = 1
-        params.retry_delay = 0
-        params.socket_timeout = self.timeout_s
-        params.stack_timeout = self.timeout_s
-        params.blocked_connection_timeout = self.timeout_s
-        params.heartbeat = 0
-        try:
-            return pika.BlockingConnection(params)
-        except _PIKA_ERRORS as exc:
-            where = f"{params.host}:{params.port}"
-            raise TransportError(
-                f"broker at {where} not reachable: {type(exc).__name__} {exc}".rstrip()
-            ) from exc
-
     def ping(self) -> None:
-        conn = self._connect()
-        _close(conn)
+        probe.ping(self.url, self.timeout_s)
 
     def queue_stats(self) -> Mapping[str, QueueStats | None]:
         if self.management_url and time.monotonic() >= self._management_down_until:
@@ -113,13 +91,11 @@ class RabbitProbe:
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 # Not enabled, not reachable or not allowed: the passive declare still works.
                 self._management_down_until = time.monotonic() + self.retry_management_s
-        conn = self._connect()
-        try:
-            return _passive(conn, self.queues)
-        except _PIKA_ERRORS as exc:
-            raise TransportError(f"reading queue depths: {type(exc).__name__} {exc}") from exc
-        finally:
-            _close(conn)
+        counts = probe.passive_counts(self.url, self.queues, self.timeout_s)
+        return {
+            name: None if c is None else QueueStats(name, c.ready, None, c.consumers, "passive")
+            for name, c in counts.items()
+        }
 
     def _from_management(self, base: str) -> dict[str, QueueStats | None]:
         parsed = urlparse(self.url)
@@ -148,34 +124,3 @@ class RabbitProbe:
                 )
             )
         return found
-
-
-def _passive(conn: Any, queues: Sequence[str]) -> dict[str, QueueStats | None]:
-    found: dict[str, QueueStats | None] = {}
-    channel = conn.channel()
-    for name in queues:
-        try:
-            result = channel.queue_declare(name, passive=True)
-            found[name] = QueueStats(
-                name,
-                int(result.method.message_count),
-                None,
-                int(result.method.consumer_count),
-                "passive",
-            )
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != _NOT_FOUND:
-                raise
-            found[name] = None
-            channel = conn.channel()
-    if channel.is_open:
-        channel.close()
-    return found
-
-
-def _close(conn: Any) -> None:
-    try:
-        if conn.is_open:
-            conn.close()
-    except _PIKA_ERRORS:
-        pass  # the broker already closed it; nothing to release

@@ -35,6 +35,7 @@ from gateway.transport.reconnect import (
     with_reconnect,
 )
 
+_CALL_ERRORS: tuple[type[BaseException], ...] = (*PIKA_ERRORS, RuntimeError)
 CHUNK = 200  # messages encoded per turn of the IO loop
 
 
@@ -100,7 +101,7 @@ class _Link:
             return False
         try:
             self.conn.ioloop.add_callback_threadsafe(fn)
-        except (pika.exceptions.AMQPError, OSError, RuntimeError):
+        except _CALL_ERRORS:  # a closed connection, or its IO loop already stopped
             return False
         return True
 
