@@ -3,13 +3,12 @@ in-memory transport with a clock the test moves, and the Dudley sample."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from policy_support import DUDLEY, pump, settings_for, submit
+from support.clock import Clock
 
 from gateway.context import Gateway, build
 from gateway.settings import RetentionSettings, Settings
@@ -19,19 +18,6 @@ from gateway.transport.memory import MemoryTransport
 SIOBHAN = ("Siobh", "J332412014017", "WV14 0QL")
 # Dudley row 2: Jayden Clarke, kept at Dudley.
 JAYDEN = ("Jayden", "Y332410315022", "DY2 9PL")
-
-
-@dataclass
-class Clock:
-    """Starts now (the test keys are valid from today) and moves when told."""
-
-    now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now = self.now + timedelta(**delta)
 
 
 def retention_yaml(settings: Settings, **values: Any) -> Settings:

@@ -42,12 +42,14 @@ def test_a_broker_outage_logs_once_when_it_goes_and_once_when_it_comes_back(
                 time.sleep(12)
                 proxy.restore()
                 wait_for(
-                    lambda: gw.ledger.find(
-                        message_id=taken.message_ids[0],
-                        direction=Direction.OUTBOUND,
-                        with_history=False,
-                    )[0].status
-                    == Status.DELIVERED,
+                    lambda: (
+                        gw.ledger.find(
+                            message_id=taken.message_ids[0],
+                            direction=Direction.OUTBOUND,
+                            with_history=False,
+                        )[0].status
+                        == Status.DELIVERED
+                    ),
                     timeout_s=60,
                     what="the message sent during the outage delivered after it",
                 )

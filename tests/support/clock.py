@@ -23,3 +23,21 @@ class Clock:
 
     def advance(self, seconds: float = 0.0, **delta: float) -> None:
         self.now += timedelta(seconds=seconds, **delta)
+
+    @classmethod
+    def starting_now(cls) -> Clock:
+        """A clock that starts at the real now (for keys and certificates valid from today)."""
+        return cls(datetime.now(UTC).replace(microsecond=0))
+
+
+class CpuClock:
+    """A CPU-seconds clock (as ``time.process_time``) the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def spend(self, seconds: float) -> None:
+        self.now += seconds

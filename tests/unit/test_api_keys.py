@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.clock import Clock
 from typer.testing import CliRunner
 
 from gateway.api.auth import LEGACY_GRACE_DAYS, LEGACY_HOLDER, ApiKeys
@@ -17,14 +18,6 @@ from gateway.errors import AccessDeniedError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_an_issued_key_names_its_holder_and_is_stored_only_as_a_hash(tmp_path: Path) -> None:
@@ -42,7 +35,7 @@ def test_an_issued_key_names_its_holder_and_is_stored_only_as_a_hash(tmp_path: P
 
 
 def test_a_key_stops_working_when_it_expires(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
     keys = ApiKeys(tmp_path / "keys.json", clock)
     key = keys.issue("336", holder="Jo", holder_role="case system", days=1)
     keys.authenticate(key)
@@ -61,7 +54,7 @@ def test_a_key_revoked_by_another_process_is_refused_at_once(tmp_path: Path) -> 
 
 
 def test_rotation_gives_a_new_key_and_ends_the_old_one_after_the_overlap(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
     keys = ApiKeys(tmp_path / "keys.json", clock)
     old = keys.issue_key("336", holder="Case system", holder_role="service", days=90)
     new = keys.rotate(old.record.key_id, timedelta(hours=2))
@@ -82,7 +75,7 @@ def test_a_key_file_of_the_first_format_is_converted_with_a_deadline(tmp_path: P
     legacy = "cafgw_oldstylekey"
     digest = hashlib.sha256(legacy.encode()).hexdigest()
     path.write_text(json.dumps({digest: {"authority": "336", "role": "authority"}}))
-    clock = Clock()
+    clock = Clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
     keys = ApiKeys(path, clock)
     who = keys.authenticate(legacy)
     assert (who.authority, who.holder) == ("336", LEGACY_HOLDER)

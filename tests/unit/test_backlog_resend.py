@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from policy_support import pump, settings_for
+from support.clock import Clock
 
 from gateway.context import Gateway, build
 from gateway.ledger.records import MessageRecord
@@ -30,20 +30,9 @@ BUDGET = 2
 INBOX = Topology().inbox("336")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock.starting_now()
 
 
 @pytest.fixture

@@ -6,25 +6,13 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import create_engine, text
+from support.clock import CpuClock
 
 from gateway.cpu_budget import CpuBudget, CpuBudgetCollector
 
 
-class Clock:
-    """A CPU clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def spend(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_a_budget_that_is_off_charges_nothing() -> None:
-    clock = Clock()
+    clock = CpuClock()
     budget = CpuBudget(clock)
     with budget.timed("verify"):
         clock.spend(1.0)
@@ -32,7 +20,7 @@ def test_a_budget_that_is_off_charges_nothing() -> None:
 
 
 def test_a_nested_stage_is_charged_to_itself_only() -> None:
-    clock = Clock()
+    clock = CpuClock()
     budget = CpuBudget(clock)
     budget.enable()
     with budget.timed("verify"):
@@ -46,7 +34,7 @@ def test_a_nested_stage_is_charged_to_itself_only() -> None:
 
 
 def test_an_absorbing_stage_keeps_what_it_calls() -> None:
-    clock = Clock()
+    clock = CpuClock()
     budget = CpuBudget(clock)
     budget.enable()
 
@@ -64,7 +52,7 @@ def test_an_absorbing_stage_keeps_what_it_calls() -> None:
 
 
 def test_a_stage_left_open_by_an_exception_does_not_swallow_later_stages() -> None:
-    clock = Clock()
+    clock = CpuClock()
     budget = CpuBudget(clock)
     budget.enable()
     outer = budget.begin("ledger")
@@ -79,7 +67,7 @@ def test_a_stage_left_open_by_an_exception_does_not_swallow_later_stages() -> No
 
 
 def test_ledger_transactions_are_charged_from_the_connection_pool(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = CpuClock()
     budget = CpuBudget(clock)
     budget.enable()
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
@@ -96,7 +84,7 @@ def test_ledger_transactions_are_charged_from_the_connection_pool(tmp_path: Path
 
 
 def test_metrics_show_the_stages_only_while_the_budget_is_on() -> None:
-    clock = Clock()
+    clock = CpuClock()
     budget = CpuBudget(clock)
     registry = CollectorRegistry()
     registry.register(CpuBudgetCollector(budget))

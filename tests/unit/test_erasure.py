@@ -38,7 +38,7 @@ GROUND = erasure.ErasureGround.CONSENT_WITHDRAWN
 def test_erasing_a_child_everywhere_leaves_no_name_upn_or_postcode_and_keeps_the_others(
     tmp_path: Path,
 ) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     assert set(found_in(tmp_path, SIOBHAN)) == set(SIOBHAN)  # the check can find them
     for code in ("332", "336", "333"):
@@ -61,7 +61,7 @@ def test_erasure_withdraws_what_the_local_system_has_not_taken_and_deletes_its_d
     drop = tmp_path / "drop-336"
     drop.mkdir()
     settings = with_connector(settings_for(tmp_path), "336", kind="file", directory=str(drop))
-    gw = region(tmp_path, Clock(), settings)
+    gw = region(tmp_path, Clock.starting_now(), settings)
     dudley_shared(gw)
     handover.deliver_pending(gw)
     dropped = sorted(p.name for p in drop.iterdir())
@@ -80,7 +80,7 @@ def test_erasure_withdraws_what_the_local_system_has_not_taken_and_deletes_its_d
 
 
 def test_erasure_deletes_a_parked_dead_letter_about_the_child(tmp_path: Path) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     transport = gw.transport
     assert isinstance(transport, MemoryTransport)
@@ -110,7 +110,7 @@ def test_erasure_deletes_a_parked_dead_letter_about_the_child(tmp_path: Path) ->
 
 
 def test_the_consent_register_keeps_the_decision_but_not_whose_it_was(tmp_path: Path) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     key = erasure.plan_erasure(gw, "336", "J332412014017", "REQ-9").child_key
     with gw.ledger.transaction() as conn:
@@ -128,7 +128,7 @@ def test_the_consent_register_keeps_the_decision_but_not_whose_it_was(tmp_path: 
 def test_an_erasure_reference_that_could_be_a_name_is_refused(
     tmp_path: Path, reference: str
 ) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     with pytest.raises(PolicyRefusal) as refused:
         erasure.erase_child(
@@ -140,7 +140,7 @@ def test_an_erasure_reference_that_could_be_a_name_is_refused(
 def test_erasure_at_the_sender_asks_each_recipient_to_erase_by_signed_notice(
     tmp_path: Path,
 ) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     report = erasure.erase_child(
         gw, "332", "J332412014017", ground=GROUND, reference="DPO/2026/120", actor="DPO"

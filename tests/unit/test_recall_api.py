@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[TestClient, dict[str, str], Gateway]:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     keys = ApiKeys(tmp_path / "api-keys.json")
     tokens = {code: keys.issue(code) for code in ("332", "333", "336")}

@@ -48,7 +48,7 @@ def _outcomes(gw: Gateway, original: str) -> list[outcomes.RecallOutcome]:
 
 
 def test_a_recall_goes_to_the_recipient_and_its_receipt_is_the_outcome(tmp_path: Path) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     original = _sent(gw, "333")
     done = sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, None, "Jo")
@@ -68,7 +68,7 @@ def test_a_recall_goes_to_the_recipient_and_its_receipt_is_the_outcome(tmp_path:
 
 
 def test_a_message_still_queued_is_withdrawn_without_telling_anyone(tmp_path: Path) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     submit(gw, "332", "dudley-csv", DUDLEY.read_bytes(), "x.csv")
     queued = _sent(gw, "336")
     assert queued.status == Status.SIGNED
@@ -80,7 +80,7 @@ def test_a_message_still_queued_is_withdrawn_without_telling_anyone(tmp_path: Pa
 
 
 def test_only_the_sender_may_recall_and_only_once(tmp_path: Path) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     original = _sent(gw, "336")
     with pytest.raises(NotFoundError):
@@ -98,7 +98,7 @@ def test_only_the_sender_may_recall_and_only_once(tmp_path: Path) -> None:
 
 
 def test_corrections_chain_each_superseding_the_latest_version(tmp_path: Path) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     original = _sent(gw, "336")
     env = envelope_of(gw, original)
@@ -131,7 +131,7 @@ def test_corrections_chain_each_superseding_the_latest_version(tmp_path: Path) -
 def test_a_correction_is_refused_when_consent_no_longer_covers_the_recipient(
     tmp_path: Path,
 ) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     original = _sent(gw, "336")
     env = envelope_of(gw, original)
@@ -143,7 +143,7 @@ def test_a_correction_is_refused_when_consent_no_longer_covers_the_recipient(
 
 
 def test_not_ours_at_the_recipient_recalls_the_message_at_its_sender(tmp_path: Path) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     original = _sent(gw, "333")
     done = not_ours.not_ours(gw, "333", original.message_id, "Sandwell coordinator")
@@ -159,7 +159,7 @@ def test_not_ours_at_the_recipient_recalls_the_message_at_its_sender(tmp_path: P
 def test_a_not_ours_notice_about_a_message_sent_to_someone_else_is_quarantined(
     tmp_path: Path,
 ) -> None:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)
     to_wolverhampton = _sent(gw, "336")
     forged = new_envelope(

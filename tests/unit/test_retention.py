@@ -49,7 +49,7 @@ def _bodies(gw: Gateway, authority: str) -> int:
 def test_a_rejected_input_loses_the_values_its_reasons_quote_after_rejected_days(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
+    clock = Clock.starting_now()
     gw = region(tmp_path, clock)
     dudley_shared(gw)
     rejected = gw.ledger.find(authority="332", status=Status.REJECTED, limit=10)
@@ -73,7 +73,7 @@ def test_a_rejected_input_loses_the_values_its_reasons_quote_after_rejected_days
 
 
 def test_held_records_go_after_held_local_days_while_open_cases_stay(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock.starting_now()
     gw = region(tmp_path, clock)
     dudley_shared(gw)
     open_bodies = _bodies(gw, "336")
@@ -89,7 +89,7 @@ def test_held_records_go_after_held_local_days_while_open_cases_stay(tmp_path: P
 def test_a_closed_case_is_kept_until_its_period_after_closing_then_erased_at_both_ends(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
+    clock = Clock.starting_now()
     settings = retention_yaml(
         settings_for(tmp_path),
         case_records={
@@ -120,7 +120,7 @@ def test_a_closed_case_is_kept_until_its_period_after_closing_then_erased_at_bot
 def test_the_audit_chain_verifies_after_a_purge_and_the_purge_is_audited_in_counts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
+    clock = Clock.starting_now()
     settings = settings_for(tmp_path)
     gw = region(tmp_path, clock, settings)
     dudley_shared(gw)
@@ -143,7 +143,7 @@ def test_the_audit_chain_verifies_after_a_purge_and_the_purge_is_audited_in_coun
 
 
 def test_plan_is_a_dry_run_that_changes_nothing(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock.starting_now()
     gw = region(tmp_path, clock)
     dudley_shared(gw)
     clock.advance(days=7 * 365)

@@ -31,7 +31,7 @@ SIOBHAN_MARKS = (*SIOBHAN, "O’Neill", "DUD-2026-00417")
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[TestClient, dict[str, str], Gateway]:
-    gw = region(tmp_path, Clock())
+    gw = region(tmp_path, Clock.starting_now())
     dudley_shared(gw)  # Siobhán: Dudley 332 -> Wolverhampton 336 and Sandwell 333
     submit(gw, "336", "wolverhampton-json", WOLVERHAMPTON.read_bytes(), WOLVERHAMPTON.name)
     pump(gw)  # Kacper (EHM-77120): Wolverhampton 336 -> Walsall 335
