@@ -147,9 +147,7 @@ def build(
                 f"create one with: cafgw keys init --authority {code}"
             )
         signers[code] = Signer.from_files(key_path, cert_path)
-    trust = trust or TrustStore.from_directory(
-        settings.directory, settings.keys_dir, regional_ca=settings.trust.regional_ca
-    )
+    trust = trust or TrustStore.from_settings(settings)
     verifier = Verifier(
         trust,
         max_bytes=settings.limits.max_message_bytes,

@@ -4,10 +4,17 @@
 ``config/authorities.yaml`` the region directory. Environment variables
 ``CAFGW_<SECTION>__<KEY>`` override YAML values (``CAFGW_DATABASE__URL``).
 A bad value is reported with the file and the dotted key that holds it.
+
+A relative path is read against the folder of the file that holds it
+(``gateway.yaml``, ``policy.yaml``, ``authorities.yaml``); one given in the
+environment against the current directory; a default against the
+configuration directory. ``secrets_dir`` names the one directory that holds
+an authority's signing keys and secrets, shared by all its replicas.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping
@@ -331,10 +338,17 @@ class Settings(_Frozen):
     broker: BrokerSettings = BrokerSettings()
     database: DatabaseSettings = DatabaseSettings()
     hosted: tuple[str, ...] = ()
+    secrets_dir: Path | None = None
+    """One directory for the signing keys and secrets of this gateway's authorities
+    (``keys/``, ``api-keys.json``, ``regional-existence.key``): every replica mounts the
+    same one. Sets the defaults of ``keys_dir``, ``api_keys_file`` and
+    ``policy.existence_key_file``; each can still be given on its own."""
     keys_dir: Path = Path("var/keys")
     api_keys_file: Path = Path("var/api-keys.json")
     authorities_file: Path = Path("authorities.yaml")
     adapters_dir: Path = Path("adapters")
+    peers_dir: Path = Path("peers")
+    """Peers' certificates pinned by ``cafgw peers add``: ``<peers_dir>/<code>.pem``."""
     api: ApiSettings = ApiSettings()
     limits: Limits = Limits()
     delivery: DeliverySettings = DeliverySettings()
@@ -413,22 +427,92 @@ def _describe(exc: ValidationError, path: Path) -> str:
 
 
 def load_directory(path: Path) -> Directory:
-    """Read ``authorities.yaml``."""
+    """Read ``authorities.yaml``; relative paths in it are read against its folder."""
     data = _read_yaml(path)
     raw = data.get("authorities")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: authorities: expected a mapping of LA code to authority")
+    base = path.parent
+    entries: dict[str, Any] = {}
+    for code, given in raw.items():
+        entry = dict(given or {})
+        if isinstance(entry.get("certificate"), str):
+            entry["certificate"] = str(_under(base, Path(entry["certificate"])))
+        connector = entry.get("connector")
+        if isinstance(connector, dict):
+            entry["connector"] = {
+                key: str(_under(base, Path(value)))
+                if key in ("hmac_secret_file", "directory") and isinstance(value, str)
+                else value
+                for key, value in connector.items()
+            }
+        entries[str(code)] = {"code": str(code), **entry}
     try:
         return Directory.model_validate(
             {
                 "regional_group": data.get("regional_group", {"name": "Regional group"}),
-                "authorities": {
-                    str(code): {"code": str(code), **(entry or {})} for code, entry in raw.items()
-                },
+                "authorities": entries,
             }
         )
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from exc
+
+
+# Settings that name a file or folder, as (section, key) paths into the YAML.
+_PATH_KEYS: tuple[tuple[str, ...], ...] = (
+    ("secrets_dir",),
+    ("keys_dir",),
+    ("api_keys_file",),
+    ("authorities_file",),
+    ("adapters_dir",),
+    ("peers_dir",),
+    ("trust", "regional_ca"),
+    ("policy", "existence_key_file"),
+)
+_SQLITE = "sqlite:///"
+
+
+def _anchor(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``data`` with every relative path it names made absolute against ``base``."""
+    for keys in _PATH_KEYS:
+        section = data
+        for key in keys[:-1]:
+            inner = section.get(key)
+            if not isinstance(inner, dict):
+                break
+            section = inner
+        else:
+            value = section.get(keys[-1])
+            if isinstance(value, (str, Path)):
+                section[keys[-1]] = str(_under(base, Path(value)))
+    database = data.get("database")
+    if isinstance(database, dict) and isinstance(database.get("url"), str):
+        database["url"] = _sqlite_under(base, database["url"])
+    return data
+
+
+def _merge(into: dict[str, Any], data: Mapping[str, Any], where: str) -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            target = into.setdefault(key, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{where}: {key!r} is not a section")
+            _merge(target, value, where)
+        else:
+            into[key] = value
+
+
+def _secrets_defaults(data: dict[str, Any]) -> None:
+    """What lives in ``secrets_dir`` unless named on its own."""
+    secrets = data.get("secrets_dir")
+    if not isinstance(secrets, str):
+        return
+    folder = Path(secrets)
+    data.setdefault("keys_dir", str(folder / "keys"))
+    data.setdefault("api_keys_file", str(folder / "api-keys.json"))
+    policy = data.setdefault("policy", {})
+    if isinstance(policy, dict):
+        policy.setdefault("existence_key_file", str(folder / "regional-existence.key"))
 
 
 def load_settings(
@@ -439,8 +523,9 @@ def load_settings(
     """Read ``gateway.yaml``, ``authorities.yaml``, ``policy.yaml`` and ``retention.yaml``
     from ``config_dir``: every setting, once, in one place.
 
-    Relative paths in the settings are resolved against the project root
-    (the parent of ``config_dir``).
+    A relative path is read against the folder of the file that names it; from
+    ``env``, against the current directory; left to its default (or given in
+    ``overrides``), against ``config_dir``.
     """
     env = os.environ if env is None else env
     if config_dir is None:
@@ -460,12 +545,16 @@ def load_settings(
             except ValidationError as exc:
                 raise ConfigError(_describe(exc, config_dir / name)) from exc
             data[section] = raw
-    _apply_env(data, env)
+    _anchor(data, config_dir)
+    from_env: dict[str, Any] = {}
+    _apply_env(from_env, env)
+    _merge(data, _anchor(from_env, Path.cwd()), "environment")
     for key, value in (overrides or {}).items():
-        data[key] = value
-    root = config_dir.parent
-    directory_path = config_dir / data.get("authorities_file", "authorities.yaml")
-    directory = load_directory(directory_path)
+        data[key] = copy.deepcopy(value)
+    _anchor(data, config_dir)
+    _secrets_defaults(data)
+    directory_path = _under(config_dir, Path(data.get("authorities_file", "authorities.yaml")))
+    directory = load_directory(directory_path.resolve())
     overrides_raw = data.pop("authority_delivery", {}) or {}
     if not isinstance(overrides_raw, dict):
         raise ConfigError(f"{path}: authority_delivery: expected a mapping of LA code to settings")
@@ -488,21 +577,18 @@ def load_settings(
         )
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from exc
+    # Defaults are relative: they belong to the configuration directory.
     return settings.model_copy(
         update={
-            "keys_dir": _under(root, settings.keys_dir),
-            "api_keys_file": _under(root, settings.api_keys_file),
+            "keys_dir": _under(config_dir, settings.keys_dir),
+            "api_keys_file": _under(config_dir, settings.api_keys_file),
             "adapters_dir": _under(config_dir, settings.adapters_dir),
-            "trust": settings.trust.model_copy(
-                update={
-                    "regional_ca": _under(config_dir, settings.trust.regional_ca)
-                    if settings.trust.regional_ca
-                    else None
-                }
-            ),
-            "database": DatabaseSettings(url=_sqlite_under(root, settings.database.url)),
+            "peers_dir": _under(config_dir, settings.peers_dir),
+            "database": DatabaseSettings(url=_sqlite_under(config_dir, settings.database.url)),
             "policy": settings.policy.model_copy(
-                update={"existence_key_file": _under(root, settings.policy.existence_key_file)}
+                update={
+                    "existence_key_file": _under(config_dir, settings.policy.existence_key_file)
+                }
             ),
         }
     )
@@ -512,8 +598,7 @@ def _under(base: Path, path: Path) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
-def _sqlite_under(root: Path, url: str) -> str:
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-        return prefix + str(root / url[len(prefix) :])
+def _sqlite_under(base: Path, url: str) -> str:
+    if url.startswith(_SQLITE) and not url.startswith(_SQLITE + "/") and ":memory:" not in url:
+        return _SQLITE + str(base / url[len(_SQLITE) :])
     return url

@@ -170,7 +170,7 @@ def verify(
     settings = settings_from(config)
     try:
         verifier = Verifier(
-            TrustStore.from_directory(settings.directory, settings.keys_dir),
+            TrustStore.from_settings(settings),
             max_bytes=settings.limits.max_message_bytes,
             max_depth=settings.limits.max_xml_depth,
         )

@@ -94,9 +94,7 @@ def expiry(
 ) -> None:
     """List trusted certificates that expire or retire soon (exit 1 if any)."""
     settings = settings_from(config)
-    store = TrustStore.from_directory(
-        settings.directory, settings.keys_dir, regional_ca=settings.trust.regional_ca
-    )
+    store = TrustStore.from_settings(settings)
     warnings = store.expiring(datetime.now(UTC), days or settings.trust.expiry_warning_days)
     if as_json:
         print_json(

@@ -1,8 +1,8 @@
 """Which connector serves which authority, built from ``authorities.yaml``.
 
 ``connector: {kind: pull|webhook|file, url, hmac_secret_file, directory}``.
-Relative paths are resolved against the project root (the parent of the
-config directory). The webhook secret is read from its file here, never
+``load_settings`` reads relative paths against ``authorities.yaml``'s own
+folder. The webhook secret is read from its file here, never
 logged, and must be at least ``MIN_SECRET_BYTES`` long.
 """
 
@@ -24,9 +24,9 @@ MIN_SECRET_BYTES = 16
 
 
 def resolve(settings: Settings, path: str) -> Path:
-    """``path`` from the settings, relative ones against the project root."""
+    """``path`` from the settings (made absolute when read), else against the config dir."""
     p = Path(path)
-    return p if p.is_absolute() else settings.config_dir.parent / p
+    return p if p.is_absolute() else settings.config_dir / p
 
 
 def read_secret(path: Path) -> bytes:

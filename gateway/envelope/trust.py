@@ -3,9 +3,10 @@
 Two ways to trust a sender, both read once at start:
 
 - **Pinning.** Certificates pinned per LA code, from the region directory
-  (``authorities.yaml``: ``certificate:``, relative to the keys directory;
+  (``authorities.yaml``: ``certificate:``, read against that file's folder;
   one PEM file may hold several) or, when no certificate is configured, from
-  ``<keys_dir>/<code>/cert*.pem``.
+  ``<keys_dir>/<code>/cert*.pem`` (a hosted authority's own) and
+  ``<peers_dir>/<code>.pem`` (a peer's, pinned by ``cafgw peers add``).
 - **Regional CA** (``trust.regional_ca`` in ``gateway.yaml``). A certificate
   issued directly by that CA, currently valid, not itself a CA, whose
   subject ``serialNumber`` is the sender's LA code, may sign for that code.
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives import hashes
 
 from gateway.envelope.keys import la_code_of, load_certificates
 from gateway.errors import ConfigError, TrustError
-from gateway.settings import Directory
+from gateway.settings import Directory, Settings
 
 __all__ = ["ExpiryWarning", "TrustStore", "fingerprint", "read_until"]
 
@@ -85,15 +86,32 @@ class TrustStore:
         )
 
     @classmethod
+    def from_settings(cls, settings: Settings) -> TrustStore:
+        """The trust store a gateway with ``settings`` starts with."""
+        return cls.from_directory(
+            settings.directory,
+            settings.keys_dir,
+            regional_ca=settings.trust.regional_ca,
+            peers_dir=settings.peers_dir,
+        )
+
+    @classmethod
     def from_directory(
-        cls, directory: Directory, keys_dir: Path, *, regional_ca: Path | None = None
+        cls,
+        directory: Directory,
+        keys_dir: Path,
+        *,
+        regional_ca: Path | None = None,
+        peers_dir: Path | None = None,
     ) -> TrustStore:
         """Pin the certificates of every authority of the region directory.
 
         A configured certificate file that is missing or holds another LA's
         certificate is a :class:`ConfigError`; an authority with nothing
-        configured and nothing in ``keys_dir`` is simply not trusted yet
-        (unless a regional CA vouches for it).
+        configured and nothing in ``keys_dir`` or ``peers_dir`` is simply not
+        trusted yet (unless a regional CA vouches for it). A relative
+        ``certificate:`` (a directory not read by ``load_settings``) is read
+        against ``keys_dir``.
         """
         pinned: dict[str, tuple[x509.Certificate, ...]] = {}
         retire_at: dict[bytes, datetime] = {}
@@ -108,6 +126,8 @@ class TrustStore:
                 paths = [path]
             else:
                 paths = sorted((keys_dir / code).glob("cert*.pem"))
+                if peers_dir is not None and (peers_dir / f"{code}.pem").is_file():
+                    paths.append(peers_dir / f"{code}.pem")
             certs: list[x509.Certificate] = []
             for path in paths:
                 found = load_certificates(path)
