@@ -18,9 +18,9 @@ from typing import Protocol
 
 from sqlalchemy import Connection, MetaData
 
-from gateway.ledger.status import Route
+from gateway.ledger.status import Route, Status
 from gateway.ledger.store import Ledger
-from gateway.model import Envelope, MessageType
+from gateway.model import ActionTaken, Envelope, MessageType
 from gateway.outbox import Outbox
 from gateway.settings import Settings
 from gateway.transport.base import Transport
@@ -62,6 +62,9 @@ class ApplyContext:
     now: datetime
     kit: Kit
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # Set (``keep_from_local_system``) when the local system has nothing to be
+    # told: the message is recorded in this status after VERIFIED, never handed over.
+    settled: tuple[Status, str] | None = None
 
     @property
     def settings(self) -> Settings:
@@ -75,6 +78,11 @@ class ApplyContext:
         """Run ``action`` once the transaction that recorded the message committed."""
         self.after_commit.append(action)
 
+    def keep_from_local_system(self, reason: str) -> None:
+        """Record the message as not for the local system (``WITHDRAWN`` with ``reason``):
+        e.g. a recall of a record the local system never had."""
+        self.settled = (Status.WITHDRAWN, reason)
+
 
 # What a received message does to a feature's state, decided but not yet done.
 Effect = Callable[[], None]
@@ -87,6 +95,22 @@ Effect = Callable[[], None]
 # effects, all in the transaction that records the message, so a refusal by
 # any feature leaves every feature's state as it was.
 Applier = Callable[[ApplyContext, Received], Effect | None]
+
+
+@dataclass(frozen=True)
+class ReceiptNote:
+    """What a feature did about a received message, said in its signed receipt item
+    (a recall, correction or erasure request: withdrawn, passed on, erased, ...)."""
+
+    action: ActionTaken
+    handed_over_at: datetime | None = None
+    reason: str | None = None
+
+
+# (authority, sender, message id) of received messages owed a receipt -> what the
+# feature did about them; read in the receipt loop, after the messages were recorded.
+ReceiptKey = tuple[str, str, str]
+ReceiptNotes = Callable[[Connection, Sequence[ReceiptKey]], Mapping[ReceiptKey, ReceiptNote]]
 
 
 class Kit(Protocol):
@@ -135,6 +159,8 @@ class Feature:
     # Queues consumed besides the hosted inboxes (their messages go through the
     # same receiving pipeline), e.g. escalation queues.
     queues: Callable[[Settings, Topology], Sequence[str]] | None = None
+    # What the feature's receipt items say it did (``ReceiptNote``), if anything.
+    receipt_notes: ReceiptNotes | None = None
 
 
 def appliers_by_type(features: Sequence[Feature]) -> Mapping[MessageType, tuple[Applier, ...]]:

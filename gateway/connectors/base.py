@@ -59,5 +59,9 @@ class Connector(Protocol):
     def taken(self, message_ids: list[str]) -> set[str]:
         """Of messages PLACED earlier, those the local system has since taken away."""
 
+    def withdraw(self, message_id: str) -> bool:
+        """Take back a PLACED message the local system has not taken; True if it was still
+        there (so the local system never had it). A recall or erasure calls it."""
+
     def close(self) -> None:
         """Release connections."""

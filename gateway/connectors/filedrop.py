@@ -115,5 +115,20 @@ class FileDropConnector:
             m for m in message_ids if file_name(m) not in present and staged_name(m) not in present
         }
 
+    def withdraw(self, message_id: str) -> bool:
+        name = file_name(message_id)
+        if name is None or not self.directory.is_dir():
+            return False
+        removed = False
+        for path in (self.directory / name, self.directory / staged_name(message_id)):
+            try:
+                path.unlink()  # the local system takes a file by moving it: gone means taken
+                removed = True
+            except FileNotFoundError:
+                continue
+        if removed:
+            fsync_directory(self.directory)
+        return removed
+
     def close(self) -> None:
         """Nothing to release."""

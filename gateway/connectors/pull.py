@@ -28,5 +28,9 @@ class PullConnector:
         # The local system says so itself, through POST /v1/inbox/{id}/ack.
         return set()
 
+    def withdraw(self, message_id: str) -> bool:
+        # A served message was fetched by the local system: nothing can be taken back.
+        return False
+
     def close(self) -> None:
         """Nothing to release."""

@@ -102,6 +102,10 @@ class WebhookConnector:
         # A 2xx already meant taken; nothing is left waiting.
         return set()
 
+    def withdraw(self, message_id: str) -> bool:
+        # A 2xx meant the local system had it: nothing can be taken back.
+        return False
+
     def close(self) -> None:
         if self._own_client:
             self._client.close()

@@ -1,4 +1,12 @@
-"""What received messages do for recall and correction, at the original's sender.
+"""What received messages do for recall and correction, at both ends.
+
+At the original's recipient (``receiver``):
+
+- Recall, Correction: from the original's sender only; the original is
+  withdrawn from the local system's inbox or the notice is passed on to it,
+  and the receipt item says which.
+
+At the original's sender:
 
 - Receipt: a recipient's proof of what it did about our recall or
   correction is kept per recipient (``outcomes``).
@@ -17,7 +25,7 @@ from gateway.errors import PolicyRefusal
 from gateway.feature import ApplyContext, Effect, Feature, Received
 from gateway.ledger.status import Direction
 from gateway.ledger.tables import messages
-from gateway.lifecycle import outcomes, sender, tables
+from gateway.lifecycle import outcomes, receiver, sender, tables
 from gateway.model import (
     MessageType,
     Notification,
@@ -86,5 +94,11 @@ def on_misdirected(ctx: ApplyContext, msg: Received) -> Effect | None:
 FEATURE = Feature(
     name="lifecycle",
     tables=(tables.metadata,),
-    appliers={MessageType.RECEIPT: on_receipt, MessageType.NOTIFICATION: on_misdirected},
+    appliers={
+        MessageType.RECEIPT: on_receipt,
+        MessageType.NOTIFICATION: on_misdirected,
+        MessageType.RECALL: receiver.on_recall,
+        MessageType.CORRECTION: receiver.on_correction,
+    },
+    receipt_notes=receiver.receipt_notes,
 )

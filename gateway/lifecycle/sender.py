@@ -134,13 +134,15 @@ def recall(
     explanation: str | None = None,
     actor: str = "gateway",
     conn: Connection | None = None,
+    follows: MessageRef | None = None,
 ) -> Sent:
-    """Recall ``authority``'s message ``message_id`` from its recipient."""
+    """Recall ``authority``'s message ``message_id`` from its recipient (``follows``: the
+    recall received that this one passes on, when the message forwarded a recalled one)."""
     kit.outbox.signer(authority)
     if conn is None:
         with kit.ledger.transaction() as own:
-            return recall(kit, authority, message_id, reason, explanation, actor, own)
-    return _recall(kit, conn, authority, message_id, reason, explanation, actor)
+            return recall(kit, authority, message_id, reason, explanation, actor, own, follows)
+    return _recall(kit, conn, authority, message_id, reason, explanation, actor, follows)
 
 
 def _recall(
@@ -151,6 +153,7 @@ def _recall(
     reason: RecallReason,
     explanation: str | None,
     actor: str,
+    follows: MessageRef | None = None,
 ) -> Sent:
     original = _original(conn, authority, message_id)
     earlier = _recalled(conn, authority, original["message_id"])
@@ -184,7 +187,10 @@ def _recall(
         sender=authority,
         recipient=original["recipient"],
         body=Recall(
-            MessageRef(original["message_id"], original["digest"] or ""), reason, explanation
+            MessageRef(original["message_id"], original["digest"] or ""),
+            reason,
+            explanation,
+            follows,
         ),
         correlation=original["correlation_id"],
         legal_basis=LegalBasis.NO_PERSONAL_DATA,

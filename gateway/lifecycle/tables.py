@@ -16,7 +16,7 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-# One row per recall or correction this authority sent (one recipient each).
+# One row per recall or correction (or erasure request) this authority sent (one recipient each).
 recalls = Table(
     "recalls",
     metadata,
@@ -40,3 +40,21 @@ recalls = Table(
     UniqueConstraint("authority", "message_id", name="uq_recall"),
 )
 Index("ix_recalls_original", recalls.c.authority, recalls.c.original_id)
+
+# One row per recall, correction or erasure request this authority RECEIVED and acted
+# on: what was done, said back in the signed receipt item for that message.
+received = Table(
+    "lifecycle_received",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),  # the recipient (this gateway's LA)
+    Column("sender", String(3), nullable=False),  # the original's sender, who asked
+    Column("message_id", String(64), nullable=False),  # of the recall/correction/request
+    Column("kind", String(16), nullable=False),  # RECALL, CORRECTION or ERASURE
+    Column("original_id", String(64), nullable=False),  # or the request reference
+    Column("action", String(16), nullable=False),  # ActionTaken
+    Column("handed_over_at", DateTime(timezone=True)),  # the local system had it since
+    Column("reason", Text),  # what the receipt item says, no personal data
+    Column("at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("authority", "sender", "message_id", name="uq_lifecycle_received"),
+)

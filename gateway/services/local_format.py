@@ -2,8 +2,9 @@
 
 The authority's ``adapter`` in ``authorities.yaml`` writes an Assessment
 the way its case system exports one (Wolverhampton gets EHM JSON, Sandwell
-FWI XML). Only Assessments have a local form; other bodies are served as
-canonical XML with a note saying why.
+FWI XML). Recall, correction and erasure notices are written in the same
+format (``local_notices``). Other bodies are served as canonical XML with a
+note saying why.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.errors import CafgwError
 from gateway.model import Assessment, MessageType
+from gateway.services import local_notices
 
 _MEDIA = {"csv": "text/csv", "json": "application/json", "xml": "application/xml"}
+_KIND = {media: kind for kind, media in _MEDIA.items()}
 _XML_ENCODING = re.compile(rb"""^<\?xml[^>]*encoding=["']([A-Za-z0-9._-]+)["']""")
 
 
@@ -46,6 +49,8 @@ def adapter_of(gw: Gateway, authority: str) -> Adapter | None:
 def render(gw: Gateway, adapter: Adapter, message_type: str, body: bytes) -> LocalForm:
     """``body`` (signed canonical XML) in ``adapter``'s format, or canonical with a note."""
     canonical = LocalForm(False, "application/xml", body.decode("utf-8"))
+    if message_type in local_notices.NOTICE_TYPES:
+        return _notice(gw, adapter, body, canonical)
     if message_type != MessageType.ASSESSMENT.value:
         note = f"a {message_type} has no local form in {adapter.name}; served as canonical XML"
         return _with_note(canonical, note)
@@ -67,6 +72,46 @@ def render(gw: Gateway, adapter: Adapter, message_type: str, body: bytes) -> Loc
         f"{media_type(adapter)}; charset={encoding}",
         data.decode(encoding, errors="replace"),
         base64.b64encode(data).decode("ascii"),
+    )
+
+
+def _notice(gw: Gateway, adapter: Adapter, body: bytes, canonical: LocalForm) -> LocalForm:
+    """A recall, correction or erasure notice in the adapter's format (``local_notices``)."""
+    limits = gw.settings.limits
+    try:
+        env = element_to_envelope(
+            xmlsafe.parse(body, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth)
+        )
+        header = env.header
+        notice = local_notices.fields(header.message_id, header.sender, env.body)
+        replacement = getattr(env.body, "replacement", None)
+        if isinstance(replacement, Assessment):
+            data = adapter.write([replacement])
+            supersedes = notice["supersedes"]
+            note = (
+                f"a correction from {header.sender}: this record supersedes {supersedes}; "
+                f"{notice['explanation']}"
+            )
+            encoding = _encoding(adapter, data)
+            return LocalForm(
+                True,
+                f"{media_type(adapter)}; charset={encoding}",
+                data.decode(encoding, errors="replace"),
+                base64.b64encode(data).decode("ascii"),
+                note,
+            )
+        media = media_type(adapter)
+        data = local_notices.render(_KIND.get(media, "xml"), notice)
+    except (CafgwError, TypeError, KeyError) as exc:
+        note = f"cannot be written as {adapter.name}: {exc}; served as canonical XML"
+        return _with_note(canonical, note)
+    media = media if media in _KIND else "application/xml"
+    return LocalForm(
+        True,
+        f"{media}; charset=utf-8",
+        data.decode("utf-8"),
+        base64.b64encode(data).decode("ascii"),
+        f"a {str(notice['notice']).lower()} notice from {header.sender}: {notice['action']}",
     )
 
 

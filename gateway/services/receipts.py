@@ -8,9 +8,11 @@ other message, so it too survives a crash and is re-sent when asked.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
+from gateway.feature import ReceiptKey, ReceiptNote
 from gateway.ledger.records import ReceiptDue
 from gateway.ledger.status import Status
 from gateway.model import LegalBasis, Receipt, ReceiptItem, ReceiptOutcome
@@ -18,14 +20,37 @@ from gateway.model import LegalBasis, Receipt, ReceiptItem, ReceiptOutcome
 MAX_ITEMS = 500
 
 
-def _item(due: ReceiptDue) -> ReceiptItem:
+def _item(due: ReceiptDue, note: ReceiptNote | None = None) -> ReceiptItem:
     if due.status == Status.QUARANTINED:
         return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.REJECTED, due.reason)
     if due.status == Status.UNDELIVERABLE:
         return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.UNDELIVERABLE, due.reason)
     if due.status == Status.DUPLICATE:
         return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.DUPLICATE, due.reason)
+    if note is not None:
+        # A recall, correction or erasure request: the item proves what was done.
+        return ReceiptItem(
+            due.message_id,
+            due.digest,
+            ReceiptOutcome.ACCEPTED,
+            note.reason,
+            note.action,
+            note.handed_over_at,
+        )
     return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.ACCEPTED)
+
+
+def _notes(gw: Gateway, chunk: list[ReceiptDue]) -> Mapping[ReceiptKey, ReceiptNote]:
+    """What the features say they did about these messages (recalls, erasure requests)."""
+    hooks = [f.receipt_notes for f in gw.features if f.receipt_notes is not None]
+    if not hooks:
+        return {}
+    keys = [(d.authority, d.sender, d.message_id) for d in chunk]
+    found: dict[ReceiptKey, ReceiptNote] = {}
+    with gw.ledger.transaction() as conn:
+        for hook in hooks:
+            found.update(hook(conn, keys))
+    return found
 
 
 def send_receipts(gw: Gateway, limit: int = 5000) -> int:
@@ -44,10 +69,13 @@ def _send_receipts(gw: Gateway, limit: int) -> int:
     for (authority, sender), items in groups.items():
         for start in range(0, len(items), MAX_ITEMS):
             chunk = items[start : start + MAX_ITEMS]
+            notes = _notes(gw, chunk)
             env = gw.outbox.envelope(
                 sender=authority,
                 recipient=sender,
-                body=Receipt(tuple(_item(d) for d in chunk)),
+                body=Receipt(
+                    tuple(_item(d, notes.get((d.authority, d.sender, d.message_id))) for d in chunk)
+                ),
                 correlation=chunk[0].message_id,
                 legal_basis=LegalBasis.NO_PERSONAL_DATA,
             )

@@ -91,6 +91,34 @@ def _handle(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Disposition]:
 
 def _record(gw: Gateway, source: Source, deliveries: Sequence[Delivery]) -> list[Disposition]:
     checked = [check(gw, source, d) for d in deliveries]
+    out: list[Disposition] = []
+    for run in _runs(checked):
+        out.extend(_record_checked(gw, source, run))
+    return out
+
+
+def _runs(checked: list[Passed | Refused]) -> list[list[Passed | Refused]]:
+    """The batch cut before any message that names an earlier one of the same batch.
+
+    A recall or correction judges the original as recorded; when both arrive in
+    one batch, the original must be recorded (and committed) first.
+    """
+    runs: list[list[Passed | Refused]] = [[]]
+    ids: set[str] = set()
+    for item in checked:
+        if isinstance(item, Passed) and item.env.header.in_reply_to in ids:
+            runs.append([])
+            ids = set()
+        runs[-1].append(item)
+        if isinstance(item, Passed):
+            ids.add(item.verified.message_id)
+    return [r for r in runs if r]
+
+
+def _record_checked(
+    gw: Gateway, source: Source, checked: Sequence[Passed | Refused]
+) -> list[Disposition]:
+    deliveries = checked
     owner = source.owner
     keys = [(c.verified.sender, c.verified.message_id) for c in checked if isinstance(c, Passed)]
     try:
@@ -158,7 +186,7 @@ def _record(gw: Gateway, source: Source, deliveries: Sequence[Delivery]) -> list
                     continue
                 after_commit.extend(ctx.after_commit)
                 fresh[key] = item.verified.digest
-                new.append(_accepted(item, content))
+                new.append(_accepted(item, content, settled=ctx.settled))
                 if is_receipt:
                     assert isinstance(item.env.body, Receipt)
                     receipts.append((item.env, item.env.body))
@@ -269,9 +297,16 @@ def _record_content(item: Passed) -> str | None:
     return content_digest(item.env.body)
 
 
-def _accepted(item: Passed, content: str | None, same_as: str | None = None) -> NewMessage:
+def _accepted(
+    item: Passed,
+    content: str | None,
+    same_as: str | None = None,
+    settled: tuple[Status, str] | None = None,
+) -> NewMessage:
     header = item.env.header
-    child = getattr(item.env.body, "child", None)
+    # A correction is about the child (and case) of the record it carries.
+    record = getattr(item.env.body, "replacement", item.env.body)
+    child = getattr(record, "child", None)
     owner = item.source.owner
     statuses: tuple[tuple[Status, str | None], ...] = (
         (Status.RECEIVED, None),
@@ -286,6 +321,8 @@ def _accepted(item: Passed, content: str | None, same_as: str | None = None) -> 
                 "not handed to the local system again",
             ),
         )
+    if settled is not None:
+        statuses = (*statuses, settled)
     return NewMessage(
         message_id=header.message_id,
         direction=Direction.INBOUND,
@@ -296,7 +333,7 @@ def _accepted(item: Passed, content: str | None, same_as: str | None = None) -> 
         correlation_id=header.correlation_id,
         legal_basis=header.legal_basis.value,
         statuses=statuses,
-        case_ref=getattr(item.env.body, "case_ref", None),
+        case_ref=getattr(record, "case_ref", None),
         purpose=header.purpose.value if header.purpose else None,
         digest=item.verified.digest,
         body=item.raw,

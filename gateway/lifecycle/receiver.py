@@ -1,0 +1,228 @@
+"""The recipient's side: acting on a Recall or Correction, and proving what was done.
+
+A recall or correction is accepted only from the original's sender, naming
+the original by the digest this gateway received (``held``); anything else
+is refused with the rule's name and quarantined, its sender told in a
+REJECTED receipt. Then:
+
+- **Recall**: the original is withdrawn from the local system's inbox if it
+  never had it (the recall itself is then kept from the local system too:
+  there is nothing to tell it); otherwise the original is restricted and the
+  recall is handed to the local system through its connector, so it learns
+  the record is recalled. If this authority forwarded the original (sent the
+  same record on to another authority), the recall follows it there: a recall
+  of its own, naming the one it follows.
+- **Correction**: the original is withdrawn likewise, or noted SUPERSEDED;
+  the correction (the whole corrected record) is handed over either way.
+
+What was done is kept (``tables.received``) and said in the signed receipt
+for the recall or correction (``receipt_notes``): Action WITHDRAWN, or
+PASSED_ON with HandedOverAt, NOT_HELD, and a reason with no personal data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import Connection, insert, select, update
+
+from gateway.errors import PolicyRefusal
+from gateway.feature import ApplyContext, Effect, ReceiptKey, ReceiptNote, Received
+from gateway.ledger import audit
+from gateway.ledger.status import Direction, Status
+from gateway.ledger.store import as_utc
+from gateway.ledger.tables import messages
+from gateway.lifecycle import held, sender
+from gateway.lifecycle.held import Fate, Held
+from gateway.lifecycle.tables import received
+from gateway.model import ActionTaken, Correction, LegalBasis, MessageRef, Recall
+
+log = logging.getLogger(__name__)
+
+RULE_NOT_THE_SENDER = "recall.not-the-sender"
+RULE_DIGEST = "recall.digest-mismatch"
+# Forwarded copies in these states never left, or were already taken back.
+NOT_FORWARDED = ("REJECTED", "QUARANTINED", "WITHDRAWN", "HELD_LOCAL", "ACCEPTED")
+
+
+def original(ctx: ApplyContext, msg: Received, ref: MessageRef, what: str) -> Held:
+    """The original ``ref`` names, as this authority received it from ``msg``'s sender;
+    PolicyRefusal when that sender did not send it (or names another digest)."""
+    copies = held.sent_by(ctx.conn, msg.authority, msg.sender, ref)
+    if not copies:
+        raise PolicyRefusal(
+            RULE_NOT_THE_SENDER,
+            f"{what} {msg.message_id}: {msg.sender} did not send {msg.authority} message "
+            f"{ref.message_id}; only a message's sender may {what} it",
+        )
+    found = held.matching(copies, ref)
+    if found is None:
+        raise PolicyRefusal(
+            RULE_DIGEST,
+            f"{what} {msg.message_id}: digest {ref.digest[:16]}... is not that of message "
+            f"{ref.message_id} as {msg.authority} received it from {msg.sender}",
+        )
+    return found
+
+
+def remember(
+    conn: Connection,
+    msg: Received,
+    kind: str,
+    original_id: str,
+    fate: Fate,
+    said: str,
+    now: object,
+) -> None:
+    """Keep what was done about ``msg``, for its receipt item."""
+    conn.execute(
+        insert(received).values(
+            authority=msg.authority,
+            sender=msg.sender,
+            message_id=msg.message_id,
+            kind=kind,
+            original_id=original_id,
+            action=fate.action.value,
+            handed_over_at=fate.handed_over_at,
+            reason=said,
+            at=now,
+        )
+    )
+
+
+def _audit(ctx: ApplyContext, msg: Received, kind: str, original_id: str, said: str) -> None:
+    audit.append(
+        ctx.kit.ledger,
+        [
+            audit.AuditEvent(
+                actor=f"{kind.lower()} from {msg.sender}",
+                action=f"{kind}_RECEIVED",
+                authority=msg.authority,
+                counterparty=msg.sender,
+                legal_basis=LegalBasis.NO_PERSONAL_DATA.value,
+                message_id=msg.message_id,
+                digest=msg.digest,
+                detail=f"{kind.lower()} of {original_id}: {said}"[:500],
+            )
+        ],
+        ctx.conn,
+    )
+
+
+def _forwards(conn: Connection, authority: str, original_held: Held) -> list[str]:
+    """Ids of this authority's own messages that sent the same record on to others."""
+    if original_held.content_digest is None:
+        return []
+    rows = conn.execute(
+        select(messages.c.message_id)
+        .where(
+            messages.c.authority == authority,
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.content_digest == original_held.content_digest,
+            messages.c.recipient.not_in([authority, original_held.sender]),
+            messages.c.status.not_in(NOT_FORWARDED),
+        )
+        .order_by(messages.c.id)
+    ).all()
+    return [str(r[0]) for r in rows]
+
+
+def _follow(ctx: ApplyContext, msg: Received, body: Recall, original_held: Held) -> list[str]:
+    """Recall what this authority forwarded of the original; what each follow-up did."""
+    done = []
+    for forwarded in _forwards(ctx.conn, msg.authority, original_held):
+        try:
+            sent = sender.recall(
+                ctx.kit,
+                msg.authority,
+                forwarded,
+                body.reason,
+                f"follows recall {msg.message_id} from {msg.sender}",
+                actor=f"recall from {msg.sender}",
+                conn=ctx.conn,
+                follows=MessageRef(msg.message_id, msg.digest),
+            )
+        except PolicyRefusal as refusal:
+            log.info("recall %s: forwarded %s: %s", msg.message_id, forwarded, refusal.rule)
+            continue
+        if sent.message_id is None:
+            done.append(f"its forward to {sent.recipient} was withdrawn before it was sent")
+        else:
+            done.append(
+                f"it had been forwarded to {sent.recipient} (message {forwarded}): "
+                f"recall {sent.message_id} follows it there"
+            )
+    return done
+
+
+def on_recall(ctx: ApplyContext, msg: Received) -> Effect:
+    body = msg.env.body
+    assert isinstance(body, Recall)
+    found = original(ctx, msg, body.original, "recall")
+
+    def effect() -> None:
+        why = f"recalled by {msg.sender} (recall {msg.message_id}, {body.reason.value})"
+        fate = held.take_back(ctx.kit, ctx.conn, msg.authority, found, why)
+        parts = [fate.said]
+        if fate.action is ActionTaken.PASSED_ON:
+            ctx.conn.execute(
+                update(messages).where(messages.c.id == found.pk).values(restricted=True)
+            )
+            ctx.kit.ledger.note(
+                found.pk, Status.RECALLED, f"{why}; the recall is passed on to it", ctx.conn
+            )
+            parts.append("the recall is passed on to it")
+        else:
+            ctx.keep_from_local_system(
+                f"recall of {found.message_id}: nothing to tell the local system ({fate.said})"
+            )
+            if fate.action is ActionTaken.WITHDRAWN and found.status is Status.WITHDRAWN:
+                ctx.kit.ledger.note(found.pk, Status.RECALLED, why, ctx.conn)
+        parts.extend(_follow(ctx, msg, body, found))
+        said = "; ".join(parts)
+        remember(ctx.conn, msg, "RECALL", found.message_id, fate, said, ctx.now)
+        _audit(ctx, msg, "RECALL", found.message_id, said)
+
+    return effect
+
+
+def on_correction(ctx: ApplyContext, msg: Received) -> Effect:
+    body = msg.env.body
+    assert isinstance(body, Correction)
+    found = original(ctx, msg, body.original, "correction")
+
+    def effect() -> None:
+        why = f"superseded by correction {msg.message_id} from {msg.sender}"
+        fate = held.take_back(ctx.kit, ctx.conn, msg.authority, found, why)
+        if fate.action is ActionTaken.PASSED_ON:
+            ctx.kit.ledger.note(found.pk, Status.SUPERSEDED, why, ctx.conn)
+            said = f"{fate.said}; the corrected record is handed over to supersede it"
+        elif fate.action is ActionTaken.WITHDRAWN:
+            said = f"the original was {fate.said}; the corrected record is handed over instead"
+        else:
+            said = f"{fate.said}; the corrected record is handed over"
+        remember(ctx.conn, msg, "CORRECTION", found.message_id, fate, said, ctx.now)
+        _audit(ctx, msg, "CORRECTION", found.message_id, said)
+
+    return effect
+
+
+def receipt_notes(conn: Connection, keys: Sequence[ReceiptKey]) -> Mapping[ReceiptKey, ReceiptNote]:
+    """What the receipt items for received recalls, corrections and erasure requests say."""
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(received).where(received.c.message_id.in_(sorted({k[2] for k in wanted})))
+    ).all()
+    notes: dict[ReceiptKey, ReceiptNote] = {}
+    for row in rows:
+        r = row._mapping
+        key = (r["authority"], r["sender"], r["message_id"])
+        if key in wanted:
+            at = r["handed_over_at"]
+            notes[key] = ReceiptNote(
+                ActionTaken(r["action"]), None if at is None else as_utc(at), r["reason"]
+            )
+    return notes
