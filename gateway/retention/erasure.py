@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select
 
 from gateway.cases.tables import case_threads
 from gateway.crossborder.children import resolve_child
@@ -81,6 +81,13 @@ def _threads(conn: Connection, authority: str, key: str) -> set[str]:
 
 
 def _due(conn: Connection, authority: str, key: str, threads: set[str], rule: str) -> list[Due]:
+    about = or_(messages.c.child_key == key, messages.c.correlation_id.in_(sorted(threads)))
+    return due_where(conn, authority, about, rule)
+
+
+def due_where(conn: Connection, authority: str, which: ColumnElement[bool], rule: str) -> list[Due]:
+    """``authority``'s messages (no receipts) matching ``which`` and not yet erased, as due
+    now under ``rule``."""
     rows = conn.execute(
         select(messages)
         .select_from(messages.outerjoin(tombstones, and_(tombstones.c.message_pk == messages.c.id)))
@@ -88,7 +95,7 @@ def _due(conn: Connection, authority: str, key: str, threads: set[str], rule: st
             messages.c.authority == authority,
             tombstones.c.id.is_(None),
             messages.c.message_type != "Receipt",
-            or_(messages.c.child_key == key, messages.c.correlation_id.in_(sorted(threads))),
+            which,
         )
         .order_by(messages.c.id)
     ).all()

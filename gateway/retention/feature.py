@@ -14,7 +14,8 @@ from sqlalchemy import insert, select, update
 
 from gateway.feature import Feature, Job, Kit
 from gateway.ledger.store import as_utc
-from gateway.retention import service
+from gateway.model import MessageType
+from gateway.retention import received, service
 from gateway.retention.tables import metadata, schedule
 
 JOB = "retention"
@@ -54,4 +55,6 @@ FEATURE = Feature(
     name="retention",
     tables=(metadata,),
     jobs=(Job(JOB, run_retention, idle_s=IDLE_S),),
+    # An authority that disclosed a child's data asks for its copies to be erased.
+    appliers={MessageType.ERASURE_REQUEST: received.on_erasure_request},
 )

@@ -251,44 +251,89 @@ def erase(
     ``also`` runs in the same transaction (e.g. queueing erasure notices) and
     adds its counts to the report.
     """
-    run_id = str(uuid.uuid4())
-    started = kit.clock()
     gone_parked = (
         kit.transport.discard_parked(authority, [p.message_id for p in parked]) if parked else 0
     )
     with kit.ledger.transaction() as conn:
-        withdrawn = _withdraw(kit, conn, authority, due, basis)
-        touched, keys = _erase_rows(conn, authority, due, run_id, started)
-        done_threads = _fully_erased(conn, authority, touched) | set(threads)
-        done_children = _unreferenced(conn, authority, keys | set(children))
-        state: dict[str, int] = {}
-        for eraser in erasers.ERASERS:
-            for what, count in eraser(conn, authority, done_threads, done_children).items():
-                state[what] = state.get(what, 0) + count
-        _tombstone_parked(conn, authority, parked if gone_parked else (), run_id, started)
-        if also is not None:
-            state.update(also(conn))
-        report = RunReport(
-            run_id=run_id,
-            authority=authority,
+        report = erase_in(
+            kit,
+            conn,
+            authority,
+            due,
             kind=kind,
             actor=actor,
             basis=basis,
-            dry_run=False,
-            started_at=started,
-            finished_at=kit.clock(),
-            messages=len(due),
-            by_rule=_by_rule(due),
-            withdrawn=withdrawn,
-            parked=gone_parked,
-            state=state,
-            message_ids=tuple(d.message_id for d in due),
+            parked=parked if gone_parked else (),
+            gone_parked=gone_parked,
+            threads=threads,
+            children=children,
             more=more,
             notes=notes,
+            also=also,
         )
-        if due or gone_parked or any(state.values()):
-            _record(kit, conn, report)
+    return finish(kit, report, due)
+
+
+def erase_in(
+    kit: Kit,
+    conn: Connection,
+    authority: str,
+    due: Sequence[Due],
+    *,
+    kind: str,
+    actor: str,
+    basis: str,
+    parked: Sequence[ParkedCopy] = (),
+    gone_parked: int = 0,
+    threads: Collection[str] = (),
+    children: Collection[str] = (),
+    more: bool = False,
+    notes: tuple[str, ...] = (),
+    also: Callable[[Connection], dict[str, int]] | None = None,
+) -> RunReport:
+    """The ledger's part of ``erase``, in the caller's transaction (e.g. while a received
+    erasure request is recorded); ``finish`` it once that transaction committed."""
+    run_id = str(uuid.uuid4())
+    started = kit.clock()
+    withdrawn = _withdraw(kit, conn, authority, due, basis)
+    touched, keys = _erase_rows(conn, authority, due, run_id, started)
+    done_threads = _fully_erased(conn, authority, touched) | set(threads)
+    done_children = _unreferenced(conn, authority, keys | set(children))
+    state: dict[str, int] = {}
+    for eraser in erasers.ERASERS:
+        for what, count in eraser(conn, authority, done_threads, done_children).items():
+            state[what] = state.get(what, 0) + count
+    _tombstone_parked(conn, authority, parked, run_id, started)
+    if also is not None:
+        state.update(also(conn))
+    report = RunReport(
+        run_id=run_id,
+        authority=authority,
+        kind=kind,
+        actor=actor,
+        basis=basis,
+        dry_run=False,
+        started_at=started,
+        finished_at=kit.clock(),
+        messages=len(due),
+        by_rule=_by_rule(due),
+        withdrawn=withdrawn,
+        parked=gone_parked,
+        state=state,
+        message_ids=tuple(d.message_id for d in due),
+        more=more,
+        notes=notes,
+    )
+    if due or gone_parked or any(state.values()):
+        _record(kit, conn, report)
+    return report
+
+
+def finish(kit: Kit, report: RunReport, due: Sequence[Due]) -> RunReport:
+    """After the erasure committed: empty SQLite's write-ahead log, delete drop files
+    the local system has not taken; the report with the files counted."""
     _compact(kit)
+    authority, run_id = report.authority, report.run_id
     files = local_copies.remove_dropped(
         kit.settings,
         authority,
@@ -305,7 +350,7 @@ def erase(
     if report.messages or report.parked:
         log.info(
             "%s run %s at %s erased %d messages, %d parked dead letters, %d local files",
-            kind.lower(),
+            report.kind.lower(),
             run_id,
             authority,
             report.messages,

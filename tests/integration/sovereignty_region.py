@@ -16,7 +16,7 @@ import io
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -197,13 +197,18 @@ class Region:
 
 
 @contextmanager
-def region(tmp: Path, amqp_url: str) -> Iterator[Region]:
-    """The three gateways, running; stopped and closed afterwards."""
+def region(
+    tmp: Path, amqp_url: str, configure: Callable[[str, Path], None] | None = None
+) -> Iterator[Region]:
+    """The three gateways, running; stopped and closed afterwards (``configure(code,
+    config_dir)`` may change an authority's copy of the config first)."""
     keys = _keys(tmp)
     existence_key: Path | None = None
     gateways: dict[str, Gateway] = {}
     for code in REGION:
         config = config_copy(tmp / code)
+        if configure is not None:
+            configure(code, config)
         if existence_key is None:
             existence_key = tmp / code / "secrets" / "regional-existence.key"
         else:  # one regional key, so keyed hashes compare across the region

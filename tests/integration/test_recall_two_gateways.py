@@ -1,0 +1,271 @@
+"""Recall, correction and erasure requests between separate gateways on the real broker.
+
+Dudley (332), Sandwell (333) and Wolverhampton (336) each run their own gateway with
+their own ledger and keys (``sovereignty_region``). Sandwell's local system pulls
+(and has not pulled yet); Wolverhampton's takes files from a drop directory. Dudley
+shares its sample export (DUD-2026-00417 goes to both), then recalls, corrects or
+erases; each recipient's gateway acts and proves it in its signed receipt, and Dudley
+sees the outcome per recipient. Wolverhampton, authenticated but hostile, cannot
+recall what Dudley sent to Sandwell.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import yaml
+from retention_support import SIOBHAN, found_in
+
+from gateway.envelope import xmlsafe
+from gateway.envelope.codec import element_to_envelope
+from gateway.ledger.records import MessageRecord
+from gateway.ledger.status import Direction, Status
+from gateway.lifecycle import outcomes, sender
+from gateway.model import (
+    ActionTaken,
+    Assessment,
+    Envelope,
+    ErasureGround,
+    LegalBasis,
+    MessageRef,
+    Recall,
+    RecallReason,
+    Receipt,
+)
+from gateway.retention import erasure
+from tests.integration.gateways import wait_for
+from tests.integration.sovereignty_region import DUDLEY, Region, region
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@dataclass
+class Shared:
+    """The region after Dudley shared row 1, and Wolverhampton's drop directory."""
+
+    r: Region
+    drop: Path
+    taken: Path
+
+
+def _file_drop(drop: Path):  # type: ignore[no-untyped-def]
+    def configure(code: str, config: Path) -> None:
+        if code != "336":
+            return
+        path = config / "authorities.yaml"
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data["authorities"]["336"]["connector"] = {"kind": "file", "directory": str(drop)}
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    return configure
+
+
+def _sent(r: Region, recipient: str, kind: str = "Assessment") -> MessageRecord:
+    return next(
+        x
+        for x in r.gw("332").ledger.find(authority="332", direction=Direction.OUTBOUND, limit=500)
+        if x.recipient == recipient and x.message_type == kind
+    )
+
+
+def _copy(r: Region, code: str, message_id: str) -> MessageRecord:
+    [row] = r.gw(code).ledger.find(message_id=message_id, authority=code)
+    return row
+
+
+def _envelope(r: Region, code: str, row: MessageRecord) -> Envelope:
+    data = r.gw(code).ledger.body_of(code, row.direction, row.message_id)
+    assert data is not None
+    return element_to_envelope(xmlsafe.parse(data, max_bytes=10_000_000, max_depth=64))
+
+
+def _outcome(
+    r: Region, original: str | None = None, kind: str = "RECALL"
+) -> outcomes.RecallOutcome:
+    """Dudley's outcome of its recall (correction, erasure) once the recipient said what it did."""
+    found: list[outcomes.RecallOutcome] = []
+
+    def said() -> bool:
+        with r.gw("332").ledger.transaction() as conn:
+            got = [o for o in outcomes.outcomes_of(conn, "332", original) if o.kind == kind]
+        found[:] = got
+        return bool(got) and all(o.action is not None for o in got)
+
+    wait_for(said, timeout_s=20, what=f"the recipient's receipt for the {kind.lower()}")
+    return found[0]
+
+
+def _take_files(s: Shared, *message_ids: str) -> None:
+    """Wolverhampton's local system takes these files away; its gateway then records it."""
+    for message_id in message_ids:
+        wait_for(lambda m=message_id: (s.drop / f"{m}.xml").exists(), what=f"{message_id}.xml")
+        shutil.move(s.drop / f"{message_id}.xml", s.taken / f"{message_id}.xml")
+    for message_id in message_ids:
+        wait_for(
+            lambda m=message_id: _copy(s.r, "336", m).status == Status.ACKNOWLEDGED,
+            what="Wolverhampton's gateway to see the file taken",
+        )
+
+
+@pytest.fixture
+def shared(tmp_path: Path, vhost: str) -> Iterator[Shared]:
+    drop, taken = tmp_path / "drop-336", tmp_path / "taken-336"
+    drop.mkdir()
+    taken.mkdir()
+    with region(tmp_path / "region", vhost, _file_drop(drop)) as r:
+        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
+        wait_for(
+            lambda: all(
+                _sent(r, code, kind).status == Status.DELIVERED
+                for code in ("333", "336")
+                for kind in ("Assessment", "ConsentChange")
+            ),
+            what="row 1 delivered to Sandwell and Wolverhampton",
+        )
+        yield Shared(r, drop, taken)
+
+
+def test_a_recall_before_handover_withdraws_the_copy_and_the_sender_sees_it(
+    shared: Shared,
+) -> None:
+    r = shared.r
+    original = _sent(r, "333")
+    assert _copy(r, "333", original.message_id).status == Status.VERIFIED  # not pulled
+    done = sender.recall(r.gw("332"), "332", original.message_id, RecallReason.MISDIRECTED)
+    got = _outcome(r, original.message_id)
+    assert got.outcome == "DELIVERED" and got.action == ActionTaken.WITHDRAWN.value
+    assert got.handed_over_at is None
+    assert "withdrawn before its local system had it" in got.describe()
+    copy = _copy(r, "333", original.message_id)
+    assert copy.status == Status.WITHDRAWN
+    served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
+    assert original.message_id not in served and done.message_id not in served
+    history = _copy(r, "332", original.message_id).history
+    assert any("recall outcome at 333: withdrawn" in (h.reason or "") for h in history)
+
+
+def test_a_recall_after_handover_tells_the_local_system_and_the_receipt_has_the_date(
+    shared: Shared,
+) -> None:
+    r = shared.r
+    original = _sent(r, "336")
+    _take_files(shared, original.message_id)
+    handed = next(
+        h.at
+        for h in _copy(r, "336", original.message_id).history
+        if h.status == Status.DELIVERED_LOCAL
+    )
+    done = sender.recall(r.gw("332"), "332", original.message_id, RecallReason.WRONG_CHILD)
+    got = _outcome(r, original.message_id)
+    assert got.action == ActionTaken.PASSED_ON.value and got.handed_over_at is not None
+    assert abs((got.handed_over_at - handed).total_seconds()) < 1
+    assert f"handed over {got.handed_over_at.isoformat(timespec='seconds')}" in got.describe()
+    # The local system is told through its connector: the recall arrives as a file.
+    assert done.message_id is not None
+    notice = shared.drop / f"{done.message_id}.xml"
+    wait_for(notice.exists, what="the recall in Wolverhampton's drop directory")
+    assert original.message_id.encode() in notice.read_bytes()
+    assert any(h.status == Status.RECALLED for h in _copy(r, "336", original.message_id).history)
+
+
+def test_a_recall_from_a_third_authority_is_refused_and_recorded(shared: Shared) -> None:
+    r = shared.r
+    original = _sent(r, "333")
+    hostile = r.envelope(
+        "336",
+        "333",
+        Recall(MessageRef(original.message_id, original.digest or ""), RecallReason.MISDIRECTED),
+        correlation=original.correlation_id,
+        basis=LegalBasis.NO_PERSONAL_DATA,
+        in_reply_to=original.message_id,
+    )
+    message_id = r.publish(hostile)
+    refused = r.received("333", message_id)
+    wait_for(lambda: _copy(r, "333", message_id).status == Status.QUARANTINED, what="quarantined")
+    refused = _copy(r, "333", message_id)
+    assert "recall.not-the-sender" in (refused.reason or "")
+    assert _copy(r, "333", original.message_id).status == Status.VERIFIED  # untouched
+
+    def told() -> bool:
+        for row in r.gw("336").ledger.find(authority="336", direction=Direction.INBOUND):
+            if row.message_type == "Receipt" and row.sender == "333":
+                body = _envelope(r, "336", row).body
+                assert isinstance(body, Receipt)
+                if any(i.message_id == message_id for i in body.items):
+                    [item] = [i for i in body.items if i.message_id == message_id]
+                    assert item.outcome.value == "REJECTED" and item.action is None
+                    return True
+        return False
+
+    wait_for(told, what="Wolverhampton's REJECTED receipt")
+
+
+def test_a_correction_supersedes_the_original_at_each_recipient(shared: Shared) -> None:
+    r = shared.r
+    gw = r.gw("332")
+    to_336, to_333 = _sent(r, "336"), _sent(r, "333")
+    _take_files(shared, to_336.message_id)
+    fixes = {}
+    for original in (to_336, to_333):
+        body = _envelope(r, "332", original).body
+        assert isinstance(body, Assessment)
+        fixes[original.recipient] = sender.correct(
+            gw, "332", original.message_id, replace(body, needs="GP review"), "needs", "Jo"
+        )
+    at_336 = _outcome(r, to_336.message_id, "CORRECTION")
+    assert at_336.action == ActionTaken.PASSED_ON.value and at_336.handed_over_at is not None
+    history = _copy(r, "336", to_336.message_id).history
+    assert any(h.status == Status.SUPERSEDED for h in history)
+    corrected = shared.drop / f"{fixes['336'].message_id}.xml"
+    wait_for(corrected.exists, what="the corrected record in Wolverhampton's drop")
+    assert b"GP review" in corrected.read_bytes()
+    at_333 = _outcome(r, to_333.message_id, "CORRECTION")
+    assert at_333.action == ActionTaken.WITHDRAWN.value
+    served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
+    assert fixes["333"].message_id in served and to_333.message_id not in served
+
+
+def test_an_erasure_request_erases_the_copies_and_each_receipt_proves_it(
+    shared: Shared,
+) -> None:
+    r = shared.r
+    _take_files(shared, _sent(r, "336").message_id, _sent(r, "336", "ConsentChange").message_id)
+    erasure.erase_child(
+        r.gw("332"),
+        "332",
+        SIOBHAN[1],
+        ground=ErasureGround.CONSENT_WITHDRAWN,
+        reference="DPO/2026/301",
+        actor="Dudley DPO",
+    )
+
+    def both() -> list[outcomes.RecallOutcome]:
+        with r.gw("332").ledger.transaction() as conn:
+            return [o for o in outcomes.outcomes_of(conn, "332") if o.kind == "ERASURE"]
+
+    wait_for(
+        lambda: len(both()) == 2 and all(o.action for o in both()), what="both erasure receipts"
+    )
+    got = {o.recipient: o for o in both()}
+    assert got["333"].action == got["336"].action == ActionTaken.ERASED.value
+    assert got["333"].handed_over_at is None  # Sandwell's system never had them
+    assert got["336"].handed_over_at is not None  # Wolverhampton's had: the request went on
+    for code in ("333", "336"):
+        copies = [
+            x
+            for x in r.gw(code).ledger.find(authority=code, direction=Direction.INBOUND)
+            if x.sender == "332" and x.message_type in ("Assessment", "ConsentChange")
+        ]
+        assert copies and all(
+            r.gw(code).ledger.body_of(code, Direction.INBOUND, x.message_id) is None for x in copies
+        ), code
+    requests = [p for p in shared.drop.glob("*.xml")]
+    assert requests and all(b"ErasureRequest" in p.read_bytes() for p in requests)
+    # Nothing of the child is left at either recipient: ledgers (with WAL), drop files.
+    for code in ("333", "336"):
+        assert found_in(r.tmp / code, SIOBHAN) == {}, code
+    assert found_in(shared.drop, SIOBHAN) == {}

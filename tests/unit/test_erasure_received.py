@@ -1,0 +1,119 @@
+"""A received ErasureRequest (in-memory region): the recipient erases the copies its sender
+names, withdraws what its local system never had, passes the request on where it had
+them, and its signed receipt proves it; nobody can erase what another authority sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from policy_support import envelope_of, pump
+from retention_support import SIOBHAN, Clock, dudley_shared, region
+
+from gateway.context import Gateway
+from gateway.ledger import audit
+from gateway.ledger.records import MessageRecord
+from gateway.ledger.status import Direction, Status
+from gateway.lifecycle import outcomes
+from gateway.model import (
+    ActionTaken,
+    ErasureGround,
+    ErasureRequest,
+    LegalBasis,
+    MessageRef,
+    Receipt,
+    ReceiptItem,
+)
+from gateway.outbox import new_envelope
+from gateway.retention import erasure
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _received(gw: Gateway, authority: str, sender: str = "332") -> list[MessageRecord]:
+    return [
+        r
+        for r in gw.ledger.find(authority=authority, direction=Direction.INBOUND, limit=500)
+        if r.sender == sender and r.message_type not in ("Receipt", "ErasureRequest")
+    ]
+
+
+def _item(gw: Gateway, authority: str, message_id: str) -> ReceiptItem:
+    for row in gw.ledger.find(authority=authority, direction=Direction.OUTBOUND, limit=500):
+        if row.message_type == "Receipt":
+            env = envelope_of(gw, row)
+            assert env is not None and isinstance(env.body, Receipt)
+            for item in env.body.items:
+                if item.message_id == message_id:
+                    return item
+    raise AssertionError(f"no receipt of {authority} covers {message_id}")
+
+
+def _request(gw: Gateway, authority: str) -> MessageRecord:
+    [row] = [
+        r
+        for r in gw.ledger.find(authority=authority, direction=Direction.INBOUND, limit=500)
+        if r.message_type == "ErasureRequest"
+    ]
+    return row
+
+
+def test_an_erasure_request_erases_the_copies_and_the_receipt_proves_it(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    for row in _received(gw, "336"):
+        gw.ledger.acknowledge_local("336", row.message_id)  # Wolverhampton's system had them
+    erasure.erase_child(
+        gw,
+        "332",
+        SIOBHAN[1],
+        ground=ErasureGround.CONSENT_WITHDRAWN,
+        reference="DPO/2026/301",
+        actor="Dudley DPO",
+    )
+    pump(gw)
+    for code in ("333", "336"):
+        request = _request(gw, code)
+        item = _item(gw, code, request.message_id)
+        assert item.action == ActionTaken.ERASED, code
+        assert "erased" in (item.reason or "")
+        erased = [
+            r for r in _received(gw, code) if any(h.status == Status.ERASED for h in r.history)
+        ]
+        assert erased, code
+        assert all(gw.ledger.body_of(code, Direction.INBOUND, r.message_id) is None for r in erased)
+    # Sandwell's system never had them: withdrawn, and the request is not handed over.
+    assert _item(gw, "333", _request(gw, "333").message_id).handed_over_at is None
+    assert _request(gw, "333").status == Status.WITHDRAWN
+    # Wolverhampton's had them: the request goes to it, with the date in the receipt.
+    assert _item(gw, "336", _request(gw, "336").message_id).handed_over_at is not None
+    assert _request(gw, "336").message_id in {i.message_id for i in gw.ledger.inbox("336")}
+    with gw.ledger.transaction() as conn:
+        got = [o for o in outcomes.outcomes_of(conn, "332") if o.kind == "ERASURE"]
+    assert {o.recipient: o.action for o in got} == {"333": "ERASED", "336": "ERASED"}
+    assert audit.verify(gw.ledger) == []
+
+
+def test_an_erasure_request_cannot_erase_what_another_authority_sent(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    targets = _received(gw, "333")
+    hostile = new_envelope(
+        gw.clock,
+        sender="336",
+        recipient="333",
+        body=ErasureRequest(
+            "W/1",
+            ErasureGround.UNLAWFUL,
+            tuple(MessageRef(r.message_id, r.digest or "") for r in targets),
+        ),
+        correlation="W/1",
+        legal_basis=LegalBasis.NO_PERSONAL_DATA,
+    )
+    gw.ledger.record([gw.outbox.sign(hostile)])
+    pump(gw)
+    item = _item(gw, "333", hostile.header.message_id)
+    assert item.action == ActionTaken.NOT_HELD
+    assert all(
+        gw.ledger.body_of("333", Direction.INBOUND, r.message_id) is not None for r in targets
+    )
