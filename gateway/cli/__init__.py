@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import documents, lifecycle, messages, run
+from gateway.cli import documents, init, lifecycle, messages, run
 from gateway.cli.adapters import adapters_app
 from gateway.cli.api_keys import api_keys_app
 from gateway.cli.audit import audit_app
@@ -12,6 +12,7 @@ from gateway.cli.broker import broker_app
 from gateway.cli.dead_letters import dead_letters_app
 from gateway.cli.disputes import disputes_app
 from gateway.cli.keys import keys_app
+from gateway.cli.peers import peers_app
 from gateway.cli.policy import (
     agreements_app,
     cases_app,
@@ -27,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command("init")(init.init)
 app.command("run")(run.run)
 app.command("convert")(documents.convert)
 app.command("validate")(documents.validate)
@@ -36,6 +38,7 @@ app.command("send")(messages.send)
 app.command("status")(messages.status)
 app.command("messages")(messages.messages)
 app.add_typer(keys_app, name="keys")
+app.add_typer(peers_app, name="peers")
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(disputes_app, name="disputes")

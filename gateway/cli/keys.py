@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
 
 from gateway.cli.common import ConfigOption, console, friendly, print_json, settings_from
-from gateway.envelope.keys import activate_rotation, generate_identity, stage_rotation
+from gateway.envelope.keys import (
+    activate_rotation,
+    ensure_identity,
+    generate_identity,
+    stage_rotation,
+)
 from gateway.envelope.trust import TrustStore
 from gateway.errors import ConfigError
+from gateway.private_files import make_private_dir
 
 keys_app = typer.Typer(
     help="Signing keys and certificates of hosted authorities.", no_args_is_help=True
 )
+
+
+@contextlib.contextmanager
+def _exclusive(keys_dir: Path) -> Iterator[None]:
+    """Hold ``<keys_dir>/.init.lock``: replicas starting together make one key, not one each."""
+    make_private_dir(keys_dir)
+    fd = os.open(keys_dir / ".init.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @keys_app.command("init")
@@ -22,12 +44,21 @@ keys_app = typer.Typer(
 def init(
     authority: str = typer.Option(..., "--authority", help="DfE LA code"),
     force: bool = typer.Option(False, "--force", help="replace an existing key"),
+    if_missing: bool = typer.Option(
+        False,
+        "--if-missing",
+        help="keep an existing key (start scripts); processes starting together make one key",
+    ),
     config: Path | None = ConfigOption,
 ) -> None:
     """Create an ECDSA P-256 key and X.509 certificate for an authority."""
     settings = settings_from(config)
     entry = settings.directory.get(authority)
-    identity = generate_identity(authority, entry.name, settings.keys_dir, force=force)
+    if if_missing:
+        with _exclusive(settings.keys_dir):
+            identity = ensure_identity(authority, entry.name, settings.keys_dir)
+    else:
+        identity = generate_identity(authority, entry.name, settings.keys_dir, force=force)
     console.print(f"key: {identity.key_path} (mode 600)", highlight=False)
     console.print(f"certificate: {identity.cert_path}", highlight=False)
 

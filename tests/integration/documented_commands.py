@@ -48,6 +48,12 @@ NOT_RUN = {
         "tests/integration/test_broker_accounts.py runs the same set-up with user names of its own"
     ),
 }
+# Documents whose commands another test runs, as a whole and in their own setting.
+RUN_ELSEWHERE = {
+    "docs/deployment.md": (
+        "tests/integration/test_deployment_recipe.py runs them, for two gateways of their own"
+    ),
+}
 _FENCE = re.compile(r"^```")
 _SPAN = re.compile(r"`((?:\.venv/bin/)?cafgw [^`]+)`")
 
@@ -106,6 +112,9 @@ def _optionals(text: str) -> list[str]:
 def runnable(shown: Shown, fenced: bool) -> list[str] | str:
     """The command lines to run for ``shown``, or why it is not run."""
     text = _strip(shown.text)
+    elsewhere = RUN_ELSEWHERE.get(shown.where.rsplit(":", 1)[0])
+    if elsewhere is not None:
+        return elsewhere
     for prefix, why in NOT_RUN.items():
         if text.startswith(prefix) and (fenced or prefix == "docker"):
             return why

@@ -91,8 +91,8 @@ def test_each_gateway_has_its_own_key_volume_broker_user_and_database(
         assert database.username == f"ledger_{code}" and database.path == f"/ledger_{code}"
         brokers.add(broker.username)
         databases.add(database.username)
-        keys.add(mounts(service)["/var/lib/cafgw/keys"])
-        assert mounts(service)["/var/lib/cafgw/keys"] == f"keys-{code}"
+        keys.add(mounts(service)["/var/lib/cafgw/secrets"])
+        assert mounts(service)["/var/lib/cafgw/secrets"] == f"secrets-{code}"
     assert len(brokers) == len(databases) == len(keys) == 3
 
 
@@ -167,7 +167,9 @@ def test_each_gateway_config_loads_and_hosts_only_its_authority(
     assert settings.hosted == (code,)
     assert settings.broker.url == variables["CAFGW_BROKER__URL"]
     assert settings.api.host == "0.0.0.0"
-    assert str(settings.keys_dir) == "/var/lib/cafgw/keys"
+    assert settings.secrets_dir == Path("/var/lib/cafgw/secrets")
+    assert settings.keys_dir == Path("/var/lib/cafgw/secrets/keys")
+    assert settings.api_keys_file == Path("/var/lib/cafgw/secrets/api-keys.json")
     # The region directory it reads is the one mounted beside its config.
     assert mounts(service)[str(config_dir.parent / "authorities.yaml")] == (
         "./config/authorities.yaml"
