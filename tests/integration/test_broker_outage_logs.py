@@ -60,6 +60,9 @@ def test_a_broker_outage_logs_once_when_it_goes_and_once_when_it_comes_back(
     assert not [e for e in lines if "exception" in e]
     down = [e for e in lines if e.get("broker_state") == "down"]
     up = [e for e in lines if e.get("broker_state") == "up"]
-    assert len(down) == 1 and "Connection refused" in down[0]["message"]
+    # The one line names the socket's own cause: which connection notices
+    # first (a live one reset by the cut, or a new one refused) is a race.
+    assert len(down) == 1
+    assert any(c in down[0]["message"] for c in ("Connection refused", "Connection reset")), down
     assert len(up) == 1 and "answers again after" in up[0]["message"]
     assert len(lines) <= 8, [e["message"] for e in lines]
