@@ -18,7 +18,7 @@ from adapters.checks import RecordCheck
 from adapters.generic.fields import GROUP_REQUIRED, REQUIRED, Kind
 from adapters.generic.mapping import ISO, FieldRule, GenericMapping
 from adapters.results import to_result
-from gateway.identifiers import DateFormatError, date_format_label, parse_date
+from gateway.identifiers import DateFormatError, date_format_label, la_code_problem, parse_date
 from gateway.model import (
     Address,
     Assessment,
@@ -73,7 +73,8 @@ class ValueReader:
                 if text and text not in out:
                     out.append(text)
             if kind is Kind.LAS:
-                return tuple(code for code in out if check.la(code, field))
+                found = (self._la(check, code, field) for code in out)
+                return tuple(code for code in found if code)
             codes = self.m.codes[slot.codes or ""]
             return tuple(v for v in (check.code(codes, code, field) for code in out) if v)
         if kind is Kind.FLAG:
@@ -92,12 +93,22 @@ class ValueReader:
         if kind is Kind.INSTANT:
             return self._instant(check, text, field)
         if kind is Kind.LA:
-            return check.la(text, field)
+            return self._la(check, text, field)
         if kind is Kind.UPN:
             return check.upn(text, field)
         if kind is Kind.NHS:
             return check.nhs(text, field)
         return check.postcode(text, field)
+
+    def _la(self, check: RecordCheck, text: str, field: str) -> str | None:
+        """A DfE LA code, written as the code or, with ``codes.la``, as a name."""
+        names = self.m.codes.get("la")
+        if names is not None and (code := names.decode(text)) is not None:
+            return code
+        if names is not None and la_code_problem(text) is not None:
+            check.add(field, "neither a DfE LA code nor an authority name of codes.la", text)
+            return None
+        return check.la(text, field)
 
     def _text(self, check: RecordCheck, raw: object, field: str) -> str | None:
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):

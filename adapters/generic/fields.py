@@ -12,6 +12,7 @@ in the name.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -57,6 +58,7 @@ CODE_LISTS: dict[str, type[str]] = {
     "action_status": ActionStatus,
     "flag": FlagCode,
     "event_type": EventType,
+    "la": str,  # local names of authorities -> DfE LA codes (checked when loaded)
 }
 
 
@@ -249,3 +251,17 @@ def all_targets() -> list[str]:
     names += [f"{ELEMENT_PREFIX}<Element>.{p}" for p in ELEMENT_PARTS]
     names += [f"{SCOPE_FLAG_PREFIX}<Scope>", f"{IDENTIFIER_PREFIX}<scheme>"]
     return names
+
+
+def unknown_target_hint(text: str) -> str:
+    """What to write instead of ``text``: the nearest names and every valid name beside it.
+
+    The names listed are those under the same first step (``Child.``,
+    ``Assessment.``, ``ConsentRecord.``), or every name when that step is unknown.
+    """
+    names = all_targets()
+    root = text.partition(".")[0] + "."
+    near = [n for n in names if n.startswith(root)] or names
+    close = difflib.get_close_matches(text, names, n=3, cutoff=0.6)
+    said = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"{said}valid names: {', '.join(near)} (all in docs/adapters.md, Canonical targets)"

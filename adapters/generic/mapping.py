@@ -23,11 +23,11 @@ from adapters.generic.fields import (
     GROUP_REQUIRED,
     REQUIRED,
     Target,
-    all_targets,
     parse_target,
+    unknown_target_hint,
 )
 from gateway.errors import MappingError
-from gateway.identifiers import format_date, la_code_problem, parse_date
+from gateway.identifiers import DFE_LA_CODES, format_date, la_code_problem, parse_date
 
 KINDS = ("csv", "json")
 ISO = "iso"  # a date or date-time format meaning ISO 8601
@@ -161,8 +161,8 @@ def _rule(
     target = parse_target(target_text.strip())
     if target is None:
         raise MappingError(
-            f"{key}: {target_text!r} is not a canonical field a mapping can fill "
-            f"(see docs/adapters.md; e.g. {', '.join(all_targets()[:4])}, ...)"
+            f"{key}: {target_text!r} is not a canonical field a mapping can fill; "
+            f"{unknown_target_hint(target_text.strip())}"
         )
     if target.slot.codes is not None and target.slot.codes not in codes:
         raise MappingError(f"{key}: {target.text} needs the code list codes.{target.slot.codes}")
@@ -240,8 +240,42 @@ def _codes(raw: object, where: str) -> Mapping[str, CodeList[str]]:
             raise MappingError(
                 f"{where}: codes.{name}: not a code list (known: {', '.join(CODE_LISTS)})"
             )
-        out[name] = load_codelist(value, name, CODE_LISTS[name], where)
+        if name == "la":
+            out[name] = _la_names(value, where)
+        else:
+            out[name] = load_codelist(value, name, CODE_LISTS[name], where)
     return MappingProxyType(out)
+
+
+def _la_code(value: str) -> str:
+    if problem := la_code_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def _la_names(raw: object, where: str) -> CodeList[str]:
+    """``codes.la``: authority names as the export writes them -> DfE LA codes.
+
+    ``names: dfe`` adds every name of ``gateway/data/dfe_la_codes.yaml``
+    ("Dudley" -> 332); ``decode`` adds or overrides local spellings, and its
+    first name for a code is the one written back.
+    """
+    if not isinstance(raw, Mapping):
+        raise MappingError(f"{where}: codes.la must be a mapping with names: dfe and/or decode")
+    names = raw.get("names")
+    if names not in (None, "dfe"):
+        raise MappingError(f"{where}: codes.la.names: only 'dfe' (the DfE register), got {names!r}")
+    decode = raw.get("decode", {})
+    if not isinstance(decode, Mapping):
+        raise MappingError(f"{where}: codes.la.decode must map a local name to a DfE LA code")
+    register = {n: c for c, n in DFE_LA_CODES.items()} if names == "dfe" else {}
+    if not decode and not register:
+        raise MappingError(f"{where}: codes.la: give names: dfe or a decode mapping")
+    merged = {
+        **{str(k): str(v) for k, v in decode.items()},
+        **{n: c for n, c in register.items() if n not in decode},
+    }
+    return load_codelist({**raw, "decode": merged}, "la", _la_code, where)
 
 
 def _header(raw: object, coverage: FieldCoverage, where: str) -> tuple[str, ...]:

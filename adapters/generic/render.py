@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from adapters.codelists import CodeList
 from adapters.generic.fields import Kind
 from adapters.generic.mapping import ISO, FieldRule, GenericMapping
 from adapters.results import Encoder
@@ -122,8 +123,11 @@ class Renderer:
             codes = self.m.codes[slot.codes or ""]
             found = [encoder.code(codes, v, record, field) for v in value]
             return [c for c in found if c is not None]
+        names = self.m.codes.get("la")
         if kind is Kind.LAS:
-            return list(value)
+            return [self._la_name(names, v) for v in value]
+        if kind is Kind.LA:
+            return self._la_name(names, value)
         if kind is Kind.DATE:
             return self._date(value)
         if kind is Kind.INSTANT:
@@ -131,6 +135,11 @@ class Renderer:
         if kind in (Kind.FLAG, Kind.RATING):
             return value  # type: ignore[no-any-return]
         return str(value)
+
+    @staticmethod
+    def _la_name(names: CodeList[str] | None, code: str) -> str:
+        """An LA code as the export writes it: its name when the mapping has ``codes.la``."""
+        return (names.encode(code) if names is not None else None) or code
 
     def _date(self, value: date | datetime) -> str:
         day = value.astimezone(self.m.zone).date() if isinstance(value, datetime) else value

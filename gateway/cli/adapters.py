@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from adapters.generic import reference
 from gateway.cli.common import (
     ConfigOption,
     console,
@@ -157,3 +158,25 @@ def dry_run(
     console.print(
         f"{preview.summary(previewed)}. Nothing was sent or kept.", highlight=False, soft_wrap=True
     )
+
+
+@adapters_app.command("fields")
+def fields(
+    write: Path | None = typer.Option(
+        None,
+        "--write",
+        dir_okay=False,
+        help="put the reference between the markers of this page (docs/adapters.md)",
+    ),
+) -> None:
+    """The canonical fields a mapping can fill, generated from gateway/model.py (markdown)."""
+    if write is None:
+        console.print(reference.field_reference(), markup=False, highlight=False, soft_wrap=True)
+        return
+    try:
+        page = write.read_text(encoding="utf-8")
+        write.write_text(reference.replace_in(page), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        err_console.print(f"{write}: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"{write}: field reference updated", highlight=False)
