@@ -16,11 +16,20 @@ records the outcomes in one transaction:
 A crash after a handover and before it was recorded hands the message over
 again: a webhook POST repeats with the same ``Idempotency-Key``; a file is
 staged again under the same hidden name and published once (``filedrop``).
+
+Replicas of the gateway on one ledger share the work: each turn claims the
+messages it hands over (a lease, ``state.claim``), so each message is handed
+over once per attempt. A turn starts no handover once its lease is closer to
+running out than two handover timeouts; what it did not reach goes back at
+once. A killed replica's claims lapse and another replica takes them (its
+local system may then see that message twice, with the same
+``Idempotency-Key`` or file name, as after any crash).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from sqlalchemy import Connection
@@ -35,16 +44,20 @@ log = logging.getLogger(__name__)
 
 TURN = 100  # messages per authority per turn (and per ledger transaction)
 SWEEP = 2000  # placed messages looked at per authority when checking what was taken
-
+CLAIM_LEASE_S = 120.0  # at least; four handover timeouts when those are longer
 
 
 def deliver_pending(kit: Kit, limit: int = TURN) -> int:
     """One turn for every hosted authority with a push connector; messages settled."""
     settled = 0
     for code in registry.pushing(kit.settings):
-        items = state.due(kit.ledger, code, kit.clock(), limit)
+        timeout_s = kit.settings.delivery_for(code).local_timeout_s
+        lease_s = max(CLAIM_LEASE_S, 4 * timeout_s)
+        now = kit.clock()
+        items = state.claim(kit.ledger, code, now, now + timedelta(seconds=lease_s), limit)
         if not items:
             continue
+        started = time.monotonic()
         try:
             connector = registry.connector_for(kit.settings, code)
         except CafgwError as exc:
@@ -53,24 +66,54 @@ def deliver_pending(kit: Kit, limit: int = TURN) -> int:
             log.error("local delivery for %s: %s", code, exc)
             with kit.ledger.transaction() as conn:
                 _defer(kit, conn, code, items[0], f"connector unusable: {exc}")
+            state.release(kit.ledger, [i.pk for i in items[1:]])
             continue
         try:
-            settled += _hand_over(kit, code, connector, items)
+            budget_s = lease_s - 2 * timeout_s
+            settled += _hand_over(kit, code, connector, items, started + budget_s)
         finally:
             connector.close()
     return settled
 
 
-def _hand_over(kit: Kit, code: str, connector: Connector, items: list[LocalMessage]) -> int:
+def _hand_over(
+    kit: Kit, code: str, connector: Connector, items: list[LocalMessage], stop_at: float
+) -> int:
     done: list[tuple[LocalMessage, Handover]] = []
     failed: tuple[LocalMessage, Handover] | None = None
     for item in items:
+        if time.monotonic() >= stop_at:
+            break  # the claim would lapse mid-handover: the rest go back below
         handover = connector.deliver(item)
         if handover.outcome is Outcome.RETRY:
             failed = (item, handover)
             break
         done.append((item, handover))
     to_publish: list[str] = []
+    try:
+        _record_outcomes(kit, code, connector, done, failed, to_publish)
+    finally:
+        # What was not reached (or not recorded) is free for the next turn at once.
+        state.release(kit.ledger, [i.pk for i in items])
+    connector.publish(to_publish)
+    if failed is not None:
+        log.warning(
+            "local system of %s unavailable (%s); next try in about %.0f s",
+            code,
+            failed[1].reason,
+            kit.settings.delivery_for(code).local_backoff().wait_s(failed[0].attempts + 1),
+        )
+    return len(done)
+
+
+def _record_outcomes(
+    kit: Kit,
+    code: str,
+    connector: Connector,
+    done: list[tuple[LocalMessage, Handover]],
+    failed: tuple[LocalMessage, Handover] | None,
+    to_publish: list[str],
+) -> None:
     ledger = kit.ledger
     with ledger.transaction() as conn:
         for item, handover in done:
@@ -117,15 +160,6 @@ def _hand_over(kit: Kit, code: str, connector: Connector, items: list[LocalMessa
         if failed is not None:
             item, handover = failed
             _defer(kit, conn, code, item, f"handover failed: {handover.reason}")
-    connector.publish(to_publish)
-    if failed is not None:
-        log.warning(
-            "local system of %s unavailable (%s); next try in about %.0f s",
-            code,
-            failed[1].reason,
-            kit.settings.delivery_for(code).local_backoff().wait_s(failed[0].attempts + 1),
-        )
-    return len(done)
 
 
 def _defer(kit: Kit, conn: Connection, code: str, item: LocalMessage, reason: str) -> None:

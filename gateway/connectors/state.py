@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
 
@@ -42,30 +43,88 @@ def _inbound(authority: str) -> list[ColumnElement[bool]]:
 
 
 def due(ledger: Ledger, authority: str, now: datetime, limit: int) -> list[LocalMessage]:
-    """Messages of ``authority`` waiting for handover whose next attempt is due, oldest first."""
+    """Messages of ``authority`` waiting for handover whose next attempt is due, oldest first
+    (claimed or not: what monitoring and tests look at)."""
     query = (
-        select(
-            messages.c.id,
-            messages.c.message_id,
-            messages.c.sender,
-            messages.c.message_type,
-            messages.c.body,
-            messages.c.attempts,
-        )
-        .where(
-            *_inbound(authority),
-            messages.c.status.in_([s.value for s in WAITING]),
-            or_(messages.c.next_attempt_at.is_(None), messages.c.next_attempt_at <= now),
-        )
-        .order_by(messages.c.id)
-        .limit(limit)
+        select(*_LOCAL_COLUMNS).where(*_due(authority, now)).order_by(messages.c.id).limit(limit)
     )
     with ledger.transaction() as conn:
         rows = conn.execute(query).all()
+    return [_local(authority, r) for r in rows]
+
+
+def claim(
+    ledger: Ledger, authority: str, now: datetime, until: datetime, limit: int
+) -> list[LocalMessage]:
+    """Claim up to ``limit`` of ``authority``'s due messages for handover, oldest first.
+
+    The claim is a lease (``claimed_until``, which inbound rows otherwise do
+    not use) taken by a conditional update, so replicas sharing the ledger
+    hand each message over once; the handover's outcome clears it
+    (``move``/``defer``/``release``), and a claim left by a replica that died
+    lapses at ``until``. On PostgreSQL the candidates are read ``FOR UPDATE
+    SKIP LOCKED``, so a replica claiming at the same moment takes the next ones.
+    """
+    free = or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)
+    with ledger.transaction() as conn:
+        candidates = [
+            int(r[0])
+            for r in conn.execute(
+                select(messages.c.id)
+                .where(*_due(authority, now), free)
+                .order_by(messages.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+        ]
+        if not candidates:
+            return []
+        won = [
+            int(r[0])
+            for r in conn.execute(
+                update(messages)
+                .where(messages.c.id.in_(candidates), *_due(authority, now), free)
+                .values(claimed_until=until)
+                .returning(messages.c.id)
+            ).all()
+        ]
+        if not won:
+            return []
+        rows = conn.execute(
+            select(*_LOCAL_COLUMNS).where(messages.c.id.in_(won)).order_by(messages.c.id)
+        ).all()
+    return [_local(authority, r) for r in rows]
+
+
+def release(ledger: Ledger, pks: Sequence[int]) -> None:
+    """Give claimed messages back at once (the turn ended before handing them over)."""
+    if pks:
+        with ledger.transaction() as conn:
+            conn.execute(
+                update(messages).where(messages.c.id.in_(list(pks))).values(claimed_until=None)
+            )
+
+
+_LOCAL_COLUMNS = (
+    messages.c.id,
+    messages.c.message_id,
+    messages.c.sender,
+    messages.c.message_type,
+    messages.c.body,
+    messages.c.attempts,
+)
+
+
+def _due(authority: str, now: datetime) -> list[ColumnElement[bool]]:
     return [
-        LocalMessage(r[0], r[1], authority, r[2], r[3], bytes(r[4] or b""), int(r[5] or 0))
-        for r in rows
+        *_inbound(authority),
+        messages.c.status.in_([s.value for s in WAITING]),
+        or_(messages.c.next_attempt_at.is_(None), messages.c.next_attempt_at <= now),
     ]
+
+
+def _local(authority: str, r: Any) -> LocalMessage:
+    return LocalMessage(r[0], r[1], authority, r[2], r[3], bytes(r[4] or b""), int(r[5] or 0))
 
 
 def move(
@@ -82,7 +141,7 @@ def move(
     result = conn.execute(
         update(messages)
         .where(messages.c.id == pk, messages.c.status.in_([s.value for s in expected]))
-        .values(status=status.value, reason=reason, updated_at=now, **values)
+        .values(status=status.value, reason=reason, updated_at=now, claimed_until=None, **values)
     )
     if result.rowcount != 1:
         return False
@@ -109,7 +168,12 @@ def defer(
     tried_rows = conn.execute(
         update(messages)
         .where(messages.c.id == tried.pk, messages.c.status.in_(waiting))
-        .values(attempts=messages.c.attempts + 1, next_attempt_at=until, reason=reason)
+        .values(
+            attempts=messages.c.attempts + 1,
+            next_attempt_at=until,
+            reason=reason,
+            claimed_until=None,
+        )
     ).rowcount
     if tried_rows:
         conn.execute(

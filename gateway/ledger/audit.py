@@ -11,11 +11,13 @@ chain; ``gateway.ledger.audit_anchor`` checks it against the heads peers hold.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, func, insert, select
 
@@ -103,10 +105,38 @@ def _last(conn: Connection) -> AuditEntry | None:
 def append(ledger: Ledger, events: list[AuditEvent], conn: Connection) -> None:
     """Append events in the caller's transaction (so they commit with what they record).
 
+    The entries go in at the end of the transaction (``LedgerCore.before_commit``),
+    all of its events at once: the chain's lock (PostgreSQL: ``LOCK TABLE
+    audit_log``, so that two processes never fork the chain) is then held
+    from there to the commit only, not through the signing and recording
+    before it, and replicas accepting records at once are not serialised.
+    On a connection outside ``Ledger.transaction()`` they go in at once.
+
     With an audit key, the first append after the key appeared writes an
     ``AUDIT_KEYED`` entry first. Without one, appending after a keyed entry
     is refused: plain entries after keyed ones would read as a rewrite.
     """
+    if not events:
+        return
+    pending = _PENDING.get(conn)
+    if pending is not None:
+        pending.extend(events)
+        return
+    if ledger.before_commit(conn, functools.partial(_flush, ledger)):
+        _PENDING[conn] = list(events)
+        return
+    _write(ledger, events, conn)
+
+
+# Events appended in a transaction, written just before it commits.
+_PENDING: WeakKeyDictionary[Connection, list[AuditEvent]] = WeakKeyDictionary()
+
+
+def _flush(ledger: Ledger, conn: Connection) -> None:
+    _write(ledger, _PENDING.pop(conn, []), conn)
+
+
+def _write(ledger: Ledger, events: list[AuditEvent], conn: Connection) -> None:
     if not events:
         return
     if conn.dialect.name == "postgresql":

@@ -8,14 +8,19 @@ here, once.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
+from weakref import WeakKeyDictionary, WeakSet
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     MetaData,
@@ -28,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.errors import LedgerError
+from gateway.ledger import locks
 from gateway.ledger.records import (
     HistoryEntry,
     MessageRecord,
@@ -38,6 +44,14 @@ from gateway.ledger.tables import history, messages, metadata
 from gateway.private_files import create_private_file, make_private_dir, tighten
 
 Clock = Callable[[], datetime]
+
+# Work to do at the end of a transaction, just before its commit (see
+# ``before_commit``), by connection; weak, so nothing outlives its connection.
+_BEFORE_COMMIT: WeakKeyDictionary[Connection, list[Callable[[Connection], None]]] = (
+    WeakKeyDictionary()
+)
+# Connections inside a ``LedgerCore.transaction()`` (which runs the above).
+_MANAGED: WeakSet[Connection] = WeakSet()
 
 
 def utc_now() -> datetime:
@@ -97,6 +111,8 @@ class LedgerCore:
         self.clock = clock
         # HMAC key of the audit chain (gateway.ledger.audit_key); None: plain SHA-256.
         self.audit_key = audit_key
+        # Who this process is among replicas sharing the ledger (job leases name it).
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:128]
 
     @classmethod
     def open(
@@ -112,8 +128,15 @@ class LedgerCore:
         return ledger
 
     def create_schema(self, schemas: Sequence[MetaData] = ()) -> None:
-        """Create the ledger's tables and the given features' tables (idempotent)."""
+        """Create the ledger's tables and the given features' tables (idempotent).
+
+        On PostgreSQL under an advisory lock: replicas starting together on a
+        fresh ledger create it one after the other (the later ones find the
+        tables), instead of racing on ``CREATE TABLE`` (``pg_type`` unique
+        violations). Tables are created, never altered: see docs/performance.md.
+        """
         with self.transaction() as conn:
+            locks.xact_lock(conn, [locks.SCHEMA])
             for schema in (metadata, *schemas):
                 schema.create_all(conn)
 
@@ -125,11 +148,34 @@ class LedgerCore:
     def transaction(self) -> Iterator[Connection]:
         try:
             with self.engine.begin() as conn:
-                yield conn
+                _MANAGED.add(conn)
+                try:
+                    yield conn
+                    for action in _BEFORE_COMMIT.pop(conn, ()):
+                        action(conn)
+                finally:
+                    _MANAGED.discard(conn)
+                    _BEFORE_COMMIT.pop(conn, None)
         except IntegrityError as exc:
             raise LedgerError(f"ledger constraint violated: {exc.orig}") from exc
         except SQLAlchemyError as exc:
             raise LedgerError(f"ledger unavailable: {exc}") from exc
+
+    @staticmethod
+    def before_commit(conn: Connection, action: Callable[[Connection], None]) -> bool:
+        """Run ``action`` on ``conn`` as the last thing of its ``transaction()``; False
+        (nothing registered) when ``conn`` is not one of those.
+
+        Once per transaction for the same ``action`` (the audit chain's
+        appends go in at the end, holding its lock only until the commit).
+        A transaction that is rolled back runs none.
+        """
+        if conn not in _MANAGED:
+            return False
+        pending = _BEFORE_COMMIT.setdefault(conn, [])
+        if action not in pending:
+            pending.append(action)
+        return True
 
     # --- writing ------------------------------------------------------------
 
@@ -230,20 +276,26 @@ class LedgerCore:
         status: Status,
         reason: str | None = None,
         conn: Connection | None = None,
+        *,
+        where: Sequence[ColumnElement[bool]] = (),
         **values: Any,
     ) -> list[int]:
-        """Like ``transition``, but only for rows whose status is still one of ``expected``.
+        """Like ``transition``, but only for rows whose status is still one of ``expected``
+        (and that meet every condition in ``where``).
 
         The condition is part of the UPDATE, so a concurrent writer (a receipt
-        marking a row DELIVERED while the sender marks it SENT) cannot be
-        overwritten by a decision taken on a stale read. Returns the rows moved.
+        marking a row DELIVERED while the sender marks it SENT, or another
+        replica taking the same decision) cannot be overwritten by a decision
+        taken on a stale read. Returns the rows moved.
         """
         pk_list = list(pks)
         if not pk_list:
             return []
         if conn is None:
             with self.transaction() as c:
-                return self.transition_from(pk_list, expected, status, reason, c, **values)
+                return self.transition_from(
+                    pk_list, expected, status, reason, c, where=where, **values
+                )
         now = self.clock()
         moved = [
             int(r[0])
@@ -252,6 +304,7 @@ class LedgerCore:
                 .where(
                     messages.c.id.in_(pk_list),
                     messages.c.status.in_([s.value for s in expected]),
+                    *where,
                 )
                 .values(status=status.value, reason=reason, updated_at=now, **values)
                 .returning(messages.c.id)

@@ -44,29 +44,31 @@ class InboundQueries(LedgerCore):
         return {(s, m, d): pk for s, m, d, pk in rows if (s, m, d) in wanted}
 
     def seen_inbound(
-        self, authority: str, keys: Sequence[tuple[str, str]]
+        self, authority: str, keys: Sequence[tuple[str, str]], conn: Connection | None = None
     ) -> dict[tuple[str, str], InboundSeen]:
         """What is already recorded for these ``(sender, message_id)`` pairs (not quarantined)."""
+        if conn is None:
+            with self.transaction() as c:
+                return self.seen_inbound(authority, keys, c)
         found: dict[tuple[str, str], InboundSeen] = {}
         if not keys:
             return found
         ids = list({m for _, m in keys})
-        with self.transaction() as conn:
-            rows = conn.execute(
-                select(
-                    messages.c.sender,
-                    messages.c.message_id,
-                    messages.c.id,
-                    messages.c.digest,
-                    messages.c.status,
-                    messages.c.receipt_message_id,
-                ).where(
-                    messages.c.direction == Direction.INBOUND.value,
-                    messages.c.authority == authority,
-                    messages.c.message_id.in_(ids),
-                    messages.c.status != Status.QUARANTINED.value,
-                )
-            ).all()
+        rows = conn.execute(
+            select(
+                messages.c.sender,
+                messages.c.message_id,
+                messages.c.id,
+                messages.c.digest,
+                messages.c.status,
+                messages.c.receipt_message_id,
+            ).where(
+                messages.c.direction == Direction.INBOUND.value,
+                messages.c.authority == authority,
+                messages.c.message_id.in_(ids),
+                messages.c.status != Status.QUARANTINED.value,
+            )
+        ).all()
         wanted = set(keys)
         for sender, message_id, pk, digest, status, receipt_id in rows:
             if (sender, message_id) in wanted:
@@ -144,43 +146,84 @@ class InboundQueries(LedgerCore):
         ]
 
     def acknowledge_local(self, authority: str, message_id: str) -> bool:
-        """The local system took the message; False if it is not in the inbox."""
+        """The local system took the message; False if it is not in the inbox.
+
+        The move is conditional (still in the inbox), so of two acknowledgements
+        of one message, even at the same moment on two replicas, one moves it;
+        ``inbound_status`` tells the other why it did not.
+        """
         with self.transaction() as conn:
-            row = conn.execute(
-                select(messages.c.id).where(
+            pks = [
+                int(r[0])
+                for r in conn.execute(
+                    select(messages.c.id).where(
+                        messages.c.direction == Direction.INBOUND.value,
+                        messages.c.authority == authority,
+                        messages.c.message_id == message_id,
+                        messages.c.status.in_([s.value for s in IN_INBOX]),
+                    )
+                ).all()
+            ]
+            return bool(
+                self.transition_from(
+                    pks, IN_INBOX, Status.ACKNOWLEDGED, "local system acknowledged", conn
+                )
+            )
+
+    def inbound_status(self, authority: str, message_id: str) -> Status | None:
+        """The status of ``authority``'s inbound message ``message_id`` (None if there is none;
+        a quarantined copy counts only when there is nothing else)."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                select(messages.c.status)
+                .where(
                     messages.c.direction == Direction.INBOUND.value,
                     messages.c.authority == authority,
                     messages.c.message_id == message_id,
-                    messages.c.status.in_([s.value for s in IN_INBOX]),
                 )
-            ).first()
-            if row is None:
-                return False
-            self.transition([row[0]], Status.ACKNOWLEDGED, "local system acknowledged", conn)
-            return True
-
-    def receipts_due(self, limit: int) -> list[ReceiptDue]:
-        with self.transaction() as conn:
-            rows = conn.execute(
-                select(
-                    messages.c.id,
-                    messages.c.authority,
-                    messages.c.sender,
-                    messages.c.message_id,
-                    messages.c.digest,
-                    messages.c.status,
-                    messages.c.reason,
-                )
-                .where(messages.c.receipt_due.is_(True))
                 .order_by(messages.c.id)
-                .limit(limit)
             ).all()
+        statuses = [Status(r[0]) for r in rows]
+        kept = [s for s in statuses if s != Status.QUARANTINED]
+        return (kept or statuses or [None])[0]
+
+    def claim_receipts_due(
+        self, conn: Connection, authorities: Sequence[str], limit: int
+    ) -> list[ReceiptDue]:
+        """Lock and return up to ``limit`` of ``authorities``' messages owed a receipt.
+
+        ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: the rows stay locked by
+        ``conn``'s transaction, which records the receipt covering them and
+        ``mark_receipted``s them, so two replicas never receipt the same
+        message; a replica that dies mid-way leaves its rows unlocked (its
+        transaction rolls back) for the next one. SQLite has one process.
+        """
+        if not authorities:
+            return []
+        rows = conn.execute(
+            select(
+                messages.c.id,
+                messages.c.authority,
+                messages.c.sender,
+                messages.c.message_id,
+                messages.c.digest,
+                messages.c.status,
+                messages.c.reason,
+            )
+            .where(
+                messages.c.receipt_due.is_(True),
+                messages.c.authority.in_(list(authorities)),
+            )
+            .order_by(messages.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
         return [ReceiptDue(r[0], r[1], r[2], r[3], r[4] or "", Status(r[5]), r[6]) for r in rows]
 
     def mark_receipted(self, pks: Sequence[int], receipt_message_id: str, conn: Connection) -> None:
         conn.execute(
             update(messages)
-            .where(messages.c.id.in_(list(pks)))
+            .where(messages.c.id.in_(list(pks)), messages.c.receipt_due.is_(True))
             .values(receipt_due=False, receipt_message_id=receipt_message_id)
         )
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 
 from gateway.ledger.core import LedgerCore
 from gateway.ledger.records import (
     MessageRecord,
     OutboxItem,
 )
-from gateway.ledger.status import OUTBOX_STATES, Direction, Route, Status
+from gateway.ledger.status import AWAITING_RECEIPT, OUTBOX_STATES, Direction, Route, Status
 from gateway.ledger.tables import messages
 
 # A receipt came back for these (whatever it said).
@@ -36,7 +37,9 @@ class OutboundQueries(LedgerCore):
         A claim is a lease (``claimed_until``) taken by a conditional update, so
         two processes on one ledger (a running gateway and ``cafgw send``, or two
         gateway processes) never publish the same row; a claim left by a process
-        that died lapses at ``lease_until`` and the row is published again.
+        that died lapses at ``lease_until`` and the row is published again. On
+        PostgreSQL the candidates are read ``FOR UPDATE SKIP LOCKED``, so a
+        replica claiming at the same moment takes the next rows, not none.
         """
         free = or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)
         waiting = and_(
@@ -47,6 +50,7 @@ class OutboundQueries(LedgerCore):
         query = select(messages.c.id).where(waiting).order_by(messages.c.id).limit(limit)
         if senders is not None:
             query = query.where(messages.c.authority.in_(list(senders)))
+        query = query.with_for_update(skip_locked=True)
         with self.transaction() as conn:
             candidates = [int(r[0]) for r in conn.execute(query).all()]
             if not candidates:
@@ -196,18 +200,49 @@ class OutboundQueries(LedgerCore):
             found = conn.execute(query).first()
         return int(found[0]) if found else None
 
-    def wait_longer_for_receipt(
-        self, pks: Sequence[int], until: datetime, reason: str
+    def move_overdue(
+        self,
+        pks: Sequence[int],
+        now: datetime,
+        status: Status,
+        reason: str,
+        conn: Connection,
+        **values: Any,
     ) -> list[int]:
-        """Move the receipt deadline of still-SENT messages to ``until``; no send is counted."""
+        """Move messages still awaiting a receipt whose deadline is still past at ``now``.
+
+        Both conditions are in the UPDATE: a receipt that came in since the read
+        wins, and so does another replica that already re-sent the message (it
+        is SENT again, with a new deadline), so one overdue attempt is re-sent once.
+        """
+        return self.transition_from(
+            pks,
+            AWAITING_RECEIPT,
+            status,
+            reason,
+            conn,
+            where=[messages.c.next_attempt_at <= now],
+            **values,
+        )
+
+    def wait_longer_for_receipt(
+        self, pks: Sequence[int], until: datetime, reason: str, now: datetime | None = None
+    ) -> list[int]:
+        """Move the receipt deadline of still-SENT messages to ``until``; no send is counted
+        (only of those whose deadline is still past at ``now``, when given)."""
         if not pks:
             return []
+        due = [] if now is None else [messages.c.next_attempt_at <= now]
         with self.transaction() as conn:
             return [
                 int(r[0])
                 for r in conn.execute(
                     update(messages)
-                    .where(messages.c.id.in_(list(pks)), messages.c.status == Status.SENT.value)
+                    .where(
+                        messages.c.id.in_(list(pks)),
+                        messages.c.status == Status.SENT.value,
+                        *due,
+                    )
                     .values(next_attempt_at=until, reason=reason, updated_at=self.clock())
                     .returning(messages.c.id)
                 ).all()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from gateway.context import Gateway
-from gateway.ledger.status import AWAITING_RECEIPT, Route, Status
+from gateway.ledger.status import Route, Status
 from gateway.services.backlog import Action, decide_all
 from gateway.transport.base import OutgoingMessage, PublishOutcome, routing_key
 from gateway.transport.topology import REGIONAL
@@ -91,9 +91,10 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
 def resend_overdue(gw: Gateway, limit: int = 500) -> int:
     """Re-queue sent messages whose receipt is overdue, or dead-letter them; returns count.
 
-    Each move is conditional on the row still being SENT: a receipt that
-    arrives between the read and the write wins, and the message stays
-    DELIVERED instead of being sent again.
+    Each move is conditional on the row still being SENT with its deadline
+    past: a receipt that arrives between the read and the write wins, and the
+    message stays DELIVERED instead of being sent again; a replica that
+    re-sent it meanwhile wins too, so each overdue attempt is re-sent once.
     """
     now = gw.clock()
     overdue = [r for r in gw.ledger.receipt_overdue(now, limit) if r.authority in gw.hosted]
@@ -109,17 +110,15 @@ def resend_overdue(gw: Gateway, limit: int = 500) -> int:
             deadline_s = gw.settings.delivery_for(record.authority).receipt_deadline_s
             wait.setdefault((decision.reason, deadline_s), []).append(record.pk)
     for (reason, deadline_s), pks in wait.items():
-        gw.ledger.wait_longer_for_receipt(pks, now + timedelta(seconds=deadline_s), reason)
+        gw.ledger.wait_longer_for_receipt(pks, now + timedelta(seconds=deadline_s), reason, now)
     changed = 0
     with gw.ledger.transaction() as conn:
         for reason, pks in dead.items():
             changed += len(
-                gw.ledger.transition_from(
-                    pks, AWAITING_RECEIPT, Status.DEAD_LETTERED, reason, conn, next_attempt_at=None
+                gw.ledger.move_overdue(
+                    pks, now, Status.DEAD_LETTERED, reason, conn, next_attempt_at=None
                 )
             )
         for reason, pks in again.items():
-            changed += len(
-                gw.ledger.transition_from(pks, AWAITING_RECEIPT, Status.RETRYING, reason, conn)
-            )
+            changed += len(gw.ledger.move_overdue(pks, now, Status.RETRYING, reason, conn))
     return changed

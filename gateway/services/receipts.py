@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 
+from sqlalchemy import Connection
+
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
 from gateway.feature import ReceiptKey, ReceiptNote
@@ -40,16 +42,17 @@ def _item(due: ReceiptDue, note: ReceiptNote | None = None) -> ReceiptItem:
     return ReceiptItem(due.message_id, due.digest, ReceiptOutcome.ACCEPTED)
 
 
-def _notes(gw: Gateway, chunk: list[ReceiptDue]) -> Mapping[ReceiptKey, ReceiptNote]:
+def _notes(
+    gw: Gateway, conn: Connection, chunk: list[ReceiptDue]
+) -> Mapping[ReceiptKey, ReceiptNote]:
     """What the features say they did about these messages (recalls, erasure requests)."""
     hooks = [f.receipt_notes for f in gw.features if f.receipt_notes is not None]
     if not hooks:
         return {}
     keys = [(d.authority, d.sender, d.message_id) for d in chunk]
     found: dict[ReceiptKey, ReceiptNote] = {}
-    with gw.ledger.transaction() as conn:
-        for hook in hooks:
-            found.update(hook(conn, keys))
+    for hook in hooks:
+        found.update(hook(conn, keys))
     return found
 
 
@@ -60,28 +63,35 @@ def send_receipts(gw: Gateway, limit: int = 5000) -> int:
 
 
 def _send_receipts(gw: Gateway, limit: int) -> int:
-    due = [d for d in gw.ledger.receipts_due(limit) if d.authority in gw.hosted]
-    groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
-    for d in due:
-        if d.sender in gw.settings.directory:
-            groups[(d.authority, d.sender)].append(d)
+    # One transaction: the claimed rows stay locked (PostgreSQL: FOR UPDATE SKIP
+    # LOCKED) until the receipts covering them are recorded, so replicas sharing
+    # the ledger each receipt other messages, and a killed one's claim ends with
+    # its connection.
     covered = 0
-    for (authority, sender), items in groups.items():
-        for start in range(0, len(items), MAX_ITEMS):
-            chunk = items[start : start + MAX_ITEMS]
-            notes = _notes(gw, chunk)
-            env = gw.outbox.envelope(
-                sender=authority,
-                recipient=sender,
-                body=Receipt(
-                    tuple(_item(d, notes.get((d.authority, d.sender, d.message_id))) for d in chunk)
-                ),
-                correlation=chunk[0].message_id,
-                legal_basis=LegalBasis.NO_PERSONAL_DATA,
-            )
-            message = gw.outbox.sign(env)
-            with gw.ledger.transaction() as conn:
+    with gw.ledger.transaction() as conn:
+        due = gw.ledger.claim_receipts_due(conn, gw.hosted, limit)
+        groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
+        for d in due:
+            if d.sender in gw.settings.directory:
+                groups[(d.authority, d.sender)].append(d)
+        for (authority, sender), items in groups.items():
+            for start in range(0, len(items), MAX_ITEMS):
+                chunk = items[start : start + MAX_ITEMS]
+                notes = _notes(gw, conn, chunk)
+                env = gw.outbox.envelope(
+                    sender=authority,
+                    recipient=sender,
+                    body=Receipt(
+                        tuple(
+                            _item(d, notes.get((d.authority, d.sender, d.message_id)))
+                            for d in chunk
+                        )
+                    ),
+                    correlation=chunk[0].message_id,
+                    legal_basis=LegalBasis.NO_PERSONAL_DATA,
+                )
+                message = gw.outbox.sign(env)
                 gw.ledger.record([message], conn)
                 gw.ledger.mark_receipted([d.pk for d in chunk], env.header.message_id, conn)
-            covered += len(chunk)
+                covered += len(chunk)
     return covered

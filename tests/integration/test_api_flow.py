@@ -82,9 +82,9 @@ def test_dudley_submits_its_export_and_wolverhampton_pulls_and_acknowledges_it(
             assert ack.status_code == 200 and ack.json()["status"] == "ACKNOWLEDGED"
         again = client.get("/v1/inbox", headers=_auth(wolves)).json()
         assert not set(to_wolves) & {i["message_id"] for i in again}
-        # Acknowledging twice, or someone else's message, is a 404.
+        # Acknowledging twice is a 409 (nothing changes); someone else's message, a 404.
         assert (
-            client.post(f"/v1/inbox/{to_wolves[0]}/ack", headers=_auth(wolves)).status_code == 404
+            client.post(f"/v1/inbox/{to_wolves[0]}/ack", headers=_auth(wolves)).status_code == 409
         )
         assert (
             client.post(f"/v1/inbox/{to_wolves[0]}/ack", headers=_auth(sandwell)).status_code == 404

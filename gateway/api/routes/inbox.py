@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.api.schemas import AckOut, InboxItemOut
-from gateway.errors import NotFoundError
+from gateway.errors import ConflictError, NotFoundError
 from gateway.ledger.status import Status
 from gateway.services import access_log, local_format
 
@@ -62,7 +62,11 @@ def inbox(
         gw, authority, who.actor, access_log.inbox_reads(gw, authority, [i.pk for i in items], what)
     )
     fresh = [i.pk for i in items if i.status == Status.VERIFIED]
-    gw.ledger.transition(fresh, Status.DELIVERED_LOCAL, "served to the local system (pull)")
+    # Conditional: an acknowledgement that came in since the read (another replica,
+    # another request) is never undone.
+    gw.ledger.transition_from(
+        fresh, {Status.VERIFIED}, Status.DELIVERED_LOCAL, "served to the local system (pull)"
+    )
     out = []
     for i in items:
         served = Status.DELIVERED_LOCAL if i.status == Status.VERIFIED else i.status
@@ -90,7 +94,14 @@ def inbox(
 
 @router.post("/{message_id}/ack", response_model=AckOut)
 def acknowledge(message_id: str, gw: GatewayDep, authority: AuthorityDep) -> AckOut:
-    """The local system has taken the message."""
-    if not gw.ledger.acknowledge_local(authority, message_id[:64]):
-        raise NotFoundError(f"message {message_id} is not in the inbox")
-    return AckOut(message_id=message_id, status=Status.ACKNOWLEDGED.value)
+    """The local system has taken the message.
+
+    Once only: acknowledging an acknowledged message again answers 409 (nothing
+    changes); one that is not in the inbox (never received, or no longer
+    waiting) answers 404.
+    """
+    if gw.ledger.acknowledge_local(authority, message_id[:64]):
+        return AckOut(message_id=message_id, status=Status.ACKNOWLEDGED.value)
+    if gw.ledger.inbound_status(authority, message_id[:64]) == Status.ACKNOWLEDGED:
+        raise ConflictError(f"message {message_id} was already acknowledged; nothing changed")
+    raise NotFoundError(f"message {message_id} is not in the inbox")

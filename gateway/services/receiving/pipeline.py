@@ -6,6 +6,15 @@ created-at window for a new id and deduplication by (sender, message id,
 digest), then the features' appliers, which judge what the sender may change
 (refusing with a rule's name) before anything is changed. The whole batch is
 recorded in one transaction and only then acknowledged to the broker.
+
+Replicas of the gateway consume the same queues, so two of them may hold the
+same message (a re-send, a redelivery) or two messages of one case thread at
+once. The recording transaction first takes advisory locks on each
+message's identity, its case thread and (for local records) its content
+(``gateway.ledger.locks``), and only then reads what is already recorded: of
+two replicas, the second waits for the first to commit and then finds the
+message recorded, so it is recorded and applied once, never failing on a
+unique key.
 Refusals are quarantined (recorded with the reason, a REJECTED receipt owed
 where the sender is proven); a ledger failure is transient (the broker
 retries the batch). Receipts received settle the sender's own messages.
@@ -23,6 +32,7 @@ from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
 from gateway.errors import LedgerError, PolicyRefusal
 from gateway.feature import ApplyContext, Received
+from gateway.ledger import locks
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Route, Status
 from gateway.model import Envelope, MessageType, Receipt, ReceiptOutcome
@@ -122,11 +132,14 @@ def _record_checked(
     owner = source.owner
     keys = [(c.verified.sender, c.verified.message_id) for c in checked if isinstance(c, Passed)]
     try:
-        seen = gw.ledger.seen_inbound(owner, keys)
         receipts: list[tuple[Envelope, Receipt]] = []
         resend_receipts: set[str] = set()
         after_commit = []
         with gw.ledger.transaction() as conn:
+            # First: what another replica may be recording at this moment is ours
+            # to read only once it committed (or rolled back).
+            locks.xact_lock(conn, _lock_names(owner, checked))
+            seen = gw.ledger.seen_inbound(owner, keys, conn)
             new: list[NewMessage] = []
             fresh: dict[tuple[str, str], str] = {}
             repeats: dict[tuple[str, str], str] = {}
@@ -216,6 +229,23 @@ def _record_checked(
         except Exception:  # why everything: the message is recorded; a follow-up may not undo it
             log.exception("an action after recording a message failed; it is retried later")
     return [Disposition(Verdict.ACK) for _ in deliveries]
+
+
+def _lock_names(owner: str, checked: Sequence[Passed | Refused]) -> list[str]:
+    """What the recording transaction locks: each message's identity, and for those
+    that passed, their case thread and (local records) their content."""
+    names = []
+    for item in checked:
+        if isinstance(item, Refused):
+            names.append(f"inbound:{owner}:{item.sender}:{item.message_id}")
+            continue
+        sender = item.verified.sender
+        names.append(f"inbound:{owner}:{sender}:{item.verified.message_id}")
+        names.append(f"thread:{owner}:{item.env.header.correlation_id}")
+        content = _record_content(item)
+        if content is not None:
+            names.append(f"content:{owner}:{sender}:{content}")
+    return names
 
 
 def _apply(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:

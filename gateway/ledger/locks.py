@@ -1,0 +1,45 @@
+"""PostgreSQL advisory locks for replicas of one gateway on one ledger.
+
+Several gateway processes (replicas) may share a PostgreSQL ledger. Where two
+of them could do the same thing at once (create the schema, record the same
+received message), a transaction-scoped advisory lock named after the thing
+makes the second wait for the first to commit, and then see what it did.
+On SQLite there is only ever one gateway process (``gateway.ledger.single``
+refuses a second), so these are no-ops there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, text
+
+# Creating the schema: one process at a time, the others then find the tables.
+SCHEMA = "cafgw:schema"
+
+
+def key(name: str) -> int:
+    """A stable signed 64-bit lock key for ``name`` (PostgreSQL's bigint)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def xact_lock(conn: Connection, names: Iterable[str]) -> None:
+    """Hold advisory locks on ``names`` until ``conn``'s transaction ends (PostgreSQL only).
+
+    Taken in ascending key order in one statement, so two transactions
+    locking overlapping sets never deadlock on each other's locks. Call it
+    first in the transaction, before any row is locked.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    keys = sorted({key(n) for n in names})
+    if not keys:
+        return
+    conn.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM "
+            "(SELECT k FROM unnest(CAST(:keys AS BIGINT[])) AS k ORDER BY k) AS ordered"
+        ),
+        {"keys": keys},
+    )
