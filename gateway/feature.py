@@ -141,11 +141,17 @@ class Kit(Protocol):
 
 @dataclass(frozen=True)
 class Job:
-    """A step the worker runs in a loop of its own; returns the work done (0 when idle)."""
+    """A step the worker runs in a loop of its own; returns the work done (0 when idle).
+
+    Replicas of a gateway sharing a ledger run a job on one of them at a time
+    (``gateway.ledger.jobs``), unless ``everywhere``: a job that claims each
+    piece of its work row by row (local handover) shares it across replicas.
+    """
 
     name: str
     step: Callable[[Kit], int]
     idle_s: float = 0.05
+    everywhere: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from gateway.api.auth import ApiKeys
 from gateway.context import Gateway, build
 from gateway.cpu_budget import BUDGET
 from gateway.errors import BrokerUnavailableError
+from gateway.ledger.single import SqliteLock, hold_sqlite
 from gateway.private_files import tighten_tree
 from gateway.settings import Settings
 from gateway.transport.base import Transport
@@ -81,17 +82,28 @@ def open_gateway(settings: Settings, *, create_keys: bool = False) -> Gateway:
 class Running:
     gw: Gateway
     worker: Worker
+    sqlite_lock: SqliteLock | None = None
 
     def close(self) -> None:
         self.worker.close()
         self.gw.transport.close()
         self.worker.consumer_transport.close()
+        if self.sqlite_lock is not None:
+            self.sqlite_lock.release()
 
 
 def start_worker(gw: Gateway) -> Running:
-    worker = Worker(gw, open_transport(gw.settings))
-    worker.start()
-    return Running(gw, worker)
+    """Start the worker's loops; refused (ConfigError) when another gateway process
+    already runs on the same SQLite ledger (``gateway.ledger.single``)."""
+    held = hold_sqlite(gw.settings.database.url)
+    try:
+        worker = Worker(gw, open_transport(gw.settings))
+        worker.start()
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
+    return Running(gw, worker, held)
 
 
 def serve(running: Running, api_keys: ApiKeys, ready: threading.Event | None = None) -> None:

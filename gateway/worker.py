@@ -8,6 +8,12 @@ and receipt loops sleep until there is work (``gateway.wakeups``).
 ``run_round``/``run_until_idle`` run the same steps in turn, in the calling
 thread, until nothing moves: what tests on the in-memory transport use
 instead of threads.
+
+Replicas (several gateway processes on one ledger) run every step: the
+sender, receipt and handover steps claim their rows, the consumer shares the
+queues. A step that is a periodic job (``once``: re-sends and the features'
+jobs but local handover) runs only on the replica holding its lease
+(``gateway.ledger.jobs``), the others skip it until that lease lapses.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 
 from gateway.context import Gateway
 from gateway.errors import BrokerUnavailableError, CafgwError
+from gateway.ledger.jobs import JobLeases
 from gateway.services import delivery, receipts, receiving
 from gateway.transport.base import Delivery, Disposition, Transport
 from gateway.wakeups import Wakeups
@@ -39,6 +46,7 @@ class Step:
     run: Callable[[], int]
     idle_s: float
     topic: str | None = None
+    once: bool = False  # a periodic job: on one replica at a time
 
 
 @dataclass
@@ -52,7 +60,12 @@ class Worker:
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     wakeups: Wakeups = field(default_factory=Wakeups)
+    leases: JobLeases | None = None  # made from gw's ledger and clock when not given
     _unwatch: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.leases is None:
+            self.leases = JobLeases(self.gw.ledger, self.gw.clock)
 
     def _handle(self, batch: Sequence[Delivery]) -> Sequence[Disposition]:
         out = receiving.handle_batch(self.gw, batch)
@@ -76,19 +89,32 @@ class Worker:
         core = [
             Step("sender", lambda: delivery.publish_outbox(gw).confirmed, self.idle_s, "outbox"),
             Step("receipts", lambda: receipts.send_receipts(gw), self.idle_s, "receipts"),
-            Step("resender", self._resend, RESEND_PAUSE_S),
+            Step("resender", self._resend, RESEND_PAUSE_S, once=True),
         ]
         kit = gw.kit
         for feature in gw.features:
             for job in feature.jobs:
-                core.append(Step(job.name, functools.partial(job.step, kit), job.idle_s))
+                core.append(
+                    Step(
+                        job.name,
+                        functools.partial(job.step, kit),
+                        job.idle_s,
+                        once=not job.everywhere,
+                    )
+                )
         return core
+
+    def _run(self, step: Step) -> int:
+        """Run ``step`` once; a periodic job only where this replica holds its lease."""
+        if step.once and self.leases is not None and not self.leases.held(step.name):
+            return 0
+        return step.run()
 
     def _loop(self, step: Step) -> None:
         while not self.stop.is_set():
             seen = self.wakeups.generation(step.topic) if step.topic else 0
             try:
-                busy = step.run()
+                busy = self._run(step)
             except BrokerUnavailableError as exc:
                 # gateway.transport.link has said the broker is down, once.
                 log.debug("%s: %s", step.name, exc)
@@ -142,6 +168,11 @@ class Worker:
         for unwatch in self._unwatch:
             unwatch()
         self._unwatch.clear()
+        if self.leases is not None:
+            try:
+                self.leases.release()  # another replica takes the jobs over at once
+            except CafgwError as exc:
+                log.warning("giving up job leases: %s; they lapse by themselves", exc)
 
     def run_round(self) -> int:
         """Run every step once and drain every consumed queue; the work done.
@@ -149,7 +180,7 @@ class Worker:
         For the in-memory transport (its ``consume`` returns once ``stop`` is
         set, which this does when the queues are empty).
         """
-        moved = sum(step.run() for step in self.steps())
+        moved = sum(self._run(step) for step in self.steps())
         return moved + self._drain(self.gw.consumed_queues())
 
     def run_until_idle(self, rounds: int = 50) -> int:

@@ -20,7 +20,8 @@ FEATURE = Feature(
     name="local-delivery",
     tables=(metadata,),
     jobs=(
-        Job("local-handover", handover.deliver_pending),
+        # Claimed message by message: every replica hands over its share.
+        Job("local-handover", handover.deliver_pending, everywhere=True),
         Job("local-deadline", run_deadline, idle_s=CLOCK_IDLE_S),
     ),
 )

@@ -153,3 +153,15 @@ idempotency_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("authority", "key", name="uq_idempotency_key"),
 )
+
+# Which replica runs each periodic job (the disputes clock, the acknowledgement
+# deadline, retention, re-sends): a lease by conditional update, renewed by its
+# holder while it runs, taken over by another replica once it lapses
+# (gateway.ledger.jobs). Replicas sharing a ledger so run each job once.
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("until", DateTime(timezone=True), nullable=False),
+)
