@@ -208,3 +208,15 @@ def test_prometheus_scrapes_every_gateway_and_loads_the_alert_rules(
     for rule_file in config["rule_files"]:
         assert (DOCKER / "prometheus" / rule_file).is_file()
         assert f"/etc/prometheus/{rule_file}" in service
+
+
+def test_exactly_one_gateway_consumes_the_regional_escalation_queue(
+    compose: dict[str, Any],
+) -> None:
+    consumers = []
+    for name in GATEWAYS:
+        variables = env(compose["services"][name])
+        source = mounts(compose["services"][name])[variables["CAFGW_CONFIG_DIR"]]
+        if load_settings(DOCKER / source, env=variables).disputes.consume_regional:
+            consumers.append(name)
+    assert consumers == ["gw-332"]

@@ -144,3 +144,14 @@ def test_an_expired_certificate_is_not_pinned(two: tuple[Path, Path], tmp_path: 
     refused = cafgw("peers", "add", "332", str(old.cert_path), "--config", str(wolverhampton))
     assert refused.exit_code == 2
     assert "expired" in refused.output
+
+
+def test_peers_export_without_out_writes_the_certificate_alone_on_stdout(
+    two: tuple[Path, Path],
+) -> None:
+    dudley, _ = two
+    exported = CliRunner().invoke(app, ["peers", "export", "--config", str(dudley)])
+    assert exported.exit_code == 0, exported.output
+    cert = (dudley / "secrets" / "keys" / "332" / "cert.pem").read_text(encoding="ascii")
+    assert exported.stdout == cert
+    assert "332: SHA256 " in exported.stderr
