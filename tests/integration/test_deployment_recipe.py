@@ -77,6 +77,7 @@ class Walk:
     replace: dict[str, str]
     printed: list[str] = field(default_factory=list)
     running: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    starting: list[tuple[subprocess.Popen[bytes], int, Path]] = field(default_factory=list)
 
     def line(self, text: str) -> str:
         for documented, here in self.replace.items():
@@ -118,28 +119,36 @@ class Walk:
         return done.returncode, done.stdout
 
     def start(self, line: str) -> None:
+        """Start a ``cafgw run`` line; ``ready`` waits for it (both gateways start at once)."""
         argv = shlex.split(line)
         config = self.folder / argv[argv.index("--config") + 1]
         port = load_settings(config, env={}).api.port
-        log = (self.folder / f"{config.name}.log").open("wb")
-        proc = subprocess.Popen(
-            [str(CAFGW), *argv[1:]],
-            cwd=self.folder,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        log = self.folder / f"{config.name}.log"
+        with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                [str(CAFGW), *argv[1:]],
+                cwd=self.folder,
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.running.append(proc)
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (self.folder / f"{config.name}.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{line}: no answer on port {port}")
+        self.starting.append((proc, port, log))
+
+    def ready(self, timeout_s: float = 45) -> None:
+        """Wait until every gateway started answers /healthz."""
+        deadline = time.monotonic() + timeout_s
+        for proc, port, log in self.starting:
+            while True:
+                assert proc.poll() is None, log.read_text(encoding="utf-8")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, f"{log.stem}: no answer on port {port}"
+                time.sleep(0.2)
+        self.starting.clear()
 
     def stop(self) -> None:
         for proc in self.running:
@@ -206,6 +215,7 @@ def test_the_two_council_walk_of_docs_deployment_runs_as_written(walk: Walk) -> 
         if line.startswith("cafgw run"):
             walk.start(line)
             continue
+        walk.ready()
         if line.startswith(("cafgw messages", "curl ")):
             _wait_delivered(walk.folder)  # the receipt comes back within a second or two
         code, said = walk.shell(line) if line.startswith("curl ") else walk.cafgw(line)
