@@ -151,6 +151,11 @@ class DeliverySettings(_Frozen):
     # local system fails; the last step repeats until local_ack_deadline_s passes.
     local_retry_backoff_s: tuple[float, ...] = Field(default=(1, 2, 5, 10, 30, 60), min_length=1)
     local_timeout_s: float = Field(default=10, gt=0)
+    # Access notices (docs/data-protection.md): tell each record's sender when this
+    # authority's local system took it or it was read through the API, in one signed
+    # AccessNotice per sender at most every access_notice_batch_s.
+    access_notices: bool = False
+    access_notice_batch_s: float = Field(default=60, gt=0)
 
     def resend_backoff(self) -> Backoff:
         """A send waits ``receipt_deadline_s`` for its receipt, ``resend_budget`` re-sends."""

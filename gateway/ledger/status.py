@@ -32,10 +32,12 @@ class Status(StrEnum):
     # taken out of the inbox before the local system had it (erasure, recall)
     WITHDRAWN = "WITHDRAWN"
     # history notes only: the body and personal data were erased, the tombstone stays;
-    # the sender recalled the message; a correction superseded it
+    # the sender recalled the message; a correction superseded it; the recipient
+    # reported it opened (an AccessNotice)
     ERASED = "ERASED"
     RECALLED = "RECALLED"
     SUPERSEDED = "SUPERSEDED"
+    ACCESSED = "ACCESSED"
 
 
 # Outbound rows in these states are waiting for the sender loop to publish them.

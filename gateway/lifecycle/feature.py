@@ -5,9 +5,12 @@ At the original's recipient (``receiver``):
 - Recall, Correction: from the original's sender only; the original is
   withdrawn from the local system's inbox or the notice is passed on to it,
   and the receipt item says which.
+- the job ``access-notices``: batched AccessNotices to the senders of
+  records opened here (``access``), where switched on.
 
 At the original's sender:
 
+- AccessNotice: the openings it reports are noted on our messages' history.
 - Receipt: a recipient's proof of what it did about our recall or
   correction is kept per recipient (``outcomes``).
 - Notification MISDIRECTED ("not ours"): the message it names is recalled,
@@ -22,10 +25,10 @@ import logging
 from sqlalchemy import select
 
 from gateway.errors import PolicyRefusal
-from gateway.feature import ApplyContext, Effect, Feature, Received
+from gateway.feature import ApplyContext, Effect, Feature, Job, Received
 from gateway.ledger.status import Direction
 from gateway.ledger.tables import messages
-from gateway.lifecycle import outcomes, receiver, sender, tables
+from gateway.lifecycle import access, outcomes, receiver, sender, tables
 from gateway.model import (
     MessageType,
     Notification,
@@ -37,6 +40,8 @@ from gateway.model import (
 log = logging.getLogger(__name__)
 
 RULE_NOT_THE_RECIPIENT = "recall.not-ours-from-another-authority"
+# Batches are access_notice_batch_s apart (a minute by default): a check a second is plenty.
+ACCESS_IDLE_S = 1.0
 
 
 def on_receipt(ctx: ApplyContext, msg: Received) -> Effect:
@@ -99,6 +104,8 @@ FEATURE = Feature(
         MessageType.NOTIFICATION: on_misdirected,
         MessageType.RECALL: receiver.on_recall,
         MessageType.CORRECTION: receiver.on_correction,
+        MessageType.ACCESS_NOTICE: access.on_access_notice,
     },
+    jobs=(Job("access-notices", access.send_access_notices, idle_s=ACCESS_IDLE_S),),
     receipt_notes=receiver.receipt_notes,
 )

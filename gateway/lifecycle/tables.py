@@ -58,3 +58,15 @@ received = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("authority", "sender", "message_id", name="uq_lifecycle_received"),
 )
+
+# Access notices: per hosted authority, how far its status history and audit log
+# have been reported, and when the next batch may go (claimed with a conditional
+# update, so two gateway processes on one ledger never send the same events).
+access_cursors = Table(
+    "access_notice_cursors",
+    metadata,
+    Column("authority", String(3), primary_key=True),
+    Column("history_after", Integer, nullable=False),
+    Column("audit_after", Integer, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+)

@@ -6,12 +6,14 @@ their own ledger and keys (``sovereignty_region``). Sandwell's local system pull
 shares its sample export (DUD-2026-00417 goes to both), then recalls, corrects or
 erases; each recipient's gateway acts and proves it in its signed receipt, and Dudley
 sees the outcome per recipient. Wolverhampton, authenticated but hostile, cannot
-recall what Dudley sent to Sandwell.
+recall what Dudley sent to Sandwell. Wolverhampton sends access notices: Dudley's
+history shows when its record was taken there.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,6 +62,13 @@ def _file_drop(drop: Path):  # type: ignore[no-untyped-def]
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         data["authorities"]["336"]["connector"] = {"kind": "file", "directory": str(drop)}
         path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        # Wolverhampton tells senders when their records are opened, every second.
+        gateway = config / "gateway.yaml"
+        settings = yaml.safe_load(gateway.read_text(encoding="utf-8"))
+        settings["authority_delivery"] = {
+            "336": {"access_notices": True, "access_notice_batch_s": 1}
+        }
+        gateway.write_text(yaml.safe_dump(settings), encoding="utf-8")
 
     return configure
 
@@ -269,3 +278,33 @@ def test_an_erasure_request_erases_the_copies_and_each_receipt_proves_it(
     for code in ("333", "336"):
         assert found_in(r.tmp / code, SIOBHAN) == {}, code
     assert found_in(shared.drop, SIOBHAN) == {}
+
+
+def test_the_sender_learns_when_its_record_was_opened_at_the_recipient(
+    shared: Shared,
+) -> None:
+    r = shared.r
+    original = _sent(r, "336")
+    _take_files(shared, original.message_id)
+
+    def opened() -> list[str]:
+        [row] = r.gw("332").ledger.find(message_id=original.message_id, authority="332")
+        return [h.reason or "" for h in row.history if h.status == Status.ACCESSED]
+
+    wait_for(lambda: bool(opened()), what="Wolverhampton's access notice at Dudley")
+    [note] = opened()
+    assert "opened at 336: LOCAL_ACK by local system" in note
+    notices = [
+        x
+        for x in r.gw("332").ledger.find(authority="332", direction=Direction.INBOUND)
+        if x.message_type == "AccessNotice"
+    ]
+    assert [n.sender for n in notices] == ["336"]
+    # Sandwell did not switch them on: its acknowledgement tells Dudley nothing.
+    to_333 = _sent(r, "333")
+    assert r.gw("333").ledger.acknowledge_local("333", to_333.message_id)
+    time.sleep(1.5)  # longer than a batch
+    sent_by_333 = r.gw("333").ledger.find(authority="333", direction=Direction.OUTBOUND)
+    assert "AccessNotice" not in {x.message_type for x in sent_by_333}
+    [row] = r.gw("332").ledger.find(message_id=to_333.message_id, authority="332")
+    assert not any(h.status == Status.ACCESSED for h in row.history)
