@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, or_, select, update
 
 from gateway.crossborder import consent_store
 from gateway.envelope import xmlsafe
@@ -172,12 +172,26 @@ def _recall(
             [original["id"]], UNSENT, Status.WITHDRAWN, f"{why}; withdrawn before sending", conn
         )
         if moved:
-            _remember(
-                conn, kit, authority, "RECALL", original["message_id"], original,
-                reason.value, actor, outcome="WITHDRAWN", action="WITHDRAWN",
-                outcome_reason="withdrawn from the outbox before it was sent",
-                outcome_at=kit.clock(),
-            )  # fmt: skip
+            withdrawn = {
+                "outcome": "WITHDRAWN",
+                "action": "WITHDRAWN",
+                "outcome_reason": "withdrawn from the outbox before it was sent",
+                "outcome_at": kit.clock(),
+            }
+            # A queued correction already has its row (message_id = its own id): that
+            # row now says it never left; any other original gets a row of its own.
+            if not conn.execute(
+                update(recalls)
+                .where(
+                    recalls.c.authority == authority,
+                    recalls.c.message_id == original["message_id"],
+                )
+                .values(**withdrawn)
+            ).rowcount:
+                _remember(
+                    conn, kit, authority, "RECALL", original["message_id"], original,
+                    reason.value, actor, **withdrawn,
+                )  # fmt: skip
             return Sent(
                 original["message_id"], original["recipient"], Status.WITHDRAWN, None,
                 "withdrawn from the outbox before it was sent",
@@ -231,12 +245,14 @@ def _head(conn: Connection, authority: str, original: Any) -> Any:
     """The latest version in a correction chain that starts at (or passes) ``original``."""
     current = original
     for _ in range(1000):
+        # A correction withdrawn before it was sent never superseded anything.
         row = conn.execute(
             select(recalls.c.message_id)
             .where(
                 recalls.c.authority == authority,
                 recalls.c.original_id == current["message_id"],
                 recalls.c.kind == "CORRECTION",
+                or_(recalls.c.outcome.is_(None), recalls.c.outcome != "WITHDRAWN"),
             )
             .order_by(recalls.c.id.desc())
         ).first()

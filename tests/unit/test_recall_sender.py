@@ -183,3 +183,32 @@ def test_a_not_ours_notice_about_a_message_sent_to_someone_else_is_quarantined(
     assert got.status == Status.QUARANTINED
     assert "recall.not-ours-from-another-authority" in (got.reason or "")
     assert _outcomes(gw, to_wolverhampton.message_id) == []
+
+
+def test_a_queued_correction_can_be_recalled_and_the_original_corrected_again(
+    tmp_path: Path,
+) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    original = _sent(gw, "336")
+    env = envelope_of(gw, original)
+    assert env is not None and isinstance(env.body, Assessment)
+    wrong = sender.correct(
+        gw, "332", original.message_id, replace(env.body, needs="typo"), "needs", "Jo"
+    )
+    assert wrong.message_id is not None
+    done = sender.recall(gw, "332", wrong.message_id, RecallReason.WRONG_CONTENT, None, "Jo")
+    assert done.status == Status.WITHDRAWN and done.message_id is None
+    [row] = _outcomes(gw, original.message_id)
+    assert row.kind == "CORRECTION" and row.status == Status.WITHDRAWN.value
+    assert row.outcome_reason == "withdrawn from the outbox before it was sent"
+    right = sender.correct(
+        gw, "332", original.message_id, replace(env.body, needs="GP review"), "needs", "Jo"
+    )
+    assert right.original_id == original.message_id  # the withdrawn one superseded nothing
+    pump(gw)
+    assert gw.ledger.find(message_id=wrong.message_id, authority="336") == []
+    [got] = gw.ledger.find(message_id=right.message_id or "", authority="336")
+    body = envelope_of(gw, got)
+    assert body is not None and isinstance(body.body, Correction)
+    assert body.body.original.message_id == original.message_id
