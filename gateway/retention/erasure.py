@@ -160,6 +160,44 @@ def plan_erasure(kit: Kit, authority: str, ref: str, reference: str) -> ErasureP
     return ErasurePlan(key, tuple(due), tuple(sorted(threads)), parked, _disclosed(due, authority))
 
 
+def queue_notices(
+    kit: Kit,
+    conn: Connection,
+    authority: str,
+    disclosed_to: dict[str, tuple[tuple[str, str], ...]],
+    ground: ErasureGround,
+    reference: str,
+    actor: str,
+) -> int:
+    """Queue one signed ErasureRequest per authority in ``disclosed_to`` (Art 19), naming
+    the (message id, digest) sent there, and keep each for its recipient's receipt."""
+    for recipient, sent in disclosed_to.items():
+        env = new_envelope(
+            kit.clock,
+            sender=authority,
+            recipient=recipient,
+            body=ErasureRequest(reference, ground, tuple(MessageRef(m, d) for m, d in sent)),
+            correlation=reference,
+            legal_basis=LegalBasis.NO_PERSONAL_DATA,
+        )
+        message = kit.outbox.sign(env)
+        kit.ledger.record([message], conn)
+        conn.execute(
+            insert(recalls).values(
+                authority=authority,
+                kind="ERASURE",
+                message_id=env.header.message_id,
+                original_id=reference,
+                original_digest="",
+                recipient=recipient,
+                reason=ground.value,
+                actor=actor[:128],
+                requested_at=kit.clock(),
+            )
+        )
+    return len(disclosed_to)
+
+
 def _notices(
     kit: Kit,
     authority: str,
@@ -171,31 +209,8 @@ def _notices(
     """Queue one signed ErasureRequest per authority the child's data went to (Art 19)."""
 
     def queue(conn: Connection) -> dict[str, int]:
-        for recipient, sent in todo.disclosed_to.items():
-            env = new_envelope(
-                kit.clock,
-                sender=authority,
-                recipient=recipient,
-                body=ErasureRequest(reference, ground, tuple(MessageRef(m, d) for m, d in sent)),
-                correlation=reference,
-                legal_basis=LegalBasis.NO_PERSONAL_DATA,
-            )
-            message = kit.outbox.sign(env)
-            kit.ledger.record([message], conn)
-            conn.execute(
-                insert(recalls).values(
-                    authority=authority,
-                    kind="ERASURE",
-                    message_id=env.header.message_id,
-                    original_id=reference,
-                    original_digest="",
-                    recipient=recipient,
-                    reason=ground.value,
-                    actor=actor[:128],
-                    requested_at=kit.clock(),
-                )
-            )
-        return {"erasure_notices": len(todo.disclosed_to)} if todo.disclosed_to else {}
+        sent = queue_notices(kit, conn, authority, todo.disclosed_to, ground, reference, actor)
+        return {"erasure_notices": sent} if sent else {}
 
     return queue
 

@@ -15,13 +15,16 @@ copy) or ``NOT_HELD``.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Connection, select
 
 from gateway.errors import PolicyRefusal
 from gateway.feature import ApplyContext, Effect, Received
+from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
 from gateway.lifecycle import held, receiver
-from gateway.lifecycle.held import Fate
+from gateway.lifecycle.held import Fate, Held
 from gateway.model import ActionTaken, ErasureRequest
 from gateway.retention import erasure, purge
 from gateway.retention.plan import Due
@@ -62,6 +65,7 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
         found = [c for c in copies if c is not None and c.has_body]
         why = f"erasure request {body.request_ref} from {msg.sender}"
         fates = [held.take_back(ctx.kit, conn, authority, c, why) for c in found]
+        forwards = _forwards(ctx, authority, msg.sender, found, why)
         handed = sorted(
             f.handed_over_at
             for f in fates
@@ -69,7 +73,8 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
         )
         report = None
         if found:
-            which: ColumnElement[bool] = messages.c.id.in_([c.pk for c in found])
+            pks = [c.pk for c in found] + [f.pk for f in forwards]
+            which: ColumnElement[bool] = messages.c.id.in_(pks)
             due = erasure.due_where(conn, authority, which, why)
             report = purge.erase_in(
                 ctx.kit,
@@ -80,6 +85,7 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
                 actor=f"erasure request from {msg.sender}",
                 basis=f"{erasure.ARTICLE[body.ground]}; request {body.request_ref} "
                 f"from {msg.sender}",
+                also=lambda c: _pass_on(ctx, c, authority, forwards, body, msg.sender),
             )
             done = report
             ctx.later(lambda: _finish(ctx, done, due))
@@ -90,6 +96,12 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
             [h.isoformat(timespec="seconds") for h in handed],
             report.run_id if report else None,
         )
+        onward = sorted({f.recipient for f in forwards if f.left})
+        if onward:
+            said += (
+                f"; it had been forwarded to {', '.join(onward)}: those copies are erased "
+                "here and the request is passed on to each"
+            )
         fate = Fate(
             ActionTaken.ERASED if found else ActionTaken.NOT_HELD,
             handed[0] if handed else None,
@@ -100,6 +112,75 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
         receiver.remember(conn, msg, "ERASURE", body.request_ref, fate, said, ctx.now)
 
     return effect
+
+
+@dataclass(frozen=True)
+class Forward:
+    """This authority's own copy of an erased record, sent on to another authority."""
+
+    pk: int
+    message_id: str
+    digest: str
+    recipient: str
+    left: bool  # it was sent (else it was still queued, and is now withdrawn)
+
+
+def _forwards(
+    ctx: ApplyContext, authority: str, sender: str, found: list[Held], why: str
+) -> list[Forward]:
+    """What this authority sent on of the copies to erase (the same record, to others);
+    the ones still queued are withdrawn, so nothing of the record leaves any more."""
+    contents = sorted({c.content_digest for c in found if c.content_digest})
+    if not contents:
+        return []
+    rows = ctx.conn.execute(
+        select(messages.c.id, messages.c.message_id, messages.c.digest, messages.c.recipient,
+               messages.c.status)
+        .where(
+            messages.c.authority == authority,
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.content_digest.in_(contents),
+            messages.c.recipient.not_in([authority, sender]),
+            messages.c.body.is_not(None),
+        )
+        .order_by(messages.c.id)
+    ).all()  # fmt: skip
+    queued = [int(r.id) for r in rows if Status(r.status) in OUTBOX_STATES]
+    ctx.kit.ledger.transition_from(
+        queued, OUTBOX_STATES, Status.WITHDRAWN, f"{why}: withdrawn before it was sent",
+        ctx.conn, next_attempt_at=None,
+    )  # fmt: skip
+    gone = {Status.WITHDRAWN.value, Status.REJECTED.value, Status.HELD_LOCAL.value}
+    return [
+        Forward(int(r.id), r.message_id, r.digest or "", r.recipient,
+                int(r.id) not in queued and r.status not in gone)
+        for r in rows
+    ]  # fmt: skip
+
+
+def _pass_on(
+    ctx: ApplyContext,
+    conn: Connection,
+    authority: str,
+    forwards: list[Forward],
+    body: ErasureRequest,
+    sender: str,
+) -> dict[str, int]:
+    """Art 19 onward: an ErasureRequest to each authority a forward went to."""
+    sent: dict[str, list[tuple[str, str]]] = {}
+    for f in forwards:
+        if f.left:
+            sent.setdefault(f.recipient, []).append((f.message_id, f.digest))
+    count = erasure.queue_notices(
+        ctx.kit,
+        conn,
+        authority,
+        {r: tuple(v) for r, v in sorted(sent.items())},
+        body.ground,
+        body.request_ref,
+        f"erasure request from {sender}",
+    )
+    return {"erasure_notices": count} if count else {}
 
 
 def _finish(ctx: ApplyContext, report: purge.RunReport, due: list[Due]) -> None:

@@ -10,6 +10,7 @@ import pytest
 from policy_support import envelope_of, pump
 from retention_support import SIOBHAN, Clock, dudley_shared, region
 
+from gateway.cases.identity import correlation_id
 from gateway.context import Gateway
 from gateway.ledger import audit
 from gateway.ledger.records import MessageRecord
@@ -117,3 +118,43 @@ def test_an_erasure_request_cannot_erase_what_another_authority_sent(tmp_path: P
     assert all(
         gw.ledger.body_of("333", Direction.INBOUND, r.message_id) is not None for r in targets
     )
+
+
+def test_an_erasure_request_follows_a_copy_the_recipient_forwarded(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    [original] = [r for r in _received(gw, "333") if r.message_type == "Assessment"]
+    env = envelope_of(gw, original)
+    assert env is not None
+    # Sandwell sends the same record on to Walsall (334), on a thread of its own.
+    forward = new_envelope(
+        gw.clock,
+        sender="333",
+        recipient="334",
+        body=env.body,
+        correlation=correlation_id("333", "SAN-FWD-2"),
+        legal_basis=LegalBasis.CONSENT,
+        purpose=env.header.purpose,
+        consent_ref=env.header.consent_ref,
+    )
+    gw.ledger.record([gw.outbox.sign(forward)])
+    pump(gw)
+    fid = forward.header.message_id
+    assert gw.ledger.body_of("334", Direction.INBOUND, fid) is not None
+    erasure.erase_child(
+        gw,
+        "332",
+        SIOBHAN[1],
+        ground=ErasureGround.CONSENT_WITHDRAWN,
+        reference="DPO/2026/302",
+        actor="Dudley DPO",
+    )
+    pump(gw)
+    item = _item(gw, "333", _request(gw, "333").message_id)
+    assert item.action == ActionTaken.ERASED and "forwarded to 334" in (item.reason or "")
+    assert gw.ledger.body_of("333", Direction.OUTBOUND, fid) is None  # its own copy too
+    assert gw.ledger.body_of("334", Direction.INBOUND, fid) is None  # and Walsall's
+    with gw.ledger.transaction() as conn:
+        [onward] = [o for o in outcomes.outcomes_of(conn, "333") if o.kind == "ERASURE"]
+    assert onward.recipient == "334" and onward.action == ActionTaken.ERASED.value
+    assert audit.verify(gw.ledger) == []
