@@ -58,6 +58,8 @@ received = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("authority", "sender", "message_id", name="uq_lifecycle_received"),
 )
+# The receipt loop looks its messages up by id, for every receipt it signs.
+Index("ix_lifecycle_received_message", received.c.message_id)
 
 # Access notices: per hosted authority, how far its status history and audit log
 # have been reported, and when the next batch may go (claimed with a conditional
