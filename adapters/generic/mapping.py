@@ -109,7 +109,7 @@ def load_generic(file: MappingFile) -> GenericMapping:
     if both := set(coverage.mapped) & set(coverage.ignored):
         raise MappingError(f"{where}: fields.ignored: {sorted(both)} are also mapped")
     for field, why in coverage.ignored.items():
-        if not why.strip():
+        if not why.strip() or why.strip().upper().startswith("TODO"):
             raise MappingError(f"{where}: fields.ignored.{field}: say why it is ignored")
     codes = _codes(data.get("codes", {}), where)
     records = file.text("records") if kind == "json" else None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from adapters.generic import reference
+from adapters.generic import draft, reference
 from gateway.cli.common import (
     ConfigOption,
     console,
@@ -180,3 +180,39 @@ def fields(
         err_console.print(f"{write}: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     console.print(f"{write}: field reference updated", highlight=False)
+
+
+@adapters_app.command("new")
+@friendly
+def new(
+    name: str = typer.Argument(..., help="the adapter's name (the mapping file's name)"),
+    from_sample: Path = typer.Option(
+        ..., "--from-sample", exists=True, dir_okay=False, help="a sample export (CSV or JSON)"
+    ),
+    authority: str = typer.Option("TODO", "--authority", help="the DfE code of its authority"),
+    out: Path | None = typer.Option(None, "--out", help="where to write it (default NAME.yaml)"),
+    force: bool = typer.Option(False, "--force", help="overwrite the file if it exists"),
+) -> None:
+    """Draft a mapping from a sample export's header: guessed targets, TODO for the rest.
+
+    The draft is not installed; cafgw adapters validate refuses it until every TODO
+    is decided."""
+    target = out or Path(f"{name}.yaml")
+    if target.exists() and not force:
+        err_console.print(
+            f"{target} exists; choose another --out or add --force", markup=False, highlight=False
+        )
+        raise typer.Exit(1)
+    made = draft.draft(name, authority, from_sample.read_bytes(), from_sample.name)
+    target.write_text(made.text, encoding="utf-8")
+    console.print(
+        f"{target}: {len(made.guessed)} fields guessed, {len(made.todo)} TODO"
+        + (f", still to map: {', '.join(made.missing)}" if made.missing else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"next: check each guess and decide each TODO, then cafgw adapters validate {target}",
+        highlight=False,
+        soft_wrap=True,
+    )
