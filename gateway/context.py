@@ -12,7 +12,7 @@ pipeline runs their appliers and the worker their jobs.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
@@ -84,6 +84,18 @@ class Gateway:
 
     def signer(self, code: str) -> Signer:
         return self.outbox.signer(code)
+
+    def reconfigure(self, settings: Settings, adapters: AdapterSet, trust: TrustStore) -> None:
+        """Put a reloaded region directory in force, with the adapters and trust built from it.
+
+        The one place a built gateway changes (``services.directory_admin``
+        validates everything first): each part is rebound whole, so a request
+        or job that already took ``settings`` keeps a consistent set.
+        """
+        object.__setattr__(self, "settings", settings)  # frozen against accidents, not reloads
+        object.__setattr__(self, "outbox", replace(self.outbox, trust=trust))
+        self.verifier.replace_trust(trust)
+        self.adapters.replace(adapters)
 
     @property
     def kit(self) -> Kit:

@@ -11,6 +11,7 @@ from gateway.api.problems import problem
 from gateway.api.rate_limit import KeyRateLimiter
 from gateway.api.routes import (
     admin_adapters,
+    admin_authorities,
     admin_dead_letters,
     dashboard,
     health,
@@ -53,6 +54,7 @@ def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
         dashboard.router,
         dispute_routes.router,
         admin_adapters.router,
+        admin_authorities.router,
         admin_dead_letters.router,
         children_routes.router,
         disclosure_routes.router,

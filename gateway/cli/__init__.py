@@ -8,6 +8,7 @@ from gateway.cli import documents, init, lifecycle, messages, run
 from gateway.cli.adapters import adapters_app
 from gateway.cli.api_keys import api_keys_app
 from gateway.cli.audit import audit_app
+from gateway.cli.authorities import authorities_app
 from gateway.cli.broker import broker_app
 from gateway.cli.dead_letters import dead_letters_app
 from gateway.cli.disputes import disputes_app
@@ -44,6 +45,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(disputes_app, name="disputes")
 app.add_typer(broker_app, name="broker")
 app.add_typer(adapters_app, name="adapters")
+app.add_typer(authorities_app, name="authorities")
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(consent_app, name="consent")
 app.add_typer(cases_app, name="cases")

@@ -111,6 +111,10 @@ class Verifier:
         """The trust store this verifier consults (for expiry reports)."""
         return self._trust
 
+    def replace_trust(self, trust: TrustStore) -> None:
+        """Consult ``trust`` from now on (a reloaded region directory); one rebinding."""
+        self._trust = trust
+
     @BUDGET.stage("verify")
     def verify(self, data: bytes) -> Verified:
         """Verify ``data``; raise ``UnsafeXmlError``, ``TrustError`` or ``SignatureError``."""

@@ -31,6 +31,7 @@ GROUPS = frozenset(
         "disputes",
         "broker",
         "adapters",
+        "authorities",
         "dead-letters",
         "consent",
         "cases",
