@@ -168,7 +168,13 @@ def build(
     )
     tables = [t for f in features for t in f.tables]
     if ledger is None:
-        ledger = Ledger.open(settings.database.url, clock, schemas=tables)
+        ledger = Ledger.open(
+            settings.database.url,
+            clock,
+            schemas=tables,
+            pool_size=settings.database.pool_size,
+            max_overflow=settings.database.max_overflow,
+        )
     else:
         ledger.create_schema(tables)
     if settings.audit.keyed:

@@ -125,6 +125,10 @@ class BrokerSettings(_Frozen):
 
 class DatabaseSettings(_Frozen):
     url: str = "sqlite:///var/ledger.db"
+    # PostgreSQL connections per gateway process: up to pool_size + max_overflow.
+    # With replicas, keep their sum within the server's max_connections (100 by default).
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
 
 
 class ApiSettings(_Frozen):

@@ -63,8 +63,9 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with the settings the ledger relies on (WAL and a busy timeout on SQLite)."""
+def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine:
+    """An engine with the settings the ledger relies on (WAL and a busy timeout on SQLite;
+    on PostgreSQL a pool of ``pool_size`` connections, ``max_overflow`` more at peaks)."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
         private_sqlite_file(Path(url[len("sqlite:///") :]))
     try:
@@ -83,7 +84,9 @@ def make_engine(url: str) -> Engine:
                 cur.close()
 
             return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
+        )
     except (SQLAlchemyError, ImportError) as exc:
         raise LedgerError(f"cannot open the ledger at {url}: {exc}") from exc
 
@@ -121,9 +124,12 @@ class LedgerCore:
         clock: Clock = utc_now,
         audit_key: bytes | None = None,
         schemas: Sequence[MetaData] = (),
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
     ) -> Self:
         """The ledger at ``url``, with its own tables and those of ``schemas`` created."""
-        ledger = cls(make_engine(url), clock, audit_key)
+        ledger = cls(make_engine(url, pool_size, max_overflow), clock, audit_key)
         ledger.create_schema(schemas)
         return ledger
 

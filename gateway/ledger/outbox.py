@@ -86,6 +86,24 @@ class OutboundQueries(LedgerCore):
             for r in rows
         ]
 
+    def stop_queued(self, pks: Sequence[int], reason: str, conn: Connection) -> list[int]:
+        """Move still-queued messages to REJECTED (e.g. consent withdrawn before sending).
+
+        Only rows still in the outbox and not claimed by a publisher at this
+        moment: a message that has left (SENT, DELIVERED) keeps the status
+        that says so, and one being published right now (another replica's
+        live claim) goes out and is recorded SENT, never shown as stopped.
+        """
+        now = self.clock()
+        return self.transition_from(
+            pks,
+            OUTBOX_STATES,
+            Status.REJECTED,
+            reason,
+            conn,
+            where=[or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)],
+        )
+
     def release_claims(self, pks: Sequence[int]) -> None:
         """Give claimed rows back to the outbox at once (their publish failed)."""
         if pks:

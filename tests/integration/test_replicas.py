@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pika
@@ -25,7 +26,7 @@ from sqlalchemy import func, select
 from support.clock import Clock
 
 from gateway.cases.tables import case_log, case_threads
-from gateway.connectors import handover
+from gateway.connectors import handover, state
 from gateway.context import Gateway, build
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
@@ -422,3 +423,85 @@ def test_five_replicas_starting_together_on_a_fresh_ledger_all_start(
                 proc.wait(5)
     assert [p.returncode for p in procs] == [0] * 5, [err[-2000:] for _, err in results]
     assert all(out.strip() == "opened" for out, _ in results)
+
+
+def test_a_replica_killed_holding_claims_loses_nothing_another_takes_them_once_they_lapse(
+    tmp_path: Path, pg_url: str, vhost: str
+) -> None:
+    clock = Clock.starting_now()
+    path, secret = secret_file(tmp_path / "secrets")
+    with WebhookReceiver(secret) as local:
+        settings = with_connector(
+            make_settings(tmp_path, (SENDER, RECIPIENT), pg_url, vhost),
+            RECIPIENT,
+            kind="webhook",
+            url=local.url,
+            hmac_secret_file=str(path),
+        )
+        doomed, survivor = (
+            build(settings, RabbitTransport.from_settings(settings), clock=clock) for _ in range(2)
+        )
+        try:
+            survivor.transport.declare((SENDER, RECIPIENT))
+            ledger = survivor.ledger
+
+            # The outbox: the doomed replica claims 40 of 100 rows and dies unpublished.
+            sent = signed_inbound(survivor, SENDER, RECIPIENT, 100)
+            with ledger.transaction() as conn:
+                ledger.record(sent, conn)
+            now = clock()
+            claimed = doomed.ledger.claim_outbox(40, (SENDER,), now, now + timedelta(seconds=60))
+            assert len(claimed) == 40
+            assert until_idle(lambda: delivery.publish_outbox(survivor).confirmed) == 60
+            clock.advance(61)  # the dead replica's lease lapses
+            assert until_idle(lambda: delivery.publish_outbox(survivor).confirmed) == 40
+            on_broker = drain(vhost, survivor.topology.inbox(RECIPIENT))
+            assert on_broker == Counter({m.message_id: 1 for m in sent})
+
+            # Handover: it claimed 20 of 50 received messages and died before handing them over.
+            received = [
+                inbound(m, Status.RECEIVED, Status.VERIFIED)
+                for m in signed_inbound(survivor, SENDER, RECIPIENT, 50)
+            ]
+            with ledger.transaction() as conn:
+                ledger.record(received, conn)
+            now = clock()
+            assert len(state.claim(doomed.ledger, RECIPIENT, now, now + LONG, 20)) == 20
+            assert until_idle(lambda: handover.deliver_pending(survivor.kit)) == 30
+            clock.advance(LONG.total_seconds() + 1)
+            assert until_idle(lambda: handover.deliver_pending(survivor.kit)) == 20
+            assert local.snapshot()[1] == Counter({m.message_id: 1 for m in received})
+
+            # Receipts: it locked 25 of the 50 owed and its connection died mid-transaction.
+            dying = doomed.ledger.engine.connect()
+            dying.begin()
+            assert len(doomed.ledger.claim_receipts_due(dying, (RECIPIENT,), 25)) == 25
+            assert until_idle(lambda: receipts.send_receipts(survivor)) == 25
+            dying.invalidate()  # the socket closes; PostgreSQL rolls its transaction back
+            dying.close()
+            assert wait_until(lambda: until_idle(lambda: receipts.send_receipts(survivor))) == 25
+            assert receipt_items(survivor) == Counter({m.message_id: 1 for m in received})
+        finally:
+            close([doomed, survivor])
+
+
+LONG = timedelta(seconds=handover.CLAIM_LEASE_S)
+
+
+def until_idle(step: Callable[[], int]) -> int:
+    """Run ``step`` until it does nothing; the work done."""
+    done = 0
+    while moved := step():
+        done += moved
+    return done
+
+
+def wait_until(look: Callable[[], int], timeout_s: float = 10.0) -> int:
+    """``look()`` again until it finds work (the server notices a dead socket a moment later)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = look()
+        if found:
+            return found
+        time.sleep(0.1)
+    return 0

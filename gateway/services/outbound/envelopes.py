@@ -153,9 +153,8 @@ def _carry_out(
                 legal_basis=LegalBasis.CONSENT_WITHDRAWAL,
             )
             extra.append(gw.outbox.sign(notice, case_ref=body.case_ref, child_key=key))
-        gw.ledger.transition(
+        gw.ledger.stop_queued(
             [q.pk for q in decision.stops],
-            Status.REJECTED,
             "consent.withdrawn-before-sending: consent was withdrawn before the message was sent",
             conn,
         )

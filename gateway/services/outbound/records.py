@@ -127,9 +127,8 @@ def converted(gw: Gateway, conn: Connection, authority: str, result: Converted) 
         )
     _materialise_all(gw, conn, authority, thread_id, result, key, decision, made)
     held.release(gw, conn, authority, key, decision.releases)
-    gw.ledger.transition(
+    gw.ledger.stop_queued(
         [q.pk for q in decision.stops],
-        Status.REJECTED,
         "consent.withdrawn-before-sending: consent was withdrawn before the message was sent",
         conn,
     )
