@@ -97,6 +97,10 @@ def start_worker(gw: Gateway) -> Running:
     already runs on the same SQLite ledger (``gateway.ledger.single``)."""
     held = hold_sqlite(gw.settings.database.url)
     try:
+        if held is not None:
+            # The only gateway on this SQLite ledger: handovers claimed by a
+            # killed predecessor need not wait for their lease to lapse.
+            gw.ledger.forget_handover_claims()
         worker = Worker(gw, open_transport(gw.settings))
         worker.start()
     except BaseException:

@@ -340,6 +340,26 @@ class LedgerCore:
             )
         )
 
+    def forget_handover_claims(self) -> int:
+        """Clear every handover claim (on inbound rows); how many there were.
+
+        Only for a process that knows no other gateway runs on the ledger
+        (SQLite's gateway lock): a predecessor killed mid-handover left them,
+        and nobody need wait for them to lapse. Publish claims (outbound rows)
+        stay: ``cafgw send`` may hold some at this moment.
+        """
+        with self.transaction() as conn:
+            return int(
+                conn.execute(
+                    update(messages)
+                    .where(
+                        messages.c.direction == Direction.INBOUND.value,
+                        messages.c.claimed_until.is_not(None),
+                    )
+                    .values(claimed_until=None)
+                ).rowcount
+            )
+
     def set_receipt_due(self, pks: Sequence[int], conn: Connection) -> None:
         if pks:
             conn.execute(

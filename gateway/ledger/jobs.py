@@ -6,7 +6,8 @@ one of them at a time, or its effect is repeated or raced. A job is run by
 whoever holds its lease in ``job_leases``: taken by a conditional update
 (free, lapsed, or already ours), renewed by its holder every third of the
 lease, given up at a clean stop, and taken over by another replica once a
-killed holder's lease lapses. The same on SQLite and PostgreSQL.
+killed holder's lease lapses. On SQLite, which takes one gateway process, every
+job is this process's.
 
 The ledger is asked at most once per ``renew_s`` per job and replica, so an
 idle replica that does not hold a job does not poll the ledger for it.
@@ -50,7 +51,13 @@ class JobLeases:
         self._known: dict[str, tuple[bool, float]] = {}
 
     def held(self, job: str) -> bool:
-        """True when this replica holds ``job``'s lease (taking or renewing it when due)."""
+        """True when this replica holds ``job``'s lease (taking or renewing it when due).
+
+        Always on SQLite: one gateway process runs on it (``gateway.ledger.single``),
+        so a gateway restarted after a kill does not wait for its old lease.
+        """
+        if self.ledger.engine.dialect.name == "sqlite":
+            return True
         now_mono = time.monotonic()
         with self._lock:
             known = self._known.get(job)
