@@ -2,7 +2,8 @@
 
 Dudley (332), Sandwell (333) and Wolverhampton (336) each run their own gateway with
 their own ledger and keys (``sovereignty_region``). Sandwell's local system pulls
-(and has not pulled yet); Wolverhampton's takes files from a drop directory. Dudley
+(and has not pulled yet), or, in the last test, takes webhook POSTs;
+Wolverhampton's takes files from a drop directory. Dudley
 shares its sample export (DUD-2026-00417 goes to both), then recalls, corrects or
 erases; each recipient's gateway acts and proves it in its signed receipt, and Dudley
 sees the outcome per recipient. Wolverhampton, authenticated but hostile, cannot
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from local_systems import WebhookReceiver, secret_file
 from retention_support import SIOBHAN, found_in
 
 from gateway.envelope import xmlsafe
@@ -308,3 +310,52 @@ def test_the_sender_learns_when_its_record_was_opened_at_the_recipient(
     assert "AccessNotice" not in {x.message_type for x in sent_by_333}
     [row] = r.gw("332").ledger.find(message_id=to_333.message_id, authority="332")
     assert not any(h.status == Status.ACCESSED for h in row.history)
+
+
+def test_a_webhook_system_never_sees_a_record_recalled_while_it_was_down(
+    tmp_path: Path, vhost: str
+) -> None:
+    secret_path, secret = secret_file(tmp_path / "secrets")
+
+    def webhook(code: str, config: Path) -> None:
+        if code != "333":
+            return
+        path = config / "authorities.yaml"
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data["authorities"]["333"]["connector"] = {
+            "kind": "webhook",
+            "url": endpoint.url,
+            "hmac_secret_file": str(secret_path),
+        }
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        gateway = config / "gateway.yaml"
+        settings = yaml.safe_load(gateway.read_text(encoding="utf-8"))
+        settings["authority_delivery"] = {"333": {"local_retry_backoff_s": [0.2]}}
+        gateway.write_text(yaml.safe_dump(settings), encoding="utf-8")
+
+    with WebhookReceiver(secret) as endpoint, region(tmp_path / "region", vhost, webhook) as r:
+        endpoint.fail_with(503)  # Sandwell's case system is down
+        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
+        assessment, consent = _sent(r, "333"), _sent(r, "333", "ConsentChange")
+        wait_for(
+            lambda: any(c.answered == 503 for c in endpoint.snapshot()[0]),
+            what="a handover refused while the system is down",
+        )
+        first = sender.recall(r.gw("332"), "332", assessment.message_id, RecallReason.MISDIRECTED)
+        got = _outcome(r, assessment.message_id)
+        assert got.action == ActionTaken.WITHDRAWN.value
+        endpoint.fail_with(None)  # back up: it gets what is still for it
+        wait_for(
+            lambda: _copy(r, "333", consent.message_id).status == Status.ACKNOWLEDGED,
+            what="the consent change taken by the webhook",
+        )
+        second = sender.recall(r.gw("332"), "332", consent.message_id, RecallReason.NO_BASIS)
+        got = _outcome(r, consent.message_id)
+        assert got.action == ActionTaken.PASSED_ON.value and got.handed_over_at is not None
+        wait_for(
+            lambda: endpoint.snapshot()[1][second.message_id or ""] == 1,
+            what="the recall POSTed to the case system",
+        )
+        taken = endpoint.snapshot()[1]
+        assert taken[consent.message_id] == 1
+        assert assessment.message_id not in taken and first.message_id not in taken
