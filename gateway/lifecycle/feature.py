@@ -49,9 +49,11 @@ def on_receipt(ctx: ApplyContext, msg: Received) -> Effect:
     assert isinstance(receipt, Receipt)
 
     def effect() -> None:
-        outcomes.apply_receipt(
+        if outcomes.apply_receipt(
             ctx.conn, msg.authority, msg.sender, msg.message_id, receipt, ctx.now
-        )
+        ):
+            # A recall we passed on for a forwarded record: its sender learns the outcome.
+            receiver.relay_onward(ctx.conn, msg.authority, msg.sender, msg.message_id)
 
     return effect
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -35,7 +36,7 @@ from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
 from gateway.lifecycle import held, sender
 from gateway.lifecycle.held import Fate, Held
-from gateway.lifecycle.tables import received
+from gateway.lifecycle.tables import follows, recalls, received
 from gateway.model import ActionTaken, Correction, LegalBasis, MessageRef, Recall
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,15 @@ def _follow(ctx: ApplyContext, msg: Received, body: Recall, original_held: Held)
         if sent.message_id is None:
             done.append(f"its forward to {sent.recipient} was withdrawn before it was sent")
         else:
+            ctx.conn.execute(
+                insert(follows).values(
+                    authority=msg.authority,
+                    origin=msg.sender,
+                    origin_id=msg.message_id,
+                    onward=sent.recipient,
+                    onward_id=sent.message_id,
+                )
+            )
             done.append(
                 f"it had been forwarded to {sent.recipient} (message {forwarded}): "
                 f"recall {sent.message_id} follows it there"
@@ -226,3 +236,55 @@ def receipt_notes(conn: Connection, keys: Sequence[ReceiptKey]) -> Mapping[Recei
                 ActionTaken(r["action"]), None if at is None else as_utc(at), r["reason"]
             )
     return notes
+
+
+def relay_onward(conn: Connection, authority: str, onward: str, receipt_id: str) -> int:
+    """The onward recipient's proof about a recall we passed on, added to what we said
+    about the recall we followed, whose sender is then receipted again; how many."""
+    rows = conn.execute(
+        select(follows.c.origin, follows.c.origin_id, recalls.c.action, recalls.c.handed_over_at)
+        .join(
+            recalls,
+            (recalls.c.authority == follows.c.authority)
+            & (recalls.c.message_id == follows.c.onward_id),
+        )
+        .where(
+            follows.c.authority == authority,
+            follows.c.onward == onward,
+            recalls.c.receipt_id == receipt_id,
+            recalls.c.action.is_not(None),
+        )
+    ).all()
+    for origin, origin_id, action, handed in rows:
+        said = f"at {onward}: {outcome_words(ActionTaken(action), handed)}"
+        where = (
+            (received.c.authority == authority)
+            & (received.c.sender == origin)
+            & (received.c.message_id == origin_id)
+        )
+        before = conn.execute(select(received.c.reason).where(where)).scalar()
+        conn.execute(update(received).where(where).values(reason=f"{before or ''}; {said}"))
+        conn.execute(
+            update(messages)
+            .where(
+                messages.c.authority == authority,
+                messages.c.direction == Direction.INBOUND.value,
+                messages.c.sender == origin,
+                messages.c.message_id == origin_id,
+            )
+            .values(receipt_due=True)
+        )
+    return len(rows)
+
+
+def outcome_words(action: ActionTaken, handed: datetime | None) -> str:
+    words = {
+        ActionTaken.WITHDRAWN: "withdrawn before its local system had it",
+        ActionTaken.PASSED_ON: "its local system had it; the recall was passed on to it",
+        ActionTaken.NOT_HELD: "not held there",
+        ActionTaken.ERASED: "erased",
+        ActionTaken.REFUSED: "refused",
+    }[action]
+    if handed is not None:
+        words += f" (since {as_utc(handed).isoformat(timespec='seconds')})"
+    return words

@@ -72,3 +72,17 @@ access_cursors = Table(
     Column("audit_after", Integer, nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
 )
+
+# A recall this authority sent on because it had forwarded a recalled record: which
+# received recall it follows, so the onward recipient's proof reaches the origin too.
+follows = Table(
+    "lifecycle_follows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),  # the forwarder (this gateway's LA)
+    Column("origin", String(3), nullable=False),  # who sent the recall it follows
+    Column("origin_id", String(64), nullable=False),  # that recall's message id
+    Column("onward", String(3), nullable=False),  # where the forward went
+    Column("onward_id", String(64), nullable=False),  # the recall sent there
+)
+Index("ix_lifecycle_follows_onward", follows.c.authority, follows.c.onward_id)

@@ -231,6 +231,10 @@ def test_a_recall_follows_a_copy_the_recipient_forwarded(tmp_path: Path) -> None
     with gw.ledger.transaction() as conn:
         [onward] = outcomes.outcomes_of(conn, "333", forward.header.message_id)
     assert onward.action == ActionTaken.WITHDRAWN.value
+    # Walsall's proof comes back to Dudley: Sandwell receipts Dudley's recall again.
+    got = _outcome(gw, original.message_id)
+    assert got.action == ActionTaken.PASSED_ON.value
+    assert "at 334: withdrawn before its local system had it" in (got.outcome_reason or "")
 
 
 def test_every_local_format_gets_a_rendering_of_recall_correction_and_erasure_notices(
