@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from adapters.csv_cells import restore
 from gateway.errors import MalformedInputError
 
 _UTF8_NAMES = {"utf-8", "utf-8-sig"}
@@ -63,7 +64,10 @@ class CsvSource:
                 )
             if max(map(len, cells)) > self.max_field_chars:
                 self._too_long(cells)
-            yield CsvRow(self._number, dict(zip(self.header, cells, strict=True)))
+            # A cell the gateway wrote as text (a formula quoted) reads as it was written.
+            yield CsvRow(
+                self._number, {c: restore(v) for c, v in zip(self.header, cells, strict=True)}
+            )
 
     def _too_long(self, cells: list[str]) -> None:
         column, cell = next(

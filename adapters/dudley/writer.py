@@ -5,7 +5,8 @@ assessments need; Windows-1252 bytes and CRLF line ends. Everything the
 reader maps is written back, so Dudley -> canonical -> Dudley keeps every
 mapped column. A value Dudley has no code for, or a character
 Windows-1252 cannot hold, fails the whole write with ``RecordError``
-naming every such value.
+naming every such value. A cell a spreadsheet would run as a formula is
+written as text (``adapters.csv_cells``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import date, datetime
 
+from adapters.csv_cells import neutralise
 from adapters.dudley.mapping import ActionPart, DudleyMapping, Target
 from adapters.results import Encoder
 from gateway.errors import FieldProblem
@@ -35,7 +37,10 @@ def write_csv(mapping: DudleyMapping, assessments: Sequence[Assessment]) -> byte
     for assessment, actions in zip(assessments, placed, strict=True):
         cells = _cells(mapping, assessment, actions, encoder)
         writer.writerow(
-            [_encodable(cells.get(c, ""), mapping, assessment.case_ref, c, encoder) for c in header]
+            [
+                neutralise(_encodable(cells.get(c, ""), mapping, assessment.case_ref, c, encoder))
+                for c in header
+            ]
         )
     encoder.raise_problems()
     return buffer.getvalue().encode(mapping.encoding)

@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from adapters.base import Result
 from adapters.checks import RecordCheck
+from adapters.csv_cells import neutralise
 from adapters.csv_source import CsvSource
 from adapters.generic.convert import Cell, RecordBuilder
 from adapters.generic.mapping import GROUP_MARK, FieldRule, GenericMapping
@@ -93,7 +94,7 @@ class GenericCsvAdapter:
         return placed
 
     def write(self, assessments: Sequence[Assessment]) -> bytes:
-        """The assessments as this authority's CSV export."""
+        """The assessments as this authority's CSV export (formula cells written as text)."""
         m = self.mapping
         encoder = Encoder(m.name)
         rendered = [self._renderer.render(a, encoder) for a in assessments]
@@ -112,7 +113,7 @@ class GenericCsvAdapter:
             row = [cells.get(column, "") for column in header]
             for column, text in zip(header, row, strict=True):
                 self._encodable(text, assessment.case_ref, column, encoder)
-            writer.writerow(row)
+            writer.writerow([neutralise(text) for text in row])
         encoder.raise_problems()
         return buffer.getvalue().encode(m.encoding)
 

@@ -22,11 +22,10 @@ from collections.abc import Sequence
 
 from lxml import etree
 
+from adapters.csv_cells import neutralise
 from gateway.model import Body, Correction, ErasureRequest, MessageRef, Recall
 
 NOTICE_TYPES = frozenset({"Recall", "Correction", "ErasureRequest"})
-# Cells a spreadsheet would run as a formula (OWASP CSV injection): written as text.
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _ref(ref: MessageRef) -> dict[str, str]:
@@ -95,21 +94,17 @@ def as_xml(data: dict[str, object]) -> bytes:
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
-def _cell(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA) else value
-
-
 def as_csv(data: dict[str, object]) -> bytes:
     """One row per record named: notice, notice id, sender, record id, digest, reason, text."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["NOTICE", "NOTICE_ID", "SENDER", "RECORD_ID", "DIGEST", "REASON", "TEXT"])
     for ref in _refs(data):
-        writer.writerow(
-            [_cell(str(data[k])) for k in ("notice", "messageId", "sender")]
-            + [ref["messageId"], ref["digest"]]
-            + [_cell(str(data.get("reason", ""))), _cell(str(data.get("explanation", "")))]
-        )
+        cells = [str(data[k]) for k in ("notice", "messageId", "sender")]
+        cells += [ref["messageId"], ref["digest"]]
+        cells += [str(data.get("reason", "")), str(data.get("explanation", ""))]
+        # Formula cells as text (OWASP CSV injection), every cell: ids come from the sender too.
+        writer.writerow([neutralise(cell) for cell in cells])
     return out.getvalue().encode("utf-8")
 
 
