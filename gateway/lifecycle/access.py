@@ -33,6 +33,7 @@ from gateway.ledger.status import DISCLOSING, Direction, Route, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import audit as audit_log
 from gateway.ledger.tables import history, messages
+from gateway.lifecycle import receiver
 from gateway.lifecycle.tables import access_cursors
 from gateway.model import AccessEvent, AccessKind, AccessNotice, LegalBasis
 
@@ -195,6 +196,7 @@ def on_access_notice(ctx: ApplyContext, msg: Received) -> Effect:
     """At the sender: note each reported opening on the history of the message opened."""
     body = msg.env.body
     assert isinstance(body, AccessNotice)
+    receiver.to_an_inbox(msg)
 
     def effect() -> None:
         ids = sorted({e.message_id[:64] for e in body.events})

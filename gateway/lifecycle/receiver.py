@@ -31,7 +31,7 @@ from sqlalchemy import Connection, insert, select, update
 from gateway.errors import PolicyRefusal
 from gateway.feature import ApplyContext, Effect, ReceiptKey, ReceiptNote, Received
 from gateway.ledger import audit
-from gateway.ledger.status import Direction, Status
+from gateway.ledger.status import Direction, Route, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
 from gateway.lifecycle import held, sender
@@ -43,13 +43,26 @@ log = logging.getLogger(__name__)
 
 RULE_NOT_THE_SENDER = "recall.not-the-sender"
 RULE_DIGEST = "recall.digest-mismatch"
+RULE_ROUTE = "lifecycle.not-through-an-inbox"
 # Forwarded copies in these states never left, or were already taken back.
 NOT_FORWARDED = ("REJECTED", "QUARANTINED", "WITHDRAWN", "HELD_LOCAL", "ACCEPTED")
+
+
+def to_an_inbox(msg: Received) -> None:
+    """Recalls, corrections and notices travel to an authority's inbox, never to an
+    escalation queue (where nobody holds what they name)."""
+    if msg.route is not Route.INBOX:
+        raise PolicyRefusal(
+            RULE_ROUTE,
+            f"{msg.env.header.message_type.value} {msg.message_id} came through the "
+            f"{msg.route.value} route: it is only taken from an authority's inbox",
+        )
 
 
 def original(ctx: ApplyContext, msg: Received, ref: MessageRef, what: str) -> Held:
     """The original ``ref`` names, as this authority received it from ``msg``'s sender;
     PolicyRefusal when that sender did not send it (or names another digest)."""
+    to_an_inbox(msg)
     copies = held.sent_by(ctx.conn, msg.authority, msg.sender, ref)
     if not copies:
         raise PolicyRefusal(

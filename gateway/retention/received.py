@@ -49,6 +49,7 @@ def _said(erased: int, named: int, not_held: int, handed: list[str], run: str | 
 def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
     body = msg.env.body
     assert isinstance(body, ErasureRequest)
+    receiver.to_an_inbox(msg)
     if not erasure.REFERENCE.match(body.request_ref):
         raise PolicyRefusal(
             RULE_REFERENCE,

@@ -14,10 +14,12 @@ from retention_support import Clock, dudley_shared, region
 
 from gateway.cases.identity import correlation_id
 from gateway.context import Gateway
+from gateway.errors import PolicyRefusal
+from gateway.feature import ApplyContext, Received
 from gateway.ledger import audit
 from gateway.ledger.records import MessageRecord
-from gateway.ledger.status import Direction, Status
-from gateway.lifecycle import outcomes, sender
+from gateway.ledger.status import Direction, Route, Status
+from gateway.lifecycle import outcomes, receiver, sender
 from gateway.model import (
     ActionTaken,
     Assessment,
@@ -277,3 +279,20 @@ def test_every_local_format_gets_a_rendering_of_recall_correction_and_erasure_no
                 assert original.message_id in (form.note or ""), name
                 assert "GP review" in form.content, name
     assert kinds == {"text/csv", "application/json", "application/xml"}
+
+
+def test_a_recall_through_an_escalation_queue_is_refused(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    original = _sent(gw, "332", "333")
+    env = new_envelope(
+        gw.clock,
+        sender="332",
+        recipient="333",
+        body=Recall(MessageRef(original.message_id, original.digest or ""), RecallReason.OTHER),
+        correlation=original.correlation_id,
+        legal_basis=LegalBasis.NO_PERSONAL_DATA,
+    )
+    got = Received("regional", Route.ESCALATION, env, "0" * 64, b"")
+    with gw.ledger.transaction() as conn, pytest.raises(PolicyRefusal, match="not-through-an"):
+        receiver.on_recall(ApplyContext(conn, gw.clock(), gw), got)
