@@ -76,6 +76,19 @@ class ConnectorSettings(_Frozen):
         return self
 
 
+LocalRendering = Literal["adapter", "json", "canonical"]
+# Types an authority's own format has a place for: the record, and the notices about one
+# (``gateway/services/local_notices.py``; a correction is its replacement record).
+ADAPTER_TYPES = frozenset(
+    {
+        MessageType.ASSESSMENT.value,
+        MessageType.CORRECTION.value,
+        MessageType.RECALL.value,
+        MessageType.ERASURE_REQUEST.value,
+    }
+)
+
+
 class Authority(_Frozen):
     code: str
     name: str
@@ -84,6 +97,36 @@ class Authority(_Frozen):
     coordinator: Contact
     line_manager: Contact
     connector: ConnectorSettings = ConnectorSettings()
+    local_formats: Mapping[str, LocalRendering] = Field(default_factory=dict)
+    """How ``GET /v1/inbox?format=local`` serves each message type: ``adapter`` (the
+    authority's own format, for ``ADAPTER_TYPES``), ``json`` (the documented JSON
+    form) or ``canonical``; ``default`` for the types not named that the adapter
+    has no place for."""
+
+    @model_validator(mode="after")
+    def _renderings(self) -> Authority:
+        known = {t.value for t in MessageType} | {"default"}
+        for name, how in self.local_formats.items():
+            if name not in known:
+                raise ValueError(
+                    f"local_formats.{name}: not a message type (one of {', '.join(sorted(known))})"
+                )
+            if how == "adapter" and name not in ADAPTER_TYPES:
+                raise ValueError(
+                    f"local_formats.{name}: an adapter writes only "
+                    f"{' and '.join(sorted(ADAPTER_TYPES))}; use json or canonical"
+                )
+            if how == "adapter" and self.adapter is None:
+                raise ValueError(f"local_formats.{name}: adapter, but the authority has none")
+        return self
+
+    def local_format(self, message_type: str) -> LocalRendering:
+        """How this authority's local system is served a ``message_type``."""
+        if message_type in self.local_formats:
+            return self.local_formats[message_type]
+        if message_type in ADAPTER_TYPES and self.adapter is not None:
+            return "adapter"
+        return self.local_formats.get("default", "json")
 
 
 class RegionalGroup(_Frozen):

@@ -10,15 +10,17 @@ note saying why.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from dataclasses import dataclass
 
 from adapters.base import Adapter
+from gateway import model_json
 from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.errors import CafgwError
-from gateway.model import Assessment, MessageType
+from gateway.model import Assessment, Envelope, MessageType
 from gateway.services import local_notices
 
 _MEDIA = {"csv": "text/csv", "json": "application/json", "xml": "application/xml"}
@@ -133,3 +135,48 @@ def _encoding(adapter: Adapter, data: bytes) -> str:
 
 def _with_note(form: LocalForm, note: str) -> LocalForm:
     return LocalForm(form.local, form.content_type, form.content, form.content_base64, note)
+
+
+# --- every message type: the authority's choice in authorities.yaml -------------------
+
+
+def serve(gw: Gateway, authority: str, message_type: str, body: bytes) -> LocalForm:
+    """``body`` (signed canonical XML) as ``authority`` chose to be served ``message_type``.
+
+    ``authorities.<code>.local_formats`` chooses per type: ``adapter`` (the
+    authority's own format, for the types it has a place for: an Assessment,
+    and a recall, correction or erasure notice), ``json`` (the documented form
+    of ``gateway.model_json``) or ``canonical``. Unchosen: the adapter where it
+    has a place, else the ``default`` entry, else JSON.
+    """
+    entry = gw.settings.directory.get(authority)
+    how = entry.local_format(message_type)
+    canonical = LocalForm(False, "application/xml", body.decode("utf-8"))
+    if how == "canonical":
+        chosen = f"canonical XML, as authorities.{authority}.local_formats chooses"
+        return _with_note(canonical, chosen)
+    if how == "adapter":
+        return render(gw, gw.adapters.get(str(entry.adapter)), message_type, body)
+    try:
+        envelope = _envelope(gw, body)
+    except CafgwError as exc:
+        return _with_note(canonical, f"cannot be read for its local form: {exc}")
+    return _json(envelope, None)
+
+
+def _envelope(gw: Gateway, body: bytes) -> Envelope:
+    limits = gw.settings.limits
+    root = xmlsafe.parse(body, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth)
+    return element_to_envelope(root)
+
+
+def _json(envelope: Envelope, note: str | None) -> LocalForm:
+    text = json.dumps(model_json.envelope_form(envelope), ensure_ascii=False, indent=2)
+    data = text.encode("utf-8")
+    return LocalForm(
+        True,
+        "application/json; charset=utf-8",
+        text,
+        base64.b64encode(data).decode("ascii"),
+        note=note,
+    )

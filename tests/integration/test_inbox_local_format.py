@@ -1,5 +1,6 @@
 """GET /v1/inbox?format=local: a Dudley assessment, sent over the real RabbitMQ, is
-served to Wolverhampton as EHM JSON and to Sandwell as FWI XML."""
+served to Wolverhampton as EHM JSON and to Sandwell as FWI XML; what their formats have
+no place for comes in the documented JSON form."""
 
 from __future__ import annotations
 
@@ -53,8 +54,11 @@ def test_received_assessments_are_served_in_each_authoritys_own_format(
         assert episode["episodeId"] == "DUD-2026-00417"
         assert episode["child"]["names"]["family"] == "O’Neill"
         (consent,) = [i for i in ehm.json() if i["message_type"] == "ConsentChange"]
-        assert consent["format"] == "canonical" and "no local form" in consent["note"]
-        assert consent["content"].startswith("<")
+        # EHM has no place for a consent change: the documented JSON form.
+        assert consent["format"] == "local" and consent["note"] is None
+        form = json.loads(consent["content"])
+        assert form["format"] == "cafgw-local-json/1"
+        assert form["body"]["case_ref"] == "DUD-2026-00417"
 
         fwi = pull("333", format="local")
         (form,) = [i for i in fwi.json() if i["message_type"] == "Assessment"]
@@ -69,6 +73,9 @@ def test_received_assessments_are_served_in_each_authoritys_own_format(
         assert signed["format"] == "canonical" and signed["note"] is None
         assert "urn:caf-exchange:1" in signed["content"] and "Signature" in signed["content"]
 
-        refused = pull("334", format="local")
-        assert refused.status_code == 422
-        assert "authorities.334.adapter" in refused.json()["detail"]
+        # Solihull has no adapter: every type, the assessment too, in the JSON form.
+        solihull = pull("334", format="local")
+        assert solihull.status_code == 200, solihull.text
+        assert all(
+            json.loads(i["content"])["format"] == "cafgw-local-json/1" for i in solihull.json()
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.api.schemas import AckOut, InboxItemOut
@@ -39,25 +39,19 @@ def inbox(
 ) -> list[InboxLocalItemOut]:
     """Messages received for the caller that its local system has not acknowledged.
 
-    Each is served as the signed canonical XML, or with ``format=local`` an
-    Assessment is written in the authority's own format (its ``adapter`` in
-    ``authorities.yaml``; ``content`` as text, ``content_base64`` the exact
-    bytes); other messages stay canonical XML with a ``note``. Acknowledge
+    Each is served as the signed canonical XML, or with ``format=local`` in the
+    authority's local rendering of its type (``local_formats`` in
+    ``authorities.yaml``): an Assessment, recall, correction or erasure notice
+    in its own format (its ``adapter``), every other type (or every type, for
+    an authority without an adapter) in the documented JSON form
+    (docs/adapters.md, *Local renderings*); ``content`` as text,
+    ``content_base64`` the exact bytes, ``note`` anything to know. Acknowledge
     each with ``POST /v1/inbox/{message_id}/ack`` once the local system has it.
     """
-    adapter = None
-    if format is InboxFormat.LOCAL:
-        adapter = local_format.adapter_of(gw, authority)
-        if adapter is None:
-            raise HTTPException(
-                422,
-                f"authority {authority} has no adapter in authorities.yaml "
-                f"(authorities.{authority}.adapter), so it has no local format; "
-                "use format=canonical",
-            )
+    local = format is InboxFormat.LOCAL
     items = gw.ledger.inbox(authority, limit)
     # Audited before anything is served: who read which child's record, in which form.
-    what = "inbox (local format)" if adapter is not None else "inbox"
+    what = "inbox (local format)" if local else "inbox"
     access_log.record(
         gw, authority, who.actor, access_log.inbox_reads(gw, authority, [i.pk for i in items], what)
     )
@@ -70,10 +64,10 @@ def inbox(
     out = []
     for i in items:
         served = Status.DELIVERED_LOCAL if i.status == Status.VERIFIED else i.status
-        if adapter is None:
-            form = local_format.LocalForm(False, "application/xml", i.body.decode("utf-8"))
+        if local:
+            form = local_format.serve(gw, authority, i.message_type, i.body)
         else:
-            form = local_format.render(gw, adapter, i.message_type, i.body)
+            form = local_format.LocalForm(False, "application/xml", i.body.decode("utf-8"))
         out.append(
             InboxLocalItemOut(
                 message_id=i.message_id,
