@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 OPENAPI_VENV := $(VENV)/openapi-client
 OPENAPI_STAMP := $(OPENAPI_VENV)/.installed
 
-.PHONY: all run test test-fast lint bench fuzz system-deps broker-check clean
+.PHONY: all run test test-fast lint bench fuzz system-deps broker-check clean catalogues catalogues-extract
 
 all: $(STAMP) $(OPENAPI_STAMP)
 
@@ -23,6 +23,17 @@ $(OPENAPI_STAMP): requirements-openapi.lock | $(STAMP)
 	@test -x $(OPENAPI_VENV)/bin/python || $(PYTHON) -m venv $(OPENAPI_VENV)
 	$(OPENAPI_VENV)/bin/pip install -q -r requirements-openapi.lock
 	@touch $@
+
+# The family-facing notices' gettext catalogues: gateway/locale/<lang>/LC_MESSAGES/family.po
+# compiled to the family.mo files that are shipped (tests/unit/test_family_notice_language.py
+# fails when a .mo is older than its .po). catalogues-extract refreshes the template from the
+# texts marked family_text(...) in the code; then add each new text to every family.po.
+catalogues: $(STAMP)
+	$(BIN)/pybabel compile -D family -d gateway/locale --statistics
+
+catalogues-extract: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k family_text --no-default-keywords --no-location \
+		--omit-header --sort-output -o gateway/locale/family.pot .
 
 system-deps:
 	@scripts/ensure-system-deps.sh

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from gateway import catalogues
 from gateway.model import Audience, Child, Detail, Notification, NotificationType
 from gateway.settings import Authority
 
@@ -134,23 +135,54 @@ def governing_changed(
     )
 
 
+def family_text(message: str) -> str:
+    """Marks ``message`` for the family catalogue (``pybabel extract -k family_text``)."""
+    return message
+
+
+FAMILY_NOTICE_TEXT = family_text(
+    "Your lead professional now works in %(authority)s, so the Common Assessment now "
+    "follows %(authority)s's process. Your practitioner will explain what changes for you."
+)
+
+
 def family_notice(
     case_ref: str, to_authority: Authority, language: str | None, interpreter: bool
 ) -> Notification:
+    """The notice the family reads, in its recorded language from the message catalogue.
+
+    A language without a catalogue (``gateway/locale``) gets the English text
+    with the interpreter flagged to read it to the family; a translated notice
+    carries the English text too, for the practitioner.
+    """
+    english = FAMILY_NOTICE_TEXT % {"authority": to_authority.name}
+    code = catalogues.catalogue_for(language)
+    translation: tuple[Detail, ...]
+    if code is None:
+        summary = english
+        interpreter = True
+        said = (
+            f"none: no catalogue for {language}; the interpreter reads this notice "
+            "to the family"
+        )
+        translation = (Detail("translation", said),)
+    else:
+        text = catalogues.translations(code).gettext(FAMILY_NOTICE_TEXT)
+        summary = text % {"authority": to_authority.name}
+        translation = (Detail("notice_language", code),)
+        if summary != english:
+            translation += (Detail("summary_en", english),)
     return Notification(
         type=NotificationType.FAMILY_NOTICE,
         case_ref=case_ref,
         audience=Audience.FAMILY,
         language=language,
-        summary=(
-            f"Your lead professional now works in {to_authority.name}, so the Common "
-            f"Assessment now follows {to_authority.name}'s process. Your practitioner will "
-            "explain what changes for you."
-        ),
+        summary=summary,
         details=(
             Detail("governing_la", to_authority.code),
             Detail("interpreter_needed", "true" if interpreter else "false"),
             *((Detail("language", language),) if language else ()),
+            *translation,
         ),
     )
 

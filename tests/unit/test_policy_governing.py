@@ -96,6 +96,8 @@ def test_the_family_notice_of_ehm_77120_is_in_polish_with_an_interpreter(tmp_pat
     assert notice.audience.value == "FAMILY" and notice.language == "Polish"
     assert ("interpreter_needed", "true") in [(d.name, d.value) for d in notice.details]
     assert notice.child is None and "Walsall" in notice.summary
+    assert notice.summary.startswith("Specjalista prowadzący")  # from the Polish catalogue
+    assert ("notice_language", "pl") in [(d.name, d.value) for d in notice.details]
 
 
 def test_case_messages_route_to_the_governing_authority_even_when_not_named(tmp_path: Path) -> None:
