@@ -4,7 +4,8 @@ A family-facing notice is written from the catalogue of the family's
 language (``gateway/locale/<lang>/LC_MESSAGES/family.po``, compiled to
 ``.mo`` by ``make catalogues`` and shipped). The language a case records is
 free text ("Polish", "polski", "pl"): it is read as a language name in
-English or in its own language, or as a code, with Babel's CLDR data. A
+English (or, for a shipped language, in its own language), or as a code,
+with Babel's CLDR data. A
 language without a catalogue is ``None``: the notice stays English and the
 interpreter is flagged.
 """
@@ -31,19 +32,17 @@ def shipped() -> tuple[str, ...]:
 
 @functools.cache
 def _names() -> dict[str, str]:
-    """Lower-cased language name (English and own name) -> language code."""
-    english = Locale(SOURCE_LANGUAGE)
+    """Lower-cased language name -> code: every English name, and each shipped
+    language's own name ("polski"); other languages' own names would not find a
+    catalogue anyway, and reading every locale's data takes seconds."""
     found: dict[str, str] = {}
-    for code, name in english.languages.items():
-        if "_" in code:
-            continue
-        found.setdefault(name.casefold(), code)
-        try:
-            own = Locale(code).get_language_name(code)
-        except (UnknownLocaleError, ValueError):
-            continue
+    for code in shipped():
+        own = Locale(code).get_language_name(code)
         if own:
-            found.setdefault(own.casefold(), code)
+            found[own.casefold()] = code
+    for code, name in Locale(SOURCE_LANGUAGE).languages.items():
+        if "_" not in code:
+            found.setdefault(name.casefold(), code)
     return found
 
 
