@@ -47,6 +47,15 @@ class MalformedInputError(CafgwError):
     """A whole input file cannot be read (bad encoding, truncated, missing column)."""
 
 
+class InputLimitError(MalformedInputError):
+    """An input is over a configured limit (HTTP 413): names the limit, its value, what came."""
+
+    def __init__(self, message: str, limit: str, maximum: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.maximum = maximum
+
+
 class MappingError(ConfigError):
     """An adapter mapping file is invalid; the message names the key."""
 

@@ -186,6 +186,16 @@ class Limits(_Frozen):
     max_xml_depth: int = Field(default=64, ge=8)
     future_skew_s: int = Field(default=60, ge=0)
     max_age_s: int = Field(default=14 * 24 * 3600, ge=60)
+    # A local export submitted to POST /v1/messages?adapter= (docs/security.md, "Uploads"):
+    # over any of these it is refused, naming the limit, before a record is converted.
+    max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    max_upload_columns: int = Field(default=2000, ge=1)
+    max_upload_line_bytes: int = Field(default=1024 * 1024, ge=256)
+    max_upload_records: int = Field(default=200_000, ge=1)
+    # conversions running at once (each in a worker thread, off the event loop)
+    upload_conversions: int = Field(default=2, ge=1)
+    # the free text of a dispute (opening and each comment), in characters
+    max_comment_chars: int = Field(default=20_000, ge=100)
 
 
 class DeliverySettings(_Frozen):

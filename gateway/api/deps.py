@@ -123,7 +123,10 @@ def install(app: FastAPI) -> None:
     application's dependencies are copied into each route when it is added.
     """
     app.router.dependencies.append(Depends(authenticated))
-    app.add_middleware(RequestSizeLimit)
+    gw: Gateway = app.state.gateway
+    app.add_middleware(
+        RequestSizeLimit, path_limits={"/v1/messages": gw.settings.limits.max_upload_bytes}
+    )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 DEFAULT_MAX_BYTES = 1024 * 1024
 """JSON requests (disputes, acknowledgements, admin actions)."""
 UPLOAD_MAX_BYTES = 200 * 1024 * 1024
-"""Local exports submitted to an adapter (``POST /v1/messages?adapter=...``)."""
+"""Local exports submitted to an adapter (``POST /v1/messages?adapter=...``); the app
+uses ``limits.max_upload_bytes`` from the settings."""
 PATH_LIMITS: Mapping[str, int] = {"/v1/messages": UPLOAD_MAX_BYTES}
 
 
@@ -81,7 +82,11 @@ class RequestSizeLimit:
 
 async def _refuse(send: Send, limit: int) -> None:
     body = json.dumps(
-        {"error": "RequestTooLarge", "detail": f"request body over the limit of {limit} bytes"}
+        {
+            "error": "RequestTooLarge",
+            "detail": f"request body over the limit of {limit} bytes",
+            "maximum": limit,
+        }
     ).encode()
     await send(
         {

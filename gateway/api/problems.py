@@ -7,6 +7,7 @@ from gateway.errors import (
     CafgwError,
     ConflictError,
     ForbiddenError,
+    InputLimitError,
     MalformedInputError,
     NotFoundError,
     PolicyRefusal,
@@ -27,6 +28,7 @@ STATUS_OF: list[tuple[type[CafgwError], int]] = [
     (SchemaError, 422),
     (RecordError, 422),
     (UnsafeXmlError, 400),
+    (InputLimitError, 413),
     (MalformedInputError, 400),
     (UnknownAdapterError, 400),
 ]
@@ -44,6 +46,9 @@ def problem(exc: CafgwError) -> tuple[int, dict[str, object], dict[str, str] | N
     body: dict[str, object] = {"error": type(exc).__name__, "detail": str(exc)}
     if isinstance(exc, PolicyRefusal):
         body["rule"] = exc.rule
+    if isinstance(exc, InputLimitError):
+        body["limit"] = exc.limit
+        body["maximum"] = exc.maximum
     headers: dict[str, str] | None = None
     if isinstance(exc, RateLimitedError):
         headers = {"Retry-After": str(exc.retry_after_s)}

@@ -15,10 +15,12 @@ it) releases its key, so the retry is a fresh attempt.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import IO
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +48,21 @@ def request_digest(*parts: bytes | str | None) -> str:
     for part in parts:
         data = part.encode("utf-8") if isinstance(part, str) else (part or b"")
         h.update(len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def request_digest_of(adapter: str | None, source: str, body: IO[bytes]) -> str:
+    """``request_digest(adapter, source, <body's bytes>)`` of a seekable file, read in
+    chunks; leaves ``body`` at its start."""
+    h = hashlib.sha256()
+    for part in (adapter, source):
+        data = (part or "").encode("utf-8")
+        h.update(len(data).to_bytes(8, "big") + data)
+    h.update(body.seek(0, io.SEEK_END).to_bytes(8, "big"))
+    body.seek(0)
+    while chunk := body.read(1024 * 1024):
+        h.update(chunk)
+    body.seek(0)
     return h.hexdigest()
 
 

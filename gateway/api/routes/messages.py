@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import re
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 from urllib.parse import unquote
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -16,16 +19,16 @@ from pydantic import BaseModel, Field
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.api.problems import problem
 from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
+from gateway.context import Gateway
 from gateway.crossborder.children import resolve_child
 from gateway.errors import CafgwError, ForbiddenError, MalformedInputError, NotFoundError
 from gateway.ledger import search
 from gateway.ledger.status import Direction, Status
 from gateway.ops import attention
-from gateway.services import idempotency, outbound
+from gateway.services import idempotency, outbound, uploads
+from gateway.settings import Limits
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
-
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -38,6 +41,35 @@ async def _body(request: Request, limit: int) -> bytes:
         if len(data) > limit:
             raise MalformedInputError(f"request body exceeds the limit of {limit} bytes")
     return bytes(data)
+
+
+async def _spooled(request: Request, limits: Limits) -> BinaryIO:
+    """The upload in a temporary file (memory stays small whatever its size)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limits.max_upload_bytes:
+        raise uploads.too_large(declared, limits)
+    spooled = uploads.spool()
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_upload_bytes:
+                raise uploads.too_large(f"more than {size}", limits)
+            await anyio.to_thread.run_sync(spooled.write, chunk)
+    except BaseException:
+        spooled.close()
+        raise
+    spooled.seek(0)
+    return spooled
+
+
+def _limiter(request: Request, gw: Gateway) -> anyio.CapacityLimiter:
+    """The worker threads conversions share (``limits.upload_conversions`` at once)."""
+    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "conversions", None)
+    if limiter is None:
+        limiter = anyio.CapacityLimiter(gw.settings.limits.upload_conversions)
+        request.app.state.conversions = limiter
+    return limiter
 
 
 # The body is read as a stream (an export may be 200 MB), so FastAPI cannot infer it:
@@ -102,19 +134,38 @@ async def submit(
     key with another request is a 409.
     """
     source = _source(request, source)
-    limit = MAX_UPLOAD_BYTES if adapter is not None else gw.settings.limits.max_message_bytes
-    data = await _body(request, limit)
+    if adapter is None:
+        data = await _body(request, gw.settings.limits.max_message_bytes)
+        stream: BinaryIO = io.BytesIO(data)
+    else:
+        stream = await _spooled(request, gw.settings.limits)
+    try:
+        # Conversion, signing and the ledger run in a worker thread: the event loop keeps
+        # answering every other request (other authorities, /healthz) meanwhile.
+        return await anyio.to_thread.run_sync(
+            partial(_submit, gw, authority, adapter, source, idempotency_key, stream),
+            limiter=_limiter(request, gw),
+        )
+    finally:
+        stream.close()
 
+
+def _submit(
+    gw: Gateway,
+    authority: str,
+    adapter: str | None,
+    source: str,
+    key: str | None,
+    stream: BinaryIO,
+) -> SubmitOut | RecordOut:
     def accept() -> SubmitOut | RecordOut:
         if adapter is not None:
-            report = outbound.submit_local(gw, authority, adapter, io.BytesIO(data), source)
-            return SubmitOut.of(report)
-        return RecordOut.of(outbound.submit_envelope(gw, authority, data))
+            return SubmitOut.of(uploads.submit(gw, authority, adapter, stream, source))
+        return RecordOut.of(outbound.submit_envelope(gw, authority, stream.read()))
 
-    key = idempotency_key
     if key is None:
         return accept()
-    digest = idempotency.request_digest(adapter, source, data)
+    digest = idempotency.request_digest_of(adapter, source, stream)
     kept = idempotency.begin(gw.ledger, authority, key, digest, gw.clock())
     if kept is not None:
         return JSONResponse(  # type: ignore[return-value]

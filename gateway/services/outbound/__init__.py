@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from adapters.base import Adapter, Rejected, Result
 from gateway.context import AdapterSet, Gateway
-from gateway.errors import AdapterNotYoursError
+from gateway.errors import AdapterNotYoursError, InputLimitError
 from gateway.services.outbound.envelopes import accept_envelope, submit_envelope
 from gateway.services.outbound.outcomes import Progress, RecordOutcome, SubmitReport
 from gateway.services.outbound.records import converted, rejected_record
@@ -64,18 +64,36 @@ def submit_local(
     stream: BinaryIO,
     source: str,
     progress: Progress | None = None,
+    max_records: int | None = None,
 ) -> SubmitReport:
     """Convert a local export and accept every record (queued, held or rejected).
 
     An adapter belongs to the authority its mapping names (``authority:``): only
     that authority may submit through it (AdapterNotYoursError, HTTP 403).
+    With ``max_records``, a record past it stops the conversion with
+    ``InputLimitError``; the batches before it stay accepted.
     """
     adapter = own_adapter(gw.adapters, adapter_name, authority)
     gw.signer(authority)  # fail early if this gateway does not host the authority
     report = SubmitReport(source)
-    for chunk in _chunks(adapter.read(stream, source), BATCH):
+    results = adapter.read(stream, source)
+    if max_records is not None:
+        results = _at_most(results, max_records, source)
+    for chunk in _chunks(results, BATCH):
         report.outcomes.extend(submit_results(gw, authority, chunk, progress))
     return report
+
+
+def _at_most(results: Iterator[Result], most: int, source: str) -> Iterator[Result]:
+    for n, result in enumerate(results, start=1):
+        if n > most:
+            raise InputLimitError(
+                f"{source}: more than limits.max_upload_records ({most}) records; "
+                f"the first {most - most % BATCH} are accepted, split the rest into another file",
+                "max_upload_records",
+                most,
+            )
+        yield result
 
 
 def submit_results(
