@@ -7,6 +7,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import uvicorn
@@ -15,7 +16,7 @@ from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway, build
 from gateway.cpu_budget import BUDGET
-from gateway.errors import BrokerUnavailableError
+from gateway.errors import BrokerUnavailableError, ConfigError
 from gateway.ledger.single import SqliteLock, hold_sqlite
 from gateway.private_files import tighten_tree
 from gateway.settings import Settings
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 def check_broker(url: str, timeout_s: float = 3.0) -> None:
     """Fail fast, with the fix, when nothing answers at the broker address."""
     parsed = urlparse(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or 5672
+    default_port = 5671 if parsed.scheme == "amqps" else 5672
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             return
@@ -110,19 +112,36 @@ def start_worker(gw: Gateway) -> Running:
     return Running(gw, worker, held)
 
 
-def serve(running: Running, api_keys: ApiKeys, ready: threading.Event | None = None) -> None:
-    """Serve the HTTP API until interrupted (blocking)."""
-    settings = running.gw.settings
-    app = create_app(running.gw, api_keys)
+def uvicorn_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """How the API is served: host, port, and HTTPS when ``api.tls`` names a certificate."""
+    tls = settings.api.tls
+    for path in () if tls is None else (tls.cert_file, tls.key_file):
+        if not path.is_file():
+            raise ConfigError(f"api.tls: {path} is not a readable file")
     # log_config=None: uvicorn's records go through our JSON logging, not its own.
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=settings.api.host,
         port=settings.api.port,
         log_level="warning",
         log_config=None,
+        ssl_certfile=None if tls is None else str(tls.cert_file),
+        ssl_keyfile=None if tls is None else str(tls.key_file),
     )
-    server = uvicorn.Server(config)
+
+
+def api_base(settings: Settings) -> str:
+    """The API's base URL as clients reach it (https when api.tls is set)."""
+    scheme = "http" if settings.api.tls is None else "https"
+    return f"{scheme}://{settings.api.host}:{settings.api.port}"
+
+
+def serve(running: Running, api_keys: ApiKeys, ready: threading.Event | None = None) -> None:
+    """Serve the HTTP API until interrupted (blocking)."""
+    settings = running.gw.settings
+    app = create_app(running.gw, api_keys)
+    # log_config=None: uvicorn's records go through our JSON logging, not its own.
+    server = uvicorn.Server(uvicorn_config(settings, app))
     if ready is not None:
         ready.set()
     server.run()

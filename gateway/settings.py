@@ -152,6 +152,23 @@ class Directory(_Frozen):
         return code in self.authorities
 
 
+class BrokerTls(_Frozen):
+    """AMQPS: the CA that signed the broker's certificate and this gateway's client
+    certificate and key (PEM files), for ``amqps://`` URLs."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # The name the broker's certificate must carry; None: the URL's host.
+    server_name: str | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> BrokerTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("broker.tls: cert_file and key_file go together")
+        return self
+
+
 class BrokerSettings(_Frozen):
     url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     exchange: str = "caf.exchange"
@@ -164,6 +181,27 @@ class BrokerSettings(_Frozen):
     # /metrics (ready, unacknowledged, consumers). None: the broker host on port
     # 15672 with the broker URL's credentials; "" turns it off (passive declares).
     management_url: str | None = None
+    # The gateway's relay account (``cafgw broker setup`` makes it): the only
+    # account that writes the retry, parking and requeue exchanges (retry and
+    # park copies, replays). None: broker.url's account does (one account for
+    # everything, e.g. a development broker). Authority accounts cannot.
+    relay_url: str | None = None
+    # Broker user names are ``<user_prefix><vhost tag>-<code>`` (per vhost).
+    user_prefix: str = "cafgw-"
+    # The broker account that publishes for an authority, where it is not the
+    # per-vhost account ``cafgw broker setup`` names (e.g. a gateway hosting
+    # several authorities under one account): code -> user name.
+    publishers: dict[str, str] = Field(default_factory=dict)
+    # AMQPS (the URLs must then be amqps://): CA, client certificate and key.
+    tls: BrokerTls | None = None
+
+    @model_validator(mode="after")
+    def _tls_urls(self) -> BrokerSettings:
+        if self.tls is not None:
+            for name, url in (("url", self.url), ("relay_url", self.relay_url)):
+                if url is not None and urlparse(url).scheme != "amqps":
+                    raise ValueError(f"broker.tls is set, so broker.{name} must be amqps://")
+        return self
 
 
 class DatabaseSettings(_Frozen):
@@ -174,9 +212,18 @@ class DatabaseSettings(_Frozen):
     max_overflow: int = Field(default=10, ge=0)
 
 
+class ApiTls(_Frozen):
+    """HTTPS for the API and dashboard: the server's certificate (chain) and key (PEM)."""
+
+    cert_file: Path
+    key_file: Path
+
+
 class ApiSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # None: plain HTTP (put it behind a TLS proxy, or set this).
+    tls: ApiTls | None = None
     # requests per minute per API key (a key may carry its own: cafgw api-keys issue --rate)
     rate_per_minute: int = Field(default=600, ge=1)
 

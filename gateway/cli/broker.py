@@ -10,7 +10,7 @@ import typer
 from gateway.cli.common import ConfigOption, console, friendly, new_table, settings_from
 from gateway.errors import BrokerUnavailableError, TransportError
 from gateway.runtime import check_broker
-from gateway.transport.accounts import PASSWORD_ENV, setup_accounts, username_for
+from gateway.transport.accounts import PASSWORD_ENV, RELAY, setup_accounts
 from gateway.transport.rabbit import RabbitTransport
 from gateway.transport.reconnect import (
     ConnectionRefused,
@@ -33,7 +33,7 @@ def check(config: Path | None = ConfigOption) -> None:
     """Say whether RabbitMQ answers at broker.url (CAFGW_BROKER__URL wins) and accepts the login."""
     settings = settings_from(config)
     check_broker(settings.broker.url)
-    params = parameters(settings.broker.url, ReconnectPolicy())
+    params = parameters(settings.broker.url, ReconnectPolicy(), settings.broker.tls)
     try:
         conn = open_blocking(params)
     except ConnectionRefused as exc:
@@ -83,14 +83,20 @@ def setup(
         finally:
             transport.close()
     made = setup_accounts(
-        vhost, [*codes, *([REGIONAL] if regional else [])], secrets_dir, prefix=prefix
+        vhost,
+        [*codes, *([REGIONAL] if regional else []), RELAY],
+        secrets_dir,
+        prefix=prefix,
+        user_prefix=settings.broker.user_prefix,
     )
-    table = new_table("authority", "user", "vhost", "password")
+    table = new_table("account", "user", "vhost", "password")
     for code, creds in made.items():
         where = f"{PASSWORD_ENV}{code.upper()} or {secrets_dir}/{code}.password"
-        table.add_row(code, username_for(code), creds.vhost, where)
+        table.add_row(code, creds.username, creds.vhost, where)
     console.print(table)
     console.print(
-        "Give each gateway its own account in broker.url; the passwords are not shown.",
+        "Give each gateway its authority's account in broker.url and the relay account in "
+        "broker.relay_url (the only one that may write retry and parking copies); "
+        "the passwords are not shown.",
         highlight=False,
     )

@@ -16,7 +16,7 @@ from gateway.context import Gateway
 from gateway.ledger.status import Direction, Status
 from gateway.policy import existence
 from gateway.private_files import write_private
-from gateway.runtime import Running, open_gateway, secure_state, serve, start_worker
+from gateway.runtime import Running, api_base, open_gateway, secure_state, serve, start_worker
 from gateway.services import outbound
 
 DEMO_SAMPLE = ("332", "dudley-csv", "tests/data/dudley-332/caf-register-2026-09.csv")
@@ -84,7 +84,7 @@ def run(
     gw = open_gateway(settings, create_keys=demo)
     running = start_worker(gw)
     keys = ApiKeys(settings.api_keys_file)
-    base = f"http://{settings.api.host}:{settings.api.port}"
+    base = api_base(settings)
     try:
         console.print(
             f"cafgw hosting {', '.join(gw.hosted)} on {settings.broker.url.split('@')[-1]}, "

@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote, urlparse
 
 import httpx
 
-from gateway.settings import Settings
+from gateway.settings import BrokerTls, Settings
 from gateway.transport import probe
 from gateway.transport.topology import topology_for
 
@@ -69,6 +69,7 @@ class RabbitProbe:
     management_url: str | None = None
     # After the management API failed, use passive declares for this long.
     retry_management_s: float = 60.0
+    tls: BrokerTls | None = None  # AMQPS: the CA and client certificate (broker.tls)
     _management_down_until: float = field(default=0.0, repr=False)
 
     @classmethod
@@ -79,10 +80,10 @@ class RabbitProbe:
         for code in settings.hosted:
             names += [topology.inbox(code), topology.parking(code)]
         base = management_base(settings.broker.url, settings.broker.management_url)
-        return cls(settings.broker.url, tuple(names), timeout_s, base)
+        return cls(settings.broker.url, tuple(names), timeout_s, base, tls=settings.broker.tls)
 
     def ping(self) -> None:
-        probe.ping(self.url, self.timeout_s)
+        probe.ping(self.url, self.timeout_s, self.tls)
 
     def queue_stats(self) -> Mapping[str, QueueStats | None]:
         if self.management_url and time.monotonic() >= self._management_down_until:
@@ -91,7 +92,7 @@ class RabbitProbe:
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 # Not enabled, not reachable or not allowed: the passive declare still works.
                 self._management_down_until = time.monotonic() + self.retry_management_s
-        counts = probe.passive_counts(self.url, self.queues, self.timeout_s)
+        counts = probe.passive_counts(self.url, self.queues, self.timeout_s, self.tls)
         return {
             name: None if c is None else QueueStats(name, c.ready, None, c.consumers, "passive")
             for name, c in counts.items()

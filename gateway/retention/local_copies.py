@@ -25,7 +25,6 @@ from gateway.feature import Kit
 from gateway.policy.child import child_key
 from gateway.settings import Settings
 from gateway.transport.base import Delivery
-from gateway.transport.retry import original_routing_key
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def _parked_at(delivery: Delivery) -> datetime | None:
 
 
 def _copy(authority: str, delivery: Delivery) -> ParkedCopy:
-    key = original_routing_key(delivery.headers, delivery.routing_key).split(".")
+    key = delivery.routing_key.split(".")
     _, message_type, sender = key if len(key) == 3 else (authority, "?", "?")
     return ParkedCopy(
         message_id=delivery.message_id or "?",

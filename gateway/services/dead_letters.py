@@ -36,7 +36,7 @@ from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages, parked_replays
 from gateway.transport.base import Delivery
-from gateway.transport.retry import attempt_of, original_routing_key, parked_reason
+from gateway.transport.retry import attempt_of, parked_reason
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _parked_at(delivery: Delivery) -> datetime | None:
 def _parked(gw: Gateway, authority: str, limit: int) -> list[DeadLetter]:
     out = []
     for d in gw.transport.peek_parked(authority, limit):
-        key = original_routing_key(d.headers, d.routing_key).split(".")
+        key = d.routing_key.split(".")
         recipient, message_type, sender = key if len(key) == 3 else (authority, "?", "?")
         out.append(
             DeadLetter(

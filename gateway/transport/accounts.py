@@ -1,19 +1,33 @@
 """Per-authority RabbitMQ accounts: each authority publishes only as itself and
 reads only its own queues.
 
-For each authority code one user (``cafgw-<code>`` by default) with:
+RabbitMQ users are global to the broker, not per vhost, so every name
+carries a tag of the vhost (``account_name``): ``cafgw-<vhost tag>-<code>``.
+A second ``cafgw broker setup`` on another vhost makes other users and never
+changes this vhost's passwords.
+
+For each authority code one user with:
 
 - a password read from ``CAFGW_BROKER_PASSWORD_<CODE>`` or from
   ``<secrets_dir>/<code>.password``, else generated there (mode 0600); the
   secrets directory must not be a tracked part of a git work tree;
 - permissions (configure / write / read regular expressions on resource names):
-  configure only its own queues, write only the exchanges (to publish, and the
-  retry and parking copies its consumer makes), read only its own inbox,
-  escalation and parking queues;
+  configure only its own queues, write only the two topic exchanges (never
+  the retry, parking or requeue exchanges: they are direct exchanges, where
+  topic permissions cannot pin the sender, and a message planted there would
+  reach any inbox or parking queue), read only its own inbox, escalation and
+  parking queues;
 - topic permissions on ``<prefix>.exchange`` and ``<prefix>.escalation``: a
   routing key ``<recipient>.<type>.<sender>`` is accepted only if ``<sender>``
   is the authority itself, so a forged sender is refused by the broker
   (channel closed with ACCESS_REFUSED).
+
+One relay user per vhost (``cafgw-<vhost tag>-relay``) is the only account
+that writes ``caf.retry``, ``caf.parking`` and ``caf.requeue``: the gateway's
+consumer publishes its retry and park copies, and replays parked messages,
+as that user (``broker.relay_url``). The receiver believes the ``x-cafgw-*``
+headers (original routing key, original publisher) only on messages that a
+relay user published (RabbitMQ validates ``user_id``).
 
 Passwords are passed to ``rabbitmqctl`` on standard input, never on its
 command line (which other users of the host can read). Exchanges and queues
@@ -23,6 +37,7 @@ topology), so no authority needs configure rights on the shared exchanges.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -38,7 +53,9 @@ from gateway.private_files import make_private_dir
 from gateway.transport.topology import REGIONAL
 
 PASSWORD_ENV = "CAFGW_BROKER_PASSWORD_"  # noqa: S105 - a variable name, not a secret
+RELAY = "relay"  # the account name's last part for the gateway's relay user
 _CODE = re.compile(r"^[0-9]{3}$")
+_NOT_NAME = re.compile(r"[^A-Za-z0-9]+")
 
 # (arguments, standard input) -> standard output; raises TransportError on failure.
 Runner = Callable[[Sequence[str], str | None], str]
@@ -97,18 +114,29 @@ class Grants:
 
 
 def grants_for(code: str, prefix: str = "caf") -> Grants:
-    """The least privileges that let authority ``code`` (or ``regional``) run its gateway."""
+    """The least privileges that let authority ``code`` (``regional``, or the ``relay``)
+    run its part of a gateway."""
+    p = re.escape(prefix)
+    if code == RELAY:
+        # Writes only the direct exchanges that carry copies; reads the parking
+        # queues to peek, replay and erase. Publishes nothing on the topic exchanges.
+        return Grants(
+            configure="^$",
+            write=rf"^{p}\.(retry|parking|requeue)$",
+            read=rf"^{p}\.parking\..+$",
+            topic_write={},
+            topic_read={},
+        )
     if not (_CODE.match(code) or code == REGIONAL):
         raise ConfigError(
-            f"broker account: {code!r} is not an LA code (three digits) or 'regional'"
+            f"broker account: {code!r} is not an LA code (three digits), 'regional' or 'relay'"
         )
-    p = re.escape(prefix)
     own = re.escape(code)
     if code == REGIONAL:
         lanes = rf"^{p}\.(escalation|parking\.escalation|retry\.escalation)\.{own}(\..+)?$"
         return Grants(
             configure=lanes,
-            write=rf"^{p}\.(retry|parking)$",
+            write="^$",
             read=rf"^{p}\.(escalation|parking\.escalation)\.{own}$",
             topic_write={f"{prefix}.exchange": "^$", f"{prefix}.escalation": "^$"},
             topic_read={f"{prefix}.escalation": rf"^{own}\."},
@@ -119,9 +147,9 @@ def grants_for(code: str, prefix: str = "caf") -> Grants:
     )
     return Grants(
         configure=lanes,
-        # Publishing: the two topic exchanges (topic permissions pin the sender), and
-        # the retry/parking exchanges its consumer copies unsettled deliveries to.
-        write=rf"^{p}\.(exchange|escalation|retry|parking)$",
+        # Publishing: only the two topic exchanges, where topic permissions pin the
+        # sender. Retry and parking copies are the relay user's.
+        write=rf"^{p}\.(exchange|escalation)$",
         read=rf"^{p}\.(inbox|escalation|parking|parking\.escalation)\.{own}$",
         topic_write={
             f"{prefix}.exchange": rf"^[0-9]{{3}}\.[A-Za-z]+\.{own}$",
@@ -134,8 +162,19 @@ def grants_for(code: str, prefix: str = "caf") -> Grants:
     )
 
 
-def username_for(code: str, user_prefix: str = "cafgw-") -> str:
-    return f"{user_prefix}{code}"
+def vhost_tag(vhost: str) -> str:
+    """A short, readable, collision-safe tag of a vhost for user names."""
+    readable = _NOT_NAME.sub("-", vhost).strip("-")[:24] or "root"
+    return f"{readable}-{hashlib.sha256(vhost.encode()).hexdigest()[:6]}"
+
+
+def account_name(code: str, vhost: str, user_prefix: str = "cafgw-") -> str:
+    """The broker user of ``code`` (an LA, ``regional`` or ``relay``) on ``vhost``.
+
+    RabbitMQ users are global, so the name carries the vhost's tag: the same
+    authority on two vhosts has two users with their own passwords.
+    """
+    return f"{user_prefix}{vhost_tag(vhost)}-{code}"
 
 
 def _inside_tracked_tree(path: Path) -> bool:
@@ -195,8 +234,9 @@ def setup_accounts(
     """Create or update one account per code on ``vhost``; idempotent.
 
     ``codes`` are LA codes, optionally ``regional`` for the regional group's
-    reader. Returns each code's credentials (passwords stay in ``secrets_dir``
-    or the environment; never write them anywhere else).
+    reader and ``relay`` for the gateway's relay user. Returns each code's
+    credentials (passwords stay in ``secrets_dir`` or the environment; never
+    write them anywhere else).
     """
     secrets_dir = secrets_dir.resolve()
     if _inside_tracked_tree(secrets_dir):
@@ -210,7 +250,7 @@ def setup_accounts(
     existing = _users(run)
     made: dict[str, BrokerCredentials] = {}
     for code, grants in plans.items():
-        user = username_for(code, user_prefix)
+        user = account_name(code, vhost, user_prefix)
         password = password_for(code, secrets_dir, env)
         verb = "change_password" if user in existing else "add_user"
         run([verb, user], password + "\n")
@@ -226,13 +266,13 @@ def setup_accounts(
 
 
 def remove_accounts(
-    codes: Sequence[str], *, user_prefix: str = "cafgw-", run: Runner = rabbitmqctl
+    vhost: str, codes: Sequence[str], *, user_prefix: str = "cafgw-", run: Runner = rabbitmqctl
 ) -> int:
-    """Delete the accounts of ``codes`` that exist; how many were deleted."""
+    """Delete the accounts of ``codes`` on ``vhost`` that exist; how many were deleted."""
     existing = _users(run)
     removed = 0
     for code in codes:
-        user = username_for(code, user_prefix)
+        user = account_name(code, vhost, user_prefix)
         if user in existing:
             run(["delete_user", user], None)
             removed += 1

@@ -55,6 +55,11 @@ class Delivery:
     headers: Mapping[str, object]
     delivery_count: int  # 0 on first delivery; counted by the broker
     tag: int
+    # The broker account that published it, as the broker validated it (the
+    # ``user_id`` property; for a retry copy, the original's, as the relay
+    # recorded it). None: the publisher did not say. ``routing_key`` is the
+    # key the publisher used (``transport.provenance``), never a header's word.
+    user_id: str | None = None
 
 
 class Verdict(StrEnum):

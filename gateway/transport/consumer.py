@@ -13,6 +13,11 @@ a trickle, full batches under load. The handler's dispositions then decide:
   parking once the budget is spent;
 - PARK: a copy goes to parking with the reason.
 
+Copies are published as the relay account (``broker.relay_url``, on a
+connection of its own; without one, on the consuming channel): authority
+accounts may not write the retry and parking exchanges. A copy carries the
+routing key and publisher of the original (``provenance``) in its headers.
+
 A copy is published with a confirm on this channel *before* the original
 is acked, so a crash between the two duplicates and never loses. A handler
 that raises gets the whole batch nacked with requeue: the quorum queue
@@ -38,6 +43,7 @@ from gateway.cpu_budget import BUDGET
 from gateway.errors import BrokerUnavailableError, TransportError
 from gateway.transport import wire
 from gateway.transport.base import BatchHandler, Delivery, Disposition, Verdict
+from gateway.transport.provenance import Provenance
 from gateway.transport.reconnect import (
     PIKA_ERRORS,
     ReconnectPolicy,
@@ -52,6 +58,7 @@ log = logging.getLogger(__name__)
 
 # Channel errors that mean the topology is wrong, not that the broker hiccuped.
 PERMANENT_REPLY_CODES = frozenset({403, 404, 406})
+ACCESS_REFUSED = 403
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,14 @@ class BatchConsumer:
         policy_for: Callable[[str], RetryPolicy],
         reconnect: ReconnectPolicy,
         batching: Batching,
+        *,
+        provenance: Provenance,
+        relay_params: Any | None = None,
     ) -> None:
         self._params = params
+        self._provenance = provenance
+        self._relay_params = relay_params
+        self._relay_user = wire.user_of(params if relay_params is None else relay_params)
         self._topology = topology
         self._policy_for = policy_for
         self._reconnect = reconnect
@@ -120,27 +133,59 @@ class BatchConsumer:
         channel = conn.channel()
         channel.basic_qos(prefetch_count=b.prefetch)
         channel.confirm_delivery()  # retry and park copies are confirmed before the ack
+        relay_conn = None
+        relay = channel
+        if self._relay_params is not None:
+            relay_conn = open_blocking(self._relay_params)
+            relay = relay_conn.channel()
+            relay.confirm_delivery()
+        try:
+            self._consume(conn, channel, relay, relay_conn, lanes, handler, stop)
+        finally:
+            if relay_conn is not None:
+                _close_quietly(relay_conn)
+
+    def _consume(
+        self,
+        conn: Any,
+        channel: Any,
+        relay: Any,
+        relay_conn: Any,
+        lanes: Mapping[str, Lane],
+        handler: BatchHandler,
+        stop: threading.Event,
+    ) -> None:
+        b = self._batching
         buffer: list[Delivery] = []
         tags = [
-            channel.basic_consume(queue, functools.partial(_collect, buffer, queue))
+            channel.basic_consume(
+                queue, functools.partial(_collect, buffer, queue, self._provenance)
+            )
             for queue in lanes
         ]
         while not stop.is_set():
             with BUDGET.timed("pika"):
                 gather(lambda limit: conn.process_data_events(time_limit=limit), buffer, b)
+                if relay_conn is not None:
+                    relay_conn.process_data_events(time_limit=0)  # its heartbeats
             if buffer:
-                self._settle(channel, lanes, buffer[: b.batch_max], handler)
+                self._settle(channel, relay, lanes, buffer[: b.batch_max], handler)
                 del buffer[: b.batch_max]
         # Stopping: no more deliveries (pika nacks the undispatched ones), settle the rest.
         for tag in tags:
             channel.basic_cancel(tag)
         while buffer:
-            self._settle(channel, lanes, buffer[: b.batch_max], handler)
+            self._settle(channel, relay, lanes, buffer[: b.batch_max], handler)
             del buffer[: b.batch_max]
         channel.close()
 
     def _settle(
-        self, channel: Any, lanes: Mapping[str, Lane], batch: list[Delivery], handler: BatchHandler
+        self,
+        channel: Any,
+        relay: Any,
+        lanes: Mapping[str, Lane],
+        batch: list[Delivery],
+        handler: BatchHandler,
     ) -> None:
         try:
             dispositions = list(handler(batch))
@@ -157,7 +202,7 @@ class BatchConsumer:
         unsettled: set[int] = set()
         for delivery, disposition in zip(batch, dispositions, strict=True):
             if disposition.verdict is not Verdict.ACK and not self._copy(
-                channel, lanes[delivery.queue], delivery, disposition
+                relay, lanes[delivery.queue], delivery, disposition
             ):
                 unsettled.add(delivery.tag)
         if not unsettled:
@@ -171,10 +216,17 @@ class BatchConsumer:
             else:
                 channel.basic_ack(delivery_tag=delivery.tag)
 
-    def _copy(self, channel: Any, lane: Lane, delivery: Delivery, disposition: Disposition) -> bool:
-        """Publish the retry or park copy; True once the broker confirmed it."""
+    def _copy(self, relay: Any, lane: Lane, delivery: Delivery, disposition: Disposition) -> bool:
+        """Publish the retry or park copy as the relay; True once the broker confirmed it."""
         policy = self._policy_for(lane.code)
-        copy = copy_for(policy, disposition, delivery.headers, delivery.routing_key, lane.queue)
+        copy = copy_for(
+            policy,
+            disposition,
+            delivery.headers,
+            delivery.routing_key,
+            lane.queue,
+            delivery.user_id,
+        )
         if copy.park:
             exchange, key, expiration = self._topology.parking_exchange, lane.parking, None
         else:
@@ -182,13 +234,26 @@ class BatchConsumer:
             expiration = policy.jittered_ms(copy.step, self._rng)
         try:
             # The channel is in confirm mode: this returns once the broker confirmed.
-            channel.basic_publish(
+            relay.basic_publish(
                 exchange,
                 key,
                 delivery.body,
-                wire.properties(delivery.message_id, copy.headers, expiration),
+                wire.properties(
+                    delivery.message_id,
+                    copy.headers,
+                    expiration,
+                    user_id=self._relay_user,
+                ),
                 mandatory=True,
             )
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == ACCESS_REFUSED:
+                raise TransportError(
+                    f"copying {delivery.message_id} to {exchange}: {describe(exc)}; only the "
+                    "relay account may write retry and parking copies: set broker.relay_url "
+                    "to it (cafgw broker setup makes it)"
+                ) from exc
+            raise
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
             log.error(
                 "copy of %s to %s not confirmed (%s)", delivery.message_id, key, describe(exc)
@@ -214,9 +279,15 @@ def gather(poll: Callable[[float], None], buffer: list[Delivery], batching: Batc
 
 
 def _collect(
-    buffer: list[Delivery], queue: str, _ch: Any, method: Any, props: Any, body: bytes
+    buffer: list[Delivery],
+    queue: str,
+    provenance: Provenance,
+    _ch: Any,
+    method: Any,
+    props: Any,
+    body: bytes,
 ) -> None:
-    buffer.append(wire.to_delivery(queue, method, props, body))
+    buffer.append(wire.to_delivery(queue, method, props, body, provenance))
 
 
 def _close_quietly(conn: Any) -> None:

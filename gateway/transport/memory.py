@@ -58,6 +58,7 @@ class _Stored:
     routing_key: str
     headers: dict[str, object] = field(default_factory=dict)
     returns: int = 0  # unsettled deliveries, as a quorum queue counts them
+    user_id: str | None = None  # the publishing account, kept through copies
 
 
 class MemoryTransport:
@@ -70,8 +71,11 @@ class MemoryTransport:
         retry_overrides: Mapping[str, RetryPolicy] | None = None,
         topology: Topology | None = None,
         batch_max: int = 100,
+        account: str = "guest",
     ) -> None:
         self.topology = topology or Topology()
+        # The account every publish names as user_id (RabbitMQ's default user).
+        self.account = account
         self.available = True
         self._retry = retry or RetryPolicy()
         self._overrides = dict(retry_overrides or {})
@@ -116,7 +120,13 @@ class MemoryTransport:
                 targets = self._route(exchange, m.routing_key)
                 for queue in targets:
                     self._queues[queue].append(
-                        _Stored(m.body, m.message_id, m.routing_key, dict(m.headers))
+                        _Stored(
+                            m.body,
+                            m.message_id,
+                            m.routing_key,
+                            dict(m.headers),
+                            user_id=self.account,
+                        )
                     )
                 outcome = PublishOutcome.CONFIRMED if targets else PublishOutcome.RETURNED
                 reason = None if targets else f"no queue is bound to {m.routing_key!r}"
@@ -174,7 +184,9 @@ class MemoryTransport:
             moving = [s for s in parked if message_id is None or s.message_id == message_id]
             for stored in moving:
                 parked.remove(stored)
-                headers = copy_headers(stored.headers, stored.routing_key, {ATTEMPT_HEADER: 0})
+                headers = copy_headers(
+                    stored.headers, stored.routing_key, {ATTEMPT_HEADER: 0}, stored.user_id
+                )
                 headers.pop(REASON_HEADER, None)
                 self._queues[lane.queue].append(replace(stored, headers=headers, returns=0))
             self._cond.notify_all()
@@ -256,6 +268,7 @@ class MemoryTransport:
             headers=headers,
             delivery_count=stored.returns,
             tag=next(self._tags),
+            user_id=stored.user_id,
         )
 
     def _return(self, taken: list[tuple[str, _Stored]], lanes: Mapping[str, Lane]) -> None:
@@ -275,7 +288,9 @@ class MemoryTransport:
         if disposition.verdict is Verdict.ACK:
             return
         policy = self.policy_for(lane.code)
-        copy = copy_for(policy, disposition, stored.headers, stored.routing_key, lane.queue)
+        copy = copy_for(
+            policy, disposition, stored.headers, stored.routing_key, lane.queue, stored.user_id
+        )
         # A retry goes straight back, without its delay: unit tests should not wait.
         target = lane.parking if copy.park else lane.queue
         self._queues[target].append(replace(stored, headers=copy.headers, returns=0))

@@ -6,7 +6,9 @@ through to the caller, which translates them. Peeking takes messages with basic.
 and returns them all unsettled at the end, so the queue is unchanged.
 Replay sends a copy back to the inbox through the requeue exchange, with
 its attempt count reset, and acks the parked message only after the
-broker confirmed the copy.
+broker confirmed the copy. The caller's connection is the relay account's
+(the only one that may write the requeue exchange); the copy carries the
+original's routing key and publisher as ``provenance`` read them.
 """
 
 from __future__ import annotations
@@ -15,18 +17,19 @@ from typing import Any
 
 from gateway.transport import wire
 from gateway.transport.base import Delivery
+from gateway.transport.provenance import Provenance
 from gateway.transport.retry import ATTEMPT_HEADER, REASON_HEADER, copy_headers
 from gateway.transport.topology import Lane, Topology
 
 
-def _take(channel: Any, queue: str, limit: int) -> list[Delivery]:
+def _take(channel: Any, queue: str, limit: int, provenance: Provenance) -> list[Delivery]:
     """Up to ``limit`` messages, left unacked (so basic.get cannot repeat one)."""
     taken: list[Delivery] = []
     while len(taken) < limit:
         method, properties, body = channel.basic_get(queue, auto_ack=False)
         if method is None:
             break
-        taken.append(wire.to_delivery(queue, method, properties, body))
+        taken.append(wire.to_delivery(queue, method, properties, body, provenance))
     return taken
 
 
@@ -36,16 +39,23 @@ def _give_back(channel: Any, unsettled: list[Delivery]) -> None:
         channel.basic_nack(delivery_tag=unsettled[-1].tag, multiple=True, requeue=True)
 
 
-def peek(conn: Any, lane: Lane, limit: int) -> list[Delivery]:
+def peek(conn: Any, lane: Lane, limit: int, provenance: Provenance) -> list[Delivery]:
     """The first ``limit`` parked messages of ``lane``, left in place."""
     channel = conn.channel()
-    taken = _take(channel, lane.parking, limit)
+    taken = _take(channel, lane.parking, limit, provenance)
     _give_back(channel, taken)
     channel.close()
     return taken
 
 
-def replay(conn: Any, topology: Topology, lane: Lane, message_id: str | None) -> int:
+def replay(
+    conn: Any,
+    topology: Topology,
+    lane: Lane,
+    message_id: str | None,
+    provenance: Provenance,
+    user_id: str | None,
+) -> int:
     """Move parked messages of ``lane`` (all, or those with ``message_id``) to its queue.
 
     Returns how many were moved.
@@ -54,20 +64,22 @@ def replay(conn: Any, topology: Topology, lane: Lane, message_id: str | None) ->
     channel.confirm_delivery()
     # Take at most what is there now, so that nothing is looked at twice.
     depth = int(channel.queue_declare(lane.parking, passive=True).method.message_count)
-    taken = _take(channel, lane.parking, depth)
+    taken = _take(channel, lane.parking, depth, provenance)
     kept: list[Delivery] = []
     for delivery in taken:
         if message_id is not None and delivery.message_id != message_id:
             kept.append(delivery)
             continue
-        headers = copy_headers(delivery.headers, delivery.routing_key, {ATTEMPT_HEADER: 0})
+        headers = copy_headers(
+            delivery.headers, delivery.routing_key, {ATTEMPT_HEADER: 0}, delivery.user_id
+        )
         headers.pop(REASON_HEADER, None)
         # Confirmed (or UnroutableError/NackError raised) before the next line runs.
         channel.basic_publish(
             topology.requeue_exchange,
             lane.queue,
             delivery.body,
-            wire.properties(delivery.message_id, headers),
+            wire.properties(delivery.message_id, headers, user_id=user_id),
             mandatory=True,
         )
         channel.basic_ack(delivery_tag=delivery.tag)
@@ -76,11 +88,11 @@ def replay(conn: Any, topology: Topology, lane: Lane, message_id: str | None) ->
     return len(taken) - len(kept)
 
 
-def discard(conn: Any, lane: Lane, message_ids: frozenset[str]) -> int:
+def discard(conn: Any, lane: Lane, message_ids: frozenset[str], provenance: Provenance) -> int:
     """Ack (delete) the parked messages of ``lane`` with these ids; how many went."""
     channel = conn.channel()
     depth = int(channel.queue_declare(lane.parking, passive=True).method.message_count)
-    taken = _take(channel, lane.parking, depth)
+    taken = _take(channel, lane.parking, depth, provenance)
     kept: list[Delivery] = []
     for delivery in taken:
         if delivery.message_id in message_ids:

@@ -16,6 +16,7 @@ import pika
 import pika.exceptions
 
 from gateway.errors import TransportError
+from gateway.settings import BrokerTls
 from gateway.transport.reconnect import PIKA_ERRORS, ReconnectPolicy, describe, parameters, where
 
 # A passive declare of a queue that does not exist closes the channel with 404.
@@ -30,8 +31,8 @@ class PassiveCount:
     consumers: int
 
 
-def _connect(url: str, timeout_s: float) -> Any:
-    params = parameters(url, ReconnectPolicy(heartbeat_s=0, socket_timeout_s=timeout_s))
+def _connect(url: str, timeout_s: float, tls: BrokerTls | None) -> Any:
+    params = parameters(url, ReconnectPolicy(heartbeat_s=0, socket_timeout_s=timeout_s), tls)
     params.retry_delay = 0
     params.stack_timeout = timeout_s
     params.blocked_connection_timeout = timeout_s
@@ -41,16 +42,16 @@ def _connect(url: str, timeout_s: float) -> Any:
         raise TransportError(f"broker at {where(params)} not reachable: {describe(exc)}") from exc
 
 
-def ping(url: str, timeout_s: float) -> None:
+def ping(url: str, timeout_s: float, tls: BrokerTls | None = None) -> None:
     """Return if the broker at ``url`` accepts a connection; TransportError if not."""
-    _close(_connect(url, timeout_s))
+    _close(_connect(url, timeout_s, tls))
 
 
 def passive_counts(
-    url: str, queues: Sequence[str], timeout_s: float
+    url: str, queues: Sequence[str], timeout_s: float, tls: BrokerTls | None = None
 ) -> dict[str, PassiveCount | None]:
     """Each queue's counts (None: the queue does not exist); changes nothing."""
-    conn = _connect(url, timeout_s)
+    conn = _connect(url, timeout_s, tls)
     try:
         return _passive(conn, queues)
     except PIKA_ERRORS as exc:

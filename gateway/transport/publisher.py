@@ -72,6 +72,9 @@ class _Link:
     def __init__(self, params: Any, default_exchange: str) -> None:
         self.params = params
         self.default_exchange = default_exchange
+        # Every message names its publishing account; the broker refuses it if
+        # that is not the connection's user, so receivers can rely on it.
+        self.user_id = wire.user_of(params)
         self.ready = threading.Event()
         self.closed = False
         self.error: BaseException | None = None
@@ -180,7 +183,7 @@ class _Link:
         end = min(start + CHUNK, len(batch.messages))
         for index in range(start, end):
             message = batch.messages[index]
-            properties = wire.properties(message.message_id, message.headers)
+            properties = wire.properties(message.message_id, message.headers, user_id=self.user_id)
             try:
                 self.channel.basic_publish(
                     message.exchange or self.default_exchange,

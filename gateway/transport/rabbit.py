@@ -17,7 +17,7 @@ import pika.exceptions
 
 from gateway.errors import TransportError
 from gateway.settings import BrokerSettings, Settings
-from gateway.transport import parking
+from gateway.transport import parking, wire
 from gateway.transport.base import (
     BatchHandler,
     Delivery,
@@ -26,6 +26,7 @@ from gateway.transport.base import (
     PublishResult,
 )
 from gateway.transport.consumer import BatchConsumer, Batching
+from gateway.transport.provenance import Provenance, provenance_for
 from gateway.transport.publisher import AsyncPublisher
 from gateway.transport.reconnect import (
     PIKA_ERRORS,
@@ -62,7 +63,15 @@ class RabbitTransport:
         self._batching = batching or Batching(
             prefetch=broker.prefetch, batch_max=max(1, broker.prefetch // 2)
         )
-        self._params = parameters(broker.url, self._reconnect)
+        self._params = parameters(broker.url, self._reconnect, broker.tls)
+        # Retry and park copies and replays are the relay account's (authority
+        # accounts may not write those exchanges); None: broker.url's account.
+        self._relay_params = (
+            None
+            if broker.relay_url is None
+            else parameters(broker.relay_url, self._reconnect, broker.tls)
+        )
+        self.provenance: Provenance = provenance_for(broker, self.topology)
         self._publisher = AsyncPublisher(self._params, self.topology.exchange, self._reconnect)
 
     @classmethod
@@ -96,29 +105,40 @@ class RabbitTransport:
     def consume(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
         """Deliver batches to ``handler`` until ``stop`` is set, reconnecting after losses."""
         consumer = BatchConsumer(
-            self._params, self.topology, self.policy_for, self._reconnect, self._batching
+            self._params,
+            self.topology,
+            self.policy_for,
+            self._reconnect,
+            self._batching,
+            provenance=self.provenance,
+            relay_params=self._relay_params,
         )
         consumer.run(queues, handler, stop)
 
     def peek_parked(self, code: str, limit: int = 100) -> list[Delivery]:
         """The first ``limit`` messages parked for authority ``code``, left in place."""
         lane = self.topology.lane(self.topology.inbox(code))
-        return self._admin(f"peeking {lane.parking}", lambda conn: parking.peek(conn, lane, limit))
+        return self._relay(
+            f"peeking {lane.parking}", lambda conn: parking.peek(conn, lane, limit, self.provenance)
+        )
 
     def replay_parked(self, code: str, message_id: str | None = None) -> int:
         """Move parked messages of ``code`` (all, or one message id) back to its inbox."""
         lane = self.topology.lane(self.topology.inbox(code))
-        return self._admin(
+        relay = self._relay_params or self._params
+        return self._relay(
             f"replaying {lane.parking}",
-            lambda conn: parking.replay(conn, self.topology, lane, message_id),
+            lambda conn: parking.replay(
+                conn, self.topology, lane, message_id, self.provenance, wire.user_of(relay)
+            ),
         )
 
     def discard_parked(self, code: str, message_ids: Sequence[str]) -> int:
         """Delete parked messages of ``code`` with these ids (erasure); how many went."""
         lane = self.topology.lane(self.topology.inbox(code))
-        return self._admin(
+        return self._relay(
             f"erasing from {lane.parking}",
-            lambda conn: parking.discard(conn, lane, frozenset(message_ids)),
+            lambda conn: parking.discard(conn, lane, frozenset(message_ids), self.provenance),
         )
 
     def inbox_states(self, codes: Sequence[str]) -> dict[str, InboxState]:
@@ -130,8 +150,12 @@ class RabbitTransport:
     def close(self) -> None:
         self._publisher.close()
 
-    def _admin(self, action: str, work: Callable[[Any], T]) -> T:
-        conn = with_reconnect(lambda: open_blocking(self._params), self._params, self._reconnect)
+    def _relay(self, action: str, work: Callable[[Any], T]) -> T:
+        return self._admin(action, work, self._relay_params or self._params)
+
+    def _admin(self, action: str, work: Callable[[Any], T], params: Any = None) -> T:
+        params = self._params if params is None else params
+        conn = with_reconnect(lambda: open_blocking(params), params, self._reconnect)
         try:
             return work(conn)
         except pika.exceptions.ChannelClosedByBroker as exc:
@@ -145,7 +169,7 @@ class RabbitTransport:
                 hint = "; run declare() for the hosted authorities first"
             raise TransportError(f"{action}: {describe(exc)}{hint}") from exc
         except PIKA_ERRORS as exc:
-            raise TransportError(f"{action}: {translate(exc, self._params)}") from exc
+            raise TransportError(f"{action}: {translate(exc, params)}") from exc
         finally:
             try:
                 if conn.is_open:

@@ -29,7 +29,9 @@ from tenacity.stop import stop_base
 
 from gateway.backoff import Backoff
 from gateway.errors import BrokerUnavailableError, TransportError
+from gateway.settings import BrokerTls
 from gateway.transport.link import LINK, unreachable
+from gateway.transport.tls import ssl_options
 
 T = TypeVar("T")
 
@@ -59,9 +61,12 @@ class ReconnectPolicy:
         return Backoff.exponential(self.initial_s, self.max_s, self.attempts)
 
 
-def parameters(url: str, policy: ReconnectPolicy) -> Any:
-    """pika connection parameters for ``url``: one attempt each, heartbeats on."""
+def parameters(url: str, policy: ReconnectPolicy, tls: BrokerTls | None = None) -> Any:
+    """pika connection parameters for ``url``: one attempt each, heartbeats on,
+    TLS with our CA and client certificate when ``tls`` is given (``amqps://``)."""
     params = pika.URLParameters(url)
+    if tls is not None:
+        params.ssl_options = ssl_options(url, tls)
     params.connection_attempts = 1
     params.heartbeat = policy.heartbeat_s
     params.socket_timeout = policy.socket_timeout_s

@@ -23,7 +23,13 @@ from gateway.transport.base import Disposition, Verdict
 ATTEMPT_HEADER = "x-cafgw-attempt"  # retries already taken; 0 or absent on the original
 REASON_HEADER = "x-cafgw-reason"  # why the last RETRY or PARK happened
 ROUTING_KEY_HEADER = "x-cafgw-routing-key"  # the routing key the sender used
+PUBLISHER_HEADER = "x-cafgw-publisher"  # the broker account that published the original
 PARKED_FROM_HEADER = "x-cafgw-parked-from"  # the queue the message was parked from
+# Headers of our own: believed only on messages a relay account published
+# (``provenance``); dropped from anything else when it is delivered.
+OWN_HEADER_PREFIX = "x-cafgw-"
+# Why the broker dead-letters (x-first-death-reason); anything else is not the broker's word.
+BROKER_DEATH_REASONS = frozenset({"delivery_limit", "expired", "rejected", "maxlen"})
 
 # Headers the broker adds when it dead-letters or redelivers; a fresh copy drops
 # them so that counts and histories start again.
@@ -103,19 +109,6 @@ def attempt_of(headers: Mapping[str, object]) -> int:
         return 0
 
 
-def original_routing_key(headers: Mapping[str, object], fallback: str) -> str:
-    """The sender's routing key, even after delay queues and dead-lettering rewrote it."""
-    value = headers.get(ROUTING_KEY_HEADER)
-    if isinstance(value, str):
-        return value
-    deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[-1], Mapping):
-        keys = deaths[-1].get("routing-keys")  # the oldest death holds the first key
-        if isinstance(keys, list) and keys:
-            return str(keys[0])
-    return fallback
-
-
 def parked_reason(headers: Mapping[str, object]) -> str:
     """Why a parked message was parked, whoever parked it."""
     value = headers.get(REASON_HEADER)
@@ -124,15 +117,26 @@ def parked_reason(headers: Mapping[str, object]) -> str:
     death = headers.get("x-first-death-reason")
     if death == "delivery_limit":
         return "delivery limit reached: the consumer never settled the message"
-    return f"dead-lettered by the broker ({death})" if death else "unknown"
+    if death in BROKER_DEATH_REASONS:
+        return f"dead-lettered by the broker ({death})"
+    return "unknown"
 
 
 def copy_headers(
-    headers: Mapping[str, object], routing_key: str, marks: Mapping[str, str | int]
+    headers: Mapping[str, object],
+    routing_key: str,
+    marks: Mapping[str, str | int],
+    publisher: str | None = None,
 ) -> dict[str, object]:
-    """Headers for a retry, park or replay copy: broker history dropped, marks set."""
+    """Headers for a retry, park or replay copy: broker history dropped, marks set.
+
+    ``routing_key`` and ``publisher`` are the delivery's origin as the broker
+    vouched for it (``provenance``); the copy carries them, since its own
+    routing key and ``user_id`` are the relay's.
+    """
     out = {k: v for k, v in headers.items() if k not in BROKER_HEADERS}
-    out[ROUTING_KEY_HEADER] = original_routing_key(headers, routing_key)
+    out[ROUTING_KEY_HEADER] = routing_key
+    out[PUBLISHER_HEADER] = publisher or ""
     for name, value in marks.items():
         out[name] = value[:MAX_REASON_CHARS] if isinstance(value, str) else value
     return out
@@ -153,6 +157,7 @@ def copy_for(
     headers: Mapping[str, object],
     routing_key: str,
     queue: str,
+    publisher: str | None = None,
 ) -> Copy:
     """Retry copy for the next attempt, or park copy once the budget is spent."""
     reason = disposition.reason or disposition.verdict.value
@@ -162,8 +167,10 @@ def copy_for(
     if following is not None:
         marks: dict[str, str | int] = {ATTEMPT_HEADER: following, REASON_HEADER: reason}
         step = policy.step_for(following)
-        return Copy(park=False, step=step, headers=copy_headers(headers, routing_key, marks))
+        return Copy(
+            park=False, step=step, headers=copy_headers(headers, routing_key, marks, publisher)
+        )
     if retry:
         reason = f"retry budget of {policy.budget} spent: {reason}"
     marks = {ATTEMPT_HEADER: attempt, REASON_HEADER: reason, PARKED_FROM_HEADER: queue}
-    return Copy(park=True, step=0, headers=copy_headers(headers, routing_key, marks))
+    return Copy(park=True, step=0, headers=copy_headers(headers, routing_key, marks, publisher))

@@ -14,7 +14,7 @@ from typing import Any
 import pika
 
 from gateway.transport.base import Delivery
-from gateway.transport.retry import original_routing_key
+from gateway.transport.provenance import Provenance
 
 PERSISTENT = 2
 
@@ -35,29 +35,49 @@ def plain(value: Any) -> object:
     return None if value is None else str(value)
 
 
-def to_delivery(queue: str, method: Any, properties: Any, body: bytes) -> Delivery:
-    """A pika delivery (basic.deliver or basic.get-ok) as a contract Delivery."""
+def to_delivery(
+    queue: str, method: Any, properties: Any, body: bytes, provenance: Provenance
+) -> Delivery:
+    """A pika delivery (basic.deliver or basic.get-ok) as a contract Delivery.
+
+    Its routing key and publisher are what the broker vouches for
+    (``provenance``); headers of ours survive only from a relay account.
+    """
     raw = properties.headers or {}
     headers = {str(k): plain(v) for k, v in raw.items()}
+    user_id = None if properties.user_id is None else str(plain(properties.user_id))
+    origin = provenance.origin(str(method.exchange), str(method.routing_key), user_id, headers)
     count = headers.get("x-delivery-count", 0)
     return Delivery(
         queue=queue,
-        routing_key=original_routing_key(headers, str(method.routing_key)),
+        routing_key=origin.routing_key,
         body=bytes(body),
         message_id=None if properties.message_id is None else str(properties.message_id),
-        headers=headers,
+        headers=origin.headers,
         delivery_count=int(count) if isinstance(count, int | str) else 0,
         tag=int(method.delivery_tag),
+        user_id=origin.user_id,
     )
 
 
+def user_of(params: Any) -> str | None:
+    """The user a connection authenticates as, for ``user_id`` (None: not a password login)."""
+    username = getattr(params.credentials, "username", None)
+    return username if isinstance(username, str) else None
+
+
 def properties(
-    message_id: str | None, headers: Mapping[str, object], expiration_ms: int | None = None
+    message_id: str | None,
+    headers: Mapping[str, object],
+    expiration_ms: int | None = None,
+    user_id: str | None = None,
 ) -> Any:
-    """Persistent message properties carrying ``message_id`` and ``headers``."""
+    """Persistent message properties carrying ``message_id``, ``headers`` and the
+    publishing account as ``user_id`` (RabbitMQ checks it is the connection's user)."""
     return pika.BasicProperties(
         delivery_mode=PERSISTENT,
         message_id=message_id,
         headers=dict(headers) or None,
         expiration=None if expiration_ms is None else str(expiration_ms),
+        user_id=user_id,
     )

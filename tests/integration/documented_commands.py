@@ -45,7 +45,7 @@ GROUPS = frozenset(
 NOT_RUN = {
     "docker": "no Docker engine on the build machines (docs/operations.md, Docker)",
     "cafgw broker setup": (
-        "creates broker-wide users cafgw-<code>, shared by every vhost; "
+        "creates users on the machine's shared broker (rabbitmqctl, seconds a call); "
         "tests/integration/test_broker_accounts.py runs the same set-up with user names of its own"
     ),
 }

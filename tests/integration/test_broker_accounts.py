@@ -18,6 +18,7 @@ from gateway.errors import ConfigError
 from gateway.settings import BrokerSettings
 from gateway.transport.accounts import (
     BrokerCredentials,
+    account_name,
     grants_for,
     remove_accounts,
     setup_accounts,
@@ -27,6 +28,8 @@ from gateway.transport.rabbit import RabbitTransport
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 CODES = ("332", "336")
+USER_PREFIX = f"cafgw-t{uuid.uuid4().hex[:8]}-"
+PASSWORD = "CAFGW_BROKER_PASSWORD_332"  # an environment variable name
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +56,11 @@ def accounts(broker_vhost: str, secrets_dir: Path) -> Iterator[dict[str, BrokerC
         transport.declare(CODES)  # the administrator declares the topology
     finally:
         transport.close()
-    user_prefix = f"cafgw-t{uuid.uuid4().hex[:8]}-"
-    made = setup_accounts(name, ["332", "regional"], secrets_dir, user_prefix=user_prefix, env={})
+    made = setup_accounts(name, ["332", "regional"], secrets_dir, user_prefix=USER_PREFIX, env={})
     try:
         yield made
     finally:
-        remove_accounts(["332", "regional"], user_prefix=user_prefix)
+        remove_accounts(name, ["332", "regional"], user_prefix=USER_PREFIX)
 
 
 def _channel(creds: BrokerCredentials) -> pika.adapters.blocking_connection.BlockingChannel:
@@ -149,8 +151,7 @@ def test_passwords_stay_in_0600_files_and_survive_a_second_setup(
     assert path.read_text().strip() == accounts["332"].password
     assert accounts["332"].password not in repr(accounts["332"])
     name = unquote(urlparse(broker_vhost).path.lstrip("/"))
-    user_prefix = accounts["332"].username.removesuffix("332")
-    again = setup_accounts(name, ["332"], secrets_dir, user_prefix=user_prefix, env={})
+    again = setup_accounts(name, ["332"], secrets_dir, user_prefix=USER_PREFIX, env={})
     assert again["332"].password == accounts["332"].password
     _publish(again["332"], "caf.escalation", "336.Dispute.332")
 
@@ -181,3 +182,39 @@ def test_secrets_inside_a_tracked_part_of_the_repository_are_refused() -> None:
 def test_grants_refuse_a_code_that_is_not_an_authority() -> None:
     with pytest.raises(ConfigError, match="not an LA code"):
         grants_for("33.*")
+
+
+def test_setup_on_a_second_vhost_leaves_the_first_vhosts_accounts_alone(tmp_path: Path) -> None:
+    """Issue 13, item 10: broker users are global; each vhost's are named apart."""
+    first, second = (f"cafgw-test-acc-{uuid.uuid4().hex[:12]}" for _ in range(2))
+    for name in (first, second):
+        create_vhost(name)
+    made: list[tuple[str, BrokerCredentials]] = []
+    try:
+        a = setup_accounts(
+            first, ["332"], tmp_path / "a", user_prefix=USER_PREFIX, env={PASSWORD: "first-pw"}
+        )["332"]
+        made.append((first, a))
+        b = setup_accounts(
+            second, ["332"], tmp_path / "b", user_prefix=USER_PREFIX, env={PASSWORD: "second-pw"}
+        )["332"]
+        made.append((second, b))
+        assert a.username != b.username
+        # The first vhost's password still logs in, and only on its own vhost.
+        pika.BlockingConnection(pika.URLParameters(a.url())).close()
+        pika.BlockingConnection(pika.URLParameters(b.url())).close()
+        crossed = BrokerCredentials("332", a.username, a.password, second)
+        with pytest.raises(pika.exceptions.AMQPError):
+            pika.BlockingConnection(pika.URLParameters(crossed.url())).close()
+    finally:
+        for name, creds in made:
+            remove_accounts(name, [creds.code], user_prefix=USER_PREFIX)
+        for name in (first, second):
+            delete_vhost(name)
+
+
+def test_account_names_carry_a_tag_of_their_vhost() -> None:
+    names = {account_name("332", v) for v in ("/", "caf", "caf-", "caf/", "CAF")}
+    assert len(names) == 5  # readable parts alike, tags apart
+    assert account_name("332", "west-midlands").startswith("cafgw-west-midlands-")
+    assert account_name("332", "west-midlands").endswith("-332")

@@ -2,12 +2,18 @@
 
 Accounts come from ``gateway.transport.accounts.setup_accounts`` on a fresh
 vhost, with user names unique to the test (RabbitMQ users are not per vhost).
+Issue 13, item 2: authority accounts cannot write the retry, parking or
+requeue exchanges (only the relay account can), and a gateway running on
+per-authority accounts quarantines what a header, a foreign account or a
+key of another shape claims.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pika
@@ -19,8 +25,16 @@ from pika.exceptions import AMQPError, ChannelClosedByBroker
 from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.signing import Signer
 from gateway.ledger.status import Direction, Status
-from gateway.transport.accounts import BrokerCredentials, remove_accounts, setup_accounts
+from gateway.settings import BrokerSettings, Settings
+from gateway.transport.accounts import RELAY, BrokerCredentials, remove_accounts, setup_accounts
+from gateway.transport.base import Delivery, Disposition, Verdict
 from gateway.transport.rabbit import RabbitTransport
+from gateway.transport.retry import (
+    ATTEMPT_HEADER,
+    PUBLISHER_HEADER,
+    ROUTING_KEY_HEADER,
+    RetryPolicy,
+)
 from gateway.transport.topology import Topology
 from tests.integration.gateways import make_settings, notification_envelope, running, wait_for
 
@@ -29,11 +43,23 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 ACCESS_REFUSED = 403
 
 
-@pytest.fixture(scope="module")
-def accounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, BrokerCredentials]]:
-    """Topology declared by the administrator, then accounts for 332 and 336.
+@dataclass(frozen=True)
+class Region:
+    """A vhost with the topology declared and per-authority accounts on it."""
 
-    Module-scoped: every rabbitmqctl call takes seconds, and these tests only read.
+    vhost: str
+    user_prefix: str
+    accounts: dict[str, BrokerCredentials]
+
+    def url(self, code: str) -> str:
+        return self.accounts[code].url()
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Region]:
+    """Topology declared by the administrator, then accounts for 332, 336 and the relay.
+
+    Module-scoped: every rabbitmqctl call takes seconds.
     """
     tmp_path = tmp_path_factory.mktemp("accounts")
     name = f"cafgw-test-{uuid.uuid4().hex[:12]}"
@@ -45,10 +71,16 @@ def accounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Bro
         transport = RabbitTransport.from_settings(settings)
         transport.declare(("332", "336"))
         transport.close()
-        yield setup_accounts(name, ["332", "336"], tmp_path / "secrets", user_prefix=prefix)
+        made = setup_accounts(name, ["332", "336", RELAY], tmp_path / "secrets", user_prefix=prefix)
+        yield Region(name, prefix, made)
     finally:
-        remove_accounts(["332", "336"], user_prefix=prefix)
+        remove_accounts(name, ["332", "336", RELAY], user_prefix=prefix)
         delete_vhost(name)
+
+
+@pytest.fixture(scope="module")
+def accounts(region: Region) -> dict[str, BrokerCredentials]:
+    return region.accounts
 
 
 def _channel(creds: BrokerCredentials) -> tuple[pika.BlockingConnection, BlockingChannel]:
@@ -170,3 +202,168 @@ def test_a_message_put_straight_onto_another_authoritys_queue_is_quarantined(
         wait_for(lambda: bool(quarantined()), what="quarantine")
         (record,) = quarantined()
         assert "delivered to the inbox of 336" in (record.reason or "")  # type: ignore[attr-defined]
+
+
+def _into(exchange: str, routing_key: str) -> Callable[[BlockingChannel], object]:
+    def act(channel: BlockingChannel) -> None:
+        channel.basic_publish(
+            exchange, routing_key, b"<Envelope/>", pika.BasicProperties(delivery_mode=2)
+        )
+
+    return act
+
+
+@pytest.mark.parametrize(
+    ("exchange", "routing_key"),
+    [
+        ("caf.retry", "caf.retry.336.1"),  # would reach Wolverhampton's inbox after the TTL
+        ("caf.parking", "caf.parking.336"),  # a "parked" message with the attacker's reason
+        ("caf.requeue", "caf.inbox.336"),
+        ("caf.retry", "caf.retry.332.1"),  # not even its own lanes: copies are the relay's
+    ],
+)
+def test_an_authority_account_cannot_publish_into_retry_parking_or_requeue(
+    accounts: dict[str, BrokerCredentials], exchange: str, routing_key: str
+) -> None:
+    assert _refused(_into(exchange, routing_key), accounts["332"]) == ACCESS_REFUSED
+    assert _refused(_into(exchange, routing_key), accounts["336"]) == ACCESS_REFUSED
+
+
+def test_the_relay_account_writes_copies_and_nothing_on_the_topic_exchanges(
+    accounts: dict[str, BrokerCredentials],
+) -> None:
+    relay = accounts[RELAY]
+    assert _refused(_into("caf.parking", "caf.parking.nobody"), relay) == 0
+    assert _refused(_publish("336.Notification.332"), relay) == ACCESS_REFUSED
+    assert _refused(lambda ch: ch.basic_get(Topology().inbox("336")), relay) == ACCESS_REFUSED
+
+
+def _send(
+    url: str,
+    routing_key: str,
+    data: bytes,
+    message_id: str,
+    user_id: str | None,
+    headers: dict[str, object] | None = None,
+) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(
+            "caf.exchange",
+            routing_key,
+            data,
+            pika.BasicProperties(
+                delivery_mode=2, message_id=message_id, user_id=user_id, headers=headers
+            ),
+            mandatory=True,
+        )
+    finally:
+        connection.close()
+
+
+def _signed(settings: Settings, sender: str) -> tuple[str, bytes]:
+    env = notification_envelope(sender, "336")
+    keys = settings.keys_dir / sender
+    data = Signer.from_files(keys / "key.pem", keys / "cert.pem").sign(envelope_to_element(env))
+    return env.header.message_id, data
+
+
+def test_a_gateway_on_authority_accounts_quarantines_every_forged_origin_with_its_reason(
+    tmp_path: Path, region: Region
+) -> None:
+    """Wolverhampton's gateway runs as its own account, copies as the relay."""
+    guest = f"amqp://guest:guest@127.0.0.1:5672/{region.vhost}"
+    base = make_settings(tmp_path, ("336",), f"sqlite:///{tmp_path / 'l.db'}", region.url("336"))
+    broker = base.broker.model_copy(
+        update={
+            "relay_url": region.url(RELAY),
+            "user_prefix": region.user_prefix,
+            "declare_topology": False,
+            "management_url": "",
+        }
+    )
+    disputes = base.disputes.model_copy(update={"consume_regional": False})
+    settings = base.model_copy(update={"broker": broker, "disputes": disputes})
+    dudley = region.accounts["332"]
+    genuine = _signed(settings, "332")
+    # Dudley's account relays a Sandwell-signed message with a header naming Sandwell.
+    spoofed = _signed(settings, "335")
+    # guest (any key, any exchange) is neither Dudley's account nor this gateway's.
+    foreign = _signed(settings, "332")
+    unnamed = _signed(settings, "332")
+    two_part = _signed(settings, "332")
+    expected = {
+        genuine[0]: (Status.VERIFIED, ""),
+        spoofed[0]: (Status.QUARANTINED, "routing key '336.Notification.332'"),
+        foreign[0]: (Status.QUARANTINED, "published by broker user 'guest'"),
+        unnamed[0]: (Status.QUARANTINED, "no user_id"),
+        two_part[0]: (Status.QUARANTINED, "routing key '336.332'"),
+    }
+    with running(settings) as gw:
+        _send(dudley.url(), "336.Notification.332", genuine[1], genuine[0], dudley.username)
+        _send(
+            dudley.url(),
+            "336.Notification.332",
+            spoofed[1],
+            spoofed[0],
+            dudley.username,
+            {ROUTING_KEY_HEADER: "336.Notification.335", PUBLISHER_HEADER: ""},
+        )
+        _send(guest, "336.Notification.332", foreign[1], foreign[0], "guest")
+        _send(guest, "336.Notification.332", unnamed[1], unnamed[0], None)
+        _send(guest, "336.332", two_part[1], two_part[0], "guest")
+
+        def outcomes() -> dict[str, tuple[Status, str]]:
+            return {
+                r.message_id: (r.status, r.reason or "")
+                for r in gw.ledger.find(authority="336", direction=Direction.INBOUND)
+                if r.status in (Status.VERIFIED, Status.QUARANTINED)
+                or r.status.value.startswith("DELIVERED")
+            }
+
+        wait_for(lambda: len(outcomes()) == len(expected), what="every message decided")
+        seen = outcomes()
+    for message_id, (status, reason) in expected.items():
+        got_status, got_reason = seen[message_id]
+        if status is Status.VERIFIED:
+            assert got_status is not Status.QUARANTINED, got_reason
+        else:
+            assert (got_status, reason in got_reason) == (status, True), got_reason
+
+
+def test_a_retry_copy_goes_through_the_relay_and_keeps_the_senders_key_and_account(
+    region: Region,
+) -> None:
+    """The consumer runs as Wolverhampton's account, which may not write caf.retry."""
+    broker = BrokerSettings(
+        url=region.url("336"),
+        relay_url=region.url(RELAY),
+        user_prefix=region.user_prefix,
+        declare_topology=False,
+    )
+    transport = RabbitTransport(broker, retry=RetryPolicy(budget=1, backoff_s=(1,)))
+    dudley = region.accounts["332"]
+    _send(dudley.url(), "336.Notification.332", b"<Envelope/>", "m-retry", dudley.username)
+    seen: list[Delivery] = []
+    stop = threading.Event()
+
+    def handler(batch: Sequence[Delivery]) -> list[Disposition]:
+        seen.extend(batch)
+        if len(seen) >= 2:
+            stop.set()
+        return [Disposition(Verdict.RETRY if len(seen) < 2 else Verdict.ACK) for _ in batch]
+
+    consumer = threading.Thread(
+        target=transport.consume, args=([Topology().inbox("336")], handler, stop)
+    )
+    consumer.start()
+    consumer.join(timeout=30)
+    stop.set()
+    consumer.join(timeout=10)
+    transport.close()
+    first, again = seen[:2]
+    assert (first.routing_key, first.user_id) == ("336.Notification.332", dudley.username)
+    assert (again.routing_key, again.user_id) == ("336.Notification.332", dudley.username)
+    assert again.headers[ATTEMPT_HEADER] == 1

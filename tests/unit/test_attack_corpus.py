@@ -55,6 +55,7 @@ def _deliver(gw: Gateway, entry: dict[str, object], tag: int = 1) -> None:
         headers={},
         delivery_count=0,
         tag=tag,
+        user_id=str(entry.get("user_id", "guest")),  # as the broker validated it
     )
     (disposition,) = handle_batch(gw, [delivery])
     # Permanent problems are recorded, so the broker may forget the message.

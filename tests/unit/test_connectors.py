@@ -42,6 +42,7 @@ def receive(gw: Gateway, count: int) -> list[str]:
             headers={},
             delivery_count=0,
             tag=n,
+            user_id="guest",  # the broker account that published it
         )
         for n, m in enumerate(sent)
     ]

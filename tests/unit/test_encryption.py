@@ -102,7 +102,9 @@ def paired(tmp_path: Path) -> Iterator[Gateway]:
 
 
 def _deliver(gw: Gateway, data: bytes) -> list[object]:
-    delivery = Delivery(Topology().inbox("336"), "336.Assessment.332", data, None, {}, 0, 1)
+    delivery = Delivery(
+        Topology().inbox("336"), "336.Assessment.332", data, None, {}, 0, 1, user_id="guest"
+    )
     handle_batch(gw, [delivery])
     return gw.ledger.find(authority="336", direction=Direction.INBOUND)  # type: ignore[return-value]
 

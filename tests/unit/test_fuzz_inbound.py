@@ -76,6 +76,7 @@ def test_the_inbound_path_records_and_acknowledges_any_input(gateway: Gateway) -
             headers={},
             delivery_count=0,
             tag=next(tags),
+            user_id="guest",  # the broker account that published it
         )
         (disposition,) = handle_batch(gateway, [delivery])
         assert disposition.verdict == Verdict.ACK
@@ -101,6 +102,7 @@ def test_a_quarantined_message_delivered_again_is_acknowledged_not_retried(
             headers={},
             delivery_count=0,
             tag=tag,
+            user_id="guest",  # the broker account that published it
         )
         (disposition,) = handle_batch(gateway, [delivery])
         assert disposition.verdict == Verdict.ACK

@@ -49,6 +49,7 @@ def carry(gw: Gateway, sender: str, recipient: str, message_type: str) -> list[b
                 headers={},
                 delivery_count=0,
                 tag=n,
+                user_id="guest",  # the broker account that published it
             )
             for n, i in enumerate(items)
         ],

@@ -5,9 +5,12 @@ a hosted authority, or the regional group's); the signature verifies against
 the pinned certificate of the header's sender, and only the signed document
 is used from then on; the body is decrypted (after the signature, never
 before); the schema validates the plain document; the message is addressed
-to the queue's owner; and the routing key the broker delivered it with names
-that owner, the message type and the signed sender (the broker's topic
-permissions let each authority publish only keys ending in its own code).
+to the queue's owner; the routing key its publisher used (as the broker
+delivered it: a header's word is never taken, ``transport.provenance``) names
+that owner, the message type and the signed sender, whatever its shape (the
+broker's topic permissions let each authority publish only keys ending in its
+own code); and the broker account that published it (``user_id``, which
+RabbitMQ validates) is the signed sender's own account or this gateway's.
 
 Anything that fails is ``Refused`` with the reason, to be quarantined: never
 retried, never dropped.
@@ -32,6 +35,7 @@ from gateway.ledger.status import Route
 from gateway.model import Envelope
 from gateway.outbox import digest
 from gateway.transport.base import Delivery
+from gateway.transport.provenance import publishers_for
 from gateway.transport.topology import REGIONAL
 
 NS = "{urn:caf-exchange:1}"
@@ -112,7 +116,7 @@ def check(gw: Gateway, source: Source, delivery: Delivery) -> Passed | Refused:
     problem = _addressing_problem(source, env)
     if problem is not None:
         return refused(problem)
-    problem = _routing_problem(source, env, delivery)
+    problem = _routing_problem(source, env, delivery) or _publisher_problem(gw, env, delivery)
     if problem is not None:
         # Not proven to be who the route says: no receipt goes back on it.
         return refused(problem, proven=False)
@@ -136,6 +140,22 @@ def _routing_problem(source: Source, env: Envelope, delivery: Delivery) -> str |
         return (
             f"routing key {delivery.routing_key!r} does not name the queue's owner, the message "
             f"type and the signed sender (expected {expected!r}): forged routing"
+        )
+    return None
+
+
+def _publisher_problem(gw: Gateway, env: Envelope, delivery: Delivery) -> str | None:
+    sender = env.header.sender
+    if delivery.user_id is None:
+        return (
+            f"no user_id: the broker account that published this message for {sender} is "
+            "unknown (gateways set user_id, which the broker validates): forged publisher"
+        )
+    allowed = publishers_for(gw.settings.broker, sender)
+    if delivery.user_id not in allowed:
+        return (
+            f"published by broker user {delivery.user_id!r}, which may not publish for "
+            f"{sender} (expected one of {sorted(allowed)}): forged publisher"
         )
     return None
 
