@@ -577,6 +577,11 @@ _PATH_KEYS: tuple[tuple[str, ...], ...] = (
     ("peers_dir",),
     ("trust", "regional_ca"),
     ("policy", "existence_key_file"),
+    ("broker", "tls", "ca_file"),
+    ("broker", "tls", "cert_file"),
+    ("broker", "tls", "key_file"),
+    ("api", "tls", "cert_file"),
+    ("api", "tls", "key_file"),
 )
 _SQLITE = "sqlite:///"
 
