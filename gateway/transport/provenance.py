@@ -41,7 +41,7 @@ class Origin:
 class Provenance:
     """Which accounts' headers are believed, and where the broker dead-letters to."""
 
-    relays: frozenset[str] = frozenset({"guest"})
+    relays: frozenset[str] = frozenset()  # none believed unless named
     dead_letter_exchanges: frozenset[str] = frozenset()
 
     def origin(
