@@ -249,6 +249,7 @@ def test_two_replicas_receiving_the_same_messages_at_once_record_and_apply_each_
                 {},
                 0,
                 tag,
+                user_id="guest",  # the broker account that published it (issue 13, item 2)
             )
             for tag, m in enumerate(sent)
         ]
