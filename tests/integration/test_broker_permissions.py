@@ -34,6 +34,7 @@ from gateway.transport.retry import (
     PUBLISHER_HEADER,
     ROUTING_KEY_HEADER,
     RetryPolicy,
+    parked_reason,
 )
 from gateway.transport.topology import Topology
 from tests.integration.gateways import make_settings, notification_envelope, running, wait_for
@@ -374,3 +375,51 @@ def test_a_retry_copy_goes_through_the_relay_and_keeps_the_senders_key_and_accou
     assert (first.routing_key, first.user_id) == ("336.Notification.332", dudley.username)
     assert (again.routing_key, again.user_id) == ("336.Notification.332", dudley.username)
     assert again.headers[ATTEMPT_HEADER] == 1
+
+
+def test_a_message_parked_and_replayed_through_the_relay_keeps_its_key_account_and_reason(
+    region: Region,
+) -> None:
+    """Parking, peeking and replaying as the relay, for a gateway on Wolverhampton's account."""
+    broker = BrokerSettings(
+        url=region.url("336"),
+        relay_url=region.url(RELAY),
+        user_prefix=region.user_prefix,
+        declare_topology=False,
+    )
+    transport = RabbitTransport(broker, retry=RetryPolicy(budget=0, backoff_s=()))
+    dudley = region.accounts["332"]
+    _send(dudley.url(), "336.Notification.332", b"<Envelope/>", "m-park", dudley.username)
+    seen: list[Delivery] = []
+    stop = threading.Event()
+
+    def handler(batch: Sequence[Delivery]) -> list[Disposition]:
+        out = []
+        for delivery in batch:
+            mine = delivery.message_id == "m-park"
+            if mine:
+                seen.append(delivery)
+            parking = mine and len(seen) == 1
+            out.append(Disposition(Verdict.PARK, "schema: test") if parking else ack_only)
+        if len(seen) >= 2:
+            stop.set()
+        return out
+
+    ack_only = Disposition(Verdict.ACK)
+    consume = threading.Thread(
+        target=transport.consume, args=([Topology().inbox("336")], handler, stop)
+    )
+    consume.start()
+    try:
+        wait_for(lambda: any(p.message_id == "m-park" for p in transport.peek_parked("336")))
+        (parked,) = [p for p in transport.peek_parked("336") if p.message_id == "m-park"]
+        assert (parked.routing_key, parked.user_id) == ("336.Notification.332", dudley.username)
+        assert parked_reason(parked.headers) == "schema: test"
+        assert transport.replay_parked("336", "m-park") == 1
+        consume.join(timeout=30)
+    finally:
+        stop.set()
+        consume.join(timeout=10)
+        transport.close()
+    again = seen[1]
+    assert (again.routing_key, again.user_id) == ("336.Notification.332", dudley.username)
