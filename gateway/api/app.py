@@ -14,6 +14,7 @@ from gateway.api.routes import (
     admin_authorities,
     admin_dead_letters,
     dashboard,
+    docs,
     health,
     inbox,
     messages,
@@ -35,6 +36,9 @@ def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
         title="cafgw",
         version="1.0",
         description="Cross-border CAF gateway: submit, track and receive signed CAF messages.",
+        # FastAPI's pages load their scripts from a CDN: ours serve them from here.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.gateway = gw
     app.state.api_keys = api_keys
@@ -48,6 +52,7 @@ def create_app(gw: Gateway, api_keys: ApiKeys) -> FastAPI:
 
     for router in (
         health.router,
+        docs.router,
         messages.router,
         inbox.router,
         ops.router,

@@ -29,6 +29,10 @@ PUBLIC_PATHS = frozenset(
         "/metrics",  # aggregate counts for Prometheus; no identifiers, no message ids
         "/",  # the dashboard shell; its script fetches /v1/dashboard with a key
         "/dashboard/static/{name}",
+        "/openapi.json",  # the interface's description: paths and schemas, no data
+        "/docs",  # Swagger UI page (reads /openapi.json; each call it makes needs a key)
+        "/redoc",  # ReDoc page, the same description read-only
+        "/docs/static/{name}",  # their scripts and styles, served from here (no CDN)
     }
 )
 """Route paths that answer without an API key; everything else needs one."""

@@ -25,7 +25,7 @@ from gateway.api.dispute_schemas import (
     ResolveIn,
 )
 from gateway.disputes import escalations, service
-from gateway.errors import NotFoundError, PolicyRefusal
+from gateway.errors import InputLimitError, NotFoundError, PolicyRefusal
 from gateway.model import DisputeStage
 from gateway.transport.topology import REGIONAL
 
@@ -86,9 +86,29 @@ def _find(gw: GatewayDep, v: Viewer, dispute_id: str) -> service.DisputeView:
     raise NotFoundError(f"dispute {dispute_id} not found")
 
 
+def _within_limit(gw: GatewayDep, **texts: str | None) -> None:
+    """413 naming ``limits.max_comment_chars`` for a text over it.
+
+    Every text travels to the other party in a signed Dispute message: a 900 KB
+    comment made it too large for the peer, quarantined on every re-send.
+    """
+    most = gw.settings.limits.max_comment_chars
+    for field, text in texts.items():
+        if text is not None and len(text) > most:
+            raise InputLimitError(
+                f"{field} is {len(text)} characters, more than limits.max_comment_chars "
+                f"({most}); attach long documents in the case system and refer to them",
+                "max_comment_chars",
+                most,
+            )
+
+
 @router.post("/v1/disputes", response_model=DisputeOut, status_code=201)
 def raise_dispute(body: DisputeIn, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
     """Raise a dispute against another authority's practitioner or decision."""
+    _within_limit(
+        gw, subject=body.subject, asked=body.asked, interim_arrangement=body.interim_arrangement
+    )
     authority = _actor(v)
     return DisputeOut.of(service.raise_dispute(gw.kit, authority, body.to_new(authority)))
 
@@ -126,6 +146,7 @@ def show_dispute(dispute_id: str, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
 @router.post("/v1/disputes/{dispute_id}/comment", response_model=DisputeOut)
 def comment(dispute_id: str, body: CommentIn, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
     _find(gw, v, dispute_id)  # 404 before anything else for a non-party
+    _within_limit(gw, text=body.text)
     return DisputeOut.of(service.comment(gw.kit, _actor(v), dispute_id, body.by, body.text))
 
 
@@ -133,6 +154,7 @@ def comment(dispute_id: str, body: CommentIn, gw: GatewayDep, v: ViewerDep) -> D
 def escalate(dispute_id: str, body: EscalateIn, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
     """Escalate now, before the stage deadline, with a reason."""
     _find(gw, v, dispute_id)
+    _within_limit(gw, reason=body.reason)
     return DisputeOut.of(service.escalate(gw.kit, _actor(v), dispute_id, body.by, body.reason))
 
 
@@ -140,6 +162,7 @@ def escalate(dispute_id: str, body: EscalateIn, gw: GatewayDep, v: ViewerDep) ->
 def resolve(dispute_id: str, body: ResolveIn, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
     """Record the outcome and any interim arrangement; stops the clock, tells both parties."""
     _find(gw, v, dispute_id)
+    _within_limit(gw, outcome=body.outcome, interim_arrangement=body.interim_arrangement)
     return DisputeOut.of(
         service.resolve(
             gw.kit, _actor(v), dispute_id, body.by, body.outcome, body.interim_arrangement
