@@ -35,6 +35,7 @@ from gateway.ledger import audit
 from gateway.ledger.jobs import JobLeases
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
+from gateway.ledger.store import Ledger
 from gateway.ledger.tables import messages
 from gateway.model import (
     Envelope,
@@ -183,7 +184,7 @@ def test_two_replicas_receipt_each_message_once_and_hand_each_over_once(
 
             ids = {m.message_id for m in received}
             assert sum(receipted) == len(ids) and all(receipted), receipted
-            assert receipt_items(replicas[0]) == Counter(dict.fromkeys(ids, 1))
+            assert receipt_items(replicas[0].ledger) == Counter(dict.fromkeys(ids, 1))
             assert sum(handed) == len(ids) and all(handed), handed
             calls, taken = local.snapshot()
             assert len(calls) == len(ids)
@@ -194,9 +195,9 @@ def test_two_replicas_receipt_each_message_once_and_hand_each_over_once(
             close(replicas)
 
 
-def receipt_items(gw: Gateway) -> Counter[str]:
+def receipt_items(ledger: Ledger) -> Counter[str]:
     """How many signed receipts recorded in the outbox cover each message id."""
-    with gw.ledger.transaction() as conn:
+    with ledger.transaction() as conn:
         bodies = conn.execute(
             select(messages.c.body).where(
                 messages.c.direction == Direction.OUTBOUND.value,
@@ -481,7 +482,7 @@ def test_a_replica_killed_holding_claims_loses_nothing_another_takes_them_once_t
             dying.invalidate()  # the socket closes; PostgreSQL rolls its transaction back
             dying.close()
             assert wait_until(lambda: until_idle(lambda: receipts.send_receipts(survivor))) == 25
-            assert receipt_items(survivor) == Counter({m.message_id: 1 for m in received})
+            assert receipt_items(survivor.ledger) == Counter({m.message_id: 1 for m in received})
         finally:
             close([doomed, survivor])
 
