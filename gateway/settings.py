@@ -366,6 +366,15 @@ class DisputeSettings(_Frozen):
 SpecialField = Literal["ethnicity", "religion", "health_notes"]
 
 
+class SafeguardingApprover(BaseModel):
+    """A person an authority lists as able to approve sharing on the safeguarding basis."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(min_length=1, max_length=200)
+
+
 class PolicySettings(BaseModel):
     """The cross-border policy knobs (see docs/policy.md)."""
 
@@ -377,6 +386,22 @@ class PolicySettings(BaseModel):
     special_category: Mapping[Purpose, frozenset[SpecialField]] = Field(default_factory=dict)
     review_after_days: int = Field(default=28, ge=1, le=365)
     existence_key_file: Path = Path("var/secrets/regional-existence.key")
+    # Who may approve a safeguarding-basis share, per authority: the directory each LA
+    # maintains (docs/security.md, "Existence queries"). Anyone else is refused.
+    safeguarding_approvers: Mapping[str, tuple[SafeguardingApprover, ...]] = Field(
+        default_factory=dict
+    )
+    # Safeguarding-basis existence queries per requesting authority per 24 hours, counted
+    # by the asking gateway (its own) and by the asked one (each requester's).
+    existence_safeguarding_per_day: int = Field(default=5, ge=0)
+
+    def approver(self, authority: str, name: str) -> SafeguardingApprover | None:
+        """``name`` as listed among ``authority``'s safeguarding approvers, else None."""
+        wanted = " ".join(name.split()).casefold()
+        for listed in self.safeguarding_approvers.get(authority, ()):
+            if " ".join(listed.name.split()).casefold() == wanted:
+                return listed
+        return None
 
     def scopes_for(self, purpose: Purpose) -> tuple[ConsentScope, ...]:
         """Consent scopes any one of which covers ``purpose`` (cross-border)."""

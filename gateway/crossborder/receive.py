@@ -12,8 +12,9 @@ recorded as that sender's, never as the receiver's own decision.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from gateway.cases import store as cases
 from gateway.cases.identity import NotAParty, Placement, place_received
@@ -21,6 +22,7 @@ from gateway.crossborder import consent_store, existence_store, issues_store
 from gateway.crossborder.threads import assessment_thread
 from gateway.errors import ConfigError, PolicyRefusal
 from gateway.feature import ApplyContext, Effect, Received
+from gateway.ledger import audit
 from gateway.ledger.status import Direction
 from gateway.ledger.tables import messages
 from gateway.model import (
@@ -42,6 +44,7 @@ from gateway.policy.child import child_key
 from gateway.policy.notifications import RULE_FAMILY
 
 RULE_EXISTENCE_BASIS = "existence.basis"
+RULE_EXISTENCE_RATE = "existence.rate"
 
 
 def _place(ctx: ApplyContext, msg: Received, case_ref: str | None) -> Placement:
@@ -201,6 +204,11 @@ def on_notification(ctx: ApplyContext, msg: Received) -> Effect:
             RULE_EXISTENCE_BASIS,
             f"{where}: an existence query needs consent for the check or the safeguarding basis",
         )
+    if (
+        body.type == NotificationType.EXISTENCE_QUERY
+        and header.legal_basis == LegalBasis.SAFEGUARDING
+    ):
+        _check_safeguarding_rate(ctx, msg, where)
     changed: cases.CaseThread | None = None
     if body.type == NotificationType.SIGNIFICANT_HARM_REFERRAL:
         inform = next((d.value for d in body.details if d.name == "inform_family"), "true")
@@ -298,11 +306,67 @@ def _existence_answer(ctx: ApplyContext, msg: Received, body: Notification) -> E
     return effect
 
 
+def _check_safeguarding_rate(ctx: ApplyContext, msg: Received, where: str) -> None:
+    """Refuse a requester's safeguarding-basis existence query past its daily budget.
+
+    The asked authority answers automatically, so its gateway is where a hostile or
+    careless requester is stopped: ``policy.existence_safeguarding_per_day`` per
+    requesting authority per 24 hours, counting what this gateway recorded from it.
+    """
+    most = ctx.settings.policy.existence_safeguarding_per_day
+    since = ctx.now - timedelta(days=1)
+    seen = ctx.conn.execute(
+        select(func.count())
+        .select_from(messages)
+        .where(
+            messages.c.direction == Direction.INBOUND.value,
+            messages.c.authority == msg.authority,
+            messages.c.sender == msg.sender,
+            messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
+            messages.c.legal_basis == LegalBasis.SAFEGUARDING.value,
+            messages.c.created_at >= since,
+        )
+    ).scalar_one()
+    if seen >= most:
+        raise PolicyRefusal(
+            RULE_EXISTENCE_RATE,
+            f"{where}: {msg.sender} has asked {seen} safeguarding-basis existence queries "
+            f"in 24 hours, the limit (policy.existence_safeguarding_per_day = {most}); "
+            "not answered",
+        )
+
+
 def _answer_existence(ctx: ApplyContext, msg: Received) -> None:
     header = msg.env.header
     assert isinstance(msg.env.body, Notification)
     authority = msg.authority
     match = existence_store.holds(ctx.conn, authority, existence.hashes_in(msg.env.body))
+    approval = header.safeguarding
+    # Audited here as at the asking end: who asked, on whose approval, why, what was said.
+    audit.append(
+        ctx.kit.ledger,
+        [
+            audit.AuditEvent(
+                actor=(
+                    f"{approval.approver} ({approval.approver_role or 'role not given'}) "
+                    f"at {header.sender}"
+                    if approval is not None
+                    else f"consent at {header.sender}"
+                ),
+                action="EXISTENCE_QUERY_ANSWERED",
+                authority=authority,
+                counterparty=header.sender,
+                legal_basis=header.legal_basis.value,
+                message_id=msg.message_id,
+                digest=msg.digest,
+                detail=(
+                    f"match={'true' if match else 'false'}"
+                    + (f"; reason: {approval.reason}" if approval is not None else "")
+                )[:500],
+            )
+        ],
+        ctx.conn,
+    )
     coordinator = ctx.settings.directory.get(authority).coordinator if match else None
     answer = ctx.outbox.envelope(
         sender=authority,

@@ -7,7 +7,10 @@ recorded as REJECTED with its rule and raised to the caller.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from sqlalchemy import func, select
 
 from gateway.cases import store as cases
 from gateway.cases.identity import correlation_id
@@ -16,6 +19,7 @@ from gateway.crossborder import consent_store
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
+from gateway.ledger.tables import messages
 from gateway.model import (
     Body,
     Child,
@@ -32,6 +36,8 @@ from gateway.policy.child import child_key
 
 RULE_EXISTENCE_CONSENT = "consent.existence-check"
 RULE_EVALUATION_LEAD = "evaluation.not-lead-professional"
+RULE_SAFEGUARDING_APPROVER = "safeguarding.approver"
+RULE_EXISTENCE_RATE = "existence.rate"
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,24 @@ def ask_existence(
     thread = correlation_id(authority, f"existence:{uuid.uuid4()}")
     with gw.ledger.transaction() as conn:
         consent = consent_rules.effective(consent_store.entries(conn, authority, child_key(child)))
+    if safeguarding is not None:
+        refused = _safeguarding_refusal(gw, authority, recipient, safeguarding)
+        if refused is not None:
+            _refused(
+                gw,
+                authority,
+                recipient,
+                MessageType.NOTIFICATION,
+                thread,
+                LegalBasis.SAFEGUARDING,
+                Purpose.EXISTENCE_CHECK,
+                refused,
+            )
+            raise refused
+        listed = policy.approver(authority, safeguarding.approver)
+        assert listed is not None
+        # As the directory names them, with their role: what both audit trails record.
+        safeguarding = replace(safeguarding, approver=listed.name, approver_role=listed.role)
     if safeguarding is None:
         refusal = sharing.covers(consent, policy, authority, recipient, Purpose.EXISTENCE_CHECK)
         if refusal is not None:
@@ -133,6 +157,49 @@ def ask_existence(
     message = gw.outbox.sign(env)
     _disclose(gw, message, safeguarding)
     return Sent(message.message_id, recipient, Status.SIGNED)
+
+
+def _safeguarding_refusal(
+    gw: Gateway, authority: str, recipient: str, safeguarding: Safeguarding
+) -> PolicyRefusal | None:
+    """Why a safeguarding-basis existence query may not be asked, or None.
+
+    The approver must be in the authority's own directory of approvers
+    (``policy.safeguarding_approvers``); a self-declared one ("Anyone At All",
+    "curious") got a held, unshared case's existence and its coordinator's
+    contact (issue 13, item 6). At most ``existence_safeguarding_per_day`` are
+    asked per 24 hours.
+    """
+    policy = gw.settings.policy
+    if policy.approver(authority, safeguarding.approver) is None:
+        return PolicyRefusal(
+            RULE_SAFEGUARDING_APPROVER,
+            f"{safeguarding.approver!r} is not a safeguarding approver of {authority} "
+            f"(reason given: {safeguarding.reason!r}); approvers come from the list "
+            f"{authority} keeps in policy.yaml (safeguarding_approvers.{authority})",
+        )
+    since = gw.clock() - timedelta(days=1)
+    with gw.ledger.transaction() as conn:
+        asked = conn.execute(
+            select(func.count())
+            .select_from(messages)
+            .where(
+                messages.c.direction == Direction.OUTBOUND.value,
+                messages.c.authority == authority,
+                messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
+                messages.c.legal_basis == LegalBasis.SAFEGUARDING.value,
+                messages.c.status != Status.REJECTED.value,
+                messages.c.created_at >= since,
+            )
+        ).scalar_one()
+    if asked >= policy.existence_safeguarding_per_day:
+        return PolicyRefusal(
+            RULE_EXISTENCE_RATE,
+            f"{authority} has asked {asked} safeguarding-basis existence queries in 24 hours, "
+            f"the limit (policy.existence_safeguarding_per_day = "
+            f"{policy.existence_safeguarding_per_day}); ask {recipient}'s coordinator directly",
+        )
+    return None
 
 
 def send_evaluation(

@@ -1,0 +1,122 @@
+"""Issue 13, item 6: the existence query is no oracle. A self-declared safeguarding
+approver is refused with the reason; approvers come from the directory each authority
+keeps in policy.yaml; safeguarding-basis queries are rate-limited per requesting
+authority at both ends and audited at both ends."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from policy_support import WOLVERHAMPTON, memory_gateway, pump, submit
+from support.gateways import config_copy
+
+from gateway.api.app import create_app
+from gateway.api.auth import ApiKeys
+from gateway.context import Gateway
+from gateway.ledger import audit
+from gateway.ledger.status import Direction, Status
+from gateway.model import Child, Identifier, Safeguarding
+from gateway.services import coordination
+
+pytestmark = pytest.mark.timeout(120)
+
+KACPER_CHILD = Child(
+    "Kacper", "Nowak", date(2012, 7, 9), identifiers=(Identifier("UPN", "J336203317005"),)
+)
+KACPER = {
+    "recipient": "336",
+    "given_name": "Kacper",
+    "family_name": "Nowak",
+    "date_of_birth": "2012-07-09",
+    "upn": "J336203317005",
+}
+
+
+def _region(tmp_path: Path, per_day: int = 5) -> tuple[TestClient, dict[str, str], Gateway]:
+    config_copy(tmp_path, **({"existence_safeguarding_per_day": per_day} if per_day != 5 else {}))
+    gw = memory_gateway(tmp_path)
+    submit(gw, "336", "wolverhampton-json", WOLVERHAMPTON.read_bytes(), "ehm.json")
+    pump(gw)
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    auth = {"Authorization": f"Bearer {keys.issue('334', holder='Priya Shah')}"}
+    return TestClient(create_app(gw, keys)), auth, gw
+
+
+def _answered(gw: Gateway) -> list[audit.AuditEntry]:
+    return [
+        e for e in audit.entries(gw.ledger, "336") if e.event.action == "EXISTENCE_QUERY_ANSWERED"
+    ]
+
+
+def _ask(client: TestClient, auth: dict[str, str], approver: str, reason: str):  # type: ignore[no-untyped-def]
+    body = dict(KACPER, safeguarding_approver=approver, safeguarding_reason=reason)
+    return client.post("/v1/existence-queries", json=body, headers=auth)
+
+
+def _inbound_queries(gw: Gateway) -> list[tuple[Status, str | None]]:
+    rows = gw.ledger.find(authority="336", direction=Direction.INBOUND, limit=500)
+    return [
+        (r.status, r.reason) for r in rows if r.sender == "334" and r.message_type == "Notification"
+    ]
+
+
+def test_a_self_declared_approver_is_refused_with_the_reason_and_nothing_is_sent(
+    tmp_path: Path,
+) -> None:
+    client, auth, gw = _region(tmp_path)
+    refused = _ask(client, auth, "Anyone At All", "curious")
+    assert refused.status_code == 422, refused.text
+    body = refused.json()
+    assert body["rule"] == "safeguarding.approver"
+    assert "'Anyone At All' is not a safeguarding approver of 334" in body["detail"]
+    assert "'curious'" in body["detail"] and "safeguarding_approvers.334" in body["detail"]
+    pump(gw)
+    assert _inbound_queries(gw) == []  # 336 was never asked: no match, no coordinator
+    (row,) = gw.ledger.find(authority="334", direction=Direction.OUTBOUND, limit=50)
+    assert row.status == Status.REJECTED and (row.reason or "").startswith("safeguarding.approver")
+
+
+def test_a_listed_approvers_query_is_answered_and_audited_at_both_ends(tmp_path: Path) -> None:
+    client, auth, gw = _region(tmp_path)
+    asked = _ask(client, auth, "solihull  mash MANAGER", "sibling named in a MASH referral")
+    assert asked.status_code == 202, asked.text
+    pump(gw)
+    answer = client.get(f"/v1/existence-queries/{asked.json()['message_id']}", headers=auth)
+    assert answer.json()["answer"].startswith("match=true")
+    (override,) = [
+        e for e in audit.entries(gw.ledger, "334") if e.event.action == "SAFEGUARDING_OVERRIDE"
+    ]
+    assert override.event.actor == "Solihull MASH manager"  # as the directory spells it
+    assert override.event.detail == "sibling named in a MASH referral"
+    (answered,) = _answered(gw)
+    assert answered.event.actor == "Solihull MASH manager (MASH team manager) at 334"
+    assert answered.event.counterparty == "334" and answered.event.legal_basis == "SAFEGUARDING"
+    assert answered.event.detail == "match=true; reason: sibling named in a MASH referral"
+    assert audit.verify(gw.ledger) == []
+
+
+def test_safeguarding_queries_are_rate_limited_by_the_asker_and_by_the_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, auth, gw = _region(tmp_path, per_day=2)
+    for _ in range(2):
+        assert _ask(client, auth, "Solihull MASH manager", "sibling at risk").status_code == 202
+    third = _ask(client, auth, "Solihull MASH manager", "sibling at risk")
+    assert third.status_code == 422 and third.json()["rule"] == "existence.rate"
+    assert "policy.existence_safeguarding_per_day = 2" in third.json()["detail"]
+    pump(gw)
+    # A requesting gateway that does not hold itself to the limit: the asked one does.
+    monkeypatch.setattr(coordination, "_safeguarding_refusal", lambda *_: None)
+    coordination.ask_existence(
+        gw, "334", "336", KACPER_CHILD, Safeguarding("Solihull MASH manager", "again")
+    )
+    pump(gw)
+    statuses = _inbound_queries(gw)
+    assert len(statuses) == 3
+    refused = [reason for status, reason in statuses if status == Status.QUARANTINED]
+    assert len(refused) == 1 and "existence.rate" in (refused[0] or "")
+    assert "334 has asked 2 safeguarding-basis existence queries in 24 hours" in refused[0]
+    assert len(_answered(gw)) == 2  # the refused query got no answer
