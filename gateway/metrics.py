@@ -14,7 +14,7 @@ gauges ``messages`` (by current status), ``needs_human``,
 ``handover_failing``, ``receipts_overdue``, ``messages_stuck``,
 ``queue_messages``, ``queue_messages_unacknowledged``, ``queue_consumers``,
 ``broker_up``, ``ledger_up``, ``disputes_open``,
-``disputes_overdue``, ``certificate_expiry_seconds``,
+``disputes_overdue``, ``audit_anchor_mismatch``, ``certificate_expiry_seconds``,
 ``pinned_certificate_expiry_seconds``, ``disk_free_bytes``,
 ``disk_free_ratio``; with ``cpu_budget`` on, ``stage_cpu_seconds_total`` and
 ``process_cpu_seconds_total`` (``gateway.cpu_budget``).
@@ -40,7 +40,7 @@ from prometheus_client.utils import floatToGoString
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET, CpuBudgetCollector
 from gateway.errors import CafgwError
-from gateway.ledger import stats
+from gateway.ledger import audit_anchor, stats
 from gateway.ledger.status import Direction, Status
 from gateway.ops import attention
 from gateway.ops.broker import BrokerProbe
@@ -134,6 +134,16 @@ class LedgerCollector(Collector):
             late.add_metric([code], sum(1 for d in disputes if d.authority == code and d.overdue))
         yield open_
         yield late
+
+        anchored = GaugeMetricFamily(
+            "cafgw_audit_anchor_mismatch",
+            "1 while a peer holds a head of this gateway's audit chain that the chain no "
+            "longer contains (entries cut off or rewritten), by the last check",
+            labels=["authority", "peer"],
+        )
+        for check in audit_anchor.last_checked(gw.ledger):
+            anchored.add_metric([check.authority, check.peer], 1 if check.mismatches else 0)
+        yield anchored
 
     def _certificates(self) -> Iterator[Metric]:
         # Seconds, the Prometheus base unit; the alerts divide by 86400 for days.

@@ -576,8 +576,29 @@ class ReceiptItem:
 
 
 @dataclass(frozen=True)
+class AuditHead:
+    """The newest entry of an audit chain: its sequence number and hash (0 when empty)."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class HeldAuditHead:
+    """A head of the recipient's audit chain the signer holds, and the receipt it came in."""
+
+    seq: int
+    hash: str
+    reported_in: str
+
+
+@dataclass(frozen=True)
 class Receipt:
     items: tuple[ReceiptItem, ...]
+    # The signer's audit chain head when it signed (None in receipts from before).
+    audit_head: AuditHead | None = None
+    # Heads of the recipient's chain the signer holds, given back to be checked.
+    held_heads: tuple[HeldAuditHead, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -306,6 +306,10 @@ class AuditSettings(_Frozen):
     keyed: bool = True
     # How often the worker checks the chain against the heads peers hold (seconds).
     anchor_check_s: float = Field(default=60, gt=0)
+    # Receipts carry this gateway's chain head and give peers' heads back
+    # (gateway.ledger.audit_anchor). A peer on a version whose schema has no
+    # AuditHead refuses such receipts: switch off until every peer is upgraded.
+    heads_in_receipts: bool = True
 
 
 DISPUTE_STAGES = ("PRACTITIONERS", "COORDINATORS", "REGIONAL_GROUP", "LINE_MANAGERS")

@@ -15,8 +15,10 @@ import functools
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, func, insert, select
@@ -24,6 +26,9 @@ from sqlalchemy import Connection, func, insert, select
 from gateway.errors import LedgerError
 from gateway.ledger.store import Ledger, as_utc
 from gateway.ledger.tables import audit, audit_subjects
+
+if TYPE_CHECKING:
+    from gateway.ledger.audit_anchor import Anchor
 
 GENESIS = "0" * 64
 KEYED_ACTION = "AUDIT_KEYED"
@@ -257,8 +262,21 @@ def head(ledger: Ledger) -> tuple[int, str] | None:
     return (int(last[0]), str(last[1])) if last else None
 
 
-def verify(ledger: Ledger, expect_head: tuple[int, str] | None = None) -> list[str]:
-    """Problems found in the chain (empty when intact); see ``audit_verify.verify``."""
-    from gateway.ledger import audit_verify  # noqa: PLC0415 - it builds on this module
+def verify(
+    ledger: Ledger,
+    expect_head: tuple[int, str] | None = None,
+    peer_heads: Sequence[Anchor] = (),
+) -> list[str]:
+    """Problems found in the chain (empty when intact); see ``audit_verify.verify``.
 
-    return audit_verify.verify(ledger, expect_head)
+    Then every head of this chain a peer gave back, and ``peer_heads`` (read
+    from a peer's ``cafgw audit heads`` export), must still be in it
+    (``audit_anchor.mismatches``).
+    """
+    # Both build on this module.
+    from gateway.ledger import audit_anchor, audit_verify  # noqa: PLC0415
+
+    problems = audit_verify.verify(ledger, expect_head)
+    held = [*audit_anchor.anchors(ledger), *peer_heads]
+    problems.extend(str(m) for m in audit_anchor.mismatches(ledger, held))
+    return problems

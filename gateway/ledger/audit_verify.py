@@ -25,7 +25,17 @@ PAGE = 10_000
 
 def chain_problems(chain: Iterable[AuditEntry], key: bytes | None) -> list[str]:
     """Broken links, gaps, altered entries and plain entries after keyed ones."""
-    problems: list[str] = []
+    return [problem for _, problem in chain_findings(chain, key)]
+
+
+def first_break(chain: Iterable[AuditEntry], key: bytes | None) -> int | None:
+    """The lowest sequence number at which the chain stops verifying, or None."""
+    return min((seq for seq, _ in chain_findings(chain, key)), default=None)
+
+
+def chain_findings(chain: Iterable[AuditEntry], key: bytes | None) -> list[tuple[int, str]]:
+    """Each problem of ``chain_problems`` with the sequence number it starts at."""
+    problems: list[tuple[int, str]] = []
     prev = GENESIS
     expected_seq = 1
     keyed_from: int | None = None
@@ -33,45 +43,65 @@ def chain_problems(chain: Iterable[AuditEntry], key: bytes | None) -> list[str]:
     unchecked = 0
     for entry in chain:
         if entry.seq != expected_seq:
-            problems.append(f"audit entry {expected_seq} is missing (next is {entry.seq})")
+            problems.append(
+                (expected_seq, f"audit entry {expected_seq} is missing (next is {entry.seq})")
+            )
         if entry.prev_hash != prev:
             problems.append(
-                f"audit entry {entry.seq}: previous hash does not match entry {entry.seq - 1}"
+                (
+                    entry.seq,
+                    f"audit entry {entry.seq}: previous hash does not match entry {entry.seq - 1}",
+                )
             )
         if key is not None and hashes_as(entry, key):
             keyed_from = entry.seq if keyed_from is None else keyed_from
         elif hashes_as(entry, None):
             if keyed_from is not None:
                 problems.append(
-                    f"audit entry {entry.seq} is not keyed but entry {keyed_from} is: "
-                    "written without the audit key (rewritten?)"
+                    (
+                        entry.seq,
+                        f"audit entry {entry.seq} is not keyed but entry {keyed_from} is: "
+                        "written without the audit key (rewritten?)",
+                    )
                 )
         else:
-            problems.append(f"audit entry {entry.seq}: content altered (hash mismatch)")
-            unchecked += key is None
+            problems.append(
+                (entry.seq, f"audit entry {entry.seq}: content altered (hash mismatch)")
+            )
+            unchecked = unchecked or (entry.seq if key is None else 0)
         prev = entry.hash
         expected_seq = entry.seq + 1
         last = entry
     if key is not None and last is not None and not hashes_as(last, key):
         problems.append(
-            f"the newest audit entry ({last.seq}) is not keyed although this gateway has an "
-            "audit key: the chain was rewritten, or cut back to before it was keyed"
+            (
+                last.seq,
+                f"the newest audit entry ({last.seq}) is not keyed although this gateway has an "
+                "audit key: the chain was rewritten, or cut back to before it was keyed",
+            )
         )
     if unchecked:
         problems.append(
-            "no audit key was given: keyed entries read as altered (run with the gateway's "
-            "keys_dir, which holds audit-chain.key)"
+            (
+                unchecked,
+                "no audit key was given: keyed entries read as altered (run with the gateway's "
+                "keys_dir, which holds audit-chain.key)",
+            )
         )
     return problems
 
 
-def _whole_chain(ledger: Ledger) -> list[AuditEntry]:
+def whole_chain(ledger: Ledger, up_to: int | None = None) -> list[AuditEntry]:
+    """Every entry in order (those up to sequence number ``up_to`` when given)."""
     chain: list[AuditEntry] = []
     total = count(ledger)
     after = 0
     while len(chain) < total:
         page = entries(ledger, limit=PAGE, after_seq=after)
         if not page:
+            break
+        if up_to is not None and page[-1].seq >= up_to:
+            chain.extend(e for e in page if e.seq <= up_to)
             break
         chain.extend(page)
         after = page[-1].seq
@@ -85,7 +115,7 @@ def verify(ledger: Ledger, expect_head: tuple[int, str] | None = None) -> list[s
     that entry must still be there with that hash, which catches entries
     cut off the end.
     """
-    chain = _whole_chain(ledger)
+    chain = whole_chain(ledger)
     problems = chain_problems(chain, ledger.audit_key)
     if expect_head is not None:
         seq, digest = expect_head

@@ -104,6 +104,52 @@ audit_subjects = Table(
     Column("child_key", String(64), nullable=False, index=True),
 )
 
+# Heads of peers' audit chains, as each peer's signed receipts reported them
+# (gateway.ledger.audit_anchor): evidence held here of what the peer's chain was,
+# given back to the peer in our receipts so that it can check its chain against it.
+audit_peer_heads = Table(
+    "audit_peer_heads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(16), nullable=False),  # the hosted authority the receipt came to
+    Column("peer", String(16), nullable=False),  # the receipt's signer
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("message_id", String(64), nullable=False),  # the receipt that carried it
+)
+Index("ix_audit_peer_heads_seq", audit_peer_heads.c.peer, audit_peer_heads.c.seq)
+Index("ix_audit_peer_heads_id", audit_peer_heads.c.peer, audit_peer_heads.c.id)
+
+# Heads of this gateway's own chain that a peer says it holds (given back in the
+# peer's signed receipts): this chain must still contain each of them.
+audit_anchors = Table(
+    "audit_anchors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(16), nullable=False),  # the hosted authority the receipt came to
+    Column("peer", String(16), nullable=False),  # who holds the head
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("reported_in", String(64), nullable=False),  # our receipt that reported it
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("message_id", String(64), nullable=False),  # the peer's receipt that gave it back
+    UniqueConstraint("authority", "peer", "seq", "hash", name="uq_audit_anchor"),
+)
+
+# The last check of the chain against the anchors, per (authority, peer), for
+# the metric cafgw_audit_anchor_mismatch (written by the audit-anchor job).
+audit_anchor_checks = Table(
+    "audit_anchor_checks",
+    metadata,
+    Column("authority", String(16), primary_key=True),
+    Column("peer", String(16), primary_key=True),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+    Column("anchors", Integer, nullable=False),
+    Column("mismatches", Integer, nullable=False),
+    Column("detail", Text),
+)
+
 # Replays of inbound messages the broker had parked (they usually have no row in
 # `messages`: they were never recorded). Which admin replayed which message, when.
 parked_replays = Table(

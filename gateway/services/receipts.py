@@ -2,7 +2,9 @@
 
 One receipt covers every message a sender is owed a receipt for (each id
 with its digest), signed once; it travels through the outbox like any
-other message, so it too survives a crash and is re-sent when asked.
+other message, so it too survives a crash and is re-sent when asked. It
+carries this gateway's audit chain head and gives the sender back heads of
+its chain it reported here (``gateway.ledger.audit_anchor``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy import Connection
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
 from gateway.feature import ReceiptKey, ReceiptNote
+from gateway.ledger import audit_anchor
 from gateway.ledger.records import ReceiptDue
 from gateway.ledger.status import Status
 from gateway.model import LegalBasis, Receipt, ReceiptItem, ReceiptOutcome
@@ -74,7 +77,11 @@ def _send_receipts(gw: Gateway, limit: int) -> int:
         for d in due:
             if d.sender in gw.settings.directory:
                 groups[(d.authority, d.sender)].append(d)
+        anchored = gw.settings.audit.heads_in_receipts
+        # The chain's head as it stands (a receipt adds no audit entry of its own).
+        head = audit_anchor.own_head(conn) if anchored and groups else None
         for (authority, sender), items in groups.items():
+            held = audit_anchor.to_give_back(conn, sender) if anchored else ()
             for start in range(0, len(items), MAX_ITEMS):
                 chunk = items[start : start + MAX_ITEMS]
                 notes = _notes(gw, conn, chunk)
@@ -85,7 +92,9 @@ def _send_receipts(gw: Gateway, limit: int) -> int:
                         tuple(
                             _item(d, notes.get((d.authority, d.sender, d.message_id)))
                             for d in chunk
-                        )
+                        ),
+                        head,
+                        held,
                     ),
                     correlation=chunk[0].message_id,
                     legal_basis=LegalBasis.NO_PERSONAL_DATA,

@@ -198,10 +198,14 @@ class Region:
 
 @contextmanager
 def region(
-    tmp: Path, amqp_url: str, configure: Callable[[str, Path], None] | None = None
+    tmp: Path,
+    amqp_url: str,
+    configure: Callable[[str, Path], None] | None = None,
+    **overrides: Any,
 ) -> Iterator[Region]:
     """The three gateways, running; stopped and closed afterwards (``configure(code,
-    config_dir)`` may change an authority's copy of the config first)."""
+    config_dir)`` may change an authority's copy of the config first; ``overrides``
+    go to every one's settings)."""
     keys = _keys(tmp)
     existence_key: Path | None = None
     gateways: dict[str, Gateway] = {}
@@ -221,6 +225,7 @@ def region(
             keys_for=(),
             broker={"url": amqp_url, "prefetch": 200},
             keys_dir=str(keys[code]),
+            **overrides,
         )
         gateways[code] = build(settings, RabbitTransport.from_settings(settings))
     for gw in gateways.values():

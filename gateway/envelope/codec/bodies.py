@@ -10,12 +10,16 @@ from lxml import etree
 
 from gateway.envelope.codec.parts import read_child, read_consent, write_child, write_consent
 from gateway.envelope.codec.xml import (
+    NS,
     Fields,
     attr,
     fmt_date,
+    fmt_int,
     items,
     parse_date,
     parse_instant,
+    parse_int,
+    problem,
     put,
     put_attr,
     put_instant,
@@ -24,10 +28,12 @@ from gateway.envelope.codec.xml import (
 from gateway.model import (
     ActionTaken,
     Audience,
+    AuditHead,
     ConsentAction,
     ConsentChange,
     Detail,
     Evaluation,
+    HeldAuditHead,
     IssueKind,
     IssueLogEntry,
     Notification,
@@ -182,11 +188,45 @@ def write_receipt(el: etree._Element, body: Receipt) -> None:
         put(iel, "Reason", item.reason)
         put(iel, "Action", None if item.action is None else str(item.action))
         put_instant(iel, "HandedOverAt", item.handed_over_at)
+    if body.audit_head is not None:
+        hel = sub(el, "AuditHead")
+        put(hel, "Seq", fmt_int(body.audit_head.seq))
+        put(hel, "Hash", body.audit_head.hash)
+    for held in body.held_heads:
+        hel = sub(el, "HeldAuditHead")
+        put(hel, "Seq", fmt_int(held.seq))
+        put(hel, "Hash", held.hash)
+        put(hel, "ReportedIn", held.reported_in)
 
 
 def read_receipt(el: etree._Element) -> Receipt:
     """Decode a ``Receipt`` element."""
-    return Receipt(items=tuple(_read_receipt_item(i) for i in items(el, "Item")))
+    found: list[ReceiptItem] = []
+    head: AuditHead | None = None
+    held: list[HeldAuditHead] = []
+    for child in el:
+        if not isinstance(child.tag, str):
+            continue
+        name = child.tag[len(NS) :] if child.tag.startswith(NS) else ""
+        if name == "AuditHead" and head is None and not held:
+            f = Fields(child)
+            head = AuditHead(seq=f.conv("Seq", parse_int), hash=f.text("Hash"))
+            f.done()
+        elif name == "HeldAuditHead":
+            f = Fields(child)
+            held.append(
+                HeldAuditHead(
+                    seq=f.conv("Seq", parse_int),
+                    hash=f.text("Hash"),
+                    reported_in=f.text("ReportedIn"),
+                )
+            )
+            f.done()
+        elif name == "Item" and head is None and not held:
+            found.append(_read_receipt_item(child))
+        else:
+            raise problem(child, "unexpected element in Receipt")
+    return Receipt(items=tuple(found), audit_head=head, held_heads=tuple(held))
 
 
 def _read_receipt_item(el: etree._Element) -> ReceiptItem:

@@ -1,0 +1,323 @@
+"""The audit chain anchored at the peers: heads they hold, checked against the chain.
+
+A chain alone cannot show that it was cut back or rewritten whole by someone
+holding the audit key (the host's own administrator can read it). So every
+signed receipt carries the signer's head (``Receipt.audit_head``: sequence
+number and hash), and the recipient keeps it (``audit_peer_heads``). In the
+receipts it sends that peer later, it gives some of those heads back
+(``Receipt.held_heads``), signed by its own key; the peer keeps what it is
+given back (``audit_anchors``) and checks that its chain still contains each
+head with the same hash, and verifies up to it. Anything a peer has seen
+cannot then be cut off or rewritten unnoticed: the entry is gone, or its
+hash is another, or the chain before it no longer verifies.
+
+``cafgw audit heads`` prints the heads a peer reported here, so that an
+auditor can also check that peer's chain against all of them
+(``cafgw audit verify --peer-heads FILE`` at the peer).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, delete, func, insert, select
+
+from gateway.errors import ConfigError
+from gateway.ledger import audit_verify
+from gateway.ledger.audit import GENESIS, AuditEntry
+from gateway.ledger.store import Ledger, as_utc
+from gateway.ledger.tables import audit, audit_anchor_checks, audit_anchors, audit_peer_heads
+from gateway.model import AuditHead, HeldAuditHead
+
+# At most this many heads are given back per receipt (the XSD allows 3).
+GIVE_BACK = 3
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A head of this gateway's chain that ``peer`` holds."""
+
+    authority: str  # the hosted authority the peer's receipt came to
+    peer: str
+    seq: int
+    hash: str
+    reported_in: str  # our receipt that reported it ("" when read from an export)
+    message_id: str  # the peer's receipt that gave it back (or the export file)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    anchor: Anchor
+    problem: str
+
+    def __str__(self) -> str:
+        a = self.anchor
+        source = f"given back in {a.message_id}" if a.reported_in else f"from {a.message_id}"
+        return f"peer {a.peer} holds audit head {a.seq}:{a.hash[:12]}… ({source}): {self.problem}"
+
+
+@dataclass(frozen=True)
+class AnchorStatus:
+    """The last check of the anchors one peer holds for one hosted authority."""
+
+    authority: str
+    peer: str
+    checked_at: datetime
+    anchors: int
+    mismatches: int
+    detail: str | None
+
+
+# --- what receipts carry ------------------------------------------------------
+
+
+def own_head(conn: Connection) -> AuditHead:
+    """This gateway's chain head as a receipt reports it (0 and the genesis hash when empty)."""
+    last = conn.execute(
+        select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+    ).first()
+    return AuditHead(0, GENESIS) if last is None else AuditHead(int(last[0]), str(last[1]))
+
+
+def to_give_back(conn: Connection, peer: str) -> tuple[HeldAuditHead, ...]:
+    """Heads ``peer`` reported here, to give back in a receipt to it.
+
+    The newest (what a cut would remove), the highest (a cut-back chain
+    reports lower ones afterwards) and one drawn at random from all of them
+    (so a rewrite of older entries is found in time even if the newest heads
+    were reported after the rewrite).
+    """
+    t = audit_peer_heads
+    cols = (t.c.seq, t.c.hash, t.c.message_id)
+    of_peer = t.c.peer == peer
+    lo, hi = conn.execute(select(func.min(t.c.id), func.max(t.c.id)).where(of_peer)).one()
+    if lo is None:
+        return ()
+    drawn = lo + secrets.randbelow(hi - lo + 1)
+    rows = [
+        conn.execute(select(*cols).where(t.c.id == hi)).first(),
+        conn.execute(
+            select(*cols).where(of_peer).order_by(t.c.seq.desc(), t.c.id.desc()).limit(1)
+        ).first(),
+        conn.execute(
+            select(*cols).where(of_peer, t.c.id >= drawn).order_by(t.c.id).limit(1)
+        ).first(),
+    ]
+    found: dict[tuple[int, str], HeldAuditHead] = {}
+    for row in rows:
+        if row is not None:
+            found.setdefault((row.seq, row.hash), HeldAuditHead(row.seq, row.hash, row.message_id))
+    return tuple(found.values())[:GIVE_BACK]
+
+
+# --- what received receipts carry -------------------------------------------------
+
+
+def record_receipt(
+    conn: Connection,
+    authority: str,
+    peer: str,
+    message_id: str,
+    head: AuditHead | None,
+    held: Sequence[HeldAuditHead],
+    now: datetime,
+) -> None:
+    """Keep the head a peer's receipt reports and the heads of ours it gives back."""
+    if head is not None:
+        conn.execute(
+            insert(audit_peer_heads).values(
+                authority=authority,
+                peer=peer,
+                seq=head.seq,
+                hash=head.hash,
+                received_at=now,
+                message_id=message_id,
+            )
+        )
+    for h in held:
+        known = conn.execute(
+            select(audit_anchors.c.id).where(
+                audit_anchors.c.authority == authority,
+                audit_anchors.c.peer == peer,
+                audit_anchors.c.seq == h.seq,
+                audit_anchors.c.hash == h.hash,
+            )
+        ).first()
+        if known is None:
+            conn.execute(
+                insert(audit_anchors).values(
+                    authority=authority,
+                    peer=peer,
+                    seq=h.seq,
+                    hash=h.hash,
+                    reported_in=h.reported_in,
+                    received_at=now,
+                    message_id=message_id,
+                )
+            )
+
+
+# --- checking the chain against them ----------------------------------------------
+
+
+def anchors(ledger: Ledger) -> list[Anchor]:
+    """Every head of this gateway's chain that peers gave back."""
+    with ledger.transaction() as conn:
+        rows = conn.execute(select(audit_anchors).order_by(audit_anchors.c.id)).mappings().all()
+    return [
+        Anchor(r["authority"], r["peer"], r["seq"], r["hash"], r["reported_in"], r["message_id"])
+        for r in rows
+    ]
+
+
+def mismatches(
+    ledger: Ledger, held: Iterable[Anchor], chain: Sequence[AuditEntry] | None = None
+) -> list[Mismatch]:
+    """The anchors this chain does not contain: entry gone, another hash, or a
+    chain that no longer verifies up to it. ``chain`` when already read."""
+    held = list(held)
+    if not held:
+        return []
+    if chain is None:
+        chain = audit_verify.whole_chain(ledger, up_to=max(a.seq for a in held))
+    by_seq = {e.seq: e for e in chain}
+    broken = audit_verify.first_break(chain, ledger.audit_key)
+    found: list[Mismatch] = []
+    for a in held:
+        if a.seq == 0:
+            continue  # the empty chain's head: every chain contains it
+        entry = by_seq.get(a.seq)
+        if entry is None:
+            last = max(by_seq, default=0)
+            why = (
+                f"entry {a.seq} is gone (the chain ends at {last}): entries were cut off"
+                if a.seq > last
+                else f"entry {a.seq} is gone: entries were deleted"
+            )
+            found.append(Mismatch(a, why))
+        elif entry.hash != a.hash:
+            found.append(Mismatch(a, f"entry {a.seq} has another hash: the chain was rewritten"))
+        elif broken is not None and broken <= a.seq:
+            found.append(
+                Mismatch(a, f"the chain no longer verifies from entry {broken}, before this head")
+            )
+    return found
+
+
+def check(ledger: Ledger, now: datetime) -> list[AnchorStatus]:
+    """Check the chain against every anchor and keep the outcome per (authority, peer)
+    for the metric ``cafgw_audit_anchor_mismatch``."""
+    held = anchors(ledger)
+    bad = mismatches(ledger, held)
+    groups: dict[tuple[str, str], list[Anchor]] = {}
+    for a in held:
+        groups.setdefault((a.authority, a.peer), []).append(a)
+    statuses = []
+    for (authority, peer), group in sorted(groups.items()):
+        theirs = [m for m in bad if (m.anchor.authority, m.anchor.peer) == (authority, peer)]
+        statuses.append(
+            AnchorStatus(
+                authority,
+                peer,
+                now,
+                len(group),
+                len(theirs),
+                str(theirs[0]) if theirs else None,
+            )
+        )
+    with ledger.transaction() as conn:
+        conn.execute(delete(audit_anchor_checks))
+        if statuses:
+            conn.execute(
+                insert(audit_anchor_checks),
+                [
+                    {
+                        "authority": s.authority,
+                        "peer": s.peer,
+                        "checked_at": s.checked_at,
+                        "anchors": s.anchors,
+                        "mismatches": s.mismatches,
+                        "detail": s.detail,
+                    }
+                    for s in statuses
+                ],
+            )
+    return statuses
+
+
+def last_checked(ledger: Ledger) -> list[AnchorStatus]:
+    """The outcome of the last check, per (authority, peer)."""
+    with ledger.transaction() as conn:
+        rows = conn.execute(
+            select(audit_anchor_checks).order_by(
+                audit_anchor_checks.c.authority, audit_anchor_checks.c.peer
+            )
+        ).all()
+    return [
+        AnchorStatus(r.authority, r.peer, as_utc(r.checked_at), r.anchors, r.mismatches, r.detail)
+        for r in rows
+    ]
+
+
+def last_check_at(ledger: Ledger) -> datetime | None:
+    with ledger.transaction() as conn:
+        at = conn.execute(select(func.max(audit_anchor_checks.c.checked_at))).scalar()
+    return None if at is None else as_utc(at)
+
+
+# --- heads a peer reported, exported for an auditor ---------------------------------
+
+
+def peer_heads(ledger: Ledger, peer: str | None = None) -> list[dict[str, object]]:
+    """The heads peers reported here (``peer`` only, when given), oldest first."""
+    query = select(audit_peer_heads).order_by(audit_peer_heads.c.id)
+    if peer is not None:
+        query = query.where(audit_peer_heads.c.peer == peer)
+    with ledger.transaction() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [
+        {
+            "peer": r["peer"],
+            "held_by": r["authority"],
+            "seq": r["seq"],
+            "hash": r["hash"],
+            "received_at": as_utc(r["received_at"]).isoformat(),
+            "message_id": r["message_id"],
+        }
+        for r in rows
+    ]
+
+
+def read_export(path: Path, own: Sequence[str]) -> list[Anchor]:
+    """Anchors from a ``cafgw audit heads`` export (JSON lines) made at a peer;
+    only the heads of ``own`` authorities (this gateway's) are taken."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the peer heads: {exc}") from exc
+    found = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            anchor = Anchor(
+                authority=str(row["peer"]),
+                peer=str(row["held_by"]),
+                seq=int(row["seq"]),
+                hash=str(row["hash"]),
+                reported_in="",
+                message_id=f"{path.name}:{number}",
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{path}, line {number}: not a head from `cafgw audit heads` ({exc})"
+            ) from None
+        if anchor.authority in own:
+            found.append(anchor)
+    return found
