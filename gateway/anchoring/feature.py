@@ -2,10 +2,10 @@
 
 - Receipt: the signer's head is kept (to be given back to it later), and
   the heads of our own chain it gives back are kept as anchors.
-- Job ``audit-anchor``: every ``audit.anchor_check_s`` the chain is checked
-  against every anchor; the outcome per (authority, peer) is what the metric
-  ``cafgw_audit_anchor_mismatch`` reports and the alert
-  ``CafgwAuditAnchorMismatch`` fires on.
+- Job ``audit-anchor``: every ``audit.anchor_check_s`` each anchored entry
+  is looked up (gone, or another hash: cut or rewritten); the outcome per
+  (authority, peer) is what the metric ``cafgw_audit_anchor_mismatch``
+  reports and the alert ``CafgwAuditAnchorMismatch`` fires on.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def check_anchors(kit: Kit) -> int:
     last = audit_anchor.last_check_at(kit.ledger)
     if last is not None and now - last < timedelta(seconds=kit.settings.audit.anchor_check_s):
         return 0
-    for status in audit_anchor.check(kit.ledger, now):
+    # Only the anchored entries are read: a check costs the same whatever the chain's
+    # length (0.02 s; walking 100,000 keyed entries took 8 s). `cafgw audit verify` walks it all.
+    for status in audit_anchor.check(kit.ledger, now, walk=False):
         if status.mismatches:
             log.error(
                 "audit chain: %d of the %d heads %s holds for %s are not in the chain: %s",

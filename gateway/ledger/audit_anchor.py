@@ -29,7 +29,7 @@ from sqlalchemy import Connection, delete, func, insert, select
 
 from gateway.errors import ConfigError
 from gateway.ledger import audit_verify
-from gateway.ledger.audit import GENESIS, AuditEntry
+from gateway.ledger.audit import GENESIS
 from gateway.ledger.store import Ledger, as_utc
 from gateway.ledger.tables import audit, audit_anchor_checks, audit_anchors, audit_peer_heads
 from gateway.model import AuditHead, HeldAuditHead
@@ -175,32 +175,39 @@ def anchors(ledger: Ledger) -> list[Anchor]:
     ]
 
 
-def mismatches(
-    ledger: Ledger, held: Iterable[Anchor], chain: Sequence[AuditEntry] | None = None
-) -> list[Mismatch]:
-    """The anchors this chain does not contain: entry gone, another hash, or a
-    chain that no longer verifies up to it. ``chain`` when already read."""
-    held = list(held)
+def mismatches(ledger: Ledger, held: Iterable[Anchor], *, walk: bool = True) -> list[Mismatch]:
+    """The anchors this chain does not contain: entry gone or with another hash, and
+    (``walk``: the chain is read and verified up to the highest anchor) a chain that
+    no longer verifies up to it.
+
+    Without ``walk`` only the anchored entries are read: what a cut or a rewrite
+    with recomputed hashes changes, at a cost that does not grow with the chain.
+    An entry edited without recomputing anything is the chain's own check
+    (``audit_verify``, ``cafgw audit verify``).
+    """
+    held = [a for a in held if a.seq > 0]  # 0: the empty chain's head, in every chain
     if not held:
         return []
-    if chain is None:
+    broken: int | None = None
+    if walk:
         chain = audit_verify.whole_chain(ledger, up_to=max(a.seq for a in held))
-    by_seq = {e.seq: e for e in chain}
-    broken = audit_verify.first_break(chain, ledger.audit_key)
+        by_seq = {e.seq: e.hash for e in chain}
+        broken = audit_verify.first_break(chain, ledger.audit_key)
+    else:
+        by_seq = _hashes_at(ledger, sorted({a.seq for a in held}))
+    with ledger.transaction() as conn:
+        last = own_head(conn).seq
     found: list[Mismatch] = []
     for a in held:
-        if a.seq == 0:
-            continue  # the empty chain's head: every chain contains it
-        entry = by_seq.get(a.seq)
-        if entry is None:
-            last = max(by_seq, default=0)
+        digest = by_seq.get(a.seq)
+        if digest is None:
             why = (
                 f"entry {a.seq} is gone (the chain ends at {last}): entries were cut off"
                 if a.seq > last
                 else f"entry {a.seq} is gone: entries were deleted"
             )
             found.append(Mismatch(a, why))
-        elif entry.hash != a.hash:
+        elif digest != a.hash:
             found.append(Mismatch(a, f"entry {a.seq} has another hash: the chain was rewritten"))
         elif broken is not None and broken <= a.seq:
             found.append(
@@ -209,11 +216,25 @@ def mismatches(
     return found
 
 
-def check(ledger: Ledger, now: datetime) -> list[AnchorStatus]:
-    """Check the chain against every anchor and keep the outcome per (authority, peer)
-    for the metric ``cafgw_audit_anchor_mismatch``."""
+def _hashes_at(ledger: Ledger, seqs: Sequence[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    with ledger.transaction() as conn:
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            found.update(
+                (int(r.seq), str(r.hash))
+                for r in conn.execute(
+                    select(audit.c.seq, audit.c.hash).where(audit.c.seq.in_(chunk))
+                ).all()
+            )
+    return found
+
+
+def check(ledger: Ledger, now: datetime, *, walk: bool = True) -> list[AnchorStatus]:
+    """Check the chain against every anchor (see ``mismatches``) and keep the outcome
+    per (authority, peer) for the metric ``cafgw_audit_anchor_mismatch``."""
     held = anchors(ledger)
-    bad = mismatches(ledger, held)
+    bad = mismatches(ledger, held, walk=walk)
     groups: dict[tuple[str, str], list[Anchor]] = {}
     for a in held:
         groups.setdefault((a.authority, a.peer), []).append(a)

@@ -203,6 +203,10 @@ def test_a_whole_rewrite_with_recomputed_keyed_hashes_is_detected(tmp_path: Path
     assert any(
         f"peer 336 holds audit head {anchor.seq}:" in p and "rewritten" in p for p in problems
     ), problems
+    # The job's check reads only the anchored entries, and sees it too.
+    (status,) = audit_anchor.check(pair.dudley.ledger, pair.dudley.clock(), walk=False)
+    assert status.mismatches == 1
+    assert status.detail is not None and "rewritten" in status.detail
     assert _check(pair.dudley) == {("332", "336"): 1}
 
 
