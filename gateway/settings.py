@@ -398,6 +398,10 @@ class PolicySettings(BaseModel):
     # Safeguarding-basis existence queries per requesting authority per 24 hours, counted
     # by the asking gateway (its own) and by the asked one (each requester's).
     existence_safeguarding_per_day: int = Field(default=5, ge=0)
+    # Hold every safeguarding-basis existence query received for the coordinator's
+    # approval (GET /v1/existence-queries-held, cafgw existence held) instead of
+    # answering it automatically.
+    existence_safeguarding_hold: bool = False
 
     def approver(self, authority: str, name: str) -> SafeguardingApprover | None:
         """``name`` as listed among ``authority``'s safeguarding approvers, else None."""

@@ -306,6 +306,41 @@ def existence_show(
     console.print(found[0] if found else "no answer yet", highlight=False)
 
 
+@existence_app.command("held")
+@friendly
+def existence_held(
+    authority: str | None = AuthorityOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Safeguarding-basis existence queries waiting for the coordinator's decision."""
+    waiting = coordination.held_existence_queries(*_acting(config, authority))
+    for q in waiting:
+        console.print(
+            f"{q.message_id}  from {q.requester}  approver {q.approver} ({q.approver_role})  "
+            f"reason {q.reason!r}  received {q.received_at:%Y-%m-%d %H:%M}",
+            highlight=False,
+        )
+    if not waiting:
+        console.print("no existence query waits", highlight=False)
+
+
+@existence_app.command("decide")
+@friendly
+def existence_decide(
+    message_id: str = typer.Argument(...),
+    approve: bool = typer.Option(..., "--approve/--refuse", help="answer it, or send nothing"),
+    by: str = typer.Option(..., "--by", help="the coordinator deciding"),
+    authority: str | None = AuthorityOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Approve (answer) or refuse (send nothing) a held existence query."""
+    try:
+        coordination.decide_existence_query(*_acting(config, authority), message_id, approve, by)
+    except PolicyRefusal as exc:
+        raise _refusal(exc) from None
+    console.print(f"{message_id}: {'answered' if approve else 'refused'}", highlight=False)
+
+
 @agreements_app.command("add")
 @friendly
 def agreements_add(

@@ -18,12 +18,14 @@ from sqlalchemy import Connection, func, select, update
 
 from gateway.cases import store as cases
 from gateway.cases.identity import NotAParty, Placement, place_received
-from gateway.crossborder import consent_store, existence_store, issues_store
+from gateway.crossborder import consent_store, existence_held, existence_store, issues_store
+from gateway.crossborder.existence_held import HeldQuery
 from gateway.crossborder.threads import assessment_thread
 from gateway.errors import ConfigError, PolicyRefusal
 from gateway.feature import ApplyContext, Effect, Received
 from gateway.ledger import audit
 from gateway.ledger.status import Direction
+from gateway.ledger.store import Ledger
 from gateway.ledger.tables import messages
 from gateway.model import (
     Assessment,
@@ -39,9 +41,11 @@ from gateway.model import (
     NotificationType,
     Purpose,
 )
+from gateway.outbox import Outbox
 from gateway.policy import consent, existence, sharing, sovereignty
 from gateway.policy.child import child_key
 from gateway.policy.notifications import RULE_FAMILY
+from gateway.settings import Settings
 
 RULE_EXISTENCE_BASIS = "existence.basis"
 RULE_EXISTENCE_RATE = "existence.rate"
@@ -336,47 +340,86 @@ def _check_safeguarding_rate(ctx: ApplyContext, msg: Received, where: str) -> No
         )
 
 
-def _answer_existence(ctx: ApplyContext, msg: Received) -> None:
+def _query_of(ctx: ApplyContext, msg: Received) -> HeldQuery:
     header = msg.env.header
     assert isinstance(msg.env.body, Notification)
-    authority = msg.authority
-    match = existence_store.holds(ctx.conn, authority, existence.hashes_in(msg.env.body))
     approval = header.safeguarding
-    # Audited here as at the asking end: who asked, on whose approval, why, what was said.
-    audit.append(
-        ctx.kit.ledger,
-        [
-            audit.AuditEvent(
-                actor=(
-                    f"{approval.approver} ({approval.approver_role or 'role not given'}) "
-                    f"at {header.sender}"
-                    if approval is not None
-                    else f"consent at {header.sender}"
-                ),
-                action="EXISTENCE_QUERY_ANSWERED",
-                authority=authority,
-                counterparty=header.sender,
-                legal_basis=header.legal_basis.value,
-                message_id=msg.message_id,
-                digest=msg.digest,
-                detail=(
-                    f"match={'true' if match else 'false'}"
-                    + (f"; reason: {approval.reason}" if approval is not None else "")
-                )[:500],
-            )
-        ],
-        ctx.conn,
+    return HeldQuery(
+        authority=msg.authority,
+        message_id=msg.message_id,
+        requester=header.sender,
+        correlation_id=header.correlation_id,
+        digest=msg.digest,
+        approver=approval.approver if approval else None,
+        approver_role=approval.approver_role if approval else None,
+        reason=approval.reason if approval else None,
+        hashes=tuple(existence.hashes_in(msg.env.body)),
+        received_at=ctx.now,
     )
-    coordinator = ctx.settings.directory.get(authority).coordinator if match else None
-    answer = ctx.outbox.envelope(
+
+
+def _answer_existence(ctx: ApplyContext, msg: Received) -> None:
+    query = _query_of(ctx, msg)
+    basis = msg.env.header.legal_basis
+    if basis == LegalBasis.SAFEGUARDING and ctx.settings.policy.existence_safeguarding_hold:
+        # Waits for the coordinator (gateway.services.coordination.decide_existence_query).
+        existence_held.hold(ctx.conn, query)
+        audit.append(
+            ctx.kit.ledger, [_existence_event(query, "EXISTENCE_QUERY_HELD", "held")], ctx.conn
+        )
+        return
+    answer_existence(ctx.conn, ctx.outbox, ctx.kit.ledger, ctx.settings, query, basis.value)
+
+
+def _existence_event(query: HeldQuery, action: str, said: str, basis: str = "") -> audit.AuditEvent:
+    approver = (
+        f"{query.approver} ({query.approver_role or 'role not given'}) at {query.requester}"
+        if query.approver is not None
+        else f"consent at {query.requester}"
+    )
+    reason = f"; reason: {query.reason}" if query.reason is not None else ""
+    return audit.AuditEvent(
+        actor=approver,
+        action=action,
+        authority=query.authority,
+        counterparty=query.requester,
+        legal_basis=basis or (LegalBasis.SAFEGUARDING.value if query.approver else None),
+        message_id=query.message_id,
+        digest=query.digest,
+        detail=f"{said}{reason}"[:500],
+    )
+
+
+def answer_existence(
+    conn: Connection,
+    outbox: Outbox,
+    ledger: Ledger,
+    settings: Settings,
+    query: HeldQuery,
+    basis: str,
+    approved_by: str | None = None,
+) -> None:
+    """Answer ``query`` from the index (match and the coordinator's contact, or no match),
+    and audit it here as the asking end audits its question."""
+    authority = query.authority
+    match = existence_store.holds(conn, authority, query.hashes)
+    coordinator = settings.directory.get(authority).coordinator if match else None
+    answer = outbox.envelope(
         sender=authority,
-        recipient=header.sender,
+        recipient=query.requester,
         body=existence.answer_body(match, coordinator),
-        correlation=header.correlation_id,
+        correlation=query.correlation_id,
         legal_basis=LegalBasis.NO_PERSONAL_DATA,
-        in_reply_to=header.message_id,
+        in_reply_to=query.message_id,
     )
-    ctx.outbox.queue(ctx.conn, [ctx.outbox.sign(answer)])
+    said = f"match={'true' if match else 'false'}"
+    if approved_by is not None:
+        said += f"; approved by {approved_by}"
+    outbox.queue(
+        conn,
+        [outbox.sign(answer)],
+        [_existence_event(query, "EXISTENCE_QUERY_ANSWERED", said, basis)],
+    )
 
 
 def on_evaluation(ctx: ApplyContext, msg: Received) -> Effect:

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from gateway.cases import store as cases
 from gateway.cases.identity import correlation_id
 from gateway.context import Gateway
-from gateway.crossborder import consent_store
+from gateway.crossborder import consent_store, existence_held, receive
 from gateway.errors import NotFoundError, PolicyRefusal
+from gateway.ledger import audit
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
@@ -278,3 +279,54 @@ def record_agreement(
         cases.add_agreement(
             conn, authority, practitioner, delivery_la, line_manager, coordinator, gw.clock()
         )
+
+
+def held_existence_queries(gw: Gateway, authority: str) -> list[existence_held.HeldQuery]:
+    """Safeguarding-basis existence queries waiting for ``authority``'s coordinator."""
+    with gw.ledger.transaction() as conn:
+        return existence_held.waiting(conn, authority)
+
+
+def decide_existence_query(
+    gw: Gateway, authority: str, message_id: str, approve: bool, by: str
+) -> existence_held.HeldQuery:
+    """The coordinator's decision on a held query: approved, it is answered as usual;
+    refused, nothing is sent. Either way audited naming ``by``. Once only (404 after)."""
+    if not by.strip():
+        raise PolicyRefusal("existence.decided-by", "a decision names who made it")
+    decision = "APPROVED" if approve else "REFUSED"
+    with gw.ledger.transaction() as conn:
+        query = existence_held.decide(conn, authority, message_id, decision, by, gw.clock())
+        if query is None:
+            raise NotFoundError(f"no existence query {message_id} waits for {authority}")
+        if approve:
+            receive.answer_existence(
+                conn,
+                gw.outbox,
+                gw.ledger,
+                gw.settings,
+                query,
+                LegalBasis.SAFEGUARDING.value,
+                approved_by=by,
+            )
+        else:
+            audit.append(
+                gw.ledger,
+                [
+                    audit.AuditEvent(
+                        actor=by,
+                        action="EXISTENCE_QUERY_REFUSED",
+                        authority=authority,
+                        counterparty=query.requester,
+                        legal_basis=LegalBasis.SAFEGUARDING.value,
+                        message_id=query.message_id,
+                        digest=query.digest,
+                        detail=(
+                            f"not answered; asked by {query.approver} at {query.requester}: "
+                            f"{query.reason}"
+                        )[:500],
+                    )
+                ],
+                conn,
+            )
+    return query

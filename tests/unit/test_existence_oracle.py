@@ -120,3 +120,60 @@ def test_safeguarding_queries_are_rate_limited_by_the_asker_and_by_the_asked(
     assert len(refused) == 1 and "existence.rate" in (refused[0] or "")
     assert "334 has asked 2 safeguarding-basis existence queries in 24 hours" in refused[0]
     assert len(_answered(gw)) == 2  # the refused query got no answer
+
+
+def test_a_held_query_waits_for_the_coordinator_who_approves_or_refuses_it(
+    tmp_path: Path,
+) -> None:
+    config_copy(tmp_path, existence_safeguarding_hold=True)
+    client, auth, gw = _region(tmp_path)
+    first = _ask(client, auth, "Solihull MASH manager", "sibling at risk").json()["message_id"]
+    second = _ask(client, auth, "Solihull MASH manager", "second look").json()["message_id"]
+    pump(gw)
+    # Nothing answered yet: both wait for Wolverhampton's coordinator.
+    assert client.get(f"/v1/existence-queries/{first}", headers=auth).json()["answer"] is None
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    coordinator = {"Authorization": f"Bearer {keys.issue('336', holder='Wolverhampton CAF')}"}
+    waiting = client.get("/v1/existence-queries-held", headers=coordinator).json()
+    assert [(q["requester"], q["approver"], q["reason"]) for q in waiting] == [
+        ("334", "Solihull MASH manager", "sibling at risk"),
+        ("334", "Solihull MASH manager", "second look"),
+    ]
+    assert client.get("/v1/existence-queries-held", headers=auth).json() == []  # 334's own: none
+    held = [e for e in audit.entries(gw.ledger, "336") if e.event.action == "EXISTENCE_QUERY_HELD"]
+    assert len(held) == 2
+    approved = client.post(
+        f"/v1/existence-queries-held/{first}/approve",
+        json={"by": "Ann Coordinator"},
+        headers=coordinator,
+    )
+    assert approved.status_code == 200, approved.text
+    refused = client.post(
+        f"/v1/existence-queries-held/{second}/refuse",
+        json={"by": "Ann Coordinator"},
+        headers=coordinator,
+    )
+    assert refused.status_code == 200, refused.text
+    again = client.post(
+        f"/v1/existence-queries-held/{second}/approve",
+        json={"by": "Ann Coordinator"},
+        headers=coordinator,
+    )
+    assert again.status_code == 404  # decided once
+    pump(gw)
+    assert (
+        client.get(f"/v1/existence-queries/{first}", headers=auth)
+        .json()["answer"]
+        .startswith("match=true")
+    )
+    assert client.get(f"/v1/existence-queries/{second}", headers=auth).json()["answer"] is None
+    (answered,) = _answered(gw)
+    assert answered.event.detail == (
+        "match=true; approved by Ann Coordinator; reason: sibling at risk"
+    )
+    (no,) = [
+        e for e in audit.entries(gw.ledger, "336") if e.event.action == "EXISTENCE_QUERY_REFUSED"
+    ]
+    assert no.event.actor == "Ann Coordinator" and no.event.message_id == second
+    assert client.get("/v1/existence-queries-held", headers=coordinator).json() == []
+    assert audit.verify(gw.ledger) == []

@@ -145,3 +145,58 @@ def answer(message_id: str, gw: GatewayDep, authority: AuthorityDep) -> Existenc
         answer=found[0] if found else None,
         answered_at=found[1] if found else None,
     )
+
+
+class HeldQueryOut(_Out):
+    message_id: str
+    requester: str
+    approver: str | None
+    approver_role: str | None
+    reason: str | None
+    received_at: datetime
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1, max_length=200, description="the coordinator deciding")
+
+
+class DecisionOut(_Out):
+    message_id: str
+    decision: str
+
+
+@router.get("/v1/existence-queries-held", response_model=list[HeldQueryOut])
+def held(gw: GatewayDep, authority: AuthorityDep) -> list[HeldQueryOut]:
+    """Safeguarding-basis existence queries waiting for this authority's coordinator
+    (``policy.existence_safeguarding_hold``): who asked, on whose approval, why."""
+    return [
+        HeldQueryOut(
+            message_id=q.message_id,
+            requester=q.requester,
+            approver=q.approver,
+            approver_role=q.approver_role,
+            reason=q.reason,
+            received_at=q.received_at,
+        )
+        for q in coordination.held_existence_queries(gw, authority)
+    ]
+
+
+@router.post("/v1/existence-queries-held/{message_id}/approve", response_model=DecisionOut)
+def approve_held(
+    message_id: str, body: DecisionIn, gw: GatewayDep, authority: AuthorityDep
+) -> DecisionOut:
+    """Answer a held query (match, or no match) as the coordinator approved it."""
+    coordination.decide_existence_query(gw, authority, message_id[:64], True, body.by)
+    return DecisionOut(message_id=message_id, decision="APPROVED")
+
+
+@router.post("/v1/existence-queries-held/{message_id}/refuse", response_model=DecisionOut)
+def refuse_held(
+    message_id: str, body: DecisionIn, gw: GatewayDep, authority: AuthorityDep
+) -> DecisionOut:
+    """Leave a held query unanswered: nothing is sent; the refusal is audited."""
+    coordination.decide_existence_query(gw, authority, message_id[:64], False, body.by)
+    return DecisionOut(message_id=message_id, decision="REFUSED")
