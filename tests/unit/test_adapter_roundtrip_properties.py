@@ -25,6 +25,7 @@ from lxml import etree
 
 from adapters import registry
 from adapters.base import Adapter, Converted, Result
+from adapters.csv_cells import restore
 from gateway.errors import MalformedInputError
 from gateway.identifiers import nhs_check_digit, upn_check_letter
 from gateway.model import Assessment, Element
@@ -98,8 +99,11 @@ def both_ways(adapter: Adapter, data: bytes) -> tuple[Assessment, bytes]:
 
 
 def csv_rows(data: bytes, encoding: str) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows, each data cell as the gateway's CSV readers see it: a cell the
+    writer quoted so that no spreadsheet runs it as a formula ("'-0") reads as "-0"."""
     reader = csv.DictReader(io.StringIO(data.decode(encoding), newline=""))
-    return list(reader.fieldnames or []), list(reader)
+    rows = [{k: restore(v) for k, v in row.items()} for row in reader]
+    return list(reader.fieldnames or []), rows
 
 
 def csv_bytes(header: list[str], row: dict[str, str], encoding: str) -> bytes:
