@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, insert, select, update
 
 from gateway.cases.tables import case_log, case_threads, service_agreements
 from gateway.ledger.store import as_utc
@@ -76,15 +76,33 @@ def _thread(row: Any, log: tuple[LogEntry, ...] = ()) -> CaseThread:
     )
 
 
+# Statements of the accepting transaction's hot path, built once with bound
+# parameters: SQLAlchemy then finds them in its compiled cache without
+# rebuilding or re-keying them for every record (docs/performance.md).
+_THREAD = select(case_threads).where(
+    case_threads.c.authority == bindparam("authority"),
+    case_threads.c.correlation_id == bindparam("correlation_id"),
+)
+_UPDATE_THREAD = update(case_threads).where(
+    case_threads.c.authority == bindparam("k_authority"),
+    case_threads.c.correlation_id == bindparam("k_correlation_id"),
+)
+_INSERT_THREAD = insert(case_threads)
+_INSERT_LOG = insert(case_log)
+_NOTICE_KEYS = select(case_log.c.notice_key).where(
+    case_log.c.authority == bindparam("authority"),
+    case_log.c.correlation_id == bindparam("correlation_id"),
+    case_log.c.notice_key.is_not(None),
+)
+_AGREEMENTS = select(service_agreements.c.practitioner_key, service_agreements.c.delivery_la).where(
+    service_agreements.c.authority == bindparam("authority")
+)
+
+
 def get(
     conn: Connection, authority: str, correlation_id: str, with_log: bool = False
 ) -> CaseThread | None:
-    row = conn.execute(
-        select(case_threads).where(
-            case_threads.c.authority == authority,
-            case_threads.c.correlation_id == correlation_id,
-        )
-    ).first()
+    row = conn.execute(_THREAD, {"authority": authority, "correlation_id": correlation_id}).first()
     if row is None:
         return None
     log: tuple[LogEntry, ...] = ()
@@ -122,8 +140,13 @@ def threads_where(
     return [_thread(r) for r in rows]
 
 
-def save(conn: Connection, thread: CaseThread, now: datetime) -> None:
-    """Insert or update ``thread`` (its log is written with ``log``)."""
+def save(conn: Connection, thread: CaseThread, now: datetime, new: bool = False) -> None:
+    """Insert or update ``thread`` (its log is written with ``log``).
+
+    ``new``: the caller read, in this transaction, that the thread does not
+    exist yet; the insert is then tried first (a thread inserted meanwhile by
+    another replica makes it fail on the unique key, like the update-then-
+    insert it replaces)."""
     values = {
         "owner": thread.owner or thread.authority,
         "case_ref": thread.case_ref,
@@ -140,20 +163,53 @@ def save(conn: Connection, thread: CaseThread, now: datetime) -> None:
         "leads": json.dumps([x.__dict__ for x in thread.leads]),
         "updated_at": now,
     }
-    done = conn.execute(
-        update(case_threads)
-        .where(
-            case_threads.c.authority == thread.authority,
-            case_threads.c.correlation_id == thread.correlation_id,
+    if not new:
+        done = conn.execute(
+            _UPDATE_THREAD,
+            {"k_authority": thread.authority, "k_correlation_id": thread.correlation_id, **values},
         )
-        .values(**values)
+        if done.rowcount != 0:
+            return
+    conn.execute(
+        _INSERT_THREAD,
+        {"authority": thread.authority, "correlation_id": thread.correlation_id, **values},
     )
-    if done.rowcount == 0:
-        conn.execute(
-            insert(case_threads).values(
-                authority=thread.authority, correlation_id=thread.correlation_id, **values
-            )
-        )
+
+
+@dataclass(frozen=True)
+class NewLogLine:
+    """One line for a case thread's log, written with ``log_all``."""
+
+    authority: str
+    correlation_id: str
+    at: datetime
+    kind: str
+    counterparty: str | None = None
+    message_id: str | None = None
+    notice_key: str | None = None
+    detail: str | None = None
+
+
+def log_all(conn: Connection, lines: list[NewLogLine]) -> None:
+    """Append ``lines`` to their threads' logs, in order, in one statement."""
+    if not lines:
+        return
+    conn.execute(
+        _INSERT_LOG,
+        [
+            {
+                "authority": x.authority,
+                "correlation_id": x.correlation_id,
+                "at": x.at,
+                "kind": x.kind[:40],
+                "counterparty": x.counterparty,
+                "message_id": x.message_id,
+                "notice_key": x.notice_key,
+                "detail": x.detail,
+            }
+            for x in lines
+        ],
+    )
 
 
 def log(
@@ -168,17 +224,13 @@ def log(
     notice_key: str | None = None,
     detail: str | None = None,
 ) -> None:
-    conn.execute(
-        insert(case_log).values(
-            authority=authority,
-            correlation_id=correlation_id,
-            at=now,
-            kind=kind[:40],
-            counterparty=counterparty,
-            message_id=message_id,
-            notice_key=notice_key,
-            detail=detail,
-        )
+    log_all(
+        conn,
+        [
+            NewLogLine(
+                authority, correlation_id, now, kind, counterparty, message_id, notice_key, detail
+            )
+        ],
     )
 
 
@@ -201,11 +253,7 @@ def logged(conn: Connection, authority: str, kind: str, message_id: str) -> LogE
 def notice_keys(conn: Connection, authority: str, correlation_id: str) -> set[str]:
     """Notices already sent on this thread (so a re-submission does not repeat them)."""
     rows = conn.execute(
-        select(case_log.c.notice_key).where(
-            case_log.c.authority == authority,
-            case_log.c.correlation_id == correlation_id,
-            case_log.c.notice_key.is_not(None),
-        )
+        _NOTICE_KEYS, {"authority": authority, "correlation_id": correlation_id}
     ).all()
     return {r[0] for r in rows}
 
@@ -249,9 +297,5 @@ def add_agreement(
 
 def agreements(conn: Connection, authority: str) -> set[tuple[str, str]]:
     """(practitioner key, delivery LA) pairs with a recorded prior agreement."""
-    rows = conn.execute(
-        select(service_agreements.c.practitioner_key, service_agreements.c.delivery_la).where(
-            service_agreements.c.authority == authority
-        )
-    ).all()
+    rows = conn.execute(_AGREEMENTS, {"authority": authority}).all()
     return {(r[0], r[1]) for r in rows}

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     insert,
     select,
 )
@@ -102,16 +103,19 @@ def _entry(row: object) -> RegisterEntry:
     )
 
 
+_ENTRIES = (
+    select(consent_register)
+    .where(
+        consent_register.c.authority == bindparam("authority"),
+        consent_register.c.child_key == bindparam("child_key"),
+    )
+    .order_by(consent_register.c.id)
+)
+
+
 def entries(conn: Connection, authority: str, child_key: str) -> list[RegisterEntry]:
     """The register's history for one child at one authority (every source), oldest first."""
-    rows = conn.execute(
-        select(consent_register)
-        .where(
-            consent_register.c.authority == authority,
-            consent_register.c.child_key == child_key,
-        )
-        .order_by(consent_register.c.id)
-    ).all()
+    rows = conn.execute(_ENTRIES, {"authority": authority, "child_key": child_key}).all()
     return [_entry(r) for r in rows]
 
 

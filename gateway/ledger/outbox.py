@@ -94,6 +94,8 @@ class OutboundQueries(LedgerCore):
         that says so, and one being published right now (another replica's
         live claim) goes out and is recorded SENT, never shown as stopped.
         """
+        if not pks:
+            return []  # the common case of an accepted record: nothing to build or run
         now = self.clock()
         return self.transition_from(
             pks,

@@ -3,7 +3,7 @@ outbound decision (``policy.decision``) to judge. Nothing here decides."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from gateway.cases import store as cases
 from gateway.crossborder import consent_store
@@ -17,44 +17,67 @@ from gateway.policy.decision import HeldCopy, QueuedCopy
 # Sent or on its way: identical content to the same recipient is not sent again.
 CARRIED = (*HAS_LEFT, Status.SIGNED.value, Status.REPLAYED.value)
 
+# Every read below runs once per accepted record: each statement is built once
+# with bound parameters, so SQLAlchemy finds it in its compiled cache instead
+# of building and keying it again for every record (docs/performance.md).
+_OWN_OUTBOUND = (
+    messages.c.direction == Direction.OUTBOUND.value,
+    messages.c.authority == bindparam("authority"),
+)
+_PAST_RECIPIENTS = (
+    select(messages.c.recipient)
+    .where(
+        *_OWN_OUTBOUND,
+        messages.c.child_key == bindparam("child_key"),
+        messages.c.legal_basis.in_(DISCLOSING),
+        messages.c.status.in_(HAS_LEFT),
+        messages.c.recipient != bindparam("authority"),
+    )
+    .distinct()
+)
+_HELD = (
+    select(
+        messages.c.id,
+        messages.c.message_id,
+        messages.c.recipient,
+        messages.c.purpose,
+        messages.c.case_ref,
+    )
+    .where(
+        *_OWN_OUTBOUND,
+        messages.c.child_key == bindparam("child_key"),
+        messages.c.status == Status.HELD_LOCAL.value,
+        messages.c.recipient != bindparam("authority"),
+        messages.c.body.is_not(None),
+    )
+    .order_by(messages.c.id)
+)
+_QUEUED = select(messages.c.id, messages.c.recipient).where(
+    *_OWN_OUTBOUND,
+    messages.c.child_key == bindparam("child_key"),
+    messages.c.legal_basis == LegalBasis.CONSENT.value,
+    messages.c.status.in_([s.value for s in OUTBOX_STATES]),
+)
+_SENT_CONTENT = select(
+    messages.c.recipient, messages.c.content_digest, messages.c.message_id
+).where(
+    *_OWN_OUTBOUND,
+    messages.c.case_ref == bindparam("case_ref"),
+    messages.c.content_digest.is_not(None),
+    messages.c.status.in_(CARRIED),
+)
+_ISSUE_IDS = select(issues_log.c.entry_id).where(issues_log.c.authority == bindparam("authority"))
+
 
 def past_recipients(conn: Connection, authority: str, child_key: str) -> tuple[str, ...]:
     """Other authorities that ``authority`` has sent personal data about the child to."""
-    rows = conn.execute(
-        select(messages.c.recipient)
-        .where(
-            messages.c.direction == Direction.OUTBOUND.value,
-            messages.c.authority == authority,
-            messages.c.child_key == child_key,
-            messages.c.legal_basis.in_(DISCLOSING),
-            messages.c.status.in_(HAS_LEFT),
-            messages.c.recipient != authority,
-        )
-        .distinct()
-    ).all()
+    rows = conn.execute(_PAST_RECIPIENTS, {"authority": authority, "child_key": child_key}).all()
     return tuple(sorted(r[0] for r in rows))
 
 
 def held_copies(conn: Connection, authority: str, child_key: str) -> tuple[HeldCopy, ...]:
     """Records of the child held locally for another authority, oldest first."""
-    rows = conn.execute(
-        select(
-            messages.c.id,
-            messages.c.message_id,
-            messages.c.recipient,
-            messages.c.purpose,
-            messages.c.case_ref,
-        )
-        .where(
-            messages.c.direction == Direction.OUTBOUND.value,
-            messages.c.authority == authority,
-            messages.c.child_key == child_key,
-            messages.c.status == Status.HELD_LOCAL.value,
-            messages.c.recipient != authority,
-            messages.c.body.is_not(None),
-        )
-        .order_by(messages.c.id)
-    ).all()
+    rows = conn.execute(_HELD, {"authority": authority, "child_key": child_key}).all()
     return tuple(
         HeldCopy(int(pk), mid, recipient, Purpose(p) if p else Purpose.SHARE_CROSS_BORDER, ref)
         for pk, mid, recipient, p, ref in rows
@@ -63,36 +86,18 @@ def held_copies(conn: Connection, authority: str, child_key: str) -> tuple[HeldC
 
 def queued_copies(conn: Connection, authority: str, child_key: str) -> tuple[QueuedCopy, ...]:
     """Consent-based disclosures of the child queued but not yet sent."""
-    rows = conn.execute(
-        select(messages.c.id, messages.c.recipient).where(
-            messages.c.direction == Direction.OUTBOUND.value,
-            messages.c.authority == authority,
-            messages.c.child_key == child_key,
-            messages.c.legal_basis == LegalBasis.CONSENT.value,
-            messages.c.status.in_([s.value for s in OUTBOX_STATES]),
-        )
-    ).all()
+    rows = conn.execute(_QUEUED, {"authority": authority, "child_key": child_key}).all()
     return tuple(QueuedCopy(int(pk), recipient) for pk, recipient in rows)
 
 
 def sent_content(conn: Connection, authority: str, case_ref: str) -> dict[tuple[str, str], str]:
     """(recipient, content digest) -> message id, for the case's records sent or on their way."""
-    rows = conn.execute(
-        select(messages.c.recipient, messages.c.content_digest, messages.c.message_id).where(
-            messages.c.direction == Direction.OUTBOUND.value,
-            messages.c.authority == authority,
-            messages.c.case_ref == case_ref,
-            messages.c.content_digest.is_not(None),
-            messages.c.status.in_(CARRIED),
-        )
-    ).all()
+    rows = conn.execute(_SENT_CONTENT, {"authority": authority, "case_ref": case_ref}).all()
     return {(r[0], r[1]): r[2] for r in rows}
 
 
 def known_issue_ids(conn: Connection, authority: str) -> frozenset[str]:
-    rows = conn.execute(
-        select(issues_log.c.entry_id).where(issues_log.c.authority == authority)
-    ).all()
+    rows = conn.execute(_ISSUE_IDS, {"authority": authority}).all()
     return frozenset(r[0] for r in rows)
 
 

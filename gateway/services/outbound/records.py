@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from sqlalchemy import Connection
 
@@ -56,6 +57,7 @@ class Made:
 
     messages: list[NewMessage] = field(default_factory=list)
     events: list[audit.AuditEvent] = field(default_factory=list)
+    log: list[cases.NewLogLine] = field(default_factory=list)
     outcomes: list[RecordOutcome] = field(default_factory=list)
     notices: list[RecordOutcome] = field(default_factory=list)
 
@@ -135,17 +137,14 @@ def converted(gw: Gateway, conn: Connection, authority: str, result: Converted) 
     for entry in decision.issues:
         issues_store.store(conn, authority, entry, now)
     assert decision.thread is not None
-    cases.save(conn, decision.thread, now)
-    for line in decision.log:
-        cases.log(
-            conn,
-            authority,
-            thread_id,
-            now,
-            line.kind,
-            counterparty=line.counterparty,
-            detail=line.detail,
+    cases.save(conn, decision.thread, now, new=known.thread is None)
+    made.log.extend(
+        cases.NewLogLine(
+            authority, thread_id, now, line.kind, line.counterparty, detail=line.detail
         )
+        for line in decision.log
+    )
+    cases.log_all(conn, made.log)  # the items' lines first, then the decision's, as before
     index_child(ApplyContext(conn, now, gw), authority, thread_id, a.child)
     return made
 
@@ -204,7 +203,7 @@ def _materialise_all(
                 notice_to.append(item.recipient)
             elif item.refusal is not None:
                 notice_reasons.append(str(item.refusal))
-        _log_item(conn, authority, thread_id, now, item, message)
+        made.log.append(_log_item(authority, thread_id, now, item, message))
     for copy, index in decision.superseded:
         gw.ledger.transition_from(
             [copy.pk],
@@ -293,13 +292,12 @@ def _materialise(
 
 
 def _log_item(
-    conn: Connection,
     authority: str,
     thread: str,
-    now: object,
+    now: datetime,
     item: rules.Planned,
     m: NewMessage,
-) -> None:
+) -> cases.NewLogLine:
     kind_of = (
         f"NOTICE_SENT:{item.body.type.value}"
         if isinstance(item.body, Notification)
@@ -311,11 +309,10 @@ def _log_item(
         kind_of, detail = f"REFUSED:{m.message_type}", str(item.refusal)
     else:
         detail = f"{m.legal_basis} {m.purpose or ''}".strip()
-    cases.log(
-        conn,
+    return cases.NewLogLine(
         authority,
         thread,
-        now,  # type: ignore[arg-type]
+        now,
         kind_of,
         counterparty=item.recipient,
         message_id=m.message_id,
