@@ -6,7 +6,7 @@ references) is POSTed in one request to the sending gateway's API
 -> sign -> outbox -> publish -> RabbitMQ -> verify -> appliers -> record on
 the receiving gateway, which hosts every other authority the records go to,
 -> handed to each receiving local system over the pull API (``GET
-/v1/inbox``, then ``POST /v1/inbox/{id}/ack`` for each) -> signed receipt ->
+/v1/inbox``, then one ``POST /v1/inbox/ack`` for what it served) -> signed receipt ->
 ``DELIVERED`` at the sender. Dudley's own coordinator notices travel the
 same way to Dudley's inbox on the sending gateway.
 
@@ -50,7 +50,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "dudley-332" / "caf-register-2026-09.csv"
 SENDER = "332"
 RECEIVING = ("330", "333", "334", "335", "336")
-ACK_THREADS = 2  # per local system: acks are one request each
 
 
 def dudley_export(records: int) -> bytes:
@@ -69,7 +68,7 @@ def dudley_export(records: int) -> bytes:
 
 @dataclass
 class LocalSystem:
-    """One receiving local system on the pull connector: GET the inbox, ack each message."""
+    """One receiving local system on the pull connector: GET the inbox, ack what it served."""
 
     base: str
     key: str
@@ -98,23 +97,19 @@ class LocalSystem:
                 self._ack_all(client, items)
 
     def _ack_all(self, client: httpx.Client, items: list[str]) -> None:
-        def ack(part: list[str]) -> None:
-            with httpx.Client(base_url=self.base, headers=client.headers, timeout=120) as own:
-                for message_id in part:
-                    answer = own.post(f"/v1/inbox/{message_id}/ack")
-                    if answer.status_code == 200:
-                        with self._lock:
-                            self.handed[message_id] += 1
-                            self.last_ack = time.monotonic()
-                    else:
-                        self.errors.append(f"ack {message_id}: {answer.status_code}")
-
-        parts = [items[i::ACK_THREADS] for i in range(ACK_THREADS)]
-        threads = [threading.Thread(target=ack, args=(p,)) for p in parts if p]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        # One batch acknowledgement per inbox read (POST /v1/inbox/ack), as a
+        # local system that stored what it was served would send it.
+        answer = client.post("/v1/inbox/ack", json={"message_ids": items})
+        if answer.status_code != 200:
+            self.errors.append(f"ack of {len(items)}: {answer.status_code}")
+            return
+        with self._lock:
+            for item in answer.json():
+                if item["outcome"] == "acknowledged":
+                    self.handed[item["message_id"]] += 1
+                else:
+                    self.errors.append(f"ack {item['message_id']}: {item['outcome']}")
+            self.last_ack = time.monotonic()
 
 
 def _issue_key(keys: ApiKeys, code: str) -> str:

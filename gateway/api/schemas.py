@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.ledger.records import MessageRecord
 from gateway.services.outbound import RecordOutcome, SubmitReport
@@ -116,6 +116,27 @@ class InboxItemOut(_Out):
 class AckOut(_Out):
     message_id: str
     status: str
+
+
+MAX_ACK_BATCH = 1000  # as many as one GET /v1/inbox serves
+
+
+class AckManyIn(BaseModel):
+    """The messages a local system has taken (``POST /v1/inbox/ack``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message_ids: list[str] = Field(min_length=1, max_length=MAX_ACK_BATCH)
+
+
+class AckItemOut(_Out):
+    """One id of a batch acknowledgement: ``outcome`` is what the single
+    ``POST /v1/inbox/{id}/ack`` would have answered (``acknowledged`` 200,
+    ``already_acknowledged`` 409, ``not_in_inbox`` 404)."""
+
+    message_id: str
+    outcome: str
+    status: str | None
 
 
 class ErrorOut(_Out):

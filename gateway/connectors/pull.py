@@ -2,7 +2,8 @@
 
 The local system calls ``GET /v1/inbox`` (served messages become
 ``DELIVERED_LOCAL``) and ``POST /v1/inbox/{message_id}/ack`` once it has
-stored one (``ACKNOWLEDGED``); see ``gateway.api.routes.inbox``. Nothing is
+stored one (``ACKNOWLEDGED``), or ``POST /v1/inbox/ack`` for many; see
+``gateway.api.routes.inbox``. Nothing is
 pushed, so the handover loop skips pull authorities; only the local
 acknowledgement deadline (``deadline``) applies to them.
 """

@@ -170,6 +170,53 @@ class InboundQueries(LedgerCore):
                 )
             )
 
+    def acknowledge_local_many(
+        self, authority: str, message_ids: Sequence[str]
+    ) -> tuple[frozenset[str], dict[str, Status | None]]:
+        """``acknowledge_local`` for many messages in one transaction.
+
+        Returns the ids acknowledged now, and for every other id its status as
+        ``inbound_status`` reads it (ACKNOWLEDGED: acknowledged before; None or
+        another status: not in the inbox). Each move is conditional as the
+        single one is: of two batches naming one message, even on two
+        replicas, one moves it.
+        """
+        wanted = list(dict.fromkeys(message_ids))
+        if not wanted:
+            return frozenset(), {}
+        with self.transaction() as conn:
+            rows = conn.execute(
+                select(messages.c.id, messages.c.message_id).where(
+                    messages.c.direction == Direction.INBOUND.value,
+                    messages.c.authority == authority,
+                    messages.c.message_id.in_(wanted),
+                    messages.c.status.in_([s.value for s in IN_INBOX]),
+                )
+            ).all()
+            by_pk = {int(pk): mid for pk, mid in rows}
+            moved = self.transition_from(
+                list(by_pk), IN_INBOX, Status.ACKNOWLEDGED, "local system acknowledged", conn
+            )
+            done = frozenset(by_pk[pk] for pk in moved)
+            rest = [m for m in wanted if m not in done]
+            found: dict[str, list[Status]] = {m: [] for m in rest}
+            if rest:
+                for mid, status in conn.execute(
+                    select(messages.c.message_id, messages.c.status)
+                    .where(
+                        messages.c.direction == Direction.INBOUND.value,
+                        messages.c.authority == authority,
+                        messages.c.message_id.in_(rest),
+                    )
+                    .order_by(messages.c.id)
+                ).all():
+                    found[mid].append(Status(status))
+        others: dict[str, Status | None] = {}
+        for mid, statuses in found.items():
+            kept = [s for s in statuses if s != Status.QUARANTINED]
+            others[mid] = (kept or statuses or [None])[0]
+        return done, others
+
     def inbound_status(self, authority: str, message_id: str) -> Status | None:
         """The status of ``authority``'s inbound message ``message_id`` (None if there is none;
         a quarantined copy counts only when there is nothing else)."""

@@ -51,3 +51,64 @@ def test_an_inbox_read_racing_an_acknowledgement_never_reopens_it_and_a_second_a
     (after,) = gw.ledger.find(message_id=message_id, authority="336", direction=Direction.INBOUND)
     assert after.history == record.history
     assert client.post("/v1/inbox/no-such-message/ack", headers=auth).status_code == 404
+
+
+def test_a_batch_acknowledgement_answers_each_id_as_the_single_one_would_and_moves_each_once(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    submit(gw, "332", "dudley-csv", DUDLEY.read_bytes(), DUDLEY.name)
+    pump(gw)
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    auth = {"Authorization": f"Bearer {keys.issue('336')}"}
+    client = TestClient(create_app(gw, keys))
+    served = client.get("/v1/inbox", headers=auth)
+    assert served.status_code == 200, served.text
+    ids = [i["message_id"] for i in served.json()]
+    assert len(ids) >= 2
+    first, *rest = ids
+    assert client.post(f"/v1/inbox/{first}/ack", headers=auth).status_code == 200
+
+    answer = client.post(
+        "/v1/inbox/ack", headers=auth, json={"message_ids": [*ids, "no-such-message", rest[0]]}
+    )
+
+    assert answer.status_code == 200, answer.text
+    outcomes = {i["message_id"]: (i["outcome"], i["status"]) for i in answer.json()}
+    assert [i["message_id"] for i in answer.json()] == [*ids, "no-such-message"]
+    assert outcomes[first] == ("already_acknowledged", "ACKNOWLEDGED")
+    assert {outcomes[m] for m in rest} == {("acknowledged", "ACKNOWLEDGED")}
+    assert outcomes["no-such-message"] == ("not_in_inbox", None)
+    for message_id in ids:
+        (record,) = gw.ledger.find(
+            message_id=message_id, authority="336", direction=Direction.INBOUND
+        )
+        assert record.status == Status.ACKNOWLEDGED
+        assert [h.status for h in record.history].count(Status.ACKNOWLEDGED) == 1
+    again = client.post("/v1/inbox/ack", headers=auth, json={"message_ids": rest})
+    assert {i["outcome"] for i in again.json()} == {"already_acknowledged"}
+    assert client.post("/v1/inbox/ack", headers=auth, json={"message_ids": []}).status_code == 422
+
+
+def test_a_batch_acknowledgement_moves_only_the_callers_own_messages(tmp_path: Path) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    submit(gw, "332", "dudley-csv", DUDLEY.read_bytes(), DUDLEY.name)
+    pump(gw)
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    client = TestClient(create_app(gw, keys))
+    theirs = client.get("/v1/inbox", headers={"Authorization": f"Bearer {keys.issue('336')}"})
+    ids = [i["message_id"] for i in theirs.json()]
+    assert ids
+
+    answer = client.post(
+        "/v1/inbox/ack",
+        headers={"Authorization": f"Bearer {keys.issue('332')}"},
+        json={"message_ids": ids},
+    )
+
+    assert {i["outcome"] for i in answer.json()} == {"not_in_inbox"}
+    for message_id in ids:
+        (record,) = gw.ledger.find(
+            message_id=message_id, authority="336", direction=Direction.INBOUND
+        )
+        assert record.status == Status.DELIVERED_LOCAL

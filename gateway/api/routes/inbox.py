@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
-from gateway.api.schemas import AckOut, InboxItemOut
+from gateway.api.schemas import AckItemOut, AckManyIn, AckOut, InboxItemOut
 from gateway.errors import ConflictError, NotFoundError
 from gateway.ledger.status import Status
 from gateway.services import access_log, local_format
@@ -46,7 +46,8 @@ def inbox(
     an authority without an adapter) in the documented JSON form
     (docs/adapters.md, *Local renderings*); ``content`` as text,
     ``content_base64`` the exact bytes, ``note`` anything to know. Acknowledge
-    each with ``POST /v1/inbox/{message_id}/ack`` once the local system has it.
+    each with ``POST /v1/inbox/{message_id}/ack`` once the local system has it,
+    or many at once with ``POST /v1/inbox/ack``.
     """
     local = format is InboxFormat.LOCAL
     items = gw.ledger.inbox(authority, limit)
@@ -83,6 +84,39 @@ def inbox(
                 note=form.note,
             )
         )
+    return out
+
+
+@router.post("/ack", response_model=list[AckItemOut])
+def acknowledge_many(body: AckManyIn, gw: GatewayDep, authority: AuthorityDep) -> list[AckItemOut]:
+    """The local system has taken these messages (up to 1,000 per request).
+
+    One answer per distinct id, in the order given, each what the single
+    acknowledgement would have answered: ``acknowledged`` (moved now),
+    ``already_acknowledged`` (nothing changed) or ``not_in_inbox`` (never
+    received, or no longer waiting). Each move is conditional, as the single
+    one's is: an id acknowledged twice, in one batch, in two batches or on two
+    replicas at once, is acknowledged once. The request answers 200 whatever
+    the outcomes; a local system that receives ``not_in_inbox`` for an id it
+    was served should ask an operator, as for a 404 on the single route.
+    """
+    ids = [m[:64] for m in body.message_ids]
+    done, others = gw.ledger.acknowledge_local_many(authority, ids)
+    out = []
+    for message_id in dict.fromkeys(ids):
+        if message_id in done:
+            out.append(
+                AckItemOut(message_id=message_id, outcome="acknowledged", status="ACKNOWLEDGED")
+            )
+            continue
+        if others.get(message_id) == Status.ACKNOWLEDGED:
+            out.append(
+                AckItemOut(
+                    message_id=message_id, outcome="already_acknowledged", status="ACKNOWLEDGED"
+                )
+            )
+        else:
+            out.append(AckItemOut(message_id=message_id, outcome="not_in_inbox", status=None))
     return out
 
 
