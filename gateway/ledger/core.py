@@ -40,7 +40,7 @@ from gateway.ledger.records import (
     NewMessage,
 )
 from gateway.ledger.status import Direction, Route, Status
-from gateway.ledger.tables import history, messages, metadata
+from gateway.ledger.tables import ADDED_INDEXES, history, messages, metadata
 from gateway.private_files import create_private_file, make_private_dir, tighten
 
 Clock = Callable[[], datetime]
@@ -139,12 +139,16 @@ class LedgerCore:
         On PostgreSQL under an advisory lock: replicas starting together on a
         fresh ledger create it one after the other (the later ones find the
         tables), instead of racing on ``CREATE TABLE`` (``pg_type`` unique
-        violations). Tables are created, never altered: see docs/performance.md.
+        violations). Tables are created, never altered (docs/delivery.md,
+        "Schema"); the indexes added since ledgers were in use
+        (``tables.ADDED_INDEXES``) are created where they are missing.
         """
         with self.transaction() as conn:
             locks.xact_lock(conn, [locks.SCHEMA])
             for schema in (metadata, *schemas):
                 schema.create_all(conn)
+            for index in ADDED_INDEXES:
+                index.create(conn, checkfirst=True)
 
     def ping(self) -> None:
         with self.transaction() as conn:
