@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +29,24 @@ from gateway.worker import Worker
 log = logging.getLogger(__name__)
 
 
-def check_broker(url: str, timeout_s: float = 3.0) -> None:
-    """Fail fast, with the fix, when nothing answers at the broker address."""
-    parsed = urlparse(url)
-    default_port = 5671 if parsed.scheme == "amqps" else 5672
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return
-    except OSError as exc:
-        raise BrokerUnavailableError(unreachable(host, port, exc.strerror or str(exc))) from exc
+def check_broker(urls: str | Sequence[str], timeout_s: float = 3.0) -> None:
+    """Fail fast, with the fix, when nothing answers at the broker address
+    (at any node of a cluster, for several ``urls``)."""
+    failures: list[str] = []
+    for url in [urls] if isinstance(urls, str) else urls:
+        parsed = urlparse(url)
+        default_port = 5671 if parsed.scheme == "amqps" else 5672
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                return
+        except OSError as exc:
+            failures.append(unreachable(host, port, exc.strerror or str(exc)))
+    if len(failures) == 1:
+        raise BrokerUnavailableError(failures[0])
+    raise BrokerUnavailableError(
+        "no node of the RabbitMQ cluster in broker.urls answers: " + "; ".join(failures)
+    )
 
 
 def state_dirs(settings: Settings) -> list[Path]:
@@ -72,7 +81,7 @@ def open_transport(settings: Settings) -> Transport:
 
 
 def open_gateway(settings: Settings, *, create_keys: bool = False) -> Gateway:
-    check_broker(settings.broker.url)
+    check_broker(settings.broker.nodes)
     gw = build(settings, open_transport(settings), create_keys=create_keys)
     if settings.cpu_budget:
         BUDGET.enable()

@@ -169,8 +169,18 @@ class BrokerTls(_Frozen):
         return self
 
 
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
 class BrokerSettings(_Frozen):
-    url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # One node: ``url``. A RabbitMQ cluster: ``urls``, one per node (same account and
+    # vhost, another host or port), tried in turn; ``url`` is then the first of them.
+    url: str = DEFAULT_BROKER_URL
+    urls: tuple[str, ...] = ()
+    # Replicas of every quorum queue (x-quorum-initial-group-size; at most the
+    # cluster's size is used). None: the argument is not sent and RabbitMQ's default
+    # applies. Fixed when a queue is created: see docs/delivery.md before changing it.
+    replication_factor: int | None = Field(default=None, ge=1)
     exchange: str = "caf.exchange"
     escalation_exchange: str = "caf.escalation"
     prefetch: int = Field(default=200, ge=1)
@@ -202,6 +212,42 @@ class BrokerSettings(_Frozen):
                 if url is not None and urlparse(url).scheme != "amqps":
                     raise ValueError(f"broker.tls is set, so broker.{name} must be amqps://")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_is_first_node(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("urls"):
+            return data
+        urls = data["urls"]
+        if isinstance(urls, str):  # CAFGW_BROKER__URLS="amqp://a,amqp://b"
+            urls = [u.strip() for u in urls.split(",") if u.strip()]
+        url = data.get("url")
+        if url is not None and url != urls[0]:
+            raise ValueError(
+                f"broker.url {url!r} is not the first of broker.urls: give only broker.urls "
+                "(a cluster's nodes, the first of which is broker.url)"
+            )
+        return {**data, "url": urls[0], "urls": tuple(urls)}
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> BrokerSettings:
+        seen = {_account_of(u) for u in self.nodes}
+        if len(seen) > 1:
+            raise ValueError(
+                "broker.urls must name one account and vhost on every node (users and "
+                "vhosts are cluster-wide); only the host and port may differ"
+            )
+        return self
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The broker's nodes, to try in this order (``url`` alone for one node)."""
+        return self.urls or (self.url,)
+
+
+def _account_of(url: str) -> tuple[str, str | None, str | None, str]:
+    parsed = urlparse(url)
+    return parsed.scheme, parsed.username, parsed.password, parsed.path
 
 
 class DatabaseSettings(_Frozen):
@@ -560,6 +606,19 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         target[keys[-1]] = value
 
 
+def _env_broker_wins(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """CAFGW_BROKER__URL replaces the file's broker.urls, and CAFGW_BROKER__URLS its
+    broker.url: the environment names the nodes, whichever form the file used."""
+    broker = data.get("broker")
+    if not isinstance(broker, dict):
+        return
+    url, urls = ENV_PREFIX + "BROKER__URL", ENV_PREFIX + "BROKER__URLS"
+    if url in env and urls not in env:
+        broker.pop("urls", None)
+    elif urls in env and url not in env:
+        broker.pop("url", None)
+
+
 def _describe(exc: ValidationError, path: Path) -> str:
     lines = []
     for err in exc.errors():
@@ -695,6 +754,7 @@ def load_settings(
     _anchor(data, config_dir)
     from_env: dict[str, Any] = {}
     _apply_env(from_env, env)
+    _env_broker_wins(data, env)
     _merge(data, _anchor(from_env, Path.cwd()), "environment")
     for key, value in (overrides or {}).items():
         data[key] = copy.deepcopy(value)

@@ -30,20 +30,28 @@ broker_app = typer.Typer(
 @broker_app.command("check")
 @friendly
 def check(config: Path | None = ConfigOption) -> None:
-    """Say whether RabbitMQ answers at broker.url (CAFGW_BROKER__URL wins) and accepts the login."""
+    """Say whether RabbitMQ answers at broker.url (CAFGW_BROKER__URL wins) and accepts the login;
+    for a cluster (broker.urls), each node in turn: one live node is enough."""
     settings = settings_from(config)
-    check_broker(settings.broker.url)
-    params = parameters(settings.broker.url, ReconnectPolicy(), settings.broker.tls)
-    try:
-        conn = open_blocking(params)
-    except ConnectionRefused as exc:
-        raise BrokerUnavailableError(str(exc)) from exc
-    except TransportError as exc:
-        raise BrokerUnavailableError(unavailable(params, exc).args[0]) from exc
-    conn.close()
-    console.print(
-        f"RabbitMQ answers at {where(params)}, vhost {params.virtual_host!r}", highlight=False
-    )
+    check_broker(settings.broker.nodes)
+    failures: list[str] = []
+    for url in settings.broker.nodes:
+        params = parameters(url, ReconnectPolicy(), settings.broker.tls)
+        try:
+            conn = open_blocking(params)
+        except ConnectionRefused as exc:
+            raise BrokerUnavailableError(str(exc)) from exc
+        except TransportError as exc:
+            failures.append(unavailable(params, exc).args[0])
+            if len(settings.broker.nodes) > 1:
+                console.print(f"{where(params)}: not answering", highlight=False)
+            continue
+        conn.close()
+        console.print(
+            f"RabbitMQ answers at {where(params)}, vhost {params.virtual_host!r}", highlight=False
+        )
+    if len(failures) == len(settings.broker.nodes):
+        raise BrokerUnavailableError("; ".join(failures))
 
 
 @broker_app.command("setup")

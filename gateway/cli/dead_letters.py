@@ -33,7 +33,7 @@ dead_letters_app = typer.Typer(
 
 def _gateway(config: Path | None) -> Gateway:
     settings = settings_from(config)
-    check_broker(settings.broker.url)
+    check_broker(settings.broker.nodes)
     return build(settings, open_transport(settings))
 
 

@@ -44,7 +44,7 @@ def send(
     settings = settings_from(config)
     authority = acting_authority(settings, authority)
     outbound.own_adapter(load_adapters(settings), adapter, authority)  # before any connection
-    check_broker(settings.broker.url)
+    check_broker(settings.broker.nodes)
     gw = build(settings, open_transport(settings))
     try:
         if settings.broker.declare_topology:

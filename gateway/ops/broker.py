@@ -70,7 +70,13 @@ class RabbitProbe:
     # After the management API failed, use passive declares for this long.
     retry_management_s: float = 60.0
     tls: BrokerTls | None = None  # AMQPS: the CA and client certificate (broker.tls)
+    # A cluster's nodes (``url`` is the first): reachable when any of them answers.
+    urls: tuple[str, ...] = ()
     _management_down_until: float = field(default=0.0, repr=False)
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return self.urls or (self.url,)
 
     @classmethod
     def from_settings(cls, settings: Settings, timeout_s: float = 3.0) -> RabbitProbe:
@@ -80,10 +86,17 @@ class RabbitProbe:
         for code in settings.hosted:
             names += [topology.inbox(code), topology.parking(code)]
         base = management_base(settings.broker.url, settings.broker.management_url)
-        return cls(settings.broker.url, tuple(names), timeout_s, base, tls=settings.broker.tls)
+        return cls(
+            settings.broker.url,
+            tuple(names),
+            timeout_s,
+            base,
+            tls=settings.broker.tls,
+            urls=settings.broker.nodes,
+        )
 
     def ping(self) -> None:
-        probe.ping(self.url, self.timeout_s, self.tls)
+        probe.ping(self.nodes, self.timeout_s, self.tls)
 
     def queue_stats(self) -> Mapping[str, QueueStats | None]:
         if self.management_url and time.monotonic() >= self._management_down_until:
@@ -92,7 +105,7 @@ class RabbitProbe:
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 # Not enabled, not reachable or not allowed: the passive declare still works.
                 self._management_down_until = time.monotonic() + self.retry_management_s
-        counts = probe.passive_counts(self.url, self.queues, self.timeout_s, self.tls)
+        counts = probe.passive_counts(self.nodes, self.queues, self.timeout_s, self.tls)
         return {
             name: None if c is None else QueueStats(name, c.ready, None, c.consumers, "passive")
             for name, c in counts.items()

@@ -46,6 +46,7 @@ from gateway.transport.base import BatchHandler, Delivery, Disposition, Verdict
 from gateway.transport.provenance import Provenance
 from gateway.transport.reconnect import (
     PIKA_ERRORS,
+    Nodes,
     ReconnectPolicy,
     describe,
     open_blocking,
@@ -73,11 +74,12 @@ class Batching:
 
 
 class BatchConsumer:
-    """Consume ``queues`` until ``stop`` is set, reconnecting after connection loss."""
+    """Consume ``queues`` until ``stop`` is set, reconnecting after connection loss
+    (to any live node of a cluster)."""
 
     def __init__(
         self,
-        params: Any,
+        params: Nodes,
         topology: Topology,
         policy_for: Callable[[str], RetryPolicy],
         reconnect: ReconnectPolicy,
@@ -89,7 +91,7 @@ class BatchConsumer:
         self._params = params
         self._provenance = provenance
         self._relay_params = relay_params
-        self._relay_user = wire.user_of(params if relay_params is None else relay_params)
+        self._relay_user = wire.user_of(params.current if relay_params is None else relay_params)
         self._topology = topology
         self._policy_for = policy_for
         self._reconnect = reconnect
@@ -101,8 +103,8 @@ class BatchConsumer:
         connected_once = False
         while not stop.is_set():
             try:
-                conn = with_reconnect(
-                    lambda: open_blocking(self._params),
+                node, conn = with_reconnect(
+                    lambda params: (params, open_blocking(params)),
                     self._params,
                     self._reconnect,
                     stop=stop,
@@ -121,8 +123,10 @@ class BatchConsumer:
                         f"consuming {list(lanes)}: {describe(exc)}; run declare() first"
                     ) from exc
                 log.warning("consumer channel closed (%s); reconnecting", describe(exc))
+                self._params.lost(node)
             except PIKA_ERRORS as exc:
                 log.warning("consumer lost its connection (%s); reconnecting", describe(exc))
+                self._params.lost(node)  # a cluster's other nodes are tried first
             finally:
                 _close_quietly(conn)
 

@@ -13,6 +13,7 @@ original's routing key and publisher as ``provenance`` read them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from gateway.transport import wire
@@ -29,7 +30,10 @@ def _take(channel: Any, queue: str, limit: int, provenance: Provenance) -> list[
         method, properties, body = channel.basic_get(queue, auto_ack=False)
         if method is None:
             break
-        taken.append(wire.to_delivery(queue, method, properties, body, provenance))
+        # A parking queue is a quorum queue: it counts the peeks that gave a message
+        # back as deliveries. Those are not processing attempts, so they are not kept.
+        delivery = wire.to_delivery(queue, method, properties, body, provenance)
+        taken.append(replace(delivery, delivery_count=0))
     return taken
 
 

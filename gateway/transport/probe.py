@@ -42,16 +42,30 @@ def _connect(url: str, timeout_s: float, tls: BrokerTls | None) -> Any:
         raise TransportError(f"broker at {where(params)} not reachable: {describe(exc)}") from exc
 
 
-def ping(url: str, timeout_s: float, tls: BrokerTls | None = None) -> None:
-    """Return if the broker at ``url`` accepts a connection; TransportError if not."""
-    _close(_connect(url, timeout_s, tls))
+def _any(urls: str | Sequence[str], timeout_s: float, tls: BrokerTls | None) -> Any:
+    """A connection to the first of ``urls`` (a cluster's nodes) that accepts one."""
+    failures: list[str] = []
+    for url in [urls] if isinstance(urls, str) else urls:
+        try:
+            return _connect(url, timeout_s, tls)
+        except TransportError as exc:
+            failures.append(str(exc))
+    if len(failures) == 1:
+        raise TransportError(failures[0])
+    raise TransportError(f"no node of the cluster answers: {'; '.join(failures)}")
+
+
+def ping(urls: str | Sequence[str], timeout_s: float, tls: BrokerTls | None = None) -> None:
+    """Return if the broker (any of a cluster's ``urls``) accepts a connection;
+    TransportError if not."""
+    _close(_any(urls, timeout_s, tls))
 
 
 def passive_counts(
-    url: str, queues: Sequence[str], timeout_s: float, tls: BrokerTls | None = None
+    urls: str | Sequence[str], queues: Sequence[str], timeout_s: float, tls: BrokerTls | None = None
 ) -> dict[str, PassiveCount | None]:
     """Each queue's counts (None: the queue does not exist); changes nothing."""
-    conn = _connect(url, timeout_s, tls)
+    conn = _any(urls, timeout_s, tls)
     try:
         return _passive(conn, queues)
     except PIKA_ERRORS as exc:

@@ -29,6 +29,7 @@ from gateway.transport import wire
 from gateway.transport.base import OutgoingMessage, PublishOutcome, PublishResult
 from gateway.transport.reconnect import (
     PIKA_ERRORS,
+    Nodes,
     ReconnectPolicy,
     describe,
     translate,
@@ -236,7 +237,7 @@ class AsyncPublisher:
     """Thread-safe publisher; one IO thread, reconnected on the next call after a loss."""
 
     def __init__(self, params: Any, default_exchange: str, policy: ReconnectPolicy) -> None:
-        self._params = params
+        self._params = Nodes.of(params)  # a cluster's nodes, or one node
         self._default_exchange = default_exchange
         self._policy = policy
         self._lock = threading.Lock()
@@ -245,11 +246,13 @@ class AsyncPublisher:
     def _open_link(self) -> _Link:
         with self._lock:
             if self._link is None or self._link.closed:
+                if self._link is not None:
+                    self._params.lost(self._link.params)  # try the other nodes first
                 self._link = with_reconnect(self._start_link, self._params, self._policy)
             return self._link
 
-    def _start_link(self) -> _Link:
-        link = _Link(self._params, self._default_exchange)
+    def _start_link(self, params: Any) -> _Link:
+        link = _Link(params, self._default_exchange)
         link.start(self._policy.socket_timeout_s + 5)
         return link
 

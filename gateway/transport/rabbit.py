@@ -30,8 +30,10 @@ from gateway.transport.provenance import Provenance, provenance_for
 from gateway.transport.publisher import AsyncPublisher
 from gateway.transport.reconnect import (
     PIKA_ERRORS,
+    Nodes,
     ReconnectPolicy,
     describe,
+    nodes,
     open_blocking,
     parameters,
     translate,
@@ -44,7 +46,8 @@ T = TypeVar("T")
 
 
 class RabbitTransport:
-    """Transport over RabbitMQ: quorum inboxes, broker-side retry, parking."""
+    """Transport over RabbitMQ (one node or a cluster): quorum queues for every
+    message it holds, broker-side retry, parking."""
 
     def __init__(
         self,
@@ -63,9 +66,12 @@ class RabbitTransport:
         self._batching = batching or Batching(
             prefetch=broker.prefetch, batch_max=max(1, broker.prefetch // 2)
         )
-        self._params = parameters(broker.url, self._reconnect, broker.tls)
+        # One node, or every node of a cluster: connections go to any that answers.
+        self._params = nodes(broker.nodes, self._reconnect, broker.tls)
+        self._replication = broker.replication_factor
         # Retry and park copies and replays are the relay account's (authority
         # accounts may not write those exchanges); None: broker.url's account.
+        # Its URL names one node (not yet a list like broker.urls).
         self._relay_params = (
             None
             if broker.relay_url is None
@@ -93,7 +99,9 @@ class RabbitTransport:
         """Declare exchanges and the lanes of the hosted authorities (idempotent)."""
         self._admin(
             "declaring the topology",
-            lambda conn: _apply(conn, plan(self.topology, hosted, self.policy_for)),
+            lambda conn: _apply(
+                conn, plan(self.topology, hosted, self.policy_for, self._replication)
+            ),
         )
 
     def publish(
@@ -125,11 +133,11 @@ class RabbitTransport:
     def replay_parked(self, code: str, message_id: str | None = None) -> int:
         """Move parked messages of ``code`` (all, or one message id) back to its inbox."""
         lane = self.topology.lane(self.topology.inbox(code))
-        relay = self._relay_params or self._params
+        relay = wire.user_of(Nodes.of(self._relay_params or self._params).current)
         return self._relay(
             f"replaying {lane.parking}",
             lambda conn: parking.replay(
-                conn, self.topology, lane, message_id, self.provenance, wire.user_of(relay)
+                conn, self.topology, lane, message_id, self.provenance, relay
             ),
         )
 
@@ -154,22 +162,24 @@ class RabbitTransport:
         return self._admin(action, work, self._relay_params or self._params)
 
     def _admin(self, action: str, work: Callable[[Any], T], params: Any = None) -> T:
-        params = self._params if params is None else params
-        conn = with_reconnect(lambda: open_blocking(params), params, self._reconnect)
+        target = Nodes.of(self._params if params is None else params)
+        conn = with_reconnect(open_blocking, target, self._reconnect)
         try:
             return work(conn)
         except pika.exceptions.ChannelClosedByBroker as exc:
             hint = ""
             if exc.reply_code == 406:
                 hint = (
-                    "; a queue exists with other arguments (retry steps or delivery limit "
-                    "changed?): delete it with rabbitmqctl delete_queue, or align the settings"
+                    "; a queue exists with other arguments (a classic queue of an older "
+                    "gateway, or retry steps, delivery limit or broker.replication_factor "
+                    "changed?): see 'Moving queues to quorum queues' in docs/delivery.md "
+                    "before deleting any queue that holds messages"
                 )
             elif exc.reply_code == 404:
                 hint = "; run declare() for the hosted authorities first"
             raise TransportError(f"{action}: {describe(exc)}{hint}") from exc
         except PIKA_ERRORS as exc:
-            raise TransportError(f"{action}: {translate(exc, params)}") from exc
+            raise TransportError(f"{action}: {translate(exc, target.current)}") from exc
         finally:
             try:
                 if conn.is_open:

@@ -4,6 +4,12 @@ Connecting is retried with exponential backoff and jitter (tenacity); a
 broker that still does not answer after the budget is reported as
 ``BrokerUnavailableError`` with what to do. Authentication and vhost access
 refusals are not transient and are raised at once.
+
+A broker is one node or a RabbitMQ cluster (``Nodes``): each try goes
+through the nodes in turn, starting at the one that answered last, and
+takes the first that answers; only when none does is it a failed try. So a
+connection lost with its node reconnects to any live one at once, and the
+backoff starts only when the whole cluster is silent.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -78,6 +84,67 @@ def where(params: Any) -> str:
     return f"{params.host}:{params.port}"
 
 
+class Nodes:
+    """The nodes of one broker (pika parameters each), tried in turn.
+
+    Shared by a transport's publisher and consumers (thread-safe): the node
+    that answered last is tried first, and one whose connection was lost is
+    tried last, so a dead node costs at most one refused attempt.
+    """
+
+    def __init__(self, params: Sequence[Any]) -> None:
+        if not params:
+            raise ValueError("a broker needs at least one node")
+        self._params = tuple(params)
+        self._lock = threading.Lock()
+        self._current = 0
+
+    @classmethod
+    def of(cls, target: Any) -> Nodes:
+        """``target`` if it is a Nodes, else the one node whose parameters it is."""
+        return target if isinstance(target, Nodes) else cls([target])
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    @property
+    def current(self) -> Any:
+        """The parameters of the node that answered last (the first node at start)."""
+        with self._lock:
+            return self._params[self._current]
+
+    def order(self) -> list[Any]:
+        """Every node, the one that answered last first, then the rest in their order."""
+        with self._lock:
+            start = self._current
+        return [self._params[(start + i) % len(self._params)] for i in range(len(self._params))]
+
+    def answered(self, params: Any) -> None:
+        """A connection to ``params`` opened: try that node first next time."""
+        with self._lock:
+            self._current = self._index(params, self._current)
+
+    def lost(self, params: Any) -> None:
+        """A connection to ``params`` was lost: next time start at the node after it."""
+        with self._lock:
+            if self._index(params, -1) == self._current:
+                self._current = (self._current + 1) % len(self._params)
+
+    def describe(self) -> str:
+        return ", ".join(where(p) for p in self._params)
+
+    def _index(self, params: Any, default: int) -> int:
+        for i, known in enumerate(self._params):
+            if known is params:
+                return i
+        return default
+
+
+def nodes(urls: Sequence[str], policy: ReconnectPolicy, tls: BrokerTls | None = None) -> Nodes:
+    """The nodes at ``urls`` (``BrokerSettings.nodes``), with ``parameters`` each."""
+    return Nodes([parameters(url, policy, tls) for url in urls])
+
+
 def describe(exc: BaseException) -> str:
     """A pika exception as one readable line (pika's own str() is often empty)."""
     text = str(exc) or repr(exc)
@@ -101,8 +168,15 @@ def translate(exc: BaseException, params: Any) -> TransportError:
     return TransportError(f"RabbitMQ at {where(params)}: {describe(exc)}")
 
 
-def unavailable(params: Any, cause: BaseException) -> BrokerUnavailableError:
-    return BrokerUnavailableError(unreachable(params.host, int(params.port), cause_of(cause)))
+def unavailable(target: Any, cause: BaseException) -> BrokerUnavailableError:
+    found = Nodes.of(target)
+    if len(found) == 1:
+        params = found.current
+        return BrokerUnavailableError(unreachable(params.host, int(params.port), cause_of(cause)))
+    return BrokerUnavailableError(
+        f"no node of the RabbitMQ cluster answers ({cause}); check that the nodes run and "
+        "that broker.urls in config/gateway.yaml (or CAFGW_BROKER__URLS) names them"
+    )
 
 
 def cause_of(exc: BaseException) -> str:
@@ -129,18 +203,21 @@ def cause_of(exc: BaseException) -> str:
 
 
 def with_reconnect(
-    connect: Callable[[], T],
-    params: Any,
+    connect: Callable[[Any], T],
+    target: Any,
     policy: ReconnectPolicy,
     stop: threading.Event | None = None,
     forever: bool = False,
 ) -> T:
-    """Call ``connect`` until it succeeds, backing off between tries.
+    """Call ``connect(params)`` until it succeeds, backing off between tries.
 
+    ``target`` is a ``Nodes`` (or one node's parameters): each try calls
+    ``connect`` for its nodes in turn and returns the first that succeeds.
     ``connect`` raises TransportError for a transient failure. After the
     budget (or, when ``forever``, once ``stop`` is set) BrokerUnavailableError
     is raised; ConnectionRefused is raised at once.
     """
+    found_nodes = Nodes.of(target)
     stop_rule: stop_base = stop_after_attempt(policy.attempts)
     if stop is not None:
         stopped = stop_when_event_set(stop)
@@ -166,23 +243,34 @@ def with_reconnect(
         reraise=True,
         sleep=pause,
     )
-    here = f"{where(params)} (vhost {params.virtual_host!r})"
 
     def attempt() -> T:
-        try:
-            found = connect()
-        except TransportError as exc:
-            LINK.failed(here, cause_of(exc))
-            raise
-        LINK.succeeded(here)
-        return found
+        failures: list[tuple[Any, TransportError]] = []
+        for params in found_nodes.order():
+            here = f"{where(params)} (vhost {params.virtual_host!r})"
+            try:
+                found = connect(params)
+            except TransportError as exc:
+                LINK.failed(here, cause_of(exc))
+                if isinstance(exc, ConnectionRefused):
+                    raise
+                failures.append((params, exc))
+                continue
+            LINK.succeeded(here)
+            found_nodes.answered(params)
+            return found
+        if len(failures) == 1:
+            raise failures[0][1]
+        raise TransportError(
+            "; ".join(f"{where(p)}: {cause_of(exc)}" for p, exc in failures)
+        ) from failures[-1][1]
 
     try:
         return retrying(attempt)
     except ConnectionRefused:
         raise
     except TransportError as exc:
-        raise unavailable(params, exc) from exc
+        raise unavailable(found_nodes, exc) from exc
 
 
 def open_blocking(params: Any) -> Any:

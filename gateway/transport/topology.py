@@ -13,6 +13,12 @@ together with its retry delay queues and its parking queue::
     caf.retry --caf.retry.<code>.<n>--> caf.retry.<code>.<n> --(TTL)--> caf.requeue
     caf.requeue --caf.inbox.<code>--> caf.inbox.<code>
     caf.parking --caf.parking.<code>--> caf.parking.<code>
+
+Every queue holds messages the gateway owes, so every one is a quorum queue
+(replicated by Raft across a cluster's nodes, ``replicas`` of them when
+``broker.replication_factor`` is set): the inbox and escalation queues, their
+retry delay queues and their parking queues. Delay queues dead-letter
+at-least-once, so a message whose delay ends while a node is down is not lost.
 """
 
 from __future__ import annotations
@@ -136,9 +142,15 @@ class Plan:
 
 
 def plan(
-    topology: Topology, hosted: Sequence[str], policy_for: Callable[[str], RetryPolicy]
+    topology: Topology,
+    hosted: Sequence[str],
+    policy_for: Callable[[str], RetryPolicy],
+    replicas: int | None = None,
 ) -> Plan:
-    """The topology needed to host ``hosted`` authorities (and the regional group)."""
+    """The topology needed to host ``hosted`` authorities (and the regional group).
+
+    ``replicas``: each queue's quorum group size (None: RabbitMQ's default)."""
+    quorum = _quorum(replicas)
     t = topology
     exchanges = (
         ExchangeSpec(t.exchange, "topic"),
@@ -155,10 +167,10 @@ def plan(
     for name, exchange, key in dict.fromkeys(entries):
         lane = t.lane(name)
         policy = policy_for(lane.code)
-        queues.append(QueueSpec(name, _lane_arguments(t, lane, policy)))
+        queues.append(QueueSpec(name, {**quorum, **_lane_arguments(t, lane, policy)}))
         bindings.append(BindingSpec(exchange, name, key))
         bindings.append(BindingSpec(t.requeue_exchange, name, name))
-        queues.append(QueueSpec(lane.parking, {}))
+        queues.append(QueueSpec(lane.parking, quorum))
         bindings.append(BindingSpec(t.parking_exchange, lane.parking, lane.parking))
         for step in range(1, policy.steps + 1):
             retry = lane.retry_queue(step)
@@ -166,9 +178,11 @@ def plan(
                 QueueSpec(
                     retry,
                     {
+                        **quorum,
                         "x-message-ttl": max(1, int(policy.delay_s(step) * 1000)),
                         "x-dead-letter-exchange": t.requeue_exchange,
                         "x-dead-letter-routing-key": name,
+                        **AT_LEAST_ONCE,
                     },
                 )
             )
@@ -176,17 +190,29 @@ def plan(
     return Plan(exchanges, tuple(queues), tuple(bindings))
 
 
+# At-least-once dead-lettering (which needs reject-publish overflow) keeps a
+# dead-lettered message until the queue it goes to has confirmed it.
+AT_LEAST_ONCE: Mapping[str, object] = {
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
+
+def _quorum(replicas: int | None) -> dict[str, object]:
+    found: dict[str, object] = {"x-queue-type": "quorum"}
+    if replicas is not None:
+        found["x-quorum-initial-group-size"] = replicas
+    return found
+
+
 def _lane_arguments(t: Topology, lane: Lane, policy: RetryPolicy) -> dict[str, object]:
     # Quorum queues count every unsettled delivery themselves, so a consumer
-    # that dies each time still ends parked. At-least-once dead-lettering (which
-    # needs reject-publish overflow) keeps the message until parking confirmed it.
+    # that dies each time still ends parked.
     return {
-        "x-queue-type": "quorum",
         "x-delivery-limit": policy.delivery_limit,
         "x-dead-letter-exchange": t.parking_exchange,
         "x-dead-letter-routing-key": lane.parking,
-        "x-dead-letter-strategy": "at-least-once",
-        "x-overflow": "reject-publish",
+        **AT_LEAST_ONCE,
     }
 
 
