@@ -107,6 +107,16 @@ class LedgerError(CafgwError):
     """The ledger database failed or holds inconsistent state."""
 
 
+class OutageError(CafgwError):
+    """Something all work needs does not answer for now (the ledger's database is
+    restarting): nothing is wrong with the work in hand, so it is held and tried again
+    as it is, never counted against a message's retry budget."""
+
+
+class LedgerUnavailableError(LedgerError, OutageError):
+    """The ledger's database does not answer (not running, restarting, connection lost)."""
+
+
 class NotFoundError(CafgwError):
     """A resource does not exist, or the caller may not know that it exists."""
 

@@ -30,9 +30,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from gateway.errors import LedgerError
+from gateway.errors import LedgerError, LedgerUnavailableError
 from gateway.ledger import locks
 from gateway.ledger.records import (
     HistoryEntry,
@@ -89,6 +89,22 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine
         )
     except (SQLAlchemyError, ImportError) as exc:
         raise LedgerError(f"cannot open the ledger at {url}: {exc}") from exc
+
+
+def _outage(engine: Engine, exc: SQLAlchemyError) -> bool:
+    """Whether ``exc`` says the database server does not answer (PostgreSQL down,
+    restarting or the connection cut), rather than anything about the work."""
+    if engine.dialect.name == "sqlite":
+        return False  # a file: "locked" or "unable to open" is not a server restarting
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    # No SQLSTATE: the client could not connect. Class 08: the connection failed;
+    # 57P01-57P03: the server is shutting down, crashed or is starting up. Others of
+    # OperationalError (a deadlock, a cancelled statement) are about the work itself.
+    state = getattr(exc.orig, "sqlstate", None)
+    return state is None or str(state).startswith(("08", "57P"))
 
 
 def private_sqlite_file(path: Path) -> None:
@@ -169,6 +185,8 @@ class LedgerCore:
         except IntegrityError as exc:
             raise LedgerError(f"ledger constraint violated: {exc.orig}") from exc
         except SQLAlchemyError as exc:
+            if _outage(self.engine, exc):
+                raise LedgerUnavailableError(f"ledger unavailable: {exc}") from exc
             raise LedgerError(f"ledger unavailable: {exc}") from exc
 
     @staticmethod

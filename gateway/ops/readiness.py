@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.context import Gateway
-from gateway.errors import CafgwError
+from gateway.errors import CafgwError, OutageError
 from gateway.ops.broker import BrokerProbe
 from gateway.ops.certificates import hosted_certificates
 
@@ -71,6 +71,14 @@ def _broker(probe: BrokerProbe) -> Check:
 def _ledger(gw: Gateway) -> Check:
     try:
         gw.ledger.ping()
+    except OutageError as exc:
+        # What the gateway does meanwhile, so an operator knows nothing is being lost.
+        return Check(
+            "ledger",
+            False,
+            f"{exc}; received messages are held unacknowledged at the broker and "
+            "outgoing ones wait in the outbox until the database answers again",
+        )
     except CafgwError as exc:
         return Check("ledger", False, str(exc))
     return Check("ledger", True, "reachable")

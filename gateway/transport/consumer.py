@@ -18,6 +18,10 @@ connection of its own; without one, on the consuming channel): authority
 accounts may not write the retry and parking exchanges. A copy carries the
 routing key and publisher of the original (``provenance``) in its headers.
 
+A handler that raises OutageError (the ledger's database is restarting)
+gets the same batch again after a backoff, for as long as the outage lasts:
+held unacked, the messages are neither lost nor counted as failed attempts.
+
 A copy is published with a confirm on this channel *before* the original
 is acked, so a crash between the two duplicates and never loses. A handler
 that raises gets the whole batch nacked with requeue: the quorum queue
@@ -33,6 +37,7 @@ import functools
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +45,7 @@ from typing import Any
 import pika.exceptions
 
 from gateway.cpu_budget import BUDGET
-from gateway.errors import BrokerUnavailableError, TransportError
+from gateway.errors import BrokerUnavailableError, OutageError, TransportError
 from gateway.transport import wire
 from gateway.transport.base import BatchHandler, Delivery, Disposition, Verdict
 from gateway.transport.provenance import Provenance
@@ -97,8 +102,10 @@ class BatchConsumer:
         self._reconnect = reconnect
         self._batching = batching
         self._rng = random.Random()  # noqa: S311 — jitter, not secrets
+        self._stop = threading.Event()
 
     def run(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
+        self._stop = stop
         lanes = {q: self._topology.lane(q) for q in queues}
         connected_once = False
         while not stop.is_set():
@@ -192,7 +199,11 @@ class BatchConsumer:
         handler: BatchHandler,
     ) -> None:
         try:
-            dispositions = list(handler(batch))
+            dispositions = self._handled(channel, batch, handler)
+            if dispositions is None:
+                # Stopped while the batch was held: it goes back to the queue as it was.
+                channel.basic_nack(delivery_tag=batch[-1].tag, multiple=True, requeue=True)
+                return
             if len(dispositions) != len(batch):
                 raise TransportError(
                     f"handler returned {len(dispositions)} dispositions for {len(batch)} deliveries"
@@ -219,6 +230,43 @@ class BatchConsumer:
                 channel.basic_nack(delivery_tag=delivery.tag, requeue=True)
             else:
                 channel.basic_ack(delivery_tag=delivery.tag)
+
+    def _handled(
+        self, channel: Any, batch: list[Delivery], handler: BatchHandler
+    ) -> list[Disposition] | None:
+        """The handler's dispositions, holding the batch unsettled through an outage.
+
+        A handler that raises OutageError (the ledger does not answer) has nothing
+        against these messages: they stay delivered and unacked, the connection keeps
+        its heartbeats while the consumer waits (the reconnect backoff), and the same
+        batch is handed over again until it goes through. None: stopped meanwhile.
+        """
+        attempt = 0
+        held_since = 0.0
+        while True:
+            try:
+                found = list(handler(batch))
+            except OutageError as exc:
+                attempt += 1
+                if attempt == 1:
+                    held_since = time.monotonic()
+                    log.warning(
+                        "holding %d deliveries unacknowledged until it is back: %s",
+                        len(batch),
+                        exc,
+                    )
+                wait = self._reconnect.backoff.wait_s(attempt)
+                if self._stop.is_set():
+                    return None
+                channel.connection.sleep(wait)  # answers heartbeats meanwhile
+                continue
+            if attempt:
+                log.warning(
+                    "%d held deliveries handed over after %.1f s",
+                    len(batch),
+                    time.monotonic() - held_since,
+                )
+            return found
 
     def _copy(self, relay: Any, lane: Lane, delivery: Delivery, disposition: Disposition) -> bool:
         """Publish the retry or park copy as the relay; True once the broker confirmed it."""

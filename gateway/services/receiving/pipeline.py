@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
-from gateway.errors import LedgerError, PolicyRefusal
+from gateway.errors import LedgerError, LedgerUnavailableError, OutageError, PolicyRefusal
 from gateway.feature import ApplyContext, Received
 from gateway.ledger import locks
 from gateway.ledger.records import NewMessage
@@ -68,6 +68,8 @@ def handle_batch(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Dispositio
     """
     try:
         return _handle(gw, deliveries)
+    except OutageError:
+        raise  # the ledger is down: the consumer holds the batch, unsettled, until it answers
     except Exception as exc:  # why everything: isolating an unknown failure is the point
         if len(deliveries) == 1:
             # The exception text may quote message content; the type says enough.
@@ -220,6 +222,8 @@ def _record_checked(
                 ],
                 env.header.sender,
             )
+    except LedgerUnavailableError:
+        raise  # not this batch's fault: held, not retried by the broker
     except LedgerError as exc:
         log.error("ledger failed while recording a batch for %s: %s", owner, exc)
         return [Disposition(Verdict.RETRY, f"ledger: {exc}") for _ in deliveries]
