@@ -104,11 +104,13 @@ def _tail(path: Path, chars: int = 3000) -> str:
 class PrivateBroker:
     """A throw-away RabbitMQ node under ``base``; ``start()`` it, ``close()`` it."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, name: str | None = None, cookie: str | None = None) -> None:
+        """``name``: the node's name before ``@localhost``; ``cookie``: its Erlang cookie
+        (nodes of one private cluster share one; by default a new one of its own)."""
         if not (RABBITMQ_BIN / "rabbitmq-server").exists():
             raise PrivateBrokerError(f"rabbitmq-server not found in {RABBITMQ_BIN}")
         self.base = base
-        self.node = f"cafgw-test-{uuid.uuid4().hex[:12]}@localhost"
+        self.node = f"{name or 'cafgw-test-' + uuid.uuid4().hex[:12]}@localhost"
         self.amqp_port, dist_port, *ctl = pick_ports(2 + CTL_PORTS)
         self._server_out = base / "server.out"
         self._log = base / "log" / f"{self.node}.log"
@@ -116,9 +118,9 @@ class PrivateBroker:
         home = base / "home"
         for d in (home, base / "mnesia", base / "log"):
             d.mkdir(parents=True, exist_ok=True)
-        cookie = home / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(20).upper())
-        cookie.chmod(0o400)
+        cookie_file = home / ".erlang.cookie"
+        cookie_file.write_text(cookie or secrets.token_hex(20).upper())
+        cookie_file.chmod(0o400)
         # guest may log in from loopback only (the default, stated so it stays so).
         (base / "rabbitmq.conf").write_text("loopback_users.guest = true\n")
         (base / "enabled_plugins").write_text("[].\n")
@@ -148,6 +150,12 @@ class PrivateBroker:
 
     def start(self, timeout_s: float = BOOT_TIMEOUT_S) -> None:
         """Boot the node and return once it accepts AMQP and ``rabbitmqctl`` reaches it."""
+        self.launch()
+        self.wait_for_amqp(timeout_s)
+        self.await_startup()
+
+    def launch(self) -> None:
+        """Start booting the node (again, after ``kill``, with the data it had); do not wait."""
         command = [str(RABBITMQ_BIN / "rabbitmq-server")]
         if shutil.which("setpriv"):
             # If pytest itself is killed, the server script gets SIGTERM and stops the node.
@@ -162,8 +170,6 @@ class PrivateBroker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so close() can end all of it
             )
-        self.wait_for_amqp(timeout_s)
-        self.await_startup()
 
     def wait_for_amqp(self, timeout_s: float = BOOT_TIMEOUT_S) -> None:
         """Wait until guest can open an AMQP connection; fail early if the node died."""
@@ -249,6 +255,18 @@ class PrivateBroker:
         )
         self.ctl("import_definitions", str(definitions))
         return self.url(name)
+
+    def kill(self) -> None:
+        """SIGKILL the node and every process of its group, as a crash would; its data stays."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def close(self) -> None:
         """Stop the node (SIGTERM: a clean shutdown), kill what is left, delete its data."""
