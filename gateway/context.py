@@ -139,7 +139,8 @@ def build(
     """Assemble a gateway running ``features`` (the standard set when None).
 
     With ``create_keys`` missing keys of hosted authorities are made. The
-    ledger (given or opened from the settings) gets the features' tables.
+    ledger (given or opened from the settings) is brought to the newest schema
+    revision and must have the features' tables.
     ``trust`` replaces the trust store built from the settings (tests).
     """
     if features is None:
@@ -176,7 +177,7 @@ def build(
             max_overflow=settings.database.max_overflow,
         )
     else:
-        ledger.create_schema(tables)
+        ledger.upgrade_schema(tables)
     if settings.audit.keyed:
         ledger.audit_key = audit_key.ensure(settings.keys_dir)
     return Gateway(

@@ -13,6 +13,7 @@ from gateway.cli.broker import broker_app
 from gateway.cli.dead_letters import dead_letters_app
 from gateway.cli.disputes import disputes_app
 from gateway.cli.keys import keys_app
+from gateway.cli.ledger import ledger_app
 from gateway.cli.peers import peers_app
 from gateway.cli.policy import (
     agreements_app,
@@ -42,6 +43,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(peers_app, name="peers")
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(ledger_app, name="ledger")
 app.add_typer(disputes_app, name="disputes")
 app.add_typer(broker_app, name="broker")
 app.add_typer(adapters_app, name="adapters")

@@ -33,14 +33,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from gateway.errors import LedgerError, LedgerUnavailableError
-from gateway.ledger import locks
+from gateway.ledger import migrate
 from gateway.ledger.records import (
     HistoryEntry,
     MessageRecord,
     NewMessage,
 )
 from gateway.ledger.status import Direction, Route, Status
-from gateway.ledger.tables import ADDED_INDEXES, history, messages, metadata
+from gateway.ledger.tables import history, messages
 from gateway.private_files import create_private_file, make_private_dir, tighten
 
 Clock = Callable[[], datetime]
@@ -144,27 +144,37 @@ class LedgerCore:
         pool_size: int = 10,
         max_overflow: int = 10,
     ) -> Self:
-        """The ledger at ``url``, with its own tables and those of ``schemas`` created."""
+        """The ledger at ``url``, its schema brought to the newest revision; ``schemas``
+        are tables it must then have (the running features')."""
         ledger = cls(make_engine(url, pool_size, max_overflow), clock, audit_key)
-        ledger.create_schema(schemas)
+        ledger.upgrade_schema(schemas)
         return ledger
 
-    def create_schema(self, schemas: Sequence[MetaData] = ()) -> None:
-        """Create the ledger's tables and the given features' tables (idempotent).
+    def upgrade_schema(self, schemas: Sequence[MetaData] = ()) -> migrate.Upgrade:
+        """Bring the ledger's schema to the newest revision, and check that it has the
+        tables of ``schemas`` (what the features running here declare).
 
-        On PostgreSQL under an advisory lock: replicas starting together on a
-        fresh ledger create it one after the other (the later ones find the
-        tables), instead of racing on ``CREATE TABLE`` (``pg_type`` unique
-        violations). Tables are created, never altered (docs/delivery.md,
-        "Schema"); the indexes added since ledgers were in use
-        (``tables.ADDED_INDEXES``) are created where they are missing.
+        The revisions create one schema for every gateway, all the standard
+        features' tables included (``gateway.ledger.migrate``). On PostgreSQL
+        under the schema's advisory lock, in one transaction: replicas starting
+        together on a fresh or older ledger upgrade it one after the other
+        (the later ones find it done), instead of racing on ``CREATE TABLE``.
         """
         with self.transaction() as conn:
-            locks.xact_lock(conn, [locks.SCHEMA])
-            for schema in (metadata, *schemas):
-                schema.create_all(conn)
-            for index in ADDED_INDEXES:
-                index.create(conn, checkfirst=True)
+            done = migrate.upgrade(conn)
+            missing = migrate.missing_tables(conn, schemas)
+        if missing:
+            raise LedgerError(
+                f"the ledger has no table {', '.join(missing)} though a feature declares it: "
+                "no migration creates it (a new table needs a revision: docs/architecture.md, "
+                "Changing the schema)"
+            )
+        return done
+
+    def schema_revision(self) -> str | None:
+        """The schema revision the ledger is at (None: not migrated yet); changes nothing."""
+        with self.transaction() as conn:
+            return migrate.current(conn)
 
     def ping(self) -> None:
         with self.transaction() as conn:

@@ -1,7 +1,7 @@
 """PostgreSQL advisory locks for replicas of one gateway on one ledger.
 
 Several gateway processes (replicas) may share a PostgreSQL ledger. Where two
-of them could do the same thing at once (create the schema, record the same
+of them could do the same thing at once (migrate the schema, record the same
 received message), a transaction-scoped advisory lock named after the thing
 makes the second wait for the first to commit, and then see what it did.
 On SQLite there is only ever one gateway process (``gateway.ledger.single``
@@ -15,7 +15,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, text
 
-# Creating the schema: one process at a time, the others then find the tables.
+# Migrating the schema (gateway.ledger.migrate): one process at a time, the others
+# then find it done.
 SCHEMA = "cafgw:schema"
 
 

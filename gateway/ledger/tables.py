@@ -1,4 +1,9 @@
-"""Ledger tables (SQLAlchemy Core): the same code on SQLite and PostgreSQL."""
+"""Ledger tables (SQLAlchemy Core): the same code on SQLite and PostgreSQL.
+
+What the code reads and writes; the database gets them from the migrations
+(``gateway/ledger/migrations``), and a test fails when the two differ: a
+change here needs a revision (docs/architecture.md, "Changing the schema").
+"""
 
 from __future__ import annotations
 
@@ -62,22 +67,18 @@ Index("ix_messages_outbox", messages.c.direction, messages.c.status, messages.c.
 Index("ix_messages_inbox", messages.c.authority, messages.c.direction, messages.c.status)
 Index("ix_messages_receipt_due", messages.c.receipt_due)
 Index("ix_messages_correlation", messages.c.correlation_id)
-# Added after ledgers were in use (issue 14): without them the receiver's content
-# dedup and the sender's per-record reads (past recipients, held and queued
-# copies of the child, the case's sent content) scanned every message of the
-# authority, so each message cost more as the ledger grew. ``ADDED_INDEXES`` are
-# created on an existing ledger at start (``LedgerCore.create_schema``).
-ADDED_INDEXES = (
-    Index(
-        "ix_messages_content",
-        messages.c.direction,
-        messages.c.authority,
-        messages.c.sender,
-        messages.c.content_digest,
-    ),
-    Index("ix_messages_child", messages.c.direction, messages.c.authority, messages.c.child_key),
-    Index("ix_messages_case", messages.c.direction, messages.c.authority, messages.c.case_ref),
+# The receiver's content dedup and the sender's per-record reads (past
+# recipients, held and queued copies of the child, the case's sent content):
+# without these each scanned every message of the authority (issue 14).
+Index(
+    "ix_messages_content",
+    messages.c.direction,
+    messages.c.authority,
+    messages.c.sender,
+    messages.c.content_digest,
 )
+Index("ix_messages_child", messages.c.direction, messages.c.authority, messages.c.child_key)
+Index("ix_messages_case", messages.c.direction, messages.c.authority, messages.c.case_ref)
 
 history = Table(
     "status_history",

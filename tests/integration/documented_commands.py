@@ -28,6 +28,7 @@ GROUPS = frozenset(
         "keys",
         "api-keys",
         "audit",
+        "ledger",
         "disputes",
         "broker",
         "adapters",

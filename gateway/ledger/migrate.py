@@ -1,0 +1,147 @@
+"""The ledger's schema by migrations: brought to the newest revision under the schema lock.
+
+The revisions (Alembic, ``gateway/ledger/migrations/versions/``) are the
+schema's history; the SQLAlchemy tables (``tables.py`` and each feature's)
+are what the code reads and writes, and a test keeps the two equal. Every
+gateway's ledger has one schema, whichever features it runs: the revisions
+create every standard feature's tables.
+
+On PostgreSQL the upgrade runs in one transaction that first takes the
+schema's advisory lock (``locks.SCHEMA``): replicas starting together on a
+fresh or older ledger upgrade it one after the other, the later ones finding
+it done. A ledger created before migrations (by ``create_all``, without the
+version table) is adopted: the first revision creates only what is missing,
+so its rows stay as they were.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, MetaData, inspect
+
+from gateway.errors import LedgerError
+from gateway.ledger import locks
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """What an upgrade found and left: revisions before and after (None: none yet)."""
+
+    before: str | None
+    after: str | None
+    # The ledger had tables but no revision: made by ``create_all`` before migrations.
+    adopted: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def alembic_config(
+    migrations: Path, *, url: str | None = None, out: io.StringIO | None = None
+) -> Config:
+    """Alembic's configuration, built here: no ini file to ship or find."""
+    config = Config(output_buffer=out)
+    config.set_main_option("script_location", str(migrations))
+    # Revisions are numbered (``--rev-id``) and named for mypy: v0001_what_it_does.py
+    config.set_main_option("file_template", "v%%(rev)s_%%(slug)s")
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+@functools.cache
+def head(migrations: Path = MIGRATIONS) -> str | None:
+    """The newest revision in ``migrations`` (read once: revisions are code, shipped
+    with the version that runs)."""
+    return ScriptDirectory.from_config(alembic_config(migrations)).get_current_head()
+
+
+def current(conn: Connection) -> str | None:
+    """The revision the ledger on ``conn`` is at (None: not migrated yet)."""
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(conn: Connection, to: str = "head", migrations: Path = MIGRATIONS) -> Upgrade:
+    """Bring the ledger on ``conn`` to revision ``to``, in ``conn``'s transaction.
+
+    Takes the schema lock first (PostgreSQL), so it is held until that
+    transaction ends: a concurrent upgrade waits, then finds nothing to do.
+    """
+    locks.xact_lock(conn, [locks.SCHEMA])
+    before = current(conn)
+    if to == "head" and before is not None and before == head(migrations):
+        # Every start but the first of a release: a read, not Alembic's environment
+        # (which compiles env.py and each revision anew, ~25 ms).
+        return Upgrade(before, before)
+    adopted = before is None and inspect(conn).has_table("messages")
+    config = alembic_config(migrations)
+    config.attributes["connection"] = conn
+    try:
+        command.upgrade(config, to)
+    except CommandError as exc:
+        raise LedgerError(
+            _unknown(before, migrations) or f"cannot upgrade the ledger: {exc}"
+        ) from exc
+    done = Upgrade(before, current(conn), adopted)
+    if adopted:
+        log.info("ledger created before migrations adopted at revision %s", done.after)
+    elif done.changed:
+        log.info("ledger schema upgraded from %s to %s", done.before or "nothing", done.after)
+    return done
+
+
+def _unknown(revision: str | None, migrations: Path) -> str | None:
+    """Why a ledger at ``revision`` cannot be upgraded by this version, if it is newer."""
+    if revision is None or revision in revisions(migrations):
+        return None
+    return (
+        f"the ledger is at schema revision {revision}, which this version of cafgw does not "
+        f"know (its newest is {head(migrations)}): a newer version upgraded it; run that one"
+    )
+
+
+def upgrade_sql(
+    url: str, start: str | None, to: str = "head", migrations: Path = MIGRATIONS
+) -> str:
+    """The SQL that would bring a ledger at revision ``start`` (None: none) on ``url``'s
+    kind of database to ``to``, for an administrator to read or run by hand."""
+    out = io.StringIO()
+    config = alembic_config(migrations, url=url, out=out)
+    try:
+        command.upgrade(config, f"{start}:{to}" if start else to, sql=True)
+    except CommandError as exc:
+        raise LedgerError(_unknown(start, migrations) or f"no upgrade SQL: {exc}") from exc
+    return out.getvalue()
+
+
+def missing_tables(conn: Connection, schemas: Iterable[MetaData]) -> list[str]:
+    """Tables of ``schemas`` that the ledger on ``conn`` does not have: a feature
+    declaring a table that no revision creates."""
+    wanted = sorted({name for schema in schemas for name in schema.tables})
+    if not wanted:
+        return []
+    present = set(inspect(conn).get_table_names())
+    return [name for name in wanted if name not in present]
+
+
+@functools.cache
+def revisions(migrations: Path = MIGRATIONS) -> tuple[str, ...]:
+    """Every revision in ``migrations``, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config(migrations))
+    return tuple(r.revision for r in reversed(list(script.walk_revisions())))

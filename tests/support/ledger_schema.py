@@ -1,0 +1,180 @@
+"""The ledger's schema in tests: a ledger made the way it was before migrations, rows
+to prove an upgrade kept, the code's tables against the migrated database, and a
+copy of the migrations with a revision of the test's own.
+
+The pre-migration ledger is built from SQL frozen when migrations began
+(``tests/data/ledger/created-before-migrations.*.sql``, what ``create_all``
+made then), not from today's tables, so the test of adopting one stays true
+as the schema moves on.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, MetaData, text
+
+from gateway.features import schema
+from gateway.ledger.migrate import MIGRATIONS
+from gateway.ledger.records import NewMessage
+from gateway.ledger.status import Direction, Status
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "ledger"
+# Created at start on existing ledgers since issue 14 (tables.ADDED_INDEXES then):
+# a ledger last run before that has none of them.
+ISSUE_14_INDEXES = ("ix_messages_content", "ix_messages_child", "ix_messages_case")
+
+
+def create_before_migrations(engine: Engine, *, with_issue_14_indexes: bool = True) -> None:
+    """Make the ledger on ``engine`` as ``create_all`` made it before migrations."""
+    sql = (DATA / f"created-before-migrations.{engine.dialect.name}.sql").read_text()
+    body = "\n".join(line for line in sql.splitlines() if not line.startswith("--"))
+    statements = [s.strip() for s in body.split(";\n") if s.strip()]
+    if not with_issue_14_indexes:
+        statements = [s for s in statements if not any(ix in s for ix in ISSUE_14_INDEXES)]
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+
+
+# Rows of the pre-migration tables, in the columns those had (keys left to the
+# database, as the gateway does), and how to read them back.
+_ROWS: dict[str, tuple[str, list[dict[str, Any]]]] = {
+    "messages": (
+        "message_id, direction, authority, sender, recipient, message_type, "
+        "correlation_id, legal_basis, status, attempts, created_at, updated_at, "
+        "receipt_due, restricted, route, child_key, content_digest",
+        [
+            {
+                "message_id": f"m-{n}",
+                "direction": "OUTBOUND" if n % 2 else "INBOUND",
+                "authority": "332",
+                "sender": "332",
+                "recipient": "336",
+                "message_type": "Assessment",
+                "correlation_id": f"c-{n}",
+                "legal_basis": "consent",
+                "status": "SENT",
+                "attempts": n,
+                "created_at": f"2026-11-0{n} 10:00:00+00:00",
+                "updated_at": f"2026-11-0{n} 11:00:00+00:00",
+                "receipt_due": False,
+                "restricted": False,
+                "route": "inbox",
+                "child_key": f"k-{n}",
+                "content_digest": f"{n:064x}",
+            }
+            for n in range(1, 4)
+        ],
+    ),
+    "status_history": (
+        "message_pk, status, at, reason",
+        [
+            {
+                "message_pk": n,
+                "status": "SENT",
+                "at": "2026-11-01 10:00:00+00:00",
+                "reason": f"reason {n}",
+            }
+            for n in range(1, 4)
+        ],
+    ),
+    "audit_log": (
+        "seq, at, actor, action, authority, prev_hash, hash",
+        [
+            {
+                "seq": 1,
+                "at": "2026-11-01 10:00:00+00:00",
+                "actor": "gateway",
+                "action": "SEND",
+                "authority": "332",
+                "prev_hash": "0" * 64,
+                "hash": "a" * 64,
+            },
+        ],
+    ),
+    "case_threads": (
+        "authority, correlation_id, owner, case_ref, child_key, parties, leads, updated_at",
+        [
+            {
+                "authority": "332",
+                "correlation_id": "c-1",
+                "owner": "332",
+                "case_ref": "CASE-1",
+                "child_key": "k-1",
+                "parties": '["332", "336"]',
+                "leads": "[]",
+                "updated_at": "2026-11-01 10:00:00+00:00",
+            },
+        ],
+    ),
+}
+
+
+def insert_rows(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table, (columns, rows) in _ROWS.items():
+            names = [c.strip() for c in columns.split(",")]
+            conn.execute(
+                text(
+                    f"INSERT INTO {table} ({', '.join(names)}) "
+                    f"VALUES ({', '.join(':' + n for n in names)})"
+                ),
+                rows,
+            )
+
+
+def read_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows ``insert_rows`` wrote, as the database holds them now."""
+    with engine.connect() as conn:
+        return {
+            table: [
+                tuple(r)
+                for r in conn.execute(text(f"SELECT {columns} FROM {table} ORDER BY 1")).all()
+            ]
+            for table, (columns, _) in _ROWS.items()
+        }
+
+
+def new_message() -> NewMessage:
+    return NewMessage(
+        message_id="m-new",
+        direction=Direction.OUTBOUND,
+        authority="332",
+        sender="332",
+        recipient="336",
+        message_type="Assessment",
+        correlation_id="c-new",
+        legal_basis="consent",
+        statuses=((Status.ACCEPTED, None),),
+    )
+
+
+def code_tables() -> MetaData:
+    """Every table of the code (the ledger's and every standard feature's), in one MetaData."""
+    merged = MetaData()
+    for part in schema():
+        for table in part.tables.values():
+            table.to_metadata(merged)
+    return merged
+
+
+def differences(engine: Engine) -> list[Any]:
+    """What the migrated database on ``engine`` and the code's tables disagree on
+    (Alembic's autogenerate comparison: tables, columns, types, indexes, constraints)."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, code_tables()))
+
+
+def migrations_with(folder: Path, revision: str) -> Path:
+    """A copy of the ledger's migrations in ``folder`` with one more revision (the text
+    of a module whose ``down_revision`` is today's head)."""
+    copy = folder / "migrations"
+    shutil.copytree(MIGRATIONS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "versions" / "v9000_test_revision.py").write_text(revision)
+    return copy

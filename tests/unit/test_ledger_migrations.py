@@ -1,0 +1,160 @@
+"""The ledger's schema comes from migrations (SQLite here; PostgreSQL in
+tests/integration/test_ledger_migrations_postgresql.py): the code's tables and
+the newest revision agree, a ledger made by ``create_all`` before migrations is
+adopted with its rows, and what cannot be upgraded is refused by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, inspect, text
+from support.ledger_schema import (
+    ISSUE_14_INDEXES,
+    create_before_migrations,
+    differences,
+    insert_rows,
+    migrations_with,
+    new_message,
+    read_rows,
+)
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.errors import LedgerError
+from gateway.ledger import migrate
+from gateway.ledger.core import LedgerCore, make_engine
+from gateway.ledger.store import Ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+NEW_INDEX = """
+from alembic import op
+
+revision = "9000"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_test_messages_reason", "messages", ["reason"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_test_messages_reason", "messages")
+"""
+
+
+def test_a_new_ledger_migrated_to_the_newest_revision_has_exactly_the_tables_of_the_code(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        assert ledger.schema_revision() == migrate.head()
+        assert differences(ledger.engine) == []
+    finally:
+        ledger.engine.dispose()
+
+
+@pytest.mark.parametrize("with_issue_14_indexes", [True, False], ids=["indexed", "before-14"])
+def test_a_ledger_created_before_migrations_is_adopted_with_its_rows_as_they_were(
+    tmp_path: Path, with_issue_14_indexes: bool
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = make_engine(url)
+    create_before_migrations(engine, with_issue_14_indexes=with_issue_14_indexes)
+    insert_rows(engine)
+    kept = read_rows(engine)
+    engine.dispose()
+
+    ledger = Ledger.open(url)
+    try:
+        assert ledger.schema_revision() == migrate.head()
+        assert read_rows(ledger.engine) == kept
+        indexes = {i["name"] for i in inspect(ledger.engine).get_indexes("messages")}
+        assert set(ISSUE_14_INDEXES) <= indexes
+        assert differences(ledger.engine) == []
+        # and the code works on it: a new message takes the next key
+        assert ledger.record([new_message()]) == [4]
+        assert len(ledger.find(authority="332", limit=10)) == 4
+    finally:
+        ledger.engine.dispose()
+
+
+def test_upgrading_reports_the_adoption_once_and_then_finds_nothing_to_do(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    create_before_migrations(engine)
+    ledger = LedgerCore(engine)
+    try:
+        first = ledger.upgrade_schema()
+        again = ledger.upgrade_schema()
+    finally:
+        engine.dispose()
+    assert (first.before, first.after, first.adopted) == (None, migrate.head(), True)
+    assert (again.before, again.after, again.changed) == (migrate.head(), migrate.head(), False)
+
+
+def test_a_new_revision_applies_on_a_ledger_at_the_old_head_and_once_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger.open(url).engine.dispose()
+    migrations = migrations_with(tmp_path, NEW_INDEX.format(head=migrate.head()))
+    engine = make_engine(url)
+    try:
+        runs = []
+        for _ in range(2):
+            with engine.begin() as conn:
+                runs.append(migrate.upgrade(conn, migrations=migrations))
+        indexes = {i["name"] for i in inspect(engine).get_indexes("messages")}
+    finally:
+        engine.dispose()
+    assert [(r.before, r.after) for r in runs] == [(migrate.head(), "9000"), ("9000", "9000")]
+    assert "ix_test_messages_reason" in indexes
+
+
+def test_a_ledger_upgraded_by_a_newer_version_is_refused_naming_its_revision(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger.open(url)
+    with ledger.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    ledger.engine.dispose()
+    with pytest.raises(LedgerError, match="revision 9999, which this version of cafgw does not"):
+        Ledger.open(url)
+
+
+def test_a_feature_declaring_a_table_no_revision_creates_is_refused_at_start(
+    tmp_path: Path,
+) -> None:
+    unmigrated = MetaData()
+    Table("not_migrated", unmigrated, Column("id", Integer, primary_key=True))
+    with pytest.raises(LedgerError, match=r"no table not_migrated .* needs a revision"):
+        Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", schemas=[unmigrated])
+
+
+def test_cafgw_ledger_current_and_upgrade_show_and_move_the_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAFGW_DATABASE__URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    config = ["--config", str(ROOT / "config")]
+    head = migrate.head()
+
+    before = runner.invoke(app, ["ledger", "current", *config])
+    assert (before.exit_code, "never migrated" in before.output) == (1, True), before.output
+    sql = runner.invoke(app, ["ledger", "upgrade", "--sql", *config])
+    assert sql.exit_code == 0, sql.output
+    assert "CREATE TABLE IF NOT EXISTS messages" in sql.output
+    assert runner.invoke(app, ["ledger", "current", *config]).exit_code == 1  # --sql ran nothing
+
+    upgraded = runner.invoke(app, ["ledger", "upgrade", *config])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"none -> {head}" in upgraded.output
+    after = runner.invoke(app, ["ledger", "current", *config])
+    assert (after.exit_code, f"schema revision {head} (the newest)") == (
+        0,
+        after.output.strip(),
+    )
+    nothing = runner.invoke(app, ["ledger", "upgrade", "--sql", *config])
+    assert "nothing to run" in nothing.output
