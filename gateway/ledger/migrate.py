@@ -99,10 +99,14 @@ def upgrade(conn: Connection, to: str = "head", migrations: Path = MIGRATIONS) -
             _unknown(before, migrations) or f"cannot upgrade the ledger: {exc}"
         ) from exc
     done = Upgrade(before, current(conn), adopted)
+    # Changing a ledger that holds data is said at the default level (WARNING), so
+    # that the log of every upgrade says when it happened; making a new one is not.
     if adopted:
-        log.info("ledger created before migrations adopted at revision %s", done.after)
+        log.warning("ledger created before migrations adopted at schema revision %s", done.after)
+    elif before is not None and done.changed:
+        log.warning("ledger schema upgraded from revision %s to %s", before, done.after)
     elif done.changed:
-        log.info("ledger schema upgraded from %s to %s", done.before or "nothing", done.after)
+        log.info("new ledger created at schema revision %s", done.after)
     return done
 
 

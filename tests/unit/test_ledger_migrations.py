@@ -5,6 +5,7 @@ adopted with its rows, and what cannot be upgraded is refused by name."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -83,17 +84,23 @@ def test_a_ledger_created_before_migrations_is_adopted_with_its_rows_as_they_wer
         ledger.engine.dispose()
 
 
-def test_upgrading_reports_the_adoption_once_and_then_finds_nothing_to_do(tmp_path: Path) -> None:
+def test_upgrading_logs_the_adoption_once_and_then_finds_nothing_to_do(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
     create_before_migrations(engine)
     ledger = LedgerCore(engine)
     try:
-        first = ledger.upgrade_schema()
-        again = ledger.upgrade_schema()
+        with caplog.at_level(logging.WARNING, logger="gateway.ledger.migrate"):
+            first = ledger.upgrade_schema()
+            again = ledger.upgrade_schema()
     finally:
         engine.dispose()
     assert (first.before, first.after, first.adopted) == (None, migrate.head(), True)
     assert (again.before, again.after, again.changed) == (migrate.head(), migrate.head(), False)
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway.ledger.migrate"] == [
+        f"ledger created before migrations adopted at schema revision {migrate.head()}"
+    ]
 
 
 def test_a_new_revision_applies_on_a_ledger_at_the_old_head_and_once_only(tmp_path: Path) -> None:
