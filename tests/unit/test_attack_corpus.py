@@ -20,6 +20,7 @@ from gateway.envelope.codec import element_to_envelope
 from gateway.ledger.status import Direction, Status
 from gateway.services.receiving import handle_batch
 from gateway.transport.base import Delivery, Verdict
+from gateway.transport.provenance import provenance_for
 from gateway.transport.topology import Topology
 from tests.data.attacks import make_corpus
 from tests.unit.corpus_gateway import corpus_gateway
@@ -47,15 +48,23 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
 def _deliver(gw: Gateway, entry: dict[str, object], tag: int = 1) -> None:
     data = (CORPUS / str(entry["file"])).read_bytes()
     inbox = str(entry["inbox"])
+    # What the transport makes of it: the key the broker delivered and the account it
+    # validated (user_id); x-cafgw-* headers only from the relay (here: guest).
+    origin = provenance_for(gw.settings.broker, Topology()).origin(
+        str(entry["exchange"]),
+        str(entry["routing_key"]),
+        None if entry["user_id"] is None else str(entry["user_id"]),
+        dict(entry["headers"]),  # type: ignore[call-overload]
+    )
     delivery = Delivery(
         queue=Topology().inbox(inbox),
-        routing_key=str(entry["routing_key"]),
+        routing_key=origin.routing_key,
         body=data,
         message_id=None,
-        headers={},
+        headers=origin.headers,
         delivery_count=0,
         tag=tag,
-        user_id=str(entry.get("user_id", "guest")),  # as the broker validated it
+        user_id=origin.user_id,
     )
     (disposition,) = handle_batch(gw, [delivery])
     # Permanent problems are recorded, so the broker may forget the message.

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import uuid
 from base64 import b64encode
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +34,8 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from gateway.envelope.signing import Signer
+from gateway.transport.accounts import account_name
+from gateway.transport.retry import PUBLISHER_HEADER, REASON_HEADER, ROUTING_KEY_HEADER
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -59,6 +63,13 @@ PINNED = {
     "334": ["334-future"],
 }
 """What the receiving gateway pins: LA code -> identity labels (330 has none)."""
+VHOST = "/"
+"""The vhost of the corpus gateway's broker URL (the default one)."""
+
+
+def account(code: str) -> str:
+    """Authority ``code``'s broker account on the corpus gateway's vhost."""
+    return account_name(code, VHOST)
 
 
 def corpus_key(label: str) -> ec.EllipticCurvePrivateKey:
@@ -115,6 +126,13 @@ class Attack:
     """``quarantined``, or ``normalised``: accepted as the signed (canonical) form."""
     intact: str = ""
     absent: str = ""
+    exchange: str = "caf.exchange"
+    """The exchange the broker delivered it from."""
+    user_id: str | None = "guest"
+    """The publishing account as the broker validated it (``guest``: the receiving
+    gateway's own account in the corpus gateway, which is also its relay)."""
+    headers: dict[str, object] = field(default_factory=dict)
+    """AMQP headers the publisher set (``x-cafgw-*`` are believed only from a relay)."""
 
 
 def q(path: str) -> str:
@@ -664,7 +682,140 @@ def build() -> dict[str, tuple[Attack, bytes]]:
         ),
         text_replace(data, b"Overcrowded flat", b"Overcrowded<?cafgw hide?> flat"),
     )
+    _more_comments(add)
+    _forged_origins(add)
     return corpus
+
+
+def _more_comments(add: Callable[[Attack, bytes], None]) -> None:
+    """Comments inserted after signing elsewhere than in plain text (issue 13, item 1)."""
+    data = signed(message("comment-by-attributes"))
+    add(
+        Attack(
+            "comment-by-attributes",
+            "comments inserted next to an element's attributes (right after its start tag) "
+            "and into the boolean they qualify: a reader stopping at one sees 'tr'",
+            "2 comment(s) removed",
+            outcome="normalised",
+            intact=(
+                '<Element domain="FAMILY_ENVIRONMENT" name="Housing">\n'
+                "        <Concern>true</Concern>"
+            ),
+            absent="SAFETY",
+        ),
+        text_replace(
+            data,
+            b'<Element name="Housing" domain="FAMILY_ENVIRONMENT">\n        <Concern>true',
+            b'<Element name="Housing" domain="FAMILY_ENVIRONMENT"><!--domain="SAFETY"-->\n'
+            b"        <Concern>tr<!--x-->ue",
+        ),
+    )
+    root = tree(signed(message("comment-in-signed-info")))
+    digest = ds(root, "Signature/SignedInfo/Reference/DigestValue")
+    whole = digest.text or ""
+    digest.text = whole[:10]
+    digest.append(etree.Comment("x"))
+    digest[-1].tail = whole[10:]
+    ds(root, "Signature/SignedInfo").insert(0, etree.Comment("<ds:Reference URI='#evil'/>"))
+    value = ds(root, "Signature/SignatureValue")
+    sig_text = value.text or ""
+    value.text = sig_text[:20]
+    value.append(etree.Comment(""))
+    value[-1].tail = sig_text[20:]
+    add(
+        Attack(
+            "comment-in-signed-info",
+            "comments inside SignedInfo, splitting the DigestValue and the SignatureValue "
+            "(a reader stopping at one would check a truncated digest)",
+            "3 comment(s) removed",
+            outcome="normalised",
+            intact=f"DigestValue>{whole}</",
+            absent="#evil",
+        ),
+        out(root),
+    )
+    data = signed(message("comment-in-message-id"))
+    message_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "cafgw-attack/comment-in-message-id"))
+    add(
+        Attack(
+            "comment-in-message-id",
+            "a comment splitting the signed MessageId (duplicates and receipts read the id)",
+            "1 comment(s) removed",
+            outcome="normalised",
+            intact=f"<MessageId>{message_id}</MessageId>",
+            absent="<!--",
+        ),
+        text_replace(
+            data, message_id.encode(), (message_id[:8] + "<!---->" + message_id[8:]).encode()
+        ),
+    )
+
+
+def _forged_origins(add: Callable[[Attack, bytes], None]) -> None:
+    """What the publisher claims in headers, routing keys and accounts (issue 13, item 2).
+
+    Each is genuine and signed; only its origin is forged. The headers are
+    what an authority account may set; the broker vouches only for the key
+    it delivered and ``user_id``.
+    """
+    add(
+        Attack(
+            "routing-header-spoof",
+            "Sandwell's signed message published by Dudley's account (its topic permission "
+            "lets it use keys ending .332) with a header claiming the key names Sandwell",
+            "routing key '336.Assessment.332'",
+            user_id=account("332"),
+            headers={ROUTING_KEY_HEADER: "336.Assessment.333", PUBLISHER_HEADER: ""},
+        ),
+        signed(message("routing-header-spoof", sender="333"), "333"),
+    )
+    add(
+        Attack(
+            "two-part-key",
+            "a routing key of two parts (the old check skipped it) with a header "
+            "claiming a proper one",
+            "routing key '336.332'",
+            routing_key="336.332",
+            user_id=account("332"),
+            headers={ROUTING_KEY_HEADER: "336.Assessment.332"},
+        ),
+        signed(message("two-part-key")),
+    )
+    add(
+        Attack(
+            "publisher-spoof",
+            "Dudley's signed message published by Sandwell's broker account",
+            "forged publisher",
+            user_id=account("333"),
+        ),
+        signed(message("publisher-spoof")),
+    )
+    add(
+        Attack(
+            "no-user-id",
+            "a message whose publisher did not say which account it is (no user_id)",
+            "no user_id",
+            user_id=None,
+        ),
+        signed(message("no-user-id")),
+    )
+    add(
+        Attack(
+            "planted-retry-copy",
+            "a 'retry copy' put through caf.requeue by Dudley's account (as the old Docker "
+            "demo allowed), its headers naming the original key and publisher",
+            "routing key 'caf.inbox.336'",
+            exchange="caf.requeue",
+            routing_key="caf.inbox.336",
+            user_id=account("332"),
+            headers={
+                ROUTING_KEY_HEADER: "336.Assessment.332",
+                PUBLISHER_HEADER: account("332"),
+                REASON_HEADER: "retry: broker said so",
+            },
+        ),
+        signed(message("planted-retry-copy")),
+    )
 
 
 def _flip_digest(data: bytes) -> bytes:
@@ -676,17 +827,25 @@ def _flip_digest(data: bytes) -> bytes:
     return out(root)
 
 
-def write(directory: Path = HERE) -> None:
+def write(directory: Path = HERE, *, rewrite: bool = False) -> None:
+    """Write the manifest and each file that is missing (every file with ``rewrite``).
+
+    Files already there are kept: 00-44 were signed with signxml and still
+    verify, which is interoperability evidence of its own.
+    """
     corpus = build()
+    names = {f"{index:02d}-{attack.name}.xml" for index, (attack, _) in enumerate(corpus.values())}
     for old in directory.glob("*.xml"):
-        old.unlink()
+        if rewrite or old.name not in names:
+            old.unlink()
     manifest = []
     for index, (attack, data) in enumerate(corpus.values()):
         filename = f"{index:02d}-{attack.name}.xml"
-        (directory / filename).write_bytes(data)
+        if not (directory / filename).exists():
+            (directory / filename).write_bytes(data)
         manifest.append({"file": filename, **asdict(attack)})
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    write()
+    write(rewrite="--all" in sys.argv[1:])
