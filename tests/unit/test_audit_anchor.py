@@ -5,16 +5,12 @@ has seen is detected; an untampered or purged chain passes."""
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from lxml import etree
-from sqlalchemy import delete, insert, select
-from support.clock import Clock
-from support.gateways import config_copy, memory_gateway, settings_for, settle
+from sqlalchemy import delete, select
+from support.audit_pair import anchored, cut_off, notify, pair_of, rewrite_with_the_key
 from typer.testing import CliRunner
 
 from gateway.cli import app
@@ -29,102 +25,15 @@ from gateway.ledger.tables import audit_anchors, audit_peer_heads, audit_subject
 from gateway.metrics import LedgerCollector
 from gateway.model import (
     NAMESPACE,
-    Audience,
     AuditHead,
-    LegalBasis,
-    Notification,
-    NotificationType,
     Receipt,
 )
 from gateway.retention import service
-from gateway.transport.memory import MemoryTransport
 
 pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parents[2]
-DUDLEY = ROOT / "tests" / "data" / "dudley-332" / "caf-register-2026-09.csv"
 NS = "{" + NAMESPACE + "}"
-
-
-@dataclass
-class Pair:
-    """Dudley's gateway (332) and its neighbours' (333, 336): own ledgers, one broker."""
-
-    dudley: Gateway
-    others: Gateway
-    clock: Clock
-
-    def settle(self) -> None:
-        settle(self.dudley, self.others)
-
-
-def _gateway(
-    root: Path,
-    hosted: tuple[str, ...],
-    transport: MemoryTransport,
-    clock: Clock,
-    **audit_settings: object,
-) -> Gateway:
-    config = config_copy(root)
-    settings = settings_for(
-        root,
-        hosted,
-        config=config,
-        now=clock(),
-        keys_dir=str(root.parent / "keys"),
-        audit=audit_settings,
-    )
-    return memory_gateway(root, hosted, clock=clock, transport=transport, settings=settings)
-
-
-def _notify(gw: Gateway, sender: str, recipient: str) -> str:
-    """A signed notification without personal data, queued in ``gw``'s outbox."""
-    env = gw.outbox.envelope(
-        sender=sender,
-        recipient=recipient,
-        body=Notification(
-            type=NotificationType.CROSS_BORDER_CASE_IDENTIFIED,
-            case_ref=None,
-            summary="A cross-border case was identified.",
-            audience=Audience.PROFESSIONAL,
-        ),
-        correlation=str(uuid.uuid4()),
-        legal_basis=LegalBasis.NO_PERSONAL_DATA,
-    )
-    with gw.ledger.transaction() as conn:
-        gw.outbox.queue(conn, [gw.outbox.sign(env)])
-    return env.header.message_id
-
-
-def _pair(tmp_path: Path, **audit_settings: object) -> Pair:
-    clock = Clock()
-    transport = MemoryTransport()
-    dudley = _gateway(tmp_path / "dudley", ("332",), transport, clock, **audit_settings)
-    others = _gateway(tmp_path / "others", ("333", "336"), transport, clock, **audit_settings)
-    shutil.copy(
-        tmp_path / "dudley" / "secrets" / "regional-existence.key",
-        tmp_path / "others" / "secrets" / "regional-existence.key",
-    )
-    return Pair(dudley, others, clock)
-
-
-def _anchored(tmp_path: Path) -> tuple[Pair, audit_anchor.Anchor]:
-    """Dudley discloses (its chain grows), receipts a message from 336 (reporting its
-    head), then sends 336 another: 336's receipt gives that head back."""
-    pair = _pair(tmp_path)
-    from gateway.services import outbound  # noqa: PLC0415 - only this helper needs it
-
-    with DUDLEY.open("rb") as stream:
-        outbound.submit_local(pair.dudley, "332", "dudley-csv", stream, DUDLEY.name)
-    pair.settle()
-    assert audit.count(pair.dudley.ledger) > 2
-    _notify(pair.others, "336", "332")
-    pair.settle()
-    _notify(pair.dudley, "332", "336")
-    pair.settle()
-    (anchor,) = [a for a in audit_anchor.anchors(pair.dudley.ledger) if a.seq > 0]
-    assert (anchor.peer, anchor.authority) == ("336", "332")
-    return pair, anchor
 
 
 def _metric(gw: Gateway) -> dict[tuple[str, str], float]:
@@ -139,7 +48,7 @@ def _check(gw: Gateway) -> dict[tuple[str, str], float]:
 
 
 def test_an_untampered_chain_contains_every_head_its_peer_holds(tmp_path: Path) -> None:
-    pair, anchor = _anchored(tmp_path)
+    pair, anchor = anchored(tmp_path)
     # What 336's gateway holds is what Dudley's receipt reported, in that receipt.
     with pair.others.ledger.transaction() as conn:
         held = conn.execute(
@@ -156,11 +65,9 @@ def test_an_untampered_chain_contains_every_head_its_peer_holds(tmp_path: Path) 
 
 
 def test_cutting_off_entries_a_peer_has_seen_is_detected(tmp_path: Path) -> None:
-    pair, anchor = _anchored(tmp_path)
+    pair, anchor = anchored(tmp_path)
     # The host's administrator deletes the newest entries, down to before the head 336 holds.
-    with pair.dudley.ledger.transaction() as conn:
-        conn.execute(delete(audit_subjects).where(audit_subjects.c.seq >= anchor.seq))
-        conn.execute(delete(audit_table).where(audit_table.c.seq >= anchor.seq))
+    cut_off(pair.dudley, anchor.seq)
     # The cut chain is consistent in itself (only the DISCLOSURE check might notice).
     assert (
         audit_verify.chain_problems(audit.entries(pair.dudley.ledger), pair.dudley.ledger.audit_key)
@@ -173,27 +80,9 @@ def test_cutting_off_entries_a_peer_has_seen_is_detected(tmp_path: Path) -> None
     assert _check(pair.dudley) == {("332", "336"): 1}
 
 
-def _rewrite_with_the_key(gw: Gateway, seq: int, detail: str) -> None:
-    """What the host's administrator can do: change entry ``seq`` and recompute every
-    hash from there, with the audit key it can read."""
-    chain = audit.entries(gw.ledger, limit=100_000)
-    prev = audit.GENESIS
-    with gw.ledger.transaction() as conn:
-        conn.execute(delete(audit_table))
-        for e in chain:
-            event = e.event
-            if e.seq == seq:
-                event = audit.AuditEvent(**{**vars(e.event), "detail": detail})
-            digest = audit._entry_hash(e.seq, e.at, event, prev, gw.ledger.audit_key)
-            row = {**vars(event), "seq": e.seq, "at": e.at, "prev_hash": prev, "hash": digest}
-            row.pop("child_key")
-            conn.execute(insert(audit_table).values(**row))
-            prev = digest
-
-
 def test_a_whole_rewrite_with_recomputed_keyed_hashes_is_detected(tmp_path: Path) -> None:
-    pair, anchor = _anchored(tmp_path)
-    _rewrite_with_the_key(pair.dudley, 1, "nothing was disclosed")
+    pair, anchor = anchored(tmp_path)
+    rewrite_with_the_key(pair.dudley, 1, "nothing was disclosed")
     # The rewritten chain verifies by itself: only the peer's head shows it.
     assert (
         audit_verify.chain_problems(audit.entries(pair.dudley.ledger), pair.dudley.ledger.audit_key)
@@ -213,7 +102,7 @@ def test_a_whole_rewrite_with_recomputed_keyed_hashes_is_detected(tmp_path: Path
 def test_an_entry_changed_below_the_head_without_recomputing_is_detected(
     tmp_path: Path,
 ) -> None:
-    pair, _ = _anchored(tmp_path)
+    pair, _ = anchored(tmp_path)
     with pair.dudley.ledger.transaction() as conn:
         conn.execute(
             audit_table.update().where(audit_table.c.seq == 1).values(detail="nothing happened")
@@ -224,7 +113,7 @@ def test_an_entry_changed_below_the_head_without_recomputing_is_detected(
 
 
 def test_a_purged_ledger_still_contains_every_head_its_peer_holds(tmp_path: Path) -> None:
-    pair, _ = _anchored(tmp_path)
+    pair, _ = anchored(tmp_path)
     rejected = pair.dudley.ledger.find(authority="332", status=Status.REJECTED, limit=10)
     assert rejected
     pair.clock.advance(days=31)
@@ -239,7 +128,7 @@ def test_a_purged_ledger_still_contains_every_head_its_peer_holds(tmp_path: Path
 def test_the_job_checks_once_per_interval_and_the_metric_follows(tmp_path: Path) -> None:
     from gateway.anchoring.feature import check_anchors  # noqa: PLC0415
 
-    pair, anchor = _anchored(tmp_path)
+    pair, anchor = anchored(tmp_path)
     assert check_anchors(pair.dudley.kit) == 0
     assert _metric(pair.dudley) == {("332", "336"): 0}
     with pair.dudley.ledger.transaction() as conn:
@@ -255,7 +144,7 @@ def test_the_job_checks_once_per_interval_and_the_metric_follows(tmp_path: Path)
 def test_an_auditor_checks_a_chain_against_every_head_exported_at_its_peer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pair, anchor = _anchored(tmp_path)
+    pair, anchor = anchored(tmp_path)
     runner = CliRunner()
 
     def cafgw(gw: Gateway, *args: str) -> tuple[int, str]:
@@ -286,9 +175,9 @@ def test_an_auditor_checks_a_chain_against_every_head_exported_at_its_peer(
 def test_receipts_carry_no_heads_when_switched_off_for_peers_not_yet_upgraded(
     tmp_path: Path,
 ) -> None:
-    pair = _pair(tmp_path, heads_in_receipts=False)
-    _notify(pair.others, "336", "332")
-    _notify(pair.dudley, "332", "336")
+    pair = pair_of(tmp_path, heads_in_receipts=False)
+    notify(pair.others, "336", "332")
+    notify(pair.dudley, "332", "336")
     pair.settle()
     for gw in (pair.dudley, pair.others):
         with gw.ledger.transaction() as conn:

@@ -9,11 +9,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-from policy_support import WOLVERHAMPTON, memory_gateway, pump, submit
+from policy_support import pump
+from support.api_attacks import ask_existence, existence_region
 from support.gateways import config_copy
 
-from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
 from gateway.ledger import audit
@@ -26,34 +25,12 @@ pytestmark = pytest.mark.timeout(120)
 KACPER_CHILD = Child(
     "Kacper", "Nowak", date(2012, 7, 9), identifiers=(Identifier("UPN", "J336203317005"),)
 )
-KACPER = {
-    "recipient": "336",
-    "given_name": "Kacper",
-    "family_name": "Nowak",
-    "date_of_birth": "2012-07-09",
-    "upn": "J336203317005",
-}
-
-
-def _region(tmp_path: Path, per_day: int = 5) -> tuple[TestClient, dict[str, str], Gateway]:
-    config_copy(tmp_path, **({"existence_safeguarding_per_day": per_day} if per_day != 5 else {}))
-    gw = memory_gateway(tmp_path)
-    submit(gw, "336", "wolverhampton-json", WOLVERHAMPTON.read_bytes(), "ehm.json")
-    pump(gw)
-    keys = ApiKeys(tmp_path / "api-keys.json")
-    auth = {"Authorization": f"Bearer {keys.issue('334', holder='Priya Shah')}"}
-    return TestClient(create_app(gw, keys)), auth, gw
 
 
 def _answered(gw: Gateway) -> list[audit.AuditEntry]:
     return [
         e for e in audit.entries(gw.ledger, "336") if e.event.action == "EXISTENCE_QUERY_ANSWERED"
     ]
-
-
-def _ask(client: TestClient, auth: dict[str, str], approver: str, reason: str):  # type: ignore[no-untyped-def]
-    body = dict(KACPER, safeguarding_approver=approver, safeguarding_reason=reason)
-    return client.post("/v1/existence-queries", json=body, headers=auth)
 
 
 def _inbound_queries(gw: Gateway) -> list[tuple[Status, str | None]]:
@@ -66,8 +43,8 @@ def _inbound_queries(gw: Gateway) -> list[tuple[Status, str | None]]:
 def test_a_self_declared_approver_is_refused_with_the_reason_and_nothing_is_sent(
     tmp_path: Path,
 ) -> None:
-    client, auth, gw = _region(tmp_path)
-    refused = _ask(client, auth, "Anyone At All", "curious")
+    client, auth, gw = existence_region(tmp_path)
+    refused = ask_existence(client, auth, "Anyone At All", "curious")
     assert refused.status_code == 422, refused.text
     body = refused.json()
     assert body["rule"] == "safeguarding.approver"
@@ -80,8 +57,10 @@ def test_a_self_declared_approver_is_refused_with_the_reason_and_nothing_is_sent
 
 
 def test_a_listed_approvers_query_is_answered_and_audited_at_both_ends(tmp_path: Path) -> None:
-    client, auth, gw = _region(tmp_path)
-    asked = _ask(client, auth, "solihull  mash MANAGER", "sibling named in a MASH referral")
+    client, auth, gw = existence_region(tmp_path)
+    asked = ask_existence(
+        client, auth, "solihull  mash MANAGER", "sibling named in a MASH referral"
+    )
     assert asked.status_code == 202, asked.text
     pump(gw)
     answer = client.get(f"/v1/existence-queries/{asked.json()['message_id']}", headers=auth)
@@ -101,10 +80,13 @@ def test_a_listed_approvers_query_is_answered_and_audited_at_both_ends(tmp_path:
 def test_safeguarding_queries_are_rate_limited_by_the_asker_and_by_the_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client, auth, gw = _region(tmp_path, per_day=2)
+    client, auth, gw = existence_region(tmp_path, per_day=2)
     for _ in range(2):
-        assert _ask(client, auth, "Solihull MASH manager", "sibling at risk").status_code == 202
-    third = _ask(client, auth, "Solihull MASH manager", "sibling at risk")
+        assert (
+            ask_existence(client, auth, "Solihull MASH manager", "sibling at risk").status_code
+            == 202
+        )
+    third = ask_existence(client, auth, "Solihull MASH manager", "sibling at risk")
     assert third.status_code == 422 and third.json()["rule"] == "existence.rate"
     assert "policy.existence_safeguarding_per_day = 2" in third.json()["detail"]
     pump(gw)
@@ -126,9 +108,13 @@ def test_a_held_query_waits_for_the_coordinator_who_approves_or_refuses_it(
     tmp_path: Path,
 ) -> None:
     config_copy(tmp_path, existence_safeguarding_hold=True)
-    client, auth, gw = _region(tmp_path)
-    first = _ask(client, auth, "Solihull MASH manager", "sibling at risk").json()["message_id"]
-    second = _ask(client, auth, "Solihull MASH manager", "second look").json()["message_id"]
+    client, auth, gw = existence_region(tmp_path)
+    first = ask_existence(client, auth, "Solihull MASH manager", "sibling at risk").json()[
+        "message_id"
+    ]
+    second = ask_existence(client, auth, "Solihull MASH manager", "second look").json()[
+        "message_id"
+    ]
     pump(gw)
     # Nothing answered yet: both wait for Wolverhampton's coordinator.
     assert client.get(f"/v1/existence-queries/{first}", headers=auth).json()["answer"] is None

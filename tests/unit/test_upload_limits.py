@@ -11,30 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-from policy_support import DUDLEY, settings_for
-from support.gateways import memory_gateway
+from policy_support import DUDLEY
+from support.api_attacks import post_export, upload_client
 
-from gateway.api.app import create_app
-from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
 from gateway.ledger.status import Direction
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _client(tmp_path: Path, **limits: int) -> tuple[TestClient, dict[str, str], Gateway]:
-    hosted = ("332", "333", "336")
-    settings = settings_for(tmp_path, hosted)
-    settings = settings.model_copy(update={"limits": settings.limits.model_copy(update=limits)})
-    gw = memory_gateway(tmp_path, hosted, settings=settings)
-    keys = ApiKeys(tmp_path / "api-keys.json")
-    auth = {"Authorization": f"Bearer {keys.issue('332')}"}
-    return TestClient(create_app(gw, keys)), auth, gw
-
-
-def _post(client: TestClient, auth: dict[str, str], data: bytes):  # type: ignore[no-untyped-def]
-    return client.post("/v1/messages", params={"adapter": "dudley-csv"}, content=data, headers=auth)
 
 
 def _recorded(gw: Gateway) -> int:
@@ -42,27 +25,27 @@ def _recorded(gw: Gateway) -> int:
 
 
 def test_a_csv_with_huge_numbers_of_columns_is_refused_naming_the_limit(tmp_path: Path) -> None:
-    client, auth, gw = _client(tmp_path)
+    client, auth, gw = upload_client(tmp_path)
     # 200,000 one-letter columns: a 400 KB line, within the line limit.
     wide = b",".join([b"a"] * 200_000) + b"\r\n"
-    answer = _post(client, auth, wide + wide)
+    answer = post_export(client, auth, wide + wide)
     assert answer.status_code == 413, answer.text
     body = answer.json()
     assert body["limit"] == "max_upload_columns" and body["maximum"] == 2000
     assert "200000 columns" in body["detail"] and "limits.max_upload_columns" in body["detail"]
     # The attack run's million columns: its header alone is over the line limit.
     header = ",".join(f"C{n}" for n in range(1_000_000)).encode()
-    answer = _post(client, auth, header + b"\r\n" + b"x," * 999_999 + b"x\r\n")
+    answer = post_export(client, auth, header + b"\r\n" + b"x," * 999_999 + b"x\r\n")
     assert answer.status_code == 413, answer.text
     assert answer.json()["limit"] == "max_upload_line_bytes"
     assert _recorded(gw) == 0
 
 
 def test_an_over_long_line_is_refused_naming_the_line_limit(tmp_path: Path) -> None:
-    client, auth, gw = _client(tmp_path)
+    client, auth, gw = upload_client(tmp_path)
     head, row = DUDLEY.read_bytes().split(b"\r\n")[:2]
     long_row = row.replace(b"Overcrowded flat", b"Overcrowded flat " + b"x" * 3_000_000)
-    answer = _post(client, auth, head + b"\r\n" + long_row + b"\r\n")
+    answer = post_export(client, auth, head + b"\r\n" + long_row + b"\r\n")
     assert answer.status_code == 413, answer.text
     body = answer.json()
     assert body["limit"] == "max_upload_line_bytes" and body["maximum"] == 1024 * 1024
@@ -73,11 +56,11 @@ def test_an_over_long_line_is_refused_naming_the_line_limit(tmp_path: Path) -> N
 def test_too_many_records_and_too_many_bytes_are_refused_naming_their_limits(
     tmp_path: Path,
 ) -> None:
-    client, auth, gw = _client(tmp_path, max_upload_records=1, max_upload_bytes=4096)
-    answer = _post(client, auth, DUDLEY.read_bytes()[:4000])
+    client, auth, gw = upload_client(tmp_path, max_upload_records=1, max_upload_bytes=4096)
+    answer = post_export(client, auth, DUDLEY.read_bytes()[:4000])
     assert answer.status_code == 413, answer.text
     assert answer.json()["limit"] == "max_upload_records"
-    big = _post(client, auth, DUDLEY.read_bytes() + b"\r\n" * 4096)
+    big = post_export(client, auth, DUDLEY.read_bytes() + b"\r\n" * 4096)
     assert big.status_code == 413, big.text
     assert "4096" in big.text
     assert _recorded(gw) == 0
@@ -96,13 +79,13 @@ def _large_export(rows: int) -> bytes:
 
 
 def test_healthz_answers_while_a_large_conversion_runs(tmp_path: Path) -> None:
-    client, auth, gw = _client(tmp_path)
+    client, auth, gw = upload_client(tmp_path)
     data = _large_export(300)
     answers: list[int] = []
     # One event loop for every request (as uvicorn has): the client as a context manager.
     with client:
         upload = threading.Thread(
-            target=lambda: answers.append(_post(client, auth, data).status_code)
+            target=lambda: answers.append(post_export(client, auth, data).status_code)
         )
         upload.start()
         deadline = time.monotonic() + 60
