@@ -8,9 +8,15 @@ from urllib.parse import unquote, urlparse
 import typer
 
 from gateway.cli.common import ConfigOption, console, friendly, new_table, settings_from
-from gateway.errors import BrokerUnavailableError, TransportError
+from gateway.errors import BrokerUnavailableError, ConfigError, TransportError
 from gateway.runtime import check_broker
-from gateway.transport.accounts import PASSWORD_ENV, RELAY, setup_accounts
+from gateway.transport.accounts import (
+    PASSWORD_ENV,
+    RELAY,
+    password_variable,
+    relay_of,
+    setup_accounts,
+)
 from gateway.transport.rabbit import RabbitTransport
 from gateway.transport.reconnect import (
     ConnectionRefused,
@@ -73,14 +79,29 @@ def setup(
     declare: bool = typer.Option(
         True, "--declare/--no-declare", help="declare exchanges and queues (as broker.url's user)"
     ),
+    regional_host: str | None = typer.Option(
+        None,
+        "--regional-host",
+        help="the LA whose gateway consumes the regional escalation queue "
+        "(disputes.consume_regional): it and its relay may read and copy that lane",
+    ),
+    shared_relay: bool = typer.Option(
+        True,
+        "--shared-relay/--no-shared-relay",
+        help="also the relay of every lane (for a gateway hosting several authorities); "
+        "each authority always gets a relay of its own lanes (relay-<code>)",
+    ),
     config: Path | None = ConfigOption,
 ) -> None:
     """Create or update the accounts; publishing is allowed only with routing keys
-    that name the authority itself as sender (RabbitMQ topic permissions)."""
+    that name the authority itself as sender (RabbitMQ topic permissions), and each
+    authority's relay may copy only into its own lanes."""
     settings = settings_from(config)
     codes = list(authority) or sorted(settings.directory.authorities)
     for code in codes:
         settings.directory.get(code)
+    if regional_host is not None and regional_host not in codes:
+        raise ConfigError(f"--regional-host {regional_host}: not one of the accounts' {codes}")
     if vhost is None:
         vhost = unquote(urlparse(settings.broker.url).path.lstrip("/")) or "/"
     prefix = settings.broker.exchange.removesuffix(".exchange")
@@ -90,21 +111,24 @@ def setup(
             transport.declare(codes)
         finally:
             transport.close()
+    relays = [relay_of(code) for code in codes] + ([RELAY] if shared_relay else [])
     made = setup_accounts(
         vhost,
-        [*codes, *([REGIONAL] if regional else []), RELAY],
+        [*codes, *([REGIONAL] if regional else []), *relays],
         secrets_dir,
         prefix=prefix,
         user_prefix=settings.broker.user_prefix,
+        regional_host=regional_host,
     )
     table = new_table("account", "user", "vhost", "password")
     for code, creds in made.items():
-        where = f"{PASSWORD_ENV}{code.upper()} or {secrets_dir}/{code}.password"
+        where = f"{password_variable(code)} or {secrets_dir}/{code}.password"
         table.add_row(code, creds.username, creds.vhost, where)
     console.print(table)
     console.print(
-        "Give each gateway its authority's account in broker.url and the relay account in "
-        "broker.relay_url (the only one that may write retry and parking copies); "
-        "the passwords are not shown.",
+        "Give each gateway its authority's account in broker.url and that authority's relay "
+        "(relay-<code>) in broker.relay_url: the only account that may write retry and "
+        "parking copies into its lanes ('relay' may write every lane's: only for a gateway "
+        "hosting several authorities). The passwords are not shown.",
         highlight=False,
     )

@@ -22,12 +22,22 @@ For each authority code one user with:
   is the authority itself, so a forged sender is refused by the broker
   (channel closed with ACCESS_REFUSED).
 
-One relay user per vhost (``cafgw-<vhost tag>-relay``) is the only account
-that writes ``caf.retry``, ``caf.parking`` and ``caf.requeue``: the gateway's
-consumer publishes its retry and park copies, and replays parked messages,
-as that user (``broker.relay_url``). The receiver believes the ``x-cafgw-*``
-headers (original routing key, original publisher) only on messages that a
-relay user published (RabbitMQ validates ``user_id``).
+Relay users write the copies: the gateway's consumer publishes its retry and
+park copies, and replays parked messages, as a relay user
+(``broker.relay_url``) on ``<prefix>.relay``, a topic exchange whose binding
+keys are queue names. ``relay-<code>`` (one per authority) may publish there
+only keys naming ``<code>``'s own lanes (topic permissions) and read only its
+parking queues; ``relay`` (one per vhost, for a gateway hosting several
+authorities) may publish any lane's key and read every parking queue, so it
+is trusted for the whole vhost. No account writes ``<prefix>.parking`` or
+``<prefix>.requeue``: only the broker dead-letters there. The receiver
+believes the ``x-cafgw-*`` headers (original routing key, original
+publisher) only on messages its own relay user published (RabbitMQ
+validates ``user_id``).
+
+The regional host (the one gateway that consumes the regional group's
+escalation queue) connects as its own authority: ``regional_host`` adds the
+regional lane to that authority's reads and to its relay's lanes.
 
 Passwords are passed to ``rabbitmqctl`` on standard input, never on its
 command line (which other users of the host can read). Exchanges and queues
@@ -53,7 +63,14 @@ from gateway.private_files import make_private_dir
 from gateway.transport.topology import REGIONAL
 
 PASSWORD_ENV = "CAFGW_BROKER_PASSWORD_"  # noqa: S105 - a variable name, not a secret
-RELAY = "relay"  # the account name's last part for the gateway's relay user
+RELAY = "relay"  # the account name's last part for a relay user of every lane
+
+
+def relay_of(code: str) -> str:
+    """The account code of authority ``code``'s own relay (``relay-<code>``)."""
+    return f"{RELAY}-{code}"
+
+
 _CODE = re.compile(r"^[0-9]{3}$")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9]+")
 
@@ -113,23 +130,20 @@ class Grants:
     topic_read: Mapping[str, str]
 
 
-def grants_for(code: str, prefix: str = "caf") -> Grants:
-    """The least privileges that let authority ``code`` (``regional``, or the ``relay``)
-    run its part of a gateway."""
+def grants_for(code: str, prefix: str = "caf", *, regional_host: bool = False) -> Grants:
+    """The least privileges that let ``code`` (an LA, ``regional``, ``relay`` or
+    ``relay-<LA>``) run its part of a gateway.
+
+    ``regional_host``: this LA's gateway (or this LA's relay) also serves the
+    regional group's escalation lane.
+    """
     p = re.escape(prefix)
-    if code == RELAY:
-        # Writes only the direct exchanges that carry copies; reads the parking
-        # queues to peek, replay and erase. Publishes nothing on the topic exchanges.
-        return Grants(
-            configure="^$",
-            write=rf"^{p}\.(retry|parking|requeue)$",
-            read=rf"^{p}\.parking\..+$",
-            topic_write={},
-            topic_read={},
-        )
+    if code == RELAY or code.startswith(RELAY + "-"):
+        return _relay_grants(code, p, prefix, regional_host)
     if not (_CODE.match(code) or code == REGIONAL):
         raise ConfigError(
-            f"broker account: {code!r} is not an LA code (three digits), 'regional' or 'relay'"
+            f"broker account: {code!r} is not an LA code (three digits), 'regional', "
+            "'relay' or 'relay-<LA code>'"
         )
     own = re.escape(code)
     if code == REGIONAL:
@@ -145,21 +159,56 @@ def grants_for(code: str, prefix: str = "caf") -> Grants:
         rf"^{p}\.(inbox|escalation|parking|parking\.escalation|retry|retry\.escalation)"
         rf"\.{own}(\..+)?$"
     )
+    read = rf"^{p}\.(inbox|escalation|parking|parking\.escalation)\.{own}$"
+    topic_read = rf"^{own}\."
+    if regional_host:
+        regional = grants_for(REGIONAL, prefix)
+        lanes, read = f"{lanes}|{regional.configure}", f"{read}|{regional.read}"
+        topic_read = rf"^({own}|{REGIONAL})\."
     return Grants(
         configure=lanes,
         # Publishing: only the two topic exchanges, where topic permissions pin the
         # sender. Retry and parking copies are the relay user's.
         write=rf"^{p}\.(exchange|escalation)$",
-        read=rf"^{p}\.(inbox|escalation|parking|parking\.escalation)\.{own}$",
+        read=read,
         topic_write={
             f"{prefix}.exchange": rf"^[0-9]{{3}}\.[A-Za-z]+\.{own}$",
             f"{prefix}.escalation": rf"^([0-9]{{3}}|{REGIONAL})\.Dispute\.{own}$",
         },
-        topic_read={
-            f"{prefix}.exchange": rf"^{own}\.",
-            f"{prefix}.escalation": rf"^{own}\.",
-        },
+        topic_read={f"{prefix}.exchange": topic_read, f"{prefix}.escalation": topic_read},
     )
+
+
+def _relay_grants(code: str, p: str, prefix: str, regional_host: bool) -> Grants:
+    """Write only the relay exchange, with keys naming the lanes served; read only
+    their parking queues (to peek, replay and erase). Nothing on the topic exchanges."""
+    served = code.removeprefix(RELAY).removeprefix("-")
+    if served and not _CODE.match(served):
+        raise ConfigError(f"broker account: {code!r}: a relay is 'relay' or 'relay-<LA code>'")
+    owners = ".+" if not served else re.escape(served)
+    if served and regional_host:
+        owners = f"({owners}|{REGIONAL})"
+    return Grants(
+        configure="^$",
+        write=rf"^{p}\.relay$",
+        read=rf"^{p}\.parking\.(escalation\.)?{owners}$",
+        topic_write={
+            f"{prefix}.relay": (
+                rf"^{p}\.((inbox|escalation|parking|parking\.escalation)\.{owners}"
+                rf"|retry\.(escalation\.)?{owners}\.[0-9]+)$"
+            )
+        },
+        topic_read={},
+    )
+
+
+def grants_plan(
+    codes: Sequence[str], prefix: str = "caf", regional_host: str | None = None
+) -> dict[str, Grants]:
+    """Each account's grants, as ``setup_accounts`` (and the Docker demo's broker
+    definitions) give them."""
+    hosts = () if regional_host is None else (regional_host, relay_of(regional_host))
+    return {code: grants_for(code, prefix, regional_host=code in hosts) for code in codes}
 
 
 def vhost_tag(vhost: str) -> str:
@@ -190,10 +239,16 @@ def _inside_tracked_tree(path: Path) -> bool:
     return False
 
 
+def password_variable(code: str) -> str:
+    """The environment variable that may hold ``code``'s password (``relay-332``:
+    ``CAFGW_BROKER_PASSWORD_RELAY_332``)."""
+    return PASSWORD_ENV + code.upper().replace("-", "_")
+
+
 def password_for(code: str, secrets_dir: Path, env: Mapping[str, str] | None = None) -> str:
     """The account's password: environment, else the secrets file, else a new one saved there."""
     env = os.environ if env is None else env
-    from_env = env.get(PASSWORD_ENV + code.upper())
+    from_env = env.get(password_variable(code))
     if from_env:
         return from_env
     path = secrets_dir / f"{code}.password"
@@ -230,13 +285,16 @@ def setup_accounts(
     user_prefix: str = "cafgw-",
     env: Mapping[str, str] | None = None,
     run: Runner = rabbitmqctl,
+    regional_host: str | None = None,
 ) -> dict[str, BrokerCredentials]:
     """Create or update one account per code on ``vhost``; idempotent.
 
     ``codes`` are LA codes, optionally ``regional`` for the regional group's
-    reader and ``relay`` for the gateway's relay user. Returns each code's
-    credentials (passwords stay in ``secrets_dir`` or the environment; never
-    write them anywhere else).
+    reader, ``relay-<code>`` for an authority's relay user and ``relay`` for
+    a relay of every lane. ``regional_host``: the LA whose gateway consumes
+    the regional queue (it and its relay get the regional lane). Returns each
+    code's credentials (passwords stay in ``secrets_dir`` or the environment;
+    never write them anywhere else).
     """
     secrets_dir = secrets_dir.resolve()
     if _inside_tracked_tree(secrets_dir):
@@ -244,7 +302,7 @@ def setup_accounts(
             f"{secrets_dir}: broker passwords must not live in a tracked part of a git "
             "repository; use a directory outside it or one git ignores (e.g. secrets/)"
         )
-    plans = {code: grants_for(code, prefix) for code in codes}
+    plans = grants_plan(codes, prefix, regional_host)
     if vhost not in _vhosts(run):
         run(["add_vhost", vhost], None)
     existing = _users(run)

@@ -279,10 +279,12 @@ class BatchConsumer:
             lane.queue,
             delivery.user_id,
         )
+        # On the relay exchange, keyed by the target queue's own name.
+        exchange = self._topology.relay_exchange
         if copy.park:
-            exchange, key, expiration = self._topology.parking_exchange, lane.parking, None
+            key, expiration = lane.parking, None
         else:
-            exchange, key = self._topology.retry_exchange, lane.retry_queue(copy.step)
+            key = lane.retry_queue(copy.step)
             expiration = policy.jittered_ms(copy.step, self._rng)
         try:
             # The channel is in confirm mode: this returns once the broker confirmed.
@@ -301,9 +303,9 @@ class BatchConsumer:
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code == ACCESS_REFUSED:
                 raise TransportError(
-                    f"copying {delivery.message_id} to {exchange}: {describe(exc)}; only the "
-                    "relay account may write retry and parking copies: set broker.relay_url "
-                    "to it (cafgw broker setup makes it)"
+                    f"copying {delivery.message_id} to {key} on {exchange}: {describe(exc)}; "
+                    "only a relay account of this lane may write retry and parking copies: set "
+                    "broker.relay_url to it (cafgw broker setup makes it)"
                 ) from exc
             raise
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:

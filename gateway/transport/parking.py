@@ -4,10 +4,10 @@ Each call runs on a short-lived BlockingConnection that the caller opened
 (the admin API calls these from request threads); pika's exceptions pass
 through to the caller, which translates them. Peeking takes messages with basic.get
 and returns them all unsettled at the end, so the queue is unchanged.
-Replay sends a copy back to the inbox through the requeue exchange, with
+Replay sends a copy back to the inbox through the relay exchange, with
 its attempt count reset, and acks the parked message only after the
 broker confirmed the copy. The caller's connection is the relay account's
-(the only one that may write the requeue exchange); the copy carries the
+(the only one that may write the relay exchange); the copy carries the
 original's routing key and publisher as ``provenance`` read them.
 """
 
@@ -80,7 +80,7 @@ def replay(
         headers.pop(REASON_HEADER, None)
         # Confirmed (or UnroutableError/NackError raised) before the next line runs.
         channel.basic_publish(
-            topology.requeue_exchange,
+            topology.relay_exchange,
             lane.queue,
             delivery.body,
             wire.properties(delivery.message_id, headers, user_id=user_id),

@@ -7,13 +7,14 @@ publish whose ``user_id`` is not the connection's user). Every header is
 whatever the publisher chose to write.
 
 A retry copy comes back through the requeue exchange with the key
-``caf.inbox.<code>``; the key its sender used, and the account that
-published it, travel in the ``x-cafgw-*`` headers. Those headers are
-believed only on a message that a relay account published (the gateway's
-own account for copies; authority accounts cannot write the retry, parking
-or requeue exchanges). On any other message they are dropped before
-anything reads them, so a header a publisher set can neither name a routing
-key nor pose as a parking reason.
+``caf.inbox.<code>`` (a replay through the relay exchange with the same
+key); the key its sender used, and the account that published it, travel
+in the ``x-cafgw-*`` headers. Those headers are believed only on a message
+that this gateway's relay account published (authority accounts cannot
+write the relay exchange; nobody but the broker writes parking or requeue).
+On any other message they are dropped before anything reads them, so a
+header a publisher set can neither name a routing key nor pose as a parking
+reason.
 """
 
 from __future__ import annotations

@@ -10,9 +10,17 @@ A *lane* is a queue that consumers read (an inbox or an escalation queue)
 together with its retry delay queues and its parking queue::
 
     caf.exchange --<code>.#--> caf.inbox.<code> --(delivery limit)--> caf.parking
-    caf.retry --caf.retry.<code>.<n>--> caf.retry.<code>.<n> --(TTL)--> caf.requeue
+    caf.relay --caf.retry.<code>.<n>--> caf.retry.<code>.<n> --(TTL)--> caf.requeue
     caf.requeue --caf.inbox.<code>--> caf.inbox.<code>
     caf.parking --caf.parking.<code>--> caf.parking.<code>
+    caf.relay --caf.parking.<code>--> caf.parking.<code>
+    caf.relay --caf.inbox.<code>--> caf.inbox.<code>     (a replay)
+
+``caf.parking`` and ``caf.requeue`` are written only by the broker itself
+(dead-lettering). Copies (retry, park) and replays are published by a relay
+account on ``caf.relay``, a topic exchange whose every binding key is a
+queue's own name: topic permissions can then pin a relay account to its
+authority's lanes (``accounts.grants_for``), which a direct exchange cannot.
 
 Every queue holds messages the gateway owes, so every one is a quorum queue
 (replicated by Raft across a cluster's nodes, ``replicas`` of them when
@@ -61,8 +69,9 @@ class Topology:
         return f"{self.prefix}.escalation"
 
     @property
-    def retry_exchange(self) -> str:
-        return f"{self.prefix}.retry"
+    def relay_exchange(self) -> str:
+        """Where relay accounts publish copies and replays (a topic exchange)."""
+        return f"{self.prefix}.relay"
 
     @property
     def requeue_exchange(self) -> str:
@@ -155,7 +164,7 @@ def plan(
     exchanges = (
         ExchangeSpec(t.exchange, "topic"),
         ExchangeSpec(t.escalation_exchange, "topic"),
-        ExchangeSpec(t.retry_exchange, "direct"),
+        ExchangeSpec(t.relay_exchange, "topic"),
         ExchangeSpec(t.requeue_exchange, "direct"),
         ExchangeSpec(t.parking_exchange, "direct"),
     )
@@ -170,8 +179,10 @@ def plan(
         queues.append(QueueSpec(name, {**quorum, **_lane_arguments(t, lane, policy)}))
         bindings.append(BindingSpec(exchange, name, key))
         bindings.append(BindingSpec(t.requeue_exchange, name, name))
+        bindings.append(BindingSpec(t.relay_exchange, name, name))
         queues.append(QueueSpec(lane.parking, quorum))
         bindings.append(BindingSpec(t.parking_exchange, lane.parking, lane.parking))
+        bindings.append(BindingSpec(t.relay_exchange, lane.parking, lane.parking))
         for step in range(1, policy.steps + 1):
             retry = lane.retry_queue(step)
             queues.append(
@@ -186,7 +197,7 @@ def plan(
                     },
                 )
             )
-            bindings.append(BindingSpec(t.retry_exchange, retry, retry))
+            bindings.append(BindingSpec(t.relay_exchange, retry, retry))
     return Plan(exchanges, tuple(queues), tuple(bindings))
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.broker_region import Region, made_region
 from tests.integration.private_broker import PrivateBroker
 
 
@@ -31,3 +32,14 @@ def private_vhost(private_broker: PrivateBroker) -> str:
     Not deleted one by one: the whole node goes at the end of the module.
     """
     return private_broker.add_vhost()
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Region]:
+    """A vhost of the module's own, its topology declared by the administrator, with
+    accounts for Dudley (332), Wolverhampton (336) and the relays (broker_region.py).
+
+    Module-scoped: every rabbitmqctl call takes seconds.
+    """
+    with made_region(tmp_path_factory.mktemp("accounts")) as made:
+        yield made

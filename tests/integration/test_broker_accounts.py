@@ -163,10 +163,10 @@ def test_a_password_from_the_environment_wins_over_the_file(tmp_path: Path) -> N
         calls.append((list(args), stdin))  # type: ignore[call-overload]
         return "[]"
 
-    made = setup_accounts(
-        "v", ["332"], tmp_path / "s", env={"CAFGW_BROKER_PASSWORD_332": "from-env"}, run=fake
-    )
+    env = {"CAFGW_BROKER_PASSWORD_332": "from-env", "CAFGW_BROKER_PASSWORD_RELAY_332": "r"}
+    made = setup_accounts("v", ["332", "relay-332"], tmp_path / "s", env=env, run=fake)
     assert made["332"].password == "from-env"
+    assert made["relay-332"].password == "r"  # a shell can set the variable: no '-' in it
     assert not (tmp_path / "s" / "332.password").exists()
     # the password goes to rabbitmqctl on standard input, never on its command line
     assert all("from-env" not in " ".join(args) for args, _ in calls)
@@ -182,6 +182,8 @@ def test_secrets_inside_a_tracked_part_of_the_repository_are_refused() -> None:
 def test_grants_refuse_a_code_that_is_not_an_authority() -> None:
     with pytest.raises(ConfigError, match="not an LA code"):
         grants_for("33.*")
+    with pytest.raises(ConfigError, match="a relay is 'relay' or 'relay-<LA code>'"):
+        grants_for("relay-.*")
 
 
 def test_setup_on_a_second_vhost_leaves_the_first_vhosts_accounts_alone(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 Accounts come from ``gateway.transport.accounts.setup_accounts`` on a fresh
 vhost, with user names unique to the test (RabbitMQ users are not per vhost).
-Issue 13, item 2: authority accounts cannot write the retry, parking or
-requeue exchanges (only the relay account can), and a gateway running on
+Issue 13, item 2: authority accounts cannot write the relay, parking or
+requeue exchanges (an authority's relay account writes copies into its own
+lanes only, through the relay exchange), and a gateway running on
 per-authority accounts quarantines what a header, a foreign account or a
 key of another shape claims.
 """
@@ -11,22 +12,18 @@ key of another shape claims.
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import pika
 import pytest
-from broker_admin import create_vhost, delete_vhost
-from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import AMQPError, ChannelClosedByBroker
+from pika.exceptions import AMQPError
 
 from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.signing import Signer
 from gateway.ledger.status import Direction, Status
-from gateway.settings import BrokerSettings, Settings
-from gateway.transport.accounts import RELAY, BrokerCredentials, remove_accounts, setup_accounts
+from gateway.settings import BrokerSettings
+from gateway.transport.accounts import RELAY, BrokerCredentials, relay_of
 from gateway.transport.base import Delivery, Disposition, Verdict
 from gateway.transport.rabbit import RabbitTransport
 from gateway.transport.retry import (
@@ -37,46 +34,19 @@ from gateway.transport.retry import (
     parked_reason,
 )
 from gateway.transport.topology import Topology
+from tests.integration.broker_region import (
+    ACCESS_REFUSED,
+    Action,
+    Region,
+    authority_settings,
+    publish,
+    refused_code,
+    send,
+    signed,
+)
 from tests.integration.gateways import make_settings, notification_envelope, running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-ACCESS_REFUSED = 403
-
-
-@dataclass(frozen=True)
-class Region:
-    """A vhost with the topology declared and per-authority accounts on it."""
-
-    vhost: str
-    user_prefix: str
-    accounts: dict[str, BrokerCredentials]
-
-    def url(self, code: str) -> str:
-        return self.accounts[code].url()
-
-
-@pytest.fixture(scope="module")
-def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Region]:
-    """Topology declared by the administrator, then accounts for 332, 336 and the relay.
-
-    Module-scoped: every rabbitmqctl call takes seconds.
-    """
-    tmp_path = tmp_path_factory.mktemp("accounts")
-    name = f"cafgw-test-{uuid.uuid4().hex[:12]}"
-    create_vhost(name)
-    prefix = f"t{uuid.uuid4().hex[:8]}-"
-    try:
-        url = f"amqp://guest:guest@127.0.0.1:5672/{name}"
-        settings = make_settings(tmp_path, ("332", "336"), f"sqlite:///{tmp_path / 'l.db'}", url)
-        transport = RabbitTransport.from_settings(settings)
-        transport.declare(("332", "336"))
-        transport.close()
-        made = setup_accounts(name, ["332", "336", RELAY], tmp_path / "secrets", user_prefix=prefix)
-        yield Region(name, prefix, made)
-    finally:
-        remove_accounts(name, ["332", "336", RELAY], user_prefix=prefix)
-        delete_vhost(name)
 
 
 @pytest.fixture(scope="module")
@@ -84,75 +54,46 @@ def accounts(region: Region) -> dict[str, BrokerCredentials]:
     return region.accounts
 
 
-def _channel(creds: BrokerCredentials) -> tuple[pika.BlockingConnection, BlockingChannel]:
-    connection = pika.BlockingConnection(pika.URLParameters(creds.url()))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    return connection, channel
-
-
-def _refused(action: Callable[[BlockingChannel], object], creds: BrokerCredentials) -> int:
-    """Run ``action`` on a fresh channel; the AMQP reply code it was refused with."""
-    connection, channel = _channel(creds)
-    try:
-        action(channel)
-    except ChannelClosedByBroker as exc:
-        return int(exc.reply_code)
-    finally:
-        if connection.is_open:
-            connection.close()
-    return 0
-
-
-def _publish(routing_key: str) -> Callable[[BlockingChannel], object]:
-    def act(channel: BlockingChannel) -> None:
-        channel.basic_publish(
-            "caf.exchange",
-            routing_key,
-            b"<Envelope/>",
-            pika.BasicProperties(delivery_mode=2),
-            mandatory=True,
-        )
-
-    return act
+def _publish(routing_key: str) -> Action:
+    return publish("caf.exchange", routing_key, mandatory=True)
 
 
 def test_dudley_may_publish_as_itself_and_read_its_own_inbox(
     accounts: dict[str, BrokerCredentials],
 ) -> None:
     # The control: the refusals below are about whom, not about a broken account.
-    assert _refused(_publish("336.Notification.332"), accounts["332"]) == 0
-    assert _refused(lambda ch: ch.basic_get(Topology().inbox("332")), accounts["332"]) == 0
+    assert refused_code(_publish("336.Notification.332"), accounts["332"]) == 0
+    assert refused_code(lambda ch: ch.basic_get(Topology().inbox("332")), accounts["332"]) == 0
 
 
 def test_dudley_cannot_consume_wolverhamptons_inbox(
     accounts: dict[str, BrokerCredentials],
 ) -> None:
     queue = Topology().inbox("336")
-    assert _refused(lambda ch: ch.basic_get(queue), accounts["332"]) == ACCESS_REFUSED
+    assert refused_code(lambda ch: ch.basic_get(queue), accounts["332"]) == ACCESS_REFUSED
     assert (
-        _refused(lambda ch: ch.basic_consume(queue, lambda *a: None), accounts["332"])
+        refused_code(lambda ch: ch.basic_consume(queue, lambda *a: None), accounts["332"])
         == ACCESS_REFUSED
     )
 
 
 def test_dudley_cannot_declare_or_bind_queues(accounts: dict[str, BrokerCredentials]) -> None:
     dudley = accounts["332"]
-    assert _refused(lambda ch: ch.queue_declare("snoop.332"), dudley) == ACCESS_REFUSED
-    assert _refused(lambda ch: ch.queue_declare(Topology().inbox("336") + ".copy"), dudley) == (
+    assert refused_code(lambda ch: ch.queue_declare("snoop.332"), dudley) == ACCESS_REFUSED
+    assert refused_code(lambda ch: ch.queue_declare(Topology().inbox("336") + ".copy"), dudley) == (
         ACCESS_REFUSED
     )
     # Binding its own queue to everything addressed to Wolverhampton would leak 336's mail.
     bind = lambda ch: ch.queue_bind(Topology().inbox("332"), "caf.exchange", "336.#")  # noqa: E731
-    assert _refused(bind, dudley) == ACCESS_REFUSED
-    assert _refused(lambda ch: ch.exchange_declare("evil", "fanout"), dudley) == ACCESS_REFUSED
+    assert refused_code(bind, dudley) == ACCESS_REFUSED
+    assert refused_code(lambda ch: ch.exchange_declare("evil", "fanout"), dudley) == ACCESS_REFUSED
 
 
 @pytest.mark.parametrize("routing_key", ["336.Notification.333", "336.Notification.336"])
 def test_dudley_cannot_publish_a_routing_key_naming_another_sender(
     accounts: dict[str, BrokerCredentials], routing_key: str
 ) -> None:
-    assert _refused(_publish(routing_key), accounts["332"]) == ACCESS_REFUSED
+    assert refused_code(_publish(routing_key), accounts["332"]) == ACCESS_REFUSED
 
 
 def test_broker_passwords_are_not_shown_by_the_credentials(
@@ -205,96 +146,54 @@ def test_a_message_put_straight_onto_another_authoritys_queue_is_quarantined(
         assert "delivered to the inbox of 336" in (record.reason or "")  # type: ignore[attr-defined]
 
 
-def _into(exchange: str, routing_key: str) -> Callable[[BlockingChannel], object]:
-    def act(channel: BlockingChannel) -> None:
-        channel.basic_publish(
-            exchange, routing_key, b"<Envelope/>", pika.BasicProperties(delivery_mode=2)
-        )
-
-    return act
-
-
 @pytest.mark.parametrize(
     ("exchange", "routing_key"),
     [
-        ("caf.retry", "caf.retry.336.1"),  # would reach Wolverhampton's inbox after the TTL
-        ("caf.parking", "caf.parking.336"),  # a "parked" message with the attacker's reason
+        ("caf.relay", "caf.retry.336.1"),  # would reach Wolverhampton's inbox after the TTL
+        ("caf.relay", "caf.parking.336"),  # a "parked" message with the attacker's reason
+        ("caf.parking", "caf.parking.336"),
         ("caf.requeue", "caf.inbox.336"),
-        ("caf.retry", "caf.retry.332.1"),  # not even its own lanes: copies are the relay's
+        ("caf.relay", "caf.retry.332.1"),  # not even its own lanes: copies are the relay's
     ],
 )
 def test_an_authority_account_cannot_publish_into_retry_parking_or_requeue(
     accounts: dict[str, BrokerCredentials], exchange: str, routing_key: str
 ) -> None:
-    assert _refused(_into(exchange, routing_key), accounts["332"]) == ACCESS_REFUSED
-    assert _refused(_into(exchange, routing_key), accounts["336"]) == ACCESS_REFUSED
+    assert refused_code(publish(exchange, routing_key), accounts["332"]) == ACCESS_REFUSED
+    assert refused_code(publish(exchange, routing_key), accounts["336"]) == ACCESS_REFUSED
 
 
-def test_the_relay_account_writes_copies_and_nothing_on_the_topic_exchanges(
+def test_an_authoritys_relay_copies_into_its_own_lanes_only(
     accounts: dict[str, BrokerCredentials],
 ) -> None:
-    relay = accounts[RELAY]
-    assert _refused(_into("caf.parking", "caf.parking.nobody"), relay) == 0
-    assert _refused(_publish("336.Notification.332"), relay) == ACCESS_REFUSED
-    assert _refused(lambda ch: ch.basic_get(Topology().inbox("336")), relay) == ACCESS_REFUSED
-
-
-def _send(
-    url: str,
-    routing_key: str,
-    data: bytes,
-    message_id: str,
-    user_id: str | None,
-    headers: dict[str, object] | None = None,
-) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        channel.basic_publish(
-            "caf.exchange",
-            routing_key,
-            data,
-            pika.BasicProperties(
-                delivery_mode=2, message_id=message_id, user_id=user_id, headers=headers
-            ),
-            mandatory=True,
-        )
-    finally:
-        connection.close()
-
-
-def _signed(settings: Settings, sender: str) -> tuple[str, bytes]:
-    env = notification_envelope(sender, "336")
-    keys = settings.keys_dir / sender
-    data = Signer.from_files(keys / "key.pem", keys / "cert.pem").sign(envelope_to_element(env))
-    return env.header.message_id, data
+    relay = accounts[relay_of("336")]
+    assert refused_code(publish("caf.relay", "caf.parking.336"), relay) == 0
+    for key in ("caf.parking.332", "caf.retry.332.1", "caf.inbox.332", "caf.escalation.332"):
+        assert refused_code(publish("caf.relay", key), relay) == ACCESS_REFUSED, key
+    # Nobody but the broker writes parking and requeue, the relay neither.
+    assert refused_code(publish("caf.parking", "caf.parking.336"), relay) == ACCESS_REFUSED
+    assert refused_code(publish("caf.requeue", "caf.inbox.336"), relay) == ACCESS_REFUSED
+    assert refused_code(_publish("336.Notification.332"), relay) == ACCESS_REFUSED
+    assert refused_code(lambda ch: ch.basic_get(Topology().inbox("336")), relay) == ACCESS_REFUSED
+    assert refused_code(lambda ch: ch.basic_get("caf.parking.332"), relay) == ACCESS_REFUSED
+    # The relay of every lane (a gateway hosting several authorities) may.
+    assert refused_code(publish("caf.relay", "caf.parking.332"), accounts[RELAY]) == 0
 
 
 def test_a_gateway_on_authority_accounts_quarantines_every_forged_origin_with_its_reason(
     tmp_path: Path, region: Region
 ) -> None:
     """Wolverhampton's gateway runs as its own account, copies as the relay."""
-    guest = f"amqp://guest:guest@127.0.0.1:5672/{region.vhost}"
-    base = make_settings(tmp_path, ("336",), f"sqlite:///{tmp_path / 'l.db'}", region.url("336"))
-    broker = base.broker.model_copy(
-        update={
-            "relay_url": region.url(RELAY),
-            "user_prefix": region.user_prefix,
-            "declare_topology": False,
-            "management_url": "",
-        }
-    )
-    disputes = base.disputes.model_copy(update={"consume_regional": False})
-    settings = base.model_copy(update={"broker": broker, "disputes": disputes})
+    guest = region.guest
+    settings = authority_settings(tmp_path, region, "336")
     dudley = region.accounts["332"]
-    genuine = _signed(settings, "332")
+    genuine = signed(settings, "332")
     # Dudley's account relays a Sandwell-signed message with a header naming Sandwell.
-    spoofed = _signed(settings, "335")
+    spoofed = signed(settings, "335")
     # guest (any key, any exchange) is neither Dudley's account nor this gateway's.
-    foreign = _signed(settings, "332")
-    unnamed = _signed(settings, "332")
-    two_part = _signed(settings, "332")
+    foreign = signed(settings, "332")
+    unnamed = signed(settings, "332")
+    two_part = signed(settings, "332")
     expected = {
         genuine[0]: (Status.VERIFIED, ""),
         spoofed[0]: (Status.QUARANTINED, "routing key '336.Notification.332'"),
@@ -303,8 +202,8 @@ def test_a_gateway_on_authority_accounts_quarantines_every_forged_origin_with_it
         two_part[0]: (Status.QUARANTINED, "routing key '336.332'"),
     }
     with running(settings) as gw:
-        _send(dudley.url(), "336.Notification.332", genuine[1], genuine[0], dudley.username)
-        _send(
+        send(dudley.url(), "336.Notification.332", genuine[1], genuine[0], dudley.username)
+        send(
             dudley.url(),
             "336.Notification.332",
             spoofed[1],
@@ -312,9 +211,9 @@ def test_a_gateway_on_authority_accounts_quarantines_every_forged_origin_with_it
             dudley.username,
             {ROUTING_KEY_HEADER: "336.Notification.335", PUBLISHER_HEADER: ""},
         )
-        _send(guest, "336.Notification.332", foreign[1], foreign[0], "guest")
-        _send(guest, "336.Notification.332", unnamed[1], unnamed[0], None)
-        _send(guest, "336.332", two_part[1], two_part[0], "guest")
+        send(guest, "336.Notification.332", foreign[1], foreign[0], "guest")
+        send(guest, "336.Notification.332", unnamed[1], unnamed[0], None)
+        send(guest, "336.332", two_part[1], two_part[0], "guest")
 
         def outcomes() -> dict[str, tuple[Status, str]]:
             return {
@@ -341,13 +240,13 @@ def test_a_retry_copy_goes_through_the_relay_and_keeps_the_senders_key_and_accou
     """The consumer runs as Wolverhampton's account, which may not write caf.retry."""
     broker = BrokerSettings(
         url=region.url("336"),
-        relay_url=region.url(RELAY),
+        relay_url=region.url(relay_of("336")),
         user_prefix=region.user_prefix,
         declare_topology=False,
     )
     transport = RabbitTransport(broker, retry=RetryPolicy(budget=1, backoff_s=(1,)))
     dudley = region.accounts["332"]
-    _send(dudley.url(), "336.Notification.332", b"<Envelope/>", "m-retry", dudley.username)
+    send(dudley.url(), "336.Notification.332", b"<Envelope/>", "m-retry", dudley.username)
     seen: list[Delivery] = []
     stop = threading.Event()
 
@@ -383,13 +282,13 @@ def test_a_message_parked_and_replayed_through_the_relay_keeps_its_key_account_a
     """Parking, peeking and replaying as the relay, for a gateway on Wolverhampton's account."""
     broker = BrokerSettings(
         url=region.url("336"),
-        relay_url=region.url(RELAY),
+        relay_url=region.url(relay_of("336")),
         user_prefix=region.user_prefix,
         declare_topology=False,
     )
     transport = RabbitTransport(broker, retry=RetryPolicy(budget=0, backoff_s=()))
     dudley = region.accounts["332"]
-    _send(dudley.url(), "336.Notification.332", b"<Envelope/>", "m-park", dudley.username)
+    send(dudley.url(), "336.Notification.332", b"<Envelope/>", "m-park", dudley.username)
     seen: list[Delivery] = []
     stop = threading.Event()
 
