@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -15,13 +17,21 @@ import pytest
 import yaml
 
 from gateway.settings import load_settings
-from gateway.transport.topology import Topology
+from gateway.transport.accounts import account_name, relay_of, setup_accounts
+from gateway.transport.retry import RetryPolicy
+from gateway.transport.topology import Topology, plan, topology_for
 
 pytestmark = pytest.mark.timeout(30)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 GATEWAYS = {"gw-332": "332", "gw-333": "333", "gw-336": "336"}
+_SPEC = importlib.util.spec_from_file_location(
+    "make_definitions", DOCKER / "rabbitmq" / "make_definitions.py"
+)
+assert _SPEC is not None and _SPEC.loader is not None
+MAKE = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(MAKE)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +97,9 @@ def test_each_gateway_has_its_own_key_volume_broker_user_and_database(
         assert set(variables["LA_PEERS"].split()) == set(GATEWAYS.values()) - {code}
         broker = urlparse(variables["CAFGW_BROKER__URL"])
         database = urlparse(variables["CAFGW_DATABASE__URL"])
-        assert broker.username == f"cafgw-{code}" and broker.path == "/caf"
+        relay = urlparse(variables["CAFGW_BROKER__RELAY_URL"])
+        assert broker.username == account_name(code, "caf") and broker.path == "/caf"
+        assert relay.username == account_name(relay_of(code), "caf") and relay.path == "/caf"
         assert database.username == f"ledger_{code}" and database.path == f"/ledger_{code}"
         brokers.add(broker.username)
         databases.add(database.username)
@@ -107,11 +119,12 @@ def test_broker_users_exist_with_the_passwords_compose_gives_the_gateways(
 ) -> None:
     users = {u["name"]: u for u in definitions["users"]}
     for name in GATEWAYS:
-        url = urlparse(env(compose["services"][name])["CAFGW_BROKER__URL"])
-        user = users[url.username]
-        assert user["hashing_algorithm"] == "rabbit_password_hashing_sha256"
-        assert _rabbit_hash_matches(url.password or "", user["password_hash"])
-        assert user["tags"] == []
+        for variable in ("CAFGW_BROKER__URL", "CAFGW_BROKER__RELAY_URL"):
+            url = urlparse(env(compose["services"][name])[variable])
+            user = users[url.username]
+            assert user["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+            assert _rabbit_hash_matches(url.password or "", user["password_hash"])
+            assert user["tags"] == []
     assert "caf" in {v["name"] for v in definitions["vhosts"]}
 
 
@@ -123,35 +136,105 @@ def test_ledger_roles_and_databases_match_the_gateways_urls(compose: dict[str, A
         assert f"CREATE DATABASE {url.path[1:]} OWNER {url.username};" in sql
 
 
+def test_the_definitions_are_what_make_definitions_writes(definitions: dict[str, Any]) -> None:
+    # Regenerate with .venv/bin/python docker/rabbitmq/make_definitions.py
+    assert definitions == MAKE.demo_definitions()
+
+
+def test_the_demo_accounts_get_exactly_what_cafgw_broker_setup_grants(
+    definitions: dict[str, Any], tmp_path: Path
+) -> None:
+    """``setup_accounts`` on the demo's codes (with the regional host), its rabbitmqctl
+    calls recorded: every permission and topic permission matches the file."""
+    calls: list[list[str]] = []
+
+    def run(args: Sequence[str], stdin: str | None) -> str:
+        calls.append(list(args))
+        return "[]"
+
+    codes = [*GATEWAYS.values(), "regional", *(relay_of(c) for c in GATEWAYS.values())]
+    setup_accounts("caf", codes, tmp_path / "secrets", env={}, run=run, regional_host="332")
+    granted = {
+        (c[3], c[4], c[5], c[6]) for c in calls if c[0] == "set_permissions"
+    }  # user, configure, write, read
+    topics = {(c[3], c[4], c[5], c[6]) for c in calls if c[0] == "set_topic_permissions"}
+    shipped = {
+        (p["user"], p["configure"], p["write"], p["read"])
+        for p in definitions["permissions"]
+        if p["user"] != "cafgw-ops"
+    }
+    shipped_topics = {
+        (p["user"], p["exchange"], p["write"], p["read"]) for p in definitions["topic_permissions"]
+    }
+    assert (shipped, shipped_topics) == (granted, topics)
+
+
+def _plan_of(definitions: dict[str, Any]) -> tuple[set[str], set[str], set[tuple[str, str, str]]]:
+    return (
+        {f"{e['name']}:{e['type']}" for e in definitions["exchanges"]},
+        {q["name"] for q in definitions["queues"]},
+        {(b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]},
+    )
+
+
+def test_the_broker_declares_the_topology_the_gateways_would(
+    definitions: dict[str, Any],
+) -> None:
+    exchanges, queues, bindings = _plan_of(definitions)
+    for code in GATEWAYS.values():
+        settings = load_settings(DOCKER / "config" / code, env={})
+        assert settings.broker.declare_topology is False  # its account may not
+        policy = RetryPolicy.from_delivery(settings.delivery)
+        wanted = plan(topology_for(settings.broker), [code], lambda _c, p=policy: p)
+        assert {f"{e.name}:{e.kind}" for e in wanted.exchanges} == exchanges
+        assert {q.name for q in wanted.queues} <= queues
+        assert {(b.exchange, b.queue, b.key) for b in wanted.bindings} <= bindings
+        args = {q["name"]: q["arguments"] for q in definitions["queues"]}
+        for q in wanted.queues:
+            assert args[q.name] == dict(q.arguments), q.name
+
+
 @pytest.mark.parametrize("code", sorted(GATEWAYS.values()))
-def test_a_broker_user_may_touch_only_its_own_queues_and_publish_only_as_itself(
+def test_no_authority_user_may_write_retry_parking_requeue_or_the_relay_exchange(
     definitions: dict[str, Any], code: str
 ) -> None:
-    (perm,) = [p for p in definitions["permissions"] if p["user"] == f"cafgw-{code}"]
-    (topic,) = [p for p in definitions["topic_permissions"] if p["user"] == f"cafgw-{code}"]
-    other = next(c for c in GATEWAYS.values() if c != code)
+    """Issue 13, item 2: authority accounts cannot write retry or parking at all."""
+    (perm,) = [p for p in definitions["permissions"] if p["user"] == account_name(code, "caf")]
+    write = re.compile(perm["write"])
     t = Topology()
-    own = [
-        t.inbox(code),
-        t.parking(code),
-        t.escalation(code),
-        f"caf.retry.{code}.1",
-        t.exchange,
-        t.escalation_exchange,
-        t.retry_exchange,
-        t.requeue_exchange,
-        t.parking_exchange,
-        t.escalation("regional"),
+    for exchange in (t.relay_exchange, t.parking_exchange, t.requeue_exchange, "caf.retry"):
+        assert not write.search(exchange), f"{code} may write {exchange}"
+    assert write.search(t.exchange) and write.search(t.escalation_exchange)
+    read = re.compile(perm["read"])
+    other = next(c for c in GATEWAYS.values() if c != code)
+    assert read.search(t.inbox(code)) and not read.search(t.inbox(other))
+    (topic,) = [
+        p
+        for p in definitions["topic_permissions"]
+        if p["user"] == account_name(code, "caf") and p["exchange"] == t.exchange
     ]
-    for kind in ("configure", "write", "read"):
-        pattern = re.compile(perm[kind])
-        for name in own:
-            assert pattern.search(name), f"{kind} should allow {name}"
-        for name in (t.inbox(other), t.parking(other), f"caf.retry.{other}.1"):
-            assert not pattern.search(name), f"{kind} should refuse {name}"
-    assert topic["exchange"] == t.exchange
     assert re.search(topic["write"], f"{other}.Assessment.{code}")
     assert not re.search(topic["write"], f"{other}.Assessment.{other}")
+
+
+@pytest.mark.parametrize("code", sorted(GATEWAYS.values()))
+def test_an_authoritys_relay_may_copy_only_into_its_own_lanes(
+    definitions: dict[str, Any], code: str
+) -> None:
+    user = account_name(relay_of(code), "caf")
+    (perm,) = [p for p in definitions["permissions"] if p["user"] == user]
+    (topic,) = [p for p in definitions["topic_permissions"] if p["user"] == user]
+    t = Topology()
+    assert re.fullmatch(perm["write"], t.relay_exchange) and topic["exchange"] == t.relay_exchange
+    for exchange in (t.exchange, t.escalation_exchange, t.parking_exchange, t.requeue_exchange):
+        assert not re.search(perm["write"], exchange)
+    other = next(c for c in GATEWAYS.values() if c != code)
+    for key in (t.inbox(code), t.parking(code), f"caf.retry.{code}.1", t.escalation(code)):
+        assert re.search(topic["write"], key), key
+    for key in (t.inbox(other), t.parking(other), f"caf.retry.{other}.1", t.escalation(other)):
+        assert not re.search(topic["write"], key), key
+    regional = re.search(topic["write"], t.escalation("regional"))
+    assert bool(regional) == (code == "332")  # only the regional host's relay
 
 
 @pytest.mark.parametrize("name", sorted(GATEWAYS))
