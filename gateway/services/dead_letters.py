@@ -110,7 +110,10 @@ def _parked(gw: Gateway, authority: str, limit: int) -> list[DeadLetter]:
     out = []
     for d in gw.transport.peek_parked(authority, limit):
         key = d.routing_key.split(".")
-        recipient, message_type, sender = key if len(key) == 3 else (authority, "?", "?")
+        # Only a key addressed to this authority names a type and a sender (a message
+        # planted with a key of another shape, e.g. the parking queue's name, does not).
+        ours = len(key) == 3 and key[0] == authority
+        recipient, message_type, sender = key if ours else (authority, "?", "?")
         out.append(
             DeadLetter(
                 message_id=d.message_id or "?",
