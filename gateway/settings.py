@@ -189,7 +189,8 @@ class BrokerSettings(_Frozen):
     declare_topology: bool = True
     # RabbitMQ's management HTTP API, for queue figures on the dashboard and in
     # /metrics (ready, unacknowledged, consumers). None: the broker host on port
-    # 15672 with the broker URL's credentials; "" turns it off (passive declares).
+    # 15672 (https on 15671 with broker.tls, trusting broker.tls.ca_file) with the
+    # broker URL's credentials; "" turns it off (passive declares).
     management_url: str | None = None
     # The gateway's relay account (``cafgw broker setup`` makes it): the only
     # account that writes the retry, parking and requeue exchanges (retry and
@@ -211,6 +212,12 @@ class BrokerSettings(_Frozen):
             for name, url in (("url", self.url), ("relay_url", self.relay_url)):
                 if url is not None and urlparse(url).scheme != "amqps":
                     raise ValueError(f"broker.tls is set, so broker.{name} must be amqps://")
+            if self.management_url and urlparse(self.management_url).scheme != "https":
+                # Its requests carry the broker account's password (HTTP basic auth).
+                raise ValueError(
+                    "broker.tls is set, so broker.management_url must be https:// "
+                    '(or "" to read queue figures by passive declares)'
+                )
         return self
 
     @model_validator(mode="before")

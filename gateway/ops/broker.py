@@ -12,6 +12,7 @@ mapped there, with the rest of the transport's); httpx's are handled here.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from urllib.parse import quote, unquote, urlparse
 import httpx
 
 from gateway.settings import BrokerTls, Settings
-from gateway.transport import probe
+from gateway.transport import probe, tls
 from gateway.transport.topology import topology_for
 
 
@@ -52,11 +53,13 @@ def queue_depths(probe: BrokerProbe) -> dict[str, int | None]:
 
 
 def management_base(amqp_url: str, configured: str | None) -> str | None:
-    """The management API's base URL: configured, or the AMQP host on port 15672."""
+    """The management API's base URL: configured, or the AMQP host on RabbitMQ's
+    management port (HTTPS on 15671 for an ``amqps://`` URL, else HTTP on 15672)."""
     if configured is not None:
         return configured.rstrip("/") or None
-    host = urlparse(amqp_url).hostname or "127.0.0.1"
-    return f"http://{host}:15672"
+    parsed = urlparse(amqp_url)
+    host = parsed.hostname or "127.0.0.1"
+    return f"https://{host}:15671" if parsed.scheme == "amqps" else f"http://{host}:15672"
 
 
 @dataclass
@@ -73,6 +76,7 @@ class RabbitProbe:
     # A cluster's nodes (``url`` is the first): reachable when any of them answers.
     urls: tuple[str, ...] = ()
     _management_down_until: float = field(default=0.0, repr=False)
+    _verify: ssl.SSLContext | None = field(default=None, repr=False)
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -115,11 +119,15 @@ class RabbitProbe:
         parsed = urlparse(self.url)
         vhost = unquote(parsed.path.lstrip("/")) or "/"
         auth = (unquote(parsed.username or "guest"), unquote(parsed.password or "guest"))
+        if self.tls is not None and self._verify is None:
+            # The broker's CA and our client certificate, as for AMQPS (not the system's CAs).
+            self._verify = tls.context(self.tls)
         answer = httpx.get(
             f"{base}/api/queues/{quote(vhost, safe='')}",
             params={"columns": "name,messages_ready,messages_unacknowledged,consumers"},
             auth=auth,
             timeout=min(self.timeout_s, 2.0),
+            verify=self._verify if self._verify is not None else True,
         )
         answer.raise_for_status()
         listed = {q["name"]: q for q in answer.json()}

@@ -29,11 +29,13 @@ from fastapi import FastAPI
 
 from gateway.errors import BrokerUnavailableError, ConfigError, TransportError
 from gateway.ledger.status import Direction, Status
+from gateway.ops.broker import RabbitProbe
 from gateway.runtime import api_base, uvicorn_config
 from gateway.services import outbound
 from gateway.settings import ApiTls, BrokerSettings, BrokerTls, Settings
 from gateway.transport.rabbit import RabbitTransport
 from gateway.transport.reconnect import ReconnectPolicy
+from gateway.transport.tls import context as tls_context
 from tests.integration.gateways import make_settings, running, wait_for
 from tests.integration.private_broker import PrivateBroker, pick_ports
 from tests.integration.tls_certificates import Issued, ThrowawayCA
@@ -52,6 +54,7 @@ class TlsNode:
     client: Issued
     stranger_ca: Path  # a CA the broker never heard of
     stranger: Issued  # a client certificate that CA issued
+    management_port: int  # the management API, over HTTPS only
 
     def amqps(self, vhost_url: str) -> str:
         """The amqps URL of guest on the vhost of ``vhost_url`` (an amqp URL of this node)."""
@@ -67,7 +70,7 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsNode]:
     client = ca.issue("cafgw-client", server=False)
     stranger = ThrowawayCA(certs / "stranger", "stranger CA")
     broker = PrivateBroker(tmp_path_factory.mktemp("rabbitmq-tls"))
-    (tls_port,) = pick_ports(1)
+    tls_port, management_port = pick_ports(2)
     with (broker.base / "rabbitmq.conf").open("a") as conf:
         conf.write(
             f"listeners.ssl.1 = 127.0.0.1:{tls_port}\n"
@@ -76,7 +79,14 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsNode]:
             f"ssl_options.keyfile = {server.key}\n"
             "ssl_options.verify = verify_peer\n"
             "ssl_options.fail_if_no_peer_cert = true\n"
+            # The management API on an HTTPS listener only (no plain HTTP one).
+            f"management.ssl.port = {management_port}\n"
+            "management.ssl.ip = 127.0.0.1\n"
+            f"management.ssl.cacertfile = {ca.ca}\n"
+            f"management.ssl.certfile = {server.cert}\n"
+            f"management.ssl.keyfile = {server.key}\n"
         )
+    (broker.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
     try:
         broker.start()
         yield TlsNode(
@@ -86,6 +96,7 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsNode]:
             client,
             stranger.ca,
             stranger.issue("stranger-client", server=False),
+            management_port,
         )
     finally:
         with contextlib.suppress(Exception):
@@ -230,3 +241,36 @@ def test_the_api_refuses_to_start_with_a_missing_certificate(tmp_path: Path) -> 
     settings = base.model_copy(update={"api": base.api.model_copy(update={"tls": missing})})
     with pytest.raises(ConfigError, match=r"api\.tls: .*none\.pem"):
         uvicorn_config(settings, FastAPI())
+
+
+def test_queue_figures_come_from_the_management_api_over_https_trusting_only_the_ca(
+    tls_node: TlsNode,
+) -> None:
+    """The management API's requests carry the broker password: with broker.tls they go
+    over HTTPS to a broker certificate the configured CA signed, never in clear."""
+    vhost = tls_node.broker.add_vhost()
+    broker = BrokerSettings(url=tls_node.amqps(vhost), tls=_tls(tls_node), declare_topology=True)
+    transport = RabbitTransport(broker, reconnect=ONE_TRY)
+    try:
+        transport.declare(("336",))
+    finally:
+        transport.close()
+    base = f"https://127.0.0.1:{tls_node.management_port}"
+    queue = "caf.inbox.336"
+
+    def stats(tls: BrokerTls | None, url: str = base) -> str:
+        probe = RabbitProbe(broker.url, (queue,), management_url=url, tls=tls)
+        found = probe.queue_stats()[queue]
+        assert found is not None
+        return found.source
+
+    assert stats(_tls(tls_node)) == "management"
+    # A client trusting another CA does not accept the listener (system CAs neither).
+    stranger = tls_context(BrokerTls(ca_file=tls_node.stranger_ca))
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/api/overview", verify=stranger, timeout=3)
+    # Plain HTTP to the HTTPS listener gets nothing; no plain listener is configured.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{tls_node.management_port}/api/overview", timeout=3)
+    with pytest.raises(ValueError, match="management_url must be https://"):
+        BrokerSettings(url=broker.url, tls=_tls(tls_node), management_url="http://127.0.0.1:1")

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.ops.broker import management_base
 from gateway.settings import BrokerTls, load_settings
 from gateway.transport.tls import context
 
@@ -69,6 +70,14 @@ def test_tls_files_are_read_against_the_config_files_folder(tmp_path: Path) -> N
             {"url": "amqps://x@h/v", "tls": {"ca_file": "ca.pem", "cert_file": "me.pem"}},
             "cert_file and key_file go together",
         ),
+        (
+            {
+                "url": "amqps://x@h/v",
+                "management_url": "http://h:15672",
+                "tls": {"ca_file": "ca.pem"},
+            },
+            "management_url must be https://",
+        ),
     ],
 )
 def test_tls_settings_that_cannot_work_are_refused_at_start(
@@ -82,3 +91,14 @@ def test_tls_settings_that_cannot_work_are_refused_at_start(
 def test_an_unreadable_ca_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"broker\.tls\.ca_file"):
         context(BrokerTls(ca_file=tmp_path / "missing.pem"))
+
+
+def test_with_amqps_the_management_api_is_reached_over_https_on_its_tls_port() -> None:
+    # Its requests carry the broker password: never over plain HTTP beside AMQPS.
+    assert management_base("amqps://x:pw@broker.example:5671/v", None) == (
+        "https://broker.example:15671"
+    )
+    assert management_base("amqp://x:pw@broker.example:5672/v", None) == (
+        "http://broker.example:15672"
+    )
+    assert management_base("amqps://x@h/v", "") is None  # off: passive declares
