@@ -65,7 +65,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 @pytest.fixture(scope="module")
 def wolverhampton(region: Region, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """Wolverhampton's gateway on its own account, copying as the relay."""
+    """Wolverhampton's gateway on its own account, copying as its relay (relay-336)."""
     with running(authority_settings(tmp_path_factory.mktemp("336"), region, "336")) as gw:
         yield gw
 
@@ -247,7 +247,7 @@ CASES = [
         "retry-injection",
         "broker",
         "Dudley's account publishes on caf.relay a 'retry copy' that would reach 336's inbox",
-        "403 ACCESS_REFUSED - write access to exchange 'caf.relay'",
+        "403 ACCESS_REFUSED - access to exchange 'caf.relay'",
         _as_dudley("caf.relay", "caf.retry.336.1"),
     ),
     LiveAttack(
@@ -255,28 +255,28 @@ CASES = [
         "broker",
         "Dudley's relay account (which copies into Dudley's lanes) publishes a 'retry copy' "
         "into Wolverhampton's",
-        "403 ACCESS_REFUSED - write access to topic 'caf.retry.336.1' in exchange 'caf.relay'",
+        "403 ACCESS_REFUSED - access to topic 'caf.retry.336.1' in exchange 'caf.relay'",
         _as_dudley("caf.relay", "caf.retry.336.1", account=relay_of("332")),
     ),
     LiveAttack(
         "parking-injection",
         "broker",
         "Dudley's account parks a message for 336 with a reason of its own",
-        "403 ACCESS_REFUSED - write access to exchange 'caf.parking'",
+        "403 ACCESS_REFUSED - access to exchange 'caf.parking'",
         _as_dudley("caf.parking", "caf.parking.336", {REASON_HEADER: "schema: replay me"}),
     ),
     LiveAttack(
         "requeue-injection",
         "broker",
         "Dudley's account puts a 'replayed' message straight into 336's inbox",
-        "403 ACCESS_REFUSED - write access to exchange 'caf.requeue'",
+        "403 ACCESS_REFUSED - access to exchange 'caf.requeue'",
         _as_dudley("caf.requeue", "caf.inbox.336"),
     ),
     LiveAttack(
         "sender-key-spoof",
         "broker",
         "Dudley's account publishes with a routing key naming Sandwell as sender",
-        "403 ACCESS_REFUSED - write access to topic '336.Notification.333'",
+        "403 ACCESS_REFUSED - access to topic '336.Notification.333'",
         _as_dudley("caf.exchange", "336.Notification.333"),
     ),
     LiveAttack(
@@ -299,7 +299,7 @@ CASES = [
         "broker",
         "an operator account (not the relay) parks a message with a reason and a key in "
         "headers; the dead-letter list shows neither",
-        "shown with reason None and sender '?'",
+        "shown with reason 'unknown' and sender '?'",
         _planted_parking_reason,
     ),
     LiveAttack(

@@ -7,11 +7,11 @@ alert fires on, and a rewrite with Dudley's own audit key fails `cafgw audit ver
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, insert
+from support.audit_pair import notify
 from typer.testing import CliRunner
 
 from gateway.cli import app
@@ -21,29 +21,10 @@ from gateway.ledger.store import Ledger
 from gateway.ledger.tables import audit as audit_table
 from gateway.ledger.tables import audit_subjects
 from gateway.metrics import LedgerCollector
-from gateway.model import Audience, LegalBasis, Notification, NotificationType
 from tests.integration.gateways import wait_for
 from tests.integration.sovereignty_region import DUDLEY, region
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def _notify(gw: Gateway, sender: str, recipient: str) -> None:
-    """A signed notification without personal data, into ``gw``'s outbox (its worker sends it)."""
-    env = gw.outbox.envelope(
-        sender=sender,
-        recipient=recipient,
-        body=Notification(
-            type=NotificationType.CROSS_BORDER_CASE_IDENTIFIED,
-            case_ref=None,
-            summary="A cross-border case was identified.",
-            audience=Audience.PROFESSIONAL,
-        ),
-        correlation=str(uuid.uuid4()),
-        legal_basis=LegalBasis.NO_PERSONAL_DATA,
-    )
-    with gw.ledger.transaction() as conn:
-        gw.outbox.queue(conn, [gw.outbox.sign(env)])
 
 
 def _mismatch(gw: Gateway) -> dict[tuple[str, str], float]:
@@ -80,13 +61,13 @@ def test_a_peer_holding_the_head_detects_a_cut_or_rewritten_chain_of_a_running_g
         r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)  # Dudley's chain grows
         wait_for(lambda: audit.count(dudley.ledger) > 2, what="Dudley's disclosures audited")
         # Wolverhampton writes to Dudley: Dudley's receipt reports its head...
-        _notify(wolverhampton, "336", "332")
+        notify(wolverhampton, "336", "332")
         wait_for(
             lambda: any(h["seq"] > 0 for h in audit_anchor.peer_heads(wolverhampton.ledger, "332")),
             what="Wolverhampton keeping Dudley's head",
         )
         # ...and Wolverhampton's receipt of Dudley's next message gives it back.
-        _notify(dudley, "332", "336")
+        notify(dudley, "332", "336")
         wait_for(
             lambda: any(a.seq > 0 for a in audit_anchor.anchors(dudley.ledger)),
             what="Dudley's head given back by Wolverhampton",
