@@ -23,7 +23,7 @@ from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.signing import Signer
 from gateway.ledger.status import Direction, Status
 from gateway.settings import BrokerSettings
-from gateway.transport.accounts import RELAY, BrokerCredentials, relay_of
+from gateway.transport.accounts import BrokerCredentials, relay_of
 from gateway.transport.base import Delivery, Disposition, Verdict
 from gateway.transport.rabbit import RabbitTransport
 from gateway.transport.retry import (
@@ -176,8 +176,6 @@ def test_an_authoritys_relay_copies_into_its_own_lanes_only(
     assert refused_code(_publish("336.Notification.332"), relay) == ACCESS_REFUSED
     assert refused_code(lambda ch: ch.basic_get(Topology().inbox("336")), relay) == ACCESS_REFUSED
     assert refused_code(lambda ch: ch.basic_get("caf.parking.332"), relay) == ACCESS_REFUSED
-    # The relay of every lane (a gateway hosting several authorities) may.
-    assert refused_code(publish("caf.relay", "caf.parking.332"), accounts[RELAY]) == 0
 
 
 def test_a_gateway_on_authority_accounts_quarantines_every_forged_origin_with_its_reason(
