@@ -81,6 +81,24 @@ def test_the_corpus_has_at_least_thirty_attacks_each_with_an_expected_reason() -
     assert all((CORPUS / m["file"]).is_file() for m in MANIFEST)
 
 
+def test_the_security_document_counts_the_corpus_as_it_is() -> None:
+    text = " ".join((ROOT / "docs" / "security.md").read_text(encoding="utf-8").split())
+    counted = f"holds {len(ATTACKS)} hostile messages, {len(NORMALISED)} that must be accepted"
+    assert counted in text
+
+
+def test_the_security_documents_groups_name_every_corpus_file_once() -> None:
+    text = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    table = text[text.index("| group | files | what each asserts |") :].split("\n\n")[0]
+    named: list[int] = []
+    for row in table.splitlines()[2:]:
+        for part in row.split("|")[2].split(","):
+            first, _, last = part.strip().partition("–")
+            named += range(int(first), int(last or first) + 1)
+    attacks = [int(m["file"][:2]) for m in MANIFEST if m["name"] != "good"]
+    assert sorted(named) == sorted(attacks)
+
+
 def test_the_committed_manifest_matches_the_generator() -> None:
     # Signatures are randomised, so the files are not compared byte for byte;
     # what each file is, where it goes and why it must fail must not drift.
