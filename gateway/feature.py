@@ -146,12 +146,15 @@ class Job:
     Replicas of a gateway sharing a ledger run a job on one of them at a time
     (``gateway.ledger.jobs``), unless ``everywhere``: a job that claims each
     piece of its work row by row (local handover) shares it across replicas.
+    A job with a ``topic`` (``gateway.wakeups``) sleeps up to ``idle_s`` when idle
+    but is woken at once by a commit that announced work for that topic.
     """
 
     name: str
     step: Callable[[Kit], int]
     idle_s: float = 0.05
     everywhere: bool = False
+    topic: str | None = None
 
 
 @dataclass(frozen=True)

@@ -263,6 +263,9 @@ class DatabaseSettings(_Frozen):
     # With replicas, keep their sum within the server's max_connections (100 by default).
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=10, ge=0)
+    # On PostgreSQL the worker's loops sleep until a commit's NOTIFY wakes them
+    # (gateway.ledger.listener) and look again unwoken only after this long.
+    fallback_poll_s: float = Field(default=15.0, gt=0)
 
 
 class ApiTls(_Frozen):

@@ -1,15 +1,18 @@
 """Wake the worker's loops when there is work, instead of polling on a fixed period.
 
 A loop notes the generation of its topic before it looks for work; when it
-finds none it waits until the topic moves on (or a fallback period passes,
-for work another process put in a shared ledger). Nothing is lost between
-the look and the wait: a notification after the look changes the
-generation, and the wait returns at once.
+finds none it waits until the topic moves on (or a fallback period passes).
+Nothing is lost between the look and the wait: a notification after the look
+changes the generation, and the wait returns at once.
 
-Topics: ``outbox`` (something may be waiting to be published: any committed
-transaction that inserted into ``messages``, watched on the ledger's engine,
-and moves back into the outbox) and ``receipts`` (received messages were
-recorded and may be owed a receipt).
+Topics: ``outbox`` (something may be waiting to be published), ``receipts``
+(received messages may be owed a receipt) and ``handover`` (received messages
+may be waiting for a push connector). The ledger marks the transactions that
+create such work (``mark``, called by ``gateway.ledger.notify.announce``);
+``watch`` turns a marked transaction into a notification once it committed,
+within the process. Between processes sharing a PostgreSQL ledger the same
+transactions send ``NOTIFY`` and ``gateway.ledger.listener`` turns those into
+notifications here.
 """
 
 from __future__ import annotations
@@ -19,11 +22,24 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 
-__all__ = ["Wakeups"]
+__all__ = ["HANDOVER", "OUTBOX", "RECEIPTS", "TOPICS", "Wakeups", "mark"]
 
-_FLAG = "cafgw_inserted_messages"
+OUTBOX = "outbox"
+RECEIPTS = "receipts"
+HANDOVER = "handover"
+TOPICS = (OUTBOX, RECEIPTS, HANDOVER)
+
+# Topics a connection's current transaction created work for; kept on the pooled
+# connection's record, so the pool's ``checkin`` (after the commit) sees them.
+_PENDING = "cafgw_wake_topics"
+
+
+def mark(conn: Connection, *topics: str) -> None:
+    """Note that ``conn``'s transaction creates work for ``topics`` (woken on its commit)."""
+    pending: set[str] = conn.info.setdefault(_PENDING, set())
+    pending.update(topics)
 
 
 class Wakeups:
@@ -48,28 +64,29 @@ class Wakeups:
         with self._cond:
             return self._cond.wait_for(lambda: self._generations[topic] != seen, timeout_s)
 
-    def watch_outbox(self, engine: Engine) -> Callable[[], None]:
-        """Notify ``outbox`` after each transaction on ``engine`` that inserted messages.
+    def watch(self, engine: Engine) -> Callable[[], None]:
+        """Notify the topics each committed transaction on ``engine`` marked (``mark``).
 
-        Whoever records an outbound message (the API, a feature, a test feeding
-        the outbox) wakes the sender loop without knowing it exists. Notified
-        when the connection returns to the pool, i.e. after the commit, so the
-        sender loop's query sees the rows. Returns the function that stops watching.
+        Whoever records work (the API, a feature, a test feeding the outbox)
+        wakes the loop that does it without knowing it exists. Notified when
+        the connection returns to the pool, i.e. after the commit, so the
+        loop's query sees the rows; a rolled-back transaction's marks are
+        dropped. Returns the function that stops watching.
         """
 
-        def after_cursor_execute(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if statement.startswith("INSERT INTO messages"):
-                conn.info[_FLAG] = True
+        def rollback(conn: Any) -> None:
+            conn.info.pop(_PENDING, None)
 
         def checkin(_dbapi: Any, record: Any) -> None:
-            if record is not None and record.info.pop(_FLAG, False):
-                self.notify("outbox")
+            topics = record.info.pop(_PENDING, None) if record is not None else None
+            if topics:
+                self.notify(*sorted(topics))
 
-        event.listen(engine, "after_cursor_execute", after_cursor_execute)
+        event.listen(engine, "rollback", rollback)
         event.listen(engine, "checkin", checkin)
 
         def unwatch() -> None:
-            event.remove(engine, "after_cursor_execute", after_cursor_execute)
+            event.remove(engine, "rollback", rollback)
             event.remove(engine, "checkin", checkin)
 
         return unwatch

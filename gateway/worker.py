@@ -2,8 +2,13 @@
 pipeline, publish the outbox, send receipts, re-send what got no receipt, and
 run the features' jobs. Each loop runs in its own thread (pika connections
 are per thread) until ``stop`` is set; a loop that fails logs the error and
-carries on after a pause, so one bad turn never stops delivery. The sender
-and receipt loops sleep until there is work (``gateway.wakeups``).
+carries on after a pause, so one bad turn never stops delivery. The sender,
+receipt and handover loops sleep until there is work (``gateway.wakeups``):
+woken within the process by the commit that created it, and on PostgreSQL
+also by other processes' commits (LISTEN/NOTIFY, ``gateway.ledger.listener``),
+so there they look at the ledger unwoken only every
+``database.fallback_poll_s``; on SQLite (one gateway process, but
+``cafgw send`` may fill the outbox from another) every ``SQLITE_FALLBACK_S``.
 
 ``run_round``/``run_until_idle`` run the same steps in turn, in the calling
 thread, until nothing moves: what tests on the in-memory transport use
@@ -27,24 +32,28 @@ from dataclasses import dataclass, field
 from gateway.context import Gateway
 from gateway.errors import BrokerUnavailableError, CafgwError
 from gateway.ledger.jobs import JobLeases
+from gateway.ledger.listener import Listener
 from gateway.services import delivery, receipts, receiving
 from gateway.transport.base import Delivery, Disposition, Transport
-from gateway.wakeups import Wakeups
+from gateway.wakeups import OUTBOX, RECEIPTS, TOPICS, Wakeups
 
 log = logging.getLogger(__name__)
 
 # Receipt deadlines are seconds long: looking twice a second is plenty.
 RESEND_PAUSE_S = 0.5
+# SQLite: no notifications from other processes (``cafgw send``), so look often.
+SQLITE_FALLBACK_S = 0.25
 
 
 @dataclass(frozen=True)
 class Step:
-    """One periodic step: returns the work done; when idle, waits ``idle_s`` or for
-    ``topic`` to be notified (then at most the worker's fallback period)."""
+    """One periodic step: returns the work done; when idle, waits ``idle_s``, or for
+    ``topic`` to be notified (then at most ``idle_s`` if given, else the worker's
+    fallback period)."""
 
     name: str
     run: Callable[[], int]
-    idle_s: float
+    idle_s: float | None
     topic: str | None = None
     once: bool = False  # a periodic job: on one replica at a time
 
@@ -53,19 +62,29 @@ class Step:
 class Worker:
     gw: Gateway
     consumer_transport: Transport
-    idle_s: float = 0.05
-    # Loops woken by Wakeups (sender, receipts) look again after this long even
-    # unwoken: for work another process put in a shared ledger.
-    fallback_s: float = 0.25
+    # Loops woken by Wakeups (sender, receipts, handover) look again after this long
+    # even unwoken; None: ``database.fallback_poll_s`` on PostgreSQL (the listener
+    # hears other processes), ``SQLITE_FALLBACK_S`` on SQLite.
+    fallback_s: float | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     wakeups: Wakeups = field(default_factory=Wakeups)
     leases: JobLeases | None = None  # made from gw's ledger and clock when not given
+    listener: Listener | None = None  # on PostgreSQL, once started
     _unwatch: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.leases is None:
             self.leases = JobLeases(self.gw.ledger, self.gw.clock)
+        if self.fallback_s is None:
+            self.fallback_s = (
+                self.gw.settings.database.fallback_poll_s
+                if self._on_postgresql()
+                else SQLITE_FALLBACK_S
+            )
+
+    def _on_postgresql(self) -> bool:
+        return self.gw.ledger.engine.dialect.name == "postgresql"
 
     def _handle(self, batch: Sequence[Delivery]) -> Sequence[Disposition]:
         out = receiving.handle_batch(self.gw, batch)
@@ -74,21 +93,21 @@ class Worker:
             # waking the receipt loop for each batch of receipts cost the sender
             # a query per batch). The routing key is only a hint here; the
             # fallback look catches a mislabelled one.
-            self.wakeups.notify("receipts")
+            self.wakeups.notify(RECEIPTS)
         return out
 
     def _resend(self) -> int:
         changed = delivery.resend_overdue(self.gw)
         if changed:
-            self.wakeups.notify("outbox")  # RETRYING is back in the outbox
+            self.wakeups.notify(OUTBOX)  # RETRYING is back in the outbox
         return changed
 
     def steps(self) -> list[Step]:
         """The core steps, then every feature's jobs."""
         gw = self.gw
         core = [
-            Step("sender", lambda: delivery.publish_outbox(gw).confirmed, self.idle_s, "outbox"),
-            Step("receipts", lambda: receipts.send_receipts(gw), self.idle_s, "receipts"),
+            Step("sender", lambda: delivery.publish_outbox(gw).confirmed, None, OUTBOX),
+            Step("receipts", lambda: receipts.send_receipts(gw), None, RECEIPTS),
             Step("resender", self._resend, RESEND_PAUSE_S, once=True),
         ]
         kit = gw.kit
@@ -99,6 +118,7 @@ class Worker:
                         job.name,
                         functools.partial(job.step, kit),
                         job.idle_s,
+                        job.topic,
                         once=not job.everywhere,
                     )
                 )
@@ -118,23 +138,25 @@ class Worker:
             except BrokerUnavailableError as exc:
                 # gateway.transport.link has said the broker is down, once.
                 log.debug("%s: %s", step.name, exc)
-                busy = 0
                 self.stop.wait(1.0)
+                continue  # look again after the pause, not after the fallback period
             except CafgwError as exc:
                 log.warning("%s: %s", step.name, exc)
-                busy = 0
                 self.stop.wait(1.0)
+                continue
             except Exception:
                 log.exception("%s failed; carrying on", step.name)
-                busy = 0
                 self.stop.wait(1.0)
+                continue
             if busy:
                 continue
             if step.topic:
                 # Asleep until there is work: no fixed wait between a message and its hop.
-                self.wakeups.wait(step.topic, seen, self.fallback_s)
+                assert self.fallback_s is not None  # set in __post_init__
+                longest = self.fallback_s if step.idle_s is None else step.idle_s
+                self.wakeups.wait(step.topic, seen, longest)
             else:
-                self.stop.wait(step.idle_s)
+                self.stop.wait(step.idle_s or 0)
 
     def _consume(self) -> None:
         queues = self.gw.consumed_queues()
@@ -151,7 +173,10 @@ class Worker:
     def start(self) -> None:
         if self.gw.settings.broker.declare_topology:
             self.gw.transport.declare(self.gw.hosted)
-        self._unwatch.append(self.wakeups.watch_outbox(self.gw.ledger.engine))
+        self._unwatch.append(self.wakeups.watch(self.gw.ledger.engine))
+        if self._on_postgresql():
+            self.listener = Listener(self.gw.ledger.engine, self.wakeups, self.gw.ledger.replica)
+            self.listener.start()
         loops: list[tuple[str, Callable[[], None]]] = [("consumer", self._consume)]
         for step in self.steps():
             loops.append((step.name, functools.partial(self._loop, step)))
@@ -162,9 +187,11 @@ class Worker:
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.stop.set()
-        self.wakeups.notify("outbox", "receipts")  # wake sleeping loops so they see stop
+        self.wakeups.notify(*TOPICS)  # wake sleeping loops so they see stop
         for thread in self.threads:
             thread.join(timeout_s)
+        if self.listener is not None:
+            self.listener.close()
         for unwatch in self._unwatch:
             unwatch()
         self._unwatch.clear()

@@ -34,14 +34,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from gateway.errors import LedgerError, LedgerUnavailableError
 from gateway.ledger import migrate
+from gateway.ledger.notify import AWAITING_HANDOVER, announce, topics_for
 from gateway.ledger.records import (
     HistoryEntry,
     MessageRecord,
     NewMessage,
 )
-from gateway.ledger.status import Direction, Route, Status
+from gateway.ledger.status import OUTBOX_STATES, Direction, Route, Status
 from gateway.ledger.tables import history, messages
 from gateway.private_files import create_private_file, make_private_dir, tighten
+from gateway.wakeups import HANDOVER, OUTBOX, RECEIPTS
 
 Clock = Callable[[], datetime]
 
@@ -275,7 +277,12 @@ class LedgerCore:
                 for st, reason in item.statuses
             ],
         )
+        self.announce(conn, *_work_of(items))
         return pks
+
+    def announce(self, conn: Connection, *topics: str) -> None:
+        """Wake the loops of ``topics`` (here and in replicas) once ``conn`` commits."""
+        announce(conn, self.replica, *topics)
 
     def transition(
         self,
@@ -306,6 +313,7 @@ class LedgerCore:
                 for pk in pk_list
             ],
         )
+        self.announce(conn, *topics_for([status]))
 
     def transition_from(
         self,
@@ -356,6 +364,7 @@ class LedgerCore:
                     for pk in moved
                 ],
             )
+            self.announce(conn, *topics_for([status]))
         return moved
 
     def note(
@@ -397,6 +406,7 @@ class LedgerCore:
             conn.execute(
                 update(messages).where(messages.c.id.in_(list(pks))).values(receipt_due=True)
             )
+            self.announce(conn, RECEIPTS)
 
     @staticmethod
     def _record_select() -> Any:
@@ -449,6 +459,20 @@ class LedgerCore:
             route=Route(r[19]),
             route_to=r[20],
         )
+
+
+def _work_of(items: Sequence[NewMessage]) -> list[str]:
+    """The loops that newly recorded ``items`` give work to."""
+    topics = []
+    if any(i.direction is Direction.OUTBOUND and i.statuses[-1][0] in OUTBOX_STATES for i in items):
+        topics.append(OUTBOX)
+    if any(i.receipt_due for i in items):
+        topics.append(RECEIPTS)
+    if any(
+        i.direction is Direction.INBOUND and i.statuses[-1][0] in AWAITING_HANDOVER for i in items
+    ):
+        topics.append(HANDOVER)
+    return topics
 
 
 def _with_history(record: MessageRecord, entries: tuple[HistoryEntry, ...]) -> MessageRecord:

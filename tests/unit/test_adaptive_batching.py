@@ -7,16 +7,17 @@ loops sleep until there is work (``Wakeups``) instead of polling.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from policy_support import memory_gateway
-from sqlalchemy import create_engine, text
 
 from gateway.ledger.status import Direction, Status
 from gateway.transport.base import Delivery
 from gateway.transport.consumer import Batching, gather
-from gateway.wakeups import Wakeups
+from gateway.wakeups import HANDOVER, OUTBOX, RECEIPTS, TOPICS, Wakeups
 from gateway.worker import Worker
 from tests.local_systems import signed_inbound
 
@@ -83,27 +84,54 @@ def test_a_wait_returns_at_once_once_its_topic_moved_on() -> None:
     assert wakeups.wait("outbox", seen, 0)
 
 
-def test_a_committed_insert_into_messages_wakes_the_outbox_and_a_read_does_not(
+def test_work_recorded_wakes_its_loops_on_commit_and_a_rollback_or_a_read_wakes_none(
     tmp_path: Path,
 ) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE messages (id INTEGER PRIMARY KEY)"))
+    gw = memory_gateway(tmp_path, hosted=("332", "336"))
+    ledger = gw.ledger
     wakeups = Wakeups()
-    unwatch = wakeups.watch_outbox(engine)
-    before = wakeups.generation("outbox")
-    with engine.begin() as conn:
-        conn.execute(text("SELECT * FROM messages")).all()
-    assert wakeups.generation("outbox") == before
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO messages (id) VALUES (1)"))
-        assert wakeups.generation("outbox") == before  # not before the commit
-    assert wakeups.generation("outbox") == before + 1
+    unwatch = wakeups.watch(ledger.engine)
+
+    def seen() -> dict[str, int]:
+        return {t: wakeups.generation(t) for t in TOPICS}
+
+    before = seen()
+    ledger.find(authority="332", direction=Direction.OUTBOUND)
+    assert seen() == before
+    outbound = signed_inbound(gw, "332", "336", 1)  # the sender's outbox rows
+    with ledger.transaction() as conn:
+        ledger.record(outbound, conn)
+        assert seen() == before  # not before the commit
+    assert seen() == {**before, OUTBOX: before[OUTBOX] + 1}
+    # The recipient's copy, verified and owed a receipt: the receipt and handover loops.
+    received = [
+        replace(
+            m,
+            direction=Direction.INBOUND,
+            authority="336",
+            statuses=((Status.VERIFIED, None),),
+            receipt_due=True,
+        )
+        for m in signed_inbound(gw, "332", "336", 1)
+    ]
+    before = seen()
+    with ledger.transaction() as conn:
+        ledger.record(received, conn)
+    assert seen() == {
+        OUTBOX: before[OUTBOX],
+        RECEIPTS: before[RECEIPTS] + 1,
+        HANDOVER: before[HANDOVER] + 1,
+    }
+    before = seen()
+    with pytest.raises(RuntimeError), ledger.transaction() as conn:
+        ledger.record(signed_inbound(gw, "332", "336", 1), conn)
+        raise RuntimeError("rolled back")
+    assert seen() == before
     unwatch()
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO messages (id) VALUES (2)"))
-    assert wakeups.generation("outbox") == before + 1
-    engine.dispose()
+    with ledger.transaction() as conn:
+        ledger.record(signed_inbound(gw, "332", "336", 1), conn)
+    assert seen() == before
+    ledger.engine.dispose()
 
 
 def test_a_message_travels_and_is_receipted_with_no_loop_polling(tmp_path: Path) -> None:
