@@ -6,6 +6,7 @@ loops sleep until there is work (``Wakeups``) instead of polling.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,11 +15,12 @@ from typing import Any
 import pytest
 from policy_support import memory_gateway
 
+from gateway.errors import CafgwError
 from gateway.ledger.status import Direction, Status
 from gateway.transport.base import Delivery
 from gateway.transport.consumer import Batching, gather
 from gateway.wakeups import HANDOVER, OUTBOX, RECEIPTS, TOPICS, Wakeups
-from gateway.worker import Worker
+from gateway.worker import Step, Worker
 from tests.local_systems import signed_inbound
 
 
@@ -156,4 +158,30 @@ def test_a_message_travels_and_is_receipted_with_no_loop_polling(tmp_path: Path)
         assert set(statuses.values()) == {Status.DELIVERED}, statuses
     finally:
         worker.close()
+        gw.ledger.engine.dispose()
+
+
+def test_a_loop_whose_turn_failed_looks_again_after_its_pause_not_after_the_fallback(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path, hosted=("332",))
+    worker = Worker(gw, gw.transport, fallback_s=3600)
+    turns: list[float] = []
+    second = threading.Event()
+
+    def turn() -> int:
+        turns.append(time.monotonic())
+        if len(turns) == 1:
+            raise CafgwError("ledger unavailable: the server is restarting")
+        second.set()
+        return 0
+
+    loop = threading.Thread(target=worker._loop, args=(Step("sender", turn, None, OUTBOX),))
+    loop.start()
+    try:
+        assert second.wait(20)  # after the 1 s pause, not after the hour
+    finally:
+        worker.stop.set()
+        worker.wakeups.notify(OUTBOX)
+        loop.join(10)
         gw.ledger.engine.dispose()
