@@ -1,13 +1,17 @@
-"""What the bench's measurements share: a vhost of their own, peak RSS of a process."""
+"""What the bench's measurements share: a vhost and a PostgreSQL database of their own,
+peak RSS of a process."""
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psycopg
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -36,3 +40,45 @@ def proc_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+PG_ADMIN_URL = os.environ.get("CAFGW_BENCH_PG", "postgresql://127.0.0.1:5432/test")
+
+
+@contextmanager
+def pg_database(prefix: str = "cafgw_bench") -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL database on the local server: (its name, its SQLAlchemy URL).
+
+    Created from ``CAFGW_BENCH_PG`` (the machine's server, database ``test``, by
+    default) and dropped afterwards, whoever is still connected to it.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.connect(PG_ADMIN_URL, autocommit=True)
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        info = admin.info
+        host = "127.0.0.1" if info.host.startswith("/") else info.host
+        try:
+            yield name, f"postgresql+psycopg://{host}:{info.port}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+def pg_commits(name: str) -> int:
+    """Transactions the server has ended in database ``name`` (committed + rolled back)."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (name,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def pg_backend_pids(name: str) -> list[int]:
+    """Server processes serving connections to database ``name``."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchall()
+    return [int(r[0]) for r in rows]

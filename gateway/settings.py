@@ -266,6 +266,10 @@ class DatabaseSettings(_Frozen):
     # On PostgreSQL the worker's loops sleep until a commit's NOTIFY wakes them
     # (gateway.ledger.listener) and look again unwoken only after this long.
     fallback_poll_s: float = Field(default=15.0, gt=0)
+    # On PostgreSQL a periodic job (re-sends, disputes clock, acknowledgement deadline,
+    # retention, audit anchors: work that falls due with time) that found nothing
+    # looks again after at least this long; each look is a transaction or two.
+    job_poll_s: float = Field(default=2.0, gt=0)
 
 
 class ApiTls(_Frozen):

@@ -9,6 +9,8 @@ also by other processes' commits (LISTEN/NOTIFY, ``gateway.ledger.listener``),
 so there they look at the ledger unwoken only every
 ``database.fallback_poll_s``; on SQLite (one gateway process, but
 ``cafgw send`` may fill the outbox from another) every ``SQLITE_FALLBACK_S``.
+Periodic jobs, whose work falls due with time, look every ``idle_s`` of
+their own, on PostgreSQL at least every ``database.job_poll_s``.
 
 ``run_round``/``run_until_idle`` run the same steps in turn, in the calling
 thread, until nothing moves: what tests on the in-memory transport use
@@ -66,6 +68,9 @@ class Worker:
     # even unwoken; None: ``database.fallback_poll_s`` on PostgreSQL (the listener
     # hears other processes), ``SQLITE_FALLBACK_S`` on SQLite.
     fallback_s: float | None = None
+    # An idle periodic job (no topic) sleeps at least this long; None:
+    # ``database.job_poll_s`` on PostgreSQL, nothing more than the job's own on SQLite.
+    job_poll_s: float | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     wakeups: Wakeups = field(default_factory=Wakeups)
@@ -82,6 +87,8 @@ class Worker:
                 if self._on_postgresql()
                 else SQLITE_FALLBACK_S
             )
+        if self.job_poll_s is None:
+            self.job_poll_s = self.gw.settings.database.job_poll_s if self._on_postgresql() else 0.0
 
     def _on_postgresql(self) -> bool:
         return self.gw.ledger.engine.dialect.name == "postgresql"
@@ -156,7 +163,8 @@ class Worker:
                 longest = self.fallback_s if step.idle_s is None else step.idle_s
                 self.wakeups.wait(step.topic, seen, longest)
             else:
-                self.stop.wait(step.idle_s or 0)
+                # Work that falls due with time: nothing announces it.
+                self.stop.wait(max(step.idle_s or 0, self.job_poll_s or 0))
 
     def _consume(self) -> None:
         queues = self.gw.consumed_queues()
