@@ -22,9 +22,11 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
@@ -65,11 +67,9 @@ def alembic_config(
     return config
 
 
-@functools.cache
 def head(migrations: Path = MIGRATIONS) -> str | None:
-    """The newest revision in ``migrations`` (read once: revisions are code, shipped
-    with the version that runs)."""
-    return ScriptDirectory.from_config(alembic_config(migrations)).get_current_head()
+    """The newest revision in ``migrations``."""
+    return _script(migrations).get_current_head()
 
 
 def current(conn: Connection) -> str | None:
@@ -78,22 +78,23 @@ def current(conn: Connection) -> str | None:
 
 
 def upgrade(conn: Connection, to: str = "head", migrations: Path = MIGRATIONS) -> Upgrade:
-    """Bring the ledger on ``conn`` to revision ``to``, in ``conn``'s transaction.
+    """Bring the ledger on ``conn`` to revision ``to``, in ``conn``'s transaction (call
+    it first in that transaction).
 
-    Takes the schema lock first (PostgreSQL), so it is held until that
-    transaction ends: a concurrent upgrade waits, then finds nothing to do.
+    A ledger already there is only read. Otherwise the schema is locked until
+    the transaction ends (``_lock``): a concurrent upgrade waits, then finds
+    nothing to do.
     """
-    locks.xact_lock(conn, [locks.SCHEMA])
     before = current(conn)
     if to == "head" and before is not None and before == head(migrations):
-        # Every start but the first of a release: a read, not Alembic's environment
-        # (which compiles env.py and each revision anew, ~25 ms).
-        return Upgrade(before, before)
+        return Upgrade(before, before)  # every start but the first of a release
+    _lock(conn)
+    before = current(conn)
+    if to == "head" and before is not None and before == head(migrations):
+        return Upgrade(before, before)  # another process upgraded it while we waited
     adopted = before is None and inspect(conn).has_table("messages")
-    config = alembic_config(migrations)
-    config.attributes["connection"] = conn
     try:
-        command.upgrade(config, to)
+        _run(conn, to, migrations)
     except CommandError as exc:
         raise LedgerError(
             _unknown(before, migrations) or f"cannot upgrade the ledger: {exc}"
@@ -108,6 +109,42 @@ def upgrade(conn: Connection, to: str = "head", migrations: Path = MIGRATIONS) -
     elif done.changed:
         log.info("new ledger created at schema revision %s", done.after)
     return done
+
+
+def _lock(conn: Connection) -> None:
+    """Hold the schema until ``conn``'s transaction ends.
+
+    PostgreSQL: the schema's advisory lock (``locks.SCHEMA``). SQLite: its one
+    write lock, taken now (``BEGIN IMMEDIATE``) rather than at the first write,
+    so that the upgrade's DDL runs in one transaction (one commit, all or
+    nothing; the driver would otherwise commit each statement on its own) and
+    two processes opening a new ledger file at once take turns.
+    """
+    if conn.dialect.name != "sqlite":
+        locks.xact_lock(conn, [locks.SCHEMA])
+        return
+    driver = conn.connection.dbapi_connection
+    if driver is not None and not getattr(driver, "in_transaction", True):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@functools.cache
+def _script(migrations: Path) -> ScriptDirectory:
+    """The revisions in ``migrations``, loaded once per process (each is code to compile)."""
+    return ScriptDirectory.from_config(alembic_config(migrations))
+
+
+def _run(conn: Connection, to: str, migrations: Path) -> None:
+    """Alembic's ``upgrade`` command on ``conn``, with the revisions loaded once."""
+    script = _script(migrations)
+    config = alembic_config(migrations)
+    config.attributes["connection"] = conn
+
+    def steps(revision: Any, _context: MigrationContext) -> Any:
+        return script._upgrade_revs(to, revision)
+
+    with EnvironmentContext(config, script, fn=steps, destination_rev=to):
+        script.run_env()
 
 
 def _unknown(revision: str | None, migrations: Path) -> str | None:
@@ -144,8 +181,6 @@ def missing_tables(conn: Connection, schemas: Iterable[MetaData]) -> list[str]:
     return [name for name in wanted if name not in present]
 
 
-@functools.cache
 def revisions(migrations: Path = MIGRATIONS) -> tuple[str, ...]:
     """Every revision in ``migrations``, oldest first."""
-    script = ScriptDirectory.from_config(alembic_config(migrations))
-    return tuple(r.revision for r in reversed(list(script.walk_revisions())))
+    return tuple(r.revision for r in reversed(list(_script(migrations).walk_revisions())))

@@ -120,6 +120,26 @@ def test_a_new_revision_applies_on_a_ledger_at_the_old_head_and_once_only(tmp_pa
     assert "ix_test_messages_reason" in indexes
 
 
+def test_a_revision_that_fails_leaves_the_ledger_as_it_was(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger.open(url).engine.dispose()
+    failing = NEW_INDEX.replace(
+        'op.create_index("ix_test_messages_reason", "messages", ["reason"])',
+        'op.create_index("ix_test_messages_reason", "messages", ["reason"])\n'
+        '    op.execute("SELECT no_such_column FROM messages")',
+    )
+    migrations = migrations_with(tmp_path, failing.format(head=migrate.head()))
+    ledger = LedgerCore(make_engine(url))
+    try:
+        with pytest.raises(LedgerError, match="no_such_column"), ledger.transaction() as conn:
+            migrate.upgrade(conn, migrations=migrations)
+        indexes = {i["name"] for i in inspect(ledger.engine).get_indexes("messages")}
+        assert ledger.schema_revision() == migrate.head()
+    finally:
+        ledger.engine.dispose()
+    assert "ix_test_messages_reason" not in indexes
+
+
 def test_a_ledger_upgraded_by_a_newer_version_is_refused_naming_its_revision(
     tmp_path: Path,
 ) -> None:
