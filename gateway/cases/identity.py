@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, or_
+from sqlalchemy import Connection
 
-from gateway.cases.store import CaseThread, get, threads_where
-from gateway.cases.tables import case_threads
+from gateway.cases import store
+from gateway.cases.store import CaseThread, get
 
 _CASE_NAMESPACE = uuid.UUID("6f1c9a52-3f0e-4bd5-9c2e-6a0d8f1e2c11")
 
@@ -41,11 +41,7 @@ def threads_named(
 ) -> list[CaseThread]:
     """Every thread ``holder`` keeps that a message naming (thread_id, case_ref) could mean."""
     refs = [r for r in (thread_id, case_ref) if r]
-    return threads_where(
-        conn,
-        holder,
-        or_(case_threads.c.correlation_id == thread_id, case_threads.c.case_ref.in_(refs)),
-    )
+    return store.threads_named(conn, holder, thread_id, refs)
 
 
 def is_party(thread: CaseThread, code: str) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, insert, or_, select, update
 
 from gateway.cases.tables import case_log, case_threads, service_agreements
 from gateway.ledger.store import as_utc
@@ -94,6 +94,27 @@ _NOTICE_KEYS = select(case_log.c.notice_key).where(
     case_log.c.correlation_id == bindparam("correlation_id"),
     case_log.c.notice_key.is_not(None),
 )
+# A thread by its id or by a case reference (``identity.threads_named``). Each
+# side of the OR names the authority, so that SQLite reads each side from its
+# own index (the unique key, the case reference index) and unions them; with the
+# authority outside the OR it read every thread of the authority instead, and a
+# received message cost more with every case the receiver held (issue 14).
+_NAMED = (
+    select(case_threads)
+    .where(
+        or_(
+            and_(
+                case_threads.c.authority == bindparam("authority"),
+                case_threads.c.correlation_id == bindparam("correlation_id"),
+            ),
+            and_(
+                case_threads.c.authority == bindparam("authority"),
+                case_threads.c.case_ref.in_(bindparam("refs", expanding=True)),
+            ),
+        )
+    )
+    .order_by(case_threads.c.id)
+)
 _AGREEMENTS = select(service_agreements.c.practitioner_key, service_agreements.c.delivery_la).where(
     service_agreements.c.authority == bindparam("authority")
 )
@@ -136,6 +157,16 @@ def threads_where(
         select(case_threads)
         .where(case_threads.c.authority == authority, condition)
         .order_by(case_threads.c.id)
+    ).all()
+    return [_thread(r) for r in rows]
+
+
+def threads_named(
+    conn: Connection, authority: str, correlation_id: str, refs: list[str]
+) -> list[CaseThread]:
+    """``authority``'s threads of that id, or of any of those case references."""
+    rows = conn.execute(
+        _NAMED, {"authority": authority, "correlation_id": correlation_id, "refs": refs}
     ).all()
     return [_thread(r) for r in rows]
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import (
     Connection,
+    bindparam,
     select,
     update,
 )
@@ -18,6 +19,45 @@ from gateway.ledger.records import (
 )
 from gateway.ledger.status import IN_INBOX, Direction, Route, Status
 from gateway.ledger.tables import messages
+
+# The recording transaction's reads, built once with bound parameters (found in
+# SQLAlchemy's compiled cache, not rebuilt per batch). Each names the sender as
+# well as the ids, so that the unique key (direction, authority, sender,
+# message_id, ...) finds the rows; by (direction, authority) alone they scanned
+# every message the authority had received, for every batch (issue 14).
+_INBOUND = (
+    messages.c.direction == Direction.INBOUND.value,
+    messages.c.authority == bindparam("authority"),
+    messages.c.sender.in_(bindparam("senders", expanding=True)),
+    messages.c.message_id.in_(bindparam("ids", expanding=True)),
+)
+_INBOUND_ROWS = select(
+    messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.id
+).where(*_INBOUND)
+_SEEN_INBOUND = select(
+    messages.c.sender,
+    messages.c.message_id,
+    messages.c.id,
+    messages.c.digest,
+    messages.c.status,
+    messages.c.receipt_message_id,
+).where(*_INBOUND, messages.c.status != Status.QUARANTINED.value)
+# The first message with the content, not all of them: a record sent again and
+# again (or a bench sending one record thousands of times) had this read fetch
+# every earlier copy, so each copy cost more than the last (issue 14). On SQLite
+# the content index ends in the row id, so this stops at the first row.
+_FIRST_WITH_CONTENT = (
+    select(messages.c.message_id)
+    .where(
+        messages.c.direction == Direction.INBOUND.value,
+        messages.c.authority == bindparam("authority"),
+        messages.c.sender == bindparam("sender"),
+        messages.c.content_digest == bindparam("content"),
+        messages.c.status != Status.QUARANTINED.value,
+    )
+    .order_by(messages.c.id)
+    .limit(1)
+)
 
 
 class InboundQueries(LedgerCore):
@@ -33,13 +73,12 @@ class InboundQueries(LedgerCore):
             return {}
         wanted = set(keys)
         rows = conn.execute(
-            select(
-                messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.id
-            ).where(
-                messages.c.direction == Direction.INBOUND.value,
-                messages.c.authority == authority,
-                messages.c.message_id.in_(list({m for _, m, _ in keys})),
-            )
+            _INBOUND_ROWS,
+            {
+                "authority": authority,
+                "senders": sorted({s for s, _, _ in keys}),
+                "ids": sorted({m for _, m, _ in keys}),
+            },
         ).all()
         return {(s, m, d): pk for s, m, d, pk in rows if (s, m, d) in wanted}
 
@@ -53,21 +92,13 @@ class InboundQueries(LedgerCore):
         found: dict[tuple[str, str], InboundSeen] = {}
         if not keys:
             return found
-        ids = list({m for _, m in keys})
         rows = conn.execute(
-            select(
-                messages.c.sender,
-                messages.c.message_id,
-                messages.c.id,
-                messages.c.digest,
-                messages.c.status,
-                messages.c.receipt_message_id,
-            ).where(
-                messages.c.direction == Direction.INBOUND.value,
-                messages.c.authority == authority,
-                messages.c.message_id.in_(ids),
-                messages.c.status != Status.QUARANTINED.value,
-            )
+            _SEEN_INBOUND,
+            {
+                "authority": authority,
+                "senders": sorted({s for s, _ in keys}),
+                "ids": sorted({m for _, m in keys}),
+            },
         ).all()
         wanted = set(keys)
         for sender, message_id, pk, digest, status, receipt_id in rows:
@@ -78,24 +109,16 @@ class InboundQueries(LedgerCore):
     def same_content(
         self, conn: Connection, authority: str, sender: str, digests: Sequence[str]
     ) -> dict[str, str]:
-        """Content digest -> the id of an inbound message from ``sender`` that already
+        """Content digest -> the id of the first inbound message from ``sender`` that
         carried that content to ``authority`` (quarantined ones do not count)."""
-        if not digests:
-            return {}
-        rows = conn.execute(
-            select(messages.c.content_digest, messages.c.message_id)
-            .where(
-                messages.c.direction == Direction.INBOUND.value,
-                messages.c.authority == authority,
-                messages.c.sender == sender,
-                messages.c.content_digest.in_(list(set(digests))),
-                messages.c.status != Status.QUARANTINED.value,
-            )
-            .order_by(messages.c.id)
-        ).all()
         found: dict[str, str] = {}
-        for content, message_id in rows:
-            found.setdefault(content, message_id)
+        for content in dict.fromkeys(digests):
+            first = conn.execute(
+                _FIRST_WITH_CONTENT,
+                {"authority": authority, "sender": sender, "content": content},
+            ).first()
+            if first is not None:
+                found[content] = first[0]
         return found
 
     def inbox(
