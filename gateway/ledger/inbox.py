@@ -60,6 +60,20 @@ _FIRST_WITH_CONTENT = (
 )
 
 
+_INBOX_COLUMNS = (
+    messages.c.id,
+    messages.c.message_id,
+    messages.c.sender,
+    messages.c.recipient,
+    messages.c.message_type,
+    messages.c.correlation_id,
+    messages.c.status,
+    messages.c.created_at,
+    messages.c.body,
+    messages.c.restricted,
+)
+
+
 class InboundQueries(LedgerCore):
     """Queries and moves of inbound messages."""
 
@@ -124,34 +138,33 @@ class InboundQueries(LedgerCore):
     def inbox(
         self, authority: str, limit: int = 100, include_restricted: bool = False
     ) -> list[InboxItem]:
-        """Messages received for ``authority`` that its local system has not acknowledged."""
-        query = (
-            select(
-                messages.c.id,
-                messages.c.message_id,
-                messages.c.sender,
-                messages.c.recipient,
-                messages.c.message_type,
-                messages.c.correlation_id,
-                messages.c.status,
-                messages.c.created_at,
-                messages.c.body,
-                messages.c.restricted,
-            )
-            .where(
-                messages.c.direction == Direction.INBOUND.value,
-                messages.c.authority == authority,
-                messages.c.status.in_([s.value for s in IN_INBOX]),
-                messages.c.message_type != "Receipt",
-                messages.c.route == Route.INBOX.value,
-            )
-            .order_by(messages.c.id)
-            .limit(limit)
-        )
+        """Messages received for ``authority`` that its local system has not acknowledged.
+
+        One read per inbox status, each in row order from the inbox index and
+        stopping at ``limit``, then merged: with the statuses as one ``IN``, the
+        database sorted every waiting message to serve the first ``limit``, and a
+        backlog made every poll slower (issue 14).
+        """
+        conditions = [
+            messages.c.direction == Direction.INBOUND.value,
+            messages.c.authority == authority,
+            messages.c.message_type != "Receipt",
+            messages.c.route == Route.INBOX.value,
+        ]
         if not include_restricted:
-            query = query.where(messages.c.restricted.is_(False))
+            conditions.append(messages.c.restricted.is_(False))
         with self.transaction() as conn:
-            rows = conn.execute(query).all()
+            rows = [
+                row
+                for status in sorted(IN_INBOX)
+                for row in conn.execute(
+                    select(*_INBOX_COLUMNS)
+                    .where(*conditions, messages.c.status == status.value)
+                    .order_by(messages.c.id)
+                    .limit(limit)
+                ).all()
+            ]
+        rows.sort(key=lambda r: int(r[0]))
         return [
             InboxItem(
                 r[0],
@@ -165,7 +178,7 @@ class InboundQueries(LedgerCore):
                 bytes(r[8] or b""),
                 bool(r[9]),
             )
-            for r in rows
+            for r in rows[:limit]
         ]
 
     def acknowledge_local(self, authority: str, message_id: str) -> bool:
