@@ -263,10 +263,7 @@ class LedgerCore:
                     "content_digest": item.content_digest,
                 }
             )
-        result = conn.execute(
-            insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows
-        )
-        pks = [int(r[0]) for r in result.all()]
+        pks = _insert_messages(conn, rows)
         if len(pks) != len(items):
             raise LedgerError(f"recorded {len(items)} messages but got {len(pks)} primary keys")
         conn.execute(
@@ -473,6 +470,36 @@ def _work_of(items: Sequence[NewMessage]) -> list[str]:
     ):
         topics.append(HANDOVER)
     return topics
+
+
+# Multi-row INSERT ... RETURNING, the primary keys in the rows' order. SQLAlchemy
+# keeps that order itself where the database lets it (PostgreSQL); on SQLite it
+# needs a sentinel column for it and otherwise inserts one row per statement.
+_INSERT_SORTED = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
+_INSERT_ANY_ORDER = insert(messages).returning(messages.c.id)
+
+
+def _insert_messages(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` into ``messages``; their primary keys, in the rows' order.
+
+    On SQLite, one multi-row statement whose returned keys are sorted: ``id``
+    is the row id, and a row inserted without one gets one more than the
+    largest in the table (https://www.sqlite.org/autoinc.html), while this
+    transaction holds SQLite's only write lock; so the rows, inserted in
+    order, get consecutive ids in order, whatever order RETURNING gives
+    them back in. Ids that are not consecutive would mean the table reached
+    the largest row id (SQLite then picks at random): refused rather than
+    guessed. Before, SQLAlchemy wrote one INSERT per row here (issue 14).
+    """
+    if conn.dialect.name != "sqlite":
+        return [int(r[0]) for r in conn.execute(_INSERT_SORTED, rows).all()]
+    pks = sorted(int(r[0]) for r in conn.execute(_INSERT_ANY_ORDER, rows).all())
+    if pks and pks[-1] - pks[0] != len(pks) - 1:
+        raise LedgerError(
+            f"recorded {len(rows)} messages under ids that are not consecutive "
+            f"({pks[0]}..{pks[-1]}): the ledger's row ids are exhausted"
+        )
+    return pks
 
 
 def _with_history(record: MessageRecord, entries: tuple[HistoryEntry, ...]) -> MessageRecord:
