@@ -103,18 +103,25 @@ def on_assessment(ctx: ApplyContext, msg: Received) -> Effect:
                 now=ctx.now,
                 message_id=msg.message_id,
             )
-        cases.save(ctx.conn, thread, ctx.now)
-        for kind, counterparty, detail in lines:
-            _log(ctx, msg, thread.correlation_id, kind, counterparty=counterparty, detail=detail)
-        _log(
-            ctx,
-            msg,
+        # A thread the placement found absent is inserted at once (no UPDATE first).
+        cases.save(ctx.conn, thread, ctx.now, new=place.thread is None)
+        # The thread's new lines in one statement, in the order they were written one by one.
+        said = [
+            cases.NewLogLine(
+                msg.authority, thread.correlation_id, ctx.now, kind, counterparty, detail=detail
+            )
+            for kind, counterparty, detail in lines
+        ]
+        received = cases.NewLogLine(
+            msg.authority,
             thread.correlation_id,
+            ctx.now,
             "RECEIVED:Assessment",
             counterparty=msg.sender,
             message_id=msg.message_id,
             detail=header.legal_basis.value,
         )
+        cases.log_all(ctx.conn, [*said, received])
         index_child(ctx, msg.authority, thread.correlation_id, body.child)
 
     return effect
