@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, insert, or_, select, update
 
 from gateway.cases.tables import case_log, case_threads, service_agreements
+from gateway.ledger.deferred import DeferredInserts
 from gateway.ledger.store import as_utc
 
 
@@ -88,7 +89,9 @@ _UPDATE_THREAD = update(case_threads).where(
     case_threads.c.correlation_id == bindparam("k_correlation_id"),
 )
 _INSERT_THREAD = insert(case_threads)
-_INSERT_LOG = insert(case_log)
+# Case-log lines wait for the end of the transaction and go in together
+# (``gateway.ledger.deferred``): every read of the log here writes them first.
+_LOG_LINES = DeferredInserts(case_log)
 _NOTICE_KEYS = select(case_log.c.notice_key).where(
     case_log.c.authority == bindparam("authority"),
     case_log.c.correlation_id == bindparam("correlation_id"),
@@ -128,6 +131,7 @@ def get(
         return None
     log: tuple[LogEntry, ...] = ()
     if with_log:
+        flush_log(conn)
         log = tuple(
             LogEntry(as_utc(r.at), r.kind, r.counterparty, r.message_id, r.detail)
             for r in conn.execute(
@@ -222,11 +226,12 @@ class NewLogLine:
 
 
 def log_all(conn: Connection, lines: list[NewLogLine]) -> None:
-    """Append ``lines`` to their threads' logs, in order, in one statement."""
-    if not lines:
-        return
-    conn.execute(
-        _INSERT_LOG,
+    """Append ``lines`` to their threads' logs, in order.
+
+    Written with the transaction's other lines in one statement, just before
+    it commits (or before the log is next read in it)."""
+    _LOG_LINES.add(
+        conn,
         [
             {
                 "authority": x.authority,
@@ -241,6 +246,11 @@ def log_all(conn: Connection, lines: list[NewLogLine]) -> None:
             for x in lines
         ],
     )
+
+
+def flush_log(conn: Connection) -> None:
+    """Write the log lines pending on ``conn`` (before any other statement on the log)."""
+    _LOG_LINES.flush(conn)
 
 
 def log(
@@ -267,6 +277,7 @@ def log(
 
 def logged(conn: Connection, authority: str, kind: str, message_id: str) -> LogEntry | None:
     """The first log entry of ``kind`` about ``message_id``."""
+    flush_log(conn)
     r = conn.execute(
         select(case_log)
         .where(
@@ -283,6 +294,7 @@ def logged(conn: Connection, authority: str, kind: str, message_id: str) -> LogE
 
 def notice_keys(conn: Connection, authority: str, correlation_id: str) -> set[str]:
     """Notices already sent on this thread (so a re-submission does not repeat them)."""
+    flush_log(conn)
     rows = conn.execute(
         _NOTICE_KEYS, {"authority": authority, "correlation_id": correlation_id}
     ).all()

@@ -16,11 +16,11 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
-    insert,
     select,
 )
 
 from gateway.crossborder.tables import metadata
+from gateway.ledger.deferred import DeferredInserts
 
 existence_index = Table(
     "existence_index",
@@ -33,14 +33,17 @@ existence_index = Table(
 Index("ix_existence_hash", existence_index.c.authority, existence_index.c.keyed_hash)
 
 
-# Built once (bound parameters, "expanding" IN): one read and one write per
-# case, found in SQLAlchemy's compiled cache, instead of two per hash.
+# Built once (bound parameters, "expanding" IN): one read per case, found in
+# SQLAlchemy's compiled cache. The rows themselves wait for the end of the
+# transaction and go in together (``gateway.ledger.deferred``): one INSERT per
+# received batch or accepted upload, not one per case. Every other statement
+# here on the index writes them first.
 _KNOWN = select(existence_index.c.keyed_hash).where(
     existence_index.c.authority == bindparam("authority"),
     existence_index.c.correlation_id == bindparam("correlation_id"),
     existence_index.c.keyed_hash.in_(bindparam("hashes", expanding=True)),
 )
-_INSERT = insert(existence_index)
+_ROWS = DeferredInserts(existence_index)
 
 
 def index_child(
@@ -56,19 +59,32 @@ def index_child(
             _KNOWN, {"authority": authority, "correlation_id": correlation_id, "hashes": wanted}
         )
     }
-    new = [
-        {"authority": authority, "keyed_hash": value, "correlation_id": correlation_id}
-        for value in wanted
-        if value not in known
-    ]
-    if new:
-        conn.execute(_INSERT, new)
+    # and those this transaction added and has not written yet
+    known.update(
+        row["keyed_hash"]
+        for row in _ROWS.pending(conn)
+        if row["authority"] == authority and row["correlation_id"] == correlation_id
+    )
+    _ROWS.add(
+        conn,
+        [
+            {"authority": authority, "keyed_hash": value, "correlation_id": correlation_id}
+            for value in wanted
+            if value not in known
+        ],
+    )
+
+
+def flush(conn: Connection) -> None:
+    """Write the rows pending on ``conn`` (before any other statement on the index)."""
+    _ROWS.flush(conn)
 
 
 def holds(conn: Connection, authority: str, hashes: Iterable[str]) -> bool:
     wanted = list(hashes)
     if not wanted:
         return False
+    flush(conn)
     row = conn.execute(
         select(existence_index.c.id).where(
             existence_index.c.authority == authority,

@@ -189,8 +189,10 @@ class LedgerCore:
                 _MANAGED.add(conn)
                 try:
                     yield conn
-                    for action in _BEFORE_COMMIT.pop(conn, ()):
-                        action(conn)
+                    # Until none is left: an action may leave work for another.
+                    while actions := _BEFORE_COMMIT.pop(conn, None):
+                        for action in actions:
+                            action(conn)
                 finally:
                     _MANAGED.discard(conn)
                     _BEFORE_COMMIT.pop(conn, None)

@@ -13,7 +13,9 @@ from collections.abc import Callable, Collection
 
 from sqlalchemy import Connection, delete, select, update
 
+from gateway.cases import store as cases
 from gateway.cases.tables import case_log, case_threads
+from gateway.crossborder import existence_store
 from gateway.crossborder.consent_store import consent_register
 from gateway.crossborder.existence_store import existence_index
 from gateway.disputes.tables import dispute_events, disputes, escalations
@@ -43,6 +45,7 @@ def case_threads_and_log(
         ]
     if not threads:
         return {}
+    cases.flush_log(conn)  # lines this transaction added go with the rest
     gone = conn.execute(
         delete(case_threads).where(
             case_threads.c.authority == authority, case_threads.c.correlation_id.in_(threads)
@@ -67,6 +70,7 @@ def existence_entries(
     """Keyed hashes of the child's identifiers that answer existence queries."""
     if not threads:
         return {}
+    existence_store.flush(conn)  # rows this transaction added go with the rest
     gone = conn.execute(
         delete(existence_index).where(
             existence_index.c.authority == authority,

@@ -13,29 +13,21 @@ plan says how each is answered.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_support import memory_gateway
 from sqlalchemy import Engine, event
+from support.received import assessments
 
 from gateway.context import Gateway
-from gateway.envelope import xmlsafe
-from gateway.envelope.codec import element_to_envelope
 from gateway.ledger.status import Direction, Status
-from gateway.model import Assessment, Envelope
 from gateway.services.receiving import handle_batch
-from gateway.transport.base import Delivery, Verdict, routing_key
-from gateway.transport.provenance import publishers_for
+from gateway.transport.base import Delivery, Verdict
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "schemas" / "examples" / "assessment.xml"  # 332 -> 336
 # A search constrained by nothing but the authority (and direction): every row of
 # that authority is read, however few the statement wants.
 AUTHORITY_ONLY = re.compile(
@@ -55,34 +47,7 @@ def gw(tmp_path: Path) -> Iterator[Gateway]:
 
 
 def _assessments(gw: Gateway, case_refs: Sequence[str]) -> list[Delivery]:
-    """Signed Assessments from 332 to 336, one per case reference (repeats: same content)."""
-    root = xmlsafe.parse(EXAMPLE.read_bytes(), max_bytes=1_000_000, max_depth=64)
-    template = element_to_envelope(root)
-    assert isinstance(template.body, Assessment)
-    user = sorted(publishers_for(gw.settings.broker, "332"))[0]
-    out = []
-    for tag, ref in enumerate(case_refs):
-        header = replace(
-            template.header,
-            message_id=str(uuid.uuid4()),
-            correlation_id=ref,
-            created_at=datetime.now(UTC).replace(microsecond=0),
-        )
-        signed = gw.outbox.sign(Envelope(header, replace(template.body, case_ref=ref)))
-        assert signed.body is not None
-        out.append(
-            Delivery(
-                gw.topology.inbox("336"),
-                routing_key("336", "Assessment", "332"),
-                signed.body,
-                signed.message_id,
-                {},
-                0,
-                tag,
-                user,
-            )
-        )
-    return out
+    return assessments(gw, gw, case_refs)
 
 
 @contextmanager

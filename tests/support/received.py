@@ -1,0 +1,58 @@
+"""Signed Assessments from Dudley (332) to Wolverhampton (336), as the broker hands them over."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.context import Gateway
+from gateway.envelope import xmlsafe
+from gateway.envelope.codec import element_to_envelope
+from gateway.model import Assessment, Envelope
+from gateway.transport.base import Delivery, routing_key
+from gateway.transport.provenance import publishers_for
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "schemas" / "examples" / "assessment.xml"  # 332 -> 336
+
+
+def assessments(
+    signer: Gateway, receiver: Gateway, case_refs: Sequence[str], first_tag: int = 0
+) -> list[Delivery]:
+    """One delivery per case reference, signed by ``signer``'s 332, for ``receiver``'s
+    inbox of 336: the example record with that case reference (the same reference
+    twice is the same content; ``REF#n`` is case ``REF`` with other content)."""
+    root = xmlsafe.parse(EXAMPLE.read_bytes(), max_bytes=1_000_000, max_depth=64)
+    template = element_to_envelope(root)
+    assert isinstance(template.body, Assessment)
+    user = sorted(publishers_for(receiver.settings.broker, "332"))[0]
+    out = []
+    for tag, named in enumerate(case_refs, start=first_tag):
+        ref, _, variant = named.partition("#")
+        body = replace(template.body, case_ref=ref)
+        if variant:
+            body = replace(body, source_system=f"{body.source_system} ({variant})")
+        header = replace(
+            template.header,
+            message_id=str(uuid.uuid4()),
+            correlation_id=ref,
+            created_at=datetime.now(UTC).replace(microsecond=0),
+        )
+        signed = signer.outbox.sign(Envelope(header, body))
+        assert signed.body is not None
+        out.append(
+            Delivery(
+                receiver.topology.inbox("336"),
+                routing_key("336", "Assessment", "332"),
+                signed.body,
+                signed.message_id,
+                {},
+                0,
+                tag,
+                user,
+            )
+        )
+    return out
