@@ -17,7 +17,10 @@ Each is run at offered rates of 50, 200 and 500 msgs/s (latency
 percentiles) and flat out for 10,000 messages (throughput); ``BENCH_FULL=1``
 adds a 100,000-message run. Peak RSS is reported per process, and the CPU
 budget (``bench.cpu``): CPU ms per message by stage on each side, beside
-raw pika's. Results go to ``bench/results/<utc stamp>.json`` and rich tables.
+raw pika's. Then replicas of one gateway on a PostgreSQL ledger
+(``bench.replicas``: 1, 2, 3 receivers and 1, 2 senders; ``--replicas ''
+--sender-replicas ''`` skips them). Results go to
+``bench/results/<utc stamp>.json`` and rich tables.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import cpu, whole_path  # noqa: E402
+from bench import cpu, replicas, whole_path  # noqa: E402
 from bench.bench_support import proc_rss_mb, rabbit_vhost, self_rss_mb  # noqa: E402
 from gateway.context import Gateway, build  # noqa: E402
 from gateway.cpu_budget import BUDGET  # noqa: E402
@@ -363,8 +366,16 @@ def render(rows: list[Row], adapters: list[dict[str, Any]]) -> None:
     for r in rows:
         rss = ", ".join(f"{k} {v:.0f}" for k, v in r.peak_rss_mb.items())
         table.add_row(
-            r.system, r.run, str(r.messages), f"{r.msgs_per_s:.0f}", f(r.p50_ms), f(r.p95_ms),
-            f(r.p99_ms), f(r.per_message_ms), rss, r.note,
+            r.system,
+            r.run,
+            str(r.messages),
+            f"{r.msgs_per_s:.0f}",
+            f(r.p50_ms),
+            f(r.p95_ms),
+            f(r.p99_ms),
+            f(r.per_message_ms),
+            rss,
+            r.note,
         )
     console.print(table)
     raw_rows = {r.run: r for r in rows if r.system.startswith("raw pika")}
@@ -388,6 +399,26 @@ def render(rows: list[Row], adapters: list[dict[str, Any]]) -> None:
         console.print(at)
 
 
+def _counts(text: str) -> list[int]:
+    return [int(c) for c in text.split(",") if c.strip()]
+
+
+def measure_replicas(
+    receiver_counts: list[int], sender_counts: list[int], received: int, sent: int
+) -> list[replicas.ReplicaRow]:
+    """The replica rows, on a vhost and PostgreSQL databases of their own."""
+    if not receiver_counts and not sender_counts:
+        return []
+    with (
+        rabbit_vhost("cafgw-bench-replicas") as url,
+        tempfile.TemporaryDirectory(prefix="cafgw-bench-replicas-") as tmp,
+    ):
+        rows = replicas.measure(Path(tmp), url, receiver_counts, sender_counts, received, sent)
+    for row in rows:
+        console.print(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--count", type=int, default=10_000, help="flat-out run size")
@@ -404,6 +435,18 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=10_000,
         help="Dudley records for the user's whole path (bench.whole_path); 0 skips it",
+    )
+    parser.add_argument(
+        "--replicas", default="1,2,3", help="receiver replica counts on PostgreSQL ('' skips)"
+    )
+    parser.add_argument(
+        "--sender-replicas", default="1,2", help="sender replica counts on PostgreSQL ('' skips)"
+    )
+    parser.add_argument(
+        "--replica-messages", type=int, default=replicas.RECEIVED, help="per receiver row"
+    )
+    parser.add_argument(
+        "--sender-replica-messages", type=int, default=replicas.SENT, help="per sender row"
     )
     args = parser.parse_args(argv)
     full = args.full or os.environ.get("BENCH_FULL") == "1"
@@ -431,9 +474,17 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(rows[-1])
         finally:
             rig.close()
+    replica_rows = measure_replicas(
+        _counts(args.replicas),
+        _counts(args.sender_replicas),
+        args.replica_messages,
+        args.sender_replica_messages,
+    )
     path = whole_path.measure(args.path_records) if args.path_records else None
     adapters = adapter_rows(args.adapter_records) if args.adapter_records else []
     render(rows, adapters)
+    if replica_rows:
+        console.print(replicas.table(replica_rows))
     if path is not None:
         console.print(whole_path.table(path))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -448,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
                 "payload_bytes": len(payload),
                 "rows": [asdict(r) for r in rows],
                 "whole_path": path,
+                "replicas": [asdict(r) for r in replica_rows],
                 "adapters": adapters,
             },
             indent=2,
