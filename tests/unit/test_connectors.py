@@ -14,15 +14,18 @@ import httpx
 import pytest
 from local_systems import WebhookReceiver, secret_file, signed_inbound, with_connector
 from ops_helpers import Clock, make_gateway
+from sqlalchemy import func, select
 
 from gateway.connectors import handover, registry
-from gateway.connectors.base import LocalMessage, Outcome
+from gateway.connectors.base import Connector, Handover, LocalMessage, Outcome
 from gateway.connectors.filedrop import FileDropConnector, staged_name
 from gateway.connectors.webhook import WebhookConnector, signature
 from gateway.context import Gateway
 from gateway.errors import ConfigError
 from gateway.ledger.status import Direction, Status
+from gateway.ledger.tables import messages
 from gateway.services import dead_letters, receiving
+from gateway.settings import Settings
 from gateway.transport.base import Delivery
 
 pytestmark = pytest.mark.timeout(60)
@@ -260,6 +263,63 @@ def test_webhook_post_that_succeeded_before_a_crash_is_sent_again_with_the_same_
     assert len({c.body_sha256 for c in calls}) == 1
     assert taken == {message_id: 2}
     assert status_of(gw, message_id) == Status.ACKNOWLEDGED
+
+
+class Killed(BaseException):
+    """The process dies here (a SIGKILL runs no handler; nothing below catches this)."""
+
+
+def test_a_replica_killed_mid_turn_repeats_only_the_webhook_post_it_had_in_flight(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    _, secret = secret_file(tmp_path / "secrets")
+    with WebhookReceiver(secret) as server:
+        gw = webhook_gateway(tmp_path, server.url, clock)
+        ids = receive(gw, 25)
+        calls = 0
+        claimed_at_kill: list[int] = []
+
+        def dies_after_the_13th_post(settings: Settings, code: str) -> Connector:
+            real = registry.connector_for(settings, code)
+            post = real.deliver
+
+            def deliver(message: LocalMessage) -> Handover:
+                nonlocal calls
+                handed = post(message)
+                calls += 1
+                if calls == 13:  # the local system took it; the answer is never recorded
+                    claimed_at_kill.append(claimed(gw))
+                    raise Killed
+                return handed
+
+            real.deliver = deliver  # type: ignore[method-assign]
+            return real
+
+        with pytest.raises(Killed):
+            handover.deliver_pending(gw, connector_for=dies_after_the_13th_post)
+        # Every POST before the one in flight was recorded as it happened.
+        assert [status_of(gw, m) for m in ids[:12]] == [Status.ACKNOWLEDGED] * 12
+        assert status_of(gw, ids[12]) == Status.VERIFIED
+        # What the dead replica held beyond its POST in flight: the rest of one claim.
+        assert 1 <= claimed_at_kill[0] <= handover.CLAIM
+        clock.advance(handover.CLAIM_LEASE_S + 1)  # its claims lapse; another replica goes on
+        assert handover.deliver_pending(gw) == 13
+        sent, taken = server.snapshot()
+    assert taken == {**dict.fromkeys(ids, 1), ids[12]: 2}
+    assert [c.attempt for c in sent if c.key == ids[12]] == ["1", "1"]
+
+
+def claimed(gw: Gateway) -> int:
+    """Inbound rows of RECIPIENT claimed for handover now."""
+    with gw.ledger.transaction() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(messages)
+                .where(messages.c.authority == RECIPIENT, messages.c.claimed_until.is_not(None))
+            ).scalar_one()
+        )
 
 
 def test_webhook_connector_without_a_secret_file_is_a_config_error(tmp_path: Path) -> None:
