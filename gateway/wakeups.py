@@ -75,7 +75,12 @@ class Wakeups:
         """
 
         def rollback(conn: Any) -> None:
-            conn.info.pop(_PENDING, None)
+            # A connection lost mid-transaction (the server restarting) must be left
+            # alone here: asking for its info would try to reconnect inside the
+            # rollback and turn an outage into another error. (Its marks may then wake
+            # the loops once for nothing.)
+            if not conn.invalidated:
+                conn.info.pop(_PENDING, None)
 
         def checkin(_dbapi: Any, record: Any) -> None:
             topics = record.info.pop(_PENDING, None) if record is not None else None

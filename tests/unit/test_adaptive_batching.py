@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 from policy_support import memory_gateway
+from sqlalchemy import create_engine, text
 
 from gateway.errors import CafgwError
 from gateway.ledger.status import Direction, Status
 from gateway.transport.base import Delivery
 from gateway.transport.consumer import Batching, gather
-from gateway.wakeups import HANDOVER, OUTBOX, RECEIPTS, TOPICS, Wakeups
+from gateway.wakeups import HANDOVER, OUTBOX, RECEIPTS, TOPICS, Wakeups, mark
 from gateway.worker import Step, Worker
 from tests.local_systems import signed_inbound
 
@@ -134,6 +135,24 @@ def test_work_recorded_wakes_its_loops_on_commit_and_a_rollback_or_a_read_wakes_
         ledger.record(signed_inbound(gw, "332", "336", 1), conn)
     assert seen() == before
     ledger.engine.dispose()
+
+
+def test_a_connection_lost_mid_transaction_rolls_back_with_the_original_error(
+    tmp_path: Path,
+) -> None:
+    # The database going away mid-transaction must surface as itself (an outage the
+    # receiving pipeline holds its batch for), not as an error from the wake-up hook.
+    engine = create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    wakeups = Wakeups()
+    unwatch = wakeups.watch(engine)
+    lost = pytest.raises(ConnectionError, match="server closed the connection")
+    with lost, engine.begin() as conn:
+        conn.execute(text("SELECT 1"))
+        mark(conn, OUTBOX)
+        conn.invalidate()  # what SQLAlchemy does when the server is gone
+        raise ConnectionError("server closed the connection")
+    unwatch()
+    engine.dispose()
 
 
 def test_a_message_travels_and_is_receipted_with_no_loop_polling(tmp_path: Path) -> None:
