@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pika
@@ -76,6 +76,8 @@ class ReplicaRow:
     postgres_cpu_ms_per_msg: float
     load_average: float
     note: str = ""
+    stage_cpu_ms_per_msg: dict[str, float] = field(default_factory=dict)
+    """The replicas' CPU by stage (``gateway.cpu_budget``, summed over them) per message."""
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Bench:
                 ledger_url=ledger_url,
                 keys_dir=self.workdir / "keys",
                 port=port,
+                gateway={"cpu_budget": True},  # stage timers on /metrics
             )
             procs.append(
                 GatewayProcess(f"{tag}-{i}", folder, port, self.workdir / f"{tag}-{i}.log")
@@ -178,13 +181,15 @@ def _timed(
     timeout_s: float,
     *,
     from_end: bool = False,
-) -> tuple[float, float, float, int]:
+) -> tuple[float, float, float, int, dict[str, float]]:
     """Run ``start``, wait until ``done()`` reaches ``count``: (seconds, gateway CPU s,
-    PostgreSQL CPU s, how many were done). Timed and CPU counted from ``start``'s
-    beginning, or from its end (``from_end``: nothing is done before it returns)."""
+    PostgreSQL CPU s, how many were done, the replicas' CPU s by stage). Timed and CPU
+    counted from ``start``'s beginning, or from its end (``from_end``: nothing is done
+    before it returns)."""
     pids = [p.proc.pid for p in procs if p.proc is not None]
     if from_end:
         start()  # the replicas sleep meanwhile: woken by its commit
+    stages_before = _stages(procs)
     gw_before, pg_before = _cpu_s(pids), _cpu_s(pg_backend_pids(db))
     started = time.monotonic()
     if not from_end:
@@ -198,7 +203,18 @@ def _timed(
         time.sleep(0.05)
     seconds = time.monotonic() - started
     gw_after, pg_after = _cpu_s(pids), _cpu_s(pg_backend_pids(db))
-    return seconds, _spent(gw_before, gw_after), _spent(pg_before, pg_after), reached
+    stages = _stages(procs)
+    by_stage = {k: v - stages_before.get(k, 0.0) for k, v in stages.items()}
+    return seconds, _spent(gw_before, gw_after), _spent(pg_before, pg_after), reached, by_stage
+
+
+def _stages(procs: Sequence[GatewayProcess]) -> dict[str, float]:
+    """CPU seconds by stage, summed over the replicas (read from their /metrics)."""
+    total: dict[str, float] = {}
+    for proc in procs:
+        for stage, seconds in cpu.scrape_stages(proc.port).items():
+            total[stage] = total.get(stage, 0.0) + seconds
+    return total
 
 
 def receivers(bench: Bench, replicas: int, count: int, timeout_s: float) -> ReplicaRow:
@@ -226,7 +242,7 @@ def receivers(bench: Bench, replicas: int, count: int, timeout_s: float) -> Repl
                 messages.c.message_type != "Receipt",
                 messages.c.receipt_message_id.is_not(None),
             )
-            seconds, gw_s, pg_s, done = _timed(
+            seconds, gw_s, pg_s, done, stages = _timed(
                 db, procs, publish, lambda: _count(reader, *receipted), count, timeout_s
             )
             # Each replica receipts what it recorded: more replicas, smaller receipts.
@@ -238,7 +254,7 @@ def receivers(bench: Bench, replicas: int, count: int, timeout_s: float) -> Repl
         finally:
             stop_all(procs)
             reader.engine.dispose()
-    row = _row("receiver", replicas, done, count, seconds, gw_s, pg_s)
+    row = _row("receiver", replicas, done, count, seconds, gw_s, pg_s, stages)
     row.note = f"{receipts} signed receipts" + (f"; {row.note}" if row.note else "")
     return row
 
@@ -255,7 +271,7 @@ def senders(bench: Bench, replicas: int, count: int, timeout_s: float) -> Replic
                 messages.c.direction == Direction.OUTBOUND.value,
                 messages.c.status == Status.SENT.value,
             )
-            seconds, gw_s, pg_s, done = _timed(
+            seconds, gw_s, pg_s, done, stages = _timed(
                 db,
                 procs,
                 lambda: feed(feeder, bench.signed[:count], chunk=count),
@@ -268,11 +284,18 @@ def senders(bench: Bench, replicas: int, count: int, timeout_s: float) -> Replic
             stop_all(procs)
             feeder.ledger.engine.dispose()
     bench.purge(RECIPIENT)
-    return _row("sender", replicas, done, count, seconds, gw_s, pg_s)
+    return _row("sender", replicas, done, count, seconds, gw_s, pg_s, stages)
 
 
 def _row(
-    role: str, replicas: int, done: int, count: int, seconds: float, gw_s: float, pg_s: float
+    role: str,
+    replicas: int,
+    done: int,
+    count: int,
+    seconds: float,
+    gw_s: float,
+    pg_s: float,
+    stages: dict[str, float],
 ) -> ReplicaRow:
     per = max(1, done)
     return ReplicaRow(
@@ -286,6 +309,7 @@ def _row(
         round(pg_s / per * 1000, 2),
         os.getloadavg()[0],
         "" if done >= count else f"only {done}/{count} within the timeout",
+        {k: round(v / per * 1000, 3) for k, v in stages.items() if v > 0},
     )
 
 
@@ -332,6 +356,18 @@ def table(rows: Sequence[ReplicaRow]) -> Table:
     return out
 
 
+def stage_table(rows: Sequence[ReplicaRow]) -> Table:
+    """The replicas' CPU ms per message by stage, one column per row."""
+    out = Table(title="replicas: CPU ms per message by stage (gateway.cpu_budget, all replicas)")
+    out.add_column("stage")
+    for r in rows:
+        out.add_column(f"{r.role} x{r.replicas}")
+    stages = sorted({k for r in rows for k in r.stage_cpu_ms_per_msg})
+    for stage in stages:
+        out.add_row(stage, *(f"{r.stage_cpu_ms_per_msg.get(stage, 0.0):.3f}" for r in rows))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Only the replica rows (``make bench`` runs them too, through ``bench.run``)."""
     import argparse  # noqa: PLC0415
@@ -355,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         rows = measure(Path(tmp), url, receiving, sending, args.messages, args.sender_messages)
     Console(width=200).print(table(rows))
+    Console(width=200).print(stage_table(rows))
     return 0
 
 

@@ -485,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     render(rows, adapters)
     if replica_rows:
         console.print(replicas.table(replica_rows))
+        console.print(replicas.stage_table(replica_rows))
     if path is not None:
         console.print(whole_path.table(path))
     RESULTS.mkdir(parents=True, exist_ok=True)
