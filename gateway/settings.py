@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 import yaml
 from pydantic import (
@@ -250,6 +250,27 @@ class BrokerSettings(_Frozen):
     def nodes(self) -> tuple[str, ...]:
         """The broker's nodes, to try in this order (``url`` alone for one node)."""
         return self.urls or (self.url,)
+
+    @property
+    def relay_nodes(self) -> tuple[str, ...]:
+        """The relay account on every node: ``relay_url`` first, then each other node
+        of ``nodes`` with the relay's user and password (accounts are cluster-wide),
+        so retry and park copies go on when ``relay_url``'s node is down. Empty
+        without ``relay_url``."""
+        if self.relay_url is None:
+            return ()
+        relay = urlparse(self.relay_url)
+        found = [self.relay_url]
+        for node in self.nodes:
+            at = urlparse(node)
+            if (at.hostname, at.port) == (relay.hostname, relay.port):
+                continue
+            host = at.netloc.rpartition("@")[2]
+            userinfo = relay.netloc.rpartition("@")[0]
+            found.append(
+                urlunparse(relay._replace(netloc=f"{userinfo}@{host}" if userinfo else host))
+            )
+        return tuple(found)
 
 
 def _account_of(url: str) -> tuple[str, str | None, str | None, str]:

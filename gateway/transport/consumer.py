@@ -55,6 +55,7 @@ from gateway.transport.reconnect import (
     ReconnectPolicy,
     describe,
     open_blocking,
+    open_first,
     with_reconnect,
 )
 from gateway.transport.retry import RetryPolicy, copy_for
@@ -96,7 +97,9 @@ class BatchConsumer:
         self._params = params
         self._provenance = provenance
         self._relay_params = relay_params
-        self._relay_user = wire.user_of(params.current if relay_params is None else relay_params)
+        self._relay_user = wire.user_of(
+            params.current if relay_params is None else Nodes.of(relay_params).current
+        )
         self._topology = topology
         self._policy_for = policy_for
         self._reconnect = reconnect
@@ -147,7 +150,7 @@ class BatchConsumer:
         relay_conn = None
         relay = channel
         if self._relay_params is not None:
-            relay_conn = open_blocking(self._relay_params)
+            relay_conn = open_first(self._relay_params)
             relay = relay_conn.channel()
             relay.confirm_delivery()
         try:

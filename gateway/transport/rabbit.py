@@ -35,7 +35,6 @@ from gateway.transport.reconnect import (
     describe,
     nodes,
     open_blocking,
-    parameters,
     translate,
     with_reconnect,
 )
@@ -71,11 +70,11 @@ class RabbitTransport:
         self._replication = broker.replication_factor
         # Retry and park copies and replays are the relay account's (authority
         # accounts may not write those exchanges); None: broker.url's account.
-        # Its URL names one node (not yet a list like broker.urls).
+        # On a cluster, the relay account on every node (relay_url's first).
         self._relay_params = (
             None
             if broker.relay_url is None
-            else parameters(broker.relay_url, self._reconnect, broker.tls)
+            else nodes(broker.relay_nodes, self._reconnect, broker.tls)
         )
         self.provenance: Provenance = provenance_for(broker, self.topology)
         self._publisher = AsyncPublisher(self._params, self.topology.exchange, self._reconnect)

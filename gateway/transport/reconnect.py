@@ -273,6 +273,27 @@ def with_reconnect(
         raise unavailable(found_nodes, exc) from exc
 
 
+def open_first(target: Any) -> Any:
+    """One try at each node of ``target`` (``Nodes`` or one node's parameters), the
+    one that answered last first; the first connection that opens. A refused login
+    is raised at once (another node would refuse it too)."""
+    found = Nodes.of(target)
+    failures: list[TransportError] = []
+    for params in found.order():
+        try:
+            conn = open_blocking(params)
+        except ConnectionRefused:
+            raise
+        except TransportError as exc:
+            failures.append(exc)
+            continue
+        found.answered(params)
+        return conn
+    if len(failures) == 1:
+        raise failures[0]
+    raise TransportError("; ".join(str(f) for f in failures)) from failures[-1]
+
+
 def open_blocking(params: Any) -> Any:
     """One try at a BlockingConnection; TransportError when it fails."""
     try:

@@ -13,6 +13,7 @@ import pytest
 from gateway.errors import BrokerUnavailableError, ConfigError, TransportError
 from gateway.runtime import check_broker
 from gateway.settings import BrokerSettings, load_settings
+from gateway.transport import reconnect
 from gateway.transport.reconnect import (
     ConnectionRefused,
     Nodes,
@@ -173,3 +174,52 @@ def test_a_broker_url_in_the_environment_replaces_the_files_list_of_nodes(tmp_pa
     assert load_settings(config, env={}).broker.nodes == (A, B)
     settings = load_settings(config, env={"CAFGW_BROKER__URL": C})
     assert settings.broker.nodes == (C,)
+
+
+def test_the_relay_account_is_on_every_node_its_own_node_first() -> None:
+    broker = BrokerSettings.model_validate(
+        {"urls": [A, B, C], "relay_url": "amqp://relay-332:rp@10.0.0.2:5672/region"}
+    )
+    assert broker.relay_nodes == (
+        "amqp://relay-332:rp@10.0.0.2:5672/region",
+        "amqp://relay-332:rp@10.0.0.1:5672/region",
+        "amqp://relay-332:rp@10.0.0.3:5672/region",
+    )
+    assert BrokerSettings(url=A).relay_nodes == ()
+    assert BrokerSettings(url=A, relay_url="amqp://r:p@10.0.0.1:5672/region").relay_nodes == (
+        "amqp://r:p@10.0.0.1:5672/region",
+    )
+
+
+def test_the_relay_connection_opens_on_the_next_node_when_its_node_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker = BrokerSettings.model_validate(
+        {"urls": [A, B, C], "relay_url": "amqp://relay-332:rp@10.0.0.1:5672/region"}
+    )
+    found = nodes(broker.relay_nodes, QUICK)
+    tried: list[tuple[str, str]] = []
+
+    def open_blocking(params: Any) -> str:
+        tried.append((params.host, params.credentials.username))
+        if params.host == "10.0.0.1":
+            raise TransportError("10.0.0.1: Connection refused")
+        return f"connection to {params.host}"
+
+    monkeypatch.setattr(reconnect, "open_blocking", open_blocking)
+    assert reconnect.open_first(found) == "connection to 10.0.0.2"
+    assert tried == [("10.0.0.1", "relay-332"), ("10.0.0.2", "relay-332")]
+    tried.clear()
+    assert reconnect.open_first(found) == "connection to 10.0.0.2"
+    assert tried == [("10.0.0.2", "relay-332")]  # the node that answered comes first now
+
+
+def test_a_relay_connection_with_no_node_answering_names_every_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def open_blocking(params: Any) -> str:
+        raise TransportError(f"{params.host}: Connection refused")
+
+    monkeypatch.setattr(reconnect, "open_blocking", open_blocking)
+    with pytest.raises(TransportError, match=r"10\.0\.0\.1.*10\.0\.0\.2"):
+        reconnect.open_first(nodes([A, B], QUICK))
