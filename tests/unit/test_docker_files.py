@@ -303,3 +303,22 @@ def test_exactly_one_gateway_consumes_the_regional_escalation_queue(
         if load_settings(DOCKER / source, env=variables).disputes.consume_regional:
             consumers.append(name)
     assert consumers == ["gw-332"]
+
+
+def test_every_published_port_can_be_chosen_by_the_host_and_defaults_to_loopback(
+    compose: dict[str, Any],
+) -> None:
+    published = [
+        (name, port)
+        for name, service in compose["services"].items()
+        for port in service.get("ports", [])
+    ]
+    assert published, "compose publishes no port"
+    for name, port in published:
+        match = re.fullmatch(
+            r"\$\{CAFGW_HOST:-127\.0\.0\.1\}:\$\{(CAFGW_PORT_\w+):-\d+\}:\d+", port
+        )
+        assert match, f"{name}: host port {port!r} is fixed or not on loopback by default"
+        assert match.group(1) in (ROOT / "docs" / "operations.md").read_text(), (
+            f"{name}: {match.group(1)} is not documented in docs/operations.md"
+        )
