@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 import httpx
 
+from gateway.transport.accounts import vhost_tag
+
 API = "http://127.0.0.1:15672/api"
 AUTH = ("guest", "guest")
 
@@ -51,3 +53,25 @@ def delete_vhost(name: str) -> None:
         httpx.delete(f"{API}/vhosts/{quote(name, safe='')}", auth=AUTH, timeout=30.0)
         return
     subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], check=False, capture_output=True)
+
+
+def delete_users_of(vhost: str, user_prefix: str = "cafgw-") -> list[str]:
+    """Delete the broker users ``cafgw broker setup`` names for ``vhost`` (users are
+    global: deleting the vhost leaves them); the names deleted."""
+    prefix = f"{user_prefix}{vhost_tag(vhost)}-"
+    if _management_api():
+        found = httpx.get(f"{API}/users", auth=AUTH, timeout=30.0)
+        found.raise_for_status()
+        names = [u["name"] for u in found.json() if u["name"].startswith(prefix)]
+        if names:
+            httpx.post(
+                f"{API}/users/bulk-delete", json={"users": names}, auth=AUTH, timeout=30.0
+            ).raise_for_status()
+        return names
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_users"], check=True, capture_output=True, text=True
+    ).stdout
+    names = [ln.split()[0] for ln in listed.splitlines() if ln.startswith(prefix)]
+    for name in names:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", name], check=False, capture_output=True)
+    return names

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from broker_admin import create_vhost, delete_vhost
+from broker_admin import create_vhost, delete_users_of, delete_vhost
 from lxml import etree
 from typer.testing import CliRunner
 
@@ -112,6 +112,8 @@ def project(tmp_path: Path) -> Iterator[Project]:
         yield Project(root, env, {**cleared, **overrides}, port)  # type: ignore[dict-item]
     finally:
         delete_vhost(vhost)
+        # Documented commands such as `cafgw broker setup` make users named for the vhost.
+        delete_users_of(vhost)
 
 
 class Background:
