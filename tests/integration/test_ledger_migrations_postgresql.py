@@ -10,15 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from support.ledger_schema import (
-    ISSUE_14_INDEXES,
-    create_before_migrations,
+    adopted_with_its_rows,
     differences,
-    insert_rows,
     migrations_with,
-    new_message,
-    read_rows,
 )
 
 from gateway.ledger import migrate
@@ -86,22 +82,7 @@ def test_a_new_postgresql_ledger_at_the_newest_revision_has_exactly_the_tables_o
 def test_a_postgresql_ledger_created_before_migrations_is_adopted_with_its_rows(
     pg_url: str,
 ) -> None:
-    engine = make_engine(pg_url)
-    create_before_migrations(engine, with_issue_14_indexes=False)
-    insert_rows(engine)
-    kept = read_rows(engine)
-    engine.dispose()
-
-    ledger = Ledger.open(pg_url)
-    try:
-        assert ledger.schema_revision() == migrate.head()
-        assert read_rows(ledger.engine) == kept
-        indexes = {i["name"] for i in inspect(ledger.engine).get_indexes("messages")}
-        assert set(ISSUE_14_INDEXES) <= indexes
-        assert differences(ledger.engine) == []
-        assert ledger.record([new_message()]) == [4]
-    finally:
-        ledger.engine.dispose()
+    adopted_with_its_rows(pg_url, with_issue_14_indexes=False).engine.dispose()
 
 
 def test_a_new_revision_is_applied_once_when_four_processes_start_together(

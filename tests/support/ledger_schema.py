@@ -16,12 +16,15 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, text
+from sqlalchemy import Engine, MetaData, inspect, text
 
 from gateway.features import schema
+from gateway.ledger import migrate
+from gateway.ledger.core import make_engine
 from gateway.ledger.migrate import MIGRATIONS
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
+from gateway.ledger.store import Ledger
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ledger"
 # Created at start on existing ledgers since issue 14 (tables.ADDED_INDEXES then):
@@ -178,3 +181,29 @@ def migrations_with(folder: Path, revision: str) -> Path:
     shutil.copytree(MIGRATIONS, copy, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "versions" / "v9000_test_revision.py").write_text(revision)
     return copy
+
+
+def adopted_with_its_rows(url: str, *, with_issue_14_indexes: bool) -> Ledger:
+    """A ledger made at ``url`` the pre-migration way and filled, then opened: it is
+    at the newest revision with its rows as they were, the issue-14 indexes and no
+    difference from the code, and a new message takes the next key. The caller
+    disposes of the returned ledger's engine."""
+    engine = make_engine(url)
+    create_before_migrations(engine, with_issue_14_indexes=with_issue_14_indexes)
+    insert_rows(engine)
+    kept = read_rows(engine)
+    engine.dispose()
+
+    ledger = Ledger.open(url)
+    try:
+        assert ledger.schema_revision() == migrate.head()
+        assert read_rows(ledger.engine) == kept
+        indexes = {i["name"] for i in inspect(ledger.engine).get_indexes("messages")}
+        assert set(ISSUE_14_INDEXES) <= indexes
+        assert differences(ledger.engine) == []
+        # and the code works on it: a new message takes the next key
+        assert ledger.record([new_message()]) == [4]
+    except BaseException:
+        ledger.engine.dispose()
+        raise
+    return ledger

@@ -11,13 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, text
 from support.ledger_schema import (
-    ISSUE_14_INDEXES,
+    adopted_with_its_rows,
     create_before_migrations,
     differences,
-    insert_rows,
     migrations_with,
-    new_message,
-    read_rows,
 )
 from typer.testing import CliRunner
 
@@ -64,21 +61,8 @@ def test_a_ledger_created_before_migrations_is_adopted_with_its_rows_as_they_wer
     tmp_path: Path, with_issue_14_indexes: bool
 ) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    engine = make_engine(url)
-    create_before_migrations(engine, with_issue_14_indexes=with_issue_14_indexes)
-    insert_rows(engine)
-    kept = read_rows(engine)
-    engine.dispose()
-
-    ledger = Ledger.open(url)
+    ledger = adopted_with_its_rows(url, with_issue_14_indexes=with_issue_14_indexes)
     try:
-        assert ledger.schema_revision() == migrate.head()
-        assert read_rows(ledger.engine) == kept
-        indexes = {i["name"] for i in inspect(ledger.engine).get_indexes("messages")}
-        assert set(ISSUE_14_INDEXES) <= indexes
-        assert differences(ledger.engine) == []
-        # and the code works on it: a new message takes the next key
-        assert ledger.record([new_message()]) == [4]
         assert len(ledger.find(authority="332", limit=10)) == 4
     finally:
         ledger.engine.dispose()
