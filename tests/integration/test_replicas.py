@@ -19,7 +19,6 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-import pika
 import pytest
 from local_systems import WebhookReceiver, secret_file, signed_inbound, with_connector
 from sqlalchemy import func, select
@@ -51,6 +50,7 @@ from gateway.transport.base import Delivery, Verdict
 from gateway.transport.memory import MemoryTransport
 from gateway.transport.rabbit import RabbitTransport
 from gateway.worker import Worker
+from tests.integration.broker_tap import drain
 from tests.integration.gateways import ROOT, make_settings, notification_envelope
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -136,21 +136,6 @@ def test_two_replicas_publish_each_outbox_message_once_as_the_broker_counts(
         )
     finally:
         close(replicas)
-
-
-def drain(amqp_url: str, queue: str) -> Counter[str]:
-    """Every message in ``queue`` taken off it, counted by message id."""
-    found: Counter[str] = Counter()
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        channel = connection.channel()
-        while True:
-            method, properties, _body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return found
-            found[str(properties.message_id)] += 1
-    finally:
-        connection.close()
 
 
 def test_two_replicas_receipt_each_message_once_and_hand_each_over_once(
