@@ -40,6 +40,7 @@ from gateway.ledger.records import (
     MessageRecord,
     NewMessage,
 )
+from gateway.ledger.sqlite_writer import serialize_writers
 from gateway.ledger.status import OUTBOX_STATES, Direction, Route, Status
 from gateway.ledger.tables import history, messages
 from gateway.private_files import create_private_file, make_private_dir, tighten
@@ -66,7 +67,8 @@ def as_utc(value: datetime) -> datetime:
 
 
 def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine:
-    """An engine with the settings the ledger relies on (WAL and a busy timeout on SQLite;
+    """An engine with the settings the ledger relies on (WAL, a busy timeout and writers
+    taking turns within the process on SQLite;
     on PostgreSQL a pool of ``pool_size`` connections, ``max_overflow`` more at peaks)."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
         private_sqlite_file(Path(url[len("sqlite:///") :]))
@@ -85,6 +87,8 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine
                 cur.execute("PRAGMA secure_delete=ON")
                 cur.close()
 
+            if ":memory:" not in url and engine.url.database:
+                serialize_writers(engine)  # no busy-handler sleeps between the process's writers
             return engine
         return create_engine(
             url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
