@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 RESEND_PAUSE_S = 0.5
 # SQLite: no notifications from other processes (``cafgw send``), so look often.
 SQLITE_FALLBACK_S = 0.25
+# The most one turn of the sender and receipt loops takes (messages).
+SENDER_BATCH = 500
+RECEIPT_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,10 @@ class Step:
     idle_s: float | None
     topic: str | None = None
     once: bool = False  # a periodic job: on one replica at a time
+    # The most one run takes (a step woken by ``topic``): a run that took less left
+    # nothing behind, so the loop looks again only if ``topic`` moved meanwhile.
+    # None: after any work, look again at once.
+    full: int | None = None
 
 
 @dataclass
@@ -113,8 +120,20 @@ class Worker:
         """The core steps, then every feature's jobs."""
         gw = self.gw
         core = [
-            Step("sender", lambda: delivery.publish_outbox(gw).confirmed, None, OUTBOX),
-            Step("receipts", lambda: receipts.send_receipts(gw), None, RECEIPTS),
+            Step(
+                "sender",
+                lambda: _left_outbox(delivery.publish_outbox(gw, SENDER_BATCH)),
+                None,
+                OUTBOX,
+                full=SENDER_BATCH,
+            ),
+            Step(
+                "receipts",
+                lambda: receipts.send_receipts(gw, RECEIPT_BATCH),
+                None,
+                RECEIPTS,
+                full=RECEIPT_BATCH,
+            ),
             Step("resender", self._resend, RESEND_PAUSE_S, once=True),
         ]
         kit = gw.kit
@@ -155,7 +174,7 @@ class Worker:
                 log.exception("%s failed; carrying on", step.name)
                 self.stop.wait(1.0)
                 continue
-            if busy:
+            if busy and not self._drained(step, busy, seen):
                 continue
             if step.topic:
                 # Asleep until there is work: no fixed wait between a message and its hop.
@@ -165,6 +184,18 @@ class Worker:
             else:
                 # Work that falls due with time: nothing announces it.
                 self.stop.wait(max(step.idle_s or 0, self.job_poll_s or 0))
+
+    def _drained(self, step: Step, busy: int, seen: int) -> bool:
+        """Whether a run that did ``busy`` work left nothing to look for at once.
+
+        A run that took less than its most (``full``) took all there was when it
+        looked; more only if the topic moved since (a commit during the run). Not
+        looking again saves a transaction per message and hop at low rates, and
+        under load the topic always moves, so the loop keeps going.
+        """
+        if step.full is None or step.topic is None or busy >= step.full:
+            return False
+        return self.wakeups.generation(step.topic) == seen
 
     def _consume(self) -> None:
         queues = self.gw.consumed_queues()
@@ -245,6 +276,12 @@ class Worker:
 
         self.consumer_transport.consume(waiting, handle, stop)
         return handled
+
+
+def _left_outbox(summary: delivery.PublishSummary) -> int:
+    """Messages a sender turn took out of the outbox: confirmed, or returned (marked
+    sent, to be re-sent by deadline); the failed ones stay for the next turn."""
+    return summary.confirmed + summary.returned
 
 
 def _routed_type(delivery: Delivery) -> str:
