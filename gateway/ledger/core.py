@@ -241,6 +241,12 @@ class LedgerCore:
         for item in items:
             if not item.statuses:
                 raise LedgerError(f"message {item.message_id}: recorded without a status")
+            if item.direction is Direction.OUTBOUND and item.sender != item.authority:
+                # Receipts find their messages by (authority, sender, id): the unique key.
+                raise LedgerError(
+                    f"outbound message {item.message_id}: sender {item.sender} is not "
+                    f"the authority {item.authority} that sends it"
+                )
             last_status, last_reason = item.statuses[-1]
             rows.append(
                 {

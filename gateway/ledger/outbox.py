@@ -178,6 +178,10 @@ class OutboundQueries(LedgerCore):
                     select(messages.c.id, messages.c.message_id, messages.c.digest).where(
                         messages.c.direction == Direction.OUTBOUND.value,
                         messages.c.authority == authority,
+                        # Always the authority on an outbound row (``record`` checks):
+                        # named, the unique key finds each id instead of a scan of
+                        # every message the authority ever sent, per receipt.
+                        messages.c.sender == authority,
                         messages.c.route_to == receipt_from,
                         messages.c.message_id.in_(ids[start : start + 500]),
                     )

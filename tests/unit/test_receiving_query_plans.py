@@ -7,12 +7,14 @@ copies read every message the authority had received, finding its case thread
 every thread the authority held, and the content dedup fetched every earlier
 copy of a record sent again. Here a real batch goes through ``handle_batch`` on
 a SQLite ledger, every statement it runs is captured, and SQLite's own query
-plan says how each is answered.
+plan says how each is answered. So does the sender's read of the messages a
+receipt settles.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,8 @@ from sqlalchemy import Engine, event
 from support.received import assessments
 
 from gateway.context import Gateway
+from gateway.errors import LedgerError
+from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.services.receiving import handle_batch
 from gateway.transport.base import Delivery, Verdict
@@ -120,3 +124,55 @@ def test_a_record_sent_again_and_again_is_found_by_its_first_copy_alone(gw: Gate
     assert "LIMIT" in sql
     assert "ix_messages_content" in plan
     assert "TEMP B-TREE" not in plan
+
+
+def _outbound(sender: str, authority: str, n: int = 0) -> NewMessage:
+    return NewMessage(
+        message_id=str(uuid.uuid4()),
+        direction=Direction.OUTBOUND,
+        authority=authority,
+        sender=sender,
+        recipient="336",
+        message_type="IssueLogEntry",
+        correlation_id=str(uuid.uuid4()),
+        legal_basis="NO_PERSONAL_DATA",
+        statuses=((Status.SIGNED, None),),
+        body=b"<Envelope/>",
+        digest=f"{n:064x}",
+        route_to="336",
+    )
+
+
+def _sent(gw: Gateway, count: int) -> list[tuple[str, str]]:
+    """``count`` messages 332 sent to 336 and awaits receipts for: (message id, digest)."""
+    made = [_outbound("332", "332", n) for n in range(count)]
+    gw.ledger.mark_sent(gw.ledger.record(made), None)
+    return [(m.message_id, m.digest or "") for m in made]
+
+
+def test_a_receipt_finds_the_messages_it_settles_by_the_unique_key_not_every_send(
+    gw: Gateway,
+) -> None:
+    # Issue 14: the sender's receipt read named the authority but not the sender of
+    # its own sends, so every receipt read every message the authority ever sent.
+    sent = _sent(gw, 3)
+    with captured(gw.ledger.engine) as statements:
+        settled = gw.ledger.mark_delivered(
+            "332", [(m, d, Status.DELIVERED, None) for m, d in sent], "336"
+        )
+    assert settled == 3
+    (read,) = [
+        (sql, plan)
+        for sql, plan in plans(gw.ledger.engine, statements).items()
+        if sql.lstrip().startswith("SELECT") and "FROM messages" in sql
+    ]
+    sql, plan = read
+    assert "SCAN" not in plan, f"{sql}\n{plan}"
+    assert "message_id=?" in plan, f"{sql}\n{plan}"
+
+
+def test_an_outbound_message_whose_sender_is_not_its_authority_is_refused(gw: Gateway) -> None:
+    message = _outbound("336", "332")
+    with pytest.raises(LedgerError, match="sender 336 is not the authority 332"):
+        gw.ledger.record([message])
+    assert gw.ledger.find(message_id=message.message_id) == []
