@@ -38,21 +38,27 @@ class _Turn:
     """Whose turn it is to write: at most one DBAPI connection of the process."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._owner: Any = None
+        self.changed = threading.Condition()
+        self.owner: Any = None
+        self.waiting = 0  # connections queued for the turn
 
     def take(self, dbapi_conn: Any, wait_s: float) -> None:
-        with self._cond:
-            if self._owner is dbapi_conn:
+        with self.changed:
+            if self.owner is dbapi_conn:
                 return
-            if self._cond.wait_for(lambda: self._owner is None, wait_s):
-                self._owner = dbapi_conn
+            self.waiting += 1
+            self.changed.notify_all()
+            try:
+                if self.changed.wait_for(lambda: self.owner is None, wait_s):
+                    self.owner = dbapi_conn
+            finally:
+                self.waiting -= 1
 
     def give_back(self, dbapi_conn: Any) -> None:
-        with self._cond:
-            if self._owner is dbapi_conn:
-                self._owner = None
-                self._cond.notify()
+        with self.changed:
+            if self.owner is dbapi_conn:
+                self.owner = None
+                self.changed.notify_all()
 
 
 _TURNS: dict[str, _Turn] = {}
