@@ -29,6 +29,7 @@ from functools import lru_cache
 
 import xmlsec
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lxml import etree
 
@@ -286,10 +287,14 @@ def _embedded_certificate(signature: etree._Element) -> x509.Certificate | None:
 @lru_cache(maxsize=64)
 def _certificate_of(text: str) -> x509.Certificate | None:
     # Cached: every message of a peer carries the same certificate text.
+    # A certificate whose key cannot be read (a point off the curve, an
+    # unknown algorithm) is no certificate: it can vouch for nothing.
     try:
-        return x509.load_der_x509_certificate(b64decode(text))
-    except ValueError:
+        certificate = x509.load_der_x509_certificate(b64decode(text))
+        spki(certificate.public_key())
+    except (ValueError, UnsupportedAlgorithm):
         return None
+    return certificate
 
 
 @lru_cache(maxsize=256)
