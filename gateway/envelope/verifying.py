@@ -287,12 +287,23 @@ def _embedded_certificate(signature: etree._Element) -> x509.Certificate | None:
 @lru_cache(maxsize=64)
 def _certificate_of(text: str) -> x509.Certificate | None:
     # Cached: every message of a peer carries the same certificate text.
-    # A certificate whose key cannot be read (a point off the curve, an
-    # unknown algorithm) is no certificate: it can vouch for nothing.
+    # cryptography reads a certificate's parts lazily, at first use: read
+    # every part the verifier and the trust store use now, so one that cannot
+    # be read (a point off the curve, an unknown algorithm, a malformed name,
+    # a duplicated extension) makes it no certificate, vouching for nothing.
     try:
         certificate = x509.load_der_x509_certificate(b64decode(text))
         spki(certificate.public_key())
-    except (ValueError, UnsupportedAlgorithm):
+        certificate.subject.rfc4514_string()
+        certificate.issuer.rfc4514_string()
+        _ = (certificate.not_valid_before_utc, certificate.not_valid_after_utc)
+        _ = list(certificate.extensions)
+    except (
+        ValueError,
+        UnsupportedAlgorithm,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ):
         return None
     return certificate
 

@@ -12,13 +12,18 @@ from __future__ import annotations
 import re
 from base64 import b64decode, b64encode
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from gateway.context import Gateway
+from gateway.envelope import verifying
 from gateway.errors import CafgwError
+from tests.data.attacks import make_corpus
 from tests.unit.corpus_gateway import corpus_gateway
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "attacks"
@@ -68,3 +73,40 @@ def test_a_tampered_message_with_such_a_certificate_is_refused_with_a_cafgw_erro
 
     with pytest.raises(CafgwError):
         gateway.verifier.verify(tampered)
+
+
+def _with_unreadable_extension(body: bytes) -> bytes:
+    """The genuine signer's key in a certificate whose BasicConstraints is not DER."""
+    name = x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "332")])
+    key = make_corpus.corpus_key("332")
+    broken = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2030, 1, 1, tzinfo=UTC))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x05\x00"),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(ValueError):
+        list(broken.extensions)  # read lazily: what the trust store would meet later
+    match = CERT.search(body)
+    assert match is not None
+    der = broken.public_bytes(serialization.Encoding.DER)
+    return body[: match.start(2)] + b64encode(der) + body[match.end(2) :]
+
+
+def test_a_certificate_whose_extensions_cannot_be_read_is_no_certificate(
+    gateway: Gateway,
+) -> None:
+    body = _with_unreadable_extension(GOOD)
+    text = CERT.search(body)
+    assert text is not None
+
+    assert verifying._certificate_of(text.group(2).decode()) is None
+    assert gateway.verifier.verify(body).sender == "332"
