@@ -22,20 +22,27 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection, MetaData, inspect
+from sqlalchemy import Connection, MetaData, String, column, inspect, select, table
 
 from gateway.errors import LedgerError
 from gateway.ledger import locks
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The newest revision in MIGRATIONS, known without loading Alembic: a ledger
+# already there (every start but the first of a release) is then only read
+# with one SELECT, and Alembic (with Mako and Pygments, ~11 MB of a gateway
+# process's memory) is never imported. tests/unit/test_ledger_migrations.py
+# checks it against Alembic's own head: bump it with each new revision.
+HEAD = "0001"
+# Where Alembic keeps the revision a ledger is at (its default name).
+VERSION_TABLE = "alembic_version"
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,8 @@ def alembic_config(
     migrations: Path, *, url: str | None = None, out: io.StringIO | None = None
 ) -> Config:
     """Alembic's configuration, built here: no ini file to ship or find."""
+    from alembic.config import Config  # noqa: PLC0415 (loaded only to migrate: see HEAD)
+
     config = Config(output_buffer=out)
     config.set_main_option("script_location", str(migrations))
     # Revisions are numbered (``--rev-id``) and named for mypy: v0001_what_it_does.py
@@ -74,7 +83,24 @@ def head(migrations: Path = MIGRATIONS) -> str | None:
 
 def current(conn: Connection) -> str | None:
     """The revision the ledger on ``conn`` is at (None: not migrated yet)."""
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415 (see HEAD)
+
     return MigrationContext.configure(conn).get_current_revision()
+
+
+def _at_head(conn: Connection, migrations: Path) -> bool:
+    """True when the ledger on ``conn`` is at ``HEAD`` already, read without Alembic.
+
+    Two reads: whether Alembic's version table exists (a new ledger, or one
+    made before migrations, has none) and what it holds.
+    """
+    if migrations != MIGRATIONS:
+        return False  # another set of revisions (tests): Alembic decides
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return False
+    version = column("version_num", String)
+    found = conn.scalars(select(version).select_from(table(VERSION_TABLE))).all()
+    return list(found) == [HEAD]
 
 
 def upgrade(conn: Connection, to: str = "head", migrations: Path = MIGRATIONS) -> Upgrade:
@@ -85,14 +111,15 @@ def upgrade(conn: Connection, to: str = "head", migrations: Path = MIGRATIONS) -
     the transaction ends (``_lock``): a concurrent upgrade waits, then finds
     nothing to do.
     """
-    before = current(conn)
-    if to == "head" and before is not None and before == head(migrations):
-        return Upgrade(before, before)  # every start but the first of a release
+    if to == "head" and _at_head(conn, migrations):
+        return Upgrade(HEAD, HEAD)  # every start but the first of a release
     _lock(conn)
     before = current(conn)
     if to == "head" and before is not None and before == head(migrations):
         return Upgrade(before, before)  # another process upgraded it while we waited
     adopted = before is None and inspect(conn).has_table("messages")
+    from alembic.util.exc import CommandError  # noqa: PLC0415 (see HEAD)
+
     try:
         _run(conn, to, migrations)
     except CommandError as exc:
@@ -131,11 +158,15 @@ def _lock(conn: Connection) -> None:
 @functools.cache
 def _script(migrations: Path) -> ScriptDirectory:
     """The revisions in ``migrations``, loaded once per process (each is code to compile)."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 (see HEAD)
+
     return ScriptDirectory.from_config(alembic_config(migrations))
 
 
 def _run(conn: Connection, to: str, migrations: Path) -> None:
     """Alembic's ``upgrade`` command on ``conn``, with the revisions loaded once."""
+    from alembic.runtime.environment import EnvironmentContext  # noqa: PLC0415 (see HEAD)
+
     script = _script(migrations)
     config = alembic_config(migrations)
     config.attributes["connection"] = conn
@@ -162,6 +193,9 @@ def upgrade_sql(
 ) -> str:
     """The SQL that would bring a ledger at revision ``start`` (None: none) on ``url``'s
     kind of database to ``to``, for an administrator to read or run by hand."""
+    from alembic import command  # noqa: PLC0415 (see HEAD)
+    from alembic.util.exc import CommandError  # noqa: PLC0415
+
     out = io.StringIO()
     config = alembic_config(migrations, url=url, out=out)
     try:

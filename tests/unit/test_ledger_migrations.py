@@ -6,6 +6,8 @@ adopted with its rows, and what cannot be upgraded is refused by name."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,38 @@ def test_cafgw_ledger_current_and_upgrade_show_and_move_the_revision(
     )
     nothing = runner.invoke(app, ["ledger", "upgrade", "--sql", *config])
     assert "nothing to run" in nothing.output
+
+
+def test_the_head_known_without_alembic_is_alembics_newest_revision() -> None:
+    # A new revision must bump migrate.HEAD, or every start would run Alembic.
+    assert migrate.head() == migrate.HEAD
+
+
+STARTS_WITHOUT_ALEMBIC = """
+import sys
+from gateway.ledger.core import LedgerCore, make_engine
+engine = make_engine(sys.argv[1])
+done = LedgerCore(engine).upgrade_schema()
+engine.dispose()
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "mako", "pygments"))
+print(done.before, done.after, loaded)
+"""
+
+
+def test_a_start_on_a_ledger_at_the_newest_revision_reads_it_without_loading_alembic(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = make_engine(url)
+    LedgerCore(engine).upgrade_schema()  # a new ledger: Alembic creates it
+    engine.dispose()
+
+    again = subprocess.run(
+        [sys.executable, "-c", STARTS_WITHOUT_ALEMBIC, url],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+
+    assert again.stdout.split() == [migrate.HEAD, migrate.HEAD, "[]"]
