@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from gateway.connectors.base import Connector
 from gateway.connectors.filedrop import FileDropConnector
 from gateway.connectors.pull import PullConnector
-from gateway.connectors.webhook import WebhookConnector
 from gateway.errors import ConfigError
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 MIN_SECRET_BYTES = 16
 
@@ -69,6 +70,10 @@ def connector_for(settings: Settings, code: str, client: httpx.Client | None = N
             raise ConfigError(
                 f"authority {code}: a webhook connector needs url and hmac_secret_file"
             )
+        # Loaded for a webhook only: httpx (and the CLI it imports when rich and
+        # click are installed) is ~3 MB of every process that never posts one.
+        from gateway.connectors.webhook import WebhookConnector  # noqa: PLC0415
+
         secret = read_secret(resolve(settings, cfg.hmac_secret_file))
         timeout_s = settings.delivery_for(code).local_timeout_s
         return WebhookConnector(code, cfg.url, secret, timeout_s, client)

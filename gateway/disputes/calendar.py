@@ -8,12 +8,11 @@ allowance. The clock is always passed in; nothing here reads the time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
-
-import holidays
 
 from gateway.errors import ConfigError
 from gateway.settings import DisputeSettings
@@ -21,6 +20,24 @@ from gateway.settings import DisputeSettings
 
 def bank_holidays() -> Container[date]:
     """England and Wales bank holidays (the same days; Scotland and NI differ)."""
+    return _BankHolidays()
+
+
+class _BankHolidays:
+    """The ``holidays`` package's calendar, loaded at the first question.
+
+    Importing ``holidays`` loads every country's calendar (~11 MB of a gateway
+    process): a gateway that never dates a dispute stage never pays for it.
+    """
+
+    def __contains__(self, day: object) -> bool:
+        return day in _england_and_wales()
+
+
+@functools.cache
+def _england_and_wales() -> Container[date]:
+    import holidays  # noqa: PLC0415 (see _BankHolidays)
+
     return holidays.country_holidays("GB", subdiv="ENG")
 
 

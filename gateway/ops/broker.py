@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import quote, unquote, urlparse
 
-import httpx
-
 from gateway.settings import BrokerTls, Settings
 from gateway.transport import probe, tls
 from gateway.transport.topology import topology_for
@@ -104,6 +102,8 @@ class RabbitProbe:
 
     def queue_stats(self) -> Mapping[str, QueueStats | None]:
         if self.management_url and time.monotonic() >= self._management_down_until:
+            import httpx  # noqa: PLC0415 (only with a management URL: ~3 MB otherwise unused)
+
             try:
                 return self._from_management(self.management_url)
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
@@ -122,6 +122,8 @@ class RabbitProbe:
         if self.tls is not None and self._verify is None:
             # The broker's CA and our client certificate, as for AMQPS (not the system's CAs).
             self._verify = tls.context(self.tls)
+        import httpx  # noqa: PLC0415 (see queue_stats)
+
         answer = httpx.get(
             f"{base}/api/queues/{quote(vhost, safe='')}",
             params={"columns": "name,messages_ready,messages_unacknowledged,consumers"},

@@ -1,0 +1,71 @@
+"""A gateway process loads no library it has no use for (issue 14: RSS < 150 MB).
+
+Each of these costs megabytes of every gateway process when imported at
+start, and is needed only for some configurations or some moments: Alembic
+(with Mako and Pygments) to change the ledger's schema, ``holidays`` to date
+a dispute stage, httpx for a webhook connector or the broker's management
+API. The start of a gateway with a ledger at the newest revision, its API
+and its worker built, loads none of them (measured in a fresh interpreter).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.ledger.core import LedgerCore, make_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+NOT_AT_START = ("alembic", "mako", "pygments", "holidays", "httpx")
+
+START = """
+import sys
+from pathlib import Path
+import gateway.cli  # what `cafgw run` imports
+from gateway.api.app import create_app
+from gateway.api.auth import ApiKeys
+from gateway.context import build
+from gateway.settings import load_settings
+from gateway.transport.memory import MemoryTransport
+from gateway.worker import Worker
+
+tmp = Path(sys.argv[1])
+settings = load_settings(
+    Path("config"),
+    env={},
+    overrides={
+        "hosted": ["332", "336"],
+        "keys_dir": str(tmp / "keys"),
+        "database": {"url": f"sqlite:///{tmp / 'ledger.db'}"},
+        "api_keys_file": str(tmp / "api-keys.json"),
+    },
+)
+gw = build(settings, MemoryTransport(), create_keys=True)
+create_app(gw, ApiKeys(settings.api_keys_file))
+Worker(gw, MemoryTransport())
+gw.ledger.engine.dispose()
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_a_gateway_starting_on_an_up_to_date_ledger_loads_no_library_it_does_not_use(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    LedgerCore(engine).upgrade_schema()  # made before: the start only reads its revision
+    engine.dispose()
+
+    started = subprocess.run(
+        [sys.executable, "-c", START, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+    assert started.returncode == 0, started.stderr
+    loaded = set(started.stdout.split())
+    assert "gateway" in loaded  # the start did run
+    assert sorted(loaded.intersection(NOT_AT_START)) == []
