@@ -20,14 +20,27 @@ own on the machine's server (``CAFGW_BENCH_PG``, ``bench.bench_support``),
 dropped after it. On a shared 2-core machine the broker, the database and
 the replicas share both cores: expect little from more replicas, and compare
 CPU per message, which should not grow with them.
+
+- **busy neighbours** (``--neighbours N``): one receiver again, with N
+  processes beside it that verify the same signed messages in a loop
+  (``gateway.envelope`` on their own: parse, C14N, ECDSA; no ledger, no
+  broker). Three receivers cost more CPU per message than one; these rows
+  tell apart the two causes: if one receiver beside two busy neighbours costs
+  as much as three receivers, the growth is the machine (three busy
+  processes, the broker and the database on two cores make every
+  instruction dearer: caches, scheduling), not the replicas' work on the
+  ledger (locks, claims, smaller batches).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +91,8 @@ class ReplicaRow:
     note: str = ""
     stage_cpu_ms_per_msg: dict[str, float] = field(default_factory=dict)
     """The replicas' CPU by stage (``gateway.cpu_budget``, summed over them) per message."""
+    neighbours: int = 0
+    """Busy processes beside the replicas (``busy_neighbours``), not counted in their CPU."""
 
 
 @dataclass
@@ -131,6 +146,57 @@ class Bench:
             conn.channel().queue_purge(self.publisher.topology.inbox(code))
         finally:
             conn.close()
+
+
+# A busy neighbour: the receiving side's CPU work without its ledger or broker.
+# It verifies one signed message again and again until it is stopped.
+NEIGHBOUR = """
+import sys
+from pathlib import Path
+from gateway.envelope.trust import TrustStore
+from gateway.envelope.verifying import Verifier
+from gateway.settings import load_settings
+
+config = Path(sys.argv[1])
+body = Path(sys.argv[2]).read_bytes()
+settings = load_settings(config, env={})
+verifier = Verifier(
+    TrustStore.from_settings(settings),
+    max_bytes=settings.limits.max_message_bytes,
+    max_depth=settings.limits.max_xml_depth,
+)
+print("ready", flush=True)
+while True:
+    verifier.verify(body)
+"""
+
+
+@contextmanager
+def busy_neighbours(config_dir: Path, body: bytes, count: int) -> Iterator[list[int]]:
+    """``count`` processes verifying ``body`` in a loop, stopped on exit; yields their pids."""
+    if count == 0:
+        yield []
+        return
+    sample = config_dir.parent / "neighbour-message.xml"
+    sample.write_bytes(body)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", NEIGHBOUR, str(config_dir), str(sample)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a busy neighbour did not start (exit {proc.poll()})")
+        yield [p.pid for p in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def stop_all(procs: Sequence[GatewayProcess]) -> None:
@@ -217,8 +283,11 @@ def _stages(procs: Sequence[GatewayProcess]) -> dict[str, float]:
     return total
 
 
-def receivers(bench: Bench, replicas: int, count: int, timeout_s: float) -> ReplicaRow:
-    """``replicas`` receiving processes drain ``count`` messages published at once."""
+def receivers(
+    bench: Bench, replicas: int, count: int, timeout_s: float, neighbours: int = 0
+) -> ReplicaRow:
+    """``replicas`` receiving processes drain ``count`` messages published at once,
+    beside ``neighbours`` busy processes (``busy_neighbours``)."""
     outgoing = [
         OutgoingMessage(
             routing_key=routing_key(RECIPIENT, m.message_type, SENDER),
@@ -242,9 +311,11 @@ def receivers(bench: Bench, replicas: int, count: int, timeout_s: float) -> Repl
                 messages.c.message_type != "Receipt",
                 messages.c.receipt_message_id.is_not(None),
             )
-            seconds, gw_s, pg_s, done, stages = _timed(
-                db, procs, publish, lambda: _count(reader, *receipted), count, timeout_s
-            )
+            body = bench.signed[0].body or b""
+            with busy_neighbours(procs[0].config_dir, body, neighbours):
+                seconds, gw_s, pg_s, done, stages = _timed(
+                    db, procs, publish, lambda: _count(reader, *receipted), count, timeout_s
+                )
             # Each replica receipts what it recorded: more replicas, smaller receipts.
             receipts = _count(
                 reader,
@@ -255,7 +326,9 @@ def receivers(bench: Bench, replicas: int, count: int, timeout_s: float) -> Repl
             stop_all(procs)
             reader.engine.dispose()
     row = _row("receiver", replicas, done, count, seconds, gw_s, pg_s, stages)
-    row.note = f"{receipts} signed receipts" + (f"; {row.note}" if row.note else "")
+    row.neighbours = neighbours
+    beside = f"; beside {neighbours} busy neighbours" if neighbours else ""
+    row.note = f"{receipts} signed receipts{beside}" + (f"; {row.note}" if row.note else "")
     return row
 
 
@@ -321,6 +394,7 @@ def measure(
     received: int,
     sent: int,
     timeout_s: float = 300.0,
+    neighbour_counts: Sequence[int] = (),
 ) -> list[ReplicaRow]:
     """Every requested row (``received`` messages per receiver row, ``sent`` per sender
     row), each with its ratio to the one-replica row of its role."""
@@ -328,15 +402,23 @@ def measure(
     rows: list[ReplicaRow] = []
     try:
         rows += [receivers(bench, n, received, timeout_s) for n in receiver_counts]
+        rows += [receivers(bench, 1, received, timeout_s, n) for n in neighbour_counts]
         rows += [senders(bench, n, sent, timeout_s) for n in sender_counts]
     finally:
         bench.publisher.transport.close()
         bench.publisher.ledger.engine.dispose()
     for row in rows:
-        one = next((r for r in rows if r.role == row.role and r.replicas == 1), None)
+        one = next(
+            (r for r in rows if r.role == row.role and r.replicas == 1 and not r.neighbours),
+            None,
+        )
         if one is not None and one.msgs_per_s:
             row.ratio_to_one = round(row.msgs_per_s / one.msgs_per_s, 2)
     return rows
+
+
+def _replicas(row: ReplicaRow) -> str:
+    return f"{row.replicas} + {row.neighbours} busy" if row.neighbours else str(row.replicas)
 
 
 def table(rows: Sequence[ReplicaRow]) -> Table:
@@ -349,7 +431,7 @@ def table(rows: Sequence[ReplicaRow]) -> Table:
     for r in rows:
         ratio = "-" if r.ratio_to_one is None else f"{r.ratio_to_one:.2f}"
         out.add_row(
-            r.role, str(r.replicas), str(r.messages), f"{r.seconds:.1f}", f"{r.msgs_per_s:.0f}",
+            r.role, _replicas(r), str(r.messages), f"{r.seconds:.1f}", f"{r.msgs_per_s:.0f}",
             ratio, f"{r.gateway_cpu_ms_per_msg:.2f}", f"{r.postgres_cpu_ms_per_msg:.2f}",
             f"{r.load_average:.1f}", r.note,
         )  # fmt: skip
@@ -361,7 +443,7 @@ def stage_table(rows: Sequence[ReplicaRow]) -> Table:
     out = Table(title="replicas: CPU ms per message by stage (gateway.cpu_budget, all replicas)")
     out.add_column("stage")
     for r in rows:
-        out.add_column(f"{r.role} x{r.replicas}")
+        out.add_column(f"{r.role} x{_replicas(r)}")
     stages = sorted({k for r in rows for k in r.stage_cpu_ms_per_msg})
     for stage in stages:
         out.add_row(stage, *(f"{r.stage_cpu_ms_per_msg.get(stage, 0.0):.3f}" for r in rows))
@@ -382,14 +464,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sender-replicas", default="1,2")
     parser.add_argument("--messages", type=int, default=RECEIVED, help="per receiver row")
     parser.add_argument("--sender-messages", type=int, default=SENT, help="per sender row")
+    parser.add_argument(
+        "--neighbours",
+        default="",
+        help="rows of one receiver beside N busy neighbours, e.g. '2' (none by default)",
+    )
     args = parser.parse_args(argv)
+    beside = [int(c) for c in args.neighbours.split(",") if c.strip()]
     receiving = [int(c) for c in args.replicas.split(",") if c.strip()]
     sending = [int(c) for c in args.sender_replicas.split(",") if c.strip()]
     with (
         rabbit_vhost("cafgw-bench-replicas") as url,
         tempfile.TemporaryDirectory(prefix="cafgw-bench-replicas-") as tmp,
     ):
-        rows = measure(Path(tmp), url, receiving, sending, args.messages, args.sender_messages)
+        rows = measure(
+            Path(tmp), url, receiving, sending, args.messages, args.sender_messages,
+            neighbour_counts=beside,
+        )  # fmt: skip
     Console(width=200).print(table(rows))
     Console(width=200).print(stage_table(rows))
     return 0
