@@ -826,7 +826,11 @@ def load_settings(
             "api_keys_file": _under(config_dir, settings.api_keys_file),
             "adapters_dir": _under(config_dir, settings.adapters_dir),
             "peers_dir": _under(config_dir, settings.peers_dir),
-            "database": DatabaseSettings(url=_sqlite_under(config_dir, settings.database.url)),
+            # Only the URL moves: every other database key stays as read (a new
+            # DatabaseSettings here once dropped the pool sizes and poll intervals).
+            "database": settings.database.model_copy(
+                update={"url": _sqlite_under(config_dir, settings.database.url)}
+            ),
             "policy": settings.policy.model_copy(
                 update={
                     "existence_key_file": _under(config_dir, settings.policy.existence_key_file)
