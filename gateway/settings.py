@@ -37,6 +37,9 @@ from gateway.errors import ConfigError
 from gateway.model import CaseStatus, ConsentScope, MessageType, Purpose
 
 ENV_PREFIX = "CAFGW_"
+# What an outbox claim outlasts its publish's confirm timeout by: the publisher's
+# wait for an abandoned batch (2 s) and the bookkeeping after it.
+OUTBOX_LEASE_MARGIN_S = 5.0
 
 
 class _Frozen(BaseModel):
@@ -184,6 +187,9 @@ class BrokerSettings(_Frozen):
     exchange: str = "caf.exchange"
     escalation_exchange: str = "caf.escalation"
     prefetch: int = Field(default=200, ge=1)
+    # How long one publish of a batch of the outbox waits for the broker's confirms;
+    # what is unconfirmed then stays in the outbox and is published again later.
+    confirm_timeout_s: float = Field(default=30.0, gt=0)
     # False when the gateway connects with a per-authority account (cafgw broker
     # setup), which may not declare exchanges: the administrator's setup did.
     declare_topology: bool = True
@@ -291,6 +297,10 @@ class DatabaseSettings(_Frozen):
     # retention, audit anchors: work that falls due with time) that found nothing
     # looks again after at least this long; each look is a transaction or two.
     job_poll_s: float = Field(default=2.0, gt=0)
+    # A process claims the outbox rows it publishes for this long: if it dies
+    # mid-publish, another replica publishes them once the lease has run out.
+    # At least broker.confirm_timeout_s + OUTBOX_LEASE_MARGIN_S (checked at load).
+    outbox_lease_s: float = Field(default=40.0, gt=0)
 
 
 class ApiTls(_Frozen):
@@ -593,6 +603,14 @@ class Settings(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        lease, confirm = self.database.outbox_lease_s, self.broker.confirm_timeout_s
+        if lease < confirm + OUTBOX_LEASE_MARGIN_S:
+            raise ValueError(
+                f"database.outbox_lease_s ({lease:g}) must be at least "
+                f"broker.confirm_timeout_s ({confirm:g}) + {OUTBOX_LEASE_MARGIN_S:g} s: "
+                "a claim that ran out while its publish still waited for confirms would "
+                "let another replica publish the same messages"
+            )
         for code in self.hosted:
             if code not in self.directory:
                 raise ValueError(f"hosted: {code!r} is not in authorities.yaml")

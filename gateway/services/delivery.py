@@ -27,9 +27,6 @@ class PublishSummary:
     failed: int = 0
 
 
-CLAIM_LEASE_S = 60.0
-
-
 def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
     """Claim and publish up to ``limit`` outbox messages of the hosted authorities.
 
@@ -39,7 +36,11 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
     none) gets its sender's receipt deadline.
     """
     now = gw.clock()
-    items = gw.ledger.claim_outbox(limit, gw.hosted, now, now + timedelta(seconds=CLAIM_LEASE_S))
+    # The lease outlasts the publish below (database.outbox_lease_s >
+    # broker.confirm_timeout_s, checked when the settings load): a replica that
+    # dies mid-publish leaves its claims to the others after it runs out.
+    lease = timedelta(seconds=gw.settings.database.outbox_lease_s)
+    items = gw.ledger.claim_outbox(limit, gw.hosted, now, now + lease)
     if not items:
         return PublishSummary()
     escalation_exchange = gw.topology.escalation_exchange
@@ -53,7 +54,7 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
         )
         for i in items
     ]
-    results = gw.transport.publish(outgoing)
+    results = gw.transport.publish(outgoing, gw.settings.broker.confirm_timeout_s)
     confirmed_unreceipted: list[int] = []
     confirmed_by_deadline: dict[float, list[int]] = {}
     returned: list[tuple[int, str]] = []

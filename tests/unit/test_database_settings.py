@@ -19,7 +19,13 @@ from gateway.settings import DatabaseSettings, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 URL = "postgresql+psycopg://gw@db.example:5432/ledger"
 # A value unlike each key's default (and valid for it).
-CHANGED = {"pool_size": 3, "max_overflow": 1, "fallback_poll_s": 7.5, "job_poll_s": 0.5}
+CHANGED = {
+    "pool_size": 3,
+    "max_overflow": 1,
+    "fallback_poll_s": 7.5,
+    "job_poll_s": 0.5,
+    "outbox_lease_s": 50.0,
+}
 KEYS = [name for name in DatabaseSettings.model_fields if name != "url"]
 
 

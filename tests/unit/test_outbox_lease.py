@@ -1,0 +1,139 @@
+"""The outbox claim lease is a setting, and never shorter than the publish it covers.
+
+A process claims the outbox rows it publishes for ``database.outbox_lease_s``;
+one publish waits at most ``broker.confirm_timeout_s`` for the broker's
+confirms. A lease that ran out while its publish still waited would let a
+second replica publish the same messages, so the settings are refused unless
+the lease outlasts the confirm timeout by ``OUTBOX_LEASE_MARGIN_S``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from support.clock import Clock
+from support.gateways import memory_gateway, settings_for
+
+from gateway.errors import ConfigError
+from gateway.ledger.records import NewMessage
+from gateway.ledger.status import Direction, Status
+from gateway.services.delivery import publish_outbox
+from gateway.settings import OUTBOX_LEASE_MARGIN_S, load_settings
+from gateway.transport.base import OutgoingMessage, PublishResult
+from gateway.transport.memory import MemoryTransport
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTED = ("332", "336")
+
+
+class DiesMidPublish(MemoryTransport):
+    """The process dies between claiming its rows and the broker's confirms."""
+
+    def publish(
+        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+    ) -> list[PublishResult]:
+        raise SystemExit("killed mid-publish")
+
+
+class Recording(MemoryTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float] = []
+        self.published: list[str] = []
+
+    def publish(
+        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+    ) -> list[PublishResult]:
+        self.timeouts.append(timeout_s)
+        self.published += [m.message_id or "" for m in messages]
+        return super().publish(messages, timeout_s)
+
+
+def _queued(count: int) -> list[NewMessage]:
+    return [
+        NewMessage(
+            message_id=str(uuid.uuid4()),
+            direction=Direction.OUTBOUND,
+            authority="332",
+            sender="332",
+            recipient="336",
+            message_type="IssueLogEntry",
+            correlation_id=str(uuid.uuid4()),
+            legal_basis="NO_PERSONAL_DATA",
+            statuses=((Status.SIGNED, None),),
+            body=b"<Envelope/>",
+            digest=f"{n:064x}",
+            route_to="336",
+        )
+        for n in range(count)
+    ]
+
+
+def test_the_shipped_settings_have_a_lease_that_outlasts_the_confirm_timeout() -> None:
+    settings = load_settings(ROOT / "config", env={})
+
+    assert settings.database.outbox_lease_s == 40
+    assert settings.broker.confirm_timeout_s == 30
+    assert (
+        settings.database.outbox_lease_s
+        >= settings.broker.confirm_timeout_s + OUTBOX_LEASE_MARGIN_S
+    )
+
+
+def test_a_lease_shorter_than_the_confirm_timeout_and_margin_is_refused_naming_both_keys() -> None:
+    env = {"CAFGW_DATABASE__OUTBOX_LEASE_S": "34", "CAFGW_BROKER__CONFIRM_TIMEOUT_S": "30"}
+
+    with pytest.raises(ConfigError) as refused:
+        load_settings(ROOT / "config", env=env)
+
+    message = str(refused.value)
+    assert "database.outbox_lease_s (34)" in message
+    assert "broker.confirm_timeout_s (30)" in message
+
+
+def test_the_lease_and_the_confirm_timeout_are_read_from_the_environment() -> None:
+    env = {"CAFGW_DATABASE__OUTBOX_LEASE_S": "20", "CAFGW_BROKER__CONFIRM_TIMEOUT_S": "15"}
+
+    settings = load_settings(ROOT / "config", env=env)
+
+    assert (settings.database.outbox_lease_s, settings.broker.confirm_timeout_s) == (20, 15)
+
+
+def test_rows_claimed_by_a_replica_that_died_are_published_by_another_after_the_lease(
+    tmp_path: Path,
+) -> None:
+    clock = Clock.starting_now()
+    settings = settings_for(
+        tmp_path,
+        HOSTED,
+        now=clock(),
+        database={"url": f"sqlite:///{tmp_path / 'ledger.db'}", "outbox_lease_s": 12},
+        broker={"confirm_timeout_s": 7},
+    )
+    dying = memory_gateway(tmp_path, HOSTED, clock=clock, settings=settings,
+                           transport=DiesMidPublish())  # fmt: skip
+    recording = Recording()
+    other = memory_gateway(tmp_path, HOSTED, clock=clock, settings=settings, transport=recording)
+    try:
+        queued = _queued(3)
+        dying.ledger.record(queued)
+        with pytest.raises(SystemExit):
+            publish_outbox(dying)  # claimed, then killed before any confirm
+
+        publish_outbox(other)
+        clock.advance(11.9)
+        publish_outbox(other)
+        assert recording.published == []  # the dead replica's lease still holds
+
+        clock.advance(0.2)
+        summary = publish_outbox(other)
+
+        assert summary.confirmed == 3
+        assert sorted(recording.published) == sorted(m.message_id for m in queued)
+        assert recording.timeouts == [7]  # the configured confirm timeout
+    finally:
+        dying.ledger.engine.dispose()
+        other.ledger.engine.dispose()
