@@ -1,7 +1,7 @@
 """Hearing the work other processes on a PostgreSQL ledger created: LISTEN/NOTIFY.
 
 Each gateway process on PostgreSQL keeps one dedicated connection (outside
-the pool) listening on ``gateway.ledger.notify.CHANNEL`` and turns each
+the pool) listening on its ledger schema's channel (``notify.channel_name``) and turns each
 notification into ``Wakeups.notify(topic)``, so a replica's idle loops sleep
 until a replica, the API of another process or ``cafgw send`` commits work
 for them, instead of polling the ledger. Notifications this process sent
@@ -21,10 +21,9 @@ import logging
 import threading
 from typing import Any
 
-import psycopg
 from sqlalchemy import Engine
 
-from gateway.ledger.notify import CHANNEL, parse
+from gateway.ledger.notify import CHANNEL, channel_name, parse
 from gateway.wakeups import TOPICS, Wakeups
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,7 @@ class Listener:
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Any = None
+        self.channel = CHANNEL  # the ledger schema's, once connected (notify.channel_name)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cafgw-listener", daemon=True)
@@ -64,6 +64,10 @@ class Listener:
             self._thread.join(timeout_s)  # the thread closes its connection on its way out
 
     def _run(self) -> None:
+        # Imported here, in the thread that exists on PostgreSQL only: a gateway on
+        # SQLite never loads the driver (~12 MB of its memory).
+        import psycopg  # noqa: PLC0415
+
         while not self._stop.is_set():
             try:
                 self._connect()
@@ -86,11 +90,16 @@ class Listener:
             self._stop.wait(self.retry_s)
 
     def _connect(self) -> None:
+        import psycopg  # noqa: PLC0415 (see _run)
+
         cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
         conn = psycopg.connect(*cargs, **{**_KEEPALIVES, **cparams}, autocommit=True)
         self._conn = conn
         self.connects += 1
-        conn.execute(f"LISTEN {CHANNEL}")
+        # The schema the URL's search_path makes current, as announce() asks it.
+        schema = conn.execute("SELECT current_schema()").fetchone()
+        self.channel = channel_name(str(schema[0] if schema else "public"))
+        conn.execute(f'LISTEN "{self.channel}"')
         self._listening.set()
 
     def _listen(self) -> None:
@@ -105,5 +114,7 @@ class Listener:
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            import psycopg  # noqa: PLC0415 (see _run)
+
             with contextlib.suppress(psycopg.Error):
                 conn.close()

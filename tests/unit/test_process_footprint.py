@@ -4,8 +4,9 @@ Each of these costs megabytes of every gateway process when imported at
 start, and is needed only for some configurations or some moments: Alembic
 (with Mako and Pygments) to change the ledger's schema, ``holidays`` to date
 a dispute stage, httpx for a webhook connector or the broker's management
-API. The start of a gateway with a ledger at the newest revision, its API
-and its worker built, loads none of them (measured in a fresh interpreter).
+API, psycopg for a PostgreSQL ledger. The start of a gateway on SQLite with a
+ledger at the newest revision, its API and its worker built, loads none of
+them (measured in a fresh interpreter).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from gateway.ledger.core import LedgerCore, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
-NOT_AT_START = ("alembic", "mako", "pygments", "holidays", "httpx")
+NOT_AT_START = ("alembic", "mako", "pygments", "holidays", "httpx", "psycopg")
 
 START = """
 import sys
