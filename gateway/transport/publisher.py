@@ -242,6 +242,7 @@ class AsyncPublisher:
         self._policy = policy
         self._lock = threading.Lock()
         self._link: _Link | None = None
+        self.links_opened = 0  # connections made (the first and every new one after)
 
     def _open_link(self) -> _Link:
         with self._lock:
@@ -249,6 +250,7 @@ class AsyncPublisher:
                 if self._link is not None:
                     self._params.lost(self._link.params)  # try the other nodes first
                 self._link = with_reconnect(self._start_link, self._params, self._policy)
+                self.links_opened += 1
             return self._link
 
     def _start_link(self, params: Any) -> _Link:
@@ -271,7 +273,26 @@ class AsyncPublisher:
                 batch.fail_rest(reason)  # the IO thread is gone or stuck
         if BUDGET.enabled:
             link.charge_cpu()
-        return batch.outcomes()
+        outcomes = batch.outcomes()
+        if any(r.outcome is PublishOutcome.NACKED for r in outcomes):
+            self._retire(link)
+        return outcomes
+
+    def _retire(self, link: _Link) -> None:
+        """End ``link`` after the broker nacked on it: the next publish opens a new one.
+
+        A quorum queue nacks while it has no leader. After its leader's node was
+        killed in a three-node cluster, a channel on a surviving node went on
+        nacking every publish to that queue for minutes once a new leader had
+        been elected (tests/integration/test_broker_cluster.py, two runs in
+        three), while a new connection published at once. A nack is rare
+        otherwise (a queue over its length limit), so a new connection costs
+        little; the unconfirmed messages stay in the outbox for the next turn.
+        """
+        with self._lock:
+            if self._link is link:
+                link.call(link.close_soon)
+                link.closed = True
 
     def close(self) -> None:
         with self._lock:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
+import pika
 import pytest
 from rabbit_fixtures import (  # noqa: F401 — fixtures are found by name
     Vhost,
@@ -172,6 +173,37 @@ def test_a_publish_to_a_missing_exchange_fails_and_the_next_publish_works(
     missing = OutgoingMessage("332.Assessment.333", b"x", "m-x", exchange="no.such.exchange")
     assert transport.publish([missing])[0].outcome is PublishOutcome.FAILED
     assert transport.publish([message(1)])[0].outcome is PublishOutcome.CONFIRMED
+
+
+def test_a_nacked_publish_makes_the_next_publish_use_a_new_connection(
+    transport: RabbitTransport,
+    rabbit_url: str,  # noqa: F811
+) -> None:
+    # A quorum queue of one message that refuses more: the broker nacks the second.
+    conn = pika.BlockingConnection(pika.URLParameters(rabbit_url))
+    try:
+        channel = conn.channel()
+        channel.queue_declare(
+            "caf.test.full",
+            durable=True,
+            arguments={"x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "reject-publish"},
+        )
+        channel.queue_bind("caf.test.full", BrokerSettings().exchange, "777.#")
+    finally:
+        conn.close()
+    outcomes = []
+    for n in range(5):  # a quorum queue applies its limit a little late: it may take two
+        opened = transport._publisher.links_opened
+        (result,) = transport.publish([message(n, recipient="777")])
+        outcomes.append(result.outcome)
+        if result.outcome is not PublishOutcome.CONFIRMED:
+            break
+
+    assert outcomes[0] is PublishOutcome.CONFIRMED
+    assert outcomes[-1] is PublishOutcome.NACKED
+    assert transport.publish([message(4)])[0].outcome is PublishOutcome.CONFIRMED
+    # A channel that nacked is not trusted again (see AsyncPublisher._retire).
+    assert transport._publisher.links_opened == opened + 1
 
 
 def test_escalations_reach_the_authority_and_the_regional_queues(
