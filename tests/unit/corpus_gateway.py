@@ -6,6 +6,8 @@ corpus trust store (see tests/data/attacks/make_corpus.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -62,3 +64,13 @@ def corpus_gateway(tmp_path: Path) -> Gateway:
         return make_corpus.NOW
 
     return build(settings, MemoryTransport(), clock=clock, trust=trust)  # type: ignore[arg-type]
+
+
+@contextmanager
+def opened_corpus_gateway(tmp_path: Path) -> Iterator[Gateway]:
+    """``corpus_gateway``, its ledger's connections closed afterwards."""
+    gw = corpus_gateway(tmp_path)
+    try:
+        yield gw
+    finally:
+        gw.ledger.engine.dispose()

@@ -23,7 +23,7 @@ from gateway.transport.base import Delivery, Verdict
 from gateway.transport.provenance import provenance_for
 from gateway.transport.topology import Topology
 from tests.data.attacks import make_corpus
-from tests.unit.corpus_gateway import corpus_gateway
+from tests.unit.corpus_gateway import opened_corpus_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "data" / "attacks"
@@ -38,11 +38,8 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
     """Wolverhampton's gateway, as the corpus expects it."""
-    gw = corpus_gateway(tmp_path)
-    try:
+    with opened_corpus_gateway(tmp_path) as gw:
         yield gw
-    finally:
-        gw.ledger.engine.dispose()
 
 
 def _deliver(gw: Gateway, entry: dict[str, object], tag: int = 1) -> None:

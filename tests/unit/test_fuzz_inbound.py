@@ -19,7 +19,7 @@ from gateway.ledger.status import Direction, Status
 from gateway.services.receiving import handle_batch
 from gateway.transport.base import Delivery, Verdict
 from gateway.transport.topology import Topology
-from tests.unit.corpus_gateway import corpus_gateway
+from tests.unit.corpus_gateway import opened_corpus_gateway
 from tests.unit.fuzz_support import FUZZ_SECONDS, fuzz_settings, mutated, run_for
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "attacks"
@@ -31,11 +31,8 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(int(FUZZ_SECONDS * 4) + 60)]
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    gw = corpus_gateway(tmp_path)
-    try:
+    with opened_corpus_gateway(tmp_path) as gw:
         yield gw
-    finally:
-        gw.ledger.engine.dispose()
 
 
 def _bodies() -> st.SearchStrategy[bytes]:

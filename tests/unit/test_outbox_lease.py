@@ -9,17 +9,16 @@ the lease outlasts the confirm timeout by ``OUTBOX_LEASE_MARGIN_S``.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from support.clock import Clock
 from support.gateways import memory_gateway, settings_for
+from support.outbound import queued
 
 from gateway.errors import ConfigError
 from gateway.ledger.records import NewMessage
-from gateway.ledger.status import Direction, Status
 from gateway.services.delivery import publish_outbox
 from gateway.settings import OUTBOX_LEASE_MARGIN_S, load_settings
 from gateway.transport.base import OutgoingMessage, PublishResult
@@ -53,23 +52,7 @@ class Recording(MemoryTransport):
 
 
 def _queued(count: int) -> list[NewMessage]:
-    return [
-        NewMessage(
-            message_id=str(uuid.uuid4()),
-            direction=Direction.OUTBOUND,
-            authority="332",
-            sender="332",
-            recipient="336",
-            message_type="IssueLogEntry",
-            correlation_id=str(uuid.uuid4()),
-            legal_basis="NO_PERSONAL_DATA",
-            statuses=((Status.SIGNED, None),),
-            body=b"<Envelope/>",
-            digest=f"{n:064x}",
-            route_to="336",
-        )
-        for n in range(count)
-    ]
+    return [queued("332", "332", n) for n in range(count)]
 
 
 def test_the_shipped_settings_have_a_lease_that_outlasts_the_confirm_timeout() -> None:

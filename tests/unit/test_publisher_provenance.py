@@ -30,7 +30,7 @@ from gateway.transport.retry import (
     parked_reason,
 )
 from gateway.transport.topology import Topology
-from tests.unit.corpus_gateway import corpus_gateway
+from tests.unit.corpus_gateway import opened_corpus_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = (ROOT / "tests" / "data" / "attacks" / "00-good.xml").read_bytes()  # 332 -> 336
@@ -42,11 +42,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    gw = corpus_gateway(tmp_path)
-    try:
+    with opened_corpus_gateway(tmp_path) as gw:
         yield gw
-    finally:
-        gw.ledger.engine.dispose()
 
 
 def _received(gw: Gateway, routing_key: str, user_id: str | None) -> tuple[Status, str]:

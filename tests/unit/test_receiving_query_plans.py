@@ -14,7 +14,6 @@ receipt settles.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,11 +22,11 @@ from typing import Any
 import pytest
 from policy_support import memory_gateway
 from sqlalchemy import Engine, event
+from support.outbound import queued
 from support.received import assessments
 
 from gateway.context import Gateway
 from gateway.errors import LedgerError
-from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.services.receiving import handle_batch
 from gateway.transport.base import Delivery, Verdict
@@ -126,26 +125,9 @@ def test_a_record_sent_again_and_again_is_found_by_its_first_copy_alone(gw: Gate
     assert "TEMP B-TREE" not in plan
 
 
-def _outbound(sender: str, authority: str, n: int = 0) -> NewMessage:
-    return NewMessage(
-        message_id=str(uuid.uuid4()),
-        direction=Direction.OUTBOUND,
-        authority=authority,
-        sender=sender,
-        recipient="336",
-        message_type="IssueLogEntry",
-        correlation_id=str(uuid.uuid4()),
-        legal_basis="NO_PERSONAL_DATA",
-        statuses=((Status.SIGNED, None),),
-        body=b"<Envelope/>",
-        digest=f"{n:064x}",
-        route_to="336",
-    )
-
-
 def _sent(gw: Gateway, count: int) -> list[tuple[str, str]]:
     """``count`` messages 332 sent to 336 and awaits receipts for: (message id, digest)."""
-    made = [_outbound("332", "332", n) for n in range(count)]
+    made = [queued("332", "332", n) for n in range(count)]
     gw.ledger.mark_sent(gw.ledger.record(made), None)
     return [(m.message_id, m.digest or "") for m in made]
 
@@ -172,7 +154,7 @@ def test_a_receipt_finds_the_messages_it_settles_by_the_unique_key_not_every_sen
 
 
 def test_an_outbound_message_whose_sender_is_not_its_authority_is_refused(gw: Gateway) -> None:
-    message = _outbound("336", "332")
+    message = queued("336", "332")
     with pytest.raises(LedgerError, match="sender 336 is not the authority 332"):
         gw.ledger.record([message])
     assert gw.ledger.find(message_id=message.message_id) == []

@@ -24,7 +24,7 @@ from gateway.context import Gateway
 from gateway.envelope import verifying
 from gateway.errors import CafgwError
 from tests.data.attacks import make_corpus
-from tests.unit.corpus_gateway import corpus_gateway
+from tests.unit.corpus_gateway import opened_corpus_gateway
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "attacks"
 GOOD = (CORPUS / "00-good.xml").read_bytes()
@@ -35,11 +35,8 @@ EC_POINT = bytes.fromhex("03420004")
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    gw = corpus_gateway(tmp_path)
-    try:
+    with opened_corpus_gateway(tmp_path) as gw:
         yield gw
-    finally:
-        gw.ledger.engine.dispose()
 
 
 def _with_key_off_the_curve(body: bytes) -> bytes:
