@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.ledger.core import LedgerCore, make_engine
+from gateway.ledger.core import SQLITE_CACHE_KIB, LedgerCore, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_AT_START = ("alembic", "mako", "pygments", "holidays", "httpx", "psycopg")
@@ -70,3 +70,15 @@ def test_a_gateway_starting_on_an_up_to_date_ledger_loads_no_library_it_does_not
     loaded = set(started.stdout.split())
     assert "gateway" in loaded  # the start did run
     assert sorted(loaded.intersection(NOT_AT_START)) == []
+
+
+def test_each_sqlite_connection_keeps_a_small_page_cache(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        with engine.connect() as conn:
+            (size,) = conn.exec_driver_sql("PRAGMA cache_size").one()
+    finally:
+        engine.dispose()
+
+    assert size == -SQLITE_CACHE_KIB  # negative: KiB, not pages
+    assert SQLITE_CACHE_KIB < 2000  # below SQLite's default
