@@ -193,8 +193,9 @@ def test_three_receiver_and_two_sender_processes_one_of_each_killed_each_message
                     120 + COUNT // 20,
                     "every pulled message acknowledged",
                 )
-                # The killed sender's claims lapse after 60 s, the deadline job's lease
-                # after at most 40 s; then the receipts come back to the sender.
+                # The killed sender's claims lapse after database.outbox_lease_s (40 s),
+                # the deadline job's lease after at most 40 s; then the receipts come
+                # back to the sender.
                 wait_until(
                     lambda: settled(sending) == (COUNT - len(ignored), len(ignored)),
                     180 + COUNT // 20,

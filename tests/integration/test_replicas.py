@@ -436,11 +436,12 @@ def test_a_replica_killed_holding_claims_loses_nothing_another_takes_them_once_t
             sent = signed_inbound(survivor, SENDER, RECIPIENT, 100)
             with ledger.transaction() as conn:
                 ledger.record(sent, conn)
-            now = clock()
-            claimed = doomed.ledger.claim_outbox(40, (SENDER,), now, now + timedelta(seconds=60))
+            now, lease_s = clock(), settings.database.outbox_lease_s
+            lease_until = now + timedelta(seconds=lease_s)
+            claimed = doomed.ledger.claim_outbox(40, (SENDER,), now, lease_until)
             assert len(claimed) == 40
             assert until_idle(lambda: delivery.publish_outbox(survivor).confirmed) == 60
-            clock.advance(61)  # the dead replica's lease lapses
+            clock.advance(lease_s + 1)  # the dead replica's lease lapses
             assert until_idle(lambda: delivery.publish_outbox(survivor).confirmed) == 40
             on_broker = drain(vhost, survivor.topology.inbox(RECIPIENT))
             assert on_broker == Counter({m.message_id: 1 for m in sent})

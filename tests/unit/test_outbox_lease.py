@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 from support.clock import Clock
 from support.gateways import memory_gateway, settings_for
 from support.outbound import queued
@@ -64,6 +65,23 @@ def test_the_shipped_settings_have_a_lease_that_outlasts_the_confirm_timeout() -
         settings.database.outbox_lease_s
         >= settings.broker.confirm_timeout_s + OUTBOX_LEASE_MARGIN_S
     )
+
+
+SHIPPED = sorted(
+    [ROOT / "config" / "gateway.yaml", *(ROOT / "docker" / "config").glob("*/gateway.yaml")]
+)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_gateway_yaml_names_the_lease_and_the_confirm_timeout_within_the_rule(
+    path: Path,
+) -> None:
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+
+    lease = config["database"]["outbox_lease_s"]
+    confirm = config["broker"]["confirm_timeout_s"]
+
+    assert lease >= confirm + OUTBOX_LEASE_MARGIN_S, path
 
 
 def test_a_lease_shorter_than_the_confirm_timeout_and_margin_is_refused_naming_both_keys() -> None:
