@@ -106,6 +106,30 @@ class OutboundQueries(LedgerCore):
             where=[or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)],
         )
 
+    def renew_claims(
+        self, pks: Sequence[int], held_until: datetime, lease_until: datetime
+    ) -> set[int]:
+        """Lease again, until ``lease_until``, the rows of ``pks`` still claimed until
+        ``held_until`` (the claim this process took) and still in the outbox; which.
+
+        A row missing from the answer was taken by another replica after this
+        claim lapsed, or has left the outbox: this process must not publish it.
+        """
+        if not pks:
+            return set()
+        with self.transaction() as conn:
+            renewed = conn.execute(
+                update(messages)
+                .where(
+                    messages.c.id.in_(list(pks)),
+                    messages.c.claimed_until == held_until,
+                    messages.c.status.in_([s.value for s in OUTBOX_STATES]),
+                )
+                .values(claimed_until=lease_until)
+                .returning(messages.c.id)
+            ).all()
+        return {int(r[0]) for r in renewed}
+
     def release_claims(self, pks: Sequence[int]) -> None:
         """Give claimed rows back to the outbox at once (their publish failed)."""
         if pks:

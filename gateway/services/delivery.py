@@ -11,9 +11,11 @@ recipient's visible backlog explains the wait (``services.backlog``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from gateway.context import Gateway
+from gateway.errors import TransportError
+from gateway.ledger.records import OutboxItem
 from gateway.ledger.status import Route, Status
 from gateway.services.backlog import Action, decide_all
 from gateway.transport.base import OutgoingMessage, PublishOutcome, routing_key
@@ -41,6 +43,9 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
     # dies mid-publish leaves its claims to the others after it runs out.
     lease = timedelta(seconds=gw.settings.database.outbox_lease_s)
     items = gw.ledger.claim_outbox(limit, gw.hosted, now, now + lease)
+    if not items:
+        return PublishSummary()
+    items = _connected(gw, items, now + lease, lease)
     if not items:
         return PublishSummary()
     escalation_exchange = gw.topology.escalation_exchange
@@ -87,6 +92,28 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
         len(returned),
         len(failed),
     )
+
+
+def _connected(
+    gw: Gateway, items: list[OutboxItem], held_until: datetime, lease: timedelta
+) -> list[OutboxItem]:
+    """``items`` whose claim still holds once the publisher's connection is open.
+
+    Opening it (after a loss: another node, with backoff) is not covered by
+    the lease, so after a new connection the claim is renewed from now and
+    only the rows still ours are published; a row another replica took
+    meanwhile is left to it. With no broker, the claims go back at once for
+    a replica that has one.
+    """
+    try:
+        reconnected = gw.transport.connect_publisher()
+    except TransportError:
+        gw.ledger.release_claims([i.pk for i in items])
+        raise
+    if not reconnected:
+        return items
+    held = gw.ledger.renew_claims([i.pk for i in items], held_until, gw.clock() + lease)
+    return [i for i in items if i.pk in held]
 
 
 def resend_overdue(gw: Gateway, limit: int = 500) -> int:

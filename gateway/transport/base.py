@@ -93,6 +93,13 @@ class Transport(Protocol):
     def declare(self, hosted: Sequence[str]) -> None:
         """Declare exchanges and the queues of the hosted authorities (idempotent)."""
 
+    def connect_publisher(self) -> bool:
+        """Open the publishing connection unless it is open; True when it had to.
+
+        Opening may take a while (another node, backoff after a loss); raises
+        ``BrokerUnavailableError`` when no node answers.
+        """
+
     def publish(
         self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
     ) -> list[PublishResult]:

@@ -101,6 +101,11 @@ class MemoryTransport:
                 if b not in self._bindings:
                     self._bindings.append(b)
 
+    def connect_publisher(self) -> bool:
+        """Nothing to open; ``BrokerUnavailableError`` while ``available`` is False."""
+        self._check_available()
+        return False
+
     def publish(
         self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
     ) -> list[PublishResult]:

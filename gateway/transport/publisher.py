@@ -244,6 +244,12 @@ class AsyncPublisher:
         self._link: _Link | None = None
         self.links_opened = 0  # connections made (the first and every new one after)
 
+    def connect(self) -> bool:
+        """Open the connection unless it is open; True when a new one was opened."""
+        opened = self.links_opened
+        self._open_link()
+        return self.links_opened != opened
+
     def _open_link(self) -> _Link:
         with self._lock:
             if self._link is None or self._link.closed:

@@ -103,6 +103,10 @@ class RabbitTransport:
             ),
         )
 
+    def connect_publisher(self) -> bool:
+        """Open the publisher's connection (another node after a loss) unless open."""
+        return self._publisher.connect()
+
     def publish(
         self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
     ) -> list[PublishResult]:

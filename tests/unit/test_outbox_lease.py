@@ -9,7 +9,7 @@ the lease outlasts the confirm timeout by ``OUTBOX_LEASE_MARGIN_S``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,8 @@ from support.clock import Clock
 from support.gateways import memory_gateway, settings_for
 from support.outbound import queued
 
-from gateway.errors import ConfigError
+from gateway.context import Gateway
+from gateway.errors import BrokerUnavailableError, ConfigError
 from gateway.ledger.records import NewMessage
 from gateway.services.delivery import publish_outbox
 from gateway.settings import OUTBOX_LEASE_MARGIN_S, load_settings
@@ -137,4 +138,104 @@ def test_rows_claimed_by_a_replica_that_died_are_published_by_another_after_the_
         assert recording.timeouts == [7]  # the configured confirm timeout
     finally:
         dying.ledger.engine.dispose()
+        other.ledger.engine.dispose()
+
+
+class Reconnects(Recording):
+    """Its publisher connection was lost: opening a new one takes ``takes_s`` (fake
+    clock), during which ``meanwhile`` runs (another replica's turn)."""
+
+    def __init__(self, clock: Clock, takes_s: float, meanwhile: Callable[[], object]) -> None:
+        super().__init__()
+        self.clock, self.takes_s, self.meanwhile = clock, takes_s, meanwhile
+
+    def connect_publisher(self) -> bool:
+        self.clock.advance(self.takes_s)
+        self.meanwhile()
+        return True
+
+
+def _two_replicas(
+    tmp_path: Path, clock: Clock, first: MemoryTransport, second: MemoryTransport
+) -> tuple[Gateway, Gateway]:
+    settings = settings_for(
+        tmp_path,
+        HOSTED,
+        now=clock(),
+        database={"url": f"sqlite:///{tmp_path / 'ledger.db'}", "outbox_lease_s": 12},
+        broker={"confirm_timeout_s": 7},
+    )
+    return (
+        memory_gateway(tmp_path, HOSTED, clock=clock, settings=settings, transport=first),
+        memory_gateway(tmp_path, HOSTED, clock=clock, settings=settings, transport=second),
+    )
+
+
+def test_a_replica_whose_reconnect_outlasted_its_lease_leaves_the_rows_another_took(
+    tmp_path: Path,
+) -> None:
+    clock = Clock.starting_now()
+    other_transport = Recording()
+    holder: list[Gateway] = []
+    slow = Reconnects(clock, 13, lambda: publish_outbox(holder[0]))
+    first, other = _two_replicas(tmp_path, clock, slow, other_transport)
+    holder.append(other)
+    try:
+        queued = _queued(3)
+        first.ledger.record(queued)
+
+        summary = publish_outbox(first)  # claims, reconnects for 13 s > the 12 s lease
+
+        assert summary.confirmed == 0
+        assert slow.published == []
+        assert sorted(other_transport.published) == sorted(m.message_id for m in queued)
+    finally:
+        first.ledger.engine.dispose()
+        other.ledger.engine.dispose()
+
+
+def test_a_replica_that_reconnected_within_its_lease_renews_it_and_publishes_its_rows(
+    tmp_path: Path,
+) -> None:
+    clock = Clock.starting_now()
+    other_transport = Recording()
+    holder: list[Gateway] = []
+    slow = Reconnects(clock, 11, lambda: publish_outbox(holder[0]))
+    first, other = _two_replicas(tmp_path, clock, slow, other_transport)
+    holder.append(other)
+    try:
+        queued = _queued(3)
+        first.ledger.record(queued)
+
+        summary = publish_outbox(first)  # the other replica's turn at 11 s finds them claimed
+
+        assert summary.confirmed == 3
+        assert sorted(slow.published) == sorted(m.message_id for m in queued)
+        assert other_transport.published == []
+        clock.advance(12.5)  # past the first lease, within the renewed one: nothing to take
+        assert publish_outbox(other).confirmed == 0
+    finally:
+        first.ledger.engine.dispose()
+        other.ledger.engine.dispose()
+
+
+def test_with_no_broker_the_claims_go_back_at_once_for_a_replica_that_has_one(
+    tmp_path: Path,
+) -> None:
+    clock = Clock.starting_now()
+    down, up = MemoryTransport(), Recording()
+    down.available = False
+    first, other = _two_replicas(tmp_path, clock, down, up)
+    try:
+        queued = _queued(3)
+        first.ledger.record(queued)
+
+        with pytest.raises(BrokerUnavailableError):
+            publish_outbox(first)
+        summary = publish_outbox(other)  # no time passed: nothing waits for a lease
+
+        assert summary.confirmed == 3
+        assert sorted(up.published) == sorted(m.message_id for m in queued)
+    finally:
+        first.ledger.engine.dispose()
         other.ledger.engine.dispose()
