@@ -18,6 +18,7 @@ from gateway.api.auth import ApiKeys
 from gateway.context import Gateway, build
 from gateway.cpu_budget import BUDGET
 from gateway.errors import BrokerUnavailableError, ConfigError
+from gateway.ledger.apart import upgrade_apart
 from gateway.ledger.single import SqliteLock, hold_sqlite
 from gateway.private_files import tighten_tree
 from gateway.settings import Settings
@@ -81,7 +82,10 @@ def open_transport(settings: Settings) -> Transport:
 
 
 def open_gateway(settings: Settings, *, create_keys: bool = False) -> Gateway:
+    """The gateway of a long-running command; its ledger upgraded in a child process
+    first (``ledger.apart``), so this one never loads Alembic."""
     check_broker(settings.broker.nodes)
+    upgrade_apart(settings.database.url)
     gw = build(settings, open_transport(settings), create_keys=create_keys)
     if settings.cpu_budget:
         BUDGET.enable()

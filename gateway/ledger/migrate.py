@@ -88,6 +88,11 @@ def current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
+def at_head(conn: Connection) -> bool:
+    """True when the ledger on ``conn`` is at the newest revision, read without Alembic."""
+    return _at_head(conn, MIGRATIONS)
+
+
 def _at_head(conn: Connection, migrations: Path) -> bool:
     """True when the ledger on ``conn`` is at ``HEAD`` already, read without Alembic.
 

@@ -6,7 +6,8 @@ start, and is needed only for some configurations or some moments: Alembic
 a dispute stage, httpx for a webhook connector or the broker's management
 API, psycopg for a PostgreSQL ledger. The start of a gateway on SQLite with a
 ledger at the newest revision, its API and its worker built, loads none of
-them (measured in a fresh interpreter).
+them (measured in a fresh interpreter); nor does the first start on a new
+ledger, which is upgraded in a child process (``ledger.apart``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gateway.ledger import migrate
 from gateway.ledger.core import SQLITE_CACHE_KIB, LedgerCore, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +44,10 @@ settings = load_settings(
         "api_keys_file": str(tmp / "api-keys.json"),
     },
 )
+if sys.argv[2:] == ["new ledger"]:  # the first start: what `cafgw run` does first
+    from gateway.ledger.apart import upgrade_apart
+
+    assert upgrade_apart(settings.database.url)
 gw = build(settings, MemoryTransport(), create_keys=True)
 create_app(gw, ApiKeys(settings.api_keys_file))
 Worker(gw, MemoryTransport())
@@ -70,6 +76,29 @@ def test_a_gateway_starting_on_an_up_to_date_ledger_loads_no_library_it_does_not
     loaded = set(started.stdout.split())
     assert "gateway" in loaded  # the start did run
     assert sorted(loaded.intersection(NOT_AT_START)) == []
+
+
+def test_the_first_start_on_a_new_ledger_upgrades_it_in_a_child_and_loads_no_alembic(
+    tmp_path: Path,
+) -> None:
+    started = subprocess.run(
+        [sys.executable, "-c", START, str(tmp_path), "new ledger"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+    assert started.returncode == 0, started.stderr
+    loaded = set(started.stdout.split())
+    assert "gateway" in loaded
+    assert sorted(loaded.intersection(NOT_AT_START)) == []
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        assert LedgerCore(engine).schema_revision() == migrate.HEAD
+    finally:
+        engine.dispose()
 
 
 def test_each_sqlite_connection_keeps_a_small_page_cache(tmp_path: Path) -> None:
