@@ -111,3 +111,54 @@ def test_each_sqlite_connection_keeps_a_small_page_cache(tmp_path: Path) -> None
 
     assert size == -SQLITE_CACHE_KIB  # negative: KiB, not pages
     assert SQLITE_CACHE_KIB < 2000  # below SQLite's default
+
+
+SCRAPE = """
+import base64, json, sys, threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from gateway.ops.broker import RabbitProbe
+
+class Management(BaseHTTPRequestHandler):
+    def do_GET(self):
+        assert self.path.startswith("/api/queues/region%2Fwest?columns="), self.path
+        wanted = "Basic " + base64.b64encode(b"la336:s3cret/x").decode()
+        assert self.headers["Authorization"] == wanted, self.headers["Authorization"]
+        body = json.dumps([{"name": "caf.inbox.336", "messages_ready": 2,
+                            "messages_unacknowledged": 1, "consumers": 1}]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = HTTPServer(("127.0.0.1", 0), Management)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+base = f"http://127.0.0.1:{server.server_port}"
+probe = RabbitProbe(
+    "amqp://la336:s3cret%2Fx@127.0.0.1:5672/region%2Fwest",
+    ("caf.inbox.336", "caf.parking.336"),
+    management_url=base,
+)
+stats = probe.queue_stats()
+inbox = stats["caf.inbox.336"]
+print(inbox.source, inbox.ready, inbox.unacknowledged, inbox.consumers, stats["caf.parking.336"])
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_reading_queue_figures_from_the_management_api_loads_no_http_client_library() -> None:
+    scraped = subprocess.run(
+        [sys.executable, "-c", SCRAPE],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+    assert scraped.returncode == 0, scraped.stderr
+    figures, modules = scraped.stdout.splitlines()
+    assert figures == "management 2 1 1 None"
+    assert sorted(set(modules.split()).intersection(NOT_AT_START)) == []
