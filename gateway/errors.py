@@ -103,6 +103,12 @@ class BrokerUnavailableError(TransportError):
     """Nothing answers at the broker address."""
 
 
+class QueueMigrationError(TransportError):
+    """A queue could not be moved into the shape the gateway declares (``cafgw broker
+    migrate-queues``): names the queue and vhost, and what to do. Not transient: the
+    command stops, and running it again resumes the move."""
+
+
 class LedgerError(CafgwError):
     """The ledger database failed or holds inconsistent state."""
 
