@@ -28,6 +28,8 @@ from gateway.transport.base import (
 from gateway.transport.consumer import BatchConsumer, Batching
 from gateway.transport.provenance import Provenance, provenance_for
 from gateway.transport.publisher import AsyncPublisher
+from gateway.transport.queue_migration import Accounts, Moved, migrate
+from gateway.transport.queue_survey import QueueSurvey, survey
 from gateway.transport.reconnect import (
     PIKA_ERRORS,
     Nodes,
@@ -94,14 +96,57 @@ class RabbitTransport:
     def policy_for(self, code: str) -> RetryPolicy:
         return self._overrides.get(code, self._retry)
 
+    def wanted(self, hosted: Sequence[str]) -> Plan:
+        """The exchanges, queues (with their arguments) and bindings that ``declare``
+        creates for the hosted authorities."""
+        return plan(self.topology, hosted, self.policy_for, self._replication)
+
     def declare(self, hosted: Sequence[str]) -> None:
         """Declare exchanges and the lanes of the hosted authorities (idempotent)."""
-        self._admin(
-            "declaring the topology",
-            lambda conn: _apply(
-                conn, plan(self.topology, hosted, self.policy_for, self._replication)
-            ),
+        self._admin("declaring the topology", lambda conn: _apply(conn, self.wanted(hosted)))
+
+    @property
+    def vhost(self) -> str:
+        return str(Nodes.of(self._params).current.virtual_host)
+
+    def survey_queues(self, hosted: Sequence[str]) -> list[QueueSurvey]:
+        """How each queue of the hosted authorities' lanes differs from its wanted shape
+        (changes nothing; a queue that does not exist is not created)."""
+        wanted = self.wanted(hosted).queues
+        return self._admin(
+            f"surveying the queues of vhost {self.vhost!r}", lambda conn: survey(conn, wanted)
         )
+
+    def migrate_queues(self, hosted: Sequence[str]) -> list[Moved]:
+        """Give every queue of the hosted authorities' lanes its wanted shape, moving
+        its messages out and back (``queue_migration``); every gateway must be stopped."""
+        wanted = self.wanted(hosted)
+
+        def work(conn: Any) -> list[Moved]:
+            found = survey(conn, wanted.queues)
+            relay = conn
+            if self._relay_params is not None:
+                relay = with_reconnect(open_blocking, Nodes.of(self._relay_params), self._reconnect)
+            accounts = Accounts(
+                conn,
+                wire.user_of(Nodes.of(self._params).current),
+                relay,
+                wire.user_of(Nodes.of(self._relay_params or self._params).current),
+            )
+            try:
+                return migrate(
+                    accounts,
+                    wanted,
+                    found,
+                    self.provenance,
+                    self.topology.relay_exchange,
+                    self.vhost,
+                )
+            finally:
+                if relay is not conn and relay.is_open:
+                    relay.close()
+
+        return self._admin(f"migrating the queues of vhost {self.vhost!r}", work)
 
     def connect_publisher(self) -> bool:
         """Open the publisher's connection (another node after a loss) unless open."""
@@ -175,8 +220,10 @@ class RabbitTransport:
                 hint = (
                     "; a queue exists with other arguments (a classic queue of an older "
                     "gateway, or retry steps, delivery limit or broker.replication_factor "
-                    "changed?): see 'Moving queues to quorum queues' in docs/delivery.md "
-                    "before deleting any queue that holds messages"
+                    "changed?): stop the gateways and run 'cafgw broker migrate-queues' "
+                    "(then with --apply), which moves its messages into the new shape; see "
+                    "'Moving queues to quorum queues' in docs/delivery.md. Never delete a "
+                    "queue that holds messages"
                 )
             elif exc.reply_code == 404:
                 hint = "; run declare() for the hosted authorities first"
