@@ -17,6 +17,7 @@ from gateway.transport.accounts import (
     relay_of,
     setup_accounts,
 )
+from gateway.transport.queue_survey import QueueSurvey
 from gateway.transport.rabbit import RabbitTransport
 from gateway.transport.reconnect import (
     ConnectionRefused,
@@ -29,7 +30,8 @@ from gateway.transport.reconnect import (
 from gateway.transport.topology import REGIONAL
 
 broker_app = typer.Typer(
-    help="Broker administration: check the broker, per-authority accounts and permissions."
+    help="Broker administration: check the broker, per-authority accounts and permissions, "
+    "moving queues into the shape the gateway declares."
 )
 
 
@@ -132,3 +134,61 @@ def setup(
         "hosting several authorities). The passwords are not shown.",
         highlight=False,
     )
+
+
+@broker_app.command("migrate-queues")
+@friendly
+def migrate_queues(
+    apply: bool = typer.Option(
+        False,
+        "--apply",
+        help="move the queues (every gateway of the vhost stopped); default: only show them",
+    ),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Show (with --apply: fix) the queues of the hosted authorities' lanes whose type or
+    arguments differ from what the gateway declares: each one's messages are moved to
+    <queue>.migrating, the queue declared anew, and the messages moved back."""
+    settings = settings_from(config)
+    transport = RabbitTransport.from_settings(settings)
+    try:
+        found = transport.survey_queues(settings.hosted)
+        _show_survey(found, transport.vhost, apply)
+        if not apply:
+            if any(s.needs_move for s in found):
+                console.print("Nothing changed. Stop the gateways, then run again with --apply.")
+            return
+        moved = transport.migrate_queues(settings.hosted)
+    finally:
+        transport.close()
+    table = new_table("queue", "moved out", "moved back", title="moved")
+    for done in moved:
+        table.add_row(done.queue, str(done.held), str(done.returned))
+    console.print(table)
+    console.print(
+        f"{len(moved)} queue(s) of vhost {transport.vhost!r} now have the wanted shape.",
+        highlight=False,
+    )
+
+
+def _show_survey(found: list[QueueSurvey], vhost: str, apply: bool) -> None:
+    """The survey as a table: every queue to move, or one line when there is none."""
+    todo = [s for s in found if s.needs_move]
+    if not todo:
+        console.print(
+            f"All {len(found)} queues of vhost {vhost!r} that exist have the wanted shape; "
+            "nothing to move.",
+            highlight=False,
+        )
+        return
+    title = f"vhost {vhost!r}: " + ("moving" if apply else "would move (dry run)")
+    table = new_table("queue", "what is wrong", "messages", "held", "to do", title=title)
+    for s in todo:
+        table.add_row(
+            s.name,
+            (s.wrong or "(queue as wanted)") if s.found else "(queue missing)",
+            "-" if s.found is None else str(s.found.messages),
+            "-" if s.holding is None else str(s.holding.messages),
+            s.action,
+        )
+    console.print(table)
