@@ -85,12 +85,20 @@ def migrate(
         )
     # The holding queue's copies are the admin account's: believe the origin they carry.
     held_provenance = replace(provenance, relays=provenance.relays | {accounts.admin_user})
+    try:
+        # The bindings given back below need every exchange (an old deployment may lack one).
+        channel = accounts.admin.channel()
+        for exchange in plan.exchanges:
+            channel.exchange_declare(exchange.name, exchange_type=exchange.kind, durable=True)
+        channel.close()
+    except PIKA_ERRORS as exc:
+        raise QueueMigrationError(
+            f"declaring the exchanges on vhost {vhost!r}: {describe(exc)}"
+        ) from exc
     done: list[Moved] = []
     for found in todo:
         try:
             channel = accounts.admin.channel()
-            for exchange in plan.exchanges:
-                channel.exchange_declare(exchange.name, exchange_type=exchange.kind, durable=True)
             bindings = [b for b in plan.bindings if b.queue == found.name]
             held = 0
             if found.wrong is not None:
