@@ -7,8 +7,10 @@ with messages in them, then runs the command.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -24,6 +26,7 @@ from gateway.cli import app
 from gateway.errors import QueueMigrationError
 from gateway.settings import Settings, load_settings
 from gateway.transport import wire
+from gateway.transport.accounts import relay_of, remove_accounts, setup_accounts
 from gateway.transport.base import Delivery, routing_key
 from gateway.transport.queue_survey import holding_name
 from gateway.transport.rabbit import RabbitTransport
@@ -294,3 +297,30 @@ def test_a_survey_creates_no_queue_that_does_not_exist(
     assert [s.found for s in found] == [None] * len(transport.wanted(HOSTED).queues)
     assert not any(s.needs_move for s in found)
     assert queue_depths(rabbit_vhost.name) == {}
+
+
+def test_messages_moved_back_by_the_gateways_relay_account_keep_their_sender(
+    rabbit_vhost: Vhost,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    user_prefix = f"t{uuid.uuid4().hex[:8]}-"
+    made = setup_accounts(
+        rabbit_vhost.name, [relay_of("336")], tmp_path / "secrets", user_prefix=user_prefix
+    )
+    env = {**env_for(rabbit_vhost), "CAFGW_BROKER__RELAY_URL": made[relay_of("336")].url()}
+    transport = RabbitTransport.from_settings(load_settings(ROOT / "config", env=env))
+    try:
+        sent = build_old(rabbit_vhost, transport.wanted(HOSTED))
+
+        transport.migrate_queues(HOSTED)
+
+        for queue in (INBOX, PARKING):
+            found = take_all(rabbit_vhost, queue, transport)
+            assert sorted(d.body for d, _ in found) == sorted(
+                s.body for s in sent if s.queue == queue
+            )
+            # Believed because the gateway's own relay published the copies back.
+            assert {(d.routing_key, d.user_id) for d, _ in found} == {(SENT_KEY, "guest")}
+    finally:
+        transport.close()
+        remove_accounts(rabbit_vhost.name, [relay_of("336")], user_prefix=user_prefix)
