@@ -23,7 +23,7 @@ from rabbit_fixtures import (  # noqa: F401 — fixtures are found by name
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from gateway.errors import QueueMigrationError
+from gateway.errors import QueueMigrationError, TransportError
 from gateway.settings import Settings, load_settings
 from gateway.transport import wire
 from gateway.transport.accounts import relay_of, remove_accounts, setup_accounts
@@ -324,3 +324,13 @@ def test_messages_moved_back_by_the_gateways_relay_account_keep_their_sender(
     finally:
         transport.close()
         remove_accounts(rabbit_vhost.name, [relay_of("336")], user_prefix=user_prefix)
+
+
+def test_a_gateway_that_meets_an_old_queue_at_start_is_told_to_run_migrate_queues(
+    rabbit_vhost: Vhost,  # noqa: F811
+    transport: RabbitTransport,
+) -> None:
+    build_old(rabbit_vhost, transport.wanted(HOSTED))
+
+    with pytest.raises(TransportError, match=r"406.*cafgw broker migrate-queues"):
+        transport.declare(HOSTED)
