@@ -64,7 +64,11 @@ def write_config(
     gateway: dict[str, Any] | None = None,
     connectors: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
-    """A config dir like the project's, overridden for one test gateway; returns it."""
+    """A config dir like the project's, overridden for one test gateway; returns it.
+
+    A section of ``gateway`` that is a mapping is merged into the one above
+    (``{"database": {"outbox_lease_s": 12}}`` keeps the ledger URL); others replace.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load((ROOT / "config" / "gateway.yaml").read_text(encoding="utf-8"))
     data.update(
@@ -79,7 +83,10 @@ def write_config(
         }
     )
     for key, value in (gateway or {}).items():
-        data[key] = value
+        above = data.get(key)
+        data[key] = (
+            {**above, **value} if isinstance(above, dict) and isinstance(value, dict) else value
+        )
     (folder / "gateway.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     directory = yaml.safe_load((ROOT / "config" / "authorities.yaml").read_text(encoding="utf-8"))
     for code, connector in (connectors or {}).items():

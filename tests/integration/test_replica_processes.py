@@ -131,7 +131,13 @@ def test_three_receiver_and_two_sender_processes_one_of_each_killed_each_message
             )
             for n in "abc"
         ]
-        senders = [gateway(tmp_path, f"sender-{n}", (SENDER,), vhost, pg_url) for n in "ab"]
+        # Short outbox claims (the least the lease rule allows with a 7 s confirm
+        # timeout): the killed sender's rows pass to the other after 12 s, not 40.
+        short_lease = {"broker": {"confirm_timeout_s": 7}, "database": {"outbox_lease_s": 12}}
+        senders = [
+            gateway(tmp_path, f"sender-{n}", (SENDER,), vhost, pg_url, config=short_lease)
+            for n in "ab"
+        ]
         token = shared_api_key(receivers, PULL)
         procs = receivers + senders
         sending = Ledger.open(pg_url)
@@ -193,7 +199,7 @@ def test_three_receiver_and_two_sender_processes_one_of_each_killed_each_message
                     120 + COUNT // 20,
                     "every pulled message acknowledged",
                 )
-                # The killed sender's claims lapse after database.outbox_lease_s (40 s),
+                # The killed sender's claims lapse after database.outbox_lease_s (12 s),
                 # the deadline job's lease after at most 40 s; then the receipts come
                 # back to the sender.
                 wait_until(
