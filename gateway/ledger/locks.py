@@ -18,6 +18,9 @@ from sqlalchemy import Connection, text
 # Migrating the schema (gateway.ledger.migrate): one process at a time, the others
 # then find it done.
 SCHEMA = "cafgw:schema"
+# Signing receipts (gateway.services.receipts): one replica at a time, the others
+# skip their turn, so each receipt covers what all of them recorded meanwhile.
+RECEIPTS = "cafgw:receipts"
 
 
 def key(name: str) -> int:
@@ -44,3 +47,12 @@ def xact_lock(conn: Connection, names: Iterable[str]) -> None:
         ),
         {"keys": keys},
     )
+
+
+def try_xact_lock(conn: Connection, name: str) -> bool:
+    """Take the advisory lock on ``name`` until ``conn``'s transaction ends, if no other
+    transaction holds it; whether it was taken (PostgreSQL; elsewhere always True)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    taken = conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key(name)})
+    return bool(taken.scalar())

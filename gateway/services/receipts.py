@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
 from gateway.feature import ReceiptKey, ReceiptNote
-from gateway.ledger import audit_anchor
+from gateway.ledger import audit_anchor, locks
 from gateway.ledger.records import ReceiptDue
 from gateway.ledger.status import Status
 from gateway.model import LegalBasis, Receipt, ReceiptItem, ReceiptOutcome
@@ -67,11 +67,18 @@ def send_receipts(gw: Gateway, limit: int = 5000) -> int:
 
 def _send_receipts(gw: Gateway, limit: int) -> int:
     # One transaction: the claimed rows stay locked (PostgreSQL: FOR UPDATE SKIP
-    # LOCKED) until the receipts covering them are recorded, so replicas sharing
-    # the ledger each receipt other messages, and a killed one's claim ends with
-    # its connection.
+    # LOCKED) until the receipts covering them are recorded, and a killed
+    # replica's claim ends with its connection. Replicas sharing the ledger take
+    # turns (``locks.RECEIPTS``): one that finds another signing skips its turn,
+    # as that one's next turn covers what this one recorded (the commit that
+    # made the rows due wakes every replica's receipt loop). Without turns each
+    # replica signed its own receipts for its own share of every batch: the
+    # cost of receipts per message grew with the number of replicas
+    # (docs/performance.md, "Issue 18").
     covered = 0
     with gw.ledger.transaction() as conn:
+        if not locks.try_xact_lock(conn, locks.RECEIPTS):
+            return 0
         due = gw.ledger.claim_receipts_due(conn, gw.hosted, limit)
         groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
         for d in due:

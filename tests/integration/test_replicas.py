@@ -30,7 +30,7 @@ from gateway.context import Gateway, build
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.feature import Feature, Job, Kit
-from gateway.ledger import audit
+from gateway.ledger import audit, locks
 from gateway.ledger.jobs import JobLeases
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
@@ -168,7 +168,9 @@ def test_two_replicas_receipt_each_message_once_and_hand_each_over_once(
             handed = together(replicas, lambda gw: handover.deliver_pending(gw.kit, limit=10))
 
             ids = {m.message_id for m in received}
-            assert sum(receipted) == len(ids) and all(receipted), receipted
+            # Receipts are signed by one replica at a time (the other skips its turn
+            # meanwhile), so which replica signed how many is not fixed: only once each.
+            assert sum(receipted) == len(ids), receipted
             assert receipt_items(replicas[0].ledger) == Counter(dict.fromkeys(ids, 1))
             assert sum(handed) == len(ids) and all(handed), handed
             calls, taken = local.snapshot()
@@ -178,6 +180,43 @@ def test_two_replicas_receipt_each_message_once_and_hand_each_over_once(
             assert statuses[(RECIPIENT, "INBOUND", Status.ACKNOWLEDGED.value)] == len(ids)
         finally:
             close(replicas)
+
+
+def test_a_replica_finding_another_signing_receipts_skips_its_turn_and_one_receipt_covers_all(
+    tmp_path: Path, pg_url: str
+) -> None:
+    settings = make_settings(tmp_path, (RECIPIENT,), pg_url, "amqp://unused/")
+    signing, other = replicas_of(settings, 2, MemoryTransport)
+    try:
+        peer = build(
+            make_settings(tmp_path, (SENDER,), pg_url, "amqp://unused/"), MemoryTransport()
+        )
+        received = [
+            inbound(m, Status.RECEIVED, Status.VERIFIED)
+            for m in signed_inbound(peer, SENDER, RECIPIENT, 50)
+        ]
+        peer.ledger.engine.dispose()
+        with other.ledger.transaction() as conn:
+            other.ledger.record(received, conn)
+
+        with signing.ledger.transaction() as turn:  # the first replica is mid-turn
+            assert locks.try_xact_lock(turn, locks.RECEIPTS)
+            assert receipts.send_receipts(other) == 0
+            assert receipt_items(other.ledger) == Counter()
+        covered = receipts.send_receipts(other)  # its turn is over: the next covers all
+
+        assert covered == 50
+        assert receipt_items(other.ledger) == Counter({m.message_id: 1 for m in received})
+        with other.ledger.transaction() as conn:
+            signed = conn.scalar(
+                select(func.count()).where(
+                    messages.c.direction == Direction.OUTBOUND.value,
+                    messages.c.message_type == MessageType.RECEIPT.value,
+                )
+            )
+        assert signed == 1
+    finally:
+        close([signing, other])
 
 
 def receipt_items(ledger: Ledger) -> Counter[str]:
