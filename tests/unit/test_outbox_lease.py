@@ -9,7 +9,9 @@ the lease outlasts the confirm timeout by ``OUTBOX_LEASE_MARGIN_S``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -171,52 +173,59 @@ def _two_replicas(
     )
 
 
-def test_a_replica_whose_reconnect_outlasted_its_lease_leaves_the_rows_another_took(
-    tmp_path: Path,
-) -> None:
+@dataclass(frozen=True)
+class Reconnecting:
+    """Two replicas with rows queued; the first one's publisher reconnects slowly."""
+
+    first: Gateway
+    other: Gateway
+    slow: Reconnects
+    other_transport: Recording
+    queued: list[NewMessage]
+    clock: Clock
+
+
+@contextmanager
+def _reconnecting(tmp_path: Path, takes_s: float) -> Iterator[Reconnecting]:
+    """The first replica's publisher reconnects for ``takes_s`` (fake clock) once it
+    has claimed the three queued rows, while the other replica takes a turn."""
     clock = Clock.starting_now()
     other_transport = Recording()
     holder: list[Gateway] = []
-    slow = Reconnects(clock, 13, lambda: publish_outbox(holder[0]))
+    slow = Reconnects(clock, takes_s, lambda: publish_outbox(holder[0]))
     first, other = _two_replicas(tmp_path, clock, slow, other_transport)
     holder.append(other)
     try:
         queued = _queued(3)
         first.ledger.record(queued)
-
-        summary = publish_outbox(first)  # claims, reconnects for 13 s > the 12 s lease
-
-        assert summary.confirmed == 0
-        assert slow.published == []
-        assert sorted(other_transport.published) == sorted(m.message_id for m in queued)
+        yield Reconnecting(first, other, slow, other_transport, queued, clock)
     finally:
         first.ledger.engine.dispose()
         other.ledger.engine.dispose()
+
+
+def test_a_replica_whose_reconnect_outlasted_its_lease_leaves_the_rows_another_took(
+    tmp_path: Path,
+) -> None:
+    with _reconnecting(tmp_path, 13) as r:
+        summary = publish_outbox(r.first)  # claims, reconnects for 13 s > the 12 s lease
+
+        assert summary.confirmed == 0
+        assert r.slow.published == []
+        assert sorted(r.other_transport.published) == sorted(m.message_id for m in r.queued)
 
 
 def test_a_replica_that_reconnected_within_its_lease_renews_it_and_publishes_its_rows(
     tmp_path: Path,
 ) -> None:
-    clock = Clock.starting_now()
-    other_transport = Recording()
-    holder: list[Gateway] = []
-    slow = Reconnects(clock, 11, lambda: publish_outbox(holder[0]))
-    first, other = _two_replicas(tmp_path, clock, slow, other_transport)
-    holder.append(other)
-    try:
-        queued = _queued(3)
-        first.ledger.record(queued)
-
-        summary = publish_outbox(first)  # the other replica's turn at 11 s finds them claimed
+    with _reconnecting(tmp_path, 11) as r:
+        summary = publish_outbox(r.first)  # the other replica's turn at 11 s finds them claimed
 
         assert summary.confirmed == 3
-        assert sorted(slow.published) == sorted(m.message_id for m in queued)
-        assert other_transport.published == []
-        clock.advance(12.5)  # past the first lease, within the renewed one: nothing to take
-        assert publish_outbox(other).confirmed == 0
-    finally:
-        first.ledger.engine.dispose()
-        other.ledger.engine.dispose()
+        assert sorted(r.slow.published) == sorted(m.message_id for m in r.queued)
+        assert r.other_transport.published == []
+        r.clock.advance(12.5)  # past the first lease, within the renewed one: nothing to take
+        assert publish_outbox(r.other).confirmed == 0
 
 
 def test_with_no_broker_the_claims_go_back_at_once_for_a_replica_that_has_one(

@@ -56,6 +56,25 @@ print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
 """
 
 
+def _fresh_interpreter(script: str, *args: str) -> str:
+    """What ``script`` prints, run in a new interpreter (nothing imported yet)."""
+    ran = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout
+
+
+def _loaded_at_start(tmp_path: Path, *args: str) -> set[str]:
+    """The top-level packages a gateway's start (``START``) loaded."""
+    return set(_fresh_interpreter(START, str(tmp_path), *args).split())
+
+
 def test_a_gateway_starting_on_an_up_to_date_ledger_loads_no_library_it_does_not_use(
     tmp_path: Path,
 ) -> None:
@@ -63,17 +82,8 @@ def test_a_gateway_starting_on_an_up_to_date_ledger_loads_no_library_it_does_not
     LedgerCore(engine).upgrade_schema()  # made before: the start only reads its revision
     engine.dispose()
 
-    started = subprocess.run(
-        [sys.executable, "-c", START, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        timeout=120,
-    )
+    loaded = _loaded_at_start(tmp_path)
 
-    assert started.returncode == 0, started.stderr
-    loaded = set(started.stdout.split())
     assert "gateway" in loaded  # the start did run
     assert sorted(loaded.intersection(NOT_AT_START)) == []
 
@@ -81,17 +91,8 @@ def test_a_gateway_starting_on_an_up_to_date_ledger_loads_no_library_it_does_not
 def test_the_first_start_on_a_new_ledger_upgrades_it_in_a_child_and_loads_no_alembic(
     tmp_path: Path,
 ) -> None:
-    started = subprocess.run(
-        [sys.executable, "-c", START, str(tmp_path), "new ledger"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        timeout=120,
-    )
+    loaded = _loaded_at_start(tmp_path, "new ledger")
 
-    assert started.returncode == 0, started.stderr
-    loaded = set(started.stdout.split())
     assert "gateway" in loaded
     assert sorted(loaded.intersection(NOT_AT_START)) == []
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
@@ -149,16 +150,6 @@ print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
 
 
 def test_reading_queue_figures_from_the_management_api_loads_no_http_client_library() -> None:
-    scraped = subprocess.run(
-        [sys.executable, "-c", SCRAPE],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        timeout=60,
-    )
-
-    assert scraped.returncode == 0, scraped.stderr
-    figures, modules = scraped.stdout.splitlines()
+    figures, modules = _fresh_interpreter(SCRAPE).splitlines()
     assert figures == "management 2 1 1 None"
     assert sorted(set(modules.split()).intersection(NOT_AT_START)) == []
