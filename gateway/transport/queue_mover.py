@@ -26,7 +26,7 @@ import pika
 
 from gateway.transport import wire
 from gateway.transport.provenance import Provenance
-from gateway.transport.retry import PUBLISHER_HEADER, ROUTING_KEY_HEADER
+from gateway.transport.retry import copy_headers
 
 EXPIRATION_HEADER = "x-cafgw-expiration"  # a held copy's per-message expiry (ms)
 BROKER_COUNT = "x-delivery-count"
@@ -61,9 +61,7 @@ def move_all(channel: Any, source: str, to: Destination, provenance: Provenance)
         method, properties, body = channel.basic_get(source, auto_ack=False)
         if method is None:
             return moved
-        headers = {str(k): wire.plain(v) for k, v in (properties.headers or {}).items()}
-        user_id = None if properties.user_id is None else str(wire.plain(properties.user_id))
-        origin = provenance.origin(str(method.exchange), str(method.routing_key), user_id, headers)
+        origin = wire.to_delivery(source, method, properties, body, provenance)
         # Confirmed (or UnroutableError/NackError raised) before the ack below runs.
         to.channel.basic_publish(
             to.exchange,
@@ -84,9 +82,8 @@ def copied(
     to: Destination,
 ) -> Any:
     """The properties of a copy of a message with ``properties`` for ``to``."""
-    out = {k: v for k, v in headers.items() if k != BROKER_COUNT}
-    out[ROUTING_KEY_HEADER] = routing_key
-    out[PUBLISHER_HEADER] = publisher or ""
+    # The broker's history stays (x-death says why a parked message was parked).
+    out = copy_headers(headers, routing_key, {}, publisher, dropped=frozenset({BROKER_COUNT}))
     expiration = properties.expiration
     if to.hold:
         if expiration is not None:

@@ -127,14 +127,16 @@ def copy_headers(
     routing_key: str,
     marks: Mapping[str, str | int],
     publisher: str | None = None,
+    dropped: frozenset[str] = BROKER_HEADERS,
 ) -> dict[str, object]:
-    """Headers for a retry, park or replay copy: broker history dropped, marks set.
+    """Headers for a retry, park, replay or migration copy: ``dropped`` (the broker's
+    history) left out, marks set.
 
     ``routing_key`` and ``publisher`` are the delivery's origin as the broker
     vouched for it (``provenance``); the copy carries them, since its own
     routing key and ``user_id`` are the relay's.
     """
-    out = {k: v for k, v in headers.items() if k not in BROKER_HEADERS}
+    out = {k: v for k, v in headers.items() if k not in dropped}
     out[ROUTING_KEY_HEADER] = routing_key
     out[PUBLISHER_HEADER] = publisher or ""
     for name, value in marks.items():
