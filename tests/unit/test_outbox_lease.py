@@ -110,17 +110,8 @@ def test_rows_claimed_by_a_replica_that_died_are_published_by_another_after_the_
     tmp_path: Path,
 ) -> None:
     clock = Clock.starting_now()
-    settings = settings_for(
-        tmp_path,
-        HOSTED,
-        now=clock(),
-        database={"url": f"sqlite:///{tmp_path / 'ledger.db'}", "outbox_lease_s": 12},
-        broker={"confirm_timeout_s": 7},
-    )
-    dying = memory_gateway(tmp_path, HOSTED, clock=clock, settings=settings,
-                           transport=DiesMidPublish())  # fmt: skip
     recording = Recording()
-    other = memory_gateway(tmp_path, HOSTED, clock=clock, settings=settings, transport=recording)
+    dying, other = _two_replicas(tmp_path, clock, DiesMidPublish(), recording)
     try:
         queued = _queued(3)
         dying.ledger.record(queued)
