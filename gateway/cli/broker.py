@@ -187,8 +187,8 @@ def _show_survey(found: list[QueueSurvey], vhost: str, apply: bool) -> None:
         table.add_row(
             s.name,
             (s.wrong or "(queue as wanted)") if s.found else "(queue missing)",
-            "-" if s.found is None else str(s.found.messages),
-            "-" if s.holding is None else str(s.holding.messages),
+            "-" if s.found is None else str(s.found.ready),
+            "-" if s.holding is None else str(s.holding.ready),
             s.action,
         )
     console.print(table)

@@ -67,14 +67,15 @@ def passive_counts(
     """Each queue's counts (None: the queue does not exist); changes nothing."""
     conn = _any(urls, timeout_s, tls)
     try:
-        return _passive(conn, queues)
+        return passive_on(conn, queues)
     except PIKA_ERRORS as exc:
         raise TransportError(f"reading queue depths: {describe(exc)}") from exc
     finally:
         _close(conn)
 
 
-def _passive(conn: Any, queues: Sequence[str]) -> dict[str, PassiveCount | None]:
+def passive_on(conn: Any, queues: Sequence[str]) -> dict[str, PassiveCount | None]:
+    """Each queue's counts on the open connection ``conn`` (None: no such queue)."""
     found: dict[str, PassiveCount | None] = {}
     channel = conn.channel()
     for name in queues:

@@ -174,9 +174,9 @@ def _restore(
 def _unused(conn: Any, name: str, vhost: str) -> None:
     """Raise unless queue ``name``, just emptied, is still empty and unconsumed."""
     left = depth(conn, name)
-    if left is not None and (left.messages or left.consumers):
+    if left is not None and (left.ready or left.consumers):
         raise QueueMigrationError(
-            f"queue {name!r} on vhost {vhost!r} still has {left.messages} message(s) and "
+            f"queue {name!r} on vhost {vhost!r} still has {left.ready} message(s) and "
             f"{left.consumers} consumer(s) after its messages were moved, so it is not "
             "deleted: something still uses it; stop it and run the command again"
         )

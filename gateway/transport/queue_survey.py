@@ -20,9 +20,9 @@ from typing import Any
 
 import pika.exceptions
 
+from gateway.transport.probe import PassiveCount, passive_on
 from gateway.transport.topology import QueueSpec
 
-NOT_FOUND = 404
 PRECONDITION_FAILED = 406
 HOLDING_SUFFIX = ".migrating"
 
@@ -39,21 +39,13 @@ def holding_name(queue: str) -> str:
 
 
 @dataclass(frozen=True)
-class Depth:
-    """What a passive declare says about an existing queue."""
-
-    messages: int  # ready messages
-    consumers: int
-
-
-@dataclass(frozen=True)
 class QueueSurvey:
     """One wanted queue as the broker has it."""
 
     spec: QueueSpec
-    found: Depth | None  # None: the queue does not exist
+    found: PassiveCount | None  # None: the queue does not exist
     wrong: str | None  # how its shape differs from the wanted one; None: as wanted
-    holding: Depth | None  # ``<queue>.migrating``; None: no such queue
+    holding: PassiveCount | None  # ``<queue>.migrating``; None: no such queue
 
     @property
     def name(self) -> str:
@@ -97,17 +89,9 @@ def _value(text: str) -> str:
     return _OF_TYPE.sub("", text)
 
 
-def depth(conn: Any, name: str) -> Depth | None:
-    """Depth and consumers of queue ``name`` (None when it does not exist)."""
-    channel = conn.channel()
-    try:
-        found = channel.queue_declare(name, passive=True)
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == NOT_FOUND:
-            return None
-        raise
-    channel.close()
-    return Depth(int(found.method.message_count), int(found.method.consumer_count))
+def depth(conn: Any, name: str) -> PassiveCount | None:
+    """Ready messages and consumers of queue ``name`` (None when it does not exist)."""
+    return passive_on(conn, [name])[name]
 
 
 def shape_difference(conn: Any, spec: QueueSpec) -> str | None:

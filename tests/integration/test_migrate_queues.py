@@ -254,7 +254,7 @@ def test_a_run_finishes_a_move_that_stopped_half_way(
     channel.basic_ack(method.delivery_tag)
     conn.close()
     survey = {s.name: s for s in transport.survey_queues(HOSTED)}
-    assert survey[INBOX].holding is not None and survey[INBOX].holding.messages == 1
+    assert survey[INBOX].holding is not None and survey[INBOX].holding.ready == 1
 
     transport.migrate_queues(HOSTED)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.transport.probe import PassiveCount
 from gateway.transport.queue_survey import (
-    Depth,
     QueueSurvey,
     describe_inequivalence,
     holding_name,
@@ -40,21 +40,21 @@ def test_a_refused_declare_is_told_as_the_argument_wanted_and_found(reply: str, 
 
 
 def test_a_queue_in_the_old_shape_is_moved_through_its_holding_queue() -> None:
-    found = QueueSurvey(SPEC, Depth(2, 0), "x-queue-type: wanted 'quorum', found none", None)
+    found = QueueSurvey(SPEC, PassiveCount(2, 0), "x-queue-type: wanted 'quorum', found none", None)
     assert found.needs_move
     assert holding_name(SPEC.name) in found.action
 
 
 def test_a_holding_queue_left_by_a_stopped_run_is_finished_even_when_the_queue_is_right() -> None:
-    found = QueueSurvey(SPEC, Depth(0, 0), None, Depth(3, 0))
+    found = QueueSurvey(SPEC, PassiveCount(0, 0), None, PassiveCount(3, 0))
     assert found.needs_move
     assert found.action.startswith("resume")
 
 
 def test_a_queue_in_the_wanted_shape_without_a_holding_queue_is_left_alone() -> None:
-    assert not QueueSurvey(SPEC, Depth(5, 1), None, None).needs_move
+    assert not QueueSurvey(SPEC, PassiveCount(5, 1), None, None).needs_move
     assert not QueueSurvey(SPEC, None, None, None).needs_move
 
 
 def test_consumers_of_the_queue_and_of_its_holding_queue_both_count() -> None:
-    assert QueueSurvey(SPEC, Depth(0, 1), "x", Depth(0, 2)).consumers == 3
+    assert QueueSurvey(SPEC, PassiveCount(0, 1), "x", PassiveCount(0, 2)).consumers == 3
