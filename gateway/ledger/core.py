@@ -24,6 +24,8 @@ from sqlalchemy import (
     Connection,
     Engine,
     MetaData,
+    Update,
+    bindparam,
     create_engine,
     event,
     insert,
@@ -55,6 +57,43 @@ _BEFORE_COMMIT: WeakKeyDictionary[Connection, list[Callable[[Connection], None]]
 )
 # Connections inside a ``LedgerCore.transaction()`` (which runs the above).
 _MANAGED: WeakSet[Connection] = WeakSet()
+
+# Statements the hot paths run many times a second are built once: SQLAlchemy
+# computes a new statement's cache key on every execution, which for an UPDATE
+# with IN lists costs more CPU than SQLite's work (issue 14, docs/performance.md).
+_HISTORY = insert(history)
+
+ONE_MORE_ATTEMPT = messages.c.attempts + 1
+"""``attempts=ONE_MORE_ATTEMPT`` in a move counts one more send."""
+
+# Conditional moves by shape: (statuses expected, columns set). Bounded by the
+# code's calls, not by data: only plain values and ONE_MORE_ATTEMPT are cached.
+_MOVES: dict[tuple[tuple[str, ...], tuple[tuple[str, bool], ...]], Update] = {}
+
+
+def _move_statement(expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...]) -> Update:
+    """``UPDATE messages ... WHERE id IN :pks AND status IN expected RETURNING id``;
+    each column ``(name, True)`` counts one more attempt, ``(name, False)`` is bound
+    as ``:v_<name>``."""
+    statement = _MOVES.get((expected, columns))
+    if statement is None:
+        values: dict[str, Any] = {
+            name: ONE_MORE_ATTEMPT
+            if counted
+            else bindparam(f"v_{name}", type_=messages.c[name].type)
+            for name, counted in columns
+        }
+        statement = (
+            update(messages)
+            .where(
+                messages.c.id.in_(bindparam("pks", expanding=True)),
+                messages.c.status.in_(expected),
+            )
+            .values(**values)
+            .returning(messages.c.id)
+        )
+        _MOVES[(expected, columns)] = statement
+    return statement
 
 
 def utc_now() -> datetime:
@@ -288,7 +327,7 @@ class LedgerCore:
         if len(pks) != len(items):
             raise LedgerError(f"recorded {len(items)} messages but got {len(pks)} primary keys")
         conn.execute(
-            insert(history),
+            _HISTORY,
             [
                 {"message_pk": pk, "status": st.value, "at": now, "reason": reason}
                 for pk, item in zip(pks, items, strict=True)
@@ -325,7 +364,7 @@ class LedgerCore:
             .values(status=status.value, reason=reason, updated_at=now, **values)
         )
         conn.execute(
-            insert(history),
+            _HISTORY,
             [
                 {"message_pk": pk, "status": status.value, "at": now, "reason": reason}
                 for pk in pk_list
@@ -361,22 +400,30 @@ class LedgerCore:
                     pk_list, expected, status, reason, c, where=where, **values
                 )
         now = self.clock()
-        moved = [
-            int(r[0])
-            for r in conn.execute(
+        values = {"status": status.value, "reason": reason, "updated_at": now, **values}
+        columns = tuple(sorted((name, value is ONE_MORE_ATTEMPT) for name, value in values.items()))
+        cacheable = not where and all(
+            counted or not isinstance(values[name], ColumnElement) for name, counted in columns
+        )
+        if cacheable:
+            statement = _move_statement(tuple(sorted(s.value for s in expected)), columns)
+            params = {f"v_{name}": values[name] for name, counted in columns if not counted}
+            found = conn.execute(statement, {"pks": pk_list, **params}).all()
+        else:
+            found = conn.execute(
                 update(messages)
                 .where(
                     messages.c.id.in_(pk_list),
                     messages.c.status.in_([s.value for s in expected]),
                     *where,
                 )
-                .values(status=status.value, reason=reason, updated_at=now, **values)
+                .values(**values)
                 .returning(messages.c.id)
             ).all()
-        ]
+        moved = [int(r[0]) for r in found]
         if moved:
             conn.execute(
-                insert(history),
+                _HISTORY,
                 [
                     {"message_pk": pk, "status": status.value, "at": now, "reason": reason}
                     for pk in moved

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, Update, and_, bindparam, or_, select, update
 
-from gateway.ledger.core import LedgerCore
+from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore
 from gateway.ledger.records import (
     MessageRecord,
     OutboxItem,
@@ -18,6 +18,64 @@ from gateway.ledger.tables import messages
 
 # A receipt came back for these (whatever it said).
 RECEIPTED = (Status.DELIVERED, Status.ACKNOWLEDGED, Status.REJECTED, Status.UNDELIVERABLE)
+
+# In the outbox and not held by a live claim at :now.
+_WAITING = and_(
+    messages.c.direction == Direction.OUTBOUND.value,
+    messages.c.status.in_(sorted(s.value for s in OUTBOX_STATES)),
+    or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= bindparam("now")),
+)
+
+
+def _claim_statement(of_senders: bool) -> Update:
+    """Claim up to :limit waiting rows (of :senders) until :lease, oldest first; one
+    statement, built once, that returns what publishing needs."""
+    candidates = select(messages.c.id).where(_WAITING)
+    if of_senders:
+        candidates = candidates.where(
+            messages.c.authority.in_(bindparam("senders", expanding=True))
+        )
+    # A CTE materialised, read once: PostgreSQL may scan a plain IN subquery again
+    # for each row it updates, and so take more than :limit rows.
+    chosen = (
+        candidates.order_by(messages.c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+        .cte("chosen")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    return (
+        update(messages)
+        # Checked again on the row itself: on PostgreSQL a row claimed by a replica
+        # between the CTE's read and this write is not taken twice.
+        .where(messages.c.id.in_(select(chosen.c.id)), _WAITING)
+        .values(claimed_until=bindparam("lease", type_=messages.c.claimed_until.type))
+        .returning(
+            messages.c.id,
+            messages.c.message_id,
+            messages.c.sender,
+            messages.c.recipient,
+            messages.c.message_type,
+            messages.c.body,
+            messages.c.attempts,
+            messages.c.route,
+            messages.c.route_to,
+        )
+    )
+
+
+_CLAIM = {of_senders: _claim_statement(of_senders) for of_senders in (False, True)}
+
+# A receipt's items, by id, among what ``authority`` sent ``route_to``. The sender
+# is named as well (always the authority on an outbound row; ``record`` checks): the
+# unique key finds each id, instead of a scan of every message the authority sent.
+_RECEIPTED_SENDS = select(messages.c.id, messages.c.message_id, messages.c.digest).where(
+    messages.c.direction == Direction.OUTBOUND.value,
+    messages.c.authority == bindparam("authority"),
+    messages.c.sender == bindparam("authority"),
+    messages.c.route_to == bindparam("route_to"),
+    messages.c.message_id.in_(bindparam("ids", expanding=True)),
+)
 
 
 class OutboundQueries(LedgerCore):
@@ -40,45 +98,14 @@ class OutboundQueries(LedgerCore):
         that died lapses at ``lease_until`` and the row is published again. On
         PostgreSQL the candidates are read ``FOR UPDATE SKIP LOCKED``, so a
         replica claiming at the same moment takes the next rows, not none.
+        One statement (``_CLAIM``) chooses, claims and reads the rows.
         """
-        free = or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)
-        waiting = and_(
-            messages.c.direction == Direction.OUTBOUND.value,
-            messages.c.status.in_([s.value for s in OUTBOX_STATES]),
-            free,
-        )
-        query = select(messages.c.id).where(waiting).order_by(messages.c.id).limit(limit)
+        params: dict[str, object] = {"now": now, "limit": limit, "lease": lease_until}
         if senders is not None:
-            query = query.where(messages.c.authority.in_(list(senders)))
-        query = query.with_for_update(skip_locked=True)
+            params["senders"] = list(senders)
         with self.transaction() as conn:
-            candidates = [int(r[0]) for r in conn.execute(query).all()]
-            if not candidates:
-                return []
-            won = {
-                int(r[0])
-                for r in conn.execute(
-                    update(messages)
-                    .where(messages.c.id.in_(candidates), waiting)
-                    .values(claimed_until=lease_until)
-                    .returning(messages.c.id)
-                ).all()
-            }
-            rows = conn.execute(
-                select(
-                    messages.c.id,
-                    messages.c.message_id,
-                    messages.c.sender,
-                    messages.c.recipient,
-                    messages.c.message_type,
-                    messages.c.body,
-                    messages.c.attempts,
-                    messages.c.route,
-                    messages.c.route_to,
-                )
-                .where(messages.c.id.in_(list(won)))
-                .order_by(messages.c.id)
-            ).all()
+            rows = conn.execute(_CLAIM[senders is not None], params).all()
+        rows.sort(key=lambda r: int(r[0]))  # RETURNING keeps no order
         return [
             OutboxItem(
                 r[0], r[1], r[2], r[3], r[4], bytes(r[5] or b""), r[6], Route(r[7]), r[8] or r[3]
@@ -153,7 +180,7 @@ class OutboundQueries(LedgerCore):
             OUTBOX_STATES,
             Status.SENT,
             reason,
-            attempts=messages.c.attempts + 1,
+            attempts=ONE_MORE_ATTEMPT,
             next_attempt_at=next_attempt_at,
             claimed_until=None,
         )
@@ -199,16 +226,12 @@ class OutboundQueries(LedgerCore):
             rows: dict[tuple[str, str], int] = {}
             for start in range(0, len(ids), 500):
                 for pk, message_id, digest in conn.execute(
-                    select(messages.c.id, messages.c.message_id, messages.c.digest).where(
-                        messages.c.direction == Direction.OUTBOUND.value,
-                        messages.c.authority == authority,
-                        # Always the authority on an outbound row (``record`` checks):
-                        # named, the unique key finds each id instead of a scan of
-                        # every message the authority ever sent, per receipt.
-                        messages.c.sender == authority,
-                        messages.c.route_to == receipt_from,
-                        messages.c.message_id.in_(ids[start : start + 500]),
-                    )
+                    _RECEIPTED_SENDS,
+                    {
+                        "authority": authority,
+                        "route_to": receipt_from,
+                        "ids": ids[start : start + 500],
+                    },
                 ).all():
                     rows[(message_id, digest)] = int(pk)
             groups: dict[tuple[Status, str | None], list[int]] = {}
