@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, bindparam, delete, func, insert, select
 
 from gateway.errors import ConfigError
 from gateway.ledger import audit_verify
@@ -76,11 +76,31 @@ class AnchorStatus:
 # --- what receipts carry ------------------------------------------------------
 
 
+# Read for every receipt: built once (a statement built afresh costs SQLAlchemy its
+# cache key on each call, more CPU than the read; docs/performance.md, issue 14).
+_OWN_HEAD = select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+_HEADS = audit_peer_heads
+_HEAD_COLUMNS = (_HEADS.c.seq, _HEADS.c.hash, _HEADS.c.message_id)
+_OF_PEER = _HEADS.c.peer == bindparam("peer")
+_PEER_SPAN = select(func.min(_HEADS.c.id), func.max(_HEADS.c.id)).where(_OF_PEER)
+_HEAD_NEWEST = select(*_HEAD_COLUMNS).where(_HEADS.c.id == bindparam("hi"))
+_HEAD_HIGHEST = (
+    select(*_HEAD_COLUMNS)
+    .where(_OF_PEER)
+    .order_by(_HEADS.c.seq.desc(), _HEADS.c.id.desc())
+    .limit(1)
+)
+_HEAD_DRAWN = (
+    select(*_HEAD_COLUMNS)
+    .where(_OF_PEER, _HEADS.c.id >= bindparam("drawn"))
+    .order_by(_HEADS.c.id)
+    .limit(1)
+)
+
+
 def own_head(conn: Connection) -> AuditHead:
     """This gateway's chain head as a receipt reports it (0 and the genesis hash when empty)."""
-    last = conn.execute(
-        select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
-    ).first()
+    last = conn.execute(_OWN_HEAD).first()
     return AuditHead(0, GENESIS) if last is None else AuditHead(int(last[0]), str(last[1]))
 
 
@@ -92,21 +112,14 @@ def to_give_back(conn: Connection, peer: str) -> tuple[HeldAuditHead, ...]:
     (so a rewrite of older entries is found in time even if the newest heads
     were reported after the rewrite).
     """
-    t = audit_peer_heads
-    cols = (t.c.seq, t.c.hash, t.c.message_id)
-    of_peer = t.c.peer == peer
-    lo, hi = conn.execute(select(func.min(t.c.id), func.max(t.c.id)).where(of_peer)).one()
+    lo, hi = conn.execute(_PEER_SPAN, {"peer": peer}).one()
     if lo is None:
         return ()
     drawn = lo + secrets.randbelow(hi - lo + 1)
     rows = [
-        conn.execute(select(*cols).where(t.c.id == hi)).first(),
-        conn.execute(
-            select(*cols).where(of_peer).order_by(t.c.seq.desc(), t.c.id.desc()).limit(1)
-        ).first(),
-        conn.execute(
-            select(*cols).where(of_peer, t.c.id >= drawn).order_by(t.c.id).limit(1)
-        ).first(),
+        conn.execute(_HEAD_NEWEST, {"hi": hi}).first(),
+        conn.execute(_HEAD_HIGHEST, {"peer": peer}).first(),
+        conn.execute(_HEAD_DRAWN, {"peer": peer, "drawn": drawn}).first(),
     ]
     found: dict[tuple[int, str], HeldAuditHead] = {}
     for row in rows:

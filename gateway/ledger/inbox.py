@@ -60,6 +60,31 @@ _FIRST_WITH_CONTENT = (
 )
 
 
+# The receipt loop's reads and writes, once per receipt: built once.
+_RECEIPTS_DUE = (
+    select(
+        messages.c.id,
+        messages.c.authority,
+        messages.c.sender,
+        messages.c.message_id,
+        messages.c.digest,
+        messages.c.status,
+        messages.c.reason,
+    )
+    .where(
+        messages.c.receipt_due.is_(True),
+        messages.c.authority.in_(bindparam("authorities", expanding=True)),
+    )
+    .order_by(messages.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_RECEIPTED = (
+    update(messages)
+    .where(messages.c.id.in_(bindparam("pks", expanding=True)), messages.c.receipt_due.is_(True))
+    .values(receipt_due=False, receipt_message_id=bindparam("receipt_id"))
+)
+
 _INBOX_COLUMNS = (
     messages.c.id,
     messages.c.message_id,
@@ -283,32 +308,11 @@ class InboundQueries(LedgerCore):
         """
         if not authorities:
             return []
-        rows = conn.execute(
-            select(
-                messages.c.id,
-                messages.c.authority,
-                messages.c.sender,
-                messages.c.message_id,
-                messages.c.digest,
-                messages.c.status,
-                messages.c.reason,
-            )
-            .where(
-                messages.c.receipt_due.is_(True),
-                messages.c.authority.in_(list(authorities)),
-            )
-            .order_by(messages.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+        rows = conn.execute(_RECEIPTS_DUE, {"authorities": list(authorities), "limit": limit}).all()
         return [ReceiptDue(r[0], r[1], r[2], r[3], r[4] or "", Status(r[5]), r[6]) for r in rows]
 
     def mark_receipted(self, pks: Sequence[int], receipt_message_id: str, conn: Connection) -> None:
-        conn.execute(
-            update(messages)
-            .where(messages.c.id.in_(list(pks)), messages.c.receipt_due.is_(True))
-            .values(receipt_due=False, receipt_message_id=receipt_message_id)
-        )
+        conn.execute(_RECEIPTED, {"pks": list(pks), "receipt_id": receipt_message_id})
 
     def body_of(self, authority: str, direction: Direction, message_id: str) -> bytes | None:
         with self.transaction() as conn:

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from gateway.errors import PolicyRefusal
 from gateway.feature import ApplyContext, Effect, ReceiptKey, ReceiptNote, Received
@@ -231,14 +231,18 @@ def on_correction(ctx: ApplyContext, msg: Received) -> Effect:
     return effect
 
 
+# Read for every receipt this gateway signs: built once.
+_RECEIVED_BY_ID = select(received).where(
+    received.c.message_id.in_(bindparam("ids", expanding=True))
+)
+
+
 def receipt_notes(conn: Connection, keys: Sequence[ReceiptKey]) -> Mapping[ReceiptKey, ReceiptNote]:
     """What the receipt items for received recalls, corrections and erasure requests say."""
     wanted = set(keys)
     if not wanted:
         return {}
-    rows = conn.execute(
-        select(received).where(received.c.message_id.in_(sorted({k[2] for k in wanted})))
-    ).all()
+    rows = conn.execute(_RECEIVED_BY_ID, {"ids": sorted({k[2] for k in wanted})}).all()
     notes: dict[ReceiptKey, ReceiptNote] = {}
     for row in rows:
         r = row._mapping
