@@ -104,8 +104,8 @@ class OutboundQueries(LedgerCore):
         if senders is not None:
             params["senders"] = list(senders)
         with self.transaction() as conn:
-            rows = conn.execute(_CLAIM[senders is not None], params).all()
-        rows.sort(key=lambda r: int(r[0]))  # RETURNING keeps no order
+            claimed = conn.execute(_CLAIM[senders is not None], params).all()
+        rows = sorted(claimed, key=lambda r: int(r[0]))  # RETURNING keeps no order
         return [
             OutboxItem(
                 r[0], r[1], r[2], r[3], r[4], bytes(r[5] or b""), r[6], Route(r[7]), r[8] or r[3]
