@@ -206,6 +206,7 @@ class OutboundQueries(LedgerCore):
         authority: str,
         receipted: Sequence[tuple[str, str, Status, str | None]],
         receipt_from: str,
+        conn: Connection | None = None,
     ) -> int:
         """Apply receipt items ``(message_id, digest, status, reason)`` to ``authority``'s sends.
 
@@ -215,38 +216,41 @@ class OutboundQueries(LedgerCore):
         how many messages changed. ACKNOWLEDGED and UNDELIVERABLE are final;
         a DELIVERED message may still be reported UNDELIVERABLE later (the
         recipient's local system never acknowledged it), nothing else moves it.
-        One read and one conditional update per outcome, however many items.
+        One read and one conditional update per outcome, however many items;
+        in ``conn``'s transaction when given (the one recording the receipt).
         """
         if not receipted:
             return 0
+        if conn is None:
+            with self.transaction() as c:
+                return self.mark_delivered(authority, receipted, receipt_from, c)
         final = {Status.ACKNOWLEDGED, Status.UNDELIVERABLE}
         changed = 0
-        with self.transaction() as conn:
-            ids = list({m for m, _, _, _ in receipted})
-            rows: dict[tuple[str, str], int] = {}
-            for start in range(0, len(ids), 500):
-                for pk, message_id, digest in conn.execute(
-                    _RECEIPTED_SENDS,
-                    {
-                        "authority": authority,
-                        "route_to": receipt_from,
-                        "ids": ids[start : start + 500],
-                    },
-                ).all():
-                    rows[(message_id, digest)] = int(pk)
-            groups: dict[tuple[Status, str | None], list[int]] = {}
-            for message_id, digest, status, reason in receipted:
-                pk = rows.get((message_id, digest))
-                if pk is not None:
-                    groups.setdefault((status, reason), []).append(pk)
-            for (status, reason), pks in groups.items():
-                untouchable = final | {status}
-                if status != Status.UNDELIVERABLE:
-                    untouchable.add(Status.DELIVERED)
-                expected = [s for s in Status if s not in untouchable]
-                changed += len(
-                    self.transition_from(pks, expected, status, reason, conn, next_attempt_at=None)
-                )
+        ids = list({m for m, _, _, _ in receipted})
+        rows: dict[tuple[str, str], int] = {}
+        for start in range(0, len(ids), 500):
+            for pk, message_id, digest in conn.execute(
+                _RECEIPTED_SENDS,
+                {
+                    "authority": authority,
+                    "route_to": receipt_from,
+                    "ids": ids[start : start + 500],
+                },
+            ).all():
+                rows[(message_id, digest)] = int(pk)
+        groups: dict[tuple[Status, str | None], list[int]] = {}
+        for message_id, digest, status, reason in receipted:
+            pk = rows.get((message_id, digest))
+            if pk is not None:
+                groups.setdefault((status, reason), []).append(pk)
+        for (status, reason), pks in groups.items():
+            untouchable = final | {status}
+            if status != Status.UNDELIVERABLE:
+                untouchable.add(Status.DELIVERED)
+            expected = [s for s in Status if s not in untouchable]
+            changed += len(
+                self.transition_from(pks, expected, status, reason, conn, next_attempt_at=None)
+            )
         return changed
 
     def latest_receipted_single_send(self, authority: str, recipient: str) -> int | None:

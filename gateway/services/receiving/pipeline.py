@@ -207,22 +207,25 @@ def _record_checked(
                     assert isinstance(item.env.body, Receipt)
                     receipts.append((item.env, item.env.body))
             gw.ledger.record(_without_repeats(gw, owner, new, conn), conn)
+            # Settled in the transaction that records the receipt: the sends are
+            # DELIVERED the moment the receipt is durably ours, one commit less.
+            for env, receipt in receipts:
+                gw.ledger.mark_delivered(
+                    owner,
+                    [
+                        (
+                            i.message_id,
+                            i.digest,
+                            RECEIPT_STATUS[i.outcome],
+                            i.reason or f"receipt {env.header.message_id}",
+                        )
+                        for i in receipt.items
+                    ],
+                    env.header.sender,
+                    conn,
+                )
         for receipt_id in resend_receipts:
             _requeue_receipt(gw, owner, receipt_id)
-        for env, receipt in receipts:
-            gw.ledger.mark_delivered(
-                owner,
-                [
-                    (
-                        i.message_id,
-                        i.digest,
-                        RECEIPT_STATUS[i.outcome],
-                        i.reason or f"receipt {env.header.message_id}",
-                    )
-                    for i in receipt.items
-                ],
-                env.header.sender,
-            )
     except LedgerUnavailableError:
         raise  # not this batch's fault: held, not retried by the broker
     except LedgerError as exc:
