@@ -56,6 +56,7 @@ from gateway.context import Gateway, build  # noqa: E402
 from gateway.cpu_budget import BUDGET  # noqa: E402
 from gateway.envelope import xmlsafe  # noqa: E402
 from gateway.envelope.codec import element_to_envelope  # noqa: E402
+from gateway.heap import freeze_startup  # noqa: E402
 from gateway.ledger.core import make_engine  # noqa: E402
 from gateway.ledger.records import NewMessage  # noqa: E402
 from gateway.ledger.status import Direction, Status  # noqa: E402
@@ -259,6 +260,7 @@ def open_rig(workdir: Path, url: str) -> Rig:
     template = element_to_envelope(root)
     template = Envelope(replace(template.header, sender=SENDER, recipient=RECIPIENT), template.body)
     reader = Ledger(make_engine(settings.database.url), sender.clock)
+    freeze_startup()  # as ``cafgw run`` does once started (gateway.heap)
     return Rig(sender, worker, receiver, template, reader)
 
 

@@ -18,6 +18,7 @@ from gateway.api.auth import ApiKeys
 from gateway.context import Gateway, build
 from gateway.cpu_budget import BUDGET
 from gateway.errors import BrokerUnavailableError, ConfigError
+from gateway.heap import freeze_startup
 from gateway.ledger.apart import upgrade_apart
 from gateway.ledger.single import SqliteLock, hold_sqlite
 from gateway.private_files import tighten_tree
@@ -155,6 +156,8 @@ def serve(running: Running, api_keys: ApiKeys, ready: threading.Event | None = N
     app = create_app(running.gw, api_keys)
     # log_config=None: uvicorn's records go through our JSON logging, not its own.
     server = uvicorn.Server(uvicorn_config(settings, app))
+    frozen = freeze_startup()  # start-up is done: out of the collector's full passes
+    log.debug("%d objects built at start-up left out of garbage collection", frozen)
     if ready is not None:
         ready.set()
     server.run()
