@@ -121,3 +121,37 @@ def test_a_move_with_a_condition_of_its_own_is_built_for_that_call_and_keeps_it(
     assert len(core._MOVES) == shapes
     status = {r.pk: r.status for r in gw.ledger.find(authority="332", with_history=False)}
     assert status == {due: Status.RETRYING, not_due: Status.SENT}
+
+
+def test_the_claim_finds_the_rows_it_chose_by_key_however_long_the_outbox(
+    tmp_path: Path,
+) -> None:
+    # With the outbox conditions in the UPDATE as well, SQLite searched every row in
+    # the outbox for the chosen keys: a claim cost more the longer the backlog.
+    gw = memory_gateway(tmp_path, ("332",))
+    _queued(gw, 3)
+    now = gw.clock()
+    with _statements(gw.ledger.engine) as seen, _parameters(gw.ledger.engine) as params:
+        gw.ledger.claim_outbox(2, ("332",), now, now + timedelta(seconds=60))
+    with gw.ledger.engine.connect() as conn:
+        plan = [
+            str(row[3])
+            for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[0], params[0]).all()
+        ]
+    assert plan[0] == "SEARCH messages USING INTEGER PRIMARY KEY (rowid=?)", plan
+
+
+@contextmanager
+def _parameters(engine: Engine) -> Iterator[list[object]]:
+    seen: list[object] = []
+
+    def note(
+        _conn: object, _cur: object, _statement: str, parameters: object, *_rest: object
+    ) -> None:
+        seen.append(parameters)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
