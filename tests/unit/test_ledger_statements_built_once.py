@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from local_systems import signed_inbound
 from sqlalchemy import Engine, event
@@ -31,11 +32,12 @@ def _queued(gw: Gateway, count: int) -> list[int]:
 
 
 @contextmanager
-def _statements(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
+def _statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement run on ``engine`` while the block runs, with its parameters."""
+    seen: list[tuple[str, Any]] = []
 
-    def note(_conn: object, _cur: object, statement: str, *_rest: object) -> None:
-        seen.append(statement)
+    def note(_conn: object, _cur: object, statement: str, parameters: Any, *_rest: object) -> None:
+        seen.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", note)
     try:
@@ -131,27 +133,9 @@ def test_the_claim_finds_the_rows_it_chose_by_key_however_long_the_outbox(
     gw = memory_gateway(tmp_path, ("332",))
     _queued(gw, 3)
     now = gw.clock()
-    with _statements(gw.ledger.engine) as seen, _parameters(gw.ledger.engine) as params:
+    with _statements(gw.ledger.engine) as seen:
         gw.ledger.claim_outbox(2, ("332",), now, now + timedelta(seconds=60))
+    claim, params = seen[0]
     with gw.ledger.engine.connect() as conn:
-        plan = [
-            str(row[3])
-            for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[0], params[0]).all()
-        ]
+        plan = [str(row[3]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + claim, params)]
     assert plan[0] == "SEARCH messages USING INTEGER PRIMARY KEY (rowid=?)", plan
-
-
-@contextmanager
-def _parameters(engine: Engine) -> Iterator[list[object]]:
-    seen: list[object] = []
-
-    def note(
-        _conn: object, _cur: object, _statement: str, parameters: object, *_rest: object
-    ) -> None:
-        seen.append(parameters)
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
