@@ -8,16 +8,13 @@ one statement per shape; these tests hold both to their old meaning.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from local_systems import signed_inbound
-from sqlalchemy import Engine, event
 from support.gateways import memory_gateway
+from support.sql import captured
 
 from gateway.context import Gateway
 from gateway.ledger import core
@@ -31,21 +28,6 @@ def _queued(gw: Gateway, count: int) -> list[int]:
         return gw.ledger.record([replace(m, receipt_due=False) for m in signed], conn)
 
 
-@contextmanager
-def _statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    """Every statement run on ``engine`` while the block runs, with its parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def note(_conn: object, _cur: object, statement: str, parameters: Any, *_rest: object) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-
-
 def test_the_outbox_claim_takes_at_most_the_limit_oldest_first_in_one_statement(
     tmp_path: Path,
 ) -> None:
@@ -54,7 +36,7 @@ def test_the_outbox_claim_takes_at_most_the_limit_oldest_first_in_one_statement(
     now = gw.clock()
     lease = now + timedelta(seconds=60)
 
-    with _statements(gw.ledger.engine) as seen:
+    with captured(gw.ledger.engine) as seen:
         first = gw.ledger.claim_outbox(3, ("332",), now, lease)
     assert len(seen) == 1, seen
     assert [i.pk for i in first] == pks[:3]
@@ -133,7 +115,7 @@ def test_the_claim_finds_the_rows_it_chose_by_key_however_long_the_outbox(
     gw = memory_gateway(tmp_path, ("332",))
     _queued(gw, 3)
     now = gw.clock()
-    with _statements(gw.ledger.engine) as seen:
+    with captured(gw.ledger.engine) as seen:
         gw.ledger.claim_outbox(2, ("332",), now, now + timedelta(seconds=60))
     claim, params = seen[0]
     with gw.ledger.engine.connect() as conn:

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_support import memory_gateway
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from support.outbound import queued
 from support.received import assessments
+from support.sql import captured
 
 from gateway.context import Gateway
 from gateway.errors import LedgerError
@@ -51,21 +51,6 @@ def gw(tmp_path: Path) -> Iterator[Gateway]:
 
 def _assessments(gw: Gateway, case_refs: Sequence[str]) -> list[Delivery]:
     return assessments(gw, gw, case_refs)
-
-
-@contextmanager
-def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    """Every statement run on ``engine`` (SQL text, parameters) while the block runs."""
-    seen: list[tuple[str, Any]] = []
-
-    def before(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        seen.append((statement, params))
-
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
 
 
 def plans(engine: Engine, statements: list[tuple[str, Any]]) -> dict[str, str]:
