@@ -67,32 +67,34 @@ ONE_MORE_ATTEMPT = messages.c.attempts + 1
 """``attempts=ONE_MORE_ATTEMPT`` in a move counts one more send."""
 
 # Conditional moves by shape: (statuses expected, columns set). Bounded by the
-# code's calls, not by data: only plain values and ONE_MORE_ATTEMPT are cached.
+# code's calls, not by data: the values are bound, only ONE_MORE_ATTEMPT is fixed.
 _MOVES: dict[tuple[tuple[str, ...], tuple[tuple[str, bool], ...]], Update] = {}
 
 
-def _move_statement(expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...]) -> Update:
+def _build_move(expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...]) -> Update:
     """``UPDATE messages ... WHERE id IN :pks AND status IN expected RETURNING id``;
     each column ``(name, True)`` counts one more attempt, ``(name, False)`` is bound
     as ``:v_<name>``."""
+    values: dict[str, Any] = {
+        name: ONE_MORE_ATTEMPT if counted else bindparam(f"v_{name}", type_=messages.c[name].type)
+        for name, counted in columns
+    }
+    return (
+        update(messages)
+        .where(
+            messages.c.id.in_(bindparam("pks", expanding=True)),
+            messages.c.status.in_(expected),
+        )
+        .values(**values)
+        .returning(messages.c.id)
+    )
+
+
+def _move_statement(expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...]) -> Update:
+    """``_build_move``, built once per shape."""
     statement = _MOVES.get((expected, columns))
     if statement is None:
-        values: dict[str, Any] = {
-            name: ONE_MORE_ATTEMPT
-            if counted
-            else bindparam(f"v_{name}", type_=messages.c[name].type)
-            for name, counted in columns
-        }
-        statement = (
-            update(messages)
-            .where(
-                messages.c.id.in_(bindparam("pks", expanding=True)),
-                messages.c.status.in_(expected),
-            )
-            .values(**values)
-            .returning(messages.c.id)
-        )
-        _MOVES[(expected, columns)] = statement
+        statement = _MOVES[(expected, columns)] = _build_move(expected, columns)
     return statement
 
 
@@ -401,25 +403,17 @@ class LedgerCore:
                 )
         now = self.clock()
         values = {"status": status.value, "reason": reason, "updated_at": now, **values}
-        columns = tuple(sorted((name, value is ONE_MORE_ATTEMPT) for name, value in values.items()))
-        cacheable = not where and all(
-            counted or not isinstance(values[name], ColumnElement) for name, counted in columns
-        )
-        if cacheable:
-            statement = _move_statement(tuple(sorted(s.value for s in expected)), columns)
-            params = {f"v_{name}": values[name] for name, counted in columns if not counted}
-            found = conn.execute(statement, {"pks": pk_list, **params}).all()
-        else:
-            found = conn.execute(
-                update(messages)
-                .where(
-                    messages.c.id.in_(pk_list),
-                    messages.c.status.in_([s.value for s in expected]),
-                    *where,
+        for name, value in values.items():
+            if isinstance(value, ColumnElement) and value is not ONE_MORE_ATTEMPT:
+                raise TypeError(
+                    f"move of messages.{name}: a SQL expression other than ONE_MORE_ATTEMPT"
                 )
-                .values(**values)
-                .returning(messages.c.id)
-            ).all()
+        columns = tuple(sorted((name, value is ONE_MORE_ATTEMPT) for name, value in values.items()))
+        shape = (tuple(sorted(s.value for s in expected)), columns)
+        # A condition of the caller's own (its values in it) is built for this call.
+        statement = _build_move(*shape).where(*where) if where else _move_statement(*shape)
+        params = {f"v_{name}": values[name] for name, counted in columns if not counted}
+        found = conn.execute(statement, {"pks": pk_list, **params}).all()
         moved = [int(r[0]) for r in found]
         if moved:
             conn.execute(
