@@ -83,6 +83,7 @@ def hops(workdir: Path, count: int) -> dict[str, list[float]]:
     sender_pk = {row[0]: pk for pk, row in sent.items()}
     receiver_pk = {row[0]: pk for pk, row in got.items()}
     out: dict[str, list[float]] = {name: [] for name in (*HOPS, "end to end")}
+    receipts: set[str] = set()
     ours = sorted(pk for pk, row in sent.items() if row[1] != "Receipt" and pk in sent_at)
     for pk in ours[-count:]:
         there = receiver_pk.get(sent[pk][0])
@@ -102,10 +103,12 @@ def hops(workdir: Path, count: int) -> dict[str, list[float]]:
         ]
         if any(t is None for t in times):
             continue
+        receipts.add(receipt_id or "")
         stamps = [t for t in times if t is not None]
         for name, start, end in zip(HOPS, stamps, stamps[1:], strict=False):
             out[name].append((end - start).total_seconds() * 1000)
         out["end to end"].append((stamps[-1] - stamps[0]).total_seconds() * 1000)
+    out["messages per receipt"] = [len(out["end to end"]) / max(1, len(receipts))]
     return out
 
 
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         stages = row.cpu_ms_per_msg.get(side, {})
         print(f"  {side}: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items() if v >= 0.05))
     print(f"{'hop':36s} {'n':>5s} {'p50':>7s} {'p95':>7s} {'p99':>7s}  ms")
+    per_receipt = measured.pop("messages per receipt")[0]
+    print(f"messages per receipt: {per_receipt:.1f}")
     for name, values in measured.items():
         if len(values) < 2:
             print(f"{name:36s} {len(values):5d}")
