@@ -275,15 +275,27 @@ class LedgerCore:
 
     # --- writing ------------------------------------------------------------
 
-    def record(self, items: Sequence[NewMessage], conn: Connection | None = None) -> list[int]:
+    def record(
+        self,
+        items: Sequence[NewMessage],
+        conn: Connection | None = None,
+        *,
+        claimed_until: datetime | None = None,
+    ) -> list[int]:
         """Insert messages with their initial status history; returns primary keys (in order).
 
         One multi-row INSERT ... RETURNING for the messages and one for their
         history, however many messages: a batch costs two statements, not 2n.
+
+        ``claimed_until``: outbound messages this process publishes itself once
+        the transaction commits (``services.delivery.publish_claimed``) are
+        recorded already claimed until then, as ``claim_outbox`` would leave
+        them, and wake no sender loop; a claim this process never settles
+        lapses, and the row is published by whoever claims it next.
         """
         if conn is None:
             with self.transaction() as c:
-                return self.record(items, c)
+                return self.record(items, c, claimed_until=claimed_until)
         if not items:
             return []
         now = self.clock()
@@ -323,6 +335,7 @@ class LedgerCore:
                     "route": item.route.value,
                     "route_to": item.route_to,
                     "content_digest": item.content_digest,
+                    "claimed_until": claimed_until,
                 }
             )
         pks = _insert_messages(conn, rows)
@@ -336,7 +349,10 @@ class LedgerCore:
                 for st, reason in item.statuses
             ],
         )
-        self.announce(conn, *_work_of(items))
+        work = _work_of(items)
+        if claimed_until is not None:
+            work = [topic for topic in work if topic != OUTBOX]
+        self.announce(conn, *work)
         return pks
 
     def announce(self, conn: Connection, *topics: str) -> None:

@@ -15,6 +15,7 @@ from gateway.ledger.records import (
 )
 from gateway.ledger.status import AWAITING_RECEIPT, OUTBOX_STATES, Direction, Route, Status
 from gateway.ledger.tables import messages
+from gateway.wakeups import OUTBOX
 
 # A receipt came back for these (whatever it said).
 RECEIPTED = (Status.DELIVERED, Status.ACKNOWLEDGED, Status.REJECTED, Status.UNDELIVERABLE)
@@ -163,13 +164,21 @@ class OutboundQueries(LedgerCore):
             ).all()
         return {int(r[0]) for r in renewed}
 
-    def release_claims(self, pks: Sequence[int]) -> None:
-        """Give claimed rows back to the outbox at once (their publish failed)."""
+    def release_claims(self, pks: Sequence[int], *, wake: bool = False) -> None:
+        """Give claimed rows back to the outbox at once (their publish failed).
+
+        ``wake``: and wake the sender loops (here and in replicas) to publish them,
+        for rows a sender loop never claimed (``services.delivery.publish_claimed``).
+        The sender loop itself gives back without waking: it would wake itself at
+        once, again and again while the broker refuses.
+        """
         if pks:
             with self.transaction() as conn:
                 conn.execute(
                     update(messages).where(messages.c.id.in_(list(pks))).values(claimed_until=None)
                 )
+                if wake:
+                    self.announce(conn, OUTBOX)
 
     def mark_sent(
         self, pks: Sequence[int], next_attempt_at: datetime | None, reason: str | None = None

@@ -10,6 +10,7 @@ recipient's visible backlog explains the wait (``services.backlog``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,14 +39,42 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
     none) gets its sender's receipt deadline.
     """
     now = gw.clock()
-    # The lease outlasts the publish below (database.outbox_lease_s >
-    # broker.confirm_timeout_s, checked when the settings load): a replica that
-    # dies mid-publish leaves its claims to the others after it runs out.
-    lease = timedelta(seconds=gw.settings.database.outbox_lease_s)
+    lease = outbox_lease(gw)
     items = gw.ledger.claim_outbox(limit, gw.hosted, now, now + lease)
+    return _publish(gw, items, now, lease, wake=False)
+
+
+def outbox_lease(gw: Gateway) -> timedelta:
+    """How long a claim on outbox rows lasts.
+
+    It outlasts a publish (database.outbox_lease_s > broker.confirm_timeout_s,
+    checked when the settings load): a replica that dies mid-publish leaves its
+    claims to the others after it runs out.
+    """
+    return timedelta(seconds=gw.settings.database.outbox_lease_s)
+
+
+def publish_claimed(
+    gw: Gateway, items: Sequence[OutboxItem], claimed_at: datetime
+) -> PublishSummary:
+    """Publish ``items``, recorded by this process already claimed until ``claimed_at``
+    plus ``outbox_lease`` (``Ledger.record(claimed_until=...)``), without waiting for
+    the sender loop to claim them: one transaction and one hop between threads less.
+
+    Whatever does not go out (no broker, a refusal, no confirm) goes back to the
+    outbox at once and wakes the sender loops, which publish it as any other.
+    """
+    return _publish(gw, list(items), claimed_at, outbox_lease(gw), wake=True)
+
+
+def _publish(
+    gw: Gateway, items: list[OutboxItem], now: datetime, lease: timedelta, *, wake: bool
+) -> PublishSummary:
+    """Publish rows this process claimed at ``now`` until ``now + lease``; mark each by
+    its outcome. ``wake``: give back what failed with a wake-up (``release_claims``)."""
     if not items:
         return PublishSummary()
-    items = _connected(gw, items, now + lease, lease)
+    items = _connected(gw, items, now + lease, lease, wake=wake)
     if not items:
         return PublishSummary()
     escalation_exchange = gw.topology.escalation_exchange
@@ -86,7 +115,7 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
             now + timedelta(seconds=gw.settings.delivery.receipt_deadline_s),
             reason=f"returned by the broker: {reason}",
         )
-    gw.ledger.release_claims(failed)
+    gw.ledger.release_claims(failed, wake=wake)
     return PublishSummary(
         sum(len(p) for p in confirmed_by_deadline.values()) + len(confirmed_unreceipted),
         len(returned),
@@ -95,7 +124,7 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
 
 
 def _connected(
-    gw: Gateway, items: list[OutboxItem], held_until: datetime, lease: timedelta
+    gw: Gateway, items: list[OutboxItem], held_until: datetime, lease: timedelta, *, wake: bool
 ) -> list[OutboxItem]:
     """``items`` whose claim still holds once the publisher's connection is open.
 
@@ -108,7 +137,7 @@ def _connected(
     try:
         reconnected = gw.transport.connect_publisher()
     except TransportError:
-        gw.ledger.release_claims([i.pk for i in items])
+        gw.ledger.release_claims([i.pk for i in items], wake=wake)
         raise
     if not reconnected:
         return items

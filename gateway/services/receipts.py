@@ -1,26 +1,37 @@
 """Signed receipts, sent only after the messages they cover are durably recorded.
 
 One receipt covers every message a sender is owed a receipt for (each id
-with its digest), signed once; it travels through the outbox like any
+with its digest), signed once; it is recorded in the outbox like any
 other message, so it too survives a crash and is re-sent when asked. It
 carries this gateway's audit chain head and gives the sender back heads of
 its chain it reported here (``gateway.ledger.audit_anchor``).
+
+The loop that signs a receipt publishes it too, once the transaction that
+recorded it (already claimed, ``Ledger.record(claimed_until=...)``) has
+committed: no claim of its own and no wait for the sender loop (issue 14).
+What does not go out goes back to the outbox for the sender loop.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import datetime
 
 from sqlalchemy import Connection
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
+from gateway.errors import TransportError
 from gateway.feature import ReceiptKey, ReceiptNote
 from gateway.ledger import audit_anchor, locks
-from gateway.ledger.records import ReceiptDue
+from gateway.ledger.records import NewMessage, OutboxItem, ReceiptDue
 from gateway.ledger.status import Status
 from gateway.model import LegalBasis, Receipt, ReceiptItem, ReceiptOutcome
+from gateway.services import delivery
+
+log = logging.getLogger(__name__)
 
 MAX_ITEMS = 500
 
@@ -60,12 +71,21 @@ def _notes(
 
 
 def send_receipts(gw: Gateway, limit: int = 5000) -> int:
-    """Queue one signed receipt per (hosted authority, sender); returns messages covered."""
+    """Sign one receipt per (hosted authority, sender) and publish them; returns the
+    messages covered."""
     with BUDGET.timed("receipt"):
-        return _send_receipts(gw, limit)
+        now = gw.clock()
+        covered, signed = _send_receipts(gw, limit, now)
+        if signed:
+            try:
+                delivery.publish_claimed(gw, signed, now)
+            except TransportError as exc:
+                # Recorded, and given back to the outbox: the sender loop sends them.
+                log.warning("receipts left to the sender loop: %s", exc)
+        return covered
 
 
-def _send_receipts(gw: Gateway, limit: int) -> int:
+def _send_receipts(gw: Gateway, limit: int, now: datetime) -> tuple[int, list[OutboxItem]]:
     # One transaction: the claimed rows stay locked (PostgreSQL: FOR UPDATE SKIP
     # LOCKED) until the receipts covering them are recorded, and a killed
     # replica's claim ends with its connection. Replicas sharing the ledger take
@@ -76,9 +96,11 @@ def _send_receipts(gw: Gateway, limit: int) -> int:
     # cost of receipts per message grew with the number of replicas
     # (docs/performance.md, "Issue 18").
     covered = 0
+    signed: list[OutboxItem] = []
+    claimed_until = now + delivery.outbox_lease(gw)
     with gw.ledger.transaction() as conn:
         if not locks.try_xact_lock(conn, locks.RECEIPTS):
-            return 0
+            return 0, []
         due = gw.ledger.claim_receipts_due(conn, gw.hosted, limit)
         groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
         for d in due:
@@ -107,7 +129,24 @@ def _send_receipts(gw: Gateway, limit: int) -> int:
                     legal_basis=LegalBasis.NO_PERSONAL_DATA,
                 )
                 message = gw.outbox.sign(env)
-                gw.ledger.record([message], conn)
+                (pk,) = gw.ledger.record([message], conn, claimed_until=claimed_until)
                 gw.ledger.mark_receipted([d.pk for d in chunk], env.header.message_id, conn)
+                signed.append(_outbox_item(pk, message))
                 covered += len(chunk)
-    return covered
+    return covered, signed
+
+
+def _outbox_item(pk: int, message: NewMessage) -> OutboxItem:
+    """The receipt just recorded as ``pk``, as a claim of the outbox would read it back."""
+    assert message.body is not None  # the outbox records what it signed
+    return OutboxItem(
+        pk,
+        message.message_id,
+        message.sender,
+        message.recipient,
+        message.message_type,
+        message.body,
+        0,
+        message.route,
+        message.route_to or message.recipient,
+    )

@@ -11,6 +11,7 @@ none of them has anything left to do.
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,9 @@ from gateway.envelope.keys import ensure_identity
 from gateway.feature import Feature
 from gateway.ledger.store import utc_now
 from gateway.policy import existence
+from gateway.services import receiving
 from gateway.settings import Settings, load_settings
+from gateway.transport.base import Delivery, Disposition
 from gateway.transport.memory import MemoryTransport
 from gateway.worker import Worker
 from support.clock import Clock
@@ -103,3 +106,28 @@ def settle(*gateways: Gateway, rounds: int = 30) -> None:
         if not sum(w.run_round() for w in workers):
             return
     raise AssertionError(f"the gateways did not settle after {rounds} rounds")
+
+
+def deliver_queue(
+    gw: Gateway, queue: str, seen: Callable[[Sequence[Delivery]], None] | None = None
+) -> int:
+    """Hand what waits on ``queue`` of ``gw``'s in-memory transport to its receiving
+    pipeline, batch by batch, until the queue is empty; how many (``seen`` sees each
+    batch first)."""
+    transport = gw.transport
+    assert isinstance(transport, MemoryTransport)
+    handled = 0
+    stop = threading.Event()
+
+    def handle(batch: Sequence[Delivery]) -> Sequence[Disposition]:
+        nonlocal handled
+        handled += len(batch)
+        if seen is not None:
+            seen(batch)
+        if not transport.depth(queue):
+            stop.set()
+        return receiving.handle_batch(gw, batch)
+
+    if transport.depth(queue):
+        transport.consume([queue], handle, stop)
+    return handled

@@ -6,12 +6,14 @@ inbound and receipt services."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
+from support.gateways import deliver_queue
 
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
@@ -21,7 +23,7 @@ from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.ledger.status import Direction, Status
 from gateway.model import Receipt, ReceiptOutcome
-from gateway.services import receipts, receiving
+from gateway.services import delivery, receipts
 from gateway.transport.base import Delivery
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,30 +33,18 @@ DAY_S = 24 * 3600
 
 
 def carry(gw: Gateway, sender: str, recipient: str, message_type: str) -> list[bytes]:
-    """Move ``sender``'s waiting outbound messages of that type into ``recipient``'s inbound."""
-    items = [
-        i
-        for i in gw.ledger.claim_outbox(1000, [sender], gw.clock(), gw.clock())
-        if i.message_type == message_type and i.recipient == recipient
-    ]
-    gw.ledger.mark_sent([i.pk for i in items], None)
-    receiving.handle_batch(
-        gw,
-        [
-            Delivery(
-                queue=f"caf.inbox.{recipient}",
-                routing_key=f"{recipient}.{message_type}.{sender}",
-                body=i.body,
-                message_id=i.message_id,
-                headers={},
-                delivery_count=0,
-                tag=n,
-                user_id="guest",  # the broker account that published it
-            )
-            for n, i in enumerate(items)
-        ],
-    )
-    return [i.body for i in items]
+    """Publish what waits in the outbox, then hand ``recipient``'s queued messages (from
+    ``sender``, of that type) to its receiving pipeline; their bodies. Receipts are
+    already on their way: the loop that signs one publishes it."""
+    delivery.publish_outbox(gw)
+    bodies: list[bytes] = []
+
+    def seen(batch: Sequence[Delivery]) -> None:
+        assert {d.routing_key for d in batch} == {f"{recipient}.{message_type}.{sender}"}
+        bodies.extend(d.body for d in batch)
+
+    deliver_queue(gw, f"caf.inbox.{recipient}", seen)
+    return bodies
 
 
 def send_one(gw: Gateway) -> str:
