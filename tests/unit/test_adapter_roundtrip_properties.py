@@ -20,13 +20,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
 from adapters import registry
 from adapters.base import Adapter, Converted, Result
-from adapters.csv_cells import restore
+from adapters.csv_cells import neutralise, restore
 from gateway.errors import MalformedInputError
 from gateway.identifiers import nhs_check_digit, upn_check_letter
 from gateway.model import Assessment, Element
@@ -118,10 +118,13 @@ def csv_rows(data: bytes, encoding: str) -> tuple[list[str], list[dict[str, str]
 
 
 def csv_bytes(header: list[str], row: dict[str, str], encoding: str) -> bytes:
+    """A file holding ``row``, each value in the cell that reads back as it (``csv_rows``):
+    a value such as "'-" (a quote, then a formula character) is written "''-", as the
+    gateway's writers do, since a cell "'-" is the value "-" quoted against formulas."""
     out = io.StringIO()
     writer = csv.DictWriter(out, header, lineterminator="\r\n")
     writer.writeheader()
-    writer.writerow(row)
+    writer.writerow({k: neutralise(v) for k, v in row.items()})
     return out.getvalue().encode(encoding)
 
 
@@ -142,6 +145,18 @@ DUDLEY_HEADER, DUDLEY_ROWS = csv_rows(
     conclusion=st.sampled_from(["NEEDS_MULTI_AGENCY", "NEEDS_SINGLE_AGENCY", "NO_FURTHER_ACTION"]),
     action=notes,
     due=days,
+)
+@example(  # a value that starts with a quote and then a formula character (CI, 2026-12-04)
+    given_name="'-",
+    family_name="'=x",
+    dob=date(2000, 1, 1),
+    gender="",
+    upn="A123456789012",
+    nhs="9434765919",
+    health="",
+    conclusion="NO_FURTHER_ACTION",
+    action="'-",
+    due=date(2000, 1, 1),
 )
 def test_random_valid_dudley_rows_survive_the_round_trip(
     given_name: str,
