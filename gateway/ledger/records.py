@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from gateway.errors import LedgerError
 from gateway.ledger.status import Direction, Route, Status
 
 
@@ -82,6 +83,24 @@ class OutboxItem:
     attempts: int
     route: Route
     route_to: str  # the queue owner it is routed to (the recipient, or "regional")
+
+
+def outbox_item(pk: int, message: NewMessage) -> OutboxItem:
+    """``message``, just recorded as ``pk``, as a claim of the outbox reads it back
+    (``Ledger.record`` keeps the same fields, cut to the same lengths)."""
+    if message.body is None:
+        raise LedgerError(f"message {message.message_id}: recorded without a body to publish")
+    return OutboxItem(
+        pk,
+        message.message_id[:64],
+        message.sender[:16],
+        message.recipient[:16],
+        message.message_type[:32],
+        message.body,
+        0,
+        message.route,
+        message.route_to or message.recipient[:16],
+    )
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
     now = gw.clock()
     lease = outbox_lease(gw)
     items = gw.ledger.claim_outbox(limit, gw.hosted, now, now + lease)
-    return _publish(gw, items, now, lease, wake=False)
+    return _publish(gw, items, now, now + lease, lease, wake=False)
 
 
 def outbox_lease(gw: Gateway) -> timedelta:
@@ -55,26 +55,34 @@ def outbox_lease(gw: Gateway) -> timedelta:
 
 
 def publish_claimed(
-    gw: Gateway, items: Sequence[OutboxItem], claimed_at: datetime
+    gw: Gateway, items: Sequence[OutboxItem], held_until: datetime
 ) -> PublishSummary:
-    """Publish ``items``, recorded by this process already claimed until ``claimed_at``
-    plus ``outbox_lease`` (``Ledger.record(claimed_until=...)``), without waiting for
-    the sender loop to claim them: one transaction and one hop between threads less.
+    """Publish ``items``, recorded by this process already claimed until ``held_until``
+    (``Ledger.record(claimed_until=...)``), without waiting for the sender loop to
+    claim them: one transaction and one hop between threads less.
 
     Whatever does not go out (no broker, a refusal, no confirm) goes back to the
     outbox at once and wakes the sender loops, which publish it as any other.
     """
-    return _publish(gw, list(items), claimed_at, outbox_lease(gw), wake=True)
+    lease = outbox_lease(gw)
+    return _publish(gw, list(items), gw.clock(), held_until, lease, wake=True)
 
 
 def _publish(
-    gw: Gateway, items: list[OutboxItem], now: datetime, lease: timedelta, *, wake: bool
+    gw: Gateway,
+    items: list[OutboxItem],
+    now: datetime,
+    held_until: datetime,
+    lease: timedelta,
+    *,
+    wake: bool,
 ) -> PublishSummary:
-    """Publish rows this process claimed at ``now`` until ``now + lease``; mark each by
-    its outcome. ``wake``: give back what failed with a wake-up (``release_claims``)."""
+    """Publish rows this process claimed until ``held_until``; mark each by its outcome
+    (receipt deadlines from ``now``). ``wake``: give back what failed with a wake-up
+    (``release_claims``)."""
     if not items:
         return PublishSummary()
-    items = _connected(gw, items, now + lease, lease, wake=wake)
+    items = _connected(gw, items, held_until, lease, wake=wake)
     if not items:
         return PublishSummary()
     escalation_exchange = gw.topology.escalation_exchange

@@ -23,10 +23,10 @@ from sqlalchemy import Connection
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
-from gateway.errors import TransportError
+from gateway.errors import BrokerUnavailableError, TransportError
 from gateway.feature import ReceiptKey, ReceiptNote
 from gateway.ledger import audit_anchor, locks
-from gateway.ledger.records import NewMessage, OutboxItem, ReceiptDue
+from gateway.ledger.records import OutboxItem, ReceiptDue, outbox_item
 from gateway.ledger.status import Status
 from gateway.model import LegalBasis, Receipt, ReceiptItem, ReceiptOutcome
 from gateway.services import delivery
@@ -74,18 +74,22 @@ def send_receipts(gw: Gateway, limit: int = 5000) -> int:
     """Sign one receipt per (hosted authority, sender) and publish them; returns the
     messages covered."""
     with BUDGET.timed("receipt"):
-        now = gw.clock()
-        covered, signed = _send_receipts(gw, limit, now)
+        covered, signed, held_until = _send_receipts(gw, limit)
         if signed:
             try:
-                delivery.publish_claimed(gw, signed, now)
+                delivery.publish_claimed(gw, signed, held_until)
+            except BrokerUnavailableError as exc:
+                # gateway.transport.link has said the broker is down, once.
+                log.debug("receipts left to the sender loop: %s", exc)
             except TransportError as exc:
                 # Recorded, and given back to the outbox: the sender loop sends them.
                 log.warning("receipts left to the sender loop: %s", exc)
         return covered
 
 
-def _send_receipts(gw: Gateway, limit: int, now: datetime) -> tuple[int, list[OutboxItem]]:
+def _send_receipts(gw: Gateway, limit: int) -> tuple[int, list[OutboxItem], datetime]:
+    """Sign and record the receipts owed; the messages covered, the receipts (recorded
+    claimed, for this process to publish) and the end of their claim."""
     # One transaction: the claimed rows stay locked (PostgreSQL: FOR UPDATE SKIP
     # LOCKED) until the receipts covering them are recorded, and a killed
     # replica's claim ends with its connection. Replicas sharing the ledger take
@@ -97,10 +101,11 @@ def _send_receipts(gw: Gateway, limit: int, now: datetime) -> tuple[int, list[Ou
     # (docs/performance.md, "Issue 18").
     covered = 0
     signed: list[OutboxItem] = []
-    claimed_until = now + delivery.outbox_lease(gw)
+    lease = delivery.outbox_lease(gw)
+    claimed_until = gw.clock() + lease
     with gw.ledger.transaction() as conn:
         if not locks.try_xact_lock(conn, locks.RECEIPTS):
-            return 0, []
+            return 0, [], claimed_until
         due = gw.ledger.claim_receipts_due(conn, gw.hosted, limit)
         groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
         for d in due:
@@ -129,24 +134,12 @@ def _send_receipts(gw: Gateway, limit: int, now: datetime) -> tuple[int, list[Ou
                     legal_basis=LegalBasis.NO_PERSONAL_DATA,
                 )
                 message = gw.outbox.sign(env)
+                if not signed:
+                    # The claim runs from the first record, not from the turn's start:
+                    # the reads and signing before it do not use up the lease.
+                    claimed_until = gw.clock() + lease
                 (pk,) = gw.ledger.record([message], conn, claimed_until=claimed_until)
                 gw.ledger.mark_receipted([d.pk for d in chunk], env.header.message_id, conn)
-                signed.append(_outbox_item(pk, message))
+                signed.append(outbox_item(pk, message))
                 covered += len(chunk)
-    return covered, signed
-
-
-def _outbox_item(pk: int, message: NewMessage) -> OutboxItem:
-    """The receipt just recorded as ``pk``, as a claim of the outbox would read it back."""
-    assert message.body is not None  # the outbox records what it signed
-    return OutboxItem(
-        pk,
-        message.message_id,
-        message.sender,
-        message.recipient,
-        message.message_type,
-        message.body,
-        0,
-        message.route,
-        message.route_to or message.recipient,
-    )
+    return covered, signed, claimed_until

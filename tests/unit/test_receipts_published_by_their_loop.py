@@ -7,6 +7,7 @@ outbox, receiving and receipt services."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.services import delivery, receipts
+from gateway.transport.base import OutgoingMessage, PublishOutcome, PublishResult
 from gateway.transport.memory import MemoryTransport
 from gateway.wakeups import OUTBOX, RECEIPTS, Wakeups
 
@@ -30,10 +32,31 @@ SENDER, RECIPIENT = "332", "336"
 SENDER_INBOX, RECIPIENT_INBOX = f"caf.inbox.{SENDER}", f"caf.inbox.{RECIPIENT}"
 
 
-def sent_and_received(tmp_path: Path) -> tuple[Gateway, MemoryTransport, Wakeups, str]:
+class Refusing(MemoryTransport):
+    """The in-memory broker, which can be down or refuse every message (a nack, or
+    no confirm in time); counts the publishes tried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusing = False
+        self.tried = 0
+
+    def connect_publisher(self) -> bool:
+        self.tried += 1
+        return super().connect_publisher()
+
+    def publish(
+        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+    ) -> list[PublishResult]:
+        if self.refusing:
+            return [PublishResult(m.message_id, PublishOutcome.FAILED, "nacked") for m in messages]
+        return super().publish(messages, timeout_s)
+
+
+def sent_and_received(tmp_path: Path) -> tuple[Gateway, Refusing, Wakeups, str]:
     """A gateway whose recipient has recorded one message from the sender, owed a
     receipt; its wake-ups watched from the start, as the worker does."""
-    transport = MemoryTransport()
+    transport = Refusing()
     gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
     wakeups = watching(gw)
     (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
@@ -84,15 +107,21 @@ def test_a_receipt_is_published_by_the_loop_that_signs_it_and_left_out_of_the_se
     assert sent.status is Status.DELIVERED
 
 
+@pytest.mark.parametrize("broker", ["down", "refusing"])
 def test_a_receipt_the_broker_does_not_take_goes_back_to_the_outbox_for_the_sender_loop(
-    tmp_path: Path,
+    tmp_path: Path, broker: str
 ) -> None:
     gw, transport, wakeups, message_id = sent_and_received(tmp_path)
     outbox_woken, receipts_woken = wakeups.generation(OUTBOX), wakeups.generation(RECEIPTS)
-    transport.available = False  # the broker is down when the receipt is signed
+    tried = transport.tried
+    if broker == "down":
+        transport.available = False
+    else:
+        transport.refusing = True
 
     assert receipts.send_receipts(gw) == 1  # recorded all the same
 
+    assert transport.tried == tried + 1  # the receipt loop tried to publish it itself
     receipt = the_receipt(gw)
     assert receipt.status is Status.SIGNED
     assert claimed_until(gw, receipt.pk) is None  # given back at once, not at the lease's end
@@ -100,7 +129,7 @@ def test_a_receipt_the_broker_does_not_take_goes_back_to_the_outbox_for_the_send
     assert wakeups.generation(RECEIPTS) == receipts_woken
     assert transport.depth(SENDER_INBOX) == 0
 
-    transport.available = True
+    transport.available, transport.refusing = True, False
     assert delivery.publish_outbox(gw).confirmed == 1  # the sender loop's next turn
     assert the_receipt(gw).status is Status.SENT
     assert deliver_queue(gw, SENDER_INBOX) == 1
