@@ -26,6 +26,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -77,8 +78,18 @@ def read_ledger(path: Path) -> tuple[dict[int, Row], Firsts]:
     return rows, firsts
 
 
-def hops(workdir: Path, count: int) -> dict[str, list[float]]:
-    """Milliseconds per hop for the last ``count`` messages the sender sent."""
+@dataclass(frozen=True)
+class Hops:
+    """Milliseconds per hop (and end to end) of each message measured, and how many
+    messages a receipt covered on average (receipts at the window's start also
+    covered messages before it: a slight undercount)."""
+
+    ms: dict[str, list[float]]
+    per_receipt: float
+
+
+def hops(workdir: Path, count: int) -> Hops:
+    """Each hop of the last ``count`` messages the sender sent."""
     sent, sent_at = read_ledger(workdir / "sender" / "ledger.db")
     got, got_at = read_ledger(workdir / "receiver" / "ledger.db")
     sender_pk = {row[0]: pk for pk, row in sent.items()}
@@ -109,8 +120,7 @@ def hops(workdir: Path, count: int) -> dict[str, list[float]]:
         for name, start, end in zip(HOPS, stamps, stamps[1:], strict=False):
             out[name].append((end - start).total_seconds() * 1000)
         out["end to end"].append((stamps[-1] - stamps[0]).total_seconds() * 1000)
-    out["messages per receipt"] = [len(out["end to end"]) / max(1, len(receipts))]
-    return out
+    return Hops(out, len(out["end to end"]) / max(1, len(receipts)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,10 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     for side in ("sender", "receiver"):
         stages = row.cpu_ms_per_msg.get(side, {})
         print(f"  {side}: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items() if v >= 0.05))
-    per_receipt = measured.pop("messages per receipt")[0]
-    print(f"messages per receipt: {per_receipt:.1f}")
+    print(f"messages per receipt: {measured.per_receipt:.1f}")
     print(f"{'hop':36s} {'n':>5s} {'p50':>7s} {'p95':>7s} {'p99':>7s}  ms")
-    for name, values in measured.items():
+    for name, values in measured.ms.items():
         if len(values) < 2:
             print(f"{name:36s} {len(values):5d}")
             continue
