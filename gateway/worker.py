@@ -19,9 +19,10 @@ instead of threads.
 Replicas (several gateway processes on one ledger) run every step: the
 sender, receipt and handover steps claim their rows (the receipt step
 publishes the receipts it signs itself, recorded already claimed:
-``services.receipts``), the consumer shares the queues. A step that is a periodic job (``once``: re-sends and the features'
-jobs but local handover) runs only on the replica holding its lease
-(``gateway.ledger.jobs``), the others skip it until that lease lapses.
+``services.receipts``), the consumer shares the queues. A step that is a
+periodic job (``once``: re-sends and the features' jobs but local handover)
+runs only on the replica holding its lease (``gateway.ledger.jobs``), the
+others skip it until that lease lapses.
 """
 
 from __future__ import annotations
