@@ -2,7 +2,8 @@
 claimed, in the transaction that marks the messages receipted, then published
 once that commits, without a claim of its own or a turn of the sender loop.
 What the broker does not take goes back to the outbox and wakes the sender loop.
-One in-memory gateway hosts both ends; messages travel through the real
+At the sender, the receipt settles the sends it covers in the transaction that
+records it. One in-memory gateway hosts both ends; messages travel through the real
 outbox, receiving and receipt services."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
-from sqlalchemy import select
+from sqlalchemy import event, select
 from support.gateways import deliver_queue
 
 from gateway.context import Gateway
@@ -158,3 +159,29 @@ def test_a_message_recorded_claimed_is_left_alone_until_its_claim_lapses(
     later = now + lease + timedelta(seconds=1)
     taken = gw.ledger.claim_outbox(100, None, later, later + lease)
     assert [i.pk for i in taken] == [claimed_pk]
+
+
+def test_a_receipt_settles_our_sends_in_the_one_transaction_that_records_it(
+    tmp_path: Path,
+) -> None:
+    gw, _transport, _wakeups, message_id = sent_and_received(tmp_path)
+    assert receipts.send_receipts(gw) == 1
+    commits = 0
+
+    def committed(_conn: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(gw.ledger.engine, "commit", committed)
+    try:
+        assert deliver_queue(gw, SENDER_INBOX) == 1
+    finally:
+        event.remove(gw.ledger.engine, "commit", committed)
+
+    # DELIVERED becomes visible at the very commit that records the receipt: no
+    # second transaction, and no moment when the receipt is kept but not applied.
+    assert commits == 1
+    (sent,) = gw.ledger.find(message_id=message_id, authority=SENDER)
+    assert sent.status is Status.DELIVERED
+    (kept,) = gw.ledger.find(authority=SENDER, direction=Direction.INBOUND)
+    assert kept.message_type == "Receipt"
