@@ -75,7 +75,7 @@ def send_receipts(gw: Gateway, limit: int = 5000) -> int:
     messages covered."""
     with BUDGET.timed("receipt"):
         covered, signed, held_until = _send_receipts(gw, limit)
-        if signed:
+        if held_until is not None:
             try:
                 delivery.publish_claimed(gw, signed, held_until)
             except BrokerUnavailableError as exc:
@@ -87,9 +87,9 @@ def send_receipts(gw: Gateway, limit: int = 5000) -> int:
         return covered
 
 
-def _send_receipts(gw: Gateway, limit: int) -> tuple[int, list[OutboxItem], datetime]:
+def _send_receipts(gw: Gateway, limit: int) -> tuple[int, list[OutboxItem], datetime | None]:
     """Sign and record the receipts owed; the messages covered, the receipts (recorded
-    claimed, for this process to publish) and the end of their claim."""
+    claimed, for this process to publish) and the end of their claim (None: none)."""
     # One transaction: the claimed rows stay locked (PostgreSQL: FOR UPDATE SKIP
     # LOCKED) until the receipts covering them are recorded, and a killed
     # replica's claim ends with its connection. Replicas sharing the ledger take
@@ -101,11 +101,10 @@ def _send_receipts(gw: Gateway, limit: int) -> tuple[int, list[OutboxItem], date
     # (docs/performance.md, "Issue 18").
     covered = 0
     signed: list[OutboxItem] = []
-    lease = delivery.outbox_lease(gw)
-    claimed_until = gw.clock() + lease
+    claimed_until: datetime | None = None
     with gw.ledger.transaction() as conn:
         if not locks.try_xact_lock(conn, locks.RECEIPTS):
-            return 0, [], claimed_until
+            return 0, [], None
         due = gw.ledger.claim_receipts_due(conn, gw.hosted, limit)
         groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
         for d in due:
@@ -134,10 +133,10 @@ def _send_receipts(gw: Gateway, limit: int) -> tuple[int, list[OutboxItem], date
                     legal_basis=LegalBasis.NO_PERSONAL_DATA,
                 )
                 message = gw.outbox.sign(env)
-                if not signed:
+                if claimed_until is None:
                     # The claim runs from the first record, not from the turn's start:
                     # the reads and signing before it do not use up the lease.
-                    claimed_until = gw.clock() + lease
+                    claimed_until = gw.clock() + delivery.outbox_lease(gw)
                 (pk,) = gw.ledger.record([message], conn, claimed_until=claimed_until)
                 gw.ledger.mark_receipted([d.pk for d in chunk], env.header.message_id, conn)
                 signed.append(outbox_item(pk, message))
