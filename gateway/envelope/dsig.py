@@ -11,6 +11,15 @@ Allowed, and nothing else: exclusive C14N (without comments) for
 ``SignedInfo`` and as the reference's last transform, the enveloped-signature
 transform, SHA-256/384/512 digests, ECDSA on P-256 or RSA of at least 2048
 bits with SHA-256/384/512. No SHA-1, no HMAC, no XPath or XSLT.
+
+The one reference we allow (``URI=""``, enveloped-signature then exclusive
+C14N) always means the same octets: the document without its signature, in
+exclusive C14N. ``signing`` and ``verifying`` compute those octets and their
+digest here, with libxml2's C14N (the code libxmlsec1 itself calls), and
+libxmlsec1 signs and checks only ``SignedInfo`` (:func:`sign_signed_info`,
+:func:`signed_info_verifies`). libxmlsec1 therefore runs no reference
+transform at all: whatever a message declares, what is digested is fixed by
+our code (``docs/security.md``, "Verification rules").
 """
 
 from __future__ import annotations
@@ -39,7 +48,6 @@ from gateway.errors import ConfigError, SignatureError
 DS = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N = xs.TransformExclC14N.href
 ENVELOPED = xs.TransformEnveloped.href
-INCLUSIVE_NAMESPACES = "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces"
 MIN_RSA_BITS = 2048
 
 
@@ -67,7 +75,6 @@ DIGEST_METHODS: dict[str, Callable[[bytes], hashlib._Hash]] = {
     xs.TransformSha384.href: hashlib.sha384,
     xs.TransformSha512.href: hashlib.sha512,
 }
-_DIGEST_TRANSFORMS = (xs.TransformSha256, xs.TransformSha384, xs.TransformSha512)
 
 
 def libxml2_mismatch(
@@ -148,22 +155,31 @@ def public_key(certificate: x509.Certificate) -> tuple[xmlsec.Key, str]:
     return xmlsec.Key.from_memory(pem, xs.KeyDataFormatPem), kind
 
 
-def verification_context(key: xmlsec.Key) -> xmlsec.SignatureContext:
-    """A context that takes only the pinned ``key`` and only our algorithms.
+def sign_signed_info(key: xmlsec.Key, method: Any, signed_info: etree._Element) -> bytes:
+    """``key``'s signature (``method``, an xmlsec transform) over ``signed_info`` in exclusive C14N.
 
-    xmlsec enforces the same lists as ``dsig_rules`` (defence in depth): a
-    transform or digest outside them fails inside libxmlsec1 too.
+    ECDSA values come back as XMLDSig wants them (r || s), not DER.
     """
     ctx = xmlsec.SignatureContext()
-    ctx.key = key  # preset: xmlsec does not look for a key in KeyInfo
-    ctx.enable_signature_transform(xs.TransformExclC14N)
-    for method in SIGNATURE_METHODS.values():
-        ctx.enable_signature_transform(method.transform)
-    ctx.enable_reference_transform(xs.TransformEnveloped)
-    ctx.enable_reference_transform(xs.TransformExclC14N)
-    for digest in _DIGEST_TRANSFORMS:
-        ctx.enable_reference_transform(digest)
-    return ctx
+    ctx.key = key
+    return bytes(ctx.sign_binary(c14n(signed_info), method))
+
+
+def signed_info_verifies(
+    key: xmlsec.Key, method: SignatureMethod, signed_info: etree._Element, value: bytes
+) -> bool:
+    """Whether ``value`` is ``key``'s ``method`` signature over ``signed_info`` in exclusive C14N.
+
+    Only these octets reach libxmlsec1; the reference's digest is checked by
+    the caller, over content it canonicalised itself.
+    """
+    ctx = xmlsec.SignatureContext()
+    ctx.key = key
+    try:
+        ctx.verify_binary(c14n(signed_info), method.transform, value)
+    except xmlsec.Error:
+        return False
+    return True
 
 
 def c14n(element: etree._Element) -> bytes:

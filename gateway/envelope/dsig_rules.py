@@ -10,10 +10,13 @@ configured:
 - inside it only ``SignedInfo``, ``SignatureValue`` and ``KeyInfo`` (no
   ``ds:Object``, where wrapping attacks hide a second document);
 - ``SignedInfo`` holds exactly one ``CanonicalizationMethod`` (exclusive
-  C14N), one ``SignatureMethod`` (``dsig.SIGNATURE_METHODS``) and one
-  ``Reference``;
-- the reference has ``URI=""`` (the whole document), the enveloped-signature
-  transform, otherwise only exclusive C14N, and a SHA-256/384/512 digest;
+  C14N, with no ``InclusiveNamespaces``), one ``SignatureMethod``
+  (``dsig.SIGNATURE_METHODS``) and one ``Reference``;
+- the reference has ``URI=""`` (the whole document), exactly two transforms,
+  enveloped-signature then exclusive C14N (with no ``InclusiveNamespaces``),
+  and a SHA-256/384/512 digest. That chain is the one the verifier computes
+  itself (``dsig``): a message that declares any other is refused, so what a
+  message says it signed and what we digest are the same octets;
 - ``KeyInfo`` may hold only ``X509Data`` with certificates or their names
   (never ``RetrievalMethod``, ``KeyName`` or ``KeyValue``): the key always
   comes from the trust store.
@@ -34,7 +37,6 @@ from gateway.envelope.dsig import (
     DS,
     ENVELOPED,
     EXC_C14N,
-    INCLUSIVE_NAMESPACES,
     SIGNATURE_METHODS,
     SignatureMethod,
 )
@@ -111,7 +113,9 @@ def check_shape(root: etree._Element, where: str) -> Shape:
         if part.tag not in _SIGNED_INFO_PARTS:
             raise SignatureError(f"{where}: {_local(part)} not allowed in ds:SignedInfo")
     _check_key_info(signature, where)
-    _expect_algorithm(_one(info, "CanonicalizationMethod", where), {EXC_C14N}, where)
+    c14n_method = _one(info, "CanonicalizationMethod", where)
+    _expect_algorithm(c14n_method, {EXC_C14N}, where)
+    _expect_empty(c14n_method, where)
     method_el = _one(info, "SignatureMethod", where)
     method_uri = _expect_algorithm(method_el, set(SIGNATURE_METHODS), where)
     references = info.findall(f"{{{DS}}}Reference")
@@ -151,8 +155,21 @@ def _check_transforms(reference: etree._Element, where: str) -> None:
     for transform, algorithm in zip(transforms, algorithms, strict=True):
         if algorithm not in (ENVELOPED, EXC_C14N):
             raise SignatureError(f"{where}: transform {algorithm} not allowed")
-        if any(c.tag != INCLUSIVE_NAMESPACES for c in _children(transform)):
-            raise SignatureError(f"{where}: unexpected content in transform {algorithm}")
+        _expect_empty(transform, where)
+    if algorithms != [ENVELOPED, EXC_C14N]:
+        raise SignatureError(
+            f"{where}: the reference's transforms must be enveloped-signature then exclusive "
+            f"C14N, once each (found {len(algorithms)}: {', '.join(map(str, algorithms))})"
+        )
+
+
+def _expect_empty(method: etree._Element, where: str) -> None:
+    # InclusiveNamespaces (or anything else) would change the canonical form
+    # from the one the verifier computes.
+    for child in _children(method):
+        raise SignatureError(
+            f"{where}: {_local(child)} not allowed in {_local(method)} {method.get('Algorithm')}"
+        )
 
 
 def _check_key_info(signature: etree._Element, where: str) -> None:

@@ -3,11 +3,15 @@
 The signature covers the whole ``Envelope`` (one reference, ``URI=""``) with
 exclusive C14N and SHA-256, ECDSA P-256 by default (RSA-2048+ accepted), and
 carries the signer's certificate in ``KeyInfo`` so that ``xmlsec1`` can check
-it too. Verification is :mod:`gateway.envelope.verifying` (re-exported here).
+it too. The reference's digest is computed here, over the document in
+exclusive C14N before the signature is added (what the enveloped-signature
+transform leaves), and libxmlsec1 signs ``SignedInfo`` (``dsig``).
+Verification is :mod:`gateway.envelope.verifying` (re-exported here).
 """
 
 from __future__ import annotations
 
+import hashlib
 from base64 import b64encode
 from pathlib import Path
 
@@ -43,9 +47,7 @@ class Signer:
             kind = dsig.key_kind(key, "signing key")
         except SignatureError as exc:
             raise ConfigError(str(exc)) from exc
-        self._method = (
-            xs.TransformEcdsaSha256 if kind == "EC" else xs.TransformRsaSha256
-        )
+        self._method = xs.TransformEcdsaSha256 if kind == "EC" else xs.TransformRsaSha256
         self._key = dsig.private_key(key)
         # Wrapped at 64 columns like xmlsec1's own output.
         der = b64encode(self.certificate.public_bytes(Encoding.DER)).decode()
@@ -70,18 +72,21 @@ class Signer:
             raise SignatureError("refusing to sign: the root element has an Id attribute")
         if next(root.iter(f"{{{DS}}}Signature"), None) is not None:
             raise SignatureError("refusing to sign: the document already holds a ds:Signature")
+        # What the reference (URI="", enveloped-signature, exclusive C14N)
+        # covers: the document as it is now, before the signature is added.
+        digest = hashlib.sha256(dsig.c14n(root)).digest()
         signature = xmlsec.template.create(root, xs.TransformExclC14N, self._method, ns="ds")
         root.append(signature)
         reference = xmlsec.template.add_reference(signature, xs.TransformSha256, uri="")
         xmlsec.template.add_transform(reference, xs.TransformEnveloped)
         xmlsec.template.add_transform(reference, xs.TransformExclC14N)
-        ctx = xmlsec.SignatureContext()
-        ctx.key = self._key
+        _child(reference, "DigestValue").text = b64encode(digest).decode()
         try:
-            ctx.sign(signature)
+            value = dsig.sign_signed_info(self._key, self._method, _child(signature, "SignedInfo"))
         except xmlsec.Error as exc:
             root.remove(signature)
             raise SignatureError(f"signing failed: {exc}") from exc
+        _child(signature, "SignatureValue").text = b64encode(value).decode()
         # KeyInfo is not covered by the signature: it only tells a reader (and
         # xmlsec1) which certificate to check against; no verifier trusts it.
         key_info = etree.SubElement(signature, f"{{{DS}}}KeyInfo")
@@ -89,3 +94,10 @@ class Signer:
         etree.SubElement(data, f"{{{DS}}}X509Certificate").text = self._certificate_text
         signature[-1].tail = "\n"
         return bytes(etree.tostring(root, encoding="UTF-8", xml_declaration=True))
+
+
+def _child(parent: etree._Element, name: str) -> etree._Element:
+    """The ``ds:`` element ``name`` in the template xmlsec made (always present)."""
+    found = parent.find(f".//{{{DS}}}{name}")
+    assert found is not None, name
+    return found

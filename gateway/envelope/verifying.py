@@ -10,11 +10,14 @@ parsing, no DTD, no entities, no processing instructions). Then, in order:
 3. the key comes from the trust store, pinned for the header's sender (or
    issued by the regional CA for that LA code), never from ``KeyInfo``, and
    must be ECDSA P-256 or RSA-2048+ matching the SignatureMethod;
-4. libxmlsec1 verifies the signature (``dsig``), with only our algorithms
-   enabled;
-5. the canonical form of the content is computed here and its digest must
-   equal the signed ``DigestValue``: what we hand on is, octet for octet, what
-   the signature covers.
+4. libxmlsec1 verifies the signature over ``SignedInfo`` in exclusive C14N
+   (``dsig.signed_info_verifies``), with the pinned key and the allowed
+   ``SignatureMethod``;
+5. the document without its signature is put in exclusive C14N here, and its
+   digest must equal the signed ``DigestValue``. This is the reference's
+   whole processing: the rules admit one chain only (enveloped-signature then
+   exclusive C14N of ``URI=""``), so no transform a message declares is ever
+   run, and what we hand on is, octet for octet, what the signature covers.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-import xmlsec
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -134,9 +136,9 @@ class Verifier:
         _detach(shape.signature)
         content = dsig.c14n(root)
         if not hmac.compare_digest(shape.digest(content).digest(), shape.digest_value):
-            # libxmlsec1 said the reference matched; our canonical form must too,
-            # or what we hand on would not be what was verified.
-            raise SignatureError(f"{where}: the signed content differs from what was verified")
+            # The signature over SignedInfo is good, so the content (whose
+            # digest SignedInfo carries) was altered after signing.
+            raise SignatureError(f"{where}: content altered after signing (digest mismatch)")
         return Verified(
             root=root,
             signed_bytes=signed_bytes,
@@ -182,23 +184,20 @@ class Verifier:
         sender: str,
         where: str,
     ) -> x509.Certificate:
-        """The candidate whose key verifies the signature, or the error that says why none."""
-        usable = []
+        """The candidate whose key signed ``SignedInfo``, or the error that says why none.
+
+        The content's digest is checked by the caller, once, whichever key this is.
+        """
+        usable = False
         for cert in candidates:
             key, kind = dsig.public_key(cert)
             if kind != shape.method.key_kind:
                 continue  # an ECDSA method cannot be checked with an RSA key, and back
-            usable.append((cert, key))
-            try:
-                dsig.verification_context(key).verify(shape.signature)
-            except xmlsec.Error:
-                continue  # maybe another pinned certificate (rotation overlap)
-            return cert
-        for _cert, key in usable:
-            if _signed_info_verifies(shape, key):
-                # The signature over SignedInfo is good, so the content itself
-                # (whose digest SignedInfo carries) was altered after signing.
-                raise SignatureError(f"{where}: content altered after signing (digest mismatch)")
+            usable = True
+            info, value = shape.signed_info, shape.signature_value
+            if dsig.signed_info_verifies(key, shape.method, info, value):
+                return cert
+            # else maybe another pinned certificate (rotation overlap)
         if foreign is not None:
             raise TrustError(
                 f"{where}: signed with a certificate that is not pinned for {sender} "
@@ -248,19 +247,6 @@ class Verifier:
                 raise SignatureError(f"{where}: Header {name} is not a plain identifier")
             values.append(text)
         return values[0], values[1]
-
-
-def _signed_info_verifies(shape: Shape, key: xmlsec.Key) -> bool:
-    """Whether ``key`` made SignatureValue over SignedInfo (diagnostics of a failure)."""
-    ctx = xmlsec.SignatureContext()
-    ctx.key = key
-    try:
-        ctx.verify_binary(
-            dsig.c14n(shape.signed_info), shape.method.transform, shape.signature_value
-        )
-    except xmlsec.Error:
-        return False
-    return True
 
 
 def _detach(element: etree._Element) -> None:

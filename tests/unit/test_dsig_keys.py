@@ -16,13 +16,11 @@ from helpers_xml import DS, build_envelope, make_authority, sign_with, signature
 from lxml import etree
 from xmlsec import constants as xs
 
-from gateway.envelope import dsig
+from gateway.envelope import dsig, dsig_rules
 from gateway.envelope.keys import load_certificate
 from gateway.envelope.signing import Signer, Verifier
 from gateway.envelope.trust import TrustStore
 from gateway.errors import ConfigError, SignatureError
-
-XPATH_TRANSFORM = "http://www.w3.org/TR/1999/REC-xpath-19991116"
 
 
 def _identity(
@@ -109,20 +107,37 @@ def test_the_key_comes_from_the_trust_store_whatever_key_info_says(tmp_path: Pat
         _verifier(pinned).verify(etree.tostring(forged))
 
 
-def test_libxmlsec1_itself_refuses_a_transform_outside_our_lists() -> None:
-    # Defence in depth: even if dsig_rules let an XPath transform through,
-    # the verification context would not run it.
+def test_a_reference_covering_less_than_the_document_fails_even_past_the_transform_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Defence in depth: the verifier never runs a transform a message
+    # declares. It digests the whole document itself, so a reference that
+    # libxmlsec1 would accept (an XPath filter keeping only the Header) cannot
+    # vouch for a body changed after signing, even if dsig_rules let it by.
     pem, cert = _identity(ec.generate_private_key(ec.SECP256R1()))
-    root = etree.fromstring(sign_with(build_envelope(), pem))
-    reference = signature_of(root).find(f"{{{DS}}}SignedInfo/{{{DS}}}Reference")
-    assert reference is not None
-    transforms = reference.find(f"{{{DS}}}Transforms")
-    assert transforms is not None
-    extra = etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm=XPATH_TRANSFORM)
-    etree.SubElement(extra, f"{{{DS}}}XPath").text = "true()"
-    key, _kind = dsig.public_key(cert)
-    with pytest.raises(xmlsec.Error):
-        dsig.verification_context(key).verify(signature_of(root))
+    root = build_envelope()
+    signature = xmlsec.template.create(root, xs.TransformExclC14N, xs.TransformEcdsaSha256, ns="ds")
+    root.append(signature)
+    reference = xmlsec.template.add_reference(signature, xs.TransformSha256, uri="")
+    xmlsec.template.add_transform(reference, xs.TransformEnveloped)
+    header_only = xmlsec.template.add_transform(reference, xs.TransformXPath)
+    etree.SubElement(
+        header_only, f"{{{DS}}}XPath"
+    ).text = "ancestor-or-self::*[local-name()='Header']"
+    xmlsec.template.add_transform(reference, xs.TransformExclC14N)
+    ctx = xmlsec.SignatureContext()
+    ctx.key = xmlsec.Key.from_memory(pem, xs.KeyDataFormatPem)
+    ctx.sign(signature)
+    body = root.find(".//{urn:caf-exchange:1}Needs")
+    assert body is not None
+    body.text = "changed after signing"
+    # libxmlsec1, running the declared transforms, finds nothing wrong:
+    check = xmlsec.SignatureContext()
+    check.key = dsig.public_key(cert)[0]
+    check.verify(signature_of(root))
+    monkeypatch.setattr(dsig_rules, "_check_transforms", lambda reference, where: None)
+    with pytest.raises(SignatureError, match="content altered after signing"):
+        _verifier(cert).verify(etree.tostring(root))
 
 
 # --- one libxml2 -------------------------------------------------------------------

@@ -35,6 +35,7 @@ from gateway.settings import Contact, Directory, RegionalGroup
 
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 XPATH_TRANSFORM = "http://www.w3.org/TR/1999/REC-xpath-19991116"
+INCLUSIVE_NAMESPACES = f"{{{EXC_C14N}}}InclusiveNamespaces"
 
 
 def find(root: etree._Element, name: str) -> etree._Element:
@@ -307,6 +308,22 @@ def _edit_signed_info(data: bytes, edit: str) -> bytes:
         method = info.find(f"{{{DS}}}CanonicalizationMethod")
         assert method is not None
         method.set("Algorithm", EXC_C14N + "WithComments")
+    elif edit == "transforms-reversed":
+        transforms = reference.find(f"{{{DS}}}Transforms")
+        assert transforms is not None
+        transforms.append(transforms[0])  # enveloped-signature now comes last
+    elif edit == "enveloped-only":
+        transforms = reference.find(f"{{{DS}}}Transforms")
+        assert transforms is not None
+        transforms.remove(transforms[1])  # then inclusive C14N would apply by default
+    elif edit == "inclusive-namespaces":
+        transforms = reference.find(f"{{{DS}}}Transforms")
+        assert transforms is not None
+        etree.SubElement(transforms[1], INCLUSIVE_NAMESPACES, PrefixList="ds")
+    elif edit == "c14n-inclusive-namespaces":
+        method = info.find(f"{{{DS}}}CanonicalizationMethod")
+        assert method is not None
+        etree.SubElement(method, INCLUSIVE_NAMESPACES, PrefixList="ds")
     return etree.tostring(root)
 
 
@@ -317,6 +334,10 @@ def _edit_signed_info(data: bytes, edit: str) -> bytes:
         ("id-reference", "whole document"),
         ("xpath-transform", "transform .*xpath.* not allowed"),
         ("c14n-with-comments", "CanonicalizationMethod .*WithComments not allowed"),
+        ("transforms-reversed", "must be enveloped-signature then exclusive C14N, once each"),
+        ("enveloped-only", "must be enveloped-signature then exclusive C14N, once each"),
+        ("inclusive-namespaces", "InclusiveNamespaces not allowed in Transform"),
+        ("c14n-inclusive-namespaces", "InclusiveNamespaces not allowed in CanonicalizationMethod"),
     ],
 )
 def test_a_validly_signed_but_unexpected_signature_shape_is_refused(
