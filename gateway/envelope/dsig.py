@@ -166,9 +166,10 @@ def sign_signed_info(key: xmlsec.Key, method: Any, signed_info: etree._Element) 
 
 
 def signed_info_verifies(
-    key: xmlsec.Key, method: SignatureMethod, signed_info: etree._Element, value: bytes
+    key: xmlsec.Key, method: SignatureMethod, octets: bytes, value: bytes
 ) -> bool:
-    """Whether ``value`` is ``key``'s ``method`` signature over ``signed_info`` in exclusive C14N.
+    """Whether ``value`` is ``key``'s ``method`` signature over ``octets``, the
+    ``SignedInfo`` in exclusive C14N (``c14n``).
 
     Only these octets reach libxmlsec1; the reference's digest is checked by
     the caller, over content it canonicalised itself.
@@ -176,12 +177,22 @@ def signed_info_verifies(
     ctx = xmlsec.SignatureContext()
     ctx.key = key
     try:
-        ctx.verify_binary(c14n(signed_info), method.transform, value)
+        ctx.verify_binary(octets, method.transform, value)
     except xmlsec.Error:
         return False
     return True
 
 
-def c14n(element: etree._Element) -> bytes:
-    """Exclusive C14N without comments: the form every signed octet is in."""
-    return bytes(etree.tostring(element, method="c14n", exclusive=True, with_comments=False))
+def c14n(element: etree._Element, where: str = "document") -> bytes:
+    """Exclusive C14N without comments: the form every signed octet is in.
+
+    SignatureError naming ``where`` when the tree has none (C14N refuses a
+    relative namespace URI such as ``xmlns:x="rel"``).
+    """
+    try:
+        return bytes(etree.tostring(element, method="c14n", exclusive=True, with_comments=False))
+    except etree.C14NError as exc:
+        raise SignatureError(
+            f"{where}: {etree.QName(element).localname} cannot be put in exclusive C14N "
+            f"(a relative namespace URI?): {exc}"
+        ) from exc

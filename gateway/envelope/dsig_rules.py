@@ -10,13 +10,17 @@ configured:
 - inside it only ``SignedInfo``, ``SignatureValue`` and ``KeyInfo`` (no
   ``ds:Object``, where wrapping attacks hide a second document);
 - ``SignedInfo`` holds exactly one ``CanonicalizationMethod`` (exclusive
-  C14N, with no ``InclusiveNamespaces``), one ``SignatureMethod``
-  (``dsig.SIGNATURE_METHODS``) and one ``Reference``;
+  C14N), one ``SignatureMethod`` (``dsig.SIGNATURE_METHODS``) and one
+  ``Reference``;
 - the reference has ``URI=""`` (the whole document), exactly two transforms,
-  enveloped-signature then exclusive C14N (with no ``InclusiveNamespaces``),
-  and a SHA-256/384/512 digest. That chain is the one the verifier computes
-  itself (``dsig``): a message that declares any other is refused, so what a
-  message says it signed and what we digest are the same octets;
+  enveloped-signature then exclusive C14N, and a SHA-256/384/512 digest.
+  That chain is the one the verifier computes itself (``dsig``): a message
+  that declares any other is refused, so what a message says it signed and
+  what we digest are the same octets. For the same reason neither C14N may
+  carry an ``InclusiveNamespaces`` that names a prefix (an empty
+  ``PrefixList``, which some tools write, changes nothing);
+- no element inside ``SignatureMethod``, ``DigestMethod``, ``DigestValue``
+  or ``SignatureValue``;
 - ``KeyInfo`` may hold only ``X509Data`` with certificates or their names
   (never ``RetrievalMethod``, ``KeyName`` or ``KeyValue``): the key always
   comes from the trust store.
@@ -49,6 +53,7 @@ _SIGNED_INFO_PARTS = frozenset(
 )
 _REFERENCE_PARTS = frozenset(f"{{{DS}}}{n}" for n in ("Transforms", "DigestMethod", "DigestValue"))
 _X509_DATA = f"{{{DS}}}X509Data"
+_INCLUSIVE_NAMESPACES = f"{{{EXC_C14N}}}InclusiveNamespaces"
 _X509_PARTS = frozenset(
     f"{{{DS}}}{n}" for n in ("X509Certificate", "X509IssuerSerial", "X509SubjectName", "X509SKI")
 )
@@ -115,9 +120,10 @@ def check_shape(root: etree._Element, where: str) -> Shape:
     _check_key_info(signature, where)
     c14n_method = _one(info, "CanonicalizationMethod", where)
     _expect_algorithm(c14n_method, {EXC_C14N}, where)
-    _expect_empty(c14n_method, where)
+    _expect_empty(c14n_method, where, c14n=True)
     method_el = _one(info, "SignatureMethod", where)
     method_uri = _expect_algorithm(method_el, set(SIGNATURE_METHODS), where)
+    _expect_empty(method_el, where)
     references = info.findall(f"{{{DS}}}Reference")
     if len(references) != 1:
         raise SignatureError(f"{where}: expected exactly one reference, found {len(references)}")
@@ -133,13 +139,17 @@ def check_shape(root: etree._Element, where: str) -> Shape:
     _check_transforms(reference, where)
     digest_method = _one(reference, "DigestMethod", where)
     digest_uri = _expect_algorithm(digest_method, set(DIGEST_METHODS), where)
+    digest_value = _one(reference, "DigestValue", where)
+    # Elements inside a value would hide part of its text from _base64.
+    for element in (digest_method, digest_value, value):
+        _expect_empty(element, where)
     return Shape(
         signature=signature,
         signed_info=info,
         method=SIGNATURE_METHODS[method_uri],
         method_uri=method_uri,
         digest=DIGEST_METHODS[digest_uri],
-        digest_value=_base64(_one(reference, "DigestValue", where), where),
+        digest_value=_base64(digest_value, where),
         signature_value=_base64(value, where),
     )
 
@@ -155,7 +165,7 @@ def _check_transforms(reference: etree._Element, where: str) -> None:
     for transform, algorithm in zip(transforms, algorithms, strict=True):
         if algorithm not in (ENVELOPED, EXC_C14N):
             raise SignatureError(f"{where}: transform {algorithm} not allowed")
-        _expect_empty(transform, where)
+        _expect_empty(transform, where, c14n=algorithm == EXC_C14N)
     if algorithms != [ENVELOPED, EXC_C14N]:
         raise SignatureError(
             f"{where}: the reference's transforms must be enveloped-signature then exclusive "
@@ -163,12 +173,18 @@ def _check_transforms(reference: etree._Element, where: str) -> None:
         )
 
 
-def _expect_empty(method: etree._Element, where: str) -> None:
-    # InclusiveNamespaces (or anything else) would change the canonical form
-    # from the one the verifier computes.
-    for child in _children(method):
+def _expect_empty(element: etree._Element, where: str, *, c14n: bool = False) -> None:
+    """No element inside ``element``; in a C14N method (``c14n``), an
+    ``InclusiveNamespaces`` that names no prefix (some tools write one): a prefix
+    list would change the canonical form from the one the verifier computes."""
+    for child in _children(element):
+        no_prefix = not (child.get("PrefixList") or "").split()
+        if c14n and child.tag == _INCLUSIVE_NAMESPACES and no_prefix:
+            continue
+        named = element.get("Algorithm")
         raise SignatureError(
-            f"{where}: {_local(child)} not allowed in {_local(method)} {method.get('Algorithm')}"
+            f"{where}: {_local(child)} not allowed in {_local(element)}"
+            + (f" {named}" if named else "")
         )
 
 

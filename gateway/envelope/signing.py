@@ -74,7 +74,7 @@ class Signer:
             raise SignatureError("refusing to sign: the document already holds a ds:Signature")
         # What the reference (URI="", enveloped-signature, exclusive C14N)
         # covers: the document as it is now, before the signature is added.
-        digest = hashlib.sha256(dsig.c14n(root)).digest()
+        digest = hashlib.sha256(dsig.c14n(root, "refusing to sign")).digest()
         signature = xmlsec.template.create(root, xs.TransformExclC14N, self._method, ns="ds")
         root.append(signature)
         reference = xmlsec.template.add_reference(signature, xs.TransformSha256, uri="")
@@ -83,7 +83,7 @@ class Signer:
         _child(reference, "DigestValue").text = b64encode(digest).decode()
         try:
             value = dsig.sign_signed_info(self._key, self._method, _child(signature, "SignedInfo"))
-        except xmlsec.Error as exc:
+        except (xmlsec.Error, SignatureError) as exc:
             root.remove(signature)
             raise SignatureError(f"signing failed: {exc}") from exc
         _child(signature, "SignatureValue").text = b64encode(value).decode()

@@ -132,9 +132,9 @@ class Verifier:
         now = self._clock()
         candidates, foreign = self._candidates(shape, sender, where, now)
         cert = self._verify_with(shape, candidates, foreign, sender, where)
-        signed_bytes = dsig.c14n(root)
+        signed_bytes = dsig.c14n(root, where)
         _detach(shape.signature)
-        content = dsig.c14n(root)
+        content = dsig.c14n(root, where)
         if not hmac.compare_digest(shape.digest(content).digest(), shape.digest_value):
             # The signature over SignedInfo is good, so the content (whose
             # digest SignedInfo carries) was altered after signing.
@@ -189,13 +189,13 @@ class Verifier:
         The content's digest is checked by the caller, once, whichever key this is.
         """
         usable = False
+        octets = dsig.c14n(shape.signed_info, where)
         for cert in candidates:
             key, kind = dsig.public_key(cert)
             if kind != shape.method.key_kind:
                 continue  # an ECDSA method cannot be checked with an RSA key, and back
             usable = True
-            info, value = shape.signed_info, shape.signature_value
-            if dsig.signed_info_verifies(key, shape.method, info, value):
+            if dsig.signed_info_verifies(key, shape.method, octets, shape.signature_value):
                 return cert
             # else maybe another pinned certificate (rotation overlap)
         if foreign is not None:

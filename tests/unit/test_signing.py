@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -346,6 +347,121 @@ def test_a_validly_signed_but_unexpected_signature_shape_is_refused(
     data = resign(_edit_signed_info(sign(dudley), edit), dudley.identity.key_path)
     with pytest.raises(SignatureError, match=reason):
         verifier.verify(data)
+
+
+@pytest.mark.parametrize("where", ["CanonicalizationMethod", "Transform"])
+def test_an_inclusive_namespaces_that_names_no_prefix_is_accepted(
+    dudley: Authority, verifier: Verifier, where: str
+) -> None:
+    # Some tools write an empty PrefixList: the canonical form is unchanged.
+    root = etree.fromstring(sign(dudley))
+    info = signature_of(root).find(f"{{{DS}}}SignedInfo")
+    assert info is not None
+    holder = info.find(f".//{{{DS}}}{where}[@Algorithm='{EXC_C14N}']")
+    assert holder is not None
+    etree.SubElement(holder, INCLUSIVE_NAMESPACES, PrefixList=" ")
+    data = resign(etree.tostring(root), dudley.identity.key_path)
+    assert verifier.verify(data).sender == "332"
+
+
+@pytest.mark.parametrize(
+    "where", ["SignatureMethod", "Reference/{ds}DigestMethod", "Reference/{ds}DigestValue"]
+)
+def test_an_element_inside_a_method_or_value_of_signed_info_is_refused(
+    dudley: Authority, verifier: Verifier, where: str
+) -> None:
+    # The base64 of a value is read from its text; an element would hide part of it.
+    root = etree.fromstring(sign(dudley))
+    path = f"{{{DS}}}SignedInfo/{{{DS}}}" + where.format(ds="{" + DS + "}")
+    found = signature_of(root).find(path)
+    assert found is not None
+    etree.SubElement(found, f"{{{DS}}}Extra")
+    data = resign(etree.tostring(root), dudley.identity.key_path)
+    with pytest.raises(SignatureError, match="Extra not allowed in"):
+        verifier.verify(data)
+
+
+def test_an_element_inside_signature_value_is_refused(
+    dudley: Authority, verifier: Verifier
+) -> None:
+    root = etree.fromstring(sign(dudley))
+    value = signature_of(root).find(f"{{{DS}}}SignatureValue")
+    assert value is not None
+    etree.SubElement(value, f"{{{DS}}}Extra")
+    with pytest.raises(SignatureError, match="Extra not allowed in SignatureValue"):
+        verifier.verify(etree.tostring(root))
+
+
+@pytest.mark.parametrize("where", ["Envelope", "Needs", "SignedInfo"])
+def test_a_relative_namespace_uri_is_refused_as_a_signature_error(
+    dudley: Authority, verifier: Verifier, where: str
+) -> None:
+    # Exclusive C14N has no form for it: a clear refusal, not an lxml exception
+    # that would send the message round the broker's retries.
+    root = etree.fromstring(sign(dudley))
+    target = root if where == "Envelope" else next(root.iter(f"{{*}}{where}"))
+    target.set("{urn:x}a", "1")
+    data = etree.tostring(root).replace(b'xmlns:ns0="urn:x"', b'xmlns:ns0="relative"')
+    assert b'xmlns:ns0="relative"' in data
+    with pytest.raises(SignatureError, match="cannot be put in exclusive C14N"):
+        verifier.verify(data)
+
+
+def test_signing_a_tree_with_a_relative_namespace_uri_is_refused(dudley: Authority) -> None:
+    root = etree.fromstring(
+        b'<Envelope xmlns="urn:caf-exchange:1" xmlns:r="rel"><Header/></Envelope>'
+    )
+    with pytest.raises(
+        SignatureError, match=r"refusing to sign: .*cannot be put in exclusive C14N"
+    ):
+        sign(dudley, root)
+
+
+def _sign_in_context(root: etree._Element, key_pem: bytes, ns: str | None) -> bytes:
+    """libxmlsec1's own enveloped signature (it canonicalises SignedInfo in place)."""
+    signature = xmlsec.template.create(root, xs.TransformExclC14N, xs.TransformEcdsaSha256, ns=ns)
+    root.append(signature)
+    reference = xmlsec.template.add_reference(signature, xs.TransformSha256, uri="")
+    xmlsec.template.add_transform(reference, xs.TransformEnveloped)
+    xmlsec.template.add_transform(reference, xs.TransformExclC14N)
+    ctx = xmlsec.SignatureContext()
+    ctx.key = xmlsec.Key.from_memory(key_pem, xs.KeyDataFormatPem)
+    ctx.sign(signature)
+    return etree.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        "signature-in-default-namespace",
+        "ds-declared-on-envelope",
+        "xml-lang-on-envelope",
+        "unused-namespace-on-envelope",
+    ],
+)
+def test_a_signature_libxmlsec1_made_in_any_namespace_context_verifies(
+    dudley: Authority, verifier: Verifier, context: str
+) -> None:
+    # The verifier canonicalises SignedInfo as a copied subtree (lxml), libxmlsec1
+    # in place: for exclusive C14N the octets must be the same wherever it sits.
+    nsmap = {None: "urn:caf-exchange:1"}
+    if context == "ds-declared-on-envelope":
+        nsmap["ds"] = DS
+    if context == "unused-namespace-on-envelope":
+        nsmap["u"] = "urn:unused"
+    root = etree.Element("{urn:caf-exchange:1}Envelope", nsmap=nsmap)  # type: ignore[arg-type]
+    for child in build_envelope(sender="332"):
+        root.append(child)
+    if context == "xml-lang-on-envelope":
+        root.set(XML_LANG, "en")
+    ns = None if context == "signature-in-default-namespace" else "ds"
+    data = _sign_in_context(root, dudley.key_pem, ns)
+    verified = verifier.verify(data)
+    assert verified.sender == "332"
+    assert text_of(verified.root, "Header/Sender") == "332"
 
 
 # --- hostile input reaches verify ---------------------------------------------------
