@@ -12,7 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -237,9 +237,16 @@ class LedgerCore:
             conn.execute(select(1))
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, durable: bool = True) -> Iterator[Connection]:
+        """One transaction; committed when the block ends, rolled back if it raises.
+
+        ``durable=False``: the commit need not reach the disk before it returns
+        (``_relaxed``). Only for writes that a re-send repairs when a power cut
+        takes them back: a publish claim, ``SENT``, a claim given back
+        (docs/delivery.md, "What a commit waits for").
+        """
         try:
-            with self.engine.begin() as conn:
+            with self._begin(durable) as conn:
                 _MANAGED.add(conn)
                 try:
                     yield conn
@@ -256,6 +263,9 @@ class LedgerCore:
             if _outage(self.engine, exc):
                 raise LedgerUnavailableError(f"ledger unavailable: {exc}") from exc
             raise LedgerError(f"ledger unavailable: {exc}") from exc
+
+    def _begin(self, durable: bool) -> AbstractContextManager[Connection]:
+        return self.engine.begin() if durable else _relaxed(self.engine)
 
     @staticmethod
     def before_commit(conn: Connection, action: Callable[[Connection], None]) -> bool:
@@ -583,3 +593,42 @@ def _insert_messages(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
 def _with_history(record: MessageRecord, entries: tuple[HistoryEntry, ...]) -> MessageRecord:
 
     return replace(record, history=entries)
+
+
+@contextmanager
+def _relaxed(engine: Engine) -> Iterator[Connection]:
+    """A transaction whose commit returns before it is on disk.
+
+    Crash-safe either way: a commit is lost only to a power cut (or an OS
+    crash), and then only with every later one, as the log is written in
+    order. SQLite (WAL): ``synchronous=NORMAL`` for this transaction, set before
+    it begins (SQLite refuses it inside one) and put back to ``FULL`` before the
+    connection goes back to the pool; a connection that cannot be put back is
+    discarded, never reused. The next durable commit on any connection syncs the
+    log, this transaction's writes with it. PostgreSQL: ``SET LOCAL
+    synchronous_commit TO OFF``, which ends with the transaction.
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+            conn.commit()  # SQLAlchemy's autobegin around the PRAGMA; SQLite began nothing
+        try:
+            with conn.begin():
+                if not sqlite:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                yield conn
+        finally:
+            if sqlite:
+                _restore_full(conn)
+
+
+def _restore_full(conn: Connection) -> None:
+    try:
+        if conn.in_transaction():
+            conn.rollback()  # an error left it open: SQLite refuses the PRAGMA inside
+        conn.exec_driver_sql("PRAGMA synchronous=FULL")
+        conn.commit()  # SQLAlchemy's autobegin around the PRAGMA
+    except Exception:  # why everything: no pooled connection may stay relaxed
+        conn.invalidate()
+        raise

@@ -38,7 +38,9 @@ def test_the_outbox_claim_takes_at_most_the_limit_oldest_first_in_one_statement(
 
     with captured(gw.ledger.engine) as seen:
         first = gw.ledger.claim_outbox(3, ("332",), now, lease)
-    assert len(seen) == 1, seen
+    # Besides the PRAGMAs around a claim's relaxed commit (test_commit_durability.py).
+    data = [s for s in seen if not s[0].startswith("PRAGMA")]
+    assert len(data) == 1, seen
     assert [i.pk for i in first] == pks[:3]
     assert all(i.body for i in first)
     # The lease holds: the next claims take the rest, then nothing.
