@@ -43,7 +43,8 @@ class _Pinned(Ledger):
         self._conn = conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, durable: bool = True) -> Iterator[Connection]:
+        del durable  # nothing is kept: the caller rolls the outer connection back
         try:
             yield self._conn
         except SQLAlchemyError as exc:
