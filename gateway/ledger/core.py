@@ -609,26 +609,22 @@ def _relaxed(engine: Engine) -> Iterator[Connection]:
     synchronous_commit TO OFF``, which ends with the transaction.
     """
     with engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        if sqlite:
-            conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
-            conn.commit()  # SQLAlchemy's autobegin around the PRAGMA; SQLite began nothing
+        if conn.dialect.name != "sqlite":
+            with conn.begin():
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                yield conn
+            return
+        # On the DBAPI connection itself: no statement of SQLAlchemy's, no
+        # transaction begun (pysqlite begins one before the first write).
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("PRAGMA synchronous=NORMAL")
         try:
             with conn.begin():
-                if not sqlite:
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield conn
         finally:
-            if sqlite:
-                _restore_full(conn)
-
-
-def _restore_full(conn: Connection) -> None:
-    try:
-        if conn.in_transaction():
-            conn.rollback()  # an error left it open: SQLite refuses the PRAGMA inside
-        conn.exec_driver_sql("PRAGMA synchronous=FULL")
-        conn.commit()  # SQLAlchemy's autobegin around the PRAGMA
-    except Exception:  # why everything: no pooled connection may stay relaxed
-        conn.invalidate()
-        raise
+            try:
+                raw.execute("PRAGMA synchronous=FULL")
+            except Exception:  # why everything: no pooled connection may stay relaxed
+                conn.invalidate()
+                raise

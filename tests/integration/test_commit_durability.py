@@ -9,17 +9,18 @@ pool hands out afterwards, stays durable.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from local_systems import signed_inbound
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from support.gateways import memory_gateway
-from support.sql import captured
 
+from gateway.ledger import core
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import job_leases
 
@@ -71,26 +72,28 @@ def test_a_relaxed_transaction_that_fails_is_rolled_back_and_its_connection_made
 
 
 def test_the_sender_relaxes_its_claims_and_sent_but_records_messages_durably(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gw = memory_gateway(tmp_path, ("332",))
+    levels: list[str] = []
+    relaxed = core._relaxed
+
+    @contextmanager
+    def spy(engine: Engine) -> Iterator[Connection]:
+        with relaxed(engine) as conn:
+            levels.append(_level(conn))
+            yield conn
+
+    monkeypatch.setattr(core, "_relaxed", spy)
     signed = signed_inbound(gw, "332", "336", 2)
-    with captured(gw.ledger.engine) as recording, gw.ledger.transaction() as conn:
+    with gw.ledger.transaction() as conn:
         pks = gw.ledger.record([replace(m, receipt_due=False) for m in signed], conn)
+        assert _level(conn) == DURABLE["sqlite"]
+    assert levels == []
     now = gw.clock()
-    with captured(gw.ledger.engine) as claiming:
-        items = gw.ledger.claim_outbox(10, None, now, now + timedelta(seconds=60))
-    with captured(gw.ledger.engine) as marking:
-        gw.ledger.mark_sent([i.pk for i in items], now + timedelta(seconds=60))
-    with captured(gw.ledger.engine) as releasing:
-        gw.ledger.release_claims(pks)
-
-    def pragmas(seen: list[tuple[str, object]]) -> list[str]:
-        return [s for s, _ in seen if s.startswith("PRAGMA synchronous")]
-
-    assert pragmas(recording) == []  # FULL, as the connection was opened
-    relaxed = ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
-    assert pragmas(claiming) == relaxed
-    assert pragmas(marking) == relaxed
-    assert pragmas(releasing) == relaxed
+    items = gw.ledger.claim_outbox(10, None, now, now + timedelta(seconds=60))
     assert sorted(i.pk for i in items) == sorted(pks)
+    gw.ledger.release_claims(pks[:1])
+    gw.ledger.mark_sent(pks[1:], now + timedelta(seconds=60))
+    assert levels == [RELAXED["sqlite"]] * 3  # claim, give-back, SENT
+    assert _pooled_levels(gw.ledger) == [DURABLE["sqlite"]] * 4

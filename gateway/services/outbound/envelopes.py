@@ -56,7 +56,9 @@ def sending(gw: Gateway, conn: Connection, authority: str, env: Envelope) -> Sen
         else next((t.child_key for t in threads if t.child_key), None)
     )
     if key is None:
-        return Sending(authority, gw.settings.directory, gw.settings.policy, gw.clock(), threads)
+        return Sending(
+            authority, gw.settings.directory, gw.settings.policy, gw.clock(), threads
+        )
     return Sending(
         authority=authority,
         directory=gw.settings.directory,
