@@ -12,7 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -237,16 +237,9 @@ class LedgerCore:
             conn.execute(select(1))
 
     @contextmanager
-    def transaction(self, *, durable: bool = True) -> Iterator[Connection]:
-        """One transaction; committed when the block ends, rolled back if it raises.
-
-        ``durable=False``: the commit need not reach the disk before it returns
-        (``_relaxed``). Only for writes that a re-send repairs when a power cut
-        takes them back: a publish claim, ``SENT``, a claim given back
-        (docs/delivery.md, "What a commit waits for").
-        """
+    def transaction(self) -> Iterator[Connection]:
         try:
-            with self._begin(durable) as conn:
+            with self.engine.begin() as conn:
                 _MANAGED.add(conn)
                 try:
                     yield conn
@@ -263,9 +256,6 @@ class LedgerCore:
             if _outage(self.engine, exc):
                 raise LedgerUnavailableError(f"ledger unavailable: {exc}") from exc
             raise LedgerError(f"ledger unavailable: {exc}") from exc
-
-    def _begin(self, durable: bool) -> AbstractContextManager[Connection]:
-        return self.engine.begin() if durable else _relaxed(self.engine)
 
     @staticmethod
     def before_commit(conn: Connection, action: Callable[[Connection], None]) -> bool:
@@ -593,38 +583,3 @@ def _insert_messages(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
 def _with_history(record: MessageRecord, entries: tuple[HistoryEntry, ...]) -> MessageRecord:
 
     return replace(record, history=entries)
-
-
-@contextmanager
-def _relaxed(engine: Engine) -> Iterator[Connection]:
-    """A transaction whose commit returns before it is on disk.
-
-    Crash-safe either way: a commit is lost only to a power cut (or an OS
-    crash), and then only with every later one, as the log is written in
-    order. SQLite (WAL): ``synchronous=NORMAL`` for this transaction, set before
-    it begins (SQLite refuses it inside one) and put back to ``FULL`` before the
-    connection goes back to the pool; a connection that cannot be put back is
-    discarded, never reused. The next durable commit on any connection syncs the
-    log, this transaction's writes with it. PostgreSQL: ``SET LOCAL
-    synchronous_commit TO OFF``, which ends with the transaction.
-    """
-    with engine.connect() as conn:
-        if conn.dialect.name != "sqlite":
-            with conn.begin():
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                yield conn
-            return
-        # On the DBAPI connection itself: no statement of SQLAlchemy's, no
-        # transaction begun (pysqlite begins one before the first write).
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        raw.execute("PRAGMA synchronous=NORMAL")
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            try:
-                raw.execute("PRAGMA synchronous=FULL")
-            except Exception:  # why everything: no pooled connection may stay relaxed
-                conn.invalidate()
-                raise

@@ -110,9 +110,7 @@ class OutboundQueries(LedgerCore):
         params: dict[str, object] = {"now": now, "limit": limit, "lease": lease_until}
         if senders is not None:
             params["senders"] = list(senders)
-        # Not durable: a claim a power cut takes back leaves the row to be published
-        # again, which the recipient recognises as a re-send (docs/delivery.md).
-        with self.transaction(durable=False) as conn:
+        with self.transaction() as conn:
             claimed = conn.execute(_CLAIM[senders is not None], params).all()
         rows = sorted(claimed, key=lambda r: int(r[0]))  # RETURNING keeps no order
         return [
@@ -153,7 +151,7 @@ class OutboundQueries(LedgerCore):
         """
         if not pks:
             return set()
-        with self.transaction(durable=False) as conn:  # a lease, as the claim
+        with self.transaction() as conn:
             renewed = conn.execute(
                 update(messages)
                 .where(
@@ -175,7 +173,7 @@ class OutboundQueries(LedgerCore):
         once, again and again while the broker refuses.
         """
         if pks:
-            with self.transaction(durable=False) as conn:  # lost, the claim lapses instead
+            with self.transaction() as conn:
                 conn.execute(
                     update(messages).where(messages.c.id.in_(list(pks))).values(claimed_until=None)
                 )
@@ -189,23 +187,18 @@ class OutboundQueries(LedgerCore):
 
         Only rows still in the outbox change: the receipt may already have come
         back (and marked the row DELIVERED) between the broker's confirm and now.
-        Not durable: a ``SENT`` a power cut takes back leaves the row in the outbox
-        (its claim lapsed), published again and recognised by the recipient as a
-        re-send; anything durable recorded later (the receipt) brings it to disk.
         """
         if not pks:
             return
-        with self.transaction(durable=False) as conn:
-            self.transition_from(
-                pks,
-                OUTBOX_STATES,
-                Status.SENT,
-                reason,
-                conn,
-                attempts=ONE_MORE_ATTEMPT,
-                next_attempt_at=next_attempt_at,
-                claimed_until=None,
-            )
+        self.transition_from(
+            pks,
+            OUTBOX_STATES,
+            Status.SENT,
+            reason,
+            attempts=ONE_MORE_ATTEMPT,
+            next_attempt_at=next_attempt_at,
+            claimed_until=None,
+        )
 
     def receipt_overdue(self, now: datetime, limit: int) -> list[MessageRecord]:
         """Sent messages whose receipt deadline has passed."""

@@ -43,8 +43,7 @@ class _Pinned(Ledger):
         self._conn = conn
 
     @contextmanager
-    def transaction(self, *, durable: bool = True) -> Iterator[Connection]:
-        del durable  # nothing is kept: the caller rolls the outer connection back
+    def transaction(self) -> Iterator[Connection]:
         try:
             yield self._conn
         except SQLAlchemyError as exc:
