@@ -111,8 +111,11 @@ def budget(before: Snapshot, after: Snapshot, messages: int) -> dict[str, dict[s
 
 
 def client_budget(
-    cpu_before_s: float, cpu_after_s: float, broker_before: float | None,
-    broker_after: float | None, messages: int,
+    cpu_before_s: float,
+    cpu_after_s: float,
+    broker_before: float | None,
+    broker_after: float | None,
+    messages: int,
 ) -> dict[str, dict[str, float]]:
     """The raw pika run's budget: this process's CPU and the broker's, per message."""
     n = max(1, messages)

@@ -26,6 +26,8 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +37,7 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import turns  # noqa: E402
 from bench.bench_support import rabbit_vhost  # noqa: E402
 from bench.run import cafgw, open_rig  # noqa: E402
 from gateway.ledger.core import make_engine  # noqa: E402
@@ -128,12 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--warm", type=int, default=300)
+    parser.add_argument(
+        "--turns",
+        action="store_true",
+        help="also time the sender process's SQLite writer: who waited for it, who held it",
+    )
     args = parser.parse_args(argv)
     with rabbit_vhost() as url, tempfile.TemporaryDirectory(prefix="cafgw-hops-") as tmp:
         rig = open_rig(Path(tmp), url)
         try:
             cafgw(rig, args.warm, args.rate, "warm-up", 60)
-            row = cafgw(rig, args.count, args.rate, f"rate {args.rate:.0f}/s", 120)
+            started = time.monotonic()
+            with turns.watch() if args.turns else nullcontext(turns.TurnTimes()) as writer:
+                row = cafgw(rig, args.count, args.rate, f"rate {args.rate:.0f}/s", 120)
+            window_s = time.monotonic() - started
         finally:
             rig.close()
         measured = hops(Path(tmp), args.count)
@@ -149,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         q = statistics.quantiles(values, n=100, method="inclusive")
         print(f"{name:36s} {len(values):5d} {q[49]:7.1f} {q[94]:7.1f} {q[98]:7.1f}")
+    if args.turns:
+        print(f"the sender process's SQLite writer over {window_s:.1f} s (ms; busy: share held):")
+        print("\n".join(writer.table(window_s)))
     return 0
 
 
