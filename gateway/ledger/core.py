@@ -38,6 +38,9 @@ from gateway.errors import LedgerError, LedgerUnavailableError
 from gateway.ledger import migrate
 from gateway.ledger.notify import AWAITING_HANDOVER, announce, topics_for
 from gateway.ledger.records import (
+    CODE_WIDTH,
+    MESSAGE_ID_WIDTH,
+    MESSAGE_TYPE_WIDTH,
     HistoryEntry,
     MessageRecord,
     NewMessage,
@@ -312,12 +315,12 @@ class LedgerCore:
             last_status, last_reason = item.statuses[-1]
             rows.append(
                 {
-                    "message_id": item.message_id[:64],
+                    "message_id": item.message_id[:MESSAGE_ID_WIDTH],
                     "direction": item.direction.value,
                     "authority": item.authority,
-                    "sender": item.sender[:16],
-                    "recipient": item.recipient[:16],
-                    "message_type": item.message_type[:32],
+                    "sender": item.sender[:CODE_WIDTH],
+                    "recipient": item.recipient[:CODE_WIDTH],
+                    "message_type": item.message_type[:MESSAGE_TYPE_WIDTH],
                     "correlation_id": item.correlation_id[:64],
                     "case_ref": item.case_ref,
                     "legal_basis": item.legal_basis[:32],

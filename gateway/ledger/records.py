@@ -8,6 +8,13 @@ from datetime import datetime
 from gateway.errors import LedgerError
 from gateway.ledger.status import Direction, Route, Status
 
+# Widths of messages columns a recorded message is cut to (``Ledger.record``, and
+# ``outbox_item`` for a row read back without a claim); tables.messages declares
+# the columns with these widths (tests/unit/test_ledger_column_widths.py).
+MESSAGE_ID_WIDTH = 64
+CODE_WIDTH = 16  # sender, recipient
+MESSAGE_TYPE_WIDTH = 32
+
 
 @dataclass(frozen=True)
 class NewMessage:
@@ -87,19 +94,19 @@ class OutboxItem:
 
 def outbox_item(pk: int, message: NewMessage) -> OutboxItem:
     """``message``, just recorded as ``pk``, as a claim of the outbox reads it back
-    (``Ledger.record`` keeps the same fields, cut to the same lengths)."""
+    (cut to the widths ``Ledger.record`` stores)."""
     if message.body is None:
         raise LedgerError(f"message {message.message_id}: recorded without a body to publish")
     return OutboxItem(
         pk,
-        message.message_id[:64],
-        message.sender[:16],
-        message.recipient[:16],
-        message.message_type[:32],
+        message.message_id[:MESSAGE_ID_WIDTH],
+        message.sender[:CODE_WIDTH],
+        message.recipient[:CODE_WIDTH],
+        message.message_type[:MESSAGE_TYPE_WIDTH],
         message.body,
         0,
         message.route,
-        message.route_to or message.recipient[:16],
+        message.route_to or message.recipient[:CODE_WIDTH],
     )
 
 
