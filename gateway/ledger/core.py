@@ -45,7 +45,7 @@ from gateway.ledger.records import (
     MessageRecord,
     NewMessage,
 )
-from gateway.ledger.sqlite_writer import serialize_writers
+from gateway.ledger.sqlite_writer import serialize_writers, wait_durable
 from gateway.ledger.status import OUTBOX_STATES, Direction, Route, Status
 from gateway.ledger.tables import history, messages
 from gateway.private_files import create_private_file, make_private_dir, tighten
@@ -127,20 +127,24 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            grouped = ":memory:" not in url and bool(engine.url.database)
 
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
-                # FULL: a committed transaction survives a power cut, not just a crash.
-                cur.execute("PRAGMA synchronous=FULL")
+                # A committed transaction survives a power cut, not just a crash:
+                # FULL flushes the log inside each COMMIT; on a file, commits are
+                # flushed together instead (NORMAL, then ``wait_durable`` before
+                # ``transaction()`` returns: ``sqlite_writer``, ``wal_sync``).
+                cur.execute(f"PRAGMA synchronous={'NORMAL' if grouped else 'FULL'}")
                 cur.execute("PRAGMA foreign_keys=ON")
                 # Erased personal data must not linger in freed pages (retention, erasure).
                 cur.execute("PRAGMA secure_delete=ON")
                 cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
                 cur.close()
 
-            if ":memory:" not in url and engine.url.database:
+            if grouped:
                 serialize_writers(engine)  # no busy-handler sleeps between the process's writers
             return engine
         return create_engine(
@@ -253,6 +257,8 @@ class LedgerCore:
                 finally:
                     _MANAGED.discard(conn)
                     _BEFORE_COMMIT.pop(conn, None)
+            # Back in the pool (the writer's turn is free): now wait for the disk.
+            wait_durable(self.engine)
         except IntegrityError as exc:
             raise LedgerError(f"ledger constraint violated: {exc.orig}") from exc
         except SQLAlchemyError as exc:

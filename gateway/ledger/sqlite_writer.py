@@ -22,11 +22,15 @@ without the turn and leaves the waiting to SQLite, as before.
 from __future__ import annotations
 
 import threading
+import weakref
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
 
-__all__ = ["WAIT_S", "serialize_writers"]
+from gateway.ledger.wal_sync import WalSync, fsync_path
+
+__all__ = ["WAIT_S", "serialize_writers", "wait_durable"]
 
 WAIT_S = 30.0  # as long as the ledger's SQLite busy timeout
 
@@ -37,10 +41,12 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "
 class _Turn:
     """Whose turn it is to write: at most one DBAPI connection of the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, sync: WalSync) -> None:
         self.changed = threading.Condition()
         self.owner: Any = None
         self.waiting = 0  # connections queued for the turn
+        self.sync = sync
+        self.ticket = 0  # the owner's commit ticket, once it began to commit
 
     def take(self, dbapi_conn: Any, wait_s: float) -> None:
         with self.changed:
@@ -54,20 +60,48 @@ class _Turn:
             finally:
                 self.waiting -= 1
 
+    def committing(self, dbapi_conn: Any) -> None:
+        """The owner's commit is about to run: it takes a ticket (others wrote nothing)."""
+        with self.changed:
+            if self.owner is dbapi_conn:
+                self.ticket = self.sync.issue()
+
     def give_back(self, dbapi_conn: Any) -> None:
         with self.changed:
             if self.owner is dbapi_conn:
+                if self.ticket:
+                    self.sync.complete(self.ticket)
+                    self.ticket = 0
                 self.owner = None
                 self.changed.notify_all()
 
 
 _TURNS: dict[str, _Turn] = {}
 _TURNS_LOCK = threading.Lock()
+_BY_ENGINE: weakref.WeakKeyDictionary[Engine, _Turn] = weakref.WeakKeyDictionary()
 
 
-def _turn_for(database: str) -> _Turn:
+def _turn_for(database: str, wait_s: float) -> _Turn:
     with _TURNS_LOCK:
-        return _TURNS.setdefault(database, _Turn())
+        turn = _TURNS.get(database)
+        if turn is None:
+            wal = Path(database + "-wal")
+            turn = _TURNS[database] = _Turn(WalSync(lambda: fsync_path(wal), wait_s))
+        return turn
+
+
+def wait_durable(engine: Engine) -> None:
+    """Return once every commit a transaction that just ended made or could have
+    read is on disk (no-op for an engine whose writers do not take turns).
+
+    That is every commit begun so far: a reader may have read the newest one
+    before its flush. A writer may so wait for a commit begun after its own,
+    which returns within moments (it writes the log, it does not flush it),
+    rather than keep track of which transaction was whose.
+    """
+    turn = _BY_ENGINE.get(engine)
+    if turn is not None:
+        turn.sync.wait(turn.sync.issued)
 
 
 def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
@@ -75,13 +109,17 @@ def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
 
     Engines on the same file in one process share the queue.
     """
-    turn = _turn_for(str(engine.url.database))
+    turn = _turn_for(str(engine.url.database), wait_s)
+    _BY_ENGINE[engine] = turn
 
     def before_cursor_execute(
         conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
     ) -> None:
         if statement.lstrip()[:7].upper().startswith(_WRITES):
             turn.take(conn.connection.dbapi_connection, wait_s)
+
+    def commit(conn: Any) -> None:
+        turn.committing(conn.connection.dbapi_connection)
 
     def checkin(dbapi_conn: Any, _record: Any) -> None:
         turn.give_back(dbapi_conn)
@@ -90,5 +128,6 @@ def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
         turn.give_back(dbapi_conn)
 
     event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    event.listen(engine, "commit", commit)
     event.listen(engine, "checkin", checkin)
     event.listen(engine, "invalidate", invalidate)

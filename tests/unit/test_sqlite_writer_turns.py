@@ -15,7 +15,7 @@ def test_a_write_holds_the_turn_until_its_connection_returns_and_a_read_never_ta
     tmp_path: Path,
 ) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    turn = sqlite_writer._turn_for(str(engine.url.database))
+    turn = sqlite_writer._BY_ENGINE[engine]
     try:
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE t (x INTEGER)"))
@@ -32,7 +32,7 @@ def test_a_write_holds_the_turn_until_its_connection_returns_and_a_read_never_ta
 
 def test_a_second_writer_waits_for_the_first_to_commit_and_then_goes_on(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    turn = sqlite_writer._turn_for(str(engine.url.database))
+    turn = sqlite_writer._BY_ENGINE[engine]
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (x INTEGER)"))
     first_writing, second_done = threading.Event(), threading.Event()

@@ -1,0 +1,254 @@
+"""A SQLite ledger's commits are flushed to disk together before transaction() returns."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from gateway.errors import LedgerUnavailableError
+from gateway.ledger import sqlite_writer
+from gateway.ledger.core import LedgerCore, make_engine
+from gateway.ledger.wal_sync import WalSync, fsync_path
+
+# --- WalSync alone --------------------------------------------------------------------
+
+
+class Flushes:
+    """A flush that counts, and can be held open until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.fail: OSError | None = None
+
+    def __call__(self) -> None:
+        self.count += 1
+        self.started.set()
+        assert self.release.wait(10)
+        if self.fail is not None:
+            raise self.fail
+
+
+def _committed(sync: WalSync) -> int:
+    ticket = sync.issue()
+    sync.complete(ticket)
+    return ticket
+
+
+def test_a_wait_flushes_once_and_a_second_wait_for_the_same_commit_flushes_nothing() -> None:
+    flushes = Flushes()
+    sync = WalSync(flushes, 10)
+    ticket = _committed(sync)
+    sync.wait(ticket)
+    sync.wait(ticket)
+    assert flushes.count == 1
+
+
+def test_a_reader_with_nothing_committed_waits_for_no_flush() -> None:
+    flushes = Flushes()
+    sync = WalSync(flushes, 10)
+    sync.wait(sync.issued)
+    assert flushes.count == 0
+
+
+def test_commits_made_while_a_flush_runs_share_the_next_flush() -> None:
+    flushes = Flushes()
+    sync = WalSync(flushes, 10)
+    first = _committed(sync)
+    flushes.release.clear()
+    holder = threading.Thread(target=sync.wait, args=(first,))
+    holder.start()
+    assert flushes.started.wait(10)
+    later = [_committed(sync) for _ in range(5)]
+    waiters = [threading.Thread(target=sync.wait, args=(t,)) for t in later]
+    for w in waiters:
+        w.start()
+    flushes.release.set()
+    for w in [holder, *waiters]:
+        w.join(10)
+        assert not w.is_alive()
+    assert flushes.count == 2  # one for the first commit, one for the five after it
+
+
+def test_a_flush_that_began_before_a_commit_returned_does_not_count_for_it() -> None:
+    flushes = Flushes()
+    sync = WalSync(flushes, 10)
+    first = _committed(sync)
+    flushes.release.clear()
+    holder = threading.Thread(target=sync.wait, args=(first,))
+    holder.start()
+    assert flushes.started.wait(10)
+    second = _committed(sync)
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (sync.wait(second), done.set()))
+    waiter.start()
+    flushes.started.clear()
+    flushes.release.set()
+    holder.join(10)
+    waiter.join(10)
+    assert done.is_set()
+    assert flushes.count == 2
+
+
+def test_a_wait_for_a_commit_still_running_lasts_until_it_returns_and_is_flushed() -> None:
+    flushes = Flushes()
+    sync = WalSync(flushes, 10)
+    ticket = sync.issue()  # COMMIT under way: a reader may already see its rows
+    done = threading.Event()
+    reader = threading.Thread(target=lambda: (sync.wait(sync.issued), done.set()))
+    reader.start()
+    assert not done.wait(0.2)
+    assert flushes.count == 0
+    sync.complete(ticket)
+    reader.join(10)
+    assert done.is_set()
+    assert flushes.count == 1
+
+
+def test_a_failed_flush_fails_that_wait_and_every_later_one() -> None:
+    flushes = Flushes()
+    flushes.fail = OSError(errno.EIO, "Input/output error")
+    sync = WalSync(flushes, 10)
+    ticket = _committed(sync)
+    with pytest.raises(LedgerUnavailableError, match="flushing the ledger's log to disk failed"):
+        sync.wait(ticket)
+    flushes.fail = None
+    later = _committed(sync)
+    with pytest.raises(LedgerUnavailableError, match="restart the gateway"):
+        sync.wait(later)
+    assert flushes.count == 1  # a later flush may report success without the lost pages
+
+
+def test_a_commit_that_never_returns_fails_the_wait_after_the_time_allowed() -> None:
+    sync = WalSync(Flushes(), 0.1)
+    ticket = sync.issue()
+    with pytest.raises(LedgerUnavailableError, match="not made durable within"):
+        sync.wait(ticket)
+
+
+def test_flushing_a_log_that_is_gone_is_nothing_to_do(tmp_path: Path) -> None:
+    fsync_path(tmp_path / "ledger.db-wal")  # checkpointed and removed: durable already
+    (tmp_path / "x").write_bytes(b"x")
+    fsync_path(tmp_path / "x")
+
+
+# --- on a SQLite ledger ---------------------------------------------------------------
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LedgerCore, Flushes]]:
+    flushes = Flushes()
+    flushed_paths: list[Path] = []
+
+    def flush(path: Path) -> None:
+        flushed_paths.append(path)
+        fsync_path(path)
+        flushes()
+
+    monkeypatch.setattr(sqlite_writer, "fsync_path", flush)
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    core = LedgerCore(engine)
+    with core.transaction() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    assert flushed_paths == [tmp_path / "ledger.db-wal"]
+    try:
+        yield core, flushes
+    finally:
+        engine.dispose()
+
+
+def _insert(core: LedgerCore, x: int) -> None:
+    with core.transaction() as conn:
+        conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": x})
+
+
+def test_a_file_ledger_commits_without_the_flush_and_an_in_memory_one_with_it(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    core, _ = ledger
+    with core.transaction() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+    memory = make_engine("sqlite:///:memory:")
+    try:
+        with memory.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2  # FULL
+    finally:
+        memory.dispose()
+
+
+def test_a_write_returns_only_after_a_flush_that_began_after_its_commit(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    core, flushes = ledger
+    before = flushes.count
+    _insert(core, 1)
+    assert flushes.count == before + 1
+    with core.transaction() as conn:  # a read after it: its commit is flushed already
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+    assert flushes.count == before + 1
+
+
+def test_a_rolled_back_transaction_waits_for_no_flush(ledger: tuple[LedgerCore, Flushes]) -> None:
+    core, flushes = ledger
+    before = flushes.count
+    with pytest.raises(RuntimeError), core.transaction() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        raise RuntimeError("changed my mind")
+    assert flushes.count == before
+
+
+def test_the_writers_turn_is_free_while_a_commit_is_flushed_and_a_reader_waits_for_it(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    core, flushes = ledger
+    flushes.release.clear()
+    flushes.started.clear()
+    first_done = threading.Event()
+    first = threading.Thread(target=lambda: (_insert(core, 1), first_done.set()))
+    first.start()
+    assert flushes.started.wait(10)  # the first commit is being flushed
+
+    _second = threading.Thread(target=_insert, args=(core, 2))
+    _second.start()
+    turn = sqlite_writer._BY_ENGINE[core.engine]
+    with turn.changed:  # the second writer committed while the first one's flush runs
+        assert turn.changed.wait_for(lambda: turn.sync.issued == 3, 10)
+
+    read: list[int] = []
+    reader = threading.Thread(
+        target=lambda: read.append(_count(core)),
+    )
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive()  # it may have seen rows not yet on disk: it waits
+    assert not first_done.is_set()
+    flushes.release.set()
+    for thread in (first, _second, reader):
+        thread.join(10)
+        assert not thread.is_alive()
+    assert first_done.is_set()
+    assert read and read[0] in (1, 2)
+
+
+def _count(core: LedgerCore) -> int:
+    with core.transaction() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+
+def test_a_failed_flush_makes_the_ledger_unavailable_until_the_process_restarts(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    core, flushes = ledger
+    flushes.fail = OSError(errno.EIO, "Input/output error")
+    with pytest.raises(LedgerUnavailableError, match="check the disk"):
+        _insert(core, 1)
+    flushes.fail = None
+    with pytest.raises(LedgerUnavailableError):
+        _count(core)
