@@ -125,8 +125,8 @@ class WalSync:
         except OSError as exc:
             with self._changed:
                 self._failed = (
-                    f"flushing the ledger's log to disk failed ({exc}); commits since the "
-                    "last flush may be lost: check the disk, then restart the gateway"
+                    f"ledger unavailable: flushing its log to disk failed ({exc}); commits "
+                    "since the last flush may be lost: check the disk, then restart the gateway"
                 )
             raise LedgerUnavailableError(self._failed) from exc
         finally:

@@ -117,7 +117,9 @@ def test_a_failed_flush_fails_that_wait_and_every_later_one() -> None:
     flushes.fail = OSError(errno.EIO, "Input/output error")
     sync = WalSync(flushes, 10)
     ticket = _committed(sync)
-    with pytest.raises(LedgerUnavailableError, match="flushing the ledger's log to disk failed"):
+    with pytest.raises(
+        LedgerUnavailableError, match="ledger unavailable: flushing its log to disk failed"
+    ):
         sync.wait(ticket)
     flushes.fail = None
     later = _committed(sync)
