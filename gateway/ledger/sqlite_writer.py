@@ -17,10 +17,26 @@ handler, as before. A connection that waits longer than ``WAIT_S`` (a
 transaction writing on a second connection while its first one holds the
 turn, which SQLite itself would refuse after its busy timeout) goes on
 without the turn and leaves the waiting to SQLite, as before.
+
+pysqlite begins a transaction only before a statement whose first word is
+INSERT, UPDATE, DELETE or REPLACE: an ``UPDATE`` with a ``WITH`` clause (the
+outbox claim) ran on its own, committed at once, outside the turn. A write
+statement SQLAlchemy compiled (``context.isinsert`` and so on) now takes the
+turn and, outside a transaction, begins one first.
+
+The turn also ends before the commit's flush to disk: the connections
+commit with ``synchronous=NORMAL``, every commit that changed something
+takes a ticket (``wal_sync``), and ``wait_durable`` (called by
+``Ledger.transaction()`` once the connection is back in the pool) flushes
+the log once for every commit made meanwhile (group commit). A commit
+changed something if its connection held the turn (DDL included) or its
+count of changed rows (``total_changes``) moved: a writer that went on
+without the turn is flushed too.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from pathlib import Path
@@ -36,6 +52,10 @@ WAIT_S = 30.0  # as long as the ledger's SQLite busy timeout
 
 # Statements before which pysqlite begins a write transaction (and DDL).
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "BEGIN")
+# On the pooled connection's ``info``: its ``total_changes`` when last ticketed,
+# and the ticket of a commit not yet completed (completed when it is checked in).
+_CHANGES = "cafgw_wal_changes"
+_TICKET = "cafgw_wal_ticket"
 
 
 class _Turn:
@@ -46,7 +66,6 @@ class _Turn:
         self.owner: Any = None
         self.waiting = 0  # connections queued for the turn
         self.sync = sync
-        self.ticket = 0  # the owner's commit ticket, once it began to commit
 
     def take(self, dbapi_conn: Any, wait_s: float) -> None:
         with self.changed:
@@ -60,18 +79,9 @@ class _Turn:
             finally:
                 self.waiting -= 1
 
-    def committing(self, dbapi_conn: Any) -> None:
-        """The owner's commit is about to run: it takes a ticket (others wrote nothing)."""
-        with self.changed:
-            if self.owner is dbapi_conn:
-                self.ticket = self.sync.issue()
-
     def give_back(self, dbapi_conn: Any) -> None:
         with self.changed:
             if self.owner is dbapi_conn:
-                if self.ticket:
-                    self.sync.complete(self.ticket)
-                    self.ticket = 0
                 self.owner = None
                 self.changed.notify_all()
 
@@ -105,7 +115,8 @@ def wait_durable(engine: Engine) -> None:
 
 
 def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
-    """Make ``engine``'s writers (a SQLite file) take turns through the process's queue.
+    """Make ``engine``'s writers (a SQLite file) take turns through the process's queue,
+    and ticket their commits for the shared flush (``wait_durable``).
 
     Engines on the same file in one process share the queue.
     """
@@ -113,21 +124,58 @@ def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
     _BY_ENGINE[engine] = turn
 
     def before_cursor_execute(
-        conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+        conn: Any, cursor: Any, statement: str, _params: Any, context: Any, _many: bool
     ) -> None:
-        if statement.lstrip()[:7].upper().startswith(_WRITES):
-            turn.take(conn.connection.dbapi_connection, wait_s)
+        dml = context is not None and (context.isinsert or context.isupdate or context.isdelete)
+        if dml or statement.lstrip()[:7].upper().startswith(_WRITES):
+            dbapi_conn = conn.connection.dbapi_connection
+            turn.take(dbapi_conn, wait_s)
+            if dml and not dbapi_conn.in_transaction:
+                cursor.execute("BEGIN")  # pysqlite would not before WITH ... UPDATE
 
     def commit(conn: Any) -> None:
-        turn.committing(conn.connection.dbapi_connection)
+        pooled = conn.connection
+        dbapi_conn = pooled.dbapi_connection
+        changes = dbapi_conn.total_changes
+        if turn.owner is dbapi_conn or changes != pooled.info.get(_CHANGES, 0):
+            earlier = pooled.info.pop(_TICKET, None)
+            if earlier is not None:  # committed twice before its checkin: that one returned
+                turn.sync.complete(earlier)
+            pooled.info[_TICKET] = turn.sync.issue()
+        pooled.info[_CHANGES] = changes
 
-    def checkin(dbapi_conn: Any, _record: Any) -> None:
+    def checkin(dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            ticket = record.info.pop(_TICKET, None)
+            if dbapi_conn is not None:
+                changes = dbapi_conn.total_changes
+                if ticket is None and changes != record.info.get(_CHANGES, 0):
+                    # Changed without a commit SQLAlchemy saw (a statement pysqlite ran
+                    # on its own, or rolled back): flushed like a commit, to be sure.
+                    ticket = turn.sync.issue()
+                record.info[_CHANGES] = changes
+            if ticket is not None:
+                turn.sync.complete(ticket)
         turn.give_back(dbapi_conn)
 
-    def invalidate(dbapi_conn: Any, _record: Any, _exc: Any) -> None:
+    def invalidate(dbapi_conn: Any, record: Any, _exc: Any) -> None:
+        if record is not None and (ticket := record.info.pop(_TICKET, None)) is not None:
+            turn.sync.complete(ticket)
         turn.give_back(dbapi_conn)
 
     event.listen(engine, "before_cursor_execute", before_cursor_execute)
     event.listen(engine, "commit", commit)
     event.listen(engine, "checkin", checkin)
     event.listen(engine, "invalidate", invalidate)
+
+
+def _forget_after_fork() -> None:
+    """A forked child (the schema upgrade, ``ledger.apart``) starts with no turns: the
+    parent's may be held, mid-flush, or locked by a thread the child does not have."""
+    global _TURNS_LOCK  # noqa: PLW0603 (a lock held at the fork can never be released)
+    _TURNS_LOCK = threading.Lock()
+    _TURNS.clear()
+    _BY_ENGINE.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -20,9 +20,13 @@ What changes: between a commit and its flush, another thread of the process
 could read the committed rows. Every ``transaction()`` therefore waits, at
 its end, for the commits it could have seen (those begun before it ended),
 readers included, so nothing read from the ledger leaves the process before
-it is durable. A reader in *another* process (a CLI command beside a running
-gateway) may see a commit up to one flush (about half a millisecond here)
-before it is durable; the gateway's own API and dashboard run in the process.
+it is durable. That holds once ``transaction()`` returned: code inside the
+``with`` block must not act outside the process on what it read (none does:
+the receiving pipeline acts after its block, the sender loop publishes after
+its claim returned). A reader in *another* process (a CLI command beside a
+running gateway) may see a commit up to one flush (a fraction of a
+millisecond on the bench machine's disk) before it is durable; the gateway's
+own API and dashboard run in the process.
 
 A flush that fails leaves the log's state unknown (after a failed ``fsync``
 Linux may drop the dirty pages and report the next one as a success), so the
@@ -63,11 +67,10 @@ class WalSync:
     """Tickets for commits, and one flush at a time covering every completed one.
 
     A writer takes a ticket just before its ``COMMIT`` (``issue``) and marks it
-    done once the commit returned (``complete``); the process's writers take
-    turns, so tickets complete in order. ``wait(n)`` returns once a flush that
-    began after ticket ``n`` completed has finished: the first waiter to find
-    no flush under way runs one for everything completed so far, the others
-    wait for it (or the next).
+    done once the commit returned (``complete``). ``wait(n)`` returns once a
+    flush that began after tickets ``1..n`` all completed has finished: the
+    first waiter to find no flush under way runs one for everything completed
+    so far, the others wait for it (or the next).
     """
 
     def __init__(self, flush: Callable[[], None], wait_s: float) -> None:
@@ -75,7 +78,8 @@ class WalSync:
         self._wait_s = wait_s
         self._changed = threading.Condition()
         self._issued = 0
-        self._completed = 0
+        self._outstanding: set[int] = set()  # issued, their commit not yet returned
+        self._completed = 0  # every ticket up to this one has returned
         self._synced = 0
         self._flushing = False
         self._failed: str | None = None
@@ -90,13 +94,16 @@ class WalSync:
     def issue(self) -> int:
         with self._changed:
             self._issued += 1
+            self._outstanding.add(self._issued)
             return self._issued
 
     def complete(self, ticket: int) -> None:
         with self._changed:
-            if ticket > self._completed:
-                self._completed = ticket
-                self._changed.notify_all()
+            self._outstanding.discard(ticket)
+            # A writer that went on without the turn may complete out of order: a
+            # flush covers a ticket only once every earlier one has returned too.
+            self._completed = min(self._outstanding) - 1 if self._outstanding else self._issued
+            self._changed.notify_all()
 
     def wait(self, ticket: int) -> None:
         """Return once ticket ``ticket``'s commit (and every earlier one) is on disk."""
@@ -111,8 +118,10 @@ class WalSync:
                     # the next one will), or the commit has not returned yet.
                     if not self._changed.wait(self._wait_s):
                         raise LedgerUnavailableError(
-                            f"the ledger's commit {ticket} was not made durable within "
-                            f"{self._wait_s:.0f} s"
+                            "ledger unavailable: the transaction ended (it may have "
+                            "committed) but no flush of the ledger's log to disk was "
+                            f"confirmed within {self._wait_s:g} s; whether it survives "
+                            "a power cut is unknown"
                         )
                     continue
                 self._flushing = True

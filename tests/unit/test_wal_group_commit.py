@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, Table, select, text, update
 
 from gateway.errors import LedgerUnavailableError
 from gateway.ledger import sqlite_writer
@@ -131,7 +132,7 @@ def test_a_failed_flush_fails_that_wait_and_every_later_one() -> None:
 def test_a_commit_that_never_returns_fails_the_wait_after_the_time_allowed() -> None:
     sync = WalSync(Flushes(), 0.1)
     ticket = sync.issue()
-    with pytest.raises(LedgerUnavailableError, match="not made durable within"):
+    with pytest.raises(LedgerUnavailableError, match=r"log to disk was confirmed within 0\.1 s"):
         sync.wait(ticket)
 
 
@@ -254,3 +255,83 @@ def test_a_failed_flush_makes_the_ledger_unavailable_until_the_process_restarts(
     flushes.fail = None
     with pytest.raises(LedgerUnavailableError):
         _count(core)
+
+
+def test_a_flush_covers_a_commit_only_once_every_earlier_one_has_returned() -> None:
+    flushes = Flushes()
+    sync = WalSync(flushes, 10)
+    first, second = sync.issue(), sync.issue()
+    sync.complete(second)  # a writer without the turn returned before the one with it
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (sync.wait(second), done.set()))
+    waiter.start()
+    assert not done.wait(0.2)
+    assert flushes.count == 0
+    sync.complete(first)
+    waiter.join(10)
+    assert done.is_set()
+    assert flushes.count == 1
+
+
+def test_an_update_with_a_cte_takes_the_turn_runs_in_a_transaction_and_is_flushed(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    core, flushes = ledger
+    _insert(core, 1)
+    t = Table("t", MetaData(), Column("x", Integer))
+    chosen = select(t.c.x).where(t.c.x == 1).cte("chosen")
+    claim = update(t).where(t.c.x.in_(select(chosen.c.x))).values(x=2)
+    turn = sqlite_writer._BY_ENGINE[core.engine]
+    before = flushes.count
+    with core.transaction() as conn:
+        conn.execute(claim)
+        # pysqlite runs WITH ... UPDATE on its own (committed at once) unless begun.
+        assert conn.connection.dbapi_connection.in_transaction
+        assert turn.owner is conn.connection.dbapi_connection
+    assert flushes.count == before + 1
+    assert _count(core) == 1
+
+
+def test_a_writer_that_went_on_without_the_turn_is_flushed_too(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    core = LedgerCore(engine)
+    turn = sqlite_writer._BY_ENGINE[engine]
+    with core.transaction() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    issued = turn.sync.issued
+    with engine.connect() as holder:  # holds the turn, writes nothing SQLite locks
+        turn.take(holder.connection.dbapi_connection, 1)
+        assert turn.owner is holder.connection.dbapi_connection
+        original = turn.take
+        turn.take = lambda dbapi_conn, _wait_s: original(dbapi_conn, 0.05)  # type: ignore[method-assign]
+        try:
+            _insert(core, 1)  # waited 50 ms, went on without the turn, committed
+        finally:
+            turn.take = original  # type: ignore[method-assign]
+        turn.give_back(holder.connection.dbapi_connection)
+    assert turn.sync.issued == issued + 1
+    assert turn.sync.wait(turn.sync.issued) is None  # already flushed by the writer's wait
+    engine.dispose()
+
+
+def test_a_connection_that_commits_twice_before_its_checkin_leaves_no_ticket_behind(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    core, _ = ledger
+    with core.engine.connect() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        conn.commit()
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+        conn.commit()
+    assert _count(core) == 2  # a reader's wait for every ticket returns
+
+
+def test_a_forked_child_starts_with_no_turns_of_its_parents(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    assert sqlite_writer._TURNS
+    pid = os.fork()
+    if pid == 0:  # the child
+        os._exit(0 if not sqlite_writer._TURNS and not sqlite_writer._BY_ENGINE else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
