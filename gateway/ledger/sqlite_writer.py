@@ -20,18 +20,23 @@ without the turn and leaves the waiting to SQLite, as before.
 
 pysqlite begins a transaction only before a statement whose first word is
 INSERT, UPDATE, DELETE or REPLACE: an ``UPDATE`` with a ``WITH`` clause (the
-outbox claim) ran on its own, committed at once, outside the turn. A write
-statement SQLAlchemy compiled (``context.isinsert`` and so on) now takes the
-turn and, outside a transaction, begins one first.
+outbox claim) or a ``SAVEPOINT`` ran on its own, committed at once, outside
+the turn. A write statement SQLAlchemy compiled (``context.isinsert`` and so
+on) and a ``SAVEPOINT`` now take the turn and, outside a transaction, begin
+one first (not on a connection in the driver's autocommit, which nothing
+would commit).
 
 The turn also ends before the commit's flush to disk: the connections
-commit with ``synchronous=NORMAL``, every commit that changed something
-takes a ticket (``wal_sync``), and ``wait_durable`` (called by
-``Ledger.transaction()`` once the connection is back in the pool) flushes
-the log once for every commit made meanwhile (group commit). A commit
-changed something if its connection held the turn (DDL included) or its
-count of changed rows (``total_changes``) moved: a writer that went on
-without the turn is flushed too.
+commit with ``synchronous=NORMAL``, every commit that wrote takes a ticket
+just before the driver's commit and completes it when that returns
+(``wal_sync``), and ``wait_durable`` (called by ``Ledger.transaction()`` once
+the connection is back in the pool) flushes the log once for every commit
+made meanwhile (group commit). A commit wrote if a write or DDL statement
+ran on its connection, if it held the turn, or if its count of changed rows
+(``total_changes``) moved: a writer that went on without the turn is flushed
+too. Left: a ``text()`` statement such as ``WITH ... INSERT`` that pysqlite
+runs on its own commits before any ticket (flushed at its connection's
+checkin); the gateway runs none.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "
 # and the ticket of a commit not yet completed (completed when it is checked in).
 _CHANGES = "cafgw_wal_changes"
 _TICKET = "cafgw_wal_ticket"
+_WROTE = "cafgw_wal_wrote"  # a write or DDL statement ran since the last commit
 
 
 class _Turn:
@@ -78,6 +84,13 @@ class _Turn:
                     self.owner = dbapi_conn
             finally:
                 self.waiting -= 1
+
+    def reset(self) -> None:
+        """Free, with no commit pending (a forked child's copy)."""
+        self.changed = threading.Condition()
+        self.owner = None
+        self.waiting = 0
+        self.sync.reset()
 
     def give_back(self, dbapi_conn: Any) -> None:
         with self.changed:
@@ -127,26 +140,52 @@ def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
         conn: Any, cursor: Any, statement: str, _params: Any, context: Any, _many: bool
     ) -> None:
         dml = context is not None and (context.isinsert or context.isupdate or context.isdelete)
-        if dml or statement.lstrip()[:7].upper().startswith(_WRITES):
-            dbapi_conn = conn.connection.dbapi_connection
+        head = statement.lstrip()[:9].upper()
+        if dml or head.startswith(_WRITES) or head.startswith("SAVEPOINT"):
+            pooled = conn.connection
+            dbapi_conn = pooled.dbapi_connection
+            pooled.info[_WROTE] = True  # ticketed at its commit, turn or no turn
             turn.take(dbapi_conn, wait_s)
-            if dml and not dbapi_conn.in_transaction:
-                cursor.execute("BEGIN")  # pysqlite would not before WITH ... UPDATE
+            # pysqlite begins no transaction before WITH ... UPDATE (the outbox claim)
+            # or SAVEPOINT, which then commit on their own, before any ticket; with
+            # the driver in autocommit (isolation_level None) nothing would commit it.
+            if (
+                (dml or head.startswith("SAVEPOINT"))
+                and not dbapi_conn.in_transaction
+                and dbapi_conn.isolation_level is not None
+            ):
+                cursor.execute("BEGIN")
 
     def commit(conn: Any) -> None:
         pooled = conn.connection
         dbapi_conn = pooled.dbapi_connection
         changes = dbapi_conn.total_changes
-        if turn.owner is dbapi_conn or changes != pooled.info.get(_CHANGES, 0):
+        wrote = pooled.info.pop(_WROTE, False)
+        if wrote or turn.owner is dbapi_conn or changes != pooled.info.get(_CHANGES, 0):
             earlier = pooled.info.pop(_TICKET, None)
-            if earlier is not None:  # committed twice before its checkin: that one returned
+            if earlier is not None:  # a commit whose completion was missed: it returned
                 turn.sync.complete(earlier)
             pooled.info[_TICKET] = turn.sync.issue()
         pooled.info[_CHANGES] = changes
 
+    original_do_commit = engine.dialect.do_commit
+
+    def do_commit(pooled: Any) -> None:
+        # Completed the moment the driver's commit returns (or fails), not at the
+        # checkin: a connection kept after its commit must not hold up every flush.
+        try:
+            original_do_commit(pooled)
+        finally:
+            ticket = pooled.info.pop(_TICKET, None)
+            if ticket is not None:
+                turn.sync.complete(ticket)
+
+    engine.dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
+
     def checkin(dbapi_conn: Any, record: Any) -> None:
         if record is not None:
             ticket = record.info.pop(_TICKET, None)
+            record.info.pop(_WROTE, None)
             if dbapi_conn is not None:
                 changes = dbapi_conn.total_changes
                 if ticket is None and changes != record.info.get(_CHANGES, 0):
@@ -159,8 +198,13 @@ def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
         turn.give_back(dbapi_conn)
 
     def invalidate(dbapi_conn: Any, record: Any, _exc: Any) -> None:
-        if record is not None and (ticket := record.info.pop(_TICKET, None)) is not None:
-            turn.sync.complete(ticket)
+        if record is not None:
+            ticket = record.info.pop(_TICKET, None)
+            if ticket is not None:
+                turn.sync.complete(ticket)
+            # The next DBAPI connection of this record counts its changes from 0.
+            record.info.pop(_CHANGES, None)
+            record.info.pop(_WROTE, None)
         turn.give_back(dbapi_conn)
 
     event.listen(engine, "before_cursor_execute", before_cursor_execute)
@@ -169,13 +213,14 @@ def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
     event.listen(engine, "invalidate", invalidate)
 
 
-def _forget_after_fork() -> None:
-    """A forked child (the schema upgrade, ``ledger.apart``) starts with no turns: the
-    parent's may be held, mid-flush, or locked by a thread the child does not have."""
+def _reset_after_fork() -> None:
+    """A forked child (the schema upgrade, ``ledger.apart``) starts with every turn free
+    and no commit pending: the parent's turns may be held, mid-flush, or locked by
+    a thread the child does not have. Engines the child inherited keep working."""
     global _TURNS_LOCK  # noqa: PLW0603 (a lock held at the fork can never be released)
     _TURNS_LOCK = threading.Lock()
-    _TURNS.clear()
-    _BY_ENGINE.clear()
+    for turn in _TURNS.values():
+        turn.reset()
 
 
-os.register_at_fork(after_in_child=_forget_after_fork)
+os.register_at_fork(after_in_child=_reset_after_fork)

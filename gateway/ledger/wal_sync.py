@@ -76,6 +76,11 @@ class WalSync:
     def __init__(self, flush: Callable[[], None], wait_s: float) -> None:
         self._flush = flush
         self._wait_s = wait_s
+        self.reset()
+
+    def reset(self) -> None:
+        """No commit issued, none pending, no flush under way (a forked child's copy:
+        its locks may be held by a thread the child does not have)."""
         self._changed = threading.Condition()
         self._issued = 0
         self._outstanding: set[int] = set()  # issued, their commit not yet returned

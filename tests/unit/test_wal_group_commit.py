@@ -326,12 +326,75 @@ def test_a_connection_that_commits_twice_before_its_checkin_leaves_no_ticket_beh
     assert _count(core) == 2  # a reader's wait for every ticket returns
 
 
-def test_a_forked_child_starts_with_no_turns_of_its_parents(
+def test_a_forked_child_finds_every_turn_free_and_no_commit_pending(
     ledger: tuple[LedgerCore, Flushes],
 ) -> None:
-    assert sqlite_writer._TURNS
-    pid = os.fork()
-    if pid == 0:  # the child
-        os._exit(0 if not sqlite_writer._TURNS and not sqlite_writer._BY_ENGINE else 1)
-    _, status = os.waitpid(pid, 0)
+    core, _ = ledger
+    turn = sqlite_writer._BY_ENGINE[core.engine]
+    with core.engine.connect() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))  # the parent holds the turn
+        assert turn.owner is not None
+        pid = os.fork()
+        if pid == 0:  # the child: no thread of its own holds anything
+            free = turn.owner is None and turn.sync.issued == 0
+            os._exit(0 if free else 1)
+        _, status = os.waitpid(pid, 0)
+        conn.rollback()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_connection_kept_after_its_commit_holds_up_no_other_transaction(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    core, _ = ledger
+    with core.engine.connect() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        conn.commit()
+        counted: list[int] = []
+        reader = threading.Thread(target=lambda: counted.append(_count(core)))
+        reader.start()
+        reader.join(5)  # the ticket completed when the commit returned, not at checkin
+        assert counted == [1]
+
+
+def test_a_write_on_a_connection_in_driver_autocommit_is_kept(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    core, _ = ledger
+    t = Table("t", MetaData(), Column("x", Integer))
+    with core.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(update(t).values(x=0))
+        conn.execute(t.insert().values(x=5))
+    assert _count(core) == 1
+
+
+def test_a_savepoint_first_is_inside_a_transaction_and_its_commit_is_flushed(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    core, flushes = ledger
+    before = flushes.count
+    with core.transaction() as conn:
+        with conn.begin_nested():
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+        assert conn.connection.dbapi_connection.in_transaction  # RELEASE committed nothing
+    assert flushes.count == before + 1
+    assert _count(core) == 1
+
+
+def test_ddl_that_went_on_without_the_turn_is_flushed_too(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    core = LedgerCore(engine)
+    turn = sqlite_writer._BY_ENGINE[engine]
+    with engine.connect() as holder:
+        turn.take(holder.connection.dbapi_connection, 1)
+        original = turn.take
+        turn.take = lambda dbapi_conn, _wait_s: original(dbapi_conn, 0.05)  # type: ignore[method-assign]
+        try:
+            with core.transaction() as conn:
+                conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        finally:
+            turn.take = original  # type: ignore[method-assign]
+        turn.give_back(holder.connection.dbapi_connection)
+    assert turn.sync.issued == 1
+    assert turn.sync.flushes == 1
+    engine.dispose()
