@@ -6,10 +6,11 @@ import errno
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, select, text, update
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, select, text, update
 
 from gateway.errors import LedgerUnavailableError
 from gateway.ledger import sqlite_writer
@@ -43,6 +44,18 @@ def _committed(sync: WalSync) -> int:
     return ticket
 
 
+def _flush_held_open() -> tuple[WalSync, Flushes, threading.Thread]:
+    """A sync whose first commit's flush has begun and is held open."""
+    flushes = Flushes()
+    sync = WalSync(flushes, 10)
+    first = _committed(sync)
+    flushes.release.clear()
+    holder = threading.Thread(target=sync.wait, args=(first,))
+    holder.start()
+    assert flushes.started.wait(10)
+    return sync, flushes, holder
+
+
 def test_a_wait_flushes_once_and_a_second_wait_for_the_same_commit_flushes_nothing() -> None:
     flushes = Flushes()
     sync = WalSync(flushes, 10)
@@ -60,13 +73,7 @@ def test_a_reader_with_nothing_committed_waits_for_no_flush() -> None:
 
 
 def test_commits_made_while_a_flush_runs_share_the_next_flush() -> None:
-    flushes = Flushes()
-    sync = WalSync(flushes, 10)
-    first = _committed(sync)
-    flushes.release.clear()
-    holder = threading.Thread(target=sync.wait, args=(first,))
-    holder.start()
-    assert flushes.started.wait(10)
+    sync, flushes, holder = _flush_held_open()
     later = [_committed(sync) for _ in range(5)]
     waiters = [threading.Thread(target=sync.wait, args=(t,)) for t in later]
     for w in waiters:
@@ -79,13 +86,7 @@ def test_commits_made_while_a_flush_runs_share_the_next_flush() -> None:
 
 
 def test_a_flush_that_began_before_a_commit_returned_does_not_count_for_it() -> None:
-    flushes = Flushes()
-    sync = WalSync(flushes, 10)
-    first = _committed(sync)
-    flushes.release.clear()
-    holder = threading.Thread(target=sync.wait, args=(first,))
-    holder.start()
-    assert flushes.started.wait(10)
+    sync, flushes, holder = _flush_held_open()
     second = _committed(sync)
     done = threading.Event()
     waiter = threading.Thread(target=lambda: (sync.wait(second), done.set()))
@@ -98,19 +99,24 @@ def test_a_flush_that_began_before_a_commit_returned_does_not_count_for_it() -> 
     assert flushes.count == 2
 
 
+def _waits_for(sync: WalSync, flushes: Flushes, need: int, pending: int) -> None:
+    """A wait for ticket ``need`` lasts until ``pending`` returns; then one flush serves it."""
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (sync.wait(need), done.set()))
+    waiter.start()
+    assert not done.wait(0.2)
+    assert flushes.count == 0
+    sync.complete(pending)
+    waiter.join(10)
+    assert done.is_set()
+    assert flushes.count == 1
+
+
 def test_a_wait_for_a_commit_still_running_lasts_until_it_returns_and_is_flushed() -> None:
     flushes = Flushes()
     sync = WalSync(flushes, 10)
     ticket = sync.issue()  # COMMIT under way: a reader may already see its rows
-    done = threading.Event()
-    reader = threading.Thread(target=lambda: (sync.wait(sync.issued), done.set()))
-    reader.start()
-    assert not done.wait(0.2)
-    assert flushes.count == 0
-    sync.complete(ticket)
-    reader.join(10)
-    assert done.is_set()
-    assert flushes.count == 1
+    _waits_for(sync, flushes, sync.issued, ticket)
 
 
 def test_a_failed_flush_fails_that_wait_and_every_later_one() -> None:
@@ -262,15 +268,7 @@ def test_a_flush_covers_a_commit_only_once_every_earlier_one_has_returned() -> N
     sync = WalSync(flushes, 10)
     first, second = sync.issue(), sync.issue()
     sync.complete(second)  # a writer without the turn returned before the one with it
-    done = threading.Event()
-    waiter = threading.Thread(target=lambda: (sync.wait(second), done.set()))
-    waiter.start()
-    assert not done.wait(0.2)
-    assert flushes.count == 0
-    sync.complete(first)
-    waiter.join(10)
-    assert done.is_set()
-    assert flushes.count == 1
+    _waits_for(sync, flushes, second, first)
 
 
 def test_an_update_with_a_cte_takes_the_turn_runs_in_a_transaction_and_is_flushed(
@@ -292,6 +290,22 @@ def test_an_update_with_a_cte_takes_the_turn_runs_in_a_transaction_and_is_flushe
     assert _count(core) == 1
 
 
+@contextmanager
+def _turn_held_elsewhere(engine: Engine) -> Iterator[None]:
+    """Another connection holds the writer's turn; a writer waits 50 ms, then goes on."""
+    turn = sqlite_writer._BY_ENGINE[engine]
+    with engine.connect() as holder:  # holds the turn, writes nothing SQLite locks
+        turn.take(holder.connection.dbapi_connection, 1)
+        assert turn.owner is holder.connection.dbapi_connection
+        original = turn.take
+        turn.take = lambda dbapi_conn, _wait_s: original(dbapi_conn, 0.05)  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            turn.take = original  # type: ignore[method-assign]
+            turn.give_back(holder.connection.dbapi_connection)
+
+
 def test_a_writer_that_went_on_without_the_turn_is_flushed_too(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
     core = LedgerCore(engine)
@@ -299,31 +313,11 @@ def test_a_writer_that_went_on_without_the_turn_is_flushed_too(tmp_path: Path) -
     with core.transaction() as conn:
         conn.execute(text("CREATE TABLE t (x INTEGER)"))
     issued = turn.sync.issued
-    with engine.connect() as holder:  # holds the turn, writes nothing SQLite locks
-        turn.take(holder.connection.dbapi_connection, 1)
-        assert turn.owner is holder.connection.dbapi_connection
-        original = turn.take
-        turn.take = lambda dbapi_conn, _wait_s: original(dbapi_conn, 0.05)  # type: ignore[method-assign]
-        try:
-            _insert(core, 1)  # waited 50 ms, went on without the turn, committed
-        finally:
-            turn.take = original  # type: ignore[method-assign]
-        turn.give_back(holder.connection.dbapi_connection)
+    with _turn_held_elsewhere(engine):
+        _insert(core, 1)  # waited 50 ms, went on without the turn, committed
     assert turn.sync.issued == issued + 1
     assert turn.sync.wait(turn.sync.issued) is None  # already flushed by the writer's wait
     engine.dispose()
-
-
-def test_a_connection_that_commits_twice_before_its_checkin_leaves_no_ticket_behind(
-    ledger: tuple[LedgerCore, Flushes],
-) -> None:
-    core, _ = ledger
-    with core.engine.connect() as conn:
-        conn.execute(text("INSERT INTO t VALUES (1)"))
-        conn.commit()
-        conn.execute(text("INSERT INTO t VALUES (2)"))
-        conn.commit()
-    assert _count(core) == 2  # a reader's wait for every ticket returns
 
 
 def test_a_forked_child_finds_every_turn_free_and_no_commit_pending(
@@ -343,18 +337,19 @@ def test_a_forked_child_finds_every_turn_free_and_no_commit_pending(
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_a_connection_kept_after_its_commit_holds_up_no_other_transaction(
+def test_a_connection_kept_after_two_commits_holds_up_no_other_transaction(
     ledger: tuple[LedgerCore, Flushes],
 ) -> None:
     core, _ = ledger
     with core.engine.connect() as conn:
-        conn.execute(text("INSERT INTO t VALUES (1)"))
-        conn.commit()
+        for x in (1, 2):
+            conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": x})
+            conn.commit()
         counted: list[int] = []
         reader = threading.Thread(target=lambda: counted.append(_count(core)))
         reader.start()
-        reader.join(5)  # the ticket completed when the commit returned, not at checkin
-        assert counted == [1]
+        reader.join(5)  # each ticket completed when its commit returned, not at checkin
+        assert counted == [2]
 
 
 def test_a_write_on_a_connection_in_driver_autocommit_is_kept(
@@ -385,16 +380,8 @@ def test_ddl_that_went_on_without_the_turn_is_flushed_too(tmp_path: Path) -> Non
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
     core = LedgerCore(engine)
     turn = sqlite_writer._BY_ENGINE[engine]
-    with engine.connect() as holder:
-        turn.take(holder.connection.dbapi_connection, 1)
-        original = turn.take
-        turn.take = lambda dbapi_conn, _wait_s: original(dbapi_conn, 0.05)  # type: ignore[method-assign]
-        try:
-            with core.transaction() as conn:
-                conn.execute(text("CREATE TABLE t (x INTEGER)"))
-        finally:
-            turn.take = original  # type: ignore[method-assign]
-        turn.give_back(holder.connection.dbapi_connection)
+    with _turn_held_elsewhere(engine), core.transaction() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
     assert turn.sync.issued == 1
     assert turn.sync.flushes == 1
     engine.dispose()
