@@ -58,7 +58,8 @@ WAIT_S = 30.0  # as long as the ledger's SQLite busy timeout
 # Statements before which pysqlite begins a write transaction (and DDL).
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "BEGIN")
 # On the pooled connection's ``info``: its ``total_changes`` when last ticketed,
-# and the ticket of a commit not yet completed (completed when it is checked in).
+# and the ticket of a commit under way (completed when the driver's commit
+# returns; at the checkin or invalidation at the latest).
 _CHANGES = "cafgw_wal_changes"
 _TICKET = "cafgw_wal_ticket"
 _WROTE = "cafgw_wal_wrote"  # a write or DDL statement ran since the last commit
