@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,6 +113,7 @@ class WalSync:
 
     def wait(self, ticket: int) -> None:
         """Return once ticket ``ticket``'s commit (and every earlier one) is on disk."""
+        deadline = time.monotonic() + self._wait_s  # however many others come and go
         with self._changed:
             while True:
                 if self._failed is not None:
@@ -121,7 +123,7 @@ class WalSync:
                 if self._flushing or self._completed < ticket:
                     # A flush is under way (it may not cover this ticket: then
                     # the next one will), or the commit has not returned yet.
-                    if not self._changed.wait(self._wait_s):
+                    if not self._changed.wait(max(0.0, deadline - time.monotonic())):
                         raise LedgerUnavailableError(
                             "ledger unavailable: the transaction ended (it may have "
                             "committed) but no flush of the ledger's log to disk was "

@@ -142,6 +142,25 @@ def test_a_commit_that_never_returns_fails_the_wait_after_the_time_allowed() -> 
         sync.wait(ticket)
 
 
+def test_a_commit_that_never_returns_fails_the_wait_even_while_others_come_and_go() -> None:
+    sync = WalSync(Flushes(), 0.3)
+    sync.issue()  # never completed
+    stop = threading.Event()
+
+    def others() -> None:  # each wakes the waiter, none lets it through
+        while not stop.wait(0.01):
+            sync.complete(sync.issue())
+
+    busy = threading.Thread(target=others)
+    busy.start()
+    try:
+        with pytest.raises(LedgerUnavailableError, match=r"within 0\.3 s"):
+            sync.wait(sync.issued)
+    finally:
+        stop.set()
+        busy.join(10)
+
+
 def test_flushing_a_log_that_is_gone_is_nothing_to_do(tmp_path: Path) -> None:
     fsync_path(tmp_path / "ledger.db-wal")  # checkpointed and removed: durable already
     (tmp_path / "x").write_bytes(b"x")
