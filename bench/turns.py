@@ -3,7 +3,8 @@
 A gateway process writes its SQLite ledger one transaction at a time
 (``gateway.ledger.sqlite_writer``): a connection takes the writer's turn at
 its first write statement and gives it back when it returns to the pool,
-after its commit (an ``fsync`` with ``synchronous=FULL``). ``watch()`` times
+after its commit (the flush to disk comes after that: group commit,
+``gateway.ledger.wal_sync``). ``watch()`` times
 every turn taken in this process while it is active: per thread, how long
 each writer waited for the turn and how long it held it. ``python -m
 bench.hops --turns`` prints it for the sender gateway, which runs in the

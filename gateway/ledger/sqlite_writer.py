@@ -57,12 +57,10 @@ WAIT_S = 30.0  # as long as the ledger's SQLite busy timeout
 
 # Statements before which pysqlite begins a write transaction (and DDL).
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "BEGIN")
-# On the pooled connection's ``info``: its ``total_changes`` when last ticketed,
-# and the ticket of a commit under way (completed when the driver's commit
-# returns; at the checkin or invalidation at the latest).
+# On the pooled connection's ``info``: its ``total_changes`` at its last commit
+# or checkin, and whether a write or DDL statement ran since its last commit.
 _CHANGES = "cafgw_wal_changes"
-_TICKET = "cafgw_wal_ticket"
-_WROTE = "cafgw_wal_wrote"  # a write or DDL statement ran since the last commit
+_WROTE = "cafgw_wal_wrote"
 
 
 class _Turn:
@@ -142,42 +140,37 @@ def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
     ) -> None:
         dml = context is not None and (context.isinsert or context.isupdate or context.isdelete)
         head = statement.lstrip()[:9].upper()
-        if dml or head.startswith(_WRITES) or head.startswith("SAVEPOINT"):
+        if dml or head.startswith((*_WRITES, "SAVEPOINT")):
             pooled = conn.connection
             dbapi_conn = pooled.dbapi_connection
             pooled.info[_WROTE] = True  # ticketed at its commit, turn or no turn
+            savepoint = head.startswith("SAVEPOINT")
             turn.take(dbapi_conn, wait_s)
             # pysqlite begins no transaction before WITH ... UPDATE (the outbox claim)
             # or SAVEPOINT, which then commit on their own, before any ticket; with
             # the driver in autocommit (isolation_level None) nothing would commit it.
             if (
-                (dml or head.startswith("SAVEPOINT"))
+                (dml or savepoint)
                 and not dbapi_conn.in_transaction
                 and dbapi_conn.isolation_level is not None
             ):
                 cursor.execute("BEGIN")
 
-    def commit(conn: Any) -> None:
-        pooled = conn.connection
-        dbapi_conn = pooled.dbapi_connection
-        changes = dbapi_conn.total_changes
-        wrote = pooled.info.pop(_WROTE, False)
-        if wrote or turn.owner is dbapi_conn or changes != pooled.info.get(_CHANGES, 0):
-            earlier = pooled.info.pop(_TICKET, None)
-            if earlier is not None:  # a commit whose completion was missed: it returned
-                turn.sync.complete(earlier)
-            pooled.info[_TICKET] = turn.sync.issue()
-        pooled.info[_CHANGES] = changes
-
     original_do_commit = engine.dialect.do_commit
 
     def do_commit(pooled: Any) -> None:
-        # Completed the moment the driver's commit returns (or fails), not at the
-        # checkin: a connection kept after its commit must not hold up every flush.
+        # The ticket is taken just before the driver's commit and completed the
+        # moment it returns (or fails): a connection kept after its commit holds
+        # up no flush.
+        dbapi_conn = pooled.dbapi_connection
+        changes = dbapi_conn.total_changes
+        wrote = pooled.info.pop(_WROTE, False)
+        moved = changes != pooled.info.get(_CHANGES, 0)
+        pooled.info[_CHANGES] = changes
+        ticket = turn.sync.issue() if wrote or moved or turn.owner is dbapi_conn else None
         try:
             original_do_commit(pooled)
         finally:
-            ticket = pooled.info.pop(_TICKET, None)
             if ticket is not None:
                 turn.sync.complete(ticket)
 
@@ -185,31 +178,24 @@ def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
 
     def checkin(dbapi_conn: Any, record: Any) -> None:
         if record is not None:
-            ticket = record.info.pop(_TICKET, None)
             record.info.pop(_WROTE, None)
             if dbapi_conn is not None:
                 changes = dbapi_conn.total_changes
-                if ticket is None and changes != record.info.get(_CHANGES, 0):
+                if changes != record.info.get(_CHANGES, 0):
                     # Changed without a commit SQLAlchemy saw (a statement pysqlite ran
                     # on its own, or rolled back): flushed like a commit, to be sure.
-                    ticket = turn.sync.issue()
+                    turn.sync.complete(turn.sync.issue())
                 record.info[_CHANGES] = changes
-            if ticket is not None:
-                turn.sync.complete(ticket)
         turn.give_back(dbapi_conn)
 
     def invalidate(dbapi_conn: Any, record: Any, _exc: Any) -> None:
         if record is not None:
-            ticket = record.info.pop(_TICKET, None)
-            if ticket is not None:
-                turn.sync.complete(ticket)
             # The next DBAPI connection of this record counts its changes from 0.
             record.info.pop(_CHANGES, None)
             record.info.pop(_WROTE, None)
         turn.give_back(dbapi_conn)
 
     event.listen(engine, "before_cursor_execute", before_cursor_execute)
-    event.listen(engine, "commit", commit)
     event.listen(engine, "checkin", checkin)
     event.listen(engine, "invalidate", invalidate)
 

@@ -89,7 +89,7 @@ class WalSync:
         self._synced = 0
         self._flushing = False
         self._failed: str | None = None
-        self.flushes = 0  # how many flushes ran (tests and the bench read it)
+        self.flushes = 0  # how many flushes ran (the tests read it)
 
     @property
     def issued(self) -> int:
