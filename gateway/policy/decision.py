@@ -24,6 +24,7 @@ from gateway.model import (
     BODY_TYPE,
     ConsentAction,
     ConsentRecord,
+    ConsentScope,
     IssueLogEntry,
     LegalBasis,
     MessageType,
@@ -87,6 +88,47 @@ class Known:
     queued: tuple[QueuedCopy, ...] = ()
     # (recipient, content digest) -> the message that already carried it
     sent_content: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # What the reader left out because this record cannot need it (``reads_for``):
+    # the child's past recipients and queued copies matter only to a record that
+    # newly withdraws consent, held copies of the child's other cases only to one
+    # that newly gives it. False: ``past_recipients``/``queued``, or ``held``
+    # beyond this record's case, were not read, and a decision that needs them
+    # refuses to be taken without them.
+    withdrawal_read: bool = True
+    all_held_read: bool = True
+
+
+@dataclass(frozen=True)
+class ConsentStep:
+    """What a record does to the sender's consent register, judged before writing."""
+
+    before: Effective
+    after: Effective
+    new: NewConsent | None = None
+    stale: Stale | None = None
+    # Scopes in force before the record and not after it (a withdrawal).
+    newly_withdrawn: frozenset[ConsentScope] = frozenset()
+
+    @property
+    def adds(self) -> bool:
+        """The record records consent that withdraws nothing (held copies may go)."""
+        return self.new is not None and not self.newly_withdrawn
+
+
+@dataclass(frozen=True)
+class Reads:
+    """Which of the child's wider history a record's decision needs read."""
+
+    withdrawal: bool  # past recipients and queued copies
+    all_held: bool  # held copies of every case of the child, not only the record's
+
+
+def reads_for(history: tuple[RegisterEntry, ...], record: Converted, now: datetime) -> Reads:
+    """What ``decide_record`` will need beyond the record's own case, from the consent
+    history alone: the reader reads only that (issue 14: these reads grew with every
+    earlier record about the child)."""
+    step = consent_step(history, record, now)
+    return Reads(withdrawal=bool(step.newly_withdrawn), all_held=step.adds)
 
 
 @dataclass(frozen=True)
@@ -123,6 +165,27 @@ class RecordDecision:
     issues: list[IssueLogEntry] = field(default_factory=list)
 
 
+def consent_step(
+    history: tuple[RegisterEntry, ...], record: Converted, now: datetime
+) -> ConsentStep:
+    """The consent a record brings, judged against the register's ``history``: stale,
+    a repeat (no new entry), or a new entry, and what it withdraws."""
+    a = record.assessment
+    before = effective(history)
+    submitted = a.consent or (record.consent.consent if record.consent else None)
+    if submitted is None:
+        return ConsentStep(before, before)
+    action = action_of(submitted)
+    too_old = stale(history, LOCAL, action, submitted)
+    if too_old is not None:
+        return ConsentStep(before, before, stale=too_old)
+    if is_repeat(history, LOCAL, action, submitted):
+        return ConsentStep(before, before)
+    new = NewConsent(a.case_ref, submitted, action)
+    after = effective(with_new(history, new, now))
+    return ConsentStep(before, after, new, None, before.active_scopes() - after.active_scopes())
+
+
 def with_new(
     history: tuple[RegisterEntry, ...], new: NewConsent, now: datetime
 ) -> tuple[RegisterEntry, ...]:
@@ -142,20 +205,19 @@ def with_new(
 def decide_record(known: Known, record: Converted, correlation_id: str) -> RecordDecision:
     """Everything one converted local record leads to (see the module's docstring)."""
     a = record.assessment
-    history = known.consent_history
-    before = effective(history)
-    submitted = a.consent or (record.consent.consent if record.consent else None)
-    new: NewConsent | None = None
-    if submitted is not None:
-        action = action_of(submitted)
-        too_old = stale(history, LOCAL, action, submitted)
-        if too_old is not None:
-            return RecordDecision(consent=before, stale=too_old)
-        if not is_repeat(history, LOCAL, action, submitted):
-            new = NewConsent(a.case_ref, submitted, action)
-            history = with_new(history, new, known.now)
-    after = effective(history)
-    newly = before.active_scopes() - after.active_scopes() if new is not None else frozenset()
+    step = consent_step(known.consent_history, record, known.now)
+    if step.stale is not None:
+        return RecordDecision(consent=step.before, stale=step.stale)
+    new, after, newly = step.new, step.after, step.newly_withdrawn
+    if newly and not known.withdrawal_read:
+        raise LookupError(
+            f"{a.case_ref}: the record withdraws consent, but the child's past recipients "
+            "and queued copies were not read"
+        )
+    if step.adds and not known.all_held_read:
+        raise LookupError(
+            f"{a.case_ref}: the record gives consent, but the child's held copies were not read"
+        )
     decision = RecordDecision(consent=after, new_consent=new)
     thread = known.thread
     ctx = rules.RecordContext(

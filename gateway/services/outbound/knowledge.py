@@ -3,6 +3,9 @@ outbound decision (``policy.decision``) to judge. Nothing here decides."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy import Connection, bindparam, select
 
 from gateway.cases import store as cases
@@ -35,21 +38,29 @@ _PAST_RECIPIENTS = (
     )
     .distinct()
 )
-_HELD = (
-    select(
-        messages.c.id,
-        messages.c.message_id,
-        messages.c.recipient,
-        messages.c.purpose,
-        messages.c.case_ref,
-    )
-    .where(
-        *_OWN_OUTBOUND,
-        messages.c.child_key == bindparam("child_key"),
-        messages.c.status == Status.HELD_LOCAL.value,
-        messages.c.recipient != bindparam("authority"),
-        messages.c.body.is_not(None),
-    )
+# Held copies are picked out of the child's (or one case's) outbound messages
+# here, not by the statement: with the status in it, SQLite answered from the
+# index of every held message of the authority (``ix_messages_inbox``), so the
+# read grew with all the authority's held copies (issue 14). Found by the
+# child's index and the case's, each read returns that child's (case's) own.
+_OUTBOUND_COLUMNS = (
+    messages.c.id,
+    messages.c.message_id,
+    messages.c.recipient,
+    messages.c.purpose,
+    messages.c.case_ref,
+    messages.c.child_key,
+    messages.c.status,
+    messages.c.body.is_not(None),
+)
+_CHILD_OUTBOUND = (
+    select(*_OUTBOUND_COLUMNS)
+    .where(*_OWN_OUTBOUND, messages.c.child_key == bindparam("child_key"))
+    .order_by(messages.c.id)
+)
+_CASE_OUTBOUND = (
+    select(*_OUTBOUND_COLUMNS)
+    .where(*_OWN_OUTBOUND, messages.c.case_ref == bindparam("case_ref"))
     .order_by(messages.c.id)
 )
 _QUEUED = select(messages.c.id, messages.c.recipient).where(
@@ -77,10 +88,28 @@ def past_recipients(conn: Connection, authority: str, child_key: str) -> tuple[s
 
 def held_copies(conn: Connection, authority: str, child_key: str) -> tuple[HeldCopy, ...]:
     """Records of the child held locally for another authority, oldest first."""
-    rows = conn.execute(_HELD, {"authority": authority, "child_key": child_key}).all()
+    rows = conn.execute(_CHILD_OUTBOUND, {"authority": authority, "child_key": child_key}).all()
+    return _held(rows, authority, child_key)
+
+
+def held_copies_of_case(
+    conn: Connection, authority: str, child_key: str, case_ref: str
+) -> tuple[HeldCopy, ...]:
+    """``held_copies`` of the child's case ``case_ref`` only, oldest first."""
+    rows = conn.execute(_CASE_OUTBOUND, {"authority": authority, "case_ref": case_ref}).all()
+    return _held(rows, authority, child_key)
+
+
+def _held(rows: Sequence[Any], authority: str, child_key: str) -> tuple[HeldCopy, ...]:
+    """The held copies among outbound ``rows`` (``_OUTBOUND_COLUMNS``): the child's,
+    for another authority, with the record still kept."""
     return tuple(
         HeldCopy(int(pk), mid, recipient, Purpose(p) if p else Purpose.SHARE_CROSS_BORDER, ref)
-        for pk, mid, recipient, p, ref in rows
+        for pk, mid, recipient, p, ref, key, status, kept in rows
+        if status == Status.HELD_LOCAL.value
+        and key == child_key
+        and recipient != authority
+        and kept
     )
 
 

@@ -28,7 +28,7 @@ from gateway.outbox import digest, disclosure, safeguarding_override
 from gateway.policy import rules
 from gateway.policy.child import child_key
 from gateway.policy.consent import LOCAL
-from gateway.policy.decision import Known, RecordDecision, decide_record
+from gateway.policy.decision import Known, RecordDecision, decide_record, reads_for
 from gateway.services.outbound import held, knowledge
 from gateway.services.outbound.outcomes import RecordOutcome
 
@@ -67,20 +67,32 @@ def known_for(gw: Gateway, conn: Connection, authority: str, result: Converted) 
     a = result.assessment
     key = child_key(a.child)
     thread_id = correlation_id(authority, a.case_ref)
+    now = gw.clock()
+    history = knowledge.consent_history(conn, authority, key)
+    # The child's other records are read only where the decision can use them:
+    # each read returned every earlier record about the child, so a register
+    # with many records of one child cost more with every record (issue 14).
+    reads = reads_for(history, result, now)
     return Known(
         authority=authority,
         directory=gw.settings.directory,
         policy=gw.settings.policy,
-        now=gw.clock(),
-        consent_history=knowledge.consent_history(conn, authority, key),
+        now=now,
+        consent_history=history,
         thread=cases.get(conn, authority, thread_id),
         sent_notices=knowledge.thread_notices(conn, authority, thread_id),
         agreements=frozenset(cases.agreements(conn, authority)),
         known_issue_ids=knowledge.known_issue_ids(conn, authority),
-        past_recipients=knowledge.past_recipients(conn, authority, key),
-        held=knowledge.held_copies(conn, authority, key),
-        queued=knowledge.queued_copies(conn, authority, key),
+        past_recipients=knowledge.past_recipients(conn, authority, key) if reads.withdrawal else (),
+        held=(
+            knowledge.held_copies(conn, authority, key)
+            if reads.all_held
+            else knowledge.held_copies_of_case(conn, authority, key, a.case_ref)
+        ),
+        queued=knowledge.queued_copies(conn, authority, key) if reads.withdrawal else (),
         sent_content=knowledge.sent_content(conn, authority, a.case_ref),
+        withdrawal_read=reads.withdrawal,
+        all_held_read=reads.all_held,
     )
 
 
