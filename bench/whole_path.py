@@ -15,7 +15,7 @@ the local systems and the clock are this process. Reported: records/s
 accepted by the API, time to the last handover and to the last DELIVERED,
 records/s end to end, and each gateway's CPU budget and peak RSS.
 
-Run on its own: ``python -m bench.whole_path [RECORDS]``.
+Run on its own: ``python -m bench.whole_path [RECORDS] [--distinct-children]``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from bench import cpu
 from bench.bench_support import proc_rss_mb, rabbit_vhost
 from gateway.api.auth import ApiKeys
 from gateway.envelope.keys import ensure_identity
+from gateway.identifiers import upn_check_letter
 from gateway.ledger.core import make_engine
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
@@ -52,8 +53,15 @@ SENDER = "332"
 RECEIVING = ("330", "333", "334", "335", "336")
 
 
-def dudley_export(records: int) -> bytes:
-    """The sample's data rows repeated ``records`` times with unique case references."""
+def dudley_export(records: int, distinct_children: bool = False) -> bytes:
+    """The sample's data rows repeated ``records`` times with unique case references.
+
+    The sample has four children, so by default each recurs every fourth record:
+    a register of four children with 2,500 records each, whose consent turns on
+    and off with every round. ``distinct_children``: each record's child gets a
+    UPN of its own (a real register's shape: one record per child), the rest of
+    the row as the sample has it.
+    """
     data = SAMPLE.read_bytes()
     eol = b"\r\n" if b"\r\n" in data else b"\n"
     header, *rows = [line for line in data.split(eol) if line.strip()]
@@ -62,8 +70,18 @@ def dudley_export(records: int) -> bytes:
         row = rows[n % len(rows)]
         ref = re.match(rb"DUD-\d{4}-\d+", row)
         assert ref is not None, "sample rows start with their case reference"
-        out.append(row.replace(ref.group(0), b"DUD-B%08d" % n, 1))
+        row = row.replace(ref.group(0), b"DUD-B%08d" % n, 1)
+        case_ref, upn, rest = row.split(b",", 2)
+        if distinct_children and upn:
+            row = b",".join((case_ref, _upn(n).encode(), rest))
+        out.append(row)
     return eol.join(out) + eol
+
+
+def _upn(n: int) -> str:
+    """A valid UPN of Dudley (332) for the ``n``-th bench child."""
+    digits = f"332{n:08d}"  # LA code, then eight digits standing for school, year, serial
+    return upn_check_letter("?" + digits + "0") + digits + "0"
 
 
 @dataclass
@@ -158,16 +176,20 @@ def _delivered(ledger_url: str, pks: set[int]) -> int:
     return len({int(r[0]) for r in found} & pks)
 
 
-def measure(records: int = 10_000, timeout_s: float = 3600) -> dict[str, Any]:
+def measure(
+    records: int = 10_000, timeout_s: float = 3600, distinct_children: bool = False
+) -> dict[str, Any]:
     """Run the whole path once on a vhost of its own; the figures as a dict."""
     with (
         rabbit_vhost("cafgw-bench-path") as url,
         tempfile.TemporaryDirectory(prefix="cafgw-bench-path-") as tmp,
     ):
-        return _measure(Path(tmp), url, records, timeout_s)
+        return _measure(Path(tmp), url, records, timeout_s, distinct_children)
 
 
-def _measure(work: Path, url: str, records: int, timeout_s: float) -> dict[str, Any]:
+def _measure(
+    work: Path, url: str, records: int, timeout_s: float, distinct_children: bool
+) -> dict[str, Any]:
     keys_dir = work / "keys"
     pull = {code: {"kind": "pull"} for code in (SENDER, *RECEIVING)}
     procs: dict[str, GatewayProcess] = {}
@@ -192,7 +214,7 @@ def _measure(work: Path, url: str, records: int, timeout_s: float) -> dict[str, 
         procs[name] = GatewayProcess(name, folder, settings.api.port, work / f"{name}.log")
     sender, receiver = procs["sender"], procs["receiver"]
     base = {name: f"http://127.0.0.1:{p.port}" for name, p in procs.items()}
-    export = dudley_export(records)
+    export = dudley_export(records, distinct_children)
     systems = [LocalSystem(base["receiver"], api_keys[c], c) for c in RECEIVING]
     systems.append(LocalSystem(base["sender"], api_keys[SENDER], SENDER))
     threads = [threading.Thread(target=s.run, daemon=True) for s in systems]
@@ -270,8 +292,12 @@ def _measure(work: Path, url: str, records: int, timeout_s: float) -> dict[str, 
 
 
 def main(argv: list[str]) -> int:
-    records = int(argv[0]) if argv else 10_000
-    print(json.dumps(measure(records), indent=2))
+    distinct = "--distinct-children" in argv
+    numbers = [a for a in argv if not a.startswith("--")]
+    records = int(numbers[0]) if numbers else 10_000
+    result = measure(records, distinct_children=distinct)
+    result["distinct_children"] = distinct
+    print(json.dumps(result, indent=2))
     return 0
 
 
