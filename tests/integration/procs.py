@@ -119,6 +119,11 @@ class GatewayProcess:
         with self.log_path.open("ab") as log:
             log.write(f"\n=== start {self.starts} ===\n".encode())
             env = {k: v for k, v in os.environ.items() if not k.startswith("CAFGW_")}
+            # This tree's code, whatever the virtual environment's own install points
+            # at (a git worktree sharing another checkout's .venv ran that checkout's).
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            )
             self.proc = subprocess.Popen(
                 [str(CAFGW), "run", "--config", str(self.config_dir)],
                 stdout=log,
