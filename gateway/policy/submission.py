@@ -65,6 +65,15 @@ class Sending:
     past_recipients: tuple[str, ...] = ()
     held: tuple[HeldCopy, ...] = ()
     queued: tuple[QueuedCopy, ...] = ()
+    # Past recipients, held and queued copies are read only for a ConsentChange,
+    # the one envelope whose decision uses them (``needs_child_history``); False:
+    # they were not read, and a consent change refuses to be decided without them.
+    child_history_read: bool = True
+
+
+def needs_child_history(env: Envelope) -> bool:
+    """Whether deciding ``env`` needs the child's past recipients, held and queued copies."""
+    return isinstance(env.body, ConsentChange)
 
 
 @dataclass
@@ -176,6 +185,11 @@ def _consent_change(
 ) -> tuple[RegisterEntry, ...]:
     """The authority's own consent decision: recorded unless stale; a withdrawal stops
     queued sends and tells past recipients; new consent releases held copies."""
+    if not known.child_history_read:
+        raise LookupError(
+            f"{body.case_ref}: a consent change, but the child's past recipients, held and "
+            "queued copies were not read"
+        )
     history = known.consent_history
     too_old = stale(history, LOCAL, body.action, body.consent)
     if too_old is not None:

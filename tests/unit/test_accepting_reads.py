@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,8 +24,20 @@ from test_receiving_query_plans import plans
 
 from adapters.base import Converted
 from gateway.context import Gateway
+from gateway.errors import PolicyRefusal
+from gateway.model import (
+    Assessment,
+    ConsentAction,
+    ConsentChange,
+    Envelope,
+    LegalBasis,
+    Purpose,
+)
+from gateway.outbox import new_envelope
 from gateway.policy.child import child_key
 from gateway.policy.decision import Known, Reads, decide_record, reads_for
+from gateway.policy.submission import Sending, decide_envelope, needs_child_history
+from gateway.services import outbound
 from gateway.services.outbound import knowledge
 
 pytestmark = pytest.mark.timeout(120)
@@ -144,3 +157,67 @@ def test_a_withdrawal_finds_the_childs_recipients_and_queued_copies_by_the_child
     assert len(withdrawal_reads) == 2
     for sql, plan in withdrawal_reads.items():
         assert "USING INDEX ix_messages_child" in plan, (sql, plan)
+
+
+def _envelope(
+    gw: Gateway, body: Assessment | ConsentChange, basis: LegalBasis = LegalBasis.CONSENT
+) -> Envelope:
+    return new_envelope(
+        gw.clock,
+        sender="336",
+        recipient="333",
+        body=body,
+        correlation="336:EHM-77245",
+        legal_basis=basis,
+        consent_ref="336/EHM-77245/consent",
+        purpose=Purpose.SHARE_CROSS_BORDER,
+    )
+
+
+def test_an_envelope_other_than_a_consent_change_reads_none_of_the_childs_other_messages(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    given, _ = _withdrawal(gw)
+    submit(gw, "336", "wolverhampton-json", _bytes(_before_withdrawal()), "before.json")
+    with captured(gw.ledger.engine) as statements, suppress(PolicyRefusal):
+        outbound.accept_envelope(gw, "336", _envelope(gw, given.assessment))
+    assert any("FROM consent_register" in sql for sql, _ in statements)  # it was decided
+    child_reads = [
+        sql
+        for sql, _ in statements
+        if WITHDRAWAL_READS.search(sql) or "messages.child_key = ?" in sql
+    ]
+    assert not child_reads
+
+
+def test_a_consent_change_envelope_is_not_decided_without_the_childs_other_messages(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    given, withdrawn = _withdrawal(gw)
+    submit(gw, "336", "wolverhampton-json", _bytes(_before_withdrawal()), "before.json")
+    a = withdrawn.assessment
+    assert a.consent is not None
+    with gw.ledger.transaction() as conn:
+        history = knowledge.consent_history(conn, "336", child_key(a.child))
+    change = _envelope(
+        gw,
+        ConsentChange(a.case_ref, a.child, ConsentAction.WITHDRAWN, a.consent),
+        LegalBasis.CONSENT_WITHDRAWAL,
+    )
+    known = Sending(
+        "336",
+        gw.settings.directory,
+        gw.settings.policy,
+        gw.clock(),
+        (),
+        consent_history=history,
+        past_recipients=("333", "334"),
+    )
+    assert needs_child_history(change)
+    assert not needs_child_history(_envelope(gw, given.assessment))
+    with pytest.raises(LookupError, match="EHM-77245: a consent change"):
+        decide_envelope(replace(known, child_history_read=False), change)
+    # Read, the same change is decided: its recipient aside, past recipients are told.
+    assert decide_envelope(known, change).withdrawal_to == ("334",)

@@ -31,7 +31,12 @@ from gateway.outbox import disclosure, safeguarding_override
 from gateway.policy.child import child_key
 from gateway.policy.consent import LOCAL
 from gateway.policy.governing import plan_digest
-from gateway.policy.submission import EnvelopeDecision, Sending, decide_envelope
+from gateway.policy.submission import (
+    EnvelopeDecision,
+    Sending,
+    decide_envelope,
+    needs_child_history,
+)
 from gateway.services.outbound import held, knowledge
 from gateway.services.outbound.outcomes import RecordOutcome
 
@@ -56,8 +61,18 @@ def sending(gw: Gateway, conn: Connection, authority: str, env: Envelope) -> Sen
         else next((t.child_key for t in threads if t.child_key), None)
     )
     if key is None:
+        return Sending(authority, gw.settings.directory, gw.settings.policy, gw.clock(), threads)
+    consent_history = knowledge.consent_history(conn, authority, key)
+    if not needs_child_history(env):
+        # Every earlier message about the child, read for nothing (issue 14).
         return Sending(
-            authority, gw.settings.directory, gw.settings.policy, gw.clock(), threads
+            authority=authority,
+            directory=gw.settings.directory,
+            policy=gw.settings.policy,
+            now=gw.clock(),
+            threads=threads,
+            consent_history=consent_history,
+            child_history_read=False,
         )
     return Sending(
         authority=authority,
@@ -65,7 +80,7 @@ def sending(gw: Gateway, conn: Connection, authority: str, env: Envelope) -> Sen
         policy=gw.settings.policy,
         now=gw.clock(),
         threads=threads,
-        consent_history=knowledge.consent_history(conn, authority, key),
+        consent_history=consent_history,
         past_recipients=knowledge.past_recipients(conn, authority, key),
         held=knowledge.held_copies(conn, authority, key),
         queued=knowledge.queued_copies(conn, authority, key),
