@@ -62,25 +62,19 @@ def sending(gw: Gateway, conn: Connection, authority: str, env: Envelope) -> Sen
     )
     if key is None:
         return Sending(authority, gw.settings.directory, gw.settings.policy, gw.clock(), threads)
-    consent_history = knowledge.consent_history(conn, authority, key)
-    if not needs_child_history(env):
-        # Every earlier message about the child, read for nothing (issue 14).
-        return Sending(
-            authority=authority,
-            directory=gw.settings.directory,
-            policy=gw.settings.policy,
-            now=gw.clock(),
-            threads=threads,
-            consent_history=consent_history,
-            child_history_read=False,
-        )
-    return Sending(
+    known = Sending(
         authority=authority,
         directory=gw.settings.directory,
         policy=gw.settings.policy,
         now=gw.clock(),
         threads=threads,
-        consent_history=consent_history,
+        consent_history=knowledge.consent_history(conn, authority, key),
+    )
+    if not needs_child_history(env):
+        # Every earlier message about the child, read for nothing (issue 14).
+        return replace(known, child_history_read=False)
+    return replace(
+        known,
         past_recipients=knowledge.past_recipients(conn, authority, key),
         held=knowledge.held_copies(conn, authority, key),
         queued=knowledge.queued_copies(conn, authority, key),
