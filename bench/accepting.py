@@ -21,14 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import event
-
 ROOT = Path(__file__).resolve().parents[1]
 for extra in (ROOT, ROOT / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
 from support.gateways import memory_gateway, settings_for  # noqa: E402
+from support.sql import captured  # noqa: E402
 
 from bench.whole_path import SENDER, dudley_export  # noqa: E402
 from gateway.services.outbound import submit_local  # noqa: E402
@@ -47,20 +46,14 @@ def measure(records: int, step: int, distinct_children: bool) -> list[tuple[int,
             (SENDER,),
             settings=settings_for(folder, (SENDER,), ledger_url=f"sqlite:///{folder / 's.db'}"),
         )
-        statements = 0
-
-        def count(*_: object) -> None:
-            nonlocal statements
-            statements += 1
-
-        event.listen(gw.ledger.engine, "before_cursor_execute", count)
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
             data = eol.join([header, *chunk]) + eol
-            statements = 0
-            began = time.thread_time()
-            submit_local(gw, SENDER, "dudley-csv", io.BytesIO(data), "bench.csv")
-            cpu_ms = (time.thread_time() - began) * 1000 / len(chunk)
+            with captured(gw.ledger.engine) as seen:
+                began = time.thread_time()
+                submit_local(gw, SENDER, "dudley-csv", io.BytesIO(data), "bench.csv")
+                cpu_ms = (time.thread_time() - began) * 1000 / len(chunk)
+            statements = len(seen)
             out.append((start, cpu_ms, statements / len(chunk)))
             print(
                 f"records {start:7,}-{start + len(chunk):7,}: {cpu_ms:6.2f} ms CPU, "
