@@ -24,8 +24,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Select,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
 
 from gateway.errors import ConfigError
 from gateway.ledger import audit_verify
@@ -82,20 +97,41 @@ _OWN_HEAD = select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit
 _HEADS = audit_peer_heads
 _HEAD_COLUMNS = (_HEADS.c.seq, _HEADS.c.hash, _HEADS.c.message_id)
 _OF_PEER = _HEADS.c.peer == bindparam("peer")
-_PEER_SPAN = select(func.min(_HEADS.c.id), func.max(_HEADS.c.id)).where(_OF_PEER)
-_HEAD_NEWEST = select(*_HEAD_COLUMNS).where(_HEADS.c.id == bindparam("hi"))
-_HEAD_HIGHEST = (
-    select(*_HEAD_COLUMNS)
-    .where(_OF_PEER)
-    .order_by(_HEADS.c.seq.desc(), _HEADS.c.id.desc())
-    .limit(1)
-)
-_HEAD_DRAWN = (
-    select(*_HEAD_COLUMNS)
-    .where(_OF_PEER, _HEADS.c.id >= bindparam("drawn"))
-    .order_by(_HEADS.c.id)
-    .limit(1)
-)
+# The draw is an integer below _DRAW_SCALE from `secrets` (a peer must not predict
+# which of its heads comes back); the offset (span * draw) // _DRAW_SCALE is then
+# below the span, in integer arithmetic on SQLite and PostgreSQL alike (a float cast
+# to INTEGER truncates on SQLite but rounds on PostgreSQL, and could exceed the span).
+# span < 2**31 ids, so the product stays below 2**62: no overflow.
+_DRAW_SCALE = 2**31
+_LO = select(func.min(_HEADS.c.id)).where(_OF_PEER).scalar_subquery()
+_HI = select(func.max(_HEADS.c.id)).where(_OF_PEER).scalar_subquery()
+_DRAWN_ID = _LO + (
+    cast(_HI - _LO + 1, BigInteger) * bindparam("draw", type_=BigInteger)
+) // literal(_DRAW_SCALE, BigInteger)
+
+
+def _one_head(
+    pick: int, *where: ColumnElement[bool], order: Sequence[ColumnElement[Any]]
+) -> Select[Any]:
+    """One head of the peer, wrapped so that a compound select may carry its LIMIT."""
+    head = (
+        select(*_HEAD_COLUMNS, literal_column(str(pick)).label("pick"))
+        .where(_OF_PEER, *where)
+        .order_by(*order)
+        .limit(1)
+        .subquery()
+    )
+    return select(*head.c)
+
+
+# The newest head (what a cut would remove), the highest (a cut-back chain reports
+# lower ones afterwards) and one drawn from the peer's span of ids: one statement,
+# since each costs ~20-50 µs of SQLAlchemy per receipt (docs/performance.md, issue 14).
+_HEADS_TO_GIVE_BACK = union_all(
+    _one_head(0, order=[_HEADS.c.id.desc()]),
+    _one_head(1, order=[_HEADS.c.seq.desc(), _HEADS.c.id.desc()]),
+    _one_head(2, _HEADS.c.id >= _DRAWN_ID, order=[_HEADS.c.id]),
+).order_by("pick")
 
 
 def own_head(conn: Connection) -> AuditHead:
@@ -112,19 +148,12 @@ def to_give_back(conn: Connection, peer: str) -> tuple[HeldAuditHead, ...]:
     (so a rewrite of older entries is found in time even if the newest heads
     were reported after the rewrite).
     """
-    lo, hi = conn.execute(_PEER_SPAN, {"peer": peer}).one()
-    if lo is None:
-        return ()
-    drawn = lo + secrets.randbelow(hi - lo + 1)
-    rows = [
-        conn.execute(_HEAD_NEWEST, {"hi": hi}).first(),
-        conn.execute(_HEAD_HIGHEST, {"peer": peer}).first(),
-        conn.execute(_HEAD_DRAWN, {"peer": peer, "drawn": drawn}).first(),
-    ]
+    rows = conn.execute(
+        _HEADS_TO_GIVE_BACK, {"peer": peer, "draw": secrets.randbelow(_DRAW_SCALE)}
+    ).all()
     found: dict[tuple[int, str], HeldAuditHead] = {}
     for row in rows:
-        if row is not None:
-            found.setdefault((row.seq, row.hash), HeldAuditHead(row.seq, row.hash, row.message_id))
+        found.setdefault((row.seq, row.hash), HeldAuditHead(row.seq, row.hash, row.message_id))
     return tuple(found.values())[:GIVE_BACK]
 
 
