@@ -160,6 +160,17 @@ def to_give_back(conn: Connection, peer: str) -> tuple[HeldAuditHead, ...]:
 # --- what received receipts carry -------------------------------------------------
 
 
+# Run for every receipt received (at most three statements, however many heads it
+# gives back): built once, like the reads above.
+_PEER_HEAD_INSERT = insert(audit_peer_heads)
+_ANCHOR_INSERT = insert(audit_anchors)
+_ANCHORS_KNOWN = select(audit_anchors.c.seq, audit_anchors.c.hash).where(
+    audit_anchors.c.authority == bindparam("authority"),
+    audit_anchors.c.peer == bindparam("peer"),
+    audit_anchors.c.seq.in_(bindparam("seqs", expanding=True)),
+)
+
+
 def record_receipt(
     conn: Connection,
     authority: str,
@@ -169,39 +180,49 @@ def record_receipt(
     held: Sequence[HeldAuditHead],
     now: datetime,
 ) -> None:
-    """Keep the head a peer's receipt reports and the heads of ours it gives back."""
+    """Keep the head a peer's receipt reports and the heads of ours it gives back.
+
+    A head given back again (in this receipt or an earlier one) is kept once.
+    """
     if head is not None:
         conn.execute(
-            insert(audit_peer_heads).values(
-                authority=authority,
-                peer=peer,
-                seq=head.seq,
-                hash=head.hash,
-                received_at=now,
-                message_id=message_id,
-            )
+            _PEER_HEAD_INSERT,
+            {
+                "authority": authority,
+                "peer": peer,
+                "seq": head.seq,
+                "hash": head.hash,
+                "received_at": now,
+                "message_id": message_id,
+            },
         )
+    given: dict[tuple[int, str], HeldAuditHead] = {}
     for h in held:
-        known = conn.execute(
-            select(audit_anchors.c.id).where(
-                audit_anchors.c.authority == authority,
-                audit_anchors.c.peer == peer,
-                audit_anchors.c.seq == h.seq,
-                audit_anchors.c.hash == h.hash,
-            )
-        ).first()
-        if known is None:
-            conn.execute(
-                insert(audit_anchors).values(
-                    authority=authority,
-                    peer=peer,
-                    seq=h.seq,
-                    hash=h.hash,
-                    reported_in=h.reported_in,
-                    received_at=now,
-                    message_id=message_id,
-                )
-            )
+        given.setdefault((h.seq, h.hash), h)  # in the receipt's order, the first of equals
+    if not given:
+        return
+    known = conn.execute(
+        _ANCHORS_KNOWN,
+        {"authority": authority, "peer": peer, "seqs": sorted({seq for seq, _ in given})},
+    ).all()
+    for row in known:
+        given.pop((row.seq, row.hash), None)
+    if given:
+        conn.execute(
+            _ANCHOR_INSERT,
+            [
+                {
+                    "authority": authority,
+                    "peer": peer,
+                    "seq": h.seq,
+                    "hash": h.hash,
+                    "reported_in": h.reported_in,
+                    "received_at": now,
+                    "message_id": message_id,
+                }
+                for h in given.values()
+            ],
+        )
 
 
 # --- checking the chain against them ----------------------------------------------

@@ -1,5 +1,6 @@
 """What the audit anchors cost per receipt: the heads given back to a peer are read in
-one statement (each statement costs ~20-50 µs of SQLAlchemy; docs/performance.md,
+one statement, and the heads a peer gives back are kept in at most three, however
+many it gives back (each statement costs ~20-50 µs of SQLAlchemy; docs/performance.md,
 issue 14). On SQLite, and on PostgreSQL (``-m integration``), whose integer
 arithmetic differs."""
 
@@ -15,8 +16,8 @@ from support.sql import captured
 
 from gateway.ledger import audit_anchor
 from gateway.ledger.store import Ledger
-from gateway.ledger.tables import audit_peer_heads
-from gateway.model import HeldAuditHead
+from gateway.ledger.tables import audit_anchors, audit_peer_heads
+from gateway.model import AuditHead, HeldAuditHead
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -135,3 +136,41 @@ def test_the_drawn_id_is_an_integer_within_the_peers_span_for_any_draw(ledger: L
         }
     assert all(isinstance(d, int) and ids[0] <= d <= ids[-1] for d in drawn.values()), drawn
     assert (drawn[0], drawn[SCALE - 1]) == (ids[0], ids[-1])
+
+
+@both
+def test_heads_given_back_again_are_kept_once_in_at_most_three_statements(
+    ledger: Ledger,
+) -> None:
+    known = HeldAuditHead(4, _digest(4), "ours-1")
+    with ledger.transaction() as conn:
+        audit_anchor.record_receipt(conn, "332", "336", "theirs-1", None, [known], NOW)
+    new = HeldAuditHead(8, _digest(8), "ours-2")
+    again = HeldAuditHead(8, _digest(8), "ours-3")  # the same head, reported twice
+    other_hash = HeldAuditHead(4, _digest(44), "ours-4")  # seq 4, but another hash
+    with ledger.transaction() as conn, captured(ledger.engine) as statements:
+        audit_anchor.record_receipt(
+            conn, "332", "336", "theirs-2", AuditHead(20, _digest(20)), [known, new, again], NOW
+        )
+    assert len(statements) <= 3, statements
+    with ledger.transaction() as conn, captured(ledger.engine) as statements:
+        audit_anchor.record_receipt(
+            conn, "332", "336", "theirs-3", None, [new, other_hash, known], NOW
+        )
+    assert len(statements) <= 2, statements
+    with ledger.transaction() as conn:
+        rows = conn.execute(
+            select(
+                audit_anchors.c.seq,
+                audit_anchors.c.hash,
+                audit_anchors.c.reported_in,
+                audit_anchors.c.message_id,
+            ).order_by(audit_anchors.c.id)
+        ).all()
+        peer_heads = conn.execute(select(audit_peer_heads.c.seq, audit_peer_heads.c.hash)).all()
+    assert [tuple(r) for r in rows] == [
+        (4, _digest(4), "ours-1", "theirs-1"),
+        (8, _digest(8), "ours-2", "theirs-2"),
+        (4, _digest(44), "ours-4", "theirs-3"),
+    ]
+    assert [tuple(r) for r in peer_heads] == [(20, _digest(20))]
