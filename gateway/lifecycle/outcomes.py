@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import as_utc
@@ -68,6 +68,17 @@ class RecallOutcome:
         return f"{self.outcome}: {what}{when}"
 
 
+# Read for every receipt a gateway takes in, nearly always to find nothing: built
+# once (a statement built afresh costs SQLAlchemy more CPU than the read; issue 14).
+_OUR_RECALLS = select(
+    recalls.c.id, recalls.c.message_id, recalls.c.original_id, recalls.c.kind
+).where(
+    recalls.c.authority == bindparam("authority"),
+    recalls.c.recipient == bindparam("recipient"),
+    recalls.c.message_id.in_(bindparam("ids", expanding=True)),
+)
+
+
 def apply_receipt(
     conn: Connection, authority: str, sender: str, receipt_id: str, body: Receipt, now: datetime
 ) -> int:
@@ -78,11 +89,7 @@ def apply_receipt(
     ours = {
         r.message_id: r
         for r in conn.execute(
-            select(recalls.c.id, recalls.c.message_id, recalls.c.original_id, recalls.c.kind).where(
-                recalls.c.authority == authority,
-                recalls.c.recipient == sender,
-                recalls.c.message_id.in_(ids),
-            )
+            _OUR_RECALLS, {"authority": authority, "recipient": sender, "ids": ids}
         ).all()
     }
     if not ours:

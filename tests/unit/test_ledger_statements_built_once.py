@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from local_systems import signed_inbound
 from support.gateways import memory_gateway
 from support.sql import captured
@@ -20,6 +21,8 @@ from gateway.context import Gateway
 from gateway.ledger import core
 from gateway.ledger.status import Status
 from gateway.ledger.tables import messages
+from gateway.lifecycle import outcomes
+from gateway.model import Receipt, ReceiptItem, ReceiptOutcome
 
 
 def _queued(gw: Gateway, count: int) -> list[int]:
@@ -121,3 +124,19 @@ def test_the_claim_finds_the_rows_it_chose_by_key_however_long_the_outbox(
     with gw.ledger.engine.connect() as conn:
         plan = [str(row[3]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + claim, params)]
     assert plan[0] == "SEARCH messages USING INTEGER PRIMARY KEY (rowid=?)", plan
+
+
+def test_a_receipt_that_settles_no_recall_of_ours_builds_no_statement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = memory_gateway(tmp_path, ("332",))
+
+    def no_building(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a statement was built for this receipt")
+
+    monkeypatch.setattr(outcomes, "select", no_building)
+    monkeypatch.setattr(outcomes, "update", no_building)
+    receipt = Receipt((ReceiptItem("m-1", "0" * 64, ReceiptOutcome.ACCEPTED),), None, ())
+    with gw.ledger.transaction() as conn, captured(gw.ledger.engine) as seen:
+        assert outcomes.apply_receipt(conn, "332", "336", "r-1", receipt, gw.clock()) == 0
+    assert len(seen) == 1  # the one read of our recalls, which finds none
