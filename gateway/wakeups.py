@@ -42,13 +42,6 @@ def mark(conn: Connection, *topics: str) -> None:
     pending.update(topics)
 
 
-def unmark(conn: Connection, *topics: str) -> None:
-    """Take back ``topics`` marked by ``conn``'s transaction: it did that work itself."""
-    pending: set[str] | None = conn.info.get(_PENDING)
-    if pending:
-        pending.difference_update(topics)
-
-
 class Wakeups:
     """Generation counters per topic, and a condition to wait on them."""
 

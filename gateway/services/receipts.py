@@ -6,15 +6,10 @@ other message, so it too survives a crash and is re-sent when asked. It
 carries this gateway's audit chain head and gives the sender back heads of
 its chain it reported here (``gateway.ledger.audit_anchor``).
 
-Whoever signs a receipt publishes it too, once the transaction that recorded it
-(already claimed, ``Ledger.record(claimed_until=...)``) has committed: no claim
-of its own and no wait for the sender loop (issue 14). What does not go out goes
-back to the outbox for the sender loop. A small batch is receipted by the
-transaction that records it (``receiving.pipeline``, ``sign_due`` in its
-transaction, ``publish_signed`` before the batch is acknowledged): at a trickle a
-message then waits for no other thread. The receipt loop (``send_receipts``)
-signs the rest: larger batches (a backlog, one receipt for several), another
-replica's turn, and a receipt made due elsewhere.
+The loop that signs a receipt publishes it too, once the transaction that
+recorded it (already claimed, ``Ledger.record(claimed_until=...)``) has
+committed: no claim of its own and no wait for the sender loop (issue 14).
+What does not go out goes back to the outbox for the sender loop.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -76,95 +70,75 @@ def _notes(
     return found
 
 
-@dataclass(frozen=True)
-class Signed:
-    """Receipts signed and recorded in a transaction, claimed for this process to publish."""
-
-    covered: int = 0  # messages they cover
-    receipts: tuple[OutboxItem, ...] = ()
-    held_until: datetime | None = None  # the end of their claim (None: none signed)
-    # every message owed a receipt when they were signed is covered (none left over
-    # for the receipt loop: another replica's turn, or more than the limit)
-    all_due: bool = False
-
-
 def send_receipts(gw: Gateway, limit: int = 5000) -> int:
     """Sign one receipt per (hosted authority, sender) and publish them; returns the
     messages covered."""
     with BUDGET.timed("receipt"):
-        with gw.ledger.transaction() as conn:
-            signed = sign_due(gw, conn, limit)
-        publish_signed(gw, signed)
-        return signed.covered
+        covered, signed, held_until = _send_receipts(gw, limit)
+        if held_until is not None:
+            try:
+                delivery.publish_claimed(gw, signed, held_until)
+            except BrokerUnavailableError as exc:
+                # gateway.transport.link has said the broker is down, once.
+                log.debug("receipts left to the sender loop: %s", exc)
+            except TransportError as exc:
+                # Recorded, and given back to the outbox: the sender loop sends them.
+                log.warning("receipts left to the sender loop: %s", exc)
+        return covered
 
 
-def publish_signed(gw: Gateway, signed: Signed) -> None:
-    """Publish receipts ``sign_due`` recorded, once its transaction returned (durable);
-    what does not go out goes back to the outbox for the sender loop."""
-    if signed.held_until is None:
-        return
-    try:
-        delivery.publish_claimed(gw, signed.receipts, signed.held_until)
-    except BrokerUnavailableError as exc:
-        # gateway.transport.link has said the broker is down, once.
-        log.debug("receipts left to the sender loop: %s", exc)
-    except TransportError as exc:
-        # Recorded, and given back to the outbox: the sender loop sends them.
-        log.warning("receipts left to the sender loop: %s", exc)
-
-
-def sign_due(gw: Gateway, conn: Connection, limit: int) -> Signed:
-    """Sign and record, in ``conn``'s transaction, the receipts owed (at most ``limit``
-    messages), recorded claimed for this process to publish (``publish_signed``)."""
-    # In the caller's transaction: the claimed rows stay locked (PostgreSQL: FOR
-    # UPDATE SKIP LOCKED) until the receipts covering them are recorded, and a
-    # killed replica's claim ends with its connection. Replicas sharing the ledger
-    # take turns (``locks.RECEIPTS``): one that finds another signing skips its
-    # turn, as that one's next turn covers what this one recorded (the commit that
+def _send_receipts(gw: Gateway, limit: int) -> tuple[int, list[OutboxItem], datetime | None]:
+    """Sign and record the receipts owed; the messages covered, the receipts (recorded
+    claimed, for this process to publish) and the end of their claim (None: none)."""
+    # One transaction: the claimed rows stay locked (PostgreSQL: FOR UPDATE SKIP
+    # LOCKED) until the receipts covering them are recorded, and a killed
+    # replica's claim ends with its connection. Replicas sharing the ledger take
+    # turns (``locks.RECEIPTS``): one that finds another signing skips its turn,
+    # as that one's next turn covers what this one recorded (the commit that
     # made the rows due wakes every replica's receipt loop). Without turns each
-    # replica signed its own receipts for its own share of every batch: the cost
-    # of receipts per message grew with the number of replicas
+    # replica signed its own receipts for its own share of every batch: the
+    # cost of receipts per message grew with the number of replicas
     # (docs/performance.md, "Issue 18").
     covered = 0
     signed: list[OutboxItem] = []
     claimed_until: datetime | None = None
-    if not locks.try_xact_lock(conn, locks.RECEIPTS):
-        return Signed()
-    due = gw.ledger.claim_receipts_due(conn, gw.hosted, limit)
-    # Rows the claim did not reach are left for a turn of the receipt loop.
-    complete = len(due) < limit
-    groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
-    for d in due:
-        if d.sender in gw.settings.directory:
-            groups[(d.authority, d.sender)].append(d)
-    anchored = gw.settings.audit.heads_in_receipts
-    # The chain's head as it stands (a receipt adds no audit entry of its own).
-    head = audit_anchor.own_head(conn) if anchored and groups else None
-    for (authority, sender), items in groups.items():
-        held = audit_anchor.to_give_back(conn, sender) if anchored else ()
-        for start in range(0, len(items), MAX_ITEMS):
-            chunk = items[start : start + MAX_ITEMS]
-            notes = _notes(gw, conn, chunk)
-            env = gw.outbox.envelope(
-                sender=authority,
-                recipient=sender,
-                body=Receipt(
-                    tuple(
-                        _item(d, notes.get((d.authority, d.sender, d.message_id))) for d in chunk
+    with gw.ledger.transaction() as conn:
+        if not locks.try_xact_lock(conn, locks.RECEIPTS):
+            return 0, [], None
+        due = gw.ledger.claim_receipts_due(conn, gw.hosted, limit)
+        groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
+        for d in due:
+            if d.sender in gw.settings.directory:
+                groups[(d.authority, d.sender)].append(d)
+        anchored = gw.settings.audit.heads_in_receipts
+        # The chain's head as it stands (a receipt adds no audit entry of its own).
+        head = audit_anchor.own_head(conn) if anchored and groups else None
+        for (authority, sender), items in groups.items():
+            held = audit_anchor.to_give_back(conn, sender) if anchored else ()
+            for start in range(0, len(items), MAX_ITEMS):
+                chunk = items[start : start + MAX_ITEMS]
+                notes = _notes(gw, conn, chunk)
+                env = gw.outbox.envelope(
+                    sender=authority,
+                    recipient=sender,
+                    body=Receipt(
+                        tuple(
+                            _item(d, notes.get((d.authority, d.sender, d.message_id)))
+                            for d in chunk
+                        ),
+                        head,
+                        held,
                     ),
-                    head,
-                    held,
-                ),
-                correlation=chunk[0].message_id,
-                legal_basis=LegalBasis.NO_PERSONAL_DATA,
-            )
-            message = gw.outbox.sign(env)
-            if claimed_until is None:
-                # The claim runs from the first record, not from the turn's start:
-                # the reads and signing before it do not use up the lease.
-                claimed_until = gw.clock() + delivery.outbox_lease(gw)
-            (pk,) = gw.ledger.record([message], conn, claimed_until=claimed_until)
-            gw.ledger.mark_receipted([d.pk for d in chunk], env.header.message_id, conn)
-            signed.append(outbox_item(pk, message))
-            covered += len(chunk)
-    return Signed(covered, tuple(signed), claimed_until, complete)
+                    correlation=chunk[0].message_id,
+                    legal_basis=LegalBasis.NO_PERSONAL_DATA,
+                )
+                message = gw.outbox.sign(env)
+                if claimed_until is None:
+                    # The claim runs from the first record, not from the turn's start:
+                    # the reads and signing before it do not use up the lease.
+                    claimed_until = gw.clock() + delivery.outbox_lease(gw)
+                (pk,) = gw.ledger.record([message], conn, claimed_until=claimed_until)
+                gw.ledger.mark_receipted([d.pk for d in chunk], env.header.message_id, conn)
+                signed.append(outbox_item(pk, message))
+                covered += len(chunk)
+    return covered, signed, claimed_until

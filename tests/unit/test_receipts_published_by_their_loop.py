@@ -1,11 +1,10 @@
-"""A receipt is signed in the transaction that records the batch it covers and
-published once that commits, before the batch is acknowledged (issue 14): recorded
-already claimed, without a claim of its own, a turn of the sender loop or one of the
-receipt loop. What the broker does not take goes back to the outbox and wakes the
-sender loop; what cannot be signed with the batch is left to the receipt loop, which
-publishes what it signs the same way. At the sender, the receipt settles the sends
-it covers in the transaction that records it. One in-memory gateway hosts both ends;
-messages travel through the real outbox, receiving and receipt services."""
+"""A receipt is published by the loop that signs it (issue 14): recorded already
+claimed, in the transaction that marks the messages receipted, then published
+once that commits, without a claim of its own or a turn of the sender loop.
+What the broker does not take goes back to the outbox and wakes the sender loop.
+At the sender, the receipt settles the sends it covers in the transaction that
+records it. One in-memory gateway hosts both ends; messages travel through the real
+outbox, receiving and receipt services."""
 
 from __future__ import annotations
 
@@ -16,16 +15,14 @@ from pathlib import Path
 import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
-from sqlalchemy import Connection, event, select
+from sqlalchemy import event, select
 from support.gateways import deliver_queue
 
 from gateway.context import Gateway
-from gateway.errors import BrokerUnavailableError, SignatureError
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.services import delivery, receipts
-from gateway.services.receiving import pipeline
 from gateway.transport.base import OutgoingMessage, PublishOutcome, PublishResult
 from gateway.transport.memory import MemoryTransport
 from gateway.wakeups import OUTBOX, RECEIPTS, Wakeups
@@ -37,19 +34,16 @@ SENDER_INBOX, RECIPIENT_INBOX = f"caf.inbox.{SENDER}", f"caf.inbox.{RECIPIENT}"
 
 
 class Refusing(MemoryTransport):
-    """The in-memory broker, whose publishing connection can be down or which can
-    refuse every message (a nack, or no confirm in time); counts the publishes tried."""
+    """The in-memory broker, which can be down or refuse every message (a nack, or
+    no confirm in time); counts the publishes tried."""
 
     def __init__(self) -> None:
         super().__init__()
         self.refusing = False
-        self.publisher_down = False  # the consuming connection still up
         self.tried = 0
 
     def connect_publisher(self) -> bool:
         self.tried += 1
-        if self.publisher_down:
-            raise BrokerUnavailableError("memory transport: the publishing connection is down")
         return super().connect_publisher()
 
     def publish(
@@ -60,24 +54,17 @@ class Refusing(MemoryTransport):
         return super().publish(messages, timeout_s)
 
 
-def sent(tmp_path: Path) -> tuple[Gateway, Refusing, Wakeups, str]:
-    """A gateway that has published one message from the sender to the recipient; its
-    wake-ups watched from the start, as the worker does."""
+def sent_and_received(tmp_path: Path) -> tuple[Gateway, Refusing, Wakeups, str]:
+    """A gateway whose recipient has recorded one message from the sender, owed a
+    receipt; its wake-ups watched from the start, as the worker does."""
     transport = Refusing()
     gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
     wakeups = watching(gw)
     (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
     gw.ledger.record([message])
     assert delivery.publish_outbox(gw).confirmed == 1
-    return gw, transport, wakeups, message.message_id
-
-
-def received(gw: Gateway, message_id: str) -> None:
-    """The recipient takes the message: recorded and acknowledged, whatever its receipt."""
     assert deliver_queue(gw, RECIPIENT_INBOX) == 1
-    (kept,) = gw.ledger.find(message_id=message_id, authority=RECIPIENT)
-    assert kept.status is Status.VERIFIED
-    assert gw.transport.depth(RECIPIENT_INBOX) == 0
+    return gw, transport, wakeups, message.message_id
 
 
 def the_receipt(gw: Gateway) -> MessageRecord:
@@ -97,88 +84,58 @@ def watching(gw: Gateway) -> Wakeups:
     return wakeups
 
 
-def test_a_receipt_is_signed_with_the_batch_it_covers_and_published_before_its_ack(
+def test_a_receipt_is_published_by_the_loop_that_signs_it_and_left_out_of_the_sender_loop(
     tmp_path: Path,
 ) -> None:
-    gw, transport, wakeups, message_id = sent(tmp_path)
-    outbox_woken, receipts_woken = wakeups.generation(OUTBOX), wakeups.generation(RECEIPTS)
+    gw, transport, wakeups, message_id = sent_and_received(tmp_path)
+    outbox_woken = wakeups.generation(OUTBOX)
 
-    received(gw, message_id)
+    assert receipts.send_receipts(gw) == 1
 
     receipt = the_receipt(gw)
-    assert receipt.status is Status.SENT  # confirmed by the broker, in that one call
+    assert receipt.status is Status.SENT  # confirmed by the broker, in this one call
     assert receipt.attempts == 1
     assert claimed_until(gw, receipt.pk) is None
     assert transport.depth(SENDER_INBOX) == 1
-    # Recorded claimed: the sender loop was never woken for it, and finds nothing;
-    # nothing is left for the receipt loop either.
+    # Recorded claimed: the sender loop was never woken for it, and finds nothing.
     assert wakeups.generation(OUTBOX) == outbox_woken
-    assert wakeups.generation(RECEIPTS) == receipts_woken
     now = gw.clock()
     assert gw.ledger.claim_outbox(100, None, now, now + timedelta(seconds=30)) == []
-    assert receipts.send_receipts(gw) == 0
 
     # It travels on as any receipt: the sender's message is DELIVERED.
     assert deliver_queue(gw, SENDER_INBOX) == 1
-    (sent_message,) = gw.ledger.find(message_id=message_id, authority=SENDER)
-    assert sent_message.status is Status.DELIVERED
+    (sent,) = gw.ledger.find(message_id=message_id, authority=SENDER)
+    assert sent.status is Status.DELIVERED
 
 
 @pytest.mark.parametrize("broker", ["down", "refusing"])
 def test_a_receipt_the_broker_does_not_take_goes_back_to_the_outbox_for_the_sender_loop(
     tmp_path: Path, broker: str
 ) -> None:
-    gw, transport, wakeups, message_id = sent(tmp_path)
-    outbox_woken = wakeups.generation(OUTBOX)
+    gw, transport, wakeups, message_id = sent_and_received(tmp_path)
+    outbox_woken, receipts_woken = wakeups.generation(OUTBOX), wakeups.generation(RECEIPTS)
     tried = transport.tried
     if broker == "down":
-        transport.publisher_down = True
+        transport.available = False
     else:
         transport.refusing = True
 
-    received(gw, message_id)  # recorded and receipted all the same
+    assert receipts.send_receipts(gw) == 1  # recorded all the same
 
-    assert transport.tried == tried + 1  # the receiving side tried to publish it itself
+    assert transport.tried == tried + 1  # the receipt loop tried to publish it itself
     receipt = the_receipt(gw)
     assert receipt.status is Status.SIGNED
     assert claimed_until(gw, receipt.pk) is None  # given back at once, not at the lease's end
     assert wakeups.generation(OUTBOX) == outbox_woken + 1  # and the sender loop told so
+    assert wakeups.generation(RECEIPTS) == receipts_woken
     assert transport.depth(SENDER_INBOX) == 0
 
-    transport.publisher_down, transport.refusing = False, False
+    transport.available, transport.refusing = True, False
     assert delivery.publish_outbox(gw).confirmed == 1  # the sender loop's next turn
     assert the_receipt(gw).status is Status.SENT
     assert deliver_queue(gw, SENDER_INBOX) == 1
-    (sent_message,) = gw.ledger.find(message_id=message_id, authority=SENDER)
-    assert sent_message.status is Status.DELIVERED
-
-
-def test_a_receipt_that_cannot_be_signed_with_its_batch_is_left_whole_to_the_receipt_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    gw, transport, wakeups, message_id = sent(tmp_path)
-    receipts_woken = wakeups.generation(RECEIPTS)
-    failures = 0
-
-    def signed_then_failed(gw: Gateway, conn: Connection, limit: int) -> receipts.Signed:
-        nonlocal failures
-        failures += 1
-        receipts.sign_due(gw, conn, limit)  # recorded, and the messages marked receipted
-        raise SignatureError("the signing key could not be read")
-
-    monkeypatch.setattr(pipeline, "sign_due", signed_then_failed)
-    received(gw, message_id)  # the batch is recorded and acknowledged all the same
-    assert failures == 1
-    # What was written for the receipt was rolled back with it, and nothing published.
-    assert gw.ledger.find(authority=RECIPIENT, direction=Direction.OUTBOUND) == []
-    assert transport.depth(SENDER_INBOX) == 0
-    assert wakeups.generation(RECEIPTS) == receipts_woken + 1  # the receipt loop is told
-
-    assert receipts.send_receipts(gw) == 1  # the receipt loop's turn
-    assert the_receipt(gw).status is Status.SENT
-    assert deliver_queue(gw, SENDER_INBOX) == 1
-    (sent_message,) = gw.ledger.find(message_id=message_id, authority=SENDER)
-    assert sent_message.status is Status.DELIVERED
+    (sent,) = gw.ledger.find(message_id=message_id, authority=SENDER)
+    assert sent.status is Status.DELIVERED
 
 
 def test_a_message_recorded_claimed_is_left_alone_until_its_claim_lapses(
@@ -207,8 +164,8 @@ def test_a_message_recorded_claimed_is_left_alone_until_its_claim_lapses(
 def test_a_receipt_settles_our_sends_in_the_one_transaction_that_records_it(
     tmp_path: Path,
 ) -> None:
-    gw, _transport, _wakeups, message_id = sent(tmp_path)
-    received(gw, message_id)
+    gw, _transport, _wakeups, message_id = sent_and_received(tmp_path)
+    assert receipts.send_receipts(gw) == 1
     commits = 0
 
     def committed(_conn: object) -> None:
@@ -224,28 +181,7 @@ def test_a_receipt_settles_our_sends_in_the_one_transaction_that_records_it(
     # DELIVERED becomes visible at the very commit that records the receipt: no
     # second transaction, and no moment when the receipt is kept but not applied.
     assert commits == 1
-    (sent_message,) = gw.ledger.find(message_id=message_id, authority=SENDER)
-    assert sent_message.status is Status.DELIVERED
+    (sent,) = gw.ledger.find(message_id=message_id, authority=SENDER)
+    assert sent.status is Status.DELIVERED
     (kept,) = gw.ledger.find(authority=SENDER, direction=Direction.INBOUND)
     assert kept.message_type == "Receipt"
-
-
-def test_a_batch_larger_than_a_trickle_leaves_its_receipt_to_the_receipt_loop(
-    tmp_path: Path,
-) -> None:
-    transport = Refusing()
-    gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
-    wakeups = watching(gw)
-    count = pipeline.INLINE_RECEIPTS_MAX + 1
-    gw.ledger.record(signed_inbound(gw, SENDER, RECIPIENT, count))
-    assert delivery.publish_outbox(gw).confirmed == count
-    receipts_woken = wakeups.generation(RECEIPTS)
-
-    assert deliver_queue(gw, RECIPIENT_INBOX) == count  # one batch: a backlog
-
-    # Nothing signed while the batch was recorded: the receipt loop is told, and its
-    # one receipt covers the whole batch (and would cover the next ones too).
-    assert gw.ledger.find(authority=RECIPIENT, direction=Direction.OUTBOUND) == []
-    assert wakeups.generation(RECEIPTS) == receipts_woken + 1
-    assert receipts.send_receipts(gw) == count
-    assert the_receipt(gw).status is Status.SENT

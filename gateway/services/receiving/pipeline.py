@@ -27,17 +27,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
-from gateway.errors import (
-    CafgwError,
-    LedgerError,
-    LedgerUnavailableError,
-    OutageError,
-    PolicyRefusal,
-)
+from gateway.errors import LedgerError, LedgerUnavailableError, OutageError, PolicyRefusal
 from gateway.feature import ApplyContext, Received
 from gateway.ledger import locks
 from gateway.ledger.records import NewMessage
@@ -45,23 +38,12 @@ from gateway.ledger.status import Direction, Route, Status
 from gateway.model import Envelope, MessageType, Receipt, ReceiptOutcome
 from gateway.outbox import content_digest
 from gateway.policy.child import child_key
-from gateway.services.receipts import Signed, publish_signed, sign_due
 from gateway.services.receiving.checks import Passed, Refused, Source, check, source_of
 from gateway.transport.base import Delivery, Disposition, Verdict
 from gateway.transport.topology import REGIONAL
-from gateway.wakeups import RECEIPTS, unmark
 
 log = logging.getLogger(__name__)
 
-# At most this many messages receipted by one batch's transaction (as the receipt loop).
-_RECEIPT_LIMIT = 5000
-# A batch of at most this many messages signs its receipt itself (``_sign_receipts``):
-# at a trickle each message waits for it. Larger batches mean a backlog (the
-# consumer's batches grow with it, up to ``Batching.batch_max``, 100): the receipt
-# loop then covers several batches with one receipt, and the consumer does not wait
-# for the broker's confirm of each (flat out 10,000: 686 and 669 msgs/s signing
-# every batch's receipt, against 704 and 707; docs/performance.md, issue 14).
-INLINE_RECEIPTS_MAX = 16
 # Local records: the same content from one sender reaches the local system once.
 RECORD_TYPES = frozenset(
     {MessageType.ASSESSMENT, MessageType.CONSENT_CHANGE, MessageType.EVALUATION}
@@ -224,8 +206,7 @@ def _record_checked(
                 if is_receipt:
                     assert isinstance(item.env.body, Receipt)
                     receipts.append((item.env, item.env.body))
-            kept = _without_repeats(gw, owner, new, conn)
-            gw.ledger.record(kept, conn)
+            gw.ledger.record(_without_repeats(gw, owner, new, conn), conn)
             # Settled in the transaction that records the receipt: the sends are
             # DELIVERED the moment the receipt is durably ours, one commit less.
             for env, receipt in receipts:
@@ -243,11 +224,6 @@ def _record_checked(
                     env.header.sender,
                     conn,
                 )
-            signed = (
-                _sign_receipts(gw, conn)
-                if len(checked) <= INLINE_RECEIPTS_MAX and any(m.receipt_due for m in kept)
-                else Signed()
-            )
         for receipt_id in resend_receipts:
             _requeue_receipt(gw, owner, receipt_id)
     except LedgerUnavailableError:
@@ -260,32 +236,7 @@ def _record_checked(
             action()
         except Exception:  # why everything: the message is recorded; a follow-up may not undo it
             log.exception("an action after recording a message failed; it is retried later")
-    with BUDGET.timed("receipt"):
-        publish_signed(gw, signed)
     return [Disposition(Verdict.ACK) for _ in deliveries]
-
-
-def _sign_receipts(gw: Gateway, conn: Connection) -> Signed:
-    """The receipts owed, signed in the transaction that records a small batch (issue 14).
-
-    One transaction and one hand-over between threads less per batch than leaving
-    them to the receipt loop, which still signs whatever this does not (another
-    replica's turn, a receipt made due elsewhere). Published once the batch is
-    durable. A failure to sign never fails the batch: it is rolled back to before
-    it and left to the receipt loop.
-    """
-    with BUDGET.timed("receipt"):
-        try:
-            with conn.begin_nested():
-                signed = sign_due(gw, conn, _RECEIPT_LIMIT)
-            if signed.all_due:
-                unmark(conn, RECEIPTS)  # no turn of the receipt loop is owed for the batch
-            return signed
-        except CafgwError as exc:
-            log.warning("receipts left to the receipt loop: %s", exc)
-        except SQLAlchemyError as exc:
-            log.warning("receipts left to the receipt loop: ledger: %s", exc)
-    return Signed()
 
 
 def _lock_names(
