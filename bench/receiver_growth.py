@@ -37,14 +37,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-
 ROOT = Path(__file__).resolve().parents[1]
 for extra in (ROOT, ROOT / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
 from support.gateways import memory_gateway, settings_for  # noqa: E402
+from support.sql import captured  # noqa: E402
 
 from gateway.context import Gateway  # noqa: E402
 from gateway.envelope import xmlsafe  # noqa: E402
@@ -124,13 +123,6 @@ def measure(fill: int, window: int, batch: int, distinct: bool) -> list[dict[str
             transport=transport,
             settings=settings_for(folder, (RECIPIENT,), ledger_url=f"sqlite:///{folder / 'r.db'}"),
         )
-        statements = 0
-
-        def count(*_: object) -> None:
-            nonlocal statements
-            statements += 1
-
-        event.listen(receiver.ledger.engine, "before_cursor_execute", count)
         feed = Feed(sender, receiver, distinct)
         rows = []
         # Warm-up (imports, compiled statements, caches), not measured.
@@ -142,10 +134,11 @@ def measure(fill: int, window: int, batch: int, distinct: bool) -> list[dict[str
                 receive(receiver, feed.take(more), batch)
                 held += more
             deliveries = feed.take(window)
-            statements = 0
-            started = time.thread_time()
-            receive(receiver, deliveries, batch)
-            cpu_s = time.thread_time() - started
+            with captured(receiver.ledger.engine) as seen:
+                started = time.thread_time()
+                receive(receiver, deliveries, batch)
+                cpu_s = time.thread_time() - started
+            statements = len(seen)
             held += window
             row = {
                 "ledger_before": held - window,
