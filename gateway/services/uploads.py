@@ -88,13 +88,25 @@ def check_csv(stream: BinaryIO, source: str, limits: Limits) -> None:
 
 
 def submit(
-    gw: Gateway, authority: str, adapter_name: str, stream: BinaryIO, source: str
+    gw: Gateway,
+    authority: str,
+    adapter_name: str,
+    stream: BinaryIO,
+    source: str,
+    report: outbound.SubmitReport | None = None,
 ) -> outbound.SubmitReport:
-    """Check ``stream`` against the upload limits, then convert and accept it."""
+    """Check ``stream`` against the upload limits, then convert and accept it (into
+    ``report``, as ``outbound.submit_local`` does)."""
     limits = gw.settings.limits
     adapter = outbound.own_adapter(gw.adapters, adapter_name, authority)
     if local_format.media_type(adapter) == "text/csv":
         check_csv(stream, source, limits)
     return outbound.submit_local(
-        gw, authority, adapter_name, stream, source, max_records=limits.max_upload_records
+        gw,
+        authority,
+        adapter_name,
+        stream,
+        source,
+        max_records=limits.max_upload_records,
+        report=report,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from datetime import datetime
 from functools import partial
@@ -13,12 +14,13 @@ from urllib.parse import unquote
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.api.problems import problem
 from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
+from gateway.api.submit_answer import SerializedReport
 from gateway.context import Gateway
 from gateway.crossborder.children import resolve_child
 from gateway.errors import CafgwError, ForbiddenError, MalformedInputError, NotFoundError
@@ -125,7 +127,7 @@ async def submit(
             "answer, nothing is submitted twice (kept for seven days)",
         ),
     ] = None,
-) -> SubmitOut | RecordOut:
+) -> Response | RecordOut:
     """Accept a local export (with ``adapter``) or one canonical XML envelope.
 
     Everything accepted is in the ledger before this answers. With an
@@ -157,10 +159,14 @@ def _submit(
     source: str,
     key: str | None,
     stream: BinaryIO,
-) -> SubmitOut | RecordOut:
-    def accept() -> SubmitOut | RecordOut:
+) -> Response | RecordOut:
+    def accept() -> Response | RecordOut:
         if adapter is not None:
-            return SubmitOut.of(uploads.submit(gw, authority, adapter, stream, source))
+            # The answer (SubmitOut) is written batch by batch as records are accepted,
+            # not built from every outcome at the end: see gateway/api/submit_answer.py.
+            report = SerializedReport(source)
+            uploads.submit(gw, authority, adapter, stream, source, report)
+            return Response(report.body(), status_code=202, media_type="application/json")
         return RecordOut.of(outbound.submit_envelope(gw, authority, stream.read()))
 
     if key is None:
@@ -168,7 +174,7 @@ def _submit(
     digest = idempotency.request_digest_of(adapter, source, stream)
     kept = idempotency.begin(gw.ledger, authority, key, digest, gw.clock())
     if kept is not None:
-        return JSONResponse(  # type: ignore[return-value]
+        return JSONResponse(
             kept.body, status_code=kept.status_code, headers={"Idempotent-Replayed": "true"}
         )
     try:
@@ -183,9 +189,13 @@ def _submit(
     except BaseException:
         idempotency.release(gw.ledger, authority, key)
         raise
-    idempotency.finish(
-        gw.ledger, authority, key, idempotency.Answer(202, answer.model_dump(mode="json"))
+    # An export's answer is already JSON (SerializedReport); kept as the object it encodes.
+    answered = (
+        json.loads(bytes(answer.body))
+        if isinstance(answer, Response)
+        else answer.model_dump(mode="json")
     )
+    idempotency.finish(gw.ledger, authority, key, idempotency.Answer(202, answered))
     return answer
 
 

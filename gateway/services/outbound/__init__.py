@@ -65,22 +65,25 @@ def submit_local(
     source: str,
     progress: Progress | None = None,
     max_records: int | None = None,
+    report: SubmitReport | None = None,
 ) -> SubmitReport:
     """Convert a local export and accept every record (queued, held or rejected).
 
     An adapter belongs to the authority its mapping names (``authority:``): only
     that authority may submit through it (AdapterNotYoursError, HTTP 403).
     With ``max_records``, a record past it stops the conversion with
-    ``InputLimitError``; the batches before it stay accepted.
+    ``InputLimitError``; the batches before it stay accepted. Each batch's
+    outcomes go to ``report`` (default: a new ``SubmitReport`` that keeps them)
+    as soon as the batch is accepted.
     """
     adapter = own_adapter(gw.adapters, adapter_name, authority)
     gw.signer(authority)  # fail early if this gateway does not host the authority
-    report = SubmitReport(source)
+    report = SubmitReport(source) if report is None else report
     results = adapter.read(stream, source)
     if max_records is not None:
         results = _at_most(results, max_records, source)
     for chunk in _chunks(results, BATCH):
-        report.outcomes.extend(submit_results(gw, authority, chunk, progress))
+        report.add(submit_results(gw, authority, chunk, progress))
     return report
 
 

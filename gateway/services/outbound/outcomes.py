@@ -23,8 +23,14 @@ class RecordOutcome:
 
 @dataclass
 class SubmitReport:
+    """What happened to every record of one submission, in the order accepted."""
+
     source: str
     outcomes: list[RecordOutcome] = field(default_factory=list)
+
+    def add(self, outcomes: list[RecordOutcome]) -> None:
+        """Take one accepted batch's outcomes (called once per batch, as it is accepted)."""
+        self.outcomes.extend(outcomes)
 
     def count(self, status: Status) -> int:
         return sum(1 for o in self.outcomes if o.status == status and o.kind == "record")
