@@ -12,12 +12,21 @@ ledger, which is upgraded in a child process (``ledger.apart``).
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gateway.ledger import migrate
-from gateway.ledger.core import SQLITE_CACHE_KIB, LedgerCore, make_engine
+from gateway.ledger.core import (
+    SQLITE_CACHE_KIB,
+    SQLITE_CACHED_STATEMENTS,
+    LedgerCore,
+    make_engine,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_AT_START = ("alembic", "mako", "pygments", "holidays", "httpx", "psycopg")
@@ -112,6 +121,30 @@ def test_each_sqlite_connection_keeps_a_small_page_cache(tmp_path: Path) -> None
 
     assert size == -SQLITE_CACHE_KIB  # negative: KiB, not pages
     assert SQLITE_CACHE_KIB < 2000  # below SQLite's default
+
+
+def test_each_sqlite_connection_keeps_few_prepared_statements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sqlite3 module does not show a connection's statement cache: what the
+    # ledger asks for when it opens a connection is what can be seen.
+    asked: list[Any] = []
+    connect = sqlite3.connect
+
+    def opening(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        asked.append(kwargs.get("cached_statements"))
+        return connect(*args, **kwargs)
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.setattr(engine.dialect.loaded_dbapi, "connect", opening)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1").one()
+    finally:
+        engine.dispose()
+
+    assert asked == [SQLITE_CACHED_STATEMENTS]
+    assert SQLITE_CACHED_STATEMENTS < 128  # below the sqlite3 module's default
 
 
 SCRAPE = """
