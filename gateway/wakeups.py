@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
-__all__ = ["HANDOVER", "OUTBOX", "RECEIPTS", "TOPICS", "Wakeups", "mark"]
+__all__ = ["HANDOVER", "OUTBOX", "RECEIPTS", "TOPICS", "Wakeups", "mark", "unmark"]
 
 OUTBOX = "outbox"
 RECEIPTS = "receipts"
@@ -40,6 +40,15 @@ def mark(conn: Connection, *topics: str) -> None:
     """Note that ``conn``'s transaction creates work for ``topics`` (woken on its commit)."""
     pending: set[str] = conn.info.setdefault(_PENDING, set())
     pending.update(topics)
+
+
+def unmark(conn: Connection, *topics: str) -> None:
+    """Take back ``topics`` that ``conn``'s transaction marked: it did that work itself.
+    (Between processes a PostgreSQL ``NOTIFY`` already sent stays sent: a replica's
+    loop woken by it finds nothing, as after any other replica's turn.)"""
+    pending: set[str] | None = conn.info.get(_PENDING)
+    if pending:
+        pending.difference_update(topics)
 
 
 class Wakeups:

@@ -103,14 +103,10 @@ class Worker:
         return self.gw.ledger.engine.dialect.name == "postgresql"
 
     def _handle(self, batch: Sequence[Delivery]) -> Sequence[Disposition]:
-        out = receiving.handle_batch(self.gw, batch)
-        if any(_routed_type(d) != "Receipt" for d in batch):
-            # What was just recorded may be owed a receipt (a receipt never is:
-            # waking the receipt loop for each batch of receipts cost the sender
-            # a query per batch). The routing key is only a hint here; the
-            # fallback look catches a mislabelled one.
-            self.wakeups.notify(RECEIPTS)
-        return out
+        # A message recorded owed a receipt wakes the receipt loop by itself (the
+        # ledger marks the transaction: ``wakeups.watch``), unless the transaction
+        # receipted it too (a small batch: ``receiving.pipeline``).
+        return receiving.handle_batch(self.gw, batch)
 
     def _resend(self) -> int:
         changed = delivery.resend_overdue(self.gw)
@@ -284,9 +280,3 @@ def _left_outbox(summary: delivery.PublishSummary) -> int:
     """Messages a sender turn took out of the outbox: confirmed, or returned (marked
     sent, to be re-sent by deadline); the failed ones stay for the next turn."""
     return summary.confirmed + summary.returned
-
-
-def _routed_type(delivery: Delivery) -> str:
-    """The message type the routing key names (``<recipient>.<type>.<sender>``)."""
-    parts = delivery.routing_key.split(".")
-    return parts[1] if len(parts) == 3 else ""

@@ -79,6 +79,8 @@ _RECEIPTS_DUE = (
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
 )
+# The same, of given rows only: a received batch's own, receipted by its transaction.
+_RECEIPTS_DUE_OF = _RECEIPTS_DUE.where(messages.c.id.in_(bindparam("pks", expanding=True)))
 _RECEIPTED = (
     update(messages)
     .where(messages.c.id.in_(bindparam("pks", expanding=True)), messages.c.receipt_due.is_(True))
@@ -296,9 +298,14 @@ class InboundQueries(LedgerCore):
         return (kept or statuses or [None])[0]
 
     def claim_receipts_due(
-        self, conn: Connection, authorities: Sequence[str], limit: int
+        self,
+        conn: Connection,
+        authorities: Sequence[str],
+        limit: int,
+        pks: Sequence[int] | None = None,
     ) -> list[ReceiptDue]:
-        """Lock and return up to ``limit`` of ``authorities``' messages owed a receipt.
+        """Lock and return up to ``limit`` of ``authorities``' messages owed a receipt
+        (of the rows ``pks`` only, when given).
 
         ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: the rows stay locked by
         ``conn``'s transaction, which records the receipt covering them and
@@ -306,13 +313,19 @@ class InboundQueries(LedgerCore):
         message; a replica that dies mid-way leaves its rows unlocked (its
         transaction rolls back) for the next one. SQLite has one process.
         """
-        if not authorities:
+        if not authorities or (pks is not None and not pks):
             return []
-        rows = conn.execute(_RECEIPTS_DUE, {"authorities": list(authorities), "limit": limit}).all()
+        params: dict[str, object] = {"authorities": list(authorities), "limit": limit}
+        if pks is not None:
+            params["pks"] = list(pks)
+        rows = conn.execute(_RECEIPTS_DUE if pks is None else _RECEIPTS_DUE_OF, params).all()
         return [ReceiptDue(r[0], r[1], r[2], r[3], r[4] or "", Status(r[5]), r[6]) for r in rows]
 
-    def mark_receipted(self, pks: Sequence[int], receipt_message_id: str, conn: Connection) -> None:
-        conn.execute(_RECEIPTED, {"pks": list(pks), "receipt_id": receipt_message_id})
+    def mark_receipted(self, pks: Sequence[int], receipt_message_id: str, conn: Connection) -> int:
+        """Mark messages still owed a receipt as covered by ``receipt_message_id``; how
+        many were (fewer than ``pks``: another transaction receipted the rest)."""
+        result = conn.execute(_RECEIPTED, {"pks": list(pks), "receipt_id": receipt_message_id})
+        return int(result.rowcount)
 
     def body_of(self, authority: str, direction: Direction, message_id: str) -> bytes | None:
         with self.transaction() as conn:

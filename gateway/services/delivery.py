@@ -54,8 +54,12 @@ def outbox_lease(gw: Gateway) -> timedelta:
     return timedelta(seconds=gw.settings.database.outbox_lease_s)
 
 
+# The longest a publish with ``open_only`` waits for the broker's confirms.
+INLINE_CONFIRM_S = 2.0
+
+
 def publish_claimed(
-    gw: Gateway, items: Sequence[OutboxItem], held_until: datetime
+    gw: Gateway, items: Sequence[OutboxItem], held_until: datetime, *, open_only: bool = False
 ) -> PublishSummary:
     """Publish ``items``, recorded by this process already claimed until ``held_until``
     (``Ledger.record(claimed_until=...)``), without waiting for the sender loop to
@@ -63,9 +67,13 @@ def publish_claimed(
 
     Whatever does not go out (no broker, a refusal, no confirm) goes back to the
     outbox at once and wakes the sender loops, which publish it as any other.
+    ``open_only``: for a thread that must not wait on the broker (the consumer,
+    which must keep its own connection's heartbeats): only on a publishing
+    connection open now, never opening one, and waiting at most
+    ``INLINE_CONFIRM_S`` for the confirms.
     """
     lease = outbox_lease(gw)
-    return _publish(gw, list(items), gw.clock(), held_until, lease, wake=True)
+    return _publish(gw, list(items), gw.clock(), held_until, lease, wake=True, open_only=open_only)
 
 
 def _publish(
@@ -76,15 +84,17 @@ def _publish(
     lease: timedelta,
     *,
     wake: bool,
+    open_only: bool = False,
 ) -> PublishSummary:
     """Publish rows this process claimed until ``held_until``; mark each by its outcome
     (receipt deadlines from ``now``). ``wake``: give back what failed with a wake-up
-    (``release_claims``)."""
+    (``release_claims``). ``open_only``: see ``publish_claimed``."""
     if not items:
         return PublishSummary()
-    items = _connected(gw, items, held_until, lease, wake=wake)
-    if not items:
-        return PublishSummary()
+    if not open_only:
+        items = _connected(gw, items, held_until, lease, wake=wake)
+        if not items:
+            return PublishSummary()
     escalation_exchange = gw.topology.escalation_exchange
     outgoing = [
         OutgoingMessage(
@@ -96,7 +106,10 @@ def _publish(
         )
         for i in items
     ]
-    results = gw.transport.publish(outgoing, gw.settings.broker.confirm_timeout_s)
+    timeout_s = gw.settings.broker.confirm_timeout_s
+    if open_only:
+        timeout_s = min(timeout_s, INLINE_CONFIRM_S)
+    results = gw.transport.publish(outgoing, timeout_s, open_only=open_only)
     confirmed_unreceipted: list[int] = []
     confirmed_by_deadline: dict[float, list[int]] = {}
     returned: list[tuple[int, str]] = []

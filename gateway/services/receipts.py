@@ -6,24 +6,31 @@ other message, so it too survives a crash and is re-sent when asked. It
 carries this gateway's audit chain head and gives the sender back heads of
 its chain it reported here (``gateway.ledger.audit_anchor``).
 
-The loop that signs a receipt publishes it too, once the transaction that
-recorded it (already claimed, ``Ledger.record(claimed_until=...)``) has
-committed: no claim of its own and no wait for the sender loop (issue 14).
-What does not go out goes back to the outbox for the sender loop.
+Whoever signs a receipt publishes it too, once the transaction that recorded
+it (already claimed, ``Ledger.record(claimed_until=...)``) has committed: no
+claim of its own and no wait for the sender loop (issue 14). What does not go
+out goes back to the outbox for the sender loop. Two sign them (``sign``): a
+small received batch's own transaction, for that batch's messages
+(``receiving.pipeline._Receipt``: at a trickle a message then waits for no
+other thread), and the receipt loop (``send_receipts``) for the rest: larger
+batches (a backlog, one receipt for several), a batch whose receipt could not
+be signed with it, and receipts made due elsewhere (a local system's missed
+acknowledgement deadline).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
-from gateway.errors import BrokerUnavailableError, TransportError
+from gateway.errors import BrokerUnavailableError, LedgerError, TransportError
 from gateway.feature import ReceiptKey, ReceiptNote
 from gateway.ledger import audit_anchor, locks
 from gateway.ledger.records import OutboxItem, ReceiptDue, outbox_item
@@ -70,75 +77,107 @@ def _notes(
     return found
 
 
+@dataclass(frozen=True)
+class Signed:
+    """Receipts signed and recorded in a transaction, claimed for this process to publish
+    once it commits (``publish_signed``)."""
+
+    covered: int = 0  # messages they cover
+    receipts: tuple[OutboxItem, ...] = ()
+    held_until: datetime | None = None  # the end of their claim (None: none signed)
+
+
 def send_receipts(gw: Gateway, limit: int = 5000) -> int:
     """Sign one receipt per (hosted authority, sender) and publish them; returns the
     messages covered."""
     with BUDGET.timed("receipt"):
-        covered, signed, held_until = _send_receipts(gw, limit)
-        if held_until is not None:
-            try:
-                delivery.publish_claimed(gw, signed, held_until)
-            except BrokerUnavailableError as exc:
-                # gateway.transport.link has said the broker is down, once.
-                log.debug("receipts left to the sender loop: %s", exc)
-            except TransportError as exc:
-                # Recorded, and given back to the outbox: the sender loop sends them.
-                log.warning("receipts left to the sender loop: %s", exc)
-        return covered
+        # One transaction: the claimed rows stay locked (PostgreSQL: FOR UPDATE SKIP
+        # LOCKED) until the receipts covering them are recorded, and a killed
+        # replica's claim ends with its connection. Replicas sharing the ledger take
+        # turns (``locks.RECEIPTS``): one that finds another signing skips its turn,
+        # as that one's next turn covers what this one recorded (the commit that
+        # made the rows due wakes every replica's receipt loop). Without turns each
+        # replica signed its own receipts for its own share of every batch: the
+        # cost of receipts per message grew with the number of replicas
+        # (docs/performance.md, "Issue 18").
+        with gw.ledger.transaction() as conn:
+            if not locks.try_xact_lock(conn, locks.RECEIPTS):
+                return 0
+            signed = sign(gw, conn, gw.ledger.claim_receipts_due(conn, gw.hosted, limit))
+        publish_signed(gw, signed)
+        return signed.covered
 
 
-def _send_receipts(gw: Gateway, limit: int) -> tuple[int, list[OutboxItem], datetime | None]:
-    """Sign and record the receipts owed; the messages covered, the receipts (recorded
-    claimed, for this process to publish) and the end of their claim (None: none)."""
-    # One transaction: the claimed rows stay locked (PostgreSQL: FOR UPDATE SKIP
-    # LOCKED) until the receipts covering them are recorded, and a killed
-    # replica's claim ends with its connection. Replicas sharing the ledger take
-    # turns (``locks.RECEIPTS``): one that finds another signing skips its turn,
-    # as that one's next turn covers what this one recorded (the commit that
-    # made the rows due wakes every replica's receipt loop). Without turns each
-    # replica signed its own receipts for its own share of every batch: the
-    # cost of receipts per message grew with the number of replicas
-    # (docs/performance.md, "Issue 18").
+def publish_signed(gw: Gateway, signed: Signed, *, open_only: bool = False) -> None:
+    """Publish the receipts ``sign`` recorded, once its transaction has committed; what
+    does not go out goes back to the outbox for the sender loop.
+
+    ``open_only``: only on a publishing connection open now, with a confirm
+    timeout of at most ``INLINE_CONFIRM_S`` (``delivery.publish_claimed``), for
+    a caller that must not wait for a reconnect.
+    """
+    if signed.held_until is None:
+        return
+    try:
+        delivery.publish_claimed(gw, signed.receipts, signed.held_until, open_only=open_only)
+    except BrokerUnavailableError as exc:
+        # gateway.transport.link has said the broker is down, once.
+        log.debug("receipts left to the sender loop: %s", exc)
+    except TransportError as exc:
+        # Recorded, and given back to the outbox: the sender loop sends them.
+        log.warning("receipts left to the sender loop: %s", exc)
+
+
+def sign(gw: Gateway, conn: Connection, due: Sequence[ReceiptDue]) -> Signed:
+    """Sign and record, in ``conn``'s transaction, the receipts covering ``due`` (rows
+    the transaction claimed, ``Ledger.claim_receipts_due``), recorded claimed for this
+    process to publish (``publish_signed``) and marking the rows receipted.
+
+    Raises ``LedgerError`` when another transaction receipted one of the rows
+    meanwhile (on SQLite the claim is a plain read): the caller's transaction
+    must then roll back, or that message would be receipted twice.
+    """
     covered = 0
     signed: list[OutboxItem] = []
     claimed_until: datetime | None = None
-    with gw.ledger.transaction() as conn:
-        if not locks.try_xact_lock(conn, locks.RECEIPTS):
-            return 0, [], None
-        due = gw.ledger.claim_receipts_due(conn, gw.hosted, limit)
-        groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
-        for d in due:
-            if d.sender in gw.settings.directory:
-                groups[(d.authority, d.sender)].append(d)
-        anchored = gw.settings.audit.heads_in_receipts
-        # The chain's head as it stands (a receipt adds no audit entry of its own).
-        head = audit_anchor.own_head(conn) if anchored and groups else None
-        for (authority, sender), items in groups.items():
-            held = audit_anchor.to_give_back(conn, sender) if anchored else ()
-            for start in range(0, len(items), MAX_ITEMS):
-                chunk = items[start : start + MAX_ITEMS]
-                notes = _notes(gw, conn, chunk)
-                env = gw.outbox.envelope(
-                    sender=authority,
-                    recipient=sender,
-                    body=Receipt(
-                        tuple(
-                            _item(d, notes.get((d.authority, d.sender, d.message_id)))
-                            for d in chunk
-                        ),
-                        head,
-                        held,
+    groups: dict[tuple[str, str], list[ReceiptDue]] = defaultdict(list)
+    for d in due:
+        if d.sender in gw.settings.directory:
+            groups[(d.authority, d.sender)].append(d)
+    anchored = gw.settings.audit.heads_in_receipts
+    # The chain's head as it stands (a receipt adds no audit entry of its own).
+    head = audit_anchor.own_head(conn) if anchored and groups else None
+    for (authority, sender), items in groups.items():
+        held = audit_anchor.to_give_back(conn, sender) if anchored else ()
+        for start in range(0, len(items), MAX_ITEMS):
+            chunk = items[start : start + MAX_ITEMS]
+            notes = _notes(gw, conn, chunk)
+            env = gw.outbox.envelope(
+                sender=authority,
+                recipient=sender,
+                body=Receipt(
+                    tuple(
+                        _item(d, notes.get((d.authority, d.sender, d.message_id))) for d in chunk
                     ),
-                    correlation=chunk[0].message_id,
-                    legal_basis=LegalBasis.NO_PERSONAL_DATA,
+                    head,
+                    held,
+                ),
+                correlation=chunk[0].message_id,
+                legal_basis=LegalBasis.NO_PERSONAL_DATA,
+            )
+            message = gw.outbox.sign(env)
+            if claimed_until is None:
+                # The claim runs from the first record, not from the turn's start:
+                # the reads and signing before it do not use up the lease.
+                claimed_until = gw.clock() + delivery.outbox_lease(gw)
+            (pk,) = gw.ledger.record([message], conn, claimed_until=claimed_until)
+            marked = gw.ledger.mark_receipted([d.pk for d in chunk], env.header.message_id, conn)
+            if marked != len(chunk):
+                raise LedgerError(
+                    f"receipt {env.header.message_id} from {authority} to {sender}: "
+                    f"{len(chunk) - marked} of its {len(chunk)} messages were receipted "
+                    "by another transaction meanwhile; rolled back, not sent twice"
                 )
-                message = gw.outbox.sign(env)
-                if claimed_until is None:
-                    # The claim runs from the first record, not from the turn's start:
-                    # the reads and signing before it do not use up the lease.
-                    claimed_until = gw.clock() + delivery.outbox_lease(gw)
-                (pk,) = gw.ledger.record([message], conn, claimed_until=claimed_until)
-                gw.ledger.mark_receipted([d.pk for d in chunk], env.header.message_id, conn)
-                signed.append(outbox_item(pk, message))
-                covered += len(chunk)
-    return covered, signed, claimed_until
+            signed.append(outbox_item(pk, message))
+            covered += len(chunk)
+    return Signed(covered, tuple(signed), claimed_until)

@@ -101,9 +101,18 @@ class Transport(Protocol):
         """
 
     def publish(
-        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+        self,
+        messages: Sequence[OutgoingMessage],
+        timeout_s: float = 30.0,
+        *,
+        open_only: bool = False,
     ) -> list[PublishResult]:
-        """Publish with confirms pipelined; one result per message, same order."""
+        """Publish with confirms pipelined; one result per message, same order.
+
+        ``open_only``: never open the publishing connection nor wait for another
+        caller opening it: with none open now, every message is FAILED at once
+        (for callers that must not block, such as the consumer's thread).
+        """
 
     def consume(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
         """Deliver batches to ``handler`` until ``stop`` is set; settle by its verdicts.

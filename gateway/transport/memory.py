@@ -107,9 +107,18 @@ class MemoryTransport:
         return False
 
     def publish(
-        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+        self,
+        messages: Sequence[OutgoingMessage],
+        timeout_s: float = 30.0,
+        *,
+        open_only: bool = False,
     ) -> list[PublishResult]:
-        """Route each message; RETURNED when no queue is bound for it."""
+        """Route each message; RETURNED when no queue is bound for it. While
+        ``available`` is False: ``BrokerUnavailableError``, or with ``open_only``
+        every message FAILED (no connection is open)."""
+        if open_only and not self.available:
+            closed = "publisher connection is not open"
+            return [PublishResult(m.message_id, PublishOutcome.FAILED, closed) for m in messages]
         self._check_available()
         results = []
         with self._cond:

@@ -264,12 +264,24 @@ class AsyncPublisher:
         link.start(self._policy.socket_timeout_s + 5)
         return link
 
-    def publish(self, messages: Sequence[OutgoingMessage], timeout_s: float) -> list[PublishResult]:
-        """Publish all, wait for every confirm; one result per message, same order."""
+    def publish(
+        self, messages: Sequence[OutgoingMessage], timeout_s: float, *, open_only: bool = False
+    ) -> list[PublishResult]:
+        """Publish all, wait for every confirm; one result per message, same order.
+
+        ``open_only``: only on the link open now, without the lock another caller
+        holds while it opens one (with backoff): none open, every message FAILED.
+        """
         if not messages:
             return []
-        link = self._open_link()
         batch = _Batch(messages)
+        if open_only:
+            link = self._link  # read without the lock: a reconnect may hold it
+            if link is None or link.closed:
+                batch.fail_rest("publisher connection is not open")
+                return batch.outcomes()
+        else:
+            link = self._open_link()
         if not link.call(lambda: link.send(batch)):
             batch.fail_rest("publisher connection is closed")
         if not batch.done.wait(timeout_s):

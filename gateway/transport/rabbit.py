@@ -153,10 +153,14 @@ class RabbitTransport:
         return self._publisher.connect()
 
     def publish(
-        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+        self,
+        messages: Sequence[OutgoingMessage],
+        timeout_s: float = 30.0,
+        *,
+        open_only: bool = False,
     ) -> list[PublishResult]:
         """Publish with pipelined confirms; one result per message, same order."""
-        return self._publisher.publish(messages, timeout_s)
+        return self._publisher.publish(messages, timeout_s, open_only=open_only)
 
     def consume(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
         """Deliver batches to ``handler`` until ``stop`` is set, reconnecting after losses."""

@@ -175,6 +175,26 @@ def test_a_publish_to_a_missing_exchange_fails_and_the_next_publish_works(
     assert transport.publish([message(1)])[0].outcome is PublishOutcome.CONFIRMED
 
 
+def test_a_publish_on_the_open_connection_only_never_opens_one_nor_waits_for_one(
+    transport: RabbitTransport,
+) -> None:
+    publisher = transport._publisher
+    assert publisher.links_opened == 0  # declaring used a connection of its own
+    # Another caller opening the connection (with backoff) holds the lock meanwhile:
+    # a caller that must not wait (the consumer's thread) does not take it.
+    with publisher._lock:
+        (result,) = transport.publish([message(1)], open_only=True)
+    assert result.outcome is PublishOutcome.FAILED
+    assert "not open" in (result.reason or "")
+    assert publisher.links_opened == 0
+
+    assert transport.connect_publisher()
+    with publisher._lock:  # open: published on it, and the lock is not needed
+        (result,) = transport.publish([message(2)], open_only=True, timeout_s=10)
+    assert result.outcome is PublishOutcome.CONFIRMED
+    assert publisher.links_opened == 1
+
+
 def test_a_nacked_publish_makes_the_next_publish_use_a_new_connection(
     transport: RabbitTransport,
     rabbit_url: str,  # noqa: F811

@@ -36,7 +36,11 @@ class DiesMidPublish(MemoryTransport):
     """The process dies between claiming its rows and the broker's confirms."""
 
     def publish(
-        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+        self,
+        messages: Sequence[OutgoingMessage],
+        timeout_s: float = 30.0,
+        *,
+        open_only: bool = False,
     ) -> list[PublishResult]:
         raise SystemExit("killed mid-publish")
 
@@ -48,11 +52,15 @@ class Recording(MemoryTransport):
         self.published: list[str] = []
 
     def publish(
-        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+        self,
+        messages: Sequence[OutgoingMessage],
+        timeout_s: float = 30.0,
+        *,
+        open_only: bool = False,
     ) -> list[PublishResult]:
         self.timeouts.append(timeout_s)
         self.published += [m.message_id or "" for m in messages]
-        return super().publish(messages, timeout_s)
+        return super().publish(messages, timeout_s, open_only=open_only)
 
 
 def _queued(count: int) -> list[NewMessage]:

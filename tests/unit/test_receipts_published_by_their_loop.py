@@ -4,7 +4,11 @@ once that commits, without a claim of its own or a turn of the sender loop.
 What the broker does not take goes back to the outbox and wakes the sender loop.
 At the sender, the receipt settles the sends it covers in the transaction that
 records it. One in-memory gateway hosts both ends; messages travel through the real
-outbox, receiving and receipt services."""
+outbox, receiving and receipt services.
+
+A small batch is receipted by the transaction that records it
+(``test_receipts_signed_with_their_batch.py``); here every batch is left to the
+receipt loop, as a large one (a backlog) is."""
 
 from __future__ import annotations
 
@@ -23,11 +27,18 @@ from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.services import delivery, receipts
+from gateway.services.receiving import pipeline
 from gateway.transport.base import OutgoingMessage, PublishOutcome, PublishResult
 from gateway.transport.memory import MemoryTransport
 from gateway.wakeups import OUTBOX, RECEIPTS, Wakeups
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def receipts_left_to_their_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "INLINE_RECEIPTS_MAX", 0)
+
 
 SENDER, RECIPIENT = "332", "336"
 SENDER_INBOX, RECIPIENT_INBOX = f"caf.inbox.{SENDER}", f"caf.inbox.{RECIPIENT}"
@@ -47,11 +58,15 @@ class Refusing(MemoryTransport):
         return super().connect_publisher()
 
     def publish(
-        self, messages: Sequence[OutgoingMessage], timeout_s: float = 30.0
+        self,
+        messages: Sequence[OutgoingMessage],
+        timeout_s: float = 30.0,
+        *,
+        open_only: bool = False,
     ) -> list[PublishResult]:
         if self.refusing:
             return [PublishResult(m.message_id, PublishOutcome.FAILED, "nacked") for m in messages]
-        return super().publish(messages, timeout_s)
+        return super().publish(messages, timeout_s, open_only=open_only)
 
 
 def sent_and_received(tmp_path: Path) -> tuple[Gateway, Refusing, Wakeups, str]:
