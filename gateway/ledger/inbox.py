@@ -79,6 +79,15 @@ _RECEIPTS_DUE = (
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
 )
+# Whether any of them is owed one (without locking it).
+_ANY_RECEIPT_DUE = (
+    select(messages.c.id)
+    .where(
+        messages.c.receipt_due.is_(True),
+        messages.c.authority.in_(bindparam("authorities", expanding=True)),
+    )
+    .limit(1)
+)
 # The same, of given rows only: a received batch's own, receipted by its transaction.
 _RECEIPTS_DUE_OF = _RECEIPTS_DUE.where(messages.c.id.in_(bindparam("pks", expanding=True)))
 _RECEIPTED = (
@@ -320,6 +329,13 @@ class InboundQueries(LedgerCore):
             params["pks"] = list(pks)
         rows = conn.execute(_RECEIPTS_DUE if pks is None else _RECEIPTS_DUE_OF, params).all()
         return [ReceiptDue(r[0], r[1], r[2], r[3], r[4] or "", Status(r[5]), r[6]) for r in rows]
+
+    def receipts_owed(self, conn: Connection, authorities: Sequence[str]) -> bool:
+        """Whether any of ``authorities``' messages is owed a receipt, as ``conn`` sees it."""
+        if not authorities:
+            return False
+        found = conn.execute(_ANY_RECEIPT_DUE, {"authorities": list(authorities)}).first()
+        return found is not None
 
     def mark_receipted(self, pks: Sequence[int], receipt_message_id: str, conn: Connection) -> int:
         """Mark messages still owed a receipt as covered by ``receipt_message_id``; how

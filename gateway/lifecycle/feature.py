@@ -36,6 +36,7 @@ from gateway.model import (
     RecallReason,
     Receipt,
 )
+from gateway.wakeups import RECEIPTS
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,13 @@ def on_receipt(ctx: ApplyContext, msg: Received) -> Effect:
     assert isinstance(receipt, Receipt)
 
     def effect() -> None:
-        if outcomes.apply_receipt(
+        passed_on = outcomes.apply_receipt(
             ctx.conn, msg.authority, msg.sender, msg.message_id, receipt, ctx.now
-        ):
-            # A recall we passed on for a forwarded record: its sender learns the outcome.
-            receiver.relay_onward(ctx.conn, msg.authority, msg.sender, msg.message_id)
+        )
+        # A recall we passed on for a forwarded record: its sender learns the outcome,
+        # in a receipt owed again (the receipt loop is woken once this commits).
+        if passed_on and receiver.relay_onward(ctx.conn, msg.authority, msg.sender, msg.message_id):
+            ctx.kit.ledger.announce(ctx.conn, RECEIPTS)
 
     return effect
 

@@ -38,6 +38,9 @@ from gateway.transport.reconnect import (
 
 _CALL_ERRORS: tuple[type[BaseException], ...] = (*PIKA_ERRORS, RuntimeError)
 CHUNK = 200  # messages encoded per turn of the IO loop
+# After its confirm timeout, how long an ``open_only`` caller waits for the IO
+# thread to give its messages up (others: 2 s).
+ABANDON_OPEN_ONLY_S = 0.1
 
 
 class _Batch:
@@ -287,16 +290,17 @@ class AsyncPublisher:
         if not batch.done.wait(timeout_s):
             reason = f"no confirm within {timeout_s} s"
             link.call(lambda: link.abandon(batch, reason))
-            if not batch.done.wait(2.0):
+            # A caller that must not wait gives the IO thread a moment, not 2 s.
+            if not batch.done.wait(ABANDON_OPEN_ONLY_S if open_only else 2.0):
                 batch.fail_rest(reason)  # the IO thread is gone or stuck
         if BUDGET.enabled:
             link.charge_cpu()
         outcomes = batch.outcomes()
         if any(r.outcome is PublishOutcome.NACKED for r in outcomes):
-            self._retire(link)
+            self._retire(link, wait=not open_only)
         return outcomes
 
-    def _retire(self, link: _Link) -> None:
+    def _retire(self, link: _Link, *, wait: bool = True) -> None:
         """End ``link`` after the broker nacked on it: the next publish opens a new one.
 
         A quorum queue nacks while it has no leader. After its leader's node was
@@ -307,6 +311,12 @@ class AsyncPublisher:
         otherwise (a queue over its length limit), so a new connection costs
         little; the unconfirmed messages stay in the outbox for the next turn.
         """
+        if not wait:
+            # Without the lock a reconnect may hold (``open_only``): closing an old
+            # link twice, or one already replaced, is harmless.
+            link.closed = True
+            link.call(link.close_soon)
+            return
         with self._lock:
             if self._link is link:
                 link.call(link.close_soon)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
-from sqlalchemy import select
+from sqlalchemy import select, update
 from support.gateways import deliver_queue
 
 from gateway.context import Gateway
@@ -51,6 +51,7 @@ class Publisher(MemoryTransport):
         self.publisher_closed = False
         self.publish_raises = False
         self.opened = 0
+        self.timeouts: list[tuple[float, bool]] = []  # (confirm timeout, open_only)
 
     def connect_publisher(self) -> bool:
         self.opened += 1
@@ -64,6 +65,7 @@ class Publisher(MemoryTransport):
         *,
         open_only: bool = False,
     ) -> list[PublishResult]:
+        self.timeouts.append((timeout_s, open_only))
         if self.publish_raises:
             raise RuntimeError("the publisher's IO thread is gone")
         if self.publisher_closed and not open_only:
@@ -112,7 +114,7 @@ def delivered(gw: Gateway, message_ids: list[str]) -> bool:
 def test_a_small_batch_is_receipted_by_its_own_transaction_and_the_receipt_published_at_once(
     tmp_path: Path,
 ) -> None:
-    gw, _transport, wakeups, ids = sent(tmp_path, 3)
+    gw, transport, wakeups, ids = sent(tmp_path, 3)
     receipts_woken, outbox_woken = wakeups.generation(RECEIPTS), wakeups.generation(OUTBOX)
 
     assert deliver_queue(gw, RECIPIENT_INBOX) == 3
@@ -126,6 +128,9 @@ def test_a_small_batch_is_receipted_by_its_own_transaction_and_the_receipt_publi
     assert wakeups.generation(RECEIPTS) == receipts_woken
     assert wakeups.generation(OUTBOX) == outbox_woken
     assert receipts.send_receipts(gw) == 0
+    # Published on the open connection only, waiting briefly for its confirm.
+    assert transport.timeouts[-1] == (delivery.INLINE_CONFIRM_S, True)
+    assert gw.settings.broker.confirm_timeout_s > delivery.INLINE_CONFIRM_S
     # It travels on as any receipt: every message it covers is DELIVERED at the sender.
     assert deliver_queue(gw, SENDER_INBOX) == 1
     assert delivered(gw, ids)
@@ -268,3 +273,56 @@ def test_rows_another_transaction_receipted_meanwhile_are_never_receipted_twice(
         receipts.sign(gw, conn, stale)
 
     assert len(receipts_of(gw)) == 1
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["announced", "not-announced"])
+def test_a_batch_that_makes_an_older_message_owe_a_receipt_leaves_the_receipt_loop_woken(
+    tmp_path: Path, announced: bool
+) -> None:
+    # A received receipt for a recall passed on makes the recall's sender owed a
+    # receipt again (lifecycle.receiver.relay_onward), in the batch's transaction.
+    gw, _transport, wakeups, ids = sent(tmp_path)
+    assert deliver_queue(gw, RECIPIENT_INBOX) == 1  # receipted by its own transaction
+    (older,) = gw.ledger.find(message_id=ids[0], authority=RECIPIENT)
+
+    def applier(ctx: ApplyContext, _msg: Received) -> Effect:
+        def effect() -> None:
+            if announced:
+                ctx.kit.ledger.set_receipt_due([older.pk], ctx.conn)
+            else:
+                ctx.conn.execute(
+                    update(messages).where(messages.c.id == older.pk).values(receipt_due=True)
+                )
+
+        return effect
+
+    later = signed_inbound(gw, SENDER, RECIPIENT, 1)
+    gw.ledger.record(later)
+    assert delivery.publish_outbox(gw).confirmed == 1
+    woken = wakeups.generation(RECEIPTS)
+    kind = MessageType.ISSUE_LOG_ENTRY
+    with_it = replace(gw, appliers={**gw.appliers, kind: (*gw.appliers[kind], applier)})
+    assert deliver_queue(with_it, RECIPIENT_INBOX) == 1
+
+    assert owed(gw) == 1  # the older message; the new one was receipted with its batch
+    assert wakeups.generation(RECEIPTS) > woken  # so the loop is told
+    assert receipts.send_receipts(gw) == 1
+
+
+def test_a_failure_after_the_receipt_is_recorded_rolls_back_only_the_savepoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw, _transport, wakeups, ids = sent(tmp_path, 2)
+    woken = wakeups.generation(RECEIPTS)
+    with monkeypatch.context() as patched:
+        # The receipt is signed and recorded, then its rows are found receipted.
+        patched.setattr(type(gw.ledger), "mark_receipted", lambda *_args: 0)
+        assert deliver_queue(gw, RECIPIENT_INBOX) == 2
+
+    assert receipts_of(gw) == []  # the recorded receipt went with the savepoint
+    assert len(gw.ledger.find(authority=RECIPIENT, direction=Direction.INBOUND)) == 2
+    assert owed(gw) == 2
+    assert wakeups.generation(RECEIPTS) > woken
+    assert receipts.send_receipts(gw) == 2
+    assert deliver_queue(gw, SENDER_INBOX) == 1
+    assert delivered(gw, ids)

@@ -305,8 +305,11 @@ class _Receipt:
                 log.exception("the receipt of a received batch is left to the receipt loop")
                 return
             self.signed = signed
-            if signed.covered == len(self.pks):
-                unmark(conn, RECEIPTS)  # no turn of the receipt loop is owed for these
+            # No turn of the receipt loop is owed for these; but one is if anything
+            # else is owed a receipt (an applier may have made an older message owe
+            # one again, in this transaction or another): the loop stays woken then.
+            if signed.covered == len(self.pks) and not gw.ledger.receipts_owed(conn, gw.hosted):
+                unmark(conn, RECEIPTS)
 
     def publish(self) -> None:
         """Once the batch is durable, before it is acknowledged."""
