@@ -13,6 +13,7 @@ from gateway.api.auth import ApiKeys
 from gateway.cli.common import ConfigOption, console, friendly, new_table, settings_from
 from gateway.cli.reports import outcome_table, summary
 from gateway.context import Gateway
+from gateway.heap import cap_malloc_arenas
 from gateway.ledger.status import Direction, Status
 from gateway.policy import existence
 from gateway.private_files import write_private
@@ -78,6 +79,7 @@ def run(
     verbose: bool = typer.Option(False, "--verbose"),
 ) -> None:
     """Run the gateway: consume inboxes, publish the outbox, serve the HTTP API."""
+    cap_malloc_arenas()  # before any thread: see gateway.heap
     logging_setup.configure(verbose=verbose)
     settings = settings_from(config)
     secure_state(settings)
