@@ -297,10 +297,10 @@ class AsyncPublisher:
             link.charge_cpu()
         outcomes = batch.outcomes()
         if any(r.outcome is PublishOutcome.NACKED for r in outcomes):
-            self._retire(link, wait=not open_only)
+            self._retire(link)
         return outcomes
 
-    def _retire(self, link: _Link, *, wait: bool = True) -> None:
+    def _retire(self, link: _Link) -> None:
         """End ``link`` after the broker nacked on it: the next publish opens a new one.
 
         A quorum queue nacks while it has no leader. After its leader's node was
@@ -310,17 +310,13 @@ class AsyncPublisher:
         three), while a new connection published at once. A nack is rare
         otherwise (a queue over its length limit), so a new connection costs
         little; the unconfirmed messages stay in the outbox for the next turn.
+
+        Without the lock a reconnect holds, so that no caller waits for one here
+        (``open_only``: the consumer's receipts): marking a link closed and
+        closing it is idempotent, and harmless on one already replaced.
         """
-        if not wait:
-            # Without the lock a reconnect may hold (``open_only``): closing an old
-            # link twice, or one already replaced, is harmless.
-            link.closed = True
-            link.call(link.close_soon)
-            return
-        with self._lock:
-            if self._link is link:
-                link.call(link.close_soon)
-                link.closed = True
+        link.closed = True
+        link.call(link.close_soon)
 
     def close(self) -> None:
         with self._lock:
