@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -36,6 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +53,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import cpu, replicas, whole_path  # noqa: E402
-from bench.bench_support import proc_rss_mb, rabbit_vhost, self_rss_mb  # noqa: E402
+from bench.bench_support import (  # noqa: E402
+    RssSampler,
+    proc_rss_mb,
+    rabbit_vhost,
+    self_rss_mb,
+)
 from gateway.context import Gateway, build  # noqa: E402
 from gateway.cpu_budget import BUDGET  # noqa: E402
 from gateway.envelope import xmlsafe  # noqa: E402
@@ -122,6 +129,18 @@ def paced(count: int, rate: float | None, send: Callable[[int, int], None], chun
 
 
 # --- raw pika ---------------------------------------------------------------
+
+
+def raw_pika_apart(url: str, payload: bytes, count: int, rate: float | None, label: str) -> Row:
+    """``raw_pika`` in a process of its own.
+
+    Run in the bench's process, its timestamps (two dicts of ``count`` entries)
+    and pika's buffers stayed in the peak RSS reported for the sender gateway,
+    which lives there too (100,000 messages: 169 MB before the sender's row
+    began), and the sender's idle threads in the raw client's CPU.
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(raw_pika, url, payload, count, rate, label).result()
 
 
 def raw_pika(url: str, payload: bytes, count: int, rate: float | None, label: str) -> Row:
@@ -211,6 +230,8 @@ class Rig:
     template: Envelope
     reader: Ledger
     """The sender's ledger on an engine of its own: the bench's reads stay out of the budget."""
+    rss_peak_mb: float = 0.0
+    """The highest resident set of this process seen while a row ran (``RssSampler``)."""
 
     def sign(self, n: int) -> list[NewMessage]:
         out = []
@@ -235,6 +256,12 @@ def open_rig(workdir: Path, url: str) -> Rig:
     from gateway.envelope.keys import ensure_identity  # noqa: PLC0415
     from gateway.settings import load_settings  # noqa: PLC0415
 
+    try:  # as ``cafgw run`` does before its threads start; absent from older trees
+        from gateway.heap import cap_malloc_arenas  # noqa: PLC0415
+    except ImportError:
+        pass
+    else:
+        cap_malloc_arenas()
     keys = workdir / "keys"
     folders = {}
     for name, code in (("receiver", RECIPIENT), ("sender", SENDER)):
@@ -325,16 +352,20 @@ def cafgw(rig: Rig, count: int, rate: float | None, label: str, timeout_s: float
     broker = cpu.broker_pid()
     before = cpu.snapshot(rig.receiver.port, receiver_pid, broker, ending=False)
     started = time.monotonic()
-    paced(count, rate, send, chunk=200)
-    deadline = time.monotonic() + timeout_s
-    # Counted in SQL while waiting; the times are read once, after the CPU window:
-    # reading every row's times each 0.5 s cost this process (the sender's) CPU
-    # growing with the run (+0.5 ms per message at 100,000). The count itself reads
-    # every row of the run so far, so it is taken less often as the run goes on
-    # (every 0.5 s, or 2 % of the time waited): a bounded share of the CPU window.
-    # Throughput and latency come from the ledger's times, not from these looks.
-    while time.monotonic() < deadline and delivered_count(rig.reader, since_pk) < count:
-        time.sleep(max(0.5, (time.monotonic() - started) / 50))
+    # The sender gateway's resident set while it works; the bench's own reads of
+    # every message's times, after the run, are not the gateway's.
+    with RssSampler() as rss:
+        paced(count, rate, send, chunk=200)
+        deadline = time.monotonic() + timeout_s
+        # Counted in SQL while waiting; the times are read once, after the CPU window:
+        # reading every row's times each 0.5 s cost this process (the sender's) CPU
+        # growing with the run (+0.5 ms per message at 100,000). The count itself reads
+        # every row of the run so far, so it is taken less often as the run goes on
+        # (every 0.5 s, or 2 % of the time waited): a bounded share of the CPU window.
+        # Throughput and latency come from the ledger's times, not from these looks.
+        while time.monotonic() < deadline and delivered_count(rig.reader, since_pk) < count:
+            time.sleep(max(0.5, (time.monotonic() - started) / 50))
+    rig.rss_peak_mb = max(rig.rss_peak_mb, rss.peak_mb)
     after = cpu.snapshot(rig.receiver.port, receiver_pid, broker, ending=True)
     times = delivered_times(rig.reader, since_pk)
     done = {pk: (c, d) for pk, (c, d) in times.items() if d is not None}
@@ -356,7 +387,8 @@ def cafgw(rig: Rig, count: int, rate: float | None, label: str, timeout_s: float
         p99,
         elapsed / max(1, len(done)) * 1000,
         {
-            "sender+bench": self_rss_mb(),
+            # Sampled while the gateway worked, in this and the earlier rows.
+            "sender+bench": rig.rss_peak_mb,
             "receiver": proc_rss_mb(rig.receiver.proc.pid) if rig.receiver.proc else float("nan"),
         },
         f"{len(done)}/{count} delivered; signing {sign_s / max(1, count) * 1000:.2f} ms/msg",
@@ -485,13 +517,13 @@ def main(argv: list[str] | None = None) -> int:
             for rate in rates:
                 n = int(rate * args.rate_seconds)
                 if not args.skip_raw:
-                    rows.append(raw_pika(url, payload, n, rate, f"rate {rate:.0f}/s"))
+                    rows.append(raw_pika_apart(url, payload, n, rate, f"rate {rate:.0f}/s"))
                 if not args.skip_cafgw:
                     rows.append(cafgw(rig, n, rate, f"rate {rate:.0f}/s", 120))
                 console.print(rows[-1])
             for n in sizes:
                 if not args.skip_raw:
-                    rows.append(raw_pika(url, payload, n, None, f"flat out {n}"))
+                    rows.append(raw_pika_apart(url, payload, n, None, f"flat out {n}"))
                 if not args.skip_cafgw:
                     rows.append(cafgw(rig, n, None, f"flat out {n}", max(300, n / 20)))
                 console.print(rows[-1])
