@@ -9,11 +9,13 @@ structure and lexical forms, not every facet of the XSD.
 Modules, by what they encode: ``envelope`` (header, body dispatch),
 ``assessment`` and ``plan`` (the Assessment body), ``bodies`` (the small
 bodies), ``dispute``, ``parts`` (child, carer, practitioner, consent shared by
-several bodies) and ``xml`` (element and lexical primitives).
+several bodies), ``xml`` (element and lexical primitives) and ``canonical``
+(a body written straight to C14N, for its content digest).
 """
 
 from gateway.envelope.codec.envelope import (
     body_from_element,
+    body_octets,
     body_to_element,
     element_to_envelope,
     envelope_to_bytes,
@@ -23,6 +25,7 @@ from gateway.envelope.codec.envelope import (
 
 __all__ = [
     "body_from_element",
+    "body_octets",
     "body_to_element",
     "element_to_envelope",
     "envelope_to_bytes",

@@ -8,7 +8,7 @@ A trailing ``ds:Signature`` is ignored when decoding; signing is
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -26,6 +26,7 @@ from gateway.envelope.codec.bodies import (
     write_notification,
     write_receipt,
 )
+from gateway.envelope.codec.canonical import Canonical
 from gateway.envelope.codec.dispute import read_dispute, write_dispute
 from gateway.envelope.codec.lifecycle import (
     read_access_notice,
@@ -113,6 +114,16 @@ def body_to_element(body: Body) -> etree._Element:
     el = etree.Element(NS + _body_name(body), nsmap=_NSMAP)
     _write_body(el, body)
     return el
+
+
+def body_octets(body: Body) -> bytes:
+    """``body_to_element``'s document in C14N 1.0, written without building it
+    (``canonical``); ``NotPlain`` where only lxml may write it."""
+    el = Canonical(_body_name(body))
+    # The writers take lxml elements; a Canonical takes every call they make
+    # (tests/unit/test_codec.py writes every message type and random bodies both ways).
+    _write_body(cast(etree._Element, el), body)
+    return el.octets()
 
 
 def _body_name(body: Body) -> str:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from lxml import etree
 
+from gateway.envelope.codec.canonical import Canonical, NotPlain
 from gateway.errors import SchemaError
 from gateway.model import NAMESPACE
 
@@ -24,6 +25,9 @@ _MAX_OFFSET = timedelta(hours=14)  # xs:dateTime limit on time-zone offsets
 
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
+# What the writers fill: an lxml element, or one written straight to C14N for a
+# content digest (``canonical``); the primitives below take either.
+N = TypeVar("N", etree._Element, Canonical)
 
 
 # --- paths and errors ---------------------------------------------------------
@@ -51,8 +55,14 @@ def path_of(el: etree._Element, child: str | None = None) -> str:
     return "/" + "/".join(reversed(parts))
 
 
-def problem(el: etree._Element, reason: str, child: str | None = None) -> SchemaError:
-    """A SchemaError naming the element (or its missing child) and its line."""
+def problem(el: etree._Element | Canonical, reason: str, child: str | None = None) -> SchemaError:
+    """A SchemaError naming the element (or its missing child) and its line.
+
+    Writing to C14N directly (``canonical``), a problem raises ``NotPlain``
+    instead: the body is then written with lxml, whose error names the element.
+    """
+    if isinstance(el, Canonical):
+        raise NotPlain(reason)
     line = el.sourceline
     where = f"line {line}: " if line else ""
     return SchemaError([f"{where}{path_of(el, child)}: {reason}"])
@@ -61,14 +71,19 @@ def problem(el: etree._Element, reason: str, child: str | None = None) -> Schema
 # --- writing ------------------------------------------------------------------
 
 
-def sub(parent: etree._Element, name: str) -> etree._Element:
+def sub(parent: N, name: str) -> N:
     """Append an empty child element ``name`` of the canonical namespace."""
+    if isinstance(parent, Canonical):
+        return parent.child(name)
     return etree.SubElement(parent, NS + name)
 
 
-def put(parent: etree._Element, name: str, value: str | None) -> None:
+def put(parent: N, name: str, value: str | None) -> None:
     """Append ``<name>value</name>`` unless value is None."""
     if value is None:
+        return
+    if isinstance(parent, Canonical):
+        parent.leaf(name, value)
         return
     el = etree.SubElement(parent, NS + name)
     try:
@@ -77,8 +92,11 @@ def put(parent: etree._Element, name: str, value: str | None) -> None:
         raise problem(el, f"text cannot be written as XML: {exc}") from exc
 
 
-def put_attr(el: etree._Element, name: str, value: str) -> None:
+def put_attr(el: N, name: str, value: str) -> None:
     """Set attribute ``name``, converting lxml's refusal into a SchemaError."""
+    if isinstance(el, Canonical):
+        el.set(name, value)
+        return
     try:
         el.set(name, value)
     except ValueError as exc:
@@ -102,23 +120,23 @@ def fmt_int(value: int | None) -> str | None:
     return None if value is None else str(value)
 
 
-def put_instant(parent: etree._Element, name: str, value: datetime | None) -> None:
+def put_instant(parent: N, name: str, value: datetime | None) -> None:
     """Append an Instant: ISO 8601 keeping the offset, ``Z`` for UTC."""
     if value is None:
         return
-    el = etree.SubElement(parent, NS + name)
+    el = sub(parent, name)
     el.text = _instant_text(el, value)
 
 
-def put_date_or_instant(parent: etree._Element, name: str, value: date | datetime | None) -> None:
+def put_date_or_instant(parent: N, name: str, value: date | datetime | None) -> None:
     """Append a DateOrInstant: a datetime as an Instant, a date as a Date."""
     if value is None:
         return
-    el = etree.SubElement(parent, NS + name)
+    el = sub(parent, name)
     el.text = _instant_text(el, value) if isinstance(value, datetime) else value.isoformat()
 
 
-def _instant_text(el: etree._Element, value: datetime) -> str:
+def _instant_text(el: etree._Element | Canonical, value: datetime) -> str:
     offset = value.utcoffset()
     if offset is None:
         raise problem(el, "a datetime without a UTC offset cannot be sent")
