@@ -82,12 +82,12 @@ def source_of(gw: Gateway, delivery: Delivery) -> Source:
 
 def check(gw: Gateway, source: Source, delivery: Delivery) -> Passed | Refused:
     raw = delivery.body
-    body_digest = digest(raw)
     try:
         verified = gw.verifier.verify(raw)
     except CafgwError as exc:
         sender, message_id, mtype = _unverified_header(gw, raw)
-        return Refused(source, f"signature: {exc}", sender, message_id, mtype, body_digest, False)
+        return Refused(source, f"signature: {exc}", sender, message_id, mtype, digest(raw), False)
+    body_digest = verified.digest  # of the bytes received, as above
 
     raw = verified.signed_bytes  # act only on what was signed: no comments, canonical form
 
