@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import resource
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,54 +34,37 @@ def self_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def current_rss_mb(pid: int | str = "self") -> float:
-    """Resident set now (VmRSS) of process ``pid``, or NaN once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return float("nan")
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class RssSampler:
-    """The highest resident set of this process while the ``with`` block runs.
-
-    A process's lifetime peak (``ru_maxrss``) also counts what it held before
-    the block; sampled every ``every_s`` seconds, this is the block's own peak
-    (a spike shorter than that may be missed).
-    """
-
-    def __init__(self, every_s: float = 0.2) -> None:
-        self.every_s = every_s
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
-
-    def _run(self) -> None:
-        while True:
-            self.peak_mb = max(self.peak_mb, current_rss_mb())
-            if self._stop.wait(self.every_s):
-                return
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, current_rss_mb())
-
-
 def proc_rss_mb(pid: int) -> float:
     """Peak RSS (VmHWM) of process ``pid``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class RowPeak:
+    """The highest resident set of this process while the ``with`` block runs.
+
+    The kernel's own peak (``VmHWM``, as ``proc_rss_mb`` reads for the receiver),
+    reset as the block starts (``/proc/self/clear_refs``): the process's lifetime
+    peak also counted what it held before the block. Where the peak cannot be
+    reset, the lifetime peak (``reset`` False).
+    """
+
+    peak_mb = float("nan")
+    reset = False
+
+    def __enter__(self) -> RowPeak:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.reset = False
+        else:
+            self.reset = True
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.peak_mb = proc_rss_mb(os.getpid())
 
 
 PG_ADMIN_URL = os.environ.get("CAFGW_BENCH_PG", "postgresql://127.0.0.1:5432/test")

@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
 
 from bench import cpu, replicas, whole_path  # noqa: E402
 from bench.bench_support import (  # noqa: E402
-    RssSampler,
+    RowPeak,
     proc_rss_mb,
     rabbit_vhost,
     self_rss_mb,
@@ -210,7 +210,7 @@ def raw_pika(url: str, payload: bytes, count: int, rate: float | None, label: st
         p95,
         p99,
         elapsed / max(1, len(received)) * 1000,
-        {"bench": self_rss_mb()},
+        {"raw client": self_rss_mb()},
         cpu_ms_per_msg=cpu.client_budget(
             cpu_before, cpu_after, broker_before, broker_after, len(received)
         ),
@@ -231,7 +231,7 @@ class Rig:
     reader: Ledger
     """The sender's ledger on an engine of its own: the bench's reads stay out of the budget."""
     rss_peak_mb: float = 0.0
-    """The highest resident set of this process seen while a row ran (``RssSampler``)."""
+    """The highest resident set of this process while a row ran (``RowPeak``)."""
 
     def sign(self, n: int) -> list[NewMessage]:
         out = []
@@ -354,7 +354,7 @@ def cafgw(rig: Rig, count: int, rate: float | None, label: str, timeout_s: float
     started = time.monotonic()
     # The sender gateway's resident set while it works; the bench's own reads of
     # every message's times, after the run, are not the gateway's.
-    with RssSampler() as rss:
+    with RowPeak() as rss:
         paced(count, rate, send, chunk=200)
         deadline = time.monotonic() + timeout_s
         # Counted in SQL while waiting; the times are read once, after the CPU window:
@@ -387,7 +387,7 @@ def cafgw(rig: Rig, count: int, rate: float | None, label: str, timeout_s: float
         p99,
         elapsed / max(1, len(done)) * 1000,
         {
-            # Sampled while the gateway worked, in this and the earlier rows.
+            # While the gateway worked, in this and the earlier rows (``RowPeak``).
             "sender+bench": rig.rss_peak_mb,
             "receiver": proc_rss_mb(rig.receiver.proc.pid) if rig.receiver.proc else float("nan"),
         },

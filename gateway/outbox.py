@@ -44,14 +44,15 @@ def content_digest(body: Body) -> str:
     """SHA-256 of a body's canonical XML alone (no header): the same local record
     sent again has the same content digest, whatever its message id or time.
 
-    Written straight to C14N (``codec.canonical``: a tenth of a received record's
-    cost saved, issue 14); a value only lxml may write goes through lxml, which
-    writes the same octets or raises the ``SchemaError`` naming the element.
+    Written straight to C14N (``codec.canonical``: 0.116 -> 0.065 ms a record,
+    issue 14); what only lxml may write goes through lxml, which writes the same
+    octets or raises the ``SchemaError`` naming the element.
     """
     try:
         return digest(body_octets(body))
     except NotPlain:
-        return digest(etree.tostring(body_to_element(body), method="c14n"))
+        pass  # outside the handler: lxml's own error carries no NotPlain context
+    return digest(etree.tostring(body_to_element(body), method="c14n"))
 
 
 def written_content_digest(envelope: etree._Element) -> str:

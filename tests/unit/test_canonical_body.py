@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +22,7 @@ from gateway.envelope.codec import body_octets, body_to_element, element_to_enve
 from gateway.envelope.codec.canonical import Canonical, NotPlain
 from gateway.errors import SchemaError
 from gateway.model import (
+    NAMESPACE,
     Body,
     Child,
     Detail,
@@ -34,6 +36,7 @@ from gateway.outbox import content_digest, digest
 from tests.unit.test_codec import ENVELOPES, EXAMPLES, _load, _minimal_assessment
 
 NS = "{urn:caf-exchange:1}"
+NSMAP: Any = {None: NAMESPACE}
 
 
 def _lxml_octets(body: Body) -> bytes:
@@ -71,19 +74,74 @@ def test_text_and_attributes_needing_escapes_are_written_as_lxml_writes_them() -
     assert content_digest(body) == digest(_lxml_octets(body))
 
 
-def test_every_character_the_canonical_writer_takes_lxml_takes_too() -> None:
-    # Otherwise a record lxml would refuse could get a digest instead of an error.
-    element = etree.Element(NS + "X")
-    canonical = Canonical("X")
-    for point in [*range(0x10000), 0x10000, 0x1F600, 0x10FFFF]:
-        char = chr(point)
+def test_every_code_point_is_written_as_lxml_writes_it_or_left_to_lxml() -> None:
+    # As text, as the text of a leaf taken back (``[-1]``) and in attributes: the
+    # two writers accept the same characters and write them to the same octets,
+    # so a record lxml would refuse can never get a digest instead of an error.
+    def lxml_octets(s: str) -> bytes:
+        root = etree.Element(NS + "R", nsmap=NSMAP)
+        child = etree.SubElement(root, NS + "C")
+        child.text = s
+        child.set("a", s)
+        child.set("b", "x" + s)
+        etree.SubElement(root, NS + "D").text = s
+        return bytes(etree.tostring(root, method="c14n"))
+
+    def canonical_octets(s: str) -> bytes:
+        root = Canonical("R")
+        root.leaf("C", s)
+        child = root[-1]
+        child.set("a", s)
+        child.set("b", "x" + s)
+        root.leaf("D", s)
+        return root.octets()
+
+    def points(start: int, stop: int) -> list[str]:
+        # A run of code points at once; each point alone where the run is refused.
+        run = "".join(map(chr, range(start, stop)))
         try:
-            canonical.text = char
-            canonical.set("a", char)
+            lxml_octets(run)
+            canonical_octets(run)
+        except (ValueError, TypeError, NotPlain):
+            return [chr(p) for p in range(start, stop)]
+        return [run]
+
+    differ, only_canonical = [], []
+    for s in (t for start in range(0, 0x110000, 256) for t in points(start, start + 256)):
+        try:
+            ours: bytes | None = canonical_octets(s)
         except NotPlain:
-            continue
-        element.text = char  # raises ValueError if lxml refuses it
-        element.set("a", char)
+            ours = None
+        try:
+            theirs: bytes | None = lxml_octets(s)
+        except (ValueError, TypeError):
+            theirs = None
+        if ours is not None and theirs is None:
+            only_canonical.append(s)
+        elif ours is not None and ours != theirs:
+            differ.append(s)
+    assert (differ, only_canonical) == ([], [])
+
+
+def test_a_writer_reading_text_back_or_using_another_lxml_api_gets_lxml_instead() -> None:
+    element = Canonical("X")
+    element.text = "R&D"
+    with pytest.raises(NotPlain):
+        _ = element.text
+    with pytest.raises(NotPlain):
+        _ = element.attrib
+
+
+def test_text_left_to_lxml_is_not_carried_into_the_error() -> None:
+    # The record's text must not reach a logged traceback through the fallback.
+    with pytest.raises(SchemaError) as info:
+        content_digest(_minimal_assessment(strengths="Jane Doe\x07"))
+    chain = []
+    exc: BaseException | None = info.value
+    while exc is not None:
+        chain.append(repr(exc.args))
+        exc = exc.__cause__ or exc.__context__
+    assert not any("Jane" in part for part in chain[1:])
 
 
 @pytest.mark.parametrize("text", ["bell\x07", "nul\x00", "\ufffe", "\udc80"])

@@ -120,8 +120,8 @@ def body_octets(body: Body) -> bytes:
     """``body_to_element``'s document in C14N 1.0, written without building it
     (``canonical``); ``NotPlain`` where only lxml may write it."""
     el = Canonical(_body_name(body))
-    # The writers take lxml elements; a Canonical takes every call they make
-    # (tests/unit/test_codec.py writes every message type and random bodies both ways).
+    # mypy checks the writers against lxml's element, not Canonical;
+    # tests/unit/test_canonical_body.py does, at run time, for every message type.
     _write_body(cast(etree._Element, el), body)
     return el.octets()
 

@@ -55,14 +55,16 @@ def path_of(el: etree._Element, child: str | None = None) -> str:
     return "/" + "/".join(reversed(parts))
 
 
-def problem(el: etree._Element | Canonical, reason: str, child: str | None = None) -> SchemaError:
+def problem(
+    el: etree._Element | Canonical, reason: str, child: str | None = None
+) -> SchemaError | NotPlain:
     """A SchemaError naming the element (or its missing child) and its line.
 
-    Writing to C14N directly (``canonical``), a problem raises ``NotPlain``
-    instead: the body is then written with lxml, whose error names the element.
+    Writing to C14N directly (``canonical``), ``NotPlain`` instead: the body is
+    then written with lxml, whose error names the element.
     """
     if isinstance(el, Canonical):
-        raise NotPlain(reason)
+        return NotPlain("refused by a writer")
     line = el.sourceline
     where = f"line {line}: " if line else ""
     return SchemaError([f"{where}{path_of(el, child)}: {reason}"])
