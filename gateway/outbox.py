@@ -50,8 +50,8 @@ def content_digest(body: Body) -> str:
     """
     try:
         return digest(body_octets(body))
-    except NotPlain:
-        pass  # outside the handler: lxml's own error carries no NotPlain context
+    except (NotPlain, AttributeError):  # AttributeError: a writer used an API it lacks
+        pass  # outside the handler: lxml's own error carries no context from here
     return digest(etree.tostring(body_to_element(body), method="c14n"))
 
 

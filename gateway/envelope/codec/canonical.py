@@ -18,15 +18,16 @@ writings equal for every code point and for every message type.
 Anything else raises ``NotPlain`` and the caller writes the body with lxml,
 which answers as it always did (a digest, or the ``SchemaError`` naming the
 element): text outside XML's ``Char`` production, a writer's own refusal
-(``xml.problem``), and any other use of the element (reading ``text`` back, an
-lxml method it lacks). mypy checks the writers against lxml's element only;
-the tests check them against this one.
+(``xml.problem``), reading ``text`` back. An lxml method it lacks raises
+``AttributeError``, which ``content_digest`` takes the same way (a
+``__getattr__`` here would have slowed every attribute read of the class:
+CPython then stops specialising them). mypy checks the writers against lxml's
+element only; the tests check them against this one.
 """
 
 from __future__ import annotations
 
 import re
-from typing import NoReturn
 
 from gateway.model import NAMESPACE
 
@@ -96,10 +97,6 @@ class Canonical:
     @text.setter
     def text(self, value: str) -> None:
         self._text = _text(_checked(value))
-
-    def __getattr__(self, name: str) -> NoReturn:
-        # An lxml API this element lacks: the body is written with lxml.
-        raise NotPlain(name)
 
     def child(self, name: str) -> Canonical:
         """Append an empty child element ``name``."""
