@@ -94,6 +94,8 @@ class LocalSystem:
     handed: Counter[str] = field(default_factory=Counter)
     last_ack: float = 0.0
     errors: list[str] = field(default_factory=list)
+    # Answers other than 200, by request and status ("GET /v1/inbox 503": n).
+    refused: Counter[str] = field(default_factory=Counter)
     stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -103,7 +105,11 @@ class LocalSystem:
             while not self.stop.is_set():
                 try:
                     answer = client.get("/v1/inbox", params={"limit": 500})
-                    answer.raise_for_status()
+                    if answer.status_code != 200:
+                        self.refused[f"GET /v1/inbox {answer.status_code}"] += 1
+                        self.errors.append(f"inbox: {answer.status_code} {answer.text[:300]}")
+                        self.stop.wait(0.5)
+                        continue
                     items = [i["message_id"] for i in answer.json()]
                 except (httpx.HTTPError, ValueError) as exc:
                     self.errors.append(repr(exc)[:200])
@@ -119,7 +125,8 @@ class LocalSystem:
         # local system that stored what it was served would send it.
         answer = client.post("/v1/inbox/ack", json={"message_ids": items})
         if answer.status_code != 200:
-            self.errors.append(f"ack of {len(items)}: {answer.status_code}")
+            self.refused[f"POST /v1/inbox/ack {answer.status_code}"] += 1
+            self.errors.append(f"ack of {len(items)}: {answer.status_code} {answer.text[:300]}")
             return
         with self._lock:
             for item in answer.json():
@@ -286,6 +293,7 @@ def _measure(
         "records_per_s_end_to_end": round(records / max(1e-9, last_ack - started), 1),
         "cpu_ms_per_record": budget,
         "peak_rss_mb": rss,
+        "local_system_refusals": dict(sum((s.refused for s in systems), Counter[str]())),
         "local_system_errors": [e for s in systems for e in s.errors][:10],
         "complete": delivered == len(pks) and all(handed[r] == len(expected[r]) for r in expected),
     }
