@@ -24,6 +24,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Connection, func, insert, select
 
 from gateway.errors import LedgerError
+from gateway.ledger.sqlite_writer import begin_writing
 from gateway.ledger.store import Ledger, as_utc
 from gateway.ledger.tables import audit, audit_subjects
 
@@ -147,6 +148,12 @@ def _write(ledger: Ledger, events: list[AuditEvent], conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         # Serialise appenders so two processes never fork the chain.
         conn.exec_driver_sql("LOCK TABLE audit_log IN EXCLUSIVE MODE")
+    elif conn.dialect.name == "sqlite":
+        # The head is read under the write lock: read before the transaction's
+        # first write, it could be stale once the INSERT took the writer's turn
+        # (another appender committed the same seq in between; an inbox read
+        # then answered 503, "UNIQUE constraint failed: audit_log.seq").
+        begin_writing(conn)
     last = _last(conn)
     key = ledger.audit_key
     if last is not None and not hashes_as(last, key):

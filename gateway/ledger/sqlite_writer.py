@@ -47,11 +47,11 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 
 from gateway.ledger.wal_sync import WalSync, fsync_path
 
-__all__ = ["WAIT_S", "serialize_writers", "wait_durable"]
+__all__ = ["WAIT_S", "begin_writing", "serialize_writers", "wait_durable"]
 
 WAIT_S = 30.0  # as long as the ledger's SQLite busy timeout
 
@@ -124,6 +124,20 @@ def wait_durable(engine: Engine) -> None:
     turn = _BY_ENGINE.get(engine)
     if turn is not None:
         turn.sync.wait(turn.sync.issued)
+
+
+def begin_writing(conn: Connection) -> None:
+    """Take the write lock for the rest of ``conn``'s transaction now (SQLite: the
+    process's turn, then ``BEGIN IMMEDIATE``), unless it already writes.
+
+    For a transaction that reads what its writes depend on (the audit chain's
+    head before the entries after it): read before its first write, the row
+    may be stale by the time the write takes the turn, as another writer of
+    this process or another one committed in between.
+    """
+    driver = conn.connection.dbapi_connection
+    if driver is not None and not getattr(driver, "in_transaction", True):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
