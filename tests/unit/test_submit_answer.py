@@ -129,3 +129,37 @@ def test_the_api_answers_an_export_with_every_record_and_the_counts(tmp_path: Pa
     for key, status in (("queued", "SIGNED"), ("held", "HELD_LOCAL"), ("rejected", "REJECTED")):
         assert body[key] == sum(r["status"] == status for r in records) > 0
     assert SubmitOut.model_validate(body).records[0].record == records[0]["record"]
+
+
+def test_the_api_sends_the_answer_as_kept_with_its_length_and_no_chunked_encoding(
+    tmp_path: Path,
+) -> None:
+    # Sent batch by batch (never joined into one more copy), yet the same bytes and
+    # headers as the joined Response gave: Content-Length, no Transfer-Encoding.
+    gw = memory_gateway(tmp_path)
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    client = TestClient(create_app(gw, keys))
+    sent: list[_Kept] = []
+
+    class _Spy(_Kept):
+        def __init__(self, source: str) -> None:
+            super().__init__(source)
+            sent.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("gateway.api.routes.messages.SerializedReport", _Spy)
+        answer = client.post(
+            "/v1/messages",
+            params={"adapter": "dudley-csv", "source": "register.csv"},
+            content=_register(450),
+            headers={"Authorization": "Bearer " + keys.issue("332")},
+        )
+    assert answer.status_code == 202, answer.text
+    (report,) = sent
+    assert answer.content == report.body()
+    assert answer.content == AS_THE_ROUTE_WROTE_IT.dump_json(
+        SubmitOut.of(report.kept), by_alias=True
+    )
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["content-length"] == str(len(answer.content))
+    assert "transfer-encoding" not in answer.headers

@@ -160,17 +160,19 @@ def _submit(
     key: str | None,
     stream: BinaryIO,
 ) -> Response | RecordOut:
-    def accept() -> Response | RecordOut:
+    def accept() -> SerializedReport | RecordOut:
         if adapter is not None:
             # The answer (SubmitOut) is written batch by batch as records are accepted,
-            # not built from every outcome at the end: see gateway/api/submit_answer.py.
+            # not built from every outcome at the end, and sent as it was written
+            # (never joined into one more copy): see gateway/api/submit_answer.py.
             report = SerializedReport(source)
             uploads.submit(gw, authority, adapter, stream, source, report)
-            return Response(report.body(), status_code=202, media_type="application/json")
+            return report
         return RecordOut.of(outbound.submit_envelope(gw, authority, stream.read()))
 
     if key is None:
-        return accept()
+        answer = accept()
+        return answer.response() if isinstance(answer, SerializedReport) else answer
     digest = idempotency.request_digest_of(adapter, source, stream)
     kept = idempotency.begin(gw.ledger, authority, key, digest, gw.clock())
     if kept is not None:
@@ -191,12 +193,12 @@ def _submit(
         raise
     # An export's answer is already JSON (SerializedReport); kept as the object it encodes.
     answered = (
-        json.loads(bytes(answer.body))
-        if isinstance(answer, Response)
+        json.loads(answer.body())
+        if isinstance(answer, SerializedReport)
         else answer.model_dump(mode="json")
     )
     idempotency.finish(gw.ledger, authority, key, idempotency.Answer(202, answered))
-    return answer
+    return answer.response() if isinstance(answer, SerializedReport) else answer
 
 
 @router.get("/{message_id}", response_model=list[MessageOut])
