@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from policy_support import DUDLEY, memory_gateway
@@ -111,16 +112,22 @@ def test_each_batch_reaches_the_report_as_soon_as_it_is_accepted(tmp_path: Path)
     assert report.queued + report.held + report.rejected == 450
 
 
-def test_the_api_answers_an_export_with_every_record_and_the_counts(tmp_path: Path) -> None:
+def _submit_register(tmp_path: Path, records: int) -> httpx.Response:
+    """POST a Dudley export of ``records`` rows to a gateway's API as 332."""
     gw = memory_gateway(tmp_path)
     keys = ApiKeys(tmp_path / "api-keys.json")
     client = TestClient(create_app(gw, keys))
-    answer = client.post(
+    answer: httpx.Response = client.post(
         "/v1/messages",
         params={"adapter": "dudley-csv", "source": "register.csv"},
-        content=_register(450),
+        content=_register(records),
         headers={"Authorization": "Bearer " + keys.issue("332")},
     )
+    return answer
+
+
+def test_the_api_answers_an_export_with_every_record_and_the_counts(tmp_path: Path) -> None:
+    answer = _submit_register(tmp_path, 450)
     assert answer.status_code == 202, answer.text
     assert answer.headers["content-type"] == "application/json"
     body = answer.json()
@@ -136,9 +143,6 @@ def test_the_api_sends_the_answer_as_kept_with_its_length_and_no_chunked_encodin
 ) -> None:
     # Sent batch by batch (never joined into one more copy), yet the same bytes and
     # headers as the joined Response gave: Content-Length, no Transfer-Encoding.
-    gw = memory_gateway(tmp_path)
-    keys = ApiKeys(tmp_path / "api-keys.json")
-    client = TestClient(create_app(gw, keys))
     sent: list[_Kept] = []
 
     class _Spy(_Kept):
@@ -148,12 +152,7 @@ def test_the_api_sends_the_answer_as_kept_with_its_length_and_no_chunked_encodin
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("gateway.api.routes.messages.SerializedReport", _Spy)
-        answer = client.post(
-            "/v1/messages",
-            params={"adapter": "dudley-csv", "source": "register.csv"},
-            content=_register(450),
-            headers={"Authorization": "Bearer " + keys.issue("332")},
-        )
+        answer = _submit_register(tmp_path, 450)
     assert answer.status_code == 202, answer.text
     (report,) = sent
     assert answer.content == report.body()
