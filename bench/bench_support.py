@@ -3,6 +3,7 @@ peak RSS of a process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -48,19 +49,14 @@ class RowPeak:
     The kernel's own peak (``VmHWM``, as ``proc_rss_mb`` reads for the receiver),
     reset as the block starts (``/proc/self/clear_refs``): the process's lifetime
     peak also counted what it held before the block. Where the peak cannot be
-    reset, the lifetime peak (``reset`` False).
+    reset, the lifetime peak.
     """
 
     peak_mb = float("nan")
-    reset = False
 
     def __enter__(self) -> RowPeak:
-        try:
+        with contextlib.suppress(OSError):
             Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            self.reset = False
-        else:
-            self.reset = True
         return self
 
     def __exit__(self, *_exc: object) -> None:

@@ -62,13 +62,12 @@ class SerializedReport(SubmitReport):
 
     def response(self) -> StreamingResponse:
         """The 202 answer, ``body()``'s bytes sent as they are kept, never joined."""
-        head = self._head()
-        size = len(head) + sum(len(b) for b in self._batches) + 2
+        chunks = list(self.chunks())  # the pieces themselves, not copied
         return StreamingResponse(
-            self.chunks(),
+            iter(chunks),
             status_code=202,
             media_type="application/json",
-            headers={"Content-Length": str(size)},
+            headers={"Content-Length": str(sum(map(len, chunks)))},
         )
 
     def _head(self) -> bytes:

@@ -170,9 +170,11 @@ def _submit(
             return report
         return RecordOut.of(outbound.submit_envelope(gw, authority, stream.read()))
 
-    if key is None:
-        answer = accept()
+    def sent(answer: SerializedReport | RecordOut) -> Response | RecordOut:
         return answer.response() if isinstance(answer, SerializedReport) else answer
+
+    if key is None:
+        return sent(accept())
     digest = idempotency.request_digest_of(adapter, source, stream)
     kept = idempotency.begin(gw.ledger, authority, key, digest, gw.clock())
     if kept is not None:
@@ -198,7 +200,7 @@ def _submit(
         else answer.model_dump(mode="json")
     )
     idempotency.finish(gw.ledger, authority, key, idempotency.Answer(202, answered))
-    return answer.response() if isinstance(answer, SerializedReport) else answer
+    return sent(answer)
 
 
 @router.get("/{message_id}", response_model=list[MessageOut])
