@@ -4,8 +4,13 @@ Several gateway processes (replicas) may share a PostgreSQL ledger. Where two
 of them could do the same thing at once (migrate the schema, record the same
 received message), a transaction-scoped advisory lock named after the thing
 makes the second wait for the first to commit, and then see what it did.
+
 On SQLite there is only ever one gateway process (``gateway.ledger.single``
-refuses a second), so these are no-ops there.
+refuses a second), but its threads (the consumer, the API's workers, the
+receipt and handover loops) record at once: there the lock is the database's
+one write lock, taken from the call on (``begin_writing``), which gives the
+same guarantee for every name at once. Read before the transaction's first
+write without it, what the transaction decides on may already be stale.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import hashlib
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, text
+
+from gateway.ledger.sqlite_writer import begin_writing
 
 # Migrating the schema (gateway.ledger.migrate): one process at a time, the others
 # then find it done.
@@ -33,8 +40,10 @@ def xact_lock(conn: Connection, names: Iterable[str]) -> None:
 
     Taken in ascending key order in one statement, so two transactions
     locking overlapping sets never deadlock on each other's locks. Call it
-    first in the transaction, before any row is locked.
+    first in the transaction, before any row is locked. On SQLite: the write lock.
     """
+    if conn.dialect.name == "sqlite":
+        begin_writing(conn)
     if conn.dialect.name != "postgresql":
         return
     keys = sorted({key(n) for n in names})
@@ -51,7 +60,10 @@ def xact_lock(conn: Connection, names: Iterable[str]) -> None:
 
 def try_xact_lock(conn: Connection, name: str) -> bool:
     """Take the advisory lock on ``name`` until ``conn``'s transaction ends, if no other
-    transaction holds it; whether it was taken (PostgreSQL; elsewhere always True)."""
+    transaction holds it; whether it was taken (PostgreSQL; on SQLite the write lock is
+    waited for, and so always taken)."""
+    if conn.dialect.name == "sqlite":
+        begin_writing(conn)
     if conn.dialect.name != "postgresql":
         return True
     taken = conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key(name)})

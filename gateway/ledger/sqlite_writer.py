@@ -140,6 +140,13 @@ def begin_writing(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _locks_rows(context: Any) -> bool:
+    """Whether the statement is a locking read (``select(...).with_for_update()``)."""
+    compiled = getattr(context, "compiled", None)
+    statement = getattr(compiled, "statement", None)
+    return getattr(statement, "_for_update_arg", None) is not None
+
+
 def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
     """Make ``engine``'s writers (a SQLite file) take turns through the process's queue,
     and ticket their commits for the shared flush (``wait_durable``).
@@ -154,7 +161,18 @@ def serialize_writers(engine: Engine, wait_s: float = WAIT_S) -> None:
     ) -> None:
         dml = context is not None and (context.isinsert or context.isupdate or context.isdelete)
         head = statement.lstrip()[:9].upper()
-        if dml or head.startswith((*_WRITES, "SAVEPOINT")):
+        if not dml and _locks_rows(context):
+            # SQLite has no FOR UPDATE (SQLAlchemy leaves it out): the rows read are
+            # held as PostgreSQL holds them by holding the whole database's write lock
+            # from this read on, so a decision taken on them is not made stale by a
+            # writer that commits before this transaction's first write.
+            pooled = conn.connection
+            dbapi_conn = pooled.dbapi_connection
+            if not dbapi_conn.in_transaction and dbapi_conn.isolation_level is not None:
+                pooled.info[_WROTE] = True
+                turn.take(dbapi_conn, wait_s)
+                cursor.execute("BEGIN IMMEDIATE")
+        elif dml or head.startswith((*_WRITES, "SAVEPOINT")):
             pooled = conn.connection
             dbapi_conn = pooled.dbapi_connection
             pooled.info[_WROTE] = True  # ticketed at its commit, turn or no turn
