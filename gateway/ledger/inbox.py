@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-from sqlalchemy import (
-    Connection,
-    bindparam,
-    select,
-    update,
-)
+from sqlalchemy import Connection, bindparam, select, union_all, update
+from sqlalchemy.sql.selectable import CompoundSelect
 
 from gateway.ledger.core import LedgerCore, as_utc
 from gateway.ledger.records import (
@@ -46,18 +43,33 @@ _SEEN_INBOUND = select(
 # again (or a bench sending one record thousands of times) had this read fetch
 # every earlier copy, so each copy cost more than the last (issue 14). On SQLite
 # the content index ends in the row id, so this stops at the first row.
-_FIRST_WITH_CONTENT = (
-    select(messages.c.message_id)
-    .where(
-        messages.c.direction == Direction.INBOUND.value,
-        messages.c.authority == bindparam("authority"),
-        messages.c.sender == bindparam("sender"),
-        messages.c.content_digest == bindparam("content"),
-        messages.c.status != Status.QUARANTINED.value,
-    )
-    .order_by(messages.c.id)
-    .limit(1)
-)
+# Digests per statement: SQLite allows 500 terms in a compound SELECT.
+_CONTENTS_PER_READ = 100
+
+
+@functools.lru_cache(maxsize=_CONTENTS_PER_READ)
+def _first_with_content(count: int) -> CompoundSelect[str, str]:
+    """Of ``count`` content digests (bound as :c0, :c1, ...), the first inbound message
+    from :sender to :authority that carried each (quarantined ones do not count):
+    one statement, each digest found from the index ``ix_messages_content`` and
+    read no further than its first row, however often the content came again."""
+    branches = [
+        select(
+            select(messages.c.content_digest, messages.c.message_id)
+            .where(
+                messages.c.direction == Direction.INBOUND.value,
+                messages.c.authority == bindparam("authority"),
+                messages.c.sender == bindparam("sender"),
+                messages.c.content_digest == bindparam(f"c{i}"),
+                messages.c.status != Status.QUARANTINED.value,
+            )
+            .order_by(messages.c.id)
+            .limit(1)
+            .subquery()
+        )
+        for i in range(count)
+    ]
+    return union_all(*branches)
 
 
 # The receipt loop's reads and writes, once per receipt: built once.
@@ -161,14 +173,14 @@ class InboundQueries(LedgerCore):
     ) -> dict[str, str]:
         """Content digest -> the id of the first inbound message from ``sender`` that
         carried that content to ``authority`` (quarantined ones do not count)."""
+        unique = list(dict.fromkeys(digests))
         found: dict[str, str] = {}
-        for content in dict.fromkeys(digests):
-            first = conn.execute(
-                _FIRST_WITH_CONTENT,
-                {"authority": authority, "sender": sender, "content": content},
-            ).first()
-            if first is not None:
-                found[content] = first[0]
+        for start in range(0, len(unique), _CONTENTS_PER_READ):
+            chunk = unique[start : start + _CONTENTS_PER_READ]
+            params = {"authority": authority, "sender": sender}
+            params.update({f"c{i}": content for i, content in enumerate(chunk)})
+            for content, message_id in conn.execute(_first_with_content(len(chunk)), params):
+                found[content] = message_id
         return found
 
     def inbox(

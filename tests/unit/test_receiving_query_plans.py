@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from policy_support import memory_gateway
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from support.outbound import queued
 from support.received import assessments
 from support.sql import captured
@@ -28,6 +28,7 @@ from support.sql import captured
 from gateway.context import Gateway
 from gateway.errors import LedgerError
 from gateway.ledger.status import Direction, Status
+from gateway.ledger.tables import messages
 from gateway.services.receiving import handle_batch
 from gateway.transport.base import Delivery, Verdict
 
@@ -121,6 +122,46 @@ def test_a_record_sent_again_and_again_is_found_by_its_first_copy_alone(gw: Gate
     assert "LIMIT" in sql
     assert "ix_messages_content" in plan
     assert "TEMP B-TREE" not in plan
+
+
+def test_a_batch_reads_the_content_index_once_however_many_records_it_carries(
+    gw: Gateway,
+) -> None:
+    # Issue 14: the dedup read ran once per record, and once per copy for a record
+    # sent again (the copies were never remembered within the batch).
+    refs = ["DUD-20", "DUD-22", "DUD-21", "DUD-20", "DUD-23", "DUD-22"]
+    seen = _assessments(gw, ["DUD-20", "DUD-21"])
+    assert {d.verdict for d in handle_batch(gw, seen)} == {Verdict.ACK}
+    batch = _assessments(gw, refs)
+    with captured(gw.ledger.engine) as statements:
+        assert {d.verdict for d in handle_batch(gw, batch)} == {Verdict.ACK}
+    assert len([sql for sql, _ in statements if "content_digest =" in sql]) == 1
+    by_id = {r.message_id: r for r in gw.ledger.find(authority="336", direction=Direction.INBOUND)}
+    first_of = {"DUD-20": seen[0], "DUD-21": seen[1], "DUD-22": batch[1]}
+    for delivery, ref in zip(batch, refs, strict=True):
+        record = by_id[delivery.message_id or ""]
+        first = first_of.get(ref)
+        if first is None or first is delivery:
+            assert record.status == Status.VERIFIED, ref
+        else:
+            assert record.status == Status.DUPLICATE, ref
+            assert f"identical to {first.message_id}" in (record.reason or ""), ref
+
+
+def test_the_content_read_answers_for_more_records_than_one_statement_takes(
+    gw: Gateway,
+) -> None:
+    received = _assessments(gw, [f"DUD-{n}" for n in range(30, 33)])
+    assert {d.verdict for d in handle_batch(gw, received)} == {Verdict.ACK}
+    with gw.ledger.transaction() as conn:
+        rows = conn.execute(select(messages.c.message_id, messages.c.content_digest)).all()
+    content_of = {r[0]: r[1] for r in rows}
+    digests = [str(content_of[d.message_id]) for d in received]
+    asked = [f"{n:064x}" for n in range(250)] + digests + [digests[0]]
+    with gw.ledger.transaction() as conn, captured(gw.ledger.engine) as statements:
+        found = gw.ledger.same_content(conn, "336", "332", asked)
+    assert found == {d: r.message_id for d, r in zip(digests, received, strict=True)}
+    assert len(statements) == 3  # 253 distinct digests, 100 to a statement
 
 
 def _sent(gw: Gateway, count: int) -> list[tuple[str, str]]:

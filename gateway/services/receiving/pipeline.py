@@ -158,6 +158,7 @@ def _record_checked(
             # to read only once it committed (or rolled back).
             locks.xact_lock(conn, _lock_names(owner, checked, contents))
             seen = gw.ledger.seen_inbound(owner, keys, conn)
+            earlier_content = _same_content(gw, conn, owner, checked, contents)
             new: list[NewMessage] = []
             fresh: dict[tuple[str, str], str] = {}
             repeats: dict[tuple[str, str], str] = {}
@@ -195,10 +196,8 @@ def _record_checked(
                     new.append(_quarantine(_refusal(item, problem, proven=False)))
                     continue
                 if content is not None:
-                    earlier = repeats.get(
+                    earlier = repeats.get((item.verified.sender, content)) or earlier_content.get(
                         (item.verified.sender, content)
-                    ) or gw.ledger.same_content(conn, owner, item.verified.sender, [content]).get(
-                        content
                     )
                     if earlier is not None:
                         # The same local record again (re-exported, released and re-sent,
@@ -321,6 +320,26 @@ class _Receipt:
                 "the receipt of a received batch was not published; "
                 "the sender loop publishes it once its claim lapses"
             )
+
+
+def _same_content(
+    gw: Gateway,
+    conn: Connection,
+    owner: str,
+    checked: Sequence[Passed | Refused],
+    contents: Sequence[str | None],
+) -> dict[tuple[str, str], str]:
+    """(sender, content digest) -> the first message that carried it to ``owner`` before
+    this batch: one read per sender in the batch, not one per message."""
+    by_sender: dict[str, list[str]] = {}
+    for item, content in zip(checked, contents, strict=True):
+        if isinstance(item, Passed) and content is not None:
+            by_sender.setdefault(item.verified.sender, []).append(content)
+    return {
+        (sender, content): message_id
+        for sender, digests in by_sender.items()
+        for content, message_id in gw.ledger.same_content(conn, owner, sender, digests).items()
+    }
 
 
 def _lock_names(
