@@ -30,6 +30,13 @@ SCHEMA = "cafgw:schema"
 RECEIPTS = "cafgw:receipts"
 
 
+def thread(owner: str, correlation_id: str) -> str:
+    """The lock on ``owner``'s case thread ``correlation_id``: taken by whatever decides
+    on the thread's state (recording a received message about it, accepting a
+    local record of it, recalling or correcting a message on it)."""
+    return f"thread:{owner}:{correlation_id}"
+
+
 def key(name: str) -> int:
     """A stable signed 64-bit lock key for ``name`` (PostgreSQL's bigint)."""
     return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)

@@ -22,7 +22,7 @@ from gateway.envelope import xmlsafe
 from gateway.envelope.codec import header_from_element
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.feature import Kit
-from gateway.ledger import audit
+from gateway.ledger import audit, locks
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
 from gateway.lifecycle.tables import recalls
@@ -86,6 +86,15 @@ def _original(conn: Connection, authority: str, message_id: str) -> Any:
             "sent to another authority can be recalled or corrected",
         )
     return m
+
+
+def _locked_original(conn: Connection, authority: str, message_id: str) -> Any:
+    """``_original``, read again once its case thread is locked (``locks.thread``): a recall
+    or correction of it running at the same moment (the coordinator's click, the
+    recipient's "not ours" answer) then finds this one's, and never sends a second."""
+    first = _original(conn, authority, message_id)
+    locks.xact_lock(conn, [locks.thread(authority, first["correlation_id"])])
+    return _original(conn, authority, message_id)
 
 
 def _recalled(conn: Connection, authority: str, message_id: str) -> str | None:
@@ -155,7 +164,7 @@ def _recall(
     actor: str,
     follows: MessageRef | None = None,
 ) -> Sent:
-    original = _original(conn, authority, message_id)
+    original = _locked_original(conn, authority, message_id)
     earlier = _recalled(conn, authority, original["message_id"])
     if earlier is not None:
         raise PolicyRefusal(
@@ -285,7 +294,7 @@ def correct(
     kit.outbox.signer(authority)
     limits = kit.settings.limits
     with kit.ledger.transaction() as conn:
-        first = _original(conn, authority, message_id)
+        first = _locked_original(conn, authority, message_id)
         head = _head(conn, authority, first)
         for version in {first["message_id"], head["message_id"]}:
             if _recalled(conn, authority, version) is not None:

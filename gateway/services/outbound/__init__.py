@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from adapters.base import Adapter, Rejected, Result
+from adapters.base import Adapter, Converted, Rejected, Result
+from gateway.cases.identity import correlation_id
 from gateway.context import AdapterSet, Gateway
 from gateway.errors import AdapterNotYoursError, InputLimitError
+from gateway.ledger import locks
 from gateway.services.outbound.envelopes import accept_envelope, submit_envelope
 from gateway.services.outbound.outcomes import Progress, RecordOutcome, SubmitReport
 from gateway.services.outbound.records import converted, rejected_record
@@ -102,10 +104,22 @@ def _at_most(results: Iterator[Result], most: int, source: str) -> Iterator[Resu
 def submit_results(
     gw: Gateway, authority: str, results: list[Result], progress: Progress | None = None
 ) -> list[RecordOutcome]:
-    """Accept already converted records in one transaction (records first, then notices)."""
+    """Accept already converted records in one transaction (records first, then notices).
+
+    First the transaction locks the records' case threads: what each decision
+    reads (the thread, the consent register, what was already sent) is then
+    what it writes over, not a copy another upload or a received message
+    (a change of governing authority, a family restriction) changed meanwhile.
+    """
     outcomes: list[RecordOutcome] = []
     notices: list[RecordOutcome] = []
+    threads = [
+        locks.thread(authority, correlation_id(authority, r.assessment.case_ref))
+        for r in results
+        if isinstance(r, Converted)
+    ]
     with gw.ledger.transaction() as conn:
+        locks.xact_lock(conn, threads)
         for result in results:
             if isinstance(result, Rejected):
                 message, outcome = rejected_record(authority, result)

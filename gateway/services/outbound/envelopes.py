@@ -11,12 +11,13 @@ from dataclasses import replace
 from sqlalchemy import Connection
 
 from gateway.cases import store as cases
-from gateway.cases.identity import threads_for_own_message
+from gateway.cases.identity import correlation_id, threads_for_own_message
 from gateway.context import Gateway
 from gateway.crossborder import consent_store, issues_store
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.errors import PolicyRefusal
+from gateway.ledger import locks
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.model import (
@@ -84,12 +85,22 @@ def sending(gw: Gateway, conn: Connection, authority: str, env: Envelope) -> Sen
 def accept_envelope(gw: Gateway, authority: str, env: Envelope) -> RecordOutcome:
     """Apply policy to an addressed envelope from ``authority``; sign and queue it."""
     header = env.header
+    case_ref = getattr(env.body, "case_ref", None)
+    threads = {header.correlation_id, *([correlation_id(authority, case_ref)] if case_ref else [])}
     try:
-        if gw.ledger.find(message_id=header.message_id, authority=authority, with_history=False):
-            raise PolicyRefusal(
-                "submit.duplicate-id", f"message id {header.message_id} was already used"
-            )
         with gw.ledger.transaction() as conn:
+            # The threads it may name, and its id, locked before anything is read: a
+            # second submission of the same id (a retried request) then finds the
+            # first, and the decision is not taken on a thread changed meanwhile.
+            locks.xact_lock(
+                conn,
+                [f"outbound:{authority}:{header.message_id}"]
+                + [locks.thread(authority, t) for t in sorted(threads)],
+            )
+            if knowledge.id_used(conn, authority, header.message_id):
+                raise PolicyRefusal(
+                    "submit.duplicate-id", f"message id {header.message_id} was already used"
+                )
             known = sending(gw, conn, authority, env)
             decision = decide_envelope(known, env)
             extra = _carry_out(gw, conn, authority, env, known, decision)

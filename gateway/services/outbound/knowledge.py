@@ -136,3 +136,13 @@ def consent_history(conn: Connection, authority: str, child_key: str) -> tuple[R
 
 def thread_notices(conn: Connection, authority: str, thread_id: str) -> frozenset[str]:
     return frozenset(cases.notice_keys(conn, authority, thread_id))
+
+
+def id_used(conn: Connection, authority: str, message_id: str) -> bool:
+    """Whether ``authority`` already has a message of that id (either direction)."""
+    row = conn.execute(
+        select(messages.c.id)
+        .where(messages.c.authority == authority, messages.c.message_id == message_id)
+        .limit(1)
+    ).first()
+    return row is not None

@@ -354,7 +354,7 @@ def _lock_names(
             continue
         sender = item.verified.sender
         names.append(f"inbound:{owner}:{sender}:{item.verified.message_id}")
-        names.append(f"thread:{owner}:{item.env.header.correlation_id}")
+        names.append(locks.thread(owner, item.env.header.correlation_id))
         if content is not None:
             names.append(f"content:{owner}:{sender}:{content}")
     return names

@@ -1,0 +1,132 @@
+"""Two decisions about one case at the same moment, on a real SQLite ledger: the second
+waits for the first to commit and decides on what it did (``locks.thread``).
+
+Each test pauses the first decision just after its reads and lets the second one
+run; without the lock the second ran to its end in that pause, and the first then
+wrote over it from a stale read: two uploads of one register both inserted the
+case threads (the second upload failed on the unique key), and two recalls of one
+message both sent a signed Recall.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from policy_support import DUDLEY, memory_gateway, submit
+from retention_support import Clock, dudley_shared, region
+
+from gateway.context import Gateway
+from gateway.errors import PolicyRefusal
+from gateway.ledger.status import Direction
+from gateway.lifecycle import sender
+from gateway.model import RecallReason
+from gateway.services.outbound import records
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class Second:
+    """The second decision's thread and what it raised."""
+
+    threads: list[threading.Thread] = field(default_factory=list)
+    raised: list[BaseException] = field(default_factory=list)
+
+    def join(self) -> list[BaseException]:
+        for thread in self.threads:
+            thread.join(30)
+        return self.raised
+
+
+def _first_pauses(
+    monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, second: Callable[[], None]
+) -> Second:
+    """Patch ``owner.name`` so that the main thread's first call, once it has returned,
+    runs ``second`` in another thread and gives it a second to finish."""
+    real = getattr(owner, name)
+    run = Second()
+    raised, started = run.raised, run.threads
+
+    def run_second() -> None:
+        try:
+            second()
+        except BaseException as exc:  # reported by the caller
+            raised.append(exc)
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        if threading.current_thread() is threading.main_thread() and not started:
+            thread = threading.Thread(target=run_second)
+            started.append(thread)
+            thread.start()
+            thread.join(1.0)  # ends at once without the lock, times out with it
+        return result
+
+    monkeypatch.setattr(owner, name, paused)
+    return run
+
+
+def _assessments_to(gw: Gateway, recipient: str) -> list[str]:
+    return [
+        r.message_id
+        for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=2000)
+        if r.recipient == recipient and r.message_type == "Assessment"
+    ]
+
+
+def test_two_uploads_of_one_register_at_once_both_succeed_and_send_each_record_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = memory_gateway(tmp_path)
+    once = memory_gateway(tmp_path / "once")
+    try:
+        submit(once, "332", "dudley-csv", DUDLEY.read_bytes(), "caf-register.csv")
+        expected = sorted(_assessments_to(once, "336"))
+        assert expected
+
+        def second() -> None:
+            submit(gw, "332", "dudley-csv", DUDLEY.read_bytes(), "again.csv")
+
+        run = _first_pauses(monkeypatch, records, "known_for", second)
+        submit(gw, "332", "dudley-csv", DUDLEY.read_bytes(), "caf-register.csv")
+        assert run.join() == []
+        assert len(_assessments_to(gw, "336")) == len(expected)
+    finally:
+        gw.ledger.engine.dispose()
+        once.ledger.engine.dispose()
+
+
+def test_two_recalls_of_one_message_at_once_send_one_recall(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    try:
+        dudley_shared(gw)
+        original = next(
+            r
+            for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=200)
+            if r.recipient == "333" and r.message_type == "Assessment"
+        )
+
+        def second() -> None:
+            sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, None, "Sam")
+
+        run = _first_pauses(monkeypatch, sender, "_recalled", second)
+        done = sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, None, "Jo")
+        raised = run.join()
+        assert done.message_id is not None
+        assert len(raised) == 1 and isinstance(raised[0], PolicyRefusal)
+        assert "already recalled" in str(raised[0])
+        recalls = [
+            r
+            for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=2000)
+            if r.message_type == "Recall"
+        ]
+        assert [r.message_id for r in recalls] == [done.message_id]
+    finally:
+        gw.ledger.engine.dispose()
