@@ -161,7 +161,21 @@ def test_the_content_read_answers_for_more_records_than_one_statement_takes(
     with gw.ledger.transaction() as conn, captured(gw.ledger.engine) as statements:
         found = gw.ledger.same_content(conn, "336", "332", asked)
     assert found == {d: r.message_id for d, r in zip(digests, received, strict=True)}
-    assert len(statements) == 3  # 253 distinct digests, 100 to a statement
+    assert len(statements) == 16  # 253 distinct digests, 16 to a statement
+
+
+def test_the_content_read_takes_a_few_statement_shapes_whatever_the_batch_size(
+    gw: Gateway,
+) -> None:
+    # Each shape is compiled and cached once (about 24 KB a digest): one shape per
+    # batch size up to 100 held 120 MB more in a receiving gateway.
+    with gw.ledger.transaction() as conn:
+        shapes = set()
+        for count in range(1, 40):
+            with captured(gw.ledger.engine) as statements:
+                gw.ledger.same_content(conn, "336", "332", [f"{n:064x}" for n in range(count)])
+            shapes.update(sql for sql, _ in statements)
+    assert len(shapes) == 3
 
 
 def _sent(gw: Gateway, count: int) -> list[tuple[str, str]]:
