@@ -11,8 +11,10 @@ recorded as that sender's, never as the receiver's own decision.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, func, select, update
 
@@ -317,6 +319,13 @@ def _existence_answer(ctx: ApplyContext, msg: Received, body: Notification) -> E
     return effect
 
 
+# Safeguarding-basis existence queries judged by a recording transaction, by
+# (receiving authority, sender): not yet in the ledger until it records them.
+_QUERIES_IN_TRANSACTION: WeakKeyDictionary[Connection, Counter[tuple[str, str]]] = (
+    WeakKeyDictionary()
+)
+
+
 def _check_safeguarding_rate(ctx: ApplyContext, msg: Received, where: str) -> None:
     """Refuse a requester's safeguarding-basis existence query past its daily budget.
 
@@ -326,18 +335,27 @@ def _check_safeguarding_rate(ctx: ApplyContext, msg: Received, where: str) -> No
     """
     most = ctx.settings.policy.existence_safeguarding_per_day
     since = ctx.now - timedelta(days=1)
-    seen = ctx.conn.execute(
-        select(func.count())
-        .select_from(messages)
-        .where(
-            messages.c.direction == Direction.INBOUND.value,
-            messages.c.authority == msg.authority,
-            messages.c.sender == msg.sender,
-            messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
-            messages.c.legal_basis == LegalBasis.SAFEGUARDING.value,
-            messages.c.created_at >= since,
-        )
-    ).scalar_one()
+    # This transaction's earlier queries from the sender count too: a received batch
+    # is recorded after every message in it was judged, and a burst in one batch
+    # went past the rate unseen.
+    in_batch = _QUERIES_IN_TRANSACTION.setdefault(ctx.conn, Counter())
+    earlier = in_batch[(msg.authority, msg.sender)]
+    in_batch[(msg.authority, msg.sender)] += 1
+    seen = (
+        earlier
+        + ctx.conn.execute(
+            select(func.count())
+            .select_from(messages)
+            .where(
+                messages.c.direction == Direction.INBOUND.value,
+                messages.c.authority == msg.authority,
+                messages.c.sender == msg.sender,
+                messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
+                messages.c.legal_basis == LegalBasis.SAFEGUARDING.value,
+                messages.c.created_at >= since,
+            )
+        ).scalar_one()
+    )
     if seen >= most:
         raise PolicyRefusal(
             RULE_EXISTENCE_RATE,

@@ -7,17 +7,18 @@ recorded as REJECTED with its rule and raised to the caller.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from gateway.cases import store as cases
 from gateway.cases.identity import correlation_id
 from gateway.context import Gateway
 from gateway.crossborder import consent_store, existence_held, receive
 from gateway.errors import NotFoundError, PolicyRefusal
-from gateway.ledger import audit
+from gateway.ledger import audit, locks
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
@@ -81,13 +82,26 @@ def _refused(
     return Sent(message_id, recipient, Status.REJECTED, str(refusal))
 
 
-def _disclose(gw: Gateway, message: NewMessage, safeguarding: Safeguarding | None) -> None:
+def _disclose(
+    gw: Gateway,
+    message: NewMessage,
+    safeguarding: Safeguarding | None,
+    within_rate: Callable[[Connection], PolicyRefusal | None] | None = None,
+) -> None:
+    """Queue ``message`` with its audit entries; ``within_rate``: checked again in the
+    same transaction, under the authority's existence-rate lock, and raised (nothing
+    queued) if the message would now go past the rate."""
     events = []
     if message.legal_basis != LegalBasis.NO_PERSONAL_DATA.value:
         events.append(disclosure(message))
     if safeguarding is not None:
         events.append(safeguarding_override(message, safeguarding))
     with gw.ledger.transaction() as conn:
+        if within_rate is not None:
+            locks.xact_lock(conn, [f"existence-rate:{message.authority}"])
+            refused = within_rate(conn)
+            if refused is not None:
+                raise refused
         gw.outbox.queue(conn, [message], events)
 
 
@@ -156,7 +170,27 @@ def ask_existence(
         safeguarding=safeguarding,
     )
     message = gw.outbox.sign(env)
-    _disclose(gw, message, safeguarding)
+    if safeguarding is None:
+        _disclose(gw, message, None)
+        return Sent(message.message_id, recipient, Status.SIGNED)
+    try:
+        # Counted again where it is queued: two requests at once both passed the
+        # count above, and both were sent past the rate.
+        _disclose(
+            gw, message, safeguarding, lambda conn: _over_rate(gw, conn, authority, recipient)
+        )
+    except PolicyRefusal as refused:
+        _refused(
+            gw,
+            authority,
+            recipient,
+            MessageType.NOTIFICATION,
+            thread,
+            LegalBasis.SAFEGUARDING,
+            Purpose.EXISTENCE_CHECK,
+            refused,
+        )
+        raise
     return Sent(message.message_id, recipient, Status.SIGNED)
 
 
@@ -179,20 +213,29 @@ def _safeguarding_refusal(
             f"(reason given: {safeguarding.reason!r}); approvers come from the list "
             f"{authority} keeps in policy.yaml (safeguarding_approvers.{authority})",
         )
-    since = gw.clock() - timedelta(days=1)
     with gw.ledger.transaction() as conn:
-        asked = conn.execute(
-            select(func.count())
-            .select_from(messages)
-            .where(
-                messages.c.direction == Direction.OUTBOUND.value,
-                messages.c.authority == authority,
-                messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
-                messages.c.legal_basis == LegalBasis.SAFEGUARDING.value,
-                messages.c.status != Status.REJECTED.value,
-                messages.c.created_at >= since,
-            )
-        ).scalar_one()
+        return _over_rate(gw, conn, authority, recipient)
+
+
+def _over_rate(
+    gw: Gateway, conn: Connection, authority: str, recipient: str
+) -> PolicyRefusal | None:
+    """The refusal of one more safeguarding-basis existence query, if ``authority`` has
+    asked ``existence_safeguarding_per_day`` in the last 24 hours, else None."""
+    policy = gw.settings.policy
+    since = gw.clock() - timedelta(days=1)
+    asked = conn.execute(
+        select(func.count())
+        .select_from(messages)
+        .where(
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.authority == authority,
+            messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
+            messages.c.legal_basis == LegalBasis.SAFEGUARDING.value,
+            messages.c.status != Status.REJECTED.value,
+            messages.c.created_at >= since,
+        )
+    ).scalar_one()
     if asked >= policy.existence_safeguarding_per_day:
         return PolicyRefusal(
             RULE_EXISTENCE_RATE,

@@ -5,8 +5,10 @@ authority at both ends and audited at both ends."""
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from policy_support import pump
@@ -15,6 +17,7 @@ from support.gateways import config_copy
 
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
+from gateway.errors import PolicyRefusal
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 from gateway.model import Child, Identifier, Safeguarding
@@ -91,7 +94,7 @@ def test_safeguarding_queries_are_rate_limited_by_the_asker_and_by_the_asked(
     assert "policy.existence_safeguarding_per_day = 2" in third.json()["detail"]
     pump(gw)
     # A requesting gateway that does not hold itself to the limit: the asked one does.
-    monkeypatch.setattr(coordination, "_safeguarding_refusal", lambda *_: None)
+    monkeypatch.setattr(coordination, "_over_rate", lambda *_: None)
     coordination.ask_existence(
         gw, "334", "336", KACPER_CHILD, Safeguarding("Solihull MASH manager", "again")
     )
@@ -102,6 +105,70 @@ def test_safeguarding_queries_are_rate_limited_by_the_asker_and_by_the_asked(
     assert len(refused) == 1 and "existence.rate" in (refused[0] or "")
     assert "334 has asked 2 safeguarding-basis existence queries in 24 hours" in refused[0]
     assert len(_answered(gw)) == 2  # the refused query got no answer
+
+
+def test_a_burst_of_safeguarding_queries_in_one_received_batch_is_held_to_the_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A requesting gateway that does not hold itself to the limit sends three at once:
+    # they reach the asked gateway in one batch, recorded only after all were judged.
+    _client, _auth, gw = existence_region(tmp_path, per_day=2)
+    monkeypatch.setattr(coordination, "_over_rate", lambda *_: None)
+    for n in range(3):
+        coordination.ask_existence(
+            gw, "334", "336", KACPER_CHILD, Safeguarding("Solihull MASH manager", f"burst {n}")
+        )
+    pump(gw)
+    statuses = _inbound_queries(gw)
+    assert len(statuses) == 3
+    refused = [reason for status, reason in statuses if status == Status.QUARANTINED]
+    assert len(refused) == 1 and "existence.rate" in (refused[0] or "")
+    assert len(_answered(gw)) == 2
+
+
+def test_safeguarding_queries_asked_at_the_same_moment_stay_within_the_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two requests at once both passed the count, and both were sent past the rate.
+    _client, _auth, gw = existence_region(tmp_path, per_day=1)
+    real = coordination._safeguarding_refusal
+    second: list[BaseException | coordination.Sent] = []
+
+    def ask() -> None:
+        try:
+            second.append(
+                coordination.ask_existence(
+                    gw, "334", "336", KACPER_CHILD, Safeguarding("Solihull MASH manager", "2nd")
+                )
+            )
+        except BaseException as exc:  # reported by the assertions below
+            second.append(exc)
+
+    def counted_then_the_other_asks(*args: Any) -> Any:
+        refusal = real(*args)
+        if threading.current_thread() is threading.main_thread() and not second:
+            other = threading.Thread(target=ask)
+            other.start()
+            other.join(10)
+        return refusal
+
+    monkeypatch.setattr(coordination, "_safeguarding_refusal", counted_then_the_other_asks)
+    outcomes: list[BaseException | coordination.Sent] = []
+    try:
+        outcomes.append(
+            coordination.ask_existence(
+                gw, "334", "336", KACPER_CHILD, Safeguarding("Solihull MASH manager", "1st")
+            )
+        )
+    except PolicyRefusal as exc:
+        outcomes.append(exc)
+    outcomes += second
+    sent = [o for o in outcomes if isinstance(o, coordination.Sent)]
+    refused = [o for o in outcomes if isinstance(o, PolicyRefusal)]
+    assert len(sent) == 1 and len(refused) == 1, outcomes
+    assert refused[0].rule == "existence.rate"
+    rows = gw.ledger.find(authority="334", direction=Direction.OUTBOUND, limit=50)
+    assert sorted(r.status.value for r in rows) == ["REJECTED", "SIGNED"]
 
 
 def test_a_held_query_waits_for_the_coordinator_who_approves_or_refuses_it(

@@ -35,7 +35,7 @@ from gateway.feature import ApplyContext, Received
 from gateway.ledger import locks
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Route, Status
-from gateway.model import Envelope, MessageType, Receipt, ReceiptOutcome
+from gateway.model import Envelope, LegalBasis, MessageType, Purpose, Receipt, ReceiptOutcome
 from gateway.outbox import content_digest
 from gateway.policy.child import child_key
 from gateway.services import receipts
@@ -355,6 +355,12 @@ def _lock_names(
         sender = item.verified.sender
         names.append(f"inbound:{owner}:{sender}:{item.verified.message_id}")
         names.append(locks.thread(owner, item.env.header.correlation_id))
+        header = item.env.header
+        if header.purpose == Purpose.EXISTENCE_CHECK and header.legal_basis == (
+            LegalBasis.SAFEGUARDING
+        ):
+            # Its sender's daily rate is counted from the ledger: one replica at a time.
+            names.append(f"existence-rate:{owner}:{sender}")
         if content is not None:
             names.append(f"content:{owner}:{sender}:{content}")
     return names
