@@ -16,6 +16,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -131,12 +133,18 @@ async def correction(
     limits = gw.settings.limits
     if len(data) > limits.max_message_bytes:
         raise MalformedInputError(f"the corrected body is over {limits.max_message_bytes} bytes")
-    root = xmlsafe.parse(data, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth)
-    gw.schema.validate(root)
-    replacement = sender.replacement_of_body(body_from_element(root))
-    return RecallSentOut.of(
-        sender.correct(gw, authority, message_id, replacement, explanation, _actor(who))
-    )
+
+    def correct() -> sender.Sent:
+        root = xmlsafe.parse(
+            data, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth
+        )
+        gw.schema.validate(root)
+        replacement = sender.replacement_of_body(body_from_element(root))
+        return sender.correct(gw, authority, message_id, replacement, explanation, _actor(who))
+
+    # Parsing, signing and the ledger block: on a worker thread, not the event loop,
+    # which every other request of the API waits on.
+    return RecallSentOut.of(await anyio.to_thread.run_sync(correct))
 
 
 @router.get("/v1/messages/{message_id}/recalls", response_model=list[RecallOutcomeOut])
