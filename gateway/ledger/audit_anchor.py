@@ -41,6 +41,8 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.errors import ConfigError
 from gateway.ledger import audit_verify
@@ -163,7 +165,17 @@ def to_give_back(conn: Connection, peer: str) -> tuple[HeldAuditHead, ...]:
 # Run for every receipt received (at most three statements, however many heads it
 # gives back): built once, like the reads above.
 _PEER_HEAD_INSERT = insert(audit_peer_heads)
-_ANCHOR_INSERT = insert(audit_anchors)
+_ANCHOR_INSERT = {
+    "postgresql": pg_insert(audit_anchors).on_conflict_do_nothing(constraint="uq_audit_anchor"),
+    "sqlite": sqlite_insert(audit_anchors).on_conflict_do_nothing(),
+}
+
+
+def _anchor_insert(conn: Connection) -> Any:
+    """An insert of anchors that leaves one already recorded as it is."""
+    return _ANCHOR_INSERT.get(conn.dialect.name, insert(audit_anchors))
+
+
 _ANCHORS_KNOWN = select(audit_anchors.c.seq, audit_anchors.c.hash).where(
     audit_anchors.c.authority == bindparam("authority"),
     audit_anchors.c.peer == bindparam("peer"),
@@ -208,8 +220,10 @@ def record_receipt(
     for row in known:
         given.pop((row.seq, row.hash), None)
     if given:
+        # Another replica may record the same head from the same peer meanwhile (both
+        # read it as unknown): the first one stays, and neither batch rolls back.
         conn.execute(
-            _ANCHOR_INSERT,
+            _anchor_insert(conn),
             [
                 {
                     "authority": authority,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import false, insert, select
 from support.sql import captured
 
 from gateway.ledger import audit_anchor
@@ -174,3 +174,21 @@ def test_heads_given_back_again_are_kept_once_in_at_most_three_statements(
         (4, _digest(44), "ours-4", "theirs-3"),
     ]
     assert [tuple(r) for r in peer_heads] == [(20, _digest(20))]
+
+
+@both
+def test_a_head_another_replica_kept_meanwhile_is_kept_once_and_the_batch_goes_on(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two replicas receiving receipts from one peer read the same head as unknown;
+    # the second insert failed on uq_audit_anchor and rolled its whole batch back.
+    head = HeldAuditHead(4, _digest(4), "ours-1")
+    with ledger.transaction() as conn:
+        audit_anchor.record_receipt(conn, "332", "336", "theirs-1", None, [head], NOW)
+    unseen = audit_anchor._ANCHORS_KNOWN.where(false())  # read before the first committed
+    monkeypatch.setattr(audit_anchor, "_ANCHORS_KNOWN", unseen)
+    with ledger.transaction() as conn:
+        audit_anchor.record_receipt(conn, "332", "336", "theirs-2", None, [head], NOW)
+    with ledger.transaction() as conn:
+        rows = conn.execute(select(audit_anchors.c.seq, audit_anchors.c.message_id)).all()
+    assert [tuple(r) for r in rows] == [(4, "theirs-1")]
