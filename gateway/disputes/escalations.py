@@ -318,12 +318,15 @@ def acknowledge(
         ).first()
         if row is None:
             return None
-        if row.status != EscalationStatus.ACKNOWLEDGED.value:
-            conn.execute(
-                update(escalations)
-                .where(escalations.c.id == row.id)
-                .values(status=EscalationStatus.ACKNOWLEDGED.value, acked_at=now, acked_by=by[:500])
+        # Conditional: of two acknowledgements at once, the first one's who and when stay.
+        conn.execute(
+            update(escalations)
+            .where(
+                escalations.c.id == row.id,
+                escalations.c.status != EscalationStatus.ACKNOWLEDGED.value,
             )
+            .values(status=EscalationStatus.ACKNOWLEDGED.value, acked_at=now, acked_by=by[:500])
+        )
     return view_of_id(ledger, authority, escalation_id)
 
 

@@ -3,10 +3,13 @@ with the clock moved by hand."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from gateway.disputes import escalations, handover, service
 from gateway.disputes.escalations import EscalationStatus
@@ -278,3 +281,41 @@ def test_an_escalation_goes_through_a_file_drop_connector_where_configured(
     assert (drop / f"{pushed.escalation_id}.xml").read_bytes() == pushed.content
     (pulled,) = escalations.for_dispute(gw.ledger, "332", raised.dispute_id)
     assert pulled.status is EscalationStatus.PENDING  # Dudley pulls
+
+
+def test_of_two_acknowledgements_at_once_the_first_ones_who_and_when_stay(tmp_path: Path) -> None:
+    gw = memory_gateway(tmp_path)
+    raised = service.raise_dispute(gw.kit, "332", request())
+    service.escalate(gw.kit, "332", raised.dispute_id, "Karen Hale", "urgent: school place")
+    drain(gw)
+    (escalation,) = escalations.pull(gw.ledger, "336")
+    other_acked = threading.Event()
+
+    def the_other_acknowledges_after_this_read(
+        _conn: Any, _cursor: Any, statement: str, *_: Any
+    ) -> None:
+        if (
+            statement.startswith("SELECT dispute_escalations.")
+            and threading.current_thread() is threading.main_thread()
+            and not other_acked.is_set()
+        ):
+            other_acked.set()
+            other = threading.Thread(
+                target=escalations.acknowledge,
+                args=(gw.ledger, "336", escalation.escalation_id, "Sam Okafor", gw.clock()),
+            )
+            other.start()
+            other.join(30)
+
+    event.listen(gw.ledger.engine, "after_cursor_execute", the_other_acknowledges_after_this_read)
+    try:
+        acked = escalations.acknowledge(
+            gw.ledger, "336", escalation.escalation_id, "Jo Bloggs", gw.clock()
+        )
+    finally:
+        event.remove(
+            gw.ledger.engine, "after_cursor_execute", the_other_acknowledges_after_this_read
+        )
+    assert other_acked.is_set()
+    assert acked is not None and acked.status is EscalationStatus.ACKNOWLEDGED
+    assert acked.acked_by == "Sam Okafor"
