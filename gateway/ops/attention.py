@@ -29,7 +29,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, and_, case, exists, func, insert, literal_column, or_, select
 
 from gateway.errors import NotFoundError
-from gateway.ledger import audit
+from gateway.ledger import audit, locks
 from gateway.ledger.core import as_utc
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
@@ -147,6 +147,9 @@ def dismiss(
         raise NotFoundError("say why the message is dismissed (a reason is required)")
     done: list[Dismissed] = []
     with ledger.transaction() as conn:
+        # A second dismissal at the same moment (a double click) waits for this one and
+        # then finds the message dismissed: one dismissal, one audit entry.
+        locks.xact_lock(conn, [f"dismiss:{authority}:{message_id}"])
         rows = conn.execute(
             select(
                 messages.c.id,

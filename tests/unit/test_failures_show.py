@@ -5,12 +5,14 @@ dismiss what was dealt with (who and why recorded, audited)."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from local_systems import WebhookReceiver, secret_file, signed_inbound, with_connector
 from ops_helpers import Clock, FakeProbe, make_gateway, put
+from sqlalchemy import event
 
 from gateway import metrics
 from gateway.api.app import create_app
@@ -253,3 +255,47 @@ def test_a_dismissed_dead_letter_needs_a_human_again_when_it_fails_again(tmp_pat
     clock.advance(5)
     gw.ledger.transition([pk], Status.DEAD_LETTERED, "no receipt again")
     assert card(gw, "332")[1].needs_human == {"DEAD_LETTERED": 1}
+
+
+def test_two_dismissals_of_one_message_at_once_record_one_dismissal_and_one_audit_entry(
+    tmp_path: Path,
+) -> None:
+    # A double click: the second read the message as not dismissed before the first
+    # committed, and both recorded a dismissal and a DISMISS audit entry.
+    from gateway.ops import attention  # noqa: PLC0415
+
+    gw = make_gateway(tmp_path, clock=Clock())
+    message_id, _ = put(gw, "336", "336", Status.ACCEPTED, Status.REJECTED, reason="bad row")
+    second: list[object] = []
+
+    def dismiss_again() -> None:
+        try:
+            second.append(attention.dismiss(gw.ledger, "336", message_id, "Sam", "again"))
+        except Exception as exc:  # reported by the assertions below
+            second.append(exc)
+
+    def the_other_dismisses_after_this_read(
+        _conn: object, _cursor: object, statement: str, *_: object
+    ) -> None:
+        if (
+            statement.startswith("SELECT messages.id")
+            and threading.current_thread() is threading.main_thread()
+            and not second
+        ):
+            other = threading.Thread(target=dismiss_again)
+            other.start()
+            other.join(1.0)  # ends at once without the lock, times out with it
+            second.append(other)
+
+    event.listen(gw.ledger.engine, "after_cursor_execute", the_other_dismisses_after_this_read)
+    try:
+        attention.dismiss(gw.ledger, "336", message_id, "Jo", "row fixed and sent again")
+    finally:
+        event.remove(gw.ledger.engine, "after_cursor_execute", the_other_dismisses_after_this_read)
+    for item in second:
+        if isinstance(item, threading.Thread):
+            item.join(30)
+    assert [type(x).__name__ for x in second if not isinstance(x, threading.Thread)] == [
+        "NotFoundError"
+    ]
+    assert [e.event.action for e in audit.entries(gw.ledger)].count("DISMISS") == 1
