@@ -123,19 +123,23 @@ def ask_existence(
     thread = correlation_id(authority, f"existence:{uuid.uuid4()}")
     with gw.ledger.transaction() as conn:
         consent = consent_rules.effective(consent_store.entries(conn, authority, child_key(child)))
+
+    def record_refused(basis: LegalBasis, refusal: sharing.Refusal | PolicyRefusal) -> None:
+        _refused(
+            gw,
+            authority,
+            recipient,
+            MessageType.NOTIFICATION,
+            thread,
+            basis,
+            Purpose.EXISTENCE_CHECK,
+            refusal,
+        )
+
     if safeguarding is not None:
         refused = _safeguarding_refusal(gw, authority, recipient, safeguarding)
         if refused is not None:
-            _refused(
-                gw,
-                authority,
-                recipient,
-                MessageType.NOTIFICATION,
-                thread,
-                LegalBasis.SAFEGUARDING,
-                Purpose.EXISTENCE_CHECK,
-                refused,
-            )
+            record_refused(LegalBasis.SAFEGUARDING, refused)
             raise refused
         listed = policy.approver(authority, safeguarding.approver)
         assert listed is not None
@@ -145,16 +149,7 @@ def ask_existence(
         refusal = sharing.covers(consent, policy, authority, recipient, Purpose.EXISTENCE_CHECK)
         if refusal is not None:
             refusal = sharing.Refusal(RULE_EXISTENCE_CONSENT, refusal.reason, recipient)
-            _refused(
-                gw,
-                authority,
-                recipient,
-                MessageType.NOTIFICATION,
-                thread,
-                LegalBasis.CONSENT,
-                Purpose.EXISTENCE_CHECK,
-                refusal,
-            )
+            record_refused(LegalBasis.CONSENT, refusal)
             raise PolicyRefusal(refusal.rule, refusal.reason)
         basis, consent_ref = LegalBasis.CONSENT, consent.reference(authority)
     else:
@@ -179,17 +174,8 @@ def ask_existence(
         _disclose(
             gw, message, safeguarding, lambda conn: _over_rate(gw, conn, authority, recipient)
         )
-    except PolicyRefusal as refused:
-        _refused(
-            gw,
-            authority,
-            recipient,
-            MessageType.NOTIFICATION,
-            thread,
-            LegalBasis.SAFEGUARDING,
-            Purpose.EXISTENCE_CHECK,
-            refused,
-        )
+    except PolicyRefusal as over:
+        record_refused(LegalBasis.SAFEGUARDING, over)
         raise
     return Sent(message.message_id, recipient, Status.SIGNED)
 
