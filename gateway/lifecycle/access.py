@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, func, insert, select, update
 
 from gateway.feature import ApplyContext, Effect, Kit, Received
+from gateway.ledger.id_order import visible_bound
 from gateway.ledger.status import DISCLOSING, Direction, Route, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import audit as audit_log
@@ -43,8 +44,16 @@ INBOX_READS = {"inbox": AccessKind.API_READ, "inbox (local format)": AccessKind.
 Event = tuple[str, AccessEvent]  # (the record's sender, the event)
 
 
-def _tops(conn: Connection) -> tuple[int, int]:
-    top_history = conn.execute(select(func.max(history.c.id))).scalar() or 0
+def _tops(conn: Connection, now: datetime) -> tuple[int, int]:
+    """How far the cursors may move: the newest status-history row (on PostgreSQL, the
+    newest that is ``id_order.LAG_S`` old: one with a lower id may still commit, and
+    its opening would never be reported) and the audit chain's head (appended under
+    a lock, its seqs visible in order)."""
+    newest = select(func.max(history.c.id))
+    bound = visible_bound(conn, now)
+    if bound is not None:
+        newest = newest.where(history.c.at <= bound)
+    top_history = conn.execute(newest).scalar() or 0
     top_audit = conn.execute(select(func.max(audit_log.c.seq))).scalar() or 0
     return int(top_history), int(top_audit)
 
@@ -55,7 +64,7 @@ def _claim(conn: Connection, code: str, now: datetime, batch_s: float) -> tuple[
     following = now + timedelta(seconds=batch_s)
     if row is None:
         # Switched on now: what happened before is not reported.
-        top_history, top_audit = _tops(conn)
+        top_history, top_audit = _tops(conn, now)
         conn.execute(
             insert(access_cursors).values(
                 authority=code, history_after=top_history, audit_after=top_audit, due_at=following
@@ -151,11 +160,12 @@ def _reads(conn: Connection, code: str, after: int, top: int) -> tuple[list[Even
 
 def _batch(kit: Kit, code: str, batch_s: float) -> int:
     sent = 0
+    now = kit.clock()
     with kit.ledger.transaction() as conn:
-        cursors = _claim(conn, code, kit.clock(), batch_s)
+        cursors = _claim(conn, code, now, batch_s)
         if cursors is None:
             return 0
-        top_history, top_audit = _tops(conn)
+        top_history, top_audit = _tops(conn, now)
         acks, history_after = _acks(conn, code, cursors[0], top_history)
         reads, audit_after = _reads(conn, code, cursors[1], top_audit)
         by_sender: dict[str, list[AccessEvent]] = defaultdict(list)

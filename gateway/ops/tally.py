@@ -10,8 +10,8 @@ history and reports the same totals.
 
 On PostgreSQL ids are handed out before commit, so a row with a lower id can
 become visible after a higher one; the tally stops ``LAG_S`` seconds short
-of now there, so a row is counted once it is that old. SQLite has one writer
-at a time, so its ids become visible in order and there is no lag.
+of now there (``gateway.ledger.id_order``), so a row is counted once it is
+that old. SQLite has one writer at a time, so there is no lag.
 """
 
 from __future__ import annotations
@@ -19,19 +19,19 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, case, cast, func, select
 from sqlalchemy.types import Float
 
 from gateway.connectors.tables import handover_failures
+from gateway.ledger.id_order import visible_bound
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import history, messages
 
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600)
-LAG_S = 15.0
 
 TransitionKey = tuple[str, str, str, str]  # authority, direction, message type, status
 
@@ -82,7 +82,7 @@ class Tally:
     def catch_up(self, now: datetime) -> Totals:
         """Count what was added since the last call; the totals so far."""
         with self._lock, self.ledger.transaction() as conn:
-            bound = now - timedelta(seconds=LAG_S) if conn.dialect.name != "sqlite" else None
+            bound = visible_bound(conn, now)
             self._history(conn, bound)
             self._failures(conn, bound)
             return self.totals

@@ -10,9 +10,9 @@ import pytest
 from ops_helpers import Clock, FakeProbe, make_gateway, put
 
 from gateway import metrics
+from gateway.ledger.id_order import LAG_S
 from gateway.ledger.status import Direction, Status
 from gateway.ops import attention, rates
-from gateway.ops.tally import LAG_S
 from tests.unit.test_metrics import labels, parse
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
