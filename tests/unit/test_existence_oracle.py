@@ -6,19 +6,21 @@ authority at both ends and audited at both ends."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_support import pump
+from sqlalchemy import Connection
 from support.api_attacks import ask_existence, existence_region
 from support.gateways import config_copy
 
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
-from gateway.ledger import audit
+from gateway.ledger import audit, locks
 from gateway.ledger.status import Direction, Status
 from gateway.model import Child, Identifier, Safeguarding
 from gateway.services import coordination
@@ -169,6 +171,64 @@ def test_safeguarding_queries_asked_at_the_same_moment_stay_within_the_rate(
     assert refused[0].rule == "existence.rate"
     rows = gw.ledger.find(authority="334", direction=Direction.OUTBOUND, limit=50)
     assert sorted(r.status.value for r in rows) == ["REJECTED", "SIGNED"]
+
+
+def test_safeguarding_queries_from_many_threads_at_once_never_go_past_the_rate(
+    tmp_path: Path,
+) -> None:
+    # The API's sync route runs each request on a worker thread: released together,
+    # every request passed the count before any was queued, and all were sent.
+    _client, _auth, gw = existence_region(tmp_path, per_day=2)
+    asking = 6
+    barrier = threading.Barrier(asking)
+    outcomes: list[BaseException | coordination.Sent] = []
+
+    def ask(n: int) -> None:
+        barrier.wait(10)
+        try:
+            outcomes.append(
+                coordination.ask_existence(
+                    gw, "334", "336", KACPER_CHILD, Safeguarding("Solihull MASH manager", f"{n}")
+                )
+            )
+        except BaseException as exc:  # reported by the assertions below
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(asking)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    sent = [o for o in outcomes if isinstance(o, coordination.Sent)]
+    refused = [o for o in outcomes if isinstance(o, PolicyRefusal)]
+    assert len(sent) == 2 and len(refused) == asking - 2, outcomes
+    assert {r.rule for r in refused} == {"existence.rate"}
+    rows = gw.ledger.find(authority="334", direction=Direction.OUTBOUND, limit=50)
+    assert sorted(r.status.value for r in rows) == ["REJECTED"] * (asking - 2) + ["SIGNED"] * 2
+
+
+def test_recording_a_received_safeguarding_query_locks_its_senders_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rate is counted from the ledger: two replicas on PostgreSQL recording one
+    # sender's queries at once would each count without the other's, so each takes
+    # the sender's rate lock first (on SQLite the write lock already serialises them).
+    _client, _auth, gw = existence_region(tmp_path)
+    locked: list[str] = []
+    real = locks.xact_lock
+
+    def noting(conn: Connection, names: Iterable[str]) -> None:
+        names = list(names)
+        locked.extend(names)
+        real(conn, names)
+
+    monkeypatch.setattr(locks, "xact_lock", noting)
+    coordination.ask_existence(
+        gw, "334", "336", KACPER_CHILD, Safeguarding("Solihull MASH manager", "sibling")
+    )
+    pump(gw)
+    assert "existence-rate:336:334" in locked
+    assert len(_inbound_queries(gw)) == 1
 
 
 def test_a_held_query_waits_for_the_coordinator_who_approves_or_refuses_it(
