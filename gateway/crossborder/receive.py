@@ -268,6 +268,8 @@ def on_notification(ctx: ApplyContext, msg: Received) -> Effect:
                     detail=f"from {thread.governing_la} to {to_la} (said by {msg.sender})",
                 )
         if body.type == NotificationType.EXISTENCE_QUERY:
+            if header.legal_basis == LegalBasis.SAFEGUARDING:
+                _count_safeguarding_query(ctx, msg)
             _answer_existence(ctx, msg)
         _log(
             ctx,
@@ -319,7 +321,7 @@ def _existence_answer(ctx: ApplyContext, msg: Received, body: Notification) -> E
     return effect
 
 
-# Safeguarding-basis existence queries judged by a recording transaction, by
+# Safeguarding-basis existence queries accepted by a recording transaction, by
 # (receiving authority, sender): not yet in the ledger until it records them.
 _QUERIES_IN_TRANSACTION: WeakKeyDictionary[Connection, Counter[tuple[str, str]]] = (
     WeakKeyDictionary()
@@ -338,9 +340,7 @@ def _check_safeguarding_rate(ctx: ApplyContext, msg: Received, where: str) -> No
     # This transaction's earlier queries from the sender count too: a received batch
     # is recorded after every message in it was judged, and a burst in one batch
     # went past the rate unseen.
-    in_batch = _QUERIES_IN_TRANSACTION.setdefault(ctx.conn, Counter())
-    earlier = in_batch[(msg.authority, msg.sender)]
-    in_batch[(msg.authority, msg.sender)] += 1
+    earlier = _QUERIES_IN_TRANSACTION.get(ctx.conn, Counter())[(msg.authority, msg.sender)]
     seen = (
         earlier
         + ctx.conn.execute(
@@ -363,6 +363,19 @@ def _check_safeguarding_rate(ctx: ApplyContext, msg: Received, where: str) -> No
             f"in 24 hours, the limit (policy.existence_safeguarding_per_day = {most}); "
             "not answered",
         )
+
+
+def _count_safeguarding_query(ctx: ApplyContext, msg: Received) -> None:
+    """Count an accepted safeguarding-basis query against its sender's rate for the rest
+    of the recording transaction.
+
+    Counted once every applier has judged it (in its effect), as the ledger counts
+    it: only accepted queries are recorded with their purpose and basis, a refused
+    one is quarantined without them. Counted when judged, a query refused past the
+    rate (or by another applier) used up budget in a batch that it would not across
+    batches, and the refusals named a count the ledger never held.
+    """
+    _QUERIES_IN_TRANSACTION.setdefault(ctx.conn, Counter())[(msg.authority, msg.sender)] += 1
 
 
 def _query_of(ctx: ApplyContext, msg: Received) -> HeldQuery:
