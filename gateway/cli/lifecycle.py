@@ -141,6 +141,14 @@ def not_ours_command(
 ) -> None:
     """Say a received message was not for this authority: its sender will recall it."""
     done = not_ours.not_ours(_gateway(config), authority, message_id, by or getpass.getuser())
+    if done.already_said:
+        when = done.at.isoformat(timespec="seconds") if done.at else "earlier"
+        console.print(
+            f"{done.message_id}: already said by {done.by} at {when}; {done.sender} was asked "
+            f"then to recall it (notice {done.notice_id}), nothing sent again",
+            highlight=False,
+        )
+        return
     state = "withdrawn from the inbox; " if done.withdrawn else ""
     console.print(
         f"{done.message_id}: {state}{done.sender} asked to recall it (notice {done.notice_id})",

@@ -86,3 +86,17 @@ follows = Table(
     Column("onward_id", String(64), nullable=False),  # the recall sent there
 )
 Index("ix_lifecycle_follows_onward", follows.c.authority, follows.c.onward_id)
+
+# "Not ours" said about a message this authority received: the MISDIRECTED notice sent
+# for it, once. Saying it again (a double click, a retried API call) answers with this
+# notice instead of asking the sender to recall the message a second time.
+not_ours = Table(
+    "lifecycle_not_ours",
+    metadata,
+    Column("authority", String(3), primary_key=True),  # the recipient (this gateway's LA)
+    Column("message_id", String(64), primary_key=True),  # the received message
+    Column("sender", String(3), nullable=False),  # its sender, who was asked to recall it
+    Column("notice_id", String(64), nullable=False),  # the MISDIRECTED notice sent
+    Column("actor", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

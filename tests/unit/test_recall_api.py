@@ -103,7 +103,12 @@ def test_not_ours_through_the_api(setup: tuple) -> None:
     original = _sent(gw, "333")
     r = client.post(f"/v1/inbox/{original}/not-ours", headers=_auth(tokens["333"]))
     assert r.status_code == 202, r.text
-    assert r.json()["sender"] == "332"
+    assert r.json()["sender"] == "332" and r.json()["already_said"] is False
+    again = client.post(f"/v1/inbox/{original}/not-ours", headers=_auth(tokens["333"]))
+    assert again.status_code == 202, again.text
+    assert again.json()["already_said"] is True
+    assert again.json()["notice_id"] == r.json()["notice_id"]
+    assert again.json()["said_by"] == "API key of 333"
     assert (
         client.post(f"/v1/inbox/{original}/not-ours", headers=_auth(tokens["336"])).status_code
         == 404

@@ -156,6 +156,27 @@ def test_not_ours_at_the_recipient_recalls_the_message_at_its_sender(tmp_path: P
     assert recall.message_type == "Recall"
 
 
+def test_saying_not_ours_again_after_the_recall_sends_nothing_and_names_the_first_notice(
+    tmp_path: Path,
+) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    original = _sent(gw, "333")
+    first = not_ours.not_ours(gw, "333", original.message_id, "Sandwell coordinator")
+    pump(gw)
+    again = not_ours.not_ours(gw, "333", original.message_id, "Sandwell duty manager")
+    pump(gw)
+    assert again.already_said and not again.withdrawn
+    assert (again.notice_id, again.by) == (first.notice_id, "Sandwell coordinator")
+    notices = [
+        r
+        for r in gw.ledger.find(authority="333", direction=Direction.OUTBOUND, limit=2000)
+        if r.message_type == "Notification" and r.recipient == "332"
+    ]
+    assert [r.message_id for r in notices] == [first.notice_id]
+    assert [o.reason for o in _outcomes(gw, original.message_id)] == ["MISDIRECTED"]
+
+
 def test_a_not_ours_notice_about_a_message_sent_to_someone_else_is_quarantined(
     tmp_path: Path,
 ) -> None:

@@ -4,8 +4,9 @@ waits for the first to commit and decides on what it did (``locks.thread``).
 Each test pauses the first decision just after its reads and lets the second one
 run; without the lock the second ran to its end in that pause, and the first then
 wrote over it from a stale read: two uploads of one register both inserted the
-case threads (the second upload failed on the unique key), and two recalls of one
-message both sent a signed Recall.
+case threads (the second upload failed on the unique key), two recalls of one
+message both sent a signed Recall, and two "not ours" about one received message
+both sent a MISDIRECTED notice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from retention_support import Clock, dudley_shared, region
 from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
 from gateway.ledger.status import Direction
-from gateway.lifecycle import sender
+from gateway.lifecycle import not_ours, sender
 from gateway.model import RecallReason
 from gateway.services.outbound import records
 
@@ -128,5 +129,37 @@ def test_two_recalls_of_one_message_at_once_send_one_recall(
             if r.message_type == "Recall"
         ]
         assert [r.message_id for r in recalls] == [done.message_id]
+    finally:
+        gw.ledger.engine.dispose()
+
+
+def test_two_not_ours_about_one_message_at_once_send_one_notice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    try:
+        dudley_shared(gw)
+        original = next(
+            r
+            for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=200)
+            if r.recipient == "333" and r.message_type == "Assessment"
+        )
+        answers = []
+
+        def second() -> None:
+            answers.append(not_ours.not_ours(gw, "333", original.message_id, "Sam"))
+
+        run = _first_pauses(monkeypatch, not_ours, "_said_before", second)
+        first = not_ours.not_ours(gw, "333", original.message_id, "Jo")
+        assert run.join() == []
+        [again] = answers
+        assert not first.already_said
+        assert again.already_said and again.notice_id == first.notice_id and again.by == "Jo"
+        notices = [
+            r.message_id
+            for r in gw.ledger.find(authority="333", direction=Direction.OUTBOUND, limit=2000)
+            if r.message_type == "Notification" and r.recipient == "332"
+        ]
+        assert notices == [first.notice_id]
     finally:
         gw.ledger.engine.dispose()

@@ -103,6 +103,11 @@ class NotOursOut(_Out):
     sender: str
     notice_id: str
     withdrawn: bool
+    # True when "not ours" had been said before: notice_id is the notice sent then,
+    # by whom and when; nothing was sent this time.
+    already_said: bool = False
+    said_by: str | None = None
+    said_at: datetime | None = None
 
 
 def _actor(who: CallerDep) -> str:
@@ -178,4 +183,7 @@ def mark_not_ours(
         sender=done.sender,
         notice_id=done.notice_id,
         withdrawn=done.withdrawn,
+        already_said=done.already_said,
+        said_by=done.by or None,
+        said_at=done.at,
     )
