@@ -145,10 +145,16 @@ def sign(gw: Gateway, conn: Connection, due: Sequence[ReceiptDue]) -> Signed:
         if d.sender in gw.settings.directory:
             groups[(d.authority, d.sender)].append(d)
     anchored = gw.settings.audit.heads_in_receipts
+    # Only a peer on another ledger anchors the chain: one hosted here (the authority
+    # itself, sharing within the LA, or another on this gateway) shares the ledger, and
+    # whoever can cut the chain can cut what it would hold.
+    peers = {key for key in groups if key[1] not in gw.settings.hosted} if anchored else set()
     # The chain's head as it stands (a receipt adds no audit entry of its own).
-    head = audit_anchor.own_head(conn) if anchored and groups else None
+    own = audit_anchor.own_head(conn) if peers else None
     for (authority, sender), items in groups.items():
-        held = audit_anchor.to_give_back(conn, sender) if anchored else ()
+        anchoring = (authority, sender) in peers
+        head = own if anchoring else None
+        held = audit_anchor.to_give_back(conn, sender) if anchoring else ()
         for start in range(0, len(items), MAX_ITEMS):
             chunk = items[start : start + MAX_ITEMS]
             notes = _notes(gw, conn, chunk)

@@ -186,6 +186,29 @@ def test_receipts_carry_no_heads_when_switched_off_for_peers_not_yet_upgraded(
         assert audit.verify(gw.ledger) == []
 
 
+def test_an_authority_on_the_same_ledger_neither_holds_nor_gives_back_its_heads(
+    tmp_path: Path,
+) -> None:
+    pair = pair_of(tmp_path)
+    notify(pair.dudley, "332", "332")  # within the authority: its own gateway receipts it
+    notify(pair.others, "336", "333")  # between two authorities of one gateway
+    notify(pair.others, "336", "332")  # and between gateways, which anchors
+    pair.settle()
+    notify(pair.dudley, "332", "336")
+    notify(pair.dudley, "332", "332")
+    pair.settle()
+
+    def peers(gw: Gateway) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        with gw.ledger.transaction() as conn:
+            heads = conn.execute(select(audit_peer_heads.c.authority, audit_peer_heads.c.peer))
+            kept = conn.execute(select(audit_anchors.c.authority, audit_anchors.c.peer))
+            return {tuple(r) for r in heads}, {tuple(r) for r in kept}
+
+    assert peers(pair.dudley) == ({("332", "336")}, {("332", "336")})
+    assert peers(pair.others) == ({("336", "332")}, set())
+    assert _check(pair.dudley) == {("332", "336"): 0}
+
+
 def test_the_example_receipt_carries_a_head_and_one_given_back() -> None:
     root = etree.parse(str(ROOT / "schemas" / "examples" / "receipt.xml")).getroot()
     SchemaValidator().validate(root)

@@ -18,7 +18,7 @@ import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
 from sqlalchemy import select, update
-from support.gateways import deliver_queue
+from support.gateways import deliver_queue, memory_gateway
 
 from gateway.context import Gateway
 from gateway.envelope import xmlsafe
@@ -168,7 +168,12 @@ def audited(gw: Gateway) -> Gateway:
 
 
 def test_the_receipt_reports_the_audit_head_that_covers_its_batch(tmp_path: Path) -> None:
-    gw, _transport, _wakeups, _ids = sent(tmp_path, 2)
+    both, transport, _wakeups, _ids = sent(tmp_path, 2)
+    # Only a peer off this ledger anchors the chain (docs/security.md): the recipient's
+    # process here hosts the recipient alone, on the same ledger and keys.
+    gw = memory_gateway(
+        tmp_path, (RECIPIENT,), clock=both.clock, transport=transport, keys_for=(SENDER, RECIPIENT)
+    )
     with gw.ledger.transaction() as conn:
         before = audit_anchor.own_head(conn)
 
