@@ -49,14 +49,18 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# Tests that disrupt the broker (marked serial) run alone, after the rest.
+# Tests run in TEST_WORKERS processes (pytest-xdist; each test isolates itself: its own
+# vhost, queues, database and temporary folder); those that disrupt the broker (marked
+# serial) run alone, after the rest.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) $(OPENAPI_STAMP) system-deps broker-check lint
 	@scripts/ensure-broker-plugins.sh
-	$(BIN)/pytest -m "not serial" -q -p no:cacheprovider
+	$(BIN)/pytest -m "not serial" -q -p no:cacheprovider -n $(TEST_WORKERS)
 	$(BIN)/pytest -m serial -q -p no:cacheprovider; rc=$$?; [ $$rc -eq 0 -o $$rc -eq 5 ]
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not integration and not serial" -q
+	$(BIN)/pytest -m "not integration and not serial" -q -n $(TEST_WORKERS)
 
 bench: $(STAMP) broker-check
 	$(BIN)/python -m bench.run

@@ -120,7 +120,10 @@ def run(
                 f"  a message's history (rejected records: every problem by row and column):\n"
                 f"    .venv/bin/cafgw status MESSAGE_ID\n"
                 f"  all messages:         .venv/bin/cafgw messages\n"
-                f"Press Ctrl+C to stop."
+                f"Press Ctrl+C to stop.",
+                # Paths and commands whole on their lines, whatever the terminal's width
+                # (piped to a log, the console is 160 wide): to be copied as printed.
+                soft_wrap=True,
             )
         serve(running, keys)
     finally:
