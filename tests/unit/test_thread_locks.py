@@ -23,6 +23,7 @@ from retention_support import Clock, dudley_shared, region
 
 from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
+from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction
 from gateway.lifecycle import not_ours, sender
 from gateway.model import RecallReason
@@ -72,12 +73,19 @@ def _first_pauses(
     return run
 
 
-def _assessments_to(gw: Gateway, recipient: str) -> list[str]:
+def _sent(
+    gw: Gateway, authority: str, message_type: str, recipient: str | None = None
+) -> list[MessageRecord]:
+    """What ``authority`` sent of ``message_type`` (to ``recipient``, if given)."""
     return [
-        r.message_id
-        for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=2000)
-        if r.recipient == recipient and r.message_type == "Assessment"
+        r
+        for r in gw.ledger.find(authority=authority, direction=Direction.OUTBOUND, limit=2000)
+        if r.message_type == message_type and recipient in (None, r.recipient)
     ]
+
+
+def _assessments_to(gw: Gateway, recipient: str) -> list[str]:
+    return [r.message_id for r in _sent(gw, "332", "Assessment", recipient)]
 
 
 def test_two_uploads_of_one_register_at_once_both_succeed_and_send_each_record_once(
@@ -108,11 +116,7 @@ def test_two_recalls_of_one_message_at_once_send_one_recall(
     gw = region(tmp_path, Clock.starting_now())
     try:
         dudley_shared(gw)
-        original = next(
-            r
-            for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=200)
-            if r.recipient == "333" and r.message_type == "Assessment"
-        )
+        original = _sent(gw, "332", "Assessment", recipient="333")[0]
 
         def second() -> None:
             sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, None, "Sam")
@@ -123,11 +127,7 @@ def test_two_recalls_of_one_message_at_once_send_one_recall(
         assert done.message_id is not None
         assert len(raised) == 1 and isinstance(raised[0], PolicyRefusal)
         assert "already recalled" in str(raised[0])
-        recalls = [
-            r
-            for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=2000)
-            if r.message_type == "Recall"
-        ]
+        recalls = _sent(gw, "332", "Recall")
         assert [r.message_id for r in recalls] == [done.message_id]
     finally:
         gw.ledger.engine.dispose()
@@ -139,11 +139,7 @@ def test_two_not_ours_about_one_message_at_once_send_one_notice(
     gw = region(tmp_path, Clock.starting_now())
     try:
         dudley_shared(gw)
-        original = next(
-            r
-            for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=200)
-            if r.recipient == "333" and r.message_type == "Assessment"
-        )
+        original = _sent(gw, "332", "Assessment", recipient="333")[0]
         answers = []
 
         def second() -> None:
@@ -155,11 +151,7 @@ def test_two_not_ours_about_one_message_at_once_send_one_notice(
         [again] = answers
         assert not first.already_said
         assert again.already_said and again.notice_id == first.notice_id and again.by == "Jo"
-        notices = [
-            r.message_id
-            for r in gw.ledger.find(authority="333", direction=Direction.OUTBOUND, limit=2000)
-            if r.message_type == "Notification" and r.recipient == "332"
-        ]
-        assert notices == [first.notice_id]
+        notices = _sent(gw, "333", "Notification", recipient="332")
+        assert [r.message_id for r in notices] == [first.notice_id]
     finally:
         gw.ledger.engine.dispose()
