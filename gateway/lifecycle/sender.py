@@ -7,7 +7,9 @@ data) or ``Correction`` (the whole corrected body, on the original's legal
 basis, with consent judged now as for any send) goes to the recipient,
 the original's history says so, and the ``recalls`` table keeps it until
 the recipient's receipt proves what was done. Corrections chain: correcting
-a message that was already corrected corrects the latest version.
+a message that was already corrected corrects the latest version, unless that
+version already carries the same body and explanation (the same correction
+asked twice), which is answered with it and sends nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from gateway.model import (
     Recall,
     RecallReason,
 )
-from gateway.outbox import disclosure, new_envelope
+from gateway.outbox import content_digest, disclosure, new_envelope
 from gateway.policy import consent as consent_rules
 from gateway.policy import sharing, special_category
 from gateway.policy.child import child_key
@@ -318,6 +320,10 @@ def correct(
                 max_depth=limits.max_xml_depth,
             )
         )
+        corrected = _for_purpose(replacement, before.purpose, kit)
+        done = _corrected_alike(conn, authority, head, explanation, corrected)
+        if done is not None:
+            return done
         child = getattr(replacement, "child", None)
         key = child_key(child) if child is not None else head["child_key"]
         basis, consent_ref = before.legal_basis, before.consent_ref
@@ -341,7 +347,7 @@ def correct(
         body = Correction(
             MessageRef(head["message_id"], head["digest"] or ""),
             explanation,
-            _for_purpose(replacement, before.purpose, kit),
+            corrected,
         )
         env = new_envelope(
             kit.clock,
@@ -390,6 +396,38 @@ def correct(
         head["message_id"], head["recipient"], Status.SIGNED, env.header.message_id,
         f"correction sent to {head['recipient']}"
         + ("" if head["message_id"] == first["message_id"] else " (of the latest version)"),
+    )  # fmt: skip
+
+
+def _corrected_alike(
+    conn: Connection, authority: str, head: Any, explanation: str, corrected: Replacement
+) -> Sent | None:
+    """The answer already given if ``head``, the latest version, is a correction carrying
+    this very body and explanation, else None.
+
+    The same correction asked twice (a double click, a retry after a timeout, two
+    people at once) used to send a second signed Correction superseding the first
+    with itself: the child's data disclosed to the recipient once more, for nothing.
+    Compared by the body's content digest (the stored body may be encrypted to the
+    recipient), as ``head`` would carry it: correcting the version it corrects.
+    """
+    if head["message_type"] != "Correction" or not head["content_digest"]:
+        return None
+    row = conn.execute(
+        select(recalls.c.original_id, recalls.c.original_digest).where(
+            recalls.c.authority == authority,
+            recalls.c.message_id == head["message_id"],
+            recalls.c.kind == "CORRECTION",
+        )
+    ).first()
+    if row is None:
+        return None
+    alike = Correction(MessageRef(row[0], row[1]), explanation, corrected)
+    if content_digest(alike) != head["content_digest"]:
+        return None
+    return Sent(
+        row[0], head["recipient"], Status(head["status"]), head["message_id"],
+        f"already corrected so: correction {head['message_id']} carries this body",
     )  # fmt: skip
 
 

@@ -6,19 +6,21 @@ run; without the lock the second ran to its end in that pause, and the first the
 wrote over it from a stale read: two uploads of one register both inserted the
 case threads (the second upload failed on the unique key), two recalls of one
 message both sent a signed Recall, and two "not ours" about one received message
-both sent a MISDIRECTED notice.
+both sent a MISDIRECTED notice. Two identical corrections of one message (a double
+click, a retry after a timeout) both sent a signed Correction: the second superseded
+the first with the same body; now it is answered with the first.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from policy_support import DUDLEY, memory_gateway, submit
+from policy_support import DUDLEY, envelope_of, memory_gateway, submit
 from retention_support import Clock, dudley_shared, region
 
 from gateway.context import Gateway
@@ -26,7 +28,7 @@ from gateway.errors import PolicyRefusal
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction
 from gateway.lifecycle import not_ours, sender
-from gateway.model import RecallReason
+from gateway.model import Assessment, RecallReason
 from gateway.services.outbound import records
 
 pytestmark = pytest.mark.timeout(120)
@@ -153,5 +155,59 @@ def test_two_not_ours_about_one_message_at_once_send_one_notice(
         assert again.already_said and again.notice_id == first.notice_id and again.by == "Jo"
         notices = _sent(gw, "333", "Notification", recipient="332")
         assert [r.message_id for r in notices] == [first.notice_id]
+    finally:
+        gw.ledger.engine.dispose()
+
+
+def test_two_identical_corrections_of_one_message_at_once_send_one_correction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    try:
+        dudley_shared(gw)
+        original = _sent(gw, "332", "Assessment", recipient="336")[0]
+        env = envelope_of(gw, original)
+        assert env is not None and isinstance(env.body, Assessment)
+        fixed = replace(env.body, needs="Asthma review")
+        answers = []
+
+        def second() -> None:
+            answers.append(sender.correct(gw, "332", original.message_id, fixed, "needs", "Jo"))
+
+        run = _first_pauses(monkeypatch, sender, "_head", second)
+        first = sender.correct(gw, "332", original.message_id, fixed, "needs", "Jo")
+        assert run.join() == []
+        [again] = answers
+        assert first.message_id is not None
+        assert again.message_id == first.message_id
+        assert again.original_id == first.original_id == original.message_id
+        corrections = _sent(gw, "332", "Correction", recipient="336")
+        assert [r.message_id for r in corrections] == [first.message_id]
+    finally:
+        gw.ledger.engine.dispose()
+
+
+def test_a_different_correction_made_at_the_same_moment_corrects_the_first_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    try:
+        dudley_shared(gw)
+        original = _sent(gw, "332", "Assessment", recipient="336")[0]
+        env = envelope_of(gw, original)
+        assert env is not None and isinstance(env.body, Assessment)
+        answers = []
+
+        def second() -> None:
+            other = replace(env.body, needs="GP review")
+            answers.append(sender.correct(gw, "332", original.message_id, other, "gp", "Sam"))
+
+        run = _first_pauses(monkeypatch, sender, "_head", second)
+        mine = replace(env.body, needs="Asthma review")
+        first = sender.correct(gw, "332", original.message_id, mine, "needs", "Jo")
+        assert run.join() == []
+        [later] = answers
+        assert later.original_id == first.message_id  # the chain: the latest version
+        assert len(_sent(gw, "332", "Correction", recipient="336")) == 2
     finally:
         gw.ledger.engine.dispose()
