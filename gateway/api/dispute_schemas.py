@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.disputes.escalations import EscalationView
 from gateway.disputes.service import DisputeView, NewDispute, PartyInput
-from gateway.model import DisputeParty, LineManager
+from gateway.model import DisputeParty, DisputeStage, LineManager
 
 
 class _In(BaseModel):
@@ -86,6 +86,14 @@ class CommentIn(_In):
 class EscalateIn(_In):
     by: str = Field(min_length=1, max_length=500)
     reason: str = Field(min_length=1, description="why it cannot wait for the deadline")
+    from_stage: DisputeStage | None = Field(
+        default=None,
+        description=(
+            "the stage the caller saw and escalates from: a dispute that has left it "
+            "(a retry after a lost answer) is refused (422, dispute.moved), not escalated "
+            "again; by default the stage it is at when the request arrives"
+        ),
+    )
 
 
 class ResolveIn(_In):

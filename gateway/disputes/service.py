@@ -287,19 +287,46 @@ def _climb(
     return fresh
 
 
-def escalate(kit: Kit, authority: str, dispute_id: str, by: str, reason: str) -> DisputeView:
-    """Either party escalates an open dispute before its deadline, with a reason."""
+def escalate(
+    kit: Kit,
+    authority: str,
+    dispute_id: str,
+    by: str,
+    reason: str,
+    from_stage: DisputeStage | None = None,
+) -> DisputeView:
+    """Either party escalates an open dispute before its deadline, with a reason.
+
+    ``from_stage``: the stage the caller saw and escalates from. Two requests at once
+    (a double click) or a retry after a lost answer otherwise climb twice: the second
+    waits for the first's lock, then climbs again from where the first left it,
+    skipping a stage and sending a second round of notices. Given, a dispute that
+    has left it meanwhile is refused instead.
+    """
     _hosted(kit, authority)
     by, reason = _required(by, "by"), _required(reason, "reason")
     now = _now(kit)
     with kit.ledger.transaction() as conn:
         stored = _open_for_action(kit, authority, dispute_id, conn)
+        _still_at(stored, from_stage)
         fresh = _climb(kit, authority, stored, by, reason, now, conn, only_if_due=False)
         if fresh is None:
             raise PolicyRefusal(
                 "dispute.moved", f"dispute {dispute_id} changed meanwhile; look at it again"
             )
     return _views(kit, [fresh])[0]
+
+
+def _still_at(stored: StoredDispute, from_stage: DisputeStage | None) -> None:
+    """Refuse an escalation from ``from_stage`` of a dispute (read under its lock) that
+    has already left it: escalated meanwhile, by this caller's first click or anyone."""
+    stage = stored.dispute.stage
+    if from_stage is not None and stage is not from_stage:
+        raise PolicyRefusal(
+            "dispute.moved",
+            f"dispute {stored.dispute.dispute_id} is at the {stage.value} stage, no longer "
+            f"at {from_stage.value}: it was escalated meanwhile; look at it again",
+        )
 
 
 def resolve(

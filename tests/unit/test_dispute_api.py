@@ -3,6 +3,7 @@ stage, everyone else gets 404 exactly as for a dispute that does not exist."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from fastapi.testclient import TestClient
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
+from gateway.disputes import escalations, service
+from gateway.model import DisputeAction
 from tests.dispute_helpers import Clock, drain, memory_gateway
 
 pytestmark = pytest.mark.timeout(60)
@@ -174,3 +177,62 @@ def test_line_managers_pull_and_acknowledge_escalations(setup: tuple[Gateway, Ap
     assert [e["addressee_name"] for e in theirs if e["addressee_role"] == "LINE_MANAGER"] == [
         "Wolverhampton Early Help Service Manager"
     ]
+
+
+def test_two_escalations_of_one_dispute_at_once_climb_one_stage(
+    setup: tuple[Gateway, Api, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A double click on "escalate": the second request waited for the first's lock and
+    then climbed again from where the first left it, skipping a stage and sending a
+    second round of escalation notices. It is refused: the dispute left the stage the
+    caller saw."""
+    gw, api, _ = setup
+    dispute_id = api.call("332", "POST", "/v1/disputes", json=NEW).json()["dispute_id"]
+    drain(gw)
+    path = f"/v1/disputes/{dispute_id}/escalate"
+    real = service._open_for_action
+    seconds: list[threading.Thread] = []
+    answers: list[Any] = []
+
+    def click_again() -> None:
+        answers.append(api.call("332", "POST", path, json={"by": "K", "reason": "again"}))
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        stored = real(*args, **kwargs)
+        if not seconds:  # the first request, holding the dispute's lock: click again
+            seconds.append(threading.Thread(target=click_again))
+            seconds[0].start()
+            seconds[0].join(1.0)  # ends at once without the lock, times out with it
+        return stored
+
+    monkeypatch.setattr(service, "_open_for_action", paused)
+    first = api.call("332", "POST", path, json={"by": "K", "reason": "urgent"})
+    seconds[0].join(30)
+    [second] = answers
+    assert first.status_code == 200 and first.json()["stage"] == "COORDINATORS"
+    assert second.status_code == 422 and second.json()["rule"] == "dispute.moved"
+    view = service.get_dispute(gw.kit, "332", dispute_id)
+    assert view.stage.value == "COORDINATORS"
+    assert sum(e.action is DisputeAction.ESCALATED for e in view.history) == 1
+    drain(gw)
+    told = [
+        e
+        for o in ("332", "336", "regional")
+        for e in escalations.for_dispute(gw.ledger, o, dispute_id)
+    ]
+    assert len(told) == 2  # the two CAF coordinators, once each
+
+
+def test_an_escalation_retried_after_the_dispute_moved_on_is_refused_not_repeated(
+    setup: tuple[Gateway, Api, Clock],
+) -> None:
+    _, api, _ = setup
+    dispute_id = api.call("332", "POST", "/v1/disputes", json=NEW).json()["dispute_id"]
+    path = f"/v1/disputes/{dispute_id}/escalate"
+    asked = {"by": "K", "reason": "urgent", "from_stage": "PRACTITIONERS"}
+    assert api.call("332", "POST", path, json=asked).json()["stage"] == "COORDINATORS"
+    retried = api.call("332", "POST", path, json=asked)
+    assert retried.status_code == 422 and retried.json()["rule"] == "dispute.moved"
+    assert "COORDINATORS" in retried.json()["detail"]
+    onwards = {"by": "K", "reason": "still nothing", "from_stage": "COORDINATORS"}
+    assert api.call("332", "POST", path, json=onwards).json()["stage"] == "REGIONAL_GROUP"

@@ -152,10 +152,18 @@ def comment(dispute_id: str, body: CommentIn, gw: GatewayDep, v: ViewerDep) -> D
 
 @router.post("/v1/disputes/{dispute_id}/escalate", response_model=DisputeOut)
 def escalate(dispute_id: str, body: EscalateIn, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
-    """Escalate now, before the stage deadline, with a reason."""
-    _find(gw, v, dispute_id)
+    """Escalate now, before the stage deadline, with a reason.
+
+    One step from the stage the caller saw (``from_stage``, or the stage when the
+    request arrives): a second click while the first is being handled is refused
+    (422, ``dispute.moved``) rather than climbing a second stage.
+    """
+    seen = _find(gw, v, dispute_id)
     _within_limit(gw, reason=body.reason)
-    return DisputeOut.of(service.escalate(gw.kit, _actor(v), dispute_id, body.by, body.reason))
+    from_stage = body.from_stage or seen.stage
+    return DisputeOut.of(
+        service.escalate(gw.kit, _actor(v), dispute_id, body.by, body.reason, from_stage)
+    )
 
 
 @router.post("/v1/disputes/{dispute_id}/resolve", response_model=DisputeOut)
