@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, exists, func, select
 
 from gateway.cases import store as cases
 from gateway.cases.identity import correlation_id
@@ -22,6 +22,7 @@ from gateway.ledger import audit, locks
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
+from gateway.lifecycle.tables import recalls
 from gateway.model import (
     Body,
     Child,
@@ -35,6 +36,7 @@ from gateway.outbox import disclosure, safeguarding_override
 from gateway.policy import consent as consent_rules
 from gateway.policy import existence, sharing
 from gateway.policy.child import child_key
+from gateway.services.outbound.knowledge import CARRIED
 
 RULE_EXISTENCE_CONSENT = "consent.existence-check"
 RULE_EVALUATION_LEAD = "evaluation.not-lead-professional"
@@ -87,22 +89,68 @@ def _disclose(
     message: NewMessage,
     safeguarding: Safeguarding | None,
     within_rate: Callable[[Connection], PolicyRefusal | None] | None = None,
-) -> None:
+    *,
+    once: bool = False,
+) -> Sent | None:
     """Queue ``message`` with its audit entries; ``within_rate``: checked again in the
     same transaction, under the authority's existence-rate lock, and raised (nothing
-    queued) if the message would now go past the rate."""
+    queued) if the message would now go past the rate. ``once``: not queued if the
+    same content already went to its recipient on its case thread (checked under the
+    thread's lock); the earlier message is returned instead."""
     events = []
     if message.legal_basis != LegalBasis.NO_PERSONAL_DATA.value:
         events.append(disclosure(message))
     if safeguarding is not None:
         events.append(safeguarding_override(message, safeguarding))
     with gw.ledger.transaction() as conn:
+        if once:
+            locks.xact_lock(conn, [locks.thread(message.authority, message.correlation_id)])
+            earlier = _sent_before(conn, message)
+            if earlier is not None:
+                return earlier
         if within_rate is not None:
             locks.xact_lock(conn, [f"existence-rate:{message.authority}"])
             refused = within_rate(conn)
             if refused is not None:
                 raise refused
         gw.outbox.queue(conn, [message], events)
+    return None
+
+
+def _sent_before(conn: Connection, message: NewMessage) -> Sent | None:
+    """The message of ``message``'s type and content already sent to its recipient on
+    its case thread and not recalled, or None.
+
+    The same evaluation sent twice (a double click, a retry after a lost answer, two
+    people at once) went twice to every coordinator: a second disclosure of the
+    child's data, which the receiving gateways then recorded as a duplicate.
+    """
+    row = conn.execute(
+        select(messages.c.message_id, messages.c.status)
+        .where(
+            messages.c.direction == Direction.OUTBOUND.value,
+            messages.c.authority == message.authority,
+            messages.c.recipient == message.recipient,
+            messages.c.correlation_id == message.correlation_id,
+            messages.c.message_type == message.message_type,
+            messages.c.content_digest == message.content_digest,
+            messages.c.status.in_(CARRIED),
+            ~exists().where(
+                recalls.c.authority == message.authority,
+                recalls.c.original_id == messages.c.message_id,
+                recalls.c.kind == "RECALL",
+            ),
+        )
+        .order_by(messages.c.id)
+    ).first()
+    if row is None:
+        return None
+    return Sent(
+        row.message_id,
+        message.recipient,
+        Status(row.status),
+        f"the same {message.message_type} was already sent to {message.recipient}",
+    )
 
 
 def ask_existence(
@@ -282,8 +330,8 @@ def send_evaluation(
             consent_ref=consent.reference(authority),
         )
         message = gw.outbox.sign(env, case_ref=thread.case_ref, child_key=thread.child_key)
-        _disclose(gw, message, None)
-        sent.append(Sent(message.message_id, recipient, Status.SIGNED))
+        earlier = _disclose(gw, message, None, once=True)
+        sent.append(earlier or Sent(message.message_id, recipient, Status.SIGNED))
     return sent
 
 

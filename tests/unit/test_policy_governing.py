@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,14 @@ from adapters.base import Converted
 from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
 from gateway.ledger.status import Direction, Status
-from gateway.model import Evaluation, Notification, NotificationType, PractitionerView
+from gateway.lifecycle import sender
+from gateway.model import (
+    Evaluation,
+    Notification,
+    NotificationType,
+    PractitionerView,
+    RecallReason,
+)
 from gateway.services import coordination, outbound, views
 
 pytestmark = pytest.mark.timeout(120)
@@ -269,3 +277,74 @@ def test_the_lead_professional_sends_the_evaluation_to_every_coordinator_involve
     pump(gw)
     log = views.case_of(gw, "336", thread_id).thread.log
     assert [e.counterparty for e in log if e.kind == "EVALUATION_RECEIVED"] == ["335"]
+
+
+def _evaluation_ready(gw: Gateway) -> tuple[str, Evaluation]:
+    """Walsall (335) leads EHM-77120 and Wolverhampton (336) is involved: the lead's
+    thread and an evaluation to send."""
+    _send(gw, _episode("EHM-77120"))
+    pump(gw)
+    evaluation = Evaluation(
+        "EHM-77120",
+        "Kacper says the mentor helps.",
+        "Mother satisfied.",
+        (PractitionerView("Lucy Grant", "335", "Good joint working."),),
+        "Meetings in Walsall suited the family.",
+    )
+    return _thread(gw, "335", "EHM-77120"), evaluation
+
+
+def _evaluations_sent(gw: Gateway) -> list[str]:
+    found = gw.ledger.find(authority="335", direction=Direction.OUTBOUND, limit=500)
+    return sorted(r.recipient for r in found if r.message_type == "Evaluation")
+
+
+def test_the_same_evaluation_sent_twice_goes_to_each_coordinator_once(tmp_path: Path) -> None:
+    """A double click, or a retry after a lost answer: the second sends nothing and
+    answers with the messages the first sent."""
+    gw = memory_gateway(tmp_path)
+    thread_id, evaluation = _evaluation_ready(gw)
+    first = coordination.send_evaluation(gw, "335", thread_id, evaluation)
+    again = coordination.send_evaluation(gw, "335", thread_id, evaluation)
+    assert _evaluations_sent(gw) == ["335", "336"]
+    assert sorted(s.message_id for s in again) == sorted(s.message_id for s in first)
+    assert {s.reason for s in again} == {
+        "the same Evaluation was already sent to 335",
+        "the same Evaluation was already sent to 336",
+    }
+    changed = replace(evaluation, family_views="Mother now asks for a second mentor.")
+    coordination.send_evaluation(gw, "335", thread_id, changed)
+    assert _evaluations_sent(gw) == ["335", "335", "336", "336"]
+    pump(gw)
+    to_336 = next(s.message_id for s in first if s.recipient == "336")
+    sender.recall(gw, "335", to_336, RecallReason.OTHER, None, "Lucy Grant")
+    coordination.send_evaluation(gw, "335", thread_id, evaluation)  # recalled: sent again
+    assert _evaluations_sent(gw) == ["335", "335", "336", "336", "336"]
+
+
+def test_two_identical_evaluations_at_once_go_to_each_coordinator_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = memory_gateway(tmp_path)
+    thread_id, evaluation = _evaluation_ready(gw)
+    real = type(gw.outbox).sign
+    seconds: list[threading.Thread] = []
+    answers: list[list[coordination.Sent]] = []
+
+    def click_again() -> None:
+        answers.append(coordination.send_evaluation(gw, "335", thread_id, evaluation))
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        signed = real(*args, **kwargs)
+        if threading.current_thread() is threading.main_thread() and not seconds:
+            seconds.append(threading.Thread(target=click_again))
+            seconds[0].start()
+            seconds[0].join(1.0)
+        return signed
+
+    monkeypatch.setattr(type(gw.outbox), "sign", paused)
+    first = coordination.send_evaluation(gw, "335", thread_id, evaluation)
+    seconds[0].join(30)
+    [again] = answers
+    assert _evaluations_sent(gw) == ["335", "336"]
+    assert sorted(s.message_id for s in again) == sorted(s.message_id for s in first)
