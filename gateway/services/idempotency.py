@@ -1,5 +1,6 @@
 """Idempotent submissions: a local system that retries ``POST /v1/messages`` after
-a lost answer gets the first answer again, never a second submission.
+a lost answer gets the first answer again, never a second submission (and so for
+``POST /v1/disputes`` and ``POST /v1/existence-queries``: ``gateway.api.idempotent``).
 
 The caller sends an ``Idempotency-Key`` header (any printable text up to 200
 characters, unique per authority). The first request with a key reserves it

@@ -46,8 +46,10 @@ class Api:
         }
         self.client = TestClient(create_app(gw, keys))
 
-    def call(self, who: str, method: str, path: str, **kw: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.keys[who]}"}
+    def call(
+        self, who: str, method: str, path: str, headers: dict[str, str] | None = None, **kw: Any
+    ) -> Any:
+        headers = {**(headers or {}), "Authorization": f"Bearer {self.keys[who]}"}
         return self.client.request(method, path, headers=headers, **kw)
 
 
@@ -236,3 +238,24 @@ def test_an_escalation_retried_after_the_dispute_moved_on_is_refused_not_repeate
     assert "COORDINATORS" in retried.json()["detail"]
     onwards = {"by": "K", "reason": "still nothing", "from_stage": "COORDINATORS"}
     assert api.call("332", "POST", path, json=onwards).json()["stage"] == "REGIONAL_GROUP"
+
+
+def test_a_dispute_raised_again_with_the_same_idempotency_key_is_raised_once(
+    setup: tuple[Gateway, Api, Clock],
+) -> None:
+    """A retry after a lost answer raised a second dispute against the same practitioner
+    (and sent the other party a second one): the key was ignored off POST /v1/messages."""
+    gw, api, _ = setup
+    key = {"Idempotency-Key": "raise-2026-11-30-0001"}
+    first = api.call("332", "POST", "/v1/disputes", json=NEW, headers=key)
+    again = api.call("332", "POST", "/v1/disputes", json=NEW, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert [d["dispute_id"] for d in api.call("332", "GET", "/v1/disputes").json()] == [
+        first.json()["dispute_id"]
+    ]
+    other = api.call("332", "POST", "/v1/disputes", json={**NEW, "subject": "x"}, headers=key)
+    assert other.status_code == 409
+    drain(gw)
+    assert len(api.call("336", "GET", "/v1/disputes").json()) == 1

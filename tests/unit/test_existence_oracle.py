@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from policy_support import pump
 from sqlalchemy import Connection
-from support.api_attacks import ask_existence, existence_region
+from support.api_attacks import KACPER, ask_existence, existence_region
 from support.gateways import config_copy
 
 from gateway.api.auth import ApiKeys
@@ -295,3 +295,20 @@ def test_a_held_query_waits_for_the_coordinator_who_approves_or_refuses_it(
     assert no.event.actor == "Ann Coordinator" and no.event.message_id == second
     assert client.get("/v1/existence-queries-held", headers=coordinator).json() == []
     assert audit.verify(gw.ledger) == []
+
+
+def test_an_existence_query_asked_again_with_the_same_idempotency_key_is_asked_once(
+    tmp_path: Path,
+) -> None:
+    """A retry after a lost answer asked a second query (and counted it against the
+    safeguarding rate): the key was ignored off POST /v1/messages."""
+    client, auth, gw = existence_region(tmp_path)
+    body = dict(KACPER, safeguarding_approver="Solihull MASH manager", safeguarding_reason="r")
+    keyed = {**auth, "Idempotency-Key": "mash-2026-11-30-17"}
+    first = client.post("/v1/existence-queries", json=body, headers=keyed)
+    again = client.post("/v1/existence-queries", json=body, headers=keyed)
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    asked = gw.ledger.find(authority="334", direction=Direction.OUTBOUND, limit=500)
+    queries = [r for r in asked if r.purpose == "EXISTENCE_CHECK"]
+    assert [r.message_id for r in queries] == [first.json()["message_id"]]

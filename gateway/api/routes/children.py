@@ -5,9 +5,13 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api import idempotent
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
+from gateway.api.idempotent import IdempotencyKey
+from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
 from gateway.model import Child, Identifier, Safeguarding
 from gateway.services import access_log, coordination, views
@@ -104,13 +108,30 @@ class ExistenceOut(_Out):
 
 
 @router.post("/v1/existence-queries", status_code=202, response_model=ExistenceOut)
-def ask(body: ExistenceIn, gw: GatewayDep, authority: AuthorityDep) -> ExistenceOut:
+def ask(
+    body: ExistenceIn,
+    gw: GatewayDep,
+    authority: AuthorityDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ExistenceOut | JSONResponse:
     """Ask another authority whether a CAF exists for a child: keyed hashes only.
 
     Needs the child's consent for the check, or the safeguarding basis
     (approver and reason). The answer is ``match=false``, or ``match=true``
-    with the holding coordinator's contact.
+    with the holding coordinator's contact. With an ``Idempotency-Key`` header,
+    a repeat of the same request gets the first answer again and asks nothing.
     """
+    return idempotent.once(
+        gw,
+        authority,
+        idempotency_key,
+        ("POST /v1/existence-queries", body),
+        202,
+        lambda: _ask(body, gw, authority),
+    )
+
+
+def _ask(body: ExistenceIn, gw: Gateway, authority: str) -> ExistenceOut:
     identifiers = []
     if body.upn:
         identifiers.append(Identifier("UPN", body.upn))

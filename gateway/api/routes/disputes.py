@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
 
+from gateway.api import idempotent
 from gateway.api.deps import CallerDep, GatewayDep
 from gateway.api.dispute_schemas import (
     AckEscalationIn,
@@ -24,6 +26,7 @@ from gateway.api.dispute_schemas import (
     EscalationOut,
     ResolveIn,
 )
+from gateway.api.idempotent import IdempotencyKey
 from gateway.disputes import escalations, service
 from gateway.errors import InputLimitError, NotFoundError, PolicyRefusal
 from gateway.model import DisputeStage
@@ -104,13 +107,23 @@ def _within_limit(gw: GatewayDep, **texts: str | None) -> None:
 
 
 @router.post("/v1/disputes", response_model=DisputeOut, status_code=201)
-def raise_dispute(body: DisputeIn, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
-    """Raise a dispute against another authority's practitioner or decision."""
+def raise_dispute(
+    body: DisputeIn, gw: GatewayDep, v: ViewerDep, idempotency_key: IdempotencyKey = None
+) -> DisputeOut | JSONResponse:
+    """Raise a dispute against another authority's practitioner or decision.
+
+    With an ``Idempotency-Key`` header, a repeat of the same request gets the first
+    answer again (``Idempotent-Replayed: true``) and raises nothing.
+    """
     _within_limit(
         gw, subject=body.subject, asked=body.asked, interim_arrangement=body.interim_arrangement
     )
     authority = _actor(v)
-    return DisputeOut.of(service.raise_dispute(gw.kit, authority, body.to_new(authority)))
+
+    def act() -> DisputeOut:
+        return DisputeOut.of(service.raise_dispute(gw.kit, authority, body.to_new(authority)))
+
+    return idempotent.once(gw, authority, idempotency_key, ("POST /v1/disputes", body), 201, act)
 
 
 @router.get("/v1/disputes", response_model=list[DisputeOut])
