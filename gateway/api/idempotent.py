@@ -12,7 +12,7 @@ another request is a 409 (``gateway.services.idempotency``, whose keys these sha
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Header
 from fastapi.responses import JSONResponse
@@ -24,6 +24,16 @@ from gateway.errors import CafgwError
 from gateway.services import idempotency
 
 M = TypeVar("M", bound=BaseModel)
+
+# The answer to a key used before for another request, in the routes' OpenAPI
+# ``responses`` (the schema is the API's one error shape, ``gateway.api.deps``).
+KEY_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "This Idempotency-Key was used for another request: use a new key "
+        "for a new request",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+}
 
 IdempotencyKey = Annotated[
     str | None,

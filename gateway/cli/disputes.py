@@ -157,10 +157,17 @@ def escalate(
     reason: str = typer.Option(..., "--reason", help="why it cannot wait for the deadline"),
     authority: str = AuthorityOption,
     by: str = ByOption,
+    from_stage: DisputeStage | None = typer.Option(
+        None,
+        "--from-stage",
+        help="the stage you saw (cafgw disputes show): refused if the dispute has left it "
+        "meanwhile, so running the command again does not climb a second stage",
+    ),
     config: Path | None = ConfigOption,
 ) -> None:
     """Escalate to the next stage now."""
-    _show(service.escalate(_gateway(config).kit, authority, dispute_id, by, reason), False)
+    kit = _gateway(config).kit
+    _show(service.escalate(kit, authority, dispute_id, by, reason, from_stage), False)
 
 
 @disputes_app.command("resolve")

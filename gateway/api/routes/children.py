@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api import idempotent
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
-from gateway.api.idempotent import IdempotencyKey
+from gateway.api.idempotent import KEY_CONFLICT, IdempotencyKey
 from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
 from gateway.model import Child, Identifier, Safeguarding
@@ -107,7 +107,12 @@ class ExistenceOut(_Out):
     answered_at: datetime | None = None
 
 
-@router.post("/v1/existence-queries", status_code=202, response_model=ExistenceOut)
+@router.post(
+    "/v1/existence-queries",
+    status_code=202,
+    response_model=ExistenceOut,
+    responses=KEY_CONFLICT,
+)
 def ask(
     body: ExistenceIn,
     gw: GatewayDep,

@@ -26,7 +26,7 @@ from gateway.api.dispute_schemas import (
     EscalationOut,
     ResolveIn,
 )
-from gateway.api.idempotent import IdempotencyKey
+from gateway.api.idempotent import KEY_CONFLICT, IdempotencyKey
 from gateway.disputes import escalations, service
 from gateway.errors import InputLimitError, NotFoundError, PolicyRefusal
 from gateway.model import DisputeStage
@@ -106,7 +106,7 @@ def _within_limit(gw: GatewayDep, **texts: str | None) -> None:
             )
 
 
-@router.post("/v1/disputes", response_model=DisputeOut, status_code=201)
+@router.post("/v1/disputes", response_model=DisputeOut, status_code=201, responses=KEY_CONFLICT)
 def raise_dispute(
     body: DisputeIn, gw: GatewayDep, v: ViewerDep, idempotency_key: IdempotencyKey = None
 ) -> DisputeOut | JSONResponse:

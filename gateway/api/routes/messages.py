@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
+from gateway.api.idempotent import KEY_CONFLICT
 from gateway.api.problems import problem
 from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
 from gateway.api.submit_answer import SerializedReport
@@ -101,6 +102,7 @@ def _source(request: Request, source: str | None) -> str:
     "",
     status_code=202,
     response_model=SubmitOut | RecordOut,
+    responses=KEY_CONFLICT,
     openapi_extra={"requestBody": SUBMIT_BODY},
 )
 async def submit(
