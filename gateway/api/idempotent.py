@@ -24,6 +24,7 @@ from gateway.errors import CafgwError
 from gateway.services import idempotency
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 # The answer to a key used before for another request, in the routes' OpenAPI
 # ``responses`` (the schema is the API's one error shape, ``gateway.api.deps``).
@@ -55,33 +56,42 @@ def once(
     act: Callable[[], M],
 ) -> M | JSONResponse:
     """``act()``'s answer; with ``key``, the answer kept for it if ``request`` (the
-    route and its body) was made with it before, without acting again.
-
-    An answer that is a refusal (4xx) is kept too, so the retry hears it again; a
-    failure that is not an answer (5xx, the ledger unreachable) releases the key.
-    """
+    route and its body) was made with it before, without acting again."""
     if key is None:
         return act()
     route, body = request
     digest = idempotency.request_digest(route, body.model_dump_json())
     kept = idempotency.begin(gw.ledger, authority, key, digest, gw.clock())
     if kept is not None:
-        return JSONResponse(
-            kept.body, status_code=kept.status_code, headers={"Idempotent-Replayed": "true"}
-        )
+        return replayed(kept)
+    answer = attempt(gw, authority, key, act)
+    kept_answer = idempotency.Answer(status_code, answer.model_dump(mode="json"))
+    idempotency.finish(gw.ledger, authority, key, kept_answer)
+    return answer
+
+
+def replayed(kept: idempotency.Answer) -> JSONResponse:
+    """The answer kept for a key, given again."""
+    return JSONResponse(
+        kept.body, status_code=kept.status_code, headers={"Idempotent-Replayed": "true"}
+    )
+
+
+def attempt(gw: Gateway, authority: str, key: str, act: Callable[[], T]) -> T:
+    """``act()`` for a key just begun (``idempotency.begin``); the caller keeps its answer.
+
+    An answer that is a refusal (4xx) is kept here, so the retry hears it again; a
+    failure that is not an answer (5xx, the ledger unreachable) releases the key.
+    """
     try:
-        answer = act()
+        return act()
     except CafgwError as exc:
         refused, problem_body, _ = problem(exc)
         if refused < 500:
-            kept_refusal = idempotency.Answer(refused, problem_body)
-            idempotency.finish(gw.ledger, authority, key, kept_refusal)
+            idempotency.finish(gw.ledger, authority, key, idempotency.Answer(refused, problem_body))
         else:
             idempotency.release(gw.ledger, authority, key)
         raise
     except BaseException:
         idempotency.release(gw.ledger, authority, key)
         raise
-    kept_answer = idempotency.Answer(status_code, answer.model_dump(mode="json"))
-    idempotency.finish(gw.ledger, authority, key, kept_answer)
-    return answer

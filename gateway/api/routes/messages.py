@@ -14,17 +14,16 @@ from urllib.parse import unquote
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
-from gateway.api.idempotent import KEY_CONFLICT
-from gateway.api.problems import problem
+from gateway.api.idempotent import KEY_CONFLICT, attempt, replayed
 from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
 from gateway.api.submit_answer import SerializedReport
 from gateway.context import Gateway
 from gateway.crossborder.children import resolve_child
-from gateway.errors import CafgwError, ForbiddenError, MalformedInputError, NotFoundError
+from gateway.errors import ForbiddenError, MalformedInputError, NotFoundError
 from gateway.ledger import search
 from gateway.ledger.status import Direction, Status
 from gateway.ops import attention
@@ -180,21 +179,8 @@ def _submit(
     digest = idempotency.request_digest_of(adapter, source, stream)
     kept = idempotency.begin(gw.ledger, authority, key, digest, gw.clock())
     if kept is not None:
-        return JSONResponse(
-            kept.body, status_code=kept.status_code, headers={"Idempotent-Replayed": "true"}
-        )
-    try:
-        answer = accept()
-    except CafgwError as exc:
-        status_code, body, _ = problem(exc)
-        if status_code < 500:  # an answer: kept, so a retry hears it again
-            idempotency.finish(gw.ledger, authority, key, idempotency.Answer(status_code, body))
-        else:
-            idempotency.release(gw.ledger, authority, key)
-        raise
-    except BaseException:
-        idempotency.release(gw.ledger, authority, key)
-        raise
+        return replayed(kept)
+    answer = attempt(gw, authority, key, accept)
     # An export's answer is already JSON (SerializedReport); kept as the object it encodes.
     answered = (
         json.loads(answer.body())
