@@ -25,11 +25,8 @@ def on_receipt(ctx: ApplyContext, msg: Received) -> Effect | None:
     assert isinstance(receipt, Receipt)
     if receipt.audit_head is None and not receipt.held_heads:
         return None  # a receipt from a gateway that does not anchor yet
-    if msg.sender in ctx.kit.settings.hosted:
-        # From an authority on this ledger (its own, or another hosted here): it holds
-        # nothing an administrator who cuts the chain cannot cut with it. Receipts from
-        # this version carry no heads then; an older one's are not kept.
-        return None
+    if not audit_anchor.anchors_here(msg.sender, ctx.kit.settings.hosted):
+        return None  # an authority on this ledger holds nothing a cut would not reach
 
     def effect() -> None:
         audit_anchor.record_receipt(

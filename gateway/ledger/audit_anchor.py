@@ -136,6 +136,15 @@ _HEADS_TO_GIVE_BACK = union_all(
 ).order_by("pick")
 
 
+def anchors_here(peer: str, hosted: Iterable[str]) -> bool:
+    """Whether ``peer``'s receipts anchor this gateway's chain: only a peer on another
+    ledger does. One hosted here (the authority itself, when a record is shared within
+    the LA, or another authority on this gateway) shares the ledger, and whoever can
+    cut the chain can cut what it would hold: its receipts carry no heads, and heads
+    in one (from an older version) are not kept."""
+    return peer not in hosted
+
+
 def own_head(conn: Connection) -> AuditHead:
     """This gateway's chain head as a receipt reports it (0 and the genesis hash when empty)."""
     last = conn.execute(_OWN_HEAD).first()

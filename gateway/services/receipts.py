@@ -145,10 +145,8 @@ def sign(gw: Gateway, conn: Connection, due: Sequence[ReceiptDue]) -> Signed:
         if d.sender in gw.settings.directory:
             groups[(d.authority, d.sender)].append(d)
     anchored = gw.settings.audit.heads_in_receipts
-    # Only a peer on another ledger anchors the chain: one hosted here (the authority
-    # itself, sharing within the LA, or another on this gateway) shares the ledger, and
-    # whoever can cut the chain can cut what it would hold.
-    peers = {key for key in groups if key[1] not in gw.settings.hosted} if anchored else set()
+    hosted = gw.settings.hosted
+    peers = {k for k in groups if audit_anchor.anchors_here(k[1], hosted)} if anchored else set()
     # The chain's head as it stands (a receipt adds no audit entry of its own).
     own = audit_anchor.own_head(conn) if peers else None
     for (authority, sender), items in groups.items():
