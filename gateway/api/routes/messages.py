@@ -13,12 +13,12 @@ from urllib.parse import unquote
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
-from gateway.api.idempotent import KEY_CONFLICT, attempt, replayed
+from gateway.api.idempotent import KEY_CONFLICT, IdempotencyKey, attempt, replayed
 from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
 from gateway.api.submit_answer import SerializedReport
 from gateway.context import Gateway
@@ -119,15 +119,7 @@ async def submit(
             "Content-Disposition file name, else 'upload'",
         ),
     ] = None,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            max_length=200,
-            description="send the same key again after a lost answer: you get the first "
-            "answer, nothing is submitted twice (kept for seven days)",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response | RecordOut:
     """Accept a local export (with ``adapter``) or one canonical XML envelope.
 
