@@ -86,6 +86,15 @@ def _sent(
     ]
 
 
+def _shared_assessment(gw: Gateway) -> tuple[MessageRecord, Assessment]:
+    """Dudley's register shared (``dudley_shared``): an Assessment sent to 336 and its body."""
+    dudley_shared(gw)
+    original = _sent(gw, "332", "Assessment", recipient="336")[0]
+    env = envelope_of(gw, original)
+    assert env is not None and isinstance(env.body, Assessment)
+    return original, env.body
+
+
 def _assessments_to(gw: Gateway, recipient: str) -> list[str]:
     return [r.message_id for r in _sent(gw, "332", "Assessment", recipient)]
 
@@ -164,11 +173,8 @@ def test_two_identical_corrections_of_one_message_at_once_send_one_correction(
 ) -> None:
     gw = region(tmp_path, Clock.starting_now())
     try:
-        dudley_shared(gw)
-        original = _sent(gw, "332", "Assessment", recipient="336")[0]
-        env = envelope_of(gw, original)
-        assert env is not None and isinstance(env.body, Assessment)
-        fixed = replace(env.body, needs="Asthma review")
+        original, assessment = _shared_assessment(gw)
+        fixed = replace(assessment, needs="Asthma review")
         answers = []
 
         def second() -> None:
@@ -192,18 +198,15 @@ def test_a_different_correction_made_at_the_same_moment_corrects_the_first_one(
 ) -> None:
     gw = region(tmp_path, Clock.starting_now())
     try:
-        dudley_shared(gw)
-        original = _sent(gw, "332", "Assessment", recipient="336")[0]
-        env = envelope_of(gw, original)
-        assert env is not None and isinstance(env.body, Assessment)
+        original, assessment = _shared_assessment(gw)
         answers = []
 
         def second() -> None:
-            other = replace(env.body, needs="GP review")
+            other = replace(assessment, needs="GP review")
             answers.append(sender.correct(gw, "332", original.message_id, other, "gp", "Sam"))
 
         run = _first_pauses(monkeypatch, sender, "_head", second)
-        mine = replace(env.body, needs="Asthma review")
+        mine = replace(assessment, needs="Asthma review")
         first = sender.correct(gw, "332", original.message_id, mine, "needs", "Jo")
         assert run.join() == []
         [later] = answers
