@@ -256,16 +256,7 @@ def test_the_lead_professional_sends_the_evaluation_to_every_coordinator_involve
     tmp_path: Path,
 ) -> None:
     gw = memory_gateway(tmp_path)
-    _send(gw, _episode("EHM-77120"))
-    pump(gw)
-    thread_id = _thread(gw, "335", "EHM-77120")
-    evaluation = Evaluation(
-        "EHM-77120",
-        "Kacper says the mentor helps.",
-        "Mother satisfied.",
-        (PractitionerView("Lucy Grant", "335", "Good joint working."),),
-        "Meetings in Walsall suited the family.",
-    )
+    thread_id, evaluation = _evaluation_ready(gw)
     with pytest.raises(PolicyRefusal) as refused:
         coordination.send_evaluation(gw, "336", _thread(gw, "336", "EHM-77120"), evaluation)
     assert refused.value.rule == "evaluation.not-lead-professional"
