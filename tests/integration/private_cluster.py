@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -69,15 +70,23 @@ class PrivateCluster:
             for n in self.nodes
         ]
 
-    def leader(self, vhost: str, queue: str) -> str:
-        """The node that leads quorum queue ``queue`` now."""
-        listed = json.loads(
-            self.live().ctl("list_queues", "-p", vhost, "name", "leader", "--formatter", "json")
-        )
-        for row in listed:
-            if row["name"] == queue:
-                return str(row["leader"])
-        raise PrivateBrokerError(f"no queue {queue!r} in vhost {vhost!r}: {listed}")
+    def leader(self, vhost: str, queue: str, wait_s: float = 30.0) -> str:
+        """The node that leads quorum queue ``queue`` now.
+
+        Just after its leader was killed, a queue is missing from ``list_queues`` on
+        the live nodes until they have elected another (seen in a fresh-clone run):
+        asked again for up to ``wait_s``, then an error naming what was listed."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            listed = json.loads(
+                self.live().ctl("list_queues", "-p", vhost, "name", "leader", "--formatter", "json")
+            )
+            for row in listed:
+                if row["name"] == queue and row.get("leader"):
+                    return str(row["leader"])
+            if time.monotonic() >= deadline:
+                raise PrivateBrokerError(f"no queue {queue!r} in vhost {vhost!r}: {listed}")
+            time.sleep(0.5)
 
     def connection_nodes(self, vhost: str) -> list[str]:
         """The node of each client connection to ``vhost`` (by the AMQP port it reached)."""
