@@ -14,6 +14,7 @@ from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
 from gateway.disputes import escalations, service
+from gateway.ledger.status import Direction
 from gateway.model import DisputeAction
 from tests.dispute_helpers import Clock, drain, memory_gateway
 
@@ -259,3 +260,35 @@ def test_a_dispute_raised_again_with_the_same_idempotency_key_is_raised_once(
     assert other.status_code == 409
     drain(gw)
     assert len(api.call("336", "GET", "/v1/disputes").json()) == 1
+
+
+def _sent_disputes(gw: Gateway, authority: str) -> list[str]:
+    """The signed Dispute messages ``authority`` sent its counterpart, oldest first."""
+    found = gw.ledger.find(authority=authority, direction=Direction.OUTBOUND, limit=500)
+    return [r.message_id for r in reversed(found) if r.message_type == "Dispute"]
+
+
+def test_a_comment_retried_with_the_same_idempotency_key_is_added_once(
+    setup: tuple[Gateway, Api, Clock],
+) -> None:
+    """A retry after a lost answer, a second or more later, added the comment again
+    and sent the other party a second signed Dispute: the key was not honoured here."""
+    gw, api, clock = setup
+    dispute_id = api.call("332", "POST", "/v1/disputes", json=NEW).json()["dispute_id"]
+    drain(gw)
+    path = f"/v1/disputes/{dispute_id}/comment"
+    said = {"by": "Karen Hale", "text": "A TAC meeting is proposed for Friday"}
+    key = {"Idempotency-Key": "comment-2026-11-30-0001"}
+    first = api.call("332", "POST", path, json=said, headers=key)
+    clock.advance(5)
+    again = api.call("332", "POST", path, json=said, headers=key)
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    other = api.call("332", "POST", path, json={**said, "text": "another"}, headers=key)
+    assert other.status_code == 409 and other.json()["error"] == "ConflictError"
+    drain(gw)
+    assert len(_sent_disputes(gw, "332")) == 2  # the dispute raised, the comment once
+    for party in ("332", "336"):
+        history = api.call(party, "GET", f"/v1/disputes/{dispute_id}").json()["history"]
+        assert [e["text"] for e in history if e["action"] == "COMMENTED"] == [said["text"]]

@@ -156,11 +156,29 @@ def show_dispute(dispute_id: str, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
     return DisputeOut.of(_find(gw, v, dispute_id))
 
 
-@router.post("/v1/disputes/{dispute_id}/comment", response_model=DisputeOut)
-def comment(dispute_id: str, body: CommentIn, gw: GatewayDep, v: ViewerDep) -> DisputeOut:
+@router.post("/v1/disputes/{dispute_id}/comment", response_model=DisputeOut, responses=KEY_CONFLICT)
+def comment(
+    dispute_id: str,
+    body: CommentIn,
+    gw: GatewayDep,
+    v: ViewerDep,
+    idempotency_key: IdempotencyKey = None,
+) -> DisputeOut | JSONResponse:
+    """Add a comment to an open dispute; the other party receives it.
+
+    With an ``Idempotency-Key`` header, a repeat of the same request gets the first
+    answer again (``Idempotent-Replayed: true``): the comment is added, and sent, once.
+    """
     _find(gw, v, dispute_id)  # 404 before anything else for a non-party
     _within_limit(gw, text=body.text)
-    return DisputeOut.of(service.comment(gw.kit, _actor(v), dispute_id, body.by, body.text))
+    authority = _actor(v)
+
+    def act() -> DisputeOut:
+        return DisputeOut.of(service.comment(gw.kit, authority, dispute_id, body.by, body.text))
+
+    # The dispute is part of the request: the same key on another dispute is a 409.
+    route = f"POST /v1/disputes/{dispute_id}/comment"
+    return idempotent.once(gw, authority, idempotency_key, (route, body), 200, act)
 
 
 @router.post("/v1/disputes/{dispute_id}/escalate", response_model=DisputeOut)
