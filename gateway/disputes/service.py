@@ -247,11 +247,15 @@ def comment(kit: Kit, authority: str, dispute_id: str, by: str, text: str) -> Di
     with kit.ledger.transaction() as conn:
         stored = _open_for_action(kit, authority, dispute_id, conn)
         event = _event(now, DisputeAction.COMMENTED, by, stored.dispute.stage, text)
-        store.add_events(conn, stored.pk, [event], authority)
-        store.touch(conn, stored.pk, now)
-        fresh = store.load(conn, authority, dispute_id)
-        assert fresh is not None
-        send_to_counterpart(kit.outbox, fresh, authority, conn)
+        # The same comment in the same second (a double click) is the same event, held
+        # already: the other party was sent it, so nothing new is sent.
+        fresh = stored
+        if store.add_events(conn, stored.pk, [event], authority):
+            store.touch(conn, stored.pk, now)
+            reloaded = store.load(conn, authority, dispute_id)
+            assert reloaded is not None
+            fresh = reloaded
+            send_to_counterpart(kit.outbox, fresh, authority, conn)
     return _views(kit, [fresh])[0]
 
 

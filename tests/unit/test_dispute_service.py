@@ -168,6 +168,25 @@ def test_comments_reach_the_other_party(tmp_path: Path) -> None:
     )
 
 
+def test_the_same_comment_twice_in_one_second_is_sent_to_the_other_party_once(
+    tmp_path: Path,
+) -> None:
+    # A double click without an Idempotency-Key: the second comment is the same event
+    # (the same second, person and text) and was not recorded again, but the other
+    # party was sent a second signed Dispute carrying nothing new.
+    gw = memory_gateway(tmp_path)
+    raised = service.raise_dispute(gw.kit, "332", request())
+    drain(gw)
+    first = service.comment(gw.kit, "336", raised.dispute_id, "Imran Butt", "Panel on Thursday.")
+    again = service.comment(gw.kit, "336", raised.dispute_id, "Imran Butt", "Panel on Thursday.")
+    assert again == first
+    sent = gw.ledger.find(authority="336", direction=Direction.OUTBOUND, with_history=False)
+    assert [m.message_type for m in sent if m.message_type != "Receipt"] == ["Dispute"]
+    drain(gw)
+    mine = service.get_dispute(gw.kit, "332", raised.dispute_id)
+    assert [e.action for e in mine.history] == [DisputeAction.RAISED, DisputeAction.COMMENTED]
+
+
 def test_an_authority_that_is_no_party_cannot_find_the_dispute(tmp_path: Path) -> None:
     gw = memory_gateway(tmp_path, hosted=("332", "333", "336"))
     raised = service.raise_dispute(gw.kit, "332", request())
