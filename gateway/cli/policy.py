@@ -335,9 +335,20 @@ def existence_decide(
 ) -> None:
     """Approve (answer) or refuse (send nothing) a held existence query."""
     try:
-        coordination.decide_existence_query(*_acting(config, authority), message_id, approve, by)
+        done = coordination.decide_existence_query(
+            *_acting(config, authority), message_id, approve, by
+        )
     except PolicyRefusal as exc:
         raise _refusal(exc) from None
+    q = done.query
+    if done.already:
+        when = q.decided_at.isoformat(timespec="seconds") if q.decided_at else "earlier"
+        console.print(
+            f"{message_id}: already {(q.decision or '').lower()} by {q.decided_by} at {when}; "
+            "nothing done again",
+            highlight=False,
+        )
+        return
     console.print(f"{message_id}: {'answered' if approve else 'refused'}", highlight=False)
 
 

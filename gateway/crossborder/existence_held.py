@@ -10,13 +10,14 @@ coordinator approves it (then it is answered as usual) or refuses it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Column, Connection, DateTime, Integer, String, Table, Text, insert, select
 from sqlalchemy import update as sql_update
 
 from gateway.crossborder.tables import metadata
+from gateway.ledger.store import as_utc
 
 existence_held = Table(
     "existence_held",
@@ -75,7 +76,7 @@ def _of(row: object) -> HeldQuery:
         received_at=m["received_at"],
         decision=m["decision"],
         decided_by=m["decided_by"],
-        decided_at=m["decided_at"],
+        decided_at=as_utc(m["decided_at"]) if m["decided_at"] is not None else None,
     )
 
 
@@ -89,22 +90,38 @@ def waiting(conn: Connection, authority: str) -> list[HeldQuery]:
     return [_of(r) for r in rows]
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A held query with the decision in force (``decision``, ``decided_by``,
+    ``decided_at``); ``already``: it was decided before, and nothing was done now."""
+
+    query: HeldQuery
+    already: bool = False
+
+
 def decide(
     conn: Connection, authority: str, message_id: str, decision: str, by: str, now: datetime
-) -> HeldQuery | None:
-    """Mark a waiting query decided (once); the query as it was, or None if none waits."""
-    row = conn.execute(
-        select(existence_held).where(
-            existence_held.c.authority == authority,
-            existence_held.c.message_id == message_id,
-            existence_held.c.decision.is_(None),
-        )
-    ).first()
+) -> Decided | None:
+    """Decide a waiting query (once); None if ``authority`` holds no such query.
+
+    A query decided before (a second click, a colleague a second earlier) keeps that
+    decision and comes back ``already`` decided. Read under a lock on its row, so of
+    two decisions at once the second waits for the first and sees it.
+    """
+    this_one = existence_held.c.authority == authority, existence_held.c.message_id == message_id
+    row = conn.execute(select(existence_held).where(*this_one).with_for_update()).first()
     if row is None:
         return None
-    done = conn.execute(
-        sql_update(existence_held)
-        .where(existence_held.c.id == row.id, existence_held.c.decision.is_(None))
-        .values(decision=decision, decided_by=by, decided_at=now)
-    )
-    return _of(row) if done.rowcount == 1 else None
+    query = _of(row)
+    if query.decision is None:
+        done = conn.execute(
+            sql_update(existence_held)
+            .where(existence_held.c.id == row.id, existence_held.c.decision.is_(None))
+            .values(decision=decision, decided_by=by, decided_at=now)
+        )
+        if done.rowcount == 1:
+            return Decided(replace(query, decision=decision, decided_by=by, decided_at=now))
+        # Decided meanwhile: only where the read above could not lock the row.
+        row = conn.execute(select(existence_held).where(*this_one)).one()
+        query = _of(row)
+    return Decided(query, already=True)

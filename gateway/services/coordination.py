@@ -366,16 +366,24 @@ def held_existence_queries(gw: Gateway, authority: str) -> list[existence_held.H
 
 def decide_existence_query(
     gw: Gateway, authority: str, message_id: str, approve: bool, by: str
-) -> existence_held.HeldQuery:
+) -> existence_held.Decided:
     """The coordinator's decision on a held query: approved, it is answered as usual;
-    refused, nothing is sent. Either way audited naming ``by``. Once only (404 after)."""
+    refused, nothing is sent. Either way audited naming ``by``.
+
+    Decided once: a query decided before (a second click, a colleague a second
+    earlier) answers with that decision, who made it and when, and does nothing.
+    NotFoundError if ``authority`` was never asked it.
+    """
     if not by.strip():
         raise PolicyRefusal("existence.decided-by", "a decision names who made it")
     decision = "APPROVED" if approve else "REFUSED"
     with gw.ledger.transaction() as conn:
-        query = existence_held.decide(conn, authority, message_id, decision, by, gw.clock())
-        if query is None:
-            raise NotFoundError(f"no existence query {message_id} waits for {authority}")
+        decided = existence_held.decide(conn, authority, message_id, decision, by, gw.clock())
+        if decided is None:
+            raise NotFoundError(f"no existence query {message_id} was held for {authority}")
+        if decided.already:
+            return decided
+        query = decided.query
         if approve:
             receive.answer_existence(
                 conn,
@@ -406,4 +414,4 @@ def decide_existence_query(
                 ],
                 conn,
             )
-    return query
+    return decided

@@ -13,12 +13,15 @@ from typing import Any
 
 import pytest
 from policy_support import pump
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 from support.api_attacks import KACPER, ask_existence, existence_region
 from support.gateways import config_copy
+from typer.testing import CliRunner
 
 from gateway.api.auth import ApiKeys
+from gateway.cli import app
 from gateway.context import Gateway
+from gateway.crossborder import existence_held
 from gateway.errors import PolicyRefusal
 from gateway.ledger import audit, locks
 from gateway.ledger.status import Direction, Status
@@ -277,7 +280,8 @@ def test_a_held_query_waits_for_the_coordinator_who_approves_or_refuses_it(
         json={"by": "Ann Coordinator"},
         headers=coordinator,
     )
-    assert again.status_code == 404  # decided once
+    assert again.status_code == 200, again.text  # decided once: the refusal stands
+    assert again.json()["decision"] == "REFUSED" and again.json()["already_decided"] is True
     pump(gw)
     assert (
         client.get(f"/v1/existence-queries/{first}", headers=auth)
@@ -312,3 +316,120 @@ def test_an_existence_query_asked_again_with_the_same_idempotency_key_is_asked_o
     asked = gw.ledger.find(authority="334", direction=Direction.OUTBOUND, limit=500)
     queries = [r for r in asked if r.purpose == "EXISTENCE_CHECK"]
     assert [r.message_id for r in queries] == [first.json()["message_id"]]
+
+
+def test_a_held_query_decided_again_answers_with_the_first_decision_and_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    """A second click on approve, or a colleague's refusal a second after the approval,
+    answered 404 as if the query had never existed, saying nothing of what was decided."""
+    config_copy(tmp_path, existence_safeguarding_hold=True)
+    client, auth, gw = existence_region(tmp_path)
+    query = ask_existence(client, auth, "Solihull MASH manager", "sibling at risk").json()[
+        "message_id"
+    ]
+    pump(gw)
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    coordinator = {"Authorization": f"Bearer {keys.issue('336', holder='Wolverhampton CAF')}"}
+    path = f"/v1/existence-queries-held/{query}"
+    approved = client.post(f"{path}/approve", json={"by": "Ann Coordinator"}, headers=coordinator)
+    assert approved.status_code == 200, approved.text
+    first = approved.json()
+    assert first["decision"] == "APPROVED" and first["already_decided"] is False
+    assert first["decided_by"] == "Ann Coordinator" and first["decided_at"] is not None
+    for action, by in (("approve", "Ann Coordinator"), ("refuse", "Ben Colleague")):
+        again = client.post(f"{path}/{action}", json={"by": by}, headers=coordinator)
+        assert again.status_code == 200, again.text
+        assert again.json() == {**first, "already_decided": True}
+    never = client.post(
+        "/v1/existence-queries-held/no-such-query/approve",
+        json={"by": "Ann Coordinator"},
+        headers=coordinator,
+    )
+    assert never.status_code == 404 and never.json()["error"] == "NotFoundError"
+    pump(gw)
+    assert len(_answered(gw)) == 1
+    refusals = [e for e in audit.entries(gw.ledger, "336") if "REFUSED" in e.event.action]
+    assert refusals == []
+    answers = gw.ledger.find(authority="334", direction=Direction.INBOUND, limit=500)
+    assert [r.sender for r in answers if r.message_type != "Receipt"] == ["336"]
+
+
+def test_cafgw_existence_decide_on_a_decided_query_names_the_decision_and_does_nothing(
+    tmp_path: Path,
+) -> None:
+    """The command failed as for a query that never existed."""
+    config = config_copy(tmp_path, existence_safeguarding_hold=True)
+    client, auth, gw = existence_region(tmp_path)
+    query = ask_existence(client, auth, "Solihull MASH manager", "sibling at risk").json()[
+        "message_id"
+    ]
+    pump(gw)
+    env = {
+        "CAFGW_KEYS_DIR": str(tmp_path / "keys"),
+        "CAFGW_API_KEYS_FILE": str(tmp_path / "api-keys.json"),
+        "CAFGW_DATABASE__URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+    }
+
+    def decide(*args: str) -> Any:
+        line = ["existence", "decide", *args, "--authority", "336", "--config", str(config)]
+        return CliRunner().invoke(app, line, env=env)
+
+    first = decide(query, "--approve", "--by", "Ann Coordinator")
+    assert first.exit_code == 0 and first.output == f"{query}: answered\n", first.output
+    again = decide(query, "--refuse", "--by", "Ben Colleague")
+    assert again.exit_code == 0, again.output
+    assert f"{query}: already approved by Ann Coordinator at " in again.output
+    assert again.output.endswith("; nothing done again\n")
+    pump(gw)
+    assert len(_answered(gw)) == 1
+
+
+def test_of_two_decisions_on_a_held_query_at_once_the_second_hears_the_first(
+    tmp_path: Path,
+) -> None:
+    # A colleague refusing at the moment of the approval: the one that lost the race
+    # read the query as waiting, found it decided when it wrote, and answered 404.
+    config_copy(tmp_path, existence_safeguarding_hold=True)
+    client, auth, gw = existence_region(tmp_path)
+    query = ask_existence(client, auth, "Solihull MASH manager", "sibling at risk").json()[
+        "message_id"
+    ]
+    pump(gw)
+    second: list[object] = []
+
+    def refuse() -> None:
+        try:
+            second.append(coordination.decide_existence_query(gw, "336", query, False, "Ben"))
+        except Exception as exc:  # reported by the assertions below
+            second.append(exc)
+
+    def the_colleague_refuses_after_this_read(
+        _conn: object, _cursor: object, statement: str, *_: object
+    ) -> None:
+        if (
+            statement.startswith("SELECT existence_held.")
+            and threading.current_thread() is threading.main_thread()
+            and not second
+        ):
+            other = threading.Thread(target=refuse)
+            other.start()
+            other.join(1.0)  # ends at once without the lock, waits for this one with it
+            second.append(other)
+
+    event.listen(gw.ledger.engine, "after_cursor_execute", the_colleague_refuses_after_this_read)
+    try:
+        first = coordination.decide_existence_query(gw, "336", query, True, "Ann")
+    finally:
+        event.remove(
+            gw.ledger.engine, "after_cursor_execute", the_colleague_refuses_after_this_read
+        )
+    for item in second:
+        if isinstance(item, threading.Thread):
+            item.join(30)
+    (then,) = [x for x in second if not isinstance(x, threading.Thread)]
+    assert isinstance(then, existence_held.Decided), then
+    assert (first.already, first.query.decision) == (False, "APPROVED")
+    assert (then.already, then.query.decision, then.query.decided_by) == (True, "APPROVED", "Ann")
+    pump(gw)
+    assert len(_answered(gw)) == 1

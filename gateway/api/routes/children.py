@@ -12,6 +12,7 @@ from gateway.api import idempotent
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.api.idempotent import KEY_CONFLICT, IdempotencyKey
 from gateway.context import Gateway
+from gateway.crossborder.existence_held import Decided
 from gateway.errors import PolicyRefusal
 from gateway.model import Child, Identifier, Safeguarding
 from gateway.services import access_log, coordination, views
@@ -190,7 +191,23 @@ class DecisionIn(BaseModel):
 
 class DecisionOut(_Out):
     message_id: str
-    decision: str
+    decision: str = Field(description="the decision in force: APPROVED or REFUSED")
+    # True when the query had been decided before (a second click, a colleague a moment
+    # earlier): ``decision`` is that decision, by whom and when; nothing was done now.
+    already_decided: bool = False
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+    @classmethod
+    def of(cls, done: Decided) -> DecisionOut:
+        q = done.query
+        return cls(
+            message_id=q.message_id,
+            decision=q.decision or "",
+            already_decided=done.already,
+            decided_by=q.decided_by,
+            decided_at=q.decided_at,
+        )
 
 
 @router.get("/v1/existence-queries-held", response_model=list[HeldQueryOut])
@@ -214,15 +231,23 @@ def held(gw: GatewayDep, authority: AuthorityDep) -> list[HeldQueryOut]:
 def approve_held(
     message_id: str, body: DecisionIn, gw: GatewayDep, authority: AuthorityDep
 ) -> DecisionOut:
-    """Answer a held query (match, or no match) as the coordinator approved it."""
-    coordination.decide_existence_query(gw, authority, message_id[:64], True, body.by)
-    return DecisionOut(message_id=message_id, decision="APPROVED")
+    """Answer a held query (match, or no match) as the coordinator approved it.
+
+    Decided before (a second click, a colleague a moment earlier): that decision,
+    by whom and when, with ``already_decided: true``; nothing is sent again.
+    """
+    done = coordination.decide_existence_query(gw, authority, message_id[:64], True, body.by)
+    return DecisionOut.of(done)
 
 
 @router.post("/v1/existence-queries-held/{message_id}/refuse", response_model=DecisionOut)
 def refuse_held(
     message_id: str, body: DecisionIn, gw: GatewayDep, authority: AuthorityDep
 ) -> DecisionOut:
-    """Leave a held query unanswered: nothing is sent; the refusal is audited."""
-    coordination.decide_existence_query(gw, authority, message_id[:64], False, body.by)
-    return DecisionOut(message_id=message_id, decision="REFUSED")
+    """Leave a held query unanswered: nothing is sent; the refusal is audited.
+
+    Decided before: that decision, by whom and when, with ``already_decided: true``
+    (an approved query stays answered).
+    """
+    done = coordination.decide_existence_query(gw, authority, message_id[:64], False, body.by)
+    return DecisionOut.of(done)
