@@ -17,7 +17,7 @@ from gateway.cases import store as cases
 from gateway.cases.identity import correlation_id
 from gateway.context import Gateway
 from gateway.crossborder import consent_store, existence_held, receive
-from gateway.errors import NotFoundError, PolicyRefusal
+from gateway.errors import ConflictError, NotFoundError, PolicyRefusal
 from gateway.ledger import audit, locks
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
@@ -370,9 +370,10 @@ def decide_existence_query(
     """The coordinator's decision on a held query: approved, it is answered as usual;
     refused, nothing is sent. Either way audited naming ``by``.
 
-    Decided once: a query decided before (a second click, a colleague a second
-    earlier) answers with that decision, who made it and when, and does nothing.
-    NotFoundError if ``authority`` was never asked it.
+    Decided once: the same decision again (a second click, a colleague a second
+    earlier) answers with the first, who made it and when, and does nothing; the
+    other decision is a ``ConflictError`` naming them. NotFoundError if
+    ``authority`` was never asked it.
     """
     if not by.strip():
         raise PolicyRefusal("existence.decided-by", "a decision names who made it")
@@ -382,6 +383,14 @@ def decide_existence_query(
         if decided is None:
             raise NotFoundError(f"no existence query {message_id} was held for {authority}")
         if decided.already:
+            q = decided.query
+            if q.decision != decision:
+                # The other way: say so (409), never an answer that looks like success.
+                when = q.decided_at.isoformat(timespec="seconds") if q.decided_at else "earlier"
+                raise ConflictError(
+                    f"existence query {message_id} was already {(q.decision or '').lower()} "
+                    f"by {q.decided_by} at {when}: it cannot be {decision.lower()} now"
+                )
             return decided
         query = decided.query
         if approve:

@@ -21,8 +21,7 @@ from typer.testing import CliRunner
 from gateway.api.auth import ApiKeys
 from gateway.cli import app
 from gateway.context import Gateway
-from gateway.crossborder import existence_held
-from gateway.errors import PolicyRefusal
+from gateway.errors import ConflictError, PolicyRefusal
 from gateway.ledger import audit, locks
 from gateway.ledger.status import Direction, Status
 from gateway.model import Child, Identifier, Safeguarding
@@ -280,8 +279,8 @@ def test_a_held_query_waits_for_the_coordinator_who_approves_or_refuses_it(
         json={"by": "Ann Coordinator"},
         headers=coordinator,
     )
-    assert again.status_code == 200, again.text  # decided once: the refusal stands
-    assert again.json()["decision"] == "REFUSED" and again.json()["already_decided"] is True
+    assert again.status_code == 409, again.text  # decided once: the refusal stands
+    assert "already refused by Ann Coordinator" in again.json()["detail"]
     pump(gw)
     assert (
         client.get(f"/v1/existence-queries/{first}", headers=auth)
@@ -337,10 +336,17 @@ def test_a_held_query_decided_again_answers_with_the_first_decision_and_sends_no
     first = approved.json()
     assert first["decision"] == "APPROVED" and first["already_decided"] is False
     assert first["decided_by"] == "Ann Coordinator" and first["decided_at"] is not None
-    for action, by in (("approve", "Ann Coordinator"), ("refuse", "Ben Colleague")):
-        again = client.post(f"{path}/{action}", json={"by": by}, headers=coordinator)
-        assert again.status_code == 200, again.text
-        assert again.json() == {**first, "already_decided": True}
+    again = client.post(f"{path}/approve", json={"by": "Ben Colleague"}, headers=coordinator)
+    assert again.status_code == 200, again.text
+    assert again.json() == {**first, "already_decided": True}
+    # The other way: a conflict naming who decided and when, never a 200 to misread.
+    otherwise = client.post(f"{path}/refuse", json={"by": "Ben Colleague"}, headers=coordinator)
+    assert otherwise.status_code == 409, otherwise.text
+    assert otherwise.json()["error"] == "ConflictError"
+    assert (
+        f"already approved by Ann Coordinator at {first['decided_at'][:19]}"
+        in (otherwise.json()["detail"])
+    )
     never = client.post(
         "/v1/existence-queries-held/no-such-query/approve",
         json={"by": "Ann Coordinator"},
@@ -377,10 +383,13 @@ def test_cafgw_existence_decide_on_a_decided_query_names_the_decision_and_does_n
 
     first = decide(query, "--approve", "--by", "Ann Coordinator")
     assert first.exit_code == 0 and first.output == f"{query}: answered\n", first.output
-    again = decide(query, "--refuse", "--by", "Ben Colleague")
+    again = decide(query, "--approve", "--by", "Ben Colleague")
     assert again.exit_code == 0, again.output
     assert f"{query}: already approved by Ann Coordinator at " in again.output
     assert again.output.endswith("; nothing done again\n")
+    otherwise = decide(query, "--refuse", "--by", "Ben Colleague")
+    assert otherwise.exit_code == 2, otherwise.output
+    assert "already approved by Ann Coordinator at " in otherwise.output
     pump(gw)
     assert len(_answered(gw)) == 1
 
@@ -428,8 +437,9 @@ def test_of_two_decisions_on_a_held_query_at_once_the_second_hears_the_first(
         if isinstance(item, threading.Thread):
             item.join(30)
     (then,) = [x for x in second if not isinstance(x, threading.Thread)]
-    assert isinstance(then, existence_held.Decided), then
     assert (first.already, first.query.decision) == (False, "APPROVED")
-    assert (then.already, then.query.decision, then.query.decided_by) == (True, "APPROVED", "Ann")
+    # The refusal waited for the approval, then heard of it: a conflict naming Ann.
+    assert isinstance(then, ConflictError), then
+    assert "already approved by Ann at " in str(then)
     pump(gw)
     assert len(_answered(gw)) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -227,27 +228,46 @@ def held(gw: GatewayDep, authority: AuthorityDep) -> list[HeldQueryOut]:
     ]
 
 
-@router.post("/v1/existence-queries-held/{message_id}/approve", response_model=DecisionOut)
+# The query was decided the other way before (by whom and when, in the message).
+DECIDED_OTHERWISE: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "The query was already decided the other way: the error names "
+        "who decided it and when",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+}
+
+
+@router.post(
+    "/v1/existence-queries-held/{message_id}/approve",
+    response_model=DecisionOut,
+    responses=DECIDED_OTHERWISE,
+)
 def approve_held(
     message_id: str, body: DecisionIn, gw: GatewayDep, authority: AuthorityDep
 ) -> DecisionOut:
     """Answer a held query (match, or no match) as the coordinator approved it.
 
-    Decided before (a second click, a colleague a moment earlier): that decision,
+    Approved before (a second click, a colleague a moment earlier): that approval,
     by whom and when, with ``already_decided: true``; nothing is sent again.
+    Refused before: 409, naming who refused it and when.
     """
     done = coordination.decide_existence_query(gw, authority, message_id[:64], True, body.by)
     return DecisionOut.of(done)
 
 
-@router.post("/v1/existence-queries-held/{message_id}/refuse", response_model=DecisionOut)
+@router.post(
+    "/v1/existence-queries-held/{message_id}/refuse",
+    response_model=DecisionOut,
+    responses=DECIDED_OTHERWISE,
+)
 def refuse_held(
     message_id: str, body: DecisionIn, gw: GatewayDep, authority: AuthorityDep
 ) -> DecisionOut:
     """Leave a held query unanswered: nothing is sent; the refusal is audited.
 
-    Decided before: that decision, by whom and when, with ``already_decided: true``
-    (an approved query stays answered).
+    Refused before: that refusal, by whom and when, with ``already_decided: true``.
+    Approved before: 409, naming who approved it and when (it stays answered).
     """
     done = coordination.decide_existence_query(gw, authority, message_id[:64], False, body.by)
     return DecisionOut.of(done)
