@@ -30,11 +30,13 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.context import Gateway
 from gateway.errors import BrokerUnavailableError, CafgwError
+from gateway.ledger.handoff import Handoff
 from gateway.ledger.jobs import JobLeases
 from gateway.ledger.listener import Listener
 from gateway.services import delivery, receipts, receiving
@@ -50,6 +52,9 @@ SQLITE_FALLBACK_S = 0.25
 # The most one turn of the sender and receipt loops takes (messages).
 SENDER_BATCH = 500
 RECEIPT_BATCH = 5000
+# The most messages handed to the sender loop and not yet taken (their bodies wait in
+# memory): two full turns; beyond it the loop claims them from the ledger.
+HANDOFF_CAPACITY = 2 * SENDER_BATCH
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,11 @@ class Worker:
     leases: JobLeases | None = None  # made from gw's ledger and clock when not given
     listener: Listener | None = None  # on PostgreSQL, once started
     _unwatch: list[Callable[[], None]] = field(default_factory=list)
+    # While the sender loop runs: what the ledger hands it (``gateway.ledger.handoff``).
+    _handoff: Handoff | None = None
+    # The OUTBOX generation, the hand-overs counted and the monotonic time at the
+    # last claim of the outbox (``_claim_due``).
+    _claimed: tuple[int, int, float] = (0, 0, float("-inf"))
 
     def __post_init__(self) -> None:
         if self.leases is None:
@@ -108,6 +118,36 @@ class Worker:
         # receipted it too (a small batch: ``receiving.pipeline``).
         return receiving.handle_batch(self.gw, batch)
 
+    def _send(self) -> int:
+        """One turn of the sender loop: what was handed over, and a claim if one is due."""
+        handed = self._handoff.take() if self._handoff is not None else []
+        claim = self._claim_due(bool(handed))
+        return _left_outbox(delivery.publish_outbox(self.gw, SENDER_BATCH, handed, claim=claim))
+
+    def _claim_due(self, handed: bool) -> bool:
+        """Whether this turn must claim the outbox too, not only publish what was handed.
+
+        It must unless every wake-up since the last claim was a hand-over: rows
+        recorded unclaimed (by another process, with the hand-off full, given
+        back after a failed publish, due again for a re-send) wake the loop
+        some other way, and on SQLite another process's rows wake nothing, so
+        a claim is also due at least every fallback period.
+        """
+        puts = self._handoff.puts if self._handoff is not None else 0
+        generation = self.wakeups.generation(OUTBOX)  # read after ``puts``: see below
+        now = time.monotonic()
+        assert self.fallback_s is not None  # set in __post_init__
+        # A hand-over counts itself before it wakes the loop, so one between the two
+        # reads can only make this claim when it need not, never skip one it must.
+        due = (
+            not handed
+            or generation - self._claimed[0] > puts - self._claimed[1]
+            or now - self._claimed[2] >= self.fallback_s
+        )
+        if due:
+            self._claimed = (generation, puts, now)
+        return due
+
     def _resend(self) -> int:
         changed = delivery.resend_overdue(self.gw)
         if changed:
@@ -118,13 +158,7 @@ class Worker:
         """The core steps, then every feature's jobs."""
         gw = self.gw
         core = [
-            Step(
-                "sender",
-                lambda: _left_outbox(delivery.publish_outbox(gw, SENDER_BATCH)),
-                None,
-                OUTBOX,
-                full=SENDER_BATCH,
-            ),
+            Step("sender", self._send, None, OUTBOX, full=SENDER_BATCH),
             Step(
                 "receipts",
                 lambda: receipts.send_receipts(gw, RECEIPT_BATCH),
@@ -214,6 +248,7 @@ class Worker:
         if self._on_postgresql():
             self.listener = Listener(self.gw.ledger.engine, self.wakeups, self.gw.ledger.replica)
             self.listener.start()
+        self.attach_handoff()
         loops: list[tuple[str, Callable[[], None]]] = [("consumer", self._consume)]
         for step in self.steps():
             loops.append((step.name, functools.partial(self._loop, step)))
@@ -222,11 +257,25 @@ class Worker:
             thread.start()
             self.threads.append(thread)
 
+    def attach_handoff(self) -> Handoff:
+        """From now on, messages recorded for sending in this process are handed to this
+        worker's sender loop, claimed (``gateway.ledger.handoff``); ``start`` does this."""
+        self._handoff = Handoff(
+            delivery.outbox_lease(self.gw),
+            functools.partial(self.wakeups.notify, OUTBOX),
+            HANDOFF_CAPACITY,
+        )
+        self.gw.ledger.handoff = self._handoff
+        return self._handoff
+
     def close(self, timeout_s: float = 10.0) -> None:
+        if self._handoff is not None and self.gw.ledger.handoff is self._handoff:
+            self.gw.ledger.handoff = None  # from now on recorded unclaimed, for whoever runs
         self.stop.set()
         self.wakeups.notify(*TOPICS)  # wake sleeping loops so they see stop
         for thread in self.threads:
             thread.join(timeout_s)
+        self._give_back()
         if self.listener is not None:
             self.listener.close()
         for unwatch in self._unwatch:
@@ -237,6 +286,23 @@ class Worker:
                 self.leases.release()  # another replica takes the jobs over at once
             except CafgwError as exc:
                 log.warning("giving up job leases: %s; they lapse by themselves", exc)
+
+    def _give_back(self) -> None:
+        """Give back to the outbox at once what was handed over and not published (a
+        restart, or another replica, then publishes it without waiting for the
+        claims to lapse)."""
+        if self._handoff is None:
+            return
+        left = [i.pk for claimed in self._handoff.take() for i in claimed.items]
+        self._handoff = None
+        if not left:
+            return
+        try:
+            self.gw.ledger.release_claims(left)
+        except CafgwError as exc:
+            log.warning(
+                "giving back %d handed-over messages: %s; their claims lapse", len(left), exc
+            )
 
     def run_round(self) -> int:
         """Run every step once and drain every consumed queue; the work done.

@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from gateway.errors import LedgerError, LedgerUnavailableError
 from gateway.ledger import migrate
+from gateway.ledger.handoff import Claimed, Handoff
 from gateway.ledger.notify import AWAITING_HANDOVER, announce, topics_for
 from gateway.ledger.records import (
     CODE_WIDTH,
@@ -44,6 +45,7 @@ from gateway.ledger.records import (
     HistoryEntry,
     MessageRecord,
     NewMessage,
+    outbox_item,
 )
 from gateway.ledger.sqlite_writer import serialize_writers, wait_durable
 from gateway.ledger.status import OUTBOX_STATES, Direction, Route, Status
@@ -60,6 +62,9 @@ _BEFORE_COMMIT: WeakKeyDictionary[Connection, list[Callable[[Connection], None]]
 )
 # Connections inside a ``LedgerCore.transaction()`` (which runs the above).
 _MANAGED: WeakSet[Connection] = WeakSet()
+# Outbox rows a transaction recorded claimed for this process's sender loop, handed
+# to it once the transaction is durable (``LedgerCore.record``, ``gateway.ledger.handoff``).
+_HANDED: WeakKeyDictionary[Connection, list[tuple[Handoff, Claimed]]] = WeakKeyDictionary()
 
 # Statements the hot paths run many times a second are built once: SQLAlchemy
 # computes a new statement's cache key on every execution, which for an UPDATE
@@ -209,6 +214,9 @@ class LedgerCore:
         self.audit_key = audit_key
         # Who this process is among replicas sharing the ledger (job leases name it).
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:128]
+        # This process's sender loop, while one runs (``Worker.start``): messages
+        # recorded for sending are handed to it claimed (``record``).
+        self.handoff: Handoff | None = None
 
     @classmethod
     def open(
@@ -259,26 +267,38 @@ class LedgerCore:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
+        handed: list[tuple[Handoff, Claimed]] = []
         try:
-            with self.engine.begin() as conn:
-                _MANAGED.add(conn)
-                try:
-                    yield conn
-                    # Until none is left: an action may leave work for another.
-                    while actions := _BEFORE_COMMIT.pop(conn, None):
-                        for action in actions:
-                            action(conn)
-                finally:
-                    _MANAGED.discard(conn)
-                    _BEFORE_COMMIT.pop(conn, None)
-            # Back in the pool (the writer's turn is free): now wait for the disk.
-            wait_durable(self.engine)
-        except IntegrityError as exc:
-            raise LedgerError(f"ledger constraint violated: {exc.orig}") from exc
-        except SQLAlchemyError as exc:
-            if _outage(self.engine, exc):
-                raise LedgerUnavailableError(f"ledger unavailable: {exc}") from exc
-            raise LedgerError(f"ledger unavailable: {exc}") from exc
+            try:
+                with self.engine.begin() as conn:
+                    _MANAGED.add(conn)
+                    try:
+                        yield conn
+                        # Until none is left: an action may leave work for another.
+                        while actions := _BEFORE_COMMIT.pop(conn, None):
+                            for action in actions:
+                                action(conn)
+                    finally:
+                        _MANAGED.discard(conn)
+                        _BEFORE_COMMIT.pop(conn, None)
+                        handed = _HANDED.pop(conn, [])
+                # Back in the pool (the writer's turn is free): now wait for the disk.
+                wait_durable(self.engine)
+            except IntegrityError as exc:
+                raise LedgerError(f"ledger constraint violated: {exc.orig}") from exc
+            except SQLAlchemyError as exc:
+                if _outage(self.engine, exc):
+                    raise LedgerUnavailableError(f"ledger unavailable: {exc}") from exc
+                raise LedgerError(f"ledger unavailable: {exc}") from exc
+        except BaseException:
+            # Rolled back, or its commit's fate unknown: nothing is handed over (a row
+            # that was committed after all stays claimed until its lease lapses).
+            for handoff, claimed in handed:
+                handoff.cancel(len(claimed.items))
+            raise
+        # Durable: only now may the sender loop publish what it recorded.
+        for handoff, claimed in handed:
+            handoff.put(claimed)
 
     @staticmethod
     def before_commit(conn: Connection, action: Callable[[Connection], None]) -> bool:
@@ -315,6 +335,12 @@ class LedgerCore:
         recorded already claimed until then, as ``claim_outbox`` would leave
         them, and wake no sender loop; a claim this process never settles
         lapses, and the row is published by whoever claims it next.
+
+        Without it, while this process runs a sender loop (``handoff``), the
+        messages this records for sending are recorded claimed the same way and
+        handed to that loop once ``conn``'s ``transaction()`` is durable
+        (``gateway.ledger.handoff``), unless it has no room for them or ``conn``
+        is in a savepoint (which could be rolled back alone).
         """
         if conn is None:
             with self.transaction() as c:
@@ -361,19 +387,35 @@ class LedgerCore:
                     "claimed_until": claimed_until,
                 }
             )
-        pks = _insert_messages(conn, rows)
-        if len(pks) != len(items):
-            raise LedgerError(f"recorded {len(items)} messages but got {len(pks)} primary keys")
-        conn.execute(
-            _HISTORY,
-            [
-                {"message_pk": pk, "status": st.value, "at": now, "reason": reason}
-                for pk, item in zip(pks, items, strict=True)
-                for st, reason in item.statuses
-            ],
-        )
+        handoff = self.handoff
+        # Indexes of ``items`` recorded claimed for this process's sender loop.
+        handing = _handed_over(items, conn, handoff) if claimed_until is None else []
+        hand_until = now + handoff.lease if handoff is not None and handing else now
+        for i in handing:
+            rows[i]["claimed_until"] = hand_until
+        try:
+            pks = _insert_messages(conn, rows)
+            if len(pks) != len(items):
+                raise LedgerError(f"recorded {len(items)} messages but got {len(pks)} primary keys")
+            conn.execute(
+                _HISTORY,
+                [
+                    {"message_pk": pk, "status": st.value, "at": now, "reason": reason}
+                    for pk, item in zip(pks, items, strict=True)
+                    for st, reason in item.statuses
+                ],
+            )
+        except BaseException:
+            if handoff is not None and handing:
+                handoff.cancel(len(handing))  # reserved by ``_handed_over``
+            raise
         work = _work_of(items)
-        if claimed_until is not None:
+        if handoff is not None and handing:
+            # Every message of ``items`` for the outbox is handed over once durable
+            # (``transaction``, which cancels the reservation if it is not).
+            claimed = Claimed(tuple(outbox_item(pks[i], items[i]) for i in handing), hand_until)
+            _HANDED.setdefault(conn, []).append((handoff, claimed))
+        if claimed_until is not None or handing:
             work = [topic for topic in work if topic != OUTBOX]
         self.announce(conn, *work)
         return pks
@@ -557,6 +599,24 @@ class LedgerCore:
             route=Route(r[19]),
             route_to=r[20],
         )
+
+
+def _handed_over(
+    items: Sequence[NewMessage], conn: Connection, handoff: Handoff | None
+) -> list[int]:
+    """Indexes of the ``items`` for the outbox, all of them, room for them reserved in
+    ``handoff``; none without one, without room, or where ``conn`` is not a
+    ``transaction()``'s or is in a savepoint."""
+    if handoff is None or conn not in _MANAGED or conn.in_nested_transaction():
+        return []
+    handing = [
+        i
+        for i, m in enumerate(items)
+        if m.direction is Direction.OUTBOUND and m.statuses[-1][0] in OUTBOX_STATES
+    ]
+    if not handing or any(items[i].body is None for i in handing):
+        return []
+    return handing if handoff.reserve(len(handing)) else []
 
 
 def _work_of(items: Sequence[NewMessage]) -> list[str]:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from gateway.context import Gateway
 from gateway.errors import TransportError
+from gateway.ledger.handoff import Claimed
 from gateway.ledger.records import OutboxItem
 from gateway.ledger.status import Route, Status
 from gateway.services.backlog import Action, decide_all
@@ -30,8 +31,12 @@ class PublishSummary:
     failed: int = 0
 
 
-def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
-    """Claim and publish up to ``limit`` outbox messages of the hosted authorities.
+def publish_outbox(
+    gw: Gateway, limit: int = 500, handed: Sequence[Claimed] = (), *, claim: bool = True
+) -> PublishSummary:
+    """Publish ``handed`` (rows this process recorded claimed for its sender loop:
+    ``gateway.ledger.handoff``) and, if ``claim``, claim and publish up to ``limit``
+    outbox messages of the hosted authorities, in one publish.
 
     Messages routed to an inbox travel on the main exchange, escalation
     notices on the escalation exchange. A message with a receipt to wait for
@@ -40,8 +45,13 @@ def publish_outbox(gw: Gateway, limit: int = 500) -> PublishSummary:
     """
     now = gw.clock()
     lease = outbox_lease(gw)
-    items = gw.ledger.claim_outbox(limit, gw.hosted, now, now + lease)
-    return _publish(gw, items, now, now + lease, lease, wake=False)
+    groups = [(list(c.items), c.held_until) for c in handed]
+    room = limit - sum(len(items) for items, _ in groups)
+    if claim and room > 0:
+        claimed = gw.ledger.claim_outbox(room, gw.hosted, now, now + lease)
+        if claimed:
+            groups.append((claimed, now + lease))
+    return _publish(gw, groups, now, lease, wake=False)
 
 
 def outbox_lease(gw: Gateway) -> timedelta:
@@ -73,28 +83,29 @@ def publish_claimed(
     ``INLINE_CONFIRM_S`` for the confirms.
     """
     lease = outbox_lease(gw)
-    return _publish(gw, list(items), gw.clock(), held_until, lease, wake=True, open_only=open_only)
+    return _publish(
+        gw, [(list(items), held_until)], gw.clock(), lease, wake=True, open_only=open_only
+    )
 
 
 def _publish(
     gw: Gateway,
-    items: list[OutboxItem],
+    groups: list[tuple[list[OutboxItem], datetime]],
     now: datetime,
-    held_until: datetime,
     lease: timedelta,
     *,
     wake: bool,
     open_only: bool = False,
 ) -> PublishSummary:
-    """Publish rows this process claimed until ``held_until``; mark each by its outcome
-    (receipt deadlines from ``now``). ``wake``: give back what failed with a wake-up
-    (``release_claims``). ``open_only``: see ``publish_claimed``."""
+    """Publish rows this process claimed, each group until its ``datetime``; mark each
+    by its outcome (receipt deadlines from ``now``). ``wake``: give back what failed
+    with a wake-up (``release_claims``). ``open_only``: see ``publish_claimed``."""
+    if open_only:
+        items = [i for group, _ in groups for i in group]
+    else:
+        items = _connected(gw, groups, lease, wake=wake)
     if not items:
         return PublishSummary()
-    if not open_only:
-        items = _connected(gw, items, held_until, lease, wake=wake)
-        if not items:
-            return PublishSummary()
     escalation_exchange = gw.topology.escalation_exchange
     outgoing = [
         OutgoingMessage(
@@ -145,25 +156,35 @@ def _publish(
 
 
 def _connected(
-    gw: Gateway, items: list[OutboxItem], held_until: datetime, lease: timedelta, *, wake: bool
+    gw: Gateway, groups: list[tuple[list[OutboxItem], datetime]], lease: timedelta, *, wake: bool
 ) -> list[OutboxItem]:
-    """``items`` whose claim still holds once the publisher's connection is open.
+    """The items of ``groups`` whose claim still holds once the publisher's connection
+    is open, each group claimed until its ``datetime``.
 
     Opening it (after a loss: another node, with backoff) is not covered by
     the lease, so after a new connection the claim is renewed from now and
     only the rows still ours are published; a row another replica took
-    meanwhile is left to it. With no broker, the claims go back at once for
-    a replica that has one.
+    meanwhile is left to it. So is a group whose claim has less left than a
+    publish may take (rows handed over by ``gateway.ledger.handoff`` that
+    waited). With no broker, the claims go back at once for a replica that
+    has one.
     """
     try:
         reconnected = gw.transport.connect_publisher()
     except TransportError:
-        gw.ledger.release_claims([i.pk for i in items], wake=wake)
+        gw.ledger.release_claims([i.pk for items, _ in groups for i in items], wake=wake)
         raise
-    if not reconnected:
-        return items
-    held = gw.ledger.renew_claims([i.pk for i in items], held_until, gw.clock() + lease)
-    return [i for i in items if i.pk in held]
+    # What a publish may take: a claim with less left is renewed first.
+    needed = timedelta(seconds=gw.settings.broker.confirm_timeout_s)
+    out: list[OutboxItem] = []
+    for items, held_until in groups:
+        now = gw.clock()
+        if not reconnected and held_until - now >= needed:
+            out.extend(items)
+            continue
+        held = gw.ledger.renew_claims([i.pk for i in items], held_until, now + lease)
+        out.extend(i for i in items if i.pk in held)
+    return out
 
 
 def resend_overdue(gw: Gateway, limit: int = 500) -> int:

@@ -1,0 +1,227 @@
+"""Messages recorded for sending are handed to this process's sender loop, claimed
+(issue 14, ``gateway.ledger.handoff``): recorded already claimed, handed over only
+once their transaction is durable, and published by the loop with no claim of its
+own. Everything else still goes through a claim of the outbox: rows recorded
+without room in the hand-off or in a savepoint, rows woken some other way, and
+what a stopping worker gives back. One in-memory gateway; the real ledger."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from local_systems import signed_inbound
+from ops_helpers import Clock, make_gateway
+from sqlalchemy import select
+
+from gateway.context import Gateway
+from gateway.ledger.handoff import Handoff
+from gateway.ledger.records import OutboxItem
+from gateway.ledger.status import Status
+from gateway.ledger.tables import messages
+from gateway.services import delivery
+from gateway.transport.memory import MemoryTransport
+from gateway.wakeups import OUTBOX, Wakeups
+from gateway.worker import Worker
+
+pytestmark = pytest.mark.timeout(60)
+
+SENDER, RECIPIENT = "332", "336"
+RECIPIENT_INBOX = f"caf.inbox.{RECIPIENT}"
+
+
+def gateway(tmp_path: Path) -> tuple[Gateway, MemoryTransport, Wakeups]:
+    """A gateway whose wake-ups are watched from the start, as the worker does."""
+    transport = MemoryTransport()
+    gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
+    wakeups = Wakeups()
+    wakeups.watch(gw.ledger.engine)
+    return gw, transport, wakeups
+
+
+def attach(gw: Gateway, wakeups: Wakeups, capacity: int = 10) -> Handoff:
+    handoff = Handoff(delivery.outbox_lease(gw), lambda: wakeups.notify(OUTBOX), capacity=capacity)
+    gw.ledger.handoff = handoff
+    return handoff
+
+
+def claim_left(gw: Gateway) -> list[int]:
+    """What a claim of the outbox now (by any loop or replica) would take."""
+    now = gw.clock()
+    return [i.pk for i in gw.ledger.claim_outbox(100, None, now, now + timedelta(seconds=30))]
+
+
+def status_of(gw: Gateway, pk: int) -> Status:
+    with gw.ledger.transaction() as conn:
+        return Status(conn.scalar(select(messages.c.status).where(messages.c.id == pk)))
+
+
+def claimed_until(gw: Gateway, pk: int) -> object:
+    with gw.ledger.transaction() as conn:
+        return conn.scalar(select(messages.c.claimed_until).where(messages.c.id == pk))
+
+
+def test_a_message_recorded_while_a_sender_loop_runs_is_handed_to_it_claimed_once_durable(
+    tmp_path: Path,
+) -> None:
+    gw, transport, wakeups = gateway(tmp_path)
+    handoff = attach(gw, wakeups)
+    (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
+
+    with gw.ledger.transaction() as conn:
+        (pk,) = gw.ledger.record([message], conn)
+        assert handoff.take() == []  # not before the commit is durable
+    (claimed,) = handoff.take()
+
+    assert [i.pk for i in claimed.items] == [pk]
+    assert claimed.items[0].body == message.body
+    assert claimed_until(gw, pk) is not None
+    assert claim_left(gw) == []  # no loop or replica may claim it meanwhile
+    # Woken once, by the hand-over: the commit itself announced no outbox work.
+    assert (wakeups.generation(OUTBOX), handoff.puts) == (1, 1)
+
+    summary = delivery.publish_outbox(gw, handed=[claimed], claim=False)
+
+    assert summary.confirmed == 1
+    assert status_of(gw, pk) is Status.SENT
+    assert claimed_until(gw, pk) is None
+    assert transport.depth(RECIPIENT_INBOX) == 1
+
+
+def test_a_rolled_back_transaction_hands_nothing_over_and_frees_its_room(
+    tmp_path: Path,
+) -> None:
+    gw, _transport, wakeups = gateway(tmp_path)
+    handoff = attach(gw, wakeups, capacity=1)
+    first, second = signed_inbound(gw, SENDER, RECIPIENT, 2)
+
+    with pytest.raises(RuntimeError), gw.ledger.transaction() as conn:
+        gw.ledger.record([first], conn)
+        raise RuntimeError("the caller changed its mind")
+
+    assert handoff.take() == []
+    assert handoff.puts == 0
+    (pk,) = gw.ledger.record([second])  # the one place is free again
+    assert [[i.pk for i in c.items] for c in handoff.take()] == [[pk]]
+
+
+def test_beyond_its_capacity_messages_are_recorded_unclaimed_and_wake_the_loop_to_claim(
+    tmp_path: Path,
+) -> None:
+    gw, _transport, wakeups = gateway(tmp_path)
+    handoff = attach(gw, wakeups, capacity=2)
+    three = signed_inbound(gw, SENDER, RECIPIENT, 3)
+
+    pks = gw.ledger.record(three)
+
+    assert handoff.take() == []  # all or none of one call
+    assert wakeups.generation(OUTBOX) == 1  # the commit woke the loop to claim them
+    assert sorted(claim_left(gw)) == sorted(pks)
+
+
+def test_a_message_recorded_in_a_savepoint_is_not_handed_over(tmp_path: Path) -> None:
+    gw, _transport, wakeups = gateway(tmp_path)
+    handoff = attach(gw, wakeups)
+    (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
+
+    # A savepoint may be rolled back alone, while its transaction commits.
+    with gw.ledger.transaction() as conn, conn.begin_nested():
+        (pk,) = gw.ledger.record([message], conn)
+
+    assert handoff.take() == []
+    assert claim_left(gw) == [pk]
+
+
+def test_a_handed_over_message_that_waited_is_claimed_again_before_it_is_published(
+    tmp_path: Path,
+) -> None:
+    gw, transport, wakeups = gateway(tmp_path)
+    handoff = attach(gw, wakeups)
+    clock = gw.clock
+    assert isinstance(clock, Clock)
+    (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
+    (pk,) = gw.ledger.record([message])
+    (claimed,) = handoff.take()
+    lease = delivery.outbox_lease(gw).total_seconds()
+    confirm = gw.settings.broker.confirm_timeout_s
+    # Less left of the claim than a publish may take: renewed first, then published.
+    clock.advance(lease - confirm + 1)
+
+    assert delivery.publish_outbox(gw, handed=[claimed], claim=False).confirmed == 1
+    assert status_of(gw, pk) is Status.SENT
+    assert transport.depth(RECIPIENT_INBOX) == 1
+
+
+def test_a_handed_over_message_another_replica_claimed_after_its_lapse_is_left_to_it(
+    tmp_path: Path,
+) -> None:
+    gw, transport, wakeups = gateway(tmp_path)
+    handoff = attach(gw, wakeups)
+    clock = gw.clock
+    assert isinstance(clock, Clock)
+    (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
+    (pk,) = gw.ledger.record([message])
+    (claimed,) = handoff.take()
+    clock.advance(delivery.outbox_lease(gw).total_seconds() + 1)
+    assert claim_left(gw) == [pk]  # another replica, once the claim lapsed
+
+    assert delivery.publish_outbox(gw, handed=[claimed], claim=False).confirmed == 0
+    assert transport.depth(RECIPIENT_INBOX) == 0  # published once, by that replica only
+
+
+def test_the_sender_loop_claims_the_outbox_only_when_more_than_a_hand_over_woke_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = MemoryTransport()
+    gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
+    worker = Worker(gw, transport, fallback_s=3600.0)
+    worker.wakeups.watch(gw.ledger.engine)
+    handoff = worker.attach_handoff()
+    (sender,) = [s for s in worker.steps() if s.name == "sender"]
+    claims = 0
+    claim = gw.ledger.claim_outbox
+
+    def counted(*args: object, **kwargs: object) -> list[OutboxItem]:
+        nonlocal claims
+        claims += 1
+        return claim(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gw.ledger, "claim_outbox", counted)
+    assert sender.run() == 0
+    assert claims == 1  # nothing was handed over: the loop looks in the outbox
+    handed, unclaimed, other = signed_inbound(gw, SENDER, RECIPIENT, 3)
+
+    (handed_pk,) = gw.ledger.record([handed])
+    assert sender.run() == 1
+    assert claims == 1  # only a hand-over woke it: no claim
+    assert status_of(gw, handed_pk) is Status.SENT
+
+    gw.ledger.handoff = None  # as another process (or a full hand-off) records it
+    (unclaimed_pk,) = gw.ledger.record([unclaimed])
+    gw.ledger.handoff = handoff
+    (other_pk,) = gw.ledger.record([other])
+    assert sender.run() == 2
+    assert claims == 2  # woken by a commit too: handed over and claimed, one publish
+    assert status_of(gw, unclaimed_pk) is Status.SENT
+    assert status_of(gw, other_pk) is Status.SENT
+    assert transport.depth(RECIPIENT_INBOX) == 3
+
+
+def test_a_stopping_worker_gives_back_what_was_handed_over_and_not_published(
+    tmp_path: Path,
+) -> None:
+    transport = MemoryTransport()
+    gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
+    worker = Worker(gw, transport, fallback_s=3600.0)
+    worker.attach_handoff()
+    first, second = signed_inbound(gw, SENDER, RECIPIENT, 2)
+    (pk,) = gw.ledger.record([first])
+    assert claimed_until(gw, pk) is not None
+
+    worker.close()
+
+    assert gw.ledger.handoff is None
+    assert claimed_until(gw, pk) is None  # a restart publishes it at once
+    (later,) = gw.ledger.record([second])  # recorded unclaimed, for whoever runs
+    assert sorted(claim_left(gw)) == sorted([pk, later])
