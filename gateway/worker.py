@@ -120,7 +120,9 @@ class Worker:
 
     def _send(self) -> int:
         """One turn of the sender loop: what was handed over, and a claim if one is due."""
-        handed = self._handoff.take() if self._handoff is not None else []
+        # At most a turn's worth: one publish of 1,000 at a bulk load's peak took the
+        # whole path's sender over 150 MB (the bodies, their frames, their buffers).
+        handed = self._handoff.take(SENDER_BATCH) if self._handoff is not None else []
         claim = self._claim_due(bool(handed))
         return _left_outbox(delivery.publish_outbox(self.gw, SENDER_BATCH, handed, claim=claim))
 
@@ -293,7 +295,7 @@ class Worker:
         claims to lapse)."""
         if self._handoff is None:
             return
-        left = [i.pk for claimed in self._handoff.take() for i in claimed.items]
+        left = [i.pk for claimed in self._handoff.take(HANDOFF_CAPACITY) for i in claimed.items]
         self._handoff = None
         if not left:
             return

@@ -75,10 +75,18 @@ class Handoff:
             self._puts += 1
         self._notify()
 
-    def take(self) -> list[Claimed]:
-        """Everything handed over so far (and nothing more is the loop's to publish)."""
+    def take(self, limit: int) -> list[Claimed]:
+        """What was handed over first, whole hand-overs up to ``limit`` messages (at
+        least one); the rest stays for the loop's next turn, which the put woke."""
         with self._lock:
-            taken, self._waiting, self._count = self._waiting, [], 0
+            n = count = 0
+            for claimed in self._waiting:
+                if n and count + len(claimed.items) > limit:
+                    break
+                n += 1
+                count += len(claimed.items)
+            taken, self._waiting = self._waiting[:n], self._waiting[n:]
+            self._count -= count
             return taken
 
     @property

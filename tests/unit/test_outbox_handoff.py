@@ -71,8 +71,8 @@ def test_a_message_recorded_while_a_sender_loop_runs_is_handed_to_it_claimed_onc
 
     with gw.ledger.transaction() as conn:
         (pk,) = gw.ledger.record([message], conn)
-        assert handoff.take() == []  # not before the commit is durable
-    (claimed,) = handoff.take()
+        assert handoff.take(100) == []  # not before the commit is durable
+    (claimed,) = handoff.take(100)
 
     assert [i.pk for i in claimed.items] == [pk]
     assert claimed.items[0].body == message.body
@@ -100,10 +100,10 @@ def test_a_rolled_back_transaction_hands_nothing_over_and_frees_its_room(
         gw.ledger.record([first], conn)
         raise RuntimeError("the caller changed its mind")
 
-    assert handoff.take() == []
+    assert handoff.take(100) == []
     assert handoff.puts == 0
     (pk,) = gw.ledger.record([second])  # the one place is free again
-    assert [[i.pk for i in c.items] for c in handoff.take()] == [[pk]]
+    assert [[i.pk for i in c.items] for c in handoff.take(100)] == [[pk]]
 
 
 def test_beyond_its_capacity_messages_are_recorded_unclaimed_and_wake_the_loop_to_claim(
@@ -115,7 +115,7 @@ def test_beyond_its_capacity_messages_are_recorded_unclaimed_and_wake_the_loop_t
 
     pks = gw.ledger.record(three)
 
-    assert handoff.take() == []  # all or none of one call
+    assert handoff.take(100) == []  # all or none of one call
     assert wakeups.generation(OUTBOX) == 1  # the commit woke the loop to claim them
     assert sorted(claim_left(gw)) == sorted(pks)
 
@@ -129,7 +129,7 @@ def test_a_message_recorded_in_a_savepoint_is_not_handed_over(tmp_path: Path) ->
     with gw.ledger.transaction() as conn, conn.begin_nested():
         (pk,) = gw.ledger.record([message], conn)
 
-    assert handoff.take() == []
+    assert handoff.take(100) == []
     assert claim_left(gw) == [pk]
 
 
@@ -142,7 +142,7 @@ def test_a_handed_over_message_that_waited_is_claimed_again_before_it_is_publish
     assert isinstance(clock, Clock)
     (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
     (pk,) = gw.ledger.record([message])
-    (claimed,) = handoff.take()
+    (claimed,) = handoff.take(100)
     lease = delivery.outbox_lease(gw).total_seconds()
     confirm = gw.settings.broker.confirm_timeout_s
     # Less left of the claim than a publish may take: renewed first, then published.
@@ -162,7 +162,7 @@ def test_a_handed_over_message_another_replica_claimed_after_its_lapse_is_left_t
     assert isinstance(clock, Clock)
     (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
     (pk,) = gw.ledger.record([message])
-    (claimed,) = handoff.take()
+    (claimed,) = handoff.take(100)
     clock.advance(delivery.outbox_lease(gw).total_seconds() + 1)
     assert claim_left(gw) == [pk]  # another replica, once the claim lapsed
 
@@ -225,3 +225,22 @@ def test_a_stopping_worker_gives_back_what_was_handed_over_and_not_published(
     assert claimed_until(gw, pk) is None  # a restart publishes it at once
     (later,) = gw.ledger.record([second])  # recorded unclaimed, for whoever runs
     assert sorted(claim_left(gw)) == sorted([pk, later])
+
+
+def test_a_turn_takes_whole_hand_overs_up_to_its_limit_and_leaves_the_rest_for_the_next(
+    tmp_path: Path,
+) -> None:
+    gw, _transport, wakeups = gateway(tmp_path)
+    handoff = attach(gw, wakeups)
+    messages = signed_inbound(gw, SENDER, RECIPIENT, 5)
+    first = gw.ledger.record(messages[:2])
+    second = gw.ledger.record(messages[2:4])
+    third = gw.ledger.record(messages[4:])
+
+    # Never a hand-over cut in two; one larger than the limit still goes whole.
+    assert [[i.pk for i in c.items] for c in handoff.take(3)] == [first]
+    assert [[i.pk for i in c.items] for c in handoff.take(1)] == [second]
+    assert [[i.pk for i in c.items] for c in handoff.take(3)] == [third]
+    assert handoff.take(3) == []
+    # Their room is free again once taken.
+    assert handoff.reserve(10)
