@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from policy_support import pump
 from sqlalchemy import Connection, event
-from support.api_attacks import KACPER, ask_existence, existence_region
+from support.api_attacks import KACPER, Auth, ask_existence, existence_region
 from support.gateways import config_copy
 from typer.testing import CliRunner
 
@@ -317,17 +318,24 @@ def test_an_existence_query_asked_again_with_the_same_idempotency_key_is_asked_o
     assert [r.message_id for r in queries] == [first.json()["message_id"]]
 
 
-def test_a_held_query_decided_again_answers_with_the_first_decision_and_sends_nothing(
-    tmp_path: Path,
-) -> None:
-    """A second click on approve, or a colleague's refusal a second after the approval,
-    answered 404 as if the query had never existed, saying nothing of what was decided."""
+def _one_held(tmp_path: Path) -> tuple[TestClient, Auth, Gateway, str]:
+    """A region where 336 holds safeguarding queries for its coordinator, and one query
+    from 334 held there: the client, 334's headers, the gateway and the query's id."""
     config_copy(tmp_path, existence_safeguarding_hold=True)
     client, auth, gw = existence_region(tmp_path)
     query = ask_existence(client, auth, "Solihull MASH manager", "sibling at risk").json()[
         "message_id"
     ]
     pump(gw)
+    return client, auth, gw, query
+
+
+def test_a_held_query_decided_again_answers_with_the_first_decision_and_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    """A second click on approve, or a colleague's refusal a second after the approval,
+    answered 404 as if the query had never existed, saying nothing of what was decided."""
+    client, _auth, gw, query = _one_held(tmp_path)
     keys = ApiKeys(tmp_path / "api-keys.json")
     coordinator = {"Authorization": f"Bearer {keys.issue('336', holder='Wolverhampton CAF')}"}
     path = f"/v1/existence-queries-held/{query}"
@@ -365,12 +373,8 @@ def test_cafgw_existence_decide_on_a_decided_query_names_the_decision_and_does_n
     tmp_path: Path,
 ) -> None:
     """The command failed as for a query that never existed."""
-    config = config_copy(tmp_path, existence_safeguarding_hold=True)
-    client, auth, gw = existence_region(tmp_path)
-    query = ask_existence(client, auth, "Solihull MASH manager", "sibling at risk").json()[
-        "message_id"
-    ]
-    pump(gw)
+    _client, _auth, gw, query = _one_held(tmp_path)
+    config = tmp_path / "config"
     env = {
         "CAFGW_KEYS_DIR": str(tmp_path / "keys"),
         "CAFGW_API_KEYS_FILE": str(tmp_path / "api-keys.json"),
@@ -399,12 +403,7 @@ def test_of_two_decisions_on_a_held_query_at_once_the_second_hears_the_first(
 ) -> None:
     # A colleague refusing at the moment of the approval: the one that lost the race
     # read the query as waiting, found it decided when it wrote, and answered 404.
-    config_copy(tmp_path, existence_safeguarding_hold=True)
-    client, auth, gw = existence_region(tmp_path)
-    query = ask_existence(client, auth, "Solihull MASH manager", "sibling at risk").json()[
-        "message_id"
-    ]
-    pump(gw)
+    _client, _auth, gw, query = _one_held(tmp_path)
     second: list[object] = []
 
     def refuse() -> None:

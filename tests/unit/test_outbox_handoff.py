@@ -16,7 +16,7 @@ from ops_helpers import Clock, make_gateway
 from sqlalchemy import select
 
 from gateway.context import Gateway
-from gateway.ledger.handoff import Handoff
+from gateway.ledger.handoff import Claimed, Handoff
 from gateway.ledger.records import OutboxItem
 from gateway.ledger.status import Status
 from gateway.ledger.tables import messages
@@ -133,9 +133,8 @@ def test_a_message_recorded_in_a_savepoint_is_not_handed_over(tmp_path: Path) ->
     assert claim_left(gw) == [pk]
 
 
-def test_a_handed_over_message_that_waited_is_claimed_again_before_it_is_published(
-    tmp_path: Path,
-) -> None:
+def handed_one(tmp_path: Path) -> tuple[Gateway, MemoryTransport, Clock, int, Claimed]:
+    """A gateway with one message handed over and taken by the loop, not yet published."""
     gw, transport, wakeups = gateway(tmp_path)
     handoff = attach(gw, wakeups)
     clock = gw.clock
@@ -143,6 +142,13 @@ def test_a_handed_over_message_that_waited_is_claimed_again_before_it_is_publish
     (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
     (pk,) = gw.ledger.record([message])
     (claimed,) = handoff.take(100)
+    return gw, transport, clock, pk, claimed
+
+
+def test_a_handed_over_message_that_waited_is_claimed_again_before_it_is_published(
+    tmp_path: Path,
+) -> None:
+    gw, transport, clock, pk, claimed = handed_one(tmp_path)
     lease = delivery.outbox_lease(gw).total_seconds()
     confirm = gw.settings.broker.confirm_timeout_s
     # Less left of the claim than a publish may take: renewed first, then published.
@@ -156,13 +162,7 @@ def test_a_handed_over_message_that_waited_is_claimed_again_before_it_is_publish
 def test_a_handed_over_message_another_replica_claimed_after_its_lapse_is_left_to_it(
     tmp_path: Path,
 ) -> None:
-    gw, transport, wakeups = gateway(tmp_path)
-    handoff = attach(gw, wakeups)
-    clock = gw.clock
-    assert isinstance(clock, Clock)
-    (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
-    (pk,) = gw.ledger.record([message])
-    (claimed,) = handoff.take(100)
+    gw, transport, clock, pk, claimed = handed_one(tmp_path)
     clock.advance(delivery.outbox_lease(gw).total_seconds() + 1)
     assert claim_left(gw) == [pk]  # another replica, once the claim lapsed
 
