@@ -26,7 +26,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, insert, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+)
 
 from gateway.errors import NotFoundError
 from gateway.ledger import audit, locks
@@ -62,6 +73,11 @@ class Dismissed:
     authority: str
     status: Status
     actor: str
+    reason: str
+    at: datetime
+    already: bool = False
+    """Dismissed before, in this status (a second click, a colleague a moment earlier):
+    who, why and when are that dismissal's, and nothing was recorded now."""
 
 
 def _not_dismissed() -> ColumnElement[bool]:
@@ -140,6 +156,8 @@ def dismiss(
 ) -> list[Dismissed]:
     """Take ``authority``'s message off the list, recording who and why (and an audit entry).
 
+    A message dismissed before in the status it has now answers with that
+    dismissal (``already``: who, why and when), recording nothing.
     NotFoundError if the authority has no such message in a dismissable state.
     """
     reason = reason.strip()[:MAX_REASON_CHARS]
@@ -166,6 +184,9 @@ def dismiss(
             )
         ).all()
         if not rows:
+            earlier = _dismissed_before(conn, authority, message_id)
+            if earlier:
+                return earlier
             raise NotFoundError(
                 f"message {message_id} of {authority} is not waiting for a human "
                 "(only dead-lettered, quarantined, rejected or undeliverable messages "
@@ -196,9 +217,37 @@ def dismiss(
                     detail=f"{status} dismissed: {reason}",
                 )
             )
-            done.append(Dismissed(message_id, authority, Status(status), actor))
+            done.append(Dismissed(message_id, authority, Status(status), actor[:128], reason, now))
         audit.append(ledger, events, conn)
     return done
+
+
+def _dismissed_before(conn: Connection, authority: str, message_id: str) -> list[Dismissed]:
+    """The dismissals in force of ``authority``'s message (in the status it still has),
+    the latest per row."""
+    rows = conn.execute(
+        select(
+            messages.c.id,
+            messages.c.status,
+            dismissals.c.actor,
+            dismissals.c.reason,
+            dismissals.c.at,
+        )
+        .join(dismissals, dismissals.c.message_pk == messages.c.id)
+        .where(
+            messages.c.authority == authority,
+            messages.c.message_id == message_id,
+            messages.c.status.in_([s.value for s in DISMISSABLE]),
+            dismissals.c.status == messages.c.status,
+            dismissals.c.at >= messages.c.updated_at,
+        )
+        .order_by(messages.c.id, dismissals.c.id)
+    ).all()
+    latest = {int(pk): (status, actor, reason, at) for pk, status, actor, reason, at in rows}
+    return [
+        Dismissed(message_id, authority, Status(status), actor, reason, as_utc(at), already=True)
+        for status, actor, reason, at in latest.values()
+    ]
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,13 @@ class DismissedOut(BaseModel):
     authority: str
     status: str
     actor: str
+    reason: str
+    at: datetime
+    already_dismissed: bool = Field(
+        default=False,
+        description="dismissed before in this status (a second click, a colleague a moment "
+        "earlier): actor, reason and at are that dismissal's; nothing was recorded now",
+    )
 
 
 @router.post("/{message_id}/dismiss", response_model=list[DismissedOut])
@@ -267,13 +274,21 @@ def dismiss(
 
     It leaves "needs a human" (and stops counting in ``cafgw_needs_human``)
     until it changes status again; who and why are recorded, with an audit
-    entry. The message and its history are unchanged.
+    entry. The message and its history are unchanged. Dismissed already (in
+    the status it has): that dismissal, ``already_dismissed: true``, nothing
+    recorded again.
     """
     actor = f"{body.by} ({who.role}" + (f" {who.authority}" if who.authority else "") + ")"
     done = attention.dismiss(gw.ledger, authority, message_id[:64], actor, body.reason)
     return [
         DismissedOut(
-            message_id=d.message_id, authority=d.authority, status=d.status.value, actor=d.actor
+            message_id=d.message_id,
+            authority=d.authority,
+            status=d.status.value,
+            actor=d.actor,
+            reason=d.reason,
+            at=d.at,
+            already_dismissed=d.already,
         )
         for d in done
     ]

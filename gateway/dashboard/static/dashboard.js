@@ -142,9 +142,13 @@
         $("dismiss-error").textContent = "Not dismissed: " + detailOf(problem, res.status);
         return;
       }
+      const outcomes = await res.json();
       dialog.close();
       $("dismiss-reason").value = "";
-      flash("Dismissed " + m.message_id + " (" + m.status + "): recorded with your name and reason.");
+      const before = outcomes.find((o) => o.already_dismissed);
+      flash(before
+        ? "Already dismissed by " + before.actor + " at " + before.at + ": " + before.reason + ". Nothing recorded again."
+        : "Dismissed " + m.message_id + " (" + m.status + "): recorded with your name and reason.");
       if (done) done();
       refresh();
     };
