@@ -233,10 +233,22 @@ def _open_for_action(kit: Kit, authority: str, dispute_id: str, conn: Connection
     if stored is None:
         raise NotFoundError(f"dispute {dispute_id} not found")
     if stored.dispute.resolved:
-        raise PolicyRefusal(
-            "dispute.resolved", f"dispute {dispute_id} was resolved; its record is closed"
-        )
+        raise PolicyRefusal("dispute.resolved", _resolved_already(stored.dispute))
     return stored
+
+
+def _resolved_already(dispute: Dispute) -> str:
+    """Why nothing more may be done: who resolved the dispute, when, with what outcome
+    (a second click, or a colleague a moment earlier, learns it here)."""
+    done = [e for e in dispute.history if e.action == DisputeAction.RESOLVED]
+    if not done:
+        return f"dispute {dispute.dispute_id} was resolved; its record is closed"
+    last = done[-1]
+    return (
+        f"dispute {dispute.dispute_id} was resolved by {last.by} at "
+        f"{last.at.isoformat(timespec='seconds')} ({dispute.outcome or last.text}); "
+        "its record is closed"
+    )
 
 
 def comment(kit: Kit, authority: str, dispute_id: str, by: str, text: str) -> DisputeView:

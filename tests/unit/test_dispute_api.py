@@ -125,6 +125,9 @@ def test_escalate_comment_and_resolve_through_the_api(setup: tuple[Gateway, Api,
         "336", "POST", f"/v1/disputes/{dispute_id}/resolve", json={"by": "I", "outcome": "x"}
     )
     assert again.status_code == 422 and again.json()["rule"] == "dispute.resolved"
+    # Who closed it, when and how: what the one who came second needs to know.
+    assert "resolved by Dudley CAF Co-ordinator at 20" in again.json()["detail"]
+    assert "(Split funding 50/50.)" in again.json()["detail"]
     final = api.call("336", "GET", f"/v1/disputes/{dispute_id}").json()
     assert final["resolved"] and final["outcome"] == "Split funding 50/50."
 
