@@ -25,6 +25,7 @@ from gateway.envelope.codec import header_from_element
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.feature import Kit
 from gateway.ledger import audit, locks
+from gateway.ledger.core import as_utc
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
 from gateway.lifecycle.tables import recalls
@@ -100,14 +101,19 @@ def _locked_original(conn: Connection, authority: str, message_id: str) -> Any:
 
 
 def _recalled(conn: Connection, authority: str, message_id: str) -> str | None:
+    """The recall sent of ``authority``'s message ``message_id``, if any: who asked for
+    it and when, for the one who asks a second time."""
     row = conn.execute(
-        select(recalls.c.message_id).where(
+        select(recalls.c.message_id, recalls.c.actor, recalls.c.requested_at).where(
             recalls.c.authority == authority,
             recalls.c.original_id == message_id,
             recalls.c.kind == "RECALL",
         )
     ).first()
-    return None if row is None else str(row[0])
+    if row is None:
+        return None
+    when = as_utc(row[2]).isoformat(timespec="seconds")
+    return f"recall {row[0]}, asked for by {row[1]} at {when}"
 
 
 def _remember(
@@ -169,9 +175,7 @@ def _recall(
     original = _locked_original(conn, authority, message_id)
     earlier = _recalled(conn, authority, original["message_id"])
     if earlier is not None:
-        raise PolicyRefusal(
-            RULE_ALREADY, f"message {message_id} was already recalled (recall {earlier})"
-        )
+        raise PolicyRefusal(RULE_ALREADY, f"message {message_id} was already recalled ({earlier})")
     status = Status(original["status"])
     if status in NEVER_LEFT:
         raise PolicyRefusal(
@@ -299,8 +303,8 @@ def correct(
         first = _locked_original(conn, authority, message_id)
         head = _head(conn, authority, first)
         for version in {first["message_id"], head["message_id"]}:
-            if _recalled(conn, authority, version) is not None:
-                raise PolicyRefusal(RULE_ALREADY, f"message {version} was recalled")
+            if (earlier := _recalled(conn, authority, version)) is not None:
+                raise PolicyRefusal(RULE_ALREADY, f"message {version} was recalled ({earlier})")
         status = Status(head["status"])
         queued_correction = head["message_type"] == "Correction" and status in OUTBOX_STATES
         if (

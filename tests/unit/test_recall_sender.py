@@ -92,9 +92,13 @@ def test_only_the_sender_may_recall_and_only_once(tmp_path: Path) -> None:
     )
     with pytest.raises(PolicyRefusal, match=r"recall\.not-recallable"):
         sender.recall(gw, "332", receipt.message_id, RecallReason.OTHER)
-    sender.recall(gw, "332", original.message_id, RecallReason.OTHER)
-    with pytest.raises(PolicyRefusal, match=r"recall\.already-recalled"):
-        sender.recall(gw, "332", original.message_id, RecallReason.OTHER)
+    sent = sender.recall(gw, "332", original.message_id, RecallReason.OTHER, actor="Jo Bloggs")
+    # The second asker learns who asked first and when, and nothing is sent again.
+    with pytest.raises(
+        PolicyRefusal,
+        match=rf"recall\.already-recalled.*\(recall {sent.message_id}, asked for by Jo Bloggs at ",
+    ):
+        sender.recall(gw, "332", original.message_id, RecallReason.OTHER, actor="Sam")
 
 
 def test_corrections_chain_each_superseding_the_latest_version(tmp_path: Path) -> None:
