@@ -94,7 +94,7 @@ class Worker:
     # While the sender loop runs: what the ledger hands it (``gateway.ledger.handoff``).
     _handoff: Handoff | None = None
     # The OUTBOX generation, the hand-overs counted and the monotonic time at the
-    # last claim of the outbox (``_claim_due``).
+    # last claim of the outbox that took all there was (``_send``).
     _claimed: tuple[int, int, float] = (0, 0, float("-inf"))
 
     def __post_init__(self) -> None:
@@ -119,36 +119,44 @@ class Worker:
         return receiving.handle_batch(self.gw, batch)
 
     def _send(self) -> int:
-        """One turn of the sender loop: what was handed over, and a claim if one is due."""
-        # At most a turn's worth: one publish of 1,000 at a bulk load's peak took the
-        # whole path's sender over 150 MB (the bodies, their frames, their buffers).
-        handed = self._handoff.take(SENDER_BATCH) if self._handoff is not None else []
-        claim = self._claim_due(bool(handed))
-        return _left_outbox(delivery.publish_outbox(self.gw, SENDER_BATCH, handed, claim=claim))
+        """One turn of the sender loop: what was handed over, and a claim if one is due.
 
-    def _claim_due(self, handed: bool) -> bool:
-        """Whether this turn must claim the outbox too, not only publish what was handed.
-
-        It must unless every wake-up since the last claim was a hand-over: rows
-        recorded unclaimed (by another process, with the hand-off full, given
-        back after a failed publish, due again for a re-send) wake the loop
-        some other way, and on SQLite another process's rows wake nothing, so
-        a claim is also due at least every fallback period.
+        A claim is due unless every wake-up since the last claim was a hand-over:
+        rows recorded unclaimed (by another process, with the hand-off full,
+        given back by a replica, due again for a re-send) wake the loop some
+        other way, and on SQLite another process's rows wake nothing, so a
+        claim is also due at least every fallback period. A due claim keeps
+        half the turn for itself, and stays due while it comes back full, so a
+        steady stream of hand-overs never starves what waits unclaimed.
         """
-        puts = self._handoff.puts if self._handoff is not None else 0
-        generation = self.wakeups.generation(OUTBOX)  # read after ``puts``: see below
+        handoff = self._handoff
+        puts = handoff.puts if handoff is not None else 0
+        # Read after ``puts``: a hand-over counts itself before it wakes the loop, so
+        # one between the two reads can only make a claim due when it is not.
+        generation = self.wakeups.generation(OUTBOX)
         now = time.monotonic()
         assert self.fallback_s is not None  # set in __post_init__
-        # A hand-over counts itself before it wakes the loop, so one between the two
-        # reads can only make this claim when it need not, never skip one it must.
-        due = (
-            not handed
-            or generation - self._claimed[0] > puts - self._claimed[1]
-            or now - self._claimed[2] >= self.fallback_s
+        last_generation, last_puts, last_at = self._claimed
+        woken_otherwise = (
+            generation - last_generation > puts - last_puts or now - last_at >= self.fallback_s
         )
-        if due:
-            self._claimed = (generation, puts, now)
-        return due
+        # At most a turn's worth: one publish of 1,000 at a bulk load's peak took the
+        # whole path's sender over 150 MB (the bodies, their frames, their buffers).
+        limit = SENDER_BATCH // 2 if woken_otherwise else SENDER_BATCH
+        handed = handoff.take(limit) if handoff is not None else []
+        claim = woken_otherwise or not handed
+        # What the claim may take: the rest of the turn, and never less than half of it.
+        room = max(SENDER_BATCH - sum(len(c.items) for c in handed), SENDER_BATCH // 2)
+        summary = delivery.publish_outbox(
+            self.gw,
+            room,
+            handed,
+            claim=claim,
+            requeue=handoff.requeue if handoff is not None else None,
+        )
+        if claim and summary.claimed < room:
+            self._claimed = (generation, puts, now)  # took all there was
+        return _left_outbox(summary)
 
     def _resend(self) -> int:
         changed = delivery.resend_overdue(self.gw)
@@ -266,6 +274,7 @@ class Worker:
             delivery.outbox_lease(self.gw),
             functools.partial(self.wakeups.notify, OUTBOX),
             HANDOFF_CAPACITY,
+            self._release,
         )
         self.gw.ledger.handoff = self._handoff
         return self._handoff
@@ -273,11 +282,15 @@ class Worker:
     def close(self, timeout_s: float = 10.0) -> None:
         if self._handoff is not None and self.gw.ledger.handoff is self._handoff:
             self.gw.ledger.handoff = None  # from now on recorded unclaimed, for whoever runs
+        if self._handoff is not None:
+            # What waits, and what a transaction commits from now on, goes back to the
+            # outbox; what the sender loop took it publishes or gives back itself.
+            self._release(self._handoff.close())
+            self._handoff = None
         self.stop.set()
         self.wakeups.notify(*TOPICS)  # wake sleeping loops so they see stop
         for thread in self.threads:
             thread.join(timeout_s)
-        self._give_back()
         if self.listener is not None:
             self.listener.close()
         for unwatch in self._unwatch:
@@ -289,22 +302,16 @@ class Worker:
             except CafgwError as exc:
                 log.warning("giving up job leases: %s; they lapse by themselves", exc)
 
-    def _give_back(self) -> None:
-        """Give back to the outbox at once what was handed over and not published (a
-        restart, or another replica, then publishes it without waiting for the
-        claims to lapse)."""
-        if self._handoff is None:
-            return
-        left = [i.pk for claimed in self._handoff.take(HANDOFF_CAPACITY) for i in claimed.items]
-        self._handoff = None
-        if not left:
+    def _release(self, pks: list[int]) -> None:
+        """Give rows handed over and not published back to the outbox at once (claims
+        cleared, replicas woken), so a restart or another replica publishes them
+        without waiting for the claims to lapse."""
+        if not pks:
             return
         try:
-            self.gw.ledger.release_claims(left)
+            self.gw.ledger.release_claims(pks, wake=True)
         except CafgwError as exc:
-            log.warning(
-                "giving back %d handed-over messages: %s; their claims lapse", len(left), exc
-            )
+            log.warning("giving back %d handed-over messages: %s; claims lapse", len(pks), exc)
 
     def run_round(self) -> int:
         """Run every step once and drain every consumed queue; the work done.

@@ -601,6 +601,12 @@ class LedgerCore:
         )
 
 
+def handed_in(conn: Connection) -> list[int]:
+    """The rows ``conn``'s transaction recorded claimed for this process's sender loop
+    (handed over once it is durable): not on their way yet."""
+    return [i.pk for _, claimed in _HANDED.get(conn, []) for i in claimed.items]
+
+
 def _handed_over(
     items: Sequence[NewMessage], conn: Connection, handoff: Handoff | None
 ) -> list[int]:

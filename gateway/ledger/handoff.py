@@ -14,9 +14,12 @@ Nothing here is the rows' only copy: they are in the ledger, claimed until
 ``Claimed.held_until``. If the loop never takes them (the process stops),
 the claim lapses and whoever claims the outbox next publishes them, as after
 a publisher that died mid-publish; ``Worker.close`` gives back at once what
-is still here. At most ``capacity`` messages wait here (their bodies are in
-memory): beyond that, rows are recorded unclaimed and the loop claims them
-as before.
+is still here, and what a transaction commits after that gives itself back.
+At most ``capacity`` messages wait here (their bodies are in memory): beyond
+that, rows are recorded unclaimed and the loop claims them as before. The
+loop publishes only those still queued when it takes them: one stopped
+(consent withdrawn, even in the transaction that recorded it), recalled or
+erased since is not published.
 """
 
 from __future__ import annotations
@@ -42,11 +45,19 @@ class Claimed:
 class Handoff:
     """What the sender loop of this process publishes without claiming; thread-safe."""
 
-    def __init__(self, lease: timedelta, notify: Callable[[], None], capacity: int) -> None:
+    def __init__(
+        self,
+        lease: timedelta,
+        notify: Callable[[], None],
+        capacity: int,
+        release: Callable[[list[int]], None],
+    ) -> None:
         self.lease = lease
         """How long a row recorded for the hand-off stays claimed."""
         self._notify = notify
         self._capacity = capacity
+        self._release = release  # gives rows back to the outbox, claims cleared
+        self._closed = False
         self._lock = threading.Lock()
         self._waiting: list[Claimed] = []
         self._count = 0  # messages in ``_waiting``
@@ -56,7 +67,7 @@ class Handoff:
     def reserve(self, n: int) -> bool:
         """Room for ``n`` more messages (taken until ``put`` or ``cancel``), or False."""
         with self._lock:
-            if self._count + self._reserved + n > self._capacity:
+            if self._closed or self._count + self._reserved + n > self._capacity:
                 return False
             self._reserved += n
             return True
@@ -67,13 +78,44 @@ class Handoff:
             self._reserved -= n
 
     def put(self, claimed: Claimed) -> None:
-        """Hand over rows whose transaction is durable, and wake the sender loop."""
+        """Hand over rows whose transaction is durable, and wake the sender loop; once
+        closed, give them back to the outbox instead (their claims cleared)."""
         with self._lock:
             self._reserved -= len(claimed.items)
-            self._waiting.append(claimed)
-            self._count += len(claimed.items)
-            self._puts += 1
+            closed = self._closed
+            if not closed:
+                self._waiting.append(claimed)
+                self._count += len(claimed.items)
+                self._puts += 1
+        if closed:
+            self._release([i.pk for i in claimed.items])
+            return
         self._notify()
+
+    def requeue(self, taken: list[Claimed]) -> None:
+        """Put back, first in line, what a turn took and could not publish (its claim of
+        the outbox failed before anything was sent)."""
+        if not taken:
+            return
+        with self._lock:
+            if not self._closed:
+                self._waiting[:0] = taken
+                self._count += sum(len(c.items) for c in taken)
+                self._puts += 1
+                taken = []
+        if taken:
+            self._release([i.pk for c in taken for i in c.items])
+            return
+        self._notify()
+
+    def close(self) -> list[int]:
+        """No more hand-overs: what waits comes back (to be given back to the outbox),
+        and a transaction that commits later gives its rows back itself (``put``)."""
+        with self._lock:
+            self._closed = True
+            left = [i.pk for c in self._waiting for i in c.items]
+            self._waiting, self._count = [], 0
+            return left
 
     def take(self, limit: int) -> list[Claimed]:
         """What was handed over first, whole hand-overs up to ``limit`` messages (at

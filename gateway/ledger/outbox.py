@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Update, and_, bindparam, or_, select, update
 
-from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore
+from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore, handed_in
 from gateway.ledger.records import (
     MessageRecord,
     OutboxItem,
@@ -72,6 +72,10 @@ def _claim_statement(of_senders: bool) -> Update:
 
 
 _CLAIM = {of_senders: _claim_statement(of_senders) for of_senders in (False, True)}
+_STILL_QUEUED = select(messages.c.id).where(
+    messages.c.id.in_(bindparam("pks", expanding=True)),
+    messages.c.status.in_(sorted(s.value for s in OUTBOX_STATES)),
+)
 
 # A receipt's items, by id, among what ``authority`` sent ``route_to``. The sender
 # is named as well (always the authority on an outbound row; ``record`` checks): the
@@ -120,6 +124,16 @@ class OutboundQueries(LedgerCore):
             for r in rows
         ]
 
+    def still_queued(self, pks: Sequence[int]) -> set[int]:
+        """Which of ``pks`` are still in the outbox: a row handed to the sender loop
+        (``gateway.ledger.handoff``) may have been stopped, recalled or erased since.
+        One read, no writer's turn."""
+        if not pks:
+            return set()
+        with self.transaction() as conn:
+            rows = conn.execute(_STILL_QUEUED, {"pks": list(pks)}).all()
+        return {int(r[0]) for r in rows}
+
     def stop_queued(self, pks: Sequence[int], reason: str, conn: Connection) -> list[int]:
         """Move still-queued messages to REJECTED (e.g. consent withdrawn before sending).
 
@@ -127,17 +141,23 @@ class OutboundQueries(LedgerCore):
         moment: a message that has left (SENT, DELIVERED) keeps the status
         that says so, and one being published right now (another replica's
         live claim) goes out and is recorded SENT, never shown as stopped.
+        Rows this very transaction recorded for the sender loop
+        (``gateway.ledger.handoff``) are not on their way yet: they stop, and
+        the loop will not publish them (it publishes only rows still queued).
         """
         if not pks:
             return []  # the common case of an accepted record: nothing to build or run
         now = self.clock()
+        unclaimed = or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)
+        ours = handed_in(conn)
         return self.transition_from(
             pks,
             OUTBOX_STATES,
             Status.REJECTED,
             reason,
             conn,
-            where=[or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)],
+            where=[or_(unclaimed, messages.c.id.in_(ours)) if ours else unclaimed],
+            claimed_until=None,
         )
 
     def renew_claims(

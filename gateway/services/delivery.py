@@ -10,12 +10,12 @@ recipient's visible backlog explains the wait (``services.backlog``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from gateway.context import Gateway
-from gateway.errors import TransportError
+from gateway.errors import CafgwError, TransportError
 from gateway.ledger.handoff import Claimed
 from gateway.ledger.records import OutboxItem
 from gateway.ledger.status import Route, Status
@@ -29,14 +29,23 @@ class PublishSummary:
     confirmed: int = 0
     returned: int = 0
     failed: int = 0
+    claimed: int = 0  # of them, taken by a claim of the outbox (not handed over)
 
 
 def publish_outbox(
-    gw: Gateway, limit: int = 500, handed: Sequence[Claimed] = (), *, claim: bool = True
+    gw: Gateway,
+    limit: int = 500,
+    handed: Sequence[Claimed] = (),
+    *,
+    claim: bool = True,
+    requeue: Callable[[list[Claimed]], None] | None = None,
 ) -> PublishSummary:
     """Publish ``handed`` (rows this process recorded claimed for its sender loop:
-    ``gateway.ledger.handoff``) and, if ``claim``, claim and publish up to ``limit``
-    outbox messages of the hosted authorities, in one publish.
+    ``gateway.ledger.handoff``) that are still queued and, if ``claim``, claim and
+    publish up to ``limit`` more outbox messages of the hosted authorities, in one
+    publish.
+    If the ledger fails before anything is published, ``handed`` goes to ``requeue``
+    (back to the hand-off) rather than waiting out its claim.
 
     Messages routed to an inbox travel on the main exchange, escalation
     notices on the escalation exchange. A message with a receipt to wait for
@@ -45,13 +54,20 @@ def publish_outbox(
     """
     now = gw.clock()
     lease = outbox_lease(gw)
-    groups = [(list(c.items), c.held_until) for c in handed]
-    room = limit - sum(len(items) for items, _ in groups)
-    if claim and room > 0:
-        claimed = gw.ledger.claim_outbox(room, gw.hosted, now, now + lease)
-        if claimed:
-            groups.append((claimed, now + lease))
-    return _publish(gw, groups, now, lease, wake=False)
+    claimed: list[OutboxItem] = []
+    try:
+        if claim and limit > 0:
+            claimed = gw.ledger.claim_outbox(limit, gw.hosted, now, now + lease)
+        # Stopped, recalled or erased since it was handed over: not published.
+        queued = gw.ledger.still_queued([i.pk for c in handed for i in c.items])
+    except CafgwError:
+        if handed and requeue is not None:
+            requeue(list(handed))
+        raise
+    groups = [([i for i in c.items if i.pk in queued], c.held_until) for c in handed]
+    if claimed:
+        groups.append((claimed, now + lease))
+    return replace(_publish(gw, groups, now, lease, wake=False), claimed=len(claimed))
 
 
 def outbox_lease(gw: Gateway) -> timedelta:

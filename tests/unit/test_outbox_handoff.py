@@ -13,9 +13,13 @@ from pathlib import Path
 import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
+from policy_support import memory_gateway, submit
 from sqlalchemy import select
+from test_policy_consent import _before_withdrawal, _bytes, _episodes
 
+from gateway import worker as worker_module
 from gateway.context import Gateway
+from gateway.errors import LedgerError
 from gateway.ledger.handoff import Claimed, Handoff
 from gateway.ledger.records import OutboxItem
 from gateway.ledger.status import Status
@@ -41,7 +45,12 @@ def gateway(tmp_path: Path) -> tuple[Gateway, MemoryTransport, Wakeups]:
 
 
 def attach(gw: Gateway, wakeups: Wakeups, capacity: int = 10) -> Handoff:
-    handoff = Handoff(delivery.outbox_lease(gw), lambda: wakeups.notify(OUTBOX), capacity=capacity)
+    handoff = Handoff(
+        delivery.outbox_lease(gw),
+        lambda: wakeups.notify(OUTBOX),
+        capacity=capacity,
+        release=gw.ledger.release_claims,
+    )
     gw.ledger.handoff = handoff
     return handoff
 
@@ -244,3 +253,95 @@ def test_a_turn_takes_whole_hand_overs_up_to_its_limit_and_leaves_the_rest_for_t
     assert handoff.take(3) == []
     # Their room is free again once taken.
     assert handoff.reserve(10)
+
+
+# --- found by review: each failed on the first version of the hand-off -------------
+
+
+def test_a_withdrawal_in_the_same_upload_stops_the_copy_queued_before_it(tmp_path: Path) -> None:
+    # One upload: a record queues an Assessment to 332, a later record of the same
+    # child withdraws consent. The copy was recorded claimed for the hand-off, and the
+    # withdrawal skipped claimed rows: it was published.
+    gw = memory_gateway(tmp_path)
+    handoff = Handoff(
+        delivery.outbox_lease(gw), lambda: None, capacity=1000, release=lambda _pks: None
+    )
+    gw.ledger.handoff = handoff
+    data = _before_withdrawal()
+    data["episodes"] += _episodes("EHM-77245")["episodes"]  # the same child, withdrawn
+
+    report = submit(gw, "336", "wolverhampton-json", _bytes(data), "one.json")
+
+    first = [m for o in report.outcomes if o.kind == "record" for m in o.message_ids]
+    (record,) = gw.ledger.find(message_id=first[0], authority="336")
+    assert record.status == Status.REJECTED, record.status
+    # And the sender loop publishes none of what was stopped.
+    stopped = {
+        r.pk for r in gw.ledger.find(authority="336", limit=500) if r.status == Status.REJECTED
+    }
+    handed = handoff.take(1000)
+    assert {i.pk for c in handed for i in c.items} & stopped
+    summary = delivery.publish_outbox(gw, handed=handed, claim=False)
+    published = {
+        r.pk for r in gw.ledger.find(authority="336", limit=500) if r.status == Status.SENT
+    }
+    assert summary.confirmed == len(published) and not published & stopped
+
+
+def test_rows_recorded_unclaimed_are_claimed_within_the_fallback_under_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every turn took a full batch from the hand-off, leaving no room for the due claim.
+    monkeypatch.setattr(worker_module, "SENDER_BATCH", 2)
+    transport = MemoryTransport()
+    gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
+    worker = Worker(gw, transport, fallback_s=0.0)  # a claim is due on every turn
+    worker.wakeups.watch(gw.ledger.engine)
+    handoff = worker.attach_handoff()
+    (sender,) = [s for s in worker.steps() if s.name == "sender"]
+    old, *load = signed_inbound(gw, SENDER, RECIPIENT, 7)
+    gw.ledger.handoff = None  # as with the hand-off full, or another process
+    (old_pk,) = gw.ledger.record([old])
+    gw.ledger.handoff = handoff
+    for pair in (load[0:2], load[2:4], load[4:6]):
+        gw.ledger.record(pair)  # a turn's worth handed over before every turn
+        sender.run()
+    assert status_of(gw, old_pk) is Status.SENT
+
+
+def test_a_failed_claim_does_not_drop_what_the_turn_took_from_the_hand_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = MemoryTransport()
+    gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
+    worker = Worker(gw, transport, fallback_s=0.0)
+    worker.wakeups.watch(gw.ledger.engine)
+    worker.attach_handoff()
+    (sender,) = [s for s in worker.steps() if s.name == "sender"]
+    (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
+    (pk,) = gw.ledger.record([message])
+    claim = gw.ledger.claim_outbox
+
+    def busy(*_args: object, **_kwargs: object) -> list[OutboxItem]:
+        raise LedgerError("database is locked")
+
+    monkeypatch.setattr(gw.ledger, "claim_outbox", busy)
+    with pytest.raises(LedgerError):
+        sender.run()  # the loop logs it and carries on after a pause
+    monkeypatch.setattr(gw.ledger, "claim_outbox", claim)
+    sender.run()
+    # Back in the hand-off, not claimed for the whole lease in no one's hands.
+    assert status_of(gw, pk) is Status.SENT
+
+
+def test_a_hand_over_committed_while_the_worker_closes_is_given_back(tmp_path: Path) -> None:
+    transport = MemoryTransport()
+    gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
+    worker = Worker(gw, transport, fallback_s=3600.0)
+    worker.attach_handoff()
+    (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
+    with gw.ledger.transaction() as conn:  # another thread (the API, a job not yet joined)
+        (pk,) = gw.ledger.record([message], conn)
+        worker.close()
+    assert claimed_until(gw, pk) is None  # given back, not claimed until the lease lapses
+    assert claim_left(gw) == [pk]
