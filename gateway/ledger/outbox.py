@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Update, and_, bindparam, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.errors import LedgerError
 from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore, handed_in
 from gateway.ledger.records import (
     MessageRecord,
@@ -130,8 +132,17 @@ class OutboundQueries(LedgerCore):
         One read, no writer's turn."""
         if not pks:
             return set()
-        with self.transaction() as conn:
-            rows = conn.execute(_STILL_QUEUED, {"pks": list(pks)}).all()
+        # Not a ``transaction()``: that would wait for the disk to cover every commit
+        # this read could see (``wal_sync``), a flush per turn of the sender loop
+        # (+3 ms at 200/s in ``bench.hops``). Nothing read here leaves the process: a
+        # row seen stopped by a commit not yet durable is only not published now, and
+        # if that commit is lost the row is still queued, claimed, and goes out once
+        # its claim lapses.
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(_STILL_QUEUED, {"pks": list(pks)}).all()
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"ledger unavailable: {exc}") from exc
         return {int(r[0]) for r in rows}
 
     def stop_queued(self, pks: Sequence[int], reason: str, conn: Connection) -> list[int]:
