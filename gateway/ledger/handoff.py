@@ -17,9 +17,9 @@ a publisher that died mid-publish; ``Worker.close`` gives back at once what
 is still here, and what a transaction commits after that gives itself back.
 At most ``capacity`` messages wait here (their bodies are in memory): beyond
 that, rows are recorded unclaimed and the loop claims them as before. The
-loop publishes only those still queued when it takes them: one stopped
-(consent withdrawn, even in the transaction that recorded it), recalled or
-erased since is not published.
+loop publishes only those still queued when it takes them: one recalled or
+erased since, or stopped by the transaction that recorded it (a consent
+withdrawal later in the same upload), is not published.
 """
 
 from __future__ import annotations
