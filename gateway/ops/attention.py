@@ -80,13 +80,17 @@ class Dismissed:
     who, why and when are that dismissal's, and nothing was recorded now."""
 
 
-def _not_dismissed() -> ColumnElement[bool]:
+def _dismissal_in_force() -> ColumnElement[bool]:
     # A dismissal holds while the message keeps the status it was dismissed in.
-    return ~exists().where(
+    return and_(
         dismissals.c.message_pk == messages.c.id,
         dismissals.c.status == messages.c.status,
         dismissals.c.at >= messages.c.updated_at,
     )
+
+
+def _not_dismissed() -> ColumnElement[bool]:
+    return ~exists().where(_dismissal_in_force())
 
 
 def _handover_failing() -> ColumnElement[bool]:
@@ -233,13 +237,11 @@ def _dismissed_before(conn: Connection, authority: str, message_id: str) -> list
             dismissals.c.reason,
             dismissals.c.at,
         )
-        .join(dismissals, dismissals.c.message_pk == messages.c.id)
+        .join(dismissals, _dismissal_in_force())
         .where(
             messages.c.authority == authority,
             messages.c.message_id == message_id,
             messages.c.status.in_([s.value for s in DISMISSABLE]),
-            dismissals.c.status == messages.c.status,
-            dismissals.c.at >= messages.c.updated_at,
         )
         .order_by(messages.c.id, dismissals.c.id)
     ).all()
