@@ -7,8 +7,8 @@ transaction of its own (``Ledger.claim_outbox``), publish it and mark it
 attaches a ``Handoff`` to the ledger), ``Ledger.record`` records such rows
 already claimed, as the claim would leave them, and once their transaction
 is durable hands them here; the sender loop takes them and publishes them
-with no claim of its own: one transaction and one read of every body less
-per turn (issue 14, docs/performance.md).
+with no claim of its own: a write transaction less per turn, and no body read
+back (issue 14, docs/performance.md).
 
 Nothing here is the rows' only copy: they are in the ledger, claimed until
 ``Claimed.held_until``. If the loop never takes them (the process stops),

@@ -27,7 +27,7 @@ from gateway.ledger.tables import messages
 from gateway.services import delivery
 from gateway.transport.memory import MemoryTransport
 from gateway.wakeups import OUTBOX, Wakeups
-from gateway.worker import Worker
+from gateway.worker import Step, Worker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -179,15 +179,24 @@ def test_a_handed_over_message_another_replica_claimed_after_its_lapse_is_left_t
     assert transport.depth(RECIPIENT_INBOX) == 0  # published once, by that replica only
 
 
-def test_the_sender_loop_claims_the_outbox_only_when_more_than_a_hand_over_woke_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def with_sender_loop(
+    tmp_path: Path, fallback_s: float
+) -> tuple[Gateway, MemoryTransport, Handoff, Step]:
+    """A gateway whose worker's hand-off is attached and wake-ups watched, and the
+    worker's sender step, to be run by hand."""
     transport = MemoryTransport()
     gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
-    worker = Worker(gw, transport, fallback_s=3600.0)
+    worker = Worker(gw, transport, fallback_s=fallback_s)
     worker.wakeups.watch(gw.ledger.engine)
     handoff = worker.attach_handoff()
     (sender,) = [s for s in worker.steps() if s.name == "sender"]
+    return gw, transport, handoff, sender
+
+
+def test_the_sender_loop_claims_the_outbox_only_when_more_than_a_hand_over_woke_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw, transport, handoff, sender = with_sender_loop(tmp_path, 3600.0)
     claims = 0
     claim = gw.ledger.claim_outbox
 
@@ -293,12 +302,8 @@ def test_rows_recorded_unclaimed_are_claimed_within_the_fallback_under_load(
 ) -> None:
     # Every turn took a full batch from the hand-off, leaving no room for the due claim.
     monkeypatch.setattr(worker_module, "SENDER_BATCH", 2)
-    transport = MemoryTransport()
-    gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
-    worker = Worker(gw, transport, fallback_s=0.0)  # a claim is due on every turn
-    worker.wakeups.watch(gw.ledger.engine)
-    handoff = worker.attach_handoff()
-    (sender,) = [s for s in worker.steps() if s.name == "sender"]
+    # A claim is due on every turn.
+    gw, _transport, handoff, sender = with_sender_loop(tmp_path, 0.0)
     old, *load = signed_inbound(gw, SENDER, RECIPIENT, 7)
     gw.ledger.handoff = None  # as with the hand-off full, or another process
     (old_pk,) = gw.ledger.record([old])
@@ -312,12 +317,7 @@ def test_rows_recorded_unclaimed_are_claimed_within_the_fallback_under_load(
 def test_a_failed_claim_does_not_drop_what_the_turn_took_from_the_hand_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    transport = MemoryTransport()
-    gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
-    worker = Worker(gw, transport, fallback_s=0.0)
-    worker.wakeups.watch(gw.ledger.engine)
-    worker.attach_handoff()
-    (sender,) = [s for s in worker.steps() if s.name == "sender"]
+    gw, _transport, _handoff, sender = with_sender_loop(tmp_path, 0.0)
     (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
     (pk,) = gw.ledger.record([message])
     claim = gw.ledger.claim_outbox
