@@ -96,6 +96,8 @@ class Worker:
     # The OUTBOX generation, the hand-overs counted and the monotonic time at the
     # last claim of the outbox that took all there was (``_send``).
     _claimed: tuple[int, int, float] = (0, 0, float("-inf"))
+    # The consuming thread's receipts awaiting their broker's confirms.
+    _receipts: receiving.ReceiptsInFlight = field(default_factory=receiving.ReceiptsInFlight)
 
     def __post_init__(self) -> None:
         if self.leases is None:
@@ -116,7 +118,7 @@ class Worker:
         # A message recorded owed a receipt wakes the receipt loop by itself (the
         # ledger marks the transaction: ``wakeups.watch``), unless the transaction
         # receipted it too (a small batch: ``receiving.pipeline``).
-        return receiving.handle_batch(self.gw, batch)
+        return receiving.handle_batch(self.gw, batch, self._receipts)
 
     def _send(self) -> int:
         """One turn of the sender loop: what was handed over, and a claim if one is due.
@@ -241,15 +243,20 @@ class Worker:
 
     def _consume(self) -> None:
         queues = self.gw.consumed_queues()
-        while not self.stop.is_set():
-            try:
-                self.consumer_transport.consume(queues, self._handle, self.stop)
-            except BrokerUnavailableError as exc:
-                log.debug("consumer: %s; reconnecting", exc)
-                self.stop.wait(1.0)
-            except CafgwError as exc:
-                log.warning("consumer: %s; reconnecting", exc)
-                self.stop.wait(1.0)
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.consumer_transport.consume(
+                        queues, self._handle, self.stop, self._receipts.settle_confirmed
+                    )
+                except BrokerUnavailableError as exc:
+                    log.debug("consumer: %s; reconnecting", exc)
+                    self.stop.wait(1.0)
+                except CafgwError as exc:
+                    log.warning("consumer: %s; reconnecting", exc)
+                    self.stop.wait(1.0)
+        finally:
+            self._receipts.finish()
 
     def start(self) -> None:
         if self.gw.settings.broker.declare_topology:
@@ -347,7 +354,10 @@ class Worker:
                 stop.set()
             return result
 
-        self.consumer_transport.consume(waiting, handle, stop)
+        try:
+            self.consumer_transport.consume(waiting, handle, stop)
+        finally:
+            self._receipts.finish()
         return handled
 
 

@@ -20,7 +20,13 @@ from gateway.ledger.handoff import Claimed
 from gateway.ledger.records import OutboxItem
 from gateway.ledger.status import Route, Status
 from gateway.services.backlog import Action, decide_all
-from gateway.transport.base import OutgoingMessage, PublishOutcome, routing_key
+from gateway.transport.base import (
+    OutgoingMessage,
+    PendingPublish,
+    PublishOutcome,
+    Settled,
+    routing_key,
+)
 from gateway.transport.topology import REGIONAL
 
 
@@ -98,8 +104,17 @@ def publish_claimed(
     connection open now, never opening one, and waiting at most
     ``INLINE_CONFIRM_S`` for the confirms.
     """
+    return start_claimed(gw, items, held_until, open_only=open_only).finish()
+
+
+def start_claimed(
+    gw: Gateway, items: Sequence[OutboxItem], held_until: datetime, *, open_only: bool = False
+) -> InFlight:
+    """``publish_claimed``, returning once the messages are sent: ``InFlight.finish``
+    waits for their confirms and marks each row by its outcome. The claim covers the
+    wait: finish well within it (``database.outbox_lease_s``)."""
     lease = outbox_lease(gw)
-    return _publish(
+    return _start(
         gw, [(list(items), held_until)], gw.clock(), lease, wake=True, open_only=open_only
     )
 
@@ -111,17 +126,30 @@ def _publish(
     lease: timedelta,
     *,
     wake: bool,
-    open_only: bool = False,
 ) -> PublishSummary:
-    """Publish rows this process claimed, each group until its ``datetime``; mark each
-    by its outcome (receipt deadlines from ``now``). ``wake``: give back what failed
-    with a wake-up (``release_claims``). ``open_only``: see ``publish_claimed``."""
+    """Publish rows this process claimed, each group until its ``datetime``, and mark
+    each by its outcome (``_start``, then ``InFlight.finish``)."""
+    return _start(gw, groups, now, lease, wake=wake).finish()
+
+
+def _start(
+    gw: Gateway,
+    groups: list[tuple[list[OutboxItem], datetime]],
+    now: datetime,
+    lease: timedelta,
+    *,
+    wake: bool,
+    open_only: bool = False,
+) -> InFlight:
+    """Start publishing rows this process claimed, each group until its ``datetime``.
+    ``wake``: give back what fails with a wake-up (``release_claims``). ``open_only``:
+    see ``publish_claimed``."""
     if open_only:
         items = [i for group, _ in groups for i in group]
     else:
         items = _connected(gw, groups, lease, wake=wake)
     if not items:
-        return PublishSummary()
+        return InFlight(gw, [], Settled(()), now, wake=wake)
     escalation_exchange = gw.topology.escalation_exchange
     outgoing = [
         OutgoingMessage(
@@ -136,39 +164,73 @@ def _publish(
     timeout_s = gw.settings.broker.confirm_timeout_s
     if open_only:
         timeout_s = min(timeout_s, INLINE_CONFIRM_S)
-    results = gw.transport.publish(outgoing, timeout_s, open_only=open_only)
-    confirmed_unreceipted: list[int] = []
-    confirmed_by_deadline: dict[float, list[int]] = {}
-    returned: list[tuple[int, str]] = []
-    failed: list[int] = []
-    for item, result in zip(items, results, strict=True):
-        if result.outcome == PublishOutcome.CONFIRMED:
-            if item.message_type == "Receipt" or item.route_to == REGIONAL:
-                confirmed_unreceipted.append(item.pk)
+    pending = gw.transport.start_publish(outgoing, timeout_s, open_only=open_only)
+    return InFlight(gw, items, pending, now, wake=wake)
+
+
+class InFlight:
+    """Outbox rows published, their confirms not yet awaited (``start_claimed``)."""
+
+    def __init__(
+        self,
+        gw: Gateway,
+        items: list[OutboxItem],
+        pending: PendingPublish,
+        now: datetime,
+        *,
+        wake: bool,
+    ) -> None:
+        self._gw = gw
+        self._items = items
+        self._pending = pending
+        self._now = now  # receipt deadlines run from here
+        self._wake = wake
+
+    @property
+    def confirmed(self) -> bool:
+        """Every message has its outcome: ``finish`` waits for nothing but the ledger."""
+        return self._pending.done
+
+    def finish(self) -> PublishSummary:
+        """Wait for the confirms (up to the publish's timeout) and mark each row by its
+        outcome: SENT with its receipt deadline, or back to the outbox."""
+        gw, now = self._gw, self._now
+        if not self._items:
+            return PublishSummary()
+        results = self._pending.results()
+        confirmed_unreceipted: list[int] = []
+        confirmed_by_deadline: dict[float, list[int]] = {}
+        returned: list[tuple[int, str]] = []
+        failed: list[int] = []
+        for item, result in zip(self._items, results, strict=True):
+            if result.outcome == PublishOutcome.CONFIRMED:
+                if item.message_type == "Receipt" or item.route_to == REGIONAL:
+                    confirmed_unreceipted.append(item.pk)
+                else:
+                    deadline = gw.settings.delivery_for(item.sender).receipt_deadline_s
+                    confirmed_by_deadline.setdefault(deadline, []).append(item.pk)
+            elif result.outcome == PublishOutcome.RETURNED:
+                returned.append((item.pk, result.reason or "no queue is bound for the recipient"))
             else:
-                deadline = gw.settings.delivery_for(item.sender).receipt_deadline_s
-                confirmed_by_deadline.setdefault(deadline, []).append(item.pk)
-        elif result.outcome == PublishOutcome.RETURNED:
-            returned.append((item.pk, result.reason or "no queue is bound for the recipient"))
-        else:
-            failed.append(item.pk)
-    gw.ledger.mark_sent(confirmed_unreceipted, None)
-    for deadline, pks in confirmed_by_deadline.items():
-        gw.ledger.mark_sent(pks, now + timedelta(seconds=deadline))
-    for pk, reason in returned:
-        # Unroutable: the recipient's queue does not exist (yet). Count it as a
-        # send attempt so that the re-send budget bounds it.
-        gw.ledger.mark_sent(
-            [pk],
-            now + timedelta(seconds=gw.settings.delivery.receipt_deadline_s),
-            reason=f"returned by the broker: {reason}",
+                failed.append(item.pk)
+        gw.ledger.mark_sent(confirmed_unreceipted, None)
+        for deadline, pks in confirmed_by_deadline.items():
+            gw.ledger.mark_sent(pks, now + timedelta(seconds=deadline))
+        for pk, reason in returned:
+            # Unroutable: the recipient's queue does not exist (yet). Count it as a
+            # send attempt so that the re-send budget bounds it.
+            gw.ledger.mark_sent(
+                [pk],
+                now + timedelta(seconds=gw.settings.delivery.receipt_deadline_s),
+                reason=f"returned by the broker: {reason}",
+            )
+        gw.ledger.release_claims(failed, wake=self._wake)
+        self._items = []  # finished: a second call marks nothing again
+        return PublishSummary(
+            sum(len(p) for p in confirmed_by_deadline.values()) + len(confirmed_unreceipted),
+            len(returned),
+            len(failed),
         )
-    gw.ledger.release_claims(failed, wake=wake)
-    return PublishSummary(
-        sum(len(p) for p in confirmed_by_deadline.values()) + len(confirmed_unreceipted),
-        len(returned),
-        len(failed),
-    )
 
 
 def _connected(

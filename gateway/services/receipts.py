@@ -8,7 +8,9 @@ its chain it reported here (``gateway.ledger.audit_anchor``).
 
 Whoever signs a receipt publishes it too, once the transaction that recorded
 it (already claimed, ``Ledger.record(claimed_until=...)``) has committed: no
-claim of its own and no wait for the sender loop (issue 14). What does not go
+claim of its own and no wait for the sender loop (issue 14). The consumer does
+not wait for the confirm either: it sends (``start_signed``) and settles later
+(``finish_signed``, from ``receiving.ReceiptsInFlight``). What does not go
 out goes back to the outbox for the sender loop. Two sign them (``sign``): a
 small received batch's own transaction, for that batch's messages
 (``receiving.pipeline._Receipt``: at a trickle a message then waits for no
@@ -116,15 +118,36 @@ def publish_signed(gw: Gateway, signed: Signed, *, open_only: bool = False) -> N
     timeout of at most ``INLINE_CONFIRM_S`` (``delivery.publish_claimed``), for
     a caller that must not wait for a reconnect.
     """
+    started = start_signed(gw, signed, open_only=open_only)
+    if started is not None:
+        finish_signed(started)
+
+
+def start_signed(
+    gw: Gateway, signed: Signed, *, open_only: bool = False
+) -> delivery.InFlight | None:
+    """``publish_signed``, returning once the receipts are sent: ``finish_signed`` takes
+    their confirms. None: nothing to publish, or it could not start (left to the
+    sender loop, as ``publish_signed`` says)."""
     if signed.held_until is None:
-        return
+        return None
     try:
-        delivery.publish_claimed(gw, signed.receipts, signed.held_until, open_only=open_only)
+        return delivery.start_claimed(gw, signed.receipts, signed.held_until, open_only=open_only)
     except BrokerUnavailableError as exc:
         # gateway.transport.link has said the broker is down, once.
         log.debug("receipts left to the sender loop: %s", exc)
     except TransportError as exc:
         # Recorded, and given back to the outbox: the sender loop sends them.
+        log.warning("receipts left to the sender loop: %s", exc)
+    return None
+
+
+def finish_signed(started: delivery.InFlight) -> None:
+    """Await the confirms of receipts ``start_signed`` sent and mark them; what was not
+    confirmed goes back to the outbox for the sender loop."""
+    try:
+        started.finish()
+    except TransportError as exc:
         log.warning("receipts left to the sender loop: %s", exc)
 
 

@@ -85,6 +85,33 @@ class Disposition:
 
 
 BatchHandler = Callable[[Sequence[Delivery]], Sequence[Disposition]]
+# Called by a consumer with nothing to hand over, before it waits for deliveries;
+# True while the handler's side still has work under way (receipts awaiting their
+# confirms): the consumer then looks again soon rather than after its full wait.
+IdleHook = Callable[[], bool]
+
+
+class PendingPublish(Protocol):
+    """A publish under way: the messages are sent, their confirms not yet awaited."""
+
+    @property
+    def done(self) -> bool:
+        """Every message has its outcome: ``results()`` returns without waiting."""
+
+    def results(self) -> list[PublishResult]:
+        """Wait for the confirms, up to the timeout the publish started with; one result
+        per message, same order."""
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A publish whose outcomes were known when it returned."""
+
+    outcomes: tuple[PublishResult, ...]
+    done: bool = True
+
+    def results(self) -> list[PublishResult]:
+        return list(self.outcomes)
 
 
 class Transport(Protocol):
@@ -114,8 +141,27 @@ class Transport(Protocol):
         (for callers that must not block, such as the consumer's thread).
         """
 
-    def consume(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
+    def start_publish(
+        self,
+        messages: Sequence[OutgoingMessage],
+        timeout_s: float = 30.0,
+        *,
+        open_only: bool = False,
+    ) -> PendingPublish:
+        """``publish``, returning once the messages are sent: the caller goes on with
+        other work and takes the outcomes later (``PendingPublish.results``)."""
+
+    def consume(
+        self,
+        queues: Sequence[str],
+        handler: BatchHandler,
+        stop: threading.Event,
+        idle: IdleHook | None = None,
+    ) -> None:
         """Deliver batches to ``handler`` until ``stop`` is set; settle by its verdicts.
+
+        ``idle`` is called, on the consuming thread, whenever there is nothing
+        to hand over, before waiting for more.
 
         RETRY re-queues through the broker's delay queues with exponential
         backoff; after the retry budget (or the quorum queue's delivery

@@ -27,6 +27,11 @@ is acked, so a crash between the two duplicates and never loses. A handler
 that raises gets the whole batch nacked with requeue: the quorum queue
 counts the delivery and parks the message at its delivery limit.
 
+With nothing to hand over, the consumer calls its idle hook (if given)
+before it waits; while the hook says its work is under way (the receiving
+pipeline's receipts awaiting their confirms: ``receiving.ReceiptsInFlight``),
+it waits ``BUSY_WAIT_S`` rather than ``Batching.wait_s`` and calls it again.
+
 The handler must return within about twice the heartbeat (60 s by default);
 pika does not answer heartbeats while it runs.
 """
@@ -47,7 +52,7 @@ import pika.exceptions
 from gateway.cpu_budget import BUDGET
 from gateway.errors import BrokerUnavailableError, OutageError, TransportError
 from gateway.transport import wire
-from gateway.transport.base import BatchHandler, Delivery, Disposition, Verdict
+from gateway.transport.base import BatchHandler, Delivery, Disposition, IdleHook, Verdict
 from gateway.transport.provenance import Provenance
 from gateway.transport.reconnect import (
     PIKA_ERRORS,
@@ -65,6 +70,9 @@ log = logging.getLogger(__name__)
 
 # Channel errors that mean the topology is wrong, not that the broker hiccuped.
 PERMANENT_REPLY_CODES = frozenset({403, 404, 406})
+# How long the consumer waits for deliveries while its idle hook has work under
+# way (the receipts it published, awaiting their confirms).
+BUSY_WAIT_S = 0.001
 ACCESS_REFUSED = 403
 
 
@@ -107,7 +115,13 @@ class BatchConsumer:
         self._rng = random.Random()  # noqa: S311 — jitter, not secrets
         self._stop = threading.Event()
 
-    def run(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
+    def run(
+        self,
+        queues: Sequence[str],
+        handler: BatchHandler,
+        stop: threading.Event,
+        idle: IdleHook | None = None,
+    ) -> None:
         self._stop = stop
         lanes = {q: self._topology.lane(q) for q in queues}
         connected_once = False
@@ -126,7 +140,7 @@ class BatchConsumer:
                 raise
             connected_once = True
             try:
-                self._session(conn, lanes, handler, stop)
+                self._session(conn, lanes, handler, stop, idle)
             except pika.exceptions.ChannelClosedByBroker as exc:
                 if exc.reply_code in PERMANENT_REPLY_CODES:
                     raise TransportError(
@@ -141,7 +155,12 @@ class BatchConsumer:
                 _close_quietly(conn)
 
     def _session(
-        self, conn: Any, lanes: Mapping[str, Lane], handler: BatchHandler, stop: threading.Event
+        self,
+        conn: Any,
+        lanes: Mapping[str, Lane],
+        handler: BatchHandler,
+        stop: threading.Event,
+        idle: IdleHook | None,
     ) -> None:
         b = self._batching
         channel = conn.channel()
@@ -154,7 +173,7 @@ class BatchConsumer:
             relay = relay_conn.channel()
             relay.confirm_delivery()
         try:
-            self._consume(conn, channel, relay, relay_conn, lanes, handler, stop)
+            self._consume(conn, channel, relay, relay_conn, lanes, handler, stop, idle)
         finally:
             if relay_conn is not None:
                 _close_quietly(relay_conn)
@@ -168,6 +187,7 @@ class BatchConsumer:
         lanes: Mapping[str, Lane],
         handler: BatchHandler,
         stop: threading.Event,
+        idle: IdleHook | None,
     ) -> None:
         b = self._batching
         buffer: list[Delivery] = []
@@ -179,7 +199,7 @@ class BatchConsumer:
         ]
         while not stop.is_set():
             with BUDGET.timed("pika"):
-                gather(lambda limit: conn.process_data_events(time_limit=limit), buffer, b)
+                gather(lambda limit: conn.process_data_events(time_limit=limit), buffer, b, idle)
                 if relay_conn is not None:
                     relay_conn.process_data_events(time_limit=0)  # its heartbeats
             if buffer:
@@ -319,15 +339,27 @@ class BatchConsumer:
         return True
 
 
-def gather(poll: Callable[[float], None], buffer: list[Delivery], batching: Batching) -> None:
+def gather(
+    poll: Callable[[float], None],
+    buffer: list[Delivery],
+    batching: Batching,
+    idle: IdleHook | None = None,
+) -> None:
     """Fill ``buffer`` for the next batch, never waiting once there is something to hand over.
 
     ``poll(limit)`` reads the connection, blocking up to ``limit`` seconds for
     the first delivery (0: only what has already arrived). It blocks only
     while ``buffer`` is empty; then it takes what is already there until a
-    read brings nothing new or the batch is full.
+    read brings nothing new or the batch is full. With nothing arrived,
+    ``idle`` is called before the wait; while it says its work is still under
+    way, the wait is ``BUSY_WAIT_S``, so that it is called again soon.
     """
-    poll(0 if buffer else batching.wait_s)
+    if not buffer and idle is not None:
+        poll(0)
+        if not buffer:
+            poll(BUSY_WAIT_S if idle() else batching.wait_s)
+    else:
+        poll(0 if buffer else batching.wait_s)
     while buffer and len(buffer) < batching.batch_max:
         before = len(buffer)
         poll(0)

@@ -22,10 +22,13 @@ from gateway.transport.base import (
     BatchHandler,
     Delivery,
     Disposition,
+    IdleHook,
     InboxState,
     OutgoingMessage,
+    PendingPublish,
     PublishOutcome,
     PublishResult,
+    Settled,
     Verdict,
 )
 from gateway.transport.retry import (
@@ -148,7 +151,24 @@ class MemoryTransport:
             self._cond.notify_all()
         return results
 
-    def consume(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
+    def start_publish(
+        self,
+        messages: Sequence[OutgoingMessage],
+        timeout_s: float = 30.0,
+        *,
+        open_only: bool = False,
+    ) -> PendingPublish:
+        """``publish``, whose outcomes are known at once here (through ``publish``, so
+        that a test's fake overriding it fakes both)."""
+        return Settled(tuple(self.publish(messages, timeout_s, open_only=open_only)))
+
+    def consume(
+        self,
+        queues: Sequence[str],
+        handler: BatchHandler,
+        stop: threading.Event,
+        idle: IdleHook | None = None,
+    ) -> None:
         """Deliver batches to ``handler`` until ``stop`` is set; settle by its verdicts."""
         self._check_available()
         lanes = {q: self.topology.lane(q) for q in queues}
@@ -156,17 +176,21 @@ class MemoryTransport:
             for q in lanes:
                 self._consumers[q] = self._consumers.get(q, 0) + 1
         try:
-            self._consume(lanes, handler, stop)
+            self._consume(lanes, handler, stop, idle)
         finally:
             with self._cond:
                 for q in lanes:
                     self._consumers[q] -= 1
 
     def _consume(
-        self, lanes: Mapping[str, Lane], handler: BatchHandler, stop: threading.Event
+        self,
+        lanes: Mapping[str, Lane],
+        handler: BatchHandler,
+        stop: threading.Event,
+        idle: IdleHook | None,
     ) -> None:
         while not stop.is_set():
-            taken = self._take(list(lanes), stop)
+            taken = self._take(list(lanes), stop, idle)
             if not taken:
                 continue
             batch = [self._delivery(queue, stored) for queue, stored in taken]
@@ -256,8 +280,23 @@ class MemoryTransport:
             )
         )
 
-    def _take(self, queues: list[str], stop: threading.Event) -> list[tuple[str, _Stored]]:
-        """Up to batch_max messages from ``queues``; waits briefly when there are none."""
+    def _take(
+        self, queues: list[str], stop: threading.Event, idle: IdleHook | None = None
+    ) -> list[tuple[str, _Stored]]:
+        """Up to batch_max messages from ``queues``; with none, calls ``idle`` and
+        waits briefly."""
+        taken = self._take_now(queues)
+        if taken or stop.is_set():
+            return taken
+        if idle is not None:
+            idle()  # outside the lock: it may publish
+        with self._cond:
+            taken = self._take_now(queues)
+            if not taken and not stop.is_set():
+                self._cond.wait(0.02)
+            return taken
+
+    def _take_now(self, queues: list[str]) -> list[tuple[str, _Stored]]:
         with self._cond:
             taken: list[tuple[str, _Stored]] = []
             for queue in queues:
@@ -266,8 +305,6 @@ class MemoryTransport:
                     raise TransportError(f"queue {queue!r} not declared; run declare() first")
                 while waiting and len(taken) < self._batch_max:
                     taken.append((queue, waiting.popleft()))
-            if not taken and not stop.is_set():
-                self._cond.wait(0.02)
             return taken
 
     def _delivery(self, queue: str, stored: _Stored) -> Delivery:

@@ -236,6 +236,52 @@ class _Link:
                 batch.settle(index, PublishOutcome.NACKED, "the broker nacked the message")
 
 
+class Pending:
+    """A publish started by ``AsyncPublisher.start``, its confirms not yet awaited."""
+
+    def __init__(
+        self,
+        publisher: AsyncPublisher,
+        link: _Link | None,
+        batch: _Batch,
+        deadline: float,
+        timeout_s: float,
+        *,
+        open_only: bool,
+    ) -> None:
+        self._publisher = publisher
+        self._link = link
+        self._batch = batch
+        self._deadline = deadline
+        self._timeout_s = timeout_s
+        self._open_only = open_only
+        self._outcomes: list[PublishResult] | None = None
+
+    @property
+    def done(self) -> bool:
+        """Every message confirmed, refused or failed: ``results()`` would not wait."""
+        return self._batch.done.is_set() or not self._batch.messages
+
+    def results(self) -> list[PublishResult]:
+        """Wait for every confirm, up to the timeout the publish started with; one
+        result per message, same order (the same list again on a second call)."""
+        if self._outcomes is not None:
+            return self._outcomes
+        batch, link = self._batch, self._link
+        if link is not None and not batch.done.wait(max(0.0, self._deadline - time.monotonic())):
+            reason = f"no confirm within {self._timeout_s} s"
+            link.call(lambda: link.abandon(batch, reason))
+            # A caller that must not wait gives the IO thread a moment, not 2 s.
+            if not batch.done.wait(ABANDON_OPEN_ONLY_S if self._open_only else 2.0):
+                batch.fail_rest(reason)  # the IO thread is gone or stuck
+        if BUDGET.enabled and link is not None:
+            link.charge_cpu()
+        self._outcomes = batch.outcomes()
+        if link is not None and any(r.outcome is PublishOutcome.NACKED for r in self._outcomes):
+            self._publisher.retire(link)
+        return self._outcomes
+
+
 class AsyncPublisher:
     """Thread-safe publisher; one IO thread, reconnected on the next call after a loss."""
 
@@ -275,32 +321,29 @@ class AsyncPublisher:
         ``open_only``: only on the link open now, without the lock another caller
         holds while it opens one (with backoff): none open, every message FAILED.
         """
-        if not messages:
-            return []
+        return self.start(messages, timeout_s, open_only=open_only).results()
+
+    def start(
+        self, messages: Sequence[OutgoingMessage], timeout_s: float, *, open_only: bool = False
+    ) -> Pending:
+        """Publish all and return at once; ``results()`` waits for the confirms (at most
+        ``timeout_s`` from now). ``open_only``: see ``publish``."""
         batch = _Batch(messages)
+        deadline = time.monotonic() + timeout_s
+        if not messages:
+            return Pending(self, None, batch, deadline, timeout_s, open_only=open_only)
         if open_only:
             link = self._link  # read without the lock: a reconnect may hold it
             if link is None or link.closed:
                 batch.fail_rest("publisher connection is not open")
-                return batch.outcomes()
+                return Pending(self, None, batch, deadline, timeout_s, open_only=open_only)
         else:
             link = self._open_link()
         if not link.call(lambda: link.send(batch)):
             batch.fail_rest("publisher connection is closed")
-        if not batch.done.wait(timeout_s):
-            reason = f"no confirm within {timeout_s} s"
-            link.call(lambda: link.abandon(batch, reason))
-            # A caller that must not wait gives the IO thread a moment, not 2 s.
-            if not batch.done.wait(ABANDON_OPEN_ONLY_S if open_only else 2.0):
-                batch.fail_rest(reason)  # the IO thread is gone or stuck
-        if BUDGET.enabled:
-            link.charge_cpu()
-        outcomes = batch.outcomes()
-        if any(r.outcome is PublishOutcome.NACKED for r in outcomes):
-            self._retire(link)
-        return outcomes
+        return Pending(self, link, batch, deadline, timeout_s, open_only=open_only)
 
-    def _retire(self, link: _Link) -> None:
+    def retire(self, link: _Link) -> None:
         """End ``link`` after the broker nacked on it: the next publish opens a new one.
 
         A quorum queue nacks while it has no leader. After its leader's node was

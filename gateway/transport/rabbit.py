@@ -21,8 +21,10 @@ from gateway.transport import parking, wire
 from gateway.transport.base import (
     BatchHandler,
     Delivery,
+    IdleHook,
     InboxState,
     OutgoingMessage,
+    PendingPublish,
     PublishResult,
 )
 from gateway.transport.consumer import BatchConsumer, Batching
@@ -162,7 +164,23 @@ class RabbitTransport:
         """Publish with pipelined confirms; one result per message, same order."""
         return self._publisher.publish(messages, timeout_s, open_only=open_only)
 
-    def consume(self, queues: Sequence[str], handler: BatchHandler, stop: threading.Event) -> None:
+    def start_publish(
+        self,
+        messages: Sequence[OutgoingMessage],
+        timeout_s: float = 30.0,
+        *,
+        open_only: bool = False,
+    ) -> PendingPublish:
+        """``publish``, returning once the messages are sent; the confirms come later."""
+        return self._publisher.start(messages, timeout_s, open_only=open_only)
+
+    def consume(
+        self,
+        queues: Sequence[str],
+        handler: BatchHandler,
+        stop: threading.Event,
+        idle: IdleHook | None = None,
+    ) -> None:
         """Deliver batches to ``handler`` until ``stop`` is set, reconnecting after losses."""
         consumer = BatchConsumer(
             self._params,
@@ -173,7 +191,7 @@ class RabbitTransport:
             provenance=self.provenance,
             relay_params=self._relay_params,
         )
-        consumer.run(queues, handler, stop)
+        consumer.run(queues, handler, stop, idle)
 
     def peek_parked(self, code: str, limit: int = 100) -> list[Delivery]:
         """The first ``limit`` messages parked for authority ``code``, left in place."""

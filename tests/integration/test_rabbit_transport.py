@@ -222,7 +222,7 @@ def test_a_nacked_publish_makes_the_next_publish_use_a_new_connection(
     assert outcomes[0] is PublishOutcome.CONFIRMED
     assert outcomes[-1] is PublishOutcome.NACKED
     assert transport.publish([message(4)])[0].outcome is PublishOutcome.CONFIRMED
-    # A channel that nacked is not trusted again (see AsyncPublisher._retire).
+    # A channel that nacked is not trusted again (see AsyncPublisher.retire).
     assert transport._publisher.links_opened == opened + 1
 
 

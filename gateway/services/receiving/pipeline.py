@@ -38,7 +38,7 @@ from gateway.ledger.status import Direction, Route, Status
 from gateway.model import Envelope, LegalBasis, MessageType, Purpose, Receipt, ReceiptOutcome
 from gateway.outbox import content_digest
 from gateway.policy.child import child_key
-from gateway.services import receipts
+from gateway.services import delivery, receipts
 from gateway.services.receiving.checks import Passed, Refused, Source, check, source_of
 from gateway.transport.base import Delivery, Disposition, Verdict
 from gateway.transport.topology import REGIONAL
@@ -67,7 +67,9 @@ RECEIPT_STATUS = {
 }
 
 
-def handle_batch(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Disposition]:
+def handle_batch(
+    gw: Gateway, deliveries: Sequence[Delivery], in_flight: ReceiptsInFlight | None = None
+) -> list[Disposition]:
     """Process a batch from any consumed queues; one disposition per delivery, in order.
 
     A message whose processing raises something unexpected (a bug, or a
@@ -75,9 +77,25 @@ def handle_batch(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Dispositio
     batch, rolled back whole, is processed again one message at a time, and
     only the one that fails again gets RETRY. The broker then retries it
     with backoff and parks it once its budget is spent.
+
+    ``in_flight``: the consumer's receipts awaiting their confirms. The
+    batch's own receipt joins them rather than being waited for, and those
+    of earlier batches are settled once this batch has sent its own (their
+    confirms have had this batch's time to arrive). Without it, the batch's
+    receipt is confirmed before this returns.
     """
+    earlier = in_flight.take() if in_flight is not None else ReceiptsInFlight()
     try:
-        return _handle(gw, deliveries)
+        return _isolated(gw, deliveries, in_flight)
+    finally:
+        earlier.finish()
+
+
+def _isolated(
+    gw: Gateway, deliveries: Sequence[Delivery], in_flight: ReceiptsInFlight | None
+) -> list[Disposition]:
+    try:
+        return _handle(gw, deliveries, in_flight)
     except OutageError:
         raise  # the ledger is down: the consumer holds the batch, unsettled, until it answers
     except Exception as exc:  # why everything: isolating an unknown failure is the point
@@ -96,29 +114,35 @@ def handle_batch(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Dispositio
             len(deliveries),
             type(exc).__name__,
         )
-        return [d for one in deliveries for d in handle_batch(gw, [one])]
+        return [d for one in deliveries for d in _isolated(gw, [one], in_flight)]
 
 
-def _handle(gw: Gateway, deliveries: Sequence[Delivery]) -> list[Disposition]:
+def _handle(
+    gw: Gateway, deliveries: Sequence[Delivery], in_flight: ReceiptsInFlight | None
+) -> list[Disposition]:
     by_source: dict[Source, list[int]] = {}
-    for index, delivery in enumerate(deliveries):
-        by_source.setdefault(source_of(gw, delivery), []).append(index)
+    for index, one in enumerate(deliveries):
+        by_source.setdefault(source_of(gw, one), []).append(index)
     out: list[Disposition | None] = [None] * len(deliveries)
     inline = len(deliveries) <= INLINE_RECEIPTS_MAX
     for source, indexes in by_source.items():
-        results = _record(gw, source, [deliveries[i] for i in indexes], inline)
+        results = _record(gw, source, [deliveries[i] for i in indexes], inline, in_flight)
         for i, result in zip(indexes, results, strict=True):
             out[i] = result
     return [d for d in out if d is not None]
 
 
 def _record(
-    gw: Gateway, source: Source, deliveries: Sequence[Delivery], inline: bool
+    gw: Gateway,
+    source: Source,
+    deliveries: Sequence[Delivery],
+    inline: bool,
+    in_flight: ReceiptsInFlight | None,
 ) -> list[Disposition]:
     checked = [check(gw, source, d) for d in deliveries]
     out: list[Disposition] = []
     for run in _runs(checked):
-        out.extend(_record_checked(gw, source, run, inline))
+        out.extend(_record_checked(gw, source, run, inline, in_flight))
     return out
 
 
@@ -141,7 +165,11 @@ def _runs(checked: list[Passed | Refused]) -> list[list[Passed | Refused]]:
 
 
 def _record_checked(
-    gw: Gateway, source: Source, checked: Sequence[Passed | Refused], inline: bool
+    gw: Gateway,
+    source: Source,
+    checked: Sequence[Passed | Refused],
+    inline: bool,
+    in_flight: ReceiptsInFlight | None,
 ) -> list[Disposition]:
     deliveries = checked
     owner = source.owner
@@ -253,13 +281,14 @@ def _record_checked(
         except Exception:  # why everything: the message is recorded; a follow-up may not undo it
             log.exception("an action after recording a message failed; it is retried later")
     if own_receipt is not None:
-        own_receipt.publish()
+        own_receipt.publish(in_flight)
     return [Disposition(Verdict.ACK) for _ in deliveries]
 
 
 class _Receipt:
     """The receipt of a small batch's own messages, signed by the transaction that
-    records them and published by the consumer before it acknowledges them (issue 14).
+    records them and sent by the consumer before it acknowledges them (issue 14); its
+    confirm is awaited later (``ReceiptsInFlight``).
 
     At a trickle a message then waits for no other thread: without this, the
     receipt loop is woken, claims the rows in a transaction of its own, signs,
@@ -310,16 +339,76 @@ class _Receipt:
             if signed.covered == len(self.pks) and not gw.ledger.receipts_owed(conn, gw.hosted):
                 unmark(conn, RECEIPTS)
 
-    def publish(self) -> None:
-        """Once the batch is durable, before it is acknowledged."""
+    def publish(self, in_flight: ReceiptsInFlight | None) -> None:
+        """Once the batch is durable, before it is acknowledged: sent, and with
+        ``in_flight`` left there to be confirmed, else confirmed now."""
         try:
             with BUDGET.timed("receipt"):
-                receipts.publish_signed(self.gw, self.signed, open_only=True)
+                started = receipts.start_signed(self.gw, self.signed, open_only=True)
         except Exception:  # why everything: the batch is recorded and must be acknowledged
             log.exception(
                 "the receipt of a received batch was not published; "
                 "the sender loop publishes it once its claim lapses"
             )
+            return
+        if started is None:
+            return
+        waiting = ReceiptsInFlight() if in_flight is None else in_flight
+        waiting.add(started)
+        if in_flight is None:
+            waiting.finish()
+
+
+class ReceiptsInFlight:
+    """Receipts the consumer sent and has not yet seen confirmed (issue 14).
+
+    The consumer acknowledges a batch once it is durably recorded, with its
+    receipt recorded and claimed in the same transaction: from then on the
+    ledger answers for the receipt (a receipt not marked sent goes out again
+    from the outbox once its claim lapses), so the consumer need not wait for
+    the broker's confirm before it takes the next batch. It settles them (marks
+    each SENT, or gives it back to the outbox) after the next batch, or when it
+    has nothing to do (``settle_confirmed``, the consumer's idle hook), and all
+    of them when it stops (``finish``). Used by the consuming thread only.
+    """
+
+    def __init__(self) -> None:
+        self._started: list[delivery.InFlight] = []
+
+    def add(self, started: delivery.InFlight) -> None:
+        self._started.append(started)
+
+    def take(self) -> ReceiptsInFlight:
+        """Those sent so far, handed over to the caller to settle; none are left here."""
+        taken = ReceiptsInFlight()
+        taken._started, self._started = self._started, []
+        return taken
+
+    def settle_confirmed(self) -> bool:
+        """Settle those whose confirms are all in; True while others still wait."""
+        waiting = [s for s in self._started if not s.confirmed]
+        done = [s for s in self._started if s.confirmed]
+        self._started = waiting
+        for started in done:
+            _settle(started)
+        return bool(waiting)
+
+    def finish(self) -> None:
+        """Settle all, waiting for their confirms (each up to its publish's timeout)."""
+        started, self._started = self._started, []
+        for one in started:
+            _settle(one)
+
+
+def _settle(started: delivery.InFlight) -> None:
+    try:
+        with BUDGET.timed("receipt"):
+            receipts.finish_signed(started)
+    except Exception:  # why everything: the batch is recorded and acknowledged already
+        log.exception(
+            "the receipt of a received batch was not marked sent; "
+            "the sender loop publishes it again once its claim lapses"
+        )
 
 
 def _same_content(
