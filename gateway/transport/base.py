@@ -85,10 +85,9 @@ class Disposition:
 
 
 BatchHandler = Callable[[Sequence[Delivery]], Sequence[Disposition]]
-# Called by a consumer with nothing to hand over, before it waits for deliveries;
-# True while the handler's side still has work under way (receipts awaiting their
-# confirms): the consumer then looks again soon rather than after its full wait.
-IdleHook = Callable[[], bool]
+# Called by a consumer with nothing to hand over, before it waits for deliveries
+# (the receiving pipeline settles the receipts whose confirms have come in).
+IdleHook = Callable[[], None]
 
 
 class PendingPublish(Protocol):

@@ -28,9 +28,8 @@ that raises gets the whole batch nacked with requeue: the quorum queue
 counts the delivery and parks the message at its delivery limit.
 
 With nothing to hand over, the consumer calls its idle hook (if given)
-before it waits; while the hook says its work is under way (the receiving
-pipeline's receipts awaiting their confirms: ``receiving.ReceiptsInFlight``),
-it waits ``BUSY_WAIT_S`` rather than ``Batching.wait_s`` and calls it again.
+before it waits (the receiving pipeline settles its receipts whose confirms
+have come in: ``receiving.ReceiptsInFlight``).
 
 The handler must return within about twice the heartbeat (60 s by default);
 pika does not answer heartbeats while it runs.
@@ -70,9 +69,6 @@ log = logging.getLogger(__name__)
 
 # Channel errors that mean the topology is wrong, not that the broker hiccuped.
 PERMANENT_REPLY_CODES = frozenset({403, 404, 406})
-# How long the consumer waits for deliveries while its idle hook has work under
-# way (the receipts it published, awaiting their confirms).
-BUSY_WAIT_S = 0.001
 ACCESS_REFUSED = 403
 
 
@@ -350,16 +346,12 @@ def gather(
     ``poll(limit)`` reads the connection, blocking up to ``limit`` seconds for
     the first delivery (0: only what has already arrived). It blocks only
     while ``buffer`` is empty; then it takes what is already there until a
-    read brings nothing new or the batch is full. With nothing arrived,
-    ``idle`` is called before the wait; while it says its work is still under
-    way, the wait is ``BUSY_WAIT_S``, so that it is called again soon.
+    read brings nothing new or the batch is full. ``idle`` is called before a
+    wait, never when something waits to be handed over.
     """
     if not buffer and idle is not None:
-        poll(0)
-        if not buffer:
-            poll(BUSY_WAIT_S if idle() else batching.wait_s)
-    else:
-        poll(0 if buffer else batching.wait_s)
+        idle()
+    poll(0 if buffer else batching.wait_s)
     while buffer and len(buffer) < batching.batch_max:
         before = len(buffer)
         poll(0)

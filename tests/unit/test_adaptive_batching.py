@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from gateway.errors import CafgwError
 from gateway.ledger.status import Direction, Status
 from gateway.transport.base import Delivery
-from gateway.transport.consumer import BUSY_WAIT_S, Batching, gather
+from gateway.transport.consumer import Batching, gather
 from gateway.wakeups import HANDOVER, OUTBOX, RECEIPTS, TOPICS, Wakeups, mark
 from gateway.worker import Step, Worker
 from tests.local_systems import signed_inbound
@@ -77,44 +77,22 @@ def test_a_leftover_batch_is_not_made_to_wait() -> None:
     assert socket.limits == [0]
 
 
-class Idle:
-    """An idle hook whose work is under way for the first ``busy`` calls."""
-
-    def __init__(self, busy: int) -> None:
-        self.busy = busy
-        self.calls = 0
-
-    def __call__(self) -> bool:
-        self.calls += 1
-        return self.calls <= self.busy
-
-
 def test_with_nothing_arrived_the_idle_hook_runs_before_the_wait() -> None:
     buffer: list[Delivery] = []
     socket = Socket([], buffer)
-    idle = Idle(busy=0)
-    gather(socket.poll, buffer, Batching(wait_s=0.25), idle)
-    assert idle.calls == 1
-    # A read of what has already arrived first, then the full wait: nothing under way.
-    assert socket.limits == [0, 0.25]
-
-
-def test_while_the_idle_hook_has_work_under_way_the_consumer_looks_again_soon() -> None:
-    buffer: list[Delivery] = []
-    socket = Socket([], buffer)
-    idle = Idle(busy=1)
-    gather(socket.poll, buffer, Batching(wait_s=0.25), idle)
-    assert socket.limits == [0, BUSY_WAIT_S]
-    assert BUSY_WAIT_S < 0.25
+    calls: list[int] = []
+    gather(socket.poll, buffer, Batching(wait_s=0.25), lambda: calls.append(len(socket.limits)))
+    assert calls == [0]  # before the read that waits
+    assert socket.limits == [0.25]
 
 
 def test_deliveries_waiting_are_handed_over_without_calling_the_idle_hook() -> None:
-    buffer: list[Delivery] = []
-    socket = Socket([2, 0], buffer)
-    idle = Idle(busy=1)
-    gather(socket.poll, buffer, Batching(wait_s=0.25), idle)
+    buffer = [_delivery(0)]
+    socket = Socket([1, 0], buffer)
+    calls: list[int] = []
+    gather(socket.poll, buffer, Batching(wait_s=0.25), lambda: calls.append(1))
     assert len(buffer) == 2
-    assert idle.calls == 0
+    assert calls == []
     assert socket.limits == [0, 0]
 
 

@@ -368,8 +368,11 @@ class ReceiptsInFlight:
     from the outbox once its claim lapses), so the consumer need not wait for
     the broker's confirm before it takes the next batch. It settles them (marks
     each SENT, or gives it back to the outbox) after the next batch, or when it
-    has nothing to do (``settle_confirmed``, the consumer's idle hook), and all
-    of them when it stops (``finish``). Used by the consuming thread only.
+    has nothing to do (``settle_confirmed``, the consumer's idle hook: those
+    confirmed by then), and all of them when it stops (``finish``). Nothing but
+    the receipt's row waits for the settling: the receipt is on its way, and its
+    claim (``database.outbox_lease_s``) outlasts the consumer's longest wait.
+    Used by the consuming thread only.
     """
 
     def __init__(self) -> None:
@@ -384,14 +387,12 @@ class ReceiptsInFlight:
         taken._started, self._started = self._started, []
         return taken
 
-    def settle_confirmed(self) -> bool:
-        """Settle those whose confirms are all in; True while others still wait."""
-        waiting = [s for s in self._started if not s.confirmed]
+    def settle_confirmed(self) -> None:
+        """Settle those whose confirms are all in; the others wait for a later turn."""
         done = [s for s in self._started if s.confirmed]
-        self._started = waiting
+        self._started = [s for s in self._started if not s.confirmed]
         for started in done:
             _settle(started)
-        return bool(waiting)
 
     def finish(self) -> None:
         """Settle all, waiting for their confirms (each up to its publish's timeout)."""
