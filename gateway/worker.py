@@ -247,16 +247,24 @@ class Worker:
             while not self.stop.is_set():
                 try:
                     self.consumer_transport.consume(
-                        queues, self._handle, self.stop, self._receipts.settle_confirmed
+                        queues, self._handle, self.stop, self._receipts.settle_ready
                     )
                 except BrokerUnavailableError as exc:
                     log.debug("consumer: %s; reconnecting", exc)
+                    self._receipts.settle_ready()
                     self.stop.wait(1.0)
                 except CafgwError as exc:
                     log.warning("consumer: %s; reconnecting", exc)
+                    self._receipts.settle_ready()
                     self.stop.wait(1.0)
         finally:
             self._receipts.finish()
+            if self._receipts:
+                log.warning(
+                    "%d receipts in flight left unsettled (the ledger does not answer); "
+                    "they go out again once their claims lapse",
+                    len(self._receipts),
+                )
 
     def start(self) -> None:
         if self.gw.settings.broker.declare_topology:

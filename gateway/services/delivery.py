@@ -187,9 +187,10 @@ class InFlight:
         self._wake = wake
 
     @property
-    def confirmed(self) -> bool:
-        """Every message has its outcome: ``finish`` waits for nothing but the ledger."""
-        return self._pending.done
+    def ready(self) -> bool:
+        """Every message has its outcome, or the confirm timeout has passed: ``finish``
+        waits for nothing but the ledger."""
+        return self._pending.done or self._pending.overdue
 
     def finish(self) -> PublishSummary:
         """Wait for the confirms (up to the publish's timeout) and mark each row by its

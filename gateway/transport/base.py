@@ -97,6 +97,11 @@ class PendingPublish(Protocol):
     def done(self) -> bool:
         """Every message has its outcome: ``results()`` returns without waiting."""
 
+    @property
+    def overdue(self) -> bool:
+        """The confirm timeout has passed: ``results()`` gives up what is unconfirmed
+        (FAILED) at once."""
+
     def results(self) -> list[PublishResult]:
         """Wait for the confirms, up to the timeout the publish started with; one result
         per message, same order."""
@@ -108,6 +113,7 @@ class Settled:
 
     outcomes: tuple[PublishResult, ...]
     done: bool = True
+    overdue: bool = False
 
     def results(self) -> list[PublishResult]:
         return list(self.outcomes)

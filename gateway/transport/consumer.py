@@ -124,7 +124,7 @@ class BatchConsumer:
         while not stop.is_set():
             try:
                 node, conn = with_reconnect(
-                    lambda params: (params, open_blocking(params)),
+                    functools.partial(_connect, idle),
                     self._params,
                     self._reconnect,
                     stop=stop,
@@ -357,6 +357,13 @@ def gather(
         poll(0)
         if len(buffer) == before:
             return
+
+
+def _connect(idle: IdleHook | None, params: Any) -> tuple[Any, Any]:
+    """A connection to ``params``; first, while it has none, the consumer's idle hook."""
+    if idle is not None:
+        idle()
+    return params, open_blocking(params)
 
 
 def _collect(

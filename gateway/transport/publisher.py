@@ -103,8 +103,10 @@ class _Link:
                 raise TransportError(f"RabbitMQ at {self.params.host}: closed while opening")
             raise translate(self.error, self.params) from self.error
 
-    def call(self, fn: Callable[[], None]) -> bool:
-        if self.closed or self.conn is None:
+    def call(self, fn: Callable[[], None], *, closing: bool = False) -> bool:
+        """Run ``fn`` on the IO thread; False if the link is closed (``closing``: run it
+        on a link marked closed, to close its connection, as long as its loop runs)."""
+        if (self.closed and not closing) or self.conn is None:
             return False
         try:
             self.conn.ioloop.add_callback_threadsafe(fn)
@@ -262,6 +264,11 @@ class Pending:
         """Every message confirmed, refused or failed: ``results()`` would not wait."""
         return self._batch.done.is_set() or not self._batch.messages
 
+    @property
+    def overdue(self) -> bool:
+        """The confirm timeout has passed: ``results()`` gives the rest up at once."""
+        return time.monotonic() >= self._deadline
+
     def results(self) -> list[PublishResult]:
         """Wait for every confirm, up to the timeout the publish started with; one
         result per message, same order (the same list again on a second call)."""
@@ -329,16 +336,17 @@ class AsyncPublisher:
         """Publish all and return at once; ``results()`` waits for the confirms (at most
         ``timeout_s`` from now). ``open_only``: see ``publish``."""
         batch = _Batch(messages)
-        deadline = time.monotonic() + timeout_s
         if not messages:
-            return Pending(self, None, batch, deadline, timeout_s, open_only=open_only)
+            return Pending(self, None, batch, 0.0, timeout_s, open_only=open_only)
         if open_only:
             link = self._link  # read without the lock: a reconnect may hold it
             if link is None or link.closed:
                 batch.fail_rest("publisher connection is not open")
-                return Pending(self, None, batch, deadline, timeout_s, open_only=open_only)
+                return Pending(self, None, batch, 0.0, timeout_s, open_only=open_only)
         else:
             link = self._open_link()
+        # From the send: opening a connection (with backoff) is not the broker's delay.
+        deadline = time.monotonic() + timeout_s
         if not link.call(lambda: link.send(batch)):
             batch.fail_rest("publisher connection is closed")
         return Pending(self, link, batch, deadline, timeout_s, open_only=open_only)
@@ -358,8 +366,8 @@ class AsyncPublisher:
         (``open_only``: the consumer's receipts): marking a link closed and
         closing it is idempotent, and harmless on one already replaced.
         """
-        link.closed = True
-        link.call(link.close_soon)
+        link.closed = True  # first: no caller starts a publish on it from now on
+        link.call(link.close_soon, closing=True)
 
     def close(self) -> None:
         with self._lock:

@@ -28,7 +28,9 @@ class NackingLink:
     def __init__(self) -> None:
         self.closing = 0
 
-    def call(self, fn: Callable[[], None]) -> bool:
+    def call(self, fn: Callable[[], None], *, closing: bool = False) -> bool:
+        if self.closed and not closing:
+            return False  # as a real link: a closed one runs nothing unless told
         threading.Thread(target=fn).start()
         return True
 

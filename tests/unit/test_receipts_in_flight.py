@@ -20,20 +20,27 @@ from ops_helpers import Clock, make_gateway
 from sqlalchemy import select
 
 from gateway.context import Gateway
+from gateway.errors import BrokerUnavailableError, LedgerUnavailableError, OutageError
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.services import delivery
 from gateway.services.receiving import ReceiptsInFlight, handle_batch
+from gateway.settings import BrokerSettings
+from gateway.transport import consumer
 from gateway.transport.base import (
+    BatchHandler,
     Delivery,
     Disposition,
+    IdleHook,
     OutgoingMessage,
     PublishOutcome,
     PublishResult,
     Verdict,
 )
 from gateway.transport.memory import MemoryTransport
+from gateway.transport.rabbit import RabbitTransport
+from gateway.transport.reconnect import ReconnectPolicy
 from gateway.wakeups import OUTBOX, Wakeups
 from gateway.worker import Worker
 
@@ -44,16 +51,23 @@ SENDER_INBOX, RECIPIENT_INBOX = f"caf.inbox.{SENDER}", f"caf.inbox.{RECIPIENT}"
 
 
 class Held:
-    """A publish whose confirms have not arrived until ``HeldConfirms.confirm``."""
+    """A publish whose confirms have not arrived until ``HeldConfirms.confirm``, or
+    whose timeout has passed once ``HeldConfirms.time_out``."""
 
     def __init__(self, outcomes: list[PublishResult]) -> None:
         self.outcomes = outcomes
         self.done = False
+        self.overdue = False
         self.waited = False
 
     def results(self) -> list[PublishResult]:
         self.waited = not self.done  # the caller had to wait for them
         self.done = True
+        if self.overdue:
+            reason = "no confirm within 2.0 s"
+            return [
+                PublishResult(r.message_id, PublishOutcome.FAILED, reason) for r in self.outcomes
+            ]
         return list(self.outcomes)
 
 
@@ -64,6 +78,10 @@ class HeldConfirms(MemoryTransport):
         super().__init__()
         self.held: list[Held] = []
         self.never_confirms = False
+
+    def time_out(self) -> None:
+        for held in self.held:
+            held.overdue = True
 
     def start_publish(
         self,
@@ -76,9 +94,12 @@ class HeldConfirms(MemoryTransport):
         if self.never_confirms:
             reason = f"no confirm within {timeout_s} s"
             results = [PublishResult(r.message_id, PublishOutcome.FAILED, reason) for r in results]
-        held = Held(results)
+        held = self.pending(results)
         self.held.append(held)
         return held
+
+    def pending(self, results: list[PublishResult]) -> Held:
+        return Held(results)
 
     def confirm(self) -> None:
         for held in self.held:
@@ -132,11 +153,11 @@ def test_a_batch_is_acknowledged_before_its_receipt_is_confirmed_and_the_receipt
     assert transport.depth(SENDER_INBOX) == 1  # sent
     assert receipt.status is Status.SIGNED  # not yet confirmed: the ledger still answers for it
     assert claimed_until(gw, receipt.pk) is not None  # and no sender loop takes it meanwhile
-    in_flight.settle_confirmed()  # still under way: nothing marked
+    in_flight.settle_ready()  # still under way: nothing marked
     assert receipts_of(gw)[0].status is Status.SIGNED
 
     transport.confirm()
-    in_flight.settle_confirmed()
+    in_flight.settle_ready()
     (receipt,) = receipts_of(gw)
     assert receipt.status is Status.SENT
     assert claimed_until(gw, receipt.pk) is None
@@ -215,3 +236,187 @@ def test_the_memory_consumer_calls_its_idle_hook_when_nothing_waits(tmp_path: Pa
 
     transport.consume([RECIPIENT_INBOX], handle, stop, idle)
     assert calls == [0]  # once the queue was empty, not before
+
+
+def test_a_receipt_whose_confirm_timed_out_is_given_back_by_the_idle_consumer(
+    tmp_path: Path,
+) -> None:
+    gw, transport, _ids = sent(tmp_path, 1)
+    wakeups = Wakeups()
+    wakeups.watch(gw.ledger.engine)
+    outbox_woken = wakeups.generation(OUTBOX)
+    in_flight = ReceiptsInFlight()
+    handle_batch(gw, take(transport, RECIPIENT_INBOX, 1), in_flight)
+    (receipt,) = receipts_of(gw)
+
+    in_flight.settle_ready()  # no confirm yet, timeout not passed: it waits
+    assert claimed_until(gw, receipt.pk) is not None
+    transport.time_out()  # a quorum queue without a majority confirms nothing
+    in_flight.settle_ready()  # no next batch needed
+
+    assert len(in_flight) == 0
+    assert claimed_until(gw, receipt.pk) is None  # back to the outbox, not after the lease
+    assert wakeups.generation(OUTBOX) > outbox_woken
+
+
+class ConfirmedWhileLookedAt(Held):
+    """A publish whose confirm lands just after the first look at it."""
+
+    def __init__(self, outcomes: list[PublishResult]) -> None:
+        super().__init__(outcomes)
+        self.looks = 0
+
+    @property  # type: ignore[override]
+    def done(self) -> bool:
+        self.looks += 1
+        return self.looks > 1
+
+    @done.setter
+    def done(self, _value: bool) -> None:
+        pass
+
+
+def test_a_confirm_landing_while_the_receipts_are_looked_at_loses_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw, transport, _ids = sent(tmp_path, 1)
+    monkeypatch.setattr(transport, "pending", ConfirmedWhileLookedAt)
+    in_flight = ReceiptsInFlight()
+    handle_batch(gw, take(transport, RECIPIENT_INBOX, 1), in_flight)
+
+    in_flight.settle_ready()
+    in_flight.finish()
+
+    assert [r.status for r in receipts_of(gw)] == [Status.SENT]
+
+
+def test_receipts_in_flight_wait_out_a_ledger_outage_and_are_settled_once_it_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw, transport, _ids = sent(tmp_path, 2)
+    first, second = take(transport, RECIPIENT_INBOX, 2)
+    in_flight = ReceiptsInFlight()
+    handle_batch(gw, [first], in_flight)
+    transport.confirm()
+    ledger_type = type(gw.ledger)
+    working = ledger_type.transaction
+
+    def down(_self: object) -> object:
+        raise LedgerUnavailableError("ledger unavailable: restarting")
+
+    monkeypatch.setattr(ledger_type, "transaction", down)
+    with pytest.raises(OutageError):  # the consumer holds the batch, and calls again
+        handle_batch(gw, [second], in_flight)
+    in_flight.settle_ready()  # idle meanwhile: still down
+    assert len(in_flight) == 1  # kept, not dropped
+    monkeypatch.setattr(ledger_type, "transaction", working)
+    handle_batch(gw, [second], in_flight)
+    in_flight.finish()
+
+    assert [r.status for r in receipts_of(gw)] == [Status.SENT, Status.SENT]
+    gw.clock.advance(41)  # type: ignore[attr-defined]  # past every claim
+    assert delivery.publish_outbox(gw).confirmed == 0  # so none goes out twice
+
+
+class LosesItsConsumer(HeldConfirms):
+    """After one batch the consumer's connection is lost and does not come back, while
+    the publisher's is fine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = False
+
+    def consume(
+        self,
+        queues: Sequence[str],
+        handler: BatchHandler,
+        stop: threading.Event,
+        idle: IdleHook | None = None,
+    ) -> None:
+        if self.lost:
+            stop.wait(0.05)
+            raise BrokerUnavailableError("the consumer's node does not answer")
+        once = threading.Event()
+
+        def handled(batch: Sequence[Delivery]) -> Sequence[Disposition]:
+            once.set()
+            return handler(batch)
+
+        super().consume(queues, handled, once, idle)
+        self.lost = True
+        raise BrokerUnavailableError("the consumer lost its connection")
+
+
+def worker_with_receipt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: HeldConfirms
+) -> tuple[Gateway, Worker]:
+    """A started worker consuming the recipient's inbox, once it recorded the receipt
+    of the message that waited there."""
+    transport_gw = make_gateway(
+        tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport
+    )
+    out = signed_inbound(transport_gw, SENDER, RECIPIENT, 1)
+    transport_gw.ledger.record(out)
+    assert delivery.publish_outbox(transport_gw).confirmed == 1
+    # The recipient's inbox only: the receipt back at the sender would be a next batch.
+    monkeypatch.setattr(Gateway, "consumed_queues", lambda _gw: [RECIPIENT_INBOX])
+    worker = Worker(transport_gw, transport, fallback_s=3600.0)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not receipts_of(transport_gw) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return transport_gw, worker
+
+
+def test_an_idle_worker_settles_a_receipt_once_its_confirm_is_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = HeldConfirms()
+    gw, worker = worker_with_receipt(tmp_path, monkeypatch, transport)
+    try:
+        transport.confirm()
+        deadline = time.monotonic() + 5
+        while receipts_of(gw)[0].status is not Status.SENT and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert receipts_of(gw)[0].status is Status.SENT  # no next batch, no stop
+    finally:
+        worker.close()
+
+
+def test_a_worker_whose_consumer_cannot_reconnect_still_settles_its_receipts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = LosesItsConsumer()
+    gw, worker = worker_with_receipt(tmp_path, monkeypatch, transport)
+    try:
+        transport.confirm()
+        deadline = time.monotonic() + 5
+        while receipts_of(gw)[0].status is not Status.SENT and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert transport.lost
+        assert receipts_of(gw)[0].status is Status.SENT
+    finally:
+        worker.close()
+
+
+def test_a_consumer_with_no_connection_calls_its_idle_hook_before_each_try(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tries: list[int] = []
+    idle_calls: list[int] = []
+
+    def no_broker(params: object) -> object:
+        tries.append(len(idle_calls))
+        raise consumer.TransportError("no broker")
+
+    monkeypatch.setattr(consumer, "open_blocking", no_broker)
+    transport = RabbitTransport(
+        BrokerSettings(),
+        reconnect=ReconnectPolicy(attempts=3, initial_s=0.01, max_s=0.01, jitter_s=0),
+    )
+
+    with pytest.raises(BrokerUnavailableError):
+        transport.consume(
+            [RECIPIENT_INBOX], lambda b: [], threading.Event(), lambda: idle_calls.append(1)
+        )
+    assert tries == [1, 2, 3]  # the hook ran before every try

@@ -86,9 +86,15 @@ def handle_batch(
     """
     earlier = in_flight.take() if in_flight is not None else ReceiptsInFlight()
     try:
-        return _isolated(gw, deliveries, in_flight)
-    finally:
-        earlier.finish()
+        out = _isolated(gw, deliveries, in_flight)
+    except OutageError:
+        if in_flight is not None:
+            in_flight.put_back(earlier)  # settled once the ledger answers again
+        raise
+    earlier.finish()
+    if in_flight is not None:
+        in_flight.put_back(earlier)  # what the ledger could not settle now
+    return out
 
 
 def _isolated(
@@ -367,16 +373,19 @@ class ReceiptsInFlight:
     ledger answers for the receipt (a receipt not marked sent goes out again
     from the outbox once its claim lapses), so the consumer need not wait for
     the broker's confirm before it takes the next batch. It settles them (marks
-    each SENT, or gives it back to the outbox) after the next batch, or when it
-    has nothing to do (``settle_confirmed``, the consumer's idle hook: those
-    confirmed by then), and all of them when it stops (``finish``). Nothing but
-    the receipt's row waits for the settling: the receipt is on its way, and its
-    claim (``database.outbox_lease_s``) outlasts the consumer's longest wait.
-    Used by the consuming thread only.
+    each SENT, or gives it back to the outbox) after the next batch, whenever
+    it has nothing to hand over or is reconnecting (``settle_ready``, the
+    consumer's idle hook: those confirmed, or past their confirm timeout, by
+    then), and all of them when it stops (``finish``). One the ledger cannot
+    settle for now (an outage) stays here for a later turn. Used by the
+    consuming thread only.
     """
 
     def __init__(self) -> None:
         self._started: list[delivery.InFlight] = []
+
+    def __len__(self) -> int:
+        return len(self._started)
 
     def add(self, started: delivery.InFlight) -> None:
         self._started.append(started)
@@ -387,29 +396,42 @@ class ReceiptsInFlight:
         taken._started, self._started = self._started, []
         return taken
 
-    def settle_confirmed(self) -> None:
-        """Settle those whose confirms are all in; the others wait for a later turn."""
-        done = [s for s in self._started if s.confirmed]
-        self._started = [s for s in self._started if not s.confirmed]
-        for started in done:
-            _settle(started)
+    def put_back(self, taken: ReceiptsInFlight) -> None:
+        """Take back, first in line, what ``take`` handed over and is not settled."""
+        self._started[:0] = taken._started
+        taken._started = []
+
+    def settle_ready(self) -> None:
+        """Settle those whose confirms are in or whose confirm timeout has passed (so
+        given up: back to the outbox); the others wait for a later turn."""
+        ready: list[delivery.InFlight] = []
+        waiting: list[delivery.InFlight] = []
+        for started in self._started:  # one look each: a confirm may land meanwhile
+            (ready if started.ready else waiting).append(started)
+        self._started = waiting
+        self._started[:0] = [s for s in ready if not _settle(s)]
 
     def finish(self) -> None:
-        """Settle all, waiting for their confirms (each up to its publish's timeout)."""
+        """Settle all, waiting for their confirms (each up to its publish's timeout);
+        those the ledger cannot settle now stay."""
         started, self._started = self._started, []
-        for one in started:
-            _settle(one)
+        self._started = [s for s in started if not _settle(s)]
 
 
-def _settle(started: delivery.InFlight) -> None:
+def _settle(started: delivery.InFlight) -> bool:
+    """Settle one; False if the ledger does not answer (to be tried again)."""
     try:
         with BUDGET.timed("receipt"):
             receipts.finish_signed(started)
+    except OutageError as exc:
+        log.warning("a receipt in flight is settled once the ledger answers: %s", exc)
+        return False
     except Exception:  # why everything: the batch is recorded and acknowledged already
         log.exception(
             "the receipt of a received batch was not marked sent; "
             "the sender loop publishes it again once its claim lapses"
         )
+    return True
 
 
 def _same_content(
