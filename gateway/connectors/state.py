@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
 
 from gateway.connectors.base import LocalMessage
 from gateway.connectors.tables import handover_failures
+from gateway.ledger.bodies import BODY
 from gateway.ledger.status import Direction, Route, Status
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import history, messages
@@ -110,7 +111,7 @@ _LOCAL_COLUMNS = (
     messages.c.message_id,
     messages.c.sender,
     messages.c.message_type,
-    messages.c.body,
+    BODY,
     messages.c.attempts,
 )
 

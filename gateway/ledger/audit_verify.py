@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from sqlalchemy import and_, select
 
 from gateway.ledger.audit import GENESIS, AuditEntry, count, entries, hashes_as
+from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import messages
@@ -143,7 +144,7 @@ def unaudited_disclosures(ledger: Ledger, chain: Iterable[AuditEntry]) -> list[s
             messages.c.direction == Direction.OUTBOUND.value,
             messages.c.legal_basis != "NO_PERSONAL_DATA",
             messages.c.recipient != messages.c.authority,
-            messages.c.body.is_not(None),
+            HAS_BODY,
             messages.c.status != Status.HELD_LOCAL.value,
         )
     )

@@ -49,7 +49,7 @@ from gateway.ledger.records import (
 )
 from gateway.ledger.sqlite_writer import serialize_writers, wait_durable
 from gateway.ledger.status import OUTBOX_STATES, Direction, Route, Status
-from gateway.ledger.tables import history, messages
+from gateway.ledger.tables import history, message_bodies, messages
 from gateway.private_files import create_private_file, make_private_dir, tighten
 from gateway.wakeups import HANDOVER, OUTBOX, RECEIPTS
 
@@ -70,6 +70,7 @@ _HANDED: WeakKeyDictionary[Connection, list[tuple[Handoff, Claimed]]] = WeakKeyD
 # computes a new statement's cache key on every execution, which for an UPDATE
 # with IN lists costs more CPU than SQLite's work (issue 14, docs/performance.md).
 _HISTORY = insert(history)
+_BODIES = insert(message_bodies)
 
 ONE_MORE_ATTEMPT = messages.c.attempts + 1
 """``attempts=ONE_MORE_ATTEMPT`` in a move counts one more send."""
@@ -327,8 +328,9 @@ class LedgerCore:
     ) -> list[int]:
         """Insert messages with their initial status history; returns primary keys (in order).
 
-        One multi-row INSERT ... RETURNING for the messages and one for their
-        history, however many messages: a batch costs two statements, not 2n.
+        One multi-row INSERT ... RETURNING for the messages, one for their
+        bodies and one for their history, however many messages: a batch costs
+        three statements, not 3n.
 
         ``claimed_until``: outbound messages this process publishes itself once
         the transaction commits (``services.delivery.publish_claimed``) are
@@ -374,7 +376,6 @@ class LedgerCore:
                     "status": last_status.value,
                     "reason": last_reason,
                     "digest": item.digest,
-                    "body": item.body,
                     "attempts": 0,
                     "created_at": now,
                     "updated_at": now,
@@ -397,6 +398,13 @@ class LedgerCore:
             pks = _insert_messages(conn, rows)
             if len(pks) != len(items):
                 raise LedgerError(f"recorded {len(items)} messages but got {len(pks)} primary keys")
+            bodies = [
+                {"message_pk": pk, "body": item.body}
+                for pk, item in zip(pks, items, strict=True)
+                if item.body is not None
+            ]
+            if bodies:
+                conn.execute(_BODIES, bodies)
             conn.execute(
                 _HISTORY,
                 [

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, bindparam, select, union_all, update
 from sqlalchemy.sql.selectable import CompoundSelect
 
+from gateway.ledger.bodies import BODY
 from gateway.ledger.core import LedgerCore, as_utc
 from gateway.ledger.records import (
     InboundSeen,
@@ -120,7 +121,7 @@ _INBOX_COLUMNS = (
     messages.c.correlation_id,
     messages.c.status,
     messages.c.created_at,
-    messages.c.body,
+    BODY,
     messages.c.restricted,
 )
 
@@ -363,7 +364,7 @@ class InboundQueries(LedgerCore):
     def body_of(self, authority: str, direction: Direction, message_id: str) -> bytes | None:
         with self.transaction() as conn:
             row = conn.execute(
-                select(messages.c.body).where(
+                select(BODY).where(
                     messages.c.authority == authority,
                     messages.c.direction == direction.value,
                     messages.c.message_id == message_id,

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Update, and_, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import LedgerError
+from gateway.ledger.bodies import BODY
 from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore, handed_in
 from gateway.ledger.records import (
     MessageRecord,
@@ -65,7 +66,8 @@ def _claim_statement(of_senders: bool) -> Update:
             messages.c.sender,
             messages.c.recipient,
             messages.c.message_type,
-            messages.c.body,
+            # The body's row is read, not written: a claim rewrites only the message's.
+            BODY,
             messages.c.attempts,
             messages.c.route,
             messages.c.route_to,

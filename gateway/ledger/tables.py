@@ -25,8 +25,8 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # One row per message per hosted authority and direction. For outbound rows
-# `authority` is the sender, for inbound rows the recipient. `body` holds the
-# exact signed bytes: re-sends use the same bytes, so the same digest.
+# `authority` is the sender, for inbound rows the recipient. Its signed bytes
+# are in `message_bodies` (below).
 messages = Table(
     "messages",
     metadata,
@@ -45,7 +45,6 @@ messages = Table(
     Column("status", String(16), nullable=False),
     Column("reason", Text),
     Column("digest", String(64)),
-    Column("body", LargeBinary),
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -79,6 +78,18 @@ Index(
 )
 Index("ix_messages_child", messages.c.direction, messages.c.authority, messages.c.child_key)
 Index("ix_messages_case", messages.c.direction, messages.c.authority, messages.c.case_ref)
+
+# The exact signed bytes of a message, written once with it and never changed:
+# re-sends use the same bytes, so the same digest. Apart from its row because
+# SQLite rewrites a row whole when its size changes, as every status change does,
+# and a 5 KB body in the row made each change rewrite its two overflow pages too
+# (issue 14). No row here: recorded without a body, or the body erased.
+message_bodies = Table(
+    "message_bodies",
+    metadata,
+    Column("message_pk", Integer, ForeignKey("messages.id"), primary_key=True, autoincrement=False),
+    Column("body", LargeBinary, nullable=False),
+)
 
 history = Table(
     "status_history",

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, func, select
 from gateway.connectors import registry
 from gateway.errors import CafgwError
 from gateway.feature import Kit
+from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import history, messages
@@ -72,14 +73,14 @@ def _held(m: Any) -> Held:
         status=Status(m["status"]),
         digest=m["digest"] or "",
         content_digest=m["content_digest"],
-        has_body=m["body"] is not None,
+        has_body=bool(m["has_body"]),
     )
 
 
 def sent_by(conn: Connection, authority: str, sender: str, ref: MessageRef) -> list[Held]:
     """Every copy ``authority`` recorded of ``ref``'s id from ``sender`` (any digest)."""
     rows = conn.execute(
-        select(messages)
+        select(messages, HAS_BODY.label("has_body"))
         .where(
             messages.c.authority == authority,
             messages.c.direction == Direction.INBOUND.value,

@@ -25,6 +25,7 @@ from gateway.envelope.codec import header_from_element
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.feature import Kit
 from gateway.ledger import audit, locks
+from gateway.ledger.bodies import BODY
 from gateway.ledger.core import as_utc
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
@@ -71,7 +72,7 @@ class Sent:
 
 def _original(conn: Connection, authority: str, message_id: str) -> Any:
     row = conn.execute(
-        select(messages)
+        select(messages, BODY)
         .where(
             messages.c.authority == authority,
             messages.c.direction == Direction.OUTBOUND.value,

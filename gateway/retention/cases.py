@@ -17,6 +17,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from gateway.envelope import xmlsafe
 from gateway.errors import CafgwError
+from gateway.ledger.bodies import BODY, HAS_BODY
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
 from gateway.model import NAMESPACE, CaseStatus, MessageType
@@ -70,7 +71,7 @@ def thread_states(
                     messages.c.authority == authority,
                     messages.c.correlation_id.in_(chunk),
                     messages.c.message_type == MessageType.ASSESSMENT.value,
-                    messages.c.body.is_not(None),
+                    HAS_BODY,
                 )
                 .group_by(messages.c.correlation_id)
             ).all()
@@ -102,9 +103,7 @@ def thread_states(
 def _remember(
     conn: Connection, authority: str, thread: str, pk: int, update_row: bool, limits: Limits
 ) -> tuple[str, datetime | None]:
-    row = conn.execute(
-        select(messages.c.body, messages.c.created_at).where(messages.c.id == pk)
-    ).first()
+    row = conn.execute(select(BODY, messages.c.created_at).where(messages.c.id == pk)).first()
     assert row is not None
     status = _status_of(bytes(row[0]) if row[0] is not None else None, limits)
     state = status or UNKNOWN_STATE

@@ -2,15 +2,16 @@
 
 For each message: an inbound one still waiting for its local system is
 withdrawn from the inbox first (a drop file not yet taken is deleted); its
-body, case reference and child key are set to nothing (a rejected input's
-reasons too, they quote the wrong values); its status history gets an
-ERASED note; a tombstone records ids, digest, dates, parties, legal basis
-and the rule. Then every feature erases what it keeps about case threads
-none of whose messages is left and children no message refers to any more
-(``erasers``). One audit entry (counts only) and one run row record it all,
-in the same transaction. Status histories and the audit chain still verify:
-nothing chained is touched, and ``cafgw audit verify`` only asks for a
-DISCLOSURE entry where a body is still held.
+body is deleted (its row in ``message_bodies``), its case reference and
+child key are set to nothing (a rejected input's reasons too, they quote the
+wrong values); its status history gets an ERASED note; a tombstone records
+ids, digest, dates, parties, legal basis and the rule. Then every feature
+erases what it keeps about case threads none of whose messages is left and
+children no message refers to any more (``erasers``). One audit entry
+(counts only) and one run row record it all, in the same transaction. Status
+histories and the audit chain still verify: nothing chained is touched, and
+``cafgw audit verify`` only asks for a DISCLOSURE entry where a body is
+still held.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, func, insert, select, update
 
 from gateway.feature import Kit
-from gateway.ledger import audit
+from gateway.ledger import audit, bodies
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import history, messages
 from gateway.retention import erasers, local_copies
@@ -112,10 +113,9 @@ def _erase_rows(
             if key:
                 children.add(key)
         conn.execute(
-            update(messages)
-            .where(messages.c.id.in_(chunk))
-            .values(body=None, case_ref=None, child_key=None)
+            update(messages).where(messages.c.id.in_(chunk)).values(case_ref=None, child_key=None)
         )
+        bodies.erase(conn, chunk)
         scrub = [pk for pk in chunk if by_pk[pk].scrub_reasons]
         if scrub:
             conn.execute(update(messages).where(messages.c.id.in_(scrub)).values(reason=SCRUBBED))

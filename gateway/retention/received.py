@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, Connection, select
 
 from gateway.errors import PolicyRefusal
 from gateway.feature import ApplyContext, Effect, Received
+from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
 from gateway.lifecycle import held, receiver
@@ -142,7 +143,7 @@ def _forwards(
             messages.c.direction == Direction.OUTBOUND.value,
             messages.c.content_digest.in_(contents),
             messages.c.recipient.not_in([authority, sender]),
-            messages.c.body.is_not(None),
+            HAS_BODY,
         )
         .order_by(messages.c.id)
     ).all()  # fmt: skip

@@ -25,10 +25,11 @@ from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.errors import CafgwError, NotFoundError
 from gateway.ledger import audit
+from gateway.ledger.bodies import BODY, WITH_BODY
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import audit as audit_table
-from gateway.ledger.tables import audit_subjects, history, messages
+from gateway.ledger.tables import audit_subjects, history, message_bodies, messages
 from gateway.lifecycle.outcomes import outcomes_of
 from gateway.model import AccessNotice, Child, LegalBasis, Notification
 from gateway.policy.consent import LOCAL, RegisterEntry
@@ -212,7 +213,7 @@ def build(gw: Gateway, authority: str, ref: str) -> SubjectAccessReport:
         rows = [
             r._mapping
             for r in conn.execute(
-                select(messages)
+                select(messages, BODY)
                 .where(messages.c.authority == authority, messages.c.child_key == key)
                 .order_by(messages.c.id)
             ).all()
@@ -414,12 +415,13 @@ def _notified_reads(
     if not sent:
         return []
     rows = conn.execute(
-        select(messages.c.sender, messages.c.body).where(
+        select(messages.c.sender, message_bodies.c.body)
+        .select_from(WITH_BODY)
+        .where(
             messages.c.authority == authority,
             messages.c.direction == Direction.INBOUND.value,
             messages.c.message_type == "AccessNotice",
             messages.c.sender.in_(sorted(set(sent.values()))),
-            messages.c.body.is_not(None),
         )
     ).all()
     found = []

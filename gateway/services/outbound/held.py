@@ -20,7 +20,8 @@ from sqlalchemy import Connection, select
 from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
-from gateway.ledger import audit
+from gateway.ledger import audit, bodies
+from gateway.ledger.bodies import BODY
 from gateway.ledger.status import Status
 from gateway.ledger.tables import messages
 from gateway.model import Envelope, LegalBasis
@@ -35,7 +36,7 @@ def release(
     released: list[str] = []
     for item in releases:
         copy = item.held
-        body = conn.execute(select(messages.c.body).where(messages.c.id == copy.pk)).scalar()
+        body = conn.execute(select(BODY).where(messages.c.id == copy.pk)).scalar()
         if body is None:
             continue
         kept = element_to_envelope(
@@ -59,7 +60,6 @@ def release(
             Status.SIGNED,
             f"released: consent now covers {copy.recipient} for {copy.purpose.value}",
             conn,
-            body=signed.body,
             digest=signed.digest,
             content_digest=signed.content_digest,
             route_to=copy.recipient,
@@ -67,6 +67,7 @@ def release(
         )
         if not moved:
             continue
+        bodies.replace(conn, copy.pk, signed.body)
         audit.append(
             gw.ledger,
             [

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, select
 from gateway.cases import store as cases
 from gateway.crossborder import consent_store
 from gateway.crossborder.issues_store import issues_log
+from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import DISCLOSING, HAS_LEFT, OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
 from gateway.model import LegalBasis, Purpose
@@ -51,7 +52,7 @@ _OUTBOUND_COLUMNS = (
     messages.c.case_ref,
     messages.c.child_key,
     messages.c.status,
-    messages.c.body.is_not(None),
+    HAS_BODY,
 )
 _CHILD_OUTBOUND = (
     select(*_OUTBOUND_COLUMNS)
