@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from support.ledger_schema import (
     adopted_with_its_rows,
+    bodies_moved_and_back,
     differences,
     migrations_with,
 )
@@ -83,6 +84,12 @@ def test_a_postgresql_ledger_created_before_migrations_is_adopted_with_its_rows(
     pg_url: str,
 ) -> None:
     adopted_with_its_rows(pg_url, with_issue_14_indexes=False).engine.dispose()
+
+
+def test_the_bodies_revision_moves_each_body_to_its_own_table_and_back_on_postgresql(
+    pg_url: str,
+) -> None:
+    bodies_moved_and_back(pg_url)
 
 
 def test_a_new_revision_is_applied_once_when_four_processes_start_together(

@@ -57,6 +57,7 @@ from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.envelope.keys import ensure_identity
+from gateway.ledger.bodies import BODY
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.store import Ledger
@@ -395,7 +396,7 @@ def receipt_outcomes(ledger: Ledger) -> Counter[tuple[str, str]]:
     """(message id, outcome) over every signed receipt the receiving side recorded."""
     with ledger.transaction() as conn:
         bodies = conn.execute(
-            select(messages.c.body).where(
+            select(BODY).where(
                 messages.c.direction == Direction.OUTBOUND.value,
                 messages.c.message_type == "Receipt",
             )

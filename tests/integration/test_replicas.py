@@ -31,6 +31,7 @@ from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.feature import Feature, Job, Kit
 from gateway.ledger import audit, locks
+from gateway.ledger.bodies import BODY
 from gateway.ledger.jobs import JobLeases
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
@@ -223,7 +224,7 @@ def receipt_items(ledger: Ledger) -> Counter[str]:
     """How many signed receipts recorded in the outbox cover each message id."""
     with ledger.transaction() as conn:
         bodies = conn.execute(
-            select(messages.c.body).where(
+            select(BODY).where(
                 messages.c.direction == Direction.OUTBOUND.value,
                 messages.c.message_type == MessageType.RECEIPT.value,
             )

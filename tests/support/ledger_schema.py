@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
+from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, inspect, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, MetaData, inspect, text
 
 from gateway.features import schema
 from gateway.ledger import migrate
@@ -207,3 +209,69 @@ def adopted_with_its_rows(url: str, *, with_issue_14_indexes: bool) -> Ledger:
         ledger.engine.dispose()
         raise
     return ledger
+
+
+def downgrade(conn: Connection, to: str) -> None:
+    """Alembic's ``downgrade`` to ``to`` on ``conn`` (the gateway itself never downgrades)."""
+    script = ScriptDirectory.from_config(migrate.alembic_config(MIGRATIONS))
+    config = migrate.alembic_config(MIGRATIONS)
+    config.attributes["connection"] = conn
+
+    def steps(revision: Any, _context: MigrationContext) -> Any:
+        return script._downgrade_revs(to, revision)
+
+    with EnvironmentContext(config, script, fn=steps, destination_rev=to):
+        script.run_env()
+
+
+# Messages as revision 0002 kept them, the signed body in the row: two with one
+# (5 KB, as a signed document is), one without (recorded without one, or erased).
+_BODIES = {1: b"<signed n='1'>" + b"x" * 5000 + b"</signed>", 2: None, 3: b"<signed n='3'/>"}
+
+
+def bodies_moved_and_back(url: str) -> None:
+    """A ledger at revision 0002 with bodies in ``messages`` upgraded: each body is in
+    ``message_bodies`` under its message's key, a message without one has no row there,
+    ``messages`` has no body any more and the code reads the bodies; downgraded again,
+    each body is back in its row and the table is gone."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            migrate.upgrade(conn, to="0002")
+        columns, rows = _ROWS["messages"]
+        names = [c.strip() for c in columns.split(",")] + ["body"]
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO messages ({', '.join(names)}) "
+                    f"VALUES ({', '.join(':' + n for n in names)})"
+                ),
+                [{**row, "body": _BODIES[n]} for n, row in enumerate(rows, start=1)],
+            )
+
+        with engine.begin() as conn:
+            assert migrate.upgrade(conn).after == migrate.head()
+        assert differences(engine) == []
+        with engine.connect() as conn:
+            moved = conn.execute(
+                text("SELECT message_pk, body FROM message_bodies ORDER BY message_pk")
+            ).all()
+        assert [(pk, bytes(body)) for pk, body in moved] == [
+            (pk, body) for pk, body in _BODIES.items() if body is not None
+        ]
+        assert "body" not in {c["name"] for c in inspect(engine).get_columns("messages")}
+        ledger = Ledger(engine)
+        for pk, body in _BODIES.items():
+            assert ledger.body_of("332", Direction.OUTBOUND if pk % 2 else Direction.INBOUND,
+                                  f"m-{pk}") == body  # fmt: skip
+
+        with engine.begin() as conn:
+            downgrade(conn, "0002")
+        assert not inspect(engine).has_table("message_bodies")
+        with engine.connect() as conn:
+            back = conn.execute(text("SELECT id, body FROM messages ORDER BY id")).all()
+        assert [(pk, None if body is None else bytes(body)) for pk, body in back] == list(
+            _BODIES.items()
+        )
+    finally:
+        engine.dispose()

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, text
 from support.ledger_schema import (
     adopted_with_its_rows,
+    bodies_moved_and_back,
     create_before_migrations,
     differences,
     migrations_with,
@@ -206,3 +207,9 @@ def test_a_start_on_a_ledger_at_the_newest_revision_reads_it_without_loading_ale
     )
 
     assert again.stdout.split() == [migrate.HEAD, migrate.HEAD, "[]"]
+
+
+def test_the_bodies_revision_moves_each_body_to_its_own_table_and_back_on_a_downgrade(
+    tmp_path: Path,
+) -> None:
+    bodies_moved_and_back(f"sqlite:///{tmp_path / 'ledger.db'}")

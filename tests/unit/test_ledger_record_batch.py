@@ -1,4 +1,4 @@
-"""``Ledger.record`` writes a batch in two statements on SQLite too, keys in order.
+"""``Ledger.record`` writes a batch in one statement per table on SQLite too, keys in order.
 
 SQLAlchemy keeps multi-row ``RETURNING`` in parameter order on SQLite only with
 a sentinel column, and without one wrote one ``INSERT`` per message (issue 14).
@@ -14,7 +14,7 @@ from sqlalchemy import event, select
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
-from gateway.ledger.tables import messages
+from gateway.ledger.tables import message_bodies, messages
 
 
 def _message(n: int) -> NewMessage:
@@ -33,7 +33,9 @@ def _message(n: int) -> NewMessage:
     )
 
 
-def test_a_batch_is_two_statements_and_each_key_is_its_own_messages(tmp_path: Path) -> None:
+def test_a_batch_is_one_statement_per_table_and_each_key_is_its_own_messages(
+    tmp_path: Path,
+) -> None:
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
     ledger.record([_message(-1)])  # the keys do not start at 1
     batch = [_message(n) for n in range(250)]
@@ -48,10 +50,14 @@ def test_a_batch_is_two_statements_and_each_key_is_its_own_messages(tmp_path: Pa
     finally:
         event.remove(ledger.engine, "before_cursor_execute", count)
     assert len([s for s in statements if s.startswith("INSERT INTO messages")]) == 1
+    assert len([s for s in statements if s.startswith("INSERT INTO message_bodies")]) == 1
     assert len([s for s in statements if s.startswith("INSERT INTO status_history")]) == 1
     with ledger.transaction() as conn:
         by_pk = dict(conn.execute(select(messages.c.id, messages.c.message_id)).all())
+        bodies = dict(conn.execute(select(message_bodies)).all())
     assert [by_pk[pk] for pk in pks] == [m.message_id for m in batch]
+    # Each message's body hangs from its own key.
+    assert [bodies[pk] for pk in pks] == [m.body for m in batch]
     # Each message's history hangs from its own key.
     found = ledger.find(message_id=batch[137].message_id)
     assert [(h.status, h.reason) for h in found[0].history] == [

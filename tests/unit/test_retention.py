@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from gateway.cli import app
 from gateway.context import Gateway
 from gateway.ledger import audit
+from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.retention import service
@@ -39,7 +40,7 @@ def _bodies(gw: Gateway, authority: str) -> int:
             conn.execute(
                 select(func.count()).where(
                     messages.c.authority == authority,
-                    messages.c.body.is_not(None),
+                    HAS_BODY,
                     messages.c.message_type != "Receipt",
                 )
             ).scalar_one()
