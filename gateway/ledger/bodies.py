@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, delete, exists, insert, select, update
+from sqlalchemy import Connection, delete, exists, insert, literal_column, select, update
 
 from gateway.ledger.tables import message_bodies, messages
 
+# The key of the enclosing statement's ``messages`` row, named with its table: in
+# ``UPDATE ... RETURNING`` SQLAlchemy writes SQLite's columns without their tables, so
+# a correlated ``messages.c.id`` came out as a bare ``id``, which a column of that name
+# in ``message_bodies`` would silently capture (every row its first body).
+_MESSAGE_KEY = literal_column("messages.id")
+
 BODY = (
     select(message_bodies.c.body)
-    .where(message_bodies.c.message_pk == messages.c.id)
+    .where(message_bodies.c.message_pk == _MESSAGE_KEY)
     .scalar_subquery()
     .label("body")
 )

@@ -7,11 +7,17 @@ with the body in the row, each change wrote the body's overflow pages again.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from pathlib import Path
 
 from sqlalchemy import select, text
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from support.ledger_schema import downgrade
 
+from gateway.ledger import bodies, migrate
+from gateway.ledger.core import make_engine
+from gateway.ledger.outbox import _CLAIM
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
@@ -91,3 +97,62 @@ def test_a_message_recorded_without_a_body_has_no_body_row_and_reads_as_none(
         assert ledger.body_of("332", Direction.OUTBOUND, message.message_id) is None
     finally:
         ledger.engine.dispose()
+
+
+def test_a_claim_returns_each_rows_own_body(ledger_url: str) -> None:
+    ledger = Ledger.open(ledger_url)
+    try:
+        sent = [_outbound(f"<signed n='{n}'>".encode() + b"x" * 5000) for n in range(20)]
+        sent.insert(7, _outbound(None))
+        pks = ledger.record(sent)
+        now = ledger.clock()
+        claimed = ledger.claim_outbox(100, None, now, now.replace(year=now.year + 1))
+        by_pk = {c.pk: c.body for c in claimed}
+        assert by_pk == {pk: m.body or b"" for pk, m in zip(pks, sent, strict=True)}
+    finally:
+        ledger.engine.dispose()
+
+
+def test_the_sqlite_claim_names_the_claimed_rows_key_with_its_table() -> None:
+    # SQLite's RETURNING is written without table names; a bare ``id`` in the body's
+    # lookup would be captured by any column of that name in message_bodies.
+    sql = str(_CLAIM[False].compile(dialect=sqlite_dialect.dialect()))
+    assert "message_pk = messages.id" in sql, sql
+
+
+MARK = b"KACPER-NOWAK-UPN-X332412014017"
+
+
+def test_the_sqlite_upgrade_script_leaves_no_copy_of_a_body_erased_afterwards(
+    tmp_path: Path,
+) -> None:
+    """``cafgw ledger upgrade --sql`` run in a ``sqlite3`` built with SQLite's default
+    ``secure_delete=OFF``: the old bodies' pages are zeroed all the same, so a body
+    erased after the upgrade leaves no copy in the file."""
+    path = tmp_path / "ledger.db"
+    url = f"sqlite:///{path}"
+    ledger = Ledger.open(url)
+    signed = b"<s>" + MARK + b"y" * 5000 + b"</s>"
+    others = [_outbound(b"<o>" + b"z" * 5000) for _ in range(20)]
+    pks = ledger.record([_outbound(signed), *others])
+    with ledger.engine.begin() as conn:
+        downgrade(conn, "0002")
+    with ledger.engine.connect() as conn:
+        conn.exec_driver_sql("VACUUM")
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    ledger.engine.dispose()
+
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA secure_delete=OFF")  # SQLite's compiled-in default
+    raw.executescript(migrate.upgrade_sql("sqlite:///x.db", "0002"))
+    raw.close()
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            assert bodies.erase(conn, [pks[0]]) == 1  # as retention's purge does
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        engine.dispose()
+    assert path.read_bytes().count(MARK) == 0

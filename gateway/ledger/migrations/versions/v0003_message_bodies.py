@@ -7,6 +7,12 @@ docs/performance.md). The bodies move to ``message_bodies``, one row per
 message that has one; a message without a body (never had one, or erased)
 has no row there.
 
+Disk: on SQLite the upgrade writes every body again (to the new table, and
+the log until the commit): about three times the file's size free while it
+runs, and the old pages stay in the file as free pages until a ``VACUUM``.
+On PostgreSQL the dropped column's values stay in the table's TOAST until
+its rows are next written or ``VACUUM FULL messages`` (docs/deployment.md).
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-05 22:00:00.000000
@@ -14,8 +20,14 @@ Create Date: 2026-12-05 22:00:00.000000
 
 from __future__ import annotations
 
+import sqlite3
+
 import sqlalchemy as sa
 from alembic import op
+
+# DROP COLUMN on a table with an INTEGER PRIMARY KEY could leave the dropped
+# column's values in another column before SQLite 3.35.5.
+SQLITE_DROP_COLUMN = (3, 35, 5)
 
 revision = "0003"
 down_revision = "0002"
@@ -24,6 +36,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if op.get_context().dialect.name == "sqlite":
+        if sqlite3.sqlite_version_info < SQLITE_DROP_COLUMN:
+            raise RuntimeError(
+                f"moving message bodies needs SQLite {'.'.join(map(str, SQLITE_DROP_COLUMN))} "
+                f"or later (ALTER TABLE ... DROP COLUMN); this one is {sqlite3.sqlite_version}"
+            )
+        # The old bodies' pages are zeroed as they are freed, whoever runs this (the
+        # gateway's connections do it anyway; ``sqlite3`` running ``--sql`` may not):
+        # a body erased after the upgrade must leave no copy behind in the file.
+        op.execute("PRAGMA secure_delete=ON")
     op.create_table(
         "message_bodies",
         sa.Column("message_pk", sa.Integer(), autoincrement=False, nullable=False),
