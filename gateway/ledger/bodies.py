@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, delete, exists, insert, literal_column, select, update
+from sqlalchemy import (
+    ColumnClause,
+    Connection,
+    Integer,
+    delete,
+    exists,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 
 from gateway.ledger.tables import message_bodies, messages
 
@@ -19,7 +29,7 @@ from gateway.ledger.tables import message_bodies, messages
 # ``UPDATE ... RETURNING`` SQLAlchemy writes SQLite's columns without their tables, so
 # a correlated ``messages.c.id`` came out as a bare ``id``, which a column of that name
 # in ``message_bodies`` would silently capture (every row its first body).
-_MESSAGE_KEY = literal_column("messages.id")
+_MESSAGE_KEY: ColumnClause[int] = literal_column("messages.id", Integer)
 
 BODY = (
     select(message_bodies.c.body)
