@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -106,14 +106,24 @@ class HeldConfirms(MemoryTransport):
             held.done = True
 
 
-def sent(tmp_path: Path, count: int) -> tuple[Gateway, HeldConfirms, list[str]]:
+def sent(
+    tmp_path: Path, count: int, transport: HeldConfirms | None = None
+) -> tuple[Gateway, HeldConfirms, list[str]]:
     """``count`` messages from the sender in the recipient's queue, not yet received."""
-    transport = HeldConfirms()
+    transport = HeldConfirms() if transport is None else transport
     gw = make_gateway(tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport)
     out = signed_inbound(gw, SENDER, RECIPIENT, count)
     gw.ledger.record(out)
     assert delivery.publish_outbox(gw).confirmed == count
     return gw, transport, [m.message_id for m in out]
+
+
+def when(condition: Callable[[], bool], within_s: float = 10.0) -> bool:
+    """Whether ``condition`` holds, looked at until it does or ``within_s`` passed."""
+    deadline = time.monotonic() + within_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
 
 
 def take(transport: MemoryTransport, queue: str, count: int) -> list[Delivery]:
@@ -202,16 +212,8 @@ def test_a_receipt_the_broker_never_confirms_goes_back_to_the_outbox_for_the_sen
 def test_a_stopping_worker_settles_the_receipts_its_consumer_has_in_flight(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gw, transport, _ids = sent(tmp_path, 1)
-    # The recipient's inbox only: the receipt's arrival back at the sender would be a
-    # next batch, which settles it too (test_the_next_batch_settles_...).
-    monkeypatch.setattr(Gateway, "consumed_queues", lambda _gw: [RECIPIENT_INBOX])
-    worker = Worker(gw, transport, fallback_s=3600.0)
-    worker.start()
+    gw, worker = worker_with_receipt(tmp_path, monkeypatch, HeldConfirms())
     try:
-        deadline = time.monotonic() + 10
-        while not receipts_of(gw) and time.monotonic() < deadline:
-            time.sleep(0.01)
         (receipt,) = receipts_of(gw)
         assert receipt.status is Status.SIGNED  # sent, its confirm not yet in
     finally:
@@ -352,20 +354,14 @@ def worker_with_receipt(
 ) -> tuple[Gateway, Worker]:
     """A started worker consuming the recipient's inbox, once it recorded the receipt
     of the message that waited there."""
-    transport_gw = make_gateway(
-        tmp_path, hosted=(SENDER, RECIPIENT), clock=Clock(), transport=transport
-    )
-    out = signed_inbound(transport_gw, SENDER, RECIPIENT, 1)
-    transport_gw.ledger.record(out)
-    assert delivery.publish_outbox(transport_gw).confirmed == 1
-    # The recipient's inbox only: the receipt back at the sender would be a next batch.
+    gw, _transport, _ids = sent(tmp_path, 1, transport)
+    # The recipient's inbox only: the receipt's arrival back at the sender would be a
+    # next batch, which settles it too (test_the_next_batch_settles_...).
     monkeypatch.setattr(Gateway, "consumed_queues", lambda _gw: [RECIPIENT_INBOX])
-    worker = Worker(transport_gw, transport, fallback_s=3600.0)
+    worker = Worker(gw, transport, fallback_s=3600.0)
     worker.start()
-    deadline = time.monotonic() + 10
-    while not receipts_of(transport_gw) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return transport_gw, worker
+    assert when(lambda: bool(receipts_of(gw)))
+    return gw, worker
 
 
 def test_an_idle_worker_settles_a_receipt_once_its_confirm_is_in(
@@ -375,10 +371,7 @@ def test_an_idle_worker_settles_a_receipt_once_its_confirm_is_in(
     gw, worker = worker_with_receipt(tmp_path, monkeypatch, transport)
     try:
         transport.confirm()
-        deadline = time.monotonic() + 5
-        while receipts_of(gw)[0].status is not Status.SENT and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert receipts_of(gw)[0].status is Status.SENT  # no next batch, no stop
+        assert when(lambda: receipts_of(gw)[0].status is Status.SENT)  # no next batch, no stop
     finally:
         worker.close()
 
@@ -390,11 +383,8 @@ def test_a_worker_whose_consumer_cannot_reconnect_still_settles_its_receipts(
     gw, worker = worker_with_receipt(tmp_path, monkeypatch, transport)
     try:
         transport.confirm()
-        deadline = time.monotonic() + 5
-        while receipts_of(gw)[0].status is not Status.SENT and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert when(lambda: receipts_of(gw)[0].status is Status.SENT)
         assert transport.lost
-        assert receipts_of(gw)[0].status is Status.SENT
     finally:
         worker.close()
 
