@@ -7,13 +7,21 @@ at the peak for a 10,000-record export (docs/performance.md, issue 14).
 ``SerializedReport`` instead turns each accepted batch's outcomes into their
 JSON at once and keeps only that and the counts; ``body()`` is byte for byte
 what FastAPI would have written for ``SubmitOut.of(report)``. ``response()``
-sends those same bytes batch by batch rather than joined into one more copy
-of the whole answer (5 MB at 10,000 records), with the same status and
-headers (``Content-Length`` included: no chunked encoding).
+sends those same bytes piece by piece rather than joined into one more copy
+of the whole answer, with the same status and headers (``Content-Length``
+included: no chunked encoding).
+
+The records' JSON (about 0.5 KB a record: 5 MB at 10,000) is kept in memory
+only up to ``ANSWER_MEMORY_BYTES``, then in a temporary file (unlinked and
+owner-only, as an upload's spool: ``services.uploads``), so that the peak of a
+process accepting an export no longer grows with the export's size (issue 14,
+docs/performance.md). The file goes with the report.
 """
 
 from __future__ import annotations
 
+import io
+import tempfile
 from collections.abc import Iterator
 
 from pydantic import TypeAdapter
@@ -26,6 +34,11 @@ from gateway.services.outbound import RecordOutcome, SubmitReport
 _RECORD = TypeAdapter(RecordOut)
 _ANSWER = TypeAdapter(SubmitOut | RecordOut)  # the route's response model
 _NO_RECORDS = b'"records":[]}'
+_TAIL = b"]}"
+
+ANSWER_MEMORY_BYTES = 1024 * 1024
+"""The records' JSON kept in memory; the rest goes to a temporary file."""
+READ_BYTES = 64 * 1024
 
 
 class SerializedReport(SubmitReport):
@@ -35,7 +48,10 @@ class SerializedReport(SubmitReport):
         super().__init__(source)
         # Each accepted batch's records as JSON, every batch after the first with its
         # leading comma: the answer's records array is their concatenation.
-        self._batches: list[bytes] = []
+        self._records = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed with the report)
+            max_size=ANSWER_MEMORY_BYTES
+        )
+        self._size = 0  # bytes in ``_records``
         self._counts = {Status.SIGNED: 0, Status.HELD_LOCAL: 0, Status.REJECTED: 0}
 
     def add(self, outcomes: list[RecordOutcome]) -> None:
@@ -45,7 +61,10 @@ class SerializedReport(SubmitReport):
         if not outcomes:
             return
         batch = b",".join(_RECORD.dump_json(RecordOut.of(o), by_alias=True) for o in outcomes)
-        self._batches.append(b"," + batch if self._batches else batch)
+        piece = b"," + batch if self._size else batch
+        self._records.seek(0, io.SEEK_END)
+        self._records.write(piece)
+        self._size += len(piece)
 
     def count(self, status: Status) -> int:
         return self._counts.get(status, 0)
@@ -55,19 +74,22 @@ class SerializedReport(SubmitReport):
         return b"".join(self.chunks())
 
     def chunks(self) -> Iterator[bytes]:
-        """``body()`` in pieces: the head, each batch's records, the tail."""
+        """``body()`` in pieces: the head, the records as kept, the tail."""
         yield self._head()
-        yield from self._batches
-        yield b"]}"
+        self._records.seek(0)
+        while piece := self._records.read(READ_BYTES):
+            yield piece
+        yield _TAIL
 
     def response(self) -> StreamingResponse:
-        """The 202 answer, ``body()``'s bytes sent as they are kept, never joined."""
-        chunks = list(self.chunks())  # the pieces themselves, not copied
+        """The 202 answer, ``body()``'s bytes read from where they are kept as they are
+        sent, never joined."""
+        length = len(self._head()) + self._size + len(_TAIL)
         return StreamingResponse(
-            iter(chunks),
+            self.chunks(),
             status_code=202,
             media_type="application/json",
-            headers={"Content-Length": str(sum(map(len, chunks)))},
+            headers={"Content-Length": str(length)},
         )
 
     def _head(self) -> bytes:
