@@ -14,6 +14,7 @@ from policy_support import DUDLEY, memory_gateway
 from pydantic import TypeAdapter
 from sqlalchemy import func, select
 
+from gateway.api import submit_answer
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.api.schemas import RecordOut, SubmitOut
@@ -162,3 +163,29 @@ def test_the_api_sends_the_answer_as_kept_with_its_length_and_no_chunked_encodin
     assert answer.headers["content-type"] == "application/json"
     assert answer.headers["content-length"] == str(len(answer.content))
     assert "transfer-encoding" not in answer.headers
+
+
+def test_an_answer_larger_than_its_memory_is_kept_on_disk_and_sent_as_the_model_wrote_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 10,000-record answer is 5 MB: beyond ANSWER_MEMORY_BYTES it goes to an
+    # unlinked temporary file, so a process's peak no longer grows with the export.
+    monkeypatch.setattr(submit_answer, "ANSWER_MEMORY_BYTES", 4096)
+    sent: list[_Kept] = []
+
+    class _Spy(_Kept):
+        def __init__(self, source: str) -> None:
+            super().__init__(source)
+            sent.append(self)
+
+    monkeypatch.setattr("gateway.api.routes.messages.SerializedReport", _Spy)
+    answer = _submit_register(tmp_path, 450)
+
+    assert answer.status_code == 202, answer.text
+    (report,) = sent
+    assert report._records._rolled  # type: ignore[attr-defined]  # on disk, not in memory
+    assert len(answer.content) > 10 * 4096
+    assert answer.content == AS_THE_ROUTE_WROTE_IT.dump_json(
+        SubmitOut.of(report.kept), by_alias=True
+    )
+    assert answer.headers["content-length"] == str(len(answer.content))
