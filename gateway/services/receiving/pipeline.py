@@ -359,10 +359,10 @@ class _Receipt:
             return
         if started is None:
             return
-        waiting = ReceiptsInFlight() if in_flight is None else in_flight
-        waiting.add(started)
         if in_flight is None:
-            waiting.finish()
+            _settle(started)
+        else:
+            in_flight.add(started)
 
 
 class ReceiptsInFlight:
