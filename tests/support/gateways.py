@@ -18,16 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import select
 
 from gateway.context import Gateway, build
 from gateway.envelope.keys import ensure_identity
 from gateway.feature import Feature
 from gateway.ledger.store import utc_now
+from gateway.ledger.tables import messages
 from gateway.policy import existence
 from gateway.services import receiving
 from gateway.settings import Settings, load_settings
 from gateway.transport.base import Delivery, Disposition
 from gateway.transport.memory import MemoryTransport
+from gateway.wakeups import Wakeups
 from gateway.worker import Worker
 from support.clock import Clock
 
@@ -131,3 +134,16 @@ def deliver_queue(
     if transport.depth(queue):
         transport.consume([queue], handle, stop)
     return handled
+
+
+def claimed_until(gw: Gateway, pk: int) -> object:
+    """Until when message ``pk`` is claimed by a publisher (None: not claimed)."""
+    with gw.ledger.transaction() as conn:
+        return conn.scalar(select(messages.c.claimed_until).where(messages.c.id == pk))
+
+
+def watching(gw: Gateway) -> Wakeups:
+    """Wake-ups that hear ``gw``'s ledger's commits, as a running worker's do."""
+    wakeups = Wakeups()
+    wakeups.watch(gw.ledger.engine)
+    return wakeups

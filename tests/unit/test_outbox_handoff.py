@@ -15,6 +15,7 @@ from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
 from policy_support import memory_gateway, submit
 from sqlalchemy import select
+from support.gateways import claimed_until
 from test_policy_consent import _before_withdrawal, _bytes, _episodes
 
 from gateway import worker as worker_module
@@ -64,11 +65,6 @@ def claim_left(gw: Gateway) -> list[int]:
 def status_of(gw: Gateway, pk: int) -> Status:
     with gw.ledger.transaction() as conn:
         return Status(conn.scalar(select(messages.c.status).where(messages.c.id == pk)))
-
-
-def claimed_until(gw: Gateway, pk: int) -> object:
-    with gw.ledger.transaction() as conn:
-        return conn.scalar(select(messages.c.claimed_until).where(messages.c.id == pk))
 
 
 def test_a_message_recorded_while_a_sender_loop_runs_is_handed_to_it_claimed_once_durable(

@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
-from sqlalchemy import select
+from support.gateways import claimed_until, watching
 
 from gateway.context import Gateway
 from gateway.errors import BrokerUnavailableError, LedgerUnavailableError, OutageError
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
-from gateway.ledger.tables import messages
 from gateway.services import delivery
 from gateway.services.receiving import ReceiptsInFlight, handle_batch
 from gateway.settings import BrokerSettings
@@ -41,7 +40,7 @@ from gateway.transport.base import (
 from gateway.transport.memory import MemoryTransport
 from gateway.transport.rabbit import RabbitTransport
 from gateway.transport.reconnect import ReconnectPolicy
-from gateway.wakeups import OUTBOX, Wakeups
+from gateway.wakeups import OUTBOX
 from gateway.worker import Worker
 
 pytestmark = pytest.mark.timeout(60)
@@ -72,12 +71,12 @@ class Held:
 
 
 class HeldConfirms(MemoryTransport):
-    """The in-memory broker: routes at once, confirms when told; or never confirms."""
+    """The in-memory broker: routes at once, confirms when told (``confirm``), or lets
+    the confirm timeout pass (``time_out``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.held: list[Held] = []
-        self.never_confirms = False
 
     def time_out(self) -> None:
         for held in self.held:
@@ -90,11 +89,7 @@ class HeldConfirms(MemoryTransport):
         *,
         open_only: bool = False,
     ) -> Held:
-        results = self.publish(messages, timeout_s, open_only=open_only)
-        if self.never_confirms:
-            reason = f"no confirm within {timeout_s} s"
-            results = [PublishResult(r.message_id, PublishOutcome.FAILED, reason) for r in results]
-        held = self.pending(results)
+        held = self.pending(self.publish(messages, timeout_s, open_only=open_only))
         self.held.append(held)
         return held
 
@@ -145,11 +140,6 @@ def receipts_of(gw: Gateway) -> list[MessageRecord]:
     return gw.ledger.find(authority=RECIPIENT, direction=Direction.OUTBOUND)
 
 
-def claimed_until(gw: Gateway, pk: int) -> object:
-    with gw.ledger.transaction() as conn:
-        return conn.scalar(select(messages.c.claimed_until).where(messages.c.id == pk))
-
-
 def test_a_batch_is_acknowledged_before_its_receipt_is_confirmed_and_the_receipt_marked_sent_after(
     tmp_path: Path,
 ) -> None:
@@ -191,21 +181,19 @@ def test_a_receipt_the_broker_never_confirms_goes_back_to_the_outbox_for_the_sen
     tmp_path: Path,
 ) -> None:
     gw, transport, _ids = sent(tmp_path, 1)
-    wakeups = Wakeups()
-    wakeups.watch(gw.ledger.engine)
+    wakeups = watching(gw)
     outbox_woken = wakeups.generation(OUTBOX)
-    transport.never_confirms = True
     in_flight = ReceiptsInFlight()
 
     (disposition,) = handle_batch(gw, take(transport, RECIPIENT_INBOX, 1), in_flight)
     assert disposition.verdict is Verdict.ACK  # recorded: acknowledged all the same
+    transport.time_out()  # a quorum queue without a majority confirms nothing
     in_flight.finish()
 
     (receipt,) = receipts_of(gw)
     assert receipt.status is Status.SIGNED
     assert claimed_until(gw, receipt.pk) is None  # given back at once, not after the lease
     assert wakeups.generation(OUTBOX) > outbox_woken
-    transport.never_confirms = False
     assert delivery.publish_outbox(gw).confirmed == 1  # the sender loop sends it
 
 
@@ -244,8 +232,7 @@ def test_a_receipt_whose_confirm_timed_out_is_given_back_by_the_idle_consumer(
     tmp_path: Path,
 ) -> None:
     gw, transport, _ids = sent(tmp_path, 1)
-    wakeups = Wakeups()
-    wakeups.watch(gw.ledger.engine)
+    wakeups = watching(gw)
     outbox_woken = wakeups.generation(OUTBOX)
     in_flight = ReceiptsInFlight()
     handle_batch(gw, take(transport, RECIPIENT_INBOX, 1), in_flight)

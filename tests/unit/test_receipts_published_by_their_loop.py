@@ -19,13 +19,12 @@ from pathlib import Path
 import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
-from sqlalchemy import event, select
-from support.gateways import deliver_queue
+from sqlalchemy import event
+from support.gateways import claimed_until, deliver_queue, watching
 
 from gateway.context import Gateway
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
-from gateway.ledger.tables import messages
 from gateway.services import delivery, receipts
 from gateway.services.receiving import pipeline
 from gateway.transport.base import OutgoingMessage, PublishOutcome, PublishResult
@@ -86,17 +85,6 @@ def the_receipt(gw: Gateway) -> MessageRecord:
     (found,) = gw.ledger.find(authority=RECIPIENT, direction=Direction.OUTBOUND)
     assert found.message_type == "Receipt"
     return found
-
-
-def claimed_until(gw: Gateway, pk: int) -> object:
-    with gw.ledger.transaction() as conn:
-        return conn.scalar(select(messages.c.claimed_until).where(messages.c.id == pk))
-
-
-def watching(gw: Gateway) -> Wakeups:
-    wakeups = Wakeups()
-    wakeups.watch(gw.ledger.engine)
-    return wakeups
 
 
 def test_a_receipt_is_published_by_the_loop_that_signs_it_and_left_out_of_the_sender_loop(

@@ -18,7 +18,7 @@ import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
 from sqlalchemy import select, update
-from support.gateways import deliver_queue, memory_gateway
+from support.gateways import claimed_until, deliver_queue, memory_gateway
 
 from gateway.context import Gateway
 from gateway.envelope import xmlsafe
@@ -99,11 +99,6 @@ def receipts_of(gw: Gateway) -> list[MessageRecord]:
 def owed(gw: Gateway) -> int:
     with gw.ledger.transaction() as conn:
         return len(conn.execute(select(messages.c.id).where(messages.c.receipt_due)).all())
-
-
-def claimed_until(gw: Gateway, pk: int) -> object:
-    with gw.ledger.transaction() as conn:
-        return conn.scalar(select(messages.c.claimed_until).where(messages.c.id == pk))
 
 
 def delivered(gw: Gateway, message_ids: list[str]) -> bool:
