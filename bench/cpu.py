@@ -3,8 +3,10 @@
 Both gateways run with ``cpu_budget`` on (``gateway.cpu_budget``): the sender
 in this process (read directly), the receiver as a ``cafgw run`` process
 (read from its ``/metrics``; its whole-process CPU from ``/proc``, so the
-scrape itself is not counted). RabbitMQ's CPU is read from its ``beam.smp``
-process: it is the whole node, shared with whatever else uses the broker.
+scrape itself is not counted, with its check processes' CPU: their stages
+reach its ``/metrics`` with their results, ``check_pool``). RabbitMQ's CPU
+is read from its ``beam.smp`` process: it is the whole node, shared with
+whatever else uses the broker.
 A budget is the difference between a snapshot before and after a run,
 divided by the messages the run delivered.
 """
@@ -28,14 +30,41 @@ _METRIC = re.compile(r'^cafgw_stage_cpu_seconds_total\{stage="([a-z]+)"\} ([0-9.
 
 
 def proc_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of process ``pid`` (all its threads), or None."""
+    """User + system CPU seconds of process ``pid`` (all its threads) and of every
+    process it started that still runs (a gateway's check processes:
+    ``check_processes``), or None."""
     if pid is None:
         return None
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    own = (int(fields[11]) + int(fields[12])) / _TICKS
+    return own + sum(proc_cpu_s(child) or 0.0 for child in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid``'s threads started, still running."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``."""
+    out = []
+    for child in children(pid):
+        out.append(child)
+        out.extend(descendants(child))
+    return out
 
 
 def broker_pid() -> int | None:

@@ -252,7 +252,7 @@ class Rig:
         self.reader.engine.dispose()
 
 
-def open_rig(workdir: Path, url: str) -> Rig:
+def open_rig(workdir: Path, url: str, check_processes: int = 1) -> Rig:
     from gateway.envelope.keys import ensure_identity  # noqa: PLC0415
     from gateway.settings import load_settings  # noqa: PLC0415
 
@@ -265,6 +265,10 @@ def open_rig(workdir: Path, url: str) -> Rig:
     keys = workdir / "keys"
     folders = {}
     for name, code in (("receiver", RECIPIENT), ("sender", SENDER)):
+        options: dict[str, Any] = {"cpu_budget": True}
+        if name == "receiver" and check_processes:
+            # The sender's received batches are receipts, one per batch: too few to share.
+            options["check_processes"] = check_processes
         folders[name] = write_config(
             workdir / name,
             hosted=(code,),
@@ -272,7 +276,7 @@ def open_rig(workdir: Path, url: str) -> Rig:
             ledger_url=f"sqlite:///{workdir / name / 'ledger.db'}",
             keys_dir=keys,
             port=free_port(),
-            gateway={"cpu_budget": True},
+            gateway=options,
         )
     settings = load_settings(folders["sender"], env={})
     for code in (SENDER, RECIPIENT):
@@ -296,6 +300,17 @@ def open_rig(workdir: Path, url: str) -> Rig:
     else:
         freeze_startup()
     return Rig(sender, worker, receiver, template, reader)
+
+
+def checkers_rss_mb(pid: int | None) -> dict[str, float]:
+    """``{"receiver checks": MB}``: the peak RSS of the receiver's largest check process."""
+    peaks = []
+    for child in cpu.descendants(pid) if pid is not None else []:
+        try:
+            peaks.append(proc_rss_mb(child))
+        except OSError:
+            continue  # ended meanwhile
+    return {"receiver checks": max(peaks)} if peaks else {}
 
 
 def delivered_count(ledger: Ledger, since_pk: int) -> int:
@@ -390,6 +405,8 @@ def cafgw(rig: Rig, count: int, rate: float | None, label: str, timeout_s: float
             # While the gateway worked, in this and the earlier rows (``RowPeak``).
             "sender+bench": rig.rss_peak_mb,
             "receiver": proc_rss_mb(rig.receiver.proc.pid) if rig.receiver.proc else float("nan"),
+            # Its largest check process (and the fork server that starts them), if any.
+            **checkers_rss_mb(rig.receiver.proc.pid if rig.receiver.proc else None),
         },
         f"{len(done)}/{count} delivered; signing {sign_s / max(1, count) * 1000:.2f} ms/msg",
         cpu.budget(before, after, len(done)),
@@ -486,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
         "--adapter-records", type=int, default=100_000, help="records per adapter export"
     )
     parser.add_argument(
+        "--check-processes",
+        type=int,
+        default=1,
+        help="the receiver's check_processes (worker processes sharing its checks)",
+    )
+    parser.add_argument(
         "--path-records",
         type=int,
         default=10_000,
@@ -511,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     payload = b""
     with rabbit_vhost() as url, tempfile.TemporaryDirectory(prefix="cafgw-bench-") as tmp:
-        rig = open_rig(Path(tmp), url)
+        rig = open_rig(Path(tmp), url, args.check_processes)
         payload = rig.sign(1)[0].body or b""
         try:
             for rate in rates:

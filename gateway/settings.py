@@ -591,6 +591,10 @@ class Settings(_Frozen):
     disputes: DisputeSettings = DisputeSettings()
     cpu_budget: bool = False
     """Per-stage CPU timers (``gateway.cpu_budget``, on /metrics); ``make bench`` turns them on."""
+    check_processes: int = Field(0, ge=0, le=32)
+    """Worker processes that share each large received batch's checks (signature,
+    schema, decoding) with the consuming thread, so receiving uses more than one
+    core (``services.receiving.check_pool``); 0: the consuming thread checks alone."""
     audit: AuditSettings = AuditSettings()
     policy: PolicySettings = PolicySettings()
     """The cross-border policy, from ``policy.yaml`` beside ``gateway.yaml``."""

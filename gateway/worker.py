@@ -40,6 +40,7 @@ from gateway.ledger.handoff import Handoff
 from gateway.ledger.jobs import JobLeases
 from gateway.ledger.listener import Listener
 from gateway.services import delivery, receipts, receiving
+from gateway.services.receiving.check_pool import CheckPool
 from gateway.transport.base import Delivery, Disposition, Transport
 from gateway.wakeups import OUTBOX, RECEIPTS, TOPICS, Wakeups
 
@@ -98,6 +99,8 @@ class Worker:
     _claimed: tuple[int, int, float] = (0, 0, float("-inf"))
     # The consuming thread's receipts awaiting their broker's confirms.
     _receipts: receiving.ReceiptsInFlight = field(default_factory=receiving.ReceiptsInFlight)
+    # Worker processes sharing the consumer's checks (``check_processes``), or None.
+    _checks: CheckPool | None = None
 
     def __post_init__(self) -> None:
         if self.leases is None:
@@ -110,6 +113,8 @@ class Worker:
             )
         if self.job_poll_s is None:
             self.job_poll_s = self.gw.settings.database.job_poll_s if self._on_postgresql() else 0.0
+        if self.gw.settings.check_processes and self._checks is None:
+            self._checks = CheckPool(self.gw.settings.check_processes)
 
     def _on_postgresql(self) -> bool:
         return self.gw.ledger.engine.dialect.name == "postgresql"
@@ -118,7 +123,7 @@ class Worker:
         # A message recorded owed a receipt wakes the receipt loop by itself (the
         # ledger marks the transaction: ``wakeups.watch``), unless the transaction
         # receipted it too (a small batch: ``receiving.pipeline``).
-        return receiving.handle_batch(self.gw, batch, self._receipts)
+        return receiving.handle_batch(self.gw, batch, self._receipts, self._checks)
 
     def _send(self) -> int:
         """One turn of the sender loop: what was handed over, and a claim if one is due.
@@ -274,6 +279,8 @@ class Worker:
             self.listener = Listener(self.gw.ledger.engine, self.wakeups, self.gw.ledger.replica)
             self.listener.start()
         self.attach_handoff()
+        if self._checks is not None:
+            self._checks.start(self.gw)  # its processes start while the loops do
         loops: list[tuple[str, Callable[[], None]]] = [("consumer", self._consume)]
         for step in self.steps():
             loops.append((step.name, functools.partial(self._loop, step)))
@@ -306,6 +313,8 @@ class Worker:
         self.wakeups.notify(*TOPICS)  # wake sleeping loops so they see stop
         for thread in self.threads:
             thread.join(timeout_s)
+        if self._checks is not None:
+            self._checks.close()
         if self.listener is not None:
             self.listener.close()
         for unwatch in self._unwatch:

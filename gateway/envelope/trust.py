@@ -23,7 +23,7 @@ certificate itself is still valid.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -33,6 +33,7 @@ from types import MappingProxyType
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.envelope.keys import la_code_of, load_certificates
 from gateway.errors import ConfigError, TrustError
@@ -90,6 +91,13 @@ class TrustStore:
             regional_ca,
             MappingProxyType(dict(retire_at or {})),
         )
+
+    def __reduce__(self) -> tuple[Callable[..., TrustStore], tuple[object, ...]]:
+        """Pickled with its certificates as DER (they do not pickle themselves): the
+        same store, for the check processes (``services.receiving.check_pool``)."""
+        pinned = {code: tuple(_der(c) for c in certs) for code, certs in self._pinned.items()}
+        ca = None if self._ca is None else _der(self._ca)
+        return _from_der, (pinned, ca, dict(self._retire_at))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrustStore:
@@ -219,6 +227,23 @@ class TrustStore:
     def _in_force(self, cert: x509.Certificate, now: datetime) -> bool:
         retire = self._retire_at.get(fingerprint(cert))
         return _valid_at(cert, now) and (retire is None or now <= retire)
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+def _from_der(
+    pinned: Mapping[str, tuple[bytes, ...]],
+    ca: bytes | None,
+    retire_at: Mapping[bytes, datetime],
+) -> TrustStore:
+    """``TrustStore.__reduce__``'s way back."""
+    return TrustStore.from_mapping(
+        {code: [x509.load_der_x509_certificate(d) for d in ders] for code, ders in pinned.items()},
+        regional_ca=None if ca is None else x509.load_der_x509_certificate(ca),
+        retire_at=retire_at,
+    )
 
 
 def read_until(cert_path: Path) -> datetime | None:

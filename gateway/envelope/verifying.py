@@ -119,8 +119,12 @@ class Verifier:
         self._trust = trust
 
     @BUDGET.stage("verify")
-    def verify(self, data: bytes) -> Verified:
-        """Verify ``data``; raise ``UnsafeXmlError``, ``TrustError`` or ``SignatureError``."""
+    def verify(self, data: bytes, *, now: datetime | None = None) -> Verified:
+        """Verify ``data``; raise ``UnsafeXmlError``, ``TrustError`` or ``SignatureError``.
+
+        ``now``: when the signer's certificate must be valid (this verifier's clock
+        when None).
+        """
         with BUDGET.timed("parse"):
             root = xmlsafe.parse(data, max_bytes=self._max_bytes, max_depth=self._max_depth)
         comments = sum(1 for _ in root.iter(etree.Comment))
@@ -129,7 +133,7 @@ class Verifier:
         message_id, sender = self._header(root, "unverified message")
         where = f"message {message_id} from {sender}"
         shape = check_shape(root, where)
-        now = self._clock()
+        now = self._clock() if now is None else now
         candidates, foreign = self._candidates(shape, sender, where, now)
         cert = self._verify_with(shape, candidates, foreign, sender, where)
         signed_bytes = dsig.c14n(root, where)

@@ -14,6 +14,9 @@ RabbitMQ validates) is the signed sender's own account or this gateway's.
 
 Anything that fails is ``Refused`` with the reason, to be quarantined: never
 retried, never dropped.
+
+What a check hands on is plain data (``Passed``, ``Refused``: no parsed tree,
+no key), so the same checks may run in a worker process (``check_pool``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from lxml import etree
 
@@ -29,17 +34,38 @@ from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.envelope.encryption import DecryptionKeys, decrypt_envelope, is_encrypted
-from gateway.envelope.verifying import Verified
+from gateway.envelope.schema import SchemaValidator
+from gateway.envelope.verifying import Verified, Verifier
 from gateway.errors import CafgwError, SchemaError, SignatureError, UnsafeXmlError
 from gateway.ledger.status import Route
-from gateway.model import Envelope
-from gateway.outbox import digest
+from gateway.model import Envelope, MessageType
+from gateway.outbox import content_digest, digest
+from gateway.settings import Settings
 from gateway.transport.base import Delivery
 from gateway.transport.provenance import publishers_for
 from gateway.transport.topology import REGIONAL
 
 NS = "{urn:caf-exchange:1}"
 _QUOTED = re.compile(r"(?<=[Vv]alue )'[^']*'")
+
+# Local records: the same content from one sender reaches the local system once
+# (``pipeline``), so their checks also take the content's digest.
+RECORD_TYPES = frozenset(
+    {MessageType.ASSESSMENT, MessageType.CONSENT_CHANGE, MessageType.EVALUATION}
+)
+
+
+class CheckContext(Protocol):
+    """What the checks read: a ``Gateway``, or a check process's own (``check_pool``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def verifier(self) -> Verifier: ...
+
+    @property
+    def schema(self) -> SchemaValidator: ...
 
 
 @dataclass(frozen=True)
@@ -51,13 +77,29 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Signed:
+    """What the pipeline keeps of a verified message (``Verified``, without its tree)."""
+
+    sender: str
+    """LA code of the sender, whose pinned certificate verified the signature."""
+    message_id: str
+    digest: str
+    """SHA-256 hex of the message bytes as received (the dedup table, receipts)."""
+    note: str | None
+    """What verification took away, for the message's history (``Verified.note``)."""
+
+
+@dataclass(frozen=True)
 class Passed:
     """A message that passed every check."""
 
     source: Source
-    verified: Verified
+    verified: Signed
     env: Envelope
     raw: bytes  # what the ledger keeps: the signed document (decrypted where it was)
+    content: str | None = None
+    """The body's content digest (``outbox.content_digest``) of a local record
+    received in an inbox (``RECORD_TYPES``), else None."""
 
 
 @dataclass(frozen=True)
@@ -80,10 +122,14 @@ def source_of(gw: Gateway, delivery: Delivery) -> Source:
     return Source(owner, Route(kind))
 
 
-def check(gw: Gateway, source: Source, delivery: Delivery) -> Passed | Refused:
+def check(
+    gw: CheckContext, source: Source, delivery: Delivery, now: datetime | None = None
+) -> Passed | Refused:
+    """Every check of one delivery; ``now``: when certificates must be valid (the
+    verifier's clock when None)."""
     raw = delivery.body
     try:
-        verified = gw.verifier.verify(raw)
+        verified = gw.verifier.verify(raw, now=now)
     except CafgwError as exc:
         sender, message_id, mtype = _unverified_header(gw, raw)
         return Refused(source, f"signature: {exc}", sender, message_id, mtype, digest(raw), False)
@@ -120,7 +166,11 @@ def check(gw: Gateway, source: Source, delivery: Delivery) -> Passed | Refused:
     if problem is not None:
         # Not proven to be who the route says: no receipt goes back on it.
         return refused(problem, proven=False)
-    return Passed(source, verified, env, raw)
+    content = None
+    if source.route is Route.INBOX and env.header.message_type in RECORD_TYPES:
+        content = content_digest(env.body)
+    signed = Signed(verified.sender, verified.message_id, body_digest, verified.note)
+    return Passed(source, signed, env, raw, content)
 
 
 def _addressing_problem(source: Source, env: Envelope) -> str | None:
@@ -144,7 +194,7 @@ def _routing_problem(source: Source, env: Envelope, delivery: Delivery) -> str |
     return None
 
 
-def _publisher_problem(gw: Gateway, env: Envelope, delivery: Delivery) -> str | None:
+def _publisher_problem(gw: CheckContext, env: Envelope, delivery: Delivery) -> str | None:
     sender = env.header.sender
     if delivery.user_id is None:
         return (
@@ -160,7 +210,7 @@ def _publisher_problem(gw: Gateway, env: Envelope, delivery: Delivery) -> str | 
     return None
 
 
-def _unverified_header(gw: Gateway, raw: bytes) -> tuple[str, str, str]:
+def _unverified_header(gw: CheckContext, raw: bytes) -> tuple[str, str, str]:
     """Best-effort sender, id and type for recording a message that failed checks.
 
     Parsed with the same hardened parser and limits as everything inbound:
@@ -181,7 +231,7 @@ def _unverified_header(gw: Gateway, raw: bytes) -> tuple[str, str, str]:
     return text("Sender"), text("MessageId"), text("MessageType")
 
 
-def _decrypted(gw: Gateway, owner: str, verified: Verified) -> etree._Element:
+def _decrypted(gw: CheckContext, owner: str, verified: Verified) -> etree._Element:
     """The verified envelope with its body decrypted; as it is when sent in clear.
 
     Runs after the signature is verified (nothing unauthenticated is

@@ -1,0 +1,239 @@
+"""A batch's checks shared between the consuming thread and worker processes.
+
+A received message's checks (``checks``: parse, verify the signature, validate
+the schema, decode, take the content digest) are about half of its CPU, and they
+hold the GIL: libxmlsec1's verification and lxml's parser, as the checks call
+them, do not release it (two threads checking one message each at once took
+longer than one thread checking both: ``docs/performance.md``). One process
+therefore checks on one core, whatever the machine has.
+
+``check_processes: N`` in ``gateway.yaml`` starts N worker processes. A batch
+of at least ``MIN_SPLIT`` messages is then cut, in order, into the consuming
+thread's part and one part per worker: the workers check theirs while the
+thread checks its own, and the results come back as plain data (``Passed``,
+``Refused``), in the batch's order. The code is the same in both places: a
+worker verifies with the trust store in force (sent to it as DER), validates
+against the same schema, decrypts with the same key files, and judges the
+signers' certificates at the batch's time (the gateway's clock, read once per
+batch). Nothing else happens in a worker: recording, the appliers and the
+receipts stay with the consuming thread and its one transaction per batch.
+
+A worker that dies, or whose part is not back within ``part_timeout_s``, loses
+nothing: the thread checks that part itself, the pool is shut down, and a new one
+is started no sooner than ``restart_pause_s`` later (until then the thread checks
+every message alone). A reloaded region directory (``Gateway.reconfigure``)
+starts a new pool with the new settings and trust store.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.context import Gateway
+from gateway.cpu_budget import BUDGET, STAGES
+from gateway.envelope.schema import SchemaValidator
+from gateway.envelope.trust import TrustStore
+from gateway.envelope.verifying import Verifier
+from gateway.services.receiving.checks import Passed, Refused, Source, check
+from gateway.settings import Settings
+from gateway.transport.base import Delivery
+
+__all__ = ["MIN_SPLIT", "CheckPool"]
+
+log = logging.getLogger(__name__)
+
+# A smaller batch is checked by the thread alone: a part costs its round trip
+# (about 0.1 ms, and the pickled results' 0.04 ms a message to read back).
+MIN_SPLIT = 8
+# The consuming thread's part is this much smaller than a worker's (by weight):
+# besides its own checks it reads the workers' results back.
+OWN_WEIGHT = 0.8
+# A part of n messages is given PART_TIMEOUT_S + n * PER_MESSAGE_TIMEOUT_S; a
+# message's checks take about 0.5 ms here.
+PART_TIMEOUT_S = 5.0
+PER_MESSAGE_TIMEOUT_S = 0.02
+RESTART_PAUSE_S = 30.0
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the checks read, in a worker process (``checks.CheckContext``)."""
+
+    settings: Settings
+    verifier: Verifier
+    schema: SchemaValidator
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A worker's part, checked: the results in order, and the CPU its stages took."""
+
+    results: list[Passed | Refused]
+    stages: dict[str, float]
+
+
+_CONTEXT: _Context | None = None  # in a worker process, made by _start
+
+
+def _start(settings: Settings, trust: TrustStore, budget: bool) -> None:
+    """A worker's initialiser: its verifier and schema, once."""
+    global _CONTEXT  # noqa: PLW0603 - the one per-process state a worker has
+    # Ctrl-C reaches the whole process group: the gateway stops, then stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    limits = settings.limits
+    verifier = Verifier(trust, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth)
+    _CONTEXT = _Context(settings, verifier, SchemaValidator())
+    BUDGET.enable(budget)
+
+
+def _ready() -> bool:
+    """A no-op part: starts a worker before the first batch needs it."""
+    return _CONTEXT is not None
+
+
+def _check_part(source: Source, deliveries: list[Delivery], now: datetime) -> _Checked:
+    context = _CONTEXT
+    if context is None:
+        raise RuntimeError("a check process was not started by CheckPool")
+    before = BUDGET.snapshot() if BUDGET.enabled else None
+    results = [check(context, source, one, now) for one in deliveries]
+    stages: dict[str, float] = {}
+    if before is not None:
+        after = BUDGET.snapshot()
+        stages = {s: after[s] - before[s] for s in STAGES if after[s] > before[s]}
+    return _Checked(results, stages)
+
+
+class CheckPool:
+    """Worker processes that check part of each large batch; used by one consuming thread.
+
+    ``check`` runs on the consuming thread only; ``close`` once that thread stopped.
+    """
+
+    def __init__(
+        self,
+        processes: int,
+        *,
+        part_timeout_s: float = PART_TIMEOUT_S,
+        restart_pause_s: float = RESTART_PAUSE_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if processes < 1:
+            raise ValueError("a check pool needs at least one process")
+        self.processes = processes
+        self._part_timeout_s = part_timeout_s
+        self._restart_pause_s = restart_pause_s
+        self._monotonic = monotonic
+        self._executor: ProcessPoolExecutor | None = None
+        self._made_for: tuple[Settings, TrustStore] | None = None
+        self._paused_until = -math.inf
+        self.failures = 0
+        """How many times a pool failed (a worker died or was late); for tests and logs."""
+
+    def start(self, gw: Gateway) -> None:
+        """Start the workers now, not at the first large batch (``Worker.start``)."""
+        executor = self._executor_for(gw)
+        if executor is not None:
+            for _ in range(self.processes):
+                executor.submit(_ready)
+
+    def check(
+        self, gw: Gateway, source: Source, deliveries: Sequence[Delivery]
+    ) -> list[Passed | Refused]:
+        """Every delivery's checks (``checks.check``), in order."""
+        executor = self._executor_for(gw) if len(deliveries) >= MIN_SPLIT else None
+        if executor is None:
+            return [check(gw, source, one) for one in deliveries]
+        now = gw.clock()
+        n = len(deliveries)
+        own = max(1, round(n * OWN_WEIGHT / (self.processes + OWN_WEIGHT)))
+        rest = list(deliveries[own:])
+        size = math.ceil(len(rest) / self.processes)
+        parts = [rest[i : i + size] for i in range(0, len(rest), size)]
+        futures: list[Future[_Checked]] = []
+        try:
+            for part in parts:
+                futures.append(executor.submit(_check_part, source, part, now))
+        except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: shut down
+            for future in futures:
+                future.cancel()
+            self._failed(f"could not hand a part over ({type(exc).__name__}: {exc})")
+            return [check(gw, source, one, now) for one in deliveries]
+        out = [check(gw, source, one, now) for one in deliveries[:own]]
+        for part, future in zip(parts, futures, strict=True):
+            timeout = self._part_timeout_s + PER_MESSAGE_TIMEOUT_S * len(part)
+            try:
+                checked = future.result(timeout=timeout)
+            except FutureTimeout:
+                self._failed(f"a part of {len(part)} was not checked within {timeout:.1f} s")
+                out.extend(check(gw, source, one, now) for one in part)
+                continue
+            except BrokenProcessPool as exc:
+                self._failed(f"a check process ended ({exc})")
+                out.extend(check(gw, source, one, now) for one in part)
+                continue
+            out.extend(checked.results)
+            for stage, seconds in checked.stages.items():
+                BUDGET.add(stage, seconds)
+        return out
+
+    def close(self) -> None:
+        """Stop the workers (a part in progress is finished first)."""
+        self._shutdown(kill=False)
+
+    def _executor_for(self, gw: Gateway) -> ProcessPoolExecutor | None:
+        made_for = self._made_for
+        if (
+            self._executor is not None
+            and made_for is not None
+            and made_for[0] is gw.settings
+            and made_for[1] is gw.verifier.trust
+        ):
+            return self._executor
+        if self._executor is not None:  # a reloaded directory: new settings and trust
+            log.info("the region directory was reloaded: starting new check processes")
+            self._shutdown(kill=False)
+        if self._monotonic() < self._paused_until:
+            return None
+        self._executor = ProcessPoolExecutor(
+            self.processes,
+            # Not fork: this process runs threads (pika's, the ledger's) whose locks a
+            # forked child would inherit held. The fork server starts from a clean one.
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_start,
+            initargs=(gw.settings, gw.verifier.trust, BUDGET.enabled),
+        )
+        self._made_for = (gw.settings, gw.verifier.trust)
+        return self._executor
+
+    def _failed(self, why: str) -> None:
+        self.failures += 1
+        log.warning(
+            "check processes: %s; this batch's part is checked in the consuming thread, "
+            "and the processes start again in %.0f s",
+            why,
+            self._restart_pause_s,
+        )
+        self._shutdown(kill=True)
+        self._paused_until = self._monotonic() + self._restart_pause_s
+
+    def _shutdown(self, *, kill: bool) -> None:
+        executor, self._executor, self._made_for = self._executor, None, None
+        if executor is None:
+            return
+        if kill:
+            # A late worker may be stuck: shutdown would wait for it, so end it first.
+            # (Python 3.14 has terminate_workers(); the mapping is the 3.11 way.)
+            for process in list((executor._processes or {}).values()):
+                process.kill()
+        executor.shutdown(wait=not kill, cancel_futures=True)
