@@ -116,6 +116,11 @@ class Worker:
         if self.gw.settings.check_processes and self._checks is None:
             self._checks = CheckPool(self.gw.settings.check_processes)
 
+    @property
+    def check_pool(self) -> CheckPool | None:
+        """The processes sharing the consumer's checks (``check_processes``), if any."""
+        return self._checks
+
     def _on_postgresql(self) -> bool:
         return self.gw.ledger.engine.dialect.name == "postgresql"
 

@@ -138,7 +138,9 @@ class CheckPool:
         self._made_for: tuple[Settings, TrustStore] | None = None
         self._paused_until = -math.inf
         self.failures = 0
-        """How many times a pool failed (a worker died or was late); for tests and logs."""
+        """How many times the processes failed (one died, or a part was late)."""
+        self.shared = 0
+        """Messages whose checks a worker process did."""
 
     def start(self, gw: Gateway) -> None:
         """Start the workers now, not at the first large batch (``Worker.start``)."""
@@ -183,6 +185,7 @@ class CheckPool:
                 out.extend(check(gw, source, one, now) for one in part)
                 continue
             out.extend(checked.results)
+            self.shared += len(part)
             for stage, seconds in checked.stages.items():
                 BUDGET.add(stage, seconds)
         return out
