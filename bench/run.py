@@ -252,7 +252,7 @@ class Rig:
         self.reader.engine.dispose()
 
 
-def open_rig(workdir: Path, url: str, check_processes: int = 1) -> Rig:
+def open_rig(workdir: Path, url: str, check_processes: int = 0) -> Rig:
     from gateway.envelope.keys import ensure_identity  # noqa: PLC0415
     from gateway.settings import load_settings  # noqa: PLC0415
 

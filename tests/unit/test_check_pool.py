@@ -12,7 +12,13 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -163,15 +169,80 @@ def test_a_part_not_back_in_time_is_checked_by_the_thread(
     gateway: Gateway, monotonic: Monotonic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(check_pool, "PER_MESSAGE_TIMEOUT_S", 0.0)
-    # Not started beforehand: the worker is still starting when the part is due.
-    pool = CheckPool(1, part_timeout_s=0.0, monotonic=monotonic)
+    # Not started beforehand: the workers are still starting when the parts are due.
+    pool = CheckPool(2, part_timeout_s=0.0, monotonic=monotonic)
     try:
         source, batch = _genuine(gateway, 12)
         assert pool.check(gateway, source, batch) == _alone(gateway, source, batch)
-        assert pool.failures == 1
+        assert pool.failures == 1  # one failure, however many parts it took with it
         assert pool.shared == 0
     finally:
         pool.close()
+
+
+def test_closing_while_a_part_is_stuck_returns_at_once_and_the_thread_checks_the_part(
+    gateway: Gateway, monotonic: Monotonic
+) -> None:
+    # The part's deadline is far off: only closing can end the wait.
+    pool = CheckPool(1, part_timeout_s=60.0, monotonic=monotonic)
+    source, batch = _genuine(gateway, 40)
+    expected = _alone(gateway, source, batch)
+    assert pool.check(gateway, source, batch) == expected  # the worker is up
+    for child in multiprocessing.active_children():
+        os.kill(child.pid or 0, signal.SIGSTOP)  # stuck: alive, but never answers
+    results: list[list[Passed | Refused]] = []
+    consumer = threading.Thread(target=lambda: results.append(pool.check(gateway, source, batch)))
+    consumer.start()
+    time.sleep(0.5)  # the consumer waits for the stuck part
+    started = time.monotonic()
+    pool.close()  # as Worker.close does, the consumer still in its batch
+    assert time.monotonic() - started < 5
+    consumer.join(30)
+    assert results == [expected]
+    assert pool.failures == 0  # stopping is not a failure
+    assert not multiprocessing.active_children()
+    shared = pool.shared
+    assert pool.check(gateway, source, batch) == expected
+    assert pool.shared == shared  # closed for good: the thread alone, no new processes
+    assert not multiprocessing.active_children()
+
+
+def test_check_processes_end_when_the_gateways_process_is_killed(tmp_path: Path) -> None:
+    script = f"""
+import sys, time, multiprocessing
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from gateway.services.receiving.check_pool import CheckPool
+from tests.unit.corpus_gateway import corpus_gateway
+gw = corpus_gateway(Path({str(tmp_path)!r}))
+pool = CheckPool(2)
+pool.start(gw)
+while len(multiprocessing.active_children()) < 2:
+    time.sleep(0.05)
+print(" ".join(str(c.pid) for c in multiprocessing.active_children()), flush=True)
+time.sleep(600)
+"""
+    gateway = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert gateway.stdout is not None
+        workers = [int(pid) for pid in gateway.stdout.readline().split()]
+        assert len(workers) == 2
+        gateway.kill()  # SIGKILL: nothing of the gateway runs to stop them
+        gateway.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        gateway.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_a_reloaded_trust_store_reaches_the_check_processes(

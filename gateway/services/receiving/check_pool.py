@@ -18,11 +18,16 @@ signers' certificates at the batch's time (the gateway's clock, read once per
 batch). Nothing else happens in a worker: recording, the appliers and the
 receipts stay with the consuming thread and its one transaction per batch.
 
-A worker that dies, or whose part is not back within ``part_timeout_s``, loses
-nothing: the thread checks that part itself, the pool is shut down, and a new one
-is started no sooner than ``restart_pause_s`` later (until then the thread checks
-every message alone). A reloaded region directory (``Gateway.reconfigure``)
-starts a new pool with the new settings and trust store.
+A worker that dies, a part not back by the batch's deadline (``part_timeout_s``
+plus ``PER_MESSAGE_TIMEOUT_S`` a message of its largest part), or any other
+failure to bring a part back loses nothing: the thread checks what is missing
+itself (a check that fails for its own reasons fails there again, as without
+workers), the processes are killed, and new ones are started no sooner than
+``restart_pause_s`` later (until then the thread checks every message alone). A
+reloaded region directory (``Gateway.reconfigure``) starts new processes with the
+new settings and trust store. Workers ignore SIGINT and SIGTERM (the gateway
+stops them) and end themselves when the gateway's process is gone, however it
+ended.
 """
 
 from __future__ import annotations
@@ -30,14 +35,15 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.connection import wait
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET, STAGES
@@ -88,12 +94,24 @@ _CONTEXT: _Context | None = None  # in a worker process, made by _start
 def _start(settings: Settings, trust: TrustStore, budget: bool) -> None:
     """A worker's initialiser: its verifier and schema, once."""
     global _CONTEXT  # noqa: PLW0603 - the one per-process state a worker has
-    # Ctrl-C reaches the whole process group: the gateway stops, then stops us.
+    # Ctrl-C or a supervisor's SIGTERM to the process group: the gateway finishes
+    # its batch, with our parts, then stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent.sentinel,), daemon=True).start()
     limits = settings.limits
     verifier = Verifier(trust, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth)
     _CONTEXT = _Context(settings, verifier, SchemaValidator())
     BUDGET.enable(budget)
+
+
+def _end_with(sentinel: int) -> None:
+    """End this worker once the gateway's process is gone (killed, out of memory):
+    the executor's queues would not tell it, and it would live on holding keys."""
+    wait([sentinel])
+    os._exit(0)
 
 
 def _ready() -> bool:
@@ -137,6 +155,7 @@ class CheckPool:
         self._executor: ProcessPoolExecutor | None = None
         self._made_for: tuple[Settings, TrustStore] | None = None
         self._paused_until = -math.inf
+        self._closed = False
         self.failures = 0
         """How many times the processes failed (one died, or a part was late)."""
         self.shared = 0
@@ -166,22 +185,24 @@ class CheckPool:
         try:
             for part in parts:
                 futures.append(executor.submit(_check_part, source, part, now))
-        except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: shut down
+        except Exception as exc:  # why everything: whatever it is, the thread checks
             for future in futures:
                 future.cancel()
-            self._failed(f"could not hand a part over ({type(exc).__name__}: {exc})")
+            self._failed(executor, f"could not hand a part over ({type(exc).__name__}: {exc})")
             return [check(gw, source, one, now) for one in deliveries]
         out = [check(gw, source, one, now) for one in deliveries[:own]]
+        # One deadline for the batch's parts, which run side by side.
+        deadline = time.monotonic() + self._part_timeout_s + PER_MESSAGE_TIMEOUT_S * size
+        failed = False
         for part, future in zip(parts, futures, strict=True):
-            timeout = self._part_timeout_s + PER_MESSAGE_TIMEOUT_S * len(part)
-            try:
-                checked = future.result(timeout=timeout)
-            except FutureTimeout:
-                self._failed(f"a part of {len(part)} was not checked within {timeout:.1f} s")
+            if failed:  # the processes were killed: the thread checks the rest
                 out.extend(check(gw, source, one, now) for one in part)
                 continue
-            except BrokenProcessPool as exc:
-                self._failed(f"a check process ended ({exc})")
+            try:
+                checked = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as exc:  # why everything: whatever it is, the thread checks
+                failed = True
+                self._failed(executor, _why(exc, len(part)))
                 out.extend(check(gw, source, one, now) for one in part)
                 continue
             out.extend(checked.results)
@@ -191,8 +212,12 @@ class CheckPool:
         return out
 
     def close(self) -> None:
-        """Stop the workers (a part in progress is finished first)."""
-        self._shutdown(kill=False)
+        """Stop the workers, for good; a part still out is checked by the thread
+        (``Worker.close`` may come while the consumer still finishes a batch)."""
+        self._closed = True
+        executor, self._executor, self._made_for = self._executor, None, None
+        if executor is not None:
+            _end(executor)
 
     def _executor_for(self, gw: Gateway) -> ProcessPoolExecutor | None:
         made_for = self._made_for
@@ -205,8 +230,9 @@ class CheckPool:
             return self._executor
         if self._executor is not None:  # a reloaded directory: new settings and trust
             log.info("the region directory was reloaded: starting new check processes")
-            self._shutdown(kill=False)
-        if self._monotonic() < self._paused_until:
+            executor, self._executor, self._made_for = self._executor, None, None
+            _end(executor)  # nothing of theirs is out: this thread waits for every part
+        if self._closed or self._monotonic() < self._paused_until:
             return None
         self._executor = ProcessPoolExecutor(
             self.processes,
@@ -219,24 +245,33 @@ class CheckPool:
         self._made_for = (gw.settings, gw.verifier.trust)
         return self._executor
 
-    def _failed(self, why: str) -> None:
+    def _failed(self, executor: ProcessPoolExecutor, why: str) -> None:
+        """Kill ``executor`` (the one the batch used, whatever ``close`` did since)."""
+        if self._closed:
+            _end(executor)  # stopping: not a failure to report
+            return
         self.failures += 1
         log.warning(
-            "check processes: %s; this batch's part is checked in the consuming thread, "
+            "check processes: %s; the consuming thread checks what is missing, "
             "and the processes start again in %.0f s",
             why,
             self._restart_pause_s,
         )
-        self._shutdown(kill=True)
+        if self._executor is executor:
+            self._executor, self._made_for = None, None
+        _end(executor)
         self._paused_until = self._monotonic() + self._restart_pause_s
 
-    def _shutdown(self, *, kill: bool) -> None:
-        executor, self._executor, self._made_for = self._executor, None, None
-        if executor is None:
-            return
-        if kill:
-            # A late worker may be stuck: shutdown would wait for it, so end it first.
-            # (Python 3.14 has terminate_workers(); the mapping is the 3.11 way.)
-            for process in list((executor._processes or {}).values()):
-                process.kill()
-        executor.shutdown(wait=not kill, cancel_futures=True)
+
+def _why(exc: BaseException, messages: int) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"a part of {messages} was not back by the batch's deadline"
+    return f"a part of {messages} did not come back ({type(exc).__name__}: {exc})"
+
+
+def _end(executor: ProcessPoolExecutor) -> None:
+    """Kill ``executor``'s processes, then shut it down: never waits for a stuck one.
+    (Python 3.14 has ``terminate_workers()``; the mapping is the 3.11 way.)"""
+    for process in list((executor._processes or {}).values()):
+        process.kill()
+    executor.shutdown(wait=True, cancel_futures=True)
