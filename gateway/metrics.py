@@ -17,7 +17,10 @@ gauges ``messages`` (by current status), ``needs_human``,
 ``disputes_overdue``, ``audit_anchor_mismatch``, ``certificate_expiry_seconds``,
 ``pinned_certificate_expiry_seconds``, ``disk_free_bytes``,
 ``disk_free_ratio``; with ``cpu_budget`` on, ``stage_cpu_seconds_total`` and
-``process_cpu_seconds_total`` (``gateway.cpu_budget``).
+``process_cpu_seconds_total`` (``gateway.cpu_budget``). The check processes'
+``check_processes``, ``checked_in_processes_total`` and
+``check_process_failures_total`` are the process's own
+(``services.receiving.check_pool``, registered by ``api.routes.ops``).
 """
 
 from __future__ import annotations

@@ -31,7 +31,12 @@ from gateway.envelope.trust import TrustStore
 from gateway.envelope.verifying import Verifier
 from gateway.errors import ConfigError
 from gateway.services.receiving import check_pool
-from gateway.services.receiving.check_pool import MIN_SPLIT, CheckPool
+from gateway.services.receiving.check_pool import (
+    MIN_SPLIT,
+    STATS,
+    CheckPool,
+    CheckPoolCollector,
+)
 from gateway.services.receiving.checks import Passed, Refused, Source, check, source_of
 from gateway.settings import load_settings
 from gateway.transport.base import Delivery
@@ -147,15 +152,21 @@ def test_a_killed_check_process_loses_no_message_and_the_pool_starts_again_after
 ) -> None:
     source, batch = _genuine(gateway, 20)
     expected = _alone(gateway, source, batch)
+    failures_before, shared_before = STATS.failures, STATS.shared
     assert pool.check(gateway, source, batch) == expected
     shared = pool.shared
     assert shared > 0
+    assert _metric("cafgw_check_processes") == 1
     for child in multiprocessing.active_children():
         child.kill()
         child.join(10)
     assert pool.check(gateway, source, batch) == expected  # the thread checked it all
     assert pool.failures == 1
     assert pool.shared == shared
+    # What /metrics says of it: one failure, none in service while paused.
+    assert _metric("cafgw_check_process_failures") == STATS.failures == failures_before + 1
+    assert STATS.shared == shared_before + shared
+    assert _metric("cafgw_check_processes") == 0
     monotonic.now += check_pool.RESTART_PAUSE_S - 1
     assert pool.check(gateway, source, batch) == expected
     assert pool.shared == shared  # still pausing: the thread alone
@@ -235,6 +246,12 @@ time.sleep(600)
         assert not any(_alive(pid) for pid in workers)
     finally:
         gateway.kill()
+
+
+def _metric(name: str) -> float:
+    (family,) = [f for f in CheckPoolCollector().collect() if f.name == name]
+    (sample,) = family.samples
+    return float(sample.value)
 
 
 def _alive(pid: int) -> bool:

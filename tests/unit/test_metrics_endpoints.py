@@ -54,3 +54,5 @@ def test_metrics_are_served_in_the_prometheus_text_format(tmp_path: Path) -> Non
     assert response.headers["content-type"].startswith("text/plain; version=")
     assert "# TYPE cafgw_messages gauge" in response.text
     assert "# TYPE cafgw_delivery_latency_seconds histogram" in response.text
+    assert "# TYPE cafgw_check_processes gauge" in response.text
+    assert "# TYPE cafgw_check_process_failures_total counter" in response.text

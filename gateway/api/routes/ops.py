@@ -14,6 +14,7 @@ from gateway import metrics
 from gateway.context import Gateway
 from gateway.ops import readiness
 from gateway.ops.broker import BrokerProbe, RabbitProbe
+from gateway.services.receiving.check_pool import CheckPoolCollector
 
 router = APIRouter(tags=["operations"])
 _lock = threading.Lock()
@@ -29,7 +30,9 @@ class OpsState:
     @classmethod
     def for_gateway(cls, gw: Gateway, probe: BrokerProbe | None = None) -> OpsState:
         probe = probe or RabbitProbe.from_settings(gw.settings)
-        return cls(probe, metrics.build_registry(gw, probe))
+        registry = metrics.build_registry(gw, probe)
+        registry.register(CheckPoolCollector())  # this process's check processes
+        return cls(probe, registry)
 
 
 def ops_state(request: Request) -> OpsState:

@@ -39,11 +39,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import wait
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET, STAGES
@@ -54,7 +57,7 @@ from gateway.services.receiving.checks import Passed, Refused, Source, check
 from gateway.settings import Settings
 from gateway.transport.base import Delivery
 
-__all__ = ["MIN_SPLIT", "CheckPool"]
+__all__ = ["MIN_SPLIT", "STATS", "CheckPool", "CheckPoolCollector", "CheckStats"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,50 @@ OWN_WEIGHT = 0.8
 PART_TIMEOUT_S = 5.0
 PER_MESSAGE_TIMEOUT_S = 0.02
 RESTART_PAUSE_S = 30.0
+
+
+class CheckStats:
+    """This process's check processes, for ``/metrics`` (``CheckPoolCollector``)."""
+
+    def __init__(self) -> None:
+        self.shared = 0
+        """Messages whose checks a worker process did."""
+        self.failures = 0
+        """How many times the processes failed (one died, or a part did not come back)."""
+        self.running = 0
+        """Processes in service now (0 while paused after a failure, or closed)."""
+
+
+STATS = CheckStats()
+"""The process's figures: like ``cpu_budget.BUDGET``, one per process."""
+
+
+class CheckPoolCollector(Collector):
+    """``cafgw_check_processes``, ``cafgw_checked_in_processes_total`` and
+    ``cafgw_check_process_failures_total`` of this process."""
+
+    def __init__(self, stats: CheckStats = STATS) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        running = GaugeMetricFamily(
+            "cafgw_check_processes",
+            "Check processes in service in this gateway process (check_processes)",
+        )
+        running.add_metric([], self._stats.running)
+        yield running
+        shared = CounterMetricFamily(
+            "cafgw_checked_in_processes",
+            "Received messages whose checks a check process did",
+        )
+        shared.add_metric([], self._stats.shared)
+        yield shared
+        failures = CounterMetricFamily(
+            "cafgw_check_process_failures",
+            "Times the check processes failed (one ended, or a part did not come back)",
+        )
+        failures.add_metric([], self._stats.failures)
+        yield failures
 
 
 @dataclass(frozen=True)
@@ -207,6 +254,7 @@ class CheckPool:
                 continue
             out.extend(checked.results)
             self.shared += len(part)
+            STATS.shared += len(part)
             for stage, seconds in checked.stages.items():
                 BUDGET.add(stage, seconds)
         return out
@@ -217,6 +265,7 @@ class CheckPool:
         self._closed = True
         executor, self._executor, self._made_for = self._executor, None, None
         if executor is not None:
+            STATS.running -= self.processes
             _end(executor)
 
     def _executor_for(self, gw: Gateway) -> ProcessPoolExecutor | None:
@@ -231,6 +280,7 @@ class CheckPool:
         if self._executor is not None:  # a reloaded directory: new settings and trust
             log.info("the region directory was reloaded: starting new check processes")
             executor, self._executor, self._made_for = self._executor, None, None
+            STATS.running -= self.processes
             _end(executor)  # nothing of theirs is out: this thread waits for every part
         if self._closed or self._monotonic() < self._paused_until:
             return None
@@ -243,6 +293,7 @@ class CheckPool:
             initargs=(gw.settings, gw.verifier.trust, BUDGET.enabled),
         )
         self._made_for = (gw.settings, gw.verifier.trust)
+        STATS.running += self.processes
         return self._executor
 
     def _failed(self, executor: ProcessPoolExecutor, why: str) -> None:
@@ -251,6 +302,7 @@ class CheckPool:
             _end(executor)  # stopping: not a failure to report
             return
         self.failures += 1
+        STATS.failures += 1
         log.warning(
             "check processes: %s; the consuming thread checks what is missing, "
             "and the processes start again in %.0f s",
@@ -259,6 +311,7 @@ class CheckPool:
         )
         if self._executor is executor:
             self._executor, self._made_for = None, None
+            STATS.running -= self.processes
         _end(executor)
         self._paused_until = self._monotonic() + self._restart_pause_s
 
