@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,8 +193,19 @@ def test_a_part_not_back_in_time_is_checked_by_the_thread(
 
 
 def test_closing_while_a_part_is_stuck_returns_at_once_and_the_thread_checks_the_part(
-    gateway: Gateway, monotonic: Monotonic
+    gateway: Gateway, monotonic: Monotonic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Each executor is ended once: the closing thread and the consumer, which sees
+    # its part fail as the processes are killed, must not both shut it down (two
+    # shutdowns at once close its queues twice: EBADF).
+    ended: list[object] = []
+    end = check_pool._end
+
+    def counted(executor: ProcessPoolExecutor) -> None:
+        ended.append(executor)
+        end(executor)
+
+    monkeypatch.setattr(check_pool, "_end", counted)
     # The part's deadline is far off: only closing can end the wait.
     pool = CheckPool(1, part_timeout_s=60.0, monotonic=monotonic)
     source, batch = _genuine(gateway, 40)
@@ -210,6 +222,7 @@ def test_closing_while_a_part_is_stuck_returns_at_once_and_the_thread_checks_the
     assert time.monotonic() - started < 5
     consumer.join(30)
     assert results == [expected]
+    assert len(ended) == len(set(map(id, ended))) == 1
     assert pool.failures == 0  # stopping is not a failure
     assert not multiprocessing.active_children()
     shared = pool.shared

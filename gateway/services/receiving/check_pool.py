@@ -203,6 +203,11 @@ class CheckPool:
         self._made_for: tuple[Settings, TrustStore] | None = None
         self._paused_until = -math.inf
         self._closed = False
+        # Guards ``_executor`` and ``_closed``: ``close`` (the stopping thread) and a
+        # failure seen by the consuming thread may race for one executor. Whoever
+        # takes it from ``_executor`` ends it, alone: two shutdowns at once close
+        # its queues twice.
+        self._lock = threading.Lock()
         self.failures = 0
         """How many times the processes failed (one died, or a part was late)."""
         self.shared = 0
@@ -262,10 +267,10 @@ class CheckPool:
     def close(self) -> None:
         """Stop the workers, for good; a part still out is checked by the thread
         (``Worker.close`` may come while the consumer still finishes a batch)."""
-        self._closed = True
-        executor, self._executor, self._made_for = self._executor, None, None
+        with self._lock:
+            self._closed = True
+        executor = self._take(None)
         if executor is not None:
-            STATS.running -= self.processes
             _end(executor)
 
     def _executor_for(self, gw: Gateway) -> ProcessPoolExecutor | None:
@@ -279,28 +284,44 @@ class CheckPool:
             return self._executor
         if self._executor is not None:  # a reloaded directory: new settings and trust
             log.info("the region directory was reloaded: starting new check processes")
-            executor, self._executor, self._made_for = self._executor, None, None
-            STATS.running -= self.processes
-            _end(executor)  # nothing of theirs is out: this thread waits for every part
-        if self._closed or self._monotonic() < self._paused_until:
+            old = self._take(self._executor)
+            if old is not None:
+                _end(old)  # nothing of theirs is out: this thread waits for every part
+        if self._monotonic() < self._paused_until:
             return None
-        self._executor = ProcessPoolExecutor(
-            self.processes,
-            # Not fork: this process runs threads (pika's, the ledger's) whose locks a
-            # forked child would inherit held. The fork server starts from a clean one.
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_start,
-            initargs=(gw.settings, gw.verifier.trust, BUDGET.enabled),
-        )
-        self._made_for = (gw.settings, gw.verifier.trust)
-        STATS.running += self.processes
-        return self._executor
+        with self._lock:
+            if self._closed:
+                return None
+            executor = ProcessPoolExecutor(
+                self.processes,
+                # Not fork: this process runs threads (pika's, the ledger's) whose locks
+                # a forked child would inherit held. The fork server starts clean.
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_start,
+                initargs=(gw.settings, gw.verifier.trust, BUDGET.enabled),
+            )
+            self._executor = executor
+            self._made_for = (gw.settings, gw.verifier.trust)
+            STATS.running += self.processes
+        return executor
+
+    def _take(self, executor: ProcessPoolExecutor | None) -> ProcessPoolExecutor | None:
+        """Take the executor in service (only if it is ``executor``, when given): the
+        caller ends it. None: none, or another took it and ends it."""
+        with self._lock:
+            taken = self._executor
+            if taken is None or (executor is not None and taken is not executor):
+                return None
+            self._executor, self._made_for = None, None
+            STATS.running -= self.processes
+            return taken
 
     def _failed(self, executor: ProcessPoolExecutor, why: str) -> None:
-        """Kill ``executor`` (the one the batch used, whatever ``close`` did since)."""
-        if self._closed:
-            _end(executor)  # stopping: not a failure to report
-            return
+        """Kill ``executor``, the one the batch used, unless ``close`` took it (and
+        ends it): stopping is not a failure to report."""
+        with self._lock:
+            if self._closed:
+                return
         self.failures += 1
         STATS.failures += 1
         log.warning(
@@ -309,10 +330,9 @@ class CheckPool:
             why,
             self._restart_pause_s,
         )
-        if self._executor is executor:
-            self._executor, self._made_for = None, None
-            STATS.running -= self.processes
-        _end(executor)
+        taken = self._take(executor)
+        if taken is not None:
+            _end(taken)
         self._paused_until = self._monotonic() + self._restart_pause_s
 
 
