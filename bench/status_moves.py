@@ -17,15 +17,17 @@ import argparse
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "tests") not in sys.path:
+    sys.path.append(str(ROOT / "tests"))  # after the tree measured: only its helpers
 
-from gateway.ledger.records import NewMessage  # noqa: E402
-from gateway.ledger.status import Direction, Status  # noqa: E402
+from support.outbound import signed_assessment  # noqa: E402
+
+from gateway.ledger.status import Status  # noqa: E402
 from gateway.ledger.store import Ledger  # noqa: E402
 
 BODY = b"<signed>" + b"x" * 5000 + b"</signed>"
@@ -39,22 +41,6 @@ def written_bytes() -> int:
     return 0
 
 
-def _outbound() -> NewMessage:
-    return NewMessage(
-        message_id=str(uuid.uuid4()),
-        direction=Direction.OUTBOUND,
-        authority="332",
-        sender="332",
-        recipient="336",
-        message_type="Assessment",
-        correlation_id="thread-1",
-        legal_basis="CONSENT",
-        statuses=((Status.ACCEPTED, None), (Status.SIGNED, None)),
-        digest=uuid.uuid4().hex,
-        body=BODY,
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=6000)
@@ -62,7 +48,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cafgw-moves-") as tmp:
         ledger = Ledger.open(f"sqlite:///{Path(tmp) / 'ledger.db'}")
         cpu0, written0 = time.process_time(), written_bytes()
-        batches = [ledger.record([_outbound() for _ in range(3)]) for _ in range(args.count // 3)]
+        batches = [
+            ledger.record([signed_assessment(BODY) for _ in range(3)])
+            for _ in range(args.count // 3)
+        ]
         cpu1, written1 = time.process_time(), written_bytes()
         for batch in batches:
             ledger.transition(batch, Status.SENT, None, attempts=1)

@@ -1,4 +1,5 @@
-"""Outbound rows as a ledger holds them once signed: queued in the outbox."""
+"""Outbound rows as a ledger holds them once signed: queued in the outbox, or as
+recorded at signing."""
 
 from __future__ import annotations
 
@@ -24,4 +25,22 @@ def queued(sender: str = "332", authority: str = "332", n: int = 0) -> NewMessag
         body=b"<Envelope/>",
         digest=f"{n:064x}",
         route_to="336",
+    )
+
+
+def signed_assessment(body: bytes | None) -> NewMessage:
+    """An Assessment from 332 to 336 as signing records it (``ACCEPTED``, ``SIGNED``),
+    carrying ``body`` (None: none kept); a random id and digest."""
+    return NewMessage(
+        message_id=str(uuid.uuid4()),
+        direction=Direction.OUTBOUND,
+        authority="332",
+        sender="332",
+        recipient="336",
+        message_type="Assessment",
+        correlation_id="thread-1",
+        legal_basis="CONSENT",
+        statuses=((Status.ACCEPTED, None), (Status.SIGNED, None)),
+        digest=uuid.uuid4().hex,
+        body=body,
     )

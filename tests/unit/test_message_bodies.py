@@ -8,38 +8,21 @@ with the body in the row, each change wrote the body's overflow pages again.
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from pathlib import Path
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from support.ledger_schema import downgrade
+from support.outbound import signed_assessment
 
 from gateway.ledger import bodies, migrate
 from gateway.ledger.core import make_engine
 from gateway.ledger.outbox import _CLAIM
-from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import message_bodies
 
 SIGNED_DOCUMENT = b"<signed>" + b"x" * 5000 + b"</signed>"  # two overflow pages in a row
-
-
-def _outbound(body: bytes | None) -> NewMessage:
-    return NewMessage(
-        message_id=str(uuid.uuid4()),
-        direction=Direction.OUTBOUND,
-        authority="332",
-        sender="332",
-        recipient="336",
-        message_type="Assessment",
-        correlation_id="thread-1",
-        legal_basis="CONSENT",
-        statuses=((Status.ACCEPTED, None), (Status.SIGNED, None)),
-        digest=uuid.uuid4().hex,
-        body=body,
-    )
 
 
 def _pages_written_by_sent(ledger: Ledger, pk: int) -> int:
@@ -57,7 +40,9 @@ def test_a_status_change_writes_as_many_pages_for_a_message_with_a_body_as_for_o
 ) -> None:
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
     try:
-        with_body, without = ledger.record([_outbound(SIGNED_DOCUMENT), _outbound(None)])
+        with_body, without = ledger.record(
+            [signed_assessment(SIGNED_DOCUMENT), signed_assessment(None)]
+        )
 
         assert _pages_written_by_sent(ledger, with_body) == _pages_written_by_sent(ledger, without)
     finally:
@@ -69,7 +54,7 @@ def test_a_message_moved_through_its_statuses_keeps_the_body_row_written_with_it
 ) -> None:
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
     try:
-        message = _outbound(SIGNED_DOCUMENT)
+        message = signed_assessment(SIGNED_DOCUMENT)
         (pk,) = ledger.record([message])
         with ledger.engine.connect() as conn:
             written = conn.execute(text("SELECT rowid, body FROM message_bodies")).all()
@@ -90,7 +75,7 @@ def test_a_message_recorded_without_a_body_has_no_body_row_and_reads_as_none(
 ) -> None:
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
     try:
-        message = _outbound(None)
+        message = signed_assessment(None)
         ledger.record([message])
         with ledger.engine.connect() as conn:
             assert conn.execute(select(message_bodies)).all() == []
@@ -102,8 +87,8 @@ def test_a_message_recorded_without_a_body_has_no_body_row_and_reads_as_none(
 def test_a_claim_returns_each_rows_own_body(ledger_url: str) -> None:
     ledger = Ledger.open(ledger_url)
     try:
-        sent = [_outbound(f"<signed n='{n}'>".encode() + b"x" * 5000) for n in range(20)]
-        sent.insert(7, _outbound(None))
+        sent = [signed_assessment(f"<signed n='{n}'>".encode() + b"x" * 5000) for n in range(20)]
+        sent.insert(7, signed_assessment(None))
         pks = ledger.record(sent)
         now = ledger.clock()
         claimed = ledger.claim_outbox(100, None, now, now.replace(year=now.year + 1))
@@ -133,8 +118,8 @@ def test_the_sqlite_upgrade_script_leaves_no_copy_of_a_body_erased_afterwards(
     url = f"sqlite:///{path}"
     ledger = Ledger.open(url)
     signed = b"<s>" + MARK + b"y" * 5000 + b"</s>"
-    others = [_outbound(b"<o>" + b"z" * 5000) for _ in range(20)]
-    pks = ledger.record([_outbound(signed), *others])
+    others = [signed_assessment(b"<o>" + b"z" * 5000) for _ in range(20)]
+    pks = ledger.record([signed_assessment(signed), *others])
     with ledger.engine.begin() as conn:
         downgrade(conn, "0002")
     with ledger.engine.connect() as conn:
