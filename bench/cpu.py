@@ -35,12 +35,19 @@ def proc_cpu_s(pid: int | None) -> float | None:
     ``check_processes``), or None."""
     if pid is None:
         return None
+    own = _own_cpu_s(pid)
+    if own is None:
+        return None
+    return own + sum(_own_cpu_s(child) or 0.0 for child in descendants(pid))
+
+
+def _own_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` alone, or None (gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    own = (int(fields[11]) + int(fields[12])) / _TICKS
-    return own + sum(proc_cpu_s(child) or 0.0 for child in children(pid))
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def children(pid: int) -> list[int]:
