@@ -1,5 +1,9 @@
-"""Two decisions about one case at the same moment, on a real SQLite ledger: the second
-waits for the first to commit and decides on what it did (``locks.thread``).
+"""Two decisions about one case at the same moment, on a real SQLite ledger and on
+PostgreSQL: the second waits for the first to commit and decides on what it did
+(``locks.thread``: SQLite's one write lock, taken from the call on; PostgreSQL's
+transaction-scoped advisory lock on the case thread, where replicas share a ledger;
+"not ours" locks the received message's row instead, ``FOR UPDATE``). Each
+PostgreSQL case fails with its lock taken out (checked by hand, 2026-12-06).
 
 Each test pauses the first decision just after its reads and lets the second one
 run; without the lock the second ran to its end in that pause, and the first then
@@ -20,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from policy_support import DUDLEY, envelope_of, memory_gateway, submit
+from policy_support import ALL, DUDLEY, envelope_of, memory_gateway, settings_for, submit
 from retention_support import Clock, dudley_shared, region
+from support.gateways import memory_gateway as gateway_with
 
 from gateway.context import Gateway
 from gateway.errors import PolicyRefusal
@@ -31,7 +36,14 @@ from gateway.lifecycle import not_ours, sender
 from gateway.model import Assessment, RecallReason
 from gateway.services.outbound import records
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.parametrize(
+        "ledger_url",
+        ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
+        indirect=True,
+    ),
+]
 
 
 @dataclass
@@ -100,10 +112,10 @@ def _assessments_to(gw: Gateway, recipient: str) -> list[str]:
 
 
 def test_two_uploads_of_one_register_at_once_both_succeed_and_send_each_record_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ledger_url: str
 ) -> None:
-    gw = memory_gateway(tmp_path)
-    once = memory_gateway(tmp_path / "once")
+    gw = gateway_with(tmp_path, settings=settings_for(tmp_path, ALL, ledger_url))
+    once = memory_gateway(tmp_path / "once")  # what one upload sends, on SQLite
     try:
         submit(once, "332", "dudley-csv", DUDLEY.read_bytes(), "caf-register.csv")
         expected = sorted(_assessments_to(once, "336"))
@@ -122,9 +134,9 @@ def test_two_uploads_of_one_register_at_once_both_succeed_and_send_each_record_o
 
 
 def test_two_recalls_of_one_message_at_once_send_one_recall(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ledger_url: str
 ) -> None:
-    gw = region(tmp_path, Clock.starting_now())
+    gw = region(tmp_path, Clock.starting_now(), settings_for(tmp_path, ALL, ledger_url))
     try:
         dudley_shared(gw)
         original = _sent(gw, "332", "Assessment", recipient="333")[0]
@@ -145,9 +157,9 @@ def test_two_recalls_of_one_message_at_once_send_one_recall(
 
 
 def test_two_not_ours_about_one_message_at_once_send_one_notice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ledger_url: str
 ) -> None:
-    gw = region(tmp_path, Clock.starting_now())
+    gw = region(tmp_path, Clock.starting_now(), settings_for(tmp_path, ALL, ledger_url))
     try:
         dudley_shared(gw)
         original = _sent(gw, "332", "Assessment", recipient="333")[0]
@@ -169,9 +181,9 @@ def test_two_not_ours_about_one_message_at_once_send_one_notice(
 
 
 def test_two_identical_corrections_of_one_message_at_once_send_one_correction(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ledger_url: str
 ) -> None:
-    gw = region(tmp_path, Clock.starting_now())
+    gw = region(tmp_path, Clock.starting_now(), settings_for(tmp_path, ALL, ledger_url))
     try:
         original, assessment = _shared_assessment(gw)
         fixed = replace(assessment, needs="Asthma review")
@@ -194,9 +206,9 @@ def test_two_identical_corrections_of_one_message_at_once_send_one_correction(
 
 
 def test_a_different_correction_made_at_the_same_moment_corrects_the_first_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ledger_url: str
 ) -> None:
-    gw = region(tmp_path, Clock.starting_now())
+    gw = region(tmp_path, Clock.starting_now(), settings_for(tmp_path, ALL, ledger_url))
     try:
         original, assessment = _shared_assessment(gw)
         answers = []
