@@ -127,8 +127,12 @@ SQLITE_CACHE_KIB = 512
 # Each is SQLite's compiled program, held in native memory, and each distinct SQL
 # text gets its own (an ``IN`` list of another length is another text): with the
 # default, SQLite held 20-29 MB in the whole path's receiver and 15-23 MB in its
-# sender; with 16, 3-5 MB (docs/performance.md, 2026-12-05).
-SQLITE_CACHED_STATEMENTS = 16
+# sender; with 16, 3-5 MB (docs/performance.md, 2026-12-05). But 16 is fewer than
+# one small received batch and its receipt use (about 25 texts): each was prepared
+# again every batch (a receipt's 11 statements took 0.67 ms in SQLite, 0.29 with
+# 32), and a batch of 3 cost the receiver 2.5 ms of CPU a message, 2.2 with 32;
+# the whole path's processes stayed under 147 MB (docs/performance.md, 2026-12-06).
+SQLITE_CACHED_STATEMENTS = 32
 
 
 def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine:
