@@ -197,26 +197,38 @@ class OutboundQueries(LedgerCore):
             ).all()
         return {int(r[0]) for r in renewed}
 
-    def release_claims(self, pks: Sequence[int], *, wake: bool = False) -> None:
-        """Give claimed rows back to the outbox at once (their publish failed).
+    def release_claims(
+        self, pks: Sequence[int], *, wake: bool = False, conn: Connection | None = None
+    ) -> None:
+        """Give claimed rows back to the outbox at once (their publish failed); in
+        ``conn``'s transaction when given.
 
         ``wake``: and wake the sender loops (here and in replicas) to publish them,
         for rows a sender loop never claimed (``services.delivery.publish_claimed``).
         The sender loop itself gives back without waking: it would wake itself at
         once, again and again while the broker refuses.
         """
-        if pks:
-            with self.transaction() as conn:
-                conn.execute(
-                    update(messages).where(messages.c.id.in_(list(pks))).values(claimed_until=None)
-                )
-                if wake:
-                    self.announce(conn, OUTBOX)
+        if not pks:
+            return
+        if conn is None:
+            with self.transaction() as c:
+                self.release_claims(pks, wake=wake, conn=c)
+            return
+        conn.execute(
+            update(messages).where(messages.c.id.in_(list(pks))).values(claimed_until=None)
+        )
+        if wake:
+            self.announce(conn, OUTBOX)
 
     def mark_sent(
-        self, pks: Sequence[int], next_attempt_at: datetime | None, reason: str | None = None
+        self,
+        pks: Sequence[int],
+        next_attempt_at: datetime | None,
+        reason: str | None = None,
+        conn: Connection | None = None,
     ) -> None:
-        """Published and confirmed by the broker; now waiting for the receipt.
+        """Published and confirmed by the broker; now waiting for the receipt. In
+        ``conn``'s transaction when given.
 
         Only rows still in the outbox change: the receipt may already have come
         back (and marked the row DELIVERED) between the broker's confirm and now.
@@ -228,6 +240,7 @@ class OutboundQueries(LedgerCore):
             OUTBOX_STATES,
             Status.SENT,
             reason,
+            conn,
             attempts=ONE_MORE_ATTEMPT,
             next_attempt_at=next_attempt_at,
             claimed_until=None,

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from sqlalchemy import Connection
+
 from gateway.context import Gateway
 from gateway.errors import CafgwError, TransportError
 from gateway.ledger.handoff import Claimed
@@ -187,6 +189,11 @@ class InFlight:
         self._wake = wake
 
     @property
+    def confirmed(self) -> bool:
+        """Every message has its outcome from the broker: ``mark`` waits for nothing."""
+        return self._pending.done
+
+    @property
     def ready(self) -> bool:
         """Every message has its outcome, or the confirm timeout has passed: ``finish``
         waits for nothing but the ledger."""
@@ -195,6 +202,14 @@ class InFlight:
     def finish(self) -> PublishSummary:
         """Wait for the confirms (up to the publish's timeout) and mark each row by its
         outcome: SENT with its receipt deadline, or back to the outbox."""
+        summary = self.mark(None)
+        self.marked()
+        return summary
+
+    def mark(self, conn: Connection | None) -> PublishSummary:
+        """``finish``'s marks, in ``conn``'s transaction when given (a transaction each
+        otherwise): once that transaction has committed, call ``marked``; one rolled
+        back leaves this publish to be finished again."""
         gw, now = self._gw, self._now
         if not self._items:
             return PublishSummary()
@@ -214,9 +229,9 @@ class InFlight:
                 returned.append((item.pk, result.reason or "no queue is bound for the recipient"))
             else:
                 failed.append(item.pk)
-        gw.ledger.mark_sent(confirmed_unreceipted, None)
+        gw.ledger.mark_sent(confirmed_unreceipted, None, conn=conn)
         for deadline, pks in confirmed_by_deadline.items():
-            gw.ledger.mark_sent(pks, now + timedelta(seconds=deadline))
+            gw.ledger.mark_sent(pks, now + timedelta(seconds=deadline), conn=conn)
         for pk, reason in returned:
             # Unroutable: the recipient's queue does not exist (yet). Count it as a
             # send attempt so that the re-send budget bounds it.
@@ -224,14 +239,18 @@ class InFlight:
                 [pk],
                 now + timedelta(seconds=gw.settings.delivery.receipt_deadline_s),
                 reason=f"returned by the broker: {reason}",
+                conn=conn,
             )
-        gw.ledger.release_claims(failed, wake=self._wake)
-        self._items = []  # finished: a second call marks nothing again
+        gw.ledger.release_claims(failed, wake=self._wake, conn=conn)
         return PublishSummary(
             sum(len(p) for p in confirmed_by_deadline.values()) + len(confirmed_unreceipted),
             len(returned),
             len(failed),
         )
+
+    def marked(self) -> None:
+        """The marks of ``mark`` are committed: a second ``finish`` marks nothing again."""
+        self._items = []
 
 
 def _connected(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
+from sqlalchemy import Connection, event
 from support.gateways import claimed_until, watching
 
 from gateway.context import Gateway
@@ -175,6 +176,67 @@ def test_the_next_batch_settles_the_receipt_of_the_one_before(tmp_path: Path) ->
     assert earlier.status is Status.SENT  # settled once the second batch sent its own
     assert transport.held[0].waited  # its confirm was awaited there, not before
     assert later.status is Status.SIGNED  # the second's is under way
+
+
+def commits_during(gw: Gateway, work: Callable[[], object]) -> int:
+    """How many transactions committed on ``gw``'s ledger while ``work`` ran."""
+    count = 0
+
+    def counted(_conn: object) -> None:
+        nonlocal count
+        count += 1
+
+    event.listen(gw.ledger.engine, "commit", counted)
+    try:
+        work()
+    finally:
+        event.remove(gw.ledger.engine, "commit", counted)
+    return count
+
+
+def test_a_receipt_confirmed_before_the_next_batch_is_marked_sent_by_that_batchs_transaction(
+    tmp_path: Path,
+) -> None:
+    gw, transport, _ids = sent(tmp_path, 2)
+    first, second = take(transport, RECIPIENT_INBOX, 2)
+    in_flight = ReceiptsInFlight()
+    handle_batch(gw, [first], in_flight)
+    transport.confirm()  # the first receipt's confirm is in before the second batch
+
+    commits = commits_during(gw, lambda: handle_batch(gw, [second], in_flight))
+
+    earlier, later = sorted(receipts_of(gw), key=lambda r: r.pk)
+    assert earlier.status is Status.SENT
+    assert claimed_until(gw, earlier.pk) is None
+    assert later.status is Status.SIGNED  # the second's is under way
+    assert commits == 1  # the batch's own: no transaction (and no flush) for the marks
+    assert len(in_flight) == 1  # only the second's is left in flight
+
+
+def test_a_receipt_whose_marks_fail_in_the_next_batch_is_settled_alone_and_the_batch_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw, transport, ids = sent(tmp_path, 2)
+    first, second = take(transport, RECIPIENT_INBOX, 2)
+    in_flight = ReceiptsInFlight()
+    handle_batch(gw, [first], in_flight)
+    transport.confirm()
+    real = delivery.InFlight.mark
+
+    def mark(self: delivery.InFlight, conn: Connection | None) -> delivery.PublishSummary:
+        if conn is not None:
+            raise RuntimeError("a fault while marking in the batch's transaction")
+        return real(self, conn)
+
+    monkeypatch.setattr(delivery.InFlight, "mark", mark)
+
+    (disposition,) = handle_batch(gw, [second], in_flight)
+
+    assert disposition.verdict is Verdict.ACK
+    received = gw.ledger.find(authority=RECIPIENT, direction=Direction.INBOUND)
+    assert sorted(r.message_id for r in received) == sorted(ids)
+    earlier, _later = sorted(receipts_of(gw), key=lambda r: r.pk)
+    assert earlier.status is Status.SENT  # settled on its own after the batch
 
 
 def test_a_receipt_the_broker_never_confirms_goes_back_to_the_outbox_for_the_sender_loop(

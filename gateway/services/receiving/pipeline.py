@@ -88,7 +88,7 @@ def handle_batch(
     """
     earlier = in_flight.take() if in_flight is not None else ReceiptsInFlight()
     try:
-        out = _isolated(gw, deliveries, in_flight, checks)
+        out = _isolated(gw, deliveries, in_flight, checks, settling=earlier)
     except OutageError:
         if in_flight is not None:
             in_flight.put_back(earlier)  # settled once the ledger answers again
@@ -104,9 +104,10 @@ def _isolated(
     deliveries: Sequence[Delivery],
     in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
+    settling: ReceiptsInFlight | None = None,
 ) -> list[Disposition]:
     try:
-        return _handle(gw, deliveries, in_flight, checks)
+        return _handle(gw, deliveries, in_flight, checks, settling)
     except OutageError:
         raise  # the ledger is down: the consumer holds the batch, unsettled, until it answers
     except Exception as exc:  # why everything: isolating an unknown failure is the point
@@ -125,7 +126,7 @@ def _isolated(
             len(deliveries),
             type(exc).__name__,
         )
-        return [d for one in deliveries for d in _isolated(gw, [one], in_flight, None)]
+        return [d for one in deliveries for d in _isolated(gw, [one], in_flight, None, settling)]
 
 
 def _handle(
@@ -133,6 +134,7 @@ def _handle(
     deliveries: Sequence[Delivery],
     in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
+    settling: ReceiptsInFlight | None,
 ) -> list[Disposition]:
     by_source: dict[Source, list[int]] = {}
     for index, one in enumerate(deliveries):
@@ -140,7 +142,8 @@ def _handle(
     out: list[Disposition | None] = [None] * len(deliveries)
     inline = len(deliveries) <= INLINE_RECEIPTS_MAX
     for source, indexes in by_source.items():
-        results = _record(gw, source, [deliveries[i] for i in indexes], inline, in_flight, checks)
+        batch = [deliveries[i] for i in indexes]
+        results = _record(gw, source, batch, inline, in_flight, checks, settling)
         for i, result in zip(indexes, results, strict=True):
             out[i] = result
     return [d for d in out if d is not None]
@@ -153,6 +156,7 @@ def _record(
     inline: bool,
     in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
+    settling: ReceiptsInFlight | None,
 ) -> list[Disposition]:
     if checks is None:
         checked = [check(gw, source, d) for d in deliveries]
@@ -160,7 +164,7 @@ def _record(
         checked = checks.check(gw, source, deliveries)
     out: list[Disposition] = []
     for run in _runs(checked):
-        out.extend(_record_checked(gw, source, run, inline, in_flight))
+        out.extend(_record_checked(gw, source, run, inline, in_flight, settling))
     return out
 
 
@@ -188,7 +192,10 @@ def _record_checked(
     checked: Sequence[Passed | Refused],
     inline: bool,
     in_flight: ReceiptsInFlight | None,
+    settling: ReceiptsInFlight | None = None,
 ) -> list[Disposition]:
+    """Record ``checked`` in one transaction (with its receipt when ``inline``); the
+    receipts of earlier batches (``settling``) whose confirms are in are marked in it too."""
     deliveries = checked
     owner = source.owner
     keys = [(c.verified.sender, c.verified.message_id) for c in checked if isinstance(c, Passed)]
@@ -199,6 +206,7 @@ def _record_checked(
         resend_receipts: set[str] = set()
         after_commit = []
         own_receipt: _Receipt | None = None  # signed by this transaction, if any
+        settled: list[delivery.InFlight] = []  # earlier receipts marked by it
         with gw.ledger.transaction() as conn:
             # First: what another replica may be recording at this moment is ours
             # to read only once it committed (or rolled back).
@@ -286,6 +294,11 @@ def _record_checked(
                     env.header.sender,
                     conn,
                 )
+            if settling is not None:
+                # No transaction (and no flush) of their own for earlier receipts.
+                settled = settling.mark_ready(conn)
+        if settling is not None:
+            settling.marked(settled)
         for receipt_id in resend_receipts:
             _requeue_receipt(gw, owner, receipt_id)
     except LedgerUnavailableError:
@@ -412,6 +425,32 @@ class ReceiptsInFlight:
         """Take back, first in line, what ``take`` handed over and is not settled."""
         self._started[:0] = taken._started
         taken._started = []
+
+    def mark_ready(self, conn: Connection) -> list[delivery.InFlight]:
+        """Mark, in ``conn``'s transaction, those whose confirms are all in (the batch's
+        own transaction: no commit and no flush of their own); pass what this returns
+        to ``marked`` once it committed. One past its confirm timeout is left to be
+        settled alone (giving it up may wait a moment for the broker's IO thread, not
+        to be done holding the ledger's writer). Marked in a savepoint: if that fails,
+        none is marked and all stay to be settled alone."""
+        ready = [started for started in self._started if started.confirmed]
+        if not ready:
+            return []
+        try:
+            with BUDGET.timed("receipt"), conn.begin_nested():
+                for started in ready:
+                    started.mark(conn)
+        except Exception:  # why everything: the batch must be recorded; these can wait
+            log.exception("receipts in flight are settled on their own")
+            return []
+        return ready
+
+    def marked(self, settled: list[delivery.InFlight]) -> None:
+        """Those ``mark_ready`` marked are committed: settled, no longer here."""
+        for started in settled:
+            started.marked()
+        done = {id(started) for started in settled}
+        self._started = [s for s in self._started if id(s) not in done]
 
     def settle_ready(self) -> None:
         """Settle those whose confirms are in or whose confirm timeout has passed (so
