@@ -2,9 +2,10 @@
 
 A small batch's receipt is recorded, claimed, by the transaction that records
 the batch; the consumer sends it and acknowledges the batch without waiting
-for the broker's confirm, and settles it (SENT, or back to the outbox) after
-the next batch or when it has nothing to do. One in-memory gateway hosts both
-ends; the broker's confirms arrive when the test says.
+for the broker's confirm, and settles it (SENT, or back to the outbox) in the
+next batch's transaction if its confirm is in by then, else after that batch or
+when it has nothing to do. One in-memory gateway hosts both ends; the broker's
+confirms arrive when the test says.
 """
 
 from __future__ import annotations
@@ -17,14 +18,20 @@ from pathlib import Path
 import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, select
 from support.gateways import claimed_until, watching
 
 from gateway.context import Gateway
-from gateway.errors import BrokerUnavailableError, LedgerUnavailableError, OutageError
+from gateway.errors import (
+    BrokerUnavailableError,
+    LedgerError,
+    LedgerUnavailableError,
+    OutageError,
+)
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
-from gateway.services import delivery
+from gateway.ledger.tables import history
+from gateway.services import delivery, receipts
 from gateway.services.receiving import ReceiptsInFlight, handle_batch
 from gateway.settings import BrokerSettings
 from gateway.transport import consumer
@@ -213,7 +220,88 @@ def test_a_receipt_confirmed_before_the_next_batch_is_marked_sent_by_that_batchs
     assert len(in_flight) == 1  # only the second's is left in flight
 
 
-def test_a_receipt_whose_marks_fail_in_the_next_batch_is_settled_alone_and_the_batch_recorded(
+def sent_history(gw: Gateway, pk: int) -> list[str]:
+    """The statuses in message ``pk``'s history that say it was sent."""
+    with gw.ledger.transaction() as conn:
+        rows = conn.execute(
+            select(history.c.status).where(
+                history.c.message_pk == pk, history.c.status == Status.SENT.value
+            )
+        ).all()
+    return [str(r[0]) for r in rows]
+
+
+def two_receipts_confirmed(tmp_path: Path) -> tuple[Gateway, ReceiptsInFlight, Delivery]:
+    """Two batches received, their receipts sent and confirmed; a third waits."""
+    gw, transport, _ids = sent(tmp_path, 3)
+    first, second, third = take(transport, RECIPIENT_INBOX, 3)
+    in_flight = ReceiptsInFlight()
+    handle_batch(gw, [first], in_flight)
+    handle_batch(gw, [second], in_flight)  # the first's confirm was awaited here
+    transport.confirm()
+    return gw, in_flight, third
+
+
+def test_earlier_receipts_whose_marks_fail_half_way_are_each_marked_once_on_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw, in_flight, third = two_receipts_confirmed(tmp_path)
+    real = delivery.InFlight.mark
+    calls = 0
+
+    def mark(self: delivery.InFlight, conn: Connection | None) -> delivery.PublishSummary:
+        nonlocal calls
+        calls += 1
+        if conn is not None and calls == 2:  # the first one's marks are written already
+            raise RuntimeError("a fault while marking in the batch's transaction")
+        return real(self, conn)
+
+    monkeypatch.setattr(delivery.InFlight, "mark", mark)
+
+    (disposition,) = handle_batch(gw, [third], in_flight)
+
+    assert disposition.verdict is Verdict.ACK  # the batch is recorded all the same
+    receipts = sorted(receipts_of(gw), key=lambda r: r.pk)
+    assert [r.status for r in receipts] == [Status.SENT, Status.SENT, Status.SIGNED]
+    for receipt in receipts[:2]:  # rolled back together, then marked once, alone
+        assert sent_history(gw, receipt.pk) == ["SENT"]
+        assert receipt.attempts == 1
+    assert len(in_flight) == 1  # the third batch's own receipt
+
+
+def test_a_batch_that_fails_after_marking_earlier_receipts_leaves_them_to_be_marked_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw, transport, _ids = sent(tmp_path, 2)
+    first, second = take(transport, RECIPIENT_INBOX, 2)
+    in_flight = ReceiptsInFlight()
+    handle_batch(gw, [first], in_flight)
+    transport.confirm()
+
+    def fails(*_args: object) -> bool:
+        raise LedgerError("the ledger refused the batch's last read")
+
+    # The batch's receipt asks this last, after the earlier receipts were marked.
+    monkeypatch.setattr(gw.ledger, "receipts_owed", fails)
+
+    (disposition,) = handle_batch(gw, [second], in_flight)
+
+    assert disposition.verdict is Verdict.RETRY  # nothing of the batch was committed
+    (earlier,) = receipts_of(gw)
+    assert earlier.status is Status.SENT  # marked alone, after the batch rolled back
+    assert sent_history(gw, earlier.pk) == ["SENT"]
+    assert len(in_flight) == 0
+
+
+def lose_the_transaction(conn: Connection) -> None:
+    """What SQLite does by itself on a full disk or an I/O error: the whole transaction
+    rolled back, under SQLAlchemy's feet."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.rollback()
+
+
+def test_a_fault_that_loses_the_batchs_transaction_while_marking_receipts_gets_it_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gw, transport, ids = sent(tmp_path, 2)
@@ -221,22 +309,41 @@ def test_a_receipt_whose_marks_fail_in_the_next_batch_is_settled_alone_and_the_b
     in_flight = ReceiptsInFlight()
     handle_batch(gw, [first], in_flight)
     transport.confirm()
-    real = delivery.InFlight.mark
 
     def mark(self: delivery.InFlight, conn: Connection | None) -> delivery.PublishSummary:
-        if conn is not None:
-            raise RuntimeError("a fault while marking in the batch's transaction")
-        return real(self, conn)
+        assert conn is not None
+        lose_the_transaction(conn)
+        raise RuntimeError("disk I/O error")
 
-    monkeypatch.setattr(delivery.InFlight, "mark", mark)
+    with monkeypatch.context() as patched:
+        patched.setattr(delivery.InFlight, "mark", mark)
+        (disposition,) = handle_batch(gw, [second], in_flight)
 
-    (disposition,) = handle_batch(gw, [second], in_flight)
-
-    assert disposition.verdict is Verdict.ACK
+    assert disposition.verdict is Verdict.RETRY  # never acknowledged unrecorded
+    received = gw.ledger.find(authority=RECIPIENT, direction=Direction.INBOUND)
+    assert [r.message_id for r in received] == [ids[0]]
+    (again,) = handle_batch(gw, [second], in_flight)  # the broker's next delivery
+    assert again.verdict is Verdict.ACK
     received = gw.ledger.find(authority=RECIPIENT, direction=Direction.INBOUND)
     assert sorted(r.message_id for r in received) == sorted(ids)
-    earlier, _later = sorted(receipts_of(gw), key=lambda r: r.pk)
-    assert earlier.status is Status.SENT  # settled on its own after the batch
+
+
+def test_a_fault_that_loses_the_batchs_transaction_while_signing_its_receipt_gets_it_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw, transport, _ids = sent(tmp_path, 1)
+    (only,) = take(transport, RECIPIENT_INBOX, 1)
+
+    def sign(_gw: Gateway, conn: Connection, _due: object) -> receipts.Signed:
+        lose_the_transaction(conn)
+        raise RuntimeError("disk I/O error")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(receipts, "sign", sign)
+        (disposition,) = handle_batch(gw, [only], ReceiptsInFlight())
+
+    assert disposition.verdict is Verdict.RETRY  # before: ACK, and the message was lost
+    assert gw.ledger.find(authority=RECIPIENT, direction=Direction.INBOUND) == []
 
 
 def test_a_receipt_the_broker_never_confirms_goes_back_to_the_outbox_for_the_sender_loop(

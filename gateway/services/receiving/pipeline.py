@@ -34,6 +34,7 @@ from gateway.errors import LedgerError, LedgerUnavailableError, OutageError, Pol
 from gateway.feature import ApplyContext, Received
 from gateway.ledger import locks
 from gateway.ledger.records import NewMessage
+from gateway.ledger.savepoints import Failed, in_savepoint
 from gateway.ledger.status import Direction, Status
 from gateway.model import Envelope, LegalBasis, MessageType, Purpose, Receipt, ReceiptOutcome
 from gateway.policy.child import child_key
@@ -78,10 +79,12 @@ def handle_batch(
     with backoff and parks it once its budget is spent.
 
     ``in_flight``: the consumer's receipts awaiting their confirms. The
-    batch's own receipt joins them rather than being waited for, and those
-    of earlier batches are settled once this batch has sent its own (their
-    confirms have had this batch's time to arrive). Without it, the batch's
-    receipt is confirmed before this returns.
+    batch's own receipt joins them rather than being waited for. Those of
+    earlier batches whose confirms are in by the end of this batch's
+    transaction are marked in it (no commit and no flush of their own); the
+    others are settled once this batch has sent its own (their confirms have
+    had this batch's time to arrive). Without it, the batch's receipt is
+    confirmed before this returns.
 
     ``checks``: worker processes that share the batch's checks with this thread
     (``check_pool``); None: this thread checks every message.
@@ -355,13 +358,20 @@ class _Receipt:
 
     def sign(self, conn: Connection) -> None:
         gw = self.gw
+
+        def sign() -> receipts.Signed:
+            due = gw.ledger.claim_receipts_due(conn, gw.hosted, len(self.pks), self.pks)
+            return receipts.sign(gw, conn, due)
+
         with BUDGET.timed("receipt"):
-            try:
-                with conn.begin_nested():
-                    due = gw.ledger.claim_receipts_due(conn, gw.hosted, len(self.pks), self.pks)
-                    signed = receipts.sign(gw, conn, due)
-            except Exception:  # why everything: the batch is recorded; its receipt can wait
-                log.exception("the receipt of a received batch is left to the receipt loop")
+            # The batch is recorded; its receipt can wait, unless the failure took the
+            # batch's transaction with it (then LedgerError: the batch is retried).
+            signed = in_savepoint(conn, sign, "signing a received batch's receipt")
+            if isinstance(signed, Failed):
+                log.error(
+                    "the receipt of a received batch is left to the receipt loop",
+                    exc_info=signed.error,
+                )
                 return
             self.signed = signed
             # No turn of the receipt loop is owed for these; but one is if anything
@@ -398,8 +408,9 @@ class ReceiptsInFlight:
     ledger answers for the receipt (a receipt not marked sent goes out again
     from the outbox once its claim lapses), so the consumer need not wait for
     the broker's confirm before it takes the next batch. It settles them (marks
-    each SENT, or gives it back to the outbox) after the next batch, whenever
-    it has nothing to hand over or is reconnecting (``settle_ready``, the
+    each SENT, or gives it back to the outbox) in the next batch's transaction
+    when their confirms are in by then (``mark_ready``), else after that batch,
+    whenever it has nothing to hand over or is reconnecting (``settle_ready``, the
     consumer's idle hook: those confirmed, or past their confirm timeout, by
     then), and all of them when it stops (``finish``). One the ledger cannot
     settle for now (an outage) stays here for a later turn. Used by the
@@ -427,8 +438,9 @@ class ReceiptsInFlight:
         taken._started = []
 
     def mark_ready(self, conn: Connection) -> list[delivery.InFlight]:
-        """Mark, in ``conn``'s transaction, those whose confirms are all in (the batch's
-        own transaction: no commit and no flush of their own); pass what this returns
+        """Mark, in ``conn``'s transaction, those whose every message has its outcome
+        (confirmed, refused or failed: the batch's own transaction, no commit and no
+        flush of their own); pass what this returns
         to ``marked`` once it committed. One past its confirm timeout is left to be
         settled alone (giving it up may wait a moment for the broker's IO thread, not
         to be done holding the ledger's writer). Marked in a savepoint: if that fails,
@@ -436,12 +448,17 @@ class ReceiptsInFlight:
         ready = [started for started in self._started if started.confirmed]
         if not ready:
             return []
-        try:
-            with BUDGET.timed("receipt"), conn.begin_nested():
-                for started in ready:
-                    started.mark(conn)
-        except Exception:  # why everything: the batch must be recorded; these can wait
-            log.exception("receipts in flight are settled on their own")
+
+        def mark() -> None:
+            for started in ready:
+                started.mark(conn)
+
+        with BUDGET.timed("receipt"):
+            # These can wait (settled on their own after the batch), unless the failure
+            # took the batch's transaction with it (then LedgerError: it is retried).
+            marked = in_savepoint(conn, mark, "marking earlier receipts sent")
+        if isinstance(marked, Failed):
+            log.error("receipts in flight are settled on their own", exc_info=marked.error)
             return []
         return ready
 
