@@ -70,7 +70,9 @@ def announce(conn: Connection, origin: str, *topics: str) -> None:
     mark(conn, *topics)
     if conn.dialect.name != "postgresql":
         return  # SQLite takes one gateway process: the in-process wake is all there is
-    transaction = conn.get_transaction()
+    # Kept per savepoint when in one: a savepoint rolled back takes its NOTIFY with it,
+    # and the transaction must then send it again when asked.
+    transaction = conn.get_nested_transaction() or conn.get_transaction()
     sent = _SENT.setdefault(transaction, set()) if transaction is not None else set()
     new = sorted(set(topics) - sent)
     if not new:

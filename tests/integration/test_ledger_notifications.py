@@ -23,7 +23,7 @@ from gateway.context import Gateway
 from gateway.ledger.notify import CHANNEL, channel_name
 from gateway.ledger.status import Direction, Status
 from gateway.transport.memory import MemoryTransport
-from gateway.wakeups import TOPICS
+from gateway.wakeups import OUTBOX, TOPICS
 from gateway.worker import Worker
 from tests.integration.gateways import wait_for
 
@@ -70,6 +70,19 @@ def test_a_commit_by_another_engine_wakes_the_sender_loop_with_no_fallback_poll(
     # The fallback poll is an hour: only the NOTIFY can get these published.
     wait_for(lambda: published(writer, {m.message_id for m in sent}), 20, "published")
     assert worker.listener.heard >= 1
+
+
+def test_a_wake_up_in_a_savepoint_rolled_back_is_sent_again_by_its_transaction(
+    pair: tuple[Gateway, Worker],
+) -> None:
+    writer, _worker = pair
+    sent = signed_inbound(writer, SENDER, RECIPIENT, 2)
+    with writer.ledger.transaction() as conn:
+        savepoint = conn.begin_nested()
+        writer.ledger.announce(conn, OUTBOX)  # its NOTIFY goes with the savepoint
+        savepoint.rollback()
+        writer.ledger.record(sent, conn)  # wakes the sender loops again: it must be sent
+    wait_for(lambda: published(writer, {m.message_id for m in sent}), 20, "published")
 
 
 def test_the_listener_reconnects_after_its_backend_is_killed_wakes_every_loop_and_hears_again(
