@@ -1,8 +1,9 @@
-"""What a block of code runs on a database: its statements, for query-plan tests."""
+"""What a block of code runs on a database: its statements (for query-plan tests) and
+its commits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,3 +23,19 @@ def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", before)
+
+
+def commits_during(engine: Engine, work: Callable[[], object]) -> int:
+    """How many transactions committed on ``engine`` while ``work`` ran."""
+    count = 0
+
+    def counted(_conn: Any) -> None:
+        nonlocal count
+        count += 1
+
+    event.listen(engine, "commit", counted)
+    try:
+        work()
+    finally:
+        event.remove(engine, "commit", counted)
+    return count

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
-from sqlalchemy import Connection, event, select
+from sqlalchemy import Connection, select
 from support.gateways import claimed_until, watching
+from support.sql import commits_during
 
 from gateway.context import Gateway
 from gateway.errors import (
@@ -185,32 +186,22 @@ def test_the_next_batch_settles_the_receipt_of_the_one_before(tmp_path: Path) ->
     assert later.status is Status.SIGNED  # the second's is under way
 
 
-def commits_during(gw: Gateway, work: Callable[[], object]) -> int:
-    """How many transactions committed on ``gw``'s ledger while ``work`` ran."""
-    count = 0
-
-    def counted(_conn: object) -> None:
-        nonlocal count
-        count += 1
-
-    event.listen(gw.ledger.engine, "commit", counted)
-    try:
-        work()
-    finally:
-        event.remove(gw.ledger.engine, "commit", counted)
-    return count
+def one_receipt_confirmed(tmp_path: Path) -> tuple[Gateway, ReceiptsInFlight, Delivery, list[str]]:
+    """A batch received, its receipt sent and confirmed; a second batch waits."""
+    gw, transport, ids = sent(tmp_path, 2)
+    first, second = take(transport, RECIPIENT_INBOX, 2)
+    in_flight = ReceiptsInFlight()
+    handle_batch(gw, [first], in_flight)
+    transport.confirm()
+    return gw, in_flight, second, ids
 
 
 def test_a_receipt_confirmed_before_the_next_batch_is_marked_sent_by_that_batchs_transaction(
     tmp_path: Path,
 ) -> None:
-    gw, transport, _ids = sent(tmp_path, 2)
-    first, second = take(transport, RECIPIENT_INBOX, 2)
-    in_flight = ReceiptsInFlight()
-    handle_batch(gw, [first], in_flight)
-    transport.confirm()  # the first receipt's confirm is in before the second batch
+    gw, in_flight, second, _ids = one_receipt_confirmed(tmp_path)
 
-    commits = commits_during(gw, lambda: handle_batch(gw, [second], in_flight))
+    commits = commits_during(gw.ledger.engine, lambda: handle_batch(gw, [second], in_flight))
 
     earlier, later = sorted(receipts_of(gw), key=lambda r: r.pk)
     assert earlier.status is Status.SENT
@@ -272,11 +263,7 @@ def test_earlier_receipts_whose_marks_fail_half_way_are_each_marked_once_on_thei
 def test_a_batch_that_fails_after_marking_earlier_receipts_leaves_them_to_be_marked_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gw, transport, _ids = sent(tmp_path, 2)
-    first, second = take(transport, RECIPIENT_INBOX, 2)
-    in_flight = ReceiptsInFlight()
-    handle_batch(gw, [first], in_flight)
-    transport.confirm()
+    gw, in_flight, second, _ids = one_receipt_confirmed(tmp_path)
 
     def fails(*_args: object) -> bool:
         raise LedgerError("the ledger refused the batch's last read")
@@ -304,11 +291,7 @@ def lose_the_transaction(conn: Connection) -> None:
 def test_a_fault_that_loses_the_batchs_transaction_while_marking_receipts_gets_it_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gw, transport, ids = sent(tmp_path, 2)
-    first, second = take(transport, RECIPIENT_INBOX, 2)
-    in_flight = ReceiptsInFlight()
-    handle_batch(gw, [first], in_flight)
-    transport.confirm()
+    gw, in_flight, second, ids = one_receipt_confirmed(tmp_path)
 
     def mark(self: delivery.InFlight, conn: Connection | None) -> delivery.PublishSummary:
         assert conn is not None

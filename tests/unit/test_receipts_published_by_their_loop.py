@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from local_systems import signed_inbound
 from ops_helpers import Clock, make_gateway
-from sqlalchemy import event
 from support.gateways import claimed_until, deliver_queue, watching
+from support.sql import commits_during
 
 from gateway.context import Gateway
 from gateway.ledger.records import MessageRecord
@@ -169,17 +169,8 @@ def test_a_receipt_settles_our_sends_in_the_one_transaction_that_records_it(
 ) -> None:
     gw, _transport, _wakeups, message_id = sent_and_received(tmp_path)
     assert receipts.send_receipts(gw) == 1
-    commits = 0
 
-    def committed(_conn: object) -> None:
-        nonlocal commits
-        commits += 1
-
-    event.listen(gw.ledger.engine, "commit", committed)
-    try:
-        assert deliver_queue(gw, SENDER_INBOX) == 1
-    finally:
-        event.remove(gw.ledger.engine, "commit", committed)
+    commits = commits_during(gw.ledger.engine, lambda: deliver_queue(gw, SENDER_INBOX))
 
     # DELIVERED becomes visible at the very commit that records the receipt: no
     # second transaction, and no moment when the receipt is kept but not applied.
