@@ -7,8 +7,11 @@ is rolled back alone and left for later, and the batch is still recorded. But
 SQLite rolls a whole transaction back by itself on some errors (disk full, an I/O
 error, out of memory); rolling back to the savepoint then fails, or finds no
 transaction. Going on would begin a new one and commit only what follows, and the
-batch would be acknowledged with its messages never recorded. So that case raises
-``LedgerError``, and the batch is retried.
+batch would be acknowledged with its messages never recorded. So that case raises:
+the database's own error when rolling back to the savepoint failed
+(``Ledger.transaction()`` turns it into ``LedgerUnavailableError`` for an outage,
+whose batch is held, else ``LedgerError``), ``LedgerError`` when SQLite no longer
+holds the transaction; the batch is retried, never acknowledged unrecorded.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import LedgerError
 
@@ -35,14 +39,18 @@ class Failed:
 
 def in_savepoint(conn: Connection, work: Callable[[], T], what: str) -> T | Failed:
     """``work()`` in a savepoint of ``conn``'s transaction, or ``Failed`` if it raised
-    (rolled back to the savepoint). ``LedgerError`` naming ``what`` if the failure took
-    the whole transaction with it."""
+    (rolled back to the savepoint). If the failure took the whole transaction with
+    it: the database's error from rolling back, or ``LedgerError`` naming ``what``."""
     savepoint = conn.begin_nested()
     try:
         result = work()
     except Exception as exc:  # why everything: the caller's transaction must go on
         try:
             savepoint.rollback()
+        except SQLAlchemyError:
+            # The transaction is gone (with its connection, or SQLite ended it):
+            # ``Ledger.transaction()`` says which, an outage held or a failure retried.
+            raise
         except Exception as lost:  # why everything: any failure here loses the transaction
             raise LedgerError(
                 f"{what} failed ({type(exc).__name__}) and took the transaction with it "
