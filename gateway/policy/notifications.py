@@ -161,7 +161,10 @@ def family_notice(
     if code is None:
         summary = english
         interpreter = True
-        said = f"none: no catalogue for {language}; the interpreter reads this notice to the family"
+        said = (
+            f"none: no catalogue for {language}; the interpreter reads this notice "
+            "to the family"
+        )
         translation = (Detail("translation", said),)
     else:
         text = catalogues.translations(code).gettext(FAMILY_NOTICE_TEXT)
