@@ -365,7 +365,8 @@ class _Receipt:
 
         with BUDGET.timed("receipt"):
             # The batch is recorded; its receipt can wait, unless the failure took the
-            # batch's transaction with it (then LedgerError: the batch is retried).
+            # batch's transaction with it (then ``in_savepoint`` raises: the batch is
+            # retried, or held through an outage).
             signed = in_savepoint(conn, sign, "signing a received batch's receipt")
             if isinstance(signed, Failed):
                 log.error(
@@ -440,11 +441,11 @@ class ReceiptsInFlight:
     def mark_ready(self, conn: Connection) -> list[delivery.InFlight]:
         """Mark, in ``conn``'s transaction, those whose every message has its outcome
         (confirmed, refused or failed: the batch's own transaction, no commit and no
-        flush of their own); pass what this returns
-        to ``marked`` once it committed. One past its confirm timeout is left to be
-        settled alone (giving it up may wait a moment for the broker's IO thread, not
-        to be done holding the ledger's writer). Marked in a savepoint: if that fails,
-        none is marked and all stay to be settled alone."""
+        flush of their own); pass what this returns to ``marked`` once it committed.
+        One past its confirm timeout is left to be settled alone (giving it up may
+        wait a moment for the broker's IO thread, not to be done holding the ledger's
+        writer). Marked in a savepoint: if that fails, none is marked and all stay to
+        be settled alone."""
         ready = [started for started in self._started if started.confirmed]
         if not ready:
             return []
@@ -455,7 +456,8 @@ class ReceiptsInFlight:
 
         with BUDGET.timed("receipt"):
             # These can wait (settled on their own after the batch), unless the failure
-            # took the batch's transaction with it (then LedgerError: it is retried).
+            # took the batch's transaction with it (then ``in_savepoint`` raises: the
+            # batch is retried, or held through an outage).
             marked = in_savepoint(conn, mark, "marking earlier receipts sent")
         if isinstance(marked, Failed):
             log.error("receipts in flight are settled on their own", exc_info=marked.error)
