@@ -47,6 +47,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from gateway.errors import ConfigError
 from gateway.ledger import audit_verify
 from gateway.ledger.audit import GENESIS
+from gateway.ledger.in_lists import EXPANDING, SIZES, bind, in_list, size_of
 from gateway.ledger.store import Ledger, as_utc
 from gateway.ledger.tables import audit, audit_anchor_checks, audit_anchors, audit_peer_heads
 from gateway.model import AuditHead, HeldAuditHead
@@ -185,11 +186,16 @@ def _anchor_insert(conn: Connection) -> Any:
     return _ANCHOR_INSERT.get(conn.dialect.name, insert(audit_anchors))
 
 
-_ANCHORS_KNOWN = select(audit_anchors.c.seq, audit_anchors.c.hash).where(
-    audit_anchors.c.authority == bindparam("authority"),
-    audit_anchors.c.peer == bindparam("peer"),
-    audit_anchors.c.seq.in_(bindparam("seqs", expanding=True)),
-)
+# Per size of the list of sequence numbers (at most ``GIVE_BACK`` from a peer that
+# keeps to the XSD): no expanding IN (``gateway.ledger.in_lists``).
+_ANCHORS_KNOWN = {
+    size: select(audit_anchors.c.seq, audit_anchors.c.hash).where(
+        audit_anchors.c.authority == bindparam("authority"),
+        audit_anchors.c.peer == bindparam("peer"),
+        in_list(audit_anchors.c.seq, "seqs", size),
+    )
+    for size in (*SIZES, EXPANDING)
+}
 
 
 def record_receipt(
@@ -222,9 +228,10 @@ def record_receipt(
         given.setdefault((h.seq, h.hash), h)  # in the receipt's order, the first of equals
     if not given:
         return
+    seqs = sorted({seq for seq, _ in given})
+    size = size_of(seqs)
     known = conn.execute(
-        _ANCHORS_KNOWN,
-        {"authority": authority, "peer": peer, "seqs": sorted({seq for seq, _ in given})},
+        _ANCHORS_KNOWN[size], {"authority": authority, "peer": peer, **bind("seqs", seqs, size)}
     ).all()
     for row in known:
         given.pop((row.seq, row.hash), None)

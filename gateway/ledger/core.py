@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 from gateway.errors import LedgerError, LedgerUnavailableError
 from gateway.ledger import migrate
 from gateway.ledger.handoff import Claimed, Handoff
+from gateway.ledger.in_lists import among, bind, in_list, size_of
 from gateway.ledger.notify import AWAITING_HANDOVER, announce, topics_for
 from gateway.ledger.records import (
     CODE_WIDTH,
@@ -75,15 +76,19 @@ _BODIES = insert(message_bodies)
 ONE_MORE_ATTEMPT = messages.c.attempts + 1
 """``attempts=ONE_MORE_ATTEMPT`` in a move counts one more send."""
 
-# Conditional moves by shape: (statuses expected, columns set). Bounded by the
-# code's calls, not by data: the values are bound, only ONE_MORE_ATTEMPT is fixed.
-_MOVES: dict[tuple[tuple[str, ...], tuple[tuple[str, bool], ...]], Update] = {}
+# Conditional moves by shape: (statuses expected, columns set, size of the key list).
+# Bounded by the code's calls, not by data: the values are bound (the keys as
+# ``gateway.ledger.in_lists`` binds them), only ONE_MORE_ATTEMPT is fixed.
+_MOVES: dict[tuple[tuple[str, ...], tuple[tuple[str, bool], ...], int], Update] = {}
 
 
-def _build_move(expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...]) -> Update:
-    """``UPDATE messages ... WHERE id IN :pks AND status IN expected RETURNING id``;
-    each column ``(name, True)`` counts one more attempt, ``(name, False)`` is bound
-    as ``:v_<name>``."""
+def _build_move(
+    expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...], size: int
+) -> Update:
+    """``UPDATE messages ... WHERE id IN (:pks_0, ...) AND status IN expected RETURNING id``
+    (``size`` keys, ``in_lists``; the statuses written into the statement); each
+    column ``(name, True)`` counts one more attempt, ``(name, False)`` is bound as
+    ``:v_<name>``."""
     values: dict[str, Any] = {
         name: ONE_MORE_ATTEMPT if counted else bindparam(f"v_{name}", type_=messages.c[name].type)
         for name, counted in columns
@@ -91,19 +96,22 @@ def _build_move(expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...]
     return (
         update(messages)
         .where(
-            messages.c.id.in_(bindparam("pks", expanding=True)),
-            messages.c.status.in_(expected),
+            in_list(messages.c.id, "pks", size),
+            among(messages.c.status, expected),
         )
         .values(**values)
         .returning(messages.c.id)
     )
 
 
-def _move_statement(expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...]) -> Update:
+def _move_statement(
+    expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...], size: int
+) -> Update:
     """``_build_move``, built once per shape."""
-    statement = _MOVES.get((expected, columns))
+    shape = (expected, columns, size)
+    statement = _MOVES.get(shape)
     if statement is None:
-        statement = _MOVES[(expected, columns)] = _build_move(expected, columns)
+        statement = _MOVES[shape] = _build_move(*shape)
     return statement
 
 
@@ -487,8 +495,9 @@ class LedgerCore:
         taken on a stale read. Returns the rows moved.
         """
         pk_list = list(pks)
-        if not pk_list:
-            return []
+        expected = tuple(expected)
+        if not pk_list or not expected:
+            return []  # no row can move (an empty IN matches none)
         if conn is None:
             with self.transaction() as c:
                 return self.transition_from(
@@ -502,11 +511,13 @@ class LedgerCore:
                     f"move of messages.{name}: a SQL expression other than ONE_MORE_ATTEMPT"
                 )
         columns = tuple(sorted((name, value is ONE_MORE_ATTEMPT) for name, value in values.items()))
-        shape = (tuple(sorted(s.value for s in expected)), columns)
+        size = size_of(pk_list)
+        shape = (tuple(sorted(s.value for s in expected)), columns, size)
         # A condition of the caller's own (its values in it) is built for this call.
         statement = _build_move(*shape).where(*where) if where else _move_statement(*shape)
         params = {f"v_{name}": values[name] for name, counted in columns if not counted}
-        found = conn.execute(statement, {"pks": pk_list, **params}).all()
+        params.update(bind("pks", pk_list, size))
+        found = conn.execute(statement, params).all()
         moved = [int(r[0]) for r in found]
         if moved:
             conn.execute(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, select, union_all, update
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, select, union_all, update
 from sqlalchemy.sql.selectable import CompoundSelect
 
 from gateway.ledger.bodies import BODY
 from gateway.ledger.core import LedgerCore, as_utc
+from gateway.ledger.in_lists import bind, in_list, size_of
 from gateway.ledger.records import (
     InboundSeen,
     InboxItem,
@@ -18,28 +19,53 @@ from gateway.ledger.records import (
 from gateway.ledger.status import IN_INBOX, Direction, Route, Status
 from gateway.ledger.tables import messages
 
+
 # The recording transaction's reads, built once with bound parameters (found in
-# SQLAlchemy's compiled cache, not rebuilt per batch). Each names the sender as
-# well as the ids, so that the unique key (direction, authority, sender,
+# SQLAlchemy's compiled cache, not rebuilt per batch), one per size of their lists
+# of senders and ids (``in_lists``: no expanding parameters). Each names the sender
+# as well as the ids, so that the unique key (direction, authority, sender,
 # message_id, ...) finds the rows; by (direction, authority) alone they scanned
 # every message the authority had received, for every batch (issue 14).
-_INBOUND = (
-    messages.c.direction == Direction.INBOUND.value,
-    messages.c.authority == bindparam("authority"),
-    messages.c.sender.in_(bindparam("senders", expanding=True)),
-    messages.c.message_id.in_(bindparam("ids", expanding=True)),
-)
-_INBOUND_ROWS = select(
-    messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.id
-).where(*_INBOUND)
-_SEEN_INBOUND = select(
-    messages.c.sender,
-    messages.c.message_id,
-    messages.c.id,
-    messages.c.digest,
-    messages.c.status,
-    messages.c.receipt_message_id,
-).where(*_INBOUND, messages.c.status != Status.QUARANTINED.value)
+def _inbound(senders: int, ids: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        messages.c.direction == Direction.INBOUND.value,
+        messages.c.authority == bindparam("authority"),
+        in_list(messages.c.sender, "senders", senders),
+        in_list(messages.c.message_id, "ids", ids),
+    )
+
+
+@functools.cache
+def _inbound_rows(senders: int, ids: int) -> Select[str, str, str, int]:
+    return select(messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.id).where(
+        *_inbound(senders, ids)
+    )
+
+
+@functools.cache
+def _seen_inbound(senders: int, ids: int) -> Select[str, str, int, str, str, str]:
+    return select(
+        messages.c.sender,
+        messages.c.message_id,
+        messages.c.id,
+        messages.c.digest,
+        messages.c.status,
+        messages.c.receipt_message_id,
+    ).where(*_inbound(senders, ids), messages.c.status != Status.QUARANTINED.value)
+
+
+def _inbound_params(
+    authority: str, senders: list[str], ids: list[str]
+) -> tuple[tuple[int, int], dict[str, object]]:
+    """The sizes of ``_inbound`` for these lists, and its parameters."""
+    sizes = (size_of(senders), size_of(ids))
+    return sizes, {
+        "authority": authority,
+        **bind("senders", senders, sizes[0]),
+        **bind("ids", ids, sizes[1]),
+    }
+
+
 # The first message with the content, not all of them: a record sent again and
 # again (or a bench sending one record thousands of times) had this read fetch
 # every earlier copy, so each copy cost more than the last (issue 14). On SQLite
@@ -138,14 +164,10 @@ class InboundQueries(LedgerCore):
         if not keys:
             return {}
         wanted = set(keys)
-        rows = conn.execute(
-            _INBOUND_ROWS,
-            {
-                "authority": authority,
-                "senders": sorted({s for s, _, _ in keys}),
-                "ids": sorted({m for _, m, _ in keys}),
-            },
-        ).all()
+        sizes, params = _inbound_params(
+            authority, sorted({s for s, _, _ in keys}), sorted({m for _, m, _ in keys})
+        )
+        rows = conn.execute(_inbound_rows(*sizes), params).all()
         return {(s, m, d): pk for s, m, d, pk in rows if (s, m, d) in wanted}
 
     def seen_inbound(
@@ -158,14 +180,10 @@ class InboundQueries(LedgerCore):
         found: dict[tuple[str, str], InboundSeen] = {}
         if not keys:
             return found
-        rows = conn.execute(
-            _SEEN_INBOUND,
-            {
-                "authority": authority,
-                "senders": sorted({s for s, _ in keys}),
-                "ids": sorted({m for _, m in keys}),
-            },
-        ).all()
+        sizes, params = _inbound_params(
+            authority, sorted({s for s, _ in keys}), sorted({m for _, m in keys})
+        )
+        rows = conn.execute(_seen_inbound(*sizes), params).all()
         wanted = set(keys)
         for sender, message_id, pk, digest, status, receipt_id in rows:
             if (sender, message_id) in wanted:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Update, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, Select, Update, and_, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import LedgerError
 from gateway.ledger.bodies import BODY
 from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore, handed_in
+from gateway.ledger.in_lists import among, bind, in_list, size_of
 from gateway.ledger.records import (
     MessageRecord,
     OutboxItem,
@@ -28,7 +30,7 @@ _FREE = or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= bind
 # In the outbox and free.
 _WAITING = and_(
     messages.c.direction == Direction.OUTBOUND.value,
-    messages.c.status.in_(sorted(s.value for s in OUTBOX_STATES)),
+    among(messages.c.status, OUTBOX_STATES),
     _FREE,
 )
 
@@ -76,21 +78,29 @@ def _claim_statement(of_senders: bool) -> Update:
 
 
 _CLAIM = {of_senders: _claim_statement(of_senders) for of_senders in (False, True)}
-_STILL_QUEUED = select(messages.c.id).where(
-    messages.c.id.in_(bindparam("pks", expanding=True)),
-    messages.c.status.in_(sorted(s.value for s in OUTBOX_STATES)),
-)
 
-# A receipt's items, by id, among what ``authority`` sent ``route_to``. The sender
-# is named as well (always the authority on an outbound row; ``record`` checks): the
-# unique key finds each id, instead of a scan of every message the authority sent.
-_RECEIPTED_SENDS = select(messages.c.id, messages.c.message_id, messages.c.digest).where(
-    messages.c.direction == Direction.OUTBOUND.value,
-    messages.c.authority == bindparam("authority"),
-    messages.c.sender == bindparam("authority"),
-    messages.c.route_to == bindparam("route_to"),
-    messages.c.message_id.in_(bindparam("ids", expanding=True)),
-)
+
+@functools.cache
+def _still_queued(size: int) -> Select[int]:
+    """Which of ``size`` keys (``in_lists``) are in the outbox."""
+    return select(messages.c.id).where(
+        in_list(messages.c.id, "pks", size), among(messages.c.status, OUTBOX_STATES)
+    )
+
+
+@functools.cache
+def _receipted_sends(size: int) -> Select[int, str, str]:
+    """A receipt's items, by ``size`` ids (``in_lists``), among what ``authority`` sent
+    ``route_to``. The sender is named as well (always the authority on an outbound
+    row; ``record`` checks): the unique key finds each id, instead of a scan of every
+    message the authority sent."""
+    return select(messages.c.id, messages.c.message_id, messages.c.digest).where(
+        messages.c.direction == Direction.OUTBOUND.value,
+        messages.c.authority == bindparam("authority"),
+        messages.c.sender == bindparam("authority"),
+        messages.c.route_to == bindparam("route_to"),
+        in_list(messages.c.message_id, "ids", size),
+    )
 
 
 class OutboundQueries(LedgerCore):
@@ -140,9 +150,10 @@ class OutboundQueries(LedgerCore):
         # row seen stopped by a commit not yet durable is only not published now, and
         # if that commit is lost the row is still queued, claimed, and goes out once
         # its claim lapses.
+        size = size_of(pks)
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(_STILL_QUEUED, {"pks": list(pks)}).all()
+                rows = conn.execute(_still_queued(size), bind("pks", pks, size)).all()
         except SQLAlchemyError as exc:
             raise LedgerError(f"ledger unavailable: {exc}") from exc
         return {int(r[0]) for r in rows}
@@ -290,15 +301,13 @@ class OutboundQueries(LedgerCore):
         ids = list({m for m, _, _, _ in receipted})
         rows: dict[tuple[str, str], int] = {}
         for start in range(0, len(ids), 500):
-            for pk, message_id, digest in conn.execute(
-                _RECEIPTED_SENDS,
-                {
-                    "authority": authority,
-                    "route_to": receipt_from,
-                    "ids": ids[start : start + 500],
-                },
+            chunk = ids[start : start + 500]
+            size = size_of(chunk)
+            for row_id, message_id, digest in conn.execute(
+                _receipted_sends(size),
+                {"authority": authority, "route_to": receipt_from, **bind("ids", chunk, size)},
             ).all():
-                rows[(message_id, digest)] = int(pk)
+                rows[(message_id, digest)] = int(row_id)
         groups: dict[tuple[Status, str | None], list[int]] = {}
         for message_id, digest, status, reason in receipted:
             pk = rows.get((message_id, digest))

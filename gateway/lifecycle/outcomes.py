@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from gateway.ledger.in_lists import EXPANDING, SIZES, bind, in_list, size_of
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import history, messages
@@ -69,14 +70,16 @@ class RecallOutcome:
 
 
 # Read for every receipt a gateway takes in, nearly always to find nothing: built
-# once (a statement built afresh costs SQLAlchemy more CPU than the read; issue 14).
-_OUR_RECALLS = select(
-    recalls.c.id, recalls.c.message_id, recalls.c.original_id, recalls.c.kind
-).where(
-    recalls.c.authority == bindparam("authority"),
-    recalls.c.recipient == bindparam("recipient"),
-    recalls.c.message_id.in_(bindparam("ids", expanding=True)),
-)
+# once per size of the id list (a statement built afresh costs SQLAlchemy more CPU
+# than the read, and so does an expanding IN; issue 14, ``gateway.ledger.in_lists``).
+_OUR_RECALLS = {
+    size: select(recalls.c.id, recalls.c.message_id, recalls.c.original_id, recalls.c.kind).where(
+        recalls.c.authority == bindparam("authority"),
+        recalls.c.recipient == bindparam("recipient"),
+        in_list(recalls.c.message_id, "ids", size),
+    )
+    for size in (*SIZES, EXPANDING)
+}
 
 
 def apply_receipt(
@@ -86,10 +89,12 @@ def apply_receipt(
     ids = [i.message_id for i in body.items]
     if not ids:
         return 0
+    size = size_of(ids)
     ours = {
         r.message_id: r
         for r in conn.execute(
-            _OUR_RECALLS, {"authority": authority, "recipient": sender, "ids": ids}
+            _OUR_RECALLS[size],
+            {"authority": authority, "recipient": sender, **bind("ids", ids, size)},
         ).all()
     }
     if not ours:

@@ -185,7 +185,8 @@ def test_a_head_another_replica_kept_meanwhile_is_kept_once_and_the_batch_goes_o
     head = HeldAuditHead(4, _digest(4), "ours-1")
     with ledger.transaction() as conn:
         audit_anchor.record_receipt(conn, "332", "336", "theirs-1", None, [head], NOW)
-    unseen = audit_anchor._ANCHORS_KNOWN.where(false())  # read before the first committed
+    # Read before the first committed: every size of the read finds nothing.
+    unseen = {size: read.where(false()) for size, read in audit_anchor._ANCHORS_KNOWN.items()}
     monkeypatch.setattr(audit_anchor, "_ANCHORS_KNOWN", unseen)
     with ledger.transaction() as conn:
         audit_anchor.record_receipt(conn, "332", "336", "theirs-2", None, [head], NOW)

@@ -58,35 +58,37 @@ def test_sends_of_one_shape_reuse_one_statement_and_each_counts_its_own_attempt(
     tmp_path: Path,
 ) -> None:
     gw = memory_gateway(tmp_path, ("332",))
-    first, second, third = _queued(gw, 3)
+    first, second, third, fourth = _queued(gw, 4)
     now = gw.clock()
-    gw.ledger.mark_sent([first], now + timedelta(seconds=30))
+    gw.ledger.mark_sent([first, fourth], now + timedelta(seconds=30))
     shapes = len(core._MOVES)
     gw.ledger.mark_sent([second, third], now + timedelta(seconds=90))
     assert len(core._MOVES) == shapes
     # A row that has left the outbox is not moved back by a late mark.
-    gw.ledger.mark_sent([first], now + timedelta(seconds=500))
+    gw.ledger.mark_sent([first, fourth], now + timedelta(seconds=500))
 
     with gw.ledger.transaction() as conn:
         rows = {
             r.id: r
             for r in conn.execute(
-                messages.select().where(messages.c.id.in_([first, second, third]))
+                messages.select().where(messages.c.id.in_([first, second, third, fourth]))
             ).all()
         }
     assert {pk: (r.status, r.attempts) for pk, r in rows.items()} == {
         first: (Status.SENT.value, 1),
         second: (Status.SENT.value, 1),
         third: (Status.SENT.value, 1),
+        fourth: (Status.SENT.value, 1),
     }
     deadlines = {pk: core.as_utc(r.next_attempt_at) - now for pk, r in rows.items()}
     assert deadlines == {
         first: timedelta(seconds=30),
         second: timedelta(seconds=90),
         third: timedelta(seconds=90),
+        fourth: timedelta(seconds=30),
     }
     history = gw.ledger.find(authority="332")
-    assert sum(1 for r in history for h in r.history if h.status == Status.SENT) == 3
+    assert sum(1 for r in history for h in r.history if h.status == Status.SENT) == 4
 
 
 def test_a_move_with_a_condition_of_its_own_is_built_for_that_call_and_keeps_it(

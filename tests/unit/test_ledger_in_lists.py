@@ -1,0 +1,110 @@
+"""``IN`` lists bound at fixed sizes (``gateway.ledger.in_lists``) match what the
+expanding form matched: a list padded with its last value finds the same rows, a
+list longer than the largest size is bound expanding, and only constants are ever
+written into a statement's text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
+from support.outbound import queued
+
+from gateway.ledger.core import ONE_MORE_ATTEMPT
+from gateway.ledger.in_lists import EXPANDING, SIZES, among, bind, in_list, size_of
+from gateway.ledger.status import Status
+from gateway.ledger.store import Ledger
+
+_META = MetaData()
+_ROWS = Table("rows", _META, Column("id", Integer, primary_key=True), Column("kind", String(16)))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 9, 16, 17, 100])
+def test_an_in_list_of_any_length_finds_exactly_its_values(count: int) -> None:
+    engine = create_engine("sqlite://")
+    _META.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(_ROWS), [{"id": i, "kind": "A"} for i in range(1, 301)])
+        wanted = list(range(3, 3 + 2 * count, 2))
+        size = size_of(wanted)
+        assert size == next((s for s in SIZES if s >= count), EXPANDING)
+        found = conn.execute(
+            select(_ROWS.c.id).where(in_list(_ROWS.c.id, "ids", size)), bind("ids", wanted, size)
+        ).all()
+    assert sorted(r[0] for r in found) == wanted
+
+
+def test_values_are_padded_with_the_last_and_never_more_than_the_size() -> None:
+    assert bind("k", [7, 8, 9], 4) == {"k_0": 7, "k_1": 8, "k_2": 9, "k_3": 9}
+    assert bind("k", [7] * 20, EXPANDING) == {"k": [7] * 20}
+    with pytest.raises(ValueError, match="5 values bound to an IN list of 4"):
+        bind("k", [1, 2, 3, 4, 5], 4)
+    with pytest.raises(ValueError, match="at least one"):
+        size_of([])
+
+
+def test_only_upper_case_names_are_written_into_the_statement() -> None:
+    engine = create_engine("sqlite://")
+    _META.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(_ROWS), [{"id": 1, "kind": "SENT"}, {"id": 2, "kind": "DELIVERED"}])
+        statement = select(_ROWS.c.id).where(among(_ROWS.c.kind, ["SENT", "RETRYING"]))
+        assert "'RETRYING', 'SENT'" in str(statement.compile(engine))
+        assert [r[0] for r in conn.execute(statement)] == [1]
+    with pytest.raises(ValueError, match="not a constant"):
+        among(_ROWS.c.kind, ["SENT'); DROP TABLE rows; --"])
+    with pytest.raises(ValueError, match="at least one"):
+        among(_ROWS.c.kind, [])
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator[Ledger]:
+    found = Ledger.open(ledger_url)
+    try:
+        yield found
+    finally:
+        found.engine.dispose()
+
+
+both = pytest.mark.parametrize(
+    "ledger_url",
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
+    indirect=True,
+)
+
+
+@both
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 16, 17, 40])
+def test_a_move_of_any_number_of_keys_moves_those_rows_once_and_no_other(
+    ledger: Ledger, count: int
+) -> None:
+    pks = ledger.record([queued(n=i) for i in range(count + 2)])
+    chosen, others = pks[1 : count + 1], [pks[0], pks[-1]]
+    moved = ledger.transition_from(
+        [*chosen, chosen[0]], (Status.SIGNED,), Status.SENT, "sent", attempts=ONE_MORE_ATTEMPT
+    )
+    assert sorted(moved) == chosen
+    rows = {r.pk: r for r in ledger.find(authority="332")}
+    assert all(rows[pk].status is Status.SENT and rows[pk].attempts == 1 for pk in chosen)
+    assert all(sum(h.status is Status.SENT for h in rows[pk].history) == 1 for pk in chosen)
+    assert all(rows[pk].status is Status.SIGNED for pk in others)
+    # Moved already: a second move from SIGNED finds none of them.
+    assert ledger.transition_from(chosen, (Status.SIGNED,), Status.SENT) == []
+    assert ledger.still_queued(pks) == set(others)
+
+
+@both
+@pytest.mark.parametrize("count", [1, 3, 17])
+def test_a_receipt_of_any_number_of_items_settles_exactly_the_sends_it_names(
+    ledger: Ledger, count: int
+) -> None:
+    sent = [queued(n=i) for i in range(count + 1)]
+    pks = ledger.record(sent)
+    ledger.transition(pks, Status.SENT)
+    items = [(m.message_id, m.digest or "", Status.DELIVERED, "receipt r-1") for m in sent[:count]]
+    # An item with another digest than the one sent settles nothing.
+    items.append((sent[-1].message_id, "f" * 64, Status.DELIVERED, "receipt r-1"))
+    assert ledger.mark_delivered("332", items, "336") == count
+    status = {r.pk: r.status for r in ledger.find(authority="332", with_history=False)}
+    assert status == {pk: Status.DELIVERED for pk in pks[:count]} | {pks[-1]: Status.SENT}
