@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import ColumnElement, Connection, Select, bindparam, select, union_all, update
 from sqlalchemy.sql.selectable import CompoundSelect
@@ -12,6 +12,7 @@ from gateway.ledger.bodies import BODY
 from gateway.ledger.core import LedgerCore, as_utc
 from gateway.ledger.in_lists import bind, in_list, size_of
 from gateway.ledger.records import (
+    InboundKnown,
     InboundSeen,
     InboxItem,
     ReceiptDue,
@@ -43,15 +44,15 @@ def _inbound_rows(senders: int, ids: int) -> Select[str, str, str, int]:
 
 
 @functools.cache
-def _seen_inbound(senders: int, ids: int) -> Select[str, str, int, str, str, str]:
+def _inbound_known(senders: int, ids: int) -> Select[str, str, str, int, str, str]:
     return select(
         messages.c.sender,
         messages.c.message_id,
-        messages.c.id,
         messages.c.digest,
+        messages.c.id,
         messages.c.status,
         messages.c.receipt_message_id,
-    ).where(*_inbound(senders, ids), messages.c.status != Status.QUARANTINED.value)
+    ).where(*_inbound(senders, ids))
 
 
 def _inbound_params(
@@ -170,25 +171,34 @@ class InboundQueries(LedgerCore):
         rows = conn.execute(_inbound_rows(*sizes), params).all()
         return {(s, m, d): pk for s, m, d, pk in rows if (s, m, d) in wanted}
 
-    def seen_inbound(
-        self, authority: str, keys: Sequence[tuple[str, str]], conn: Connection | None = None
-    ) -> dict[tuple[str, str], InboundSeen]:
-        """What is already recorded for these ``(sender, message_id)`` pairs (not quarantined)."""
-        if conn is None:
-            with self.transaction() as c:
-                return self.seen_inbound(authority, keys, c)
-        found: dict[tuple[str, str], InboundSeen] = {}
-        if not keys:
-            return found
+    def inbound_known(
+        self, authority: str, pairs: Iterable[tuple[str, str]], conn: Connection
+    ) -> InboundKnown:
+        """Every inbound row already recorded for these ``(sender, message_id)`` pairs:
+        those not quarantined (``seen``: is a message new?) and all of them (``rows``:
+        is a row to record there already?), in one read (issue 14).
+
+        The recording transaction reads them once it holds the pairs' locks: rows
+        are never deleted nor their keys changed, and only the pipeline, under those
+        locks, records inbound rows, so the answer holds until it records its own.
+        """
+        wanted = frozenset(pairs)
+        seen: dict[tuple[str, str], InboundSeen] = {}
+        rows: dict[tuple[str, str, str | None], int] = {}
+        if not wanted:
+            return InboundKnown(wanted, seen, rows)
         sizes, params = _inbound_params(
-            authority, sorted({s for s, _ in keys}), sorted({m for _, m in keys})
+            authority, sorted({s for s, _ in wanted}), sorted({m for _, m in wanted})
         )
-        rows = conn.execute(_seen_inbound(*sizes), params).all()
-        wanted = set(keys)
-        for sender, message_id, pk, digest, status, receipt_id in rows:
-            if (sender, message_id) in wanted:
-                found[(sender, message_id)] = InboundSeen(pk, digest, Status(status), receipt_id)
-        return found
+        for sender, message_id, digest, pk, status, receipt_id in conn.execute(
+            _inbound_known(*sizes), params
+        ):
+            if (sender, message_id) not in wanted:
+                continue
+            rows[(sender, message_id, digest)] = pk
+            if status != Status.QUARANTINED.value:
+                seen[(sender, message_id)] = InboundSeen(pk, digest, Status(status), receipt_id)
+        return InboundKnown(wanted, seen, rows)
 
     def same_content(
         self, conn: Connection, authority: str, sender: str, digests: Sequence[str]

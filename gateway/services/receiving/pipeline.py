@@ -33,7 +33,7 @@ from gateway.cpu_budget import BUDGET
 from gateway.errors import LedgerError, LedgerUnavailableError, OutageError, PolicyRefusal
 from gateway.feature import ApplyContext, Received
 from gateway.ledger import locks
-from gateway.ledger.records import NewMessage
+from gateway.ledger.records import InboundKnown, NewMessage
 from gateway.ledger.savepoints import Failed, in_savepoint
 from gateway.ledger.status import Direction, Status
 from gateway.model import Envelope, LegalBasis, MessageType, Purpose, Receipt, ReceiptOutcome
@@ -201,7 +201,6 @@ def _record_checked(
     receipts of earlier batches (``settling``) whose confirms are in are marked in it too."""
     deliveries = checked
     owner = source.owner
-    keys = [(c.verified.sender, c.verified.message_id) for c in checked if isinstance(c, Passed)]
     # Taken by the checks (re-encoding a body to canonical XML costs ~0.07 ms).
     contents = [c.content if isinstance(c, Passed) else None for c in checked]
     try:
@@ -214,7 +213,11 @@ def _record_checked(
             # First: what another replica may be recording at this moment is ours
             # to read only once it committed (or rolled back).
             locks.xact_lock(conn, _lock_names(owner, checked, contents))
-            seen = gw.ledger.seen_inbound(owner, keys, conn)
+            # One read for what is known of every message (``seen``) and of every row
+            # the batch may record (``_without_repeats``), by the keys ``_accepted``
+            # and ``_quarantine`` record under.
+            recorded = gw.ledger.inbound_known(owner, _recorded_pairs(checked), conn)
+            seen = recorded.seen
             earlier_content = _same_content(gw, conn, owner, checked, contents)
             new: list[NewMessage] = []
             fresh: dict[tuple[str, str], str] = {}
@@ -276,7 +279,7 @@ def _record_checked(
                 if is_receipt:
                     assert isinstance(item.env.body, Receipt)
                     receipts.append((item.env, item.env.body))
-            kept = _without_repeats(gw, owner, new, conn)
+            kept = _without_repeats(gw, owner, new, conn, recorded)
             pks = gw.ledger.record(kept, conn)
             if inline:
                 own_receipt = _Receipt.of(gw, conn, pks, kept)
@@ -668,8 +671,21 @@ def _accepted(
     )
 
 
+def _recorded_pairs(checked: Sequence[Passed | Refused]) -> list[tuple[str, str]]:
+    """The ``(sender, message_id)`` of each row the batch may record: a refusal's, and
+    for a message that passed, the signed one (quarantined) and its header's (accepted)."""
+    pairs = []
+    for item in checked:
+        if isinstance(item, Refused):
+            pairs.append((item.sender, item.message_id))
+            continue
+        pairs.append((item.verified.sender, item.verified.message_id))
+        pairs.append((item.env.header.sender, item.env.header.message_id))
+    return pairs
+
+
 def _without_repeats(
-    gw: Gateway, authority: str, new: list[NewMessage], conn: Connection
+    gw: Gateway, authority: str, new: list[NewMessage], conn: Connection, recorded: InboundKnown
 ) -> list[NewMessage]:
     """Drop rows already recorded with the same (sender, id, digest), noting the repeat.
 
@@ -677,9 +693,13 @@ def _without_repeats(
     the first time is quarantined again, and the evidence row must not be
     duplicated (nor may the unique key fail the whole batch). The first
     decision on those bytes stands: the repeat is noted on the existing row.
+    ``recorded``, read at the start of the transaction, holds them (no second
+    read) unless a row's pair was not read.
     """
     keys = [(m.sender, m.message_id, m.digest) for m in new]
-    existing = gw.ledger.inbound_rows(authority, keys, conn)
+    existing = recorded.rows_of(keys)
+    if existing is None:
+        existing = gw.ledger.inbound_rows(authority, keys, conn)
     kept: list[NewMessage] = []
     seen: set[tuple[str, str, str | None]] = set()
     for message, key in zip(new, keys, strict=True):

@@ -1,0 +1,62 @@
+"""A received batch reads what is recorded of its messages once (issue 14): the one
+read answers both whether a message is new (rows not quarantined) and whether a row
+to record is there already (any status), so a repeat of quarantined bytes is still
+noted on the first row, never recorded twice, whatever the second decision."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from support.clock import Clock
+from support.gateways import memory_gateway
+from support.received import assessments
+from support.sql import captured
+
+from gateway.ledger.status import Direction, Status
+from gateway.services.receiving import handle_batch
+from gateway.transport.base import Verdict
+
+# The read of inbound rows by sender and id (``InboundQueries.inbound_known``).
+BY_ID = "messages.sender IN"
+
+
+def test_bytes_quarantined_once_are_noted_again_not_recorded_again_with_one_read_a_batch(
+    tmp_path: Path,
+) -> None:
+    clock = Clock.starting_now()
+    gw = memory_gateway(tmp_path, ("332", "336"), clock=clock)
+    (delivery,) = assessments(gw, gw, ["DUD-1"])
+    clock.advance(-120)  # created two minutes ahead of the receiver's clock: quarantined
+    reads = []
+    for now in (clock.now, clock.now, clock.now + timedelta(seconds=240)):
+        # The third time its created-at is in the window: it would be accepted, but the
+        # first decision on these bytes stands.
+        clock.set(now)
+        with captured(gw.ledger.engine) as statements:
+            assert [d.verdict for d in handle_batch(gw, [delivery])] == [Verdict.ACK]
+        reads.append(sum(BY_ID in sql for sql, _ in statements))
+    assert reads == [1, 1, 1]
+    (row,) = gw.ledger.find(authority="336", direction=Direction.INBOUND)
+    assert row.status is Status.QUARANTINED
+    assert [h.status for h in row.history] == [
+        Status.RECEIVED,
+        Status.QUARANTINED,
+        Status.DUPLICATE,
+        Status.DUPLICATE,
+    ]
+
+
+def test_a_message_recorded_once_is_a_duplicate_the_second_time_with_one_read_a_batch(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    first, second = assessments(gw, gw, ["DUD-1", "DUD-2"])
+    for batch in ([first], [first, second]):
+        with captured(gw.ledger.engine) as statements:
+            assert {d.verdict for d in handle_batch(gw, batch)} == {Verdict.ACK}
+        assert sum(BY_ID in sql for sql, _ in statements) == 1
+    rows = gw.ledger.find(authority="336", direction=Direction.INBOUND)
+    assert sorted(r.status for r in rows) == [Status.VERIFIED, Status.VERIFIED]
+    (again,) = [r for r in rows if r.message_id == first.message_id]
+    assert [h.status for h in again.history][-1] is Status.DUPLICATE
