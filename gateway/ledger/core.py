@@ -76,39 +76,46 @@ _BODIES = insert(message_bodies)
 ONE_MORE_ATTEMPT = messages.c.attempts + 1
 """``attempts=ONE_MORE_ATTEMPT`` in a move counts one more send."""
 
-# Conditional moves by shape: (statuses expected, columns set, size of the key list).
-# Bounded by the code's calls, not by data: the values are bound (the keys as
-# ``gateway.ledger.in_lists`` binds them), only ONE_MORE_ATTEMPT is fixed.
-_MOVES: dict[tuple[tuple[str, ...], tuple[tuple[str, bool], ...], int], Update] = {}
+RowsOf = Callable[[int], tuple[ColumnElement[bool], ...]]
+"""How a move finds its rows: the conditions for a list of ``size`` keys, bound as
+``gateway.ledger.in_lists`` binds them (``by_pk``, or a caller's own, such as the
+sends a receipt names)."""
+
+
+def by_pk(size: int) -> tuple[ColumnElement[bool], ...]:
+    """Rows by primary key: ``id IN (:pks_0, ...)``."""
+    return (in_list(messages.c.id, "pks", size),)
+
+
+# Conditional moves by shape: (how rows are found, statuses expected, columns set,
+# size of the key list). Bounded by the code's calls, not by data: the values are
+# bound, only ONE_MORE_ATTEMPT and the statuses are written into the statement.
+_MOVES: dict[tuple[RowsOf, tuple[str, ...], tuple[tuple[str, bool], ...], int], Update] = {}
 
 
 def _build_move(
-    expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...], size: int
+    rows: RowsOf, expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...], size: int
 ) -> Update:
-    """``UPDATE messages ... WHERE id IN (:pks_0, ...) AND status IN expected RETURNING id``
-    (``size`` keys, ``in_lists``; the statuses written into the statement); each
-    column ``(name, True)`` counts one more attempt, ``(name, False)`` is bound as
-    ``:v_<name>``."""
+    """``UPDATE messages ... WHERE <rows(size)> AND status IN expected RETURNING id``
+    (the statuses written into the statement); each column ``(name, True)`` counts
+    one more attempt, ``(name, False)`` is bound as ``:v_<name>``."""
     values: dict[str, Any] = {
         name: ONE_MORE_ATTEMPT if counted else bindparam(f"v_{name}", type_=messages.c[name].type)
         for name, counted in columns
     }
     return (
         update(messages)
-        .where(
-            in_list(messages.c.id, "pks", size),
-            among(messages.c.status, expected),
-        )
+        .where(*rows(size), among(messages.c.status, expected))
         .values(**values)
         .returning(messages.c.id)
     )
 
 
 def _move_statement(
-    expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...], size: int
+    rows: RowsOf, expected: tuple[str, ...], columns: tuple[tuple[str, bool], ...], size: int
 ) -> Update:
     """``_build_move``, built once per shape."""
-    shape = (expected, columns, size)
+    shape = (rows, expected, columns, size)
     statement = _MOVES.get(shape)
     if statement is None:
         statement = _MOVES[shape] = _build_move(*shape)
@@ -495,28 +502,47 @@ class LedgerCore:
         taken on a stale read. Returns the rows moved.
         """
         pk_list = list(pks)
-        expected = tuple(expected)
-        if not pk_list or not expected:
+        statuses = tuple(expected)
+        if not pk_list or not statuses:
             return []  # no row can move (an empty IN matches none)
         if conn is None:
             with self.transaction() as c:
                 return self.transition_from(
-                    pk_list, expected, status, reason, c, where=where, **values
+                    pk_list, statuses, status, reason, c, where=where, **values
                 )
+        size = size_of(pk_list)
+        return self.move_rows(
+            conn, by_pk, size, bind("pks", pk_list, size), statuses, status, reason, where, values
+        )
+
+    def move_rows(
+        self,
+        conn: Connection,
+        rows: RowsOf,
+        size: int,
+        keys: dict[str, Any],
+        expected: Sequence[Status],
+        status: Status,
+        reason: str | None,
+        where: Sequence[ColumnElement[bool]] = (),
+        values: dict[str, Any] | None = None,
+    ) -> list[int]:
+        """``transition_from`` for the rows ``rows(size)`` finds with ``keys`` bound (at
+        least one expected status): found and moved in one statement, with no read of
+        their primary keys first. Returns the rows moved."""
         now = self.clock()
-        values = {"status": status.value, "reason": reason, "updated_at": now, **values}
+        values = {"status": status.value, "reason": reason, "updated_at": now, **(values or {})}
         for name, value in values.items():
             if isinstance(value, ColumnElement) and value is not ONE_MORE_ATTEMPT:
                 raise TypeError(
                     f"move of messages.{name}: a SQL expression other than ONE_MORE_ATTEMPT"
                 )
         columns = tuple(sorted((name, value is ONE_MORE_ATTEMPT) for name, value in values.items()))
-        size = size_of(pk_list)
-        shape = (tuple(sorted(s.value for s in expected)), columns, size)
+        shape = (rows, tuple(sorted(s.value for s in expected)), columns, size)
         # A condition of the caller's own (its values in it) is built for this call.
         statement = _build_move(*shape).where(*where) if where else _move_statement(*shape)
         params = {f"v_{name}": values[name] for name, counted in columns if not counted}
-        params.update(bind("pks", pk_list, size))
+        params.update(keys)
         found = conn.execute(statement, params).all()
         moved = [int(r[0]) for r in found]
         if moved:

@@ -7,13 +7,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Update, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import LedgerError
 from gateway.ledger.bodies import BODY
 from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore, handed_in
-from gateway.ledger.in_lists import among, bind, in_list, size_of
+from gateway.ledger.in_lists import SIZES, among, bind, in_list, size_of
 from gateway.ledger.records import (
     MessageRecord,
     OutboxItem,
@@ -100,6 +110,41 @@ def _receipted_sends(size: int) -> Select[int, str, str]:
         messages.c.sender == bindparam("authority"),
         messages.c.route_to == bindparam("route_to"),
         in_list(messages.c.message_id, "ids", size),
+    )
+
+
+def _by_outcome(
+    receipted: Sequence[tuple[str, str, Status, str | None]],
+) -> dict[tuple[Status, str | None], list[tuple[str, str]]]:
+    """Receipt items' (message id, digest) by (status, reason), in the items' order."""
+    groups: dict[tuple[Status, str | None], list[tuple[str, str]]] = {}
+    for message_id, digest, status, reason in receipted:
+        groups.setdefault((status, reason), []).append((message_id, digest))
+    return groups
+
+
+def _sends_by_item(size: int) -> tuple[ColumnElement[bool], ...]:
+    """Of what :sent_by sent :sent_to, the rows of ``size`` receipt items by their
+    (message id, digest): (``:ids_<i>``, ``:digests_<i>``), as ``in_lists`` binds
+    them. The ids alone as well, for the plan: SQLite searches the unique key by
+    them (a row value IN, or the pairs alone from four on, had it search every
+    message the authority sent; tests/unit/test_receiving_query_plans.py)."""
+    return (
+        messages.c.direction == Direction.OUTBOUND.value,
+        messages.c.authority == bindparam("sent_by"),
+        messages.c.sender == bindparam("sent_by"),
+        messages.c.route_to == bindparam("sent_to"),
+        in_list(messages.c.message_id, "ids", size),
+        or_(
+            *(
+                and_(
+                    messages.c.message_id
+                    == bindparam(f"ids_{i}", type_=messages.c.message_id.type),
+                    messages.c.digest == bindparam(f"digests_{i}", type_=messages.c.digest.type),
+                )
+                for i in range(size)
+            )
+        ),
     )
 
 
@@ -288,16 +333,73 @@ class OutboundQueries(LedgerCore):
         how many messages changed. ACKNOWLEDGED and UNDELIVERABLE are final;
         a DELIVERED message may still be reported UNDELIVERABLE later (the
         recipient's local system never acknowledged it), nothing else moves it.
-        One read and one conditional update per outcome, however many items;
-        in ``conn``'s transaction when given (the one recording the receipt).
+        One conditional update per outcome, however many items (and for more
+        than 16 items, or one named twice, one read of their keys first); in
+        ``conn``'s transaction when given (the one recording the receipt).
         """
         if not receipted:
             return 0
         if conn is None:
             with self.transaction() as c:
                 return self.mark_delivered(authority, receipted, receipt_from, c)
-        final = {Status.ACKNOWLEDGED, Status.UNDELIVERABLE}
+        groups = _by_outcome(receipted)
+        in_groups = [pair for items in groups.values() for pair in set(items)]
+        # A receipt of a few items (a small batch's): each send found by its (id,
+        # digest) in the move itself, no read of the keys first (issue 14). Moves of
+        # disjoint rows may run in any order; one item in two groups (a receipt that
+        # contradicts itself) is moved group by group in the order of the first
+        # items found, as before, so their keys are read first.
+        by_item = len(receipted) <= SIZES[-1] and len(in_groups) == len(set(in_groups))
+        pks: dict[tuple[str, str], int] = {}
+        if not by_item:
+            pks = self._receipted_sends(authority, receipted, receipt_from, conn)
+            groups = _by_outcome([r for r in receipted if (r[0], r[1]) in pks])
         changed = 0
+        for (status, reason), items in groups.items():
+            untouchable = {Status.ACKNOWLEDGED, Status.UNDELIVERABLE, status}
+            if status != Status.UNDELIVERABLE:
+                untouchable.add(Status.DELIVERED)
+            expected = [s for s in Status if s not in untouchable]
+            if by_item:
+                pairs = list(dict.fromkeys(items))
+                size = size_of(pairs)
+                keys = {
+                    "sent_by": authority,
+                    "sent_to": receipt_from,
+                    **bind("ids", [m for m, _ in pairs], size),
+                    **bind("digests", [d for _, d in pairs], size),
+                }
+                moved = self.move_rows(
+                    conn,
+                    _sends_by_item,
+                    size,
+                    keys,
+                    expected,
+                    status,
+                    reason,
+                    values={"next_attempt_at": None},
+                )
+            else:
+                moved = self.transition_from(
+                    [pks[pair] for pair in items],
+                    expected,
+                    status,
+                    reason,
+                    conn,
+                    next_attempt_at=None,
+                )
+            changed += len(moved)
+        return changed
+
+    def _receipted_sends(
+        self,
+        authority: str,
+        receipted: Sequence[tuple[str, str, Status, str | None]],
+        receipt_from: str,
+        conn: Connection,
+    ) -> dict[tuple[str, str], int]:
+        """Primary keys of ``authority``'s sends to ``receipt_from`` by the (message id,
+        digest) of receipt items: one read per 500 ids."""
         ids = list({m for m, _, _, _ in receipted})
         rows: dict[tuple[str, str], int] = {}
         for start in range(0, len(ids), 500):
@@ -308,20 +410,7 @@ class OutboundQueries(LedgerCore):
                 {"authority": authority, "route_to": receipt_from, **bind("ids", chunk, size)},
             ).all():
                 rows[(message_id, digest)] = int(row_id)
-        groups: dict[tuple[Status, str | None], list[int]] = {}
-        for message_id, digest, status, reason in receipted:
-            pk = rows.get((message_id, digest))
-            if pk is not None:
-                groups.setdefault((status, reason), []).append(pk)
-        for (status, reason), pks in groups.items():
-            untouchable = final | {status}
-            if status != Status.UNDELIVERABLE:
-                untouchable.add(Status.DELIVERED)
-            expected = [s for s in Status if s not in untouchable]
-            changed += len(
-                self.transition_from(pks, expected, status, reason, conn, next_attempt_at=None)
-            )
-        return changed
+        return rows
 
     def latest_receipted_single_send(self, authority: str, recipient: str) -> int | None:
         """The newest of ``authority``'s messages to ``recipient`` that was sent once and receipted.

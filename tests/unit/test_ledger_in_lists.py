@@ -108,3 +108,32 @@ def test_a_receipt_of_any_number_of_items_settles_exactly_the_sends_it_names(
     assert ledger.mark_delivered("332", items, "336") == count
     status = {r.pk: r.status for r in ledger.find(authority="332", with_history=False)}
     assert status == {pk: Status.DELIVERED for pk in pks[:count]} | {pks[-1]: Status.SENT}
+
+
+@both
+def test_a_receipt_settles_only_what_was_sent_to_its_signer_item_by_item_in_order(
+    ledger: Ledger,
+) -> None:
+    first, second = (queued(n=i) for i in range(2))
+    pks = ledger.record([first, second])
+    ledger.transition(pks, Status.SENT)
+    # Signed by another authority than the one the messages went to: nothing moves.
+    items = [(first.message_id, first.digest or "", Status.DELIVERED, None)]
+    assert ledger.mark_delivered("332", items, "335") == 0
+    # An unknown item first, then one message reported twice: the outcomes apply in
+    # the order of the items found (DELIVERED, then UNDELIVERABLE, which may follow it).
+    items = [
+        ("unknown", "0" * 64, Status.UNDELIVERABLE, "gone"),
+        (first.message_id, first.digest or "", Status.DELIVERED, None),
+        (first.message_id, first.digest or "", Status.UNDELIVERABLE, "gone"),
+        (second.message_id, second.digest or "", Status.DELIVERED, None),
+    ]
+    assert ledger.mark_delivered("332", items, "336") == 3
+    rows = {r.pk: r for r in ledger.find(authority="332")}
+    assert [h.status for h in rows[pks[0]].history][-3:] == [
+        Status.SENT,
+        Status.DELIVERED,
+        Status.UNDELIVERABLE,
+    ]
+    assert rows[pks[1]].status is Status.DELIVERED
+    assert rows[pks[1]].next_attempt_at is None

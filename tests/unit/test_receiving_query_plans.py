@@ -185,25 +185,30 @@ def _sent(gw: Gateway, count: int) -> list[tuple[str, str]]:
     return [(m.message_id, m.digest or "") for m in made]
 
 
+@pytest.mark.parametrize("count", [1, 3, 16, 17, 40])
 def test_a_receipt_finds_the_messages_it_settles_by_the_unique_key_not_every_send(
-    gw: Gateway,
+    gw: Gateway, count: int
 ) -> None:
     # Issue 14: the sender's receipt read named the authority but not the sender of
     # its own sends, so every receipt read every message the authority ever sent.
-    sent = _sent(gw, 3)
+    # A receipt of up to 16 items finds them in its update, by (id, digest), with no
+    # read first; a larger one reads their keys first.
+    sent = _sent(gw, count)
     with captured(gw.ledger.engine) as statements:
         settled = gw.ledger.mark_delivered(
             "332", [(m, d, Status.DELIVERED, None) for m, d in sent], "336"
         )
-    assert settled == 3
-    (read,) = [
-        (sql, plan)
-        for sql, plan in plans(gw.ledger.engine, statements).items()
-        if sql.lstrip().startswith("SELECT") and "FROM messages" in sql
-    ]
-    sql, plan = read
-    assert "SCAN" not in plan, f"{sql}\n{plan}"
-    assert "message_id=?" in plan, f"{sql}\n{plan}"
+    assert settled == count
+    found = plans(gw.ledger.engine, statements)
+    reads = [sql for sql in found if sql.lstrip().startswith("SELECT") and "FROM messages" in sql]
+    moves = [sql for sql in found if sql.lstrip().startswith("UPDATE messages")]
+    assert len(reads) == (0 if count <= 16 else 1), reads
+    assert len(moves) == 1, moves
+    for sql in (*reads, *moves):
+        assert "SCAN" not in found[sql], f"{sql}\n{found[sql]}"
+        assert "message_id=?" in found[sql] or "rowid=?" in found[sql], f"{sql}\n{found[sql]}"
+    status = {r.message_id: r.status for r in gw.ledger.find(authority="332", with_history=False)}
+    assert set(status.values()) == {Status.DELIVERED}
 
 
 def test_an_outbound_message_whose_sender_is_not_its_authority_is_refused(gw: Gateway) -> None:
