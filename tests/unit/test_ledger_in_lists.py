@@ -6,6 +6,7 @@ written into a statement's text."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
@@ -13,7 +14,7 @@ from support.outbound import queued
 
 from gateway.ledger.core import ONE_MORE_ATTEMPT
 from gateway.ledger.in_lists import EXPANDING, SIZES, among, bind, in_list, size_of
-from gateway.ledger.status import Status
+from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
 
 _META = MetaData()
@@ -137,3 +138,25 @@ def test_a_receipt_settles_only_what_was_sent_to_its_signer_item_by_item_in_orde
     ]
     assert rows[pks[1]].status is Status.DELIVERED
     assert rows[pks[1]].next_attempt_at is None
+
+
+@both
+def test_a_small_receipt_moves_only_this_authoritys_own_send_of_each_item(
+    ledger: Ledger,
+) -> None:
+    # Decoys sharing the item's id and digest, each made to fail as few conditions of
+    # the move as the ledger lets it record: an inbound row, another hosted
+    # authority's send (its own sender too). (Another recipient: the test above.)
+    ours = queued(n=7)
+    decoys = [
+        replace(ours, direction=Direction.INBOUND),
+        replace(ours, authority="333", sender="333"),
+    ]
+    pks = ledger.record([ours, *decoys])
+    ledger.transition(pks, Status.SENT)
+    items = [(ours.message_id, ours.digest or "", Status.DELIVERED, "receipt r-1")]
+    assert ledger.mark_delivered("332", items, "336") == 1
+    rows = {r.pk: r for r in ledger.find(with_history=False)}
+    assert rows[pks[0]].status is Status.DELIVERED
+    assert rows[pks[0]].next_attempt_at is None
+    assert [rows[pk].status for pk in pks[1:]] == [Status.SENT] * len(decoys)
