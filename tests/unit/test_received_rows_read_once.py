@@ -5,6 +5,7 @@ noted on the first row, never recorded twice, whatever the second decision."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from support.gateways import memory_gateway
 from support.received import assessments
 from support.sql import captured
 
+from gateway.feature import ApplyContext, Received
 from gateway.ledger.status import Direction, Status
+from gateway.model import MessageType
 from gateway.services.receiving import handle_batch
 from gateway.transport.base import Verdict
 
@@ -25,7 +28,15 @@ def test_bytes_quarantined_once_are_noted_again_not_recorded_again_with_one_read
     tmp_path: Path,
 ) -> None:
     clock = Clock.starting_now()
-    gw = memory_gateway(tmp_path, ("332", "336"), clock=clock)
+    made = memory_gateway(tmp_path, ("332", "336"), clock=clock)
+    applied: list[str] = []
+
+    def spy(_ctx: ApplyContext, received: Received) -> None:
+        applied.append(received.env.header.message_id)
+
+    appliers = dict(made.appliers)
+    appliers[MessageType.ASSESSMENT] = (*appliers.get(MessageType.ASSESSMENT, ()), spy)
+    gw = replace(made, appliers=appliers)
     (delivery,) = assessments(gw, gw, ["DUD-1"])
     clock.advance(-120)  # created two minutes ahead of the receiver's clock: quarantined
     reads = []
@@ -37,6 +48,7 @@ def test_bytes_quarantined_once_are_noted_again_not_recorded_again_with_one_read
             assert [d.verdict for d in handle_batch(gw, [delivery])] == [Verdict.ACK]
         reads.append(sum(BY_ID in sql for sql, _ in statements))
     assert reads == [1, 1, 1]
+    assert applied == []  # nothing of a message the ledger keeps as quarantined was applied
     (row,) = gw.ledger.find(authority="336", direction=Direction.INBOUND)
     assert row.status is Status.QUARANTINED
     assert [h.status for h in row.history] == [

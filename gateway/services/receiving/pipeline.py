@@ -251,6 +251,16 @@ def _record_checked(
                         assert isinstance(item.env.body, Receipt)
                         receipts.append((item.env, item.env.body))
                     continue
+                quarantined = recorded.rows.get((*key, item.verified.digest))
+                if quarantined is not None:
+                    # These bytes were quarantined before (``seen`` leaves such rows
+                    # out): the first decision stands, and nothing is applied now that
+                    # the ledger would keep as quarantined (a created-at now in the
+                    # window, a policy that would now accept).
+                    gw.ledger.note(
+                        quarantined, Status.DUPLICATE, "received again; quarantined before", conn
+                    )
+                    continue
                 problem = _window_problem(gw, item.env)
                 if problem is not None:
                     new.append(_quarantine(_refusal(item, problem, proven=False)))
