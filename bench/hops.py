@@ -1,6 +1,6 @@
 """Where a message's time goes at an offered rate: each hop, from both ledgers (issue 14).
 
-``python -m bench.hops [--count 2000] [--rate 200] [--warm 300]``
+``python -m bench.hops [--count 2000] [--rate 200] [--warm 300] [--check-processes 1]``
 
 The rig of ``bench.run`` (a sender gateway in this process, a receiving
 ``cafgw run`` process, the local RabbitMQ in a vhost of its own) sends
@@ -132,13 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--warm", type=int, default=300)
     parser.add_argument(
+        "--check-processes",
+        type=int,
+        default=1,
+        help="the receiver's check_processes, as bench.run's default (0: its thread checks)",
+    )
+    parser.add_argument(
         "--turns",
         action="store_true",
         help="also time the sender process's SQLite writer: who waited for it, who held it",
     )
     args = parser.parse_args(argv)
     with rabbit_vhost() as url, tempfile.TemporaryDirectory(prefix="cafgw-hops-") as tmp:
-        rig = open_rig(Path(tmp), url)
+        rig = open_rig(Path(tmp), url, args.check_processes)
         try:
             cafgw(rig, args.warm, args.rate, "warm-up", 60)
             started = time.monotonic()
