@@ -13,6 +13,8 @@ import psycopg
 import pytest
 from broker_admin import create_vhost, delete_vhost
 
+from gateway.ledger.store import Ledger
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 CONFIG = ROOT / "config"
@@ -54,3 +56,13 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
     else:
         yield from _pg_database()
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator[Ledger]:
+    """A ``Ledger`` on ``ledger_url`` (``support.databases.on_both``)."""
+    found = Ledger.open(ledger_url)
+    try:
+        yield found
+    finally:
+        found.engine.dispose()

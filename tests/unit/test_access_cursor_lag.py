@@ -8,11 +8,11 @@ newest row ``id_order.LAG_S`` old; on SQLite (ids visible in order) at the newes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert
+from support.databases import on_both
 from support.outbound import queued
 
 from gateway.ledger.id_order import LAG_S
@@ -25,20 +25,7 @@ pytestmark = pytest.mark.timeout(120)
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    found = Ledger.open(ledger_url)
-    try:
-        yield found
-    finally:
-        found.engine.dispose()
-
-
-@pytest.mark.parametrize(
-    "ledger_url",
-    ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
-    indirect=True,
-)
+@on_both
 def test_the_cursor_stops_short_of_history_rows_that_may_still_be_overtaken(
     ledger: Ledger,
 ) -> None:

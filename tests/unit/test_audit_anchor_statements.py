@@ -7,11 +7,11 @@ arithmetic differs."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import false, insert, select
+from support.databases import on_both
 from support.sql import captured
 
 from gateway.ledger import audit_anchor
@@ -23,22 +23,6 @@ pytestmark = pytest.mark.timeout(120)
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 SCALE = audit_anchor._DRAW_SCALE
-
-
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    found = Ledger.open(ledger_url)
-    try:
-        yield found
-    finally:
-        found.engine.dispose()
-
-
-both = pytest.mark.parametrize(
-    "ledger_url",
-    ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
-    indirect=True,
-)
 
 
 def _digest(n: int) -> str:
@@ -76,7 +60,7 @@ def _span(ledger: Ledger, peer: str) -> list[int]:
         )
 
 
-@both
+@on_both
 def test_the_newest_highest_and_a_drawn_head_are_read_in_one_statement(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,7 +72,7 @@ def test_the_newest_highest_and_a_drawn_head_are_read_in_one_statement(
     assert given == (heads[7], heads[9], heads[5])  # newest, highest, drawn
 
 
-@both
+@on_both
 def test_a_peer_that_reported_no_heads_is_given_none_back_in_one_statement(
     ledger: Ledger,
 ) -> None:
@@ -107,7 +91,7 @@ INTERLEAVED = [
 ]
 
 
-@both
+@on_both
 def test_every_head_of_a_peer_is_drawn_in_time_and_none_of_another_peer(
     ledger: Ledger,
 ) -> None:
@@ -122,7 +106,7 @@ def test_every_head_of_a_peer_is_drawn_in_time_and_none_of_another_peer(
     assert seen == set(theirs)
 
 
-@both
+@on_both
 def test_the_drawn_id_is_an_integer_within_the_peers_span_for_any_draw(ledger: Ledger) -> None:
     _report(ledger, INTERLEAVED)
     ids = _span(ledger, "336")
@@ -138,7 +122,7 @@ def test_the_drawn_id_is_an_integer_within_the_peers_span_for_any_draw(ledger: L
     assert (drawn[0], drawn[SCALE - 1]) == (ids[0], ids[-1])
 
 
-@both
+@on_both
 def test_heads_given_back_again_are_kept_once_in_at_most_three_statements(
     ledger: Ledger,
 ) -> None:
@@ -176,7 +160,7 @@ def test_heads_given_back_again_are_kept_once_in_at_most_three_statements(
     assert [tuple(r) for r in peer_heads] == [(20, _digest(20))]
 
 
-@both
+@on_both
 def test_a_head_another_replica_kept_meanwhile_is_kept_once_and_the_batch_goes_on(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,11 +5,11 @@ written into a statement's text."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
+from support.databases import on_both
 from support.outbound import queued
 
 from gateway.ledger.core import ONE_MORE_ATTEMPT
@@ -59,23 +59,7 @@ def test_only_upper_case_names_are_written_into_the_statement() -> None:
         among(_ROWS.c.kind, [])
 
 
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    found = Ledger.open(ledger_url)
-    try:
-        yield found
-    finally:
-        found.engine.dispose()
-
-
-both = pytest.mark.parametrize(
-    "ledger_url",
-    ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
-    indirect=True,
-)
-
-
-@both
+@on_both
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 16, 17, 40])
 def test_a_move_of_any_number_of_keys_moves_those_rows_once_and_no_other(
     ledger: Ledger, count: int
@@ -95,7 +79,7 @@ def test_a_move_of_any_number_of_keys_moves_those_rows_once_and_no_other(
     assert ledger.still_queued(pks) == set(others)
 
 
-@both
+@on_both
 @pytest.mark.parametrize("count", [1, 3, 17])
 def test_a_receipt_of_any_number_of_items_settles_exactly_the_sends_it_names(
     ledger: Ledger, count: int
@@ -111,7 +95,7 @@ def test_a_receipt_of_any_number_of_items_settles_exactly_the_sends_it_names(
     assert status == {pk: Status.DELIVERED for pk in pks[:count]} | {pks[-1]: Status.SENT}
 
 
-@both
+@on_both
 def test_a_receipt_settles_only_what_was_sent_to_its_signer_item_by_item_in_order(
     ledger: Ledger,
 ) -> None:
@@ -140,7 +124,7 @@ def test_a_receipt_settles_only_what_was_sent_to_its_signer_item_by_item_in_orde
     assert rows[pks[1]].next_attempt_at is None
 
 
-@both
+@on_both
 def test_a_small_receipt_moves_only_this_authoritys_own_send_of_each_item(
     ledger: Ledger,
 ) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from policy_support import ALL, DUDLEY, envelope_of, memory_gateway, settings_for, submit
 from retention_support import Clock, dudley_shared, region
+from support.databases import on_both
 from support.gateways import memory_gateway as gateway_with
 
 from gateway.context import Gateway
@@ -38,11 +39,7 @@ from gateway.services.outbound import records
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.parametrize(
-        "ledger_url",
-        ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
-        indirect=True,
-    ),
+    on_both,
 ]
 
 
