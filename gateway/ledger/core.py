@@ -529,7 +529,16 @@ class LedgerCore:
     ) -> list[int]:
         """``transition_from`` for the rows ``rows(size)`` finds with ``keys`` bound (at
         least one expected status): found and moved in one statement, with no read of
-        their primary keys first. Returns the rows moved."""
+        their primary keys first. Returns the rows moved.
+
+        ``rows`` must be a module-level function: the statement is built once per
+        (``rows``, statuses, columns, size) and kept, so a lambda or a closure made
+        per call would build and keep a new one every time."""
+        if "<" in rows.__qualname__:
+            raise TypeError(
+                f"move_rows: rows={rows.__qualname__} is a lambda or a closure; pass a "
+                "module-level function (its statements are kept by it)"
+            )
         now = self.clock()
         values = {"status": status.value, "reason": reason, "updated_at": now, **(values or {})}
         for name, value in values.items():

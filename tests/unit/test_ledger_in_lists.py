@@ -6,6 +6,7 @@ written into a statement's text."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
@@ -16,6 +17,7 @@ from gateway.ledger.core import ONE_MORE_ATTEMPT
 from gateway.ledger.in_lists import EXPANDING, SIZES, among, bind, in_list, size_of
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
+from gateway.ledger.tables import messages
 
 _META = MetaData()
 _ROWS = Table("rows", _META, Column("id", Integer, primary_key=True), Column("kind", String(16)))
@@ -144,3 +146,22 @@ def test_a_small_receipt_moves_only_this_authoritys_own_send_of_each_item(
     assert rows[pks[0]].status is Status.DELIVERED
     assert rows[pks[0]].next_attempt_at is None
     assert [rows[pk].status for pk in pks[1:]] == [Status.SENT] * len(decoys)
+
+
+def test_a_move_by_a_lambda_is_refused_as_it_would_keep_a_new_statement_every_call(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        with ledger.transaction() as conn, pytest.raises(TypeError, match="module-level"):
+            ledger.move_rows(
+                conn,
+                lambda size: (messages.c.id == 1,),
+                1,
+                {},
+                (Status.SENT,),
+                Status.DELIVERED,
+                None,
+            )
+    finally:
+        ledger.engine.dispose()
