@@ -23,6 +23,12 @@ over ``--rounds`` rounds), repeatable whatever else the machine does; needs
 
 then ``grep -H totals /tmp/cg.out.*`` (one file per kind, named in its ``desc:
 Trigger`` line), divided by ``--rounds``. Measures whichever tree it runs from.
+
+``--side receiver``: the receiving gateway's transaction instead, the one that
+records a batch, signs and records its receipt and marks earlier receipts
+``SENT`` (``pipeline._record_checked``; the receiver's consumer passes its
+``ReceiptsInFlight`` as a running worker does, so the receipt of the round
+before is marked in this round's transaction).
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ import ctypes
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -57,7 +64,8 @@ from gateway.ledger.core import LedgerCore  # noqa: E402
 from gateway.ledger.handoff import Handoff  # noqa: E402
 from gateway.ledger.records import NewMessage  # noqa: E402
 from gateway.model import Envelope  # noqa: E402
-from gateway.services import delivery  # noqa: E402
+from gateway.services import delivery, receiving  # noqa: E402
+from gateway.transport.base import Delivery, Disposition  # noqa: E402
 from gateway.transport.memory import MemoryTransport  # noqa: E402
 
 SENDER, RECIPIENT = "332", "336"
@@ -67,6 +75,9 @@ KINDS = {
     "one_round": "outbound messages recorded (their own transaction)",
     "transition_from": "a publish marked SENT",
     "_record_checked": "a receipt recorded, its messages DELIVERED",
+}
+RECEIVER_KINDS = {
+    "_record_checked": "a batch recorded, its receipt signed, earlier ones SENT",
 }
 _CLIENT_REQUESTS = """
 #include <valgrind/callgrind.h>
@@ -90,7 +101,9 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=60)
     parser.add_argument("--sizes", default="1,2,3", help="messages per round, in turn")
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--side", choices=("sender", "receiver"), default="sender")
     args = parser.parse_args()
+    kinds = KINDS if args.side == "sender" else RECEIVER_KINDS
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="cafgw-sender-ledger-") as tmp:
         work = Path(tmp)
@@ -129,9 +142,29 @@ def main() -> None:
             with sender.ledger.transaction() as conn:
                 sender.ledger.record(made, conn)
             delivery.publish_outbox(sender, handed=handoff.take(500), claim=False)
-            assert deliver_queue(receiver, f"caf.inbox.{RECIPIENT}") == k
+            assert receive(k) == k
             assert deliver_queue(sender, f"caf.inbox.{SENDER}") == 1
 
+        in_flight = receiving.ReceiptsInFlight()
+
+        def receive(k: int) -> int:
+            """The receiver's consumer: its receipts in flight kept across batches."""
+            stop = threading.Event()
+            handled = 0
+
+            def handle(batch: Sequence[Delivery]) -> Sequence[Disposition]:
+                nonlocal handled
+                handled += len(batch)
+                if not transport.depth(queue):
+                    stop.set()
+                return receiving.handle_batch(receiver, batch, in_flight)
+
+            queue = f"caf.inbox.{RECIPIENT}"
+            if transport.depth(queue):
+                transport.consume([queue], handle, stop)
+            return handled
+
+        measured = sender if args.side == "sender" else receiver
         cpu_ns: dict[str, list[int]] = defaultdict(list)
         collecting: list[str | None] = [None]
         requests = _callgrind(work) if args.callgrind else None
@@ -140,7 +173,7 @@ def main() -> None:
 
         @contextmanager
         def timed(self: LedgerCore) -> Iterator[Connection]:
-            if self is not sender.ledger or depth[0]:
+            if self is not measured.ledger or depth[0]:
                 with original(self) as conn:
                     yield conn
                 return
@@ -166,7 +199,7 @@ def main() -> None:
                 one_round(sizes[i % len(sizes)])
             cpu_ns.clear()
             if requests is not None:
-                for kind in KINDS:
+                for kind in kinds:
                     collecting[0] = kind
                     requests.cg_zero()
                     for i in range(args.rounds):
@@ -179,10 +212,11 @@ def main() -> None:
                 one_round(sizes[i % len(sizes)])
         finally:
             LedgerCore.transaction = original  # type: ignore[method-assign]
+            in_flight.finish()
             sender.ledger.engine.dispose()
             receiver.ledger.engine.dispose()
     print(f"messages per round: {args.sizes}; thread CPU per transaction, ms")
-    for kind, what in KINDS.items():
+    for kind, what in kinds.items():
         times = sorted(cpu_ns[kind])
         mean = sum(times) / len(times) / 1e6
         print(f"{what:48s} mean {mean:.3f}  p50 {times[len(times) // 2] / 1e6:.3f}")
