@@ -5,7 +5,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Update,
+    bindparam,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.sql.selectable import CompoundSelect
 
 from gateway.ledger.bodies import BODY
@@ -103,9 +112,14 @@ def _first_with_content(count: int) -> CompoundSelect[str, str]:
     return union_all(*branches)
 
 
-# The receipt loop's reads and writes, once per receipt: built once.
-_RECEIPTS_DUE = (
-    select(
+# The receipt loop's reads and writes, once per receipt: built once per size of
+# their lists of authorities and rows (``in_lists``: no expanding parameters; a
+# received batch's own receipt bound four, issue 14).
+@functools.cache
+def _receipts_due(authorities: int, pks: int | None) -> Select[int, str, str, str, str, str, str]:
+    """Of ``authorities``' messages owed a receipt (of the rows ``pks`` only, unless
+    None), the first :limit, locked."""
+    query = select(
         messages.c.id,
         messages.c.authority,
         messages.c.sender,
@@ -113,31 +127,37 @@ _RECEIPTS_DUE = (
         messages.c.digest,
         messages.c.status,
         messages.c.reason,
-    )
-    .where(
+    ).where(
         messages.c.receipt_due.is_(True),
-        messages.c.authority.in_(bindparam("authorities", expanding=True)),
+        in_list(messages.c.authority, "authorities", authorities),
     )
-    .order_by(messages.c.id)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True)
-)
-# Whether any of them is owed one (without locking it).
-_ANY_RECEIPT_DUE = (
-    select(messages.c.id)
-    .where(
-        messages.c.receipt_due.is_(True),
-        messages.c.authority.in_(bindparam("authorities", expanding=True)),
+    if pks is not None:
+        # A received batch's own rows, receipted by its transaction.
+        query = query.where(in_list(messages.c.id, "pks", pks))
+    return query.order_by(messages.c.id).limit(bindparam("limit")).with_for_update(skip_locked=True)
+
+
+@functools.cache
+def _any_receipt_due(authorities: int) -> Select[int]:
+    """Whether any of them is owed one (without locking it)."""
+    return (
+        select(messages.c.id)
+        .where(
+            messages.c.receipt_due.is_(True),
+            in_list(messages.c.authority, "authorities", authorities),
+        )
+        .limit(1)
     )
-    .limit(1)
-)
-# The same, of given rows only: a received batch's own, receipted by its transaction.
-_RECEIPTS_DUE_OF = _RECEIPTS_DUE.where(messages.c.id.in_(bindparam("pks", expanding=True)))
-_RECEIPTED = (
-    update(messages)
-    .where(messages.c.id.in_(bindparam("pks", expanding=True)), messages.c.receipt_due.is_(True))
-    .values(receipt_due=False, receipt_message_id=bindparam("receipt_id"))
-)
+
+
+@functools.cache
+def _receipted(pks: int) -> Update:
+    return (
+        update(messages)
+        .where(in_list(messages.c.id, "pks", pks), messages.c.receipt_due.is_(True))
+        .values(receipt_due=False, receipt_message_id=bindparam("receipt_id"))
+    )
+
 
 _INBOX_COLUMNS = (
     messages.c.id,
@@ -370,23 +390,31 @@ class InboundQueries(LedgerCore):
         """
         if not authorities or (pks is not None and not pks):
             return []
-        params: dict[str, object] = {"authorities": list(authorities), "limit": limit}
+        sizes = size_of(authorities), None if pks is None else size_of(pks)
+        params: dict[str, object] = {"limit": limit}
+        params.update(bind("authorities", authorities, sizes[0]))
         if pks is not None:
-            params["pks"] = list(pks)
-        rows = conn.execute(_RECEIPTS_DUE if pks is None else _RECEIPTS_DUE_OF, params).all()
+            params.update(bind("pks", pks, size_of(pks)))
+        rows = conn.execute(_receipts_due(*sizes), params).all()
         return [ReceiptDue(r[0], r[1], r[2], r[3], r[4] or "", Status(r[5]), r[6]) for r in rows]
 
     def receipts_owed(self, conn: Connection, authorities: Sequence[str]) -> bool:
         """Whether any of ``authorities``' messages is owed a receipt, as ``conn`` sees it."""
         if not authorities:
             return False
-        found = conn.execute(_ANY_RECEIPT_DUE, {"authorities": list(authorities)}).first()
+        size = size_of(authorities)
+        found = conn.execute(_any_receipt_due(size), bind("authorities", authorities, size)).first()
         return found is not None
 
     def mark_receipted(self, pks: Sequence[int], receipt_message_id: str, conn: Connection) -> int:
         """Mark messages still owed a receipt as covered by ``receipt_message_id``; how
         many were (fewer than ``pks``: another transaction receipted the rest)."""
-        result = conn.execute(_RECEIPTED, {"pks": list(pks), "receipt_id": receipt_message_id})
+        if not pks:
+            return 0  # as ``IN ()``: nothing matches
+        size = size_of(pks)
+        params = bind("pks", pks, size)
+        params["receipt_id"] = receipt_message_id
+        result = conn.execute(_receipted(size), params)
         return int(result.rowcount)
 
     def body_of(self, authority: str, direction: Direction, message_id: str) -> bytes | None:

@@ -22,15 +22,18 @@ PASSED_ON with HandedOverAt, NOT_HELD, and a reason with no personal data.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, insert, select, update
 
 from gateway.errors import PolicyRefusal
 from gateway.feature import ApplyContext, Effect, ReceiptKey, ReceiptNote, Received
 from gateway.ledger import audit
+from gateway.ledger.in_lists import bind, in_list, size_of
 from gateway.ledger.status import Direction, Route, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
@@ -231,10 +234,11 @@ def on_correction(ctx: ApplyContext, msg: Received) -> Effect:
     return effect
 
 
-# Read for every receipt this gateway signs: built once.
-_RECEIVED_BY_ID = select(received).where(
-    received.c.message_id.in_(bindparam("ids", expanding=True))
-)
+# Read for every receipt this gateway signs: built once per size of its list of ids
+# (``in_lists``: no expanding parameter, issue 14).
+@functools.cache
+def _received_by_id(size: int) -> Select[Any]:
+    return select(received).where(in_list(received.c.message_id, "ids", size))
 
 
 def receipt_notes(conn: Connection, keys: Sequence[ReceiptKey]) -> Mapping[ReceiptKey, ReceiptNote]:
@@ -242,7 +246,9 @@ def receipt_notes(conn: Connection, keys: Sequence[ReceiptKey]) -> Mapping[Recei
     wanted = set(keys)
     if not wanted:
         return {}
-    rows = conn.execute(_RECEIVED_BY_ID, {"ids": sorted({k[2] for k in wanted})}).all()
+    ids = sorted({k[2] for k in wanted})
+    size = size_of(ids)
+    rows = conn.execute(_received_by_id(size), bind("ids", ids, size)).all()
     notes: dict[ReceiptKey, ReceiptNote] = {}
     for row in rows:
         r = row._mapping
