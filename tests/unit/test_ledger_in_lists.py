@@ -6,6 +6,7 @@ written into a statement's text."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,16 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 from support.databases import on_both
 from support.outbound import queued
 
+from gateway.feature import ReceiptNote
 from gateway.ledger.core import ONE_MORE_ATTEMPT
 from gateway.ledger.in_lists import EXPANDING, SIZES, among, bind, in_list, size_of
+from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import messages
+from gateway.lifecycle.receiver import receipt_notes
+from gateway.lifecycle.tables import received
+from gateway.model import ActionTaken
 
 _META = MetaData()
 _ROWS = Table("rows", _META, Column("id", Integer, primary_key=True), Column("kind", String(16)))
@@ -165,3 +171,83 @@ def test_a_move_by_a_lambda_is_refused_as_it_would_keep_a_new_statement_every_ca
             )
     finally:
         ledger.engine.dispose()
+
+
+def _owed(message: NewMessage, authority: str) -> NewMessage:
+    """``message`` as received by ``authority``, owed a receipt."""
+    return replace(
+        message,
+        direction=Direction.INBOUND,
+        authority=authority,
+        statuses=((Status.ACCEPTED, None),),
+        receipt_due=True,
+        route_to=authority,
+    )
+
+
+@on_both
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 16, 17, 40])
+def test_a_receipt_claims_checks_and_marks_exactly_the_rows_and_authorities_named(
+    ledger: Ledger, count: int
+) -> None:
+    # Owed a receipt by 336, 337 and 338; each list bound at every size, and beyond.
+    owed = {a: [_owed(queued(n=i), a) for i in range(count + 2)] for a in ("336", "337", "338")}
+    pks = {a: ledger.record(rows) for a, rows in owed.items()}
+    chosen = pks["336"][1 : count + 1]
+    with ledger.transaction() as conn:
+        # Rows of another authority named, or of an authority not asked for: not claimed.
+        named = [*chosen, chosen[0], pks["338"][0]]
+        due = ledger.claim_receipts_due(conn, ["336", "337"], 100, named)
+        assert [d.pk for d in due] == chosen
+        assert [d.pk for d in ledger.claim_receipts_due(conn, ["337"], 100, chosen)] == []
+        limited = ledger.claim_receipts_due(conn, ["337", "336"], 2, [pks["336"][-1], *chosen])
+        assert [d.pk for d in limited] == sorted([pks["336"][-1], *chosen])[:2]
+        loop = ledger.claim_receipts_due(conn, ["337", "338"], 100)
+        assert [d.pk for d in loop] == sorted([*pks["337"], *pks["338"]])
+        assert ledger.mark_receipted([*chosen, chosen[-1]], "r-1", conn) == count
+        assert ledger.mark_receipted(chosen, "r-2", conn) == 0  # receipted already
+        assert ledger.mark_receipted([], "r-3", conn) == 0
+        assert ledger.mark_receipted(pks["337"] + pks["338"], "r-4", conn) == 2 * (count + 2)
+        assert ledger.receipts_owed(conn, ["336"])  # its first and last row
+        assert not ledger.receipts_owed(conn, ["337", "338"])
+        ledger.mark_receipted([pks["336"][0], pks["336"][-1]], "r-5", conn)
+        assert not ledger.receipts_owed(conn, ["336", "337", "338", "339"])
+        marked = conn.execute(
+            select(messages.c.id, messages.c.receipt_message_id).where(
+                messages.c.id.in_([*pks["336"], pks["337"][0]])
+            )
+        ).all()
+    assert dict(marked) == {
+        **dict.fromkeys(chosen, "r-1"),
+        pks["336"][0]: "r-5",
+        pks["336"][-1]: "r-5",
+        pks["337"][0]: "r-4",
+    }
+
+
+@on_both
+@pytest.mark.parametrize("count", [1, 3, 17])
+def test_a_receipts_notes_are_read_for_exactly_the_messages_it_covers(
+    ledger: Ledger, count: int
+) -> None:
+    at = datetime(2026, 12, 6, tzinfo=UTC)
+    rows = [
+        {
+            "authority": "336",
+            "sender": sender,
+            "message_id": f"m-{i}",
+            "kind": "RECALL",
+            "original_id": f"o-{i}",
+            "action": ActionTaken.WITHDRAWN.value,
+            "handed_over_at": None,
+            "reason": f"{sender} {i}",
+            "at": at,
+        }
+        for i in range(count + 1)
+        for sender in ("332", "333")
+    ]
+    with ledger.transaction() as conn:
+        conn.execute(insert(received), rows)
+        keys = [("336", "332", f"m-{i}") for i in range(count)]
+        notes = receipt_notes(conn, [*keys, keys[0], ("336", "332", "m-none")])
+    assert notes == {k: ReceiptNote(ActionTaken.WITHDRAWN, None, f"332 {k[2][2:]}") for k in keys}
