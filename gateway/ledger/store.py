@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    and_,
     func,
     select,
 )
@@ -58,12 +57,9 @@ class Ledger(OutboundQueries, InboundQueries):
             conditions.append(messages.c.correlation_id == correlation_id)
         if since is not None:
             conditions.append(messages.c.updated_at >= since)
-        query = (
-            self._record_select()
-            .where(and_(*conditions))
-            .order_by(messages.c.id.desc())
-            .limit(limit)
-        )
+        # ``where()`` of no condition selects everything, as ``and_()`` of none did
+        # (deprecated by SQLAlchemy).
+        query = self._record_select().where(*conditions).order_by(messages.c.id.desc()).limit(limit)
         with self.transaction() as conn:
             records = [self._to_record(r) for r in conn.execute(query).all()]
             if not with_history or not records:
