@@ -46,13 +46,6 @@ def _inbound(senders: int, ids: int) -> tuple[ColumnElement[bool], ...]:
 
 
 @functools.cache
-def _inbound_rows(senders: int, ids: int) -> Select[str, str, str, int]:
-    return select(messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.id).where(
-        *_inbound(senders, ids)
-    )
-
-
-@functools.cache
 def _inbound_known(senders: int, ids: int) -> Select[str, str, str, int, str, str]:
     return select(
         messages.c.sender,
@@ -178,19 +171,6 @@ class InboundQueries(LedgerCore):
 
     # --- inbound ------------------------------------------------------------
 
-    def inbound_rows(
-        self, authority: str, keys: Sequence[tuple[str, str, str | None]], conn: Connection
-    ) -> dict[tuple[str, str, str | None], int]:
-        """Primary keys of inbound rows (any status) by ``(sender, message_id, digest)``."""
-        if not keys:
-            return {}
-        wanted = set(keys)
-        sizes, params = _inbound_params(
-            authority, sorted({s for s, _, _ in keys}), sorted({m for _, m, _ in keys})
-        )
-        rows = conn.execute(_inbound_rows(*sizes), params).all()
-        return {(s, m, d): pk for s, m, d, pk in rows if (s, m, d) in wanted}
-
     def inbound_known(
         self, authority: str, pairs: Iterable[tuple[str, str]], conn: Connection
     ) -> InboundKnown:
@@ -206,7 +186,7 @@ class InboundQueries(LedgerCore):
         seen: dict[tuple[str, str], InboundSeen] = {}
         rows: dict[tuple[str, str, str | None], int] = {}
         if not wanted:
-            return InboundKnown(wanted, seen, rows)
+            return InboundKnown(seen, rows)
         sizes, params = _inbound_params(
             authority, sorted({s for s, _ in wanted}), sorted({m for _, m in wanted})
         )
@@ -218,7 +198,7 @@ class InboundQueries(LedgerCore):
             rows[(sender, message_id, digest)] = pk
             if status != Status.QUARANTINED.value:
                 seen[(sender, message_id)] = InboundSeen(pk, digest, Status(status), receipt_id)
-        return InboundKnown(wanted, seen, rows)
+        return InboundKnown(seen, rows)
 
     def same_content(
         self, conn: Connection, authority: str, sender: str, digests: Sequence[str]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -153,19 +152,7 @@ class InboundKnown:
     """Every inbound row of some ``(sender, message_id)`` pairs, whatever its status, as
     one read found them (``InboundQueries.inbound_known``)."""
 
-    pairs: frozenset[tuple[str, str]]
-    """The pairs read: of any other, nothing is known here."""
     seen: dict[tuple[str, str], InboundSeen]
     """Per pair, its row that is not quarantined."""
     rows: dict[tuple[str, str, str | None], int]
     """Primary keys of the pairs' rows, any status, by ``(sender, message_id, digest)``."""
-
-    def rows_of(
-        self, keys: Sequence[tuple[str, str, str | None]]
-    ) -> dict[tuple[str, str, str | None], int] | None:
-        """``rows`` of these ``(sender, message_id, digest)`` keys, as ``inbound_rows``
-        reads them; None when the pair of one of them was not read."""
-        if any((sender, message_id) not in self.pairs for sender, message_id, _ in keys):
-            return None
-        wanted = set(keys)
-        return {key: pk for key, pk in self.rows.items() if key in wanted}

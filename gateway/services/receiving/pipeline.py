@@ -289,7 +289,7 @@ def _record_checked(
                 if is_receipt:
                     assert isinstance(item.env.body, Receipt)
                     receipts.append((item.env, item.env.body))
-            kept = _without_repeats(gw, owner, new, conn, recorded)
+            kept = _without_repeats(gw, new, conn, recorded)
             pks = gw.ledger.record(kept, conn)
             if inline:
                 own_receipt = _Receipt.of(gw, conn, pks, kept)
@@ -683,7 +683,9 @@ def _accepted(
 
 def _recorded_pairs(checked: Sequence[Passed | Refused]) -> list[tuple[str, str]]:
     """The ``(sender, message_id)`` of each row the batch may record: a refusal's, and
-    for a message that passed, the signed one (quarantined) and its header's (accepted)."""
+    for a message that passed, the signed one (quarantined) and its header's (accepted).
+    A row under a pair left out here would be taken for new, and refused by the
+    ledger's unique key (the batch retried) if it were not."""
     pairs = []
     for item in checked:
         if isinstance(item, Refused):
@@ -695,7 +697,7 @@ def _recorded_pairs(checked: Sequence[Passed | Refused]) -> list[tuple[str, str]
 
 
 def _without_repeats(
-    gw: Gateway, authority: str, new: list[NewMessage], conn: Connection, recorded: InboundKnown
+    gw: Gateway, new: list[NewMessage], conn: Connection, recorded: InboundKnown
 ) -> list[NewMessage]:
     """Drop rows already recorded with the same (sender, id, digest), noting the repeat.
 
@@ -704,12 +706,10 @@ def _without_repeats(
     duplicated (nor may the unique key fail the whole batch). The first
     decision on those bytes stands: the repeat is noted on the existing row.
     ``recorded``, read at the start of the transaction, holds them (no second
-    read) unless a row's pair was not read.
+    read: ``_recorded_pairs``).
     """
     keys = [(m.sender, m.message_id, m.digest) for m in new]
-    existing = recorded.rows_of(keys)
-    if existing is None:
-        existing = gw.ledger.inbound_rows(authority, keys, conn)
+    existing = recorded.rows
     kept: list[NewMessage] = []
     seen: set[tuple[str, str, str | None]] = set()
     for message, key in zip(new, keys, strict=True):
