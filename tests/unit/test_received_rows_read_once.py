@@ -72,3 +72,33 @@ def test_a_message_recorded_once_is_a_duplicate_the_second_time_with_one_read_a_
     assert sorted(r.status for r in rows) == [Status.VERIFIED, Status.VERIFIED]
     (again,) = [r for r in rows if r.message_id == first.message_id]
     assert [h.status for h in again.history][-1] is Status.DUPLICATE
+
+
+def test_another_authoritys_gateway_resending_bytes_quarantined_here_changes_nothing_here(
+    tmp_path: Path,
+) -> None:
+    # As councils deploy it: 332 on a gateway of its own, 336 on another, each with
+    # its own ledger; one set of identities. What 332 sends is its statement: bytes
+    # 336's gateway quarantined stay quarantined, whatever 332 sends them again.
+    clock = Clock.starting_now()
+    keys = {"keys_dir": str(tmp_path / "keys")}
+    sender = memory_gateway(tmp_path / "332", ("332",), clock=clock, **keys)
+    made = memory_gateway(tmp_path / "336", ("336",), clock=clock, **keys)
+    applied: list[str] = []
+
+    def spy(_ctx: ApplyContext, received: Received) -> None:
+        applied.append(received.env.header.message_id)
+
+    appliers = dict(made.appliers)
+    appliers[MessageType.ASSESSMENT] = (*appliers.get(MessageType.ASSESSMENT, ()), spy)
+    receiver = replace(made, appliers=appliers)
+    (delivery,) = assessments(sender, receiver, ["DUD-1"])
+    clock.advance(-120)  # created ahead of the receiver's clock: quarantined
+    assert [d.verdict for d in handle_batch(receiver, [delivery])] == [Verdict.ACK]
+    clock.advance(240)  # the same bytes again, their created-at now in the window
+    assert [d.verdict for d in handle_batch(receiver, [delivery])] == [Verdict.ACK]
+    assert applied == []
+    (row,) = receiver.ledger.find(authority="336", direction=Direction.INBOUND)
+    assert row.status is Status.QUARANTINED
+    assert [h.status for h in row.history][-1] is Status.DUPLICATE
+    assert not sender.ledger.find(authority="332", direction=Direction.INBOUND)
