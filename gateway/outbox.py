@@ -21,7 +21,12 @@ from cryptography import x509
 from lxml import etree
 from sqlalchemy import Connection
 
-from gateway.envelope.codec import body_octets, body_to_element, envelope_to_element
+from gateway.envelope.codec import (
+    body_octets,
+    body_to_element,
+    envelope_to_element,
+    written_envelope,
+)
 from gateway.envelope.codec.canonical import NotPlain
 from gateway.envelope.encryption import encrypt_envelope
 from gateway.envelope.signing import Signer
@@ -189,8 +194,12 @@ class Outbox:
         exchange and queue owner it is published to (an inbox by default).
         """
         header = env.header
-        root = envelope_to_element(env)
-        content = written_content_digest(root)  # before the body may be encrypted
+        try:
+            root, body = written_envelope(env)
+            content = digest(body)  # before the body may be encrypted
+        except (NotPlain, AttributeError):  # as in content_digest: lxml writes it, or says why
+            root = envelope_to_element(env)
+            content = written_content_digest(root)
         if self.encryption.between(header.sender, header.recipient):
             encrypt_envelope(root, self._encryption_certificate(header.recipient))
         data = self.signer(header.sender).sign(root)

@@ -36,6 +36,10 @@ from gateway.model import NAMESPACE
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+# The canonical namespace's declaration, as C14N writes it on a document's root.
+DECLARATION = f' xmlns="{NAMESPACE}"'
+
+
 class NotPlain(Exception):
     """A value the canonical writer leaves to lxml."""
 
@@ -120,9 +124,14 @@ class Canonical:
 
     def octets(self) -> bytes:
         """This element as the root of a document, in C14N 1.0, UTF-8."""
+        return self.written(DECLARATION).encode()
+
+    def written(self, declaration: str = "") -> str:
+        """This element in C14N 1.0; ``declaration`` in its start tag (``DECLARATION``
+        at a document's root, nothing inside an element that declares it)."""
         out: list[str] = []
-        self._write(out, f' xmlns="{NAMESPACE}"')
-        return "".join(out).encode()
+        self._write(out, declaration)
+        return "".join(out)
 
     def _write(self, out: list[str], declaration: str = "") -> None:
         name = self._name
