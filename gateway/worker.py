@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from gateway.context import Gateway
 from gateway.errors import BrokerUnavailableError, CafgwError
-from gateway.ledger.handoff import Handoff
+from gateway.ledger.handoff import Claimed, Handoff
 from gateway.ledger.jobs import JobLeases
 from gateway.ledger.listener import Listener
 from gateway.services import delivery, receipts, receiving
@@ -331,16 +331,17 @@ class Worker:
             except CafgwError as exc:
                 log.warning("giving up job leases: %s; they lapse by themselves", exc)
 
-    def _release(self, pks: list[int]) -> None:
+    def _release(self, claims: list[Claimed]) -> None:
         """Give rows handed over and not published back to the outbox at once (claims
         cleared, replicas woken), so a restart or another replica publishes them
         without waiting for the claims to lapse."""
-        if not pks:
+        if not claims:
             return
         try:
-            self.gw.ledger.release_claims(pks, wake=True)
+            self.gw.ledger.release_claims(claims, wake=True)
         except CafgwError as exc:
-            log.warning("giving back %d handed-over messages: %s; claims lapse", len(pks), exc)
+            n = sum(len(c.items) for c in claims)
+            log.warning("giving back %d handed-over messages: %s; claims lapse", n, exc)
 
     def run_round(self) -> int:
         """Run every step once and drain every consumed queue; the work done.

@@ -50,13 +50,13 @@ class Handoff:
         lease: timedelta,
         notify: Callable[[], None],
         capacity: int,
-        release: Callable[[list[int]], None],
+        release: Callable[[list[Claimed]], None],
     ) -> None:
         self.lease = lease
         """How long a row recorded for the hand-off stays claimed."""
         self._notify = notify
         self._capacity = capacity
-        self._release = release  # gives rows back to the outbox, claims cleared
+        self._release = release  # gives rows back to the outbox, its claims cleared
         self._closed = False
         self._lock = threading.Lock()
         self._waiting: list[Claimed] = []
@@ -88,7 +88,7 @@ class Handoff:
                 self._count += len(claimed.items)
                 self._puts += 1
         if closed:
-            self._release([i.pk for i in claimed.items])
+            self._release([claimed])
             return
         self._notify()
 
@@ -104,17 +104,16 @@ class Handoff:
                 self._puts += 1
                 taken = []
         if taken:
-            self._release([i.pk for c in taken for i in c.items])
+            self._release(taken)
             return
         self._notify()
 
-    def close(self) -> list[int]:
+    def close(self) -> list[Claimed]:
         """No more hand-overs: what waits comes back (to be given back to the outbox),
         and a transaction that commits later gives its rows back itself (``put``)."""
         with self._lock:
             self._closed = True
-            left = [i.pk for c in self._waiting for i in c.items]
-            self._waiting, self._count = [], 0
+            left, self._waiting, self._count = self._waiting, [], 0
             return left
 
     def take(self, limit: int) -> list[Claimed]:

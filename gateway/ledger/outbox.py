@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.errors import LedgerError
 from gateway.ledger.bodies import BODY
 from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore, handed_in
+from gateway.ledger.handoff import Claimed
 from gateway.ledger.in_lists import SIZES, among, bind, in_list, size_of
 from gateway.ledger.records import (
     MessageRecord,
@@ -254,25 +255,38 @@ class OutboundQueries(LedgerCore):
         return {int(r[0]) for r in renewed}
 
     def release_claims(
-        self, pks: Sequence[int], *, wake: bool = False, conn: Connection | None = None
+        self, claims: Sequence[Claimed], *, wake: bool = False, conn: Connection | None = None
     ) -> None:
-        """Give claimed rows back to the outbox at once (their publish failed); in
-        ``conn``'s transaction when given.
+        """Give claimed rows back to the outbox at once (their publish failed, or they
+        were handed over and not published); in ``conn``'s transaction when given.
+
+        Only the claims this process holds: a row still claimed until the
+        ``held_until`` it was claimed (or renewed) until. One whose claim lapsed
+        meanwhile and another replica took is that replica's now: cleared, it would
+        be published a second time by whoever claims it next, and ``stop_queued``
+        would stop a row being published that moment (shown stopped, yet sent).
 
         ``wake``: and wake the sender loops (here and in replicas) to publish them,
         for rows a sender loop never claimed (``services.delivery.publish_claimed``).
         The sender loop itself gives back without waking: it would wake itself at
         once, again and again while the broker refuses.
         """
-        if not pks:
+        claims = [c for c in claims if c.items]
+        if not claims:
             return
         if conn is None:
             with self.transaction() as c:
-                self.release_claims(pks, wake=wake, conn=c)
+                self.release_claims(claims, wake=wake, conn=c)
             return
-        conn.execute(
-            update(messages).where(messages.c.id.in_(list(pks))).values(claimed_until=None)
-        )
+        for claim in claims:
+            conn.execute(
+                update(messages)
+                .where(
+                    messages.c.id.in_([i.pk for i in claim.items]),
+                    messages.c.claimed_until == claim.held_until,
+                )
+                .values(claimed_until=None)
+            )
         if wake:
             self.announce(conn, OUTBOX)
 

@@ -147,9 +147,10 @@ def _start(
     ``wake``: give back what fails with a wake-up (``release_claims``). ``open_only``:
     see ``publish_claimed``."""
     if open_only:
-        items = [i for group, _ in groups for i in group]
+        claims = [Claimed(tuple(group), held_until) for group, held_until in groups if group]
     else:
-        items = _connected(gw, groups, lease, wake=wake)
+        claims = _connected(gw, groups, lease, wake=wake)
+    items = [i for c in claims for i in c.items]
     if not items:
         return InFlight(gw, [], Settled(()), now, wake=wake)
     escalation_exchange = gw.topology.escalation_exchange
@@ -167,7 +168,7 @@ def _start(
     if open_only:
         timeout_s = min(timeout_s, INLINE_CONFIRM_S)
     pending = gw.transport.start_publish(outgoing, timeout_s, open_only=open_only)
-    return InFlight(gw, items, pending, now, wake=wake)
+    return InFlight(gw, claims, pending, now, wake=wake)
 
 
 class InFlight:
@@ -176,14 +177,15 @@ class InFlight:
     def __init__(
         self,
         gw: Gateway,
-        items: list[OutboxItem],
+        claims: list[Claimed],
         pending: PendingPublish,
         now: datetime,
         *,
         wake: bool,
     ) -> None:
         self._gw = gw
-        self._items = items
+        self._claims = claims  # what failed goes back with the claim it was held by
+        self._items = [i for c in claims for i in c.items]
         self._pending = pending
         self._now = now  # receipt deadlines run from here
         self._wake = wake
@@ -217,7 +219,7 @@ class InFlight:
         confirmed_unreceipted: list[int] = []
         confirmed_by_deadline: dict[float, list[int]] = {}
         returned: list[tuple[int, str]] = []
-        failed: list[int] = []
+        failed: set[int] = set()
         for item, result in zip(self._items, results, strict=True):
             if result.outcome == PublishOutcome.CONFIRMED:
                 if item.message_type == "Receipt" or item.route_to == REGIONAL:
@@ -228,7 +230,7 @@ class InFlight:
             elif result.outcome == PublishOutcome.RETURNED:
                 returned.append((item.pk, result.reason or "no queue is bound for the recipient"))
             else:
-                failed.append(item.pk)
+                failed.add(item.pk)
         gw.ledger.mark_sent(confirmed_unreceipted, None, conn=conn)
         for deadline, pks in confirmed_by_deadline.items():
             gw.ledger.mark_sent(pks, now + timedelta(seconds=deadline), conn=conn)
@@ -241,7 +243,12 @@ class InFlight:
                 reason=f"returned by the broker: {reason}",
                 conn=conn,
             )
-        gw.ledger.release_claims(failed, wake=self._wake, conn=conn)
+        if failed:
+            back = [
+                Claimed(tuple(i for i in c.items if i.pk in failed), c.held_until)
+                for c in self._claims
+            ]
+            gw.ledger.release_claims(back, wake=self._wake, conn=conn)
         return PublishSummary(
             sum(len(p) for p in confirmed_by_deadline.values()) + len(confirmed_unreceipted),
             len(returned),
@@ -250,14 +257,15 @@ class InFlight:
 
     def marked(self) -> None:
         """The marks of ``mark`` are committed: a second ``finish`` marks nothing again."""
-        self._items = []
+        self._items, self._claims = [], []
 
 
 def _connected(
     gw: Gateway, groups: list[tuple[list[OutboxItem], datetime]], lease: timedelta, *, wake: bool
-) -> list[OutboxItem]:
+) -> list[Claimed]:
     """The items of ``groups`` whose claim still holds once the publisher's connection
-    is open, each group claimed until its ``datetime``.
+    is open, each group claimed until its ``datetime``; with the claim each is held by
+    now (a renewed one's new ``held_until``).
 
     Opening it (after a loss: another node, with backoff) is not covered by
     the lease, so after a new connection the claim is renewed from now and
@@ -270,18 +278,19 @@ def _connected(
     try:
         reconnected = gw.transport.connect_publisher()
     except TransportError:
-        gw.ledger.release_claims([i.pk for items, _ in groups for i in items], wake=wake)
+        gw.ledger.release_claims([Claimed(tuple(i), h) for i, h in groups], wake=wake)
         raise
     # What a publish may take: a claim with less left is renewed first.
     needed = timedelta(seconds=gw.settings.broker.confirm_timeout_s)
-    out: list[OutboxItem] = []
+    out: list[Claimed] = []
     for items, held_until in groups:
         now = gw.clock()
         if not reconnected and held_until - now >= needed:
-            out.extend(items)
+            out.append(Claimed(tuple(items), held_until))
             continue
-        held = gw.ledger.renew_claims([i.pk for i in items], held_until, now + lease)
-        out.extend(i for i in items if i.pk in held)
+        renewed_until = now + lease
+        held = gw.ledger.renew_claims([i.pk for i in items], held_until, renewed_until)
+        out.append(Claimed(tuple(i for i in items if i.pk in held), renewed_until))
     return out
 
 
