@@ -118,7 +118,7 @@ def main() -> None:
             transport=transport,
             settings=settings_for(work, (RECIPIENT,), ledger_url=f"sqlite:///{work / 'r.db'}"),
         )
-        handoff = Handoff(delivery.outbox_lease(sender), lambda: None, 1000, lambda _pks: None)
+        handoff = Handoff(delivery.outbox_lease(sender), lambda: None, 1000, lambda _claims: None)
         sender.ledger.handoff = handoff  # as ``Worker.start`` attaches it
         root = xmlsafe.parse(EXAMPLE.read_bytes(), max_bytes=1_000_000, max_depth=64)
         template = element_to_envelope(root)

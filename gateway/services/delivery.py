@@ -167,7 +167,13 @@ def _start(
     timeout_s = gw.settings.broker.confirm_timeout_s
     if open_only:
         timeout_s = min(timeout_s, INLINE_CONFIRM_S)
-    pending = gw.transport.start_publish(outgoing, timeout_s, open_only=open_only)
+    try:
+        pending = gw.transport.start_publish(outgoing, timeout_s, open_only=open_only)
+    except TransportError:
+        # The connection was lost again on the way (or no node answers): nothing
+        # was sent, so the rows go back now, not once their claims lapse.
+        gw.ledger.release_claims(claims, wake=wake)
+        raise
     return InFlight(gw, claims, pending, now, wake=wake)
 
 

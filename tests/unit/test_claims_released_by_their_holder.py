@@ -23,6 +23,8 @@ from support.databases import on_both
 from support.gateways import claimed_until
 from support.outbound import queued
 
+from gateway.context import Gateway
+from gateway.errors import BrokerUnavailableError
 from gateway.ledger.handoff import Claimed, Handoff
 from gateway.ledger.status import Status
 from gateway.ledger.store import Ledger
@@ -130,3 +132,65 @@ def test_a_failed_publish_of_a_claim_still_held_gives_the_row_back_at_once(
     assert [i.pk for i in gw.ledger.claim_outbox(10, None, now, now + timedelta(seconds=30))] == [
         pk
     ]
+
+
+def _handed_one(tmp_path: Path) -> tuple[MemoryTransport, Clock, Handoff, int, Claimed, Gateway]:
+    """A gateway with one message handed over to its sender loop and taken, not yet
+    published."""
+    transport = MemoryTransport()
+    clock = Clock(T0)
+    gw = make_gateway(tmp_path, hosted=("332", "336"), clock=clock, transport=transport)
+    handoff = Handoff(delivery.outbox_lease(gw), lambda: None, 10, gw.ledger.release_claims)
+    gw.ledger.handoff = handoff
+    (message,) = signed_inbound(gw, "332", "336", 1)
+    (pk,) = gw.ledger.record([message])
+    (claimed,) = handoff.take(10)
+    return transport, clock, handoff, pk, claimed, gw
+
+
+def _nacked(
+    outgoing: Sequence[OutgoingMessage], timeout_s: float = 30.0, *, open_only: bool = False
+) -> list[PublishResult]:
+    return [PublishResult(m.message_id, PublishOutcome.FAILED, "nacked") for m in outgoing]
+
+
+def test_a_claim_renewed_before_a_failed_publish_is_given_back_by_its_renewal(
+    tmp_path: Path,
+) -> None:
+    transport, clock, _handoff, pk, claimed, gw = _handed_one(tmp_path)
+    lease = delivery.outbox_lease(gw).total_seconds()
+    confirm = gw.settings.broker.confirm_timeout_s
+    clock.advance(lease - confirm + 1)  # less left than a publish may take: renewed first
+    transport.publish = _nacked  # type: ignore[method-assign]
+
+    assert delivery.publish_outbox(gw, handed=[claimed], claim=False).failed == 1
+
+    assert claimed_until(gw, pk) is None  # not left claimed until the renewal lapses
+
+
+def test_a_connection_lost_as_the_publish_starts_gives_the_claims_back_at_once(
+    tmp_path: Path,
+) -> None:
+    transport, _clock, _handoff, pk, claimed, gw = _handed_one(tmp_path)
+
+    def lost(*_args: object, **_kwargs: object) -> object:
+        raise BrokerUnavailableError("connection lost again")
+
+    transport.start_publish = lost  # type: ignore[method-assign]
+    with pytest.raises(BrokerUnavailableError):
+        delivery.publish_outbox(gw, handed=[claimed], claim=False)
+
+    assert claimed_until(gw, pk) is None
+    assert _status(gw.ledger, pk) == Status.SIGNED.value
+
+
+def test_a_publish_on_the_open_connection_only_gives_back_what_it_could_not_send(
+    tmp_path: Path,
+) -> None:
+    transport, _clock, _handoff, pk, claimed, gw = _handed_one(tmp_path)
+    transport.available = False  # no connection open: the consumer's inline publish
+
+    summary = delivery.publish_claimed(gw, claimed.items, claimed.held_until, open_only=True)
+
+    assert summary.failed == 1
+    assert claimed_until(gw, pk) is None

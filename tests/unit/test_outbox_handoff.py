@@ -269,7 +269,7 @@ def test_a_withdrawal_in_the_same_upload_stops_the_copy_queued_before_it(tmp_pat
     # withdrawal skipped claimed rows: it was published.
     gw = memory_gateway(tmp_path)
     handoff = Handoff(
-        delivery.outbox_lease(gw), lambda: None, capacity=1000, release=lambda _pks: None
+        delivery.outbox_lease(gw), lambda: None, capacity=1000, release=lambda _claims: None
     )
     gw.ledger.handoff = handoff
     data = _before_withdrawal()
