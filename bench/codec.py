@@ -25,9 +25,7 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,9 +38,9 @@ if str(ROOT / "tests") not in sys.path:
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from support.gateways import memory_gateway, settings_for  # noqa: E402
 
-from gateway.envelope import codec, xmlsafe  # noqa: E402
+from bench import offline  # noqa: E402
+from gateway.envelope import codec  # noqa: E402
 from gateway.envelope.codec import element_to_envelope, envelope_to_element  # noqa: E402
 from gateway.model import Envelope  # noqa: E402
 from gateway.outbox import content_digest, digest, written_content_digest  # noqa: E402
@@ -50,8 +48,7 @@ from gateway.services.receiving import checks  # noqa: E402
 from gateway.transport.base import Delivery  # noqa: E402
 from gateway.transport.provenance import publishers_for  # noqa: E402
 
-SENDER, RECIPIENT = "332", "336"
-EXAMPLE = ROOT / "schemas" / "examples" / "assessment.xml"
+SENDER, RECIPIENT = offline.SENDER, offline.RECIPIENT
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -72,28 +69,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cafgw-codec-") as tmp:
-        work = Path(tmp)
-        sender = memory_gateway(
-            work, settings=settings_for(work, (SENDER,), ledger_url=f"sqlite:///{work / 's.db'}")
-        )
-        receiver = memory_gateway(
-            work,
-            settings=settings_for(work, (RECIPIENT,), ledger_url=f"sqlite:///{work / 'r.db'}"),
-        )
-        root = xmlsafe.parse(EXAMPLE.read_bytes(), max_bytes=1_000_000, max_depth=64)
-        template = element_to_envelope(root)
-        header = replace(template.header, sender=SENDER, recipient=RECIPIENT)
-        envelopes = [
-            Envelope(
-                replace(
-                    header,
-                    message_id=str(uuid.uuid4()),
-                    created_at=datetime.now(UTC).replace(microsecond=0),
-                ),
-                template.body,
-            )
-            for _ in range(args.messages)
-        ]
+        pair = offline.pair(Path(tmp))
+        sender, receiver = pair.sender, pair.receiver
+        envelopes = pair.fresh(args.messages)
         signed = [sender.outbox.sign(env) for env in envelopes]
         account = sorted(publishers_for(receiver.settings.broker, SENDER))[0]
         queue, key = f"caf.inbox.{RECIPIENT}", f"{RECIPIENT}.Assessment.{SENDER}"

@@ -40,12 +40,9 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +53,16 @@ if str(ROOT / "tests") not in sys.path:
     sys.path.append(str(ROOT / "tests"))  # after the tree measured: only its helpers
 
 from sqlalchemy import Connection  # noqa: E402
-from support.gateways import deliver_queue, memory_gateway, settings_for  # noqa: E402
+from support.gateways import deliver_queue  # noqa: E402
 
-from gateway.envelope import xmlsafe  # noqa: E402
-from gateway.envelope.codec import element_to_envelope  # noqa: E402
+from bench import offline  # noqa: E402
 from gateway.ledger.core import LedgerCore  # noqa: E402
 from gateway.ledger.handoff import Handoff  # noqa: E402
 from gateway.ledger.records import NewMessage  # noqa: E402
-from gateway.model import Envelope  # noqa: E402
 from gateway.services import delivery, receiving  # noqa: E402
 from gateway.transport.base import Delivery, Disposition  # noqa: E402
-from gateway.transport.memory import MemoryTransport  # noqa: E402
 
-SENDER, RECIPIENT = "332", "336"
-EXAMPLE = ROOT / "schemas" / "examples" / "assessment.xml"
+SENDER, RECIPIENT = offline.SENDER, offline.RECIPIENT
 # The transactions measured, by the function that opens them.
 KINDS = {
     "one_round": "outbound messages recorded (their own transaction)",
@@ -107,35 +100,13 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="cafgw-sender-ledger-") as tmp:
         work = Path(tmp)
-        transport = MemoryTransport()
-        sender = memory_gateway(
-            work,
-            transport=transport,
-            settings=settings_for(work, (SENDER,), ledger_url=f"sqlite:///{work / 's.db'}"),
-        )
-        receiver = memory_gateway(
-            work,
-            transport=transport,
-            settings=settings_for(work, (RECIPIENT,), ledger_url=f"sqlite:///{work / 'r.db'}"),
-        )
+        pair = offline.pair(work)
+        sender, receiver, transport = pair.sender, pair.receiver, pair.transport
         handoff = Handoff(delivery.outbox_lease(sender), lambda: None, 1000, lambda _claims: None)
         sender.ledger.handoff = handoff  # as ``Worker.start`` attaches it
-        root = xmlsafe.parse(EXAMPLE.read_bytes(), max_bytes=1_000_000, max_depth=64)
-        template = element_to_envelope(root)
-        template = Envelope(
-            replace(template.header, sender=SENDER, recipient=RECIPIENT), template.body
-        )
 
         def sign(n: int) -> list[NewMessage]:
-            out = []
-            for _ in range(n):
-                header = replace(
-                    template.header,
-                    message_id=str(uuid.uuid4()),
-                    created_at=datetime.now(UTC).replace(microsecond=0),
-                )
-                out.append(sender.outbox.sign(Envelope(header, template.body)))
-            return out
+            return [sender.outbox.sign(env) for env in pair.fresh(n)]
 
         def one_round(k: int) -> None:
             made = sign(k)

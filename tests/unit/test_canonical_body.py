@@ -57,9 +57,10 @@ def test_random_bodies_of_every_type_are_written_to_the_same_octets_as_lxml_writ
     assert body_octets(env.body) == _lxml_octets(env.body)
 
 
-def test_text_and_attributes_needing_escapes_are_written_as_lxml_writes_them() -> None:
+def awkward_notification() -> Notification:
+    """A body whose text and attributes need every escape C14N has."""
     awkward = "a & b < c > d \"e\" 'f' \t tab \n line \r return ]]> done"
-    body = Notification(
+    return Notification(
         type=NotificationType.SERVICE_GAP,
         case_ref="R&D<1>",
         summary=awkward,
@@ -70,6 +71,10 @@ def test_text_and_attributes_needing_escapes_are_written_as_lxml_writes_them() -
         ),
         details=(Detail(name=awkward, value=awkward), Detail(name="", value="")),
     )
+
+
+def test_text_and_attributes_needing_escapes_are_written_as_lxml_writes_them() -> None:
+    body = awkward_notification()
     assert body_octets(body) == _lxml_octets(body)
     assert content_digest(body) == digest(_lxml_octets(body))
 

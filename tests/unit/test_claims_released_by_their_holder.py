@@ -73,6 +73,26 @@ def test_a_claim_still_ours_is_given_back_at_once(ledger: Ledger) -> None:
     assert [i.pk for i in ledger.claim_outbox(10, None, T0, T0 + LEASE)] == [first, second]
 
 
+def _handed_one(tmp_path: Path) -> tuple[MemoryTransport, Clock, Handoff, int, Claimed, Gateway]:
+    """A gateway with one message handed over to its sender loop and taken, not yet
+    published."""
+    transport = MemoryTransport()
+    clock = Clock(T0)
+    gw = make_gateway(tmp_path, hosted=("332", "336"), clock=clock, transport=transport)
+    handoff = Handoff(delivery.outbox_lease(gw), lambda: None, 10, gw.ledger.release_claims)
+    gw.ledger.handoff = handoff
+    (message,) = signed_inbound(gw, "332", "336", 1)
+    (pk,) = gw.ledger.record([message])
+    (claimed,) = handoff.take(10)
+    return transport, clock, handoff, pk, claimed, gw
+
+
+def _nacked(
+    outgoing: Sequence[OutgoingMessage], timeout_s: float = 30.0, *, open_only: bool = False
+) -> list[PublishResult]:
+    return [PublishResult(m.message_id, PublishOutcome.FAILED, "nacked") for m in outgoing]
+
+
 def test_a_publish_that_outlasted_its_claim_and_failed_leaves_the_row_to_the_replica_that_took_it(
     tmp_path: Path,
 ) -> None:
@@ -110,48 +130,13 @@ def test_a_publish_that_outlasted_its_claim_and_failed_leaves_the_row_to_the_rep
 def test_a_failed_publish_of_a_claim_still_held_gives_the_row_back_at_once(
     tmp_path: Path,
 ) -> None:
-    transport = MemoryTransport()
-    clock = Clock(T0)
-    gw = make_gateway(tmp_path, hosted=("332", "336"), clock=clock, transport=transport)
-    handoff = Handoff(delivery.outbox_lease(gw), lambda: None, 10, gw.ledger.release_claims)
-    gw.ledger.handoff = handoff
-    (message,) = signed_inbound(gw, "332", "336", 1)
-    (pk,) = gw.ledger.record([message])
-    (claimed,) = handoff.take(10)
-
-    def refused(
-        outgoing: Sequence[OutgoingMessage], timeout_s: float = 30.0, *, open_only: bool = False
-    ) -> list[PublishResult]:
-        return [PublishResult(m.message_id, PublishOutcome.FAILED, "nacked") for m in outgoing]
-
-    transport.publish = refused  # type: ignore[method-assign]
+    transport, clock, _handoff, pk, claimed, gw = _handed_one(tmp_path)
+    transport.publish = _nacked  # type: ignore[method-assign]
     assert delivery.publish_outbox(gw, handed=[claimed], claim=False).failed == 1
 
     assert claimed_until(gw, pk) is None
     now = clock()
-    assert [i.pk for i in gw.ledger.claim_outbox(10, None, now, now + timedelta(seconds=30))] == [
-        pk
-    ]
-
-
-def _handed_one(tmp_path: Path) -> tuple[MemoryTransport, Clock, Handoff, int, Claimed, Gateway]:
-    """A gateway with one message handed over to its sender loop and taken, not yet
-    published."""
-    transport = MemoryTransport()
-    clock = Clock(T0)
-    gw = make_gateway(tmp_path, hosted=("332", "336"), clock=clock, transport=transport)
-    handoff = Handoff(delivery.outbox_lease(gw), lambda: None, 10, gw.ledger.release_claims)
-    gw.ledger.handoff = handoff
-    (message,) = signed_inbound(gw, "332", "336", 1)
-    (pk,) = gw.ledger.record([message])
-    (claimed,) = handoff.take(10)
-    return transport, clock, handoff, pk, claimed, gw
-
-
-def _nacked(
-    outgoing: Sequence[OutgoingMessage], timeout_s: float = 30.0, *, open_only: bool = False
-) -> list[PublishResult]:
-    return [PublishResult(m.message_id, PublishOutcome.FAILED, "nacked") for m in outgoing]
+    assert [i.pk for i in gw.ledger.claim_outbox(10, None, now, now + LEASE)] == [pk]
 
 
 def test_a_claim_renewed_before_a_failed_publish_is_given_back_by_its_renewal(

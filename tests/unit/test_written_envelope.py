@@ -28,14 +28,11 @@ from gateway.errors import SchemaError
 from gateway.model import (
     BODY_TYPE,
     Assessment,
-    Child,
-    Detail,
     Envelope,
-    Identifier,
     Notification,
-    NotificationType,
 )
 from gateway.outbox import content_digest
+from tests.unit.test_canonical_body import awkward_notification
 from tests.unit.test_codec import ENVELOPES, EXAMPLES, _load, _minimal_assessment
 
 
@@ -64,18 +61,7 @@ def test_random_envelopes_of_every_type_are_the_ones_lxml_builds(env: Envelope) 
 
 
 def test_text_and_attributes_needing_escapes_come_back_as_they_were_written() -> None:
-    awkward = "a & b < c > d \"e\" 'f' \t tab \n line \r return ]]> done"
-    body = Notification(
-        type=NotificationType.SERVICE_GAP,
-        case_ref="R&D<1>",
-        summary=awkward,
-        child=Child(
-            given_name=awkward,
-            family_name="O’Neill 😀",
-            identifiers=(Identifier(scheme='x&<"\t\n\r>', value=awkward),),
-        ),
-        details=(Detail(name=awkward, value=awkward), Detail(name="", value="")),
-    )
+    body = awkward_notification()
     header = element_to_envelope(_load(EXAMPLES[0])).header
     header = dataclasses.replace(
         header, correlation_id="c&<>\r1", message_type=BODY_TYPE[Notification]
