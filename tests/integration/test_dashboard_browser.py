@@ -287,6 +287,47 @@ def test_as_admin_the_board_shows_failures_flows_queues_and_replays_and_dismisse
     page.screenshot(path=str(SHOTS / "dashboard-message.png"), full_page=True)
 
 
+def test_a_message_a_colleague_dismissed_meanwhile_is_reported_and_not_dismissed_again(
+    scene: Scene, page: Any
+) -> None:
+    # A third service gap for Solihull, hosted nowhere: another dead letter.
+    late = outbound.submit_envelope(scene.gw, "333", _issue_to_solihull()).message_ids[0]
+    wait_for(
+        lambda: _outbound(scene.gw, late).status == Status.DEAD_LETTERED,
+        what="a third dead letter",
+    )
+    _sign_in(page, scene.base, scene.admin_key)
+    row = page.locator(f"#attention tr[data-message-id='{late}']")
+    row.wait_for()
+    row.locator("button", has_text="Dismiss").click()
+    page.wait_for_selector("#dismiss-dialog[open]")
+
+    # A colleague dismisses it from another screen while this dialog is open.
+    answer = httpx.post(
+        f"{scene.base}/v1/messages/{late}/dismiss?authority=333",
+        json={"by": "Sam Other", "reason": "Solihull is not live yet; told by phone"},
+        headers={"Authorization": f"Bearer {scene.admin_key}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    assert [d["already_dismissed"] for d in answer.json()] == [False]
+
+    page.fill("#dismiss-by", "Jo Bloggs")
+    page.fill("#dismiss-reason", "the same service gap, logged twice")
+    page.click("#dismiss-confirm")
+    page.wait_for_selector("#flash:has-text('Already dismissed')")
+    said = page.locator("#flash").inner_text()
+    assert "Sam Other (admin)" in said and "told by phone" in said
+    assert "Nothing recorded again." in said
+    page.wait_for_selector(f"#attention tr[data-message-id='{late}']", state="detached")
+    dismissals = [
+        e.event.actor
+        for e in audit.entries(scene.gw.ledger)
+        if e.event.action == "DISMISS" and e.event.message_id == late
+    ]
+    assert dismissals == ["Sam Other (admin)"]  # Jo's click recorded nothing
+
+
 def test_as_one_authority_only_its_own_data_is_shown_or_found(scene: Scene, page: Any) -> None:
     _sign_in(page, scene.base, scene.key_336)
     assert page.locator("#who").inner_text() == "Signed in as authority 336"
