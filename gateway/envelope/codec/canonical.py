@@ -44,6 +44,14 @@ class NotPlain(Exception):
     """A value the canonical writer leaves to lxml."""
 
 
+# Text (and attribute values) C14N writes as they are: XML characters, none it
+# escapes. Most of a record is such text; matched once, it skips the checks below.
+_PLAIN_TEXT = re.compile("[\t\n\x20-\x25\x27-\x3b=\x3f-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+_PLAIN_ATTRIBUTE = re.compile(
+    "[\x20\x21\x23-\x25\x27-\x3b=>-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*"
+)
+
+
 def _checked(value: str) -> str:
     if _NOT_XML_CHAR.search(value) is not None:
         # Not the value: it is a record's text, and this may end up in a traceback.
@@ -100,7 +108,7 @@ class Canonical:
 
     @text.setter
     def text(self, value: str) -> None:
-        self._text = _text(_checked(value))
+        self._text = value if _PLAIN_TEXT.fullmatch(value) else _text(_checked(value))
 
     def child(self, name: str) -> Canonical:
         """Append an empty child element ``name``."""
@@ -110,11 +118,13 @@ class Canonical:
 
     def leaf(self, name: str, value: str) -> None:
         """Append ``<name>value</name>``."""
-        self._children.append((name, _text(_checked(value))))
+        plain = _PLAIN_TEXT.fullmatch(value)
+        self._children.append((name, value if plain else _text(_checked(value))))
 
     def set(self, name: str, value: str) -> None:
         """Set the attribute ``name`` (no namespace)."""
-        self._attributes[name] = _attribute(_checked(value))
+        plain = _PLAIN_ATTRIBUTE.fullmatch(value)
+        self._attributes[name] = value if plain else _attribute(_checked(value))
 
     def __getitem__(self, index: int) -> Canonical:
         found = self._children[index]
