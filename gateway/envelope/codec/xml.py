@@ -151,6 +151,22 @@ def _instant_text(el: etree._Element | Canonical, value: datetime) -> str:
 # --- reading ------------------------------------------------------------------
 
 
+# Local names of the canonical namespace's elements by their lxml tag, as decoding
+# met them: one look-up per child instead of a type check, a prefix check and a
+# slice. Bounded: a peer's document may name elements the model has never heard of.
+_LOCAL_NAMES: dict[str, str] = {}
+_LOCAL_NAMES_MAX = 1024
+
+
+def _local_name(child: etree._Element, tag: str) -> str:
+    if not tag.startswith(NS):
+        raise problem(child, "element of an unexpected namespace")
+    name = tag[_NS_LEN:]
+    if len(_LOCAL_NAMES) < _LOCAL_NAMES_MAX:
+        _LOCAL_NAMES[tag] = name
+    return name
+
+
 class Fields:
     """The child elements of one element, taken by local name while decoding."""
 
@@ -161,11 +177,11 @@ class Fields:
         kids: dict[str, etree._Element] = {}
         for child in el:
             tag = child.tag
-            if not isinstance(tag, str):
-                continue  # comment or processing instruction
-            if not tag.startswith(NS):
-                raise problem(child, "element of an unexpected namespace")
-            name = tag[_NS_LEN:]
+            name = _LOCAL_NAMES.get(tag)
+            if name is None:
+                if not isinstance(tag, str):
+                    continue  # comment or processing instruction
+                name = _local_name(child, tag)
             if name in kids:
                 raise problem(child, "element may occur only once here")
             kids[name] = child
