@@ -48,13 +48,16 @@ def _status(ledger: Ledger, pk: int) -> str:
 def test_a_claim_another_replica_took_after_ours_lapsed_is_not_given_back_by_us(
     ledger: Ledger,
 ) -> None:
+    # From now: stop_queued reads the ledger's own clock, real time here, and must find
+    # the other replica's claim still live (a fixed time would pass and let it lapse).
+    t0 = datetime.now(UTC) - LEASE
     (pk,) = ledger.record([queued()])
-    (ours,) = ledger.claim_outbox(10, None, T0, T0 + LEASE)
-    later = T0 + LEASE + timedelta(seconds=1)
+    (ours,) = ledger.claim_outbox(10, None, t0, t0 + LEASE)
+    later = t0 + LEASE + timedelta(seconds=1)
     (theirs,) = ledger.claim_outbox(10, None, later, later + LEASE)  # ours lapsed
     assert theirs.pk == ours.pk == pk
 
-    ledger.release_claims([Claimed((ours,), T0 + LEASE)])  # our publish failed
+    ledger.release_claims([Claimed((ours,), t0 + LEASE)])  # our publish failed
 
     assert ledger.claim_outbox(10, None, later, later + LEASE) == []  # still theirs
     with ledger.transaction() as conn:
