@@ -47,12 +47,29 @@ def test_a_comment_among_the_children_is_passed_over() -> None:
     assert element_to_envelope(root) == element_to_envelope(_example())
 
 
-def test_names_a_peer_makes_up_are_refused_and_the_names_kept_stay_bounded() -> None:
+@pytest.fixture
+def names(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The names kept, empty for this test and the process's own again after it."""
+    kept: dict[str, str] = {}
+    monkeypatch.setattr(codec_xml, "_LOCAL_NAMES", kept)
+    return kept
+
+
+def test_names_a_peer_makes_up_are_refused_and_the_names_kept_stay_bounded(
+    names: dict[str, str],
+) -> None:
     root = _example()
     body = root[1]
     for n in range(3 * codec_xml._LOCAL_NAMES_MAX):
         body.append(etree.Element(f"{{{NS}}}Made{n}"))
     with pytest.raises(SchemaError, match="unexpected element"):
         element_to_envelope(root)
-    assert len(codec_xml._LOCAL_NAMES) <= codec_xml._LOCAL_NAMES_MAX
+    assert len(names) == codec_xml._LOCAL_NAMES_MAX
     assert element_to_envelope(_example()).body is not None  # known names still read
+
+
+def test_a_long_name_a_peer_makes_up_is_refused_and_not_kept(names: dict[str, str]) -> None:
+    long_name = "N" * 40_000  # libxml2 takes names up to 50,000 bytes
+    with pytest.raises(SchemaError, match="unexpected element"):
+        element_to_envelope(_child_of_body(f"{{{NS}}}{long_name}"))
+    assert names and all(len(name) <= codec_xml._LOCAL_NAME_MAX_CHARS for name in names.values())

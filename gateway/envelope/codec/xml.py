@@ -153,16 +153,19 @@ def _instant_text(el: etree._Element | Canonical, value: datetime) -> str:
 
 # Local names of the canonical namespace's elements by their lxml tag, as decoding
 # met them: one look-up per child instead of a type check, a prefix check and a
-# slice. Bounded: a peer's document may name elements the model has never heard of.
+# slice. Bounded in number and in length: a peer's document may name elements the
+# model has never heard of, up to libxml2's 50,000 bytes a name (the schema's longest
+# is 23 characters).
 _LOCAL_NAMES: dict[str, str] = {}
 _LOCAL_NAMES_MAX = 1024
+_LOCAL_NAME_MAX_CHARS = 64
 
 
 def _local_name(child: etree._Element, tag: str) -> str:
     if not tag.startswith(NS):
         raise problem(child, "element of an unexpected namespace")
     name = tag[_NS_LEN:]
-    if len(_LOCAL_NAMES) < _LOCAL_NAMES_MAX:
+    if len(name) <= _LOCAL_NAME_MAX_CHARS and len(_LOCAL_NAMES) < _LOCAL_NAMES_MAX:
         _LOCAL_NAMES[tag] = name
     return name
 
