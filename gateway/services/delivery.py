@@ -72,9 +72,9 @@ def publish_outbox(
         if handed and requeue is not None:
             requeue(list(handed))
         raise
-    groups = [([i for i in c.items if i.pk in queued], c.held_until) for c in handed]
+    groups = [Claimed(tuple(i for i in c.items if i.pk in queued), c.held_until) for c in handed]
     if claimed:
-        groups.append((claimed, now + lease))
+        groups.append(Claimed(tuple(claimed), now + lease))
     return replace(_publish(gw, groups, now, lease, wake=False), claimed=len(claimed))
 
 
@@ -117,37 +117,37 @@ def start_claimed(
     wait: finish well within it (``database.outbox_lease_s``)."""
     lease = outbox_lease(gw)
     return _start(
-        gw, [(list(items), held_until)], gw.clock(), lease, wake=True, open_only=open_only
+        gw, [Claimed(tuple(items), held_until)], gw.clock(), lease, wake=True, open_only=open_only
     )
 
 
 def _publish(
     gw: Gateway,
-    groups: list[tuple[list[OutboxItem], datetime]],
+    groups: list[Claimed],
     now: datetime,
     lease: timedelta,
     *,
     wake: bool,
 ) -> PublishSummary:
-    """Publish rows this process claimed, each group until its ``datetime``, and mark
-    each by its outcome (``_start``, then ``InFlight.finish``)."""
+    """Publish rows this process claimed, each group until its ``held_until``, and
+    mark each by its outcome (``_start``, then ``InFlight.finish``)."""
     return _start(gw, groups, now, lease, wake=wake).finish()
 
 
 def _start(
     gw: Gateway,
-    groups: list[tuple[list[OutboxItem], datetime]],
+    groups: list[Claimed],
     now: datetime,
     lease: timedelta,
     *,
     wake: bool,
     open_only: bool = False,
 ) -> InFlight:
-    """Start publishing rows this process claimed, each group until its ``datetime``.
+    """Start publishing rows this process claimed, each group until its ``held_until``.
     ``wake``: give back what fails with a wake-up (``release_claims``). ``open_only``:
     see ``publish_claimed``."""
     if open_only:
-        claims = [Claimed(tuple(group), held_until) for group, held_until in groups if group]
+        claims = [c for c in groups if c.items]
     else:
         claims = _connected(gw, groups, lease, wake=wake)
     items = [i for c in claims for i in c.items]
@@ -267,11 +267,10 @@ class InFlight:
 
 
 def _connected(
-    gw: Gateway, groups: list[tuple[list[OutboxItem], datetime]], lease: timedelta, *, wake: bool
+    gw: Gateway, groups: list[Claimed], lease: timedelta, *, wake: bool
 ) -> list[Claimed]:
     """The items of ``groups`` whose claim still holds once the publisher's connection
-    is open, each group claimed until its ``datetime``; with the claim each is held by
-    now (a renewed one's new ``held_until``).
+    is open, with the claim each is held by now (a renewed one's new ``held_until``).
 
     Opening it (after a loss: another node, with backoff) is not covered by
     the lease, so after a new connection the claim is renewed from now and
@@ -284,19 +283,20 @@ def _connected(
     try:
         reconnected = gw.transport.connect_publisher()
     except TransportError:
-        gw.ledger.release_claims([Claimed(tuple(i), h) for i, h in groups], wake=wake)
+        gw.ledger.release_claims(groups, wake=wake)
         raise
     # What a publish may take: a claim with less left is renewed first.
     needed = timedelta(seconds=gw.settings.broker.confirm_timeout_s)
     out: list[Claimed] = []
-    for items, held_until in groups:
+    for group in groups:
         now = gw.clock()
-        if not reconnected and held_until - now >= needed:
-            out.append(Claimed(tuple(items), held_until))
+        if not reconnected and group.held_until - now >= needed:
+            out.append(group)
             continue
         renewed_until = now + lease
-        held = gw.ledger.renew_claims([i.pk for i in items], held_until, renewed_until)
-        out.append(Claimed(tuple(i for i in items if i.pk in held), renewed_until))
+        pks = [i.pk for i in group.items]
+        held = gw.ledger.renew_claims(pks, group.held_until, renewed_until)
+        out.append(Claimed(tuple(i for i in group.items if i.pk in held), renewed_until))
     return out
 
 
