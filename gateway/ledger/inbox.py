@@ -370,12 +370,13 @@ class InboundQueries(LedgerCore):
         """
         if not authorities or (pks is not None and not pks):
             return []
-        sizes = size_of(authorities), None if pks is None else size_of(pks)
-        params: dict[str, object] = {"limit": limit}
-        params.update(bind("authorities", authorities, sizes[0]))
+        size = size_of(authorities)
+        params: dict[str, object] = {"limit": limit, **bind("authorities", authorities, size)}
+        pks_size = None
         if pks is not None:
-            params.update(bind("pks", pks, size_of(pks)))
-        rows = conn.execute(_receipts_due(*sizes), params).all()
+            pks_size = size_of(pks)
+            params.update(bind("pks", pks, pks_size))
+        rows = conn.execute(_receipts_due(size, pks_size), params).all()
         return [ReceiptDue(r[0], r[1], r[2], r[3], r[4] or "", Status(r[5]), r[6]) for r in rows]
 
     def receipts_owed(self, conn: Connection, authorities: Sequence[str]) -> bool:
