@@ -14,6 +14,7 @@ from support.gateways import memory_gateway
 from support.received import assessments
 from support.sql import captured
 
+from gateway.context import Gateway
 from gateway.feature import ApplyContext, Received
 from gateway.ledger.status import Direction, Status
 from gateway.model import MessageType
@@ -24,19 +25,23 @@ from gateway.transport.base import Verdict
 BY_ID = "messages.sender IN"
 
 
-def test_bytes_quarantined_once_are_noted_again_not_recorded_again_with_one_read_a_batch(
-    tmp_path: Path,
-) -> None:
-    clock = Clock.starting_now()
-    made = memory_gateway(tmp_path, ("332", "336"), clock=clock)
+def _spied(gw: Gateway) -> tuple[Gateway, list[str]]:
+    """``gw`` with one more Assessment applier, which lists the ids it was given."""
     applied: list[str] = []
 
     def spy(_ctx: ApplyContext, received: Received) -> None:
         applied.append(received.env.header.message_id)
 
-    appliers = dict(made.appliers)
+    appliers = dict(gw.appliers)
     appliers[MessageType.ASSESSMENT] = (*appliers.get(MessageType.ASSESSMENT, ()), spy)
-    gw = replace(made, appliers=appliers)
+    return replace(gw, appliers=appliers), applied
+
+
+def test_bytes_quarantined_once_are_noted_again_not_recorded_again_with_one_read_a_batch(
+    tmp_path: Path,
+) -> None:
+    clock = Clock.starting_now()
+    gw, applied = _spied(memory_gateway(tmp_path, ("332", "336"), clock=clock))
     (delivery,) = assessments(gw, gw, ["DUD-1"])
     clock.advance(-120)  # created two minutes ahead of the receiver's clock: quarantined
     reads = []
@@ -83,15 +88,7 @@ def test_another_authoritys_gateway_resending_bytes_quarantined_here_changes_not
     clock = Clock.starting_now()
     keys = {"keys_dir": str(tmp_path / "keys")}
     sender = memory_gateway(tmp_path / "332", ("332",), clock=clock, **keys)
-    made = memory_gateway(tmp_path / "336", ("336",), clock=clock, **keys)
-    applied: list[str] = []
-
-    def spy(_ctx: ApplyContext, received: Received) -> None:
-        applied.append(received.env.header.message_id)
-
-    appliers = dict(made.appliers)
-    appliers[MessageType.ASSESSMENT] = (*appliers.get(MessageType.ASSESSMENT, ()), spy)
-    receiver = replace(made, appliers=appliers)
+    receiver, applied = _spied(memory_gateway(tmp_path / "336", ("336",), clock=clock, **keys))
     (delivery,) = assessments(sender, receiver, ["DUD-1"])
     clock.advance(-120)  # created ahead of the receiver's clock: quarantined
     assert [d.verdict for d in handle_batch(receiver, [delivery])] == [Verdict.ACK]
