@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -167,6 +167,30 @@ def test_text_the_canonical_writer_leaves_to_lxml_gets_lxml_s_answer(text: str) 
             content_digest(body)
         return
     assert content_digest(body) == expected
+
+
+def test_a_value_that_is_not_a_str_is_left_to_lxml_by_every_writing_primitive() -> None:
+    # The patterns match text only: bytes raised TypeError, which no fallback caught.
+    element = Canonical("X")
+    with pytest.raises(NotPlain, match="bytes is not text"):
+        element.leaf("Y", cast(str, b"R&D"))
+    with pytest.raises(NotPlain, match="bytes is not text"):
+        element.set("y", cast(str, b"R&D"))
+    with pytest.raises(NotPlain, match="int is not text"):
+        element.text = cast(str, 7)
+
+
+def test_ascii_bytes_as_text_get_the_digest_lxml_gives_them() -> None:
+    # No field of the model is bytes; a writer handed some gets lxml's answer, which
+    # takes ASCII bytes as the same text.
+    body = _minimal_assessment(strengths=cast(str, b"R&D <ok>"))
+    assert content_digest(body) == digest(_lxml_octets(body))
+    assert content_digest(body) == content_digest(_minimal_assessment(strengths="R&D <ok>"))
+
+
+def test_bytes_lxml_refuses_as_text_give_the_schema_error_naming_the_element() -> None:
+    with pytest.raises(SchemaError, match="/Assessment/Strengths"):
+        content_digest(_minimal_assessment(strengths=cast(str, b"caf\xc3\xa9")))
 
 
 def test_text_xml_cannot_carry_still_gives_a_schema_error_naming_the_element() -> None:

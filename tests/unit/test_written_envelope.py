@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -82,6 +83,21 @@ def test_text_xml_cannot_carry_is_left_to_lxml_whose_error_names_the_element(
         written_envelope(env)
     with pytest.raises(SchemaError, match="/Assessment/Strengths"):
         gw.outbox.sign(env)
+
+
+def test_bytes_as_text_are_left_to_lxml_and_signed_as_the_same_text(tmp_path: Path) -> None:
+    gw = memory_gateway(tmp_path, ("332",))
+    template = element_to_envelope(_load(EXAMPLES[0]))
+    header = dataclasses.replace(
+        template.header, sender="332", recipient="336", message_type=BODY_TYPE[Assessment]
+    )
+    env = Envelope(header, _minimal_assessment(strengths=cast(str, b"R&D <ok>")))
+    with pytest.raises(NotPlain):
+        written_envelope(env)
+    signed = gw.outbox.sign(env)
+    as_text = Envelope(header, _minimal_assessment(strengths="R&D <ok>"))
+    assert signed.content_digest == content_digest(as_text.body)
+    assert element_to_envelope(gw.verifier.verify(signed.body or b"").root) == as_text
 
 
 def test_a_signed_message_carries_the_content_digest_of_its_body(tmp_path: Path) -> None:

@@ -17,11 +17,11 @@ writings equal for every code point and for every message type.
 
 Anything else raises ``NotPlain`` and the caller writes the body with lxml,
 which answers as it always did (a digest, or the ``SchemaError`` naming the
-element): text outside XML's ``Char`` production, a writer's own refusal
-(``xml.problem``), reading ``text`` back. An lxml method it lacks raises
-``AttributeError``, which ``content_digest`` takes the same way (a
-``__getattr__`` here would have slowed every attribute read of the class:
-CPython then stops specialising them). mypy checks the writers against lxml's
+element): text outside XML's ``Char`` production, a value that is not a
+``str``, a writer's own refusal (``xml.problem``), reading ``text`` back. An
+lxml method it lacks raises ``AttributeError``, which ``content_digest`` takes
+the same way (a ``__getattr__`` here would have slowed every attribute read of
+the class: CPython then stops specialising them). mypy checks the writers against lxml's
 element only; the tests check them against this one.
 """
 
@@ -50,6 +50,12 @@ _PLAIN_TEXT = re.compile("[\t\n\x20-\x25\x27-\x3b=\x3f-\ud7ff\ue000-\ufffd\U0001
 _PLAIN_ATTRIBUTE = re.compile(
     "[\x20\x21\x23-\x25\x27-\x3b=>-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*"
 )
+
+
+def _not_text(value: object) -> NotPlain:
+    """A value that is not a ``str`` (the patterns match text only): left to lxml,
+    which takes ASCII ``bytes`` as text and answers for anything else."""
+    return NotPlain(f"{type(value).__name__} is not text")
 
 
 def _checked(value: str) -> str:
@@ -108,7 +114,11 @@ class Canonical:
 
     @text.setter
     def text(self, value: str) -> None:
-        self._text = value if _PLAIN_TEXT.fullmatch(value) else _text(_checked(value))
+        try:
+            plain = _PLAIN_TEXT.fullmatch(value)
+        except TypeError:
+            raise _not_text(value) from None
+        self._text = value if plain else _text(_checked(value))
 
     def child(self, name: str) -> Canonical:
         """Append an empty child element ``name``."""
@@ -118,12 +128,18 @@ class Canonical:
 
     def leaf(self, name: str, value: str) -> None:
         """Append ``<name>value</name>``."""
-        plain = _PLAIN_TEXT.fullmatch(value)
+        try:
+            plain = _PLAIN_TEXT.fullmatch(value)
+        except TypeError:
+            raise _not_text(value) from None
         self._children.append((name, value if plain else _text(_checked(value))))
 
     def set(self, name: str, value: str) -> None:
         """Set the attribute ``name`` (no namespace)."""
-        plain = _PLAIN_ATTRIBUTE.fullmatch(value)
+        try:
+            plain = _PLAIN_ATTRIBUTE.fullmatch(value)
+        except TypeError:
+            raise _not_text(value) from None
         self._attributes[name] = value if plain else _attribute(_checked(value))
 
     def __getitem__(self, index: int) -> Canonical:
