@@ -37,6 +37,7 @@ from gateway.envelope.encryption import DecryptionKeys, decrypt_envelope, is_enc
 from gateway.envelope.schema import SchemaValidator
 from gateway.envelope.verifying import Verified, Verifier
 from gateway.errors import CafgwError, SchemaError, SignatureError, UnsafeXmlError
+from gateway.ledger.records import CODE_WIDTH, MESSAGE_ID_WIDTH
 from gateway.ledger.status import Route
 from gateway.model import Envelope, MessageType
 from gateway.outbox import content_digest, digest
@@ -114,6 +115,14 @@ class Refused:
     digest: str
     # The sender is proven by its signature: it may be told with a REJECTED receipt.
     signature_ok: bool
+
+    def __post_init__(self) -> None:
+        # As the ledger keeps them (``records``): a repeat of these bytes is looked up
+        # by what was recorded. Cut only there, a sender or id longer than its column
+        # was not found again, and its second quarantine row broke the ledger's
+        # unique key, failing the rest of its batch (a peer could repeat that).
+        object.__setattr__(self, "sender", self.sender[:CODE_WIDTH])
+        object.__setattr__(self, "message_id", self.message_id[:MESSAGE_ID_WIDTH])
 
 
 def source_of(gw: Gateway, delivery: Delivery) -> Source:

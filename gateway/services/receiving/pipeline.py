@@ -167,8 +167,17 @@ def _record(
         checked = checks.check(gw, source, deliveries)
     out: list[Disposition] = []
     for run in _runs(checked):
+        if any(d.verdict is Verdict.RETRY for d in out):
+            # A run starts where a message names an earlier one of the batch (a
+            # recall, a correction): judged without its original, which is to be
+            # retried, it would be refused for good. It is retried with it.
+            out.extend(Disposition(Verdict.RETRY, _BEHIND_A_RETRY) for _ in run)
+            continue
         out.extend(_record_checked(gw, source, run, inline, in_flight, settling))
     return out
+
+
+_BEHIND_A_RETRY = "an earlier message of its batch is to be retried: retried with it"
 
 
 def _runs(checked: list[Passed | Refused]) -> list[list[Passed | Refused]]:
@@ -276,7 +285,6 @@ def _record_checked(
                         fresh[key] = item.verified.digest
                         new.append(_accepted(item, content, same_as=earlier))
                         continue
-                    repeats[(item.verified.sender, content)] = item.verified.message_id
                 ctx = ApplyContext(conn, gw.clock(), gw)
                 try:
                     _apply(gw, ctx, item)
@@ -284,6 +292,11 @@ def _record_checked(
                     new.append(_quarantine(_refusal(item, f"policy {refusal}", proven=True)))
                     continue
                 after_commit.extend(ctx.after_commit)
+                if content is not None:
+                    # Only once accepted: a copy refused by policy is quarantined, not
+                    # received, and a later copy in the batch is judged on its own (as
+                    # in a later batch: ``same_content`` leaves quarantined rows out).
+                    repeats[(item.verified.sender, content)] = item.verified.message_id
                 fresh[key] = item.verified.digest
                 new.append(_accepted(item, content, settled=ctx.settled))
                 if is_receipt:

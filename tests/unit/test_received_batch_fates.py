@@ -1,0 +1,159 @@
+"""What one message of a received batch decides for the others in it.
+
+A batch is recorded in runs (``pipeline._runs``) and judged message by message;
+the fate of one message must not decide another's except where the rules say so
+(the same record received twice, an original before its recall). Found by a
+fresh-eyes review of the receiving path (2026-12-06).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from support.gateways import memory_gateway
+from support.received import assessments
+
+from gateway.context import Gateway
+from gateway.envelope import xmlsafe
+from gateway.envelope.codec import element_to_envelope
+from gateway.errors import LedgerError, PolicyRefusal
+from gateway.feature import ApplyContext, Received
+from gateway.ledger.records import CODE_WIDTH, MESSAGE_ID_WIDTH, MessageRecord
+from gateway.ledger.status import Direction, Route, Status
+from gateway.model import MessageRef, MessageType, Recall, RecallReason
+from gateway.services.receiving import handle_batch
+from gateway.services.receiving.checks import Refused, Source
+from gateway.transport.base import Delivery, Verdict, routing_key
+
+
+def _with_assessment_applier(
+    gw: Gateway, applier: Callable[[ApplyContext, Received], None]
+) -> Gateway:
+    appliers = dict(gw.appliers)
+    appliers[MessageType.ASSESSMENT] = (*appliers.get(MessageType.ASSESSMENT, ()), applier)
+    return replace(gw, appliers=appliers)
+
+
+def _inbound(gw: Gateway) -> dict[str, MessageRecord]:
+    return {r.message_id: r for r in gw.ledger.find(authority="336", direction=Direction.INBOUND)}
+
+
+def test_a_copy_refused_by_policy_leaves_a_later_copy_of_its_record_in_the_batch_to_be_applied(
+    tmp_path: Path,
+) -> None:
+    # The sender fixed what was refused (a header's consent, say) and sent the same
+    # record again under a new id; a backlog puts both copies in one batch.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    first, second = assessments(gw, gw, ["DUD-1", "DUD-1"])
+    applied: list[str] = []
+
+    def refuse_the_first(_ctx: ApplyContext, received: Received) -> None:
+        if received.message_id == first.message_id:
+            raise PolicyRefusal("test-rule", "the first copy is refused")
+        applied.append(received.message_id)
+
+    gw = _with_assessment_applier(gw, refuse_the_first)
+    assert [d.verdict for d in handle_batch(gw, [first, second])] == [Verdict.ACK, Verdict.ACK]
+    rows = _inbound(gw)
+    assert rows[first.message_id].status is Status.QUARANTINED
+    # Judged on its own, as it is when the copies come in two batches.
+    assert applied == [second.message_id]
+    assert rows[second.message_id].status is not Status.DUPLICATE
+
+
+def test_a_copy_accepted_still_makes_a_later_copy_in_the_batch_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    first, second = assessments(gw, gw, ["DUD-1", "DUD-1"])
+    applied: list[str] = []
+    gw = _with_assessment_applier(gw, lambda _ctx, received: applied.append(received.message_id))
+    assert [d.verdict for d in handle_batch(gw, [first, second])] == [Verdict.ACK, Verdict.ACK]
+    assert applied == [first.message_id]
+    assert _inbound(gw)[second.message_id].status is Status.DUPLICATE
+
+
+def _recall_of(gw: Gateway, original: Delivery) -> Delivery:
+    env = element_to_envelope(xmlsafe.parse(original.body, max_bytes=1_000_000, max_depth=64))
+    recall = gw.outbox.envelope(
+        sender="332",
+        recipient="336",
+        body=Recall(
+            MessageRef(env.header.message_id, hashlib.sha256(original.body).hexdigest()),
+            RecallReason.MISDIRECTED,
+        ),
+        correlation=env.header.correlation_id,
+        legal_basis=env.header.legal_basis,
+        purpose=env.header.purpose,
+        consent_ref=env.header.consent_ref,
+        safeguarding=env.header.safeguarding,
+        in_reply_to=env.header.message_id,
+    )
+    signed = gw.outbox.sign(recall)
+    assert signed.body is not None
+    return replace(
+        original,
+        routing_key=routing_key("336", "Recall", "332"),
+        body=signed.body,
+        message_id=signed.message_id,
+        tag=original.tag + 1,
+    )
+
+
+def test_a_recall_behind_an_original_that_is_to_be_retried_is_retried_with_it(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, original)
+    failing = True
+
+    def ledger_fails_once(_ctx: ApplyContext, received: Received) -> None:
+        if failing and received.message_id == original.message_id:
+            raise LedgerError("the ledger failed (a lock, a deadlock)")
+
+    gw = _with_assessment_applier(gw, ledger_fails_once)
+    out = handle_batch(gw, [original, recall])
+    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.RETRY]
+    assert "retried with it" in (out[1].reason or "")
+    # Not judged without its original: nothing recorded, so nothing refused for good.
+    assert _inbound(gw) == {}
+
+    failing = False  # the broker hands both over again
+    assert [d.verdict for d in handle_batch(gw, [original, recall])] == [Verdict.ACK, Verdict.ACK]
+    rows = _inbound(gw)
+    assert rows[recall.message_id].status is not Status.QUARANTINED
+    assert rows[original.message_id].status is Status.WITHDRAWN
+
+
+def _with_sender(delivery: Delivery, sender: bytes) -> Delivery:
+    body = delivery.body.replace(b"<Sender>332</Sender>", b"<Sender>" + sender + b"</Sender>", 1)
+    assert body != delivery.body  # the signature no longer verifies: quarantined unverified
+    return replace(delivery, body=body)
+
+
+def test_a_repeat_of_a_quarantined_message_with_an_overlong_sender_fails_no_batch(
+    tmp_path: Path,
+) -> None:
+    # Any member may publish such bytes to another's inbox, as often as it likes.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    forged_source, good = assessments(gw, gw, ["DUD-1", "DUD-2"])
+    forged = _with_sender(forged_source, b"X" * (CODE_WIDTH + 4))
+    assert [d.verdict for d in handle_batch(gw, [forged])] == [Verdict.ACK]
+    out = handle_batch(gw, [forged, good])
+    assert [d.verdict for d in out] == [Verdict.ACK, Verdict.ACK], [d.reason for d in out]
+    rows = gw.ledger.find(authority="336", direction=Direction.INBOUND)
+    quarantined = [r for r in rows if r.status is Status.QUARANTINED]
+    assert len(quarantined) == 1
+    assert Status.DUPLICATE in [h.status for h in quarantined[0].history]
+    assert any(r.message_id == good.message_id for r in rows)
+
+
+def test_a_refusal_keeps_the_sender_and_id_as_the_ledger_stores_them() -> None:
+    refused = Refused(
+        Source("336", Route.INBOX), "signature: bad", "S" * 40, "m" * 100, "Assessment", "d", False
+    )
+    assert (refused.sender, refused.message_id) == ("S" * CODE_WIDTH, "m" * MESSAGE_ID_WIDTH)
