@@ -48,7 +48,7 @@ from gateway.ledger.records import (
     NewMessage,
     outbox_item,
 )
-from gateway.ledger.sqlite_writer import serialize_writers, wait_durable
+from gateway.ledger.sqlite_writer import commits_begun, serialize_writers, wait_durable
 from gateway.ledger.status import OUTBOX_STATES, Direction, Route, Status
 from gateway.ledger.tables import history, message_bodies, messages
 from gateway.private_files import create_private_file, make_private_dir, tighten
@@ -288,20 +288,31 @@ class LedgerCore:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         handed: list[tuple[Handoff, Claimed]] = []
+        read_upto: int | None = None  # the commits a block ended by an error could have read
         try:
             try:
-                with self.engine.begin() as conn:
-                    _MANAGED.add(conn)
-                    try:
-                        yield conn
-                        # Until none is left: an action may leave work for another.
-                        while actions := _BEFORE_COMMIT.pop(conn, None):
-                            for action in actions:
-                                action(conn)
-                    finally:
-                        _MANAGED.discard(conn)
-                        _BEFORE_COMMIT.pop(conn, None)
-                        handed = _HANDED.pop(conn, [])
+                try:
+                    with self.engine.begin() as conn:
+                        _MANAGED.add(conn)
+                        try:
+                            yield conn
+                            # Until none is left: an action may leave work for another.
+                            while actions := _BEFORE_COMMIT.pop(conn, None):
+                                for action in actions:
+                                    action(conn)
+                        except BaseException:
+                            read_upto = commits_begun(self.engine)
+                            raise
+                        finally:
+                            _MANAGED.discard(conn)
+                            _BEFORE_COMMIT.pop(conn, None)
+                            handed = _HANDED.pop(conn, [])
+                except BaseException:
+                    # The error may tell what the block read (a 409 naming who decided
+                    # first): another thread's commit it read leaves the process only
+                    # once on disk, as after a block that ends normally (``wal_sync``).
+                    wait_durable(self.engine, read_upto)
+                    raise
                 # Back in the pool (the writer's turn is free): now wait for the disk.
                 wait_durable(self.engine)
             except IntegrityError as exc:

@@ -217,18 +217,29 @@ class OutboundQueries(LedgerCore):
         """
         if not pks:
             return []  # the common case of an accepted record: nothing to build or run
-        now = self.clock()
-        unclaimed = or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)
-        ours = handed_in(conn)
         return self.transition_from(
             pks,
             OUTBOX_STATES,
             Status.REJECTED,
             reason,
             conn,
-            where=[or_(unclaimed, messages.c.id.in_(ours)) if ours else unclaimed],
+            where=[self.not_being_published(conn)],
             claimed_until=None,
         )
+
+    def not_being_published(self, conn: Connection) -> ColumnElement[bool]:
+        """The rows no publisher holds at this moment: unclaimed, their claim lapsed,
+        or recorded by ``conn``'s own transaction for the sender loop (not on their
+        way yet: ``gateway.ledger.handoff``).
+
+        A row a publisher holds may be on the wire now, and is recorded ``SENT``
+        once confirmed: whatever would stop it (``stop_queued``, a recall, an
+        erasure) must take it as gone, never show it stopped.
+        """
+        now = self.clock()
+        unclaimed = or_(messages.c.claimed_until.is_(None), messages.c.claimed_until <= now)
+        ours = handed_in(conn)
+        return or_(unclaimed, messages.c.id.in_(ours)) if ours else unclaimed
 
     def renew_claims(
         self, pks: Sequence[int], held_until: datetime, lease_until: datetime

@@ -51,7 +51,7 @@ from sqlalchemy import Connection, Engine, event
 
 from gateway.ledger.wal_sync import WalSync, fsync_path
 
-__all__ = ["WAIT_S", "begin_writing", "serialize_writers", "wait_durable"]
+__all__ = ["WAIT_S", "begin_writing", "commits_begun", "serialize_writers", "wait_durable"]
 
 WAIT_S = 30.0  # as long as the ledger's SQLite busy timeout
 
@@ -112,18 +112,27 @@ def _turn_for(database: str, wait_s: float) -> _Turn:
         return turn
 
 
-def wait_durable(engine: Engine) -> None:
+def wait_durable(engine: Engine, upto: int | None = None) -> None:
     """Return once every commit a transaction that just ended made or could have
     read is on disk (no-op for an engine whose writers do not take turns).
 
     That is every commit begun so far: a reader may have read the newest one
     before its flush. A writer may so wait for a commit begun after its own,
     which returns within moments (it writes the log, it does not flush it),
-    rather than keep track of which transaction was whose.
+    rather than keep track of which transaction was whose. ``upto``: only the
+    commits begun before ``commits_begun`` said so (a transaction rolled back
+    after reading: its own rollback needs no flush).
     """
     turn = _BY_ENGINE.get(engine)
     if turn is not None:
-        turn.sync.wait(turn.sync.issued)
+        turn.sync.wait(turn.sync.issued if upto is None else upto)
+
+
+def commits_begun(engine: Engine) -> int | None:
+    """How many commits have begun so far (what a transaction could have read by
+    now), for ``wait_durable(upto=...)``; None for an engine without turns."""
+    turn = _BY_ENGINE.get(engine)
+    return None if turn is None else turn.sync.issued
 
 
 def begin_writing(conn: Connection) -> None:

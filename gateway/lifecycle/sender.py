@@ -184,8 +184,14 @@ def _recall(
         )
     why = f"recalled by {actor}: {reason.value}" + (f" ({explanation})" if explanation else "")
     if status in UNSENT:
+        # Not one a publisher holds: it may be on the wire, so a Recall follows it.
         moved = kit.ledger.transition_from(
-            [original["id"]], UNSENT, Status.WITHDRAWN, f"{why}; withdrawn before sending", conn
+            [original["id"]],
+            UNSENT,
+            Status.WITHDRAWN,
+            f"{why}; withdrawn before sending",
+            conn,
+            where=[kit.ledger.not_being_published(conn)],
         )
         if moved:
             withdrawn = {

@@ -148,14 +148,15 @@ def _forwards(
         .order_by(messages.c.id)
     ).all()  # fmt: skip
     queued = [int(r.id) for r in rows if Status(r.status) in OUTBOX_STATES]
-    ctx.kit.ledger.transition_from(
+    # One a publisher holds may be on the wire now: it has left, and is told to erase.
+    withdrawn = set(ctx.kit.ledger.transition_from(
         queued, OUTBOX_STATES, Status.WITHDRAWN, f"{why}: withdrawn before it was sent",
-        ctx.conn, next_attempt_at=None,
-    )  # fmt: skip
+        ctx.conn, where=[ctx.kit.ledger.not_being_published(ctx.conn)], next_attempt_at=None,
+    ))  # fmt: skip
     gone = {Status.WITHDRAWN.value, Status.REJECTED.value, Status.HELD_LOCAL.value}
     return [
         Forward(int(r.id), r.message_id, r.digest or "", r.recipient,
-                int(r.id) not in queued and r.status not in gone)
+                int(r.id) not in withdrawn and r.status not in gone)
         for r in rows
     ]  # fmt: skip
 

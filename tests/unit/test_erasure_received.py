@@ -27,6 +27,7 @@ from gateway.model import (
 )
 from gateway.outbox import new_envelope
 from gateway.retention import erasure
+from gateway.services import delivery
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -158,3 +159,44 @@ def test_an_erasure_request_follows_a_copy_the_recipient_forwarded(tmp_path: Pat
         [onward] = [o for o in outcomes.outcomes_of(conn, "333") if o.kind == "ERASURE"]
     assert onward.recipient == "334" and onward.action == ActionTaken.ERASED.value
     assert audit.verify(gw.ledger) == []
+
+
+def test_an_erasure_request_is_passed_on_for_a_forward_being_published(tmp_path: Path) -> None:
+    # Sandwell's sender loop has claimed its forward to Walsall and read its body: it
+    # may be on the wire. Withdrawn "before it was sent", Walsall would never have been
+    # told to erase it (a review found it).
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    [original] = [r for r in _received(gw, "333") if r.message_type == "Assessment"]
+    env = envelope_of(gw, original)
+    assert env is not None
+    forward = new_envelope(
+        gw.clock,
+        sender="333",
+        recipient="334",
+        body=env.body,
+        correlation=correlation_id("333", "SAN-FWD-3"),
+        legal_basis=LegalBasis.CONSENT,
+        purpose=env.header.purpose,
+        consent_ref=env.header.consent_ref,
+    )
+    gw.ledger.record([gw.outbox.sign(forward)])
+    fid = forward.header.message_id
+    now = gw.clock()
+    claimed = gw.ledger.claim_outbox(500, ("333",), now, now + delivery.outbox_lease(gw))
+    [row] = [i for i in claimed if i.message_id == fid]
+    erasure.erase_child(
+        gw,
+        "332",
+        SIOBHAN[1],
+        ground=ErasureGround.CONSENT_WITHDRAWN,
+        reference="DPO/2026/303",
+        actor="Dudley DPO",
+    )
+    pump(gw)
+    [mine] = gw.ledger.find(authority="333", direction=Direction.OUTBOUND, message_id=fid)
+    assert mine.status is not Status.WITHDRAWN
+    with gw.ledger.transaction() as conn:
+        [onward] = [o for o in outcomes.outcomes_of(conn, "333") if o.kind == "ERASURE"]
+    assert onward.recipient == "334"
+    assert row.pk == mine.pk

@@ -15,6 +15,7 @@ from gateway.context import Gateway
 from gateway.crossborder.consent_store import consent_register
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.ledger import audit
+from gateway.ledger.handoff import Claimed
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.lifecycle import not_ours, outcomes, sender
@@ -30,6 +31,7 @@ from gateway.model import (
     RecallReason,
 )
 from gateway.outbox import new_envelope
+from gateway.services import delivery
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,6 +79,33 @@ def test_a_message_still_queued_is_withdrawn_without_telling_anyone(tmp_path: Pa
     pump(gw)
     assert _sent(gw, "336").status == Status.WITHDRAWN
     assert gw.ledger.find(message_id=queued.message_id, authority="336") == []
+
+
+def test_a_message_being_published_is_recalled_from_its_recipient_not_withdrawn(
+    tmp_path: Path,
+) -> None:
+    # The sender loop has claimed it and read its body: it may be on the wire now. Shown
+    # "withdrawn before it was sent", it was delivered all the same (a review found it).
+    gw = region(tmp_path, Clock.starting_now())
+    submit(gw, "332", "dudley-csv", DUDLEY.read_bytes(), "x.csv")
+    row = _sent(gw, "336")
+    assert row.status == Status.SIGNED
+    now = gw.clock()
+    lease = delivery.outbox_lease(gw)
+    claimed = gw.ledger.claim_outbox(500, gw.hosted, now, now + lease)
+    assert row.pk in {i.pk for i in claimed}
+
+    done = sender.recall(gw, "332", row.message_id, RecallReason.WRONG_CHILD, None, "Jo")
+    assert done.status == Status.SIGNED and done.message_id != row.message_id  # a Recall
+
+    delivery._publish(gw, [Claimed(tuple(claimed), now + lease)], now, lease, wake=False)
+    pump(gw)
+    assert gw.ledger.find(message_id=row.message_id, authority="336")  # it went out
+    assert _sent(gw, "336").status == Status.DELIVERED
+    recall_there = gw.ledger.find(message_id=done.message_id, authority="336")
+    assert recall_there and recall_there[0].direction == Direction.INBOUND
+    [outcome] = _outcomes(gw, row.message_id)
+    assert outcome.outcome == "DELIVERED" and outcome.recipient == "336"
 
 
 def test_only_the_sender_may_recall_and_only_once(tmp_path: Path) -> None:

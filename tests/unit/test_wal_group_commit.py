@@ -265,6 +265,38 @@ def test_the_writers_turn_is_free_while_a_commit_is_flushed_and_a_reader_waits_f
     assert read and read[0] in (1, 2)
 
 
+def test_a_transaction_ended_by_an_error_waits_for_the_commits_it_could_have_read(
+    ledger: tuple[LedgerCore, Flushes],
+) -> None:
+    # Its error may tell what it read (a 409 naming who decided first): not before that
+    # decision is on disk, as a block that ends normally waits (a review found the gap).
+    core, flushes = ledger
+    flushes.release.clear()
+    flushes.started.clear()
+    first = threading.Thread(target=_insert, args=(core, 1))
+    first.start()
+    assert flushes.started.wait(10)  # the first commit is being flushed
+    told: list[str] = []
+
+    def refuses_on_what_it_read() -> None:
+        try:
+            with core.transaction() as conn:
+                found = conn.execute(text("SELECT count(*) FROM t")).scalar_one()
+                raise LookupError(f"already decided ({found} row)")
+        except LookupError as exc:
+            told.append(str(exc))
+
+    refusing = threading.Thread(target=refuses_on_what_it_read)
+    refusing.start()
+    refusing.join(0.3)
+    assert refusing.is_alive() and not told
+    flushes.release.set()
+    for thread in (first, refusing):
+        thread.join(10)
+        assert not thread.is_alive()
+    assert told == ["already decided (1 row)"]
+
+
 def _count(core: LedgerCore) -> int:
     with core.transaction() as conn:
         return int(conn.execute(text("SELECT count(*) FROM t")).scalar_one())
