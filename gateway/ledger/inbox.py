@@ -80,12 +80,27 @@ _CONTENT_SHAPES = (1, 4, 16)
 _CONTENTS_PER_READ = _CONTENT_SHAPES[-1]
 
 
+# Inbound rows whose record the local system was never handed (or told it may
+# keep): a copy of the same content received later is handed over, not taken for a
+# duplicate. Quarantined (refused), undeliverable (the local system never took it,
+# and the sender was told so), withdrawn (recalled or erased before it took it),
+# dead-lettered, and duplicates themselves (their original is what counts).
+NOT_HANDED_OVER = (
+    Status.QUARANTINED.value,
+    Status.UNDELIVERABLE.value,
+    Status.WITHDRAWN.value,
+    Status.DEAD_LETTERED.value,
+    Status.DUPLICATE.value,
+)
+
+
 @functools.lru_cache(maxsize=len(_CONTENT_SHAPES))
 def _first_with_content(count: int) -> CompoundSelect[str, str]:
     """Of ``count`` content digests (bound as :c0, :c1, ...), the first inbound message
-    from :sender to :authority that carried each (quarantined ones do not count):
-    one statement, each digest found from the index ``ix_messages_content`` and
-    read no further than its first row, however often the content came again."""
+    from :sender to :authority that carried each and was handed over or is to be
+    (``NOT_HANDED_OVER`` do not count): one statement, each digest found from the
+    index ``ix_messages_content`` and read no further than its first row, however
+    often the content came again (while its first copy counts)."""
     branches = [
         select(
             select(messages.c.content_digest, messages.c.message_id)
@@ -94,7 +109,7 @@ def _first_with_content(count: int) -> CompoundSelect[str, str]:
                 messages.c.authority == bindparam("authority"),
                 messages.c.sender == bindparam("sender"),
                 messages.c.content_digest == bindparam(f"c{i}"),
-                messages.c.status != Status.QUARANTINED.value,
+                messages.c.status.not_in(NOT_HANDED_OVER),
             )
             .order_by(messages.c.id)
             .limit(1)

@@ -9,10 +9,12 @@ fresh-eyes review of the receiving path (2026-12-06).
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from support.gateways import memory_gateway
 from support.received import assessments
 
@@ -23,10 +25,11 @@ from gateway.errors import LedgerError, PolicyRefusal
 from gateway.feature import ApplyContext, Received
 from gateway.ledger.records import CODE_WIDTH, MESSAGE_ID_WIDTH, MessageRecord
 from gateway.ledger.status import Direction, Route, Status
-from gateway.model import MessageRef, MessageType, Recall, RecallReason
-from gateway.services.receiving import handle_batch
+from gateway.model import Envelope, MessageRef, MessageType, Recall, RecallReason
+from gateway.services.receiving import handle_batch, pipeline
 from gateway.services.receiving.checks import Refused, Source
 from gateway.transport.base import Delivery, Verdict, routing_key
+from gateway.transport.provenance import publishers_for
 
 
 def _with_assessment_applier(
@@ -157,3 +160,90 @@ def test_a_refusal_keeps_the_sender_and_id_as_the_ledger_stores_them() -> None:
         Source("336", Route.INBOX), "signature: bad", "S" * 40, "m" * 100, "Assessment", "d", False
     )
     assert (refused.sender, refused.message_id) == ("S" * CODE_WIDTH, "m" * MESSAGE_ID_WIDTH)
+
+
+def _the_same_record_for_332(gw: Gateway, delivery: Delivery) -> Delivery:
+    """``delivery``'s record from 336 to 332: another source of the batch (332's inbox)."""
+    env = element_to_envelope(xmlsafe.parse(delivery.body, max_bytes=1_000_000, max_depth=64))
+    header = replace(env.header, sender="336", recipient="332", message_id=str(uuid.uuid4()))
+    signed = gw.outbox.sign(Envelope(header, env.body))
+    assert signed.body is not None
+    user = sorted(publishers_for(gw.settings.broker, "336"))[0]
+    return Delivery(
+        gw.topology.inbox("332"),
+        routing_key("332", "Assessment", "336"),
+        signed.body,
+        signed.message_id,
+        {},
+        0,
+        delivery.tag + 10,
+        user,
+    )
+
+
+def test_a_poison_message_of_another_source_leaves_a_committed_one_as_it_was(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    first, seed = assessments(gw, gw, ["DUD-1", "DUD-2"])
+    poison = _the_same_record_for_332(gw, seed)
+
+    def cannot_take(_ctx: ApplyContext, received: Received) -> None:
+        if received.message_id == poison.message_id:
+            raise KeyError("an applier cannot take this one")
+
+    gw = _with_assessment_applier(gw, cannot_take)
+    out = handle_batch(gw, [first, poison])
+    assert [d.verdict for d in out] == [Verdict.ACK, Verdict.RETRY]
+    row = _inbound(gw)[first.message_id]
+    # Delivered once by the broker: not taken for a re-send of itself.
+    assert Status.DUPLICATE not in [h.status for h in row.history]
+    receipts = gw.ledger.find(authority="336", direction=Direction.OUTBOUND)
+    assert all(Status.RETRYING not in [h.status for h in r.history] for r in receipts)
+
+
+def test_a_receipt_not_queued_again_does_not_retry_a_recorded_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (first,) = assessments(gw, gw, ["DUD-1"])
+    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
+
+    def ledger_fails(*_args: object) -> None:
+        raise LedgerError("the ledger failed")
+
+    monkeypatch.setattr(pipeline, "_requeue_receipt", ledger_fails)
+    # The sender got no receipt and sends the same bytes again: recorded as such,
+    # acknowledged, though its receipt could not be queued again now.
+    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
+    row = _inbound(gw)[first.message_id]
+    assert Status.DUPLICATE in [h.status for h in row.history]
+
+
+def test_a_record_sent_again_after_it_was_undeliverable_is_handed_over(tmp_path: Path) -> None:
+    # The local system never took the first copy and the sender was told so; the copy
+    # it sends again must reach the local system, not be taken for a duplicate.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    first, again, third = assessments(gw, gw, ["DUD-1", "DUD-1", "DUD-1"])
+    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
+    row = _inbound(gw)[first.message_id]
+    gw.ledger.transition([row.pk], Status.UNDELIVERABLE, "local system did not acknowledge")
+    assert [d.verdict for d in handle_batch(gw, [again])] == [Verdict.ACK]
+    assert _inbound(gw)[again.message_id].status is not Status.DUPLICATE
+    # Once a copy counts again, a third is the duplicate of that one.
+    assert [d.verdict for d in handle_batch(gw, [third])] == [Verdict.ACK]
+    duplicate = _inbound(gw)[third.message_id]
+    assert duplicate.status is Status.DUPLICATE
+    assert again.message_id in (duplicate.history[-1].reason or "")
+
+
+def test_a_record_withdrawn_before_handover_is_handed_over_when_sent_again(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    first, again = assessments(gw, gw, ["DUD-1", "DUD-1"])
+    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
+    row = _inbound(gw)[first.message_id]
+    gw.ledger.transition([row.pk], Status.WITHDRAWN, "recalled by the sender")
+    assert [d.verdict for d in handle_batch(gw, [again])] == [Verdict.ACK]
+    assert _inbound(gw)[again.message_id].status is not Status.DUPLICATE

@@ -30,7 +30,13 @@ from sqlalchemy import Connection
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
-from gateway.errors import LedgerError, LedgerUnavailableError, OutageError, PolicyRefusal
+from gateway.errors import (
+    CafgwError,
+    LedgerError,
+    LedgerUnavailableError,
+    OutageError,
+    PolicyRefusal,
+)
 from gateway.feature import ApplyContext, Received
 from gateway.ledger import locks
 from gateway.ledger.records import InboundKnown, NewMessage
@@ -115,21 +121,26 @@ def _isolated(
         raise  # the ledger is down: the consumer holds the batch, unsettled, until it answers
     except Exception as exc:  # why everything: isolating an unknown failure is the point
         if len(deliveries) == 1:
-            # The exception text may quote message content; the type says enough.
-            log.error(
-                "processing %s from %s failed with %s; the broker will retry it",
-                deliveries[0].message_id,
-                deliveries[0].queue,
-                type(exc).__name__,
-                extra={"message_id": deliveries[0].message_id},
-            )
-            return [Disposition(Verdict.RETRY, f"processing failed: {type(exc).__name__}")]
+            return [_failed_alone(deliveries[0].message_id, deliveries[0].queue, exc)]
         log.warning(
             "a batch of %d failed with %s; processing it one by one",
             len(deliveries),
             type(exc).__name__,
         )
         return [d for one in deliveries for d in _isolated(gw, [one], in_flight, None, settling)]
+
+
+def _failed_alone(message_id: str | None, queue: str, exc: Exception) -> Disposition:
+    """RETRY for one message whose processing failed on its own."""
+    # The exception text may quote message content; the type says enough.
+    log.error(
+        "processing %s from %s failed with %s; the broker will retry it",
+        message_id,
+        queue,
+        type(exc).__name__,
+        extra={"message_id": message_id},
+    )
+    return Disposition(Verdict.RETRY, f"processing failed: {type(exc).__name__}")
 
 
 def _handle(
@@ -146,7 +157,26 @@ def _handle(
     inline = len(deliveries) <= INLINE_RECEIPTS_MAX
     for source, indexes in by_source.items():
         batch = [deliveries[i] for i in indexes]
-        results = _record(gw, source, batch, inline, in_flight, checks, settling)
+        try:
+            results = _record(gw, source, batch, inline, in_flight, checks, settling)
+        except OutageError:
+            raise
+        except Exception as exc:  # why everything: isolating an unknown failure is the point
+            # Its checks failed: nothing of this source is recorded. Only its own
+            # messages are taken one by one; another source's, committed already,
+            # would be taken for re-sends (a DUPLICATE note, their receipt sent again).
+            if len(batch) == 1:
+                results = [_failed_alone(batch[0].message_id, batch[0].queue, exc)]
+            else:
+                log.warning(
+                    "%d messages for %s failed with %s; checking them one by one",
+                    len(batch),
+                    source.owner,
+                    type(exc).__name__,
+                )
+                results = [
+                    d for one in batch for d in _isolated(gw, [one], in_flight, None, settling)
+                ]
         for i, result in zip(indexes, results, strict=True):
             out[i] = result
     return [d for d in out if d is not None]
@@ -173,8 +203,49 @@ def _record(
             # retried, it would be refused for good. It is retried with it.
             out.extend(Disposition(Verdict.RETRY, _BEHIND_A_RETRY) for _ in run)
             continue
-        out.extend(_record_checked(gw, source, run, inline, in_flight, settling))
+        out.extend(_recorded_run(gw, source, deliveries, checked, run, inline, in_flight, settling))
     return out
+
+
+def _recorded_run(
+    gw: Gateway,
+    source: Source,
+    deliveries: Sequence[Delivery],
+    checked: list[Passed | Refused],
+    run: list[Passed | Refused],
+    inline: bool,
+    in_flight: ReceiptsInFlight | None,
+    settling: ReceiptsInFlight | None,
+) -> list[Disposition]:
+    """``run`` recorded in its transaction; if that fails unexpectedly (a bug, or a
+    poison message an applier cannot take), rolled back and recorded one message at
+    a time, so only the one that fails again gets RETRY. The runs before it are
+    committed: taken again, they would be taken for re-sends."""
+    try:
+        return _record_checked(gw, source, run, inline, in_flight, settling)
+    except OutageError:
+        raise
+    except Exception as exc:  # why everything: isolating an unknown failure is the point
+        if len(run) == 1:
+            one = deliveries[_index_of(checked, run[0])]
+            return [_failed_alone(one.message_id, one.queue, exc)]
+        log.warning(
+            "a run of %d for %s failed with %s; recording it one by one",
+            len(run),
+            source.owner,
+            type(exc).__name__,
+        )
+        return [
+            d
+            for item in run
+            for d in _recorded_run(
+                gw, source, deliveries, checked, [item], inline, in_flight, settling
+            )
+        ]
+
+
+def _index_of(checked: list[Passed | Refused], item: Passed | Refused) -> int:
+    return next(i for i, c in enumerate(checked) if c is item)
 
 
 _BEHIND_A_RETRY = "an earlier message of its batch is to be retried: retried with it"
@@ -328,8 +399,6 @@ def _record_checked(
                 settled = settling.mark_ready(conn)
         if settling is not None:
             settling.marked(settled)
-        for receipt_id in resend_receipts:
-            _requeue_receipt(gw, owner, receipt_id)
     except LedgerUnavailableError:
         raise  # not this batch's fault: held, not retried by the broker
     except LedgerError as exc:
@@ -342,6 +411,14 @@ def _record_checked(
             log.exception("an action after recording a message failed; it is retried later")
     if own_receipt is not None:
         own_receipt.publish(in_flight)
+    for receipt_id in resend_receipts:
+        # After the commit and its follow-ups, which a failure here must not undo
+        # (answered RETRY, a recorded batch would lose them): the sender, still
+        # without its receipt, sends once more and is answered then.
+        try:
+            _requeue_receipt(gw, owner, receipt_id)
+        except CafgwError as exc:
+            log.warning("receipt %s for %s not queued again: %s", receipt_id, owner, exc)
     return [Disposition(Verdict.ACK) for _ in deliveries]
 
 
