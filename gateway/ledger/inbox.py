@@ -11,6 +11,8 @@ from sqlalchemy import (
     Select,
     Update,
     bindparam,
+    exists,
+    or_,
     select,
     union_all,
     update,
@@ -27,7 +29,7 @@ from gateway.ledger.records import (
     ReceiptDue,
 )
 from gateway.ledger.status import IN_INBOX, Direction, Route, Status
-from gateway.ledger.tables import messages
+from gateway.ledger.tables import history, messages
 
 
 # The recording transaction's reads, built once with bound parameters (found in
@@ -80,18 +82,16 @@ _CONTENT_SHAPES = (1, 4, 16)
 _CONTENTS_PER_READ = _CONTENT_SHAPES[-1]
 
 
-# Inbound rows whose record the local system was never handed (or told it may
-# keep): a copy of the same content received later is handed over, not taken for a
-# duplicate. Quarantined (refused), undeliverable (the local system never took it,
-# and the sender was told so), withdrawn (recalled or erased before it took it),
-# dead-lettered, and duplicates themselves (their original is what counts).
-NOT_HANDED_OVER = (
-    Status.QUARANTINED.value,
-    Status.UNDELIVERABLE.value,
-    Status.WITHDRAWN.value,
-    Status.DEAD_LETTERED.value,
-    Status.DUPLICATE.value,
-)
+# Inbound rows whose record the local system was never handed and never will be:
+# a copy of the same content received later is handed over, not taken for a
+# duplicate. Quarantined (refused), withdrawn (recalled or erased before the local
+# system had it), a duplicate (recorded so, never handed over: its original is
+# what counts) and an undeliverable one never placed with it (below). A
+# dead-lettered one is not here: an administrator may replay it.
+NOT_HANDED_OVER = (Status.QUARANTINED.value, Status.WITHDRAWN.value, Status.DUPLICATE.value)
+# An undeliverable row was placed with the local system if its history says so
+# (a drop file it may still read): then it counts, as the sender may not know.
+_PLACED = (Status.DELIVERED_LOCAL.value, Status.ACKNOWLEDGED.value)
 
 
 @functools.lru_cache(maxsize=len(_CONTENT_SHAPES))
@@ -110,6 +110,12 @@ def _first_with_content(count: int) -> CompoundSelect[str, str]:
                 messages.c.sender == bindparam("sender"),
                 messages.c.content_digest == bindparam(f"c{i}"),
                 messages.c.status.not_in(NOT_HANDED_OVER),
+                or_(
+                    messages.c.status != Status.UNDELIVERABLE.value,
+                    exists().where(
+                        history.c.message_pk == messages.c.id, history.c.status.in_(_PLACED)
+                    ),
+                ),
             )
             .order_by(messages.c.id)
             .limit(1)

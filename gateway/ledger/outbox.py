@@ -227,6 +227,23 @@ class OutboundQueries(LedgerCore):
             claimed_until=None,
         )
 
+    def send_again(
+        self, authority: str, message_ids: Sequence[str], reason: str, conn: Connection
+    ) -> list[int]:
+        """``authority``'s sent messages ``message_ids`` back to the outbox (``RETRYING``),
+        to be published again with the same id and bytes, in ``conn``'s transaction;
+        the rows moved. Only rows still ``SENT``: one queued already stays as it is."""
+        if not message_ids:
+            return []
+        pks = conn.execute(
+            select(messages.c.id).where(
+                messages.c.authority == authority,
+                messages.c.direction == Direction.OUTBOUND.value,
+                messages.c.message_id.in_(sorted(message_ids)),
+            )
+        ).scalars()
+        return self.transition_from(list(pks), AWAITING_RECEIPT, Status.RETRYING, reason, conn)
+
     def not_being_published(self, conn: Connection) -> ColumnElement[bool]:
         """The rows no publisher holds at this moment: unclaimed, their claim lapsed,
         or recorded by ``conn``'s own transaction for the sender loop (not on their

@@ -12,12 +12,14 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from support.gateways import memory_gateway
 from support.received import assessments
 
+from gateway.connectors import state
 from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
@@ -26,7 +28,8 @@ from gateway.feature import ApplyContext, Received
 from gateway.ledger.records import CODE_WIDTH, MESSAGE_ID_WIDTH, MessageRecord
 from gateway.ledger.status import Direction, Route, Status
 from gateway.model import Envelope, MessageRef, MessageType, Recall, RecallReason
-from gateway.services.receiving import handle_batch, pipeline
+from gateway.services import dead_letters
+from gateway.services.receiving import handle_batch
 from gateway.services.receiving.checks import Refused, Source
 from gateway.transport.base import Delivery, Verdict, routing_key
 from gateway.transport.provenance import publishers_for
@@ -202,22 +205,32 @@ def test_a_poison_message_of_another_source_leaves_a_committed_one_as_it_was(
     assert all(Status.RETRYING not in [h.status for h in r.history] for r in receipts)
 
 
-def test_a_receipt_not_queued_again_does_not_retry_a_recorded_batch(
+def test_a_re_send_queues_its_receipt_again_in_the_transaction_that_notes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Queued after the commit, a failure turned a recorded batch into RETRY and
+    # skipped its follow-ups; in the transaction, the two stand or fall together.
     gw = memory_gateway(tmp_path, ("332", "336"))
     (first,) = assessments(gw, gw, ["DUD-1"])
     assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
+    (receipt,) = gw.ledger.find(authority="336", direction=Direction.OUTBOUND)
+    assert receipt.status is Status.SENT
 
-    def ledger_fails(*_args: object) -> None:
+    def ledger_fails(*_args: object) -> list[int]:
         raise LedgerError("the ledger failed")
 
-    monkeypatch.setattr(pipeline, "_requeue_receipt", ledger_fails)
-    # The sender got no receipt and sends the same bytes again: recorded as such,
-    # acknowledged, though its receipt could not be queued again now.
+    with monkeypatch.context() as patched:
+        patched.setattr(gw.ledger, "send_again", ledger_fails)
+        assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.RETRY]
+    row = _inbound(gw)[first.message_id]
+    assert Status.DUPLICATE not in [h.status for h in row.history]  # rolled back with it
+
+    # The sender got no receipt and sends the same bytes again: the original receipt.
     assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
     row = _inbound(gw)[first.message_id]
     assert Status.DUPLICATE in [h.status for h in row.history]
+    (receipt,) = gw.ledger.find(authority="336", direction=Direction.OUTBOUND)
+    assert receipt.status is Status.RETRYING
 
 
 def test_a_record_sent_again_after_it_was_undeliverable_is_handed_over(tmp_path: Path) -> None:
@@ -247,3 +260,35 @@ def test_a_record_withdrawn_before_handover_is_handed_over_when_sent_again(
     gw.ledger.transition([row.pk], Status.WITHDRAWN, "recalled by the sender")
     assert [d.verdict for d in handle_batch(gw, [again])] == [Verdict.ACK]
     assert _inbound(gw)[again.message_id].status is not Status.DUPLICATE
+
+
+def test_a_dead_lettered_record_sent_again_is_not_handed_over_twice_once_replayed(
+    tmp_path: Path,
+) -> None:
+    # The local system refused it for now: an administrator may replay it, so it
+    # counts (found by the review of the change above).
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    first, again = assessments(gw, gw, ["DUD-1", "DUD-1"])
+    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
+    row = _inbound(gw)[first.message_id]
+    gw.ledger.transition([row.pk], Status.DEAD_LETTERED, "refused by the local system: 422")
+    assert [d.verdict for d in handle_batch(gw, [again])] == [Verdict.ACK]
+    assert _inbound(gw)[again.message_id].status is Status.DUPLICATE
+    dead_letters.replay(gw, "336", first.message_id or "", "admin")
+    waiting = state.due(gw.ledger, "336", gw.clock() + timedelta(days=1), 10)
+    assert [m.message_id for m in waiting] == [first.message_id]
+
+
+def test_an_undeliverable_record_placed_with_the_local_system_still_counts(
+    tmp_path: Path,
+) -> None:
+    # Placed (a drop file it may still read) but not acknowledged in time: the local
+    # system may have it, so a copy sent again is not handed over a second time.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    first, again = assessments(gw, gw, ["DUD-1", "DUD-1"])
+    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
+    row = _inbound(gw)[first.message_id]
+    gw.ledger.transition([row.pk], Status.DELIVERED_LOCAL, "placed in the drop folder")
+    gw.ledger.transition([row.pk], Status.UNDELIVERABLE, "local system did not acknowledge")
+    assert [d.verdict for d in handle_batch(gw, [again])] == [Verdict.ACK]
+    assert _inbound(gw)[again.message_id].status is Status.DUPLICATE

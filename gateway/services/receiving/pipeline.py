@@ -30,13 +30,7 @@ from sqlalchemy import Connection
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
-from gateway.errors import (
-    CafgwError,
-    LedgerError,
-    LedgerUnavailableError,
-    OutageError,
-    PolicyRefusal,
-)
+from gateway.errors import LedgerError, LedgerUnavailableError, OutageError, PolicyRefusal
 from gateway.feature import ApplyContext, Received
 from gateway.ledger import locks
 from gateway.ledger.records import InboundKnown, NewMessage
@@ -397,6 +391,15 @@ def _record_checked(
             if settling is not None:
                 # No transaction (and no flush) of their own for earlier receipts.
                 settled = settling.mark_ready(conn)
+            # A re-send is answered with the original receipt (same id and bytes), in
+            # this transaction: a failure after its commit would have turned a
+            # recorded batch into RETRY and skipped its follow-ups.
+            gw.ledger.send_again(
+                owner,
+                sorted(resend_receipts),
+                "sender re-sent a message this receipt covers",
+                conn,
+            )
         if settling is not None:
             settling.marked(settled)
     except LedgerUnavailableError:
@@ -411,14 +414,6 @@ def _record_checked(
             log.exception("an action after recording a message failed; it is retried later")
     if own_receipt is not None:
         own_receipt.publish(in_flight)
-    for receipt_id in resend_receipts:
-        # After the commit and its follow-ups, which a failure here must not undo
-        # (answered RETRY, a recorded batch would lose them): the sender, still
-        # without its receipt, sends once more and is answered then.
-        try:
-            _requeue_receipt(gw, owner, receipt_id)
-        except CafgwError as exc:
-            log.warning("receipt %s for %s not queued again: %s", receipt_id, owner, exc)
     return [Disposition(Verdict.ACK) for _ in deliveries]
 
 
@@ -810,16 +805,3 @@ def _without_repeats(
             kept.append(message)
         seen.add(key)
     return kept
-
-
-def _requeue_receipt(gw: Gateway, authority: str, receipt_id: str) -> None:
-    """Answer a re-send with the original receipt (same id and bytes)."""
-    found = gw.ledger.find(
-        message_id=receipt_id, authority=authority, direction=Direction.OUTBOUND, with_history=False
-    )
-    gw.ledger.transition_from(
-        [r.pk for r in found],
-        (Status.SENT,),
-        Status.RETRYING,
-        "sender re-sent a message this receipt covers",
-    )
