@@ -154,6 +154,13 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine
     """An engine with the settings the ledger relies on (WAL, a busy timeout and writers
     taking turns within the process on SQLite;
     on PostgreSQL a pool of ``pool_size`` connections, ``max_overflow`` more at peaks)."""
+    if url.startswith("sqlite") and ("uri=" in url or url.startswith("sqlite:///file:")):
+        # Its file would be made as a path named "file:..." (private_sqlite_file), and
+        # group commit flushes the log by the file's name, which a URI does not give.
+        raise LedgerError(
+            f"the ledger {url} is an SQLite URI: name its file by its path instead "
+            "(sqlite:///path/to/ledger.db)"
+        )
     if url.startswith("sqlite:///") and ":memory:" not in url:
         private_sqlite_file(Path(url[len("sqlite:///") :]))
     try:

@@ -104,11 +104,15 @@ _BY_ENGINE: weakref.WeakKeyDictionary[Engine, _Turn] = weakref.WeakKeyDictionary
 
 
 def _turn_for(database: str, wait_s: float) -> _Turn:
+    # Absolute, fixed now: a relative path would follow a later chdir to a log that
+    # is not this database's (and a missing log counts as flushed), and the same
+    # file named two ways would get two turns.
+    path = os.path.abspath(database)
     with _TURNS_LOCK:
-        turn = _TURNS.get(database)
+        turn = _TURNS.get(path)
         if turn is None:
-            wal = Path(database + "-wal")
-            turn = _TURNS[database] = _Turn(WalSync(lambda: fsync_path(wal), wait_s))
+            wal = Path(path + "-wal")
+            turn = _TURNS[path] = _Turn(WalSync(lambda: fsync_path(wal), wait_s))
         return turn
 
 

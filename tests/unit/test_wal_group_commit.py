@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, select, text, update
 
-from gateway.errors import LedgerUnavailableError
+from gateway.errors import LedgerError, LedgerUnavailableError
 from gateway.ledger import sqlite_writer
 from gateway.ledger.core import LedgerCore, make_engine
 from gateway.ledger.wal_sync import WalSync, fsync_path
@@ -190,6 +190,40 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Le
         yield core, flushes
     finally:
         engine.dispose()
+
+
+def test_a_ledger_named_by_a_relative_path_flushes_its_own_log_after_a_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed: list[Path] = []
+
+    def flush(path: Path) -> None:
+        flushed.append(path)
+        fsync_path(path)
+
+    monkeypatch.setattr(sqlite_writer, "fsync_path", flush)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    core = LedgerCore(make_engine("sqlite:///relative.db"))
+    try:
+        with core.transaction() as conn:
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        monkeypatch.chdir(tmp_path / "elsewhere")  # a missing log would count as flushed
+        _insert(core, 1)
+    finally:
+        core.engine.dispose()
+    assert flushed == [tmp_path / "relative.db-wal"] * 2
+
+
+def test_a_ledger_named_by_an_sqlite_uri_is_refused_with_what_to_write_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Group commit flushes the log by the file's name, which a URI does not give, and
+    # its file would have been made under a directory named "file:".
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LedgerError, match=r"SQLite URI: name its file by its path"):
+        make_engine(f"sqlite:///file:{tmp_path / 'uri.db'}?uri=true")
+    assert list(tmp_path.iterdir()) == []
 
 
 def _insert(core: LedgerCore, x: int) -> None:
