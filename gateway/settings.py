@@ -489,6 +489,9 @@ class PolicySettings(BaseModel):
     # Safeguarding-basis existence queries per requesting authority per 24 hours, counted
     # by the asking gateway (its own) and by the asked one (each requester's).
     existence_safeguarding_per_day: int = Field(default=5, ge=0)
+    # Consent-basis existence queries the asked gateway answers per requesting authority
+    # per 24 hours: the consent a query claims cannot be checked there.
+    existence_consent_per_day: int = Field(default=20, ge=0)
     # Hold every safeguarding-basis existence query received for the coordinator's
     # approval (GET /v1/existence-queries-held, cafgw existence held) instead of
     # answering it automatically.

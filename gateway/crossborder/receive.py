@@ -217,11 +217,8 @@ def on_notification(ctx: ApplyContext, msg: Received) -> Effect:
             RULE_EXISTENCE_BASIS,
             f"{where}: an existence query needs consent for the check or the safeguarding basis",
         )
-    if (
-        body.type == NotificationType.EXISTENCE_QUERY
-        and header.legal_basis == LegalBasis.SAFEGUARDING
-    ):
-        _check_safeguarding_rate(ctx, msg, where)
+    if body.type == NotificationType.EXISTENCE_QUERY:
+        _check_existence_rate(ctx, msg, where)
     changed: cases.CaseThread | None = None
     if body.type == NotificationType.SIGNIFICANT_HARM_REFERRAL:
         inform = next((d.value for d in body.details if d.name == "inform_family"), "true")
@@ -268,8 +265,7 @@ def on_notification(ctx: ApplyContext, msg: Received) -> Effect:
                     detail=f"from {thread.governing_la} to {to_la} (said by {msg.sender})",
                 )
         if body.type == NotificationType.EXISTENCE_QUERY:
-            if header.legal_basis == LegalBasis.SAFEGUARDING:
-                _count_safeguarding_query(ctx, msg)
+            _count_existence_query(ctx, msg)
             _answer_existence(ctx, msg)
         _log(
             ctx,
@@ -321,26 +317,36 @@ def _existence_answer(ctx: ApplyContext, msg: Received, body: Notification) -> E
     return effect
 
 
-# Safeguarding-basis existence queries accepted by a recording transaction, by
-# (receiving authority, sender): not yet in the ledger until it records them.
-_QUERIES_IN_TRANSACTION: WeakKeyDictionary[Connection, Counter[tuple[str, str]]] = (
+# Existence queries accepted by a recording transaction, by (receiving authority,
+# sender, basis): not yet in the ledger until it records them.
+_QUERIES_IN_TRANSACTION: WeakKeyDictionary[Connection, Counter[tuple[str, str, str]]] = (
     WeakKeyDictionary()
 )
 
 
-def _check_safeguarding_rate(ctx: ApplyContext, msg: Received, where: str) -> None:
-    """Refuse a requester's safeguarding-basis existence query past its daily budget.
+def _check_existence_rate(ctx: ApplyContext, msg: Received, where: str) -> None:
+    """Refuse a requester's existence query past its daily budget for the basis it claims.
 
     The asked authority answers automatically, so its gateway is where a hostile or
-    careless requester is stopped: ``policy.existence_safeguarding_per_day`` per
-    requesting authority per 24 hours, counting what this gateway recorded from it.
+    careless requester is stopped, per requesting authority per 24 hours, counting
+    what this gateway recorded from it: ``policy.existence_safeguarding_per_day``
+    safeguarding-basis queries, ``policy.existence_consent_per_day`` consent-basis
+    ones. The consent a query claims cannot be checked here: without a budget of
+    its own, claiming it asked without limit (found by a review, 2026-12-06).
     """
-    most = ctx.settings.policy.existence_safeguarding_per_day
+    basis = msg.env.header.legal_basis
+    policy = ctx.settings.policy
+    if basis == LegalBasis.SAFEGUARDING:
+        most, setting = policy.existence_safeguarding_per_day, "existence_safeguarding_per_day"
+    else:
+        most, setting = policy.existence_consent_per_day, "existence_consent_per_day"
     since = ctx.now - timedelta(days=1)
     # This transaction's earlier queries from the sender count too: a received batch
     # is recorded after every message in it was judged, and a burst in one batch
     # went past the rate unseen.
-    earlier = _QUERIES_IN_TRANSACTION.get(ctx.conn, Counter())[(msg.authority, msg.sender)]
+    earlier = _QUERIES_IN_TRANSACTION.get(ctx.conn, Counter())[
+        (msg.authority, msg.sender, basis.value)
+    ]
     seen = (
         earlier
         + ctx.conn.execute(
@@ -351,7 +357,7 @@ def _check_safeguarding_rate(ctx: ApplyContext, msg: Received, where: str) -> No
                 messages.c.authority == msg.authority,
                 messages.c.sender == msg.sender,
                 messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
-                messages.c.legal_basis == LegalBasis.SAFEGUARDING.value,
+                messages.c.legal_basis == basis.value,
                 messages.c.created_at >= since,
             )
         ).scalar_one()
@@ -359,15 +365,14 @@ def _check_safeguarding_rate(ctx: ApplyContext, msg: Received, where: str) -> No
     if seen >= most:
         raise PolicyRefusal(
             RULE_EXISTENCE_RATE,
-            f"{where}: {msg.sender} has asked {seen} safeguarding-basis existence queries "
-            f"in 24 hours, the limit (policy.existence_safeguarding_per_day = {most}); "
-            "not answered",
+            f"{where}: {msg.sender} has asked {seen} {basis.value.lower()}-basis existence "
+            f"queries in 24 hours, the limit (policy.{setting} = {most}); not answered",
         )
 
 
-def _count_safeguarding_query(ctx: ApplyContext, msg: Received) -> None:
-    """Count an accepted safeguarding-basis query against its sender's rate for the rest
-    of the recording transaction.
+def _count_existence_query(ctx: ApplyContext, msg: Received) -> None:
+    """Count an accepted existence query against its sender's rate for its basis, for
+    the rest of the recording transaction.
 
     Counted once every applier has judged it (in its effect), as the ledger counts
     it: only accepted queries are recorded with their purpose and basis, a refused
@@ -375,7 +380,8 @@ def _count_safeguarding_query(ctx: ApplyContext, msg: Received) -> None:
     rate (or by another applier) used up budget in a batch that it would not across
     batches, and the refusals named a count the ledger never held.
     """
-    _QUERIES_IN_TRANSACTION.setdefault(ctx.conn, Counter())[(msg.authority, msg.sender)] += 1
+    key = (msg.authority, msg.sender, msg.env.header.legal_basis.value)
+    _QUERIES_IN_TRANSACTION.setdefault(ctx.conn, Counter())[key] += 1
 
 
 def _query_of(ctx: ApplyContext, msg: Received) -> HeldQuery:

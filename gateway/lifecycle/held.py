@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, select
+from sqlalchemy.orm import aliased
 
 from gateway.connectors import registry
 from gateway.errors import CafgwError
@@ -62,6 +63,30 @@ class Fate:
     action: ActionTaken
     handed_over_at: datetime | None
     said: str
+
+
+def sent_on(copy: Held) -> ColumnElement[bool]:
+    """The outbound messages that may have sent ``copy``'s record on, of the
+    authority holding it: the same content, recorded after the copy came.
+
+    None when the holder had sent that content itself before the copy came: the
+    record is its own, echoed back by the copy's sender (any party may sign a
+    body it was given as its own message). Taken for forwards, its recall or
+    erasure request made the owner recall or erase its own record at every
+    other authority; a party's message is its statement, never a change to
+    another's records.
+    """
+    earlier = aliased(messages)
+    return and_(
+        messages.c.content_digest == copy.content_digest,
+        messages.c.id > copy.pk,
+        ~exists().where(
+            earlier.c.authority == messages.c.authority,
+            earlier.c.direction == Direction.OUTBOUND.value,
+            earlier.c.content_digest == copy.content_digest,
+            earlier.c.id < copy.pk,
+        ),
+    )
 
 
 def _held(m: Any) -> Held:

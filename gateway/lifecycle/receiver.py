@@ -24,15 +24,20 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, insert, select, update
 
+from gateway.crossborder import receive
+from gateway.envelope import xmlsafe
+from gateway.envelope.codec import element_to_envelope
 from gateway.errors import PolicyRefusal
 from gateway.feature import ApplyContext, Effect, ReceiptKey, ReceiptNote, Received
 from gateway.ledger import audit
+from gateway.ledger.bodies import BODY
 from gateway.ledger.in_lists import bind, in_list, size_of
 from gateway.ledger.status import Direction, Route, Status
 from gateway.ledger.store import as_utc
@@ -40,13 +45,26 @@ from gateway.ledger.tables import messages
 from gateway.lifecycle import held, sender
 from gateway.lifecycle.held import Fate, Held
 from gateway.lifecycle.tables import follows, recalls, received
-from gateway.model import ActionTaken, Correction, LegalBasis, MessageRef, Recall
+from gateway.model import (
+    ActionTaken,
+    Assessment,
+    ConsentChange,
+    Correction,
+    Envelope,
+    Evaluation,
+    LegalBasis,
+    MessageRef,
+    MessageType,
+    Notification,
+    Recall,
+)
 
 log = logging.getLogger(__name__)
 
 RULE_NOT_THE_SENDER = "recall.not-the-sender"
 RULE_DIGEST = "recall.digest-mismatch"
 RULE_ROUTE = "lifecycle.not-through-an-inbox"
+RULE_SAME_RECORD = "correction.same-record"
 # Forwarded copies in these states never left, or were already taken back.
 NOT_FORWARDED = ("REJECTED", "QUARANTINED", "WITHDRAWN", "HELD_LOCAL", "ACCEPTED")
 
@@ -128,7 +146,8 @@ def _audit(ctx: ApplyContext, msg: Received, kind: str, original_id: str, said: 
 
 
 def _forwards(conn: Connection, authority: str, original_held: Held) -> list[str]:
-    """Ids of this authority's own messages that sent the same record on to others."""
+    """Ids of this authority's own messages that sent the same record on to others
+    (``held.sent_on``: never its own record, echoed back to it)."""
     if original_held.content_digest is None:
         return []
     rows = conn.execute(
@@ -136,7 +155,7 @@ def _forwards(conn: Connection, authority: str, original_held: Held) -> list[str
         .where(
             messages.c.authority == authority,
             messages.c.direction == Direction.OUTBOUND.value,
-            messages.c.content_digest == original_held.content_digest,
+            held.sent_on(original_held),
             messages.c.recipient.not_in([authority, original_held.sender]),
             messages.c.status.not_in(NOT_FORWARDED),
         )
@@ -213,10 +232,71 @@ def on_recall(ctx: ApplyContext, msg: Received) -> Effect:
     return effect
 
 
+# What each kind of replacement is judged by, as that record sent alone would be.
+_JUDGES: dict[type, tuple[MessageType, Callable[[ApplyContext, Received], Effect]]] = {
+    Assessment: (MessageType.ASSESSMENT, receive.on_assessment),
+    ConsentChange: (MessageType.CONSENT_CHANGE, receive.on_consent_change),
+    Notification: (MessageType.NOTIFICATION, receive.on_notification),
+    Evaluation: (MessageType.EVALUATION, receive.on_evaluation),
+}
+
+
+def _judge_replacement(ctx: ApplyContext, msg: Received, body: Correction, found: Held) -> None:
+    """PolicyRefusal unless the replacement is the same kind of record on the same case
+    and thread as the original, and would be accepted sent alone.
+
+    It is recorded under its own case and thread and handed to the local system:
+    unjudged, a party could correct a harmless notice into one about a case it
+    is no party to, or a family-facing notice the case forbids (found by a
+    review, 2026-12-06).
+    """
+    where = f"correction {msg.message_id}"
+    mtype, judge = _JUDGES[type(body.replacement)]
+    row = ctx.conn.execute(
+        select(messages.c.message_type, messages.c.correlation_id, messages.c.case_ref, BODY).where(
+            messages.c.id == found.pk
+        )
+    ).one()
+    was = _record_type(ctx, row.message_type, row.body)
+    if was != mtype.value:
+        raise PolicyRefusal(
+            RULE_SAME_RECORD,
+            f"{where}: replaces a {was} with a {mtype.value}; a correction corrects a "
+            "record, it does not change what it is",
+        )
+    case_ref = getattr(body.replacement, "case_ref", None)
+    if msg.env.header.correlation_id != row.correlation_id or (
+        row.case_ref is not None and case_ref != row.case_ref
+    ):
+        raise PolicyRefusal(
+            RULE_SAME_RECORD,
+            f"{where}: the replacement is on another case or thread than the original "
+            f"{found.message_id}; a correction stays on the original's case",
+        )
+    alone = replace(
+        msg, env=Envelope(replace(msg.env.header, message_type=mtype), body.replacement)
+    )
+    judge(ctx, alone)  # judged only: a refusal raises; its effects are the original's to keep
+
+
+def _record_type(ctx: ApplyContext, message_type: str, body: bytes | None) -> str:
+    """The kind of record a received message is: a correction's is its replacement's."""
+    if message_type != MessageType.CORRECTION.value or body is None:
+        return message_type
+    limits = ctx.settings.limits
+    root = xmlsafe.parse(
+        bytes(body), max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth
+    )
+    earlier = element_to_envelope(root).body
+    assert isinstance(earlier, Correction)  # recorded as one, and decoded when received
+    return _JUDGES[type(earlier.replacement)][0].value
+
+
 def on_correction(ctx: ApplyContext, msg: Received) -> Effect:
     body = msg.env.body
     assert isinstance(body, Correction)
     found = original(ctx, msg, body.original, "correction")
+    _judge_replacement(ctx, msg, body, found)
 
     def effect() -> None:
         why = f"superseded by correction {msg.message_id} from {msg.sender}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, select
+from sqlalchemy import ColumnElement, Connection, or_, select
 
 from gateway.errors import PolicyRefusal
 from gateway.feature import ApplyContext, Effect, Received
@@ -130,10 +130,11 @@ class Forward:
 def _forwards(
     ctx: ApplyContext, authority: str, sender: str, found: list[Held], why: str
 ) -> list[Forward]:
-    """What this authority sent on of the copies to erase (the same record, to others);
-    the ones still queued are withdrawn, so nothing of the record leaves any more."""
-    contents = sorted({c.content_digest for c in found if c.content_digest})
-    if not contents:
+    """What this authority sent on of the copies to erase (the same record, to others,
+    after the copy came: ``held.sent_on``); the ones still queued are withdrawn, so
+    nothing of the record leaves any more."""
+    copies = [c for c in found if c.content_digest]
+    if not copies:
         return []
     rows = ctx.conn.execute(
         select(messages.c.id, messages.c.message_id, messages.c.digest, messages.c.recipient,
@@ -141,7 +142,7 @@ def _forwards(
         .where(
             messages.c.authority == authority,
             messages.c.direction == Direction.OUTBOUND.value,
-            messages.c.content_digest.in_(contents),
+            or_(*(held.sent_on(c) for c in copies)),
             messages.c.recipient.not_in([authority, sender]),
             HAS_BODY,
         )
