@@ -68,6 +68,16 @@ class Caller:
         role = f"{self.holder_role}, " if self.holder_role else ""
         return f"{who} ({role}{acting}, key {self.key_id or '?'})"[:128]
 
+    def named(self, claimed: str | None) -> str:
+        """How audit entries name a caller who also gave a name (a dismissal's "by", a
+        replay's "requested_by"): that name, a claim, then the key that made the
+        request, which proves who did; ``actor`` when no name was given."""
+        name = " ".join((claimed or "").split())[:60]
+        if not name:
+            return self.actor
+        acting = "admin" if self.is_admin else f"for {self.authority}"
+        return f"{name} ({acting}, key {self.key_id or '?'})"[:128]
+
 
 @dataclass(frozen=True)
 class KeyRecord:

@@ -120,6 +120,18 @@ def acting_authority(
     return chosen
 
 
+def own_authority(
+    who: Annotated[Caller, Depends(caller)],
+    authority: Annotated[str, Depends(acting_authority)],
+) -> str:
+    """The caller's own authority, for a read about one child: the admin role keeps
+    the gateway running and is given no way to look children up (docs/operations.md),
+    as ``/v1/messages?child=`` and the dashboard's browser already refused it."""
+    if who.is_admin:
+        raise ForbiddenError("looking a child up needs the authority's own key, not the admin role")
+    return authority
+
+
 def install(app: FastAPI) -> None:
     """Authentication on every route, request size limits, documented error answers.
 
@@ -178,3 +190,4 @@ GatewayDep = Annotated[Gateway, Depends(gateway)]
 CallerDep = Annotated[Caller, Depends(caller)]
 AdminDep = Annotated[Caller, Depends(admin)]
 AuthorityDep = Annotated[str, Depends(acting_authority)]
+OwnAuthorityDep = Annotated[str, Depends(own_authority)]

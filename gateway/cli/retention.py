@@ -153,7 +153,7 @@ def report_command(
     if fmt not in ("json", "html", "pdf"):
         raise typer.BadParameter("--format must be json, html or pdf")
     gw = build(settings_from(config), open_transport(settings_from(config)))
-    found = subject_report.build(gw, authority, ref)
+    found = subject_report.build(gw, authority, ref, f"{getpass.getuser()} via cafgw report")
     if fmt == "pdf":
         from gateway.subject_access import pdf  # noqa: PLC0415 - fpdf is heavy (~45 MB RSS)
 

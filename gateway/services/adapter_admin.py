@@ -28,7 +28,8 @@ from gateway.cases.identity import correlation_id
 from gateway.context import AdapterSet, Gateway, load_adapters
 from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.schema import SchemaValidator
-from gateway.errors import FieldProblem, MappingError, SchemaError
+from gateway.errors import CafgwError, FieldProblem, MappingError, SchemaError
+from gateway.ledger import audit
 from gateway.model import LegalBasis
 from gateway.outbox import new_envelope
 
@@ -101,11 +102,32 @@ def draft_adapter(
         yield adapter
 
 
-def reload(gw: Gateway) -> list[AdapterInfo]:
-    """Load every mapping again and put the new set in force, or change nothing."""
-    fresh = load_adapters(gw.settings)
+RELOADED = "ADAPTERS_RELOADED"
+RELOAD_REFUSED = "ADAPTERS_RELOAD_REFUSED"
+
+
+def reload(gw: Gateway, actor: str) -> list[AdapterInfo]:
+    """Load every mapping again and put the new set in force, or change nothing; audited
+    for every hosted authority either way, naming ``actor`` (the mappings decide how
+    each one's exports are read, as the directory, whose reload is audited too)."""
+    try:
+        fresh = load_adapters(gw.settings)
+    except CafgwError as exc:
+        _audit(gw, actor, RELOAD_REFUSED, f"refused, the mappings in force are unchanged: {exc}")
+        raise
     gw.adapters.replace(fresh)
-    return describe(gw.adapters)
+    found = describe(gw.adapters)
+    _audit(gw, actor, RELOADED, f"{len(found)} adapters: {', '.join(a.name for a in found)}")
+    return found
+
+
+def _audit(gw: Gateway, actor: str, action: str, detail: str) -> None:
+    events = [
+        audit.AuditEvent(actor=actor[:128], action=action, authority=code, detail=detail[:500])
+        for code in gw.hosted
+    ]
+    with gw.ledger.transaction() as conn:
+        audit.append(gw.ledger, events, conn)
 
 
 @dataclass(frozen=True)

@@ -365,10 +365,17 @@ def held_existence_queries(gw: Gateway, authority: str) -> list[existence_held.H
 
 
 def decide_existence_query(
-    gw: Gateway, authority: str, message_id: str, approve: bool, by: str
+    gw: Gateway,
+    authority: str,
+    message_id: str,
+    approve: bool,
+    by: str,
+    actor: str | None = None,
 ) -> existence_held.Decided:
     """The coordinator's decision on a held query: approved, it is answered as usual;
-    refused, nothing is sent. Either way audited naming ``by``.
+    refused, nothing is sent. Either way audited naming ``actor`` (the name ``by``
+    gave and the API key that made the request; ``by`` alone when None, as from
+    the CLI, whose user is that person).
 
     Decided once: the same decision again (a second click, a colleague a second
     earlier) answers with the first, who made it and when, and does nothing; the
@@ -401,14 +408,14 @@ def decide_existence_query(
                 gw.settings,
                 query,
                 LegalBasis.SAFEGUARDING.value,
-                approved_by=by,
+                approved_by=actor or by,
             )
         else:
             audit.append(
                 gw.ledger,
                 [
                     audit.AuditEvent(
-                        actor=by,
+                        actor=(actor or by)[:128],
                         action="EXISTENCE_QUERY_REFUSED",
                         authority=authority,
                         counterparty=query.requester,

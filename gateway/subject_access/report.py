@@ -205,8 +205,10 @@ def _histories(
     return out
 
 
-def build(gw: Gateway, authority: str, ref: str) -> SubjectAccessReport:
-    """The report on the child ``ref`` (child key, UPN, NHS number or case ref) at ``authority``."""
+def build(gw: Gateway, authority: str, ref: str, actor: str) -> SubjectAccessReport:
+    """The report on the child ``ref`` (child key, UPN, NHS number or case ref) at
+    ``authority``; audited as ``actor``'s read of that child (the API key's holder, or
+    the person running ``cafgw report``), so the child's own disclosures report shows it."""
     gw.signer(authority)
     key = resolve_child(gw, authority, ref)
     with gw.ledger.transaction() as conn:
@@ -227,9 +229,10 @@ def build(gw: Gateway, authority: str, ref: str) -> SubjectAccessReport:
             gw.ledger,
             [
                 audit.AuditEvent(
-                    actor="subject access",
+                    actor=actor[:128],
                     action="SUBJECT_ACCESS",
                     authority=authority,
+                    child_key=key,
                     detail=f"report of {len(report.disclosures)} disclosures, "
                     f"{len(report.received)} received, {len(report.consent)} consent decisions",
                 )

@@ -5,6 +5,7 @@ authority at both ends and audited at both ends."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable
 from datetime import date
@@ -290,13 +291,17 @@ def test_a_held_query_waits_for_the_coordinator_who_approves_or_refuses_it(
     )
     assert client.get(f"/v1/existence-queries/{second}", headers=auth).json()["answer"] is None
     (answered,) = _answered(gw)
-    assert answered.event.detail == (
-        "match=true; approved by Ann Coordinator; reason: sibling at risk"
+    # The name given, and the key that approved (which proves who did).
+    assert re.fullmatch(
+        r"match=true; approved by Ann Coordinator \(for 336, key [0-9a-f]+\); "
+        r"reason: sibling at risk",
+        answered.event.detail or "",
     )
     (no,) = [
         e for e in audit.entries(gw.ledger, "336") if e.event.action == "EXISTENCE_QUERY_REFUSED"
     ]
-    assert no.event.actor == "Ann Coordinator" and no.event.message_id == second
+    assert re.fullmatch(r"Ann Coordinator \(for 336, key [0-9a-f]+\)", no.event.actor)
+    assert no.event.message_id == second
     assert client.get("/v1/existence-queries-held", headers=coordinator).json() == []
     assert audit.verify(gw.ledger) == []
 

@@ -60,10 +60,10 @@ def validate_mapping(body: RawBody, _admin: AdminDep) -> dict[str, Any] | JSONRe
 
 
 @router.post("/reload", response_model=None)
-def reload_mappings(gw: GatewayDep, _admin: AdminDep) -> dict[str, Any] | JSONResponse:
-    """Read every mapping again; if any is invalid, nothing changes."""
+def reload_mappings(gw: GatewayDep, who: AdminDep) -> dict[str, Any] | JSONResponse:
+    """Read every mapping again; if any is invalid, nothing changes. Audited either way."""
     try:
-        adapters = adapter_admin.reload(gw)
+        adapters = adapter_admin.reload(gw, who.actor)
     except MappingError as exc:
         return _refused(exc, reloaded=False, note="the previous mappings remain in force")
     return {"reloaded": True, "adapters": [asdict(a) for a in adapters]}

@@ -67,8 +67,8 @@ def _hosted(gw: Gateway, authority: str | None) -> tuple[str, ...]:
 
 
 def _actor(who: Caller, requested_by: str | None) -> str:
-    base = f"{who.role} via API" + (f" ({who.authority})" if who.authority else "")
-    return f"{requested_by} ({base})" if requested_by else base
+    # The name given is a claim; the key that made the request says who did.
+    return who.named(requested_by)
 
 
 @router.get("", response_model=list[DeadLetterOut])

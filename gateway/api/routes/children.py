@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api import idempotent
-from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
+from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep, OwnAuthorityDep
 from gateway.api.idempotent import KEY_CONFLICT, IdempotencyKey
 from gateway.context import Gateway
 from gateway.crossborder.existence_held import Decided
@@ -52,7 +52,7 @@ class ConsentOut(_Out):
 
 
 @router.get("/v1/children/{ref}/consent", response_model=ConsentOut)
-def consent(ref: str, gw: GatewayDep, authority: AuthorityDep, who: CallerDep) -> ConsentOut:
+def consent(ref: str, gw: GatewayDep, authority: OwnAuthorityDep, who: CallerDep) -> ConsentOut:
     """The consent in force for a child (by child key, UPN, NHS number or case ref), with history.
 
     A Gillick-competent child's own decision prevails over a parent's. The
@@ -244,7 +244,7 @@ DECIDED_OTHERWISE: dict[int | str, dict[str, Any]] = {
     responses=DECIDED_OTHERWISE,
 )
 def approve_held(
-    message_id: str, body: DecisionIn, gw: GatewayDep, authority: AuthorityDep
+    message_id: str, body: DecisionIn, gw: GatewayDep, authority: AuthorityDep, who: CallerDep
 ) -> DecisionOut:
     """Answer a held query (match, or no match) as the coordinator approved it.
 
@@ -252,7 +252,9 @@ def approve_held(
     by whom and when, with ``already_decided: true``; nothing is sent again.
     Refused before: 409, naming who refused it and when.
     """
-    done = coordination.decide_existence_query(gw, authority, message_id[:64], True, body.by)
+    done = coordination.decide_existence_query(
+        gw, authority, message_id[:64], True, body.by, actor=who.named(body.by)
+    )
     return DecisionOut.of(done)
 
 
@@ -262,12 +264,14 @@ def approve_held(
     responses=DECIDED_OTHERWISE,
 )
 def refuse_held(
-    message_id: str, body: DecisionIn, gw: GatewayDep, authority: AuthorityDep
+    message_id: str, body: DecisionIn, gw: GatewayDep, authority: AuthorityDep, who: CallerDep
 ) -> DecisionOut:
     """Leave a held query unanswered: nothing is sent; the refusal is audited.
 
     Refused before: that refusal, by whom and when, with ``already_decided: true``.
     Approved before: 409, naming who approved it and when (it stays answered).
     """
-    done = coordination.decide_existence_query(gw, authority, message_id[:64], False, body.by)
+    done = coordination.decide_existence_query(
+        gw, authority, message_id[:64], False, body.by, actor=who.named(body.by)
+    )
     return DecisionOut.of(done)

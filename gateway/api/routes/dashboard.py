@@ -156,7 +156,5 @@ def replay(body: ReplayIn, gw: GatewayDep, who: AdminDep) -> ReplayOut:
     """Replay a dead-lettered outbound message (admin only); it is published again."""
     if body.authority not in gw.hosted:
         raise NotFoundError(f"authority {body.authority} is not hosted by this gateway")
-    done = dead_letters.replay(
-        gw, body.authority, body.message_id, actor=f"{who.role} via dashboard"
-    )
+    done = dead_letters.replay(gw, body.authority, body.message_id, actor=who.actor)
     return ReplayOut(authority=done.authority, message_id=done.message_id, status=done.status.value)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
-from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
+from gateway.api.deps import CallerDep, GatewayDep, OwnAuthorityDep
 from gateway.crossborder.children import resolve_child
 from gateway.services import access_log
 
@@ -45,7 +45,7 @@ def _out(entries: tuple[access_log.AccessEntry, ...]) -> list[AccessOut]:
 def disclosures(
     ref: str,
     gw: GatewayDep,
-    authority: AuthorityDep,
+    authority: OwnAuthorityDep,
     who: CallerDep,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> DisclosuresOut:

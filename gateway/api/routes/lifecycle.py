@@ -111,7 +111,7 @@ class NotOursOut(_Out):
 
 
 def _actor(who: CallerDep) -> str:
-    return f"API key of {who.authority or 'admin'}"
+    return who.actor  # the key's holder, role and id: which key did it
 
 
 @router.post("/v1/messages/{message_id}/recall", status_code=202, response_model=RecallSentOut)

@@ -278,7 +278,7 @@ def dismiss(
     the status it has): that dismissal, ``already_dismissed: true``, nothing
     recorded again.
     """
-    actor = f"{body.by} ({who.role}" + (f" {who.authority}" if who.authority else "") + ")"
+    actor = who.named(body.by)  # the name given, and the key that made the request
     done = attention.dismiss(gw.ledger, authority, message_id[:64], actor, body.reason)
     return [
         DismissedOut(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from gateway.api.deps import AuthorityDep, GatewayDep
+from gateway.api.deps import CallerDep, GatewayDep, OwnAuthorityDep
 from gateway.subject_access import html, report
 
 router = APIRouter(tags=["subject access"])
@@ -44,7 +44,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 def subject_access_report(
     ref: str,
     gw: GatewayDep,
-    authority: AuthorityDep,
+    authority: OwnAuthorityDep,
+    who: CallerDep,
     format: Annotated[ReportFormat, Query()] = ReportFormat.JSON,
 ) -> Response:
     """What this authority holds and shared about one child (UK GDPR Article 15).
@@ -55,7 +56,7 @@ def subject_access_report(
     opening of the records, and recalls and corrections; nothing about
     any other child.
     """
-    found = report.build(gw, authority, ref[:200])
+    found = report.build(gw, authority, ref[:200], who.actor)
     if format is ReportFormat.HTML:
         return HTMLResponse(html.render_html(found), headers=PAGE_HEADERS)
     if format is ReportFormat.PDF:
