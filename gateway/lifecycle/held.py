@@ -65,25 +65,37 @@ class Fate:
     said: str
 
 
-def sent_on(copy: Held) -> ColumnElement[bool]:
-    """The outbound messages that may have sent ``copy``'s record on, of the
-    authority holding it: the same content, recorded after the copy came.
+def sent_on(authority: str, copy: Held) -> ColumnElement[bool]:
+    """The outbound messages of ``authority``, which holds ``copy``, that may have sent
+    its record on: the same content, recorded after the copy came.
 
-    None when the holder had sent that content itself before the copy came: the
-    record is its own, echoed back by the copy's sender (any party may sign a
-    body it was given as its own message). Taken for forwards, its recall or
-    erasure request made the owner recall or erase its own record at every
-    other authority; a party's message is its statement, never a change to
-    another's records.
+    None when the holder had that content before the copy came: sent by itself
+    (its own record, echoed back by the copy's sender: any party may sign a body
+    it was given as its own message), or received from another party (what it
+    sends on is that party's record). Taken for forwards of the copy, the copy's
+    sender's recall or erasure request made the holder recall or erase records
+    that are its own or another's at every other authority; a party's message is
+    its statement, never a change to another's records (found by reviews,
+    2026-12-06).
     """
     earlier = aliased(messages)
     return and_(
+        messages.c.sender == authority,
         messages.c.content_digest == copy.content_digest,
         messages.c.id > copy.pk,
         ~exists().where(
-            earlier.c.authority == messages.c.authority,
             earlier.c.direction == Direction.OUTBOUND.value,
+            earlier.c.authority == authority,
+            earlier.c.sender == authority,
             earlier.c.content_digest == copy.content_digest,
+            earlier.c.id < copy.pk,
+        ),
+        ~exists().where(
+            earlier.c.direction == Direction.INBOUND.value,
+            earlier.c.authority == authority,
+            earlier.c.sender != copy.sender,
+            earlier.c.content_digest == copy.content_digest,
+            earlier.c.status != Status.QUARANTINED.value,
             earlier.c.id < copy.pk,
         ),
     )

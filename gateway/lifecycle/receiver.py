@@ -155,7 +155,7 @@ def _forwards(conn: Connection, authority: str, original_held: Held) -> list[str
         .where(
             messages.c.authority == authority,
             messages.c.direction == Direction.OUTBOUND.value,
-            held.sent_on(original_held),
+            held.sent_on(authority, original_held),
             messages.c.recipient.not_in([authority, original_held.sender]),
             messages.c.status.not_in(NOT_FORWARDED),
         )
@@ -243,7 +243,7 @@ _JUDGES: dict[type, tuple[MessageType, Callable[[ApplyContext, Received], Effect
 
 def _judge_replacement(ctx: ApplyContext, msg: Received, body: Correction, found: Held) -> None:
     """PolicyRefusal unless the replacement is the same kind of record on the same case
-    and thread as the original, and would be accepted sent alone.
+    and thread as the original, and, a notice, would be accepted sent alone.
 
     It is recorded under its own case and thread and handed to the local system:
     unjudged, a party could correct a harmless notice into one about a case it
@@ -273,10 +273,15 @@ def _judge_replacement(ctx: ApplyContext, msg: Received, body: Correction, found
             f"{where}: the replacement is on another case or thread than the original "
             f"{found.message_id}; a correction stays on the original's case",
         )
-    alone = replace(
-        msg, env=Envelope(replace(msg.env.header, message_type=mtype), body.replacement)
-    )
-    judge(ctx, alone)  # judged only: a refusal raises; its effects are the original's to keep
+    if isinstance(body.replacement, Notification):
+        # Where a notice may go and who may hear it (the case it names, its audience)
+        # is what a corrected notice could change: judged as that notice sent alone
+        # (judged only: a refusal raises; its effects are the original's to keep). A
+        # record's other rules (a plan change's consent) were not asked of a
+        # correction before and the sending side does not ask them: judged here,
+        # honest corrections were refused and their chain left stuck (the review).
+        header = replace(msg.env.header, message_type=mtype)
+        judge(ctx, replace(msg, env=Envelope(header, body.replacement)))
 
 
 def _record_type(ctx: ApplyContext, message_type: str, body: bytes | None) -> str:

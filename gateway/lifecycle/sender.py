@@ -21,7 +21,7 @@ from sqlalchemy import Connection, insert, or_, select, update
 
 from gateway.crossborder import consent_store
 from gateway.envelope import xmlsafe
-from gateway.envelope.codec import header_from_element
+from gateway.envelope.codec import element_to_envelope, header_from_element
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.feature import Kit
 from gateway.ledger import audit, locks
@@ -51,6 +51,7 @@ RULE_NOT_RECALLABLE = "recall.not-recallable"
 RULE_ALREADY = "recall.already-recalled"
 RULE_NEVER_SENT = "recall.never-sent"
 RULE_NOT_SENT_YET = "correction.not-sent-yet"
+RULE_SAME_RECORD = "correction.same-record"
 RULE_NPD_CHILD = "basis.no-personal-data-carries-child"
 NOT_RECALLABLE_TYPES = frozenset({"Receipt", "Recall", "AccessNotice", "ErasureRequest"})
 NEVER_LEFT = frozenset({Status.REJECTED, Status.QUARANTINED, Status.WITHDRAWN})
@@ -274,7 +275,11 @@ def _head(conn: Connection, authority: str, original: Any) -> Any:
                 recalls.c.authority == authority,
                 recalls.c.original_id == current["message_id"],
                 recalls.c.kind == "CORRECTION",
-                or_(recalls.c.outcome.is_(None), recalls.c.outcome != "WITHDRAWN"),
+                # Nor did one its recipient refused (a REJECTED receipt).
+                or_(
+                    recalls.c.outcome.is_(None),
+                    recalls.c.outcome.not_in(("WITHDRAWN", "REJECTED")),
+                ),
             )
             .order_by(recalls.c.id.desc())
         ).first()
@@ -282,6 +287,26 @@ def _head(conn: Connection, authority: str, original: Any) -> Any:
             return current
         current = _original(conn, authority, str(row[0]))
     raise PolicyRefusal("correction.chain", "the correction chain is too long")
+
+
+def _same_record(message_id: str, latest: object, replacement: Replacement) -> None:
+    """PolicyRefusal unless ``replacement`` is the same kind of record on the same case
+    as ``latest`` (the version it supersedes): the rule the recipient's gateway holds
+    a correction to (``receiver``, ``correction.same-record``), told here at once."""
+    was = latest.replacement if isinstance(latest, Correction) else latest
+    if type(was) is not type(replacement):
+        raise PolicyRefusal(
+            RULE_SAME_RECORD,
+            f"message {message_id} is a {type(was).__name__}: a correction replaces it with "
+            f"the corrected {type(was).__name__}, not a {type(replacement).__name__}",
+        )
+    case_ref = getattr(was, "case_ref", None)
+    if case_ref is not None and getattr(replacement, "case_ref", None) != case_ref:
+        raise PolicyRefusal(
+            RULE_SAME_RECORD,
+            f"message {message_id} is on case {case_ref}: a correction stays on its case "
+            "(recall it and send the record on the right case instead)",
+        )
 
 
 def _for_purpose(body: Replacement, purpose: Purpose | None, kit: Kit) -> Replacement:
@@ -324,13 +349,11 @@ def correct(
                 f"message {head['message_id']} is {status.value}: only a message that was "
                 "sent can be corrected (recall one still queued, then send the right one)",
             )
-        before = header_from_element(
-            xmlsafe.parse(
-                bytes(head["body"]),
-                max_bytes=limits.max_message_bytes,
-                max_depth=limits.max_xml_depth,
-            )
+        root = xmlsafe.parse(
+            bytes(head["body"]), max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth
         )
+        before = header_from_element(root)
+        _same_record(head["message_id"], element_to_envelope(root).body, replacement)
         corrected = _for_purpose(replacement, before.purpose, kit)
         done = _corrected_alike(conn, authority, head, explanation, corrected)
         if done is not None:

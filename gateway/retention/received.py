@@ -142,7 +142,7 @@ def _forwards(
         .where(
             messages.c.authority == authority,
             messages.c.direction == Direction.OUTBOUND.value,
-            or_(*(held.sent_on(c) for c in copies)),
+            or_(*(held.sent_on(authority, c) for c in copies)),
             messages.c.recipient.not_in([authority, sender]),
             HAS_BODY,
         )

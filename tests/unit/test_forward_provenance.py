@@ -98,3 +98,75 @@ def test_a_partys_erasure_request_for_an_echo_leaves_the_owners_own_records_alon
     # 332's own send to 336 must keep its body, and 336's copy must not be erased:
     assert gw.ledger.body_of("332", Direction.OUTBOUND, to_336.message_id) is not None
     assert gw.ledger.body_of("336", Direction.INBOUND, to_336.message_id) is not None
+
+
+# A record the holder (336) already has from its owner (332), echoed to it by a
+# party (333): what 336 then sends on is 332's record, not a forward of the echo.
+def _echo_of_a_held_record(gw: Gateway) -> tuple[MessageRecord, str]:
+    dudley_shared(gw)  # 332 sends its record to 333 and 336
+    got_333 = _copy(gw, "333", "332", _sent(gw, "332", "333").message_id)
+    env = envelope_of(gw, got_333)
+    assert env is not None and isinstance(env.body, Assessment)
+    # 333 (hostile) signs 332's record as its own message to 336
+    echo = new_envelope(
+        gw.clock,
+        sender="333",
+        recipient="336",
+        body=env.body,
+        correlation=correlation_id("333", env.body.case_ref),
+        legal_basis=env.header.legal_basis,
+        purpose=env.header.purpose,
+        consent_ref=env.header.consent_ref,
+    )
+    gw.ledger.record([gw.outbox.sign(echo)])
+    pump(gw)
+    echoed = _copy(gw, "336", "333", echo.header.message_id)
+    assert echoed.status != Status.QUARANTINED, echoed.reason
+    # 336 later sends the record (which it holds from 332) on to 334, its own decision
+    onward = new_envelope(
+        gw.clock,
+        sender="336",
+        recipient="334",
+        body=env.body,
+        correlation=correlation_id("336", "WOL-ONWARD-1"),
+        legal_basis=env.header.legal_basis,
+        purpose=env.header.purpose,
+        consent_ref=env.header.consent_ref,
+    )
+    gw.ledger.record([gw.outbox.sign(onward)])
+    pump(gw)
+    assert _copy(gw, "334", "336", onward.header.message_id).status == Status.VERIFIED
+    return echoed, onward.header.message_id
+
+
+def test_a_recall_of_an_echo_of_a_record_held_from_another_leaves_its_send_on_alone(
+    tmp_path: Path,
+) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    echoed, onward = _echo_of_a_held_record(gw)
+    sender.recall(gw, "333", echoed.message_id, RecallReason.OTHER, None, "hostile")
+    pump(gw)
+    assert _copy(gw, "334", "336", onward).status == Status.VERIFIED
+
+
+def test_an_erasure_request_for_an_echo_of_a_held_record_leaves_its_send_on_alone(
+    tmp_path: Path,
+) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    echoed, onward = _echo_of_a_held_record(gw)
+    with gw.ledger.transaction() as conn:
+        erasure.queue_notices(
+            gw,
+            conn,
+            "333",
+            {"336": ((echoed.message_id, echoed.digest or ""),)},
+            ErasureGround.UNLAWFUL,
+            "H/2",
+            "hostile",
+        )
+    pump(gw)
+    kept = (
+        gw.ledger.body_of("336", Direction.OUTBOUND, onward) is not None,
+        gw.ledger.body_of("334", Direction.INBOUND, onward) is not None,
+    )
+    assert kept == (True, True), kept

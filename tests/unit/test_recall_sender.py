@@ -266,3 +266,54 @@ def test_a_queued_correction_can_be_recalled_and_the_original_corrected_again(
     body = envelope_of(gw, got)
     assert body is not None and isinstance(body.body, Correction)
     assert body.body.original.message_id == original.message_id
+
+
+def test_a_correction_of_a_plan_action_is_accepted_and_the_chain_goes_on(
+    tmp_path: Path,
+) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    original = _sent(gw, "336")
+    env = envelope_of(gw, original)
+    assert env is not None and isinstance(env.body, Assessment)
+    assert env.body.actions, "fixture has plan actions"
+    a0 = env.body.actions[0]
+    typo = replace(
+        env.body, actions=(replace(a0, description=a0.description + "."), *env.body.actions[1:])
+    )
+    first = sender.correct(gw, "332", original.message_id, typo, "typo in an action", "Jo")
+    pump(gw)
+    [r1] = gw.ledger.find(message_id=first.message_id, authority="336", direction=Direction.INBOUND)
+    assert r1.status != Status.QUARANTINED, r1.reason
+    assert any(h.status == Status.SUPERSEDED for h in _sent(gw, "336").history)
+    # A plain correction (needs only) of the ORIGINAL record:
+    try:
+        second = sender.correct(
+            gw, "332", original.message_id, replace(env.body, needs="GP review"), "needs", "Jo"
+        )
+    except PolicyRefusal as stuck:
+        pytest.fail(f"the original can no longer be corrected: {stuck}")
+    pump(gw)
+    [r2] = gw.ledger.find(
+        message_id=second.message_id, authority="336", direction=Direction.INBOUND
+    )
+    assert second.original_id == first.message_id
+    assert r2.status != Status.QUARANTINED, r2.reason
+
+
+def test_a_correction_onto_another_case_or_of_another_kind_is_refused_before_sending(
+    tmp_path: Path,
+) -> None:
+    # The recipient's gateway would quarantine it (correction.same-record): said at once.
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    original = _sent(gw, "336")
+    env = envelope_of(gw, original)
+    assert env is not None and isinstance(env.body, Assessment)
+    with pytest.raises(PolicyRefusal, match="a correction stays on its case"):
+        sender.correct(
+            gw, "332", original.message_id, replace(env.body, case_ref="OTHER-1"), "case", "Jo"
+        )
+    notice = Notification(NotificationType.SERVICE_GAP, env.body.case_ref, "a gap")
+    with pytest.raises(PolicyRefusal, match="not a Notification"):
+        sender.correct(gw, "332", original.message_id, notice, "kind", "Jo")
