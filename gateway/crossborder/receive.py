@@ -281,16 +281,23 @@ def on_notification(ctx: ApplyContext, msg: Received) -> Effect:
 
 
 def _existence_answer(ctx: ApplyContext, msg: Received, body: Notification) -> Effect:
-    """An answer is accepted only in reply to a query this authority sent its sender."""
+    """An answer is accepted only in reply to an existence query this authority sent its
+    sender, once, and is filed on that query's thread, whatever thread the answer names.
+
+    Before 2026-12-06 (found by a review) a reply to any notice sent to the answering
+    authority was taken, as often as it came, and filed on the thread its header
+    named: the asked authority could add lines to any thread of the asker's.
+    """
     asked = msg.env.header.in_reply_to
     query = (
         ctx.conn.execute(
-            select(messages.c.id).where(
+            select(messages.c.correlation_id).where(
                 messages.c.direction == Direction.OUTBOUND.value,
                 messages.c.authority == msg.authority,
                 messages.c.message_id == asked,
                 messages.c.recipient == msg.sender,
                 messages.c.message_type == MessageType.NOTIFICATION.value,
+                messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
             )
         ).first()
         if asked
@@ -300,15 +307,24 @@ def _existence_answer(ctx: ApplyContext, msg: Received, body: Notification) -> E
         raise PolicyRefusal(
             sovereignty.RULE_UNSOLICITED_ANSWER,
             f"message {msg.message_id}: an existence answer from {msg.sender} that replies to "
-            f"no query {msg.authority} sent it",
+            f"no existence query {msg.authority} sent it",
+        )
+    assert asked is not None  # the query was found by it
+    thread = str(query.correlation_id)
+    kind = f"NOTICE_RECEIVED:{body.type.value}"
+    if cases.logged(ctx.conn, msg.authority, kind, asked) is not None:
+        raise PolicyRefusal(
+            sovereignty.RULE_UNSOLICITED_ANSWER,
+            f"message {msg.message_id}: query {asked} was answered by {msg.sender} already; "
+            "a query is answered once",
         )
 
     def effect() -> None:
         _log(
             ctx,
             msg,
-            msg.env.header.correlation_id,
-            f"NOTICE_RECEIVED:{body.type.value}",
+            thread,
+            kind,
             counterparty=msg.sender,
             message_id=asked,
             detail="; ".join(f"{d.name}={d.value}" for d in body.details),
