@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 from policy_support import SANDWELL, memory_gateway, pump, submit
 
+from gateway.context import Gateway
+from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.model import (
     Audience,
+    Body,
     Correction,
     LegalBasis,
     MessageRef,
@@ -23,6 +26,27 @@ from gateway.model import (
 from gateway.outbox import new_envelope
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def _from_334(
+    gw: Gateway, body: Body, thread: str, in_reply_to: str | None = None
+) -> MessageRecord:
+    """``body`` signed by Walsall (334) to Coventry (330) and delivered: 330's row of it."""
+    env = new_envelope(
+        gw.clock,
+        sender="334",
+        recipient="330",
+        body=body,
+        correlation=thread,
+        legal_basis=LegalBasis.NO_PERSONAL_DATA,
+        in_reply_to=in_reply_to,
+    )
+    gw.ledger.record([gw.outbox.sign(env)])
+    pump(gw)
+    [row] = gw.ledger.find(
+        message_id=env.header.message_id, authority="330", direction=Direction.INBOUND
+    )
+    return row
 
 
 def test_a_correction_cannot_carry_a_family_notice_onto_a_case_its_sender_is_not_party_to(
@@ -36,66 +60,18 @@ def test_a_correction_cannot_carry_a_family_notice_onto_a_case_its_sender_is_not
         for r in gw.ledger.find(authority="330", direction=Direction.INBOUND, limit=200)
         if r.case_ref == "FWI-553977"
     )
+    family = Notification(
+        NotificationType.FAMILY_NOTICE, "FWI-553977", "About your case", audience=Audience.FAMILY
+    )
     # The direct route is refused (the existing tests hold this):
-    direct = new_envelope(
-        gw.clock,
-        sender="334",
-        recipient="330",
-        body=Notification(
-            NotificationType.FAMILY_NOTICE,
-            "FWI-553977",
-            "About your case",
-            audience=Audience.FAMILY,
-        ),
-        correlation=thread,
-        legal_basis=LegalBasis.NO_PERSONAL_DATA,
-    )
-    gw.ledger.record([gw.outbox.sign(direct)])
-    pump(gw)
-    [d] = gw.ledger.find(
-        message_id=direct.header.message_id, authority="330", direction=Direction.INBOUND
-    )
-    assert d.status == Status.QUARANTINED, d.reason
+    direct = _from_334(gw, family, thread)
+    assert direct.status == Status.QUARANTINED, direct.reason
     # 334's own harmless notice, on a case of its own:
-    first = new_envelope(
-        gw.clock,
-        sender="334",
-        recipient="330",
-        body=Notification(NotificationType.SERVICE_GAP, "W-1", "a gap"),
-        correlation="W-1",
-        legal_basis=LegalBasis.NO_PERSONAL_DATA,
-    )
-    signed = gw.outbox.sign(first)
-    gw.ledger.record([signed])
-    pump(gw)
-    [got] = gw.ledger.find(
-        message_id=first.header.message_id, authority="330", direction=Direction.INBOUND
-    )
+    got = _from_334(gw, Notification(NotificationType.SERVICE_GAP, "W-1", "a gap"), "W-1")
     assert got.status != Status.QUARANTINED, got.reason
     # ...then "corrected" into a family notice on Sandwell's restricted case:
-    fix = new_envelope(
-        gw.clock,
-        sender="334",
-        recipient="330",
-        body=Correction(
-            MessageRef(got.message_id, got.digest or ""),
-            "typo",
-            Notification(
-                NotificationType.FAMILY_NOTICE,
-                "FWI-553977",
-                "About your case",
-                audience=Audience.FAMILY,
-            ),
-        ),
-        correlation=thread,
-        legal_basis=LegalBasis.NO_PERSONAL_DATA,
-        in_reply_to=got.message_id,
-    )
-    gw.ledger.record([gw.outbox.sign(fix)])
-    pump(gw)
-    [c] = gw.ledger.find(
-        message_id=fix.header.message_id, authority="330", direction=Direction.INBOUND
-    )
+    fix = Correction(MessageRef(got.message_id, got.digest or ""), "typo", family)
+    c = _from_334(gw, fix, thread, in_reply_to=got.message_id)
     assert c.status == Status.QUARANTINED, c.reason
     assert "correction.same-record" in (c.reason or "")
-    assert fix.header.message_id not in {i.message_id for i in gw.ledger.inbox("330")}
+    assert c.message_id not in {i.message_id for i in gw.ledger.inbox("330")}

@@ -121,36 +121,45 @@ def test_an_erasure_request_cannot_erase_what_another_authority_sent(tmp_path: P
     )
 
 
-def test_an_erasure_request_follows_a_copy_the_recipient_forwarded(tmp_path: Path) -> None:
-    gw = region(tmp_path, Clock.starting_now())
+def _forward_recorded(gw: Gateway, thread: str) -> str:
+    """Sandwell (333) sends Dudley's record on to Walsall (334), on a thread of its own:
+    recorded in its outbox, not yet published; the forward's message id."""
     dudley_shared(gw)
     [original] = [r for r in _received(gw, "333") if r.message_type == "Assessment"]
     env = envelope_of(gw, original)
     assert env is not None
-    # Sandwell sends the same record on to Walsall (334), on a thread of its own.
     forward = new_envelope(
         gw.clock,
         sender="333",
         recipient="334",
         body=env.body,
-        correlation=correlation_id("333", "SAN-FWD-2"),
+        correlation=correlation_id("333", thread),
         legal_basis=LegalBasis.CONSENT,
         purpose=env.header.purpose,
         consent_ref=env.header.consent_ref,
     )
     gw.ledger.record([gw.outbox.sign(forward)])
-    pump(gw)
-    fid = forward.header.message_id
-    assert gw.ledger.body_of("334", Direction.INBOUND, fid) is not None
+    return forward.header.message_id
+
+
+def _erasure_from_dudley(gw: Gateway, reference: str) -> None:
     erasure.erase_child(
         gw,
         "332",
         SIOBHAN[1],
         ground=ErasureGround.CONSENT_WITHDRAWN,
-        reference="DPO/2026/302",
+        reference=reference,
         actor="Dudley DPO",
     )
     pump(gw)
+
+
+def test_an_erasure_request_follows_a_copy_the_recipient_forwarded(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    fid = _forward_recorded(gw, "SAN-FWD-2")
+    pump(gw)
+    assert gw.ledger.body_of("334", Direction.INBOUND, fid) is not None
+    _erasure_from_dudley(gw, "DPO/2026/302")
     item = _item(gw, "333", _request(gw, "333").message_id)
     assert item.action == ActionTaken.ERASED and "forwarded to 334" in (item.reason or "")
     assert gw.ledger.body_of("333", Direction.OUTBOUND, fid) is None  # its own copy too
@@ -166,34 +175,11 @@ def test_an_erasure_request_is_passed_on_for_a_forward_being_published(tmp_path:
     # may be on the wire. Withdrawn "before it was sent", Walsall would never have been
     # told to erase it (a review found it).
     gw = region(tmp_path, Clock.starting_now())
-    dudley_shared(gw)
-    [original] = [r for r in _received(gw, "333") if r.message_type == "Assessment"]
-    env = envelope_of(gw, original)
-    assert env is not None
-    forward = new_envelope(
-        gw.clock,
-        sender="333",
-        recipient="334",
-        body=env.body,
-        correlation=correlation_id("333", "SAN-FWD-3"),
-        legal_basis=LegalBasis.CONSENT,
-        purpose=env.header.purpose,
-        consent_ref=env.header.consent_ref,
-    )
-    gw.ledger.record([gw.outbox.sign(forward)])
-    fid = forward.header.message_id
+    fid = _forward_recorded(gw, "SAN-FWD-3")
     now = gw.clock()
     claimed = gw.ledger.claim_outbox(500, ("333",), now, now + delivery.outbox_lease(gw))
     [row] = [i for i in claimed if i.message_id == fid]
-    erasure.erase_child(
-        gw,
-        "332",
-        SIOBHAN[1],
-        ground=ErasureGround.CONSENT_WITHDRAWN,
-        reference="DPO/2026/303",
-        actor="Dudley DPO",
-    )
-    pump(gw)
+    _erasure_from_dudley(gw, "DPO/2026/303")
     [mine] = gw.ledger.find(authority="333", direction=Direction.OUTBOUND, message_id=fid)
     assert mine.status is not Status.WITHDRAWN
     with gw.ledger.transaction() as conn:

@@ -24,6 +24,7 @@ from gateway.model import (
     Audience,
     Correction,
     Detail,
+    Envelope,
     LegalBasis,
     Notification,
     NotificationType,
@@ -42,6 +43,16 @@ def _sent(gw: Gateway, recipient: str, message_type: str = "Assessment") -> Mess
         for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=200)
         if r.recipient == recipient and r.message_type == message_type
     )
+
+
+def _shared_with_336(tmp_path: Path) -> tuple[Gateway, MessageRecord, Envelope]:
+    """A region where Dudley shared its record; its Assessment to 336, and as sent."""
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    original = _sent(gw, "336")
+    env = envelope_of(gw, original)
+    assert env is not None and isinstance(env.body, Assessment)
+    return gw, original, env
 
 
 def _outcomes(gw: Gateway, original: str) -> list[outcomes.RecallOutcome]:
@@ -131,11 +142,7 @@ def test_only_the_sender_may_recall_and_only_once(tmp_path: Path) -> None:
 
 
 def test_corrections_chain_each_superseding_the_latest_version(tmp_path: Path) -> None:
-    gw = region(tmp_path, Clock.starting_now())
-    dudley_shared(gw)
-    original = _sent(gw, "336")
-    env = envelope_of(gw, original)
-    assert env is not None and isinstance(env.body, Assessment)
+    gw, original, env = _shared_with_336(tmp_path)
     first = sender.correct(
         gw, "332", original.message_id, replace(env.body, needs="Asthma review"), "needs", "Jo"
     )
@@ -164,11 +171,7 @@ def test_corrections_chain_each_superseding_the_latest_version(tmp_path: Path) -
 def test_a_correction_is_refused_when_consent_no_longer_covers_the_recipient(
     tmp_path: Path,
 ) -> None:
-    gw = region(tmp_path, Clock.starting_now())
-    dudley_shared(gw)
-    original = _sent(gw, "336")
-    env = envelope_of(gw, original)
-    assert env is not None and isinstance(env.body, Assessment)
+    gw, original, env = _shared_with_336(tmp_path)
     with gw.ledger.transaction() as conn:
         conn.execute(update(consent_register).values(given=False, action="WITHDRAWN"))
     with pytest.raises(PolicyRefusal, match="consent"):
@@ -242,11 +245,7 @@ def test_a_not_ours_notice_about_a_message_sent_to_someone_else_is_quarantined(
 def test_a_queued_correction_can_be_recalled_and_the_original_corrected_again(
     tmp_path: Path,
 ) -> None:
-    gw = region(tmp_path, Clock.starting_now())
-    dudley_shared(gw)
-    original = _sent(gw, "336")
-    env = envelope_of(gw, original)
-    assert env is not None and isinstance(env.body, Assessment)
+    gw, original, env = _shared_with_336(tmp_path)
     wrong = sender.correct(
         gw, "332", original.message_id, replace(env.body, needs="typo"), "needs", "Jo"
     )
@@ -271,11 +270,7 @@ def test_a_queued_correction_can_be_recalled_and_the_original_corrected_again(
 def test_a_correction_of_a_plan_action_is_accepted_and_the_chain_goes_on(
     tmp_path: Path,
 ) -> None:
-    gw = region(tmp_path, Clock.starting_now())
-    dudley_shared(gw)
-    original = _sent(gw, "336")
-    env = envelope_of(gw, original)
-    assert env is not None and isinstance(env.body, Assessment)
+    gw, original, env = _shared_with_336(tmp_path)
     assert env.body.actions, "fixture has plan actions"
     a0 = env.body.actions[0]
     typo = replace(
@@ -305,11 +300,7 @@ def test_a_correction_onto_another_case_or_of_another_kind_is_refused_before_sen
     tmp_path: Path,
 ) -> None:
     # The recipient's gateway would quarantine it (correction.same-record): said at once.
-    gw = region(tmp_path, Clock.starting_now())
-    dudley_shared(gw)
-    original = _sent(gw, "336")
-    env = envelope_of(gw, original)
-    assert env is not None and isinstance(env.body, Assessment)
+    gw, original, env = _shared_with_336(tmp_path)
     with pytest.raises(PolicyRefusal, match="a correction stays on its case"):
         sender.correct(
             gw, "332", original.message_id, replace(env.body, case_ref="OTHER-1"), "case", "Jo"

@@ -233,17 +233,30 @@ def test_a_re_send_queues_its_receipt_again_in_the_transaction_that_notes_it(
     assert receipt.status is Status.RETRYING
 
 
+def _sent_again_after(
+    tmp_path: Path, *moves: tuple[Status, str]
+) -> tuple[Gateway, Delivery, MessageRecord]:
+    """Dudley's record received, its row moved through ``moves``, then the same record
+    again under a new id: the gateway, the first copy, and the second copy's row."""
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    first, again = assessments(gw, gw, ["DUD-1", "DUD-1"])
+    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
+    row = _inbound(gw)[first.message_id]
+    for status, reason in moves:
+        gw.ledger.transition([row.pk], status, reason)
+    assert [d.verdict for d in handle_batch(gw, [again])] == [Verdict.ACK]
+    return gw, first, _inbound(gw)[again.message_id]
+
+
 def test_a_record_sent_again_after_it_was_undeliverable_is_handed_over(tmp_path: Path) -> None:
     # The local system never took the first copy and the sender was told so; the copy
     # it sends again must reach the local system, not be taken for a duplicate.
-    gw = memory_gateway(tmp_path, ("332", "336"))
-    first, again, third = assessments(gw, gw, ["DUD-1", "DUD-1", "DUD-1"])
-    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
-    row = _inbound(gw)[first.message_id]
-    gw.ledger.transition([row.pk], Status.UNDELIVERABLE, "local system did not acknowledge")
-    assert [d.verdict for d in handle_batch(gw, [again])] == [Verdict.ACK]
-    assert _inbound(gw)[again.message_id].status is not Status.DUPLICATE
+    gw, _first, again = _sent_again_after(
+        tmp_path, (Status.UNDELIVERABLE, "local system did not acknowledge")
+    )
+    assert again.status is not Status.DUPLICATE
     # Once a copy counts again, a third is the duplicate of that one.
+    (third,) = assessments(gw, gw, ["DUD-1"], first_tag=2)
     assert [d.verdict for d in handle_batch(gw, [third])] == [Verdict.ACK]
     duplicate = _inbound(gw)[third.message_id]
     assert duplicate.status is Status.DUPLICATE
@@ -253,13 +266,8 @@ def test_a_record_sent_again_after_it_was_undeliverable_is_handed_over(tmp_path:
 def test_a_record_withdrawn_before_handover_is_handed_over_when_sent_again(
     tmp_path: Path,
 ) -> None:
-    gw = memory_gateway(tmp_path, ("332", "336"))
-    first, again = assessments(gw, gw, ["DUD-1", "DUD-1"])
-    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
-    row = _inbound(gw)[first.message_id]
-    gw.ledger.transition([row.pk], Status.WITHDRAWN, "recalled by the sender")
-    assert [d.verdict for d in handle_batch(gw, [again])] == [Verdict.ACK]
-    assert _inbound(gw)[again.message_id].status is not Status.DUPLICATE
+    _gw, _first, again = _sent_again_after(tmp_path, (Status.WITHDRAWN, "recalled by the sender"))
+    assert again.status is not Status.DUPLICATE
 
 
 def test_a_dead_lettered_record_sent_again_is_not_handed_over_twice_once_replayed(
@@ -267,13 +275,10 @@ def test_a_dead_lettered_record_sent_again_is_not_handed_over_twice_once_replaye
 ) -> None:
     # The local system refused it for now: an administrator may replay it, so it
     # counts (found by the review of the change above).
-    gw = memory_gateway(tmp_path, ("332", "336"))
-    first, again = assessments(gw, gw, ["DUD-1", "DUD-1"])
-    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
-    row = _inbound(gw)[first.message_id]
-    gw.ledger.transition([row.pk], Status.DEAD_LETTERED, "refused by the local system: 422")
-    assert [d.verdict for d in handle_batch(gw, [again])] == [Verdict.ACK]
-    assert _inbound(gw)[again.message_id].status is Status.DUPLICATE
+    gw, first, again = _sent_again_after(
+        tmp_path, (Status.DEAD_LETTERED, "refused by the local system: 422")
+    )
+    assert again.status is Status.DUPLICATE
     dead_letters.replay(gw, "336", first.message_id or "", "admin")
     waiting = state.due(gw.ledger, "336", gw.clock() + timedelta(days=1), 10)
     assert [m.message_id for m in waiting] == [first.message_id]
@@ -284,11 +289,9 @@ def test_an_undeliverable_record_placed_with_the_local_system_still_counts(
 ) -> None:
     # Placed (a drop file it may still read) but not acknowledged in time: the local
     # system may have it, so a copy sent again is not handed over a second time.
-    gw = memory_gateway(tmp_path, ("332", "336"))
-    first, again = assessments(gw, gw, ["DUD-1", "DUD-1"])
-    assert [d.verdict for d in handle_batch(gw, [first])] == [Verdict.ACK]
-    row = _inbound(gw)[first.message_id]
-    gw.ledger.transition([row.pk], Status.DELIVERED_LOCAL, "placed in the drop folder")
-    gw.ledger.transition([row.pk], Status.UNDELIVERABLE, "local system did not acknowledge")
-    assert [d.verdict for d in handle_batch(gw, [again])] == [Verdict.ACK]
-    assert _inbound(gw)[again.message_id].status is Status.DUPLICATE
+    _gw, _first, again = _sent_again_after(
+        tmp_path,
+        (Status.DELIVERED_LOCAL, "placed in the drop folder"),
+        (Status.UNDELIVERABLE, "local system did not acknowledge"),
+    )
+    assert again.status is Status.DUPLICATE
