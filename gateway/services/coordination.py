@@ -213,17 +213,17 @@ def ask_existence(
         safeguarding=safeguarding,
     )
     message = gw.outbox.sign(env)
-    if safeguarding is None:
-        _disclose(gw, message, None)
-        return Sent(message.message_id, recipient, Status.SIGNED)
     try:
-        # Counted again where it is queued: two requests at once both passed the
-        # count above, and both were sent past the rate.
+        # Counted where it is queued (under the authority's existence-rate lock): two
+        # requests at once both passed an earlier count, and both were sent past it.
         _disclose(
-            gw, message, safeguarding, lambda conn: _over_rate(gw, conn, authority, recipient)
+            gw,
+            message,
+            safeguarding,
+            lambda conn: _over_rate(gw, conn, authority, recipient, basis),
         )
     except PolicyRefusal as over:
-        record_refused(LegalBasis.SAFEGUARDING, over)
+        record_refused(basis, over)
         raise
     return Sent(message.message_id, recipient, Status.SIGNED)
 
@@ -248,34 +248,39 @@ def _safeguarding_refusal(
             f"{authority} keeps in policy.yaml (safeguarding_approvers.{authority})",
         )
     with gw.ledger.transaction() as conn:
-        return _over_rate(gw, conn, authority, recipient)
+        return _over_rate(gw, conn, authority, recipient, LegalBasis.SAFEGUARDING)
 
 
 def _over_rate(
-    gw: Gateway, conn: Connection, authority: str, recipient: str
+    gw: Gateway, conn: Connection, authority: str, recipient: str, basis: LegalBasis
 ) -> PolicyRefusal | None:
-    """The refusal of one more safeguarding-basis existence query, if ``authority`` has
-    asked ``existence_safeguarding_per_day`` in the last 24 hours, else None."""
+    """The refusal of one more existence query on ``basis``, or None: at most
+    ``existence_safeguarding_per_day`` safeguarding-basis queries per 24 hours, and
+    ``existence_consent_per_day`` consent-basis ones to each recipient, which the asked
+    gateway holds every requester to (its answer past them is a quarantine: said
+    here, at once, to this authority's own users)."""
     policy = gw.settings.policy
     since = gw.clock() - timedelta(days=1)
-    asked = conn.execute(
-        select(func.count())
-        .select_from(messages)
-        .where(
-            messages.c.direction == Direction.OUTBOUND.value,
-            messages.c.authority == authority,
-            messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
-            messages.c.legal_basis == LegalBasis.SAFEGUARDING.value,
-            messages.c.status != Status.REJECTED.value,
-            messages.c.created_at >= since,
-        )
-    ).scalar_one()
-    if asked >= policy.existence_safeguarding_per_day:
+    conditions = [
+        messages.c.direction == Direction.OUTBOUND.value,
+        messages.c.authority == authority,
+        messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
+        messages.c.legal_basis == basis.value,
+        messages.c.status != Status.REJECTED.value,
+        messages.c.created_at >= since,
+    ]
+    if basis == LegalBasis.SAFEGUARDING:
+        most, setting, to = policy.existence_safeguarding_per_day, "safeguarding", ""
+    else:
+        conditions.append(messages.c.recipient == recipient)
+        most, setting, to = policy.existence_consent_per_day, "consent", f" to {recipient}"
+    asked = conn.execute(select(func.count()).select_from(messages).where(*conditions)).scalar_one()
+    if asked >= most:
         return PolicyRefusal(
             RULE_EXISTENCE_RATE,
-            f"{authority} has asked {asked} safeguarding-basis existence queries in 24 hours, "
-            f"the limit (policy.existence_safeguarding_per_day = "
-            f"{policy.existence_safeguarding_per_day}); ask {recipient}'s coordinator directly",
+            f"{authority} has asked {asked} {basis.value.lower()}-basis existence queries{to} "
+            f"in 24 hours, the limit (policy.existence_{setting}_per_day = {most}); ask "
+            f"{recipient}'s coordinator directly",
         )
     return None
 

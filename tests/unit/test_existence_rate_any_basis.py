@@ -14,10 +14,12 @@ from policy_support import pump
 from support.api_attacks import existence_region
 from support.gateways import config_copy
 
+from gateway.errors import PolicyRefusal
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 from gateway.model import Child, Identifier, LegalBasis, Purpose
 from gateway.policy import existence
+from gateway.services import coordination
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,3 +55,22 @@ def test_consent_basis_existence_queries_past_their_budget_are_refused(tmp_path:
     ]
     assert len(refused) == 3
     assert all("policy.existence_consent_per_day = 3" in (r.reason or "") for r in refused)
+
+
+def test_the_asking_gateway_holds_its_own_users_to_the_consent_budget(tmp_path: Path) -> None:
+    # The asked gateway would quarantine the query past it: said at once, and recorded
+    # REJECTED here, as past the safeguarding budget.
+    config_copy(tmp_path, existence_consent_per_day=2)
+    _, _, gw = existence_region(tmp_path)
+    for _ in range(2):
+        assert coordination.ask_existence(gw, "336", "335", KACPER).status is Status.SIGNED
+    with pytest.raises(PolicyRefusal) as refused:
+        coordination.ask_existence(gw, "336", "335", KACPER)
+    assert refused.value.rule == "existence.rate"
+    assert "policy.existence_consent_per_day = 2" in refused.value.reason
+    rejected = [
+        r
+        for r in gw.ledger.find(authority="336", direction=Direction.OUTBOUND, limit=500)
+        if r.recipient == "335" and r.status is Status.REJECTED
+    ]
+    assert len(rejected) == 1 and "existence.rate" in (rejected[0].reason or "")
