@@ -326,10 +326,13 @@ def kill_while_claiming(
     try:
         feed(source, chunk)
         deadline = time.monotonic() + 30
-        while not outbox_claims(ledger):
+        while not (seen := outbox_claims(ledger)):
             assert time.monotonic() < deadline, "the sender never claimed the chunk"
         doomed.kill()
-        return outbox_claims(ledger)
+        # What it held as it was killed: the claims seen just before, and those still
+        # there after (read again only, a fast sender had recorded the first ones SENT
+        # between the look and the kill, and this came back empty).
+        return seen | outbox_claims(ledger)
     finally:
         other.proc.send_signal(signal.SIGCONT)
 
