@@ -28,7 +28,7 @@ from gateway.ledger.records import (
     InboxItem,
     ReceiptDue,
 )
-from gateway.ledger.status import IN_INBOX, Direction, Route, Status
+from gateway.ledger.status import HANDED_OVER, IN_INBOX, Direction, Route, Status
 from gateway.ledger.tables import history, messages
 
 
@@ -86,12 +86,9 @@ _CONTENTS_PER_READ = _CONTENT_SHAPES[-1]
 # a copy of the same content received later is handed over, not taken for a
 # duplicate. Quarantined (refused), withdrawn (recalled or erased before the local
 # system had it), a duplicate (recorded so, never handed over: its original is
-# what counts) and an undeliverable one never placed with it (below). A
+# what counts) and an undeliverable one never placed with it (``HANDED_OVER``). A
 # dead-lettered one is not here: an administrator may replay it.
 NOT_HANDED_OVER = (Status.QUARANTINED.value, Status.WITHDRAWN.value, Status.DUPLICATE.value)
-# An undeliverable row was placed with the local system if its history says so
-# (a drop file it may still read): then it counts, as the sender may not know.
-_PLACED = (Status.DELIVERED_LOCAL.value, Status.ACKNOWLEDGED.value)
 
 
 @functools.lru_cache(maxsize=len(_CONTENT_SHAPES))
@@ -112,8 +109,10 @@ def _first_with_content(count: int) -> CompoundSelect[str, str]:
                 messages.c.status.not_in(NOT_HANDED_OVER),
                 or_(
                     messages.c.status != Status.UNDELIVERABLE.value,
+                    # Placed with the local system once (a drop file it may still read):
+                    # it counts, as the sender may not know.
                     exists().where(
-                        history.c.message_pk == messages.c.id, history.c.status.in_(_PLACED)
+                        history.c.message_pk == messages.c.id, history.c.status.in_(HANDED_OVER)
                     ),
                 ),
             )

@@ -44,6 +44,8 @@ class Status(StrEnum):
 OUTBOX_STATES = frozenset({Status.SIGNED, Status.RETRYING, Status.REPLAYED})
 # Outbound rows in these states are waiting for the recipient gateway's receipt.
 AWAITING_RECEIPT = frozenset({Status.SENT})
+# An inbound message's local system had it once one of these was recorded in its history.
+HANDED_OVER = (Status.DELIVERED_LOCAL.value, Status.ACKNOWLEDGED.value)
 # Inbound rows in these states are in the recipient's inbox, not yet acknowledged.
 IN_INBOX = frozenset({Status.VERIFIED, Status.DELIVERED_LOCAL})
 # Outbound rows in these states have left this gateway (a disclosure was made).

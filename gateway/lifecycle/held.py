@@ -23,15 +23,13 @@ from gateway.connectors import registry
 from gateway.errors import CafgwError
 from gateway.feature import Kit
 from gateway.ledger.bodies import HAS_BODY
-from gateway.ledger.status import Direction, Status
+from gateway.ledger.status import HANDED_OVER, Direction, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import history, messages
 from gateway.model import ActionTaken, MessageRef
 
 log = logging.getLogger(__name__)
 
-# The local system had a message once one of these was recorded for it.
-HANDED = (Status.DELIVERED_LOCAL.value, Status.ACKNOWLEDGED.value)
 # States in which a message the local system never had can still be withdrawn.
 WITHDRAWABLE = (
     Status.VERIFIED,
@@ -139,7 +137,7 @@ def handed_over_at(conn: Connection, pk: int) -> datetime | None:
     """When the local system first had message ``pk``, if it ever did."""
     at = conn.execute(
         select(func.min(history.c.at)).where(
-            history.c.message_pk == pk, history.c.status.in_(HANDED)
+            history.c.message_pk == pk, history.c.status.in_(HANDED_OVER)
         )
     ).scalar()
     return None if at is None else as_utc(at)
