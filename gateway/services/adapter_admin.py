@@ -29,9 +29,9 @@ from gateway.context import AdapterSet, Gateway, load_adapters
 from gateway.envelope.codec import envelope_to_element
 from gateway.envelope.schema import SchemaValidator
 from gateway.errors import CafgwError, FieldProblem, MappingError, SchemaError
-from gateway.ledger import audit
 from gateway.model import LegalBasis
 from gateway.outbox import new_envelope
+from gateway.services.directory_admin import audit_for_hosted
 
 
 @dataclass(frozen=True)
@@ -113,21 +113,16 @@ def reload(gw: Gateway, actor: str) -> list[AdapterInfo]:
     try:
         fresh = load_adapters(gw.settings)
     except CafgwError as exc:
-        _audit(gw, actor, RELOAD_REFUSED, f"refused, the mappings in force are unchanged: {exc}")
+        audit_for_hosted(
+            gw, actor, RELOAD_REFUSED, f"refused, the mappings in force are unchanged: {exc}"[:500]
+        )
         raise
     gw.adapters.replace(fresh)
     found = describe(gw.adapters)
-    _audit(gw, actor, RELOADED, f"{len(found)} adapters: {', '.join(a.name for a in found)}")
+    audit_for_hosted(
+        gw, actor, RELOADED, f"{len(found)} adapters: {', '.join(a.name for a in found)}"[:500]
+    )
     return found
-
-
-def _audit(gw: Gateway, actor: str, action: str, detail: str) -> None:
-    events = [
-        audit.AuditEvent(actor=actor[:128], action=action, authority=code, detail=detail[:500])
-        for code in gw.hosted
-    ]
-    with gw.ledger.transaction() as conn:
-        audit.append(gw.ledger, events, conn)
 
 
 @dataclass(frozen=True)

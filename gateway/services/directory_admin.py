@@ -97,10 +97,10 @@ def reload(gw: Gateway, actor: str, path: Path | None = None) -> DirectoryChange
     try:
         candidate = prepare(gw.settings, path)
     except CafgwError as exc:
-        _audit(gw, actor, REFUSED, f"refused, the directory in force is unchanged: {exc}")
+        audit_for_hosted(gw, actor, REFUSED, f"refused, the directory in force is unchanged: {exc}")
         raise
     gw.reconfigure(candidate.settings, candidate.adapters, candidate.trust)
-    _audit(gw, actor, ACTION, f"reloaded {candidate.change.summary()}")
+    audit_for_hosted(gw, actor, ACTION, f"reloaded {candidate.change.summary()}")
     return candidate.change
 
 
@@ -119,7 +119,9 @@ def _with_directory(settings: Settings, directory: Directory, path: Path) -> Set
         raise ConfigError(f"{path}: {reasons}") from None
 
 
-def _audit(gw: Gateway, actor: str, action: str, detail: str) -> None:
+def audit_for_hosted(gw: Gateway, actor: str, action: str, detail: str) -> None:
+    """One audit entry for every hosted authority: a change in force for all of them
+    (the directory, the adapters' mappings), named by who asked."""
     events = [
         audit.AuditEvent(actor=actor[:128], action=action, authority=code, detail=detail)
         for code in gw.hosted
