@@ -34,7 +34,7 @@ from pydantic import (
 
 from gateway.backoff import Backoff
 from gateway.errors import ConfigError
-from gateway.model import CaseStatus, ConsentScope, MessageType, Purpose
+from gateway.model import CaseStatus, ConsentScope, LegalBasis, MessageType, Purpose
 
 ENV_PREFIX = "CAFGW_"
 # What an outbox claim outlasts its publish's confirm timeout by: the publisher's
@@ -496,6 +496,15 @@ class PolicySettings(BaseModel):
     # approval (GET /v1/existence-queries-held, cafgw existence held) instead of
     # answering it automatically.
     existence_safeguarding_hold: bool = False
+
+    def existence_budget(self, basis: LegalBasis) -> tuple[int, str]:
+        """How many existence queries on ``basis`` one requester may ask per 24 hours,
+        and the setting that says so: the safeguarding budget, or the consent one for
+        any other basis (which the asked gateway cannot check). The asking and the
+        asked gateway both count by it."""
+        if basis == LegalBasis.SAFEGUARDING:
+            return self.existence_safeguarding_per_day, "existence_safeguarding_per_day"
+        return self.existence_consent_per_day, "existence_consent_per_day"
 
     def approver(self, authority: str, name: str) -> SafeguardingApprover | None:
         """``name`` as listed among ``authority``'s safeguarding approvers, else None."""

@@ -351,11 +351,7 @@ def _check_existence_rate(ctx: ApplyContext, msg: Received, where: str) -> None:
     its own, claiming it asked without limit (found by a review, 2026-12-06).
     """
     basis = msg.env.header.legal_basis
-    policy = ctx.settings.policy
-    if basis == LegalBasis.SAFEGUARDING:
-        most, setting = policy.existence_safeguarding_per_day, "existence_safeguarding_per_day"
-    else:
-        most, setting = policy.existence_consent_per_day, "existence_consent_per_day"
+    most, setting = ctx.settings.policy.existence_budget(basis)
     since = ctx.now - timedelta(days=1)
     # This transaction's earlier queries from the sender count too: a received batch
     # is recorded after every message in it was judged, and a burst in one batch

@@ -269,17 +269,17 @@ def _over_rate(
         messages.c.status != Status.REJECTED.value,
         messages.c.created_at >= since,
     ]
-    if basis == LegalBasis.SAFEGUARDING:
-        most, setting, to = policy.existence_safeguarding_per_day, "safeguarding", ""
-    else:
+    most, setting = policy.existence_budget(basis)
+    to = ""
+    if basis != LegalBasis.SAFEGUARDING:  # the asked gateway counts each requester's own
         conditions.append(messages.c.recipient == recipient)
-        most, setting, to = policy.existence_consent_per_day, "consent", f" to {recipient}"
+        to = f" to {recipient}"
     asked = conn.execute(select(func.count()).select_from(messages).where(*conditions)).scalar_one()
     if asked >= most:
         return PolicyRefusal(
             RULE_EXISTENCE_RATE,
             f"{authority} has asked {asked} {basis.value.lower()}-basis existence queries{to} "
-            f"in 24 hours, the limit (policy.existence_{setting}_per_day = {most}); ask "
+            f"in 24 hours, the limit (policy.{setting} = {most}); ask "
             f"{recipient}'s coordinator directly",
         )
     return None
