@@ -28,6 +28,8 @@ from adapters.base import Converted
 from adapters.registry import create
 from gateway.cases import store as cases
 from gateway.crossborder import consent_store
+from gateway.envelope import xmlsafe
+from gateway.envelope.codec import element_to_envelope
 from gateway.errors import PolicyRefusal
 from gateway.ledger.status import Direction, Status
 from gateway.model import (
@@ -45,8 +47,11 @@ from gateway.model import (
     IssueLogEntry,
     LegalBasis,
     LineManager,
+    MessageRef,
     Notification,
     NotificationType,
+    Recall,
+    RecallReason,
     Receipt,
     ReceiptItem,
     ReceiptOutcome,
@@ -492,3 +497,48 @@ def test_dudleys_later_sends_go_exactly_where_they_went_before(dudley_shared: Re
         r.gw("332"), "332", r.thread_id("332", SHARED), Evaluation(SHARED, "good", "good")
     )
     assert {s.recipient for s in sent} == {"332", "333", "336"}
+
+
+# Last in the module: Wolverhampton's echo stays in Dudley's ledger.
+def test_a_recall_of_dudleys_own_record_echoed_by_another_recalls_nothing_of_dudleys(
+    dudley_shared: Region,
+) -> None:
+    # Wolverhampton signs the record it received from Dudley as its own message to
+    # Dudley (accepted: its statement, on its own thread), then recalls it. Dudley's
+    # gateway took its own sends of that record for forwards of the echo and recalled
+    # them from Sandwell (found by a review, 2026-12-06: ``lifecycle.held.sent_on``).
+    r = dudley_shared
+    (copy,) = [
+        x
+        for x in r.gw("336").ledger.find(
+            authority="336", direction=Direction.INBOUND, limit=1000, with_history=False
+        )
+        if x.sender == "332" and x.message_type == "Assessment" and x.case_ref == SHARED
+    ]
+    data = r.gw("336").ledger.body_of("336", Direction.INBOUND, copy.message_id)
+    assert data is not None
+    received = element_to_envelope(xmlsafe.parse(data, max_bytes=1_000_000, max_depth=64))
+    echo = r.envelope(
+        "336",
+        "332",
+        received.body,
+        correlation=r.thread_id("336", SHARED),
+        consent_ref=received.header.consent_ref,
+    )
+    echoed = r.received("332", r.publish(echo))
+    assert echoed.status == Status.VERIFIED, echoed.reason
+    recall = r.envelope(
+        "336",
+        "332",
+        Recall(MessageRef(echoed.message_id, echoed.digest or ""), RecallReason.OTHER),
+        correlation=echo.header.correlation_id,
+        basis=LegalBasis.NO_PERSONAL_DATA,
+        in_reply_to=echoed.message_id,
+    )
+    recalled = r.received("332", r.publish(recall))
+    assert recalled.status != Status.QUARANTINED, recalled.reason  # its own message, its call
+    _settled(r, "332")
+    sent = r.gw("332").ledger.find(
+        authority="332", direction=Direction.OUTBOUND, limit=2000, with_history=False
+    )
+    assert [x.recipient for x in sent if x.message_type == "Recall"] == []
