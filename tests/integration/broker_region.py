@@ -37,7 +37,7 @@ from gateway.transport.rabbit import RabbitTransport
 from tests.integration.gateways import make_settings, notification_envelope
 
 ACCESS_REFUSED = 403
-CODES = ("332", "336", relay_of("332"), relay_of("336"))
+CODES = ("332", "333", "336", relay_of("332"), relay_of("336"))
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class Region:
 
 @contextmanager
 def made_region(tmp_path: Path) -> Iterator[Region]:
-    """Topology declared by the administrator, then accounts for 332, 336 and their
-    relays; all removed afterwards."""
+    """Topology declared by the administrator, then accounts for 332, 333 and 336 and
+    the relays of 332 and 336; all removed afterwards."""
     name = f"cafgw-test-{uuid.uuid4().hex[:12]}"
     create_vhost(name)
     prefix = f"t{uuid.uuid4().hex[:8]}-"

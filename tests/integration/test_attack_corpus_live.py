@@ -141,6 +141,28 @@ def _header_spoof(fx: Fixtures) -> str:
     return _decision(gw, message_id)
 
 
+def _pre_empted(fx: Fixtures) -> str:
+    gw, dudley, sandwell = fx.wolverhampton, fx.region.accounts["332"], fx.region.accounts["333"]
+    message_id, data = signed(gw.settings, "333")
+    send(dudley.url(), "336.Notification.332", data, message_id, dudley.username)
+    forged = _decision(gw, message_id)
+    send(sandwell.url(), "336.Notification.333", data, message_id, sandwell.username)
+    wait_for(
+        lambda: _senders(gw, message_id).get("333") == Status.VERIFIED,
+        timeout_s=30,
+        what=f"Sandwell's own delivery of {message_id} accepted",
+    )
+    rows = ", ".join(
+        f"{s} {status.value}" for s, status in sorted(_senders(gw, message_id).items())
+    )
+    return f"{forged}; then Sandwell's own delivery: {rows}"
+
+
+def _senders(gw: Gateway, message_id: str) -> dict[str, Status]:
+    rows = gw.ledger.find(message_id=message_id, direction=Direction.INBOUND)
+    return {r.sender: r.status for r in rows}
+
+
 def _planted_copy(fx: Fixtures) -> str:
     gw, dudley = fx.wolverhampton, fx.region.accounts["332"]
     message_id, data = signed(gw.settings, "332")
@@ -285,6 +307,14 @@ CASES = [
         "Sandwell's signed message on Dudley's key, with headers naming Sandwell's key",
         "QUARANTINED: routing key '336.Notification.332' does not name",
         _header_spoof,
+    ),
+    LiveAttack(
+        "pre-empted-delivery",
+        "broker",
+        "Dudley's account delivers Sandwell's signed message first, on Dudley's key; then "
+        "Sandwell's account delivers it",
+        "then Sandwell's own delivery: 333 VERIFIED, ? QUARANTINED",
+        _pre_empted,
     ),
     LiveAttack(
         "planted-retry-copy",

@@ -131,3 +131,50 @@ def test_a_parking_reason_written_by_a_publisher_is_never_shown() -> None:
     assert parked_reason(origin.headers) == "unknown"
     ours = PROVENANCE.origin("caf.parking", "caf.parking.336", RELAY, {REASON_HEADER: "schema"})
     assert parked_reason(ours.headers) == "schema"
+
+
+# A member that holds another's signed message before it is delivered (a copy it was
+# shown, a regional copy) delivers it first by its own route or account. Its refusal
+# is recorded as the delivery's, not the signer's: the genuine delivery of the same
+# bytes is judged on its own, and not quarantined as a repeat of the forged one.
+FORGED = {
+    "forged routing": ("336.Assessment.335", account_name("335", "/")),
+    "forged publisher": (KEY, account_name("335", "/")),
+}
+
+
+def _rows(gw: Gateway) -> dict[str, tuple[Status, str]]:
+    rows = gw.ledger.find(authority="336", direction=Direction.INBOUND)
+    return {r.sender: (r.status, r.reason or "") for r in rows}
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGED))
+def test_a_forged_delivery_of_dudleys_message_leaves_the_genuine_delivery_to_be_accepted(
+    gateway: Gateway, forgery: str
+) -> None:
+    key, account = FORGED[forgery]
+    forged = Delivery(Topology().inbox("336"), key, GOOD, None, {}, 0, 1, account)
+    genuine = Delivery(Topology().inbox("336"), KEY, GOOD, None, {}, 0, 2, account_name("332", "/"))
+    assert [d.verdict for d in handle_batch(gateway, [forged])] == [Verdict.ACK]
+    assert [d.verdict for d in handle_batch(gateway, [genuine])] == [Verdict.ACK]
+    rows = _rows(gateway)
+    assert rows["332"] == (Status.VERIFIED, "")
+    # The forged delivery stays on record, naming the signer, under no sender's code.
+    status, reason = rows["?"]
+    assert status is Status.QUARANTINED and forgery in reason and "332" in reason
+
+
+def test_a_forged_and_a_genuine_delivery_in_one_batch_are_each_judged_on_their_own(
+    gateway: Gateway,
+) -> None:
+    key, account = FORGED["forged routing"]
+    forged = Delivery(Topology().inbox("336"), key, GOOD, None, {}, 0, 1, account)
+    genuine = Delivery(Topology().inbox("336"), KEY, GOOD, None, {}, 0, 2, account_name("332", "/"))
+    handle_batch(gateway, [forged, genuine])
+    # And a second forged copy is noted on the first one's row, not recorded again.
+    handle_batch(gateway, [forged])
+    rows = gateway.ledger.find(authority="336", direction=Direction.INBOUND)
+    assert sorted((r.sender, r.status.value) for r in rows) == [
+        ("332", "VERIFIED"),
+        ("?", "QUARANTINED"),
+    ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -48,6 +48,15 @@ from gateway.transport.topology import REGIONAL
 
 NS = "{urn:caf-exchange:1}"
 _QUOTED = re.compile(r"(?<=[Vv]alue )'[^']*'")
+
+# The sender a quarantine row names when the signature held but the route or the
+# publishing account did not (a member delivering bytes another member signed). The
+# ledger keys rows by (sender, id, digest), and a refusal's row stands for later
+# copies of its bytes (``pipeline``): under the signed sender's code it would take
+# the key of the genuine delivery, so a member holding another's signed message
+# before its delivery could have it quarantined for good. The reason names the
+# signed sender, the route and the account.
+UNPROVEN_DELIVERY = "?"
 
 # Local records: the same content from one sender reaches the local system once
 # (``pipeline``), so their checks also take the content's digest.
@@ -110,6 +119,8 @@ class Refused:
     source: Source
     reason: str
     sender: str
+    """The header's sender; ``UNPROVEN_DELIVERY`` where the message was signed by its
+    sender but delivered by a route or account not the sender's own."""
     message_id: str
     message_type: str
     digest: str
@@ -173,8 +184,9 @@ def check(
         return refused(problem)
     problem = _routing_problem(source, env, delivery) or _publisher_problem(gw, env, delivery)
     if problem is not None:
-        # Not proven to be who the route says: no receipt goes back on it.
-        return refused(problem, proven=False)
+        # Not proven to be who the route says: no receipt goes back on it, and the
+        # row is not the signed sender's (``UNPROVEN_DELIVERY``).
+        return replace(refused(problem, proven=False), sender=UNPROVEN_DELIVERY)
     content = None
     if source.route is Route.INBOX and env.header.message_type in RECORD_TYPES:
         content = content_digest(env.body)
