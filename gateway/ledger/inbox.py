@@ -33,22 +33,22 @@ from gateway.ledger.tables import history, messages
 
 
 # The recording transaction's reads, built once with bound parameters (found in
-# SQLAlchemy's compiled cache, not rebuilt per batch), one per size of their lists
-# of senders and ids (``in_lists``: no expanding parameters). Each names the sender
-# as well as the ids, so that the unique key (direction, authority, sender,
-# message_id, ...) finds the rows; by (direction, authority) alone they scanned
-# every message the authority had received, for every batch (issue 14).
-def _inbound(senders: int, ids: int) -> tuple[ColumnElement[bool], ...]:
+# SQLAlchemy's compiled cache, not rebuilt per batch), one per size of their list
+# of ids (``in_lists``: no expanding parameters). They name the ids, so that an
+# index finds the rows (``ix_messages_message_id``); by (direction, authority)
+# alone they scanned every message the authority had received, for every batch
+# (issue 14). Every sender's rows of those ids are read: a message id names one
+# message of an authority's inbound, whoever sent it (``InboundKnown.holders``).
+def _inbound(ids: int) -> tuple[ColumnElement[bool], ...]:
     return (
         messages.c.direction == Direction.INBOUND.value,
         messages.c.authority == bindparam("authority"),
-        in_list(messages.c.sender, "senders", senders),
         in_list(messages.c.message_id, "ids", ids),
     )
 
 
 @functools.cache
-def _inbound_known(senders: int, ids: int) -> Select[str, str, str, int, str, str]:
+def _inbound_known(ids: int) -> Select[str, str, str, int, str, str]:
     return select(
         messages.c.sender,
         messages.c.message_id,
@@ -56,19 +56,13 @@ def _inbound_known(senders: int, ids: int) -> Select[str, str, str, int, str, st
         messages.c.id,
         messages.c.status,
         messages.c.receipt_message_id,
-    ).where(*_inbound(senders, ids))
+    ).where(*_inbound(ids))
 
 
-def _inbound_params(
-    authority: str, senders: list[str], ids: list[str]
-) -> tuple[tuple[int, int], dict[str, object]]:
-    """The sizes of ``_inbound`` for these lists, and its parameters."""
-    sizes = (size_of(senders), size_of(ids))
-    return sizes, {
-        "authority": authority,
-        **bind("senders", senders, sizes[0]),
-        **bind("ids", ids, sizes[1]),
-    }
+def _inbound_params(authority: str, ids: list[str]) -> tuple[int, dict[str, object]]:
+    """The size of ``_inbound`` for these ids, and its parameters."""
+    size = size_of(ids)
+    return size, {"authority": authority, **bind("ids", ids, size)}
 
 
 # The first message with the content, not all of them: a record sent again and
@@ -196,7 +190,8 @@ class InboundQueries(LedgerCore):
     ) -> InboundKnown:
         """Every inbound row already recorded for these ``(sender, message_id)`` pairs:
         those not quarantined (``seen``: is a message new?) and all of them (``rows``:
-        is a row to record there already?), in one read (issue 14).
+        is a row to record there already?), and who sent the message each id names
+        (``holders``: any sender's row not quarantined), in one read (issue 14).
 
         The recording transaction reads them once it holds the pairs' locks: rows
         are never deleted nor their keys changed, and only the pipeline, under those
@@ -205,20 +200,22 @@ class InboundQueries(LedgerCore):
         wanted = frozenset(pairs)
         seen: dict[tuple[str, str], InboundSeen] = {}
         rows: dict[tuple[str, str, str | None], int] = {}
+        holders: dict[str, str] = {}
         if not wanted:
-            return InboundKnown(seen, rows)
-        sizes, params = _inbound_params(
-            authority, sorted({s for s, _ in wanted}), sorted({m for _, m in wanted})
-        )
+            return InboundKnown(seen, rows, holders)
+        size, params = _inbound_params(authority, sorted({m for _, m in wanted}))
         for sender, message_id, digest, pk, status, receipt_id in conn.execute(
-            _inbound_known(*sizes), params
+            _inbound_known(size), params
         ):
-            if (sender, message_id) not in wanted:
+            if status == Status.QUARANTINED.value:
+                if (sender, message_id) in wanted:
+                    rows[(sender, message_id, digest)] = pk
                 continue
-            rows[(sender, message_id, digest)] = pk
-            if status != Status.QUARANTINED.value:
+            holders[message_id] = sender
+            if (sender, message_id) in wanted:
+                rows[(sender, message_id, digest)] = pk
                 seen[(sender, message_id)] = InboundSeen(pk, digest, Status(status), receipt_id)
-        return InboundKnown(seen, rows)
+        return InboundKnown(seen, rows, holders)
 
     def same_content(
         self, conn: Connection, authority: str, sender: str, digests: Sequence[str]

@@ -76,6 +76,9 @@ Index(
     messages.c.sender,
     messages.c.content_digest,
 )
+# The recording transaction's read of what is known of a batch's message ids, from
+# whichever sender (``InboundQueries.inbound_known``; migration 0004).
+Index("ix_messages_message_id", messages.c.direction, messages.c.authority, messages.c.message_id)
 Index("ix_messages_child", messages.c.direction, messages.c.authority, messages.c.child_key)
 Index("ix_messages_case", messages.c.direction, messages.c.authority, messages.c.case_ref)
 

@@ -31,6 +31,7 @@ from gateway.crossborder import consent_store
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.errors import PolicyRefusal
+from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.model import (
     Assessment,
@@ -542,3 +543,46 @@ def test_a_recall_of_dudleys_own_record_echoed_by_another_recalls_nothing_of_dud
         authority="332", direction=Direction.OUTBOUND, limit=2000, with_history=False
     )
     assert [x.recipient for x in sent if x.message_type == "Recall"] == []
+
+
+def test_a_message_under_the_id_of_another_authoritys_message_is_refused_and_takes_nothing(
+    dudley_shared: Region,
+) -> None:
+    # Wolverhampton learnt the id of a message Sandwell sent Dudley and sends Dudley a
+    # message of its own under it. Dudley's local system acknowledges, and its drop
+    # folder names, a message by its id: taken for Sandwell's, it would have been
+    # acknowledged with it or written over it (found by a review, 2026-12-06).
+    r = dudley_shared
+    sandwells = r.envelope(
+        "333",
+        "332",
+        _notice(r, NotificationType.CROSS_BORDER_CASE_IDENTIFIED, SHARED),
+        correlation=r.thread_id("333", SHARED),
+        basis=LegalBasis.NO_PERSONAL_DATA,
+    )
+    held = r.received("332", r.publish(sandwells))
+    assert held.status == Status.VERIFIED, held.reason
+    clash = r.envelope(
+        "336",
+        "332",
+        _notice(r, NotificationType.CROSS_BORDER_CASE_IDENTIFIED, SHARED),
+        correlation=r.thread_id("336", SHARED),
+        basis=LegalBasis.NO_PERSONAL_DATA,
+    )
+    clash = replace(clash, header=replace(clash.header, message_id=held.message_id))
+    r.publish(clash)
+
+    def rows() -> dict[str, MessageRecord]:
+        found = r.gw("332").ledger.find(
+            message_id=held.message_id, authority="332", direction=Direction.INBOUND
+        )
+        return {x.sender: x for x in found}
+
+    deadline = time.monotonic() + 20
+    while "336" not in rows() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    refused = rows()["336"]
+    assert refused.status == Status.QUARANTINED
+    assert "message id already used by a message from 333" in (refused.reason or "")
+    inbox = r.gw("332").ledger.inbox("332", limit=1000, include_restricted=True)
+    assert [i.sender for i in inbox if i.message_id == held.message_id] == ["333"]

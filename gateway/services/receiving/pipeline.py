@@ -295,6 +295,7 @@ def _record_checked(
             earlier_content = _same_content(gw, conn, owner, checked, contents)
             new: list[NewMessage] = []
             fresh: dict[tuple[str, str], str] = {}
+            holders = dict(recorded.holders)  # id -> its sender, with the batch's own
             repeats: dict[tuple[str, str], str] = {}
             for item, content in zip(checked, contents, strict=True):
                 if isinstance(item, Refused):
@@ -335,6 +336,13 @@ def _record_checked(
                         quarantined, Status.DUPLICATE, "received again; quarantined before", conn
                     )
                     continue
+                holder = holders.get(item.verified.message_id)
+                if holder is not None and holder != item.verified.sender:
+                    # The local system acknowledges, the drop folder names and "not
+                    # ours" records a message by its id: a second sender's message
+                    # under it would be taken for (or overwrite) the first.
+                    new.append(_quarantine(_refusal(item, _id_taken(holder), proven=True)))
+                    continue
                 problem = _window_problem(gw, item.env)
                 if problem is not None:
                     new.append(_quarantine(_refusal(item, problem, proven=False)))
@@ -348,6 +356,7 @@ def _record_checked(
                         # or sent under a new id): recorded and receipted, never handed
                         # to the local system a second time.
                         fresh[key] = item.verified.digest
+                        holders[item.verified.message_id] = item.verified.sender
                         new.append(_accepted(item, content, same_as=earlier))
                         continue
                 ctx = ApplyContext(conn, gw.clock(), gw)
@@ -363,6 +372,7 @@ def _record_checked(
                     # in a later batch: ``same_content`` leaves quarantined rows out).
                     repeats[(item.verified.sender, content)] = item.verified.message_id
                 fresh[key] = item.verified.digest
+                holders[item.verified.message_id] = item.verified.sender
                 new.append(_accepted(item, content, settled=ctx.settled))
                 if is_receipt:
                     assert isinstance(item.env.body, Receipt)
@@ -625,15 +635,16 @@ def _same_content(
 def _lock_names(
     owner: str, checked: Sequence[Passed | Refused], contents: Sequence[str | None]
 ) -> list[str]:
-    """What the recording transaction locks: each message's identity, and for those
-    that passed, their case thread and (local records) their content."""
+    """What the recording transaction locks: each message's id (whoever sent it: an
+    id names one message, ``InboundKnown.holders``), and for those that passed,
+    their case thread and (local records) their content."""
     names = []
     for item, content in zip(checked, contents, strict=True):
         if isinstance(item, Refused):
-            names.append(f"inbound:{owner}:{item.sender}:{item.message_id}")
+            names.append(f"inbound:{owner}:{item.message_id}")
             continue
         sender = item.verified.sender
-        names.append(f"inbound:{owner}:{sender}:{item.verified.message_id}")
+        names.append(f"inbound:{owner}:{item.verified.message_id}")
         names.append(locks.thread(owner, item.env.header.correlation_id))
         header = item.env.header
         if header.purpose == Purpose.EXISTENCE_CHECK and header.legal_basis == (
@@ -678,6 +689,13 @@ def _window_problem(gw: Gateway, env: Envelope) -> str | None:
             "(stale or replayed)"
         )
     return None
+
+
+def _id_taken(holder: str) -> str:
+    return (
+        f"message id already used by a message from {holder}: an id names one message "
+        "(the sender must send it under a new id)"
+    )
 
 
 def _refusal(item: Passed, reason: str, *, proven: bool) -> Refused:
