@@ -32,6 +32,7 @@ class MessageLine:
     direction: str
     message_type: str
     counterparty: str
+    sender: str  # whose message (the authority's own for a send): what a dismissal names
     status: str
     need: str | None  # why it needs a human (gateway.ops.attention.Need), if it does
     summary: str | None  # the reason on one line
@@ -85,6 +86,7 @@ def line_of(r: MessageRecord, who: Caller, now: datetime) -> MessageLine:
         direction=r.direction.value,
         message_type=r.message_type,
         counterparty=r.recipient if outbound else r.sender,
+        sender=r.sender,
         status=r.status.value,
         need=need.value if need else None,
         summary=summarise(reason),

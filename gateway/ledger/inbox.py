@@ -37,19 +37,21 @@ from gateway.ledger.tables import history, messages
 # of ids (``in_lists``: no expanding parameters). They name the ids, so that an
 # index finds the rows (``ix_messages_message_id``); by (direction, authority)
 # alone they scanned every message the authority had received, for every batch
-# (issue 14). Every sender's rows of those ids are read: a message id names one
-# message of an authority's inbound, whoever sent it (``InboundKnown.holders``).
+# (issue 14). Every sender's rows of those ids are read, and the authority's own
+# sends under them: a message id names one message of an authority, whoever sent
+# it (``InboundKnown.holders``). Both directions named, so the index is searched.
 def _inbound(ids: int) -> tuple[ColumnElement[bool], ...]:
     return (
-        messages.c.direction == Direction.INBOUND.value,
+        messages.c.direction.in_([Direction.INBOUND.value, Direction.OUTBOUND.value]),
         messages.c.authority == bindparam("authority"),
         in_list(messages.c.message_id, "ids", ids),
     )
 
 
 @functools.cache
-def _inbound_known(ids: int) -> Select[str, str, str, int, str, str]:
+def _inbound_known(ids: int) -> Select[str, str, str, str, int, str, str]:
     return select(
+        messages.c.direction,
         messages.c.sender,
         messages.c.message_id,
         messages.c.digest,
@@ -191,7 +193,8 @@ class InboundQueries(LedgerCore):
         """Every inbound row already recorded for these ``(sender, message_id)`` pairs:
         those not quarantined (``seen``: is a message new?) and all of them (``rows``:
         is a row to record there already?), and who sent the message each id names
-        (``holders``: any sender's row not quarantined), in one read (issue 14).
+        (``holders``: any sender's inbound row not quarantined, or the authority's
+        own outbound one), in one read (issue 14).
 
         The recording transaction reads them once it holds the pairs' locks: rows
         are never deleted nor their keys changed, and only the pipeline, under those
@@ -204,9 +207,12 @@ class InboundQueries(LedgerCore):
         if not wanted:
             return InboundKnown(seen, rows, holders)
         size, params = _inbound_params(authority, sorted({m for _, m in wanted}))
-        for sender, message_id, digest, pk, status, receipt_id in conn.execute(
+        for direction, sender, message_id, digest, pk, status, receipt_id in conn.execute(
             _inbound_known(size), params
         ):
+            if direction == Direction.OUTBOUND.value:
+                holders[message_id] = sender  # its own send: a peer echoing the id back
+                continue
             if status == Status.QUARANTINED.value:
                 if (sender, message_id) in wanted:
                     rows[(sender, message_id, digest)] = pk

@@ -157,5 +157,6 @@ class InboundKnown:
     rows: dict[tuple[str, str, str | None], int]
     """Primary keys of the pairs' rows, any status, by ``(sender, message_id, digest)``."""
     holders: dict[str, str]
-    """Per message id of the pairs, the sender of its rows that are not quarantined,
-    whoever that is: an id names one message of the authority's inbound."""
+    """Per message id of the pairs, the sender of its inbound rows that are not
+    quarantined, whoever that is, or the authority itself for its own outbound
+    rows: an id names one message of the authority."""

@@ -39,7 +39,7 @@ from sqlalchemy import (
     select,
 )
 
-from gateway.errors import NotFoundError
+from gateway.errors import ConflictError, NotFoundError
 from gateway.ledger import audit, locks
 from gateway.ledger.core import as_utc
 from gateway.ledger.records import MessageRecord
@@ -156,13 +156,22 @@ def records(ledger: Ledger, codes: Sequence[str], limit: int) -> list[MessageRec
 
 
 def dismiss(
-    ledger: Ledger, authority: str, message_id: str, actor: str, reason: str
+    ledger: Ledger,
+    authority: str,
+    message_id: str,
+    actor: str,
+    reason: str,
+    sender: str | None = None,
 ) -> list[Dismissed]:
     """Take ``authority``'s message off the list, recording who and why (and an audit entry).
 
     A message dismissed before in the status it has now answers with that
     dismissal (``already``: who, why and when), recording nothing.
     NotFoundError if the authority has no such message in a dismissable state.
+    ``sender``: only its rows. An id may be under rows of several senders (a
+    message refused because another's holds its id, a forged delivery under
+    ``?``): without a sender, ConflictError names them, so that dismissing the
+    evidence never takes another sender's message off the list.
     """
     reason = reason.strip()[:MAX_REASON_CHARS]
     if not reason:
@@ -185,10 +194,17 @@ def dismiss(
                 messages.c.message_id == message_id,
                 messages.c.status.in_([s.value for s in DISMISSABLE]),
                 _not_dismissed(),
+                *_of_sender(sender),
             )
         ).all()
+        senders = sorted({r.sender for r in rows})
+        if sender is None and len(senders) > 1:
+            raise ConflictError(
+                f"message id {message_id} of {authority} is under messages from "
+                f"{', '.join(senders)}: say whose to dismiss (sender)"
+            )
         if not rows:
-            earlier = _dismissed_before(conn, authority, message_id)
+            earlier = _dismissed_before(conn, authority, message_id, sender)
             if earlier:
                 return earlier
             raise NotFoundError(
@@ -198,7 +214,7 @@ def dismiss(
             )
         now = ledger.clock()
         events = []
-        for pk, status, direction, sender, recipient, digest in rows:
+        for pk, status, direction, row_sender, recipient, digest in rows:
             conn.execute(
                 insert(dismissals).values(
                     message_pk=pk,
@@ -209,7 +225,7 @@ def dismiss(
                     at=now,
                 )
             )
-            counterparty = recipient if direction == Direction.OUTBOUND.value else sender
+            counterparty = recipient if direction == Direction.OUTBOUND.value else row_sender
             events.append(
                 audit.AuditEvent(
                     actor=actor[:128],
@@ -226,7 +242,13 @@ def dismiss(
     return done
 
 
-def _dismissed_before(conn: Connection, authority: str, message_id: str) -> list[Dismissed]:
+def _of_sender(sender: str | None) -> list[ColumnElement[bool]]:
+    return [] if sender is None else [messages.c.sender == sender]
+
+
+def _dismissed_before(
+    conn: Connection, authority: str, message_id: str, sender: str | None
+) -> list[Dismissed]:
     """The dismissals in force of ``authority``'s message (in the status it still has),
     the latest per row."""
     rows = conn.execute(
@@ -242,6 +264,7 @@ def _dismissed_before(conn: Connection, authority: str, message_id: str) -> list
             messages.c.authority == authority,
             messages.c.message_id == message_id,
             messages.c.status.in_([s.value for s in DISMISSABLE]),
+            *_of_sender(sender),
         )
         .order_by(messages.c.id, dismissals.c.id)
     ).all()

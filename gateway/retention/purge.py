@@ -337,7 +337,13 @@ def finish(kit: Kit, report: RunReport, due: Sequence[Due]) -> RunReport:
     files = local_copies.remove_dropped(
         kit.settings,
         authority,
-        [d.message_id for d in due if d.direction == Direction.INBOUND.value],
+        # A quarantined row never had a file: the one under its id, if any, is the
+        # message that holds the id (another sender's, whose row may not be due).
+        [
+            d.message_id
+            for d in due
+            if d.direction == Direction.INBOUND.value and d.status != Status.QUARANTINED.value
+        ],
     )
     if files:
         report = replace(report, local_files=files)

@@ -15,6 +15,7 @@ from gateway.api.idempotent import KEY_CONFLICT, IdempotencyKey
 from gateway.context import Gateway
 from gateway.crossborder.existence_held import Decided
 from gateway.errors import PolicyRefusal
+from gateway.ledger.status import Direction
 from gateway.model import Child, Identifier, Safeguarding
 from gateway.services import access_log, coordination, views
 
@@ -164,7 +165,12 @@ def _ask(body: ExistenceIn, gw: Gateway, authority: str) -> ExistenceOut:
 @router.get("/v1/existence-queries/{message_id}", response_model=ExistenceOut)
 def answer(message_id: str, gw: GatewayDep, authority: AuthorityDep) -> ExistenceOut:
     """The query and, once it has arrived, its answer."""
-    records = gw.ledger.find(message_id=message_id[:64], authority=authority, with_history=False)
+    records = gw.ledger.find(
+        message_id=message_id[:64],
+        authority=authority,
+        direction=Direction.OUTBOUND,  # the query it sent; never a peer's under its id
+        with_history=False,
+    )
     found = views.existence_answer(gw, authority, message_id)
     return ExistenceOut(
         message_id=message_id,

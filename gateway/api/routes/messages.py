@@ -268,7 +268,19 @@ class DismissedOut(BaseModel):
 
 @router.post("/{message_id}/dismiss", response_model=list[DismissedOut])
 def dismiss(
-    message_id: str, body: DismissIn, gw: GatewayDep, authority: AuthorityDep, who: CallerDep
+    message_id: str,
+    body: DismissIn,
+    gw: GatewayDep,
+    authority: AuthorityDep,
+    who: CallerDep,
+    sender: Annotated[
+        str | None,
+        Query(
+            max_length=16,
+            description="only this sender's message under the id; required (409) when "
+            "messages from several senders are under it",
+        ),
+    ] = None,
 ) -> list[DismissedOut]:
     """Acknowledge a rejected, quarantined, dead-lettered or undeliverable message.
 
@@ -279,7 +291,7 @@ def dismiss(
     recorded again.
     """
     actor = who.named(body.by)  # the name given, and the key that made the request
-    done = attention.dismiss(gw.ledger, authority, message_id[:64], actor, body.reason)
+    done = attention.dismiss(gw.ledger, authority, message_id[:64], actor, body.reason, sender)
     return [
         DismissedOut(
             message_id=d.message_id,

@@ -135,7 +135,8 @@
     $("dismiss-form").onsubmit = async (event) => {
       event.preventDefault();
       const res = await postJson(
-        "/v1/messages/" + encodeURIComponent(m.message_id) + "/dismiss?authority=" + m.authority,
+        "/v1/messages/" + encodeURIComponent(m.message_id) + "/dismiss?authority=" + m.authority
+          + "&sender=" + encodeURIComponent(m.sender),
         { by: $("dismiss-by").value.trim(), reason: $("dismiss-reason").value.trim() });
       if (!res.ok) {
         const problem = await res.json().catch(() => ({}));

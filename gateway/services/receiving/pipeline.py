@@ -243,6 +243,11 @@ def _index_of(checked: list[Passed | Refused], item: Passed | Refused) -> int:
 
 
 _BEHIND_A_RETRY = "an earlier message of its batch is to be retried: retried with it"
+# Told to the sender in its REJECTED receipt: whose message holds the id is not.
+ID_TAKEN = (
+    "message id already used by another message at this authority: an id names one "
+    "message (send it under a new id)"
+)
 
 
 def _runs(checked: list[Passed | Refused]) -> list[list[Passed | Refused]]:
@@ -340,8 +345,16 @@ def _record_checked(
                 if holder is not None and holder != item.verified.sender:
                     # The local system acknowledges, the drop folder names and "not
                     # ours" records a message by its id: a second sender's message
-                    # under it would be taken for (or overwrite) the first.
-                    new.append(_quarantine(_refusal(item, _id_taken(holder), proven=True)))
+                    # under it would be taken for (or overwrite) the first. The
+                    # holder is named here only: the reason goes back to the sender.
+                    log.warning(
+                        "%s from %s: its id is %s's",
+                        item.verified.message_id,
+                        item.verified.sender,
+                        holder,
+                        extra={"message_id": item.verified.message_id, "authority": owner},
+                    )
+                    new.append(_quarantine(_refusal(item, ID_TAKEN, proven=True)))
                     continue
                 problem = _window_problem(gw, item.env)
                 if problem is not None:
@@ -689,13 +702,6 @@ def _window_problem(gw: Gateway, env: Envelope) -> str | None:
             "(stale or replayed)"
         )
     return None
-
-
-def _id_taken(holder: str) -> str:
-    return (
-        f"message id already used by a message from {holder}: an id names one message "
-        "(the sender must send it under a new id)"
-    )
 
 
 def _refusal(item: Passed, reason: str, *, proven: bool) -> Refused:
