@@ -162,6 +162,7 @@ def dismiss(
     actor: str,
     reason: str,
     sender: str | None = None,
+    status: Status | None = None,
 ) -> list[Dismissed]:
     """Take ``authority``'s message off the list, recording who and why (and an audit entry).
 
@@ -171,7 +172,9 @@ def dismiss(
     ``sender``: only its rows. An id may be under rows of several senders (a
     message refused because another's holds its id, a forged delivery under
     ``?``): without a sender, ConflictError names them, so that dismissing the
-    evidence never takes another sender's message off the list.
+    evidence never takes another sender's message off the list. ``status``: only
+    its rows in that status (a sender's dead letter and its refused re-send
+    under the same id are dismissed one at a time; the dashboard sends both).
     """
     reason = reason.strip()[:MAX_REASON_CHARS]
     if not reason:
@@ -194,7 +197,7 @@ def dismiss(
                 messages.c.message_id == message_id,
                 messages.c.status.in_([s.value for s in DISMISSABLE]),
                 _not_dismissed(),
-                *_of_sender(sender),
+                *_of(sender, status),
             )
         ).all()
         senders = sorted({r.sender for r in rows})
@@ -204,7 +207,7 @@ def dismiss(
                 f"{', '.join(senders)}: say whose to dismiss (sender)"
             )
         if not rows:
-            earlier = _dismissed_before(conn, authority, message_id, sender)
+            earlier = _dismissed_before(conn, authority, message_id, sender, status)
             if earlier:
                 return earlier
             raise NotFoundError(
@@ -214,12 +217,12 @@ def dismiss(
             )
         now = ledger.clock()
         events = []
-        for pk, status, direction, row_sender, recipient, digest in rows:
+        for pk, row_status, direction, row_sender, recipient, digest in rows:
             conn.execute(
                 insert(dismissals).values(
                     message_pk=pk,
                     authority=authority,
-                    status=status,
+                    status=row_status,
                     actor=actor[:128],
                     reason=reason,
                     at=now,
@@ -234,20 +237,28 @@ def dismiss(
                     counterparty=counterparty if len(counterparty) == 3 else None,
                     message_id=message_id,
                     digest=digest,
-                    detail=f"{status} dismissed: {reason}",
+                    detail=f"{row_status} dismissed: {reason}",
                 )
             )
-            done.append(Dismissed(message_id, authority, Status(status), actor[:128], reason, now))
+            done.append(
+                Dismissed(message_id, authority, Status(row_status), actor[:128], reason, now)
+            )
         audit.append(ledger, events, conn)
     return done
 
 
-def _of_sender(sender: str | None) -> list[ColumnElement[bool]]:
-    return [] if sender is None else [messages.c.sender == sender]
+def _of(sender: str | None, status: Status | None) -> list[ColumnElement[bool]]:
+    """The rows of one sender, in one status, where named."""
+    chosen = [] if sender is None else [messages.c.sender == sender]
+    return chosen if status is None else [*chosen, messages.c.status == status.value]
 
 
 def _dismissed_before(
-    conn: Connection, authority: str, message_id: str, sender: str | None
+    conn: Connection,
+    authority: str,
+    message_id: str,
+    sender: str | None,
+    status: Status | None,
 ) -> list[Dismissed]:
     """The dismissals in force of ``authority``'s message (in the status it still has),
     the latest per row."""
@@ -264,7 +275,7 @@ def _dismissed_before(
             messages.c.authority == authority,
             messages.c.message_id == message_id,
             messages.c.status.in_([s.value for s in DISMISSABLE]),
-            *_of_sender(sender),
+            *_of(sender, status),
         )
         .order_by(messages.c.id, dismissals.c.id)
     ).all()

@@ -17,6 +17,7 @@ from support.outbound import queued
 from gateway.feature import ReceiptNote
 from gateway.ledger.core import ONE_MORE_ATTEMPT
 from gateway.ledger.in_lists import EXPANDING, SIZES, among, bind, in_list, size_of
+from gateway.ledger.inbox import _inbound_known
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
@@ -251,3 +252,10 @@ def test_a_receipts_notes_are_read_for_exactly_the_messages_it_covers(
         keys = [("336", "332", f"m-{i}") for i in range(count)]
         notes = receipt_notes(conn, [*keys, keys[0], ("336", "332", "m-none")])
     assert notes == {k: ReceiptNote(ActionTaken.WITHDRAWN, None, f"332 {k[2][2:]}") for k in keys}
+
+
+def test_the_read_of_what_a_received_batch_knows_binds_no_expanding_parameter() -> None:
+    # Both directions are read (an id names one message of an authority): as constants,
+    # or SQLAlchemy re-renders the statement for every batch.
+    compiled = _inbound_known(SIZES[0]).compile()
+    assert [b.key for b in compiled.binds.values() if b.expanding] == []

@@ -210,3 +210,24 @@ def test_dismissing_a_refused_row_under_an_id_needs_its_sender_and_leaves_the_ho
     assert _rows(gw, first.message_id)["332"][0] is Status.DEAD_LETTERED
     again = attention.dismiss(gw.ledger, "336", first.message_id, "A. Admin", "handled")
     assert [d.status for d in again] == [Status.DEAD_LETTERED]
+
+
+def test_a_senders_dead_letter_and_its_refused_resend_under_one_id_are_dismissed_apart(
+    gw: Gateway,
+) -> None:
+    first = _from(gw, "332")
+    handle_batch(gw, [first])
+    resend = _from(gw, "332", first.message_id, tag=2)  # other bytes under the same id
+    handle_batch(gw, [resend])
+    (held,) = [
+        r for r in gw.ledger.find(message_id=first.message_id) if r.status is not Status.QUARANTINED
+    ]
+    gw.ledger.transition([held.pk], Status.DEAD_LETTERED, "the local system refused it")
+    done = attention.dismiss(
+        gw.ledger, "336", first.message_id, "A. Admin", "junk", "332", Status.QUARANTINED
+    )
+    assert [d.status for d in done] == [Status.QUARANTINED]
+    statuses = sorted(r.status.value for r in gw.ledger.find(message_id=first.message_id))
+    assert statuses == ["DEAD_LETTERED", "QUARANTINED"]
+    again = attention.dismiss(gw.ledger, "336", first.message_id, "A. Admin", "handled", "332")
+    assert [d.status for d in again] == [Status.DEAD_LETTERED]

@@ -8,7 +8,7 @@ import re
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 from urllib.parse import unquote
 
 import anyio
@@ -266,7 +266,16 @@ class DismissedOut(BaseModel):
     )
 
 
-@router.post("/{message_id}/dismiss", response_model=list[DismissedOut])
+SEVERAL_SENDERS: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "Messages from several senders are under this id (one refused "
+        "because the other holds it, or a forged delivery): name the sender",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+}
+
+
+@router.post("/{message_id}/dismiss", response_model=list[DismissedOut], responses=SEVERAL_SENDERS)
 def dismiss(
     message_id: str,
     body: DismissIn,
@@ -281,6 +290,9 @@ def dismiss(
             "messages from several senders are under it",
         ),
     ] = None,
+    status: Annotated[
+        Status | None, Query(description="only the message in this status (as listed)")
+    ] = None,
 ) -> list[DismissedOut]:
     """Acknowledge a rejected, quarantined, dead-lettered or undeliverable message.
 
@@ -291,7 +303,9 @@ def dismiss(
     recorded again.
     """
     actor = who.named(body.by)  # the name given, and the key that made the request
-    done = attention.dismiss(gw.ledger, authority, message_id[:64], actor, body.reason, sender)
+    done = attention.dismiss(
+        gw.ledger, authority, message_id[:64], actor, body.reason, sender, status
+    )
     return [
         DismissedOut(
             message_id=d.message_id,

@@ -136,7 +136,7 @@
       event.preventDefault();
       const res = await postJson(
         "/v1/messages/" + encodeURIComponent(m.message_id) + "/dismiss?authority=" + m.authority
-          + "&sender=" + encodeURIComponent(m.sender),
+          + "&sender=" + encodeURIComponent(m.sender) + "&status=" + encodeURIComponent(m.status),
         { by: $("dismiss-by").value.trim(), reason: $("dismiss-reason").value.trim() });
       if (!res.ok) {
         const problem = await res.json().catch(() => ({}));
