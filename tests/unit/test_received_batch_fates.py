@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.gateways import memory_gateway
@@ -29,7 +30,7 @@ from gateway.ledger.records import CODE_WIDTH, MESSAGE_ID_WIDTH, MessageRecord
 from gateway.ledger.status import Direction, Route, Status
 from gateway.model import Envelope, MessageRef, MessageType, Recall, RecallReason
 from gateway.services import dead_letters
-from gateway.services.receiving import handle_batch
+from gateway.services.receiving import handle_batch, pipeline
 from gateway.services.receiving.checks import Refused, Source
 from gateway.transport.base import Delivery, Verdict, routing_key
 from gateway.transport.provenance import publishers_for
@@ -295,3 +296,41 @@ def test_an_undeliverable_record_placed_with_the_local_system_still_counts(
         (Status.UNDELIVERABLE, "local system did not acknowledge"),
     )
     assert again.status is Status.DUPLICATE
+
+
+@pytest.mark.parametrize("fails", ["checks", "batch"])
+def test_a_recall_taken_one_by_one_behind_its_failing_original_is_retried_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    # Something unexpected fails the original wherever it is taken: the source's checks
+    # (``_handle``) or the whole batch (``_isolated``); its messages are then taken one
+    # by one. Its recall, taken alone after it, was judged without it and refused for
+    # good (found by a review, 2026-12-06).
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, original)
+    failing = True
+    real_check, real_handle = pipeline.check, pipeline._handle
+
+    def check_fails_for_the_original(*args: Any, **kwargs: Any) -> Any:
+        if failing and fails == "checks" and args[2].message_id == original.message_id:
+            raise RuntimeError("a bug met by the original")
+        return real_check(*args, **kwargs)
+
+    def handle_fails_with_the_original(gw: Gateway, deliveries: Any, *rest: Any) -> Any:
+        if failing and fails == "batch" and original in deliveries:
+            raise RuntimeError("a bug met by the original")
+        return real_handle(gw, deliveries, *rest)
+
+    monkeypatch.setattr(pipeline, "check", check_fails_for_the_original)
+    monkeypatch.setattr(pipeline, "_handle", handle_fails_with_the_original)
+    out = handle_batch(gw, [original, recall])
+    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.RETRY]
+    assert "retried with it" in (out[1].reason or "")
+    assert _inbound(gw) == {}
+
+    failing = False  # the broker hands both over again
+    assert [d.verdict for d in handle_batch(gw, [original, recall])] == [Verdict.ACK, Verdict.ACK]
+    rows = _inbound(gw)
+    assert rows[recall.message_id].status is not Status.QUARANTINED
+    assert rows[original.message_id].status is Status.WITHDRAWN

@@ -108,9 +108,10 @@ def _isolated(
     in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
     settling: ReceiptsInFlight | None = None,
+    behind: frozenset[str] = frozenset(),
 ) -> list[Disposition]:
     try:
-        return _handle(gw, deliveries, in_flight, checks, settling)
+        return _handle(gw, deliveries, in_flight, checks, settling, behind)
     except OutageError:
         raise  # the ledger is down: the consumer holds the batch, unsettled, until it answers
     except Exception as exc:  # why everything: isolating an unknown failure is the point
@@ -121,7 +122,30 @@ def _isolated(
             len(deliveries),
             type(exc).__name__,
         )
-        return [d for one in deliveries for d in _isolated(gw, [one], in_flight, None, settling)]
+        return _one_by_one(gw, deliveries, in_flight, settling)
+
+
+def _one_by_one(
+    gw: Gateway,
+    deliveries: Sequence[Delivery],
+    in_flight: ReceiptsInFlight | None,
+    settling: ReceiptsInFlight | None,
+) -> list[Disposition]:
+    """Each delivery alone, in order, after their batch (or source) failed unexpectedly.
+
+    One that names an earlier one retried here (a recall, a correction) is retried
+    with it (``_record``): alone, it would be judged without its original and
+    refused for good. Known by the id the delivery was published with (its checks
+    may be what failed); a publisher that lies about it delays only its own.
+    """
+    out: list[Disposition] = []
+    retried: set[str] = set()
+    for one in deliveries:
+        (got,) = _isolated(gw, [one], in_flight, None, settling, frozenset(retried))
+        if got.verdict is Verdict.RETRY and one.message_id:
+            retried.add(one.message_id)
+        out.append(got)
+    return out
 
 
 def _failed_alone(message_id: str | None, queue: str, exc: Exception) -> Disposition:
@@ -143,6 +167,7 @@ def _handle(
     in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
     settling: ReceiptsInFlight | None,
+    behind: frozenset[str] = frozenset(),
 ) -> list[Disposition]:
     by_source: dict[Source, list[int]] = {}
     for index, one in enumerate(deliveries):
@@ -152,7 +177,7 @@ def _handle(
     for source, indexes in by_source.items():
         batch = [deliveries[i] for i in indexes]
         try:
-            results = _record(gw, source, batch, inline, in_flight, checks, settling)
+            results = _record(gw, source, batch, inline, in_flight, checks, settling, behind)
         except OutageError:
             raise
         except Exception as exc:  # why everything: isolating an unknown failure is the point
@@ -168,9 +193,7 @@ def _handle(
                     source.owner,
                     type(exc).__name__,
                 )
-                results = [
-                    d for one in batch for d in _isolated(gw, [one], in_flight, None, settling)
-                ]
+                results = _one_by_one(gw, batch, in_flight, settling)
         for i, result in zip(indexes, results, strict=True):
             out[i] = result
     return [d for d in out if d is not None]
@@ -184,14 +207,19 @@ def _record(
     in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
     settling: ReceiptsInFlight | None,
+    behind: frozenset[str] = frozenset(),
 ) -> list[Disposition]:
+    """The runs of ``deliveries`` recorded in turn; ``behind``: ids of messages of
+    their batch taken before them and retried (``_one_by_one``)."""
     if checks is None:
         checked = [check(gw, source, d) for d in deliveries]
     else:
         checked = checks.check(gw, source, deliveries)
     out: list[Disposition] = []
     for run in _runs(checked):
-        if any(d.verdict is Verdict.RETRY for d in out):
+        first = run[0]
+        names_a_retried = isinstance(first, Passed) and first.env.header.in_reply_to in behind
+        if names_a_retried or any(d.verdict is Verdict.RETRY for d in out):
             # A run starts where a message names an earlier one of the batch (a
             # recall, a correction): judged without its original, which is to be
             # retried, it would be refused for good. It is retried with it.
