@@ -10,6 +10,7 @@ recipient's visible backlog explains the wait (``services.backlog``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ from gateway.transport.base import (
     routing_key,
 )
 from gateway.transport.topology import REGIONAL
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,24 @@ def publish_outbox(
     except CafgwError:
         if handed and requeue is not None:
             requeue(list(handed))
+        if claimed:
+            # Claimed, then the ledger failed: back now if it answers, not once the
+            # lease lapses (published by no one meanwhile).
+            _give_back(gw, [Claimed(tuple(claimed), now + lease)])
         raise
     groups = [Claimed(tuple(i for i in c.items if i.pk in queued), c.held_until) for c in handed]
     if claimed:
         groups.append(Claimed(tuple(claimed), now + lease))
     return replace(_publish(gw, groups, now, lease, wake=False), claimed=len(claimed))
+
+
+def _give_back(gw: Gateway, claims: list[Claimed]) -> None:
+    """Release ``claims`` after a ledger failure, if the ledger answers; else their
+    leases lapse, and another loop or replica takes them then."""
+    try:
+        gw.ledger.release_claims(claims, wake=True)
+    except CafgwError as exc:
+        log.warning("claims kept until their lease lapses: %s", exc)
 
 
 def outbox_lease(gw: Gateway) -> timedelta:
@@ -288,14 +304,18 @@ def _connected(
     # What a publish may take: a claim with less left is renewed first.
     needed = timedelta(seconds=gw.settings.broker.confirm_timeout_s)
     out: list[Claimed] = []
-    for group in groups:
+    for index, group in enumerate(groups):
         now = gw.clock()
         if not reconnected and group.held_until - now >= needed:
             out.append(group)
             continue
         renewed_until = now + lease
         pks = [i.pk for i in group.items]
-        held = gw.ledger.renew_claims(pks, group.held_until, renewed_until)
+        try:
+            held = gw.ledger.renew_claims(pks, group.held_until, renewed_until)
+        except CafgwError:
+            _give_back(gw, [*out, *groups[index:]])  # each with the claim it is held by
+            raise
         out.append(Claimed(tuple(i for i in group.items if i.pk in held), renewed_until))
     return out
 

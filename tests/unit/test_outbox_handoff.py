@@ -341,3 +341,41 @@ def test_a_hand_over_committed_while_the_worker_closes_is_given_back(tmp_path: P
         worker.close()
     assert claimed_until(gw, pk) is None  # given back, not claimed until the lease lapses
     assert claim_left(gw) == [pk]
+
+
+def test_rows_claimed_before_the_ledger_fails_go_back_at_once_not_after_the_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The claim commits, then the ledger fails (a lock, a deadlock) before anything is
+    # published: the claimed rows waited out the lease (40 s), published by no one.
+    gw, _transport, _wakeups = gateway(tmp_path)
+    (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
+    (pk,) = gw.ledger.record([message])
+
+    def busy(*_args: object, **_kwargs: object) -> set[int]:
+        raise LedgerError("database is locked")
+
+    monkeypatch.setattr(gw.ledger, "still_queued", busy)
+    with pytest.raises(LedgerError):
+        delivery.publish_outbox(gw)
+    assert claimed_until(gw, pk) is None
+    assert claim_left(gw) == [pk]
+
+
+def test_rows_whose_claim_renewal_fails_go_back_at_once_not_after_the_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new publisher connection renews the claims first; the ledger fails there.
+    gw, transport, _wakeups = gateway(tmp_path)
+    (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
+    (pk,) = gw.ledger.record([message])
+
+    def busy(*_args: object, **_kwargs: object) -> set[int]:
+        raise LedgerError("database is locked")
+
+    monkeypatch.setattr(transport, "connect_publisher", lambda: True)  # reconnected
+    monkeypatch.setattr(gw.ledger, "renew_claims", busy)
+    with pytest.raises(LedgerError):
+        delivery.publish_outbox(gw)
+    assert claimed_until(gw, pk) is None
+    assert claim_left(gw) == [pk]
