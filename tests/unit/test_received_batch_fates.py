@@ -334,3 +334,32 @@ def test_a_recall_taken_one_by_one_behind_its_failing_original_is_retried_with_i
     rows = _inbound(gw)
     assert rows[recall.message_id].status is not Status.QUARANTINED
     assert rows[original.message_id].status is Status.WITHDRAWN
+
+
+def test_a_publisher_posing_with_another_senders_id_does_not_hold_back_that_senders_recall(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 335 publishes, on its own key, a message that crashes the checks, under the id of
+    # 332's original (recorded long ago); 332's recall of it comes in the same batch.
+    gw = memory_gateway(tmp_path, ("332", "335", "336"))
+    original, other = assessments(gw, gw, ["DUD-1", "DUD-2"])
+    assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
+    recall = _recall_of(gw, original)
+    poison = replace(
+        other,
+        routing_key=routing_key("336", "Assessment", "335"),
+        user_id=sorted(publishers_for(gw.settings.broker, "335"))[0],
+        message_id=original.message_id,
+        tag=99,
+    )
+    real_check = pipeline.check
+
+    def crashes_on_the_poison(*args: Any, **kwargs: Any) -> Any:
+        if args[2].tag == poison.tag:
+            raise RuntimeError("a bug met by the poison")
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "check", crashes_on_the_poison)
+    out = handle_batch(gw, [poison, recall])
+    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK]
+    assert _inbound(gw)[original.message_id].status is Status.WITHDRAWN

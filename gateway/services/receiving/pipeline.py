@@ -108,7 +108,7 @@ def _isolated(
     in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
     settling: ReceiptsInFlight | None = None,
-    behind: frozenset[str] = frozenset(),
+    behind: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Disposition]:
     try:
         return _handle(gw, deliveries, in_flight, checks, settling, behind)
@@ -135,15 +135,18 @@ def _one_by_one(
 
     One that names an earlier one retried here (a recall, a correction) is retried
     with it (``_record``): alone, it would be judged without its original and
-    refused for good. Known by the id the delivery was published with (its checks
-    may be what failed); a publisher that lies about it delays only its own.
+    refused for good. The earlier one is known by the sender its routing key
+    names (which the broker checked against the publishing account) and the id
+    it was published with (its checks may be what failed), and matched against
+    the later one's signed sender and ``in_reply_to``: a publisher can pose only
+    as itself, so lying about the id delays only its own messages.
     """
     out: list[Disposition] = []
-    retried: set[str] = set()
+    retried: set[tuple[str, str]] = set()
     for one in deliveries:
         (got,) = _isolated(gw, [one], in_flight, None, settling, frozenset(retried))
         if got.verdict is Verdict.RETRY and one.message_id:
-            retried.add(one.message_id)
+            retried.add((one.routing_key.rsplit(".", 1)[-1], one.message_id))
         out.append(got)
     return out
 
@@ -167,7 +170,7 @@ def _handle(
     in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
     settling: ReceiptsInFlight | None,
-    behind: frozenset[str] = frozenset(),
+    behind: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Disposition]:
     by_source: dict[Source, list[int]] = {}
     for index, one in enumerate(deliveries):
@@ -207,10 +210,10 @@ def _record(
     in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
     settling: ReceiptsInFlight | None,
-    behind: frozenset[str] = frozenset(),
+    behind: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Disposition]:
-    """The runs of ``deliveries`` recorded in turn; ``behind``: ids of messages of
-    their batch taken before them and retried (``_one_by_one``)."""
+    """The runs of ``deliveries`` recorded in turn; ``behind``: (sender, id) of
+    messages of their batch taken before them and retried (``_one_by_one``)."""
     if checks is None:
         checked = [check(gw, source, d) for d in deliveries]
     else:
@@ -218,7 +221,11 @@ def _record(
     out: list[Disposition] = []
     for run in _runs(checked):
         first = run[0]
-        names_a_retried = isinstance(first, Passed) and first.env.header.in_reply_to in behind
+        names_a_retried = (
+            isinstance(first, Passed)
+            and first.env.header.in_reply_to is not None
+            and (first.verified.sender, first.env.header.in_reply_to) in behind
+        )
         if names_a_retried or any(d.verdict is Verdict.RETRY for d in out):
             # A run starts where a message names an earlier one of the batch (a
             # recall, a correction): judged without its original, which is to be
