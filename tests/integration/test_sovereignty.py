@@ -43,6 +43,7 @@ from gateway.model import (
     Dispute,
     DisputeParty,
     DisputeStage,
+    Envelope,
     Evaluation,
     IssueKind,
     IssueLogEntry,
@@ -554,22 +555,19 @@ def test_a_message_under_the_id_of_another_authoritys_message_is_refused_and_tak
     # folder names, a message by its id: taken for Sandwell's, it would have been
     # acknowledged with it or written over it (found by a review, 2026-12-06).
     r = dudley_shared
-    sandwells = r.envelope(
-        "333",
-        "332",
-        _notice(r, NotificationType.CROSS_BORDER_CASE_IDENTIFIED, SHARED),
-        correlation=r.thread_id("333", SHARED),
-        basis=LegalBasis.NO_PERSONAL_DATA,
-    )
-    held = r.received("332", r.publish(sandwells))
+
+    def notice_to_dudley(sender: str) -> Envelope:
+        return r.envelope(
+            sender,
+            "332",
+            _notice(r, NotificationType.CROSS_BORDER_CASE_IDENTIFIED, SHARED),
+            correlation=r.thread_id(sender, SHARED),
+            basis=LegalBasis.NO_PERSONAL_DATA,
+        )
+
+    held = r.received("332", r.publish(notice_to_dudley("333")))
     assert held.status == Status.VERIFIED, held.reason
-    clash = r.envelope(
-        "336",
-        "332",
-        _notice(r, NotificationType.CROSS_BORDER_CASE_IDENTIFIED, SHARED),
-        correlation=r.thread_id("336", SHARED),
-        basis=LegalBasis.NO_PERSONAL_DATA,
-    )
+    clash = notice_to_dudley("336")
     clash = replace(clash, header=replace(clash.header, message_id=held.message_id))
     r.publish(clash)
 

@@ -343,29 +343,14 @@ def test_a_hand_over_committed_while_the_worker_closes_is_given_back(tmp_path: P
     assert claim_left(gw) == [pk]
 
 
+@pytest.mark.parametrize("fails", ["still_queued", "renew_claims"])
 def test_rows_claimed_before_the_ledger_fails_go_back_at_once_not_after_the_lease(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
 ) -> None:
     # The claim commits, then the ledger fails (a lock, a deadlock) before anything is
-    # published: the claimed rows waited out the lease (40 s), published by no one.
-    gw, _transport, _wakeups = gateway(tmp_path)
-    (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
-    (pk,) = gw.ledger.record([message])
-
-    def busy(*_args: object, **_kwargs: object) -> set[int]:
-        raise LedgerError("database is locked")
-
-    monkeypatch.setattr(gw.ledger, "still_queued", busy)
-    with pytest.raises(LedgerError):
-        delivery.publish_outbox(gw)
-    assert claimed_until(gw, pk) is None
-    assert claim_left(gw) == [pk]
-
-
-def test_rows_whose_claim_renewal_fails_go_back_at_once_not_after_the_lease(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A new publisher connection renews the claims first; the ledger fails there.
+    # published: in the read of what is still queued, or in the claim's renewal that a
+    # new publisher connection makes first. The claimed rows waited out the lease
+    # (40 s), published by no one.
     gw, transport, _wakeups = gateway(tmp_path)
     (message,) = signed_inbound(gw, SENDER, RECIPIENT, 1)
     (pk,) = gw.ledger.record([message])
@@ -373,8 +358,9 @@ def test_rows_whose_claim_renewal_fails_go_back_at_once_not_after_the_lease(
     def busy(*_args: object, **_kwargs: object) -> set[int]:
         raise LedgerError("database is locked")
 
-    monkeypatch.setattr(transport, "connect_publisher", lambda: True)  # reconnected
-    monkeypatch.setattr(gw.ledger, "renew_claims", busy)
+    if fails == "renew_claims":
+        monkeypatch.setattr(transport, "connect_publisher", lambda: True)  # reconnected
+    monkeypatch.setattr(gw.ledger, fails, busy)
     with pytest.raises(LedgerError):
         delivery.publish_outbox(gw)
     assert claimed_until(gw, pk) is None

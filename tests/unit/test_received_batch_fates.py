@@ -32,7 +32,7 @@ from gateway.model import Envelope, MessageRef, MessageType, Recall, RecallReaso
 from gateway.services import dead_letters
 from gateway.services.receiving import handle_batch, pipeline
 from gateway.services.receiving.checks import Refused, Source
-from gateway.transport.base import Delivery, Verdict, routing_key
+from gateway.transport.base import Delivery, Disposition, Verdict, routing_key
 from gateway.transport.provenance import publishers_for
 
 
@@ -110,6 +110,25 @@ def _recall_of(gw: Gateway, original: Delivery) -> Delivery:
     )
 
 
+def _both_retried(gw: Gateway, out: list[Disposition]) -> None:
+    """The original and its recall both to be retried, the recall with its original:
+    not judged without it, nothing recorded, so nothing refused for good."""
+    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.RETRY]
+    assert "retried with it" in (out[1].reason or "")
+    assert _inbound(gw) == {}
+
+
+def _both_recorded_once_handed_over_again(
+    gw: Gateway, original: Delivery, recall: Delivery
+) -> None:
+    """The original and its recall, handed over again once nothing fails: the recall
+    is judged with its original, which it withdraws."""
+    assert [d.verdict for d in handle_batch(gw, [original, recall])] == [Verdict.ACK, Verdict.ACK]
+    rows = _inbound(gw)
+    assert rows[recall.message_id].status is not Status.QUARANTINED
+    assert rows[original.message_id].status is Status.WITHDRAWN
+
+
 def test_a_recall_behind_an_original_that_is_to_be_retried_is_retried_with_it(
     tmp_path: Path,
 ) -> None:
@@ -123,17 +142,10 @@ def test_a_recall_behind_an_original_that_is_to_be_retried_is_retried_with_it(
             raise LedgerError("the ledger failed (a lock, a deadlock)")
 
     gw = _with_assessment_applier(gw, ledger_fails_once)
-    out = handle_batch(gw, [original, recall])
-    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.RETRY]
-    assert "retried with it" in (out[1].reason or "")
-    # Not judged without its original: nothing recorded, so nothing refused for good.
-    assert _inbound(gw) == {}
+    _both_retried(gw, handle_batch(gw, [original, recall]))
 
     failing = False  # the broker hands both over again
-    assert [d.verdict for d in handle_batch(gw, [original, recall])] == [Verdict.ACK, Verdict.ACK]
-    rows = _inbound(gw)
-    assert rows[recall.message_id].status is not Status.QUARANTINED
-    assert rows[original.message_id].status is Status.WITHDRAWN
+    _both_recorded_once_handed_over_again(gw, original, recall)
 
 
 def _with_sender(delivery: Delivery, sender: bytes) -> Delivery:
@@ -324,16 +336,10 @@ def test_a_recall_taken_one_by_one_behind_its_failing_original_is_retried_with_i
 
     monkeypatch.setattr(pipeline, "check", check_fails_for_the_original)
     monkeypatch.setattr(pipeline, "_handle", handle_fails_with_the_original)
-    out = handle_batch(gw, [original, recall])
-    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.RETRY]
-    assert "retried with it" in (out[1].reason or "")
-    assert _inbound(gw) == {}
+    _both_retried(gw, handle_batch(gw, [original, recall]))
 
     failing = False  # the broker hands both over again
-    assert [d.verdict for d in handle_batch(gw, [original, recall])] == [Verdict.ACK, Verdict.ACK]
-    rows = _inbound(gw)
-    assert rows[recall.message_id].status is not Status.QUARANTINED
-    assert rows[original.message_id].status is Status.WITHDRAWN
+    _both_recorded_once_handed_over_again(gw, original, recall)
 
 
 def test_a_publisher_posing_with_another_senders_id_does_not_hold_back_that_senders_recall(
