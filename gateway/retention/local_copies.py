@@ -10,7 +10,6 @@ its body is about a child whose data is erased.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from gateway.envelope.codec import element_to_envelope
 from gateway.feature import Kit
 from gateway.policy.child import child_key
 from gateway.settings import Settings
-from gateway.transport.base import Delivery
+from gateway.transport.base import Delivery, parked_key
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +93,12 @@ def _parked_at(delivery: Delivery) -> datetime | None:
 def _copy(authority: str, delivery: Delivery) -> ParkedCopy:
     key = delivery.routing_key.split(".")
     _, message_type, sender = key if len(key) == 3 else (authority, "?", "?")
+    message_id, body_digest = parked_key(delivery.message_id, delivery.body)
     return ParkedCopy(
-        message_id=delivery.message_id or "?",
+        message_id=message_id,
         sender=sender[:16],
         message_type=message_type[:32],
-        digest=hashlib.sha256(delivery.body).hexdigest(),
+        digest=body_digest,  # with the id, what names this copy (``discard_parked``)
         parked_at=_parked_at(delivery),
     )
 

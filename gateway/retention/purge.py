@@ -252,7 +252,9 @@ def erase(
     adds its counts to the report.
     """
     gone_parked = (
-        kit.transport.discard_parked(authority, [p.message_id for p in parked]) if parked else 0
+        kit.transport.discard_parked(authority, [(p.message_id, p.digest) for p in parked])
+        if parked
+        else 0
     )
     with kit.ledger.transaction() as conn:
         report = erase_in(

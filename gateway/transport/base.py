@@ -7,8 +7,9 @@ decides who may see what; that is policy.
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -189,7 +190,15 @@ class Transport(Protocol):
     def replay_parked(self, code: str, message_id: str | None = None) -> int:
         """Move parked messages of ``code`` (all, or one id) back to its inbox; how many."""
 
-    def discard_parked(self, code: str, message_ids: Sequence[str]) -> int:
-        """Delete parked messages of ``code`` with these ids (erasure); how many went."""
+    def discard_parked(self, code: str, copies: Collection[tuple[str, str]]) -> int:
+        """Delete the parked messages of ``code`` named by ``(message id, digest of the
+        body)`` (``parked_key``; erasure); how many went. The id alone is whatever the
+        publisher set: another sender's parked message may carry it too."""
 
     def close(self) -> None: ...
+
+
+def parked_key(message_id: str | None, body: bytes) -> tuple[str, str]:
+    """What names one parked message for ``discard_parked``: its id and its body's
+    SHA-256 (hex), as the receiver's ledger keeps a message's digest."""
+    return message_id or "?", hashlib.sha256(body).hexdigest()

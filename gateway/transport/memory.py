@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from gateway.errors import BrokerUnavailableError, TransportError
@@ -30,6 +30,7 @@ from gateway.transport.base import (
     PublishResult,
     Settled,
     Verdict,
+    parked_key,
 )
 from gateway.transport.retry import (
     ATTEMPT_HEADER,
@@ -230,13 +231,13 @@ class MemoryTransport:
             self._cond.notify_all()
         return len(moving)
 
-    def discard_parked(self, code: str, message_ids: Sequence[str]) -> int:
-        """Delete parked messages of ``code`` with these ids (erasure); how many went."""
-        wanted = set(message_ids)
+    def discard_parked(self, code: str, copies: Collection[tuple[str, str]]) -> int:
+        """Delete the parked messages of ``code`` named by ``parked_key``; how many went."""
+        wanted = set(copies)
         parking = self.topology.lane(self.topology.inbox(code)).parking
         with self._cond:
             parked = self._queues[parking]
-            going = [s for s in parked if s.message_id in wanted]
+            going = [s for s in parked if parked_key(s.message_id, s.body) in wanted]
             for stored in going:
                 parked.remove(stored)
         return len(going)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.transport import wire
-from gateway.transport.base import Delivery
+from gateway.transport.base import Delivery, parked_key
 from gateway.transport.provenance import Provenance
 from gateway.transport.retry import ATTEMPT_HEADER, REASON_HEADER, copy_headers
 from gateway.transport.topology import Lane, Topology
@@ -92,14 +92,16 @@ def replay(
     return len(taken) - len(kept)
 
 
-def discard(conn: Any, lane: Lane, message_ids: frozenset[str], provenance: Provenance) -> int:
-    """Ack (delete) the parked messages of ``lane`` with these ids; how many went."""
+def discard(
+    conn: Any, lane: Lane, copies: frozenset[tuple[str, str]], provenance: Provenance
+) -> int:
+    """Ack (delete) the parked messages of ``lane`` named by ``parked_key``; how many went."""
     channel = conn.channel()
     depth = int(channel.queue_declare(lane.parking, passive=True).method.message_count)
     taken = _take(channel, lane.parking, depth, provenance)
     kept: list[Delivery] = []
     for delivery in taken:
-        if delivery.message_id in message_ids:
+        if parked_key(delivery.message_id, delivery.body) in copies:
             channel.basic_ack(delivery_tag=delivery.tag)
         else:
             kept.append(delivery)

@@ -10,7 +10,7 @@ mapping of pika's exceptions).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pika.exceptions
@@ -211,12 +211,12 @@ class RabbitTransport:
             ),
         )
 
-    def discard_parked(self, code: str, message_ids: Sequence[str]) -> int:
-        """Delete parked messages of ``code`` with these ids (erasure); how many went."""
+    def discard_parked(self, code: str, copies: Collection[tuple[str, str]]) -> int:
+        """Delete the parked messages of ``code`` named by ``parked_key``; how many went."""
         lane = self.topology.lane(self.topology.inbox(code))
         return self._relay(
             f"erasing from {lane.parking}",
-            lambda conn: parking.discard(conn, lane, frozenset(message_ids), self.provenance),
+            lambda conn: parking.discard(conn, lane, frozenset(copies), self.provenance),
         )
 
     def inbox_states(self, codes: Sequence[str]) -> dict[str, InboxState]:

@@ -46,6 +46,7 @@ from gateway.context import Gateway
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 from gateway.transport.accounts import relay_of
+from gateway.transport.base import parked_key
 from gateway.transport.retry import PUBLISHER_HEADER, REASON_HEADER, ROUTING_KEY_HEADER
 from tests.dispute_helpers import Clock
 from tests.dispute_helpers import memory_gateway as dispute_gateway
@@ -192,7 +193,7 @@ def _planted_parking_reason(fx: Fixtures) -> str:
     listed = TestClient(create_app(gw, keys)).get("/v1/admin/dead-letters", headers=auth)
     assert listed.status_code == 200, listed.text
     (shown,) = [d for d in listed.json() if d["message_id"] == message_id]
-    gw.transport.discard_parked("336", [message_id])
+    gw.transport.discard_parked("336", [parked_key(message_id, b"<Envelope/>")])
     return f"shown with reason {shown['reason']!r} and sender {shown['sender']!r}"
 
 

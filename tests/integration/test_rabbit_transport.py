@@ -24,6 +24,7 @@ from gateway.transport.base import (
     OutgoingMessage,
     PublishOutcome,
     Verdict,
+    parked_key,
     routing_key,
 )
 from gateway.transport.rabbit import RabbitTransport
@@ -431,5 +432,9 @@ def test_discarding_parked_messages_deletes_only_those_named(transport: RabbitTr
     transport.publish([message(1), message(2), message(3)])
     consume_until(transport, lambda d: Disposition(Verdict.PARK, "policy"), lambda s: len(s) >= 3)
     wait_for(lambda: len(transport.peek_parked("332")) == 3)
-    assert transport.discard_parked("332", ["m-1", "m-3", "m-9"]) == 2
+    parked = {p.message_id: p.body for p in transport.peek_parked("332")}
+    named = [parked_key("m-1", parked["m-1"]), parked_key("m-3", parked["m-3"])]
+    # An id with other bytes names another message (another sender's, under the id).
+    others = [parked_key("m-2", b"<Envelope>another</Envelope>"), ("m-9", "0" * 64)]
+    assert transport.discard_parked("332", [*named, *others]) == 2
     assert [p.message_id for p in transport.peek_parked("332")] == ["m-2"]

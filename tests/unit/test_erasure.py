@@ -13,6 +13,7 @@ from policy_support import envelope_of, pump, settings_for
 from retention_support import JAYDEN, SIOBHAN, Clock, dudley_shared, found_in, region
 
 from gateway.connectors import handover
+from gateway.context import Gateway
 from gateway.crossborder import consent_store
 from gateway.errors import PolicyRefusal
 from gateway.ledger import audit
@@ -79,11 +80,24 @@ def test_erasure_withdraws_what_the_local_system_has_not_taken_and_deletes_its_d
     assert gw.ledger.find(authority="336", status=Status.ACKNOWLEDGED, limit=100) == []
 
 
-def test_erasure_deletes_a_parked_dead_letter_about_the_child(tmp_path: Path) -> None:
-    gw = region(tmp_path, Clock.starting_now())
-    dudley_shared(gw)
+def _parked(gw: Gateway, bodies: Sequence[bytes], message_id: str) -> MemoryTransport:
+    """``bodies`` parked in 336's lane, each published under ``message_id``."""
     transport = gw.transport
     assert isinstance(transport, MemoryTransport)
+    key = routing_key("336", "Assessment", "332")
+    transport.publish([OutgoingMessage(key, b, message_id, {}) for b in bodies])
+    stop = threading.Event()
+
+    def park(batch: Sequence[Delivery]) -> list[Disposition]:
+        stop.set()
+        return [Disposition(Verdict.PARK, "poison for the test") for _ in batch]
+
+    transport.consume([Topology().inbox("336")], park, stop)
+    assert len(transport.peek_parked("336")) == len(bodies)
+    return transport
+
+
+def _siobhans_assessment(gw: Gateway) -> bytes:
     copy = next(
         r
         for r in gw.ledger.find(authority="332", direction=Direction.OUTBOUND, limit=100)
@@ -91,22 +105,34 @@ def test_erasure_deletes_a_parked_dead_letter_about_the_child(tmp_path: Path) ->
     )
     body = gw.ledger.body_of("332", Direction.OUTBOUND, copy.message_id)
     assert body is not None
-    transport.publish(
-        [OutgoingMessage(routing_key("336", "Assessment", "332"), body, "parked-copy-1", {})]
-    )
-    stop = threading.Event()
+    return body
 
-    def park(batch: Sequence[Delivery]) -> list[Disposition]:
-        stop.set()
-        return [Disposition(Verdict.PARK, "poison for the test")]
 
-    transport.consume([Topology().inbox("336")], park, stop)
-    assert [d.message_id for d in transport.peek_parked("336")] == ["parked-copy-1"]
+def test_erasure_deletes_a_parked_dead_letter_about_the_child(tmp_path: Path) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    transport = _parked(gw, [_siobhans_assessment(gw)], "parked-copy-1")
     report = erasure.erase_child(
         gw, "336", "J332412014017", ground=GROUND, reference="REQ-8", actor="DPO"
     )
     assert report.parked == 1
     assert transport.peek_parked("336") == []
+
+
+def test_erasure_leaves_another_parked_message_published_under_the_same_id(
+    tmp_path: Path,
+) -> None:
+    # A parked message's id is whatever its publisher set: another sender's parked
+    # message (not about the child) may carry it too, and went with the child's.
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    other = b"<Envelope>another sender's message, about another child</Envelope>"
+    transport = _parked(gw, [_siobhans_assessment(gw), other], "parked-copy-1")
+    report = erasure.erase_child(
+        gw, "336", "J332412014017", ground=GROUND, reference="REQ-8", actor="DPO"
+    )
+    assert report.parked == 1
+    assert [d.body for d in transport.peek_parked("336")] == [other]
 
 
 def test_the_consent_register_keeps_the_decision_but_not_whose_it_was(tmp_path: Path) -> None:
