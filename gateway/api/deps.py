@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 
 from gateway.api.auth import ApiKeys, Caller
 from gateway.api.limits import RequestSizeLimit
+from gateway.api.problems import ERROR_SCHEMA
 from gateway.api.rate_limit import KeyRateLimiter
 from gateway.context import Gateway
 from gateway.errors import ForbiddenError, NotFoundError
@@ -171,7 +172,7 @@ def _document_errors(schema: dict[str, Any]) -> None:
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             for code, text in _ERRORS.items():
-                error = {"$ref": "#/components/schemas/Error"}
+                error = {"$ref": ERROR_SCHEMA}
                 found = responses.get(code)
                 media = (found or {}).get("content", {}).get("application/json")
                 if media is not None and "schema" in media:

@@ -12,13 +12,13 @@ another request is a 409 (``gateway.services.idempotency``, whose keys these sha
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from gateway.api.problems import problem
+from gateway.api.problems import conflict, problem
 from gateway.context import Gateway
 from gateway.errors import CafgwError
 from gateway.services import idempotency
@@ -28,13 +28,9 @@ T = TypeVar("T")
 
 # The answer to a key used before for another request, in the routes' OpenAPI
 # ``responses`` (the schema is the API's one error shape, ``gateway.api.deps``).
-KEY_CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {
-        "description": "This Idempotency-Key was used for another request: use a new key "
-        "for a new request",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-}
+KEY_CONFLICT = conflict(
+    "This Idempotency-Key was used for another request: use a new key for a new request"
+)
 
 IdempotencyKey = Annotated[
     str | None,

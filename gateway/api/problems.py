@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.errors import (
     AccessDeniedError,
     CafgwError,
@@ -17,6 +19,20 @@ from gateway.errors import (
     UnknownAdapterError,
     UnsafeXmlError,
 )
+
+# The API's one error shape in the OpenAPI document (``gateway.api.deps``).
+ERROR_SCHEMA = "#/components/schemas/Error"
+
+
+def conflict(description: str) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI ``responses`` for a 409 it may answer, saying when."""
+    return {
+        409: {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": ERROR_SCHEMA}}},
+        }
+    }
+
 
 STATUS_OF: list[tuple[type[CafgwError], int]] = [
     (RateLimitedError, 429),

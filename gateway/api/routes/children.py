@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api import idempotent
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep, OwnAuthorityDep
 from gateway.api.idempotent import KEY_CONFLICT, IdempotencyKey
+from gateway.api.problems import conflict
 from gateway.context import Gateway
 from gateway.crossborder.existence_held import Decided
 from gateway.errors import PolicyRefusal
@@ -235,13 +235,9 @@ def held(gw: GatewayDep, authority: AuthorityDep) -> list[HeldQueryOut]:
 
 
 # The query was decided the other way before (by whom and when, in the message).
-DECIDED_OTHERWISE: dict[int | str, dict[str, Any]] = {
-    409: {
-        "description": "The query was already decided the other way: the error names "
-        "who decided it and when",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-}
+DECIDED_OTHERWISE = conflict(
+    "The query was already decided the other way: the error names who decided it and when"
+)
 
 
 @router.post(

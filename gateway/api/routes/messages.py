@@ -8,7 +8,7 @@ import re
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, BinaryIO
 from urllib.parse import unquote
 
 import anyio
@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from gateway.api.deps import AuthorityDep, CallerDep, GatewayDep
 from gateway.api.idempotent import KEY_CONFLICT, IdempotencyKey, attempt, replayed
+from gateway.api.problems import conflict
 from gateway.api.schemas import MessageOut, RecordOut, SubmitOut
 from gateway.api.submit_answer import SerializedReport
 from gateway.context import Gateway
@@ -266,13 +267,10 @@ class DismissedOut(BaseModel):
     )
 
 
-SEVERAL_SENDERS: dict[int | str, dict[str, Any]] = {
-    409: {
-        "description": "Messages from several senders are under this id (one refused "
-        "because the other holds it, or a forged delivery): name the sender",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-}
+SEVERAL_SENDERS = conflict(
+    "Messages from several senders are under this id (one refused because the other "
+    "holds it, or a forged delivery): name the sender"
+)
 
 
 @router.post("/{message_id}/dismiss", response_model=list[DismissedOut], responses=SEVERAL_SENDERS)
