@@ -213,13 +213,13 @@ class InboundQueries(LedgerCore):
             if direction == Direction.OUTBOUND.value:
                 holders[message_id] = sender  # its own send: a peer echoing the id back
                 continue
+            asked = (sender, message_id) in wanted
+            if asked:
+                rows[(sender, message_id, digest)] = pk
             if status == Status.QUARANTINED.value:
-                if (sender, message_id) in wanted:
-                    rows[(sender, message_id, digest)] = pk
                 continue
             holders[message_id] = sender
-            if (sender, message_id) in wanted:
-                rows[(sender, message_id, digest)] = pk
+            if asked:
                 seen[(sender, message_id)] = InboundSeen(pk, digest, Status(status), receipt_id)
         return InboundKnown(seen, rows, holders)
 
