@@ -95,6 +95,13 @@ class PolicyRefusal(CafgwError):
         super().__init__(f"{rule}: {reason}")
 
 
+class NotReceivedYet(PolicyRefusal):
+    """A message names an earlier one this authority has not received from anyone:
+    it may still be on its way (in a delay queue after a failure, or behind on the
+    broker). The receiving pipeline retries the later message while its retries
+    last and refuses it (as the ``PolicyRefusal`` it is) on the last one."""
+
+
 class TransportError(CafgwError):
     """The broker could not be reached or did not confirm; transient, retried."""
 

@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Select, insert, select, update
 from gateway.crossborder import receive
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
-from gateway.errors import PolicyRefusal
+from gateway.errors import NotReceivedYet, PolicyRefusal
 from gateway.feature import ApplyContext, Effect, ReceiptKey, ReceiptNote, Received
 from gateway.ledger import audit
 from gateway.ledger.bodies import BODY
@@ -86,6 +86,18 @@ def original(ctx: ApplyContext, msg: Received, ref: MessageRef, what: str) -> He
     to_an_inbox(msg)
     copies = held.sent_by(ctx.conn, msg.authority, msg.sender, ref)
     if not copies:
+        known = ctx.kit.ledger.inbound_known(
+            msg.authority, [(msg.sender, ref.message_id)], ctx.conn
+        )
+        if ref.message_id not in known.holders:
+            # Nobody's message here has that id: the original may be behind this one
+            # (retried after a failure, or still queued), as a recall sent moments
+            # after its original can be. Not refused for good until it has had time.
+            raise NotReceivedYet(
+                RULE_NOT_THE_SENDER,
+                f"{what} {msg.message_id}: {msg.authority} has not received message "
+                f"{ref.message_id} from {msg.sender}; only a message's sender may {what} it",
+            )
         raise PolicyRefusal(
             RULE_NOT_THE_SENDER,
             f"{what} {msg.message_id}: {msg.sender} did not send {msg.authority} message "

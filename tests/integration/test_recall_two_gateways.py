@@ -14,6 +14,7 @@ history shows when its record was taken there.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -24,8 +25,10 @@ import yaml
 from local_systems import WebhookReceiver, secret_file
 from retention_support import SIOBHAN, found_in
 
+from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
+from gateway.feature import ApplyContext
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.lifecycle import outcomes, sender
@@ -36,11 +39,14 @@ from gateway.model import (
     ErasureGround,
     LegalBasis,
     MessageRef,
+    MessageType,
     Recall,
     RecallReason,
     Receipt,
 )
 from gateway.retention import erasure
+from gateway.services.receiving import pipeline
+from gateway.services.receiving.checks import Passed
 from tests.integration.gateways import wait_for
 from tests.integration.sovereignty_region import DUDLEY, Region, region
 
@@ -359,3 +365,40 @@ def test_a_webhook_system_never_sees_a_record_recalled_while_it_was_down(
         taken = endpoint.snapshot()[1]
         assert taken[consent.message_id] == 1
         assert assessment.message_id not in taken and first.message_id not in taken
+
+
+def test_a_recall_that_overtakes_its_original_at_the_recipient_still_withdraws_it(
+    tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sandwell's gateway fails for a moment on Dudley's Assessment, which waits in the
+    # delay queue; Dudley recalls it meanwhile and the recall arrives first. It waits
+    # for the original there, on the real broker's delay queues, instead of being
+    # refused for good while the original is recorded a moment later and kept.
+    failed = threading.Event()
+    real_apply = pipeline._apply
+
+    def fails_at_sandwell_on_first_delivery(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
+        if (
+            "333" in gw.hosted
+            and item.env.header.message_type is MessageType.ASSESSMENT
+            and item.attempt == 0
+        ):
+            failed.set()
+            raise RuntimeError("a moment's fault at Sandwell")
+        real_apply(gw, ctx, item)
+
+    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_on_first_delivery)
+    steps = {"retry_backoff_s": [2.0, 2.0, 2.0], "retry_budget": 3}
+    with region(tmp_path / "region", vhost, delivery=steps) as r:
+        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
+        wait_for(failed.is_set, what="Sandwell's first try at Dudley's Assessment")
+        original = _sent(r, "333")
+        assert original.status == Status.SENT  # not receipted: on its way again
+        assert not r.gw("333").ledger.find(message_id=original.message_id, authority="333")
+        sender.recall(r.gw("332"), "332", original.message_id, RecallReason.MISDIRECTED)
+        got = _outcome(r, original.message_id)
+        assert got.outcome == "DELIVERED", got.describe()
+        assert got.action == ActionTaken.WITHDRAWN.value
+        assert _copy(r, "333", original.message_id).status == Status.WITHDRAWN
+        served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
+        assert original.message_id not in served

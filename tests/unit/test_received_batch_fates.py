@@ -34,6 +34,7 @@ from gateway.services.receiving import handle_batch, pipeline
 from gateway.services.receiving.checks import Refused, Source
 from gateway.transport.base import Delivery, Disposition, Verdict, routing_key
 from gateway.transport.provenance import publishers_for
+from gateway.transport.retry import ATTEMPT_HEADER
 
 
 def _with_assessment_applier(
@@ -368,4 +369,82 @@ def test_a_publisher_posing_with_another_senders_id_does_not_hold_back_that_send
     monkeypatch.setattr(pipeline, "check", crashes_on_the_poison)
     out = handle_batch(gw, [poison, recall])
     assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK]
+    assert _inbound(gw)[original.message_id].status is Status.WITHDRAWN
+
+
+def _on_try(delivery: Delivery, attempt: int) -> Delivery:
+    """``delivery`` as the broker's relay hands it over again after ``attempt`` retries."""
+    return replace(delivery, headers={ATTEMPT_HEADER: attempt})
+
+
+def test_a_recall_that_comes_before_its_original_waits_for_it_and_then_withdraws_it(
+    tmp_path: Path,
+) -> None:
+    # The original failed for a moment at the recipient and waits in a delay queue; the
+    # recall, sent seconds after it, comes first. Judged then, it was refused for good
+    # ("did not send") and the original, recorded a moment later, stayed.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, original)
+    (out,) = handle_batch(gw, [recall])
+    assert out.verdict is Verdict.RETRY
+    assert original.message_id in (out.reason or "")
+    assert _inbound(gw) == {}  # nothing recorded, nothing receipted: judged again later
+
+    assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
+    assert [d.verdict for d in handle_batch(gw, [_on_try(recall, 1)])] == [Verdict.ACK]
+    rows = _inbound(gw)
+    assert rows[original.message_id].status is Status.WITHDRAWN
+    assert rows[recall.message_id].status is not Status.QUARANTINED
+
+
+def test_a_recall_whose_original_never_came_is_refused_on_its_last_retry(tmp_path: Path) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (never_sent,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, never_sent)
+    budget = gw.settings.delivery.retry_budget
+    assert budget > 0
+    (waits,) = handle_batch(gw, [_on_try(recall, budget - 1)])
+    assert waits.verdict is Verdict.RETRY
+    (last,) = handle_batch(gw, [_on_try(recall, budget)])
+    assert last.verdict is Verdict.ACK
+    row = _inbound(gw)[recall.message_id]
+    assert row.status is Status.QUARANTINED
+    assert f"not received after {budget} retries" in (row.reason or "")
+
+
+def test_a_recall_of_an_id_another_senders_message_holds_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    # 335 names 332's message (recorded here): it is not 335's, and never will be (an
+    # id names one message of an authority), so there is nothing to wait for.
+    gw = memory_gateway(tmp_path, ("332", "335", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
+    theirs = _recall_of(gw, original)
+    env = element_to_envelope(xmlsafe.parse(theirs.body, max_bytes=1_000_000, max_depth=64))
+    signed = gw.outbox.sign(Envelope(replace(env.header, sender="335"), env.body))
+    assert signed.body is not None
+    forged = replace(
+        theirs,
+        routing_key=routing_key("336", "Recall", "335"),
+        user_id=sorted(publishers_for(gw.settings.broker, "335"))[0],
+        body=signed.body,
+    )
+    assert [d.verdict for d in handle_batch(gw, [forged])] == [Verdict.ACK]
+    rows = _inbound(gw)
+    assert rows[forged.message_id].status is Status.QUARANTINED
+    assert rows[original.message_id].status is not Status.WITHDRAWN
+
+
+def test_a_recall_waiting_for_its_original_holds_back_no_later_run_of_its_batch(
+    tmp_path: Path,
+) -> None:
+    # A waiting recall is not a failure: the messages after it in the batch (here a
+    # recall of an original earlier in it, recorded in a run of its own) go ahead.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    not_here, original = assessments(gw, gw, ["DUD-1", "DUD-2"])
+    early, recall = _recall_of(gw, not_here), _recall_of(gw, original)
+    out = handle_batch(gw, [early, original, replace(recall, tag=9)])
+    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK, Verdict.ACK]
     assert _inbound(gw)[original.message_id].status is Status.WITHDRAWN

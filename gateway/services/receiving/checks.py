@@ -44,6 +44,7 @@ from gateway.outbox import content_digest, digest
 from gateway.settings import Settings
 from gateway.transport.base import Delivery
 from gateway.transport.provenance import publishers_for
+from gateway.transport.retry import attempt_of
 from gateway.transport.topology import REGIONAL
 
 NS = "{urn:caf-exchange:1}"
@@ -110,6 +111,9 @@ class Passed:
     content: str | None = None
     """The body's content digest (``outbox.content_digest``) of a local record
     received in an inbox (``RECORD_TYPES``), else None."""
+    attempt: int = 0
+    """Retries the broker has made of this delivery already (``transport.retry``;
+    the header is believed only from the relay that makes them)."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,7 @@ def check(
     if source.route is Route.INBOX and env.header.message_type in RECORD_TYPES:
         content = content_digest(env.body)
     signed = Signed(verified.sender, verified.message_id, body_digest, verified.note)
-    return Passed(source, signed, env, raw, content)
+    return Passed(source, signed, env, raw, content, attempt_of(delivery.headers))
 
 
 def _addressing_problem(source: Source, env: Envelope) -> str | None:

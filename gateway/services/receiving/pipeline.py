@@ -24,13 +24,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Connection
 
 from gateway.context import Gateway
 from gateway.cpu_budget import BUDGET
-from gateway.errors import LedgerError, LedgerUnavailableError, OutageError, PolicyRefusal
+from gateway.errors import (
+    LedgerError,
+    LedgerUnavailableError,
+    NotReceivedYet,
+    OutageError,
+    PolicyRefusal,
+)
 from gateway.feature import ApplyContext, Received
 from gateway.ledger import locks
 from gateway.ledger.records import InboundKnown, NewMessage
@@ -226,7 +233,7 @@ def _record(
             and first.env.header.in_reply_to is not None
             and (first.verified.sender, first.env.header.in_reply_to) in behind
         )
-        if names_a_retried or any(d.verdict is Verdict.RETRY for d in out):
+        if names_a_retried or any(_failed(d) for d in out):
             # A run starts where a message names an earlier one of the batch (a
             # recall, a correction): judged without its original, which is to be
             # retried, it would be refused for good. It is retried with it.
@@ -277,6 +284,36 @@ def _index_of(checked: list[Passed | Refused], item: Passed | Refused) -> int:
     return next(i for i, c in enumerate(checked) if c is item)
 
 
+@dataclass(frozen=True)
+class Waiting(Disposition):
+    """RETRY for a message that names one not received yet (``NotReceivedYet``): it
+    waits for its original. Nothing failed, so the runs after it in its batch are
+    recorded: one member's recall of an id never sent must not hold back (and spend
+    the retries of) the other messages of the batch."""
+
+
+def _failed(d: Disposition) -> bool:
+    return d.verdict is Verdict.RETRY and not isinstance(d, Waiting)
+
+
+def _waits(gw: Gateway, item: Passed, early: NotReceivedYet) -> Waiting | None:
+    """RETRY while the broker has retries left for ``item``; None on its last try."""
+    budget = gw.settings.delivery.retry_budget
+    if item.attempt >= budget:
+        return None
+    log.info(
+        "%s from %s: %s; retried to wait for it (retry %d of %d)",
+        item.verified.message_id,
+        item.verified.sender,
+        early.reason,
+        item.attempt + 1,
+        budget,
+        extra={"message_id": item.verified.message_id, "authority": item.source.owner},
+    )
+    return Waiting(Verdict.RETRY, f"waiting for the message it names: {early.reason}")
+
+
+_ACK = Disposition(Verdict.ACK)
 _BEHIND_A_RETRY = "an earlier message of its batch is to be retried: retried with it"
 # Told to the sender in its REJECTED receipt: whose message holds the id is not.
 ID_TAKEN = (
@@ -322,6 +359,7 @@ def _record_checked(
         resend_receipts: set[str] = set()
         after_commit = []
         own_receipt: _Receipt | None = None  # signed by this transaction, if any
+        waiting: dict[int, Disposition] = {}  # index -> RETRY: what it names is not here
         settled: list[delivery.InFlight] = []  # earlier receipts marked by it
         with gw.ledger.transaction() as conn:
             # First: what another replica may be recording at this moment is ours
@@ -337,7 +375,7 @@ def _record_checked(
             fresh: dict[tuple[str, str], str] = {}
             holders = dict(recorded.holders)  # id -> its sender, with the batch's own
             repeats: dict[tuple[str, str], str] = {}
-            for item, content in zip(checked, contents, strict=True):
+            for index, (item, content) in enumerate(zip(checked, contents, strict=True)):
                 if isinstance(item, Refused):
                     new.append(_quarantine(item))
                     continue
@@ -410,6 +448,14 @@ def _record_checked(
                 ctx = ApplyContext(conn, gw.clock(), gw)
                 try:
                     _apply(gw, ctx, item)
+                except NotReceivedYet as early:
+                    wait = _waits(gw, item, early)
+                    if wait is not None:
+                        waiting[index] = wait  # nothing recorded: judged again when retried
+                        continue
+                    reason = f"policy {early} (not received after {item.attempt} retries)"
+                    new.append(_quarantine(_refusal(item, reason, proven=True)))
+                    continue
                 except PolicyRefusal as refusal:
                     new.append(_quarantine(_refusal(item, f"policy {refusal}", proven=True)))
                     continue
@@ -472,7 +518,7 @@ def _record_checked(
             log.exception("an action after recording a message failed; it is retried later")
     if own_receipt is not None:
         own_receipt.publish(in_flight)
-    return [Disposition(Verdict.ACK) for _ in deliveries]
+    return [waiting.get(i, _ACK) for i in range(len(deliveries))]
 
 
 class _Receipt:
