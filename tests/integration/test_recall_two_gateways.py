@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -28,6 +29,7 @@ from retention_support import SIOBHAN, found_in
 from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
+from gateway.errors import NotReceivedYet
 from gateway.feature import ApplyContext
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
@@ -370,35 +372,46 @@ def test_a_webhook_system_never_sees_a_record_recalled_while_it_was_down(
 def test_a_recall_that_overtakes_its_original_at_the_recipient_still_withdraws_it(
     tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Sandwell's gateway fails for a moment on Dudley's Assessment, which waits in the
-    # delay queue; Dudley recalls it meanwhile and the recall arrives first. It waits
-    # for the original there, on the real broker's delay queues, instead of being
-    # refused for good while the original is recorded a moment later and kept.
+    # Sandwell's gateway fails twice on Dudley's Assessment, which waits in the delay
+    # queue; Dudley recalls it meanwhile and the recall arrives first. It waits for the
+    # original there, on the real broker's delay queues, instead of being refused for
+    # good while the original is recorded a little later and kept.
     failed = threading.Event()
-    real_apply = pipeline._apply
+    real_apply, real_waits = pipeline._apply, pipeline._waits
+    waited: list[str] = []
 
-    def fails_at_sandwell_on_first_delivery(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
+    def fails_at_sandwell_on_its_first_two_tries(
+        gw: Gateway, ctx: ApplyContext, item: Passed
+    ) -> None:
         if (
             "333" in gw.hosted
             and item.env.header.message_type is MessageType.ASSESSMENT
-            and item.attempt == 0
+            and item.attempt < 2
         ):
             failed.set()
             raise RuntimeError("a moment's fault at Sandwell")
         real_apply(gw, ctx, item)
 
-    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_on_first_delivery)
-    steps = {"retry_backoff_s": [2.0, 2.0, 2.0], "retry_budget": 3}
+    def waits(gw: Gateway, item: Passed, early: NotReceivedYet) -> Any:
+        wait = real_waits(gw, item, early)
+        if wait is not None:
+            waited.append(item.verified.message_id)
+        return wait
+
+    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_on_its_first_two_tries)
+    monkeypatch.setattr(pipeline, "_waits", waits)
+    steps = {"retry_backoff_s": [2.0] * 5, "retry_budget": 5}
     with region(tmp_path / "region", vhost, delivery=steps) as r:
         r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
         wait_for(failed.is_set, what="Sandwell's first try at Dudley's Assessment")
         original = _sent(r, "333")
         assert original.status == Status.SENT  # not receipted: on its way again
         assert not r.gw("333").ledger.find(message_id=original.message_id, authority="333")
-        sender.recall(r.gw("332"), "332", original.message_id, RecallReason.MISDIRECTED)
+        done = sender.recall(r.gw("332"), "332", original.message_id, RecallReason.MISDIRECTED)
         got = _outcome(r, original.message_id)
         assert got.outcome == "DELIVERED", got.describe()
         assert got.action == ActionTaken.WITHDRAWN.value
+        assert done.message_id in waited  # it did overtake its original, and waited
         assert _copy(r, "333", original.message_id).status == Status.WITHDRAWN
         served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
         assert original.message_id not in served

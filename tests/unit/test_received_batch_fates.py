@@ -448,3 +448,59 @@ def test_a_recall_waiting_for_its_original_holds_back_no_later_run_of_its_batch(
     out = handle_batch(gw, [early, original, replace(recall, tag=9)])
     assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK, Verdict.ACK]
     assert _inbound(gw)[original.message_id].status is Status.WITHDRAWN
+
+
+@pytest.mark.parametrize("budget", [2, 8])
+def test_a_recall_waits_through_the_retry_budget_of_the_authority_it_was_sent_to(
+    tmp_path: Path, budget: int
+) -> None:
+    # The broker retries by the receiving authority's own budget: waiting by another
+    # would park the recall on its last try, unanswered, or refuse it with retries left.
+    gw = memory_gateway(
+        tmp_path, ("332", "336"), authority_delivery={"336": {"retry_budget": budget}}
+    )
+    assert gw.settings.delivery.retry_budget == 5
+    (never_sent,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, never_sent)
+    (waits,) = handle_batch(gw, [_on_try(recall, budget - 1)])
+    assert waits.verdict is Verdict.RETRY
+    (last,) = handle_batch(gw, [_on_try(recall, budget)])
+    assert last.verdict is Verdict.ACK
+    assert _inbound(gw)[recall.message_id].status is Status.QUARANTINED
+
+
+def test_a_recall_ahead_of_its_original_in_one_batch_withdraws_it(tmp_path: Path) -> None:
+    # The original's retry comes back behind the recall that waits for it: both are
+    # handed over in one batch, the recall first. It is judged again once the
+    # original is recorded, even on its last try.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
+    out = handle_batch(gw, [recall, replace(original, tag=9)])
+    assert [d.verdict for d in out] == [Verdict.ACK, Verdict.ACK]
+    rows = _inbound(gw)
+    assert rows[original.message_id].status is Status.WITHDRAWN
+    assert rows[recall.message_id].status is not Status.QUARANTINED
+
+
+def test_one_by_one_a_message_naming_a_waiting_one_is_judged_not_held_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch failed and is taken one by one. A recall of a message that itself waits
+    # (for an original not here) is judged as it would be alone: it waits too, and on
+    # its last try it is refused, never parked unanswered as behind a failure.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (never_sent,) = assessments(gw, gw, ["DUD-1"])
+    waiting = _recall_of(gw, never_sent)
+    last = _on_try(_recall_of(gw, waiting), gw.settings.delivery.retry_budget)
+    real_handle = pipeline._handle
+
+    def the_batch_fails(gw: Gateway, deliveries: Any, *rest: Any) -> Any:
+        if len(deliveries) > 1:
+            raise RuntimeError("a bug met by the batch")
+        return real_handle(gw, deliveries, *rest)
+
+    monkeypatch.setattr(pipeline, "_handle", the_batch_fails)
+    out = handle_batch(gw, [waiting, replace(last, tag=9)])
+    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK]
+    assert _inbound(gw)[last.message_id].status is Status.QUARANTINED

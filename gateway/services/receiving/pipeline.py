@@ -152,7 +152,7 @@ def _one_by_one(
     retried: set[tuple[str, str]] = set()
     for one in deliveries:
         (got,) = _isolated(gw, [one], in_flight, None, settling, frozenset(retried))
-        if got.verdict is Verdict.RETRY and one.message_id:
+        if _failed(got) and one.message_id:
             retried.add((one.routing_key.rsplit(".", 1)[-1], one.message_id))
         out.append(got)
     return out
@@ -219,12 +219,63 @@ def _record(
     settling: ReceiptsInFlight | None,
     behind: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Disposition]:
-    """The runs of ``deliveries`` recorded in turn; ``behind``: (sender, id) of
-    messages of their batch taken before them and retried (``_one_by_one``)."""
+    """The runs of ``deliveries`` recorded in turn, originals first
+    (``_originals_first``); ``behind``: (sender, id) of messages of their batch
+    taken before them and retried (``_one_by_one``)."""
     if checks is None:
         checked = [check(gw, source, d) for d in deliveries]
     else:
         checked = checks.check(gw, source, deliveries)
+    order = _originals_first(checked)
+    recorded = _recorded_runs(
+        gw, source, [deliveries[i] for i in order], [checked[i] for i in order],
+        inline, in_flight, settling, behind,
+    )  # fmt: skip
+    by_position = dict(zip(order, recorded, strict=True))
+    return [by_position[i] for i in range(len(checked))]
+
+
+def _originals_first(checked: Sequence[Passed | Refused]) -> list[int]:
+    """The batch's positions in the order it is recorded: a message that names a later
+    one of its sender in the batch (a recall that overtook its original, whose retry
+    came back behind it) goes right after it, so it is judged with it."""
+    where = {
+        (c.verified.sender, c.verified.message_id): i
+        for i, c in enumerate(checked)
+        if isinstance(c, Passed)
+    }
+    after: dict[int, list[int]] = {}
+    order: list[int] = []
+
+    def place(i: int) -> None:
+        order.append(i)
+        for later in after.pop(i, []):
+            place(later)
+
+    for i, c in enumerate(checked):
+        named = (
+            where.get((c.verified.sender, c.env.header.in_reply_to))
+            if isinstance(c, Passed) and c.env.header.in_reply_to is not None
+            else None
+        )
+        if named is not None and named > i:
+            after.setdefault(named, []).append(i)
+        else:
+            place(i)
+    return order
+
+
+def _recorded_runs(
+    gw: Gateway,
+    source: Source,
+    deliveries: Sequence[Delivery],
+    checked: list[Passed | Refused],
+    inline: bool,
+    in_flight: ReceiptsInFlight | None,
+    settling: ReceiptsInFlight | None,
+    behind: frozenset[tuple[str, str]],
+) -> list[Disposition]:
+    """The runs of ``checked`` (in the order they are to be recorded) recorded in turn."""
     out: list[Disposition] = []
     for run in _runs(checked):
         first = run[0]
@@ -297,8 +348,13 @@ def _failed(d: Disposition) -> bool:
 
 
 def _waits(gw: Gateway, item: Passed, early: NotReceivedYet) -> Waiting | None:
-    """RETRY while the broker has retries left for ``item``; None on its last try."""
-    budget = gw.settings.delivery.retry_budget
+    """RETRY while the broker has retries left for ``item``; None on its last try.
+
+    The budget is the one the transport keeps for the queue's authority
+    (``Settings.delivery_for``, as ``RabbitTransport.from_settings`` reads it):
+    a smaller one would park the message on its last try, unanswered; a larger
+    one would refuse it with retries left."""
+    budget = gw.settings.delivery_for(item.source.owner).retry_budget
     if item.attempt >= budget:
         return None
     log.info(
