@@ -85,32 +85,35 @@ def original(ctx: ApplyContext, msg: Received, ref: MessageRef, what: str) -> He
     PolicyRefusal when that sender did not send it (or names another digest)."""
     to_an_inbox(msg)
     copies = held.sent_by(ctx.conn, msg.authority, msg.sender, ref)
-    if not copies:
+    found = held.matching(copies, ref)
+    if found is not None:
+        return found
+    if all(c.status is Status.QUARANTINED for c in copies):
+        # No message of that sender stands under the id here (a refused one may be a
+        # forgery under its name): the original may be behind this one (retried
+        # after a failure, or still queued), as a recall sent moments after its
+        # original can be. Unless another's message holds the id, it is not refused
+        # for good until it has had time to arrive.
         known = ctx.kit.ledger.inbound_known(
             msg.authority, [(msg.sender, ref.message_id)], ctx.conn
         )
         if ref.message_id not in known.holders:
-            # Nobody's message here has that id: the original may be behind this one
-            # (retried after a failure, or still queued), as a recall sent moments
-            # after its original can be. Not refused for good until it has had time.
             raise NotReceivedYet(
                 RULE_NOT_THE_SENDER,
                 f"{what} {msg.message_id}: {msg.authority} has not received message "
                 f"{ref.message_id} from {msg.sender}; only a message's sender may {what} it",
             )
+    if not copies:
         raise PolicyRefusal(
             RULE_NOT_THE_SENDER,
             f"{what} {msg.message_id}: {msg.sender} did not send {msg.authority} message "
             f"{ref.message_id}; only a message's sender may {what} it",
         )
-    found = held.matching(copies, ref)
-    if found is None:
-        raise PolicyRefusal(
-            RULE_DIGEST,
-            f"{what} {msg.message_id}: digest {ref.digest[:16]}... is not that of message "
-            f"{ref.message_id} as {msg.authority} received it from {msg.sender}",
-        )
-    return found
+    raise PolicyRefusal(
+        RULE_DIGEST,
+        f"{what} {msg.message_id}: digest {ref.digest[:16]}... is not that of message "
+        f"{ref.message_id} as {msg.authority} received it from {msg.sender}",
+    )
 
 
 def remember(

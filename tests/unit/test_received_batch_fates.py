@@ -469,18 +469,100 @@ def test_a_recall_waits_through_the_retry_budget_of_the_authority_it_was_sent_to
     assert _inbound(gw)[recall.message_id].status is Status.QUARANTINED
 
 
-def test_a_recall_ahead_of_its_original_in_one_batch_withdraws_it(tmp_path: Path) -> None:
+def test_a_recall_ahead_of_its_original_in_one_batch_withdraws_it_whatever_else_fails(
+    tmp_path: Path,
+) -> None:
     # The original's retry comes back behind the recall that waits for it: both are
-    # handed over in one batch, the recall first. It is judged again once the
-    # original is recorded, even on its last try.
+    # handed over in one batch, the recall first and on its last try, with another
+    # message whose applier fails. The batch is recorded originals first, and the
+    # other's failure holds back only what names it.
     gw = memory_gateway(tmp_path, ("332", "336"))
-    (original,) = assessments(gw, gw, ["DUD-1"])
+    original, poison = assessments(gw, gw, ["DUD-1", "DUD-2"])
     recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
-    out = handle_batch(gw, [recall, replace(original, tag=9)])
-    assert [d.verdict for d in out] == [Verdict.ACK, Verdict.ACK]
+
+    def fails_on_the_poison(_ctx: ApplyContext, received: Received) -> None:
+        if received.message_id == poison.message_id:
+            raise RuntimeError("a bug met by the poison")
+
+    gw = _with_assessment_applier(gw, fails_on_the_poison)
+    out = handle_batch(gw, [recall, replace(poison, tag=8), replace(original, tag=9)])
+    assert [d.verdict for d in out] == [Verdict.ACK, Verdict.RETRY, Verdict.ACK]
     rows = _inbound(gw)
     assert rows[original.message_id].status is Status.WITHDRAWN
     assert rows[recall.message_id].status is not Status.QUARANTINED
+    assert poison.message_id not in rows
+
+
+def test_taken_one_by_one_a_recall_ahead_of_its_original_is_taken_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
+    real_handle = pipeline._handle
+
+    def the_batch_fails(gw: Gateway, deliveries: Any, *rest: Any) -> Any:
+        if len(deliveries) > 1:
+            raise RuntimeError("a bug met by the batch")
+        return real_handle(gw, deliveries, *rest)
+
+    monkeypatch.setattr(pipeline, "_handle", the_batch_fails)
+    out = handle_batch(gw, [recall, replace(original, tag=9)])
+    assert [d.verdict for d in out] == [Verdict.ACK, Verdict.ACK]
+    assert _inbound(gw)[original.message_id].status is Status.WITHDRAWN
+
+
+def test_a_recall_waits_for_its_original_past_a_forged_copy_refused_under_its_id(
+    tmp_path: Path,
+) -> None:
+    # Bytes that claim to be 332's original but fail their signature are quarantined
+    # under 332 and the original's id. That is no original of 332's: the recall still
+    # waits for the real one (it would have been refused for the digest), which is
+    # accepted and then withdrawn.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    forged = replace(original, body=original.body.replace(b"DUD-1", b"DUD-9", 1), tag=7)
+    assert [d.verdict for d in handle_batch(gw, [forged])] == [Verdict.ACK]
+    assert _inbound(gw)[original.message_id].status is Status.QUARANTINED
+    recall = _recall_of(gw, original)
+    (waits,) = handle_batch(gw, [recall])
+    assert waits.verdict is Verdict.RETRY
+    assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
+    assert [d.verdict for d in handle_batch(gw, [_on_try(recall, 1)])] == [Verdict.ACK]
+    withdrawn = [
+        r
+        for r in gw.ledger.find(authority="336", direction=Direction.INBOUND)
+        if r.message_id == original.message_id and r.status is Status.WITHDRAWN
+    ]
+    assert len(withdrawn) == 1
+
+
+@pytest.mark.parametrize(
+    ("ids", "names", "order"),
+    [
+        # a correction of a correction, both ahead of the original: the chain follows it
+        (["C1", "C2", "O"], ["O", "C1", None], [2, 0, 1]),
+        # an original already placed: nothing moves, least of all ahead of others
+        (["O", "Y", "R"], [None, None, "O"], [0, 1, 2]),
+        # two messages naming each other: neither can wait for the other
+        (["A", "B"], ["B", "A"], [0, 1]),
+        # a message naming itself
+        (["A"], ["A"], [0]),
+    ],
+)
+def test_a_batch_is_recorded_originals_first_and_nothing_moves_ahead(
+    ids: list[str], names: list[str | None], order: list[int]
+) -> None:
+    keys: list[tuple[str, str] | None] = [("332", i) for i in ids]
+    named = [("332", n) if n is not None else None for n in names]
+    assert pipeline._originals_first(keys, named) == order
+
+
+def test_a_long_chain_of_corrections_is_ordered_without_deep_recursion() -> None:
+    count = 5000  # each names the one after it in the batch: the last is the original
+    keys = [("332", str(i)) for i in range(count)]
+    named = [("332", str(i + 1)) for i in range(count - 1)] + [None]
+    assert pipeline._originals_first(keys, named) == list(reversed(range(count)))
 
 
 def test_one_by_one_a_message_naming_a_waiting_one_is_judged_not_held_back(

@@ -256,6 +256,22 @@ def _unverified_header(gw: CheckContext, raw: bytes) -> tuple[str, str, str]:
     return text("Sender"), text("MessageId"), text("MessageType")
 
 
+def unverified_reply_to(gw: CheckContext, raw: bytes) -> str | None:
+    """The id a message says it answers or names (``InReplyTo``), unverified: only for
+    ordering a batch taken one by one (``pipeline._one_by_one``), never to act on."""
+    limits = gw.settings.limits
+    try:
+        root = xmlsafe.parse(
+            raw, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth
+        )
+    except UnsafeXmlError:
+        return None
+    found = root.find(f"{NS}Header/{NS}InReplyTo")
+    if found is None:
+        return None
+    return (found.text or "").strip()[:64] or None
+
+
 def _decrypted(gw: CheckContext, owner: str, verified: Verified) -> etree._Element:
     """The verified envelope with its body decrypted; as it is when sent in clear.
 

@@ -47,7 +47,14 @@ from gateway.model import Envelope, LegalBasis, MessageType, Purpose, Receipt, R
 from gateway.policy.child import child_key
 from gateway.services import delivery, receipts
 from gateway.services.receiving.check_pool import CheckPool
-from gateway.services.receiving.checks import Passed, Refused, Source, check, source_of
+from gateway.services.receiving.checks import (
+    Passed,
+    Refused,
+    Source,
+    check,
+    source_of,
+    unverified_reply_to,
+)
 from gateway.transport.base import Delivery, Disposition, Verdict
 from gateway.transport.topology import REGIONAL
 from gateway.wakeups import RECEIPTS, unmark
@@ -138,7 +145,9 @@ def _one_by_one(
     in_flight: ReceiptsInFlight | None,
     settling: ReceiptsInFlight | None,
 ) -> list[Disposition]:
-    """Each delivery alone, in order, after their batch (or source) failed unexpectedly.
+    """Each delivery alone, originals first (``_originals_first``, by the unverified
+    header: the checks may be what failed), after their batch (or source) failed
+    unexpectedly.
 
     One that names an earlier one retried here (a recall, a correction) is retried
     with it (``_record``): alone, it would be judged without its original and
@@ -148,14 +157,26 @@ def _one_by_one(
     the later one's signed sender and ``in_reply_to``: a publisher can pose only
     as itself, so lying about the id delays only its own messages.
     """
-    out: list[Disposition] = []
+    keys = [_key(d) for d in deliveries]
+    out: dict[int, Disposition] = {}
     retried: set[tuple[str, str]] = set()
-    for one in deliveries:
-        (got,) = _isolated(gw, [one], in_flight, None, settling, frozenset(retried))
-        if _failed(got) and one.message_id:
-            retried.add((one.routing_key.rsplit(".", 1)[-1], one.message_id))
-        out.append(got)
-    return out
+    for i in _originals_first(keys, [_unverified_names(gw, d) for d in deliveries]):
+        (got,) = _isolated(gw, [deliveries[i]], in_flight, None, settling, frozenset(retried))
+        key = keys[i]
+        if _failed(got) and key is not None:
+            retried.add(key)
+        out[i] = got
+    return [out[i] for i in range(len(deliveries))]
+
+
+def _unverified_names(gw: Gateway, delivery: Delivery) -> tuple[str, str] | None:
+    """What ``_names`` would say of ``delivery``, from its unverified header and the
+    sender its routing key names: only to order the batch (a message only moves
+    later, after one of its own sender's), never to act on."""
+    named = unverified_reply_to(gw, delivery.body)
+    if named is None:
+        return None
+    return (delivery.routing_key.rsplit(".", 1)[-1], named)
 
 
 def _failed_alone(message_id: str | None, queue: str, exc: Exception) -> Disposition:
@@ -226,7 +247,7 @@ def _record(
         checked = [check(gw, source, d) for d in deliveries]
     else:
         checked = checks.check(gw, source, deliveries)
-    order = _originals_first(checked)
+    order = _originals_first([_key(d) for d in deliveries], [_names(c) for c in checked])
     recorded = _recorded_runs(
         gw, source, [deliveries[i] for i in order], [checked[i] for i in order],
         inline, in_flight, settling, behind,
@@ -235,32 +256,57 @@ def _record(
     return [by_position[i] for i in range(len(checked))]
 
 
-def _originals_first(checked: Sequence[Passed | Refused]) -> list[int]:
-    """The batch's positions in the order it is recorded: a message that names a later
-    one of its sender in the batch (a recall that overtook its original, whose retry
-    came back behind it) goes right after it, so it is judged with it."""
-    where = {
-        (c.verified.sender, c.verified.message_id): i
-        for i, c in enumerate(checked)
-        if isinstance(c, Passed)
-    }
+def _key(delivery: Delivery) -> tuple[str, str] | None:
+    """A delivery as ``behind`` knows it: the sender its broker-checked routing key
+    names and the id it was published with (its checks may be what failed)."""
+    if not delivery.message_id:
+        return None
+    return (delivery.routing_key.rsplit(".", 1)[-1], delivery.message_id)
+
+
+def _names(item: Passed | Refused) -> tuple[str, str] | None:
+    """The message of its own sender that ``item`` names (a recall's, a correction's
+    original), as ``_key`` knows that one; None when it names none."""
+    if not isinstance(item, Passed) or item.env.header.in_reply_to is None:
+        return None
+    return (item.verified.sender, item.env.header.in_reply_to)
+
+
+def _originals_first(
+    keys: Sequence[tuple[str, str] | None], names: Sequence[tuple[str, str] | None]
+) -> list[int]:
+    """The batch's positions in the order it is recorded: a message that names one
+    of its sender's not yet placed (a recall that overtook its original, whose retry
+    came back behind it; a correction of a correction) goes right after it, so it
+    is judged with it. A message only ever moves later: one put ahead of another
+    sender's could take the id that sender's message holds. Messages naming each
+    other stay where they are."""
+    where: dict[tuple[str, str], int] = {}
+    for i, key in enumerate(keys):
+        if key is not None:
+            where.setdefault(key, i)
     after: dict[int, list[int]] = {}
     order: list[int] = []
+    placed: set[int] = set()
 
-    def place(i: int) -> None:
-        order.append(i)
-        for later in after.pop(i, []):
-            place(later)
+    def place(first: int) -> None:
+        todo = [first]
+        while todo:  # a long chain is no deep recursion
+            i = todo.pop()
+            if i in placed:
+                continue  # a cycle, come round again
+            order.append(i)
+            placed.add(i)
+            todo.extend(reversed(after.pop(i, [])))
 
-    for i, c in enumerate(checked):
-        named = (
-            where.get((c.verified.sender, c.env.header.in_reply_to))
-            if isinstance(c, Passed) and c.env.header.in_reply_to is not None
-            else None
-        )
-        if named is not None and named > i:
+    for i, name in enumerate(names):
+        named = where.get(name) if name is not None else None
+        if named is not None and named != i and named not in placed:
             after.setdefault(named, []).append(i)
         else:
+            place(i)
+    for i in range(len(names)):  # in a cycle, none placed the other
+        if i not in placed:
             place(i)
     return order
 
@@ -275,23 +321,35 @@ def _recorded_runs(
     settling: ReceiptsInFlight | None,
     behind: frozenset[tuple[str, str]],
 ) -> list[Disposition]:
-    """The runs of ``checked`` (in the order they are to be recorded) recorded in turn."""
-    out: list[Disposition] = []
+    """The runs of ``checked`` (in the order they are to be recorded) recorded in turn.
+
+    A message that names one of the batch to be retried (a failure, or taken
+    before it and retried: ``behind``) is retried with it: judged without its
+    original, it would be refused for good. The rest are recorded: nothing else
+    ties them to a failure (one message's fault must not spend the retries of
+    another sender's, nor park a recall whose original is recorded here)."""
+    out: list[Disposition | None] = [None] * len(checked)
+    retried = set(behind)
     for run in _runs(checked):
-        first = run[0]
-        names_a_retried = (
-            isinstance(first, Passed)
-            and first.env.header.in_reply_to is not None
-            and (first.verified.sender, first.env.header.in_reply_to) in behind
-        )
-        if names_a_retried or any(_failed(d) for d in out):
-            # A run starts where a message names an earlier one of the batch (a
-            # recall, a correction): judged without its original, which is to be
-            # retried, it would be refused for good. It is retried with it.
-            out.extend(Disposition(Verdict.RETRY, _BEHIND_A_RETRY) for _ in run)
+        kept = []
+        for i in run:
+            if _names(checked[i]) in retried:
+                out[i] = Disposition(Verdict.RETRY, _BEHIND_A_RETRY)
+                key = _key(deliveries[i])
+                if key is not None:
+                    retried.add(key)
+            else:
+                kept.append(i)
+        if not kept:
             continue
-        out.extend(_recorded_run(gw, source, deliveries, checked, run, inline, in_flight, settling))
-    return out
+        items = [checked[i] for i in kept]
+        results = _recorded_run(gw, source, deliveries, checked, items, inline, in_flight, settling)
+        for i, result in zip(kept, results, strict=True):
+            out[i] = result
+            key = _key(deliveries[i])
+            if _failed(result) and key is not None:
+                retried.add(key)
+    return [d for d in out if d is not None]
 
 
 def _recorded_run(
@@ -378,19 +436,20 @@ ID_TAKEN = (
 )
 
 
-def _runs(checked: list[Passed | Refused]) -> list[list[Passed | Refused]]:
-    """The batch cut before any message that names an earlier one of the same batch.
+def _runs(checked: list[Passed | Refused]) -> list[list[int]]:
+    """The batch's positions, cut before any message that names an earlier one of the
+    same batch.
 
     A recall or correction judges the original as recorded; when both arrive in
     one batch, the original must be recorded (and committed) first.
     """
-    runs: list[list[Passed | Refused]] = [[]]
+    runs: list[list[int]] = [[]]
     ids: set[str] = set()
-    for item in checked:
+    for i, item in enumerate(checked):
         if isinstance(item, Passed) and item.env.header.in_reply_to in ids:
             runs.append([])
             ids = set()
-        runs[-1].append(item)
+        runs[-1].append(i)
         if isinstance(item, Passed):
             ids.add(item.verified.message_id)
     return [r for r in runs if r]
