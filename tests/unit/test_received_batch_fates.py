@@ -544,8 +544,11 @@ def test_a_recall_waits_for_its_original_past_a_forged_copy_refused_under_its_id
         (["C1", "C2", "O"], ["O", "C1", None], [2, 0, 1]),
         # an original already placed: nothing moves, least of all ahead of others
         (["O", "Y", "R"], [None, None, "O"], [0, 1, 2]),
-        # two messages naming each other: neither can wait for the other
-        (["A", "B"], ["B", "A"], [0, 1]),
+        # two messages naming each other: neither can wait for the other; both go
+        # after the rest, never ahead of another's message
+        (["A", "B", "Z"], ["B", "A", None], [2, 0, 1]),
+        # an id twice (a re-send in the batch): what names it follows the first copy
+        (["R", "O", "O"], ["O", None, None], [1, 0, 2]),
         # a message naming itself
         (["A"], ["A"], [0]),
     ],
@@ -586,3 +589,63 @@ def test_one_by_one_a_message_naming_a_waiting_one_is_judged_not_held_back(
     out = handle_batch(gw, [waiting, replace(last, tag=9)])
     assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK]
     assert _inbound(gw)[last.message_id].status is Status.QUARANTINED
+
+
+def _ledger_fails_for(gw: Gateway, message_id: str | None) -> Gateway:
+    def fails(_ctx: ApplyContext, received: Received) -> None:
+        if received.message_id == message_id:
+            raise LedgerError("the ledger failed (a lock, a deadlock)")
+
+    return _with_assessment_applier(gw, fails)
+
+
+def test_what_names_a_message_held_back_with_its_original_is_held_back_too(
+    tmp_path: Path,
+) -> None:
+    # The original fails; its recall is held back with it; a recall of that recall,
+    # on its last try, is held back with both, never judged without them.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, original)
+    again = _on_try(_recall_of(gw, recall), gw.settings.delivery.retry_budget)
+    gw = _ledger_fails_for(gw, original.message_id)
+    out = handle_batch(gw, [original, recall, replace(again, tag=9)])
+    assert [d.verdict for d in out] == [Verdict.RETRY] * 3
+    assert all("retried with it" in (d.reason or "") for d in out[1:])
+    assert _inbound(gw) == {}
+
+
+def test_a_recall_of_an_original_published_without_an_amqp_id_is_held_back_with_it(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
+    gw = _ledger_fails_for(gw, original.message_id)
+    out = handle_batch(gw, [replace(original, message_id=None), replace(recall, tag=9)])
+    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.RETRY]
+    assert "retried with it" in (out[1].reason or "")
+
+
+def test_a_recall_naming_another_digest_of_a_refused_original_is_refused_for_the_digest(
+    tmp_path: Path,
+) -> None:
+    # 332's original was refused by policy here; its recall names other bytes. It waits
+    # (the copy refused might be a forgery under 332's name), and on its last try is
+    # refused for what it is: a digest no standing message of 332's has.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+
+    def refuses(_ctx: ApplyContext, received: Received) -> None:
+        raise PolicyRefusal("test-rule", "refused here")
+
+    refusing = _with_assessment_applier(gw, refuses)
+    assert [d.verdict for d in handle_batch(refusing, [original])] == [Verdict.ACK]
+    other = replace(original, body=original.body.replace(b"DUD-1", b"DUD-2", 1))
+    recall = _recall_of(gw, other)  # names the original's id with other bytes' digest
+    (waits,) = handle_batch(gw, [recall])
+    assert waits.verdict is Verdict.RETRY
+    (last,) = handle_batch(gw, [_on_try(recall, gw.settings.delivery.retry_budget)])
+    assert last.verdict is Verdict.ACK
+    reason = _inbound(gw)[recall.message_id].reason or ""
+    assert "recall.digest-mismatch" in reason and "were refused" in reason

@@ -264,6 +264,16 @@ def _key(delivery: Delivery) -> tuple[str, str] | None:
     return (delivery.routing_key.rsplit(".", 1)[-1], delivery.message_id)
 
 
+def _keys(delivery: Delivery, item: Passed | Refused) -> set[tuple[str, str]]:
+    """Every key a message naming this one may match: ``_key``'s, and the signed
+    sender and id where it passed its checks (a delivery without an AMQP id)."""
+    key = _key(delivery)
+    keys = set() if key is None else {key}
+    if isinstance(item, Passed):
+        keys.add((item.verified.sender, item.verified.message_id))
+    return keys
+
+
 def _names(item: Passed | Refused) -> tuple[str, str] | None:
     """The message of its own sender that ``item`` names (a recall's, a correction's
     original), as ``_key`` knows that one; None when it names none."""
@@ -280,7 +290,8 @@ def _originals_first(
     came back behind it; a correction of a correction) goes right after it, so it
     is judged with it. A message only ever moves later: one put ahead of another
     sender's could take the id that sender's message holds. Messages naming each
-    other stay where they are."""
+    other (a cycle, which only a broken or hostile sender sends) go after the
+    rest of the batch, in their order."""
     where: dict[tuple[str, str], int] = {}
     for i, key in enumerate(keys):
         if key is not None:
@@ -335,9 +346,7 @@ def _recorded_runs(
         for i in run:
             if _names(checked[i]) in retried:
                 out[i] = Disposition(Verdict.RETRY, _BEHIND_A_RETRY)
-                key = _key(deliveries[i])
-                if key is not None:
-                    retried.add(key)
+                retried.update(_keys(deliveries[i], checked[i]))
             else:
                 kept.append(i)
         if not kept:
@@ -346,9 +355,8 @@ def _recorded_runs(
         results = _recorded_run(gw, source, deliveries, checked, items, inline, in_flight, settling)
         for i, result in zip(kept, results, strict=True):
             out[i] = result
-            key = _key(deliveries[i])
-            if _failed(result) and key is not None:
-                retried.add(key)
+            if _failed(result):
+                retried.update(_keys(deliveries[i], checked[i]))
     return [d for d in out if d is not None]
 
 
