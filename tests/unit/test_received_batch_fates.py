@@ -493,12 +493,8 @@ def test_a_recall_ahead_of_its_original_in_one_batch_withdraws_it_whatever_else_
     assert poison.message_id not in rows
 
 
-def test_taken_one_by_one_a_recall_ahead_of_its_original_is_taken_after_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    gw = memory_gateway(tmp_path, ("332", "336"))
-    (original,) = assessments(gw, gw, ["DUD-1"])
-    recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
+def _batches_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch of more than one fails unexpectedly: taken one by one."""
     real_handle = pipeline._handle
 
     def the_batch_fails(gw: Gateway, deliveries: Any, *rest: Any) -> Any:
@@ -507,6 +503,15 @@ def test_taken_one_by_one_a_recall_ahead_of_its_original_is_taken_after_it(
         return real_handle(gw, deliveries, *rest)
 
     monkeypatch.setattr(pipeline, "_handle", the_batch_fails)
+
+
+def test_taken_one_by_one_a_recall_ahead_of_its_original_is_taken_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
+    _batches_fail(monkeypatch)
     out = handle_batch(gw, [recall, replace(original, tag=9)])
     assert [d.verdict for d in out] == [Verdict.ACK, Verdict.ACK]
     assert _inbound(gw)[original.message_id].status is Status.WITHDRAWN
@@ -578,14 +583,7 @@ def test_one_by_one_a_message_naming_a_waiting_one_is_judged_not_held_back(
     (never_sent,) = assessments(gw, gw, ["DUD-1"])
     waiting = _recall_of(gw, never_sent)
     last = _on_try(_recall_of(gw, waiting), gw.settings.delivery.retry_budget)
-    real_handle = pipeline._handle
-
-    def the_batch_fails(gw: Gateway, deliveries: Any, *rest: Any) -> Any:
-        if len(deliveries) > 1:
-            raise RuntimeError("a bug met by the batch")
-        return real_handle(gw, deliveries, *rest)
-
-    monkeypatch.setattr(pipeline, "_handle", the_batch_fails)
+    _batches_fail(monkeypatch)
     out = handle_batch(gw, [waiting, replace(last, tag=9)])
     assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK]
     assert _inbound(gw)[last.message_id].status is Status.QUARANTINED
