@@ -104,12 +104,17 @@ def _locked_original(conn: Connection, authority: str, message_id: str) -> Any:
 
 def _recalled(conn: Connection, authority: str, message_id: str) -> str | None:
     """The recall sent of ``authority``'s message ``message_id``, if any: who asked for
-    it and when, for the one who asks a second time."""
+    it and when, for the one who asks a second time.
+
+    One its recipient refused (``REJECTED``: it did nothing, e.g. it came before its
+    original there and waited in vain, ``docs/delivery.md``) does not count: the
+    sender may recall the message again. One not yet answered does."""
     row = conn.execute(
         select(recalls.c.message_id, recalls.c.actor, recalls.c.requested_at).where(
             recalls.c.authority == authority,
             recalls.c.original_id == message_id,
             recalls.c.kind == "RECALL",
+            or_(recalls.c.outcome.is_(None), recalls.c.outcome != "REJECTED"),
         )
     ).first()
     if row is None:

@@ -19,6 +19,7 @@ from gateway.ledger.handoff import Claimed
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.lifecycle import not_ours, outcomes, sender
+from gateway.lifecycle.tables import recalls
 from gateway.model import (
     Assessment,
     Audience,
@@ -308,3 +309,26 @@ def test_a_correction_onto_another_case_or_of_another_kind_is_refused_before_sen
     notice = Notification(NotificationType.SERVICE_GAP, env.body.case_ref, "a gap")
     with pytest.raises(PolicyRefusal, match="not a Notification"):
         sender.correct(gw, "332", original.message_id, notice, "kind", "Jo")
+
+
+def test_a_recall_its_recipient_refused_lets_the_sender_recall_again(tmp_path: Path) -> None:
+    # The recipient refused the recall (it came before the original there and waited
+    # in vain, say): it did nothing, so the sender may recall again, once; a recall
+    # not yet answered still stops a second.
+    gw, original, _ = _shared_with_336(tmp_path)
+    first = sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="Jo")
+    with pytest.raises(PolicyRefusal, match=r"recall\.already-recalled"):
+        sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="Sam")
+    with gw.ledger.transaction() as conn:  # as the recipient's REJECTED receipt records it
+        conn.execute(
+            update(recalls)
+            .where(recalls.c.message_id == first.message_id)
+            .values(outcome="REJECTED", outcome_reason="recall.not-the-sender: ...")
+        )
+    second = sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="Sam")
+    assert second.message_id not in (None, first.message_id)
+    assert second.status == Status.SIGNED and second.recipient == "336"
+    with pytest.raises(
+        PolicyRefusal, match=rf"recall\.already-recalled.*recall {second.message_id}"
+    ):
+        sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="Al")
