@@ -62,6 +62,7 @@ def recall(
                 reason,
                 explanation,
                 by or getpass.getuser(),
+                again=True,
             )
         )
     except PolicyRefusal as exc:

@@ -29,6 +29,7 @@ from gateway.ledger.bodies import BODY
 from gateway.ledger.core import as_utc
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
+from gateway.lifecycle.outcomes import OUTCOME
 from gateway.lifecycle.tables import recalls
 from gateway.model import (
     Assessment,
@@ -41,6 +42,7 @@ from gateway.model import (
     Purpose,
     Recall,
     RecallReason,
+    ReceiptOutcome,
 )
 from gateway.outbox import content_digest, disclosure, new_envelope
 from gateway.policy import consent as consent_rules
@@ -102,20 +104,31 @@ def _locked_original(conn: Connection, authority: str, message_id: str) -> Any:
     return _original(conn, authority, message_id)
 
 
-def _recalled(conn: Connection, authority: str, message_id: str) -> str | None:
+_REFUSED = OUTCOME[ReceiptOutcome.REJECTED]
+
+
+def _recalled(
+    conn: Connection, authority: str, message_id: str, *, again: bool = False
+) -> str | None:
     """The recall sent of ``authority``'s message ``message_id``, if any: who asked for
     it and when, for the one who asks a second time.
 
-    One its recipient refused (``REJECTED``: it did nothing, e.g. it came before its
-    original there and waited in vain, ``docs/delivery.md``) does not count: the
-    sender may recall the message again. One not yet answered does."""
+    ``again`` (a person asking): one its recipient refused (``REJECTED``: it did
+    nothing, e.g. it came before its original there and waited in vain,
+    ``docs/delivery.md``) does not count. One not yet answered does, and so does
+    a refused one for the gateway's own recalls (a "not ours" notice, a recall
+    passed on), which a peer's refusal must not make it send again and again."""
+    counted = [
+        recalls.c.authority == authority,
+        recalls.c.original_id == message_id,
+        recalls.c.kind == "RECALL",
+    ]
+    if again:
+        counted.append(or_(recalls.c.outcome.is_(None), recalls.c.outcome != _REFUSED))
     row = conn.execute(
-        select(recalls.c.message_id, recalls.c.actor, recalls.c.requested_at).where(
-            recalls.c.authority == authority,
-            recalls.c.original_id == message_id,
-            recalls.c.kind == "RECALL",
-            or_(recalls.c.outcome.is_(None), recalls.c.outcome != "REJECTED"),
-        )
+        select(recalls.c.message_id, recalls.c.actor, recalls.c.requested_at)
+        .where(*counted)
+        .order_by(recalls.c.id)
     ).first()
     if row is None:
         return None
@@ -159,14 +172,19 @@ def recall(
     actor: str = "gateway",
     conn: Connection | None = None,
     follows: MessageRef | None = None,
+    *,
+    again: bool = False,
 ) -> Sent:
     """Recall ``authority``'s message ``message_id`` from its recipient (``follows``: the
-    recall received that this one passes on, when the message forwarded a recalled one)."""
+    recall received that this one passes on, when the message forwarded a recalled one;
+    ``again``: a person asks, who may recall again what a recipient refused to recall)."""
     kit.outbox.signer(authority)
     if conn is None:
         with kit.ledger.transaction() as own:
-            return recall(kit, authority, message_id, reason, explanation, actor, own, follows)
-    return _recall(kit, conn, authority, message_id, reason, explanation, actor, follows)
+            return recall(
+                kit, authority, message_id, reason, explanation, actor, own, follows, again=again
+            )
+    return _recall(kit, conn, authority, message_id, reason, explanation, actor, follows, again)
 
 
 def _recall(
@@ -178,9 +196,10 @@ def _recall(
     explanation: str | None,
     actor: str,
     follows: MessageRef | None = None,
+    again: bool = False,
 ) -> Sent:
     original = _locked_original(conn, authority, message_id)
-    earlier = _recalled(conn, authority, original["message_id"])
+    earlier = _recalled(conn, authority, original["message_id"], again=again)
     if earlier is not None:
         raise PolicyRefusal(RULE_ALREADY, f"message {message_id} was already recalled ({earlier})")
     status = Status(original["status"])

@@ -19,7 +19,6 @@ from gateway.ledger.handoff import Claimed
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.lifecycle import not_ours, outcomes, sender
-from gateway.lifecycle.tables import recalls
 from gateway.model import (
     Assessment,
     Audience,
@@ -31,6 +30,9 @@ from gateway.model import (
     NotificationType,
     Recall,
     RecallReason,
+    Receipt,
+    ReceiptItem,
+    ReceiptOutcome,
 )
 from gateway.outbox import new_envelope
 from gateway.services import delivery
@@ -311,24 +313,27 @@ def test_a_correction_onto_another_case_or_of_another_kind_is_refused_before_sen
         sender.correct(gw, "332", original.message_id, notice, "kind", "Jo")
 
 
-def test_a_recall_its_recipient_refused_lets_the_sender_recall_again(tmp_path: Path) -> None:
-    # The recipient refused the recall (it came before the original there and waited
-    # in vain, say): it did nothing, so the sender may recall again, once; a recall
-    # not yet answered still stops a second.
+def test_a_recall_its_recipient_refused_lets_a_person_recall_again(tmp_path: Path) -> None:
+    # 336 refused the recall (it came before the original there and waited in vain,
+    # say): it did nothing, so a person may recall again, once. A recall not yet
+    # answered still stops a second, and the gateway's own recalls (a "not ours"
+    # notice, a recall passed on) never go again on a peer's refusal.
     gw, original, _ = _shared_with_336(tmp_path)
     first = sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="Jo")
     with pytest.raises(PolicyRefusal, match=r"recall\.already-recalled"):
-        sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="Sam")
-    with gw.ledger.transaction() as conn:  # as the recipient's REJECTED receipt records it
-        conn.execute(
-            update(recalls)
-            .where(recalls.c.message_id == first.message_id)
-            .values(outcome="REJECTED", outcome_reason="recall.not-the-sender: ...")
-        )
-    second = sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="Sam")
+        sender.recall(gw, "332", original.message_id, RecallReason.OTHER, actor="Sam", again=True)
+    [sent] = gw.ledger.find(message_id=first.message_id, authority="332")
+    refused = ReceiptItem(first.message_id, sent.digest or "", ReceiptOutcome.REJECTED, "waited")
+    with gw.ledger.transaction() as conn:
+        assert outcomes.apply_receipt(conn, "332", "336", "r-1", Receipt((refused,)), gw.clock())
+    with pytest.raises(PolicyRefusal, match=r"recall\.already-recalled"):
+        sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="not ours")
+    second = sender.recall(
+        gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="Sam", again=True
+    )
     assert second.message_id not in (None, first.message_id)
     assert second.status == Status.SIGNED and second.recipient == "336"
     with pytest.raises(
         PolicyRefusal, match=rf"recall\.already-recalled.*recall {second.message_id}"
     ):
-        sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="Al")
+        sender.recall(gw, "332", original.message_id, RecallReason.OTHER, actor="Al", again=True)

@@ -120,7 +120,9 @@ def recall(
 ) -> RecallSentOut:
     """Recall a message this authority sent: withdrawn if still queued, else a signed Recall."""
     return RecallSentOut.of(
-        sender.recall(gw, authority, message_id, body.reason, body.explanation, _actor(who))
+        sender.recall(
+            gw, authority, message_id, body.reason, body.explanation, _actor(who), again=True
+        )
     )
 
 
