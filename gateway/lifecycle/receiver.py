@@ -97,13 +97,14 @@ def original(ctx: ApplyContext, msg: Received, ref: MessageRef, what: str) -> He
         known = ctx.kit.ledger.inbound_known(
             msg.authority, [(msg.sender, ref.message_id)], ctx.conn
         )
-        if ref.message_id not in known.holders and not copies:
-            raise NotReceivedYet(
-                RULE_NOT_THE_SENDER,
-                f"{what} {msg.message_id}: {msg.authority} has not received message "
-                f"{ref.message_id} from {msg.sender}; only a message's sender may {what} it",
-            )
         if ref.message_id not in known.holders:
+            if not copies:
+                raise NotReceivedYet(
+                    RULE_NOT_THE_SENDER,
+                    f"{what} {msg.message_id}: {msg.authority} has not received message "
+                    f"{ref.message_id} from {msg.sender}; only a message's sender may "
+                    f"{what} it",
+                )
             raise NotReceivedYet(
                 RULE_DIGEST,
                 f"{what} {msg.message_id}: no message {ref.message_id} with digest "

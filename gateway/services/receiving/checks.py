@@ -235,18 +235,23 @@ def _publisher_problem(gw: CheckContext, env: Envelope, delivery: Delivery) -> s
     return None
 
 
-def _unverified_header(gw: CheckContext, raw: bytes) -> tuple[str, str, str]:
-    """Best-effort sender, id and type for recording a message that failed checks.
-
-    Parsed with the same hardened parser and limits as everything inbound:
-    a message refused for its DTD or size is recorded with "?" fields.
-    """
+def _unverified_root(gw: CheckContext, raw: bytes) -> etree._Element | None:
+    """The message parsed, unverified, with the same hardened parser and limits as
+    everything inbound; None when that parser refuses it (its DTD, its size)."""
     limits = gw.settings.limits
     try:
-        root = xmlsafe.parse(
+        return xmlsafe.parse(
             raw, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth
         )
     except UnsafeXmlError:
+        return None
+
+
+def _unverified_header(gw: CheckContext, raw: bytes) -> tuple[str, str, str]:
+    """Best-effort sender, id and type for recording a message that failed checks:
+    a message the parser refuses is recorded with "?" fields."""
+    root = _unverified_root(gw, raw)
+    if root is None:
         return "?", "?", "?"
 
     def text(tag: str) -> str:
@@ -259,14 +264,8 @@ def _unverified_header(gw: CheckContext, raw: bytes) -> tuple[str, str, str]:
 def unverified_reply_to(gw: CheckContext, raw: bytes) -> str | None:
     """The id a message says it answers or names (``InReplyTo``), unverified: only for
     ordering a batch taken one by one (``pipeline._one_by_one``), never to act on."""
-    limits = gw.settings.limits
-    try:
-        root = xmlsafe.parse(
-            raw, max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth
-        )
-    except UnsafeXmlError:
-        return None
-    found = root.find(f"{NS}Header/{NS}InReplyTo")
+    root = _unverified_root(gw, raw)
+    found = None if root is None else root.find(f"{NS}Header/{NS}InReplyTo")
     if found is None:
         return None
     return (found.text or "").strip()[:64] or None

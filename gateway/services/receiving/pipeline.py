@@ -404,9 +404,8 @@ def _index_of(checked: list[Passed | Refused], item: Passed | Refused) -> int:
 @dataclass(frozen=True)
 class Waiting(Disposition):
     """RETRY for a message that names one not received yet (``NotReceivedYet``): it
-    waits for its original. Nothing failed, so the runs after it in its batch are
-    recorded: one member's recall of an id never sent must not hold back (and spend
-    the retries of) the other messages of the batch."""
+    waits for its original. Nothing failed, so what names it in its batch is judged
+    (and waits in turn), not held back behind it as behind a failure."""
 
 
 def _failed(d: Disposition) -> bool:
