@@ -35,6 +35,12 @@ SAID = {
     ActionTaken.NOT_HELD: "not held there",
     ActionTaken.REFUSED: "refused",
 }
+# A receipt that refused the recall or correction itself states no action: the
+# recipient did nothing about the original, which stands there as it was.
+UNDONE = {
+    "REJECTED": "refused; the original stands there as it was",
+    "UNDELIVERABLE": "undeliverable; the original stands there as it was",
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,9 @@ class RecallOutcome:
             else ""
         )
         if what is None:
+            if self.outcome in UNDONE:
+                why = f" ({self.outcome_reason})" if self.outcome_reason else ""
+                return f"{self.outcome}: at {self.recipient}, {UNDONE[self.outcome]}{why}"
             return f"{self.outcome}: {self.recipient} has not said what it did"
         return f"{self.outcome}: {what}{when}"
 
@@ -148,7 +157,7 @@ def _note_original(
     ).scalar()
     if pk is None:
         return
-    said = SAID[item.action] if item.action else "no action stated"
+    said = _said(item)
     handed = item.handed_over_at
     when = f", handed over {as_utc(handed).isoformat(timespec='seconds')}" if handed else ""
     status = Status.RECALLED if kind == "RECALL" else Status.SUPERSEDED
@@ -160,6 +169,16 @@ def _note_original(
             reason=f"{kind.lower()} outcome at {sender}: {said}{when}",
         )
     )
+
+
+def _said(item: ReceiptItem) -> str:
+    """What ``item`` says was done about the original, for its history."""
+    if item.action:
+        return SAID[item.action]
+    undone = UNDONE.get(OUTCOME[item.outcome])
+    if undone is None:
+        return "no action stated"
+    return undone + (f" ({item.reason})" if item.reason else "")
 
 
 def outcomes_of(

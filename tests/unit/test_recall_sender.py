@@ -326,6 +326,12 @@ def test_a_recall_its_recipient_refused_lets_a_person_recall_again(tmp_path: Pat
     refused = ReceiptItem(first.message_id, sent.digest or "", ReceiptOutcome.REJECTED, "waited")
     with gw.ledger.transaction() as conn:
         assert outcomes.apply_receipt(conn, "332", "336", "r-1", Receipt((refused,)), gw.clock())
+    # Said as a refusal, with 336's reason, on the original and in the outcome.
+    said = "refused; the original stands there as it was (waited)"
+    [noted] = gw.ledger.find(message_id=original.message_id, authority="332")
+    assert (noted.history[-1].reason or "").endswith(f"recall outcome at 336: {said}")
+    [outcome] = _outcomes(gw, original.message_id)
+    assert outcome.describe() == f"REJECTED: at 336, {said}"
     with pytest.raises(PolicyRefusal, match=r"recall\.already-recalled"):
         sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="not ours")
     second = sender.recall(
