@@ -330,10 +330,10 @@ def test_a_recall_taken_one_by_one_behind_its_failing_original_is_retried_with_i
             raise RuntimeError("a bug met by the original")
         return real_check(*args, **kwargs)
 
-    def handle_fails_with_the_original(gw: Gateway, deliveries: Any, *rest: Any) -> Any:
+    def handle_fails_with_the_original(turn: Any, deliveries: Any, *rest: Any) -> Any:
         if failing and fails == "batch" and original in deliveries:
             raise RuntimeError("a bug met by the original")
-        return real_handle(gw, deliveries, *rest)
+        return real_handle(turn, deliveries, *rest)
 
     monkeypatch.setattr(pipeline, "check", check_fails_for_the_original)
     monkeypatch.setattr(pipeline, "_handle", handle_fails_with_the_original)
@@ -497,10 +497,10 @@ def _batches_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every batch of more than one fails unexpectedly: taken one by one."""
     real_handle = pipeline._handle
 
-    def the_batch_fails(gw: Gateway, deliveries: Any, *rest: Any) -> Any:
+    def the_batch_fails(turn: Any, deliveries: Any, *rest: Any) -> Any:
         if len(deliveries) > 1:
             raise RuntimeError("a bug met by the batch")
-        return real_handle(gw, deliveries, *rest)
+        return real_handle(turn, deliveries, *rest)
 
     monkeypatch.setattr(pipeline, "_handle", the_batch_fails)
 

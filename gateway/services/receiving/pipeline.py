@@ -105,7 +105,7 @@ def handle_batch(
     """
     earlier = in_flight.take() if in_flight is not None else ReceiptsInFlight()
     try:
-        out = _isolated(gw, deliveries, in_flight, checks, settling=earlier)
+        out = _isolated(_Turn(gw, in_flight, earlier), deliveries, checks)
     except OutageError:
         if in_flight is not None:
             in_flight.put_back(earlier)  # settled once the ledger answers again
@@ -116,16 +116,26 @@ def handle_batch(
     return out
 
 
+@dataclass(frozen=True)
+class _Turn:
+    """What every step of one batch's processing shares: the gateway, the consumer's
+    receipts awaiting their confirms (``in_flight``, which the batch's own receipt
+    joins; None: confirmed before ``handle_batch`` returns) and the earlier batches'
+    receipts the batch's transactions mark where their confirms are in (``settling``)."""
+
+    gw: Gateway
+    in_flight: ReceiptsInFlight | None
+    settling: ReceiptsInFlight
+
+
 def _isolated(
-    gw: Gateway,
+    turn: _Turn,
     deliveries: Sequence[Delivery],
-    in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
-    settling: ReceiptsInFlight | None = None,
     behind: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Disposition]:
     try:
-        return _handle(gw, deliveries, in_flight, checks, settling, behind)
+        return _handle(turn, deliveries, checks, behind)
     except OutageError:
         raise  # the ledger is down: the consumer holds the batch, unsettled, until it answers
     except Exception as exc:  # why everything: isolating an unknown failure is the point
@@ -136,15 +146,10 @@ def _isolated(
             len(deliveries),
             type(exc).__name__,
         )
-        return _one_by_one(gw, deliveries, in_flight, settling)
+        return _one_by_one(turn, deliveries)
 
 
-def _one_by_one(
-    gw: Gateway,
-    deliveries: Sequence[Delivery],
-    in_flight: ReceiptsInFlight | None,
-    settling: ReceiptsInFlight | None,
-) -> list[Disposition]:
+def _one_by_one(turn: _Turn, deliveries: Sequence[Delivery]) -> list[Disposition]:
     """Each delivery alone, originals first (``_originals_first``, by the unverified
     header: the checks may be what failed), after their batch (or source) failed
     unexpectedly.
@@ -160,8 +165,8 @@ def _one_by_one(
     keys = [_key(d) for d in deliveries]
     out: dict[int, Disposition] = {}
     retried: set[tuple[str, str]] = set()
-    for i in _originals_first(keys, [_unverified_names(gw, d) for d in deliveries]):
-        (got,) = _isolated(gw, [deliveries[i]], in_flight, None, settling, frozenset(retried))
+    for i in _originals_first(keys, [_unverified_names(turn.gw, d) for d in deliveries]):
+        (got,) = _isolated(turn, [deliveries[i]], None, frozenset(retried))
         key = keys[i]
         if _failed(got) and key is not None:
             retried.add(key)
@@ -193,22 +198,20 @@ def _failed_alone(message_id: str | None, queue: str, exc: Exception) -> Disposi
 
 
 def _handle(
-    gw: Gateway,
+    turn: _Turn,
     deliveries: Sequence[Delivery],
-    in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
-    settling: ReceiptsInFlight | None,
     behind: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Disposition]:
     by_source: dict[Source, list[int]] = {}
     for index, one in enumerate(deliveries):
-        by_source.setdefault(source_of(gw, one), []).append(index)
+        by_source.setdefault(source_of(turn.gw, one), []).append(index)
     out: list[Disposition | None] = [None] * len(deliveries)
     inline = len(deliveries) <= INLINE_RECEIPTS_MAX
     for source, indexes in by_source.items():
         batch = [deliveries[i] for i in indexes]
         try:
-            results = _record(gw, source, batch, inline, in_flight, checks, settling, behind)
+            results = _record(turn, source, batch, inline, checks, behind)
         except OutageError:
             raise
         except Exception as exc:  # why everything: isolating an unknown failure is the point
@@ -224,33 +227,31 @@ def _handle(
                     source.owner,
                     type(exc).__name__,
                 )
-                results = _one_by_one(gw, batch, in_flight, settling)
+                results = _one_by_one(turn, batch)
         for i, result in zip(indexes, results, strict=True):
             out[i] = result
     return [d for d in out if d is not None]
 
 
 def _record(
-    gw: Gateway,
+    turn: _Turn,
     source: Source,
     deliveries: Sequence[Delivery],
     inline: bool,
-    in_flight: ReceiptsInFlight | None,
     checks: CheckPool | None,
-    settling: ReceiptsInFlight | None,
     behind: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Disposition]:
     """The runs of ``deliveries`` recorded in turn, originals first
     (``_originals_first``); ``behind``: (sender, id) of messages of their batch
     taken before them and retried (``_one_by_one``)."""
     if checks is None:
-        checked = [check(gw, source, d) for d in deliveries]
+        checked = [check(turn.gw, source, d) for d in deliveries]
     else:
-        checked = checks.check(gw, source, deliveries)
+        checked = checks.check(turn.gw, source, deliveries)
     order = _originals_first([_key(d) for d in deliveries], [_names(c) for c in checked])
     recorded = _recorded_runs(
-        gw, source, [deliveries[i] for i in order], [checked[i] for i in order],
-        inline, in_flight, settling, behind,
+        turn, source, [deliveries[i] for i in order], [checked[i] for i in order],
+        inline, behind,
     )  # fmt: skip
     by_position = dict(zip(order, recorded, strict=True))
     return [by_position[i] for i in range(len(checked))]
@@ -323,13 +324,11 @@ def _originals_first(
 
 
 def _recorded_runs(
-    gw: Gateway,
+    turn: _Turn,
     source: Source,
     deliveries: Sequence[Delivery],
     checked: list[Passed | Refused],
     inline: bool,
-    in_flight: ReceiptsInFlight | None,
-    settling: ReceiptsInFlight | None,
     behind: frozenset[tuple[str, str]],
 ) -> list[Disposition]:
     """The runs of ``checked`` (in the order they are to be recorded) recorded in turn.
@@ -352,7 +351,7 @@ def _recorded_runs(
         if not kept:
             continue
         items = [checked[i] for i in kept]
-        results = _recorded_run(gw, source, deliveries, checked, items, inline, in_flight, settling)
+        results = _recorded_run(turn, source, deliveries, checked, items, inline)
         for i, result in zip(kept, results, strict=True):
             out[i] = result
             if _failed(result):
@@ -361,21 +360,19 @@ def _recorded_runs(
 
 
 def _recorded_run(
-    gw: Gateway,
+    turn: _Turn,
     source: Source,
     deliveries: Sequence[Delivery],
     checked: list[Passed | Refused],
     run: list[Passed | Refused],
     inline: bool,
-    in_flight: ReceiptsInFlight | None,
-    settling: ReceiptsInFlight | None,
 ) -> list[Disposition]:
     """``run`` recorded in its transaction; if that fails unexpectedly (a bug, or a
     poison message an applier cannot take), rolled back and recorded one message at
     a time, so only the one that fails again gets RETRY. The runs before it are
     committed: taken again, they would be taken for re-sends."""
     try:
-        return _record_checked(gw, source, run, inline, in_flight, settling)
+        return _record_checked(turn, source, run, inline)
     except OutageError:
         raise
     except Exception as exc:  # why everything: isolating an unknown failure is the point
@@ -391,9 +388,7 @@ def _recorded_run(
         return [
             d
             for item in run
-            for d in _recorded_run(
-                gw, source, deliveries, checked, [item], inline, in_flight, settling
-            )
+            for d in _recorded_run(turn, source, deliveries, checked, [item], inline)
         ]
 
 
@@ -463,15 +458,12 @@ def _runs(checked: list[Passed | Refused]) -> list[list[int]]:
 
 
 def _record_checked(
-    gw: Gateway,
-    source: Source,
-    checked: Sequence[Passed | Refused],
-    inline: bool,
-    in_flight: ReceiptsInFlight | None,
-    settling: ReceiptsInFlight | None = None,
+    turn: _Turn, source: Source, checked: Sequence[Passed | Refused], inline: bool
 ) -> list[Disposition]:
     """Record ``checked`` in one transaction (with its receipt when ``inline``); the
-    receipts of earlier batches (``settling``) whose confirms are in are marked in it too."""
+    receipts of earlier batches (``turn.settling``) whose confirms are in are marked in
+    it too."""
+    gw, settling = turn.gw, turn.settling
     deliveries = checked
     owner = source.owner
     # Taken by the checks (re-encoding a body to canonical XML costs ~0.07 ms).
@@ -614,9 +606,8 @@ def _record_checked(
                     env.header.sender,
                     conn,
                 )
-            if settling is not None:
-                # No transaction (and no flush) of their own for earlier receipts.
-                settled = settling.mark_ready(conn)
+            # No transaction (and no flush) of their own for earlier receipts.
+            settled = settling.mark_ready(conn)
             # A re-send is answered with the original receipt (same id and bytes), in
             # this transaction: a failure after its commit would have turned a
             # recorded batch into RETRY and skipped its follow-ups.
@@ -626,8 +617,7 @@ def _record_checked(
                 "sender re-sent a message this receipt covers",
                 conn,
             )
-        if settling is not None:
-            settling.marked(settled)
+        settling.marked(settled)
     except LedgerUnavailableError:
         raise  # not this batch's fault: held, not retried by the broker
     except LedgerError as exc:
@@ -639,7 +629,7 @@ def _record_checked(
         except Exception:  # why everything: the message is recorded; a follow-up may not undo it
             log.exception("an action after recording a message failed; it is retried later")
     if own_receipt is not None:
-        own_receipt.publish(in_flight)
+        own_receipt.publish(turn.in_flight)
     return [waiting.get(i, _ACK) for i in range(len(deliveries))]
 
 
