@@ -70,6 +70,8 @@ class RecallOutcome:
             if self.handed_over_at
             else ""
         )
+        if self.action == ActionTaken.NOT_HELD.value and self.outcome_reason:
+            return f"{self.outcome}: {what} ({self.outcome_reason})"
         if what is None:
             if self.outcome in UNDONE:
                 why = f" ({self.outcome_reason})" if self.outcome_reason else ""
@@ -173,6 +175,8 @@ def _note_original(
 
 def _said(item: ReceiptItem) -> str:
     """What ``item`` says was done about the original, for its history."""
+    if item.action is ActionTaken.NOT_HELD and item.reason:
+        return f"{SAID[item.action]} ({item.reason})"  # e.g. a recall that stands there
     if item.action:
         return SAID[item.action]
     undone = UNDONE.get(OUTCOME[item.outcome])

@@ -18,6 +18,14 @@ REJECTED receipt. Then:
 What was done is kept (``tables.received``) and said in the signed receipt
 for the recall or correction (``receipt_notes``): Action WITHDRAWN, or
 PASSED_ON with HandedOverAt, NOT_HELD, and a reason with no personal data.
+
+A recall that comes before its original waits for it (``original``:
+``NotReceivedYet``, retried by the broker). If the original has still not come
+by the recall's last try, the recall **stands** (``tables.standing``): it is
+receipted NOT_HELD, saying so, and the original, should it come later (parked
+by this authority's broker and replayed, say), is recorded withdrawn, never
+handed over (``on_arrival``), and the recall is receipted again, WITHDRAWN. A
+correction cannot stand (it is judged against its original): it is refused.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, insert, select, update
 
 from gateway.crossborder import receive
 from gateway.envelope import xmlsafe
@@ -44,7 +52,7 @@ from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
 from gateway.lifecycle import held, sender
 from gateway.lifecycle.held import Fate, Held
-from gateway.lifecycle.tables import follows, recalls, received
+from gateway.lifecycle.tables import follows, recalls, received, standing
 from gateway.model import (
     ActionTaken,
     Assessment,
@@ -58,6 +66,7 @@ from gateway.model import (
     Notification,
     Recall,
 )
+from gateway.wakeups import RECEIPTS
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +236,12 @@ def _follow(ctx: ApplyContext, msg: Received, body: Recall, original_held: Held)
 def on_recall(ctx: ApplyContext, msg: Received) -> Effect:
     body = msg.env.body
     assert isinstance(body, Recall)
-    found = original(ctx, msg, body.original, "recall")
+    try:
+        found = original(ctx, msg, body.original, "recall")
+    except NotReceivedYet:
+        if not ctx.final:
+            raise  # it waits, retried by the broker
+        return _stand(ctx, msg, body)
 
     def effect() -> None:
         why = f"recalled by {msg.sender} (recall {msg.message_id}, {body.reason.value})"
@@ -251,6 +265,117 @@ def on_recall(ctx: ApplyContext, msg: Received) -> Effect:
         said = "; ".join(parts)
         remember(ctx.conn, msg, "RECALL", found.message_id, fate, said, ctx.now)
         _audit(ctx, msg, "RECALL", found.message_id, said)
+
+    return effect
+
+
+STANDS = (
+    "not received here yet; the recall stands: should it come, it is withdrawn "
+    "before the local system has it, and this recall receipted again"
+)
+ON_ARRIVAL = "it came after the recall and was withdrawn on arrival, before its local system had it"
+
+
+def _stand(ctx: ApplyContext, msg: Received, body: Recall) -> Effect:
+    """The recall's last try and still no original: it stands (``on_arrival``)."""
+
+    def effect() -> None:
+        ctx.conn.execute(
+            insert(standing).values(
+                authority=msg.authority,
+                sender=msg.sender,
+                original_id=body.original.message_id[:64],
+                original_digest=body.original.digest[:64],
+                recall_id=msg.message_id,
+                at=ctx.now,
+            )
+        )
+        ctx.keep_from_local_system(
+            f"recall of {body.original.message_id}: nothing to tell the local system (not "
+            "received here yet; the recall stands)"
+        )
+        fate = Fate(ActionTaken.NOT_HELD, None, STANDS)
+        remember(ctx.conn, msg, "RECALL", body.original.message_id, fate, STANDS, ctx.now)
+        _audit(ctx, msg, "RECALL", body.original.message_id, STANDS)
+
+    return effect
+
+
+# Read for every received record that can be recalled (``on_arrival``).
+_STANDING = (
+    select(standing.c.id, standing.c.recall_id, standing.c.at)
+    .where(
+        standing.c.authority == bindparam("authority"),
+        standing.c.sender == bindparam("sender"),
+        standing.c.original_id == bindparam("original_id"),
+        standing.c.original_digest == bindparam("digest"),
+        standing.c.resolved_at.is_(None),
+    )
+    .order_by(standing.c.id)
+)
+
+
+def on_arrival(ctx: ApplyContext, msg: Received) -> Effect | None:
+    """A record its sender's standing recall names (same sender, id and digest) is
+    recorded withdrawn, never handed over, and the recall is receipted again,
+    WITHDRAWN; None (nothing to do) for every other record."""
+    rows = ctx.conn.execute(
+        _STANDING,
+        {
+            "authority": msg.authority,
+            "sender": msg.sender,
+            "original_id": msg.message_id,
+            "digest": msg.digest,
+        },
+    ).all()
+    if not rows:
+        return None
+
+    def effect() -> None:
+        recall_ids = [r.recall_id for r in rows]
+        first = as_utc(rows[0].at).isoformat(timespec="seconds")
+        ctx.keep_from_local_system(
+            f"recalled by {msg.sender} (recall {', '.join(recall_ids)}, standing since "
+            f"{first}): withdrawn on arrival, before the local system had it"
+        )
+        ctx.conn.execute(
+            update(standing)
+            .where(standing.c.id.in_([r.id for r in rows]))
+            .values(resolved_at=ctx.now)
+        )
+        mine = (received.c.authority == msg.authority) & (received.c.sender == msg.sender)
+        ctx.conn.execute(
+            update(received)
+            .where(mine, received.c.message_id.in_(recall_ids))
+            .values(action=ActionTaken.WITHDRAWN.value, reason=ON_ARRIVAL, at=ctx.now)
+        )
+        ctx.conn.execute(
+            update(messages)
+            .where(
+                messages.c.authority == msg.authority,
+                messages.c.direction == Direction.INBOUND.value,
+                messages.c.sender == msg.sender,
+                messages.c.message_id.in_(recall_ids),
+            )
+            .values(receipt_due=True)
+        )
+        ctx.kit.ledger.announce(ctx.conn, RECEIPTS)
+        audit.append(
+            ctx.kit.ledger,
+            [
+                audit.AuditEvent(
+                    actor=f"standing recall from {msg.sender}",
+                    action="RECALL_ON_ARRIVAL",
+                    authority=msg.authority,
+                    counterparty=msg.sender,
+                    legal_basis=LegalBasis.NO_PERSONAL_DATA.value,
+                    message_id=msg.message_id,
+                    digest=msg.digest,
+                    detail=f"recall {', '.join(recall_ids)}: {ON_ARRIVAL}"[:500],
+                )
+            ],
+            ctx.conn,
+        )
 
     return effect
 

@@ -61,6 +61,30 @@ received = Table(
 # The receipt loop looks its messages up by id, for every receipt it signs.
 Index("ix_lifecycle_received_message", received.c.message_id)
 
+# A recall whose original had still not come when its last retry was spent: it
+# stands, and the original is withdrawn on arrival (``receiver.on_arrival``). Ids and
+# digests only, nothing personal; ``resolved_at`` once the original came.
+standing = Table(
+    "lifecycle_standing",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority", String(3), nullable=False),  # the recipient (this gateway's LA)
+    Column("sender", String(3), nullable=False),  # the original's sender, who recalled it
+    Column("original_id", String(64), nullable=False),
+    Column("original_digest", String(64), nullable=False),
+    Column("recall_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    UniqueConstraint("authority", "sender", "recall_id", name="uq_lifecycle_standing"),
+)
+# Read for every received record that can be recalled: by the key it arrives under.
+Index(
+    "ix_lifecycle_standing_original",
+    standing.c.authority,
+    standing.c.sender,
+    standing.c.original_id,
+)
+
 # Access notices: per hosted authority, how far its status history and audit log
 # have been reported, and when the next batch may go (claimed with a conditional
 # update, so two gateway processes on one ledger never send the same events).

@@ -47,6 +47,7 @@ from gateway.model import (
     Receipt,
 )
 from gateway.retention import erasure
+from gateway.services import dead_letters
 from gateway.services.receiving import pipeline
 from gateway.services.receiving.checks import Passed
 from tests.integration.gateways import wait_for
@@ -414,4 +415,67 @@ def test_a_recall_that_overtakes_its_original_at_the_recipient_still_withdraws_i
         assert done.message_id in waited  # it did overtake its original, and waited
         assert _copy(r, "333", original.message_id).status == Status.WITHDRAWN
         served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
+        assert original.message_id not in served
+
+
+def test_a_recall_whose_original_was_parked_stands_and_withdraws_it_when_replayed(
+    tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sandwell's gateway fails on Dudley's Assessment on every try, so its broker parks
+    # it. Dudley's recall waits for it through its own retries, then stands. When
+    # Sandwell's administrator replays the parked Assessment (the fault fixed), it is
+    # withdrawn on arrival, never served to Sandwell's system, and Dudley learns so.
+    fixed = threading.Event()
+    real_apply = pipeline._apply
+
+    def fails_at_sandwell_until_fixed(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
+        if (
+            "333" in gw.hosted
+            and item.env.header.message_type is MessageType.ASSESSMENT
+            and not fixed.is_set()
+        ):
+            raise RuntimeError("a fault at Sandwell")
+        real_apply(gw, ctx, item)
+
+    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_until_fixed)
+    steps = {"retry_backoff_s": [0.5, 0.5], "retry_budget": 2}
+    with region(tmp_path / "region", vhost, delivery=steps) as r:
+        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
+        original = _sent(r, "333")
+        sandwell = r.gw("333")
+        wait_for(
+            lambda: any(
+                d.message_id == original.message_id
+                for d in dead_letters.list_dead_letters(sandwell, "333")
+            ),
+            timeout_s=30,
+            what="Dudley's Assessment parked at Sandwell",
+        )
+        done = sender.recall(r.gw("332"), "332", original.message_id, RecallReason.MISDIRECTED)
+        stands = _outcome(r, original.message_id)
+        assert stands.action == ActionTaken.NOT_HELD.value, stands.describe()
+        assert "the recall stands" in stands.describe()
+
+        fixed.set()
+        dead_letters.replay(sandwell, "333", original.message_id, "Sandwell's administrator")
+        wait_for(
+            lambda: (
+                [c.status for c in sandwell.ledger.find(message_id=original.message_id)]
+                == [Status.WITHDRAWN]
+            ),
+            what="the replayed Assessment withdrawn on arrival",
+        )
+        assert "withdrawn on arrival" in (_copy(r, "333", original.message_id).reason or "")
+
+        def withdrawn() -> bool:
+            with r.gw("332").ledger.transaction() as conn:
+                [now] = [
+                    o
+                    for o in outcomes.outcomes_of(conn, "332", original.message_id)
+                    if o.message_id == done.message_id
+                ]
+            return now.action == ActionTaken.WITHDRAWN.value
+
+        wait_for(withdrawn, timeout_s=20, what="Dudley told the original was withdrawn")
+        served = {i.message_id for i in sandwell.ledger.inbox("333")}
         assert original.message_id not in served

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from support.gateways import memory_gateway
 from support.received import assessments
 
@@ -25,10 +26,21 @@ from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
 from gateway.errors import LedgerError, PolicyRefusal
-from gateway.feature import ApplyContext, Received
+from gateway.feature import ApplyContext, ReceiptNote, Received
+from gateway.ledger import audit
 from gateway.ledger.records import CODE_WIDTH, MESSAGE_ID_WIDTH, MessageRecord
 from gateway.ledger.status import Direction, Route, Status
-from gateway.model import Envelope, MessageRef, MessageType, Recall, RecallReason
+from gateway.ledger.tables import messages
+from gateway.lifecycle import receiver
+from gateway.model import (
+    ActionTaken,
+    Correction,
+    Envelope,
+    MessageRef,
+    MessageType,
+    Recall,
+    RecallReason,
+)
 from gateway.services import dead_letters
 from gateway.services.receiving import handle_batch, pipeline
 from gateway.services.receiving.checks import Refused, Source
@@ -398,10 +410,35 @@ def test_a_recall_that_comes_before_its_original_waits_for_it_and_then_withdraws
     assert rows[recall.message_id].status is not Status.QUARANTINED
 
 
-def test_a_recall_whose_original_never_came_is_refused_on_its_last_retry(tmp_path: Path) -> None:
+def _notes(gw: Gateway, *received: Delivery) -> dict[str, ReceiptNote]:
+    """What the receipt items for ``received`` (332's, at 336) say was done."""
+    keys = [("336", "332", d.message_id or "") for d in received]
+    with gw.ledger.transaction() as conn:
+        return {k[2]: note for k, note in receiver.receipt_notes(conn, keys).items()}
+
+
+def _receipt_due(gw: Gateway, delivery: Delivery) -> bool:
+    with gw.ledger.transaction() as conn:
+        return bool(
+            conn.execute(
+                select(messages.c.receipt_due).where(
+                    messages.c.authority == "336",
+                    messages.c.direction == Direction.INBOUND.value,
+                    messages.c.message_id == delivery.message_id,
+                )
+            ).scalar_one()
+        )
+
+
+def test_a_recall_whose_original_never_came_stands_and_withdraws_it_on_arrival(
+    tmp_path: Path,
+) -> None:
+    # The original is parked by 336's broker, say, and replayed after the recall's
+    # retries are spent. Before, the recall was refused then, and the original, when
+    # replayed, was handed to the local system although 332 had recalled it.
     gw = memory_gateway(tmp_path, ("332", "336"))
-    (never_sent,) = assessments(gw, gw, ["DUD-1"])
-    recall = _recall_of(gw, never_sent)
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, original)
     budget = gw.settings.delivery.retry_budget
     assert budget > 0
     (waits,) = handle_batch(gw, [_on_try(recall, budget - 1)])
@@ -409,6 +446,78 @@ def test_a_recall_whose_original_never_came_is_refused_on_its_last_retry(tmp_pat
     (last,) = handle_batch(gw, [_on_try(recall, budget)])
     assert last.verdict is Verdict.ACK
     row = _inbound(gw)[recall.message_id]
+    assert row.status is Status.WITHDRAWN  # accepted, nothing to tell the local system
+    stands = _notes(gw, recall)[recall.message_id]
+    assert stands.action is ActionTaken.NOT_HELD and stands.reason == receiver.STANDS
+
+    assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
+    rows = _inbound(gw)
+    assert rows[original.message_id].status is Status.WITHDRAWN  # never handed over
+    assert "withdrawn on arrival" in (rows[original.message_id].reason or "")
+    assert _receipt_due(gw, recall)  # receipted again, saying what was done now
+    done = _notes(gw, recall)[recall.message_id]
+    assert done.action is ActionTaken.WITHDRAWN and done.reason == receiver.ON_ARRIVAL
+    assert any(e.event.action == "RECALL_ON_ARRIVAL" for e in audit.entries(gw.ledger))
+
+
+def test_a_standing_recall_takes_back_only_the_message_with_the_digest_it_names(
+    tmp_path: Path,
+) -> None:
+    # 332's recall stands for its message's id and bytes. A message under that id with
+    # other bytes is not the one recalled: it is judged as ever, and the recall still
+    # stands for the one it names.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, original)
+    (last,) = handle_batch(gw, [_on_try(recall, gw.settings.delivery.retry_budget)])
+    assert last.verdict is Verdict.ACK
+    other = replace(original, body=original.body.replace(b"DUD-1", b"DUD-2", 1))
+    resigned = gw.outbox.sign(
+        element_to_envelope(xmlsafe.parse(other.body, max_bytes=1_000_000, max_depth=64))
+    )
+    assert resigned.body is not None and resigned.message_id == original.message_id
+    assert [d.verdict for d in handle_batch(gw, [replace(other, body=resigned.body)])] == [
+        Verdict.ACK
+    ]
+    row = _inbound(gw)[original.message_id]
+    assert row.status is Status.VERIFIED, row.reason  # for the local system, as ever
+    assert _notes(gw, recall)[recall.message_id].action is ActionTaken.NOT_HELD
+
+
+def test_a_correction_whose_original_never_came_is_refused_on_its_last_retry(
+    tmp_path: Path,
+) -> None:
+    # A correction is judged against its original (same record, case and thread): it
+    # cannot stand without it. It waits, and is refused on its last try.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (never_sent,) = assessments(gw, gw, ["DUD-1"])
+    env = element_to_envelope(xmlsafe.parse(never_sent.body, max_bytes=1_000_000, max_depth=64))
+    ref = MessageRef(env.header.message_id, hashlib.sha256(never_sent.body).hexdigest())
+    fixed = gw.outbox.sign(
+        gw.outbox.envelope(
+            sender="332",
+            recipient="336",
+            body=Correction(ref, "a typo", env.body),  # type: ignore[arg-type]
+            correlation=env.header.correlation_id,
+            legal_basis=env.header.legal_basis,
+            purpose=env.header.purpose,
+            consent_ref=env.header.consent_ref,
+            in_reply_to=env.header.message_id,
+        )
+    )
+    assert fixed.body is not None
+    correction = replace(
+        never_sent,
+        routing_key=routing_key("336", "Correction", "332"),
+        body=fixed.body,
+        message_id=fixed.message_id,
+    )
+    budget = gw.settings.delivery.retry_budget
+    (waits,) = handle_batch(gw, [_on_try(correction, budget - 1)])
+    assert waits.verdict is Verdict.RETRY
+    (last,) = handle_batch(gw, [_on_try(correction, budget)])
+    assert last.verdict is Verdict.ACK
+    row = _inbound(gw)[correction.message_id]
     assert row.status is Status.QUARANTINED
     assert f"not received after {budget} retries" in (row.reason or "")
 
@@ -466,7 +575,7 @@ def test_a_recall_waits_through_the_retry_budget_of_the_authority_it_was_sent_to
     assert waits.verdict is Verdict.RETRY
     (last,) = handle_batch(gw, [_on_try(recall, budget)])
     assert last.verdict is Verdict.ACK
-    assert _inbound(gw)[recall.message_id].status is Status.QUARANTINED
+    assert _notes(gw, recall)[recall.message_id].action is ActionTaken.NOT_HELD  # it stands
 
 
 def test_a_recall_ahead_of_its_original_in_one_batch_withdraws_it_whatever_else_fails(
@@ -578,7 +687,7 @@ def test_one_by_one_a_message_naming_a_waiting_one_is_judged_not_held_back(
 ) -> None:
     # The batch failed and is taken one by one. A recall of a message that itself waits
     # (for an original not here) is judged as it would be alone: it waits too, and on
-    # its last try it is refused, never parked unanswered as behind a failure.
+    # its last try it stands, never parked unanswered as behind a failure.
     gw = memory_gateway(tmp_path, ("332", "336"))
     (never_sent,) = assessments(gw, gw, ["DUD-1"])
     waiting = _recall_of(gw, never_sent)
@@ -586,7 +695,7 @@ def test_one_by_one_a_message_naming_a_waiting_one_is_judged_not_held_back(
     _batches_fail(monkeypatch)
     out = handle_batch(gw, [waiting, replace(last, tag=9)])
     assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK]
-    assert _inbound(gw)[last.message_id].status is Status.QUARANTINED
+    assert _notes(gw, last)[last.message_id].action is ActionTaken.NOT_HELD
 
 
 def _ledger_fails_for(gw: Gateway, message_id: str | None) -> Gateway:
@@ -625,12 +734,12 @@ def test_a_recall_of_an_original_published_without_an_amqp_id_is_held_back_with_
     assert "retried with it" in (out[1].reason or "")
 
 
-def test_a_recall_naming_another_digest_of_a_refused_original_is_refused_for_the_digest(
+def test_a_recall_naming_another_digest_of_a_refused_original_waits_and_then_stands(
     tmp_path: Path,
 ) -> None:
     # 332's original was refused by policy here; its recall names other bytes. It waits
-    # (the copy refused might be a forgery under 332's name), and on its last try is
-    # refused for what it is: a digest no standing message of 332's has.
+    # (the copy refused might be a forgery under 332's name), and on its last try it
+    # stands for the bytes it names; the refused copy stays refused.
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
 
@@ -645,5 +754,5 @@ def test_a_recall_naming_another_digest_of_a_refused_original_is_refused_for_the
     assert waits.verdict is Verdict.RETRY
     (last,) = handle_batch(gw, [_on_try(recall, gw.settings.delivery.retry_budget)])
     assert last.verdict is Verdict.ACK
-    reason = _inbound(gw)[recall.message_id].reason or ""
-    assert "recall.digest-mismatch" in reason and "were refused" in reason
+    assert _notes(gw, recall)[recall.message_id].action is ActionTaken.NOT_HELD
+    assert _inbound(gw)[original.message_id].status is Status.QUARANTINED

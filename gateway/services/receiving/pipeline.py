@@ -407,16 +407,22 @@ def _failed(d: Disposition) -> bool:
     return d.verdict is Verdict.RETRY and not isinstance(d, Waiting)
 
 
-def _waits(gw: Gateway, item: Passed, early: NotReceivedYet) -> Waiting | None:
-    """RETRY while the broker has retries left for ``item``; None on its last try.
+def _last_try(gw: Gateway, item: Passed) -> bool:
+    """Whether the broker has no retry left for ``item``.
 
     The budget is the one the transport keeps for the queue's authority
     (``Settings.delivery_for``, as ``RabbitTransport.from_settings`` reads it):
     a smaller one would park the message on its last try, unanswered; a larger
     one would refuse it with retries left."""
-    budget = gw.settings.delivery_for(item.source.owner).retry_budget
-    if item.attempt >= budget:
+    return item.attempt >= gw.settings.delivery_for(item.source.owner).retry_budget
+
+
+def _waits(gw: Gateway, item: Passed, early: NotReceivedYet) -> Waiting | None:
+    """RETRY while the broker has retries left for ``item`` (``_last_try``); None on
+    its last try."""
+    if _last_try(gw, item):
         return None
+    budget = gw.settings.delivery_for(item.source.owner).retry_budget
     log.info(
         "%s from %s: %s; retried to wait for it (retry %d of %d)",
         item.verified.message_id,
@@ -559,7 +565,7 @@ def _record_checked(
                         holders[item.verified.message_id] = item.verified.sender
                         new.append(_accepted(item, content, same_as=earlier))
                         continue
-                ctx = ApplyContext(conn, gw.clock(), gw)
+                ctx = ApplyContext(conn, gw.clock(), gw, final=_last_try(gw, item))
                 try:
                     _apply(gw, ctx, item)
                 except NotReceivedYet as early:
@@ -853,6 +859,11 @@ def _lock_names(
         names.append(f"inbound:{owner}:{item.verified.message_id}")
         names.append(locks.thread(owner, item.env.header.correlation_id))
         header = item.env.header
+        if header.message_type == MessageType.RECALL and header.in_reply_to:
+            # A recall that stands (``receiver.on_arrival``) and its original coming in
+            # another replica's batch: one waits for the other, whatever thread the
+            # recall names, so neither misses the other.
+            names.append(f"inbound:{owner}:{header.in_reply_to}")
         if header.purpose == Purpose.EXISTENCE_CHECK and header.legal_basis == (
             LegalBasis.SAFEGUARDING
         ):
