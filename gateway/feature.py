@@ -110,6 +110,13 @@ class ReceiptNote:
     reason: str | None = None
 
 
+# Asked of a new record (one that passed its checks, is no repeat and is in the
+# created-at window) before any applier judges it: the reason it is withdrawn as it
+# arrives, or None. A withdrawn record is recorded WITHDRAWN and restricted, no
+# applier runs (nothing it says takes effect) and it is never handed over: e.g. its
+# sender recalled it before it came (a standing recall, ``gateway.lifecycle``).
+Arrival = Callable[[ApplyContext, Received], str | None]
+
 # (authority, sender, message id) of received messages owed a receipt -> what the
 # feature did about them; read in the receipt loop, after the messages were recorded.
 ReceiptKey = tuple[str, str, str]
@@ -173,6 +180,8 @@ class Feature:
     queues: Callable[[Settings, Topology], Sequence[str]] | None = None
     # What the feature's receipt items say it did (``ReceiptNote``), if anything.
     receipt_notes: ReceiptNotes | None = None
+    # Asked of every new record before any applier judges it (``Arrival``).
+    on_arrival: Arrival | None = None
 
 
 def appliers_by_type(features: Sequence[Feature]) -> Mapping[MessageType, tuple[Applier, ...]]:

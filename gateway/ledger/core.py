@@ -418,7 +418,7 @@ class LedgerCore:
                     "updated_at": now,
                     "receipt_due": item.receipt_due,
                     "child_key": item.child_key,
-                    "restricted": False,
+                    "restricted": item.restricted,
                     "route": item.route.value,
                     "route_to": item.route_to,
                     "content_digest": item.content_digest,

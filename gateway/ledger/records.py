@@ -42,6 +42,9 @@ class NewMessage:
     # SHA-256 of the canonical body alone (no header): the same local record
     # sent again has the same content digest, whatever its message id.
     content_digest: str | None = None
+    # Recorded restricted (``messages.restricted``): e.g. a record its sender recalled
+    # before it came (``Feature.on_arrival``).
+    restricted: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import logging
 from sqlalchemy import select
 
 from gateway.errors import PolicyRefusal
-from gateway.feature import Applier, ApplyContext, Effect, Feature, Job, Received
+from gateway.feature import ApplyContext, Effect, Feature, Job, Received
 from gateway.ledger.status import Direction
 from gateway.ledger.tables import messages
 from gateway.lifecycle import access, outcomes, receiver, sender, tables
@@ -101,41 +101,17 @@ def on_misdirected(ctx: ApplyContext, msg: Received) -> Effect | None:
     return effect
 
 
-def _both(first: Applier, then: Applier) -> Applier:
-    """Two appliers of one feature for one message type: both judge, then both act."""
-
-    def applier(ctx: ApplyContext, msg: Received) -> Effect | None:
-        effects = [e for e in (first(ctx, msg), then(ctx, msg)) if e is not None]
-        if not effects:
-            return None
-
-        def effect() -> None:
-            for each in effects:
-                each()
-
-        return effect
-
-    return applier
-
-
-# Every record a sender may recall: one its standing recall names is withdrawn on arrival.
-_ON_ARRIVAL: dict[MessageType, Applier] = {
-    MessageType(t): receiver.on_arrival
-    for t in (m.value for m in MessageType)
-    if t not in sender.NOT_RECALLABLE_TYPES
-}
-
 FEATURE = Feature(
     name="lifecycle",
     tables=(tables.metadata,),
     appliers={
-        **_ON_ARRIVAL,
         MessageType.RECEIPT: on_receipt,
-        MessageType.NOTIFICATION: _both(on_misdirected, receiver.on_arrival),
+        MessageType.NOTIFICATION: on_misdirected,
         MessageType.RECALL: receiver.on_recall,
-        MessageType.CORRECTION: _both(receiver.on_correction, receiver.on_arrival),
+        MessageType.CORRECTION: receiver.on_correction,
         MessageType.ACCESS_NOTICE: access.on_access_notice,
     },
     jobs=(Job("access-notices", access.send_access_notices, idle_s=ACCESS_IDLE_S),),
     receipt_notes=receiver.receipt_notes,
+    on_arrival=receiver.on_arrival,
 )

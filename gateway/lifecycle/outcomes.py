@@ -35,6 +35,9 @@ SAID = {
     ActionTaken.NOT_HELD: "not held there",
     ActionTaken.REFUSED: "refused",
 }
+# What a recipient did about the original: a later NOT_HELD (said before it was done,
+# arriving after) never replaces it.
+DONE = frozenset({ActionTaken.WITHDRAWN.value, ActionTaken.PASSED_ON.value})
 # A receipt that refused the recall or correction itself states no action: the
 # recipient did nothing about the original, which stands there as it was.
 UNDONE = {
@@ -84,7 +87,13 @@ class RecallOutcome:
 # once per size of the id list (a statement built afresh costs SQLAlchemy more CPU
 # than the read, and so does an expanding IN; issue 14, ``gateway.ledger.in_lists``).
 _OUR_RECALLS = {
-    size: select(recalls.c.id, recalls.c.message_id, recalls.c.original_id, recalls.c.kind).where(
+    size: select(
+        recalls.c.id,
+        recalls.c.message_id,
+        recalls.c.original_id,
+        recalls.c.kind,
+        recalls.c.action,
+    ).where(
         recalls.c.authority == bindparam("authority"),
         recalls.c.recipient == bindparam("recipient"),
         in_list(recalls.c.message_id, "ids", size),
@@ -123,6 +132,10 @@ def apply_receipt(
     for item in body.items:
         row = ours.get(item.message_id)
         if row is None or digests.get(item.message_id) != item.digest:
+            continue
+        if item.action is ActionTaken.NOT_HELD and row.action in DONE:
+            # A recall that stood there, receipted again once its original came: the
+            # first receipt, if it comes last, does not undo what the second proved.
             continue
         conn.execute(
             update(recalls)

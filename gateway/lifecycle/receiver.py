@@ -239,8 +239,8 @@ def on_recall(ctx: ApplyContext, msg: Received) -> Effect:
     try:
         found = original(ctx, msg, body.original, "recall")
     except NotReceivedYet:
-        if not ctx.final:
-            raise  # it waits, retried by the broker
+        if not _may_stand(ctx, msg, body):
+            raise  # it waits, retried by the broker (refused on its last try)
         return _stand(ctx, msg, body)
 
     def effect() -> None:
@@ -274,6 +274,49 @@ STANDS = (
     "before the local system has it, and this recall receipted again"
 )
 ON_ARRIVAL = "it came after the recall and was withdrawn on arrival, before its local system had it"
+# Recalls of one message that may stand at once: more say nothing new (a broken or
+# hostile sender's), and are refused as a recall whose original never came was.
+STANDING_MAX = 4
+# A digest as the checks write it (SHA-256, hex): what the original's must equal.
+DIGEST_LENGTH = 64
+
+_UNRESOLVED = (
+    (standing.c.authority == bindparam("authority"))
+    & (standing.c.sender == bindparam("sender"))
+    & (standing.c.original_id == bindparam("original_id"))
+    & (standing.c.original_digest == bindparam("digest"))
+    & standing.c.resolved_at.is_(None)
+)
+# Read for every new record a sender may recall (``on_arrival``), and before a recall
+# stands (``_may_stand``): by the index on (authority, sender, original_id).
+_STANDING = (
+    select(standing.c.id, standing.c.recall_id, standing.c.at)
+    .where(_UNRESOLVED)
+    .order_by(standing.c.id)
+)
+
+
+def _standing(conn: Connection, authority: str, sender: str, ref: MessageRef) -> list[Any]:
+    keys = {
+        "authority": authority,
+        "sender": sender,
+        "original_id": ref.message_id,
+        "digest": ref.digest,
+    }
+    return list(conn.execute(_STANDING, keys).all())
+
+
+def _may_stand(ctx: ApplyContext, msg: Received, body: Recall) -> bool:
+    """Whether the recall may stand: its last try, naming an original as the checks
+    know one (an id and digest a recorded message can have), and not one recall too
+    many of it."""
+    ref = body.original
+    return (
+        ctx.final
+        and len(ref.message_id) <= 64
+        and len(ref.digest) == DIGEST_LENGTH
+        and len(_standing(ctx.conn, msg.authority, msg.sender, ref)) < STANDING_MAX
+    )
 
 
 def _stand(ctx: ApplyContext, msg: Received, body: Recall) -> Effect:
@@ -284,8 +327,8 @@ def _stand(ctx: ApplyContext, msg: Received, body: Recall) -> Effect:
             insert(standing).values(
                 authority=msg.authority,
                 sender=msg.sender,
-                original_id=body.original.message_id[:64],
-                original_digest=body.original.digest[:64],
+                original_id=body.original.message_id,
+                original_digest=body.original.digest,
                 recall_id=msg.message_id,
                 at=ctx.now,
             )
@@ -301,83 +344,60 @@ def _stand(ctx: ApplyContext, msg: Received, body: Recall) -> Effect:
     return effect
 
 
-# Read for every received record that can be recalled (``on_arrival``).
-_STANDING = (
-    select(standing.c.id, standing.c.recall_id, standing.c.at)
-    .where(
-        standing.c.authority == bindparam("authority"),
-        standing.c.sender == bindparam("sender"),
-        standing.c.original_id == bindparam("original_id"),
-        standing.c.original_digest == bindparam("digest"),
-        standing.c.resolved_at.is_(None),
-    )
-    .order_by(standing.c.id)
-)
-
-
-def on_arrival(ctx: ApplyContext, msg: Received) -> Effect | None:
-    """A record its sender's standing recall names (same sender, id and digest) is
-    recorded withdrawn, never handed over, and the recall is receipted again,
-    WITHDRAWN; None (nothing to do) for every other record."""
-    rows = ctx.conn.execute(
-        _STANDING,
-        {
-            "authority": msg.authority,
-            "sender": msg.sender,
-            "original_id": msg.message_id,
-            "digest": msg.digest,
-        },
-    ).all()
+def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
+    """A new record its sender's standing recall names (same sender, id and digest):
+    the standing recalls are resolved, each receipted again, WITHDRAWN, and the reason
+    the record is withdrawn as it arrives is returned (``feature.Arrival``: recorded
+    withdrawn and restricted, no applier run, never handed over). None for every other
+    record."""
+    if msg.env.header.message_type.value in sender.NOT_RECALLABLE_TYPES:
+        return None
+    rows = _standing(ctx.conn, msg.authority, msg.sender, MessageRef(msg.message_id, msg.digest))
     if not rows:
         return None
-
-    def effect() -> None:
-        recall_ids = [r.recall_id for r in rows]
-        first = as_utc(rows[0].at).isoformat(timespec="seconds")
-        ctx.keep_from_local_system(
-            f"recalled by {msg.sender} (recall {', '.join(recall_ids)}, standing since "
-            f"{first}): withdrawn on arrival, before the local system had it"
+    recall_ids = [r.recall_id for r in rows]
+    named = ", ".join(recall_ids)
+    ctx.conn.execute(
+        update(standing).where(standing.c.id.in_([r.id for r in rows])).values(resolved_at=ctx.now)
+    )
+    mine = (received.c.authority == msg.authority) & (received.c.sender == msg.sender)
+    ctx.conn.execute(
+        update(received)
+        .where(mine, received.c.message_id.in_(recall_ids))
+        .values(action=ActionTaken.WITHDRAWN.value, reason=ON_ARRIVAL, at=ctx.now)
+    )
+    ctx.conn.execute(
+        update(messages)
+        .where(
+            messages.c.authority == msg.authority,
+            messages.c.direction == Direction.INBOUND.value,
+            messages.c.sender == msg.sender,
+            messages.c.message_id.in_(recall_ids),
         )
-        ctx.conn.execute(
-            update(standing)
-            .where(standing.c.id.in_([r.id for r in rows]))
-            .values(resolved_at=ctx.now)
-        )
-        mine = (received.c.authority == msg.authority) & (received.c.sender == msg.sender)
-        ctx.conn.execute(
-            update(received)
-            .where(mine, received.c.message_id.in_(recall_ids))
-            .values(action=ActionTaken.WITHDRAWN.value, reason=ON_ARRIVAL, at=ctx.now)
-        )
-        ctx.conn.execute(
-            update(messages)
-            .where(
-                messages.c.authority == msg.authority,
-                messages.c.direction == Direction.INBOUND.value,
-                messages.c.sender == msg.sender,
-                messages.c.message_id.in_(recall_ids),
+        .values(receipt_due=True)
+    )
+    ctx.kit.ledger.announce(ctx.conn, RECEIPTS)
+    audit.append(
+        ctx.kit.ledger,
+        [
+            audit.AuditEvent(
+                actor=f"standing recall from {msg.sender}",
+                action="RECALL_ON_ARRIVAL",
+                authority=msg.authority,
+                counterparty=msg.sender,
+                legal_basis=LegalBasis.NO_PERSONAL_DATA.value,
+                message_id=msg.message_id,
+                digest=msg.digest,
+                detail=f"recall {named}: {ON_ARRIVAL}"[:500],
             )
-            .values(receipt_due=True)
-        )
-        ctx.kit.ledger.announce(ctx.conn, RECEIPTS)
-        audit.append(
-            ctx.kit.ledger,
-            [
-                audit.AuditEvent(
-                    actor=f"standing recall from {msg.sender}",
-                    action="RECALL_ON_ARRIVAL",
-                    authority=msg.authority,
-                    counterparty=msg.sender,
-                    legal_basis=LegalBasis.NO_PERSONAL_DATA.value,
-                    message_id=msg.message_id,
-                    digest=msg.digest,
-                    detail=f"recall {', '.join(recall_ids)}: {ON_ARRIVAL}"[:500],
-                )
-            ],
-            ctx.conn,
-        )
-
-    return effect
+        ],
+        ctx.conn,
+    )
+    first = as_utc(rows[0].at).isoformat(timespec="seconds")
+    return (
+        f"recalled by {msg.sender} (recall {named}, standing since {first}): withdrawn "
+        "on arrival, before the local system had it"
+    )
 
 
 # What each kind of replacement is judged by, as that record sent alone would be.

@@ -20,6 +20,7 @@ from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.lifecycle import not_ours, outcomes, sender
 from gateway.model import (
+    ActionTaken,
     Assessment,
     Audience,
     Correction,
@@ -311,6 +312,28 @@ def test_a_correction_onto_another_case_or_of_another_kind_is_refused_before_sen
     notice = Notification(NotificationType.SERVICE_GAP, env.body.case_ref, "a gap")
     with pytest.raises(PolicyRefusal, match="not a Notification"):
         sender.correct(gw, "332", original.message_id, notice, "kind", "Jo")
+
+
+def test_a_recall_that_stood_keeps_its_withdrawal_when_the_earlier_receipt_comes_last(
+    tmp_path: Path,
+) -> None:
+    # 336 receipted the recall NOT_HELD while it stood there, then WITHDRAWN once the
+    # original came; the first receipt, delayed, arrives last: it undoes nothing.
+    gw, original, _ = _shared_with_336(tmp_path)
+    recall = sender.recall(gw, "332", original.message_id, RecallReason.MISDIRECTED, actor="Jo")
+    [sent] = gw.ledger.find(message_id=recall.message_id, authority="332")
+    digest = sent.digest or ""
+    withdrawn = ReceiptItem(
+        recall.message_id, digest, ReceiptOutcome.ACCEPTED, "came", ActionTaken.WITHDRAWN
+    )
+    stands = ReceiptItem(
+        recall.message_id, digest, ReceiptOutcome.ACCEPTED, "stands", ActionTaken.NOT_HELD
+    )
+    with gw.ledger.transaction() as conn:
+        assert outcomes.apply_receipt(conn, "332", "336", "r-2", Receipt((withdrawn,)), gw.clock())
+        assert not outcomes.apply_receipt(conn, "332", "336", "r-1", Receipt((stands,)), gw.clock())
+    [outcome] = _outcomes(gw, original.message_id)
+    assert outcome.action == ActionTaken.WITHDRAWN.value
 
 
 def test_a_recall_its_recipient_refused_lets_a_person_recall_again(tmp_path: Path) -> None:

@@ -450,14 +450,54 @@ def test_a_recall_whose_original_never_came_stands_and_withdraws_it_on_arrival(
     stands = _notes(gw, recall)[recall.message_id]
     assert stands.action is ActionTaken.NOT_HELD and stands.reason == receiver.STANDS
 
+    judged: list[str] = []
+    gw = _with_assessment_applier(gw, lambda _ctx, received: judged.append(received.message_id))
     assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
     rows = _inbound(gw)
     assert rows[original.message_id].status is Status.WITHDRAWN  # never handed over
+    assert rows[original.message_id].restricted  # as a recall after it would leave it
     assert "withdrawn on arrival" in (rows[original.message_id].reason or "")
+    assert judged == []  # no applier ran: nothing a recalled record says takes effect
     assert _receipt_due(gw, recall)  # receipted again, saying what was done now
     done = _notes(gw, recall)[recall.message_id]
     assert done.action is ActionTaken.WITHDRAWN and done.reason == receiver.ON_ARRIVAL
     assert any(e.event.action == "RECALL_ON_ARRIVAL" for e in audit.entries(gw.ledger))
+
+
+def test_a_standing_recall_withdraws_its_original_come_as_a_copy_of_an_earlier_record(
+    tmp_path: Path,
+) -> None:
+    # The recalled message carries the same record as one received before (it would
+    # be recorded DUPLICATE, never handed over): it is still the message recalled.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    earlier, recalled = assessments(gw, gw, ["DUD-1", "DUD-1"])
+    assert [d.verdict for d in handle_batch(gw, [earlier])] == [Verdict.ACK]
+    recall = _recall_of(gw, recalled)
+    (last,) = handle_batch(gw, [_on_try(recall, gw.settings.delivery.retry_budget)])
+    assert last.verdict is Verdict.ACK
+    assert [d.verdict for d in handle_batch(gw, [recalled])] == [Verdict.ACK]
+    assert _inbound(gw)[recalled.message_id].status is Status.WITHDRAWN
+    assert _notes(gw, recall)[recall.message_id].action is ActionTaken.WITHDRAWN
+
+
+def test_only_a_few_recalls_of_one_message_stand_and_the_next_is_refused(
+    tmp_path: Path,
+) -> None:
+    # A broken or hostile sender recalling one message again and again: a few stand,
+    # more say nothing new and are refused as a recall whose original never came.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (never_sent,) = assessments(gw, gw, ["DUD-1"])
+    budget = gw.settings.delivery.retry_budget
+    recalls = [_recall_of(gw, never_sent) for _ in range(receiver.STANDING_MAX + 1)]
+    for recall in recalls:
+        assert [d.verdict for d in handle_batch(gw, [_on_try(recall, budget)])] == [Verdict.ACK]
+    rows = _inbound(gw)
+    assert [rows[r.message_id].status for r in recalls] == [Status.WITHDRAWN] * (
+        receiver.STANDING_MAX
+    ) + [Status.QUARANTINED]
+    assert [d.verdict for d in handle_batch(gw, [never_sent])] == [Verdict.ACK]
+    notes = _notes(gw, *recalls[:-1])
+    assert {n.action for n in notes.values()} == {ActionTaken.WITHDRAWN}
 
 
 def test_a_standing_recall_takes_back_only_the_message_with_the_digest_it_names(

@@ -43,7 +43,15 @@ from gateway.ledger import locks
 from gateway.ledger.records import InboundKnown, NewMessage
 from gateway.ledger.savepoints import Failed, in_savepoint
 from gateway.ledger.status import Direction, Status
-from gateway.model import Envelope, LegalBasis, MessageType, Purpose, Receipt, ReceiptOutcome
+from gateway.model import (
+    Envelope,
+    LegalBasis,
+    MessageType,
+    Purpose,
+    Recall,
+    Receipt,
+    ReceiptOutcome,
+)
 from gateway.policy.child import child_key
 from gateway.services import delivery, receipts
 from gateway.services.receiving.check_pool import CheckPool
@@ -553,6 +561,17 @@ def _record_checked(
                 if problem is not None:
                     new.append(_quarantine(_refusal(item, problem, proven=False)))
                     continue
+                ctx = ApplyContext(conn, gw.clock(), gw, final=_last_try(gw, item))
+                withdrawn = _withdrawn_on_arrival(gw, ctx, item)
+                if withdrawn is not None:
+                    # Its sender recalled it before it came: nothing it says takes
+                    # effect, and the local system never has it (a copy of an earlier
+                    # record too: the recall names this message).
+                    fresh[key] = item.verified.digest
+                    holders[item.verified.message_id] = item.verified.sender
+                    kept_back = (Status.WITHDRAWN, withdrawn)
+                    new.append(_accepted(item, content, settled=kept_back, restricted=True))
+                    continue
                 if content is not None:
                     earlier = repeats.get((item.verified.sender, content)) or earlier_content.get(
                         (item.verified.sender, content)
@@ -565,7 +584,6 @@ def _record_checked(
                         holders[item.verified.message_id] = item.verified.sender
                         new.append(_accepted(item, content, same_as=earlier))
                         continue
-                ctx = ApplyContext(conn, gw.clock(), gw, final=_last_try(gw, item))
                 try:
                     _apply(gw, ctx, item)
                 except NotReceivedYet as early:
@@ -859,11 +877,11 @@ def _lock_names(
         names.append(f"inbound:{owner}:{item.verified.message_id}")
         names.append(locks.thread(owner, item.env.header.correlation_id))
         header = item.env.header
-        if header.message_type == MessageType.RECALL and header.in_reply_to:
+        if isinstance(item.env.body, Recall):
             # A recall that stands (``receiver.on_arrival``) and its original coming in
             # another replica's batch: one waits for the other, whatever thread the
             # recall names, so neither misses the other.
-            names.append(f"inbound:{owner}:{header.in_reply_to}")
+            names.append(f"inbound:{owner}:{item.env.body.original.message_id}")
         if header.purpose == Purpose.EXISTENCE_CHECK and header.legal_basis == (
             LegalBasis.SAFEGUARDING
         ):
@@ -874,15 +892,30 @@ def _lock_names(
     return names
 
 
-def _apply(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
-    """Every feature judges first (any may refuse); only then does each change its state."""
-    received = Received(
+def _received(item: Passed) -> Received:
+    return Received(
         authority=item.source.owner,
         route=item.source.route,
         env=item.env,
         digest=item.verified.digest,
         body=item.raw,
     )
+
+
+def _withdrawn_on_arrival(gw: Gateway, ctx: ApplyContext, item: Passed) -> str | None:
+    """Why a feature withdraws ``item`` as it arrives (``Feature.on_arrival``), if one does."""
+    for feature in gw.features:
+        if feature.on_arrival is not None:
+            with BUDGET.timed("appliers"):
+                why = feature.on_arrival(ctx, _received(item))
+            if why is not None:
+                return why
+    return None
+
+
+def _apply(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
+    """Every feature judges first (any may refuse); only then does each change its state."""
+    received = _received(item)
     with BUDGET.timed("appliers"):
         judged = [
             applier(ctx, received) for applier in gw.appliers.get(item.env.header.message_type, ())
@@ -951,6 +984,7 @@ def _accepted(
     content: str | None,
     same_as: str | None = None,
     settled: tuple[Status, str] | None = None,
+    restricted: bool = False,
 ) -> NewMessage:
     header = item.env.header
     # A correction is about the child (and case) of the record it carries.
@@ -991,6 +1025,7 @@ def _accepted(
         route=item.source.route,
         route_to=owner,
         content_digest=content,
+        restricted=restricted,
     )
 
 
