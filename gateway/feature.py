@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, MetaData
 
@@ -68,6 +68,9 @@ class ApplyContext:
     # The broker's last try of this message: an applier that would have it wait
     # (``NotReceivedYet``) decides now (a recall stands; anything else is refused).
     final: bool = False
+    # One dict for every message of the recording transaction: what a feature read
+    # once for the whole batch (``gateway.lifecycle.receiver.on_arrival``).
+    batch: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:

@@ -296,6 +296,18 @@ _STANDING = (
 )
 
 
+_ANY = (
+    select(standing.c.id)
+    .where(standing.c.authority == bindparam("authority"), standing.c.resolved_at.is_(None))
+    .limit(1)
+)
+_ANY_KEY = "lifecycle.standing"
+
+
+def _any_standing(conn: Connection, authority: str) -> bool:
+    return conn.execute(_ANY, {"authority": authority}).first() is not None
+
+
 def _standing(conn: Connection, authority: str, sender: str, ref: MessageRef) -> list[Any]:
     keys = {
         "authority": authority,
@@ -351,6 +363,13 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
     withdrawn and restricted, no applier run, never handed over). None for every other
     record."""
     if msg.env.header.message_type.value in sender.NOT_RECALLABLE_TYPES:
+        return None
+    # Standing recalls are rare (each waited through all its retries): one look a
+    # batch for any here, and only then one for each record (issue 14).
+    any_here = ctx.batch.get(_ANY_KEY)
+    if any_here is None:
+        any_here = ctx.batch[_ANY_KEY] = _any_standing(ctx.conn, msg.authority)
+    if not any_here:
         return None
     rows = _standing(ctx.conn, msg.authority, msg.sender, MessageRef(msg.message_id, msg.digest))
     if not rows:

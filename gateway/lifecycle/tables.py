@@ -84,6 +84,8 @@ Index(
     standing.c.sender,
     standing.c.original_id,
 )
+# Whether any recall stands here at all: asked once a received batch.
+Index("ix_lifecycle_standing_unresolved", standing.c.authority, standing.c.resolved_at)
 
 # Access notices: per hosted authority, how far its status history and audit log
 # have been reported, and when the next batch may go (claimed with a conditional

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -503,6 +504,7 @@ def _record_checked(
             fresh: dict[tuple[str, str], str] = {}
             holders = dict(recorded.holders)  # id -> its sender, with the batch's own
             repeats: dict[tuple[str, str], str] = {}
+            batch: dict[str, Any] = {}  # the features' reads for the whole batch
             for index, (item, content) in enumerate(zip(checked, contents, strict=True)):
                 if isinstance(item, Refused):
                     new.append(_quarantine(item))
@@ -561,7 +563,7 @@ def _record_checked(
                 if problem is not None:
                     new.append(_quarantine(_refusal(item, problem, proven=False)))
                     continue
-                ctx = ApplyContext(conn, gw.clock(), gw, final=_last_try(gw, item))
+                ctx = ApplyContext(conn, gw.clock(), gw, final=_last_try(gw, item), batch=batch)
                 withdrawn = _withdrawn_on_arrival(gw, ctx, item)
                 if withdrawn is not None:
                     # Its sender recalled it before it came: nothing it says takes

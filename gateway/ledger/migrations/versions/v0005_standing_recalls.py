@@ -41,8 +41,12 @@ def upgrade() -> None:
         "lifecycle_standing",
         ["authority", "sender", "original_id"],
     )
+    op.create_index(
+        "ix_lifecycle_standing_unresolved", "lifecycle_standing", ["authority", "resolved_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_lifecycle_standing_unresolved", table_name="lifecycle_standing")
     op.drop_index("ix_lifecycle_standing_original", table_name="lifecycle_standing")
     op.drop_table("lifecycle_standing")
