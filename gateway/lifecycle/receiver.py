@@ -34,10 +34,10 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
 
 from gateway.crossborder import receive
 from gateway.envelope import xmlsafe
@@ -274,61 +274,76 @@ STANDS = (
     "before the local system has it, and this recall receipted again"
 )
 ON_ARRIVAL = "it came after the recall and was withdrawn on arrival, before its local system had it"
-# Recalls of one message that may stand at once: more say nothing new (a broken or
-# hostile sender's), and are refused as a recall whose original never came was.
+# Recalls of one message (by id, whatever digest they name) that may stand at once:
+# more say nothing new (a broken or hostile sender's), and are refused as a recall
+# whose original never came was.
 STANDING_MAX = 4
 # A digest as the checks write it (SHA-256, hex): what the original's must equal.
 DIGEST_LENGTH = 64
+# Kept for the record withdrawn on arrival, so its own receipt item says so.
+KIND_ARRIVAL = "RECALLED_EARLY"
 
-_UNRESOLVED = (
-    (standing.c.authority == bindparam("authority"))
-    & (standing.c.sender == bindparam("sender"))
-    & (standing.c.original_id == bindparam("original_id"))
-    & (standing.c.original_digest == bindparam("digest"))
-    & standing.c.resolved_at.is_(None)
+# A standing recall can match only a record created before it (an honest recall
+# follows its original), and a record is refused on arrival once its created-at is
+# older than ``limits.max_age_s``: so a recall created longer ago than that can never
+# match again, and is no longer read.
+_LIVE = (standing.c.authority == bindparam("authority")) & (
+    standing.c.recall_created_at >= bindparam("since")
 )
-# Read for every new record a sender may recall (``on_arrival``), and before a recall
-# stands (``_may_stand``): by the index on (authority, sender, original_id).
+# Read for every new record a sender may recall where any recall stands
+# (``on_arrival``): by the index on (authority, sender, original_id).
 _STANDING = (
     select(standing.c.id, standing.c.recall_id, standing.c.at)
-    .where(_UNRESOLVED)
+    .where(
+        _LIVE,
+        standing.c.sender == bindparam("sender"),
+        standing.c.original_id == bindparam("original_id"),
+        standing.c.original_digest == bindparam("digest"),
+        standing.c.recall_created_at >= bindparam("created_at"),
+        standing.c.resolved_at.is_(None),
+    )
     .order_by(standing.c.id)
 )
-
-
-_ANY = (
-    select(standing.c.id)
-    .where(standing.c.authority == bindparam("authority"), standing.c.resolved_at.is_(None))
-    .limit(1)
+# Before a recall stands (``_may_stand``): those of the same id, whatever digest.
+_OF_ONE_ID = select(func.count()).where(
+    _LIVE,
+    standing.c.sender == bindparam("sender"),
+    standing.c.original_id == bindparam("original_id"),
+    standing.c.resolved_at.is_(None),
 )
+# Once a received batch (``on_arrival``): by the index on (authority, recall_created_at).
+_ANY = select(standing.c.id).where(_LIVE, standing.c.resolved_at.is_(None)).limit(1)
 _ANY_KEY = "lifecycle.standing"
 
 
-def _any_standing(conn: Connection, authority: str) -> bool:
-    return conn.execute(_ANY, {"authority": authority}).first() is not None
+def _utc(at: datetime) -> datetime:
+    """A signed created-at in UTC: SQLite compares the times it keeps as text."""
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def _standing(conn: Connection, authority: str, sender: str, ref: MessageRef) -> list[Any]:
-    keys = {
-        "authority": authority,
-        "sender": sender,
-        "original_id": ref.message_id,
-        "digest": ref.digest,
-    }
-    return list(conn.execute(_STANDING, keys).all())
+def _since(ctx: ApplyContext) -> datetime:
+    return ctx.now - timedelta(seconds=ctx.settings.limits.max_age_s)
+
+
+def _any_standing(ctx: ApplyContext, authority: str) -> bool:
+    keys = {"authority": authority, "since": _since(ctx)}
+    return ctx.conn.execute(_ANY, keys).first() is not None
 
 
 def _may_stand(ctx: ApplyContext, msg: Received, body: Recall) -> bool:
     """Whether the recall may stand: its last try, naming an original as the checks
     know one (an id and digest a recorded message can have), and not one recall too
-    many of it."""
+    many of that id."""
     ref = body.original
-    return (
-        ctx.final
-        and len(ref.message_id) <= 64
-        and len(ref.digest) == DIGEST_LENGTH
-        and len(_standing(ctx.conn, msg.authority, msg.sender, ref)) < STANDING_MAX
-    )
+    if not (ctx.final and len(ref.message_id) <= 64 and len(ref.digest) == DIGEST_LENGTH):
+        return False
+    keys = {
+        "authority": msg.authority,
+        "since": _since(ctx),
+        "sender": msg.sender,
+        "original_id": ref.message_id,
+    }
+    return int(ctx.conn.execute(_OF_ONE_ID, keys).scalar_one()) < STANDING_MAX
 
 
 def _stand(ctx: ApplyContext, msg: Received, body: Recall) -> Effect:
@@ -342,9 +357,12 @@ def _stand(ctx: ApplyContext, msg: Received, body: Recall) -> Effect:
                 original_id=body.original.message_id,
                 original_digest=body.original.digest,
                 recall_id=msg.message_id,
+                recall_created_at=_utc(msg.env.header.created_at),
                 at=ctx.now,
             )
         )
+        # A record later in this transaction may be the one it names.
+        ctx.batch[_ANY_KEY] = True
         ctx.keep_from_local_system(
             f"recall of {body.original.message_id}: nothing to tell the local system (not "
             "received here yet; the recall stands)"
@@ -368,10 +386,21 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
     # batch for any here, and only then one for each record (issue 14).
     any_here = ctx.batch.get(_ANY_KEY)
     if any_here is None:
-        any_here = ctx.batch[_ANY_KEY] = _any_standing(ctx.conn, msg.authority)
+        any_here = ctx.batch[_ANY_KEY] = _any_standing(ctx, msg.authority)
     if not any_here:
         return None
-    rows = _standing(ctx.conn, msg.authority, msg.sender, MessageRef(msg.message_id, msg.digest))
+    keys = {
+        "authority": msg.authority,
+        "since": _since(ctx),
+        "sender": msg.sender,
+        "original_id": msg.message_id,
+        "digest": msg.digest,
+        # Only a recall made after the record: one made before it names a record not
+        # yet made, which an honest sender never recalls (a hostile one could, to hold
+        # a receipt for a record the recipient's staff never saw).
+        "created_at": _utc(msg.env.header.created_at),
+    }
+    rows = ctx.conn.execute(_STANDING, keys).all()
     if not rows:
         return None
     recall_ids = [r.recall_id for r in rows]
@@ -413,10 +442,14 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
         ctx.conn,
     )
     first = as_utc(rows[0].at).isoformat(timespec="seconds")
-    return (
+    why = (
         f"recalled by {msg.sender} (recall {named}, standing since {first}): withdrawn "
         "on arrival, before the local system had it"
     )
+    # The record's own receipt item says so too: its sender holds no plain ACCEPTED.
+    fate = Fate(ActionTaken.WITHDRAWN, None, why)
+    remember(ctx.conn, msg, KIND_ARRIVAL, recall_ids[0], fate, why, ctx.now)
+    return why
 
 
 # What each kind of replacement is judged by, as that record sent alone would be.

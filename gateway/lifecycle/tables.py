@@ -73,6 +73,8 @@ standing = Table(
     Column("original_id", String(64), nullable=False),
     Column("original_digest", String(64), nullable=False),
     Column("recall_id", String(64), nullable=False),
+    # The recall's signed created-at: it matches only a record created before it.
+    Column("recall_created_at", DateTime(timezone=True), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True)),
     UniqueConstraint("authority", "sender", "recall_id", name="uq_lifecycle_standing"),
@@ -84,8 +86,9 @@ Index(
     standing.c.sender,
     standing.c.original_id,
 )
-# Whether any recall stands here at all: asked once a received batch.
-Index("ix_lifecycle_standing_unresolved", standing.c.authority, standing.c.resolved_at)
+# Whether any recall stands here at all (made within limits.max_age_s): asked once a
+# received batch.
+Index("ix_lifecycle_standing_live", standing.c.authority, standing.c.recall_created_at)
 
 # Access notices: per hosted authority, how far its status history and audit log
 # have been reported, and when the next batch may go (claimed with a conditional

@@ -12,12 +12,13 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from support.clock import Clock
 from support.gateways import memory_gateway
 from support.received import assessments
 
@@ -458,6 +459,8 @@ def test_a_recall_whose_original_never_came_stands_and_withdraws_it_on_arrival(
     assert rows[original.message_id].restricted  # as a recall after it would leave it
     assert "withdrawn on arrival" in (rows[original.message_id].reason or "")
     assert judged == []  # no applier ran: nothing a recalled record says takes effect
+    said = _notes(gw, original)[original.message_id]  # its own receipt item says so
+    assert said.action is ActionTaken.WITHDRAWN and "withdrawn on arrival" in (said.reason or "")
     assert _receipt_due(gw, recall)  # receipted again, saying what was done now
     done = _notes(gw, recall)[recall.message_id]
     assert done.action is ActionTaken.WITHDRAWN and done.reason == receiver.ON_ARRIVAL
@@ -498,6 +501,42 @@ def test_only_a_few_recalls_of_one_message_stand_and_the_next_is_refused(
     assert [d.verdict for d in handle_batch(gw, [never_sent])] == [Verdict.ACK]
     notes = _notes(gw, *recalls[:-1])
     assert {n.action for n in notes.values()} == {ActionTaken.WITHDRAWN}
+
+
+def test_a_recall_standing_in_a_batch_withdraws_its_original_later_in_that_batch(
+    tmp_path: Path,
+) -> None:
+    # The original, published without an AMQP id, cannot be put ahead of its recall;
+    # another record before both made the batch look for standing recalls before
+    # this one stood (found by a review: the original was handed over).
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    other, original = assessments(gw, gw, ["DUD-2", "DUD-1"])
+    recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
+    out = handle_batch(
+        gw, [other, replace(recall, tag=8), replace(original, message_id=None, tag=9)]
+    )
+    assert [d.verdict for d in out] == [Verdict.ACK] * 3
+    rows = _inbound(gw)
+    assert rows[original.message_id].status is Status.WITHDRAWN
+    assert rows[other.message_id].status is Status.VERIFIED
+
+
+def test_a_recall_made_before_its_record_does_not_withdraw_it(tmp_path: Path) -> None:
+    # An honest recall follows its original. 332 signs a record dated later than a
+    # recall naming it, lets the recall stand, then sends the record: withdrawn, it
+    # would hold 336's receipt for a record 336's staff never saw. It is judged as ever.
+    # The gateway's clock (its outbox dates the recall) runs 30 s behind the time the
+    # record is dated with (``assessments``: now), within the created-at window.
+    clock = Clock(datetime.now(UTC) - timedelta(seconds=30))
+    gw = memory_gateway(tmp_path, ("332", "336"), clock=clock)
+    (later,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, later)
+    (last,) = handle_batch(gw, [_on_try(recall, gw.settings.delivery.retry_budget)])
+    assert last.verdict is Verdict.ACK
+    assert _notes(gw, recall)[recall.message_id].action is ActionTaken.NOT_HELD
+    assert [d.verdict for d in handle_batch(gw, [later])] == [Verdict.ACK]
+    assert _inbound(gw)[later.message_id].status is Status.VERIFIED
+    assert _notes(gw, recall)[recall.message_id].action is ActionTaken.NOT_HELD
 
 
 def test_a_standing_recall_takes_back_only_the_message_with_the_digest_it_names(

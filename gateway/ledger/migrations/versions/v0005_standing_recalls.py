@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("original_id", sa.String(length=64), nullable=False),
         sa.Column("original_digest", sa.String(length=64), nullable=False),
         sa.Column("recall_id", sa.String(length=64), nullable=False),
+        sa.Column("recall_created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
@@ -42,11 +43,11 @@ def upgrade() -> None:
         ["authority", "sender", "original_id"],
     )
     op.create_index(
-        "ix_lifecycle_standing_unresolved", "lifecycle_standing", ["authority", "resolved_at"]
+        "ix_lifecycle_standing_live", "lifecycle_standing", ["authority", "recall_created_at"]
     )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_lifecycle_standing_unresolved", table_name="lifecycle_standing")
+    op.drop_index("ix_lifecycle_standing_live", table_name="lifecycle_standing")
     op.drop_index("ix_lifecycle_standing_original", table_name="lifecycle_standing")
     op.drop_table("lifecycle_standing")
