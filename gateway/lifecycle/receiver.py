@@ -159,18 +159,30 @@ def remember(
 
 
 def _audit(ctx: ApplyContext, msg: Received, kind: str, original_id: str, said: str) -> None:
+    """The audit entry for a recall, correction or erasure request acted on."""
+    _audited(
+        ctx,
+        msg,
+        f"{kind.lower()} from {msg.sender}",
+        f"{kind}_RECEIVED",
+        f"{kind.lower()} of {original_id}: {said}",
+    )
+
+
+def _audited(ctx: ApplyContext, msg: Received, actor: str, action: str, detail: str) -> None:
+    """An audit entry about ``msg`` (no personal data: ids, digests, what was done)."""
     audit.append(
         ctx.kit.ledger,
         [
             audit.AuditEvent(
-                actor=f"{kind.lower()} from {msg.sender}",
-                action=f"{kind}_RECEIVED",
+                actor=actor,
+                action=action,
                 authority=msg.authority,
                 counterparty=msg.sender,
                 legal_basis=LegalBasis.NO_PERSONAL_DATA.value,
                 message_id=msg.message_id,
                 digest=msg.digest,
-                detail=f"{kind.lower()} of {original_id}: {said}"[:500],
+                detail=detail[:500],
             )
         ],
         ctx.conn,
@@ -425,22 +437,8 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
         .values(receipt_due=True)
     )
     ctx.kit.ledger.announce(ctx.conn, RECEIPTS)
-    audit.append(
-        ctx.kit.ledger,
-        [
-            audit.AuditEvent(
-                actor=f"standing recall from {msg.sender}",
-                action="RECALL_ON_ARRIVAL",
-                authority=msg.authority,
-                counterparty=msg.sender,
-                legal_basis=LegalBasis.NO_PERSONAL_DATA.value,
-                message_id=msg.message_id,
-                digest=msg.digest,
-                detail=f"recall {named}: {ON_ARRIVAL}"[:500],
-            )
-        ],
-        ctx.conn,
-    )
+    actor = f"standing recall from {msg.sender}"
+    _audited(ctx, msg, actor, "RECALL_ON_ARRIVAL", f"recall {named}: {ON_ARRIVAL}")
     first = as_utc(rows[0].at).isoformat(timespec="seconds")
     why = (
         f"recalled by {msg.sender} (recall {named}, standing since {first}): withdrawn "
