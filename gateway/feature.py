@@ -65,9 +65,6 @@ class ApplyContext:
     # Set (``keep_from_local_system``) when the local system has nothing to be
     # told: the message is recorded in this status after VERIFIED, never handed over.
     settled: tuple[Status, str] | None = None
-    # The broker's last try of this message: an applier that would have it wait
-    # (``NotReceivedYet``) decides now (a recall stands; anything else is refused).
-    final: bool = False
     # One dict for every message of the recording transaction: what a feature read
     # once for the whole batch (``gateway.lifecycle.receiver.on_arrival``).
     batch: dict[str, Any] = field(default_factory=dict)

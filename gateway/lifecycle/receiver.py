@@ -19,13 +19,13 @@ What was done is kept (``tables.received``) and said in the signed receipt
 for the recall or correction (``receipt_notes``): Action WITHDRAWN, or
 PASSED_ON with HandedOverAt, NOT_HELD, and a reason with no personal data.
 
-A recall that comes before its original waits for it (``original``:
-``NotReceivedYet``, retried by the broker). If the original has still not come
-by the recall's last try, the recall **stands** (``tables.standing``): it is
-receipted NOT_HELD, saying so, and the original, should it come later (parked
-by this authority's broker and replayed, say), is recorded withdrawn, never
+A recall that comes before its original (``original``: ``NotReceivedYet``)
+**stands** (``tables.standing``): it is receipted NOT_HELD, saying so, and the
+original, when it comes (retried after a failure, or parked by this authority's
+broker and replayed), is recorded withdrawn and restricted, no applier run, never
 handed over (``on_arrival``), and the recall is receipted again, WITHDRAWN. A
-correction cannot stand (it is judged against its original): it is refused.
+correction cannot stand (it is judged against its original): it waits for it,
+retried by the broker, and is refused on its last try if it never comes.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def on_recall(ctx: ApplyContext, msg: Received) -> Effect:
         found = original(ctx, msg, body.original, "recall")
     except NotReceivedYet:
         if not _may_stand(ctx, msg, body):
-            raise  # it waits, retried by the broker (refused on its last try)
+            raise  # it waits as a correction does (refused on its last try)
         return _stand(ctx, msg, body)
 
     def effect() -> None:
@@ -287,9 +287,12 @@ STANDS = (
 )
 ON_ARRIVAL = "it came after the recall and was withdrawn on arrival, before its local system had it"
 # Recalls of one message (by id, whatever digest they name) that may stand at once:
-# more say nothing new (a broken or hostile sender's), and are refused as a recall
-# whose original never came was.
+# more say nothing new (a broken or hostile sender's). And recalls of one sender that
+# may stand at one authority: an honest one has a few, whose originals are on their
+# way. One past either waits for its original as a correction does, and is refused
+# if it never comes.
 STANDING_MAX = 4
+SENDER_STANDING_MAX = 256
 # A digest as the checks write it (SHA-256, hex): what the original's must equal.
 DIGEST_LENGTH = 64
 # Kept for the record withdrawn on arrival, so its own receipt item says so.
@@ -316,12 +319,19 @@ _STANDING = (
     )
     .order_by(standing.c.id)
 )
-# Before a recall stands (``_may_stand``): those of the same id, whatever digest.
+# Before a recall stands (``_may_stand``): those of the same id, whatever digest, and
+# those of its sender.
 _OF_ONE_ID = select(func.count()).where(
     _LIVE,
     standing.c.sender == bindparam("sender"),
     standing.c.original_id == bindparam("original_id"),
     standing.c.resolved_at.is_(None),
+)
+_OF_ONE_SENDER = select(func.count()).select_from(
+    select(standing.c.id)
+    .where(_LIVE, standing.c.sender == bindparam("sender"), standing.c.resolved_at.is_(None))
+    .limit(bindparam("most"))
+    .subquery()
 )
 # Once a received batch (``on_arrival``): by the index on (authority, recall_created_at).
 _ANY = select(standing.c.id).where(_LIVE, standing.c.resolved_at.is_(None)).limit(1)
@@ -343,23 +353,28 @@ def _any_standing(ctx: ApplyContext, authority: str) -> bool:
 
 
 def _may_stand(ctx: ApplyContext, msg: Received, body: Recall) -> bool:
-    """Whether the recall may stand: its last try, naming an original as the checks
-    know one (an id and digest a recorded message can have), and not one recall too
-    many of that id."""
+    """Whether the recall may stand: naming an original as the checks know one (an id
+    and digest a recorded message can have), and not one recall too many of that id
+    or of its sender."""
     ref = body.original
-    if not (ctx.final and len(ref.message_id) <= 64 and len(ref.digest) == DIGEST_LENGTH):
+    if not (len(ref.message_id) <= 64 and len(ref.digest) == DIGEST_LENGTH):
         return False
     keys = {
         "authority": msg.authority,
         "since": _since(ctx),
         "sender": msg.sender,
         "original_id": ref.message_id,
+        "most": SENDER_STANDING_MAX,
     }
-    return int(ctx.conn.execute(_OF_ONE_ID, keys).scalar_one()) < STANDING_MAX
+    conn = ctx.conn
+    return (
+        int(conn.execute(_OF_ONE_ID, keys).scalar_one()) < STANDING_MAX
+        and int(conn.execute(_OF_ONE_SENDER, keys).scalar_one()) < SENDER_STANDING_MAX
+    )
 
 
 def _stand(ctx: ApplyContext, msg: Received, body: Recall) -> Effect:
-    """The recall's last try and still no original: it stands (``on_arrival``)."""
+    """No original here yet: the recall stands (``on_arrival``)."""
 
     def effect() -> None:
         ctx.conn.execute(

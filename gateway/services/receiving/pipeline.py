@@ -563,7 +563,7 @@ def _record_checked(
                 if problem is not None:
                     new.append(_quarantine(_refusal(item, problem, proven=False)))
                     continue
-                ctx = ApplyContext(conn, gw.clock(), gw, final=_last_try(gw, item), batch=batch)
+                ctx = ApplyContext(conn, gw.clock(), gw, batch=batch)
                 withdrawn = _withdrawn_on_arrival(gw, ctx, item)
                 if withdrawn is not None:
                     # Its sender recalled it before it came: nothing it says takes
