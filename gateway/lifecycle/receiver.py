@@ -250,7 +250,11 @@ def on_recall(ctx: ApplyContext, msg: Received) -> Effect:
     assert isinstance(body, Recall)
     try:
         found = original(ctx, msg, body.original, "recall")
-    except NotReceivedYet:
+    except NotReceivedYet as early:
+        ref = body.original
+        if len(ref.message_id) > 64 or len(ref.digest) != DIGEST_LENGTH:
+            # No recorded message has such an id or digest: nothing to wait for.
+            raise PolicyRefusal(early.rule, early.reason) from None
         if not _may_stand(ctx, msg, body):
             raise  # it waits as a correction does (refused on its last try)
         return _stand(ctx, msg, body)
@@ -299,12 +303,13 @@ DIGEST_LENGTH = 64
 KIND_ARRIVAL = "RECALLED_EARLY"
 
 # A standing recall can match only a record created before it (an honest recall
-# follows its original), and a record is refused on arrival once its created-at is
-# older than ``limits.max_age_s``: so a recall created longer ago than that can never
-# match again, and is no longer read.
-_LIVE = (standing.c.authority == bindparam("authority")) & (
-    standing.c.recall_created_at >= bindparam("since")
-)
+# follows its original, and the recall was itself in the created-at window when it
+# came), and a record is refused on arrival once its created-at is older than
+# ``limits.max_age_s``: so a recall that came longer ago than that (and the skew
+# allowed) can never match again, and is no longer read nor counted. Judged by when
+# it came here, not by the date its sender signed: a recall dated just inside the
+# window would otherwise stop counting against the caps within seconds.
+_LIVE = (standing.c.authority == bindparam("authority")) & (standing.c.at >= bindparam("since"))
 # Read for every new record a sender may recall where any recall stands
 # (``on_arrival``): by the index on (authority, sender, original_id).
 _STANDING = (
@@ -333,9 +338,10 @@ _OF_ONE_SENDER = select(func.count()).select_from(
     .limit(bindparam("most"))
     .subquery()
 )
-# Once a received batch (``on_arrival``): by the index on (authority, recall_created_at).
-_ANY = select(standing.c.id).where(_LIVE, standing.c.resolved_at.is_(None)).limit(1)
-_ANY_KEY = "lifecycle.standing"
+# Once a received batch (``on_arrival``): the senders with a recall standing here, by
+# the index on (authority, at).
+_SENDERS = select(standing.c.sender).where(_LIVE, standing.c.resolved_at.is_(None)).distinct()
+_SENDERS_KEY = "lifecycle.standing"
 
 
 def _utc(at: datetime) -> datetime:
@@ -344,12 +350,13 @@ def _utc(at: datetime) -> datetime:
 
 
 def _since(ctx: ApplyContext) -> datetime:
-    return ctx.now - timedelta(seconds=ctx.settings.limits.max_age_s)
+    limits = ctx.settings.limits
+    return ctx.now - timedelta(seconds=limits.max_age_s + limits.future_skew_s)
 
 
-def _any_standing(ctx: ApplyContext, authority: str) -> bool:
+def _senders_standing(ctx: ApplyContext, authority: str) -> set[str]:
     keys = {"authority": authority, "since": _since(ctx)}
-    return ctx.conn.execute(_ANY, keys).first() is not None
+    return {str(r[0]) for r in ctx.conn.execute(_SENDERS, keys).all()}
 
 
 def _may_stand(ctx: ApplyContext, msg: Received, body: Recall) -> bool:
@@ -389,7 +396,7 @@ def _stand(ctx: ApplyContext, msg: Received, body: Recall) -> Effect:
             )
         )
         # A record later in this transaction may be the one it names.
-        ctx.batch[_ANY_KEY] = True
+        ctx.batch.setdefault(_SENDERS_KEY, set()).add(msg.sender)
         ctx.keep_from_local_system(
             f"recall of {body.original.message_id}: nothing to tell the local system (not "
             "received here yet; the recall stands)"
@@ -409,12 +416,12 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
     record."""
     if msg.env.header.message_type.value in sender.NOT_RECALLABLE_TYPES:
         return None
-    # Standing recalls are rare (each waited through all its retries): one look a
-    # batch for any here, and only then one for each record (issue 14).
-    any_here = ctx.batch.get(_ANY_KEY)
-    if any_here is None:
-        any_here = ctx.batch[_ANY_KEY] = _any_standing(ctx, msg.authority)
-    if not any_here:
+    # One look a batch for the senders with a recall standing here, and one for each
+    # record only of those (issue 14).
+    senders = ctx.batch.get(_SENDERS_KEY)
+    if senders is None:
+        senders = ctx.batch[_SENDERS_KEY] = _senders_standing(ctx, msg.authority)
+    if msg.sender not in senders:
         return None
     keys = {
         "authority": msg.authority,
@@ -460,8 +467,13 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
         "on arrival, before the local system had it"
     )
     # The record's own receipt item says so too: its sender holds no plain ACCEPTED.
-    fate = Fate(ActionTaken.WITHDRAWN, None, why)
-    remember(ctx.conn, msg, KIND_ARRIVAL, recall_ids[0], fate, why, ctx.now)
+    # A correction's item is read by its sender as what was done about the original
+    # it corrects, which stands as it was: the correction itself is refused.
+    if msg.env.header.message_type is MessageType.CORRECTION:
+        fate = Fate(ActionTaken.REFUSED, None, f"{why}; the original stands as it was")
+    else:
+        fate = Fate(ActionTaken.WITHDRAWN, None, why)
+    remember(ctx.conn, msg, KIND_ARRIVAL, recall_ids[0], fate, fate.said, ctx.now)
     return why
 
 

@@ -114,7 +114,7 @@ def _recalled(
     it and when, for the one who asks a second time.
 
     ``again`` (a person asking): one its recipient refused (``REJECTED``: it did
-    nothing, e.g. it came before its original there and waited in vain,
+    nothing, e.g. another sender's message held the id there,
     ``docs/delivery.md``) does not count. One not yet answered does, and so does
     a refused one for the gateway's own recalls (a "not ours" notice, a recall
     passed on), which a peer's refusal must not make it send again and again."""

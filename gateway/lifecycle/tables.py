@@ -61,9 +61,9 @@ received = Table(
 # The receipt loop looks its messages up by id, for every receipt it signs.
 Index("ix_lifecycle_received_message", received.c.message_id)
 
-# A recall whose original had still not come when its last retry was spent: it
-# stands, and the original is withdrawn on arrival (``receiver.on_arrival``). Ids and
-# digests only, nothing personal; ``resolved_at`` once the original came.
+# A recall that came before its original: it stands, and the original is withdrawn
+# on arrival (``receiver.on_arrival``). Ids and digests only, nothing personal;
+# ``resolved_at`` once the original came.
 standing = Table(
     "lifecycle_standing",
     metadata,
@@ -86,9 +86,9 @@ Index(
     standing.c.sender,
     standing.c.original_id,
 )
-# Whether any recall stands here at all (made within limits.max_age_s): asked once a
+# Who has a recall standing here (come within limits.max_age_s): asked once a
 # received batch.
-Index("ix_lifecycle_standing_live", standing.c.authority, standing.c.recall_created_at)
+Index("ix_lifecycle_standing_live", standing.c.authority, standing.c.at)
 
 # Access notices: per hosted authority, how far its status history and audit log
 # have been reported, and when the next batch may go (claimed with a conditional

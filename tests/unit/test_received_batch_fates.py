@@ -143,12 +143,12 @@ def _both_recorded_once_handed_over_again(
     assert rows[original.message_id].status is Status.WITHDRAWN
 
 
-def test_a_recall_behind_an_original_that_is_to_be_retried_is_retried_with_it(
+def test_a_correction_behind_an_original_that_is_to_be_retried_is_retried_with_it(
     tmp_path: Path,
 ) -> None:
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
-    recall = _recall_of(gw, original)
+    recall = _correction_of(gw, original)
     failing = True
 
     def ledger_fails_once(_ctx: ApplyContext, received: Received) -> None:
@@ -160,6 +160,49 @@ def test_a_recall_behind_an_original_that_is_to_be_retried_is_retried_with_it(
 
     failing = False  # the broker hands both over again
     _both_recorded_once_handed_over_again(gw, original, recall)
+
+
+def test_a_recall_behind_an_original_that_is_to_be_retried_stands_and_withdraws_its_retry(
+    tmp_path: Path,
+) -> None:
+    # Held back with its original, the recall could come back after the original's
+    # retry, which would then be handed over first (found by a review): it stands.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, original)
+    failing = True
+
+    def ledger_fails_once(_ctx: ApplyContext, received: Received) -> None:
+        if failing and received.message_id == original.message_id:
+            raise LedgerError("the ledger failed (a lock, a deadlock)")
+
+    gw = _with_assessment_applier(gw, ledger_fails_once)
+    out = handle_batch(gw, [original, recall])
+    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK]
+    assert _notes(gw, recall)[recall.message_id].action is ActionTaken.NOT_HELD
+    failing = False  # the original's retry, alone
+    assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
+    assert _inbound(gw)[original.message_id].status is Status.WITHDRAWN
+
+
+def test_a_correction_withdrawn_on_arrival_says_it_was_refused_not_its_original(
+    tmp_path: Path,
+) -> None:
+    # 332 recalls its correction before it comes. The correction's own receipt item is
+    # read by 332 as what was done about the original it corrects, which stands here as
+    # it was: it says the correction was refused (found by a review: it said WITHDRAWN).
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
+    correction = _correction_of(gw, original)
+    recall = _recall_of(gw, correction)
+    assert [d.verdict for d in handle_batch(gw, [recall])] == [Verdict.ACK]
+    assert [d.verdict for d in handle_batch(gw, [correction])] == [Verdict.ACK]
+    rows = _inbound(gw)
+    assert rows[correction.message_id].status is Status.WITHDRAWN
+    assert rows[original.message_id].status is Status.VERIFIED  # stands as it was
+    said = _notes(gw, correction)[correction.message_id]
+    assert said.action is ActionTaken.REFUSED and "stands as it was" in (said.reason or "")
 
 
 def _with_sender(delivery: Delivery, sender: bytes) -> Delivery:
@@ -325,16 +368,16 @@ def test_an_undeliverable_record_placed_with_the_local_system_still_counts(
 
 
 @pytest.mark.parametrize("fails", ["checks", "batch"])
-def test_a_recall_taken_one_by_one_behind_its_failing_original_is_retried_with_it(
+def test_a_correction_taken_one_by_one_behind_its_failing_original_is_retried_with_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
 ) -> None:
     # Something unexpected fails the original wherever it is taken: the source's checks
     # (``_handle``) or the whole batch (``_isolated``); its messages are then taken one
-    # by one. Its recall, taken alone after it, was judged without it and refused for
-    # good (found by a review, 2026-12-06).
+    # by one. Its correction, taken alone after it, was judged without it and refused
+    # for good (found by a review, 2026-12-06).
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
-    recall = _recall_of(gw, original)
+    recall = _correction_of(gw, original)
     failing = True
     real_check, real_handle = pipeline.check, pipeline._handle
 
@@ -639,7 +682,7 @@ def test_a_recall_of_an_id_another_senders_message_holds_is_refused_at_once(
     assert rows[original.message_id].status is not Status.WITHDRAWN
 
 
-def test_a_recall_waiting_for_its_original_holds_back_no_later_run_of_its_batch(
+def test_a_correction_waiting_for_its_original_holds_back_no_later_run_of_its_batch(
     tmp_path: Path,
 ) -> None:
     # A waiting correction is not a failure: the messages after it in the batch (here
@@ -801,25 +844,25 @@ def _ledger_fails_for(gw: Gateway, message_id: str | None) -> Gateway:
 def test_what_names_a_message_held_back_with_its_original_is_held_back_too(
     tmp_path: Path,
 ) -> None:
-    # The original fails; its recall is held back with it; a recall of that recall,
-    # on its last try, is held back with both, never judged without them.
+    # The original fails; its correction is held back with it, never judged without
+    # it; a recall of that correction is judged, and stands.
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
-    recall = _recall_of(gw, original)
-    again = _on_try(_recall_of(gw, recall), gw.settings.delivery.retry_budget)
+    correction = _correction_of(gw, original)
+    again = _on_try(_recall_of(gw, correction), gw.settings.delivery.retry_budget)
     gw = _ledger_fails_for(gw, original.message_id)
-    out = handle_batch(gw, [original, recall, replace(again, tag=9)])
-    assert [d.verdict for d in out] == [Verdict.RETRY] * 3
-    assert all("retried with it" in (d.reason or "") for d in out[1:])
-    assert _inbound(gw) == {}
+    out = handle_batch(gw, [original, correction, replace(again, tag=9)])
+    assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.RETRY, Verdict.ACK]
+    assert "retried with it" in (out[1].reason or "")
+    assert set(_inbound(gw)) == {again.message_id}
 
 
-def test_a_recall_of_an_original_published_without_an_amqp_id_is_held_back_with_it(
+def test_a_correction_of_an_original_published_without_an_amqp_id_is_held_back_with_it(
     tmp_path: Path,
 ) -> None:
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
-    recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
+    recall = _on_try(_correction_of(gw, original), gw.settings.delivery.retry_budget)
     gw = _ledger_fails_for(gw, original.message_id)
     out = handle_batch(gw, [replace(original, message_id=None), replace(recall, tag=9)])
     assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.RETRY]

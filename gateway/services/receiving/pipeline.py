@@ -342,17 +342,18 @@ def _recorded_runs(
 ) -> list[Disposition]:
     """The runs of ``checked`` (in the order they are to be recorded) recorded in turn.
 
-    A message that names one of the batch to be retried (a failure, or taken
+    A correction that names one of the batch to be retried (a failure, or taken
     before it and retried: ``behind``) is retried with it: judged without its
-    original, it would be refused for good. The rest are recorded: nothing else
-    ties them to a failure (one message's fault must not spend the retries of
-    another sender's, nor park a recall whose original is recorded here)."""
+    original on its last try, it would be refused for good. A recall is judged
+    (``_stands_alone``). The rest are recorded: nothing else ties them to a
+    failure (one message's fault must not spend the retries of another sender's,
+    nor park a recall whose original is recorded here)."""
     out: list[Disposition | None] = [None] * len(checked)
     retried = set(behind)
     for run in _runs(checked):
         kept = []
         for i in run:
-            if _names(checked[i]) in retried:
+            if _names(checked[i]) in retried and not _stands_alone(checked[i]):
                 out[i] = Disposition(Verdict.RETRY, _BEHIND_A_RETRY)
                 retried.update(_keys(deliveries[i], checked[i]))
             else:
@@ -366,6 +367,14 @@ def _recorded_runs(
             if _failed(result):
                 retried.update(_keys(deliveries[i], checked[i]))
     return [d for d in out if d is not None]
+
+
+def _stands_alone(item: Passed | Refused) -> bool:
+    """A recall judged without its original stands (``lifecycle.receiver``), and the
+    original, when its retry comes, is withdrawn on arrival: nothing to hold it back
+    for. (Held back, it could come after its original's retry, which would then be
+    handed over first.)"""
+    return isinstance(item, Passed) and isinstance(item.env.body, Recall)
 
 
 def _recorded_run(
