@@ -359,20 +359,20 @@ def _senders_standing(ctx: ApplyContext, authority: str) -> set[str]:
     return {str(r[0]) for r in ctx.conn.execute(_SENDERS, keys).all()}
 
 
-def _may_stand(ctx: ApplyContext, msg: Received, body: Recall) -> bool:
-    """Whether the recall may stand: naming an original as the checks know one (an id
-    and digest a recorded message can have), and not one recall too many of that id
-    or of its sender."""
-    ref = body.original
-    if not (len(ref.message_id) <= 64 and len(ref.digest) == DIGEST_LENGTH):
-        return False
-    keys = {
+def _keys(ctx: ApplyContext, msg: Received, original_id: str) -> dict[str, Any]:
+    """The parameters every standing-recall read shares: whose, and how recent."""
+    return {
         "authority": msg.authority,
         "since": _since(ctx),
         "sender": msg.sender,
-        "original_id": ref.message_id,
-        "most": SENDER_STANDING_MAX,
+        "original_id": original_id,
     }
+
+
+def _may_stand(ctx: ApplyContext, msg: Received, body: Recall) -> bool:
+    """Whether the recall may stand: not one recall too many of that id or of its
+    sender."""
+    keys = {**_keys(ctx, msg, body.original.message_id), "most": SENDER_STANDING_MAX}
     conn = ctx.conn
     return (
         int(conn.execute(_OF_ONE_ID, keys).scalar_one()) < STANDING_MAX
@@ -424,10 +424,7 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
     if msg.sender not in senders:
         return None
     keys = {
-        "authority": msg.authority,
-        "since": _since(ctx),
-        "sender": msg.sender,
-        "original_id": msg.message_id,
+        **_keys(ctx, msg, msg.message_id),
         "digest": msg.digest,
         # Only a recall made after the record: one made before it names a record not
         # yet made, which an honest sender never recalls (a hostile one could, to hold
