@@ -44,7 +44,7 @@ from gateway.model import (
 )
 from gateway.services import dead_letters
 from gateway.services.receiving import handle_batch, pipeline
-from gateway.services.receiving.checks import Refused, Source
+from gateway.services.receiving.checks import Refused, Source, source_of
 from gateway.transport.base import Delivery, Disposition, Verdict, routing_key
 from gateway.transport.provenance import publishers_for
 from gateway.transport.retry import ATTEMPT_HEADER
@@ -614,6 +614,25 @@ def test_a_sender_with_many_recalls_standing_has_the_next_wait_as_a_correction_d
     never_sent = assessments(gw, gw, ["DUD-1", "DUD-2", "DUD-3"])
     out = [handle_batch(gw, [_recall_of(gw, d)])[0].verdict for d in never_sent]
     assert out == [Verdict.ACK, Verdict.ACK, Verdict.RETRY]
+
+
+def test_a_recall_is_recorded_under_the_lock_of_the_id_it_names(tmp_path: Path) -> None:
+    # Replicas on PostgreSQL: one standing a recall, another recording its original at
+    # the same moment, take turns on the original's id (an advisory lock), so the
+    # second sees what the first committed: never a recall standing and its original
+    # handed over, each missing the other.
+    gw = memory_gateway(tmp_path, ("332", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    recall = _recall_of(gw, original)
+    checked = pipeline.check(gw, source_of(gw, recall), recall)
+    names = pipeline._lock_names("336", [checked], [None])
+    assert f"inbound:336:{original.message_id}" in names
+    assert (
+        pipeline._lock_names(
+            "336", [pipeline.check(gw, source_of(gw, original), original)], [None]
+        )[0]
+        == f"inbound:336:{original.message_id}"
+    )
 
 
 def test_a_standing_recall_takes_back_only_the_message_with_the_digest_it_names(
