@@ -41,8 +41,8 @@ DONE = frozenset({ActionTaken.WITHDRAWN.value, ActionTaken.PASSED_ON.value})
 # A receipt that refused the recall or correction itself states no action: the
 # recipient did nothing about the original, which stands there as it was.
 UNDONE = {
-    "REJECTED": "refused; the original stands there as it was",
-    "UNDELIVERABLE": "undeliverable; the original stands there as it was",
+    OUTCOME[ReceiptOutcome.REJECTED]: "refused; the original stands there as it was",
+    OUTCOME[ReceiptOutcome.UNDELIVERABLE]: "undeliverable; the original stands there as it was",
 }
 
 

@@ -310,8 +310,8 @@ KIND_ARRIVAL = "RECALLED_EARLY"
 # it came here, not by the date its sender signed: a recall dated just inside the
 # window would otherwise stop counting against the caps within seconds.
 _LIVE = (standing.c.authority == bindparam("authority")) & (standing.c.at >= bindparam("since"))
-# Read for every new record a sender may recall where any recall stands
-# (``on_arrival``): by the index on (authority, sender, original_id).
+# Read for every new record a sender may recall, of a sender with a recall standing
+# here (``on_arrival``): by the index on (authority, sender, original_id).
 _STANDING = (
     select(standing.c.id, standing.c.recall_id, standing.c.at)
     .where(
@@ -445,16 +445,7 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
         .where(mine, received.c.message_id.in_(recall_ids))
         .values(action=ActionTaken.WITHDRAWN.value, reason=ON_ARRIVAL, at=ctx.now)
     )
-    ctx.conn.execute(
-        update(messages)
-        .where(
-            messages.c.authority == msg.authority,
-            messages.c.direction == Direction.INBOUND.value,
-            messages.c.sender == msg.sender,
-            messages.c.message_id.in_(recall_ids),
-        )
-        .values(receipt_due=True)
-    )
+    _receipt_again(ctx.conn, msg.authority, msg.sender, recall_ids)
     ctx.kit.ledger.announce(ctx.conn, RECEIPTS)
     actor = f"standing recall from {msg.sender}"
     _audited(ctx, msg, actor, "RECALL_ON_ARRIVAL", f"recall {named}: {ON_ARRIVAL}")
@@ -614,17 +605,23 @@ def relay_onward(conn: Connection, authority: str, onward: str, receipt_id: str)
         )
         before = conn.execute(select(received.c.reason).where(where)).scalar()
         conn.execute(update(received).where(where).values(reason=f"{before or ''}; {said}"))
-        conn.execute(
-            update(messages)
-            .where(
-                messages.c.authority == authority,
-                messages.c.direction == Direction.INBOUND.value,
-                messages.c.sender == origin,
-                messages.c.message_id == origin_id,
-            )
-            .values(receipt_due=True)
-        )
+        _receipt_again(conn, authority, origin, [origin_id])
     return len(rows)
+
+
+def _receipt_again(conn: Connection, authority: str, sender: str, ids: list[str]) -> None:
+    """Owe ``sender`` a receipt again for its messages ``ids`` received by ``authority``:
+    what their receipt items say (``received``) has changed since the last."""
+    conn.execute(
+        update(messages)
+        .where(
+            messages.c.authority == authority,
+            messages.c.direction == Direction.INBOUND.value,
+            messages.c.sender == sender,
+            messages.c.message_id.in_(ids),
+        )
+        .values(receipt_due=True)
+    )
 
 
 def outcome_words(action: ActionTaken, handed: datetime | None) -> str:

@@ -425,22 +425,16 @@ def _failed(d: Disposition) -> bool:
     return d.verdict is Verdict.RETRY and not isinstance(d, Waiting)
 
 
-def _last_try(gw: Gateway, item: Passed) -> bool:
-    """Whether the broker has no retry left for ``item``.
+def _waits(gw: Gateway, item: Passed, early: NotReceivedYet) -> Waiting | None:
+    """RETRY while the broker has retries left for ``item``; None on its last try.
 
     The budget is the one the transport keeps for the queue's authority
     (``Settings.delivery_for``, as ``RabbitTransport.from_settings`` reads it):
     a smaller one would park the message on its last try, unanswered; a larger
     one would refuse it with retries left."""
-    return item.attempt >= gw.settings.delivery_for(item.source.owner).retry_budget
-
-
-def _waits(gw: Gateway, item: Passed, early: NotReceivedYet) -> Waiting | None:
-    """RETRY while the broker has retries left for ``item`` (``_last_try``); None on
-    its last try."""
-    if _last_try(gw, item):
-        return None
     budget = gw.settings.delivery_for(item.source.owner).retry_budget
+    if item.attempt >= budget:
+        return None
     log.info(
         "%s from %s: %s; retried to wait for it (retry %d of %d)",
         item.verified.message_id,

@@ -1,10 +1,12 @@
-"""Standing recalls: a recall whose original had not come by its last retry.
+"""Standing recalls: a recall that came before its original.
 
-Before, such a recall was refused ("not received after N retries"), and an
-original that came later (parked by the recipient's broker, then replayed)
-was handed to the local system although its sender had recalled it. Now the
-recall stands, and the original is withdrawn on arrival
-(``gateway.lifecycle.receiver.on_arrival``).
+Before, such a recall waited through its retries and was then refused ("not
+received after N retries"), and an original that came later (parked by the
+recipient's broker, then replayed) was handed to the local system although
+its sender had recalled it. Now the recall stands, and the original is
+withdrawn on arrival (``gateway.lifecycle.receiver.on_arrival``). (This
+revision was first written for a recall standing only on its last retry;
+since 0006 it stands at once.)
 
 Revision ID: 0005
 Revises: 0004
