@@ -470,3 +470,58 @@ def test_a_recall_whose_original_was_parked_stands_and_withdraws_it_when_replaye
         _withdrawn_by(r, original.message_id, done.message_id)
         served = {i.message_id for i in sandwell.ledger.inbox("333")}
         assert original.message_id not in served
+
+
+def test_a_recall_from_another_authority_before_the_original_comes_withdraws_nothing(
+    tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Wolverhampton, on its own gateway, learns the id and digest of Dudley's Assessment
+    # to Sandwell and recalls it while the Assessment waits in Sandwell's delay queue.
+    # Nothing of Dudley's stands there yet, so Wolverhampton's recall stands, for its
+    # own messages only: Dudley's Assessment, when it comes, is judged as ever and
+    # served to Sandwell's system. A member can recall only what it sent.
+    failed = threading.Event()
+    real_apply = pipeline._apply
+
+    def fails_at_sandwell_on_its_first_two_tries(
+        gw: Gateway, ctx: ApplyContext, item: Passed
+    ) -> None:
+        if (
+            "333" in gw.hosted
+            and item.env.header.message_type is MessageType.ASSESSMENT
+            and item.attempt < 2
+        ):
+            failed.set()
+            raise RuntimeError("a moment's fault at Sandwell")
+        real_apply(gw, ctx, item)
+
+    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_on_its_first_two_tries)
+    steps = {"retry_backoff_s": [2.0] * 5, "retry_budget": 5}
+    with region(tmp_path / "region", vhost, delivery=steps) as r:
+        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
+        wait_for(failed.is_set, what="Sandwell's first try at Dudley's Assessment")
+        original = _sent(r, "333")
+        hostile = r.envelope(
+            "336",
+            "333",
+            Recall(
+                MessageRef(original.message_id, original.digest or ""), RecallReason.MISDIRECTED
+            ),
+            correlation=original.correlation_id,
+            basis=LegalBasis.NO_PERSONAL_DATA,
+            in_reply_to=original.message_id,
+        )
+        recall_id = r.publish(hostile)
+        # It stood (kept from Sandwell's system, receipted NOT_HELD), not refused.
+        assert r.received("333", recall_id).status == Status.WITHDRAWN
+        wait_for(
+            lambda: (
+                [c.status for c in r.gw("333").ledger.find(message_id=original.message_id)]
+                == [Status.VERIFIED]
+            ),
+            what="Dudley's Assessment recorded at Sandwell",
+        )
+        copy = _copy(r, "333", original.message_id)
+        assert not copy.restricted and "withdrawn" not in (copy.reason or "")
+        served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
+        assert original.message_id in served
