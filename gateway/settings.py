@@ -360,13 +360,21 @@ class DeliverySettings(_Frozen):
         """Pauses between failed handovers to a local system (the last one repeats)."""
         return Backoff(tuple(float(s) for s in self.local_retry_backoff_s), jitter=0.2)
 
+    def retry_window_s(self) -> float:
+        """The longest a message is retried at its recipient before it is parked: every
+        retry's delay in full (the last step repeats; jitter only shortens them)."""
+        backoff = self.retry_backoff_s
+        if not backoff:
+            return 0.0
+        last = len(backoff)
+        return float(sum(backoff[min(n, last) - 1] for n in range(1, self.retry_budget + 1)))
+
     def worst_case_s(self) -> float:
-        """How long a message may keep being retried or re-sent at most."""
-        backoff = sum(self.retry_backoff_s[: self.retry_budget]) + (
-            max(0, self.retry_budget - len(self.retry_backoff_s))
-            * (self.retry_backoff_s[-1] if self.retry_backoff_s else 0)
-        )
-        return self.receipt_deadline_s * (self.resend_budget + 1) + backoff
+        """How long a message may keep being retried or re-sent at most: a first send
+        waits while it may be retried at its recipient (``services.backlog``), then
+        every send waits its deadline, and the last copy is retried there."""
+        waiting = self.retry_window_s() + self.receipt_deadline_s
+        return waiting + self.receipt_deadline_s * (self.resend_budget + 1) + self.retry_window_s()
 
 
 class TrustSettings(_Frozen):

@@ -8,19 +8,29 @@ sender looks at what it can see:
 
 1. older than ``limits.max_age_s``: the recipient would refuse it as stale,
    so it is dead-lettered (a true dead letter);
-2. the recipient has receipted a later message of ours (sent once, after
+2. the recipient's retry delay queues hold messages, and this one is young
+   enough to be among them (made less than the recipient's whole retry
+   window, every delay in full, plus a receipt deadline ago): it may be
+   failing there for a moment, or waiting for another message (a correction
+   that overtook its original waits for it through the retries), and will be
+   judged again; wait another deadline, no send counted. Out of order, so a
+   later message receipted proves nothing here;
+3. the recipient has receipted a later message of ours (sent once, after
    this one): queues are first in, first out, so it has passed this one,
    whose receipt is lost: re-send now, whatever its inbox holds;
-3. the broker cannot be asked: nothing can be sent anyway; wait another
+4. the broker cannot be asked: nothing can be sent anyway; wait another
    deadline, no send counted;
-4. the recipient's inbox holds messages: this one is presumably among them
+5. the recipient's inbox holds messages: this one is presumably among them
    and a copy would only queue behind it; wait another deadline, no send
    counted, however long the backlog lasts;
-5. otherwise (the inbox is empty or gone): re-send, or dead-letter once the
+6. otherwise (the inbox is empty or gone): re-send, or dead-letter once the
    re-send budget is spent, as before.
 
-Only sends count towards the budget, so a backlog never ends in a false
-dead letter, and waiting costs the broker nothing.
+Only sends count towards the budget, so neither a backlog nor a message
+retried at its recipient ends in a false dead letter, and waiting costs the
+broker nothing. The retry window is this gateway's retry policy for the
+recipient (the region's, unless overridden): a recipient retrying longer may
+still see a message re-sent, whose copy it drops as a repeat.
 """
 
 from __future__ import annotations
@@ -60,8 +70,10 @@ def decide(
     passed: bool,
     now: datetime,
     max_age_s: float,
+    retry_window_s: float = 0.0,
 ) -> Decision:
-    """What to do with ``record``, overdue at ``now``; ``inbox`` None: the broker did not answer."""
+    """What to do with ``record``, overdue at ``now``; ``inbox`` None: the broker did not
+    answer. ``retry_window_s``: how long the recipient may go on retrying a message."""
     to = record.recipient
     deadline = f"{delivery.receipt_deadline_s:.0f} s"
     if record.created_at + timedelta(seconds=max_age_s) <= now:
@@ -69,6 +81,17 @@ def decide(
             Action.DEAD,
             f"no receipt from {to} within limits.max_age_s ({max_age_s:.0f} s): "
             "it would now be refused as stale",
+        )
+    retried_until = record.created_at + timedelta(
+        seconds=retry_window_s + delivery.receipt_deadline_s
+    )
+    if inbox is not None and inbox.retrying > 0 and now < retried_until:
+        return Decision(
+            Action.WAIT,
+            f"no receipt from {to} yet: its retry queues hold {inbox.retrying} message(s), "
+            "each judged again after its delay (failing there for a moment, or waiting for "
+            f"another message), perhaps this one until {retried_until:%Y-%m-%d %H:%M:%S} UTC; "
+            f"not re-sent, looking again in {deadline}",
         )
     if not passed:
         if inbox is None:
@@ -117,6 +140,7 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
             passed=_passed(r, latest[(r.authority, r.recipient)]),
             now=now,
             max_age_s=gw.settings.limits.max_age_s,
+            retry_window_s=gw.settings.delivery_for(r.recipient).retry_window_s(),
         )
         for r in overdue
     ]

@@ -77,6 +77,10 @@ class InboxState:
     waiting: int = 0
     """Messages ready in the queue (not counting those delivered and not yet acked)."""
     consumers: int = 0
+    retrying: int = 0
+    """Messages in its retry delay queues: each failed there for a moment (or waits for
+    another message, as a correction for its original) and goes back into the inbox
+    after its delay, until its retries are spent."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,8 @@ class Transport(Protocol):
         """
 
     def inbox_states(self, codes: Sequence[str]) -> dict[str, InboxState]:
-        """How many messages wait in each authority's inbox, and how many consume it.
+        """How many messages wait in each authority's inbox and in its retry delay
+        queues, and how many consume it.
 
         Needs no permission on those queues. Raises ``TransportError`` (or
         ``BrokerUnavailableError``) when the broker cannot tell.

@@ -222,7 +222,8 @@ class RabbitTransport:
     def inbox_states(self, codes: Sequence[str]) -> dict[str, InboxState]:
         """Each inbox's ready messages and consumers, by passive declares (no permission needed)."""
         return self._admin(
-            "looking at inboxes", lambda conn: _inbox_states(conn, self.topology, codes)
+            "looking at inboxes",
+            lambda conn: _inbox_states(conn, self.topology, codes, self.policy_for),
         )
 
     def close(self) -> None:
@@ -260,21 +261,49 @@ class RabbitTransport:
                 pass  # already closed by the broker
 
 
-def _inbox_states(conn: Any, topology: Topology, codes: Sequence[str]) -> dict[str, InboxState]:
+def _inbox_states(
+    conn: Any, topology: Topology, codes: Sequence[str], policy_for: Callable[[str], RetryPolicy]
+) -> dict[str, InboxState]:
     out = {}
-    channel = conn.channel()
+    looked = _Looker(conn)
     for code in codes:
+        inbox = topology.inbox(code)
+        found = looked.count(inbox)
+        if found is None:
+            out[code] = InboxState(False)
+            continue
+        lane = topology.lane(inbox)
+        # The delay queues as this gateway's policy for ``code`` names them: one the
+        # recipient's gateway does not have (fewer steps) holds nothing.
+        retrying = sum(
+            (looked.count(lane.retry_queue(step)) or (0, 0))[0]
+            for step in range(1, policy_for(code).steps + 1)
+        )
+        out[code] = InboxState(True, found[0], found[1], retrying)
+    looked.close()
+    return out
+
+
+class _Looker:
+    """Passive declares on one channel, opened again after a queue that does not exist."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._channel = conn.channel()
+
+    def count(self, queue: str) -> tuple[int, int] | None:
+        """``(ready messages, consumers)`` of ``queue``; None when there is no such queue."""
         try:
-            found = channel.queue_declare(topology.inbox(code), passive=True)
+            found = self._channel.queue_declare(queue, passive=True)
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 404:
                 raise
-            out[code] = InboxState(False)
-            channel = conn.channel()  # a refused declare closes the channel
-            continue
-        out[code] = InboxState(True, found.method.message_count, found.method.consumer_count)
-    channel.close()
-    return out
+            self._channel = self._conn.channel()  # a refused declare closes the channel
+            return None
+        return found.method.message_count, found.method.consumer_count
+
+    def close(self) -> None:
+        self._channel.close()
 
 
 def _apply(conn: Any, p: Plan) -> None:

@@ -158,6 +158,30 @@ def test_inbox_states_show_what_waits_who_consumes_and_what_does_not_exist(
         consumer.join(30)
 
 
+def test_inbox_states_count_the_messages_retried_in_the_delay_queues(rabbit_url: str) -> None:  # noqa: F811
+    # The recipient's gateway (two delay steps, long enough to look) fails on two
+    # messages for a moment; a sender whose policy names more steps than the
+    # recipient declared looks: the two are counted, the missing steps hold nothing.
+    slow = RetryPolicy(budget=2, backoff_s=(30, 60), delivery_limit=2)
+    recipient = RabbitTransport(BrokerSettings(url=rabbit_url), retry=slow)
+    sender = RabbitTransport(
+        BrokerSettings(url=rabbit_url), retry=RetryPolicy(budget=4, backoff_s=(30, 60, 90, 120))
+    )
+    try:
+        recipient.declare(["332"])
+        recipient.publish([message(n) for n in range(2)])
+        consume_until(
+            recipient, lambda _d: Disposition(Verdict.RETRY, "busy"), lambda s: len(s) >= 2
+        )
+        wait_for(lambda: sender.inbox_states(["332"])["332"].retrying == 2)
+        state = sender.inbox_states(["332", "999"])
+        assert (state["332"].waiting, state["332"].retrying) == (0, 2)
+        assert not state["999"].exists and state["999"].retrying == 0
+    finally:
+        recipient.close()
+        sender.close()
+
+
 def test_an_unroutable_message_is_reported_returned(transport: RabbitTransport) -> None:
     results = transport.publish([message(1), message(2, recipient="999"), message(3)])
     assert [r.outcome for r in results] == [

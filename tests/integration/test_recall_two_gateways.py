@@ -525,3 +525,71 @@ def test_a_recall_from_another_authority_before_the_original_comes_withdraws_not
         assert not copy.restricted and "withdrawn" not in (copy.reason or "")
         served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
         assert original.message_id in served
+
+
+def test_a_correction_waiting_at_the_recipient_for_its_original_is_not_dead_lettered_by_its_sender(
+    tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sandwell's gateway fails on Dudley's Assessment for a while, so it waits in the
+    # delay queues there; Dudley corrects it meanwhile, and the correction waits there
+    # for its original. Dudley's receipt deadline passes again and again. Before, each
+    # pass found Sandwell's inbox empty and sent both again, and once the re-send
+    # budget was spent Dudley's dashboard said DEAD_LETTERED while Sandwell still
+    # worked on them. Now Dudley sees Sandwell's retry queues and waits.
+    fixed, failed = threading.Event(), threading.Event()
+    real_apply = pipeline._apply
+
+    def fails_at_sandwell_until_fixed(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
+        if (
+            "333" in gw.hosted
+            and item.env.header.message_type is MessageType.ASSESSMENT
+            and not fixed.is_set()
+        ):
+            failed.set()
+            raise RuntimeError("a fault at Sandwell")
+        real_apply(gw, ctx, item)
+
+    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_until_fixed)
+    steps = {
+        "retry_backoff_s": [2.0] * 8,
+        "retry_budget": 8,
+        "receipt_deadline_s": 1,
+        "resend_budget": 1,
+    }
+    with region(tmp_path / "region", vhost, delivery=steps) as r:
+        dudley = r.gw("332")
+        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
+        wait_for(failed.is_set, what="Sandwell's first try at Dudley's Assessment")
+        original = _sent(r, "333")
+        body = _envelope(r, "332", original).body
+        assert isinstance(body, Assessment)
+        fix = sender.correct(
+            dudley, "332", original.message_id, replace(body, needs="GP review"), "needs", "Jo"
+        )
+
+        def waiting_at_sandwell(message_id: str) -> bool:
+            row = _copy(r, "332", message_id)
+            return row.status == Status.SENT and "its retry queues hold" in (row.reason or "")
+
+        for message_id in (original.message_id, fix.message_id):
+            wait_for(lambda m=message_id: waiting_at_sandwell(m), what="Dudley waiting")
+        time.sleep(3)  # three more receipt deadlines: the re-send budget twice over
+        for message_id in (original.message_id, fix.message_id):
+            row = _copy(r, "332", message_id)
+            assert (row.status, row.attempts) == (Status.SENT, 1), row.reason
+        assert not r.gw("333").ledger.find(message_id=fix.message_id, authority="333")
+
+        fixed.set()  # Sandwell's next try of each takes it
+        for message_id in (original.message_id, fix.message_id):
+            wait_for(
+                lambda m=message_id: _copy(r, "332", m).status == Status.DELIVERED,
+                timeout_s=30,
+                what="Sandwell's receipt at Dudley",
+            )
+            row = _copy(r, "332", message_id)
+            assert row.attempts == 1
+            assert Status.DEAD_LETTERED not in {h.status for h in row.history}
+        done = _outcome(r, original.message_id, "CORRECTION")
+        assert (
+            done.action == ActionTaken.WITHDRAWN.value
+        )  # superseded before Sandwell's system had it

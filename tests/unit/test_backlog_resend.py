@@ -20,7 +20,8 @@ from gateway.context import Gateway, build
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.services import delivery
-from gateway.transport.base import Delivery, Disposition, Verdict
+from gateway.settings import DeliverySettings
+from gateway.transport.base import Delivery, Disposition, InboxState, Verdict
 from gateway.transport.memory import MemoryTransport
 from gateway.transport.topology import Topology
 from tests.local_systems import signed_inbound
@@ -157,6 +158,63 @@ def test_while_the_broker_cannot_be_asked_nothing_is_resent_or_dead_lettered(
     waiting = record(gw, message_id)
     assert (waiting.status, waiting.attempts) == (Status.SENT, 1)
     assert "broker cannot be asked" in (waiting.reason or "")
+
+
+def retrying_at_the_recipient(gw: Gateway, monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    """The recipient's inbox is empty and ``count`` messages wait in its retry delay
+    queues (the in-memory broker puts a retry straight back: the look is faked)."""
+    swallow_inbox(gw)
+    monkeypatch.setattr(
+        transport_of(gw),
+        "inbox_states",
+        lambda codes: {code: InboxState(True, 0, 1, retrying=count) for code in codes},
+    )
+
+
+def test_a_message_that_may_be_retried_at_the_recipient_waits_there_and_is_not_resent(
+    gw: Gateway, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Wolverhampton's gateway failed on it for a moment (or it is a correction that
+    # overtook its original): it waits in a delay queue there, out of the inbox, and
+    # will be judged again. Re-sending it would only spend the budget, and Dudley's
+    # dashboard would say DEAD_LETTERED while Wolverhampton still works on it.
+    (message_id,) = send(gw)
+    retrying_at_the_recipient(gw, monkeypatch, 1)
+    window_s = gw.settings.delivery_for("336").retry_window_s()
+    within = int((window_s + DEADLINE_S) // (DEADLINE_S + 1))
+    assert within > BUDGET + 1  # longer than the re-send budget alone would wait
+    deadlines_pass(gw, clock, within)
+    waiting = record(gw, message_id)
+    assert (waiting.status, waiting.attempts) == (Status.SENT, 1)  # waiting is not a send
+    assert "its retry queues hold 1 message(s)" in (waiting.reason or "")
+    # Past the recipient's whole retry window it can no longer be there: the receipt
+    # was lost, or it was parked; re-sent as ever, then dead-lettered.
+    deadlines_pass(gw, clock, 1)
+    assert record(gw, message_id).attempts == 2
+    deadlines_pass(gw, clock, BUDGET + 1)
+    assert record(gw, message_id).status == Status.DEAD_LETTERED
+
+
+def test_a_later_message_receipted_does_not_resend_one_that_may_be_retried_at_the_recipient(
+    gw: Gateway, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A retried message leaves the inbox's order: later ones pass it.
+    first, later = send(gw, 2)
+    digest = record(gw, later).digest or ""
+    gw.ledger.mark_delivered("332", [(later, digest, Status.DELIVERED, "receipt")], "336")
+    retrying_at_the_recipient(gw, monkeypatch, 1)
+    deadlines_pass(gw, clock, 1)
+    assert (record(gw, first).status, record(gw, first).attempts) == (Status.SENT, 1)
+
+
+def test_the_retry_window_is_every_delay_of_the_retry_budget_in_full() -> None:
+    def window(budget: int, backoff: list[float]) -> float:
+        return DeliverySettings(retry_budget=budget, retry_backoff_s=backoff).retry_window_s()
+
+    assert window(5, [1, 5, 30, 120, 600]) == 756
+    assert window(3, [10]) == 30  # the last step repeats
+    assert window(2, [1, 5, 30]) == 6
+    assert window(0, [1]) == 0
 
 
 def test_a_message_older_than_max_age_is_dead_lettered_as_stale(gw: Gateway, clock: Clock) -> None:
