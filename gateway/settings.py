@@ -370,11 +370,12 @@ class DeliverySettings(_Frozen):
         return float(sum(backoff[min(n, last) - 1] for n in range(1, self.retry_budget + 1)))
 
     def worst_case_s(self) -> float:
-        """How long a message may keep being retried or re-sent at most: a first send
-        waits while it may be retried at its recipient (``services.backlog``), then
-        every send waits its deadline, and the last copy is retried there."""
-        waiting = self.retry_window_s() + self.receipt_deadline_s
-        return waiting + self.receipt_deadline_s * (self.resend_budget + 1) + self.retry_window_s()
+        """How long a message may keep being retried or re-sent at most: each of its
+        ``resend_budget`` + 1 sends waits while that copy may still be retried at its
+        recipient (``services.backlog``: the retry window and a receipt deadline, looked
+        at once a deadline, so up to one more), a backlog at the recipient aside."""
+        per_send = self.retry_window_s() + 2 * self.receipt_deadline_s
+        return (self.resend_budget + 1) * per_send
 
 
 class TrustSettings(_Frozen):

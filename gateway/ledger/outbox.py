@@ -14,6 +14,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    func,
     or_,
     select,
     update,
@@ -22,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import LedgerError
 from gateway.ledger.bodies import BODY
-from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore, handed_in
+from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore, as_utc, handed_in
 from gateway.ledger.handoff import Claimed
 from gateway.ledger.in_lists import SIZES, among, bind, in_list, size_of
 from gateway.ledger.records import (
@@ -30,7 +31,7 @@ from gateway.ledger.records import (
     OutboxItem,
 )
 from gateway.ledger.status import AWAITING_RECEIPT, OUTBOX_STATES, Direction, Route, Status
-from gateway.ledger.tables import messages
+from gateway.ledger.tables import history, messages
 from gateway.wakeups import OUTBOX
 
 # A receipt came back for these (whatever it said).
@@ -502,13 +503,23 @@ class OutboundQueries(LedgerCore):
         )
 
     def wait_longer_for_receipt(
-        self, pks: Sequence[int], until: datetime, reason: str, now: datetime | None = None
+        self,
+        pks: Sequence[int],
+        until: datetime,
+        reason: str,
+        now: datetime | None = None,
+        *,
+        backlog: bool = False,
     ) -> list[int]:
         """Move the receipt deadline of still-SENT messages to ``until``; no send is counted
-        (only of those whose deadline is still past at ``now``, when given)."""
+        (only of those whose deadline is still past at ``now``, when given). ``backlog``:
+        their recipient's inbox held messages (or could not be looked at), so they may
+        still have been in it; noted as ``backlog_seen_at`` (``services.backlog``)."""
         if not pks:
             return []
         due = [] if now is None else [messages.c.next_attempt_at <= now]
+        stamp = self.clock()
+        seen = {"backlog_seen_at": stamp} if backlog else {}
         with self.transaction() as conn:
             return [
                 int(r[0])
@@ -519,7 +530,35 @@ class OutboundQueries(LedgerCore):
                         messages.c.status == Status.SENT.value,
                         *due,
                     )
-                    .values(next_attempt_at=until, reason=reason, updated_at=self.clock())
+                    .values(next_attempt_at=until, reason=reason, updated_at=stamp, **seen)
                     .returning(messages.c.id)
                 ).all()
             ]
+
+    def last_in_inbox(self, pks: Sequence[int]) -> dict[int, datetime]:
+        """When each sent message could last have been in its recipient's inbox: the
+        later of its last send (its last ``SENT`` in the history) and the last look
+        that found that inbox holding messages; its creation when neither is known."""
+        out: dict[int, datetime] = {}
+        for start in range(0, len(pks), 500):
+            chunk = list(pks[start : start + 500])
+            with self.transaction() as conn:
+                rows = conn.execute(
+                    select(messages.c.id, messages.c.created_at, messages.c.backlog_seen_at).where(
+                        messages.c.id.in_(chunk)
+                    )
+                ).all()
+                sent = dict(
+                    conn.execute(
+                        select(history.c.message_pk, func.max(history.c.at))
+                        .where(
+                            history.c.message_pk.in_(chunk),
+                            history.c.status == Status.SENT.value,
+                        )
+                        .group_by(history.c.message_pk)
+                    ).all()
+                )
+            for pk, created, seen in rows:
+                known = [as_utc(t) for t in (created, sent.get(pk), seen) if t is not None]
+                out[int(pk)] = max(known)
+        return out

@@ -59,6 +59,10 @@ messages = Table(
     Column("content_digest", String(64)),
     # a publisher's lease on an outbox row, so two processes never publish it both
     Column("claimed_until", DateTime(timezone=True)),
+    # A sent row's last look that found its recipient's inbox holding messages (or
+    # could not look): it may have left the inbox for the retry queues only after
+    # that (``services.backlog``).
+    Column("backlog_seen_at", DateTime(timezone=True)),
     # The same id with another digest is kept as a separate (quarantined) row.
     UniqueConstraint("direction", "authority", "sender", "message_id", "digest", name="uq_message"),
 )

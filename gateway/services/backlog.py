@@ -8,13 +8,15 @@ sender looks at what it can see:
 
 1. older than ``limits.max_age_s``: the recipient would refuse it as stale,
    so it is dead-lettered (a true dead letter);
-2. the recipient's retry delay queues hold messages, and this one is young
-   enough to be among them (made less than the recipient's whole retry
-   window, every delay in full, plus a receipt deadline ago): it may be
-   failing there for a moment, or waiting for another message (a correction
-   that overtook its original waits for it through the retries), and will be
-   judged again; wait another deadline, no send counted. Out of order, so a
-   later message receipted proves nothing here;
+2. the recipient's retry delay queues hold messages, and this one could be
+   among them: it could last have been in the inbox (its last send, or the
+   last look that found the inbox holding messages) less than the
+   recipient's whole retry window, every delay in full, plus a receipt
+   deadline ago. It may be failing there for a moment, or waiting for
+   another message (a correction that overtook its original waits for it
+   through the retries), and will be judged again; wait another deadline, no
+   send counted. Out of order, so a later message receipted proves nothing
+   here;
 3. the recipient has receipted a later message of ours (sent once, after
    this one): queues are first in, first out, so it has passed this one,
    whose receipt is lost: re-send now, whatever its inbox holds;
@@ -60,6 +62,9 @@ class Action(StrEnum):
 class Decision:
     action: Action
     reason: str
+    backlog: bool = False
+    """WAIT because the recipient's inbox held messages or could not be looked at: the
+    message may still have been in it (``Ledger.last_in_inbox``)."""
 
 
 def decide(
@@ -71,9 +76,12 @@ def decide(
     now: datetime,
     max_age_s: float,
     retry_window_s: float = 0.0,
+    last_in_inbox: datetime | None = None,
 ) -> Decision:
     """What to do with ``record``, overdue at ``now``; ``inbox`` None: the broker did not
-    answer. ``retry_window_s``: how long the recipient may go on retrying a message."""
+    answer. ``retry_window_s``: how long the recipient may go on retrying a message;
+    ``last_in_inbox``: when the message could last have been in its inbox (its creation
+    when None)."""
     to = record.recipient
     deadline = f"{delivery.receipt_deadline_s:.0f} s"
     if record.created_at + timedelta(seconds=max_age_s) <= now:
@@ -82,16 +90,17 @@ def decide(
             f"no receipt from {to} within limits.max_age_s ({max_age_s:.0f} s): "
             "it would now be refused as stale",
         )
-    retried_until = record.created_at + timedelta(
-        seconds=retry_window_s + delivery.receipt_deadline_s
-    )
+    since = record.created_at if last_in_inbox is None else last_in_inbox
+    retried_until = since + timedelta(seconds=retry_window_s + delivery.receipt_deadline_s)
     if inbox is not None and inbox.retrying > 0 and now < retried_until:
+        # No time of its own in the reason: rows waiting alike are moved together.
         return Decision(
             Action.WAIT,
             f"no receipt from {to} yet: its retry queues hold {inbox.retrying} message(s), "
             "each judged again after its delay (failing there for a moment, or waiting for "
-            f"another message), perhaps this one until {retried_until:%Y-%m-%d %H:%M:%S} UTC; "
-            f"not re-sent, looking again in {deadline}",
+            "another message), perhaps this one; not re-sent while it may still be retried "
+            f"there, looking again in {deadline}",
+            backlog=inbox.waiting > 0,
         )
     if not passed:
         if inbox is None:
@@ -99,6 +108,7 @@ def decide(
                 Action.WAIT,
                 f"no receipt from {to} yet and the broker cannot be asked about its inbox; "
                 f"not re-sent, looking again in {deadline}",
+                backlog=True,
             )
         if inbox.exists and inbox.waiting > 0:
             return Decision(
@@ -106,6 +116,7 @@ def decide(
                 f"no receipt from {to} yet: its inbox holds {inbox.waiting} message(s) "
                 f"({inbox.consumers} consumer(s)), presumably this one among them; not re-sent, "
                 f"looking again in {deadline}",
+                backlog=True,
             )
     if delivery.resend_backoff().exhausted(record.attempts):
         return Decision(
@@ -128,6 +139,7 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
     except TransportError as exc:  # BrokerUnavailableError included
         log.warning("cannot look at the recipients' inboxes (%s); nothing re-sent this time", exc)
         states = None
+    last_in_inbox = gw.ledger.last_in_inbox([r.pk for r in overdue])
     latest = {
         (r.authority, r.recipient): gw.ledger.latest_receipted_single_send(r.authority, r.recipient)
         for r in overdue
@@ -141,6 +153,7 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
             now=now,
             max_age_s=gw.settings.limits.max_age_s,
             retry_window_s=gw.settings.delivery_for(r.recipient).retry_window_s(),
+            last_in_inbox=last_in_inbox.get(r.pk),
         )
         for r in overdue
     ]

@@ -332,7 +332,7 @@ def resend_overdue(gw: Gateway, limit: int = 500) -> int:
     overdue = [r for r in gw.ledger.receipt_overdue(now, limit) if r.authority in gw.hosted]
     dead: dict[str, list[int]] = {}
     again: dict[str, list[int]] = {}
-    wait: dict[tuple[str, float], list[int]] = {}
+    wait: dict[tuple[str, float, bool], list[int]] = {}
     for record, decision in zip(overdue, decide_all(gw, overdue), strict=True):
         if decision.action is Action.DEAD:
             dead.setdefault(decision.reason, []).append(record.pk)
@@ -340,9 +340,11 @@ def resend_overdue(gw: Gateway, limit: int = 500) -> int:
             again.setdefault(decision.reason, []).append(record.pk)
         else:
             deadline_s = gw.settings.delivery_for(record.authority).receipt_deadline_s
-            wait.setdefault((decision.reason, deadline_s), []).append(record.pk)
-    for (reason, deadline_s), pks in wait.items():
-        gw.ledger.wait_longer_for_receipt(pks, now + timedelta(seconds=deadline_s), reason, now)
+            wait.setdefault((decision.reason, deadline_s, decision.backlog), []).append(record.pk)
+    for (reason, deadline_s, backlog), pks in wait.items():
+        gw.ledger.wait_longer_for_receipt(
+            pks, now + timedelta(seconds=deadline_s), reason, now, backlog=backlog
+        )
     changed = 0
     with gw.ledger.transaction() as conn:
         for reason, pks in dead.items():

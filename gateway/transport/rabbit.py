@@ -9,6 +9,7 @@ mapping of pika's exceptions).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
@@ -46,6 +47,7 @@ from gateway.transport.retry import RetryPolicy
 from gateway.transport.topology import Plan, Topology, plan, topology_for
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class RabbitTransport:
@@ -274,9 +276,10 @@ def _inbox_states(
             continue
         lane = topology.lane(inbox)
         # The delay queues as this gateway's policy for ``code`` names them: one the
-        # recipient's gateway does not have (fewer steps) holds nothing.
+        # recipient's gateway does not have (fewer steps) holds nothing, nor, for this
+        # look, one the broker will not answer for (the inbox's state still stands).
         retrying = sum(
-            (looked.count(lane.retry_queue(step)) or (0, 0))[0]
+            looked.ready_or_none(lane.retry_queue(step))
             for step in range(1, policy_for(code).steps + 1)
         )
         out[code] = InboxState(True, found[0], found[1], retrying)
@@ -301,6 +304,17 @@ class _Looker:
             self._channel = self._conn.channel()  # a refused declare closes the channel
             return None
         return found.method.message_count, found.method.consumer_count
+
+    def ready_or_none(self, queue: str) -> int:
+        """``queue``'s ready messages; 0 when it does not exist or the broker refuses to
+        say (a queue without a leader, say), which is logged."""
+        try:
+            found = self.count(queue)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            log.warning("cannot count %s (%s); taken as empty for this look", queue, exc)
+            self._channel = self._conn.channel()
+            return 0
+        return 0 if found is None else found[0]
 
     def close(self) -> None:
         self._channel.close()

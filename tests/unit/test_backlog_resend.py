@@ -188,11 +188,15 @@ def test_a_message_that_may_be_retried_at_the_recipient_waits_there_and_is_not_r
     assert (waiting.status, waiting.attempts) == (Status.SENT, 1)  # waiting is not a send
     assert "its retry queues hold 1 message(s)" in (waiting.reason or "")
     # Past the recipient's whole retry window it can no longer be there: the receipt
-    # was lost, or it was parked; re-sent as ever, then dead-lettered.
+    # was lost, or it was parked. Re-sent; the copy may be retried there in turn, so
+    # it is given the window too, and the budget is spent one window a send.
     deadlines_pass(gw, clock, 1)
     assert record(gw, message_id).attempts == 2
-    deadlines_pass(gw, clock, BUDGET + 1)
-    assert record(gw, message_id).status == Status.DEAD_LETTERED
+    deadlines_pass(gw, clock, within)
+    assert record(gw, message_id).attempts == 2
+    deadlines_pass(gw, clock, BUDGET * (within + 1))
+    dead = record(gw, message_id)
+    assert (dead.status, dead.attempts) == (Status.DEAD_LETTERED, BUDGET + 1)
 
 
 def test_a_later_message_receipted_does_not_resend_one_that_may_be_retried_at_the_recipient(
@@ -205,6 +209,43 @@ def test_a_later_message_receipted_does_not_resend_one_that_may_be_retried_at_th
     retrying_at_the_recipient(gw, monkeypatch, 1)
     deadlines_pass(gw, clock, 1)
     assert (record(gw, first).status, record(gw, first).attempts) == (Status.SENT, 1)
+
+
+def test_a_message_kept_in_a_backlog_past_the_retry_window_still_waits_while_retried_after_it(
+    gw: Gateway, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Wolverhampton's gateway was down for longer than its retry window: the message
+    # waited in its inbox. Back, it fails on the message for a moment: the retry
+    # window runs from when the message could last have been in the inbox, not from
+    # when it was made.
+    (message_id,) = send(gw)
+    window_s = gw.settings.delivery_for("336").retry_window_s()
+    deadlines_pass(gw, clock, int(window_s // (DEADLINE_S + 1)) + 5)
+    assert "its inbox holds 1 message(s)" in (record(gw, message_id).reason or "")
+    retrying_at_the_recipient(gw, monkeypatch, 1)
+    deadlines_pass(gw, clock, BUDGET + 3)
+    waiting = record(gw, message_id)
+    assert (waiting.status, waiting.attempts) == (Status.SENT, 1)
+    assert "its retry queues hold 1 message(s)" in (waiting.reason or "")
+
+
+def test_messages_waiting_on_the_retry_queues_are_moved_together_whenever_they_were_made(
+    gw: Gateway, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (first,) = send(gw)
+    clock.advance(7)
+    (second,) = send(gw)
+    retrying_at_the_recipient(gw, monkeypatch, 2)
+    deadlines_pass(gw, clock, 1)
+    reasons = {record(gw, m).reason for m in (first, second)}
+    assert len(reasons) == 1  # one reason, one update for both
+    assert "its retry queues hold 2 message(s)" in (reasons.pop() or "")
+
+
+def test_the_worst_case_includes_waiting_while_a_message_may_be_retried_at_its_recipient() -> None:
+    # Six sends, each waiting the 756 s retry window and a 60 s deadline, looked at
+    # once every 60 s.
+    assert DeliverySettings().worst_case_s() == 6 * (756 + 2 * 60)
 
 
 def test_the_retry_window_is_every_delay_of_the_retry_budget_in_full() -> None:
