@@ -50,7 +50,7 @@ from gateway.ledger.in_lists import bind, in_list, size_of
 from gateway.ledger.status import Direction, Route, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
-from gateway.lifecycle import held, sender
+from gateway.lifecycle import held, outcomes, sender
 from gateway.lifecycle.held import Fate, Held
 from gateway.lifecycle.tables import follows, recalls, received, standing
 from gateway.model import (
@@ -625,13 +625,8 @@ def _receipt_again(conn: Connection, authority: str, sender: str, ids: list[str]
 
 
 def outcome_words(action: ActionTaken, handed: datetime | None) -> str:
-    words = {
-        ActionTaken.WITHDRAWN: "withdrawn before its local system had it",
-        ActionTaken.PASSED_ON: "its local system had it; the recall was passed on to it",
-        ActionTaken.NOT_HELD: "not held there",
-        ActionTaken.ERASED: "erased",
-        ActionTaken.REFUSED: "refused",
-    }[action]
+    """What the onward recipient did, in the words the sender's outcomes use."""
+    words = outcomes.SAID[action]
     if handed is not None:
         words += f" (since {as_utc(handed).isoformat(timespec='seconds')})"
     return words
