@@ -106,7 +106,7 @@ class LedgerCollector(Collector):
         for code in gw.hosted:
             receipts.add_metric([code], overdue.get(code, 0))
             delivery = gw.settings.delivery_for(code)
-            out_before = now - timedelta(seconds=delivery.worst_case_s())
+            out_before = now - timedelta(seconds=gw.settings.worst_case_s(code))
             in_before = now - timedelta(seconds=delivery.local_ack_deadline_s)
             stuck.add_metric(
                 [code, "OUTBOUND"],

@@ -369,13 +369,14 @@ class DeliverySettings(_Frozen):
         last = len(backoff)
         return float(sum(backoff[min(n, last) - 1] for n in range(1, self.retry_budget + 1)))
 
-    def worst_case_s(self) -> float:
+    def worst_case_s(self, recipient_window_s: float | None = None) -> float:
         """How long a message may keep being retried or re-sent at most: each of its
         ``resend_budget`` + 1 sends waits while that copy may still be retried at its
-        recipient (``services.backlog``: the retry window and a receipt deadline, looked
-        at once a deadline, so up to one more), a backlog at the recipient aside."""
-        per_send = self.retry_window_s() + 2 * self.receipt_deadline_s
-        return (self.resend_budget + 1) * per_send
+        recipient (``services.backlog``: the recipient's retry window, this section's own
+        when None, and a receipt deadline, looked at once a deadline, so up to one
+        more), a backlog at the recipient aside."""
+        window_s = self.retry_window_s() if recipient_window_s is None else recipient_window_s
+        return (self.resend_budget + 1) * (window_s + 2 * self.receipt_deadline_s)
 
 
 class TrustSettings(_Frozen):
@@ -626,6 +627,13 @@ class Settings(_Frozen):
     def delivery_for(self, code: str) -> DeliverySettings:
         return self.delivery_overrides.get(code, self.delivery)
 
+    def worst_case_s(self, code: str) -> float:
+        """``code``'s ``DeliverySettings.worst_case_s`` towards the recipient that retries
+        longest (a sender waits by the recipient's window, ``services.backlog``)."""
+        sections = [self.delivery, *self.delivery_overrides.values()]
+        longest = max(d.retry_window_s() for d in sections)
+        return self.delivery_for(code).worst_case_s(longest)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         lease, confirm = self.database.outbox_lease_s, self.broker.confirm_timeout_s
@@ -643,11 +651,15 @@ class Settings(_Frozen):
             for code in (a, b):
                 if code not in self.directory:
                     raise ValueError(f"encryption.pairs: {code!r} is not in authorities.yaml")
+        longest = max(
+            d.retry_window_s() for d in (self.delivery, *self.delivery_overrides.values())
+        )
         for code, delivery in {"default": self.delivery, **self.delivery_overrides}.items():
-            if delivery.worst_case_s() >= self.limits.max_age_s:
+            worst_s = delivery.worst_case_s(longest)
+            if worst_s >= self.limits.max_age_s:
                 raise ValueError(
                     f"limits.max_age_s ({self.limits.max_age_s}) must exceed the retry "
-                    f"budget of {code} ({delivery.worst_case_s():.0f} s), or re-sent "
+                    f"budget of {code} ({worst_s:.0f} s), or re-sent "
                     "messages would be refused as stale"
                 )
         return self

@@ -100,7 +100,7 @@ def rotate(
     overlap_s = (
         overlap_days * 86400 if overlap_days is not None else float(settings.limits.max_age_s)
     )
-    in_flight_s = settings.delivery_for(authority).worst_case_s()
+    in_flight_s = settings.worst_case_s(authority)
     if overlap_s < in_flight_s:
         raise ConfigError(
             f"--overlap-days {overlap_s / 86400:g} is shorter than the retry budget of "

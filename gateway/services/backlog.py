@@ -92,15 +92,21 @@ def decide(
         )
     since = record.created_at if last_in_inbox is None else last_in_inbox
     retried_until = since + timedelta(seconds=retry_window_s + delivery.receipt_deadline_s)
-    if inbox is not None and inbox.retrying > 0 and now < retried_until:
+    if inbox is not None and _may_be_retried(inbox) and now < retried_until:
+        held = (
+            "its retry queues could not be counted"
+            if inbox.retrying is None
+            else f"its retry queues hold {inbox.retrying} message(s)"
+        )
         # No time of its own in the reason: rows waiting alike are moved together.
         return Decision(
             Action.WAIT,
-            f"no receipt from {to} yet: its retry queues hold {inbox.retrying} message(s), "
-            "each judged again after its delay (failing there for a moment, or waiting for "
-            "another message), perhaps this one; not re-sent while it may still be retried "
-            f"there, looking again in {deadline}",
-            backlog=inbox.waiting > 0,
+            f"no receipt from {to} yet: {held}, each judged again after its delay (failing "
+            "there for a moment, or waiting for another message), perhaps this one; not "
+            f"re-sent while it may still be retried there, looking again in {deadline}",
+            # Still perhaps in the inbox, unless a later message sent once was receipted:
+            # then it has left it, and the window is not moved on.
+            backlog=inbox.waiting > 0 and not passed,
         )
     if not passed:
         if inbox is None:
@@ -129,6 +135,11 @@ def decide(
     return Decision(Action.RESEND, f"{why}; re-sending (send {record.attempts + 1})")
 
 
+def _may_be_retried(inbox: InboxState) -> bool:
+    """Whether a message of ours may be in the recipient's retry queues now."""
+    return inbox.exists and (inbox.retrying is None or inbox.retrying > 0)
+
+
 def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
     """A decision for each overdue record (of hosted authorities), one broker look per pass."""
     now = gw.clock()
@@ -139,7 +150,10 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
     except TransportError as exc:  # BrokerUnavailableError included
         log.warning("cannot look at the recipients' inboxes (%s); nothing re-sent this time", exc)
         states = None
-    last_in_inbox = gw.ledger.last_in_inbox([r.pk for r in overdue])
+    # Read only where the recipient's retry queues may hold it: a backlog's passes
+    # (the inbox full, the retry queues empty) do not pay for it.
+    retried = {code for code, state in (states or {}).items() if _may_be_retried(state)}
+    last_in_inbox = gw.ledger.last_in_inbox([r.pk for r in overdue if r.recipient in retried])
     latest = {
         (r.authority, r.recipient): gw.ledger.latest_receipted_single_send(r.authority, r.recipient)
         for r in overdue

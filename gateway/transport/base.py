@@ -77,10 +77,10 @@ class InboxState:
     waiting: int = 0
     """Messages ready in the queue (not counting those delivered and not yet acked)."""
     consumers: int = 0
-    retrying: int = 0
+    retrying: int | None = 0
     """Messages in its retry delay queues: each failed there for a moment (or waits for
     another message, as a correction for its original) and goes back into the inbox
-    after its delay, until its retries are spent."""
+    after its delay, until its retries are spent. None: the broker would not say."""
 
 
 @dataclass(frozen=True)

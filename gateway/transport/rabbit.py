@@ -276,12 +276,12 @@ def _inbox_states(
             continue
         lane = topology.lane(inbox)
         # The delay queues as this gateway's policy for ``code`` names them: one the
-        # recipient's gateway does not have (fewer steps) holds nothing, nor, for this
-        # look, one the broker will not answer for (the inbox's state still stands).
-        retrying = sum(
-            looked.ready_or_none(lane.retry_queue(step))
-            for step in range(1, policy_for(code).steps + 1)
-        )
+        # recipient's gateway does not have (fewer steps) holds nothing; one the broker
+        # will not answer for leaves the count unknown (the inbox's state still stands).
+        counts = [
+            looked.ready(lane.retry_queue(step)) for step in range(1, policy_for(code).steps + 1)
+        ]
+        retrying = None if None in counts else sum(c for c in counts if c is not None)
         out[code] = InboxState(True, found[0], found[1], retrying)
     looked.close()
     return out
@@ -305,15 +305,15 @@ class _Looker:
             return None
         return found.method.message_count, found.method.consumer_count
 
-    def ready_or_none(self, queue: str) -> int:
-        """``queue``'s ready messages; 0 when it does not exist or the broker refuses to
-        say (a queue without a leader, say), which is logged."""
+    def ready(self, queue: str) -> int | None:
+        """``queue``'s ready messages (0 when it does not exist); None when the broker
+        refuses to say, which is logged. A quorum queue without a leader answers 0."""
         try:
             found = self.count(queue)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            log.warning("cannot count %s (%s); taken as empty for this look", queue, exc)
+            log.warning("cannot count %s (%s); its recipient's retries unknown", queue, exc)
             self._channel = self._conn.channel()
-            return 0
+            return None
         return 0 if found is None else found[0]
 
     def close(self) -> None:

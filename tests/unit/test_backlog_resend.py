@@ -248,6 +248,76 @@ def test_the_worst_case_includes_waiting_while_a_message_may_be_retried_at_its_r
     assert DeliverySettings().worst_case_s() == 6 * (756 + 2 * 60)
 
 
+def test_a_message_passed_by_a_later_one_is_resent_after_one_window_however_busy_the_inbox(
+    gw: Gateway, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A later message sent once was receipted: this one has left the inbox, whatever
+    # the inbox holds now (another sender's backlog). While the retry queues hold
+    # something it may be retried there, for one window; after that its receipt is
+    # lost and it is re-sent, not held until it goes stale.
+    first, later = send(gw, 2)
+    digest = record(gw, later).digest or ""
+    gw.ledger.mark_delivered("332", [(later, digest, Status.DELIVERED, "receipt")], "336")
+    monkeypatch.setattr(
+        transport_of(gw),
+        "inbox_states",
+        lambda codes: {code: InboxState(True, 40, 1, retrying=1) for code in codes},
+    )
+    window_s = gw.settings.delivery_for("336").retry_window_s()
+    deadlines_pass(gw, clock, int((window_s + DEADLINE_S) // (DEADLINE_S + 1)) + 1)
+    again = record(gw, first)
+    assert again.attempts == 2, again.reason
+
+
+def test_retry_queues_the_broker_would_not_count_are_taken_as_holding_this_message(
+    gw: Gateway, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (message_id,) = send(gw)
+    swallow_inbox(gw)
+    monkeypatch.setattr(
+        transport_of(gw),
+        "inbox_states",
+        lambda codes: {code: InboxState(True, 0, 1, retrying=None) for code in codes},
+    )
+    deadlines_pass(gw, clock, BUDGET + 3)
+    waiting = record(gw, message_id)
+    assert (waiting.status, waiting.attempts) == (Status.SENT, 1)
+    assert "its retry queues could not be counted" in (waiting.reason or "")
+
+
+def test_a_broker_that_could_not_be_asked_moves_the_retry_window_on(
+    gw: Gateway, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nobody could look for longer than the retry window: the message may have sat in
+    # the inbox all along, and only then started failing there.
+    (message_id,) = send(gw)
+    swallow_inbox(gw)
+    transport_of(gw).available = False
+    window_s = gw.settings.delivery_for("336").retry_window_s()
+    for _ in range(int(window_s // (DEADLINE_S + 1)) + 5):
+        clock.advance(DEADLINE_S + 1)
+        delivery.resend_overdue(gw)
+    transport_of(gw).available = True
+    retrying_at_the_recipient(gw, monkeypatch, 1)
+    deadlines_pass(gw, clock, BUDGET + 3)
+    waiting = record(gw, message_id)
+    assert (waiting.status, waiting.attempts) == (Status.SENT, 1)
+    assert "its retry queues hold 1 message(s)" in (waiting.reason or "")
+
+
+def test_the_worst_case_is_taken_towards_the_recipient_that_retries_longest(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(
+        tmp_path,
+        ("332", "336"),
+        authority_delivery={"336": {"retry_backoff_s": [600], "retry_budget": 10}},
+    )
+    # 332 waits for 336's window (6,000 s) on each of its six sends.
+    assert settings.worst_case_s("332") == 6 * (6000 + 2 * 60)
+    assert settings.delivery_for("332").worst_case_s() == 6 * (756 + 2 * 60)
+
+
 def test_the_retry_window_is_every_delay_of_the_retry_budget_in_full() -> None:
     def window(budget: int, backoff: list[float]) -> float:
         return DeliverySettings(retry_budget=budget, retry_backoff_s=backoff).retry_window_s()
