@@ -418,14 +418,11 @@ def test_a_recall_that_overtakes_its_original_at_the_recipient_still_withdraws_i
         assert original.message_id not in served
 
 
-def test_a_recall_whose_original_was_parked_stands_and_withdraws_it_when_replayed(
-    tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
+def _sandwell_fails_until(
+    monkeypatch: pytest.MonkeyPatch, fixed: threading.Event, failed: threading.Event | None = None
 ) -> None:
-    # Sandwell's gateway fails on Dudley's Assessment on every try, so its broker parks
-    # it. Dudley's recall, finding nothing there, stands. When
-    # Sandwell's administrator replays the parked Assessment (the fault fixed), it is
-    # withdrawn on arrival, never served to Sandwell's system, and Dudley learns so.
-    fixed = threading.Event()
+    """Sandwell's gateway fails on every Assessment it receives until ``fixed`` is set
+    (the broker retries it, then parks it); ``failed`` is set at each failure."""
     real_apply = pipeline._apply
 
     def fails_at_sandwell_until_fixed(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
@@ -434,10 +431,23 @@ def test_a_recall_whose_original_was_parked_stands_and_withdraws_it_when_replaye
             and item.env.header.message_type is MessageType.ASSESSMENT
             and not fixed.is_set()
         ):
+            if failed is not None:
+                failed.set()
             raise RuntimeError("a fault at Sandwell")
         real_apply(gw, ctx, item)
 
     monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_until_fixed)
+
+
+def test_a_recall_whose_original_was_parked_stands_and_withdraws_it_when_replayed(
+    tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sandwell's gateway fails on Dudley's Assessment on every try, so its broker parks
+    # it. Dudley's recall, finding nothing there, stands. When
+    # Sandwell's administrator replays the parked Assessment (the fault fixed), it is
+    # withdrawn on arrival, never served to Sandwell's system, and Dudley learns so.
+    fixed = threading.Event()
+    _sandwell_fails_until(monkeypatch, fixed)
     steps = {"retry_backoff_s": [0.5, 0.5], "retry_budget": 2}
     with region(tmp_path / "region", vhost, delivery=steps) as r:
         r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
@@ -537,19 +547,7 @@ def test_a_correction_waiting_at_the_recipient_for_its_original_is_not_dead_lett
     # budget was spent Dudley's dashboard said DEAD_LETTERED while Sandwell still
     # worked on them. Now Dudley sees Sandwell's retry queues and waits.
     fixed, failed = threading.Event(), threading.Event()
-    real_apply = pipeline._apply
-
-    def fails_at_sandwell_until_fixed(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
-        if (
-            "333" in gw.hosted
-            and item.env.header.message_type is MessageType.ASSESSMENT
-            and not fixed.is_set()
-        ):
-            failed.set()
-            raise RuntimeError("a fault at Sandwell")
-        real_apply(gw, ctx, item)
-
-    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_until_fixed)
+    _sandwell_fails_until(monkeypatch, fixed, failed)
     steps = {
         "retry_backoff_s": [2.0] * 8,
         "retry_budget": 8,

@@ -14,25 +14,20 @@ orders the two.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from support.received import assessments
+from support.received import assessments, recall_of
 
 from gateway.connectors import state
 from gateway.context import Gateway, build
-from gateway.envelope import xmlsafe
-from gateway.envelope.codec import element_to_envelope
 from gateway.ledger.status import Direction, Status
 from gateway.lifecycle.tables import standing
-from gateway.model import MessageRef, Recall, RecallReason
 from gateway.services import receiving
-from gateway.transport.base import Delivery, Verdict, routing_key
+from gateway.transport.base import Verdict
 from gateway.transport.memory import MemoryTransport
 from tests.integration.gateways import make_settings
 from tests.integration.test_replicas import close, replicas_of, together
@@ -44,34 +39,6 @@ PAIRS = 40
 BATCH = 4
 
 
-def recall_of(signer: Gateway, original: Delivery, n: int) -> Delivery:
-    """``signer``'s recall of ``original``, on a thread of its own (``RECALL-n``)."""
-    env = element_to_envelope(xmlsafe.parse(original.body, max_bytes=1_000_000, max_depth=64))
-    recall = signer.outbox.envelope(
-        sender=SENDER,
-        recipient=RECIPIENT,
-        body=Recall(
-            MessageRef(env.header.message_id, hashlib.sha256(original.body).hexdigest()),
-            RecallReason.MISDIRECTED,
-        ),
-        correlation=f"RECALL-{n}",
-        legal_basis=env.header.legal_basis,
-        purpose=env.header.purpose,
-        consent_ref=env.header.consent_ref,
-        safeguarding=env.header.safeguarding,
-        in_reply_to=env.header.message_id,
-    )
-    signed = signer.outbox.sign(recall)
-    assert signed.body is not None
-    return replace(
-        original,
-        routing_key=routing_key(RECIPIENT, "Recall", SENDER),
-        body=signed.body,
-        message_id=signed.message_id,
-        tag=original.tag + 10_000,
-    )
-
-
 def test_originals_and_their_recalls_received_at_once_by_two_replicas_are_all_withdrawn(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -80,7 +47,9 @@ def test_originals_and_their_recalls_received_at_once_by_two_replicas_are_all_wi
     peer = build(make_settings(tmp_path, (SENDER,), pg_url, "amqp://unused/"), MemoryTransport())
     try:
         originals = assessments(peer, replicas[0], [f"DUD-{n}" for n in range(PAIRS)])
-        recalls = [recall_of(peer, original, n) for n, original in enumerate(originals)]
+        recalls = [
+            recall_of(peer, original, f"RECALL-{n}", 10_000) for n, original in enumerate(originals)
+        ]
         # Each replica takes its messages in an order of its own, so that pairs meet
         # at every offset within a batch and between batches.
         random.Random(14).shuffle(recalls)

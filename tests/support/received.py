@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -11,7 +12,7 @@ from pathlib import Path
 from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
-from gateway.model import Assessment, Envelope
+from gateway.model import Assessment, Envelope, MessageRef, Recall, RecallReason
 from gateway.transport.base import Delivery, routing_key
 from gateway.transport.provenance import publishers_for
 
@@ -56,3 +57,35 @@ def assessments(
             )
         )
     return out
+
+
+def recall_of(
+    signer: Gateway, original: Delivery, correlation: str | None = None, tag_step: int = 1
+) -> Delivery:
+    """``signer``'s 332 recalling ``original`` from 336 (misdirected), signed, as the broker
+    hands it over: on the original's thread unless ``correlation`` names another, its
+    delivery tag ``tag_step`` after the original's."""
+    env = element_to_envelope(xmlsafe.parse(original.body, max_bytes=1_000_000, max_depth=64))
+    recall = signer.outbox.envelope(
+        sender="332",
+        recipient="336",
+        body=Recall(
+            MessageRef(env.header.message_id, hashlib.sha256(original.body).hexdigest()),
+            RecallReason.MISDIRECTED,
+        ),
+        correlation=env.header.correlation_id if correlation is None else correlation,
+        legal_basis=env.header.legal_basis,
+        purpose=env.header.purpose,
+        consent_ref=env.header.consent_ref,
+        safeguarding=env.header.safeguarding,
+        in_reply_to=env.header.message_id,
+    )
+    signed = signer.outbox.sign(recall)
+    assert signed.body is not None
+    return replace(
+        original,
+        routing_key=routing_key("336", "Recall", "332"),
+        body=signed.body,
+        message_id=signed.message_id,
+        tag=original.tag + tag_step,
+    )

@@ -92,6 +92,13 @@ def swallow_inbox(gw: Gateway) -> int:
     return taken
 
 
+def still_waiting(gw: Gateway, message_id: str, why: str) -> None:
+    """``message_id`` still SENT once, not re-sent, and its reason says ``why``."""
+    waiting = record(gw, message_id)
+    assert (waiting.status, waiting.attempts) == (Status.SENT, 1), waiting.reason
+    assert why in (waiting.reason or "")
+
+
 def test_a_message_waiting_in_the_recipients_inbox_is_never_resent_nor_dead_lettered(
     gw: Gateway, clock: Clock
 ) -> None:
@@ -155,9 +162,7 @@ def test_while_the_broker_cannot_be_asked_nothing_is_resent_or_dead_lettered(
     for _ in range(BUDGET + 3):
         clock.advance(DEADLINE_S + 1)
         delivery.resend_overdue(gw)
-    waiting = record(gw, message_id)
-    assert (waiting.status, waiting.attempts) == (Status.SENT, 1)
-    assert "broker cannot be asked" in (waiting.reason or "")
+    still_waiting(gw, message_id, "broker cannot be asked")
 
 
 def retrying_at_the_recipient(gw: Gateway, monkeypatch: pytest.MonkeyPatch, count: int) -> None:
@@ -184,9 +189,7 @@ def test_a_message_that_may_be_retried_at_the_recipient_waits_there_and_is_not_r
     within = int((window_s + DEADLINE_S) // (DEADLINE_S + 1))
     assert within > BUDGET + 1  # longer than the re-send budget alone would wait
     deadlines_pass(gw, clock, within)
-    waiting = record(gw, message_id)
-    assert (waiting.status, waiting.attempts) == (Status.SENT, 1)  # waiting is not a send
-    assert "its retry queues hold 1 message(s)" in (waiting.reason or "")
+    still_waiting(gw, message_id, "its retry queues hold 1 message(s)")
     # Past the recipient's whole retry window it can no longer be there: the receipt
     # was lost, or it was parked. Re-sent; the copy may be retried there in turn, so
     # it is given the window too, and the budget is spent one window a send.
@@ -224,9 +227,7 @@ def test_a_message_kept_in_a_backlog_past_the_retry_window_still_waits_while_ret
     assert "its inbox holds 1 message(s)" in (record(gw, message_id).reason or "")
     retrying_at_the_recipient(gw, monkeypatch, 1)
     deadlines_pass(gw, clock, BUDGET + 3)
-    waiting = record(gw, message_id)
-    assert (waiting.status, waiting.attempts) == (Status.SENT, 1)
-    assert "its retry queues hold 1 message(s)" in (waiting.reason or "")
+    still_waiting(gw, message_id, "its retry queues hold 1 message(s)")
 
 
 def test_messages_waiting_on_the_retry_queues_are_moved_together_whenever_they_were_made(
@@ -280,9 +281,7 @@ def test_retry_queues_the_broker_would_not_count_are_taken_as_holding_this_messa
         lambda codes: {code: InboxState(True, 0, 1, retrying=None) for code in codes},
     )
     deadlines_pass(gw, clock, BUDGET + 3)
-    waiting = record(gw, message_id)
-    assert (waiting.status, waiting.attempts) == (Status.SENT, 1)
-    assert "its retry queues could not be counted" in (waiting.reason or "")
+    still_waiting(gw, message_id, "its retry queues could not be counted")
 
 
 def test_a_broker_that_could_not_be_asked_moves_the_retry_window_on(
@@ -300,9 +299,7 @@ def test_a_broker_that_could_not_be_asked_moves_the_retry_window_on(
     transport_of(gw).available = True
     retrying_at_the_recipient(gw, monkeypatch, 1)
     deadlines_pass(gw, clock, BUDGET + 3)
-    waiting = record(gw, message_id)
-    assert (waiting.status, waiting.attempts) == (Status.SENT, 1)
-    assert "its retry queues hold 1 message(s)" in (waiting.reason or "")
+    still_waiting(gw, message_id, "its retry queues hold 1 message(s)")
 
 
 def test_the_worst_case_is_taken_towards_the_recipient_that_retries_longest(

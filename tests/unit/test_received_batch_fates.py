@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 from support.clock import Clock
 from support.gateways import memory_gateway
-from support.received import assessments
+from support.received import assessments, recall_of
 
 from gateway.connectors import state
 from gateway.context import Gateway
@@ -39,8 +39,6 @@ from gateway.model import (
     Envelope,
     MessageRef,
     MessageType,
-    Recall,
-    RecallReason,
 )
 from gateway.services import dead_letters
 from gateway.services.receiving import handle_batch, pipeline
@@ -97,33 +95,6 @@ def test_a_copy_accepted_still_makes_a_later_copy_in_the_batch_a_duplicate(
     assert _inbound(gw)[second.message_id].status is Status.DUPLICATE
 
 
-def _recall_of(gw: Gateway, original: Delivery) -> Delivery:
-    env = element_to_envelope(xmlsafe.parse(original.body, max_bytes=1_000_000, max_depth=64))
-    recall = gw.outbox.envelope(
-        sender="332",
-        recipient="336",
-        body=Recall(
-            MessageRef(env.header.message_id, hashlib.sha256(original.body).hexdigest()),
-            RecallReason.MISDIRECTED,
-        ),
-        correlation=env.header.correlation_id,
-        legal_basis=env.header.legal_basis,
-        purpose=env.header.purpose,
-        consent_ref=env.header.consent_ref,
-        safeguarding=env.header.safeguarding,
-        in_reply_to=env.header.message_id,
-    )
-    signed = gw.outbox.sign(recall)
-    assert signed.body is not None
-    return replace(
-        original,
-        routing_key=routing_key("336", "Recall", "332"),
-        body=signed.body,
-        message_id=signed.message_id,
-        tag=original.tag + 1,
-    )
-
-
 def _both_retried(gw: Gateway, out: list[Disposition]) -> None:
     """The original and its recall both to be retried, the recall with its original:
     not judged without it, nothing recorded, so nothing refused for good."""
@@ -169,7 +140,7 @@ def test_a_recall_behind_an_original_that_is_to_be_retried_stands_and_withdraws_
     # retry, which would then be handed over first (found by a review): it stands.
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
-    recall = _recall_of(gw, original)
+    recall = recall_of(gw, original)
     failing = True
 
     def ledger_fails_once(_ctx: ApplyContext, received: Received) -> None:
@@ -195,7 +166,7 @@ def test_a_correction_withdrawn_on_arrival_says_it_was_refused_not_its_original(
     (original,) = assessments(gw, gw, ["DUD-1"])
     assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
     correction = _correction_of(gw, original)
-    recall = _recall_of(gw, correction)
+    recall = recall_of(gw, correction)
     assert [d.verdict for d in handle_batch(gw, [recall])] == [Verdict.ACK]
     assert [d.verdict for d in handle_batch(gw, [correction])] == [Verdict.ACK]
     rows = _inbound(gw)
@@ -407,7 +378,7 @@ def test_a_publisher_posing_with_another_senders_id_does_not_hold_back_that_send
     gw = memory_gateway(tmp_path, ("332", "335", "336"))
     original, other = assessments(gw, gw, ["DUD-1", "DUD-2"])
     assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
-    recall = _recall_of(gw, original)
+    recall = recall_of(gw, original)
     poison = replace(
         other,
         routing_key=routing_key("336", "Assessment", "335"),
@@ -507,7 +478,7 @@ def test_a_recall_that_comes_before_its_original_stands_and_withdraws_it_on_arri
     # it was parked), and the original was handed over although 332 had recalled it.
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
-    recall = _recall_of(gw, original)
+    recall = recall_of(gw, original)
     (first,) = handle_batch(gw, [recall])
     assert first.verdict is Verdict.ACK  # no wait: it stands at once
     row = _inbound(gw)[recall.message_id]
@@ -539,7 +510,7 @@ def test_a_standing_recall_withdraws_its_original_come_as_a_copy_of_an_earlier_r
     gw = memory_gateway(tmp_path, ("332", "336"))
     earlier, recalled = assessments(gw, gw, ["DUD-1", "DUD-1"])
     assert [d.verdict for d in handle_batch(gw, [earlier])] == [Verdict.ACK]
-    recall = _recall_of(gw, recalled)
+    recall = recall_of(gw, recalled)
     (last,) = handle_batch(gw, [_on_try(recall, gw.settings.delivery.retry_budget)])
     assert last.verdict is Verdict.ACK
     assert [d.verdict for d in handle_batch(gw, [recalled])] == [Verdict.ACK]
@@ -555,7 +526,7 @@ def test_only_a_few_recalls_of_one_message_stand_and_the_next_is_refused(
     gw = memory_gateway(tmp_path, ("332", "336"))
     (never_sent,) = assessments(gw, gw, ["DUD-1"])
     budget = gw.settings.delivery.retry_budget
-    recalls = [_recall_of(gw, never_sent) for _ in range(receiver.STANDING_MAX + 1)]
+    recalls = [recall_of(gw, never_sent) for _ in range(receiver.STANDING_MAX + 1)]
     for recall in recalls:
         assert [d.verdict for d in handle_batch(gw, [_on_try(recall, budget)])] == [Verdict.ACK]
     rows = _inbound(gw)
@@ -575,7 +546,7 @@ def test_a_recall_standing_in_a_batch_withdraws_its_original_later_in_that_batch
     # this one stood (found by a review: the original was handed over).
     gw = memory_gateway(tmp_path, ("332", "336"))
     other, original = assessments(gw, gw, ["DUD-2", "DUD-1"])
-    recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
+    recall = _on_try(recall_of(gw, original), gw.settings.delivery.retry_budget)
     out = handle_batch(
         gw, [other, replace(recall, tag=8), replace(original, message_id=None, tag=9)]
     )
@@ -594,7 +565,7 @@ def test_a_recall_made_before_its_record_does_not_withdraw_it(tmp_path: Path) ->
     clock = Clock(datetime.now(UTC) - timedelta(seconds=30))
     gw = memory_gateway(tmp_path, ("332", "336"), clock=clock)
     (later,) = assessments(gw, gw, ["DUD-1"])
-    recall = _recall_of(gw, later)
+    recall = recall_of(gw, later)
     (last,) = handle_batch(gw, [_on_try(recall, gw.settings.delivery.retry_budget)])
     assert last.verdict is Verdict.ACK
     assert _notes(gw, recall)[recall.message_id].action is ActionTaken.NOT_HELD
@@ -612,7 +583,7 @@ def test_a_sender_with_many_recalls_standing_has_the_next_wait_as_a_correction_d
     monkeypatch.setattr(receiver, "SENDER_STANDING_MAX", 2)
     gw = memory_gateway(tmp_path, ("332", "336"))
     never_sent = assessments(gw, gw, ["DUD-1", "DUD-2", "DUD-3"])
-    out = [handle_batch(gw, [_recall_of(gw, d)])[0].verdict for d in never_sent]
+    out = [handle_batch(gw, [recall_of(gw, d)])[0].verdict for d in never_sent]
     assert out == [Verdict.ACK, Verdict.ACK, Verdict.RETRY]
 
 
@@ -623,7 +594,7 @@ def test_a_recall_is_recorded_under_the_lock_of_the_id_it_names(tmp_path: Path) 
     # handed over, each missing the other.
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
-    recall = _recall_of(gw, original)
+    recall = recall_of(gw, original)
     checked = pipeline.check(gw, source_of(gw, recall), recall)
     names = pipeline._lock_names("336", [checked], [None])
     assert f"inbound:336:{original.message_id}" in names
@@ -643,7 +614,7 @@ def test_a_standing_recall_takes_back_only_the_message_with_the_digest_it_names(
     # stands for the one it names.
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
-    recall = _recall_of(gw, original)
+    recall = recall_of(gw, original)
     (last,) = handle_batch(gw, [_on_try(recall, gw.settings.delivery.retry_budget)])
     assert last.verdict is Verdict.ACK
     other = replace(original, body=original.body.replace(b"DUD-1", b"DUD-2", 1))
@@ -685,7 +656,7 @@ def test_a_recall_of_an_id_another_senders_message_holds_is_refused_at_once(
     gw = memory_gateway(tmp_path, ("332", "335", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
     assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
-    theirs = _recall_of(gw, original)
+    theirs = recall_of(gw, original)
     env = element_to_envelope(xmlsafe.parse(theirs.body, max_bytes=1_000_000, max_depth=64))
     signed = gw.outbox.sign(Envelope(replace(env.header, sender="335"), env.body))
     assert signed.body is not None
@@ -708,7 +679,7 @@ def test_a_correction_waiting_for_its_original_holds_back_no_later_run_of_its_ba
     # a recall of an original earlier in it, recorded in a run of its own) go ahead.
     gw = memory_gateway(tmp_path, ("332", "336"))
     not_here, original = assessments(gw, gw, ["DUD-1", "DUD-2"])
-    early, recall = _correction_of(gw, not_here), _recall_of(gw, original)
+    early, recall = _correction_of(gw, not_here), recall_of(gw, original)
     out = handle_batch(gw, [early, original, replace(recall, tag=9)])
     assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK, Verdict.ACK]
     assert _inbound(gw)[original.message_id].status is Status.WITHDRAWN
@@ -743,7 +714,7 @@ def test_a_recall_ahead_of_its_original_in_one_batch_withdraws_it_whatever_else_
     # other's failure holds back only what names it.
     gw = memory_gateway(tmp_path, ("332", "336"))
     original, poison = assessments(gw, gw, ["DUD-1", "DUD-2"])
-    recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
+    recall = _on_try(recall_of(gw, original), gw.settings.delivery.retry_budget)
 
     def fails_on_the_poison(_ctx: ApplyContext, received: Received) -> None:
         if received.message_id == poison.message_id:
@@ -775,7 +746,7 @@ def test_taken_one_by_one_a_recall_ahead_of_its_original_is_taken_after_it(
 ) -> None:
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
-    recall = _on_try(_recall_of(gw, original), gw.settings.delivery.retry_budget)
+    recall = _on_try(recall_of(gw, original), gw.settings.delivery.retry_budget)
     _batches_fail(monkeypatch)
     out = handle_batch(gw, [recall, replace(original, tag=9)])
     assert [d.verdict for d in out] == [Verdict.ACK, Verdict.ACK]
@@ -794,7 +765,7 @@ def test_a_recall_stands_for_its_original_past_a_forged_copy_refused_under_its_i
     forged = replace(original, body=original.body.replace(b"DUD-1", b"DUD-9", 1), tag=7)
     assert [d.verdict for d in handle_batch(gw, [forged])] == [Verdict.ACK]
     assert _inbound(gw)[original.message_id].status is Status.QUARANTINED
-    recall = _recall_of(gw, original)
+    recall = recall_of(gw, original)
     assert [d.verdict for d in handle_batch(gw, [recall])] == [Verdict.ACK]
     assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
     withdrawn = [
@@ -845,7 +816,7 @@ def test_one_by_one_a_message_naming_a_waiting_one_is_judged_not_held_back(
     gw = memory_gateway(tmp_path, ("332", "336"))
     (never_sent,) = assessments(gw, gw, ["DUD-1"])
     waiting = _correction_of(gw, never_sent)
-    last = _on_try(_recall_of(gw, waiting), gw.settings.delivery.retry_budget)
+    last = _on_try(recall_of(gw, waiting), gw.settings.delivery.retry_budget)
     _batches_fail(monkeypatch)
     out = handle_batch(gw, [waiting, replace(last, tag=9)])
     assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.ACK]
@@ -868,7 +839,7 @@ def test_what_names_a_message_held_back_with_its_original_is_held_back_too(
     gw = memory_gateway(tmp_path, ("332", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
     correction = _correction_of(gw, original)
-    again = _on_try(_recall_of(gw, correction), gw.settings.delivery.retry_budget)
+    again = _on_try(recall_of(gw, correction), gw.settings.delivery.retry_budget)
     gw = _ledger_fails_for(gw, original.message_id)
     out = handle_batch(gw, [original, correction, replace(again, tag=9)])
     assert [d.verdict for d in out] == [Verdict.RETRY, Verdict.RETRY, Verdict.ACK]
@@ -903,7 +874,7 @@ def test_a_recall_naming_another_digest_of_a_refused_original_stands(
     refusing = _with_assessment_applier(gw, refuses)
     assert [d.verdict for d in handle_batch(refusing, [original])] == [Verdict.ACK]
     other = replace(original, body=original.body.replace(b"DUD-1", b"DUD-2", 1))
-    recall = _recall_of(gw, other)  # names the original's id with other bytes' digest
+    recall = recall_of(gw, other)  # names the original's id with other bytes' digest
     assert [d.verdict for d in handle_batch(gw, [recall])] == [Verdict.ACK]
     assert _notes(gw, recall)[recall.message_id].action is ActionTaken.NOT_HELD
     assert _inbound(gw)[original.message_id].status is Status.QUARANTINED
