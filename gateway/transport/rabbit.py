@@ -222,7 +222,8 @@ class RabbitTransport:
         )
 
     def inbox_states(self, codes: Sequence[str]) -> dict[str, InboxState]:
-        """Each inbox's ready messages and consumers, by passive declares (no permission needed)."""
+        """Each inbox's ready messages and consumers, and the messages in its retry delay
+        queues, by passive declares (no permission needed)."""
         return self._admin(
             "looking at inboxes",
             lambda conn: _inbox_states(conn, self.topology, codes, self.policy_for),
