@@ -8,15 +8,16 @@ sender looks at what it can see:
 
 1. older than ``limits.max_age_s``: the recipient would refuse it as stale,
    so it is dead-lettered (a true dead letter);
-2. the recipient's retry delay queues hold messages, and this one could be
-   among them: it could last have been in the inbox (its last send, or the
-   last look that found the inbox holding messages) less than the
-   recipient's whole retry window, every delay in full, plus a receipt
-   deadline ago. It may be failing there for a moment, or waiting for
-   another message (a correction that overtook its original waits for it
-   through the retries), and will be judged again; wait another deadline, no
-   send counted. Out of order, so a later message receipted proves nothing
-   here;
+2. the recipient's retry delay queues hold messages (or the broker would
+   not count them), and this one could be among them: it could last have
+   been in the inbox (its last send, or the last look that found the inbox
+   holding messages, unless a later message sent once was receipted since it
+   then left the inbox) less than the recipient's whole retry window, every
+   delay in full, plus a receipt deadline ago. It may be failing there for a
+   moment, or waiting for another message (a correction that overtook its
+   original waits for it through the retries), and will be judged again;
+   wait another deadline, no send counted. Out of order, so a later message
+   receipted proves nothing here;
 3. the recipient has receipted a later message of ours (sent once, after
    this one): queues are first in, first out, so it has passed this one,
    whose receipt is lost: re-send now, whatever its inbox holds;

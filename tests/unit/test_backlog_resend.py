@@ -282,6 +282,10 @@ def test_retry_queues_the_broker_would_not_count_are_taken_as_holding_this_messa
     )
     deadlines_pass(gw, clock, BUDGET + 3)
     still_waiting(gw, message_id, "its retry queues could not be counted")
+    # Not for ever: past the window it is re-sent, as a message seen there would be.
+    window_s = gw.settings.delivery_for("336").retry_window_s()
+    deadlines_pass(gw, clock, int((window_s + DEADLINE_S) // (DEADLINE_S + 1)))
+    assert record(gw, message_id).attempts == 2
 
 
 def test_a_broker_that_could_not_be_asked_moves_the_retry_window_on(

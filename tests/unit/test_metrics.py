@@ -105,7 +105,7 @@ def test_overdue_receipts_and_stuck_messages_follow_the_clock(tmp_path: Path) ->
     got = scrape(gw)
     assert got[("cafgw_receipts_overdue", labels(authority="332"))] == 1
     assert got[("cafgw_messages_stuck", labels(authority="332", direction="OUTBOUND"))] == 0
-    clock.advance(gw.settings.delivery_for("332").worst_case_s())
+    clock.advance(gw.settings.worst_case_s("332"))
     got = scrape(gw)
     assert got[("cafgw_messages_stuck", labels(authority="332", direction="OUTBOUND"))] == 1
 
