@@ -627,12 +627,16 @@ class Settings(_Frozen):
     def delivery_for(self, code: str) -> DeliverySettings:
         return self.delivery_overrides.get(code, self.delivery)
 
+    def longest_retry_window_s(self) -> float:
+        """The longest retry window any ``delivery`` section here gives (a sender waits
+        by its recipient's, ``services.backlog``)."""
+        sections = (self.delivery, *self.delivery_overrides.values())
+        return max(d.retry_window_s() for d in sections)
+
     def worst_case_s(self, code: str) -> float:
         """``code``'s ``DeliverySettings.worst_case_s`` towards the recipient that retries
-        longest (a sender waits by the recipient's window, ``services.backlog``)."""
-        sections = [self.delivery, *self.delivery_overrides.values()]
-        longest = max(d.retry_window_s() for d in sections)
-        return self.delivery_for(code).worst_case_s(longest)
+        longest."""
+        return self.delivery_for(code).worst_case_s(self.longest_retry_window_s())
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -651,9 +655,7 @@ class Settings(_Frozen):
             for code in (a, b):
                 if code not in self.directory:
                     raise ValueError(f"encryption.pairs: {code!r} is not in authorities.yaml")
-        longest = max(
-            d.retry_window_s() for d in (self.delivery, *self.delivery_overrides.values())
-        )
+        longest = self.longest_retry_window_s()
         for code, delivery in {"default": self.delivery, **self.delivery_overrides}.items():
             worst_s = delivery.worst_case_s(longest)
             if worst_s >= self.limits.max_age_s:
