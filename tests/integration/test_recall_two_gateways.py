@@ -281,6 +281,9 @@ def test_an_erasure_request_erases_the_copies_and_each_receipt_proves_it(
         assert copies and all(
             r.gw(code).ledger.body_of(code, Direction.INBOUND, x.message_id) is None for x in copies
         ), code
+    # The request goes on to Wolverhampton's system as a file of its own, handed over
+    # by the handover job, apart from (and so possibly after) the receipt saying so.
+    wait_for(lambda: any(shared.drop.glob("*.xml")), what="the request in Wolverhampton's drop")
     requests = [p for p in shared.drop.glob("*.xml")]
     assert requests and all(b"ErasureRequest" in p.read_bytes() for p in requests)
     # Nothing of the child is left at either recipient: ledgers (with WAL), drop files.
