@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -382,6 +382,29 @@ def _withdrawn_by(r: Region, original: str, recall: str | None) -> None:
     wait_for(said, timeout_s=30, what="Dudley told the original was withdrawn")
 
 
+def _sandwell_fails(
+    monkeypatch: pytest.MonkeyPatch,
+    failing: Callable[[Passed], bool],
+    failed: threading.Event | None = None,
+) -> None:
+    """Sandwell's gateway fails on each Assessment it receives while ``failing`` says so
+    (the broker retries it, then parks it); ``failed`` is set at each failure."""
+    real_apply = pipeline._apply
+
+    def fails_at_sandwell(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
+        if (
+            "333" in gw.hosted
+            and item.env.header.message_type is MessageType.ASSESSMENT
+            and failing(item)
+        ):
+            if failed is not None:
+                failed.set()
+            raise RuntimeError("a fault at Sandwell")
+        real_apply(gw, ctx, item)
+
+    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell)
+
+
 def test_a_recall_that_overtakes_its_original_at_the_recipient_still_withdraws_it(
     tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -390,21 +413,7 @@ def test_a_recall_that_overtakes_its_original_at_the_recipient_still_withdraws_i
     # and the Assessment, when its retry comes, is withdrawn on arrival: never served,
     # where before the recall was refused for good and the Assessment kept.
     failed = threading.Event()
-    real_apply = pipeline._apply
-
-    def fails_at_sandwell_on_its_first_two_tries(
-        gw: Gateway, ctx: ApplyContext, item: Passed
-    ) -> None:
-        if (
-            "333" in gw.hosted
-            and item.env.header.message_type is MessageType.ASSESSMENT
-            and item.attempt < 2
-        ):
-            failed.set()
-            raise RuntimeError("a moment's fault at Sandwell")
-        real_apply(gw, ctx, item)
-
-    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_on_its_first_two_tries)
+    _sandwell_fails(monkeypatch, lambda item: item.attempt < 2, failed)
     steps = {"retry_backoff_s": [2.0] * 5, "retry_budget": 5}
     with region(tmp_path / "region", vhost, delivery=steps) as r:
         r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
@@ -421,27 +430,6 @@ def test_a_recall_that_overtakes_its_original_at_the_recipient_still_withdraws_i
         assert original.message_id not in served
 
 
-def _sandwell_fails_until(
-    monkeypatch: pytest.MonkeyPatch, fixed: threading.Event, failed: threading.Event | None = None
-) -> None:
-    """Sandwell's gateway fails on every Assessment it receives until ``fixed`` is set
-    (the broker retries it, then parks it); ``failed`` is set at each failure."""
-    real_apply = pipeline._apply
-
-    def fails_at_sandwell_until_fixed(gw: Gateway, ctx: ApplyContext, item: Passed) -> None:
-        if (
-            "333" in gw.hosted
-            and item.env.header.message_type is MessageType.ASSESSMENT
-            and not fixed.is_set()
-        ):
-            if failed is not None:
-                failed.set()
-            raise RuntimeError("a fault at Sandwell")
-        real_apply(gw, ctx, item)
-
-    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_until_fixed)
-
-
 def test_a_recall_whose_original_was_parked_stands_and_withdraws_it_when_replayed(
     tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -450,7 +438,7 @@ def test_a_recall_whose_original_was_parked_stands_and_withdraws_it_when_replaye
     # Sandwell's administrator replays the parked Assessment (the fault fixed), it is
     # withdrawn on arrival, never served to Sandwell's system, and Dudley learns so.
     fixed = threading.Event()
-    _sandwell_fails_until(monkeypatch, fixed)
+    _sandwell_fails(monkeypatch, lambda _item: not fixed.is_set())
     steps = {"retry_backoff_s": [0.5, 0.5], "retry_budget": 2}
     with region(tmp_path / "region", vhost, delivery=steps) as r:
         r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
@@ -494,21 +482,7 @@ def test_a_recall_from_another_authority_before_the_original_comes_withdraws_not
     # own messages only: Dudley's Assessment, when it comes, is judged as ever and
     # served to Sandwell's system. A member can recall only what it sent.
     failed = threading.Event()
-    real_apply = pipeline._apply
-
-    def fails_at_sandwell_on_its_first_two_tries(
-        gw: Gateway, ctx: ApplyContext, item: Passed
-    ) -> None:
-        if (
-            "333" in gw.hosted
-            and item.env.header.message_type is MessageType.ASSESSMENT
-            and item.attempt < 2
-        ):
-            failed.set()
-            raise RuntimeError("a moment's fault at Sandwell")
-        real_apply(gw, ctx, item)
-
-    monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell_on_its_first_two_tries)
+    _sandwell_fails(monkeypatch, lambda item: item.attempt < 2, failed)
     steps = {"retry_backoff_s": [2.0] * 5, "retry_budget": 5}
     with region(tmp_path / "region", vhost, delivery=steps) as r:
         r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
@@ -550,7 +524,7 @@ def test_a_correction_waiting_at_the_recipient_for_its_original_is_not_dead_lett
     # budget was spent Dudley's dashboard said DEAD_LETTERED while Sandwell still
     # worked on them. Now Dudley sees Sandwell's retry queues and waits.
     fixed, failed = threading.Event(), threading.Event()
-    _sandwell_fails_until(monkeypatch, fixed, failed)
+    _sandwell_fails(monkeypatch, lambda _item: not fixed.is_set(), failed)
     steps = {
         "retry_backoff_s": [2.0] * 8,
         "retry_budget": 8,
