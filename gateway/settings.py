@@ -363,11 +363,10 @@ class DeliverySettings(_Frozen):
     def retry_window_s(self) -> float:
         """The longest a message is retried at its recipient before it is parked: every
         retry's delay in full (the last step repeats; jitter only shortens them)."""
-        backoff = self.retry_backoff_s
-        if not backoff:
+        if not self.retry_backoff_s:
             return 0.0
-        last = len(backoff)
-        return float(sum(backoff[min(n, last) - 1] for n in range(1, self.retry_budget + 1)))
+        delays = Backoff(tuple(float(s) for s in self.retry_backoff_s))
+        return sum(delays.wait_s(n) for n in range(1, self.retry_budget + 1))
 
     def worst_case_s(self, recipient_window_s: float | None = None) -> float:
         """How long a message may keep being retried or re-sent at most: each of its
