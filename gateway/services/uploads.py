@@ -24,7 +24,10 @@ from gateway.errors import InputLimitError
 from gateway.services import local_format, outbound
 from gateway.settings import Limits
 
-SPOOL_MEMORY_BYTES = 8 * 1024 * 1024
+# An export past this is held in the file, not memory: 8 MiB was the largest single
+# piece of the whole path's sending gateway's peak (a 10,000-record Dudley export,
+# 3.7 MB, about 4 MB of Python memory while accepted; docs/performance.md).
+SPOOL_MEMORY_BYTES = 1024 * 1024
 
 
 def spool() -> BinaryIO:

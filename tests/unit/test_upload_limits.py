@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from support.api_attacks import post_export, upload_client
 
 from gateway.context import Gateway
 from gateway.ledger.status import Direction
+from gateway.services import uploads
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -101,3 +103,21 @@ def test_healthz_answers_while_a_large_conversion_runs(tmp_path: Path) -> None:
     assert still_converting and waited < 1.0, f"/healthz waited {waited:.2f} s"
     assert answers == [202]
     assert _recorded(gw) >= 300
+
+
+def test_an_upload_past_one_mib_is_held_in_an_unnamed_owner_only_file_not_in_memory() -> None:
+    # The whole path's sending gateway held a 3.7 MB export in memory while it was
+    # accepted (about 4 MB of its peak): memory now holds at most 1 MiB of an upload.
+    spooled = uploads.spool()
+    try:
+        spooled.write(b"x" * 1024 * 1024)
+        assert isinstance(spooled._file, io.BytesIO)  # type: ignore[attr-defined]
+        spooled.write(b"x")
+        held = spooled._file  # type: ignore[attr-defined]
+        assert not isinstance(held, io.BytesIO)
+        assert isinstance(held.name, int)  # a descriptor only: no name on disk
+        assert os.fstat(held.fileno()).st_mode & 0o077 == 0
+        spooled.seek(0)
+        assert len(spooled.read()) == 1024 * 1024 + 1
+    finally:
+        spooled.close()
