@@ -127,8 +127,10 @@ def utc_now() -> datetime:
 
 
 def as_utc(value: datetime) -> datetime:
-    """``value`` as an aware UTC datetime (SQLite hands back naive ones)."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """``value`` as an aware datetime in UTC: a naive one (SQLite hands those back) is
+    taken as UTC, an aware one (a signed created-at with its offset) converted, so that
+    SQLite, which compares the times it keeps as text, orders it among the others."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # SQLite's page cache per pooled connection, KiB (SQLite's default: 2,000). A

@@ -34,7 +34,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
@@ -344,11 +344,6 @@ _SENDERS = select(standing.c.sender).where(_LIVE, standing.c.resolved_at.is_(Non
 _SENDERS_KEY = "lifecycle.standing"
 
 
-def _utc(at: datetime) -> datetime:
-    """A signed created-at in UTC: SQLite compares the times it keeps as text."""
-    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def _since(ctx: ApplyContext) -> datetime:
     limits = ctx.settings.limits
     return ctx.now - timedelta(seconds=limits.max_age_s + limits.future_skew_s)
@@ -391,7 +386,7 @@ def _stand(ctx: ApplyContext, msg: Received, body: Recall) -> Effect:
                 original_id=body.original.message_id,
                 original_digest=body.original.digest,
                 recall_id=msg.message_id,
-                recall_created_at=_utc(msg.env.header.created_at),
+                recall_created_at=as_utc(msg.env.header.created_at),
                 at=ctx.now,
             )
         )
@@ -429,7 +424,7 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
         # Only a recall made after the record: one made before it names a record not
         # yet made, which an honest sender never recalls (a hostile one could, to hold
         # a receipt for a record the recipient's staff never saw).
-        "created_at": _utc(msg.env.header.created_at),
+        "created_at": as_utc(msg.env.header.created_at),
     }
     rows = ctx.conn.execute(_STANDING, keys).all()
     if not rows:
