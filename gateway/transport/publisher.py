@@ -62,8 +62,9 @@ class _Batch:
             if self.open == 0:
                 self.done.set()
 
-    def fail_rest(self, reason: str) -> None:
-        for index in range(len(self.messages)):
+    def fail_rest(self, reason: str, start: int = 0) -> None:
+        """Every message from ``start`` not settled yet: FAILED."""
+        for index in range(start, len(self.messages)):
             self.settle(index, PublishOutcome.FAILED, reason)
 
     def outcomes(self) -> list[PublishResult]:
@@ -182,7 +183,9 @@ class _Link:
     def send(self, batch: _Batch, start: int = 0) -> None:
         if self.closed or self.channel is None or not self.channel.is_open:
             self.closed = True
-            batch.fail_rest("publisher channel is not open")
+            # Only what was not sent: the confirms of what was still come on this
+            # channel (a link closed after a nack stays open until it is retired).
+            batch.fail_rest("publisher channel is not open", start)
             return
         if batch.done.is_set():
             return  # abandoned after a timeout
@@ -236,6 +239,9 @@ class _Link:
                 batch.settle(index, PublishOutcome.CONFIRMED)
             else:
                 batch.settle(index, PublishOutcome.NACKED, "the broker nacked the message")
+                # Not trusted again (AsyncPublisher.retire): from now on, not once the
+                # caller reads its results, so no publish started meanwhile goes here.
+                self.closed = True
 
 
 class Pending:
@@ -277,7 +283,7 @@ class Pending:
         batch, link = self._batch, self._link
         if link is not None and not batch.done.wait(max(0.0, self._deadline - time.monotonic())):
             reason = f"no confirm within {self._timeout_s} s"
-            link.call(lambda: link.abandon(batch, reason))
+            link.call(lambda: link.abandon(batch, reason), closing=True)
             # A caller that must not wait gives the IO thread a moment, not 2 s.
             if not batch.done.wait(ABANDON_OPEN_ONLY_S if self._open_only else 2.0):
                 batch.fail_rest(reason)  # the IO thread is gone or stuck
@@ -361,6 +367,11 @@ class AsyncPublisher:
         three), while a new connection published at once. A nack is rare
         otherwise (a queue over its length limit), so a new connection costs
         little; the unconfirmed messages stay in the outbox for the next turn.
+
+        The link is marked closed as the nack arrives (``_Link._on_confirm``), so
+        no publish starts on it from then on; this closes its connection once the
+        caller has read the nacked batch's results (confirms of other batches
+        still in flight on it come back meanwhile).
 
         Without the lock a reconnect holds, so that no caller waits for one here
         (``open_only``: the consumer's receipts): marking a link closed and

@@ -220,12 +220,9 @@ def test_a_publish_on_the_open_connection_only_never_opens_one_nor_waits_for_one
     assert publisher.links_opened == 1
 
 
-def test_a_nacked_publish_makes_the_next_publish_use_a_new_connection(
-    transport: RabbitTransport,
-    rabbit_url: str,  # noqa: F811
-) -> None:
-    # A quorum queue of one message that refuses more: the broker nacks the second.
-    conn = pika.BlockingConnection(pika.URLParameters(rabbit_url))
+def _full_queue_for_777(url: str) -> None:
+    """A quorum queue of one message that refuses more: the broker nacks the rest."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
     try:
         channel = conn.channel()
         channel.queue_declare(
@@ -236,6 +233,13 @@ def test_a_nacked_publish_makes_the_next_publish_use_a_new_connection(
         channel.queue_bind("caf.test.full", BrokerSettings().exchange, "777.#")
     finally:
         conn.close()
+
+
+def test_a_nacked_publish_makes_the_next_publish_use_a_new_connection(
+    transport: RabbitTransport,
+    rabbit_url: str,  # noqa: F811
+) -> None:
+    _full_queue_for_777(rabbit_url)
     outcomes = []
     for n in range(5):  # a quorum queue applies its limit a little late: it may take two
         opened = transport._publisher.links_opened
@@ -249,6 +253,26 @@ def test_a_nacked_publish_makes_the_next_publish_use_a_new_connection(
     assert transport.publish([message(4)])[0].outcome is PublishOutcome.CONFIRMED
     # A channel that nacked is not trusted again (see AsyncPublisher.retire).
     assert transport._publisher.links_opened == opened + 1
+
+
+def test_a_publish_started_after_a_nack_uses_a_new_connection_before_the_nack_is_read(
+    transport: RabbitTransport,
+    rabbit_url: str,  # noqa: F811
+) -> None:
+    # The sender loop starts its next publish before it reads the last one's results:
+    # that publish must not go on the channel that nacked either.
+    _full_queue_for_777(rabbit_url)
+    # A quorum queue applies its limit a little late: filled first, one at a time.
+    for n in range(3):
+        transport.publish([message(n, recipient="777")])
+    first = transport.start_publish([message(3, recipient="777")])
+    wait_for(lambda: first.done)
+    opened = transport._publisher.links_opened
+    second = transport.start_publish([message(99)])
+
+    assert transport._publisher.links_opened == opened + 1
+    assert PublishOutcome.NACKED in {r.outcome for r in first.results()}
+    assert [r.outcome for r in second.results()] == [PublishOutcome.CONFIRMED]
 
 
 def test_escalations_reach_the_authority_and_the_regional_queues(
