@@ -82,6 +82,7 @@ class _Link:
         self.user_id = wire.user_of(params)
         self.ready = threading.Event()
         self.closed = False
+        self.nacked = False  # the broker nacked on this link: closed, ended once drained
         self.error: BaseException | None = None
         self.conn: Any = None
         self.channel: Any = None
@@ -215,6 +216,7 @@ class _Link:
         for tag in [t for t, (b, _) in self.inflight.items() if b is batch]:
             del self.inflight[tag]
         batch.fail_rest(reason)
+        self._close_if_drained()
 
     def _on_return(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
         self.returned[str(properties.message_id)] = (
@@ -238,10 +240,18 @@ class _Link:
             elif acked:
                 batch.settle(index, PublishOutcome.CONFIRMED)
             else:
-                batch.settle(index, PublishOutcome.NACKED, "the broker nacked the message")
                 # Not trusted again (AsyncPublisher.retire): from now on, not once the
-                # caller reads its results, so no publish started meanwhile goes here.
-                self.closed = True
+                # caller reads its results, so no publish started meanwhile goes here
+                # (marked before the nack settles: a caller woken by it publishes next).
+                self.closed = self.nacked = True
+                batch.settle(index, PublishOutcome.NACKED, "the broker nacked the message")
+        self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        """After a nack, close the connection once nothing sent on it awaits a confirm
+        (the caller may never read the nacked batch's results: a timed-out receipt)."""
+        if self.nacked and not self.inflight:
+            self.close_soon()
 
 
 class Pending:
@@ -369,9 +379,10 @@ class AsyncPublisher:
         little; the unconfirmed messages stay in the outbox for the next turn.
 
         The link is marked closed as the nack arrives (``_Link._on_confirm``), so
-        no publish starts on it from then on; this closes its connection once the
-        caller has read the nacked batch's results (confirms of other batches
-        still in flight on it come back meanwhile).
+        no publish starts on it from then on, and its connection is closed once
+        no confirm is awaited on it (those of other batches in flight come back
+        meanwhile), or here, once the caller has read the nacked batch's results,
+        whichever comes first.
 
         Without the lock a reconnect holds, so that no caller waits for one here
         (``open_only``: the consumer's receipts): marking a link closed and
@@ -384,5 +395,5 @@ class AsyncPublisher:
         with self._lock:
             link, self._link = self._link, None
         if link is not None:
-            link.call(link.close_soon)
+            link.call(link.close_soon, closing=True)  # a link a nack marked closed too
             link.thread.join(timeout=5)
