@@ -29,6 +29,7 @@ from gateway.ledger.in_lists import SIZES, among, bind, in_list, size_of
 from gateway.ledger.records import (
     MessageRecord,
     OutboxItem,
+    Receipted,
 )
 from gateway.ledger.status import AWAITING_RECEIPT, OUTBOX_STATES, Direction, Route, Status
 from gateway.ledger.tables import history, messages
@@ -455,14 +456,15 @@ class OutboundQueries(LedgerCore):
                 rows[(message_id, digest)] = int(row_id)
         return rows
 
-    def latest_receipted_single_send(self, authority: str, recipient: str) -> int | None:
+    def latest_receipted_single_send(self, authority: str, recipient: str) -> Receipted | None:
         """The newest of ``authority``'s messages to ``recipient`` that was sent once and receipted.
 
         Its key orders it in the outbox, so every message sent once with a
-        lower key went into the recipient's queue before it.
+        lower key went into the recipient's queue before it; so did every copy
+        last sent before it was made.
         """
         query = (
-            select(messages.c.id)
+            select(messages.c.id, messages.c.created_at)
             .where(
                 messages.c.direction == Direction.OUTBOUND.value,
                 messages.c.authority == authority,
@@ -475,7 +477,7 @@ class OutboundQueries(LedgerCore):
         )
         with self.transaction() as conn:
             found = conn.execute(query).first()
-        return int(found[0]) if found else None
+        return Receipted(int(found[0]), as_utc(found[1])) if found else None
 
     def move_overdue(
         self,
@@ -535,6 +537,14 @@ class OutboundQueries(LedgerCore):
                 ).all()
             ]
 
+    def last_sent(self, pks: Sequence[int]) -> dict[int, datetime]:
+        """When each message was last sent (its last ``SENT`` in the history)."""
+        out: dict[int, datetime] = {}
+        for start in range(0, len(pks), 500):
+            with self.transaction() as conn:
+                out.update(_last_sent(conn, pks[start : start + 500]))
+        return out
+
     def last_in_inbox(self, pks: Sequence[int]) -> dict[int, datetime]:
         """When each sent message could last have been in its recipient's inbox: the
         later of its last send (its last ``SENT`` in the history) and the last look
@@ -548,17 +558,17 @@ class OutboundQueries(LedgerCore):
                         messages.c.id.in_(chunk)
                     )
                 ).all()
-                sent = dict(
-                    conn.execute(
-                        select(history.c.message_pk, func.max(history.c.at))
-                        .where(
-                            history.c.message_pk.in_(chunk),
-                            history.c.status == Status.SENT.value,
-                        )
-                        .group_by(history.c.message_pk)
-                    ).all()
-                )
+                sent = _last_sent(conn, chunk)
             for pk, created, seen in rows:
                 known = [as_utc(t) for t in (created, sent.get(pk), seen) if t is not None]
                 out[int(pk)] = max(known)
         return out
+
+
+def _last_sent(conn: Connection, pks: Sequence[int]) -> dict[int, datetime]:
+    rows = conn.execute(
+        select(history.c.message_pk, func.max(history.c.at))
+        .where(history.c.message_pk.in_(list(pks)), history.c.status == Status.SENT.value)
+        .group_by(history.c.message_pk)
+    ).all()
+    return {int(pk): as_utc(at) for pk, at in rows}

@@ -81,6 +81,14 @@ class MessageRecord:
 
 
 @dataclass(frozen=True)
+class Receipted:
+    """An outbound message receipted by its recipient: its key and when it was made."""
+
+    pk: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class OutboxItem:
     """An outbound message ready to publish (its exact signed bytes)."""
 

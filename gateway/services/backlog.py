@@ -19,8 +19,9 @@ sender looks at what it can see:
    wait another deadline, no send counted. Out of order, so a later message
    receipted proves nothing here;
 3. the recipient has receipted a later message of ours (sent once, after
-   this one): queues are first in, first out, so it has passed this one,
-   whose receipt is lost: re-send now, whatever its inbox holds;
+   this one; for a copy sent again, one made after its last send): queues
+   are first in, first out, so it has passed this one, whose receipt is
+   lost: re-send now, whatever its inbox holds;
 4. the broker cannot be asked: nothing can be sent anyway; wait another
    deadline, no send counted;
 5. the recipient's inbox holds messages: this one is presumably among them
@@ -46,7 +47,7 @@ from enum import StrEnum
 
 from gateway.context import Gateway
 from gateway.errors import TransportError
-from gateway.ledger.records import MessageRecord
+from gateway.ledger.records import MessageRecord, Receipted
 from gateway.settings import DeliverySettings
 from gateway.transport.base import InboxState
 
@@ -155,6 +156,7 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
     # (the inbox full, the retry queues empty) do not pay for it.
     retried = {code for code, state in (states or {}).items() if _may_be_retried(state)}
     last_in_inbox = gw.ledger.last_in_inbox([r.pk for r in overdue if r.recipient in retried])
+    last_sent = gw.ledger.last_sent([r.pk for r in overdue if r.attempts > 1])
     latest = {
         (r.authority, r.recipient): gw.ledger.latest_receipted_single_send(r.authority, r.recipient)
         for r in overdue
@@ -164,7 +166,7 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
             r,
             gw.settings.delivery_for(r.authority),
             inbox=None if states is None else states.get(r.recipient),
-            passed=_passed(r, latest[(r.authority, r.recipient)]),
+            passed=_passed(r, latest[(r.authority, r.recipient)], last_sent.get(r.pk)),
             now=now,
             max_age_s=gw.settings.limits.max_age_s,
             retry_window_s=gw.settings.delivery_for(r.recipient).retry_window_s(),
@@ -174,7 +176,14 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
     ]
 
 
-def _passed(record: MessageRecord, latest_receipted: int | None) -> bool:
-    # Only a message sent once has its place in the queue fixed by its outbox
-    # order; a re-sent copy went in later than messages with higher keys.
-    return record.attempts == 1 and latest_receipted is not None and latest_receipted > record.pk
+def _passed(record: MessageRecord, latest: Receipted | None, last_sent: datetime | None) -> bool:
+    """Whether ``latest`` (receipted, sent once) went into the queue after ``record``."""
+    if latest is None:
+        return False
+    if record.attempts == 1:
+        # A message sent once has its place in the queue fixed by its outbox order.
+        return latest.pk > record.pk
+    # A copy sent again went in at its last send, later than messages with higher
+    # keys. That send's SENT is written once the broker confirmed it: a message made
+    # after it was published after the copy. Without that time, nothing is known.
+    return last_sent is not None and latest.created_at > last_sent

@@ -153,6 +153,49 @@ def test_a_later_message_receipted_first_means_this_one_was_passed(
     assert sum(1 for r in gw.ledger.find(authority="332") if r.status == Status.SENT) == 5
 
 
+def resent_once(gw: Gateway, clock: Clock) -> str:
+    """A message whose first copy was taken and never receipted, sent again after one
+    deadline (the inbox empty then, and nothing later receipted); that copy taken too."""
+    (message_id,) = send(gw)
+    swallow_inbox(gw)
+    deadlines_pass(gw, clock, 1)
+    assert record(gw, message_id).attempts == 2
+    swallow_inbox(gw)  # its second receipt is lost as well
+    return message_id
+
+
+def test_a_copy_sent_again_is_passed_by_a_message_made_after_its_last_send(
+    gw: Gateway, clock: Clock
+) -> None:
+    message_id = resent_once(gw, clock)
+    clock.advance(2)  # made after the copy's send was confirmed: went in behind it
+    later, *_backlog = send(gw, 4)  # the rest still wait in the inbox
+    digest = record(gw, later).digest or ""
+    gw.ledger.mark_delivered("332", [(later, digest, Status.DELIVERED, "receipt")], "336")
+    clock.advance(DEADLINE_S + 1)
+    delivery.resend_overdue(gw)
+    again = record(gw, message_id)
+    assert again.status == Status.RETRYING, again.reason
+    assert "336 has receipted later messages; re-sending (send 3)" in (again.reason or "")
+
+
+def test_a_message_receipted_that_was_made_before_a_copys_last_send_does_not_pass_it(
+    gw: Gateway, clock: Clock
+) -> None:
+    first, earlier = send(gw, 2)
+    digest = record(gw, earlier).digest or ""
+    gw.ledger.mark_delivered("332", [(earlier, digest, Status.DELIVERED, "receipt")], "336")
+    swallow_inbox(gw)
+    deadlines_pass(gw, clock, 1)  # passed by ``earlier``: sent again
+    assert record(gw, first).attempts == 2
+    send(gw, 3)  # a backlog behind the copy, none of it receipted
+    deadlines_pass(gw, clock, BUDGET + 2)
+    waiting = record(gw, first)
+    # ``earlier`` went into the queue before this copy: it proves nothing about it.
+    assert (waiting.status, waiting.attempts) == (Status.SENT, 2), waiting.reason
+    assert "its inbox holds 4 message(s)" in (waiting.reason or "")
+
+
 def test_while_the_broker_cannot_be_asked_nothing_is_resent_or_dead_lettered(
     gw: Gateway, clock: Clock
 ) -> None:
