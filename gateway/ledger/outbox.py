@@ -456,8 +456,11 @@ class OutboundQueries(LedgerCore):
                 rows[(message_id, digest)] = int(row_id)
         return rows
 
-    def latest_receipted_single_send(self, authority: str, recipient: str) -> Receipted | None:
-        """The newest of ``authority``'s messages to ``recipient`` that was sent once and receipted.
+    def latest_receipted_single_send(
+        self, authority: str, recipient: str, route: Route = Route.INBOX
+    ) -> Receipted | None:
+        """The newest of ``authority``'s messages to ``recipient`` on ``route`` that was sent
+        once and receipted.
 
         Its key orders it in the outbox, so every message sent once with a
         lower key went into the recipient's queue before it; so did every copy
@@ -469,6 +472,7 @@ class OutboundQueries(LedgerCore):
                 messages.c.direction == Direction.OUTBOUND.value,
                 messages.c.authority == authority,
                 messages.c.recipient == recipient,
+                messages.c.route == route.value,
                 messages.c.attempts == 1,
                 messages.c.status.in_([s.value for s in RECEIPTED]),
             )

@@ -18,10 +18,12 @@ sender looks at what it can see:
    original waits for it through the retries), and will be judged again;
    wait another deadline, no send counted. Out of order, so a later message
    receipted proves nothing here;
-3. the recipient has receipted a later message of ours (sent once, after
-   this one; for a copy sent again, one made after its last send): queues
-   are first in, first out, so it has passed this one, whose receipt is
-   lost: re-send now, whatever its inbox holds;
+3. the recipient has receipted a later message of ours on the same queue
+   (sent once, after this one; for a copy sent again, one made after its
+   last send): queues are first in, first out, so it has passed this one,
+   whose receipt is lost: re-send now, whatever its inbox holds (but a copy
+   whose re-send budget is spent is not dead-lettered on the times alone
+   while the inbox holds messages: it waits as in 5);
 4. the broker cannot be asked: nothing can be sent anyway; wait another
    deadline, no send counted;
 5. the recipient's inbox holds messages: this one is presumably among them
@@ -48,6 +50,7 @@ from enum import StrEnum
 from gateway.context import Gateway
 from gateway.errors import TransportError
 from gateway.ledger.records import MessageRecord, Receipted
+from gateway.ledger.status import Route
 from gateway.settings import DeliverySettings
 from gateway.transport.base import InboxState
 
@@ -127,6 +130,17 @@ def decide(
                 backlog=True,
             )
     if delivery.resend_backoff().exhausted(record.attempts):
+        if passed and record.attempts > 1 and inbox is not None and inbox.waiting > 0:
+            # Passed, it would be re-sent; but a copy's last chance is not taken on
+            # the times alone (replicas' clocks may disagree) while the inbox may
+            # still hold it: it waits, as the backlog rule has it, until max_age_s.
+            return Decision(
+                Action.WAIT,
+                f"no receipt from {to} after {record.attempts} sends, the last allowed; "
+                f"its inbox holds {inbox.waiting} message(s), perhaps this one; not "
+                f"dead-lettered, looking again in {deadline}",
+                backlog=True,
+            )
         return Decision(
             Action.DEAD,
             f"no receipt from {to} after {record.attempts} sends ({deadline} each)",
@@ -156,17 +170,27 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
     # (the inbox full, the retry queues empty) do not pay for it.
     retried = {code for code, state in (states or {}).items() if _may_be_retried(state)}
     last_in_inbox = gw.ledger.last_in_inbox([r.pk for r in overdue if r.recipient in retried])
-    last_sent = gw.ledger.last_sent([r.pk for r in overdue if r.attempts > 1])
+    # Per queue: a message on another route (an escalation queue) passes nothing here.
     latest = {
-        (r.authority, r.recipient): gw.ledger.latest_receipted_single_send(r.authority, r.recipient)
+        _queue(r): gw.ledger.latest_receipted_single_send(r.authority, r.recipient, r.route)
         for r in overdue
     }
+    # A copy sent again is read only where a later message could have passed it.
+    last_sent = gw.ledger.last_sent(
+        [
+            r.pk
+            for r in overdue
+            if r.attempts > 1
+            and (found := latest[_queue(r)]) is not None
+            and found.created_at > r.created_at
+        ]
+    )
     return [
         decide(
             r,
             gw.settings.delivery_for(r.authority),
             inbox=None if states is None else states.get(r.recipient),
-            passed=_passed(r, latest[(r.authority, r.recipient)], last_sent.get(r.pk)),
+            passed=_passed(r, latest[_queue(r)], last_sent.get(r.pk)),
             now=now,
             max_age_s=gw.settings.limits.max_age_s,
             retry_window_s=gw.settings.delivery_for(r.recipient).retry_window_s(),
@@ -174,6 +198,10 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
         )
         for r in overdue
     ]
+
+
+def _queue(record: MessageRecord) -> tuple[str, str, Route]:
+    return (record.authority, record.recipient, record.route)
 
 
 def _passed(record: MessageRecord, latest: Receipted | None, last_sent: datetime | None) -> bool:

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 from policy_support import pump, settings_for
+from sqlalchemy import update
 from support.clock import Clock
 
 from gateway.context import Gateway, build
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
+from gateway.ledger.tables import messages
 from gateway.services import delivery
 from gateway.settings import DeliverySettings
 from gateway.transport.base import Delivery, Disposition, InboxState, Verdict
@@ -170,8 +172,7 @@ def test_a_copy_sent_again_is_passed_by_a_message_made_after_its_last_send(
     message_id = resent_once(gw, clock)
     clock.advance(2)  # made after the copy's send was confirmed: went in behind it
     later, *_backlog = send(gw, 4)  # the rest still wait in the inbox
-    digest = record(gw, later).digest or ""
-    gw.ledger.mark_delivered("332", [(later, digest, Status.DELIVERED, "receipt")], "336")
+    receipted(gw, later)
     clock.advance(DEADLINE_S + 1)
     delivery.resend_overdue(gw)
     again = record(gw, message_id)
@@ -179,21 +180,79 @@ def test_a_copy_sent_again_is_passed_by_a_message_made_after_its_last_send(
     assert "336 has receipted later messages; re-sending (send 3)" in (again.reason or "")
 
 
+def receipted(gw: Gateway, message_id: str) -> None:
+    digest = record(gw, message_id).digest or ""
+    gw.ledger.mark_delivered("332", [(message_id, digest, Status.DELIVERED, "receipt")], "336")
+
+
 def test_a_message_receipted_that_was_made_before_a_copys_last_send_does_not_pass_it(
     gw: Gateway, clock: Clock
 ) -> None:
-    first, earlier = send(gw, 2)
-    digest = record(gw, earlier).digest or ""
-    gw.ledger.mark_delivered("332", [(earlier, digest, Status.DELIVERED, "receipt")], "336")
+    (first,) = send(gw)
+    clock.advance(2)
+    (between,) = send(gw)  # after the first send, before the second
+    receipted(gw, between)
     swallow_inbox(gw)
-    deadlines_pass(gw, clock, 1)  # passed by ``earlier``: sent again
+    deadlines_pass(gw, clock, 1)  # passed by ``between``: sent again
     assert record(gw, first).attempts == 2
     send(gw, 3)  # a backlog behind the copy, none of it receipted
     deadlines_pass(gw, clock, BUDGET + 2)
     waiting = record(gw, first)
-    # ``earlier`` went into the queue before this copy: it proves nothing about it.
+    # ``between`` went into the queue before this copy: it proves nothing about it.
     assert (waiting.status, waiting.attempts) == (Status.SENT, 2), waiting.reason
     assert "its inbox holds 4 message(s)" in (waiting.reason or "")
+
+
+def test_a_message_made_at_the_moment_of_a_copys_send_does_not_pass_it(
+    gw: Gateway, clock: Clock
+) -> None:
+    message_id = resent_once(gw, clock)
+    later, *_backlog = send(gw, 4)  # the same instant as the copy's SENT: not after it
+    receipted(gw, later)
+    clock.advance(DEADLINE_S + 1)
+    delivery.resend_overdue(gw)
+    waiting = record(gw, message_id)
+    assert (waiting.status, waiting.attempts) == (Status.SENT, 2), waiting.reason
+
+
+def test_a_message_on_another_queue_does_not_pass_a_copy_in_the_inbox(
+    gw: Gateway, clock: Clock
+) -> None:
+    message_id = resent_once(gw, clock)
+    clock.advance(2)
+    notice, *_backlog = send(gw, 4)
+    with gw.ledger.transaction() as conn:  # as if it went to 336's escalation queue
+        conn.execute(
+            update(messages).where(messages.c.message_id == notice).values(route="escalation")
+        )
+    receipted(gw, notice)
+    clock.advance(DEADLINE_S + 1)
+    delivery.resend_overdue(gw)
+    waiting = record(gw, message_id)
+    assert (waiting.status, waiting.attempts) == (Status.SENT, 2), waiting.reason
+
+
+def test_a_passed_copy_whose_budget_is_spent_waits_while_the_inbox_holds_messages(
+    gw: Gateway, clock: Clock
+) -> None:
+    (message_id,) = send(gw)
+    for _ in range(BUDGET):  # every send taken, no receipt: sent until the budget is spent
+        swallow_inbox(gw)
+        deadlines_pass(gw, clock, 1)
+    assert record(gw, message_id).attempts == BUDGET + 1
+    swallow_inbox(gw)
+    clock.advance(2)
+    later, *_backlog = send(gw, 4)
+    receipted(gw, later)
+    deadlines_pass(gw, clock, 2)
+    # Passed by the times alone: its last chance is not spent on them while the inbox
+    # may hold it (clocks of replicas may disagree).
+    waiting = record(gw, message_id)
+    assert (waiting.status, waiting.attempts) == (Status.SENT, BUDGET + 1), waiting.reason
+    assert "the last allowed; its inbox holds 4 message(s)" in (waiting.reason or "")
+    swallow_inbox(gw)  # the inbox empty: the receipt is lost, a true dead letter
+    deadlines_pass(gw, clock, 1)
+    assert record(gw, message_id).status == Status.DEAD_LETTERED
 
 
 def test_while_the_broker_cannot_be_asked_nothing_is_resent_or_dead_lettered(
