@@ -166,6 +166,13 @@ def resent_once(gw: Gateway, clock: Clock) -> str:
     return message_id
 
 
+def one_deadline_later(gw: Gateway, clock: Clock, message_id: str) -> MessageRecord:
+    """``message_id`` after its receipt deadline passes once more (re-sent or not)."""
+    clock.advance(DEADLINE_S + 1)
+    delivery.resend_overdue(gw)
+    return record(gw, message_id)
+
+
 def test_a_copy_sent_again_is_passed_by_a_message_made_after_its_last_send(
     gw: Gateway, clock: Clock
 ) -> None:
@@ -173,9 +180,7 @@ def test_a_copy_sent_again_is_passed_by_a_message_made_after_its_last_send(
     clock.advance(2)  # made after the copy's send was confirmed: went in behind it
     later, *_backlog = send(gw, 4)  # the rest still wait in the inbox
     receipted(gw, later)
-    clock.advance(DEADLINE_S + 1)
-    delivery.resend_overdue(gw)
-    again = record(gw, message_id)
+    again = one_deadline_later(gw, clock, message_id)
     assert again.status == Status.RETRYING, again.reason
     assert "336 has receipted later messages; re-sending (send 3)" in (again.reason or "")
 
@@ -209,9 +214,7 @@ def test_a_message_made_at_the_moment_of_a_copys_send_does_not_pass_it(
     message_id = resent_once(gw, clock)
     later, *_backlog = send(gw, 4)  # the same instant as the copy's SENT: not after it
     receipted(gw, later)
-    clock.advance(DEADLINE_S + 1)
-    delivery.resend_overdue(gw)
-    waiting = record(gw, message_id)
+    waiting = one_deadline_later(gw, clock, message_id)
     assert (waiting.status, waiting.attempts) == (Status.SENT, 2), waiting.reason
 
 
@@ -226,9 +229,7 @@ def test_a_message_on_another_queue_does_not_pass_a_copy_in_the_inbox(
             update(messages).where(messages.c.message_id == notice).values(route="escalation")
         )
     receipted(gw, notice)
-    clock.advance(DEADLINE_S + 1)
-    delivery.resend_overdue(gw)
-    waiting = record(gw, message_id)
+    waiting = one_deadline_later(gw, clock, message_id)
     assert (waiting.status, waiting.attempts) == (Status.SENT, 2), waiting.reason
 
 
