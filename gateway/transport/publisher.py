@@ -83,6 +83,7 @@ class _Link:
         self.ready = threading.Event()
         self.closed = False
         self.nacked = False  # the broker nacked on this link: closed, ended once drained
+        self.chunks_due = 0  # batches' next chunks scheduled on the IO loop, not yet sent
         self.error: BaseException | None = None
         self.conn: Any = None
         self.channel: Any = None
@@ -185,8 +186,9 @@ class _Link:
         if self.closed or self.channel is None or not self.channel.is_open:
             self.closed = True
             # Only what was not sent: the confirms of what was still come on this
-            # channel (a link closed after a nack stays open until it is retired).
+            # channel (a link that nacked stays open until nothing awaits a confirm).
             batch.fail_rest("publisher channel is not open", start)
+            self._close_if_drained()
             return
         if batch.done.is_set():
             return  # abandoned after a timeout
@@ -210,7 +212,12 @@ class _Link:
         if end < len(batch.messages):
             # Yield to the IO loop between chunks, so the broker gets the first
             # messages (and confirms come back) while the rest are still encoded.
-            self.conn.ioloop.call_later(0, lambda: self.send(batch, end))
+            self.chunks_due += 1
+            self.conn.ioloop.call_later(0, lambda: self._send_next(batch, end))
+
+    def _send_next(self, batch: _Batch, start: int) -> None:
+        self.chunks_due -= 1
+        self.send(batch, start)
 
     def abandon(self, batch: _Batch, reason: str) -> None:
         for tag in [t for t, (b, _) in self.inflight.items() if b is batch]:
@@ -249,8 +256,10 @@ class _Link:
 
     def _close_if_drained(self) -> None:
         """After a nack, close the connection once nothing sent on it awaits a confirm
-        (the caller may never read the nacked batch's results: a timed-out receipt)."""
-        if self.nacked and not self.inflight:
+        and no batch's next chunk is due on it (it fails there: closed before it ran,
+        its messages would wait for their confirm timeout); the caller may never read
+        the nacked batch's results (a timed-out receipt)."""
+        if self.nacked and not self.inflight and not self.chunks_due:
             self.close_soon()
 
 

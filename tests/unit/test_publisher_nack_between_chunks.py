@@ -87,6 +87,32 @@ def test_a_nack_between_chunks_fails_only_what_the_batch_had_not_sent() -> None:
     assert confirmed == [PublishOutcome.CONFIRMED] * (CHUNK - 1)
 
 
+def test_a_link_that_nacked_stays_open_while_a_batchs_next_chunk_is_due_on_it() -> None:
+    link, loop, _channel = _link()
+    batch = _Batch(_messages(CHUNK + 5))
+    link.send(batch)
+    _confirm(link, pika.spec.Basic.Nack(delivery_tag=1))
+    _confirm(link, pika.spec.Basic.Ack(delivery_tag=CHUNK, multiple=True))
+    # Every sent message settled, but the next chunk is still to run: closed now, its
+    # messages would be left to their confirm timeout.
+    assert not link.conn.is_closing
+    loop.later.pop()()
+    assert batch.done.is_set()
+    assert {r.outcome for r in batch.outcomes()[CHUNK:]} == {PublishOutcome.FAILED}
+    assert link.conn.is_closing
+
+
+def test_a_link_that_nacked_closes_once_a_given_up_batchs_next_chunk_has_run() -> None:
+    link, loop, _channel = _link()
+    batch = _Batch(_messages(CHUNK + 5))
+    link.send(batch)
+    _confirm(link, pika.spec.Basic.Nack(delivery_tag=1))
+    link.abandon(batch, "no confirm within 5 s")
+    assert not link.conn.is_closing  # its next chunk is still due
+    loop.later.pop()()
+    assert link.conn.is_closing
+
+
 def test_a_link_that_nacked_is_closed_once_a_timed_out_batch_is_given_up() -> None:
     # A receipt's publish that timed out may never have its results read: the link
     # that nacked is closed all the same once nothing on it awaits a confirm.
