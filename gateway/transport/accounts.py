@@ -54,6 +54,7 @@ import re
 import secrets
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -64,6 +65,7 @@ from gateway.transport.topology import REGIONAL
 
 PASSWORD_ENV = "CAFGW_BROKER_PASSWORD_"  # noqa: S105 - a variable name, not a secret
 RELAY = "relay"  # the account name's last part for a relay user of every lane
+SETUP_WORKERS = 4  # accounts made at once by setup_accounts
 
 
 def relay_of(code: str) -> str:
@@ -306,10 +308,13 @@ def setup_accounts(
     if vhost not in _vhosts(run):
         run(["add_vhost", vhost], None)
     existing = _users(run)
-    made: dict[str, BrokerCredentials] = {}
-    for code, grants in plans.items():
+
+    # Read or made one at a time (the secrets folder is made by the first).
+    passwords = {code: password_for(code, secrets_dir, env) for code in plans}
+
+    def account(code: str, grants: Grants) -> BrokerCredentials:
         user = account_name(code, vhost, user_prefix)
-        password = password_for(code, secrets_dir, env)
+        password = passwords[code]
         verb = "change_password" if user in existing else "add_user"
         run([verb, user], password + "\n")
         run(
@@ -319,8 +324,13 @@ def setup_accounts(
         for exchange, write in grants.topic_write.items():
             read = grants.topic_read.get(exchange, "^$")
             run(["set_topic_permissions", "-p", vhost, user, exchange, write, read], None)
-        made[code] = BrokerCredentials(code, user, password, vhost)
-    return made
+        return BrokerCredentials(code, user, password, vhost)
+
+    # Each rabbitmqctl call starts an Erlang VM (about 0.8 s): the accounts are made a
+    # few at a time (each account's own calls in order), not one call after another.
+    with ThreadPoolExecutor(max_workers=SETUP_WORKERS) as pool:
+        futures = {code: pool.submit(account, code, grants) for code, grants in plans.items()}
+        return {code: future.result() for code, future in futures.items()}
 
 
 def remove_accounts(
