@@ -172,8 +172,8 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
     last_in_inbox = gw.ledger.last_in_inbox([r.pk for r in overdue if r.recipient in retried])
     # Per queue: a message on another route (an escalation queue) passes nothing here.
     latest = {
-        _queue(r): gw.ledger.latest_receipted_single_send(r.authority, r.recipient, r.route)
-        for r in overdue
+        queue: gw.ledger.latest_receipted_single_send(*queue)
+        for queue in {_queue(r) for r in overdue}
     }
     # A copy sent again is read only where a later message could have passed it.
     last_sent = gw.ledger.last_sent(
