@@ -553,6 +553,9 @@ class RetentionSettings(BaseModel):
     rejected_days: int = Field(default=30, ge=1)
     quarantined_days: int = Field(default=180, ge=1)
     dead_letter_days: int = Field(default=90, ge=1)
+    existence_held_days: int = Field(default=30, ge=1)
+    """A held existence query's keyed hashes, approver and reason, from its last change
+    (its decision; its arrival while undecided, when it is closed ``EXPIRED``)."""
     no_personal_data_days: int = Field(default=SIX_YEARS_DAYS, ge=1)
     interval_s: float = Field(default=3600, gt=0)
     batch: int = Field(default=500, ge=1, le=10_000)

@@ -6,14 +6,35 @@ hashes it carries, who asked, on whose approval and why) until the
 coordinator approves it (then it is answered as usual) or refuses it
 (nothing is sent). ``gateway.services.coordination`` decides; the API and
 ``cafgw existence held|approve|refuse`` are its faces.
+
+A held query keeps personal data: the keyed hashes of a child's identifiers, and
+the asking approver's name, role and reason. They go (``scrub``) when the query is
+past ``retention.existence_held_days`` since its last change, or when the child it
+asks about is erased here (``gateway.retention.held_queries``); a query still
+undecided then is closed unanswered (``EXPIRED``, ``ERASED``). What stays says that
+it was asked, by which authority, when, and what became of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import Column, Connection, DateTime, Integer, String, Table, Text, insert, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy import update as sql_update
 
 from gateway.crossborder.tables import metadata
@@ -33,10 +54,16 @@ existence_held = Table(
     Column("reason", Text),
     Column("hashes", Text, nullable=False),  # keyed hashes, space-separated
     Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("decision", String(16)),  # APPROVED or REFUSED once decided
+    Column("decision", String(16)),  # APPROVED, REFUSED, EXPIRED or ERASED once decided
     Column("decided_by", String(200)),
     Column("decided_at", DateTime(timezone=True)),
 )
+
+
+EXPIRED = "EXPIRED"
+"""Closed unanswered by the retention job: undecided for ``existence_held_days``."""
+ERASED = "ERASED"
+"""Closed unanswered: the child it asks about was erased here."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +100,7 @@ def _of(row: object) -> HeldQuery:
         approver_role=m["approver_role"],
         reason=m["reason"],
         hashes=tuple(m["hashes"].split()),
-        received_at=m["received_at"],
+        received_at=as_utc(m["received_at"]),
         decision=m["decision"],
         decided_by=m["decided_by"],
         decided_at=as_utc(m["decided_at"]) if m["decided_at"] is not None else None,
@@ -125,3 +152,78 @@ def decide(
         row = conn.execute(select(existence_held).where(*this_one)).one()
         query = _of(row)
     return Decided(query, already=True)
+
+
+def _personal() -> ColumnElement[bool]:
+    """Rows that still hold personal fields (not yet ``scrub``bed)."""
+    c = existence_held.c
+    return or_(
+        c.hashes != "",
+        c.approver.is_not(None),
+        c.approver_role.is_not(None),
+        c.reason.is_not(None),
+    )
+
+
+def past(conn: Connection, authority: str, cutoff: datetime, limit: int) -> list[HeldQuery]:
+    """``authority``'s held queries with personal fields whose last change (the decision,
+    or the arrival while undecided) is at or before ``cutoff``; oldest first."""
+    last = func.coalesce(existence_held.c.decided_at, existence_held.c.received_at)
+    rows = conn.execute(
+        select(existence_held)
+        .where(existence_held.c.authority == authority, _personal(), last <= cutoff)
+        .order_by(existence_held.c.id)
+        .limit(limit)
+    )
+    return [_of(r) for r in rows]
+
+
+def naming(conn: Connection, authority: str, hashes: Collection[str]) -> list[HeldQuery]:
+    """``authority``'s held queries with personal fields that name any of ``hashes``
+    (decided or not). Few rows: a held query waits for a person, and goes at its
+    retention period."""
+    wanted = set(hashes)
+    if not wanted:
+        return []
+    rows = conn.execute(
+        select(existence_held)
+        .where(existence_held.c.authority == authority, _personal())
+        .order_by(existence_held.c.id)
+    )
+    return [q for q in map(_of, rows) if wanted.intersection(q.hashes)]
+
+
+def scrub(
+    conn: Connection,
+    authority: str,
+    queries: Sequence[HeldQuery],
+    close_as: str,
+    by: str,
+    now: datetime,
+) -> list[HeldQuery]:
+    """Erase the personal fields of ``queries`` (hashes, approver, role, reason); close
+    those still undecided as ``close_as``, by ``by`` at ``now``. The ones closed now.
+
+    Closed under the same condition ``decide`` takes its decision with: a coordinator's
+    decision that came first stands, and the row is scrubbed either way.
+    """
+    closed = []
+    for query in queries:
+        this_one = (
+            existence_held.c.authority == authority,
+            existence_held.c.message_id == query.message_id,
+        )
+        if query.decision is None:
+            done = conn.execute(
+                sql_update(existence_held)
+                .where(*this_one, existence_held.c.decision.is_(None))
+                .values(decision=close_as, decided_by=by, decided_at=now)
+            )
+            if done.rowcount == 1:
+                closed.append(query)
+        conn.execute(
+            sql_update(existence_held)
+            .where(*this_one)
+            .values(hashes="", approver=None, approver_role=None, reason=None)
+        )
+    return closed

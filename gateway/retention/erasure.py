@@ -4,7 +4,9 @@ The child is named by a child key, UPN, NHS number or one of the
 authority's case references. Every message about the child, and every
 message on the child's case threads, is erased as a retention purge would
 erase it (tombstones stay); the child's consent decisions lose their
-personal fields; parked dead letters about the child go from the broker.
+personal fields; parked dead letters about the child go from the broker;
+safeguarding existence queries held here about the child lose their hashes,
+approver and reason, and are erased as received (``held_queries``).
 The ground is one of UK GDPR Art 17(1)(a)-(e) and the reference is the
 council's own request reference: neither may carry personal data, since
 both are kept and written to the audit log.
@@ -28,7 +30,7 @@ from gateway.ledger.tables import messages
 from gateway.lifecycle.tables import recalls
 from gateway.model import ErasureGround, ErasureRequest, LegalBasis, MessageRef
 from gateway.outbox import new_envelope
-from gateway.retention import local_copies, purge
+from gateway.retention import held_queries, local_copies, purge
 from gateway.retention.local_copies import ParkedCopy
 from gateway.retention.plan import Due
 from gateway.retention.tables import tombstones
@@ -151,9 +153,17 @@ def plan_erasure(kit: Kit, authority: str, ref: str, reference: str) -> ErasureP
             "/ . _ -; at most 64), never a name: it is kept and audited",
         )
     key = resolve_child(kit, authority, ref)
+    rule = f"erasure request {reference}"
     with kit.ledger.transaction() as conn:
         threads = _threads(conn, authority, key)
-        due = _due(conn, authority, key, threads, f"erasure request {reference}")
+        due = _due(conn, authority, key, threads, rule)
+        asked = held_queries.naming_erased(conn, authority, threads)
+        seen = {d.pk for d in due}
+        due += [
+            d
+            for d in due_where(conn, authority, held_queries.messages_naming(asked), rule)
+            if d.pk not in seen
+        ]
     parked = tuple(local_copies.parked_about(kit, authority, key))
     if not due and not threads and not parked:
         raise NotFoundError(f"child {ref} not found")

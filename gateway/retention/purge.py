@@ -7,7 +7,8 @@ child key are set to nothing (a rejected input's reasons too, they quote the
 wrong values); its status history gets an ERASED note; a tombstone records
 ids, digest, dates, parties, legal basis and the rule. Then every feature
 erases what it keeps about case threads none of whose messages is left and
-children no message refers to any more (``erasers``). One audit entry
+children no message refers to any more (``erasers``; held existence queries
+naming such a child, ``held_queries``). One audit entry
 (counts only) and one run row record it all, in the same transaction. Status
 histories and the audit chain still verify: nothing chained is touched, and
 ``cafgw audit verify`` only asks for a DISCLOSURE entry where a body is
@@ -29,7 +30,7 @@ from gateway.feature import Kit
 from gateway.ledger import audit, bodies
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import history, messages
-from gateway.retention import erasers, local_copies
+from gateway.retention import erasers, held_queries, local_copies
 from gateway.retention.local_copies import ParkedCopy
 from gateway.retention.plan import Due
 from gateway.retention.tables import retention_runs, tombstones
@@ -301,13 +302,15 @@ def erase_in(
     touched, keys = _erase_rows(conn, authority, due, run_id, started)
     done_threads = _fully_erased(conn, authority, touched) | set(threads)
     done_children = _unreferenced(conn, authority, keys | set(children))
-    state: dict[str, int] = {}
+    # Before the erasers: it reads the erased threads' existence index entries.
+    state = held_queries.erase_about(kit, conn, authority, done_threads, started, actor, run_id)
     for eraser in erasers.ERASERS:
         for what, count in eraser(conn, authority, done_threads, done_children).items():
             state[what] = state.get(what, 0) + count
     _tombstone_parked(conn, authority, parked, run_id, started)
     if also is not None:
-        state.update(also(conn))
+        for what, count in also(conn).items():
+            state[what] = state.get(what, 0) + count
     report = RunReport(
         run_id=run_id,
         authority=authority,

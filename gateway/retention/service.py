@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from gateway.errors import TransportError
 from gateway.feature import Kit
-from gateway.retention import local_copies, purge
+from gateway.retention import held_queries, local_copies, purge
 from gateway.retention.local_copies import ParkedCopy
 from gateway.retention.plan import Plan, plan
 
@@ -22,6 +22,8 @@ class RetentionPlan:
     plan: Plan
     parked: tuple[ParkedCopy, ...]
     notes: tuple[str, ...] = ()
+    held_queries: int = 0
+    """Held existence queries past ``existence_held_days`` (``held_queries``)."""
 
 
 def planned(kit: Kit, authority: str, limit: int | None = None) -> RetentionPlan:
@@ -31,13 +33,14 @@ def planned(kit: Kit, authority: str, limit: int | None = None) -> RetentionPlan
     now = kit.clock()
     with kit.ledger.transaction() as conn:
         found = plan(conn, authority, rules, kit.settings.limits, now, limit)
+        held = len(held_queries.due(kit, conn, authority, now))
     cutoff = now - timedelta(days=rules.dead_letter_days)
     try:
         parked = tuple(local_copies.parked_before(kit, authority, cutoff))
     except TransportError as exc:
         # The ledger's part does not wait for the broker; the next run looks again.
-        return RetentionPlan(found, (), (f"parked dead letters not checked: {exc}",))
-    return RetentionPlan(found, parked)
+        return RetentionPlan(found, (), (f"parked dead letters not checked: {exc}",), held)
+    return RetentionPlan(found, parked, held_queries=held)
 
 
 def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport:
@@ -58,6 +61,7 @@ def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport
         message_ids=tuple(d.message_id for d in p.due),
         more=p.more,
         notes=planned_run.notes,
+        state={held_queries.COUNT: planned_run.held_queries} if planned_run.held_queries else {},
     )
 
 
@@ -76,6 +80,7 @@ def apply(
         parked=todo.parked,
         more=todo.plan.more,
         notes=todo.notes,
+        also=lambda conn: held_queries.expire(kit, conn, authority, kit.clock(), actor),
     )
 
 

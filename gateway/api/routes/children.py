@@ -198,7 +198,11 @@ class DecisionIn(BaseModel):
 
 class DecisionOut(_Out):
     message_id: str
-    decision: str = Field(description="the decision in force: APPROVED or REFUSED")
+    decision: str = Field(
+        description="the decision in force: APPROVED or REFUSED; or, closed unanswered "
+        "before anyone decided, EXPIRED (past retention.existence_held_days) or ERASED "
+        "(the child it asks about was erased here)"
+    )
     # True when the query had been decided before (a second click, a colleague a moment
     # earlier): ``decision`` is that decision, by whom and when; nothing was done now.
     already_decided: bool = False

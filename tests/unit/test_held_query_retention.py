@@ -1,0 +1,206 @@
+"""A safeguarding existence query held for the coordinator keeps a child's keyed hashes
+and the asking approver's name, role and reason: retention and erasure reach them.
+
+Before, nothing did: a held query kept them for good, decided or not, and an erasure
+request for the child left every query about the child waiting, with its reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from policy_support import WOLVERHAMPTON, pump, settings_for, submit
+from retention_support import Clock, region
+from sqlalchemy import select
+from support.api_attacks import KACPER, Auth
+from support.gateways import config_copy
+
+from gateway.api.app import create_app
+from gateway.api.auth import ApiKeys
+from gateway.crossborder import existence_store
+from gateway.crossborder.existence_held import existence_held
+from gateway.crossborder.existence_store import existence_index
+from gateway.ledger import audit
+from gateway.ledger.bodies import HAS_BODY
+from gateway.ledger.status import Direction
+from gateway.ledger.tables import messages
+from gateway.retention import erasure, held_queries, service
+
+pytestmark = pytest.mark.timeout(120)
+
+APPROVER = "Solihull MASH manager"
+# A child Wolverhampton holds no CAF for: a query about her is no query about Kacper.
+ZOFIA = {**KACPER, "given_name": "Zofia", "upn": "A336209911002"}
+
+
+class Region:
+    """336 holds safeguarding queries for its coordinator; 334 asks about its children."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        config_copy(tmp_path, existence_safeguarding_hold=True)
+        self.clock = Clock.starting_now()
+        self.gw = region(tmp_path, self.clock, settings_for(tmp_path))
+        submit(self.gw, "336", "wolverhampton-json", WOLVERHAMPTON.read_bytes(), "ehm.json")
+        pump(self.gw)
+        keys = ApiKeys(tmp_path / "api-keys.json")
+        self.client = TestClient(create_app(self.gw, keys))
+        self.asker: Auth = {"Authorization": f"Bearer {keys.issue('334', holder='Priya')}"}
+        self.coordinator: Auth = {"Authorization": f"Bearer {keys.issue('336', holder='CAF')}"}
+
+    def ask(self, reason: str, child: dict[str, str] = KACPER) -> str:
+        body = dict(child, safeguarding_approver=APPROVER, safeguarding_reason=reason)
+        asked = self.client.post("/v1/existence-queries", json=body, headers=self.asker)
+        assert asked.status_code == 202, asked.text
+        pump(self.gw)
+        return str(asked.json()["message_id"])
+
+    def decide(self, query: str, how: str) -> Any:
+        return self.client.post(
+            f"/v1/existence-queries-held/{query}/{how}",
+            json={"by": "Ann Coordinator"},
+            headers=self.coordinator,
+        )
+
+    def waiting(self) -> list[str]:
+        found = self.client.get("/v1/existence-queries-held", headers=self.coordinator)
+        return [q["message_id"] for q in found.json()]
+
+    def row(self, query: str) -> dict[str, Any]:
+        with self.gw.ledger.transaction() as conn:
+            found = conn.execute(
+                select(existence_held).where(existence_held.c.message_id == query)
+            ).one()
+        return dict(found._mapping)
+
+    def actions(self, action: str) -> list[str | None]:
+        return [
+            e.event.message_id
+            for e in audit.entries(self.gw.ledger, "336")
+            if e.event.action == action
+        ]
+
+    def answered(self, query: str) -> Any:
+        pump(self.gw)
+        return self.client.get(f"/v1/existence-queries/{query}", headers=self.asker).json()
+
+
+def _personal(row: dict[str, Any]) -> tuple[Any, ...]:
+    return row["hashes"], row["approver"], row["approver_role"], row["reason"]
+
+
+def test_an_undecided_held_query_is_closed_unanswered_after_existence_held_days(
+    tmp_path: Path,
+) -> None:
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    assert r.row(query)["hashes"] and r.row(query)["reason"] == "sibling at risk"
+    r.clock.advance(days=29)
+    assert service.planned(r.gw, "336").held_queries == 0
+    service.apply(r.gw, "336")
+    assert r.waiting() == [query] and r.row(query)["reason"] == "sibling at risk"
+    r.clock.advance(days=2)
+    assert service.planned(r.gw, "336").held_queries == 1  # the dry run counts it
+    assert r.waiting() == [query]
+    report = service.apply(r.gw, "336")
+    assert report.state["existence_held_queries"] == 1
+    row = r.row(query)
+    assert _personal(row) == ("", None, None, None)
+    assert (row["decision"], row["decided_by"]) == ("EXPIRED", "retention job")
+    assert (row["requester"], row["message_id"]) == ("334", query)  # that it was asked stays
+    assert r.waiting() == []
+    late = r.decide(query, "approve")
+    assert late.status_code == 409, late.text
+    assert "already expired by retention job" in late.json()["detail"]
+    assert r.answered(query)["answer"] is None  # nothing was sent
+    assert r.actions("EXISTENCE_QUERY_EXPIRED") == [query]
+    assert audit.verify(r.gw.ledger) == []
+
+
+def test_a_decided_query_keeps_its_decision_and_loses_its_hashes_and_reason_after_the_period(
+    tmp_path: Path,
+) -> None:
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    r.clock.advance(days=20)
+    assert r.decide(query, "approve").status_code == 200
+    assert r.answered(query)["answer"].startswith("match=true")
+    r.clock.advance(days=20)  # 40 days since it came, 20 since the decision
+    service.apply(r.gw, "336")
+    assert r.row(query)["reason"] == "sibling at risk"
+    r.clock.advance(days=11)
+    report = service.apply(r.gw, "336")
+    assert report.state["existence_held_queries"] == 1
+    row = r.row(query)
+    assert _personal(row) == ("", None, None, None)
+    assert (row["decision"], row["decided_by"]) == ("APPROVED", "Ann Coordinator")
+    assert r.actions("EXISTENCE_QUERY_EXPIRED") == []  # it was answered, not closed
+    assert service.apply(r.gw, "336").state == {}  # scrubbed once
+
+
+def test_erasing_the_child_closes_the_queries_about_it_and_erases_them_as_received(
+    tmp_path: Path,
+) -> None:
+    r = Region(tmp_path)
+    waiting = r.ask("sibling at risk")
+    approved = r.ask("second look")
+    other = r.ask("another child", ZOFIA)
+    assert r.decide(approved, "approve").status_code == 200
+    report = erasure.erase_child(
+        r.gw,
+        "336",
+        KACPER["upn"],
+        ground=erasure.ErasureGround.OBJECTION,
+        reference="REQ-31",
+        actor="DPO",
+    )
+    assert report.state["existence_held_queries"] == 2
+    assert {waiting, approved} <= set(report.message_ids)  # the queries as received
+    assert other not in report.message_ids
+    for query, decision in ((waiting, "ERASED"), (approved, "APPROVED")):
+        row = r.row(query)
+        assert _personal(row) == ("", None, None, None), query
+        assert row["decision"] == decision
+    assert r.row(waiting)["decided_by"] == "DPO"
+    assert r.row(other)["reason"] == "another child" and r.row(other)["hashes"]
+    assert r.waiting() == [other]
+    assert r.actions("EXISTENCE_QUERY_ERASED") == [waiting]
+    with r.gw.ledger.transaction() as conn:
+        kept = {
+            row.message_id: bool(row.held)
+            for row in conn.execute(
+                select(messages.c.message_id, HAS_BODY.label("held")).where(
+                    messages.c.authority == "336",
+                    messages.c.direction == Direction.INBOUND.value,
+                    messages.c.message_id.in_([waiting, approved, other]),
+                )
+            )
+        }
+    assert kept == {other: True, waiting: False, approved: False}
+    assert audit.verify(r.gw.ledger) == []
+
+
+def test_a_purged_case_thread_leaves_the_queries_about_a_child_still_held_on_another(
+    tmp_path: Path,
+) -> None:
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    hashes = r.row(query)["hashes"].split()
+    with r.gw.ledger.transaction() as conn:
+        (thread,) = {
+            row[0]
+            for row in conn.execute(
+                select(existence_index.c.correlation_id).where(
+                    existence_index.c.authority == "336",
+                    existence_index.c.keyed_hash.in_(hashes),
+                )
+            )
+        }
+        existence_store.index_child(conn, "336", "a-later-case-of-kacper", hashes)
+        assert held_queries.erase_about(r.gw, conn, "336", [thread], r.clock(), "job", "run") == {}
+        alone = held_queries.erase_about(
+            r.gw, conn, "336", [thread, "a-later-case-of-kacper"], r.clock(), "job", "run"
+        )
+    assert alone == {"existence_held_queries": 1}
+    assert r.row(query)["decision"] == "ERASED"
