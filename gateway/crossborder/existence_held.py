@@ -166,12 +166,14 @@ def _personal() -> ColumnElement[bool]:
 
 
 def past(conn: Connection, authority: str, cutoff: datetime, limit: int) -> list[HeldQuery]:
-    """``authority``'s held queries with personal fields whose last change (the decision,
-    or the arrival while undecided) is at or before ``cutoff``; oldest first."""
+    """``authority``'s held queries, undecided or with personal fields, whose last change
+    (the decision, or the arrival while undecided) is at or before ``cutoff``; oldest
+    first."""
     last = func.coalesce(existence_held.c.decided_at, existence_held.c.received_at)
+    open_or_personal = or_(existence_held.c.decision.is_(None), _personal())
     rows = conn.execute(
         select(existence_held)
-        .where(existence_held.c.authority == authority, _personal(), last <= cutoff)
+        .where(existence_held.c.authority == authority, open_or_personal, last <= cutoff)
         .order_by(existence_held.c.id)
         .limit(limit)
     )

@@ -18,24 +18,22 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select
+from sqlalchemy import Connection, insert, or_, select
 
 from gateway.cases.tables import case_threads
 from gateway.crossborder.children import resolve_child
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.feature import Kit
 from gateway.ledger.status import DISCLOSING, HAS_LEFT
-from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
 from gateway.lifecycle.tables import recalls
 from gateway.model import ErasureGround, ErasureRequest, LegalBasis, MessageRef
 from gateway.outbox import new_envelope
 from gateway.retention import held_queries, local_copies, purge
 from gateway.retention.local_copies import ParkedCopy
-from gateway.retention.plan import Due
-from gateway.retention.tables import tombstones
+from gateway.retention.plan import Due, due_where
 
-__all__ = ["ARTICLE", "ErasureGround", "ErasurePlan", "erase_child", "plan_erasure"]
+__all__ = ["ARTICLE", "ErasureGround", "ErasurePlan", "due_where", "erase_child", "plan_erasure"]
 
 RULE_REFERENCE = "erasure.reference"
 REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/._-]{0,63}$")
@@ -87,48 +85,6 @@ def _due(conn: Connection, authority: str, key: str, threads: set[str], rule: st
     return due_where(conn, authority, about, rule)
 
 
-def due_where(conn: Connection, authority: str, which: ColumnElement[bool], rule: str) -> list[Due]:
-    """``authority``'s messages (no receipts) matching ``which`` and not yet erased, as due
-    now under ``rule``."""
-    rows = conn.execute(
-        select(messages)
-        .select_from(messages.outerjoin(tombstones, and_(tombstones.c.message_pk == messages.c.id)))
-        .where(
-            messages.c.authority == authority,
-            tombstones.c.id.is_(None),
-            messages.c.message_type != "Receipt",
-            which,
-        )
-        .order_by(messages.c.id)
-    ).all()
-    out = []
-    for r in rows:
-        m = r._mapping
-        now = as_utc(m["updated_at"])
-        out.append(
-            Due(
-                pk=int(m["id"]),
-                message_id=m["message_id"],
-                direction=m["direction"],
-                status=m["status"],
-                message_type=m["message_type"],
-                correlation_id=m["correlation_id"],
-                sender=m["sender"],
-                recipient=m["recipient"],
-                legal_basis=m["legal_basis"],
-                digest=m["digest"],
-                created_at=as_utc(m["created_at"]),
-                rule=rule,
-                days=0,
-                since="the request",
-                anchor_at=now,
-                due_at=now,
-                scrub_reasons=m["status"] == "REJECTED",
-            )
-        )
-    return out
-
-
 def _disclosed(due: list[Due], authority: str) -> dict[str, tuple[tuple[str, str], ...]]:
     sent: dict[str, list[tuple[str, str]]] = {}
     for d in due:
@@ -157,13 +113,10 @@ def plan_erasure(kit: Kit, authority: str, ref: str, reference: str) -> ErasureP
     with kit.ledger.transaction() as conn:
         threads = _threads(conn, authority, key)
         due = _due(conn, authority, key, threads, rule)
+        # Shown by a dry run; ``purge.erase_in`` finds them again when it erases.
         asked = held_queries.naming_erased(conn, authority, threads)
         seen = {d.pk for d in due}
-        due += [
-            d
-            for d in due_where(conn, authority, held_queries.messages_naming(asked), rule)
-            if d.pk not in seen
-        ]
+        due += [d for d in held_queries.received(conn, authority, asked, rule) if d.pk not in seen]
     parked = tuple(local_copies.parked_about(kit, authority, key))
     if not due and not threads and not parked:
         raise NotFoundError(f"child {ref} not found")

@@ -1,14 +1,16 @@
 """Held existence queries under retention and erasure (``crossborder.existence_held``).
 
 A safeguarding-basis query held for the coordinator keeps the keyed hashes of a
-child's identifiers and the asking approver's name, role and reason. They go:
+child's identifiers and the asking approver's name, role and reason, in its row
+and in the query as received (its ledger row's body). Both go, in the purge's
+transaction (``purge.erase_in``):
 
-- past ``retention.existence_held_days`` since the query's last change (``expire``,
-  the retention job): a query still undecided then is closed ``EXPIRED``;
-- when the child it names is no longer held here (``erase_about``: every case thread
-  that named the child erased, by a retention purge or an erasure request): a query
-  still undecided is closed ``ERASED``; an erasure request also erases the query as
-  received (``messages_naming``: its body carries the same hashes and reason).
+- past ``retention.existence_held_days`` since the query's last change (``past``,
+  planned by the retention job): a query still undecided then is closed ``EXPIRED``;
+- once the child it names is no longer held here (``naming_erased``: a case thread
+  that named the child erased, by a retention purge or an erasure request, and no
+  other thread naming any of the query's hashes left): a query still undecided is
+  closed ``ERASED``.
 
 A query closed either way is answered with nothing, as a refused one is (the
 asking authority's coordinator sees no answer), and audited; the row keeps who
@@ -18,6 +20,7 @@ asked, when, its decision and who or what made it.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Connection, and_, false, or_, select
@@ -30,64 +33,116 @@ from gateway.ledger import audit
 from gateway.ledger.status import Direction
 from gateway.ledger.tables import messages
 from gateway.model import LegalBasis
+from gateway.retention.plan import Due, due_where
 
 COUNT = "existence_held_queries"
+RULE = "existence_held_days"
 
 
-def due(kit: Kit, conn: Connection, authority: str, now: datetime) -> list[HeldQuery]:
+@dataclass(frozen=True)
+class Scrubbed:
+    """What one purge did to held queries: those past their period, those naming an
+    erased child, and their ledger rows as received, erased with them."""
+
+    expired: tuple[HeldQuery, ...] = ()
+    erased: tuple[HeldQuery, ...] = ()
+    received: tuple[Due, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        n = len(self.expired) + len(self.erased)
+        return {COUNT: n} if n else {}
+
+
+def past(kit: Kit, conn: Connection, authority: str, now: datetime) -> list[HeldQuery]:
     """``authority``'s held queries past ``existence_held_days`` (at most ``batch``)."""
     rules = kit.settings.retention
     cutoff = now - timedelta(days=rules.existence_held_days)
     return existence_held.past(conn, authority, cutoff, rules.batch)
 
 
-def expire(kit: Kit, conn: Connection, authority: str, now: datetime, actor: str) -> dict[str, int]:
-    """Scrub the held queries past their period, closing the undecided ``EXPIRED``."""
-    found = due(kit, conn, authority, now)
-    days = kit.settings.retention.existence_held_days
-    closed = existence_held.scrub(conn, authority, found, EXPIRED, actor, now)
-    _audit(
-        kit,
+def naming_erased(conn: Connection, authority: str, threads: Collection[str]) -> list[HeldQuery]:
+    """Held queries about a child no longer held here once ``threads`` are erased: they
+    name a keyed hash indexed on ``threads``, and none of theirs is indexed elsewhere
+    (a child's other case may carry fewer of its identifiers: a query naming any of
+    them is still about a child held here)."""
+    if not threads:
+        return []
+    existence_store.flush(conn)  # rows this transaction added count too
+    listed = list(threads)
+    erased = _indexed(conn, authority, existence_index.c.correlation_id.in_(listed))
+    found = existence_held.naming(conn, authority, erased)
+    if not found:
+        return []
+    named = sorted({h for q in found for h in q.hashes})
+    kept = _indexed(
         conn,
-        closed,
-        "EXISTENCE_QUERY_EXPIRED",
-        actor,
-        f"not answered: undecided for {days} days (retention.existence_held_days)",
+        authority,
+        existence_index.c.keyed_hash.in_(named),
+        existence_index.c.correlation_id.not_in(listed),
     )
-    return {COUNT: len(found)} if found else {}
+    return [q for q in found if not kept.intersection(q.hashes)]
 
 
-def erase_about(
+def received(
+    conn: Connection, authority: str, queries: Sequence[HeldQuery], rule: str
+) -> list[Due]:
+    """The ledger rows of ``queries`` as received, not yet erased, as due under ``rule``."""
+    return due_where(conn, authority, _as_received(queries), rule) if queries else []
+
+
+def scrub(
     kit: Kit,
     conn: Connection,
     authority: str,
+    *,
+    expired: Sequence[HeldQuery],
     threads: Collection[str],
     now: datetime,
     actor: str,
     run_id: str,
-) -> dict[str, int]:
-    """Scrub the held queries naming a child no longer held once ``threads`` are erased,
-    closing the undecided ``ERASED``. Before the threads' index entries go."""
-    found = naming_erased(conn, authority, threads)
-    closed = existence_held.scrub(conn, authority, found, ERASED, actor, now)
-    _audit(
-        kit,
-        conn,
-        closed,
-        "EXISTENCE_QUERY_ERASED",
-        actor,
-        f"not answered: the child it asks about was erased here (run {run_id})",
+) -> Scrubbed:
+    """Scrub ``expired`` (closing the undecided ``EXPIRED``) and the queries naming a
+    child erased with ``threads`` (closing the undecided ``ERASED``); audit those
+    closed. Before the threads' index entries go. Their rows as received are for the
+    caller to erase (``Scrubbed.received``)."""
+    gone = {q.message_id for q in expired}
+    erased = [q for q in naming_erased(conn, authority, threads) if q.message_id not in gone]
+    days = kit.settings.retention.existence_held_days
+    for queries, close_as, action, said in (
+        (
+            expired,
+            EXPIRED,
+            "EXISTENCE_QUERY_EXPIRED",
+            f"not answered: undecided for {days} days (retention.existence_held_days)",
+        ),
+        (
+            erased,
+            ERASED,
+            "EXISTENCE_QUERY_ERASED",
+            f"not answered: the child it asks about was erased here (run {run_id})",
+        ),
+    ):
+        closed = existence_held.scrub(conn, authority, queries, close_as, actor, now)
+        _audit(kit, conn, closed, action, actor, said)
+    rows = received(conn, authority, expired, RULE)
+    rows += received(
+        conn, authority, erased, f"held existence query about an erased child ({run_id})"
     )
-    return {COUNT: len(found)} if found else {}
+    return Scrubbed(tuple(expired), tuple(erased), tuple(rows))
 
 
-def naming_erased(conn: Connection, authority: str, threads: Collection[str]) -> list[HeldQuery]:
-    """Held queries naming a child whose index entries are all on ``threads``."""
-    return existence_held.naming(conn, authority, _hashes_gone(conn, authority, threads))
+def _indexed(conn: Connection, authority: str, *where: ColumnElement[bool]) -> set[str]:
+    return {
+        r[0]
+        for r in conn.execute(
+            select(existence_index.c.keyed_hash).where(
+                existence_index.c.authority == authority, *where
+            )
+        )
+    }
 
 
-def messages_naming(queries: Sequence[HeldQuery]) -> ColumnElement[bool]:
-    """The ledger rows of ``queries`` as received (for ``erasure.due_where``)."""
+def _as_received(queries: Sequence[HeldQuery]) -> ColumnElement[bool]:
     if not queries:
         return false()
     return or_(
@@ -100,37 +155,6 @@ def messages_naming(queries: Sequence[HeldQuery]) -> ColumnElement[bool]:
             for q in queries
         )
     )
-
-
-def _hashes_gone(conn: Connection, authority: str, threads: Collection[str]) -> set[str]:
-    """Keyed hashes indexed for ``threads`` that no other thread of ``authority`` holds:
-    a child kept on another case thread is still held, and so still asked about."""
-    if not threads:
-        return set()
-    existence_store.flush(conn)  # rows this transaction added count too
-    listed = list(threads)
-    hashes = {
-        r[0]
-        for r in conn.execute(
-            select(existence_index.c.keyed_hash).where(
-                existence_index.c.authority == authority,
-                existence_index.c.correlation_id.in_(listed),
-            )
-        )
-    }
-    if not hashes:
-        return set()
-    kept = {
-        r[0]
-        for r in conn.execute(
-            select(existence_index.c.keyed_hash).where(
-                existence_index.c.authority == authority,
-                existence_index.c.keyed_hash.in_(sorted(hashes)),
-                existence_index.c.correlation_id.not_in(listed),
-            )
-        )
-    }
-    return hashes - kept
 
 
 def _audit(

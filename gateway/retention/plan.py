@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import ColumnElement, Connection, and_, select
 
 from gateway.ledger.status import Status
 from gateway.ledger.store import as_utc
@@ -65,6 +65,9 @@ class Plan:
 
     def by_rule(self) -> dict[str, int]:
         return dict(sorted(Counter(d.rule for d in self.due).items()))
+
+    def pks(self) -> set[int]:
+        return {d.pk for d in self.due}
 
 
 _STATUS_RULES: dict[str, tuple[str, bool]] = {
@@ -189,3 +192,45 @@ def plan(
             if found is not None:
                 due.append(found)
     return Plan(authority, now, tuple(due[:take]), len(due) > take, states)
+
+
+def due_where(conn: Connection, authority: str, which: ColumnElement[bool], rule: str) -> list[Due]:
+    """``authority``'s messages (no receipts) matching ``which`` and not yet erased, as due
+    now under ``rule``."""
+    rows = conn.execute(
+        select(messages)
+        .select_from(messages.outerjoin(tombstones, and_(tombstones.c.message_pk == messages.c.id)))
+        .where(
+            messages.c.authority == authority,
+            tombstones.c.id.is_(None),
+            messages.c.message_type != "Receipt",
+            which,
+        )
+        .order_by(messages.c.id)
+    ).all()
+    out = []
+    for r in rows:
+        m = r._mapping
+        now = as_utc(m["updated_at"])
+        out.append(
+            Due(
+                pk=int(m["id"]),
+                message_id=m["message_id"],
+                direction=m["direction"],
+                status=m["status"],
+                message_type=m["message_type"],
+                correlation_id=m["correlation_id"],
+                sender=m["sender"],
+                recipient=m["recipient"],
+                legal_basis=m["legal_basis"],
+                digest=m["digest"],
+                created_at=as_utc(m["created_at"]),
+                rule=rule,
+                days=0,
+                since="the request",
+                anchor_at=now,
+                due_at=now,
+                scrub_reasons=m["status"] == "REJECTED",
+            )
+        )
+    return out

@@ -26,6 +26,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
+from gateway.crossborder.existence_held import HeldQuery
 from gateway.feature import Kit
 from gateway.ledger import audit, bodies
 from gateway.ledger.status import Direction, Status
@@ -243,11 +244,13 @@ def erase(
     parked: Sequence[ParkedCopy] = (),
     threads: Collection[str] = (),
     children: Collection[str] = (),
+    held: Sequence[HeldQuery] = (),
     more: bool = False,
     notes: tuple[str, ...] = (),
     also: Callable[[Connection], dict[str, int]] | None = None,
 ) -> RunReport:
-    """Erase ``due`` (and the parked copies, threads and children named) at ``authority``.
+    """Erase ``due`` (and the parked copies, threads, children and held existence
+    queries past their period named) at ``authority``.
 
     ``also`` runs in the same transaction (e.g. queueing erasure notices) and
     adds its counts to the report.
@@ -270,6 +273,7 @@ def erase(
             gone_parked=gone_parked,
             threads=threads,
             children=children,
+            held=held,
             more=more,
             notes=notes,
             also=also,
@@ -290,6 +294,7 @@ def erase_in(
     gone_parked: int = 0,
     threads: Collection[str] = (),
     children: Collection[str] = (),
+    held: Sequence[HeldQuery] = (),
     more: bool = False,
     notes: tuple[str, ...] = (),
     also: Callable[[Connection], dict[str, int]] | None = None,
@@ -302,15 +307,28 @@ def erase_in(
     touched, keys = _erase_rows(conn, authority, due, run_id, started)
     done_threads = _fully_erased(conn, authority, touched) | set(threads)
     done_children = _unreferenced(conn, authority, keys | set(children))
-    # Before the erasers: it reads the erased threads' existence index entries.
-    state = held_queries.erase_about(kit, conn, authority, done_threads, started, actor, run_id)
+    # Held existence queries before the erasers, which delete the index entries read
+    # here; their rows as received go with them.
+    scrubbed = held_queries.scrub(
+        kit,
+        conn,
+        authority,
+        expired=held,
+        threads=done_threads,
+        now=started,
+        actor=actor,
+        run_id=run_id,
+    )
+    if scrubbed.received:
+        _erase_rows(conn, authority, scrubbed.received, run_id, started)
+        due = [*due, *scrubbed.received]
+    state = scrubbed.counts()
     for eraser in erasers.ERASERS:
         for what, count in eraser(conn, authority, done_threads, done_children).items():
             state[what] = state.get(what, 0) + count
     _tombstone_parked(conn, authority, parked, run_id, started)
     if also is not None:
-        for what, count in also(conn).items():
-            state[what] = state.get(what, 0) + count
+        state.update(also(conn))
     report = RunReport(
         run_id=run_id,
         authority=authority,

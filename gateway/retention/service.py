@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gateway.crossborder.existence_held import HeldQuery
 from gateway.errors import TransportError
 from gateway.feature import Kit
 from gateway.retention import held_queries, local_copies, purge
 from gateway.retention.local_copies import ParkedCopy
-from gateway.retention.plan import Plan, plan
+from gateway.retention.plan import Due, Plan, plan
 
 JOB_ACTOR = "retention job"
 BASIS = "UK GDPR Art 5(1)(e) storage limitation: retention period passed (config/retention.yaml)"
@@ -22,8 +23,10 @@ class RetentionPlan:
     plan: Plan
     parked: tuple[ParkedCopy, ...]
     notes: tuple[str, ...] = ()
-    held_queries: int = 0
+    held: tuple[HeldQuery, ...] = ()
     """Held existence queries past ``existence_held_days`` (``held_queries``)."""
+    held_received: tuple[Due, ...] = ()
+    """Their ledger rows as received, erased with them."""
 
 
 def planned(kit: Kit, authority: str, limit: int | None = None) -> RetentionPlan:
@@ -33,19 +36,27 @@ def planned(kit: Kit, authority: str, limit: int | None = None) -> RetentionPlan
     now = kit.clock()
     with kit.ledger.transaction() as conn:
         found = plan(conn, authority, rules, kit.settings.limits, now, limit)
-        held = len(held_queries.due(kit, conn, authority, now))
+        held = tuple(held_queries.past(kit, conn, authority, now))
+        rows = held_queries.received(conn, authority, held, held_queries.RULE)
+    rows = [d for d in rows if d.pk not in found.pks()]
     cutoff = now - timedelta(days=rules.dead_letter_days)
+    parked: tuple[ParkedCopy, ...] = ()
+    notes: tuple[str, ...] = ()
     try:
         parked = tuple(local_copies.parked_before(kit, authority, cutoff))
     except TransportError as exc:
         # The ledger's part does not wait for the broker; the next run looks again.
-        return RetentionPlan(found, (), (f"parked dead letters not checked: {exc}",), held)
-    return RetentionPlan(found, parked, held_queries=held)
+        notes = (f"parked dead letters not checked: {exc}",)
+    return RetentionPlan(found, parked, notes, held, tuple(rows))
 
 
 def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport:
     """The report ``apply`` would give, without erasing anything."""
     p = planned_run.plan
+    due = (*p.due, *planned_run.held_received)
+    by_rule = p.by_rule()
+    if planned_run.held_received:
+        by_rule[held_queries.RULE] = len(planned_run.held_received)
     return purge.RunReport(
         run_id="(dry run)",
         authority=p.authority,
@@ -55,13 +66,13 @@ def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport
         dry_run=True,
         started_at=started,
         finished_at=started,
-        messages=len(p.due),
-        by_rule=p.by_rule(),
+        messages=len(due),
+        by_rule=dict(sorted(by_rule.items())),
         parked=len(planned_run.parked),
-        message_ids=tuple(d.message_id for d in p.due),
+        message_ids=tuple(d.message_id for d in due),
         more=p.more,
         notes=planned_run.notes,
-        state={held_queries.COUNT: planned_run.held_queries} if planned_run.held_queries else {},
+        state={held_queries.COUNT: len(planned_run.held)} if planned_run.held else {},
     )
 
 
@@ -78,9 +89,9 @@ def apply(
         actor=actor,
         basis=BASIS,
         parked=todo.parked,
+        held=todo.held,
         more=todo.plan.more,
         notes=todo.notes,
-        also=lambda conn: held_queries.expire(kit, conn, authority, kit.clock(), actor),
     )
 
 

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from policy_support import WOLVERHAMPTON, pump, settings_for, submit
-from retention_support import Clock, region
+from retention_support import Clock, region, retention_yaml
 from sqlalchemy import select
 from support.api_attacks import KACPER, Auth
 from support.gateways import config_copy
 
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
-from gateway.crossborder import existence_store
-from gateway.crossborder.existence_held import existence_held
+from gateway.crossborder import existence_held, existence_store
+from gateway.crossborder.existence_held import HeldQuery
 from gateway.crossborder.existence_store import existence_index
 from gateway.ledger import audit
 from gateway.ledger.bodies import HAS_BODY
@@ -70,7 +70,9 @@ class Region:
     def row(self, query: str) -> dict[str, Any]:
         with self.gw.ledger.transaction() as conn:
             found = conn.execute(
-                select(existence_held).where(existence_held.c.message_id == query)
+                select(existence_held.existence_held).where(
+                    existence_held.existence_held.c.message_id == query
+                )
             ).one()
         return dict(found._mapping)
 
@@ -85,6 +87,20 @@ class Region:
         pump(self.gw)
         return self.client.get(f"/v1/existence-queries/{query}", headers=self.asker).json()
 
+    def bodies(self, *queries: str) -> dict[str, bool]:
+        """Whether each query's ledger row as received still holds its body."""
+        with self.gw.ledger.transaction() as conn:
+            return {
+                row.message_id: bool(row.held)
+                for row in conn.execute(
+                    select(messages.c.message_id, HAS_BODY.label("held")).where(
+                        messages.c.authority == "336",
+                        messages.c.direction == Direction.INBOUND.value,
+                        messages.c.message_id.in_(queries),
+                    )
+                )
+            }
+
 
 def _personal(row: dict[str, Any]) -> tuple[Any, ...]:
     return row["hashes"], row["approver"], row["approver_role"], row["reason"]
@@ -97,11 +113,12 @@ def test_an_undecided_held_query_is_closed_unanswered_after_existence_held_days(
     query = r.ask("sibling at risk")
     assert r.row(query)["hashes"] and r.row(query)["reason"] == "sibling at risk"
     r.clock.advance(days=29)
-    assert service.planned(r.gw, "336").held_queries == 0
+    assert service.planned(r.gw, "336").held == ()
     service.apply(r.gw, "336")
     assert r.waiting() == [query] and r.row(query)["reason"] == "sibling at risk"
     r.clock.advance(days=2)
-    assert service.planned(r.gw, "336").held_queries == 1  # the dry run counts it
+    dry = service.dry_report(service.planned(r.gw, "336"), r.clock())
+    assert dry.state == {"existence_held_queries": 1} and dry.message_ids == (query,)
     assert r.waiting() == [query]
     report = service.apply(r.gw, "336")
     assert report.state["existence_held_queries"] == 1
@@ -115,6 +132,8 @@ def test_an_undecided_held_query_is_closed_unanswered_after_existence_held_days(
     assert "already expired by retention job" in late.json()["detail"]
     assert r.answered(query)["answer"] is None  # nothing was sent
     assert r.actions("EXISTENCE_QUERY_EXPIRED") == [query]
+    assert r.bodies(query) == {query: False}  # the query as received went with it
+    assert query in report.message_ids and report.by_rule == {"existence_held_days": 1}
     assert audit.verify(r.gw.ledger) == []
 
 
@@ -136,6 +155,7 @@ def test_a_decided_query_keeps_its_decision_and_loses_its_hashes_and_reason_afte
     assert _personal(row) == ("", None, None, None)
     assert (row["decision"], row["decided_by"]) == ("APPROVED", "Ann Coordinator")
     assert r.actions("EXISTENCE_QUERY_EXPIRED") == []  # it was answered, not closed
+    assert r.bodies(query) == {query: False}
     assert service.apply(r.gw, "336").state == {}  # scrubbed once
 
 
@@ -147,6 +167,9 @@ def test_erasing_the_child_closes_the_queries_about_it_and_erases_them_as_receiv
     approved = r.ask("second look")
     other = r.ask("another child", ZOFIA)
     assert r.decide(approved, "approve").status_code == 200
+    dry = erasure.plan_erasure(r.gw, "336", KACPER["upn"], "REQ-31")
+    assert {waiting, approved} <= {d.message_id for d in dry.due}  # a dry run shows them
+    assert other not in {d.message_id for d in dry.due}
     report = erasure.erase_child(
         r.gw,
         "336",
@@ -166,27 +189,19 @@ def test_erasing_the_child_closes_the_queries_about_it_and_erases_them_as_receiv
     assert r.row(other)["reason"] == "another child" and r.row(other)["hashes"]
     assert r.waiting() == [other]
     assert r.actions("EXISTENCE_QUERY_ERASED") == [waiting]
-    with r.gw.ledger.transaction() as conn:
-        kept = {
-            row.message_id: bool(row.held)
-            for row in conn.execute(
-                select(messages.c.message_id, HAS_BODY.label("held")).where(
-                    messages.c.authority == "336",
-                    messages.c.direction == Direction.INBOUND.value,
-                    messages.c.message_id.in_([waiting, approved, other]),
-                )
-            )
-        }
-    assert kept == {other: True, waiting: False, approved: False}
+    assert r.bodies(waiting, approved, other) == {other: True, waiting: False, approved: False}
     assert audit.verify(r.gw.ledger) == []
 
 
-def test_a_purged_case_thread_leaves_the_queries_about_a_child_still_held_on_another(
+def test_a_query_naming_a_child_still_held_on_another_case_is_left_waiting(
     tmp_path: Path,
 ) -> None:
+    """Another case of the child may carry fewer of its identifiers: a query naming any
+    identifier still indexed is about a child held here, whatever the erased case had."""
     r = Region(tmp_path)
     query = r.ask("sibling at risk")
     hashes = r.row(query)["hashes"].split()
+    assert len(hashes) > 1
     with r.gw.ledger.transaction() as conn:
         (thread,) = {
             row[0]
@@ -197,10 +212,57 @@ def test_a_purged_case_thread_leaves_the_queries_about_a_child_still_held_on_ano
                 )
             )
         }
-        existence_store.index_child(conn, "336", "a-later-case-of-kacper", hashes)
-        assert held_queries.erase_about(r.gw, conn, "336", [thread], r.clock(), "job", "run") == {}
-        alone = held_queries.erase_about(
-            r.gw, conn, "336", [thread, "a-later-case-of-kacper"], r.clock(), "job", "run"
-        )
-    assert alone == {"existence_held_queries": 1}
-    assert r.row(query)["decision"] == "ERASED"
+        existence_store.index_child(conn, "336", "a-later-case-of-kacper", hashes[-1:])
+        assert held_queries.naming_erased(conn, "336", [thread]) == []
+        both = held_queries.naming_erased(conn, "336", [thread, "a-later-case-of-kacper"])
+    assert [q.message_id for q in both] == [query]
+
+
+def test_purging_the_childs_last_case_closes_the_queries_about_it(tmp_path: Path) -> None:
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    periods = {state: {"default": 10} for state in ("CLOSED", "OPEN", "SUBMITTED", "DRAFT")}
+    settings = retention_yaml(
+        r.gw.settings,
+        case_records={**periods, "UNKNOWN": {"default": 10}},
+        existence_held_days=400,
+    )
+    r.gw = region(tmp_path / "again", r.clock, settings)  # the same ledger, these periods
+    r.clock.advance(days=11)
+    report = service.apply(r.gw, "336")
+    assert report.state["existence_held_queries"] == 1
+    assert (r.row(query)["decision"], r.row(query)["hashes"]) == ("ERASED", "")
+    assert r.actions("EXISTENCE_QUERY_ERASED") == [query]
+    assert r.bodies(query) == {query: False}
+
+
+def test_a_decision_taken_after_the_query_was_read_stands_when_it_is_scrubbed(
+    tmp_path: Path,
+) -> None:
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    with r.gw.ledger.transaction() as conn:
+        (read,) = existence_held.waiting(conn, "336")
+    assert r.decide(query, "refuse").status_code == 200
+    with r.gw.ledger.transaction() as conn:
+        closed = existence_held.scrub(conn, "336", [read], "EXPIRED", "retention job", r.clock())
+    assert closed == []
+    row = r.row(query)
+    assert (row["decision"], row["decided_by"], row["reason"]) == (
+        "REFUSED",
+        "Ann Coordinator",
+        None,
+    )
+
+
+def test_an_undecided_query_without_personal_fields_is_closed_at_its_period(
+    tmp_path: Path,
+) -> None:
+    r = Region(tmp_path)
+    bare = HeldQuery("336", "bare-query", "334", "c-1", None, None, None, None, (), r.clock())
+    with r.gw.ledger.transaction() as conn:
+        existence_held.hold(conn, bare)
+    r.clock.advance(days=31)
+    assert service.apply(r.gw, "336").state == {"existence_held_queries": 1}
+    assert r.row("bare-query")["decision"] == "EXPIRED"
+    assert service.apply(r.gw, "336").state == {}
