@@ -295,12 +295,18 @@ def erase_in(
     threads: Collection[str] = (),
     children: Collection[str] = (),
     held: Sequence[HeldQuery] = (),
+    held_about_erased: bool = True,
     more: bool = False,
     notes: tuple[str, ...] = (),
     also: Callable[[Connection], dict[str, int]] | None = None,
 ) -> RunReport:
     """The ledger's part of ``erase``, in the caller's transaction (e.g. while a received
-    erasure request is recorded); ``finish`` it once that transaction committed."""
+    erasure request is recorded); ``finish`` it once that transaction committed.
+
+    ``held_about_erased``: also scrub the held existence queries about a child no
+    longer held here once this run's threads are gone. Not for a received erasure
+    request: its sender may erase what it sent, never another authority's query (the
+    coordinator still decides it, and would answer no match)."""
     run_id = str(uuid.uuid4())
     started = kit.clock()
     withdrawn = _withdraw(kit, conn, authority, due, basis)
@@ -314,7 +320,7 @@ def erase_in(
         conn,
         authority,
         expired=held,
-        threads=done_threads,
+        threads=done_threads if held_about_erased else (),
         now=started,
         actor=actor,
         run_id=run_id,

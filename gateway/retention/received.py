@@ -87,6 +87,7 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
                 actor=f"erasure request from {msg.sender}",
                 basis=f"{erasure.ARTICLE[body.ground]}; request {body.request_ref} "
                 f"from {msg.sender}",
+                held_about_erased=False,
                 also=lambda c: _pass_on(ctx, c, authority, forwards, body, msg.sender),
             )
             done = report

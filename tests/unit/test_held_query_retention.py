@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from policy_support import WOLVERHAMPTON, pump, settings_for, submit
-from retention_support import Clock, region, retention_yaml
+from retention_support import Clock, dudley_shared, region, retention_yaml
 from sqlalchemy import select
 from support.api_attacks import KACPER, Auth
 from support.gateways import config_copy
@@ -27,22 +27,33 @@ from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction
 from gateway.ledger.tables import messages
 from gateway.retention import erasure, held_queries, service
+from gateway.retention.tables import tombstones
 
 pytestmark = pytest.mark.timeout(120)
 
 APPROVER = "Solihull MASH manager"
 # A child Wolverhampton holds no CAF for: a query about her is no query about Kacper.
 ZOFIA = {**KACPER, "given_name": "Zofia", "upn": "A336209911002"}
+SIOBHAN = {
+    "recipient": "336",
+    "given_name": "Siobhán",
+    "family_name": "O’Neill",
+    "date_of_birth": "2014-03-14",
+    "upn": "J332412014017",
+}
 
 
 class Region:
     """336 holds safeguarding queries for its coordinator; 334 asks about its children."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *, from_dudley: bool = False) -> None:
         config_copy(tmp_path, existence_safeguarding_hold=True)
         self.clock = Clock.starting_now()
         self.gw = region(tmp_path, self.clock, settings_for(tmp_path))
-        submit(self.gw, "336", "wolverhampton-json", WOLVERHAMPTON.read_bytes(), "ehm.json")
+        if from_dudley:  # 336 holds what Dudley shared with it, Siobhán's record among them
+            dudley_shared(self.gw)
+        else:
+            submit(self.gw, "336", "wolverhampton-json", WOLVERHAMPTON.read_bytes(), "ehm.json")
         pump(self.gw)
         keys = ApiKeys(tmp_path / "api-keys.json")
         self.client = TestClient(create_app(self.gw, keys))
@@ -266,3 +277,33 @@ def test_an_undecided_query_without_personal_fields_is_closed_at_its_period(
     assert service.apply(r.gw, "336").state == {"existence_held_queries": 1}
     assert r.row("bare-query")["decision"] == "EXPIRED"
     assert service.apply(r.gw, "336").state == {}
+
+
+def test_an_erasure_request_from_another_authority_leaves_the_queries_held_here_waiting(
+    tmp_path: Path,
+) -> None:
+    """Dudley's request erases the copies Dudley sent, and nothing another authority
+    sent: Solihull's query about the child stays for Wolverhampton's coordinator (who
+    would now answer no match), with its row as received."""
+    r = Region(tmp_path, from_dudley=True)
+    query = r.ask("sibling at risk", SIOBHAN)
+    erasure.erase_child(
+        r.gw,
+        "332",
+        SIOBHAN["upn"],
+        ground=erasure.ErasureGround.OBJECTION,
+        reference="DPO/2026/140",
+        actor="DPO",
+    )
+    pump(r.gw)
+    with r.gw.ledger.transaction() as conn:
+        erased_at_336 = conn.execute(
+            select(tombstones.c.message_id).where(
+                tombstones.c.authority == "336", tombstones.c.sender == "332"
+            )
+        ).all()
+    assert erased_at_336  # Dudley's copies went
+    assert r.waiting() == [query]
+    assert r.row(query)["reason"] == "sibling at risk" and r.row(query)["hashes"]
+    assert r.bodies(query) == {query: True}
+    assert r.actions("EXISTENCE_QUERY_ERASED") == []
