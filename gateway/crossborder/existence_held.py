@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     func,
     insert,
     or_,
@@ -38,7 +39,9 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 
 from gateway.crossborder.tables import metadata
+from gateway.ledger.status import Direction
 from gateway.ledger.store import as_utc
+from gateway.ledger.tables import messages
 
 existence_held = Table(
     "existence_held",
@@ -63,7 +66,8 @@ existence_held = Table(
 EXPIRED = "EXPIRED"
 """Closed unanswered by the retention job: undecided for ``existence_held_days``."""
 ERASED = "ERASED"
-"""Closed unanswered: the child it asks about was erased here."""
+"""Closed unanswered: the child it asks about, or the query as received, was erased
+here."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,35 @@ def past(conn: Connection, authority: str, cutoff: datetime, limit: int) -> list
         .limit(limit)
     )
     return [_of(r) for r in rows]
+
+
+def received_as(conn: Connection, authority: str, pks: Collection[int]) -> list[HeldQuery]:
+    """``authority``'s held queries, undecided or with personal fields, whose ledger row
+    as received is one of ``pks``."""
+    wanted = sorted(pks)
+    if not wanted:
+        return []
+    c = existence_held.c
+    as_received = and_(
+        messages.c.authority == c.authority,
+        messages.c.direction == Direction.INBOUND.value,
+        messages.c.sender == c.requester,
+        messages.c.message_id == c.message_id,
+    )
+    found: list[HeldQuery] = []
+    for start in range(0, len(wanted), 500):
+        rows = conn.execute(
+            select(existence_held)
+            .join(messages, as_received)
+            .where(
+                c.authority == authority,
+                or_(c.decision.is_(None), _personal()),
+                messages.c.id.in_(wanted[start : start + 500]),
+            )
+            .order_by(c.id)
+        )
+        found += [_of(r) for r in rows]
+    return found
 
 
 def naming(conn: Connection, authority: str, hashes: Collection[str]) -> list[HeldQuery]:

@@ -9,8 +9,9 @@ transaction (``purge.erase_in``):
   planned by the retention job): a query still undecided then is closed ``EXPIRED``;
 - once the child it names is no longer held here (``naming_erased``: a case thread
   that named the child erased, by a retention purge or an erasure request, and no
-  other thread naming any of the query's hashes left): a query still undecided is
-  closed ``ERASED``.
+  other thread naming any of the query's hashes left), or once the query as
+  received is erased (its sender's own erasure request named it): a query still
+  undecided is closed ``ERASED``.
 
 A query closed either way is answered with nothing, as a refused one is (the
 asking authority's coordinator sees no answer), and audited; the row keeps who
@@ -37,6 +38,7 @@ from gateway.retention.plan import Due, due_where
 
 COUNT = "existence_held_queries"
 RULE = "existence_held_days"
+ERASED_CHILD_RULE = "existence query about an erased child"
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,12 @@ class Scrubbed:
     expired: tuple[HeldQuery, ...] = ()
     erased: tuple[HeldQuery, ...] = ()
     received: tuple[Due, ...] = ()
+    """The rows as received of ``expired`` and ``erased`` not yet erased."""
+    withdrawn: tuple[HeldQuery, ...] = ()
+    """Those whose row as received this purge erased already."""
 
     def counts(self) -> dict[str, int]:
-        n = len(self.expired) + len(self.erased)
+        n = len(self.expired) + len(self.erased) + len(self.withdrawn)
         return {COUNT: n} if n else {}
 
 
@@ -97,16 +102,22 @@ def scrub(
     *,
     expired: Sequence[HeldQuery],
     threads: Collection[str],
+    rows: Collection[int],
     now: datetime,
     actor: str,
     run_id: str,
 ) -> Scrubbed:
-    """Scrub ``expired`` (closing the undecided ``EXPIRED``) and the queries naming a
-    child erased with ``threads`` (closing the undecided ``ERASED``); audit those
-    closed. Before the threads' index entries go. Their rows as received are for the
-    caller to erase (``Scrubbed.received``)."""
+    """Scrub ``expired`` (closing the undecided ``EXPIRED``), the queries naming a child
+    erased with ``threads``, and those whose row as received is one of ``rows`` (erased
+    by this purge), closing the undecided ``ERASED``; audit those closed. Before the
+    threads' index entries go. The rows as received not yet erased are for the caller
+    to erase (``Scrubbed.received``)."""
     gone = {q.message_id for q in expired}
     erased = [q for q in naming_erased(conn, authority, threads) if q.message_id not in gone]
+    gone.update(q.message_id for q in erased)
+    withdrawn = [
+        q for q in existence_held.received_as(conn, authority, rows) if q.message_id not in gone
+    ]
     days = kit.settings.retention.existence_held_days
     for queries, close_as, action, said in (
         (
@@ -121,14 +132,18 @@ def scrub(
             "EXISTENCE_QUERY_ERASED",
             f"not answered: the child it asks about was erased here (run {run_id})",
         ),
+        (
+            withdrawn,
+            ERASED,
+            "EXISTENCE_QUERY_ERASED",
+            f"not answered: the query as received was erased here (run {run_id})",
+        ),
     ):
         closed = existence_held.scrub(conn, authority, queries, close_as, actor, now)
         _audit(kit, conn, closed, action, actor, said)
-    rows = received(conn, authority, expired, RULE)
-    rows += received(
-        conn, authority, erased, f"held existence query about an erased child ({run_id})"
-    )
-    return Scrubbed(tuple(expired), tuple(erased), tuple(rows))
+    due = received(conn, authority, expired, RULE)
+    due += received(conn, authority, erased, ERASED_CHILD_RULE)
+    return Scrubbed(tuple(expired), tuple(erased), tuple(due), tuple(withdrawn))
 
 
 def _indexed(conn: Connection, authority: str, *where: ColumnElement[bool]) -> set[str]:

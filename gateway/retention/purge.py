@@ -63,6 +63,9 @@ class RunReport:
     message_ids: tuple[str, ...] = ()
     more: bool = False
     notes: tuple[str, ...] = ()
+    held_received: tuple[Due, ...] = field(default=(), repr=False)
+    """Rows as received of held existence queries, erased with them (``finish`` takes
+    back their drop files as it does the rest's)."""
 
     def summary(self) -> dict[str, object]:
         return {
@@ -312,22 +315,27 @@ def erase_in(
     withdrawn = _withdraw(kit, conn, authority, due, basis)
     touched, keys = _erase_rows(conn, authority, due, run_id, started)
     done_threads = _fully_erased(conn, authority, touched) | set(threads)
-    done_children = _unreferenced(conn, authority, keys | set(children))
     # Held existence queries before the erasers, which delete the index entries read
-    # here; their rows as received go with them.
+    # here; their rows as received go with them, as the rest did.
     scrubbed = held_queries.scrub(
         kit,
         conn,
         authority,
         expired=held,
         threads=done_threads if held_about_erased else (),
+        rows=[d.pk for d in due],
         now=started,
         actor=actor,
         run_id=run_id,
     )
-    if scrubbed.received:
-        _erase_rows(conn, authority, scrubbed.received, run_id, started)
-        due = [*due, *scrubbed.received]
+    asked = scrubbed.received
+    if asked:
+        withdrawn += _withdraw(kit, conn, authority, asked, basis)
+        more_touched, more_keys = _erase_rows(conn, authority, asked, run_id, started)
+        done_threads |= _fully_erased(conn, authority, more_touched)
+        keys |= more_keys
+        due = [*due, *asked]
+    done_children = _unreferenced(conn, authority, keys | set(children))
     state = scrubbed.counts()
     for eraser in erasers.ERASERS:
         for what, count in eraser(conn, authority, done_threads, done_children).items():
@@ -352,6 +360,7 @@ def erase_in(
         message_ids=tuple(d.message_id for d in due),
         more=more,
         notes=notes,
+        held_received=asked,
     )
     if due or gone_parked or any(state.values()):
         _record(kit, conn, report)
@@ -370,7 +379,7 @@ def finish(kit: Kit, report: RunReport, due: Sequence[Due]) -> RunReport:
         # message that holds the id (another sender's, whose row may not be due).
         [
             d.message_id
-            for d in due
+            for d in (*due, *report.held_received)
             if d.direction == Direction.INBOUND.value and d.status != Status.QUARANTINED.value
         ],
     )

@@ -11,14 +11,17 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from local_systems import with_connector
 from policy_support import WOLVERHAMPTON, pump, settings_for, submit
-from retention_support import Clock, dudley_shared, region, retention_yaml
+from retention_support import Clock, dudley_shared, found_in, region, retention_yaml
 from sqlalchemy import select
 from support.api_attacks import KACPER, Auth
 from support.gateways import config_copy
 
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
+from gateway.cases.tables import case_log
+from gateway.connectors import handover
 from gateway.crossborder import existence_held, existence_store
 from gateway.crossborder.existence_held import HeldQuery
 from gateway.crossborder.existence_store import existence_index
@@ -46,10 +49,15 @@ SIOBHAN = {
 class Region:
     """336 holds safeguarding queries for its coordinator; 334 asks about its children."""
 
-    def __init__(self, tmp_path: Path, *, from_dudley: bool = False) -> None:
+    def __init__(
+        self, tmp_path: Path, *, from_dudley: bool = False, drop: Path | None = None
+    ) -> None:
         config_copy(tmp_path, existence_safeguarding_hold=True)
         self.clock = Clock.starting_now()
-        self.gw = region(tmp_path, self.clock, settings_for(tmp_path))
+        settings = settings_for(tmp_path)
+        if drop is not None:  # 336's local system takes files from ``drop``
+            settings = with_connector(settings, "336", kind="file", directory=str(drop))
+        self.gw = region(tmp_path, self.clock, settings)
         if from_dudley:  # 336 holds what Dudley shared with it, Siobhán's record among them
             dudley_shared(self.gw)
         else:
@@ -98,6 +106,31 @@ class Region:
         pump(self.gw)
         return self.client.get(f"/v1/existence-queries/{query}", headers=self.asker).json()
 
+    def status(self, query: str) -> str:
+        """The status of the query's ledger row as received (in 336's inbox)."""
+        with self.gw.ledger.transaction() as conn:
+            return str(
+                conn.execute(
+                    select(messages.c.status).where(
+                        messages.c.authority == "336",
+                        messages.c.direction == Direction.INBOUND.value,
+                        messages.c.message_id == query,
+                    )
+                ).scalar_one()
+            )
+
+    def logged(self, query: str) -> int:
+        """Lines of 336's case log on the query's thread."""
+        thread = self.row(query)["correlation_id"]
+        with self.gw.ledger.transaction() as conn:
+            return len(
+                conn.execute(
+                    select(case_log.c.id).where(
+                        case_log.c.authority == "336", case_log.c.correlation_id == thread
+                    )
+                ).all()
+            )
+
     def bodies(self, *queries: str) -> dict[str, bool]:
         """Whether each query's ledger row as received still holds its body."""
         with self.gw.ledger.transaction() as conn:
@@ -127,6 +160,7 @@ def test_an_undecided_held_query_is_closed_unanswered_after_existence_held_days(
     assert service.planned(r.gw, "336").held == ()
     service.apply(r.gw, "336")
     assert r.waiting() == [query] and r.row(query)["reason"] == "sibling at risk"
+    assert r.status(query) == "VERIFIED" and r.logged(query) > 0  # in the inbox, logged
     r.clock.advance(days=2)
     dry = service.dry_report(service.planned(r.gw, "336"), r.clock())
     assert dry.state == {"existence_held_queries": 1} and dry.message_ids == (query,)
@@ -144,6 +178,8 @@ def test_an_undecided_held_query_is_closed_unanswered_after_existence_held_days(
     assert r.answered(query)["answer"] is None  # nothing was sent
     assert r.actions("EXISTENCE_QUERY_EXPIRED") == [query]
     assert r.bodies(query) == {query: False}  # the query as received went with it
+    assert r.status(query) == "WITHDRAWN" and report.withdrawn == 1  # never served empty
+    assert r.logged(query) == 0  # its thread's log went with it
     assert query in report.message_ids and report.by_rule == {"existence_held_days": 1}
     assert audit.verify(r.gw.ledger) == []
 
@@ -229,21 +265,27 @@ def test_a_query_naming_a_child_still_held_on_another_case_is_left_waiting(
     assert [q.message_id for q in both] == [query]
 
 
-def test_purging_the_childs_last_case_closes_the_queries_about_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("held_days", "closed_as"), [(400, "ERASED"), (10, "EXPIRED")])
+def test_purging_the_childs_last_case_closes_the_queries_about_it_once(
+    tmp_path: Path, held_days: int, closed_as: str
+) -> None:
     r = Region(tmp_path)
     query = r.ask("sibling at risk")
     periods = {state: {"default": 10} for state in ("CLOSED", "OPEN", "SUBMITTED", "DRAFT")}
     settings = retention_yaml(
         r.gw.settings,
         case_records={**periods, "UNKNOWN": {"default": 10}},
-        existence_held_days=400,
+        existence_held_days=held_days,
     )
     r.gw = region(tmp_path / "again", r.clock, settings)  # the same ledger, these periods
     r.clock.advance(days=11)
+    dry = service.dry_report(service.planned(r.gw, "336"), r.clock())
+    assert dry.message_ids.count(query) == 1
     report = service.apply(r.gw, "336")
     assert report.state["existence_held_queries"] == 1
-    assert (r.row(query)["decision"], r.row(query)["hashes"]) == ("ERASED", "")
-    assert r.actions("EXISTENCE_QUERY_ERASED") == [query]
+    assert report.message_ids.count(query) == 1
+    assert (r.row(query)["decision"], r.row(query)["hashes"]) == (closed_as, "")
+    assert r.actions(f"EXISTENCE_QUERY_{closed_as}") == [query]
     assert r.bodies(query) == {query: False}
 
 
@@ -307,3 +349,41 @@ def test_an_erasure_request_from_another_authority_leaves_the_queries_held_here_
     assert r.row(query)["reason"] == "sibling at risk" and r.row(query)["hashes"]
     assert r.bodies(query) == {query: True}
     assert r.actions("EXISTENCE_QUERY_ERASED") == []
+
+
+def test_the_askers_own_erasure_request_naming_its_query_closes_it_here(tmp_path: Path) -> None:
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    digest = r.row(query)["digest"]
+    with r.gw.ledger.transaction() as conn:
+        erasure.queue_notices(
+            r.gw,
+            conn,
+            "334",
+            {"336": ((query, digest),)},
+            erasure.ErasureGround.OBJECTION,
+            "DPO/2026/141",
+            "DPO",
+        )
+    pump(r.gw)
+    row = r.row(query)
+    assert (row["decision"], _personal(row)) == ("ERASED", ("", None, None, None))
+    assert r.waiting() == []
+    assert r.bodies(query) == {query: False}
+    assert r.actions("EXISTENCE_QUERY_ERASED") == [query]
+
+
+def test_an_expired_query_dropped_for_the_local_system_and_not_taken_is_taken_back(
+    tmp_path: Path,
+) -> None:
+    drop = tmp_path / "drop-336"
+    drop.mkdir()
+    r = Region(tmp_path, drop=drop)
+    query = r.ask("sibling at risk")
+    handover.deliver_pending(r.gw)
+    assert found_in(drop, ("sibling at risk",))  # the query as received, in a file
+    r.clock.advance(days=31)
+    report = service.apply(r.gw, "336")
+    assert report.state["existence_held_queries"] == 1
+    assert report.local_files >= 1 and found_in(drop, ("sibling at risk",)) == {}
+    assert r.status(query) == "WITHDRAWN"
