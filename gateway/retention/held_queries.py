@@ -10,8 +10,8 @@ transaction (``purge.erase_in``):
 - once the child it names is no longer held here (``naming_erased``: a case thread
   that named the child erased, by a retention purge or an erasure request, and no
   other thread naming any of the query's hashes left), or once the query as
-  received is erased (its sender's own erasure request named it): a query still
-  undecided is closed ``ERASED``.
+  received is erased by any purge (a rule of its own, its sender's erasure request):
+  a query still undecided is closed ``ERASED``.
 
 A query closed either way is answered with nothing, as a refused one is (the
 asking authority's coordinator sees no answer), and audited; the row keeps who
@@ -52,10 +52,6 @@ class Scrubbed:
     """The rows as received of ``expired`` and ``erased`` not yet erased."""
     withdrawn: tuple[HeldQuery, ...] = ()
     """Those whose row as received this purge erased already."""
-
-    def counts(self) -> dict[str, int]:
-        n = len(self.expired) + len(self.erased) + len(self.withdrawn)
-        return {COUNT: n} if n else {}
 
 
 def past(kit: Kit, conn: Connection, authority: str, now: datetime) -> list[HeldQuery]:

@@ -317,26 +317,23 @@ def erase_in(
     done_threads = _fully_erased(conn, authority, touched) | set(threads)
     # Held existence queries before the erasers, which delete the index entries read
     # here; their rows as received go with them, as the rest did.
-    scrubbed = held_queries.scrub(
+    asked = _held_queries(
         kit,
         conn,
         authority,
-        expired=held,
-        threads=done_threads if held_about_erased else (),
+        held=held,
+        threads=done_threads if held_about_erased else None,
         rows=[d.pk for d in due],
-        now=started,
+        basis=basis,
         actor=actor,
         run_id=run_id,
+        now=started,
     )
-    asked = scrubbed.received
-    if asked:
-        withdrawn += _withdraw(kit, conn, authority, asked, basis)
-        more_touched, more_keys = _erase_rows(conn, authority, asked, run_id, started)
-        done_threads |= _fully_erased(conn, authority, more_touched)
-        keys |= more_keys
-        due = [*due, *asked]
+    withdrawn += asked.withdrawn
+    done_threads |= asked.threads
+    due = [*due, *asked.rows]
     done_children = _unreferenced(conn, authority, keys | set(children))
-    state = scrubbed.counts()
+    state = {held_queries.COUNT: asked.queries} if asked.queries else {}
     for eraser in erasers.ERASERS:
         for what, count in eraser(conn, authority, done_threads, done_children).items():
             state[what] = state.get(what, 0) + count
@@ -360,11 +357,68 @@ def erase_in(
         message_ids=tuple(d.message_id for d in due),
         more=more,
         notes=notes,
-        held_received=asked,
+        held_received=asked.rows,
     )
     if due or gone_parked or any(state.values()):
         _record(kit, conn, report)
     return report
+
+
+@dataclass(frozen=True)
+class _HeldPass:
+    """What ``_held_queries`` did: queries scrubbed, their rows as received erased
+    (withdrawn from the inbox first: ``withdrawn``), and the threads those rows left
+    with nothing unerased."""
+
+    queries: int
+    rows: tuple[Due, ...]
+    withdrawn: int
+    threads: frozenset[str]
+
+
+def _held_queries(
+    kit: Kit,
+    conn: Connection,
+    authority: str,
+    *,
+    held: Sequence[HeldQuery],
+    threads: Collection[str] | None,
+    rows: Sequence[int],
+    basis: str,
+    actor: str,
+    run_id: str,
+    now: datetime,
+) -> _HeldPass:
+    """Scrub the held existence queries past their period (``held``), about a child
+    erased with ``threads`` (None: none of those) or whose row as received is one of
+    ``rows``; erase their rows as received as the rest, and look again at what that
+    erased (a query's thread may have indexed another child)."""
+    queries, withdrawn = 0, 0
+    erased: list[Due] = []
+    seen = set(threads or ())
+    new = set(seen)
+    while True:
+        scrubbed = held_queries.scrub(
+            kit,
+            conn,
+            authority,
+            expired=held,
+            threads=() if threads is None else new,
+            rows=rows,
+            now=now,
+            actor=actor,
+            run_id=run_id,
+        )
+        queries += len(scrubbed.expired) + len(scrubbed.erased) + len(scrubbed.withdrawn)
+        if not scrubbed.received:
+            break
+        withdrawn += _withdraw(kit, conn, authority, scrubbed.received, basis)
+        touched, _ = _erase_rows(conn, authority, scrubbed.received, run_id, now)
+        new = _fully_erased(conn, authority, touched) - seen
+        seen |= new
+        erased += scrubbed.received
+        held, rows = (), [d.pk for d in scrubbed.received]
+    return _HeldPass(queries, tuple(erased), withdrawn, frozenset(seen - set(threads or ())))
 
 
 def finish(kit: Kit, report: RunReport, due: Sequence[Due]) -> RunReport:

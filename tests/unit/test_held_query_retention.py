@@ -387,3 +387,24 @@ def test_an_expired_query_dropped_for_the_local_system_and_not_taken_is_taken_ba
     assert report.state["existence_held_queries"] == 1
     assert report.local_files >= 1 and found_in(drop, ("sibling at risk",)) == {}
     assert r.status(query) == "WITHDRAWN"
+
+
+def test_a_query_about_a_child_indexed_only_on_an_expired_querys_thread_is_closed_too(
+    tmp_path: Path,
+) -> None:
+    """Erasing a query's row as received can leave its thread with nothing unerased; a
+    child indexed only there is no longer held, and a query about it closes with it."""
+    r = Region(tmp_path)
+    first = r.ask("sibling at risk")
+    r.clock.advance(days=20)
+    second = r.ask("another child", ZOFIA)
+    with r.gw.ledger.transaction() as conn:
+        existence_store.index_child(
+            conn, "336", r.row(first)["correlation_id"], r.row(second)["hashes"].split()
+        )
+    r.clock.advance(days=11)  # the first is past its period, the second is not
+    report = service.apply(r.gw, "336")
+    assert report.state["existence_held_queries"] == 2
+    assert r.row(first)["decision"] == "EXPIRED"
+    assert (r.row(second)["decision"], r.row(second)["hashes"]) == ("ERASED", "")
+    assert r.waiting() == []

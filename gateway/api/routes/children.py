@@ -201,7 +201,7 @@ class DecisionOut(_Out):
     decision: str = Field(
         description="the decision in force: APPROVED or REFUSED; or, closed unanswered "
         "before anyone decided, EXPIRED (past retention.existence_held_days) or ERASED "
-        "(the child it asks about was erased here)"
+        "(the child it asks about, or the query as received, was erased here)"
     )
     # True when the query had been decided before (a second click, a colleague a moment
     # earlier): ``decision`` is that decision, by whom and when; nothing was done now.
