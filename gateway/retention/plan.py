@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, and_, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, select
 
 from gateway.ledger.status import Status
 from gateway.ledger.store import as_utc
@@ -108,6 +108,18 @@ def _judge(
     due_at = anchor + timedelta(days=days)
     if due_at > now:
         return None
+    return _due(r, rule, days, since, anchor, due_at, scrub)
+
+
+def _due(
+    r: RowMapping,
+    rule: str,
+    days: int,
+    since: str,
+    anchor: datetime,
+    due_at: datetime,
+    scrub: bool,
+) -> Due:
     return Due(
         pk=int(r["id"]),
         message_id=r["message_id"],
@@ -212,25 +224,5 @@ def due_where(conn: Connection, authority: str, which: ColumnElement[bool], rule
     for r in rows:
         m = r._mapping
         now = as_utc(m["updated_at"])
-        out.append(
-            Due(
-                pk=int(m["id"]),
-                message_id=m["message_id"],
-                direction=m["direction"],
-                status=m["status"],
-                message_type=m["message_type"],
-                correlation_id=m["correlation_id"],
-                sender=m["sender"],
-                recipient=m["recipient"],
-                legal_basis=m["legal_basis"],
-                digest=m["digest"],
-                created_at=as_utc(m["created_at"]),
-                rule=rule,
-                days=0,
-                since="the request",
-                anchor_at=now,
-                due_at=now,
-                scrub_reasons=m["status"] == "REJECTED",
-            )
-        )
+        out.append(_due(m, rule, 0, "the request", now, now, m["status"] == "REJECTED"))
     return out

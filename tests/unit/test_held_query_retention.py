@@ -82,6 +82,17 @@ class Region:
             headers=self.coordinator,
         )
 
+    def erase(self, authority: str, child: str, reference: str) -> Any:
+        """``authority``'s DPO erases ``child`` (an objection under Art 21(1))."""
+        return erasure.erase_child(
+            self.gw,
+            authority,
+            child,
+            ground=erasure.ErasureGround.OBJECTION,
+            reference=reference,
+            actor="DPO",
+        )
+
     def waiting(self) -> list[str]:
         found = self.client.get("/v1/existence-queries-held", headers=self.coordinator)
         return [q["message_id"] for q in found.json()]
@@ -217,14 +228,7 @@ def test_erasing_the_child_closes_the_queries_about_it_and_erases_them_as_receiv
     dry = erasure.plan_erasure(r.gw, "336", KACPER["upn"], "REQ-31")
     assert {waiting, approved} <= {d.message_id for d in dry.due}  # a dry run shows them
     assert other not in {d.message_id for d in dry.due}
-    report = erasure.erase_child(
-        r.gw,
-        "336",
-        KACPER["upn"],
-        ground=erasure.ErasureGround.OBJECTION,
-        reference="REQ-31",
-        actor="DPO",
-    )
+    report = r.erase("336", KACPER["upn"], "REQ-31")
     assert report.state["existence_held_queries"] == 2
     assert {waiting, approved} <= set(report.message_ids)  # the queries as received
     assert other not in report.message_ids
@@ -329,14 +333,7 @@ def test_an_erasure_request_from_another_authority_leaves_the_queries_held_here_
     would now answer no match), with its row as received."""
     r = Region(tmp_path, from_dudley=True)
     query = r.ask("sibling at risk", SIOBHAN)
-    erasure.erase_child(
-        r.gw,
-        "332",
-        SIOBHAN["upn"],
-        ground=erasure.ErasureGround.OBJECTION,
-        reference="DPO/2026/140",
-        actor="DPO",
-    )
+    r.erase("332", SIOBHAN["upn"], "DPO/2026/140")
     pump(r.gw)
     with r.gw.ledger.transaction() as conn:
         erased_at_336 = conn.execute(
