@@ -405,3 +405,30 @@ def test_a_query_about_a_child_indexed_only_on_an_expired_querys_thread_is_close
     assert r.row(first)["decision"] == "EXPIRED"
     assert (r.row(second)["decision"], r.row(second)["hashes"]) == ("ERASED", "")
     assert r.waiting() == []
+
+
+def test_erasing_another_senders_message_under_a_held_querys_id_leaves_the_query(
+    tmp_path: Path,
+) -> None:
+    """Message ids are whatever their publisher set: Dudley's copy erased here at
+    Dudley's request is not Solihull's query held under the same id."""
+    r = Region(tmp_path, from_dudley=True)
+    dudleys = r.gw.ledger.find(authority="336", direction=Direction.INBOUND, limit=100)
+    same_id = next(
+        m.message_id
+        for m in dudleys
+        if m.sender == "332"
+        and SIOBHAN["upn"].encode()
+        in (r.gw.ledger.body_of("336", Direction.INBOUND, m.message_id) or b"")
+    )
+    solihulls = HeldQuery(
+        "336", same_id, "334", "c-1", None, APPROVER, "MASH", "sibling at risk", ("h",), r.clock()
+    )
+    with r.gw.ledger.transaction() as conn:
+        existence_held.hold(conn, solihulls)
+    r.erase("332", SIOBHAN["upn"], "DPO/2026/142")
+    pump(r.gw)
+    assert r.bodies(same_id) == {same_id: False}  # Dudley's copy went
+    row = r.row(same_id)
+    assert (row["decision"], row["reason"]) == (None, "sibling at risk")
+    assert r.waiting() == [same_id]
