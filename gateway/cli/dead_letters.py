@@ -75,18 +75,20 @@ def list_(
                     "reason": d.reason,
                     "attempts": d.attempts,
                     "dead_lettered_at": d.dead_lettered_at,
+                    "digest": d.digest,
                 }
                 for d in found
             ]
         )
         return
     table = new_table(
-        *("message id", "kind", "authority", "from", "to", "type", "attempts", "reason"),
+        *("message id", "digest", "kind", "authority", "from", "to", "type", "attempts", "reason"),
         title=f"{len(found)} dead letters",
     )
     for d in found:
         table.add_row(
             d.message_id,
+            (d.digest or "")[:12],
             d.kind.value,
             d.authority,
             d.sender,
@@ -104,6 +106,12 @@ def replay(
     replay_all: bool = typer.Option(False, "--all", help="replay every dead letter"),
     authority: str | None = typer.Option(None, "--authority", help="only this LA code"),
     by: str | None = typer.Option(None, "--by", help="who asks (default: the OS user)"),
+    digest: str | None = typer.Option(
+        None,
+        "--digest",
+        help="only the copy with this SHA-256 (list --json shows it): for parked copies "
+        "with different bodies under one id",
+    ),
     config: Path | None = ConfigOption,
 ) -> None:
     """Replay one dead letter (ID) or all of them (--all): same id, failure count reset."""
@@ -125,7 +133,7 @@ def replay(
         assert message_id is not None
         code = authority or dead_letters.authority_of(gw, message_id)
         _codes(gw, code)
-        r = dead_letters.replay(gw, code, message_id, actor)
+        r = dead_letters.replay(gw, code, message_id, actor, digest)
         console.print(f"{r.message_id} {r.authority} {r.kind.value}: REPLAYED", highlight=False)
     finally:
         gw.transport.close()

@@ -11,7 +11,10 @@ Three kinds, one list:
   in the authority's parking queue on the broker. Replay moves it back to the
   inbox with its attempt count reset and the same message id, and records
   ``REPLAYED`` in the ledger (a ``parked_replays`` row, plus a history entry
-  on the message's own row when it has one).
+  on the message's own row when it has one). A message id is whatever its
+  publisher set: where parked copies with different bodies share one (another
+  sender's message, a forgery under a genuine id), a replay by the id alone is
+  refused naming them, and one is replayed by its id and digest.
 - ``LOCAL``: a received message that the local system refused for good
   (a webhook answering 4xx; ledger ``DEAD_LETTERED`` on the inbound row).
   Replay moves it to ``REPLAYED`` with its attempts reset; the handover loop
@@ -31,11 +34,11 @@ from enum import StrEnum
 from sqlalchemy import Connection, insert, select
 
 from gateway.context import Gateway
-from gateway.errors import NotFoundError
+from gateway.errors import ConflictError, NotFoundError
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages, parked_replays
-from gateway.transport.base import Delivery
+from gateway.transport.base import Delivery, parked_key
 from gateway.transport.retry import attempt_of, parked_reason
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,9 @@ class DeadLetter:
     dead_lettered_at: datetime | None  # None when the broker did not say
     kind: DeadLetterKind = DeadLetterKind.OUTBOUND
     sender: str = ""
+    digest: str | None = None
+    """SHA-256 (hex) of the message's bytes: the ledger's, or the parked body's
+    (``parked_key``), which names one parked copy among others under its id."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ def _from_ledger(gw: Gateway, authority: str, limit: int) -> list[DeadLetter]:
             if r.direction == Direction.OUTBOUND
             else DeadLetterKind.LOCAL,
             sender=r.sender,
+            digest=r.digest,
         )
         for r in records
     ]
@@ -125,6 +132,7 @@ def _parked(gw: Gateway, authority: str, limit: int) -> list[DeadLetter]:
                 dead_lettered_at=_parked_at(d),
                 kind=DeadLetterKind.PARKED,
                 sender=sender,
+                digest=parked_key(d.message_id, d.body)[1],
             )
         )
     return out
@@ -167,7 +175,9 @@ def _audit(
     )
 
 
-def _replay_ledger(gw: Gateway, authority: str, message_id: str, actor: str) -> Replayed | None:
+def _replay_ledger(
+    gw: Gateway, authority: str, message_id: str, actor: str, digest: str | None
+) -> Replayed | None:
     with gw.ledger.transaction() as conn:
         row = conn.execute(
             select(
@@ -181,6 +191,7 @@ def _replay_ledger(gw: Gateway, authority: str, message_id: str, actor: str) -> 
                 messages.c.authority == authority,
                 messages.c.message_id == message_id,
                 messages.c.status == Status.DEAD_LETTERED.value,
+                *(() if digest is None else (messages.c.digest == digest,)),
             )
             .with_for_update()
         ).first()
@@ -214,7 +225,12 @@ class _NothingParked(Exception):
 
 
 def _replay_parked(
-    gw: Gateway, authority: str, message_id: str, actor: str, seen: DeadLetter | None
+    gw: Gateway,
+    authority: str,
+    message_id: str,
+    actor: str,
+    seen: DeadLetter | None,
+    digest: str | None,
 ) -> Replayed:
     with gw.ledger.transaction() as conn:
         now = gw.ledger.clock()
@@ -236,6 +252,7 @@ def _replay_parked(
                 messages.c.direction == Direction.INBOUND.value,
                 messages.c.authority == authority,
                 messages.c.message_id == message_id,
+                *(() if digest is None else (messages.c.digest == digest,)),
             )
         ).all()
         for pk, _digest in rows:
@@ -247,34 +264,64 @@ def _replay_parked(
             authority,
             seen.sender if seen else None,
             message_id,
-            rows[0][1] if rows else None,
+            digest or (rows[0][1] if rows else None),
             "parked message replayed to the inbox",
         )
         # Inside the transaction: if nothing was parked under this id, the
         # record above is rolled back.
-        if gw.transport.replay_parked(authority, message_id) == 0:
+        if gw.transport.replay_parked(authority, message_id, digest) == 0:
             raise _NothingParked
     return Replayed(message_id, authority, DeadLetterKind.PARKED)
 
 
-def replay(gw: Gateway, authority: str, message_id: str, actor: str) -> Replayed:
-    """Replay the dead letter ``message_id`` of ``authority``, whatever its kind.
+def replay(
+    gw: Gateway, authority: str, message_id: str, actor: str, digest: str | None = None
+) -> Replayed:
+    """Replay the dead letter ``message_id`` of ``authority``, whatever its kind; with
+    ``digest``, only the copy whose bytes have it.
 
-    NotFoundError when ``authority`` has no such dead letter.
+    NotFoundError when ``authority`` has no such dead letter; ConflictError, naming
+    them, when parked copies with different bodies share the id and no digest says
+    which (nothing is replayed).
     """
-    done = _replay_ledger(gw, authority, message_id, actor)
+    done = _replay_ledger(gw, authority, message_id, actor, digest)
     if done is not None:
         return done
-    seen = next((p for p in _parked(gw, authority, PEEK_LIMIT) if p.message_id == message_id), None)
+    copies = [
+        p
+        for p in _parked(gw, authority, PEEK_LIMIT)
+        if p.message_id == message_id and digest in (None, p.digest)
+    ]
+    kinds = {p.digest for p in copies}
+    if digest is None and len(kinds) > 1:
+        named = ", ".join(f"from {p.sender} (digest {p.digest})" for p in _one_each(copies))
+        raise ConflictError(
+            f"{len(kinds)} different messages are parked for {authority} under message id "
+            f"{message_id}: {named}; replay one by its digest (it may be another sender's, "
+            "or a forgery under a genuine id)"
+        )
+    if digest is None and kinds:
+        digest = kinds.pop()  # one message, perhaps parked more than once
     try:
-        done = _replay_parked(gw, authority, message_id, actor, seen)
+        done = _replay_parked(
+            gw, authority, message_id, actor, copies[0] if copies else None, digest
+        )
     except _NothingParked:
         done = None
     if done is None:
+        which = "" if digest is None else f" with digest {digest}"
         raise NotFoundError(
-            f"message {message_id} of {authority} is not dead-lettered (nothing to replay)"
+            f"message {message_id}{which} of {authority} is not dead-lettered (nothing to replay)"
         )
     return done
+
+
+def _one_each(copies: list[DeadLetter]) -> list[DeadLetter]:
+    """The first of each digest, in order."""
+    seen: dict[str | None, DeadLetter] = {}
+    for copy in copies:
+        seen.setdefault(copy.digest, copy)
+    return list(seen.values())
 
 
 def replay_all(gw: Gateway, authority: str, actor: str) -> list[Replayed]:
@@ -282,7 +329,7 @@ def replay_all(gw: Gateway, authority: str, actor: str) -> list[Replayed]:
     done = []
     for letter in list_dead_letters(gw, authority, limit=PEEK_LIMIT):
         try:
-            done.append(replay(gw, authority, letter.message_id, actor))
+            done.append(replay(gw, authority, letter.message_id, actor, letter.digest))
         except NotFoundError:
             # Replayed meanwhile (by another admin, or with an earlier copy of it).
             log.info("dead letter %s of %s already replayed", letter.message_id, authority)

@@ -192,8 +192,14 @@ class Transport(Protocol):
         ``BrokerUnavailableError``) when the broker cannot tell.
         """
 
-    def replay_parked(self, code: str, message_id: str | None = None) -> int:
-        """Move parked messages of ``code`` (all, or one id) back to its inbox; how many."""
+    def replay_parked(
+        self, code: str, message_id: str | None = None, digest: str | None = None
+    ) -> int:
+        """Move parked messages of ``code`` (all, or one id) back to its inbox; how many.
+
+        ``digest``: only the copies whose ``parked_key`` is ``(message_id, digest)``. The
+        id alone is whatever the publisher set: another sender's parked message may carry
+        it too."""
 
     def discard_parked(self, code: str, copies: Collection[tuple[str, str]]) -> int:
         """Delete the parked messages of ``code`` named by ``(message id, digest of the
@@ -207,3 +213,13 @@ def parked_key(message_id: str | None, body: bytes) -> tuple[str, str]:
     """What names one parked message for ``discard_parked``: its id and its body's
     SHA-256 (hex), as the receiver's ledger keeps a message's digest."""
     return message_id or "?", hashlib.sha256(body).hexdigest()
+
+
+def named(message_id: str | None, body: bytes, wanted_id: str | None, digest: str | None) -> bool:
+    """Whether a parked message is one a replay names: any (no id), any under the id, or
+    the copy whose ``parked_key`` is the id and ``digest``."""
+    if wanted_id is None:
+        return True
+    if digest is None:
+        return message_id == wanted_id
+    return parked_key(message_id, body) == (wanted_id, digest)

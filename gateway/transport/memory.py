@@ -30,6 +30,7 @@ from gateway.transport.base import (
     PublishResult,
     Settled,
     Verdict,
+    named,
     parked_key,
 )
 from gateway.transport.retry import (
@@ -215,12 +216,15 @@ class MemoryTransport:
         with self._cond:
             return [self._delivery(parking, s) for s in list(self._queues[parking])[:limit]]
 
-    def replay_parked(self, code: str, message_id: str | None = None) -> int:
-        """Move parked messages of ``code`` (all, or one message id) back to its inbox."""
+    def replay_parked(
+        self, code: str, message_id: str | None = None, digest: str | None = None
+    ) -> int:
+        """Move parked messages of ``code`` (all, one message id, or one copy: the id and
+        its body's ``digest``) back to its inbox."""
         lane = self.topology.lane(self.topology.inbox(code))
         with self._cond:
             parked = self._queues[lane.parking]
-            moving = [s for s in parked if message_id is None or s.message_id == message_id]
+            moving = [s for s in parked if named(s.message_id, s.body, message_id, digest)]
             for stored in moving:
                 parked.remove(stored)
                 headers = copy_headers(

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.transport import wire
-from gateway.transport.base import Delivery, parked_key
+from gateway.transport.base import Delivery, named, parked_key
 from gateway.transport.provenance import Provenance
 from gateway.transport.retry import ATTEMPT_HEADER, REASON_HEADER, copy_headers
 from gateway.transport.topology import Lane, Topology
@@ -59,8 +59,10 @@ def replay(
     message_id: str | None,
     provenance: Provenance,
     user_id: str | None,
+    digest: str | None = None,
 ) -> int:
-    """Move parked messages of ``lane`` (all, or those with ``message_id``) to its queue.
+    """Move parked messages of ``lane`` (all, those with ``message_id``, or the copy with
+    its body's ``digest`` too: ``named``) to its queue.
 
     Returns how many were moved.
     """
@@ -71,7 +73,7 @@ def replay(
     taken = _take(channel, lane.parking, depth, provenance)
     kept: list[Delivery] = []
     for delivery in taken:
-        if message_id is not None and delivery.message_id != message_id:
+        if not named(delivery.message_id, delivery.body, message_id, digest):
             kept.append(delivery)
             continue
         headers = copy_headers(

@@ -202,14 +202,17 @@ class RabbitTransport:
             f"peeking {lane.parking}", lambda conn: parking.peek(conn, lane, limit, self.provenance)
         )
 
-    def replay_parked(self, code: str, message_id: str | None = None) -> int:
-        """Move parked messages of ``code`` (all, or one message id) back to its inbox."""
+    def replay_parked(
+        self, code: str, message_id: str | None = None, digest: str | None = None
+    ) -> int:
+        """Move parked messages of ``code`` (all, one message id, or one copy: the id and
+        its body's ``digest``) back to its inbox."""
         lane = self.topology.lane(self.topology.inbox(code))
         relay = wire.user_of(Nodes.of(self._relay_params or self._params).current)
         return self._relay(
             f"replaying {lane.parking}",
             lambda conn: parking.replay(
-                conn, self.topology, lane, message_id, self.provenance, relay
+                conn, self.topology, lane, message_id, self.provenance, relay, digest
             ),
         )
 

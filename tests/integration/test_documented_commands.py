@@ -12,6 +12,7 @@ documents: tests/integration/documented_commands.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -159,6 +160,9 @@ class Background:
         return self.output()
 
 
+DEAD_LETTER_BODY = b"<Envelope/>"
+
+
 def _record_dead_letter(ledger: Ledger, authority: str) -> str:
     """A dead letter of ``authority`` to replay (sent to Solihull; nobody answered)."""
     message_id = str(uuid.uuid4())
@@ -174,7 +178,8 @@ def _record_dead_letter(ledger: Ledger, authority: str) -> str:
                 correlation_id=str(uuid.uuid4()),
                 legal_basis="NO_PERSONAL_DATA",
                 statuses=((Status.SIGNED, None), (Status.SENT, None)),
-                body=b"<Envelope/>",
+                body=DEAD_LETTER_BODY,
+                digest=hashlib.sha256(DEAD_LETTER_BODY).hexdigest(),
             )
         ]
     )
@@ -220,6 +225,7 @@ class Values:
             found = re.search(r"--authority (\d{3})", line)
             code = found.group(1) if found else "333"
             values["MESSAGE_ID"] = values["ID"] = _record_dead_letter(ledger, code)
+            values["SHA256"] = hashlib.sha256(DEAD_LETTER_BODY).hexdigest()
         elif command.startswith(("recall ", "recalls")):
             values["MESSAGE_ID"] = values["ID"] = self._sent("332", "333")
         elif command.startswith("correct"):

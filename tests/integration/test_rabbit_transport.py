@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import pika
 import pytest
@@ -373,6 +374,23 @@ def test_replay_moves_a_parked_message_back_to_the_inbox_with_attempt_zero(
     assert REASON_HEADER not in back.headers
     assert back.routing_key == "332.Assessment.333"
     assert transport.replay_parked("332") == 1
+
+
+def test_replay_by_digest_moves_one_parked_copy_and_leaves_another_under_its_id(
+    transport: RabbitTransport,
+) -> None:
+    # A message id is whatever its publisher set: two different messages under one.
+    first, other = message(1), replace(message(2), message_id="m-1")
+    transport.publish([first, other])
+    consume_until(transport, lambda d: Disposition(Verdict.PARK, "policy"), lambda s: len(s) >= 2)
+    wait_for(lambda: len(transport.peek_parked("332")) == 2)
+    _, digest = parked_key("m-1", other.body)
+    assert transport.replay_parked("332", "m-1", digest) == 1
+    assert [p.body for p in transport.peek_parked("332")] == [first.body]
+    (back,) = consume_until(transport, ack, lambda s: len(s) >= 1)
+    assert (back.message_id, back.body) == ("m-1", other.body)
+    assert transport.replay_parked("332", "m-1", "0" * 64) == 0  # no copy has that digest
+    assert [p.body for p in transport.peek_parked("332")] == [first.body]
 
 
 def test_publishing_from_several_threads_at_once_confirms_every_message(

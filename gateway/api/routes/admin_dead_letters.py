@@ -10,13 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.auth import Caller
 from gateway.api.deps import AdminDep, GatewayDep
+from gateway.api.problems import conflict
 from gateway.context import Gateway
-from gateway.errors import NotFoundError
+from gateway.errors import ConflictError, NotFoundError
 from gateway.services import dead_letters
 
 router = APIRouter(prefix="/v1/admin/dead-letters", tags=["admin"])
 
 CodeQuery = Annotated[str | None, Query(pattern=r"^[0-9]{3}$", description="LA code")]
+DIGEST = r"^[0-9a-f]{64}$"
+# One copy among parked messages sharing an id: SHA-256 (hex) of its bytes.
+DigestQuery = Annotated[str | None, Query(pattern=DIGEST)]
+
 # The person behind the admin key, recorded as given in the audit entry.
 RequestedBy = Annotated[
     str | None, Query(max_length=64, pattern=r"^[\w .@-]+$", alias="requested_by")
@@ -35,6 +40,11 @@ class DeadLetterOut(BaseModel):
     reason: str | None
     attempts: int
     dead_lettered_at: datetime | None
+    digest: str | None = Field(
+        default=None,
+        description="SHA-256 (hex) of its bytes; names one parked copy among others under "
+        "its message id (replay ?digest=)",
+    )
 
     @classmethod
     def of(cls, d: dead_letters.DeadLetter) -> DeadLetterOut:
@@ -48,6 +58,7 @@ class DeadLetterOut(BaseModel):
             reason=d.reason,
             attempts=d.attempts,
             dead_lettered_at=d.dead_lettered_at,
+            digest=d.digest,
         )
 
 
@@ -89,6 +100,7 @@ def listing(
 class ReplayItem(BaseModel):
     authority: str = Field(pattern=r"^[0-9]{3}$")
     message_id: str = Field(min_length=1, max_length=64)
+    digest: str | None = Field(default=None, pattern=DIGEST)
 
 
 class ReplayManyIn(BaseModel):
@@ -116,27 +128,40 @@ def replay_many(body: ReplayManyIn, gw: GatewayDep, who: AdminDep) -> list[Repla
     for item in body.items:
         try:
             _hosted(gw, item.authority)
-            done = dead_letters.replay(gw, item.authority, item.message_id, actor=actor)
-        except NotFoundError as exc:
+            done = dead_letters.replay(
+                gw, item.authority, item.message_id, actor=actor, digest=item.digest
+            )
+        except (NotFoundError, ConflictError) as exc:
             out.append(ReplayOutcome(**item.model_dump(), replayed=False, detail=str(exc)))
             continue
         out.append(ReplayOutcome(**item.model_dump(), replayed=True, status=done.status.value))
     return out
 
 
-@router.post("/{message_id}/replay", response_model=ReplayedOut)
+@router.post(
+    "/{message_id}/replay",
+    response_model=ReplayedOut,
+    responses=conflict(
+        "Parked copies with different bodies share the id: the error names each one's "
+        "sender and digest; replay one with ?digest="
+    ),
+)
 def replay(
     message_id: str,
     gw: GatewayDep,
     who: AdminDep,
     authority: CodeQuery = None,
     requested_by: RequestedBy = None,
+    digest: DigestQuery = None,
 ) -> ReplayedOut:
-    """Replay one dead letter: same message id, failure count reset, REPLAYED recorded."""
+    """Replay one dead letter: same message id, failure count reset, REPLAYED recorded.
+
+    409 when parked copies with different bodies share the id: the error names each
+    one's sender and digest; replay one with ``?digest=``."""
     message_id = message_id[:64]
     code = authority or dead_letters.authority_of(gw, message_id)
     _hosted(gw, code)
-    done = dead_letters.replay(gw, code, message_id, actor=_actor(who, requested_by))
+    done = dead_letters.replay(gw, code, message_id, actor=_actor(who, requested_by), digest=digest)
     return ReplayedOut(
         message_id=done.message_id,
         authority=done.authority,

@@ -1,0 +1,156 @@
+"""A parked message is replayed by its id and digest, never with every message under its id.
+
+A message id is whatever its publisher set: another member's message, or a forgery under
+a genuine id, can be parked under the same id. Before, a replay by the id moved them all
+back to the inbox, and noted REPLAYED on every row under it."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from policy_support import settings_for
+from retention_support import Clock, region
+
+from gateway.api.app import create_app
+from gateway.api.auth import ApiKeys
+from gateway.context import Gateway
+from gateway.errors import ConflictError
+from gateway.ledger import audit
+from gateway.services import dead_letters
+from gateway.transport.base import (
+    Delivery,
+    Disposition,
+    OutgoingMessage,
+    Verdict,
+    routing_key,
+)
+from gateway.transport.memory import MemoryTransport
+from gateway.transport.topology import Topology
+
+pytestmark = pytest.mark.timeout(60)
+
+ID = "parked-under-one-id"
+DUDLEYS = b"<Envelope>Dudley's message</Envelope>"
+SANDWELLS = b"<Envelope>Sandwell's message, under the same id</Envelope>"
+
+
+def _sha(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _parked(gw: Gateway, *copies: tuple[str, bytes]) -> MemoryTransport:
+    """Each (sender, body) published to 336 under ``ID``, then parked by its consumer."""
+    transport = gw.transport
+    assert isinstance(transport, MemoryTransport)
+    transport.publish(
+        [
+            OutgoingMessage(routing_key("336", "Assessment", sender), body, ID, {})
+            for sender, body in copies
+        ]
+    )
+    stop = threading.Event()
+
+    def park(batch: Sequence[Delivery]) -> list[Disposition]:
+        stop.set()
+        return [Disposition(Verdict.PARK, "poison for the test") for _ in batch]
+
+    transport.consume([Topology().inbox("336")], park, stop)
+    assert len(transport.peek_parked("336")) == len(copies)
+    return transport
+
+
+def _gateway(tmp_path: Path) -> Gateway:
+    return region(tmp_path, Clock.starting_now(), settings_for(tmp_path))
+
+
+def _in_inbox(transport: MemoryTransport) -> list[bytes]:
+    """What waits in 336's inbox, taken off it."""
+    taken: list[bytes] = []
+    stop = threading.Event()
+
+    def take(batch: Sequence[Delivery]) -> list[Disposition]:
+        taken.extend(d.body for d in batch)
+        stop.set()
+        return [Disposition(Verdict.ACK) for _ in batch]
+
+    if transport.inbox_states(["336"])["336"].waiting:
+        transport.consume([Topology().inbox("336")], take, stop)
+    return taken
+
+
+def test_a_replay_by_id_alone_is_refused_where_different_messages_are_parked_under_it(
+    tmp_path: Path,
+) -> None:
+    gw = _gateway(tmp_path)
+    transport = _parked(gw, ("332", DUDLEYS), ("333", SANDWELLS))
+    with pytest.raises(ConflictError) as refused:
+        dead_letters.replay(gw, "336", ID, "Jo Admin")
+    said = str(refused.value)
+    assert f"from 332 (digest {_sha(DUDLEYS)})" in said
+    assert f"from 333 (digest {_sha(SANDWELLS)})" in said
+    assert "replay one by its digest" in said
+    assert len(transport.peek_parked("336")) == 2  # nothing moved
+    assert [e for e in audit.entries(gw.ledger, "336") if e.event.action == "REPLAY"] == []
+
+
+def test_a_replay_by_id_and_digest_moves_only_that_copy_back(tmp_path: Path) -> None:
+    gw = _gateway(tmp_path)
+    transport = _parked(gw, ("332", DUDLEYS), ("333", SANDWELLS))
+    listed = dead_letters.list_dead_letters(gw, "336")
+    assert {(d.sender, d.digest) for d in listed} == {
+        ("332", _sha(DUDLEYS)),
+        ("333", _sha(SANDWELLS)),
+    }
+    dead_letters.replay(gw, "336", ID, "Jo Admin", digest=_sha(SANDWELLS))
+    assert [d.body for d in transport.peek_parked("336")] == [DUDLEYS]
+    assert _in_inbox(transport) == [SANDWELLS]
+    (entry,) = [e for e in audit.entries(gw.ledger, "336") if e.event.action == "REPLAY"]
+    assert (entry.event.counterparty, entry.event.digest) == ("333", _sha(SANDWELLS))
+
+
+def test_the_same_message_parked_twice_is_replayed_by_its_id(tmp_path: Path) -> None:
+    gw = _gateway(tmp_path)
+    transport = _parked(gw, ("332", DUDLEYS), ("332", DUDLEYS))
+    dead_letters.replay(gw, "336", ID, "Jo Admin")
+    assert transport.peek_parked("336") == []
+    assert _in_inbox(transport) == [DUDLEYS, DUDLEYS]  # the receiver drops the repeat
+
+
+def test_replaying_every_dead_letter_replays_each_parked_copy_by_its_digest(
+    tmp_path: Path,
+) -> None:
+    gw = _gateway(tmp_path)
+    transport = _parked(gw, ("332", DUDLEYS), ("333", SANDWELLS))
+    done = dead_letters.replay_all(gw, "336", "Jo Admin")
+    assert len(done) == 2
+    assert transport.peek_parked("336") == []
+    assert sorted(_in_inbox(transport)) == sorted([DUDLEYS, SANDWELLS])
+
+
+def test_the_admin_api_names_the_copies_and_replays_the_one_asked_for(tmp_path: Path) -> None:
+    gw = _gateway(tmp_path)
+    transport = _parked(gw, ("332", DUDLEYS), ("333", SANDWELLS))
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    client = TestClient(create_app(gw, keys))
+    admin = {"Authorization": "Bearer " + keys.issue(None, "admin")}
+    listed = client.get("/v1/admin/dead-letters?authority=336", headers=admin).json()
+    assert {d["digest"] for d in listed} == {_sha(DUDLEYS), _sha(SANDWELLS)}
+    path = f"/v1/admin/dead-letters/{ID}/replay?authority=336"
+    refused = client.post(path, headers=admin)
+    assert refused.status_code == 409, refused.text
+    assert _sha(SANDWELLS) in refused.json()["detail"]
+    many = client.post(
+        "/v1/admin/dead-letters/replay",
+        json={"items": [{"authority": "336", "message_id": ID}]},
+        headers=admin,
+    )
+    assert many.status_code == 200 and many.json()[0]["replayed"] is False
+    assert "replay one by its digest" in many.json()[0]["detail"]
+    one = client.post(f"{path}&digest={_sha(DUDLEYS)}", headers=admin)
+    assert one.status_code == 200, one.text
+    assert [d.body for d in transport.peek_parked("336")] == [SANDWELLS]
