@@ -7,6 +7,7 @@ are read directly; a replayed message is picked up by the running worker.
 from __future__ import annotations
 
 import getpass
+import re
 from pathlib import Path
 
 import typer
@@ -21,7 +22,7 @@ from gateway.cli.common import (
     settings_from,
 )
 from gateway.context import Gateway, build
-from gateway.errors import NotFoundError
+from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.runtime import check_broker, open_transport
 from gateway.services import dead_letters
 
@@ -131,7 +132,13 @@ def replay(
             console.print(f"{total} dead letters replayed", highlight=False)
             return
         assert message_id is not None
-        code = authority or dead_letters.authority_of(gw, message_id)
+        if digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+            raise PolicyRefusal(
+                "dead-letters.digest",
+                f"--digest {digest!r}: a digest is 64 hexadecimal characters (SHA-256); "
+                "cafgw dead-letters list --json shows each one whole",
+            )
+        code = authority or dead_letters.authority_of(gw, message_id, digest)
         _codes(gw, code)
         r = dead_letters.replay(gw, code, message_id, actor, digest)
         console.print(f"{r.message_id} {r.authority} {r.kind.value}: REPLAYED", highlight=False)

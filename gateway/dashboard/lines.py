@@ -43,6 +43,7 @@ class MessageLine:
     overdue: bool
     can_replay: bool
     can_dismiss: bool
+    digest: str | None = None  # of its bytes: names it among dead letters sharing its id
 
 
 def safe_reason(status: Status, reason: str | None) -> str | None:
@@ -98,4 +99,5 @@ def line_of(r: MessageRecord, who: Caller, now: datetime) -> MessageLine:
         # Outbound dead letters are re-published, inbound ones handed over again.
         can_replay=who.is_admin and r.status == Status.DEAD_LETTERED,
         can_dismiss=who.may_see(r.authority) and r.status in attention.DISMISSABLE,
+        digest=r.digest,
     )

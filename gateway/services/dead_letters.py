@@ -76,9 +76,15 @@ class Replayed:
     status: Status = Status.REPLAYED
 
 
-def _from_ledger(gw: Gateway, authority: str, limit: int) -> list[DeadLetter]:
+def _from_ledger(
+    gw: Gateway, authority: str, limit: int, message_id: str | None = None
+) -> list[DeadLetter]:
     records = gw.ledger.find(
-        authority=authority, status=Status.DEAD_LETTERED, limit=limit, with_history=False
+        message_id=message_id,
+        authority=authority,
+        status=Status.DEAD_LETTERED,
+        limit=limit,
+        with_history=False,
     )
     return [
         DeadLetter(
@@ -113,29 +119,28 @@ def _parked_at(delivery: Delivery) -> datetime | None:
     return None
 
 
+def _letter(authority: str, d: Delivery) -> DeadLetter:
+    key = d.routing_key.split(".")
+    # Only a key addressed to this authority names a type and a sender (a message
+    # planted with a key of another shape, e.g. the parking queue's name, does not).
+    ours = len(key) == 3 and key[0] == authority
+    recipient, message_type, sender = key if ours else (authority, "?", "?")
+    return DeadLetter(
+        message_id=d.message_id or "?",
+        authority=authority,
+        recipient=recipient,
+        message_type=message_type,
+        reason=parked_reason(d.headers),
+        attempts=parked_attempts(d),
+        dead_lettered_at=_parked_at(d),
+        kind=DeadLetterKind.PARKED,
+        sender=sender,
+        digest=parked_key(d.message_id, d.body)[1],
+    )
+
+
 def _parked(gw: Gateway, authority: str, limit: int) -> list[DeadLetter]:
-    out = []
-    for d in gw.transport.peek_parked(authority, limit):
-        key = d.routing_key.split(".")
-        # Only a key addressed to this authority names a type and a sender (a message
-        # planted with a key of another shape, e.g. the parking queue's name, does not).
-        ours = len(key) == 3 and key[0] == authority
-        recipient, message_type, sender = key if ours else (authority, "?", "?")
-        out.append(
-            DeadLetter(
-                message_id=d.message_id or "?",
-                authority=authority,
-                recipient=recipient,
-                message_type=message_type,
-                reason=parked_reason(d.headers),
-                attempts=parked_attempts(d),
-                dead_lettered_at=_parked_at(d),
-                kind=DeadLetterKind.PARKED,
-                sender=sender,
-                digest=parked_key(d.message_id, d.body)[1],
-            )
-        )
-    return out
+    return [_letter(authority, d) for d in gw.transport.peek_parked(authority, limit)]
 
 
 def list_dead_letters(
@@ -274,53 +279,78 @@ def _replay_parked(
     return Replayed(message_id, authority, DeadLetterKind.PARKED)
 
 
+def under(gw: Gateway, authority: str, message_id: str) -> list[DeadLetter]:
+    """Every dead letter of ``authority`` under ``message_id``: ledger ones, and every copy
+    parked for it however deep in the parking queue."""
+    found = [
+        d for d in _from_ledger(gw, authority, PEEK_LIMIT, message_id) if d.message_id == message_id
+    ]
+    found += [_letter(authority, d) for d in gw.transport.parked_with(authority, message_id)]
+    return found
+
+
 def replay(
     gw: Gateway, authority: str, message_id: str, actor: str, digest: str | None = None
 ) -> Replayed:
     """Replay the dead letter ``message_id`` of ``authority``, whatever its kind; with
-    ``digest``, only the copy whose bytes have it.
+    ``digest``, the one whose bytes have it.
 
-    NotFoundError when ``authority`` has no such dead letter; ConflictError, naming
-    them, when parked copies with different bodies share the id and no digest says
-    which (nothing is replayed).
+    NotFoundError when ``authority`` has no such dead letter; ConflictError, naming them,
+    when dead letters with different bytes share the id (a ledger one, parked copies) and
+    no digest says which: nothing is replayed then.
     """
-    done = _replay_ledger(gw, authority, message_id, actor, digest)
-    if done is not None:
-        return done
-    copies = [
-        p
-        for p in _parked(gw, authority, PEEK_LIMIT)
-        if p.message_id == message_id and digest in (None, p.digest)
-    ]
-    kinds = {p.digest for p in copies}
-    if digest is None and len(kinds) > 1:
-        named = ", ".join(f"from {p.sender} (digest {p.digest})" for p in _one_each(copies))
-        raise ConflictError(
-            f"{len(kinds)} different messages are parked for {authority} under message id "
-            f"{message_id}: {named}; replay one by its digest (it may be another sender's, "
-            "or a forgery under a genuine id)"
-        )
-    if digest is None and kinds:
-        digest = kinds.pop()  # one message, perhaps parked more than once
-    try:
-        done = _replay_parked(
-            gw, authority, message_id, actor, copies[0] if copies else None, digest
-        )
-    except _NothingParked:
-        done = None
-    if done is None:
+    digest = digest.lower() if digest else None
+    found = [d for d in under(gw, authority, message_id) if digest in (None, d.digest)]
+    if not found:
         which = "" if digest is None else f" with digest {digest}"
         raise NotFoundError(
             f"message {message_id}{which} of {authority} is not dead-lettered (nothing to replay)"
         )
-    return done
+    each = _one_each(found)
+    if len(each) > 1:
+        raise ConflictError(_different(authority, message_id, each))
+    # One message (a parked one perhaps parked more than once): replayed by its digest,
+    # so nothing parked under the id since the look goes with it.
+    the = each[0].digest
+    if any(d.kind is not DeadLetterKind.PARKED for d in found):
+        done = _replay_ledger(gw, authority, message_id, actor, the)
+        if done is not None:
+            return done
+    seen = next((d for d in found if d.kind is DeadLetterKind.PARKED), None)
+    if seen is not None:
+        try:
+            return _replay_parked(gw, authority, message_id, actor, seen, the)
+        except _NothingParked:
+            pass
+    raise NotFoundError(
+        f"message {message_id} of {authority} is not dead-lettered any more (replayed meanwhile?)"
+    )
 
 
-def _one_each(copies: list[DeadLetter]) -> list[DeadLetter]:
+SHOWN = 10  # dead letters a refusal names, of those sharing an id
+
+
+def _different(authority: str, message_id: str, each: list[DeadLetter]) -> str:
+    def one(d: DeadLetter) -> str:
+        if d.kind is DeadLetterKind.OUTBOUND:
+            return f"an outbound dead letter to {d.recipient} (digest {d.digest})"
+        where = "parked" if d.kind is DeadLetterKind.PARKED else "a local dead letter"
+        return f"{where} from {d.sender} (digest {d.digest})"
+
+    listed = "; ".join(one(d) for d in each[:SHOWN])
+    more = f"; and {len(each) - SHOWN} more" if len(each) > SHOWN else ""
+    return (
+        f"{len(each)} different messages of {authority} are dead-lettered under message id "
+        f"{message_id}: {listed}{more}. Replay one by its digest (a message id is whatever "
+        "its publisher set: one may be another sender's, or a forgery under a genuine id)"
+    )
+
+
+def _one_each(letters: list[DeadLetter]) -> list[DeadLetter]:
     """The first of each digest, in order."""
     seen: dict[str | None, DeadLetter] = {}
-    for copy in copies:
-        seen.setdefault(copy.digest, copy)
+    for letter in letters:
+        seen.setdefault(letter.digest, letter)
     return list(seen.values())
 
 
@@ -333,12 +363,16 @@ def replay_all(gw: Gateway, authority: str, actor: str) -> list[Replayed]:
         except NotFoundError:
             # Replayed meanwhile (by another admin, or with an earlier copy of it).
             log.info("dead letter %s of %s already replayed", letter.message_id, authority)
+        except ConflictError as exc:  # another message parked under its id meanwhile
+            log.warning("dead letter %s of %s not replayed: %s", letter.message_id, authority, exc)
     return done
 
 
-def authority_of(gw: Gateway, message_id: str) -> str:
-    """The hosted authority holding dead letter ``message_id``; NotFoundError if none."""
+def authority_of(gw: Gateway, message_id: str, digest: str | None = None) -> str:
+    """The hosted authority holding dead letter ``message_id`` (with ``digest``, when
+    given); NotFoundError if none."""
+    wanted = digest.lower() if digest else None
     for code in gw.hosted:
-        if any(d.message_id == message_id for d in list_dead_letters(gw, code, PEEK_LIMIT)):
+        if any(wanted in (None, d.digest) for d in under(gw, code, message_id)):
             return code
     raise NotFoundError(f"no dead letter {message_id} in the hosted authorities")

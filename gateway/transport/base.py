@@ -192,6 +192,10 @@ class Transport(Protocol):
         ``BrokerUnavailableError``) when the broker cannot tell.
         """
 
+    def parked_with(self, code: str, message_id: str) -> list[Delivery]:
+        """Every message parked for ``code`` under ``message_id``, however deep in the
+        queue (``peek_parked`` stops at its limit), left in place."""
+
     def replay_parked(
         self, code: str, message_id: str | None = None, digest: str | None = None
     ) -> int:

@@ -216,6 +216,16 @@ class MemoryTransport:
         with self._cond:
             return [self._delivery(parking, s) for s in list(self._queues[parking])[:limit]]
 
+    def parked_with(self, code: str, message_id: str) -> list[Delivery]:
+        """Every message parked for ``code`` under ``message_id``, left in place."""
+        parking = self.topology.lane(self.topology.inbox(code)).parking
+        with self._cond:
+            return [
+                self._delivery(parking, s)
+                for s in self._queues[parking]
+                if s.message_id == message_id
+            ]
+
     def replay_parked(
         self, code: str, message_id: str | None = None, digest: str | None = None
     ) -> int:

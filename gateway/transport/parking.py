@@ -52,6 +52,17 @@ def peek(conn: Any, lane: Lane, limit: int, provenance: Provenance) -> list[Deli
     return taken
 
 
+def find(conn: Any, lane: Lane, message_id: str, provenance: Provenance) -> list[Delivery]:
+    """Every parked message of ``lane`` under ``message_id``, the whole queue looked at
+    (as ``replay`` does), left in place."""
+    channel = conn.channel()
+    depth = int(channel.queue_declare(lane.parking, passive=True).method.message_count)
+    taken = _take(channel, lane.parking, depth, provenance)
+    _give_back(channel, taken)
+    channel.close()
+    return [d for d in taken if d.message_id == message_id]
+
+
 def replay(
     conn: Any,
     topology: Topology,

@@ -202,6 +202,14 @@ class RabbitTransport:
             f"peeking {lane.parking}", lambda conn: parking.peek(conn, lane, limit, self.provenance)
         )
 
+    def parked_with(self, code: str, message_id: str) -> list[Delivery]:
+        """Every message parked for ``code`` under ``message_id``, left in place."""
+        lane = self.topology.lane(self.topology.inbox(code))
+        return self._relay(
+            f"looking through {lane.parking}",
+            lambda conn: parking.find(conn, lane, message_id, self.provenance),
+        )
+
     def replay_parked(
         self, code: str, message_id: str | None = None, digest: str | None = None
     ) -> int:

@@ -384,6 +384,9 @@ def test_replay_by_digest_moves_one_parked_copy_and_leaves_another_under_its_id(
     transport.publish([first, other])
     consume_until(transport, lambda d: Disposition(Verdict.PARK, "policy"), lambda s: len(s) >= 2)
     wait_for(lambda: len(transport.peek_parked("332")) == 2)
+    found = transport.parked_with("332", "m-1")
+    assert sorted(d.body for d in found) == sorted([first.body, other.body])
+    assert [p.message_id for p in transport.peek_parked("332")] == ["m-1", "m-1"]  # left
     _, digest = parked_key("m-1", other.body)
     assert transport.replay_parked("332", "m-1", digest) == 1
     assert [p.body for p in transport.peek_parked("332")] == [first.body]

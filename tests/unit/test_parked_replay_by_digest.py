@@ -21,6 +21,8 @@ from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
 from gateway.errors import ConflictError
 from gateway.ledger import audit
+from gateway.ledger.records import NewMessage
+from gateway.ledger.status import Direction, Status
 from gateway.services import dead_letters
 from gateway.transport.base import (
     Delivery,
@@ -43,24 +45,35 @@ def _sha(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def _parked(gw: Gateway, *copies: tuple[str, bytes]) -> MemoryTransport:
-    """Each (sender, body) published to 336 under ``ID``, then parked by its consumer."""
+def _parked(gw: Gateway, *copies: tuple[str, bytes], filler: int = 0) -> MemoryTransport:
+    """``filler`` other messages, then each (sender, body) under ``ID``, published to 336
+    and parked by its consumer."""
     transport = gw.transport
     assert isinstance(transport, MemoryTransport)
+    ahead = [
+        OutgoingMessage(routing_key("336", "Assessment", "332"), b"%d" % n, f"f-{n}", {})
+        for n in range(filler)
+    ]
     transport.publish(
-        [
+        ahead
+        + [
             OutgoingMessage(routing_key("336", "Assessment", sender), body, ID, {})
             for sender, body in copies
         ]
     )
+    total = filler + len(copies)
     stop = threading.Event()
+    parked = 0
 
     def park(batch: Sequence[Delivery]) -> list[Disposition]:
-        stop.set()
+        nonlocal parked
+        parked += len(batch)
+        if parked >= total:
+            stop.set()
         return [Disposition(Verdict.PARK, "poison for the test") for _ in batch]
 
     transport.consume([Topology().inbox("336")], park, stop)
-    assert len(transport.peek_parked("336")) == len(copies)
+    assert len(transport.peek_parked("336", total + 1)) == total
     return transport
 
 
@@ -91,9 +104,9 @@ def test_a_replay_by_id_alone_is_refused_where_different_messages_are_parked_und
     with pytest.raises(ConflictError) as refused:
         dead_letters.replay(gw, "336", ID, "Jo Admin")
     said = str(refused.value)
-    assert f"from 332 (digest {_sha(DUDLEYS)})" in said
-    assert f"from 333 (digest {_sha(SANDWELLS)})" in said
-    assert "replay one by its digest" in said
+    assert f"parked from 332 (digest {_sha(DUDLEYS)})" in said
+    assert f"parked from 333 (digest {_sha(SANDWELLS)})" in said
+    assert "Replay one by its digest" in said
     assert len(transport.peek_parked("336")) == 2  # nothing moved
     assert [e for e in audit.entries(gw.ledger, "336") if e.event.action == "REPLAY"] == []
 
@@ -150,7 +163,115 @@ def test_the_admin_api_names_the_copies_and_replays_the_one_asked_for(tmp_path: 
         headers=admin,
     )
     assert many.status_code == 200 and many.json()[0]["replayed"] is False
-    assert "replay one by its digest" in many.json()[0]["detail"]
+    assert "Replay one by its digest" in many.json()[0]["detail"]
+    chosen = client.post(
+        "/v1/admin/dead-letters/replay",
+        json={"items": [{"authority": "336", "message_id": ID, "digest": _sha(SANDWELLS)}]},
+        headers=admin,
+    )
+    assert chosen.json()[0]["replayed"] is True, chosen.text
+    assert [d.body for d in transport.peek_parked("336")] == [DUDLEYS]
     one = client.post(f"{path}&digest={_sha(DUDLEYS)}", headers=admin)
     assert one.status_code == 200, one.text
+    assert transport.peek_parked("336") == []
+
+
+def _row(gw: Gateway, sender: str, body: bytes, status: Status, direction: Direction) -> int:
+    """A ledger row of 336's under ``ID`` with ``body``'s digest, now at ``status``."""
+    outbound = direction is Direction.OUTBOUND
+    (pk,) = gw.ledger.record(
+        [
+            NewMessage(
+                message_id=ID,
+                direction=direction,
+                authority="336",
+                sender=sender,
+                recipient="334" if outbound else "336",
+                message_type="Assessment",
+                correlation_id="thread-1",
+                legal_basis="CONSENT",
+                statuses=((Status.SENT if outbound else Status.VERIFIED, None),),
+                body=body,
+                digest=_sha(body),
+            )
+        ]
+    )
+    gw.ledger.transition([pk], status, "for the test")
+    return pk
+
+
+def _statuses(gw: Gateway) -> dict[tuple[str, str], tuple[str, list[str]]]:
+    return {
+        (r.direction.value, r.sender): (r.status.value, [h.status.value for h in r.history])
+        for r in gw.ledger.find(message_id=ID, authority="336")
+    }
+
+
+def test_copies_parked_past_the_first_thousand_are_still_told_apart(tmp_path: Path) -> None:
+    gw = _gateway(tmp_path)
+    transport = _parked(gw, ("332", DUDLEYS), ("333", SANDWELLS), filler=dead_letters.PEEK_LIMIT)
+    with pytest.raises(ConflictError, match="2 different messages"):
+        dead_letters.replay(gw, "336", ID, "Jo Admin")
+    dead_letters.replay(gw, "336", ID, "Jo Admin", digest=_sha(DUDLEYS))
+    assert [d.body for d in transport.parked_with("336", ID)] == [SANDWELLS]
+
+
+def test_a_local_dead_letter_and_a_parked_copy_under_one_id_are_told_apart(
+    tmp_path: Path,
+) -> None:
+    gw = _gateway(tmp_path)
+    _row(gw, "333", SANDWELLS, Status.DEAD_LETTERED, Direction.INBOUND)
+    transport = _parked(gw, ("332", DUDLEYS))
+    with pytest.raises(ConflictError) as refused:
+        dead_letters.replay(gw, "336", ID, "Jo Admin")
+    assert f"a local dead letter from 333 (digest {_sha(SANDWELLS)})" in str(refused.value)
+    assert f"parked from 332 (digest {_sha(DUDLEYS)})" in str(refused.value)
+    done = dead_letters.replay(gw, "336", ID, "Jo Admin", digest=_sha(DUDLEYS))
+    assert done.kind is dead_letters.DeadLetterKind.PARKED
+    assert transport.parked_with("336", ID) == []
+    assert _statuses(gw)[("INBOUND", "333")][0] == "DEAD_LETTERED"  # still waits
+
+
+@pytest.mark.parametrize(
+    ("body", "replayed", "waits"),
+    [
+        (SANDWELLS, ("INBOUND", "333"), ("OUTBOUND", "336")),
+        (DUDLEYS, ("OUTBOUND", "336"), ("INBOUND", "333")),
+    ],
+)
+def test_of_two_ledger_dead_letters_under_one_id_the_digest_picks_one(
+    tmp_path: Path, body: bytes, replayed: tuple[str, str], waits: tuple[str, str]
+) -> None:
+    gw = _gateway(tmp_path)
+    _row(gw, "336", DUDLEYS, Status.DEAD_LETTERED, Direction.OUTBOUND)
+    _row(gw, "333", SANDWELLS, Status.DEAD_LETTERED, Direction.INBOUND)
+    with pytest.raises(ConflictError, match="an outbound dead letter to 334"):
+        dead_letters.replay(gw, "336", ID, "Jo Admin")
+    dead_letters.replay(gw, "336", ID, "Jo Admin", digest=_sha(body))
+    statuses = _statuses(gw)
+    assert statuses[replayed][0] == "REPLAYED"
+    assert statuses[waits][0] == "DEAD_LETTERED"
+
+
+def test_a_parked_copys_replay_is_noted_only_on_the_rows_with_its_digest(
+    tmp_path: Path,
+) -> None:
+    gw = _gateway(tmp_path)
+    _row(gw, "332", DUDLEYS, Status.QUARANTINED, Direction.INBOUND)
+    _row(gw, "333", SANDWELLS, Status.QUARANTINED, Direction.INBOUND)
+    _parked(gw, ("332", DUDLEYS), ("333", SANDWELLS))
+    dead_letters.replay(gw, "336", ID, "Jo Admin", digest=_sha(SANDWELLS))
+    statuses = _statuses(gw)
+    assert "REPLAYED" in statuses[("INBOUND", "333")][1]
+    assert "REPLAYED" not in statuses[("INBOUND", "332")][1]
+
+
+def test_a_copy_parked_under_the_id_after_the_look_stays_parked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = _gateway(tmp_path)
+    transport = _parked(gw, ("332", DUDLEYS), ("333", SANDWELLS))
+    first_only = transport.parked_with("336", ID)[:1]
+    monkeypatch.setattr(transport, "parked_with", lambda _code, _id: first_only)
+    dead_letters.replay(gw, "336", ID, "Jo Admin")  # one message seen: replayed by its digest
     assert [d.body for d in transport.peek_parked("336")] == [SANDWELLS]

@@ -111,6 +111,7 @@ class ReplayManyIn(BaseModel):
 class ReplayOutcome(BaseModel):
     authority: str
     message_id: str
+    digest: str | None = None
     replayed: bool
     status: str | None = None
     detail: str | None = None
@@ -120,8 +121,9 @@ class ReplayOutcome(BaseModel):
 def replay_many(body: ReplayManyIn, gw: GatewayDep, who: AdminDep) -> list[ReplayOutcome]:
     """Replay several dead letters (each as the single replay does); an outcome per item.
 
-    One that cannot be replayed (not hosted, not dead-lettered any more) is
-    reported with why; the others are replayed all the same.
+    One that cannot be replayed (not hosted, not dead-lettered any more, or an id that
+    different dead letters share, with no digest to say which) is reported with why;
+    the others are replayed all the same.
     """
     actor = _actor(who, body.requested_by)
     out = []
@@ -159,7 +161,7 @@ def replay(
     409 when parked copies with different bodies share the id: the error names each
     one's sender and digest; replay one with ``?digest=``."""
     message_id = message_id[:64]
-    code = authority or dead_letters.authority_of(gw, message_id)
+    code = authority or dead_letters.authority_of(gw, message_id, digest)
     _hosted(gw, code)
     done = dead_letters.replay(gw, code, message_id, actor=_actor(who, requested_by), digest=digest)
     return ReplayedOut(

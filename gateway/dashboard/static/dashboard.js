@@ -107,7 +107,8 @@
     $("replay-form").onsubmit = async (event) => {
       event.preventDefault();
       const res = await postJson("/v1/admin/dead-letters/replay", {
-        items: items.map((m) => ({ authority: m.authority, message_id: m.message_id })),
+        // The digest names the one meant where other dead letters share its id.
+        items: items.map((m) => ({ authority: m.authority, message_id: m.message_id, digest: m.digest || null })),
         requested_by: $("replay-by").value.trim(),
       });
       if (!res.ok) {
