@@ -12,9 +12,10 @@ Three kinds, one list:
   inbox with its attempt count reset and the same message id, and records
   ``REPLAYED`` in the ledger (a ``parked_replays`` row, plus a history entry
   on the message's own row when it has one). A message id is whatever its
-  publisher set: where parked copies with different bodies share one (another
-  sender's message, a forgery under a genuine id), a replay by the id alone is
-  refused naming them, and one is replayed by its id and digest.
+  publisher set: where different messages are dead-lettered under one (another
+  sender's message, a forgery under a genuine id; parked, or in the ledger), a
+  replay by the id alone is refused naming them, and one is replayed by its id
+  and digest.
 - ``LOCAL``: a received message that the local system refused for good
   (a webhook answering 4xx; ledger ``DEAD_LETTERED`` on the inbound row).
   Replay moves it to ``REPLAYED`` with its attempts reset; the handover loop
@@ -279,14 +280,22 @@ def _replay_parked(
     return Replayed(message_id, authority, DeadLetterKind.PARKED)
 
 
-def under(gw: Gateway, authority: str, message_id: str) -> list[DeadLetter]:
-    """Every dead letter of ``authority`` under ``message_id``: ledger ones, and every copy
-    parked for it however deep in the parking queue."""
+def under(
+    gw: Gateway, authority: str, message_id: str, digest: str | None = None
+) -> list[DeadLetter]:
+    """The dead letters of ``authority`` under ``message_id`` (with ``digest``, when
+    given): ledger ones, and every copy parked for it however deep in the parking queue.
+    With a digest a ledger one names, the parking queue is not read: the message is
+    named, and a replay of it needs no broker."""
     found = [
-        d for d in _from_ledger(gw, authority, PEEK_LIMIT, message_id) if d.message_id == message_id
+        d
+        for d in _from_ledger(gw, authority, PEEK_LIMIT, message_id)
+        if d.message_id == message_id and digest in (None, d.digest)
     ]
-    found += [_letter(authority, d) for d in gw.transport.parked_with(authority, message_id)]
-    return found
+    if digest is not None and found:
+        return found
+    parked = [_letter(authority, d) for d in gw.transport.parked_with(authority, message_id)]
+    return found + [d for d in parked if digest in (None, d.digest)]
 
 
 def replay(
@@ -300,7 +309,7 @@ def replay(
     no digest says which: nothing is replayed then.
     """
     digest = digest.lower() if digest else None
-    found = [d for d in under(gw, authority, message_id) if digest in (None, d.digest)]
+    found = under(gw, authority, message_id, digest)
     if not found:
         which = "" if digest is None else f" with digest {digest}"
         raise NotFoundError(
@@ -333,9 +342,9 @@ SHOWN = 10  # dead letters a refusal names, of those sharing an id
 def _different(authority: str, message_id: str, each: list[DeadLetter]) -> str:
     def one(d: DeadLetter) -> str:
         if d.kind is DeadLetterKind.OUTBOUND:
-            return f"an outbound dead letter to {d.recipient} (digest {d.digest})"
+            return f"an outbound dead letter to {d.recipient} (digest {d.digest or 'not recorded'})"
         where = "parked" if d.kind is DeadLetterKind.PARKED else "a local dead letter"
-        return f"{where} from {d.sender} (digest {d.digest})"
+        return f"{where} from {d.sender} (digest {d.digest or 'not recorded'})"
 
     listed = "; ".join(one(d) for d in each[:SHOWN])
     more = f"; and {len(each) - SHOWN} more" if len(each) > SHOWN else ""
@@ -363,7 +372,7 @@ def replay_all(gw: Gateway, authority: str, actor: str) -> list[Replayed]:
         except NotFoundError:
             # Replayed meanwhile (by another admin, or with an earlier copy of it).
             log.info("dead letter %s of %s already replayed", letter.message_id, authority)
-        except ConflictError as exc:  # another message parked under its id meanwhile
+        except ConflictError as exc:  # a ledger row with no digest beside other messages
             log.warning("dead letter %s of %s not replayed: %s", letter.message_id, authority, exc)
     return done
 
@@ -372,7 +381,13 @@ def authority_of(gw: Gateway, message_id: str, digest: str | None = None) -> str
     """The hosted authority holding dead letter ``message_id`` (with ``digest``, when
     given); NotFoundError if none."""
     wanted = digest.lower() if digest else None
+    for code in gw.hosted:  # the ledger first: it needs no broker
+        if any(
+            d.message_id == message_id and wanted in (None, d.digest)
+            for d in _from_ledger(gw, code, PEEK_LIMIT, message_id)
+        ):
+            return code
     for code in gw.hosted:
-        if any(wanted in (None, d.digest) for d in under(gw, code, message_id)):
+        if under(gw, code, message_id, wanted):
             return code
     raise NotFoundError(f"no dead letter {message_id} in the hosted authorities")

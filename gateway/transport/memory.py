@@ -223,7 +223,7 @@ class MemoryTransport:
             return [
                 self._delivery(parking, s)
                 for s in self._queues[parking]
-                if s.message_id == message_id
+                if (s.message_id or "?") == message_id  # as ``parked_key`` names it
             ]
 
     def replay_parked(

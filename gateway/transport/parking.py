@@ -60,7 +60,8 @@ def find(conn: Any, lane: Lane, message_id: str, provenance: Provenance) -> list
     taken = _take(channel, lane.parking, depth, provenance)
     _give_back(channel, taken)
     channel.close()
-    return [d for d in taken if d.message_id == message_id]
+    # A message published with no id is listed, and named, as "?" (``parked_key``).
+    return [d for d in taken if (d.message_id or "?") == message_id]
 
 
 def replay(

@@ -19,7 +19,7 @@ from retention_support import Clock, region
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
-from gateway.errors import ConflictError
+from gateway.errors import BrokerUnavailableError, ConflictError
 from gateway.ledger import audit
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
@@ -275,3 +275,38 @@ def test_a_copy_parked_under_the_id_after_the_look_stays_parked(
     monkeypatch.setattr(transport, "parked_with", lambda _code, _id: first_only)
     dead_letters.replay(gw, "336", ID, "Jo Admin")  # one message seen: replayed by its digest
     assert [d.body for d in transport.peek_parked("336")] == [SANDWELLS]
+
+
+def test_a_ledger_dead_letter_named_by_its_digest_is_replayed_without_the_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = _gateway(tmp_path)
+    _row(gw, "333", SANDWELLS, Status.DEAD_LETTERED, Direction.INBOUND)
+
+    def broker_down(_code: str, _id: str) -> list[Delivery]:
+        raise BrokerUnavailableError("the broker is down for the test")
+
+    monkeypatch.setattr(gw.transport, "parked_with", broker_down)
+    assert dead_letters.authority_of(gw, ID, _sha(SANDWELLS)) == "336"
+    done = dead_letters.replay(gw, "336", ID, "Jo Admin", digest=_sha(SANDWELLS).upper())
+    assert done.kind is dead_letters.DeadLetterKind.LOCAL
+
+
+def test_a_parked_message_published_without_an_id_is_replayed_as_listed(
+    tmp_path: Path,
+) -> None:
+    gw = _gateway(tmp_path)
+    transport = gw.transport
+    assert isinstance(transport, MemoryTransport)
+    transport.publish([OutgoingMessage(routing_key("336", "Assessment", "332"), DUDLEYS, "", {})])
+    stop = threading.Event()
+
+    def park(batch: Sequence[Delivery]) -> list[Disposition]:
+        stop.set()
+        return [Disposition(Verdict.PARK, "no id") for _ in batch]
+
+    transport.consume([Topology().inbox("336")], park, stop)
+    (listed,) = dead_letters.list_dead_letters(gw, "336")
+    assert listed.message_id == "?"
+    dead_letters.replay(gw, "336", "?", "Jo Admin", digest=listed.digest)
+    assert transport.peek_parked("336") == []

@@ -144,8 +144,9 @@ def replay_many(body: ReplayManyIn, gw: GatewayDep, who: AdminDep) -> list[Repla
     "/{message_id}/replay",
     response_model=ReplayedOut,
     responses=conflict(
-        "Parked copies with different bodies share the id: the error names each one's "
-        "sender and digest; replay one with ?digest="
+        "Different messages are dead-lettered under the id (parked, or in the ledger): the "
+        "error names up to ten, each with its sender or recipient and digest; replay one "
+        "with ?digest="
     ),
 )
 def replay(
@@ -158,8 +159,8 @@ def replay(
 ) -> ReplayedOut:
     """Replay one dead letter: same message id, failure count reset, REPLAYED recorded.
 
-    409 when parked copies with different bodies share the id: the error names each
-    one's sender and digest; replay one with ``?digest=``."""
+    409 when different messages are dead-lettered under the id: the error names them;
+    replay one with ``?digest=``."""
     message_id = message_id[:64]
     code = authority or dead_letters.authority_of(gw, message_id, digest)
     _hosted(gw, code)

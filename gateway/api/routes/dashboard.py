@@ -57,6 +57,7 @@ router = APIRouter(tags=["dashboard"])
 class ReplayIn(BaseModel):
     authority: str = Field(pattern=r"^[0-9]{3}$")
     message_id: str = Field(min_length=1, max_length=64)
+    digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class ReplayOut(BaseModel):
@@ -156,5 +157,7 @@ def replay(body: ReplayIn, gw: GatewayDep, who: AdminDep) -> ReplayOut:
     """Replay a dead-lettered outbound message (admin only); it is published again."""
     if body.authority not in gw.hosted:
         raise NotFoundError(f"authority {body.authority} is not hosted by this gateway")
-    done = dead_letters.replay(gw, body.authority, body.message_id, actor=who.actor)
+    done = dead_letters.replay(
+        gw, body.authority, body.message_id, actor=who.actor, digest=body.digest
+    )
     return ReplayOut(authority=done.authority, message_id=done.message_id, status=done.status.value)
