@@ -119,6 +119,14 @@ def replay(
     if (message_id is None) == (not replay_all):
         err_console.print("give either a message id or --all")
         raise typer.Exit(2)
+    if digest is not None and (replay_all or not re.fullmatch(r"[0-9a-fA-F]{64}", digest)):
+        raise PolicyRefusal(
+            "dead-letters.digest",
+            "--digest names one dead letter, not with --all"
+            if replay_all
+            else f"--digest {digest!r}: a digest is 64 hexadecimal characters (SHA-256); "
+            "cafgw dead-letters list --json shows each one whole",
+        )
     actor = f"{by or getpass.getuser()} via CLI"
     gw = _gateway(config)
     try:
@@ -132,12 +140,6 @@ def replay(
             console.print(f"{total} dead letters replayed", highlight=False)
             return
         assert message_id is not None
-        if digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
-            raise PolicyRefusal(
-                "dead-letters.digest",
-                f"--digest {digest!r}: a digest is 64 hexadecimal characters (SHA-256); "
-                "cafgw dead-letters list --json shows each one whole",
-            )
         code = authority or dead_letters.authority_of(gw, message_id, digest)
         _codes(gw, code)
         r = dead_letters.replay(gw, code, message_id, actor, digest)

@@ -15,9 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from policy_support import settings_for
 from retention_support import Clock, region
+from typer.testing import CliRunner
 
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
+from gateway.cli import app
 from gateway.context import Gateway
 from gateway.errors import BrokerUnavailableError, ConflictError
 from gateway.ledger import audit
@@ -310,3 +312,20 @@ def test_a_parked_message_published_without_an_id_is_replayed_as_listed(
     assert listed.message_id == "?"
     dead_letters.replay(gw, "336", "?", "Jo Admin", digest=listed.digest)
     assert transport.peek_parked("336") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["some-id", "--digest", "abc123"], "a digest is 64 hexadecimal characters"),
+        (["--all", "--digest", "a" * 64], "--digest names one dead letter, not with --all"),
+    ],
+)
+def test_the_cli_refuses_a_digest_it_cannot_use_before_touching_anything(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    # No configuration at that path: the refusal comes before any gateway is built.
+    line = ["dead-letters", "replay", *args, "--config", str(tmp_path / "no-config")]
+    result = CliRunner().invoke(app, line)
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split())
