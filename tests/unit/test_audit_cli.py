@@ -24,6 +24,9 @@ runner = CliRunner()
 def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     monkeypatch.setenv("CAFGW_DATABASE__URL", url)
+    # Keys of the test's own: the project's var/keys holds an audit key once `make run`
+    # has run in the checkout, and a chain of unkeyed entries then reads as rewritten.
+    monkeypatch.setenv("CAFGW_KEYS_DIR", str(tmp_path / "keys"))
     found = Ledger.open(url)
     messages = []
     events = []
