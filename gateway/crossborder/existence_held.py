@@ -169,15 +169,19 @@ def _personal() -> ColumnElement[bool]:
     )
 
 
+def _unfinished() -> ColumnElement[bool]:
+    """Rows a purge still has work on: undecided, or holding personal fields."""
+    return or_(existence_held.c.decision.is_(None), _personal())
+
+
 def past(conn: Connection, authority: str, cutoff: datetime, limit: int) -> list[HeldQuery]:
     """``authority``'s held queries, undecided or with personal fields, whose last change
     (the decision, or the arrival while undecided) is at or before ``cutoff``; oldest
     first."""
     last = func.coalesce(existence_held.c.decided_at, existence_held.c.received_at)
-    open_or_personal = or_(existence_held.c.decision.is_(None), _personal())
     rows = conn.execute(
         select(existence_held)
-        .where(existence_held.c.authority == authority, open_or_personal, last <= cutoff)
+        .where(existence_held.c.authority == authority, _unfinished(), last <= cutoff)
         .order_by(existence_held.c.id)
         .limit(limit)
     )
@@ -204,7 +208,7 @@ def received_as(conn: Connection, authority: str, pks: Collection[int]) -> list[
             .join(messages, as_received)
             .where(
                 c.authority == authority,
-                or_(c.decision.is_(None), _personal()),
+                _unfinished(),
                 messages.c.id.in_(wanted[start : start + 500]),
             )
             .order_by(c.id)
