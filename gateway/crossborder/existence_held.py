@@ -188,6 +188,19 @@ def past(conn: Connection, authority: str, cutoff: datetime, limit: int) -> list
     return [_of(r) for r in rows]
 
 
+def as_received(
+    requester: ColumnElement[str] | str, message_id: ColumnElement[str] | str
+) -> ColumnElement[bool]:
+    """The ``messages`` rows that are a held query as received: inbound from its
+    requester under its id (another sender's message under that id is not it). The
+    caller names the authority."""
+    return and_(
+        messages.c.direction == Direction.INBOUND.value,
+        messages.c.sender == requester,
+        messages.c.message_id == message_id,
+    )
+
+
 def received_as(conn: Connection, authority: str, pks: Collection[int]) -> list[HeldQuery]:
     """``authority``'s held queries, undecided or with personal fields, whose ledger row
     as received is one of ``pks``."""
@@ -195,17 +208,17 @@ def received_as(conn: Connection, authority: str, pks: Collection[int]) -> list[
     if not wanted:
         return []
     c = existence_held.c
-    as_received = and_(
-        messages.c.authority == c.authority,
-        messages.c.direction == Direction.INBOUND.value,
-        messages.c.sender == c.requester,
-        messages.c.message_id == c.message_id,
-    )
     found: list[HeldQuery] = []
     for start in range(0, len(wanted), 500):
         rows = conn.execute(
             select(existence_held)
-            .join(messages, as_received)
+            .join(
+                messages,
+                and_(
+                    messages.c.authority == c.authority,
+                    as_received(c.requester, c.message_id),
+                ),
+            )
             .where(
                 c.authority == authority,
                 _unfinished(),

@@ -24,15 +24,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, and_, false, or_, select
+from sqlalchemy import ColumnElement, Connection, false, or_, select
 
 from gateway.crossborder import existence_held, existence_store
 from gateway.crossborder.existence_held import ERASED, EXPIRED, HeldQuery
 from gateway.crossborder.existence_store import existence_index
 from gateway.feature import Kit
 from gateway.ledger import audit
-from gateway.ledger.status import Direction
-from gateway.ledger.tables import messages
 from gateway.model import LegalBasis
 from gateway.retention.plan import Due, due_where
 
@@ -156,16 +154,7 @@ def _indexed(conn: Connection, authority: str, *where: ColumnElement[bool]) -> s
 def _as_received(queries: Sequence[HeldQuery]) -> ColumnElement[bool]:
     if not queries:
         return false()
-    return or_(
-        *(
-            and_(
-                messages.c.direction == Direction.INBOUND.value,
-                messages.c.sender == q.requester,
-                messages.c.message_id == q.message_id,
-            )
-            for q in queries
-        )
-    )
+    return or_(*(existence_held.as_received(q.requester, q.message_id) for q in queries))
 
 
 def _audit(
