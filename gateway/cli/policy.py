@@ -303,7 +303,7 @@ def existence_show(
 ) -> None:
     """The answer to an existence query, once it has arrived."""
     found = views.existence_answer(*_acting(config, authority), message_id)
-    console.print(found[0] if found else "no answer yet", highlight=False)
+    console.print(found.describe(), highlight=False)
 
 
 @existence_app.command("held")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from gateway.cases.tables import metadata as case_tables
-from gateway.crossborder import receive
+from gateway.crossborder import (
+    existence_asked,  # noqa: F401  (its table, in policy_tables)
+    receive,
+)
 from gateway.crossborder.tables import metadata as policy_tables
 from gateway.feature import Feature
 from gateway.model import MessageType

@@ -26,6 +26,7 @@ from gateway.crossborder.threads import assessment_thread
 from gateway.errors import ConfigError, PolicyRefusal
 from gateway.feature import ApplyContext, Effect, Received
 from gateway.ledger import audit
+from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import messages
@@ -291,7 +292,7 @@ def _existence_answer(ctx: ApplyContext, msg: Received, body: Notification) -> E
     asked = msg.env.header.in_reply_to
     query = (
         ctx.conn.execute(
-            select(messages.c.correlation_id).where(
+            select(messages.c.correlation_id, HAS_BODY.label("held")).where(
                 messages.c.direction == Direction.OUTBOUND.value,
                 messages.c.authority == msg.authority,
                 messages.c.message_id == asked,
@@ -310,6 +311,15 @@ def _existence_answer(ctx: ApplyContext, msg: Received, body: Notification) -> E
             f"no existence query {msg.authority} sent it",
         )
     assert asked is not None  # the query was found by it
+    if not query.held:
+        # Erased here (its retention period, or an erasure of the child it asked about,
+        # whose request told the asked authority): an answer would tie the child to
+        # the answering authority's contact again on the erased thread.
+        raise PolicyRefusal(
+            sovereignty.RULE_UNSOLICITED_ANSWER,
+            f"message {msg.message_id}: query {asked} was erased at {msg.authority}; "
+            "an answer to it is not taken",
+        )
     thread = str(query.correlation_id)
     kind = f"NOTICE_RECEIVED:{body.type.value}"
     if cases.logged(ctx.conn, msg.authority, kind, asked) is not None:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, or_, select
 
 from gateway.cases.tables import case_threads
+from gateway.crossborder import existence_asked
 from gateway.crossborder.children import resolve_child
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.feature import Kit
-from gateway.ledger.status import DISCLOSING, HAS_LEFT
+from gateway.ledger.status import DISCLOSING, HAS_LEFT, OUTBOX_STATES
 from gateway.ledger.tables import messages
 from gateway.lifecycle.tables import recalls
 from gateway.model import ErasureGround, ErasureRequest, LegalBasis, MessageRef
@@ -77,6 +78,8 @@ def _threads(conn: Connection, authority: str, key: str) -> set[str]:
             )
         ).all()
     )
+    # The existence queries asked about the child: their rows carry no child key.
+    found.update(existence_asked.threads_about(conn, authority, key))
     return found
 
 
@@ -172,10 +175,41 @@ def _notices(
     """Queue one signed ErasureRequest per authority the child's data went to (Art 19)."""
 
     def queue(conn: Connection) -> dict[str, int]:
-        sent = queue_notices(kit, conn, authority, todo.disclosed_to, ground, reference, actor)
+        disclosed = _publishing(conn, authority, todo)
+        sent = queue_notices(kit, conn, authority, disclosed, ground, reference, actor)
         return {"erasure_notices": sent} if sent else {}
 
     return queue
+
+
+def _publishing(
+    conn: Connection, authority: str, todo: ErasurePlan
+) -> dict[str, tuple[tuple[str, str], ...]]:
+    """``todo.disclosed_to``, with the messages still queued when it was planned that a
+    publisher held as they were erased (``purge`` withdrew the others): they may be
+    on the wire, so their recipients are asked to erase them too."""
+    queued = {
+        d.pk: d
+        for d in todo.due
+        if d.direction == "OUTBOUND"
+        and d.recipient != authority
+        and d.legal_basis in DISCLOSING
+        and d.status in {s.value for s in OUTBOX_STATES}
+        and d.digest
+    }
+    if not queued:
+        return todo.disclosed_to
+    still = conn.execute(
+        select(messages.c.id).where(
+            messages.c.id.in_(sorted(queued)),
+            messages.c.status.in_([s.value for s in OUTBOX_STATES]),
+        )
+    ).scalars()
+    sent = {r: list(v) for r, v in todo.disclosed_to.items()}
+    for pk in sorted(still):
+        d = queued[pk]
+        sent.setdefault(d.recipient, []).append((d.message_id, d.digest or ""))
+    return {r: tuple(v) for r, v in sorted(sent.items())}
 
 
 def erase_child(

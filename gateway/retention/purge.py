@@ -26,10 +26,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
+from gateway.crossborder import existence_asked
 from gateway.crossborder.existence_held import HeldQuery
 from gateway.feature import Kit
 from gateway.ledger import audit, bodies
-from gateway.ledger.status import Direction, Status
+from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import history, messages
 from gateway.retention import erasers, held_queries, local_copies
 from gateway.retention.local_copies import ParkedCopy
@@ -80,6 +81,27 @@ class RunReport:
 
 def _chunks(items: Sequence[int]) -> list[list[int]]:
     return [list(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
+
+
+def _unqueue(kit: Kit, conn: Connection, due: Sequence[Due], why: str) -> int:
+    """Outbound messages still queued leave the outbox before they are erased (else the
+    sender loop would publish an erased body); one a publisher holds may be on the
+    wire, and goes as it is (an erasure asks its recipient to erase it)."""
+    queued = [
+        d.pk
+        for d in due
+        if d.direction == Direction.OUTBOUND.value and d.status in {s.value for s in OUTBOX_STATES}
+    ]
+    stopped = kit.ledger.transition_from(
+        queued,
+        OUTBOX_STATES,
+        Status.WITHDRAWN,
+        f"withdrawn before it was sent: {why}",
+        conn,
+        where=[kit.ledger.not_being_published(conn)],
+        next_attempt_at=None,
+    )
+    return len(stopped)
 
 
 def _withdraw(kit: Kit, conn: Connection, authority: str, due: Sequence[Due], why: str) -> int:
@@ -313,7 +335,12 @@ def erase_in(
     run_id = str(uuid.uuid4())
     started = kit.clock()
     withdrawn = _withdraw(kit, conn, authority, due, basis)
+    unqueued = _unqueue(kit, conn, due, basis)
     touched, keys = _erase_rows(conn, authority, due, run_id, started)
+    # The notes of existence queries asked (by child) go with the queries' rows.
+    existence_asked.forget(
+        conn, authority, [d.message_id for d in due if d.direction == Direction.OUTBOUND.value]
+    )
     done_threads = _fully_erased(conn, authority, touched) | set(threads)
     # Held existence queries before the erasers, which delete the index entries read
     # here; their rows as received go with them, as the rest did.
@@ -334,6 +361,8 @@ def erase_in(
     due = [*due, *asked.rows]
     done_children = _unreferenced(conn, authority, keys | set(children))
     state = {held_queries.COUNT: asked.queries} if asked.queries else {}
+    if unqueued:
+        state["withdrawn_from_outbox"] = unqueued
     for eraser in erasers.ERASERS:
         for what, count in eraser(conn, authority, done_threads, done_children).items():
             state[what] = state.get(what, 0) + count

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, exists, func, select
 from gateway.cases import store as cases
 from gateway.cases.identity import correlation_id
 from gateway.context import Gateway
-from gateway.crossborder import consent_store, existence_held, receive
+from gateway.crossborder import consent_store, existence_asked, existence_held, receive
 from gateway.errors import ConflictError, NotFoundError, PolicyRefusal
 from gateway.ledger import audit, locks
 from gateway.ledger.records import NewMessage
@@ -91,12 +91,14 @@ def _disclose(
     within_rate: Callable[[Connection], PolicyRefusal | None] | None = None,
     *,
     once: bool = False,
+    noted: Callable[[Connection], None] | None = None,
 ) -> Sent | None:
     """Queue ``message`` with its audit entries; ``within_rate``: checked again in the
     same transaction, under the authority's existence-rate lock, and raised (nothing
     queued) if the message would now go past the rate. ``once``: not queued if the
     same content already went to its recipient on its case thread (checked under the
-    thread's lock); the earlier message is returned instead."""
+    thread's lock); the earlier message is returned instead. ``noted``: run in the
+    same transaction once it is queued."""
     events = []
     if message.legal_basis != LegalBasis.NO_PERSONAL_DATA.value:
         events.append(disclosure(message))
@@ -114,6 +116,8 @@ def _disclose(
             if refused is not None:
                 raise refused
         gw.outbox.queue(conn, [message], events)
+        if noted is not None:
+            noted(conn)
     return None
 
 
@@ -173,7 +177,7 @@ def ask_existence(
         consent = consent_rules.effective(consent_store.entries(conn, authority, child_key(child)))
 
     def record_refused(basis: LegalBasis, refusal: sharing.Refusal | PolicyRefusal) -> None:
-        _refused(
+        refused = _refused(
             gw,
             authority,
             recipient,
@@ -183,6 +187,14 @@ def ask_existence(
             Purpose.EXISTENCE_CHECK,
             refusal,
         )
+        with gw.ledger.transaction() as conn:  # its reason may quote what was typed
+            existence_asked.note(
+                conn,
+                authority,
+                refused.message_id,
+                existence_asked.keys_of(child),
+                gw.ledger.clock(),
+            )
 
     if safeguarding is not None:
         refused = _safeguarding_refusal(gw, authority, recipient, safeguarding)
@@ -212,7 +224,11 @@ def ask_existence(
         consent_ref=consent_ref,
         safeguarding=safeguarding,
     )
+    # No child key on the row: the query carries keyed hashes, not the child's identity
+    # (a consent withdrawal must not send that to the asked authority). It is noted
+    # under the child's keys instead, for an erasure or a report about the child.
     message = gw.outbox.sign(env)
+    about = existence_asked.keys_of(child)
     try:
         # Counted where it is queued (under the authority's existence-rate lock): two
         # requests at once both passed an earlier count, and both were sent past it.
@@ -221,6 +237,9 @@ def ask_existence(
             message,
             safeguarding,
             lambda conn: _over_rate(gw, conn, authority, recipient, basis),
+            noted=lambda conn: existence_asked.note(
+                conn, authority, message.message_id, about, gw.ledger.clock()
+            ),
         )
     except PolicyRefusal as over:
         record_refused(basis, over)

@@ -8,15 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+
 from gateway.cases import store as cases
 from gateway.crossborder import consent_store
 from gateway.crossborder.children import resolve_child
 from gateway.crossborder.issues_store import LoggedIssue, listing
 from gateway.errors import NotFoundError
 from gateway.feature import Kit
+from gateway.ledger.core import as_utc
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction
+from gateway.model import Purpose
 from gateway.policy import consent as consent_rules
+from gateway.retention.tables import tombstones
 
 
 @dataclass(frozen=True)
@@ -74,16 +79,55 @@ def issues_of(gw: Kit, authority: str, limit: int = 500) -> list[LoggedIssue]:
         return listing(conn, authority, limit)
 
 
-def existence_answer(gw: Kit, authority: str, query_id: str) -> tuple[str, datetime] | None:
-    """The answer (``match=...``) received for an existence query, if any yet."""
+@dataclass(frozen=True)
+class ExistenceAnswer:
+    """What this authority holds of an existence query it sent: the answer (``match=...``)
+    once it came; and, once the query was erased here, when and under which rule. An
+    erasure of the child erases the answer with the query; at the query's retention
+    period the answer (no personal data) stays for its own."""
+
+    answer: str | None
+    answered_at: datetime | None
+    erased_at: datetime | None = None
+    erased_under: str | None = None
+
+    def describe(self) -> str:
+        erased = (
+            None
+            if self.erased_at is None
+            else f"erased here {self.erased_at:%Y-%m-%d %H:%M} UTC ({self.erased_under})"
+        )
+        if self.answer is not None:
+            return self.answer if erased is None else f"{self.answer} (the query was {erased})"
+        if erased is not None:
+            return f"{erased}: an answer, if one came, is no longer held"
+        return "no answer yet"
+
+
+def existence_answer(gw: Kit, authority: str, query_id: str) -> ExistenceAnswer:
+    """The answer received for an existence query ``authority`` sent, if any yet."""
     records = gw.ledger.find(
         message_id=query_id[:64],
         authority=authority,
         direction=Direction.OUTBOUND,
         with_history=False,
     )
-    if not records or records[0].message_type != "Notification":
+    if (
+        not records
+        or records[0].message_type != "Notification"
+        or records[0].purpose != Purpose.EXISTENCE_CHECK.value
+    ):
         raise NotFoundError(f"existence query {query_id} not found")
     with gw.ledger.transaction() as conn:
         found = cases.logged(conn, authority, "NOTICE_RECEIVED:EXISTENCE_ANSWER", query_id[:64])
-    return None if found is None else (found.detail or "", found.at)
+        erased = conn.execute(
+            select(tombstones.c.erased_at, tombstones.c.rule).where(
+                tombstones.c.message_pk == records[0].pk
+            )
+        ).first()
+    return ExistenceAnswer(
+        answer=None if found is None else (found.detail or ""),
+        answered_at=None if found is None else found.at,
+        erased_at=None if erased is None else as_utc(erased.erased_at),
+        erased_under=None if erased is None else str(erased.rule),
+    )

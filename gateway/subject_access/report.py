@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, and_, or_, select
 
 from gateway.context import Gateway
-from gateway.crossborder import consent_store
+from gateway.crossborder import consent_store, existence_asked
 from gateway.crossborder.children import resolve_child
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
@@ -216,7 +216,17 @@ def build(gw: Gateway, authority: str, ref: str, actor: str) -> SubjectAccessRep
             r._mapping
             for r in conn.execute(
                 select(messages, BODY)
-                .where(messages.c.authority == authority, messages.c.child_key == key)
+                .where(
+                    messages.c.authority == authority,
+                    or_(
+                        messages.c.child_key == key,
+                        # The existence queries asked about the child (no child key).
+                        and_(
+                            messages.c.direction == Direction.OUTBOUND.value,
+                            messages.c.message_id.in_(existence_asked.asked(authority, key)),
+                        ),
+                    ),
+                )
                 .order_by(messages.c.id)
             ).all()
         ]

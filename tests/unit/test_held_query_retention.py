@@ -6,15 +6,19 @@ request for the child left every query about the child waiting, with its reason.
 
 from __future__ import annotations
 
+import copy
+import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from local_systems import with_connector
-from policy_support import WOLVERHAMPTON, pump, settings_for, submit
+from policy_support import WOLVERHAMPTON, envelope_of, memory_gateway, pump, settings_for, submit
 from retention_support import Clock, dudley_shared, found_in, region, retention_yaml
-from sqlalchemy import select
+from sqlalchemy import select, update
 from support.api_attacks import KACPER, Auth
 from support.gateways import config_copy
 
@@ -23,14 +27,18 @@ from gateway.api.auth import ApiKeys
 from gateway.cases.tables import case_log
 from gateway.connectors import handover
 from gateway.crossborder import existence_held, existence_store
+from gateway.crossborder.existence_asked import existence_asked
 from gateway.crossborder.existence_held import HeldQuery
 from gateway.crossborder.existence_store import existence_index
 from gateway.ledger import audit
 from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction
 from gateway.ledger.tables import messages
+from gateway.model import Assessment, ErasureRequest, Safeguarding
 from gateway.retention import erasure, held_queries, service
 from gateway.retention.tables import tombstones
+from gateway.services import coordination, views
+from gateway.subject_access import report as subject_access
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -142,17 +150,34 @@ class Region:
                 ).all()
             )
 
-    def bodies(self, *queries: str) -> dict[str, bool]:
-        """Whether each query's ledger row as received still holds its body."""
+    def bodies(
+        self, *queries: str, at: str = "336", direction: Direction = Direction.INBOUND
+    ) -> dict[str, bool]:
+        """Whether each query's ledger row as received (or, at the asker, as sent) still
+        holds its body."""
         with self.gw.ledger.transaction() as conn:
             return {
                 row.message_id: bool(row.held)
                 for row in conn.execute(
                     select(messages.c.message_id, HAS_BODY.label("held")).where(
-                        messages.c.authority == "336",
-                        messages.c.direction == Direction.INBOUND.value,
+                        messages.c.authority == at,
+                        messages.c.direction == direction.value,
                         messages.c.message_id.in_(queries),
                     )
+                )
+            }
+
+    def on_thread_at_asker(self, query: str) -> dict[str, bool]:
+        """334's ledger rows on the query's thread (the query, the answer): whether each
+        still holds its body."""
+        thread = self.row(query)["correlation_id"]
+        with self.gw.ledger.transaction() as conn:
+            return {
+                f"{row.direction} {row.message_type}": bool(row.held)
+                for row in conn.execute(
+                    select(
+                        messages.c.direction, messages.c.message_type, HAS_BODY.label("held")
+                    ).where(messages.c.authority == "334", messages.c.correlation_id == thread)
                 )
             }
 
@@ -432,3 +457,228 @@ def test_erasing_another_senders_message_under_a_held_querys_id_leaves_the_query
     row = r.row(same_id)
     assert (row["decision"], row["reason"]) == (None, "sibling at risk")
     assert r.waiting() == [same_id]
+
+
+def test_erasing_the_child_at_the_asker_erases_its_query_and_has_the_recipient_erase_its_copy(
+    tmp_path: Path,
+) -> None:
+    """Before, nothing tied the query the asker sent to the child: its erasure of the
+    child found nothing ("child not found") and left the hashes, approver and reason
+    it sent, here and at the recipient."""
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    digest = r.row(query)["digest"]
+    dry = erasure.plan_erasure(r.gw, "334", KACPER["upn"], "DPO/2026/150")
+    assert query in {d.message_id for d in dry.due}
+    assert dry.disclosed_to == {"336": ((query, digest),)}
+    report = r.erase("334", KACPER["upn"], "DPO/2026/150")
+    assert query in report.message_ids
+    assert r.bodies(query, at="334", direction=Direction.OUTBOUND) == {query: False}
+    pump(r.gw)  # the erasure request, to 336, and its receipt
+    row = r.row(query)
+    assert (row["decision"], _personal(row)) == ("ERASED", ("", None, None, None))
+    assert r.waiting() == [] and r.bodies(query) == {query: False}
+    assert r.actions("EXISTENCE_QUERY_ERASED") == [query]
+    shown = r.client.get(f"/v1/existence-queries/{query}", headers=r.asker).json()
+    assert shown["answer"] is None and shown["erased_at"] is not None
+    said = views.existence_answer(r.gw, "334", query).describe()  # `cafgw existence answer`
+    assert said.startswith("erased here") and "erasure request DPO/2026/150" in said
+    assert audit.verify(r.gw.ledger) == []
+
+
+def test_erasing_the_child_at_the_asker_erases_the_answer_on_its_querys_thread(
+    tmp_path: Path,
+) -> None:
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    assert r.decide(query, "approve").status_code == 200
+    assert r.answered(query)["answer"].startswith("match=true")
+    assert r.on_thread_at_asker(query) == {
+        "OUTBOUND Notification": True,
+        "INBOUND Notification": True,
+    }
+    r.erase("334", KACPER["upn"], "DPO/2026/151")
+    pump(r.gw)
+    assert r.on_thread_at_asker(query) == {
+        "OUTBOUND Notification": False,
+        "INBOUND Notification": False,
+    }
+    shown = r.answered(query)
+    assert shown["answer"] is None and shown["erased_at"] is not None  # not "no answer yet"
+    row = r.row(query)  # at 336: answered, and what it was asked with is gone
+    assert (row["decision"], _personal(row)) == ("APPROVED", ("", None, None, None))
+    assert r.bodies(query) == {query: False}
+
+
+def test_the_askers_subject_access_report_lists_its_query_as_a_safeguarding_disclosure(
+    tmp_path: Path,
+) -> None:
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    found = subject_access.build(r.gw, "334", KACPER["upn"], "DPO")
+    (shown,) = [d for d in found.disclosures if d.message_id == query]
+    assert (shown.to, shown.legal_basis, shown.approved_by) == ("336", "SAFEGUARDING", APPROVER)
+    assert any(query in line for line in found.review)
+
+
+def test_an_answer_that_comes_after_the_asker_erased_its_query_is_not_taken(
+    tmp_path: Path,
+) -> None:
+    """The coordinator approved before the erasure request reached 336: the answer would
+    tie the erased child to 336's contact again on 334's erased thread."""
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    r.erase("334", KACPER["upn"], "DPO/2026/152")
+    assert r.decide(query, "approve").status_code == 200  # 336 has not had the request yet
+    shown = r.answered(query)  # pumps both ways
+    assert shown["answer"] is None and shown["erased_at"] is not None
+    (refused,) = [
+        m
+        for m in r.gw.ledger.find(authority="334", direction=Direction.INBOUND)
+        if m.sender == "336" and m.message_type == "Notification"
+    ]
+    assert refused.status.value == "QUARANTINED"  # and no body kept
+    assert f"query {query} was erased at 334" in (refused.reason or "")
+    assert r.on_thread_at_asker(query) == {"OUTBOUND Notification": False}
+
+
+def test_a_query_is_noted_by_the_child_but_its_row_carries_no_child_key(tmp_path: Path) -> None:
+    """A child key on the row would make the asked authority one the child's data went
+    to: a consent withdrawal would send it the child's name, date of birth and case
+    (found by a review); and the child's consent entries would be kept while the query
+    is."""
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    with r.gw.ledger.transaction() as conn:
+        keyed = conn.execute(
+            select(messages.c.child_key).where(
+                messages.c.authority == "334", messages.c.message_id == query
+            )
+        ).scalar_one()
+        assert keyed is None
+        noted = conn.execute(
+            select(existence_asked.c.child_key).where(existence_asked.c.message_id == query)
+        ).scalars()
+        # Under the UPN's key and the name and date of birth's: whichever names the child.
+        assert len(set(noted)) == 2
+
+
+def test_a_consent_withdrawal_sends_nothing_to_an_authority_that_was_only_asked(
+    tmp_path: Path,
+) -> None:
+    """336 asks 333 whether it holds a CAF for a child of 336's own; then the family
+    withdraws consent at 336 (the export again, with the withdrawal). 333 was sent
+    keyed hashes only, and must not now be sent the child's identity with a withdrawal
+    notice."""
+    config_copy(tmp_path)
+    policy = tmp_path / "config" / "policy.yaml"
+    data = yaml.safe_load(policy.read_text())
+    data["safeguarding_approvers"]["336"] = [{"name": "Wolves MASH", "role": "MASH manager"}]
+    policy.write_text(yaml.safe_dump(data))
+    gw = memory_gateway(tmp_path)
+    export = json.loads(WOLVERHAMPTON.read_text(encoding="utf-8"))
+    export["episodes"] = [e for e in export["episodes"] if e["episodeId"] == "EHM-77245"]
+    before = copy.deepcopy(export)
+    before["episodes"][0]["consent"]["withdrawn"] = []
+    before["episodes"][0]["events"] = []
+    submit(gw, "336", "wolverhampton-json", json.dumps(before).encode(), "before.json")
+    pump(gw)
+    (assessment,) = [
+        m
+        for m in gw.ledger.find(authority="336", direction=Direction.OUTBOUND, limit=100)
+        if m.message_type == "Assessment"
+    ]
+    env = envelope_of(gw, assessment)
+    assert env is not None and isinstance(env.body, Assessment)
+    coordination.ask_existence(
+        gw, "336", "333", env.body.child, Safeguarding("Wolves MASH", "sibling at risk")
+    )
+    pump(gw)
+    submit(gw, "336", "wolverhampton-json", json.dumps(export).encode(), "withdrawn.json")
+    pump(gw)
+    sent = [
+        (m.recipient, m.message_type)
+        for m in gw.ledger.find(authority="336", direction=Direction.OUTBOUND, limit=500)
+    ]
+    assert any(t == "ConsentChange" for _, t in sent)  # the withdrawal was recorded
+    # The query alone (and the receipt for 333's answer): no ConsentChange, no identity.
+    assert [t for to, t in sent if to == "333" and t != "Receipt"] == ["Notification"]
+
+
+def test_a_query_still_queued_when_the_child_is_erased_is_withdrawn_not_sent_empty(
+    tmp_path: Path,
+) -> None:
+    """Before (found by a review), its body was erased and the row left queued: the sender
+    loop then published an empty message, recorded SENT, which 336 quarantined."""
+    r = Region(tmp_path)
+    body = dict(KACPER, safeguarding_approver=APPROVER, safeguarding_reason="sibling at risk")
+    asked = r.client.post("/v1/existence-queries", json=body, headers=r.asker)
+    query = asked.json()["message_id"]  # queued, not yet published
+    report = r.erase("334", KACPER["upn"], "DPO/2026/153")
+    assert report.state.get("withdrawn_from_outbox") == 1
+    assert report.state.get("erasure_notices") is None  # it never left: nobody to tell
+    pump(r.gw)
+    (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    assert sent.status.value == "WITHDRAWN"
+    assert r.gw.ledger.find(authority="336", direction=Direction.INBOUND, message_id=query) == []
+
+
+def test_a_query_asked_with_an_nhs_number_is_reached_by_an_erasure_naming_it(
+    tmp_path: Path,
+) -> None:
+    """The child's key is its UPN's when it has one; a query is noted under the key of
+    each identifier it was asked with, so an erasure naming the NHS number finds it."""
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk", dict(KACPER, nhs_number="943 476 5919"))
+    dry = erasure.plan_erasure(r.gw, "334", "9434765919", "DPO/2026/154")
+    assert query in {d.message_id for d in dry.due}
+
+
+def test_at_its_period_the_query_goes_with_its_note_and_the_answer_stays_for_its_own(
+    tmp_path: Path,
+) -> None:
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    assert r.decide(query, "approve").status_code == 200
+    assert r.answered(query)["answer"].startswith("match=true")
+    r.clock.advance(days=1096)  # past the query's 1095 days, not the answer's 2190
+    service.apply(r.gw, "334")
+    assert r.on_thread_at_asker(query) == {
+        "OUTBOUND Notification": False,
+        "INBOUND Notification": True,
+    }
+    with r.gw.ledger.transaction() as conn:
+        noted = conn.execute(
+            select(existence_asked.c.id).where(existence_asked.c.message_id == query)
+        ).all()
+    assert noted == []  # nothing ties the child to it any more
+    shown = r.answered(query)
+    assert shown["answer"].startswith("match=true") and shown["erased_at"] is not None
+    said = views.existence_answer(r.gw, "334", query).describe()
+    assert said.startswith("match=true") and "(the query was erased here" in said
+
+
+def test_a_query_a_publisher_holds_as_the_child_is_erased_is_taken_as_sent(
+    tmp_path: Path,
+) -> None:
+    """It may be on the wire: it is not shown withdrawn, and 336 is asked to erase it."""
+    r = Region(tmp_path)
+    body = dict(KACPER, safeguarding_approver=APPROVER, safeguarding_reason="sibling at risk")
+    query = r.client.post("/v1/existence-queries", json=body, headers=r.asker).json()["message_id"]
+    with r.gw.ledger.transaction() as conn:  # as the sender loop claims a row it publishes
+        conn.execute(
+            update(messages)
+            .where(messages.c.authority == "334", messages.c.message_id == query)
+            .values(claimed_until=r.clock() + timedelta(minutes=5))
+        )
+    report = r.erase("334", KACPER["upn"], "DPO/2026/155")
+    assert report.state.get("withdrawn_from_outbox") is None
+    assert report.state.get("erasure_notices") == 1
+    (notice,) = [
+        m
+        for m in r.gw.ledger.find(authority="334", direction=Direction.OUTBOUND, limit=100)
+        if m.message_type == "ErasureRequest"
+    ]
+    env = envelope_of(r.gw, notice)
+    assert env is not None and isinstance(env.body, ErasureRequest)
+    assert [ref.message_id for ref in env.body.messages] == [query]

@@ -108,6 +108,12 @@ class ExistenceOut(_Out):
     status: str
     answer: str | None = None
     answered_at: datetime | None = None
+    erased_at: datetime | None = Field(
+        default=None,
+        description="set once the query was erased here: by an erasure of the child it "
+        "asks about, which erases the answer with it, or at its retention period, after "
+        "which an answer that came is kept for its own",
+    )
 
 
 @router.post(
@@ -176,8 +182,9 @@ def answer(message_id: str, gw: GatewayDep, authority: AuthorityDep) -> Existenc
         message_id=message_id,
         recipient=records[0].recipient,
         status=records[0].status.value,
-        answer=found[0] if found else None,
-        answered_at=found[1] if found else None,
+        answer=found.answer,
+        answered_at=found.answered_at,
+        erased_at=found.erased_at,
     )
 
 
