@@ -178,12 +178,25 @@ class OutboundQueries(LedgerCore):
             params["senders"] = list(senders)
         with self.transaction() as conn:
             claimed = conn.execute(_CLAIM[senders is not None], params).all()
+            erased = [int(r[0]) for r in claimed if r[5] is None]
+            if erased:
+                # Erased here (retention, an erasure request) after it was queued: a
+                # publisher held it then, and its publish failed, or its claim lapsed,
+                # or it came back to be sent again. Never published empty.
+                self.transition_from(
+                    erased,
+                    OUTBOX_STATES,
+                    Status.WITHDRAWN,
+                    "withdrawn from the outbox: its body was erased here",
+                    conn,
+                    claimed_until=None,
+                    next_attempt_at=None,
+                )
         rows = sorted(claimed, key=lambda r: int(r[0]))  # RETURNING keeps no order
         return [
-            OutboxItem(
-                r[0], r[1], r[2], r[3], r[4], bytes(r[5] or b""), r[6], Route(r[7]), r[8] or r[3]
-            )
+            OutboxItem(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], Route(r[7]), r[8] or r[3])
             for r in rows
+            if r[5] is not None
         ]
 
     def still_queued(self, pks: Sequence[int]) -> set[int]:

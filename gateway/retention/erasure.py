@@ -25,8 +25,8 @@ from gateway.crossborder import existence_asked
 from gateway.crossborder.children import resolve_child
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.feature import Kit
-from gateway.ledger.status import DISCLOSING, HAS_LEFT, OUTBOX_STATES
-from gateway.ledger.tables import messages
+from gateway.ledger.status import DISCLOSING, HAS_LEFT, OUTBOX_STATES, Direction, Status
+from gateway.ledger.tables import history, messages
 from gateway.lifecycle.tables import recalls
 from gateway.model import ErasureGround, ErasureRequest, LegalBasis, MessageRef
 from gateway.outbox import new_envelope
@@ -175,40 +175,56 @@ def _notices(
     """Queue one signed ErasureRequest per authority the child's data went to (Art 19)."""
 
     def queue(conn: Connection) -> dict[str, int]:
-        disclosed = _publishing(conn, authority, todo)
+        disclosed = _disclosed_now(conn, authority, todo)
         sent = queue_notices(kit, conn, authority, disclosed, ground, reference, actor)
         return {"erasure_notices": sent} if sent else {}
 
     return queue
 
 
-def _publishing(
+def _disclosed_now(
     conn: Connection, authority: str, todo: ErasurePlan
 ) -> dict[str, tuple[tuple[str, str], ...]]:
-    """``todo.disclosed_to``, with the messages still queued when it was planned that a
-    publisher held as they were erased (``purge`` withdrew the others): they may be
-    on the wire, so their recipients are asked to erase them too."""
-    queued = {
+    """The recipients to ask, read in the erasing transaction once the outbox gave up
+    what had not left (``purge``): every disclosing message of ``todo.due`` that was
+    ever sent (its history has ``SENT``: one re-sent or replayed since is back in the
+    outbox), has left or failed to (``HAS_LEFT``, ``UNDELIVERABLE``, ``DEAD_LETTERED``),
+    or is still in the outbox, which only a publisher's claim kept there: it may be on
+    the wire. ``todo.disclosed_to`` was read at planning: one published since then
+    would be missed."""
+    wanted = {
         d.pk: d
         for d in todo.due
-        if d.direction == "OUTBOUND"
+        if d.direction == Direction.OUTBOUND.value
         and d.recipient != authority
         and d.legal_basis in DISCLOSING
-        and d.status in {s.value for s in OUTBOX_STATES}
         and d.digest
     }
-    if not queued:
-        return todo.disclosed_to
-    still = conn.execute(
-        select(messages.c.id).where(
-            messages.c.id.in_(sorted(queued)),
-            messages.c.status.in_([s.value for s in OUTBOX_STATES]),
+    pks = sorted(wanted)
+    status: dict[int, str] = {}
+    sent_once: set[int] = set()
+    for start in range(0, len(pks), 500):
+        chunk = pks[start : start + 500]
+        status.update(
+            (int(r.id), str(r.status))
+            for r in conn.execute(
+                select(messages.c.id, messages.c.status).where(messages.c.id.in_(chunk))
+            )
         )
-    ).scalars()
-    sent = {r: list(v) for r, v in todo.disclosed_to.items()}
-    for pk in sorted(still):
-        d = queued[pk]
-        sent.setdefault(d.recipient, []).append((d.message_id, d.digest or ""))
+        sent_once.update(
+            conn.execute(
+                select(history.c.message_pk).where(
+                    history.c.message_pk.in_(chunk), history.c.status == Status.SENT.value
+                )
+            ).scalars()
+        )
+    going = {*HAS_LEFT, Status.UNDELIVERABLE.value, Status.DEAD_LETTERED.value}
+    going.update(s.value for s in OUTBOX_STATES)
+    sent: dict[str, dict[tuple[str, str], None]] = {}
+    for pk in pks:
+        if pk in sent_once or status.get(pk) in going:
+            d = wanted[pk]
+            sent.setdefault(d.recipient, {})[(d.message_id, d.digest or "")] = None
     return {r: tuple(v) for r, v in sorted(sent.items())}
 
 

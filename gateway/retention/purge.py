@@ -87,19 +87,18 @@ def _unqueue(kit: Kit, conn: Connection, due: Sequence[Due], why: str) -> int:
     """Outbound messages still queued leave the outbox before they are erased (else the
     sender loop would publish an erased body); one a publisher holds may be on the
     wire, and goes as it is (an erasure asks its recipient to erase it)."""
-    queued = [
-        d.pk
-        for d in due
-        if d.direction == Direction.OUTBOUND.value and d.status in {s.value for s in OUTBOX_STATES}
-    ]
+    # Every outbound row, whatever status it was planned with: one may have come back
+    # to the outbox since (a re-send, a replay). ``transition_from`` reads it now.
+    outbound = [d.pk for d in due if d.direction == Direction.OUTBOUND.value]
     stopped = kit.ledger.transition_from(
-        queued,
+        outbound,
         OUTBOX_STATES,
         Status.WITHDRAWN,
-        f"withdrawn before it was sent: {why}",
+        f"withdrawn from the outbox: {why}",
         conn,
         where=[kit.ledger.not_being_published(conn)],
         next_attempt_at=None,
+        claimed_until=None,
     )
     return len(stopped)
 

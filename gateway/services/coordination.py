@@ -62,25 +62,31 @@ def _refused(
     purpose: Purpose,
     refusal: sharing.Refusal | PolicyRefusal,
     case_ref: str | None = None,
+    noted: Callable[[Connection, str], None] | None = None,
 ) -> Sent:
+    """Record a send refused here; ``noted``: run in the same transaction, with its id."""
     message_id = str(uuid.uuid4())
-    gw.ledger.record(
-        [
-            NewMessage(
-                message_id=message_id,
-                direction=Direction.OUTBOUND,
-                authority=authority,
-                sender=authority,
-                recipient=recipient,
-                message_type=mtype.value,
-                correlation_id=thread,
-                legal_basis=basis.value,
-                purpose=purpose.value,
-                statuses=((Status.ACCEPTED, None), (Status.REJECTED, str(refusal))),
-                case_ref=case_ref,
-            )
-        ]
-    )
+    with gw.ledger.transaction() as conn:
+        gw.ledger.record(
+            [
+                NewMessage(
+                    message_id=message_id,
+                    direction=Direction.OUTBOUND,
+                    authority=authority,
+                    sender=authority,
+                    recipient=recipient,
+                    message_type=mtype.value,
+                    correlation_id=thread,
+                    legal_basis=basis.value,
+                    purpose=purpose.value,
+                    statuses=((Status.ACCEPTED, None), (Status.REJECTED, str(refusal))),
+                    case_ref=case_ref,
+                )
+            ],
+            conn,
+        )
+        if noted is not None:
+            noted(conn, message_id)
     return Sent(message_id, recipient, Status.REJECTED, str(refusal))
 
 
@@ -177,7 +183,7 @@ def ask_existence(
         consent = consent_rules.effective(consent_store.entries(conn, authority, child_key(child)))
 
     def record_refused(basis: LegalBasis, refusal: sharing.Refusal | PolicyRefusal) -> None:
-        refused = _refused(
+        _refused(
             gw,
             authority,
             recipient,
@@ -186,15 +192,11 @@ def ask_existence(
             basis,
             Purpose.EXISTENCE_CHECK,
             refusal,
+            # Its reason may quote what was typed: noted by the child as the query is.
+            noted=lambda conn, refused_id: existence_asked.note(
+                conn, authority, refused_id, existence_asked.keys_of(child), gw.ledger.clock()
+            ),
         )
-        with gw.ledger.transaction() as conn:  # its reason may quote what was typed
-            existence_asked.note(
-                conn,
-                authority,
-                refused.message_id,
-                existence_asked.keys_of(child),
-                gw.ledger.clock(),
-            )
 
     if safeguarding is not None:
         refused = _safeguarding_refusal(gw, authority, recipient, safeguarding)

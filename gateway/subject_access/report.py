@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, or_, select
 
 from gateway.context import Gateway
 from gateway.crossborder import consent_store, existence_asked
@@ -212,20 +212,16 @@ def build(gw: Gateway, authority: str, ref: str, actor: str) -> SubjectAccessRep
     gw.signer(authority)
     key = resolve_child(gw, authority, ref)
     with gw.ledger.transaction() as conn:
+        # The existence queries asked about the child carry no child key: their threads
+        # (the query, its answer) are the child's as an erasure of it takes them.
+        asked = sorted(existence_asked.threads_about(conn, authority, key))
         rows = [
             r._mapping
             for r in conn.execute(
                 select(messages, BODY)
                 .where(
                     messages.c.authority == authority,
-                    or_(
-                        messages.c.child_key == key,
-                        # The existence queries asked about the child (no child key).
-                        and_(
-                            messages.c.direction == Direction.OUTBOUND.value,
-                            messages.c.message_id.in_(existence_asked.asked(authority, key)),
-                        ),
-                    ),
+                    or_(messages.c.child_key == key, messages.c.correlation_id.in_(asked)),
                 )
                 .order_by(messages.c.id)
             ).all()

@@ -32,7 +32,7 @@ from gateway.crossborder.existence_held import HeldQuery
 from gateway.crossborder.existence_store import existence_index
 from gateway.ledger import audit
 from gateway.ledger.bodies import HAS_BODY
-from gateway.ledger.status import Direction
+from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.model import Assessment, ErasureRequest, Safeguarding
 from gateway.retention import erasure, held_queries, service
@@ -515,10 +515,16 @@ def test_the_askers_subject_access_report_lists_its_query_as_a_safeguarding_disc
 ) -> None:
     r = Region(tmp_path)
     query = r.ask("sibling at risk")
+    assert r.decide(query, "approve").status_code == 200
+    pump(r.gw)
     found = subject_access.build(r.gw, "334", KACPER["upn"], "DPO")
     (shown,) = [d for d in found.disclosures if d.message_id == query]
     assert (shown.to, shown.legal_basis, shown.approved_by) == ("336", "SAFEGUARDING", APPROVER)
     assert any(query in line for line in found.review)
+    # And the answer, which an erasure of the child takes as the child's too.
+    assert [(m.sender, m.what) for m in found.received] == [
+        ("336", "Notification EXISTENCE_ANSWER")
+    ]
 
 
 def test_an_answer_that_comes_after_the_asker_erased_its_query_is_not_taken(
@@ -682,3 +688,56 @@ def test_a_query_a_publisher_holds_as_the_child_is_erased_is_taken_as_sent(
     env = envelope_of(r.gw, notice)
     assert env is not None and isinstance(env.body, ErasureRequest)
     assert [ref.message_id for ref in env.body.messages] == [query]
+    # The publisher failed, or died: its claim lapses and the row is claimed again.
+    # Its body is gone: it is withdrawn, never published empty (found by a review).
+    r.clock.advance(minutes=6)
+    pump(r.gw)
+    (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    assert (sent.status.value, sent.reason) == (
+        "WITHDRAWN",
+        "withdrawn from the outbox: its body was erased here",
+    )
+    assert r.gw.ledger.find(authority="336", direction=Direction.INBOUND, message_id=query) == []
+
+
+def test_a_query_published_while_its_erasure_was_planned_is_named_in_the_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recipients were read when the erasure was planned, before the broker was
+    asked about parked copies: one published in between was missed (found by a
+    review)."""
+    r = Region(tmp_path)
+    body = dict(KACPER, safeguarding_approver=APPROVER, safeguarding_reason="sibling at risk")
+    query = r.client.post("/v1/existence-queries", json=body, headers=r.asker).json()["message_id"]
+    planned = erasure.plan_erasure
+
+    def then_published(*args: Any, **kwargs: Any) -> erasure.ErasurePlan:
+        todo = planned(*args, **kwargs)
+        assert todo.disclosed_to == {}  # still queued as it was planned
+        pump(r.gw)  # the sender loop publishes it meanwhile
+        return todo
+
+    monkeypatch.setattr(erasure, "plan_erasure", then_published)
+    report = r.erase("334", KACPER["upn"], "DPO/2026/156")
+    assert report.state.get("erasure_notices") == 1
+    pump(r.gw)
+    assert r.row(query)["decision"] == "ERASED" and r.bodies(query) == {query: False}
+
+
+def test_a_query_sent_then_back_in_the_outbox_is_withdrawn_and_named_in_the_request(
+    tmp_path: Path,
+) -> None:
+    """Re-sent (its receipt overdue) or replayed: in the outbox again, but 336 may hold
+    it. Withdrawn, and named all the same (its history says it was sent)."""
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    with r.gw.ledger.transaction() as conn:
+        r.gw.ledger.transition_from(
+            [sent.pk], (Status(sent.status),), Status.REPLAYED, "replayed", conn
+        )
+    report = r.erase("334", KACPER["upn"], "DPO/2026/157")
+    assert report.state.get("withdrawn_from_outbox") == 1
+    assert report.state.get("erasure_notices") == 1
+    pump(r.gw)
+    assert r.row(query)["decision"] == "ERASED" and r.bodies(query) == {query: False}
