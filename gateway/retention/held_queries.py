@@ -32,7 +32,7 @@ from gateway.crossborder.existence_store import existence_index
 from gateway.feature import Kit
 from gateway.ledger import audit
 from gateway.model import LegalBasis
-from gateway.retention.plan import Due, due_where
+from gateway.retention.plan import Due, due_where, emptied
 
 COUNT = "existence_held_queries"
 RULE = "existence_held_days"
@@ -80,6 +80,21 @@ def naming_erased(conn: Connection, authority: str, threads: Collection[str]) ->
         existence_index.c.correlation_id.not_in(listed),
     )
     return [q for q in found if not kept.intersection(q.hashes)]
+
+
+def foreseen(
+    conn: Connection, authority: str, due: Sequence[Due], expired: Sequence[HeldQuery]
+) -> list[HeldQuery]:
+    """Held queries (other than ``expired``) that a run erasing ``due`` would close or
+    scrub as about a child no longer held here: ``naming_erased`` of the threads that
+    run leaves with no message unerased. For a dry run; nothing is changed. (A query
+    whose own thread such a run empties, and what that thread indexed, is not
+    followed further: the run itself does, and counts what it did.)"""
+    gone = {q.message_id for q in expired}
+    found = naming_erased(
+        conn, authority, emptied(conn, authority, {d.correlation_id for d in due}, due)
+    )
+    return [q for q in found if q.message_id not in gone]
 
 
 def received(

@@ -18,6 +18,7 @@ postcode), so its status history is scrubbed as well.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -226,3 +227,28 @@ def due_where(conn: Connection, authority: str, which: ColumnElement[bool], rule
         now = as_utc(m["updated_at"])
         out.append(_due(m, rule, 0, "the request", now, now, m["status"] == "REJECTED"))
     return out
+
+
+def emptied(
+    conn: Connection, authority: str, threads: Collection[str], erasing: Sequence[Due] = ()
+) -> set[str]:
+    """Of ``threads``, those with no message of ``authority`` left unerased (once the
+    rows ``erasing`` are too: a dry run's question)."""
+    wanted = sorted(t for t in threads if t)
+    pks = {d.pk for d in erasing}
+    # The ids only when some rows are to be set aside; otherwise one row a thread.
+    columns = (messages.c.correlation_id, messages.c.id) if pks else (messages.c.correlation_id,)
+    left: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        rows = conn.execute(
+            select(*columns)
+            .select_from(messages.outerjoin(tombstones, tombstones.c.message_pk == messages.c.id))
+            .where(
+                messages.c.authority == authority,
+                messages.c.correlation_id.in_(wanted[start : start + 500]),
+                tombstones.c.id.is_(None),
+            )
+            .distinct()
+        )
+        left.update(str(r[0]) for r in rows if not pks or r[1] not in pks)
+    return set(wanted) - left

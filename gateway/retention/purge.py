@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from gateway.crossborder import existence_asked
 from gateway.crossborder.existence_held import HeldQuery
@@ -34,7 +34,7 @@ from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import history, messages
 from gateway.retention import erasers, held_queries, local_copies
 from gateway.retention.local_copies import ParkedCopy
-from gateway.retention.plan import Due
+from gateway.retention.plan import Due, emptied
 from gateway.retention.tables import retention_runs, tombstones
 
 log = logging.getLogger(__name__)
@@ -189,30 +189,6 @@ def _erase_rows(
     return threads, children
 
 
-def _fully_erased(conn: Connection, authority: str, threads: Collection[str]) -> set[str]:
-    """Of ``threads``, those with no message of ``authority`` left un-erased."""
-    wanted = sorted(threads)
-    left: set[str] = set()
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start : start + CHUNK]
-        left.update(
-            r[0]
-            for r in conn.execute(
-                select(messages.c.correlation_id)
-                .select_from(
-                    messages.outerjoin(tombstones, and_(tombstones.c.message_pk == messages.c.id))
-                )
-                .where(
-                    messages.c.authority == authority,
-                    messages.c.correlation_id.in_(chunk),
-                    tombstones.c.id.is_(None),
-                )
-                .distinct()
-            ).all()
-        )
-    return set(wanted) - left
-
-
 def _unreferenced(conn: Connection, authority: str, children: Collection[str]) -> set[str]:
     """Of ``children``, those no message of ``authority`` refers to any more."""
     if not children:
@@ -340,7 +316,7 @@ def erase_in(
     existence_asked.forget(
         conn, authority, [d.message_id for d in due if d.direction == Direction.OUTBOUND.value]
     )
-    done_threads = _fully_erased(conn, authority, touched) | set(threads)
+    done_threads = emptied(conn, authority, touched) | set(threads)
     # Held existence queries before the erasers, which delete the index entries read
     # here; their rows as received go with them, as the rest did.
     asked = _held_queries(
@@ -442,7 +418,7 @@ def _held_queries(
             break
         withdrawn += _withdraw(kit, conn, authority, scrubbed.received, basis)
         touched, _ = _erase_rows(conn, authority, scrubbed.received, run_id, now)
-        new = _fully_erased(conn, authority, touched) - seen
+        new = emptied(conn, authority, touched) - seen
         seen |= new
         erased += scrubbed.received
         held, rows = (), [d.pk for d in scrubbed.received]

@@ -26,7 +26,11 @@ class RetentionPlan:
     held: tuple[HeldQuery, ...] = ()
     """Held existence queries past ``existence_held_days`` (``held_queries``)."""
     held_received: tuple[Due, ...] = ()
-    """Their ledger rows as received, erased with them."""
+    """Their ledger rows as received, erased with them; and those of ``about_erased``."""
+    about_erased: tuple[HeldQuery, ...] = ()
+    """Held queries about a child whose last case this run erases (``held_queries.
+    foreseen``): the run closes them ``ERASED`` or scrubs them. For the dry run's count:
+    the run finds them again as it erases."""
 
 
 def planned(kit: Kit, authority: str, limit: int | None = None) -> RetentionPlan:
@@ -37,7 +41,9 @@ def planned(kit: Kit, authority: str, limit: int | None = None) -> RetentionPlan
     with kit.ledger.transaction() as conn:
         found = plan(conn, authority, rules, kit.settings.limits, now, limit)
         held = tuple(held_queries.past(kit, conn, authority, now))
+        about = tuple(held_queries.foreseen(conn, authority, found.due, held))
         rows = held_queries.received(conn, authority, held, held_queries.RULE)
+        rows += held_queries.received(conn, authority, about, held_queries.ERASED_CHILD_RULE)
     rows = [d for d in rows if d.pk not in found.pks()]
     cutoff = now - timedelta(days=rules.dead_letter_days)
     parked: tuple[ParkedCopy, ...] = ()
@@ -47,16 +53,17 @@ def planned(kit: Kit, authority: str, limit: int | None = None) -> RetentionPlan
     except TransportError as exc:
         # The ledger's part does not wait for the broker; the next run looks again.
         notes = (f"parked dead letters not checked: {exc}",)
-    return RetentionPlan(found, parked, notes, held, tuple(rows))
+    return RetentionPlan(found, parked, notes, held, tuple(rows), about)
 
 
 def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport:
     """The report ``apply`` would give, without erasing anything."""
     p = planned_run.plan
     due = (*p.due, *planned_run.held_received)
+    closing = len(planned_run.held) + len(planned_run.about_erased)
     by_rule = p.by_rule()
-    if planned_run.held_received:
-        by_rule[held_queries.RULE] = len(planned_run.held_received)
+    for row in planned_run.held_received:
+        by_rule[row.rule] = by_rule.get(row.rule, 0) + 1
     return purge.RunReport(
         run_id="(dry run)",
         authority=p.authority,
@@ -72,7 +79,7 @@ def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport
         message_ids=tuple(d.message_id for d in due),
         more=p.more,
         notes=planned_run.notes,
-        state={held_queries.COUNT: len(planned_run.held)} if planned_run.held else {},
+        state={held_queries.COUNT: closing} if closing else {},
     )
 
 

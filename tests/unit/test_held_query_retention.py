@@ -310,6 +310,7 @@ def test_purging_the_childs_last_case_closes_the_queries_about_it_once(
     r.clock.advance(days=11)
     dry = service.dry_report(service.planned(r.gw, "336"), r.clock())
     assert dry.message_ids.count(query) == 1
+    assert dry.state == {"existence_held_queries": 1}  # foreseen, as EXPIRED or ERASED
     report = service.apply(r.gw, "336")
     assert report.state["existence_held_queries"] == 1
     assert report.message_ids.count(query) == 1
@@ -740,4 +741,26 @@ def test_a_query_sent_then_back_in_the_outbox_is_withdrawn_and_named_in_the_requ
     assert report.state.get("withdrawn_from_outbox") == 1
     assert report.state.get("erasure_notices") == 1
     pump(r.gw)
+
+
+def test_a_dry_run_foresees_the_query_a_purge_of_the_childs_last_case_closes(
+    tmp_path: Path,
+) -> None:
+    """The query's own row is far from its period (an existence query: 1095 days); the
+    case the child is held on is past its own. Before, the dry run showed neither the
+    query nor its row as received, and the run then closed and erased both."""
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    periods = {state: {"default": 10} for state in ("CLOSED", "OPEN", "SUBMITTED", "DRAFT")}
+    unknown = {"default": 2190, "Notification": 1095}
+    settings = retention_yaml(r.gw.settings, case_records={**periods, "UNKNOWN": unknown})
+    r.gw = region(tmp_path / "again", r.clock, settings)  # the same ledger, these periods
+    r.clock.advance(days=11)
+    dry = service.dry_report(service.planned(r.gw, "336"), r.clock())
+    assert dry.state == {"existence_held_queries": 1}
+    assert query in dry.message_ids and dry.by_rule[held_queries.ERASED_CHILD_RULE] == 1
+    assert r.waiting() == [query] and r.bodies(query) == {query: True}  # nothing changed
+    report = service.apply(r.gw, "336")
+    assert report.state["existence_held_queries"] == 1
+    assert (set(report.message_ids), report.by_rule) == (set(dry.message_ids), dry.by_rule)
     assert r.row(query)["decision"] == "ERASED" and r.bodies(query) == {query: False}
