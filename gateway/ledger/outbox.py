@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import LedgerError
-from gateway.ledger.bodies import BODY
+from gateway.ledger.bodies import BODY, HAS_BODY
 from gateway.ledger.core import ONE_MORE_ATTEMPT, LedgerCore, as_utc, handed_in
 from gateway.ledger.handoff import Claimed
 from gateway.ledger.in_lists import SIZES, among, bind, in_list, size_of
@@ -96,8 +96,10 @@ _CLAIM = {of_senders: _claim_statement(of_senders) for of_senders in (False, Tru
 @functools.cache
 def _still_queued(size: int) -> Select[int]:
     """Which of ``size`` keys (``in_lists``) are in the outbox."""
+    # With its body: one erased since it was handed over is not published from memory
+    # (its claim lapses, and the claim withdraws it).
     return select(messages.c.id).where(
-        in_list(messages.c.id, "pks", size), among(messages.c.status, OUTBOX_STATES)
+        in_list(messages.c.id, "pks", size), among(messages.c.status, OUTBOX_STATES), HAS_BODY
     )
 
 
@@ -176,27 +178,36 @@ class OutboundQueries(LedgerCore):
         params: dict[str, object] = {"now": now, "limit": limit, "lease": lease_until}
         if senders is not None:
             params["senders"] = list(senders)
-        with self.transaction() as conn:
-            claimed = conn.execute(_CLAIM[senders is not None], params).all()
-            erased = [int(r[0]) for r in claimed if r[5] is None]
-            if erased:
-                # Erased here (retention, an erasure request) after it was queued: a
-                # publisher held it then, and its publish failed, or its claim lapsed,
-                # or it came back to be sent again. Never published empty.
-                self.transition_from(
-                    erased,
-                    OUTBOX_STATES,
-                    Status.WITHDRAWN,
-                    "withdrawn from the outbox: its body was erased here",
-                    conn,
-                    claimed_until=None,
-                    next_attempt_at=None,
-                )
-        rows = sorted(claimed, key=lambda r: int(r[0]))  # RETURNING keeps no order
+        rows: list[Any] = []
+        want = limit
+        while True:
+            params["limit"] = want
+            with self.transaction() as conn:
+                claimed = conn.execute(_CLAIM[senders is not None], params).all()
+                erased = [int(r[0]) for r in claimed if r[5] is None]
+                if erased:
+                    # Erased here (retention, an erasure request) after it was queued: a
+                    # publisher held it then, and its publish failed, or its claim
+                    # lapsed, or it came back to be sent again. Never published empty.
+                    self.transition_from(
+                        erased,
+                        OUTBOX_STATES,
+                        Status.WITHDRAWN,
+                        "withdrawn from the outbox: its body was erased here",
+                        conn,
+                        claimed_until=None,
+                        next_attempt_at=None,
+                    )
+            rows += [r for r in claimed if r[5] is not None]
+            # A claim short of its limit took all there was; one that withdrew rows
+            # takes as many more, so the sender loop never reads a full claim as empty.
+            if not erased or len(claimed) < want:
+                break
+            want = len(erased)
+        rows.sort(key=lambda r: int(r[0]))  # RETURNING keeps no order
         return [
             OutboxItem(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], Route(r[7]), r[8] or r[3])
             for r in rows
-            if r[5] is not None
         ]
 
     def still_queued(self, pks: Sequence[int]) -> set[int]:

@@ -15,7 +15,7 @@ both are kept and written to the audit log.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, or_, select
@@ -88,20 +88,6 @@ def _due(conn: Connection, authority: str, key: str, threads: set[str], rule: st
     return due_where(conn, authority, about, rule)
 
 
-def _disclosed(due: list[Due], authority: str) -> dict[str, tuple[tuple[str, str], ...]]:
-    sent: dict[str, list[tuple[str, str]]] = {}
-    for d in due:
-        if (
-            d.direction == "OUTBOUND"
-            and d.recipient != authority
-            and d.legal_basis in DISCLOSING
-            and d.status in (*HAS_LEFT, "UNDELIVERABLE", "DEAD_LETTERED")
-            and d.digest
-        ):
-            sent.setdefault(d.recipient, []).append((d.message_id, d.digest))
-    return {r: tuple(v) for r, v in sorted(sent.items())}
-
-
 def plan_erasure(kit: Kit, authority: str, ref: str, reference: str) -> ErasurePlan:
     """What erasing the child ``ref`` at ``authority`` would erase (nothing changes)."""
     kit.outbox.signer(authority)
@@ -120,10 +106,11 @@ def plan_erasure(kit: Kit, authority: str, ref: str, reference: str) -> ErasureP
         asked = held_queries.naming_erased(conn, authority, threads)
         seen = {d.pk for d in due}
         due += [d for d in held_queries.received(conn, authority, asked, rule) if d.pk not in seen]
+        disclosed = _recipients(conn, authority, due, now=False)
     parked = tuple(local_copies.parked_about(kit, authority, key))
     if not due and not threads and not parked:
         raise NotFoundError(f"child {ref} not found")
-    return ErasurePlan(key, tuple(due), tuple(sorted(threads)), parked, _disclosed(due, authority))
+    return ErasurePlan(key, tuple(due), tuple(sorted(threads)), parked, disclosed)
 
 
 def queue_notices(
@@ -175,42 +162,43 @@ def _notices(
     """Queue one signed ErasureRequest per authority the child's data went to (Art 19)."""
 
     def queue(conn: Connection) -> dict[str, int]:
-        disclosed = _disclosed_now(conn, authority, todo)
+        disclosed = _recipients(conn, authority, todo.due, now=True)
         sent = queue_notices(kit, conn, authority, disclosed, ground, reference, actor)
         return {"erasure_notices": sent} if sent else {}
 
     return queue
 
 
-def _disclosed_now(
-    conn: Connection, authority: str, todo: ErasurePlan
+def _recipients(
+    conn: Connection, authority: str, due: Sequence[Due], *, now: bool
 ) -> dict[str, tuple[tuple[str, str], ...]]:
-    """The recipients to ask, read in the erasing transaction once the outbox gave up
-    what had not left (``purge``): every disclosing message of ``todo.due`` that was
-    ever sent (its history has ``SENT``: one re-sent or replayed since is back in the
-    outbox), has left or failed to (``HAS_LEFT``, ``UNDELIVERABLE``, ``DEAD_LETTERED``),
-    or is still in the outbox, which only a publisher's claim kept there: it may be on
-    the wire. ``todo.disclosed_to`` was read at planning: one published since then
-    would be missed."""
+    """recipient -> (message id, digest) of the disclosing messages of ``due`` that went
+    there or may have: ever sent (their history has ``SENT``: one re-sent or replayed
+    since is back in the outbox), left or failed to (``HAS_LEFT``, ``UNDELIVERABLE``,
+    ``DEAD_LETTERED``). ``now``: read in the erasing transaction once the outbox gave up
+    what had not left (``purge``), where a row still in the outbox is one a publisher
+    holds, which may be on the wire, and one published since the plan is seen; else
+    (the plan, a dry run) the statuses planned, a queued row taken as withdrawn."""
     wanted = {
         d.pk: d
-        for d in todo.due
+        for d in due
         if d.direction == Direction.OUTBOUND.value
         and d.recipient != authority
         and d.legal_basis in DISCLOSING
         and d.digest
     }
     pks = sorted(wanted)
-    status: dict[int, str] = {}
+    status = {pk: wanted[pk].status for pk in pks}
     sent_once: set[int] = set()
     for start in range(0, len(pks), 500):
         chunk = pks[start : start + 500]
-        status.update(
-            (int(r.id), str(r.status))
-            for r in conn.execute(
-                select(messages.c.id, messages.c.status).where(messages.c.id.in_(chunk))
+        if now:
+            status.update(
+                (int(r.id), str(r.status))
+                for r in conn.execute(
+                    select(messages.c.id, messages.c.status).where(messages.c.id.in_(chunk))
+                )
             )
-        )
         sent_once.update(
             conn.execute(
                 select(history.c.message_pk).where(
@@ -219,10 +207,11 @@ def _disclosed_now(
             ).scalars()
         )
     going = {*HAS_LEFT, Status.UNDELIVERABLE.value, Status.DEAD_LETTERED.value}
-    going.update(s.value for s in OUTBOX_STATES)
+    if now:
+        going.update(s.value for s in OUTBOX_STATES)
     sent: dict[str, dict[tuple[str, str], None]] = {}
     for pk in pks:
-        if pk in sent_once or status.get(pk) in going:
+        if pk in sent_once or status[pk] in going:
             d = wanted[pk]
             sent.setdefault(d.recipient, {})[(d.message_id, d.digest or "")] = None
     return {r: tuple(v) for r, v in sorted(sent.items())}

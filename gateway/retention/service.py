@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gateway.crossborder import existence_held
 from gateway.crossborder.existence_held import HeldQuery
 from gateway.errors import TransportError
 from gateway.feature import Kit
@@ -28,20 +29,32 @@ class RetentionPlan:
     held_received: tuple[Due, ...] = ()
     """Their ledger rows as received, erased with them; and those of ``about_erased``."""
     about_erased: tuple[HeldQuery, ...] = ()
-    """Held queries about a child whose last case this run erases (``held_queries.
-    foreseen``): the run closes them ``ERASED`` or scrubs them. For the dry run's count:
-    the run finds them again as it erases."""
+    """The other held queries the run closes ``ERASED`` or scrubs: about a child whose
+    last case it erases (``held_queries.foreseen``), or whose row as received it erases
+    by that row's own rule. For a dry run's count (``foresee``): the run finds them
+    again as it erases."""
 
 
-def planned(kit: Kit, authority: str, limit: int | None = None) -> RetentionPlan:
-    """What is past its period at ``authority`` (nothing is changed)."""
+def planned(
+    kit: Kit, authority: str, limit: int | None = None, *, foresee: bool = True
+) -> RetentionPlan:
+    """What is past its period at ``authority`` (nothing is changed). ``foresee``: also
+    what the run finds as it erases (``about_erased``), which only a dry run shows."""
     kit.outbox.signer(authority)  # only hosted authorities have a ledger side here
     rules = kit.settings.retention
     now = kit.clock()
     with kit.ledger.transaction() as conn:
         found = plan(conn, authority, rules, kit.settings.limits, now, limit)
         held = tuple(held_queries.past(kit, conn, authority, now))
-        about = tuple(held_queries.foreseen(conn, authority, found.due, held))
+        about: tuple[HeldQuery, ...] = ()
+        if foresee:
+            about = tuple(held_queries.foreseen(conn, authority, found.due, held))
+            counted = {q.message_id for q in (*held, *about)}
+            about += tuple(
+                q
+                for q in existence_held.received_as(conn, authority, found.pks())
+                if q.message_id not in counted
+            )
         rows = held_queries.received(conn, authority, held, held_queries.RULE)
         rows += held_queries.received(conn, authority, about, held_queries.ERASED_CHILD_RULE)
     rows = [d for d in rows if d.pk not in found.pks()]
@@ -87,7 +100,7 @@ def apply(
     kit: Kit, authority: str, actor: str = JOB_ACTOR, limit: int | None = None
 ) -> purge.RunReport:
     """Erase what is past its period at ``authority``; the report of what was done."""
-    todo = planned(kit, authority, limit)
+    todo = planned(kit, authority, limit, foresee=False)
     return purge.erase(
         kit,
         authority,

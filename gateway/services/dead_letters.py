@@ -37,6 +37,7 @@ from sqlalchemy import Connection, insert, select
 from gateway.context import Gateway
 from gateway.errors import ConflictError, NotFoundError
 from gateway.ledger import audit
+from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages, parked_replays
 from gateway.transport.base import Delivery, parked_key
@@ -192,6 +193,7 @@ def _replay_ledger(
                 messages.c.sender,
                 messages.c.recipient,
                 messages.c.digest,
+                HAS_BODY.label("held"),
             )
             .where(
                 messages.c.authority == authority,
@@ -203,6 +205,13 @@ def _replay_ledger(
         ).first()
         if row is None:
             return None
+        if not row.held:
+            # Erased here (its retention period, an erasure request): replayed, it would
+            # go out, or to the local system, empty.
+            raise ConflictError(
+                f"dead letter {message_id} of {authority} was erased here: "
+                "there is nothing left to replay"
+            )
         outbound = row[1] == Direction.OUTBOUND.value
         gw.ledger.transition(
             [row[0]],

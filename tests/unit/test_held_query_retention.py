@@ -30,6 +30,7 @@ from gateway.crossborder import existence_held, existence_store
 from gateway.crossborder.existence_asked import existence_asked
 from gateway.crossborder.existence_held import HeldQuery
 from gateway.crossborder.existence_store import existence_index
+from gateway.errors import ConflictError
 from gateway.ledger import audit
 from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction, Status
@@ -37,7 +38,7 @@ from gateway.ledger.tables import messages
 from gateway.model import Assessment, ErasureRequest, Safeguarding
 from gateway.retention import erasure, held_queries, service
 from gateway.retention.tables import tombstones
-from gateway.services import coordination, views
+from gateway.services import coordination, dead_letters, views
 from gateway.subject_access import report as subject_access
 
 pytestmark = pytest.mark.timeout(120)
@@ -726,10 +727,40 @@ def test_a_query_published_while_its_erasure_was_planned_is_named_in_the_request
 
 
 def test_a_query_sent_then_back_in_the_outbox_is_withdrawn_and_named_in_the_request(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Re-sent (its receipt overdue) or replayed: in the outbox again, but 336 may hold
-    it. Withdrawn, and named all the same (its history says it was sent)."""
+    it. Withdrawn, and named all the same (its history says it was sent); also when it
+    came back while the erasure was planned, with the status it had then."""
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    assert erasure.plan_erasure(r.gw, "334", KACPER["upn"], "DPO/2026/157").disclosed_to == {
+        "336": ((query, sent.digest),)
+    }
+    planned = erasure.plan_erasure
+
+    def then_replayed(*args: Any, **kwargs: Any) -> erasure.ErasurePlan:
+        todo = planned(*args, **kwargs)
+        with r.gw.ledger.transaction() as conn:
+            r.gw.ledger.transition_from(
+                [sent.pk], (Status(sent.status),), Status.REPLAYED, "replayed", conn
+            )
+        return todo
+
+    monkeypatch.setattr(erasure, "plan_erasure", then_replayed)
+    report = r.erase("334", KACPER["upn"], "DPO/2026/157")
+    assert report.state.get("withdrawn_from_outbox") == 1
+    assert report.state.get("erasure_notices") == 1
+    pump(r.gw)
+    (after,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    assert after.status.value == "WITHDRAWN"
+    assert r.row(query)["decision"] == "ERASED" and r.bodies(query) == {query: False}
+
+
+def test_a_dry_run_names_the_recipient_of_a_query_sent_and_back_in_the_outbox(
+    tmp_path: Path,
+) -> None:
     r = Region(tmp_path)
     query = r.ask("sibling at risk")
     (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
@@ -737,10 +768,41 @@ def test_a_query_sent_then_back_in_the_outbox_is_withdrawn_and_named_in_the_requ
         r.gw.ledger.transition_from(
             [sent.pk], (Status(sent.status),), Status.REPLAYED, "replayed", conn
         )
-    report = r.erase("334", KACPER["upn"], "DPO/2026/157")
-    assert report.state.get("withdrawn_from_outbox") == 1
-    assert report.state.get("erasure_notices") == 1
-    pump(r.gw)
+    dry = erasure.plan_erasure(r.gw, "334", KACPER["upn"], "DPO/2026/158")
+    assert dry.disclosed_to == {"336": ((query, sent.digest),)}
+
+
+def test_an_erased_dead_letter_is_not_replayed(tmp_path: Path) -> None:
+    """Replayed, it would have gone out empty (or been withdrawn unseen) while the
+    operator was told it was replayed (found by a review)."""
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    with r.gw.ledger.transaction() as conn:
+        r.gw.ledger.transition_from(
+            [sent.pk], (Status(sent.status),), Status.DEAD_LETTERED, "dead", conn
+        )
+    r.erase("334", KACPER["upn"], "DPO/2026/159")
+    with pytest.raises(ConflictError, match="was erased here"):
+        dead_letters.replay(r.gw, "334", query, "admin")
+    (after,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    assert after.status.value == "DEAD_LETTERED"
+
+
+def test_a_dry_run_counts_a_held_query_whose_row_as_received_is_due_by_its_own_rule(
+    tmp_path: Path,
+) -> None:
+    r = Region(tmp_path)
+    query = r.ask("sibling at risk")
+    unknown = {"default": 2190, "Notification": 10}
+    settings = retention_yaml(r.gw.settings, case_records={"UNKNOWN": unknown})
+    r.gw = region(tmp_path / "again", r.clock, settings)  # the same ledger, these periods
+    r.clock.advance(days=11)
+    dry = service.dry_report(service.planned(r.gw, "336"), r.clock())
+    assert dry.state == {"existence_held_queries": 1} and query in dry.message_ids
+    report = service.apply(r.gw, "336")
+    assert report.state["existence_held_queries"] == 1
+    assert r.row(query)["decision"] == "ERASED"
 
 
 def test_a_dry_run_foresees_the_query_a_purge_of_the_childs_last_case_closes(

@@ -101,6 +101,37 @@ def test_a_claim_returns_each_rows_own_body(ledger_url: str) -> None:
         ledger.engine.dispose()
 
 
+def test_a_claim_that_withdraws_erased_rows_takes_as_many_more(ledger_url: str) -> None:
+    """Else a full claim that withdrew some read as an empty outbox to the sender loop,
+    which then slept with the rest of a backlog waiting (found by a review)."""
+    ledger = Ledger.open(ledger_url)
+    try:
+        pks = ledger.record([signed_assessment(SIGNED_DOCUMENT) for _ in range(4)])
+        with ledger.transaction() as conn:  # the first two erased since they were queued
+            conn.execute(message_bodies.delete().where(message_bodies.c.message_pk.in_(pks[:2])))
+        now = ledger.clock()
+        claimed = ledger.claim_outbox(2, None, now, now.replace(year=now.year + 1))
+        assert [c.pk for c in claimed] == pks[2:]
+    finally:
+        ledger.engine.dispose()
+
+
+def test_a_row_handed_over_and_erased_since_is_no_longer_queued(ledger_url: str) -> None:
+    """The sender loop asks before it publishes what it was handed in memory."""
+    ledger = Ledger.open(ledger_url)
+    try:
+        now = ledger.clock()
+        kept, erased = ledger.record(
+            [signed_assessment(SIGNED_DOCUMENT) for _ in range(2)],
+            claimed_until=now.replace(year=now.year + 1),
+        )
+        with ledger.transaction() as conn:
+            conn.execute(message_bodies.delete().where(message_bodies.c.message_pk == erased))
+        assert ledger.still_queued([kept, erased]) == {kept}
+    finally:
+        ledger.engine.dispose()
+
+
 def test_the_sqlite_claim_names_the_claimed_rows_key_with_its_table() -> None:
     # SQLite's RETURNING is written without table names; a bare ``id`` in the body's
     # lookup would be captured by any column of that name in message_bodies.
