@@ -182,33 +182,46 @@ class OutboundQueries(LedgerCore):
         want = limit
         while True:
             params["limit"] = want
-            with self.transaction() as conn:
-                claimed = conn.execute(_CLAIM[senders is not None], params).all()
-                erased = [int(r[0]) for r in claimed if r[5] is None]
-                if erased:
-                    # Erased here (retention, an erasure request) after it was queued: a
-                    # publisher held it then, and its publish failed, or its claim
-                    # lapsed, or it came back to be sent again. Never published empty.
-                    self.transition_from(
-                        erased,
-                        OUTBOX_STATES,
-                        Status.WITHDRAWN,
-                        "withdrawn from the outbox: its body was erased here",
-                        conn,
-                        claimed_until=None,
-                        next_attempt_at=None,
-                    )
+            try:
+                claimed, erased = self._claim_round(senders is not None, params)
+            except LedgerError:
+                if not rows:
+                    raise
+                # A round after one that withdrew erased rows: what was claimed already
+                # goes now, rather than wait for its lease.
+                break
             rows += [r for r in claimed if r[5] is not None]
             # A claim short of its limit took all there was; one that withdrew rows
             # takes as many more, so the sender loop never reads a full claim as empty.
             if not erased or len(claimed) < want:
                 break
-            want = len(erased)
+            want = erased
         rows.sort(key=lambda r: int(r[0]))  # RETURNING keeps no order
         return [
             OutboxItem(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], Route(r[7]), r[8] or r[3])
             for r in rows
         ]
+
+    def _claim_round(self, of_senders: bool, params: dict[str, object]) -> tuple[list[Any], int]:
+        """One claim statement (``_CLAIM``), and the rows it claimed with no body (erased
+        here, by retention or an erasure request, after they were queued: a publisher
+        held them, and its publish failed, or its claim lapsed, or they came back to be
+        sent again) moved to ``WITHDRAWN``: never published empty. The rows, and how
+        many were withdrawn."""
+        with self.transaction() as conn:
+            claimed = list(conn.execute(_CLAIM[of_senders], params).all())
+            erased = [int(r[0]) for r in claimed if r[5] is None]
+            if erased:
+                self.transition_from(
+                    erased,
+                    OUTBOX_STATES,
+                    Status.WITHDRAWN,
+                    "withdrawn from the outbox: its body was erased here",
+                    conn,
+                    claimed_until=None,
+                    next_attempt_at=None,
+                )
+        return claimed, len(erased)
 
     def still_queued(self, pks: Sequence[int]) -> set[int]:
         """Which of ``pks`` are still in the outbox: a row handed to the sender loop

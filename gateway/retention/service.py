@@ -57,7 +57,8 @@ def planned(
             )
         rows = held_queries.received(conn, authority, held, held_queries.RULE)
         rows += held_queries.received(conn, authority, about, held_queries.ERASED_CHILD_RULE)
-    rows = [d for d in rows if d.pk not in found.pks()]
+    due_pks = found.pks()
+    rows = [d for d in rows if d.pk not in due_pks]
     cutoff = now - timedelta(days=rules.dead_letter_days)
     parked: tuple[ParkedCopy, ...] = ()
     notes: tuple[str, ...] = ()

@@ -207,7 +207,8 @@ def _replay_ledger(
             return None
         if not row.held:
             # Erased here (its retention period, an erasure request): replayed, it would
-            # go out, or to the local system, empty.
+            # go out, or to the local system, empty. (The body's row is not locked: one
+            # erased just after this is withdrawn when claimed, never sent empty.)
             raise ConflictError(
                 f"dead letter {message_id} of {authority} was erased here: "
                 "there is nothing left to replay"

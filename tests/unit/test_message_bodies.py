@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from support.ledger_schema import downgrade
 from support.outbound import signed_assessment
 
+from gateway.errors import LedgerError
 from gateway.ledger import bodies, migrate
 from gateway.ledger.core import make_engine
 from gateway.ledger.outbox import _CLAIM
@@ -112,6 +115,33 @@ def test_a_claim_that_withdraws_erased_rows_takes_as_many_more(ledger_url: str) 
         now = ledger.clock()
         claimed = ledger.claim_outbox(2, None, now, now.replace(year=now.year + 1))
         assert [c.pk for c in claimed] == pks[2:]
+    finally:
+        ledger.engine.dispose()
+
+
+def test_a_claim_whose_later_round_fails_returns_what_it_claimed_already(
+    ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each round commits: left held by a claim nobody publishes, the rows of the first
+    would wait for their lease (found by a review)."""
+    ledger = Ledger.open(ledger_url)
+    try:
+        pks = ledger.record([signed_assessment(SIGNED_DOCUMENT) for _ in range(3)])
+        with ledger.transaction() as conn:
+            conn.execute(message_bodies.delete().where(message_bodies.c.message_pk == pks[0]))
+        real = ledger.transaction
+        calls = []
+
+        def failing_the_second() -> Any:
+            calls.append(1)
+            if len(calls) == 2:
+                raise LedgerError("ledger unavailable: the test's")
+            return real()
+
+        monkeypatch.setattr(ledger, "transaction", failing_the_second)
+        now = ledger.clock()
+        claimed = ledger.claim_outbox(2, None, now, now.replace(year=now.year + 1))
+        assert [c.pk for c in claimed] == [pks[1]] and len(calls) == 2
     finally:
         ledger.engine.dispose()
 
