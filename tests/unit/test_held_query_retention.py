@@ -2,7 +2,12 @@
 and the asking approver's name, role and reason: retention and erasure reach them.
 
 Before, nothing did: a held query kept them for good, decided or not, and an erasure
-request for the child left every query about the child waiting, with its reason."""
+request for the child left every query about the child waiting, with its reason.
+
+At the asking authority (the tests named "asker", and after them): an erasure of the
+child reaches the queries it sent, their answers and the asked authority's copies, with
+no child key on the query's row (``existence_asked``); and what an erasure does to a
+message still in the outbox, or sent and back in it."""
 
 from __future__ import annotations
 
