@@ -38,6 +38,7 @@ from gateway.crossborder.existence_store import existence_index
 from gateway.errors import ConflictError
 from gateway.ledger import audit
 from gateway.ledger.bodies import HAS_BODY
+from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.model import Assessment, ErasureRequest, Safeguarding
@@ -83,11 +84,32 @@ class Region:
         self.coordinator: Auth = {"Authorization": f"Bearer {keys.issue('336', holder='CAF')}"}
 
     def ask(self, reason: str, child: dict[str, str] = KACPER) -> str:
+        """334 asks 336 about ``child``; both gateways then do what they have to."""
+        query = self.queue(reason, child)
+        pump(self.gw)
+        return query
+
+    def queue(self, reason: str, child: dict[str, str] = KACPER) -> str:
+        """334 asks: the query is queued, not yet published."""
         body = dict(child, safeguarding_approver=APPROVER, safeguarding_reason=reason)
         asked = self.client.post("/v1/existence-queries", json=body, headers=self.asker)
         assert asked.status_code == 202, asked.text
-        pump(self.gw)
         return str(asked.json()["message_id"])
+
+    def sent(self, query: str) -> MessageRecord:
+        """334's ledger row of the query it sent."""
+        (row,) = self.gw.ledger.find(
+            message_id=query, authority="334", direction=Direction.OUTBOUND
+        )
+        return row
+
+    def move_sent(self, query: str, status: Status) -> MessageRecord:
+        """334's query as sent moved to ``status`` (as a replay or a dead-lettering would
+        move it); its row before."""
+        row = self.sent(query)
+        with self.gw.ledger.transaction() as conn:
+            self.gw.ledger.transition_from([row.pk], (row.status,), status, status.value, conn)
+        return row
 
     def decide(self, query: str, how: str) -> Any:
         return self.client.post(
@@ -624,14 +646,12 @@ def test_a_query_still_queued_when_the_child_is_erased_is_withdrawn_not_sent_emp
     """Before (found by a review), its body was erased and the row left queued: the sender
     loop then published an empty message, recorded SENT, which 336 quarantined."""
     r = Region(tmp_path)
-    body = dict(KACPER, safeguarding_approver=APPROVER, safeguarding_reason="sibling at risk")
-    asked = r.client.post("/v1/existence-queries", json=body, headers=r.asker)
-    query = asked.json()["message_id"]  # queued, not yet published
+    query = r.queue("sibling at risk")  # queued, not yet published
     report = r.erase("334", KACPER["upn"], "DPO/2026/153")
     assert report.state.get("withdrawn_from_outbox") == 1
     assert report.state.get("erasure_notices") is None  # it never left: nobody to tell
     pump(r.gw)
-    (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    sent = r.sent(query)
     assert sent.status.value == "WITHDRAWN"
     assert r.gw.ledger.find(authority="336", direction=Direction.INBOUND, message_id=query) == []
 
@@ -676,8 +696,7 @@ def test_a_query_a_publisher_holds_as_the_child_is_erased_is_taken_as_sent(
 ) -> None:
     """It may be on the wire: it is not shown withdrawn, and 336 is asked to erase it."""
     r = Region(tmp_path)
-    body = dict(KACPER, safeguarding_approver=APPROVER, safeguarding_reason="sibling at risk")
-    query = r.client.post("/v1/existence-queries", json=body, headers=r.asker).json()["message_id"]
+    query = r.queue("sibling at risk")
     with r.gw.ledger.transaction() as conn:  # as the sender loop claims a row it publishes
         conn.execute(
             update(messages)
@@ -699,7 +718,7 @@ def test_a_query_a_publisher_holds_as_the_child_is_erased_is_taken_as_sent(
     # Its body is gone: it is withdrawn, never published empty (found by a review).
     r.clock.advance(minutes=6)
     pump(r.gw)
-    (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    sent = r.sent(query)
     assert (sent.status.value, sent.reason) == (
         "WITHDRAWN",
         "withdrawn from the outbox: its body was erased here",
@@ -714,8 +733,7 @@ def test_a_query_published_while_its_erasure_was_planned_is_named_in_the_request
     asked about parked copies: one published in between was missed (found by a
     review)."""
     r = Region(tmp_path)
-    body = dict(KACPER, safeguarding_approver=APPROVER, safeguarding_reason="sibling at risk")
-    query = r.client.post("/v1/existence-queries", json=body, headers=r.asker).json()["message_id"]
+    query = r.queue("sibling at risk")
     planned = erasure.plan_erasure
 
     def then_published(*args: Any, **kwargs: Any) -> erasure.ErasurePlan:
@@ -739,7 +757,7 @@ def test_a_query_sent_then_back_in_the_outbox_is_withdrawn_and_named_in_the_requ
     came back while the erasure was planned, with the status it had then."""
     r = Region(tmp_path)
     query = r.ask("sibling at risk")
-    (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    sent = r.sent(query)
     assert erasure.plan_erasure(r.gw, "334", KACPER["upn"], "DPO/2026/157").disclosed_to == {
         "336": ((query, sent.digest),)
     }
@@ -747,10 +765,7 @@ def test_a_query_sent_then_back_in_the_outbox_is_withdrawn_and_named_in_the_requ
 
     def then_replayed(*args: Any, **kwargs: Any) -> erasure.ErasurePlan:
         todo = planned(*args, **kwargs)
-        with r.gw.ledger.transaction() as conn:
-            r.gw.ledger.transition_from(
-                [sent.pk], (Status(sent.status),), Status.REPLAYED, "replayed", conn
-            )
+        r.move_sent(query, Status.REPLAYED)
         return todo
 
     monkeypatch.setattr(erasure, "plan_erasure", then_replayed)
@@ -758,7 +773,7 @@ def test_a_query_sent_then_back_in_the_outbox_is_withdrawn_and_named_in_the_requ
     assert report.state.get("withdrawn_from_outbox") == 1
     assert report.state.get("erasure_notices") == 1
     pump(r.gw)
-    (after,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    after = r.sent(query)
     assert after.status.value == "WITHDRAWN"
     assert r.row(query)["decision"] == "ERASED" and r.bodies(query) == {query: False}
 
@@ -768,11 +783,7 @@ def test_a_dry_run_names_the_recipient_of_a_query_sent_and_back_in_the_outbox(
 ) -> None:
     r = Region(tmp_path)
     query = r.ask("sibling at risk")
-    (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
-    with r.gw.ledger.transaction() as conn:
-        r.gw.ledger.transition_from(
-            [sent.pk], (Status(sent.status),), Status.REPLAYED, "replayed", conn
-        )
+    sent = r.move_sent(query, Status.REPLAYED)
     dry = erasure.plan_erasure(r.gw, "334", KACPER["upn"], "DPO/2026/158")
     assert dry.disclosed_to == {"336": ((query, sent.digest),)}
 
@@ -782,15 +793,11 @@ def test_an_erased_dead_letter_is_not_replayed(tmp_path: Path) -> None:
     operator was told it was replayed (found by a review)."""
     r = Region(tmp_path)
     query = r.ask("sibling at risk")
-    (sent,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
-    with r.gw.ledger.transaction() as conn:
-        r.gw.ledger.transition_from(
-            [sent.pk], (Status(sent.status),), Status.DEAD_LETTERED, "dead", conn
-        )
+    r.move_sent(query, Status.DEAD_LETTERED)
     r.erase("334", KACPER["upn"], "DPO/2026/159")
     with pytest.raises(ConflictError, match="was erased here"):
         dead_letters.replay(r.gw, "334", query, "admin")
-    (after,) = r.gw.ledger.find(message_id=query, authority="334", direction=Direction.OUTBOUND)
+    after = r.sent(query)
     assert after.status.value == "DEAD_LETTERED"
 
 
