@@ -27,7 +27,6 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
-    Select,
     String,
     Table,
     delete,
@@ -81,37 +80,31 @@ def note(
     )
 
 
-def asked(authority: str, key: str) -> Select[tuple[str]]:
-    """The ids of ``authority``'s queries about the child ``key`` (a subquery)."""
-    return select(existence_asked.c.message_id).where(
-        existence_asked.c.authority == authority, existence_asked.c.child_key == key
-    )
-
-
 def threads_about(conn: Connection, authority: str, key: str) -> set[str]:
     """The threads of ``authority``'s queries about the child ``key`` (the query, any
     answer, and a refusal recorded here)."""
+    asked = select(existence_asked.c.message_id).where(
+        existence_asked.c.authority == authority, existence_asked.c.child_key == key
+    )
     return {
         str(r[0])
         for r in conn.execute(
             select(messages.c.correlation_id).where(
                 messages.c.authority == authority,
                 messages.c.direction == Direction.OUTBOUND.value,
-                messages.c.message_id.in_(asked(authority, key)),
+                messages.c.message_id.in_(asked),
             )
         )
     }
 
 
-def forget(conn: Connection, authority: str, message_ids: Collection[str]) -> int:
+def forget(conn: Connection, authority: str, message_ids: Collection[str]) -> None:
     """Drop the notes of ``authority``'s queries ``message_ids`` (their rows erased)."""
     wanted = sorted(message_ids)
-    gone = 0
     for start in range(0, len(wanted), 500):
-        gone += conn.execute(
+        conn.execute(
             delete(existence_asked).where(
                 existence_asked.c.authority == authority,
                 existence_asked.c.message_id.in_(wanted[start : start + 500]),
             )
-        ).rowcount
-    return gone
+        )

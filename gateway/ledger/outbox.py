@@ -183,17 +183,17 @@ class OutboundQueries(LedgerCore):
         while True:
             params["limit"] = want
             try:
-                claimed, erased = self._claim_round(senders is not None, params)
+                kept, erased = self._claim_round(senders is not None, params)
             except LedgerError:
                 if not rows:
                     raise
                 # A round after one that withdrew erased rows: what was claimed already
                 # goes now, rather than wait for its lease.
                 break
-            rows += [r for r in claimed if r[5] is not None]
+            rows += kept
             # A claim short of its limit took all there was; one that withdrew rows
             # takes as many more, so the sender loop never reads a full claim as empty.
-            if not erased or len(claimed) < want:
+            if not erased or len(kept) + erased < want:
                 break
             want = erased
         rows.sort(key=lambda r: int(r[0]))  # RETURNING keeps no order
@@ -206,11 +206,16 @@ class OutboundQueries(LedgerCore):
         """One claim statement (``_CLAIM``), and the rows it claimed with no body (erased
         here, by retention or an erasure request, after they were queued: a publisher
         held them, and its publish failed, or its claim lapsed, or they came back to be
-        sent again) moved to ``WITHDRAWN``: never published empty. The rows, and how
-        many were withdrawn."""
+        sent again) moved to ``WITHDRAWN``: never published empty. The rows with a body,
+        and how many were withdrawn."""
+        kept: list[Any] = []
+        erased: list[int] = []
         with self.transaction() as conn:
-            claimed = list(conn.execute(_CLAIM[of_senders], params).all())
-            erased = [int(r[0]) for r in claimed if r[5] is None]
+            for r in conn.execute(_CLAIM[of_senders], params).all():
+                if r[5] is None:
+                    erased.append(int(r[0]))
+                else:
+                    kept.append(r)
             if erased:
                 self.transition_from(
                     erased,
@@ -221,7 +226,7 @@ class OutboundQueries(LedgerCore):
                     claimed_until=None,
                     next_attempt_at=None,
                 )
-        return claimed, len(erased)
+        return kept, len(erased)
 
     def still_queued(self, pks: Sequence[int]) -> set[int]:
         """Which of ``pks`` are still in the outbox: a row handed to the sender loop

@@ -181,6 +181,14 @@ def ask_existence(
     thread = correlation_id(authority, f"existence:{uuid.uuid4()}")
     with gw.ledger.transaction() as conn:
         consent = consent_rules.effective(consent_store.entries(conn, authority, child_key(child)))
+    # The query's row has no child key: it carries keyed hashes, not the child's identity
+    # (a consent withdrawal must not send that to the asked authority). The query, or a
+    # refused attempt (whose reason may quote what was typed), is noted by the child's
+    # keys instead, for an erasure or a report about the child.
+    about = existence_asked.keys_of(child)
+
+    def noted(conn: Connection, message_id: str) -> None:
+        existence_asked.note(conn, authority, message_id, about, gw.ledger.clock())
 
     def record_refused(basis: LegalBasis, refusal: sharing.Refusal | PolicyRefusal) -> None:
         _refused(
@@ -192,10 +200,7 @@ def ask_existence(
             basis,
             Purpose.EXISTENCE_CHECK,
             refusal,
-            # Its reason may quote what was typed: noted by the child as the query is.
-            noted=lambda conn, refused_id: existence_asked.note(
-                conn, authority, refused_id, existence_asked.keys_of(child), gw.ledger.clock()
-            ),
+            noted=noted,
         )
 
     if safeguarding is not None:
@@ -226,11 +231,7 @@ def ask_existence(
         consent_ref=consent_ref,
         safeguarding=safeguarding,
     )
-    # No child key on the row: the query carries keyed hashes, not the child's identity
-    # (a consent withdrawal must not send that to the asked authority). It is noted
-    # under the child's keys instead, for an erasure or a report about the child.
     message = gw.outbox.sign(env)
-    about = existence_asked.keys_of(child)
     try:
         # Counted where it is queued (under the authority's existence-rate lock): two
         # requests at once both passed an earlier count, and both were sent past it.
@@ -239,9 +240,7 @@ def ask_existence(
             message,
             safeguarding,
             lambda conn: _over_rate(gw, conn, authority, recipient, basis),
-            noted=lambda conn: existence_asked.note(
-                conn, authority, message.message_id, about, gw.ledger.clock()
-            ),
+            noted=lambda conn: noted(conn, message.message_id),
         )
     except PolicyRefusal as over:
         record_refused(basis, over)

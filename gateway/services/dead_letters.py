@@ -290,6 +290,18 @@ def _replay_parked(
     return Replayed(message_id, authority, DeadLetterKind.PARKED)
 
 
+def _in_ledger(
+    gw: Gateway, authority: str, message_id: str, digest: str | None
+) -> list[DeadLetter]:
+    """The ledger's dead letters of ``authority`` under ``message_id`` (with ``digest``,
+    when given)."""
+    return [
+        d
+        for d in _from_ledger(gw, authority, PEEK_LIMIT, message_id)
+        if d.message_id == message_id and digest in (None, d.digest)
+    ]
+
+
 def under(
     gw: Gateway, authority: str, message_id: str, digest: str | None = None
 ) -> list[DeadLetter]:
@@ -297,11 +309,7 @@ def under(
     given): ledger ones, and every copy parked for it however deep in the parking queue.
     With a digest a ledger one names, the parking queue is not read: the message is
     named, and a replay of it needs no broker."""
-    found = [
-        d
-        for d in _from_ledger(gw, authority, PEEK_LIMIT, message_id)
-        if d.message_id == message_id and digest in (None, d.digest)
-    ]
+    found = _in_ledger(gw, authority, message_id, digest)
     if digest is not None and found:
         return found
     parked = [_letter(authority, d) for d in gw.transport.parked_with(authority, message_id)]
@@ -392,10 +400,7 @@ def authority_of(gw: Gateway, message_id: str, digest: str | None = None) -> str
     given); NotFoundError if none."""
     wanted = digest.lower() if digest else None
     for code in gw.hosted:  # the ledger first: it needs no broker
-        if any(
-            d.message_id == message_id and wanted in (None, d.digest)
-            for d in _from_ledger(gw, code, PEEK_LIMIT, message_id)
-        ):
+        if _in_ledger(gw, code, message_id, wanted):
             return code
     for code in gw.hosted:
         if under(gw, code, message_id, wanted):
