@@ -66,8 +66,11 @@ class ApplyContext:
     # told: the message is recorded in this status after VERIFIED, never handed over.
     settled: tuple[Status, str] | None = None
     # One dict for every message of the recording transaction: what a feature read
-    # once for the whole batch (``gateway.lifecycle.receiver.on_arrival``).
+    # once for the whole batch (``gateway.lifecycle.standing.matching``).
     batch: dict[str, Any] = field(default_factory=dict)
+    # Run in the recording transaction once the batch's messages have their rows
+    # (``once_recorded``).
+    after_record: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
@@ -80,6 +83,12 @@ class ApplyContext:
     def later(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the transaction that recorded the message committed."""
         self.after_commit.append(action)
+
+    def once_recorded(self, action: Callable[[], None]) -> None:
+        """Run ``action`` in the recording transaction, once the message's row is in the
+        ledger (before the batch's receipt is signed): e.g. erase a record as it
+        arrives (a standing erasure request, ``gateway.retention.received``)."""
+        self.after_record.append(action)
 
     def keep_from_local_system(self, reason: str) -> None:
         """Record the message as not for the local system (``WITHDRAWN`` with ``reason``):
@@ -114,7 +123,8 @@ class ReceiptNote:
 # created-at window) before any applier judges it: the reason it is withdrawn as it
 # arrives, or None. A withdrawn record is recorded WITHDRAWN and restricted, no
 # applier runs (nothing it says takes effect) and it is never handed over: e.g. its
-# sender recalled it before it came (a standing recall, ``gateway.lifecycle``).
+# sender recalled it before it came (a standing recall, ``gateway.lifecycle``). The
+# first feature to give a reason decides; what it asks ``once_recorded`` is run.
 Arrival = Callable[[ApplyContext, Received], str | None]
 
 # (authority, sender, message id) of received messages owed a receipt -> what the

@@ -37,7 +37,9 @@ SAID = {
 }
 # What a recipient did about the original: a later NOT_HELD (said before it was done,
 # arriving after) never replaces it.
-DONE = frozenset({ActionTaken.WITHDRAWN.value, ActionTaken.PASSED_ON.value})
+DONE = frozenset(
+    {ActionTaken.WITHDRAWN.value, ActionTaken.PASSED_ON.value, ActionTaken.ERASED.value}
+)
 # A receipt that refused the recall or correction itself states no action: the
 # recipient did nothing about the original, which stands there as it was.
 UNDONE = {

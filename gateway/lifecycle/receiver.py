@@ -34,10 +34,10 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Select, insert, select, update
 
 from gateway.crossborder import receive
 from gateway.envelope import xmlsafe
@@ -50,9 +50,9 @@ from gateway.ledger.in_lists import bind, in_list, size_of
 from gateway.ledger.status import Direction, Route, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import messages
-from gateway.lifecycle import held, outcomes, sender
+from gateway.lifecycle import held, outcomes, sender, standing
 from gateway.lifecycle.held import Fate, Held
-from gateway.lifecycle.tables import follows, recalls, received, standing
+from gateway.lifecycle.tables import follows, recalls, received
 from gateway.model import (
     ActionTaken,
     Assessment,
@@ -160,7 +160,7 @@ def remember(
 
 def _audit(ctx: ApplyContext, msg: Received, kind: str, original_id: str, said: str) -> None:
     """The audit entry for a recall, correction or erasure request acted on."""
-    _audited(
+    audited(
         ctx,
         msg,
         f"{kind.lower()} from {msg.sender}",
@@ -169,7 +169,7 @@ def _audit(ctx: ApplyContext, msg: Received, kind: str, original_id: str, said: 
     )
 
 
-def _audited(ctx: ApplyContext, msg: Received, actor: str, action: str, detail: str) -> None:
+def audited(ctx: ApplyContext, msg: Received, actor: str, action: str, detail: str) -> None:
     """An audit entry about ``msg`` (no personal data: ids, digests, what was done)."""
     audit.append(
         ctx.kit.ledger,
@@ -251,11 +251,10 @@ def on_recall(ctx: ApplyContext, msg: Received) -> Effect:
     try:
         found = original(ctx, msg, body.original, "recall")
     except NotReceivedYet as early:
-        ref = body.original
-        if len(ref.message_id) > 64 or len(ref.digest) != DIGEST_LENGTH:
+        if not standing.can_name(body.original):
             # No recorded message has such an id or digest: nothing to wait for.
             raise PolicyRefusal(early.rule, early.reason) from None
-        if not _may_stand(ctx, msg, body):
+        if not standing.may_stand(ctx, msg, body.original):
             raise  # it waits as a correction does (refused on its last try)
         return _stand(ctx, msg, body)
 
@@ -290,108 +289,15 @@ STANDS = (
     "before the local system has it, and this recall receipted again"
 )
 ON_ARRIVAL = "it came after the recall and was withdrawn on arrival, before its local system had it"
-# Recalls of one message (by id, whatever digest they name) that may stand at once:
-# more say nothing new (a broken or hostile sender's). And recalls of one sender that
-# may stand at one authority: an honest one has a few, whose originals are on their
-# way. One past either waits for its original as a correction does, and is refused
-# if it never comes.
-STANDING_MAX = 4
-SENDER_STANDING_MAX = 256
-# A digest as the checks write it (SHA-256, hex): what the original's must equal.
-DIGEST_LENGTH = 64
 # Kept for the record withdrawn on arrival, so its own receipt item says so.
 KIND_ARRIVAL = "RECALLED_EARLY"
-
-# A standing recall can match only a record created before it (an honest recall
-# follows its original, and the recall was itself in the created-at window when it
-# came), and a record is refused on arrival once its created-at is older than
-# ``limits.max_age_s``: so a recall that came longer ago than that (and the skew
-# allowed) can never match again, and is no longer read nor counted. Judged by when
-# it came here, not by the date its sender signed: a recall dated just inside the
-# window would otherwise stop counting against the caps within seconds.
-_LIVE = (standing.c.authority == bindparam("authority")) & (standing.c.at >= bindparam("since"))
-# Read for every new record a sender may recall, of a sender with a recall standing
-# here (``on_arrival``): by the index on (authority, sender, original_id).
-_STANDING = (
-    select(standing.c.id, standing.c.recall_id, standing.c.at)
-    .where(
-        _LIVE,
-        standing.c.sender == bindparam("sender"),
-        standing.c.original_id == bindparam("original_id"),
-        standing.c.original_digest == bindparam("digest"),
-        standing.c.recall_created_at >= bindparam("created_at"),
-        standing.c.resolved_at.is_(None),
-    )
-    .order_by(standing.c.id)
-)
-# Before a recall stands (``_may_stand``): those of the same id, whatever digest, and
-# those of its sender.
-_OF_ONE_ID = select(func.count()).where(
-    _LIVE,
-    standing.c.sender == bindparam("sender"),
-    standing.c.original_id == bindparam("original_id"),
-    standing.c.resolved_at.is_(None),
-)
-_OF_ONE_SENDER = select(func.count()).select_from(
-    select(standing.c.id)
-    .where(_LIVE, standing.c.sender == bindparam("sender"), standing.c.resolved_at.is_(None))
-    .limit(bindparam("most"))
-    .subquery()
-)
-# Once a received batch (``on_arrival``): the senders with a recall standing here, by
-# the index on (authority, at).
-_SENDERS = select(standing.c.sender).where(_LIVE, standing.c.resolved_at.is_(None)).distinct()
-_SENDERS_KEY = "lifecycle.standing"
-
-
-def _since(ctx: ApplyContext) -> datetime:
-    limits = ctx.settings.limits
-    return ctx.now - timedelta(seconds=limits.max_age_s + limits.future_skew_s)
-
-
-def _senders_standing(ctx: ApplyContext, authority: str) -> set[str]:
-    keys = {"authority": authority, "since": _since(ctx)}
-    return {str(r[0]) for r in ctx.conn.execute(_SENDERS, keys).all()}
-
-
-def _keys(ctx: ApplyContext, msg: Received, original_id: str) -> dict[str, Any]:
-    """The parameters every standing-recall read shares: whose, and how recent."""
-    return {
-        "authority": msg.authority,
-        "since": _since(ctx),
-        "sender": msg.sender,
-        "original_id": original_id,
-    }
-
-
-def _may_stand(ctx: ApplyContext, msg: Received, body: Recall) -> bool:
-    """Whether the recall may stand: not one recall too many of that id or of its
-    sender."""
-    keys = {**_keys(ctx, msg, body.original.message_id), "most": SENDER_STANDING_MAX}
-    conn = ctx.conn
-    return (
-        int(conn.execute(_OF_ONE_ID, keys).scalar_one()) < STANDING_MAX
-        and int(conn.execute(_OF_ONE_SENDER, keys).scalar_one()) < SENDER_STANDING_MAX
-    )
 
 
 def _stand(ctx: ApplyContext, msg: Received, body: Recall) -> Effect:
     """No original here yet: the recall stands (``on_arrival``)."""
 
     def effect() -> None:
-        ctx.conn.execute(
-            insert(standing).values(
-                authority=msg.authority,
-                sender=msg.sender,
-                original_id=body.original.message_id,
-                original_digest=body.original.digest,
-                recall_id=msg.message_id,
-                recall_created_at=as_utc(msg.env.header.created_at),
-                at=ctx.now,
-            )
-        )
-        # A record later in this transaction may be the one it names.
-        ctx.batch.setdefault(_SENDERS_KEY, set()).add(msg.sender)
+        standing.stand(ctx, msg, body.original, standing.Kind.RECALL)
         ctx.keep_from_local_system(
             f"recall of {body.original.message_id}: nothing to tell the local system (not "
             "received here yet; the recall stands)"
@@ -408,47 +314,14 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
     the standing recalls are resolved, each receipted again, WITHDRAWN, and the reason
     the record is withdrawn as it arrives is returned (``feature.Arrival``: recorded
     withdrawn and restricted, no applier run, never handed over). None for every other
-    record."""
+    record, and for one an erasure request stands for too (the retention feature
+    erases it, and resolves the recalls with it: ``recalled_on_arrival``)."""
     if msg.env.header.message_type.value in sender.NOT_RECALLABLE_TYPES:
         return None
-    # One look a batch for the senders with a recall standing here, and one for each
-    # record only of those (issue 14).
-    senders = ctx.batch.get(_SENDERS_KEY)
-    if senders is None:
-        senders = ctx.batch[_SENDERS_KEY] = _senders_standing(ctx, msg.authority)
-    if msg.sender not in senders:
+    rows = standing.matching(ctx, msg)
+    if not rows or any(r.kind is standing.Kind.ERASURE for r in rows):
         return None
-    keys = {
-        **_keys(ctx, msg, msg.message_id),
-        "digest": msg.digest,
-        # Only a recall made after the record: one made before it names a record not
-        # yet made, which an honest sender never recalls (a hostile one could, to hold
-        # a receipt for a record the recipient's staff never saw).
-        "created_at": as_utc(msg.env.header.created_at),
-    }
-    rows = ctx.conn.execute(_STANDING, keys).all()
-    if not rows:
-        return None
-    recall_ids = [r.recall_id for r in rows]
-    named = ", ".join(recall_ids)
-    ctx.conn.execute(
-        update(standing).where(standing.c.id.in_([r.id for r in rows])).values(resolved_at=ctx.now)
-    )
-    mine = (received.c.authority == msg.authority) & (received.c.sender == msg.sender)
-    ctx.conn.execute(
-        update(received)
-        .where(mine, received.c.message_id.in_(recall_ids))
-        .values(action=ActionTaken.WITHDRAWN.value, reason=ON_ARRIVAL, at=ctx.now)
-    )
-    _receipt_again(ctx.conn, msg.authority, msg.sender, recall_ids)
-    ctx.kit.ledger.announce(ctx.conn, RECEIPTS)
-    actor = f"standing recall from {msg.sender}"
-    _audited(ctx, msg, actor, "RECALL_ON_ARRIVAL", f"recall {named}: {ON_ARRIVAL}")
-    first = as_utc(rows[0].at).isoformat(timespec="seconds")
-    why = (
-        f"recalled by {msg.sender} (recall {named}, standing since {first}): withdrawn "
-        "on arrival, before the local system had it"
-    )
+    why = recalled_on_arrival(ctx, msg, rows)
     # The record's own receipt item says so too: its sender holds no plain ACCEPTED.
     # A correction's item is read by its sender as what was done about the original
     # it corrects, which stands as it was: the correction itself is refused.
@@ -456,8 +329,35 @@ def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
         fate = Fate(ActionTaken.REFUSED, None, f"{why}; the original stands as it was")
     else:
         fate = Fate(ActionTaken.WITHDRAWN, None, why)
-    remember(ctx.conn, msg, KIND_ARRIVAL, recall_ids[0], fate, fate.said, ctx.now)
+    remember(ctx.conn, msg, KIND_ARRIVAL, rows[0].message_id, fate, fate.said, ctx.now)
     return why
+
+
+def recalled_on_arrival(ctx: ApplyContext, msg: Received, rows: Sequence[standing.Standing]) -> str:
+    """The recalls of ``rows`` (what stands for ``msg``, which just came) resolved,
+    each receipted again, WITHDRAWN; why ``msg`` is withdrawn ('' when none is a
+    recall). Every row of ``rows`` is resolved."""
+    standing.resolve(ctx, list(rows))
+    recall_ids = [r.message_id for r in rows if r.kind is standing.Kind.RECALL]
+    if not recall_ids:
+        return ""
+    named = ", ".join(recall_ids)
+    mine = (received.c.authority == msg.authority) & (received.c.sender == msg.sender)
+    ctx.conn.execute(
+        update(received)
+        .where(mine, received.c.message_id.in_(recall_ids))
+        .values(action=ActionTaken.WITHDRAWN.value, reason=ON_ARRIVAL, at=ctx.now)
+    )
+    receipt_again(ctx.conn, msg.authority, msg.sender, recall_ids)
+    ctx.kit.ledger.announce(ctx.conn, RECEIPTS)
+    actor = f"standing recall from {msg.sender}"
+    audited(ctx, msg, actor, "RECALL_ON_ARRIVAL", f"recall {named}: {ON_ARRIVAL}")
+    first = min(r.at for r in rows if r.kind is standing.Kind.RECALL)
+    return (
+        f"recalled by {msg.sender} (recall {named}, standing since "
+        f"{first.isoformat(timespec='seconds')}): withdrawn on arrival, before the local "
+        "system had it"
+    )
 
 
 # What each kind of replacement is judged by, as that record sent alone would be.
@@ -600,11 +500,33 @@ def relay_onward(conn: Connection, authority: str, onward: str, receipt_id: str)
         )
         before = conn.execute(select(received.c.reason).where(where)).scalar()
         conn.execute(update(received).where(where).values(reason=f"{before or ''}; {said}"))
-        _receipt_again(conn, authority, origin, [origin_id])
+        receipt_again(conn, authority, origin, [origin_id])
     return len(rows)
 
 
-def _receipt_again(conn: Connection, authority: str, sender: str, ids: list[str]) -> None:
+def restate(
+    conn: Connection,
+    authority: str,
+    sender: str,
+    message_id: str,
+    action: ActionTaken,
+    said: Callable[[str], str],
+    now: datetime,
+) -> None:
+    """What the receipt item of ``sender``'s ``message_id`` says, changed: ``action``, and
+    ``said`` of what it said (``remember``)."""
+    where = (
+        (received.c.authority == authority)
+        & (received.c.sender == sender)
+        & (received.c.message_id == message_id)
+    )
+    before = conn.execute(select(received.c.reason).where(where)).scalar()
+    conn.execute(
+        update(received).where(where).values(action=action.value, reason=said(before or ""), at=now)
+    )
+
+
+def receipt_again(conn: Connection, authority: str, sender: str, ids: list[str]) -> None:
     """Owe ``sender`` a receipt again for its messages ``ids`` received by ``authority``:
     what their receipt items say (``received``) has changed since the last."""
     conn.execute(

@@ -61,19 +61,22 @@ received = Table(
 # The receipt loop looks its messages up by id, for every receipt it signs.
 Index("ix_lifecycle_received_message", received.c.message_id)
 
-# A recall that came before its original: it stands, and the original is withdrawn
-# on arrival (``receiver.on_arrival``). Ids and digests only, nothing personal;
-# ``resolved_at`` once the original came.
+# A recall or an erasure request that came before the record it names: it stands, and
+# the record is withdrawn (and, for an erasure request, erased) on arrival
+# (``gateway.lifecycle.standing``). Ids and digests only, nothing personal;
+# ``resolved_at`` once the record came.
 standing = Table(
     "lifecycle_standing",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("authority", String(3), nullable=False),  # the recipient (this gateway's LA)
     Column("sender", String(3), nullable=False),  # the original's sender, who recalled it
+    # RECALL or ERASURE (``standing.Kind``; revision 0009)
+    Column("kind", String(16), nullable=False, server_default="RECALL"),
     Column("original_id", String(64), nullable=False),
     Column("original_digest", String(64), nullable=False),
-    Column("recall_id", String(64), nullable=False),
-    # The recall's signed created-at: it matches only a record created before it.
+    Column("recall_id", String(64), nullable=False),  # the recall's or erasure request's id
+    # Its signed created-at: it matches only a record created before it.
     Column("recall_created_at", DateTime(timezone=True), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True)),

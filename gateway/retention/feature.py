@@ -57,4 +57,6 @@ FEATURE = Feature(
     jobs=(Job(JOB, run_retention, idle_s=IDLE_S),),
     # An authority that disclosed a child's data asks for its copies to be erased.
     appliers={MessageType.ERASURE_REQUEST: received.on_erasure_request},
+    # A message an erasure request stood for, come after it: erased as it arrives.
+    on_arrival=received.on_arrival,
 )

@@ -11,6 +11,15 @@ back); if the local system had any, the request is handed to it, so that it
 erases its own copies. The signed receipt item says what was done: Action
 ``ERASED`` (``HandedOverAt``: since when the local system had the earliest
 copy) or ``NOT_HELD``.
+
+A message named that has not come yet (it failed here for a moment and waits in
+a delay queue, or was parked by this authority's broker) is not lost to the
+request: the request **stands** for it (``gateway.lifecycle.standing``), as a
+recall does, and says so in its receipt item. When the message comes (same
+sender, id and digest, dated no later than the request) it is recorded
+withdrawn and restricted, no applier runs on it, and it is erased in the
+transaction that records it (``on_arrival``); the request is receipted again,
+``ERASED``.
 """
 
 from __future__ import annotations
@@ -19,16 +28,20 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Connection, or_, select
 
-from gateway.errors import PolicyRefusal
+from gateway.envelope import xmlsafe
+from gateway.envelope.codec import element_to_envelope
+from gateway.errors import LedgerError, NotReceivedYet, PolicyRefusal
 from gateway.feature import ApplyContext, Effect, Received
-from gateway.ledger.bodies import HAS_BODY
+from gateway.ledger.bodies import BODY, HAS_BODY
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import messages
-from gateway.lifecycle import held, receiver
+from gateway.lifecycle import held, receiver, standing
 from gateway.lifecycle.held import Fate, Held
-from gateway.model import ActionTaken, ErasureRequest
+from gateway.lifecycle.sender import NOT_RECALLABLE_TYPES
+from gateway.model import ActionTaken, ErasureRequest, MessageType
 from gateway.retention import erasure, purge
 from gateway.retention.plan import Due
+from gateway.wakeups import RECEIPTS
 
 RULE_REFERENCE = "erasure.request-reference"
 
@@ -60,11 +73,7 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
     conn, authority = ctx.conn, msg.authority
 
     def effect() -> None:
-        copies = [
-            held.matching(held.sent_by(conn, authority, msg.sender, ref), ref)
-            for ref in body.messages
-        ]
-        found = [c for c in copies if c is not None and c.has_body]
+        found, stood, not_standing = _judged(ctx, msg, body)
         why = f"erasure request {body.request_ref} from {msg.sender}"
         fates = [held.take_back(ctx.kit, conn, authority, c, why) for c in found]
         forwards = _forwards(ctx, authority, msg.sender, found, why)
@@ -95,10 +104,17 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
         said = _said(
             len(found),
             len(body.messages),
-            len(body.messages) - len(found),
+            len(body.messages) - len(found) - stood,
             [h.isoformat(timespec="seconds") for h in handed],
             report.run_id if report else None,
         )
+        if stood:
+            said += f"; {stood} not received here yet: {STANDS}"
+        if not_standing:
+            said += (
+                f"; {not_standing} more not received here yet cannot stand (as many "
+                f"requests and recalls of {msg.sender} already stand here)"
+            )
         onward = sorted({f.recipient for f in forwards if f.left})
         if onward:
             said += (
@@ -115,6 +131,154 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
         receiver.remember(conn, msg, "ERASURE", body.request_ref, fate, said, ctx.now)
 
     return effect
+
+
+STANDS = (
+    "the request stands for them: each is erased should it come, before the local "
+    "system has it, and this request receipted again"
+)
+# Kept for a message erased on arrival, so its own receipt item says so.
+KIND_ARRIVAL = "ERASED_EARLY"
+# What a request's receipt item says once messages it stood for came (after what it
+# said when it came, which is kept before this).
+SINCE = "; since: "
+
+
+def _judged(ctx: ApplyContext, msg: Received, body: ErasureRequest) -> tuple[list[Held], int, int]:
+    """The copies held here of what ``body`` names (with a body still), how many of the
+    rest it now stands for (not received here yet, ``receiver.original``), and how
+    many of those could not stand (one too many of the id or of the sender). A message
+    of another sender's under an id, or another digest than the one this sender's
+    message under it has, is not held: the request does not stand for it."""
+    found: list[Held] = []
+    stood = not_standing = 0
+    for ref in dict.fromkeys(body.messages):
+        try:
+            copy = receiver.original(ctx, msg, ref, "erasure request")
+        except NotReceivedYet:
+            if not standing.can_name(ref):
+                continue
+            if not standing.may_stand(ctx, msg, ref):
+                not_standing += 1
+                continue
+            standing.stand(ctx, msg, ref, standing.Kind.ERASURE)
+            stood += 1
+            continue
+        except PolicyRefusal:
+            continue
+        if copy.has_body:
+            found.append(copy)
+    return found, stood, not_standing
+
+
+def on_arrival(ctx: ApplyContext, msg: Received) -> str | None:
+    """A new record an erasure request of its sender stands for (same sender, id and
+    digest, ``gateway.lifecycle.standing``): withdrawn as it arrives (the reason is
+    returned: recorded withdrawn and restricted, no applier run, never handed over),
+    erased once its row is in (``ApplyContext.once_recorded``), and each request
+    receipted again, ``ERASED``. A recall standing for it too is resolved with it
+    (``receiver.recalled_on_arrival``). None for every other record."""
+    if msg.env.header.message_type.value in NOT_RECALLABLE_TYPES:
+        return None
+    rows = standing.matching(ctx, msg)
+    requests = [r for r in rows if r.kind is standing.Kind.ERASURE]
+    if not requests:
+        return None
+    recalled = receiver.recalled_on_arrival(ctx, msg, rows)
+    ids = [r.message_id for r in requests]
+    conn = ctx.conn
+    for request in ids:
+        _said_again(ctx, msg, request)
+    receiver.receipt_again(conn, msg.authority, msg.sender, ids)
+    ctx.kit.ledger.announce(conn, RECEIPTS)
+    named = ", ".join(ids)
+    first = min(r.at for r in requests).isoformat(timespec="seconds")
+    why = (
+        f"its erasure was asked by {msg.sender} before it came (erasure request {named}, "
+        f"standing since {first}): withdrawn on arrival, before the local system had it, "
+        "and erased"
+    )
+    if recalled:
+        why += f"; {recalled}"
+    receiver.audited(
+        ctx, msg, f"standing erasure request from {msg.sender}", "ERASURE_ON_ARRIVAL",
+        f"erasure request {named}: {why}",
+    )  # fmt: skip
+    # A correction's item is read by its sender as what was done about the original
+    # it corrects, which stands as it was: the correction itself is refused.
+    if msg.env.header.message_type is MessageType.CORRECTION:
+        fate = Fate(ActionTaken.REFUSED, None, f"{why}; the original stands as it was")
+    else:
+        fate = Fate(ActionTaken.ERASED, None, why)
+    receiver.remember(conn, msg, KIND_ARRIVAL, ids[0], fate, fate.said, ctx.now)
+    ctx.once_recorded(lambda: _erase_arrived(ctx, msg, ids, why))
+    return why
+
+
+def _said_again(ctx: ApplyContext, msg: Received, request: str) -> None:
+    """The receipt item of ``request`` now that ``msg``, which it stood for, came:
+    ``ERASED``, and how many of what it stood for came (after what it said first)."""
+    came, stood = standing.tally(ctx.conn, msg.authority, msg.sender, request)
+    now = f"{came} of the {stood} it stood for came and {'was' if came == 1 else 'were'} "
+    now += "erased on arrival" + (f"; {stood - came} still stand" if came < stood else "")
+    receiver.restate(
+        ctx.conn, msg.authority, msg.sender, request, ActionTaken.ERASED,
+        lambda before: before.partition(SINCE)[0] + SINCE + now, ctx.now,
+    )  # fmt: skip
+
+
+def _erase_arrived(ctx: ApplyContext, msg: Received, requests: list[str], why: str) -> None:
+    """Erase ``msg``, recorded withdrawn a moment ago in this transaction, as a received
+    erasure request erases what it names (``purge.erase_in``: its body goes, its
+    tombstone stays)."""
+    conn, authority = ctx.conn, msg.authority
+    which = (
+        (messages.c.direction == Direction.INBOUND.value)
+        & (messages.c.sender == msg.sender)
+        & (messages.c.message_id == msg.message_id)
+        & (messages.c.digest == msg.digest)
+    )
+    due = erasure.due_where(conn, authority, which, f"erasure request from {msg.sender}")
+    if not due:
+        raise LedgerError(
+            f"message {msg.message_id} from {msg.sender}: an erasure request stands for it "
+            "and it was not recorded, so it cannot be erased as it arrives"
+        )
+    report = purge.erase_in(
+        ctx.kit,
+        conn,
+        authority,
+        due,
+        kind="ERASURE",
+        actor=f"standing erasure request from {msg.sender}",
+        basis=_basis(ctx, msg.sender, authority, requests),
+        held_about_erased=False,
+        notes=(why,),
+    )
+    ctx.later(lambda: _finish(ctx, report, due))
+
+
+def _basis(ctx: ApplyContext, sender: str, authority: str, requests: list[str]) -> str:
+    """The ground and reference of the first of ``requests`` (their bodies, recorded
+    here, say what was asked; no personal data), as an erasure on request says them."""
+    limits = ctx.settings.limits
+    body = ctx.conn.execute(
+        select(BODY).where(
+            messages.c.authority == authority,
+            messages.c.direction == Direction.INBOUND.value,
+            messages.c.sender == sender,
+            messages.c.message_id == requests[0],
+        )
+    ).scalar()
+    standing_since = f"from {sender} (message {requests[0]}), standing: erased on arrival"
+    if body is None:
+        return f"erasure request {standing_since}"
+    root = xmlsafe.parse(
+        bytes(body), max_bytes=limits.max_message_bytes, max_depth=limits.max_xml_depth
+    )
+    request = element_to_envelope(root).body
+    assert isinstance(request, ErasureRequest)  # recorded as one, and decoded when received
+    return f"{erasure.ARTICLE[request.ground]}; request {request.request_ref} {standing_since}"
 
 
 @dataclass(frozen=True)

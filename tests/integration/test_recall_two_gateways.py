@@ -473,6 +473,78 @@ def test_a_recall_whose_original_was_parked_stands_and_withdraws_it_when_replaye
         assert original.message_id not in served
 
 
+def test_an_erasure_request_whose_record_was_parked_stands_and_erases_it_when_replayed(
+    tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sandwell's gateway fails on Dudley's Assessment on every try, so its broker parks
+    # it. Dudley's DPO erases the child meanwhile: the request names the Assessment
+    # (sent) and the ConsentChange (delivered). Sandwell erases the ConsentChange, and
+    # the request stands for the Assessment. When Sandwell's administrator replays it,
+    # it is erased on arrival, never served, and Dudley learns so. Before, the request
+    # said "not held" of it, and the replayed Assessment was served to Sandwell's system.
+    fixed = threading.Event()
+    _sandwell_fails(monkeypatch, lambda _item: not fixed.is_set())
+    steps = {"retry_backoff_s": [0.5, 0.5], "retry_budget": 2}
+    with region(tmp_path / "region", vhost, delivery=steps) as r:
+        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
+        original = _sent(r, "333")
+        sandwell = r.gw("333")
+        wait_for(
+            lambda: any(
+                d.message_id == original.message_id
+                for d in dead_letters.list_dead_letters(sandwell, "333")
+            ),
+            timeout_s=30,
+            what="Dudley's Assessment parked at Sandwell",
+        )
+        wait_for(
+            lambda: _sent(r, "333", "ConsentChange").status == Status.DELIVERED,
+            what="the ConsentChange delivered to Sandwell",
+        )
+        erasure.erase_child(
+            r.gw("332"),
+            "332",
+            SIOBHAN[1],
+            ground=ErasureGround.CONSENT_WITHDRAWN,
+            reference="DPO/2026/302",
+            actor="Dudley DPO",
+        )
+
+        def at_sandwell() -> outcomes.RecallOutcome | None:
+            with r.gw("332").ledger.transaction() as conn:
+                got = [
+                    o
+                    for o in outcomes.outcomes_of(conn, "332")
+                    if o.kind == "ERASURE" and o.recipient == "333"
+                ]
+            return got[0] if got and got[0].action else None
+
+        wait_for(lambda: at_sandwell() is not None, what="Sandwell's receipt for the request")
+        first = at_sandwell()
+        assert first is not None and first.action == ActionTaken.ERASED.value
+        assert "1 not received here yet: the request stands" in (first.outcome_reason or "")
+
+        fixed.set()
+        dead_letters.replay(sandwell, "333", original.message_id, "Sandwell's administrator")
+        wait_for(
+            lambda: (
+                sandwell.ledger.body_of("333", Direction.INBOUND, original.message_id) is None
+                and bool(sandwell.ledger.find(message_id=original.message_id, authority="333"))
+            ),
+            what="the replayed Assessment erased on arrival",
+        )
+        copy = _copy(r, "333", original.message_id)
+        assert copy.status == Status.WITHDRAWN and copy.restricted
+        assert any(h.status == Status.ERASED for h in copy.history)
+        served = {i.message_id for i in sandwell.ledger.inbox("333")}
+        assert original.message_id not in served
+        wait_for(
+            lambda: "erased on arrival" in ((at_sandwell() or first).outcome_reason or ""),
+            what="Dudley told the parked Assessment was erased as it came",
+        )
+        assert found_in(r.tmp / "333", SIOBHAN) == {}
+
+
 def test_a_recall_from_another_authority_before_the_original_comes_withdraws_nothing(
     tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

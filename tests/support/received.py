@@ -12,7 +12,16 @@ from pathlib import Path
 from gateway.context import Gateway
 from gateway.envelope import xmlsafe
 from gateway.envelope.codec import element_to_envelope
-from gateway.model import Assessment, Envelope, MessageRef, Recall, RecallReason
+from gateway.model import (
+    Assessment,
+    Envelope,
+    ErasureGround,
+    ErasureRequest,
+    LegalBasis,
+    MessageRef,
+    Recall,
+    RecallReason,
+)
 from gateway.transport.base import Delivery, routing_key
 from gateway.transport.provenance import publishers_for
 
@@ -88,4 +97,33 @@ def recall_of(
         body=signed.body,
         message_id=signed.message_id,
         tag=original.tag + tag_step,
+    )
+
+
+def erasure_of(
+    signer: Gateway, *originals: Delivery, reference: str = "DPO/2026/77", tag_step: int = 1
+) -> Delivery:
+    """``signer``'s 332 asking 336 to erase ``originals`` (consent withdrawn), signed, as
+    the broker hands it over: its delivery tag ``tag_step`` after the last original's."""
+    refs = []
+    for original in originals:
+        root = xmlsafe.parse(original.body, max_bytes=1_000_000, max_depth=64)
+        message_id = element_to_envelope(root).header.message_id
+        refs.append(MessageRef(message_id, hashlib.sha256(original.body).hexdigest()))
+    request = signer.outbox.envelope(
+        sender="332",
+        recipient="336",
+        body=ErasureRequest(reference, ErasureGround.CONSENT_WITHDRAWN, tuple(refs)),
+        correlation=reference,
+        legal_basis=LegalBasis.NO_PERSONAL_DATA,
+    )
+    signed = signer.outbox.sign(request)
+    assert signed.body is not None
+    last = originals[-1]
+    return replace(
+        last,
+        routing_key=routing_key("336", "ErasureRequest", "332"),
+        body=signed.body,
+        message_id=signed.message_id,
+        tag=last.tag + tag_step,
     )

@@ -32,7 +32,7 @@ from gateway.ledger import audit
 from gateway.ledger.records import CODE_WIDTH, MESSAGE_ID_WIDTH, MessageRecord
 from gateway.ledger.status import Direction, Route, Status
 from gateway.ledger.tables import messages
-from gateway.lifecycle import receiver
+from gateway.lifecycle import receiver, standing
 from gateway.model import (
     ActionTaken,
     Correction,
@@ -526,12 +526,12 @@ def test_only_a_few_recalls_of_one_message_stand_and_the_next_is_refused(
     gw = memory_gateway(tmp_path, ("332", "336"))
     (never_sent,) = assessments(gw, gw, ["DUD-1"])
     budget = gw.settings.delivery.retry_budget
-    recalls = [recall_of(gw, never_sent) for _ in range(receiver.STANDING_MAX + 1)]
+    recalls = [recall_of(gw, never_sent) for _ in range(standing.STANDING_MAX + 1)]
     for recall in recalls:
         assert [d.verdict for d in handle_batch(gw, [_on_try(recall, budget)])] == [Verdict.ACK]
     rows = _inbound(gw)
     assert [rows[r.message_id].status for r in recalls] == [Status.WITHDRAWN] * (
-        receiver.STANDING_MAX
+        standing.STANDING_MAX
     ) + [Status.QUARANTINED]
     assert [d.verdict for d in handle_batch(gw, [never_sent])] == [Verdict.ACK]
     notes = _notes(gw, *recalls[:-1])
@@ -580,7 +580,7 @@ def test_a_sender_with_many_recalls_standing_has_the_next_wait_as_a_correction_d
     # An honest sender has a few recalls whose originals are on their way; one with
     # more (a broken or hostile one's) makes no more rows here: the next waits, and is
     # refused on its last try if its original never comes.
-    monkeypatch.setattr(receiver, "SENDER_STANDING_MAX", 2)
+    monkeypatch.setattr(standing, "SENDER_STANDING_MAX", 2)
     gw = memory_gateway(tmp_path, ("332", "336"))
     never_sent = assessments(gw, gw, ["DUD-1", "DUD-2", "DUD-3"])
     out = [handle_batch(gw, [recall_of(gw, d)])[0].verdict for d in never_sent]

@@ -45,7 +45,9 @@ from gateway.ledger.records import InboundKnown, NewMessage
 from gateway.ledger.savepoints import Failed, in_savepoint
 from gateway.ledger.status import Direction, Status
 from gateway.model import (
+    Correction,
     Envelope,
+    ErasureRequest,
     LegalBasis,
     MessageType,
     Purpose,
@@ -461,18 +463,36 @@ def _runs(checked: list[Passed | Refused]) -> list[list[int]]:
     same batch.
 
     A recall or correction judges the original as recorded; when both arrive in
-    one batch, the original must be recorded (and committed) first.
+    one batch, the original must be recorded (and committed) first. So does an
+    erasure request the messages it names (one of them behind it in the batch is
+    erased as it arrives: its request stands, ``gateway.lifecycle.standing``).
     """
     runs: list[list[int]] = [[]]
     ids: set[str] = set()
     for i, item in enumerate(checked):
-        if isinstance(item, Passed) and item.env.header.in_reply_to in ids:
+        if not ids.isdisjoint(_named_ids(item)):
             runs.append([])
             ids = set()
         runs[-1].append(i)
         if isinstance(item, Passed):
             ids.add(item.verified.message_id)
     return [r for r in runs if r]
+
+
+def _named_ids(item: Passed | Refused) -> frozenset[str]:
+    """The ids of the messages ``item`` is about (a recall's, a correction's original;
+    the messages an erasure request names), as its sender sent them."""
+    if not isinstance(item, Passed):
+        return frozenset()
+    body = item.env.body
+    named: set[str] = set()
+    if isinstance(body, ErasureRequest):
+        named.update(r.message_id for r in body.messages)
+    elif isinstance(body, Recall | Correction):
+        named.add(body.original.message_id)
+    if item.env.header.in_reply_to is not None:
+        named.add(item.env.header.in_reply_to)
+    return frozenset(named)
 
 
 def _record_checked(
@@ -489,7 +509,7 @@ def _record_checked(
     try:
         receipts: list[tuple[Envelope, Receipt]] = []
         resend_receipts: set[str] = set()
-        after_commit = []
+        applied: list[ApplyContext] = []  # of the messages accepted: what they ask after
         own_receipt: _Receipt | None = None  # signed by this transaction, if any
         waiting: dict[int, Disposition] = {}  # index -> RETRY: what it names is not here
         settled: list[delivery.InFlight] = []  # earlier receipts marked by it
@@ -569,6 +589,7 @@ def _record_checked(
                 ctx = ApplyContext(conn, gw.clock(), gw, batch=batch)
                 withdrawn = _withdrawn_on_arrival(gw, ctx, item)
                 if withdrawn is not None:
+                    applied.append(ctx)
                     # Its sender recalled it before it came: nothing it says takes
                     # effect, and the local system never has it (a copy of an earlier
                     # record too: the recall names this message).
@@ -602,7 +623,7 @@ def _record_checked(
                 except PolicyRefusal as refusal:
                     new.append(_quarantine(_refusal(item, f"policy {refusal}", proven=True)))
                     continue
-                after_commit.extend(ctx.after_commit)
+                applied.append(ctx)
                 if content is not None:
                     # Only once accepted: a copy refused by policy is quarantined, not
                     # received, and a later copy in the batch is judged on its own (as
@@ -616,6 +637,9 @@ def _record_checked(
                     receipts.append((item.env, item.env.body))
             kept = _without_repeats(gw, new, conn, recorded)
             pks = gw.ledger.record(kept, conn)
+            for ctx in applied:
+                for action in ctx.after_record:
+                    action()
             if inline:
                 own_receipt = _Receipt.of(gw, conn, pks, kept)
             # Settled in the transaction that records the receipt: the sends are
@@ -652,7 +676,7 @@ def _record_checked(
     except LedgerError as exc:
         log.error("ledger failed while recording a batch for %s: %s", owner, exc)
         return [Disposition(Verdict.RETRY, f"ledger: {exc}") for _ in deliveries]
-    for action in after_commit:
+    for action in (a for ctx in applied for a in ctx.after_commit):
         try:
             action()
         except Exception:  # why everything: the message is recorded; a follow-up may not undo it
@@ -882,11 +906,11 @@ def _lock_names(
         names.append(f"inbound:{owner}:{item.verified.message_id}")
         names.append(locks.thread(owner, item.env.header.correlation_id))
         header = item.env.header
-        if isinstance(item.env.body, Recall):
-            # A recall that stands (``receiver.on_arrival``) and its original coming in
-            # another replica's batch: one waits for the other, whatever thread the
-            # recall names, so neither misses the other.
-            names.append(f"inbound:{owner}:{item.env.body.original.message_id}")
+        if isinstance(item.env.body, Recall | ErasureRequest):
+            # A recall or erasure request that stands (``gateway.lifecycle.standing``)
+            # and what it names coming in another replica's batch: one waits for the
+            # other, whatever thread it names, so neither misses the other.
+            names.extend(f"inbound:{owner}:{named}" for named in sorted(_named_ids(item)))
         if header.purpose == Purpose.EXISTENCE_CHECK and header.legal_basis == (
             LegalBasis.SAFEGUARDING
         ):
