@@ -104,7 +104,7 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
         said = _said(
             len(found),
             len(body.messages),
-            len(body.messages) - len(found) - stood,
+            len(body.messages) - len(found) - stood - not_standing,
             [h.isoformat(timespec="seconds") for h in handed],
             report.run_id if report else None,
         )
@@ -112,7 +112,7 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
             said += f"; {stood} not received here yet: {STANDS}"
         if not_standing:
             said += (
-                f"; {not_standing} more not received here yet cannot stand (as many "
+                f"; {not_standing} not received here yet cannot stand (as many "
                 f"requests and recalls of {msg.sender} already stand here)"
             )
         onward = sorted({f.recipient for f in forwards if f.left})
