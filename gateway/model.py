@@ -647,6 +647,11 @@ class AccessNotice:
     events: tuple[AccessEvent, ...]
 
 
+# Messages one ErasureRequest names at most (the schema's maxOccurs): the recipient locks
+# each id named while it records the request; more go in further requests.
+ERASURE_NAMED_MAX = 256
+
+
 @dataclass(frozen=True)
 class ErasureRequest:
     """The sender erased its copies of these messages and asks the recipient to erase its own."""

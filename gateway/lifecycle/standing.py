@@ -140,8 +140,11 @@ def stand(ctx: ApplyContext, msg: Received, ref: MessageRef, kind: Kind) -> None
             at=ctx.now,
         )
     )
-    # A record later in this transaction may be the one it names.
-    ctx.batch.setdefault(_SENDERS_KEY, set()).add(msg.sender)
+    # A record later in this transaction may be the one it names. Only once the batch
+    # looked (``matching``): a set begun here would hide every other sender's.
+    senders = ctx.batch.get(_SENDERS_KEY)
+    if senders is not None:
+        senders.add(msg.sender)
 
 
 def matching(ctx: ApplyContext, msg: Received) -> list[Standing]:

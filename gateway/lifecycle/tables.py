@@ -80,7 +80,10 @@ standing = Table(
     Column("recall_created_at", DateTime(timezone=True), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True)),
-    UniqueConstraint("authority", "sender", "recall_id", name="uq_lifecycle_standing"),
+    # One request may stand for several messages (revision 0009).
+    UniqueConstraint(
+        "authority", "sender", "recall_id", "original_id", name="uq_lifecycle_standing"
+    ),
 )
 # Read for every received record that can be recalled: by the key it arrives under.
 Index(

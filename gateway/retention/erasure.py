@@ -28,7 +28,13 @@ from gateway.feature import Kit
 from gateway.ledger.status import DISCLOSING, HAS_LEFT, OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import history, messages
 from gateway.lifecycle.tables import recalls
-from gateway.model import ErasureGround, ErasureRequest, LegalBasis, MessageRef
+from gateway.model import (
+    ERASURE_NAMED_MAX,
+    ErasureGround,
+    ErasureRequest,
+    LegalBasis,
+    MessageRef,
+)
 from gateway.outbox import new_envelope
 from gateway.retention import held_queries, local_copies, purge
 from gateway.retention.local_copies import ParkedCopy
@@ -122,33 +128,52 @@ def queue_notices(
     reference: str,
     actor: str,
 ) -> int:
-    """Queue one signed ErasureRequest per authority in ``disclosed_to`` (Art 19), naming
-    the (message id, digest) sent there, and keep each for its recipient's receipt."""
+    """Queue signed ErasureRequests to each authority in ``disclosed_to`` (Art 19), naming
+    the (message id, digest) sent there, at most ``ERASURE_NAMED_MAX`` a request (more go
+    in further requests under the same reference); each is kept for its recipient's
+    receipt. How many were queued."""
+    queued = 0
     for recipient, sent in disclosed_to.items():
-        env = new_envelope(
-            kit.clock,
-            sender=authority,
+        for first in range(0, len(sent), ERASURE_NAMED_MAX):
+            named = tuple(MessageRef(m, d) for m, d in sent[first : first + ERASURE_NAMED_MAX])
+            _queue_notice(kit, conn, authority, recipient, named, ground, reference, actor)
+            queued += 1
+    return queued
+
+
+def _queue_notice(
+    kit: Kit,
+    conn: Connection,
+    authority: str,
+    recipient: str,
+    named: tuple[MessageRef, ...],
+    ground: ErasureGround,
+    reference: str,
+    actor: str,
+) -> None:
+    env = new_envelope(
+        kit.clock,
+        sender=authority,
+        recipient=recipient,
+        body=ErasureRequest(reference, ground, named),
+        correlation=reference,
+        legal_basis=LegalBasis.NO_PERSONAL_DATA,
+    )
+    message = kit.outbox.sign(env)
+    kit.ledger.record([message], conn)
+    conn.execute(
+        insert(recalls).values(
+            authority=authority,
+            kind="ERASURE",
+            message_id=env.header.message_id,
+            original_id=reference,
+            original_digest="",
             recipient=recipient,
-            body=ErasureRequest(reference, ground, tuple(MessageRef(m, d) for m, d in sent)),
-            correlation=reference,
-            legal_basis=LegalBasis.NO_PERSONAL_DATA,
+            reason=ground.value,
+            actor=actor[:128],
+            requested_at=kit.clock(),
         )
-        message = kit.outbox.sign(env)
-        kit.ledger.record([message], conn)
-        conn.execute(
-            insert(recalls).values(
-                authority=authority,
-                kind="ERASURE",
-                message_id=env.header.message_id,
-                original_id=reference,
-                original_digest="",
-                recipient=recipient,
-                reason=ground.value,
-                actor=actor[:128],
-                requested_at=kit.clock(),
-            )
-        )
-    return len(disclosed_to)
+    )
 
 
 def _notices(

@@ -74,6 +74,7 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
 
     def effect() -> None:
         found, stood, not_standing = _judged(ctx, msg, body)
+        named = len(set(body.messages))
         why = f"erasure request {body.request_ref} from {msg.sender}"
         fates = [held.take_back(ctx.kit, conn, authority, c, why) for c in found]
         forwards = _forwards(ctx, authority, msg.sender, found, why)
@@ -103,8 +104,8 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
             ctx.later(lambda: _finish(ctx, done, due))
         said = _said(
             len(found),
-            len(body.messages),
-            len(body.messages) - len(found) - stood - not_standing,
+            named,
+            named - len(found) - stood - not_standing,
             [h.isoformat(timespec="seconds") for h in handed],
             report.run_id if report else None,
         )
@@ -134,8 +135,8 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
 
 
 STANDS = (
-    "the request stands for them: each is erased should it come, before the local "
-    "system has it, and this request receipted again"
+    "the request stands for them: each record is erased should it come, before the "
+    "local system has it, and this request receipted again"
 )
 # Kept for a message erased on arrival, so its own receipt item says so.
 KIND_ARRIVAL = "ERASED_EARLY"

@@ -16,6 +16,7 @@ from support.ledger_schema import (
     bodies_moved_and_back,
     differences,
     migrations_with,
+    standing_kept_across_0009,
 )
 
 from gateway.ledger import migrate
@@ -90,6 +91,10 @@ def test_the_bodies_revision_moves_each_body_to_its_own_table_and_back_on_postgr
     pg_url: str,
 ) -> None:
     bodies_moved_and_back(pg_url)
+
+
+def test_the_standing_erasure_revision_keeps_what_stands_on_postgresql(pg_url: str) -> None:
+    standing_kept_across_0009(pg_url)
 
 
 def test_a_new_revision_is_applied_once_when_four_processes_start_together(

@@ -11,6 +11,7 @@ as the schema moves on.
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -273,5 +274,52 @@ def bodies_moved_and_back(url: str) -> None:
         assert [(pk, None if body is None else bytes(body)) for pk, body in back] == list(
             _BODIES.items()
         )
+    finally:
+        engine.dispose()
+
+
+def standing_kept_across_0009(url: str) -> None:
+    """A ledger at revision 0008 with a recall standing upgraded: the recall still stands
+    (``kind`` RECALL), the schema is the code's, and one erasure request may stand for
+    two messages (the unique key names what stands); downgraded again, what stood for
+    the erasure is gone and the recall stands as it did."""
+    row = {
+        "authority": "336", "sender": "332", "original_id": "m-1", "original_digest": "d" * 64,
+        "recall_id": "r-1", "recall_created_at": datetime(2026, 12, 7, tzinfo=UTC),
+        "at": datetime(2026, 12, 7, tzinfo=UTC),
+    }  # fmt: skip
+
+    def insert(names: list[str]) -> Any:
+        return text(
+            f"INSERT INTO lifecycle_standing ({', '.join(names)}) "
+            f"VALUES ({', '.join(':' + n for n in names)})"
+        )
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            migrate.upgrade(conn, to="0008")
+        with engine.begin() as conn:
+            conn.execute(insert(list(row)), [row])
+        with engine.begin() as conn:
+            assert migrate.upgrade(conn).after == migrate.head()
+        assert differences(engine) == []
+        erasure = {**row, "recall_id": "e-1", "kind": "ERASURE"}
+        with engine.begin() as conn:
+            conn.execute(insert(list(erasure)), [erasure, {**erasure, "original_id": "m-2"}])
+        with engine.connect() as conn:
+            kept = conn.execute(
+                text("SELECT recall_id, original_id, kind FROM lifecycle_standing ORDER BY id")
+            ).all()
+        assert [tuple(r) for r in kept] == [
+            ("r-1", "m-1", "RECALL"), ("e-1", "m-1", "ERASURE"), ("e-1", "m-2", "ERASURE"),
+        ]  # fmt: skip
+
+        with engine.begin() as conn:
+            downgrade(conn, "0008")
+        with engine.connect() as conn:
+            back = conn.execute(text("SELECT recall_id, original_id FROM lifecycle_standing")).all()
+        assert [tuple(r) for r in back] == [("r-1", "m-1")]
+        assert "kind" not in {c["name"] for c in inspect(engine).get_columns("lifecycle_standing")}
     finally:
         engine.dispose()

@@ -18,6 +18,7 @@ from support.ledger_schema import (
     create_before_migrations,
     differences,
     migrations_with,
+    standing_kept_across_0009,
 )
 from typer.testing import CliRunner
 
@@ -213,3 +214,9 @@ def test_the_bodies_revision_moves_each_body_to_its_own_table_and_back_on_a_down
     tmp_path: Path,
 ) -> None:
     bodies_moved_and_back(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+def test_the_standing_erasure_revision_keeps_what_stands_and_lets_a_request_stand_for_two(
+    tmp_path: Path,
+) -> None:
+    standing_kept_across_0009(f"sqlite:///{tmp_path / 'ledger.db'}")

@@ -45,6 +45,7 @@ from gateway.ledger.records import InboundKnown, NewMessage
 from gateway.ledger.savepoints import Failed, in_savepoint
 from gateway.ledger.status import Direction, Status
 from gateway.model import (
+    ERASURE_NAMED_MAX,
     Correction,
     Envelope,
     ErasureRequest,
@@ -465,14 +466,21 @@ def _runs(checked: list[Passed | Refused]) -> list[list[int]]:
     A recall or correction judges the original as recorded; when both arrive in
     one batch, the original must be recorded (and committed) first. So does an
     erasure request the messages it names (one of them behind it in the batch is
-    erased as it arrives: its request stands, ``gateway.lifecycle.standing``).
+    erased as it arrives: its request stands, ``gateway.lifecycle.standing``). A
+    run's erasure requests name at most ``ERASURE_NAMED_MAX`` messages: each id is
+    locked while the run is recorded, and the server's lock table is not without end.
     """
     runs: list[list[int]] = [[]]
     ids: set[str] = set()
+    locked = 0  # ids of messages named by the run's erasure requests (``_lock_names``)
     for i, item in enumerate(checked):
-        if not ids.isdisjoint(_named_ids(item)):
+        named = _named_ids(item)
+        erasure = isinstance(item, Passed) and isinstance(item.env.body, ErasureRequest)
+        if not ids.isdisjoint(named) or (erasure and locked + len(named) > ERASURE_NAMED_MAX):
             runs.append([])
             ids = set()
+            locked = 0
+        locked += len(named) if erasure else 0
         runs[-1].append(i)
         if isinstance(item, Passed):
             ids.add(item.verified.message_id)
