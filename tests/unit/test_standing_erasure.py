@@ -237,16 +237,7 @@ def test_another_authoritys_request_stands_for_nothing_of_the_senders(tmp_path: 
     # when it comes, is not the one it names (another sender).
     gw = memory_gateway(tmp_path, ("332", "335", "336"))
     (original,) = assessments(gw, gw, ["DUD-1"])
-    theirs = erasure_of(gw, original)
-    env = element_to_envelope(xmlsafe.parse(theirs.body, max_bytes=1_000_000, max_depth=64))
-    signed = gw.outbox.sign(Envelope(replace(env.header, sender="335"), env.body))
-    assert signed.body is not None
-    forged = replace(
-        theirs,
-        routing_key=routing_key("336", "ErasureRequest", "335"),
-        user_id=sorted(publishers_for(gw.settings.broker, "335"))[0],
-        body=signed.body,
-    )
+    forged = _as_335(gw, erasure_of(gw, original))
     assert [d.verdict for d in handle_batch(gw, [forged])] == [Verdict.ACK]
     with gw.ledger.transaction() as conn:  # it stood, as 335's (not refused)
         assert standing.tally(conn, "336", "335", forged.message_id or "") == (0, 1)
