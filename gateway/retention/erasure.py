@@ -184,7 +184,8 @@ def _notices(
     reference: str,
     actor: str,
 ) -> Callable[[Connection], dict[str, int]]:
-    """Queue one signed ErasureRequest per authority the child's data went to (Art 19)."""
+    """Queue signed ErasureRequests to each authority the child's data went to (Art 19),
+    ``queue_notices``."""
 
     def queue(conn: Connection) -> dict[str, int]:
         disclosed = _recipients(conn, authority, todo.due, now=True)

@@ -38,7 +38,7 @@ from gateway.ledger.tables import messages
 from gateway.lifecycle import held, receiver, standing
 from gateway.lifecycle.held import Fate, Held
 from gateway.lifecycle.sender import NOT_RECALLABLE_TYPES
-from gateway.model import ActionTaken, ErasureRequest, MessageType
+from gateway.model import ActionTaken, ErasureRequest, MessageRef, MessageType
 from gateway.retention import erasure, purge
 from gateway.retention.plan import Due
 from gateway.wakeups import RECEIPTS
@@ -74,7 +74,7 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
 
     def effect() -> None:
         found, stood, not_standing = _judged(ctx, msg, body)
-        named = len(set(body.messages))
+        named = len(_one_per_id(body))
         why = f"erasure request {body.request_ref} from {msg.sender}"
         fates = [held.take_back(ctx.kit, conn, authority, c, why) for c in found]
         forwards = _forwards(ctx, authority, msg.sender, found, why)
@@ -145,15 +145,25 @@ KIND_ARRIVAL = "ERASED_EARLY"
 SINCE = "; since: "
 
 
+def _one_per_id(body: ErasureRequest) -> dict[str, MessageRef]:
+    """What ``body`` names, the first digest named for each id."""
+    first: dict[str, MessageRef] = {}
+    for ref in body.messages:
+        first.setdefault(ref.message_id, ref)
+    return first
+
+
 def _judged(ctx: ApplyContext, msg: Received, body: ErasureRequest) -> tuple[list[Held], int, int]:
     """The copies held here of what ``body`` names (with a body still), how many of the
     rest it now stands for (not received here yet, ``receiver.original``), and how
     many of those could not stand (one too many of the id or of the sender). A message
     of another sender's under an id, or another digest than the one this sender's
-    message under it has, is not held: the request does not stand for it."""
+    message under it has, is not held: the request does not stand for it. A message is
+    one id: a second digest named for an id is not held either (a request that named
+    two digests of a message not come yet stood for both, and broke its run)."""
     found: list[Held] = []
     stood = not_standing = 0
-    for ref in dict.fromkeys(body.messages):
+    for ref in _one_per_id(body).values():
         try:
             copy = receiver.original(ctx, msg, ref, "erasure request")
         except NotReceivedYet:

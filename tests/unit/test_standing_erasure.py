@@ -437,3 +437,30 @@ def test_a_run_holds_erasure_requests_naming_at_most_the_limit_between_them(
     third = erasure_of(gw, *many[:100])
     checked = [pipeline.check(gw, source_of(gw, d), d) for d in (first, second, third)]
     assert pipeline._runs(checked) == [[0, 1], [2]]
+
+
+def test_a_request_naming_two_digests_for_one_message_not_come_stands_for_the_first_only(
+    tmp_path: Path,
+) -> None:
+    # The second would break the request's run (one standing row an id), and every
+    # other sender's message in it with it, until all were parked (found by a review).
+    gw = memory_gateway(tmp_path, ("332", "335", "336"))
+    (original,) = assessments(gw, gw, ["DUD-1"])
+    request = erasure_of(gw, original)
+    env = element_to_envelope(xmlsafe.parse(request.body, max_bytes=1_000_000, max_depth=64))
+    assert isinstance(env.body, ErasureRequest)
+    (named,) = env.body.messages
+    twice = replace(env.body, messages=(named, replace(named, digest="e" * 64)))
+    signed = gw.outbox.sign(Envelope(env.header, twice))
+    assert signed.body is not None
+    (honest,) = assessments(gw, gw, ["DUD-7"])
+    honest = _as_335(gw, honest)
+    out = handle_batch(gw, [replace(honest, tag=1), replace(request, body=signed.body, tag=2)])
+    assert [d.verdict for d in out] == [Verdict.ACK] * 2
+    assert _inbound(gw)[honest.message_id].status is not Status.QUARANTINED
+    with gw.ledger.transaction() as conn:
+        assert standing.tally(conn, "336", "332", request.message_id or "") == (0, 1)
+    said = _notes(gw, request)[request.message_id].reason or ""
+    assert said.startswith("erased 0 of the 1 messages named"), said
+    assert [d.verdict for d in handle_batch(gw, [original])] == [Verdict.ACK]
+    _erased_on_arrival(gw, original)
