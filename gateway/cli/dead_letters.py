@@ -77,6 +77,7 @@ def list_(
                     "attempts": d.attempts,
                     "dead_lettered_at": d.dead_lettered_at,
                     "digest": d.digest,
+                    "erased": d.erased,
                 }
                 for d in found
             ]
@@ -90,7 +91,7 @@ def list_(
         table.add_row(
             d.message_id,
             (d.digest or "")[:12],
-            d.kind.value,
+            f"{d.kind.value} (erased)" if d.erased else d.kind.value,
             d.authority,
             d.sender,
             d.recipient,

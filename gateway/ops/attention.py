@@ -31,7 +31,6 @@ from sqlalchemy import (
     Connection,
     and_,
     case,
-    exists,
     func,
     insert,
     literal_column,
@@ -40,7 +39,7 @@ from sqlalchemy import (
 )
 
 from gateway.errors import ConflictError, NotFoundError
-from gateway.ledger import audit, locks
+from gateway.ledger import audit, dismissed, locks
 from gateway.ledger.core import as_utc
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
@@ -80,19 +79,6 @@ class Dismissed:
     who, why and when are that dismissal's, and nothing was recorded now."""
 
 
-def _dismissal_in_force() -> ColumnElement[bool]:
-    # A dismissal holds while the message keeps the status it was dismissed in.
-    return and_(
-        dismissals.c.message_pk == messages.c.id,
-        dismissals.c.status == messages.c.status,
-        dismissals.c.at >= messages.c.updated_at,
-    )
-
-
-def _not_dismissed() -> ColumnElement[bool]:
-    return ~exists().where(_dismissal_in_force())
-
-
 def _handover_failing() -> ColumnElement[bool]:
     return and_(
         messages.c.direction == Direction.INBOUND.value,
@@ -106,7 +92,7 @@ def _needing(codes: Sequence[str]) -> ColumnElement[bool]:
     return and_(
         messages.c.authority.in_(list(codes)),
         or_(
-            and_(messages.c.status.in_([s.value for s in _BY_STATUS]), _not_dismissed()),
+            and_(messages.c.status.in_([s.value for s in _BY_STATUS]), dismissed.not_dismissed()),
             _handover_failing(),
         ),
     )
@@ -196,7 +182,7 @@ def dismiss(
                 messages.c.authority == authority,
                 messages.c.message_id == message_id,
                 messages.c.status.in_([s.value for s in DISMISSABLE]),
-                _not_dismissed(),
+                dismissed.not_dismissed(),
                 *_of(sender, status),
             )
         ).all()
@@ -270,7 +256,7 @@ def _dismissed_before(
             dismissals.c.reason,
             dismissals.c.at,
         )
-        .join(dismissals, _dismissal_in_force())
+        .join(dismissals, dismissed.in_force())
         .where(
             messages.c.authority == authority,
             messages.c.message_id == message_id,

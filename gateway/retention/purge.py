@@ -29,7 +29,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from gateway.crossborder import existence_asked
 from gateway.crossborder.existence_held import HeldQuery
 from gateway.feature import Kit
-from gateway.ledger import audit, bodies
+from gateway.ledger import audit, bodies, dismissed
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
 from gateway.ledger.tables import history, messages
 from gateway.retention import erasers, held_queries, local_copies
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SCRUBBED = "[erased: the reasons quoted the values refused]"
 CHUNK = 500
+DEAD_LETTERS_DISMISSED = "dead_letters_dismissed"  # counted in the run's state
 
 
 @dataclass(frozen=True)
@@ -104,24 +105,30 @@ def _unqueue(kit: Kit, conn: Connection, due: Sequence[Due], why: str) -> int:
 
 
 def _withdraw(kit: Kit, conn: Connection, authority: str, due: Sequence[Due], why: str) -> int:
-    """Inbound messages not yet handed over leave the inbox before they are erased."""
+    """Inbound messages not yet handed over leave the inbox before they are erased. The
+    status is read now, as ``_unqueue`` reads it: one may have been replayed since it was
+    planned (a dead letter, due for its handover again), or handed over as a file."""
     inbound = [d for d in due if d.direction == Direction.INBOUND.value]
-    waiting = [d.pk for d in inbound if d.status in (Status.VERIFIED.value, Status.REPLAYED.value)]
-    placed = [
-        d.pk
-        for d in inbound
-        if d.status == Status.DELIVERED_LOCAL.value
-        and local_copies.still_dropped(kit.settings, authority, d.message_id)
-    ]
-    moved = kit.ledger.transition_from(
-        waiting + placed,
-        (Status.VERIFIED, Status.REPLAYED, Status.DELIVERED_LOCAL),
+    why = f"withdrawn before the local system took it: {why}"
+    waiting = kit.ledger.transition_from(
+        [d.pk for d in inbound],
+        (Status.VERIFIED, Status.REPLAYED),
         Status.WITHDRAWN,
-        f"withdrawn before the local system took it: {why}",
+        why,
         conn,
         next_attempt_at=None,
     )
-    return len(moved)
+    withdrawn = set(waiting)
+    placed = [
+        d.pk
+        for d in inbound
+        if d.pk not in withdrawn
+        and local_copies.still_dropped(kit.settings, authority, d.message_id)
+    ]
+    taken_back = kit.ledger.transition_from(
+        placed, (Status.DELIVERED_LOCAL,), Status.WITHDRAWN, why, conn, next_attempt_at=None
+    )
+    return len(waiting) + len(taken_back)
 
 
 def _erase_rows(
@@ -342,6 +349,12 @@ def erase_in(
         for what, count in eraser(conn, authority, done_threads, done_children).items():
             state[what] = state.get(what, 0) + count
     _tombstone_parked(conn, authority, parked, run_id, started)
+    # Erased, a dead letter has nothing left to replay: nobody is asked to act on it.
+    closed = dismissed.erased_dead_letters(
+        kit.ledger, conn, [d.pk for d in due], f"{kind.lower()} run {run_id}"
+    )
+    if closed:
+        state[DEAD_LETTERS_DISMISSED] = closed
     if also is not None:
         state.update(also(conn))
     report = RunReport(

@@ -68,6 +68,9 @@ class DeadLetter:
     digest: str | None = None
     """SHA-256 (hex) of the message's bytes: the ledger's, or the parked body's
     (``parked_key``), which names one parked copy among others under its id."""
+    erased: bool = False
+    """Its body was erased here (its retention period, an erasure): there is nothing to
+    replay (a replay answers 409), and it is dismissed (``gateway.ledger.dismissed``)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def _from_ledger(
         limit=limit,
         with_history=False,
     )
+    erased = _erased(gw, [r.pk for r in records])
     return [
         DeadLetter(
             message_id=r.message_id,
@@ -102,9 +106,19 @@ def _from_ledger(
             else DeadLetterKind.LOCAL,
             sender=r.sender,
             digest=r.digest,
+            erased=r.pk in erased,
         )
         for r in records
     ]
+
+
+def _erased(gw: Gateway, pks: list[int]) -> set[int]:
+    """Of the rows ``pks``, those whose body was erased here."""
+    if not pks:
+        return set()
+    with gw.ledger.transaction() as conn:
+        found = conn.execute(select(messages.c.id).where(messages.c.id.in_(pks), ~HAS_BODY))
+        return {int(pk) for (pk,) in found.all()}
 
 
 def parked_attempts(delivery: Delivery) -> int:
@@ -382,9 +396,14 @@ def _one_each(letters: list[DeadLetter]) -> list[DeadLetter]:
 
 
 def replay_all(gw: Gateway, authority: str, actor: str) -> list[Replayed]:
-    """Replay every dead letter of ``authority`` (the parking queue up to PEEK_LIMIT)."""
+    """Replay every dead letter of ``authority`` (the parking queue up to PEEK_LIMIT), but
+    those erased here: there is nothing to replay of them."""
     done = []
-    for letter in list_dead_letters(gw, authority, limit=PEEK_LIMIT):
+    letters = list_dead_letters(gw, authority, limit=PEEK_LIMIT)
+    erased = [d for d in letters if d.erased]
+    if erased:
+        log.info("%d dead letters of %s were erased here: none replayed", len(erased), authority)
+    for letter in (d for d in letters if not d.erased):
         try:
             done.append(replay(gw, authority, letter.message_id, actor, letter.digest))
         except NotFoundError:

@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 
 from gateway.context import Gateway
 from gateway.errors import CafgwError, TransportError
+from gateway.ledger import dismissed
 from gateway.ledger.handoff import Claimed
 from gateway.ledger.records import OutboxItem
 from gateway.ledger.status import Route, Status
@@ -348,11 +349,13 @@ def resend_overdue(gw: Gateway, limit: int = 500) -> int:
     changed = 0
     with gw.ledger.transaction() as conn:
         for reason, pks in dead.items():
-            changed += len(
-                gw.ledger.move_overdue(
-                    pks, now, Status.DEAD_LETTERED, reason, conn, next_attempt_at=None
-                )
+            moved = gw.ledger.move_overdue(
+                pks, now, Status.DEAD_LETTERED, reason, conn, next_attempt_at=None
             )
+            changed += len(moved)
+            # One erased here while it waited (retention, an erasure): a dead letter with
+            # nothing left to replay, which nobody is asked to act on.
+            dismissed.erased_dead_letters(gw.ledger, conn, moved, "the re-send loop")
         for reason, pks in again.items():
             changed += len(gw.ledger.move_overdue(pks, now, Status.RETRYING, reason, conn))
     return changed

@@ -18,9 +18,11 @@ from sqlalchemy import update
 from support.clock import Clock
 
 from gateway.context import Gateway, build
+from gateway.ledger import bodies, dismissed
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
+from gateway.ops import attention
 from gateway.services import delivery
 from gateway.settings import DeliverySettings
 from gateway.transport.base import Delivery, Disposition, InboxState, Verdict
@@ -137,6 +139,28 @@ def test_an_empty_inbox_means_the_receipt_is_lost_so_it_is_resent_then_dead_lett
     assert dead.status == Status.DEAD_LETTERED
     assert sends == BUDGET + 1
     assert f"after {BUDGET + 1} sends" in (dead.reason or "")
+
+
+def test_a_send_erased_while_it_waited_for_its_receipt_is_a_dead_letter_nobody_must_act_on(
+    gw: Gateway, clock: Clock
+) -> None:
+    # Erased here (an erasure on request, its retention period) while it waited: its
+    # recipient may hold it (so it stays a send never receipted), but a replay would
+    # have nothing to send.
+    (message_id,) = send(gw)
+    for _ in range(BUDGET):
+        swallow_inbox(gw)
+        deadlines_pass(gw, clock, 1)
+    waiting = record(gw, message_id)  # its last send: dead-lettered at the next deadline
+    assert (waiting.status, waiting.attempts) == (Status.SENT, BUDGET + 1), waiting.reason
+    with gw.ledger.transaction() as conn:
+        bodies.erase(conn, [waiting.pk])
+    swallow_inbox(gw)
+    deadlines_pass(gw, clock, 1)
+    assert record(gw, message_id).status == Status.DEAD_LETTERED
+    assert attention.counts(gw.ledger, ["332"]) == {}
+    (why,) = attention.dismissals_of(gw.ledger, waiting.pk)
+    assert why.reason == dismissed.ERASED
 
 
 def test_a_later_message_receipted_first_means_this_one_was_passed(

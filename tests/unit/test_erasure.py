@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from local_systems import with_connector
@@ -17,10 +18,13 @@ from gateway.context import Gateway
 from gateway.crossborder import consent_store
 from gateway.errors import PolicyRefusal
 from gateway.ledger import audit
+from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.lifecycle import outcomes
 from gateway.model import ErasureRequest
-from gateway.retention import erasure
+from gateway.ops import attention
+from gateway.retention import erasure, purge
+from gateway.services import dead_letters
 from gateway.transport.base import (
     Delivery,
     Disposition,
@@ -78,6 +82,60 @@ def test_erasure_withdraws_what_the_local_system_has_not_taken_and_deletes_its_d
     assert all(r.history[-1].status == Status.ERASED for r in withdrawn)
     handover.sweep_taken(gw)  # a deleted file is not mistaken for one the local system took
     assert gw.ledger.find(authority="336", status=Status.ACKNOWLEDGED, limit=100) == []
+
+
+def _refused_for_good(gw: Gateway) -> MessageRecord:
+    """336's copy of Siobhán's Assessment, which its local system refused for good (a
+    webhook answering 4xx): dead-lettered, to be handed over again once mended."""
+    copy = next(
+        r
+        for r in gw.ledger.find(authority="336", direction=Direction.INBOUND, limit=100)
+        if r.message_type == "Assessment"
+    )
+    with gw.ledger.transaction() as conn:
+        gw.ledger.transition_from([copy.pk], (copy.status,), Status.DEAD_LETTERED, "4xx", conn)
+    assert [d.message_id for d in dead_letters.list_dead_letters(gw, "336")] == [copy.message_id]
+    return copy
+
+
+def test_a_record_the_local_system_refused_for_good_needs_nobody_once_erased(
+    tmp_path: Path,
+) -> None:
+    # Its local system never took it (so its sender is still told so at the deadline),
+    # and there is nothing left to hand over: dismissed, not left to a human.
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    copy = _refused_for_good(gw)
+    report = erasure.erase_child(
+        gw, "336", "J332412014017", ground=GROUND, reference="REQ-8", actor="DPO"
+    )
+    assert report.state.get(purge.DEAD_LETTERS_DISMISSED) == 1
+    (after,) = gw.ledger.find(message_id=copy.message_id, authority="336")
+    assert after.status == Status.DEAD_LETTERED
+    assert [d.erased for d in dead_letters.list_dead_letters(gw, "336")] == [True]
+    assert attention.counts(gw.ledger, ["336"]) == {}
+
+
+def test_a_record_replayed_while_its_erasure_was_planned_is_withdrawn_not_handed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Planned dead-lettered, replayed before the erasure: due for its handover again,
+    # it was left so, and went to the local system with no body (found by a review).
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    copy = _refused_for_good(gw)
+    planned = erasure.plan_erasure
+
+    def then_replayed(*args: Any, **kwargs: Any) -> erasure.ErasurePlan:
+        todo = planned(*args, **kwargs)
+        dead_letters.replay(gw, "336", copy.message_id, "admin")
+        return todo
+
+    monkeypatch.setattr(erasure, "plan_erasure", then_replayed)
+    erasure.erase_child(gw, "336", "J332412014017", ground=GROUND, reference="REQ-9", actor="DPO")
+    (after,) = gw.ledger.find(message_id=copy.message_id, authority="336")
+    assert after.status == Status.WITHDRAWN, after.reason
+    assert copy.message_id not in {m.message_id for m in gw.ledger.inbox("336")}
 
 
 def _parked(gw: Gateway, bodies: Sequence[bytes], message_id: str) -> MemoryTransport:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,14 @@ from gateway.crossborder.existence_asked import existence_asked
 from gateway.crossborder.existence_held import HeldQuery
 from gateway.crossborder.existence_store import existence_index
 from gateway.errors import ConflictError
-from gateway.ledger import audit
+from gateway.ledger import audit, dismissed
 from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.model import Assessment, ErasureRequest, Safeguarding
-from gateway.retention import erasure, held_queries, service
+from gateway.ops import attention
+from gateway.retention import erasure, held_queries, purge, service
 from gateway.retention.tables import tombstones
 from gateway.services import coordination, dead_letters, views
 from gateway.subject_access import report as subject_access
@@ -788,17 +790,31 @@ def test_a_dry_run_names_the_recipient_of_a_query_sent_and_back_in_the_outbox(
     assert dry.disclosed_to == {"336": ((query, sent.digest),)}
 
 
-def test_an_erased_dead_letter_is_not_replayed(tmp_path: Path) -> None:
+def test_an_erased_dead_letter_is_not_replayed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Replayed, it would have gone out empty (or been withdrawn unseen) while the
     operator was told it was replayed (found by a review)."""
     r = Region(tmp_path)
     query = r.ask("sibling at risk")
     r.move_sent(query, Status.DEAD_LETTERED)
-    r.erase("334", KACPER["upn"], "DPO/2026/159")
+    assert attention.counts(r.gw.ledger, ["334"]) == {("334", attention.Need.DEAD_LETTERED): 1}
+    report = r.erase("334", KACPER["upn"], "DPO/2026/159")
     with pytest.raises(ConflictError, match="was erased here"):
         dead_letters.replay(r.gw, "334", query, "admin")
     after = r.sent(query)
-    assert after.status.value == "DEAD_LETTERED"
+    assert after.status.value == "DEAD_LETTERED"  # it was sent, and never receipted
+    # Listed as erased, and nobody is asked to act on it (dismissed, audited).
+    (listed,) = dead_letters.list_dead_letters(r.gw, "334")
+    assert listed.erased
+    assert report.state.get(purge.DEAD_LETTERS_DISMISSED) == 1
+    assert attention.counts(r.gw.ledger, ["334"]) == {}
+    (why,) = attention.dismissals_of(r.gw.ledger, after.pk)
+    assert why.reason == dismissed.ERASED and why.actor.startswith("erasure run ")
+    with caplog.at_level(logging.INFO, logger=dead_letters.__name__):
+        assert dead_letters.replay_all(r.gw, "334", "admin") == []
+    said = [(m.levelno, m.getMessage()) for m in caplog.records]  # skipped, no 409 tried
+    assert said == [(logging.INFO, "1 dead letters of 334 were erased here: none replayed")]
 
 
 def test_a_dry_run_counts_a_held_query_whose_row_as_received_is_due_by_its_own_rule(

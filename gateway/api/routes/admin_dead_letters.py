@@ -45,6 +45,11 @@ class DeadLetterOut(BaseModel):
         description="SHA-256 (hex) of its bytes; names one parked copy among others under "
         "its message id (replay ?digest=)",
     )
+    erased: bool = Field(
+        default=False,
+        description="its body was erased here (retention, an erasure): nothing to replay "
+        "(a replay answers 409); it needs nobody (dismissed)",
+    )
 
     @classmethod
     def of(cls, d: dead_letters.DeadLetter) -> DeadLetterOut:
@@ -59,6 +64,7 @@ class DeadLetterOut(BaseModel):
             attempts=d.attempts,
             dead_lettered_at=d.dead_lettered_at,
             digest=d.digest,
+            erased=d.erased,
         )
 
 

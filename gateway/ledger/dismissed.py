@@ -1,0 +1,97 @@
+"""Dismissals: a message taken off what needs a human, while it keeps its status.
+
+A person dismisses a message in a final state (``gateway.ops.attention.dismiss``,
+who and why recorded with an audit entry). The ledger dismisses one itself in
+one case: a dead letter whose body was erased here (its retention period, an
+erasure). It stays ``DEAD_LETTERED`` (it was sent and never receipted, or its
+local system refused it: recalls, receipts and the acknowledgement deadline go
+on reading that), but a replay would have nothing to send or hand over, so
+nobody is asked to act on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, Connection, and_, exists, insert, select
+
+from gateway.ledger import audit
+from gateway.ledger.bodies import HAS_BODY
+from gateway.ledger.status import Direction, Status
+from gateway.ledger.store import Ledger
+from gateway.ledger.tables import dismissals, messages
+
+ERASED = "erased here: there is nothing left to replay or hand over"
+CHUNK = 500  # ids a statement names
+
+
+def in_force() -> ColumnElement[bool]:
+    """A dismissal of the ``messages`` row in the enclosing statement, still holding: the
+    message keeps the status it was dismissed in, and has not changed since."""
+    return and_(
+        dismissals.c.message_pk == messages.c.id,
+        dismissals.c.status == messages.c.status,
+        dismissals.c.at >= messages.c.updated_at,
+    )
+
+
+def not_dismissed() -> ColumnElement[bool]:
+    return ~exists().where(in_force())
+
+
+def erased_dead_letters(ledger: Ledger, conn: Connection, pks: Sequence[int], actor: str) -> int:
+    """Dismiss the dead letters among ``pks`` whose body is erased, in ``conn``'s
+    transaction, each with an audit entry; how many."""
+    found = select(
+        messages.c.id,
+        messages.c.authority,
+        messages.c.message_id,
+        messages.c.direction,
+        messages.c.sender,
+        messages.c.recipient,
+        messages.c.digest,
+    ).where(messages.c.status == Status.DEAD_LETTERED.value, ~HAS_BODY, not_dismissed())
+    rows = [
+        row
+        for first in range(0, len(pks), CHUNK)  # a retention run erases thousands
+        for row in conn.execute(found.where(messages.c.id.in_(list(pks[first : first + CHUNK]))))
+    ]
+    if not rows:
+        return 0
+    now = ledger.clock()
+    conn.execute(
+        insert(dismissals),
+        [
+            {
+                "message_pk": r.id,
+                "authority": r.authority,
+                "status": Status.DEAD_LETTERED.value,
+                "actor": actor[:128],
+                "reason": ERASED,
+                "at": now,
+            }
+            for r in rows
+        ],
+    )
+    audit.append(
+        ledger,
+        [
+            audit.AuditEvent(
+                actor=actor[:128],
+                action="DISMISS",
+                authority=r.authority,
+                counterparty=_counterparty(r.direction, r.sender, r.recipient),
+                message_id=r.message_id,
+                digest=r.digest,
+                detail=f"{Status.DEAD_LETTERED.value} dismissed: {ERASED}",
+            )
+            for r in rows
+        ],
+        conn,
+    )
+    return len(rows)
+
+
+def _counterparty(direction: str, sender: str, recipient: str) -> str | None:
+    code = recipient if direction == Direction.OUTBOUND.value else sender
+    return code if len(code) == 3 else None  # "?": a delivery no sender could be read from
