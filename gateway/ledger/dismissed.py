@@ -2,11 +2,14 @@
 
 A person dismisses a message in a final state (``gateway.ops.attention.dismiss``,
 who and why recorded with an audit entry). The ledger dismisses one itself in
-one case: a dead letter whose body was erased here (its retention period, an
-erasure). It stays ``DEAD_LETTERED`` (it was sent and never receipted, or its
-local system refused it: recalls, receipts and the acknowledgement deadline go
-on reading that), but a replay would have nothing to send or hand over, so
-nobody is asked to act on it.
+one case: a message whose body was erased here (its retention period, an
+erasure) in a state that asks a human to act (``DISMISSABLE``). It keeps its
+status (a dead letter was sent and never receipted, or its local system refused
+it: recalls, receipts and the acknowledgement deadline go on reading that), but
+there is nothing left to replay, hand over or look at, so nobody is asked to.
+Dismissed where the body goes (``gateway.retention.purge``) and where such a
+message moves into another of those states later (the re-send loop, the
+acknowledgement deadline), since a dismissal holds only in its status.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ from sqlalchemy import ColumnElement, Connection, and_, exists, insert, select
 from gateway.ledger import audit
 from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction, Status
-from gateway.ledger.store import Ledger
+from gateway.ledger.store import Ledger, as_utc
 from gateway.ledger.tables import dismissals, messages
 
 ERASED = "erased here: there is nothing left to replay or hand over"
+# States that ask a human to act, who may dismiss them (``gateway.ops.attention``).
+DISMISSABLE = frozenset(
+    {Status.DEAD_LETTERED, Status.QUARANTINED, Status.REJECTED, Status.UNDELIVERABLE}
+)
 CHUNK = 500  # ids a statement names
 
 
@@ -39,9 +46,9 @@ def not_dismissed() -> ColumnElement[bool]:
     return ~exists().where(in_force())
 
 
-def erased_dead_letters(ledger: Ledger, conn: Connection, pks: Sequence[int], actor: str) -> int:
-    """Dismiss the dead letters among ``pks`` whose body is erased, in ``conn``'s
-    transaction, each with an audit entry; how many."""
+def erased(ledger: Ledger, conn: Connection, pks: Sequence[int], actor: str) -> int:
+    """Dismiss those of ``pks`` whose body is erased and that ask a human to act, in
+    ``conn``'s transaction, each with an audit entry; how many."""
     found = select(
         messages.c.id,
         messages.c.authority,
@@ -50,7 +57,9 @@ def erased_dead_letters(ledger: Ledger, conn: Connection, pks: Sequence[int], ac
         messages.c.sender,
         messages.c.recipient,
         messages.c.digest,
-    ).where(messages.c.status == Status.DEAD_LETTERED.value, ~HAS_BODY, not_dismissed())
+        messages.c.status,
+        messages.c.updated_at,
+    ).where(messages.c.status.in_([s.value for s in DISMISSABLE]), ~HAS_BODY, not_dismissed())
     rows = [
         row
         for first in range(0, len(pks), CHUNK)  # a retention run erases thousands
@@ -65,10 +74,12 @@ def erased_dead_letters(ledger: Ledger, conn: Connection, pks: Sequence[int], ac
             {
                 "message_pk": r.id,
                 "authority": r.authority,
-                "status": Status.DEAD_LETTERED.value,
+                "status": r.status,
                 "actor": actor[:128],
                 "reason": ERASED,
-                "at": now,
+                # Never before its last change (a replica's clock a little behind): the
+                # dismissal holds from that change on.
+                "at": max(now, as_utc(r.updated_at)),
             }
             for r in rows
         ],
@@ -83,7 +94,7 @@ def erased_dead_letters(ledger: Ledger, conn: Connection, pks: Sequence[int], ac
                 counterparty=_counterparty(r.direction, r.sender, r.recipient),
                 message_id=r.message_id,
                 digest=r.digest,
-                detail=f"{Status.DEAD_LETTERED.value} dismissed: {ERASED}",
+                detail=f"{r.status} dismissed: {ERASED}",
             )
             for r in rows
         ],

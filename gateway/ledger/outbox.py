@@ -532,9 +532,11 @@ class OutboundQueries(LedgerCore):
         status: Status,
         reason: str,
         conn: Connection,
+        where: Sequence[ColumnElement[bool]] = (),
         **values: Any,
     ) -> list[int]:
-        """Move messages still awaiting a receipt whose deadline is still past at ``now``.
+        """Move messages still awaiting a receipt whose deadline is still past at ``now``
+        (and that meet every condition in ``where``).
 
         Both conditions are in the UPDATE: a receipt that came in since the read
         wins, and so does another replica that already re-sent the message (it
@@ -546,7 +548,7 @@ class OutboundQueries(LedgerCore):
             status,
             reason,
             conn,
-            where=[messages.c.next_attempt_at <= now],
+            where=[messages.c.next_attempt_at <= now, *where],
             **values,
         )
 

@@ -204,7 +204,8 @@ parked_replays = Table(
 
 # A human looked at a message that needed one (a rejected record, a quarantined
 # or dead-lettered message) and took it off the "needs a human" list: who, why,
-# when, and the status it had then. The message, its status and its history are
+# when, and the status it had then (or the ledger did, for one whose body was
+# erased: ``gateway.ledger.dismissed``). The message, its status and its history are
 # left as they were; if it moves again later (a replay dead-lettered again), it
 # needs a human again.
 dismissals = Table(

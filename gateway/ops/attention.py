@@ -17,6 +17,8 @@ A message needs a human while it is in one of these states:
 
 A human may *dismiss* a message in a final state (who and why are recorded,
 with an audit entry); it then leaves the list until it changes status again.
+The ledger dismisses one whose body was erased here: nothing is left to act
+on (``gateway.ledger.dismissed``).
 """
 
 from __future__ import annotations
@@ -57,9 +59,7 @@ class Need(StrEnum):
 
 
 # Final states a human may take off the list; the others move on by themselves.
-DISMISSABLE = frozenset(
-    {Status.DEAD_LETTERED, Status.QUARANTINED, Status.REJECTED, Status.UNDELIVERABLE}
-)
+DISMISSABLE = dismissed.DISMISSABLE
 _BY_STATUS = (*DISMISSABLE, Status.RETRYING)
 # Received, verified, waiting for a push handover (see gateway.connectors.state).
 _WAITING = (Status.VERIFIED.value, Status.REPLAYED.value)

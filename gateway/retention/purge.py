@@ -9,7 +9,9 @@ ids, digest, dates, parties, legal basis and the rule. Then every feature
 erases what it keeps about case threads none of whose messages is left and
 children no message refers to any more (``erasers``; held existence queries
 naming such a child, ``held_queries``). One audit entry
-(counts only) and one run row record it all, in the same transaction. Status
+(counts only) and one run row record it all, in the same transaction, with a
+DISMISS entry (ids and digest) for each message erased that asked a human to
+act (a dead letter, a quarantined message: ``gateway.ledger.dismissed``). Status
 histories and the audit chain still verify: nothing chained is touched, and
 ``cafgw audit verify`` only asks for a DISCLOSURE entry where a body is
 still held.
@@ -41,7 +43,9 @@ log = logging.getLogger(__name__)
 
 SCRUBBED = "[erased: the reasons quoted the values refused]"
 CHUNK = 500
-DEAD_LETTERS_DISMISSED = "dead_letters_dismissed"  # counted in the run's state
+DISMISSED = "dismissed"  # counted in the run's state: erased, left to nobody
+# Inbound states a message is handed over from (replayed: a dead letter again due).
+_HANDED_FROM = (Status.VERIFIED, Status.REPLAYED, Status.DEAD_LETTERED)
 
 
 @dataclass(frozen=True)
@@ -119,10 +123,14 @@ def _withdraw(kit: Kit, conn: Connection, authority: str, due: Sequence[Due], wh
         next_attempt_at=None,
     )
     withdrawn = set(waiting)
+    # Handed over since it was planned, or before: its file may still be waiting. (A
+    # status moves on from these only: one planned taken is not looked for.)
+    handed = {s.value for s in (*_HANDED_FROM, Status.DELIVERED_LOCAL)}
     placed = [
         d.pk
         for d in inbound
         if d.pk not in withdrawn
+        and d.status in handed
         and local_copies.still_dropped(kit.settings, authority, d.message_id)
     ]
     taken_back = kit.ledger.transition_from(
@@ -349,12 +357,11 @@ def erase_in(
         for what, count in eraser(conn, authority, done_threads, done_children).items():
             state[what] = state.get(what, 0) + count
     _tombstone_parked(conn, authority, parked, run_id, started)
-    # Erased, a dead letter has nothing left to replay: nobody is asked to act on it.
-    closed = dismissed.erased_dead_letters(
-        kit.ledger, conn, [d.pk for d in due], f"{kind.lower()} run {run_id}"
-    )
+    # Erased, a message left to a human (a dead letter, a quarantined one) has nothing
+    # left to replay or look at: nobody is asked to act on it.
+    closed = dismissed.erased(kit.ledger, conn, [d.pk for d in due], f"{kind.lower()} run {run_id}")
     if closed:
-        state[DEAD_LETTERS_DISMISSED] = closed
+        state[DISMISSED] = closed
     if also is not None:
         state.update(also(conn))
     report = RunReport(

@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 from gateway.context import Gateway
 from gateway.errors import CafgwError, TransportError
 from gateway.ledger import dismissed
+from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.handoff import Claimed
 from gateway.ledger.records import OutboxItem
 from gateway.ledger.status import Route, Status
@@ -321,6 +322,10 @@ def _connected(
     return out
 
 
+RESEND_LOOP = "the re-send loop"
+NOT_RESENT = "not sent again: its body was erased here"
+
+
 def resend_overdue(gw: Gateway, limit: int = 500) -> int:
     """Re-queue sent messages whose receipt is overdue, or dead-letter them; returns count.
 
@@ -355,7 +360,19 @@ def resend_overdue(gw: Gateway, limit: int = 500) -> int:
             changed += len(moved)
             # One erased here while it waited (retention, an erasure): a dead letter with
             # nothing left to replay, which nobody is asked to act on.
-            dismissed.erased_dead_letters(gw.ledger, conn, moved, "the re-send loop")
+            dismissed.erased(gw.ledger, conn, moved, RESEND_LOOP)
         for reason, pks in again.items():
-            changed += len(gw.ledger.move_overdue(pks, now, Status.RETRYING, reason, conn))
+            changed += len(
+                gw.ledger.move_overdue(pks, now, Status.RETRYING, reason, conn, where=[HAS_BODY])
+            )
+            # Erased here while it waited: there is nothing to send again. It left, and may
+            # be held there (its recipient is asked to erase it where an erasure did it):
+            # a dead letter at once, and left to nobody. (Re-queued, the claim would
+            # withdraw it, as if it had never left.)
+            moved = gw.ledger.move_overdue(
+                pks, now, Status.DEAD_LETTERED, f"{reason}; {NOT_RESENT}", conn,
+                where=[~HAS_BODY], next_attempt_at=None,
+            )  # fmt: skip
+            changed += len(moved)
+            dismissed.erased(gw.ledger, conn, moved, RESEND_LOOP)
     return changed

@@ -163,6 +163,23 @@ def test_a_send_erased_while_it_waited_for_its_receipt_is_a_dead_letter_nobody_m
     assert why.reason == dismissed.ERASED
 
 
+def test_a_send_erased_before_its_last_attempt_is_not_sent_again_but_dead_lettered(
+    gw: Gateway, clock: Clock
+) -> None:
+    # Re-queued, the claim withdrew it ("its body was erased here"), as if it had never
+    # left: recalls were then refused (found by a review).
+    (message_id,) = send(gw)
+    waiting = record(gw, message_id)
+    with gw.ledger.transaction() as conn:
+        bodies.erase(conn, [waiting.pk])
+    swallow_inbox(gw)
+    deadlines_pass(gw, clock, 1)
+    dead = record(gw, message_id)
+    assert (dead.status, dead.attempts) == (Status.DEAD_LETTERED, 1), dead.reason
+    assert delivery.NOT_RESENT in (dead.reason or "")
+    assert attention.counts(gw.ledger, ["332"]) == {}
+
+
 def test_a_later_message_receipted_first_means_this_one_was_passed(
     gw: Gateway, clock: Clock
 ) -> None:

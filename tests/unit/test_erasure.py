@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,16 @@ import pytest
 from local_systems import with_connector
 from policy_support import envelope_of, pump, settings_for
 from retention_support import JAYDEN, SIOBHAN, Clock, dudley_shared, found_in, region
+from sqlalchemy import update
 
-from gateway.connectors import handover
+from gateway.connectors import deadline, handover
 from gateway.context import Gateway
 from gateway.crossborder import consent_store
 from gateway.errors import PolicyRefusal
 from gateway.ledger import audit
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
+from gateway.ledger.tables import messages
 from gateway.lifecycle import outcomes
 from gateway.model import ErasureRequest
 from gateway.ops import attention
@@ -103,16 +106,41 @@ def test_a_record_the_local_system_refused_for_good_needs_nobody_once_erased(
 ) -> None:
     # Its local system never took it (so its sender is still told so at the deadline),
     # and there is nothing left to hand over: dismissed, not left to a human.
-    gw = region(tmp_path, Clock.starting_now())
+    clock = Clock.starting_now()
+    gw = region(tmp_path, clock)
     dudley_shared(gw)
     copy = _refused_for_good(gw)
     report = erasure.erase_child(
         gw, "336", "J332412014017", ground=GROUND, reference="REQ-8", actor="DPO"
     )
-    assert report.state.get(purge.DEAD_LETTERS_DISMISSED) == 1
+    assert report.state.get(purge.DISMISSED) == 1
     (after,) = gw.ledger.find(message_id=copy.message_id, authority="336")
     assert after.status == Status.DEAD_LETTERED
     assert [d.erased for d in dead_letters.list_dead_letters(gw, "336")] == [True]
+    assert attention.counts(gw.ledger, ["336"]) == {}
+    # At the deadline its sender is told UNDELIVERABLE, and still nobody here is asked.
+    clock.advance(gw.settings.delivery_for("336").local_ack_deadline_s + 1)
+    assert deadline.report_unacknowledged(gw) >= 1
+    (later,) = gw.ledger.find(message_id=copy.message_id, authority="336")
+    assert later.status == Status.UNDELIVERABLE
+    assert attention.counts(gw.ledger, ["336"]) == {}  # every one reported was erased
+
+
+def test_a_dead_letter_changed_by_a_clock_ahead_is_still_dismissed_when_erased(
+    tmp_path: Path,
+) -> None:
+    # A replica whose clock is a little ahead dead-lettered it: a dismissal dated
+    # before that change would never hold (found by a review).
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    copy = _refused_for_good(gw)
+    with gw.ledger.transaction() as conn:
+        conn.execute(
+            update(messages)
+            .where(messages.c.id == copy.pk)
+            .values(updated_at=gw.clock() + timedelta(seconds=2))
+        )
+    erasure.erase_child(gw, "336", "J332412014017", ground=GROUND, reference="R-10", actor="DPO")
     assert attention.counts(gw.ledger, ["336"]) == {}
 
 

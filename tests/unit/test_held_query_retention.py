@@ -807,7 +807,7 @@ def test_an_erased_dead_letter_is_not_replayed(
     # Listed as erased, and nobody is asked to act on it (dismissed, audited).
     (listed,) = dead_letters.list_dead_letters(r.gw, "334")
     assert listed.erased
-    assert report.state.get(purge.DEAD_LETTERS_DISMISSED) == 1
+    assert report.state.get(purge.DISMISSED) == 1
     assert attention.counts(r.gw.ledger, ["334"]) == {}
     (why,) = attention.dismissals_of(r.gw.ledger, after.pk)
     assert why.reason == dismissed.ERASED and why.actor.startswith("erasure run ")
