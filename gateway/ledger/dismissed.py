@@ -15,6 +15,7 @@ acknowledgement deadline), since a dismissal holds only in its status.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, insert, select
 
@@ -46,9 +47,8 @@ def not_dismissed() -> ColumnElement[bool]:
     return ~exists().where(in_force())
 
 
-def erased(ledger: Ledger, conn: Connection, pks: Sequence[int], actor: str) -> int:
-    """Dismiss those of ``pks`` whose body is erased and that ask a human to act, in
-    ``conn``'s transaction, each with an audit entry; how many."""
+def _asking(conn: Connection, pks: Sequence[int], *more: ColumnElement[bool]) -> list[Any]:
+    """Those of ``pks`` that ask a human to act, not dismissed (and meet ``more``)."""
     found = select(
         messages.c.id,
         messages.c.authority,
@@ -59,12 +59,23 @@ def erased(ledger: Ledger, conn: Connection, pks: Sequence[int], actor: str) -> 
         messages.c.digest,
         messages.c.status,
         messages.c.updated_at,
-    ).where(messages.c.status.in_([s.value for s in DISMISSABLE]), ~HAS_BODY, not_dismissed())
-    rows = [
+    ).where(messages.c.status.in_([s.value for s in DISMISSABLE]), not_dismissed(), *more)
+    return [
         row
         for first in range(0, len(pks), CHUNK)  # a retention run erases thousands
         for row in conn.execute(found.where(messages.c.id.in_(list(pks[first : first + CHUNK]))))
     ]
+
+
+def foreseen(conn: Connection, pks: Sequence[int]) -> int:
+    """How many of ``pks`` ``erased`` would dismiss once their bodies are erased."""
+    return len(_asking(conn, pks))
+
+
+def erased(ledger: Ledger, conn: Connection, pks: Sequence[int], actor: str) -> int:
+    """Dismiss those of ``pks`` whose body is erased and that ask a human to act, in
+    ``conn``'s transaction, each with an audit entry; how many."""
+    rows = _asking(conn, pks, ~HAS_BODY)
     if not rows:
         return 0
     now = ledger.clock()

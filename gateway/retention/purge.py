@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 SCRUBBED = "[erased: the reasons quoted the values refused]"
 CHUNK = 500
 DISMISSED = "dismissed"  # counted in the run's state: erased, left to nobody
+WITHDRAWN_FROM_OUTBOX = "withdrawn_from_outbox"  # counted in the run's state
+WITHDRAWN_FROM_INBOX = "withdrawn_from_inbox"  # the report's ``withdrawn``
 # Inbound states a message is handed over from (replayed: a dead letter again due).
 _HANDED_FROM = (Status.VERIFIED, Status.REPLAYED, Status.DEAD_LETTERED)
 
@@ -106,6 +108,31 @@ def _unqueue(kit: Kit, conn: Connection, due: Sequence[Due], why: str) -> int:
         claimed_until=None,
     )
     return len(stopped)
+
+
+def foreseen(kit: Kit, conn: Connection, authority: str, due: Sequence[Due]) -> dict[str, int]:
+    """What erasing ``due`` would also do, as the rows stand now (a dry run's count;
+    the run reads them again as it erases): withdraw from the local system's inbox
+    (``_withdraw``) and from the outbox (``_unqueue``), and leave to nobody what asked
+    a human to act (``dismissed.erased``)."""
+    waiting = {Status.VERIFIED.value, Status.REPLAYED.value}
+    inbound = [d for d in due if d.direction == Direction.INBOUND.value]
+    queued = {s.value for s in OUTBOX_STATES}
+    return {
+        WITHDRAWN_FROM_INBOX: sum(
+            1
+            for d in inbound
+            if d.status in waiting
+            or (
+                d.status == Status.DELIVERED_LOCAL.value
+                and local_copies.still_dropped(kit.settings, authority, d.message_id)
+            )
+        ),
+        WITHDRAWN_FROM_OUTBOX: sum(
+            1 for d in due if d.direction == Direction.OUTBOUND.value and d.status in queued
+        ),
+        DISMISSED: dismissed.foreseen(conn, [d.pk for d in due]),
+    }
 
 
 def _withdraw(kit: Kit, conn: Connection, authority: str, due: Sequence[Due], why: str) -> int:
@@ -352,7 +379,7 @@ def erase_in(
     done_children = _unreferenced(conn, authority, keys | set(children))
     state = {held_queries.COUNT: asked.queries} if asked.queries else {}
     if unqueued:
-        state["withdrawn_from_outbox"] = unqueued
+        state[WITHDRAWN_FROM_OUTBOX] = unqueued
     for eraser in erasers.ERASERS:
         for what, count in eraser(conn, authority, done_threads, done_children).items():
             state[what] = state.get(what, 0) + count

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gateway.crossborder import existence_held
@@ -33,6 +33,10 @@ class RetentionPlan:
     last case it erases (``held_queries.foreseen``), or whose row as received it erases
     by that row's own rule. For a dry run's count (``foresee``): the run finds them
     again as it erases."""
+    foreseen: dict[str, int] = field(default_factory=dict)
+    """For a dry run (``foresee``): what the run would also do to the rows it erases, as
+    they stand now (``purge.foreseen``: withdrawn from the inbox or the outbox, left to
+    nobody)."""
 
 
 def planned(
@@ -57,8 +61,9 @@ def planned(
             )
         rows = held_queries.received(conn, authority, held, held_queries.RULE)
         rows += held_queries.received(conn, authority, about, held_queries.ERASED_CHILD_RULE)
-    due_pks = found.pks()
-    rows = [d for d in rows if d.pk not in due_pks]
+        due_pks = found.pks()
+        rows = [d for d in rows if d.pk not in due_pks]
+        foreseen = purge.foreseen(kit, conn, authority, (*found.due, *rows)) if foresee else {}
     cutoff = now - timedelta(days=rules.dead_letter_days)
     parked: tuple[ParkedCopy, ...] = ()
     notes: tuple[str, ...] = ()
@@ -67,7 +72,7 @@ def planned(
     except TransportError as exc:
         # The ledger's part does not wait for the broker; the next run looks again.
         notes = (f"parked dead letters not checked: {exc}",)
-    return RetentionPlan(found, parked, notes, held, tuple(rows), about)
+    return RetentionPlan(found, parked, notes, held, tuple(rows), about, foreseen)
 
 
 def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport:
@@ -75,6 +80,9 @@ def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport
     p = planned_run.plan
     due = (*p.due, *planned_run.held_received)
     closing = len(planned_run.held) + len(planned_run.about_erased)
+    foreseen = dict(planned_run.foreseen)
+    withdrawn = foreseen.pop(purge.WITHDRAWN_FROM_INBOX, 0)
+    state = {held_queries.COUNT: closing} if closing else {}
     by_rule = p.by_rule()
     for row in planned_run.held_received:
         by_rule[row.rule] = by_rule.get(row.rule, 0) + 1
@@ -89,11 +97,12 @@ def dry_report(planned_run: RetentionPlan, started: datetime) -> purge.RunReport
         finished_at=started,
         messages=len(due),
         by_rule=dict(sorted(by_rule.items())),
+        withdrawn=withdrawn,
         parked=len(planned_run.parked),
         message_ids=tuple(d.message_id for d in due),
         more=p.more,
         notes=planned_run.notes,
-        state={held_queries.COUNT: closing} if closing else {},
+        state={**state, **{k: v for k, v in foreseen.items() if v}},
     )
 
 

@@ -17,7 +17,8 @@ from gateway.ledger import audit
 from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
-from gateway.retention import service
+from gateway.ops import attention
+from gateway.retention import purge, service
 from gateway.retention.tables import retention_runs, tombstones
 
 pytestmark = pytest.mark.timeout(120)
@@ -116,6 +117,35 @@ def test_a_closed_case_is_kept_until_its_period_after_closing_then_erased_at_bot
     assert assessment.history[-1].status == Status.ERASED
     gw.ledger.engine.dispose()
     assert "J332412014017" not in found_in(tmp_path, SIOBHAN)
+
+
+def test_a_dry_run_foresees_what_the_run_withdraws_and_leaves_to_nobody(tmp_path: Path) -> None:
+    # 336's local system never took Dudley's closed case: the run withdraws it from its
+    # inbox. 332's rejected inputs asked a human to look: the run leaves them to nobody.
+    # The dry run said neither (found by a review).
+    clock = Clock.starting_now()
+    settings = retention_yaml(
+        settings_for(tmp_path),
+        case_records={
+            "CLOSED": {"default": 100},
+            "OPEN": {"default": 1000},
+            "UNKNOWN": {"default": 1000},
+        },
+    )
+    gw = region(tmp_path, clock, settings)
+    dudley_shared(gw, _closed_sample())
+    clock.advance(days=101)
+    done = {}
+    for code in ("332", "336"):
+        dry = service.dry_report(service.planned(gw, code), clock())
+        done[code] = service.apply(gw, code, "test")
+        said = (dry.withdrawn, dry.state.get(purge.DISMISSED, 0))
+        assert said == (done[code].withdrawn, done[code].state.get(purge.DISMISSED, 0)), code
+    assert done["336"].withdrawn >= 1
+    assert done["332"].state.get(purge.DISMISSED, 0) >= 1
+    assert not [
+        n for (_, n) in attention.counts(gw.ledger, ["332"]) if n is attention.Need.REJECTED
+    ]
 
 
 def test_the_audit_chain_verifies_after_a_purge_and_the_purge_is_audited_in_counts(
