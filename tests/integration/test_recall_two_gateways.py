@@ -405,6 +405,21 @@ def _sandwell_fails(
     monkeypatch.setattr(pipeline, "_apply", fails_at_sandwell)
 
 
+def _parked_at_sandwell(r: Region) -> tuple[MessageRecord, Gateway]:
+    """Dudley's Assessment to Sandwell, once Sandwell's broker parked it; Sandwell."""
+    original = _sent(r, "333")
+    sandwell = r.gw("333")
+    wait_for(
+        lambda: any(
+            d.message_id == original.message_id
+            for d in dead_letters.list_dead_letters(sandwell, "333")
+        ),
+        timeout_s=30,
+        what="Dudley's Assessment parked at Sandwell",
+    )
+    return original, sandwell
+
+
 def test_a_recall_that_overtakes_its_original_at_the_recipient_still_withdraws_it(
     tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -442,16 +457,7 @@ def test_a_recall_whose_original_was_parked_stands_and_withdraws_it_when_replaye
     steps = {"retry_backoff_s": [0.5, 0.5], "retry_budget": 2}
     with region(tmp_path / "region", vhost, delivery=steps) as r:
         r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
-        original = _sent(r, "333")
-        sandwell = r.gw("333")
-        wait_for(
-            lambda: any(
-                d.message_id == original.message_id
-                for d in dead_letters.list_dead_letters(sandwell, "333")
-            ),
-            timeout_s=30,
-            what="Dudley's Assessment parked at Sandwell",
-        )
+        original, sandwell = _parked_at_sandwell(r)
         done = sender.recall(r.gw("332"), "332", original.message_id, RecallReason.MISDIRECTED)
         stands = _outcome(r, original.message_id)
         assert stands.action == ActionTaken.NOT_HELD.value, stands.describe()
@@ -487,16 +493,7 @@ def test_an_erasure_request_whose_record_was_parked_stands_and_erases_it_when_re
     steps = {"retry_backoff_s": [0.5, 0.5], "retry_budget": 2}
     with region(tmp_path / "region", vhost, delivery=steps) as r:
         r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
-        original = _sent(r, "333")
-        sandwell = r.gw("333")
-        wait_for(
-            lambda: any(
-                d.message_id == original.message_id
-                for d in dead_letters.list_dead_letters(sandwell, "333")
-            ),
-            timeout_s=30,
-            what="Dudley's Assessment parked at Sandwell",
-        )
+        original, sandwell = _parked_at_sandwell(r)
         wait_for(
             lambda: _sent(r, "333", "ConsentChange").status == Status.DELIVERED,
             what="the ConsentChange delivered to Sandwell",

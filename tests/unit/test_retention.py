@@ -20,6 +20,7 @@ from gateway.ledger.tables import messages
 from gateway.ops import attention
 from gateway.retention import purge, service
 from gateway.retention.tables import retention_runs, tombstones
+from gateway.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,6 +47,18 @@ def _bodies(gw: Gateway, authority: str) -> int:
                 )
             ).scalar_one()
         )
+
+
+def _closed_after_100_days(tmp_path: Path) -> Settings:
+    """The test settings with a closed case's records kept 100 days, the rest 1,000."""
+    return retention_yaml(
+        settings_for(tmp_path),
+        case_records={
+            "CLOSED": {"default": 100},
+            "OPEN": {"default": 1000},
+            "UNKNOWN": {"default": 1000},
+        },
+    )
 
 
 def test_a_rejected_input_loses_the_values_its_reasons_quote_after_rejected_days(
@@ -92,14 +105,7 @@ def test_a_closed_case_is_kept_until_its_period_after_closing_then_erased_at_bot
     tmp_path: Path,
 ) -> None:
     clock = Clock.starting_now()
-    settings = retention_yaml(
-        settings_for(tmp_path),
-        case_records={
-            "CLOSED": {"default": 100},
-            "OPEN": {"default": 1000},
-            "UNKNOWN": {"default": 1000},
-        },
-    )
+    settings = _closed_after_100_days(tmp_path)
     gw = region(tmp_path, clock, settings)
     dudley_shared(gw, _closed_sample())
     clock.advance(days=99)
@@ -124,14 +130,7 @@ def test_a_dry_run_foresees_what_the_run_withdraws_and_leaves_to_nobody(tmp_path
     # inbox. 332's rejected inputs asked a human to look: the run leaves them to nobody.
     # The dry run said neither (found by a review).
     clock = Clock.starting_now()
-    settings = retention_yaml(
-        settings_for(tmp_path),
-        case_records={
-            "CLOSED": {"default": 100},
-            "OPEN": {"default": 1000},
-            "UNKNOWN": {"default": 1000},
-        },
-    )
+    settings = _closed_after_100_days(tmp_path)
     gw = region(tmp_path, clock, settings)
     dudley_shared(gw, _closed_sample())
     clock.advance(days=101)
