@@ -647,8 +647,10 @@ class AccessNotice:
     events: tuple[AccessEvent, ...]
 
 
-# Messages one ErasureRequest names at most (the schema's maxOccurs): the recipient locks
-# each id named while it records the request; more go in further requests.
+# Messages a sender names in one ErasureRequest at most (more go in further requests),
+# and those of a request a recipient stands for (and locks each id of while it records
+# the request): the first so many it names. A request from a sender before 2026-12-07
+# may name more: the rest are erased if held, never stood for.
 ERASURE_NAMED_MAX = 256
 
 
@@ -659,6 +661,18 @@ class ErasureRequest:
     request_ref: str  # the sending council's request reference; never a name
     ground: ErasureGround
     messages: tuple[MessageRef, ...]
+
+    def named(self) -> dict[str, MessageRef]:
+        """What it names, by id: the first digest named for each, in order (a message
+        is one id; a second digest named for it is not that message)."""
+        first: dict[str, MessageRef] = {}
+        for ref in self.messages:
+            first.setdefault(ref.message_id, ref)
+        return first
+
+    def standing_for(self) -> list[MessageRef]:
+        """What a recipient may stand for: the first ``ERASURE_NAMED_MAX`` it names."""
+        return list(self.named().values())[:ERASURE_NAMED_MAX]
 
 
 Body = (

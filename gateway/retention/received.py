@@ -38,7 +38,7 @@ from gateway.ledger.tables import messages
 from gateway.lifecycle import held, receiver, standing
 from gateway.lifecycle.held import Fate, Held
 from gateway.lifecycle.sender import NOT_RECALLABLE_TYPES
-from gateway.model import ActionTaken, ErasureRequest, MessageRef, MessageType
+from gateway.model import ERASURE_NAMED_MAX, ActionTaken, ErasureRequest, MessageType
 from gateway.retention import erasure, purge
 from gateway.retention.plan import Due
 from gateway.wakeups import RECEIPTS
@@ -74,7 +74,7 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
 
     def effect() -> None:
         found, stood, not_standing = _judged(ctx, msg, body)
-        named = len(_one_per_id(body))
+        named = len(body.named())
         why = f"erasure request {body.request_ref} from {msg.sender}"
         fates = [held.take_back(ctx.kit, conn, authority, c, why) for c in found]
         forwards = _forwards(ctx, authority, msg.sender, found, why)
@@ -114,7 +114,8 @@ def on_erasure_request(ctx: ApplyContext, msg: Received) -> Effect:
         if not_standing:
             said += (
                 f"; {not_standing} not received here yet cannot stand (as many "
-                f"requests and recalls of {msg.sender} already stand here)"
+                f"requests and recalls of {msg.sender} already stand here, or more "
+                f"than {ERASURE_NAMED_MAX} named in one request)"
             )
         onward = sorted({f.recipient for f in forwards if f.left})
         if onward:
@@ -145,31 +146,25 @@ KIND_ARRIVAL = "ERASED_EARLY"
 SINCE = "; since: "
 
 
-def _one_per_id(body: ErasureRequest) -> dict[str, MessageRef]:
-    """What ``body`` names, the first digest named for each id."""
-    first: dict[str, MessageRef] = {}
-    for ref in body.messages:
-        first.setdefault(ref.message_id, ref)
-    return first
-
-
 def _judged(ctx: ApplyContext, msg: Received, body: ErasureRequest) -> tuple[list[Held], int, int]:
     """The copies held here of what ``body`` names (with a body still), how many of the
     rest it now stands for (not received here yet, ``receiver.original``), and how
-    many of those could not stand (one too many of the id or of the sender). A message
+    many of those could not stand (one too many of the id or of the sender, or named
+    past the first ``ERASURE_NAMED_MAX``: a sender from before 2026-12-07). A message
     of another sender's under an id, or another digest than the one this sender's
     message under it has, is not held: the request does not stand for it. A message is
     one id: a second digest named for an id is not held either (a request that named
     two digests of a message not come yet stood for both, and broke its run)."""
     found: list[Held] = []
     stood = not_standing = 0
-    for ref in _one_per_id(body).values():
+    may = {r.message_id for r in body.standing_for()}
+    for ref in body.named().values():
         try:
             copy = receiver.original(ctx, msg, ref, "erasure request")
         except NotReceivedYet:
             if not standing.can_name(ref):
                 continue
-            if not standing.may_stand(ctx, msg, ref):
+            if ref.message_id not in may or not standing.may_stand(ctx, msg, ref):
                 not_standing += 1
                 continue
             standing.stand(ctx, msg, ref, standing.Kind.ERASURE)

@@ -386,23 +386,32 @@ def _as_335(gw: Gateway, delivery: Delivery) -> Delivery:
     )
 
 
-def test_a_request_naming_more_messages_than_the_schema_allows_is_refused_as_it_comes(
-    tmp_path: Path,
+def test_a_request_naming_more_than_the_limit_erases_what_is_held_and_stands_for_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Each id a request names is locked while it is recorded: 12,000 ids (what 2 MB
-    # holds) exhausted PostgreSQL's lock table and failed the batch (found by a review).
+    # A sender from before 2026-12-07 names every message in one request. Each id a
+    # request stands for is locked while it is recorded: 12,000 (what 2 MB holds)
+    # exhausted PostgreSQL's lock table and failed the batch (found by a review).
+    monkeypatch.setattr(standing, "SENDER_STANDING_MAX", 10 * ERASURE_NAMED_MAX)  # not it
     gw = memory_gateway(tmp_path, ("332", "336"))
-    many = assessments(gw, gw, [f"DUD-{n}" for n in range(ERASURE_NAMED_MAX + 1)])
+    many = assessments(gw, gw, [f"DUD-{n}" for n in range(ERASURE_NAMED_MAX + 2)])
+    held = many[-1]  # named last, past the limit, and here
+    assert [d.verdict for d in handle_batch(gw, [held])] == [Verdict.ACK]
     request = erasure_of(gw, *many)
+    checked = pipeline.check(gw, source_of(gw, request), request)
+    locked = pipeline._lock_names("336", [checked], [None])
+    assert len(locked) == len(set(locked)) == ERASURE_NAMED_MAX + 2  # its id, its thread
     assert [d.verdict for d in handle_batch(gw, [request])] == [Verdict.ACK]
-    row = _inbound(gw)[request.message_id]
-    assert row.status is Status.QUARANTINED
-    assert "Message" in (row.reason or ""), row.reason
+    assert _body(gw, held) is None  # held: erased, wherever it is named
     with gw.ledger.transaction() as conn:
-        assert standing.tally(conn, "336", "332", request.message_id) == (0, 0)
+        stood = standing.tally(conn, "336", "332", request.message_id or "")
+    assert stood == (0, ERASURE_NAMED_MAX)
+    said = _notes(gw, request)[request.message_id].reason or ""
+    assert f"erased 1 of the {ERASURE_NAMED_MAX + 2} messages named" in said
+    assert "; 1 not received here yet cannot stand" in said, said
 
 
-def test_a_sender_names_at_most_the_schemas_limit_in_one_request_and_the_rest_in_more(
+def test_a_sender_names_at_most_the_limit_in_one_request_and_the_rest_in_more(
     tmp_path: Path,
 ) -> None:
     gw = memory_gateway(tmp_path, ("332", "336"))

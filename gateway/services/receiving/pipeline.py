@@ -489,13 +489,14 @@ def _runs(checked: list[Passed | Refused]) -> list[list[int]]:
 
 def _named_ids(item: Passed | Refused) -> frozenset[str]:
     """The ids of the messages ``item`` is about (a recall's, a correction's original;
-    the messages an erasure request names), as its sender sent them."""
+    those of the messages an erasure request names that it may stand for), as its
+    sender sent them."""
     if not isinstance(item, Passed):
         return frozenset()
     body = item.env.body
     named: set[str] = set()
     if isinstance(body, ErasureRequest):
-        named.update(r.message_id for r in body.messages)
+        named.update(r.message_id for r in body.standing_for())
     elif isinstance(body, Recall | Correction):
         named.add(body.original.message_id)
     if item.env.header.in_reply_to is not None:
