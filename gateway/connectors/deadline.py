@@ -32,14 +32,17 @@ def report_unacknowledged(kit: Kit, limit: int = BATCH) -> int:
         )
         if not pks:
             continue
-        why = f"the local system of {code} did not acknowledge it within {deadline_s:.0f} s"
-        wanted = frozenset(state.UNACKNOWLEDGED)
         with kit.ledger.transaction() as conn:
-            for pk in pks:
-                reported += state.move(
-                    kit.ledger, conn, pk, wanted, Status.UNDELIVERABLE, why,
-                    receipt_due=True, next_attempt_at=None,
-                )  # fmt: skip
+            reported += state.move_all(
+                kit.ledger,
+                pks,
+                state.UNACKNOWLEDGED,
+                Status.UNDELIVERABLE,
+                f"the local system of {code} did not acknowledge it within {deadline_s:.0f} s",
+                conn,
+                receipt_due=True,
+                next_attempt_at=None,
+            )
             # One erased here (a dead letter its erasure dismissed): its sender is told
             # all the same, and nobody here is asked to act on it.
             dismissed.erased(kit.ledger, conn, pks, "the acknowledgement deadline")

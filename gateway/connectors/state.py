@@ -230,12 +230,13 @@ def move_all(
     expected: Iterable[Status],
     status: Status,
     reason: str | None,
+    conn: Connection | None = None,
     **values: object,
 ) -> int:
-    """``move`` each of ``pks`` in one transaction; how many moved."""
+    """``move`` each of ``pks`` in one transaction (``conn``'s, when given); how many
+    moved."""
+    if conn is None:
+        with ledger.transaction() as own:
+            return move_all(ledger, pks, expected, status, reason, own, **values)
     wanted = frozenset(expected)
-    moved = 0
-    with ledger.transaction() as conn:
-        for pk in pks:
-            moved += move(ledger, conn, pk, wanted, status, reason, **values)
-    return moved
+    return sum(move(ledger, conn, pk, wanted, status, reason, **values) for pk in pks)

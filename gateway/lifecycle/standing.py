@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from gateway.feature import ApplyContext, Received
+from gateway.ledger.records import MESSAGE_ID_WIDTH
 from gateway.ledger.store import as_utc
 from gateway.lifecycle.tables import standing
 from gateway.model import MessageRef
@@ -46,7 +47,6 @@ STANDING_MAX = 4
 SENDER_STANDING_MAX = 256
 # A digest as the checks write it (SHA-256, hex): what the record's must equal.
 DIGEST_LENGTH = 64
-ID_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _keys(ctx: ApplyContext, msg: Received, original_id: str) -> dict[str, Any]:
 
 def can_name(ref: MessageRef) -> bool:
     """Whether a recorded message could have the id and digest ``ref`` names."""
-    return len(ref.message_id) <= ID_LENGTH and len(ref.digest) == DIGEST_LENGTH
+    return len(ref.message_id) <= MESSAGE_ID_WIDTH and len(ref.digest) == DIGEST_LENGTH
 
 
 def may_stand(ctx: ApplyContext, msg: Received, ref: MessageRef) -> bool:

@@ -46,8 +46,10 @@ CHUNK = 500
 DISMISSED = "dismissed"  # counted in the run's state: erased, left to nobody
 WITHDRAWN_FROM_OUTBOX = "withdrawn_from_outbox"  # counted in the run's state
 WITHDRAWN_FROM_INBOX = "withdrawn_from_inbox"  # the report's ``withdrawn``
-# Inbound states a message is handed over from (replayed: a dead letter again due).
-_HANDED_FROM = (Status.VERIFIED, Status.REPLAYED, Status.DEAD_LETTERED)
+# Inbound states of a message waiting for its handover (withdrawn before it is erased),
+# and those it is handed over from (replayed: a dead letter again due).
+_WAITING = (Status.VERIFIED, Status.REPLAYED)
+_HANDED_FROM = (*_WAITING, Status.DEAD_LETTERED)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def foreseen(kit: Kit, conn: Connection, authority: str, due: Sequence[Due]) -> 
     the run reads them again as it erases): withdraw from the local system's inbox
     (``_withdraw``) and from the outbox (``_unqueue``), and leave to nobody what asked
     a human to act (``dismissed.erased``)."""
-    waiting = {Status.VERIFIED.value, Status.REPLAYED.value}
+    waiting = {s.value for s in _WAITING}
     inbound = [d for d in due if d.direction == Direction.INBOUND.value]
     queued = {s.value for s in OUTBOX_STATES}
     return {
@@ -143,7 +145,7 @@ def _withdraw(kit: Kit, conn: Connection, authority: str, due: Sequence[Due], wh
     why = f"withdrawn before the local system took it: {why}"
     waiting = kit.ledger.transition_from(
         [d.pk for d in inbound],
-        (Status.VERIFIED, Status.REPLAYED),
+        _WAITING,
         Status.WITHDRAWN,
         why,
         conn,

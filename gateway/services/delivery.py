@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection
 
 from gateway.context import Gateway
 from gateway.errors import CafgwError, TransportError
@@ -354,25 +354,32 @@ def resend_overdue(gw: Gateway, limit: int = 500) -> int:
     changed = 0
     with gw.ledger.transaction() as conn:
         for reason, pks in dead.items():
-            moved = gw.ledger.move_overdue(
-                pks, now, Status.DEAD_LETTERED, reason, conn, next_attempt_at=None
-            )
-            changed += len(moved)
-            # One erased here while it waited (retention, an erasure): a dead letter with
-            # nothing left to replay, which nobody is asked to act on.
-            dismissed.erased(gw.ledger, conn, moved, RESEND_LOOP)
+            changed += _dead_letter(gw, conn, pks, now, reason)
         for reason, pks in again.items():
             changed += len(
                 gw.ledger.move_overdue(pks, now, Status.RETRYING, reason, conn, where=[HAS_BODY])
             )
             # Erased here while it waited: there is nothing to send again. It left, and may
             # be held there (its recipient is asked to erase it where an erasure did it):
-            # a dead letter at once, and left to nobody. (Re-queued, the claim would
-            # withdraw it, as if it had never left.)
-            moved = gw.ledger.move_overdue(
-                pks, now, Status.DEAD_LETTERED, f"{reason}; {NOT_RESENT}", conn,
-                where=[~HAS_BODY], next_attempt_at=None,
-            )  # fmt: skip
-            changed += len(moved)
-            dismissed.erased(gw.ledger, conn, moved, RESEND_LOOP)
+            # a dead letter at once. (Re-queued, the claim would withdraw it, as if it had
+            # never left.)
+            changed += _dead_letter(gw, conn, pks, now, f"{reason}; {NOT_RESENT}", ~HAS_BODY)
     return changed
+
+
+def _dead_letter(
+    gw: Gateway,
+    conn: Connection,
+    pks: Sequence[int],
+    now: datetime,
+    reason: str,
+    *where: ColumnElement[bool],
+) -> int:
+    """Dead-letter those of ``pks`` still overdue (and meeting ``where``); one erased here
+    while it waited (retention, an erasure) has nothing left to replay, and nobody is
+    asked to act on it (``dismissed.erased``). How many moved."""
+    moved = gw.ledger.move_overdue(
+        pks, now, Status.DEAD_LETTERED, reason, conn, where=where, next_attempt_at=None
+    )
+    dismissed.erased(gw.ledger, conn, moved, RESEND_LOOP)
+    return len(moved)
