@@ -35,7 +35,18 @@ from gateway.envelope.keys import ensure_identity
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction
 from gateway.ledger.tables import messages
-from gateway.model import Body, Envelope, Header, LegalBasis, MessageType, Purpose, Safeguarding
+from gateway.model import (
+    Body,
+    Detail,
+    Envelope,
+    Header,
+    LegalBasis,
+    MessageType,
+    Notification,
+    NotificationType,
+    Purpose,
+    Safeguarding,
+)
 from gateway.services import outbound
 from gateway.transport.base import OutgoingMessage, PublishOutcome, routing_key
 from gateway.transport.rabbit import RabbitTransport
@@ -106,6 +117,23 @@ class Region:
                 **fields,
             ),
             body,
+        )
+
+    def existence_answer(self, sender: str, recipient: str, query_id: str) -> Envelope:
+        """``sender``'s "a CAF exists" answer to ``recipient``'s existence query
+        ``query_id`` (one ``recipient`` asked, or not), on a thread of its own."""
+        return self.envelope(
+            sender,
+            recipient,
+            Notification(
+                NotificationType.EXISTENCE_ANSWER,
+                None,
+                "A CAF exists",
+                details=(Detail("match", "true"),),
+            ),
+            correlation=str(uuid.uuid4()),
+            basis=LegalBasis.NO_PERSONAL_DATA,
+            in_reply_to=query_id,
         )
 
     def publish(self, env: Envelope) -> str:

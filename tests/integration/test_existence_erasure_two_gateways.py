@@ -21,12 +21,8 @@ from broker_admin import create_vhost, delete_vhost
 from gateway.ledger.status import Status
 from gateway.model import (
     Child,
-    Detail,
     ErasureGround,
     Identifier,
-    LegalBasis,
-    Notification,
-    NotificationType,
     Safeguarding,
 )
 from gateway.retention import erasure
@@ -76,19 +72,7 @@ def test_an_answer_to_a_query_its_asker_erased_is_quarantined_and_changes_nothin
             shown = views.existence_answer(r.gw("332"), "332", asked.message_id)
             assert shown.answer is None and shown.erased_at is not None
             before = r.state("332")
-            again = r.envelope(
-                "336",
-                "332",
-                Notification(
-                    NotificationType.EXISTENCE_ANSWER,
-                    None,
-                    "A CAF exists",
-                    details=(Detail("match", "true"),),
-                ),
-                correlation=str(uuid.uuid4()),
-                basis=LegalBasis.NO_PERSONAL_DATA,
-                in_reply_to=asked.message_id,
-            )
+            again = r.existence_answer("336", "332", asked.message_id)
             record = r.received("332", r.publish(again))
             assert record.status == Status.QUARANTINED, record.reason
             assert f"query {asked.message_id} was erased at 332" in (record.reason or "")

@@ -31,12 +31,13 @@ from gateway.envelope.codec import element_to_envelope
 from gateway.feature import ApplyContext
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
-from gateway.lifecycle import outcomes, sender
+from gateway.lifecycle import outcomes, sender, standing
 from gateway.model import (
     ActionTaken,
     Assessment,
     Envelope,
     ErasureGround,
+    ErasureRequest,
     LegalBasis,
     MessageRef,
     MessageType,
@@ -579,6 +580,48 @@ def test_a_recall_from_another_authority_before_the_original_comes_withdraws_not
         )
         copy = _copy(r, "333", original.message_id)
         assert not copy.restricted and "withdrawn" not in (copy.reason or "")
+        served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
+        assert original.message_id in served
+
+
+def test_an_erasure_request_from_another_authority_before_the_record_comes_erases_nothing(
+    tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Wolverhampton, on its own gateway, names the id and digest of Dudley's Assessment
+    # to Sandwell in an erasure request of its own while the Assessment waits in
+    # Sandwell's delay queue. Nothing of Dudley's is there yet, so the request stands,
+    # for Wolverhampton's messages only: Dudley's Assessment, when it comes, is judged
+    # as ever, kept and served to Sandwell's system. A member erases only what it sent.
+    failed = threading.Event()
+    _sandwell_fails(monkeypatch, lambda item: item.attempt < 2, failed)
+    steps = {"retry_backoff_s": [2.0] * 5, "retry_budget": 5}
+    with region(tmp_path / "region", vhost, delivery=steps) as r:
+        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
+        wait_for(failed.is_set, what="Sandwell's first try at Dudley's Assessment")
+        original = _sent(r, "333")
+        hostile = r.envelope(
+            "336",
+            "333",
+            ErasureRequest(
+                "W/2026/1",
+                ErasureGround.UNLAWFUL,
+                (MessageRef(original.message_id, original.digest or ""),),
+            ),
+            correlation="W/2026/1",
+            basis=LegalBasis.NO_PERSONAL_DATA,
+        )
+        request = r.received("333", r.publish(hostile))
+        assert request.status == Status.WITHDRAWN, request.reason  # stood, not refused
+        with r.gw("333").ledger.transaction() as conn:
+            assert standing.tally(conn, "333", "336", request.message_id) == (0, 1)
+        wait_for(
+            lambda: (
+                [c.status for c in r.gw("333").ledger.find(message_id=original.message_id)]
+                == [Status.VERIFIED]
+            ),
+            what="Dudley's Assessment recorded at Sandwell",
+        )
+        assert r.gw("333").ledger.body_of("333", Direction.INBOUND, original.message_id)
         served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
         assert original.message_id in served
 

@@ -261,19 +261,7 @@ ATTACKS: dict[str, tuple[Callable[[Region], object], str]] = {
         "case.not-a-party",
     ),
     "an existence answer to a query Dudley never sent": (
-        lambda r: r.envelope(
-            "336",
-            "332",
-            Notification(
-                NotificationType.EXISTENCE_ANSWER,
-                None,
-                "A CAF exists",
-                details=(Detail("match", "true"),),
-            ),
-            correlation=str(uuid.uuid4()),
-            basis=LegalBasis.NO_PERSONAL_DATA,
-            in_reply_to=str(uuid.uuid4()),
-        ),
+        lambda r: r.existence_answer("336", "332", str(uuid.uuid4())),
         "existence.unsolicited-answer",
     ),
     "an issues-log entry in Sandwell's name": (
