@@ -1,10 +1,14 @@
 """The CPU budget of a bench run: CPU ms per message, by stage and side.
 
-Both gateways run with ``cpu_budget`` on (``gateway.cpu_budget``): the sender
-in this process (read directly), the receiver as a ``cafgw run`` process
-(read from its ``/metrics``; its whole-process CPU from ``/proc``, so the
-scrape itself is not counted, with its check processes' CPU: their stages
-reach its ``/metrics`` with their results, ``check_pool``). RabbitMQ's CPU
+A process's CPU is read from the kernel: the sender in this process, the
+receiver as a ``cafgw run`` process from ``/proc`` (so the scrape of its
+``/metrics`` is not counted), with its check processes' CPU. The stages come
+from ``gateway.cpu_budget`` in a row whose gateways run with ``cpu_budget`` on:
+the sender's read directly, the receiver's from its ``/metrics`` (its check
+processes' stages reach it with their results, ``check_pool``). The timers cost
+about 4 % of a message's CPU, so ``bench.run``'s timed rows run without them
+(the gateways as deployed) and show each process's total alone; the stages
+come from a row of their own (``--budget-count``). RabbitMQ's CPU
 is read from its ``beam.smp`` process: it is the whole node, shared with
 whatever else uses the broker.
 A budget is the difference between a snapshot before and after a run,
@@ -96,6 +100,9 @@ class Snapshot:
     receiver: dict[str, float]
     receiver_process_s: float | None
     broker_s: float | None
+    timed: bool = True
+    """Whether this process's stage timers were on (the receiver's: whether its
+    ``/metrics`` had stages)."""
     at: float = field(default_factory=time.monotonic)
 
 
@@ -112,18 +119,25 @@ def snapshot(
     if not ending:
         receiver_s = proc_cpu_s(receiver_pid)
     sender = BUDGET.snapshot()
-    return Snapshot(sender, receiver, receiver_s, proc_cpu_s(broker))
+    return Snapshot(sender, receiver, receiver_s, proc_cpu_s(broker), BUDGET.enabled)
 
 
 def budget(before: Snapshot, after: Snapshot, messages: int) -> dict[str, dict[str, float]]:
     """CPU ms per message: ``{"sender": {stage: ms, ...}, "receiver": {...}, "broker": ...}``.
 
-    Each side also has ``other`` (process CPU no stage claimed) and ``total``.
+    Each side also has ``total`` (its process CPU) and, with its stage timers on,
+    ``other`` (process CPU no stage claimed); with them off, ``total`` alone.
     """
     n = max(1, messages)
     out: dict[str, dict[str, float]] = {}
     sides = (
-        ("sender", before.sender, after.sender, after.sender["process"] - before.sender["process"]),
+        (
+            "sender",
+            before.sender,
+            after.sender,
+            after.sender["process"] - before.sender["process"],
+            before.timed and after.timed,
+        ),
         (
             "receiver",
             before.receiver,
@@ -131,16 +145,17 @@ def budget(before: Snapshot, after: Snapshot, messages: int) -> dict[str, dict[s
             None
             if before.receiver_process_s is None or after.receiver_process_s is None
             else after.receiver_process_s - before.receiver_process_s,
+            bool(after.receiver),
         ),
     )
-    for side, b, a, process_s in sides:
-        if not a:
-            continue
-        row = {s: (a.get(s, 0.0) - b.get(s, 0.0)) * 1000 / n for s in STAGES}
+    for side, b, a, process_s, timed in sides:
+        row = {s: (a.get(s, 0.0) - b.get(s, 0.0)) * 1000 / n for s in STAGES} if timed else {}
         if process_s is not None:
             row["total"] = process_s * 1000 / n
-            row["other"] = row["total"] - sum(row[s] for s in STAGES)
-        out[side] = row
+            if timed:
+                row["other"] = row["total"] - sum(row[s] for s in STAGES)
+        if row:
+            out[side] = row
     if before.broker_s is not None and after.broker_s is not None:
         out["broker"] = {"total": (after.broker_s - before.broker_s) * 1000 / n}
     return out
@@ -177,6 +192,11 @@ def budget_table(
         return f"{side[key]:.3f}" if key in side else "-"
 
     for key in (*STAGES, "other", "total"):
+        if key not in sender and key not in receiver:
+            if key != "total":
+                continue  # stage timers off in this row: its totals only
+            table.add_row(key, "-", "-", "-")
+            continue
         both = sender.get(key, 0.0) + receiver.get(key, 0.0)
         table.add_row(key, cell(sender, key), cell(receiver, key), f"{both:.3f}")
     gateways = sender.get("total", 0.0) + receiver.get("total", 0.0)

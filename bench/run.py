@@ -15,9 +15,12 @@ Two measurements, side by side on the same broker:
 
 Each is run at offered rates of 50, 200 and 500 msgs/s (latency
 percentiles) and flat out for 10,000 messages (throughput); ``BENCH_FULL=1``
-adds a 100,000-message run. Peak RSS is reported per process, and the CPU
-budget (``bench.cpu``): CPU ms per message by stage on each side, beside
-raw pika's. Then replicas of one gateway on a PostgreSQL ledger
+adds a 100,000-message run. These rows run both gateways as deployed, with
+their stage timers off. Peak RSS is reported per process, and the CPU
+budget (``bench.cpu``): CPU ms per message of each process, beside raw pika's;
+by stage on each side from one more flat-out row of ``--budget-count``
+messages (5,000) with the stage timers on (``cpu_budget``), which cost about
+4 % of a message's CPU. Then replicas of one gateway on a PostgreSQL ledger
 (``bench.replicas``: 1, 2, 3 receivers and 1, 2 senders; ``--replicas ''
 --sender-replicas ''`` skips them). Results go to
 ``bench/results/<utc stamp>.json`` and rich tables.
@@ -252,7 +255,11 @@ class Rig:
         self.reader.engine.dispose()
 
 
-def open_rig(workdir: Path, url: str, check_processes: int = 0) -> Rig:
+def open_rig(
+    workdir: Path, url: str, check_processes: int = 0, *, stage_timers: bool = True
+) -> Rig:
+    """Both gateways; ``stage_timers`` switches ``cpu_budget`` on in both (the
+    gateways as deployed have it off: ``--budget-count``)."""
     from gateway.envelope.keys import ensure_identity  # noqa: PLC0415
     from gateway.settings import load_settings  # noqa: PLC0415
 
@@ -265,7 +272,7 @@ def open_rig(workdir: Path, url: str, check_processes: int = 0) -> Rig:
     keys = workdir / "keys"
     folders = {}
     for name, code in (("receiver", RECIPIENT), ("sender", SENDER)):
-        options: dict[str, Any] = {"cpu_budget": True}
+        options: dict[str, Any] = {"cpu_budget": stage_timers}
         if name == "receiver" and check_processes:
             # The sender's received batches are receipts, one per batch: too few to share.
             options["check_processes"] = check_processes
@@ -285,7 +292,7 @@ def open_rig(workdir: Path, url: str, check_processes: int = 0) -> Rig:
     receiver.port = load_settings(folders["receiver"], env={}).api.port
     receiver.start()
     sender = build(settings, RabbitTransport.from_settings(settings))
-    BUDGET.enable()
+    BUDGET.enable(stage_timers)
     BUDGET.watch_engine(sender.ledger.engine)
     worker = Worker(sender, RabbitTransport.from_settings(settings))
     worker.start()
@@ -491,12 +498,30 @@ def measure_replicas(
     return rows
 
 
+def budget_row(workdir: Path, url: str, args: argparse.Namespace) -> Row:
+    """Flat out ``--budget-count`` messages with both gateways' stage timers on: the
+    row the CPU budget by stage is read from."""
+    rig = open_rig(workdir, url, args.check_processes, stage_timers=True)
+    try:
+        n = args.budget_count
+        return cafgw(rig, n, None, f"flat out {n}, stage timers on", max(300, n / 20))
+    finally:
+        rig.close()
+        BUDGET.enable(False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--count", type=int, default=10_000, help="flat-out run size")
     parser.add_argument("--full", action="store_true", help="also 100,000 (or BENCH_FULL=1)")
     parser.add_argument("--rates", default="50,200,500")
     parser.add_argument("--rate-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--budget-count",
+        type=int,
+        default=5_000,
+        help="messages of the row run with stage timers on, for the CPU budget (0 skips)",
+    )
     parser.add_argument("--skip-raw", action="store_true")
     parser.add_argument("--skip-cafgw", action="store_true")
     parser.add_argument(
@@ -534,7 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     payload = b""
     with rabbit_vhost() as url, tempfile.TemporaryDirectory(prefix="cafgw-bench-") as tmp:
-        rig = open_rig(Path(tmp), url, args.check_processes)
+        # The timed rows measure the gateways as deployed: stage timers off. They cost
+        # about 4 % of a message's CPU (``docs/performance.md``, 2026-12-07), so the
+        # CPU budget by stage comes from a row of its own, with them on.
+        rig = open_rig(Path(tmp), url, args.check_processes, stage_timers=False)
         payload = rig.sign(1)[0].body or b""
         try:
             for rate in rates:
@@ -552,6 +580,13 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(rows[-1])
         finally:
             rig.close()
+    if args.budget_count and not args.skip_cafgw:
+        with (
+            rabbit_vhost("cafgw-bench-budget") as url,
+            tempfile.TemporaryDirectory(prefix="cafgw-bench-budget-") as tmp,
+        ):
+            rows.append(budget_row(Path(tmp), url, args))
+        console.print(rows[-1])
     replica_rows = measure_replicas(
         _counts(args.replicas),
         _counts(args.sender_replicas),
