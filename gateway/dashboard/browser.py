@@ -20,7 +20,7 @@ from sqlalchemy import select
 from gateway.api.auth import Caller
 from gateway.context import Gateway
 from gateway.crossborder.children import resolve_child
-from gateway.dashboard.lines import MessageLine, line_of, safe_reason
+from gateway.dashboard.lines import MessageLine, lines_of, safe_reason
 from gateway.errors import ForbiddenError, NotFoundError
 from gateway.ledger import search
 from gateway.ledger.core import as_utc
@@ -138,8 +138,9 @@ def find(gw: Gateway, who: Caller, q: Query) -> Found:
             offset=q.offset,
         ),
     )
-    now = gw.clock()
-    return Found([line_of(r, who, now) for r in records[:PAGE]], q.offset, len(records) > PAGE)
+    return Found(
+        lines_of(gw.ledger, records[:PAGE], who, gw.clock()), q.offset, len(records) > PAGE
+    )
 
 
 def detail(gw: Gateway, who: Caller, message_id: str) -> Detail:
@@ -148,10 +149,10 @@ def detail(gw: Gateway, who: Caller, message_id: str) -> Detail:
     records = [r for r in gw.ledger.find(message_id=message_id[:64]) if r.authority in codes]
     if not records:
         raise NotFoundError(f"message {message_id} not found")
-    now = gw.clock()
+    lines = lines_of(gw.ledger, records, who, now=gw.clock())
     copies = [
         Copy(
-            line=line_of(r, who, now),
+            line=line,
             legal_basis=r.legal_basis,
             created_at=r.created_at,
             digest=r.digest,
@@ -165,7 +166,7 @@ def detail(gw: Gateway, who: Caller, message_id: str) -> Detail:
                 for d in attention.dismissals_of(gw.ledger, r.pk)
             ],
         )
-        for r in records
+        for r, line in zip(records, lines, strict=True)
     ]
     with gw.ledger.transaction() as conn:
         rows = conn.execute(

@@ -10,12 +10,15 @@ full list kept for when the row is opened.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.api.auth import Caller
+from gateway.ledger.bodies import without_body
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
+from gateway.ledger.store import Ledger
 from gateway.ops import attention
 from gateway.ops.redact import redact_text
 
@@ -44,6 +47,9 @@ class MessageLine:
     can_replay: bool
     can_dismiss: bool
     digest: str | None = None  # of its bytes: names it among dead letters sharing its id
+    erased: bool = False
+    """A dead letter whose body was erased here (retention, an erasure): nothing to
+    replay; dismissing it is all that is left."""
 
 
 def safe_reason(status: Status, reason: str | None) -> str | None:
@@ -76,7 +82,20 @@ def summarise(reason: str | None) -> str | None:
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1].rstrip() + "…"
 
 
-def line_of(r: MessageRecord, who: Caller, now: datetime) -> MessageLine:
+def lines_of(
+    ledger: Ledger, records: Sequence[MessageRecord], who: Caller, now: datetime
+) -> list[MessageLine]:
+    """``line_of`` each of ``records``, their dead letters' bodies looked up at once."""
+    dead = [r.pk for r in records if r.status == Status.DEAD_LETTERED]
+    erased: set[int] = set()
+    if dead:
+        with ledger.transaction() as conn:
+            erased = without_body(conn, dead)
+    return [line_of(r, who, now, erased=r.pk in erased) for r in records]
+
+
+def line_of(r: MessageRecord, who: Caller, now: datetime, *, erased: bool) -> MessageLine:
+    """How the dashboard shows ``r``; ``erased``: it has no body here (``lines_of``)."""
     outbound = r.direction == Direction.OUTBOUND
     deadline = r.next_attempt_at if r.status == Status.SENT else None
     need = attention.need_of(r.status, r.direction, r.attempts)
@@ -97,7 +116,8 @@ def line_of(r: MessageRecord, who: Caller, now: datetime) -> MessageLine:
         deadline=deadline,
         overdue=deadline is not None and deadline < now,
         # Outbound dead letters are re-published, inbound ones handed over again.
-        can_replay=who.is_admin and r.status == Status.DEAD_LETTERED,
+        can_replay=who.is_admin and r.status == Status.DEAD_LETTERED and not erased,
         can_dismiss=who.may_see(r.authority) and r.status in attention.DISMISSABLE,
         digest=r.digest,
+        erased=erased and r.status == Status.DEAD_LETTERED,
     )

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from gateway.api.auth import Caller
 from gateway.context import Gateway
-from gateway.dashboard.lines import MessageLine, line_of
+from gateway.dashboard.lines import MessageLine, lines_of
 from gateway.dashboard.panels import AuthorityPanel, build_panels
 from gateway.errors import CafgwError
 from gateway.ledger import stats
@@ -184,13 +184,13 @@ def build_view(
         health=[HealthLine(c.name, c.ok, c.detail) for c in ready.checks]
         + _peer_certificate_warnings(gw, now),
         authorities=panels,
-        attention=[line_of(r, who, now) for r in attention.records(gw.ledger, codes, LIST_LIMIT)],
+        attention=lines_of(gw.ledger, attention.records(gw.ledger, codes, LIST_LIMIT), who, now),
         attention_total=sum(p.needs_human_total for p in panels),
-        awaiting_receipt=[
-            line_of(r, who, now) for r in stats.awaiting_receipt(gw.ledger, codes, LIST_LIMIT)
-        ],
+        awaiting_receipt=lines_of(
+            gw.ledger, stats.awaiting_receipt(gw.ledger, codes, LIST_LIMIT), who, now
+        ),
         awaiting_receipt_total=sum(p.awaiting_receipt for p in panels),
-        recent=[line_of(r, who, now) for r in stats.latest(gw.ledger, codes, RECENT_LIMIT)],
+        recent=lines_of(gw.ledger, stats.latest(gw.ledger, codes, RECENT_LIMIT), who, now),
         disputes=open_disputes(gw, codes),
         queues=queues,
         queues_note=queues_note,

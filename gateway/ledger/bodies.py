@@ -29,6 +29,8 @@ from gateway.ledger.tables import message_bodies, messages
 # ``UPDATE ... RETURNING`` SQLAlchemy writes SQLite's columns without their tables, so
 # a correlated ``messages.c.id`` came out as a bare ``id``, which a column of that name
 # in ``message_bodies`` would silently capture (every row its first body).
+_CHUNK = 500  # ids a statement names (``without_body``)
+
 _MESSAGE_KEY: ColumnClause[int] = literal_column("messages.id", Integer)
 
 BODY = (
@@ -47,6 +49,17 @@ the bodies had a table of their own)."""
 WITH_BODY = messages.join(message_bodies, message_bodies.c.message_pk == messages.c.id)
 """``messages`` that have a body, joined to it (``message_bodies.c.body``): for reads that
 want only those."""
+
+
+def without_body(conn: Connection, pks: Sequence[int]) -> set[int]:
+    """Of the messages ``pks``, those that have no body: for a dead letter, whose
+    body was erased here (retention, an erasure), so that there is nothing to replay."""
+    found: set[int] = set()
+    for first in range(0, len(pks), _CHUNK):
+        chosen = list(pks[first : first + _CHUNK])
+        rows = conn.execute(select(messages.c.id).where(messages.c.id.in_(chosen), ~HAS_BODY))
+        found.update(int(pk) for (pk,) in rows.all())
+    return found
 
 
 def erase(conn: Connection, pks: Sequence[int]) -> int:

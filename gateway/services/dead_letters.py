@@ -37,7 +37,7 @@ from sqlalchemy import Connection, insert, select
 from gateway.context import Gateway
 from gateway.errors import ConflictError, NotFoundError
 from gateway.ledger import audit
-from gateway.ledger.bodies import HAS_BODY
+from gateway.ledger.bodies import HAS_BODY, without_body
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages, parked_replays
 from gateway.transport.base import Delivery, parked_key
@@ -91,7 +91,8 @@ def _from_ledger(
         limit=limit,
         with_history=False,
     )
-    erased = _erased(gw, [r.pk for r in records])
+    with gw.ledger.transaction() as conn:
+        erased = without_body(conn, [r.pk for r in records])
     return [
         DeadLetter(
             message_id=r.message_id,
@@ -110,15 +111,6 @@ def _from_ledger(
         )
         for r in records
     ]
-
-
-def _erased(gw: Gateway, pks: list[int]) -> set[int]:
-    """Of the rows ``pks``, those whose body was erased here."""
-    if not pks:
-        return set()
-    with gw.ledger.transaction() as conn:
-        found = conn.execute(select(messages.c.id).where(messages.c.id.in_(pks), ~HAS_BODY))
-        return {int(pk) for (pk,) in found.all()}
 
 
 def parked_attempts(delivery: Delivery) -> int:

@@ -33,7 +33,7 @@ from local_systems import secret_file, with_connector
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
-from gateway.ledger import audit
+from gateway.ledger import audit, bodies
 from gateway.ledger.status import Direction, Status
 from gateway.services import outbound
 from tests.integration.gateways import make_settings, running, wait_for
@@ -287,6 +287,27 @@ def test_as_admin_the_board_shows_failures_flows_queues_and_replays_and_dismisse
     assert "DELIVERED" in body and "SIGNED" in body and "VERIFIED" in body
     assert "DISCLOSURE" in page.locator("#detail-audit").inner_text()
     page.screenshot(path=str(SHOTS / "dashboard-message.png"), full_page=True)
+
+
+def test_a_dead_letter_whose_body_was_erased_shows_why_it_cannot_be_replayed(
+    scene: Scene, page: Any
+) -> None:
+    # Another dead letter for Solihull, its body then erased as an earlier version
+    # erased one: without the dismissal that now comes with the erasure.
+    gone = outbound.submit_envelope(scene.gw, "333", _issue_to_solihull()).message_ids[0]
+    wait_for(
+        lambda: _outbound(scene.gw, gone).status == Status.DEAD_LETTERED,
+        what="a dead letter to erase",
+    )
+    with scene.gw.ledger.transaction() as conn:
+        assert bodies.erase(conn, [_outbound(scene.gw, gone).pk]) == 1
+    _sign_in(page, scene.base, scene.admin_key)
+    row = page.locator(f"#attention tr[data-message-id='{gone}']")
+    row.wait_for()
+    assert row.locator(".actions").inner_text().startswith("body erased: nothing to replay")
+    assert row.locator("button", has_text="Replay").count() == 0
+    assert row.locator("input[type=checkbox]").count() == 0  # not offered for a bulk replay
+    assert row.locator("button", has_text="Dismiss").count() == 1
 
 
 def test_a_message_a_colleague_dismissed_meanwhile_is_reported_and_not_dismissed_again(

@@ -14,7 +14,7 @@ from gateway.api.routes.ops import OpsState
 from gateway.context import Gateway
 from gateway.dashboard.view import build_view
 from gateway.envelope.keys import ensure_identity
-from gateway.ledger import audit
+from gateway.ledger import audit, bodies
 from gateway.ledger.status import Direction, Status
 
 pytestmark = pytest.mark.timeout(60)
@@ -123,6 +123,34 @@ def test_an_admin_replays_a_dead_letter_and_it_is_audited(board: Board) -> None:
     (entry,) = [e for e in audit.entries(board.gw.ledger) if e.event.action == "REPLAY"]
     assert entry.event.message_id == message_id
     assert audit.verify(board.gw.ledger) == []
+
+
+def test_a_dead_letter_whose_body_was_erased_offers_no_replay_and_says_why(
+    board: Board,
+) -> None:
+    """Erased by a version that did not dismiss it yet: still listed, but its Replay
+    could only answer 409, so neither the dashboard nor the message browser offers it."""
+    kept, erased = dead_letter(board.gw), dead_letter(board.gw)
+    (record,) = board.gw.ledger.find(message_id=erased)
+    with board.gw.ledger.transaction() as conn:
+        assert bodies.erase(conn, [record.pk]) == 1
+    view = board.client.get("/v1/dashboard", headers=board.admin).json()
+    lines = {m["message_id"]: m for m in view["attention"]}
+    assert (lines[kept]["can_replay"], lines[kept]["erased"]) == (True, False)
+    assert (lines[erased]["can_replay"], lines[erased]["erased"]) == (False, True)
+    assert lines[erased]["can_dismiss"] is True  # what is left to do
+    found = board.client.get("/v1/dashboard/messages", headers=board.admin).json()
+    browsed = {m["message_id"]: m for m in found["lines"]}
+    assert (browsed[kept]["can_replay"], browsed[erased]["can_replay"]) == (True, False)
+    detail = board.client.get(f"/v1/dashboard/messages/{erased}", headers=board.admin).json()
+    (copy,) = detail["copies"]
+    assert (copy["line"]["can_replay"], copy["line"]["erased"]) == (False, True)
+    refused = board.client.post(
+        "/v1/dashboard/replay",
+        headers=board.admin,
+        json={"authority": "333", "message_id": erased},
+    )
+    assert refused.status_code == 409  # what the button would have met
 
 
 def test_an_authority_may_not_replay(board: Board) -> None:

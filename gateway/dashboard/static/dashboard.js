@@ -164,6 +164,9 @@
       b.type = "button";
       b.addEventListener("click", () => confirmReplay([m], done));
       td.appendChild(b);
+    } else if (m.erased) {
+      // Its body was erased here: nothing to replay (the API would answer 409).
+      td.appendChild(el("span", "body erased: nothing to replay", "muted"));
     }
     if (m.can_dismiss) {
       const b = el("button", "Dismiss");
