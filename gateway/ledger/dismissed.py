@@ -9,7 +9,9 @@ it: recalls, receipts and the acknowledgement deadline go on reading that), but
 there is nothing left to replay, hand over or look at, so nobody is asked to.
 Dismissed where the body goes (``gateway.retention.purge``) and where such a
 message moves into another of those states later (the re-send loop, the
-acknowledgement deadline), since a dismissal holds only in its status.
+acknowledgement deadline), since a dismissal holds only in its status. What an
+earlier version erased and left listed, the next retention run dismisses
+(``gateway.retention.purge.erased_earlier``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, exists, func, insert, select, update
 
 from gateway.crossborder import existence_asked
 from gateway.crossborder.existence_held import HeldQuery
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 SCRUBBED = "[erased: the reasons quoted the values refused]"
 CHUNK = 500
 DISMISSED = "dismissed"  # counted in the run's state: erased, left to nobody
+SWEEP_MAX = 2_000  # earlier erased messages a retention run dismisses (``erased_earlier``)
 WITHDRAWN_FROM_OUTBOX = "withdrawn_from_outbox"  # counted in the run's state
 WITHDRAWN_FROM_INBOX = "withdrawn_from_inbox"  # the report's ``withdrawn``
 # Inbound states of a message waiting for its handover (withdrawn before it is erased),
@@ -112,11 +113,35 @@ def _unqueue(kit: Kit, conn: Connection, due: Sequence[Due], why: str) -> int:
     return len(stopped)
 
 
-def foreseen(kit: Kit, conn: Connection, authority: str, due: Sequence[Due]) -> dict[str, int]:
+def erased_earlier(conn: Connection, authority: str) -> list[int]:
+    """``authority``'s messages erased here (a tombstone, no body) that still ask a
+    human to act and are not dismissed: erased by a version before 2026-12-07, which
+    left an erased dead letter listed for ever. A retention run dismisses them
+    (``dismiss_earlier``), at most ``SWEEP_MAX`` a run."""
+    found = conn.execute(
+        select(messages.c.id)
+        .where(
+            messages.c.authority == authority,
+            messages.c.status.in_([s.value for s in dismissed.DISMISSABLE]),
+            exists().where(tombstones.c.message_pk == messages.c.id),
+            ~bodies.HAS_BODY,
+            dismissed.not_dismissed(),
+        )
+        .order_by(messages.c.id)
+        .limit(SWEEP_MAX)
+    )
+    return [int(pk) for (pk,) in found.all()]
+
+
+def foreseen(
+    kit: Kit, conn: Connection, authority: str, due: Sequence[Due], *, earlier: bool = False
+) -> dict[str, int]:
     """What erasing ``due`` would also do, as the rows stand now (a dry run's count;
     the run reads them again as it erases): withdraw from the local system's inbox
     (``_withdraw``) and from the outbox (``_unqueue``), and leave to nobody what asked
-    a human to act (``dismissed.erased``)."""
+    a human to act (``dismissed.erased``; with ``earlier``, also what earlier versions
+    erased and left listed: ``erased_earlier``)."""
+    left = [d.pk for d in due] + (erased_earlier(conn, authority) if earlier else [])
     waiting = {s.value for s in _WAITING}
     inbound = [d for d in due if d.direction == Direction.INBOUND.value]
     queued = {s.value for s in OUTBOX_STATES}
@@ -133,7 +158,7 @@ def foreseen(kit: Kit, conn: Connection, authority: str, due: Sequence[Due]) -> 
         WITHDRAWN_FROM_OUTBOX: sum(
             1 for d in due if d.direction == Direction.OUTBOUND.value and d.status in queued
         ),
-        DISMISSED: dismissed.foreseen(conn, [d.pk for d in due]),
+        DISMISSED: dismissed.foreseen(conn, left),
     }
 
 
@@ -292,12 +317,14 @@ def erase(
     more: bool = False,
     notes: tuple[str, ...] = (),
     also: Callable[[Connection], dict[str, int]] | None = None,
+    dismiss_earlier: bool = False,
 ) -> RunReport:
     """Erase ``due`` (and the parked copies, threads, children and held existence
     queries past their period named) at ``authority``.
 
     ``also`` runs in the same transaction (e.g. queueing erasure notices) and
-    adds its counts to the report.
+    adds its counts to the report. ``dismiss_earlier``: also dismiss what earlier
+    versions erased and left to a human (``erased_earlier``).
     """
     gone_parked = (
         kit.transport.discard_parked(authority, [(p.message_id, p.digest) for p in parked])
@@ -321,6 +348,7 @@ def erase(
             more=more,
             notes=notes,
             also=also,
+            dismiss_earlier=dismiss_earlier,
         )
     return finish(kit, report, due)
 
@@ -343,6 +371,7 @@ def erase_in(
     more: bool = False,
     notes: tuple[str, ...] = (),
     also: Callable[[Connection], dict[str, int]] | None = None,
+    dismiss_earlier: bool = False,
 ) -> RunReport:
     """The ledger's part of ``erase``, in the caller's transaction (e.g. while a received
     erasure request is recorded); ``finish`` it once that transaction committed.
@@ -388,7 +417,10 @@ def erase_in(
     _tombstone_parked(conn, authority, parked, run_id, started)
     # Erased, a message left to a human (a dead letter, a quarantined one) has nothing
     # left to replay or look at: nobody is asked to act on it.
-    closed = dismissed.erased(kit.ledger, conn, [d.pk for d in due], f"{kind.lower()} run {run_id}")
+    left = [d.pk for d in due]
+    if dismiss_earlier:
+        left += erased_earlier(conn, authority)
+    closed = dismissed.erased(kit.ledger, conn, left, f"{kind.lower()} run {run_id}")
     if closed:
         state[DISMISSED] = closed
     if also is not None:

@@ -63,7 +63,11 @@ def planned(
         rows += held_queries.received(conn, authority, about, held_queries.ERASED_CHILD_RULE)
         due_pks = found.pks()
         rows = [d for d in rows if d.pk not in due_pks]
-        foreseen = purge.foreseen(kit, conn, authority, (*found.due, *rows)) if foresee else {}
+        foreseen = (
+            purge.foreseen(kit, conn, authority, (*found.due, *rows), earlier=True)
+            if foresee
+            else {}
+        )
     cutoff = now - timedelta(days=rules.dead_letter_days)
     parked: tuple[ParkedCopy, ...] = ()
     notes: tuple[str, ...] = ()
@@ -122,6 +126,7 @@ def apply(
         held=todo.held,
         more=todo.plan.more,
         notes=todo.notes,
+        dismiss_earlier=True,
     )
 
 

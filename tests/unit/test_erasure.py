@@ -13,20 +13,20 @@ import pytest
 from local_systems import with_connector
 from policy_support import envelope_of, pump, settings_for
 from retention_support import JAYDEN, SIOBHAN, Clock, dudley_shared, found_in, region
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from gateway.connectors import deadline, handover
 from gateway.context import Gateway
 from gateway.crossborder import consent_store
 from gateway.errors import PolicyRefusal
-from gateway.ledger import audit
+from gateway.ledger import audit, bodies, dismissed
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
-from gateway.ledger.tables import messages
+from gateway.ledger.tables import dismissals, messages
 from gateway.lifecycle import outcomes
 from gateway.model import ErasureRequest
 from gateway.ops import attention
-from gateway.retention import erasure, purge
+from gateway.retention import erasure, purge, service
 from gateway.services import dead_letters
 from gateway.transport.base import (
     Delivery,
@@ -124,6 +124,44 @@ def test_a_record_the_local_system_refused_for_good_needs_nobody_once_erased(
     (later,) = gw.ledger.find(message_id=copy.message_id, authority="336")
     assert later.status == Status.UNDELIVERABLE
     assert attention.counts(gw.ledger, ["336"]) == {}  # every one reported was erased
+
+
+def test_a_dead_letter_an_earlier_version_erased_and_left_listed_is_dismissed_by_retention(
+    tmp_path: Path,
+) -> None:
+    # Before 2026-12-07 an erasure left its dead letters listed for ever. The next
+    # retention run dismisses them, foreseen by its plan; a message without a body
+    # that was never erased (no tombstone) is left to its human.
+    clock = Clock.starting_now()
+    gw = region(tmp_path, clock)
+    dudley_shared(gw)
+    copy = _refused_for_good(gw)
+    erasure.erase_child(gw, "336", "J332412014017", ground=GROUND, reference="R-11", actor="DPO")
+    with gw.ledger.transaction() as conn:
+        found = gw.ledger.find(authority="336", limit=100)
+        gone = bodies.without_body(conn, [r.pk for r in found])
+        never = next(r for r in found if r.pk not in gone)
+        conn.execute(delete(dismissals))  # as the earlier version left it
+        gw.ledger.transition_from([never.pk], (never.status,), Status.DEAD_LETTERED, "4xx", conn)
+        bodies.erase(conn, [never.pk])  # no body, but never erased here: no tombstone
+    assert attention.counts(gw.ledger, ["336"]) == {("336", attention.Need.DEAD_LETTERED): 2}
+    dry = service.dry_report(service.planned(gw, "336"), clock())
+    assert dry.state.get(purge.DISMISSED) == 1
+    report = service.apply(gw, "336", "test")
+    assert report.state.get(purge.DISMISSED) == 1
+    assert attention.counts(gw.ledger, ["336"]) == {("336", attention.Need.DEAD_LETTERED): 1}
+    (left,) = attention.records(gw.ledger, ["336"], 10)
+    assert left.pk == never.pk
+    assert service.apply(gw, "336", "test").state.get(purge.DISMISSED) is None  # once
+    (entry,) = [
+        e
+        for e in audit.entries(gw.ledger)
+        if e.event.action == "DISMISS"
+        and e.event.message_id == copy.message_id
+        and report.run_id in e.event.actor
+    ]
+    assert entry.event.detail == f"DEAD_LETTERED dismissed: {dismissed.ERASED}"
+    assert audit.verify(gw.ledger) == []
 
 
 def test_a_dead_letter_changed_by_a_clock_ahead_is_still_dismissed_when_erased(
