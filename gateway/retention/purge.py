@@ -424,7 +424,8 @@ def erase_in(
     if closed:
         state[DISMISSED] = closed
     if also is not None:
-        state.update(also(conn))
+        for what, count in also(conn).items():
+            state[what] = state.get(what, 0) + count
     report = RunReport(
         run_id=run_id,
         authority=authority,

@@ -296,6 +296,7 @@ class Forward:
     digest: str
     recipient: str
     left: bool  # it was sent (else it was still queued, and is now withdrawn)
+    withdrawn: bool = False  # withdrawn from the outbox by this request
 
 
 def _forwards(
@@ -328,7 +329,7 @@ def _forwards(
     gone = {Status.WITHDRAWN.value, Status.REJECTED.value, Status.HELD_LOCAL.value}
     return [
         Forward(int(r.id), r.message_id, r.digest or "", r.recipient,
-                int(r.id) not in withdrawn and r.status not in gone)
+                int(r.id) not in withdrawn and r.status not in gone, int(r.id) in withdrawn)
         for r in rows
     ]  # fmt: skip
 
@@ -341,7 +342,8 @@ def _pass_on(
     body: ErasureRequest,
     sender: str,
 ) -> dict[str, int]:
-    """Art 19 onward: an ErasureRequest to each authority a forward went to."""
+    """Art 19 onward: an ErasureRequest to each authority a forward went to; and the
+    forwards withdrawn before they left, counted as the run's own (``_unqueue``)."""
     sent: dict[str, list[tuple[str, str]]] = {}
     for f in forwards:
         if f.left:
@@ -355,7 +357,9 @@ def _pass_on(
         body.request_ref,
         f"erasure request from {sender}",
     )
-    return {"erasure_notices": count} if count else {}
+    withdrawn = sum(f.withdrawn for f in forwards)
+    counts = {"erasure_notices": count, purge.WITHDRAWN_FROM_OUTBOX: withdrawn}
+    return {what: n for what, n in counts.items() if n}
 
 
 def _finish(ctx: ApplyContext, report: purge.RunReport, due: list[Due]) -> None:

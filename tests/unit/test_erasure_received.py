@@ -4,11 +4,14 @@ them, and its signed receipt proves it; nobody can erase what another authority 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from policy_support import envelope_of, pump
 from retention_support import SIOBHAN, Clock, dudley_shared, region
+from sqlalchemy import select
+from support.gateways import deliver_queue
 
 from gateway.cases.identity import correlation_id
 from gateway.context import Gateway
@@ -26,7 +29,8 @@ from gateway.model import (
     ReceiptItem,
 )
 from gateway.outbox import new_envelope
-from gateway.retention import erasure
+from gateway.retention import erasure, purge
+from gateway.retention.tables import retention_runs
 from gateway.services import delivery
 
 pytestmark = pytest.mark.timeout(120)
@@ -121,10 +125,12 @@ def test_an_erasure_request_cannot_erase_what_another_authority_sent(tmp_path: P
     )
 
 
-def _forward_recorded(gw: Gateway, thread: str) -> str:
+def _forward_recorded(gw: Gateway, thread: str, *, share: bool = True) -> str:
     """Sandwell (333) sends Dudley's record on to Walsall (334), on a thread of its own:
-    recorded in its outbox, not yet published; the forward's message id."""
-    dudley_shared(gw)
+    recorded in its outbox, not yet published; the forward's message id. ``share``:
+    Dudley shares its records first (else they were shared already)."""
+    if share:
+        dudley_shared(gw)
     [original] = [r for r in _received(gw, "333") if r.message_type == "Assessment"]
     env = envelope_of(gw, original)
     assert env is not None
@@ -168,6 +174,32 @@ def test_an_erasure_request_follows_a_copy_the_recipient_forwarded(tmp_path: Pat
         [onward] = [o for o in outcomes.outcomes_of(conn, "333") if o.kind == "ERASURE"]
     assert onward.recipient == "334" and onward.action == ActionTaken.ERASED.value
     assert audit.verify(gw.ledger) == []
+
+
+def test_a_forward_withdrawn_by_an_erasure_request_is_counted_in_its_run(
+    tmp_path: Path,
+) -> None:
+    # Sandwell's forward to Walsall is still queued when Dudley's request comes: it is
+    # withdrawn, and the run says so as a run of Sandwell's own erasure does.
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    erasure.erase_child(
+        gw, "332", SIOBHAN[1], ground=ErasureGround.CONSENT_WITHDRAWN, reference="DPO/2026/304",
+        actor="Dudley DPO",
+    )  # fmt: skip
+    delivery.publish_outbox(gw)  # the request waits on Sandwell's inbox queue
+    fid = _forward_recorded(gw, "SAN-FWD-4", share=False)
+    assert deliver_queue(gw, "caf.inbox.333") >= 1
+    [mine] = gw.ledger.find(authority="333", direction=Direction.OUTBOUND, message_id=fid)
+    assert mine.status is Status.WITHDRAWN
+    with gw.ledger.transaction() as conn:
+        [summary] = conn.execute(
+            select(retention_runs.c.summary).where(
+                retention_runs.c.authority == "333", retention_runs.c.kind == "ERASURE"
+            )
+        ).scalars()
+    assert json.loads(summary)[purge.WITHDRAWN_FROM_OUTBOX] == 1
+    assert "erasure_notices" not in json.loads(summary)  # it never left: nobody to tell
 
 
 def test_an_erasure_request_is_passed_on_for_a_forward_being_published(tmp_path: Path) -> None:
