@@ -113,11 +113,11 @@ def _unqueue(kit: Kit, conn: Connection, due: Sequence[Due], why: str) -> int:
     return len(stopped)
 
 
-def erased_earlier(conn: Connection, authority: str) -> list[int]:
-    """``authority``'s messages erased here (a tombstone, no body) that still ask a
-    human to act and are not dismissed: erased by a version before 2026-12-07, which
-    left an erased dead letter listed for ever. A retention run dismisses them
-    (``dismiss_earlier``), at most ``SWEEP_MAX`` a run."""
+def erased_earlier(conn: Connection, authority: str, most: int) -> list[int]:
+    """Up to ``most`` of ``authority``'s messages erased here (a tombstone, no body)
+    that still ask a human to act and are not dismissed: erased by a version before
+    2026-12-07, which left an erased dead letter listed for ever. A retention run
+    dismisses them (``dismiss_earlier``: ``SWEEP_MAX``, or the run's ``--limit``)."""
     found = conn.execute(
         select(messages.c.id)
         .where(
@@ -128,20 +128,22 @@ def erased_earlier(conn: Connection, authority: str) -> list[int]:
             dismissed.not_dismissed(),
         )
         .order_by(messages.c.id)
-        .limit(SWEEP_MAX)
+        .limit(most)
     )
     return [int(pk) for (pk,) in found.all()]
 
 
 def foreseen(
-    kit: Kit, conn: Connection, authority: str, due: Sequence[Due], *, earlier: bool = False
+    kit: Kit, conn: Connection, authority: str, due: Sequence[Due], *, earlier: int = 0
 ) -> dict[str, int]:
     """What erasing ``due`` would also do, as the rows stand now (a dry run's count;
     the run reads them again as it erases): withdraw from the local system's inbox
     (``_withdraw``) and from the outbox (``_unqueue``), and leave to nobody what asked
-    a human to act (``dismissed.erased``; with ``earlier``, also what earlier versions
-    erased and left listed: ``erased_earlier``)."""
-    left = [d.pk for d in due] + (erased_earlier(conn, authority) if earlier else [])
+    a human to act (``dismissed.erased``; and up to ``earlier`` of what earlier
+    versions erased and left listed: ``erased_earlier``)."""
+    left = [d.pk for d in due]
+    if earlier:
+        left = list(dict.fromkeys([*left, *erased_earlier(conn, authority, earlier)]))
     waiting = {s.value for s in _WAITING}
     inbound = [d for d in due if d.direction == Direction.INBOUND.value]
     queued = {s.value for s in OUTBOX_STATES}
@@ -317,14 +319,14 @@ def erase(
     more: bool = False,
     notes: tuple[str, ...] = (),
     also: Callable[[Connection], dict[str, int]] | None = None,
-    dismiss_earlier: bool = False,
+    dismiss_earlier: int = 0,
 ) -> RunReport:
     """Erase ``due`` (and the parked copies, threads, children and held existence
     queries past their period named) at ``authority``.
 
     ``also`` runs in the same transaction (e.g. queueing erasure notices) and
-    adds its counts to the report. ``dismiss_earlier``: also dismiss what earlier
-    versions erased and left to a human (``erased_earlier``).
+    adds its counts to the report. ``dismiss_earlier``: also dismiss up to that many of
+    what earlier versions erased and left to a human (``erased_earlier``).
     """
     gone_parked = (
         kit.transport.discard_parked(authority, [(p.message_id, p.digest) for p in parked])
@@ -371,7 +373,7 @@ def erase_in(
     more: bool = False,
     notes: tuple[str, ...] = (),
     also: Callable[[Connection], dict[str, int]] | None = None,
-    dismiss_earlier: bool = False,
+    dismiss_earlier: int = 0,
 ) -> RunReport:
     """The ledger's part of ``erase``, in the caller's transaction (e.g. while a received
     erasure request is recorded); ``finish`` it once that transaction committed.
@@ -382,6 +384,8 @@ def erase_in(
     coordinator still decides it, and would answer no match)."""
     run_id = str(uuid.uuid4())
     started = kit.clock()
+    # Read before this run's own rows are erased, which would then be found here too.
+    earlier = erased_earlier(conn, authority, dismiss_earlier) if dismiss_earlier else []
     withdrawn = _withdraw(kit, conn, authority, due, basis)
     unqueued = _unqueue(kit, conn, due, basis)
     touched, keys = _erase_rows(conn, authority, due, run_id, started)
@@ -417,9 +421,7 @@ def erase_in(
     _tombstone_parked(conn, authority, parked, run_id, started)
     # Erased, a message left to a human (a dead letter, a quarantined one) has nothing
     # left to replay or look at: nobody is asked to act on it.
-    left = [d.pk for d in due]
-    if dismiss_earlier:
-        left += erased_earlier(conn, authority)
+    left = list(dict.fromkeys([*(d.pk for d in due), *earlier]))
     closed = dismissed.erased(kit.ledger, conn, left, f"{kind.lower()} run {run_id}")
     if closed:
         state[DISMISSED] = closed

@@ -64,7 +64,9 @@ def planned(
         due_pks = found.pks()
         rows = [d for d in rows if d.pk not in due_pks]
         foreseen = (
-            purge.foreseen(kit, conn, authority, (*found.due, *rows), earlier=True)
+            purge.foreseen(
+                kit, conn, authority, (*found.due, *rows), earlier=limit or purge.SWEEP_MAX
+            )
             if foresee
             else {}
         )
@@ -126,7 +128,7 @@ def apply(
         held=todo.held,
         more=todo.plan.more,
         notes=todo.notes,
-        dismiss_earlier=True,
+        dismiss_earlier=limit or purge.SWEEP_MAX,
     )
 
 

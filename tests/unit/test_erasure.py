@@ -164,6 +164,55 @@ def test_a_dead_letter_an_earlier_version_erased_and_left_listed_is_dismissed_by
     assert audit.verify(gw.ledger) == []
 
 
+def test_a_retention_run_dismisses_a_dead_letter_it_erases_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Erased by this run, it is also what the sweep of earlier erasures would find if
+    # it looked after the run's own rows were erased: two dismissals and two DISMISS
+    # entries once the ids were read in separate chunks (found by a review).
+    clock = Clock.starting_now()
+    gw = region(tmp_path, clock)
+    dudley_shared(gw)
+    copy = _refused_for_good(gw)
+    monkeypatch.setattr(dismissed, "CHUNK", 1)  # a chunk boundary between any two ids
+    clock.advance((gw.settings.retention.dead_letter_days + 1) * 86_400)
+    report = service.apply(gw, "336", "test")
+    assert copy.message_id in report.message_ids
+    assert report.state.get(purge.DISMISSED) == 1
+    dismissals = [
+        e
+        for e in audit.entries(gw.ledger)
+        if e.event.action == "DISMISS" and e.event.message_id == copy.message_id
+    ]
+    assert len(dismissals) == 1
+    assert attention.counts(gw.ledger, ["336"]) == {}
+
+
+def test_a_retention_run_given_a_limit_dismisses_no_more_earlier_erasures_than_it(
+    tmp_path: Path,
+) -> None:
+    # ``cafgw retention apply --limit 1``: one of the two left listed, the next run the other.
+    clock = Clock.starting_now()
+    gw = region(tmp_path, clock)
+    dudley_shared(gw)
+    first = _refused_for_good(gw)
+    with gw.ledger.transaction() as conn:
+        [second] = [
+            r
+            for r in gw.ledger.find(authority="336", direction=Direction.INBOUND, limit=100)
+            if r.message_type == "ConsentChange"
+        ]
+        gw.ledger.transition_from([second.pk], (second.status,), Status.DEAD_LETTERED, "4xx", conn)
+    erasure.erase_child(gw, "336", "J332412014017", ground=GROUND, reference="R-12", actor="DPO")
+    with gw.ledger.transaction() as conn:
+        conn.execute(delete(dismissals))  # as the earlier version left them
+    assert attention.counts(gw.ledger, ["336"]) == {("336", attention.Need.DEAD_LETTERED): 2}
+    assert service.apply(gw, "336", "test", limit=1).state.get(purge.DISMISSED) == 1
+    assert attention.counts(gw.ledger, ["336"]) == {("336", attention.Need.DEAD_LETTERED): 1}
+    assert service.apply(gw, "336", "test").state.get(purge.DISMISSED) == 1
+    assert attention.counts(gw.ledger, ["336"]) == {}
+
+
 def test_a_dead_letter_changed_by_a_clock_ahead_is_still_dismissed_when_erased(
     tmp_path: Path,
 ) -> None:
