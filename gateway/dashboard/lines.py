@@ -86,12 +86,18 @@ def lines_of(
     ledger: Ledger, records: Sequence[MessageRecord], who: Caller, now: datetime
 ) -> list[MessageLine]:
     """``line_of`` each of ``records``, their dead letters' bodies looked up at once."""
-    dead = [r.pk for r in records if r.status == Status.DEAD_LETTERED]
-    erased: set[int] = set()
-    if dead:
-        with ledger.transaction() as conn:
-            erased = without_body(conn, dead)
+    erased = erased_dead_letters(ledger, records)
     return [line_of(r, who, now, erased=r.pk in erased) for r in records]
+
+
+def erased_dead_letters(ledger: Ledger, records: Sequence[MessageRecord]) -> set[int]:
+    """The keys of those of ``records`` that are dead letters with no body here (erased:
+    nothing to replay); one read, and none when there is no dead letter among them."""
+    dead = [r.pk for r in records if r.status == Status.DEAD_LETTERED]
+    if not dead:
+        return set()
+    with ledger.transaction() as conn:
+        return without_body(conn, dead)
 
 
 def line_of(r: MessageRecord, who: Caller, now: datetime, *, erased: bool) -> MessageLine:

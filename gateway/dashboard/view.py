@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 
 from gateway.api.auth import Caller
 from gateway.context import Gateway
-from gateway.dashboard.lines import MessageLine, lines_of
+from gateway.dashboard.lines import MessageLine, erased_dead_letters, line_of
 from gateway.dashboard.panels import AuthorityPanel, build_panels
 from gateway.errors import CafgwError
 from gateway.ledger import stats
+from gateway.ledger.records import MessageRecord
 from gateway.ops import attention, rates, readiness
 from gateway.ops.broker import BrokerProbe, QueueStats
 from gateway.ops.certificates import pinned_certificates
@@ -177,6 +178,14 @@ def build_view(
     parked = {q.authority: q.ready for q in queues if q.kind == "parking"}
     panels = build_panels(gw, codes, now, parked)
     ready = readiness.check(gw, probe)
+    asking = attention.records(gw.ledger, codes, LIST_LIMIT)
+    awaiting = stats.awaiting_receipt(gw.ledger, codes, LIST_LIMIT)
+    recent = stats.latest(gw.ledger, codes, RECENT_LIMIT)
+    erased = erased_dead_letters(gw.ledger, [*asking, *awaiting, *recent])  # one read
+
+    def lines(records: list[MessageRecord]) -> list[MessageLine]:
+        return [line_of(r, who, now, erased=r.pk in erased) for r in records]
+
     return DashboardView(
         generated_at=now,
         refresh_s=REFRESH_S,
@@ -184,13 +193,11 @@ def build_view(
         health=[HealthLine(c.name, c.ok, c.detail) for c in ready.checks]
         + _peer_certificate_warnings(gw, now),
         authorities=panels,
-        attention=lines_of(gw.ledger, attention.records(gw.ledger, codes, LIST_LIMIT), who, now),
+        attention=lines(asking),
         attention_total=sum(p.needs_human_total for p in panels),
-        awaiting_receipt=lines_of(
-            gw.ledger, stats.awaiting_receipt(gw.ledger, codes, LIST_LIMIT), who, now
-        ),
+        awaiting_receipt=lines(awaiting),
         awaiting_receipt_total=sum(p.awaiting_receipt for p in panels),
-        recent=lines_of(gw.ledger, stats.latest(gw.ledger, codes, RECENT_LIMIT), who, now),
+        recent=lines(recent),
         disputes=open_disputes(gw, codes),
         queues=queues,
         queues_note=queues_note,

@@ -25,12 +25,12 @@ from sqlalchemy import (
 
 from gateway.ledger.tables import message_bodies, messages
 
+_CHUNK = 500  # ids a statement names (``without_body``)
+
 # The key of the enclosing statement's ``messages`` row, named with its table: in
 # ``UPDATE ... RETURNING`` SQLAlchemy writes SQLite's columns without their tables, so
 # a correlated ``messages.c.id`` came out as a bare ``id``, which a column of that name
 # in ``message_bodies`` would silently capture (every row its first body).
-_CHUNK = 500  # ids a statement names (``without_body``)
-
 _MESSAGE_KEY: ColumnClause[int] = literal_column("messages.id", Integer)
 
 BODY = (

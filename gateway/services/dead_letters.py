@@ -91,8 +91,10 @@ def _from_ledger(
         limit=limit,
         with_history=False,
     )
-    with gw.ledger.transaction() as conn:
-        erased = without_body(conn, [r.pk for r in records])
+    erased: set[int] = set()
+    if records:
+        with gw.ledger.transaction() as conn:
+            erased = without_body(conn, [r.pk for r in records])
     return [
         DeadLetter(
             message_id=r.message_id,
