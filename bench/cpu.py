@@ -101,8 +101,8 @@ class Snapshot:
     receiver_process_s: float | None
     broker_s: float | None
     timed: bool = True
-    """Whether this process's stage timers were on (the receiver's: whether its
-    ``/metrics`` had stages)."""
+    """Whether this process's (the sender's) stage timers were on; the receiver's are
+    read from whether its ``/metrics`` had stages."""
     at: float = field(default_factory=time.monotonic)
 
 
