@@ -289,16 +289,19 @@ def test_as_admin_the_board_shows_failures_flows_queues_and_replays_and_dismisse
     page.screenshot(path=str(SHOTS / "dashboard-message.png"), full_page=True)
 
 
+def _dead_letter_to_solihull(gw: Gateway, what: str) -> str:
+    """Sandwell's service gap for Solihull, hosted nowhere, once it is a dead letter; its id."""
+    sent = outbound.submit_envelope(gw, "333", _issue_to_solihull()).message_ids[0]
+    wait_for(lambda: _outbound(gw, sent).status == Status.DEAD_LETTERED, what=what)
+    return sent
+
+
 def test_a_dead_letter_whose_body_was_erased_shows_why_it_cannot_be_replayed(
     scene: Scene, page: Any
 ) -> None:
     # Another dead letter for Solihull, its body then erased as an earlier version
     # erased one: without the dismissal that now comes with the erasure.
-    gone = outbound.submit_envelope(scene.gw, "333", _issue_to_solihull()).message_ids[0]
-    wait_for(
-        lambda: _outbound(scene.gw, gone).status == Status.DEAD_LETTERED,
-        what="a dead letter to erase",
-    )
+    gone = _dead_letter_to_solihull(scene.gw, "a dead letter to erase")
     with scene.gw.ledger.transaction() as conn:
         assert bodies.erase(conn, [_outbound(scene.gw, gone).pk]) == 1
     _sign_in(page, scene.base, scene.admin_key)
@@ -314,11 +317,7 @@ def test_a_message_a_colleague_dismissed_meanwhile_is_reported_and_not_dismissed
     scene: Scene, page: Any
 ) -> None:
     # A third service gap for Solihull, hosted nowhere: another dead letter.
-    late = outbound.submit_envelope(scene.gw, "333", _issue_to_solihull()).message_ids[0]
-    wait_for(
-        lambda: _outbound(scene.gw, late).status == Status.DEAD_LETTERED,
-        what="a third dead letter",
-    )
+    late = _dead_letter_to_solihull(scene.gw, "a third dead letter")
     _sign_in(page, scene.base, scene.admin_key)
     row = page.locator(f"#attention tr[data-message-id='{late}']")
     row.wait_for()

@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -421,6 +422,35 @@ def _parked_at_sandwell(r: Region) -> tuple[MessageRecord, Gateway]:
     return original, sandwell
 
 
+@contextmanager
+def _waiting_at_sandwell(
+    tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Region, MessageRecord]]:
+    """A region where Sandwell's gateway fails once on Dudley's Assessment, which then
+    waits in Sandwell's delay queue (a retry 2 s on); the region and Dudley's sent row."""
+    failed = threading.Event()
+    _sandwell_fails(monkeypatch, lambda item: item.attempt < 2, failed)
+    steps = {"retry_backoff_s": [2.0] * 5, "retry_budget": 5}
+    with region(tmp_path / "region", vhost, delivery=steps) as r:
+        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
+        wait_for(failed.is_set, what="Sandwell's first try at Dudley's Assessment")
+        yield r, _sent(r, "333")
+
+
+def _kept_at_sandwell(r: Region, original: MessageRecord) -> None:
+    """Dudley's Assessment, come on its retry, is recorded at Sandwell as ever and
+    served to Sandwell's system."""
+    wait_for(
+        lambda: (
+            [c.status for c in r.gw("333").ledger.find(message_id=original.message_id)]
+            == [Status.VERIFIED]
+        ),
+        what="Dudley's Assessment recorded at Sandwell",
+    )
+    served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
+    assert original.message_id in served
+
+
 def test_a_recall_that_overtakes_its_original_at_the_recipient_still_withdraws_it(
     tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -428,13 +458,7 @@ def test_a_recall_that_overtakes_its_original_at_the_recipient_still_withdraws_i
     # queue; Dudley recalls it meanwhile and the recall arrives first. It stands there,
     # and the Assessment, when its retry comes, is withdrawn on arrival: never served,
     # where before the recall was refused for good and the Assessment kept.
-    failed = threading.Event()
-    _sandwell_fails(monkeypatch, lambda item: item.attempt < 2, failed)
-    steps = {"retry_backoff_s": [2.0] * 5, "retry_budget": 5}
-    with region(tmp_path / "region", vhost, delivery=steps) as r:
-        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
-        wait_for(failed.is_set, what="Sandwell's first try at Dudley's Assessment")
-        original = _sent(r, "333")
+    with _waiting_at_sandwell(tmp_path, vhost, monkeypatch) as (r, original):
         assert original.status == Status.SENT  # not receipted: on its way again
         assert not r.gw("333").ledger.find(message_id=original.message_id, authority="333")
         done = sender.recall(r.gw("332"), "332", original.message_id, RecallReason.MISDIRECTED)
@@ -551,13 +575,7 @@ def test_a_recall_from_another_authority_before_the_original_comes_withdraws_not
     # Nothing of Dudley's stands there yet, so Wolverhampton's recall stands, for its
     # own messages only: Dudley's Assessment, when it comes, is judged as ever and
     # served to Sandwell's system. A member can recall only what it sent.
-    failed = threading.Event()
-    _sandwell_fails(monkeypatch, lambda item: item.attempt < 2, failed)
-    steps = {"retry_backoff_s": [2.0] * 5, "retry_budget": 5}
-    with region(tmp_path / "region", vhost, delivery=steps) as r:
-        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
-        wait_for(failed.is_set, what="Sandwell's first try at Dudley's Assessment")
-        original = _sent(r, "333")
+    with _waiting_at_sandwell(tmp_path, vhost, monkeypatch) as (r, original):
         hostile = r.envelope(
             "336",
             "333",
@@ -571,17 +589,9 @@ def test_a_recall_from_another_authority_before_the_original_comes_withdraws_not
         recall_id = r.publish(hostile)
         # It stood (kept from Sandwell's system, receipted NOT_HELD), not refused.
         assert r.received("333", recall_id).status == Status.WITHDRAWN
-        wait_for(
-            lambda: (
-                [c.status for c in r.gw("333").ledger.find(message_id=original.message_id)]
-                == [Status.VERIFIED]
-            ),
-            what="Dudley's Assessment recorded at Sandwell",
-        )
+        _kept_at_sandwell(r, original)
         copy = _copy(r, "333", original.message_id)
         assert not copy.restricted and "withdrawn" not in (copy.reason or "")
-        served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
-        assert original.message_id in served
 
 
 def test_an_erasure_request_from_another_authority_before_the_record_comes_erases_nothing(
@@ -592,13 +602,7 @@ def test_an_erasure_request_from_another_authority_before_the_record_comes_erase
     # Sandwell's delay queue. Nothing of Dudley's is there yet, so the request stands,
     # for Wolverhampton's messages only: Dudley's Assessment, when it comes, is judged
     # as ever, kept and served to Sandwell's system. A member erases only what it sent.
-    failed = threading.Event()
-    _sandwell_fails(monkeypatch, lambda item: item.attempt < 2, failed)
-    steps = {"retry_backoff_s": [2.0] * 5, "retry_budget": 5}
-    with region(tmp_path / "region", vhost, delivery=steps) as r:
-        r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
-        wait_for(failed.is_set, what="Sandwell's first try at Dudley's Assessment")
-        original = _sent(r, "333")
+    with _waiting_at_sandwell(tmp_path, vhost, monkeypatch) as (r, original):
         hostile = r.envelope(
             "336",
             "333",
@@ -614,16 +618,8 @@ def test_an_erasure_request_from_another_authority_before_the_record_comes_erase
         assert request.status == Status.WITHDRAWN, request.reason  # stood, not refused
         with r.gw("333").ledger.transaction() as conn:
             assert standing.tally(conn, "333", "336", request.message_id) == (0, 1)
-        wait_for(
-            lambda: (
-                [c.status for c in r.gw("333").ledger.find(message_id=original.message_id)]
-                == [Status.VERIFIED]
-            ),
-            what="Dudley's Assessment recorded at Sandwell",
-        )
+        _kept_at_sandwell(r, original)
         assert r.gw("333").ledger.body_of("333", Direction.INBOUND, original.message_id)
-        served = {i.message_id for i in r.gw("333").ledger.inbox("333")}
-        assert original.message_id in served
 
 
 def test_a_correction_waiting_at_the_recipient_for_its_original_is_not_dead_lettered_by_its_sender(

@@ -126,6 +126,14 @@ def test_a_record_the_local_system_refused_for_good_needs_nobody_once_erased(
     assert attention.counts(gw.ledger, ["336"]) == {}  # every one reported was erased
 
 
+def _erased_as_before(gw: Gateway, reference: str) -> None:
+    """The sample child erased at Wolverhampton as a version before 2026-12-07 left it:
+    its dead letters erased and not dismissed."""
+    erasure.erase_child(gw, "336", "J332412014017", ground=GROUND, reference=reference, actor="DPO")
+    with gw.ledger.transaction() as conn:
+        conn.execute(delete(dismissals))
+
+
 def test_a_dead_letter_an_earlier_version_erased_and_left_listed_is_dismissed_by_retention(
     tmp_path: Path,
 ) -> None:
@@ -136,12 +144,11 @@ def test_a_dead_letter_an_earlier_version_erased_and_left_listed_is_dismissed_by
     gw = region(tmp_path, clock)
     dudley_shared(gw)
     copy = _refused_for_good(gw)
-    erasure.erase_child(gw, "336", "J332412014017", ground=GROUND, reference="R-11", actor="DPO")
+    _erased_as_before(gw, "R-11")
     with gw.ledger.transaction() as conn:
         found = gw.ledger.find(authority="336", limit=100)
         gone = bodies.without_body(conn, [r.pk for r in found])
         never = next(r for r in found if r.pk not in gone)
-        conn.execute(delete(dismissals))  # as the earlier version left it
         gw.ledger.transition_from([never.pk], (never.status,), Status.DEAD_LETTERED, "4xx", conn)
         bodies.erase(conn, [never.pk])  # no body, but never erased here: no tombstone
     assert attention.counts(gw.ledger, ["336"]) == {("336", attention.Need.DEAD_LETTERED): 2}
@@ -203,9 +210,7 @@ def test_a_retention_run_given_a_limit_dismisses_no_more_earlier_erasures_than_i
             if r.message_type == "ConsentChange"
         ]
         gw.ledger.transition_from([second.pk], (second.status,), Status.DEAD_LETTERED, "4xx", conn)
-    erasure.erase_child(gw, "336", "J332412014017", ground=GROUND, reference="R-12", actor="DPO")
-    with gw.ledger.transaction() as conn:
-        conn.execute(delete(dismissals))  # as the earlier version left them
+    _erased_as_before(gw, "R-12")
     assert attention.counts(gw.ledger, ["336"]) == {("336", attention.Need.DEAD_LETTERED): 2}
     assert service.apply(gw, "336", "test", limit=1).state.get(purge.DISMISSED) == 1
     assert attention.counts(gw.ledger, ["336"]) == {("336", attention.Need.DEAD_LETTERED): 1}
