@@ -1,6 +1,6 @@
 """Does accepting a local record cost more as the sender's ledger grows? (issue 14)
 
-``python -m bench.accepting [--records 10000] [--step 2000] [--distinct-children]``
+``python -m bench.accepting [--records 10000] [--step 2000] [--distinct-children] [--logged N]``
 
 A sending gateway (hosting 332, SQLite ledger in a temporary folder, the
 in-memory transport, nothing published) accepts the whole-path bench's Dudley
@@ -10,6 +10,9 @@ signing, the outbox. CPU (this thread's) and SQL statements per record are
 printed for each step. Flat rows mean a record costs the same whatever the
 ledger already holds. By default the export repeats the sample's four
 children; ``--distinct-children`` gives every record a child of its own.
+``--logged N`` first records N entries in the authority's issues log and N prior
+agreements (as years of service gaps and out-of-area work leave them): a record
+reads only the few its own plan asks about (2026-12-07), so its cost stays the same.
 """
 
 from __future__ import annotations
@@ -30,10 +33,35 @@ from support.gateways import memory_gateway, settings_for  # noqa: E402
 from support.sql import captured  # noqa: E402
 
 from bench.whole_path import SENDER, dudley_export  # noqa: E402
+from gateway.cases import store as cases  # noqa: E402
+from gateway.context import Gateway  # noqa: E402
+from gateway.crossborder import issues_store  # noqa: E402
+from gateway.model import IssueKind, IssueLogEntry  # noqa: E402
 from gateway.services.outbound import submit_local  # noqa: E402
 
 
-def measure(records: int, step: int, distinct_children: bool) -> list[tuple[int, float, float]]:
+def log_earlier(gw: Gateway, count: int) -> None:
+    """``count`` issues-log entries and prior agreements of ``SENDER``, none of the export's."""
+    day = gw.clock()
+    with gw.ledger.transaction() as conn:
+        for n in range(count):
+            entry = IssueLogEntry(
+                entry_id=f"ISS-{SENDER}-bench{n:07d}",
+                kind=IssueKind.SERVICE_GAP,
+                reported_by_la=SENDER,
+                concerns_la="333",
+                description=f"no speech and language therapy slot in area {n}",
+                raised_on=day.date(),
+            )
+            issues_store.store(conn, SENDER, entry, day)
+            cases.add_agreement(
+                conn, SENDER, f"Practitioner {n}", "333", "Line Manager", "Coordinator", day
+            )
+
+
+def measure(
+    records: int, step: int, distinct_children: bool, logged: int = 0
+) -> list[tuple[int, float, float]]:
     """(records accepted before the step, CPU ms per record, statements per record)."""
     export = dudley_export(records, distinct_children)
     eol = b"\r\n" if b"\r\n" in export else b"\n"
@@ -46,6 +74,7 @@ def measure(records: int, step: int, distinct_children: bool) -> list[tuple[int,
             (SENDER,),
             settings=settings_for(folder, (SENDER,), ledger_url=f"sqlite:///{folder / 's.db'}"),
         )
+        log_earlier(gw, logged)
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
             data = eol.join([header, *chunk]) + eol
@@ -69,8 +98,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--step", type=int, default=2_000)
     parser.add_argument("--distinct-children", action="store_true")
+    parser.add_argument("--logged", type=int, default=0, help="issues-log entries and agreements")
     args = parser.parse_args()
-    measure(args.records, args.step, args.distinct_children)
+    measure(args.records, args.step, args.distinct_children, args.logged)
 
 
 if __name__ == "__main__":

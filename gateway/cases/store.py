@@ -119,7 +119,8 @@ _NAMED = (
     .order_by(case_threads.c.id)
 )
 _AGREEMENTS = select(service_agreements.c.practitioner_key, service_agreements.c.delivery_la).where(
-    service_agreements.c.authority == bindparam("authority")
+    service_agreements.c.authority == bindparam("authority"),
+    service_agreements.c.practitioner_key.in_(bindparam("keys", expanding=True)),
 )
 
 
@@ -338,7 +339,14 @@ def add_agreement(
         )
 
 
-def agreements(conn: Connection, authority: str) -> set[tuple[str, str]]:
-    """(practitioner key, delivery LA) pairs with a recorded prior agreement."""
-    rows = conn.execute(_AGREEMENTS, {"authority": authority}).all()
-    return {(r[0], r[1]) for r in rows}
+def agreements_among(
+    conn: Connection, authority: str, asked: frozenset[tuple[str, str]]
+) -> frozenset[tuple[str, str]]:
+    """Which of the (practitioner key, delivery LA) pairs ``asked`` have a recorded
+    prior agreement (none read when none is asked: most records have no action
+    delivered out of area)."""
+    if not asked:
+        return frozenset()
+    keys = sorted({key for key, _ in asked})
+    rows = conn.execute(_AGREEMENTS, {"authority": authority, "keys": keys}).all()
+    return frozenset((r[0], r[1]) for r in rows) & asked

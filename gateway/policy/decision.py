@@ -31,7 +31,7 @@ from gateway.model import (
     Purpose,
 )
 from gateway.outbox import content_digest
-from gateway.policy import rules, sharing
+from gateway.policy import notices, rules, sharing
 from gateway.policy.consent import (
     LOCAL,
     Effective,
@@ -81,6 +81,7 @@ class Known:
     consent_history: tuple[RegisterEntry, ...]
     thread: CaseThread | None
     sent_notices: frozenset[str] = frozenset()
+    # Of those the record asks about (``Reads``): whether they are recorded.
     agreements: frozenset[tuple[str, str]] = frozenset()
     known_issue_ids: frozenset[str] = frozenset()
     past_recipients: tuple[str, ...] = ()
@@ -121,14 +122,30 @@ class Reads:
 
     withdrawal: bool  # past recipients and queued copies
     all_held: bool  # held copies of every case of the child, not only the record's
+    # The agreements and issues-log entries the plan asks about (``notices``): the
+    # record's own, not all the authority has recorded.
+    agreements: frozenset[tuple[str, str]] = frozenset()
+    issue_ids: frozenset[str] = frozenset()
 
 
-def reads_for(history: tuple[RegisterEntry, ...], record: Converted, now: datetime) -> Reads:
+def reads_for(
+    history: tuple[RegisterEntry, ...],
+    record: Converted,
+    now: datetime,
+    authority: str,
+    correlation_id: str,
+) -> Reads:
     """What ``decide_record`` will need beyond the record's own case, from the consent
-    history alone: the reader reads only that (issue 14: these reads grew with every
-    earlier record about the child)."""
+    history and the record alone: the reader reads only that (issue 14: these reads
+    grew with every earlier record about the child, and with every agreement and
+    issues-log entry the authority had recorded)."""
     step = consent_step(history, record, now)
-    return Reads(withdrawal=bool(step.newly_withdrawn), all_held=step.adds)
+    return Reads(
+        withdrawal=bool(step.newly_withdrawn),
+        all_held=step.adds,
+        agreements=notices.agreements_asked(record.assessment),
+        issue_ids=notices.issue_ids_asked(authority, correlation_id, record.assessment),
+    )
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,23 @@ regional issues log. Each notice is sent once per thread (``notice_key``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from gateway.cases.store import practitioner_key
-from gateway.model import Body, FlagCode, IssueKind, IssueLogEntry, LegalBasis, Outcome, Purpose
+from gateway.model import (
+    Assessment,
+    Body,
+    Flag,
+    FlagCode,
+    IssueKind,
+    IssueLogEntry,
+    LegalBasis,
+    Outcome,
+    PlanAction,
+    Purpose,
+)
 from gateway.policy import issues_log, notifications, special_category
 from gateway.policy.governing import (
     Governing,
@@ -191,18 +203,31 @@ def tac_invitations(ctx: RecordContext, plan: RecordPlan) -> None:
         )
 
 
-def out_of_area(ctx: RecordContext, plan: RecordPlan) -> None:
-    for action in ctx.assessment.actions:
+def _out_of_area(assessment: Assessment) -> Iterator[tuple[PlanAction, str, str, str]]:
+    """The record's actions delivered outside their owner's area: (action, owner's
+    authority, delivering authority, practitioner key of the owner)."""
+    for action in assessment.actions:
         owner_la, where = action.owner_la, action.delivery_la
         if not where or not owner_la or where == owner_la:
             continue
-        owner = action.owner or "unnamed owner"
-        if (practitioner_key(owner), where) in ctx.agreements:
+        yield action, owner_la, where, practitioner_key(action.owner or "unnamed owner")
+
+
+def agreements_asked(assessment: Assessment) -> frozenset[tuple[str, str]]:
+    """The (practitioner key, delivery LA) agreements ``out_of_area`` asks about for
+    this record: the only ones the accepting transaction reads (issue 14)."""
+    return frozenset((key, where) for _, _, where, key in _out_of_area(assessment))
+
+
+def out_of_area(ctx: RecordContext, plan: RecordPlan) -> None:
+    for action, owner_la, where, key in _out_of_area(ctx.assessment):
+        if (key, where) in ctx.agreements:
             continue
+        owner = action.owner or "unnamed owner"
         body = notifications.out_of_area(owner, owner_la, where, action.seq)
         for coordinator_la in dict.fromkeys((owner_la, where)):
-            key = f"OUT_OF_AREA:{action.seq}:{where}:{coordinator_la}"
-            if key in ctx.sent_notices or coordinator_la not in ctx.directory:
+            notice_key = f"OUT_OF_AREA:{action.seq}:{where}:{coordinator_la}"
+            if notice_key in ctx.sent_notices or coordinator_la not in ctx.directory:
                 continue
             plan.items.append(
                 Planned(
@@ -211,21 +236,35 @@ def out_of_area(ctx: RecordContext, plan: RecordPlan) -> None:
                     LegalBasis.NO_PERSONAL_DATA,
                     Purpose.COORDINATION,
                     Role.NOTICE,
-                    notice_key=key,
+                    notice_key=notice_key,
                 )
             )
 
 
-def service_gaps(ctx: RecordContext, plan: RecordPlan) -> None:
-    for flag in ctx.assessment.flags:
+def _service_gaps(
+    authority: str, correlation_id: str, assessment: Assessment
+) -> Iterator[tuple[Flag, str, str]]:
+    """The record's service gaps: (flag, its text, its issues-log entry id)."""
+    for flag in assessment.flags:
         if flag.code != FlagCode.SERVICE_GAP or not flag.text:
             continue
+        yield flag, flag.text, issues_log.entry_id(authority, correlation_id, flag.text)
+
+
+def issue_ids_asked(authority: str, correlation_id: str, assessment: Assessment) -> frozenset[str]:
+    """The issues-log entries ``service_gaps`` asks about for this record: the only
+    ones the accepting transaction reads (issue 14)."""
+    return frozenset(i for _, _, i in _service_gaps(authority, correlation_id, assessment))
+
+
+def service_gaps(ctx: RecordContext, plan: RecordPlan) -> None:
+    for flag, text, entry_id in _service_gaps(ctx.authority, ctx.correlation_id, ctx.assessment):
         entry = IssueLogEntry(
-            entry_id=issues_log.entry_id(ctx.authority, ctx.correlation_id, flag.text),
+            entry_id=entry_id,
             kind=IssueKind.SERVICE_GAP,
             reported_by_la=ctx.authority,
             concerns_la=flag.la_code,
-            description=flag.text,
+            description=text,
             raised_on=ctx.today,
         )
         if entry.entry_id in ctx.known_issue_ids:

@@ -15,11 +15,13 @@ import re
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-from policy_support import DUDLEY, memory_gateway, submit
+from policy_support import DUDLEY, SANDWELL, memory_gateway, outbound_of, submit
 from support.sql import captured
 from test_policy_consent import _before_withdrawal, _bytes, _episodes
+from test_policy_governing import _out_of_area
 from test_receiving_query_plans import plans
 
 from adapters.base import Converted
@@ -37,7 +39,7 @@ from gateway.outbox import new_envelope
 from gateway.policy.child import child_key
 from gateway.policy.decision import Known, Reads, decide_record, reads_for
 from gateway.policy.submission import Sending, decide_envelope, needs_child_history
-from gateway.services import outbound
+from gateway.services import coordination, outbound, views
 from gateway.services.outbound import knowledge
 
 pytestmark = pytest.mark.timeout(120)
@@ -106,15 +108,18 @@ def test_what_a_record_needs_read_follows_from_what_it_does_to_consent(tmp_path:
     key = child_key(given.assessment.child)
     now = gw.clock()
     # New consent on an empty register: held copies of every case may be released.
-    assert reads_for((), given, now) == Reads(withdrawal=False, all_held=True)
+    thread = "336:EHM-77245"
+    assert reads_for((), given, now, "336", thread) == Reads(withdrawal=False, all_held=True)
     submit(gw, "336", "wolverhampton-json", _bytes(_before_withdrawal()), "before.json")
     with gw.ledger.transaction() as conn:
         history = knowledge.consent_history(conn, "336", key)
     assert history
     # The same consent again: a repeat, nothing beyond the case to read.
-    assert reads_for(history, given, now) == Reads(withdrawal=False, all_held=False)
+    assert reads_for(history, given, now, "336", thread) == Reads(withdrawal=False, all_held=False)
     # A withdrawal: the past recipients to tell, the queued copies to stop.
-    assert reads_for(history, withdrawn, now) == Reads(withdrawal=True, all_held=False)
+    assert reads_for(history, withdrawn, now, "336", thread) == Reads(
+        withdrawal=True, all_held=False
+    )
 
 
 def test_a_withdrawal_is_not_decided_without_the_childs_recipients_and_queued_copies(
@@ -221,3 +226,53 @@ def test_a_consent_change_envelope_is_not_decided_without_the_childs_other_messa
         decide_envelope(replace(known, child_history_read=False), change)
     # Read, the same change is decided: its recipient aside, past recipients are told.
     assert decide_envelope(known, change).withdrawal_to == ("334",)
+
+
+def _reads_of(statements: list[tuple[str, Any]], table: str) -> list[tuple[str, Any]]:
+    return [(sql, params) for sql, params in statements if re.search(rf"\bFROM {table}\b", sql)]
+
+
+def test_a_record_reads_only_the_agreements_its_out_of_area_actions_ask_about(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    # Years of out-of-area work: the authority's other agreements are not this record's.
+    for n in range(30):
+        coordination.record_agreement(gw, "336", f"Practitioner {n}", "335", "Head", "Coordinator")
+    coordination.record_agreement(
+        gw, "336", "Dev Mistry", "335", "Head of Pastoral Care", "Wolverhampton CAF Co-ordinator"
+    )
+    with captured(gw.ledger.engine) as statements:
+        outbound.submit_results(gw, "336", [_out_of_area(gw)])
+    # The one agreement asked about is found: Dev Mistry delivering in Walsall is agreed.
+    assert [s for s in outbound_of(gw, "336", "EHM-77120") if s.kind == "OUT_OF_AREA_SERVICE"] == []
+    ((_, params),) = _reads_of(statements, "service_agreements")
+    assert "dev mistry" in params and not any(f"practitioner {n}" in params for n in range(30))
+
+
+def test_a_record_without_an_out_of_area_action_or_a_service_gap_reads_neither(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    coordination.record_agreement(gw, "332", "Karen Hale", "336", "Head", "Coordinator")
+    with captured(gw.ledger.engine) as statements:
+        submit(gw, "332", "dudley-csv", DUDLEY.read_bytes(), "register.csv")
+    assert statements
+    assert _reads_of(statements, "service_agreements") == []
+    assert _reads_of(statements, "issues_log") == []  # nor stores an entry
+
+
+def test_a_service_gap_submitted_again_reads_its_own_entry_and_is_logged_once(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    submit(gw, "333", "sandwell-xml", SANDWELL.read_bytes(), SANDWELL.name)
+    (logged,) = views.issues_of(gw, "333")
+    with captured(gw.ledger.engine) as statements:
+        submit(gw, "333", "sandwell-xml", SANDWELL.read_bytes(), "again.xml")
+    assert [i.entry.entry_id for i in views.issues_of(gw, "333")] == [logged.entry.entry_id]
+    # The decision's read (``knowledge.known_issue_ids``), not the log's own check on storing.
+    ((_, params),) = [
+        r for r in _reads_of(statements, "issues_log") if "SELECT issues_log.entry_id" in r[0]
+    ]
+    assert logged.entry.entry_id in params

@@ -78,7 +78,10 @@ _SENT_CONTENT = select(
     messages.c.content_digest.is_not(None),
     messages.c.status.in_(CARRIED),
 )
-_ISSUE_IDS = select(issues_log.c.entry_id).where(issues_log.c.authority == bindparam("authority"))
+_ISSUE_IDS = select(issues_log.c.entry_id).where(
+    issues_log.c.authority == bindparam("authority"),
+    issues_log.c.entry_id.in_(bindparam("ids", expanding=True)),
+)
 
 
 def past_recipients(conn: Connection, authority: str, child_key: str) -> tuple[str, ...]:
@@ -126,8 +129,12 @@ def sent_content(conn: Connection, authority: str, case_ref: str) -> dict[tuple[
     return {(r[0], r[1]): r[2] for r in rows}
 
 
-def known_issue_ids(conn: Connection, authority: str) -> frozenset[str]:
-    rows = conn.execute(_ISSUE_IDS, {"authority": authority}).all()
+def known_issue_ids(conn: Connection, authority: str, asked: frozenset[str]) -> frozenset[str]:
+    """Which of the issues-log entries ``asked`` about ``authority`` has logged (none
+    read when none is asked: most records raise no service gap)."""
+    if not asked:
+        return frozenset()
+    rows = conn.execute(_ISSUE_IDS, {"authority": authority, "ids": sorted(asked)}).all()
     return frozenset(r[0] for r in rows)
 
 

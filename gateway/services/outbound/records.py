@@ -72,7 +72,7 @@ def known_for(gw: Gateway, conn: Connection, authority: str, result: Converted) 
     # The child's other records are read only where the decision can use them:
     # each read returned every earlier record about the child, so a register
     # with many records of one child cost more with every record (issue 14).
-    reads = reads_for(history, result, now)
+    reads = reads_for(history, result, now, authority, thread_id)
     return Known(
         authority=authority,
         directory=gw.settings.directory,
@@ -81,8 +81,8 @@ def known_for(gw: Gateway, conn: Connection, authority: str, result: Converted) 
         consent_history=history,
         thread=cases.get(conn, authority, thread_id),
         sent_notices=knowledge.thread_notices(conn, authority, thread_id),
-        agreements=frozenset(cases.agreements(conn, authority)),
-        known_issue_ids=knowledge.known_issue_ids(conn, authority),
+        agreements=cases.agreements_among(conn, authority, reads.agreements),
+        known_issue_ids=knowledge.known_issue_ids(conn, authority, reads.issue_ids),
         past_recipients=knowledge.past_recipients(conn, authority, key) if reads.withdrawal else (),
         held=(
             knowledge.held_copies(conn, authority, key)
