@@ -22,6 +22,7 @@ from adapters.base import Converted
 from gateway.cases.store import CaseThread
 from gateway.model import (
     BODY_TYPE,
+    Assessment,
     ConsentAction,
     ConsentRecord,
     ConsentScope,
@@ -97,6 +98,10 @@ class Known:
     # refuses to be taken without them.
     withdrawal_read: bool = True
     all_held_read: bool = True
+    # The agreements and issues-log entries looked up (``Reads``); None: all the
+    # authority has. A plan that asks about one not looked up is not taken.
+    agreements_read: frozenset[tuple[str, str]] | None = None
+    issue_ids_read: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,19 @@ def with_new(
     return (*history, entry)
 
 
+def _check_asked(known: Known, a: Assessment, correlation_id: str) -> None:
+    """LookupError when the plan will ask about an agreement or issues-log entry that
+    was not looked up: read as absent, it would send a notice again."""
+    if known.agreements_read is not None and not (
+        notices.agreements_asked(a) <= known.agreements_read
+    ):
+        raise LookupError(f"{a.case_ref}: the record's out-of-area agreements were not read")
+    if known.issue_ids_read is not None and not (
+        notices.issue_ids_asked(known.authority, correlation_id, a) <= known.issue_ids_read
+    ):
+        raise LookupError(f"{a.case_ref}: the record's service gaps were not looked up")
+
+
 def decide_record(known: Known, record: Converted, correlation_id: str) -> RecordDecision:
     """Everything one converted local record leads to (see the module's docstring)."""
     a = record.assessment
@@ -235,6 +253,7 @@ def decide_record(known: Known, record: Converted, correlation_id: str) -> Recor
         raise LookupError(
             f"{a.case_ref}: the record gives consent, but the child's held copies were not read"
         )
+    _check_asked(known, a, correlation_id)
     decision = RecordDecision(consent=after, new_consent=new)
     thread = known.thread
     ctx = rules.RecordContext(

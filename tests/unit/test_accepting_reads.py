@@ -229,7 +229,12 @@ def test_a_consent_change_envelope_is_not_decided_without_the_childs_other_messa
 
 
 def _reads_of(statements: list[tuple[str, Any]], table: str) -> list[tuple[str, Any]]:
-    return [(sql, params) for sql, params in statements if re.search(rf"\bFROM {table}\b", sql)]
+    """(SQL, parameter values) of the statements reading ``table``."""
+    return [
+        (sql, list(params.values()) if isinstance(params, dict) else list(params))
+        for sql, params in statements
+        if re.search(rf"\bFROM {table}\b", sql)
+    ]
 
 
 def test_a_record_reads_only_the_agreements_its_out_of_area_actions_ask_about(
@@ -239,13 +244,21 @@ def test_a_record_reads_only_the_agreements_its_out_of_area_actions_ask_about(
     # Years of out-of-area work: the authority's other agreements are not this record's.
     for n in range(30):
         coordination.record_agreement(gw, "336", f"Practitioner {n}", "335", "Head", "Coordinator")
+    # Dev Mistry's agreement to deliver in Sandwell is not one to deliver in Walsall.
+    coordination.record_agreement(gw, "336", "Dev Mistry", "334", "Head", "Coordinator")
+    outbound.submit_results(gw, "336", [_out_of_area(gw)])
+    flagged = [s for s in outbound_of(gw, "336", "EHM-77120") if s.kind == "OUT_OF_AREA_SERVICE"]
+    assert len(flagged) == 2
     coordination.record_agreement(
         gw, "336", "Dev Mistry", "335", "Head of Pastoral Care", "Wolverhampton CAF Co-ordinator"
     )
     with captured(gw.ledger.engine) as statements:
         outbound.submit_results(gw, "336", [_out_of_area(gw)])
-    # The one agreement asked about is found: Dev Mistry delivering in Walsall is agreed.
-    assert [s for s in outbound_of(gw, "336", "EHM-77120") if s.kind == "OUT_OF_AREA_SERVICE"] == []
+    # The one agreement asked about is found: Dev Mistry delivering in Walsall is agreed,
+    # so the record sent again flags nothing more.
+    assert [
+        s for s in outbound_of(gw, "336", "EHM-77120") if s.kind == "OUT_OF_AREA_SERVICE"
+    ] == flagged
     ((_, params),) = _reads_of(statements, "service_agreements")
     assert "dev mistry" in params and not any(f"practitioner {n}" in params for n in range(30))
 
@@ -262,15 +275,47 @@ def test_a_record_without_an_out_of_area_action_or_a_service_gap_reads_neither(
     assert _reads_of(statements, "issues_log") == []  # nor stores an entry
 
 
+def _issue_notices(gw: Gateway) -> list[str]:
+    return sorted(s.recipient for s in outbound_of(gw, "333") if s.kind == "IssueLogEntry")
+
+
+def test_a_plan_asking_about_an_agreement_or_issue_not_looked_up_is_not_taken(
+    tmp_path: Path,
+) -> None:
+    gw = memory_gateway(tmp_path)
+    record = _out_of_area(gw)
+    thread = "336:" + record.assessment.case_ref
+    known = Known(
+        authority="336",
+        directory=gw.settings.directory,
+        policy=gw.settings.policy,
+        now=gw.clock(),
+        consent_history=(),
+        thread=None,
+        agreements_read=frozenset(),
+        issue_ids_read=frozenset(),
+    )
+    with pytest.raises(LookupError, match="out-of-area agreements were not read"):
+        decide_record(known, record, thread)
+    asked = reads_for((), record, known.now, "336", thread)
+    assert asked.agreements == {("dev mistry", "335")}
+    decision = decide_record(replace(known, agreements_read=asked.agreements), record, thread)
+    assert decision.items
+
+
 def test_a_service_gap_submitted_again_reads_its_own_entry_and_is_logged_once(
     tmp_path: Path,
 ) -> None:
     gw = memory_gateway(tmp_path)
     submit(gw, "333", "sandwell-xml", SANDWELL.read_bytes(), SANDWELL.name)
     (logged,) = views.issues_of(gw, "333")
+    told = _issue_notices(gw)
+    assert told
     with captured(gw.ledger.engine) as statements:
         submit(gw, "333", "sandwell-xml", SANDWELL.read_bytes(), "again.xml")
     assert [i.entry.entry_id for i in views.issues_of(gw, "333")] == [logged.entry.entry_id]
+    # Found logged, the gap is not told to the other authorities again.
+    assert _issue_notices(gw) == told
     # The decision's read (``knowledge.known_issue_ids``), not the log's own check on storing.
     ((_, params),) = [
         r for r in _reads_of(statements, "issues_log") if "SELECT issues_log.entry_id" in r[0]

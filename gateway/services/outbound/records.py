@@ -93,6 +93,8 @@ def known_for(gw: Gateway, conn: Connection, authority: str, result: Converted) 
         sent_content=knowledge.sent_content(conn, authority, a.case_ref),
         withdrawal_read=reads.withdrawal,
         all_held_read=reads.all_held,
+        agreements_read=reads.agreements,
+        issue_ids_read=reads.issue_ids,
     )
 
 
