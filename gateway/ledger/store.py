@@ -47,6 +47,11 @@ class Ledger(OutboundQueries, InboundQueries):
         conditions = []
         if message_id is not None:
             conditions.append(messages.c.message_id == message_id)
+            if direction is None:
+                # Both directions, named: with the authority, the message-id index
+                # (direction, authority, message_id) finds it; without, SQLite read
+                # every message of the authority (issue 14).
+                conditions.append(messages.c.direction.in_([d.value for d in Direction]))
         if authority is not None:
             conditions.append(messages.c.authority == authority)
         if status is not None:

@@ -150,7 +150,12 @@ def id_used(conn: Connection, authority: str, message_id: str) -> bool:
     """Whether ``authority`` already has a message of that id (either direction)."""
     row = conn.execute(
         select(messages.c.id)
-        .where(messages.c.authority == authority, messages.c.message_id == message_id)
+        .where(
+            # Both directions named: the message-id index, not every message of the authority.
+            messages.c.direction.in_([d.value for d in Direction]),
+            messages.c.authority == authority,
+            messages.c.message_id == message_id,
+        )
         .limit(1)
     ).first()
     return row is not None
