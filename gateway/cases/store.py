@@ -276,13 +276,18 @@ def log(
     )
 
 
-def logged(conn: Connection, authority: str, kind: str, message_id: str) -> LogEntry | None:
-    """The first log entry of ``kind`` about ``message_id``."""
+def logged(
+    conn: Connection, authority: str, correlation_id: str, kind: str, message_id: str
+) -> LogEntry | None:
+    """The first log entry of ``kind`` about ``message_id`` on the thread ``correlation_id``
+    (found by the thread's index: by the kind and message alone, every log line of the
+    authority was read)."""
     flush_log(conn)
     r = conn.execute(
         select(case_log)
         .where(
             case_log.c.authority == authority,
+            case_log.c.correlation_id == correlation_id,
             case_log.c.kind == kind,
             case_log.c.message_id == message_id,
         )

@@ -322,7 +322,7 @@ def _existence_answer(ctx: ApplyContext, msg: Received, body: Notification) -> E
         )
     thread = str(query.correlation_id)
     kind = f"NOTICE_RECEIVED:{body.type.value}"
-    if cases.logged(ctx.conn, msg.authority, kind, asked) is not None:
+    if cases.logged(ctx.conn, msg.authority, thread, kind, asked) is not None:
         raise PolicyRefusal(
             sovereignty.RULE_UNSOLICITED_ANSWER,
             f"message {msg.message_id}: query {asked} was answered by {msg.sender} already; "

@@ -119,7 +119,13 @@ def existence_answer(gw: Kit, authority: str, query_id: str) -> ExistenceAnswer:
     ):
         raise NotFoundError(f"existence query {query_id} not found")
     with gw.ledger.transaction() as conn:
-        found = cases.logged(conn, authority, "NOTICE_RECEIVED:EXISTENCE_ANSWER", query_id[:64])
+        found = cases.logged(
+            conn,
+            authority,
+            records[0].correlation_id,
+            "NOTICE_RECEIVED:EXISTENCE_ANSWER",
+            query_id[:64],
+        )
         erased = conn.execute(
             select(tombstones.c.erased_at, tombstones.c.rule).where(
                 tombstones.c.message_pk == records[0].pk

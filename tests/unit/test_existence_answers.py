@@ -12,6 +12,8 @@ import pytest
 from policy_support import pump
 from sqlalchemy import select
 from support.api_attacks import ask_existence, existence_region
+from support.sql import captured
+from test_receiving_query_plans import plans
 
 from gateway.cases import store as cases
 from gateway.cases.tables import case_log
@@ -19,6 +21,7 @@ from gateway.context import Gateway
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.model import Detail, LegalBasis, Notification, NotificationType
+from gateway.services import views
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -93,3 +96,26 @@ def test_an_answer_to_a_notice_that_was_no_existence_query_is_refused(tmp_path: 
     answer = _at_334(gw, _answer_from_336(gw, env.header.message_id, env.header.correlation_id))
     assert answer.status is Status.QUARANTINED
     assert "existence.unsolicited-answer" in (answer.reason or "")
+
+
+def test_whether_a_query_was_answered_is_read_from_its_threads_log_alone(
+    tmp_path: Path,
+) -> None:
+    client, auth, gw = existence_region(tmp_path)
+    asked = ask_existence(client, auth, "Solihull MASH manager", "sibling at risk")
+    pump(gw)
+    query_id = asked.json()["message_id"]
+    with captured(gw.ledger.engine) as statements:
+        again = _at_334(gw, _answer_from_336(gw, query_id, str(uuid.uuid4())))
+        answer = views.existence_answer(gw, "334", query_id)
+    assert again.status is Status.QUARANTINED
+    assert (answer.answer or "").startswith("match=true; coordinator=")
+    reads = {
+        sql: plan
+        for sql, plan in plans(gw.ledger.engine, statements).items()
+        if "FROM case_log" in sql and "case_log.message_id" in sql
+    }
+    assert len(reads) == 1
+    # Not every log line of the authority (ix_case_log_notice on the authority alone).
+    for sql, plan in reads.items():
+        assert "ix_case_log_thread (authority=? AND correlation_id=?)" in plan, (sql, plan)
