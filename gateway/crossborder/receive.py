@@ -181,15 +181,19 @@ def on_consent_change(ctx: ApplyContext, msg: Received) -> Effect:
 
 
 def _restrict_from(conn: Connection, authority: str, sender: str, key: str) -> int:
-    """Restrict what ``sender`` disclosed to ``authority`` about the child; how many."""
+    """Restrict what ``sender`` disclosed to ``authority`` about the child; how many.
+
+    The child's messages are found by the child's index, then the sender's kept:
+    with the sender in the same condition, SQLite chose the sender's index and read
+    everything that authority had ever sent here (issue 14)."""
+    about_child = select(messages.c.id).where(
+        messages.c.direction == Direction.INBOUND.value,
+        messages.c.authority == authority,
+        messages.c.child_key == key,
+    )
     done = conn.execute(
         update(messages)
-        .where(
-            messages.c.direction == Direction.INBOUND.value,
-            messages.c.authority == authority,
-            messages.c.sender == sender,
-            messages.c.child_key == key,
-        )
+        .where(messages.c.id.in_(about_child), messages.c.sender == sender)
         .values(restricted=True)
     )
     return int(done.rowcount or 0)

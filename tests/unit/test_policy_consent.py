@@ -20,6 +20,8 @@ from policy_support import (
     pump,
     submit,
 )
+from support.sql import captured
+from test_receiving_query_plans import plans
 
 from gateway.crossborder import consent_store
 from gateway.crossborder.tables import metadata as policy_tables
@@ -136,8 +138,9 @@ def test_withdrawal_is_sent_to_past_recipients_who_restrict_the_childs_records(
     about_child = [r for r in received if r.message_type in ("Assessment", "ConsentChange")]
     assert len(about_child) == 2 and not any(r.restricted for r in about_child)
 
-    submit(gw, "336", "wolverhampton-json", _bytes(_episodes("EHM-77245")), "after.json")
-    pump(gw)
+    with captured(gw.ledger.engine) as statements:
+        submit(gw, "336", "wolverhampton-json", _bytes(_episodes("EHM-77245")), "after.json")
+        pump(gw)
     after = sorted(set(outbound_of(gw, "336", "EHM-77245")) - set(before))
     assert after == sorted(
         [
@@ -154,6 +157,13 @@ def test_withdrawal_is_sent_to_past_recipients_who_restrict_the_childs_records(
         )
     }
     assert all(received[r.message_id].restricted for r in about_child)
+    # Found by the child's index, not by everything 336 ever sent to 332.
+    (plan,) = [
+        p
+        for sql, p in plans(gw.ledger.engine, statements).items()
+        if sql.startswith("UPDATE messages SET restricted")
+    ]
+    assert "ix_messages_child (direction=? AND authority=? AND child_key=?)" in plan, plan
     inbox = gw.ledger.inbox("332")
     served = [envelope_of(gw, received[i.message_id]) for i in inbox]
     kinds = sorted(
