@@ -109,6 +109,7 @@ def test_whether_a_query_was_answered_is_read_from_its_threads_log_alone(
         again = _at_334(gw, _answer_from_336(gw, query_id, str(uuid.uuid4())))
         answer = views.existence_answer(gw, "334", query_id)
     assert again.status is Status.QUARANTINED
+    assert "answered by 336 already" in (again.reason or "")
     assert (answer.answer or "").startswith("match=true; coordinator=")
     reads = {
         sql: plan
@@ -116,6 +117,6 @@ def test_whether_a_query_was_answered_is_read_from_its_threads_log_alone(
         if "FROM case_log" in sql and "case_log.message_id" in sql
     }
     assert len(reads) == 1
-    # Not every log line of the authority (ix_case_log_notice on the authority alone).
+    # Not every log line of the authority (ix_case_log_thread on the authority alone).
     for sql, plan in reads.items():
         assert "ix_case_log_thread (authority=? AND correlation_id=?)" in plan, (sql, plan)

@@ -71,3 +71,9 @@ def test_a_local_systems_status_look_up_is_found_by_the_message_id_index(
     assert INDEX in plan, plan
     # Another authority's system is told nothing of it.
     assert client.get(f"/v1/messages/{message_id}", headers=sandwell).status_code == 404
+    # The dashboard's message detail, for the same local authority's user.
+    with captured(gw.ledger.engine) as statements:
+        detail = client.get(f"/v1/dashboard/messages/{message_id}", headers=dudley)
+    assert detail.status_code == 200, detail.text
+    (plan,) = [p for sql, p in _message_reads(gw, statements).items() if "message_id =" in sql]
+    assert INDEX in plan, plan
