@@ -88,9 +88,20 @@ def _handover_failing() -> ColumnElement[bool]:
     )
 
 
+# Every status that may need a human, and both directions, named beside the
+# conditions below, which say nothing SQLite can search an index by (an OR):
+# so the authority's messages in these statuses are found by ``ix_messages_inbox``
+# (authority, direction, status), where every message of the authority was read
+# at each scrape of the metrics and each look at the dashboard (issue 14).
+_MAY_NEED = sorted({*(s.value for s in _BY_STATUS), *_WAITING})
+_DIRECTIONS = [d.value for d in Direction]
+
+
 def _needing(codes: Sequence[str]) -> ColumnElement[bool]:
     return and_(
         messages.c.authority.in_(list(codes)),
+        messages.c.direction.in_(_DIRECTIONS),
+        messages.c.status.in_(_MAY_NEED),
         or_(
             and_(messages.c.status.in_([s.value for s in _BY_STATUS]), dismissed.not_dismissed()),
             _handover_failing(),

@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from local_systems import WebhookReceiver, secret_file, signed_inbound, with_connector
 from ops_helpers import Clock, FakeProbe, make_gateway, put
 from sqlalchemy import event
+from support.sql import captured
+from test_receiving_query_plans import plans
 
 from gateway import metrics
 from gateway.api.app import create_app
@@ -24,6 +26,7 @@ from gateway.context import Gateway
 from gateway.dashboard.view import build_view
 from gateway.ledger import audit
 from gateway.ledger.status import Direction, Status
+from gateway.ops import attention
 from gateway.services import receiving
 from gateway.transport.base import Delivery
 from tests.unit.test_metrics import labels, parse, scrape
@@ -316,3 +319,24 @@ def test_two_dismissals_of_one_message_at_once_record_one_dismissal_and_one_audi
         (True, "Jo", "row fixed and sent again")
     ]
     assert [e.event.action for e in audit.entries(gw.ledger)].count("DISMISS") == 1
+
+
+def test_what_needs_a_human_is_found_by_status_not_by_reading_every_message(
+    tmp_path: Path,
+) -> None:
+    gw = make_gateway(tmp_path)
+    for _ in range(3):  # the bulk of a ledger: delivered, needing no one
+        put(gw, "336", "332", Status.ACCEPTED, Status.SIGNED, Status.SENT, Status.DELIVERED)
+    put(gw, "336", "332", Status.DEAD_LETTERED, reason="no receipt from 332 after 6 sends")
+    with captured(gw.ledger.engine) as statements:
+        counted = attention.counts(gw.ledger, ["336"])
+        listed = attention.records(gw.ledger, ["336"], 50)
+    assert counted == {("336", attention.Need.DEAD_LETTERED): 1}
+    assert [r.status for r in listed] == [Status.DEAD_LETTERED]
+    found = plans(gw.ledger.engine, statements)
+    reads = [plan for sql, plan in found.items() if "FROM messages" in sql]
+    assert len(reads) == 2
+    for plan in reads:
+        # Each status that may need a human looked up in the index, not every message
+        # of the authority (``ix_messages_inbox (authority=?)`` alone) read.
+        assert "ix_messages_inbox (authority=? AND direction=? AND status=?)" in plan, plan
