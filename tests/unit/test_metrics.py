@@ -193,3 +193,36 @@ def test_unacknowledged_and_consumer_counts_per_queue_are_exported_when_known(
     assert got[("cafgw_queue_consumers", labels(queue="caf.inbox.332"))] == 1
     assert ("cafgw_queue_messages_unacknowledged", labels(queue="caf.inbox.336")) not in got
     assert got[("cafgw_queue_consumers", labels(queue="caf.inbox.336"))] == 0
+
+
+class _Timed:
+    """A read that takes ``took`` seconds on a clock of the test's own."""
+
+    def __init__(self, took: float) -> None:
+        self.now, self.took, self.reads = 0.0, took, 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def read(self) -> int:
+        self.reads += 1
+        self.now += self.took
+        return self.reads
+
+
+def test_a_costly_whole_ledger_count_is_made_again_only_once_fifty_times_its_cost_passed() -> None:
+    timed = _Timed(took=1.0)  # a ledger of some 700,000 messages
+    counts = metrics.Recount(timed.read, clock=timed.clock)
+    assert counts.get() == 1
+    timed.now += 15  # the next scrape: the last count is given again
+    assert counts.get() == 1
+    timed.now += 32  # 48 s after it was begun (it took 1 s)
+    assert counts.get() == 1 and timed.reads == 1
+    timed.now += 2  # 50 s
+    assert counts.get() == 2
+
+
+def test_a_cheap_count_is_made_at_every_scrape() -> None:
+    timed = _Timed(took=0.005)  # a ledger of a few thousand messages
+    counts = metrics.Recount(timed.read, clock=timed.clock)
+    assert [counts.get() for _ in range(3)] == [1, 2, 3]
