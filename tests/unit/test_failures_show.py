@@ -340,3 +340,12 @@ def test_what_needs_a_human_is_found_by_status_not_by_reading_every_message(
         # Each status that may need a human looked up in the index, not every message
         # of the authority (``ix_messages_inbox (authority=?)`` alone) read.
         assert "ix_messages_inbox (authority=? AND direction=? AND status=?)" in plan, plan
+
+
+def test_every_state_that_needs_a_human_is_among_the_statuses_looked_up() -> None:
+    # The look-up by status (``attention._MAY_NEED``) must not leave out a need added later.
+    for status in Status:
+        for direction in Direction:
+            for attempts in (0, 1):
+                if attention.need_of(status, direction, attempts) is not None:
+                    assert status.value in attention._MAY_NEED, (status, direction, attempts)

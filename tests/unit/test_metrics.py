@@ -226,3 +226,13 @@ def test_a_cheap_count_is_made_at_every_scrape() -> None:
     timed = _Timed(took=0.005)  # a ledger of a few thousand messages
     counts = metrics.Recount(timed.read, clock=timed.clock)
     assert [counts.get() for _ in range(3)] == [1, 2, 3]
+
+
+def test_a_count_held_up_for_long_is_made_again_within_five_minutes() -> None:
+    timed = _Timed(took=30.0)  # a ledger locked for 30 s (a migration, a stalled disk)
+    counts = metrics.Recount(timed.read, clock=timed.clock)
+    assert counts.get() == 1
+    timed.now = 299.0
+    assert counts.get() == 1
+    timed.now = 300.0
+    assert counts.get() == 2
