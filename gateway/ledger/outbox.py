@@ -499,14 +499,17 @@ class OutboundQueries(LedgerCore):
         return rows
 
     def latest_receipted_single_send(
-        self, authority: str, recipient: str, route: Route = Route.INBOX
+        self, authority: str, recipient: str, route: Route = Route.INBOX, after_pk: int = 0
     ) -> Receipted | None:
         """The newest of ``authority``'s messages to ``recipient`` on ``route`` that was sent
-        once and receipted.
+        once and receipted, if its key is above ``after_pk``.
 
         Its key orders it in the outbox, so every message sent once with a
         lower key went into the recipient's queue before it; so did every copy
-        last sent before it was made.
+        last sent before it was made. ``after_pk``: the lowest key of the messages
+        it is asked about; one below it was made before all of them and passed
+        none, and the read goes no further back (issue 14: the sent history of
+        the authority was read at every pass of a backlog).
         """
         query = (
             select(messages.c.id, messages.c.created_at)
@@ -517,6 +520,7 @@ class OutboundQueries(LedgerCore):
                 messages.c.route == route.value,
                 messages.c.attempts == 1,
                 messages.c.status.in_([s.value for s in RECEIPTED]),
+                messages.c.id > after_pk,
             )
             .order_by(messages.c.id.desc())
             .limit(1)

@@ -171,9 +171,14 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
     retried = {code for code, state in (states or {}).items() if _may_be_retried(state)}
     last_in_inbox = gw.ledger.last_in_inbox([r.pk for r in overdue if r.recipient in retried])
     # Per queue: a message on another route (an escalation queue) passes nothing here.
+    # One made before every overdue message of its queue passed none of them
+    # (``_passed``), so the read looks no further back than the oldest of them.
+    oldest: dict[tuple[str, str, Route], int] = {}
+    for r in overdue:
+        oldest[_queue(r)] = min(r.pk, oldest.get(_queue(r), r.pk))
     latest = {
-        queue: gw.ledger.latest_receipted_single_send(*queue)
-        for queue in {_queue(r) for r in overdue}
+        queue: gw.ledger.latest_receipted_single_send(*queue, after_pk=pk)
+        for queue, pk in oldest.items()
     }
     # A copy sent again is read only where a later message could have passed it.
     last_sent = gw.ledger.last_sent(

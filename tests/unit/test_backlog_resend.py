@@ -16,6 +16,8 @@ import pytest
 from policy_support import pump, settings_for
 from sqlalchemy import update
 from support.clock import Clock
+from support.sql import captured
+from test_receiving_query_plans import plans
 
 from gateway.context import Gateway, build
 from gateway.ledger import bodies, dismissed
@@ -487,3 +489,28 @@ def test_inbox_states_show_waiting_messages_consumers_and_missing_queues(gw: Gat
     states = transport_of(gw).inbox_states(["336", "334"])
     assert (states["336"].exists, states["336"].waiting, states["336"].consumers) == (True, 3, 0)
     assert not states["334"].exists
+
+
+def test_the_pass_check_reads_no_further_back_than_the_oldest_overdue_message(
+    gw: Gateway, clock: Clock
+) -> None:
+    for earlier in send(gw, 5):  # the authority's history, receipted long ago
+        receipted(gw, earlier)
+    first, later = send(gw, 2)
+    send(gw, 3)  # still waiting in the inbox: a backlog
+    receipted(gw, later)
+    clock.advance(DEADLINE_S + 1)
+    with captured(gw.ledger.engine) as statements:
+        delivery.resend_overdue(gw)
+    again = record(gw, first)
+    assert again.status == Status.RETRYING
+    assert "336 has receipted later messages" in (again.reason or "")
+    (read,) = [
+        (sql, params)
+        for sql, params in statements
+        if "messages.attempts =" in sql and "ORDER BY messages.id DESC" in sql
+    ]
+    # Bounded by the oldest overdue message's key: the receipted history before it unread.
+    assert again.pk in read[1]
+    (plan,) = plans(gw.ledger.engine, [read]).values()
+    assert "rowid>?" in plan, plan
