@@ -507,9 +507,13 @@ class OutboundQueries(LedgerCore):
         Its key orders it in the outbox, so every message sent once with a
         lower key went into the recipient's queue before it; so did every copy
         last sent before it was made. ``after_pk``: the lowest key of the messages
-        it is asked about; one below it was made before all of them and passed
-        none, and the read goes no further back (issue 14: the sent history of
-        the authority was read at every pass of a backlog).
+        it is asked about; one below it was recorded before all of them (ids are
+        handed out in the order rows are recorded, a PostgreSQL sequence without a
+        cache included), so it passed none, and the read goes no further back
+        (issue 14: the sent history of the authority was read at every pass of a
+        backlog). The same answers as without the bound, but where replicas'
+        clocks differ by more than a receipt deadline: then an older message whose
+        ``created_at`` is after a copy's last send no longer counts as passing it.
         """
         query = (
             select(messages.c.id, messages.c.created_at)

@@ -511,6 +511,6 @@ def test_the_pass_check_reads_no_further_back_than_the_oldest_overdue_message(
         if "messages.attempts =" in sql and "ORDER BY messages.id DESC" in sql
     ]
     # Bounded by the oldest overdue message's key: the receipted history before it unread.
-    assert again.pk in read[1]
+    assert tuple(read[1])[-3:] == (again.pk, 1, 0)  # id > ?, LIMIT 1 OFFSET 0
     (plan,) = plans(gw.ledger.engine, [read]).values()
     assert "rowid>?" in plan, plan
