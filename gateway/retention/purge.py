@@ -268,7 +268,13 @@ def _unreferenced(conn: Connection, authority: str, children: Collection[str]) -
         r[0]
         for r in conn.execute(
             select(messages.c.child_key, func.count())
-            .where(messages.c.authority == authority, messages.c.child_key.in_(list(children)))
+            .where(
+                # Both directions named: the child's index finds the children's
+                # messages, where every message of the authority was read (issue 14).
+                messages.c.direction.in_([d.value for d in Direction]),
+                messages.c.authority == authority,
+                messages.c.child_key.in_(list(children)),
+            )
             .group_by(messages.c.child_key)
         ).all()
     }

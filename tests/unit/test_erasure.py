@@ -14,6 +14,8 @@ from local_systems import with_connector
 from policy_support import envelope_of, pump, settings_for
 from retention_support import JAYDEN, SIOBHAN, Clock, dudley_shared, found_in, region
 from sqlalchemy import delete, update
+from support.sql import captured
+from test_receiving_query_plans import plans
 
 from gateway.connectors import deadline, handover
 from gateway.context import Gateway
@@ -376,3 +378,19 @@ def test_erasure_at_the_sender_asks_each_recipient_to_erase_by_signed_notice(
     # Each recipient erased its copies on receipt, and its receipt said so.
     assert {o.action for o in sent} == {"ERASED"}
     assert found_in(tmp_path, SIOBHAN) == {}
+
+
+def test_an_erasure_looks_up_the_childs_remaining_messages_by_the_childs_index(
+    tmp_path: Path,
+) -> None:
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    with captured(gw.ledger.engine) as statements:
+        erasure.erase_child(
+            gw, "336", "J332412014017", ground=GROUND, reference="DPO/2026/118", actor="DPO"
+        )
+    assert set(found_in(tmp_path, JAYDEN)) == set(JAYDEN)  # another child's stay
+    found = plans(gw.ledger.engine, statements)
+    (plan,) = [p for sql, p in found.items() if "GROUP BY messages.child_key" in sql]
+    # Not every message of the authority (``ix_messages_inbox (authority=?)``) read.
+    assert "ix_messages_child (direction=? AND authority=? AND child_key=?)" in plan, plan
