@@ -61,6 +61,12 @@ class Caller:
         return self.is_admin or self.authority == authority
 
     @property
+    def narrowed_to(self) -> str | None:
+        """The one authority this caller's look-ups may be narrowed to, so that an index
+        finds them (``Ledger.find``); None for an administrator, who sees every one."""
+        return None if self.is_admin else self.authority
+
+    @property
     def actor(self) -> str:
         """How audit entries name this caller: the person, their role, the key."""
         acting = "admin" if self.is_admin else f"for {self.authority}"

@@ -147,8 +147,7 @@ def detail(gw: Gateway, who: Caller, message_id: str) -> Detail:
     """Every copy of ``message_id`` that ``who`` may see, with history and audit entries."""
     codes = set(authorities_for(gw, who, None))
     # One authority's look-up is found by the message-id index (``api.routes.messages``).
-    mine = None if who.is_admin else who.authority
-    found = gw.ledger.find(message_id=message_id[:64], authority=mine)
+    found = gw.ledger.find(message_id=message_id[:64], authority=who.narrowed_to)
     records = [r for r in found if r.authority in codes]
     if not records:
         raise NotFoundError(f"message {message_id} not found")

@@ -21,7 +21,7 @@ from sqlalchemy.sql.selectable import CompoundSelect
 
 from gateway.ledger.bodies import BODY
 from gateway.ledger.core import LedgerCore, as_utc
-from gateway.ledger.in_lists import among, bind, in_list, size_of
+from gateway.ledger.in_lists import bind, in_list, size_of
 from gateway.ledger.records import (
     InboundKnown,
     InboundSeen,
@@ -29,7 +29,7 @@ from gateway.ledger.records import (
     ReceiptDue,
 )
 from gateway.ledger.status import HANDED_OVER, IN_INBOX, Direction, Route, Status
-from gateway.ledger.tables import history, messages
+from gateway.ledger.tables import EITHER_DIRECTION, history, messages
 
 
 # The recording transaction's reads, built once with bound parameters (found in
@@ -42,7 +42,7 @@ from gateway.ledger.tables import history, messages
 # it (``InboundKnown.holders``). Both directions named, so the index is searched.
 def _inbound(ids: int) -> tuple[ColumnElement[bool], ...]:
     return (
-        among(messages.c.direction, (Direction.INBOUND.value, Direction.OUTBOUND.value)),
+        EITHER_DIRECTION,
         messages.c.authority == bindparam("authority"),
         in_list(messages.c.message_id, "ids", ids),
     )

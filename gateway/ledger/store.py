@@ -22,7 +22,7 @@ from gateway.ledger.records import (
     MessageRecord,
 )
 from gateway.ledger.status import Direction, Status
-from gateway.ledger.tables import history, messages
+from gateway.ledger.tables import EITHER_DIRECTION, history, messages
 
 __all__ = ["Clock", "Ledger", "LedgerCore", "as_utc", "make_engine", "utc_now"]
 
@@ -48,10 +48,8 @@ class Ledger(OutboundQueries, InboundQueries):
         if message_id is not None:
             conditions.append(messages.c.message_id == message_id)
             if direction is None:
-                # Both directions, named: with the authority, the message-id index
-                # (direction, authority, message_id) finds it; without, SQLite read
-                # every message of the authority (issue 14).
-                conditions.append(messages.c.direction.in_([d.value for d in Direction]))
+                # With the authority, the message-id index finds it.
+                conditions.append(EITHER_DIRECTION)
         if authority is not None:
             conditions.append(messages.c.authority == authority)
         if status is not None:

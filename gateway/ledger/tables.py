@@ -22,6 +22,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from gateway.ledger.in_lists import among
+from gateway.ledger.status import Direction
+
 metadata = MetaData()
 
 # One row per message per hosted authority and direction. For outbound rows
@@ -85,6 +88,10 @@ Index(
 Index("ix_messages_message_id", messages.c.direction, messages.c.authority, messages.c.message_id)
 Index("ix_messages_child", messages.c.direction, messages.c.authority, messages.c.child_key)
 Index("ix_messages_case", messages.c.direction, messages.c.authority, messages.c.case_ref)
+# These indexes start with the direction: a read of either direction names both, so
+# that they are searched (by the authority alone, SQLite read every message of the
+# authority; issue 14).
+EITHER_DIRECTION = among(messages.c.direction, (d.value for d in Direction))
 
 # The exact signed bytes of a message, written once with it and never changed:
 # re-sends use the same bytes, so the same digest. Apart from its row because

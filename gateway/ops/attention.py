@@ -46,7 +46,7 @@ from gateway.ledger.core import as_utc
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
-from gateway.ledger.tables import dismissals, messages
+from gateway.ledger.tables import EITHER_DIRECTION, dismissals, messages
 
 
 class Need(StrEnum):
@@ -94,13 +94,12 @@ def _handover_failing() -> ColumnElement[bool]:
 # (authority, direction, status), where every message of the authority was read
 # at each scrape of the metrics and each look at the dashboard (issue 14).
 _MAY_NEED = sorted({*(s.value for s in _BY_STATUS), *_WAITING})
-_DIRECTIONS = [d.value for d in Direction]
 
 
 def _needing(codes: Sequence[str]) -> ColumnElement[bool]:
     return and_(
         messages.c.authority.in_(list(codes)),
-        messages.c.direction.in_(_DIRECTIONS),
+        EITHER_DIRECTION,
         messages.c.status.in_(_MAY_NEED),
         or_(
             and_(messages.c.status.in_([s.value for s in _BY_STATUS]), dismissed.not_dismissed()),

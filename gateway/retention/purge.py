@@ -33,7 +33,7 @@ from gateway.crossborder.existence_held import HeldQuery
 from gateway.feature import Kit
 from gateway.ledger import audit, bodies, dismissed
 from gateway.ledger.status import OUTBOX_STATES, Direction, Status
-from gateway.ledger.tables import history, messages
+from gateway.ledger.tables import EITHER_DIRECTION, history, messages
 from gateway.retention import erasers, held_queries, local_copies
 from gateway.retention.local_copies import ParkedCopy
 from gateway.retention.plan import Due, emptied
@@ -269,9 +269,7 @@ def _unreferenced(conn: Connection, authority: str, children: Collection[str]) -
         for r in conn.execute(
             select(messages.c.child_key, func.count())
             .where(
-                # Both directions named: the child's index finds the children's
-                # messages, where every message of the authority was read (issue 14).
-                messages.c.direction.in_([d.value for d in Direction]),
+                EITHER_DIRECTION,  # the child's index
                 messages.c.authority == authority,
                 messages.c.child_key.in_(list(children)),
             )

@@ -175,7 +175,8 @@ def decide_all(gw: Gateway, overdue: Sequence[MessageRecord]) -> list[Decision]:
     # (``_passed``), so the read looks no further back than the oldest of them.
     oldest: dict[tuple[str, str, Route], int] = {}
     for r in overdue:
-        oldest[_queue(r)] = min(r.pk, oldest.get(_queue(r), r.pk))
+        queue = _queue(r)
+        oldest[queue] = min(r.pk, oldest.get(queue, r.pk))
     latest = {
         queue: gw.ledger.latest_receipted_single_send(*queue, after_pk=pk)
         for queue, pk in oldest.items()

@@ -13,7 +13,7 @@ from gateway.crossborder import consent_store
 from gateway.crossborder.issues_store import issues_log
 from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import DISCLOSING, HAS_LEFT, OUTBOX_STATES, Direction, Status
-from gateway.ledger.tables import messages
+from gateway.ledger.tables import EITHER_DIRECTION, messages
 from gateway.model import LegalBasis, Purpose
 from gateway.policy.consent import RegisterEntry
 from gateway.policy.decision import HeldCopy, QueuedCopy
@@ -151,8 +151,7 @@ def id_used(conn: Connection, authority: str, message_id: str) -> bool:
     row = conn.execute(
         select(messages.c.id)
         .where(
-            # Both directions named: the message-id index, not every message of the authority.
-            messages.c.direction.in_([d.value for d in Direction]),
+            EITHER_DIRECTION,  # the message-id index
             messages.c.authority == authority,
             messages.c.message_id == message_id,
         )
