@@ -434,6 +434,9 @@ def _waiting_at_sandwell(
     with region(tmp_path / "region", vhost, delivery=steps) as r:
         r.submit("332", DUDLEY.read_bytes(), DUDLEY.name)
         wait_for(failed.is_set, what="Sandwell's first try at Dudley's Assessment")
+        # Dudley records SENT once the broker's confirm is back, which may come after
+        # Sandwell has taken the message already.
+        wait_for(lambda: _sent(r, "333").status != Status.SIGNED, what="Dudley's confirm recorded")
         yield r, _sent(r, "333")
 
 
