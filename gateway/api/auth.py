@@ -24,7 +24,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,11 +60,12 @@ class Caller:
     def may_see(self, authority: str) -> bool:
         return self.is_admin or self.authority == authority
 
-    @property
-    def narrowed_to(self) -> str | None:
-        """The one authority this caller's look-ups may be narrowed to, so that an index
-        finds them (``Ledger.find``); None for an administrator, who sees every one."""
-        return None if self.is_admin else self.authority
+    def looks_in(self, hosted: Sequence[str]) -> tuple[str, ...]:
+        """The authorities of ``hosted`` whose messages this caller may look up: every
+        one for an administrator, else its own. Named in a look-up by message id, they
+        let the message-id index find it, where naming none read the whole ledger
+        (``Ledger.find``; issue 14)."""
+        return tuple(code for code in hosted if self.may_see(code))
 
     @property
     def actor(self) -> str:

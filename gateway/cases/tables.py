@@ -43,6 +43,9 @@ case_threads = Table(
     UniqueConstraint("authority", "correlation_id", name="uq_case_thread"),
 )
 Index("ix_case_threads_ref", case_threads.c.authority, case_threads.c.case_ref)
+# An erasure finds the child's threads by its key (migration 0010; before, every
+# thread of the authority was read).
+Index("ix_case_threads_child", case_threads.c.authority, case_threads.c.child_key)
 
 # What happened on the thread: governing switches, notices sent and received,
 # evaluations. `notice_key` makes a notice idempotent across re-submissions.

@@ -205,28 +205,37 @@ def received_as(conn: Connection, authority: str, pks: Collection[int]) -> list[
     """``authority``'s held queries, undecided or with personal fields, whose ledger row
     as received is one of ``pks``."""
     wanted = sorted(pks)
-    if not wanted:
-        return []
     c = existence_held.c
     found: list[HeldQuery] = []
+    # The rows by their keys, then the queries by their ids: joined in one statement,
+    # SQLite read every message the authority had received to find them (issue 14).
     for start in range(0, len(wanted), 500):
+        # (By their keys alone: with the direction and authority beside them, SQLite
+        # took those for the search.)
+        sent = {
+            (sender, message_id)
+            for sender, message_id, direction, of in conn.execute(
+                select(
+                    messages.c.sender,
+                    messages.c.message_id,
+                    messages.c.direction,
+                    messages.c.authority,
+                ).where(messages.c.id.in_(wanted[start : start + 500]))
+            )
+            if direction == Direction.INBOUND.value and of == authority
+        }
+        if not sent:
+            continue
         rows = conn.execute(
             select(existence_held)
-            .join(
-                messages,
-                and_(
-                    messages.c.authority == c.authority,
-                    as_received(c.requester, c.message_id),
-                ),
-            )
             .where(
+                c.message_id.in_(sorted({message_id for _, message_id in sent})),
                 c.authority == authority,
                 _unfinished(),
-                messages.c.id.in_(wanted[start : start + 500]),
             )
             .order_by(c.id)
         )
-        found += [_of(r) for r in rows]
+        found += [q for q in map(_of, rows) if (q.requester, q.message_id) in sent]
     return found
 
 

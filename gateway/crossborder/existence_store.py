@@ -31,6 +31,9 @@ existence_index = Table(
     Column("correlation_id", String(64), nullable=False),
 )
 Index("ix_existence_hash", existence_index.c.authority, existence_index.c.keyed_hash)
+# An erasure's entries of the child's threads (migration 0010; before, every entry of
+# the authority was read).
+Index("ix_existence_thread", existence_index.c.authority, existence_index.c.correlation_id)
 
 
 # Built once (bound parameters, "expanding" IN): one read per case, found in

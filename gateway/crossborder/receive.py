@@ -29,7 +29,7 @@ from gateway.ledger import audit
 from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction
 from gateway.ledger.store import Ledger
-from gateway.ledger.tables import messages
+from gateway.ledger.tables import EXISTENCE_QUERIES, messages
 from gateway.model import (
     Assessment,
     Audience,
@@ -382,7 +382,7 @@ def _check_existence_rate(ctx: ApplyContext, msg: Received, where: str) -> None:
                 messages.c.direction == Direction.INBOUND.value,
                 messages.c.authority == msg.authority,
                 messages.c.sender == msg.sender,
-                messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
+                EXISTENCE_QUERIES,  # as the index's condition is written: searched by it
                 messages.c.legal_basis == basis.value,
                 messages.c.created_at >= since,
             )

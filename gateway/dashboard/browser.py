@@ -145,10 +145,8 @@ def find(gw: Gateway, who: Caller, q: Query) -> Found:
 
 def detail(gw: Gateway, who: Caller, message_id: str) -> Detail:
     """Every copy of ``message_id`` that ``who`` may see, with history and audit entries."""
-    codes = set(authorities_for(gw, who, None))
-    # One authority's look-up is found by the message-id index (``api.routes.messages``).
-    found = gw.ledger.find(message_id=message_id[:64], authority=who.narrowed_to)
-    records = [r for r in found if r.authority in codes]
+    codes = authorities_for(gw, who, None)
+    records = gw.ledger.find(message_id=message_id[:64], authorities=codes)
     if not records:
         raise NotFoundError(f"message {message_id} not found")
     lines = lines_of(gw.ledger, records, who, now=gw.clock())

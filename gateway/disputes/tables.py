@@ -55,6 +55,8 @@ disputes = Table(
     UniqueConstraint("authority", "dispute_id", name="uq_dispute"),
 )
 Index("ix_disputes_clock", disputes.c.resolved, disputes.c.deadline)
+# An erasure's disputes about the child's threads (migration 0010).
+Index("ix_disputes_thread", disputes.c.authority, disputes.c.correlation_id)
 
 # The history; merged from both sides' messages, each event once.
 dispute_events = Table(
@@ -98,3 +100,6 @@ escalations = Table(
     UniqueConstraint("authority", "escalation_id", name="uq_dispute_escalation"),
 )
 Index("ix_dispute_escalations_due", escalations.c.status, escalations.c.ack_due_at)
+# A dispute's escalations, by its id (each escalation received and acknowledged, an
+# erasure; migration 0010).
+Index("ix_dispute_escalations_dispute", escalations.c.authority, escalations.c.dispute_id)

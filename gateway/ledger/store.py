@@ -7,6 +7,7 @@ and reporting live here.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import (
@@ -42,8 +43,10 @@ class Ledger(OutboundQueries, InboundQueries):
         since: datetime | None = None,
         limit: int = 200,
         with_history: bool = True,
+        authorities: Collection[str] | None = None,
     ) -> list[MessageRecord]:
-        """Messages matching every given filter, newest first."""
+        """Messages matching every given filter, newest first. ``authorities``: of any of
+        those (none matches an empty one)."""
         conditions = []
         if message_id is not None:
             conditions.append(messages.c.message_id == message_id)
@@ -52,6 +55,8 @@ class Ledger(OutboundQueries, InboundQueries):
                 conditions.append(EITHER_DIRECTION)
         if authority is not None:
             conditions.append(messages.c.authority == authority)
+        if authorities is not None:
+            conditions.append(messages.c.authority.in_(sorted(authorities)))
         if status is not None:
             conditions.append(messages.c.status == status.value)
         if direction is not None:

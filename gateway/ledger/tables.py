@@ -7,9 +7,12 @@ change here needs a revision (docs/architecture.md, "Changing the schema").
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -20,10 +23,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    literal_column,
 )
 
 from gateway.ledger.in_lists import among
 from gateway.ledger.status import Direction
+from gateway.model import Purpose
 
 metadata = MetaData()
 
@@ -72,7 +78,11 @@ messages = Table(
 Index("ix_messages_outbox", messages.c.direction, messages.c.status, messages.c.next_attempt_at)
 Index("ix_messages_inbox", messages.c.authority, messages.c.direction, messages.c.status)
 Index("ix_messages_receipt_due", messages.c.receipt_due)
-Index("ix_messages_correlation", messages.c.correlation_id)
+# A thread's messages; with the authority second, the reads that name both (the
+# retention's threads emptied and their states, an erasure's messages of the
+# child's threads) search it by both: by the correlation id alone SQLite chose the
+# inbox index on the authority, every message of it (migration 0010, issue 14).
+Index("ix_messages_thread", messages.c.correlation_id, messages.c.authority)
 # The receiver's content dedup and the sender's per-record reads (past
 # recipients, held and queued copies of the child, the case's sent content):
 # without these each scanned every message of the authority (issue 14).
@@ -92,6 +102,35 @@ Index("ix_messages_case", messages.c.direction, messages.c.authority, messages.c
 # that they are searched (by the authority alone, SQLite read every message of the
 # authority; issue 14).
 EITHER_DIRECTION = among(messages.c.direction, (d.value for d in Direction))
+
+
+def about_child(key: str, threads: Collection[str]) -> tuple[ColumnElement[bool], ...]:
+    """The messages about a child, in parts: under its key, and on one of ``threads``
+    (the existence queries asked about it carry no child key). With the authority
+    named, each part is an index search (the child's, the thread's); read each on its
+    own and merge. As one OR, SQLite read every message of the authority through the
+    inbox index, as it did when the child's part named no direction (an erasure, a
+    subject access report; issue 14)."""
+    on_threads = (messages.c.correlation_id.in_(sorted(threads)),) if threads else ()
+    return (and_(EITHER_DIRECTION, messages.c.child_key == key), *on_threads)
+
+
+# Existence queries received, by their sender and basis: the asked gateway's count of a
+# requester's queries in 24 hours read everything that requester had ever sent
+# (``crossborder.receive``). Partial, so that no other message pays for it on insert;
+# a read names ``EXISTENCE_QUERIES`` as written here, for SQLite to know the index
+# holds its rows (migration 0010).
+EXISTENCE_QUERIES = messages.c.purpose == literal_column(f"'{Purpose.EXISTENCE_CHECK.value}'")
+Index(
+    "ix_messages_existence_asked",
+    messages.c.direction,
+    messages.c.authority,
+    messages.c.sender,
+    messages.c.legal_basis,
+    messages.c.created_at,
+    sqlite_where=EXISTENCE_QUERIES,
+    postgresql_where=EXISTENCE_QUERIES,
+)
 
 # The exact signed bytes of a message, written once with it and never changed:
 # re-sends use the same bytes, so the same digest. Apart from its row because

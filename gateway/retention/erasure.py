@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, or_, select
+from sqlalchemy import Connection, insert, select
 
 from gateway.cases.tables import case_threads
 from gateway.crossborder import existence_asked
@@ -26,7 +26,7 @@ from gateway.crossborder.children import resolve_child
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.feature import Kit
 from gateway.ledger.status import DISCLOSING, HAS_LEFT, OUTBOX_STATES, Direction, Status
-from gateway.ledger.tables import history, messages
+from gateway.ledger.tables import EITHER_DIRECTION, about_child, history, messages
 from gateway.lifecycle.tables import recalls
 from gateway.model import (
     ERASURE_NAMED_MAX,
@@ -72,7 +72,7 @@ def _threads(conn: Connection, authority: str, key: str) -> set[str]:
         r[0]
         for r in conn.execute(
             select(messages.c.correlation_id).where(
-                messages.c.authority == authority, messages.c.child_key == key
+                EITHER_DIRECTION, messages.c.authority == authority, messages.c.child_key == key
             )
         ).all()
     }
@@ -90,8 +90,12 @@ def _threads(conn: Connection, authority: str, key: str) -> set[str]:
 
 
 def _due(conn: Connection, authority: str, key: str, threads: set[str], rule: str) -> list[Due]:
-    about = or_(messages.c.child_key == key, messages.c.correlation_id.in_(sorted(threads)))
-    return due_where(conn, authority, about, rule)
+    found = {
+        d.pk: d
+        for part in about_child(key, threads)
+        for d in due_where(conn, authority, part, rule)
+    }
+    return [found[pk] for pk in sorted(found)]
 
 
 def plan_erasure(kit: Kit, authority: str, ref: str, reference: str) -> ErasurePlan:

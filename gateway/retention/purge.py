@@ -122,6 +122,7 @@ def erased_earlier(conn: Connection, authority: str, most: int) -> list[int]:
         select(messages.c.id)
         .where(
             messages.c.authority == authority,
+            EITHER_DIRECTION,  # with the statuses, the inbox index's key range
             messages.c.status.in_([s.value for s in dismissed.DISMISSABLE]),
             exists().where(tombstones.c.message_pk == messages.c.id),
             ~bodies.HAS_BODY,

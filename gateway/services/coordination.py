@@ -21,7 +21,7 @@ from gateway.errors import ConflictError, NotFoundError, PolicyRefusal
 from gateway.ledger import audit, locks
 from gateway.ledger.records import NewMessage
 from gateway.ledger.status import Direction, Status
-from gateway.ledger.tables import messages
+from gateway.ledger.tables import EXISTENCE_QUERIES, messages
 from gateway.lifecycle.tables import recalls
 from gateway.model import (
     Body,
@@ -284,7 +284,8 @@ def _over_rate(
     conditions = [
         messages.c.direction == Direction.OUTBOUND.value,
         messages.c.authority == authority,
-        messages.c.purpose == Purpose.EXISTENCE_CHECK.value,
+        messages.c.sender == authority,  # as every outbound row: the index names it
+        EXISTENCE_QUERIES,  # as the index's condition is written: searched by it
         messages.c.legal_basis == basis.value,
         messages.c.status != Status.REJECTED.value,
         messages.c.created_at >= since,

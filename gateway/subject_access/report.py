@@ -28,8 +28,14 @@ from gateway.ledger import audit
 from gateway.ledger.bodies import BODY, WITH_BODY
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import as_utc
+from gateway.ledger.tables import (
+    about_child,
+    audit_subjects,
+    history,
+    message_bodies,
+    messages,
+)
 from gateway.ledger.tables import audit as audit_table
-from gateway.ledger.tables import audit_subjects, history, message_bodies, messages
 from gateway.lifecycle.outcomes import outcomes_of
 from gateway.model import AccessNotice, Child, LegalBasis, Notification
 from gateway.policy.consent import LOCAL, RegisterEntry
@@ -215,17 +221,14 @@ def build(gw: Gateway, authority: str, ref: str, actor: str) -> SubjectAccessRep
         # The existence queries asked about the child carry no child key: their threads
         # (the query, its answer) are the child's as an erasure of it takes them.
         asked = sorted(existence_asked.threads_about(conn, authority, key))
-        rows = [
-            r._mapping
+        found = {
+            r.id: r._mapping
+            for part in about_child(key, asked)
             for r in conn.execute(
-                select(messages, BODY)
-                .where(
-                    messages.c.authority == authority,
-                    or_(messages.c.child_key == key, messages.c.correlation_id.in_(asked)),
-                )
-                .order_by(messages.c.id)
+                select(messages, BODY).where(messages.c.authority == authority, part)
             ).all()
-        ]
+        }
+        rows = [found[pk] for pk in sorted(found)]
         decisions = consent_store.entries(conn, authority, key)
         if not rows and not decisions:
             raise NotFoundError(f"child {ref} not found")

@@ -10,6 +10,7 @@ as the schema moves on.
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,10 +172,46 @@ def code_tables() -> MetaData:
 
 def differences(engine: Engine) -> list[Any]:
     """What the migrated database on ``engine`` and the code's tables disagree on
-    (Alembic's autogenerate comparison: tables, columns, types, indexes, constraints)."""
+    (Alembic's autogenerate comparison: tables, columns, types, indexes, constraints;
+    and the condition of each partial index, which Alembic does not compare)."""
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        return list(compare_metadata(context, code_tables()))
+        return list(compare_metadata(context, code_tables())) + _partial_differences(conn)
+
+
+def _condition(sql: str) -> str:
+    """An index's condition as both databases can be compared by: PostgreSQL writes
+    ``((purpose)::text = 'X'::text)`` what SQLite keeps as ``purpose = 'X'``, and the
+    code names the column with its table."""
+    return re.sub(r"::\w+|[()\s]|\b\w+\.(?=[a-z_])", "", sql).lower()
+
+
+def _partial_differences(conn: Connection) -> list[Any]:
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        found = conn.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        ).all()
+    else:
+        found = conn.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()")
+        ).all()
+    built = {
+        name: _condition(sql.split(" WHERE ", 1)[1]) for name, sql in found if " WHERE " in sql
+    }
+    wanted = {
+        str(index.name): _condition(
+            str(where.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        )
+        for table in code_tables().tables.values()
+        for index in table.indexes
+        if (where := index.dialect_options[dialect].get("where")) is not None
+    }
+    return [
+        ("partial index condition", name, built.get(name), wanted.get(name))
+        for name in sorted(set(built) | set(wanted))
+        if built.get(name) != wanted.get(name)
+    ]
 
 
 def migrations_with(folder: Path, revision: str) -> Path:

@@ -3,6 +3,7 @@ its commits."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,3 +40,34 @@ def commits_during(engine: Engine, work: Callable[[], object]) -> int:
     finally:
         event.remove(engine, "commit", counted)
     return count
+
+
+# A search constrained by nothing but the authority (and direction): every row of
+# that authority is read, however few the statement wants.
+AUTHORITY_ONLY = re.compile(
+    r"\((?:authority=\?|direction=\?)(?: AND (?:authority|direction)=\?)?\)"
+)
+
+
+def plans(
+    engine: Engine, statements: list[tuple[str, Any]], kinds: tuple[str, ...] = ("SELECT", "UPDATE")
+) -> dict[str, str]:
+    """SQLite's query plan of each distinct statement of ``kinds`` among ``statements``."""
+    out: dict[str, str] = {}
+    with engine.connect() as conn:
+        for sql, params in statements:
+            if sql in out or not sql.lstrip().upper().startswith(kinds):
+                continue
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, tuple(params)).all()
+            out[sql] = "\n".join(str(r[-1]) for r in rows)
+    return out
+
+
+def unbounded(plan: str) -> list[str]:
+    """The lines of ``plan`` that read a whole table, or every row of an authority (a
+    subquery's own result, scanned, aside)."""
+    return [
+        line
+        for line in plan.splitlines()
+        if ("SCAN" in line and not line.startswith("SCAN anon_")) or AUTHORITY_ONLY.search(line)
+    ]

@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 from policy_support import DUDLEY, SANDWELL, memory_gateway, outbound_of, submit
-from support.sql import captured
+from support.sql import captured, plans
 from test_policy_consent import _before_withdrawal, _bytes, _episodes
 from test_policy_governing import _out_of_area
-from test_receiving_query_plans import plans
 
 from adapters.base import Converted
 from gateway.context import Gateway

@@ -16,8 +16,7 @@ import pytest
 from policy_support import pump, settings_for
 from sqlalchemy import update
 from support.clock import Clock
-from support.sql import captured
-from test_receiving_query_plans import plans
+from support.sql import captured, plans
 
 from gateway.context import Gateway, build
 from gateway.ledger import bodies, dismissed

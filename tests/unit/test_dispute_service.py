@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from support.sql import captured, plans
 
 from gateway.disputes import escalations, handover, service
 from gateway.disputes.escalations import EscalationStatus
@@ -145,6 +146,35 @@ def test_resolving_at_the_coordinators_stage_stops_the_clock_and_tells_both(
             ("ESCALATION", EscalationStatus.CLOSED),
             ("RESOLUTION", EscalationStatus.PENDING),
         }
+
+
+def test_a_disputes_escalations_are_found_by_its_id_not_among_all_the_authoritys(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: without an index on the dispute id (migration 0010), closing a
+    # resolved dispute's escalations and listing them read every escalation of the
+    # authority.
+    clock = Clock()
+    gw = memory_gateway(tmp_path, clock=clock)
+    raised = service.raise_dispute(gw.kit, "332", request())
+    assert raised.deadline is not None
+    clock.set(raised.deadline)
+    service.escalate_due(gw.kit)
+    drain(gw)
+    with captured(gw.ledger.engine) as statements:
+        service.resolve(gw.kit, "336", raised.dispute_id, "Coordinator", "Agreed.", None)
+        drain(gw)
+        assert len(escalations.for_dispute(gw.ledger, "332", raised.dispute_id)) == 2
+    by_dispute = {
+        sql: plan
+        for sql, plan in plans(gw.ledger.engine, statements).items()
+        if "dispute_escalations.dispute_id = ?" in sql
+    }
+    assert len(by_dispute) >= 2, by_dispute  # the escalations closed, and listed
+    for sql, plan in by_dispute.items():
+        assert "ix_dispute_escalations_dispute (authority=? AND dispute_id=?)" in plan, (
+            f"{sql}\n{plan}"
+        )
 
 
 def test_a_resolved_dispute_refuses_further_action(tmp_path: Path) -> None:

@@ -14,8 +14,7 @@ from local_systems import with_connector
 from policy_support import envelope_of, pump, settings_for
 from retention_support import JAYDEN, SIOBHAN, Clock, dudley_shared, found_in, region
 from sqlalchemy import delete, update
-from support.sql import captured
-from test_receiving_query_plans import plans
+from support.sql import captured, plans, unbounded
 
 from gateway.connectors import deadline, handover
 from gateway.context import Gateway
@@ -394,3 +393,29 @@ def test_an_erasure_looks_up_the_childs_remaining_messages_by_the_childs_index(
     (plan,) = [p for sql, p in found.items() if "GROUP BY messages.child_key" in sql]
     # Not every message of the authority (``ix_messages_inbox (authority=?)``) read.
     assert "ix_messages_child (direction=? AND authority=? AND child_key=?)" in plan, plan
+
+
+def test_erasing_a_child_reads_and_changes_each_table_by_the_child_or_its_threads(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: the child's threads, its messages of either direction, its threads'
+    # existence-index entries and disputes, and the held queries' rows as received were
+    # each found among every row of the authority (migration 0010 and the reads).
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)
+    with captured(gw.ledger.engine) as statements:
+        report = erasure.erase_child(
+            gw, "336", "J332412014017", ground=GROUND, reference="DPO/2026/118", actor="DPO"
+        )
+    assert report.messages >= 3 and report.state.get("case_threads") == 1
+    found = plans(gw.ledger.engine, statements, ("SELECT", "UPDATE", "DELETE"))
+    for table in ("messages", "case_threads", "existence_index", "disputes", "existence_held"):
+        assert any(f"FROM {table} " in sql for sql in found), table  # each was read
+    for sql, plan in found.items():
+        if sql.startswith("SELECT audit_log.seq"):
+            continue  # the chain's last entry: read backwards from the end, one row
+        if "WHERE existence_held.authority = ? AND (existence_held.hashes" in sql:
+            # Held queries naming an erased child's hashes (kept in one text column):
+            # every one still holding them, few, each gone at its retention period.
+            continue
+        assert not unbounded(plan), f"{sql}\n{plan}"

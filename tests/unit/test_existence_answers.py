@@ -12,8 +12,7 @@ import pytest
 from policy_support import pump
 from sqlalchemy import select
 from support.api_attacks import ask_existence, existence_region
-from support.sql import captured
-from test_receiving_query_plans import plans
+from support.sql import captured, plans
 
 from gateway.cases import store as cases
 from gateway.cases.tables import case_log

@@ -18,6 +18,7 @@ from policy_support import pump
 from sqlalchemy import Connection, event
 from support.api_attacks import KACPER, Auth, ask_existence, existence_region
 from support.gateways import config_copy
+from support.sql import captured, plans
 from typer.testing import CliRunner
 
 from gateway.api.auth import ApiKeys
@@ -111,6 +112,33 @@ def test_safeguarding_queries_are_rate_limited_by_the_asker_and_by_the_asked(
     assert len(refused) == 1 and "existence.rate" in (refused[0] or "")
     assert "334 has asked 2 safeguarding-basis existence queries in 24 hours" in refused[0]
     assert len(_answered(gw)) == 2  # the refused query got no answer
+
+
+def test_both_ends_count_a_requesters_queries_by_their_own_index_not_all_it_ever_sent(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: each count named the authority (and sender) and the purpose, which no
+    # index held after them: every message the requester had ever sent was read, at
+    # the asker for each query asked and at the asked gateway for each one received.
+    client, auth, gw = existence_region(tmp_path)
+    with captured(gw.ledger.engine) as statements:
+        assert (
+            ask_existence(client, auth, "Solihull MASH manager", "sibling at risk").status_code
+            == 202
+        )
+        pump(gw)
+    assert len(_answered(gw)) == 1
+    counts = [
+        plan
+        for sql, plan in plans(gw.ledger.engine, statements).items()
+        if sql.startswith("SELECT count(*)") and "messages.purpose" in sql
+    ]
+    assert len(counts) == 2, counts  # the asker's and the asked gateway's
+    for plan in counts:
+        assert (
+            "ix_messages_existence_asked (direction=? AND authority=? AND sender=? AND "
+            "legal_basis=? AND created_at>?)" in plan
+        ), plan
 
 
 def test_a_burst_of_safeguarding_queries_in_one_received_batch_is_held_to_the_rate(

@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient
 from local_systems import WebhookReceiver, secret_file, signed_inbound, with_connector
 from ops_helpers import Clock, FakeProbe, make_gateway, put
 from sqlalchemy import event
-from support.sql import captured
-from test_receiving_query_plans import plans
+from support.sql import captured, plans
 
 from gateway import metrics
 from gateway.api.app import create_app

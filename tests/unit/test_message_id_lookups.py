@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from policy_support import DUDLEY, memory_gateway, submit
-from support.sql import captured
-from test_receiving_query_plans import plans
+from policy_support import DUDLEY, memory_gateway, pump, submit
+from support.sql import captured, plans
 
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
@@ -77,3 +76,28 @@ def test_a_local_systems_status_look_up_is_found_by_the_message_id_index(
     assert detail.status_code == 200, detail.text
     (plan,) = [p for sql, p in _message_reads(gw, statements).items() if "message_id =" in sql]
     assert INDEX in plan, plan
+
+
+def test_an_administrators_status_look_up_finds_every_hosted_copy_by_the_index(
+    gw: Gateway, tmp_path: Path
+) -> None:
+    # An administrator's look-up named no authority and read the whole ledger for one
+    # id; it names the authorities this gateway hosts now, each searched by the index.
+    pump(gw)  # Dudley's records received by the other hosted authorities
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    admin = {"Authorization": "Bearer " + keys.issue(None, "admin", holder="Gateway admin")}
+    client = TestClient(create_app(gw, keys))
+    received = gw.ledger.find(
+        authority="336", direction=Direction.INBOUND, limit=1, with_history=False
+    )
+    (message_id,) = [r.message_id for r in received if r.sender == "332"]
+    held_by = {"332", "336"}  # sent by Dudley, received by Wolverhampton
+    for path in (f"/v1/messages/{message_id}", f"/v1/dashboard/messages/{message_id}"):
+        with captured(gw.ledger.engine) as statements:
+            answer = client.get(path, headers=admin)
+        assert answer.status_code == 200, answer.text
+        reads = _message_reads(gw, statements)
+        (plan,) = [p for sql, p in reads.items() if "message_id =" in sql]
+        assert INDEX in plan, plan
+    found = client.get(f"/v1/messages/{message_id}", headers=admin).json()
+    assert {m["authority"] for m in found} == held_by

@@ -20,8 +20,7 @@ from policy_support import (
     pump,
     submit,
 )
-from support.sql import captured
-from test_receiving_query_plans import plans
+from support.sql import captured, plans
 
 from gateway.crossborder import consent_store
 from gateway.crossborder.tables import metadata as policy_tables

@@ -13,17 +13,15 @@ receipt settles.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from policy_support import memory_gateway
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from support.outbound import queued
 from support.received import assessments
-from support.sql import captured
+from support.sql import AUTHORITY_ONLY, captured, plans
 
 from gateway.context import Gateway
 from gateway.errors import LedgerError
@@ -31,12 +29,6 @@ from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.services.receiving import handle_batch
 from gateway.transport.base import Delivery, Verdict
-
-# A search constrained by nothing but the authority (and direction): every row of
-# that authority is read, however few the statement wants.
-AUTHORITY_ONLY = re.compile(
-    r"\((?:authority=\?|direction=\?)(?: AND (?:authority|direction)=\?)?\)"
-)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,18 +44,6 @@ def gw(tmp_path: Path) -> Iterator[Gateway]:
 
 def _assessments(gw: Gateway, case_refs: Sequence[str]) -> list[Delivery]:
     return assessments(gw, gw, case_refs)
-
-
-def plans(engine: Engine, statements: list[tuple[str, Any]]) -> dict[str, str]:
-    """SQLite's query plan of each distinct read or update among ``statements``."""
-    out: dict[str, str] = {}
-    with engine.connect() as conn:
-        for sql, params in statements:
-            if sql in out or not sql.lstrip().upper().startswith(("SELECT", "UPDATE")):
-                continue
-            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, tuple(params)).all()
-            out[sql] = "\n".join(str(r[-1]) for r in rows)
-    return out
 
 
 def test_every_read_of_a_received_batch_is_an_index_search_on_more_than_the_authority(

@@ -9,6 +9,7 @@ import pytest
 from policy_support import DUDLEY, settings_for
 from retention_support import SIOBHAN, Clock, dudley_shared, found_in, region, retention_yaml
 from sqlalchemy import func, select
+from support.sql import captured, plans, unbounded
 from typer.testing import CliRunner
 
 from gateway.cli import app
@@ -18,6 +19,7 @@ from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.ops import attention
+from gateway.retention import plan as plan_module
 from gateway.retention import purge, service
 from gateway.retention.tables import retention_runs, tombstones
 from gateway.settings import Settings
@@ -184,3 +186,29 @@ def test_plan_is_a_dry_run_that_changes_nothing(tmp_path: Path) -> None:
     assert _bodies(gw, "332") == before
     with gw.ledger.transaction() as conn:
         assert conn.execute(select(func.count()).select_from(tombstones)).scalar_one() == 0
+
+
+def test_a_plan_read_a_page_at_a_time_finds_what_one_read_finds_each_row_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 14: each page was read with an OFFSET, by the authority's index, sorted
+    # again: every message of the authority read and sorted for every page of a run.
+    # It is now walked by key, each page after the last.
+    clock = Clock.starting_now()
+    gw = region(tmp_path, clock)
+    dudley_shared(gw)
+    clock.advance(days=7 * 365)
+    whole = service.planned(gw, "332", foresee=False).plan.pks()
+    assert len(whole) > 5
+    monkeypatch.setattr(plan_module, "PAGE", 1)
+    with captured(gw.ledger.engine) as statements:
+        for most in (1, 3, len(whole)):
+            paged = service.planned(gw, "332", limit=most).plan  # a dry run's foresight too
+            assert [d.pk for d in paged.due] == sorted(whole)[:most]
+    found = plans(gw.ledger.engine, statements)
+    (walk,) = [p for sql, p in found.items() if "messages.created_at <= ?" in sql]
+    assert walk.splitlines()[0] == "SEARCH messages USING INTEGER PRIMARY KEY (rowid>?)", walk
+    assert "TEMP B-TREE" not in walk, walk
+    for sql, plan in found.items():
+        if "FROM existence_held" not in sql:  # few rows, each gone at its period
+            assert not unbounded(plan), f"{sql}\n{plan}"

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from policy_support import WOLVERHAMPTON, pump, submit
 from retention_support import SIOBHAN, Clock, dudley_shared, region
+from support.sql import captured, plans, unbounded
 from typer.testing import CliRunner
 
 from gateway.api.app import create_app
@@ -129,6 +130,26 @@ def test_openings_and_recalls_of_the_childs_records_are_listed(setup: tuple) -> 
         ]
         == []
     )
+
+
+def test_the_childs_messages_are_read_by_its_key_and_threads_not_all_the_authoritys(
+    setup: tuple,
+) -> None:
+    # Issue 14: by its key with no direction named, or its threads in an OR beside it,
+    # the report read every message of the authority to find the child's.
+    client, tokens, gw = setup
+    with captured(gw.ledger.engine) as statements:
+        r = client.get(f"/v1/children/{KACPER_UPN}/report", headers=_auth(tokens["336"]))
+    assert r.status_code == 200, r.text
+    assert r.json()["disclosures"]
+    found = plans(gw.ledger.engine, statements)
+    about = [p for sql, p in found.items() if "messages.child_key = ?" in sql]
+    assert about, list(found)
+    for plan in about:
+        assert "ix_messages_child (direction=? AND authority=? AND child_key=?)" in plan, plan
+    for sql, plan in found.items():
+        if "FROM messages" in sql:
+            assert not unbounded(plan), f"{sql}\n{plan}"
 
 
 def test_another_authority_or_an_unknown_child_is_a_404(setup: tuple) -> None:

@@ -187,10 +187,7 @@ def _submit(
 @router.get("/{message_id}", response_model=list[MessageOut])
 def status(message_id: str, gw: GatewayDep, who: CallerDep) -> list[MessageOut]:
     """Status history of a message, for the caller's authority (an admin sees all)."""
-    # A local system's own authority named: found by the message-id index, where
-    # without it every status look-up read the whole ledger (issue 14).
-    records = gw.ledger.find(message_id=message_id[:64], authority=who.narrowed_to)
-    visible = [r for r in records if who.may_see(r.authority)]
+    visible = gw.ledger.find(message_id=message_id[:64], authorities=who.looks_in(gw.hosted))
     if not visible:
         raise NotFoundError(f"message {message_id} not found")
     return [MessageOut.of(r) for r in visible]
