@@ -35,10 +35,19 @@ from gateway.ops import attention
 AUTHORITY, PEER = "332", "336"
 
 
-def fill(ledger: Ledger, count: int, needing: float, seed: int = 7) -> None:
-    """``count`` messages of ``AUTHORITY``, ``needing`` of them waiting for a human."""
+def fill(
+    ledger: Ledger,
+    count: int,
+    needing: float,
+    seed: int = 7,
+    *,
+    at: datetime | None = None,
+    children: int = 0,
+) -> None:
+    """``count`` messages of ``AUTHORITY``, ``needing`` of them waiting for a human;
+    recorded ``at`` (now), about ``children`` children (none: no child key)."""
     pick = random.Random(seed)
-    now = datetime.now(UTC)
+    now = at or datetime.now(UTC)
     rows: list[dict[str, object]] = []
     with ledger.engine.begin() as conn:
         for n in range(count):
@@ -62,6 +71,7 @@ def fill(ledger: Ledger, count: int, needing: float, seed: int = 7) -> None:
                     "created_at": now,
                     "updated_at": now,
                     "digest": "0" * 64,
+                    "child_key": f"child-{n % children}" if children else None,
                 }
             )
             if len(rows) == 5000:
