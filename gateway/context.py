@@ -30,7 +30,7 @@ from gateway.model import MessageType
 from gateway.outbox import Outbox
 from gateway.settings import Settings
 from gateway.transport.base import Transport
-from gateway.transport.topology import Topology, topology_for
+from gateway.transport.topology import REGIONAL, Topology, topology_for
 
 
 @dataclass
@@ -77,6 +77,13 @@ class Gateway:
     @property
     def hosted(self) -> tuple[str, ...]:
         return self.settings.hosted
+
+    @property
+    def ledger_authorities(self) -> tuple[str, ...]:
+        """Every authority a ledger row may be of: the region's (hosted here now, or
+        once) and the regional group (its received copies). Named in a look-up by
+        message id, they let the message-id index find it (``Caller.looks_in``)."""
+        return (*sorted(self.settings.directory.authorities), REGIONAL)
 
     @property
     def signers(self) -> Mapping[str, Signer]:

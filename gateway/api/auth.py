@@ -60,12 +60,15 @@ class Caller:
     def may_see(self, authority: str) -> bool:
         return self.is_admin or self.authority == authority
 
-    def looks_in(self, hosted: Sequence[str]) -> tuple[str, ...]:
-        """The authorities of ``hosted`` whose messages this caller may look up: every
-        one for an administrator, else its own. Named in a look-up by message id, they
-        let the message-id index find it, where naming none read the whole ledger
-        (``Ledger.find``; issue 14)."""
-        return tuple(code for code in hosted if self.may_see(code))
+    def looks_in(self, authorities: Sequence[str]) -> tuple[str, ...]:
+        """The authorities whose messages this caller may look up: for an administrator
+        ``authorities`` (``Gateway.ledger_authorities``: every one a ledger row may be
+        of), else its own. Named in a look-up by message id, they let the message-id
+        index find it, where naming none read the whole ledger (``Ledger.find``;
+        issue 14)."""
+        if self.is_admin:
+            return tuple(authorities)
+        return () if self.authority is None else (self.authority,)
 
     @property
     def actor(self) -> str:

@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from policy_support import DUDLEY, memory_gateway, pump, submit
+from sqlalchemy import insert, select
 from support.sql import captured, plans
 
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
 from gateway.ledger.status import Direction
+from gateway.ledger.tables import EITHER_DIRECTION, messages
 from gateway.services.outbound import knowledge
+from gateway.transport.topology import REGIONAL
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,20 +81,36 @@ def test_a_local_systems_status_look_up_is_found_by_the_message_id_index(
     assert INDEX in plan, plan
 
 
-def test_an_administrators_status_look_up_finds_every_hosted_copy_by_the_index(
+def test_an_administrators_status_look_up_finds_every_copy_by_the_index(
     gw: Gateway, tmp_path: Path
 ) -> None:
     # An administrator's look-up named no authority and read the whole ledger for one
-    # id; it names the authorities this gateway hosts now, each searched by the index.
-    pump(gw)  # Dudley's records received by the other hosted authorities
+    # id; it names every authority a row may be of (the region's and the regional
+    # group), each searched by the index, and still finds every copy.
     keys = ApiKeys(tmp_path / "api-keys.json")
     admin = {"Authorization": "Bearer " + keys.issue(None, "admin", holder="Gateway admin")}
+    regional = {"Authorization": "Bearer " + keys.issue(REGIONAL, holder="Regional group")}
+    sandwell = {"Authorization": "Bearer " + keys.issue("333", holder="Sandwell case system")}
     client = TestClient(create_app(gw, keys))
-    received = gw.ledger.find(
-        authority="336", direction=Direction.INBOUND, limit=1, with_history=False
-    )
-    (message_id,) = [r.message_id for r in received if r.sender == "332"]
-    held_by = {"332", "336"}  # sent by Dudley, received by Wolverhampton
+    message_id = _sent(gw)
+    pump(gw)  # Dudley's records received by the other hosted authorities
+    # A copy the regional group received under the same id (a dispute's, say).
+    with gw.ledger.transaction() as conn:
+        (row,) = conn.execute(
+            select(messages).where(
+                EITHER_DIRECTION, messages.c.authority == "332", messages.c.message_id == message_id
+            )
+        ).mappings()
+        conn.execute(
+            insert(messages),
+            {
+                **{k: v for k, v in row.items() if k != "id"},
+                "direction": Direction.INBOUND.value,
+                "authority": REGIONAL,
+            },
+        )
+    held_by = {r.authority for r in gw.ledger.find(message_id=message_id, limit=50)}
+    assert {"332", REGIONAL} <= held_by
     for path in (f"/v1/messages/{message_id}", f"/v1/dashboard/messages/{message_id}"):
         with captured(gw.ledger.engine) as statements:
             answer = client.get(path, headers=admin)
@@ -101,3 +120,8 @@ def test_an_administrators_status_look_up_finds_every_hosted_copy_by_the_index(
         assert INDEX in plan, plan
     found = client.get(f"/v1/messages/{message_id}", headers=admin).json()
     assert {m["authority"] for m in found} == held_by
+    # The regional group's key sees its own copy only; another authority's, none.
+    found = client.get(f"/v1/messages/{message_id}", headers=regional).json()
+    assert {m["authority"] for m in found} == {REGIONAL}
+    if "333" not in held_by:
+        assert client.get(f"/v1/messages/{message_id}", headers=sandwell).status_code == 404

@@ -198,8 +198,11 @@ def test_a_plan_read_a_page_at_a_time_finds_what_one_read_finds_each_row_once(
     gw = region(tmp_path, clock)
     dudley_shared(gw)
     clock.advance(days=7 * 365)
-    whole = service.planned(gw, "332", foresee=False).plan.pks()
+    with captured(gw.ledger.engine) as statements:
+        whole = service.planned(gw, "332", foresee=False).plan.pks()
     assert len(whole) > 5
+    # Fewer than a page: one read, not another to find the end.
+    assert sum("messages.created_at <= ?" in sql for sql, _ in statements) == 1
     monkeypatch.setattr(plan_module, "PAGE", 1)
     with captured(gw.ledger.engine) as statements:
         for most in (1, 3, len(whole)):
