@@ -174,6 +174,9 @@ audit = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+# The entries about a message (the dashboard's detail, a child's report and
+# disclosures; migration 0011: the whole log was read for them).
+Index("ix_audit_message", audit.c.message_id)
 
 # The child an audit entry is about (reads and disclosures), for "who saw and who
 # received this child's data". A side table so that audit_log keeps its columns;

@@ -63,15 +63,18 @@ def inbox_reads(gw: Gateway, authority: str, pks: Sequence[int], what: str) -> l
     """Reads for inbox rows ``pks``: each names its message, digest, child and sender."""
     if not pks:
         return []
+    # By their keys alone, the authority kept after: beside the keys, SQLite searched
+    # by the authority, every message of it at each pull of the inbox (issue 14).
     query = select(
         messages.c.id,
         messages.c.message_id,
         messages.c.digest,
         messages.c.child_key,
         messages.c.sender,
-    ).where(messages.c.id.in_(list(pks)), messages.c.authority == authority)
+        messages.c.authority,
+    ).where(messages.c.id.in_(list(pks)))
     with gw.ledger.transaction() as conn:
-        rows = {r.id: r for r in conn.execute(query)}
+        rows = {r.id: r for r in conn.execute(query) if r.authority == authority}
     return [
         Read(what, rows[pk].child_key, rows[pk].message_id, rows[pk].digest, rows[pk].sender)
         for pk in pks

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, select
 
 from gateway.context import Gateway
 from gateway.crossborder import consent_store, existence_asked
@@ -408,16 +408,18 @@ def _reads(gw: Gateway, conn: Connection, authority: str, key: str, ids: list[st
         )
         .where(audit_table.c.authority == authority)
     )
-    chunks = [ids[i : i + 500] for i in range(0, len(ids), 500)] or [[]]
-    for chunk in chunks:
-        rows = conn.execute(
-            query.where(or_(audit_subjects.c.child_key == key, audit_table.c.message_id.in_(chunk)))
-        ).all()
-        for seq, at, action, actor, message_id, detail in rows:
+    # The entries about the child, then those about each chunk of its messages: each
+    # found by its index (the subjects' child key, the log's message id), where one OR
+    # of them read the whole audit log (issue 14).
+    parts = [audit_subjects.c.child_key == key] + [
+        audit_table.c.message_id.in_(ids[i : i + 500]) for i in range(0, len(ids), 500)
+    ]
+    for part in parts:
+        for seq, at, action, actor, message_id, detail in conn.execute(query.where(part)):
             if any(word in action for word in READ_ACTIONS):
                 what = f"{action} by {actor}" + (f" ({detail})" if detail else "")
                 found[int(seq)] = Access(as_utc(at), _name(gw, authority), what, message_id or "")
-    return list(found.values())
+    return [found[seq] for seq in sorted(found)]
 
 
 def _notified_reads(

@@ -1,0 +1,103 @@
+"""What a local system's pull, a look at the dashboard and a child's reports read, they
+find by index: their cost does not grow with the ledger's or the audit log's history
+(issue 14; the plans SQLite chooses, on a ledger as a gateway makes it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from retention_support import Clock, dudley_shared, region
+from support.sql import captured, plans, unbounded
+
+from gateway.api.app import create_app
+from gateway.api.auth import ApiKeys
+from gateway.context import Gateway
+from gateway.ledger import audit
+
+pytestmark = pytest.mark.timeout(120)
+
+SIOBHAN_UPN = "J332412014017"
+
+
+# The audit chain's last entry (read before entries are appended): read backwards
+# from the end, one row.
+CHAIN_HEAD = (
+    "FROM audit_log LEFT OUTER JOIN audit_subjects ON audit_subjects.seq = audit_log.seq "
+    "ORDER BY audit_log.seq DESC"
+)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> tuple[TestClient, dict[str, dict[str, str]], Gateway]:
+    gw = region(tmp_path, Clock.starting_now())
+    dudley_shared(gw)  # Siobhán: Dudley 332 -> Wolverhampton 336 and Sandwell 333
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    auth = {
+        code: {"Authorization": "Bearer " + keys.issue(code, holder=f"{code}'s system")}
+        for code in ("332", "336")
+    }
+    auth["admin"] = {"Authorization": "Bearer " + keys.issue(None, "admin", holder="Admin")}
+    return TestClient(create_app(gw, keys)), auth, gw
+
+
+def _unbounded_reads(gw: Gateway, statements: list[tuple[str, Any]]) -> dict[str, str]:
+    return {
+        sql: plan
+        for sql, plan in plans(gw.ledger.engine, statements).items()
+        if unbounded(plan) and CHAIN_HEAD not in " ".join(sql.split())
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "who"),
+    [("pull", "336"), ("detail", "admin"), ("report", "332"), ("disclosures", "332")],
+)
+def test_a_pull_a_message_detail_and_a_childs_reports_read_nothing_whole(
+    client: tuple[TestClient, dict[str, dict[str, str]], Gateway], name: str, who: str
+) -> None:
+    # Before: the inbox's reads for the access log were searched by the authority (every
+    # message of it at each pull); the audit entries of a message, or of a child's
+    # messages, were found by reading the whole audit log (no index on its message id:
+    # migration 0011), at each look at a message's detail and each child's report.
+    http, auth, gw = client
+    disclosed = next(e for e in audit.entries(gw.ledger) if e.event.action == "DISCLOSURE")
+    path = {
+        "pull": "/v1/inbox",
+        "detail": f"/v1/dashboard/messages/{disclosed.event.message_id}",
+        "report": f"/v1/children/{SIOBHAN_UPN}/report",
+        "disclosures": f"/v1/children/{SIOBHAN_UPN}/disclosures",
+    }[name]
+    with captured(gw.ledger.engine) as statements:
+        answer = http.get(path, headers=auth[who])
+    assert answer.status_code == 200, answer.text
+    if name == "pull":
+        assert answer.json()  # Dudley's records wait in Wolverhampton's inbox
+    if name == "detail":
+        assert answer.json()["audit"]  # the message's entries, found by their index
+    found = plans(gw.ledger.engine, statements)
+    read = "FROM messages" if name == "pull" else "FROM audit_log"
+    assert any(read in sql for sql in found), list(found)
+    assert _unbounded_reads(gw, statements) == {}
+
+
+def test_the_dashboards_rates_read_the_history_by_its_time(
+    client: tuple[TestClient, dict[str, dict[str, str]], Gateway],
+) -> None:
+    # Before: the status history since the chart's start was joined from every message
+    # of the authorities shown, each message's history looked up, at every look.
+    http, auth, gw = client
+    with captured(gw.ledger.engine) as statements:
+        answer = http.get("/v1/dashboard", headers=auth["admin"])
+    assert answer.status_code == 200, answer.text
+    (plan,) = [
+        p
+        for sql, p in plans(gw.ledger.engine, statements).items()
+        if "FROM status_history JOIN messages" in " ".join(sql.split())
+    ]
+    assert plan.splitlines()[0].startswith(
+        "SEARCH status_history USING INDEX ix_status_history_at"
+    ), plan
+    assert not unbounded(plan), plan
