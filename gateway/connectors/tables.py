@@ -22,3 +22,5 @@ handover_failures = Table(
     Column("reason", Text),
 )
 Index("ix_handover_failures_message", handover_failures.c.message_pk)
+# The failures since a time (the dashboard's rates, at every look; migration 0011).
+Index("ix_handover_failures_at", handover_failures.c.authority, handover_failures.c.at)

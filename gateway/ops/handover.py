@@ -20,6 +20,7 @@ from gateway.context import Gateway
 from gateway.ledger.core import as_utc
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
+from gateway.ledger.unindexed import unindexed
 
 _WAITING = (Status.VERIFIED.value, Status.REPLAYED.value)
 
@@ -56,7 +57,12 @@ def handover_states(gw: Gateway, codes: Sequence[str]) -> dict[str, HandoverStat
         )
         .join(messages, messages.c.id == handover_failures.c.message_pk)
         .where(
-            handover_failures.c.authority.in_(list(codes)),
+            # The waiting messages found first (received, of the authorities, in these
+            # statuses: the inbox index), then their failures: from the failures,
+            # SQLite read every one the authority ever recorded at each look (issue 14).
+            unindexed(handover_failures.c.authority).in_(list(codes)),
+            messages.c.direction == Direction.INBOUND.value,
+            messages.c.authority.in_(list(codes)),
             messages.c.status.in_(_WAITING),
             messages.c.attempts > 0,
         )

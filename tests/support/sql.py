@@ -63,11 +63,14 @@ def plans(
     return out
 
 
+_OWN_RESULTS = ("SCAN anon_", "SCAN (subquery-", "SCAN CONSTANT")
+
+
 def unbounded(plan: str) -> list[str]:
     """The lines of ``plan`` that read a whole table, or every row of an authority (a
-    subquery's own result, scanned, aside)."""
+    subquery's own result, and an empty list's one constant row, scanned, aside)."""
     return [
         line
         for line in plan.splitlines()
-        if ("SCAN" in line and not line.startswith("SCAN anon_")) or AUTHORITY_ONLY.search(line)
+        if ("SCAN" in line and not line.startswith(_OWN_RESULTS)) or AUTHORITY_ONLY.search(line)
     ]

@@ -83,21 +83,33 @@ def test_a_pull_a_message_detail_and_a_childs_reports_read_nothing_whole(
     assert _unbounded_reads(gw, statements) == {}
 
 
-def test_the_dashboards_rates_read_the_history_by_its_time(
+# Still read whole at each look (docs/performance.md, not done): the latest messages
+# (by when they changed, which no index holds) and the flows of the last hours (by
+# when they were made, likewise).
+LATEST = "ORDER BY messages.updated_at DESC"
+FLOWS = "messages.sender != messages.recipient GROUP BY"
+
+
+def test_a_look_at_the_dashboard_reads_its_rates_and_handovers_by_index(
     client: tuple[TestClient, dict[str, dict[str, str]], Gateway],
 ) -> None:
     # Before: the status history since the chart's start was joined from every message
-    # of the authorities shown, each message's history looked up, at every look.
+    # of the authorities shown, each message's history looked up; the handover failures
+    # (one row per failed attempt, kept) were read whole, for the rates and for the
+    # local systems' states; at every look (every 5 s while the dashboard is open).
     http, auth, gw = client
     with captured(gw.ledger.engine) as statements:
         answer = http.get("/v1/dashboard", headers=auth["admin"])
     assert answer.status_code == 200, answer.text
-    (plan,) = [
-        p
-        for sql, p in plans(gw.ledger.engine, statements).items()
-        if "FROM status_history JOIN messages" in " ".join(sql.split())
-    ]
-    assert plan.splitlines()[0].startswith(
+    found = plans(gw.ledger.engine, statements)
+    (rates,) = [p for sql, p in found.items() if "FROM status_history JOIN messages" in sql]
+    assert rates.splitlines()[0].startswith(
         "SEARCH status_history USING INDEX ix_status_history_at"
-    ), plan
-    assert not unbounded(plan), plan
+    ), rates
+    assert sum("FROM handover_failures" in sql for sql in found) >= 2
+    whole = {
+        sql: plan
+        for sql, plan in _unbounded_reads(gw, statements).items()
+        if LATEST not in sql and FLOWS not in sql
+    }
+    assert whole == {}
