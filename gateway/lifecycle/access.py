@@ -34,6 +34,7 @@ from gateway.ledger.status import DISCLOSING, Direction, Route, Status
 from gateway.ledger.store import as_utc
 from gateway.ledger.tables import audit as audit_log
 from gateway.ledger.tables import history, messages
+from gateway.ledger.unindexed import unindexed
 from gateway.lifecycle import receiver
 from gateway.lifecycle.tables import access_cursors
 from gateway.model import AccessEvent, AccessKind, AccessNotice, LegalBasis
@@ -98,8 +99,11 @@ def _acks(conn: Connection, code: str, after: int, top: int) -> tuple[list[Event
             history.c.id > after,
             history.c.id <= top,
             history.c.status == Status.ACKNOWLEDGED.value,
-            messages.c.authority == code,
-            messages.c.direction == Direction.INBOUND.value,
+            # Not searched by: the window's history is found by its keys, then its
+            # messages; by these SQLite read every message the authority had received
+            # at every batch (issue 14).
+            unindexed(messages.c.authority) == code,
+            unindexed(messages.c.direction) == Direction.INBOUND.value,
             messages.c.route == Route.INBOX.value,
             messages.c.legal_basis.in_(DISCLOSING),
             messages.c.sender != code,

@@ -190,6 +190,7 @@ def dismiss(
                 messages.c.digest,
             ).where(
                 messages.c.authority == authority,
+                EITHER_DIRECTION,  # with the id, the message-id index finds it
                 messages.c.message_id == message_id,
                 messages.c.status.in_([s.value for s in DISMISSABLE]),
                 dismissed.not_dismissed(),
@@ -269,6 +270,7 @@ def _dismissed_before(
         .join(dismissals, dismissed.in_force())
         .where(
             messages.c.authority == authority,
+            EITHER_DIRECTION,  # with the id, the message-id index finds it
             messages.c.message_id == message_id,
             messages.c.status.in_([s.value for s in DISMISSABLE]),
             *_of(sender, status),

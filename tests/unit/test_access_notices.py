@@ -10,6 +10,7 @@ import pytest
 from policy_support import envelope_of, pump, settings_for
 from retention_support import dudley_shared, region
 from support.clock import Clock
+from support.sql import captured, plans, unbounded
 
 from gateway.context import Gateway
 from gateway.ledger import audit
@@ -46,6 +47,35 @@ def _notices(gw: Gateway) -> list[MessageRecord]:
 def _read(gw: Gateway, code: str, pk: int, what: str) -> None:
     """A person reads the record through the API, as GET /v1/inbox records it."""
     access_log.record(gw, code, "Jo Bloggs", access_log.inbox_reads(gw, code, [pk], what))
+
+
+def test_a_batch_reads_the_acknowledgements_since_the_last_by_the_historys_keys(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: the acknowledgements since the last batch were found from every message
+    # the authority had received (by its authority and direction), at every batch.
+    clock = Clock.starting_now()
+    on = {"336": {"access_notices": True, "access_notice_batch_s": 60}}
+    gw = region(tmp_path, clock, settings_for(tmp_path, authority_delivery=on))
+    access.send_access_notices(gw)  # switched on from now
+    dudley_shared(gw)
+    to_336 = _sent(gw, "336")
+    assert gw.ledger.acknowledge_local("336", to_336.message_id)
+    clock.advance(seconds=61)
+    with captured(gw.ledger.engine) as statements:
+        pump(gw)
+    [notice] = _notices(gw)
+    assert notice.sender == "336"
+    (plan,) = [
+        p
+        for sql, p in plans(gw.ledger.engine, statements).items()
+        if "FROM status_history JOIN messages" in " ".join(sql.split())
+        and "status_history.status = ?" in sql
+    ]
+    assert plan.splitlines()[0] == (
+        "SEARCH status_history USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"
+    ), plan
+    assert not unbounded(plan), plan
 
 
 def test_openings_reach_the_sender_once_each_in_one_batched_signed_notice(

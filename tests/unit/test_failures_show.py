@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from local_systems import WebhookReceiver, secret_file, signed_inbound, with_connector
 from ops_helpers import Clock, FakeProbe, make_gateway, put
 from sqlalchemy import event
-from support.sql import captured, plans
+from support.sql import captured, plans, unbounded
 
 from gateway import metrics
 from gateway.api.app import create_app
@@ -348,3 +348,28 @@ def test_every_state_that_needs_a_human_is_among_the_statuses_looked_up() -> Non
             for attempts in (0, 1):
                 if attention.need_of(status, direction, attempts) is not None:
                     assert status.value in attention._MAY_NEED, (status, direction, attempts)
+
+
+def test_an_admins_dismissal_and_replay_find_the_message_by_its_id(tmp_path: Path) -> None:
+    # Issue 14: both named the authority and the id but no direction, and the id's index
+    # starts with the direction: every message of the authority was read for one.
+    from gateway.services import dead_letters  # noqa: PLC0415
+
+    gw = make_gateway(tmp_path, clock=Clock())
+    dismissed_id, _ = put(
+        gw, "332", "336", Status.ACCEPTED, Status.SIGNED, Status.SENT, Status.DEAD_LETTERED
+    )
+    replayed_id, _ = put(
+        gw, "332", "336", Status.ACCEPTED, Status.SIGNED, Status.SENT, Status.DEAD_LETTERED
+    )
+    with captured(gw.ledger.engine) as statements:
+        assert attention.dismiss(gw.ledger, "332", dismissed_id, "Jo (admin)", "resent by hand")
+        assert dead_letters.replay(gw, "332", replayed_id, "Jo (admin)").message_id == replayed_id
+    by_id = {
+        sql: plan
+        for sql, plan in plans(gw.ledger.engine, statements).items()
+        if "FROM messages" in sql and "messages.message_id = ?" in sql
+    }
+    assert len(by_id) >= 3, list(by_id)  # the dismissal's two reads, the replay's
+    for sql, plan in by_id.items():  # by the id's index, or the status's: never all
+        assert not unbounded(plan), f"{sql}\n{plan}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from ops_helpers import Clock, FakeProbe, make_gateway, put
 from prometheus_client.parser import text_string_to_metric_families
+from support.sql import captured, plans, unbounded
 
 from gateway import metrics
 from gateway.envelope.keys import ensure_identity
@@ -72,6 +73,36 @@ def test_latency_histogram_measures_acceptance_to_signed_receipt(tmp_path: Path)
     assert got[(bucket, labels(authority="332", le="5.0"))] == 1
     assert got[("cafgw_delivery_latency_seconds_sum", labels(authority="332"))] == 3
     assert got[("cafgw_delivery_latency_seconds_count", labels(authority="332"))] == 1
+
+
+def test_a_scrape_counts_what_changed_since_the_last_by_the_historys_keys(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: the latency histogram's read named the messages' direction, by which
+    # SQLite found every message ever sent (then each one's history in the window) at
+    # every scrape, however little had changed since the last.
+    clock = Clock()
+    gw = make_gateway(tmp_path, clock=clock)
+    for _ in range(3):
+        _, pk = put(gw, "332", "336", Status.ACCEPTED, Status.SIGNED, Status.SENT)
+        gw.ledger.transition([pk], Status.DELIVERED, "receipt verified")
+    scrape(gw)
+    _, pk = put(gw, "332", "336", Status.ACCEPTED, Status.SIGNED, Status.SENT)
+    gw.ledger.transition([pk], Status.DELIVERED, "receipt verified")
+    with captured(gw.ledger.engine) as statements:
+        got = scrape(gw)
+    assert got[("cafgw_delivery_latency_seconds_count", labels(authority="332"))] == 4
+    window = {
+        sql: plan
+        for sql, plan in plans(gw.ledger.engine, statements).items()
+        if "FROM status_history JOIN messages" in " ".join(sql.split())
+    }
+    assert len(window) == 2, window  # the transitions, and the latency histogram
+    for sql, plan in window.items():
+        assert plan.splitlines()[0] == (
+            "SEARCH status_history USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"
+        ), f"{sql}\n{plan}"
+        assert not unbounded(plan), f"{sql}\n{plan}"
 
 
 def test_retries_and_dead_letters_only_grow_and_a_new_collector_recounts_the_same(
