@@ -49,16 +49,23 @@ def _read(gw: Gateway, code: str, pk: int, what: str) -> None:
     access_log.record(gw, code, "Jo Bloggs", access_log.inbox_reads(gw, code, [pk], what))
 
 
-def test_a_batch_reads_the_acknowledgements_since_the_last_by_the_historys_keys(
-    tmp_path: Path,
-) -> None:
-    # Issue 14: the acknowledgements since the last batch were found from every message
-    # the authority had received (by its authority and direction), at every batch.
+def _noticing(tmp_path: Path) -> tuple[Clock, Gateway]:
+    """The region with Wolverhampton (336) sending access notices every minute, switched
+    on before Dudley shares Siobhán's records."""
     clock = Clock.starting_now()
     on = {"336": {"access_notices": True, "access_notice_batch_s": 60}}
     gw = region(tmp_path, clock, settings_for(tmp_path, authority_delivery=on))
     access.send_access_notices(gw)  # switched on from now
     dudley_shared(gw)
+    return clock, gw
+
+
+def test_a_batch_reads_the_acknowledgements_since_the_last_by_the_historys_keys(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: the acknowledgements since the last batch were found from every message
+    # the authority had received (by its authority and direction), at every batch.
+    clock, gw = _noticing(tmp_path)
     to_336 = _sent(gw, "336")
     assert gw.ledger.acknowledge_local("336", to_336.message_id)
     clock.advance(seconds=61)
@@ -81,11 +88,7 @@ def test_a_batch_reads_the_acknowledgements_since_the_last_by_the_historys_keys(
 def test_openings_reach_the_sender_once_each_in_one_batched_signed_notice(
     tmp_path: Path,
 ) -> None:
-    clock = Clock.starting_now()
-    on = {"336": {"access_notices": True, "access_notice_batch_s": 60}}
-    gw = region(tmp_path, clock, settings_for(tmp_path, authority_delivery=on))
-    access.send_access_notices(gw)  # switched on from now
-    dudley_shared(gw)
+    clock, gw = _noticing(tmp_path)
     to_336, to_333 = _sent(gw, "336"), _sent(gw, "333")
     copy = _copy(gw, "336", to_336.message_id)
     _read(gw, "336", copy.pk, "inbox")

@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import event
 from support.sql import captured, plans
 
+from gateway.context import Gateway
 from gateway.disputes import escalations, handover, service
 from gateway.disputes.escalations import EscalationStatus
+from gateway.disputes.service import DisputeView
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.ledger.status import Direction, Status
 from gateway.model import DisputeAction, DisputeStage
@@ -109,9 +111,8 @@ def test_without_the_regional_stage_coordinators_escalate_to_line_managers(
     assert view.stage is DisputeStage.LINE_MANAGERS
 
 
-def test_resolving_at_the_coordinators_stage_stops_the_clock_and_tells_both(
-    tmp_path: Path,
-) -> None:
+def _escalated_to_coordinators(tmp_path: Path) -> tuple[Clock, Gateway, DisputeView]:
+    """A dispute Dudley raised, escalated to the coordinators at its deadline."""
     clock = Clock()
     gw = memory_gateway(tmp_path, clock=clock)
     raised = service.raise_dispute(gw.kit, "332", request())
@@ -119,6 +120,13 @@ def test_resolving_at_the_coordinators_stage_stops_the_clock_and_tells_both(
     clock.set(raised.deadline)
     service.escalate_due(gw.kit)
     drain(gw)
+    return clock, gw, raised
+
+
+def test_resolving_at_the_coordinators_stage_stops_the_clock_and_tells_both(
+    tmp_path: Path,
+) -> None:
+    clock, gw, raised = _escalated_to_coordinators(tmp_path)
     resolved = service.resolve(
         gw.kit,
         "336",
@@ -154,13 +162,7 @@ def test_a_disputes_escalations_are_found_by_its_id_not_among_all_the_authoritys
     # Issue 14: without an index on the dispute id (migration 0010), closing a
     # resolved dispute's escalations and listing them read every escalation of the
     # authority.
-    clock = Clock()
-    gw = memory_gateway(tmp_path, clock=clock)
-    raised = service.raise_dispute(gw.kit, "332", request())
-    assert raised.deadline is not None
-    clock.set(raised.deadline)
-    service.escalate_due(gw.kit)
-    drain(gw)
+    _, gw, raised = _escalated_to_coordinators(tmp_path)
     with captured(gw.ledger.engine) as statements:
         service.resolve(gw.kit, "336", raised.dispute_id, "Coordinator", "Agreed.", None)
         drain(gw)
