@@ -2,10 +2,14 @@
 
 With no statistics (the ledger never runs ``ANALYZE``), SQLite's planner takes an
 equality on any indexed column for a search that finds about ten rows. On
-``messages.authority`` it finds every message of the authority: a read that
-walks the ledger in key order a page at a time (the retention's plan) then read
-and sorted every message of the authority for each page. ``unindexed(column)``
-is rendered ``+column`` on SQLite, which keeps the same value but is no index's
+``messages.authority`` or ``direction`` it finds every message of the authority,
+or every message sent: a read that should start elsewhere then read them all.
+So it was for the retention's plan, walking the ledger in key order a page at a
+time (every message of the authority read and sorted for each page), and for
+the reads of a window of the status history joined to its messages (the
+metrics' and the dashboard's rates, the access notices' acknowledgements),
+which began from every message of the authority. ``unindexed(column)`` is
+rendered ``+column`` on SQLite, which keeps the same value but is no index's
 column, and as the column elsewhere (PostgreSQL plans by its statistics).
 """
 
