@@ -24,6 +24,7 @@ from gateway.ledger.records import (
 )
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import EITHER_DIRECTION, history, messages
+from gateway.ledger.unindexed import unindexed
 
 __all__ = ["Clock", "Ledger", "LedgerCore", "as_utc", "make_engine", "utc_now"]
 
@@ -58,7 +59,10 @@ class Ledger(OutboundQueries, InboundQueries):
         if authorities is not None:
             conditions.append(messages.c.authority.in_(sorted(authorities)))
         if status is not None:
-            conditions.append(messages.c.status == status.value)
+            # With an id, an index on it finds the message; SQLite would take the
+            # status's instead (every message of the authority in that status).
+            column = messages.c.status if message_id is None else unindexed(messages.c.status)
+            conditions.append(column == status.value)
         if direction is not None:
             conditions.append(messages.c.direction == direction.value)
         if correlation_id is not None:

@@ -47,6 +47,7 @@ from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import EITHER_DIRECTION, dismissals, messages
+from gateway.ledger.unindexed import unindexed
 
 
 class Need(StrEnum):
@@ -190,9 +191,9 @@ def dismiss(
                 messages.c.digest,
             ).where(
                 messages.c.authority == authority,
-                EITHER_DIRECTION,  # with the id, the message-id index finds it
+                EITHER_DIRECTION,  # with the id, an index on the id finds it (not the status's)
                 messages.c.message_id == message_id,
-                messages.c.status.in_([s.value for s in DISMISSABLE]),
+                unindexed(messages.c.status).in_([s.value for s in DISMISSABLE]),
                 dismissed.not_dismissed(),
                 *_of(sender, status),
             )
@@ -247,7 +248,7 @@ def dismiss(
 def _of(sender: str | None, status: Status | None) -> list[ColumnElement[bool]]:
     """The rows of one sender, in one status, where named."""
     chosen = [] if sender is None else [messages.c.sender == sender]
-    return chosen if status is None else [*chosen, messages.c.status == status.value]
+    return chosen if status is None else [*chosen, unindexed(messages.c.status) == status.value]
 
 
 def _dismissed_before(
@@ -270,9 +271,9 @@ def _dismissed_before(
         .join(dismissals, dismissed.in_force())
         .where(
             messages.c.authority == authority,
-            EITHER_DIRECTION,  # with the id, the message-id index finds it
+            EITHER_DIRECTION,  # with the id, an index on the id finds it (not the status's)
             messages.c.message_id == message_id,
-            messages.c.status.in_([s.value for s in DISMISSABLE]),
+            unindexed(messages.c.status).in_([s.value for s in DISMISSABLE]),
             *_of(sender, status),
         )
         .order_by(messages.c.id, dismissals.c.id)
