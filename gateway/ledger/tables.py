@@ -104,6 +104,22 @@ Index("ix_messages_case", messages.c.direction, messages.c.authority, messages.c
 EITHER_DIRECTION = among(messages.c.direction, (d.value for d in Direction))
 
 
+def under_id(authority: str, message_id: str) -> ColumnElement[bool]:
+    """``authority``'s messages under ``message_id``, of either direction: one search of
+    the message-id index, which starts with the direction (naming none, SQLite read
+    every message of the authority; issue 14). A status beside it is best
+    ``unindexed``: where the status's index ties with the id's, SQLite takes it."""
+    return and_(
+        EITHER_DIRECTION, messages.c.authority == authority, messages.c.message_id == message_id
+    )
+
+
+def of_child(key: str) -> ColumnElement[bool]:
+    """The messages under a child's key, of either direction: with the authority, one
+    search of the child's index, which starts with the direction."""
+    return and_(EITHER_DIRECTION, messages.c.child_key == key)
+
+
 def about_child(key: str, threads: Collection[str]) -> tuple[ColumnElement[bool], ...]:
     """The messages about a child, in parts: under its key, and on one of ``threads``
     (the existence queries asked about it carry no child key). With the authority
@@ -112,7 +128,7 @@ def about_child(key: str, threads: Collection[str]) -> tuple[ColumnElement[bool]
     inbox index, as it did when the child's part named no direction (an erasure, a
     subject access report; issue 14)."""
     on_threads = (messages.c.correlation_id.in_(sorted(threads)),) if threads else ()
-    return (and_(EITHER_DIRECTION, messages.c.child_key == key), *on_threads)
+    return (of_child(key), *on_threads)
 
 
 # Existence queries received, by their sender and basis: the asked gateway's count of a

@@ -46,7 +46,7 @@ from gateway.ledger.core import as_utc
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
-from gateway.ledger.tables import EITHER_DIRECTION, dismissals, messages
+from gateway.ledger.tables import EITHER_DIRECTION, dismissals, messages, under_id
 from gateway.ledger.unindexed import unindexed
 
 
@@ -190,12 +190,8 @@ def dismiss(
                 messages.c.recipient,
                 messages.c.digest,
             ).where(
-                messages.c.authority == authority,
-                EITHER_DIRECTION,  # with the id, an index on the id finds it (not the status's)
-                messages.c.message_id == message_id,
-                unindexed(messages.c.status).in_([s.value for s in DISMISSABLE]),
+                *_asking(authority, message_id, sender, status),
                 dismissed.not_dismissed(),
-                *_of(sender, status),
             )
         ).all()
         senders = sorted({r.sender for r in rows})
@@ -245,10 +241,17 @@ def dismiss(
     return done
 
 
-def _of(sender: str | None, status: Status | None) -> list[ColumnElement[bool]]:
-    """The rows of one sender, in one status, where named."""
-    chosen = [] if sender is None else [messages.c.sender == sender]
-    return chosen if status is None else [*chosen, unindexed(messages.c.status) == status.value]
+def _asking(
+    authority: str, message_id: str, sender: str | None, status: Status | None
+) -> list[ColumnElement[bool]]:
+    """The rows of ``authority``'s message in a state that asks a human to act, of one
+    sender, in one status, where named; found by the id (``under_id``: the status is
+    no index's column here)."""
+    state = unindexed(messages.c.status)
+    chosen = [under_id(authority, message_id), state.in_([s.value for s in DISMISSABLE])]
+    if sender is not None:
+        chosen.append(messages.c.sender == sender)
+    return chosen if status is None else [*chosen, state == status.value]
 
 
 def _dismissed_before(
@@ -270,11 +273,7 @@ def _dismissed_before(
         )
         .join(dismissals, dismissed.in_force())
         .where(
-            messages.c.authority == authority,
-            EITHER_DIRECTION,  # with the id, an index on the id finds it (not the status's)
-            messages.c.message_id == message_id,
-            unindexed(messages.c.status).in_([s.value for s in DISMISSABLE]),
-            *_of(sender, status),
+            *_asking(authority, message_id, sender, status),
         )
         .order_by(messages.c.id, dismissals.c.id)
     ).all()

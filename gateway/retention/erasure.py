@@ -26,7 +26,7 @@ from gateway.crossborder.children import resolve_child
 from gateway.errors import NotFoundError, PolicyRefusal
 from gateway.feature import Kit
 from gateway.ledger.status import DISCLOSING, HAS_LEFT, OUTBOX_STATES, Direction, Status
-from gateway.ledger.tables import EITHER_DIRECTION, about_child, history, messages
+from gateway.ledger.tables import about_child, history, messages, of_child
 from gateway.lifecycle.tables import recalls
 from gateway.model import (
     ERASURE_NAMED_MAX,
@@ -72,7 +72,7 @@ def _threads(conn: Connection, authority: str, key: str) -> set[str]:
         r[0]
         for r in conn.execute(
             select(messages.c.correlation_id).where(
-                EITHER_DIRECTION, messages.c.authority == authority, messages.c.child_key == key
+                messages.c.authority == authority, of_child(key)
             )
         ).all()
     }

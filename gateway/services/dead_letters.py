@@ -39,7 +39,7 @@ from gateway.errors import ConflictError, NotFoundError
 from gateway.ledger import audit
 from gateway.ledger.bodies import HAS_BODY, without_body
 from gateway.ledger.status import Direction, Status
-from gateway.ledger.tables import EITHER_DIRECTION, messages, parked_replays
+from gateway.ledger.tables import messages, parked_replays, under_id
 from gateway.transport.base import Delivery, parked_key
 from gateway.transport.retry import attempt_of, parked_reason
 
@@ -204,9 +204,7 @@ def _replay_ledger(
                 HAS_BODY.label("held"),
             )
             .where(
-                messages.c.authority == authority,
-                EITHER_DIRECTION,  # with the id, the message-id index finds it
-                messages.c.message_id == message_id,
+                under_id(authority, message_id),
                 messages.c.status == Status.DEAD_LETTERED.value,
                 *(() if digest is None else (messages.c.digest == digest,)),
             )

@@ -13,7 +13,7 @@ from gateway.crossborder import consent_store
 from gateway.crossborder.issues_store import issues_log
 from gateway.ledger.bodies import HAS_BODY
 from gateway.ledger.status import DISCLOSING, HAS_LEFT, OUTBOX_STATES, Direction, Status
-from gateway.ledger.tables import EITHER_DIRECTION, messages
+from gateway.ledger.tables import messages, under_id
 from gateway.model import LegalBasis, Purpose
 from gateway.policy.consent import RegisterEntry
 from gateway.policy.decision import HeldCopy, QueuedCopy
@@ -149,12 +149,6 @@ def thread_notices(conn: Connection, authority: str, thread_id: str) -> frozense
 def id_used(conn: Connection, authority: str, message_id: str) -> bool:
     """Whether ``authority`` already has a message of that id (either direction)."""
     row = conn.execute(
-        select(messages.c.id)
-        .where(
-            EITHER_DIRECTION,  # the message-id index
-            messages.c.authority == authority,
-            messages.c.message_id == message_id,
-        )
-        .limit(1)
+        select(messages.c.id).where(under_id(authority, message_id)).limit(1)
     ).first()
     return row is not None
