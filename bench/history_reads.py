@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from bench.scrape import AUTHORITY, PEER, best_ms, fill
+from bench.scrape import AUTHORITY, PEER, fill, print_best
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import messages
 from gateway.retention import erasure
@@ -72,8 +72,7 @@ def main() -> None:
         }
         assert child() == 5 and planned() == 0
         print(f"{args.messages:,} messages a year old, five a child")
-        for name, read in reads.items():
-            print(f"  {name:48} {best_ms(read, args.rounds):9.1f} ms CPU", flush=True)
+        print_best(reads, args.rounds, width=9)
         ledger.engine.dispose()
 
 
