@@ -139,9 +139,13 @@ def _attempt(r: Region, build: Callable[[Region], object]) -> tuple[object, dict
     return r.received("332", message_id), before
 
 
-def _decoy() -> Assessment:
+def _decoy(given_name: str = "Decoy") -> Assessment:
+    """Wolverhampton's own record of a child named apart from Dudley's: each test names
+    its own, since a body Dudley already received from Wolverhampton is a repeat
+    (DUPLICATE, judged with the first) whatever thread it names, and the module's
+    tests share one region in whatever order the workers take them."""
     real = RECORDS[HELD]
-    child = replace(real.child, given_name="Decoy", family_name="Child", identifiers=())
+    child = replace(real.child, given_name=given_name, family_name="Child", identifiers=())
     own = ConsentRecord(
         given=True,
         given_by="Wolverhampton practitioner",
@@ -319,7 +323,9 @@ def test_a_case_named_by_reference_becomes_the_senders_own_thread_and_leaves_dud
     dudley_shared: Region,
 ) -> None:
     r = dudley_shared
-    record, before = _attempt(r, lambda r: r.envelope("336", "332", _decoy(), correlation=HELD))
+    record, before = _attempt(
+        r, lambda r: r.envelope("336", "332", _decoy("Referenced"), correlation=HELD)
+    )
     assert record.status == Status.VERIFIED, record.reason
     after = r.state("332")
     assert after["consent"] == before["consent"] and after["sent"] == before["sent"]
