@@ -11,16 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, bindparam, or_, select
 
 from gateway.ledger.core import as_utc
 from gateway.ledger.records import HistoryEntry, MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger
-from gateway.ledger.tables import history, messages
+from gateway.ledger.tables import EITHER_DIRECTION, history, messages
+from gateway.ledger.unindexed import unindexed
 
 MIN_PREFIX = 4
 MAX_LIMIT = 500
+# Of several authorities, pages that end within this many rows are read one authority
+# at a time and merged (``search``).
+MERGED_MAX = 2_000
+# Where most messages end: a search for one of these walks the messages newest
+# first, where one for any other finds the few in it by the statuses' index.
+SETTLED = frozenset({Status.DELIVERED, Status.DELIVERED_LOCAL, Status.ACKNOWLEDGED})
 
 
 @dataclass(frozen=True)
@@ -58,17 +65,21 @@ def _exact_or_prefix(column: ColumnElement[str], text: str) -> ColumnElement[boo
 
 def _conditions(c: Criteria) -> list[ColumnElement[bool]]:
     m = messages.c
-    found: list[ColumnElement[bool]] = [m.authority.in_(list(c.authorities))]
+    found: list[ColumnElement[bool]] = []
     if c.message_id:
         found.append(_exact_or_prefix(m.message_id, c.message_id[:64]))
     if c.case_ref:
         found.append(_exact_or_prefix(m.case_ref, c.case_ref[:64]))
     if c.child_key:
         found.append(m.child_key == c.child_key)
+        if c.direction is None:
+            found.append(EITHER_DIRECTION)  # the child's index, which starts with it
     if c.correlation_id:
         found.append(m.correlation_id == c.correlation_id[:64])
     if c.statuses:
         found.append(m.status.in_([s.value for s in c.statuses]))
+        if c.direction is None:
+            found.append(EITHER_DIRECTION)  # the statuses' index, which has it second
     if c.direction is not None:
         found.append(m.direction == c.direction.value)
     if c.message_type:
@@ -89,18 +100,46 @@ def _conditions(c: Criteria) -> list[ColumnElement[bool]]:
 
 
 def search(ledger: Ledger, c: Criteria) -> list[MessageRecord]:
-    """Messages matching ``c``, newest first (without their history; ``Ledger.find`` adds it)."""
-    if not c.authorities:
+    """Messages matching ``c``, newest first (without their history; ``Ledger.find`` adds it).
+
+    Read from the end of each authority's part of ``ix_messages_made``, in that
+    order, no further than the page: one statement over several authorities
+    sorted every message of them at each page (issue 14). Of several
+    authorities, each one's newest rows up to the page's end are merged and the
+    page cut from them; past ``MERGED_MAX`` rows that would read more than the
+    sort did, so a page that deep is one statement again, sorted whole.
+    """
+    authorities = sorted(set(c.authorities))
+    if not authorities:
         return []
+    limit, offset = max(1, min(c.limit, MAX_LIMIT)), max(0, c.offset)
+    merged = len(authorities) > 1 and offset + limit <= MERGED_MAX
+    # A child's or a thread's messages, and those in the statuses looked for but
+    # the ones most messages end in, are few: found by their own index and sorted.
+    # Walked in ``ix_messages_made``'s order instead (which SQLite prefers, as it
+    # needs no sort), every message of the authority was read to find them.
+    few = c.child_key or c.correlation_id or (c.statuses and not SETTLED.intersection(c.statuses))
+    made = unindexed(messages.c.created_at) if few else messages.c.created_at
     query = (
         ledger._record_select()
-        .where(*_conditions(c))
-        .order_by(messages.c.created_at.desc(), messages.c.id.desc())
-        .limit(max(1, min(c.limit, MAX_LIMIT)))
-        .offset(max(0, c.offset))
+        .where(
+            messages.c.authority == bindparam("authority")
+            if merged
+            else messages.c.authority.in_(authorities),
+            *_conditions(c),
+        )
+        .order_by(made.desc(), messages.c.id.desc())
+        .limit(offset + limit if merged else limit)
+        .offset(0 if merged else offset)
     )
     with ledger.transaction() as conn:
-        return [ledger._to_record(r) for r in conn.execute(query).all()]
+        if not merged:
+            return [ledger._to_record(r) for r in conn.execute(query).all()]
+        # One statement each: on PostgreSQL each sees the ledger as it is then, so a
+        # row may move across the page's edge between them, as between two pages.
+        rows = [r for code in authorities for r in conn.execute(query, {"authority": code}).all()]
+    rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    return [ledger._to_record(r) for r in rows[offset : offset + limit]]
 
 
 def with_history(ledger: Ledger, records: list[MessageRecord]) -> list[MessageRecord]:

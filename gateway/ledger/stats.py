@@ -11,12 +11,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, bindparam, func, select
 
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import FINAL_STATES, Direction, Status
 from gateway.ledger.store import Ledger, as_utc
 from gateway.ledger.tables import history, messages
+from gateway.ledger.unindexed import unindexed
 
 
 @dataclass(frozen=True)
@@ -145,15 +146,28 @@ def _awaiting_receipt(authorities: Sequence[str]) -> ColumnElement[bool]:
 
 
 def latest(ledger: Ledger, authorities: Sequence[str], limit: int) -> list[MessageRecord]:
-    """The most recently changed messages (receipts left out: they would crowd the rest)."""
-    query = (
+    """The most recently changed messages (receipts left out: they would crowd the rest).
+
+    Each authority's newest ``limit`` by ``ix_messages_changed``, merged: one read
+    of them all would be sorted whole (every message of the authorities shown, at
+    each look at the dashboard), as an index ordered within each authority cannot
+    order the rows of several.
+    """
+    newest = (
         ledger._record_select()
-        .where(messages.c.authority.in_(list(authorities)), messages.c.message_type != "Receipt")
+        .where(messages.c.authority == bindparam("authority"), messages.c.message_type != "Receipt")
         .order_by(messages.c.updated_at.desc(), messages.c.id.desc())
         .limit(limit)
     )
     with ledger.transaction() as conn:
-        return [ledger._to_record(r) for r in conn.execute(query).all()]
+        rows = [
+            row
+            for authority in sorted(set(authorities))
+            for row in conn.execute(newest, {"authority": authority}).all()
+        ]
+    records = [ledger._to_record(r) for r in rows]
+    records.sort(key=lambda r: (r.updated_at, r.pk), reverse=True)
+    return records[:limit]
 
 
 def unfinished_created_before(
@@ -169,7 +183,9 @@ def unfinished_created_before(
             messages.c.direction == direction.value,
             messages.c.authority == authority,
             messages.c.status.in_(waiting),
-            messages.c.created_at < before,
+            # Not by ``ix_messages_made``: all but the newest messages were made
+            # before it, where the statuses waiting are few (``unindexed``).
+            unindexed(messages.c.created_at) < before,
         )
     )
     with ledger.transaction() as conn:

@@ -63,6 +63,10 @@ class Ledger(OutboundQueries, InboundQueries):
             # status's instead (every message of the authority in that status).
             column = messages.c.status if message_id is None else unindexed(messages.c.status)
             conditions.append(column == status.value)
+            if message_id is None and direction is None:
+                # The status's index has the direction second: naming neither, SQLite
+                # read every message of the authority (the dead letters' list).
+                conditions.append(EITHER_DIRECTION)
         if direction is not None:
             conditions.append(messages.c.direction == direction.value)
         if correlation_id is not None:

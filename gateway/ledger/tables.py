@@ -98,6 +98,15 @@ Index(
 Index("ix_messages_message_id", messages.c.direction, messages.c.authority, messages.c.message_id)
 Index("ix_messages_child", messages.c.direction, messages.c.authority, messages.c.child_key)
 Index("ix_messages_case", messages.c.direction, messages.c.authority, messages.c.case_ref)
+# The latest messages to change, newest first (the dashboard's list, ``stats.latest``),
+# read from the end of each authority's part: before, every message of the
+# authorities shown was read and sorted at each look (migration 0012, issue 14).
+# A status move writes its entry again: no CPU a bench shows, more WAL written
+# (``bench.status_moves``, docs/performance.md).
+Index("ix_messages_changed", messages.c.authority, messages.c.updated_at)
+# The message search's pages, newest first (``ledger.search``): likewise, by when each
+# message was made, which never changes (migration 0012).
+Index("ix_messages_made", messages.c.authority, messages.c.created_at)
 # These indexes start with the direction: a read of either direction names both, so
 # that they are searched (by the authority alone, SQLite read every message of the
 # authority; issue 14).

@@ -15,30 +15,32 @@ column, and as the column elsewhere (PostgreSQL plans by its statistics).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnClause, FunctionElement
-from sqlalchemy.types import String
+
+_T = TypeVar("_T")
 
 
-class unindexed(FunctionElement[str]):  # noqa: N801 - used as a function, as SQLAlchemy's are
-    """``column`` as a value no index of SQLite's is searched by."""
+class unindexed(FunctionElement[_T]):  # noqa: N801 - used as a function, as SQLAlchemy's are
+    """``column`` as a value no index of SQLite's is searched by, of the column's type: a
+    value compared with it is bound as one compared with the column would be."""
 
-    type = String()
     inherit_cache = True
 
-    def __init__(self, column: ColumnClause[str] | ColumnElement[str]) -> None:
+    def __init__(self, column: ColumnClause[_T] | ColumnElement[_T]) -> None:
         super().__init__(column)
+        self.type = column.type
 
 
 @compiles(unindexed)
-def _plain(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+def _plain(element: unindexed[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(element.clauses, **kw)
 
 
 @compiles(unindexed, "sqlite")
-def _unary_plus(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+def _unary_plus(element: unindexed[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return "+" + compiler.process(element.clauses, **kw)

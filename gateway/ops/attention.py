@@ -142,10 +142,13 @@ def records(ledger: Ledger, codes: Sequence[str], limit: int) -> list[MessageRec
     """Messages needing a human (not dismissed), most recently changed first."""
     if not codes:
         return []
+    # Ordered by a value no index holds: by ``ix_messages_changed`` SQLite would walk
+    # every message of the authority, newest first, to find the few that need a
+    # human, where the statuses' index finds them alone (``unindexed``).
     query = (
         ledger._record_select()
         .where(_needing(codes))
-        .order_by(messages.c.updated_at.desc(), messages.c.id.desc())
+        .order_by(unindexed(messages.c.updated_at).desc(), messages.c.id.desc())
         .limit(limit)
     )
     with ledger.transaction() as conn:

@@ -18,7 +18,7 @@ from support.sql import captured, plans, unbounded
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
-from gateway.ledger import audit
+from gateway.ledger import audit, stats
 from gateway.ledger.status import Status
 from gateway.ops.flows import flows
 
@@ -93,9 +93,13 @@ def test_a_pull_a_message_detail_and_a_childs_reports_read_nothing_whole(
     assert _unbounded_reads(gw, statements) == {}
 
 
-# Still read whole at each look (docs/performance.md, not done): the latest messages
-# (by when they changed, which no index holds).
-LATEST = "messages.message_type != ? ORDER BY messages.updated_at DESC, messages.id DESC"
+# The latest messages to change, of one authority: read from the end of its part of
+# ``ix_messages_changed`` in the index's order, and no further than the limit.
+LATEST = (
+    "WHERE messages.authority = ? AND messages.message_type != ? "
+    "ORDER BY messages.updated_at DESC, messages.id DESC"
+)
+LATEST_PLAN = "SEARCH messages USING INDEX ix_messages_changed (authority=?)"
 FLOWS = "messages.sender != messages.recipient GROUP BY"
 
 
@@ -116,14 +120,100 @@ def test_a_look_at_the_dashboard_reads_its_rates_and_handovers_by_index(
         "SEARCH status_history USING INDEX ix_status_history_at"
     ), rates
     assert sum("FROM handover_failures" in sql for sql in found) >= 2
-    # The one allowed below is one statement: ``stats.latest``.
-    assert [sum(known in sql for sql in found) for known in (LATEST, FLOWS)] == [1, 1]
+    assert [sum(known in " ".join(sql.split()) for sql in found) for known in (LATEST, FLOWS)] == [
+        1,
+        1,
+    ]
     (flows,) = [p for sql, p in found.items() if FLOWS in sql]
     assert "SEARCH status_history USING INDEX ix_status_history_at (at>?)" in flows, flows
+    # Before: every message of the authorities shown, sorted at each look (a temporary
+    # B-tree for the ORDER BY); ``ix_messages_changed`` (migration 0012) orders them.
+    (latest,) = [p for sql, p in found.items() if LATEST in " ".join(sql.split())]
+    assert latest == LATEST_PLAN, latest
     whole = {
-        sql: plan for sql, plan in _unbounded_reads(gw, statements).items() if LATEST not in sql
+        sql: plan
+        for sql, plan in _unbounded_reads(gw, statements).items()
+        if LATEST not in " ".join(sql.split())
     }
     assert whole == {}
+
+
+# A page of messages, newest first, read from the end of each authority's part of
+# ``ix_messages_made`` (a search for a status most messages end in too); a search by
+# any other status or by child, from the status's or the child's index (both
+# directions named), then sorted (migration 0012).
+PAGE_PLAN = "SEARCH messages USING INDEX ix_messages_made (authority=?)"
+BY_STATUS = (
+    "SEARCH messages USING INDEX ix_messages_inbox (authority=? AND direction=? AND status=?)"
+)
+BY_CHILD = (
+    "SEARCH messages USING INDEX ix_messages_child (direction=? AND authority=? AND child_key=?)"
+)
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "params", "plan"),
+    [
+        ("admin", "/v1/dashboard/messages", {}, PAGE_PLAN),
+        ("332", "/v1/dashboard/messages", {"offset": "50"}, PAGE_PLAN),
+        ("332", "/v1/messages", {"direction": "OUTBOUND"}, PAGE_PLAN),
+        ("332", "/v1/dashboard/messages", {"status": "DELIVERED"}, PAGE_PLAN),  # most are
+        ("332", "/v1/dashboard/messages", {"status": "REJECTED"}, BY_STATUS),
+        ("332", "/v1/messages", {"status": "QUARANTINED"}, BY_STATUS),
+        ("332", "/v1/dashboard/messages", {"child": SIOBHAN_UPN}, BY_CHILD),
+        ("admin", "/v1/admin/dead-letters", {}, BY_STATUS),
+    ],
+)
+def test_a_page_of_messages_a_search_by_status_or_child_and_the_dead_letters_read_by_index(
+    client: tuple[TestClient, dict[str, dict[str, str]], Gateway],
+    who: str,
+    path: str,
+    params: dict[str, str],
+    plan: str,
+) -> None:
+    # Before: every message of the authorities shown, sorted at each page (and the
+    # dashboard's list is the first page at every look); a search by status or child,
+    # or the dead letters' list, every message of the authority read to find them.
+    http, auth, gw = client
+    with captured(gw.ledger.engine) as statements:
+        answer = http.get(path, headers=auth[who], params=params)
+    assert answer.status_code == 200, answer.text
+    found = plans(gw.ledger.engine, statements)
+    reads = [p for sql, p in found.items() if "FROM messages" in sql and "ORDER BY" in sql]
+    assert reads, list(found)
+    assert all(p.splitlines()[0] == plan for p in reads), reads
+    if plan == PAGE_PLAN:
+        assert all("TEMP B-TREE" not in p for p in reads), reads
+
+
+def test_the_dashboards_latest_are_the_newest_changes_of_every_authority_shown(
+    tmp_path: Path,
+) -> None:
+    # Read an authority at a time and merged (``stats.latest``): the newest change
+    # first, whichever authority's; an old message moved just now among the newest;
+    # receipts left out; no more than the limit.
+    clock = OpsClock()
+    gw = make_gateway(tmp_path, clock=clock)
+    made = {}
+    for name, authority, peer in (
+        ("oldest", "332", "336"),
+        ("middle", "336", "332"),
+        ("newer", "332", "336"),
+        ("newest", "336", "332"),
+    ):
+        clock.advance(60)
+        made[name] = put(gw, authority, peer, Status.ACCEPTED, Status.SIGNED)
+        clock.advance(60)
+        put(gw, authority, peer, Status.ACCEPTED, message_type="Receipt")
+    clock.advance(60)
+    gw.ledger.mark_sent([made["oldest"][1]], clock())  # changed last of all
+    latest = stats.latest(gw.ledger, ["336", "332"], 3)
+    by_id = {message_id: name for name, (message_id, _) in made.items()}
+    assert [by_id[r.message_id] for r in latest] == ["oldest", "newest", "newer"]
+    assert [by_id[r.message_id] for r in stats.latest(gw.ledger, ["336"], 5)] == [
+        "newest",
+        "middle",
+    ]
 
 
 def test_the_flows_count_the_messages_made_since_the_window_began_and_no_others(

@@ -15,7 +15,7 @@ from ops_helpers import Clock, FakeProbe, make_gateway, put
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.api.routes.ops import OpsState
-from gateway.ledger import audit
+from gateway.ledger import audit, search
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import messages
 from gateway.model import Child, Identifier
@@ -101,6 +101,34 @@ def test_messages_are_found_by_id_prefix_case_ref_status_type_peer_and_date(site
     day = (site.clock() - timedelta(days=2)).replace(hour=0, minute=0, second=0)
     assert ids(**{"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()}) == [first]
     assert ids(direction="INBOUND") == []
+
+
+@pytest.mark.parametrize("merged_max", [search.MERGED_MAX, 4])
+def test_pages_across_authorities_run_newest_first_with_no_gap_and_no_repeat(
+    site: Site, merged_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each authority is read on its own, to the page's end, and merged (``search``):
+    # most of these are 332's, so a deep page needs more of 332's than a page holds.
+    # Past ``MERGED_MAX`` rows, one statement of them all: the same pages.
+    monkeypatch.setattr(search, "MERGED_MAX", merged_max)
+    senders = ("332", "332", "333", "332", "336", "332", "332", "333", "332")
+    made = []
+    for authority in senders:
+        site.clock.advance(60)
+        peer = "336" if authority == "332" else "332"
+        made.append(put(site.gw, authority, peer, Status.ACCEPTED, Status.SIGNED)[0])
+    codes = ("336", "332", "333")
+    newest = made[::-1]
+    pages = [
+        search.search(site.gw.ledger, search.Criteria(codes, limit=2, offset=offset))
+        for offset in (0, 2, 4, 6, 8)
+    ]
+    assert [[r.message_id for r in page] for page in pages] == [
+        newest[i : i + 2] for i in (0, 2, 4, 6, 8)
+    ]
+    own = [m for m, a in zip(made, senders, strict=True) if a == "332"]
+    one = search.search(site.gw.ledger, search.Criteria(("332",), limit=2, offset=1))
+    assert [r.message_id for r in one] == own[::-1][1:3]
 
 
 def test_only_an_authoritys_own_key_searches_by_child_and_restricted_records_stay_hidden(

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.sql import captured, plans, unbounded
 
 from gateway import metrics
+from gateway.connectors.state import unacknowledged_before
 from gateway.envelope.keys import ensure_identity
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger, make_engine
@@ -103,6 +104,35 @@ def test_a_scrape_counts_what_changed_since_the_last_by_the_historys_keys(
             "SEARCH status_history USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"
         ), f"{sql}\n{plan}"
         assert not unbounded(plan), f"{sql}\n{plan}"
+
+
+WAITING = "SEARCH messages USING INDEX ix_messages_inbox (authority=? AND direction=? AND status=?)"
+
+
+def test_a_scrapes_count_of_messages_waiting_since_before_a_time_reads_only_the_waiting(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: given an index on when each message was made (migration 0012), SQLite
+    # counted the unfinished made before the cutoff from it, every message made before
+    # it (nearly all of them) read at every scrape; the statuses' index finds the
+    # waiting alone. So too the local systems' acknowledgement deadline.
+    clock = Clock()
+    gw = make_gateway(tmp_path, clock=clock)
+    put(gw, "332", "336", Status.ACCEPTED, Status.SIGNED, Status.SENT)
+    put(gw, "336", "332", Status.RECEIVED, Status.VERIFIED, direction=Direction.INBOUND)
+    clock.advance(7200)
+    with captured(gw.ledger.engine) as statements:
+        scrape(gw)
+        unacknowledged_before(gw.ledger, "332", clock(), 10)
+    before = {
+        sql: plan
+        for sql, plan in plans(gw.ledger.engine, statements).items()
+        if "messages.created_at <" in sql
+    }
+    # The scrape's counts (sent, received), and the deadline's read.
+    assert sorted("count(*)" in sql for sql in before) == [False, True, True], list(before)
+    for sql, plan in before.items():
+        assert plan.splitlines()[0] == WAITING, f"{sql}\n{plan}"
 
 
 def test_retries_and_dead_letters_only_grow_and_a_new_collector_recounts_the_same(
