@@ -165,9 +165,8 @@ def latest(ledger: Ledger, authorities: Sequence[str], limit: int) -> list[Messa
             for authority in sorted(set(authorities))
             for row in conn.execute(newest, {"authority": authority}).all()
         ]
-    records = [ledger._to_record(r) for r in rows]
-    records.sort(key=lambda r: (r.updated_at, r.pk), reverse=True)
-    return records[:limit]
+    rows.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
+    return [ledger._to_record(r) for r in rows[:limit]]
 
 
 def unfinished_created_before(

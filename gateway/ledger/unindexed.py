@@ -32,8 +32,8 @@ class unindexed(FunctionElement[_T]):  # noqa: N801 - used as a function, as SQL
     inherit_cache = True
 
     def __init__(self, column: ColumnClause[_T] | ColumnElement[_T]) -> None:
+        self.type = column.type  # first: the element's comparator is made of its type
         super().__init__(column)
-        self.type = column.type
 
 
 @compiles(unindexed)

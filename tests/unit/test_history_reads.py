@@ -159,6 +159,12 @@ BY_CHILD = (
         ("332", "/v1/messages", {"direction": "OUTBOUND"}, PAGE_PLAN),
         ("332", "/v1/dashboard/messages", {"status": "DELIVERED"}, PAGE_PLAN),  # most are
         ("332", "/v1/dashboard/messages", {"status": "REJECTED"}, BY_STATUS),
+        (
+            "332",
+            "/v1/dashboard/messages",
+            {"status": "REJECTED", "from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
+            BY_STATUS,
+        ),
         ("332", "/v1/messages", {"status": "QUARANTINED"}, BY_STATUS),
         ("332", "/v1/dashboard/messages", {"child": SIOBHAN_UPN}, BY_CHILD),
         ("admin", "/v1/admin/dead-letters", {}, BY_STATUS),

@@ -28,3 +28,5 @@ def test_a_time_compared_with_it_is_bound_as_one_compared_with_the_column() -> N
     for query in (ours, plain):
         rendered = str(query.compile(dialect=postgresql.dialect()))
         assert rendered.endswith("s::TIMESTAMP WITH TIME ZONE"), rendered
+    # Compared through the element's comparator, made of its type when it is made.
+    assert unindexed(messages.c.created_at).comparator.type is messages.c.created_at.type
