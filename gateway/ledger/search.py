@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, bindparam, or_, select
 from gateway.ledger.core import as_utc
 from gateway.ledger.records import HistoryEntry, MessageRecord
 from gateway.ledger.status import Direction, Status
-from gateway.ledger.store import Ledger
+from gateway.ledger.store import Ledger, newest_of_each
 from gateway.ledger.tables import EITHER_DIRECTION, history, messages
 from gateway.ledger.unindexed import unindexed
 
@@ -75,24 +75,22 @@ def _few(c: Criteria) -> bool:
     )
 
 
-def _conditions(c: Criteria) -> list[ColumnElement[bool]]:
+def _conditions(c: Criteria, made: ColumnElement[datetime]) -> list[ColumnElement[bool]]:
+    """What ``c`` asks of a message; ``made``: its creation time as the search orders by it."""
     m = messages.c
-    made = unindexed(m.created_at) if _few(c) else m.created_at
     found: list[ColumnElement[bool]] = []
+    if c.direction is None and (c.child_key or c.statuses):
+        found.append(EITHER_DIRECTION)  # before the child and the status in their indexes
     if c.message_id:
         found.append(_exact_or_prefix(m.message_id, c.message_id[:64]))
     if c.case_ref:
         found.append(_exact_or_prefix(m.case_ref, c.case_ref[:64]))
     if c.child_key:
         found.append(m.child_key == c.child_key)
-        if c.direction is None:
-            found.append(EITHER_DIRECTION)  # the child's index, which starts with it
     if c.correlation_id:
         found.append(m.correlation_id == c.correlation_id[:64])
     if c.statuses:
         found.append(m.status.in_([s.value for s in c.statuses]))
-        if c.direction is None:
-            found.append(EITHER_DIRECTION)  # the statuses' index, which has it second
     if c.direction is not None:
         found.append(m.direction == c.direction.value)
     if c.message_type:
@@ -134,7 +132,7 @@ def search(ledger: Ledger, c: Criteria) -> list[MessageRecord]:
             messages.c.authority == bindparam("authority")
             if merged
             else messages.c.authority.in_(authorities),
-            *_conditions(c),
+            *_conditions(c, made),
         )
         .order_by(made.desc(), messages.c.id.desc())
         .limit(offset + limit if merged else limit)
@@ -143,11 +141,7 @@ def search(ledger: Ledger, c: Criteria) -> list[MessageRecord]:
     with ledger.transaction() as conn:
         if not merged:
             return [ledger._to_record(r) for r in conn.execute(query).all()]
-        # One statement each, which may each see the ledger as it is then: a row may
-        # move across the page's edge between them, as between two pages, but none
-        # is read twice (an authority's rows are its own; ``created_at`` never changes).
-        rows = [r for code in authorities for r in conn.execute(query, {"authority": code}).all()]
-    rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        rows = newest_of_each(conn, query, authorities, messages.c.created_at)
     return [ledger._to_record(r) for r in rows[offset : offset + limit]]
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, func, select
 
 from gateway.ledger.records import MessageRecord
 from gateway.ledger.status import FINAL_STATES, Direction, Status
-from gateway.ledger.store import Ledger, as_utc
+from gateway.ledger.store import Ledger, as_utc, newest_of_each
 from gateway.ledger.tables import history, messages
 from gateway.ledger.unindexed import unindexed
 
@@ -160,12 +160,7 @@ def latest(ledger: Ledger, authorities: Sequence[str], limit: int) -> list[Messa
         .limit(limit)
     )
     with ledger.transaction() as conn:
-        rows = [
-            row
-            for authority in sorted(set(authorities))
-            for row in conn.execute(newest, {"authority": authority}).all()
-        ]
-    rows.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
+        rows = newest_of_each(conn, newest, authorities, messages.c.updated_at)
     return [ledger._to_record(r) for r in rows[:limit]]
 
 

@@ -7,10 +7,15 @@ and reporting live here.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    Column,
+    Connection,
+    Row,
+    Select,
     func,
     select,
 )
@@ -26,7 +31,26 @@ from gateway.ledger.status import Direction, Status
 from gateway.ledger.tables import EITHER_DIRECTION, history, messages
 from gateway.ledger.unindexed import unindexed
 
-__all__ = ["Clock", "Ledger", "LedgerCore", "as_utc", "make_engine", "utc_now"]
+__all__ = ["Clock", "Ledger", "LedgerCore", "as_utc", "make_engine", "newest_of_each", "utc_now"]
+
+
+def newest_of_each(
+    conn: Connection, query: Select[Any], authorities: Iterable[str], at: Column[datetime]
+) -> list[Row[Any]]:
+    """``query``, bound by ``authority`` and ordered by ``at`` then id, newest first, run
+    for each of ``authorities`` and its rows merged, newest first: one statement over
+    several authorities is sorted whole, where an index by authority and ``at`` gives
+    each one's newest rows in order, no more than the limit (issue 14).
+
+    One statement each, which may each see the ledger as it is then: a row may move
+    across a page's edge between them, as between two pages, but none is read twice
+    (an authority's rows are its own).
+    """
+    rows = [
+        r for code in sorted(set(authorities)) for r in conn.execute(query, {"authority": code})
+    ]
+    rows.sort(key=lambda r: (r._mapping[at], r.id), reverse=True)
+    return rows
 
 
 class Ledger(OutboundQueries, InboundQueries):
@@ -49,11 +73,13 @@ class Ledger(OutboundQueries, InboundQueries):
         """Messages matching every given filter, newest first. ``authorities``: of any of
         those (none matches an empty one)."""
         conditions = []
+        if direction is None and (message_id is not None or status is not None):
+            # The id's and the status's indexes have the direction before them: naming
+            # neither direction, SQLite read every message of the authority (a look-up
+            # by id, the dead letters' list).
+            conditions.append(EITHER_DIRECTION)
         if message_id is not None:
             conditions.append(messages.c.message_id == message_id)
-            if direction is None:
-                # With the authority, the message-id index finds it.
-                conditions.append(EITHER_DIRECTION)
         if authority is not None:
             conditions.append(messages.c.authority == authority)
         if authorities is not None:
@@ -63,10 +89,6 @@ class Ledger(OutboundQueries, InboundQueries):
             # status's instead (every message of the authority in that status).
             column = messages.c.status if message_id is None else unindexed(messages.c.status)
             conditions.append(column == status.value)
-            if message_id is None and direction is None:
-                # The status's index has the direction second: naming neither, SQLite
-                # read every message of the authority (the dead letters' list).
-                conditions.append(EITHER_DIRECTION)
         if direction is not None:
             conditions.append(messages.c.direction == direction.value)
         if correlation_id is not None:
