@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, literal, or_, select
 
 from gateway.ledger.core import as_utc
+from gateway.ledger.prefix import bytewise, fold_ascii, starting_with
 from gateway.ledger.records import HistoryEntry, MessageRecord
 from gateway.ledger.status import Direction, Status
 from gateway.ledger.store import Ledger, newest_of_each
@@ -30,6 +32,10 @@ MERGED_MAX = 2_000
 # Where most messages end: a search for one of these walks the messages newest
 # first, where one for any other finds the few in it by the statuses' index.
 SETTLED = frozenset({Status.DELIVERED, Status.DELIVERED_LOCAL, Status.ACKNOWLEDGED})
+# A search by a case reference's beginning is served by its index while fewer than
+# this many messages have it (counted there, no further: ``_few_cases``); past that,
+# the newest messages are walked until the page is full, as without the reference.
+FEW_MAX = 2_000
 
 
 @dataclass(frozen=True)
@@ -54,37 +60,76 @@ class Criteria:
     offset: int = 0
 
 
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _message_id(text: str) -> ColumnElement[bool]:
+    """The id ``text``, or (``MIN_PREFIX`` characters or more) the ids beginning with it.
 
-
-def _exact_or_prefix(column: ColumnElement[str], text: str) -> ColumnElement[bool]:
+    Ids are lower-case UUIDs (the schema's ``Uuid``; the gateway's own are made so):
+    their beginning is matched in lower case, as typed too where that differs (a
+    rejected message's id is kept as it came)."""
     text = text.strip()
     if len(text) < MIN_PREFIX:
-        return column == text
-    return or_(column == text, column.like(_escape(text) + "%", escape="\\"))
+        return messages.c.message_id == text
+    as_typed = starting_with(bytewise(messages.c.message_id), text)
+    lower = text.lower()
+    if lower == text:
+        return as_typed
+    return or_(starting_with(bytewise(messages.c.message_id), lower), as_typed)
+
+
+def _case_ref(text: str) -> ColumnElement[bool]:
+    """The case reference ``text`` (or, ``MIN_PREFIX`` characters or more, those beginning
+    with it), whatever the case of its ASCII letters."""
+    text = text.strip()
+    folded = func.upper(bytewise(messages.c.case_ref))
+    if len(text) < MIN_PREFIX:
+        return folded == fold_ascii(text)
+    return starting_with(folded, fold_ascii(text))
 
 
 def _few(c: Criteria) -> bool:
     """Whether ``c`` looks for few rows that an index of their own finds (a child's, a
-    thread's, those in a status most messages do not end in): SQLite must then not
-    walk ``ix_messages_made``, which it prefers as it needs no sort, through every
-    message of the authority (or of the dates asked) when fewer match than a page."""
+    thread's, an id's, those in a status most messages do not end in): SQLite must then
+    not walk ``ix_messages_made``, which it prefers as it needs no sort, through every
+    message of the authority (or of the dates asked) when fewer match than a page.
+
+    A case reference's beginning may be shared by most of an authority's messages
+    (``DUD-2026``): it is few if its index holds fewer than ``FEW_MAX`` of them
+    (``_few_cases``)."""
     return bool(
-        c.child_key or c.correlation_id or (c.statuses and not SETTLED.intersection(c.statuses))
+        c.child_key
+        or c.correlation_id
+        or c.message_id
+        or (c.statuses and not SETTLED.intersection(c.statuses))
     )
+
+
+def _few_cases(conn: Connection, c: Criteria, authorities: list[str]) -> bool:
+    """Whether fewer than ``FEW_MAX`` messages of ``authorities`` have a case reference as
+    ``c`` asks, counted in its index (``ix_messages_case_folded``) no further."""
+    assert c.case_ref is not None
+    matching = (
+        select(literal(1))
+        .where(
+            EITHER_DIRECTION,
+            messages.c.authority.in_(authorities),
+            _case_ref(c.case_ref[:64]),
+        )
+        .limit(FEW_MAX)
+        .subquery()
+    )
+    return int(conn.execute(select(func.count()).select_from(matching)).scalar_one()) < FEW_MAX
 
 
 def _conditions(c: Criteria, made: ColumnElement[datetime]) -> list[ColumnElement[bool]]:
     """What ``c`` asks of a message; ``made``: its creation time as the search orders by it."""
     m = messages.c
     found: list[ColumnElement[bool]] = []
-    if c.direction is None and (c.child_key or c.statuses):
-        found.append(EITHER_DIRECTION)  # before the child and the status in their indexes
+    if c.direction is None and (c.child_key or c.statuses or c.message_id or c.case_ref):
+        found.append(EITHER_DIRECTION)  # before the column searched, in its index
     if c.message_id:
-        found.append(_exact_or_prefix(m.message_id, c.message_id[:64]))
+        found.append(_message_id(c.message_id[:64]))
     if c.case_ref:
-        found.append(_exact_or_prefix(m.case_ref, c.case_ref[:64]))
+        found.append(_case_ref(c.case_ref[:64]))
     if c.child_key:
         found.append(m.child_key == c.child_key)
     if c.correlation_id:
@@ -125,8 +170,27 @@ def search(ledger: Ledger, c: Criteria) -> list[MessageRecord]:
         return []
     limit, offset = max(1, min(c.limit, MAX_LIMIT)), max(0, c.offset)
     merged = len(authorities) > 1 and len(authorities) * (offset + limit) <= MERGED_MAX
-    made = unindexed(messages.c.created_at) if _few(c) else messages.c.created_at
-    query = (
+    with ledger.transaction() as conn:
+        few = _few(c) or (c.case_ref is not None and _few_cases(conn, c, authorities))
+        query = _page(ledger, c, authorities, few, merged, limit, offset)
+        if not merged:
+            return [ledger._to_record(r) for r in conn.execute(query).all()]
+        rows = newest_of_each(conn, query, authorities, messages.c.created_at)
+    return [ledger._to_record(r) for r in rows[offset : offset + limit]]
+
+
+def _page(
+    ledger: Ledger,
+    c: Criteria,
+    authorities: list[str],
+    few: bool,
+    merged: bool,
+    limit: int,
+    offset: int,
+) -> Select[Any]:
+    """The statement of ``search``: for each authority in turn if ``merged``."""
+    made = unindexed(messages.c.created_at) if few else messages.c.created_at
+    return (
         ledger._record_select()
         .where(
             messages.c.authority == bindparam("authority")
@@ -138,11 +202,6 @@ def search(ledger: Ledger, c: Criteria) -> list[MessageRecord]:
         .limit(offset + limit if merged else limit)
         .offset(0 if merged else offset)
     )
-    with ledger.transaction() as conn:
-        if not merged:
-            return [ledger._to_record(r) for r in conn.execute(query).all()]
-        rows = newest_of_each(conn, query, authorities, messages.c.created_at)
-    return [ledger._to_record(r) for r in rows[offset : offset + limit]]
 
 
 def with_history(ledger: Ledger, records: list[MessageRecord]) -> list[MessageRecord]:

@@ -24,10 +24,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    func,
     literal_column,
 )
 
 from gateway.ledger.in_lists import among
+from gateway.ledger.prefix import bytewise
 from gateway.ledger.status import Direction
 from gateway.model import Purpose
 
@@ -107,6 +109,23 @@ Index("ix_messages_changed", messages.c.authority, messages.c.updated_at)
 # The message search's pages, newest first (``ledger.search``): likewise, by when each
 # message was made, which never changes (migration 0012).
 Index("ix_messages_made", messages.c.authority, messages.c.created_at)
+# A search by the first characters of a case reference, whatever the case of its
+# letters, and on PostgreSQL of a message id: a range of these (``ledger.prefix``),
+# where ``LIKE`` read every message of the authority when fewer than a page matched
+# (migration 0013). SQLite's ids are searched in ``ix_messages_message_id``, which
+# compares as SQLite always does, byte by byte; PostgreSQL's in its collation.
+Index(
+    "ix_messages_case_folded",
+    messages.c.direction,
+    messages.c.authority,
+    func.upper(bytewise(messages.c.case_ref)),
+)
+Index(
+    "ix_messages_id_bytes",
+    messages.c.direction,
+    messages.c.authority,
+    bytewise(messages.c.message_id),
+).ddl_if(dialect="postgresql")
 # These indexes start with the direction: a read of either direction names both, so
 # that they are searched (by the authority alone, SQLite read every message of the
 # authority; issue 14).

@@ -1,0 +1,161 @@
+"""A search by an id's or a case reference's first characters (``ledger.prefix``): the
+rows that begin so and no others, on both ledgers, whatever the case of the letters
+typed, with ``%`` and ``_`` taken as they are; read by index, not by walking every
+message of the authority (issue 14)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import text
+from support.databases import on_both
+from support.outbound import queued
+from support.sql import captured, plans
+
+from gateway.ledger import search
+from gateway.ledger.prefix import after, fold_ascii
+from gateway.ledger.status import Direction
+from gateway.ledger.store import Ledger
+
+CASE_REFS = (
+    "DUD-2026-00417",
+    "DUD-2026-00418",
+    "DUD-2027-00001",
+    "dud-2026-lower",
+    "Dud-2026-Mixed",
+    "DUD-2026%00419",
+    "DUD_2026_00420",
+    "DUDX2026",
+    "SAN-2026-00417",
+    "DUD",
+)
+# The same beginning in a linguistic collation's order, where a hyphen counts only to
+# break a tie: a range in it would hold these (or miss the hyphenated ones).
+IDS = (
+    "0f8fad5b-d9cb-469f-a165-70867728950e",
+    "0f8fad5b-d9cb-469f-a165-70867728950f",
+    "0f8fad5bd-9cb-469f-a165-70867728950e",
+    "0f8fad5c-0000-469f-a165-70867728950e",
+    "0f8fad5a-ffff-469f-a165-70867728950e",
+    "QUARANTINED-AS-IT-CAME",
+)
+
+
+def _fill(ledger: Ledger) -> None:
+    rows = [replace(queued(), message_id=message_id, case_ref=None) for message_id in IDS] + [
+        replace(queued(), case_ref=case_ref) for case_ref in CASE_REFS
+    ]
+    rows.append(replace(queued(authority="336", sender="336"), case_ref="DUD-2026-00417"))
+    inbound = replace(
+        queued(sender="336"), direction=Direction.INBOUND, message_id=str(uuid.uuid4())
+    )
+    rows.append(replace(inbound, case_ref="DUD-2026-00416"))
+    ledger.record(rows)
+
+
+def _ids(ledger: Ledger, **criteria: str) -> set[str]:
+    found = search.search(ledger, search.Criteria(authorities=("332",), **criteria))
+    return {r.message_id for r in found}
+
+
+def _case_refs(ledger: Ledger, case_ref: str) -> set[str | None]:
+    found = search.search(ledger, search.Criteria(authorities=("332",), case_ref=case_ref))
+    return {r.case_ref for r in found}
+
+
+@on_both
+@pytest.mark.parametrize("few_max", [search.FEW_MAX, 1], ids=["by-its-index", "newest-first"])
+def test_a_case_reference_is_found_by_its_beginning_in_any_case_and_nothing_else(
+    ledger: Ledger, few_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whether the case's index is read (few have it) or the newest messages walked (many
+    # do), the same rows: both directions; letters in any case; % and _ as themselves.
+    monkeypatch.setattr(search, "FEW_MAX", few_max)
+    _fill(ledger)
+    assert _case_refs(ledger, "DUD-2026") == {
+        "DUD-2026-00417",
+        "DUD-2026-00418",
+        "dud-2026-lower",
+        "Dud-2026-Mixed",
+        "DUD-2026%00419",
+        "DUD-2026-00416",
+    }
+    assert _case_refs(ledger, "dud-2026-0041") == {
+        "DUD-2026-00417",
+        "DUD-2026-00418",
+        "DUD-2026-00416",
+    }
+    assert _case_refs(ledger, "DUD-2026%") == {"DUD-2026%00419"}
+    assert _case_refs(ledger, "DUD_") == {"DUD_2026_00420"}
+    assert _case_refs(ledger, " dud-2026-mixed ") == {"Dud-2026-Mixed"}
+    # Shorter than MIN_PREFIX: the whole reference, in any case, and no beginning.
+    assert _case_refs(ledger, "dud") == {"DUD"}
+    assert _case_refs(ledger, "DU") == set()
+
+
+@on_both
+def test_a_message_id_is_found_by_its_beginning_as_typed_or_in_lower_case(
+    ledger: Ledger,
+) -> None:
+    _fill(ledger)
+    assert _ids(ledger, message_id="0f8fad5b-") == set(IDS[:2])
+    assert _ids(ledger, message_id="0F8FAD5B-D9CB") == set(IDS[:2])
+    assert _ids(ledger, message_id="0f8fad5b") == set(IDS[:3])
+    assert _ids(ledger, message_id=IDS[0]) == {IDS[0]}
+    # A rejected message's id, kept as it came: its beginning as typed.
+    assert _ids(ledger, message_id="QUARANTINED-AS") == {"QUARANTINED-AS-IT-CAME"}
+    assert _ids(ledger, message_id="0f8") == set()  # shorter than MIN_PREFIX: whole ids only
+
+
+@on_both
+def test_a_search_by_a_beginning_reads_the_matching_rows_by_index(ledger: Ledger) -> None:
+    # Before: LIKE, which no index served; SQLite walked every message of the authority
+    # newest first, PostgreSQL read them all, whenever fewer than a page matched.
+    _fill(ledger)
+    if ledger.engine.dialect.name == "postgresql":
+        # PostgreSQL plans by its statistics: on a few rows any index does.
+        ledger.record([replace(queued(), case_ref=f"WOL-{n:05d}") for n in range(3000)])
+        with ledger.engine.begin() as conn:
+            conn.execute(text("ANALYZE messages"))
+    searches = {
+        "ix_messages_case_folded": search.Criteria(authorities=("332",), case_ref="dud-2026-00"),
+        (
+            "ix_messages_message_id"
+            if ledger.engine.dialect.name == "sqlite"
+            else "ix_messages_id_bytes"
+        ): search.Criteria(authorities=("332",), message_id="0f8fad5b-d9"),
+    }
+    for index, criteria in searches.items():
+        with captured(ledger.engine) as statements:
+            search.search(ledger, criteria)
+        reads = [sql for sql, _ in statements if "ORDER BY" in sql]
+        assert len(reads) == 1, statements
+        if ledger.engine.dialect.name == "sqlite":
+            plan = plans(ledger.engine, statements)[reads[0]]
+            assert f"USING INDEX {index} (direction=? AND authority=? AND " in plan, plan
+        else:
+            plan = _postgresql_plan(ledger, statements, reads[0])
+            lines = plan.splitlines()
+            at = next(n for n, line in enumerate(lines) if f" {index} " in line)
+            assert "Index Cond:" in lines[at + 1] and " < " in lines[at + 1], plan
+
+
+def _postgresql_plan(ledger: Ledger, statements: list[tuple[str, object]], sql: str) -> str:
+    params = next(p for s, p in statements if s == sql)
+    with ledger.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute("EXPLAIN " + sql, params)
+            return "\n".join(str(r[0]) for r in cur.fetchall())
+
+
+def test_the_end_of_a_beginnings_range_is_the_next_text_in_code_point_order() -> None:
+    assert after("abc") == "abd"
+    assert after("DUD-") == "DUD."
+    assert after("a\U0010ffff") == "b"
+    assert after("\U0010ffff\U0010ffff") is None
+    assert after("x\ud7ff") == "x\ue000"  # past the surrogates, which no UTF-8 holds
+    assert fold_ascii("dud-2026-é") == "DUD-2026-é"
