@@ -32,10 +32,10 @@ def vhost() -> Iterator[str]:
         delete_vhost(name)
 
 
-def _pg_database() -> Iterator[str]:
+def _pg_database(options: str = "") -> Iterator[str]:
     name = f"cafgw_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" {options}'.rstrip())  # type: ignore[arg-type]
     try:
         yield f"postgresql+psycopg://127.0.0.1:5432/{name}"
     finally:
@@ -54,6 +54,10 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same test on an SQLite file and on PostgreSQL."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
+    elif request.param == "postgresql-en-GB":  # a linguistic collation, as many servers have
+        yield from _pg_database(
+            "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-GB' LOCALE 'C.UTF-8'"
+        )
     else:
         yield from _pg_database()
 
