@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -131,15 +133,22 @@ def test_a_search_by_a_beginning_reads_the_matching_rows_by_index(ledger: Ledger
         ledger.record([replace(queued(), case_ref=f"WOL-{n:05d}") for n in range(3000)])
         with ledger.engine.begin() as conn:
             conn.execute(text("ANALYZE messages"))
-    searches = {
-        "ix_messages_case_folded": search.Criteria(authorities=("332",), case_ref="dud-2026-00"),
+    by_id = (
+        "ix_messages_message_id"
+        if ledger.engine.dialect.name == "sqlite"
+        else "ix_messages_id_bytes"
+    )
+    since = datetime(2000, 1, 1, tzinfo=UTC)  # SQLite took the dates' range of every message
+    searches = [
+        ("ix_messages_case_folded", search.Criteria(("332",), case_ref="dud-2026-00")),
         (
-            "ix_messages_message_id"
-            if ledger.engine.dialect.name == "sqlite"
-            else "ix_messages_id_bytes"
-        ): search.Criteria(authorities=("332",), message_id="0f8fad5b-d9"),
-    }
-    for index, criteria in searches.items():
+            "ix_messages_case_folded",
+            search.Criteria(("332",), case_ref="DUD-20", created_from=since),
+        ),
+        (by_id, search.Criteria(("332",), message_id="0f8fad5b-d9")),
+        (by_id, search.Criteria(("332",), message_id="0f8fad5b-d9", created_from=since)),
+    ]
+    for index, criteria in searches:
         with captured(ledger.engine) as statements:
             search.search(ledger, criteria)
         reads = [sql for sql, _ in statements if "ORDER BY" in sql]
@@ -171,3 +180,24 @@ def test_the_end_of_a_beginnings_range_is_the_next_text_in_code_point_order() ->
     assert after("\U0010ffff\U0010ffff") is None
     assert after("x\ud7ff") == "x\ue000"  # past the surrogates, which no UTF-8 holds
     assert fold_ascii("dud-2026-é") == "DUD-2026-é"
+
+
+def test_a_case_beginning_most_messages_share_walks_the_newest_until_a_page_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "DUD-2026" may be every case of the year: reading all of them from the case's index
+    # and sorting them would cost what the page walk without it costs at most.
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        _fill(ledger)
+        monkeypatch.setattr(search, "FEW_MAX", 4)
+        for case_ref, index in (
+            ("DUD-2026", "ix_messages_made (authority=?)"),
+            ("DUD-2027", "ix_messages_case_folded"),
+        ):
+            with captured(ledger.engine) as statements:
+                search.search(ledger, search.Criteria(("332",), case_ref=case_ref))
+            read = next(sql for sql, _ in statements if "ORDER BY" in sql)
+            assert f"USING INDEX {index}" in plans(ledger.engine, statements)[read]
+    finally:
+        ledger.engine.dispose()
