@@ -12,7 +12,11 @@ its period), written straight to the table (``bench.scrape.fill``). Then, best o
 - the retention's plan of the authority (``retention.plan.plan``): every message
   older than the shortest period is judged, none is due, so the whole ledger is read;
 - a message looked up by its id by an administrator (``Ledger.find`` naming the
-  hosted authorities), and the same naming no authority, as it did before.
+  hosted authorities), and the same naming no authority, as it did before;
+- the message search (``ledger.search``: the dashboard's search box, the API's
+  ``GET /v1/messages``) by an id's first eight characters, by one case's reference
+  typed in lower case (each case has five messages), by a beginning ten cases share,
+  and by one every message shares (``DUD-0``).
 
 Each should cost the same however long the history, but the plan, which reads it
 all once.
@@ -26,9 +30,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bench.scrape import AUTHORITY, PEER, fill, print_best
+from gateway.ledger import search
 from gateway.ledger.store import Ledger
 from gateway.ledger.tables import messages
 from gateway.retention import erasure
@@ -49,8 +54,11 @@ def main() -> None:
             last = conn.execute(
                 select(messages.c.message_id).order_by(messages.c.id.desc())
             ).first()
+            conn.execute(text("UPDATE messages SET case_ref = printf('DUD-%06d', id / 5)"))
+            conn.commit()
         assert last is not None
         message_id = last[0]
+        case = f"dud-{args.messages // 10:06d}"
         rules, limits = RetentionSettings(), Limits()
 
         def child() -> int:
@@ -69,8 +77,21 @@ def main() -> None:
                 message_id=message_id, authorities=(AUTHORITY, PEER)
             ),
             "a message by id, no authority named": lambda: ledger.find(message_id=message_id),
+            "search: an id's first 8 characters": lambda: search.search(
+                ledger, search.Criteria((AUTHORITY,), message_id=message_id[:8])
+            ),
+            "search: a case reference, in lower case": lambda: search.search(
+                ledger, search.Criteria((AUTHORITY,), case_ref=case)
+            ),
+            "search: a beginning ten cases share": lambda: search.search(
+                ledger, search.Criteria((AUTHORITY,), case_ref=case[:-1])
+            ),
+            "search: a beginning every message shares": lambda: search.search(
+                ledger, search.Criteria((AUTHORITY,), case_ref="DUD-0")
+            ),
         }
         assert child() == 5 and planned() == 0
+        assert len(search.search(ledger, search.Criteria((AUTHORITY,), case_ref=case))) == 5
         print(f"{args.messages:,} messages a year old, five a child")
         print_best(reads, args.rounds, width=9)
         ledger.engine.dispose()
