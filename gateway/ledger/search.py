@@ -2,17 +2,18 @@
 
 Read-only. The caller decides which authorities' rows may be searched
 (``Criteria.authorities``); nothing outside them is ever read. Ids and case
-references match as typed or by their beginning, so the first characters of
-a message id found in a log line are enough.
+references match whole or by their beginning (``MIN_PREFIX`` characters or
+more), so the first characters of a message id found in a log line are enough;
+a case reference whatever the case of its letters, an id in lower case or as
+typed. Each is a range of an index (``ledger.prefix``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, bindparam, func, literal, or_, select
 
 from gateway.ledger.core import as_utc
 from gateway.ledger.prefix import bytewise, fold_ascii, starting_with
@@ -172,36 +173,23 @@ def search(ledger: Ledger, c: Criteria) -> list[MessageRecord]:
     merged = len(authorities) > 1 and len(authorities) * (offset + limit) <= MERGED_MAX
     with ledger.transaction() as conn:
         few = _few(c) or (c.case_ref is not None and _few_cases(conn, c, authorities))
-        query = _page(ledger, c, authorities, few, merged, limit, offset)
+        made = unindexed(messages.c.created_at) if few else messages.c.created_at
+        query = (
+            ledger._record_select()
+            .where(
+                messages.c.authority == bindparam("authority")
+                if merged
+                else messages.c.authority.in_(authorities),
+                *_conditions(c, made),
+            )
+            .order_by(made.desc(), messages.c.id.desc())
+            .limit(offset + limit if merged else limit)
+            .offset(0 if merged else offset)
+        )
         if not merged:
             return [ledger._to_record(r) for r in conn.execute(query).all()]
         rows = newest_of_each(conn, query, authorities, messages.c.created_at)
     return [ledger._to_record(r) for r in rows[offset : offset + limit]]
-
-
-def _page(
-    ledger: Ledger,
-    c: Criteria,
-    authorities: list[str],
-    few: bool,
-    merged: bool,
-    limit: int,
-    offset: int,
-) -> Select[Any]:
-    """The statement of ``search``: for each authority in turn if ``merged``."""
-    made = unindexed(messages.c.created_at) if few else messages.c.created_at
-    return (
-        ledger._record_select()
-        .where(
-            messages.c.authority == bindparam("authority")
-            if merged
-            else messages.c.authority.in_(authorities),
-            *_conditions(c, made),
-        )
-        .order_by(made.desc(), messages.c.id.desc())
-        .limit(offset + limit if merged else limit)
-        .offset(0 if merged else offset)
-    )
 
 
 def with_history(ledger: Ledger, records: list[MessageRecord]) -> list[MessageRecord]:
