@@ -30,7 +30,7 @@ depends_on = None
 
 
 def _postgresql() -> bool:
-    return bool(op.get_bind().dialect.name == "postgresql")
+    return bool(op.get_context().dialect.name == "postgresql")  # offline too (--sql)
 
 
 def upgrade() -> None:
