@@ -23,7 +23,8 @@ from gateway.cli.common import (
     settings_from,
 )
 from gateway.cli.reports import outcome_table
-from gateway.context import build, load_adapters
+from gateway.context import build, ledger_authorities, load_adapters
+from gateway.ledger import search
 from gateway.ledger.status import Status
 from gateway.ledger.store import Ledger
 from gateway.runtime import check_broker, open_transport
@@ -124,7 +125,9 @@ def status(
 ) -> None:
     """Status history of a message (every copy this gateway holds)."""
     settings = settings_from(config)
-    records = Ledger.open(settings.database.url).find(message_id=message_id)
+    records = Ledger.open(settings.database.url).find(
+        message_id=message_id, authorities=ledger_authorities(settings)
+    )
     if not records:
         err_console.print(f"message {message_id} not found")
         raise typer.Exit(1)
@@ -147,14 +150,21 @@ def messages(
     status_: Status | None = typer.Option(None, "--status"),
     authority: str | None = typer.Option(None, "--authority"),
     since: datetime | None = typer.Option(None, "--since"),
-    limit: int = typer.Option(100, "--limit"),
+    limit: int = typer.Option(100, "--limit", min=1, max=search.MAX_LIMIT),
     as_json: bool = typer.Option(False, "--json"),
     config: Path | None = ConfigOption,
 ) -> None:
-    """List messages in the ledger, newest first."""
+    """List messages in the ledger (receipts too), newest first; --since: changed since."""
     settings = settings_from(config)
-    records = Ledger.open(settings.database.url).find(
-        authority=authority, status=status_, since=since, limit=limit, with_history=False
+    records = search.search(
+        Ledger.open(settings.database.url),
+        search.Criteria(
+            authorities=(authority,) if authority else ledger_authorities(settings),
+            statuses=(status_,) if status_ else (),
+            updated_from=since,
+            include_receipts=True,
+            limit=limit,
+        ),
     )
     if as_json:
         print_json([MessageOut.of(r).model_dump(mode="json") for r in records])
