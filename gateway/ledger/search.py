@@ -4,8 +4,8 @@ Read-only. The caller decides which authorities' rows may be searched
 (``Criteria.authorities``); nothing outside them is ever read. Ids and case
 references match whole or by their beginning (``MIN_PREFIX`` characters or
 more), so the first characters of a message id found in a log line are enough;
-a case reference whatever the case of its letters, an id in lower case or as
-typed. Each is a range of an index (``ledger.prefix``).
+a case reference whatever the case of its ASCII letters, an id as typed, in
+lower case or in upper case. Each is a range of an index (``ledger.prefix``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Connection, bindparam, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 
 from gateway.ledger.core import as_utc
 from gateway.ledger.prefix import bytewise, fold_ascii, starting_with
@@ -34,9 +43,11 @@ MERGED_MAX = 2_000
 # first, where one for any other finds the few in it by the statuses' index.
 SETTLED = frozenset({Status.DELIVERED, Status.DELIVERED_LOCAL, Status.ACKNOWLEDGED})
 # A search by a case reference's beginning is served by its index while fewer than
-# this many messages have it (counted there, no further: ``_few_cases``); past that,
-# the newest messages are walked until the page is full, as without the reference.
-FEW_MAX = 2_000
+# this many messages have it (counted there, no further: ``_few_cases``): read and
+# sorted, at most about 30 ms here. Past that, the newest messages are walked until the
+# page is full, as without the reference: quick if many of the newest match, but
+# through every newer message if they are all old (last year's ``DUD-2025``).
+FEW_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -61,26 +72,38 @@ class Criteria:
     offset: int = 0
 
 
-def _message_id(text: str) -> ColumnElement[bool]:
-    """The id ``text``, or (``MIN_PREFIX`` characters or more) the ids beginning with it.
+def _typed(text: str | None) -> str | None:
+    """An id or a case reference as searched: without the spaces around it, at most 64
+    characters; none if nothing is left (a search box left empty or blank)."""
+    return (text or "").strip()[:64] or None
 
-    Ids are lower-case UUIDs (the schema's ``Uuid``; the gateway's own are made so):
-    their beginning is matched in lower case, as typed too where that differs (a
-    rejected message's id is kept as it came)."""
-    text = text.strip()
+
+def _message_id(text: str, owners: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The id ``text``, or (``MIN_PREFIX`` characters or more) the ids beginning with it:
+    as typed, in lower case or in upper case. Ids are lower-case UUIDs (the schema's
+    ``Uuid``; the gateway's own are made so), but a quarantined message's is kept as it
+    came. ``owners``: the authorities' condition.
+
+    Each spelling is a range of the id index read on its own, the rows found by key:
+    as an ``OR`` of the ranges beside the authority, SQLite took every message of the
+    authority from another index instead."""
     if len(text) < MIN_PREFIX:
         return messages.c.message_id == text
-    as_typed = starting_with(bytewise(messages.c.message_id), text)
-    lower = text.lower()
-    if lower == text:
-        return as_typed
-    return or_(starting_with(bytewise(messages.c.message_id), lower), as_typed)
+    spellings = dict.fromkeys((text, text.lower(), text.upper()))
+    found = union_all(
+        *(
+            select(messages.c.id).where(
+                EITHER_DIRECTION, owners, starting_with(bytewise(messages.c.message_id), each)
+            )
+            for each in spellings
+        )
+    )
+    return messages.c.id.in_(found.scalar_subquery())
 
 
 def _case_ref(text: str) -> ColumnElement[bool]:
     """The case reference ``text`` (or, ``MIN_PREFIX`` characters or more, those beginning
     with it), whatever the case of its ASCII letters."""
-    text = text.strip()
     folded = func.upper(bytewise(messages.c.case_ref))
     if len(text) < MIN_PREFIX:
         return folded == fold_ascii(text)
@@ -95,42 +118,53 @@ def _few(c: Criteria) -> bool:
 
     A case reference's beginning may be shared by most of an authority's messages
     (``DUD-2026``): it is few if its index holds fewer than ``FEW_MAX`` of them
-    (``_few_cases``)."""
+    (``_few_cases``); a reference too short to be a beginning is one case's."""
     return bool(
         c.child_key
         or c.correlation_id
         or c.message_id
+        or (c.case_ref and len(c.case_ref) < MIN_PREFIX)  # one case's, whole
         or (c.statuses and not SETTLED.intersection(c.statuses))
     )
 
 
-def _few_cases(conn: Connection, c: Criteria, authorities: list[str]) -> bool:
+def _few_cases(conn: Connection, case_ref: str, authorities: list[str]) -> bool:
     """Whether fewer than ``FEW_MAX`` messages of ``authorities`` have a case reference as
-    ``c`` asks, counted in its index (``ix_messages_case_folded``) no further."""
-    assert c.case_ref is not None
+    ``case_ref`` asks, counted in its index (``ix_messages_case_folded``) no further: an
+    authority at a time, as over several SQLite counts in ``ix_messages_case``, every
+    entry of the authorities."""
     matching = (
         select(literal(1))
         .where(
             EITHER_DIRECTION,
-            messages.c.authority.in_(authorities),
-            _case_ref(c.case_ref[:64]),
+            messages.c.authority == bindparam("authority"),
+            _case_ref(case_ref),
         )
-        .limit(FEW_MAX)
+        .limit(bindparam("left"))
         .subquery()
     )
-    return int(conn.execute(select(func.count()).select_from(matching)).scalar_one()) < FEW_MAX
+    count = select(func.count()).select_from(matching)
+    left = FEW_MAX
+    for code in authorities:
+        left -= int(conn.execute(count, {"authority": code, "left": left}).scalar_one())
+        if left <= 0:
+            return False
+    return True
 
 
-def _conditions(c: Criteria, made: ColumnElement[datetime]) -> list[ColumnElement[bool]]:
-    """What ``c`` asks of a message; ``made``: its creation time as the search orders by it."""
+def _conditions(
+    c: Criteria, made: ColumnElement[datetime], owners: ColumnElement[bool]
+) -> list[ColumnElement[bool]]:
+    """What ``c`` asks of a message; ``made``: its creation time as the search orders by it;
+    ``owners``: the authorities' condition."""
     m = messages.c
     found: list[ColumnElement[bool]] = []
-    if c.direction is None and (c.child_key or c.statuses or c.message_id or c.case_ref):
+    if c.direction is None and (c.child_key or c.statuses or c.case_ref):
         found.append(EITHER_DIRECTION)  # before the column searched, in its index
     if c.message_id:
-        found.append(_message_id(c.message_id[:64]))
+        found.append(_message_id(c.message_id, owners))
     if c.case_ref:
-        found.append(_case_ref(c.case_ref[:64]))
+        found.append(_case_ref(c.case_ref))
     if c.child_key:
         found.append(m.child_key == c.child_key)
     if c.correlation_id:
@@ -169,19 +203,25 @@ def search(ledger: Ledger, c: Criteria) -> list[MessageRecord]:
     authorities = sorted(set(c.authorities))
     if not authorities:
         return []
+    c = replace(c, message_id=_typed(c.message_id), case_ref=_typed(c.case_ref))
     limit, offset = max(1, min(c.limit, MAX_LIMIT)), max(0, c.offset)
     merged = len(authorities) > 1 and len(authorities) * (offset + limit) <= MERGED_MAX
+
+    def of_authorities(authority: ColumnElement[str]) -> ColumnElement[bool]:
+        return authority == bindparam("authority") if merged else authority.in_(authorities)
+
+    owners = of_authorities(messages.c.authority)
+    if c.message_id and len(c.message_id) >= MIN_PREFIX:
+        # Found by key in ``_message_id``: by the authority, SQLite read every message of it.
+        outer = of_authorities(unindexed(messages.c.authority))
+    else:
+        outer = owners
     with ledger.transaction() as conn:
-        few = _few(c) or (c.case_ref is not None and _few_cases(conn, c, authorities))
+        few = _few(c) or (c.case_ref is not None and _few_cases(conn, c.case_ref, authorities))
         made = unindexed(messages.c.created_at) if few else messages.c.created_at
         query = (
             ledger._record_select()
-            .where(
-                messages.c.authority == bindparam("authority")
-                if merged
-                else messages.c.authority.in_(authorities),
-                *_conditions(c, made),
-            )
+            .where(outer, *_conditions(c, made, owners))
             .order_by(made.desc(), messages.c.id.desc())
             .limit(offset + limit if merged else limit)
             .offset(0 if merged else offset)

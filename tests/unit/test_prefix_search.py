@@ -33,19 +33,21 @@ CASE_REFS = (
     "SAN-2026-00417",
     "DUD",
 )
-# Ids that share a beginning with the first two in a linguistic collation's order,
-# where a hyphen counts only to break a tie: a range in it would hold some of them.
+# Ids beside the first two: one beginning the same up to a hyphen's place, one
+# before and one after them, one stored in upper case as a quarantined message's may be.
 IDS = (
     "0f8fad5b-d9cb-469f-a165-70867728950e",
     "0f8fad5b-d9cb-469f-a165-70867728950f",
     "0f8fad5bd-9cb-469f-a165-70867728950e",
     "0f8fad5c-0000-469f-a165-70867728950e",
     "0f8fad5a-ffff-469f-a165-70867728950e",
+    "0F8FAD5B-D9CB-469F-A165-70867728950A",
     "QUARANTINED-AS-IT-CAME",
 )
 
 
-# And PostgreSQL in a linguistic collation, where a range of text is not a prefix.
+# And PostgreSQL in a linguistic collation (ICU's), where a range of text is not a
+# prefix: "DUD_" and "DUD-2026%" sort among other letters and punctuation there.
 on_every_collation = pytest.mark.parametrize(
     "ledger_url",
     [
@@ -110,17 +112,33 @@ def test_a_case_reference_is_found_by_its_beginning_in_any_case_and_nothing_else
 
 
 @on_every_collation
-def test_a_message_id_is_found_by_its_beginning_as_typed_or_in_lower_case(
+def test_a_message_id_is_found_by_its_beginning_as_typed_or_in_either_case(
     ledger: Ledger,
 ) -> None:
     _fill(ledger)
-    assert _ids(ledger, message_id="0f8fad5b-") == set(IDS[:2])
-    assert _ids(ledger, message_id="0F8FAD5B-D9CB") == set(IDS[:2])
-    assert _ids(ledger, message_id="0f8fad5b") == set(IDS[:3])
+    upper = IDS[5]
+    assert _ids(ledger, message_id="0f8fad5b-") == {*IDS[:2], upper}
+    assert _ids(ledger, message_id="0F8FAD5B-D9CB") == {*IDS[:2], upper}
+    assert _ids(ledger, message_id="0f8fad5b") == {*IDS[:3], upper}
     assert _ids(ledger, message_id=IDS[0]) == {IDS[0]}
-    # A rejected message's id, kept as it came: its beginning as typed.
-    assert _ids(ledger, message_id="QUARANTINED-AS") == {"QUARANTINED-AS-IT-CAME"}
+    assert _ids(ledger, message_id=upper.lower()) == {upper}
+    # A quarantined message's id, kept as it came, in any of the three spellings.
+    assert _ids(ledger, message_id="quarantined-as") == {"QUARANTINED-AS-IT-CAME"}
     assert _ids(ledger, message_id="0f8") == set()  # shorter than MIN_PREFIX: whole ids only
+
+
+@on_both
+def test_a_search_box_left_empty_or_blank_is_no_filter_and_counts_nothing(
+    ledger: Ledger,
+) -> None:
+    # ``GET /v1/messages?case_ref=`` passes an empty string: before the fix of a review,
+    # it was counted, found "few", and every message of the authority read and sorted.
+    _fill(ledger)
+    everything = _ids(ledger)
+    for blank in ("", "   "):
+        with captured(ledger.engine) as statements:
+            assert _ids(ledger, case_ref=blank, message_id=blank) == everything
+        assert not [sql for sql, _ in statements if "count(" in sql.lower()], statements
 
 
 @on_both
@@ -139,28 +157,42 @@ def test_a_search_by_a_beginning_reads_the_matching_rows_by_index(ledger: Ledger
         else "ix_messages_id_bytes"
     )
     since = datetime(2000, 1, 1, tzinfo=UTC)  # SQLite took the dates' range of every message
-    searches = [
+    both = ("332", "336")  # the count, an authority at a time: over both, SQLite took
+    searches = [  # ix_messages_case, every entry of them
         ("ix_messages_case_folded", search.Criteria(("332",), case_ref="dud-2026-00")),
+        ("ix_messages_case_folded", search.Criteria(both, case_ref="dud-2026-00")),
+        ("ix_messages_case_folded", search.Criteria(both, case_ref="DUD", limit=500)),
         (
             "ix_messages_case_folded",
             search.Criteria(("332",), case_ref="DUD-20", created_from=since),
         ),
         (by_id, search.Criteria(("332",), message_id="0f8fad5b-d9")),
+        (by_id, search.Criteria(both, message_id="0F8FAD5B-d9", limit=500)),
         (by_id, search.Criteria(("332",), message_id="0f8fad5b-d9", created_from=since)),
     ]
     for index, criteria in searches:
         with captured(ledger.engine) as statements:
             search.search(ledger, criteria)
         reads = [sql for sql, _ in statements if "ORDER BY" in sql]
-        assert len(reads) == 1, statements
+        assert reads, statements
         if ledger.engine.dialect.name == "sqlite":
-            plan = plans(ledger.engine, statements)[reads[0]]
-            assert f"USING INDEX {index} (direction=? AND authority=? AND " in plan, plan
+            for sql, plan in plans(ledger.engine, statements).items():
+                searched = [
+                    line
+                    for line in plan.splitlines()
+                    if "messages" in line and "USING INTEGER PRIMARY KEY (rowid=?)" not in line
+                ]  # an id's messages are read by key, once its index found them
+                assert searched, plan
+                assert all(
+                    f"INDEX {index} (direction=? AND authority=? AND " in line for line in searched
+                ), (sql, plan)
         else:
             plan = _postgresql_plan(ledger, statements, reads[0])
             lines = plan.splitlines()
             at = next(n for n, line in enumerate(lines) if f" {index} " in line)
-            assert "Index Cond:" in lines[at + 1] and " < " in lines[at + 1], plan
+            searched = lines[at + 1]
+            assert "Index Cond:" in searched, plan
+            assert "upper((case_ref)" in searched or "(message_id)" in searched, plan
 
 
 def _postgresql_plan(ledger: Ledger, statements: list[tuple[str, object]], sql: str) -> str:
