@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, and_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ColumnClause, FunctionElement
+
+from gateway.ledger.unindexed import AsColumn
 
 _T = TypeVar("_T")
 
@@ -34,19 +35,10 @@ _LAST = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)  # no UTF-8 encodes these: not a value to bind
 
 
-class bytewise(FunctionElement[_T]):  # noqa: N801 - used as a function, as SQLAlchemy's are
+class bytewise(AsColumn[_T]):  # noqa: N801 - used as a function, as SQLAlchemy's are
     """``column`` compared byte by byte (code point by code point) on every database."""
 
     inherit_cache = True
-
-    def __init__(self, column: ColumnClause[_T] | ColumnElement[_T]) -> None:
-        self.type = column.type  # first: the element's comparator is made of its type
-        super().__init__(column)
-
-
-@compiles(bytewise)
-def _as_is(element: bytewise[Any], compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
 
 
 @compiles(bytewise, "postgresql")

@@ -25,9 +25,10 @@ from sqlalchemy.sql.expression import ColumnClause, FunctionElement
 _T = TypeVar("_T")
 
 
-class unindexed(FunctionElement[_T]):  # noqa: N801 - used as a function, as SQLAlchemy's are
-    """``column`` as a value no index of SQLite's is searched by, of the column's type: a
-    value compared with it is bound as one compared with the column would be."""
+class AsColumn(FunctionElement[_T]):
+    """A column as written on most databases, and otherwise on some (a subclass's
+    ``@compiles`` for them), of the column's type: a value compared with it is bound as
+    one compared with the column would be."""
 
     inherit_cache = True
 
@@ -36,9 +37,15 @@ class unindexed(FunctionElement[_T]):  # noqa: N801 - used as a function, as SQL
         super().__init__(column)
 
 
-@compiles(unindexed)
-def _plain(element: unindexed[Any], compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(AsColumn)
+def _plain(element: AsColumn[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(element.clauses, **kw)
+
+
+class unindexed(AsColumn[_T]):  # noqa: N801 - used as a function, as SQLAlchemy's are
+    """``column`` as a value no index of SQLite's is searched by."""
+
+    inherit_cache = True
 
 
 @compiles(unindexed, "sqlite")
