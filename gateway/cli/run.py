@@ -59,7 +59,9 @@ def _feed_demo(running: Running, root: Path) -> None:
         records = [
             r
             for m in sent_ids
-            for r in gw.ledger.find(message_id=m, direction=Direction.OUTBOUND, with_history=False)
+            for r in gw.ledger.find(
+                message_id=m, authority=authority, direction=Direction.OUTBOUND, with_history=False
+            )
         ]
         if records and all(r.status in (Status.DELIVERED, Status.REJECTED) for r in records):
             break
