@@ -58,14 +58,6 @@ class AdapterSet:
         self.by_name = MappingProxyType(dict(fresh.by_name))
 
 
-def ledger_authorities(settings: Settings) -> tuple[str, ...]:
-    """Every authority a ledger row may be of: the region's (hosted here now, or once)
-    and the regional group (its received copies). Named in a look-up by message id or
-    in a list of messages, they let the indexes that begin with the authority find
-    the rows (``Caller.looks_in``, the CLI's ``status`` and ``messages``)."""
-    return (*sorted(settings.directory.authorities), REGIONAL)
-
-
 @dataclass(frozen=True)
 class Gateway:
     """Everything a service needs, built once at start."""
@@ -88,8 +80,10 @@ class Gateway:
 
     @property
     def ledger_authorities(self) -> tuple[str, ...]:
-        """``ledger_authorities`` of this gateway's settings."""
-        return ledger_authorities(self.settings)
+        """Every authority a ledger row may be of: the region's (hosted here now, or
+        once) and the regional group (its received copies). Named in a look-up by
+        message id, they let the message-id index find it (``Caller.looks_in``)."""
+        return (*sorted(self.settings.directory.authorities), REGIONAL)
 
     @property
     def signers(self) -> Mapping[str, Signer]:

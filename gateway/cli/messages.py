@@ -23,10 +23,10 @@ from gateway.cli.common import (
     settings_from,
 )
 from gateway.cli.reports import outcome_table
-from gateway.context import build, ledger_authorities, load_adapters
+from gateway.context import build, load_adapters
 from gateway.ledger import search
 from gateway.ledger.status import Status
-from gateway.ledger.store import Ledger
+from gateway.ledger.store import Ledger, authorities_held
 from gateway.runtime import check_broker, open_transport
 from gateway.services import delivery, outbound
 
@@ -124,10 +124,10 @@ def status(
     config: Path | None = ConfigOption,
 ) -> None:
     """Status history of a message (every copy this gateway holds)."""
-    settings = settings_from(config)
-    records = Ledger.open(settings.database.url).find(
-        message_id=message_id, authorities=ledger_authorities(settings)
-    )
+    ledger = Ledger.open(settings_from(config).database.url)
+    with ledger.transaction() as conn:
+        held = authorities_held(conn)  # named, the id's index finds the copies
+    records = ledger.find(message_id=message_id, authorities=held)
     if not records:
         err_console.print(f"message {message_id} not found")
         raise typer.Exit(1)
@@ -155,11 +155,13 @@ def messages(
     config: Path | None = ConfigOption,
 ) -> None:
     """List messages in the ledger (receipts too), newest first; --since: changed since."""
-    settings = settings_from(config)
+    ledger = Ledger.open(settings_from(config).database.url)
+    with ledger.transaction() as conn:
+        held = (authority,) if authority else authorities_held(conn)
     records = search.search(
-        Ledger.open(settings.database.url),
+        ledger,
         search.Criteria(
-            authorities=(authority,) if authority else ledger_authorities(settings),
+            authorities=held,
             statuses=(status_,) if status_ else (),
             updated_from=since,
             include_receipts=True,

@@ -128,18 +128,14 @@ def _few(c: Criteria) -> bool:
     )
 
 
-def _few_cases(conn: Connection, case_ref: str, authorities: list[str]) -> bool:
-    """Whether fewer than ``FEW_MAX`` messages of ``authorities`` have a case reference as
-    ``case_ref`` asks, counted in its index (``ix_messages_case_folded``) no further: an
-    authority at a time, as over several SQLite counts in ``ix_messages_case``, every
-    entry of the authorities."""
+def _fewer_than_max(conn: Connection, authorities: list[str], *where: ColumnElement[bool]) -> bool:
+    """Whether fewer than ``FEW_MAX`` messages of ``authorities`` match ``where`` (a case
+    reference's beginning, a change since a time), counted in the index that serves it
+    no further: an authority at a time, as over several SQLite counted every entry of
+    them in another (``ix_messages_case``, for a case)."""
     matching = (
         select(literal(1))
-        .where(
-            EITHER_DIRECTION,
-            messages.c.authority == bindparam("authority"),
-            _case_ref(case_ref),
-        )
+        .where(messages.c.authority == bindparam("authority"), *where)
         .limit(bindparam("left"))
         .subquery()
     )
@@ -152,17 +148,25 @@ def _few_cases(conn: Connection, case_ref: str, authorities: list[str]) -> bool:
     return True
 
 
-def _conditions(
-    c: Criteria, made: ColumnElement[datetime], owners: ColumnElement[bool]
-) -> list[ColumnElement[bool]]:
-    """What ``c`` asks of a message; ``made``: its creation time as the search orders by it;
-    ``owners``: the authorities' condition."""
+@dataclass(frozen=True)
+class _Named:
+    """How the page's statement names what SQLite may search it by (``search``)."""
+
+    owners: ColumnElement[bool]  # the authorities', as an index's first column
+    made: ColumnElement[datetime]  # when made, as ordered by
+    changed: ColumnElement[datetime]  # when last changed
+    by_key: bool  # an id's beginning: its rows found by key (``_message_id``)
+
+
+def _conditions(c: Criteria, named: _Named) -> list[ColumnElement[bool]]:
+    """What ``c`` asks of a message, named as ``named`` says."""
     m = messages.c
     found: list[ColumnElement[bool]] = []
-    if c.direction is None and (c.child_key or c.statuses or c.case_ref):
+    searched = c.child_key or c.statuses or c.case_ref or (c.message_id and not named.by_key)
+    if c.direction is None and searched:
         found.append(EITHER_DIRECTION)  # before the column searched, in its index
     if c.message_id:
-        found.append(_message_id(c.message_id, owners))
+        found.append(_message_id(c.message_id, named.owners))
     if c.case_ref:
         found.append(_case_ref(c.case_ref))
     if c.child_key:
@@ -172,7 +176,9 @@ def _conditions(
     if c.statuses:
         found.append(m.status.in_([s.value for s in c.statuses]))
     if c.direction is not None:
-        found.append(m.direction == c.direction.value)
+        # Beside an id's rows found by key, SQLite searched every message of the direction.
+        direction = unindexed(m.direction) if named.by_key else m.direction
+        found.append(direction == c.direction.value)
     if c.message_type:
         found.append(m.message_type == c.message_type)
     elif not c.include_receipts:
@@ -180,11 +186,11 @@ def _conditions(
     if c.counterparty:
         found.append(or_(m.sender == c.counterparty, m.recipient == c.counterparty))
     if c.created_from is not None:
-        found.append(made >= c.created_from)
+        found.append(named.made >= c.created_from)
     if c.created_to is not None:
-        found.append(made < c.created_to)
+        found.append(named.made < c.created_to)
     if c.updated_from is not None:
-        found.append(m.updated_at >= c.updated_from)
+        found.append(named.changed >= c.updated_from)
     if not c.include_restricted:
         found.append(m.restricted.is_(False))
     return found
@@ -211,18 +217,31 @@ def search(ledger: Ledger, c: Criteria) -> list[MessageRecord]:
         return authority == bindparam("authority") if merged else authority.in_(authorities)
 
     owners = of_authorities(messages.c.authority)
-    if c.message_id and len(c.message_id) >= MIN_PREFIX:
-        # Found by key in ``_message_id``: by the authority, SQLite read every message of it.
-        outer = of_authorities(unindexed(messages.c.authority))
-    else:
-        outer = owners
+    by_key = bool(c.message_id) and len(c.message_id or "") >= MIN_PREFIX
+    # An id's rows are found by key (``_message_id``): by the authority, SQLite read every
+    # message of it.
+    outer = of_authorities(unindexed(messages.c.authority)) if by_key else owners
     with ledger.transaction() as conn:
-        few = _few(c) or (c.case_ref is not None and _few_cases(conn, c.case_ref, authorities))
-        made = unindexed(messages.c.created_at) if few else messages.c.created_at
+        cases = [EITHER_DIRECTION, _case_ref(c.case_ref)] if c.case_ref else []
+        few = _few(c) or bool(cases and _fewer_than_max(conn, authorities, *cases))
+        # Few changed since: read from ``ix_messages_changed`` and sorted (a local system
+        # asking what changed since its last look); many: the newest walked, as without.
+        changed_few = (
+            not few
+            and c.updated_from is not None
+            and _fewer_than_max(conn, authorities, messages.c.updated_at >= c.updated_from)
+        )
+        changed = messages.c.updated_at
+        named = _Named(
+            owners=owners,
+            made=unindexed(messages.c.created_at) if few or changed_few else messages.c.created_at,
+            changed=changed if changed_few else unindexed(changed),
+            by_key=by_key,
+        )
         query = (
             ledger._record_select()
-            .where(outer, *_conditions(c, made, owners))
-            .order_by(made.desc(), messages.c.id.desc())
+            .where(outer, *_conditions(c, named))
+            .order_by(named.made.desc(), messages.c.id.desc())
             .limit(offset + limit if merged else limit)
             .offset(0 if merged else offset)
         )

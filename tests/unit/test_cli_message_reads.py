@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 from gateway.cli import app
 from gateway.ledger.core import make_engine
 from gateway.ledger.status import Status
+from gateway.ledger.store import authorities_held
+from gateway.ledger.tables import messages
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,6 +80,23 @@ def test_a_message_is_looked_up_by_id_in_the_id_index(tmp_path: Path) -> None:
     shown, statements = _cafgw(tmp_path, "status", wanted)
     assert [m["message_id"] for m in json.loads(shown)] == [wanted]
     assert _whole_reads(tmp_path, statements) == {}
+
+
+def test_a_copy_held_for_an_authority_no_longer_in_the_directory_is_still_found(
+    tmp_path: Path,
+) -> None:
+    # The authorities a look-up names are those the ledger holds messages of (a second
+    # review: naming the directory's alone, a council removed from it was lost to both).
+    gw = make_gateway(tmp_path, hosted=("332",))
+    gone, pk = put(gw, "332", "336", Status.ACCEPTED, Status.SIGNED)
+    with gw.ledger.transaction() as conn:
+        conn.execute(messages.update().where(messages.c.id == pk).values(authority="329"))
+    shown, _ = _cafgw(tmp_path, "status", gone)
+    assert [(m["message_id"], m["authority"]) for m in json.loads(shown)] == [(gone, "329")]
+    listed, _ = _cafgw(tmp_path, "messages")
+    assert [m["message_id"] for m in json.loads(listed)] == [gone]
+    with gw.ledger.transaction() as conn:
+        assert authorities_held(conn) == ("329",)
 
 
 def test_messages_are_listed_newest_first_receipts_too_by_index(tmp_path: Path) -> None:

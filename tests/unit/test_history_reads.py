@@ -18,7 +18,7 @@ from support.sql import captured, plans, unbounded
 from gateway.api.app import create_app
 from gateway.api.auth import ApiKeys
 from gateway.context import Gateway
-from gateway.ledger import audit, stats
+from gateway.ledger import audit, search, stats
 from gateway.ledger.status import Status
 from gateway.ops.flows import flows
 
@@ -149,6 +149,7 @@ BY_STATUS = (
 BY_CHILD = (
     "SEARCH messages USING INDEX ix_messages_child (direction=? AND authority=? AND child_key=?)"
 )
+BY_CHANGE = "SEARCH messages USING INDEX ix_messages_changed (authority=? AND updated_at>?)"
 
 
 @pytest.mark.parametrize(
@@ -240,3 +241,27 @@ def test_the_flows_count_the_messages_made_since_the_window_began_and_no_others(
     assert (cells[("332", "336")].in_flight, cells[("332", "336")].delivered) == (1, 0)
     assert cells[("332", "333")].in_flight == 1
     assert flows(gw.ledger, ["332"], since - timedelta(hours=3))[1].delivered == 1
+
+
+@pytest.mark.parametrize(("few_max", "plan"), [(1000, BY_CHANGE), (1, PAGE_PLAN)])
+def test_what_changed_since_a_time_is_read_by_its_index_or_walked_if_most_did(
+    client: tuple[TestClient, dict[str, dict[str, str]], Gateway],
+    few_max: int,
+    plan: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A local system asking what changed since its last look: few did, read from the
+    # index of changes and sorted; before, the newest walked to the end. Since long ago
+    # (most did): the newest walked until the page is full, not all of them sorted.
+    http, auth, gw = client
+    monkeypatch.setattr(search, "FEW_MAX", few_max)
+    since = (gw.clock() - timedelta(days=1)).isoformat()
+    with captured(gw.ledger.engine) as statements:
+        answer = http.get("/v1/messages", headers=auth["332"], params={"since": since})
+    assert answer.status_code == 200, answer.text
+    assert answer.json(), "the region's messages changed within the day"
+    found = plans(gw.ledger.engine, statements)
+    reads = [p for sql, p in found.items() if "FROM messages" in sql and "ORDER BY" in sql]
+    assert [p.splitlines()[0] for p in reads] == [plan], reads
+    if plan == PAGE_PLAN:
+        assert "TEMP B-TREE" not in reads[0], reads
