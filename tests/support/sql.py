@@ -12,8 +12,9 @@ from sqlalchemy import Engine, event
 
 
 @contextmanager
-def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    """Every statement run on ``engine`` (SQL text, parameters) while the block runs."""
+def captured(engine: Engine | type[Engine]) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement run on ``engine`` (SQL text, parameters) while the block runs; on
+    every engine, given the class (a command that opens its own)."""
     seen: list[tuple[str, Any]] = []
 
     def before(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:

@@ -6,16 +6,14 @@ of the authority (issue 14)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ops_helpers import Clock, make_gateway, put
-from sqlalchemy import Engine, event
-from support.sql import plans, unbounded
+from sqlalchemy import Engine
+from support.sql import captured, plans, unbounded
 from typer.testing import CliRunner
 
 from gateway.cli import app
@@ -33,28 +31,13 @@ runner = CliRunner()
 NEWEST = "SEARCH messages USING INDEX ix_messages_made (authority=?)"
 
 
-@contextmanager
-def every_statement() -> Iterator[list[tuple[str, Any]]]:
-    """Every statement any engine runs meanwhile (the command opens its own)."""
-    seen: list[tuple[str, Any]] = []
-
-    def before(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        seen.append((statement, params))
-
-    event.listen(Engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", before)
-
-
 def _cafgw(tmp_path: Path, *args: str) -> tuple[str, list[tuple[str, Any]]]:
     env = {
         "CAFGW_KEYS_DIR": str(tmp_path / "keys"),
         "CAFGW_DATABASE__URL": f"sqlite:///{tmp_path / 'ledger.db'}",
         "CAFGW_HOSTED": '["332"]',
     }
-    with every_statement() as statements:
+    with captured(Engine) as statements:
         done = runner.invoke(app, [*args, "--json", "--config", str(CONFIG)], env=env)
     assert done.exit_code == 0, done.output
     return done.output, statements
