@@ -42,11 +42,11 @@ MERGED_MAX = 2_000
 # Where most messages end: a search for one of these walks the messages newest
 # first, where one for any other finds the few in it by the statuses' index.
 SETTLED = frozenset({Status.DELIVERED, Status.DELIVERED_LOCAL, Status.ACKNOWLEDGED})
-# A search by a case reference's beginning is served by its index while fewer than
-# this many messages have it (counted there, no further: ``_few_cases``): read and
-# sorted, at most about 30 ms here. Past that, the newest messages are walked until the
-# page is full, as without the reference: quick if many of the newest match, but
-# through every newer message if they are all old (last year's ``DUD-2025``).
+# A search by a case reference's beginning, or for what changed since a time, is served
+# by its index while fewer than this many messages match (counted there, no further:
+# ``_fewer_than_max``): read and sorted, at most about 30 ms here. Past that, the newest
+# messages are walked until the page is full, as without it: quick if many of the newest
+# match, but through every newer message if they are all old (last year's ``DUD-2025``).
 FEW_MAX = 10_000
 
 
@@ -118,7 +118,7 @@ def _few(c: Criteria) -> bool:
 
     A case reference's beginning may be shared by most of an authority's messages
     (``DUD-2026``): it is few if its index holds fewer than ``FEW_MAX`` of them
-    (``_few_cases``); a reference too short to be a beginning is one case's."""
+    (``_fewer_than_max``); a reference too short to be a beginning is one case's."""
     return bool(
         c.child_key
         or c.correlation_id
