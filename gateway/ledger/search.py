@@ -78,6 +78,11 @@ def _typed(text: str | None) -> str | None:
     return (text or "").strip()[:64] or None
 
 
+def _whole(text: str) -> bool:
+    """Whether ``text`` is too short to be a beginning (``MIN_PREFIX``): matched whole."""
+    return len(text) < MIN_PREFIX
+
+
 def _message_id(text: str, owners: ColumnElement[bool]) -> ColumnElement[bool]:
     """The id ``text``, or (``MIN_PREFIX`` characters or more) the ids beginning with it:
     as typed, in lower case or in upper case. Ids are lower-case UUIDs (the schema's
@@ -87,7 +92,7 @@ def _message_id(text: str, owners: ColumnElement[bool]) -> ColumnElement[bool]:
     Each spelling is a range of the id index read on its own, the rows found by key:
     as an ``OR`` of the ranges beside the authority, SQLite took every message of the
     authority from another index instead."""
-    if len(text) < MIN_PREFIX:
+    if _whole(text):
         return messages.c.message_id == text
     spellings = dict.fromkeys((text, text.lower(), text.upper()))
     found = union_all(
@@ -105,7 +110,7 @@ def _case_ref(text: str) -> ColumnElement[bool]:
     """The case reference ``text`` (or, ``MIN_PREFIX`` characters or more, those beginning
     with it), whatever the case of its ASCII letters."""
     folded = func.upper(bytewise(messages.c.case_ref))
-    if len(text) < MIN_PREFIX:
+    if _whole(text):
         return folded == fold_ascii(text)
     return starting_with(folded, fold_ascii(text))
 
@@ -123,7 +128,7 @@ def _few(c: Criteria) -> bool:
         c.child_key
         or c.correlation_id
         or c.message_id
-        or (c.case_ref and len(c.case_ref) < MIN_PREFIX)  # one case's, whole
+        or (c.case_ref is not None and _whole(c.case_ref))  # one case's
         or (c.statuses and not SETTLED.intersection(c.statuses))
     )
 
@@ -217,7 +222,7 @@ def search(ledger: Ledger, c: Criteria) -> list[MessageRecord]:
         return authority == bindparam("authority") if merged else authority.in_(authorities)
 
     owners = of_authorities(messages.c.authority)
-    by_key = bool(c.message_id) and len(c.message_id or "") >= MIN_PREFIX
+    by_key = c.message_id is not None and not _whole(c.message_id)
     # An id's rows are found by key (``_message_id``): by the authority, SQLite read every
     # message of it.
     outer = of_authorities(unindexed(messages.c.authority)) if by_key else owners

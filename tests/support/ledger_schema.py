@@ -241,6 +241,11 @@ def _columns(sql: str) -> str:
     return _condition(sql.split(" WHERE ", 1)[0].split("(", 1)[1])
 
 
+def _on_expression(index: Index) -> bool:
+    """Whether ``index`` holds an expression, not only columns."""
+    return any(not isinstance(e, Column) for e in index.expressions)
+
+
 def _expression_indexes(dialect: str) -> list[tuple[str, Index]]:
     """The code's indexes on an expression made on ``dialect`` (some on one database only:
     ``Index.ddl_if``, which SQLAlchemy keeps on the index with no public way to read it,
@@ -250,9 +255,7 @@ def _expression_indexes(dialect: str) -> list[tuple[str, Index]]:
         for table in part.tables.values():
             for index in table.indexes:
                 only = getattr(index, "_ddl_if", None)
-                if any(not isinstance(e, Column) for e in index.expressions) and (
-                    only is None or only.dialect in (None, dialect)
-                ):
+                if _on_expression(index) and (only is None or only.dialect in (None, dialect)):
                     found.append((str(index.name), index))
     return found
 
@@ -265,14 +268,14 @@ def _expression_differences(conn: Connection) -> list[Any]:
         name: _columns(str(CreateIndex(index).compile(dialect=dialect)))
         for name, index in _expression_indexes(dialect.name)
     }
-    # Alembic compares the others; one it does not know of is an index made here that the
-    # code has on another database only, or an expression index the code does not have.
+    # Alembic compares the code's indexes of columns only; one it does not know of is an
+    # index made here that the code has on another database only, or an expression index
+    # the code does not have.
     compared = {
         str(index.name)
         for table in code_tables().tables.values()
         for index in table.indexes
-        if str(index.name) not in {name for name, _ in _expression_indexes("postgresql")}
-        and str(index.name) not in {name for name, _ in _expression_indexes("sqlite")}
+        if not _on_expression(index)
     }
     built = {
         name: _columns(sql)
